@@ -1,0 +1,1 @@
+//! Input durations from the stderr banner, expected output duration, percent. PENDING (helper).

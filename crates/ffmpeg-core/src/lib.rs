@@ -1,0 +1,28 @@
+//! `ffmpeg-core`: a model of ffmpeg's command line, a sandbox for the paths it names, and a
+//! parser for its `-progress` output.
+//!
+//! This crate is pure: it knows nothing of jobs, HTTP, databases or async runtimes, spawns no
+//! process, and does no I/O beyond what path containment needs (canonicalising the data
+//! directory and the existing part of a path). Other Rust programs can use it alone.
+//!
+//! - [`command`]: split a command line (without the word `ffmpeg`) and parse it into ffmpeg's
+//!   grammar: global options, inputs, outputs.
+//! - [`sandbox`]: resolve every input and output against a data directory; only the sandbox
+//!   can build a [`sandbox::ResolvedPath`].
+//! - [`progress`]: an incremental parser for `-progress pipe:1` output.
+//! - [`duration`]: input durations from ffmpeg's stderr banner, the expected output duration,
+//!   and percent complete.
+//!
+//! ```
+//! use ffmpeg_core::command::Command;
+//!
+//! let cmd = Command::parse("-i in.mp4 -c:v libx264 -crf 23 out.mp4")?;
+//! assert_eq!(cmd.inputs()[0].url(), "in.mp4");
+//! assert_eq!(cmd.outputs()[0].url(), "out.mp4");
+//! # Ok::<(), ffmpeg_core::command::CommandError>(())
+//! ```
+
+pub mod command;
+pub mod duration;
+pub mod progress;
+pub mod sandbox;

@@ -1,0 +1,1 @@
+//! Incremental parser for `ffmpeg -progress pipe:1 -nostats` output. PENDING (helper).
