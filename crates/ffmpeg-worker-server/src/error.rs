@@ -1,0 +1,165 @@
+//! The server's one error type: every failure a handler can return, rendered as RFC 9457
+//! `application/problem+json` with a stable `type`. Internal details are logged, never sent.
+
+use axum::extract::{FromRequest, FromRequestParts};
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use ffmpeg_core::command::CommandError;
+use ffmpeg_core::sandbox::SandboxError;
+use jobs::{JobStatus, StoreError, SubmitError};
+
+use crate::wire::Problem;
+
+/// What went wrong while handling a request.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 422: the command does not parse.
+    #[error(transparent)]
+    Command(#[from] CommandError),
+    /// 422: a path escapes the data directory or names a protocol.
+    #[error(transparent)]
+    Sandbox(#[from] SandboxError),
+    /// 422 (or the rejection's own 400/413/415): the request body or query is not acceptable.
+    #[error("{detail}")]
+    InvalidRequest {
+        /// Status to answer with.
+        status: StatusCode,
+        /// What was wrong.
+        detail: String,
+    },
+    /// 404: no job with this id.
+    #[error("job {0} not found")]
+    NotFound(String),
+    /// 409: the job's status does not allow the action.
+    #[error("job {id} is {status}: cannot {action}")]
+    Conflict {
+        /// The job.
+        id: String,
+        /// Its status.
+        status: JobStatus,
+        /// What was attempted.
+        action: &'static str,
+    },
+    /// 503: the server is shutting down and accepts no new jobs.
+    #[error("the server is shutting down and accepts no new jobs; retry on another instance or after restart")]
+    ShuttingDown,
+    /// 503: the job store failed. Details are logged, not sent.
+    #[error("the job store is unavailable")]
+    Store(#[source] StoreError),
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound(id) => ApiError::NotFound(id.to_string()),
+            StoreError::Conflict { id, status, action } => ApiError::Conflict { id: id.to_string(), status, action },
+            other => ApiError::Store(other),
+        }
+    }
+}
+
+impl From<SubmitError> for ApiError {
+    fn from(e: SubmitError) -> Self {
+        match e {
+            SubmitError::Command(e) => ApiError::Command(e),
+            SubmitError::Sandbox(e) => ApiError::Sandbox(e),
+            SubmitError::Store(e) => e.into(),
+            other => ApiError::InvalidRequest { status: StatusCode::UNPROCESSABLE_ENTITY, detail: other.to_string() },
+        }
+    }
+}
+
+/// The offending argument of a command error, when the error names one.
+fn command_argument(e: &CommandError) -> Option<(usize, &str)> {
+    match e {
+        CommandError::MissingValue { position, argument }
+        | CommandError::TrailingOption { position, argument }
+        | CommandError::InvalidOption { position, argument } => Some((*position, argument)),
+        _ => None,
+    }
+}
+
+fn sandbox_argument(e: &SandboxError) -> Option<(usize, &str)> {
+    match e {
+        SandboxError::Absolute { position, argument }
+        | SandboxError::Escapes { position, argument }
+        | SandboxError::Protocol { position, argument, .. }
+        | SandboxError::NotAFile { position, argument }
+        | SandboxError::Denied { position, argument } => Some((*position, argument)),
+        _ => None,
+    }
+}
+
+impl ApiError {
+    fn parts(&self) -> (StatusCode, &'static str, &'static str) {
+        match self {
+            ApiError::Command(_) => (StatusCode::UNPROCESSABLE_ENTITY, "/problems/invalid-command", "Invalid command"),
+            ApiError::Sandbox(_) => (StatusCode::UNPROCESSABLE_ENTITY, "/problems/path-not-allowed", "Path not allowed"),
+            ApiError::InvalidRequest { status, .. } => (*status, "/problems/invalid-request", "Invalid request"),
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "/problems/job-not-found", "Job not found"),
+            ApiError::Conflict { .. } => (StatusCode::CONFLICT, "/problems/job-state-conflict", "Job state conflict"),
+            ApiError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "/problems/shutting-down", "Shutting down"),
+            ApiError::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, "/problems/store-unavailable", "Store unavailable"),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, type_, title) = self.parts();
+        if let ApiError::Store(e) = &self {
+            tracing::error!(error = %e, "job store failed");
+        }
+        let argument = match &self {
+            ApiError::Command(e) => command_argument(e),
+            ApiError::Sandbox(e) => sandbox_argument(e),
+            _ => None,
+        };
+        let problem = Problem {
+            type_: type_.to_owned(),
+            title: title.to_owned(),
+            status: status.as_u16(),
+            detail: self.to_string(),
+            argument_position: argument.map(|(p, _)| p),
+            argument: argument.map(|(_, a)| a.to_owned()),
+        };
+        let mut response = (status, axum::Json(problem)).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        }
+        response
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(r: JsonRejection) -> Self {
+        // axum answers 400 for malformed JSON, 415 for a missing content type, 422 for JSON of
+        // the wrong shape (unknown or missing fields); keep those statuses, in our body.
+        ApiError::InvalidRequest { status: r.status(), detail: r.body_text() }
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(r: QueryRejection) -> Self {
+        ApiError::InvalidRequest { status: StatusCode::UNPROCESSABLE_ENTITY, detail: r.body_text() }
+    }
+}
+
+/// `Json` whose rejections are problem+json [`ApiError`]s.
+#[derive(Debug, FromRequest)]
+#[from_request(via(axum::Json), rejection(ApiError))]
+pub struct AppJson<T>(pub T);
+
+/// `Query` whose rejections are problem+json [`ApiError`]s.
+#[derive(Debug, FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub struct AppQuery<T>(pub T);
+
+impl<T: serde::Serialize> IntoResponse for AppJson<T> {
+    fn into_response(self) -> Response {
+        axum::Json(self.0).into_response()
+    }
+}

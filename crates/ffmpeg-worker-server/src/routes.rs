@@ -1,0 +1,222 @@
+//! HTTP handlers. Each is glue: extract, call [`jobs::Jobs`], convert to wire types.
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::IntoResponse;
+use jobs::{JobId, JobStatus, ListQuery, SubmitOptions};
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use crate::AppState;
+use crate::error::{ApiError, AppJson, AppQuery};
+use crate::wire::{
+    CreateJobRequest, HealthResponse, JobResponse, MAX_METADATA_ENTRIES, MAX_METADATA_KEY_BYTES,
+    MAX_METADATA_VALUE_BYTES, Problem,
+};
+
+/// Default page size of `GET /jobs`.
+pub(crate) const DEFAULT_LIMIT: u32 = 100;
+/// Largest page size of `GET /jobs`.
+pub(crate) const MAX_LIMIT: u32 = 1000;
+
+/// Liveness check
+///
+/// Answers `{"status":"ok"}` while the process serves requests.
+#[utoipa::path(get, path = "/health", tag = "health", responses((status = 200, body = HealthResponse)))]
+pub(crate) async fn health() -> AppJson<HealthResponse> {
+    AppJson(HealthResponse { status: "ok".to_owned() })
+}
+
+fn validate_metadata(req: &CreateJobRequest) -> Result<(), ApiError> {
+    let invalid = |detail: String| ApiError::InvalidRequest { status: StatusCode::UNPROCESSABLE_ENTITY, detail };
+    if req.metadata.len() > MAX_METADATA_ENTRIES {
+        return Err(invalid(format!("metadata has {} entries; at most {MAX_METADATA_ENTRIES} are allowed", req.metadata.len())));
+    }
+    for (k, v) in &req.metadata {
+        if k.is_empty() || k.len() > MAX_METADATA_KEY_BYTES {
+            return Err(invalid(format!("metadata key `{k}` must be 1 to {MAX_METADATA_KEY_BYTES} bytes")));
+        }
+        if v.len() > MAX_METADATA_VALUE_BYTES {
+            return Err(invalid(format!("metadata value of `{k}` is longer than {MAX_METADATA_VALUE_BYTES} bytes")));
+        }
+    }
+    if req.timeout_seconds == Some(0) {
+        return Err(invalid("timeout_seconds must be at least 1".to_owned()));
+    }
+    Ok(())
+}
+
+/// Submit a job
+///
+/// Checks the command against ffmpeg's grammar and the data-directory sandbox, then queues it.
+/// A command that does not parse or names a path outside the data directory is refused with
+/// 422 and never queued. Answers 201 with the job and its URL in `Location`.
+#[utoipa::path(
+    post, path = "/jobs", tag = "jobs",
+    request_body = CreateJobRequest,
+    responses(
+        (status = 201, description = "Queued", body = JobResponse,
+         headers(("Location" = String, description = "URL of the new job"))),
+        (status = 422, description = "The command or a field is invalid", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Shutting down", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn create_job(
+    State(state): State<AppState>,
+    AppJson(req): AppJson<CreateJobRequest>,
+) -> Result<impl IntoResponse, ApiError> {
+    if !state.accepting() {
+        return Err(ApiError::ShuttingDown);
+    }
+    validate_metadata(&req)?;
+    let options =
+        SubmitOptions { priority: req.priority, timeout_seconds: req.timeout_seconds, metadata: req.metadata };
+    let job = state.jobs.submit(&req.command, options).await?;
+    let location = HeaderValue::try_from(format!("/jobs/{}", job.id)).ok();
+    let mut headers = HeaderMap::new();
+    if let Some(l) = location {
+        headers.insert(header::LOCATION, l);
+    }
+    Ok((StatusCode::CREATED, headers, AppJson(JobResponse::from(job))))
+}
+
+/// Query parameters of `GET /jobs`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct ListParams {
+    /// Only jobs with this status: queued, running, completed, failed or cancelled.
+    status: Option<String>,
+    /// Page size, 1 to 1000 (default 100).
+    limit: Option<u32>,
+    /// Opaque cursor from a previous page's `Link: <...>; rel="next"` header.
+    cursor: Option<String>,
+}
+
+fn parse_id(id: &str) -> Result<JobId, ApiError> {
+    JobId::parse(id).map_err(|_| ApiError::NotFound(id.to_owned()))
+}
+
+/// List jobs
+///
+/// A JSON array of jobs in submission order (oldest first), optionally filtered by status.
+/// When more jobs follow, the `Link` header holds the next page's URL (`rel="next"`).
+#[utoipa::path(
+    get, path = "/jobs", tag = "jobs",
+    params(ListParams),
+    responses(
+        (status = 200, description = "Jobs, oldest first", body = [JobResponse],
+         headers(("Link" = String, description = "`<URL>; rel=\"next\"` when there is a next page"))),
+        (status = 422, description = "Invalid status, limit or cursor", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn list_jobs(
+    State(state): State<AppState>,
+    AppQuery(params): AppQuery<ListParams>,
+) -> Result<impl IntoResponse, ApiError> {
+    let invalid = |detail: String| ApiError::InvalidRequest { status: StatusCode::UNPROCESSABLE_ENTITY, detail };
+    let status = match params.status.as_deref() {
+        None | Some("") => None,
+        Some(s) => Some(s.parse::<JobStatus>().map_err(|e| invalid(e.to_string()))?),
+    };
+    let limit = params.limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(invalid(format!("limit must be between 1 and {MAX_LIMIT}, not {limit}")));
+    }
+    let after_seq = match params.cursor.as_deref() {
+        None | Some("") => None,
+        Some(c) => Some(c.parse::<i64>().map_err(|_| invalid(format!("cursor `{c}` is not valid")))?),
+    };
+    let jobs = state.jobs.store().list(&ListQuery { status, after_seq, limit }).await?;
+    let mut headers = HeaderMap::new();
+    if jobs.len() == limit as usize {
+        if let Some(last) = jobs.last() {
+            let mut next = format!("/jobs?limit={limit}&cursor={}", last.seq);
+            if let Some(s) = status {
+                next.push_str(&format!("&status={s}"));
+            }
+            if let Ok(v) = HeaderValue::try_from(format!("<{next}>; rel=\"next\"")) {
+                headers.insert(header::LINK, v);
+            }
+        }
+    }
+    let body: Vec<JobResponse> = jobs.into_iter().map(JobResponse::from).collect();
+    Ok((headers, AppJson(body)))
+}
+
+/// Get a job
+///
+/// The job's status, live progress while it runs, and its outputs or error once finished.
+#[utoipa::path(
+    get, path = "/jobs/{id}", tag = "jobs",
+    params(("id" = String, Path, description = "Job id, `job_` + 16 hex digits")),
+    responses(
+        (status = 200, body = JobResponse),
+        (status = 404, description = "No such job", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn get_job(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<AppJson<JobResponse>, ApiError> {
+    let id = parse_id(&id)?;
+    let job = state.jobs.store().get(&id).await?.ok_or_else(|| ApiError::NotFound(id.to_string()))?;
+    Ok(AppJson(job.into()))
+}
+
+/// Cancel a job
+///
+/// A queued job is cancelled at once. A running job's ffmpeg is stopped (SIGTERM, then
+/// SIGKILL after a grace period), its partial outputs are removed, and the answer comes once
+/// it is cancelled. A finished job cannot be cancelled (409).
+#[utoipa::path(
+    post, path = "/jobs/{id}/cancel", tag = "jobs",
+    params(("id" = String, Path, description = "Job id")),
+    responses(
+        (status = 200, description = "Cancelled (or cancellation under way on another node)", body = JobResponse),
+        (status = 404, description = "No such job", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The job already finished", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn cancel_job(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<AppJson<JobResponse>, ApiError> {
+    let id = parse_id(&id)?;
+    Ok(AppJson(state.jobs.cancel(&id).await?.into()))
+}
+
+/// Delete a finished job's record
+///
+/// Removes the record of a completed, failed or cancelled job (its output files stay).
+/// Queued or running jobs cannot be deleted (409): cancel them first.
+#[utoipa::path(
+    delete, path = "/jobs/{id}", tag = "jobs",
+    params(("id" = String, Path, description = "Job id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "No such job", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The job is queued or running", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn delete_job(State(state): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+    let id = parse_id(&id)?;
+    state.jobs.store().delete(&id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Get a job's log
+///
+/// The tail of ffmpeg's stderr (at most 64 KiB) as plain text; empty until the job finishes.
+#[utoipa::path(
+    get, path = "/jobs/{id}/log", tag = "jobs",
+    params(("id" = String, Path, description = "Job id")),
+    responses(
+        (status = 200, description = "The log", body = String, content_type = "text/plain"),
+        (status = 404, description = "No such job", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn job_log(State(state): State<AppState>, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
+    let id = parse_id(&id)?;
+    let log = state.jobs.store().log(&id).await?.ok_or_else(|| ApiError::NotFound(id.to_string()))?;
+    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], log))
+}

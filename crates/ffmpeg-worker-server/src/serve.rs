@@ -1,0 +1,183 @@
+//! Start-up and shutdown of the server: data directory, ffmpeg check, store, recovery,
+//! workers, listener, and graceful shutdown on SIGTERM/SIGINT.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ffmpeg_core::sandbox::Sandbox;
+use jobs::{FfmpegConfig, FfmpegRunner, JobStore, Jobs, JobsConfig, MemoryStore, Shutdown};
+
+use crate::config::ServeConfig;
+use crate::{AppState, app};
+
+/// Why the server could not start. Each message says what to fix.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The data directory cannot be created or used.
+    #[error("data directory {path}: {reason}")]
+    DataDir {
+        /// The configured path.
+        path: String,
+        /// What failed.
+        reason: String,
+    },
+    /// ffmpeg is missing, does not run, or is too old.
+    #[error("{0}")]
+    Ffmpeg(String),
+    /// The database cannot be opened.
+    #[error("database {url}: {reason}")]
+    Database {
+        /// The configured URL.
+        url: String,
+        /// What failed.
+        reason: String,
+    },
+    /// The listener cannot bind.
+    #[error("cannot listen on {addr}: {reason}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// What failed.
+        reason: String,
+    },
+}
+
+/// Runs `<ffmpeg> -version` and returns its version line; fails when ffmpeg is missing or older than 5.0.
+///
+/// # Errors
+/// [`StartError::Ffmpeg`] naming the binary and what to do.
+pub async fn check_ffmpeg(binary: &std::path::Path) -> Result<String, StartError> {
+    let out = tokio::process::Command::new(binary)
+        .arg("-version")
+        .env_clear()
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .map_err(|e| {
+            StartError::Ffmpeg(format!(
+                "ffmpeg not found or not runnable at `{}` ({e}); install ffmpeg >= 5 (Debian: apt-get install ffmpeg) or set FFMPEG_BIN",
+                binary.display()
+            ))
+        })?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let first = text.lines().next().unwrap_or_default();
+    // "ffmpeg version 5.1.9-0+deb12u1 Copyright (c) ..." -> "ffmpeg version 5.1.9-0+deb12u1"
+    let line = first.split(" Copyright").next().unwrap_or(first).to_owned();
+    let version = line.strip_prefix("ffmpeg version ").unwrap_or_default();
+    let major = version.trim_start_matches(|c: char| !c.is_ascii_digit()).split(['.', '-']).next();
+    match major.and_then(|m| m.parse::<u32>().ok()) {
+        Some(m) if m >= 5 => Ok(line),
+        // Git builds print e.g. "ffmpeg version N-112345-g..." with no release number: accept.
+        None if version.starts_with('N') => Ok(line),
+        _ => Err(StartError::Ffmpeg(format!(
+            "`{}` is not ffmpeg >= 5.0 (it printed `{line}`); install a newer ffmpeg or set FFMPEG_BIN",
+            binary.display()
+        ))),
+    }
+}
+
+/// Opens the store named by `url`.
+///
+/// # Errors
+/// [`StartError::Database`] for an unknown scheme or a database that cannot be opened.
+pub async fn open_store(url: &str) -> Result<Arc<dyn JobStore>, StartError> {
+    if url == "memory:" {
+        return Ok(Arc::new(MemoryStore::new()));
+    }
+    Err(StartError::Database { url: url.to_owned(), reason: "unsupported scheme; use sqlite://PATH or memory:".to_owned() })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}
+
+/// Runs the server until SIGTERM/SIGINT, then shuts down gracefully: new submissions get 503,
+/// workers stop claiming, running jobs get `shutdown_grace` to finish and are then stopped and
+/// re-queued.
+///
+/// # Errors
+/// [`StartError`] when start-up fails.
+pub async fn run(config: ServeConfig) -> Result<(), StartError> {
+    let data_err = |reason: String| StartError::DataDir { path: config.data_path.display().to_string(), reason };
+    std::fs::create_dir_all(&config.data_path).map_err(|e| data_err(e.to_string()))?;
+    let sandbox = Sandbox::new(&config.data_path).map_err(|e| data_err(e.to_string()))?;
+    let version = check_ffmpeg(&config.ffmpeg_bin).await?;
+    tracing::info!(ffmpeg = %version, data = %sandbox.root().display(), "starting");
+
+    let store = open_store(&config.database_url).await?;
+    let recovery = store
+        .recover(config.max_attempts)
+        .await
+        .map_err(|e| StartError::Database { url: config.database_url.clone(), reason: e.to_string() })?;
+    if !recovery.requeued.is_empty() || !recovery.failed.is_empty() {
+        tracing::warn!(requeued = recovery.requeued.len(), failed = recovery.failed.len(), "recovered jobs interrupted by a previous run");
+    }
+
+    let runner = FfmpegRunner::new(FfmpegConfig::new(&config.ffmpeg_bin, sandbox.root()));
+    let jobs_config = JobsConfig {
+        concurrency: usize::from(config.concurrency),
+        max_timeout: config.max_timeout(),
+        ..JobsConfig::default()
+    };
+    let jobs = Jobs::new(store, Arc::new(runner), sandbox, jobs_config);
+    let shutdown = Shutdown::default();
+    let mut workers = jobs.spawn_workers(&shutdown);
+    let state = AppState::new(Arc::clone(&jobs));
+
+    let addr = SocketAddr::new(config.host, config.port);
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| StartError::Bind { addr, reason: e.to_string() })?;
+    let local = listener.local_addr().map_err(|e| StartError::Bind { addr, reason: e.to_string() })?;
+    tracing::info!(address = %format!("http://{local}"), docs = %format!("http://{local}/docs"), "listening");
+
+    let http_state = state.clone();
+    let stop_http = tokio_util::sync::CancellationToken::new();
+    let stop_http_signal = stop_http.clone();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app(http_state))
+            .with_graceful_shutdown(async move { stop_http_signal.cancelled().await })
+            .await
+    });
+
+    shutdown_signal().await;
+    tracing::info!(grace = ?config.shutdown_grace, "shutting down: no new jobs; waiting for running jobs");
+    state.stop_accepting();
+    shutdown.stop_claiming.cancel();
+    let drained = tokio::time::timeout(config.shutdown_grace, async {
+        while workers.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!("grace period over: stopping running jobs and putting them back in the queue");
+        shutdown.abort_running.cancel();
+        while workers.join_next().await.is_some() {}
+    }
+    stop_http.cancel();
+    match tokio::time::timeout(Duration::from_secs(5), server).await {
+        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "HTTP server error"),
+        Err(_) => tracing::warn!("HTTP connections did not close in time"),
+        _ => {}
+    }
+    tracing::info!("stopped");
+    Ok(())
+}

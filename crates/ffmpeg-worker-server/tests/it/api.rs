@@ -1,0 +1,229 @@
+//! The router in-process (`tower::ServiceExt::oneshot`), without workers: jobs stay queued.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use ffmpeg_core::sandbox::Sandbox;
+use ffmpeg_worker_server::{AppState, app};
+use http_body_util::BodyExt;
+use jobs::{FfmpegConfig, FfmpegRunner, Jobs, JobsConfig, MemoryStore};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+struct TestApp {
+    state: AppState,
+    data: tempfile::TempDir,
+}
+
+fn test_app() -> TestApp {
+    let data = tempfile::tempdir().unwrap();
+    let sandbox = Sandbox::new(data.path()).unwrap();
+    let runner = FfmpegRunner::new(FfmpegConfig::new("ffmpeg", data.path()));
+    let jobs = Jobs::new(Arc::new(MemoryStore::new()), Arc::new(runner), sandbox, JobsConfig::default());
+    TestApp { state: AppState::new(jobs), data }
+}
+
+struct Reply {
+    status: StatusCode,
+    headers: axum::http::HeaderMap,
+    body: Value,
+}
+
+impl TestApp {
+    async fn call(&self, method: &str, uri: &str, body: Option<Value>) -> Reply {
+        let mut req = Request::builder().method(method).uri(uri);
+        let body = match body {
+            Some(v) => {
+                req = req.header(header::CONTENT_TYPE, "application/json");
+                Body::from(v.to_string())
+            }
+            None => Body::empty(),
+        };
+        let resp = app(self.state.clone()).oneshot(req.body(body).unwrap()).await.unwrap();
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        let body = serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
+        Reply { status, headers, body }
+    }
+
+    async fn submit(&self, command: &str) -> Reply {
+        self.call("POST", "/jobs", Some(json!({ "command": command }))).await
+    }
+}
+
+#[tokio::test]
+async fn health_is_ok() {
+    let app = test_app();
+    let r = app.call("GET", "/health", None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.body, json!({"status": "ok"}));
+}
+
+#[tokio::test]
+async fn submit_returns_201_with_location_and_the_original_fields() {
+    let app = test_app();
+    let r = app.submit("-i input.mp4 -c:v libx264 -crf 23 output.mp4").await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let id = r.body["id"].as_str().unwrap();
+    assert!(id.starts_with("job_") && id.len() == 20, "{id}");
+    assert_eq!(r.headers[header::LOCATION], format!("/jobs/{id}"));
+    assert_eq!(r.body["status"], "queued");
+    assert_eq!(r.body["command"], "-i input.mp4 -c:v libx264 -crf 23 output.mp4");
+    assert_eq!(r.body["output_files"], json!([]));
+    for field in ["started_at", "completed_at", "progress", "error"] {
+        assert!(r.body[field].is_null(), "{field} should be null: {}", r.body);
+    }
+    let got = app.call("GET", &format!("/jobs/{id}"), None).await;
+    assert_eq!(got.status, StatusCode::OK);
+    assert_eq!(got.body["id"], id);
+}
+
+#[tokio::test]
+async fn refused_commands_are_422_problems_naming_the_argument_and_never_queued() {
+    let app = test_app();
+    let cases = [
+        ("-i ../secret.mp4 out.mp4", "/problems/path-not-allowed", Some(2)),
+        ("-i /etc/passwd out.mp4", "/problems/path-not-allowed", Some(2)),
+        ("-i http://example.com/a.mp4 out.mp4", "/problems/path-not-allowed", Some(2)),
+        ("-i in.mp4 -c:v", "/problems/invalid-command", Some(3)),
+        ("-i in.mp4", "/problems/invalid-command", None),
+        ("in.mp4 out.mp4", "/problems/invalid-command", None),
+        ("-i \"unbalanced out.mp4", "/problems/invalid-command", None),
+        ("", "/problems/invalid-command", None),
+    ];
+    for (command, type_, position) in cases {
+        let r = app.submit(command).await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{command}: {}", r.body);
+        assert_eq!(r.headers[header::CONTENT_TYPE], "application/problem+json", "{command}");
+        assert_eq!(r.body["type"], type_, "{command}: {}", r.body);
+        assert_eq!(r.body["status"], 422);
+        assert!(!r.body["detail"].as_str().unwrap().is_empty());
+        assert_eq!(r.body["argument_position"].as_u64(), position.map(|p: u64| p), "{command}: {}", r.body);
+    }
+    let list = app.call("GET", "/jobs", None).await;
+    assert_eq!(list.body, json!([]), "nothing may be queued");
+    assert!(std::fs::read_dir(app.data.path()).unwrap().next().is_none(), "nothing may be written");
+}
+
+#[tokio::test]
+async fn unknown_fields_and_bad_bodies_are_problems_not_500() {
+    let app = test_app();
+    let r = app.call("POST", "/jobs", Some(json!({"command": "-i a.mp4 b.mp4", "priorty": 3}))).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.body["detail"].as_str().unwrap().contains("priorty"), "{}", r.body);
+    let r = app.call("POST", "/jobs", Some(json!({"cmd": "x"}))).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let r = app.call("POST", "/jobs", Some(json!({"command": "-i a.mp4 b.mp4", "timeout_seconds": 0}))).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let many: serde_json::Map<String, Value> = (0..40).map(|i| (format!("k{i}"), json!("v"))).collect();
+    let r = app.call("POST", "/jobs", Some(json!({"command": "-i a.mp4 b.mp4", "metadata": many}))).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let raw = Request::post("/jobs").header(header::CONTENT_TYPE, "application/json").body(Body::from("{not json")).unwrap();
+    let resp = ffmpeg_worker_server::app(app_state(&app)).oneshot(raw).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(resp.headers()[header::CONTENT_TYPE], "application/problem+json");
+}
+
+fn app_state(app: &TestApp) -> AppState {
+    app.state.clone()
+}
+
+#[tokio::test]
+async fn submit_fields_are_echoed_and_timeout_is_capped() {
+    let app = test_app();
+    let body = json!({"command": "-i a.mp4 b.mp4", "priority": 5, "timeout_seconds": 999_999, "metadata": {"asset": "a-42"}});
+    let r = app.call("POST", "/jobs", Some(body)).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    assert_eq!(r.body["priority"], 5);
+    assert_eq!(r.body["timeout_seconds"], 3600, "capped by the server's limit");
+    assert_eq!(r.body["metadata"], json!({"asset": "a-42"}));
+}
+
+#[tokio::test]
+async fn unknown_and_malformed_ids_are_404() {
+    let app = test_app();
+    for uri in ["/jobs/nonexistent", "/jobs/job_0000000000000000", "/jobs/job_0000000000000000/cancel"] {
+        let method = if uri.ends_with("cancel") { "POST" } else { "GET" };
+        let r = app.call(method, uri, None).await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{uri}");
+        assert_eq!(r.body["type"], "/problems/job-not-found");
+    }
+}
+
+#[tokio::test]
+async fn list_filters_pages_and_rejects_bad_parameters() {
+    let app = test_app();
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        ids.push(app.submit(&format!("-i in{i}.mp4 out{i}.mp4")).await.body["id"].as_str().unwrap().to_owned());
+    }
+    let cancelled = app.call("POST", &format!("/jobs/{}/cancel", ids[1]), None).await;
+    assert_eq!(cancelled.status, StatusCode::OK);
+    assert_eq!(cancelled.body["status"], "cancelled");
+
+    let all = app.call("GET", "/jobs", None).await;
+    let got: Vec<&str> = all.body.as_array().unwrap().iter().map(|j| j["id"].as_str().unwrap()).collect();
+    assert_eq!(got, ids.iter().map(String::as_str).collect::<Vec<_>>(), "oldest first");
+
+    let queued = app.call("GET", "/jobs?status=queued", None).await;
+    assert_eq!(queued.body.as_array().unwrap().len(), 4);
+    let c = app.call("GET", "/jobs?status=cancelled", None).await;
+    assert_eq!(c.body.as_array().unwrap().len(), 1);
+
+    // Paging with Link headers walks every job exactly once.
+    let mut uri = "/jobs?limit=2".to_owned();
+    let mut walked = Vec::new();
+    loop {
+        let page = app.call("GET", &uri, None).await;
+        assert_eq!(page.status, StatusCode::OK);
+        walked.extend(page.body.as_array().unwrap().iter().map(|j| j["id"].as_str().unwrap().to_owned()));
+        let Some(link) = page.headers.get(header::LINK) else { break };
+        let link = link.to_str().unwrap();
+        assert!(link.ends_with("; rel=\"next\""), "{link}");
+        uri = link[1..link.find('>').unwrap()].to_owned();
+    }
+    assert_eq!(walked, ids);
+
+    for bad in ["/jobs?status=done", "/jobs?limit=0", "/jobs?limit=1001", "/jobs?limit=abc", "/jobs?cursor=zz"] {
+        let r = app.call("GET", bad, None).await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {}", r.body);
+        assert_eq!(r.headers[header::CONTENT_TYPE], "application/problem+json");
+    }
+}
+
+#[tokio::test]
+async fn cancel_and_delete_follow_the_state_rules() {
+    let app = test_app();
+    let id = app.submit("-i a.mp4 b.mp4").await.body["id"].as_str().unwrap().to_owned();
+    let del = app.call("DELETE", &format!("/jobs/{id}"), None).await;
+    assert_eq!(del.status, StatusCode::CONFLICT, "a queued job cannot be deleted");
+    assert_eq!(del.body["type"], "/problems/job-state-conflict");
+    assert_eq!(app.call("POST", &format!("/jobs/{id}/cancel"), None).await.status, StatusCode::OK);
+    let again = app.call("POST", &format!("/jobs/{id}/cancel"), None).await;
+    assert_eq!(again.status, StatusCode::CONFLICT, "a finished job cannot be cancelled");
+    assert_eq!(app.call("DELETE", &format!("/jobs/{id}"), None).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(app.call("GET", &format!("/jobs/{id}"), None).await.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn shutting_down_refuses_new_jobs_with_503_and_retry_after() {
+    let app = test_app();
+    app.state.stop_accepting();
+    let r = app.submit("-i a.mp4 b.mp4").await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(r.headers.contains_key(header::RETRY_AFTER));
+    assert_eq!(r.body["type"], "/problems/shutting-down");
+}
+
+#[tokio::test]
+async fn docs_and_openapi_are_served() {
+    let app = test_app();
+    let spec = app.call("GET", "/openapi.json", None).await;
+    assert_eq!(spec.status, StatusCode::OK);
+    assert!(spec.body["openapi"].as_str().unwrap().starts_with("3.1"));
+    let docs = app.call("GET", "/docs/", None).await;
+    assert_eq!(docs.status, StatusCode::OK);
+    assert!(docs.body.as_str().unwrap().contains("swagger"), "Swagger UI page");
+}

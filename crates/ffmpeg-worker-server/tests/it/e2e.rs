@@ -1,0 +1,97 @@
+//! The real binary, end to end: real ffmpeg jobs through HTTP.
+
+use std::time::Duration;
+
+use crate::support::{Server, client, ffprobe_duration, files_under, make_clip, submit, wait_finished};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transcode_runs_end_to_end_with_progress_and_outputs() {
+    let server = Server::start(&[]);
+    make_clip(server.data.path(), "input.mp4", 2);
+    let http = client();
+    let (status, job) = submit(
+        &http,
+        &server,
+        "-i input.mp4 -c:v libx264 -preset ultrafast -c:a aac out/result.mp4",
+    )
+    .await;
+    assert_eq!(status, 201, "{job}");
+    let id = job["id"].as_str().unwrap();
+    let seen = wait_finished(&http, &server, id, Duration::from_secs(60)).await;
+    let done = seen.last().unwrap();
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(done["output_files"], serde_json::json!(["out/result.mp4"]));
+    assert!(done["error"].is_null());
+    assert!(done["started_at"].is_string() && done["completed_at"].is_string());
+    let out = server.data.path().join("out/result.mp4");
+    let duration = ffprobe_duration(&out);
+    assert!((duration - 2.0).abs() < 0.2, "output lasts {duration} s");
+    let progress = &done["progress"];
+    assert_eq!(progress["percent"], 100.0, "{progress}");
+    assert_eq!(progress["frame"], 50, "2 s at 25 fps: {progress}");
+    assert_eq!(progress["time"].as_str().unwrap().len(), "00:00:02.00".len());
+    assert!(progress["bitrate"].as_str().unwrap().ends_with("kbits/s"), "{progress}");
+
+    let log = http.get(server.url(&format!("/jobs/{id}/log"))).send().await.unwrap();
+    assert_eq!(log.status(), 200);
+    let log = log.text().await.unwrap();
+    assert!(log.contains("Duration: 00:00:02"), "the job log holds ffmpeg's stderr: {log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_input_fails_with_a_short_useful_error() {
+    let server = Server::start(&[]);
+    let http = client();
+    let (status, job) = submit(&http, &server, "-i missing.mp4 out.mp4").await;
+    assert_eq!(status, 201, "inputs need not exist at submit time: {job}");
+    let seen = wait_finished(&http, &server, job["id"].as_str().unwrap(), Duration::from_secs(30)).await;
+    let done = seen.last().unwrap();
+    assert_eq!(done["status"], "failed");
+    let error = done["error"].as_str().unwrap();
+    assert!(error.contains("missing.mp4") && error.contains("No such file or directory"), "{error}");
+    assert!(error.lines().count() <= 5, "short: {error}");
+    assert!(!error.contains(&server.data.path().display().to_string()), "no server paths leak: {error}");
+    assert!(!error.contains("configuration:"), "not the banner: {error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn path_escape_is_422_and_nothing_is_written() {
+    let server = Server::start(&[]);
+    let outside = tempfile::tempdir().unwrap();
+    let http = client();
+    make_clip(server.data.path(), "input.mp4", 1);
+    let before = files_under(server.data.path());
+    let target = outside.path().join("stolen.mp4");
+    for command in [
+        format!("-i input.mp4 {}", target.display()),
+        "-i input.mp4 ../../stolen.mp4".to_owned(),
+        "-i input.mp4 -f mp4 file:stolen.mp4".to_owned(),
+    ] {
+        let (status, problem) = submit(&http, &server, &command).await;
+        assert_eq!(status, 422, "{command}: {problem}");
+        assert!(problem["detail"].as_str().unwrap().contains("argument"), "{problem}");
+    }
+    let list: serde_json::Value = http.get(server.url("/jobs")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(list, serde_json::json!([]));
+    assert!(!target.exists());
+    assert_eq!(files_under(server.data.path()), before);
+    assert!(files_under(outside.path()).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pattern_and_null_outputs() {
+    let server = Server::start(&[]);
+    make_clip(server.data.path(), "input.mp4", 2);
+    let http = client();
+    let (_, thumbs) = submit(&http, &server, "-i input.mp4 -vf fps=2 thumbs/t%03d.png").await;
+    let (_, null) = submit(&http, &server, "-i input.mp4 -af ebur128 -f null -").await;
+    let thumbs = wait_finished(&http, &server, thumbs["id"].as_str().unwrap(), Duration::from_secs(60)).await;
+    let thumbs = thumbs.last().unwrap();
+    assert_eq!(thumbs["status"], "completed", "{thumbs}");
+    let files: Vec<&str> = thumbs["output_files"].as_array().unwrap().iter().map(|f| f.as_str().unwrap()).collect();
+    assert_eq!(files, ["thumbs/t001.png", "thumbs/t002.png", "thumbs/t003.png", "thumbs/t004.png"]);
+    let null = wait_finished(&http, &server, null["id"].as_str().unwrap(), Duration::from_secs(60)).await;
+    let null = null.last().unwrap();
+    assert_eq!(null["status"], "completed", "{null}");
+    assert_eq!(null["output_files"], serde_json::json!([]));
+}

@@ -1,0 +1,208 @@
+//! The job model: identifiers, statuses, progress snapshots and the job record.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+/// A job identifier: `job_` followed by 16 lowercase hexadecimal digits (64 random bits).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct JobId(String);
+
+/// The text given to [`JobId::parse`] is not `job_` + 16 lowercase hex digits.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not a job id (expected `job_` followed by 16 lowercase hex digits)")]
+pub struct InvalidJobId(pub String);
+
+impl JobId {
+    /// A fresh random id.
+    pub fn generate() -> JobId {
+        let mut bytes = [0u8; 8];
+        // getrandom fails only when the OS has no entropy source at all; fall back to the clock
+        // and a process-wide counter (still unique within this process) rather than panicking.
+        if getrandom::fill(&mut bytes).is_err() {
+            static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let nanos = OffsetDateTime::now_utc().unix_timestamp_nanos() as u64;
+            bytes = (nanos.rotate_left(17) ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15)).to_le_bytes();
+        }
+        let mut s = String::with_capacity(20);
+        s.push_str("job_");
+        for b in bytes {
+            use std::fmt::Write as _;
+            let _ = write!(s, "{b:02x}");
+        }
+        JobId(s)
+    }
+
+    /// Parses `job_` + 16 lowercase hex digits.
+    ///
+    /// # Errors
+    /// [`InvalidJobId`] for anything else.
+    pub fn parse(s: &str) -> Result<JobId, InvalidJobId> {
+        let ok = s.len() == 20
+            && s.starts_with("job_")
+            && s[4..].bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        if ok { Ok(JobId(s.to_owned())) } else { Err(InvalidJobId(s.to_owned())) }
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for JobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl TryFrom<String> for JobId {
+    type Error = InvalidJobId;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        JobId::parse(&s)
+    }
+}
+
+impl From<JobId> for String {
+    fn from(id: JobId) -> String {
+        id.0
+    }
+}
+
+/// Where a job is in its life: `queued -> running -> completed | failed | cancelled`
+/// (a queued job can also be cancelled directly; a running job can go back to queued when
+/// the server shuts down or restarts after a crash).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobStatus {
+    /// Waiting for a worker slot.
+    Queued,
+    /// ffmpeg is running.
+    Running,
+    /// ffmpeg exited with status 0.
+    Completed,
+    /// ffmpeg failed, timed out, or the job was interrupted too often.
+    Failed,
+    /// Cancelled by a client.
+    Cancelled,
+}
+
+/// The text is not one of `queued`, `running`, `completed`, `failed`, `cancelled`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not a job status (expected queued, running, completed, failed or cancelled)")]
+pub struct InvalidJobStatus(pub String);
+
+impl JobStatus {
+    /// Every status, in life-cycle order.
+    pub const ALL: [JobStatus; 5] =
+        [JobStatus::Queued, JobStatus::Running, JobStatus::Completed, JobStatus::Failed, JobStatus::Cancelled];
+
+    /// The lowercase name used on the wire and in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Queued => "queued",
+            JobStatus::Running => "running",
+            JobStatus::Completed => "completed",
+            JobStatus::Failed => "failed",
+            JobStatus::Cancelled => "cancelled",
+        }
+    }
+
+    /// `completed`, `failed` or `cancelled`: no further transition happens.
+    pub fn is_finished(self) -> bool {
+        matches!(self, JobStatus::Completed | JobStatus::Failed | JobStatus::Cancelled)
+    }
+}
+
+impl fmt::Display for JobStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for JobStatus {
+    type Err = InvalidJobStatus;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        JobStatus::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| InvalidJobStatus(s.to_owned()))
+    }
+}
+
+/// A snapshot of a running job's progress, built from ffmpeg's `-progress` blocks.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Progress {
+    /// Frames written so far (video outputs; `None` for audio-only).
+    pub frame: Option<u64>,
+    /// Frames encoded per second (wall clock).
+    pub fps: Option<f64>,
+    /// Output timestamp reached, in microseconds (never negative).
+    pub out_time_us: Option<i64>,
+    /// Average output bitrate so far, in kbit/s.
+    pub bitrate_kbits_per_s: Option<f64>,
+    /// Bytes written so far.
+    pub total_size_bytes: Option<u64>,
+    /// Encoding speed as a multiple of real time (`2.0` = twice real time).
+    pub speed: Option<f64>,
+    /// Percent complete, 0..=100; `None` when the expected output duration is unknown.
+    pub percent: Option<f64>,
+    /// Estimated seconds until completion; `None` when percent or speed is unknown.
+    pub eta_seconds: Option<f64>,
+    /// Frames duplicated to keep the output frame rate.
+    pub dup_frames: Option<u64>,
+    /// Frames dropped to keep the output frame rate.
+    pub drop_frames: Option<u64>,
+}
+
+/// Options given when a job is submitted, besides its command.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SubmitOptions {
+    /// Higher runs first; equal priorities run in submission order. Default 0.
+    pub priority: i32,
+    /// Wall-clock limit for this job in seconds; capped by the server's limit.
+    pub timeout_seconds: Option<u64>,
+    /// Caller's own labels, echoed back.
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// A job as stored: what was asked, where it is, and what came of it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Job {
+    /// Unique id.
+    pub id: JobId,
+    /// Current status.
+    pub status: JobStatus,
+    /// The command line as submitted (without the word `ffmpeg`).
+    pub command: String,
+    /// When the job was submitted (UTC).
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    /// When its latest run started (UTC).
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub started_at: Option<OffsetDateTime>,
+    /// When it reached a final status (UTC).
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub completed_at: Option<OffsetDateTime>,
+    /// Latest progress; `None` until ffmpeg reports any.
+    pub progress: Option<Progress>,
+    /// Files the command produced, relative to the data directory (after success).
+    pub output_files: Vec<String>,
+    /// Why the job failed, in a few lines; `None` unless failed.
+    pub error: Option<String>,
+    /// Scheduling priority: higher runs first.
+    pub priority: i32,
+    /// Effective wall-clock limit in seconds, if one was asked for.
+    pub timeout_seconds: Option<u64>,
+    /// Caller's own labels.
+    pub metadata: BTreeMap<String, String>,
+    /// How many times a worker has started this job (more than 1 after crash recovery).
+    pub attempts: u32,
+    /// Monotonic submission sequence number: FIFO order and paging cursor.
+    pub seq: i64,
+}

@@ -1,0 +1,138 @@
+//! Which files a command really produced.
+//!
+//! A plain output is the file itself. A pattern output (`thumbs/t%03d.png`, image2 and segment
+//! muxers expand printf-style `%d` sequences) is every file in its directory whose name matches
+//! the pattern. A segmenting muxer (`hls`, `dash`, `segment`; chosen with `-f` or by the
+//! `.m3u8`/`.mpd` extension) also writes files the command does not name, so for those every
+//! file in the output's directory that
+//! was modified since the run started is listed. Paths are relative to the data directory.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use ffmpeg_core::command::Output;
+use ffmpeg_core::sandbox::{OutputTarget, ResolvedCommand};
+
+/// Muxers that write files besides the one named on the command line.
+const SEGMENTING_MUXERS: [&str; 5] = ["hls", "dash", "segment", "ssegment", "stream_segment"];
+
+fn is_segmenting(output: &Output, path: &Path) -> bool {
+    if let Some(format) = output.option("f").and_then(|o| o.value()) {
+        return SEGMENTING_MUXERS.contains(&format);
+    }
+    matches!(path.extension().and_then(|e| e.to_str()), Some("m3u8" | "mpd"))
+}
+
+/// Does `name` match the printf-style `pattern` (`%d`, `%03d`, `%%`; other `%x` match anything)?
+fn matches_pattern(pattern: &str, name: &str) -> bool {
+    fn go(p: &[u8], n: &[u8]) -> bool {
+        match p {
+            [] => n.is_empty(),
+            [b'%', b'%', rest @ ..] => n.first() == Some(&b'%') && go(rest, &n[1..]),
+            [b'%', rest @ ..] => {
+                // Skip flags and width digits, then one conversion character.
+                let spec_len = rest.iter().take_while(|c| c.is_ascii_digit()).count();
+                let Some(&conv) = rest.get(spec_len) else { return n == b"%" };
+                let rest = &rest[spec_len + 1..];
+                if conv == b'd' {
+                    let digits = n.iter().take_while(|c| c.is_ascii_digit()).count();
+                    (1..=digits).any(|k| go(rest, &n[k..]))
+                } else {
+                    (0..=n.len()).any(|k| go(rest, &n[k..]))
+                }
+            }
+            [c, rest @ ..] => n.first() == Some(c) && go(rest, &n[1..]),
+        }
+    }
+    go(pattern.as_bytes(), name.as_bytes())
+}
+
+fn modified_since(meta: &fs::Metadata, since: SystemTime) -> bool {
+    meta.modified().is_ok_and(|m| m >= since)
+}
+
+/// Files in `dir` (not recursive) accepted by `keep`.
+fn scan(dir: &Path, mut keep: impl FnMut(&str, &fs::Metadata) -> bool, found: &mut BTreeSet<PathBuf>) {
+    let Ok(entries) = fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let Ok(meta) = entry.metadata() else { continue };
+        if !meta.is_file() {
+            continue;
+        }
+        if let Some(name) = entry.file_name().to_str() {
+            if keep(name, &meta) {
+                found.insert(entry.path());
+            }
+        }
+    }
+}
+
+/// The files `command` produced, as absolute paths, for a run that started at `started`.
+pub fn produced_files(command: &ResolvedCommand, started: SystemTime) -> Vec<PathBuf> {
+    let mut found = BTreeSet::new();
+    for (output, target) in command.command().outputs().iter().zip(command.outputs()) {
+        let OutputTarget::File(path) = target else { continue };
+        let abs = path.as_path();
+        let dir = abs.parent().unwrap_or(abs);
+        let name = abs.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        if is_segmenting(output, abs) {
+            scan(dir, |_, meta| modified_since(meta, started), &mut found);
+        } else if name.contains('%') {
+            scan(dir, |n, meta| matches_pattern(name, n) && modified_since(meta, started), &mut found);
+        } else if abs.is_file() {
+            found.insert(abs.to_path_buf());
+        }
+    }
+    found.into_iter().collect()
+}
+
+/// `paths` relative to the data directory `root`, as strings (non-UTF-8 names lossily).
+pub fn relative_to(root: &Path, paths: &[PathBuf]) -> Vec<String> {
+    paths
+        .iter()
+        .filter_map(|p| p.strip_prefix(root).ok())
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect()
+}
+
+/// Creates the parent directories of every file output (`thumbs/t%03d.png` needs `thumbs/`).
+///
+/// # Errors
+/// The first directory that cannot be created.
+pub fn create_output_dirs(command: &ResolvedCommand) -> std::io::Result<()> {
+    let paths = command.outputs().iter().filter_map(|t| match t {
+        OutputTarget::File(p) => Some(p),
+        _ => None,
+    });
+    for path in paths {
+        if let Some(parent) = path.as_path().parent() {
+            fs::create_dir_all(parent)?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::matches_pattern;
+
+    #[test]
+    fn printf_patterns() {
+        let cases = [
+            ("t%03d.png", "t001.png", true),
+            ("t%03d.png", "t1234.png", true),
+            ("t%03d.png", "t.png", false),
+            ("t%03d.png", "tabc.png", false),
+            ("t%d.png", "t7.png", true),
+            ("t%d.png", "t7.jpg", false),
+            ("100%%_%d.png", "100%_3.png", true),
+            ("seg-%Y.ts", "seg-2024.ts", true),
+            ("plain.png", "plain.png", true),
+        ];
+        for (pattern, name, expected) in cases {
+            assert_eq!(matches_pattern(pattern, name), expected, "{pattern} vs {name}");
+        }
+    }
+}

@@ -1,0 +1,337 @@
+//! Running one resolved ffmpeg command: the [`Runner`] trait and [`FfmpegRunner`], which spawns
+//! the real ffmpeg.
+//!
+//! [`FfmpegRunner`] spawns ffmpeg directly (no shell) with
+//! `-nostdin -y -hide_banner -progress pipe:1 -nostats`, `-protocol_whitelist file` before each
+//! input (added by [`ResolvedCommand::to_ffmpeg_args`]), in its own process group, with an
+//! empty environment and stdin. It drains stdout (progress) and stderr (log) concurrently in one
+//! loop, so a job that prints megabytes of warnings never stalls on a full pipe; it keeps a
+//! bounded tail of stderr. Timeout and cancellation stop the whole process group: SIGTERM (ffmpeg
+//! then finishes its outputs' trailers), a grace period, SIGKILL, then the child is reaped.
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use ffmpeg_core::duration::{BannerScanner, ExpectedLength};
+use ffmpeg_core::progress::{ProgressParser, ProgressUpdate};
+use ffmpeg_core::sandbox::ResolvedCommand;
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use tokio::io::AsyncReadExt;
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::model::Progress;
+
+/// What to run and under which limits.
+#[derive(Debug, Clone, Copy)]
+pub struct RunSpec<'a> {
+    /// The command, every path resolved by the sandbox.
+    pub command: &'a ResolvedCommand,
+    /// Wall-clock limit; `None` for none.
+    pub timeout: Option<Duration>,
+}
+
+/// Why a run did not succeed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RunError {
+    /// ffmpeg could not be started (binary missing, not executable).
+    #[error("ffmpeg could not be started: {0}")]
+    Spawn(String),
+    /// ffmpeg exited unsuccessfully; `message` holds the meaningful last lines of its stderr.
+    #[error("{message}")]
+    Exit {
+        /// Exit code, `None` when killed by a signal.
+        code: Option<i32>,
+        /// The last meaningful stderr lines, data-directory paths made relative.
+        message: String,
+    },
+    /// The run took longer than its timeout and was stopped.
+    #[error("timed out after {} s", .0.as_secs())]
+    TimedOut(Duration),
+    /// The run was stopped through its cancellation token.
+    #[error("cancelled")]
+    Cancelled,
+}
+
+/// The end of a run: its result and the tail of ffmpeg's log.
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    /// `Ok` when ffmpeg exited 0.
+    pub result: Result<(), RunError>,
+    /// The last bytes of stderr (at most the runner's configured tail size), lossily decoded.
+    pub log_tail: String,
+}
+
+/// Runs commands. Usable as `Arc<dyn Runner>`; tests substitute their own.
+#[async_trait]
+pub trait Runner: Send + Sync + 'static {
+    /// Runs `spec` to completion, publishing progress snapshots on `progress`, stopping early
+    /// when `cancel` fires (result [`RunError::Cancelled`]) or the timeout passes.
+    async fn run(
+        &self,
+        spec: RunSpec<'_>,
+        progress: &watch::Sender<Option<Progress>>,
+        cancel: &CancellationToken,
+    ) -> RunReport;
+}
+
+/// Settings of [`FfmpegRunner`].
+#[derive(Debug, Clone)]
+pub struct FfmpegConfig {
+    /// The ffmpeg binary: a path, or a name looked up on `PATH`.
+    pub binary: PathBuf,
+    /// The data directory: its paths are made relative in error messages.
+    pub data_dir: PathBuf,
+    /// Working directory of the ffmpeg process (side files such as two-pass logs land here).
+    pub working_dir: PathBuf,
+    /// Time between SIGTERM and SIGKILL when a run is stopped.
+    pub kill_grace: Duration,
+    /// How many bytes of stderr to keep (the job log and error message come from this tail).
+    pub log_tail_bytes: usize,
+}
+
+impl FfmpegConfig {
+    /// Defaults: working directory = data directory, 5 s kill grace, 64 KiB log tail.
+    pub fn new(binary: impl Into<PathBuf>, data_dir: impl Into<PathBuf>) -> FfmpegConfig {
+        let data_dir = data_dir.into();
+        FfmpegConfig {
+            binary: binary.into(),
+            working_dir: data_dir.clone(),
+            data_dir,
+            kill_grace: Duration::from_secs(5),
+            log_tail_bytes: 64 * 1024,
+        }
+    }
+}
+
+/// Runs the real ffmpeg binary.
+#[derive(Debug, Clone)]
+pub struct FfmpegRunner {
+    config: FfmpegConfig,
+}
+
+/// Arguments the runner puts before the command's own: no stdin, overwrite, no banner,
+/// machine-readable progress on stdout, no interactive stats on stderr.
+pub const RUNNER_ARGS: [&str; 6] = ["-nostdin", "-y", "-hide_banner", "-progress", "pipe:1", "-nostats"];
+
+impl FfmpegRunner {
+    /// A runner with `config`.
+    pub fn new(config: FfmpegConfig) -> FfmpegRunner {
+        FfmpegRunner { config }
+    }
+
+    /// The full argument list (after the program name) for `command`.
+    pub fn args(command: &ResolvedCommand) -> Vec<String> {
+        let mut args: Vec<String> = RUNNER_ARGS.iter().map(|s| (*s).to_owned()).collect();
+        args.extend(command.to_ffmpeg_args());
+        args
+    }
+}
+
+/// A bounded tail of a byte stream.
+#[derive(Debug)]
+struct Tail {
+    bytes: VecDeque<u8>,
+    cap: usize,
+}
+
+impl Tail {
+    fn push(&mut self, chunk: &[u8]) {
+        let chunk = &chunk[chunk.len().saturating_sub(self.cap)..];
+        let overflow = (self.bytes.len() + chunk.len()).saturating_sub(self.cap);
+        self.bytes.drain(..overflow);
+        self.bytes.extend(chunk);
+    }
+    fn text(&self) -> String {
+        let (a, b) = self.bytes.as_slices();
+        let mut v = Vec::with_capacity(a.len() + b.len());
+        v.extend_from_slice(a);
+        v.extend_from_slice(b);
+        String::from_utf8_lossy(&v).into_owned()
+    }
+}
+
+/// Splits stderr into lines for the banner scanner, keeping at most 4 KiB of a partial line.
+#[derive(Debug, Default)]
+struct LineSplitter {
+    partial: Vec<u8>,
+}
+
+impl LineSplitter {
+    fn feed(&mut self, chunk: &[u8], mut f: impl FnMut(&[u8])) {
+        for piece in chunk.split_inclusive(|b| *b == b'\n' || *b == b'\r') {
+            let complete = piece.last().is_some_and(|b| *b == b'\n' || *b == b'\r');
+            let body = if complete { &piece[..piece.len() - 1] } else { piece };
+            if self.partial.len() + body.len() <= 4096 {
+                self.partial.extend_from_slice(body);
+            }
+            if complete {
+                f(&self.partial);
+                self.partial.clear();
+            }
+        }
+    }
+}
+
+/// Builds a progress snapshot from one `-progress` block.
+fn snapshot(update: &ProgressUpdate, expected: &ExpectedLength) -> Progress {
+    let percent = expected.percent(update).map(|p| (p * 100.0).round() / 100.0);
+    let out_time_us = update.out_time_us.map(|t| t.max(0));
+    let eta_seconds = match (expected.seconds, expected.frames) {
+        _ if update.state == ffmpeg_core::progress::ProgressState::End => Some(0.0),
+        (Some(total), _) => match (out_time_us, update.speed) {
+            (Some(t), Some(speed)) if speed > 0.0 => Some(((total - t as f64 / 1e6) / speed).max(0.0)),
+            _ => None,
+        },
+        (None, Some(frames)) => match (update.frame, update.fps) {
+            (Some(frame), Some(fps)) if fps > 0.0 => Some((frames.saturating_sub(frame) as f64 / fps).max(0.0)),
+            _ => None,
+        },
+        (None, None) => None,
+    };
+    Progress {
+        frame: update.frame,
+        fps: update.fps,
+        out_time_us,
+        bitrate_kbits_per_s: update.bitrate_kbits_per_s,
+        total_size_bytes: update.total_size_bytes,
+        speed: update.speed,
+        percent,
+        eta_seconds: eta_seconds.map(|e| (e * 10.0).round() / 10.0),
+        dup_frames: update.dup_frames,
+        drop_frames: update.drop_frames,
+    }
+}
+
+/// The meaningful last lines of ffmpeg's stderr: up to 5 non-empty lines, without the
+/// generic "Conversion failed!" when something more specific precedes it, with `file:` URLs
+/// and data-directory paths made relative so server paths do not leak to clients.
+pub fn error_summary(log_tail: &str, data_dir: &Path) -> String {
+    let root = data_dir.display().to_string();
+    let file_prefix = format!("file:{root}/");
+    let plain_prefix = format!("{root}/");
+    let mut lines: Vec<&str> = log_tail.lines().map(str::trim_end).filter(|l| !l.trim().is_empty()).collect();
+    if lines.len() > 1 && lines.last().is_some_and(|l| l.trim() == "Conversion failed!") {
+        lines.pop();
+    }
+    let start = lines.len().saturating_sub(5);
+    let text = lines[start..].join("\n");
+    let text = text.replace(&file_prefix, "").replace(&plain_prefix, "");
+    if text.is_empty() { "ffmpeg failed without a message".to_owned() } else { text }
+}
+
+fn signal_group(pid: Option<u32>, signal: Signal) {
+    if let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) {
+        // The child is its own process-group leader (process_group(0)), so its pid is the group id.
+        // ESRCH (already gone) is fine.
+        let _ = killpg(Pid::from_raw(pid), signal);
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    TimedOut,
+    Cancelled,
+}
+
+#[async_trait]
+impl Runner for FfmpegRunner {
+    async fn run(
+        &self,
+        spec: RunSpec<'_>,
+        progress: &watch::Sender<Option<Progress>>,
+        cancel: &CancellationToken,
+    ) -> RunReport {
+        let mut tail = Tail { bytes: VecDeque::new(), cap: self.config.log_tail_bytes.max(1024) };
+        let mut cmd = tokio::process::Command::new(&self.config.binary);
+        cmd.args(FfmpegRunner::args(spec.command))
+            .env_clear()
+            .current_dir(&self.config.working_dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        let mut child = match cmd.spawn() {
+            Ok(c) => c,
+            Err(e) => {
+                let msg = format!("{}: {e}", self.config.binary.display());
+                return RunReport { result: Err(RunError::Spawn(msg)), log_tail: String::new() };
+            }
+        };
+        let pid = child.id();
+        let (Some(mut stdout), Some(mut stderr)) = (child.stdout.take(), child.stderr.take()) else {
+            signal_group(pid, Signal::SIGKILL);
+            let _ = child.wait().await;
+            return RunReport { result: Err(RunError::Spawn("no pipes".to_owned())), log_tail: String::new() };
+        };
+
+        let mut parser = ProgressParser::new();
+        let mut banner = BannerScanner::new();
+        let mut lines = LineSplitter::default();
+        let command = spec.command.command();
+        let deadline = spec.timeout.map(|t| Instant::now() + t);
+        let mut stop: Option<Stop> = None;
+        let mut kill_at: Option<Instant> = None;
+        let (mut out_open, mut err_open) = (true, true);
+        let mut out_buf = vec![0u8; 16 * 1024];
+        let mut err_buf = vec![0u8; 16 * 1024];
+        let far = Instant::now() + Duration::from_secs(365 * 24 * 3600);
+
+        // One loop drains both pipes (never one after the other: a full stderr pipe would stall
+        // ffmpeg while we wait on stdout), and reaps the child once both are closed.
+        let status = loop {
+            tokio::select! {
+                r = stdout.read(&mut out_buf), if out_open => match r {
+                    Ok(0) | Err(_) => out_open = false,
+                    Ok(n) => {
+                        for update in parser.feed(&out_buf[..n]) {
+                            let expected = ExpectedLength::for_output(command, 0, &banner.input_durations());
+                            progress.send_replace(Some(snapshot(&update, &expected)));
+                        }
+                    }
+                },
+                r = stderr.read(&mut err_buf), if err_open => match r {
+                    Ok(0) | Err(_) => err_open = false,
+                    Ok(n) => {
+                        tail.push(&err_buf[..n]);
+                        lines.feed(&err_buf[..n], |line| banner.feed_line(line));
+                    }
+                },
+                s = child.wait(), if !out_open && !err_open => break s,
+                () = tokio::time::sleep_until(deadline.unwrap_or(far)), if deadline.is_some() && stop.is_none() => {
+                    stop = Some(Stop::TimedOut);
+                    signal_group(pid, Signal::SIGTERM);
+                    kill_at = Some(Instant::now() + self.config.kill_grace);
+                },
+                () = cancel.cancelled(), if stop.is_none() => {
+                    stop = Some(Stop::Cancelled);
+                    signal_group(pid, Signal::SIGTERM);
+                    kill_at = Some(Instant::now() + self.config.kill_grace);
+                },
+                () = tokio::time::sleep_until(kill_at.unwrap_or(far)), if kill_at.is_some() => {
+                    signal_group(pid, Signal::SIGKILL);
+                    kill_at = None;
+                },
+            }
+        };
+        // Whatever is left of the group (ffmpeg itself spawns nothing, but be thorough).
+        signal_group(pid, Signal::SIGKILL);
+
+        let log_tail = tail.text();
+        let result = match (stop, status) {
+            (Some(Stop::Cancelled), _) => Err(RunError::Cancelled),
+            (Some(Stop::TimedOut), _) => Err(RunError::TimedOut(spec.timeout.unwrap_or_default())),
+            (None, Ok(s)) if s.success() => Ok(()),
+            (None, Ok(s)) => Err(RunError::Exit { code: s.code(), message: error_summary(&log_tail, &self.config.data_dir) }),
+            (None, Err(e)) => Err(RunError::Exit { code: None, message: format!("waiting for ffmpeg failed: {e}") }),
+        };
+        RunReport { result, log_tail }
+    }
+}

@@ -1,0 +1,294 @@
+//! [`Jobs`]: the job service that the HTTP layer (or any other front end) calls, and the
+//! worker pool that drains the queue.
+//!
+//! Submitting parses and sandboxes the command first, so a bad command is refused before it
+//! is ever queued. Workers claim jobs from the store (an atomic `queued -> running`
+//! transition), run them through a [`Runner`], stream progress into the store, and record the
+//! outcome. The command is parsed and sandboxed again at run time: a symlink planted between
+//! submit and run cannot redirect a job outside the data directory.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use ffmpeg_core::command::{Command, CommandError};
+use ffmpeg_core::sandbox::{ResolvedCommand, Sandbox, SandboxError};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::model::{Job, JobId, SubmitOptions};
+use crate::outputs;
+use crate::runner::{RunError, RunSpec, Runner};
+use crate::store::{CancelOutcome, JobStore, Outcome, StoreError};
+
+/// Settings of the job service and its worker pool.
+#[derive(Debug, Clone)]
+pub struct JobsConfig {
+    /// Jobs run at once by this process. At least 1.
+    pub concurrency: usize,
+    /// Upper bound on any job's run time; a job's own `timeout_seconds` is capped by it.
+    /// `None`: no limit.
+    pub max_timeout: Option<Duration>,
+    /// How long an idle worker waits for a wake-up before checking the store again (covers
+    /// jobs queued by another process sharing the database).
+    pub idle_wait: Duration,
+    /// How long [`Jobs::cancel`] waits for a running job's process to stop.
+    pub cancel_wait: Duration,
+}
+
+impl Default for JobsConfig {
+    fn default() -> Self {
+        JobsConfig {
+            concurrency: 1,
+            max_timeout: Some(Duration::from_secs(3600)),
+            idle_wait: Duration::from_secs(2),
+            cancel_wait: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Why a submission was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SubmitError {
+    /// The command line does not parse.
+    #[error(transparent)]
+    Command(#[from] CommandError),
+    /// A path escapes the data directory or names a protocol.
+    #[error(transparent)]
+    Sandbox(#[from] SandboxError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Signals that stop the worker pool.
+#[derive(Debug, Clone, Default)]
+pub struct Shutdown {
+    /// Fired first: workers claim no new job. Running jobs continue.
+    pub stop_claiming: CancellationToken,
+    /// Fired after the grace period: running jobs are stopped and put back in the queue.
+    pub abort_running: CancellationToken,
+}
+
+#[derive(Debug, Clone)]
+struct RunningJob {
+    cancel: CancellationToken,
+    done: CancellationToken,
+}
+
+/// The job service: submit, inspect, cancel, delete; and the workers that run jobs.
+pub struct Jobs {
+    store: Arc<dyn JobStore>,
+    runner: Arc<dyn Runner>,
+    sandbox: Sandbox,
+    config: JobsConfig,
+    running: Mutex<HashMap<JobId, RunningJob>>,
+}
+
+impl std::fmt::Debug for Jobs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Jobs").field("sandbox", &self.sandbox).field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+impl Jobs {
+    /// A service over `store`, running jobs with `runner` inside `sandbox`.
+    pub fn new(store: Arc<dyn JobStore>, runner: Arc<dyn Runner>, sandbox: Sandbox, config: JobsConfig) -> Arc<Jobs> {
+        Arc::new(Jobs { store, runner, sandbox, config, running: Mutex::new(HashMap::new()) })
+    }
+
+    /// The store, for reads.
+    pub fn store(&self) -> &Arc<dyn JobStore> {
+        &self.store
+    }
+
+    /// The sandbox jobs run in.
+    pub fn sandbox(&self) -> &Sandbox {
+        &self.sandbox
+    }
+
+    /// The service's settings.
+    pub fn config(&self) -> &JobsConfig {
+        &self.config
+    }
+
+    /// Parses `command` and resolves its paths, as a submission would, without queueing it.
+    ///
+    /// # Errors
+    /// [`SubmitError::Command`] or [`SubmitError::Sandbox`].
+    pub fn check(&self, command: &str) -> Result<ResolvedCommand, SubmitError> {
+        let parsed = Command::parse(command)?;
+        Ok(self.sandbox.resolve_command(&parsed)?)
+    }
+
+    /// Checks `command` and queues it. `options.timeout_seconds` is capped by the server's limit.
+    ///
+    /// # Errors
+    /// [`SubmitError`]: the command is refused (nothing is queued) or the store failed.
+    pub async fn submit(&self, command: &str, mut options: SubmitOptions) -> Result<Job, SubmitError> {
+        self.check(command)?;
+        if let (Some(t), Some(max)) = (options.timeout_seconds, self.config.max_timeout) {
+            options.timeout_seconds = Some(t.min(max.as_secs()));
+        }
+        Ok(self.store.insert(command.to_owned(), options).await?)
+    }
+
+    /// Cancels a job. A queued job is cancelled at once. A running job's process group is
+    /// stopped and this waits (up to the configured `cancel_wait`) until it is recorded as
+    /// cancelled; a job running on another machine is stopped at its next progress report.
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`]; [`StoreError::Conflict`] for a finished job.
+    pub async fn cancel(&self, id: &JobId) -> Result<Job, StoreError> {
+        match self.store.cancel(id).await? {
+            CancelOutcome::Cancelled(job) => Ok(job),
+            CancelOutcome::Requested(job) => {
+                let local = self.lock_running().get(id).cloned();
+                if let Some(running) = local {
+                    running.cancel.cancel();
+                    let _ = tokio::time::timeout(self.config.cancel_wait, running.done.cancelled()).await;
+                }
+                Ok(self.store.get(id).await?.unwrap_or(job))
+            }
+        }
+    }
+
+    /// Number of jobs this process is running now.
+    pub fn running_here(&self) -> usize {
+        self.lock_running().len()
+    }
+
+    fn lock_running(&self) -> std::sync::MutexGuard<'_, HashMap<JobId, RunningJob>> {
+        self.running.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Starts `config.concurrency` workers. They stop claiming when `shutdown.stop_claiming`
+    /// fires; running jobs are stopped and re-queued when `shutdown.abort_running` fires. The
+    /// returned set completes when every worker has stopped.
+    pub fn spawn_workers(self: &Arc<Self>, shutdown: &Shutdown) -> JoinSet<()> {
+        let mut set = JoinSet::new();
+        for n in 0..self.config.concurrency.max(1) {
+            let jobs = Arc::clone(self);
+            let shutdown = shutdown.clone();
+            set.spawn(async move { jobs.worker(n, shutdown).await });
+        }
+        set
+    }
+
+    async fn worker(&self, n: usize, shutdown: Shutdown) {
+        tracing::debug!(worker = n, "worker started");
+        while !shutdown.stop_claiming.is_cancelled() {
+            match self.store.claim_next().await {
+                Ok(Some(job)) => {
+                    let span = tracing::info_span!("job", id = %job.id, attempt = job.attempts);
+                    self.run_job(job, &shutdown.abort_running).instrument(span).await;
+                }
+                Ok(None) => {
+                    tokio::select! {
+                        () = self.store.wait_for_work(self.config.idle_wait) => {}
+                        () = shutdown.stop_claiming.cancelled() => {}
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(worker = n, error = %e, "claiming a job failed; retrying");
+                    tokio::select! {
+                        () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        () = shutdown.stop_claiming.cancelled() => {}
+                    }
+                }
+            }
+        }
+        tracing::debug!(worker = n, "worker stopped");
+    }
+
+    async fn finish(&self, id: &JobId, outcome: Outcome, log: &str) {
+        if let Err(e) = self.store.finish(id, outcome, log).await {
+            tracing::error!(job = %id, error = %e, "recording the job's outcome failed");
+        }
+    }
+
+    async fn run_job(&self, job: Job, abort: &CancellationToken) {
+        let id = job.id.clone();
+        let resolved = match self.check(&job.command) {
+            Ok(r) => r,
+            Err(e) => return self.finish(&id, Outcome::Failed { error: e.to_string() }, "").await,
+        };
+        if let Err(e) = outputs::create_output_dirs(&resolved) {
+            let error = format!("cannot create an output directory: {e}");
+            return self.finish(&id, Outcome::Failed { error }, "").await;
+        }
+        let running = RunningJob { cancel: CancellationToken::new(), done: CancellationToken::new() };
+        self.lock_running().insert(id.clone(), running.clone());
+        tracing::info!(command = %job.command, "job started");
+
+        let started = SystemTime::now();
+        let timeout = job.timeout_seconds.map(Duration::from_secs).or(self.config.max_timeout);
+        let (tx, mut rx) = watch::channel(None);
+        let stop = CancellationToken::new();
+        let report = {
+            let run = self.runner.run(RunSpec { command: &resolved, timeout }, &tx, &stop);
+            tokio::pin!(run);
+            loop {
+                tokio::select! {
+                    report = &mut run => break report,
+                    Ok(()) = rx.changed() => {
+                        let latest = rx.borrow_and_update().clone();
+                        if let Some(progress) = latest {
+                            match self.store.update_progress(&id, &progress).await {
+                                Ok(true) => running.cancel.cancel(),
+                                Ok(false) => {}
+                                Err(e) => tracing::warn!(error = %e, "recording progress failed"),
+                            }
+                        }
+                    }
+                    () = running.cancel.cancelled(), if !stop.is_cancelled() => stop.cancel(),
+                    () = abort.cancelled(), if !stop.is_cancelled() => stop.cancel(),
+                }
+            }
+        };
+        let last = rx.borrow_and_update().clone();
+        if let Some(progress) = last {
+            let _ = self.store.update_progress(&id, &progress).await;
+        }
+
+        let root = self.sandbox.root();
+        match report.result {
+            Ok(()) => {
+                let files = outputs::relative_to(root, &outputs::produced_files(&resolved, started));
+                tracing::info!(outputs = files.len(), "job completed");
+                self.finish(&id, Outcome::Completed { output_files: files }, &report.log_tail).await;
+            }
+            Err(RunError::Cancelled) => {
+                remove_partial_outputs(&resolved, started);
+                if running.cancel.is_cancelled() {
+                    tracing::info!("job cancelled");
+                    self.finish(&id, Outcome::Cancelled, &report.log_tail).await;
+                } else {
+                    tracing::info!("job stopped by shutdown; back in the queue");
+                    if let Err(e) = self.store.requeue(&id).await {
+                        tracing::error!(error = %e, "re-queueing the job failed");
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::info!(error = %e, "job failed");
+                self.finish(&id, Outcome::Failed { error: e.to_string() }, &report.log_tail).await;
+            }
+        }
+        self.lock_running().remove(&id);
+        running.done.cancel();
+    }
+}
+
+/// Removes what a stopped run wrote (files modified since it started), so a cancelled job
+/// leaves no half-written output behind.
+fn remove_partial_outputs(command: &ResolvedCommand, started: SystemTime) {
+    for path in outputs::produced_files(command, started) {
+        if let Err(e) = std::fs::remove_file(&path) {
+            tracing::warn!(path = %path.display(), error = %e, "removing a partial output failed");
+        }
+    }
+}

@@ -1,0 +1,422 @@
+//! The job store: the one place where a job's state changes.
+//!
+//! [`JobStore`] is both the record of every job and the queue: claiming the next job is an
+//! atomic `queued -> running` transition in the store itself, so the queue and the records can
+//! never disagree (the original design kept an in-memory queue beside the store; a crash lost
+//! the queue and left jobs `queued` forever). Implementations: [`MemoryStore`] (tests, and
+//! `DATABASE_URL=memory:`) and `SqliteStore` (the durable default).
+//!
+//! Every transition is explicit:
+//!
+//! | method | from | to |
+//! |---|---|---|
+//! | [`JobStore::insert`] | — | queued |
+//! | [`JobStore::claim_next`] | queued | running (attempts + 1) |
+//! | [`JobStore::finish`] | running | completed, failed, cancelled |
+//! | [`JobStore::cancel`] | queued | cancelled (running: cancel requested) |
+//! | [`JobStore::requeue`] | running | queued (shutdown) |
+//! | [`JobStore::recover`] | running | queued, or failed past the attempt limit |
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use time::OffsetDateTime;
+use tokio::sync::Notify;
+
+use crate::model::{Job, JobId, JobStatus, Progress, SubmitOptions};
+
+/// Errors from a [`JobStore`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// No job has this id.
+    #[error("job {0} not found")]
+    NotFound(JobId),
+    /// The transition is not allowed from the job's current status.
+    #[error("job {id} is {status}: {action} is not possible")]
+    Conflict {
+        /// The job.
+        id: JobId,
+        /// Its current status.
+        status: JobStatus,
+        /// What was attempted, e.g. "cancel".
+        action: &'static str,
+    },
+    /// The database failed or is unreachable.
+    #[error("database error: {0}")]
+    Database(String),
+}
+
+/// How a run ended, as recorded by [`JobStore::finish`].
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Outcome {
+    /// ffmpeg exited 0; the files it produced, relative to the data directory.
+    Completed {
+        /// Produced files.
+        output_files: Vec<String>,
+    },
+    /// ffmpeg failed or timed out; a short, human-readable reason.
+    Failed {
+        /// The reason.
+        error: String,
+    },
+    /// Stopped because a client cancelled it.
+    Cancelled,
+}
+
+/// Result of [`JobStore::cancel`].
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum CancelOutcome {
+    /// The job was queued and is now cancelled.
+    Cancelled(Job),
+    /// The job is running; it is marked and its worker must stop it and call
+    /// [`JobStore::finish`] with [`Outcome::Cancelled`].
+    Requested(Job),
+}
+
+/// Which jobs [`JobStore::list`] returns: submission order (oldest first), after a cursor.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListQuery {
+    /// Only jobs with this status.
+    pub status: Option<JobStatus>,
+    /// Only jobs submitted after the job with this sequence number.
+    pub after_seq: Option<i64>,
+    /// At most this many jobs.
+    pub limit: u32,
+}
+
+/// What [`JobStore::recover`] did with jobs left `running` by a previous process.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Recovery {
+    /// Jobs put back in the queue.
+    pub requeued: Vec<JobId>,
+    /// Jobs that had used all their attempts and are now failed ("interrupted").
+    pub failed: Vec<JobId>,
+}
+
+/// Number of jobs in each status.
+pub type StatusCounts = BTreeMap<JobStatus, u64>;
+
+/// Durable record of jobs and the queue they wait in. Usable as `Arc<dyn JobStore>`.
+///
+/// Implementations must make every transition atomic: two workers (threads, processes or
+/// machines) can never claim the same job, and a transition from a status other than the
+/// documented one fails with [`StoreError::Conflict`].
+#[async_trait]
+pub trait JobStore: Send + Sync + 'static {
+    /// Records a new `queued` job and wakes a waiting worker.
+    async fn insert(&self, command: String, options: SubmitOptions) -> Result<Job, StoreError>;
+
+    /// The job with this id, if any.
+    async fn get(&self, id: &JobId) -> Result<Option<Job>, StoreError>;
+
+    /// Jobs in submission order, filtered and paged by `query`.
+    async fn list(&self, query: &ListQuery) -> Result<Vec<Job>, StoreError>;
+
+    /// Atomically moves the next queued job (highest priority, then oldest) to `running`,
+    /// stamping `started_at` and counting the attempt. `None` when the queue is empty.
+    async fn claim_next(&self) -> Result<Option<Job>, StoreError>;
+
+    /// Waits until a job may have been queued since the last call (a hint; callers re-check
+    /// with [`JobStore::claim_next`]), or `timeout` passes.
+    async fn wait_for_work(&self, timeout: std::time::Duration);
+
+    /// Records the latest progress of a running job. Returns `true` when a client has asked
+    /// for the job to be cancelled (so a worker on another machine learns of it).
+    async fn update_progress(&self, id: &JobId, progress: &Progress) -> Result<bool, StoreError>;
+
+    /// Moves a running job to its final status, keeping `log` (the tail of ffmpeg's stderr)
+    /// as the job's log.
+    async fn finish(&self, id: &JobId, outcome: Outcome, log: &str) -> Result<Job, StoreError>;
+
+    /// The log kept by [`JobStore::finish`]; `None` for an unknown job, empty before it finished.
+    async fn log(&self, id: &JobId) -> Result<Option<String>, StoreError>;
+
+    /// Cancels a queued job, or marks a running one for cancellation.
+    /// Finished jobs: [`StoreError::Conflict`].
+    async fn cancel(&self, id: &JobId) -> Result<CancelOutcome, StoreError>;
+
+    /// Puts a running job back in the queue (graceful shutdown), keeping its place in order.
+    async fn requeue(&self, id: &JobId) -> Result<(), StoreError>;
+
+    /// Removes a finished job's record. Queued or running: [`StoreError::Conflict`].
+    async fn delete(&self, id: &JobId) -> Result<(), StoreError>;
+
+    /// At start-up: jobs left `running` go back to `queued`, or to `failed` with error
+    /// "interrupted" when they have already been attempted `max_attempts` times.
+    async fn recover(&self, max_attempts: u32) -> Result<Recovery, StoreError>;
+
+    /// Deletes finished jobs that completed before `cutoff`; returns how many.
+    async fn purge_finished_before(&self, cutoff: OffsetDateTime) -> Result<u64, StoreError>;
+
+    /// Number of jobs in each status (statuses with no job may be absent).
+    async fn counts(&self) -> Result<StatusCounts, StoreError>;
+
+    /// Checks that the store is reachable (readiness).
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// An in-memory [`JobStore`]: fast, and gone when the process exits. For tests and
+/// throw-away runs (`DATABASE_URL=memory:`).
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+    notify: Notify,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    jobs: HashMap<JobId, Job>,
+    /// seq -> id, for submission order.
+    by_seq: BTreeMap<i64, JobId>,
+    /// (-priority, seq) -> id for queued jobs: the queue order.
+    queue: BTreeMap<(i64, i64), JobId>,
+    cancel_requested: std::collections::HashSet<JobId>,
+    logs: HashMap<JobId, String>,
+    next_seq: i64,
+}
+
+fn queue_key(job: &Job) -> (i64, i64) {
+    (-i64::from(job.priority), job.seq)
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> MemoryStore {
+        MemoryStore::default()
+    }
+
+    /// Wakes every waiting worker, and leaves a permit for the next one to wait, so a job
+    /// inserted between a worker's empty claim and its wait is not left idle until the timeout.
+    fn wake(&self) {
+        self.notify.notify_waiters();
+        self.notify.notify_one();
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave a job half-updated in a way later calls
+        // misread (each method updates fields then indexes), so recover the guard.
+        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl Inner {
+    fn job_mut(&mut self, id: &JobId) -> Result<&mut Job, StoreError> {
+        self.jobs.get_mut(id).ok_or_else(|| StoreError::NotFound(id.clone()))
+    }
+}
+
+fn conflict(job: &Job, action: &'static str) -> StoreError {
+    StoreError::Conflict { id: job.id.clone(), status: job.status, action }
+}
+
+#[async_trait]
+impl JobStore for MemoryStore {
+    async fn insert(&self, command: String, options: SubmitOptions) -> Result<Job, StoreError> {
+        let job = {
+            let mut inner = self.lock();
+            inner.next_seq += 1;
+            let job = Job {
+                id: JobId::generate(),
+                status: JobStatus::Queued,
+                command,
+                created_at: OffsetDateTime::now_utc(),
+                started_at: None,
+                completed_at: None,
+                progress: None,
+                output_files: Vec::new(),
+                error: None,
+                priority: options.priority,
+                timeout_seconds: options.timeout_seconds,
+                metadata: options.metadata,
+                attempts: 0,
+                seq: inner.next_seq,
+            };
+            inner.by_seq.insert(job.seq, job.id.clone());
+            inner.queue.insert(queue_key(&job), job.id.clone());
+            inner.jobs.insert(job.id.clone(), job.clone());
+            job
+        };
+        self.wake();
+        Ok(job)
+    }
+
+    async fn get(&self, id: &JobId) -> Result<Option<Job>, StoreError> {
+        Ok(self.lock().jobs.get(id).cloned())
+    }
+
+    async fn list(&self, query: &ListQuery) -> Result<Vec<Job>, StoreError> {
+        let inner = self.lock();
+        let start = query.after_seq.map_or(std::ops::Bound::Unbounded, std::ops::Bound::Excluded);
+        Ok(inner
+            .by_seq
+            .range((start, std::ops::Bound::Unbounded))
+            .filter_map(|(_, id)| inner.jobs.get(id))
+            .filter(|j| query.status.is_none_or(|s| j.status == s))
+            .take(query.limit as usize)
+            .cloned()
+            .collect())
+    }
+
+    async fn claim_next(&self) -> Result<Option<Job>, StoreError> {
+        let mut inner = self.lock();
+        let Some((_, id)) = inner.queue.pop_first() else { return Ok(None) };
+        let job = inner.job_mut(&id)?;
+        job.status = JobStatus::Running;
+        job.started_at = Some(OffsetDateTime::now_utc());
+        job.attempts += 1;
+        job.progress = None;
+        Ok(Some(job.clone()))
+    }
+
+    async fn wait_for_work(&self, timeout: std::time::Duration) {
+        let _ = tokio::time::timeout(timeout, self.notify.notified()).await;
+    }
+
+    async fn update_progress(&self, id: &JobId, progress: &Progress) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        let job = inner.job_mut(id)?;
+        if job.status != JobStatus::Running {
+            return Err(conflict(job, "update progress"));
+        }
+        job.progress = Some(progress.clone());
+        Ok(inner.cancel_requested.contains(id))
+    }
+
+    async fn finish(&self, id: &JobId, outcome: Outcome, log: &str) -> Result<Job, StoreError> {
+        let mut inner = self.lock();
+        inner.cancel_requested.remove(id);
+        inner.logs.insert(id.clone(), log.to_owned());
+        let job = inner.job_mut(id)?;
+        if job.status != JobStatus::Running {
+            return Err(conflict(job, "finish"));
+        }
+        job.completed_at = Some(OffsetDateTime::now_utc());
+        match outcome {
+            Outcome::Completed { output_files } => {
+                job.status = JobStatus::Completed;
+                job.output_files = output_files;
+                if let Some(p) = job.progress.as_mut() {
+                    p.percent = Some(100.0);
+                    p.eta_seconds = Some(0.0);
+                }
+            }
+            Outcome::Failed { error } => {
+                job.status = JobStatus::Failed;
+                job.error = Some(error);
+            }
+            Outcome::Cancelled => job.status = JobStatus::Cancelled,
+        }
+        Ok(job.clone())
+    }
+
+    async fn log(&self, id: &JobId) -> Result<Option<String>, StoreError> {
+        let inner = self.lock();
+        Ok(inner.jobs.contains_key(id).then(|| inner.logs.get(id).cloned().unwrap_or_default()))
+    }
+
+    async fn cancel(&self, id: &JobId) -> Result<CancelOutcome, StoreError> {
+        let mut inner = self.lock();
+        let job = inner.job_mut(id)?;
+        match job.status {
+            JobStatus::Queued => {
+                job.status = JobStatus::Cancelled;
+                job.completed_at = Some(OffsetDateTime::now_utc());
+                let (key, job) = (queue_key(job), job.clone());
+                inner.queue.remove(&key);
+                Ok(CancelOutcome::Cancelled(job))
+            }
+            JobStatus::Running => {
+                let job = job.clone();
+                inner.cancel_requested.insert(id.clone());
+                Ok(CancelOutcome::Requested(job))
+            }
+            _ => Err(conflict(job, "cancel")),
+        }
+    }
+
+    async fn requeue(&self, id: &JobId) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        let job = inner.job_mut(id)?;
+        if job.status != JobStatus::Running {
+            return Err(conflict(job, "requeue"));
+        }
+        job.status = JobStatus::Queued;
+        job.started_at = None;
+        job.progress = None;
+        let key = queue_key(job);
+        inner.queue.insert(key, id.clone());
+        drop(inner);
+        self.wake();
+        Ok(())
+    }
+
+    async fn delete(&self, id: &JobId) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        let job = inner.job_mut(id)?;
+        if !job.status.is_finished() {
+            return Err(conflict(job, "delete"));
+        }
+        let seq = job.seq;
+        inner.jobs.remove(id);
+        inner.by_seq.remove(&seq);
+        inner.logs.remove(id);
+        Ok(())
+    }
+
+    async fn recover(&self, max_attempts: u32) -> Result<Recovery, StoreError> {
+        let mut inner = self.lock();
+        let mut recovery = Recovery::default();
+        let running: Vec<JobId> =
+            inner.jobs.values().filter(|j| j.status == JobStatus::Running).map(|j| j.id.clone()).collect();
+        for id in running {
+            let job = inner.job_mut(&id)?;
+            if job.attempts >= max_attempts {
+                job.status = JobStatus::Failed;
+                job.error = Some("interrupted".to_owned());
+                job.completed_at = Some(OffsetDateTime::now_utc());
+                recovery.failed.push(id);
+            } else {
+                job.status = JobStatus::Queued;
+                job.started_at = None;
+                job.progress = None;
+                let key = queue_key(job);
+                inner.queue.insert(key, id.clone());
+                recovery.requeued.push(id);
+            }
+        }
+        Ok(recovery)
+    }
+
+    async fn purge_finished_before(&self, cutoff: OffsetDateTime) -> Result<u64, StoreError> {
+        let mut inner = self.lock();
+        let old: Vec<(JobId, i64)> = inner
+            .jobs
+            .values()
+            .filter(|j| j.status.is_finished() && j.completed_at.is_some_and(|t| t < cutoff))
+            .map(|j| (j.id.clone(), j.seq))
+            .collect();
+        for (id, seq) in &old {
+            inner.logs.remove(id);
+            inner.jobs.remove(id);
+            inner.by_seq.remove(seq);
+        }
+        Ok(old.len() as u64)
+    }
+
+    async fn counts(&self) -> Result<StatusCounts, StoreError> {
+        let inner = self.lock();
+        let mut counts = StatusCounts::new();
+        for job in inner.jobs.values() {
+            *counts.entry(job.status).or_default() += 1;
+        }
+        Ok(counts)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
