@@ -1,0 +1,5 @@
+//! Integration tests of the `jobs` crate.
+#![allow(clippy::unwrap_used, missing_docs, unreachable_pub)]
+
+mod runner;
+mod service;

@@ -1,0 +1,177 @@
+//! `FfmpegRunner` against stand-in ffmpeg scripts (to force pathological behaviour) and the
+//! real ffmpeg.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use ffmpeg_core::command::Command;
+use ffmpeg_core::sandbox::{ResolvedCommand, Sandbox};
+use jobs::runner::error_summary;
+use jobs::{FfmpegConfig, FfmpegRunner, Progress, RunError, RunSpec, Runner};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+/// Writes an executable shell script standing in for ffmpeg.
+fn fake_ffmpeg(dir: &Path, body: &str) -> PathBuf {
+    let path = dir.join("fake-ffmpeg");
+    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+fn resolved(sandbox: &Sandbox, command: &str) -> ResolvedCommand {
+    sandbox.resolve_command(&Command::parse(command).unwrap()).unwrap()
+}
+
+struct Setup {
+    _dir: tempfile::TempDir,
+    data: PathBuf,
+    sandbox: Sandbox,
+}
+
+fn setup() -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let sandbox = Sandbox::new(&data).unwrap();
+    let data = sandbox.root().to_path_buf();
+    Setup { _dir: dir, data, sandbox }
+}
+
+fn alive(pid: i32) -> bool {
+    // A zombie is dead for our purpose; /proc/<pid>/stat's third field is the state.
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| s.rsplit(')').next().is_some_and(|rest| !rest.trim_start().starts_with('Z')))
+        .unwrap_or(false)
+}
+
+async fn run(runner: &FfmpegRunner, cmd: &ResolvedCommand, timeout: Option<Duration>, cancel: &CancellationToken) -> (jobs::RunReport, Option<Progress>) {
+    let (tx, rx) = watch::channel(None);
+    let report = runner.run(RunSpec { command: cmd, timeout }, &tx, cancel).await;
+    let last = rx.borrow().clone();
+    (report, last)
+}
+
+#[tokio::test]
+async fn megabytes_of_stderr_do_not_stall_the_run() {
+    let s = setup();
+    // 8 MiB of warnings on stderr, interleaved with progress on stdout, then success.
+    let bin = fake_ffmpeg(
+        &s.data,
+        "i=0; while [ $i -lt 64 ]; do /usr/bin/head -c 131072 /dev/zero | /usr/bin/tr '\\0' 'w' >&2; echo \"frame=$i\"; echo progress=continue; i=$((i+1)); done; echo frame=64; echo progress=end; exit 0",
+    );
+    let runner = FfmpegRunner::new(FfmpegConfig::new(&bin, &s.data));
+    let cmd = resolved(&s.sandbox, "-i in.mp4 out.mp4");
+    let (report, last) = run(&runner, &cmd, Some(Duration::from_secs(60)), &CancellationToken::new()).await;
+    assert_eq!(report.result, Ok(()));
+    assert_eq!(last.unwrap().frame, Some(64));
+    assert!(report.log_tail.len() <= 64 * 1024, "the log tail is bounded: {}", report.log_tail.len());
+    assert!(report.log_tail.len() >= 60 * 1024);
+}
+
+#[tokio::test]
+async fn timeout_stops_the_whole_process_group_even_when_sigterm_is_ignored() {
+    let s = setup();
+    let pids = s.data.join("pids");
+    let bin = fake_ffmpeg(
+        &s.data,
+        &format!("trap '' TERM; /usr/bin/sleep 1000 & echo $$ $! > {}; wait", pids.display()),
+    );
+    let mut config = FfmpegConfig::new(&bin, &s.data);
+    config.kill_grace = Duration::from_millis(300);
+    let runner = FfmpegRunner::new(config);
+    let cmd = resolved(&s.sandbox, "-i in.mp4 out.mp4");
+    let start = Instant::now();
+    let (report, _) = run(&runner, &cmd, Some(Duration::from_millis(500)), &CancellationToken::new()).await;
+    assert_eq!(report.result, Err(RunError::TimedOut(Duration::from_millis(500))));
+    assert!(start.elapsed() < Duration::from_secs(20));
+    let text = std::fs::read_to_string(&pids).unwrap();
+    for pid in text.split_whitespace() {
+        let pid: i32 = pid.parse().unwrap();
+        assert!(!alive(pid), "process {pid} of the group survived");
+    }
+}
+
+#[tokio::test]
+async fn cancel_stops_a_run_and_reports_cancelled() {
+    let s = setup();
+    let bin = fake_ffmpeg(&s.data, "echo frame=1; echo progress=continue; exec /usr/bin/sleep 1000");
+    let runner = FfmpegRunner::new(FfmpegConfig::new(&bin, &s.data));
+    let cmd = resolved(&s.sandbox, "-i in.mp4 out.mp4");
+    let cancel = CancellationToken::new();
+    let (tx, mut rx) = watch::channel(None);
+    let run = runner.run(RunSpec { command: &cmd, timeout: None }, &tx, &cancel);
+    tokio::pin!(run);
+    // Cancel once the first progress block arrived (the process is surely running then).
+    let report = loop {
+        tokio::select! {
+            report = &mut run => break report,
+            Ok(()) = rx.changed() => cancel.cancel(),
+        }
+    };
+    assert_eq!(report.result, Err(RunError::Cancelled));
+}
+
+#[tokio::test]
+async fn a_missing_binary_is_a_spawn_error() {
+    let s = setup();
+    let runner = FfmpegRunner::new(FfmpegConfig::new(s.data.join("no-such-ffmpeg"), &s.data));
+    let cmd = resolved(&s.sandbox, "-i in.mp4 out.mp4");
+    let (report, _) = run(&runner, &cmd, None, &CancellationToken::new()).await;
+    assert!(matches!(report.result, Err(RunError::Spawn(_))), "{:?}", report.result);
+}
+
+#[tokio::test]
+async fn the_environment_is_cleared_and_arguments_are_exact() {
+    let s = setup();
+    let out = s.data.join("seen");
+    let bin = fake_ffmpeg(&s.data, &format!("/usr/bin/env > {0}.env; for a in \"$@\"; do echo \"$a\"; done > {0}.args", out.display()));
+    let runner = FfmpegRunner::new(FfmpegConfig::new(&bin, &s.data));
+    let cmd = resolved(&s.sandbox, "-ss 1 -i \"my clip.mp4\" -c:v libx264 out/a.mp4");
+    let (report, _) = run(&runner, &cmd, None, &CancellationToken::new()).await;
+    assert_eq!(report.result, Ok(()));
+    let env = std::fs::read_to_string(s.data.join("seen.env")).unwrap();
+    assert!(!env.contains("HOME=") && !env.contains("CARGO"), "environment leaked: {env}");
+    let args = std::fs::read_to_string(s.data.join("seen.args")).unwrap();
+    let root = s.data.display();
+    let expected = format!(
+        "-nostdin\n-y\n-hide_banner\n-progress\npipe:1\n-nostats\n-ss\n1\n-protocol_whitelist\nfile\n-i\nfile:{root}/my clip.mp4\n-c:v\nlibx264\n-protocol_whitelist\nfile\nfile:{root}/out/a.mp4\n"
+    );
+    assert_eq!(args, expected);
+}
+
+#[tokio::test]
+async fn real_ffmpeg_reports_progress_with_percent() {
+    let s = setup();
+    let status = std::process::Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-f", "lavfi", "-i", "testsrc=duration=3:size=160x120:rate=25"])
+        .args(["-c:v", "libx264", "-preset", "ultrafast"])
+        .arg(s.data.join("in.mp4"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let runner = FfmpegRunner::new(FfmpegConfig::new("ffmpeg", &s.data));
+    let cmd = resolved(&s.sandbox, "-i in.mp4 -t 2 -c:v libx264 -preset ultrafast out.mp4");
+    let (report, last) = run(&runner, &cmd, Some(Duration::from_secs(60)), &CancellationToken::new()).await;
+    assert_eq!(report.result, Ok(()), "{}", report.log_tail);
+    let last = last.unwrap();
+    assert_eq!(last.percent, Some(100.0));
+    assert_eq!(last.frame, Some(50), "-t 2 at 25 fps");
+    assert!(report.log_tail.contains("Duration: 00:00:03.00"), "{}", report.log_tail);
+}
+
+#[test]
+fn error_summary_keeps_the_meaningful_last_lines_without_server_paths() {
+    let root = Path::new("/srv/data");
+    let check = |log: &str, expected: &str| assert_eq!(error_summary(log, root), expected, "{log}");
+    check("file:/srv/data/missing.mp4: No such file or directory\n", "missing.mp4: No such file or directory");
+    check(
+        "Input #0 ...\n  Duration: 00:00:02.00\n[libx264 @ 0x1] width not divisible by 2 (161x120)\nError initializing output stream 0:0 -- Error while opening encoder\nConversion failed!\n",
+        "Input #0 ...\n  Duration: 00:00:02.00\n[libx264 @ 0x1] width not divisible by 2 (161x120)\nError initializing output stream 0:0 -- Error while opening encoder",
+    );
+    check("a\nb\nc\nd\ne\nf\ng\n", "c\nd\ne\nf\ng");
+    check("\n\n", "ffmpeg failed without a message");
+    check("Conversion failed!\n", "Conversion failed!");
+    check("/srv/data/sub/x.mp4: Invalid data found when processing input\n", "sub/x.mp4: Invalid data found when processing input");
+}

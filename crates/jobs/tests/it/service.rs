@@ -1,0 +1,172 @@
+//! The job service and worker pool with a scripted runner standing in for ffmpeg.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use ffmpeg_core::sandbox::Sandbox;
+use jobs::store::JobStore;
+use jobs::{
+    Job, JobId, JobStatus, Jobs, JobsConfig, MemoryStore, Progress, RunError, RunReport, RunSpec, Runner, Shutdown,
+    SubmitOptions,
+};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+/// A runner that records what it ran and how many ran at once, and finishes each run after
+/// `hold` (or when cancelled), writing the command's outputs like ffmpeg would.
+#[derive(Default)]
+struct ScriptedRunner {
+    hold: Duration,
+    current: AtomicUsize,
+    peak: AtomicUsize,
+    ran: Mutex<Vec<String>>,
+}
+
+#[async_trait]
+impl Runner for ScriptedRunner {
+    async fn run(&self, spec: RunSpec<'_>, progress: &watch::Sender<Option<Progress>>, cancel: &CancellationToken) -> RunReport {
+        let now = self.current.fetch_add(1, Ordering::SeqCst) + 1;
+        self.peak.fetch_max(now, Ordering::SeqCst);
+        self.ran.lock().unwrap().push(spec.command.command().to_string());
+        for target in spec.command.outputs() {
+            if let ffmpeg_core::sandbox::OutputTarget::File(p) = target {
+                std::fs::write(p.as_path(), b"partial").unwrap();
+            }
+        }
+        progress.send_replace(Some(Progress { frame: Some(1), percent: Some(10.0), ..Progress::default() }));
+        let result = tokio::select! {
+            () = tokio::time::sleep(self.hold) => Ok(()),
+            () = cancel.cancelled() => Err(RunError::Cancelled),
+        };
+        self.current.fetch_sub(1, Ordering::SeqCst);
+        RunReport { result, log_tail: "scripted log".to_owned() }
+    }
+}
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    jobs: Arc<Jobs>,
+    runner: Arc<ScriptedRunner>,
+    store: Arc<dyn JobStore>,
+}
+
+fn fixture(concurrency: usize, hold: Duration) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let sandbox = Sandbox::new(dir.path()).unwrap();
+    let runner = Arc::new(ScriptedRunner { hold, ..ScriptedRunner::default() });
+    let store: Arc<dyn JobStore> = Arc::new(MemoryStore::new());
+    let config = JobsConfig { concurrency, idle_wait: Duration::from_millis(200), ..JobsConfig::default() };
+    let jobs = Jobs::new(Arc::clone(&store), Arc::clone(&runner) as Arc<dyn Runner>, sandbox, config);
+    Fixture { _dir: dir, jobs, runner, store }
+}
+
+async fn wait_for(store: &Arc<dyn JobStore>, id: &JobId, pred: impl Fn(&Job) -> bool) -> Job {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let job = store.get(id).await.unwrap().unwrap();
+        if pred(&job) {
+            return job;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting on {job:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pool_runs_at_most_concurrency_jobs_and_all_complete() {
+    let f = fixture(2, Duration::from_millis(100));
+    let shutdown = Shutdown::default();
+    let _workers = f.jobs.spawn_workers(&shutdown);
+    let mut ids = Vec::new();
+    for i in 0..6 {
+        ids.push(f.jobs.submit(&format!("-i in.mp4 out{i}.mp4"), SubmitOptions::default()).await.unwrap().id);
+    }
+    for id in &ids {
+        let job = wait_for(&f.store, id, |j| j.status.is_finished()).await;
+        assert_eq!(job.status, JobStatus::Completed);
+        assert_eq!(job.output_files.len(), 1);
+        assert_eq!(f.store.log(id).await.unwrap().as_deref(), Some("scripted log"));
+    }
+    assert_eq!(f.runner.peak.load(Ordering::SeqCst), 2);
+    shutdown.stop_claiming.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn higher_priority_runs_first_then_fifo() {
+    let f = fixture(1, Duration::from_millis(1));
+    let opts = |priority| SubmitOptions { priority, ..SubmitOptions::default() };
+    for (name, p) in [("a", 0), ("b", 5), ("c", 0), ("d", 5)] {
+        f.jobs.submit(&format!("-i in.mp4 {name}.mp4"), opts(p)).await.unwrap();
+    }
+    let shutdown = Shutdown::default();
+    let _workers = f.jobs.spawn_workers(&shutdown);
+    let counts = loop {
+        let c = f.store.counts().await.unwrap();
+        if c.get(&JobStatus::Completed) == Some(&4) {
+            break c;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert_eq!(counts.len(), 1);
+    let ran: Vec<String> = f.runner.ran.lock().unwrap().iter().map(|c| c.rsplit(' ').next().unwrap().to_owned()).collect();
+    assert_eq!(ran, ["b.mp4", "d.mp4", "a.mp4", "c.mp4"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_a_running_job_stops_it_and_removes_partial_outputs() {
+    let f = fixture(1, Duration::from_secs(600));
+    let shutdown = Shutdown::default();
+    let _workers = f.jobs.spawn_workers(&shutdown);
+    let job = f.jobs.submit("-i in.mp4 out/partial.mp4", SubmitOptions::default()).await.unwrap();
+    wait_for(&f.store, &job.id, |j| j.progress.is_some()).await;
+    let partial = f.jobs.sandbox().root().join("out/partial.mp4");
+    assert!(partial.exists());
+    let start = Instant::now();
+    let cancelled = f.jobs.cancel(&job.id).await.unwrap();
+    assert_eq!(cancelled.status, JobStatus::Cancelled, "cancel answers once the job is cancelled");
+    assert!(start.elapsed() < Duration::from_secs(2));
+    assert!(!partial.exists(), "partial output removed");
+    let again = f.jobs.cancel(&job.id).await;
+    assert!(matches!(again, Err(jobs::StoreError::Conflict { .. })), "{again:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_requeues_running_jobs_instead_of_failing_them() {
+    let f = fixture(1, Duration::from_secs(600));
+    let shutdown = Shutdown::default();
+    let mut workers = f.jobs.spawn_workers(&shutdown);
+    let job = f.jobs.submit("-i in.mp4 out.mp4", SubmitOptions::default()).await.unwrap();
+    wait_for(&f.store, &job.id, |j| j.status == JobStatus::Running).await;
+    shutdown.stop_claiming.cancel();
+    shutdown.abort_running.cancel();
+    while workers.join_next().await.is_some() {}
+    let job = f.store.get(&job.id).await.unwrap().unwrap();
+    assert_eq!(job.status, JobStatus::Queued);
+    assert_eq!(job.attempts, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_symlink_planted_after_submit_cannot_redirect_the_job() {
+    let f = fixture(1, Duration::from_millis(1));
+    let outside = tempfile::tempdir().unwrap();
+    let job = f.jobs.submit("-i in.mp4 link/out.mp4", SubmitOptions::default()).await.unwrap();
+    std::os::unix::fs::symlink(outside.path(), f.jobs.sandbox().root().join("link")).unwrap();
+    let shutdown = Shutdown::default();
+    let _workers = f.jobs.spawn_workers(&shutdown);
+    let job = wait_for(&f.store, &job.id, |j| j.status.is_finished()).await;
+    assert_eq!(job.status, JobStatus::Failed);
+    assert!(job.error.unwrap().contains("escapes the data directory"));
+    assert!(std::fs::read_dir(outside.path()).unwrap().next().is_none());
+    assert!(f.runner.ran.lock().unwrap().is_empty(), "the runner was never called");
+}
+
+#[tokio::test]
+async fn refused_commands_are_never_queued() {
+    let f = fixture(1, Duration::from_millis(1));
+    for bad in ["-i ../x.mp4 out.mp4", "-i in.mp4", "-i a.mp4 /tmp/out.mp4", "-i pipe:0 out.mp4"] {
+        assert!(f.jobs.submit(bad, SubmitOptions::default()).await.is_err(), "{bad}");
+    }
+    assert!(f.store.counts().await.unwrap().is_empty());
+}
