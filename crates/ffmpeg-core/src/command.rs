@@ -12,9 +12,26 @@
 //! - Global options (`-y`, `-filter_complex`, `-loglevel`, ...) apply wherever they appear.
 //! - Per-file options apply to the next input (`-i URL`) or output (any positional argument).
 //! - Every positional argument that is not an option value is an output URL.
+//!
+//! Which options take a value and which are global comes from ffmpeg's own option table, kept
+//! in the private `options` submodule with its sources and how each entry was checked.
+//!
+//! ```
+//! use ffmpeg_core::command::Command;
+//!
+//! let cmd = Command::parse("-y -ss 5 -i in.mp4 -filter_complex '[0:v]scale=640:-2' -an out.mp4")?;
+//! let globals: Vec<String> = cmd.global_options().iter().map(ToString::to_string).collect();
+//! assert_eq!(globals, ["-y", "-filter_complex [0:v]scale=640:-2"]);
+//! assert_eq!(cmd.inputs()[0].option("ss").and_then(|o| o.value()), Some("5"));
+//! assert_eq!(cmd.outputs()[0].options()[0].flag(), "-an");
+//! # Ok::<(), ffmpeg_core::command::CommandError>(())
+//! ```
 
+mod options;
 
 use std::fmt;
+
+use options::{Kind, Scope};
 
 /// A parsed ffmpeg command line.
 ///
@@ -115,11 +132,37 @@ impl Command {
     /// # Errors
     /// [`CommandError::Split`] for unbalanced quotes; otherwise as [`Command::from_args`].
     pub fn parse(line: &str) -> Result<Command, CommandError> {
-        let args = shell_words::split(line).map_err(|e| CommandError::Split { reason: e.to_string() })?;
+        let args = shell_words::split(line).map_err(|e| CommandError::Split {
+            reason: e.to_string(),
+        })?;
         Command::from_args(args)
     }
 
     /// Parses an already split argument list (without the program name).
+    ///
+    /// Splitting follows `split_commandline()` in `fftools/cmdutils.c` (ffmpeg 5.1): `-i`
+    /// takes the next argument as an input URL; an option takes the next argument as its value
+    /// unless it is value-less ([`Command::is_value_less`]); `OPT_EXIT` options (`-h`,
+    /// `-version`, ...) take the next argument if there is one; every other argument (including
+    /// a bare `-`) is an output URL. Global options ([`Command::is_global_option`]) are
+    /// collected wherever they appear; the others attach to the next input or output.
+    ///
+    /// Stricter than ffmpeg: `--` (ffmpeg: "next argument is an output URL"), an empty stream
+    /// specifier (`-c:`), `-i:v` and names that are neither in ffmpeg's table nor
+    /// shaped like an option name (`-:v`, `-2`) are [`CommandError::InvalidOption`]; options
+    /// after the last output, which ffmpeg ignores with a warning, are
+    /// [`CommandError::TrailingOption`].
+    ///
+    /// ```
+    /// use ffmpeg_core::command::Command;
+    ///
+    /// let cmd = Command::from_args(["-itsoffset", "-2", "-i", "in.mp4", "-f", "null", "-"])?;
+    /// assert_eq!(cmd.inputs()[0].option("itsoffset").and_then(|o| o.value()), Some("-2"));
+    /// assert_eq!(cmd.outputs()[0].url(), "-");
+    /// assert_eq!(cmd.outputs()[0].format(), Some("null"));
+    /// assert_eq!(cmd.arg_count(), 7);
+    /// # Ok::<(), ffmpeg_core::command::CommandError>(())
+    /// ```
     ///
     /// # Errors
     /// [`CommandError::Empty`], [`CommandError::MissingValue`], [`CommandError::NoInput`],
@@ -129,8 +172,64 @@ impl Command {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        let _args: Vec<String> = args.into_iter().map(Into::into).collect();
-        todo!("helper implements the grammar")
+        let args: Vec<String> = args.into_iter().map(Into::into).collect();
+        Parser::default().run(args)
+    }
+
+    /// Does the option `name` (without `-` and stream specifier, as [`Opt::name`]) stand alone,
+    /// without a value? True for ffmpeg's boolean and other argument-less options (`y`, `an`,
+    /// `shortest`, `copyts`, `stats`, `report`, ...) and for the `no` form of a boolean one
+    /// (`nostdin`, `nostats`, `noautorotate`). False for everything else, including names
+    /// ffmpeg does not define itself (codec, format and filter options such as `crf`), which
+    /// always take a value, and the `OPT_EXIT` options (`h`, `version`, ...), which take the
+    /// next argument if there is one.
+    ///
+    /// Note `autorotate` and `autoscale`: boolean, but declared with `HAS_ARG`, so
+    /// `-autorotate 0` takes a value while `-noautorotate` does not.
+    ///
+    /// Follows ffmpeg 5.1's option table (`fftools/ffmpeg_opt.c`, `fftools/cmdutils.h`) as
+    /// `split_commandline()` in `fftools/cmdutils.c` reads it.
+    ///
+    /// ```
+    /// use ffmpeg_core::command::Command;
+    ///
+    /// assert!(Command::is_value_less("an"));
+    /// assert!(Command::is_value_less("nostdin"));
+    /// assert!(!Command::is_value_less("autorotate"));
+    /// assert!(!Command::is_value_less("crf"));
+    /// ```
+    pub fn is_value_less(name: &str) -> bool {
+        match options::find(name) {
+            Some(def) => matches!(def.kind, Kind::Flag | Kind::Bool),
+            None => options::find_negated(name).is_some(),
+        }
+    }
+
+    /// Is the option `name` (without `-` and stream specifier) global, applying to the whole
+    /// program wherever it appears (`y`, `filter_complex`, `loglevel`, `progress`, `nostdin`,
+    /// ...)? Per-file options and every option ffmpeg does not define itself (AVOptions such as
+    /// `crf` or `movflags`) are not.
+    ///
+    /// An option is global in ffmpeg 5.1 unless its table entry has `OPT_PERFILE`, `OPT_SPEC`
+    /// or `OPT_OFFSET` (`add_opt()` in `fftools/cmdutils.c`).
+    ///
+    /// ```
+    /// use ffmpeg_core::command::Command;
+    ///
+    /// assert!(Command::is_global_option("filter_complex"));
+    /// assert!(Command::is_global_option("nostdin"));
+    /// assert!(!Command::is_global_option("c"));
+    /// assert!(!Command::is_global_option("crf"));
+    /// ```
+    pub fn is_global_option(name: &str) -> bool {
+        options::find(name)
+            .or_else(|| options::find_negated(name))
+            .is_some_and(|def| def.scope == Scope::Global)
+    }
+
+    /// Number of arguments in the command line as split (or as given to [`Command::from_args`]).
+    pub fn arg_count(&self) -> usize {
+        self.arg_count
     }
 
     /// Global options, in order.
@@ -149,12 +248,15 @@ impl Command {
     }
 
     /// The command as an argument list, in a canonical order: global options, then each input's
-    /// options and `-i URL`, then each output's options and URL.
+    /// options and `-i URL`, then each output's options and URL. [`Command::from_args`] reads
+    /// it back to the same command.
+    ///
+    /// One exception keeps that true: an `OPT_EXIT` option written last without its optional
+    /// argument (`... out.mp4 -h`) stays last, since at the front it would take the next
+    /// argument as its own.
     pub fn to_args(&self) -> Vec<String> {
         let mut args = Vec::with_capacity(self.arg_count);
-        for o in &self.global_options {
-            o.push_args(&mut args);
-        }
+        self.push_global_args(&mut args);
         for input in &self.inputs {
             for o in &input.options {
                 o.push_args(&mut args);
@@ -168,7 +270,23 @@ impl Command {
             }
             args.push(output.url.clone());
         }
+        self.push_trailing_args(&mut args);
         args
+    }
+
+    /// Pushes the global options that go first (all but [`Command::push_trailing_args`]'s).
+    pub(crate) fn push_global_args(&self, args: &mut Vec<String>) {
+        for o in self.global_options.iter().filter(|o| !o.must_be_last()) {
+            o.push_args(args);
+        }
+    }
+
+    /// Pushes the `OPT_EXIT` options that have no argument (at most one: it was the last
+    /// argument), which must stay last.
+    pub(crate) fn push_trailing_args(&self, args: &mut Vec<String>) {
+        for o in self.global_options.iter().filter(|o| o.must_be_last()) {
+            o.push_args(args);
+        }
     }
 }
 
@@ -196,7 +314,12 @@ impl Opt {
             None => format!("-{}", self.name),
         }
     }
-    fn push_args(&self, args: &mut Vec<String>) {
+    /// An `OPT_EXIT` option without its optional argument: anywhere but last it would take the
+    /// next argument.
+    fn must_be_last(&self) -> bool {
+        self.value.is_none() && options::find(&self.name).is_some_and(|d| d.kind == Kind::Exit)
+    }
+    pub(crate) fn push_args(&self, args: &mut Vec<String>) {
         args.push(self.flag());
         if let Some(v) = &self.value {
             args.push(v.clone());
@@ -235,6 +358,10 @@ impl Input {
     pub fn option(&self, name: &str) -> Option<&Opt> {
         last_option(&self.options, name)
     }
+    /// The demuxer forced with `-f` (the last one), e.g. `lavfi`; `None` when ffmpeg probes it.
+    pub fn format(&self) -> Option<&str> {
+        self.option("f").and_then(Opt::value)
+    }
 }
 
 impl Output {
@@ -253,5 +380,166 @@ impl Output {
     /// The last option named `name` (without `-`, any stream specifier), as ffmpeg applies it.
     pub fn option(&self, name: &str) -> Option<&Opt> {
         last_option(&self.options, name)
+    }
+    /// The muxer forced with `-f` (the last one), e.g. `null` in `-f null -`; `None` when ffmpeg
+    /// guesses it from the URL's extension.
+    pub fn format(&self) -> Option<&str> {
+        self.option("f").and_then(Opt::value)
+    }
+}
+
+impl fmt::Display for Command {
+    /// The canonical argument list ([`Command::to_args`]) joined with POSIX shell quoting, so
+    /// that [`Command::parse`] reads it back to an equal command (positions aside).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&shell_words::join(self.to_args()))
+    }
+}
+
+/// How many arguments after an option belong to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Takes {
+    Nothing,
+    One,
+    /// The next argument if there is one (`OPT_EXIT`).
+    OneIfAny,
+}
+
+/// How ffmpeg 5.1 treats `-name`: see the `options` module.
+fn classify(name: &str) -> (Takes, Scope) {
+    match options::find(name) {
+        Some(def) => {
+            let takes = match def.kind {
+                Kind::Value | Kind::BoolValue => Takes::One,
+                Kind::Flag | Kind::Bool => Takes::Nothing,
+                Kind::Exit => Takes::OneIfAny,
+            };
+            (takes, def.scope)
+        }
+        // `-nostdin`, `-noautorotate`: the value-less `no` form of a boolean option.
+        None => match options::find_negated(name) {
+            Some(def) => (Takes::Nothing, def.scope),
+            // A codec, format or filter private option (AVOption): always a value, per file.
+            None => (Takes::One, Scope::PerFile),
+        },
+    }
+}
+
+/// Is `arg` an option (as opposed to a URL)? As in `split_commandline`: it starts with `-` and
+/// is not exactly `-`.
+fn is_option(arg: &str) -> bool {
+    arg.len() > 1 && arg.starts_with('-')
+}
+
+/// Splits an option body (the argument without its leading `-`) into name and stream
+/// specifier at the first `:`; `None` for a malformed option.
+fn split_name(body: &str) -> Option<(&str, Option<&str>)> {
+    let (name, spec) = match body.split_once(':') {
+        Some((name, spec)) => (name, Some(spec)),
+        None => (body, None),
+    };
+    if spec == Some("") || name == "i" {
+        return None;
+    }
+    // `-?` and `--help` are real options; every other name is ffmpeg- or AVOption-shaped: an
+    // ASCII letter, then letters, digits, `_` and `-` (`-x264-params`). `-2` is not an option.
+    let known = options::find(name).is_some();
+    let mut chars = name.chars();
+    let shaped = chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    (known || shaped).then_some((name, spec))
+}
+
+/// The state of one left-to-right pass over the arguments.
+#[derive(Default)]
+struct Parser {
+    global_options: Vec<Opt>,
+    inputs: Vec<Input>,
+    outputs: Vec<Output>,
+    /// Per-file options waiting for the next input or output.
+    pending: Vec<Opt>,
+}
+
+impl Parser {
+    fn run(mut self, args: Vec<String>) -> Result<Command, CommandError> {
+        if args.is_empty() {
+            return Err(CommandError::Empty);
+        }
+        let arg_count = args.len();
+        let mut args = args.into_iter().enumerate().map(|(i, arg)| (i + 1, arg));
+        while let Some((position, arg)) = args.next() {
+            if !is_option(&arg) {
+                let options = std::mem::take(&mut self.pending);
+                self.outputs.push(Output {
+                    options,
+                    url: arg,
+                    position,
+                });
+                continue;
+            }
+            if arg == "-i" {
+                let Some((url_position, url)) = args.next() else {
+                    return Err(CommandError::MissingValue {
+                        position,
+                        argument: arg,
+                    });
+                };
+                let options = std::mem::take(&mut self.pending);
+                self.inputs.push(Input {
+                    options,
+                    url,
+                    position: url_position,
+                });
+                continue;
+            }
+            let Some((name, spec)) = split_name(&arg[1..]) else {
+                return Err(CommandError::InvalidOption {
+                    position,
+                    argument: arg,
+                });
+            };
+            let (takes, scope) = classify(name);
+            let value = match takes {
+                Takes::Nothing => None,
+                Takes::OneIfAny => args.next().map(|(_, value)| value),
+                Takes::One => match args.next() {
+                    Some((_, value)) => Some(value),
+                    None => {
+                        return Err(CommandError::MissingValue {
+                            position,
+                            argument: arg,
+                        });
+                    }
+                },
+            };
+            let opt = Opt {
+                name: name.to_owned(),
+                stream_specifier: spec.map(str::to_owned),
+                value,
+                position,
+            };
+            match scope {
+                Scope::Global => self.global_options.push(opt),
+                Scope::PerFile => self.pending.push(opt),
+            }
+        }
+        if self.inputs.is_empty() {
+            return Err(CommandError::NoInput);
+        }
+        if self.outputs.is_empty() {
+            return Err(CommandError::NoOutput);
+        }
+        if let Some(first) = self.pending.first() {
+            return Err(CommandError::TrailingOption {
+                position: first.position,
+                argument: first.flag(),
+            });
+        }
+        Ok(Command {
+            global_options: self.global_options,
+            inputs: self.inputs,
+            outputs: self.outputs,
+            arg_count,
+        })
     }
 }

@@ -1,1 +1,472 @@
-//! Input durations from the stderr banner, expected output duration, percent. PENDING (helper).
+//! Input durations from ffmpeg's stderr banner, the expected length of an output, and percent
+//! complete.
+//!
+//! ffmpeg prints each input as it opens it (`av_dump_format()` in `libavformat/dump.c`,
+//! ffmpeg 5.1), with the container duration on the first indented line after the header:
+//!
+//! ```text
+//! Input #0, mov,mp4,m4a,3gp,3g2,mj2, from 'file:/data/in.mp4':
+//!   Metadata:
+//!     major_brand     : isom
+//!   Duration: 00:00:03.00, start: 0.000000, bitrate: 241 kb/s
+//! ```
+//!
+//! The duration is `N/A` for sources that do not know it (`lavfi` graphs, live streams).
+//! Output sections (`Output #0, mp4, to '...':`) never carry a `Duration:` line; stream
+//! metadata may carry a `DURATION` tag (Matroska), which is indented deeper and ignored.
+//!
+//! [`BannerScanner`] collects those durations while stderr streams by; [`ExpectedLength`]
+//! combines them with the command's `-ss`, `-t`, `-to`, `-sseof`, `-stream_loop`, `-map`,
+//! `-shortest` and `-frames` options into the expected length of one output; and
+//! [`ExpectedLength::percent`] turns a [`ProgressUpdate`] into percent complete.
+//!
+//! ```
+//! use ffmpeg_core::command::Command;
+//! use ffmpeg_core::duration::{BannerScanner, ExpectedLength};
+//! use ffmpeg_core::progress::ProgressParser;
+//!
+//! let command = Command::parse("-ss 1 -i in.mp4 -t 10 out.mp4")?;
+//! let mut banner = BannerScanner::new();
+//! banner.feed_line(b"Input #0, mov,mp4,m4a,3gp,3g2,mj2, from 'file:in.mp4':");
+//! banner.feed_line(b"  Duration: 00:01:00.00, start: 0.000000, bitrate: 372 kb/s");
+//! let expected = ExpectedLength::for_output(&command, 0, &banner.input_durations());
+//! assert_eq!(expected.seconds, Some(10.0));
+//!
+//! let updates = ProgressParser::new().feed(b"out_time_us=2500000\nprogress=continue\n");
+//! assert_eq!(expected.percent(&updates[0]), Some(25.0));
+//! # Ok::<(), ffmpeg_core::command::CommandError>(())
+//! ```
+
+use nom::{
+    IResult, Parser,
+    branch::alt,
+    bytes::complete::{tag, take_while},
+    character::complete::{char, digit1, multispace0, one_of},
+    combinator::{all_consuming, eof, map, map_opt, opt, value},
+    sequence::{preceded, terminated},
+};
+
+use crate::command::{Command, Input, Opt, Output};
+use crate::progress::{
+    ProgressState, ProgressUpdate, digits_up_to, fraction_micros, parse_clock_us,
+};
+
+/// Highest input index [`BannerScanner`] records (ffmpeg numbers inputs from 0). A header
+/// naming a higher index is ignored, so a garbled line cannot make the scanner allocate.
+const MAX_INPUTS: usize = 4096;
+
+/// Collects input durations from ffmpeg's stderr while its lines stream by.
+///
+/// Feed it every stderr line; it remembers, for each `Input #N, ...` header, the `Duration:`
+/// line that follows it in the same indented section. Output sections and every other line
+/// are ignored. Durations are in seconds, with the banner's precision (1/100 s).
+///
+/// Format: `av_dump_format()` in `libavformat/dump.c` (ffmpeg 5.1), printed by ffmpeg as it
+/// opens each input (also with `-hide_banner`; not with `-loglevel` below `info`).
+///
+/// ```
+/// use ffmpeg_core::duration::BannerScanner;
+///
+/// let mut banner = BannerScanner::new();
+/// for line in [
+///     "Input #0, lavfi, from 'testsrc=duration=2':",
+///     "  Duration: N/A, start: 0.000000, bitrate: N/A",
+///     "Input #1, mp3, from 'file:a.mp3':",
+///     "  Duration: 00:00:05.04, start: 0.025057, bitrate: 64 kb/s",
+/// ] {
+///     banner.feed_line(line.as_bytes());
+/// }
+/// assert_eq!(banner.input_durations(), vec![None, Some(5.04)]);
+/// ```
+#[derive(Debug, Default, Clone)]
+pub struct BannerScanner {
+    /// Duration in seconds of each input seen so far, by index; `None` for `N/A` or not seen.
+    durations: Vec<Option<f64>>,
+    /// The input whose section is being read and whose `Duration:` line has not come yet.
+    current: Option<usize>,
+}
+
+impl BannerScanner {
+    /// A scanner that has seen no line yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Takes one stderr line as raw bytes, with or without its line ending (`\n`, `\r\n`);
+    /// invalid UTF-8 is replaced. A line holding several `\r`-separated segments (ffmpeg's
+    /// stats line rewrites itself with `\r`) is read segment by segment. Never panics.
+    pub fn feed_line(&mut self, line: &[u8]) {
+        let line = line.strip_suffix(b"\n").unwrap_or(line);
+        for segment in line.split(|&b| b == b'\r').filter(|s| !s.is_empty()) {
+            self.segment(&String::from_utf8_lossy(segment));
+        }
+    }
+
+    fn segment(&mut self, line: &str) {
+        if let Ok((_, index)) = input_header(line) {
+            self.current = None;
+            if index < MAX_INPUTS {
+                if self.durations.len() <= index {
+                    self.durations.resize(index + 1, None);
+                }
+                self.current = Some(index);
+            }
+        } else if let Ok((_, duration)) = duration_line(line) {
+            if let Some(slot) = self.current.take().and_then(|i| self.durations.get_mut(i)) {
+                *slot = duration;
+            }
+        } else if !line.starts_with(' ') {
+            // Any unindented line (`Output #0`, `Stream mapping:`, a log line) ends the section.
+            self.current = None;
+        }
+    }
+
+    /// Duration of input `input_index` (0-based, as in `Input #0`) in seconds; `None` when it
+    /// is `N/A` or its banner has not been seen.
+    pub fn input_duration(&self, input_index: usize) -> Option<f64> {
+        self.durations.get(input_index).copied().flatten()
+    }
+
+    /// The durations of inputs `0..=n` in seconds, where `n` is the highest input index seen;
+    /// `None` for `N/A` or not seen. Ready to pass to [`ExpectedLength::for_output`].
+    pub fn input_durations(&self) -> Vec<Option<f64>> {
+        self.durations.clone()
+    }
+}
+
+/// `Input #N, <format>, from '<url>':` gives `N`.
+fn input_header(line: &str) -> IResult<&str, usize> {
+    terminated(
+        preceded(tag("Input #"), nom::character::complete::usize),
+        tag(", "),
+    )
+    .parse(line)
+}
+
+/// `  Duration: HH:MM:SS.cc, start: ...` or `  Duration: N/A, ...` gives the seconds.
+fn duration_line(line: &str) -> IResult<&str, Option<f64>> {
+    let clock = map_opt(take_while(|c: char| c != ','), |s: &str| {
+        parse_clock_us(s)
+            .map(|us| us as f64 / 1_000_000.0)
+            .filter(|s| *s >= 0.0)
+    });
+    preceded(
+        tag("  Duration: "),
+        terminated(
+            alt((value(None, tag("N/A")), map(clock, Some))),
+            alt((tag(","), eof)),
+        ),
+    )
+    .parse(line)
+}
+
+/// How long an output will be: the target that percent complete is measured against.
+///
+/// `seconds` is the expected duration of the output in seconds (compared with
+/// [`ProgressUpdate::out_time_us`]); `frames` is the video frame limit set by `-frames:v` /
+/// `-vframes` / `-frames` (compared with [`ProgressUpdate::frame`]). Either is `None` when
+/// it cannot be known from the command and the input durations.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub struct ExpectedLength {
+    /// Expected output duration in seconds, `>= 0`.
+    pub seconds: Option<f64>,
+    /// Expected number of video frames (a `-frames:v N` limit).
+    pub frames: Option<u64>,
+}
+
+impl ExpectedLength {
+    /// The expected length of output `output_index` (0-based) of `command`, given each input's
+    /// duration in seconds (`None` = unknown, e.g. from [`BannerScanner::input_durations`]).
+    ///
+    /// The rules follow `fftools/ffmpeg_opt.c` (`open_input_file`, `open_output_file`,
+    /// ffmpeg 5.1), all times parsed with [`parse_time_duration`]:
+    ///
+    /// 1. The inputs the output reads: those its `-map` options name (`-map 1:a` reads input 1;
+    ///    negative maps are skipped); every input when it has no `-map` or maps a filter graph
+    ///    label (`-map [out]`).
+    /// 2. Each input's length: its duration, times `N + 1` with `-stream_loop N` (unknown for
+    ///    `-stream_loop -1`), minus `-ss` (or the last `-sseof` seconds), capped at `-t`, else
+    ///    at `-to` minus `-ss`. An unknown duration with `-t` / `-to` counts as that cap: lavfi
+    ///    sources report `N/A` and are bounded this way.
+    /// 3. The base: the longest known input length, or with `-shortest` on the output the
+    ///    shortest known one. Unknown lengths are skipped; none known gives no base.
+    /// 4. The output: the base minus output `-ss` (output seeking decodes and discards), capped
+    ///    at output `-t`, else at `-to` minus `-ss`. With no base, the output `-t` / `-to` cap
+    ///    alone is taken as the guess.
+    ///
+    /// `frames` comes from the last of `-frames` (no stream specifier), `-frames:v...` or
+    /// `-vframes` on the output. Filters that change duration (`trim`, `setpts`, `atempo`) and
+    /// `-itsoffset` are not modelled. An `output_index` out of range gives the default (both
+    /// `None`).
+    ///
+    /// ```
+    /// use ffmpeg_core::command::Command;
+    /// use ffmpeg_core::duration::ExpectedLength;
+    ///
+    /// let command = Command::parse("-i a.mp4 -i b.mp3 -map 0:v -map 1:a -shortest out.mp4")?;
+    /// let expected = ExpectedLength::for_output(&command, 0, &[Some(3.0), Some(5.0)]);
+    /// assert_eq!(expected, ExpectedLength { seconds: Some(3.0), frames: None });
+    ///
+    /// let command = Command::parse("-f lavfi -i testsrc -frames:v 50 out.mp4")?;
+    /// let expected = ExpectedLength::for_output(&command, 0, &[None]);
+    /// assert_eq!(expected, ExpectedLength { seconds: None, frames: Some(50) });
+    /// # Ok::<(), ffmpeg_core::command::CommandError>(())
+    /// ```
+    pub fn for_output(
+        command: &Command,
+        output_index: usize,
+        input_durations: &[Option<f64>],
+    ) -> ExpectedLength {
+        let Some(output) = command.outputs().get(output_index) else {
+            return ExpectedLength::default();
+        };
+        let lengths = read_inputs(output, command.inputs().len())
+            .into_iter()
+            .filter_map(|i| {
+                let input = command.inputs().get(i)?;
+                let duration = input_durations.get(i).copied().flatten();
+                input_length(input, duration.filter(|d| d.is_finite() && *d >= 0.0))
+            });
+        let base = if shortest(output) {
+            lengths.reduce(f64::min)
+        } else {
+            lengths.reduce(f64::max)
+        };
+        ExpectedLength {
+            seconds: trim(base, output.options()),
+            frames: frame_limit(output),
+        }
+    }
+
+    /// Percent complete of `update`, in `0.0..=100.0`, against this expected length.
+    ///
+    /// - [`ProgressState::End`] gives `Some(100.0)` whatever is known: the job has finished.
+    /// - Otherwise each known measure gives a percent: `frame / frames * 100` when both are
+    ///   known and `frames > 0`; `out_time / seconds * 100` when both are known and
+    ///   `seconds > 0` (negative `out_time` counts as 0). The larger one is returned, since the
+    ///   output ends at whichever limit it reaches first, clamped to `0.0..=100.0`.
+    /// - `None` when neither measure is available: unknown is not 0 and not 100.
+    ///
+    /// Never returns NaN.
+    ///
+    /// ```
+    /// use ffmpeg_core::duration::ExpectedLength;
+    /// use ffmpeg_core::progress::ProgressUpdate;
+    ///
+    /// let expected = ExpectedLength { seconds: Some(4.0), frames: None };
+    /// let update = ProgressUpdate { out_time_us: Some(1_000_000), ..Default::default() };
+    /// assert_eq!(expected.percent(&update), Some(25.0));
+    /// assert_eq!(ExpectedLength::default().percent(&update), None);
+    /// ```
+    pub fn percent(&self, update: &ProgressUpdate) -> Option<f64> {
+        if update.state == ProgressState::End {
+            return Some(100.0);
+        }
+        let by_frames = match (self.frames, update.frame) {
+            (Some(total), Some(frame)) if total > 0 => Some(frame as f64 / total as f64 * 100.0),
+            _ => None,
+        };
+        let by_time = match (self.seconds, update.out_time_seconds()) {
+            (Some(total), Some(time)) if total.is_finite() && total > 0.0 => {
+                Some(time / total * 100.0)
+            }
+            _ => None,
+        };
+        let percent = match (by_frames, by_time) {
+            (Some(a), Some(b)) => a.max(b),
+            (a, b) => a.or(b)?,
+        };
+        percent.is_finite().then(|| percent.clamp(0.0, 100.0))
+    }
+}
+
+/// Indexes of the inputs `output` reads, from its `-map` options (see
+/// [`ExpectedLength::for_output`]); all of `0..input_count` when that cannot be narrowed.
+fn read_inputs(output: &Output, input_count: usize) -> Vec<usize> {
+    let all = || (0..input_count).collect();
+    let mut read = Vec::new();
+    for map in output.options().iter().filter(|o| o.name() == "map") {
+        let Some(spec) = map.value() else {
+            return all();
+        };
+        if spec.starts_with('-') {
+            continue;
+        }
+        let digits = spec.bytes().take_while(u8::is_ascii_digit).count();
+        match spec.get(..digits).and_then(|d| d.parse::<usize>().ok()) {
+            Some(index) if index < input_count => {
+                if !read.contains(&index) {
+                    read.push(index);
+                }
+            }
+            Some(_) => {}
+            // `[label]` (a filter graph output) or something unexpected.
+            None => return all(),
+        }
+    }
+    if read.is_empty() { all() } else { read }
+}
+
+/// Whether `-shortest` is in force on `output` (the last of `-shortest` / `-noshortest`).
+fn shortest(output: &Output) -> bool {
+    output
+        .options()
+        .iter()
+        .rev()
+        .find_map(|o| match o.name() {
+            "shortest" => Some(o.value().is_none_or(|v| v != "0")),
+            "noshortest" => Some(false),
+            _ => None,
+        })
+        .unwrap_or(false)
+}
+
+/// The length in seconds that `input` contributes, given its container duration.
+fn input_length(input: &Input, duration: Option<f64>) -> Option<f64> {
+    let looped = match input.option("stream_loop").and_then(Opt::value) {
+        None => duration,
+        Some(count) => match count.trim().parse::<i64>() {
+            Ok(n) if n < 0 => None,
+            Ok(n) => duration.map(|d| d * (n as f64 + 1.0)),
+            Err(_) => duration,
+        },
+    };
+    let start = time_option(input.options(), "ss").or_else(|| {
+        let from_end = time_option(input.options(), "sseof")?;
+        looped.map(|d| (d + from_end.min(0.0)).max(0.0))
+    });
+    let remaining = looped.map(|d| (d - start.unwrap_or(0.0).max(0.0)).max(0.0));
+    cap(remaining, input.options())
+}
+
+/// Applies the output's `-ss`, `-t` and `-to` to the base length.
+fn trim(base: Option<f64>, options: &[Opt]) -> Option<f64> {
+    let start = time_option(options, "ss").unwrap_or(0.0).max(0.0);
+    cap(base.map(|b| (b - start).max(0.0)), options)
+}
+
+/// Caps `length` at `-t`, else at `-to` minus `-ss` (`-t` wins when both are given, as in
+/// ffmpeg). An unknown length with a cap becomes the cap.
+fn cap(length: Option<f64>, options: &[Opt]) -> Option<f64> {
+    let limit = time_option(options, "t").or_else(|| {
+        let to = time_option(options, "to")?;
+        Some(to - time_option(options, "ss").unwrap_or(0.0))
+    });
+    match (length, limit.map(|l| l.max(0.0))) {
+        (Some(length), Some(limit)) => Some(length.min(limit)),
+        (length, limit) => length.or(limit),
+    }
+}
+
+/// The last `-name` option without stream specifier, parsed as a time duration.
+fn time_option(options: &[Opt], name: &str) -> Option<f64> {
+    options
+        .iter()
+        .rev()
+        .find(|o| o.name() == name && o.stream_specifier().is_none())
+        .and_then(Opt::value)
+        .and_then(parse_time_duration)
+}
+
+/// The video frame limit: the last of `-frames N`, `-frames:v... N` and `-vframes N`.
+fn frame_limit(output: &Output) -> Option<u64> {
+    output
+        .options()
+        .iter()
+        .rev()
+        .find(|o| match (o.name(), o.stream_specifier()) {
+            ("frames", None) | ("vframes", None) => true,
+            ("frames", Some(spec)) => spec.starts_with(['v', 'V']),
+            _ => false,
+        })
+        .and_then(Opt::value)
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Parses an ffmpeg time duration into seconds: `[-][HH:]MM:SS[.m...]` or `[-]S+[.m...]`,
+/// optionally followed by `s`, `ms` or `us`.
+///
+/// This is ffmpeg's "Time duration" syntax (ffmpeg-utils(1)), as `av_parse_time()` with
+/// `duration=1` in `libavutil/parseutils.c` (ffmpeg 5.1) accepts it for `-t`, `-ss`, `-to`:
+/// hours have 1 to 4 digits, minutes and seconds 1 or 2 digits and at most 59, the fraction
+/// is read to the microsecond (later digits ignored), `ms` and `us` scale the number (with
+/// `us` the fraction is dropped). A bare number of seconds may have leading whitespace and
+/// a `+` sign. Returns `None` for anything ffmpeg rejects, such as `.5`, `90:00`, `1e3`,
+/// `5S`, or a value past `i64::MAX` microseconds. The result can be negative (`-0.5`).
+///
+/// ```
+/// use ffmpeg_core::duration::parse_time_duration;
+///
+/// assert_eq!(parse_time_duration("55"), Some(55.0));
+/// assert_eq!(parse_time_duration("0.2"), Some(0.2));
+/// assert_eq!(parse_time_duration("200ms"), Some(0.2));
+/// assert_eq!(parse_time_duration("12:03:45"), Some(43425.0));
+/// assert_eq!(parse_time_duration("23.189"), Some(23.189));
+/// assert_eq!(parse_time_duration("-1:30"), Some(-90.0));
+/// assert_eq!(parse_time_duration("90:00"), None);
+/// ```
+pub fn parse_time_duration(s: &str) -> Option<f64> {
+    parse_time_duration_us(s).map(|us| us as f64 / 1_000_000.0)
+}
+
+/// [`parse_time_duration`] in microseconds, exactly as `av_parse_time()` computes it.
+fn parse_time_duration_us(s: &str) -> Option<i64> {
+    let (_, (minus, whole, fraction, unit)) = all_consuming((
+        opt(char('-')),
+        alt((hours_minutes_seconds, minutes_seconds, plain_seconds)),
+        opt(preceded(
+            char('.'),
+            take_while(|c: char| c.is_ascii_digit()),
+        )),
+        opt(alt((tag("ms"), tag("us"), tag("s")))),
+    ))
+    .parse(s)
+    .ok()?;
+    let micros = fraction.map_or(0, fraction_micros);
+    let (scale, micros) = match unit {
+        Some("ms") => (1_000, micros / 1_000),
+        Some("us") => (1, 0),
+        _ => (1_000_000, micros),
+    };
+    let total = whole.checked_mul(scale)?.checked_add(micros)?;
+    Some(if minus.is_some() { -total } else { total })
+}
+
+/// `%J:%M:%S` of `av_small_strptime()`: 1-4 digit hours, then minutes and seconds.
+fn hours_minutes_seconds(input: &str) -> IResult<&str, i64> {
+    map(
+        (
+            terminated(digits_up_to(4, i64::MAX), char(':')),
+            terminated(digits_up_to(2, 59), char(':')),
+            digits_up_to(2, 59),
+        ),
+        |(h, m, s)| h * 3600 + m * 60 + s,
+    )
+    .parse(input)
+}
+
+/// `%M:%S` of `av_small_strptime()`.
+fn minutes_seconds(input: &str) -> IResult<&str, i64> {
+    map(
+        (
+            terminated(digits_up_to(2, 59), char(':')),
+            digits_up_to(2, 59),
+        ),
+        |(m, s)| m * 60 + s,
+    )
+    .parse(input)
+}
+
+/// `strtoll()`: optional whitespace and sign, then digits; a negative number is out of range
+/// (`-0` is 0).
+fn plain_seconds(input: &str) -> IResult<&str, i64> {
+    map_opt(
+        preceded(multispace0, (opt(one_of("+-")), digit1)),
+        |(sign, digits): (Option<char>, &str)| {
+            let value = digits.parse::<i64>().ok()?;
+            (sign != Some('-') || value == 0).then_some(value)
+        },
+    )
+    .parse(input)
+}

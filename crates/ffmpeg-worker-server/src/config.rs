@@ -38,8 +38,9 @@ pub struct ServeConfig {
     #[arg(long, env = "FFMPEG_BIN", default_value = "ffmpeg")]
     pub ffmpeg_bin: PathBuf,
 
-    /// Jobs run at once by this process.
-    #[arg(long, env = "WORKER_CONCURRENCY", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+    /// Jobs run at once by this process. 0 runs none: an API-only node that queues jobs for
+    /// other nodes sharing its database.
+    #[arg(long, env = "WORKER_CONCURRENCY", default_value_t = 1, value_parser = clap::value_parser!(u16).range(0..=256))]
     pub concurrency: u16,
 
     /// Where jobs are stored: `sqlite://PATH` (created if missing, kept outside the data directory),

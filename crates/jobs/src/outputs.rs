@@ -61,10 +61,10 @@ fn scan(dir: &Path, mut keep: impl FnMut(&str, &fs::Metadata) -> bool, found: &m
         if !meta.is_file() {
             continue;
         }
-        if let Some(name) = entry.file_name().to_str() {
-            if keep(name, &meta) {
-                found.insert(entry.path());
-            }
+        if let Some(name) = entry.file_name().to_str()
+            && keep(name, &meta)
+        {
+            found.insert(entry.path());
         }
     }
 }

@@ -26,7 +26,7 @@ use crate::store::{CancelOutcome, JobStore, Outcome, StoreError};
 /// Settings of the job service and its worker pool.
 #[derive(Debug, Clone)]
 pub struct JobsConfig {
-    /// Jobs run at once by this process. At least 1.
+    /// Jobs run at once by this process; 0 runs none (an API-only node).
     pub concurrency: usize,
     /// Upper bound on any job's run time; a job's own `timeout_seconds` is capped by it.
     /// `None`: no limit.
@@ -170,7 +170,7 @@ impl Jobs {
     /// returned set completes when every worker has stopped.
     pub fn spawn_workers(self: &Arc<Self>, shutdown: &Shutdown) -> JoinSet<()> {
         let mut set = JoinSet::new();
-        for n in 0..self.config.concurrency.max(1) {
+        for n in 0..self.config.concurrency {
             let jobs = Arc::clone(self);
             let shutdown = shutdown.clone();
             set.spawn(async move { jobs.worker(n, shutdown).await });

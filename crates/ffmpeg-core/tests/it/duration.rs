@@ -1,0 +1,763 @@
+//! `ffmpeg_core::duration`: time-duration syntax, the stderr banner scanner (on real ffmpeg 5.1
+//! stderr captured in `tests/data/`), expected output length and percent complete.
+
+use ffmpeg_core::command::Command;
+use ffmpeg_core::duration::{BannerScanner, ExpectedLength, parse_time_duration};
+use ffmpeg_core::progress::{ProgressState, ProgressUpdate};
+use proptest::prelude::*;
+
+use crate::progress::{PROGRESS_CAPTURES, parse_all};
+
+// ---------------------------------------------------------------------------------------------
+// parse_time_duration
+
+fn check_time(input: &str, expected: Option<f64>) {
+    assert_eq!(parse_time_duration(input), expected, "{input:?}");
+}
+
+#[test]
+fn time_duration_accepted() {
+    // Values checked against `ffmpeg -t VALUE` (5.1): every one of these is accepted.
+    for (input, seconds) in [
+        ("55", 55.0),
+        ("0", 0.0),
+        ("0.2", 0.2),
+        ("1.", 1.0),
+        ("200ms", 0.2),
+        ("1.5ms", 0.0015),
+        ("200000us", 0.2),
+        ("1.5us", 0.000_001),
+        ("5s", 5.0),
+        ("2.5s", 2.5),
+        ("12:03:45", 43425.0),
+        ("23.189", 23.189),
+        ("1:2:3", 3723.0),
+        ("1:2.5", 62.5),
+        ("59:59", 3599.0),
+        ("00:00:01.1234567", 1.123_456),
+        ("0:0:0.000001", 0.000_001),
+        ("100:00:00", 360_000.0),
+        ("9999:00:00", 35_996_400.0),
+        ("-0.5", -0.5),
+        ("-1:30", -90.0),
+        ("--0", 0.0),
+        ("- 5", -5.0),
+        (" 5", 5.0),
+        ("+5", 5.0),
+        ("9223372036", 9_223_372_036.0),
+        ("1000000us", 1.0),
+    ] {
+        check_time(input, Some(seconds));
+    }
+}
+
+#[test]
+fn time_duration_rejected() {
+    // Values `ffmpeg -t VALUE` (5.1) rejects with "Invalid duration specification".
+    for input in [
+        "",
+        "-",
+        ".5",
+        "90:00",
+        "1:60",
+        "10000:00:00",
+        "01:02:03:04",
+        "1 :2",
+        "5S",
+        "5 ",
+        "1e3",
+        "0x10",
+        "abc",
+        "9223372036854775807",
+        "9223372036855",
+        "99999999999999999999999",
+        "1.5 s",
+        "5m",
+        "--5",
+        "1:2:3.4.5",
+        "\u{0663}",
+    ] {
+        check_time(input, None);
+    }
+}
+
+proptest! {
+    #[test]
+    fn time_duration_never_panics(input in "\\PC{0,24}") {
+        if let Some(seconds) = parse_time_duration(&input) {
+            prop_assert!(seconds.is_finite());
+        }
+    }
+
+    #[test]
+    fn time_duration_clock_round_trip(
+        hours in 0i64..10_000, minutes in 0i64..60, seconds in 0i64..60, micros in 0i64..1_000_000,
+    ) {
+        let text = format!("{hours}:{minutes:02}:{seconds:02}.{micros:06}");
+        let expected = ((hours * 3600 + minutes * 60 + seconds) * 1_000_000 + micros) as f64 / 1e6;
+        prop_assert_eq!(parse_time_duration(&text), Some(expected));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// BannerScanner
+
+/// Real ffmpeg 5.1 stderr, by capture name, with the input durations it announces.
+const BANNER_CAPTURES: &[(&str, &str, &[Option<f64>])] = &[
+    (
+        "x264",
+        include_str!("../data/banner_x264.txt"),
+        &[None, None],
+    ),
+    (
+        "file",
+        include_str!("../data/banner_file.txt"),
+        &[Some(3.0)],
+    ),
+    (
+        "null",
+        include_str!("../data/banner_null.txt"),
+        &[Some(3.02)],
+    ),
+    (
+        "two_inputs",
+        include_str!("../data/banner_two_inputs.txt"),
+        &[Some(3.0), Some(5.04)],
+    ),
+    (
+        "audio_copy",
+        include_str!("../data/banner_audio_copy.txt"),
+        &[Some(5.04)],
+    ),
+    (
+        "copy_negative",
+        include_str!("../data/banner_copy_negative.txt"),
+        &[Some(3.0)],
+    ),
+];
+
+fn scan(lines: &[&str]) -> Vec<Option<f64>> {
+    let mut scanner = BannerScanner::new();
+    for line in lines {
+        scanner.feed_line(line.as_bytes());
+    }
+    scanner.input_durations()
+}
+
+#[test]
+fn banner_captures() {
+    for (name, text, expected) in BANNER_CAPTURES {
+        let lines: Vec<&str> = text.split('\n').collect();
+        assert_eq!(scan(&lines), *expected, "{name}");
+
+        // With line endings left on, and with CRLF.
+        let mut scanner = BannerScanner::new();
+        for line in text.split_inclusive('\n') {
+            scanner.feed_line(line.replace('\n', "\r\n").as_bytes());
+        }
+        assert_eq!(scanner.input_durations(), *expected, "{name} (CRLF)");
+        for (i, duration) in expected.iter().enumerate() {
+            assert_eq!(scanner.input_duration(i), *duration, "{name} input {i}");
+        }
+        assert_eq!(scanner.input_duration(expected.len()), None, "{name}");
+    }
+}
+
+#[test]
+fn banner_duration_forms() {
+    let one = |duration_line: &str| scan(&["Input #0, mp4, from 'a':", duration_line]);
+    assert_eq!(
+        one("  Duration: 00:00:02.00, start: 0.000000, bitrate: 372 kb/s"),
+        [Some(2.0)]
+    );
+    assert_eq!(
+        one("  Duration: 01:23:45.67, start: 0.000000, bitrate: 1 kb/s"),
+        [Some(5025.67)]
+    );
+    assert_eq!(
+        one("  Duration: 123:00:00.00, start: 0.0"),
+        [Some(442_800.0)]
+    );
+    assert_eq!(one("  Duration: 00:00:02.00"), [Some(2.0)]);
+    assert_eq!(
+        one("  Duration: N/A, start: 0.000000, bitrate: N/A"),
+        [None]
+    );
+    assert_eq!(one("  Duration: N/A, bitrate: N/A"), [None]);
+    assert_eq!(one("  Duration: garbage, start: 0.000000"), [None]);
+    assert_eq!(one("  Duration: -00:00:01.00, start: 0.0"), [None]);
+    assert_eq!(one("  Duration: 00:00:02.00x, start: 0.0"), [None]);
+}
+
+#[test]
+fn banner_ignores_what_is_not_an_input_duration() {
+    // A Duration line with no Input header before it.
+    assert_eq!(scan(&["  Duration: 00:00:02.00, start: 0.0"]), []);
+    // Output sections, and Duration lines after the section has ended.
+    assert_eq!(
+        scan(&[
+            "Input #0, lavfi, from 'x':",
+            "  Duration: N/A, start: 0.000000, bitrate: N/A",
+            "  Duration: 00:00:09.00, start: 0.0",
+            "Output #0, mp4, to 'out.mp4':",
+            "  Duration: 00:00:07.00, start: 0.0",
+        ]),
+        [None]
+    );
+    assert_eq!(
+        scan(&[
+            "Input #0, lavfi, from 'x':",
+            "[mp3 @ 0x55] Estimating duration from bitrate, this may be inaccurate",
+            "  Duration: 00:00:09.00, start: 0.0",
+        ]),
+        [None]
+    );
+    // Matroska DURATION tags and metadata named Duration are indented deeper.
+    assert_eq!(
+        scan(&[
+            "Input #0, matroska,webm, from 'a.mkv':",
+            "  Metadata:",
+            "    Duration        : 00:00:09.00",
+            "  Stream #0:0: Video: h264",
+            "      DURATION        : 00:00:03.023000000",
+        ]),
+        [None]
+    );
+    // Only the first Duration line of a section counts.
+    assert_eq!(
+        scan(&[
+            "Input #0, mp4, from 'a':",
+            "  Duration: 00:00:01.00, start: 0.0",
+            "  Duration: 00:00:09.00, start: 0.0",
+        ]),
+        [Some(1.0)]
+    );
+}
+
+#[test]
+fn banner_input_indexes() {
+    assert_eq!(
+        scan(&[
+            "Input #2, mp4, from 'c':",
+            "  Duration: 00:00:04.00, start: 0.0"
+        ]),
+        [None, None, Some(4.0)]
+    );
+    // An absurd index is ignored rather than allocated.
+    assert_eq!(
+        scan(&[
+            "Input #18446744073709551615, x, from 'y':",
+            "  Duration: 00:00:04.00"
+        ]),
+        []
+    );
+    assert_eq!(
+        scan(&["Input #99999999, x, from 'y':", "  Duration: 00:00:04.00"]),
+        []
+    );
+    assert_eq!(
+        scan(&["Input #, x, from 'y':", "  Duration: 00:00:04.00"]),
+        []
+    );
+    assert_eq!(scan(&["Input #0 from 'y':", "  Duration: 00:00:04.00"]), []);
+}
+
+#[test]
+fn banner_bytes_and_carriage_returns() {
+    let mut scanner = BannerScanner::new();
+    scanner.feed_line(b"Input #0, mov, from '\xff\xfe':");
+    scanner.feed_line(b"\xff\xfe");
+    assert_eq!(scanner.input_durations(), [None]);
+
+    let mut scanner = BannerScanner::new();
+    scanner.feed_line(b"Input #0, mov, from 'a':");
+    scanner.feed_line(b"  Duration: 00:00:02.00\xff, start: 0.0");
+    assert_eq!(scanner.input_durations(), [None]);
+
+    // A stats line rewritten with `\r` followed by the next header, read as one line.
+    let mut scanner = BannerScanner::new();
+    scanner.feed_line(b"frame=1 fps=0.0\rInput #0, mov, from 'a':\r\n");
+    scanner.feed_line(b"  Duration: 00:00:02.50, start: 0.0\r\n");
+    assert_eq!(scanner.input_durations(), [Some(2.5)]);
+}
+
+proptest! {
+    #[test]
+    fn banner_never_panics(lines in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..80), 0..20)) {
+        let mut scanner = BannerScanner::new();
+        scanner.feed_line(b"Input #0, x, from 'y':");
+        for line in &lines {
+            scanner.feed_line(line);
+        }
+        for d in scanner.input_durations().into_iter().flatten() {
+            prop_assert!(d.is_finite() && d >= 0.0);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// ExpectedLength::for_output
+
+fn expected_for(command: &str, output: usize, durations: &[Option<f64>]) -> ExpectedLength {
+    let command = Command::parse(command).unwrap();
+    ExpectedLength::for_output(&command, output, durations)
+}
+
+/// Output 0 of `command`, whose inputs last `durations`, is expected to last `seconds` and have
+/// `frames` frames.
+fn check_expected(
+    command: &str,
+    durations: &[Option<f64>],
+    seconds: Option<f64>,
+    frames: Option<u64>,
+) {
+    let got = expected_for(command, 0, durations);
+    let close = match (got.seconds, seconds) {
+        (Some(a), Some(b)) => (a - b).abs() < 1e-9,
+        (a, b) => a == b,
+    };
+    assert!(
+        close && got.frames == frames,
+        "{command:?} {durations:?}: got {got:?}, want {seconds:?} / {frames:?}"
+    );
+}
+
+const MINUTE: &[Option<f64>] = &[Some(60.0)];
+
+#[test]
+fn expected_plain() {
+    check_expected("-i in.mp4 out.mp4", MINUTE, Some(60.0), None);
+    check_expected(
+        "-i in.mp4 -c:v libx264 -crf 23 out.mp4",
+        MINUTE,
+        Some(60.0),
+        None,
+    );
+    check_expected("-i in.mp4 out.mp4", &[Some(0.0)], Some(0.0), None);
+}
+
+#[test]
+fn expected_input_options() {
+    check_expected("-ss 10 -i in.mp4 out.mp4", MINUTE, Some(50.0), None);
+    check_expected("-ss 00:00:10.5 -i in.mp4 out.mp4", MINUTE, Some(49.5), None);
+    check_expected("-ss 70 -i in.mp4 out.mp4", MINUTE, Some(0.0), None);
+    check_expected("-t 5 -i in.mp4 out.mp4", MINUTE, Some(5.0), None);
+    check_expected("-t 500ms -i in.mp4 out.mp4", MINUTE, Some(0.5), None);
+    check_expected("-t 100 -i in.mp4 out.mp4", MINUTE, Some(60.0), None);
+    check_expected("-ss 10 -t 5 -i in.mp4 out.mp4", MINUTE, Some(5.0), None);
+    check_expected("-ss 58 -t 5 -i in.mp4 out.mp4", MINUTE, Some(2.0), None);
+    check_expected("-to 40 -i in.mp4 out.mp4", MINUTE, Some(40.0), None);
+    check_expected("-to 100 -i in.mp4 out.mp4", MINUTE, Some(60.0), None);
+    check_expected("-ss 10 -to 40 -i in.mp4 out.mp4", MINUTE, Some(30.0), None);
+    check_expected("-ss 50 -to 40 -i in.mp4 out.mp4", MINUTE, Some(0.0), None);
+    // -t wins over -to, as in ffmpeg.
+    check_expected(
+        "-ss 10 -t 5 -to 40 -i in.mp4 out.mp4",
+        MINUTE,
+        Some(5.0),
+        None,
+    );
+    check_expected("-to 40 -t 5 -i in.mp4 out.mp4", MINUTE, Some(5.0), None);
+    // The last occurrence wins.
+    check_expected("-t 5 -t 7 -i in.mp4 out.mp4", MINUTE, Some(7.0), None);
+    // An invalid time is ignored (ffmpeg would refuse to run).
+    check_expected("-t abc -i in.mp4 out.mp4", MINUTE, Some(60.0), None);
+    check_expected("-sseof -10 -i in.mp4 out.mp4", MINUTE, Some(10.0), None);
+    check_expected("-sseof -100 -i in.mp4 out.mp4", MINUTE, Some(60.0), None);
+    check_expected(
+        "-ss 55 -sseof -10 -i in.mp4 out.mp4",
+        MINUTE,
+        Some(5.0),
+        None,
+    );
+    check_expected(
+        "-stream_loop 1 -i in.mp4 out.mp4",
+        MINUTE,
+        Some(120.0),
+        None,
+    );
+    check_expected(
+        "-stream_loop 2 -t 100 -i in.mp4 out.mp4",
+        MINUTE,
+        Some(100.0),
+        None,
+    );
+    check_expected("-stream_loop -1 -i in.mp4 out.mp4", MINUTE, None, None);
+    check_expected(
+        "-stream_loop -1 -t 300 -i in.mp4 out.mp4",
+        MINUTE,
+        Some(300.0),
+        None,
+    );
+}
+
+#[test]
+fn expected_output_options() {
+    check_expected("-i in.mp4 -ss 10 out.mp4", MINUTE, Some(50.0), None);
+    check_expected("-i in.mp4 -t 5 out.mp4", MINUTE, Some(5.0), None);
+    check_expected("-i in.mp4 -t 100 out.mp4", MINUTE, Some(60.0), None);
+    check_expected("-i in.mp4 -to 5 out.mp4", MINUTE, Some(5.0), None);
+    check_expected("-i in.mp4 -ss 10 -to 40 out.mp4", MINUTE, Some(30.0), None);
+    check_expected("-i in.mp4 -ss 10 -t 100 out.mp4", MINUTE, Some(50.0), None);
+    check_expected(
+        "-i in.mp4 -ss 10 -t 5 -to 40 out.mp4",
+        MINUTE,
+        Some(5.0),
+        None,
+    );
+    check_expected(
+        "-ss 10 -i in.mp4 -ss 5 -t 100 out.mp4",
+        MINUTE,
+        Some(45.0),
+        None,
+    );
+    check_expected(
+        "-ss 10 -t 30 -i in.mp4 -t 20 out.mp4",
+        MINUTE,
+        Some(20.0),
+        None,
+    );
+    check_expected(
+        "-ss 10 -t 30 -i in.mp4 -t 40 out.mp4",
+        MINUTE,
+        Some(30.0),
+        None,
+    );
+}
+
+#[test]
+fn expected_frames() {
+    check_expected(
+        "-i in.mp4 -frames:v 100 out.mp4",
+        MINUTE,
+        Some(60.0),
+        Some(100),
+    );
+    check_expected(
+        "-i in.mp4 -vframes 10 out.mp4",
+        MINUTE,
+        Some(60.0),
+        Some(10),
+    );
+    check_expected("-i in.mp4 -frames 10 out.mp4", MINUTE, Some(60.0), Some(10));
+    check_expected(
+        "-i in.mp4 -frames:v:0 7 out.mp4",
+        MINUTE,
+        Some(60.0),
+        Some(7),
+    );
+    check_expected("-i in.mp4 -frames:a 10 out.mp4", MINUTE, Some(60.0), None);
+    check_expected(
+        "-i in.mp4 -frames:v 5 -frames:a 9 out.mp4",
+        MINUTE,
+        Some(60.0),
+        Some(5),
+    );
+    check_expected(
+        "-i in.mp4 -frames:v 5 -vframes 6 out.mp4",
+        MINUTE,
+        Some(60.0),
+        Some(6),
+    );
+    check_expected("-i in.mp4 -frames:v many out.mp4", MINUTE, Some(60.0), None);
+    check_expected(
+        "-f lavfi -i testsrc -frames:v 50 out.mp4",
+        &[None],
+        None,
+        Some(50),
+    );
+    // Input frame options do not limit the output.
+    check_expected("-frames:v 5 -i in.mp4 out.mp4", MINUTE, Some(60.0), None);
+}
+
+#[test]
+fn expected_unknown_durations() {
+    check_expected("-f lavfi -i testsrc out.mp4", &[None], None, None);
+    check_expected("-f lavfi -i testsrc out.mp4", &[], None, None);
+    check_expected("-f lavfi -i testsrc -ss 1 out.mp4", &[None], None, None);
+    // A -t or -to bounds a source of unknown duration (lavfi reports N/A).
+    check_expected("-f lavfi -i testsrc -t 5 out.mp4", &[None], Some(5.0), None);
+    check_expected(
+        "-f lavfi -i testsrc -to 5 out.mp4",
+        &[None],
+        Some(5.0),
+        None,
+    );
+    check_expected(
+        "-f lavfi -i testsrc -ss 1 -to 5 out.mp4",
+        &[None],
+        Some(4.0),
+        None,
+    );
+    check_expected("-f lavfi -t 4 -i testsrc out.mp4", &[None], Some(4.0), None);
+    check_expected(
+        "-f lavfi -ss 1 -to 4 -i testsrc out.mp4",
+        &[None],
+        Some(3.0),
+        None,
+    );
+    // Durations that are not durations count as unknown.
+    check_expected("-i in.mp4 out.mp4", &[Some(f64::NAN)], None, None);
+    check_expected("-i in.mp4 out.mp4", &[Some(f64::INFINITY)], None, None);
+    check_expected("-i in.mp4 out.mp4", &[Some(-1.0)], None, None);
+}
+
+#[test]
+fn expected_several_inputs() {
+    let both: &[Option<f64>] = &[Some(3.0), Some(5.0)];
+    check_expected("-i a.mp4 -i b.mp3 out.mp4", both, Some(5.0), None);
+    check_expected("-i a.mp4 -i b.mp3 -shortest out.mp4", both, Some(3.0), None);
+    check_expected(
+        "-i a.mp4 -i b.mp3 -map 0:v -map 1:a out.mp4",
+        both,
+        Some(5.0),
+        None,
+    );
+    check_expected(
+        "-i a.mp4 -i b.mp3 -map 0:v -map 1:a -shortest out.mp4",
+        both,
+        Some(3.0),
+        None,
+    );
+    check_expected("-i a.mp4 -i b.mp3 -map 1:a out.mp3", both, Some(5.0), None);
+    check_expected(
+        "-i a.mp4 -i b.mp3 -map 0:v:0 out.mp4",
+        both,
+        Some(3.0),
+        None,
+    );
+    check_expected(
+        "-i a.mp4 -i b.mp3 -map 0 -map -0:a out.mp4",
+        both,
+        Some(3.0),
+        None,
+    );
+    check_expected("-i a.mp4 -i b.mp3 -map 0:a? out.mp4", both, Some(3.0), None);
+    check_expected("-i a.mp4 -i b.mp3 -map 7 out.mp4", both, Some(5.0), None);
+    check_expected(
+        "-i a.mp4 -i b.mp3 -filter_complex [0:v][1:a]concat=v=1:a=1[v][a] -map [v] out.mp4",
+        both,
+        Some(5.0),
+        None,
+    );
+    check_expected(
+        "-i a.mp4 -ss 1 -i b.mp3 -map 1 out.mp4",
+        both,
+        Some(4.0),
+        None,
+    );
+    // Unknown durations are skipped, whether longest or shortest.
+    check_expected(
+        "-i a.mp4 -f lavfi -i anullsrc out.mp4",
+        &[Some(3.0), None],
+        Some(3.0),
+        None,
+    );
+    check_expected(
+        "-i a.mp4 -f lavfi -i anullsrc -shortest out.mp4",
+        &[Some(3.0), None],
+        Some(3.0),
+        None,
+    );
+    check_expected("-i a.mp4 -i b.mp3 out.mp4", &[Some(3.0)], Some(3.0), None);
+}
+
+#[test]
+fn expected_per_output() {
+    let command = "-i a.mp4 -i b.mp3 -map 0 -t 2 o1.mp4 -map 1 o2.mp3 -frames:v 9 o3.mp4";
+    let durations = [Some(3.0), Some(5.0)];
+    assert_eq!(
+        expected_for(command, 0, &durations),
+        ExpectedLength {
+            seconds: Some(2.0),
+            frames: None
+        }
+    );
+    assert_eq!(
+        expected_for(command, 1, &durations),
+        ExpectedLength {
+            seconds: Some(5.0),
+            frames: None
+        }
+    );
+    assert_eq!(
+        expected_for(command, 2, &durations),
+        ExpectedLength {
+            seconds: Some(5.0),
+            frames: Some(9)
+        }
+    );
+    assert_eq!(
+        expected_for(command, 3, &durations),
+        ExpectedLength::default()
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// ExpectedLength::percent
+
+fn at(frame: Option<u64>, out_time_us: Option<i64>) -> ProgressUpdate {
+    ProgressUpdate {
+        frame,
+        out_time_us,
+        ..ProgressUpdate::default()
+    }
+}
+
+fn check_percent(expected: ExpectedLength, update: &ProgressUpdate, percent: Option<f64>) {
+    assert_eq!(expected.percent(update), percent, "{expected:?} {update:?}");
+}
+
+fn length(seconds: Option<f64>, frames: Option<u64>) -> ExpectedLength {
+    ExpectedLength { seconds, frames }
+}
+
+#[test]
+fn percent_by_time() {
+    let ten = length(Some(10.0), None);
+    check_percent(ten, &at(None, Some(2_500_000)), Some(25.0));
+    check_percent(ten, &at(Some(5), Some(0)), Some(0.0));
+    check_percent(ten, &at(None, Some(10_000_000)), Some(100.0));
+    check_percent(ten, &at(None, None), None);
+    // Clamped: negative at the start of a stream copy, past the end with -shortest slack.
+    check_percent(ten, &at(None, Some(-79_000)), Some(0.0));
+    check_percent(ten, &at(None, Some(-2_077_252_342_775_808)), Some(0.0));
+    check_percent(ten, &at(None, Some(10_100_000)), Some(100.0));
+    check_percent(ten, &at(None, Some(i64::MAX)), Some(100.0));
+    // A zero or meaningless length measures nothing.
+    check_percent(length(Some(0.0), None), &at(None, Some(1)), None);
+    check_percent(length(Some(-1.0), None), &at(None, Some(1)), None);
+    check_percent(length(Some(f64::NAN), None), &at(None, Some(1)), None);
+    check_percent(length(Some(f64::INFINITY), None), &at(None, Some(1)), None);
+}
+
+#[test]
+fn percent_by_frames() {
+    let hundred = length(None, Some(100));
+    check_percent(hundred, &at(Some(50), None), Some(50.0));
+    check_percent(hundred, &at(Some(0), Some(1_000_000)), Some(0.0));
+    check_percent(hundred, &at(Some(150), None), Some(100.0));
+    check_percent(hundred, &at(None, Some(1_000_000)), None);
+    check_percent(length(None, Some(0)), &at(Some(5), None), None);
+    check_percent(
+        length(None, Some(u64::MAX)),
+        &at(Some(u64::MAX), None),
+        Some(100.0),
+    );
+}
+
+#[test]
+fn percent_takes_the_limit_reached_first() {
+    let both = length(Some(10.0), Some(100));
+    check_percent(both, &at(Some(50), Some(8_000_000)), Some(80.0));
+    check_percent(both, &at(Some(90), Some(2_000_000)), Some(90.0));
+    check_percent(both, &at(None, Some(2_000_000)), Some(20.0));
+    check_percent(both, &at(Some(30), None), Some(30.0));
+    // Audio-only outputs have no frame count: time still measures.
+    check_percent(
+        length(Some(10.0), Some(0)),
+        &at(None, Some(5_000_000)),
+        Some(50.0),
+    );
+}
+
+#[test]
+fn percent_unknown_is_none() {
+    check_percent(
+        ExpectedLength::default(),
+        &at(Some(10), Some(1_000_000)),
+        None,
+    );
+    check_percent(ExpectedLength::default(), &ProgressUpdate::default(), None);
+}
+
+#[test]
+fn percent_end_is_100() {
+    let end = ProgressUpdate {
+        state: ProgressState::End,
+        ..ProgressUpdate::default()
+    };
+    check_percent(ExpectedLength::default(), &end, Some(100.0));
+    check_percent(length(Some(10.0), None), &end, Some(100.0));
+    let early_end = ProgressUpdate {
+        out_time_us: Some(1),
+        ..end
+    };
+    check_percent(length(Some(10.0), Some(100)), &early_end, Some(100.0));
+}
+
+proptest! {
+    #[test]
+    fn percent_is_always_in_range(
+        seconds in prop::option::of(prop_oneof![any::<f64>(), 0.0f64..1e6]),
+        frames in prop::option::of(any::<u64>()),
+        frame in prop::option::of(any::<u64>()),
+        out_time_us in prop::option::of(any::<i64>()),
+    ) {
+        let percent = length(seconds, frames).percent(&at(frame, out_time_us));
+        if let Some(p) = percent {
+            prop_assert!((0.0..=100.0).contains(&p), "{}", p);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Real runs: banner + command + progress, end to end.
+
+/// Percent of each progress block of a captured run, rounded to 0.1.
+fn percents(banner: &str, command: &str, progress: &[u8]) -> (ExpectedLength, Vec<Option<f64>>) {
+    let mut scanner = BannerScanner::new();
+    for line in banner.lines() {
+        scanner.feed_line(line.as_bytes());
+    }
+    let command = Command::parse(command).unwrap();
+    let expected = ExpectedLength::for_output(&command, 0, &scanner.input_durations());
+    let percents = parse_all(progress)
+        .iter()
+        .map(|u| expected.percent(u).map(|p| (p * 10.0).round() / 10.0))
+        .collect();
+    (expected, percents)
+}
+
+fn capture(name: &str) -> (&'static str, &'static [u8]) {
+    let banner = BANNER_CAPTURES.iter().find(|c| c.0 == name).unwrap().1;
+    let progress = PROGRESS_CAPTURES.iter().find(|c| c.0 == name).unwrap().1;
+    (banner, progress)
+}
+
+#[test]
+fn real_runs_percent() {
+    let runs = [
+        (
+            "x264",
+            "-f lavfi -i testsrc=duration=2:size=160x120:rate=25 -f lavfi -i sine=duration=2 \
+             -c:v libx264 -c:a aac -y o.mp4",
+        ),
+        (
+            "file",
+            "-ss 0.5 -i file:in.mp4 -t 2 -c:v libx264 -preset veryslow -c:a aac -y file:o2.mp4",
+        ),
+        ("null", "-i file:in.mkv -f null -"),
+        (
+            "two_inputs",
+            "-i file:in.mp4 -i file:long.mp3 -map 0:v -map 1:a -shortest -c:v libx264 \
+             -preset medium -c:a aac -y file:o3.mp4 -map 1:a -c:a libmp3lame -frames:a 50 \
+             -y file:o4.mp3",
+        ),
+        ("audio_copy", "-i file:long.mp3 -c copy -y file:c.mp3"),
+        ("copy_negative", "-i file:inb.mp4 -c copy -y file:c.mkv"),
+    ];
+    let mut results = Vec::new();
+    for (name, command) in runs {
+        let (banner, progress) = capture(name);
+        let (expected, percents) = percents(banner, command, progress);
+        assert_eq!(percents.last(), Some(&Some(100.0)), "{name}");
+        let known: Vec<f64> = percents.iter().flatten().copied().collect();
+        assert!(
+            known.windows(2).all(|w| w[0] <= w[1]),
+            "{name}: {percents:?}"
+        );
+        results.push((name, expected, percents));
+    }
+    insta::assert_debug_snapshot!("real_runs_percent", results);
+}
