@@ -1,16 +1,20 @@
 # syntax=docker/dockerfile:1
 # Build stage: compile the release binary.
-FROM rust:1.88-slim-bookworm AS builder
+FROM rust:1.95-slim-bookworm AS builder
 WORKDIR /src
 COPY . .
 RUN cargo build --release --locked --package ffmpeg-worker-server --bin ffmpeg-worker
 
 # Runtime stage: Debian slim with ffmpeg, running as a non-root user.
 FROM debian:bookworm-slim
+# Debian's stable suite only ships security fixes; pinning exact versions would break the build
+# on every point release, so the package versions are left to the suite.
+# hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install -y --no-install-recommends ffmpeg curl ca-certificates \
     && rm -rf /var/lib/apt/lists/* \
-    && useradd --system --uid 10001 --home-dir /nonexistent --shell /usr/sbin/nologin ffmpeg-worker \
+    && groupadd --system --gid 10001 ffmpeg-worker \
+    && useradd --system --uid 10001 --gid 10001 --home-dir /nonexistent --shell /usr/sbin/nologin ffmpeg-worker \
     && mkdir -p /data /var/lib/ffmpeg-worker \
     && chown ffmpeg-worker:ffmpeg-worker /data /var/lib/ffmpeg-worker
 COPY --from=builder /src/target/release/ffmpeg-worker /usr/local/bin/ffmpeg-worker
@@ -25,7 +29,7 @@ ENV DATA_PATH=/data \
 
 VOLUME ["/data", "/var/lib/ffmpeg-worker"]
 EXPOSE 8000
-USER ffmpeg-worker
+USER 10001:10001
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
     CMD ["curl", "-fsS", "http://127.0.0.1:8000/health"]
 STOPSIGNAL SIGTERM

@@ -1,10 +1,161 @@
-//! `cargo xtask bench ...`: benchmarks run side by side in one process run.
+//! `cargo xtask bench ...`: benchmarks that start the real server and measure it against a peer
+//! in the same run, on loopback, every loop bounded in count and time. `docs/benchmarks.md` says
+//! how to read and reproduce them.
+//!
+//! - `overhead [N] [--concurrency C] [--rounds R]`: N tiny transcodes through the server versus
+//!   the same ffmpeg commands run directly, rounds interleaved ([`overhead`]).
+//! - `api [--seconds S] [--connections C] [--jobs J]`: `POST /jobs` and `GET /jobs/{id}` requests
+//!   per second with wrk, and resident memory idle and after J stored jobs, for this server and
+//!   the original Python design ([`api`]).
+
+use std::str::FromStr;
+use std::time::Duration;
 
 use crate::Result;
+
+mod api;
+mod client;
+mod overhead;
+mod server;
+
+const USAGE: &str = "usage: cargo xtask bench overhead [N=40] [--concurrency C=1] [--rounds R=5] [--poll-ms P=5] [--database-url URL] [--no-build]\n       \
+                     cargo xtask bench api [--seconds S=10] [--connections C=64] [--jobs J=100000] [--no-original] [--original-worker parked|run] [--database-url URL] [--no-build]";
 
 /// Dispatches `bench <name> [args]`.
 pub(crate) fn main(args: &[&str]) -> Result {
     match args {
-        _ => Err("usage: cargo xtask bench <overhead [N] | api>".into()),
+        ["overhead", rest @ ..] => overhead::main(rest),
+        ["api", rest @ ..] => api::main(rest),
+        _ => Err(USAGE.into()),
+    }
+}
+
+/// Command-line arguments of one bench: `--name value` flags, `--name` switches and positionals.
+struct Args<'a> {
+    rest: Vec<&'a str>,
+}
+
+impl<'a> Args<'a> {
+    fn new(args: &[&'a str]) -> Self {
+        Self { rest: args.to_vec() }
+    }
+
+    /// Removes `--name value` (or `--name=value`) and parses the value; `default` when absent.
+    fn value<T: FromStr>(&mut self, name: &str, default: T) -> Result<T> {
+        let prefixed = format!("{name}=");
+        let Some(pos) = self.rest.iter().position(|a| *a == name || a.starts_with(&prefixed)) else {
+            return Ok(default);
+        };
+        let arg = self.rest.remove(pos);
+        let raw = match arg.strip_prefix(&prefixed) {
+            Some(v) => v,
+            None if pos < self.rest.len() => self.rest.remove(pos),
+            None => return Err(format!("{name} needs a value\n{USAGE}").into()),
+        };
+        raw.parse().map_err(|_| format!("{name}: `{raw}` is not a valid value\n{USAGE}").into())
+    }
+
+    /// Removes the switch `--name`; whether it was there.
+    fn switch(&mut self, name: &str) -> bool {
+        let found = self.rest.iter().position(|a| *a == name);
+        found.map(|pos| self.rest.remove(pos)).is_some()
+    }
+
+    /// Removes and parses the next positional argument; `default` when there is none.
+    fn positional<T: FromStr>(&mut self, what: &str, default: T) -> Result<T> {
+        let Some(pos) = self.rest.iter().position(|a| !a.starts_with("--")) else {
+            return Ok(default);
+        };
+        let raw = self.rest.remove(pos);
+        raw.parse().map_err(|_| format!("{what}: `{raw}` is not a valid value\n{USAGE}").into())
+    }
+
+    /// Fails on anything left over.
+    fn finish(self) -> Result {
+        match self.rest.first() {
+            None => Ok(()),
+            Some(a) => Err(format!("unexpected argument `{a}`\n{USAGE}").into()),
+        }
+    }
+}
+
+/// The median of `values` (the mean of the middle two for an even count); 0 when empty.
+fn median(values: &[f64]) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+/// Seconds with millisecond precision, for tables.
+fn secs(d: Duration) -> String {
+    format!("{:.3} s", d.as_secs_f64())
+}
+
+/// One line describing the machine: cores, CPU model, kernel, ffmpeg version.
+fn machine() -> String {
+    let cores = std::thread::available_parallelism().map_or(0, usize::from);
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name").and_then(|r| r.split_once(':')).map(|(_, m)| m.trim().to_owned()))
+        .unwrap_or_else(|| "unknown CPU".to_owned());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let ffmpeg = std::process::Command::new("ffmpeg")
+        .arg("-version")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).lines().next().map(str::to_owned))
+        .map(|l| l.split(" Copyright").next().unwrap_or_default().to_owned())
+        .unwrap_or_else(|| "ffmpeg not found".to_owned());
+    format!("{cores} cores ({model}), Linux {}, {ffmpeg}", kernel.trim())
+}
+
+/// The 1, 5 and 15 minute load averages, from `/proc/loadavg` (other work on the machine skews
+/// every figure).
+fn load_average() -> String {
+    let text = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    text.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+}
+
+/// Writes `text` to stdout (the results; progress goes to stderr).
+fn print(text: &str) -> Result {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn args_parse_flags_switches_and_positionals() -> Result {
+        let mut a = Args::new(&["40", "--concurrency", "2", "--rounds=3", "--no-original"]);
+        assert_eq!(a.value("--concurrency", 1usize)?, 2);
+        assert_eq!(a.value("--rounds", 5usize)?, 3);
+        assert_eq!(a.value("--poll-ms", 5u64)?, 5);
+        assert!(a.switch("--no-original"));
+        assert_eq!(a.positional("N", 10usize)?, 40);
+        a.finish()
+    }
+
+    #[test]
+    fn args_reject_leftovers_and_bad_values() {
+        let mut a = Args::new(&["--seconds", "x"]);
+        assert!(a.value("--seconds", 10u64).is_err());
+        assert!(Args::new(&["--what"]).finish().is_err());
+    }
+
+    #[test]
+    fn median_of_odd_even_and_empty() {
+        assert!((median(&[3.0, 1.0, 2.0]) - 2.0).abs() < 1e-9);
+        assert!((median(&[4.0, 1.0, 2.0, 3.0]) - 2.5).abs() < 1e-9);
+        assert!(median(&[]).abs() < 1e-9);
     }
 }

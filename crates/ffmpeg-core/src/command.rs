@@ -126,15 +126,35 @@ pub enum CommandError {
     },
 }
 
+impl CommandError {
+    /// The offending argument: its 1-based position in the split command line and its text,
+    /// for the errors that name one ([`CommandError::MissingValue`],
+    /// [`CommandError::TrailingOption`], [`CommandError::InvalidOption`]); `None` otherwise.
+    ///
+    /// ```
+    /// use ffmpeg_core::command::Command;
+    ///
+    /// let e = Command::parse("-i in.mp4 -/vf graph.txt out.mp4").unwrap_err();
+    /// assert_eq!(e.argument(), Some((3, "-/vf")));
+    /// assert_eq!(Command::parse("").unwrap_err().argument(), None);
+    /// ```
+    pub fn argument(&self) -> Option<(usize, &str)> {
+        match self {
+            CommandError::MissingValue { position, argument }
+            | CommandError::TrailingOption { position, argument }
+            | CommandError::InvalidOption { position, argument } => Some((*position, argument)),
+            CommandError::Split { .. } | CommandError::Empty | CommandError::NoInput | CommandError::NoOutput => None,
+        }
+    }
+}
+
 impl Command {
     /// Splits `line` with POSIX shell quoting rules (no expansion) and parses it.
     ///
     /// # Errors
     /// [`CommandError::Split`] for unbalanced quotes; otherwise as [`Command::from_args`].
     pub fn parse(line: &str) -> Result<Command, CommandError> {
-        let args = shell_words::split(line).map_err(|e| CommandError::Split {
-            reason: e.to_string(),
-        })?;
+        let args = shell_words::split(line).map_err(|e| CommandError::Split { reason: e.to_string() })?;
         Command::from_args(args)
     }
 
@@ -205,6 +225,31 @@ impl Command {
         }
     }
 
+    /// Does ffmpeg itself define the option `name` (without `-` and stream specifier, as
+    /// [`Opt::name`]): is it in ffmpeg 5.1's own option table (`c`, `map`, `filter_complex`,
+    /// `h`, ...) or the `no` form of a boolean one (`nostdin`, `noautorotate`)? False for
+    /// codec, format and filter private options (AVOptions such as `crf` or `movflags`), which
+    /// only the installed ffmpeg can tell (see [`crate::capabilities`]), and for `i`, the input
+    /// separator.
+    ///
+    /// ```
+    /// use ffmpeg_core::command::Command;
+    ///
+    /// assert!(Command::is_known_option("map"));
+    /// assert!(Command::is_known_option("nostdin"));
+    /// assert!(!Command::is_known_option("noreport"));
+    /// assert!(!Command::is_known_option("crf"));
+    /// ```
+    pub fn is_known_option(name: &str) -> bool {
+        options::find(name).is_some() || options::find_negated(name).is_some()
+    }
+
+    /// The names of ffmpeg 5.1's own options ([`Command::is_known_option`]), without `-` and
+    /// without the `no` forms, sorted.
+    pub fn known_option_names() -> impl Iterator<Item = &'static str> {
+        options::names()
+    }
+
     /// Is the option `name` (without `-` and stream specifier) global, applying to the whole
     /// program wherever it appears (`y`, `filter_complex`, `loglevel`, `progress`, `nostdin`,
     /// ...)? Per-file options and every option ffmpeg does not define itself (AVOptions such as
@@ -222,9 +267,7 @@ impl Command {
     /// assert!(!Command::is_global_option("crf"));
     /// ```
     pub fn is_global_option(name: &str) -> bool {
-        options::find(name)
-            .or_else(|| options::find_negated(name))
-            .is_some_and(|def| def.scope == Scope::Global)
+        options::find(name).or_else(|| options::find_negated(name)).is_some_and(|def| def.scope == Scope::Global)
     }
 
     /// Number of arguments in the command line as split (or as given to [`Command::from_args`]).
@@ -470,33 +513,19 @@ impl Parser {
         while let Some((position, arg)) = args.next() {
             if !is_option(&arg) {
                 let options = std::mem::take(&mut self.pending);
-                self.outputs.push(Output {
-                    options,
-                    url: arg,
-                    position,
-                });
+                self.outputs.push(Output { options, url: arg, position });
                 continue;
             }
             if arg == "-i" {
                 let Some((url_position, url)) = args.next() else {
-                    return Err(CommandError::MissingValue {
-                        position,
-                        argument: arg,
-                    });
+                    return Err(CommandError::MissingValue { position, argument: arg });
                 };
                 let options = std::mem::take(&mut self.pending);
-                self.inputs.push(Input {
-                    options,
-                    url,
-                    position: url_position,
-                });
+                self.inputs.push(Input { options, url, position: url_position });
                 continue;
             }
             let Some((name, spec)) = split_name(&arg[1..]) else {
-                return Err(CommandError::InvalidOption {
-                    position,
-                    argument: arg,
-                });
+                return Err(CommandError::InvalidOption { position, argument: arg });
             };
             let (takes, scope) = classify(name);
             let value = match takes {
@@ -505,19 +534,11 @@ impl Parser {
                 Takes::One => match args.next() {
                     Some((_, value)) => Some(value),
                     None => {
-                        return Err(CommandError::MissingValue {
-                            position,
-                            argument: arg,
-                        });
+                        return Err(CommandError::MissingValue { position, argument: arg });
                     }
                 },
             };
-            let opt = Opt {
-                name: name.to_owned(),
-                stream_specifier: spec.map(str::to_owned),
-                value,
-                position,
-            };
+            let opt = Opt { name: name.to_owned(), stream_specifier: spec.map(str::to_owned), value, position };
             match scope {
                 Scope::Global => self.global_options.push(opt),
                 Scope::PerFile => self.pending.push(opt),
@@ -530,16 +551,8 @@ impl Parser {
             return Err(CommandError::NoOutput);
         }
         if let Some(first) = self.pending.first() {
-            return Err(CommandError::TrailingOption {
-                position: first.position,
-                argument: first.flag(),
-            });
+            return Err(CommandError::TrailingOption { position: first.position, argument: first.flag() });
         }
-        Ok(Command {
-            global_options: self.global_options,
-            inputs: self.inputs,
-            outputs: self.outputs,
-            arg_count,
-        })
+        Ok(Command { global_options: self.global_options, inputs: self.inputs, outputs: self.outputs, arg_count })
     }
 }

@@ -10,6 +10,10 @@
 //! - [`sandbox`]: resolve every input and output against a data directory; only the sandbox
 //!   can build a [`sandbox::ResolvedPath`].
 //! - [`progress`]: an incremental parser for `-progress pipe:1` output.
+//! - [`capabilities`]: the option, codec, format and filter names the installed ffmpeg knows
+//!   (read from its help output), and a check of a command against them.
+//! - [`filtergraph`]: parse a filtergraph (`-vf`, `-af`, `-filter_complex`, `lavfi` inputs)
+//!   into chains, filters, labels and unescaped options, and write it back escaped.
 //! - [`duration`]: input durations from ffmpeg's stderr banner, the expected output duration,
 //!   and percent complete.
 //!
@@ -22,7 +26,10 @@
 //! # Ok::<(), ffmpeg_core::command::CommandError>(())
 //! ```
 
+pub mod capabilities;
 pub mod command;
 pub mod duration;
+pub mod filtergraph;
+pub mod policy;
 pub mod progress;
 pub mod sandbox;

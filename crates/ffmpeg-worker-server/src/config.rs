@@ -61,6 +61,42 @@ pub struct ServeConfig {
     #[arg(long, env = "SHUTDOWN_GRACE", default_value = "30s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
 
+    /// Largest file one ffmpeg process may write, in bytes (RLIMIT_FSIZE); a job whose output
+    /// grows past it fails. Unlimited by default.
+    #[arg(long, env = "MAX_OUTPUT_BYTES")]
+    pub max_output_bytes: Option<u64>,
+
+    /// CPU time one ffmpeg process may use, in seconds summed over its threads (RLIMIT_CPU).
+    /// Unlimited by default.
+    #[arg(long, env = "CPU_LIMIT_SECONDS")]
+    pub cpu_limit_seconds: Option<u64>,
+
+    /// Virtual memory one ffmpeg process may reserve, in bytes (RLIMIT_AS). Unlimited by default.
+    #[arg(long, env = "MEMORY_LIMIT_BYTES")]
+    pub memory_limit_bytes: Option<u64>,
+
+    /// Where each ffmpeg run gets a private working directory (removed afterwards); side files
+    /// ffmpeg writes by default names land there. Default: the system temporary directory.
+    #[arg(long, env = "SCRATCH_DIR")]
+    pub scratch_dir: Option<PathBuf>,
+
+    /// API token clients must send as `Authorization: Bearer <token>` (repeat the flag, or give
+    /// several comma-separated in API_TOKENS). Without any token the API is open.
+    #[arg(long = "api-token", env = "API_TOKENS", value_delimiter = ',', hide_env_values = true)]
+    pub api_tokens: Vec<String>,
+
+    /// A file with one API token per line (blank lines and `#` comments ignored), added to --api-token.
+    #[arg(long, env = "API_TOKENS_FILE")]
+    pub api_tokens_file: Option<PathBuf>,
+
+    /// Largest accepted request body, in bytes.
+    #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 65_536)]
+    pub max_body_bytes: usize,
+
+    /// Requests per second allowed per client IP address (bursts of twice that); 0: no limit.
+    #[arg(long, env = "RATE_LIMIT", default_value_t = 0)]
+    pub rate_limit: u32,
+
     /// Log format on stderr.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "pretty")]
     pub log_format: LogFormat,
@@ -71,4 +107,58 @@ impl ServeConfig {
     pub fn max_timeout(&self) -> Option<Duration> {
         (self.ffmpeg_timeout > 0).then(|| Duration::from_secs(self.ffmpeg_timeout))
     }
+}
+
+impl ServeConfig {
+    /// Every configured API token: `--api-token`/`API_TOKENS` plus the lines of `--api-tokens-file`.
+    ///
+    /// # Errors
+    /// The tokens file cannot be read.
+    pub fn tokens(&self) -> std::io::Result<Vec<String>> {
+        let mut tokens: Vec<String> =
+            self.api_tokens.iter().map(|t| t.trim().to_owned()).filter(|t| !t.is_empty()).collect();
+        if let Some(path) = &self.api_tokens_file {
+            let text = std::fs::read_to_string(path)?;
+            tokens.extend(
+                text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(str::to_owned),
+            );
+        }
+        Ok(tokens)
+    }
+}
+
+/// `docs/configuration.md`: every `serve` flag with its environment variable, default and help,
+/// generated from the clap definitions so the document cannot drift from the binary.
+pub fn markdown() -> String {
+    use clap::Args as _;
+    let cmd = ServeConfig::augment_args(clap::Command::new("serve"));
+    let mut out = String::from(
+        "# Configuration\n\n\
+         Generated from the code by `cargo xtask docs`; do not edit by hand.\n\n\
+         Every setting of `ffmpeg-worker serve` (the default command) is a command-line flag and an\n\
+         environment variable; the flag wins when both are given. Durations take units\n\
+         (`30s`, `5m`, `7d`).\n\n\
+         | flag | environment | default | meaning |\n|---|---|---|---|\n",
+    );
+    for arg in cmd.get_arguments() {
+        let Some(long) = arg.get_long() else { continue };
+        let env = arg.get_env().map(|e| format!("`{}`", e.to_string_lossy())).unwrap_or_default();
+        let default = arg
+            .get_default_values()
+            .iter()
+            .map(|v| v.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let default = if default.is_empty() { "—".to_owned() } else { format!("`{default}`") };
+        let help = arg.get_long_help().or_else(|| arg.get_help()).map(ToString::to_string).unwrap_or_default();
+        let help = help.replace('\n', " ").replace('|', "\\|");
+        out.push_str(&format!("| `--{long}` | {env} | {default} | {help} |\n"));
+    }
+    out.push_str(
+        "\n## Client settings\n\n\
+         The client subcommands (`submit`, `status`, `list`, `cancel`, `logs`, `wait`) read\n\
+         `--url` / `FFMPEG_WORKER_URL` (default `http://127.0.0.1:8000`) and `--token` /\n\
+         `FFMPEG_WORKER_TOKEN`. `RUST_LOG` sets the log filter (default `info`).\n",
+    );
+    out
 }

@@ -20,6 +20,9 @@ pub enum ApiError {
     /// 422: a path escapes the data directory or names a protocol.
     #[error(transparent)]
     Sandbox(#[from] SandboxError),
+    /// 422: an option, codec, format or filter the installed ffmpeg does not know.
+    #[error(transparent)]
+    UnknownName(#[from] ffmpeg_core::capabilities::UnknownName),
     /// 422 (or the rejection's own 400/413/415): the request body or query is not acceptable.
     #[error("{detail}")]
     InvalidRequest {
@@ -44,6 +47,9 @@ pub enum ApiError {
     /// 503: the server is shutting down and accepts no new jobs.
     #[error("the server is shutting down and accepts no new jobs; retry on another instance or after restart")]
     ShuttingDown,
+    /// 503: a dependency (ffmpeg) is not usable; the detail says which.
+    #[error("not ready: {0}")]
+    NotReady(String),
     /// 503: the job store failed. Details are logged, not sent.
     #[error("the job store is unavailable")]
     Store(#[source] StoreError),
@@ -64,6 +70,7 @@ impl From<SubmitError> for ApiError {
         match e {
             SubmitError::Command(e) => ApiError::Command(e),
             SubmitError::Sandbox(e) => ApiError::Sandbox(e),
+            SubmitError::UnknownName(e) => ApiError::UnknownName(e),
             SubmitError::Store(e) => e.into(),
             other => ApiError::InvalidRequest { status: StatusCode::UNPROCESSABLE_ENTITY, detail: other.to_string() },
         }
@@ -96,10 +103,12 @@ impl ApiError {
         match self {
             ApiError::Command(_) => (StatusCode::UNPROCESSABLE_ENTITY, "/problems/invalid-command", "Invalid command"),
             ApiError::Sandbox(_) => (StatusCode::UNPROCESSABLE_ENTITY, "/problems/path-not-allowed", "Path not allowed"),
+            ApiError::UnknownName(_) => (StatusCode::UNPROCESSABLE_ENTITY, "/problems/unknown-name", "Unknown name"),
             ApiError::InvalidRequest { status, .. } => (*status, "/problems/invalid-request", "Invalid request"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "/problems/job-not-found", "Job not found"),
             ApiError::Conflict { .. } => (StatusCode::CONFLICT, "/problems/job-state-conflict", "Job state conflict"),
             ApiError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "/problems/shutting-down", "Shutting down"),
+            ApiError::NotReady(_) => (StatusCode::SERVICE_UNAVAILABLE, "/problems/not-ready", "Not ready"),
             ApiError::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, "/problems/store-unavailable", "Store unavailable"),
         }
     }
@@ -114,6 +123,7 @@ impl IntoResponse for ApiError {
         let argument = match &self {
             ApiError::Command(e) => command_argument(e),
             ApiError::Sandbox(e) => sandbox_argument(e),
+            ApiError::UnknownName(e) => Some((e.position, e.argument.as_str())),
             _ => None,
         };
         let problem = Problem {
@@ -162,4 +172,31 @@ impl<T: serde::Serialize> IntoResponse for AppJson<T> {
     fn into_response(self) -> Response {
         axum::Json(self.0).into_response()
     }
+}
+
+/// The answer to a request refused by the rate limiter: 429 problem+json with `Retry-After`
+/// (or 500 when the limiter cannot tell who the client is, which `serve` rules out).
+pub(crate) fn rate_limited(e: &tower_governor::GovernorError) -> Response {
+    let (status, retry_after, detail) = match e {
+        tower_governor::GovernorError::TooManyRequests { wait_time, .. } => (
+            StatusCode::TOO_MANY_REQUESTS,
+            Some(wait_time.max(&1).to_string()),
+            format!("too many requests from this address; retry in {} s", wait_time.max(&1)),
+        ),
+        other => (StatusCode::INTERNAL_SERVER_ERROR, None, format!("rate limiter: {other}")),
+    };
+    let problem = Problem {
+        type_: "/problems/rate-limited".to_owned(),
+        title: "Too many requests".to_owned(),
+        status: status.as_u16(),
+        detail,
+        argument_position: None,
+        argument: None,
+    };
+    let mut response = (status, axum::Json(problem)).into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+    if let Some(v) = retry_after.and_then(|s| HeaderValue::try_from(s).ok()) {
+        response.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    response
 }

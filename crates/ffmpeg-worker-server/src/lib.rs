@@ -4,34 +4,74 @@
 //! [`app`] builds the router; the `ffmpeg-worker` binary (`main.rs`) parses configuration,
 //! opens the store, starts the workers and serves it.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use axum::Router;
+use axum::http::{HeaderName, Request};
 use jobs::Jobs;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use utoipa_swagger_ui::SwaggerUi;
 
+pub mod auth;
+pub mod client;
 pub mod config;
 pub mod error;
-pub mod serve;
 mod routes;
+pub mod serve;
+pub mod telemetry;
 pub mod wire;
+
+/// Settings the HTTP layer needs, besides the job service.
+#[derive(Debug, Clone)]
+pub struct AppSettings {
+    /// The ffmpeg binary, run by `GET /ready`.
+    pub ffmpeg_bin: PathBuf,
+    /// Accepted bearer tokens; empty: no authentication.
+    pub api_tokens: Vec<String>,
+    /// Largest request body in bytes (larger: 413).
+    pub max_body_bytes: usize,
+    /// Requests per second allowed per client IP address (burst: twice that); `None`: no limit.
+    pub rate_limit_per_second: Option<u32>,
+}
+
+impl Default for AppSettings {
+    fn default() -> Self {
+        AppSettings {
+            ffmpeg_bin: PathBuf::from("ffmpeg"),
+            api_tokens: Vec::new(),
+            max_body_bytes: 64 * 1024,
+            rate_limit_per_second: None,
+        }
+    }
+}
 
 /// Shared state of every handler.
 #[derive(Debug, Clone)]
 pub struct AppState {
     /// The job service.
     pub jobs: Arc<Jobs>,
+    /// HTTP settings.
+    pub settings: Arc<AppSettings>,
     accepting: Arc<AtomicBool>,
 }
 
 impl AppState {
-    /// State over `jobs`, accepting submissions.
+    /// State over `jobs` with default settings (no authentication), accepting submissions.
     pub fn new(jobs: Arc<Jobs>) -> AppState {
-        AppState { jobs, accepting: Arc::new(AtomicBool::new(true)) }
+        AppState::with_settings(jobs, AppSettings::default())
+    }
+
+    /// State over `jobs` with `settings`.
+    pub fn with_settings(jobs: Arc<Jobs>, settings: AppSettings) -> AppState {
+        AppState { jobs, settings: Arc::new(settings), accepting: Arc::new(AtomicBool::new(true)) }
     }
 
     /// Whether new jobs are accepted (false once shutdown began).
@@ -45,18 +85,36 @@ impl AppState {
     }
 }
 
+struct BearerScheme;
+
+impl utoipa::Modify for BearerScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        let mut http = Http::new(HttpAuthScheme::Bearer);
+        http.description = Some(
+            "Required on every endpoint except /health, /docs and /openapi.json when the server is \
+             started with API tokens (--api-token / API_TOKENS)."
+                .to_owned(),
+        );
+        components.add_security_scheme("bearer", SecurityScheme::Http(http));
+    }
+}
+
 #[derive(OpenApi)]
 #[openapi(
     info(
         title = "ffmpeg-worker",
         description = "Run ffmpeg jobs over HTTP. Send an ffmpeg command line (without the word `ffmpeg`); \
 paths are relative to the server's data directory. The service checks the command against ffmpeg's \
-grammar and a sandbox, queues it durably, runs it, and reports live progress.",
+grammar and a sandbox, queues it durably, runs it, and reports live progress. Errors are RFC 9457 \
+`application/problem+json` documents with a stable `type`.",
         license(name = "MIT OR Apache-2.0"),
     ),
+    modifiers(&BearerScheme),
+    security(("bearer" = [])),
     tags(
         (name = "jobs", description = "Submit, inspect and manage ffmpeg jobs"),
-        (name = "health", description = "Liveness and readiness"),
+        (name = "operations", description = "Liveness, readiness and metrics"),
     )
 )]
 struct ApiDoc;
@@ -64,6 +122,8 @@ struct ApiDoc;
 fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(routes::health))
+        .routes(routes!(routes::ready))
+        .routes(routes!(routes::metrics))
         .routes(routes!(routes::create_job, routes::list_jobs))
         .routes(routes!(routes::get_job, routes::delete_job))
         .routes(routes!(routes::cancel_job))
@@ -80,11 +140,45 @@ pub fn openapi_json() -> String {
     openapi().to_pretty_json().unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
 }
 
-/// The application router: the API, `/openapi.json` and Swagger UI at `/docs`.
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The application router: the API, `/openapi.json` and Swagger UI at `/docs`, with request
+/// ids (`x-request-id`, generated when absent, echoed in the response and in every log line of
+/// the request), request tracing, HTTP metrics, body-size limit, optional bearer-token
+/// authentication and optional per-IP rate limiting.
 pub fn app(state: AppState) -> Router {
+    let _ = telemetry::handle();
     let (api_router, api) = router().split_for_parts();
-    api_router
+    let settings = Arc::clone(&state.settings);
+    let mut router = api_router
         .merge(SwaggerUi::new("/docs").url("/openapi.json", api))
-        .layer(tower_http::trace::TraceLayer::new_for_http())
-        .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token))
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(settings.max_body_bytes))
+        .route_layer(axum::middleware::from_fn(telemetry::track_http))
+        .with_state(state);
+    if let Some(per_second) = settings.rate_limit_per_second.filter(|n| *n > 0) {
+        router = with_rate_limit(router, per_second);
+    }
+    router
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
+            let id = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-");
+            tracing::info_span!("request", method = %req.method(), uri = %req.uri(), request_id = %id)
+        }))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+}
+
+/// Adds per-client-IP rate limiting (token bucket: `per_second` requests per second, bursts of
+/// twice that); over the limit: 429 problem+json with `Retry-After`. Needs the peer address
+/// (`into_make_service_with_connect_info`), which `serve` provides.
+fn with_rate_limit(router: Router, per_second: u32) -> Router {
+    let Some(config) = tower_governor::governor::GovernorConfigBuilder::default()
+        .period(Duration::from_secs(1) / per_second.max(1))
+        .burst_size(per_second.saturating_mul(2).max(1))
+        .finish()
+    else {
+        return router;
+    };
+    let layer = tower_governor::GovernorLayer::new(config).error_handler(|e| error::rate_limited(&e));
+    router.layer(layer)
 }

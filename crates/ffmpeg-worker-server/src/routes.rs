@@ -10,7 +10,7 @@ use utoipa::IntoParams;
 use crate::AppState;
 use crate::error::{ApiError, AppJson, AppQuery};
 use crate::wire::{
-    CreateJobRequest, HealthResponse, JobResponse, MAX_METADATA_ENTRIES, MAX_METADATA_KEY_BYTES,
+    CreateJobRequest, HealthResponse, JobResponse, ReadyResponse, MAX_METADATA_ENTRIES, MAX_METADATA_KEY_BYTES,
     MAX_METADATA_VALUE_BYTES, Problem,
 };
 
@@ -22,9 +22,43 @@ pub(crate) const MAX_LIMIT: u32 = 1000;
 /// Liveness check
 ///
 /// Answers `{"status":"ok"}` while the process serves requests.
-#[utoipa::path(get, path = "/health", tag = "health", responses((status = 200, body = HealthResponse)))]
+#[utoipa::path(get, path = "/health", tag = "operations", security(()), responses((status = 200, body = HealthResponse)))]
 pub(crate) async fn health() -> AppJson<HealthResponse> {
     AppJson(HealthResponse { status: "ok".to_owned() })
+}
+
+/// Readiness check
+///
+/// 200 when the job store answers and the ffmpeg binary runs (reporting its version);
+/// 503 problem+json naming what is wrong otherwise.
+#[utoipa::path(
+    get, path = "/ready", tag = "operations",
+    responses(
+        (status = 200, body = ReadyResponse),
+        (status = 503, description = "Not ready", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn ready(State(state): State<AppState>) -> Result<AppJson<ReadyResponse>, ApiError> {
+    state.jobs.store().ping().await?;
+    let ffmpeg = crate::serve::check_ffmpeg(&state.settings.ffmpeg_bin)
+        .await
+        .map_err(|e| ApiError::NotReady(e.to_string()))?;
+    Ok(AppJson(ReadyResponse { status: "ready".to_owned(), ffmpeg }))
+}
+
+/// Prometheus metrics
+///
+/// Metrics in the Prometheus text exposition format: jobs submitted and finished by status,
+/// queue depth, running jobs, job run-time histogram, HTTP requests by route and status.
+#[utoipa::path(
+    get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain; version=0.0.4"))
+)]
+pub(crate) async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    let counts = state.jobs.store().counts().await?;
+    crate::telemetry::set_job_gauges(&counts, state.jobs.running_here());
+    let body = crate::telemetry::handle().map(|h| h.render()).unwrap_or_default();
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body))
 }
 
 fn validate_metadata(req: &CreateJobRequest) -> Result<(), ApiError> {

@@ -6,10 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ffmpeg_core::sandbox::Sandbox;
-use jobs::{FfmpegConfig, FfmpegRunner, JobStore, Jobs, JobsConfig, MemoryStore, Shutdown};
+use jobs::runner::ResourceLimits;
+use jobs::{FfmpegConfig, FfmpegRunner, JobStore, Jobs, JobsConfig, MemoryStore, Shutdown, SqliteStore};
 
 use crate::config::ServeConfig;
-use crate::{AppState, app};
+use crate::{AppSettings, AppState, app};
 
 /// Why the server could not start. Each message says what to fix.
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +35,9 @@ pub enum StartError {
         /// What failed.
         reason: String,
     },
+    /// A setting is unusable.
+    #[error("configuration: {0}")]
+    Config(String),
     /// The listener cannot bind.
     #[error("cannot listen on {addr}: {reason}")]
     Bind {
@@ -86,7 +90,42 @@ pub async fn open_store(url: &str) -> Result<Arc<dyn JobStore>, StartError> {
     if url == "memory:" {
         return Ok(Arc::new(MemoryStore::new()));
     }
+    if url.starts_with("sqlite:") {
+        let store = SqliteStore::open(url)
+            .await
+            .map_err(|e| StartError::Database { url: url.to_owned(), reason: e.to_string() })?;
+        return Ok(Arc::new(store));
+    }
     Err(StartError::Database { url: url.to_owned(), reason: "unsupported scheme; use sqlite://PATH or memory:".to_owned() })
+}
+
+/// The database file of a `sqlite:` URL, for the sandbox to put off limits.
+fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
+    let path = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = path.split('?').next().unwrap_or(path);
+    if path.is_empty() || path.starts_with(':') {
+        return None;
+    }
+    // Relative to the working directory (as SQLite opens it), not to the data directory.
+    std::path::absolute(path).ok()
+}
+
+/// Deletes finished job records older than `retention`, at start and then every
+/// `retention / 10` (between 1 minute and 1 hour), until `stop` fires.
+async fn purge_old_jobs(store: Arc<dyn JobStore>, retention: Duration, stop: tokio_util::sync::CancellationToken) {
+    let every = (retention / 10).clamp(Duration::from_secs(60), Duration::from_secs(3600));
+    loop {
+        let cutoff = time::OffsetDateTime::now_utc() - retention;
+        match store.purge_finished_before(cutoff).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(deleted = n, "retention: deleted old finished jobs"),
+            Err(e) => tracing::warn!(error = %e, "retention: purge failed"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            () = stop.cancelled() => return,
+        }
+    }
 }
 
 async fn shutdown_signal() {
@@ -119,11 +158,27 @@ async fn shutdown_signal() {
 pub async fn run(config: ServeConfig) -> Result<(), StartError> {
     let data_err = |reason: String| StartError::DataDir { path: config.data_path.display().to_string(), reason };
     std::fs::create_dir_all(&config.data_path).map_err(|e| data_err(e.to_string()))?;
-    let sandbox = Sandbox::new(&config.data_path).map_err(|e| data_err(e.to_string()))?;
+    let mut sandbox = Sandbox::new(&config.data_path).map_err(|e| data_err(e.to_string()))?;
+    if let Some(db) = sqlite_file(&config.database_url) {
+        // The database may sit inside the data directory if the operator put it there: no job
+        // may read or overwrite it, its write-ahead log or its shared-memory file.
+        for suffix in ["", "-wal", "-shm", "-journal"] {
+            let mut name = db.clone().into_os_string();
+            name.push(suffix);
+            sandbox.deny(std::path::PathBuf::from(name));
+        }
+    }
+    let tokens = config.tokens().map_err(|e| StartError::Config(format!("API tokens file: {e}")))?;
     let version = check_ffmpeg(&config.ffmpeg_bin).await?;
+    let capabilities = jobs::probe::probe_capabilities(&config.ffmpeg_bin)
+        .await
+        .map_err(|e| StartError::Ffmpeg(format!("reading what ffmpeg supports failed: {e}")))?;
     tracing::info!(ffmpeg = %version, data = %sandbox.root().display(), "starting");
 
     let store = open_store(&config.database_url).await?;
+    for orphan in jobs::orphans::stop_orphans(sandbox.root()) {
+        tracing::warn!(pid = orphan.pid, command = %orphan.command_line, "stopped an ffmpeg left running by a previous crash");
+    }
     let recovery = store
         .recover(config.max_attempts)
         .await
@@ -132,16 +187,35 @@ pub async fn run(config: ServeConfig) -> Result<(), StartError> {
         tracing::warn!(requeued = recovery.requeued.len(), failed = recovery.failed.len(), "recovered jobs interrupted by a previous run");
     }
 
-    let runner = FfmpegRunner::new(FfmpegConfig::new(&config.ffmpeg_bin, sandbox.root()));
+    let mut ffmpeg = FfmpegConfig::new(&config.ffmpeg_bin, sandbox.root());
+    ffmpeg.limits = ResourceLimits {
+        max_file_bytes: config.max_output_bytes,
+        cpu_seconds: config.cpu_limit_seconds,
+        address_space_bytes: config.memory_limit_bytes,
+    };
+    if let Some(dir) = &config.scratch_dir {
+        ffmpeg.scratch_root.clone_from(dir);
+    }
+    let runner = FfmpegRunner::new(ffmpeg);
     let jobs_config = JobsConfig {
         concurrency: usize::from(config.concurrency),
         max_timeout: config.max_timeout(),
+        capabilities: Some(Arc::new(capabilities)),
         ..JobsConfig::default()
     };
     let jobs = Jobs::new(store, Arc::new(runner), sandbox, jobs_config);
     let shutdown = Shutdown::default();
     let mut workers = jobs.spawn_workers(&shutdown);
-    let state = AppState::new(Arc::clone(&jobs));
+    if let Some(retention) = config.retention {
+        tokio::spawn(purge_old_jobs(Arc::clone(jobs.store()), retention, shutdown.stop_claiming.clone()));
+    }
+    let settings = AppSettings {
+        ffmpeg_bin: config.ffmpeg_bin.clone(),
+        api_tokens: tokens,
+        max_body_bytes: config.max_body_bytes,
+        rate_limit_per_second: (config.rate_limit > 0).then_some(config.rate_limit),
+    };
+    let state = AppState::with_settings(Arc::clone(&jobs), settings);
 
     let addr = SocketAddr::new(config.host, config.port);
     let listener = tokio::net::TcpListener::bind(addr)
@@ -154,7 +228,8 @@ pub async fn run(config: ServeConfig) -> Result<(), StartError> {
     let stop_http = tokio_util::sync::CancellationToken::new();
     let stop_http_signal = stop_http.clone();
     let server = tokio::spawn(async move {
-        axum::serve(listener, app(http_state))
+        let service = app(http_state).into_make_service_with_connect_info::<SocketAddr>();
+        axum::serve(listener, service)
             .with_graceful_shutdown(async move { stop_http_signal.cancelled().await })
             .await
     });

@@ -198,6 +198,17 @@ pub struct HealthResponse {
     pub status: String,
 }
 
+/// Readiness answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReadyResponse {
+    /// `ready`.
+    #[schema(example = "ready")]
+    pub status: String,
+    /// The ffmpeg version line of the configured binary.
+    #[schema(example = "ffmpeg version 5.1.9-0+deb12u1")]
+    pub ffmpeg: String,
+}
+
 /// An RFC 9457 problem detail (`application/problem+json`).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Problem {

@@ -1,1 +1,27 @@
-//! jobs
+//! `jobs`: ffmpeg-worker's job model, the store that owns every state transition, the runner
+//! that executes ffmpeg, and the worker pool.
+//!
+//! This crate knows nothing of HTTP or JSON wire formats.
+//!
+//! - [`model`]: [`JobId`], [`JobStatus`], [`Job`], [`Progress`].
+//! - [`store`]: the [`JobStore`] trait (records and queue in one), [`MemoryStore`].
+//! - [`sqlite`]: [`SqliteStore`], the durable store in an SQLite file.
+//! - [`runner`]: the [`Runner`] trait and [`FfmpegRunner`].
+//! - [`service`]: [`Jobs`], the service front ends call, and its worker pool.
+//! - [`outputs`]: which files a command produced.
+//! - [`probe`]: what the configured ffmpeg knows (its option, codec, format and filter names).
+
+pub mod model;
+pub mod orphans;
+pub mod outputs;
+pub mod probe;
+pub mod runner;
+pub mod service;
+pub mod sqlite;
+pub mod store;
+
+pub use model::{Job, JobId, JobStatus, Progress, SubmitOptions};
+pub use runner::{FfmpegConfig, FfmpegRunner, RunError, RunReport, RunSpec, Runner};
+pub use service::{Jobs, JobsConfig, Shutdown, SubmitError};
+pub use sqlite::SqliteStore;
+pub use store::{JobStore, ListQuery, MemoryStore, Outcome, StoreError};

@@ -97,6 +97,18 @@ pub fn relative_to(root: &Path, paths: &[PathBuf]) -> Vec<String> {
         .collect()
 }
 
+/// The paths a command writes: its file outputs (patterns as written), as absolute paths.
+pub fn written_paths(command: &ResolvedCommand) -> Vec<PathBuf> {
+    command
+        .outputs()
+        .iter()
+        .filter_map(|t| match t {
+            OutputTarget::File(p) => Some(p.as_path().to_path_buf()),
+            _ => None,
+        })
+        .collect()
+}
+
 /// Creates the parent directories of every file output (`thumbs/t%03d.png` needs `thumbs/`).
 ///
 /// # Errors

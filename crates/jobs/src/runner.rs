@@ -81,6 +81,45 @@ pub trait Runner: Send + Sync + 'static {
     ) -> RunReport;
 }
 
+/// Operating-system limits applied to each ffmpeg process (`prlimit(2)` on Linux, right after
+/// the process starts and before it has opened its outputs). `None` leaves a limit unset.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ResourceLimits {
+    /// Largest file the process may write, in bytes (`RLIMIT_FSIZE`): a job whose output grows
+    /// past it is killed (SIGXFSZ) and fails.
+    pub max_file_bytes: Option<u64>,
+    /// CPU time the process may use, in seconds (`RLIMIT_CPU`), summed over its threads.
+    pub cpu_seconds: Option<u64>,
+    /// Virtual address space, in bytes (`RLIMIT_AS`): allocations past it fail.
+    pub address_space_bytes: Option<u64>,
+}
+
+impl ResourceLimits {
+    /// Applies the limits to the running process `pid`.
+    #[cfg(target_os = "linux")]
+    fn apply(&self, pid: u32) -> std::io::Result<()> {
+        use rustix::process::{Pid, Resource, Rlimit, prlimit};
+        let Some(pid) = i32::try_from(pid).ok().and_then(Pid::from_raw) else { return Ok(()) };
+        let limits = [
+            (Resource::Fsize, self.max_file_bytes, 0),
+            // The soft CPU limit sends SIGXCPU (ffmpeg stops cleanly); the hard one, 5 s later, SIGKILL.
+            (Resource::Cpu, self.cpu_seconds, 5),
+            (Resource::As, self.address_space_bytes, 0),
+        ];
+        for (resource, value, slack) in limits {
+            if let Some(v) = value {
+                prlimit(Some(pid), resource, Rlimit { current: Some(v), maximum: Some(v.saturating_add(slack)) })?;
+            }
+        }
+        Ok(())
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn apply(&self, _pid: u32) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// Settings of [`FfmpegRunner`].
 #[derive(Debug, Clone)]
 pub struct FfmpegConfig {
@@ -88,8 +127,12 @@ pub struct FfmpegConfig {
     pub binary: PathBuf,
     /// The data directory: its paths are made relative in error messages.
     pub data_dir: PathBuf,
-    /// Working directory of the ffmpeg process (side files such as two-pass logs land here).
-    pub working_dir: PathBuf,
+    /// Where each run gets its own scratch working directory (created, then removed after the
+    /// run): side files ffmpeg writes by relative default names (e.g. `ffmpeg2pass-0.log`) land
+    /// there, not in the data directory or the server's working directory.
+    pub scratch_root: PathBuf,
+    /// Operating-system limits for each ffmpeg process.
+    pub limits: ResourceLimits,
     /// Time between SIGTERM and SIGKILL when a run is stopped.
     pub kill_grace: Duration,
     /// How many bytes of stderr to keep (the job log and error message come from this tail).
@@ -97,13 +140,14 @@ pub struct FfmpegConfig {
 }
 
 impl FfmpegConfig {
-    /// Defaults: working directory = data directory, 5 s kill grace, 64 KiB log tail.
+    /// Defaults: scratch directories under the system temporary directory, no resource limits,
+    /// 5 s kill grace, 64 KiB log tail.
     pub fn new(binary: impl Into<PathBuf>, data_dir: impl Into<PathBuf>) -> FfmpegConfig {
-        let data_dir = data_dir.into();
         FfmpegConfig {
             binary: binary.into(),
-            working_dir: data_dir.clone(),
-            data_dir,
+            data_dir: data_dir.into(),
+            scratch_root: std::env::temp_dir().join("ffmpeg-worker"),
+            limits: ResourceLimits::default(),
             kill_grace: Duration::from_secs(5),
             log_tail_bytes: 64 * 1024,
         }
@@ -226,6 +270,27 @@ pub fn error_summary(log_tail: &str, data_dir: &Path) -> String {
     if text.is_empty() { "ffmpeg failed without a message".to_owned() } else { text }
 }
 
+/// The error of an unsuccessful exit: the stderr summary, or the limit that killed ffmpeg.
+fn exit_message(status: std::process::ExitStatus, log_tail: &str, config: &FfmpegConfig) -> String {
+    use std::os::unix::process::ExitStatusExt as _;
+    match status.signal() {
+        Some(s) if s == Signal::SIGXFSZ as i32 => format!(
+            "output file size limit exceeded ({} bytes); ffmpeg was stopped",
+            config.limits.max_file_bytes.unwrap_or_default()
+        ),
+        // ffmpeg treats SIGXCPU (the soft CPU limit) like SIGTERM: it finishes its outputs and
+        // logs "received signal 24"; the hard limit 5 s later is a SIGKILL.
+        _ if config.limits.cpu_seconds.is_some()
+            && (status.signal() == Some(Signal::SIGXCPU as i32)
+                || status.signal() == Some(Signal::SIGKILL as i32)
+                || log_tail.contains(&format!("received signal {}", Signal::SIGXCPU as i32))) =>
+        {
+            format!("CPU time limit exceeded ({} s); ffmpeg was stopped", config.limits.cpu_seconds.unwrap_or_default())
+        }
+        _ => error_summary(log_tail, &config.data_dir),
+    }
+}
+
 fn signal_group(pid: Option<u32>, signal: Signal) {
     if let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) {
         // The child is its own process-group leader (process_group(0)), so its pid is the group id.
@@ -249,10 +314,19 @@ impl Runner for FfmpegRunner {
         cancel: &CancellationToken,
     ) -> RunReport {
         let mut tail = Tail { bytes: VecDeque::new(), cap: self.config.log_tail_bytes.max(1024) };
+        let scratch = match std::fs::create_dir_all(&self.config.scratch_root)
+            .and_then(|()| tempfile::Builder::new().prefix("run-").tempdir_in(&self.config.scratch_root))
+        {
+            Ok(dir) => dir,
+            Err(e) => {
+                let msg = format!("cannot create a scratch directory in {}: {e}", self.config.scratch_root.display());
+                return RunReport { result: Err(RunError::Spawn(msg)), log_tail: String::new() };
+            }
+        };
         let mut cmd = tokio::process::Command::new(&self.config.binary);
         cmd.args(FfmpegRunner::args(spec.command))
             .env_clear()
-            .current_dir(&self.config.working_dir)
+            .current_dir(scratch.path())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -266,6 +340,14 @@ impl Runner for FfmpegRunner {
             }
         };
         let pid = child.id();
+        if let Some(p) = pid
+            && let Err(e) = self.config.limits.apply(p)
+        {
+            signal_group(pid, Signal::SIGKILL);
+            let _ = child.wait().await;
+            let msg = format!("cannot apply resource limits: {e}");
+            return RunReport { result: Err(RunError::Spawn(msg)), log_tail: String::new() };
+        }
         let (Some(mut stdout), Some(mut stderr)) = (child.stdout.take(), child.stderr.take()) else {
             signal_group(pid, Signal::SIGKILL);
             let _ = child.wait().await;
@@ -324,12 +406,13 @@ impl Runner for FfmpegRunner {
         // Whatever is left of the group (ffmpeg itself spawns nothing, but be thorough).
         signal_group(pid, Signal::SIGKILL);
 
+        drop(scratch);
         let log_tail = tail.text();
         let result = match (stop, status) {
             (Some(Stop::Cancelled), _) => Err(RunError::Cancelled),
             (Some(Stop::TimedOut), _) => Err(RunError::TimedOut(spec.timeout.unwrap_or_default())),
             (None, Ok(s)) if s.success() => Ok(()),
-            (None, Ok(s)) => Err(RunError::Exit { code: s.code(), message: error_summary(&log_tail, &self.config.data_dir) }),
+            (None, Ok(s)) => Err(RunError::Exit { code: s.code(), message: exit_message(s, &log_tail, &self.config) }),
             (None, Err(e)) => Err(RunError::Exit { code: None, message: format!("waiting for ffmpeg failed: {e}") }),
         };
         RunReport { result, log_tail }

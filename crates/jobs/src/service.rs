@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use ffmpeg_core::capabilities::{Capabilities, UnknownName};
 use ffmpeg_core::command::{Command, CommandError};
 use ffmpeg_core::sandbox::{ResolvedCommand, Sandbox, SandboxError};
 use tokio::sync::watch;
@@ -22,6 +23,13 @@ use crate::model::{Job, JobId, SubmitOptions};
 use crate::outputs;
 use crate::runner::{RunError, RunSpec, Runner};
 use crate::store::{CancelOutcome, JobStore, Outcome, StoreError};
+
+/// Counter of accepted submissions (Prometheus name).
+pub const METRIC_SUBMITTED: &str = "ffmpeg_worker_jobs_submitted_total";
+/// Counter of finished jobs, labelled `status` (completed, failed, cancelled).
+pub const METRIC_FINISHED: &str = "ffmpeg_worker_jobs_finished_total";
+/// Histogram of job run time in seconds (claim to final status), labelled `status`.
+pub const METRIC_RUN_SECONDS: &str = "ffmpeg_worker_job_run_seconds";
 
 /// Settings of the job service and its worker pool.
 #[derive(Debug, Clone)]
@@ -36,6 +44,9 @@ pub struct JobsConfig {
     pub idle_wait: Duration,
     /// How long [`Jobs::cancel`] waits for a running job's process to stop.
     pub cancel_wait: Duration,
+    /// What the installed ffmpeg knows (options, codecs, formats, filters). Submissions naming
+    /// anything else are refused with a "did you mean" hint. `None`: no such check.
+    pub capabilities: Option<Arc<Capabilities>>,
 }
 
 impl Default for JobsConfig {
@@ -45,6 +56,7 @@ impl Default for JobsConfig {
             max_timeout: Some(Duration::from_secs(3600)),
             idle_wait: Duration::from_secs(2),
             cancel_wait: Duration::from_secs(2),
+            capabilities: None,
         }
     }
 }
@@ -59,6 +71,9 @@ pub enum SubmitError {
     /// A path escapes the data directory or names a protocol.
     #[error(transparent)]
     Sandbox(#[from] SandboxError),
+    /// An option, codec, format or filter the installed ffmpeg does not know.
+    #[error(transparent)]
+    UnknownName(#[from] UnknownName),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -86,6 +101,8 @@ pub struct Jobs {
     sandbox: Sandbox,
     config: JobsConfig,
     running: Mutex<HashMap<JobId, RunningJob>>,
+    /// Output paths of the jobs this process is running, and which job writes each.
+    writing: Mutex<HashMap<std::path::PathBuf, JobId>>,
 }
 
 impl std::fmt::Debug for Jobs {
@@ -97,7 +114,14 @@ impl std::fmt::Debug for Jobs {
 impl Jobs {
     /// A service over `store`, running jobs with `runner` inside `sandbox`.
     pub fn new(store: Arc<dyn JobStore>, runner: Arc<dyn Runner>, sandbox: Sandbox, config: JobsConfig) -> Arc<Jobs> {
-        Arc::new(Jobs { store, runner, sandbox, config, running: Mutex::new(HashMap::new()) })
+        Arc::new(Jobs {
+            store,
+            runner,
+            sandbox,
+            config,
+            running: Mutex::new(HashMap::new()),
+            writing: Mutex::new(HashMap::new()),
+        })
     }
 
     /// The store, for reads.
@@ -115,13 +139,19 @@ impl Jobs {
         &self.config
     }
 
-    /// Parses `command` and resolves its paths, as a submission would, without queueing it.
+    /// Parses `command`, resolves its paths under the policy, and checks its names against the
+    /// installed ffmpeg, as a submission would, without queueing it.
     ///
     /// # Errors
-    /// [`SubmitError::Command`] or [`SubmitError::Sandbox`].
+    /// [`SubmitError::Command`], [`SubmitError::Sandbox`] or [`SubmitError::UnknownName`].
     pub fn check(&self, command: &str) -> Result<ResolvedCommand, SubmitError> {
         let parsed = Command::parse(command)?;
-        Ok(self.sandbox.resolve_command(&parsed)?)
+        // The security policy first, so a hostile command gets the policy's reason.
+        let resolved = self.sandbox.resolve_command(&parsed)?;
+        if let Some(capabilities) = &self.config.capabilities {
+            capabilities.check(&parsed)?;
+        }
+        Ok(resolved)
     }
 
     /// Checks `command` and queues it. `options.timeout_seconds` is capped by the server's limit.
@@ -133,7 +163,9 @@ impl Jobs {
         if let (Some(t), Some(max)) = (options.timeout_seconds, self.config.max_timeout) {
             options.timeout_seconds = Some(t.min(max.as_secs()));
         }
-        Ok(self.store.insert(command.to_owned(), options).await?)
+        let job = self.store.insert(command.to_owned(), options).await?;
+        metrics::counter!(METRIC_SUBMITTED).increment(1);
+        Ok(job)
     }
 
     /// Cancels a job. A queued job is cancelled at once. A running job's process group is
@@ -144,7 +176,10 @@ impl Jobs {
     /// [`StoreError::NotFound`]; [`StoreError::Conflict`] for a finished job.
     pub async fn cancel(&self, id: &JobId) -> Result<Job, StoreError> {
         match self.store.cancel(id).await? {
-            CancelOutcome::Cancelled(job) => Ok(job),
+            CancelOutcome::Cancelled(job) => {
+                metrics::counter!(METRIC_FINISHED, "status" => job.status.as_str()).increment(1);
+                Ok(job)
+            }
             CancelOutcome::Requested(job) => {
                 let local = self.lock_running().get(id).cloned();
                 if let Some(running) = local {
@@ -204,27 +239,37 @@ impl Jobs {
         tracing::debug!(worker = n, "worker stopped");
     }
 
-    async fn finish(&self, id: &JobId, outcome: Outcome, log: &str) {
-        if let Err(e) = self.store.finish(id, outcome, log).await {
-            tracing::error!(job = %id, error = %e, "recording the job's outcome failed");
+    async fn finish(&self, id: &JobId, outcome: Outcome, log: &str, started: SystemTime) {
+        match self.store.finish(id, outcome, log).await {
+            Ok(job) => {
+                let status = job.status.as_str();
+                metrics::counter!(METRIC_FINISHED, "status" => status).increment(1);
+                let seconds = started.elapsed().unwrap_or_default().as_secs_f64();
+                metrics::histogram!(METRIC_RUN_SECONDS, "status" => status).record(seconds);
+            }
+            Err(e) => tracing::error!(job = %id, error = %e, "recording the job's outcome failed"),
         }
     }
 
     async fn run_job(&self, job: Job, abort: &CancellationToken) {
         let id = job.id.clone();
+        let started = SystemTime::now();
         let resolved = match self.check(&job.command) {
             Ok(r) => r,
-            Err(e) => return self.finish(&id, Outcome::Failed { error: e.to_string() }, "").await,
+            Err(e) => return self.finish(&id, Outcome::Failed { error: e.to_string() }, "", started).await,
         };
         if let Err(e) = outputs::create_output_dirs(&resolved) {
             let error = format!("cannot create an output directory: {e}");
-            return self.finish(&id, Outcome::Failed { error }, "").await;
+            return self.finish(&id, Outcome::Failed { error }, "", started).await;
+        }
+        let targets = outputs::written_paths(&resolved);
+        if let Err(error) = self.reserve_outputs(&id, &targets) {
+            return self.finish(&id, Outcome::Failed { error }, "", started).await;
         }
         let running = RunningJob { cancel: CancellationToken::new(), done: CancellationToken::new() };
         self.lock_running().insert(id.clone(), running.clone());
         tracing::info!(command = %job.command, "job started");
 
-        let started = SystemTime::now();
         let timeout = job.timeout_seconds.map(Duration::from_secs).or(self.config.max_timeout);
         let (tx, mut rx) = watch::channel(None);
         let stop = CancellationToken::new();
@@ -259,13 +304,13 @@ impl Jobs {
             Ok(()) => {
                 let files = outputs::relative_to(root, &outputs::produced_files(&resolved, started));
                 tracing::info!(outputs = files.len(), "job completed");
-                self.finish(&id, Outcome::Completed { output_files: files }, &report.log_tail).await;
+                self.finish(&id, Outcome::Completed { output_files: files }, &report.log_tail, started).await;
             }
             Err(RunError::Cancelled) => {
                 remove_partial_outputs(&resolved, started);
                 if running.cancel.is_cancelled() {
                     tracing::info!("job cancelled");
-                    self.finish(&id, Outcome::Cancelled, &report.log_tail).await;
+                    self.finish(&id, Outcome::Cancelled, &report.log_tail, started).await;
                 } else {
                     tracing::info!("job stopped by shutdown; back in the queue");
                     if let Err(e) = self.store.requeue(&id).await {
@@ -275,11 +320,33 @@ impl Jobs {
             }
             Err(e) => {
                 tracing::info!(error = %e, "job failed");
-                self.finish(&id, Outcome::Failed { error: e.to_string() }, &report.log_tail).await;
+                self.finish(&id, Outcome::Failed { error: e.to_string() }, &report.log_tail, started).await;
             }
         }
         self.lock_running().remove(&id);
+        self.release_outputs(&targets);
         running.done.cancel();
+    }
+
+    /// Records that `id` writes `targets`, unless another running job already writes one of them.
+    fn reserve_outputs(&self, id: &JobId, targets: &[std::path::PathBuf]) -> Result<(), String> {
+        let mut writing = self.writing.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let root = self.sandbox.root();
+        if let Some((path, other)) = targets.iter().find_map(|t| writing.get(t).map(|o| (t, o))) {
+            let shown = path.strip_prefix(root).unwrap_or(path).display();
+            return Err(format!("output `{shown}` is being written by running job {other}; run this job after it"));
+        }
+        for t in targets {
+            writing.insert(t.clone(), id.clone());
+        }
+        Ok(())
+    }
+
+    fn release_outputs(&self, targets: &[std::path::PathBuf]) {
+        let mut writing = self.writing.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for t in targets {
+            writing.remove(t);
+        }
     }
 }
 

@@ -251,10 +251,12 @@ static OPTIONS: &[OptionDef] = &[
 
 /// The table entry for `name` (without `-` and stream specifier), if ffmpeg itself defines it.
 pub(crate) fn find(name: &str) -> Option<&'static OptionDef> {
-    OPTIONS
-        .binary_search_by(|d| d.name.cmp(name))
-        .ok()
-        .map(|i| &OPTIONS[i])
+    OPTIONS.binary_search_by(|d| d.name.cmp(name)).ok().map(|i| &OPTIONS[i])
+}
+
+/// Every name in the table, sorted.
+pub(crate) fn names() -> impl Iterator<Item = &'static str> {
+    OPTIONS.iter().map(|d| d.name)
 }
 
 /// The boolean option that `-<name>` switches off, for `no`-prefixed names (`nostdin` ->
@@ -282,10 +284,7 @@ mod tests {
         assert!(find("crf").is_none());
         assert!(find("i").is_none());
         assert_eq!(find_negated("nostdin").map(|d| d.name), Some("stdin"));
-        assert_eq!(
-            find_negated("noautorotate").map(|d| d.name),
-            Some("autorotate")
-        );
+        assert_eq!(find_negated("noautorotate").map(|d| d.name), Some("autorotate"));
         assert!(find_negated("noreport").is_none());
         assert!(find_negated("no").is_none());
     }

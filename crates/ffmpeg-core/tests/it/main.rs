@@ -1,7 +1,10 @@
 //! Integration tests of `ffmpeg-core`, in one test binary (one link, one process per run).
 #![allow(clippy::unwrap_used)]
 
+mod capabilities;
 mod command;
 mod duration;
+mod filtergraph;
+mod policy;
 mod progress;
 mod sandbox;

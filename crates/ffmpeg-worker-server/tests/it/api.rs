@@ -227,3 +227,116 @@ async fn docs_and_openapi_are_served() {
     assert_eq!(docs.status, StatusCode::OK);
     assert!(docs.body.as_str().unwrap().contains("swagger"), "Swagger UI page");
 }
+
+fn app_with(settings: ffmpeg_worker_server::AppSettings) -> TestApp {
+    let t = test_app();
+    let state = AppState::with_settings(std::sync::Arc::clone(&t.state.jobs), settings);
+    TestApp { state, data: t.data }
+}
+
+async fn raw(app: &TestApp, req: Request<Body>) -> axum::response::Response {
+    ffmpeg_worker_server::app(app.state.clone()).oneshot(req).await.unwrap()
+}
+
+#[tokio::test]
+async fn tokens_guard_everything_but_health_docs_and_spec() {
+    let settings = ffmpeg_worker_server::AppSettings {
+        api_tokens: vec!["s3cret".to_owned(), "other-token".to_owned()],
+        ..Default::default()
+    };
+    let app = app_with(settings);
+    for open in ["/health", "/openapi.json", "/docs/"] {
+        let r = raw(&app, Request::get(open).body(Body::empty()).unwrap()).await;
+        assert_eq!(r.status(), StatusCode::OK, "{open}");
+    }
+    for (auth, expected) in [
+        (None, StatusCode::UNAUTHORIZED),
+        (Some("Bearer wrong"), StatusCode::UNAUTHORIZED),
+        (Some("Bearer s3cre"), StatusCode::UNAUTHORIZED),
+        (Some("Basic czNjcmV0"), StatusCode::UNAUTHORIZED),
+        (Some("Bearer s3cret"), StatusCode::OK),
+        (Some("Bearer other-token"), StatusCode::OK),
+    ] {
+        for path in ["/jobs", "/metrics"] {
+            let mut req = Request::get(path);
+            if let Some(a) = auth {
+                req = req.header(header::AUTHORIZATION, a);
+            }
+            let r = raw(&app, req.body(Body::empty()).unwrap()).await;
+            assert_eq!(r.status(), expected, "{path} with {auth:?}");
+            if expected == StatusCode::UNAUTHORIZED {
+                assert!(r.headers()[header::WWW_AUTHENTICATE].to_str().unwrap().starts_with("Bearer"));
+                assert_eq!(r.headers()[header::CONTENT_TYPE], "application/problem+json");
+            }
+        }
+    }
+    let post = Request::post("/jobs")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(json!({"command": "-i a.mp4 b.mp4"}).to_string()))
+        .unwrap();
+    assert_eq!(raw(&app, post).await.status(), StatusCode::UNAUTHORIZED, "nothing queued without a token");
+    assert!(app.state.jobs.store().counts().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn spec_declares_the_bearer_scheme_and_health_is_open() {
+    let spec: Value = serde_json::from_str(&ffmpeg_worker_server::openapi_json()).unwrap();
+    assert_eq!(spec["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
+    assert_eq!(spec["security"], json!([{"bearer": []}]));
+    assert_eq!(spec["paths"]["/health"]["get"]["security"], json!([{}]));
+}
+
+#[tokio::test]
+async fn oversized_bodies_are_413() {
+    let app = test_app();
+    let big = "x".repeat(70 * 1024);
+    let req = Request::post("/jobs")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(json!({"command": format!("-i a.mp4 {big}.mp4")}).to_string()))
+        .unwrap();
+    assert_eq!(raw(&app, req).await.status(), StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+#[tokio::test]
+async fn request_ids_are_generated_or_echoed() {
+    let app = test_app();
+    let r = raw(&app, Request::get("/health").body(Body::empty()).unwrap()).await;
+    let generated = r.headers()["x-request-id"].to_str().unwrap().to_owned();
+    assert_eq!(generated.len(), 36, "a UUID: {generated}");
+    let r = raw(&app, Request::get("/health").header("x-request-id", "abc-123").body(Body::empty()).unwrap()).await;
+    assert_eq!(r.headers()["x-request-id"], "abc-123");
+}
+
+#[tokio::test]
+async fn metrics_are_prometheus_text_with_job_and_http_series() {
+    let app = test_app();
+    app.submit("-i a.mp4 b.mp4").await;
+    app.call("GET", "/jobs/job_0000000000000000", None).await;
+    let r = raw(&app, Request::get("/metrics").body(Body::empty()).unwrap()).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(r.headers()[header::CONTENT_TYPE].to_str().unwrap().starts_with("text/plain; version=0.0.4"));
+    let text = String::from_utf8(r.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    assert!(text.contains("ffmpeg_worker_jobs_submitted_total"), "{text}");
+    assert!(text.contains("ffmpeg_worker_queue_depth 1"), "this app has one queued job: {text}");
+    assert!(text.contains("ffmpeg_worker_jobs{status=\"queued\"} 1"), "{text}");
+    assert!(
+        text.lines().any(|l| l.starts_with("http_requests_total{") && l.contains("route=\"/jobs/{id}\"") && l.contains("status=\"404\"")),
+        "HTTP requests by route template and status: {text}"
+    );
+}
+
+#[tokio::test]
+async fn ready_reports_ffmpeg_or_503_when_it_is_missing() {
+    let app = test_app();
+    let r = app.call("GET", "/ready", None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert!(r.body["ffmpeg"].as_str().unwrap().starts_with("ffmpeg version"), "{}", r.body);
+    let broken = app_with(ffmpeg_worker_server::AppSettings {
+        ffmpeg_bin: "/nonexistent/ffmpeg".into(),
+        ..Default::default()
+    });
+    let r = broken.call("GET", "/ready", None).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(r.body["type"], "/problems/not-ready");
+    assert!(r.body["detail"].as_str().unwrap().contains("/nonexistent/ffmpeg"), "{}", r.body);
+}

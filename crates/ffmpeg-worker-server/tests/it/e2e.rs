@@ -95,3 +95,28 @@ async fn pattern_and_null_outputs() {
     assert_eq!(null["status"], "completed", "{null}");
     assert_eq!(null["output_files"], serde_json::json!([]));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_the_installed_ffmpeg_does_not_know_are_422_with_a_hint() {
+    let server = Server::start(&[]);
+    let http = client();
+    for (command, name, hint) in [
+        ("-i in.mp4 -crff 23 out.mp4", "crff", Some("-crf")),
+        ("-i in.mp4 -c:v libx265x out.mp4", "libx265x", Some("libx265")),
+        ("-i in.mp4 -vf scal=320:-2 out.mp4", "scal", Some("scale")),
+        ("-i in.mp4 -f mp5 out.mp4", "mp5", Some("mp4")),
+        ("-i in.mp4 -qwertyuiop 1 out.mp4", "qwertyuiop", None),
+    ] {
+        let (status, problem) = submit(&http, &server, command).await;
+        assert_eq!(status, 422, "{command}: {problem}");
+        assert_eq!(problem["type"], "/problems/unknown-name", "{problem}");
+        let detail = problem["detail"].as_str().unwrap();
+        assert!(detail.contains(name), "{detail}");
+        match hint {
+            Some(h) => assert!(detail.contains(&format!("did you mean `{h}`")), "{detail}"),
+            None => assert!(!detail.contains("did you mean"), "{detail}"),
+        }
+    }
+    let list: serde_json::Value = http.get(server.url("/jobs")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(list, serde_json::json!([]), "none was queued");
+}

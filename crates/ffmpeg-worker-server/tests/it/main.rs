@@ -3,6 +3,9 @@
 #![allow(clippy::unwrap_used, missing_docs, unreachable_pub)]
 
 mod api;
+mod cli;
+mod docker;
 mod e2e;
+mod lifecycle;
 mod openapi;
 mod support;

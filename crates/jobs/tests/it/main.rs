@@ -1,5 +1,7 @@
 //! Integration tests of the `jobs` crate.
 #![allow(clippy::unwrap_used, missing_docs, unreachable_pub)]
 
+mod probe;
 mod runner;
 mod service;
+mod store;

@@ -175,3 +175,43 @@ fn error_summary_keeps_the_meaningful_last_lines_without_server_paths() {
     check("Conversion failed!\n", "Conversion failed!");
     check("/srv/data/sub/x.mp4: Invalid data found when processing input\n", "sub/x.mp4: Invalid data found when processing input");
 }
+
+#[tokio::test]
+async fn each_run_gets_a_private_scratch_directory_that_is_removed() {
+    let s = setup();
+    let record = s.data.join("cwd");
+    let bin = fake_ffmpeg(&s.data, &format!("pwd > {}; touch ffmpeg2pass-0.log", record.display()));
+    let scratch = tempfile::tempdir().unwrap();
+    let mut config = FfmpegConfig::new(&bin, &s.data);
+    config.scratch_root = scratch.path().to_path_buf();
+    let runner = FfmpegRunner::new(config);
+    let cmd = resolved(&s.sandbox, "-i in.mp4 out.mp4");
+    let (report, _) = run(&runner, &cmd, None, &CancellationToken::new()).await;
+    assert_eq!(report.result, Ok(()));
+    let cwd = std::fs::read_to_string(&record).unwrap();
+    let cwd = Path::new(cwd.trim());
+    assert!(cwd.starts_with(scratch.path().canonicalize().unwrap()), "{}", cwd.display());
+    assert!(!cwd.exists(), "the scratch directory is removed after the run");
+    assert!(!s.data.join("ffmpeg2pass-0.log").exists(), "side files do not land in the data directory");
+}
+
+#[tokio::test]
+async fn the_output_size_limit_stops_ffmpeg_with_a_clear_error() {
+    let s = setup();
+    let status = std::process::Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-f", "lavfi", "-i", "testsrc=duration=3:size=160x120:rate=25"])
+        .args(["-c:v", "libx264", "-preset", "ultrafast"])
+        .arg(s.data.join("in.mp4"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut config = FfmpegConfig::new("ffmpeg", &s.data);
+    config.limits.max_file_bytes = Some(300_000);
+    let runner = FfmpegRunner::new(config);
+    // Raw video: 160x120 yuv420p is 28.8 kB a frame, 75 frames = 2.1 MB.
+    let cmd = resolved(&s.sandbox, "-i in.mp4 -c:v rawvideo -f avi raw.avi");
+    let (report, _) = run(&runner, &cmd, Some(Duration::from_secs(60)), &CancellationToken::new()).await;
+    let Err(RunError::Exit { message, .. }) = report.result else { panic!("expected a failure: {:?}", report.result) };
+    assert!(message.contains("size limit"), "{message}");
+    assert!(std::fs::metadata(s.data.join("raw.avi")).unwrap().len() <= 300_000);
+}

@@ -170,3 +170,22 @@ async fn refused_commands_are_never_queued() {
     }
     assert!(f.store.counts().await.unwrap().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_running_jobs_never_write_the_same_output() {
+    let f = fixture(2, Duration::from_secs(600));
+    let shutdown = Shutdown::default();
+    let _workers = f.jobs.spawn_workers(&shutdown);
+    let first = f.jobs.submit("-i a.mp4 same.mp4", SubmitOptions::default()).await.unwrap();
+    wait_for(&f.store, &first.id, |j| j.progress.is_some()).await;
+    let second = f.jobs.submit("-i b.mp4 -c copy same.mp4", SubmitOptions::default()).await.unwrap();
+    let second = wait_for(&f.store, &second.id, |j| j.status.is_finished()).await;
+    assert_eq!(second.status, JobStatus::Failed);
+    let error = second.error.unwrap();
+    assert!(error.contains("same.mp4") && error.contains(first.id.as_str()), "{error}");
+    assert_eq!(f.runner.ran.lock().unwrap().len(), 1, "the second job never ran");
+    // Once the first job is gone, the path is free again.
+    f.jobs.cancel(&first.id).await.unwrap();
+    let third = f.jobs.submit("-i c.mp4 same.mp4", SubmitOptions::default()).await.unwrap();
+    wait_for(&f.store, &third.id, |j| j.status == JobStatus::Running).await;
+}

@@ -1,0 +1,61 @@
+//! Bearer-token authentication. When tokens are configured, every endpoint except `/health`,
+//! `/docs` and `/openapi.json` requires `Authorization: Bearer <token>`; tokens are compared in
+//! constant time. Failures are 401 problem+json with `WWW-Authenticate: Bearer`.
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use subtle::ConstantTimeEq;
+
+use crate::AppState;
+use crate::wire::Problem;
+
+/// Paths reachable without a token.
+fn is_public(path: &str) -> bool {
+    path == "/health" || path == "/openapi.json" || path == "/docs" || path.starts_with("/docs/")
+}
+
+/// Does `presented` match one of `tokens`? Every token is compared, in constant time per token.
+pub fn token_matches(tokens: &[String], presented: &str) -> bool {
+    let mut ok = subtle::Choice::from(0);
+    for t in tokens {
+        ok |= t.as_bytes().ct_eq(presented.as_bytes());
+    }
+    bool::from(ok)
+}
+
+fn unauthorized(detail: &str) -> Response {
+    let problem = Problem {
+        type_: "/problems/unauthorized".to_owned(),
+        title: "Unauthorized".to_owned(),
+        status: 401,
+        detail: detail.to_owned(),
+        argument_position: None,
+        argument: None,
+    };
+    let mut r = (StatusCode::UNAUTHORIZED, axum::Json(problem)).into_response();
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+    r.headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"ffmpeg-worker\""));
+    r
+}
+
+/// Middleware: lets the request through when no tokens are configured, when the path is
+/// public, or when it carries a valid bearer token.
+pub(crate) async fn require_token(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let tokens = &state.settings.api_tokens;
+    if tokens.is_empty() || is_public(request.uri().path()) {
+        return next.run(request).await;
+    }
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")));
+    match presented {
+        None => unauthorized("this server requires `Authorization: Bearer <token>`"),
+        Some(t) if token_matches(tokens, t.trim()) => next.run(request).await,
+        Some(_) => unauthorized("the bearer token is not valid"),
+    }
+}

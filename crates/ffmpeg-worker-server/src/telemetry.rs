@@ -1,0 +1,79 @@
+//! Prometheus metrics: the recorder, the HTTP middleware that counts requests by route and
+//! status, and the gauges refreshed from the store at each scrape.
+//!
+//! Metric names follow Prometheus conventions (`_total` counters, `_seconds` histograms):
+//!
+//! | name | type | labels |
+//! |---|---|---|
+//! | `ffmpeg_worker_jobs_submitted_total` | counter | |
+//! | `ffmpeg_worker_jobs_finished_total` | counter | `status` |
+//! | `ffmpeg_worker_job_run_seconds` | histogram | `status` |
+//! | `ffmpeg_worker_jobs` | gauge | `status` (every job in the store) |
+//! | `ffmpeg_worker_queue_depth` | gauge | |
+//! | `ffmpeg_worker_running_jobs` | gauge | (this process) |
+//! | `http_requests_total` | counter | `method`, `route`, `status` |
+//! | `http_request_duration_seconds` | histogram | `method`, `route` |
+
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request};
+use axum::middleware::Next;
+use axum::response::Response;
+use jobs::JobStatus;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// The process-wide Prometheus recorder, installed on first use. `None` when another recorder
+/// was installed first (metrics are then not rendered).
+pub fn handle() -> Option<&'static PrometheusHandle> {
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    Matcher::Full(jobs::service::METRIC_RUN_SECONDS.to_owned()),
+                    &[0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0, 14_400.0],
+                )
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full("http_request_duration_seconds".to_owned()),
+                        &[0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0],
+                    )
+                });
+            let recorder = builder.ok()?.build_recorder();
+            let handle = recorder.handle();
+            metrics::set_global_recorder(recorder).ok()?;
+            Some(handle)
+        })
+        .as_ref()
+}
+
+/// Counts every request by method, matched route (the template, e.g. `/jobs/{id}`, so ids do
+/// not explode the label set) and status, and times it.
+pub(crate) async fn track_http(request: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let method = request.method().as_str().to_owned();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!("http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status)
+        .increment(1);
+    metrics::histogram!("http_request_duration_seconds", "method" => method, "route" => route)
+        .record(start.elapsed().as_secs_f64());
+    response
+}
+
+/// Sets the store-derived gauges before a scrape.
+pub(crate) fn set_job_gauges(counts: &jobs::store::StatusCounts, running_here: usize) {
+    for status in JobStatus::ALL {
+        let n = counts.get(&status).copied().unwrap_or(0);
+        metrics::gauge!("ffmpeg_worker_jobs", "status" => status.as_str()).set(n as f64);
+    }
+    let queued = counts.get(&JobStatus::Queued).copied().unwrap_or(0);
+    metrics::gauge!("ffmpeg_worker_queue_depth").set(queued as f64);
+    metrics::gauge!("ffmpeg_worker_running_jobs").set(running_here as f64);
+}

@@ -1,0 +1,196 @@
+//! Process life cycle with the real binary: crash recovery, graceful shutdown, bad databases.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::support::{Server, client, ffprobe_duration, make_clip, submit, wait_finished};
+
+/// Pids of ffmpeg processes whose command line names `needle`.
+fn ffmpeg_pids_with(needle: &str) -> Vec<i32> {
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
+        let Ok(raw) = std::fs::read(format!("/proc/{pid}/cmdline")) else { continue };
+        let cmd = String::from_utf8_lossy(&raw).replace('\0', " ");
+        if cmd.contains("-progress pipe:1") && cmd.contains(needle) {
+            let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            if !state.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z') {
+                pids.push(pid);
+            }
+        }
+    }
+    pids
+}
+
+async fn wait_until(what: &str, mut pred: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !pred().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn get(http: &reqwest::Client, server: &Server, id: &str) -> Value {
+    http.get(server.url(&format!("/jobs/{id}"))).send().await.unwrap().json().await.unwrap()
+}
+
+fn id(job: &Value) -> String {
+    job["id"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_mid_encode_then_restart_resumes_every_job_once() {
+    let server = Server::start(&["--concurrency", "1"]);
+    make_clip(server.data.path(), "in.mp4", 4);
+    let http = client();
+    // -re reads the input at its native rate: the encode lasts about 4 s.
+    let (_, long) = submit(&http, &server, "-re -i in.mp4 -c:v libx264 -preset ultrafast -c:a aac long.mp4").await;
+    let (_, b) = submit(&http, &server, "-i in.mp4 -t 1 -c:v libx264 -preset ultrafast b.mp4").await;
+    let (_, c) = submit(&http, &server, "-i in.mp4 -t 1 -vn -c:a aac c.m4a").await;
+    let long_id = id(&long);
+    wait_until("the long job to report progress", async || {
+        get(&http, &server, &long_id).await["progress"]["frame"].as_u64().unwrap_or(0) > 0
+    })
+    .await;
+
+    let marker = format!("{}/long.mp4", server.data.path().canonicalize().unwrap().display());
+    let orphans = ffmpeg_pids_with(&marker);
+    assert_eq!(orphans.len(), 1, "one ffmpeg encodes long.mp4");
+    let (data, db) = server.kill();
+    assert!(Path::new(&format!("/proc/{}", orphans[0])).exists(), "ffmpeg outlives a SIGKILLed server");
+
+    let server = Server::start_in(data, db, &["--concurrency", "1"]);
+    let done = wait_finished(&http, &server, &long_id, Duration::from_secs(60)).await;
+    assert!(!ffmpeg_pids_with(&marker).contains(&orphans[0]), "the orphan was stopped at start-up");
+    let long = done.last().unwrap();
+    assert_eq!(long["status"], "completed", "{long}");
+    assert_eq!(long["attempts"], 2, "re-queued once after the crash: {long}");
+    let duration = ffprobe_duration(&server.data.path().join("long.mp4"));
+    assert!((duration - 4.0).abs() < 0.3, "a whole, readable output: {duration} s");
+    for job in [b, c] {
+        let done = wait_finished(&http, &server, &id(&job), Duration::from_secs(60)).await;
+        let last = done.last().unwrap();
+        assert_eq!(last["status"], "completed", "{last}");
+        assert_eq!(last["attempts"], 1, "{last}");
+    }
+    let log = server.stderr_lines.lock().unwrap().join("\n");
+    assert!(log.contains("stopped an ffmpeg left running by a previous crash"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_interrupted_past_max_attempts_fails_as_interrupted() {
+    let server = Server::start(&["--concurrency", "1", "--max-attempts", "1"]);
+    make_clip(server.data.path(), "in.mp4", 3);
+    let http = client();
+    let (_, long) = submit(&http, &server, "-re -i in.mp4 -c:v libx264 -preset ultrafast long.mp4").await;
+    let (_, queued) = submit(&http, &server, "-i in.mp4 -t 1 -c:v libx264 -preset ultrafast q.mp4").await;
+    let long_id = id(&long);
+    wait_until("the job to run", async || get(&http, &server, &long_id).await["status"] == "running").await;
+    let (data, db) = server.kill();
+    let server = Server::start_in(data, db, &["--concurrency", "1", "--max-attempts", "1"]);
+    let long = get(&http, &server, &long_id).await;
+    assert_eq!(long["status"], "failed", "{long}");
+    assert_eq!(long["error"], "interrupted");
+    let q = wait_finished(&http, &server, &id(&queued), Duration::from_secs(60)).await;
+    assert_eq!(q.last().unwrap()["status"], "completed", "queued jobs survive the crash");
+}
+
+fn sigterm(server: &Server) {
+    let status = std::process::Command::new("kill").args(["-TERM", &server.child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_refuses_new_jobs_requeues_running_ones_and_exits_0() {
+    let mut server = Server::start(&["--concurrency", "1", "--shutdown-grace", "1s"]);
+    make_clip(server.data.path(), "in.mp4", 4);
+    let http = client();
+    let (_, long) = submit(&http, &server, "-re -i in.mp4 -c:v libx264 -preset ultrafast long.mp4").await;
+    let long_id = id(&long);
+    wait_until("the job to run", async || get(&http, &server, &long_id).await["status"] == "running").await;
+    sigterm(&server);
+    // During the grace period the API still answers, but takes no new job.
+    let mut saw_503 = false;
+    for _ in 0..40 {
+        match http.post(server.url("/jobs")).json(&serde_json::json!({"command": "-i in.mp4 x.mp4"})).send().await {
+            Ok(r) if r.status() == 503 => {
+                assert!(r.headers().contains_key("retry-after"));
+                saw_503 = true;
+                break;
+            }
+            Ok(r) => assert_eq!(r.status(), 201, "before the signal lands"),
+            Err(_) => break,
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(saw_503, "POST /jobs answers 503 while shutting down");
+    let status = loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            break status;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(status.code(), Some(0));
+    let marker = format!("{}/long.mp4", server.data.path().canonicalize().unwrap().display());
+    assert!(ffmpeg_pids_with(&marker).is_empty(), "the running ffmpeg was stopped");
+
+    let (data, db) = server.kill();
+    let server = Server::start_in(data, db, &["--concurrency", "1"]);
+    let done = wait_finished(&http, &server, &long_id, Duration::from_secs(60)).await;
+    let last = done.last().unwrap();
+    assert_eq!(last["status"], "completed", "resumed after restart: {last}");
+    assert_eq!(last["attempts"], 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_a_short_job_finish_within_the_grace_period() {
+    let mut server = Server::start(&["--concurrency", "1", "--shutdown-grace", "30s"]);
+    make_clip(server.data.path(), "in.mp4", 2);
+    let http = client();
+    let (_, job) = submit(&http, &server, "-re -i in.mp4 -c:v libx264 -preset ultrafast out.mp4").await;
+    let job_id = id(&job);
+    wait_until("the job to run", async || get(&http, &server, &job_id).await["status"] == "running").await;
+    sigterm(&server);
+    let status = loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            break status;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(status.code(), Some(0));
+    let (data, db) = server.kill();
+    let server = Server::start_in(data, db, &["--concurrency", "0"]);
+    let job = get(&http, &server, &job_id).await;
+    assert_eq!(job["status"], "completed", "{job}");
+    assert!((ffprobe_duration(&server.data.path().join("out.mp4")) - 2.0).abs() < 0.3);
+}
+
+#[test]
+fn a_corrupt_database_is_a_clear_start_up_error_and_is_left_alone() {
+    let data = tempfile::tempdir().unwrap();
+    let db_dir = tempfile::tempdir().unwrap();
+    let db = db_dir.path().join("jobs.db");
+    std::fs::write(&db, b"this is not a database, but somebody's notes\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ffmpeg-worker"))
+        .args(["--port", "0", "--data-path"])
+        .arg(data.path())
+        .args(["--database-url", &format!("sqlite://{}", db.display())])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("not an ffmpeg-worker database"), "{stderr}");
+    assert_eq!(std::fs::read(&db).unwrap(), b"this is not a database, but somebody's notes\n");
+
+    let missing_dir = db_dir.path().join("no/such/dir/jobs.db");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ffmpeg-worker"))
+        .args(["--port", "0", "--data-path"])
+        .arg(data.path())
+        .args(["--database-url", &format!("sqlite://{}", missing_dir.display())])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"));
+}

@@ -1,0 +1,100 @@
+//! `jobs::probe` against the installed ffmpeg, and against stand-ins that fail, hang or are not
+//! ffmpeg at all.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ffmpeg_core::capabilities::NameKind;
+use ffmpeg_core::command::Command;
+use jobs::probe::{ProbeError, probe_capabilities, probe_capabilities_within};
+
+/// Writes an executable shell script standing in for ffmpeg.
+fn fake_ffmpeg(dir: &Path, body: &str) -> PathBuf {
+    let path = dir.join("fake-ffmpeg");
+    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+#[tokio::test]
+async fn the_installed_ffmpeg() {
+    let caps = probe_capabilities(Path::new("ffmpeg")).await.unwrap();
+    assert!(caps.version().is_some_and(|v| !v.is_empty()), "{caps:?}");
+    // Names every ffmpeg build this service supports has.
+    for (kind, name) in [
+        (NameKind::Option, "crf"),
+        (NameKind::Option, "movflags"),
+        (NameKind::Option, "hls_time"),
+        (NameKind::Encoder, "libx264"),
+        (NameKind::Encoder, "aac"),
+        (NameKind::Decoder, "h264"),
+        (NameKind::Muxer, "mp4"),
+        (NameKind::Muxer, "hls"),
+        (NameKind::Demuxer, "mp4"),
+        (NameKind::Demuxer, "lavfi"),
+        (NameKind::Filter, "scale"),
+    ] {
+        assert!(caps.knows(kind, name), "{kind} {name}: {caps:?}");
+    }
+
+    let check = |line: &str| caps.check(&Command::parse(line).unwrap()).map_err(|e| e.to_string());
+    assert_eq!(
+        check("-i in.mp4 -c:v libx264 -preset fast -crf 23 -movflags +faststart -vf scale=640:-2 out.mp4"),
+        Ok(())
+    );
+    assert_eq!(
+        check("-i in.mp4 -crff 23 out.mp4"),
+        Err("argument 3 `-crff`: unknown option `crff`; did you mean `-crf`?".to_owned())
+    );
+    assert_eq!(
+        check("-f lavfi -i testsrc -vf scal=1:1 -f mp5 out.mp4"),
+        Err("argument 6 `scal=1:1`: unknown filter `scal`; did you mean `scale`?".to_owned())
+    );
+}
+
+#[tokio::test]
+async fn a_missing_binary() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = probe_capabilities(&dir.path().join("no-such-ffmpeg")).await.unwrap_err();
+    assert!(matches!(err, ProbeError::Spawn { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn a_failing_binary() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = fake_ffmpeg(dir.path(), "echo 'Unrecognized option' >&2; exit 1");
+    let err = probe_capabilities(&bin).await.unwrap_err();
+    let ProbeError::Failed { stderr, .. } = &err else {
+        panic!("{err}");
+    };
+    assert_eq!(stderr, "Unrecognized option");
+}
+
+#[tokio::test]
+async fn a_binary_that_is_not_ffmpeg() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = fake_ffmpeg(dir.path(), "echo hello");
+    let err = probe_capabilities(&bin).await.unwrap_err();
+    assert!(matches!(err, ProbeError::NothingKnown { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn a_hanging_binary_is_killed() {
+    let dir = tempfile::tempdir().unwrap();
+    let pids = dir.path().join("pids");
+    let bin = fake_ffmpeg(dir.path(), &format!("echo $$ >> {}; exec /usr/bin/sleep 1000", pids.display()));
+    let err = probe_capabilities_within(&bin, Duration::from_millis(500)).await.unwrap_err();
+    assert!(matches!(err, ProbeError::TimedOut { .. }), "{err}");
+
+    // kill_on_drop: every stand-in is gone (killed and reaped by tokio) soon after.
+    let pids = std::fs::read_to_string(&pids).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    for pid in pids.lines() {
+        let proc = PathBuf::from(format!("/proc/{pid}"));
+        while proc.exists() && std::fs::read_to_string(proc.join("stat")).is_ok_and(|s| !s.contains(") Z")) {
+            assert!(std::time::Instant::now() < deadline, "process {pid} still runs");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}

@@ -1,0 +1,715 @@
+//! The [`JobStore`] conformance suite, run against [`MemoryStore`] (the reference semantics),
+//! [`SqliteStore`] in memory and [`SqliteStore`] on a file; then what only the SQLite store
+//! promises: durability, refusing files that are not its database, and claims that are
+//! exclusive across tasks and processes.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use jobs::sqlite::OpenError;
+use jobs::store::{CancelOutcome, Recovery};
+use jobs::{Job, JobId, JobStatus, JobStore, ListQuery, MemoryStore, Outcome, Progress, SqliteStore, StoreError};
+use jobs::SubmitOptions;
+use tempfile::TempDir;
+
+/// The store under test.
+type Store = Arc<dyn JobStore>;
+
+/// A store under test, and the directory holding its file (if any).
+struct Fixture {
+    store: Store,
+    _dir: Option<TempDir>,
+}
+
+async fn memory() -> Fixture {
+    Fixture { store: Arc::new(MemoryStore::new()), _dir: None }
+}
+
+async fn sqlite_memory() -> Fixture {
+    Fixture { store: Arc::new(SqliteStore::open_in_memory().await.unwrap()), _dir: None }
+}
+
+async fn sqlite_file() -> Fixture {
+    let dir = TempDir::new().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("jobs.db").display());
+    Fixture { store: Arc::new(SqliteStore::open(&url).await.unwrap()), _dir: Some(dir) }
+}
+
+/// Runs each behaviour (an `async fn(&Store)` below) against every store.
+macro_rules! conformance {
+    ($($behaviour:ident),* $(,)?) => {
+        mod memory {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $behaviour() {
+                super::$behaviour(&super::memory().await.store).await;
+            })*
+        }
+        mod sqlite_memory {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $behaviour() {
+                super::$behaviour(&super::sqlite_memory().await.store).await;
+            })*
+        }
+        mod sqlite_file {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $behaviour() {
+                let fixture = super::sqlite_file().await;
+                super::$behaviour(&fixture.store).await;
+            })*
+        }
+    };
+}
+
+conformance!(
+    insert_then_get,
+    list_in_submission_order,
+    list_by_status,
+    list_pages_with_cursor,
+    claim_by_priority_then_fifo,
+    claim_on_empty_queue,
+    finish_only_from_running,
+    finish_records_each_outcome,
+    progress_only_while_running,
+    cancel_queued,
+    cancel_running_is_requested,
+    cancel_finished_conflicts,
+    requeue_keeps_order,
+    delete_finished_only,
+    recover_requeues_or_fails,
+    purge_finished_before,
+    counts_by_status,
+    log_kept_by_finish,
+    wait_for_work_wakes_after_insert,
+    concurrent_inserts_get_distinct_seqs,
+    concurrent_claims_are_exclusive,
+);
+
+// ------------------------------------------------------------------------------------------
+// Helpers.
+
+fn opts(priority: i32) -> SubmitOptions {
+    SubmitOptions { priority, ..SubmitOptions::default() }
+}
+
+async fn submit(store: &Store, command: &str) -> Job {
+    store.insert(command.to_owned(), SubmitOptions::default()).await.unwrap()
+}
+
+/// Submits a job and claims it (the queue must be otherwise empty).
+async fn running(store: &Store, command: &str) -> Job {
+    let job = submit(store, command).await;
+    let claimed = store.claim_next().await.unwrap().unwrap();
+    assert_eq!(claimed.id, job.id);
+    claimed
+}
+
+fn all() -> ListQuery {
+    ListQuery { limit: 1000, ..ListQuery::default() }
+}
+
+fn ids(jobs: &[Job]) -> Vec<JobId> {
+    jobs.iter().map(|j| j.id.clone()).collect()
+}
+
+fn unknown_id() -> JobId {
+    JobId::parse("job_00000000deadbeef").unwrap()
+}
+
+#[track_caller]
+fn assert_conflict(result: Result<impl std::fmt::Debug, StoreError>, expected: JobStatus, expected_action: &str) {
+    match result {
+        Err(StoreError::Conflict { status, action, .. }) => {
+            assert_eq!(status, expected);
+            assert_eq!(action, expected_action);
+        }
+        other => panic!("expected Conflict({expected}, {expected_action}), got {other:?}"),
+    }
+}
+
+#[track_caller]
+fn assert_not_found(result: Result<impl std::fmt::Debug, StoreError>) {
+    assert!(matches!(result, Err(StoreError::NotFound(ref id)) if *id == unknown_id()), "{result:?}");
+}
+
+async fn status(store: &Store, id: &JobId) -> JobStatus {
+    store.get(id).await.unwrap().unwrap().status
+}
+
+// ------------------------------------------------------------------------------------------
+// Behaviours every store shares.
+
+async fn insert_then_get(store: &Store) {
+    let options = SubmitOptions {
+        priority: -3,
+        timeout_seconds: Some(90),
+        metadata: BTreeMap::from([("client".to_owned(), "ci \"quoted\"".to_owned()), ("n".to_owned(), "1".to_owned())]),
+    };
+    let job = store.insert("-i in.mp4 -c:v libx264 out.mp4".to_owned(), options.clone()).await.unwrap();
+    assert_eq!(job.status, JobStatus::Queued);
+    assert_eq!(job.command, "-i in.mp4 -c:v libx264 out.mp4");
+    assert_eq!((job.priority, job.timeout_seconds, &job.metadata), (-3, Some(90), &options.metadata));
+    assert_eq!((job.attempts, job.started_at, job.completed_at), (0, None, None));
+    assert_eq!((&job.progress, &job.output_files, &job.error), (&None, &Vec::new(), &None));
+    assert_eq!(store.get(&job.id).await.unwrap(), Some(job.clone()), "get returns what insert returned");
+
+    let second = submit(store, "-i b.wav b.flac").await;
+    assert!(second.seq > job.seq);
+    assert_ne!(second.id, job.id);
+    assert!(second.created_at >= job.created_at);
+    assert_eq!(store.get(&unknown_id()).await.unwrap(), None);
+}
+
+async fn list_in_submission_order(store: &Store) {
+    assert!(store.list(&all()).await.unwrap().is_empty());
+    let mut submitted = Vec::new();
+    for (i, priority) in [0, 9, -1, 9, 0].into_iter().enumerate() {
+        submitted.push(store.insert(format!("-i {i}.mp4 {i}.mkv"), opts(priority)).await.unwrap());
+    }
+    // Priority orders the queue, never the listing.
+    assert_eq!(store.list(&all()).await.unwrap(), submitted);
+    assert!(store.list(&ListQuery { limit: 0, ..all() }).await.unwrap().is_empty());
+}
+
+async fn list_by_status(store: &Store) {
+    let a = running(store, "a").await;
+    let b = submit(store, "b").await;
+    let c = submit(store, "c").await;
+    store.cancel(&c.id).await.unwrap();
+    let d = submit(store, "d").await;
+    let by = |status| ListQuery { status: Some(status), ..all() };
+    assert_eq!(ids(&store.list(&by(JobStatus::Queued)).await.unwrap()), [b.id, d.id]);
+    assert_eq!(ids(&store.list(&by(JobStatus::Running)).await.unwrap()), [a.id]);
+    assert_eq!(ids(&store.list(&by(JobStatus::Cancelled)).await.unwrap()), [c.id]);
+    assert!(store.list(&by(JobStatus::Completed)).await.unwrap().is_empty());
+}
+
+async fn list_pages_with_cursor(store: &Store) {
+    let mut submitted = Vec::new();
+    for i in 0..7 {
+        submitted.push(submit(store, &format!("{i}")).await);
+    }
+    store.cancel(&submitted[1].id).await.unwrap();
+    store.cancel(&submitted[4].id).await.unwrap();
+    let mut pages = Vec::new();
+    let mut query = ListQuery { status: Some(JobStatus::Queued), after_seq: None, limit: 2 };
+    loop {
+        let page = store.list(&query).await.unwrap();
+        let Some(last) = page.last() else { break };
+        query.after_seq = Some(last.seq);
+        pages.push(ids(&page));
+    }
+    let id = |i: usize| submitted[i].id.clone();
+    assert_eq!(pages, [vec![id(0), id(2)], vec![id(3), id(5)], vec![id(6)]]);
+
+    let after_third = ListQuery { after_seq: Some(submitted[2].seq), limit: 3, status: None };
+    assert_eq!(ids(&store.list(&after_third).await.unwrap()), [id(3), id(4), id(5)]);
+}
+
+async fn claim_by_priority_then_fifo(store: &Store) {
+    let a = store.insert("a".to_owned(), opts(0)).await.unwrap();
+    let b = store.insert("b".to_owned(), opts(5)).await.unwrap();
+    let c = store.insert("c".to_owned(), opts(0)).await.unwrap();
+    let d = store.insert("d".to_owned(), opts(5)).await.unwrap();
+    let e = store.insert("e".to_owned(), opts(-2)).await.unwrap();
+    let mut order = Vec::new();
+    while let Some(job) = store.claim_next().await.unwrap() {
+        assert_eq!(job.status, JobStatus::Running);
+        assert_eq!(job.attempts, 1);
+        let started = job.started_at.unwrap();
+        assert!(started >= job.created_at);
+        assert_eq!(store.get(&job.id).await.unwrap(), Some(job.clone()), "get agrees with claim");
+        order.push(job.id);
+    }
+    assert_eq!(order, [b.id, d.id, a.id, c.id, e.id]);
+}
+
+async fn claim_on_empty_queue(store: &Store) {
+    assert_eq!(store.claim_next().await.unwrap(), None);
+    let job = submit(store, "x").await;
+    store.cancel(&job.id).await.unwrap();
+    assert_eq!(store.claim_next().await.unwrap(), None, "cancelled jobs are not in the queue");
+}
+
+async fn finish_only_from_running(store: &Store) {
+    let queued = submit(store, "q").await;
+    assert_conflict(store.finish(&queued.id, Outcome::Cancelled, "").await, JobStatus::Queued, "finish");
+    assert_not_found(store.finish(&unknown_id(), Outcome::Cancelled, "").await);
+
+    let job = store.claim_next().await.unwrap().unwrap();
+    let done = store.finish(&job.id, Outcome::Completed { output_files: vec!["out.mp4".to_owned()] }, "").await;
+    assert_eq!(done.unwrap().status, JobStatus::Completed);
+    assert_conflict(
+        store.finish(&job.id, Outcome::Failed { error: "again".to_owned() }, "").await,
+        JobStatus::Completed,
+        "finish",
+    );
+    let after = store.get(&job.id).await.unwrap().unwrap();
+    assert_eq!((after.status, after.error), (JobStatus::Completed, None), "a refused finish changes nothing");
+}
+
+async fn finish_records_each_outcome(store: &Store) {
+    let progress = Progress { frame: Some(120), percent: Some(40.0), eta_seconds: Some(3.5), ..Progress::default() };
+
+    let job = running(store, "ok").await;
+    store.update_progress(&job.id, &progress).await.unwrap();
+    let outputs = vec!["out/a.mp4".to_owned(), "out/b b.mp4".to_owned()];
+    let done = store.finish(&job.id, Outcome::Completed { output_files: outputs.clone() }, "log").await.unwrap();
+    assert_eq!(done.status, JobStatus::Completed);
+    assert_eq!(done.output_files, outputs);
+    assert_eq!(done.error, None);
+    assert!(done.completed_at.unwrap() >= done.started_at.unwrap());
+    let p = done.progress.clone().unwrap();
+    assert_eq!((p.frame, p.percent, p.eta_seconds), (Some(120), Some(100.0), Some(0.0)), "completed is 100%");
+    assert_eq!(store.get(&job.id).await.unwrap(), Some(done));
+
+    let job = running(store, "bad").await;
+    store.update_progress(&job.id, &progress).await.unwrap();
+    let failed = store.finish(&job.id, Outcome::Failed { error: "exit status 1".to_owned() }, "").await.unwrap();
+    assert_eq!((failed.status, failed.error.as_deref()), (JobStatus::Failed, Some("exit status 1")));
+    assert_eq!(failed.progress, Some(progress.clone()), "a failed job keeps its last progress");
+    assert!(failed.output_files.is_empty());
+    assert_eq!(store.get(&job.id).await.unwrap(), Some(failed));
+
+    let job = running(store, "stop").await;
+    let cancelled = store.finish(&job.id, Outcome::Cancelled, "").await.unwrap();
+    assert_eq!((cancelled.status, &cancelled.error), (JobStatus::Cancelled, &None));
+    assert!(cancelled.completed_at.is_some());
+    assert_eq!(store.get(&job.id).await.unwrap(), Some(cancelled));
+}
+
+async fn progress_only_while_running(store: &Store) {
+    let progress = Progress {
+        frame: Some(1),
+        fps: Some(29.97),
+        out_time_us: Some(1_000_000),
+        bitrate_kbits_per_s: Some(1250.5),
+        total_size_bytes: Some(4096),
+        speed: Some(1.32e3),
+        percent: None,
+        eta_seconds: None,
+        dup_frames: Some(0),
+        drop_frames: Some(2),
+    };
+    let queued = submit(store, "q").await;
+    assert_conflict(store.update_progress(&queued.id, &progress).await, JobStatus::Queued, "update progress");
+    assert_not_found(store.update_progress(&unknown_id(), &progress).await);
+
+    let job = store.claim_next().await.unwrap().unwrap();
+    assert!(!store.update_progress(&job.id, &progress).await.unwrap());
+    assert_eq!(store.get(&job.id).await.unwrap().unwrap().progress, Some(progress.clone()));
+    store.finish(&job.id, Outcome::Cancelled, "").await.unwrap();
+    assert_conflict(store.update_progress(&job.id, &progress).await, JobStatus::Cancelled, "update progress");
+}
+
+async fn cancel_queued(store: &Store) {
+    let job = submit(store, "x").await;
+    let Ok(CancelOutcome::Cancelled(cancelled)) = store.cancel(&job.id).await else { panic!("not cancelled") };
+    assert_eq!(cancelled.status, JobStatus::Cancelled);
+    assert!(cancelled.completed_at.is_some());
+    assert_eq!(cancelled.started_at, None);
+    assert_eq!(store.get(&job.id).await.unwrap(), Some(cancelled));
+    assert_eq!(store.claim_next().await.unwrap(), None);
+    assert_not_found(store.cancel(&unknown_id()).await);
+}
+
+async fn cancel_running_is_requested(store: &Store) {
+    let job = running(store, "x").await;
+    let Ok(CancelOutcome::Requested(requested)) = store.cancel(&job.id).await else { panic!("not requested") };
+    assert_eq!(requested.status, JobStatus::Running, "its worker must stop it");
+    assert_eq!(status(store, &job.id).await, JobStatus::Running);
+    assert!(store.update_progress(&job.id, &Progress::default()).await.unwrap(), "the worker learns of it");
+    assert!(matches!(store.cancel(&job.id).await, Ok(CancelOutcome::Requested(_))), "asking twice is fine");
+    let done = store.finish(&job.id, Outcome::Cancelled, "stopped").await.unwrap();
+    assert_eq!(done.status, JobStatus::Cancelled);
+}
+
+async fn cancel_finished_conflicts(store: &Store) {
+    let job = running(store, "x").await;
+    store.finish(&job.id, Outcome::Completed { output_files: vec![] }, "").await.unwrap();
+    assert_conflict(store.cancel(&job.id).await, JobStatus::Completed, "cancel");
+    let queued = submit(store, "y").await;
+    store.cancel(&queued.id).await.unwrap();
+    assert_conflict(store.cancel(&queued.id).await, JobStatus::Cancelled, "cancel");
+}
+
+async fn requeue_keeps_order(store: &Store) {
+    let a = submit(store, "a").await;
+    let b = submit(store, "b").await;
+    let claimed = store.claim_next().await.unwrap().unwrap();
+    assert_eq!(claimed.id, a.id);
+    store.update_progress(&a.id, &Progress { frame: Some(5), ..Progress::default() }).await.unwrap();
+    store.requeue(&a.id).await.unwrap();
+    let back = store.get(&a.id).await.unwrap().unwrap();
+    assert_eq!((back.status, back.started_at, back.progress, back.seq), (JobStatus::Queued, None, None, a.seq));
+
+    let again = store.claim_next().await.unwrap().unwrap();
+    assert_eq!((again.id.clone(), again.attempts), (a.id.clone(), 2), "a keeps its place ahead of b");
+    assert_eq!(store.claim_next().await.unwrap().unwrap().id, b.id);
+
+    let c = submit(store, "c").await;
+    assert_conflict(store.requeue(&c.id).await, JobStatus::Queued, "requeue");
+    assert_not_found(store.requeue(&unknown_id()).await);
+}
+
+async fn delete_finished_only(store: &Store) {
+    let job = running(store, "run").await;
+    assert_conflict(store.delete(&job.id).await, JobStatus::Running, "delete");
+    let queued = submit(store, "q").await;
+    assert_conflict(store.delete(&queued.id).await, JobStatus::Queued, "delete");
+    assert_not_found(store.delete(&unknown_id()).await);
+
+    store.finish(&job.id, Outcome::Failed { error: "boom".to_owned() }, "stderr tail").await.unwrap();
+    store.delete(&job.id).await.unwrap();
+    assert_eq!(store.get(&job.id).await.unwrap(), None);
+    assert_eq!(store.log(&job.id).await.unwrap(), None, "the log goes with its job");
+    assert_eq!(ids(&store.list(&all()).await.unwrap()), [queued.id]);
+    assert!(matches!(store.delete(&job.id).await, Err(StoreError::NotFound(_))));
+}
+
+async fn recover_requeues_or_fails(store: &Store) {
+    let once = submit(store, "once").await;
+    let twice = submit(store, "twice").await;
+    let waiting = submit(store, "waiting").await;
+    let done = submit(store, "done").await;
+    // `twice` runs, is requeued, and runs again: two attempts.
+    assert_eq!(store.claim_next().await.unwrap().unwrap().id, once.id);
+    assert_eq!(store.claim_next().await.unwrap().unwrap().id, twice.id);
+    store.requeue(&twice.id).await.unwrap();
+    assert_eq!(store.claim_next().await.unwrap().unwrap().id, twice.id);
+    store.cancel(&waiting.id).await.unwrap();
+    let waiting = submit(store, "still waiting").await;
+    assert_eq!(store.claim_next().await.unwrap().unwrap().id, done.id);
+    store.finish(&done.id, Outcome::Completed { output_files: vec![] }, "").await.unwrap();
+    // A crash: `once` and `twice` were left running.
+
+    let recovery = store.recover(2).await.unwrap();
+    assert_eq!(recovery, Recovery { requeued: vec![once.id.clone()], failed: vec![twice.id.clone()] });
+    let failed = store.get(&twice.id).await.unwrap().unwrap();
+    assert_eq!((failed.status, failed.error.as_deref(), failed.attempts), (JobStatus::Failed, Some("interrupted"), 2));
+    assert!(failed.completed_at.is_some());
+    let requeued = store.get(&once.id).await.unwrap().unwrap();
+    assert_eq!((requeued.status, requeued.started_at, requeued.attempts), (JobStatus::Queued, None, 1));
+    assert_eq!(status(store, &done.id).await, JobStatus::Completed, "finished jobs are left alone");
+
+    let retried = store.claim_next().await.unwrap().unwrap();
+    assert_eq!((retried.id, retried.attempts), (once.id, 2), "the attempt is counted again");
+    assert_eq!(store.claim_next().await.unwrap().unwrap().id, waiting.id);
+    assert_eq!(store.recover(5).await.unwrap().requeued.len(), 2);
+    assert_eq!(store.recover(5).await.unwrap(), Recovery::default(), "nothing left running");
+}
+
+async fn purge_finished_before(store: &Store) {
+    let old = running(store, "old").await;
+    let old = store.finish(&old.id, Outcome::Completed { output_files: vec![] }, "log").await.unwrap();
+    let cancelled = submit(store, "cancelled").await;
+    let Ok(CancelOutcome::Cancelled(cancelled)) = store.cancel(&cancelled.id).await else { panic!() };
+    let live = running(store, "live").await;
+    let queued = submit(store, "queued").await;
+    let (t_old, t_cancelled) = (old.completed_at.unwrap(), cancelled.completed_at.unwrap());
+    let latest = t_old.max(t_cancelled);
+
+    assert_eq!(store.purge_finished_before(t_old.min(t_cancelled)).await.unwrap(), 0, "the cutoff is exclusive");
+    assert_eq!(store.purge_finished_before(latest + Duration::from_micros(1)).await.unwrap(), 2);
+    assert_eq!(store.get(&old.id).await.unwrap(), None);
+    assert_eq!(store.log(&old.id).await.unwrap(), None);
+    assert_eq!(store.get(&cancelled.id).await.unwrap(), None);
+    let far_future = latest + Duration::from_secs(86_400 * 365);
+    assert_eq!(store.purge_finished_before(far_future).await.unwrap(), 0, "unfinished jobs stay");
+    assert_eq!(ids(&store.list(&all()).await.unwrap()), [live.id, queued.id]);
+}
+
+async fn counts_by_status(store: &Store) {
+    let count = |counts: &BTreeMap<JobStatus, u64>, s| counts.get(&s).copied().unwrap_or(0);
+    let empty = store.counts().await.unwrap();
+    assert!(JobStatus::ALL.iter().all(|s| count(&empty, *s) == 0));
+
+    let a = running(store, "a").await;
+    store.finish(&a.id, Outcome::Completed { output_files: vec![] }, "").await.unwrap();
+    let b = running(store, "b").await;
+    store.finish(&b.id, Outcome::Completed { output_files: vec![] }, "").await.unwrap();
+    let c = running(store, "c").await;
+    store.finish(&c.id, Outcome::Failed { error: "x".to_owned() }, "").await.unwrap();
+    running(store, "d").await;
+    for i in 0..3 {
+        submit(store, &format!("q{i}")).await;
+    }
+    let counts = store.counts().await.unwrap();
+    let got: Vec<u64> = JobStatus::ALL.iter().map(|s| count(&counts, *s)).collect();
+    assert_eq!(got, [3, 1, 2, 1, 0], "queued, running, completed, failed, cancelled");
+    store.ping().await.unwrap();
+}
+
+async fn log_kept_by_finish(store: &Store) {
+    assert_eq!(store.log(&unknown_id()).await.unwrap(), None);
+    let job = running(store, "x").await;
+    assert_eq!(store.log(&job.id).await.unwrap().as_deref(), Some(""), "empty before it finished");
+    let log = "frame=1 fps=0.0\n".repeat(4096); // 64 KiB
+    store.finish(&job.id, Outcome::Failed { error: "exit 1".to_owned() }, &log).await.unwrap();
+    assert_eq!(store.log(&job.id).await.unwrap(), Some(log));
+
+    let quiet = running(store, "quiet").await;
+    store.finish(&quiet.id, Outcome::Completed { output_files: vec![] }, "").await.unwrap();
+    assert_eq!(store.log(&quiet.id).await.unwrap().as_deref(), Some(""));
+}
+
+async fn wait_for_work_wakes_after_insert(store: &Store) {
+    // The insert leaves a permit: a worker that checked the queue just before still wakes.
+    submit(store, "x").await;
+    let woke = tokio::time::timeout(Duration::from_secs(20), store.wait_for_work(Duration::from_secs(3600))).await;
+    assert!(woke.is_ok(), "wait_for_work missed an insert");
+
+    // And a worker already waiting is woken by the insert.
+    let job = store.claim_next().await.unwrap().unwrap();
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let wait = async {
+        let _ = ready_tx.send(());
+        store.wait_for_work(Duration::from_secs(3600)).await;
+    };
+    let requeue = async {
+        ready_rx.await.unwrap();
+        store.requeue(&job.id).await.unwrap();
+    };
+    let both = async { tokio::join!(wait, requeue) };
+    assert!(tokio::time::timeout(Duration::from_secs(20), both).await.is_ok(), "wait_for_work missed a requeue");
+}
+
+async fn concurrent_inserts_get_distinct_seqs(store: &Store) {
+    let mut tasks = tokio::task::JoinSet::new();
+    for t in 0..32 {
+        let store = Arc::clone(store);
+        tasks.spawn(async move {
+            let mut jobs = Vec::new();
+            for i in 0..25 {
+                jobs.push(store.insert(format!("-i {t}-{i}.mp4 out.mkv"), opts(t % 3)).await.unwrap());
+            }
+            jobs
+        });
+    }
+    let inserted: Vec<Job> = tasks.join_all().await.into_iter().flatten().collect();
+    assert_eq!(inserted.len(), 800);
+    let seqs: HashSet<i64> = inserted.iter().map(|j| j.seq).collect();
+    assert_eq!(seqs.len(), 800, "every job has its own seq");
+    let listed = store.list(&all()).await.unwrap();
+    assert_eq!(listed.len(), 800);
+    assert!(listed.windows(2).all(|w| w[0].seq < w[1].seq));
+    for job in &inserted {
+        assert_eq!(store.get(&job.id).await.unwrap().as_ref(), Some(job));
+    }
+}
+
+async fn concurrent_claims_are_exclusive(store: &Store) {
+    for i in 0..300 {
+        submit(store, &format!("{i}")).await;
+    }
+    assert_claimed_once(claim_all(&[Arc::clone(store)], 16).await, 300);
+    assert_eq!(store.claim_next().await.unwrap(), None);
+}
+
+/// Runs `per_store` claimers on each of `stores` until the queue is empty; the ids each got.
+async fn claim_all(stores: &[Store], per_store: usize) -> Vec<Vec<JobId>> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for store in stores {
+        for _ in 0..per_store {
+            let store = Arc::clone(store);
+            tasks.spawn(async move {
+                let mut mine = Vec::new();
+                while let Some(job) = store.claim_next().await.unwrap() {
+                    mine.push(job.id);
+                }
+                mine
+            });
+        }
+    }
+    tasks.join_all().await
+}
+
+/// Every one of `expected` jobs was claimed, by exactly one claimer.
+#[track_caller]
+fn assert_claimed_once(per_claimer: Vec<Vec<JobId>>, expected: usize) {
+    let all: Vec<JobId> = per_claimer.into_iter().flatten().collect();
+    let distinct: HashSet<&JobId> = all.iter().collect();
+    assert_eq!(distinct.len(), all.len(), "a job was claimed twice");
+    assert_eq!(all.len(), expected, "a job was never claimed");
+}
+
+// ------------------------------------------------------------------------------------------
+// What only the SQLite store promises.
+
+fn db_url(dir: &TempDir) -> String {
+    format!("sqlite://{}", dir.path().join("jobs.db").display())
+}
+
+/// Names of the entries of `dir`, sorted.
+fn entries(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> =
+        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    names
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_reopened_file_has_every_job() {
+    let dir = TempDir::new().unwrap();
+    let store: Store = Arc::new(SqliteStore::open(&db_url(&dir)).await.unwrap());
+    let mut before = Vec::new();
+    for i in 0..20 {
+        before.push(store.insert(format!("-i {i}.mp4 {i}.mkv"), opts(i % 4)).await.unwrap());
+    }
+    let done = store.claim_next().await.unwrap().unwrap();
+    store.finish(&done.id, Outcome::Completed { output_files: vec!["x.mkv".to_owned()] }, "the log").await.unwrap();
+    let live = store.claim_next().await.unwrap().unwrap();
+    store.update_progress(&live.id, &Progress { frame: Some(7), ..Progress::default() }).await.unwrap();
+    let listed = store.list(&all()).await.unwrap();
+    // Dropped without `close`, as a crashed process would leave it (the WAL is not checkpointed).
+    drop(store);
+
+    let store: Store = Arc::new(SqliteStore::open(&db_url(&dir)).await.unwrap());
+    assert_eq!(store.list(&all()).await.unwrap(), listed);
+    assert_eq!(store.log(&done.id).await.unwrap().as_deref(), Some("the log"));
+    assert_eq!(store.recover(3).await.unwrap().requeued, [live.id.clone()]);
+    assert_eq!(store.claim_next().await.unwrap().unwrap().id, live.id, "recovered job first: priority 3");
+    let next = store.insert("new".to_owned(), SubmitOptions::default()).await.unwrap();
+    assert!(next.seq > before.iter().map(|j| j.seq).max().unwrap(), "seq keeps growing after reopen");
+}
+
+#[tokio::test]
+async fn sqlite_refuses_files_that_are_not_databases_and_leaves_them_untouched() {
+    let dir = TempDir::new().unwrap();
+    // Pseudo-random bytes (xorshift), a text file, and a file that merely starts like SQLite.
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let random: Vec<u8> = (0..8192)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    let mut truncated = b"SQLite format 3\0".to_vec();
+    truncated.extend_from_slice(&[0xff; 84]);
+    let cases: [(&str, &[u8]); 3] =
+        [("random.db", &random), ("notes.txt", b"id,status\n1,queued\n"), ("truncated.db", &truncated)];
+    for (name, bytes) in cases {
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        for url in [format!("sqlite://{}", path.display()), path.display().to_string()] {
+            let err = SqliteStore::open(&url).await.unwrap_err();
+            assert!(matches!(err, OpenError::NotADatabase { ref path, .. } if path.ends_with(name)), "{name}: {err:?}");
+            assert!(err.to_string().contains(name), "the message names the file: {err}");
+            assert!(std::fs::read(&path).unwrap() == bytes, "{name} was modified");
+        }
+    }
+    assert_eq!(entries(dir.path()), ["notes.txt", "random.db", "truncated.db"], "no -wal or -shm left behind");
+
+    let err = SqliteStore::open_path(dir.path()).await.unwrap_err();
+    assert!(matches!(err, OpenError::NotADatabase { .. }), "a directory: {err:?}");
+}
+
+#[tokio::test]
+async fn sqlite_refuses_another_programs_database() {
+    use sqlx::ConnectOptions as _;
+    let dir = TempDir::new().unwrap();
+    let path = dir.path().join("other.db");
+    let mut conn =
+        sqlx::sqlite::SqliteConnectOptions::new().filename(&path).create_if_missing(true).connect().await.unwrap();
+    sqlx::query("CREATE TABLE photos (id INTEGER PRIMARY KEY, name TEXT)").execute(&mut conn).await.unwrap();
+    sqlx::Connection::close(conn).await.unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+
+    let err = SqliteStore::open_path(&path).await.unwrap_err();
+    assert!(matches!(err, OpenError::NotADatabase { .. }), "{err:?}");
+    assert!(std::fs::read(&path).unwrap() == bytes, "the database was modified");
+}
+
+#[tokio::test]
+async fn sqlite_does_not_create_missing_directories() {
+    let dir = TempDir::new().unwrap();
+    let path = dir.path().join("no/such/dir/jobs.db");
+    let err = SqliteStore::open(&format!("sqlite:{}", path.display())).await.unwrap_err();
+    let OpenError::MissingDirectory { dir: missing, .. } = &err else { panic!("{err:?}") };
+    assert_eq!(missing, &dir.path().join("no/such/dir"));
+    assert!(err.to_string().contains("does not exist"), "{err}");
+    assert!(entries(dir.path()).is_empty());
+}
+
+#[tokio::test]
+async fn sqlite_refuses_a_schema_from_a_newer_build() {
+    let dir = TempDir::new().unwrap();
+    let store = SqliteStore::open(&db_url(&dir)).await.unwrap();
+    store.insert("x".to_owned(), SubmitOptions::default()).await.unwrap();
+    store.close().await;
+    drop(store);
+    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&db_url(&dir)).await.unwrap();
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+         VALUES (99990101000000, 'from the future', TRUE, x'00', 0)",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    sqlx::Connection::close(conn).await.unwrap();
+
+    let err = SqliteStore::open(&db_url(&dir)).await.unwrap_err();
+    assert!(matches!(err, OpenError::UnknownMigration { version: 99990101000000, .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn sqlite_locations() {
+    let dir = TempDir::new().unwrap();
+    let path = dir.path().join("jobs.db");
+    let job = {
+        let store = SqliteStore::open(&format!("sqlite://{}", path.display())).await.unwrap();
+        assert_eq!(store.path(), Some(path.as_path()));
+        store.insert("x".to_owned(), SubmitOptions::default()).await.unwrap()
+    };
+    for url in [format!("sqlite:{}", path.display()), path.display().to_string()] {
+        let store = SqliteStore::open(&url).await.unwrap();
+        assert_eq!(store.get(&job.id).await.unwrap().as_ref(), Some(&job), "{url}");
+    }
+    let memory = SqliteStore::open("sqlite::memory:").await.unwrap();
+    assert_eq!(memory.path(), None);
+    assert_eq!(memory.get(&job.id).await.unwrap(), None);
+    for bad in ["", "sqlite:", "sqlite://", "postgres://localhost/jobs", "sqlite://jobs.db?mode=rwc"] {
+        let err = SqliteStore::open(bad).await.unwrap_err();
+        assert!(matches!(err, OpenError::InvalidUrl { .. }), "{bad:?}: {err:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_two_stores_on_one_file_never_claim_the_same_job() {
+    let dir = TempDir::new().unwrap();
+    let a: Store = Arc::new(SqliteStore::open(&db_url(&dir)).await.unwrap());
+    let b: Store = Arc::new(SqliteStore::open(&db_url(&dir)).await.unwrap());
+    let mut tasks = tokio::task::JoinSet::new();
+    for store in [&a, &b] {
+        for t in 0..4 {
+            let store = Arc::clone(store);
+            tasks.spawn(async move {
+                for i in 0..100 {
+                    store.insert(format!("{t}-{i}"), opts(i % 5)).await.unwrap();
+                }
+            });
+        }
+    }
+    tasks.join_all().await;
+    assert_eq!(b.list(&all()).await.unwrap().len(), 800, "each sees the other's jobs");
+
+    assert_claimed_once(claim_all(&[Arc::clone(&a), Arc::clone(&b)], 8).await, 800);
+    assert_eq!(a.claim_next().await.unwrap(), None);
+    assert_eq!(b.claim_next().await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn sqlite_cancel_through_one_store_reaches_the_worker_of_another() {
+    let dir = TempDir::new().unwrap();
+    let server = SqliteStore::open(&db_url(&dir)).await.unwrap();
+    let worker = SqliteStore::open(&db_url(&dir)).await.unwrap();
+    let job = server.insert("x".to_owned(), SubmitOptions::default()).await.unwrap();
+    assert_eq!(worker.claim_next().await.unwrap().unwrap().id, job.id);
+    assert!(!worker.update_progress(&job.id, &Progress::default()).await.unwrap());
+    assert!(matches!(server.cancel(&job.id).await, Ok(CancelOutcome::Requested(_))));
+    assert!(worker.update_progress(&job.id, &Progress::default()).await.unwrap());
+    worker.finish(&job.id, Outcome::Cancelled, "").await.unwrap();
+    assert_eq!(server.get(&job.id).await.unwrap().unwrap().status, JobStatus::Cancelled);
+}
