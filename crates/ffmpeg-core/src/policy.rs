@@ -80,7 +80,8 @@ pub mod rule {
 ///
 /// [`Policy::default`] is the reviewed default; the builder methods adjust it. Names are
 /// compared as ffmpeg compares them, and more strictly where ffmpeg would fail anyway: option
-/// and filter names exactly, then ignoring ASCII case (so `-Report` meets the `-report` rule);
+/// and filter names exactly, then ignoring ASCII case (so `-Report` meets the `-report` rule;
+/// option names of one or two characters only exactly);
 /// format names ignoring ASCII case and by any of their aliases (`av_match_name()` in
 /// `libavformat/format.c`: `-f MP4` is the `mov,mp4,...` demuxer).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -396,15 +397,19 @@ impl Policy {
 
     /// The rule for the option `name` (without `-` and stream specifier, as
     /// [`Opt::name`](crate::command::Opt::name)): its own rule, else the rule of the same name
-    /// ignoring ASCII case, else (for `-noX` forms of ffmpeg's boolean options) the rule of
+    /// ignoring ASCII case (for names longer than two characters: `-l` is an option of its
+    /// own), else (for `-noX` forms of ffmpeg's boolean options) the rule of
     /// `X`, else "allowed". A name starting with `/` (ffmpeg 6's `-/option FILE` form) is
     /// forbidden.
     pub fn option_rule(&self, name: &str) -> &OptionRule {
         if name.starts_with('/') {
             return &SLASH_OPTION;
         }
+        // Ignoring case only for longer names: `-l` (prompeg's FEC L) is not `-L`.
         let find = |name: &str| {
-            self.options.get(name).or_else(|| self.options.values().find(|rule| rule.name.eq_ignore_ascii_case(name)))
+            self.options.get(name).or_else(|| {
+                (name.len() > 2).then(|| self.options.values().find(|r| r.name.eq_ignore_ascii_case(name))).flatten()
+            })
         };
         if let Some(rule) = find(name) {
             return rule;

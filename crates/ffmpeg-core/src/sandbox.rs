@@ -404,8 +404,9 @@ impl OptionFile {
     pub fn context(&self) -> &str {
         &self.context
     }
-    /// The resolved file (a pattern or prefix for [`Naming::Pattern`](policy::Naming) and
-    /// [`Naming::Prefix`](policy::Naming)).
+    /// The resolved file; a pattern or a prefix of files for
+    /// [`Naming::Pattern`](crate::policy::Naming::Pattern) and
+    /// [`Naming::Prefix`](crate::policy::Naming::Prefix) (see [`OptionFile::file_use`]).
     pub fn path(&self) -> &ResolvedPath {
         &self.path
     }

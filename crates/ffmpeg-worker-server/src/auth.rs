@@ -33,6 +33,7 @@ fn unauthorized(detail: &str) -> Response {
         detail: detail.to_owned(),
         argument_position: None,
         argument: None,
+        rule: None,
     };
     let mut r = (StatusCode::UNAUTHORIZED, axum::Json(problem)).into_response();
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));

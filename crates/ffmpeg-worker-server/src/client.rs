@@ -1654,8 +1654,8 @@ mod tests {
         };
         check(
             422,
-            r#"{"type":"/problems/path-not-allowed","title":"Path not allowed","status":422,"detail":"argument 2 `../x.mp4`: path escapes the data directory"}"#,
-            "Path not allowed",
+            r#"{"type":"/problems/policy-violation","title":"Refused by the security policy","status":422,"detail":"argument 2 `../x.mp4`: path escapes the data directory"}"#,
+            "Refused by the security policy",
             "argument 2 `../x.mp4`: path escapes the data directory",
         );
         check(

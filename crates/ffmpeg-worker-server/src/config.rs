@@ -80,6 +80,28 @@ pub struct ServeConfig {
     #[arg(long, env = "SCRATCH_DIR")]
     pub scratch_dir: Option<PathBuf>,
 
+    /// Options to allow although the default security policy forbids them (e.g. `init_hw_device`
+    /// on a machine with a GPU). Comma-separated in the environment. See docs/security.md.
+    #[arg(long = "allow-option", env = "ALLOW_OPTIONS", value_delimiter = ',')]
+    pub allow_options: Vec<String>,
+
+    /// Options to forbid besides the default policy's.
+    #[arg(long = "forbid-option", env = "FORBID_OPTIONS", value_delimiter = ',')]
+    pub forbid_options: Vec<String>,
+
+    /// Filters to allow although the default policy forbids them.
+    #[arg(long = "allow-filter", env = "ALLOW_FILTERS", value_delimiter = ',')]
+    pub allow_filters: Vec<String>,
+
+    /// Filters to forbid besides the default policy's (e.g. `subtitles`, whose file is opened by
+    /// content-sniffing demuxers; see docs/security.md).
+    #[arg(long = "forbid-filter", env = "FORBID_FILTERS", value_delimiter = ',')]
+    pub forbid_filters: Vec<String>,
+
+    /// Input formats (demuxers) to forbid besides the default policy's.
+    #[arg(long = "forbid-input-format", env = "FORBID_INPUT_FORMATS", value_delimiter = ',')]
+    pub forbid_input_formats: Vec<String>,
+
     /// API token clients must send as `Authorization: Bearer <token>` (repeat the flag, or give
     /// several comma-separated in API_TOKENS). Without any token the API is open.
     #[arg(long = "api-token", env = "API_TOKENS", value_delimiter = ',', hide_env_values = true)]
@@ -161,4 +183,28 @@ pub fn markdown() -> String {
          `FFMPEG_WORKER_TOKEN`. `RUST_LOG` sets the log filter (default `info`).\n",
     );
     out
+}
+
+impl ServeConfig {
+    /// The security policy: the default one, adjusted by the allow/forbid settings.
+    pub fn policy(&self) -> ffmpeg_core::policy::Policy {
+        let mut policy = ffmpeg_core::policy::Policy::default();
+        let names = |v: &[String]| v.iter().map(|n| n.trim().trim_start_matches('-').to_owned()).filter(|n| !n.is_empty()).collect::<Vec<_>>();
+        for name in names(&self.allow_options) {
+            policy = policy.allow_option(&name);
+        }
+        for name in names(&self.forbid_options) {
+            policy = policy.forbid_option(&name, "forbidden by this server's operator");
+        }
+        for name in names(&self.allow_filters) {
+            policy = policy.allow_filter(&name);
+        }
+        for name in names(&self.forbid_filters) {
+            policy = policy.forbid_filter(&name, "forbidden by this server's operator");
+        }
+        for name in names(&self.forbid_input_formats) {
+            policy = policy.forbid_input_format(&name, "forbidden by this server's operator");
+        }
+        policy
+    }
 }

@@ -17,7 +17,8 @@ pub enum ApiError {
     /// 422: the command does not parse.
     #[error(transparent)]
     Command(#[from] CommandError),
-    /// 422: a path escapes the data directory or names a protocol.
+    /// 422: the security policy refuses the command (a path outside the data directory, a
+    /// protocol, a forbidden option, format or filter); the problem names the rule.
     #[error(transparent)]
     Sandbox(#[from] SandboxError),
     /// 422: an option, codec, format or filter the installed ffmpeg does not know.
@@ -77,32 +78,13 @@ impl From<SubmitError> for ApiError {
     }
 }
 
-/// The offending argument of a command error, when the error names one.
-fn command_argument(e: &CommandError) -> Option<(usize, &str)> {
-    match e {
-        CommandError::MissingValue { position, argument }
-        | CommandError::TrailingOption { position, argument }
-        | CommandError::InvalidOption { position, argument } => Some((*position, argument)),
-        _ => None,
-    }
-}
-
-fn sandbox_argument(e: &SandboxError) -> Option<(usize, &str)> {
-    match e {
-        SandboxError::Absolute { position, argument }
-        | SandboxError::Escapes { position, argument }
-        | SandboxError::Protocol { position, argument, .. }
-        | SandboxError::NotAFile { position, argument }
-        | SandboxError::Denied { position, argument } => Some((*position, argument)),
-        _ => None,
-    }
-}
-
 impl ApiError {
     fn parts(&self) -> (StatusCode, &'static str, &'static str) {
         match self {
             ApiError::Command(_) => (StatusCode::UNPROCESSABLE_ENTITY, "/problems/invalid-command", "Invalid command"),
-            ApiError::Sandbox(_) => (StatusCode::UNPROCESSABLE_ENTITY, "/problems/path-not-allowed", "Path not allowed"),
+            ApiError::Sandbox(_) => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "/problems/policy-violation", "Refused by the security policy")
+            }
             ApiError::UnknownName(_) => (StatusCode::UNPROCESSABLE_ENTITY, "/problems/unknown-name", "Unknown name"),
             ApiError::InvalidRequest { status, .. } => (*status, "/problems/invalid-request", "Invalid request"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "/problems/job-not-found", "Job not found"),
@@ -121,8 +103,8 @@ impl IntoResponse for ApiError {
             tracing::error!(error = %e, "job store failed");
         }
         let argument = match &self {
-            ApiError::Command(e) => command_argument(e),
-            ApiError::Sandbox(e) => sandbox_argument(e),
+            ApiError::Command(e) => e.argument(),
+            ApiError::Sandbox(e) => e.argument(),
             ApiError::UnknownName(e) => Some((e.position, e.argument.as_str())),
             _ => None,
         };
@@ -133,6 +115,10 @@ impl IntoResponse for ApiError {
             detail: self.to_string(),
             argument_position: argument.map(|(p, _)| p),
             argument: argument.map(|(_, a)| a.to_owned()),
+            rule: match &self {
+                ApiError::Sandbox(e) => Some(e.rule().to_owned()),
+                _ => None,
+            },
         };
         let mut response = (status, axum::Json(problem)).into_response();
         let headers = response.headers_mut();
@@ -192,6 +178,7 @@ pub(crate) fn rate_limited(e: &tower_governor::GovernorError) -> Response {
         detail,
         argument_position: None,
         argument: None,
+        rule: None,
     };
     let mut response = (status, axum::Json(problem)).into_response();
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));

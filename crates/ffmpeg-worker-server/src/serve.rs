@@ -158,7 +158,7 @@ async fn shutdown_signal() {
 pub async fn run(config: ServeConfig) -> Result<(), StartError> {
     let data_err = |reason: String| StartError::DataDir { path: config.data_path.display().to_string(), reason };
     std::fs::create_dir_all(&config.data_path).map_err(|e| data_err(e.to_string()))?;
-    let mut sandbox = Sandbox::new(&config.data_path).map_err(|e| data_err(e.to_string()))?;
+    let mut sandbox = Sandbox::new(&config.data_path).map_err(|e| data_err(e.to_string()))?.with_policy(config.policy());
     if let Some(db) = sqlite_file(&config.database_url) {
         // The database may sit inside the data directory if the operator put it there: no job
         // may read or overwrite it, its write-ahead log or its shared-memory file.

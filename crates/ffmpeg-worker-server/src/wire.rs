@@ -212,12 +212,12 @@ pub struct ReadyResponse {
 /// An RFC 9457 problem detail (`application/problem+json`).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Problem {
-    /// A stable identifier of the problem kind, e.g. `/problems/invalid-command`.
+    /// A stable identifier of the problem kind, e.g. `/problems/policy-violation`.
     #[serde(rename = "type")]
-    #[schema(example = "/problems/invalid-command")]
+    #[schema(example = "/problems/policy-violation")]
     pub type_: String,
     /// Short summary of the problem kind.
-    #[schema(example = "Invalid command")]
+    #[schema(example = "Refused by the security policy")]
     pub title: String,
     /// The HTTP status code.
     #[schema(example = 422)]
@@ -233,6 +233,12 @@ pub struct Problem {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(example = "../secret.mp4")]
     pub argument: Option<String>,
+    /// For commands refused by the security policy: the rule's stable id (`path-escapes`,
+    /// `protocol`, `forbidden-option`, `forbidden-filter`, `forbidden-format`, ...; see
+    /// docs/security.md).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "path-escapes")]
+    pub rule: Option<String>,
 }
 
 #[cfg(test)]

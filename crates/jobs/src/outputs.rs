@@ -5,7 +5,9 @@
 //! the pattern. A segmenting muxer (`hls`, `dash`, `segment`; chosen with `-f` or by the
 //! `.m3u8`/`.mpd` extension) also writes files the command does not name, so for those every
 //! file in the output's directory that
-//! was modified since the run started is listed. Paths are relative to the data directory.
+//! was modified since the run started is listed. Files written because of options and filters
+//! (`-hls_segment_filename`, `-passlogfile`, `psnr=stats_file=`) are listed too. Paths are
+//! relative to the data directory.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -13,7 +15,8 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use ffmpeg_core::command::Output;
-use ffmpeg_core::sandbox::{OutputTarget, ResolvedCommand};
+use ffmpeg_core::policy::{Access, Naming};
+use ffmpeg_core::sandbox::{OptionFile, OutputTarget, ResolvedCommand};
 
 /// Muxers that write files besides the one named on the command line.
 const SEGMENTING_MUXERS: [&str; 5] = ["hls", "dash", "segment", "ssegment", "stream_segment"];
@@ -69,20 +72,50 @@ fn scan(dir: &Path, mut keep: impl FnMut(&str, &fs::Metadata) -> bool, found: &m
     }
 }
 
-/// The files `command` produced, as absolute paths, for a run that started at `started`.
+/// Files matching one resolved path written by a run: the file itself, the files of a `%d`
+/// pattern, or the files named by a prefix (`-passlogfile logs/x` writes `logs/x-0.log`).
+fn scan_path(abs: &Path, naming: Naming, started: SystemTime, found: &mut BTreeSet<PathBuf>) {
+    let dir = abs.parent().unwrap_or(abs);
+    let name = abs.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    match naming {
+        Naming::Prefix => scan(dir, |n, meta| n.starts_with(name) && modified_since(meta, started), found),
+        _ if name.contains('%') => {
+            scan(dir, |n, meta| matches_pattern(name, n) && modified_since(meta, started), found);
+        }
+        // Other templates (DASH `$Number$`): every new file beside it.
+        Naming::Pattern => scan(dir, |_, meta| modified_since(meta, started), found),
+        _ => {
+            if std::fs::metadata(abs).is_ok_and(|m| m.is_file() && modified_since(&m, started)) {
+                found.insert(abs.to_path_buf());
+            }
+        }
+    }
+}
+
+/// Option files a run writes (`-hls_segment_filename`, `-passlogfile`, `psnr=stats_file=`, ...).
+fn written_option_files(command: &ResolvedCommand) -> impl Iterator<Item = &OptionFile> {
+    command.option_files().iter().filter(|f| matches!(f.file_use().access, Access::Write | Access::ReadWrite))
+}
+
+/// The files `command` produced, as absolute paths, for a run that started at `started`:
+/// its outputs and the files its options and filters wrote.
 pub fn produced_files(command: &ResolvedCommand, started: SystemTime) -> Vec<PathBuf> {
     let mut found = BTreeSet::new();
+    for file in written_option_files(command) {
+        let abs = file.path().as_path();
+        scan_path(abs, file.file_use().naming, started, &mut found);
+        if file.output().is_some_and(|i| command.command().outputs().get(i).is_some_and(|o| is_segmenting(o, abs))) {
+            // Segment names the muxer derives from this pattern: everything new beside it.
+            scan(abs.parent().unwrap_or(abs), |_, meta| modified_since(meta, started), &mut found);
+        }
+    }
     for (output, target) in command.command().outputs().iter().zip(command.outputs()) {
         let OutputTarget::File(path) = target else { continue };
         let abs = path.as_path();
-        let dir = abs.parent().unwrap_or(abs);
-        let name = abs.file_name().and_then(|n| n.to_str()).unwrap_or_default();
         if is_segmenting(output, abs) {
-            scan(dir, |_, meta| modified_since(meta, started), &mut found);
-        } else if name.contains('%') {
-            scan(dir, |n, meta| matches_pattern(name, n) && modified_since(meta, started), &mut found);
-        } else if abs.is_file() {
-            found.insert(abs.to_path_buf());
+            scan(abs.parent().unwrap_or(abs), |_, meta| modified_since(meta, started), &mut found);
+        } else {
+            scan_path(abs, Naming::Exact, started, &mut found);
         }
     }
     found.into_iter().collect()
@@ -97,29 +130,24 @@ pub fn relative_to(root: &Path, paths: &[PathBuf]) -> Vec<String> {
         .collect()
 }
 
-/// The paths a command writes: its file outputs (patterns as written), as absolute paths.
+/// The paths a command writes: its file outputs and written option files (patterns and
+/// prefixes as written), as absolute paths.
 pub fn written_paths(command: &ResolvedCommand) -> Vec<PathBuf> {
-    command
-        .outputs()
-        .iter()
-        .filter_map(|t| match t {
-            OutputTarget::File(p) => Some(p.as_path().to_path_buf()),
-            _ => None,
-        })
-        .collect()
+    let outputs = command.outputs().iter().filter_map(|t| match t {
+        OutputTarget::File(p) => Some(p.as_path().to_path_buf()),
+        _ => None,
+    });
+    outputs.chain(written_option_files(command).map(|f| f.path().as_path().to_path_buf())).collect()
 }
 
-/// Creates the parent directories of every file output (`thumbs/t%03d.png` needs `thumbs/`).
+/// Creates the parent directories of every file output and written option file
+/// (`thumbs/t%03d.png` needs `thumbs/`, `-hls_segment_filename hls/s_%03d.ts` needs `hls/`).
 ///
 /// # Errors
 /// The first directory that cannot be created.
 pub fn create_output_dirs(command: &ResolvedCommand) -> std::io::Result<()> {
-    let paths = command.outputs().iter().filter_map(|t| match t {
-        OutputTarget::File(p) => Some(p),
-        _ => None,
-    });
-    for path in paths {
-        if let Some(parent) = path.as_path().parent() {
+    for path in written_paths(command) {
+        if let Some(parent) = path.parent() {
             fs::create_dir_all(parent)?;
         }
     }

@@ -341,7 +341,9 @@ fn report(opts: &Options, load_start: &str, database_url: &str, ours: &Figures, 
          and RUST_LOG=warn; original: uvicorn --log-level warning, in-memory, {}",
         opts.connections,
         opts.seconds,
-        if opts.original_runs_jobs {
+        if !opts.original {
+            "not measured (--no-original)"
+        } else if opts.original_runs_jobs {
             "its worker running every job it reaches (missing input: each fails fast)"
         } else {
             "its worker parked on its first job by ffprobe/ffmpeg stand-ins (runs no job, like --concurrency 0)"
@@ -349,11 +351,17 @@ fn report(opts: &Options, load_start: &str, database_url: &str, ours: &Figures, 
     );
     let column = |f: Option<&Figures>, cell: &dyn Fn(&Figures) -> String| f.map_or_else(|| "-".to_owned(), cell);
     let ratio = |a: f64, b: Option<f64>| b.map_or_else(|| "-".to_owned(), |b| format!("{:.2}x", a / b));
-    let rate = |w: &Wrk| format!("{:.0} /s (p50 {:.2} ms, p99 {:.2} ms)", w.rps, w.p50_ms, w.p99_ms);
-    let post_ratio = theirs.map(|t| ours.post.rps / t.post.rps);
-    let get_ratio = theirs.map(|t| ours.get.rps / t.get.rps);
-    let target =
-        |r: Option<f64>, min: f64| r.map_or_else(|| "needs the original".to_owned(), |r| verdict(r >= min).to_owned());
+    let rate = |w: &Wrk| {
+        let flawed = w.non_2xx + w.socket_errors;
+        let flaw = if flawed > 0 { format!(", {flawed} answers not 2xx or lost") } else { String::new() };
+        format!("{:.0} /s (p50 {:.2} ms, p99 {:.2} ms{flaw})", w.rps, w.p50_ms, w.p99_ms)
+    };
+    let clean = |w: &Wrk| w.non_2xx == 0 && w.socket_errors == 0;
+    let target = |ours: &Wrk, theirs: Option<&Wrk>, min: f64| match theirs {
+        None => "needs the original".to_owned(),
+        Some(t) if !clean(ours) || !clean(t) => "not valid: some answers were not 2xx".to_owned(),
+        Some(t) => verdict(ours.rps / t.rps >= min).to_owned(),
+    };
 
     let _ = writeln!(out, "\n| figure | ffmpeg-worker ({store}) | original (Python, in-memory) | ratio | target |");
     let _ = writeln!(out, "|---|---|---|---|---|");
@@ -363,7 +371,7 @@ fn report(opts: &Options, load_start: &str, database_url: &str, ours: &Figures, 
         rate(&ours.post),
         column(theirs, &|f| rate(&f.post)),
         ratio(ours.post.rps, theirs.map(|t| t.post.rps)),
-        target(post_ratio, 2.0)
+        target(&ours.post, theirs.map(|t| &t.post), 2.0)
     );
     let _ = writeln!(
         out,
@@ -371,7 +379,7 @@ fn report(opts: &Options, load_start: &str, database_url: &str, ours: &Figures, 
         rate(&ours.get),
         column(theirs, &|f| rate(&f.get)),
         ratio(ours.get.rps, theirs.map(|t| t.get.rps)),
-        target(get_ratio, 5.0)
+        target(&ours.get, theirs.map(|t| &t.get), 5.0)
     );
     let _ = writeln!(
         out,

@@ -13,6 +13,8 @@ pub(super) struct JobState {
     pub(super) status: String,
     /// The job's `error` field.
     pub(super) error: Option<String>,
+    /// `created_at`, `started_at` and `completed_at` in seconds since the Unix epoch.
+    pub(super) times: [Option<f64>; 3],
 }
 
 impl JobState {
@@ -74,6 +76,45 @@ impl Client {
         }
         let job: serde_json::Value = serde_json::from_str(&text)?;
         let state = job["status"].as_str().ok_or_else(|| format!("no status in {text}"))?.to_owned();
-        Ok(JobState { status: state, error: job["error"].as_str().map(str::to_owned) })
+        let time = |field: &str| job[field].as_str().and_then(unix_seconds);
+        Ok(JobState {
+            status: state,
+            error: job["error"].as_str().map(str::to_owned),
+            times: [time("created_at"), time("started_at"), time("completed_at")],
+        })
+    }
+}
+
+/// Seconds since the Unix epoch of an RFC 3339 UTC time as the API writes it
+/// (`2026-11-29T12:43:20.21576Z`, also with `+00:00`); `None` for anything else.
+fn unix_seconds(text: &str) -> Option<f64> {
+    let text = text.strip_suffix('Z').or_else(|| text.strip_suffix("+00:00"))?;
+    let (date, time) = text.split_once('T')?;
+    let mut d = date.splitn(3, '-').map(str::parse::<i64>);
+    let (y, m, day) = (d.next()?.ok()?, d.next()?.ok()?, d.next()?.ok()?);
+    let mut t = time.splitn(3, ':');
+    let (h, min) = (t.next()?.parse::<i64>().ok()?, t.next()?.parse::<i64>().ok()?);
+    let sec: f64 = t.next()?.parse().ok()?;
+    // Days from 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's `days_from_civil`).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some((days * 86_400 + h * 3600 + min * 60) as f64 + sec)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unix_seconds;
+
+    #[test]
+    fn reads_api_times() {
+        assert_eq!(unix_seconds("1970-01-01T00:00:00Z"), Some(0.0));
+        assert_eq!(unix_seconds("2000-03-01T00:00:01+00:00"), Some(951_868_801.0));
+        let t = unix_seconds("2026-11-29T12:43:20.21576Z").unwrap_or_default();
+        assert!((t - 1_795_956_200.215_76).abs() < 1e-3, "{t}");
+        assert_eq!(unix_seconds("2026-11-29 12:43:20"), None);
     }
 }

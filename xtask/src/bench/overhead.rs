@@ -93,20 +93,24 @@ pub(super) fn main(args: &[&str]) -> Result {
     let mut rows = Vec::new();
     for round in 1..=opts.rounds {
         let server_first = round % 2 == 1;
-        let mut server_time = None;
-        let mut direct_time = None;
-        for side_is_server in [server_first, !server_first] {
-            if side_is_server {
-                let t = through_server(&client, &server_commands, &opts)
-                    .map_err(|e| format!("round {round}: {e}\n{}", server.log_tail()))?;
-                server_time = Some(t);
-            } else {
-                direct_time = Some(directly(&data, &direct_commands, &opts)?);
-            }
-        }
-        let (Some(s), Some(d)) = (server_time, direct_time) else { unreachable!("both sides ran") };
-        eprintln!("round {round}: server {} (submit {}), direct {}", secs(s.total), secs(s.submit), secs(d));
-        rows.push(Row { server_first, server: s, direct: d });
+        let run_server = || {
+            through_server(&client, &server_commands, &opts)
+                .map_err(|e| format!("round {round}: {e}\n{}", server.log_tail()))
+        };
+        let (server_time, direct) = if server_first {
+            let s = run_server()?;
+            (s, directly(&data, &direct_commands, &opts)?)
+        } else {
+            let d = directly(&data, &direct_commands, &opts)?;
+            (run_server()?, d)
+        };
+        eprintln!(
+            "round {round}: server {} (submit {}), direct {}",
+            secs(server_time.total),
+            secs(server_time.submit),
+            secs(direct.total)
+        );
+        rows.push(Row { server_first, server: server_time, direct });
     }
     drop(server);
     print(&report(&opts, &load_start, &rows))
@@ -116,16 +120,30 @@ pub(super) fn main(args: &[&str]) -> Result {
 struct Row {
     server_first: bool,
     server: ServerTime,
-    direct: Duration,
+    direct: DirectTime,
 }
 
 /// The server side of a round.
-#[derive(Clone, Copy)]
 struct ServerTime {
     /// From the first POST until every job was seen completed.
     total: Duration,
     /// From the first POST until the last POST answered.
     submit: Duration,
+    /// Mean of each job's `completed_at - started_at`, seconds.
+    mean_run: f64,
+    /// Mean time a job waited to start after the one before it completed (`started_at` minus
+    /// the previous `completed_at`), seconds; only meaningful with one worker slot.
+    mean_gap: f64,
+    /// How long after the last `completed_at` the client saw it, seconds (same clock).
+    seen_after: f64,
+}
+
+/// The direct side of a round.
+struct DirectTime {
+    /// From the first spawn until the last ffmpeg exited.
+    total: Duration,
+    /// Mean wall time of one ffmpeg process, seconds.
+    mean_run: f64,
 }
 
 /// Generates `in.mp4`: 1 s of 160x120 testsrc at 25 fps and a 440 Hz sine, H.264 + AAC.
@@ -142,12 +160,14 @@ fn make_input(data: &Path) -> Result {
     if status.success() { Ok(()) } else { Err(format!("generating in.mp4 failed: {status}").into()) }
 }
 
-/// Submits every command, then polls the jobs in order until each is completed.
+/// Submits every command, then polls the jobs in order until each is completed; the timing
+/// stops when the last one is seen completed. The breakdown comes from the jobs' own timestamps.
 fn through_server(client: &Client, commands: &[String], opts: &Options) -> Result<ServerTime> {
     let deadline = opts.deadline();
     let start = Instant::now();
     let ids = commands.iter().map(|c| client.submit(c)).collect::<Result<Vec<_>>>()?;
     let submit = start.elapsed();
+    let mut finals = Vec::with_capacity(ids.len());
     for id in &ids {
         loop {
             let job = client.job(id)?;
@@ -155,6 +175,7 @@ fn through_server(client: &Client, commands: &[String], opts: &Options) -> Resul
                 if job.status != "completed" {
                     return Err(format!("job {id} ended {}: {}", job.status, job.error.unwrap_or_default()).into());
                 }
+                finals.push(job.times);
                 break;
             }
             if start.elapsed() > deadline {
@@ -163,19 +184,39 @@ fn through_server(client: &Client, commands: &[String], opts: &Options) -> Resul
             std::thread::sleep(opts.poll);
         }
     }
-    Ok(ServerTime { total: start.elapsed(), submit })
+    let total = start.elapsed();
+    let seen = now_unix();
+    let times: Vec<[f64; 3]> = finals
+        .iter()
+        .map(|[c, s, e]| Some([(*c)?, (*s)?, (*e)?]))
+        .collect::<Option<_>>()
+        .ok_or("a completed job lacks created_at, started_at or completed_at")?;
+    let n = times.len() as f64;
+    let mean_run = times.iter().map(|[_, s, e]| e - s).sum::<f64>() / n;
+    let gaps: Vec<f64> = times.windows(2).map(|w| w[1][1] - w[0][2]).collect();
+    let mean_gap = if gaps.is_empty() { 0.0 } else { gaps.iter().sum::<f64>() / gaps.len() as f64 };
+    let last_completed = times.iter().map(|t| t[2]).fold(f64::MIN, f64::max);
+    Ok(ServerTime { total, submit, mean_run, mean_gap, seen_after: seen - last_completed })
+}
+
+/// Now, in seconds since the Unix epoch (the clock the server's timestamps use).
+fn now_unix() -> f64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
 }
 
 /// Runs `ffmpeg -nostdin -y <args>` for every argument list, `opts.concurrency` at a time, in
 /// the data directory, stdout and stderr to /dev/null.
-fn directly(data: &Path, commands: &[Vec<String>], opts: &Options) -> Result<Duration> {
+fn directly(data: &Path, commands: &[Vec<String>], opts: &Options) -> Result<DirectTime> {
     let next = AtomicUsize::new(0);
     let start = Instant::now();
-    let run_some = || -> std::result::Result<(), String> {
+    // Each runner returns the summed wall time of the processes it ran.
+    let run_some = || -> std::result::Result<f64, String> {
+        let mut busy = 0.0;
         loop {
             let Some(args) = commands.get(next.fetch_add(1, Ordering::Relaxed)) else {
-                return Ok(());
+                return Ok(busy);
             };
+            let began = Instant::now();
             let status = Command::new("ffmpeg")
                 .args(["-nostdin", "-y"])
                 .args(args)
@@ -185,25 +226,28 @@ fn directly(data: &Path, commands: &[Vec<String>], opts: &Options) -> Result<Dur
                 .stderr(Stdio::null())
                 .status()
                 .map_err(|e| format!("cannot run ffmpeg: {e}"))?;
+            busy += began.elapsed().as_secs_f64();
             if !status.success() {
                 return Err(format!("`ffmpeg -nostdin -y {}` failed: {status}", args.join(" ")));
             }
         }
     };
-    let results: Vec<std::result::Result<(), String>> = std::thread::scope(|s| {
+    let results: Vec<std::result::Result<f64, String>> = std::thread::scope(|s| {
         let workers: Vec<_> = (0..opts.concurrency).map(|_| s.spawn(run_some)).collect();
         workers.into_iter().map(|w| w.join().unwrap_or_else(|_| Err("a runner thread panicked".to_owned()))).collect()
     });
-    results.into_iter().collect::<std::result::Result<(), String>>()?;
-    Ok(start.elapsed())
+    let total = start.elapsed();
+    let busy = results.into_iter().sum::<std::result::Result<f64, String>>()?;
+    Ok(DirectTime { total, mean_run: busy / commands.len() as f64 })
 }
 
 /// The results table.
 fn report(opts: &Options, load_start: &str, rows: &[Row]) -> String {
     let n = opts.jobs as f64;
     let server: Vec<f64> = rows.iter().map(|r| r.server.total.as_secs_f64()).collect();
-    let direct: Vec<f64> = rows.iter().map(|r| r.direct.as_secs_f64()).collect();
-    let ratios: Vec<f64> = rows.iter().map(|r| r.server.total.as_secs_f64() / r.direct.as_secs_f64()).collect();
+    let direct: Vec<f64> = rows.iter().map(|r| r.direct.total.as_secs_f64()).collect();
+    let ratios: Vec<f64> = server.iter().zip(&direct).map(|(s, d)| s / d).collect();
+    let ms_of = |f: &dyn Fn(&Row) -> f64| median(&rows.iter().map(f).collect::<Vec<_>>()) * 1000.0;
     let (ms, md) = (median(&server), median(&direct));
     let ratio = ms / md;
     let mut out = String::new();
@@ -212,23 +256,23 @@ fn report(opts: &Options, load_start: &str, rows: &[Row]) -> String {
     let _ = writeln!(
         out,
         "{} tiny transcodes (1 s 160x120 testsrc + sine -> libx264 ultrafast + aac), concurrency {}, {} rounds, \
-         completion polled every {} ms",
+         completion polled per job every {} ms",
         opts.jobs,
         opts.concurrency,
         opts.rounds,
         opts.poll.as_millis()
     );
-    let _ = writeln!(out, "\n| round | first  |   server | (of it: submitting) |   direct | server/direct |");
-    let _ = writeln!(out, "|------:|--------|---------:|--------------------:|---------:|--------------:|");
+    let _ = writeln!(out, "\n| round | first  |   server | of it submitting |   direct | server/direct |");
+    let _ = writeln!(out, "|------:|--------|---------:|-----------------:|---------:|--------------:|");
     for (i, r) in rows.iter().enumerate() {
         let _ = writeln!(
             out,
-            "| {:>5} | {:<6} | {:>8} | {:>19} | {:>8} | {:>13.3} |",
+            "| {:>5} | {:<6} | {:>8} | {:>16} | {:>8} | {:>13.3} |",
             i + 1,
             if r.server_first { "server" } else { "direct" },
             secs(r.server.total),
             secs(r.server.submit),
-            secs(r.direct),
+            secs(r.direct.total),
             ratios[i]
         );
     }
@@ -244,6 +288,16 @@ fn report(opts: &Options, load_start: &str, rows: &[Row]) -> String {
         "ratio server/direct: {ratio:.3} (median of the rounds' ratios {:.3}); target <= 1.05 at N=40: {}",
         median(&ratios),
         if ratio <= 1.05 { "met" } else { "MISSED" }
+    );
+    let gap = if opts.concurrency == 1 { format!("{:.2} ms", ms_of(&|r| r.server.mean_gap)) } else { "n/a".to_owned() };
+    let _ = writeln!(
+        out,
+        "where the time goes (medians of the rounds' means): one job's started_at -> completed_at {:.1} ms vs one \
+         direct ffmpeg process {:.1} ms; next job started {gap} after the previous completed; the client saw the \
+         last completion {:.1} ms after its completed_at",
+        ms_of(&|r| r.server.mean_run),
+        ms_of(&|r| r.direct.mean_run),
+        ms_of(&|r| r.server.seen_after)
     );
     out
 }

@@ -88,6 +88,10 @@ pub(super) const OPTIONS: &[(&str, OptionTreatment, &str)] = &[
         "the job runner owns `-progress pipe:1`; another `-progress` would write to any path or URL",
     ),
     ("filter_script", Forbidden, SCRIPT),
+    ("stats_enc_pre", Forbidden, "ffmpeg 6.1 and later: writes encoder statistics to any path"),
+    ("stats_enc_post", Forbidden, "ffmpeg 6.1 and later: writes encoder statistics to any path"),
+    ("stats_mux_pre", Forbidden, "ffmpeg 6.1 and later: writes muxer statistics to any path"),
+    ("print_graphs_file", Forbidden, "ffmpeg 7.1 and later: writes the filter graphs to any path"),
     ("filter_complex_script", Forbidden, SCRIPT),
     (
         "dump_attachment",
@@ -661,7 +665,11 @@ const PLAYBACK: &str = "an output device: plays to hardware or a window, not a f
 /// `ffmpeg -demuxers` prints.
 pub(super) const FORBIDDEN_DEMUXERS: &[(&str, &str)] = &[
     ("hls", PLAYLIST),
-    ("dash", PLAYLIST),
+    (
+        "dash",
+        "reads a manifest that names further files and URLs, which it opens: a manifest in the \
+         data directory named `mpd.srt` was demuxed and its `BaseURL` requested (verified)",
+    ),
     ("imf", "reads composition playlists and asset maps that name further files"),
     ("sdp", "opens the RTP network streams a session description names"),
     ("rtp", NETWORK_FORMAT),

@@ -1077,3 +1077,74 @@ fn security_doc_has_the_generated_table() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Arbitrary values.
+
+/// Strings made of the pieces that matter to graphs, dictionaries and paths.
+fn tricky() -> impl proptest::strategy::Strategy<Value = String> {
+    use proptest::prelude::*;
+    prop::collection::vec(
+        prop_oneof![
+            Just("subtitles"),
+            Just("movie"),
+            Just("drawtext"),
+            Just("textfile"),
+            Just("f"),
+            Just("="),
+            Just(":"),
+            Just(","),
+            Just(";"),
+            Just("["),
+            Just("]"),
+            Just("'"),
+            Just("\\"),
+            Just("/"),
+            Just(".."),
+            Just("lnk"),
+            Just("name"),
+            Just("stats"),
+            Just(" "),
+            Just("é"),
+            Just("%*"),
+        ],
+        0..16,
+    )
+    .prop_map(|pieces| pieces.concat())
+}
+
+/// Whatever the values, checking never panics, and every file it accepts is inside the data
+/// directory.
+#[test]
+fn arbitrary_values_never_escape() {
+    use proptest::prelude::*;
+    let f = fixture();
+    let root = f.sandbox.root().to_path_buf();
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig::with_cases(512));
+    let result = runner.run(&(tricky(), 0..6usize), |(value, slot)| {
+        let args: Vec<String> = match slot {
+            0 => vec!["-i", "in.mp4", "-vf", &value, "out.mp4"],
+            1 => vec!["-f", "lavfi", "-i", &value, "out.mp4"],
+            2 => vec!["-i", "in.mp4", "-x264-params", &value, "out.mp4"],
+            3 => vec!["-i", "in.mp4", "-f", "segment", "-segment_format_options", &value, "s%d.ts"],
+            4 => vec!["-i", "in.mp4", "-f", "hls", "-var_stream_map", &value, "hls/%v.m3u8"],
+            _ => vec!["-i", "in.mp4", "-f", "hls", "-master_pl_name", &value, "hls/i.m3u8"],
+        }
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+        let Ok(command) = Command::from_args(args) else {
+            return Ok(());
+        };
+        if let Ok(resolved) = f.sandbox.resolve_command(&command) {
+            for file in resolved.option_files() {
+                prop_assert!(file.path().as_path().starts_with(&root));
+            }
+            let _ = resolved.to_ffmpeg_args();
+        }
+        Ok(())
+    });
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+}

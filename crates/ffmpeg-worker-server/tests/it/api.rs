@@ -84,9 +84,11 @@ async fn submit_returns_201_with_location_and_the_original_fields() {
 async fn refused_commands_are_422_problems_naming_the_argument_and_never_queued() {
     let app = test_app();
     let cases = [
-        ("-i ../secret.mp4 out.mp4", "/problems/path-not-allowed", Some(2)),
-        ("-i /etc/passwd out.mp4", "/problems/path-not-allowed", Some(2)),
-        ("-i http://example.com/a.mp4 out.mp4", "/problems/path-not-allowed", Some(2)),
+        ("-i ../secret.mp4 out.mp4", "/problems/policy-violation", Some(2)),
+        ("-i /etc/passwd out.mp4", "/problems/policy-violation", Some(2)),
+        ("-i http://example.com/a.mp4 out.mp4", "/problems/policy-violation", Some(2)),
+        ("-i in.mp4 -vf subtitles=/etc/passwd out.mp4", "/problems/policy-violation", Some(4)),
+        ("-i in.mp4 -dump_attachment:t:0 x.ttf out.mp4", "/problems/policy-violation", Some(3)),
         ("-i in.mp4 -c:v", "/problems/invalid-command", Some(3)),
         ("-i in.mp4", "/problems/invalid-command", None),
         ("in.mp4 out.mp4", "/problems/invalid-command", None),
@@ -101,6 +103,9 @@ async fn refused_commands_are_422_problems_naming_the_argument_and_never_queued(
         assert_eq!(r.body["status"], 422);
         assert!(!r.body["detail"].as_str().unwrap().is_empty());
         assert_eq!(r.body["argument_position"].as_u64(), position.map(|p: u64| p), "{command}: {}", r.body);
+        if type_ == "/problems/policy-violation" {
+            assert!(r.body["rule"].is_string(), "{command}: the rule is named: {}", r.body);
+        }
     }
     let list = app.call("GET", "/jobs", None).await;
     assert_eq!(list.body, json!([]), "nothing may be queued");

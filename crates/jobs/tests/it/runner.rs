@@ -135,8 +135,9 @@ async fn the_environment_is_cleared_and_arguments_are_exact() {
     assert!(!env.contains("HOME=") && !env.contains("CARGO"), "environment leaked: {env}");
     let args = std::fs::read_to_string(s.data.join("seen.args")).unwrap();
     let root = s.data.display();
+    let formats = s.sandbox.policy().input_format_whitelist();
     let expected = format!(
-        "-nostdin\n-y\n-hide_banner\n-progress\npipe:1\n-nostats\n-ss\n1\n-protocol_whitelist\nfile\n-i\nfile:{root}/my clip.mp4\n-c:v\nlibx264\n-protocol_whitelist\nfile\nfile:{root}/out/a.mp4\n"
+        "-nostdin\n-y\n-hide_banner\n-progress\npipe:1\n-nostats\n-ss\n1\n-protocol_whitelist\nfile\n-format_whitelist\n{formats}\n-i\nfile:{root}/my clip.mp4\n-c:v\nlibx264\n-protocol_whitelist\nfile\nfile:{root}/out/a.mp4\n"
     );
     assert_eq!(args, expected);
 }
