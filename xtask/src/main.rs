@@ -36,8 +36,10 @@ fn output(program: &str, args: &[&str]) -> Result<String> {
 /// Regenerates (or with `check`, verifies) a document the binary prints with `subcommand`.
 fn generated_doc(subcommand: &str, path: &str, check: bool) -> Result {
     let path = root().join(path);
-    let generated =
-        output("cargo", &["run", "--quiet", "--package", "ffmpeg-worker-server", "--bin", "ffmpeg-worker", "--", subcommand])?;
+    let generated = output(
+        "cargo",
+        &["run", "--quiet", "--package", "ffmpeg-worker-server", "--bin", "ffmpeg-worker", "--", subcommand],
+    )?;
     if check {
         let committed = std::fs::read_to_string(&path).unwrap_or_default();
         if committed != generated {

@@ -47,9 +47,7 @@ use nom::{
 };
 
 use crate::command::{Command, Input, Opt, Output};
-use crate::progress::{
-    ProgressState, ProgressUpdate, digits_up_to, fraction_micros, parse_clock_us,
-};
+use crate::progress::{ProgressState, ProgressUpdate, digits_up_to, fraction_micros, parse_clock_us};
 
 /// Highest input index [`BannerScanner`] records (ffmpeg numbers inputs from 0). A header
 /// naming a higher index is ignored, so a garbled line cannot make the scanner allocate.
@@ -136,28 +134,16 @@ impl BannerScanner {
 
 /// `Input #N, <format>, from '<url>':` gives `N`.
 fn input_header(line: &str) -> IResult<&str, usize> {
-    terminated(
-        preceded(tag("Input #"), nom::character::complete::usize),
-        tag(", "),
-    )
-    .parse(line)
+    terminated(preceded(tag("Input #"), nom::character::complete::usize), tag(", ")).parse(line)
 }
 
 /// `  Duration: HH:MM:SS.cc, start: ...` or `  Duration: N/A, ...` gives the seconds.
 fn duration_line(line: &str) -> IResult<&str, Option<f64>> {
     let clock = map_opt(take_while(|c: char| c != ','), |s: &str| {
-        parse_clock_us(s)
-            .map(|us| us as f64 / 1_000_000.0)
-            .filter(|s| *s >= 0.0)
+        parse_clock_us(s).map(|us| us as f64 / 1_000_000.0).filter(|s| *s >= 0.0)
     });
-    preceded(
-        tag("  Duration: "),
-        terminated(
-            alt((value(None, tag("N/A")), map(clock, Some))),
-            alt((tag(","), eof)),
-        ),
-    )
-    .parse(line)
+    preceded(tag("  Duration: "), terminated(alt((value(None, tag("N/A")), map(clock, Some))), alt((tag(","), eof))))
+        .parse(line)
 }
 
 /// How long an output will be: the target that percent complete is measured against.
@@ -213,30 +199,17 @@ impl ExpectedLength {
     /// assert_eq!(expected, ExpectedLength { seconds: None, frames: Some(50) });
     /// # Ok::<(), ffmpeg_core::command::CommandError>(())
     /// ```
-    pub fn for_output(
-        command: &Command,
-        output_index: usize,
-        input_durations: &[Option<f64>],
-    ) -> ExpectedLength {
+    pub fn for_output(command: &Command, output_index: usize, input_durations: &[Option<f64>]) -> ExpectedLength {
         let Some(output) = command.outputs().get(output_index) else {
             return ExpectedLength::default();
         };
-        let lengths = read_inputs(output, command.inputs().len())
-            .into_iter()
-            .filter_map(|i| {
-                let input = command.inputs().get(i)?;
-                let duration = input_durations.get(i).copied().flatten();
-                input_length(input, duration.filter(|d| d.is_finite() && *d >= 0.0))
-            });
-        let base = if shortest(output) {
-            lengths.reduce(f64::min)
-        } else {
-            lengths.reduce(f64::max)
-        };
-        ExpectedLength {
-            seconds: trim(base, output.options()),
-            frames: frame_limit(output),
-        }
+        let lengths = read_inputs(output, command.inputs().len()).into_iter().filter_map(|i| {
+            let input = command.inputs().get(i)?;
+            let duration = input_durations.get(i).copied().flatten();
+            input_length(input, duration.filter(|d| d.is_finite() && *d >= 0.0))
+        });
+        let base = if shortest(output) { lengths.reduce(f64::min) } else { lengths.reduce(f64::max) };
+        ExpectedLength { seconds: trim(base, output.options()), frames: frame_limit(output) }
     }
 
     /// Percent complete of `update`, in `0.0..=100.0`, against this expected length.
@@ -268,9 +241,7 @@ impl ExpectedLength {
             _ => None,
         };
         let by_time = match (self.seconds, update.out_time_seconds()) {
-            (Some(total), Some(time)) if total.is_finite() && total > 0.0 => {
-                Some(time / total * 100.0)
-            }
+            (Some(total), Some(time)) if total.is_finite() && total > 0.0 => Some(time / total * 100.0),
             _ => None,
         };
         let percent = match (by_frames, by_time) {
@@ -415,10 +386,7 @@ fn parse_time_duration_us(s: &str) -> Option<i64> {
     let (_, (minus, whole, fraction, unit)) = all_consuming((
         opt(char('-')),
         alt((hours_minutes_seconds, minutes_seconds, plain_seconds)),
-        opt(preceded(
-            char('.'),
-            take_while(|c: char| c.is_ascii_digit()),
-        )),
+        opt(preceded(char('.'), take_while(|c: char| c.is_ascii_digit()))),
         opt(alt((tag("ms"), tag("us"), tag("s")))),
     ))
     .parse(s)
@@ -448,25 +416,15 @@ fn hours_minutes_seconds(input: &str) -> IResult<&str, i64> {
 
 /// `%M:%S` of `av_small_strptime()`.
 fn minutes_seconds(input: &str) -> IResult<&str, i64> {
-    map(
-        (
-            terminated(digits_up_to(2, 59), char(':')),
-            digits_up_to(2, 59),
-        ),
-        |(m, s)| m * 60 + s,
-    )
-    .parse(input)
+    map((terminated(digits_up_to(2, 59), char(':')), digits_up_to(2, 59)), |(m, s)| m * 60 + s).parse(input)
 }
 
 /// `strtoll()`: optional whitespace and sign, then digits; a negative number is out of range
 /// (`-0` is 0).
 fn plain_seconds(input: &str) -> IResult<&str, i64> {
-    map_opt(
-        preceded(multispace0, (opt(one_of("+-")), digit1)),
-        |(sign, digits): (Option<char>, &str)| {
-            let value = digits.parse::<i64>().ok()?;
-            (sign != Some('-') || value == 0).then_some(value)
-        },
-    )
+    map_opt(preceded(multispace0, (opt(one_of("+-")), digit1)), |(sign, digits): (Option<char>, &str)| {
+        let value = digits.parse::<i64>().ok()?;
+        (sign != Some('-') || value == 0).then_some(value)
+    })
     .parse(input)
 }

@@ -272,9 +272,7 @@ impl FilterGraph {
 
     /// Every filter of the graph, chain by chain, in order, for rewriting.
     pub fn filters_mut(&mut self) -> impl Iterator<Item = &mut Filter> {
-        self.chains
-            .iter_mut()
-            .flat_map(|chain| chain.filters.iter_mut())
+        self.chains.iter_mut().flat_map(|chain| chain.filters.iter_mut())
     }
 }
 
@@ -312,10 +310,7 @@ impl Filter {
             None => self.args.iter().rposition(is_key),
         };
         let Some(keep) = keep else {
-            self.args.push(FilterArg::Named {
-                key: key.to_owned(),
-                value,
-            });
+            self.args.push(FilterArg::Named { key: key.to_owned(), value });
             return;
         };
         match self.args.get_mut(keep) {
@@ -352,14 +347,7 @@ impl Filter {
 /// Equality of everything but [`Filter::offset`].
 impl PartialEq for Filter {
     fn eq(&self, other: &Filter) -> bool {
-        let Filter {
-            inputs,
-            name,
-            instance,
-            args,
-            outputs,
-            offset: _,
-        } = self;
+        let Filter { inputs, name, instance, args, outputs, offset: _ } = self;
         *inputs == other.inputs
             && *name == other.name
             && *instance == other.instance

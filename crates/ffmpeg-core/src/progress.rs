@@ -237,9 +237,7 @@ impl Block {
             "progress" => return Some(self.finish(value)),
             _ => {
                 let size = key.len() + value.len();
-                if update.other.len() < MAX_OTHER_ENTRIES
-                    && self.other_bytes + size <= MAX_OTHER_BYTES
-                {
+                if update.other.len() < MAX_OTHER_ENTRIES && self.other_bytes + size <= MAX_OTHER_BYTES {
                     self.other_bytes += size;
                     update.other.push((key.to_owned(), value.to_owned()));
                 }
@@ -253,11 +251,7 @@ impl Block {
         let block = std::mem::take(self);
         ProgressUpdate {
             out_time_us: block.out_time_us.or(block.out_time_ms).or(block.out_time),
-            state: if progress == "end" {
-                ProgressState::End
-            } else {
-                ProgressState::Continue
-            },
+            state: if progress == "end" { ProgressState::End } else { ProgressState::Continue },
             ..block.update
         }
     }
@@ -306,10 +300,7 @@ pub(crate) fn parse_clock_us(input: &str) -> Option<i64> {
         terminated(digits_up_to(usize::MAX, i64::MAX), char(':')),
         terminated(digits_up_to(2, 99), char(':')),
         digits_up_to(2, 99),
-        opt(preceded(
-            char('.'),
-            take_while(|c: char| c.is_ascii_digit()),
-        )),
+        opt(preceded(char('.'), take_while(|c: char| c.is_ascii_digit()))),
     );
     let (_, (minus, hours, minutes, seconds, fraction)) = all_consuming(clock).parse(input).ok()?;
     let total = hours
@@ -326,10 +317,7 @@ pub(crate) fn digits_up_to<'a>(
     max: i64,
 ) -> impl Parser<&'a str, Output = i64, Error = nom::error::Error<&'a str>> {
     verify(
-        map_opt(
-            take_while_m_n(1, max_digits, |c: char| c.is_ascii_digit()),
-            |d: &str| d.parse::<i64>().ok(),
-        ),
+        map_opt(take_while_m_n(1, max_digits, |c: char| c.is_ascii_digit()), |d: &str| d.parse::<i64>().ok()),
         move |v| *v <= max,
     )
 }
@@ -341,9 +329,7 @@ pub(crate) fn fraction_micros(digits: &str) -> i64 {
         .bytes()
         .chain(std::iter::repeat(b'0'))
         .take(6)
-        .fold(0, |acc, b| {
-            acc * 10 + i64::from(b.wrapping_sub(b'0').min(9))
-        })
+        .fold(0, |acc, b| acc * 10 + i64::from(b.wrapping_sub(b'0').min(9)))
 }
 
 #[cfg(test)]

@@ -37,8 +37,7 @@ fn unauthorized(detail: &str) -> Response {
     };
     let mut r = (StatusCode::UNAUTHORIZED, axum::Json(problem)).into_response();
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
-    r.headers_mut()
-        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"ffmpeg-worker\""));
+    r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"ffmpeg-worker\""));
     r
 }
 

@@ -297,9 +297,7 @@ impl Client {
         url.set_query(None);
         url.set_fragment(None);
         url.path_segments_mut()
-            .map_err(|()| ClientError::InvalidUrl {
-                url: self.base.to_string(),
-            })?
+            .map_err(|()| ClientError::InvalidUrl { url: self.base.to_string() })?
             .pop_if_empty()
             .extend(segments);
         Ok(url)
@@ -311,10 +309,10 @@ impl Client {
         url: &Url,
         body: Option<&SubmitRequest>,
     ) -> Result<reqwest::Response, ClientError> {
-        let mut request = self.http.request(method, url.clone()).header(
-            header::ACCEPT,
-            "application/json, application/problem+json;q=0.9, text/plain;q=0.5",
-        );
+        let mut request = self
+            .http
+            .request(method, url.clone())
+            .header(header::ACCEPT, "application/json, application/problem+json;q=0.9, text/plain;q=0.5");
         if let Some(token) = &self.token {
             request = request.bearer_auth(token.trim());
         }
@@ -322,11 +320,7 @@ impl Client {
             request = request.json(body);
         }
         let response = request.send().await.map_err(|e| transport_error(url, &e))?;
-        if response.status().is_success() {
-            Ok(response)
-        } else {
-            Err(problem(response).await)
-        }
+        if response.status().is_success() { Ok(response) } else { Err(problem(response).await) }
     }
 
     async fn fetch<T: serde::de::DeserializeOwned>(
@@ -336,14 +330,9 @@ impl Client {
         body: Option<&SubmitRequest>,
     ) -> Result<Fetched<T>, ClientError> {
         let response = self.call(method, url, body).await?;
-        let raw = response
-            .text()
-            .await
-            .map_err(|e| transport_error(url, &e))?;
-        let value = serde_json::from_str(&raw).map_err(|e| ClientError::InvalidResponse {
-            url: url.to_string(),
-            reason: e.to_string(),
-        })?;
+        let raw = response.text().await.map_err(|e| transport_error(url, &e))?;
+        let value = serde_json::from_str(&raw)
+            .map_err(|e| ClientError::InvalidResponse { url: url.to_string(), reason: e.to_string() })?;
         Ok(Fetched { value, raw })
     }
 
@@ -353,8 +342,7 @@ impl Client {
     /// A refused command is [`ClientError::Problem`] with status 422 and the server's detail,
     /// e.g. "argument 2 `../x.mp4`: path escapes the data directory".
     pub async fn submit(&self, request: &SubmitRequest) -> Result<Fetched<Job>, ClientError> {
-        self.fetch(Method::POST, &self.endpoint(&["jobs"])?, Some(request))
-            .await
+        self.fetch(Method::POST, &self.endpoint(&["jobs"])?, Some(request)).await
     }
 
     /// Gets a job (`GET /jobs/{id}`).
@@ -362,8 +350,7 @@ impl Client {
     /// # Errors
     /// An unknown id is [`ClientError::Problem`] with status 404.
     pub async fn job(&self, id: &str) -> Result<Fetched<Job>, ClientError> {
-        self.fetch(Method::GET, &self.endpoint(&["jobs", id])?, None)
-            .await
+        self.fetch(Method::GET, &self.endpoint(&["jobs", id])?, None).await
     }
 
     /// Cancels a job (`POST /jobs/{id}/cancel`); answers once it is cancelled.
@@ -371,8 +358,7 @@ impl Client {
     /// # Errors
     /// A finished job is [`ClientError::Problem`] with status 409.
     pub async fn cancel(&self, id: &str) -> Result<Fetched<Job>, ClientError> {
-        self.fetch(Method::POST, &self.endpoint(&["jobs", id, "cancel"])?, None)
-            .await
+        self.fetch(Method::POST, &self.endpoint(&["jobs", id, "cancel"])?, None).await
     }
 
     /// A job's log (`GET /jobs/{id}/log`): the tail of ffmpeg's stderr, as text.
@@ -409,22 +395,13 @@ impl Client {
     /// An invalid filter is [`ClientError::Problem`] with status 422.
     pub async fn list_page(&self, url: &Url) -> Result<Page, ClientError> {
         let response = self.call(Method::GET, url, None).await?;
-        let next =
-            next_link(response.headers()).and_then(|target| response.url().join(&target).ok());
-        let body = response
-            .text()
-            .await
-            .map_err(|e| transport_error(url, &e))?;
-        let invalid = |e: serde_json::Error| ClientError::InvalidResponse {
-            url: url.to_string(),
-            reason: e.to_string(),
-        };
+        let next = next_link(response.headers()).and_then(|target| response.url().join(&target).ok());
+        let body = response.text().await.map_err(|e| transport_error(url, &e))?;
+        let invalid =
+            |e: serde_json::Error| ClientError::InvalidResponse { url: url.to_string(), reason: e.to_string() };
         let raw: Vec<Box<RawValue>> = serde_json::from_str(&body).map_err(invalid)?;
-        let jobs = raw
-            .iter()
-            .map(|r| serde_json::from_str(r.get()))
-            .collect::<Result<Vec<Job>, _>>()
-            .map_err(invalid)?;
+        let jobs =
+            raw.iter().map(|r| serde_json::from_str(r.get())).collect::<Result<Vec<Job>, _>>().map_err(invalid)?;
         Ok(Page { jobs, raw, next })
     }
 }
@@ -440,21 +417,11 @@ fn innermost(e: &(dyn std::error::Error + 'static)) -> String {
 }
 
 fn transport_error(url: &Url, e: &reqwest::Error) -> ClientError {
-    let reason = if e.is_timeout() {
-        "no answer in time".to_owned()
-    } else {
-        innermost(e)
-    };
+    let reason = if e.is_timeout() { "no answer in time".to_owned() } else { innermost(e) };
     if e.is_decode() || e.is_body() {
-        ClientError::InvalidResponse {
-            url: url.to_string(),
-            reason,
-        }
+        ClientError::InvalidResponse { url: url.to_string(), reason }
     } else {
-        ClientError::Unreachable {
-            url: url.to_string(),
-            reason,
-        }
+        ClientError::Unreachable { url: url.to_string(), reason }
     }
 }
 
@@ -474,10 +441,7 @@ async fn problem(response: reqwest::Response) -> ClientError {
 fn problem_from_body(status: StatusCode, body: &str, retry_after: Option<Duration>) -> ClientError {
     let reason = status.canonical_reason().unwrap_or("error").to_owned();
     let parsed = serde_json::from_str::<ProblemBody>(body).ok();
-    let title = parsed
-        .as_ref()
-        .and_then(|p| p.title.clone())
-        .unwrap_or_else(|| reason.clone());
+    let title = parsed.as_ref().and_then(|p| p.title.clone()).unwrap_or_else(|| reason.clone());
     let detail = match parsed.and_then(|p| p.detail) {
         Some(serde_json::Value::String(s)) => s,
         // FastAPI sends validation errors as a list of objects.
@@ -487,22 +451,12 @@ fn problem_from_body(status: StatusCode, body: &str, retry_after: Option<Duratio
             if text.is_empty() { reason } else { text }
         }
     };
-    ClientError::Problem {
-        status: status.as_u16(),
-        title,
-        detail,
-        retry_after,
-    }
+    ClientError::Problem { status: status.as_u16(), title, detail, retry_after }
 }
 
 /// The target of the `rel="next"` link of a `Link` header (RFC 8288), unresolved.
 fn next_link(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get_all(header::LINK)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(parse_next_link)
-        .map(str::to_owned)
+    headers.get_all(header::LINK).iter().filter_map(|v| v.to_str().ok()).find_map(parse_next_link).map(str::to_owned)
 }
 
 fn parse_next_link(value: &str) -> Option<&str> {
@@ -513,11 +467,7 @@ fn parse_next_link(value: &str) -> Option<&str> {
                 return false;
             };
             name.trim().eq_ignore_ascii_case("rel")
-                && rel
-                    .trim()
-                    .trim_matches('"')
-                    .split_whitespace()
-                    .any(|r| r.eq_ignore_ascii_case("next"))
+                && rel.trim().trim_matches('"').split_whitespace().any(|r| r.eq_ignore_ascii_case("next"))
         });
         is_next.then_some(target)
     })
@@ -797,22 +747,14 @@ async fn execute(command: Command) -> Result<Outcome, CliError> {
             if args.json {
                 print_raw(&job.raw)?;
             } else {
-                out(format_args!(
-                    "{} {}",
-                    job.value.id,
-                    status_name(job.value.status)
-                ))?;
+                out(format_args!("{} {}", job.value.id, status_name(job.value.status)))?;
             }
             Ok(Outcome::Success)
         }
         Command::Logs(args) => {
             let log = connect(&args.connection)?.log(&args.id).await?;
             if log.is_empty() {
-                let _ = writeln!(
-                    io::stderr(),
-                    "job {} has no log yet: it is kept once the job finishes",
-                    args.id
-                );
+                let _ = writeln!(io::stderr(), "job {} has no log yet: it is kept once the job finishes", args.id);
             } else {
                 let mut stdout = io::stdout().lock();
                 stdout.write_all(log.as_bytes())?;
@@ -875,10 +817,8 @@ async fn list(args: ListArgs) -> Result<Outcome, CliError> {
         }
     };
     if args.json {
-        let json = serde_json::to_string(&raw).map_err(|e| ClientError::InvalidResponse {
-            url: url.to_string(),
-            reason: e.to_string(),
-        })?;
+        let json = serde_json::to_string(&raw)
+            .map_err(|e| ClientError::InvalidResponse { url: url.to_string(), reason: e.to_string() })?;
         print_raw(&json)?;
     } else {
         print_table(&jobs)?;
@@ -891,10 +831,7 @@ async fn list(args: ListArgs) -> Result<Outcome, CliError> {
 
 /// Follows a job until it finishes, then reports how it ended.
 async fn follow(client: &Client, first: Fetched<Job>, json: bool) -> Result<Outcome, CliError> {
-    let mut reporter = Reporter::new(
-        if json { Stream::Stderr } else { Stream::Stdout },
-        &first.value.id,
-    );
+    let mut reporter = Reporter::new(if json { Stream::Stderr } else { Stream::Stdout }, &first.value.id);
     let watched = watch(client, first, &mut reporter).await;
     reporter.finish();
     let Some(job) = watched? else {
@@ -916,12 +853,7 @@ async fn follow(client: &Client, first: Fetched<Job>, json: bool) -> Result<Outc
         }
         status => {
             let mut stderr = io::stderr().lock();
-            match job
-                .error
-                .as_deref()
-                .map(str::trim)
-                .filter(|e| !e.is_empty())
-            {
+            match job.error.as_deref().map(str::trim).filter(|e| !e.is_empty()) {
                 Some(error) => writeln!(stderr, "{} {}:\n{error}", job.id, status_name(status))?,
                 None => writeln!(stderr, "{} {}", job.id, status_name(status))?,
             }
@@ -969,10 +901,7 @@ async fn watch(
                         return Err(e.into());
                     }
                     reporter.note(&id, &format!("{e}; retrying"))?;
-                    delay = e
-                        .retry_after()
-                        .unwrap_or(POLL_INTERVAL * 4)
-                        .clamp(POLL_INTERVAL, Duration::from_secs(5));
+                    delay = e.retry_after().unwrap_or(POLL_INTERVAL * 4).clamp(POLL_INTERVAL, Duration::from_secs(5));
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -1020,20 +949,12 @@ impl Reporter {
                 Stream::Stdout => ProgressDrawTarget::stdout(),
                 Stream::Stderr => ProgressDrawTarget::stderr(),
             };
-            let bar = ProgressBar::with_draw_target(None, target)
-                .with_style(bar_style(false))
-                .with_prefix(id.to_owned());
+            let bar =
+                ProgressBar::with_draw_target(None, target).with_style(bar_style(false)).with_prefix(id.to_owned());
             bar.enable_steady_tick(Duration::from_millis(120));
-            Reporter::Bar(BarReporter {
-                bar,
-                determinate: false,
-            })
+            Reporter::Bar(BarReporter { bar, determinate: false })
         } else {
-            Reporter::Lines(LineReporter {
-                stream,
-                last: None,
-                failing: false,
-            })
+            Reporter::Lines(LineReporter { stream, last: None, failing: false })
         }
     }
 
@@ -1096,28 +1017,18 @@ impl BarReporter {
             self.bar.set_style(bar_style(want_bar));
         }
         if let Some(p) = percent {
-            self.bar
-                .set_position((p.clamp(0.0, 100.0) * BAR_SCALE).round() as u64);
+            self.bar.set_position((p.clamp(0.0, 100.0) * BAR_SCALE).round() as u64);
         }
         // The bar itself says "running": show only the measures next to it.
-        self.bar.set_message(if want_bar {
-            measures(job).join(" ")
-        } else {
-            details(job)
-        });
+        self.bar.set_message(if want_bar { measures(job).join(" ") } else { details(job) });
     }
 }
 
 /// A spinner (`bar` false: the percent is unknown) or a bar, after the job id.
 fn bar_style(bar: bool) -> ProgressStyle {
-    let template = if bar {
-        "{spinner:.cyan} {prefix} [{bar:24.cyan/blue}] {msg}"
-    } else {
-        "{spinner:.cyan} {prefix} {msg}"
-    };
-    ProgressStyle::with_template(template)
-        .unwrap_or_else(|_| ProgressStyle::default_spinner())
-        .progress_chars("=> ")
+    let template =
+        if bar { "{spinner:.cyan} {prefix} [{bar:24.cyan/blue}] {msg}" } else { "{spinner:.cyan} {prefix} {msg}" };
+    ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_spinner()).progress_chars("=> ")
 }
 
 /// What the last plain line showed.
@@ -1145,11 +1056,7 @@ impl LineReporter {
         }
         let decile = running_percent(job).map(decile);
         if line_due(self.last.as_ref(), job.status, decile, now) {
-            self.last = Some(Printed {
-                status: job.status,
-                decile,
-                at: now,
-            });
+            self.last = Some(Printed { status: job.status, decile, at: now });
             self.stream.line(&progress_line(job))?;
         }
         Ok(())
@@ -1162,12 +1069,7 @@ fn decile(percent: f64) -> u32 {
 
 /// Whether a plain progress line is due: on every status change, when the percent reaches a
 /// new tenth, and at least every [`LINE_HEARTBEAT`] while running.
-fn line_due(
-    last: Option<&Printed>,
-    status: JobStatusWire,
-    decile: Option<u32>,
-    now: Instant,
-) -> bool {
+fn line_due(last: Option<&Printed>, status: JobStatusWire, decile: Option<u32>, now: Instant) -> bool {
     let Some(last) = last else { return true };
     if last.status != status {
         return true;
@@ -1185,10 +1087,7 @@ fn line_due(
 
 fn running_percent(job: &Job) -> Option<f64> {
     if job.status == JobStatusWire::Running {
-        job.progress
-            .as_ref()
-            .and_then(|p| p.percent)
-            .filter(|p| p.is_finite())
+        job.progress.as_ref().and_then(|p| p.percent).filter(|p| p.is_finite())
     } else {
         None
     }
@@ -1198,11 +1097,7 @@ fn running_percent(job: &Job) -> Option<f64> {
 /// unknown, the output time reached: `00:00:05.03 speed 2.1x`. Empty when not running.
 fn measures(job: &Job) -> Vec<String> {
     let mut parts = Vec::new();
-    let Some(p) = job
-        .progress
-        .as_ref()
-        .filter(|_| job.status == JobStatusWire::Running)
-    else {
+    let Some(p) = job.progress.as_ref().filter(|_| job.status == JobStatusWire::Running) else {
         return parts;
     };
     match running_percent(job) {
@@ -1290,22 +1185,15 @@ fn progress_summary(p: &JobProgress) -> String {
 }
 
 fn job_fields(job: &Job) -> Vec<(&'static str, String)> {
-    let mut fields = vec![
-        ("id", job.id.clone()),
-        ("status", status_name(job.status).to_owned()),
-        ("command", job.command.clone()),
-    ];
+    let mut fields =
+        vec![("id", job.id.clone()), ("status", status_name(job.status).to_owned()), ("command", job.command.clone())];
     if job.priority != 0 {
         fields.push(("priority", job.priority.to_string()));
     }
     if let Some(t) = job.timeout_seconds {
         fields.push(("timeout", format!("{t}s")));
     }
-    for (name, value) in [
-        ("created", &job.created_at),
-        ("started", &job.started_at),
-        ("finished", &job.completed_at),
-    ] {
+    for (name, value) in [("created", &job.created_at), ("started", &job.started_at), ("finished", &job.completed_at)] {
         if let Some(v) = value {
             fields.push((name, whole_seconds(v)));
         }
@@ -1320,11 +1208,7 @@ fn job_fields(job: &Job) -> Vec<(&'static str, String)> {
         fields.push(("outputs", job.output_files.join("\n")));
     }
     if !job.metadata.is_empty() {
-        let labels: Vec<String> = job
-            .metadata
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
+        let labels: Vec<String> = job.metadata.iter().map(|(k, v)| format!("{k}={v}")).collect();
         fields.push(("metadata", labels.join("\n")));
     }
     if let Some(e) = &job.error {
@@ -1339,10 +1223,7 @@ fn format_fields(fields: &[(&str, String)]) -> String {
     let mut text = String::new();
     for (name, value) in fields {
         let mut lines = value.lines();
-        text.push_str(&format!(
-            "{name:<width$}{}\n",
-            lines.next().unwrap_or_default()
-        ));
+        text.push_str(&format!("{name:<width$}{}\n", lines.next().unwrap_or_default()));
         for line in lines {
             text.push_str(&format!("{:width$}{line}\n", ""));
         }
@@ -1366,21 +1247,14 @@ fn whole_seconds(rfc3339: &str) -> String {
 }
 
 fn format_table(jobs: &[Job]) -> String {
-    let mut text = format!(
-        "{:<20}  {:<9}  {:>8}  {:<20}  {}\n",
-        "ID", "STATUS", "PROGRESS", "CREATED", "COMMAND"
-    );
+    let mut text = format!("{:<20}  {:<9}  {:>8}  {:<20}  {}\n", "ID", "STATUS", "PROGRESS", "CREATED", "COMMAND");
     for job in jobs {
         let progress = match (job.status, job.progress.as_ref().and_then(|p| p.percent)) {
             (JobStatusWire::Running, Some(p)) => format!("{p:.1}%"),
             (JobStatusWire::Running, None) => "?".to_owned(),
             _ => String::new(),
         };
-        let created = job
-            .created_at
-            .as_deref()
-            .map(whole_seconds)
-            .unwrap_or_default();
+        let created = job.created_at.as_deref().map(whole_seconds).unwrap_or_default();
         text.push_str(&format!(
             "{:<20}  {:<9}  {:>8}  {:<20}  {}\n",
             job.id,
@@ -1423,13 +1297,7 @@ mod tests {
     }
 
     fn progress(percent: Option<f64>, speed: Option<f64>, eta: Option<f64>) -> JobProgress {
-        JobProgress {
-            time: Some("00:00:05.03".to_owned()),
-            percent,
-            speed,
-            eta_seconds: eta,
-            ..Default::default()
-        }
+        JobProgress { time: Some("00:00:05.03".to_owned()), percent, speed, eta_seconds: eta, ..Default::default() }
     }
 
     #[test]
@@ -1443,16 +1311,8 @@ mod tests {
                 Some(progress(Some(42.0), Some(2.13), Some(11.2))),
                 "job_0123456789abcdef running 42.0% speed 2.1x eta 12s",
             ),
-            (
-                Running,
-                Some(progress(None, Some(2.1), None)),
-                "job_0123456789abcdef running 00:00:05.03 speed 2.1x",
-            ),
-            (
-                Running,
-                Some(progress(Some(0.0), None, None)),
-                "job_0123456789abcdef running 0.0%",
-            ),
+            (Running, Some(progress(None, Some(2.1), None)), "job_0123456789abcdef running 00:00:05.03 speed 2.1x"),
+            (Running, Some(progress(Some(0.0), None, None)), "job_0123456789abcdef running 0.0%"),
             (
                 Running,
                 Some(progress(Some(99.95), Some(1.0), Some(0.0))),
@@ -1489,16 +1349,8 @@ mod tests {
         use JobStatusWire::*;
         let t0 = Instant::now();
         let at = |s: u64| t0 + Duration::from_secs(s);
-        let running = |decile| Printed {
-            status: Running,
-            decile,
-            at: t0,
-        };
-        let queued = Printed {
-            status: Queued,
-            decile: None,
-            at: t0,
-        };
+        let running = |decile| Printed { status: Running, decile, at: t0 };
+        let queued = Printed { status: Queued, decile: None, at: t0 };
         for (last, status, decile, now, due) in [
             (None, Queued, None, at(0), true),
             (Some(queued), Queued, None, at(60), false),
@@ -1517,16 +1369,7 @@ mod tests {
                 "{last:?} -> {status:?} {decile:?} at {now:?}"
             );
         }
-        assert_eq!(
-            [
-                decile(0.0),
-                decile(9.99),
-                decile(10.0),
-                decile(100.0),
-                decile(250.0)
-            ],
-            [0, 0, 1, 10, 10]
-        );
+        assert_eq!([decile(0.0), decile(9.99), decile(10.0), decile(100.0), decile(250.0)], [0, 0, 1, 10, 10]);
     }
 
     #[test]
@@ -1538,10 +1381,7 @@ mod tests {
             metadata: Vec::new(),
             json: false,
             command: words.iter().map(|w| (*w).to_owned()).collect(),
-            connection: Connection {
-                url: Url::parse(DEFAULT_URL).expect("url"),
-                token: None,
-            },
+            connection: Connection { url: Url::parse(DEFAULT_URL).expect("url"), token: None },
         };
         for (words, expected) in [
             (&["-i in.mp4 out.webm"][..], "-i in.mp4 out.webm"),
@@ -1555,21 +1395,14 @@ mod tests {
             let line = args(words).command_line();
             assert_eq!(line, expected);
             if words.len() > 1 {
-                assert_eq!(
-                    shell_words::split(&line).expect("splits"),
-                    words,
-                    "round trip"
-                );
+                assert_eq!(shell_words::split(&line).expect("splits"), words, "round trip");
             }
         }
     }
 
     #[test]
     fn key_values() {
-        assert_eq!(
-            parse_key_value("a=b=c"),
-            Ok(("a".to_owned(), "b=c".to_owned()))
-        );
+        assert_eq!(parse_key_value("a=b=c"), Ok(("a".to_owned(), "b=c".to_owned())));
         assert_eq!(parse_key_value("a="), Ok(("a".to_owned(), String::new())));
         assert!(parse_key_value("a").is_err());
         assert!(parse_key_value("=b").is_err());
@@ -1590,34 +1423,16 @@ mod tests {
             ("http://h:8000", "http://h:8000/jobs/job_1/cancel"),
             ("http://h:8000/", "http://h:8000/jobs/job_1/cancel"),
             ("https://h/ffmpeg", "https://h/ffmpeg/jobs/job_1/cancel"),
-            (
-                "https://h/ffmpeg/?x=1#f",
-                "https://h/ffmpeg/jobs/job_1/cancel",
-            ),
+            ("https://h/ffmpeg/?x=1#f", "https://h/ffmpeg/jobs/job_1/cancel"),
         ] {
             let client = Client::new(Url::parse(base).expect("url"), None).expect("client");
-            assert_eq!(
-                client
-                    .endpoint(&["jobs", "job_1", "cancel"])
-                    .expect("url")
-                    .as_str(),
-                expected
-            );
+            assert_eq!(client.endpoint(&["jobs", "job_1", "cancel"]).expect("url").as_str(), expected);
         }
         let client = Client::new(Url::parse("http://h/").expect("url"), None).expect("client");
+        assert_eq!(client.endpoint(&["jobs", "../x?y"]).expect("url").as_str(), "http://h/jobs/..%2Fx%3Fy");
+        assert_eq!(client.list_url(None, None).expect("url").as_str(), "http://h/jobs");
         assert_eq!(
-            client.endpoint(&["jobs", "../x?y"]).expect("url").as_str(),
-            "http://h/jobs/..%2Fx%3Fy"
-        );
-        assert_eq!(
-            client.list_url(None, None).expect("url").as_str(),
-            "http://h/jobs"
-        );
-        assert_eq!(
-            client
-                .list_url(Some("queued"), Some(5))
-                .expect("url")
-                .as_str(),
+            client.list_url(Some("queued"), Some(5)).expect("url").as_str(),
             "http://h/jobs?status=queued&limit=5"
         );
     }
@@ -1625,10 +1440,7 @@ mod tests {
     #[test]
     fn next_links() {
         for (header, expected) in [
-            (
-                "</jobs?limit=2&cursor=5>; rel=\"next\"",
-                Some("/jobs?limit=2&cursor=5"),
-            ),
+            ("</jobs?limit=2&cursor=5>; rel=\"next\"", Some("/jobs?limit=2&cursor=5")),
             ("</jobs?cursor=5>; rel=next", Some("/jobs?cursor=5")),
             ("</a>; rel=\"prev\", </b>; rel=\"next last\"", Some("/b")),
             ("</a>; rel=\"prev\"", None),
@@ -1644,11 +1456,9 @@ mod tests {
         let check = |status: u16, body: &str, title: &str, detail: &str| {
             let status = StatusCode::from_u16(status).expect("status");
             match problem_from_body(status, body, None) {
-                ClientError::Problem {
-                    title: t,
-                    detail: d,
-                    ..
-                } => assert_eq!((t.as_str(), d.as_str()), (title, detail)),
+                ClientError::Problem { title: t, detail: d, .. } => {
+                    assert_eq!((t.as_str(), d.as_str()), (title, detail));
+                }
                 other => panic!("{other:?}"),
             }
         };
@@ -1658,18 +1468,8 @@ mod tests {
             "Refused by the security policy",
             "argument 2 `../x.mp4`: path escapes the data directory",
         );
-        check(
-            404,
-            r#"{"detail":"Job not found"}"#,
-            "Not Found",
-            "Job not found",
-        );
-        check(
-            502,
-            "Bad gateway from nginx\n",
-            "Bad Gateway",
-            "Bad gateway from nginx",
-        );
+        check(404, r#"{"detail":"Job not found"}"#, "Not Found", "Job not found");
+        check(502, "Bad gateway from nginx\n", "Bad Gateway", "Bad gateway from nginx");
         check(500, "", "Internal Server Error", "Internal Server Error");
     }
 
@@ -1686,10 +1486,7 @@ mod tests {
 
     #[test]
     fn status_and_table_text() {
-        let mut j = job(
-            JobStatusWire::Failed,
-            Some(progress(Some(12.5), None, None)),
-        );
+        let mut j = job(JobStatusWire::Failed, Some(progress(Some(12.5), None, None)));
         j.error = Some("missing.mp4: No such file or directory\nsecond line\n".to_owned());
         j.metadata.insert("asset".to_owned(), "a-42".to_owned());
         let text = format_fields(&job_fields(&j));
@@ -1703,15 +1500,9 @@ mod tests {
              error     missing.mp4: No such file or directory\n\
              \x20         second line\n"
         );
-        let table = format_table(&[job(
-            JobStatusWire::Running,
-            Some(progress(Some(42.0), None, None)),
-        )]);
+        let table = format_table(&[job(JobStatusWire::Running, Some(progress(Some(42.0), None, None)))]);
         assert!(
-            table
-                .lines()
-                .nth(1)
-                .is_some_and(|l| l.starts_with("job_0123456789abcdef  running       42.0%")),
+            table.lines().nth(1).is_some_and(|l| l.starts_with("job_0123456789abcdef  running       42.0%")),
             "{table}"
         );
     }

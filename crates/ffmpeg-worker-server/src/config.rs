@@ -165,12 +165,8 @@ pub fn markdown() -> String {
     for arg in cmd.get_arguments() {
         let Some(long) = arg.get_long() else { continue };
         let env = arg.get_env().map(|e| format!("`{}`", e.to_string_lossy())).unwrap_or_default();
-        let default = arg
-            .get_default_values()
-            .iter()
-            .map(|v| v.to_string_lossy().into_owned())
-            .collect::<Vec<_>>()
-            .join(", ");
+        let default =
+            arg.get_default_values().iter().map(|v| v.to_string_lossy().into_owned()).collect::<Vec<_>>().join(", ");
         let default = if default.is_empty() { "—".to_owned() } else { format!("`{default}`") };
         let help = arg.get_long_help().or_else(|| arg.get_help()).map(ToString::to_string).unwrap_or_default();
         let help = help.replace('\n', " ").replace('|', "\\|");
@@ -189,7 +185,9 @@ impl ServeConfig {
     /// The security policy: the default one, adjusted by the allow/forbid settings.
     pub fn policy(&self) -> ffmpeg_core::policy::Policy {
         let mut policy = ffmpeg_core::policy::Policy::default();
-        let names = |v: &[String]| v.iter().map(|n| n.trim().trim_start_matches('-').to_owned()).filter(|n| !n.is_empty()).collect::<Vec<_>>();
+        let names = |v: &[String]| {
+            v.iter().map(|n| n.trim().trim_start_matches('-').to_owned()).filter(|n| !n.is_empty()).collect::<Vec<_>>()
+        };
         for name in names(&self.allow_options) {
             policy = policy.allow_option(&name);
         }

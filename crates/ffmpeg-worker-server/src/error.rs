@@ -1,8 +1,8 @@
 //! The server's one error type: every failure a handler can return, rendered as RFC 9457
 //! `application/problem+json` with a stable `type`. Internal details are logged, never sent.
 
-use axum::extract::{FromRequest, FromRequestParts};
 use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use ffmpeg_core::command::CommandError;

@@ -11,12 +11,7 @@ use tracing_subscriber::EnvFilter;
 
 /// Run ffmpeg jobs over HTTP.
 #[derive(Debug, Parser)]
-#[command(
-    name = "ffmpeg-worker",
-    version,
-    about,
-    args_conflicts_with_subcommands = true
-)]
+#[command(name = "ffmpeg-worker", version, about, args_conflicts_with_subcommands = true)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Cmd>,
@@ -27,7 +22,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Cmd {
     /// Run the HTTP server and the workers (the default when no subcommand is given).
-    Serve(ServeConfig),
+    Serve(Box<ServeConfig>),
     #[command(flatten)]
     Client(client::Command),
     /// Print the OpenAPI 3.1 document (JSON) and exit.
@@ -40,12 +35,8 @@ enum Cmd {
 
 fn init_logging(format: LogFormat) {
     let filter = EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
-        && std::env::var_os("NO_COLOR").is_none();
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(ansi);
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
     match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Pretty => builder.init(),
@@ -63,17 +54,17 @@ fn print(text: &str) -> ExitCode {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let config = match cli.command.unwrap_or(Cmd::Serve(cli.serve)) {
+    let config = match cli.command.unwrap_or_else(|| Cmd::Serve(Box::new(cli.serve))) {
         Cmd::Serve(config) => config,
         Cmd::Openapi => return print(&format!("{}\n", ffmpeg_worker_server::openapi_json())),
         Cmd::ConfigDoc => return print(&ffmpeg_worker_server::config::markdown()),
         Cmd::Client(command) => return client::run(command).await,
     };
     init_logging(config.log_format);
-    match ffmpeg_worker_server::serve::run(config).await {
+    match ffmpeg_worker_server::serve::run(*config).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{e}");
+            // Plain text on stderr whatever the log format: this is what an operator reads first.
             eprintln!("ffmpeg-worker: {e}");
             ExitCode::from(2)
         }

@@ -10,8 +10,8 @@ use utoipa::IntoParams;
 use crate::AppState;
 use crate::error::{ApiError, AppJson, AppQuery};
 use crate::wire::{
-    CreateJobRequest, HealthResponse, JobResponse, ReadyResponse, MAX_METADATA_ENTRIES, MAX_METADATA_KEY_BYTES,
-    MAX_METADATA_VALUE_BYTES, Problem,
+    CreateJobRequest, HealthResponse, JobResponse, MAX_METADATA_ENTRIES, MAX_METADATA_KEY_BYTES,
+    MAX_METADATA_VALUE_BYTES, Problem, ReadyResponse,
 };
 
 /// Default page size of `GET /jobs`.
@@ -40,9 +40,8 @@ pub(crate) async fn health() -> AppJson<HealthResponse> {
 )]
 pub(crate) async fn ready(State(state): State<AppState>) -> Result<AppJson<ReadyResponse>, ApiError> {
     state.jobs.store().ping().await?;
-    let ffmpeg = crate::serve::check_ffmpeg(&state.settings.ffmpeg_bin)
-        .await
-        .map_err(|e| ApiError::NotReady(e.to_string()))?;
+    let ffmpeg =
+        crate::serve::check_ffmpeg(&state.settings.ffmpeg_bin).await.map_err(|e| ApiError::NotReady(e.to_string()))?;
     Ok(AppJson(ReadyResponse { status: "ready".to_owned(), ffmpeg }))
 }
 
@@ -64,7 +63,10 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Result<impl IntoRe
 fn validate_metadata(req: &CreateJobRequest) -> Result<(), ApiError> {
     let invalid = |detail: String| ApiError::InvalidRequest { status: StatusCode::UNPROCESSABLE_ENTITY, detail };
     if req.metadata.len() > MAX_METADATA_ENTRIES {
-        return Err(invalid(format!("metadata has {} entries; at most {MAX_METADATA_ENTRIES} are allowed", req.metadata.len())));
+        return Err(invalid(format!(
+            "metadata has {} entries; at most {MAX_METADATA_ENTRIES} are allowed",
+            req.metadata.len()
+        )));
     }
     for (k, v) in &req.metadata {
         if k.is_empty() || k.len() > MAX_METADATA_KEY_BYTES {
@@ -160,17 +162,18 @@ pub(crate) async fn list_jobs(
         None | Some("") => None,
         Some(c) => Some(c.parse::<i64>().map_err(|_| invalid(format!("cursor `{c}` is not valid")))?),
     };
-    let jobs = state.jobs.store().list(&ListQuery { status, after_seq, limit }).await?;
+    // One more than asked tells whether a next page exists, so the last page has no `Link`.
+    let mut jobs = state.jobs.store().list(&ListQuery { status, after_seq, limit: limit + 1 }).await?;
     let mut headers = HeaderMap::new();
-    if jobs.len() == limit as usize {
-        if let Some(last) = jobs.last() {
-            let mut next = format!("/jobs?limit={limit}&cursor={}", last.seq);
-            if let Some(s) = status {
-                next.push_str(&format!("&status={s}"));
-            }
-            if let Ok(v) = HeaderValue::try_from(format!("<{next}>; rel=\"next\"")) {
-                headers.insert(header::LINK, v);
-            }
+    if jobs.len() > limit as usize {
+        jobs.truncate(limit as usize);
+        let last_seq = jobs.last().map_or(0, |j| j.seq);
+        let mut next = format!("/jobs?limit={limit}&cursor={last_seq}");
+        if let Some(s) = status {
+            next.push_str(&format!("&status={s}"));
+        }
+        if let Ok(v) = HeaderValue::try_from(format!("<{next}>; rel=\"next\"")) {
+            headers.insert(header::LINK, v);
         }
     }
     let body: Vec<JobResponse> = jobs.into_iter().map(JobResponse::from).collect();
@@ -249,7 +252,10 @@ pub(crate) async fn delete_job(State(state): State<AppState>, Path(id): Path<Str
         (status = 404, description = "No such job", body = Problem, content_type = "application/problem+json"),
     )
 )]
-pub(crate) async fn job_log(State(state): State<AppState>, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
+pub(crate) async fn job_log(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
     let id = parse_id(&id)?;
     let log = state.jobs.store().log(&id).await?.ok_or_else(|| ApiError::NotFound(id.to_string()))?;
     Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], log))

@@ -96,7 +96,10 @@ pub async fn open_store(url: &str) -> Result<Arc<dyn JobStore>, StartError> {
             .map_err(|e| StartError::Database { url: url.to_owned(), reason: e.to_string() })?;
         return Ok(Arc::new(store));
     }
-    Err(StartError::Database { url: url.to_owned(), reason: "unsupported scheme; use sqlite://PATH or memory:".to_owned() })
+    Err(StartError::Database {
+        url: url.to_owned(),
+        reason: "unsupported scheme; use sqlite://PATH or memory:".to_owned(),
+    })
 }
 
 /// The database file of a `sqlite:` URL, for the sandbox to put off limits.
@@ -158,7 +161,8 @@ async fn shutdown_signal() {
 pub async fn run(config: ServeConfig) -> Result<(), StartError> {
     let data_err = |reason: String| StartError::DataDir { path: config.data_path.display().to_string(), reason };
     std::fs::create_dir_all(&config.data_path).map_err(|e| data_err(e.to_string()))?;
-    let mut sandbox = Sandbox::new(&config.data_path).map_err(|e| data_err(e.to_string()))?.with_policy(config.policy());
+    let mut sandbox =
+        Sandbox::new(&config.data_path).map_err(|e| data_err(e.to_string()))?.with_policy(config.policy());
     if let Some(db) = sqlite_file(&config.database_url) {
         // The database may sit inside the data directory if the operator put it there: no job
         // may read or overwrite it, its write-ahead log or its shared-memory file.
@@ -184,7 +188,11 @@ pub async fn run(config: ServeConfig) -> Result<(), StartError> {
         .await
         .map_err(|e| StartError::Database { url: config.database_url.clone(), reason: e.to_string() })?;
     if !recovery.requeued.is_empty() || !recovery.failed.is_empty() {
-        tracing::warn!(requeued = recovery.requeued.len(), failed = recovery.failed.len(), "recovered jobs interrupted by a previous run");
+        tracing::warn!(
+            requeued = recovery.requeued.len(),
+            failed = recovery.failed.len(),
+            "recovered jobs interrupted by a previous run"
+        );
     }
 
     let mut ffmpeg = FfmpegConfig::new(&config.ffmpeg_bin, sandbox.root());
@@ -218,9 +226,8 @@ pub async fn run(config: ServeConfig) -> Result<(), StartError> {
     let state = AppState::with_settings(Arc::clone(&jobs), settings);
 
     let addr = SocketAddr::new(config.host, config.port);
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| StartError::Bind { addr, reason: e.to_string() })?;
+    let listener =
+        tokio::net::TcpListener::bind(addr).await.map_err(|e| StartError::Bind { addr, reason: e.to_string() })?;
     let local = listener.local_addr().map_err(|e| StartError::Bind { addr, reason: e.to_string() })?;
     tracing::info!(address = %format!("http://{local}"), docs = %format!("http://{local}/docs"), "listening");
 
@@ -229,19 +236,15 @@ pub async fn run(config: ServeConfig) -> Result<(), StartError> {
     let stop_http_signal = stop_http.clone();
     let server = tokio::spawn(async move {
         let service = app(http_state).into_make_service_with_connect_info::<SocketAddr>();
-        axum::serve(listener, service)
-            .with_graceful_shutdown(async move { stop_http_signal.cancelled().await })
-            .await
+        axum::serve(listener, service).with_graceful_shutdown(async move { stop_http_signal.cancelled().await }).await
     });
 
     shutdown_signal().await;
     tracing::info!(grace = ?config.shutdown_grace, "shutting down: no new jobs; waiting for running jobs");
     state.stop_accepting();
     shutdown.stop_claiming.cancel();
-    let drained = tokio::time::timeout(config.shutdown_grace, async {
-        while workers.join_next().await.is_some() {}
-    })
-    .await;
+    let drained =
+        tokio::time::timeout(config.shutdown_grace, async { while workers.join_next().await.is_some() {} }).await;
     if drained.is_err() {
         tracing::warn!("grace period over: stopping running jobs and putting them back in the queue");
         shutdown.abort_running.cancel();

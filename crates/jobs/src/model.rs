@@ -128,10 +128,7 @@ impl fmt::Display for JobStatus {
 impl FromStr for JobStatus {
     type Err = InvalidJobStatus;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        JobStatus::ALL
-            .into_iter()
-            .find(|st| st.as_str() == s)
-            .ok_or_else(|| InvalidJobStatus(s.to_owned()))
+        JobStatus::ALL.into_iter().find(|st| st.as_str() == s).ok_or_else(|| InvalidJobStatus(s.to_owned()))
     }
 }
 

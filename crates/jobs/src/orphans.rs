@@ -34,9 +34,9 @@ fn parent_of(pid: i32) -> Option<i32> {
 }
 
 fn is_worker(pid: i32) -> bool {
-    read_cmdline(pid)
-        .and_then(|args| args.first().cloned())
-        .is_some_and(|exe| Path::new(&exe).file_name().is_some_and(|n| n.to_string_lossy().starts_with("ffmpeg-worker")))
+    read_cmdline(pid).and_then(|args| args.first().cloned()).is_some_and(|exe| {
+        Path::new(&exe).file_name().is_some_and(|n| n.to_string_lossy().starts_with("ffmpeg-worker"))
+    })
 }
 
 /// ffmpeg processes writing under `data_dir` that no running `ffmpeg-worker` owns.

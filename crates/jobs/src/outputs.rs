@@ -84,8 +84,9 @@ fn scan_path(abs: &Path, naming: Naming, started: SystemTime, found: &mut BTreeS
         }
         // Other templates (DASH `$Number$`): every new file beside it.
         Naming::Pattern => scan(dir, |_, meta| modified_since(meta, started), found),
+        // A file the command names: listed when it exists (ffmpeg was told to write it).
         _ => {
-            if std::fs::metadata(abs).is_ok_and(|m| m.is_file() && modified_since(&m, started)) {
+            if abs.is_file() {
                 found.insert(abs.to_path_buf());
             }
         }
@@ -100,6 +101,9 @@ fn written_option_files(command: &ResolvedCommand) -> impl Iterator<Item = &Opti
 /// The files `command` produced, as absolute paths, for a run that started at `started`:
 /// its outputs and the files its options and filters wrote.
 pub fn produced_files(command: &ResolvedCommand, started: SystemTime) -> Vec<PathBuf> {
+    // File times come from the kernel's coarse clock (one tick, up to 10 ms, behind the precise
+    // clock `started` was read from): allow for it.
+    let started = started.checked_sub(std::time::Duration::from_millis(100)).unwrap_or(started);
     let mut found = BTreeSet::new();
     for file in written_option_files(command) {
         let abs = file.path().as_path();
@@ -123,11 +127,7 @@ pub fn produced_files(command: &ResolvedCommand, started: SystemTime) -> Vec<Pat
 
 /// `paths` relative to the data directory `root`, as strings (non-UTF-8 names lossily).
 pub fn relative_to(root: &Path, paths: &[PathBuf]) -> Vec<String> {
-    paths
-        .iter()
-        .filter_map(|p| p.strip_prefix(root).ok())
-        .map(|p| p.to_string_lossy().into_owned())
-        .collect()
+    paths.iter().filter_map(|p| p.strip_prefix(root).ok()).map(|p| p.to_string_lossy().into_owned()).collect()
 }
 
 /// The paths a command writes: its file outputs and written option files (patterns and

@@ -62,10 +62,7 @@ struct PError<'a> {
 
 impl<'a> ParseError<&'a str> for PError<'a> {
     fn from_error_kind(at: &'a str, _kind: ErrorKind) -> Self {
-        PError {
-            at,
-            problem: Problem::Unexpected,
-        }
+        PError { at, problem: Problem::Unexpected }
     }
 
     fn append(_: &'a str, _: ErrorKind, other: Self) -> Self {
@@ -94,21 +91,13 @@ pub(super) fn graph(graph: &str) -> Result<FilterGraph, FilterGraphError> {
     if graph.trim_matches(WHITESPACE).is_empty() {
         return Err(FilterGraphError::Empty);
     }
-    let chain = map(separated_list1(char(','), filter(graph)), |filters| {
-        FilterChain { filters }
-    });
+    let chain = map(separated_list1(char(','), filter(graph)), |filters| FilterChain { filters });
     let result = (sws_flags, separated_list1(char(';'), chain)).parse(graph);
     let error = match result {
         Ok(("", (sws_flags, chains))) => return Ok(FilterGraph { chains, sws_flags }),
-        Ok((rest, _)) => PError {
-            at: rest,
-            problem: Problem::Unexpected,
-        },
+        Ok((rest, _)) => PError { at: rest, problem: Problem::Unexpected },
         Err(nom::Err::Error(e) | nom::Err::Failure(e)) => e,
-        Err(nom::Err::Incomplete(_)) => PError {
-            at: "",
-            problem: Problem::Unexpected,
-        },
+        Err(nom::Err::Incomplete(_)) => PError { at: "", problem: Problem::Unexpected },
     };
     let offset = graph.len().saturating_sub(error.at.len());
     Err(match error.problem {
@@ -124,9 +113,7 @@ pub(super) fn graph(graph: &str) -> Result<FilterGraph, FilterGraphError> {
         Problem::UnterminatedQuote => FilterGraphError::UnterminatedQuote { offset },
         Problem::TrailingBackslash => FilterGraphError::TrailingBackslash { offset },
         Problem::EmptyOptionKey => FilterGraphError::EmptyOptionKey { offset },
-        Problem::PositionalAfterNamed(value) => {
-            FilterGraphError::PositionalAfterNamed { offset, value }
-        }
+        Problem::PositionalAfterNamed(value) => FilterGraphError::PositionalAfterNamed { offset, value },
     })
 }
 
@@ -160,14 +147,7 @@ fn filter<'a>(graph: &'a str) -> impl Fn(&'a str) -> PResult<'a, Filter> {
             Some(args) => options(&args)?,
             None => Vec::new(),
         };
-        let filter = Filter {
-            inputs,
-            name,
-            instance,
-            args,
-            outputs,
-            offset: graph.len().saturating_sub(start.len()),
-        };
+        let filter = Filter { inputs, name, instance, args, outputs, offset: graph.len().saturating_sub(start.len()) };
         Ok((input, filter))
     }
 }
@@ -200,19 +180,10 @@ fn filter_name<'a>(token: &Token<'a>) -> Result<(String, Option<String>), nom::E
     if full.is_empty() {
         return Err(failure(at, Problem::MissingFilterName));
     }
-    let searched = full
-        .as_bytes()
-        .get(..INSTANCE_SEARCH_BYTES)
-        .unwrap_or(full.as_bytes());
-    let split = searched
-        .iter()
-        .position(|&b| b == b'@')
-        .filter(|&i| i + 1 < full.len());
+    let searched = full.as_bytes().get(..INSTANCE_SEARCH_BYTES).unwrap_or(full.as_bytes());
+    let split = searched.iter().position(|&b| b == b'@').filter(|&i| i + 1 < full.len());
     let (name, instance) = match split {
-        Some(i) => (
-            full.get(..i).unwrap_or_default(),
-            Some(suffix(full, i + 1).to_owned()),
-        ),
+        Some(i) => (full.get(..i).unwrap_or_default(), Some(suffix(full, i + 1).to_owned())),
         None => (full, None),
     };
     if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
@@ -246,17 +217,11 @@ fn option_list(text: &str) -> Result<Vec<FilterArg>, nom::Err<PError<'_>>> {
         let (after, arg) = match option_key(item) {
             Ok((after, key)) => {
                 if key.is_empty() {
-                    return Err(failure(
-                        item.trim_start_matches(KEY_WHITESPACE),
-                        Problem::EmptyOptionKey,
-                    ));
+                    return Err(failure(item.trim_start_matches(KEY_WHITESPACE), Problem::EmptyOptionKey));
                 }
                 let (after, value) = token(VALUE_TERMINATORS)(after)?;
                 named = true;
-                let arg = FilterArg::Named {
-                    key: key.to_owned(),
-                    value: value.text,
-                };
+                let arg = FilterArg::Named { key: key.to_owned(), value: value.text };
                 (after, arg)
             }
             Err(_) => {
@@ -302,14 +267,8 @@ impl<'a> Token<'a> {
     /// The source from the character that gave text position `pos` on.
     fn source_at(&self, pos: usize) -> &'a str {
         let after = self.map.partition_point(|&(text, _)| text <= pos);
-        let (text, source) = after
-            .checked_sub(1)
-            .and_then(|i| self.map.get(i))
-            .copied()
-            .unwrap_or((0, self.start));
-        self.source
-            .get(source + pos.saturating_sub(text)..)
-            .unwrap_or(self.source)
+        let (text, source) = after.checked_sub(1).and_then(|i| self.map.get(i)).copied().unwrap_or((0, self.start));
+        self.source.get(source + pos.saturating_sub(text)..).unwrap_or(self.source)
     }
 }
 
@@ -369,12 +328,7 @@ fn token<'a>(terminators: &'static str) -> impl Fn(&'a str) -> PResult<'a, Token
         while text.len() > kept && text.ends_with(WHITESPACE) {
             text.pop();
         }
-        let token = Token {
-            source,
-            start,
-            text,
-            map,
-        };
+        let token = Token { source, start, text, map };
         Ok((suffix(source, p), token))
     }
 }
@@ -406,9 +360,6 @@ mod tests {
         let (_, t) = token(",")("  a\\,b'cd'e").unwrap();
         assert_eq!(t.text, "a,bcde");
         let at: Vec<&str> = (0..=t.text.len()).map(|i| t.source_at(i)).collect();
-        assert_eq!(
-            at,
-            ["a\\,b'cd'e", ",b'cd'e", "b'cd'e", "cd'e", "d'e", "e", ""]
-        );
+        assert_eq!(at, ["a\\,b'cd'e", ",b'cd'e", "b'cd'e", "cd'e", "d'e", "e", ""]);
     }
 }

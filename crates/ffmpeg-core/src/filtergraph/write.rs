@@ -21,12 +21,7 @@ use super::{Filter, FilterArg, FilterChain, FilterGraph};
 /// values full of special characters).
 impl fmt::Display for FilterGraph {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let chains = self
-            .chains
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join(";");
+        let chains = self.chains.iter().map(ToString::to_string).collect::<Vec<_>>().join(";");
         match &self.sws_flags {
             Some(flags) => write!(f, "sws_flags={flags};")?,
             // A first filter named `sws_flags` with options would read as the flags: escape

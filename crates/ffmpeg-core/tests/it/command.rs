@@ -13,11 +13,7 @@ fn render(line: &str) -> String {
     };
     // Whatever parses prints back (Display) to a line that parses to the same command.
     let reparsed = Command::parse(&command.to_string()).unwrap();
-    assert_eq!(
-        reparsed.to_args(),
-        command.to_args(),
-        "round trip of {line:?}"
-    );
+    assert_eq!(reparsed.to_args(), command.to_args(), "round trip of {line:?}");
     assert_eq!(command.arg_count(), shell_words::split(line).unwrap().len());
 
     // ` -flag "value", -flag` (with a leading space), or nothing.
@@ -36,20 +32,10 @@ fn render(line: &str) -> String {
         out.push(format!("global:{}", opts(command.global_options())));
     }
     for input in command.inputs() {
-        out.push(format!(
-            "input {} {:?}:{}",
-            input.position(),
-            input.url(),
-            opts(input.options())
-        ));
+        out.push(format!("input {} {:?}:{}", input.position(), input.url(), opts(input.options())));
     }
     for output in command.outputs() {
-        out.push(format!(
-            "output {} {:?}:{}",
-            output.position(),
-            output.url(),
-            opts(output.options())
-        ));
+        out.push(format!("output {} {:?}:{}", output.position(), output.url(), opts(output.options())));
     }
     out.join("\n")
 }
@@ -213,11 +199,7 @@ fn null_output_and_bare_dash() {
     assert_eq!(command.outputs()[0].format(), Some("null"));
     assert_eq!(command.inputs()[0].format(), None);
     let command = Command::parse("-f mp4 -f mov -i in.mp4 out.mp4").unwrap();
-    assert_eq!(
-        command.inputs()[0].format(),
-        Some("mov"),
-        "the last -f wins"
-    );
+    assert_eq!(command.inputs()[0].format(), Some("mov"), "the last -f wins");
 }
 
 #[test]
@@ -299,10 +281,7 @@ fn quoting() {
         "#,
     );
     let command = Command::parse(r#"-i "my file.mp4" -vf "scale=1280:-2" "out file.mp4""#).unwrap();
-    assert_eq!(
-        command.to_string(),
-        "-i 'my file.mp4' -vf 'scale=1280:-2' 'out file.mp4'"
-    );
+    assert_eq!(command.to_string(), "-i 'my file.mp4' -vf 'scale=1280:-2' 'out file.mp4'");
 }
 
 #[test]
@@ -310,14 +289,8 @@ fn errors() {
     check("", "error: command is empty");
     check("   ", "error: command is empty");
     check("-i", "error: argument 1 `-i`: option needs a value");
-    check(
-        "-i in.mp4 -c:v",
-        "error: argument 3 `-c:v`: option needs a value",
-    );
-    check(
-        "-i in.mp4 out.mp4 -crf",
-        "error: argument 4 `-crf`: option needs a value",
-    );
+    check("-i in.mp4 -c:v", "error: argument 3 `-c:v`: option needs a value");
+    check("-i in.mp4 out.mp4 -crf", "error: argument 4 `-crf`: option needs a value");
     check("in.mp4", "error: command has no input (`-i URL`)");
     check("-y", "error: command has no input (`-i URL`)");
     check("-i in.mp4", "error: command has no output");
@@ -326,50 +299,21 @@ fn errors() {
         "-i in.mp4 out.mp4 -c:v libx264",
         "error: argument 4 `-c:v`: option after the last output applies to no output",
     );
-    check(
-        "-i in.mp4 out.mp4 -y -an",
-        "error: argument 5 `-an`: option after the last output applies to no output",
-    );
-    check(
-        "-i in.mp4 -- out.mp4",
-        "error: argument 3 `--`: not a valid option",
-    );
-    check(
-        "-i in.mp4 -:v x out.mp4",
-        "error: argument 3 `-:v`: not a valid option",
-    );
-    check(
-        "-i in.mp4 -c: x out.mp4",
-        "error: argument 3 `-c:`: not a valid option",
-    );
-    check(
-        "-i:v in.mp4 out.mp4",
-        "error: argument 1 `-i:v`: not a valid option",
-    );
-    check(
-        "-i in.mp4 -2 out.mp4",
-        "error: argument 3 `-2`: not a valid option",
-    );
-    check(
-        "-i in.mp4 ---x 1 out.mp4",
-        "error: argument 3 `---x`: not a valid option",
-    );
-    check(
-        r#"-i "unbalanced"#,
-        "error: command line cannot be split into arguments: missing closing quote",
-    );
+    check("-i in.mp4 out.mp4 -y -an", "error: argument 5 `-an`: option after the last output applies to no output");
+    check("-i in.mp4 -- out.mp4", "error: argument 3 `--`: not a valid option");
+    check("-i in.mp4 -:v x out.mp4", "error: argument 3 `-:v`: not a valid option");
+    check("-i in.mp4 -c: x out.mp4", "error: argument 3 `-c:`: not a valid option");
+    check("-i:v in.mp4 out.mp4", "error: argument 1 `-i:v`: not a valid option");
+    check("-i in.mp4 -2 out.mp4", "error: argument 3 `-2`: not a valid option");
+    check("-i in.mp4 ---x 1 out.mp4", "error: argument 3 `---x`: not a valid option");
+    check(r#"-i "unbalanced"#, "error: command line cannot be split into arguments: missing closing quote");
     assert_eq!(
         Command::parse(r#"-i "unbalanced"#),
-        Err(CommandError::Split {
-            reason: "missing closing quote".to_owned()
-        })
+        Err(CommandError::Split { reason: "missing closing quote".to_owned() })
     );
     assert_eq!(
         Command::parse("-i in.mp4 out.mp4 -c:v libx264"),
-        Err(CommandError::TrailingOption {
-            position: 4,
-            argument: "-c:v".to_owned()
-        })
+        Err(CommandError::TrailingOption { position: 4, argument: "-c:v".to_owned() })
     );
 }
 
@@ -434,30 +378,10 @@ fn option_table_helpers() {
     ] {
         assert!(!Command::is_value_less(name), "{name} takes a value");
     }
-    for name in [
-        "y",
-        "filter_complex",
-        "lavfi",
-        "loglevel",
-        "v",
-        "nostdin",
-        "progress",
-        "vsync",
-        "sdp_file",
-    ] {
+    for name in ["y", "filter_complex", "lavfi", "loglevel", "v", "nostdin", "progress", "vsync", "sdp_file"] {
         assert!(Command::is_global_option(name), "{name} is global");
     }
-    for name in [
-        "c",
-        "map",
-        "an",
-        "ss",
-        "f",
-        "crf",
-        "shortest",
-        "noautorotate",
-        "find_stream_info",
-    ] {
+    for name in ["c", "map", "an", "ss", "f", "crf", "shortest", "noautorotate", "find_stream_info"] {
         assert!(!Command::is_global_option(name), "{name} is per-file");
     }
 }
@@ -473,9 +397,7 @@ fn snapshot_overlay() {
 
 #[test]
 fn snapshot_multi_output() {
-    let command =
-        Command::parse("-itsoffset -2 -i in.mp4 -c:v copy a.mp4 -vn -nostats b.m4a -f null -")
-            .unwrap();
+    let command = Command::parse("-itsoffset -2 -i in.mp4 -c:v copy a.mp4 -vn -nostats b.m4a -f null -").unwrap();
     insta::assert_debug_snapshot!(command);
 }
 

@@ -104,36 +104,12 @@ proptest! {
 
 /// Real ffmpeg 5.1 stderr, by capture name, with the input durations it announces.
 const BANNER_CAPTURES: &[(&str, &str, &[Option<f64>])] = &[
-    (
-        "x264",
-        include_str!("../data/banner_x264.txt"),
-        &[None, None],
-    ),
-    (
-        "file",
-        include_str!("../data/banner_file.txt"),
-        &[Some(3.0)],
-    ),
-    (
-        "null",
-        include_str!("../data/banner_null.txt"),
-        &[Some(3.02)],
-    ),
-    (
-        "two_inputs",
-        include_str!("../data/banner_two_inputs.txt"),
-        &[Some(3.0), Some(5.04)],
-    ),
-    (
-        "audio_copy",
-        include_str!("../data/banner_audio_copy.txt"),
-        &[Some(5.04)],
-    ),
-    (
-        "copy_negative",
-        include_str!("../data/banner_copy_negative.txt"),
-        &[Some(3.0)],
-    ),
+    ("x264", include_str!("../data/banner_x264.txt"), &[None, None]),
+    ("file", include_str!("../data/banner_file.txt"), &[Some(3.0)]),
+    ("null", include_str!("../data/banner_null.txt"), &[Some(3.02)]),
+    ("two_inputs", include_str!("../data/banner_two_inputs.txt"), &[Some(3.0), Some(5.04)]),
+    ("audio_copy", include_str!("../data/banner_audio_copy.txt"), &[Some(5.04)]),
+    ("copy_negative", include_str!("../data/banner_copy_negative.txt"), &[Some(3.0)]),
 ];
 
 fn scan(lines: &[&str]) -> Vec<Option<f64>> {
@@ -166,23 +142,11 @@ fn banner_captures() {
 #[test]
 fn banner_duration_forms() {
     let one = |duration_line: &str| scan(&["Input #0, mp4, from 'a':", duration_line]);
-    assert_eq!(
-        one("  Duration: 00:00:02.00, start: 0.000000, bitrate: 372 kb/s"),
-        [Some(2.0)]
-    );
-    assert_eq!(
-        one("  Duration: 01:23:45.67, start: 0.000000, bitrate: 1 kb/s"),
-        [Some(5025.67)]
-    );
-    assert_eq!(
-        one("  Duration: 123:00:00.00, start: 0.0"),
-        [Some(442_800.0)]
-    );
+    assert_eq!(one("  Duration: 00:00:02.00, start: 0.000000, bitrate: 372 kb/s"), [Some(2.0)]);
+    assert_eq!(one("  Duration: 01:23:45.67, start: 0.000000, bitrate: 1 kb/s"), [Some(5025.67)]);
+    assert_eq!(one("  Duration: 123:00:00.00, start: 0.0"), [Some(442_800.0)]);
     assert_eq!(one("  Duration: 00:00:02.00"), [Some(2.0)]);
-    assert_eq!(
-        one("  Duration: N/A, start: 0.000000, bitrate: N/A"),
-        [None]
-    );
+    assert_eq!(one("  Duration: N/A, start: 0.000000, bitrate: N/A"), [None]);
     assert_eq!(one("  Duration: N/A, bitrate: N/A"), [None]);
     assert_eq!(one("  Duration: garbage, start: 0.000000"), [None]);
     assert_eq!(one("  Duration: -00:00:01.00, start: 0.0"), [None]);
@@ -236,29 +200,11 @@ fn banner_ignores_what_is_not_an_input_duration() {
 
 #[test]
 fn banner_input_indexes() {
-    assert_eq!(
-        scan(&[
-            "Input #2, mp4, from 'c':",
-            "  Duration: 00:00:04.00, start: 0.0"
-        ]),
-        [None, None, Some(4.0)]
-    );
+    assert_eq!(scan(&["Input #2, mp4, from 'c':", "  Duration: 00:00:04.00, start: 0.0"]), [None, None, Some(4.0)]);
     // An absurd index is ignored rather than allocated.
-    assert_eq!(
-        scan(&[
-            "Input #18446744073709551615, x, from 'y':",
-            "  Duration: 00:00:04.00"
-        ]),
-        []
-    );
-    assert_eq!(
-        scan(&["Input #99999999, x, from 'y':", "  Duration: 00:00:04.00"]),
-        []
-    );
-    assert_eq!(
-        scan(&["Input #, x, from 'y':", "  Duration: 00:00:04.00"]),
-        []
-    );
+    assert_eq!(scan(&["Input #18446744073709551615, x, from 'y':", "  Duration: 00:00:04.00"]), []);
+    assert_eq!(scan(&["Input #99999999, x, from 'y':", "  Duration: 00:00:04.00"]), []);
+    assert_eq!(scan(&["Input #, x, from 'y':", "  Duration: 00:00:04.00"]), []);
     assert_eq!(scan(&["Input #0 from 'y':", "  Duration: 00:00:04.00"]), []);
 }
 
@@ -305,21 +251,13 @@ fn expected_for(command: &str, output: usize, durations: &[Option<f64>]) -> Expe
 
 /// Output 0 of `command`, whose inputs last `durations`, is expected to last `seconds` and have
 /// `frames` frames.
-fn check_expected(
-    command: &str,
-    durations: &[Option<f64>],
-    seconds: Option<f64>,
-    frames: Option<u64>,
-) {
+fn check_expected(command: &str, durations: &[Option<f64>], seconds: Option<f64>, frames: Option<u64>) {
     let got = expected_for(command, 0, durations);
     let close = match (got.seconds, seconds) {
         (Some(a), Some(b)) => (a - b).abs() < 1e-9,
         (a, b) => a == b,
     };
-    assert!(
-        close && got.frames == frames,
-        "{command:?} {durations:?}: got {got:?}, want {seconds:?} / {frames:?}"
-    );
+    assert!(close && got.frames == frames, "{command:?} {durations:?}: got {got:?}, want {seconds:?} / {frames:?}");
 }
 
 const MINUTE: &[Option<f64>] = &[Some(60.0)];
@@ -327,12 +265,7 @@ const MINUTE: &[Option<f64>] = &[Some(60.0)];
 #[test]
 fn expected_plain() {
     check_expected("-i in.mp4 out.mp4", MINUTE, Some(60.0), None);
-    check_expected(
-        "-i in.mp4 -c:v libx264 -crf 23 out.mp4",
-        MINUTE,
-        Some(60.0),
-        None,
-    );
+    check_expected("-i in.mp4 -c:v libx264 -crf 23 out.mp4", MINUTE, Some(60.0), None);
     check_expected("-i in.mp4 out.mp4", &[Some(0.0)], Some(0.0), None);
 }
 
@@ -351,12 +284,7 @@ fn expected_input_options() {
     check_expected("-ss 10 -to 40 -i in.mp4 out.mp4", MINUTE, Some(30.0), None);
     check_expected("-ss 50 -to 40 -i in.mp4 out.mp4", MINUTE, Some(0.0), None);
     // -t wins over -to, as in ffmpeg.
-    check_expected(
-        "-ss 10 -t 5 -to 40 -i in.mp4 out.mp4",
-        MINUTE,
-        Some(5.0),
-        None,
-    );
+    check_expected("-ss 10 -t 5 -to 40 -i in.mp4 out.mp4", MINUTE, Some(5.0), None);
     check_expected("-to 40 -t 5 -i in.mp4 out.mp4", MINUTE, Some(5.0), None);
     // The last occurrence wins.
     check_expected("-t 5 -t 7 -i in.mp4 out.mp4", MINUTE, Some(7.0), None);
@@ -364,31 +292,11 @@ fn expected_input_options() {
     check_expected("-t abc -i in.mp4 out.mp4", MINUTE, Some(60.0), None);
     check_expected("-sseof -10 -i in.mp4 out.mp4", MINUTE, Some(10.0), None);
     check_expected("-sseof -100 -i in.mp4 out.mp4", MINUTE, Some(60.0), None);
-    check_expected(
-        "-ss 55 -sseof -10 -i in.mp4 out.mp4",
-        MINUTE,
-        Some(5.0),
-        None,
-    );
-    check_expected(
-        "-stream_loop 1 -i in.mp4 out.mp4",
-        MINUTE,
-        Some(120.0),
-        None,
-    );
-    check_expected(
-        "-stream_loop 2 -t 100 -i in.mp4 out.mp4",
-        MINUTE,
-        Some(100.0),
-        None,
-    );
+    check_expected("-ss 55 -sseof -10 -i in.mp4 out.mp4", MINUTE, Some(5.0), None);
+    check_expected("-stream_loop 1 -i in.mp4 out.mp4", MINUTE, Some(120.0), None);
+    check_expected("-stream_loop 2 -t 100 -i in.mp4 out.mp4", MINUTE, Some(100.0), None);
     check_expected("-stream_loop -1 -i in.mp4 out.mp4", MINUTE, None, None);
-    check_expected(
-        "-stream_loop -1 -t 300 -i in.mp4 out.mp4",
-        MINUTE,
-        Some(300.0),
-        None,
-    );
+    check_expected("-stream_loop -1 -t 300 -i in.mp4 out.mp4", MINUTE, Some(300.0), None);
 }
 
 #[test]
@@ -399,73 +307,23 @@ fn expected_output_options() {
     check_expected("-i in.mp4 -to 5 out.mp4", MINUTE, Some(5.0), None);
     check_expected("-i in.mp4 -ss 10 -to 40 out.mp4", MINUTE, Some(30.0), None);
     check_expected("-i in.mp4 -ss 10 -t 100 out.mp4", MINUTE, Some(50.0), None);
-    check_expected(
-        "-i in.mp4 -ss 10 -t 5 -to 40 out.mp4",
-        MINUTE,
-        Some(5.0),
-        None,
-    );
-    check_expected(
-        "-ss 10 -i in.mp4 -ss 5 -t 100 out.mp4",
-        MINUTE,
-        Some(45.0),
-        None,
-    );
-    check_expected(
-        "-ss 10 -t 30 -i in.mp4 -t 20 out.mp4",
-        MINUTE,
-        Some(20.0),
-        None,
-    );
-    check_expected(
-        "-ss 10 -t 30 -i in.mp4 -t 40 out.mp4",
-        MINUTE,
-        Some(30.0),
-        None,
-    );
+    check_expected("-i in.mp4 -ss 10 -t 5 -to 40 out.mp4", MINUTE, Some(5.0), None);
+    check_expected("-ss 10 -i in.mp4 -ss 5 -t 100 out.mp4", MINUTE, Some(45.0), None);
+    check_expected("-ss 10 -t 30 -i in.mp4 -t 20 out.mp4", MINUTE, Some(20.0), None);
+    check_expected("-ss 10 -t 30 -i in.mp4 -t 40 out.mp4", MINUTE, Some(30.0), None);
 }
 
 #[test]
 fn expected_frames() {
-    check_expected(
-        "-i in.mp4 -frames:v 100 out.mp4",
-        MINUTE,
-        Some(60.0),
-        Some(100),
-    );
-    check_expected(
-        "-i in.mp4 -vframes 10 out.mp4",
-        MINUTE,
-        Some(60.0),
-        Some(10),
-    );
+    check_expected("-i in.mp4 -frames:v 100 out.mp4", MINUTE, Some(60.0), Some(100));
+    check_expected("-i in.mp4 -vframes 10 out.mp4", MINUTE, Some(60.0), Some(10));
     check_expected("-i in.mp4 -frames 10 out.mp4", MINUTE, Some(60.0), Some(10));
-    check_expected(
-        "-i in.mp4 -frames:v:0 7 out.mp4",
-        MINUTE,
-        Some(60.0),
-        Some(7),
-    );
+    check_expected("-i in.mp4 -frames:v:0 7 out.mp4", MINUTE, Some(60.0), Some(7));
     check_expected("-i in.mp4 -frames:a 10 out.mp4", MINUTE, Some(60.0), None);
-    check_expected(
-        "-i in.mp4 -frames:v 5 -frames:a 9 out.mp4",
-        MINUTE,
-        Some(60.0),
-        Some(5),
-    );
-    check_expected(
-        "-i in.mp4 -frames:v 5 -vframes 6 out.mp4",
-        MINUTE,
-        Some(60.0),
-        Some(6),
-    );
+    check_expected("-i in.mp4 -frames:v 5 -frames:a 9 out.mp4", MINUTE, Some(60.0), Some(5));
+    check_expected("-i in.mp4 -frames:v 5 -vframes 6 out.mp4", MINUTE, Some(60.0), Some(6));
     check_expected("-i in.mp4 -frames:v many out.mp4", MINUTE, Some(60.0), None);
-    check_expected(
-        "-f lavfi -i testsrc -frames:v 50 out.mp4",
-        &[None],
-        None,
-        Some(50),
-    );
+    check_expected("-f lavfi -i testsrc -frames:v 50 out.mp4", &[None], None, Some(50));
     // Input frame options do not limit the output.
     check_expected("-frames:v 5 -i in.mp4 out.mp4", MINUTE, Some(60.0), None);
 }
@@ -477,25 +335,10 @@ fn expected_unknown_durations() {
     check_expected("-f lavfi -i testsrc -ss 1 out.mp4", &[None], None, None);
     // A -t or -to bounds a source of unknown duration (lavfi reports N/A).
     check_expected("-f lavfi -i testsrc -t 5 out.mp4", &[None], Some(5.0), None);
-    check_expected(
-        "-f lavfi -i testsrc -to 5 out.mp4",
-        &[None],
-        Some(5.0),
-        None,
-    );
-    check_expected(
-        "-f lavfi -i testsrc -ss 1 -to 5 out.mp4",
-        &[None],
-        Some(4.0),
-        None,
-    );
+    check_expected("-f lavfi -i testsrc -to 5 out.mp4", &[None], Some(5.0), None);
+    check_expected("-f lavfi -i testsrc -ss 1 -to 5 out.mp4", &[None], Some(4.0), None);
     check_expected("-f lavfi -t 4 -i testsrc out.mp4", &[None], Some(4.0), None);
-    check_expected(
-        "-f lavfi -ss 1 -to 4 -i testsrc out.mp4",
-        &[None],
-        Some(3.0),
-        None,
-    );
+    check_expected("-f lavfi -ss 1 -to 4 -i testsrc out.mp4", &[None], Some(3.0), None);
     // Durations that are not durations count as unknown.
     check_expected("-i in.mp4 out.mp4", &[Some(f64::NAN)], None, None);
     check_expected("-i in.mp4 out.mp4", &[Some(f64::INFINITY)], None, None);
@@ -507,31 +350,11 @@ fn expected_several_inputs() {
     let both: &[Option<f64>] = &[Some(3.0), Some(5.0)];
     check_expected("-i a.mp4 -i b.mp3 out.mp4", both, Some(5.0), None);
     check_expected("-i a.mp4 -i b.mp3 -shortest out.mp4", both, Some(3.0), None);
-    check_expected(
-        "-i a.mp4 -i b.mp3 -map 0:v -map 1:a out.mp4",
-        both,
-        Some(5.0),
-        None,
-    );
-    check_expected(
-        "-i a.mp4 -i b.mp3 -map 0:v -map 1:a -shortest out.mp4",
-        both,
-        Some(3.0),
-        None,
-    );
+    check_expected("-i a.mp4 -i b.mp3 -map 0:v -map 1:a out.mp4", both, Some(5.0), None);
+    check_expected("-i a.mp4 -i b.mp3 -map 0:v -map 1:a -shortest out.mp4", both, Some(3.0), None);
     check_expected("-i a.mp4 -i b.mp3 -map 1:a out.mp3", both, Some(5.0), None);
-    check_expected(
-        "-i a.mp4 -i b.mp3 -map 0:v:0 out.mp4",
-        both,
-        Some(3.0),
-        None,
-    );
-    check_expected(
-        "-i a.mp4 -i b.mp3 -map 0 -map -0:a out.mp4",
-        both,
-        Some(3.0),
-        None,
-    );
+    check_expected("-i a.mp4 -i b.mp3 -map 0:v:0 out.mp4", both, Some(3.0), None);
+    check_expected("-i a.mp4 -i b.mp3 -map 0 -map -0:a out.mp4", both, Some(3.0), None);
     check_expected("-i a.mp4 -i b.mp3 -map 0:a? out.mp4", both, Some(3.0), None);
     check_expected("-i a.mp4 -i b.mp3 -map 7 out.mp4", both, Some(5.0), None);
     check_expected(
@@ -540,25 +363,10 @@ fn expected_several_inputs() {
         Some(5.0),
         None,
     );
-    check_expected(
-        "-i a.mp4 -ss 1 -i b.mp3 -map 1 out.mp4",
-        both,
-        Some(4.0),
-        None,
-    );
+    check_expected("-i a.mp4 -ss 1 -i b.mp3 -map 1 out.mp4", both, Some(4.0), None);
     // Unknown durations are skipped, whether longest or shortest.
-    check_expected(
-        "-i a.mp4 -f lavfi -i anullsrc out.mp4",
-        &[Some(3.0), None],
-        Some(3.0),
-        None,
-    );
-    check_expected(
-        "-i a.mp4 -f lavfi -i anullsrc -shortest out.mp4",
-        &[Some(3.0), None],
-        Some(3.0),
-        None,
-    );
+    check_expected("-i a.mp4 -f lavfi -i anullsrc out.mp4", &[Some(3.0), None], Some(3.0), None);
+    check_expected("-i a.mp4 -f lavfi -i anullsrc -shortest out.mp4", &[Some(3.0), None], Some(3.0), None);
     check_expected("-i a.mp4 -i b.mp3 out.mp4", &[Some(3.0)], Some(3.0), None);
 }
 
@@ -566,42 +374,17 @@ fn expected_several_inputs() {
 fn expected_per_output() {
     let command = "-i a.mp4 -i b.mp3 -map 0 -t 2 o1.mp4 -map 1 o2.mp3 -frames:v 9 o3.mp4";
     let durations = [Some(3.0), Some(5.0)];
-    assert_eq!(
-        expected_for(command, 0, &durations),
-        ExpectedLength {
-            seconds: Some(2.0),
-            frames: None
-        }
-    );
-    assert_eq!(
-        expected_for(command, 1, &durations),
-        ExpectedLength {
-            seconds: Some(5.0),
-            frames: None
-        }
-    );
-    assert_eq!(
-        expected_for(command, 2, &durations),
-        ExpectedLength {
-            seconds: Some(5.0),
-            frames: Some(9)
-        }
-    );
-    assert_eq!(
-        expected_for(command, 3, &durations),
-        ExpectedLength::default()
-    );
+    assert_eq!(expected_for(command, 0, &durations), ExpectedLength { seconds: Some(2.0), frames: None });
+    assert_eq!(expected_for(command, 1, &durations), ExpectedLength { seconds: Some(5.0), frames: None });
+    assert_eq!(expected_for(command, 2, &durations), ExpectedLength { seconds: Some(5.0), frames: Some(9) });
+    assert_eq!(expected_for(command, 3, &durations), ExpectedLength::default());
 }
 
 // ---------------------------------------------------------------------------------------------
 // ExpectedLength::percent
 
 fn at(frame: Option<u64>, out_time_us: Option<i64>) -> ProgressUpdate {
-    ProgressUpdate {
-        frame,
-        out_time_us,
-        ..ProgressUpdate::default()
-    }
+    ProgressUpdate { frame, out_time_us, ..ProgressUpdate::default() }
 }
 
 fn check_percent(expected: ExpectedLength, update: &ProgressUpdate, percent: Option<f64>) {
@@ -639,11 +422,7 @@ fn percent_by_frames() {
     check_percent(hundred, &at(Some(150), None), Some(100.0));
     check_percent(hundred, &at(None, Some(1_000_000)), None);
     check_percent(length(None, Some(0)), &at(Some(5), None), None);
-    check_percent(
-        length(None, Some(u64::MAX)),
-        &at(Some(u64::MAX), None),
-        Some(100.0),
-    );
+    check_percent(length(None, Some(u64::MAX)), &at(Some(u64::MAX), None), Some(100.0));
 }
 
 #[test]
@@ -654,35 +433,21 @@ fn percent_takes_the_limit_reached_first() {
     check_percent(both, &at(None, Some(2_000_000)), Some(20.0));
     check_percent(both, &at(Some(30), None), Some(30.0));
     // Audio-only outputs have no frame count: time still measures.
-    check_percent(
-        length(Some(10.0), Some(0)),
-        &at(None, Some(5_000_000)),
-        Some(50.0),
-    );
+    check_percent(length(Some(10.0), Some(0)), &at(None, Some(5_000_000)), Some(50.0));
 }
 
 #[test]
 fn percent_unknown_is_none() {
-    check_percent(
-        ExpectedLength::default(),
-        &at(Some(10), Some(1_000_000)),
-        None,
-    );
+    check_percent(ExpectedLength::default(), &at(Some(10), Some(1_000_000)), None);
     check_percent(ExpectedLength::default(), &ProgressUpdate::default(), None);
 }
 
 #[test]
 fn percent_end_is_100() {
-    let end = ProgressUpdate {
-        state: ProgressState::End,
-        ..ProgressUpdate::default()
-    };
+    let end = ProgressUpdate { state: ProgressState::End, ..ProgressUpdate::default() };
     check_percent(ExpectedLength::default(), &end, Some(100.0));
     check_percent(length(Some(10.0), None), &end, Some(100.0));
-    let early_end = ProgressUpdate {
-        out_time_us: Some(1),
-        ..end
-    };
+    let early_end = ProgressUpdate { out_time_us: Some(1), ..end };
     check_percent(length(Some(10.0), Some(100)), &early_end, Some(100.0));
 }
 
@@ -712,10 +477,7 @@ fn percents(banner: &str, command: &str, progress: &[u8]) -> (ExpectedLength, Ve
     }
     let command = Command::parse(command).unwrap();
     let expected = ExpectedLength::for_output(&command, 0, &scanner.input_durations());
-    let percents = parse_all(progress)
-        .iter()
-        .map(|u| expected.percent(u).map(|p| (p * 10.0).round() / 10.0))
-        .collect();
+    let percents = parse_all(progress).iter().map(|u| expected.percent(u).map(|p| (p * 10.0).round() / 10.0)).collect();
     (expected, percents)
 }
 
@@ -733,10 +495,7 @@ fn real_runs_percent() {
             "-f lavfi -i testsrc=duration=2:size=160x120:rate=25 -f lavfi -i sine=duration=2 \
              -c:v libx264 -c:a aac -y o.mp4",
         ),
-        (
-            "file",
-            "-ss 0.5 -i file:in.mp4 -t 2 -c:v libx264 -preset veryslow -c:a aac -y file:o2.mp4",
-        ),
+        ("file", "-ss 0.5 -i file:in.mp4 -t 2 -c:v libx264 -preset veryslow -c:a aac -y file:o2.mp4"),
         ("null", "-i file:in.mkv -f null -"),
         (
             "two_inputs",
@@ -753,10 +512,7 @@ fn real_runs_percent() {
         let (expected, percents) = percents(banner, command, progress);
         assert_eq!(percents.last(), Some(&Some(100.0)), "{name}");
         let known: Vec<f64> = percents.iter().flatten().copied().collect();
-        assert!(
-            known.windows(2).all(|w| w[0] <= w[1]),
-            "{name}: {percents:?}"
-        );
+        assert!(known.windows(2).all(|w| w[0] <= w[1]), "{name}: {percents:?}");
         results.push((name, expected, percents));
     }
     insta::assert_debug_snapshot!("real_runs_percent", results);

@@ -8,9 +8,7 @@
 
 use std::time::{Duration, Instant};
 
-use ffmpeg_core::filtergraph::{
-    self, Filter, FilterArg, FilterChain, FilterGraph, FilterGraphError,
-};
+use ffmpeg_core::filtergraph::{self, Filter, FilterArg, FilterChain, FilterGraph, FilterGraphError};
 use proptest::prelude::*;
 
 /// One line per filter: `CHAIN.INDEX @OFFSET: ["in"] name@"id"(positional, key=value) ["out"]`
@@ -84,10 +82,7 @@ fn check_display(graph: &str, expected: &str) {
 #[test]
 fn real_world_graphs() {
     check("scale=1280:-2", r#"0.0 @0: scale("1280", "-2")"#);
-    check(
-        "scale=w=1280:h=-2:flags=lanczos",
-        r#"0.0 @0: scale(w="1280", h="-2", flags="lanczos")"#,
-    );
+    check("scale=w=1280:h=-2:flags=lanczos", r#"0.0 @0: scale(w="1280", h="-2", flags="lanczos")"#);
     check(
         "fps=1,scale=320:-1",
         r#"
@@ -95,10 +90,7 @@ fn real_world_graphs() {
         0.1 @6: scale("320", "-1")
         "#,
     );
-    check(
-        "[0:v][1:v]overlay=W-w-10:H-h-10[v]",
-        r#"0.0 @0: ["0:v", "1:v"] overlay("W-w-10", "H-h-10") ["v"]"#,
-    );
+    check("[0:v][1:v]overlay=W-w-10:H-h-10[v]", r#"0.0 @0: ["0:v", "1:v"] overlay("W-w-10", "H-h-10") ["v"]"#);
     check(
         "[0:a]loudnorm=I=-16:TP=-1.5:LRA=11:print_format=json",
         r#"0.0 @0: ["0:a"] loudnorm(I="-16", TP="-1.5", LRA="11", print_format="json")"#,
@@ -124,10 +116,7 @@ fn real_world_graphs() {
         "subtitles=filename='my subs.srt':force_style='FontSize=24'",
         r#"0.0 @0: subtitles(filename="my subs.srt", force_style="FontSize=24")"#,
     );
-    check(
-        "subtitles=subs.srt:si=0",
-        r#"0.0 @0: subtitles("subs.srt", si="0")"#,
-    );
+    check("subtitles=subs.srt:si=0", r#"0.0 @0: subtitles("subs.srt", si="0")"#);
     check(
         "movie=logo.png[wm];[in][wm]overlay=10:10[out]",
         r#"
@@ -143,18 +132,9 @@ fn real_world_graphs() {
         0.0 @18: ["in"] scale("100", "100") ["out"]
         "#,
     );
-    check(
-        "testsrc=duration=2:size=320x240:rate=25",
-        r#"0.0 @0: testsrc(duration="2", size="320x240", rate="25")"#,
-    );
-    check(
-        "sine=frequency=440:duration=2",
-        r#"0.0 @0: sine(frequency="440", duration="2")"#,
-    );
-    check(
-        "color=c=black:s=1280x720:d=5",
-        r#"0.0 @0: color(c="black", s="1280x720", d="5")"#,
-    );
+    check("testsrc=duration=2:size=320x240:rate=25", r#"0.0 @0: testsrc(duration="2", size="320x240", rate="25")"#);
+    check("sine=frequency=440:duration=2", r#"0.0 @0: sine(frequency="440", duration="2")"#);
+    check("color=c=black:s=1280x720:d=5", r#"0.0 @0: color(c="black", s="1280x720", d="5")"#);
     check("ebur128", "0.0 @0: ebur128()");
     check("null", "0.0 @0: null()");
     check("anullsrc", "0.0 @0: anullsrc()");
@@ -162,19 +142,10 @@ fn real_world_graphs() {
     check("setpts=PTS-STARTPTS", r#"0.0 @0: setpts("PTS-STARTPTS")"#);
     check("volume=0.5", r#"0.0 @0: volume("0.5")"#);
     check("aresample=async=1", r#"0.0 @0: aresample(async="1")"#);
-    check(
-        "select='eq(pict_type\\,I)'",
-        r#"0.0 @0: select("eq(pict_type,I)")"#,
-    );
-    check(
-        "select=eq(pict_type\\,I)",
-        r#"0.0 @0: select("eq(pict_type,I)")"#,
-    );
+    check("select='eq(pict_type\\,I)'", r#"0.0 @0: select("eq(pict_type,I)")"#);
+    check("select=eq(pict_type\\,I)", r#"0.0 @0: select("eq(pict_type,I)")"#);
     check("zmq", "0.0 @0: zmq()");
-    check(
-        "ladspa=file=cmt:plugin=delay_5s",
-        r#"0.0 @0: ladspa(file="cmt", plugin="delay_5s")"#,
-    );
+    check("ladspa=file=cmt:plugin=delay_5s", r#"0.0 @0: ladspa(file="cmt", plugin="delay_5s")"#);
     check("lut3d=file=lut.cube", r#"0.0 @0: lut3d(file="lut.cube")"#);
     check("sendcmd=f=cmds.txt", r#"0.0 @0: sendcmd(f="cmds.txt")"#);
     check(
@@ -215,64 +186,25 @@ fn escaping() {
          but follows a `key=value` option; write it as `key=value` too",
     );
     // A quote closed, an escaped quote, a quote reopened (shell style) at the option level.
-    check(
-        r"drawtext=text='it'\\\''s'",
-        r#"0.0 @0: drawtext(text="it's")"#,
-    );
+    check(r"drawtext=text='it'\\\''s'", r#"0.0 @0: drawtext(text="it's")"#);
     // Backslashes: `\\\\` is `\\` after the graph level and `\` after the option level.
     check(r"drawtext=text=a\\\\b", r#"0.0 @0: drawtext(text="a\\b")"#);
     check(r"drawtext=text=a\\b", r#"0.0 @0: drawtext(text="ab")"#);
-    check(
-        r"drawtext=text=\'a\\\\b\'",
-        r#"0.0 @0: drawtext(text="a\\\\b")"#,
-    );
+    check(r"drawtext=text=\'a\\\\b\'", r#"0.0 @0: drawtext(text="a\\\\b")"#);
     // Quoted at the graph level, the option level still unescapes.
-    check(
-        r"subtitles='C\:\\subs\\my.srt'",
-        r#"0.0 @0: subtitles("C:\\subs\\my.srt")"#,
-    );
-    check(
-        r"subtitles=C\\:\\\\subs\\\\my.srt",
-        r#"0.0 @0: subtitles("C:\\subs\\my.srt")"#,
-    );
+    check(r"subtitles='C\:\\subs\\my.srt'", r#"0.0 @0: subtitles("C:\\subs\\my.srt")"#);
+    check(r"subtitles=C\\:\\\\subs\\\\my.srt", r#"0.0 @0: subtitles("C:\\subs\\my.srt")"#);
     // Whitespace at either end of a value is dropped unless escaped or quoted.
-    check(
-        "drawtext=text=   padded   :fontsize=10",
-        r#"0.0 @0: drawtext(text="padded", fontsize="10")"#,
-    );
-    check(
-        r"drawtext=text=\   padded \ :fontsize=10",
-        r#"0.0 @0: drawtext(text="padded", fontsize="10")"#,
-    );
-    check(
-        r"drawtext=text='\   padded \ ':fontsize=10",
-        r#"0.0 @0: drawtext(text="   padded  ", fontsize="10")"#,
-    );
-    check(
-        r"drawtext=text=\\\   padded \\\ :fontsize=10",
-        r#"0.0 @0: drawtext(text="   padded  ", fontsize="10")"#,
-    );
+    check("drawtext=text=   padded   :fontsize=10", r#"0.0 @0: drawtext(text="padded", fontsize="10")"#);
+    check(r"drawtext=text=\   padded \ :fontsize=10", r#"0.0 @0: drawtext(text="padded", fontsize="10")"#);
+    check(r"drawtext=text='\   padded \ ':fontsize=10", r#"0.0 @0: drawtext(text="   padded  ", fontsize="10")"#);
+    check(r"drawtext=text=\\\   padded \\\ :fontsize=10", r#"0.0 @0: drawtext(text="   padded  ", fontsize="10")"#);
     // `=` inside a value, an empty value, the graph's special characters quoted or escaped.
-    check(
-        "drawtext=text=a=b=c:fontsize=10",
-        r#"0.0 @0: drawtext(text="a=b=c", fontsize="10")"#,
-    );
-    check(
-        "drawtext=text=:fontsize=10",
-        r#"0.0 @0: drawtext(text="", fontsize="10")"#,
-    );
-    check(
-        "drawtext=text='[x]; y, z':fontsize=10",
-        r#"0.0 @0: drawtext(text="[x]; y, z", fontsize="10")"#,
-    );
-    check(
-        r"drawtext=text=\[x\]\; y\, z:fontsize=10",
-        r#"0.0 @0: drawtext(text="[x]; y, z", fontsize="10")"#,
-    );
-    check(
-        r"drawtext=text=é\\:ü:fontsize=10",
-        r#"0.0 @0: drawtext(text="é:ü", fontsize="10")"#,
-    );
+    check("drawtext=text=a=b=c:fontsize=10", r#"0.0 @0: drawtext(text="a=b=c", fontsize="10")"#);
+    check("drawtext=text=:fontsize=10", r#"0.0 @0: drawtext(text="", fontsize="10")"#);
+    check("drawtext=text='[x]; y, z':fontsize=10", r#"0.0 @0: drawtext(text="[x]; y, z", fontsize="10")"#);
+    check(r"drawtext=text=\[x\]\; y\, z:fontsize=10", r#"0.0 @0: drawtext(text="[x]; y, z", fontsize="10")"#);
+    check(r"drawtext=text=é\\:ü:fontsize=10", r#"0.0 @0: drawtext(text="é:ü", fontsize="10")"#);
     // Escapes and quotes in the name and in labels.
     check(r"sc\ale=32:48", r#"0.0 @0: scale("32", "48")"#);
     check("'scale'=32:48", r#"0.0 @0: scale("32", "48")"#);
@@ -357,30 +289,15 @@ fn names_and_instances() {
     check("scale@my=32:48", r#"0.0 @0: scale@"my"("32", "48")"#);
     check("scale@@=32:48", r#"0.0 @0: scale@"@"("32", "48")"#);
     check("scale@my id=32", r#"0.0 @0: scale@"my id"("32")"#);
-    check(
-        "sendcmd@a@b=f=cmds.txt",
-        r#"0.0 @0: sendcmd@"a@b"(f="cmds.txt")"#,
-    );
-    check(
-        "scale@=32:48",
-        "error: byte 0: invalid filter name `scale@`",
-    );
+    check("sendcmd@a@b=f=cmds.txt", r#"0.0 @0: sendcmd@"a@b"(f="cmds.txt")"#);
+    check("scale@=32:48", "error: byte 0: invalid filter name `scale@`");
     check("@x=1", "error: byte 0: invalid filter name `@x`");
-    check(
-        "sc ale=32:48",
-        "error: byte 0: invalid filter name `sc ale`",
-    );
+    check("sc ale=32:48", "error: byte 0: invalid filter name `sc ale`");
     check("Scale_2", "0.0 @0: Scale_2()");
     check("null]", "error: byte 0: invalid filter name `null]`");
     // `create_filter()` looks for the `@` in the first 29 bytes only.
-    check(
-        "abcdefghijklmnopqrstuvwxyz012@x",
-        "error: byte 0: invalid filter name `abcdefghijklmnopqrstuvwxyz012@x`",
-    );
-    check(
-        "abcdefghijklmnopqrstuvwxyz01@x",
-        r#"0.0 @0: abcdefghijklmnopqrstuvwxyz01@"x"()"#,
-    );
+    check("abcdefghijklmnopqrstuvwxyz012@x", "error: byte 0: invalid filter name `abcdefghijklmnopqrstuvwxyz012@x`");
+    check("abcdefghijklmnopqrstuvwxyz01@x", r#"0.0 @0: abcdefghijklmnopqrstuvwxyz01@"x"()"#);
 }
 
 #[test]
@@ -396,39 +313,21 @@ fn option_lists() {
     check("null=''", "0.0 @0: null()");
     check("null=\\'\\'", r#"0.0 @0: null("")"#);
     // Keys: letters, digits and `-_./`; whitespace around the key.
-    check(
-        "f=a-b_c/d.e=1:0=2: k \n= v",
-        r#"0.0 @0: f(a-b_c/d.e="1", 0="2", k="v")"#,
-    );
+    check("f=a-b_c/d.e=1:0=2: k \n= v", r#"0.0 @0: f(a-b_c/d.e="1", 0="2", k="v")"#);
     // Repeated keys stay, in order (the last one wins in ffmpeg).
-    check(
-        "scale=w=32:h=48:w=16",
-        r#"0.0 @0: scale(w="32", h="48", w="16")"#,
-    );
+    check("scale=w=32:h=48:w=16", r#"0.0 @0: scale(w="32", h="48", w="16")"#);
 }
 
 #[test]
 fn errors() {
     check("", "error: the filtergraph is empty");
     check(" \t\r\n", "error: the filtergraph is empty");
-    check(
-        "scale=1:2\0",
-        "error: byte 9: NUL character in the filtergraph",
-    );
-    check(
-        "sws_flags=bicubic",
-        "error: byte 0: `sws_flags=` is not terminated with `;`",
-    );
+    check("scale=1:2\0", "error: byte 9: NUL character in the filtergraph");
+    check("sws_flags=bicubic", "error: byte 0: `sws_flags=` is not terminated with `;`");
     check("sws_flags=bicubic;", "error: byte 18: missing filter name");
     check("[a", "error: byte 0: link label `[` is not closed with `]`");
-    check(
-        "scale=1:2[",
-        "error: byte 9: link label `[` is not closed with `]`",
-    );
-    check(
-        "null[out0",
-        "error: byte 4: link label `[` is not closed with `]`",
-    );
+    check("scale=1:2[", "error: byte 9: link label `[` is not closed with `]`");
+    check("null[out0", "error: byte 4: link label `[` is not closed with `]`");
     check("null[]", "error: byte 4: empty link label");
     check("null[ ]", "error: byte 4: empty link label");
     check("[a]", "error: byte 3: missing filter name");
@@ -439,23 +338,11 @@ fn errors() {
     check("=32:48", "error: byte 0: missing filter name");
     check("scale='32:48", "error: byte 6: quote `'` is not closed");
     check("null['a]", "error: byte 5: quote `'` is not closed");
-    check(
-        "scale=32:48\\",
-        "error: byte 11: `\\` at the end escapes nothing",
-    );
+    check("scale=32:48\\", "error: byte 11: `\\` at the end escapes nothing");
     // The second level's trailing `\` points at its source (`\\` at offsets 9-10).
-    check(
-        "scale=32\\\\",
-        "error: byte 9: `\\` at the end escapes nothing",
-    );
-    check(
-        "scale='32\\'",
-        "error: byte 9: `\\` at the end escapes nothing",
-    );
-    check(
-        "scale=32:=48",
-        "error: byte 9: option without a name before `=`",
-    );
+    check("scale=32\\\\", "error: byte 9: `\\` at the end escapes nothing");
+    check("scale='32\\'", "error: byte 9: `\\` at the end escapes nothing");
+    check("scale=32:=48", "error: byte 9: option without a name before `=`");
     check(
         "scale=w=32:48",
         "error: byte 11: option `48` has no `key=` but follows a `key=value` option; \
@@ -467,23 +354,14 @@ fn errors() {
         "error: byte 16: option `/etc/hostname` has no `key=` but follows a `key=value` option; \
          write it as `key=value` too",
     );
-    check(
-        "scale=32:48]",
-        "error: byte 11: unexpected `]` after a filter, expected `,`, `;` or the end",
-    );
+    check("scale=32:48]", "error: byte 11: unexpected `]` after a filter, expected `,`, `;` or the end");
     check(
         "drawtext=text=[x]:fontsize=10",
         "error: byte 17: unexpected `:` after a filter, expected `,`, `;` or the end",
     );
-    check(
-        "scale [out0] x",
-        "error: byte 13: unexpected `x` after a filter, expected `,`, `;` or the end",
-    );
+    check("scale [out0] x", "error: byte 13: unexpected `x` after a filter, expected `,`, `;` or the end");
     // Offsets are bytes: `é` is two.
-    check(
-        "null[é",
-        "error: byte 4: link label `[` is not closed with `]`",
-    );
+    check("null[é", "error: byte 4: link label `[` is not closed with `]`");
     check("é", "error: byte 0: invalid filter name `é`");
 }
 
@@ -492,15 +370,9 @@ fn errors() {
 fn stricter_than_ffmpeg() {
     for (graph, why) in [
         // ffmpeg quotes to the end of the graph: `c` is `red:s=2x2`.
-        (
-            "color=c='red:s=2x2",
-            "error: byte 8: quote `'` is not closed",
-        ),
+        ("color=c='red:s=2x2", "error: byte 8: quote `'` is not closed"),
         // ffmpeg keeps the `\`: the size is `2x2\`.
-        (
-            "color=s=2x2\\",
-            "error: byte 11: `\\` at the end escapes nothing",
-        ),
+        ("color=s=2x2\\", "error: byte 11: `\\` at the end escapes nothing"),
         // ffmpeg gives `48` to `h` after wrapping around its option list; for `drawtext` the
         // same wrap-around gives a path to `textfile`.
         (
@@ -515,10 +387,9 @@ fn stricter_than_ffmpeg() {
 
 #[test]
 fn arg_lookup() {
-    let graph = filtergraph::parse(
-        "subtitles=subs.srt:si=0,subtitles=filename=a.srt:f=b.srt,subtitles=x.srt:filename=y.srt",
-    )
-    .unwrap();
+    let graph =
+        filtergraph::parse("subtitles=subs.srt:si=0,subtitles=filename=a.srt:f=b.srt,subtitles=x.srt:filename=y.srt")
+            .unwrap();
     let filters: Vec<&Filter> = graph.filters().collect();
     assert_eq!(filters[0].arg("filename", Some(0)), Some("subs.srt"));
     assert_eq!(filters[0].arg("si", Some(3)), Some("0"));
@@ -548,12 +419,7 @@ fn set_arg() {
     }
     // The positional value is replaced in place (removing it would shift `640x480` onto
     // `filename`), and the key=value form is removed.
-    check_set(
-        "subtitles=a.srt:640x480:filename=b.srt",
-        "filename",
-        Some(0),
-        "subtitles=/data/new file.srt:640x480",
-    );
+    check_set("subtitles=a.srt:640x480:filename=b.srt", "filename", Some(0), "subtitles=/data/new file.srt:640x480");
     // The last key=value is replaced in place, earlier ones removed.
     check_set(
         "subtitles=filename=a.srt:si=0:filename=b.srt:fontsdir=f",
@@ -562,50 +428,26 @@ fn set_arg() {
         "subtitles=si=0:filename=/data/new file.srt:fontsdir=f",
     );
     // Neither: appended.
-    check_set(
-        "subtitles=si=0",
-        "filename",
-        Some(0),
-        "subtitles=si=0:filename=/data/new file.srt",
-    );
-    check_set(
-        "movie",
-        "filename",
-        None,
-        "movie=filename=/data/new file.srt",
-    );
+    check_set("subtitles=si=0", "filename", Some(0), "subtitles=si=0:filename=/data/new file.srt");
+    check_set("movie", "filename", None, "movie=filename=/data/new file.srt");
     // Without a position, a positional value is left alone and the key is added after it.
-    check_set(
-        "lut3d=a.cube",
-        "file",
-        None,
-        "lut3d=a.cube:file=/data/new file.srt",
-    );
+    check_set("lut3d=a.cube", "file", None, "lut3d=a.cube:file=/data/new file.srt");
 }
 
 #[test]
 fn written_form() {
     // Nothing to protect: written as is.
-    check_display(
-        "[0:v][1:v]overlay=W-w-10:H-h-10[v]",
-        "[0:v][1:v]overlay=W-w-10:H-h-10[v]",
-    );
+    check_display("[0:v][1:v]overlay=W-w-10:H-h-10[v]", "[0:v][1:v]overlay=W-w-10:H-h-10[v]");
     // Canonical spacing and escaping.
     check_display(
         " split [main][tmp]; [tmp] crop=iw:ih/2:0:0, vflip [flip]; [main][flip] overlay=0:H/2",
         "split[main][tmp];[tmp]crop=iw:ih/2:0:0,vflip[flip];[main][flip]overlay=0:H/2",
     );
     // The graph level quotes when it can ...
-    check_display(
-        r"drawtext=text=Hello\, World:fontsize=24",
-        "drawtext='text=Hello, World:fontsize=24'",
-    );
+    check_display(r"drawtext=text=Hello\, World:fontsize=24", "drawtext='text=Hello, World:fontsize=24'");
     check_display(r"subtitles=C\\:\\\\my.srt", r"subtitles='C\:\\my.srt'");
     // ... and escapes when the option level holds a `'`.
-    check_display(
-        r"drawtext=text='it'\\\''s, ok'",
-        r"drawtext=text=it\\\'s\, ok",
-    );
+    check_display(r"drawtext=text='it'\\\''s, ok'", r"drawtext=text=it\\\'s\, ok");
     // Positional values escape `=`; an empty last one is `''`.
     check_display(r"setpts='w\=3'", r"setpts='w\=3'");
     check_display("scale=32::", r"scale=32:\'\'");
@@ -640,12 +482,7 @@ fn equality_ignores_offsets() {
 
 #[test]
 fn error_offsets() {
-    for (graph, offset) in [
-        ("", 0),
-        ("null,[a", 5),
-        ("scale=w=1:\\ 2", 12),
-        ("null;\0", 5),
-    ] {
+    for (graph, offset) in [("", 0), ("null,[a", 5), ("scale=w=1:\\ 2", 12), ("null;\0", 5)] {
         let error: FilterGraphError = filtergraph::parse(graph).unwrap_err();
         assert_eq!(error.offset(), offset, "{graph:?}: {error}");
     }
@@ -674,11 +511,7 @@ fn large_graphs_are_linear() {
     for graph in &cases {
         let _ = filtergraph::parse(graph);
     }
-    assert!(
-        start.elapsed() < Duration::from_secs(60),
-        "took {:?}",
-        start.elapsed()
-    );
+    assert!(start.elapsed() < Duration::from_secs(60), "took {:?}", start.elapsed());
     let parsed = filtergraph::parse(&cases[2]).unwrap();
     assert_eq!(parsed.chains[0].filters.len(), MB / 5 + 1);
 }
@@ -688,34 +521,19 @@ fn snapshots() {
     for (name, graph) in [
         ("scale", "scale=w=1280:h=-2:flags=lanczos"),
         ("overlay", "[0:v][1:v]overlay=W-w-10:H-h-10[v]"),
-        (
-            "split",
-            "split=2[a][b];[a]scale=640:-2[a1];[b]scale=1280:-2[b1]",
-        ),
+        ("split", "split=2[a][b];[a]scale=640:-2[a1];[b]scale=1280:-2[b1]"),
         ("movie", "movie=logo.png[wm];[in][wm]overlay=10:10[out]"),
         ("sws_flags", "sws_flags=bicubic;[in]scale=100:100[out]"),
-        (
-            "drawtext",
-            "drawtext=text='Hello\\, World':fontsize=24:x=(w-text_w)/2",
-        ),
+        ("drawtext", "drawtext=text='Hello\\, World':fontsize=24:x=(w-text_w)/2"),
         (
             "drawtext_manual",
             r"drawtext=text=this is a \\\'string\\\'\\: may contain one\, or more\, special characters",
         ),
-        (
-            "subtitles",
-            "subtitles=filename='my subs.srt':force_style='FontSize=24'",
-        ),
+        ("subtitles", "subtitles=filename='my subs.srt':force_style='FontSize=24'"),
         ("select", "select='eq(pict_type\\,I)'"),
         ("instance", "sendcmd@cmd=f=cmds.txt,zmq@z"),
-        (
-            "whitespace",
-            " split [main][tmp]; [tmp] crop=iw:ih/2:0:0, vflip [flip]; [main][flip] overlay=0:H/2",
-        ),
-        (
-            "audio",
-            "[0:a]loudnorm=I=-16:TP=-1.5:LRA=11:print_format=json,aresample=async=1[a]",
-        ),
+        ("whitespace", " split [main][tmp]; [tmp] crop=iw:ih/2:0:0, vflip [flip]; [main][flip] overlay=0:H/2"),
+        ("audio", "[0:a]loudnorm=I=-16:TP=-1.5:LRA=11:print_format=json,aresample=async=1[a]"),
         ("error_positional", "drawtext=text=x:/etc/hostname"),
     ] {
         insta::with_settings!({ description => graph, omit_expression => true }, {
@@ -729,10 +547,7 @@ fn snapshots() {
 
 /// Text rich in the characters both escaping levels treat specially, or anything (no NUL).
 fn text() -> impl Strategy<Value = String> {
-    prop_oneof![
-        "[ :=,;\\[\\]'\\\\@a-c\t\r\né]{0,8}",
-        any::<String>().prop_map(|s| s.replace('\0', "")),
-    ]
+    prop_oneof!["[ :=,;\\[\\]'\\\\@a-c\t\r\né]{0,8}", any::<String>().prop_map(|s| s.replace('\0', "")),]
 }
 
 fn non_empty_text() -> impl Strategy<Value = String> {
@@ -755,23 +570,13 @@ fn filter() -> impl Strategy<Value = Filter> {
     )
         .prop_map(|(inputs, name, instance, mut args, named, outputs)| {
             args.extend(named);
-            Filter {
-                inputs,
-                name,
-                instance,
-                args,
-                outputs,
-                offset: 0,
-            }
+            Filter { inputs, name, instance, args, outputs, offset: 0 }
         })
 }
 
 fn graph() -> impl Strategy<Value = FilterGraph> {
     (
-        prop::collection::vec(
-            prop::collection::vec(filter(), 1..4).prop_map(|filters| FilterChain { filters }),
-            1..4,
-        ),
+        prop::collection::vec(prop::collection::vec(filter(), 1..4).prop_map(|filters| FilterChain { filters }), 1..4),
         prop::option::of("[^;\\x00]{0,10}"),
     )
         .prop_map(|(chains, sws_flags)| FilterGraph { chains, sws_flags })

@@ -9,18 +9,9 @@ pub(crate) const PROGRESS_CAPTURES: &[(&str, &[u8])] = &[
     ("x264", include_bytes!("../data/progress_x264.txt")),
     ("file", include_bytes!("../data/progress_file.txt")),
     ("null", include_bytes!("../data/progress_null.txt")),
-    (
-        "two_inputs",
-        include_bytes!("../data/progress_two_inputs.txt"),
-    ),
-    (
-        "audio_copy",
-        include_bytes!("../data/progress_audio_copy.txt"),
-    ),
-    (
-        "copy_negative",
-        include_bytes!("../data/progress_copy_negative.txt"),
-    ),
+    ("two_inputs", include_bytes!("../data/progress_two_inputs.txt")),
+    ("audio_copy", include_bytes!("../data/progress_audio_copy.txt")),
+    ("copy_negative", include_bytes!("../data/progress_copy_negative.txt")),
 ];
 
 /// The whole input in one chunk.
@@ -30,11 +21,7 @@ pub(crate) fn parse_all(input: &[u8]) -> Vec<ProgressUpdate> {
 
 /// The input cut into chunks of the given sizes (cycled; a size of 0 feeds an empty chunk).
 fn parse_chunked(input: &[u8], sizes: &[usize]) -> Vec<ProgressUpdate> {
-    let sizes = if sizes.iter().any(|&s| s > 0) {
-        sizes
-    } else {
-        &[1]
-    };
+    let sizes = if sizes.iter().any(|&s| s > 0) { sizes } else { &[1] };
     let mut parser = ProgressParser::new();
     let mut updates = Vec::new();
     let mut rest = input;
@@ -69,18 +56,10 @@ fn check(input: &str, expected: &[ProgressUpdate]) {
 
 fn check_bytes(input: &[u8], expected: &[ProgressUpdate]) {
     assert_eq!(parse_all(input), expected, "whole input {input:?}");
-    assert_eq!(
-        parse_chunked(input, &[1]),
-        expected,
-        "1-byte chunks of {input:?}"
-    );
+    assert_eq!(parse_chunked(input, &[1]), expected, "1-byte chunks of {input:?}");
     for seed in 1..8 {
         let sizes = pseudo_random_sizes(seed);
-        assert_eq!(
-            parse_chunked(input, &sizes),
-            expected,
-            "chunks {sizes:?} of {input:?}"
-        );
+        assert_eq!(parse_chunked(input, &sizes), expected, "chunks {sizes:?} of {input:?}");
     }
 }
 
@@ -103,72 +82,24 @@ fn empty_and_unfinished_input_gives_nothing() {
 
 #[test]
 fn frame_and_counters() {
-    check_block(
-        "frame=50\n",
-        ProgressUpdate {
-            frame: Some(50),
-            ..update()
-        },
-    );
-    check_block(
-        "frame=   75\n",
-        ProgressUpdate {
-            frame: Some(75),
-            ..update()
-        },
-    );
+    check_block("frame=50\n", ProgressUpdate { frame: Some(50), ..update() });
+    check_block("frame=   75\n", ProgressUpdate { frame: Some(75), ..update() });
     check_block("frame=N/A\n", update());
     check_block("frame=-1\n", update());
     check_block("frame=1.5\n", update());
     check_block("frame=\n", update());
     check_block("frame=99999999999999999999999\n", update());
-    check_block(
-        "frame=18446744073709551615\n",
-        ProgressUpdate {
-            frame: Some(u64::MAX),
-            ..update()
-        },
-    );
-    check_block(
-        "dup_frames=3\n",
-        ProgressUpdate {
-            dup_frames: Some(3),
-            ..update()
-        },
-    );
-    check_block(
-        "drop_frames=7\n",
-        ProgressUpdate {
-            drop_frames: Some(7),
-            ..update()
-        },
-    );
+    check_block("frame=18446744073709551615\n", ProgressUpdate { frame: Some(u64::MAX), ..update() });
+    check_block("dup_frames=3\n", ProgressUpdate { dup_frames: Some(3), ..update() });
+    check_block("drop_frames=7\n", ProgressUpdate { drop_frames: Some(7), ..update() });
     check_block("drop_frames=N/A\n", update());
 }
 
 #[test]
 fn fps() {
-    check_block(
-        "fps=0.00\n",
-        ProgressUpdate {
-            fps: Some(0.0),
-            ..update()
-        },
-    );
-    check_block(
-        "fps=29.97\n",
-        ProgressUpdate {
-            fps: Some(29.97),
-            ..update()
-        },
-    );
-    check_block(
-        "fps= 25\n",
-        ProgressUpdate {
-            fps: Some(25.0),
-            ..update()
-        },
-    );
+    check_block("fps=0.00\n", ProgressUpdate { fps: Some(0.0), ..update() });
+    check_block("fps=29.97\n", ProgressUpdate { fps: Some(29.97), ..update() });
+    check_block("fps= 25\n", ProgressUpdate { fps: Some(25.0), ..update() });
     check_block("fps=N/A\n", update());
     check_block("fps=nan\n", update());
     check_block("fps=inf\n", update());
@@ -178,10 +109,7 @@ fn fps() {
 
 #[test]
 fn bitrate() {
-    let kbits = |v| ProgressUpdate {
-        bitrate_kbits_per_s: Some(v),
-        ..update()
-    };
+    let kbits = |v| ProgressUpdate { bitrate_kbits_per_s: Some(v), ..update() };
     check_block("bitrate=1250.5kbits/s\n", kbits(1250.5));
     check_block("bitrate= 123.6kbits/s\n", kbits(123.6));
     check_block("bitrate=   0.0kbits/s\n", kbits(0.0));
@@ -197,13 +125,7 @@ fn bitrate() {
 
 #[test]
 fn total_size() {
-    check_block(
-        "total_size=29352\n",
-        ProgressUpdate {
-            total_size_bytes: Some(29352),
-            ..update()
-        },
-    );
+    check_block("total_size=29352\n", ProgressUpdate { total_size_bytes: Some(29352), ..update() });
     check_block("total_size=N/A\n", update());
     check_block("total_size=-1\n", update());
     check_block("total_size=1e3\n", update());
@@ -211,10 +133,7 @@ fn total_size() {
 
 #[test]
 fn speed() {
-    let speed = |v| ProgressUpdate {
-        speed: Some(v),
-        ..update()
-    };
+    let speed = |v| ProgressUpdate { speed: Some(v), ..update() };
     check_block("speed=1.5x\n", speed(1.5));
     check_block("speed=   0x\n", speed(0.0));
     check_block("speed=14.1x\n", speed(14.1));
@@ -232,50 +151,26 @@ fn speed() {
 
 #[test]
 fn out_time_sources_in_order_of_preference() {
-    let time = |us| ProgressUpdate {
-        out_time_us: Some(us),
-        ..update()
-    };
+    let time = |us| ProgressUpdate { out_time_us: Some(us), ..update() };
     check_block("out_time_us=2020136\n", time(2_020_136));
     // out_time_ms holds microseconds too (ffmpeg quirk).
     check_block("out_time_ms=2020136\n", time(2_020_136));
     check_block("out_time=00:00:02.020136\n", time(2_020_136));
-    check_block(
-        "out_time_us=1\nout_time_ms=2\nout_time=00:00:00.000003\n",
-        time(1),
-    );
-    check_block(
-        "out_time=00:00:00.000003\nout_time_ms=2\nout_time_us=1\n",
-        time(1),
-    );
-    check_block(
-        "out_time_us=N/A\nout_time_ms=2\nout_time=00:00:00.000003\n",
-        time(2),
-    );
-    check_block(
-        "out_time_us=N/A\nout_time_ms=N/A\nout_time=00:00:00.000003\n",
-        time(3),
-    );
+    check_block("out_time_us=1\nout_time_ms=2\nout_time=00:00:00.000003\n", time(1));
+    check_block("out_time=00:00:00.000003\nout_time_ms=2\nout_time_us=1\n", time(1));
+    check_block("out_time_us=N/A\nout_time_ms=2\nout_time=00:00:00.000003\n", time(2));
+    check_block("out_time_us=N/A\nout_time_ms=N/A\nout_time=00:00:00.000003\n", time(3));
     check_block("out_time_us=N/A\nout_time_ms=N/A\nout_time=N/A\n", update());
     // An overflowing out_time_us falls back to the next source.
-    check_block(
-        "out_time_us=9223372036854775808\nout_time=00:00:01.000000\n",
-        time(1_000_000),
-    );
+    check_block("out_time_us=9223372036854775808\nout_time=00:00:01.000000\n", time(1_000_000));
 }
 
 #[test]
 fn out_time_negative_and_huge() {
-    let time = |us| ProgressUpdate {
-        out_time_us: Some(us),
-        ..update()
-    };
+    let time = |us| ProgressUpdate { out_time_us: Some(us), ..update() };
     check_block("out_time_us=-79000\n", time(-79_000));
     check_block("out_time=-00:00:00.079000\n", time(-79_000));
-    check_block(
-        "out_time=-577014:32:22.775808\n",
-        time(-2_077_252_342_775_808),
-    );
+    check_block("out_time=-577014:32:22.775808\n", time(-2_077_252_342_775_808));
     check_block("out_time_us=-9223372036854775808\n", time(i64::MIN));
     check_block("out_time=01:02:03.5\n", time(3_723_500_000));
     check_block("out_time=1:02:03\n", time(3_723_000_000));
@@ -288,13 +183,7 @@ fn out_time_negative_and_huge() {
 
 #[test]
 fn out_time_seconds_clamps_negative() {
-    let at = |us| {
-        ProgressUpdate {
-            out_time_us: us,
-            ..update()
-        }
-        .out_time_seconds()
-    };
+    let at = |us| ProgressUpdate { out_time_us: us, ..update() }.out_time_seconds();
     assert_eq!(at(Some(2_500_000)), Some(2.5));
     assert_eq!(at(Some(-79_000)), Some(0.0));
     assert_eq!(at(Some(i64::MIN)), Some(0.0));
@@ -304,20 +193,8 @@ fn out_time_seconds_clamps_negative() {
 #[test]
 fn progress_state() {
     check("progress=continue\n", &[update()]);
-    check(
-        "progress=end\n",
-        &[ProgressUpdate {
-            state: ProgressState::End,
-            ..update()
-        }],
-    );
-    check(
-        "progress= end \n",
-        &[ProgressUpdate {
-            state: ProgressState::End,
-            ..update()
-        }],
-    );
+    check("progress=end\n", &[ProgressUpdate { state: ProgressState::End, ..update() }]);
+    check("progress= end \n", &[ProgressUpdate { state: ProgressState::End, ..update() }]);
     check("progress=bogus\n", &[update()]);
     check("progress=\n", &[update()]);
 }
@@ -325,21 +202,12 @@ fn progress_state() {
 #[test]
 fn unknown_keys_are_kept_trimmed() {
     let other = |pairs: &[(&str, &str)]| ProgressUpdate {
-        other: pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect(),
+        other: pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
         ..update()
     };
     check_block("stream_0_0_q=28.0\n", other(&[("stream_0_0_q", "28.0")]));
-    check_block(
-        "stream_0_0_q=-1.0\nstream_1_0_q=0.0\n",
-        other(&[("stream_0_0_q", "-1.0"), ("stream_1_0_q", "0.0")]),
-    );
-    check_block(
-        "  future_key  =  some value  \n",
-        other(&[("future_key", "some value")]),
-    );
+    check_block("stream_0_0_q=-1.0\nstream_1_0_q=0.0\n", other(&[("stream_0_0_q", "-1.0"), ("stream_1_0_q", "0.0")]));
+    check_block("  future_key  =  some value  \n", other(&[("future_key", "some value")]));
     check_block("key=a=b\n", other(&[("key", "a=b")]));
     check_block("key=\n", other(&[("key", "")]));
     check_block("key=é ü\n", other(&[("key", "é ü")]));
@@ -392,27 +260,15 @@ fn blocks_do_not_leak_into_each_other() {
                 other: vec![("q".to_owned(), "1".to_owned())],
                 ..update()
             },
-            ProgressUpdate {
-                frame: Some(2),
-                ..update()
-            },
-            ProgressUpdate {
-                state: ProgressState::End,
-                ..update()
-            },
+            ProgressUpdate { frame: Some(2), ..update() },
+            ProgressUpdate { state: ProgressState::End, ..update() },
         ],
     );
 }
 
 #[test]
 fn a_later_value_of_a_key_wins() {
-    check_block(
-        "frame=1\nframe=2\n",
-        ProgressUpdate {
-            frame: Some(2),
-            ..update()
-        },
-    );
+    check_block("frame=1\nframe=2\n", ProgressUpdate { frame: Some(2), ..update() });
     check_block("frame=1\nframe=N/A\n", update());
 }
 
@@ -422,11 +278,7 @@ fn overlong_line_is_discarded_up_to_its_newline() {
     input.extend_from_slice(b"junk=");
     input.extend(std::iter::repeat_n(b'x', 100_000));
     input.extend_from_slice(b"\nspeed=2x\nprogress=continue\n");
-    let expected = [ProgressUpdate {
-        frame: Some(1),
-        speed: Some(2.0),
-        ..update()
-    }];
+    let expected = [ProgressUpdate { frame: Some(1), speed: Some(2.0), ..update() }];
     assert_eq!(parse_all(&input), expected);
     assert_eq!(parse_chunked(&input, &[1]), expected);
     assert_eq!(parse_chunked(&input, &[4096, 7, 65536]), expected);
@@ -465,43 +317,15 @@ fn real_captures_do_not_depend_on_chunking() {
     for (name, bytes) in PROGRESS_CAPTURES {
         let whole = parse_all(bytes);
         assert!(!whole.is_empty(), "{name}");
-        assert_eq!(
-            whole.last().map(|u| u.state),
-            Some(ProgressState::End),
-            "{name}"
-        );
-        assert_eq!(
-            whole
-                .iter()
-                .filter(|u| u.state == ProgressState::End)
-                .count(),
-            1,
-            "{name}"
-        );
+        assert_eq!(whole.last().map(|u| u.state), Some(ProgressState::End), "{name}");
+        assert_eq!(whole.iter().filter(|u| u.state == ProgressState::End).count(), 1, "{name}");
         assert_eq!(parse_chunked(bytes, &[1]), whole, "{name}: 1-byte chunks");
         for seed in 1..32 {
-            assert_eq!(
-                parse_chunked(bytes, &pseudo_random_sizes(seed)),
-                whole,
-                "{name}: {seed}"
-            );
+            assert_eq!(parse_chunked(bytes, &pseudo_random_sizes(seed)), whole, "{name}: {seed}");
         }
         // Also with CRLF line endings.
-        let crlf: Vec<u8> = bytes
-            .iter()
-            .flat_map(|&b| {
-                if b == b'\n' {
-                    vec![b'\r', b'\n']
-                } else {
-                    vec![b]
-                }
-            })
-            .collect();
-        assert_eq!(
-            parse_chunked(&crlf, &pseudo_random_sizes(99)),
-            whole,
-            "{name}: CRLF"
-        );
+        let crlf: Vec<u8> = bytes.iter().flat_map(|&b| if b == b'\n' { vec![b'\r', b'\n'] } else { vec![b] }).collect();
+        assert_eq!(parse_chunked(&crlf, &pseudo_random_sizes(99)), whole, "{name}: CRLF");
     }
 }
 
@@ -511,14 +335,8 @@ fn real_captures_have_every_known_key() {
     for (name, bytes) in PROGRESS_CAPTURES.iter().filter(|(n, _)| *n != "audio_copy") {
         for u in parse_all(bytes) {
             assert!(u.frame.is_some() && u.fps.is_some(), "{name}: {u:?}");
-            assert!(
-                u.out_time_us.is_some() && u.dup_frames.is_some(),
-                "{name}: {u:?}"
-            );
-            assert!(
-                u.other.iter().all(|(k, _)| k.starts_with("stream_")),
-                "{name}: {u:?}"
-            );
+            assert!(u.out_time_us.is_some() && u.dup_frames.is_some(), "{name}: {u:?}");
+            assert!(u.other.iter().all(|(k, _)| k.starts_with("stream_")), "{name}: {u:?}");
         }
     }
 }
@@ -549,8 +367,7 @@ fn ffmpeg_like_input() -> impl Strategy<Value = String> {
         "-?[0-9]{1,7}:[0-9]{2}:[0-9]{2}\\.[0-9]{6}",
         "[ -~]{0,12}",
     ];
-    let line = (key, value, prop_oneof![Just("\n"), Just("\r\n")])
-        .prop_map(|(k, v, end)| format!("{k}={v}{end}"));
+    let line = (key, value, prop_oneof![Just("\n"), Just("\r\n")]).prop_map(|(k, v, end)| format!("{k}={v}{end}"));
     prop::collection::vec(line, 0..60).prop_map(|lines| lines.concat())
 }
 

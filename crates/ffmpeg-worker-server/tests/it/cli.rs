@@ -56,10 +56,7 @@ fn run_with(env: &[(&str, &str)], args: &[&str]) -> Run {
         if start.elapsed() > DEADLINE {
             let _ = child.kill();
             let _ = child.wait();
-            panic!(
-                "`ffmpeg-worker {}` did not finish within {DEADLINE:?}",
-                args.join(" ")
-            );
+            panic!("`ffmpeg-worker {}` did not finish within {DEADLINE:?}", args.join(" "));
         }
         std::thread::sleep(Duration::from_millis(20));
     };
@@ -125,36 +122,20 @@ fn submit_wait_runs_a_real_transcode_and_prints_plain_progress_and_outputs() {
         ],
     );
     assert_eq!(run.code, 0, "{run:?}");
-    assert!(
-        !run.stdout.contains(['\r', '\x1b']),
-        "no terminal control codes in a pipe: {run:?}"
-    );
+    assert!(!run.stdout.contains(['\r', '\x1b']), "no terminal control codes in a pipe: {run:?}");
     let lines: Vec<&str> = run.stdout.lines().collect();
     let id = lines[0].split(' ').next().unwrap();
     assert!(is_job_id(id), "{run:?}");
-    assert_eq!(
-        lines[0],
-        format!("{id} queued"),
-        "the first line is the submitted job"
-    );
+    assert_eq!(lines[0], format!("{id} queued"), "the first line is the submitted job");
     let n = lines.len();
     assert!(n >= 3, "{run:?}");
-    assert_eq!(
-        lines[n - 2..],
-        [format!("{id} completed").as_str(), "out/my clip.mp4"]
-    );
+    assert_eq!(lines[n - 2..], [format!("{id} completed").as_str(), "out/my clip.mp4"]);
     for line in &lines[..n - 2] {
-        assert!(
-            line.starts_with(&format!("{id} queued")) || line.starts_with(&format!("{id} running")),
-            "{line}"
-        );
+        assert!(line.starts_with(&format!("{id} queued")) || line.starts_with(&format!("{id} running")), "{line}");
         if let Some(rest) = line.strip_prefix(&format!("{id} running ")) {
             // `job_x running 42.0% speed 2.1x eta 12s`
             let percent = rest.split(' ').next().unwrap();
-            assert!(
-                percent.ends_with('%') && percent.trim_end_matches('%').parse::<f64>().is_ok(),
-                "{line}"
-            );
+            assert!(percent.ends_with('%') && percent.trim_end_matches('%').parse::<f64>().is_ok(), "{line}");
         }
     }
     let out = server.data.path().join("out/my clip.mp4");
@@ -168,10 +149,7 @@ fn submit_wait_runs_a_real_transcode_and_prints_plain_progress_and_outputs() {
         "the words are joined with shell quoting"
     );
     assert_eq!(job["output_files"], json!(["out/my clip.mp4"]));
-    assert_eq!(
-        (&job["priority"], &job["timeout_seconds"]),
-        (&json!(3), &json!(120))
-    );
+    assert_eq!((&job["priority"], &job["timeout_seconds"]), (&json!(3), &json!(120)));
     assert_eq!(job["metadata"], json!({"asset": "a-42"}));
 }
 
@@ -180,18 +158,10 @@ fn status_logs_list_and_cancel_of_a_finished_job() {
     let server = Server::start(&[]);
     make_clip(server.data.path(), "input.mp4", 1);
     // One quoted string is the whole command line.
-    let id = submit(
-        &server,
-        &["-i input.mp4 -c:v libx264 -preset ultrafast out.mp4"],
-    );
+    let id = submit(&server, &["-i input.mp4 -c:v libx264 -preset ultrafast out.mp4"]);
     let waited = cli(&server, &["wait", &id]);
     assert_eq!(waited.code, 0, "{waited:?}");
-    assert!(
-        waited
-            .stdout
-            .ends_with(&format!("{id} completed\nout.mp4\n")),
-        "{waited:?}"
-    );
+    assert!(waited.stdout.ends_with(&format!("{id} completed\nout.mp4\n")), "{waited:?}");
 
     let status = cli(&server, &["status", &id]);
     assert_eq!(status.code, 0, "{status:?}");
@@ -199,32 +169,19 @@ fn status_logs_list_and_cancel_of_a_finished_job() {
         status
             .stdout
             .lines()
-            .find_map(|l| {
-                l.strip_prefix(name)
-                    .filter(|rest| rest.starts_with(' '))
-                    .map(str::trim)
-            })
+            .find_map(|l| l.strip_prefix(name).filter(|rest| rest.starts_with(' ')).map(str::trim))
             .unwrap_or_else(|| panic!("no `{name}` line: {status:?}"))
             .to_owned()
     };
     assert_eq!(field("id"), id);
     assert_eq!(field("status"), "completed");
-    assert_eq!(
-        field("command"),
-        "-i input.mp4 -c:v libx264 -preset ultrafast out.mp4"
-    );
+    assert_eq!(field("command"), "-i input.mp4 -c:v libx264 -preset ultrafast out.mp4");
     assert_eq!(field("outputs"), "out.mp4");
-    assert!(
-        field("progress").starts_with("100.0% frame 25 "),
-        "{status:?}"
-    );
+    assert!(field("progress").starts_with("100.0% frame 25 "), "{status:?}");
 
     let logs = cli(&server, &["logs", &id]);
     assert_eq!(logs.code, 0, "{logs:?}");
-    assert!(
-        logs.stdout.contains("Duration: 00:00:01"),
-        "the log is ffmpeg's stderr: {logs:?}"
-    );
+    assert!(logs.stdout.contains("Duration: 00:00:01"), "the log is ffmpeg's stderr: {logs:?}");
 
     let list = json_of(&cli(&server, &["list", "--json"]));
     assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
@@ -233,88 +190,42 @@ fn status_logs_list_and_cancel_of_a_finished_job() {
     let table = cli(&server, &["list"]);
     assert_eq!(table.code, 0, "{table:?}");
     let rows: Vec<&str> = table.stdout.lines().collect();
-    assert!(
-        rows[0].starts_with("ID ") && rows[0].contains("STATUS"),
-        "{table:?}"
-    );
-    assert!(
-        rows[1].starts_with(&format!("{id}  completed")),
-        "{table:?}"
-    );
+    assert!(rows[0].starts_with("ID ") && rows[0].contains("STATUS"), "{table:?}");
+    assert!(rows[1].starts_with(&format!("{id}  completed")), "{table:?}");
 
     let cancel = cli(&server, &["cancel", &id]);
     assert_eq!(cancel.code, 2, "{cancel:?}");
     assert!(cancel.stdout.is_empty(), "{cancel:?}");
-    assert!(
-        cancel
-            .stderr
-            .contains(&format!("job {id} is completed: cannot cancel")),
-        "{cancel:?}"
-    );
+    assert!(cancel.stderr.contains(&format!("job {id} is completed: cannot cancel")), "{cancel:?}");
     assert!(cancel.stderr.contains("409"), "{cancel:?}");
 }
 
 #[test]
 fn a_failing_job_exits_1_and_prints_ffmpegs_error() {
     let server = Server::start(&[]);
-    let run = cli(
-        &server,
-        &["submit", "--wait", "--", "-i", "missing.mp4", "out.mp4"],
-    );
+    let run = cli(&server, &["submit", "--wait", "--", "-i", "missing.mp4", "out.mp4"]);
     assert_eq!(run.code, 1, "{run:?}");
     assert!(run.stderr.contains("failed"), "{run:?}");
-    assert!(
-        run.stderr
-            .contains("missing.mp4: No such file or directory"),
-        "{run:?}"
-    );
+    assert!(run.stderr.contains("missing.mp4: No such file or directory"), "{run:?}");
     assert!(!run.stdout.contains("completed"), "{run:?}");
 
     // --json: the finished job on stdout, still exit 1 with the error on stderr.
-    let run = cli(
-        &server,
-        &[
-            "submit",
-            "--wait",
-            "--json",
-            "--",
-            "-i",
-            "missing.mp4",
-            "out.mp4",
-        ],
-    );
+    let run = cli(&server, &["submit", "--wait", "--json", "--", "-i", "missing.mp4", "out.mp4"]);
     assert_eq!(run.code, 1, "{run:?}");
     let job: Value = serde_json::from_str(&run.stdout).unwrap();
     assert_eq!(job["status"], "failed");
-    assert!(
-        job["error"]
-            .as_str()
-            .unwrap()
-            .contains("No such file or directory"),
-        "{job}"
-    );
-    assert!(
-        run.stderr
-            .contains("missing.mp4: No such file or directory"),
-        "{run:?}"
-    );
+    assert!(job["error"].as_str().unwrap().contains("No such file or directory"), "{job}");
+    assert!(run.stderr.contains("missing.mp4: No such file or directory"), "{run:?}");
 }
 
 #[test]
 fn a_refused_command_exits_2_with_the_problem_detail_and_queues_nothing() {
     let server = Server::start(&[]);
-    for args in [
-        &["submit", "--", "-i", "../x.mp4", "out.mp4"][..],
-        &["submit", "--wait", "-i ../x.mp4 out.mp4"],
-    ] {
+    for args in [&["submit", "--", "-i", "../x.mp4", "out.mp4"][..], &["submit", "--wait", "-i ../x.mp4 out.mp4"]] {
         let run = cli(&server, args);
         assert_eq!(run.code, 2, "{run:?}");
         assert!(run.stdout.is_empty(), "{run:?}");
-        assert!(
-            run.stderr
-                .contains("argument 2 `../x.mp4`: path escapes the data directory"),
-            "{run:?}"
-        );
+        assert!(run.stderr.contains("argument 2 `../x.mp4`: path escapes the data directory"), "{run:?}");
         assert!(run.stderr.contains("422"), "{run:?}");
     }
     assert_eq!(json_of(&cli(&server, &["list", "--json"])), json!([]));
@@ -342,12 +253,7 @@ fn a_queued_job_is_cancelled_and_waiting_on_it_exits_1() {
 
     let unknown = cli(&server, &["status", "job_0000000000000000"]);
     assert_eq!(unknown.code, 2, "{unknown:?}");
-    assert!(
-        unknown
-            .stderr
-            .contains("job job_0000000000000000 not found"),
-        "{unknown:?}"
-    );
+    assert!(unknown.stderr.contains("job job_0000000000000000 not found"), "{unknown:?}");
     let logs = cli(&server, &["logs", "job_0000000000000000"]);
     assert_eq!(logs.code, 2, "{logs:?}");
 }
@@ -355,50 +261,25 @@ fn a_queued_job_is_cancelled_and_waiting_on_it_exits_1() {
 #[test]
 fn list_filters_pages_and_follows_next_links_with_all() {
     let server = Server::start(&["--concurrency", "0"]);
-    let ids: Vec<String> = (0..5)
-        .map(|i| submit(&server, &["--", "-i", "input.mp4", &format!("out{i}.mp4")]))
-        .collect();
+    let ids: Vec<String> =
+        (0..5).map(|i| submit(&server, &["--", "-i", "input.mp4", &format!("out{i}.mp4")])).collect();
     let listed_ids = |v: &Value| -> Vec<String> {
-        v.as_array()
-            .unwrap()
-            .iter()
-            .map(|j| j["id"].as_str().unwrap().to_owned())
-            .collect()
+        v.as_array().unwrap().iter().map(|j| j["id"].as_str().unwrap().to_owned()).collect()
     };
 
     let first_page = json_of(&cli(&server, &["list", "--json", "--limit", "2"]));
     assert_eq!(listed_ids(&first_page), ids[..2]);
     let all = json_of(&cli(&server, &["list", "--json", "--limit", "2", "--all"]));
     assert_eq!(listed_ids(&all), ids, "every page, oldest first");
-    assert!(
-        all.as_array()
-            .unwrap()
-            .iter()
-            .all(|j| j["status"] == "queued" && j["command"].is_string())
-    );
-    let queued = json_of(&cli(
-        &server,
-        &[
-            "list", "--json", "--status", "queued", "--limit", "3", "--all",
-        ],
-    ));
+    assert!(all.as_array().unwrap().iter().all(|j| j["status"] == "queued" && j["command"].is_string()));
+    let queued = json_of(&cli(&server, &["list", "--json", "--status", "queued", "--limit", "3", "--all"]));
     assert_eq!(listed_ids(&queued), ids);
-    assert_eq!(
-        json_of(&cli(&server, &["list", "--json", "--status", "completed"])),
-        json!([])
-    );
+    assert_eq!(json_of(&cli(&server, &["list", "--json", "--status", "completed"])), json!([]));
 
     let table = cli(&server, &["list", "--limit", "2"]);
     assert_eq!(table.code, 0, "{table:?}");
-    assert_eq!(
-        table.stdout.lines().count(),
-        3,
-        "header and two rows: {table:?}"
-    );
-    assert!(
-        table.stderr.contains("--all"),
-        "says more jobs follow: {table:?}"
-    );
+    assert_eq!(table.stdout.lines().count(), 3, "header and two rows: {table:?}");
+    assert!(table.stderr.contains("--all"), "says more jobs follow: {table:?}");
     let empty = cli(&server, &["list", "--status", "failed"]);
     assert_eq!((empty.code, empty.stdout.as_str()), (0, "no jobs\n"));
 }
@@ -412,21 +293,12 @@ fn an_unreachable_server_exits_2_with_a_clear_message() {
     let url = format!("http://127.0.0.1:{port}");
     for args in [
         &["status", "job_0123456789abcdef", "--url", &url][..],
-        &[
-            "submit", "--wait", "--url", &url, "--", "-i", "a.mp4", "b.mp4",
-        ],
+        &["submit", "--wait", "--url", &url, "--", "-i", "a.mp4", "b.mp4"],
     ] {
         let run = run_with(&[], args);
         assert_eq!(run.code, 2, "{run:?}");
-        assert!(
-            run.stderr
-                .contains(&format!("cannot reach the server at {url}/")),
-            "{run:?}"
-        );
-        assert!(
-            run.stderr.contains("FFMPEG_WORKER_URL"),
-            "says how to point at the server: {run:?}"
-        );
+        assert!(run.stderr.contains(&format!("cannot reach the server at {url}/")), "{run:?}");
+        assert!(run.stderr.contains("FFMPEG_WORKER_URL"), "says how to point at the server: {run:?}");
         assert!(run.stdout.is_empty(), "{run:?}");
     }
 }
@@ -437,21 +309,12 @@ fn the_token_is_sent_as_a_bearer_token() {
     let url = server.base.as_str();
     let without = run_with(&[], &["list", "--url", url]);
     assert_eq!(without.code, 2, "{without:?}");
-    assert!(
-        without.stderr.contains("401") && without.stderr.contains("FFMPEG_WORKER_TOKEN"),
-        "{without:?}"
-    );
+    assert!(without.stderr.contains("401") && without.stderr.contains("FFMPEG_WORKER_TOKEN"), "{without:?}");
     let wrong = run_with(&[], &["list", "--url", url, "--token", "nope"]);
     assert_eq!(wrong.code, 2, "{wrong:?}");
     let flag = run_with(&[], &["list", "--json", "--url", url, "--token", "s3cret"]);
     assert_eq!(json_of(&flag), json!([]));
-    let env = run_with(
-        &[
-            ("FFMPEG_WORKER_URL", url),
-            ("FFMPEG_WORKER_TOKEN", "s3cret"),
-        ],
-        &["list", "--json"],
-    );
+    let env = run_with(&[("FFMPEG_WORKER_URL", url), ("FFMPEG_WORKER_TOKEN", "s3cret")], &["list", "--json"]);
     assert_eq!(json_of(&env), json!([]));
 }
 
@@ -459,15 +322,7 @@ fn the_token_is_sent_as_a_bearer_token() {
 fn usage_errors_exit_2_before_any_request() {
     for args in [
         &["submit"][..],
-        &[
-            "submit",
-            "--metadata",
-            "no-equals-sign",
-            "--",
-            "-i",
-            "a.mp4",
-            "b.mp4",
-        ],
+        &["submit", "--metadata", "no-equals-sign", "--", "-i", "a.mp4", "b.mp4"],
         &["submit", "--timeout", "0", "--", "-i", "a.mp4", "b.mp4"],
         &["list", "--limit", "0"],
         &["list", "--status", "sleeping"],
@@ -477,9 +332,6 @@ fn usage_errors_exit_2_before_any_request() {
         let run = run_with(&[], args);
         assert_eq!(run.code, 2, "{run:?}");
         assert!(run.stderr.contains("error:"), "{run:?}");
-        assert!(
-            !run.stderr.contains("cannot reach"),
-            "refused before connecting: {run:?}"
-        );
+        assert!(!run.stderr.contains("cannot reach"), "refused before connecting: {run:?}");
     }
 }

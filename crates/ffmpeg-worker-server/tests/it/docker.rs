@@ -18,7 +18,13 @@ fn known_env() -> Vec<String> {
 fn runtime_stage(dockerfile: &str) -> Vec<String> {
     let joined = dockerfile.replace("\\\n", " ");
     let stages: Vec<&str> = joined.split("\nFROM ").collect();
-    stages.last().unwrap().lines().map(|l| l.trim().to_owned()).filter(|l| !l.is_empty() && !l.starts_with('#')).collect()
+    stages
+        .last()
+        .unwrap()
+        .lines()
+        .map(|l| l.trim().to_owned())
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect()
 }
 
 fn env_of(stage: &[String]) -> BTreeMap<String, String> {

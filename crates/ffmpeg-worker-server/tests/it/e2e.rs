@@ -9,12 +9,8 @@ async fn transcode_runs_end_to_end_with_progress_and_outputs() {
     let server = Server::start(&[]);
     make_clip(server.data.path(), "input.mp4", 2);
     let http = client();
-    let (status, job) = submit(
-        &http,
-        &server,
-        "-i input.mp4 -c:v libx264 -preset ultrafast -c:a aac out/result.mp4",
-    )
-    .await;
+    let (status, job) =
+        submit(&http, &server, "-i input.mp4 -c:v libx264 -preset ultrafast -c:a aac out/result.mp4").await;
     assert_eq!(status, 201, "{job}");
     let id = job["id"].as_str().unwrap();
     let seen = wait_finished(&http, &server, id, Duration::from_secs(60)).await;

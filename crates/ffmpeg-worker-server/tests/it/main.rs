@@ -7,6 +7,6 @@ mod cli;
 mod docker;
 mod e2e;
 mod lifecycle;
-mod security;
 mod openapi;
+mod security;
 mod support;

@@ -17,7 +17,9 @@ fn spec_is_openapi_3_1_and_lists_the_endpoints() {
         assert!(paths.contains_key(p), "{p} missing from the spec");
     }
     let schema = &spec["components"]["schemas"]["JobResponse"]["properties"];
-    for field in ["id", "status", "command", "created_at", "started_at", "completed_at", "progress", "output_files", "error"] {
+    for field in
+        ["id", "status", "command", "created_at", "started_at", "completed_at", "progress", "output_files", "error"]
+    {
         assert!(schema.get(field).is_some(), "JobResponse.{field} missing");
     }
 }

@@ -60,7 +60,7 @@ async fn hostile_commands_are_refused_before_ffmpeg_starts_and_touch_nothing_out
         format!("-filter_complex_script {s} -i in.mp4 out.mp4"),
         "-i in.mp4 -vf zmq out.mp4".to_owned(),
         "-i in.mp4 -af ladspa=file=cmt:plugin=delay out.mp4".to_owned(),
-        format!("-report -i in.mp4 out.mp4"),
+        "-report -i in.mp4 out.mp4".to_owned(),
         format!("-i in.mp4 -vstats_file {o}/v.log out.mp4"),
         "-protocol_whitelist file,http -i playlist.m3u8 out.mp4".to_owned(),
         "-safe 0 -f concat -i list.txt out.mp4".to_owned(),
@@ -125,7 +125,10 @@ async fn ordinary_commands_still_run() {
         let done = wait_finished(&http, &server, id, Duration::from_secs(120)).await;
         let last = done.last().unwrap();
         assert_eq!(last["status"], "completed", "{command}: {last}");
-        assert!(!last["output_files"].as_array().unwrap().is_empty() || command.contains("-f null"), "{command}: {last}");
+        assert!(
+            !last["output_files"].as_array().unwrap().is_empty() || command.contains("-f null"),
+            "{command}: {last}"
+        );
     }
     let hls = files_under(&data.join("hls"));
     assert!(hls.contains(&"index.m3u8".to_owned()) && hls.iter().any(|f| f.starts_with("seg_")), "{hls:?}");

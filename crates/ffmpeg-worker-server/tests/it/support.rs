@@ -63,13 +63,10 @@ impl Server {
         std::thread::spawn(move || {
             let mut sent = false;
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if !sent {
-                    if let Some(i) = line.find("http://127.0.0.1:") {
-                        let addr: String =
-                            line[i..].chars().take_while(|c| !c.is_whitespace() && *c != '"').collect();
-                        let _ = tx.send(addr);
-                        sent = true;
-                    }
+                if !sent && let Some(i) = line.find("http://127.0.0.1:") {
+                    let addr: String = line[i..].chars().take_while(|c| !c.is_whitespace() && *c != '"').collect();
+                    let _ = tx.send(addr);
+                    sent = true;
                 }
                 keep.lock().unwrap().push(line);
             }

@@ -46,7 +46,12 @@ fn alive(pid: i32) -> bool {
         .unwrap_or(false)
 }
 
-async fn run(runner: &FfmpegRunner, cmd: &ResolvedCommand, timeout: Option<Duration>, cancel: &CancellationToken) -> (jobs::RunReport, Option<Progress>) {
+async fn run(
+    runner: &FfmpegRunner,
+    cmd: &ResolvedCommand,
+    timeout: Option<Duration>,
+    cancel: &CancellationToken,
+) -> (jobs::RunReport, Option<Progress>) {
     let (tx, rx) = watch::channel(None);
     let report = runner.run(RunSpec { command: cmd, timeout }, &tx, cancel).await;
     let last = rx.borrow().clone();
@@ -74,10 +79,8 @@ async fn megabytes_of_stderr_do_not_stall_the_run() {
 async fn timeout_stops_the_whole_process_group_even_when_sigterm_is_ignored() {
     let s = setup();
     let pids = s.data.join("pids");
-    let bin = fake_ffmpeg(
-        &s.data,
-        &format!("trap '' TERM; /usr/bin/sleep 1000 & echo $$ $! > {}; wait", pids.display()),
-    );
+    let bin =
+        fake_ffmpeg(&s.data, &format!("trap '' TERM; /usr/bin/sleep 1000 & echo $$ $! > {}; wait", pids.display()));
     let mut config = FfmpegConfig::new(&bin, &s.data);
     config.kill_grace = Duration::from_millis(300);
     let runner = FfmpegRunner::new(config);
@@ -126,7 +129,10 @@ async fn a_missing_binary_is_a_spawn_error() {
 async fn the_environment_is_cleared_and_arguments_are_exact() {
     let s = setup();
     let out = s.data.join("seen");
-    let bin = fake_ffmpeg(&s.data, &format!("/usr/bin/env > {0}.env; for a in \"$@\"; do echo \"$a\"; done > {0}.args", out.display()));
+    let bin = fake_ffmpeg(
+        &s.data,
+        &format!("/usr/bin/env > {0}.env; for a in \"$@\"; do echo \"$a\"; done > {0}.args", out.display()),
+    );
     let runner = FfmpegRunner::new(FfmpegConfig::new(&bin, &s.data));
     let cmd = resolved(&s.sandbox, "-ss 1 -i \"my clip.mp4\" -c:v libx264 out/a.mp4");
     let (report, _) = run(&runner, &cmd, None, &CancellationToken::new()).await;
@@ -174,7 +180,10 @@ fn error_summary_keeps_the_meaningful_last_lines_without_server_paths() {
     check("a\nb\nc\nd\ne\nf\ng\n", "c\nd\ne\nf\ng");
     check("\n\n", "ffmpeg failed without a message");
     check("Conversion failed!\n", "Conversion failed!");
-    check("/srv/data/sub/x.mp4: Invalid data found when processing input\n", "sub/x.mp4: Invalid data found when processing input");
+    check(
+        "/srv/data/sub/x.mp4: Invalid data found when processing input\n",
+        "sub/x.mp4: Invalid data found when processing input",
+    );
 }
 
 #[tokio::test]

@@ -26,7 +26,12 @@ struct ScriptedRunner {
 
 #[async_trait]
 impl Runner for ScriptedRunner {
-    async fn run(&self, spec: RunSpec<'_>, progress: &watch::Sender<Option<Progress>>, cancel: &CancellationToken) -> RunReport {
+    async fn run(
+        &self,
+        spec: RunSpec<'_>,
+        progress: &watch::Sender<Option<Progress>>,
+        cancel: &CancellationToken,
+    ) -> RunReport {
         let now = self.current.fetch_add(1, Ordering::SeqCst) + 1;
         self.peak.fetch_max(now, Ordering::SeqCst);
         self.ran.lock().unwrap().push(spec.command.command().to_string());
@@ -110,7 +115,8 @@ async fn higher_priority_runs_first_then_fifo() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     };
     assert_eq!(counts.len(), 1);
-    let ran: Vec<String> = f.runner.ran.lock().unwrap().iter().map(|c| c.rsplit(' ').next().unwrap().to_owned()).collect();
+    let ran: Vec<String> =
+        f.runner.ran.lock().unwrap().iter().map(|c| c.rsplit(' ').next().unwrap().to_owned()).collect();
     assert_eq!(ran, ["b.mp4", "d.mp4", "a.mp4", "c.mp4"]);
 }
 
