@@ -39,6 +39,17 @@ fn setup() -> Setup {
     Setup { _dir: dir, data, sandbox }
 }
 
+/// `in.mp4` in `dir`: 3 s of 160x120 testsrc at 25 fps, H.264.
+fn make_input(dir: &Path) {
+    let status = std::process::Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-f", "lavfi", "-i", "testsrc=duration=3:size=160x120:rate=25"])
+        .args(["-c:v", "libx264", "-preset", "ultrafast"])
+        .arg(dir.join("in.mp4"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
 fn alive(pid: i32) -> bool {
     // A zombie is dead for our purpose; /proc/<pid>/stat's third field is the state.
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
@@ -151,13 +162,7 @@ async fn the_environment_is_cleared_and_arguments_are_exact() {
 #[tokio::test]
 async fn real_ffmpeg_reports_progress_with_percent() {
     let s = setup();
-    let status = std::process::Command::new("ffmpeg")
-        .args(["-nostdin", "-v", "error", "-f", "lavfi", "-i", "testsrc=duration=3:size=160x120:rate=25"])
-        .args(["-c:v", "libx264", "-preset", "ultrafast"])
-        .arg(s.data.join("in.mp4"))
-        .status()
-        .unwrap();
-    assert!(status.success());
+    make_input(&s.data);
     let runner = FfmpegRunner::new(FfmpegConfig::new("ffmpeg", &s.data));
     let cmd = resolved(&s.sandbox, "-i in.mp4 -t 2 -c:v libx264 -preset ultrafast out.mp4");
     let (report, last) = run(&runner, &cmd, Some(Duration::from_secs(60)), &CancellationToken::new()).await;
@@ -208,13 +213,7 @@ async fn each_run_gets_a_private_scratch_directory_that_is_removed() {
 #[tokio::test]
 async fn the_output_size_limit_stops_ffmpeg_with_a_clear_error() {
     let s = setup();
-    let status = std::process::Command::new("ffmpeg")
-        .args(["-nostdin", "-v", "error", "-f", "lavfi", "-i", "testsrc=duration=3:size=160x120:rate=25"])
-        .args(["-c:v", "libx264", "-preset", "ultrafast"])
-        .arg(s.data.join("in.mp4"))
-        .status()
-        .unwrap();
-    assert!(status.success());
+    make_input(&s.data);
     let mut config = FfmpegConfig::new("ffmpeg", &s.data);
     config.limits.max_file_bytes = Some(300_000);
     let runner = FfmpegRunner::new(config);
