@@ -7,10 +7,10 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use jobs::SubmitOptions;
 use jobs::sqlite::OpenError;
 use jobs::store::{CancelOutcome, Recovery};
 use jobs::{Job, JobId, JobStatus, JobStore, ListQuery, MemoryStore, Outcome, Progress, SqliteStore, StoreError};
-use jobs::SubmitOptions;
 use tempfile::TempDir;
 
 /// The store under test.
@@ -81,9 +81,26 @@ conformance!(
     counts_by_status,
     log_kept_by_finish,
     wait_for_work_wakes_after_insert,
+    odd_text_round_trips,
     concurrent_inserts_get_distinct_seqs,
+    concurrent_gets_each_get_their_job,
+    concurrent_gets_of_one_job_all_find_it,
     concurrent_claims_are_exclusive,
 );
+
+/// Many clients polling the same job at once (the batched reads of the SQLite store once
+/// answered only the first of them).
+async fn concurrent_gets_of_one_job_all_find_it(store: &Store) {
+    let job = submit(store, "-i a.mp4 b.mp4").await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..200 {
+        let (store, id) = (Arc::clone(store), job.id.clone());
+        tasks.spawn(async move { store.get(&id).await.unwrap() });
+    }
+    while let Some(found) = tasks.join_next().await {
+        assert_eq!(found.unwrap().map(|j| j.id), Some(job.id.clone()));
+    }
+}
 
 // ------------------------------------------------------------------------------------------
 // Helpers.
@@ -128,8 +145,11 @@ fn assert_conflict(result: Result<impl std::fmt::Debug, StoreError>, expected: J
 }
 
 #[track_caller]
-fn assert_not_found(result: Result<impl std::fmt::Debug, StoreError>) {
-    assert!(matches!(result, Err(StoreError::NotFound(ref id)) if *id == unknown_id()), "{result:?}");
+fn assert_not_found<T: std::fmt::Debug>(result: Result<T, StoreError>) {
+    match result {
+        Err(StoreError::NotFound(id)) => assert_eq!(id, unknown_id()),
+        other => panic!("expected NotFound, got {other:?}"),
+    }
 }
 
 async fn status(store: &Store, id: &JobId) -> JobStatus {
@@ -498,6 +518,50 @@ async fn concurrent_inserts_get_distinct_seqs(store: &Store) {
     }
 }
 
+async fn odd_text_round_trips(store: &Store) {
+    let command = "-i \"my file\\x.mp4\" -metadata title='été 🎬\n\ttab' -vf \"drawtext=text='a\\:b'\" out.mkv";
+    let metadata = BTreeMap::from([
+        ("".to_owned(), "empty key".to_owned()),
+        ("quote\"".to_owned(), "back\\slash\u{1}\u{7f}".to_owned()),
+        ("json".to_owned(), "{\"not\": [\"parsed\"]}".to_owned()),
+    ]);
+    let options = SubmitOptions { priority: i32::MIN, timeout_seconds: Some(0), metadata };
+    let job = store.insert(command.to_owned(), options.clone()).await.unwrap();
+    assert_eq!((job.command.as_str(), job.priority, &job.metadata), (command, i32::MIN, &options.metadata));
+    assert_eq!(store.get(&job.id).await.unwrap(), Some(job.clone()));
+    let claimed = store.claim_next().await.unwrap().unwrap();
+    let outputs = vec!["out dir/é 🎬.mkv".to_owned(), "a\"b\\c.mp4".to_owned()];
+    let done =
+        store.finish(&claimed.id, Outcome::Completed { output_files: outputs.clone() }, "\u{0}log\n").await.unwrap();
+    assert_eq!(done.output_files, outputs);
+    assert_eq!(store.get(&job.id).await.unwrap(), Some(done));
+    assert_eq!(store.log(&job.id).await.unwrap().as_deref(), Some("\u{0}log\n"));
+}
+
+async fn concurrent_gets_each_get_their_job(store: &Store) {
+    let mut jobs = Vec::new();
+    for i in 0..50 {
+        jobs.push(store.insert(format!("{i}"), opts(i % 2)).await.unwrap());
+    }
+    let jobs = Arc::new(jobs);
+    let mut tasks = tokio::task::JoinSet::new();
+    for t in 0..32 {
+        let (store, jobs) = (Arc::clone(store), Arc::clone(&jobs));
+        tasks.spawn(async move {
+            for i in 0..40 {
+                // Known ids (often the same one from several tasks at once) and unknown ones.
+                if (t + i) % 5 == 0 {
+                    assert_eq!(store.get(&unknown_id()).await.unwrap(), None);
+                } else {
+                    let job = &jobs[(t * 7 + i) % jobs.len()];
+                    assert_eq!(store.get(&job.id).await.unwrap().as_ref(), Some(job));
+                }
+            }
+        });
+    }
+    tasks.join_all().await;
+}
+
 async fn concurrent_claims_are_exclusive(store: &Store) {
     for i in 0..300 {
         submit(store, &format!("{i}")).await;
@@ -567,7 +631,7 @@ async fn sqlite_reopened_file_has_every_job() {
     let store: Store = Arc::new(SqliteStore::open(&db_url(&dir)).await.unwrap());
     assert_eq!(store.list(&all()).await.unwrap(), listed);
     assert_eq!(store.log(&done.id).await.unwrap().as_deref(), Some("the log"));
-    assert_eq!(store.recover(3).await.unwrap().requeued, [live.id.clone()]);
+    assert_eq!(store.recover(3).await.unwrap().requeued, std::slice::from_ref(&live.id));
     assert_eq!(store.claim_next().await.unwrap().unwrap().id, live.id, "recovered job first: priority 3");
     let next = store.insert("new".to_owned(), SubmitOptions::default()).await.unwrap();
     assert!(next.seq > before.iter().map(|j| j.seq).max().unwrap(), "seq keeps growing after reopen");
@@ -712,4 +776,22 @@ async fn sqlite_cancel_through_one_store_reaches_the_worker_of_another() {
     assert!(worker.update_progress(&job.id, &Progress::default()).await.unwrap());
     worker.finish(&job.id, Outcome::Cancelled, "").await.unwrap();
     assert_eq!(server.get(&job.id).await.unwrap().unwrap().status, JobStatus::Cancelled);
+}
+
+#[tokio::test]
+async fn sqlite_file_is_in_wal_mode_and_close_checkpoints_it() {
+    let dir = TempDir::new().unwrap();
+    let store = SqliteStore::open(&db_url(&dir)).await.unwrap();
+    let job = store.insert("x".to_owned(), SubmitOptions::default()).await.unwrap();
+    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&db_url(&dir)).await.unwrap();
+    let mode: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(&mut conn).await.unwrap();
+    assert_eq!(mode, "wal");
+    sqlx::Connection::close(conn).await.unwrap();
+    assert!(entries(dir.path()).contains(&"jobs.db-wal".to_owned()));
+
+    store.close().await;
+    assert_eq!(entries(dir.path()), ["jobs.db"], "the last connection checkpointed and removed the WAL");
+    assert!(matches!(store.get(&job.id).await, Err(StoreError::Database(_))));
+    assert!(matches!(store.claim_next().await, Err(StoreError::Database(_))));
+    assert!(matches!(store.insert("y".to_owned(), SubmitOptions::default()).await, Err(StoreError::Database(_))));
 }
