@@ -116,6 +116,14 @@ pub enum CommandError {
         /// The option as written.
         argument: String,
     },
+    /// An argument contains a NUL byte, which no process argument can carry.
+    #[error("argument {position} `{argument}`: contains a NUL byte")]
+    NulByte {
+        /// 1-based position of the argument.
+        position: usize,
+        /// The argument as written (the NUL shown as `\0`).
+        argument: String,
+    },
     /// An argument is not a usable option name (`--`, or `-` followed by nothing valid).
     #[error("argument {position} `{argument}`: not a valid option")]
     InvalidOption {
@@ -142,7 +150,8 @@ impl CommandError {
         match self {
             CommandError::MissingValue { position, argument }
             | CommandError::TrailingOption { position, argument }
-            | CommandError::InvalidOption { position, argument } => Some((*position, argument)),
+            | CommandError::InvalidOption { position, argument }
+            | CommandError::NulByte { position, argument } => Some((*position, argument)),
             CommandError::Split { .. } | CommandError::Empty | CommandError::NoInput | CommandError::NoOutput => None,
         }
     }
@@ -185,7 +194,7 @@ impl Command {
     /// ```
     ///
     /// # Errors
-    /// [`CommandError::Empty`], [`CommandError::MissingValue`], [`CommandError::NoInput`],
+    /// [`CommandError::NulByte`], [`CommandError::Empty`], [`CommandError::MissingValue`], [`CommandError::NoInput`],
     /// [`CommandError::NoOutput`], [`CommandError::TrailingOption`], [`CommandError::InvalidOption`].
     pub fn from_args<I, S>(args: I) -> Result<Command, CommandError>
     where
@@ -193,6 +202,9 @@ impl Command {
         S: Into<String>,
     {
         let args: Vec<String> = args.into_iter().map(Into::into).collect();
+        if let Some((i, arg)) = args.iter().enumerate().find(|(_, a)| a.contains('\0')) {
+            return Err(CommandError::NulByte { position: i + 1, argument: arg.replace('\0', "\\0") });
+        }
         Parser::default().run(args)
     }
 

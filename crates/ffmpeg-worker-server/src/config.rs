@@ -112,8 +112,8 @@ pub struct ServeConfig {
     pub api_tokens_file: Option<PathBuf>,
 
     /// Largest accepted request body, in bytes.
-    #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 65_536)]
-    pub max_body_bytes: usize,
+    #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 65_536, value_parser = clap::value_parser!(u32).range(1024..))]
+    pub max_body_bytes: u32,
 
     /// Requests per second allowed per client IP address (bursts of twice that); 0: no limit.
     #[arg(long, env = "RATE_LIMIT", default_value_t = 0)]
@@ -184,7 +184,10 @@ pub fn markdown() -> String {
 impl ServeConfig {
     /// The security policy: the default one, adjusted by the allow/forbid settings.
     pub fn policy(&self) -> ffmpeg_core::policy::Policy {
-        let mut policy = ffmpeg_core::policy::Policy::default();
+        // The runner always passes -y (overwrite) so that re-runs after a crash succeed; a
+        // command with -n could only fail ("both -y and -n supplied"): refuse it up front.
+        let mut policy = ffmpeg_core::policy::Policy::default()
+            .forbid_option("n", "the server always overwrites outputs (it passes -y); remove -n");
         let names = |v: &[String]| {
             v.iter().map(|n| n.trim().trim_start_matches('-').to_owned()).filter(|n| !n.is_empty()).collect::<Vec<_>>()
         };

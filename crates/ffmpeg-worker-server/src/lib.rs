@@ -152,8 +152,10 @@ pub fn app(state: AppState) -> Router {
     let settings = Arc::clone(&state.settings);
     let mut router = api_router
         .merge(SwaggerUi::new("/docs").url("/openapi.json", api))
+        .fallback(routes::not_found)
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token))
-        .layer(tower_http::limit::RequestBodyLimitLayer::new(settings.max_body_bytes))
+        // Enforced by the body extractors, so an oversized body is a 413 problem+json.
+        .layer(axum::extract::DefaultBodyLimit::max(settings.max_body_bytes))
         .route_layer(axum::middleware::from_fn(telemetry::track_http))
         .with_state(state);
     if let Some(per_second) = settings.rate_limit_per_second.filter(|n| *n > 0) {

@@ -29,8 +29,9 @@ pub(crate) async fn health() -> AppJson<HealthResponse> {
 
 /// Readiness check
 ///
-/// 200 when the job store answers and the ffmpeg binary runs (reporting its version);
-/// 503 problem+json naming what is wrong otherwise.
+/// 200 when the server accepts jobs, the job store answers and the ffmpeg binary runs
+/// (reporting its version); 503 problem+json naming what is wrong otherwise (also while
+/// shutting down).
 #[utoipa::path(
     get, path = "/ready", tag = "operations",
     responses(
@@ -39,6 +40,9 @@ pub(crate) async fn health() -> AppJson<HealthResponse> {
     )
 )]
 pub(crate) async fn ready(State(state): State<AppState>) -> Result<AppJson<ReadyResponse>, ApiError> {
+    if !state.accepting() {
+        return Err(ApiError::ShuttingDown);
+    }
     state.jobs.store().ping().await?;
     let ffmpeg =
         crate::serve::check_ffmpeg(&state.settings.ffmpeg_bin).await.map_err(|e| ApiError::NotReady(e.to_string()))?;
@@ -121,8 +125,10 @@ pub(crate) async fn create_job(
 #[into_params(parameter_in = Query)]
 pub(crate) struct ListParams {
     /// Only jobs with this status: queued, running, completed, failed or cancelled.
+    #[param(value_type = Option<crate::wire::JobStatusWire>)]
     status: Option<String>,
     /// Page size, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
     /// Opaque cursor from a previous page's `Link: <...>; rel="next"` header.
     cursor: Option<String>,
@@ -259,4 +265,9 @@ pub(crate) async fn job_log(
     let id = parse_id(&id)?;
     let log = state.jobs.store().log(&id).await?.ok_or_else(|| ApiError::NotFound(id.to_string()))?;
     Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], log))
+}
+
+/// Answers unknown routes with a 404 problem+json (axum's default is an empty body).
+pub(crate) async fn not_found(uri: axum::http::Uri) -> ApiError {
+    ApiError::InvalidRequest { status: StatusCode::NOT_FOUND, detail: format!("no such endpoint: {}", uri.path()) }
 }

@@ -118,7 +118,12 @@ fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
 async fn purge_old_jobs(store: Arc<dyn JobStore>, retention: Duration, stop: tokio_util::sync::CancellationToken) {
     let every = (retention / 10).clamp(Duration::from_secs(60), Duration::from_secs(3600));
     loop {
-        let cutoff = time::OffsetDateTime::now_utc() - retention;
+        // A retention longer than the calendar reaches back keeps everything.
+        let Some(cutoff) =
+            time::Duration::try_from(retention).ok().and_then(|r| time::OffsetDateTime::now_utc().checked_sub(r))
+        else {
+            return;
+        };
         match store.purge_finished_before(cutoff).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(deleted = n, "retention: deleted old finished jobs"),
@@ -220,7 +225,7 @@ pub async fn run(config: ServeConfig) -> Result<(), StartError> {
     let settings = AppSettings {
         ffmpeg_bin: config.ffmpeg_bin.clone(),
         api_tokens: tokens,
-        max_body_bytes: config.max_body_bytes,
+        max_body_bytes: config.max_body_bytes as usize,
         rate_limit_per_second: (config.rate_limit > 0).then_some(config.rate_limit),
     };
     let state = AppState::with_settings(Arc::clone(&jobs), settings);

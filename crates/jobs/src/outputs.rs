@@ -2,12 +2,14 @@
 //!
 //! A plain output is the file itself. A pattern output (`thumbs/t%03d.png`, image2 and segment
 //! muxers expand printf-style `%d` sequences) is every file in its directory whose name matches
-//! the pattern. A segmenting muxer (`hls`, `dash`, `segment`; chosen with `-f` or by the
-//! `.m3u8`/`.mpd` extension) also writes files the command does not name, so for those every
-//! file in the output's directory that
-//! was modified since the run started is listed. Files written because of options and filters
-//! (`-hls_segment_filename`, `-passlogfile`, `psnr=stats_file=`) are listed too. Paths are
-//! relative to the data directory.
+//! the pattern and was modified since the run started. A segmenting muxer (`hls`, `dash`;
+//! chosen with `-f` or by the `.m3u8`/`.mpd` extension) also writes files the command does not
+//! name: the names it derives by default (`index0.ts` for `index.m3u8`, DASH's
+//! `chunk-stream*`) are listed. Files written because of options and filters
+//! (`-hls_segment_filename`, `-passlogfile`, `psnr=stats_file=`) are listed too, by their
+//! pattern or prefix. Nothing else in the directory is ever listed, or removed when a run is
+//! cancelled: other files beside the outputs belong to someone else. Paths are relative to the
+//! data directory.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -28,28 +30,95 @@ fn is_segmenting(output: &Output, path: &Path) -> bool {
     matches!(path.extension().and_then(|e| e.to_str()), Some("m3u8" | "mpd"))
 }
 
-/// Does `name` match the printf-style `pattern` (`%d`, `%03d`, `%%`; other `%x` match anything)?
-fn matches_pattern(pattern: &str, name: &str) -> bool {
-    fn go(p: &[u8], n: &[u8]) -> bool {
-        match p {
-            [] => n.is_empty(),
-            [b'%', b'%', rest @ ..] => n.first() == Some(&b'%') && go(rest, &n[1..]),
-            [b'%', rest @ ..] => {
-                // Skip flags and width digits, then one conversion character.
-                let spec_len = rest.iter().take_while(|c| c.is_ascii_digit()).count();
-                let Some(&conv) = rest.get(spec_len) else { return n == b"%" };
-                let rest = &rest[spec_len + 1..];
-                if conv == b'd' {
-                    let digits = n.iter().take_while(|c| c.is_ascii_digit()).count();
-                    (1..=digits).any(|k| go(rest, &n[k..]))
-                } else {
-                    (0..=n.len()).any(|k| go(rest, &n[k..]))
-                }
+/// One piece of a file-name pattern.
+#[derive(Debug, PartialEq)]
+enum Piece {
+    Literal(u8),
+    /// `%d`, `%03d`: one or more digits.
+    Digits,
+    /// Any other `%x` (strftime) or a `$...$` DASH template: any run of characters.
+    Any,
+}
+
+fn pieces(pattern: &str) -> Vec<Piece> {
+    let p = pattern.as_bytes();
+    let mut out = Vec::with_capacity(p.len());
+    let mut i = 0;
+    while i < p.len() {
+        match p[i] {
+            b'%' if p.get(i + 1) == Some(&b'%') => {
+                out.push(Piece::Literal(b'%'));
+                i += 2;
             }
-            [c, rest @ ..] => n.first() == Some(c) && go(rest, &n[1..]),
+            b'%' => {
+                let width = p[i + 1..].iter().take_while(|c| c.is_ascii_digit()).count();
+                match p.get(i + 1 + width) {
+                    Some(b'd') => out.push(Piece::Digits),
+                    Some(_) => out.push(Piece::Any),
+                    None => out.push(Piece::Literal(b'%')),
+                }
+                i += width + 2;
+            }
+            b'$' => match p[i + 1..].iter().position(|c| *c == b'$') {
+                Some(0) => {
+                    out.push(Piece::Literal(b'$'));
+                    i += 2;
+                }
+                Some(end) => {
+                    out.push(Piece::Any);
+                    i += end + 2;
+                }
+                None => {
+                    out.push(Piece::Literal(b'$'));
+                    i += 1;
+                }
+            },
+            c => {
+                out.push(Piece::Literal(c));
+                i += 1;
+            }
         }
     }
-    go(pattern.as_bytes(), name.as_bytes())
+    out
+}
+
+/// Does `name` match `pattern` (printf `%d`/`%03d` digits, `%%`, other `%x` and DASH `$...$`
+/// templates as wildcards)? Dynamic programming over (piece, byte): linear in
+/// `pattern.len() * name.len()` whatever the pattern, so a hostile pattern cannot stall a worker.
+fn matches_pattern(pattern: &str, name: &str) -> bool {
+    let pieces = pieces(pattern);
+    let n = name.as_bytes();
+    // reach[j]: the pieces so far can consume exactly n[..j].
+    let mut reach = vec![false; n.len() + 1];
+    reach[0] = true;
+    for piece in &pieces {
+        let mut next = vec![false; n.len() + 1];
+        for j in 0..=n.len() {
+            match piece {
+                Piece::Literal(c) => next[j] = j > 0 && reach[j - 1] && n[j - 1] == *c,
+                Piece::Digits => {
+                    next[j] = j > 0 && n[j - 1].is_ascii_digit() && (reach[j - 1] || next[j - 1]);
+                }
+                Piece::Any => next[j] = reach[j] || (j > 0 && next[j - 1]),
+            }
+        }
+        reach = next;
+    }
+    reach[n.len()]
+}
+
+/// Names a segmenting muxer derives from its output `name` when the command names no pattern:
+/// the output itself, `STEM<digits>.<ext>` (HLS segments `index0.ts`, `index1.m4s`), HLS fmp4's
+/// `init.mp4`, and DASH's `init-stream*`/`chunk-stream*` files.
+fn is_derived_segment(output_name: &str, name: &str) -> bool {
+    if name == output_name || name == "init.mp4" || name.starts_with("init-stream") || name.starts_with("chunk-stream")
+    {
+        return true;
+    }
+    let stem = Path::new(output_name).file_stem().and_then(|s| s.to_str()).unwrap_or(output_name);
+    name.strip_prefix(stem).and_then(|rest| rest.split_once('.')).is_some_and(|(digits, ext)| {
+        !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) && !ext.is_empty()
+    })
 }
 
 fn modified_since(meta: &fs::Metadata, since: SystemTime) -> bool {
@@ -82,8 +151,8 @@ fn scan_path(abs: &Path, naming: Naming, started: SystemTime, found: &mut BTreeS
         _ if name.contains('%') => {
             scan(dir, |n, meta| matches_pattern(name, n) && modified_since(meta, started), found);
         }
-        // Other templates (DASH `$Number$`): every new file beside it.
-        Naming::Pattern => scan(dir, |_, meta| modified_since(meta, started), found),
+        // Other templates (DASH `$Number$`).
+        Naming::Pattern => scan(dir, |n, meta| matches_pattern(name, n) && modified_since(meta, started), found),
         // A file the command names: listed when it exists (ffmpeg was told to write it).
         _ => {
             if abs.is_file() {
@@ -108,16 +177,14 @@ pub fn produced_files(command: &ResolvedCommand, started: SystemTime) -> Vec<Pat
     for file in written_option_files(command) {
         let abs = file.path().as_path();
         scan_path(abs, file.file_use().naming, started, &mut found);
-        if file.output().is_some_and(|i| command.command().outputs().get(i).is_some_and(|o| is_segmenting(o, abs))) {
-            // Segment names the muxer derives from this pattern: everything new beside it.
-            scan(abs.parent().unwrap_or(abs), |_, meta| modified_since(meta, started), &mut found);
-        }
     }
     for (output, target) in command.command().outputs().iter().zip(command.outputs()) {
         let OutputTarget::File(path) = target else { continue };
         let abs = path.as_path();
-        if is_segmenting(output, abs) {
-            scan(abs.parent().unwrap_or(abs), |_, meta| modified_since(meta, started), &mut found);
+        if is_segmenting(output, abs) && !abs.to_string_lossy().contains('%') {
+            let name = abs.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            let dir = abs.parent().unwrap_or(abs);
+            scan(dir, |n, meta| is_derived_segment(name, n) && modified_since(meta, started), &mut found);
         } else {
             scan_path(abs, Naming::Exact, started, &mut found);
         }
@@ -170,9 +237,30 @@ mod tests {
             ("100%%_%d.png", "100%_3.png", true),
             ("seg-%Y.ts", "seg-2024.ts", true),
             ("plain.png", "plain.png", true),
+            ("chunk-$RepresentationID$-$Number%05d$.m4s", "chunk-0-00001.m4s", true),
+            ("chunk-$RepresentationID$-$Number%05d$.m4s", "other.m4s", false),
+            ("%s%s%s%s%s%s%s%s%s%s%sx", &"a".repeat(250), false),
         ];
         for (pattern, name, expected) in cases {
             assert_eq!(matches_pattern(pattern, name), expected, "{pattern} vs {name}");
+        }
+    }
+
+    #[test]
+    fn derived_segment_names() {
+        use super::is_derived_segment;
+        for (output, name, expected) in [
+            ("index.m3u8", "index.m3u8", true),
+            ("index.m3u8", "index0.ts", true),
+            ("index.m3u8", "index12.m4s", true),
+            ("top.m3u8", "upload.txt", false),
+            ("top.m3u8", "victim_b.mp4", false),
+            ("top.m3u8", "top_notes.txt", false),
+            ("top.m3u8", "top2.m3u8", true),
+            ("manifest.mpd", "chunk-stream0-00001.m4s", true),
+            ("manifest.mpd", "init-stream1.m4s", true),
+        ] {
+            assert_eq!(is_derived_segment(output, name), expected, "{output} -> {name}");
         }
     }
 }

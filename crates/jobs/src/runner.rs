@@ -141,14 +141,14 @@ pub struct FfmpegConfig {
 
 impl FfmpegConfig {
     /// Defaults: scratch directories under the system temporary directory, no resource limits,
-    /// 5 s kill grace, 64 KiB log tail.
+    /// 1 s kill grace, 64 KiB log tail.
     pub fn new(binary: impl Into<PathBuf>, data_dir: impl Into<PathBuf>) -> FfmpegConfig {
         FfmpegConfig {
             binary: binary.into(),
             data_dir: data_dir.into(),
-            scratch_root: std::env::temp_dir().join("ffmpeg-worker"),
+            scratch_root: std::env::temp_dir(),
             limits: ResourceLimits::default(),
-            kill_grace: Duration::from_secs(5),
+            kill_grace: Duration::from_secs(1),
             log_tail_bytes: 64 * 1024,
         }
     }
@@ -224,11 +224,16 @@ impl LineSplitter {
 }
 
 /// Builds a progress snapshot from one `-progress` block.
+///
+/// ffmpeg writes a final `progress=end` block whenever it exits, also when it was stopped or
+/// failed half-way, so the end block does not mean 100 %: percent comes from how far the output
+/// got (the store records 100 % when the job completes).
 fn snapshot(update: &ProgressUpdate, expected: &ExpectedLength) -> Progress {
-    let percent = expected.percent(update).map(|p| (p * 100.0).round() / 100.0);
+    let as_continue = ProgressUpdate { state: ffmpeg_core::progress::ProgressState::Continue, ..update.clone() };
+    let percent = expected.percent(&as_continue).map(|p| (p * 100.0).round() / 100.0);
     let out_time_us = update.out_time_us.map(|t| t.max(0));
     let eta_seconds = match (expected.seconds, expected.frames) {
-        _ if update.state == ffmpeg_core::progress::ProgressState::End => Some(0.0),
+        _ if update.state == ffmpeg_core::progress::ProgressState::End => None,
         (Some(total), _) => match (out_time_us, update.speed) {
             (Some(t), Some(speed)) if speed > 0.0 => Some(((total - t as f64 / 1e6) / speed).max(0.0)),
             _ => None,
@@ -257,17 +262,29 @@ fn snapshot(update: &ProgressUpdate, expected: &ExpectedLength) -> Progress {
 /// generic "Conversion failed!" when something more specific precedes it, with `file:` URLs
 /// and data-directory paths made relative so server paths do not leak to clients.
 pub fn error_summary(log_tail: &str, data_dir: &Path) -> String {
-    let root = data_dir.display().to_string();
-    let file_prefix = format!("file:{root}/");
-    let plain_prefix = format!("{root}/");
+    /// Longest line kept (a "Format not on whitelist" line lists hundreds of formats).
+    const MAX_LINE: usize = 300;
     let mut lines: Vec<&str> = log_tail.lines().map(str::trim_end).filter(|l| !l.trim().is_empty()).collect();
     if lines.len() > 1 && lines.last().is_some_and(|l| l.trim() == "Conversion failed!") {
         lines.pop();
     }
     let start = lines.len().saturating_sub(5);
-    let text = lines[start..].join("\n");
-    let text = text.replace(&file_prefix, "").replace(&plain_prefix, "");
+    let shortened: Vec<String> = lines[start..]
+        .iter()
+        .map(|l| match l.char_indices().nth(MAX_LINE) {
+            Some((cut, _)) => format!("{}...", &l[..cut]),
+            None => (*l).to_owned(),
+        })
+        .collect();
+    let text = relative_paths(&shortened.join("\n"), data_dir);
     if text.is_empty() { "ffmpeg failed without a message".to_owned() } else { text }
+}
+
+/// `text` with the data directory's absolute paths (and their `file:` URLs) made relative, so
+/// job errors and logs do not show clients where the server keeps its files.
+pub fn relative_paths(text: &str, data_dir: &Path) -> String {
+    let root = data_dir.display().to_string();
+    text.replace(&format!("file:{root}/"), "").replace(&format!("{root}/"), "")
 }
 
 /// The error of an unsuccessful exit: the stderr summary, or the limit that killed ffmpeg.
@@ -314,12 +331,15 @@ impl Runner for FfmpegRunner {
         cancel: &CancellationToken,
     ) -> RunReport {
         let mut tail = Tail { bytes: VecDeque::new(), cap: self.config.log_tail_bytes.max(1024) };
+        // A fresh directory with a random name and mode 0700 (mkdtemp): never shared with
+        // another process, never an existing directory or a planted symlink.
         let scratch = match std::fs::create_dir_all(&self.config.scratch_root)
-            .and_then(|()| tempfile::Builder::new().prefix("run-").tempdir_in(&self.config.scratch_root))
+            .and_then(|()| tempfile::Builder::new().prefix("ffmpeg-worker-run-").tempdir_in(&self.config.scratch_root))
         {
             Ok(dir) => dir,
             Err(e) => {
-                let msg = format!("cannot create a scratch directory in {}: {e}", self.config.scratch_root.display());
+                tracing::error!(dir = %self.config.scratch_root.display(), error = %e, "cannot create a scratch directory");
+                let msg = "cannot create a scratch directory for ffmpeg (the server log has the details)".to_owned();
                 return RunReport { result: Err(RunError::Spawn(msg)), log_tail: String::new() };
             }
         };
@@ -358,7 +378,8 @@ impl Runner for FfmpegRunner {
         let mut banner = BannerScanner::new();
         let mut lines = LineSplitter::default();
         let command = spec.command.command();
-        let deadline = spec.timeout.map(|t| Instant::now() + t);
+        // A timeout too far in the future to represent is no timeout.
+        let deadline = spec.timeout.and_then(|t| Instant::now().checked_add(t));
         let mut stop: Option<Stop> = None;
         let mut kill_at: Option<Instant> = None;
         let (mut out_open, mut err_open) = (true, true);
@@ -407,7 +428,7 @@ impl Runner for FfmpegRunner {
         signal_group(pid, Signal::SIGKILL);
 
         drop(scratch);
-        let log_tail = tail.text();
+        let log_tail = relative_paths(&tail.text(), &self.config.data_dir);
         let result = match (stop, status) {
             (Some(Stop::Cancelled), _) => Err(RunError::Cancelled),
             (Some(Stop::TimedOut), _) => Err(RunError::TimedOut(spec.timeout.unwrap_or_default())),

@@ -14,6 +14,7 @@ use std::time::{Duration, SystemTime};
 use ffmpeg_core::capabilities::{Capabilities, UnknownName};
 use ffmpeg_core::command::{Command, CommandError};
 use ffmpeg_core::sandbox::{ResolvedCommand, Sandbox, SandboxError};
+use futures_util::FutureExt as _;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -219,7 +220,20 @@ impl Jobs {
             match self.store.claim_next().await {
                 Ok(Some(job)) => {
                     let span = tracing::info_span!("job", id = %job.id, attempt = job.attempts);
-                    self.run_job(job, &shutdown.abort_running).instrument(span).await;
+                    let id = job.id.clone();
+                    // A bug that panics while running one job must not take the worker (and so
+                    // the whole queue) down with it: the job fails, the worker goes on.
+                    let outcome = std::panic::AssertUnwindSafe(self.run_job(job, &shutdown.abort_running))
+                        .catch_unwind()
+                        .instrument(span)
+                        .await;
+                    if outcome.is_err() {
+                        tracing::error!(job = %id, "internal error while running the job");
+                        self.lock_running().remove(&id);
+                        self.writing.lock().unwrap_or_else(std::sync::PoisonError::into_inner).retain(|_, j| *j != id);
+                        let error = "internal error in the worker (the server log has the details)".to_owned();
+                        self.finish(&id, Outcome::Failed { error }, "", SystemTime::now()).await;
+                    }
                 }
                 Ok(None) => {
                     tokio::select! {
@@ -320,6 +334,8 @@ impl Jobs {
             }
             Err(e) => {
                 tracing::info!(error = %e, "job failed");
+                // What a failed run wrote is unusable (truncated at a timeout or a size limit).
+                remove_partial_outputs(&resolved, started);
                 self.finish(&id, Outcome::Failed { error: e.to_string() }, &report.log_tail, started).await;
             }
         }
@@ -350,8 +366,8 @@ impl Jobs {
     }
 }
 
-/// Removes what a stopped run wrote (files modified since it started), so a cancelled job
-/// leaves no half-written output behind.
+/// Removes what a stopped or failed run wrote (its outputs and side files modified since it
+/// started, and nothing else), so such a job leaves no half-written output behind.
 fn remove_partial_outputs(command: &ResolvedCommand, started: SystemTime) {
     for path in outputs::produced_files(command, started) {
         if let Err(e) = std::fs::remove_file(&path) {

@@ -505,8 +505,9 @@ const CANCEL: &str = concat!(
      RETURNING ",
     job_columns!()
 );
-const REQUEUE: &str =
-    "UPDATE jobs SET status = 'queued', started_at = NULL, progress = NULL WHERE id = ?1 AND status = 'running'";
+/// A graceful stop is not a failed attempt: the interrupted start is not counted.
+const REQUEUE: &str = "UPDATE jobs SET status = 'queued', started_at = NULL, progress = NULL, \
+                       attempts = MAX(attempts - 1, 0) WHERE id = ?1 AND status = 'running'";
 const DELETE: &str = "DELETE FROM jobs WHERE id = ?1 AND status IN ('completed', 'failed', 'cancelled')";
 const RECOVER_FAIL: &str = "UPDATE jobs SET status = 'failed', error = 'interrupted', completed_at = ?2, \
                             cancel_requested = 0 \

@@ -140,6 +140,7 @@ pub trait JobStore: Send + Sync + 'static {
     async fn cancel(&self, id: &JobId) -> Result<CancelOutcome, StoreError>;
 
     /// Puts a running job back in the queue (graceful shutdown), keeping its place in order.
+    /// The interrupted start is not counted as an attempt.
     async fn requeue(&self, id: &JobId) -> Result<(), StoreError>;
 
     /// Removes a finished job's record. Queued or running: [`StoreError::Conflict`].
@@ -347,6 +348,9 @@ impl JobStore for MemoryStore {
         job.status = JobStatus::Queued;
         job.started_at = None;
         job.progress = None;
+        // A graceful stop is not a failed attempt: the next start is not counted against
+        // the job's attempt limit (crash recovery, which cannot tell, does count it).
+        job.attempts = job.attempts.saturating_sub(1);
         let key = queue_key(job);
         inner.queue.insert(key, id.clone());
         drop(inner);

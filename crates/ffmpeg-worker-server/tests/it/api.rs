@@ -94,6 +94,7 @@ async fn refused_commands_are_422_problems_naming_the_argument_and_never_queued(
         ("-i in.mp4", "/problems/invalid-command", None),
         ("in.mp4 out.mp4", "/problems/invalid-command", None),
         ("-i \"unbalanced out.mp4", "/problems/invalid-command", None),
+        ("-i in.mp4 -metadata title=a\u{0}b out.mp4", "/problems/invalid-command", Some(4)),
         ("", "/problems/invalid-command", None),
     ];
     for (command, type_, position) in cases {
@@ -302,7 +303,26 @@ async fn oversized_bodies_are_413() {
         .header(header::CONTENT_TYPE, "application/json")
         .body(Body::from(json!({"command": format!("-i a.mp4 {big}.mp4")}).to_string()))
         .unwrap();
-    assert_eq!(raw(&app, req).await.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let r = raw(&app, req).await;
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(r.headers()[header::CONTENT_TYPE], "application/problem+json");
+}
+
+#[tokio::test]
+async fn unknown_routes_are_problem_404s() {
+    let app = test_app();
+    let r = app.call("GET", "/no/such/endpoint", None).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert!(r.body["detail"].as_str().unwrap().contains("/no/such/endpoint"), "{}", r.body);
+}
+
+#[tokio::test]
+async fn ready_is_503_while_shutting_down() {
+    let app = test_app();
+    app.state.stop_accepting();
+    let r = app.call("GET", "/ready", None).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(r.body["type"], "/problems/shutting-down");
 }
 
 #[tokio::test]

@@ -28,7 +28,6 @@ pub struct Server {
     pub base: String,
     pub data: tempfile::TempDir,
     pub db_dir: tempfile::TempDir,
-    pub stderr_lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Server {
@@ -75,7 +74,7 @@ impl Server {
             let _ = child.kill();
             panic!("server did not report its address; stderr: {:?}", lines.lock().unwrap())
         });
-        Server { child, base, data, db_dir, stderr_lines: lines }
+        Server { child, base, data, db_dir }
     }
 
     pub fn url(&self, path: &str) -> String {

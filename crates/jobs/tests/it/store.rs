@@ -364,7 +364,11 @@ async fn requeue_keeps_order(store: &Store) {
     assert_eq!((back.status, back.started_at, back.progress, back.seq), (JobStatus::Queued, None, None, a.seq));
 
     let again = store.claim_next().await.unwrap().unwrap();
-    assert_eq!((again.id.clone(), again.attempts), (a.id.clone(), 2), "a keeps its place ahead of b");
+    assert_eq!(
+        (again.id.clone(), again.attempts),
+        (a.id.clone(), 1),
+        "a keeps its place ahead of b; the stopped start is not counted"
+    );
     assert_eq!(store.claim_next().await.unwrap().unwrap().id, b.id);
 
     let c = submit(store, "c").await;
@@ -388,15 +392,15 @@ async fn delete_finished_only(store: &Store) {
 }
 
 async fn recover_requeues_or_fails(store: &Store) {
-    let once = submit(store, "once").await;
     let twice = submit(store, "twice").await;
+    let once = submit(store, "once").await;
     let waiting = submit(store, "waiting").await;
     let done = submit(store, "done").await;
-    // `twice` runs, is requeued, and runs again: two attempts.
+    // `twice` runs, a crash puts it back in the queue, and it runs again: two attempts.
+    assert_eq!(store.claim_next().await.unwrap().unwrap().id, twice.id);
+    assert_eq!(store.recover(5).await.unwrap(), Recovery { requeued: vec![twice.id.clone()], failed: vec![] });
+    assert_eq!(store.claim_next().await.unwrap().unwrap().id, twice.id);
     assert_eq!(store.claim_next().await.unwrap().unwrap().id, once.id);
-    assert_eq!(store.claim_next().await.unwrap().unwrap().id, twice.id);
-    store.requeue(&twice.id).await.unwrap();
-    assert_eq!(store.claim_next().await.unwrap().unwrap().id, twice.id);
     store.cancel(&waiting.id).await.unwrap();
     let waiting = submit(store, "still waiting").await;
     assert_eq!(store.claim_next().await.unwrap().unwrap().id, done.id);
