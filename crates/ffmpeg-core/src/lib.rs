@@ -9,6 +9,7 @@
 //!   grammar: global options, inputs, outputs.
 //! - [`sandbox`]: resolve every input and output against a data directory; only the sandbox
 //!   can build a [`sandbox::ResolvedPath`].
+//! - [`pattern`]: file-name patterns (`%03d`, `$Number$`) as muxers expand them.
 //! - [`progress`]: an incremental parser for `-progress pipe:1` output.
 //! - [`capabilities`]: the option, codec, format and filter names the installed ffmpeg knows
 //!   (read from its help output), and a check of a command against them.
@@ -30,6 +31,7 @@ pub mod capabilities;
 pub mod command;
 pub mod duration;
 pub mod filtergraph;
+pub mod pattern;
 pub mod policy;
 pub mod progress;
 pub mod sandbox;

@@ -1111,7 +1111,11 @@ impl ResolvedCommand {
             }
         }
         for (position, argument, path) in &writes {
-            if let Some((input_position, input, _)) = reads.iter().find(|(_, _, r)| r == path) {
+            // A pattern on either side (`-i in1.png ... in%d.png`) collides when it can name the
+            // other file.
+            let collides =
+                |r: &Path| r == *path || crate::pattern::may_overlap(&r.to_string_lossy(), &path.to_string_lossy());
+            if let Some((input_position, input, _)) = reads.iter().find(|(_, _, r)| collides(r)) {
                 return Err(SandboxError::OutputOverwritesInput {
                     position: *position,
                     argument: argument.clone(),

@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use ffmpeg_core::command::Output;
+use ffmpeg_core::pattern;
 use ffmpeg_core::policy::{Access, Naming};
 use ffmpeg_core::sandbox::{OptionFile, OutputTarget, ResolvedCommand};
 
@@ -28,83 +29,6 @@ fn is_segmenting(output: &Output, path: &Path) -> bool {
         return SEGMENTING_MUXERS.contains(&format);
     }
     matches!(path.extension().and_then(|e| e.to_str()), Some("m3u8" | "mpd"))
-}
-
-/// One piece of a file-name pattern.
-#[derive(Debug, PartialEq)]
-enum Piece {
-    Literal(u8),
-    /// `%d`, `%03d`: one or more digits.
-    Digits,
-    /// Any other `%x` (strftime) or a `$...$` DASH template: any run of characters.
-    Any,
-}
-
-fn pieces(pattern: &str) -> Vec<Piece> {
-    let p = pattern.as_bytes();
-    let mut out = Vec::with_capacity(p.len());
-    let mut i = 0;
-    while i < p.len() {
-        match p[i] {
-            b'%' if p.get(i + 1) == Some(&b'%') => {
-                out.push(Piece::Literal(b'%'));
-                i += 2;
-            }
-            b'%' => {
-                let width = p[i + 1..].iter().take_while(|c| c.is_ascii_digit()).count();
-                match p.get(i + 1 + width) {
-                    Some(b'd') => out.push(Piece::Digits),
-                    Some(_) => out.push(Piece::Any),
-                    None => out.push(Piece::Literal(b'%')),
-                }
-                i += width + 2;
-            }
-            b'$' => match p[i + 1..].iter().position(|c| *c == b'$') {
-                Some(0) => {
-                    out.push(Piece::Literal(b'$'));
-                    i += 2;
-                }
-                Some(end) => {
-                    out.push(Piece::Any);
-                    i += end + 2;
-                }
-                None => {
-                    out.push(Piece::Literal(b'$'));
-                    i += 1;
-                }
-            },
-            c => {
-                out.push(Piece::Literal(c));
-                i += 1;
-            }
-        }
-    }
-    out
-}
-
-/// Does `name` match `pattern` (printf `%d`/`%03d` digits, `%%`, other `%x` and DASH `$...$`
-/// templates as wildcards)? Dynamic programming over (piece, byte): linear in
-/// `pattern.len() * name.len()` whatever the pattern, so a hostile pattern cannot stall a worker.
-fn matches_pattern(pattern: &str, name: &str) -> bool {
-    let pieces = pieces(pattern);
-    let n = name.as_bytes();
-    // reach[j]: the pieces so far can consume exactly n[..j].
-    let mut reach = vec![false; n.len() + 1];
-    reach[0] = true;
-    for piece in &pieces {
-        let mut next = vec![false; n.len() + 1];
-        for j in 0..=n.len() {
-            match piece {
-                Piece::Literal(c) => next[j] = j > 0 && reach[j - 1] && n[j - 1] == *c,
-                Piece::Digits => {
-                    next[j] = j > 0 && n[j - 1].is_ascii_digit() && (reach[j - 1] || next[j - 1]);
-                }
-                Piece::Any => next[j] = reach[j] || (j > 0 && next[j - 1]),
-            }
-        }
-        reach = next;
-    }
-    reach[n.len()]
 }
 
 /// Names a segmenting muxer derives from its output `name` when the command names no pattern:
@@ -149,10 +73,10 @@ fn scan_path(abs: &Path, naming: Naming, started: SystemTime, found: &mut BTreeS
     match naming {
         Naming::Prefix => scan(dir, |n, meta| n.starts_with(name) && modified_since(meta, started), found),
         _ if name.contains('%') => {
-            scan(dir, |n, meta| matches_pattern(name, n) && modified_since(meta, started), found);
+            scan(dir, |n, meta| pattern::matches(name, n) && modified_since(meta, started), found);
         }
         // Other templates (DASH `$Number$`).
-        Naming::Pattern => scan(dir, |n, meta| matches_pattern(name, n) && modified_since(meta, started), found),
+        Naming::Pattern => scan(dir, |n, meta| pattern::matches(name, n) && modified_since(meta, started), found),
         // A file the command names: listed when it exists (ffmpeg was told to write it).
         _ => {
             if abs.is_file() {
@@ -223,7 +147,7 @@ pub fn create_output_dirs(command: &ResolvedCommand) -> std::io::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::matches_pattern;
+    use ffmpeg_core::pattern;
 
     #[test]
     fn printf_patterns() {
@@ -242,7 +166,7 @@ mod tests {
             ("%s%s%s%s%s%s%s%s%s%s%sx", &"a".repeat(250), false),
         ];
         for (pattern, name, expected) in cases {
-            assert_eq!(matches_pattern(pattern, name), expected, "{pattern} vs {name}");
+            assert_eq!(pattern::matches(pattern, name), expected, "{pattern} vs {name}");
         }
     }
 

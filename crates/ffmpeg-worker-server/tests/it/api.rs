@@ -95,6 +95,8 @@ async fn refused_commands_are_422_problems_naming_the_argument_and_never_queued(
         ("in.mp4 out.mp4", "/problems/invalid-command", None),
         ("-i \"unbalanced out.mp4", "/problems/invalid-command", None),
         ("-i in.mp4 -metadata title=a\u{0}b out.mp4", "/problems/invalid-command", Some(4)),
+        ("-i in1.png -vf negate -start_number 1 in%d.png", "/problems/policy-violation", Some(7)),
+        ("-i in%d.png -start_number 1 -frames:v 1 in1.png", "/problems/policy-violation", Some(7)),
         ("", "/problems/invalid-command", None),
     ];
     for (command, type_, position) in cases {

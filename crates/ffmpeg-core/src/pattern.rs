@@ -1,0 +1,144 @@
+//! File-name patterns as ffmpeg's muxers and demuxers expand them: printf-style `%d`/`%03d`
+//! frame numbers (image2, segment, HLS `-hls_segment_filename`; `%%` is a literal `%`), other
+//! `%x` conversions (strftime names with `-strftime 1`), and DASH `$Number$`-style templates.
+//!
+//! ```
+//! use ffmpeg_core::pattern;
+//!
+//! assert!(pattern::matches("thumbs/t%03d.png", "thumbs/t001.png"));
+//! assert!(!pattern::matches("t%03d.png", "t.png"));
+//! assert_eq!(pattern::example("in%03d.png"), "in001.png");
+//! ```
+
+/// One piece of a file-name pattern.
+#[derive(Debug, PartialEq)]
+enum Piece {
+    Literal(u8),
+    /// `%d`, `%03d`: one or more digits.
+    Digits,
+    /// Any other `%x` (strftime) or a `$...$` DASH template: any run of characters.
+    Any,
+}
+
+fn pieces(pattern: &str) -> Vec<Piece> {
+    let p = pattern.as_bytes();
+    let mut out = Vec::with_capacity(p.len());
+    let mut i = 0;
+    while i < p.len() {
+        match p[i] {
+            b'%' if p.get(i + 1) == Some(&b'%') => {
+                out.push(Piece::Literal(b'%'));
+                i += 2;
+            }
+            b'%' => {
+                let width = p[i + 1..].iter().take_while(|c| c.is_ascii_digit()).count();
+                match p.get(i + 1 + width) {
+                    Some(b'd') => out.push(Piece::Digits),
+                    Some(_) => out.push(Piece::Any),
+                    None => out.push(Piece::Literal(b'%')),
+                }
+                i += width + 2;
+            }
+            b'$' => match p[i + 1..].iter().position(|c| *c == b'$') {
+                Some(0) => {
+                    out.push(Piece::Literal(b'$'));
+                    i += 2;
+                }
+                Some(end) => {
+                    out.push(Piece::Any);
+                    i += end + 2;
+                }
+                None => {
+                    out.push(Piece::Literal(b'$'));
+                    i += 1;
+                }
+            },
+            c => {
+                out.push(Piece::Literal(c));
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+/// Does the file name `name` match `pattern` (printf `%d`/`%03d` digits, `%%`, other `%x`
+/// and DASH `$...$` templates as wildcards)? Dynamic programming over (piece, byte): linear in
+/// `pattern.len() * name.len()` whatever the pattern, so a hostile pattern cannot stall a worker.
+pub fn matches(pattern: &str, name: &str) -> bool {
+    let pieces = pieces(pattern);
+    let n = name.as_bytes();
+    // reach[j]: the pieces so far can consume exactly n[..j].
+    let mut reach = vec![false; n.len() + 1];
+    reach[0] = true;
+    for piece in &pieces {
+        let mut next = vec![false; n.len() + 1];
+        for j in 0..=n.len() {
+            match piece {
+                Piece::Literal(c) => next[j] = j > 0 && reach[j - 1] && n[j - 1] == *c,
+                Piece::Digits => {
+                    next[j] = j > 0 && n[j - 1].is_ascii_digit() && (reach[j - 1] || next[j - 1]);
+                }
+                Piece::Any => next[j] = reach[j] || (j > 0 && next[j - 1]),
+            }
+        }
+        reach = next;
+    }
+    reach[n.len()]
+}
+
+/// Whether `path` is a pattern at all (contains a `%` conversion or a `$...$` template).
+pub fn is_pattern(path: &str) -> bool {
+    pieces(path).iter().any(|p| !matches!(p, Piece::Literal(_)))
+}
+
+/// One concrete name the pattern stands for: frame number 1 (padded to the pattern's width)
+/// for `%d`, `x` for other conversions and templates.
+pub fn example(pattern: &str) -> String {
+    let p = pattern.as_bytes();
+    let mut out = String::with_capacity(p.len());
+    let mut i = 0;
+    while i < p.len() {
+        match p[i] {
+            b'%' if p.get(i + 1) == Some(&b'%') => {
+                out.push('%');
+                i += 2;
+            }
+            b'%' => {
+                let width_len = p[i + 1..].iter().take_while(|c| c.is_ascii_digit()).count();
+                let width: usize = pattern[i + 1..i + 1 + width_len].parse().unwrap_or(0).min(32);
+                match p.get(i + 1 + width_len) {
+                    Some(b'd') => out.push_str(&format!("{:0width$}", 1, width = width)),
+                    Some(_) => out.push('x'),
+                    None => out.push('%'),
+                }
+                i += width_len + 2;
+            }
+            b'$' => match p[i + 1..].iter().position(|c| *c == b'$') {
+                Some(0) => {
+                    out.push('$');
+                    i += 2;
+                }
+                Some(end) => {
+                    out.push('x');
+                    i += end + 2;
+                }
+                None => {
+                    out.push('$');
+                    i += 1;
+                }
+            },
+            _ => {
+                let ch = pattern[i..].chars().next().unwrap_or('?');
+                out.push(ch);
+                i += ch.len_utf8();
+            }
+        }
+    }
+    out
+}
+
+/// Could the two paths (either of them a pattern) name the same file?
+pub fn may_overlap(a: &str, b: &str) -> bool {
+    a == b || matches(a, b) || matches(b, a) || matches(a, &example(b)) || matches(b, &example(a))
+}
