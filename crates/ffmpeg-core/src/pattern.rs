@@ -14,8 +14,11 @@
 #[derive(Debug, PartialEq)]
 enum Piece {
     Literal(u8),
-    /// `%d`, `%03d`: one or more digits.
-    Digits,
+    /// `%d`, `%03d`: one or more digits (the width is what `%03d` pads to).
+    Digits {
+        /// Zero-padded width, 0 for `%d`.
+        width: usize,
+    },
     /// Any other `%x` (strftime) or a `$...$` DASH template: any run of characters.
     Any,
 }
@@ -31,13 +34,14 @@ fn pieces(pattern: &str) -> Vec<Piece> {
                 i += 2;
             }
             b'%' => {
-                let width = p[i + 1..].iter().take_while(|c| c.is_ascii_digit()).count();
-                match p.get(i + 1 + width) {
-                    Some(b'd') => out.push(Piece::Digits),
+                let width_len = p[i + 1..].iter().take_while(|c| c.is_ascii_digit()).count();
+                let width = pattern[i + 1..i + 1 + width_len].parse().unwrap_or(0);
+                match p.get(i + 1 + width_len) {
+                    Some(b'd') => out.push(Piece::Digits { width }),
                     Some(_) => out.push(Piece::Any),
                     None => out.push(Piece::Literal(b'%')),
                 }
-                i += width + 2;
+                i += width_len + 2;
             }
             b'$' => match p[i + 1..].iter().position(|c| *c == b'$') {
                 Some(0) => {
@@ -76,7 +80,7 @@ pub fn matches(pattern: &str, name: &str) -> bool {
         for j in 0..=n.len() {
             match piece {
                 Piece::Literal(c) => next[j] = j > 0 && reach[j - 1] && n[j - 1] == *c,
-                Piece::Digits => {
+                Piece::Digits { .. } => {
                     next[j] = j > 0 && n[j - 1].is_ascii_digit() && (reach[j - 1] || next[j - 1]);
                 }
                 Piece::Any => next[j] = reach[j] || (j > 0 && next[j - 1]),
@@ -95,47 +99,16 @@ pub fn is_pattern(path: &str) -> bool {
 /// One concrete name the pattern stands for: frame number 1 (padded to the pattern's width)
 /// for `%d`, `x` for other conversions and templates.
 pub fn example(pattern: &str) -> String {
-    let p = pattern.as_bytes();
-    let mut out = String::with_capacity(p.len());
-    let mut i = 0;
-    while i < p.len() {
-        match p[i] {
-            b'%' if p.get(i + 1) == Some(&b'%') => {
-                out.push('%');
-                i += 2;
-            }
-            b'%' => {
-                let width_len = p[i + 1..].iter().take_while(|c| c.is_ascii_digit()).count();
-                let width: usize = pattern[i + 1..i + 1 + width_len].parse().unwrap_or(0).min(32);
-                match p.get(i + 1 + width_len) {
-                    Some(b'd') => out.push_str(&format!("{:0width$}", 1, width = width)),
-                    Some(_) => out.push('x'),
-                    None => out.push('%'),
-                }
-                i += width_len + 2;
-            }
-            b'$' => match p[i + 1..].iter().position(|c| *c == b'$') {
-                Some(0) => {
-                    out.push('$');
-                    i += 2;
-                }
-                Some(end) => {
-                    out.push('x');
-                    i += end + 2;
-                }
-                None => {
-                    out.push('$');
-                    i += 1;
-                }
-            },
-            _ => {
-                let ch = pattern[i..].chars().next().unwrap_or('?');
-                out.push(ch);
-                i += ch.len_utf8();
-            }
+    let mut out = Vec::with_capacity(pattern.len());
+    for piece in pieces(pattern) {
+        match piece {
+            Piece::Literal(c) => out.push(c),
+            Piece::Digits { width } => out.extend(format!("{:0width$}", 1, width = width.min(32)).bytes()),
+            Piece::Any => out.push(b'x'),
         }
     }
-    out
+    // Only ASCII was put between the pattern's own bytes, which came from a `&str`.
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Could the two paths (either of them a pattern) name the same file?

@@ -203,3 +203,26 @@ pub struct Job {
     /// Monotonic submission sequence number: FIFO order and paging cursor.
     pub seq: i64,
 }
+
+impl Job {
+    /// A new `queued` job with sequence number `seq`, submitted at `created_at`: what every
+    /// store's `insert` records.
+    pub fn new_queued(command: String, options: SubmitOptions, seq: i64, created_at: OffsetDateTime) -> Job {
+        Job {
+            id: JobId::generate(),
+            status: JobStatus::Queued,
+            command,
+            created_at,
+            started_at: None,
+            completed_at: None,
+            progress: None,
+            output_files: Vec::new(),
+            error: None,
+            priority: options.priority,
+            timeout_seconds: options.timeout_seconds,
+            metadata: options.metadata,
+            attempts: 0,
+            seq,
+        }
+    }
+}

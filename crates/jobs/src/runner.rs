@@ -375,6 +375,7 @@ impl Runner for FfmpegRunner {
         };
 
         let mut parser = ProgressParser::new();
+        let mut last_update: Option<ProgressUpdate> = None;
         let mut banner = BannerScanner::new();
         let mut lines = LineSplitter::default();
         let command = spec.command.command();
@@ -397,6 +398,7 @@ impl Runner for FfmpegRunner {
                         for update in parser.feed(&out_buf[..n]) {
                             let expected = ExpectedLength::for_output(command, 0, &banner.input_durations());
                             progress.send_replace(Some(snapshot(&update, &expected)));
+                            last_update = Some(update);
                         }
                     }
                 },
@@ -428,6 +430,12 @@ impl Runner for FfmpegRunner {
         signal_group(pid, Signal::SIGKILL);
 
         drop(scratch);
+        // The two pipes are read concurrently, so a block may have been read before the banner
+        // line it needs; with all of stderr seen, the last snapshot is computed once more.
+        if let Some(update) = &last_update {
+            let expected = ExpectedLength::for_output(command, 0, &banner.input_durations());
+            progress.send_replace(Some(snapshot(update, &expected)));
+        }
         let log_tail = relative_paths(&tail.text(), &self.config.data_dir);
         let result = match (stop, status) {
             (Some(Stop::Cancelled), _) => Err(RunError::Cancelled),

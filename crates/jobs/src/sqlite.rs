@@ -741,22 +741,10 @@ impl JobStore for SqliteStore {
     async fn insert(&self, command: String, options: SubmitOptions) -> Result<Job, StoreError> {
         let stopped = || StoreError::Database("the store's writer task has stopped".to_owned());
         let metadata = json(&options.metadata)?;
-        let job = Job {
-            id: JobId::generate(),
-            status: JobStatus::Queued,
-            command,
-            created_at: now().0,
-            started_at: None,
-            completed_at: None,
-            progress: None,
-            output_files: Vec::new(),
-            error: None,
-            priority: options.priority,
-            timeout_seconds: options.timeout_seconds.map(|t| t.min(i64::MAX as u64)),
-            metadata: options.metadata,
-            attempts: 0,
-            seq: 0,
-        };
+        // The timeout is stored as an SQLite INTEGER (i64); the seq is assigned when stored.
+        let options =
+            SubmitOptions { timeout_seconds: options.timeout_seconds.map(|t| t.min(i64::MAX as u64)), ..options };
+        let job = Job::new_queued(command, options, 0, now().0);
         let (reply, stored) = oneshot::channel();
         self.inserts.send(PendingInsert { job, metadata, reply }).await.map_err(|_| stopped())?;
         let job = stored.await.map_err(|_| stopped())??;

@@ -220,22 +220,7 @@ impl JobStore for MemoryStore {
         let job = {
             let mut inner = self.lock();
             inner.next_seq += 1;
-            let job = Job {
-                id: JobId::generate(),
-                status: JobStatus::Queued,
-                command,
-                created_at: OffsetDateTime::now_utc(),
-                started_at: None,
-                completed_at: None,
-                progress: None,
-                output_files: Vec::new(),
-                error: None,
-                priority: options.priority,
-                timeout_seconds: options.timeout_seconds,
-                metadata: options.metadata,
-                attempts: 0,
-                seq: inner.next_seq,
-            };
+            let job = Job::new_queued(command, options, inner.next_seq, OffsetDateTime::now_utc());
             inner.by_seq.insert(job.seq, job.id.clone());
             inner.queue.insert(queue_key(&job), job.id.clone());
             inner.jobs.insert(job.id.clone(), job.clone());

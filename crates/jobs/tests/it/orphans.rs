@@ -27,7 +27,15 @@ fn orphans_under_the_data_dir_are_stopped_and_others_are_not() {
     let mut elsewhere = spawn_lookalike(&["-progress", "pipe:1", &other_url]);
     let mut no_progress = spawn_lookalike(&[&url]);
 
-    let found = find_orphans(data.path());
+    // Right after spawn, /proc may still show the pre-exec command line: poll with a deadline.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let found = loop {
+        let found = find_orphans(data.path());
+        if !found.is_empty() || Instant::now() > deadline {
+            break found;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
     assert_eq!(found.iter().map(|o| o.pid).collect::<Vec<_>>(), [ours.id() as i32], "{found:?}");
     let stopped = stop_orphans(data.path());
     assert_eq!(stopped.len(), 1);
