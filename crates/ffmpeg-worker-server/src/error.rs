@@ -32,6 +32,9 @@ pub enum ApiError {
         /// What was wrong.
         detail: String,
     },
+    /// 404: no such endpoint.
+    #[error("no such endpoint: {0}")]
+    UnknownRoute(String),
     /// 404: no job with this id.
     #[error("job {0} not found")]
     NotFound(String),
@@ -88,6 +91,7 @@ impl ApiError {
             ApiError::UnknownName(_) => (StatusCode::UNPROCESSABLE_ENTITY, "/problems/unknown-name", "Unknown name"),
             ApiError::InvalidRequest { status, .. } => (*status, "/problems/invalid-request", "Invalid request"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "/problems/job-not-found", "Job not found"),
+            ApiError::UnknownRoute(_) => (StatusCode::NOT_FOUND, "/problems/not-found", "Not found"),
             ApiError::Conflict { .. } => (StatusCode::CONFLICT, "/problems/job-state-conflict", "Job state conflict"),
             ApiError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "/problems/shutting-down", "Shutting down"),
             ApiError::NotReady(_) => (StatusCode::SERVICE_UNAVAILABLE, "/problems/not-ready", "Not ready"),

@@ -269,5 +269,5 @@ pub(crate) async fn job_log(
 
 /// Answers unknown routes with a 404 problem+json (axum's default is an empty body).
 pub(crate) async fn not_found(uri: axum::http::Uri) -> ApiError {
-    ApiError::InvalidRequest { status: StatusCode::NOT_FOUND, detail: format!("no such endpoint: {}", uri.path()) }
+    ApiError::UnknownRoute(uri.path().to_owned())
 }

@@ -315,6 +315,7 @@ async fn unknown_routes_are_problem_404s() {
     let app = test_app();
     let r = app.call("GET", "/no/such/endpoint", None).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!(r.body["type"], "/problems/not-found");
     assert!(r.body["detail"].as_str().unwrap().contains("/no/such/endpoint"), "{}", r.body);
 }
 
