@@ -146,13 +146,19 @@ impl Jobs {
     /// # Errors
     /// [`SubmitError::Command`], [`SubmitError::Sandbox`] or [`SubmitError::UnknownName`].
     pub fn check(&self, command: &str) -> Result<ResolvedCommand, SubmitError> {
-        let parsed = Command::parse(command)?;
         // The security policy first, so a hostile command gets the policy's reason.
-        let resolved = self.sandbox.resolve_command(&parsed)?;
+        let resolved = self.resolve(command)?;
         if let Some(capabilities) = &self.config.capabilities {
-            capabilities.check(&parsed)?;
+            capabilities.check(resolved.command())?;
         }
         Ok(resolved)
+    }
+
+    /// Parses `command` and resolves it under the policy: what must be redone right before a
+    /// run, because the filesystem may have changed since submission (the installed ffmpeg's
+    /// names, checked at submission by [`Jobs::check`], have not).
+    fn resolve(&self, command: &str) -> Result<ResolvedCommand, SubmitError> {
+        Ok(self.sandbox.resolve_command(&Command::parse(command)?)?)
     }
 
     /// Checks `command` and queues it. `options.timeout_seconds` is capped by the server's limit.
@@ -268,7 +274,7 @@ impl Jobs {
     async fn run_job(&self, job: Job, abort: &CancellationToken) {
         let id = job.id.clone();
         let started = SystemTime::now();
-        let resolved = match self.check(&job.command) {
+        let resolved = match self.resolve(&job.command) {
             Ok(r) => r,
             Err(e) => return self.finish(&id, Outcome::Failed { error: e.to_string() }, "", started).await,
         };
