@@ -1,0 +1,168 @@
+//! [`SqliteStore`]: the durable [`JobStore`](crate::JobStore), one SQLite file in WAL mode.
+//!
+//! Schema (`crates/jobs/migrations/`, embedded and applied at open): table `jobs`, one row per
+//! job, `seq INTEGER PRIMARY KEY AUTOINCREMENT` as submission order and paging cursor; times
+//! are INTEGER unix microseconds (UTC), `metadata`, `progress` and `output_files` are JSON text.
+//! The queue is the partial index `jobs_queue (priority DESC, seq) WHERE status = 'queued'`;
+//! `jobs_status (status, seq)` serves listing, counting and recovery. ffmpeg's log lives in
+//! `job_logs` (keyed by `seq`, deleted with its job) so that job rows stay small.
+//!
+//! Every transition is one conditional statement (`UPDATE ... WHERE id = ? AND status = ?`),
+//! so it is atomic across connections and processes; when no row matches, a second look at the
+//! job tells [`StoreError::NotFound`] from [`StoreError::Conflict`]. `claim_next` is a single
+//! `UPDATE ... WHERE seq = (SELECT ... LIMIT 1) RETURNING ...`: SQLite takes the write lock
+//! before the sub-select runs, so two claimers (tasks, or processes sharing the file) never get
+//! the same job.
+//!
+//! Connections: one writer (SQLite admits one writer at a time; queueing writers in the pool is
+//! cheaper than letting them spin on `SQLITE_BUSY`) and a few readers, which WAL lets run beside
+//! the writer. sqlx runs each SQLite connection on a thread of its own, so every statement is
+//! a round trip between threads, which costs more than SQLite's own work for a small row. The
+//! two hot paths are therefore batched: a group-commit task stores every insert waiting in its
+//! channel with one `INSERT ... SELECT FROM json_each(?)`, and two read tasks answer every
+//! waiting [`JobStore::get`](crate::JobStore::get) with one `SELECT ... WHERE id IN (SELECT value FROM json_each(?))`.
+//! Under light load a batch holds one job and nothing waits for a batch to fill.
+//!
+//! Durability: `journal_mode=WAL` with `synchronous=NORMAL`. A transaction, once `insert` (or
+//! any transition) has returned, survives a crash or kill of the process: it is in the WAL
+//! file, in the OS page cache. It is not yet fsynced: a power loss or kernel crash can lose
+//! the transactions committed since the last checkpoint (at most a fraction of a second's,
+//! a checkpoint runs every 200 ms) but never corrupts the database. `synchronous=FULL` would fsync
+//! every commit, dividing the insert rate several times over, for records of jobs that a
+//! client can resubmit. A checkpoint task copies the WAL into the database file in the
+//! background, so that no request waits for an fsync.
+//!
+//! Several processes may open one file (each its own `SqliteStore`): claims and transitions stay
+//! exclusive, and a worker learns of a cancel made through another process at its next
+//! progress update. [`JobStore::recover`](crate::JobStore::recover) requeues every `running` job, so it belongs to the
+//! start of the only process running workers; machines sharing work need leases
+//! (`worker_id`, `lease_expires_at`, unused here), which is the PostgreSQL store's business.
+//!
+//! Layout: `open` (locations, checks, pools, migrations), `batch` (group commit, batched
+//! gets, WAL checkpoints), `sql` (the statements), `rows` (row mapping and encoding),
+//! `transitions` (the [`JobStore`](crate::JobStore) implementation).
+
+mod batch;
+mod open;
+mod rows;
+mod sql;
+mod transitions;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use sqlx::sqlite::SqlitePool;
+use tokio::sync::{Notify, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use crate::model::{JobId, JobStatus};
+use crate::store::StoreError;
+use batch::{GET_TASKS, MAX_GET_BATCH, MAX_INSERT_BATCH, PendingGet, PendingInsert, answer_gets, commit_inserts};
+use rows::db;
+
+pub use open::OpenError;
+
+/// A [`JobStore`](crate::JobStore) in an SQLite file: durable across restarts and crashes, safe to share between
+/// processes on one machine (see the [module docs](self) for schema and durability).
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// use jobs::{JobStore, SqliteStore, SubmitOptions};
+///
+/// let store = SqliteStore::open("sqlite://data/jobs.db").await?;
+/// let job = store.insert("-i in.mp4 out.webm".to_owned(), SubmitOptions::default()).await?;
+/// assert_eq!(store.get(&job.id).await?, Some(job));
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct SqliteStore {
+    /// The single connection that writes (in memory: the only connection).
+    writer: SqlitePool,
+    /// Connections that only read (in memory: the writer).
+    reader: SqlitePool,
+    /// Inserts waiting to be committed by the group-commit task.
+    inserts: mpsc::Sender<PendingInsert>,
+    /// Gets waiting to be answered by a batched read.
+    gets: mpsc::Sender<PendingGet>,
+    notify: Notify,
+    /// The database file; `None` in memory.
+    path: Option<PathBuf>,
+    /// The checkpoint task (files only), stopped when the store is closed or dropped.
+    checkpointer: Option<Checkpointer>,
+}
+
+/// The running [`batch::checkpoint_wal`] task; dropping this stops it.
+#[derive(Debug)]
+struct Checkpointer {
+    stop: CancellationToken,
+    /// Taken by [`SqliteStore::close`] to wait for the task's end.
+    task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+impl SqliteStore {
+    /// Starts the group-commit and batched-read tasks; they end when the store is dropped.
+    fn start(
+        writer: SqlitePool,
+        reader: SqlitePool,
+        path: Option<PathBuf>,
+        checkpointer: Option<Checkpointer>,
+    ) -> SqliteStore {
+        let (inserts, rx) = mpsc::channel(MAX_INSERT_BATCH * 4);
+        tokio::spawn(commit_inserts(writer.clone(), rx));
+        let (gets, rx) = mpsc::channel(MAX_GET_BATCH * 4);
+        let rx = Arc::new(tokio::sync::Mutex::new(rx));
+        for _ in 0..GET_TASKS {
+            tokio::spawn(answer_gets(reader.clone(), Arc::clone(&rx)));
+        }
+        SqliteStore { writer, reader, inserts, gets, notify: Notify::new(), path, checkpointer }
+    }
+
+    /// The database file; `None` for an in-memory store.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// Closes every connection, checkpointing the WAL into the database file. Later calls fail
+    /// with [`StoreError::Database`]. Dropping the store also closes it, in the background.
+    pub async fn close(&self) {
+        if let Some(checkpointer) = &self.checkpointer {
+            checkpointer.stop.cancel();
+            let task = checkpointer.task.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+            if let Some(task) = task {
+                let _ = task.await;
+            }
+        }
+        self.reader.close().await;
+        self.writer.close().await;
+    }
+
+    /// Like [`MemoryStore`](crate::MemoryStore)'s: wakes every waiting worker and leaves a
+    /// permit for the next one.
+    fn wake(&self) {
+        self.notify.notify_waiters();
+        self.notify.notify_one();
+    }
+
+    /// Why a conditional transition on `id` matched no row: the job is missing, or in `status`.
+    async fn refusal(&self, id: &JobId, action: &'static str) -> StoreError {
+        let status: Result<Option<String>, _> = sqlx::query_scalar("SELECT status FROM jobs WHERE id = ?1")
+            .bind(id.as_str())
+            .fetch_optional(&self.writer)
+            .await;
+        match status {
+            Err(e) => db(e),
+            Ok(None) => StoreError::NotFound(id.clone()),
+            Ok(Some(status)) => match status.parse::<JobStatus>() {
+                Ok(status) => StoreError::Conflict { id: id.clone(), status, action },
+                Err(e) => StoreError::Database(e.to_string()),
+            },
+        }
+    }
+}

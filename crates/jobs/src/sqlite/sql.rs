@@ -1,0 +1,76 @@
+//! The SQL statements. Every statement that returns jobs selects `job_columns!()`, decoded by
+//! [`job_from_row`](super::rows::job_from_row).
+
+/// The columns of a [`Job`], in the order `job_from_row` reads them.
+macro_rules! job_columns {
+    () => {
+        "seq, id, status, command, priority, timeout_seconds, metadata, created_at, started_at, \
+         completed_at, progress, output_files, error, attempts"
+    };
+}
+
+/// ?1: a JSON array of `[id, command, priority, timeout_seconds, metadata, created_at]`, one
+/// per job. SQLite inserts the rows in `ORDER BY` order and, under the write lock it holds for
+/// the statement, gives each `seq` = previous + 1: the batch gets consecutive `seq`s ending at
+/// the last inserted rowid. (`RETURNING` would also tell, but as one message per row from
+/// sqlx's SQLite thread.)
+pub(super) const INSERT_MANY: &str = "INSERT INTO jobs (id, status, command, priority, timeout_seconds, metadata, created_at) \
+                           SELECT value ->> 0, 'queued', value ->> 1, value ->> 2, value ->> 3, value ->> 4, \
+                                  value ->> 5 \
+                           FROM json_each(?1) ORDER BY key";
+pub(super) const GET: &str = concat!("SELECT ", job_columns!(), " FROM jobs WHERE id = ?1");
+/// ?1: a JSON array of ids.
+pub(super) const GET_MANY: &str =
+    concat!("SELECT ", job_columns!(), " FROM jobs WHERE id IN (SELECT value FROM json_each(?1))");
+pub(super) const LIST: &str = concat!("SELECT ", job_columns!(), " FROM jobs WHERE seq > ?1 ORDER BY seq LIMIT ?2");
+pub(super) const LIST_STATUS: &str =
+    concat!("SELECT ", job_columns!(), " FROM jobs WHERE status = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3");
+/// `INDEXED BY`: without statistics SQLite's planner prefers `jobs_status` and sorts every
+/// queued job on each claim; the queue index reads the next one directly (and the statement
+/// fails to prepare, rather than slowing down, should the index ever be unusable).
+pub(super) const CLAIM: &str = concat!(
+    "UPDATE jobs SET status = 'running', started_at = ?1, attempts = attempts + 1, progress = NULL \
+     WHERE seq = (SELECT seq FROM jobs INDEXED BY jobs_queue WHERE status = 'queued' \
+                  ORDER BY priority DESC, seq LIMIT 1) \
+       AND status = 'queued' \
+     RETURNING ",
+    job_columns!()
+);
+pub(super) const UPDATE_PROGRESS: &str =
+    "UPDATE jobs SET progress = ?2 WHERE id = ?1 AND status = 'running' RETURNING cancel_requested";
+/// ?2 status, ?3 completed_at, ?4 output files (NULL: keep), ?5 error (NULL: keep).
+pub(super) const FINISH: &str = concat!(
+    "UPDATE jobs SET status = ?2, completed_at = ?3, output_files = COALESCE(?4, output_files), \
+       error = COALESCE(?5, error), cancel_requested = 0, \
+       progress = CASE WHEN ?2 = 'completed' AND progress IS NOT NULL \
+                  THEN json_set(progress, '$.percent', 100.0, '$.eta_seconds', 0.0) ELSE progress END \
+     WHERE id = ?1 AND status = 'running' \
+     RETURNING ",
+    job_columns!()
+);
+pub(super) const SET_LOG: &str =
+    "INSERT INTO job_logs (job_seq, log) VALUES (?1, ?2) ON CONFLICT (job_seq) DO UPDATE SET log = excluded.log";
+pub(super) const LOG: &str = "SELECT l.log FROM jobs j LEFT JOIN job_logs l ON l.job_seq = j.seq WHERE j.id = ?1";
+/// Queued: cancelled now. Running: flagged for its worker. (SQLite evaluates every `SET`
+/// expression on the old row and `RETURNING` on the new one.)
+pub(super) const CANCEL: &str = concat!(
+    "UPDATE jobs SET \
+       status = CASE status WHEN 'queued' THEN 'cancelled' ELSE status END, \
+       completed_at = CASE status WHEN 'queued' THEN ?2 ELSE completed_at END, \
+       cancel_requested = CASE status WHEN 'running' THEN 1 ELSE cancel_requested END \
+     WHERE id = ?1 AND status IN ('queued', 'running') \
+     RETURNING ",
+    job_columns!()
+);
+/// A graceful stop is not a failed attempt: the interrupted start is not counted.
+pub(super) const REQUEUE: &str = "UPDATE jobs SET status = 'queued', started_at = NULL, progress = NULL, \
+                       attempts = MAX(attempts - 1, 0) WHERE id = ?1 AND status = 'running'";
+pub(super) const DELETE: &str = "DELETE FROM jobs WHERE id = ?1 AND status IN ('completed', 'failed', 'cancelled')";
+pub(super) const RECOVER_FAIL: &str = "UPDATE jobs SET status = 'failed', error = 'interrupted', completed_at = ?2, \
+                            cancel_requested = 0 \
+                            WHERE status = 'running' AND attempts >= ?1 RETURNING seq, id";
+pub(super) const RECOVER_REQUEUE: &str = "UPDATE jobs SET status = 'queued', started_at = NULL, progress = NULL \
+                               WHERE status = 'running' RETURNING seq, id";
+pub(super) const PURGE: &str =
+    "DELETE FROM jobs WHERE status IN ('completed', 'failed', 'cancelled') AND completed_at < ?1";
+pub(super) const COUNTS: &str = "SELECT status, COUNT(*) FROM jobs GROUP BY status";
