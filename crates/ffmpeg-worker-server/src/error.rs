@@ -7,7 +7,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use ffmpeg_core::command::CommandError;
 use ffmpeg_core::sandbox::SandboxError;
-use jobs::{JobStatus, StoreError, SubmitError};
+use jobs::{InvalidRequest, JobStatus, ListError, StoreError, SubmitError};
 
 use crate::wire::Problem;
 
@@ -75,8 +75,24 @@ impl From<SubmitError> for ApiError {
             SubmitError::Command(e) => ApiError::Command(e),
             SubmitError::Sandbox(e) => ApiError::Sandbox(e),
             SubmitError::UnknownName(e) => ApiError::UnknownName(e),
+            SubmitError::Invalid(e) => e.into(),
             SubmitError::Store(e) => e.into(),
             other => ApiError::InvalidRequest { status: StatusCode::UNPROCESSABLE_ENTITY, detail: other.to_string() },
+        }
+    }
+}
+
+impl From<InvalidRequest> for ApiError {
+    fn from(e: InvalidRequest) -> Self {
+        ApiError::InvalidRequest { status: StatusCode::UNPROCESSABLE_ENTITY, detail: e.to_string() }
+    }
+}
+
+impl From<ListError> for ApiError {
+    fn from(e: ListError) -> Self {
+        match e {
+            ListError::Invalid(e) => e.into(),
+            ListError::Store(e) => e.into(),
         }
     }
 }

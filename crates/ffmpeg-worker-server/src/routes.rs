@@ -3,21 +3,14 @@
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::IntoResponse;
+use jobs::model::DEFAULT_PAGE_SIZE;
 use jobs::{JobId, JobStatus, ListQuery, SubmitOptions};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
 use crate::AppState;
 use crate::error::{ApiError, AppJson, AppQuery};
-use crate::wire::{
-    CreateJobRequest, HealthResponse, JobResponse, MAX_METADATA_ENTRIES, MAX_METADATA_KEY_BYTES,
-    MAX_METADATA_VALUE_BYTES, Problem, ReadyResponse,
-};
-
-/// Default page size of `GET /jobs`.
-pub(crate) const DEFAULT_LIMIT: u32 = 100;
-/// Largest page size of `GET /jobs`.
-pub(crate) const MAX_LIMIT: u32 = 1000;
+use crate::wire::{CreateJobRequest, HealthResponse, JobResponse, Problem, ReadyResponse};
 
 /// Liveness check
 ///
@@ -43,7 +36,7 @@ pub(crate) async fn ready(State(state): State<AppState>) -> Result<AppJson<Ready
     if !state.accepting() {
         return Err(ApiError::ShuttingDown);
     }
-    state.jobs.store().ping().await?;
+    state.jobs.ping().await?;
     let ffmpeg =
         crate::serve::check_ffmpeg(&state.settings.ffmpeg_bin).await.map_err(|e| ApiError::NotReady(e.to_string()))?;
     Ok(AppJson(ReadyResponse { status: "ready".to_owned(), ffmpeg }))
@@ -58,32 +51,10 @@ pub(crate) async fn ready(State(state): State<AppState>) -> Result<AppJson<Ready
     responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain; version=0.0.4"))
 )]
 pub(crate) async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
-    let counts = state.jobs.store().counts().await?;
+    let counts = state.jobs.counts().await?;
     crate::telemetry::set_job_gauges(&counts, state.jobs.running_here());
     let body = crate::telemetry::handle().map(|h| h.render()).unwrap_or_default();
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body))
-}
-
-fn validate_metadata(req: &CreateJobRequest) -> Result<(), ApiError> {
-    let invalid = |detail: String| ApiError::InvalidRequest { status: StatusCode::UNPROCESSABLE_ENTITY, detail };
-    if req.metadata.len() > MAX_METADATA_ENTRIES {
-        return Err(invalid(format!(
-            "metadata has {} entries; at most {MAX_METADATA_ENTRIES} are allowed",
-            req.metadata.len()
-        )));
-    }
-    for (k, v) in &req.metadata {
-        if k.is_empty() || k.len() > MAX_METADATA_KEY_BYTES {
-            return Err(invalid(format!("metadata key `{k}` must be 1 to {MAX_METADATA_KEY_BYTES} bytes")));
-        }
-        if v.len() > MAX_METADATA_VALUE_BYTES {
-            return Err(invalid(format!("metadata value of `{k}` is longer than {MAX_METADATA_VALUE_BYTES} bytes")));
-        }
-    }
-    if req.timeout_seconds == Some(0) {
-        return Err(invalid("timeout_seconds must be at least 1".to_owned()));
-    }
-    Ok(())
 }
 
 /// Submit a job
@@ -108,7 +79,6 @@ pub(crate) async fn create_job(
     if !state.accepting() {
         return Err(ApiError::ShuttingDown);
     }
-    validate_metadata(&req)?;
     let options =
         SubmitOptions { priority: req.priority, timeout_seconds: req.timeout_seconds, metadata: req.metadata };
     let job = state.jobs.submit(&req.command, options).await?;
@@ -160,20 +130,14 @@ pub(crate) async fn list_jobs(
         None | Some("") => None,
         Some(s) => Some(s.parse::<JobStatus>().map_err(|e| invalid(e.to_string()))?),
     };
-    let limit = params.limit.unwrap_or(DEFAULT_LIMIT);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(invalid(format!("limit must be between 1 and {MAX_LIMIT}, not {limit}")));
-    }
+    let limit = params.limit.unwrap_or(DEFAULT_PAGE_SIZE);
     let after_seq = match params.cursor.as_deref() {
         None | Some("") => None,
         Some(c) => Some(c.parse::<i64>().map_err(|_| invalid(format!("cursor `{c}` is not valid")))?),
     };
-    // One more than asked tells whether a next page exists, so the last page has no `Link`.
-    let mut jobs = state.jobs.store().list(&ListQuery { status, after_seq, limit: limit + 1 }).await?;
+    let page = state.jobs.list(&ListQuery { status, after_seq, limit }).await?;
     let mut headers = HeaderMap::new();
-    if jobs.len() > limit as usize {
-        jobs.truncate(limit as usize);
-        let last_seq = jobs.last().map_or(0, |j| j.seq);
+    if let Some(last_seq) = page.next_after_seq {
         let mut next = format!("/jobs?limit={limit}&cursor={last_seq}");
         if let Some(s) = status {
             next.push_str(&format!("&status={s}"));
@@ -182,7 +146,7 @@ pub(crate) async fn list_jobs(
             headers.insert(header::LINK, v);
         }
     }
-    let body: Vec<JobResponse> = jobs.into_iter().map(JobResponse::from).collect();
+    let body: Vec<JobResponse> = page.jobs.into_iter().map(JobResponse::from).collect();
     Ok((headers, AppJson(body)))
 }
 
@@ -202,8 +166,7 @@ pub(crate) async fn get_job(
     Path(id): Path<String>,
 ) -> Result<AppJson<JobResponse>, ApiError> {
     let id = parse_id(&id)?;
-    let job = state.jobs.store().get(&id).await?.ok_or_else(|| ApiError::NotFound(id.to_string()))?;
-    Ok(AppJson(job.into()))
+    Ok(AppJson(state.jobs.get(&id).await?.into()))
 }
 
 /// Cancel a job
@@ -243,7 +206,7 @@ pub(crate) async fn cancel_job(
 )]
 pub(crate) async fn delete_job(State(state): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
     let id = parse_id(&id)?;
-    state.jobs.store().delete(&id).await?;
+    state.jobs.delete(&id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -263,7 +226,7 @@ pub(crate) async fn job_log(
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     let id = parse_id(&id)?;
-    let log = state.jobs.store().log(&id).await?.ok_or_else(|| ApiError::NotFound(id.to_string()))?;
+    let log = state.jobs.log(&id).await?;
     Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], log))
 }
 

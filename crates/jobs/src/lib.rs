@@ -20,8 +20,8 @@ pub mod service;
 pub mod sqlite;
 pub mod store;
 
-pub use model::{Job, JobId, JobStatus, Progress, SubmitOptions};
+pub use model::{InvalidRequest, Job, JobId, JobStatus, Progress, SubmitOptions};
 pub use runner::{FfmpegConfig, FfmpegRunner, RunError, RunReport, RunSpec, Runner};
-pub use service::{Jobs, JobsConfig, Shutdown, SubmitError};
+pub use service::{Jobs, JobsConfig, ListError, Page, Shutdown, SubmitError};
 pub use sqlite::SqliteStore;
 pub use store::{JobStore, ListQuery, MemoryStore, Outcome, StoreError};

@@ -168,6 +168,65 @@ pub struct SubmitOptions {
     pub metadata: BTreeMap<String, String>,
 }
 
+/// Most metadata entries a job may carry.
+pub const MAX_METADATA_ENTRIES: usize = 32;
+/// Longest metadata key, in characters (Unicode scalar values, as JSON Schema's `maxLength`
+/// counts them). Keys are never empty.
+pub const MAX_METADATA_KEY_CHARS: usize = 64;
+/// Longest metadata value, in characters.
+pub const MAX_METADATA_VALUE_CHARS: usize = 1024;
+/// Largest `timeout_seconds`: stores keep it as a signed 64-bit integer.
+pub const MAX_TIMEOUT_SECONDS: u64 = i64::MAX as u64;
+/// Page size of a listing when the caller names none.
+pub const DEFAULT_PAGE_SIZE: u32 = 100;
+/// Largest page size of a listing.
+pub const MAX_PAGE_SIZE: u32 = 1000;
+
+/// A request field outside the limits every front end is held to (checked by
+/// [`crate::Jobs`], so HTTP, the CLI and Rust callers all get the same rules).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidRequest {
+    /// More than [`MAX_METADATA_ENTRIES`] metadata entries.
+    #[error("metadata has {0} entries; at most {MAX_METADATA_ENTRIES} are allowed")]
+    TooManyMetadataEntries(usize),
+    /// A metadata key that is empty or longer than [`MAX_METADATA_KEY_CHARS`].
+    #[error("metadata key `{0}` must be 1 to {MAX_METADATA_KEY_CHARS} characters")]
+    MetadataKey(String),
+    /// A metadata value longer than [`MAX_METADATA_VALUE_CHARS`]; holds its key.
+    #[error("metadata value of `{0}` is longer than {MAX_METADATA_VALUE_CHARS} characters")]
+    MetadataValue(String),
+    /// `timeout_seconds` outside 1..=[`MAX_TIMEOUT_SECONDS`].
+    #[error("timeout_seconds must be between 1 and {MAX_TIMEOUT_SECONDS}, not {0}")]
+    Timeout(u64),
+    /// A page size outside 1..=[`MAX_PAGE_SIZE`].
+    #[error("limit must be between 1 and {MAX_PAGE_SIZE}, not {0}")]
+    PageSize(u32),
+}
+
+impl SubmitOptions {
+    /// Checks the options against the limits above.
+    ///
+    /// # Errors
+    /// The first [`InvalidRequest`] found.
+    pub fn check(&self) -> Result<(), InvalidRequest> {
+        if self.metadata.len() > MAX_METADATA_ENTRIES {
+            return Err(InvalidRequest::TooManyMetadataEntries(self.metadata.len()));
+        }
+        for (k, v) in &self.metadata {
+            if k.is_empty() || k.chars().count() > MAX_METADATA_KEY_CHARS {
+                return Err(InvalidRequest::MetadataKey(k.clone()));
+            }
+            if v.chars().count() > MAX_METADATA_VALUE_CHARS {
+                return Err(InvalidRequest::MetadataValue(k.clone()));
+            }
+        }
+        match self.timeout_seconds {
+            Some(t) if t == 0 || t > MAX_TIMEOUT_SECONDS => Err(InvalidRequest::Timeout(t)),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// A job as stored: what was asked, where it is, and what came of it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Job {

@@ -20,10 +20,10 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::model::{Job, JobId, SubmitOptions};
+use crate::model::{InvalidRequest, Job, JobId, MAX_PAGE_SIZE, SubmitOptions};
 use crate::outputs;
 use crate::runner::{RunError, RunSpec, Runner};
-use crate::store::{CancelOutcome, JobStore, Outcome, StoreError};
+use crate::store::{CancelOutcome, JobStore, ListQuery, Outcome, StatusCounts, StoreError};
 
 /// Counter of accepted submissions (Prometheus name).
 pub const METRIC_SUBMITTED: &str = "ffmpeg_worker_jobs_submitted_total";
@@ -66,6 +66,9 @@ impl Default for JobsConfig {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SubmitError {
+    /// An option is outside the service's limits (metadata, timeout).
+    #[error(transparent)]
+    Invalid(#[from] InvalidRequest),
     /// The command line does not parse.
     #[error(transparent)]
     Command(#[from] CommandError),
@@ -78,6 +81,26 @@ pub enum SubmitError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// Why a listing was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ListError {
+    /// The page size is outside the service's limits.
+    #[error(transparent)]
+    Invalid(#[from] InvalidRequest),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// One page of [`Jobs::list`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page {
+    /// The jobs, in submission order.
+    pub jobs: Vec<Job>,
+    /// When more jobs follow: the `after_seq` of the next page's [`ListQuery`].
+    pub next_after_seq: Option<i64>,
 }
 
 /// Signals that stop the worker pool.
@@ -161,11 +184,14 @@ impl Jobs {
         Ok(self.sandbox.resolve_command(&Command::parse(command)?)?)
     }
 
-    /// Checks `command` and queues it. `options.timeout_seconds` is capped by the server's limit.
+    /// Checks `options` ([`SubmitOptions::check`]) and `command`, and queues it.
+    /// `options.timeout_seconds` is capped by the server's limit.
     ///
     /// # Errors
-    /// [`SubmitError`]: the command is refused (nothing is queued) or the store failed.
+    /// [`SubmitError`]: the options or the command are refused (nothing is queued) or the
+    /// store failed.
     pub async fn submit(&self, command: &str, mut options: SubmitOptions) -> Result<Job, SubmitError> {
+        options.check()?;
         self.check(command)?;
         if let (Some(t), Some(max)) = (options.timeout_seconds, self.config.max_timeout) {
             options.timeout_seconds = Some(t.min(max.as_secs()));
@@ -196,6 +222,66 @@ impl Jobs {
                 Ok(self.store.get(id).await?.unwrap_or(job))
             }
         }
+    }
+
+    /// The job `id`.
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`], or the store failed.
+    pub async fn get(&self, id: &JobId) -> Result<Job, StoreError> {
+        self.store.get(id).await?.ok_or_else(|| StoreError::NotFound(id.clone()))
+    }
+
+    /// One page of jobs in submission order. `query.limit` is the page size,
+    /// 1..=[`MAX_PAGE_SIZE`]; [`Page::next_after_seq`] says where the next page starts.
+    ///
+    /// # Errors
+    /// [`ListError::Invalid`] for a page size out of range, or the store failed.
+    pub async fn list(&self, query: &ListQuery) -> Result<Page, ListError> {
+        let limit = query.limit;
+        if !(1..=MAX_PAGE_SIZE).contains(&limit) {
+            return Err(InvalidRequest::PageSize(limit).into());
+        }
+        // One more than asked tells whether a next page exists, so the last page has none.
+        let mut jobs = self.store.list(&ListQuery { limit: limit + 1, ..query.clone() }).await?;
+        let mut next_after_seq = None;
+        if jobs.len() > limit as usize {
+            jobs.truncate(limit as usize);
+            next_after_seq = jobs.last().map(|j| j.seq);
+        }
+        Ok(Page { jobs, next_after_seq })
+    }
+
+    /// The tail of a job's ffmpeg log (empty until it finishes).
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`], or the store failed.
+    pub async fn log(&self, id: &JobId) -> Result<String, StoreError> {
+        self.store.log(id).await?.ok_or_else(|| StoreError::NotFound(id.clone()))
+    }
+
+    /// Deletes a finished job's record (its files stay).
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`]; [`StoreError::Conflict`] for a queued or running job.
+    pub async fn delete(&self, id: &JobId) -> Result<(), StoreError> {
+        self.store.delete(id).await
+    }
+
+    /// How many jobs the store holds in each status.
+    ///
+    /// # Errors
+    /// The store failed.
+    pub async fn counts(&self) -> Result<StatusCounts, StoreError> {
+        self.store.counts().await
+    }
+
+    /// Whether the store answers.
+    ///
+    /// # Errors
+    /// The store failed.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.store.ping().await
     }
 
     /// Number of jobs this process is running now.

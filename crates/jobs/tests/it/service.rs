@@ -195,3 +195,61 @@ async fn two_running_jobs_never_write_the_same_output() {
     let third = f.jobs.submit("-i c.mp4 same.mp4", SubmitOptions::default()).await.unwrap();
     wait_for(&f.store, &third.id, |j| j.status == JobStatus::Running).await;
 }
+
+#[tokio::test]
+async fn the_service_holds_every_front_end_to_the_request_limits() {
+    use jobs::model::{MAX_METADATA_ENTRIES, MAX_METADATA_KEY_CHARS, MAX_METADATA_VALUE_CHARS, MAX_PAGE_SIZE};
+    use jobs::{InvalidRequest, ListError, ListQuery, SubmitError};
+    let f = fixture(0, Duration::from_millis(1));
+    let with = |pairs: &[(String, String)], timeout: Option<u64>| SubmitOptions {
+        timeout_seconds: timeout,
+        metadata: pairs.iter().cloned().collect(),
+        ..SubmitOptions::default()
+    };
+    let long = |n: usize| "é".repeat(n);
+    let many: Vec<_> = (0..=MAX_METADATA_ENTRIES).map(|i| (format!("k{i}"), String::new())).collect();
+    let refused = [
+        (with(&many, None), InvalidRequest::TooManyMetadataEntries(MAX_METADATA_ENTRIES + 1)),
+        (with(&[(String::new(), String::new())], None), InvalidRequest::MetadataKey(String::new())),
+        (with(&[(long(MAX_METADATA_KEY_CHARS + 1), "v".into())], None), InvalidRequest::MetadataKey(long(65))),
+        (with(&[("k".into(), long(MAX_METADATA_VALUE_CHARS + 1))], None), InvalidRequest::MetadataValue("k".into())),
+        (with(&[], Some(0)), InvalidRequest::Timeout(0)),
+        (with(&[], Some(u64::MAX)), InvalidRequest::Timeout(u64::MAX)),
+    ];
+    for (options, expected) in refused {
+        match f.jobs.submit("-i a.mp4 b.mp4", options).await {
+            Err(SubmitError::Invalid(e)) => assert_eq!(e, expected),
+            other => panic!("expected {expected:?}, got {other:?}"),
+        }
+    }
+    assert!(f.store.counts().await.unwrap().is_empty(), "nothing was queued");
+    // The limits count characters, not bytes: the longest key and value are accepted.
+    let edge = with(&[(long(MAX_METADATA_KEY_CHARS), long(MAX_METADATA_VALUE_CHARS))], Some(i64::MAX as u64));
+    f.jobs.submit("-i a.mp4 b.mp4", edge).await.unwrap();
+
+    for limit in [0, MAX_PAGE_SIZE + 1] {
+        let query = ListQuery { status: None, after_seq: None, limit };
+        assert!(matches!(f.jobs.list(&query).await, Err(ListError::Invalid(InvalidRequest::PageSize(l))) if l == limit));
+    }
+}
+
+#[tokio::test]
+async fn pages_say_where_the_next_one_starts_and_the_last_says_nothing() {
+    use jobs::ListQuery;
+    let f = fixture(0, Duration::from_millis(1));
+    for i in 0..5 {
+        f.jobs.submit(&format!("-i a.mp4 out{i}.mp4"), SubmitOptions::default()).await.unwrap();
+    }
+    let mut after_seq = None;
+    let mut seen = Vec::new();
+    loop {
+        let page = f.jobs.list(&ListQuery { status: None, after_seq, limit: 2 }).await.unwrap();
+        seen.extend(page.jobs.iter().map(|j| j.command.clone()));
+        match page.next_after_seq {
+            Some(next) => after_seq = Some(next),
+            None => break,
+        }
+    }
+    let expected: Vec<_> = (0..5).map(|i| format!("-i a.mp4 out{i}.mp4")).collect();
+    assert_eq!(seen, expected);
+}
