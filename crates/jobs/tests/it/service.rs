@@ -229,7 +229,9 @@ async fn the_service_holds_every_front_end_to_the_request_limits() {
 
     for limit in [0, MAX_PAGE_SIZE + 1] {
         let query = ListQuery { status: None, after_seq: None, limit };
-        assert!(matches!(f.jobs.list(&query).await, Err(ListError::Invalid(InvalidRequest::PageSize(l))) if l == limit));
+        assert!(
+            matches!(f.jobs.list(&query).await, Err(ListError::Invalid(InvalidRequest::PageSize(l))) if l == limit)
+        );
     }
 }
 
