@@ -2,14 +2,15 @@
 //!
 //! - `ci`: what CI runs: rustfmt check, clippy with `-D warnings`, the test suite, OpenAPI and
 //!   configuration-doc drift checks, and hadolint on the Dockerfile when it is installed.
-//! - `docs` (alias `openapi`): regenerate `docs/openapi.json` and `docs/configuration.md` from
-//!   the code; `--check` fails when they drift.
+//! - `docs` (alias `openapi`): regenerate `docs/openapi.json`, `docs/configuration.md` and the
+//!   policy tables of `docs/security.md` from the code; `--check` fails when they drift.
 //! - `bench overhead|api`: benchmarks (see `docs/benchmarks.md`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 mod bench;
+mod security_doc;
 
 type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error>>;
 
@@ -53,10 +54,28 @@ fn generated_doc(subcommand: &str, path: &str, check: bool) -> Result {
     Ok(())
 }
 
-/// `docs/openapi.json` and `docs/configuration.md`.
+/// `docs/openapi.json`, `docs/configuration.md` and the policy tables of `docs/security.md`.
 fn docs(check: bool) -> Result {
     generated_doc("openapi", "docs/openapi.json", check)?;
-    generated_doc("config-doc", "docs/configuration.md", check)
+    generated_doc("config-doc", "docs/configuration.md", check)?;
+    security_doc(check)
+}
+
+/// Regenerates (or with `check`, verifies) the policy tables in `docs/security.md`.
+fn security_doc(check: bool) -> Result {
+    let path = root().join(security_doc::PATH);
+    let committed = std::fs::read_to_string(&path)?;
+    let generated = security_doc::update(&committed, &ffmpeg_core::policy::Policy::default())?;
+    if check {
+        if committed != generated {
+            return Err(format!("{} is out of date: run `cargo xtask docs` and commit it", path.display()).into());
+        }
+        eprintln!("{} is up to date", path.display());
+    } else {
+        std::fs::write(&path, generated)?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(())
 }
 
 fn ci() -> Result {

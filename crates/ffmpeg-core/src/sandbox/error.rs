@@ -1,0 +1,243 @@
+//! Why a command or path was refused: [`SandboxError`] (one variant per refusal, each naming
+//! the argument) and [`PathProblem`] (what is wrong with a path found inside an argument).
+
+use std::fmt;
+use std::path::PathBuf;
+
+use crate::filtergraph::FilterGraphError;
+use crate::policy::rule;
+
+/// What is wrong with a path found inside an option or a filter graph, or with an input path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PathProblem {
+    /// An absolute path.
+    Absolute,
+    /// `..` leads outside the data directory, or a symlink points outside it.
+    Escapes,
+    /// A protocol or special name (`http:`, `pipe:`, `-`, ...) instead of a plain path; the
+    /// protocol name or special form, e.g. `http:` or `-`.
+    Protocol(String),
+    /// Empty, NUL bytes, a trailing `/`, the data directory itself, or an existing directory
+    /// or other non-regular file.
+    NotAFile,
+    /// Where a directory is needed: an existing file that is not a directory.
+    NotADirectory,
+    /// A path the operator has put off limits.
+    Denied,
+    /// A glob pattern in an input path (`%*`, `%?`, `%[`, ...): the image2 demuxer expands it
+    /// (5.1's default pattern type is `glob_sequence`) to names the sandbox never saw.
+    Glob,
+    /// `..` in a value relative to the output's directory.
+    Parent,
+}
+
+/// Why a command or path was refused. Messages name the argument: "argument 4 `../x.mp4`: path
+/// escapes the data directory"; [`SandboxError::rule`] gives a stable id of the broken rule.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SandboxError {
+    /// The data directory itself cannot be used (missing, not a directory, unreadable).
+    #[error("data directory `{path}` cannot be used: {reason}")]
+    Root {
+        /// The data directory as given.
+        path: PathBuf,
+        /// The I/O error.
+        reason: String,
+    },
+    /// An absolute path.
+    #[error(
+        "argument {position} `{argument}`: absolute paths are not allowed; use a path relative to the data directory"
+    )]
+    Absolute {
+        /// 1-based position of the argument.
+        position: usize,
+        /// The argument as written.
+        argument: String,
+    },
+    /// `..` leads outside the data directory, or a symlink points outside it.
+    #[error("argument {position} `{argument}`: path escapes the data directory")]
+    Escapes {
+        /// 1-based position of the argument.
+        position: usize,
+        /// The argument as written.
+        argument: String,
+    },
+    /// A protocol or special name (`http:`, `pipe:`, `-`, ...) instead of a plain file path.
+    #[error("argument {position} `{argument}`: only plain file paths are allowed, not `{scheme}`")]
+    Protocol {
+        /// 1-based position of the argument.
+        position: usize,
+        /// The argument as written.
+        argument: String,
+        /// The protocol name or special form, e.g. `http:` or `-`.
+        scheme: String,
+    },
+    /// An empty path, a path ending in `/`, one containing a NUL byte, the data directory
+    /// itself, or an existing directory or other non-regular file (FIFO, socket, device).
+    #[error("argument {position} `{argument}`: not a file path")]
+    NotAFile {
+        /// 1-based position of the argument.
+        position: usize,
+        /// The argument as written.
+        argument: String,
+    },
+    /// A path the operator has put off limits (e.g. the job database).
+    #[error("argument {position} `{argument}`: this path is reserved")]
+    Denied {
+        /// 1-based position of the argument.
+        position: usize,
+        /// The argument as written.
+        argument: String,
+    },
+    /// A path inside an option value or filter graph (or a glob pattern in an input) was
+    /// refused: "argument 5 `-vf subtitles=/etc/passwd`: filter `subtitles` option
+    /// `filename`: absolute paths are not allowed".
+    #[error("argument {position} `{argument}`: {}", with_context(.context, .problem))]
+    Path {
+        /// 1-based position of the option (or input URL).
+        position: usize,
+        /// The option as written with its value (`-vf subtitles=/etc/passwd`), or the URL.
+        argument: String,
+        /// Where in the argument, e.g. "filter `subtitles` option `filename`"; may be empty.
+        context: String,
+        /// What is wrong with the path.
+        problem: PathProblem,
+    },
+    /// An option, option value, filter or format that the policy forbids.
+    #[error("argument {position} `{argument}`: {reason}")]
+    Forbidden {
+        /// 1-based position of the option (or input URL, for a lavfi graph).
+        position: usize,
+        /// The option as written with its value (`-vstats_file x`).
+        argument: String,
+        /// The rule id: one of [`rule::FORBIDDEN_OPTION`], [`rule::FORBIDDEN_VALUE`],
+        /// [`rule::FORBIDDEN_FILTER`], [`rule::FORBIDDEN_FORMAT`].
+        rule: &'static str,
+        /// What is refused and why, e.g. "option `-report` is not allowed: writes a log file
+        /// ...".
+        reason: String,
+    },
+    /// A filter graph that does not parse.
+    #[error("argument {position} `{argument}`: invalid filter graph: {error}")]
+    FilterGraph {
+        /// 1-based position of the option (or lavfi input URL).
+        position: usize,
+        /// The option as written with its value, or the URL.
+        argument: String,
+        /// What the filtergraph parser reported (byte offsets into the graph).
+        error: FilterGraphError,
+    },
+    /// An output, or a file an option writes, is one of the command's own inputs (or a file
+    /// an option reads).
+    #[error(
+        "argument {position} `{argument}`: a job's outputs may not overwrite its own inputs \
+         (argument {input_position} `{input}`)"
+    )]
+    OutputOverwritesInput {
+        /// 1-based position of the output URL (or of the writing option).
+        position: usize,
+        /// The output URL or option as written.
+        argument: String,
+        /// 1-based position of the input URL (or of the reading option).
+        input_position: usize,
+        /// The input URL or option as written.
+        input: String,
+    },
+}
+
+fn with_context(context: &str, problem: &PathProblem) -> String {
+    if context.is_empty() { problem.to_string() } else { format!("{context}: {problem}") }
+}
+
+impl fmt::Display for PathProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PathProblem::Absolute => f.write_str("absolute paths are not allowed"),
+            PathProblem::Escapes => f.write_str("path escapes the data directory"),
+            PathProblem::Protocol(scheme) => {
+                write!(f, "only plain file paths are allowed, not `{scheme}`")
+            }
+            PathProblem::NotAFile => f.write_str("not a file path"),
+            PathProblem::NotADirectory => f.write_str("not a directory path"),
+            PathProblem::Denied => f.write_str("this path is reserved"),
+            PathProblem::Glob => f.write_str(
+                "glob patterns (`%*`, `%?`, `%[`, `%{`) are not allowed: they expand to names \
+                 the sandbox never checked",
+            ),
+            PathProblem::Parent => {
+                f.write_str("`..` is not allowed here: the value is relative to the output's directory")
+            }
+        }
+    }
+}
+
+impl PathProblem {
+    /// The stable rule id ([`rule`]) of the problem.
+    pub fn rule(&self) -> &'static str {
+        match self {
+            PathProblem::Absolute => rule::ABSOLUTE_PATH,
+            PathProblem::Escapes => rule::PATH_ESCAPES,
+            PathProblem::Protocol(_) => rule::PROTOCOL,
+            PathProblem::NotAFile | PathProblem::NotADirectory => rule::NOT_A_FILE,
+            PathProblem::Denied => rule::RESERVED_PATH,
+            PathProblem::Glob => rule::GLOB_PATTERN,
+            PathProblem::Parent => rule::PARENT_DIRECTORY,
+        }
+    }
+
+    /// The error for this problem at a plain path argument (an input or output URL).
+    pub(super) fn at(self, position: usize, argument: &str) -> SandboxError {
+        let argument = argument.to_owned();
+        match self {
+            PathProblem::Absolute => SandboxError::Absolute { position, argument },
+            PathProblem::Escapes => SandboxError::Escapes { position, argument },
+            PathProblem::Protocol(scheme) => SandboxError::Protocol { position, argument, scheme },
+            PathProblem::NotAFile | PathProblem::NotADirectory => SandboxError::NotAFile { position, argument },
+            PathProblem::Denied => SandboxError::Denied { position, argument },
+            problem @ (PathProblem::Glob | PathProblem::Parent) => {
+                SandboxError::Path { position, argument, context: String::new(), problem }
+            }
+        }
+    }
+}
+
+impl SandboxError {
+    /// The offending argument: its 1-based position in the split command line and its text
+    /// (for an option, the option with its value as in [`Opt`](crate::command::Opt)'s `Display`). `None` for
+    /// [`SandboxError::Root`].
+    pub fn argument(&self) -> Option<(usize, &str)> {
+        match self {
+            SandboxError::Root { .. } => None,
+            SandboxError::Absolute { position, argument }
+            | SandboxError::Escapes { position, argument }
+            | SandboxError::Protocol { position, argument, .. }
+            | SandboxError::NotAFile { position, argument }
+            | SandboxError::Denied { position, argument }
+            | SandboxError::Path { position, argument, .. }
+            | SandboxError::Forbidden { position, argument, .. }
+            | SandboxError::FilterGraph { position, argument, .. }
+            | SandboxError::OutputOverwritesInput { position, argument, .. } => Some((*position, argument)),
+        }
+    }
+
+    /// The stable id of the rule the command broke, one of the constants in [`rule`]:
+    /// `data-directory`, `absolute-path`, `path-escapes`, `protocol`, `not-a-file`,
+    /// `reserved-path`, `glob-pattern`, `parent-directory`, `forbidden-option`,
+    /// `forbidden-value`, `forbidden-filter`, `forbidden-format`, `filtergraph-syntax`,
+    /// `output-overwrites-input`.
+    pub fn rule(&self) -> &'static str {
+        match self {
+            SandboxError::Root { .. } => rule::DATA_DIRECTORY,
+            SandboxError::Absolute { .. } => rule::ABSOLUTE_PATH,
+            SandboxError::Escapes { .. } => rule::PATH_ESCAPES,
+            SandboxError::Protocol { .. } => rule::PROTOCOL,
+            SandboxError::NotAFile { .. } => rule::NOT_A_FILE,
+            SandboxError::Denied { .. } => rule::RESERVED_PATH,
+            SandboxError::Path { problem, .. } => problem.rule(),
+            SandboxError::Forbidden { rule, .. } => rule,
+            SandboxError::FilterGraph { .. } => rule::FILTERGRAPH_SYNTAX,
+            SandboxError::OutputOverwritesInput { .. } => rule::OUTPUT_OVERWRITES_INPUT,
+        }
+    }
+}

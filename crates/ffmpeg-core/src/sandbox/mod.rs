@@ -1,0 +1,222 @@
+//! Path containment and the security policy: every input and output of a command, and every
+//! file named inside its options and filter graphs, is resolved against a data directory, and
+//! every option, filter and format is checked against a [`Policy`].
+//!
+//! Only relative paths are accepted. Absolute paths, `..` that escapes, symlinks that lead outside,
+//! `-`, `pipe:`, `fd:` and every other URL scheme (`http:`, `concat:`, `subfile:`, `data:`, ...)
+//! are refused. The one exception is the `-f null -` idiom (output discarded). Paths need not
+//! exist: an earlier job may produce an input. Resolved paths reach ffmpeg as `file:` URLs, so a
+//! file named `-part6.mp4` or `http:x` cannot read as an option or a protocol.
+//!
+//! Resolution is lexical first, then checked against the file system: `..` is applied to the
+//! text (and may not climb above the data directory), then every existing component is looked
+//! at with `symlink_metadata`, and a symlink must lead (after full canonicalisation) to a place
+//! inside the data directory. The path that reaches ffmpeg is the one the sandbox computed, not
+//! the text the client wrote.
+//!
+//! [`Sandbox::resolve_command`] also applies the sandbox's [`Policy`] (by default
+//! [`Policy::default`]): forbidden options, filters and formats are refused; file-valued
+//! options (`-attach`, `-passlogfile`, `-hls_segment_filename`, ...) and filter options
+//! (`subtitles=subs.srt`, `drawtext=textfile=t.txt`, ...) are resolved like inputs and outputs
+//! and handed to ffmpeg as absolute paths; `lavfi` inputs are filter graphs, checked like
+//! `-filter_complex`. What ffmpeg opens by itself is bound by whitelists that
+//! [`ResolvedCommand::to_ffmpeg_args`] adds: `-protocol_whitelist file` (no network, no
+//! `pipe:`) and `-format_whitelist` of the allowed demuxers (no HLS or DASH playlists, which
+//! read any file they name: checked with ffmpeg 5.1, an HLS playlist in the data directory
+//! naming `/abs/seg.ts` is read, even when named `x.txt` and only probed). `docs/security.md`
+//! has the threat model, the policy table and what stays possible.
+//!
+//! Invariant: [`ResolvedPath`] has no public constructor; only [`Sandbox`] builds one.
+//!
+//! ```
+//! use ffmpeg_core::command::Command;
+//! use ffmpeg_core::sandbox::{InputSource, Sandbox};
+//!
+//! # let dir = tempfile::tempdir()?;
+//! let sandbox = Sandbox::new(dir.path())?;
+//! let command = Command::parse("-i in/a.mp4 -vf subtitles=subs/a.srt -c:v libx264 out/b.mp4")?;
+//! let resolved = sandbox.resolve_command(&command)?;
+//! let InputSource::File(input) = &resolved.inputs()[0] else { unreachable!() };
+//! assert_eq!(input.relative(), std::path::Path::new("in/a.mp4"));
+//!
+//! let escape = sandbox.resolve("../etc/passwd", 2).unwrap_err();
+//! assert_eq!(escape.to_string(), "argument 2 `../etc/passwd`: path escapes the data directory");
+//!
+//! let command = Command::parse("-i in.mp4 -vf subtitles=/etc/passwd out.mp4")?;
+//! let refused = sandbox.resolve_command(&command).unwrap_err();
+//! assert_eq!(
+//!     refused.to_string(),
+//!     "argument 3 `-vf subtitles=/etc/passwd`: filter `subtitles` option `filename`: \
+//!      absolute paths are not allowed"
+//! );
+//! assert_eq!(refused.rule(), "absolute-path");
+//! assert_eq!(refused.argument(), Some((3, "-vf subtitles=/etc/passwd")));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod error;
+mod graph;
+mod options;
+mod path;
+mod resolved;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use crate::command::Command;
+use crate::policy::Policy;
+
+pub use error::{PathProblem, SandboxError};
+pub use path::ResolvedPath;
+pub use resolved::{InputSource, OptionFile, OutputTarget, ResolvedCommand};
+
+use options::{Checked, Side};
+use path::{canonicalize_existing_prefix, has_glob};
+
+/// A data directory that paths are resolved against, with the policy commands must follow.
+#[derive(Debug, Clone)]
+pub struct Sandbox {
+    /// Canonical absolute path of the data directory.
+    root: PathBuf,
+    /// Canonical absolute paths inside `root` that no job may read or write (e.g. a database file).
+    denied: Vec<PathBuf>,
+    /// Which options, filters and formats commands may use.
+    policy: Policy,
+}
+
+impl Sandbox {
+    /// A sandbox rooted at `root`, which must be an existing directory (it is canonicalised),
+    /// with [`Policy::default`].
+    ///
+    /// # Errors
+    /// [`SandboxError::Root`] when `root` does not exist or is not a directory.
+    pub fn new(root: impl AsRef<Path>) -> Result<Sandbox, SandboxError> {
+        let given = root.as_ref();
+        let error = |reason: String| SandboxError::Root { path: given.to_path_buf(), reason };
+        let root = fs::canonicalize(given).map_err(|e| error(e.to_string()))?;
+        let meta = fs::metadata(&root).map_err(|e| error(e.to_string()))?;
+        if !meta.is_dir() {
+            return Err(error("not a directory".to_owned()));
+        }
+        Ok(Sandbox { root, denied: Vec::new(), policy: Policy::default() })
+    }
+
+    /// The same sandbox with `policy` instead of its current one.
+    #[must_use]
+    pub fn with_policy(mut self, policy: Policy) -> Sandbox {
+        self.policy = policy;
+        self
+    }
+
+    /// Replaces the policy.
+    pub fn set_policy(&mut self, policy: Policy) {
+        self.policy = policy;
+    }
+
+    /// The policy commands are checked against.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// Puts `path` off limits: no input or output may resolve to it (or, for a directory, below it).
+    /// A path outside the data directory is already off limits and is ignored.
+    ///
+    /// A relative `path` is taken relative to the data directory. The path need not exist yet:
+    /// its longest existing ancestor is canonicalised and the rest appended. Deny a database's
+    /// companion files too (SQLite's `-wal`, `-shm`, `-journal`), or deny a directory.
+    pub fn deny(&mut self, path: impl AsRef<Path>) {
+        let path = self.root.join(path.as_ref());
+        if let Some(path) = canonicalize_existing_prefix(&path)
+            && path.starts_with(&self.root)
+            && !self.denied.contains(&path)
+        {
+            self.denied.push(path);
+        }
+    }
+
+    /// The canonical data directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Checks `command` against the policy and resolves every input, output and file named in
+    /// an option or filter graph.
+    ///
+    /// In order: global options; each input's options, then its URL (a file path, or for a
+    /// `-f lavfi` input a filter graph); each output's options, then its URL; last, no output
+    /// (or file an option writes) may be an input (or a file an option reads). The first
+    /// problem is returned.
+    ///
+    /// # Errors
+    /// - A path that [`Sandbox::resolve`] refuses; `-` is accepted only as the output of
+    ///   `-f null`. An input path with a glob pattern (`%*`) is [`SandboxError::Path`].
+    /// - [`SandboxError::Forbidden`] for an option, value, filter or format the policy
+    ///   forbids (also for an input `-f` the policy does not know).
+    /// - [`SandboxError::Path`] for a path inside an option or filter graph.
+    /// - [`SandboxError::FilterGraph`] for a graph that does not parse.
+    /// - [`SandboxError::OutputOverwritesInput`].
+    ///
+    /// An output whose format is `tee` is refused as [`SandboxError::Protocol`] with scheme
+    /// `tee` even when the policy allows the muxer: its URL is a `|`-separated list of further
+    /// URLs, which the tee muxer opens without regard to `-protocol_whitelist` (checked with
+    /// ffmpeg 5.1: a `tcp:` slave still connects).
+    pub fn resolve_command(&self, command: &Command) -> Result<ResolvedCommand, SandboxError> {
+        let mut checked = Checked::default();
+        for opt in command.global_options() {
+            self.check_option(opt, Side::Global, &mut checked)?;
+        }
+
+        let mut inputs = Vec::with_capacity(command.inputs().len());
+        for input in command.inputs() {
+            for opt in input.options() {
+                self.check_option(opt, Side::Input, &mut checked)?;
+            }
+            let lavfi = input.format().is_some_and(|format| format.eq_ignore_ascii_case("lavfi"));
+            if lavfi {
+                let graph = self
+                    .check_graph(input.url(), input.position(), input.url(), None, &mut checked)?
+                    .unwrap_or_else(|| input.url().to_owned());
+                inputs.push(InputSource::Lavfi { graph });
+            } else {
+                if has_glob(input.url()) {
+                    return Err(PathProblem::Glob.at(input.position(), input.url()));
+                }
+                inputs.push(InputSource::File(self.resolve(input.url(), input.position())?));
+            }
+        }
+
+        let mut outputs = Vec::with_capacity(command.outputs().len());
+        for (index, output) in command.outputs().iter().enumerate() {
+            let target = match (output.url(), output.format()) {
+                ("-", Some(format)) if format.eq_ignore_ascii_case("null") => Ok(OutputTarget::Null),
+                (url, Some(format)) if format.eq_ignore_ascii_case("tee") => Err(SandboxError::Protocol {
+                    position: output.position(),
+                    argument: url.to_owned(),
+                    scheme: "tee".to_owned(),
+                }),
+                (url, _) => self.resolve(url, output.position()).map(OutputTarget::File),
+            };
+            // Options come before their URL on the command line, so their errors come first;
+            // options relative to the output's directory need the resolved URL.
+            let dir = match &target {
+                Ok(OutputTarget::File(path)) => path.relative().parent().unwrap_or(Path::new("")),
+                _ => Path::new(""),
+            };
+            for opt in output.options() {
+                self.check_option(opt, Side::Output(index, dir), &mut checked)?;
+            }
+            outputs.push(target?);
+        }
+
+        let resolved = ResolvedCommand {
+            command: command.clone(),
+            inputs,
+            outputs,
+            values: checked.values,
+            files: checked.files,
+            format_whitelist: self.policy.input_format_whitelist(),
+        };
+        resolved.check_overwrites()?;
+        Ok(resolved)
+    }
+}

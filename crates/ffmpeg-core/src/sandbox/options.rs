@@ -1,0 +1,177 @@
+//! Option checks: each option of a command against the policy's option rules; file-valued
+//! options resolved, format names and nested option lists checked.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use super::{OptionFile, Sandbox, SandboxError};
+use crate::command::Opt;
+use crate::policy::{self, OptionTreatment, PathBase, rule};
+
+/// Where an option appears.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Side<'a> {
+    Global,
+    Input,
+    /// An output: its index and its directory relative to the data directory (empty for
+    /// `-f null -`).
+    Output(usize, &'a Path),
+}
+
+impl Side<'_> {
+    pub(super) fn output(self) -> Option<usize> {
+        match self {
+            Side::Output(index, _) => Some(index),
+            Side::Global | Side::Input => None,
+        }
+    }
+}
+
+/// What checking a command collects.
+#[derive(Debug, Default)]
+pub(super) struct Checked {
+    pub(super) values: BTreeMap<usize, String>,
+    pub(super) files: Vec<OptionFile>,
+}
+
+impl Sandbox {
+    /// Checks one option against the policy, recording rewritten values and resolved files.
+    pub(super) fn check_option(&self, opt: &Opt, side: Side<'_>, checked: &mut Checked) -> Result<(), SandboxError> {
+        let rule = self.policy.option_rule(opt.name());
+        let treatment = *rule.treatment();
+        let forbidden = |rule_id: &'static str, reason: String| SandboxError::Forbidden {
+            position: opt.position(),
+            argument: opt.to_string(),
+            rule: rule_id,
+            reason,
+        };
+        if treatment == OptionTreatment::Forbidden {
+            return Err(forbidden(
+                rule::FORBIDDEN_OPTION,
+                format!("option `{}` is not allowed: {}", opt.flag(), rule.reason()),
+            ));
+        }
+        let Some(value) = opt.value() else {
+            return Ok(());
+        };
+        match treatment {
+            OptionTreatment::Allowed | OptionTreatment::Forbidden => Ok(()),
+            OptionTreatment::OnlyValues(_)
+            | OptionTreatment::PresetName
+            | OptionTreatment::StreamMap
+            | OptionTreatment::EncoderParams(_) => policy::check_value(treatment, value).map_err(|why| {
+                forbidden(rule::FORBIDDEN_VALUE, format!("option `{}`: {why}; {}", opt.flag(), rule.reason()))
+            }),
+            OptionTreatment::File(file_use) => {
+                let context = format!("option `{}`", opt.flag());
+                let path = self.resolve_file(value, file_use, side).map_err(|problem| SandboxError::Path {
+                    position: opt.position(),
+                    argument: opt.to_string(),
+                    context: context.clone(),
+                    problem,
+                })?;
+                if file_use.base == PathBase::DataDirectory {
+                    checked.values.insert(opt.position(), path.as_path().display().to_string());
+                }
+                checked.files.push(OptionFile {
+                    position: opt.position(),
+                    context,
+                    path,
+                    file_use,
+                    output: side.output(),
+                });
+                Ok(())
+            }
+            OptionTreatment::FilterGraph => {
+                let argument = opt.to_string();
+                if let Some(graph) = self.check_graph(value, opt.position(), &argument, side.output(), checked)? {
+                    checked.values.insert(opt.position(), graph);
+                }
+                Ok(())
+            }
+            OptionTreatment::Format => match side {
+                Side::Input => self.check_input_format(value, opt.position(), &opt.to_string()),
+                Side::Output(..) => self.check_output_format(value, opt.position(), &opt.to_string()),
+                Side::Global => Ok(()),
+            },
+            OptionTreatment::NestedOptions => self.check_nested_options(opt, value, side),
+        }
+    }
+
+    /// `-f NAME` on an input (or `movie`'s `format_name`).
+    pub(super) fn check_input_format(&self, name: &str, position: usize, argument: &str) -> Result<(), SandboxError> {
+        let reason = match self.policy.input_format_rule(name) {
+            Some(rule) if rule.is_allowed() => return Ok(()),
+            Some(rule) => format!("input format `{name}` is not allowed: {}", rule.reason()),
+            None => format!("`{name}` is not an input format (demuxer) that jobs may use"),
+        };
+        Err(SandboxError::Forbidden { position, argument: argument.to_owned(), rule: rule::FORBIDDEN_FORMAT, reason })
+    }
+
+    /// `-f NAME` on an output, or `-segment_format NAME`.
+    fn check_output_format(&self, name: &str, position: usize, argument: &str) -> Result<(), SandboxError> {
+        match self.policy.output_format_rule(name) {
+            Some(rule) if !rule.is_allowed() => Err(SandboxError::Forbidden {
+                position,
+                argument: argument.to_owned(),
+                rule: rule::FORBIDDEN_FORMAT,
+                reason: format!("output format `{name}` is not allowed: {}", rule.reason()),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// `-segment_format_options k=v:k=v` and the like: each key checked like an option.
+    fn check_nested_options(&self, opt: &Opt, value: &str, side: Side<'_>) -> Result<(), SandboxError> {
+        let forbidden = |rule_id: &'static str, reason: String| SandboxError::Forbidden {
+            position: opt.position(),
+            argument: opt.to_string(),
+            rule: rule_id,
+            reason,
+        };
+        let pairs = policy::parse_dictionary(value).map_err(|why| {
+            forbidden(
+                rule::FORBIDDEN_VALUE,
+                format!("option `{}`: not a `key=value:key=value` list ({why})", opt.flag()),
+            )
+        })?;
+        for (key, nested) in pairs {
+            let rule = self.policy.option_rule(&key);
+            let treatment = *rule.treatment();
+            match treatment {
+                OptionTreatment::Allowed => {}
+                OptionTreatment::Forbidden => {
+                    return Err(forbidden(
+                        rule::FORBIDDEN_OPTION,
+                        format!("option `{}`: `{key}` is not allowed: {}", opt.flag(), rule.reason()),
+                    ));
+                }
+                OptionTreatment::OnlyValues(_)
+                | OptionTreatment::PresetName
+                | OptionTreatment::StreamMap
+                | OptionTreatment::EncoderParams(_) => {
+                    policy::check_value(treatment, &nested).map_err(|why| {
+                        forbidden(rule::FORBIDDEN_VALUE, format!("option `{}`: `{key}`: {why}", opt.flag()))
+                    })?;
+                }
+                OptionTreatment::Format => {
+                    if matches!(side, Side::Output(..)) {
+                        self.check_output_format(&nested, opt.position(), &opt.to_string())?;
+                    }
+                }
+                OptionTreatment::File(_) | OptionTreatment::FilterGraph | OptionTreatment::NestedOptions => {
+                    return Err(forbidden(
+                        rule::FORBIDDEN_OPTION,
+                        format!(
+                            "option `{}`: `{key}` names a file or further options, which the \
+                             sandbox does not resolve inside nested options; give it as `-{key}` \
+                             where ffmpeg allows",
+                            opt.flag()
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}

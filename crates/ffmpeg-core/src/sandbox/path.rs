@@ -1,0 +1,219 @@
+//! Path resolution: a relative path is normalised lexically, walked from the data directory
+//! (symlinks must stay inside it) and becomes a [`ResolvedPath`], the only way a path reaches
+//! ffmpeg.
+
+use std::fs;
+use std::path::{Component, Path, PathBuf};
+
+use super::options::Side;
+use super::{PathProblem, Sandbox, SandboxError};
+use crate::policy::{Access, FileUse, PathBase};
+
+/// A path inside the sandbox's data directory. Only [`Sandbox::resolve`] builds one.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ResolvedPath {
+    absolute: PathBuf,
+    relative: PathBuf,
+}
+
+impl ResolvedPath {
+    /// The absolute path inside the data directory.
+    pub fn as_path(&self) -> &Path {
+        &self.absolute
+    }
+    /// The path relative to the data directory, as jobs report it.
+    pub fn relative(&self) -> &Path {
+        &self.relative
+    }
+    /// The `file:` URL handed to ffmpeg, e.g. `file:/data/out/a.mp4`. The `file:` prefix makes
+    /// ffmpeg's protocol lookup (`url_find_protocol()` in `libavformat/avio.c`) choose the
+    /// file protocol whatever the name contains (`-part6.mp4`, `x:y`), and printf-style
+    /// patterns still work: the image2 and segment muxers expand `%03d` in the whole URL
+    /// (checked with ffmpeg 5.1: `file:/d/t%03d.png` writes `/d/t001.png`, ...; an HLS
+    /// playlist `file:/d/index.m3u8` gets its segments `/d/index0.ts`, ... beside it).
+    pub fn to_file_url(&self) -> String {
+        format!("file:{}", self.absolute.display())
+    }
+}
+
+/// What a path argument must be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Want {
+    File,
+    Directory,
+}
+
+impl Sandbox {
+    /// Resolves one path argument found at 1-based `position`.
+    ///
+    /// # Errors
+    /// [`SandboxError::Absolute`], [`SandboxError::Escapes`], [`SandboxError::Protocol`],
+    /// [`SandboxError::NotAFile`], [`SandboxError::Denied`].
+    ///
+    /// In order: empty, NUL bytes -> `NotAFile`; `-` -> `Protocol`; a `:` before the first
+    /// `/` (`http:`, `concat:`, `pipe:`, `fd:`, `file:`, `c:`) or a `subfile,` prefix ->
+    /// `Protocol` (a stricter form of ffmpeg's scheme detection; write `./a:b.mp4` for a file
+    /// named `a:b.mp4`); a leading `/` -> `Absolute`; a trailing `/` -> `NotAFile`; `..` above
+    /// the data directory, or a symlink (dangling or leading outside) -> `Escapes`; the data
+    /// directory itself or an existing non-regular file -> `NotAFile`; a denied path ->
+    /// `Denied`. Printf-style patterns (`thumbs/t%03d.png`) are ordinary names here.
+    pub fn resolve(&self, argument: &str, position: usize) -> Result<ResolvedPath, SandboxError> {
+        self.resolve_path(argument, Want::File).map_err(|problem| problem.at(position, argument))
+    }
+
+    /// [`Sandbox::resolve`] without the position; for [`Want::Directory`], directories
+    /// (and the data directory itself, and a trailing `/`) are what is wanted.
+    pub(super) fn resolve_path(&self, argument: &str, want: Want) -> Result<ResolvedPath, PathProblem> {
+        if argument.is_empty() || argument.contains('\0') {
+            return Err(PathProblem::NotAFile);
+        }
+        if let Some(scheme) = protocol_prefix(argument) {
+            return Err(PathProblem::Protocol(scheme.to_owned()));
+        }
+        if argument.starts_with('/') {
+            return Err(PathProblem::Absolute);
+        }
+        if argument.ends_with('/') && want == Want::File {
+            return Err(PathProblem::NotAFile);
+        }
+
+        // Lexical normalisation: drop `.` and empty components, apply `..`.
+        let mut parts: Vec<&str> = Vec::new();
+        for part in argument.split('/') {
+            match part {
+                "" | "." => {}
+                ".." => {
+                    if parts.pop().is_none() {
+                        return Err(PathProblem::Escapes);
+                    }
+                }
+                part => parts.push(part),
+            }
+        }
+        if parts.is_empty() && want == Want::File {
+            return Err(PathProblem::NotAFile);
+        }
+
+        // Walk from the root; `current` stays canonical while its components exist.
+        let mut current = self.root.clone();
+        let mut exists = true;
+        for part in parts {
+            current.push(part);
+            if !exists {
+                continue;
+            }
+            match fs::symlink_metadata(&current) {
+                Ok(meta) if meta.file_type().is_symlink() => match fs::canonicalize(&current) {
+                    Ok(target) if target.starts_with(&self.root) => current = target,
+                    // Leads outside, or dangles (writing through it would create the target).
+                    _ => return Err(PathProblem::Escapes),
+                },
+                Ok(_) => {}
+                // Not there (or not searchable: ffmpeg, running as the same user, fails too);
+                // nothing below it can be a symlink.
+                Err(_) => exists = false,
+            }
+        }
+
+        match want {
+            Want::File => {
+                if current == self.root {
+                    return Err(PathProblem::NotAFile);
+                }
+                if exists && fs::metadata(&current).is_ok_and(|meta| !meta.is_file()) {
+                    return Err(PathProblem::NotAFile);
+                }
+            }
+            Want::Directory => {
+                if exists && fs::metadata(&current).is_ok_and(|meta| !meta.is_dir()) {
+                    return Err(PathProblem::NotADirectory);
+                }
+            }
+        }
+        if self.denied.iter().any(|denied| current.starts_with(denied)) {
+            return Err(PathProblem::Denied);
+        }
+        let relative = match current.strip_prefix(&self.root) {
+            Ok(relative) => relative.to_path_buf(),
+            Err(_) => return Err(PathProblem::Escapes),
+        };
+        Ok(ResolvedPath { absolute: current, relative })
+    }
+
+    /// Resolves a file-valued option's value for `file_use`.
+    pub(super) fn resolve_file(
+        &self,
+        value: &str,
+        file_use: FileUse,
+        side: Side<'_>,
+    ) -> Result<ResolvedPath, PathProblem> {
+        let want = if file_use.access == Access::ReadDirectory { Want::Directory } else { Want::File };
+        match file_use.base {
+            PathBase::DataDirectory => self.resolve_path(value, want),
+            PathBase::OutputDirectory => {
+                // ffmpeg joins the value to the output's directory as text: refuse what could
+                // leave it lexically, then resolve the joined path (symlinks included).
+                if value.is_empty() || value.contains('\0') {
+                    return Err(PathProblem::NotAFile);
+                }
+                if let Some(scheme) = protocol_prefix(value) {
+                    return Err(PathProblem::Protocol(scheme.to_owned()));
+                }
+                if value.starts_with('/') {
+                    return Err(PathProblem::Absolute);
+                }
+                if value.split('/').any(|part| part == "..") {
+                    return Err(PathProblem::Parent);
+                }
+                let dir = match side {
+                    Side::Output(_, dir) => dir,
+                    Side::Global | Side::Input => Path::new(""),
+                };
+                let joined =
+                    if dir.as_os_str().is_empty() { value.to_owned() } else { format!("{}/{value}", dir.display()) };
+                self.resolve_path(&joined, want)
+            }
+        }
+    }
+}
+
+/// Does an input path hold a glob pattern as the image2 demuxer sees one (`is_glob()` in
+/// `libavformat/img2dec.c`: a `%` followed by one of `*?[]{}`)? Checked with ffmpeg 5.1:
+/// `-i 'dir/ln%*/img%*.png'` globs (through symlinks) with the default `glob_sequence`.
+pub(super) fn has_glob(path: &str) -> bool {
+    path.as_bytes().windows(2).any(|w| w[0] == b'%' && b"*?[]{}".contains(&w[1]))
+}
+
+/// The protocol (`http:`) or pseudo-protocol prefix of `argument`, if it has one: `-`, a `:`
+/// before the first `/`, or `subfile,` (ffmpeg's `subfile,,start,N,end,M,:URL` form).
+fn protocol_prefix(argument: &str) -> Option<&str> {
+    if argument == "-" {
+        return Some("-");
+    }
+    let first_segment = argument.split('/').next().unwrap_or(argument);
+    if let Some(colon) = first_segment.find(':') {
+        return Some(&argument[..=colon]);
+    }
+    argument.starts_with("subfile,").then_some("subfile,")
+}
+
+/// `path` with its longest existing ancestor canonicalised and the rest appended; `None` if a
+/// missing component is `..` or nothing of it exists.
+pub(super) fn canonicalize_existing_prefix(path: &Path) -> Option<PathBuf> {
+    let mut rest = Vec::new();
+    let mut existing = path;
+    loop {
+        if let Ok(mut canonical) = fs::canonicalize(existing) {
+            for part in rest.iter().rev() {
+                canonical.push(part);
+            }
+            return Some(canonical);
+        }
+        match existing.components().next_back()? {
+            Component::Normal(name) => rest.push(name.to_owned()),
+            Component::CurDir => {}
+            _ => return None,
+        }
+        existing = existing.parent()?;
+    }
+}
