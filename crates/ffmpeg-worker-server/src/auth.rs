@@ -3,13 +3,13 @@
 //! constant time. Failures are 401 problem+json with `WWW-Authenticate: Bearer`.
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use subtle::ConstantTimeEq;
 
 use crate::AppState;
-use crate::wire::Problem;
+use crate::error::ApiError;
 
 /// Paths reachable without a token.
 fn is_public(path: &str) -> bool {
@@ -25,22 +25,6 @@ pub fn token_matches(tokens: &[String], presented: &str) -> bool {
     bool::from(ok)
 }
 
-fn unauthorized(detail: &str) -> Response {
-    let problem = Problem {
-        type_: "/problems/unauthorized".to_owned(),
-        title: "Unauthorized".to_owned(),
-        status: 401,
-        detail: detail.to_owned(),
-        argument_position: None,
-        argument: None,
-        rule: None,
-    };
-    let mut r = (StatusCode::UNAUTHORIZED, axum::Json(problem)).into_response();
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
-    r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"ffmpeg-worker\""));
-    r
-}
-
 /// Middleware: lets the request through when no tokens are configured, when the path is
 /// public, or when it carries a valid bearer token.
 pub(crate) async fn require_token(State(state): State<AppState>, request: Request, next: Next) -> Response {
@@ -54,8 +38,8 @@ pub(crate) async fn require_token(State(state): State<AppState>, request: Reques
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")));
     match presented {
-        None => unauthorized("this server requires `Authorization: Bearer <token>`"),
+        None => ApiError::Unauthorized("this server requires `Authorization: Bearer <token>`").into_response(),
         Some(t) if token_matches(tokens, t.trim()) => next.run(request).await,
-        Some(_) => unauthorized("the bearer token is not valid"),
+        Some(_) => ApiError::Unauthorized("the bearer token is not valid").into_response(),
     }
 }

@@ -1,13 +1,17 @@
-//! The server's one error type: every failure a handler can return, rendered as RFC 9457
-//! `application/problem+json` with a stable `type`. Internal details are logged, never sent.
+//! The server's one error type: every failure a client can get, rendered as RFC 9457
+//! `application/problem+json` with a stable `type` by one builder ([`ApiError::into_response`]).
+//! Handlers, extractors (JSON body, query, path), the authentication and rate-limit
+//! middleware, the method-not-allowed and not-found fallbacks and the panic guard all answer
+//! through it. Internal details are logged, never sent.
 
-use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{FromRequest, FromRequestParts};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Path};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use ffmpeg_core::command::CommandError;
 use ffmpeg_core::sandbox::SandboxError;
-use jobs::{InvalidRequest, JobStatus, ListError, StoreError, SubmitError};
+use jobs::{InvalidRequest, JobId, JobStatus, ListError, StoreError, SubmitError};
 
 use crate::wire::Problem;
 
@@ -35,6 +39,23 @@ pub enum ApiError {
     /// 404: no such endpoint.
     #[error("no such endpoint: {0}")]
     UnknownRoute(String),
+    /// 405 (with `Allow`): the endpoint exists but not with this method.
+    #[error("{path} does not answer {method}")]
+    MethodNotAllowed {
+        /// The method asked for.
+        method: Method,
+        /// The path.
+        path: String,
+    },
+    /// 401 (with `WWW-Authenticate: Bearer`): a token is required and missing or not valid.
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    /// 429 (with `Retry-After`): this client address sent too many requests.
+    #[error("too many requests from this address; retry in {retry_after_seconds} s")]
+    RateLimited {
+        /// Seconds until a request will be accepted again.
+        retry_after_seconds: u64,
+    },
     /// 404: no job with this id.
     #[error("job {0} not found")]
     NotFound(String),
@@ -57,6 +78,9 @@ pub enum ApiError {
     /// 503: the job store failed. Details are logged, not sent.
     #[error("the job store is unavailable")]
     Store(#[source] StoreError),
+    /// 500: a bug (a handler panicked, a middleware failed). Details are logged, not sent.
+    #[error("internal error (the server log has the details)")]
+    Internal,
 }
 
 impl From<StoreError> for ApiError {
@@ -108,15 +132,25 @@ impl ApiError {
             ApiError::InvalidRequest { status, .. } => (*status, "/problems/invalid-request", "Invalid request"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "/problems/job-not-found", "Job not found"),
             ApiError::UnknownRoute(_) => (StatusCode::NOT_FOUND, "/problems/not-found", "Not found"),
+            ApiError::MethodNotAllowed { .. } => {
+                (StatusCode::METHOD_NOT_ALLOWED, "/problems/method-not-allowed", "Method not allowed")
+            }
+            ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "/problems/unauthorized", "Unauthorized"),
+            ApiError::RateLimited { .. } => {
+                (StatusCode::TOO_MANY_REQUESTS, "/problems/rate-limited", "Too many requests")
+            }
             ApiError::Conflict { .. } => (StatusCode::CONFLICT, "/problems/job-state-conflict", "Job state conflict"),
             ApiError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "/problems/shutting-down", "Shutting down"),
             ApiError::NotReady(_) => (StatusCode::SERVICE_UNAVAILABLE, "/problems/not-ready", "Not ready"),
             ApiError::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, "/problems/store-unavailable", "Store unavailable"),
+            ApiError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "/problems/internal", "Internal error"),
         }
     }
 }
 
 impl IntoResponse for ApiError {
+    /// The one problem+json builder: body, `Content-Type: application/problem+json`, and the
+    /// headers some statuses need (`Retry-After` on 429/503, `WWW-Authenticate` on 401).
     fn into_response(self) -> Response {
         let (status, type_, title) = self.parts();
         if let ApiError::Store(e) = &self {
@@ -143,8 +177,17 @@ impl IntoResponse for ApiError {
         let mut response = (status, axum::Json(problem)).into_response();
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        match &self {
+            ApiError::RateLimited { retry_after_seconds } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_seconds));
+            }
+            ApiError::Unauthorized(_) => {
+                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"ffmpeg-worker\""));
+            }
+            _ if status == StatusCode::SERVICE_UNAVAILABLE => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            }
+            _ => {}
         }
         response
     }
@@ -155,6 +198,28 @@ impl From<JsonRejection> for ApiError {
         // axum answers 400 for malformed JSON, 415 for a missing content type, 422 for JSON of
         // the wrong shape (unknown or missing fields); keep those statuses, in our body.
         ApiError::InvalidRequest { status: r.status(), detail: r.body_text() }
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(r: PathRejection) -> Self {
+        // A path segment that is not valid percent-encoded UTF-8 (`/jobs/%FF`): 400.
+        ApiError::InvalidRequest { status: r.status(), detail: r.body_text() }
+    }
+}
+
+/// A job id from the path (`/jobs/{id}`, `/jobs/{id}/...`), parsed in the extractor: text that
+/// is not a job id cannot name a job (404 problem); a segment that does not decode is a 400
+/// problem.
+#[derive(Debug)]
+pub struct JobIdPath(pub JobId);
+
+impl<S: Send + Sync> FromRequestParts<S> for JobIdPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Path(id) = Path::<String>::from_request_parts(parts, state).await?;
+        JobId::parse(&id).map(JobIdPath).map_err(|_| ApiError::NotFound(id))
     }
 }
 
@@ -183,27 +248,19 @@ impl<T: serde::Serialize> IntoResponse for AppJson<T> {
 /// The answer to a request refused by the rate limiter: 429 problem+json with `Retry-After`
 /// (or 500 when the limiter cannot tell who the client is, which `serve` rules out).
 pub(crate) fn rate_limited(e: &tower_governor::GovernorError) -> Response {
-    let (status, retry_after, detail) = match e {
-        tower_governor::GovernorError::TooManyRequests { wait_time, .. } => (
-            StatusCode::TOO_MANY_REQUESTS,
-            Some(wait_time.max(&1).to_string()),
-            format!("too many requests from this address; retry in {} s", wait_time.max(&1)),
-        ),
-        other => (StatusCode::INTERNAL_SERVER_ERROR, None, format!("rate limiter: {other}")),
-    };
-    let problem = Problem {
-        type_: "/problems/rate-limited".to_owned(),
-        title: "Too many requests".to_owned(),
-        status: status.as_u16(),
-        detail,
-        argument_position: None,
-        argument: None,
-        rule: None,
-    };
-    let mut response = (status, axum::Json(problem)).into_response();
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
-    if let Some(v) = retry_after.and_then(|s| HeaderValue::try_from(s).ok()) {
-        response.headers_mut().insert(header::RETRY_AFTER, v);
+    match e {
+        tower_governor::GovernorError::TooManyRequests { wait_time, .. } => {
+            ApiError::RateLimited { retry_after_seconds: (*wait_time).max(1) }.into_response()
+        }
+        other => {
+            tracing::error!(error = %other, "rate limiter failed");
+            ApiError::Internal.into_response()
+        }
     }
-    response
+}
+
+/// The answer to a request whose handler panicked (tower-http `CatchPanicLayer`): 500 problem.
+pub(crate) fn panicked(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    tracing::error!("a request handler panicked");
+    ApiError::Internal.into_response()
 }

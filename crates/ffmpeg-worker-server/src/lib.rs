@@ -12,6 +12,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::http::{HeaderName, Request};
 use jobs::Jobs;
+use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
@@ -153,6 +154,7 @@ pub fn app(state: AppState) -> Router {
     let mut router = api_router
         .merge(SwaggerUi::new("/docs").url("/openapi.json", api))
         .fallback(routes::not_found)
+        .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token))
         // Enforced by the body extractors, so an oversized body is a 413 problem+json.
         .layer(axum::extract::DefaultBodyLimit::max(settings.max_body_bytes))
@@ -168,6 +170,7 @@ pub fn app(state: AppState) -> Router {
             tracing::info_span!("request", method = %req.method(), uri = %req.uri(), request_id = %id)
         }))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .layer(CatchPanicLayer::custom(error::panicked))
 }
 
 /// Adds per-client-IP rate limiting (token bucket: `per_second` requests per second, bursts of

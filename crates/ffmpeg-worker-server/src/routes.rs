@@ -1,15 +1,15 @@
 //! HTTP handlers. Each is glue: extract, call [`jobs::Jobs`], convert to wire types.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::IntoResponse;
 use jobs::model::DEFAULT_PAGE_SIZE;
-use jobs::{JobId, JobStatus, ListQuery, SubmitOptions};
+use jobs::{JobStatus, ListQuery, SubmitOptions};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
 use crate::AppState;
-use crate::error::{ApiError, AppJson, AppQuery};
+use crate::error::{ApiError, AppJson, AppQuery, JobIdPath};
 use crate::wire::{CreateJobRequest, HealthResponse, JobResponse, Problem, ReadyResponse};
 
 /// Liveness check
@@ -104,10 +104,6 @@ pub(crate) struct ListParams {
     cursor: Option<String>,
 }
 
-fn parse_id(id: &str) -> Result<JobId, ApiError> {
-    JobId::parse(id).map_err(|_| ApiError::NotFound(id.to_owned()))
-}
-
 /// List jobs
 ///
 /// A JSON array of jobs in submission order (oldest first), optionally filtered by status.
@@ -163,9 +159,8 @@ pub(crate) async fn list_jobs(
 )]
 pub(crate) async fn get_job(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    JobIdPath(id): JobIdPath,
 ) -> Result<AppJson<JobResponse>, ApiError> {
-    let id = parse_id(&id)?;
     Ok(AppJson(state.jobs.get(&id).await?.into()))
 }
 
@@ -185,9 +180,8 @@ pub(crate) async fn get_job(
 )]
 pub(crate) async fn cancel_job(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    JobIdPath(id): JobIdPath,
 ) -> Result<AppJson<JobResponse>, ApiError> {
-    let id = parse_id(&id)?;
     Ok(AppJson(state.jobs.cancel(&id).await?.into()))
 }
 
@@ -204,8 +198,10 @@ pub(crate) async fn cancel_job(
         (status = 409, description = "The job is queued or running", body = Problem, content_type = "application/problem+json"),
     )
 )]
-pub(crate) async fn delete_job(State(state): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
-    let id = parse_id(&id)?;
+pub(crate) async fn delete_job(
+    State(state): State<AppState>,
+    JobIdPath(id): JobIdPath,
+) -> Result<StatusCode, ApiError> {
     state.jobs.delete(&id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -223,9 +219,8 @@ pub(crate) async fn delete_job(State(state): State<AppState>, Path(id): Path<Str
 )]
 pub(crate) async fn job_log(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    JobIdPath(id): JobIdPath,
 ) -> Result<impl IntoResponse, ApiError> {
-    let id = parse_id(&id)?;
     let log = state.jobs.log(&id).await?;
     Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], log))
 }
@@ -233,4 +228,10 @@ pub(crate) async fn job_log(
 /// Answers unknown routes with a 404 problem+json (axum's default is an empty body).
 pub(crate) async fn not_found(uri: axum::http::Uri) -> ApiError {
     ApiError::UnknownRoute(uri.path().to_owned())
+}
+
+/// Answers a known path asked with a method it does not serve: 405 problem+json (axum adds
+/// the `Allow` header; its default is an empty body).
+pub(crate) async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::MethodNotAllowed { method, path: uri.path().to_owned() }
 }

@@ -371,3 +371,94 @@ async fn ready_reports_ffmpeg_or_503_when_it_is_missing() {
     assert_eq!(r.body["type"], "/problems/not-ready");
     assert!(r.body["detail"].as_str().unwrap().contains("/nonexistent/ffmpeg"), "{}", r.body);
 }
+
+/// Every route of the OpenAPI document (plus the docs, the spec and unknown paths), asked with
+/// every method, malformed path segments, malformed queries, wrong content types and bad
+/// bodies, with and without the token a guarded server needs: each answer that is not a
+/// success or redirect is a problem+json document whose `status` is the response's.
+#[tokio::test]
+async fn every_error_any_route_answers_is_problem_json() {
+    let spec = ffmpeg_worker_server::openapi();
+    let mut templates: Vec<String> = spec.paths.paths.keys().cloned().collect();
+    assert!(templates.iter().any(|t| t.contains("{id}")), "the walk covers the job routes");
+    templates.extend(["/docs", "/docs/", "/openapi.json", "/no/such", "/jobs/x/y/z"].map(str::to_owned));
+    let ids = ["job_0000000000000000", "nonexistent", "%FF", "%2e%2e", &"a".repeat(3000), "job_%00"];
+    let mut uris = Vec::new();
+    for t in &templates {
+        if t.contains("{id}") {
+            uris.extend(ids.iter().map(|id| t.replace("{id}", id)));
+        } else {
+            uris.push(t.clone());
+        }
+    }
+    let queries = ["", "?limit=abc&cursor=%FF", "?status=done", "?limit=0", "?limit=", "?cursor=abc", "?a[b]=1&&="];
+    let methods = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "XXXX1"];
+    let big = format!("{{\"command\": \"{}\"}}", "x".repeat(70 * 1024));
+    let bodies: [(Option<&str>, &str); 7] = [
+        (None, ""),
+        (Some("application/json"), "{"),
+        (Some("application/json"), "{\"command\": 5}"),
+        (Some("application/json"), "{\"command\": \"-i a.mp4 b.mp4\", \"metadata\": {\"\": \"\"}}"),
+        (Some("text/plain"), "{\"command\": \"-i a.mp4 b.mp4\"}"),
+        (Some("application/json; charset=latin1"), "\u{ff}"),
+        (Some("application/json"), big.as_str()),
+    ];
+    let open = test_app();
+    let guarded =
+        app_with(ffmpeg_worker_server::AppSettings { api_tokens: vec!["t".to_owned()], ..Default::default() });
+    // Each kind of malformation is tried on every route and method, not their full product.
+    let mut requests = Vec::new();
+    for uri in &uris {
+        for method in methods {
+            requests.push((method, format!("{uri}{}", queries[1]), bodies[0]));
+            for query in queries {
+                requests.push((method, format!("{uri}{query}"), bodies[2]));
+            }
+        }
+        for method in ["GET", "POST", "PUT", "DELETE"] {
+            for body in &bodies {
+                requests.push((method, uri.clone(), *body));
+            }
+        }
+    }
+    let mut checked = 0;
+    for app in [&open, &guarded] {
+        let router = ffmpeg_worker_server::app(app.state.clone());
+        for (method, uri, (content_type, body)) in &requests {
+            let mut req = Request::builder().method(*method).uri(uri);
+            if let Some(ct) = content_type {
+                req = req.header(header::CONTENT_TYPE, *ct);
+            }
+            let r = router.clone().oneshot(req.body(Body::from(body.to_string())).unwrap()).await.unwrap();
+            let status = r.status();
+            if status.is_success() || status.is_redirection() {
+                continue;
+            }
+            let what = format!("{method} {uri} ({content_type:?}) -> {status}");
+            assert_ne!(status, StatusCode::INTERNAL_SERVER_ERROR, "{what}");
+            assert_eq!(r.headers()[header::CONTENT_TYPE], "application/problem+json", "{what}");
+            let bytes = r.into_body().collect().await.unwrap().to_bytes();
+            if *method != "HEAD" {
+                let problem: Value = serde_json::from_slice(&bytes).expect(&what);
+                assert_eq!(problem["status"], status.as_u16(), "{what}");
+                assert!(problem["type"].as_str().is_some_and(|t| t.starts_with("/problems/")), "{what}");
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked > 1000, "the walk reached the error paths ({checked} answers)");
+}
+
+#[tokio::test]
+async fn wrong_methods_are_405_problems_with_allow() {
+    let app = test_app();
+    let r = raw(&app, Request::put("/jobs").body(Body::empty()).unwrap()).await;
+    assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(r.headers()[header::CONTENT_TYPE], "application/problem+json");
+    let allow = r.headers()[header::ALLOW].to_str().unwrap().to_owned();
+    assert!(allow.contains("GET") && allow.contains("POST"), "{allow}");
+    let r = app.call("GET", "/jobs/%FF", None).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(r.headers[header::CONTENT_TYPE], "application/problem+json");
+    assert_eq!(r.body["type"], "/problems/invalid-request");
+}
