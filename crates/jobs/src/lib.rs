@@ -9,8 +9,10 @@
 //! - [`runner`]: the [`Runner`] trait and [`FfmpegRunner`].
 //! - [`service`]: [`Jobs`], the service front ends call, and its worker pool.
 //! - [`outputs`]: which files a command produced.
+//! - [`exec_limits`]: what the operating system refuses when it starts ffmpeg.
 //! - [`probe`]: what the configured ffmpeg knows (its option, codec, format and filter names).
 
+pub mod exec_limits;
 pub mod model;
 pub mod orphans;
 pub mod outputs;

@@ -25,6 +25,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::exec_limits::{ExecLimitError, ExecLimits};
 use crate::model::Progress;
 
 /// What to run and under which limits.
@@ -79,6 +80,17 @@ pub trait Runner: Send + Sync + 'static {
         progress: &watch::Sender<Option<Progress>>,
         cancel: &CancellationToken,
     ) -> RunReport;
+
+    /// Checks, before a job is queued, that the operating system will start `command` at all
+    /// (argument-list size, file-name and path lengths). Called by [`crate::Jobs::check`] on
+    /// a blocking thread. The default accepts everything.
+    ///
+    /// # Errors
+    /// [`ExecLimitError`] naming the limit and what to change.
+    fn check_startable(&self, command: &ResolvedCommand) -> Result<(), ExecLimitError> {
+        let _ = command;
+        Ok(())
+    }
 }
 
 /// Operating-system limits applied to each ffmpeg process (`prlimit(2)` on Linux, right after
@@ -137,11 +149,14 @@ pub struct FfmpegConfig {
     pub kill_grace: Duration,
     /// How many bytes of stderr to keep (the job log and error message come from this tail).
     pub log_tail_bytes: usize,
+    /// What the operating system refuses at start: commands past them are refused at submit.
+    pub exec_limits: ExecLimits,
 }
 
 impl FfmpegConfig {
     /// Defaults: scratch directories under the system temporary directory, no resource limits,
-    /// 1 s kill grace, 64 KiB log tail.
+    /// 1 s kill grace, 64 KiB log tail, the exec limits of this process
+    /// ([`ExecLimits::of_this_process`]).
     pub fn new(binary: impl Into<PathBuf>, data_dir: impl Into<PathBuf>) -> FfmpegConfig {
         FfmpegConfig {
             binary: binary.into(),
@@ -150,6 +165,7 @@ impl FfmpegConfig {
             limits: ResourceLimits::default(),
             kill_grace: Duration::from_secs(1),
             log_tail_bytes: 64 * 1024,
+            exec_limits: ExecLimits::of_this_process(),
         }
     }
 }
@@ -261,23 +277,32 @@ fn snapshot(update: &ProgressUpdate, expected: &ExpectedLength) -> Progress {
 /// The meaningful last lines of ffmpeg's stderr: up to 5 non-empty lines, without the
 /// generic "Conversion failed!" when something more specific precedes it, with `file:` URLs
 /// and data-directory paths made relative so server paths do not leak to clients.
+///
+/// A line longer than 300 characters (a "Format not on whitelist" line lists hundreds of
+/// formats; a long file name) keeps its first 100 and last 200 characters with ` ... ` between
+/// them: ffmpeg writes `NAME: REASON`, so the reason at the end always survives.
 pub fn error_summary(log_tail: &str, data_dir: &Path) -> String {
-    /// Longest line kept (a "Format not on whitelist" line lists hundreds of formats).
-    const MAX_LINE: usize = 300;
-    let mut lines: Vec<&str> = log_tail.lines().map(str::trim_end).filter(|l| !l.trim().is_empty()).collect();
+    let relative = relative_paths(log_tail, data_dir);
+    let mut lines: Vec<&str> = relative.lines().map(str::trim_end).filter(|l| !l.trim().is_empty()).collect();
     if lines.len() > 1 && lines.last().is_some_and(|l| l.trim() == "Conversion failed!") {
         lines.pop();
     }
     let start = lines.len().saturating_sub(5);
-    let shortened: Vec<String> = lines[start..]
-        .iter()
-        .map(|l| match l.char_indices().nth(MAX_LINE) {
-            Some((cut, _)) => format!("{}...", &l[..cut]),
-            None => (*l).to_owned(),
-        })
-        .collect();
-    let text = relative_paths(&shortened.join("\n"), data_dir);
+    let text = lines[start..].iter().map(|l| shorten_line(l)).collect::<Vec<_>>().join("\n");
     if text.is_empty() { "ffmpeg failed without a message".to_owned() } else { text }
+}
+
+/// `line` cut in the middle to at most 300 characters plus ` ... `, keeping its end.
+fn shorten_line(line: &str) -> String {
+    const HEAD: usize = 100;
+    const TAIL: usize = 200;
+    let chars = line.chars().count();
+    if chars <= HEAD + TAIL {
+        return line.to_owned();
+    }
+    let head: String = line.chars().take(HEAD).collect();
+    let tail: String = line.chars().skip(chars - TAIL).collect();
+    format!("{head} ... {tail}")
 }
 
 /// `text` with the data directory's absolute paths (and their `file:` URLs) made relative, so
@@ -324,6 +349,13 @@ enum Stop {
 
 #[async_trait]
 impl Runner for FfmpegRunner {
+    /// Measures the argument list this runner would start ffmpeg with ([`FfmpegRunner::args`],
+    /// an empty environment) and the command's paths against [`FfmpegConfig::exec_limits`].
+    fn check_startable(&self, command: &ResolvedCommand) -> Result<(), ExecLimitError> {
+        let args = FfmpegRunner::args(command);
+        self.config.exec_limits.check_command(&self.config.binary, &args, command, &self.config.data_dir)
+    }
+
     async fn run(
         &self,
         spec: RunSpec<'_>,

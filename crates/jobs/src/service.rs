@@ -20,6 +20,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use crate::exec_limits::ExecLimitError;
 use crate::model::{InvalidRequest, Job, JobId, MAX_PAGE_SIZE, SubmitOptions};
 use crate::outputs;
 use crate::runner::{RunError, RunSpec, Runner};
@@ -78,6 +79,10 @@ pub enum SubmitError {
     /// An option, codec, format or filter the installed ffmpeg does not know.
     #[error(transparent)]
     UnknownName(#[from] UnknownName),
+    /// The operating system would refuse to start ffmpeg with this command: its arguments
+    /// together, one argument, a file name or a path is too long.
+    #[error(transparent)]
+    ExecLimit(#[from] ExecLimitError),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -122,7 +127,7 @@ struct RunningJob {
 pub struct Jobs {
     store: Arc<dyn JobStore>,
     runner: Arc<dyn Runner>,
-    sandbox: Sandbox,
+    sandbox: Arc<Sandbox>,
     config: JobsConfig,
     running: Mutex<HashMap<JobId, RunningJob>>,
     /// Output paths of the jobs this process is running, and which job writes each.
@@ -141,7 +146,7 @@ impl Jobs {
         Arc::new(Jobs {
             store,
             runner,
-            sandbox,
+            sandbox: Arc::new(sandbox),
             config,
             running: Mutex::new(HashMap::new()),
             writing: Mutex::new(HashMap::new()),
@@ -163,18 +168,39 @@ impl Jobs {
         &self.config
     }
 
-    /// Parses `command`, resolves its paths under the policy, and checks its names against the
-    /// installed ffmpeg, as a submission would, without queueing it.
+    /// Parses `command`, resolves its paths under the policy, checks its names against the
+    /// installed ffmpeg and that the operating system can start it ([`Runner::check_startable`]),
+    /// as a submission would, without queueing it.
+    ///
+    /// Blocks: resolving paths canonicalises them (file-system calls). From async code use
+    /// [`Jobs::check_async`].
     ///
     /// # Errors
-    /// [`SubmitError::Command`], [`SubmitError::Sandbox`] or [`SubmitError::UnknownName`].
+    /// [`SubmitError::Command`], [`SubmitError::Sandbox`], [`SubmitError::UnknownName`] or
+    /// [`SubmitError::ExecLimit`].
     pub fn check(&self, command: &str) -> Result<ResolvedCommand, SubmitError> {
-        // The security policy first, so a hostile command gets the policy's reason.
-        let resolved = self.resolve(command)?;
-        if let Some(capabilities) = &self.config.capabilities {
-            capabilities.check(resolved.command())?;
+        check_command(&self.sandbox, self.config.capabilities.as_deref(), self.runner.as_ref(), command)
+    }
+
+    /// [`Jobs::check`] on tokio's blocking thread pool, so the file-system calls do not hold up
+    /// an async worker thread.
+    ///
+    /// # Errors
+    /// As [`Jobs::check`].
+    pub async fn check_async(&self, command: &str) -> Result<ResolvedCommand, SubmitError> {
+        let sandbox = Arc::clone(&self.sandbox);
+        let capabilities = self.config.capabilities.clone();
+        let runner = Arc::clone(&self.runner);
+        let command = command.to_owned();
+        let task = tokio::task::spawn_blocking(move || {
+            check_command(&sandbox, capabilities.as_deref(), runner.as_ref(), &command)
+        });
+        match task.await {
+            Ok(result) => result,
+            // A panic in the check is re-raised here; a blocking task is only ever cancelled
+            // when the runtime shuts down, which drops this future too.
+            Err(e) => std::panic::resume_unwind(e.try_into_panic().unwrap_or_else(|e| Box::new(e.to_string()))),
         }
-        Ok(resolved)
     }
 
     /// Parses `command` and resolves it under the policy: what must be redone right before a
@@ -184,7 +210,8 @@ impl Jobs {
         Ok(self.sandbox.resolve_command(&Command::parse(command)?)?)
     }
 
-    /// Checks `options` ([`SubmitOptions::check`]) and `command`, and queues it.
+    /// Checks `options` ([`SubmitOptions::check`]) and `command` ([`Jobs::check_async`]: off
+    /// the async threads), and queues it.
     /// `options.timeout_seconds` is capped by the server's limit.
     ///
     /// # Errors
@@ -192,7 +219,7 @@ impl Jobs {
     /// store failed.
     pub async fn submit(&self, command: &str, mut options: SubmitOptions) -> Result<Job, SubmitError> {
         options.check()?;
-        self.check(command)?;
+        self.check_async(command).await?;
         if let (Some(t), Some(max)) = (options.timeout_seconds, self.config.max_timeout) {
             options.timeout_seconds = Some(t.min(max.as_secs()));
         }
@@ -456,6 +483,22 @@ impl Jobs {
             writing.remove(t);
         }
     }
+}
+
+/// [`Jobs::check`]: the policy first (a hostile command gets the policy's reason), then the
+/// installed ffmpeg's names, then what the operating system would refuse.
+fn check_command(
+    sandbox: &Sandbox,
+    capabilities: Option<&Capabilities>,
+    runner: &dyn Runner,
+    command: &str,
+) -> Result<ResolvedCommand, SubmitError> {
+    let resolved = sandbox.resolve_command(&Command::parse(command)?)?;
+    if let Some(capabilities) = capabilities {
+        capabilities.check(resolved.command())?;
+    }
+    runner.check_startable(&resolved)?;
+    Ok(resolved)
 }
 
 /// Removes what a stopped or failed run wrote (its outputs and side files modified since it

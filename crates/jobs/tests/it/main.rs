@@ -1,6 +1,7 @@
 //! Integration tests of the `jobs` crate.
 #![allow(clippy::unwrap_used, missing_docs, unreachable_pub)]
 
+mod exec_limits;
 mod orphans;
 mod probe;
 mod runner;

@@ -190,7 +190,12 @@ fn error_summary_keeps_the_meaningful_last_lines_without_server_paths() {
     check("Conversion failed!\n", "Conversion failed!");
     let long = format!("Format not on whitelist '{}'\n", "x,".repeat(400));
     let summary = error_summary(&long, root);
-    assert!(summary.len() < 320 && summary.ends_with("..."), "{summary}");
+    assert!(summary.len() < 320 && summary.starts_with("Format not on whitelist 'x,") && summary.ends_with(",'"));
+    // A long line keeps its end, where ffmpeg writes the reason, and loses no server path.
+    let name = "n".repeat(296);
+    let summary = error_summary(&format!("file:/srv/data/sub/{name}.mp4: File name too long\n"), root);
+    assert!(summary.starts_with("sub/nnn") && summary.ends_with(".mp4: File name too long"), "{summary}");
+    assert!(summary.contains(" ... ") && summary.chars().count() <= 305, "{summary}");
     check(
         "/srv/data/sub/x.mp4: Invalid data found when processing input\n",
         "sub/x.mp4: Invalid data found when processing input",
