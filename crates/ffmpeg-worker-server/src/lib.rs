@@ -158,7 +158,8 @@ pub fn app(state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token))
         // Enforced by the body extractors, so an oversized body is a 413 problem+json.
         .layer(axum::extract::DefaultBodyLimit::max(settings.max_body_bytes))
-        .route_layer(axum::middleware::from_fn(telemetry::track_http))
+        // `layer`, not `route_layer`: the fallbacks (unknown paths) are counted too, as `unmatched`.
+        .layer(axum::middleware::from_fn(telemetry::track_http))
         .with_state(state);
     if let Some(per_second) = settings.rate_limit_per_second.filter(|n| *n > 0) {
         router = with_rate_limit(router, per_second);

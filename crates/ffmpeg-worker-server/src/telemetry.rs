@@ -13,11 +13,18 @@
 //! | `ffmpeg_worker_running_jobs` | gauge | (this process) |
 //! | `http_requests_total` | counter | `method`, `route`, `status` |
 //! | `http_request_duration_seconds` | histogram | `method`, `route` |
+//!
+//! HTTP labels take values from closed sets only, so `/metrics` stays the same size whatever
+//! clients send: `method` is one of the standard methods or `other`, `route` is a route
+//! template (`/jobs/{id}`) or `unmatched`, `status` is a class (`2xx` ... `5xx`). Requests
+//! refused by authentication are counted like any other; those refused by the rate limiter
+//! (outside the router) are not.
 
 use std::sync::OnceLock;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request};
+use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
 use jobs::JobStatus;
@@ -49,16 +56,44 @@ pub fn handle() -> Option<&'static PrometheusHandle> {
         .as_ref()
 }
 
-/// Counts every request by method, matched route (the template, e.g. `/jobs/{id}`, so ids do
-/// not explode the label set) and status, and times it.
+/// The `method` label: a standard method's name, or `other`.
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        Method::TRACE => "TRACE",
+        Method::CONNECT => "CONNECT",
+        _ => "other",
+    }
+}
+
+/// The `status` label: the status class.
+fn status_label(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    }
+}
+
+/// Counts every request by method, route template (`unmatched` outside the routes) and
+/// status class, and times it. Every label comes from a closed set (see the module docs).
 pub(crate) async fn track_http(request: Request, next: Next) -> Response {
     let start = Instant::now();
-    let method = request.method().as_str().to_owned();
+    let method = method_label(request.method());
+    // The template (`/jobs/{id}`), never the path: ids and made-up paths do not add series.
     let route =
         request.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     let response = next.run(request).await;
-    let status = response.status().as_u16().to_string();
-    metrics::counter!("http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status)
+    let status = status_label(response.status());
+    metrics::counter!("http_requests_total", "method" => method, "route" => route.clone(), "status" => status)
         .increment(1);
     metrics::histogram!("http_request_duration_seconds", "method" => method, "route" => route)
         .record(start.elapsed().as_secs_f64());
