@@ -27,8 +27,8 @@
 //!
 //! let command = Command::parse("-ss 1 -i in.mp4 -t 10 out.mp4")?;
 //! let mut banner = BannerScanner::new();
-//! banner.feed_line(b"Input #0, mov,mp4,m4a,3gp,3g2,mj2, from 'file:in.mp4':");
-//! banner.feed_line(b"  Duration: 00:01:00.00, start: 0.000000, bitrate: 372 kb/s");
+//! banner.feed(b"Input #0, mov,mp4,m4a,3gp,3g2,mj2, from 'file:in.mp4':\n  Dura");
+//! banner.feed(b"tion: 00:01:00.00, start: 0.000000, bitrate: 372 kb/s\n");
 //! let expected = ExpectedLength::for_output(&command, 0, &banner.input_durations());
 //! assert_eq!(expected.seconds, Some(10.0));
 //!
@@ -53,11 +53,13 @@ use crate::progress::{ProgressState, ProgressUpdate, digits_up_to, fraction_micr
 /// naming a higher index is ignored, so a garbled line cannot make the scanner allocate.
 const MAX_INPUTS: usize = 4096;
 
-/// Collects input durations from ffmpeg's stderr while its lines stream by.
+/// Collects input durations from ffmpeg's stderr while it streams by.
 ///
-/// Feed it every stderr line; it remembers, for each `Input #N, ...` header, the `Duration:`
-/// line that follows it in the same indented section. Output sections and every other line
-/// are ignored. Durations are in seconds, with the banner's precision (1/100 s).
+/// Feed it stderr as it arrives, in byte chunks split anywhere (mid-line, mid-UTF-8 sequence),
+/// like [`ProgressParser::feed`](crate::progress::ProgressParser::feed); it remembers, for each
+/// `Input #N, ...` header, the `Duration:` line that follows it in the same indented section.
+/// Output sections and every other line are ignored. Durations are in seconds, with the
+/// banner's precision (1/100 s).
 ///
 /// Format: `av_dump_format()` in `libavformat/dump.c` (ffmpeg 5.1), printed by ffmpeg as it
 /// opens each input (also with `-hide_banner`; not with `-loglevel` below `info`).
@@ -66,13 +68,11 @@ const MAX_INPUTS: usize = 4096;
 /// use ffmpeg_core::duration::BannerScanner;
 ///
 /// let mut banner = BannerScanner::new();
-/// for line in [
-///     "Input #0, lavfi, from 'testsrc=duration=2':",
-///     "  Duration: N/A, start: 0.000000, bitrate: N/A",
-///     "Input #1, mp3, from 'file:a.mp3':",
-///     "  Duration: 00:00:05.04, start: 0.025057, bitrate: 64 kb/s",
-/// ] {
-///     banner.feed_line(line.as_bytes());
+/// let stderr = b"Input #0, lavfi, from 'testsrc=duration=2':\n  Duration: N/A, start: 0.000000, \
+///     bitrate: N/A\nInput #1, mp3, from 'file:a.mp3':\n  Duration: 00:00:05.04, start: 0.025057, \
+///     bitrate: 64 kb/s\n";
+/// for chunk in stderr.chunks(7) {
+///     banner.feed(chunk);
 /// }
 /// assert_eq!(banner.input_durations(), vec![None, Some(5.04)]);
 /// ```
@@ -82,21 +82,41 @@ pub struct BannerScanner {
     durations: Vec<Option<f64>>,
     /// The input whose section is being read and whose `Duration:` line has not come yet.
     current: Option<usize>,
+    /// The start of the line being received (at most [`BANNER_LINE_BYTES`]).
+    line: Vec<u8>,
 }
 
+/// How much of each stderr line [`BannerScanner`] keeps: the lines it reads are recognised by
+/// their first bytes (`Input #N, `, `  Duration: HH:MM:SS.cc,`); the rest of a longer line (a
+/// long URL in a header, a long log message) is dropped, so memory stays bounded.
+const BANNER_LINE_BYTES: usize = 256;
+
 impl BannerScanner {
-    /// A scanner that has seen no line yet.
+    /// A scanner that has seen nothing yet.
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// Takes one stderr line as raw bytes, with or without its line ending (`\n`, `\r\n`);
-    /// invalid UTF-8 is replaced. A line holding several `\r`-separated segments (ffmpeg's
-    /// stats line rewrites itself with `\r`) is read segment by segment. Never panics.
-    pub fn feed_line(&mut self, line: &[u8]) {
-        let line = line.strip_suffix(b"\n").unwrap_or(line);
-        for segment in line.split(|&b| b == b'\r').filter(|s| !s.is_empty()) {
-            self.segment(&String::from_utf8_lossy(segment));
+    /// Takes the next chunk of ffmpeg's stderr as raw bytes, split anywhere. A line counts once
+    /// its end (`\n`, or the `\r` with which ffmpeg's stats line rewrites itself) arrives;
+    /// invalid UTF-8 is replaced. Memory is bounded (256 bytes of a partial line). Never panics.
+    pub fn feed(&mut self, chunk: &[u8]) {
+        for piece in chunk.split_inclusive(|&b| b == b'\n' || b == b'\r') {
+            let (body, complete) = match piece.split_last() {
+                Some((&(b'\n' | b'\r'), body)) => (body, true),
+                _ => (piece, false),
+            };
+            let room = BANNER_LINE_BYTES.saturating_sub(self.line.len());
+            self.line.extend_from_slice(&body[..body.len().min(room)]);
+            if complete {
+                let line = std::mem::take(&mut self.line);
+                if !line.is_empty() {
+                    self.segment(&String::from_utf8_lossy(&line));
+                }
+                // Reuse the allocation for the next line.
+                self.line = line;
+                self.line.clear();
+            }
         }
     }
 

@@ -217,28 +217,6 @@ impl Tail {
     }
 }
 
-/// Splits stderr into lines for the banner scanner, keeping at most 4 KiB of a partial line.
-#[derive(Debug, Default)]
-struct LineSplitter {
-    partial: Vec<u8>,
-}
-
-impl LineSplitter {
-    fn feed(&mut self, chunk: &[u8], mut f: impl FnMut(&[u8])) {
-        for piece in chunk.split_inclusive(|b| *b == b'\n' || *b == b'\r') {
-            let complete = piece.last().is_some_and(|b| *b == b'\n' || *b == b'\r');
-            let body = if complete { &piece[..piece.len() - 1] } else { piece };
-            if self.partial.len() + body.len() <= 4096 {
-                self.partial.extend_from_slice(body);
-            }
-            if complete {
-                f(&self.partial);
-                self.partial.clear();
-            }
-        }
-    }
-}
-
 /// Builds a progress snapshot from one `-progress` block.
 ///
 /// ffmpeg writes a final `progress=end` block whenever it exits, also when it was stopped or
@@ -409,7 +387,6 @@ impl Runner for FfmpegRunner {
         let mut parser = ProgressParser::new();
         let mut last_update: Option<ProgressUpdate> = None;
         let mut banner = BannerScanner::new();
-        let mut lines = LineSplitter::default();
         let command = spec.command.command();
         // A timeout too far in the future to represent is no timeout.
         let deadline = spec.timeout.and_then(|t| Instant::now().checked_add(t));
@@ -438,7 +415,7 @@ impl Runner for FfmpegRunner {
                     Ok(0) | Err(_) => err_open = false,
                     Ok(n) => {
                         tail.push(&err_buf[..n]);
-                        lines.feed(&err_buf[..n], |line| banner.feed_line(line));
+                        banner.feed(&err_buf[..n]);
                     }
                 },
                 s = child.wait(), if !out_open && !err_open => break s,

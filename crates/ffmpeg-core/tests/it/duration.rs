@@ -115,7 +115,8 @@ const BANNER_CAPTURES: &[(&str, &str, &[Option<f64>])] = &[
 fn scan(lines: &[&str]) -> Vec<Option<f64>> {
     let mut scanner = BannerScanner::new();
     for line in lines {
-        scanner.feed_line(line.as_bytes());
+        scanner.feed(line.as_bytes());
+        scanner.feed(b"\n");
     }
     scanner.input_durations()
 }
@@ -126,17 +127,49 @@ fn banner_captures() {
         let lines: Vec<&str> = text.split('\n').collect();
         assert_eq!(scan(&lines), *expected, "{name}");
 
-        // With line endings left on, and with CRLF.
-        let mut scanner = BannerScanner::new();
-        for line in text.split_inclusive('\n') {
-            scanner.feed_line(line.replace('\n', "\r\n").as_bytes());
+        // As stderr arrives: in chunks of any size, split mid-line, with LF and with CRLF.
+        let crlf = text.replace('\n', "\r\n");
+        for bytes in [text.as_bytes(), crlf.as_bytes()] {
+            for size in [1, 2, 3, 5, 7, 16, 64, 4096, bytes.len()] {
+                let mut scanner = BannerScanner::new();
+                for chunk in bytes.chunks(size) {
+                    scanner.feed(chunk);
+                }
+                assert_eq!(scanner.input_durations(), *expected, "{name} in chunks of {size}");
+                for (i, duration) in expected.iter().enumerate() {
+                    assert_eq!(scanner.input_duration(i), *duration, "{name} input {i}");
+                }
+                assert_eq!(scanner.input_duration(expected.len()), None, "{name}");
+            }
         }
-        assert_eq!(scanner.input_durations(), *expected, "{name} (CRLF)");
-        for (i, duration) in expected.iter().enumerate() {
-            assert_eq!(scanner.input_duration(i), *duration, "{name} input {i}");
-        }
-        assert_eq!(scanner.input_duration(expected.len()), None, "{name}");
     }
+}
+
+/// A line counts once its end arrives, however the chunks cut it; a header longer than the
+/// scanner keeps (a long URL) still opens its section; a multi-byte character split between
+/// chunks is no problem.
+#[test]
+fn banner_chunk_boundaries() {
+    let mut scanner = BannerScanner::new();
+    scanner.feed(b"Input #0, mov,mp4, from 'file:/data/");
+    scanner.feed("é".repeat(400).as_bytes());
+    scanner.feed(b"/\xc3");
+    scanner.feed(b"\xa9.mp4':\n  Dur");
+    assert_eq!(scanner.input_durations(), [None]);
+    scanner.feed(b"ation: 00:00:07.25, start: 0.000000, bitrate: 1 kb/s");
+    assert_eq!(scanner.input_durations(), [None], "the line has not ended yet");
+    scanner.feed(b"\r\n");
+    assert_eq!(scanner.input_durations(), [Some(7.25)]);
+
+    // A very long log line between the header and its duration neither ends the section
+    // (it is indented) nor grows memory.
+    let mut scanner = BannerScanner::new();
+    scanner.feed(b"Input #0, mov, from 'a':\n  Metadata:\n    comment         : ");
+    for _ in 0..1000 {
+        scanner.feed(&[b'x'; 1024]);
+    }
+    scanner.feed(b"\n  Duration: 00:00:01.50, start: 0.0\n");
+    assert_eq!(scanner.input_durations(), [Some(1.5)]);
 }
 
 #[test]
@@ -211,33 +244,49 @@ fn banner_input_indexes() {
 #[test]
 fn banner_bytes_and_carriage_returns() {
     let mut scanner = BannerScanner::new();
-    scanner.feed_line(b"Input #0, mov, from '\xff\xfe':");
-    scanner.feed_line(b"\xff\xfe");
+    scanner.feed(b"Input #0, mov, from '\xff\xfe':\n");
+    scanner.feed(b"\xff\xfe\n");
     assert_eq!(scanner.input_durations(), [None]);
 
     let mut scanner = BannerScanner::new();
-    scanner.feed_line(b"Input #0, mov, from 'a':");
-    scanner.feed_line(b"  Duration: 00:00:02.00\xff, start: 0.0");
+    scanner.feed(b"Input #0, mov, from 'a':\n");
+    scanner.feed(b"  Duration: 00:00:02.00\xff, start: 0.0\n");
     assert_eq!(scanner.input_durations(), [None]);
 
-    // A stats line rewritten with `\r` followed by the next header, read as one line.
+    // A stats line rewritten with `\r` followed by the next header.
     let mut scanner = BannerScanner::new();
-    scanner.feed_line(b"frame=1 fps=0.0\rInput #0, mov, from 'a':\r\n");
-    scanner.feed_line(b"  Duration: 00:00:02.50, start: 0.0\r\n");
+    scanner.feed(b"frame=1 fps=0.0\rInput #0, mov, from 'a':\r\n");
+    scanner.feed(b"  Duration: 00:00:02.50, start: 0.0\r\n");
     assert_eq!(scanner.input_durations(), [Some(2.5)]);
 }
 
 proptest! {
     #[test]
-    fn banner_never_panics(lines in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..80), 0..20)) {
+    fn banner_never_panics(chunks in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..80), 0..20)) {
         let mut scanner = BannerScanner::new();
-        scanner.feed_line(b"Input #0, x, from 'y':");
-        for line in &lines {
-            scanner.feed_line(line);
+        scanner.feed(b"Input #0, x, from 'y':\n");
+        for chunk in &chunks {
+            scanner.feed(chunk);
         }
         for d in scanner.input_durations().into_iter().flatten() {
             prop_assert!(d.is_finite() && d >= 0.0);
         }
+    }
+
+    /// Wherever the chunk boundaries fall, a real capture gives the same durations.
+    #[test]
+    fn banner_any_chunking(capture in 0..BANNER_CAPTURES.len(), cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..40)) {
+        let (name, text, expected) = BANNER_CAPTURES[capture];
+        let bytes = text.as_bytes();
+        let mut cuts: Vec<usize> = cuts.iter().map(|i| i.index(bytes.len() + 1)).collect();
+        cuts.sort_unstable();
+        let mut scanner = BannerScanner::new();
+        let mut start = 0;
+        for cut in cuts.into_iter().chain([bytes.len()]) {
+            scanner.feed(&bytes[start..cut]);
+            start = cut;
+        }
+        prop_assert_eq!(scanner.input_durations(), expected.to_vec(), "{}", name);
     }
 }
 
@@ -472,9 +521,7 @@ proptest! {
 /// Percent of each progress block of a captured run, rounded to 0.1.
 fn percents(banner: &str, command: &str, progress: &[u8]) -> (ExpectedLength, Vec<Option<f64>>) {
     let mut scanner = BannerScanner::new();
-    for line in banner.lines() {
-        scanner.feed_line(line.as_bytes());
-    }
+    scanner.feed(banner.as_bytes());
     let command = Command::parse(command).unwrap();
     let expected = ExpectedLength::for_output(&command, 0, &scanner.input_durations());
     let percents = parse_all(progress).iter().map(|u| expected.percent(u).map(|p| (p * 10.0).round() / 10.0)).collect();
