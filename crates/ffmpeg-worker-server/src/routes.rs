@@ -10,7 +10,7 @@ use utoipa::IntoParams;
 
 use crate::AppState;
 use crate::error::{ApiError, AppJson, AppQuery, JobIdPath};
-use crate::wire::{CreateJobRequest, HealthResponse, JobResponse, Problem, ReadyResponse};
+use crate::wire::{CreateJobRequest, HealthResponse, JobResponse, Problem, ReadyResponse, job_response};
 
 /// Liveness check
 ///
@@ -87,7 +87,7 @@ pub(crate) async fn create_job(
     if let Some(l) = location {
         headers.insert(header::LOCATION, l);
     }
-    Ok((StatusCode::CREATED, headers, AppJson(JobResponse::from(job))))
+    Ok((StatusCode::CREATED, headers, AppJson(job_response(job))))
 }
 
 /// Query parameters of `GET /jobs`.
@@ -142,7 +142,7 @@ pub(crate) async fn list_jobs(
             headers.insert(header::LINK, v);
         }
     }
-    let body: Vec<JobResponse> = page.jobs.into_iter().map(JobResponse::from).collect();
+    let body: Vec<JobResponse> = page.jobs.into_iter().map(job_response).collect();
     Ok((headers, AppJson(body)))
 }
 
@@ -161,7 +161,7 @@ pub(crate) async fn get_job(
     State(state): State<AppState>,
     JobIdPath(id): JobIdPath,
 ) -> Result<AppJson<JobResponse>, ApiError> {
-    Ok(AppJson(state.jobs.get(&id).await?.into()))
+    Ok(AppJson(job_response(state.jobs.get(&id).await?)))
 }
 
 /// Cancel a job
@@ -182,7 +182,7 @@ pub(crate) async fn cancel_job(
     State(state): State<AppState>,
     JobIdPath(id): JobIdPath,
 ) -> Result<AppJson<JobResponse>, ApiError> {
-    Ok(AppJson(state.jobs.cancel(&id).await?.into()))
+    Ok(AppJson(job_response(state.jobs.cancel(&id).await?)))
 }
 
 /// Delete a finished job's record

@@ -1,0 +1,327 @@
+//! The JSON shapes of ffmpeg-worker's HTTP API, defined once: the server serializes them and
+//! generates its OpenAPI schemas from them (utoipa `ToSchema`), the Rust client
+//! (`ffmpeg-worker-client`) deserializes them. This crate has no HTTP stack, no runtime and no
+//! job logic; the server converts its domain types (`jobs::Job`, ...) into these.
+//!
+//! Field names stay compatible with the original design (`id`, `status`, `command`,
+//! `created_at`, `started_at`, `completed_at`, `progress{frame,fps,time,bitrate,percent}`,
+//! `output_files`, `error`); later fields are additions, and a reader accepts a job without them
+//! (they default), so the client also reads a server that predates them.
+//!
+//! ```
+//! use ffmpeg_worker_api::{JobResponse, JobStatusWire};
+//!
+//! let job: JobResponse = serde_json::from_str(
+//!     r#"{"id": "job_3f9a0c1d2e4b5a69", "status": "running", "command": "-i in.mp4 out.webm",
+//!         "created_at": "2026-11-30T02:00:00Z", "started_at": null, "completed_at": null,
+//!         "progress": null, "output_files": [], "error": null}"#,
+//! )?;
+//! assert_eq!(job.status, JobStatusWire::Running);
+//! assert!(!job.status.is_finished());
+//! # Ok::<(), serde_json::Error>(())
+//! ```
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use utoipa::ToSchema;
+
+// Sent by a client with `priority`, `timeout_seconds` and `metadata` only when they differ from
+// their defaults. (The doc comment is the OpenAPI description.)
+/// A job submission. Unknown fields are refused (422) so a typo is not silently ignored.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"command": "-i input.mp4 -c:v libx264 -crf 23 -c:a aac output.mp4"}))]
+pub struct CreateJobRequest {
+    /// The ffmpeg command line without the word `ffmpeg`. Paths are relative to the data
+    /// directory; quoting follows POSIX shell rules (no expansion).
+    #[schema(example = "-i input.mp4 -c:v libx264 -crf 23 -c:a aac output.mp4")]
+    pub command: String,
+    /// Scheduling priority: higher runs first, equal priorities in submission order.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    #[schema(example = 0)]
+    pub priority: i32,
+    /// Wall-clock limit for this job in seconds, capped by the server's `FFMPEG_TIMEOUT`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(example = 600, minimum = 1)]
+    pub timeout_seconds: Option<u64>,
+    /// Your own labels (at most 32 entries; keys up to 64 bytes, values up to 1024), echoed back.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schema(example = json!({"asset_id": "a-42"}))]
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// serde's `skip_serializing_if` passes a reference.
+fn is_zero(n: &i32) -> bool {
+    *n == 0
+}
+
+/// A job's status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum JobStatusWire {
+    /// Waiting for a worker.
+    Queued,
+    /// ffmpeg is running.
+    Running,
+    /// ffmpeg exited successfully.
+    Completed,
+    /// ffmpeg failed, timed out, or the job was interrupted too often.
+    Failed,
+    /// Cancelled by a client.
+    Cancelled,
+}
+
+impl JobStatusWire {
+    /// Every status, in the order of a job's life.
+    pub const ALL: [JobStatusWire; 5] = [
+        JobStatusWire::Queued,
+        JobStatusWire::Running,
+        JobStatusWire::Completed,
+        JobStatusWire::Failed,
+        JobStatusWire::Cancelled,
+    ];
+
+    /// The status as it appears on the wire: `queued`, `running`, `completed`, `failed` or
+    /// `cancelled`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatusWire::Queued => "queued",
+            JobStatusWire::Running => "running",
+            JobStatusWire::Completed => "completed",
+            JobStatusWire::Failed => "failed",
+            JobStatusWire::Cancelled => "cancelled",
+        }
+    }
+
+    /// Whether the status is final (completed, failed or cancelled): the job will not change again.
+    pub fn is_finished(self) -> bool {
+        !matches!(self, JobStatusWire::Queued | JobStatusWire::Running)
+    }
+}
+
+impl fmt::Display for JobStatusWire {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A string that is not one of the five job statuses.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown job status `{0}`: expected queued, running, completed, failed or cancelled")]
+pub struct UnknownStatus(pub String);
+
+impl FromStr for JobStatusWire {
+    type Err = UnknownStatus;
+
+    /// Parses the wire form (`queued`, ...), exactly as [`JobStatusWire::as_str`] writes it.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        JobStatusWire::ALL.into_iter().find(|status| status.as_str() == s).ok_or_else(|| UnknownStatus(s.to_owned()))
+    }
+}
+
+/// Live progress, from ffmpeg's `-progress` output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ProgressResponse {
+    /// Frames written so far (0 for audio-only outputs).
+    #[schema(example = 1234)]
+    pub frame: u64,
+    /// Frames encoded per second.
+    #[schema(example = 30.24)]
+    pub fps: f64,
+    /// Output time reached, `HH:MM:SS.cc`.
+    #[schema(example = "00:01:23.45")]
+    pub time: String,
+    /// Average output bitrate so far, e.g. `1250.5kbits/s` (`N/A` when unknown).
+    #[schema(example = "1250.5kbits/s")]
+    pub bitrate: String,
+    /// Percent complete, 0 to 100; null when the expected output duration is unknown.
+    #[schema(example = 69.54)]
+    pub percent: Option<f64>,
+    /// Encoding speed as a multiple of real time.
+    #[schema(example = 2.5)]
+    pub speed: Option<f64>,
+    /// Output time reached, in seconds.
+    #[schema(example = 83.45)]
+    pub out_time_seconds: Option<f64>,
+    /// Average output bitrate so far, in kbit/s.
+    #[schema(example = 1250.5)]
+    pub bitrate_kbits_per_s: Option<f64>,
+    /// Bytes written so far.
+    #[schema(example = 13_045_760)]
+    pub total_size_bytes: Option<u64>,
+    /// Estimated seconds until completion; null when unknown.
+    #[schema(example = 14.6)]
+    pub eta_seconds: Option<f64>,
+}
+
+/// A job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct JobResponse {
+    /// `job_` followed by 16 lowercase hex digits.
+    #[schema(example = "job_3f9a0c1d2e4b5a69")]
+    pub id: String,
+    /// Where the job is in its life.
+    pub status: JobStatusWire,
+    /// The command as submitted.
+    #[schema(example = "-i input.mp4 -c:v libx264 -crf 23 -c:a aac output.mp4")]
+    pub command: String,
+    /// Submission time (RFC 3339, UTC).
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: OffsetDateTime,
+    /// Start of the latest run (RFC 3339, UTC).
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub started_at: Option<OffsetDateTime>,
+    /// When the job reached its final status (RFC 3339, UTC).
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub completed_at: Option<OffsetDateTime>,
+    /// Latest progress; null until ffmpeg reports any.
+    pub progress: Option<ProgressResponse>,
+    /// Files the command produced, relative to the data directory (after completion).
+    #[schema(example = json!(["output.mp4"]))]
+    pub output_files: Vec<String>,
+    /// Why the job failed: the meaningful last lines of ffmpeg's log.
+    #[schema(example = json!(null))]
+    pub error: Option<String>,
+    /// Scheduling priority.
+    #[serde(default)]
+    #[schema(required = true)]
+    pub priority: i32,
+    /// Wall-clock limit in seconds, if one was asked for.
+    pub timeout_seconds: Option<u64>,
+    /// Your labels, as submitted.
+    #[serde(default)]
+    #[schema(required = true)]
+    pub metadata: BTreeMap<String, String>,
+    /// How many times a worker has started this job.
+    #[serde(default)]
+    #[schema(required = true)]
+    pub attempts: u32,
+}
+
+/// Liveness answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct HealthResponse {
+    /// Always `ok` while the process serves requests.
+    #[schema(example = "ok")]
+    pub status: String,
+}
+
+/// Readiness answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ReadyResponse {
+    /// `ready`.
+    #[schema(example = "ready")]
+    pub status: String,
+    /// The ffmpeg version line of the configured binary.
+    #[schema(example = "ffmpeg version 5.1.9-0+deb12u1")]
+    pub ffmpeg: String,
+}
+
+/// An RFC 9457 problem detail (`application/problem+json`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Problem {
+    /// A stable identifier of the problem kind, e.g. `/problems/policy-violation`.
+    #[serde(rename = "type")]
+    #[schema(example = "/problems/policy-violation")]
+    pub type_: String,
+    /// Short summary of the problem kind.
+    #[schema(example = "Refused by the security policy")]
+    pub title: String,
+    /// The HTTP status code.
+    #[schema(example = 422)]
+    pub status: u16,
+    /// What exactly was wrong.
+    #[schema(example = "argument 2 `../secret.mp4`: path escapes the data directory")]
+    pub detail: String,
+    /// For command errors: the 1-based position of the offending argument.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(example = 2)]
+    pub argument_position: Option<usize>,
+    /// For command errors: the offending argument as written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(example = "../secret.mp4")]
+    pub argument: Option<String>,
+    /// For commands refused by the security policy: the rule's stable id (`path-escapes`,
+    /// `protocol`, `forbidden-option`, `forbidden-filter`, `forbidden-format`, ...; see
+    /// docs/security.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(example = "path-escapes")]
+    pub rule: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_round_trip_through_their_wire_names() {
+        for status in JobStatusWire::ALL {
+            let json = serde_json::to_string(&status).expect("serializes");
+            assert_eq!(json, format!("\"{status}\""));
+            assert_eq!(status.as_str().parse::<JobStatusWire>(), Ok(status));
+        }
+        assert_eq!("Queued".parse::<JobStatusWire>(), Err(UnknownStatus("Queued".to_owned())));
+        let finished: Vec<_> = JobStatusWire::ALL.into_iter().filter(|s| s.is_finished()).collect();
+        assert_eq!(finished, [JobStatusWire::Completed, JobStatusWire::Failed, JobStatusWire::Cancelled]);
+    }
+
+    #[test]
+    fn a_submission_sends_only_what_differs_from_the_defaults() {
+        let plain = CreateJobRequest { command: "-i a.mp4 b.mp4".to_owned(), ..Default::default() };
+        assert_eq!(serde_json::to_value(&plain).expect("json"), serde_json::json!({"command": "-i a.mp4 b.mp4"}));
+        let full = CreateJobRequest {
+            command: "-i a.mp4 b.mp4".to_owned(),
+            priority: -3,
+            timeout_seconds: Some(60),
+            metadata: BTreeMap::from([("k".to_owned(), "v".to_owned())]),
+        };
+        let json = serde_json::to_string(&full).expect("json");
+        assert_eq!(serde_json::from_str::<CreateJobRequest>(&json).expect("reads back"), full);
+        let typo = serde_json::from_str::<CreateJobRequest>(r#"{"command": "x", "priorty": 1}"#);
+        assert!(typo.is_err_and(|e| e.to_string().contains("unknown field `priorty`")));
+    }
+
+    #[test]
+    fn a_job_without_the_later_fields_reads_with_defaults() {
+        let job: JobResponse = serde_json::from_str(
+            r#"{"id": "job_0123456789abcdef", "status": "completed", "command": "-i a.mp4 b.mp4",
+                "created_at": "2026-11-30T02:00:00.5Z", "progress": {"frame": 25, "fps": 0.0,
+                "time": "00:00:01.00", "bitrate": "N/A", "percent": 100.0},
+                "output_files": ["b.mp4"], "error": null}"#,
+        )
+        .expect("reads");
+        assert_eq!((job.priority, job.attempts, job.timeout_seconds), (0, 0, None));
+        assert!(job.metadata.is_empty() && job.started_at.is_none() && job.completed_at.is_none());
+        let progress = job.progress.as_ref().expect("progress");
+        assert_eq!((progress.percent, progress.speed), (Some(100.0), None));
+        let again: JobResponse = serde_json::from_str(&serde_json::to_string(&job).expect("json")).expect("reads");
+        assert_eq!(again, job);
+    }
+
+    #[test]
+    fn problems_round_trip_and_omit_absent_argument_fields() {
+        let problem = Problem {
+            type_: "/problems/not-found".to_owned(),
+            title: "Not found".to_owned(),
+            status: 404,
+            detail: "job job_0000000000000000 not found".to_owned(),
+            argument_position: None,
+            argument: None,
+            rule: None,
+        };
+        let json = serde_json::to_value(&problem).expect("json");
+        assert_eq!(
+            json,
+            serde_json::json!({"type": "/problems/not-found", "title": "Not found", "status": 404,
+                               "detail": "job job_0000000000000000 not found"})
+        );
+        assert_eq!(serde_json::from_value::<Problem>(json).expect("reads"), problem);
+    }
+}
