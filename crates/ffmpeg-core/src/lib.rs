@@ -9,6 +9,8 @@
 //!   grammar: global options, inputs, outputs.
 //! - [`sandbox`]: resolve every input and output against a data directory; only the sandbox
 //!   can build a [`sandbox::ResolvedPath`].
+//! - [`footprint`]: what a resolved command may read and write (directories and name
+//!   patterns, ffmpeg's derived names included), and whether two commands conflict.
 //! - [`pattern`]: file-name patterns (`%03d`, `$Number$`) as muxers expand them.
 //! - [`progress`]: an incremental parser for `-progress pipe:1` output.
 //! - [`capabilities`]: the option, codec, format and filter names the installed ffmpeg knows
@@ -31,6 +33,7 @@ pub mod capabilities;
 pub mod command;
 pub mod duration;
 pub mod filtergraph;
+pub mod footprint;
 pub mod pattern;
 pub mod policy;
 pub mod progress;

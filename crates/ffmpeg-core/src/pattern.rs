@@ -111,7 +111,89 @@ pub fn example(pattern: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Could the two paths (either of them a pattern) name the same file?
+/// Could the two paths (either of them a pattern) name the same file? Exact: `true` exactly
+/// when some name matches both patterns (`%sfoo` and `bar%s` both match `barfoo`), or when one
+/// of them, read as a plain name, matches the other. Each `%`/`$` wildcard may stand for any
+/// text, `/` included, so this errs towards `true` for full paths. Quadratic in the lengths.
+///
+/// ```
+/// use ffmpeg_core::pattern::may_overlap;
+///
+/// assert!(may_overlap("%sfoo", "bar%s"));
+/// assert!(may_overlap("seg%03d.ts", "seg1%d.ts"));
+/// assert!(!may_overlap("seg%03d.ts", "seg%03d.m4s"));
+/// ```
 pub fn may_overlap(a: &str, b: &str) -> bool {
-    a == b || matches(a, b) || matches(b, a) || matches(a, &example(b)) || matches(b, &example(a))
+    a == b || matches(a, b) || matches(b, a) || intersects(&pieces(a), &pieces(b))
+}
+
+/// Whether some name matches both piece lists: reachability in the product of their automata.
+/// State `k` of a list means "pieces `..k` consumed"; `Digits` at `k - 1` lets state `k` take
+/// further digits, `Any` at `k` lets state `k` take any byte or skip to `k + 1`.
+fn intersects(a: &[Piece], b: &[Piece]) -> bool {
+    /// What a consuming move accepts.
+    #[derive(Clone, Copy)]
+    enum Class {
+        Byte(u8),
+        Digit,
+        Any,
+    }
+    fn moves(p: &[Piece], k: usize) -> Vec<(Class, usize)> {
+        let mut out = Vec::with_capacity(2);
+        match p.get(k) {
+            Some(Piece::Literal(c)) => out.push((Class::Byte(*c), k + 1)),
+            Some(Piece::Digits { .. }) => out.push((Class::Digit, k + 1)),
+            Some(Piece::Any) => out.push((Class::Any, k)),
+            None => {}
+        }
+        if k > 0 && matches!(p[k - 1], Piece::Digits { .. }) {
+            out.push((Class::Digit, k));
+        }
+        out
+    }
+    fn closure(p: &[Piece], mut k: usize) -> Vec<usize> {
+        let mut out = vec![k];
+        while let Some(Piece::Any) = p.get(k) {
+            k += 1;
+            out.push(k);
+        }
+        out
+    }
+    fn compatible(x: Class, y: Class) -> bool {
+        match (x, y) {
+            (Class::Any, _) | (_, Class::Any) | (Class::Digit, Class::Digit) => true,
+            (Class::Byte(c), Class::Digit) | (Class::Digit, Class::Byte(c)) => c.is_ascii_digit(),
+            (Class::Byte(c), Class::Byte(d)) => c == d,
+        }
+    }
+    let width = b.len() + 1;
+    let mut seen = vec![false; (a.len() + 1) * width];
+    let mut stack = Vec::new();
+    for i in closure(a, 0) {
+        for j in closure(b, 0) {
+            stack.push((i, j));
+        }
+    }
+    while let Some((i, j)) = stack.pop() {
+        if std::mem::replace(&mut seen[i * width + j], true) {
+            continue;
+        }
+        if i == a.len() && j == b.len() {
+            return true;
+        }
+        for (x, next_i) in moves(a, i) {
+            for (y, next_j) in moves(b, j) {
+                if compatible(x, y) {
+                    for ci in closure(a, next_i) {
+                        for cj in closure(b, next_j) {
+                            if !seen[ci * width + cj] {
+                                stack.push((ci, cj));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    false
 }

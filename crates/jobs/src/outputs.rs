@@ -1,190 +1,166 @@
-//! Which files a command really produced.
+//! Which files a run wrote, and so which ones it lists and removes.
 //!
-//! A plain output is the file itself. A pattern output (`thumbs/t%03d.png`, image2 and segment
-//! muxers expand printf-style `%d` sequences) is every file in its directory whose name matches
-//! the pattern and was modified since the run started. A segmenting muxer (`hls`, `dash`;
-//! chosen with `-f` or by the `.m3u8`/`.mpd` extension) also writes files the command does not
-//! name: the names it derives by default (`index0.ts` for `index.m3u8`, DASH's
-//! `chunk-stream*`) are listed. Files written because of options and filters
-//! (`-hls_segment_filename`, `-passlogfile`, `psnr=stats_file=`) are listed too, by their
-//! pattern or prefix. Nothing else in the directory is ever listed, or removed when a run is
-//! cancelled: other files beside the outputs belong to someone else. Paths are relative to the
-//! data directory.
+//! A command's [`Footprint`] says which names it may write, in which directories: its outputs
+//! and written option files (named by the command) and the names ffmpeg derives from them
+//! (pass logs, segments, temporary files). Before ffmpeg starts, a [`Snapshot`] records the
+//! files of those directories that the footprint covers, with their identity (inode, size,
+//! modification and change times). After the run, a file in those directories is the run's
+//! when the footprint covers it and:
+//! - the command names it ([`Claim::Named`]: an output, `-segment_list`, an
+//!   `-hls_segment_filename` or `%03d` pattern) and it did not exist before the run or changed
+//!   during it (ffmpeg overwrote it), or
+//! - ffmpeg derives its name ([`Claim::Derived`]) and it did not exist before the run.
+//!
+//! Nothing else is ever listed or removed: a file that existed before the run and that the
+//! run did not overwrite is left alone, and so are files beside the outputs that merely share
+//! a prefix with them. Two runs whose footprints overlap never run at once (the store claims
+//! jobs that way), so a new file matching a run's footprint is that run's.
+//!
+//! The snapshot is stored with the job's attempt before ffmpeg starts, so that recovery after
+//! a crash removes what the interrupted attempt wrote by the same rule.
+//!
+//! Every function here does blocking file-system work: call it from `spawn_blocking`.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::fs;
+use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
 
-use ffmpeg_core::command::Output;
-use ffmpeg_core::pattern;
-use ffmpeg_core::policy::{Access, Naming};
-use ffmpeg_core::sandbox::{OptionFile, OutputTarget, ResolvedCommand};
+use ffmpeg_core::footprint::{Claim, Footprint};
+use ffmpeg_core::sandbox::{OutputTarget, ResolvedCommand};
+use serde::{Deserialize, Serialize};
 
-/// Muxers that write files besides the one named on the command line.
-const SEGMENTING_MUXERS: [&str; 5] = ["hls", "dash", "segment", "ssegment", "stream_segment"];
-
-fn is_segmenting(output: &Output, path: &Path) -> bool {
-    if let Some(format) = output.option("f").and_then(|o| o.value()) {
-        return SEGMENTING_MUXERS.contains(&format);
-    }
-    matches!(path.extension().and_then(|e| e.to_str()), Some("m3u8" | "mpd"))
+/// The identity of a file when a [`Snapshot`] was taken: a file with another stamp afterwards
+/// was replaced or written to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileStamp {
+    /// Inode number.
+    pub inode: u64,
+    /// Size in bytes.
+    pub size: u64,
+    /// Last modification, nanoseconds since the Unix epoch.
+    pub modified_ns: i128,
+    /// Last status change (not settable by programs), nanoseconds since the Unix epoch.
+    pub changed_ns: i128,
 }
 
-/// Names a segmenting muxer derives from its output `name` when the command names no pattern:
-/// the output itself, `STEM<digits>.<ext>` (HLS segments `index0.ts`, `index1.m4s`), HLS fmp4's
-/// `init.mp4`, and DASH's `init-stream*`/`chunk-stream*` files.
-fn is_derived_segment(output_name: &str, name: &str) -> bool {
-    if name == output_name || name == "init.mp4" || name.starts_with("init-stream") || name.starts_with("chunk-stream")
-    {
-        return true;
-    }
-    let stem = Path::new(output_name).file_stem().and_then(|s| s.to_str()).unwrap_or(output_name);
-    name.strip_prefix(stem).and_then(|rest| rest.split_once('.')).is_some_and(|(digits, ext)| {
-        !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) && !ext.is_empty()
-    })
-}
-
-fn modified_since(meta: &fs::Metadata, since: SystemTime) -> bool {
-    meta.modified().is_ok_and(|m| m >= since)
-}
-
-/// Files in `dir` (not recursive) accepted by `keep`.
-fn scan(dir: &Path, mut keep: impl FnMut(&str, &fs::Metadata) -> bool, found: &mut BTreeSet<PathBuf>) {
-    let Ok(entries) = fs::read_dir(dir) else { return };
-    for entry in entries.flatten() {
-        let Ok(meta) = entry.metadata() else { continue };
-        if !meta.is_file() {
-            continue;
-        }
-        if let Some(name) = entry.file_name().to_str()
-            && keep(name, &meta)
-        {
-            found.insert(entry.path());
+impl FileStamp {
+    fn of(meta: &fs::Metadata) -> FileStamp {
+        let ns = |s: i64, n: i64| i128::from(s) * 1_000_000_000 + i128::from(n);
+        FileStamp {
+            inode: meta.ino(),
+            size: meta.size(),
+            modified_ns: ns(meta.mtime(), meta.mtime_nsec()),
+            changed_ns: ns(meta.ctime(), meta.ctime_nsec()),
         }
     }
 }
 
-/// Files matching one resolved path written by a run: the file itself, the files of a `%d`
-/// pattern, or the files named by a prefix (`-passlogfile logs/x` writes `logs/x-0.log`).
-fn scan_path(abs: &Path, naming: Naming, started: SystemTime, found: &mut BTreeSet<PathBuf>) {
-    let dir = abs.parent().unwrap_or(abs);
-    let name = abs.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-    match naming {
-        Naming::Prefix => scan(dir, |n, meta| n.starts_with(name) && modified_since(meta, started), found),
-        _ if name.contains('%') => {
-            scan(dir, |n, meta| pattern::matches(name, n) && modified_since(meta, started), found);
+/// The files a run's footprint covers that existed before the run, by directory (relative to
+/// the data directory) and name. Taken by [`Snapshot::take`] before ffmpeg starts.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// Directory -> name -> identity.
+    pub dirs: BTreeMap<PathBuf, BTreeMap<String, FileStamp>>,
+}
+
+impl Snapshot {
+    /// Records the regular files in the directories `footprint` writes (under the data
+    /// directory `root`) that its write sets cover. Directories that do not exist yet hold
+    /// nothing. Blocking.
+    pub fn take(root: &Path, footprint: &Footprint) -> Snapshot {
+        let mut dirs = BTreeMap::new();
+        for dir in footprint.written_dirs() {
+            let mut files = BTreeMap::new();
+            for (name, meta) in files_in(&root.join(dir)) {
+                if footprint.claim_on(&dir.join(&name)).is_some() {
+                    files.insert(name, FileStamp::of(&meta));
+                }
+            }
+            dirs.insert(dir.to_owned(), files);
         }
-        // Other templates (DASH `$Number$`).
-        Naming::Pattern => scan(dir, |n, meta| pattern::matches(name, n) && modified_since(meta, started), found),
-        // A file the command names: listed when it exists (ffmpeg was told to write it).
-        _ => {
-            if abs.is_file() {
-                found.insert(abs.to_path_buf());
+        Snapshot { dirs }
+    }
+
+    /// The file's identity before the run, if it existed then.
+    pub fn stamp(&self, dir: &Path, name: &str) -> Option<&FileStamp> {
+        self.dirs.get(dir)?.get(name)
+    }
+}
+
+/// Regular files (not symlinks) directly in `dir` with UTF-8 names, and their metadata.
+fn files_in(dir: &Path) -> Vec<(String, fs::Metadata)> {
+    let Ok(entries) = fs::read_dir(dir) else { return Vec::new() };
+    entries
+        .flatten()
+        .filter_map(|entry| {
+            let meta = entry.metadata().ok().filter(fs::Metadata::is_file)?;
+            Some((entry.file_name().into_string().ok()?, meta))
+        })
+        .collect()
+}
+
+/// The files the run wrote (see the [module docs](self)), as paths relative to the data
+/// directory `root`, sorted. Blocking.
+pub fn run_files(root: &Path, footprint: &Footprint, before: &Snapshot) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for dir in footprint.written_dirs() {
+        for (name, meta) in files_in(&root.join(dir)) {
+            let path = dir.join(&name);
+            let Some(claim) = footprint.claim_on(&path) else { continue };
+            let ours = match (before.stamp(dir, &name), claim) {
+                (None, _) => true,
+                (Some(stamp), Claim::Named) => *stamp != FileStamp::of(&meta),
+                (Some(_), _) => false,
+            };
+            if ours {
+                found.push(path);
             }
         }
     }
+    found.sort();
+    found
 }
 
-/// Option files a run writes (`-hls_segment_filename`, `-passlogfile`, `psnr=stats_file=`, ...).
-fn written_option_files(command: &ResolvedCommand) -> impl Iterator<Item = &OptionFile> {
-    command.option_files().iter().filter(|f| matches!(f.file_use().access, Access::Write | Access::ReadWrite))
-}
-
-/// The files `command` produced, as absolute paths, for a run that started at `started`:
-/// its outputs and the files its options and filters wrote.
-pub fn produced_files(command: &ResolvedCommand, started: SystemTime) -> Vec<PathBuf> {
-    // File times come from the kernel's coarse clock (one tick, up to 10 ms, behind the precise
-    // clock `started` was read from): allow for it.
-    let started = started.checked_sub(std::time::Duration::from_millis(100)).unwrap_or(started);
-    let mut found = BTreeSet::new();
-    for file in written_option_files(command) {
-        let abs = file.path().as_path();
-        scan_path(abs, file.file_use().naming, started, &mut found);
-    }
-    for (output, target) in command.command().outputs().iter().zip(command.outputs()) {
-        let OutputTarget::File(path) = target else { continue };
-        let abs = path.as_path();
-        if is_segmenting(output, abs) && !abs.to_string_lossy().contains('%') {
-            let name = abs.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-            let dir = abs.parent().unwrap_or(abs);
-            scan(dir, |n, meta| is_derived_segment(name, n) && modified_since(meta, started), &mut found);
-        } else {
-            scan_path(abs, Naming::Exact, started, &mut found);
+/// Removes the files the run wrote ([`run_files`]): what a failed, cancelled or interrupted
+/// run leaves is unusable (truncated, or a playlist naming missing segments). Returns the
+/// paths removed, relative to `root`; failures are logged. Blocking.
+pub fn remove_run_files(root: &Path, footprint: &Footprint, before: &Snapshot) -> Vec<PathBuf> {
+    let mut removed = Vec::new();
+    for path in run_files(root, footprint, before) {
+        match fs::remove_file(root.join(&path)) {
+            Ok(()) => removed.push(path),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!(path = %path.display(), error = %e, "removing a partial output failed"),
         }
     }
-    found.into_iter().collect()
+    removed
 }
 
-/// `paths` relative to the data directory `root`, as strings (non-UTF-8 names lossily).
-pub fn relative_to(root: &Path, paths: &[PathBuf]) -> Vec<String> {
-    paths.iter().filter_map(|p| p.strip_prefix(root).ok()).map(|p| p.to_string_lossy().into_owned()).collect()
-}
-
-/// The paths a command writes: its file outputs and written option files (patterns and
-/// prefixes as written), as absolute paths.
-pub fn written_paths(command: &ResolvedCommand) -> Vec<PathBuf> {
-    let outputs = command.outputs().iter().filter_map(|t| match t {
-        OutputTarget::File(p) => Some(p.as_path().to_path_buf()),
-        _ => None,
-    });
-    outputs.chain(written_option_files(command).map(|f| f.path().as_path().to_path_buf())).collect()
+/// `paths` (relative to the data directory) as strings, for job records.
+pub fn to_strings(paths: &[PathBuf]) -> Vec<String> {
+    paths.iter().map(|p| p.to_string_lossy().into_owned()).collect()
 }
 
 /// Creates the parent directories of every file output and written option file
 /// (`thumbs/t%03d.png` needs `thumbs/`, `-hls_segment_filename hls/s_%03d.ts` needs `hls/`).
+/// Blocking.
 ///
 /// # Errors
 /// The first directory that cannot be created.
 pub fn create_output_dirs(command: &ResolvedCommand) -> std::io::Result<()> {
-    for path in written_paths(command) {
+    let outputs = command.outputs().iter().filter_map(|t| match t {
+        OutputTarget::File(p) => Some(p.as_path()),
+        _ => None,
+    });
+    let written = command.option_files().iter().filter(|f| {
+        use ffmpeg_core::policy::Access;
+        matches!(f.file_use().access, Access::Write | Access::ReadWrite)
+    });
+    for path in outputs.chain(written.map(|f| f.path().as_path())) {
         if let Some(parent) = path.parent() {
             fs::create_dir_all(parent)?;
         }
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use ffmpeg_core::pattern;
-
-    #[test]
-    fn printf_patterns() {
-        let cases = [
-            ("t%03d.png", "t001.png", true),
-            ("t%03d.png", "t1234.png", true),
-            ("t%03d.png", "t.png", false),
-            ("t%03d.png", "tabc.png", false),
-            ("t%d.png", "t7.png", true),
-            ("t%d.png", "t7.jpg", false),
-            ("100%%_%d.png", "100%_3.png", true),
-            ("seg-%Y.ts", "seg-2024.ts", true),
-            ("plain.png", "plain.png", true),
-            ("chunk-$RepresentationID$-$Number%05d$.m4s", "chunk-0-00001.m4s", true),
-            ("chunk-$RepresentationID$-$Number%05d$.m4s", "other.m4s", false),
-            ("%s%s%s%s%s%s%s%s%s%s%sx", &"a".repeat(250), false),
-        ];
-        for (pattern, name, expected) in cases {
-            assert_eq!(pattern::matches(pattern, name), expected, "{pattern} vs {name}");
-        }
-    }
-
-    #[test]
-    fn derived_segment_names() {
-        use super::is_derived_segment;
-        for (output, name, expected) in [
-            ("index.m3u8", "index.m3u8", true),
-            ("index.m3u8", "index0.ts", true),
-            ("index.m3u8", "index12.m4s", true),
-            ("top.m3u8", "upload.txt", false),
-            ("top.m3u8", "victim_b.mp4", false),
-            ("top.m3u8", "top_notes.txt", false),
-            ("top.m3u8", "top2.m3u8", true),
-            ("manifest.mpd", "chunk-stream0-00001.m4s", true),
-            ("manifest.mpd", "init-stream1.m4s", true),
-        ] {
-            assert_eq!(is_derived_segment(output, name), expected, "{output} -> {name}");
-        }
-    }
 }

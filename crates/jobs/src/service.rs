@@ -13,6 +13,7 @@ use std::time::{Duration, SystemTime};
 
 use ffmpeg_core::capabilities::{Capabilities, UnknownName};
 use ffmpeg_core::command::{Command, CommandError};
+use ffmpeg_core::footprint::Footprint;
 use ffmpeg_core::sandbox::{ResolvedCommand, Sandbox, SandboxError};
 use futures_util::FutureExt as _;
 use tokio::sync::watch;
@@ -22,7 +23,7 @@ use tracing::Instrument;
 
 use crate::exec_limits::ExecLimitError;
 use crate::model::{InvalidRequest, Job, JobId, MAX_PAGE_SIZE, SubmitOptions};
-use crate::outputs;
+use crate::outputs::{self, Snapshot};
 use crate::runner::{RunError, RunSpec, Runner};
 use crate::store::{CancelOutcome, JobStore, ListQuery, Outcome, StatusCounts, StoreError};
 
@@ -130,8 +131,8 @@ pub struct Jobs {
     sandbox: Arc<Sandbox>,
     config: JobsConfig,
     running: Mutex<HashMap<JobId, RunningJob>>,
-    /// Output paths of the jobs this process is running, and which job writes each.
-    writing: Mutex<HashMap<std::path::PathBuf, JobId>>,
+    /// Footprints of the jobs this process is running.
+    writing: Mutex<HashMap<JobId, Footprint>>,
 }
 
 impl std::fmt::Debug for Jobs {
@@ -201,13 +202,6 @@ impl Jobs {
             // when the runtime shuts down, which drops this future too.
             Err(e) => std::panic::resume_unwind(e.try_into_panic().unwrap_or_else(|e| Box::new(e.to_string()))),
         }
-    }
-
-    /// Parses `command` and resolves it under the policy: what must be redone right before a
-    /// run, because the filesystem may have changed since submission (the installed ffmpeg's
-    /// names, checked at submission by [`Jobs::check`], have not).
-    fn resolve(&self, command: &str) -> Result<ResolvedCommand, SubmitError> {
-        Ok(self.sandbox.resolve_command(&Command::parse(command)?)?)
     }
 
     /// Checks `options` ([`SubmitOptions::check`]) and `command` ([`Jobs::check_async`]: off
@@ -349,7 +343,7 @@ impl Jobs {
                     if outcome.is_err() {
                         tracing::error!(job = %id, "internal error while running the job");
                         self.lock_running().remove(&id);
-                        self.writing.lock().unwrap_or_else(std::sync::PoisonError::into_inner).retain(|_, j| *j != id);
+                        self.release_outputs(&id);
                         let error = "internal error in the worker (the server log has the details)".to_owned();
                         self.finish(&id, Outcome::Failed { error }, "", SystemTime::now()).await;
                     }
@@ -387,18 +381,41 @@ impl Jobs {
     async fn run_job(&self, job: Job, abort: &CancellationToken) {
         let id = job.id.clone();
         let started = SystemTime::now();
-        let resolved = match self.resolve(&job.command) {
+        let sandbox = self.sandbox.clone();
+        let command = job.command.clone();
+        // The command is resolved again right before it runs: the filesystem may have changed
+        // since submission (a planted symlink). The installed ffmpeg's names, checked at
+        // submission, have not. Resolving canonicalises paths: blocking work.
+        let resolved = tokio::task::spawn_blocking(move || -> Result<(ResolvedCommand, Footprint), SubmitError> {
+            let resolved = sandbox.resolve_command(&Command::parse(&command)?)?;
+            let footprint = Footprint::of(&resolved);
+            Ok((resolved, footprint))
+        })
+        .await;
+        let (resolved, footprint) = match joined(resolved) {
             Ok(r) => r,
             Err(e) => return self.finish(&id, Outcome::Failed { error: e.to_string() }, "", started).await,
         };
-        if let Err(e) = outputs::create_output_dirs(&resolved) {
-            let error = format!("cannot create an output directory: {e}");
-            return self.finish(&id, Outcome::Failed { error }, "", started).await;
+        if let Err(busy) = self.reserve_outputs(&id, &footprint) {
+            return self.finish(&id, Outcome::Failed { error: busy.to_string() }, "", started).await;
         }
-        let targets = outputs::written_paths(&resolved);
-        if let Err(error) = self.reserve_outputs(&id, &targets) {
-            return self.finish(&id, Outcome::Failed { error }, "", started).await;
-        }
+        let root = self.sandbox.root().to_owned();
+        let prepared = {
+            let (root, resolved, footprint) = (root.clone(), resolved.clone(), footprint.clone());
+            tokio::task::spawn_blocking(move || {
+                outputs::create_output_dirs(&resolved)?;
+                Ok::<_, std::io::Error>(Snapshot::take(&root, &footprint))
+            })
+            .await
+        };
+        let before = match joined(prepared) {
+            Ok(before) => before,
+            Err(e) => {
+                self.release_outputs(&id);
+                let error = format!("cannot create an output directory: {e}");
+                return self.finish(&id, Outcome::Failed { error }, "", started).await;
+            }
+        };
         let running = RunningJob { cancel: CancellationToken::new(), done: CancellationToken::new() };
         self.lock_running().insert(id.clone(), running.clone());
         tracing::info!(command = %job.command, "job started");
@@ -432,56 +449,61 @@ impl Jobs {
             let _ = self.store.update_progress(&id, &progress).await;
         }
 
-        let root = self.sandbox.root();
+        let succeeded = report.result.is_ok();
+        let files = {
+            let footprint = footprint.clone();
+            let files = tokio::task::spawn_blocking(move || {
+                if succeeded {
+                    outputs::run_files(&root, &footprint, &before)
+                } else {
+                    // What a failed or stopped run wrote is unusable (truncated at a timeout
+                    // or a size limit, or a playlist naming missing segments).
+                    outputs::remove_run_files(&root, &footprint, &before)
+                }
+            })
+            .await;
+            joined(files)
+        };
         match report.result {
             Ok(()) => {
-                let files = outputs::relative_to(root, &outputs::produced_files(&resolved, started));
                 tracing::info!(outputs = files.len(), "job completed");
-                self.finish(&id, Outcome::Completed { output_files: files }, &report.log_tail, started).await;
+                let output_files = outputs::to_strings(&files);
+                self.finish(&id, Outcome::Completed { output_files }, &report.log_tail, started).await;
             }
             Err(RunError::Cancelled) => {
-                remove_partial_outputs(&resolved, started);
                 if running.cancel.is_cancelled() {
-                    tracing::info!("job cancelled");
+                    tracing::info!(removed = files.len(), "job cancelled");
                     self.finish(&id, Outcome::Cancelled, &report.log_tail, started).await;
                 } else {
-                    tracing::info!("job stopped by shutdown; back in the queue");
+                    tracing::info!(removed = files.len(), "job stopped by shutdown; back in the queue");
                     if let Err(e) = self.store.requeue(&id).await {
                         tracing::error!(error = %e, "re-queueing the job failed");
                     }
                 }
             }
             Err(e) => {
-                tracing::info!(error = %e, "job failed");
-                // What a failed run wrote is unusable (truncated at a timeout or a size limit).
-                remove_partial_outputs(&resolved, started);
+                tracing::info!(error = %e, removed = files.len(), "job failed");
                 self.finish(&id, Outcome::Failed { error: e.to_string() }, &report.log_tail, started).await;
             }
         }
         self.lock_running().remove(&id);
-        self.release_outputs(&targets);
+        self.release_outputs(&id);
         running.done.cancel();
     }
 
-    /// Records that `id` writes `targets`, unless another running job already writes one of them.
-    fn reserve_outputs(&self, id: &JobId, targets: &[std::path::PathBuf]) -> Result<(), String> {
+    /// Records that `id` runs with `footprint`, unless a job running in this process may
+    /// write what it reads or writes, or read what it writes.
+    fn reserve_outputs(&self, id: &JobId, footprint: &Footprint) -> Result<(), OutputsBusy> {
         let mut writing = self.writing.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let root = self.sandbox.root();
-        if let Some((path, other)) = targets.iter().find_map(|t| writing.get(t).map(|o| (t, o))) {
-            let shown = path.strip_prefix(root).unwrap_or(path).display();
-            return Err(format!("output `{shown}` is being written by running job {other}; run this job after it"));
+        if let Some((other, _)) = writing.iter().find(|(_, theirs)| theirs.conflicts_with(footprint)) {
+            return Err(OutputsBusy { other: other.clone() });
         }
-        for t in targets {
-            writing.insert(t.clone(), id.clone());
-        }
+        writing.insert(id.clone(), footprint.clone());
         Ok(())
     }
 
-    fn release_outputs(&self, targets: &[std::path::PathBuf]) {
-        let mut writing = self.writing.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        for t in targets {
-            writing.remove(t);
-        }
+    fn release_outputs(&self, id: &JobId) {
+        self.writing.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(id);
     }
 }
 
@@ -501,12 +523,16 @@ fn check_command(
     Ok(resolved)
 }
 
-/// Removes what a stopped or failed run wrote (its outputs and side files modified since it
-/// started, and nothing else), so such a job leaves no half-written output behind.
-fn remove_partial_outputs(command: &ResolvedCommand, started: SystemTime) {
-    for path in outputs::produced_files(command, started) {
-        if let Err(e) = std::fs::remove_file(&path) {
-            tracing::warn!(path = %path.display(), error = %e, "removing a partial output failed");
-        }
-    }
+/// The value of a finished blocking task; a panic in it is re-raised here (a blocking task is
+/// only ever cancelled when the runtime shuts down, which drops the awaiting future too).
+fn joined<T>(result: Result<T, tokio::task::JoinError>) -> T {
+    result.unwrap_or_else(|e| std::panic::resume_unwind(e.try_into_panic().unwrap_or_else(|e| Box::new(e.to_string()))))
+}
+
+/// A job cannot start: a running job may write what it reads or writes.
+#[derive(Debug, thiserror::Error)]
+#[error("job {other} is running and may write files this job reads or writes; run this job after it")]
+pub struct OutputsBusy {
+    /// The running job.
+    pub other: JobId,
 }

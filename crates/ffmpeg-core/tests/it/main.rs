@@ -5,6 +5,7 @@ mod capabilities;
 mod command;
 mod duration;
 mod filtergraph;
+mod footprint;
 mod policy;
 mod progress;
 mod sandbox;

@@ -3,6 +3,7 @@
 
 mod exec_limits;
 mod orphans;
+mod outputs;
 mod probe;
 mod runner;
 mod service;

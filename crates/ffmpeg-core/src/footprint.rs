@@ -1,0 +1,357 @@
+//! A command's footprint: every file it may read and every file it may write, as
+//! (directory, name matcher) pairs relative to the data directory.
+//!
+//! A command names some files (`-i in.mp4`, `out.mp4`, `-segment_list list.m3u8`) and ffmpeg
+//! derives others from those names: two-pass logs from `-passlogfile`, a muxer's segments and
+//! playlists, temporary files renamed at the end. The footprint lists both kinds, each as a
+//! [`FileSet`]: a directory and the names in it ([`Names`]), marked [`Claim::Named`] or
+//! [`Claim::Derived`]. It is a pure function of a [`ResolvedCommand`]: no file is looked at.
+//!
+//! Two uses:
+//! - **Who may run together.** [`Footprint::conflicts_with`] is true when one command may write
+//!   a file the other reads or writes. It is conservative: two patterns that could name one
+//!   file overlap ([`pattern::may_overlap`]), and a directory holding a pattern (`hls/%v`) may
+//!   be any directory. A job queue runs conflicting commands one after the other.
+//! - **Which files are a run's.** A file in a written directory that a write set matches could
+//!   have been written by the run. Whether it *was* depends on what existed before the run: the
+//!   caller snapshots the written directories ([`Footprint::written_dirs`]) and applies the rule
+//!   documented on [`Claim`].
+//!
+//! Derived names follow ffmpeg 5.1's sources:
+//! - `-passlogfile PREFIX`: `PREFIX-N.log` (`fftools/ffmpeg_opt.c`, `"%s-%d.log"` with the
+//!   output stream's index N), which libx264 writes as `PREFIX-N.log.temp` and renames, with its
+//!   macroblock-tree statistics in `PREFIX-N.log.mbtree` (`.mbtree.temp` while written; x264's
+//!   `encoder/ratecontrol.c`). These are read too (pass 2).
+//! - HLS (`-f hls` or a `.m3u8` output `DIR/STEM.m3u8`, `libavformat/hlsenc.c`): segments
+//!   `STEM%d.ts`/`STEM%d.m4s` (`STEM.ts` with `single_file`, `STEM-DATE.ts` with `strftime`),
+//!   WebVTT `STEM%d.vtt` and `STEM_vtt.m3u8`, the fMP4 init segment `init.mp4` (`init_N.mp4`
+//!   per variant stream), the key `STEM.m3u8.key` (`hls_enc`); `%v` in the name stands for
+//!   any variant.
+//! - DASH (`-f dash` or `.mpd`, `libavformat/dashenc.c`): `init-stream$RepresentationID$...`,
+//!   `chunk-stream$RepresentationID$-$Number$...`, `STEM-streamN.EXT` (`single_file`), HLS
+//!   playlists `media_N.m3u8` and `master.m3u8` (`hls_playlist`).
+//! - Every written file may first be written as `NAME.tmp` and renamed (HLS `temp_file`, DASH
+//!   and `segment` lists on local files, image2's `atomic_writing`).
+//!
+//! ```
+//! use ffmpeg_core::command::Command;
+//! use ffmpeg_core::footprint::Footprint;
+//! use ffmpeg_core::sandbox::Sandbox;
+//! use std::path::Path;
+//!
+//! # let dir = tempfile::tempdir()?;
+//! let sandbox = Sandbox::new(dir.path())?;
+//! let resolve = |c: &str| sandbox.resolve_command(&Command::parse(c)?).map_err(Box::<dyn std::error::Error>::from);
+//! let pass1 = Footprint::of(&resolve("-i a.mp4 -pass 1 -passlogfile logs/x -f null -")?);
+//! assert!(pass1.writes_file(Path::new("logs/x-0.log")));
+//! assert!(!pass1.writes_file(Path::new("logs/x2.mp4")));
+//!
+//! // An HLS playlist's segments `x0.ts`, `x1.ts`, ... may be another job's `x2.ts`.
+//! let hls = Footprint::of(&resolve("-i b.mp4 -f hls logs/x.m3u8")?);
+//! assert!(hls.conflicts_with(&Footprint::of(&resolve("-i c.mp4 logs/x2.ts")?)));
+//! assert!(!hls.conflicts_with(&Footprint::of(&resolve("-i c.mp4 logs/x2.mp4")?)));
+//! // Reading what another job writes conflicts too; reading alongside does not.
+//! assert!(hls.conflicts_with(&Footprint::of(&resolve("-i logs/x.m3u8 -c copy y.mp4")?)));
+//! assert!(!hls.conflicts_with(&Footprint::of(&resolve("-i b.mp4 -c copy y.mp4")?)));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::borrow::Cow;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use crate::command::Output;
+use crate::pattern;
+use crate::policy::{Access, Naming};
+use crate::sandbox::{InputSource, OutputTarget, ResolvedCommand, ResolvedPath};
+
+/// What a command may read and write. Built by [`Footprint::of`]; see the [module docs](self).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct Footprint {
+    reads: Vec<FileSet>,
+    writes: Vec<FileSet>,
+}
+
+/// Some files in one directory.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct FileSet {
+    dir: PathBuf,
+    names: Names,
+    claim: Claim,
+}
+
+/// Which names of a directory a [`FileSet`] covers.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
+#[non_exhaustive]
+pub enum Names {
+    /// Exactly this name.
+    Exact(String),
+    /// Names matching a pattern in [`pattern`] syntax (`%d` digits, `%%` a literal `%`, other
+    /// `%x` and `$...$` any text).
+    Pattern(String),
+    /// Every file in the directory and below it (a directory an option reads, `fontsdir`).
+    Tree,
+}
+
+/// Why a written file would be the run's, which decides when an existing file counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
+#[non_exhaustive]
+pub enum Claim {
+    /// The command names it (an output, `-segment_list`, `psnr=stats_file=`, an
+    /// `-hls_segment_filename` pattern): ffmpeg was told to write it. Such a file is the run's
+    /// if it did not exist before the run or changed during it (ffmpeg overwrote it).
+    Named,
+    /// ffmpeg derives the name (pass logs, a muxer's segments and temporary files): the file
+    /// is the run's only if it did not exist before the run.
+    Derived,
+}
+
+impl FileSet {
+    /// The directory, relative to the data directory (empty for the data directory itself).
+    /// It may hold a pattern (`hls/%v`), which can stand for any directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The names covered.
+    pub fn names(&self) -> &Names {
+        &self.names
+    }
+
+    /// Named by the command, or derived by ffmpeg.
+    pub fn claim(&self) -> Claim {
+        self.claim
+    }
+
+    /// Does this set cover the file `name` in directory `dir` (relative to the data directory)?
+    pub fn matches(&self, dir: &Path, name: &str) -> bool {
+        match &self.names {
+            Names::Tree => dir.starts_with(&self.dir),
+            Names::Exact(exact) => self.same_dir(dir) && exact == name,
+            Names::Pattern(p) => self.same_dir(dir) && (pattern::matches(p, name)),
+        }
+    }
+
+    fn same_dir(&self, dir: &Path) -> bool {
+        self.dir == dir || (has_pattern(&self.dir) && pattern::matches(&path_text(&self.dir), &path_text(dir)))
+    }
+
+    /// Could this set and `other` cover one file? Conservative: `true` whenever it cannot be
+    /// ruled out from the names alone.
+    pub fn overlaps(&self, other: &FileSet) -> bool {
+        match (&self.names, &other.names) {
+            (Names::Tree, _) => other.dir.starts_with(&self.dir) || has_pattern(&other.dir),
+            (_, Names::Tree) => self.dir.starts_with(&other.dir) || has_pattern(&self.dir),
+            _ if has_pattern(&self.dir) || has_pattern(&other.dir) => {
+                pattern::may_overlap(&self.full_pattern(), &other.full_pattern())
+            }
+            _ => self.dir == other.dir && pattern::may_overlap(&self.name_pattern(), &other.name_pattern()),
+        }
+    }
+
+    /// The names as a pattern (an exact name escaped).
+    fn name_pattern(&self) -> Cow<'_, str> {
+        match &self.names {
+            Names::Exact(name) => escape(name),
+            Names::Pattern(p) => Cow::Borrowed(p),
+            Names::Tree => Cow::Borrowed("%s"),
+        }
+    }
+
+    /// Directory and names as one pattern (the directory's own placeholders kept).
+    fn full_pattern(&self) -> String {
+        let dir = path_text(&self.dir);
+        if dir.is_empty() { self.name_pattern().into_owned() } else { format!("{dir}/{}", self.name_pattern()) }
+    }
+}
+
+impl Footprint {
+    /// The footprint of `command`: its inputs and read option files (reads), its outputs,
+    /// written option files and the names ffmpeg derives from them (writes). Pass-log prefixes
+    /// are both read and written.
+    pub fn of(command: &ResolvedCommand) -> Footprint {
+        let mut fp = Footprint::default();
+        for input in command.inputs() {
+            if let InputSource::File(path) = input {
+                let (dir, name) = split(path);
+                fp.reads.push(FileSet { dir: dir.clone(), names: Names::Exact(name.clone()), claim: Claim::Named });
+                if pattern::is_pattern(&name) {
+                    fp.reads.push(FileSet { dir, names: Names::Pattern(name), claim: Claim::Named });
+                }
+            }
+        }
+        for (output, target) in command.command().outputs().iter().zip(command.outputs()) {
+            if let OutputTarget::File(path) = target {
+                fp.add_output(output, path);
+            }
+        }
+        for file in command.option_files() {
+            let use_ = file.file_use();
+            let (dir, name) = split(file.path());
+            match (use_.access, use_.naming) {
+                (Access::ReadDirectory, _) => {
+                    let mut dir = dir;
+                    dir.push(name);
+                    fp.reads.push(FileSet { dir, names: Names::Tree, claim: Claim::Named });
+                }
+                (Access::Read, Naming::Exact) => {
+                    fp.reads.push(FileSet { dir, names: Names::Exact(name), claim: Claim::Named });
+                }
+                (Access::Read, _) => fp.reads.push(FileSet { dir, names: Names::Pattern(name), claim: Claim::Named }),
+                (_, Naming::Prefix) => {
+                    // `-passlogfile`: `"%s-%d.log"` in ffmpeg, the prefix taken literally.
+                    let log = format!("{}-%d.log", escape(&name));
+                    for suffix in ["", ".mbtree"] {
+                        let read = FileSet {
+                            dir: dir.clone(),
+                            names: Names::Pattern(format!("{log}{suffix}")),
+                            claim: Claim::Derived,
+                        };
+                        fp.reads.push(read.clone());
+                        fp.writes.push(read);
+                        fp.derive(&dir, format!("{log}{suffix}.temp"));
+                    }
+                }
+                (_, Naming::Exact) => fp.write(dir, Names::Exact(name), Claim::Named),
+                (_, _) => fp.write(dir, Names::Pattern(name), Claim::Named),
+            }
+        }
+        fp.reads.sort();
+        fp.reads.dedup();
+        fp.writes.sort();
+        fp.writes.dedup();
+        fp
+    }
+
+    /// The file sets the command may read (inputs, read option files, pass logs).
+    pub fn reads(&self) -> &[FileSet] {
+        &self.reads
+    }
+
+    /// The file sets the command may write (outputs, written option files, derived names).
+    pub fn writes(&self) -> &[FileSet] {
+        &self.writes
+    }
+
+    /// The directories the command may write into, relative to the data directory: where a
+    /// run's files are looked for, and what a snapshot before the run must cover.
+    pub fn written_dirs(&self) -> BTreeSet<&Path> {
+        self.writes.iter().map(|set| set.dir.as_path()).collect()
+    }
+
+    /// May a command with this footprint run while one with `other` runs? `false` when either
+    /// may write a file the other reads or writes. Symmetric.
+    pub fn conflicts_with(&self, other: &Footprint) -> bool {
+        let any = |a: &[FileSet], b: &[FileSet]| a.iter().any(|x| b.iter().any(|y| x.overlaps(y)));
+        any(&self.writes, &other.writes) || any(&self.writes, &other.reads) || any(&self.reads, &other.writes)
+    }
+
+    /// The strongest claim the command's writes have on `path` (relative to the data
+    /// directory): [`Claim::Named`] before [`Claim::Derived`]; `None` when no write set
+    /// covers it.
+    pub fn claim_on(&self, path: &Path) -> Option<Claim> {
+        let dir = path.parent().unwrap_or(Path::new(""));
+        let name = path.file_name()?.to_str()?;
+        self.writes.iter().filter(|set| set.matches(dir, name)).map(|set| set.claim).min()
+    }
+
+    /// May the command write `path` (relative to the data directory)?
+    pub fn writes_file(&self, path: &Path) -> bool {
+        self.claim_on(path).is_some()
+    }
+
+    /// May the command read or write `path` (relative to the data directory)?
+    pub fn touches_file(&self, path: &Path) -> bool {
+        let dir = path.parent().unwrap_or(Path::new(""));
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else { return false };
+        self.writes_file(path) || self.reads.iter().any(|set| set.matches(dir, name))
+    }
+
+    /// An output file and what its muxer derives from its name.
+    fn add_output(&mut self, output: &Output, path: &ResolvedPath) {
+        let (dir, name) = split(path);
+        // A name with `%` is a pattern for image2 and the segment muxers, and literal for the
+        // others: cover both readings.
+        if pattern::is_pattern(&name) {
+            self.write(dir.clone(), Names::Pattern(name.clone()), Claim::Named);
+        }
+        self.write(dir.clone(), Names::Exact(name.clone()), Claim::Named);
+        let muxer = output.format().map(str::to_ascii_lowercase).or_else(|| {
+            let ext = Path::new(&name).extension()?.to_str()?.to_ascii_lowercase();
+            match ext.as_str() {
+                "m3u8" => Some("hls".to_owned()),
+                "mpd" => Some("dash".to_owned()),
+                _ => None,
+            }
+        });
+        // The muxers use the name as ffmpeg got it: `%v` stays a placeholder.
+        let stem = name.rsplit_once('.').map_or(name.as_str(), |(stem, _)| stem);
+        let derived: Vec<String> = match muxer.as_deref() {
+            Some("hls") => vec![
+                format!("{stem}%s.ts"),
+                format!("{stem}%s.m4s"),
+                format!("{stem}%s.vtt"),
+                format!("{stem}_vtt.m3u8"),
+                "init.mp4".to_owned(),
+                "init_%d.mp4".to_owned(),
+                format!("{name}.key"),
+            ],
+            Some("dash") => vec![
+                "init-stream%s".to_owned(),
+                "chunk-stream%s".to_owned(),
+                format!("{stem}-stream%d.%s"),
+                "media_%d.m3u8".to_owned(),
+                "master.m3u8".to_owned(),
+            ],
+            _ => Vec::new(),
+        };
+        for name in derived {
+            self.derive(&dir, name);
+        }
+    }
+
+    /// A written file set, and its `.tmp` twin (written first and renamed by several muxers).
+    fn write(&mut self, dir: PathBuf, names: Names, claim: Claim) {
+        let tmp = match &names {
+            Names::Exact(name) => Some(format!("{}.tmp", escape(name))),
+            Names::Pattern(p) => Some(format!("{p}.tmp")),
+            Names::Tree => None,
+        };
+        self.writes.push(FileSet { dir: dir.clone(), names, claim });
+        if let Some(tmp) = tmp {
+            self.writes.push(FileSet { dir, names: Names::Pattern(tmp), claim: Claim::Derived });
+        }
+    }
+
+    /// A derived name pattern and its `.tmp` twin.
+    fn derive(&mut self, dir: &Path, name: String) {
+        self.write(dir.to_owned(), Names::Pattern(name), Claim::Derived);
+    }
+}
+
+/// `path`'s directory relative to the data directory, and its file name.
+fn split(path: &ResolvedPath) -> (PathBuf, String) {
+    let relative = path.relative();
+    let dir = relative.parent().unwrap_or(Path::new("")).to_owned();
+    let name = relative.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    (dir, name)
+}
+
+/// `name` as a pattern matching exactly itself.
+fn escape(name: &str) -> Cow<'_, str> {
+    if name.contains(['%', '$']) { Cow::Owned(name.replace('%', "%%").replace('$', "$$")) } else { Cow::Borrowed(name) }
+}
+
+fn path_text(path: &Path) -> Cow<'_, str> {
+    path.to_string_lossy()
+}
+
+fn has_pattern(dir: &Path) -> bool {
+    pattern::is_pattern(&path_text(dir))
+}

@@ -1,0 +1,186 @@
+//! `ffmpeg_core::footprint` and `pattern::may_overlap`: which files a command may write, which
+//! commands conflict, and (proptest) that the overlap test never misses a shared name.
+
+use std::path::Path;
+
+use ffmpeg_core::command::Command;
+use ffmpeg_core::footprint::{Claim, Footprint};
+use ffmpeg_core::pattern;
+use ffmpeg_core::sandbox::Sandbox;
+use proptest::prelude::*;
+
+fn footprint(sandbox: &Sandbox, command: &str) -> Footprint {
+    let parsed = Command::parse(command).unwrap();
+    Footprint::of(&sandbox.resolve_command(&parsed).unwrap())
+}
+
+/// `command` may write `path` with `claim` (`None`: may not write it).
+fn check_claim(command: &str, cases: &[(&str, Option<Claim>)]) {
+    let dir = tempfile::tempdir().unwrap();
+    let sandbox = Sandbox::new(dir.path()).unwrap();
+    let fp = footprint(&sandbox, command);
+    for (path, expected) in cases {
+        assert_eq!(fp.claim_on(Path::new(path)), *expected, "{command}: {path}\n{fp:#?}");
+    }
+}
+
+#[test]
+fn pass_logs_are_the_real_derived_names_only() {
+    let derived = Some(Claim::Derived);
+    check_claim(
+        "-i a.mp4 -c:v libx264 -pass 1 -passlogfile logs/x -f null -",
+        &[
+            ("logs/x-0.log", derived),
+            ("logs/x-12.log", derived),
+            ("logs/x-0.log.mbtree", derived),
+            ("logs/x-0.log.temp", derived),
+            ("logs/x-0.log.mbtree.temp", derived),
+            // The bug of issue 12: a prefix claimed everything that began with it.
+            ("logs/x2.mp4", None),
+            ("logs/x-notes.txt", None),
+            ("logs/x.log", None),
+            ("logs/x-0.logx", None),
+            ("x-0.log", None),
+            ("a.mp4", None),
+        ],
+    );
+    // The prefix is literal in ffmpeg (`"%s-%d.log"`): a `%` in it is not a pattern.
+    check_claim("-i a.mp4 -pass 1 -passlogfile p%d -f null -", &[("p%d-0.log", derived), ("p1-0.log", None)]);
+}
+
+#[test]
+fn outputs_and_muxer_names() {
+    let (named, derived) = (Some(Claim::Named), Some(Claim::Derived));
+    check_claim(
+        "-i a.mp4 out/b.mp4",
+        &[("out/b.mp4", named), ("out/b.mp4.tmp", derived), ("out/b2.mp4", None), ("b.mp4", None)],
+    );
+    check_claim(
+        "-i a.mp4 -vf fps=1 thumbs/t%03d.png",
+        &[("thumbs/t001.png", named), ("thumbs/t1234.png", named), ("thumbs/t%03d.png", named), ("thumbs/t.png", None)],
+    );
+    check_claim(
+        "-i a.mp4 -f hls -hls_time 1 hls/index.m3u8",
+        &[
+            ("hls/index.m3u8", named),
+            ("hls/index.m3u8.tmp", derived),
+            ("hls/index0.ts", derived),
+            ("hls/index17.m4s", derived),
+            ("hls/index0.ts.tmp", derived),
+            ("hls/index.ts", derived),
+            ("hls/index-20240101120000.ts", derived),
+            ("hls/index_vtt.m3u8", derived),
+            ("hls/init.mp4", derived),
+            ("hls/init_1.mp4", derived),
+            ("hls/index.m3u8.key", derived),
+            ("hls/upload.txt", None),
+            ("hls/other0.ts", None),
+            ("index0.ts", None),
+        ],
+    );
+    check_claim(
+        "-i a.mp4 -f hls -hls_segment_filename hls/s_%03d.ts hls/top.m3u8",
+        &[("hls/s_001.ts", named), ("hls/s_001.ts.tmp", derived), ("hls/s_.ts", None), ("hls/victim.mp4", None)],
+    );
+    check_claim(
+        "-i a.mp4 -f dash dash/manifest.mpd",
+        &[
+            ("dash/manifest.mpd", named),
+            ("dash/manifest.mpd.tmp", derived),
+            ("dash/chunk-stream0-00001.m4s", derived),
+            ("dash/init-stream1.m4s", derived),
+            ("dash/manifest-stream0.mp4", derived),
+            ("dash/media_0.m3u8", derived),
+            ("dash/notes.txt", None),
+        ],
+    );
+    check_claim(
+        "-i a.mp4 -f segment -segment_time 1 -segment_list seg/list.csv seg/out%03d.ts",
+        &[
+            ("seg/out000.ts", named),
+            ("seg/list.csv", named),
+            ("seg/list.csv.tmp", derived),
+            ("seg/out.ts", None),
+            ("seg/list.txt", None),
+        ],
+    );
+    check_claim("-i a.mp4 -vf psnr=stats_file=q/psnr.log q/o.mp4", &[("q/psnr.log", named), ("q/psnr.log2", None)]);
+    check_claim("-i a.mp4 -f null -", &[("a.mp4", None), ("-", None)]);
+}
+
+#[test]
+fn conflicts() {
+    let dir = tempfile::tempdir().unwrap();
+    let sandbox = Sandbox::new(dir.path()).unwrap();
+    let cases = [
+        // Same output, or one's output is the other's input.
+        ("-i a.mp4 o.mp4", "-i b.mp4 o.mp4", true),
+        ("-i a.mp4 o.mp4", "-i o.mp4 p.mp4", true),
+        ("-i a.mp4 o.mp4", "-i a.mp4 p.mp4", false),
+        ("-i a.mp4 o.mp4", "-i b.mp4 sub/o.mp4", false),
+        // Patterns that can name one file.
+        ("-i a.mp4 t%03d.png", "-i b.mp4 t5.png", true),
+        ("-i a.mp4 t%03d.png", "-i b.mp4 t%d.png", true),
+        ("-i a.mp4 t%03d.png", "-i b.mp4 t%03d.jpg", false),
+        ("-i a.mp4 t%03d.png", "-i tx.png b.mp4", false),
+        // A pass-log prefix and a file of the same prefix (issue 12's example).
+        ("-i a.mp4 -pass 1 -passlogfile logs/x -f null -", "-i b.mp4 logs/x2.mp4", false),
+        ("-i a.mp4 -pass 1 -passlogfile logs/x -f null -", "-i b.mp4 -pass 2 -passlogfile logs/x c.mp4", true),
+        ("-i a.mp4 -pass 1 -passlogfile logs/x -f null -", "-i b.mp4 -pass 1 -passlogfile logs/y -f null -", false),
+        // HLS sets.
+        ("-i a.mp4 -f hls h/index.m3u8", "-i b.mp4 -f hls h/index.m3u8", true),
+        ("-i a.mp4 -f hls h/index.m3u8", "-i b.mp4 h/index3.ts", true),
+        ("-i a.mp4 -f hls h/index.m3u8", "-i b.mp4 h/other.mp4", false),
+        ("-i a.mp4 -f hls h/a.m3u8", "-i b.mp4 -f hls h/b.m3u8", true), // both may write init.mp4
+        ("-i a.mp4 -f hls h/a.m3u8", "-i b.mp4 -f hls g/b.m3u8", false),
+        // A pattern directory may be any directory.
+        ("-i a.mp4 -f hls -var_stream_map v:0 h/%v/i.m3u8", "-i b.mp4 h/0/i.m3u8", true),
+        // A directory read whole.
+        ("-i a.mp4 -vf subtitles=s.ass:fontsdir=fonts o.mp4", "-i b.mp4 fonts/x/f.ttf", true),
+        ("-i a.mp4 -vf subtitles=s.ass:fontsdir=fonts o.mp4", "-i b.mp4 fontsx.ttf", false),
+        // Temporary names: `o.mp4.tmp` of one is not the other's `o.mp4`.
+        ("-i a.mp4 o.mp4", "-i b.mp4 o.mp4.tmp", true),
+    ];
+    for (a, b, expected) in cases {
+        let (fa, fb) = (footprint(&sandbox, a), footprint(&sandbox, b));
+        assert_eq!(fa.conflicts_with(&fb), expected, "{a} | {b}");
+        assert_eq!(fb.conflicts_with(&fa), expected, "symmetric: {b} | {a}");
+    }
+}
+
+#[test]
+fn overlap_of_patterns() {
+    for (a, b, expected) in [
+        ("%sfoo", "bar%s", true),
+        ("a%dx", "a1%d", false),
+        ("a%dx", "a1%dx", true),
+        ("seg%03d.ts", "seg1%d.ts", true),
+        ("seg%03d.ts", "seg%03d.m4s", false),
+        ("x-%d.log", "x2.mp4", false),
+        ("x%s", "x2.mp4", true),
+        ("100%%.png", "100%.png", true),
+        ("100%%.png", "1001.png", false),
+        ("$Number$.m4s", "7.m4s", true),
+        ("%d", "", false),
+        ("%s", "", true),
+    ] {
+        assert_eq!(pattern::may_overlap(a, b), expected, "{a} vs {b}");
+        assert_eq!(pattern::may_overlap(b, a), expected, "{b} vs {a}");
+    }
+}
+
+/// Short patterns over a small alphabet, so that shared names are common.
+fn small_pattern() -> impl Strategy<Value = String> {
+    prop::collection::vec(prop::sample::select(vec!["a", "b", "1", "2", "%d", "%s", "%%", "$N$"]), 0..6)
+        .prop_map(|p| p.concat())
+}
+
+proptest! {
+    /// Never a false "no overlap": a name that both patterns match proves they overlap.
+    #[test]
+    fn may_overlap_misses_no_shared_name(a in small_pattern(), b in small_pattern(), name in prop::collection::vec(prop::sample::select(vec!["a", "b", "1", "2", "%", "$"]), 0..8).prop_map(|n| n.concat())) {
+        if pattern::matches(&a, &name) && pattern::matches(&b, &name) {
+            prop_assert!(pattern::may_overlap(&a, &b), "{a} and {b} both match {name}");
+        }
+    }
+}

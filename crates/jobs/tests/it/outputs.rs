@@ -1,0 +1,160 @@
+//! Which files a run owns: the snapshot rule on a real directory, and real ffmpeg runs that
+//! fail beside other writers' files.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ffmpeg_core::command::Command;
+use ffmpeg_core::footprint::Footprint;
+use ffmpeg_core::sandbox::Sandbox;
+use jobs::outputs::{self, Snapshot};
+use jobs::store::JobStore;
+use jobs::{FfmpegConfig, FfmpegRunner, JobStatus, Jobs, JobsConfig, MemoryStore, Runner, Shutdown, SubmitOptions};
+
+fn write(root: &Path, path: &str, content: &str) {
+    let path = root.join(path);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, content).unwrap();
+}
+
+fn exists(root: &Path, path: &str) -> bool {
+    root.join(path).exists()
+}
+
+#[test]
+fn a_run_owns_what_it_named_and_changed_and_the_new_files_ffmpeg_derives() {
+    let dir = tempfile::tempdir().unwrap();
+    let sandbox = Sandbox::new(dir.path()).unwrap();
+    let root = sandbox.root().to_owned();
+    let command = "-i in.mp4 -c:v libx264 -pass 1 -passlogfile logs/x -f hls -hls_segment_filename hls/s%03d.ts \
+                   hls/top.m3u8 -map 0 out/a.mp4 -map 0 out/kept.mp4";
+    let resolved = sandbox.resolve_command(&Command::parse(command).unwrap()).unwrap();
+    let footprint = Footprint::of(&resolved);
+
+    // Before the run: an earlier pass's log, segments of an earlier run, outputs, other files.
+    for path in [
+        "logs/x-0.log",
+        "logs/x-notes.txt",
+        "hls/s001.ts",
+        "hls/s002.ts",
+        "hls/top0.ts",
+        "out/a.mp4",
+        "out/kept.mp4",
+        "out/a.mp4.bak",
+    ] {
+        write(&root, path, "before");
+    }
+    let before = Snapshot::take(&root, &footprint);
+    // The snapshot keeps only what the footprint covers.
+    assert!(before.stamp(Path::new("logs"), "x-0.log").is_some());
+    assert!(before.stamp(Path::new("logs"), "x-notes.txt").is_none());
+
+    // The run, and other writers beside it.
+    write(&root, "logs/x-0.log", "rewritten by the run, but it existed: derived, not the run's");
+    write(&root, "logs/x-1.log", "new pass log");
+    write(&root, "logs/x-1.log.mbtree.temp", "new x264 temp file");
+    write(&root, "logs/x2.mp4", "another writer's file (issue 12)");
+    write(&root, "hls/s002.ts", "overwritten segment, named by the command's pattern");
+    write(&root, "hls/s003.ts", "new segment");
+    write(&root, "hls/top.m3u8", "new playlist");
+    write(&root, "hls/notes.txt", "another writer's file");
+    write(&root, "out/a.mp4", "overwritten output");
+    write(&root, "out/a.mp4.tmp", "new temp file");
+
+    let ours: Vec<PathBuf> = [
+        "hls/s002.ts",
+        "hls/s003.ts",
+        "hls/top.m3u8",
+        "logs/x-1.log",
+        "logs/x-1.log.mbtree.temp",
+        "out/a.mp4",
+        "out/a.mp4.tmp",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .collect();
+    assert_eq!(outputs::run_files(&root, &footprint, &before), ours);
+
+    // Failure removes exactly those, and nothing else.
+    assert_eq!(outputs::remove_run_files(&root, &footprint, &before), ours);
+    for path in &ours {
+        assert!(!root.join(path).exists(), "{} removed", path.display());
+    }
+    for path in [
+        "logs/x-0.log",
+        "logs/x-notes.txt",
+        "logs/x2.mp4",
+        "hls/s001.ts",
+        "hls/top0.ts",
+        "hls/notes.txt",
+        "out/kept.mp4",
+        "out/a.mp4.bak",
+    ] {
+        assert!(exists(&root, path), "{path} kept");
+    }
+}
+
+#[test]
+fn snapshots_survive_serialisation() {
+    let dir = tempfile::tempdir().unwrap();
+    let sandbox = Sandbox::new(dir.path()).unwrap();
+    write(sandbox.root(), "o/a.mp4", "x");
+    let resolved = sandbox.resolve_command(&Command::parse("-i in.mp4 o/a.mp4").unwrap()).unwrap();
+    let before = Snapshot::take(sandbox.root(), &Footprint::of(&resolved));
+    let text = serde_json::to_string(&before).unwrap();
+    assert_eq!(serde_json::from_str::<Snapshot>(&text).unwrap(), before);
+}
+
+/// A real two-pass run that times out while another writer adds files sharing its prefix.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_pass_log_job_removes_its_own_files_and_no_one_elses() {
+    let dir = tempfile::tempdir().unwrap();
+    let sandbox = Sandbox::new(dir.path()).unwrap();
+    let root = sandbox.root().to_owned();
+    write(&root, "out/a.mp4", "an older result, overwritten by the job");
+    write(&root, "logs/x-notes.txt", "someone's notes");
+    let store: Arc<dyn JobStore> = Arc::new(MemoryStore::new());
+    let runner: Arc<dyn Runner> = Arc::new(FfmpegRunner::new(FfmpegConfig::new("ffmpeg", &root)));
+    let config = JobsConfig { concurrency: 1, idle_wait: Duration::from_millis(100), ..JobsConfig::default() };
+    let jobs = Jobs::new(Arc::clone(&store), runner, sandbox, config);
+    let shutdown = Shutdown::default();
+    let _workers = jobs.spawn_workers(&shutdown);
+
+    let command = "-re -f lavfi -i testsrc=duration=60:size=160x120:rate=25 -c:v libx264 -preset ultrafast \
+                   -pass 1 -passlogfile logs/x -f mp4 out/a.mp4";
+    let options = SubmitOptions { timeout_seconds: Some(3), ..SubmitOptions::default() };
+    let job = jobs.submit(command, options).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while store.get(&job.id).await.unwrap().unwrap().progress.is_none() {
+        assert!(Instant::now() < deadline, "the job never reported progress");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // x264 writes its statistics as `x-0.log.temp` (and `.mbtree.temp`) while it runs.
+    let pass_log_written = || {
+        std::fs::read_dir(root.join("logs"))
+            .unwrap()
+            .any(|e| e.unwrap().file_name().to_string_lossy().starts_with("x-0.log"))
+    };
+    while !pass_log_written() {
+        assert!(Instant::now() < deadline, "the job never wrote its pass log");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    write(&root, "logs/x2.mp4", "another writer's file, written while the job runs");
+    let job = loop {
+        let job = store.get(&job.id).await.unwrap().unwrap();
+        if job.status.is_finished() {
+            break job;
+        }
+        assert!(Instant::now() < deadline, "the job never finished: {job:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(job.status, JobStatus::Failed, "{job:?}");
+    assert!(!exists(&root, "out/a.mp4"), "the overwritten output is removed");
+    let left: Vec<String> =
+        std::fs::read_dir(root.join("logs")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    let mut left = left;
+    left.sort();
+    assert_eq!(left, ["x-notes.txt", "x2.mp4"], "pass logs removed, other files kept");
+    shutdown.stop_claiming.cancel();
+}
