@@ -181,6 +181,16 @@ mod tests {
         Ok(())
     }
 
+    /// Every rule id a refusal can carry is listed in the document.
+    #[test]
+    fn security_doc_lists_every_rule_id() -> Result {
+        let doc = std::fs::read_to_string(crate::root().join(PATH))?;
+        for rule in ffmpeg_core::policy::RuleId::ALL {
+            assert!(doc.contains(&format!("`{rule}`")), "{PATH} does not list the rule id `{rule}`");
+        }
+        Ok(())
+    }
+
     /// A policy change shows in the tables: the generator reads the policy, not a copy.
     #[test]
     fn tables_follow_the_policy() -> Result {

@@ -86,10 +86,11 @@ pub struct Output {
 #[non_exhaustive]
 pub enum CommandError {
     /// The command line could not be split into arguments (unbalanced quotes or a trailing `\`).
-    #[error("command line cannot be split into arguments: {reason}")]
+    #[error("command line cannot be split into arguments: {source}")]
     Split {
-        /// What shell-words reported, e.g. "missing closing quote".
-        reason: String,
+        /// What shell-words reported ("missing closing quote").
+        #[source]
+        source: shell_words::ParseError,
     },
     /// The command line has no arguments at all.
     #[error("command is empty")]
@@ -137,7 +138,8 @@ pub enum CommandError {
 impl CommandError {
     /// The offending argument: its 1-based position in the split command line and its text,
     /// for the errors that name one ([`CommandError::MissingValue`],
-    /// [`CommandError::TrailingOption`], [`CommandError::InvalidOption`]); `None` otherwise.
+    /// [`CommandError::TrailingOption`], [`CommandError::NulByte`],
+    /// [`CommandError::InvalidOption`]); `None` otherwise.
     ///
     /// ```
     /// use ffmpeg_core::command::Command;
@@ -163,7 +165,7 @@ impl Command {
     /// # Errors
     /// [`CommandError::Split`] for unbalanced quotes; otherwise as [`Command::from_args`].
     pub fn parse(line: &str) -> Result<Command, CommandError> {
-        let args = shell_words::split(line).map_err(|e| CommandError::Split { reason: e.to_string() })?;
+        let args = shell_words::split(line).map_err(|source| CommandError::Split { source })?;
         Command::from_args(args)
     }
 

@@ -172,6 +172,9 @@ fn duration_line(line: &str) -> IResult<&str, Option<f64>> {
 /// [`ProgressUpdate::out_time_us`]); `frames` is the video frame limit set by `-frames:v` /
 /// `-vframes` / `-frames` (compared with [`ProgressUpdate::frame`]). Either is `None` when
 /// it cannot be known from the command and the input durations.
+///
+/// A plain value that callers may also build themselves (from a duration they know), so it is
+/// not `#[non_exhaustive]`.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct ExpectedLength {
@@ -245,10 +248,10 @@ impl ExpectedLength {
     ///
     /// ```
     /// use ffmpeg_core::duration::ExpectedLength;
-    /// use ffmpeg_core::progress::ProgressUpdate;
+    /// use ffmpeg_core::progress::ProgressParser;
     ///
     /// let expected = ExpectedLength { seconds: Some(4.0), frames: None };
-    /// let update = ProgressUpdate { out_time_us: Some(1_000_000), ..Default::default() };
+    /// let update = ProgressParser::new().feed(b"out_time_us=1000000\nprogress=continue\n").remove(0);
     /// assert_eq!(expected.percent(&update), Some(25.0));
     /// assert_eq!(ExpectedLength::default().percent(&update), None);
     /// ```

@@ -110,7 +110,7 @@ pub struct Filter {
     pub offset: usize,
 }
 
-/// One option of a filter.
+/// One option of a filter. Exhaustive on purpose: ffmpeg's grammar has only these two forms.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub enum FilterArg {

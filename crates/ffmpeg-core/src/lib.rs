@@ -20,6 +20,15 @@
 //! - [`duration`]: input durations from ffmpeg's stderr banner, the expected output duration,
 //!   and percent complete.
 //!
+//! Types that can grow are `#[non_exhaustive]`: every error and every enum whose set of cases
+//! can grow (treatments, rule ids, path problems, input sources, name kinds), and the structs
+//! with public fields that this crate builds for callers to read ([`progress::ProgressUpdate`],
+//! [`capabilities::UnknownName`], the policy's [`policy::FileUse`] and
+//! [`policy::FilterOptionRule`]). Enums that mirror a closed grammar
+//! ([`progress::ProgressState`], [`filtergraph::FilterArg`]) and plain values that callers
+//! build ([`duration::ExpectedLength`], [`capabilities::CapabilityOutputs`], the
+//! [`filtergraph`] tree) are exhaustive, so that matching and building them needs no wildcard.
+//!
 //! ```
 //! use ffmpeg_core::command::Command;
 //!

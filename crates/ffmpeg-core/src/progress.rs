@@ -90,8 +90,12 @@ pub struct ProgressParser {
 /// that overflow their type). Units are in the field docs.
 ///
 /// Format: `print_report()` in `fftools/ffmpeg.c` (ffmpeg 5.1).
+///
+/// `#[non_exhaustive]`: ffmpeg adds keys, and fields for them may be added; start from
+/// [`ProgressUpdate::default`] to build one by hand.
 #[derive(Debug, Clone, PartialEq, Default)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
 pub struct ProgressUpdate {
     /// Video frames written so far (`frame=`), counted on the first video output stream.
     /// Absent for audio-only outputs.
@@ -122,7 +126,8 @@ pub struct ProgressUpdate {
     pub other: Vec<(String, String)>,
 }
 
-/// The `progress=` line that ends a block.
+/// The `progress=` line that ends a block. Exhaustive on purpose: ffmpeg writes only `continue`
+/// and `end` (`print_report()` in `fftools/ffmpeg.c`), and any other value reads as `Continue`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[cfg_attr(feature = "serde", serde(rename_all = "lowercase"))]
@@ -141,10 +146,11 @@ impl ProgressUpdate {
     /// ```
     /// use ffmpeg_core::progress::ProgressUpdate;
     ///
-    /// let update = ProgressUpdate { out_time_us: Some(1_500_000), ..Default::default() };
+    /// let mut update = ProgressUpdate::default();
+    /// update.out_time_us = Some(1_500_000);
     /// assert_eq!(update.out_time_seconds(), Some(1.5));
-    /// let start = ProgressUpdate { out_time_us: Some(-79_000), ..Default::default() };
-    /// assert_eq!(start.out_time_seconds(), Some(0.0));
+    /// update.out_time_us = Some(-79_000); // the start of a stream copy
+    /// assert_eq!(update.out_time_seconds(), Some(0.0));
     /// ```
     pub fn out_time_seconds(&self) -> Option<f64> {
         self.out_time_us.map(|us| us.max(0) as f64 / 1_000_000.0)

@@ -170,7 +170,7 @@ impl IntoResponse for ApiError {
             argument_position: argument.map(|(p, _)| p),
             argument: argument.map(|(_, a)| a.to_owned()),
             rule: match &self {
-                ApiError::Sandbox(e) => Some(e.rule().to_owned()),
+                ApiError::Sandbox(e) => Some(e.rule().as_str().to_owned()),
                 _ => None,
             },
         };

@@ -223,7 +223,8 @@ impl Tail {
 /// failed half-way, so the end block does not mean 100 %: percent comes from how far the output
 /// got (the store records 100 % when the job completes).
 fn snapshot(update: &ProgressUpdate, expected: &ExpectedLength) -> Progress {
-    let as_continue = ProgressUpdate { state: ffmpeg_core::progress::ProgressState::Continue, ..update.clone() };
+    let mut as_continue = update.clone();
+    as_continue.state = ffmpeg_core::progress::ProgressState::Continue;
     let percent = expected.percent(&as_continue).map(|p| (p * 100.0).round() / 100.0);
     let out_time_us = update.out_time_us.map(|t| t.max(0));
     let eta_seconds = match (expected.seconds, expected.frames) {

@@ -7,7 +7,7 @@
 //! sockets (`subtitles=/etc/passwd`, `zmq`, `ladspa`), playlists that name further files (an HLS
 //! playlist naming `/abs/seg.ts`), and formats that are devices or network protocols. The
 //! policy is data: one rule per option, filter and format, each with a stable rule id (see
-//! [`rule`]) and a human reason, documented in the project's `docs/security.md` (its tables
+//! [`RuleId`]) and a human reason, documented in the project's `docs/security.md` (its tables
 //! are generated from [`Policy::default`] by `cargo xtask docs`, through the accessors below).
 //!
 //! Every option gets a treatment ([`OptionTreatment`]): allowed; allowed with a value the
@@ -36,7 +36,7 @@
 //! ```
 
 mod checks;
-pub mod rule;
+mod rule;
 mod rules;
 mod tables;
 
@@ -46,6 +46,7 @@ use std::collections::BTreeMap;
 use crate::command::Command;
 
 pub(crate) use checks::{check_value, parse_dictionary};
+pub use rule::RuleId;
 pub use rules::{
     Access, FileUse, FilterOptionCheck, FilterOptionRule, FilterRule, FilterTreatment, FormatRule, Naming, OptionRule,
     OptionTreatment, PathBase,

@@ -1,31 +1,124 @@
 //! Stable rule ids, as [`SandboxError::rule`](crate::sandbox::SandboxError::rule) reports them:
 //! which kind of rule a refused command broke. The reason names the option, filter or format.
 
-/// The data directory itself cannot be used.
-pub const DATA_DIRECTORY: &str = "data-directory";
-/// An absolute path where a path relative to the data directory is needed.
-pub const ABSOLUTE_PATH: &str = "absolute-path";
-/// A path that leaves the data directory (`..`, a symlink pointing outside).
-pub const PATH_ESCAPES: &str = "path-escapes";
-/// A protocol or special name (`http:`, `pipe:`, `-`) instead of a plain file path.
-pub const PROTOCOL: &str = "protocol";
-/// Not a usable file (or directory) path: empty, a directory, a FIFO, a device.
-pub const NOT_A_FILE: &str = "not-a-file";
-/// A path the operator put off limits.
-pub const RESERVED_PATH: &str = "reserved-path";
-/// A glob pattern in an input path (`%*`), which would expand to unchecked names.
-pub const GLOB_PATTERN: &str = "glob-pattern";
-/// `..` in a value that is relative to the output's directory.
-pub const PARENT_DIRECTORY: &str = "parent-directory";
-/// An option the policy forbids.
-pub const FORBIDDEN_OPTION: &str = "forbidden-option";
-/// An allowed option with a value the policy forbids (`-safe 0`, `-pattern_type glob`).
-pub const FORBIDDEN_VALUE: &str = "forbidden-value";
-/// A demuxer or muxer the policy forbids.
-pub const FORBIDDEN_FORMAT: &str = "forbidden-format";
-/// A filter, or an option of a filter, that the policy forbids.
-pub const FORBIDDEN_FILTER: &str = "forbidden-filter";
-/// A filter graph that does not parse.
-pub const FILTERGRAPH_SYNTAX: &str = "filtergraph-syntax";
-/// An output (or a file an output's options write) that is one of the command's inputs.
-pub const OUTPUT_OVERWRITES_INPUT: &str = "output-overwrites-input";
+use std::fmt;
+
+/// The kind of rule a refused command broke. [`RuleId::as_str`] is its stable id
+/// (`forbidden-option`, ...), as API responses and `docs/security.md` show it; new ids may be
+/// added, existing ones do not change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum RuleId {
+    /// The data directory itself cannot be used.
+    DataDirectory,
+    /// An absolute path where a path relative to the data directory is needed.
+    AbsolutePath,
+    /// A path that leaves the data directory (`..`, a symlink pointing outside).
+    PathEscapes,
+    /// A protocol or special name (`http:`, `pipe:`, `-`) instead of a plain file path.
+    Protocol,
+    /// Not a usable file (or directory) path: empty, a directory, a FIFO, a device.
+    NotAFile,
+    /// A path the operator put off limits.
+    ReservedPath,
+    /// A glob pattern in an input path (`%*`), which would expand to unchecked names.
+    GlobPattern,
+    /// `..` in a value that is relative to the output's directory.
+    ParentDirectory,
+    /// A path that leads through a symlink to a name that is not valid UTF-8: ffmpeg gets
+    /// paths as text, and a lossy copy would name another file.
+    NonUtf8Path,
+    /// An option the policy forbids.
+    ForbiddenOption,
+    /// An allowed option with a value the policy forbids (`-safe 0`, `-pattern_type glob`).
+    ForbiddenValue,
+    /// A demuxer or muxer the policy forbids.
+    ForbiddenFormat,
+    /// A filter, or an option of a filter, that the policy forbids.
+    ForbiddenFilter,
+    /// A filter graph that does not parse.
+    FiltergraphSyntax,
+    /// An output (or a file an output's options write) that is one of the command's inputs.
+    OutputOverwritesInput,
+}
+
+impl RuleId {
+    /// Every rule id.
+    pub const ALL: &[RuleId] = &[
+        RuleId::DataDirectory,
+        RuleId::AbsolutePath,
+        RuleId::PathEscapes,
+        RuleId::Protocol,
+        RuleId::NotAFile,
+        RuleId::ReservedPath,
+        RuleId::GlobPattern,
+        RuleId::ParentDirectory,
+        RuleId::NonUtf8Path,
+        RuleId::ForbiddenOption,
+        RuleId::ForbiddenValue,
+        RuleId::ForbiddenFormat,
+        RuleId::ForbiddenFilter,
+        RuleId::FiltergraphSyntax,
+        RuleId::OutputOverwritesInput,
+    ];
+
+    /// The stable id, e.g. `"path-escapes"`.
+    ///
+    /// ```
+    /// use ffmpeg_core::policy::RuleId;
+    ///
+    /// assert_eq!(RuleId::ForbiddenOption.as_str(), "forbidden-option");
+    /// assert_eq!(RuleId::PathEscapes.to_string(), "path-escapes");
+    /// ```
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            RuleId::DataDirectory => "data-directory",
+            RuleId::AbsolutePath => "absolute-path",
+            RuleId::PathEscapes => "path-escapes",
+            RuleId::Protocol => "protocol",
+            RuleId::NotAFile => "not-a-file",
+            RuleId::ReservedPath => "reserved-path",
+            RuleId::GlobPattern => "glob-pattern",
+            RuleId::ParentDirectory => "parent-directory",
+            RuleId::NonUtf8Path => "non-utf8-path",
+            RuleId::ForbiddenOption => "forbidden-option",
+            RuleId::ForbiddenValue => "forbidden-value",
+            RuleId::ForbiddenFormat => "forbidden-format",
+            RuleId::ForbiddenFilter => "forbidden-filter",
+            RuleId::FiltergraphSyntax => "filtergraph-syntax",
+            RuleId::OutputOverwritesInput => "output-overwrites-input",
+        }
+    }
+}
+
+impl fmt::Display for RuleId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(feature = "serde")]
+impl serde::Serialize for RuleId {
+    /// As its stable id, a string.
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RuleId;
+
+    #[test]
+    fn ids_are_distinct_kebab_case() {
+        let mut ids: Vec<&str> = RuleId::ALL.iter().map(|r| r.as_str()).collect();
+        assert!(
+            ids.iter()
+                .all(|id| !id.is_empty()
+                    && id.bytes().all(|b| b.is_ascii_lowercase() || b == b'-' || b.is_ascii_digit()))
+        );
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), RuleId::ALL.len());
+    }
+}

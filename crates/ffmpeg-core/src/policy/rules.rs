@@ -17,10 +17,10 @@ pub struct OptionRule {
 pub enum OptionTreatment {
     /// Passed to ffmpeg as written.
     Allowed,
-    /// Refused ([`rule::FORBIDDEN_OPTION`](super::rule::FORBIDDEN_OPTION)).
+    /// Refused ([`RuleId::ForbiddenOption`](super::RuleId::ForbiddenOption)).
     Forbidden,
     /// Allowed with one of these values only (compared ignoring ASCII case), else refused
-    /// ([`rule::FORBIDDEN_VALUE`](super::rule::FORBIDDEN_VALUE)): `-safe 1`, `-pattern_type sequence`.
+    /// ([`RuleId::ForbiddenValue`](super::RuleId::ForbiddenValue)): `-safe 1`, `-pattern_type sequence`.
     OnlyValues(&'static [&'static str]),
     /// The value is a file path: resolved by the sandbox and handed to ffmpeg as an absolute
     /// path inside the data directory (or checked, for [`PathBase::OutputDirectory`]).
@@ -45,8 +45,10 @@ pub enum OptionTreatment {
     PresetName,
 }
 
-/// How a file-valued option or filter option uses its file.
+/// How a file-valued option or filter option uses its file. Built by the policy's tables, read
+/// by callers; `#[non_exhaustive]` so that it can say more later.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub struct FileUse {
     /// Read, written, or both.
     pub access: Access,
@@ -109,14 +111,16 @@ pub struct FilterRule {
 pub enum FilterTreatment {
     /// Passed to ffmpeg as written.
     Allowed,
-    /// Refused ([`rule::FORBIDDEN_FILTER`](super::rule::FORBIDDEN_FILTER)).
+    /// Refused ([`RuleId::ForbiddenFilter`](super::RuleId::ForbiddenFilter)).
     Forbidden,
     /// Allowed; these options are checked (files resolved, some refused).
     Checked(&'static [FilterOptionRule]),
 }
 
-/// A filter option that the sandbox checks.
+/// A filter option that the sandbox checks. Built by the policy's tables, read by callers;
+/// `#[non_exhaustive]` so that it can say more later.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct FilterOptionRule {
     /// The option's name, e.g. `filename`.
     pub option: &'static str,

@@ -2,10 +2,11 @@
 //! the argument) and [`PathProblem`] (what is wrong with a path found inside an argument).
 
 use std::fmt;
+use std::io;
 use std::path::PathBuf;
 
 use crate::filtergraph::FilterGraphError;
-use crate::policy::rule;
+use crate::policy::RuleId;
 
 /// What is wrong with a path found inside an option or a filter graph, or with an input path.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,20 +31,37 @@ pub enum PathProblem {
     Glob,
     /// `..` in a value relative to the output's directory.
     Parent,
+    /// The path leads through a symlink to a name that is not valid UTF-8. ffmpeg gets paths
+    /// as text (`file:` URLs, option values); a lossy copy would name another file.
+    NotUtf8,
 }
 
 /// Why a command or path was refused. Messages name the argument: "argument 4 `../x.mp4`: path
 /// escapes the data directory"; [`SandboxError::rule`] gives a stable id of the broken rule.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SandboxError {
-    /// The data directory itself cannot be used (missing, not a directory, unreadable).
-    #[error("data directory `{path}` cannot be used: {reason}")]
+    /// The data directory itself cannot be used: missing, unreadable, or not a directory
+    /// (`source` is then of kind [`io::ErrorKind::NotADirectory`]). The message includes the
+    /// source's, since start-up errors are often shown without their chain.
+    #[error("data directory `{path}` cannot be used: {source}")]
     Root {
         /// The data directory as given.
         path: PathBuf,
-        /// The I/O error.
-        reason: String,
+        /// What the file system said.
+        #[source]
+        source: io::Error,
+    },
+    /// The data directory's canonical path is not valid UTF-8. ffmpeg gets every path as text
+    /// (`file:` URLs, option values, job records); rather than hand it a lossy copy that names
+    /// another file, the sandbox refuses such a directory.
+    #[error(
+        "data directory `{path}` cannot be used: its canonical path is not valid UTF-8; \
+         use a directory whose path is"
+    )]
+    RootNotUtf8 {
+        /// The data directory as given.
+        path: PathBuf,
     },
     /// An absolute path.
     #[error(
@@ -111,9 +129,9 @@ pub enum SandboxError {
         position: usize,
         /// The option as written with its value (`-vstats_file x`).
         argument: String,
-        /// The rule id: one of [`rule::FORBIDDEN_OPTION`], [`rule::FORBIDDEN_VALUE`],
-        /// [`rule::FORBIDDEN_FILTER`], [`rule::FORBIDDEN_FORMAT`].
-        rule: &'static str,
+        /// The rule id: one of [`RuleId::ForbiddenOption`], [`RuleId::ForbiddenValue`],
+        /// [`RuleId::ForbiddenFilter`], [`RuleId::ForbiddenFormat`].
+        rule: RuleId,
         /// What is refused and why, e.g. "option `-report` is not allowed: writes a log file
         /// ...".
         reason: String,
@@ -126,6 +144,7 @@ pub enum SandboxError {
         /// The option as written with its value, or the URL.
         argument: String,
         /// What the filtergraph parser reported (byte offsets into the graph).
+        #[source]
         error: FilterGraphError,
     },
     /// An output, or a file an option writes, is one of the command's own inputs (or a file
@@ -168,21 +187,26 @@ impl fmt::Display for PathProblem {
             PathProblem::Parent => {
                 f.write_str("`..` is not allowed here: the value is relative to the output's directory")
             }
+            PathProblem::NotUtf8 => f.write_str(
+                "the path leads through a symlink to a name that is not valid UTF-8, which cannot \
+                 be handed to ffmpeg unchanged",
+            ),
         }
     }
 }
 
 impl PathProblem {
-    /// The stable rule id ([`rule`]) of the problem.
-    pub fn rule(&self) -> &'static str {
+    /// The stable rule id of the problem.
+    pub fn rule(&self) -> RuleId {
         match self {
-            PathProblem::Absolute => rule::ABSOLUTE_PATH,
-            PathProblem::Escapes => rule::PATH_ESCAPES,
-            PathProblem::Protocol(_) => rule::PROTOCOL,
-            PathProblem::NotAFile | PathProblem::NotADirectory => rule::NOT_A_FILE,
-            PathProblem::Denied => rule::RESERVED_PATH,
-            PathProblem::Glob => rule::GLOB_PATTERN,
-            PathProblem::Parent => rule::PARENT_DIRECTORY,
+            PathProblem::Absolute => RuleId::AbsolutePath,
+            PathProblem::Escapes => RuleId::PathEscapes,
+            PathProblem::Protocol(_) => RuleId::Protocol,
+            PathProblem::NotAFile | PathProblem::NotADirectory => RuleId::NotAFile,
+            PathProblem::Denied => RuleId::ReservedPath,
+            PathProblem::Glob => RuleId::GlobPattern,
+            PathProblem::Parent => RuleId::ParentDirectory,
+            PathProblem::NotUtf8 => RuleId::NonUtf8Path,
         }
     }
 
@@ -195,7 +219,7 @@ impl PathProblem {
             PathProblem::Protocol(scheme) => SandboxError::Protocol { position, argument, scheme },
             PathProblem::NotAFile | PathProblem::NotADirectory => SandboxError::NotAFile { position, argument },
             PathProblem::Denied => SandboxError::Denied { position, argument },
-            problem @ (PathProblem::Glob | PathProblem::Parent) => {
+            problem @ (PathProblem::Glob | PathProblem::Parent | PathProblem::NotUtf8) => {
                 SandboxError::Path { position, argument, context: String::new(), problem }
             }
         }
@@ -204,11 +228,11 @@ impl PathProblem {
 
 impl SandboxError {
     /// The offending argument: its 1-based position in the split command line and its text
-    /// (for an option, the option with its value as in [`Opt`](crate::command::Opt)'s `Display`). `None` for
-    /// [`SandboxError::Root`].
+    /// (for an option, the option with its value as in [`Opt`](crate::command::Opt)'s `Display`).
+    /// `None` for [`SandboxError::Root`] and [`SandboxError::RootNotUtf8`].
     pub fn argument(&self) -> Option<(usize, &str)> {
         match self {
-            SandboxError::Root { .. } => None,
+            SandboxError::Root { .. } | SandboxError::RootNotUtf8 { .. } => None,
             SandboxError::Absolute { position, argument }
             | SandboxError::Escapes { position, argument }
             | SandboxError::Protocol { position, argument, .. }
@@ -221,23 +245,23 @@ impl SandboxError {
         }
     }
 
-    /// The stable id of the rule the command broke, one of the constants in [`rule`]:
-    /// `data-directory`, `absolute-path`, `path-escapes`, `protocol`, `not-a-file`,
-    /// `reserved-path`, `glob-pattern`, `parent-directory`, `forbidden-option`,
-    /// `forbidden-value`, `forbidden-filter`, `forbidden-format`, `filtergraph-syntax`,
-    /// `output-overwrites-input`.
-    pub fn rule(&self) -> &'static str {
+    /// The id of the rule the command broke; [`RuleId::as_str`] gives its stable text
+    /// (`data-directory`, `absolute-path`, `path-escapes`, `protocol`, `not-a-file`,
+    /// `reserved-path`, `glob-pattern`, `parent-directory`, `non-utf8-path`,
+    /// `forbidden-option`, `forbidden-value`, `forbidden-filter`, `forbidden-format`,
+    /// `filtergraph-syntax`, `output-overwrites-input`).
+    pub fn rule(&self) -> RuleId {
         match self {
-            SandboxError::Root { .. } => rule::DATA_DIRECTORY,
-            SandboxError::Absolute { .. } => rule::ABSOLUTE_PATH,
-            SandboxError::Escapes { .. } => rule::PATH_ESCAPES,
-            SandboxError::Protocol { .. } => rule::PROTOCOL,
-            SandboxError::NotAFile { .. } => rule::NOT_A_FILE,
-            SandboxError::Denied { .. } => rule::RESERVED_PATH,
+            SandboxError::Root { .. } | SandboxError::RootNotUtf8 { .. } => RuleId::DataDirectory,
+            SandboxError::Absolute { .. } => RuleId::AbsolutePath,
+            SandboxError::Escapes { .. } => RuleId::PathEscapes,
+            SandboxError::Protocol { .. } => RuleId::Protocol,
+            SandboxError::NotAFile { .. } => RuleId::NotAFile,
+            SandboxError::Denied { .. } => RuleId::ReservedPath,
             SandboxError::Path { problem, .. } => problem.rule(),
-            SandboxError::Forbidden { rule, .. } => rule,
-            SandboxError::FilterGraph { .. } => rule::FILTERGRAPH_SYNTAX,
-            SandboxError::OutputOverwritesInput { .. } => rule::OUTPUT_OVERWRITES_INPUT,
+            SandboxError::Forbidden { rule, .. } => *rule,
+            SandboxError::FilterGraph { .. } => RuleId::FiltergraphSyntax,
+            SandboxError::OutputOverwritesInput { .. } => RuleId::OutputOverwritesInput,
         }
     }
 }

@@ -5,7 +5,7 @@ use super::options::{Checked, Side};
 use super::path::Want;
 use super::{OptionFile, PathProblem, Sandbox, SandboxError};
 use crate::filtergraph::{self, FilterArg};
-use crate::policy::{self, Access, FileUse, FilterOptionCheck, FilterTreatment, PathBase, rule};
+use crate::policy::{self, Access, FileUse, FilterOptionCheck, FilterTreatment, PathBase, RuleId};
 
 impl Sandbox {
     /// Parses and checks a filter graph found at `position` (`argument` as written); returns
@@ -26,7 +26,7 @@ impl Sandbox {
         let forbidden = |reason: String| SandboxError::Forbidden {
             position,
             argument: argument.to_owned(),
-            rule: rule::FORBIDDEN_FILTER,
+            rule: RuleId::ForbiddenFilter,
             reason,
         };
         let mut changed = false;
@@ -67,7 +67,7 @@ impl Sandbox {
                 match check.check {
                     FilterOptionCheck::File(file_use) => {
                         let path = self.resolve_file(value, file_use, Side::Global).map_err(path_error)?;
-                        *value = path.as_path().display().to_string();
+                        *value = path.as_str().to_owned();
                         checked.files.push(OptionFile { position, context: context.clone(), path, file_use, output });
                         changed = true;
                     }
@@ -78,7 +78,7 @@ impl Sandbox {
                             naming: policy::Naming::Exact,
                         };
                         let path = self.resolve_path(value, Want::File).map_err(path_error)?;
-                        *value = format!("{SUBFILE_PREFIX}{}", path.as_path().display());
+                        *value = format!("{SUBFILE_PREFIX}{}", path.as_str());
                         checked.files.push(OptionFile { position, context: context.clone(), path, file_use, output });
                         changed = true;
                     }

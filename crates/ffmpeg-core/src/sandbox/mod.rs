@@ -49,7 +49,7 @@
 //!     "argument 3 `-vf subtitles=/etc/passwd`: filter `subtitles` option `filename`: \
 //!      absolute paths are not allowed"
 //! );
-//! assert_eq!(refused.rule(), "absolute-path");
+//! assert_eq!(refused.rule().as_str(), "absolute-path");
 //! assert_eq!(refused.argument(), Some((3, "-vf subtitles=/etc/passwd")));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
@@ -61,6 +61,7 @@ mod path;
 mod resolved;
 
 use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::command::Command;
@@ -89,14 +90,18 @@ impl Sandbox {
     /// with [`Policy::default`].
     ///
     /// # Errors
-    /// [`SandboxError::Root`] when `root` does not exist or is not a directory.
+    /// [`SandboxError::Root`] when `root` does not exist, cannot be read or is not a directory;
+    /// [`SandboxError::RootNotUtf8`] when its canonical path is not valid UTF-8.
     pub fn new(root: impl AsRef<Path>) -> Result<Sandbox, SandboxError> {
         let given = root.as_ref();
-        let error = |reason: String| SandboxError::Root { path: given.to_path_buf(), reason };
-        let root = fs::canonicalize(given).map_err(|e| error(e.to_string()))?;
-        let meta = fs::metadata(&root).map_err(|e| error(e.to_string()))?;
+        let error = |source: io::Error| SandboxError::Root { path: given.to_path_buf(), source };
+        let root = fs::canonicalize(given).map_err(error)?;
+        let meta = fs::metadata(&root).map_err(error)?;
         if !meta.is_dir() {
-            return Err(error("not a directory".to_owned()));
+            return Err(error(io::ErrorKind::NotADirectory.into()));
+        }
+        if root.to_str().is_none() {
+            return Err(SandboxError::RootNotUtf8 { path: given.to_path_buf() });
         }
         Ok(Sandbox { root, denied: Vec::new(), policy: Policy::default() })
     }

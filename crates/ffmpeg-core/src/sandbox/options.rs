@@ -6,7 +6,7 @@ use std::path::Path;
 
 use super::{OptionFile, Sandbox, SandboxError};
 use crate::command::Opt;
-use crate::policy::{self, OptionTreatment, PathBase, rule};
+use crate::policy::{self, OptionTreatment, PathBase, RuleId};
 
 /// Where an option appears.
 #[derive(Debug, Clone, Copy)]
@@ -39,7 +39,7 @@ impl Sandbox {
     pub(super) fn check_option(&self, opt: &Opt, side: Side<'_>, checked: &mut Checked) -> Result<(), SandboxError> {
         let rule = self.policy.option_rule(opt.name());
         let treatment = *rule.treatment();
-        let forbidden = |rule_id: &'static str, reason: String| SandboxError::Forbidden {
+        let forbidden = |rule_id: RuleId, reason: String| SandboxError::Forbidden {
             position: opt.position(),
             argument: opt.to_string(),
             rule: rule_id,
@@ -47,7 +47,7 @@ impl Sandbox {
         };
         if treatment == OptionTreatment::Forbidden {
             return Err(forbidden(
-                rule::FORBIDDEN_OPTION,
+                RuleId::ForbiddenOption,
                 format!("option `{}` is not allowed: {}", opt.flag(), rule.reason()),
             ));
         }
@@ -60,7 +60,7 @@ impl Sandbox {
             | OptionTreatment::PresetName
             | OptionTreatment::StreamMap
             | OptionTreatment::EncoderParams(_) => policy::check_value(treatment, value).map_err(|why| {
-                forbidden(rule::FORBIDDEN_VALUE, format!("option `{}`: {why}; {}", opt.flag(), rule.reason()))
+                forbidden(RuleId::ForbiddenValue, format!("option `{}`: {why}; {}", opt.flag(), rule.reason()))
             }),
             OptionTreatment::File(file_use) => {
                 let context = format!("option `{}`", opt.flag());
@@ -71,7 +71,7 @@ impl Sandbox {
                     problem,
                 })?;
                 if file_use.base == PathBase::DataDirectory {
-                    checked.values.insert(opt.position(), path.as_path().display().to_string());
+                    checked.values.insert(opt.position(), path.as_str().to_owned());
                 }
                 checked.files.push(OptionFile {
                     position: opt.position(),
@@ -105,7 +105,7 @@ impl Sandbox {
             Some(rule) => format!("input format `{name}` is not allowed: {}", rule.reason()),
             None => format!("`{name}` is not an input format (demuxer) that jobs may use"),
         };
-        Err(SandboxError::Forbidden { position, argument: argument.to_owned(), rule: rule::FORBIDDEN_FORMAT, reason })
+        Err(SandboxError::Forbidden { position, argument: argument.to_owned(), rule: RuleId::ForbiddenFormat, reason })
     }
 
     /// `-f NAME` on an output, or `-segment_format NAME`.
@@ -114,7 +114,7 @@ impl Sandbox {
             Some(rule) if !rule.is_allowed() => Err(SandboxError::Forbidden {
                 position,
                 argument: argument.to_owned(),
-                rule: rule::FORBIDDEN_FORMAT,
+                rule: RuleId::ForbiddenFormat,
                 reason: format!("output format `{name}` is not allowed: {}", rule.reason()),
             }),
             _ => Ok(()),
@@ -123,7 +123,7 @@ impl Sandbox {
 
     /// `-segment_format_options k=v:k=v` and the like: each key checked like an option.
     fn check_nested_options(&self, opt: &Opt, value: &str, side: Side<'_>) -> Result<(), SandboxError> {
-        let forbidden = |rule_id: &'static str, reason: String| SandboxError::Forbidden {
+        let forbidden = |rule_id: RuleId, reason: String| SandboxError::Forbidden {
             position: opt.position(),
             argument: opt.to_string(),
             rule: rule_id,
@@ -131,7 +131,7 @@ impl Sandbox {
         };
         let pairs = policy::parse_dictionary(value).map_err(|why| {
             forbidden(
-                rule::FORBIDDEN_VALUE,
+                RuleId::ForbiddenValue,
                 format!("option `{}`: not a `key=value:key=value` list ({why})", opt.flag()),
             )
         })?;
@@ -142,7 +142,7 @@ impl Sandbox {
                 OptionTreatment::Allowed => {}
                 OptionTreatment::Forbidden => {
                     return Err(forbidden(
-                        rule::FORBIDDEN_OPTION,
+                        RuleId::ForbiddenOption,
                         format!("option `{}`: `{key}` is not allowed: {}", opt.flag(), rule.reason()),
                     ));
                 }
@@ -151,7 +151,7 @@ impl Sandbox {
                 | OptionTreatment::StreamMap
                 | OptionTreatment::EncoderParams(_) => {
                     policy::check_value(treatment, &nested).map_err(|why| {
-                        forbidden(rule::FORBIDDEN_VALUE, format!("option `{}`: `{key}`: {why}", opt.flag()))
+                        forbidden(RuleId::ForbiddenValue, format!("option `{}`: `{key}`: {why}", opt.flag()))
                     })?;
                 }
                 OptionTreatment::Format => {
@@ -161,7 +161,7 @@ impl Sandbox {
                 }
                 OptionTreatment::File(_) | OptionTreatment::FilterGraph | OptionTreatment::NestedOptions => {
                     return Err(forbidden(
-                        rule::FORBIDDEN_OPTION,
+                        RuleId::ForbiddenOption,
                         format!(
                             "option `{}`: `{key}` names a file or further options, which the \
                              sandbox does not resolve inside nested options; give it as `-{key}` \

@@ -10,20 +10,30 @@ use super::{PathProblem, Sandbox, SandboxError};
 use crate::policy::{Access, FileUse, PathBase};
 
 /// A path inside the sandbox's data directory. Only [`Sandbox::resolve`] builds one.
+///
+/// Its text is valid UTF-8 by construction: the sandbox refuses a data directory, and a path
+/// leading through a symlink, whose name is not ([`PathProblem::NotUtf8`]), so what reaches
+/// ffmpeg names exactly the file that was checked.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ResolvedPath {
-    absolute: PathBuf,
-    relative: PathBuf,
+    /// Canonical absolute path (symlinks inside the data directory resolved).
+    absolute: String,
+    /// `absolute` without the data directory and its `/`.
+    relative: String,
 }
 
 impl ResolvedPath {
     /// The absolute path inside the data directory.
     pub fn as_path(&self) -> &Path {
+        Path::new(&self.absolute)
+    }
+    /// The absolute path inside the data directory, as text (exactly [`ResolvedPath::as_path`]).
+    pub fn as_str(&self) -> &str {
         &self.absolute
     }
     /// The path relative to the data directory, as jobs report it.
     pub fn relative(&self) -> &Path {
-        &self.relative
+        Path::new(&self.relative)
     }
     /// The `file:` URL handed to ffmpeg, e.g. `file:/data/out/a.mp4`. The `file:` prefix makes
     /// ffmpeg's protocol lookup (`url_find_protocol()` in `libavformat/avio.c`) choose the
@@ -32,7 +42,7 @@ impl ResolvedPath {
     /// (checked with ffmpeg 5.1: `file:/d/t%03d.png` writes `/d/t001.png`, ...; an HLS
     /// playlist `file:/d/index.m3u8` gets its segments `/d/index0.ts`, ... beside it).
     pub fn to_file_url(&self) -> String {
-        format!("file:{}", self.absolute.display())
+        format!("file:{}", self.absolute)
     }
 }
 
@@ -137,7 +147,11 @@ impl Sandbox {
             Ok(relative) => relative.to_path_buf(),
             Err(_) => return Err(PathProblem::Escapes),
         };
-        Ok(ResolvedPath { absolute: current, relative })
+        // The root and every component the client wrote are UTF-8; a symlink's target may not be.
+        match (current.into_os_string().into_string(), relative.into_os_string().into_string()) {
+            (Ok(absolute), Ok(relative)) => Ok(ResolvedPath { absolute, relative }),
+            _ => Err(PathProblem::NotUtf8),
+        }
     }
 
     /// Resolves a file-valued option's value for `file_use`.

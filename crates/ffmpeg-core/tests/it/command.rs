@@ -307,10 +307,10 @@ fn errors() {
     check("-i in.mp4 -2 out.mp4", "error: argument 3 `-2`: not a valid option");
     check("-i in.mp4 ---x 1 out.mp4", "error: argument 3 `---x`: not a valid option");
     check(r#"-i "unbalanced"#, "error: command line cannot be split into arguments: missing closing quote");
-    assert_eq!(
-        Command::parse(r#"-i "unbalanced"#),
-        Err(CommandError::Split { reason: "missing closing quote".to_owned() })
-    );
+    assert_eq!(Command::parse(r#"-i "unbalanced"#), Err(CommandError::Split { source: shell_words::ParseError }));
+    // shell-words' error is kept as the source.
+    let e = Command::parse(r#"-i "unbalanced"#).unwrap_err();
+    assert!(std::error::Error::source(&e).is_some_and(|s| s.is::<shell_words::ParseError>()));
     assert_eq!(
         Command::parse("-i in.mp4 out.mp4 -c:v libx264"),
         Err(CommandError::TrailingOption { position: 4, argument: "-c:v".to_owned() })

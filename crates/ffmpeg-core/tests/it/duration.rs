@@ -433,7 +433,10 @@ fn expected_per_output() {
 // ExpectedLength::percent
 
 fn at(frame: Option<u64>, out_time_us: Option<i64>) -> ProgressUpdate {
-    ProgressUpdate { frame, out_time_us, ..ProgressUpdate::default() }
+    let mut update = ProgressUpdate::default();
+    update.frame = frame;
+    update.out_time_us = out_time_us;
+    update
 }
 
 fn check_percent(expected: ExpectedLength, update: &ProgressUpdate, percent: Option<f64>) {
@@ -493,10 +496,12 @@ fn percent_unknown_is_none() {
 
 #[test]
 fn percent_end_is_100() {
-    let end = ProgressUpdate { state: ProgressState::End, ..ProgressUpdate::default() };
+    let mut end = ProgressUpdate::default();
+    end.state = ProgressState::End;
     check_percent(ExpectedLength::default(), &end, Some(100.0));
     check_percent(length(Some(10.0), None), &end, Some(100.0));
-    let early_end = ProgressUpdate { out_time_us: Some(1), ..end };
+    let mut early_end = end.clone();
+    early_end.out_time_us = Some(1);
     check_percent(length(Some(10.0), Some(100)), &early_end, Some(100.0));
 }
 

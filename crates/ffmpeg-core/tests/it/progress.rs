@@ -72,6 +72,14 @@ fn update() -> ProgressUpdate {
     ProgressUpdate::default()
 }
 
+/// An empty update changed by `f` (`ProgressUpdate` is `#[non_exhaustive]`: no struct literals
+/// outside the crate).
+fn with(f: impl FnOnce(&mut ProgressUpdate)) -> ProgressUpdate {
+    let mut update = update();
+    f(&mut update);
+    update
+}
+
 #[test]
 fn empty_and_unfinished_input_gives_nothing() {
     check("", &[]);
@@ -82,24 +90,24 @@ fn empty_and_unfinished_input_gives_nothing() {
 
 #[test]
 fn frame_and_counters() {
-    check_block("frame=50\n", ProgressUpdate { frame: Some(50), ..update() });
-    check_block("frame=   75\n", ProgressUpdate { frame: Some(75), ..update() });
+    check_block("frame=50\n", with(|u| u.frame = Some(50)));
+    check_block("frame=   75\n", with(|u| u.frame = Some(75)));
     check_block("frame=N/A\n", update());
     check_block("frame=-1\n", update());
     check_block("frame=1.5\n", update());
     check_block("frame=\n", update());
     check_block("frame=99999999999999999999999\n", update());
-    check_block("frame=18446744073709551615\n", ProgressUpdate { frame: Some(u64::MAX), ..update() });
-    check_block("dup_frames=3\n", ProgressUpdate { dup_frames: Some(3), ..update() });
-    check_block("drop_frames=7\n", ProgressUpdate { drop_frames: Some(7), ..update() });
+    check_block("frame=18446744073709551615\n", with(|u| u.frame = Some(u64::MAX)));
+    check_block("dup_frames=3\n", with(|u| u.dup_frames = Some(3)));
+    check_block("drop_frames=7\n", with(|u| u.drop_frames = Some(7)));
     check_block("drop_frames=N/A\n", update());
 }
 
 #[test]
 fn fps() {
-    check_block("fps=0.00\n", ProgressUpdate { fps: Some(0.0), ..update() });
-    check_block("fps=29.97\n", ProgressUpdate { fps: Some(29.97), ..update() });
-    check_block("fps= 25\n", ProgressUpdate { fps: Some(25.0), ..update() });
+    check_block("fps=0.00\n", with(|u| u.fps = Some(0.0)));
+    check_block("fps=29.97\n", with(|u| u.fps = Some(29.97)));
+    check_block("fps= 25\n", with(|u| u.fps = Some(25.0)));
     check_block("fps=N/A\n", update());
     check_block("fps=nan\n", update());
     check_block("fps=inf\n", update());
@@ -109,7 +117,7 @@ fn fps() {
 
 #[test]
 fn bitrate() {
-    let kbits = |v| ProgressUpdate { bitrate_kbits_per_s: Some(v), ..update() };
+    let kbits = |v| with(|u| u.bitrate_kbits_per_s = Some(v));
     check_block("bitrate=1250.5kbits/s\n", kbits(1250.5));
     check_block("bitrate= 123.6kbits/s\n", kbits(123.6));
     check_block("bitrate=   0.0kbits/s\n", kbits(0.0));
@@ -125,7 +133,7 @@ fn bitrate() {
 
 #[test]
 fn total_size() {
-    check_block("total_size=29352\n", ProgressUpdate { total_size_bytes: Some(29352), ..update() });
+    check_block("total_size=29352\n", with(|u| u.total_size_bytes = Some(29352)));
     check_block("total_size=N/A\n", update());
     check_block("total_size=-1\n", update());
     check_block("total_size=1e3\n", update());
@@ -133,7 +141,7 @@ fn total_size() {
 
 #[test]
 fn speed() {
-    let speed = |v| ProgressUpdate { speed: Some(v), ..update() };
+    let speed = |v| with(|u| u.speed = Some(v));
     check_block("speed=1.5x\n", speed(1.5));
     check_block("speed=   0x\n", speed(0.0));
     check_block("speed=14.1x\n", speed(14.1));
@@ -151,7 +159,7 @@ fn speed() {
 
 #[test]
 fn out_time_sources_in_order_of_preference() {
-    let time = |us| ProgressUpdate { out_time_us: Some(us), ..update() };
+    let time = |us| with(|u| u.out_time_us = Some(us));
     check_block("out_time_us=2020136\n", time(2_020_136));
     // out_time_ms holds microseconds too (ffmpeg quirk).
     check_block("out_time_ms=2020136\n", time(2_020_136));
@@ -167,7 +175,7 @@ fn out_time_sources_in_order_of_preference() {
 
 #[test]
 fn out_time_negative_and_huge() {
-    let time = |us| ProgressUpdate { out_time_us: Some(us), ..update() };
+    let time = |us| with(|u| u.out_time_us = Some(us));
     check_block("out_time_us=-79000\n", time(-79_000));
     check_block("out_time=-00:00:00.079000\n", time(-79_000));
     check_block("out_time=-577014:32:22.775808\n", time(-2_077_252_342_775_808));
@@ -183,7 +191,7 @@ fn out_time_negative_and_huge() {
 
 #[test]
 fn out_time_seconds_clamps_negative() {
-    let at = |us| ProgressUpdate { out_time_us: us, ..update() }.out_time_seconds();
+    let at = |us| with(|u| u.out_time_us = us).out_time_seconds();
     assert_eq!(at(Some(2_500_000)), Some(2.5));
     assert_eq!(at(Some(-79_000)), Some(0.0));
     assert_eq!(at(Some(i64::MIN)), Some(0.0));
@@ -193,17 +201,16 @@ fn out_time_seconds_clamps_negative() {
 #[test]
 fn progress_state() {
     check("progress=continue\n", &[update()]);
-    check("progress=end\n", &[ProgressUpdate { state: ProgressState::End, ..update() }]);
-    check("progress= end \n", &[ProgressUpdate { state: ProgressState::End, ..update() }]);
+    check("progress=end\n", &[with(|u| u.state = ProgressState::End)]);
+    check("progress= end \n", &[with(|u| u.state = ProgressState::End)]);
     check("progress=bogus\n", &[update()]);
     check("progress=\n", &[update()]);
 }
 
 #[test]
 fn unknown_keys_are_kept_trimmed() {
-    let other = |pairs: &[(&str, &str)]| ProgressUpdate {
-        other: pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
-        ..update()
+    let other = |pairs: &[(&str, &str)]| {
+        with(|u| u.other = pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect())
     };
     check_block("stream_0_0_q=28.0\n", other(&[("stream_0_0_q", "28.0")]));
     check_block("stream_0_0_q=-1.0\nstream_1_0_q=0.0\n", other(&[("stream_0_0_q", "-1.0"), ("stream_1_0_q", "0.0")]));
@@ -226,13 +233,12 @@ fn lines_without_key_are_ignored() {
 fn crlf_line_endings() {
     check(
         "frame=5\r\nbitrate= 1.0kbits/s\r\nspeed=2x\r\nprogress=end\r\n",
-        &[ProgressUpdate {
-            frame: Some(5),
-            bitrate_kbits_per_s: Some(1.0),
-            speed: Some(2.0),
-            state: ProgressState::End,
-            ..update()
-        }],
+        &[with(|u| {
+            u.frame = Some(5);
+            u.bitrate_kbits_per_s = Some(1.0);
+            u.speed = Some(2.0);
+            u.state = ProgressState::End;
+        })],
     );
 }
 
@@ -241,11 +247,10 @@ fn invalid_utf8_is_replaced() {
     check_bytes(b"frame=1\xff\nprogress=continue\n", &[update()]);
     check_bytes(
         b"k\xfe\xff=v\xc3\nframe=2\nprogress=continue\n",
-        &[ProgressUpdate {
-            frame: Some(2),
-            other: vec![("k\u{fffd}\u{fffd}".to_owned(), "v\u{fffd}".to_owned())],
-            ..update()
-        }],
+        &[with(|u| {
+            u.frame = Some(2);
+            u.other = vec![("k\u{fffd}\u{fffd}".to_owned(), "v\u{fffd}".to_owned())];
+        })],
     );
 }
 
@@ -254,21 +259,20 @@ fn blocks_do_not_leak_into_each_other() {
     check(
         "frame=1\nspeed=1x\nq=1\nprogress=continue\nframe=2\nprogress=continue\nprogress=end\n",
         &[
-            ProgressUpdate {
-                frame: Some(1),
-                speed: Some(1.0),
-                other: vec![("q".to_owned(), "1".to_owned())],
-                ..update()
-            },
-            ProgressUpdate { frame: Some(2), ..update() },
-            ProgressUpdate { state: ProgressState::End, ..update() },
+            with(|u| {
+                u.frame = Some(1);
+                u.speed = Some(1.0);
+                u.other = vec![("q".to_owned(), "1".to_owned())];
+            }),
+            with(|u| u.frame = Some(2)),
+            with(|u| u.state = ProgressState::End),
         ],
     );
 }
 
 #[test]
 fn a_later_value_of_a_key_wins() {
-    check_block("frame=1\nframe=2\n", ProgressUpdate { frame: Some(2), ..update() });
+    check_block("frame=1\nframe=2\n", with(|u| u.frame = Some(2)));
     check_block("frame=1\nframe=N/A\n", update());
 }
 
@@ -278,7 +282,10 @@ fn overlong_line_is_discarded_up_to_its_newline() {
     input.extend_from_slice(b"junk=");
     input.extend(std::iter::repeat_n(b'x', 100_000));
     input.extend_from_slice(b"\nspeed=2x\nprogress=continue\n");
-    let expected = [ProgressUpdate { frame: Some(1), speed: Some(2.0), ..update() }];
+    let expected = [with(|u| {
+        u.frame = Some(1);
+        u.speed = Some(2.0);
+    })];
     assert_eq!(parse_all(&input), expected);
     assert_eq!(parse_chunked(&input, &[1]), expected);
     assert_eq!(parse_chunked(&input, &[4096, 7, 65536]), expected);
@@ -290,18 +297,18 @@ fn a_full_ffmpeg_block() {
         "frame=50\nfps=0.00\nstream_0_0_q=-1.0\nbitrate= 116.2kbits/s\ntotal_size=29352\n\
          out_time_us=2020136\nout_time_ms=2020136\nout_time=00:00:02.020136\ndup_frames=0\n\
          drop_frames=0\nspeed=14.1x\nprogress=end\n",
-        &[ProgressUpdate {
-            frame: Some(50),
-            fps: Some(0.0),
-            bitrate_kbits_per_s: Some(116.2),
-            total_size_bytes: Some(29352),
-            out_time_us: Some(2_020_136),
-            dup_frames: Some(0),
-            drop_frames: Some(0),
-            speed: Some(14.1),
-            state: ProgressState::End,
-            other: vec![("stream_0_0_q".to_owned(), "-1.0".to_owned())],
-        }],
+        &[with(|u| {
+            u.frame = Some(50);
+            u.fps = Some(0.0);
+            u.bitrate_kbits_per_s = Some(116.2);
+            u.total_size_bytes = Some(29352);
+            u.out_time_us = Some(2_020_136);
+            u.dup_frames = Some(0);
+            u.drop_frames = Some(0);
+            u.speed = Some(14.1);
+            u.state = ProgressState::End;
+            u.other = vec![("stream_0_0_q".to_owned(), "-1.0".to_owned())];
+        })],
     );
 }
 

@@ -2,14 +2,17 @@
 //! directories and symlinks; the argument list handed to ffmpeg, run through the installed
 //! ffmpeg; and arbitrary path-ish strings (proptest).
 
+use std::ffi::OsStr;
 use std::fs;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::process::{Command as Process, Stdio};
 
 use ffmpeg_core::command::Command;
-use ffmpeg_core::policy::Policy;
-use ffmpeg_core::sandbox::{OutputTarget, Sandbox, SandboxError};
+use ffmpeg_core::policy::{Policy, RuleId};
+use ffmpeg_core::sandbox::{OutputTarget, PathProblem, Sandbox, SandboxError};
 use proptest::prelude::*;
 use tempfile::TempDir;
 
@@ -192,10 +195,17 @@ fn sandbox_root_must_be_a_directory() {
     let file = tmp.path().join("file");
     fs::write(&file, "x").unwrap();
     let e = Sandbox::new(&file).unwrap_err();
-    assert!(matches!(&e, SandboxError::Root { path, reason } if path == &file && reason == "not a directory"));
+    assert!(
+        matches!(&e, SandboxError::Root { path, source } if path == &file && source.kind() == io::ErrorKind::NotADirectory),
+        "{e:?}"
+    );
+    assert_eq!(e.to_string(), format!("data directory `{}` cannot be used: not a directory", file.display()));
     let missing = tmp.path().join("missing");
     let e = Sandbox::new(&missing).unwrap_err();
     assert!(matches!(&e, SandboxError::Root { path, .. } if path == &missing), "{e:?}");
+    // The I/O error is kept as the source, not flattened into a string.
+    let source = std::error::Error::source(&e).and_then(|s| s.downcast_ref::<io::Error>());
+    assert_eq!(source.map(io::Error::kind), Some(io::ErrorKind::NotFound), "{e:?}");
     assert!(e.to_string().starts_with(&format!("data directory `{}` cannot be used: ", missing.display())));
 
     // The root is canonicalised: a symlinked or dotted root resolves to the real directory.
@@ -204,6 +214,81 @@ fn sandbox_root_must_be_a_directory() {
     symlink(&real, tmp.path().join("link")).unwrap();
     let sandbox = Sandbox::new(tmp.path().join("link/./")).unwrap();
     assert_eq!(sandbox.root(), fs::canonicalize(&real).unwrap());
+}
+
+/// A data directory whose canonical path is not UTF-8 is refused, whether it is named directly
+/// or through a symlink with a UTF-8 name: every path handed to ffmpeg would hold it, and a
+/// lossy copy (`\u{FFFD}`) names another directory.
+#[test]
+fn a_data_directory_that_is_not_utf8_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bad = tmp.path().join(OsStr::from_bytes(b"data-\xff\xfe"));
+    fs::create_dir(&bad).unwrap();
+    let e = Sandbox::new(&bad).unwrap_err();
+    assert!(matches!(&e, SandboxError::RootNotUtf8 { path } if path == &bad), "{e:?}");
+    assert_eq!(e.rule(), RuleId::DataDirectory);
+    assert_eq!(e.argument(), None);
+    assert!(
+        e.to_string().ends_with("cannot be used: its canonical path is not valid UTF-8; use a directory whose path is")
+    );
+
+    let link = tmp.path().join("data");
+    symlink(&bad, &link).unwrap();
+    let e = Sandbox::new(&link).unwrap_err();
+    assert!(matches!(&e, SandboxError::RootNotUtf8 { path } if path == &link), "{e:?}");
+
+    // A UTF-8 directory below it is no way round: its canonical path holds the bad name.
+    fs::create_dir(bad.join("inner")).unwrap();
+    assert!(matches!(Sandbox::new(bad.join("inner")), Err(SandboxError::RootNotUtf8 { .. })));
+}
+
+/// A symlink inside the data directory whose target's name is not UTF-8 (a file, or a
+/// directory on the way) is refused with its own rule, in plain arguments, option values and
+/// filter options alike; before, the target was handed to ffmpeg with `\u{FFFD}` in place of
+/// the bytes, naming another file.
+#[test]
+fn paths_leading_to_names_that_are_not_utf8_are_refused() {
+    let f = fixture();
+    fs::write(f.data.join(OsStr::from_bytes(b"\xff.mp4")), "x").unwrap();
+    fs::create_dir(f.data.join(OsStr::from_bytes(b"dir-\xe9"))).unwrap();
+    symlink(OsStr::from_bytes(b"\xff.mp4"), f.data.join("to_bad.mp4")).unwrap();
+    symlink(OsStr::from_bytes(b"dir-\xe9"), f.data.join("to_bad_dir")).unwrap();
+    symlink(OsStr::from_bytes(b"\xff.mp4"), f.data.join("to_bad.srt")).unwrap();
+
+    for (argument, position) in [("to_bad.mp4", 2), ("to_bad_dir/out.mp4", 5), ("sub/../to_bad_dir/x/y.mp4", 1)] {
+        let e = f.sandbox.resolve(argument, position).unwrap_err();
+        assert!(
+            matches!(&e, SandboxError::Path { problem: PathProblem::NotUtf8, context, .. } if context.is_empty()),
+            "{argument}: {e:?}"
+        );
+        assert_eq!(e.rule(), RuleId::NonUtf8Path);
+        assert_eq!(e.rule().as_str(), "non-utf8-path");
+        assert_eq!(e.argument(), Some((position, argument)));
+        assert!(e.to_string().contains("not valid UTF-8"), "{e}");
+    }
+
+    let refused = |line: &str| {
+        let command = Command::parse(line).unwrap();
+        f.sandbox.resolve_command(&command).unwrap_err()
+    };
+    let e = refused("-i to_bad.mp4 out.mp4");
+    assert_eq!((e.rule(), e.argument()), (RuleId::NonUtf8Path, Some((2, "to_bad.mp4"))));
+    let e = refused("-i in.mp4 -c copy to_bad_dir/out.mp4");
+    assert_eq!((e.rule(), e.argument()), (RuleId::NonUtf8Path, Some((5, "to_bad_dir/out.mp4"))));
+    let e = refused("-i in.mp4 -passlogfile to_bad_dir/pass out.mp4");
+    assert_eq!(e.rule(), RuleId::NonUtf8Path);
+    assert!(e.to_string().starts_with("argument 3 `-passlogfile to_bad_dir/pass`: option `-passlogfile`: "), "{e}");
+    let e = refused("-i in.mp4 -vf subtitles=to_bad.srt out.mp4");
+    assert_eq!(e.rule(), RuleId::NonUtf8Path);
+    assert!(e.to_string().contains("filter `subtitles` option `filename`"), "{e}");
+
+    // UTF-8 names that are not ASCII are fine, and reach ffmpeg unchanged.
+    fs::write(f.data.join("café.mp4"), "x").unwrap();
+    symlink("café.mp4", f.data.join("to_café.mp4")).unwrap();
+    let path = f.sandbox.resolve("to_café.mp4", 2).unwrap();
+    assert_eq!(path.relative(), Path::new("café.mp4"));
+    assert_eq!(path.to_file_url(), format!("file:{}/café.mp4", f.sandbox.root().display()));
+    assert_eq!(path.as_str(), path.as_path().to_str().unwrap());
 }
 
 fn resolve_line(sandbox: &Sandbox, line: &str) -> Result<Vec<String>, String> {
