@@ -119,12 +119,39 @@ pub struct ServeConfig {
     #[arg(long, env = "RATE_LIMIT", default_value_t = 0)]
     pub rate_limit: u32,
 
+    /// Longest time a client may take to send a request's headers; also how long an idle
+    /// kept-alive connection stays open waiting for its next request. A client that sends half
+    /// its headers is disconnected after it.
+    #[arg(long, env = "HEADER_READ_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub header_read_timeout: Duration,
+
+    /// Longest pause between two chunks of a request body (not a limit on the whole upload: a
+    /// large body sent at a steady pace passes). A body shorter than its `Content-Length` is
+    /// cut after it.
+    #[arg(long, env = "BODY_IDLE_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub body_idle_timeout: Duration,
+
+    /// Most connections served at once; past it a new connection is answered 503 and closed.
+    /// Keep it above the number of long-lived streams clients hold and below the open-file
+    /// limit (raised to its hard maximum at start-up; a warning says when it does not fit).
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+
     /// Log format on stderr.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "pretty")]
     pub log_format: LogFormat,
 }
 
 impl ServeConfig {
+    /// The limits of the connection loop.
+    pub fn connection_limits(&self) -> crate::connections::ConnectionLimits {
+        crate::connections::ConnectionLimits {
+            header_read_timeout: self.header_read_timeout,
+            body_idle_timeout: self.body_idle_timeout,
+            max_connections: self.max_connections as usize,
+        }
+    }
+
     /// The server-wide job time limit, `None` when `ffmpeg_timeout` is 0.
     pub fn max_timeout(&self) -> Option<Duration> {
         (self.ffmpeg_timeout > 0).then(|| Duration::from_secs(self.ffmpeg_timeout))

@@ -72,6 +72,12 @@ pub enum ApiError {
     /// 503: the server is shutting down and accepts no new jobs.
     #[error("the server is shutting down and accepts no new jobs; retry on another instance or after restart")]
     ShuttingDown,
+    /// 503: the server holds its maximum number of connections (`--max-connections`).
+    #[error("the server holds its maximum of {max_connections} connections; retry later")]
+    Overloaded {
+        /// The limit.
+        max_connections: usize,
+    },
     /// 503: a dependency (ffmpeg) is not usable; the detail says which.
     #[error("not ready: {0}")]
     NotReady(String),
@@ -142,6 +148,9 @@ impl ApiError {
             ApiError::Conflict { .. } => (StatusCode::CONFLICT, "/problems/job-state-conflict", "Job state conflict"),
             ApiError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "/problems/shutting-down", "Shutting down"),
             ApiError::NotReady(_) => (StatusCode::SERVICE_UNAVAILABLE, "/problems/not-ready", "Not ready"),
+            ApiError::Overloaded { .. } => {
+                (StatusCode::SERVICE_UNAVAILABLE, "/problems/overloaded", "Too many connections")
+            }
             ApiError::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, "/problems/store-unavailable", "Store unavailable"),
             ApiError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "/problems/internal", "Internal error"),
         }

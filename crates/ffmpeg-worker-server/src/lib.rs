@@ -24,6 +24,7 @@ use utoipa_swagger_ui::SwaggerUi;
 pub mod auth;
 pub mod client;
 pub mod config;
+pub mod connections;
 pub mod error;
 mod routes;
 pub mod serve;
@@ -120,10 +121,15 @@ grammar and a sandbox, queues it durably, runs it, and reports live progress. Er
 )]
 struct ApiDoc;
 
+/// The probes (`/health`, `/ready`): never rate-limited, so an orchestrator's probes cannot be
+/// refused for the traffic of others behind the same address.
+fn probes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi()).routes(routes!(routes::health)).routes(routes!(routes::ready))
+}
+
+/// Every other endpoint of the API.
 fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .routes(routes!(routes::health))
-        .routes(routes!(routes::ready))
+    OpenApiRouter::new()
         .routes(routes!(routes::metrics))
         .routes(routes!(routes::create_job, routes::list_jobs))
         .routes(routes!(routes::get_job, routes::delete_job))
@@ -133,7 +139,7 @@ fn router() -> OpenApiRouter<AppState> {
 
 /// The OpenAPI 3.1 document of the API, as served at `/openapi.json`.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    router().into_openapi()
+    probes().merge(router()).into_openapi()
 }
 
 /// [`openapi`] as pretty-printed JSON, as committed in `docs/openapi.json`.
@@ -149,21 +155,26 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// authentication and optional per-IP rate limiting.
 pub fn app(state: AppState) -> Router {
     let _ = telemetry::handle();
-    let (api_router, api) = router().split_for_parts();
+    let (api_router, _) = router().split_for_parts();
+    let (probe_router, _) = probes().split_for_parts();
     let settings = Arc::clone(&state.settings);
-    let mut router = api_router
-        .merge(SwaggerUi::new("/docs").url("/openapi.json", api))
+    let auth = axum::middleware::from_fn_with_state(state.clone(), auth::require_token);
+    // Layers apply to the routes present when `layer` is called: the rate limiter wraps the API
+    // and the docs (outside authentication, so a flood of bad tokens is limited too); the
+    // probes, merged afterwards, are never rate-limited.
+    let mut limited = api_router.merge(SwaggerUi::new("/docs").url("/openapi.json", openapi())).layer(auth.clone());
+    if let Some(per_second) = settings.rate_limit_per_second.filter(|n| *n > 0) {
+        limited = with_rate_limit(limited, per_second);
+    }
+    let router = limited
+        .merge(probe_router.layer(auth))
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
-        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token))
         // Enforced by the body extractors, so an oversized body is a 413 problem+json.
         .layer(axum::extract::DefaultBodyLimit::max(settings.max_body_bytes))
         // `layer`, not `route_layer`: the fallbacks (unknown paths) are counted too, as `unmatched`.
         .layer(axum::middleware::from_fn(telemetry::track_http))
         .with_state(state);
-    if let Some(per_second) = settings.rate_limit_per_second.filter(|n| *n > 0) {
-        router = with_rate_limit(router, per_second);
-    }
     router
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
@@ -177,7 +188,7 @@ pub fn app(state: AppState) -> Router {
 /// Adds per-client-IP rate limiting (token bucket: `per_second` requests per second, bursts of
 /// twice that); over the limit: 429 problem+json with `Retry-After`. Needs the peer address
 /// (`into_make_service_with_connect_info`), which `serve` provides.
-fn with_rate_limit(router: Router, per_second: u32) -> Router {
+fn with_rate_limit<S: Clone + Send + Sync + 'static>(router: Router<S>, per_second: u32) -> Router<S> {
     let Some(config) = tower_governor::governor::GovernorConfigBuilder::default()
         .period(Duration::from_secs(1) / per_second.max(1))
         .burst_size(per_second.saturating_mul(2).max(1))

@@ -236,13 +236,10 @@ pub async fn run(config: ServeConfig) -> Result<(), StartError> {
     let local = listener.local_addr().map_err(|e| StartError::Bind { addr, reason: e.to_string() })?;
     tracing::info!(address = %format!("http://{local}"), docs = %format!("http://{local}/docs"), "listening");
 
-    let http_state = state.clone();
+    let limits = config.connection_limits();
+    crate::connections::raise_file_limit(limits.max_connections);
     let stop_http = tokio_util::sync::CancellationToken::new();
-    let stop_http_signal = stop_http.clone();
-    let server = tokio::spawn(async move {
-        let service = app(http_state).into_make_service_with_connect_info::<SocketAddr>();
-        axum::serve(listener, service).with_graceful_shutdown(async move { stop_http_signal.cancelled().await }).await
-    });
+    let server = tokio::spawn(crate::connections::serve(listener, app(state.clone()), limits, stop_http.clone()));
 
     shutdown_signal().await;
     tracing::info!(grace = ?config.shutdown_grace, "shutting down: no new jobs; waiting for running jobs");
@@ -257,9 +254,9 @@ pub async fn run(config: ServeConfig) -> Result<(), StartError> {
     }
     stop_http.cancel();
     match tokio::time::timeout(Duration::from_secs(5), server).await {
-        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "HTTP server error"),
+        Ok(Err(e)) => tracing::warn!(error = %e, "the HTTP server task failed"),
         Err(_) => tracing::warn!("HTTP connections did not close in time"),
-        _ => {}
+        Ok(Ok(())) => {}
     }
     tracing::info!("stopped");
     Ok(())

@@ -9,4 +9,5 @@ mod e2e;
 mod lifecycle;
 mod openapi;
 mod security;
+mod slow_clients;
 mod support;

@@ -40,8 +40,27 @@ impl Server {
 
     /// Starts the binary on existing directories (e.g. to restart on the same database).
     pub fn start_in(data: tempfile::TempDir, db_dir: tempfile::TempDir, extra: &[&str]) -> Server {
+        Server::start_wrapped(&[], data, db_dir, extra)
+    }
+
+    /// Starts the binary through `wrapper` (e.g. `["prlimit", "--nofile=256:256", "--"]`).
+    pub fn start_wrapped(
+        wrapper: &[&str],
+        data: tempfile::TempDir,
+        db_dir: tempfile::TempDir,
+        extra: &[&str],
+    ) -> Server {
         let db = format!("sqlite://{}", db_dir.path().join("jobs.db").display());
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ffmpeg-worker"))
+        let binary = env!("CARGO_BIN_EXE_ffmpeg-worker");
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(binary);
+                c
+            }
+            None => Command::new(binary),
+        };
+        let mut child = command
             .args(["--port", "0", "--host", "127.0.0.1"])
             .arg("--data-path")
             .arg(data.path())
