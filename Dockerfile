@@ -1,9 +1,10 @@
 # syntax=docker/dockerfile:1
-# Build stage: compile the release binary.
+# Build stage: compile the release binaries: the server, and the client that its
+# `submit`, `status`, `list`, ... subcommands run (found beside it).
 FROM rust:1.95-slim-bookworm AS builder
 WORKDIR /src
 COPY . .
-RUN cargo build --release --locked --package ffmpeg-worker-server --bin ffmpeg-worker
+RUN cargo build --release --locked --package ffmpeg-worker-server --package ffmpeg-worker-client --bins
 
 # Runtime stage: Debian slim with ffmpeg, running as a non-root user.
 FROM debian:bookworm-slim
@@ -17,7 +18,7 @@ RUN apt-get update \
     && useradd --system --uid 10001 --gid 10001 --home-dir /nonexistent --shell /usr/sbin/nologin ffmpeg-worker \
     && mkdir -p /data /var/lib/ffmpeg-worker \
     && chown ffmpeg-worker:ffmpeg-worker /data /var/lib/ffmpeg-worker
-COPY --from=builder /src/target/release/ffmpeg-worker /usr/local/bin/ffmpeg-worker
+COPY --from=builder /src/target/release/ffmpeg-worker /src/target/release/ffmpeg-worker-client /usr/local/bin/
 
 ENV DATA_PATH=/data \
     DATABASE_URL=sqlite:///var/lib/ffmpeg-worker/ffmpeg-worker.db \

@@ -201,9 +201,10 @@ pub fn markdown() -> String {
     }
     out.push_str(
         "\n## Client settings\n\n\
-         The client subcommands (`submit`, `status`, `list`, `cancel`, `logs`, `wait`) read\n\
-         `--url` / `FFMPEG_WORKER_URL` (default `http://127.0.0.1:8000`) and `--token` /\n\
-         `FFMPEG_WORKER_TOKEN`. `RUST_LOG` sets the log filter (default `info`).\n",
+         The client subcommands (`submit`, `status`, `list`, `cancel`, `delete`, `logs`, `wait`;\n\
+         run by the `ffmpeg-worker-client` program beside the server binary) read `--url` /\n\
+         `FFMPEG_WORKER_URL` (default `http://127.0.0.1:8000`) and `--token` /\n\
+         `FFMPEG_WORKER_TOKEN`. The server's `RUST_LOG` sets the log filter (default `info`).\n",
     );
     out
 }

@@ -22,7 +22,6 @@ use utoipa_axum::routes;
 use utoipa_swagger_ui::SwaggerUi;
 
 pub mod auth;
-pub mod client;
 pub mod config;
 pub mod connections;
 pub mod error;

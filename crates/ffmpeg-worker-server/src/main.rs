@@ -1,13 +1,23 @@
-//! The `ffmpeg-worker` binary: `serve` (the default) runs the HTTP server and workers;
-//! `submit`, `status`, `list`, `cancel`, `logs` and `wait` are the command-line client
-//! ([`ffmpeg_worker_server::client`]).
+//! The `ffmpeg-worker` binary: `serve` (the default) runs the HTTP server and workers.
+//!
+//! The client subcommands (`submit`, `status`, `list`, `cancel`, `delete`, `logs`, `wait`) belong
+//! to the `ffmpeg-worker-client` program (crate `ffmpeg-worker-client`), which this binary runs
+//! in its place (exec: same arguments, terminal, exit status), the way git and cargo run their
+//! external subcommands. It is looked for beside this binary first, then on `PATH`. So users
+//! keep one command, and the server does not link an HTTP client nor the client a server.
 
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use ffmpeg_worker_server::client;
 use ffmpeg_worker_server::config::{LogFormat, ServeConfig};
 use tracing_subscriber::EnvFilter;
+
+/// The program that implements the client subcommands.
+const CLIENT_PROGRAM: &str = "ffmpeg-worker-client";
+/// Exit status when the client program cannot be run (as for its own usage errors).
+const EXIT_NO_CLIENT: u8 = 2;
 
 /// Run ffmpeg jobs over HTTP.
 #[derive(Debug, Parser)]
@@ -24,13 +34,90 @@ enum Cmd {
     /// Run the HTTP server and the workers (the default when no subcommand is given).
     Serve(Box<ServeConfig>),
     #[command(flatten)]
-    Client(client::Command),
+    Client(ClientCmd),
     /// Print the OpenAPI 3.1 document (JSON) and exit.
     #[command(hide = true)]
     Openapi,
     /// Print docs/configuration.md (every setting, generated from these definitions) and exit.
     #[command(hide = true)]
     ConfigDoc,
+}
+
+/// The client subcommands, run by `ffmpeg-worker-client` (their one-line help is its own).
+#[derive(Debug, Subcommand)]
+enum ClientCmd {
+    /// Submit a job: `submit [--wait] -- -i in.mp4 out.webm`
+    Submit(ClientArgs),
+    /// Show a job: status, progress, outputs or error
+    Status(ClientArgs),
+    /// List jobs, oldest first
+    List(ClientArgs),
+    /// Cancel a queued or running job
+    Cancel(ClientArgs),
+    /// Delete a finished job's record (its output files stay)
+    Delete(ClientArgs),
+    /// Print a job's log (the tail of ffmpeg's stderr)
+    Logs(ClientArgs),
+    /// Wait for a job to finish, showing its progress; exit 0 if it completed, 1 if not
+    Wait(ClientArgs),
+}
+
+/// A client subcommand's arguments. Declared for `--help` only: `main` hands the raw
+/// arguments on before clap parses them (clap would drop a `--`, which the client needs).
+#[derive(Debug, clap::Args)]
+#[command(disable_help_flag = true)]
+struct ClientArgs {
+    /// Arguments of the client subcommand (see `ffmpeg-worker <subcommand> --help`).
+    #[arg(num_args = 0.., trailing_var_arg = true, allow_hyphen_values = true)]
+    args: Vec<OsString>,
+}
+
+/// Whether `name` is one of [`ClientCmd`]'s subcommands.
+fn is_client_subcommand(name: &str) -> bool {
+    use clap::Subcommand as _;
+    ClientCmd::augment_subcommands(clap::Command::new("ffmpeg-worker")).find_subcommand(name).is_some()
+}
+
+/// `ffmpeg-worker-client` beside `exe`, else the first one on `PATH`.
+fn find_client(exe: Option<&Path>) -> Option<PathBuf> {
+    let beside = exe.and_then(Path::parent).map(|dir| dir.join(CLIENT_PROGRAM));
+    let on_path = std::env::var_os("PATH")
+        .map(|path| std::env::split_paths(&path).map(|dir| dir.join(CLIENT_PROGRAM)).collect::<Vec<_>>())
+        .unwrap_or_default();
+    beside.into_iter().chain(on_path).find(|candidate| candidate.is_file())
+}
+
+/// Replaces this process with `ffmpeg-worker-client <subcommand> <args>`; returns only when that
+/// cannot be done, with the reason on stderr.
+fn run_client(subcommand: &str, args: &[OsString]) -> ExitCode {
+    let exe = std::env::current_exe().ok();
+    let Some(client) = find_client(exe.as_deref()) else {
+        let here = exe.as_deref().and_then(Path::parent).map(|d| d.display().to_string()).unwrap_or_default();
+        eprintln!(
+            "ffmpeg-worker: `{subcommand}` is a client command, run by the `{CLIENT_PROGRAM}` program, which is \
+             neither in {here} nor on PATH.\n  hint: install it beside ffmpeg-worker (from a source checkout, \
+             `cargo build --release` builds both into target/release)"
+        );
+        return ExitCode::from(EXIT_NO_CLIENT);
+    };
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::CommandExt as _;
+        // argv[0] `ffmpeg-worker`: the client's usage lines then read `ffmpeg-worker submit ...`.
+        let error = std::process::Command::new(&client).arg0("ffmpeg-worker").arg(subcommand).args(args).exec();
+        eprintln!("ffmpeg-worker: cannot run {}: {error}", client.display());
+        ExitCode::from(EXIT_NO_CLIENT)
+    }
+    #[cfg(not(unix))]
+    {
+        match std::process::Command::new(&client).arg(subcommand).args(args).status() {
+            Ok(status) => status.code().and_then(|c| u8::try_from(c).ok()).map_or(ExitCode::FAILURE, ExitCode::from),
+            Err(error) => {
+                eprintln!("ffmpeg-worker: cannot run {}: {error}", client.display());
+                ExitCode::from(EXIT_NO_CLIENT)
+            }
+        }
+    }
 }
 
 fn init_logging(format: LogFormat) {
@@ -51,17 +138,33 @@ fn print(text: &str) -> ExitCode {
     }
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
-    let cli = Cli::parse();
+fn main() -> ExitCode {
+    let argv: Vec<OsString> = std::env::args_os().collect();
+    let arg = |i: usize| argv.get(i).and_then(|a| a.to_str()).filter(|a| is_client_subcommand(a));
+    if let Some(subcommand) = arg(1) {
+        // Verbatim, before any runtime or thread exists: exec replaces the whole process.
+        return run_client(subcommand, &argv[2..]);
+    }
+    if let (Some("help"), Some(subcommand)) = (argv.get(1).and_then(|a| a.to_str()), arg(2)) {
+        return run_client(subcommand, &[OsString::from("--help")]);
+    }
+    let cli = Cli::parse_from(argv);
     let config = match cli.command.unwrap_or_else(|| Cmd::Serve(Box::new(cli.serve))) {
         Cmd::Serve(config) => config,
         Cmd::Openapi => return print(&format!("{}\n", ffmpeg_worker_server::openapi_json())),
         Cmd::ConfigDoc => return print(&ffmpeg_worker_server::config::markdown()),
-        Cmd::Client(command) => return client::run(command).await,
+        // Handed on above, before parsing; only `help <subcommand>` reaches clap's stubs.
+        Cmd::Client(_) => return ExitCode::from(EXIT_NO_CLIENT),
     };
     init_logging(config.log_format);
-    match ffmpeg_worker_server::serve::run(*config).await {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("ffmpeg-worker: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(ffmpeg_worker_server::serve::run(*config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // Plain text on stderr whatever the log format: this is what an operator reads first.

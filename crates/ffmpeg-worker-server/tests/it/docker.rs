@@ -62,6 +62,25 @@ fn dockerfile_runtime_stage_is_configured_only_through_known_env() {
 }
 
 #[test]
+fn the_image_ships_the_client_beside_the_server() {
+    let dockerfile = read("Dockerfile").replace("\\\n", " ");
+    let build = dockerfile.lines().find(|l| l.starts_with("RUN cargo build")).expect("a cargo build");
+    assert!(build.contains("ffmpeg-worker-server") && build.contains("ffmpeg-worker-client"), "{build}");
+    let stage = runtime_stage(&dockerfile);
+    let entrypoint = stage.iter().find(|l| l.starts_with("ENTRYPOINT")).expect("an ENTRYPOINT");
+    let server = entrypoint.split('"').nth(1).expect("exec form");
+    let dir = std::path::Path::new(server).parent().unwrap().display().to_string();
+    let copy = stage.iter().find(|l| l.starts_with("COPY --from=builder")).expect("binaries copied");
+    let words: Vec<&str> = copy.split_whitespace().collect();
+    let (sources, dest) = (&words[2..words.len() - 1], words[words.len() - 1]);
+    assert!(dest == format!("{dir}/") || dest == dir, "binaries go to the ENTRYPOINT's directory: {copy}");
+    for binary in ["ffmpeg-worker", "ffmpeg-worker-client"] {
+        assert!(sources.iter().any(|s| s.ends_with(&format!("/release/{binary}"))), "{binary} is copied: {copy}");
+    }
+    assert_eq!(server, format!("{dir}/ffmpeg-worker"));
+}
+
+#[test]
 fn compose_and_readme_agree_with_the_binary() {
     let compose = read("docker-compose.yml");
     let known = known_env();

@@ -1,9 +1,10 @@
 //! Integration tests of the server: the router in-process (`api`), the real binary end to end
-//! (`e2e`), and the committed OpenAPI document (`openapi`).
+//! (`e2e`), the committed OpenAPI document (`openapi`), and the client subcommands handed on to
+//! the `ffmpeg-worker-client` program (`client_command`; the client itself is tested in its crate).
 #![allow(clippy::unwrap_used, missing_docs, unreachable_pub)]
 
 mod api;
-mod cli;
+mod client_command;
 mod docker;
 mod e2e;
 mod lifecycle;

@@ -1,6 +1,6 @@
-//! The command-line client (`ffmpeg-worker submit | status | list | cancel | logs | wait`): the
-//! real binary as a client of the real binary as a server. Stdout is a pipe here, so progress
-//! comes as plain lines.
+//! The command line (`ffmpeg-worker submit | status | list | cancel | delete | logs | wait`):
+//! the real `ffmpeg-worker-client` binary as a client of the real server (in-process, see
+//! `support`). Stdout is a pipe here, so progress comes as plain lines.
 
 use std::io::Read;
 use std::net::TcpListener;
@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::support::{Server, ffprobe_duration, make_clip};
+use crate::support::{Options, Server, ffprobe_duration, make_clip};
 
 /// How a client run ended.
 #[derive(Debug)]
@@ -22,10 +22,10 @@ struct Run {
 /// Longest any client run may take before the test fails (a real 2 s transcode takes far less).
 const DEADLINE: Duration = Duration::from_secs(120);
 
-/// Runs `ffmpeg-worker ARGS` with `env` (and no inherited client settings), killing it at
+/// Runs `ffmpeg-worker-client ARGS` with `env` (and no inherited client settings), killing it at
 /// [`DEADLINE`].
 fn run_with(env: &[(&str, &str)], args: &[&str]) -> Run {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_ffmpeg-worker"));
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ffmpeg-worker-client"));
     command
         .args(args)
         .env_remove("FFMPEG_WORKER_URL")
@@ -96,7 +96,7 @@ fn json_of(run: &Run) -> Value {
 
 #[test]
 fn submit_wait_runs_a_real_transcode_and_prints_plain_progress_and_outputs() {
-    let server = Server::start(&[]);
+    let server = Server::start();
     make_clip(server.data.path(), "input.mp4", 2);
     let run = cli(
         &server,
@@ -155,7 +155,7 @@ fn submit_wait_runs_a_real_transcode_and_prints_plain_progress_and_outputs() {
 
 #[test]
 fn status_logs_list_and_cancel_of_a_finished_job() {
-    let server = Server::start(&[]);
+    let server = Server::start();
     make_clip(server.data.path(), "input.mp4", 1);
     // One quoted string is the whole command line.
     let id = submit(&server, &["-i input.mp4 -c:v libx264 -preset ultrafast out.mp4"]);
@@ -198,11 +198,18 @@ fn status_logs_list_and_cancel_of_a_finished_job() {
     assert!(cancel.stdout.is_empty(), "{cancel:?}");
     assert!(cancel.stderr.contains(&format!("job {id} is completed: cannot cancel")), "{cancel:?}");
     assert!(cancel.stderr.contains("409"), "{cancel:?}");
+
+    let delete = cli(&server, &["delete", &id]);
+    assert_eq!((delete.code, delete.stdout.as_str()), (0, format!("{id} deleted\n").as_str()), "{delete:?}");
+    let gone = cli(&server, &["status", &id]);
+    assert_eq!(gone.code, 2, "{gone:?}");
+    assert!(gone.stderr.contains("404"), "{gone:?}");
+    assert!(server.path("out.mp4").is_file(), "deleting the record keeps the outputs");
 }
 
 #[test]
 fn a_failing_job_exits_1_and_prints_ffmpegs_error() {
-    let server = Server::start(&[]);
+    let server = Server::start();
     let run = cli(&server, &["submit", "--wait", "--", "-i", "missing.mp4", "out.mp4"]);
     assert_eq!(run.code, 1, "{run:?}");
     assert!(run.stderr.contains("failed"), "{run:?}");
@@ -220,7 +227,7 @@ fn a_failing_job_exits_1_and_prints_ffmpegs_error() {
 
 #[test]
 fn a_refused_command_exits_2_with_the_problem_detail_and_queues_nothing() {
-    let server = Server::start(&[]);
+    let server = Server::start();
     for args in [&["submit", "--", "-i", "../x.mp4", "out.mp4"][..], &["submit", "--wait", "-i ../x.mp4 out.mp4"]] {
         let run = cli(&server, args);
         assert_eq!(run.code, 2, "{run:?}");
@@ -234,10 +241,13 @@ fn a_refused_command_exits_2_with_the_problem_detail_and_queues_nothing() {
 #[test]
 fn a_queued_job_is_cancelled_and_waiting_on_it_exits_1() {
     // No worker slot: jobs stay queued.
-    let server = Server::start(&["--concurrency", "0"]);
+    let server = Server::start_with(Options::default());
     let id = submit(&server, &["--", "-i", "input.mp4", "out.mp4"]);
     let status = json_of(&cli(&server, &["status", "--json", &id]));
     assert_eq!(status["status"], "queued");
+    let delete = cli(&server, &["delete", &id]);
+    assert_eq!(delete.code, 2, "a queued job's record cannot be deleted: {delete:?}");
+    assert!(delete.stderr.contains("409"), "{delete:?}");
 
     let cancel = cli(&server, &["cancel", &id]);
     assert_eq!(cancel.code, 0, "{cancel:?}");
@@ -260,7 +270,7 @@ fn a_queued_job_is_cancelled_and_waiting_on_it_exits_1() {
 
 #[test]
 fn list_filters_pages_and_follows_next_links_with_all() {
-    let server = Server::start(&["--concurrency", "0"]);
+    let server = Server::start_with(Options::default());
     let ids: Vec<String> =
         (0..5).map(|i| submit(&server, &["--", "-i", "input.mp4", &format!("out{i}.mp4")])).collect();
     let listed_ids = |v: &Value| -> Vec<String> {
@@ -305,7 +315,7 @@ fn an_unreachable_server_exits_2_with_a_clear_message() {
 
 #[test]
 fn the_token_is_sent_as_a_bearer_token() {
-    let server = Server::start(&["--api-token", "s3cret"]);
+    let server = Server::start_with(Options { concurrency: 0, tokens: vec!["s3cret".to_owned()] });
     let url = server.base.as_str();
     let without = run_with(&[], &["list", "--url", url]);
     assert_eq!(without.code, 2, "{without:?}");

@@ -1,0 +1,230 @@
+//! The command-line arguments (clap): subcommands, their options, the server connection
+//! (`--url` / `FFMPEG_WORKER_URL`, `--token` / `FFMPEG_WORKER_TOKEN`).
+
+use std::fmt;
+
+use ffmpeg_worker_client::Url;
+use ffmpeg_worker_client::api::JobStatusWire;
+
+/// The server URL used when neither `--url` nor `FFMPEG_WORKER_URL` is given.
+pub(crate) const DEFAULT_URL: &str = "http://127.0.0.1:8000";
+
+/// Talk to an ffmpeg-worker server: submit jobs, follow their progress, list, cancel.
+#[derive(Debug, clap::Parser)]
+#[command(version, about)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+/// Where the server is and how to authenticate.
+#[derive(Clone, clap::Args)]
+#[command(next_help_heading = "Server")]
+pub(crate) struct Connection {
+    /// Base URL of the ffmpeg-worker server (http or https).
+    #[arg(long, env = "FFMPEG_WORKER_URL", default_value = DEFAULT_URL, value_parser = parse_base_url)]
+    pub(crate) url: Url,
+
+    /// API token, sent as `Authorization: Bearer <token>`.
+    #[arg(long, env = "FFMPEG_WORKER_TOKEN", hide_env_values = true)]
+    pub(crate) token: Option<String>,
+}
+
+impl fmt::Debug for Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connection")
+            .field("url", &self.url.as_str())
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+fn parse_base_url(s: &str) -> Result<Url, String> {
+    ffmpeg_worker_client::parse_base_url(s).map_err(|e| e.to_string())
+}
+
+/// `KEY=VALUE`, split at the first `=`.
+pub(crate) fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+        _ => Err(format!("`{s}` is not KEY=VALUE")),
+    }
+}
+
+/// The subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum Command {
+    /// Submit a job: `submit [--wait] -- -i in.mp4 out.webm`
+    Submit(SubmitArgs),
+    /// Show a job: status, progress, outputs or error
+    Status(JobArgs),
+    /// List jobs, oldest first
+    List(ListArgs),
+    /// Cancel a queued or running job
+    Cancel(JobArgs),
+    /// Delete a finished job's record (its output files stay)
+    Delete(LogsArgs),
+    /// Print a job's log (the tail of ffmpeg's stderr)
+    Logs(LogsArgs),
+    /// Wait for a job to finish, showing its progress; exit 0 if it completed, 1 if not
+    Wait(JobArgs),
+}
+
+/// Arguments of `submit`.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "\
+Paths are relative to the server's data directory.
+
+Examples:
+  ffmpeg-worker submit --wait -- -i input.mp4 -c:v libvpx-vp9 -crf 32 out/clip.webm
+  ffmpeg-worker submit '-i input.mp4 -vf fps=1 thumbs/t%03d.png'
+  id=$(ffmpeg-worker submit --priority 5 --metadata asset=a-42 -- -i in.mov out.mp4)")]
+pub(crate) struct SubmitArgs {
+    /// Wait for the job to finish, showing its progress; exit 0 if it completed, 1 if it
+    /// failed or was cancelled.
+    #[arg(long)]
+    pub(crate) wait: bool,
+
+    /// Scheduling priority: higher runs first.
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    pub(crate) priority: i32,
+
+    /// Wall-clock limit for this job, in seconds (capped by the server's limit).
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) timeout: Option<u64>,
+
+    /// A label echoed back with the job (repeatable).
+    #[arg(long = "metadata", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    pub(crate) metadata: Vec<(String, String)>,
+
+    /// Print the job as JSON instead of text (with --wait: the finished job).
+    #[arg(long)]
+    pub(crate) json: bool,
+
+    /// The ffmpeg command line without the word `ffmpeg`: the words after `--` (joined with
+    /// shell quoting), or a single quoted string.
+    #[arg(value_name = "FFMPEG_ARGS", required = true, num_args = 1.., trailing_var_arg = true, allow_hyphen_values = true)]
+    pub(crate) command: Vec<String>,
+
+    #[command(flatten)]
+    pub(crate) connection: Connection,
+}
+
+impl SubmitArgs {
+    /// The command line to send: one word is taken as the whole command line; several are
+    /// joined with POSIX shell quoting, so the server splits them back into the same words.
+    pub(crate) fn command_line(&self) -> String {
+        match self.command.as_slice() {
+            [one] => one.clone(),
+            words => shell_words::join(words),
+        }
+    }
+}
+
+/// Arguments of the subcommands that take a job id and can print JSON.
+#[derive(Debug, clap::Args)]
+pub(crate) struct JobArgs {
+    /// The job id (`job_` + 16 hex digits).
+    pub(crate) id: String,
+
+    /// Print the job as JSON instead of text.
+    #[arg(long)]
+    pub(crate) json: bool,
+
+    #[command(flatten)]
+    pub(crate) connection: Connection,
+}
+
+/// Arguments of `logs` and `delete`: a job id.
+#[derive(Debug, clap::Args)]
+pub(crate) struct LogsArgs {
+    /// The job id (`job_` + 16 hex digits).
+    pub(crate) id: String,
+
+    #[command(flatten)]
+    pub(crate) connection: Connection,
+}
+
+/// Arguments of `list`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ListArgs {
+    /// Only jobs with this status.
+    #[arg(long, value_parser = status_parser())]
+    pub(crate) status: Option<JobStatusWire>,
+
+    /// Jobs per page, 1 to 1000 (server default: 100).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub(crate) limit: Option<u32>,
+
+    /// Fetch every page (follow `Link: rel="next"`), not only the first.
+    #[arg(long)]
+    pub(crate) all: bool,
+
+    /// Print the jobs as one JSON array instead of a table.
+    #[arg(long)]
+    pub(crate) json: bool,
+
+    #[command(flatten)]
+    pub(crate) connection: Connection,
+}
+
+/// The five statuses as possible values (listed in `--help`), parsed into the wire type.
+fn status_parser() -> impl clap::builder::TypedValueParser<Value = JobStatusWire> {
+    use clap::builder::{PossibleValuesParser, TypedValueParser as _};
+    PossibleValuesParser::new(JobStatusWire::ALL.map(JobStatusWire::as_str)).try_map(|s| s.parse::<JobStatusWire>())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::*;
+
+    #[test]
+    fn command_line_joins_words_with_shell_quoting() {
+        for (words, expected) in [
+            (&["-i in.mp4 out.webm"][..], "-i in.mp4 out.webm"),
+            (&["-i", "in.mp4", "out.webm"][..], "-i in.mp4 out.webm"),
+            (
+                &["-i", "my clip.mp4", "-vf", "scale=640:-2", "out dir/o.webm"][..],
+                "-i 'my clip.mp4' -vf 'scale=640:-2' 'out dir/o.webm'",
+            ),
+            (&["-i", "it's.mp4", "o.mp4"][..], "-i 'it'\\''s.mp4' o.mp4"),
+        ] {
+            let mut argv = vec!["ffmpeg-worker", "submit", "--url", DEFAULT_URL, "--"];
+            argv.extend_from_slice(words);
+            let Command::Submit(args) = Cli::try_parse_from(argv).expect("parses").command else {
+                panic!("not submit");
+            };
+            let line = args.command_line();
+            assert_eq!(line, expected);
+            if words.len() > 1 {
+                assert_eq!(shell_words::split(&line).expect("splits"), words, "round trip");
+            }
+        }
+    }
+
+    #[test]
+    fn key_values() {
+        assert_eq!(parse_key_value("a=b=c"), Ok(("a".to_owned(), "b=c".to_owned())));
+        assert_eq!(parse_key_value("a="), Ok(("a".to_owned(), String::new())));
+        assert!(parse_key_value("a").is_err());
+        assert!(parse_key_value("=b").is_err());
+    }
+
+    #[test]
+    fn list_status_takes_the_five_statuses() {
+        for status in JobStatusWire::ALL {
+            let cli = Cli::try_parse_from(["ffmpeg-worker", "list", "--url", DEFAULT_URL, "--status", status.as_str()])
+                .expect("parses");
+            assert!(matches!(cli.command, Command::List(ListArgs { status: Some(s), .. }) if s == status));
+        }
+        let err = Cli::try_parse_from(["ffmpeg-worker", "list", "--status", "sleeping"]).expect_err("refused");
+        assert!(err.to_string().contains("queued, running, completed, failed, cancelled"), "{err}");
+    }
+
+    #[test]
+    fn the_definitions_are_consistent() {
+        <Cli as clap::CommandFactory>::command().debug_assert();
+    }
+}

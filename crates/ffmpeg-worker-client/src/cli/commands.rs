@@ -1,0 +1,239 @@
+//! What each subcommand does, and how it ends: the exit status (see the binary's docs) and
+//! the message on stderr.
+
+use std::error::Error as _;
+use std::io::{self, Write as _};
+use std::process::ExitCode;
+
+use ffmpeg_worker_client::api::{CreateJobRequest, JobResponse, JobStatusWire};
+use ffmpeg_worker_client::{Client, ClientError, ListQuery, WaitEvent, WaitOptions};
+
+use crate::args::{Command, Connection, ListArgs, SubmitArgs};
+use crate::progress::{Reporter, Stream};
+use crate::table::{job_text, jobs_table};
+
+/// Exit status when an awaited job failed or was cancelled.
+const EXIT_JOB_UNSUCCESSFUL: u8 = 1;
+/// Exit status for usage errors (clap's own), an unreachable server, or an error answer.
+const EXIT_ERROR: u8 = 2;
+/// Exit status when waiting was interrupted with Ctrl-C (128 + SIGINT).
+const EXIT_INTERRUPTED: u8 = 130;
+
+/// How a subcommand ended, when it did not fail itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Success,
+    JobUnsuccessful,
+    Interrupted,
+}
+
+/// Why a subcommand failed.
+#[derive(Debug, thiserror::Error)]
+enum CliError {
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error("cannot write the output")]
+    Io(#[from] io::Error),
+}
+
+/// Runs one subcommand and returns the process exit status.
+pub(crate) async fn run(command: Command) -> ExitCode {
+    match execute(command).await {
+        Ok(Outcome::Success) => ExitCode::SUCCESS,
+        Ok(Outcome::JobUnsuccessful) => ExitCode::from(EXIT_JOB_UNSUCCESSFUL),
+        Ok(Outcome::Interrupted) => ExitCode::from(EXIT_INTERRUPTED),
+        // `ffmpeg-worker list | head`: the reader is gone, nothing to report.
+        Err(CliError::Io(e)) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            report(&e);
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}
+
+/// `ffmpeg-worker: <error>: <innermost cause>` and, where one helps, a hint.
+fn report(e: &CliError) {
+    let hint = match e {
+        CliError::Client(ClientError::Unreachable { .. }) => {
+            Some("is the server running? Point the client at it with --url or FFMPEG_WORKER_URL")
+        }
+        CliError::Client(e) if e.status() == Some(401) => {
+            Some("pass the server's API token with --token or FFMPEG_WORKER_TOKEN")
+        }
+        _ => None,
+    };
+    let mut message = e.to_string();
+    // The innermost cause says what really failed ("Connection refused (os error 111)"), not
+    // reqwest's "error sending request for url (...)".
+    let mut cause = e.source();
+    let mut innermost = None;
+    while let Some(c) = cause {
+        innermost = Some(c);
+        cause = c.source();
+    }
+    if let Some(innermost) = innermost {
+        message = format!("{message}: {innermost}");
+    }
+    let mut stderr = io::stderr().lock();
+    let _ = writeln!(stderr, "ffmpeg-worker: {message}");
+    if let Some(hint) = hint {
+        let _ = writeln!(stderr, "  hint: {hint}");
+    }
+}
+
+fn connect(connection: &Connection) -> Result<Client, ClientError> {
+    Client::new(connection.url.as_str(), connection.token.as_deref())
+}
+
+fn out(text: &str) -> io::Result<()> {
+    let mut stdout = io::stdout().lock();
+    stdout.write_all(text.as_bytes())?;
+    if !text.ends_with('\n') {
+        stdout.write_all(b"\n")?;
+    }
+    stdout.flush()
+}
+
+fn print_json(value: &impl serde::Serialize) -> Result<(), CliError> {
+    let json = serde_json::to_string(value).map_err(io::Error::other)?;
+    Ok(out(&json)?)
+}
+
+async fn execute(command: Command) -> Result<Outcome, CliError> {
+    match command {
+        Command::Submit(args) => submit(args).await,
+        Command::Status(args) => {
+            let job = connect(&args.connection)?.get(&args.id).await?;
+            if args.json {
+                print_json(&job)?;
+            } else {
+                out(&job_text(&job))?;
+            }
+            Ok(Outcome::Success)
+        }
+        Command::List(args) => list(args).await,
+        Command::Cancel(args) => {
+            let job = connect(&args.connection)?.cancel(&args.id).await?;
+            if args.json {
+                print_json(&job)?;
+            } else {
+                out(&format!("{} {}", job.id, job.status))?;
+            }
+            Ok(Outcome::Success)
+        }
+        Command::Delete(args) => {
+            connect(&args.connection)?.delete(&args.id).await?;
+            out(&format!("{} deleted", args.id))?;
+            Ok(Outcome::Success)
+        }
+        Command::Logs(args) => {
+            let log = connect(&args.connection)?.log(&args.id).await?;
+            if log.is_empty() {
+                let _ = writeln!(io::stderr(), "job {} has no log yet: it is kept once the job finishes", args.id);
+            } else {
+                out(&log)?;
+            }
+            Ok(Outcome::Success)
+        }
+        Command::Wait(args) => follow(&connect(&args.connection)?, &args.id, None, args.json).await,
+    }
+}
+
+async fn submit(args: SubmitArgs) -> Result<Outcome, CliError> {
+    let client = connect(&args.connection)?;
+    let request = CreateJobRequest {
+        command: args.command_line(),
+        priority: args.priority,
+        timeout_seconds: args.timeout,
+        metadata: args.metadata.iter().cloned().collect(),
+    };
+    let job = client.submit(&request).await?;
+    if args.wait {
+        let id = job.id.clone();
+        return follow(&client, &id, Some(job), args.json).await;
+    }
+    if args.json {
+        print_json(&job)?;
+    } else {
+        // The id alone, so that `id=$(ffmpeg-worker submit -- ...)` works.
+        out(&job.id)?;
+    }
+    Ok(Outcome::Success)
+}
+
+async fn list(args: ListArgs) -> Result<Outcome, CliError> {
+    let client = connect(&args.connection)?;
+    let query = ListQuery { status: args.status, limit: args.limit };
+    let (jobs, more) = if args.all {
+        (client.list_all(&query).await?, false)
+    } else {
+        let page = client.list(&query).await?;
+        (page.jobs, page.next.is_some())
+    };
+    if args.json {
+        print_json(&jobs)?;
+    } else {
+        out(&jobs_table(&jobs))?;
+        if more {
+            let _ = writeln!(io::stderr(), "more jobs follow: add --all to list them all");
+        }
+    }
+    Ok(Outcome::Success)
+}
+
+/// Follows a job until it finishes (showing its progress; `submitted` is the first snapshot
+/// when the job was just submitted), then reports how it ended. Ctrl-C stops waiting.
+async fn follow(client: &Client, id: &str, submitted: Option<JobResponse>, json: bool) -> Result<Outcome, CliError> {
+    let mut reporter = Reporter::new(if json { Stream::Stderr } else { Stream::Stdout }, id);
+    let mut write_error = None;
+    if let Some(job) = &submitted {
+        reporter.update(job)?;
+    }
+    let options = WaitOptions::default();
+    let waited = {
+        let on_event = |event: WaitEvent<'_>| {
+            let written = match event {
+                WaitEvent::Job(job) => reporter.update(job),
+                WaitEvent::Retrying { error, .. } => reporter.note(id, &format!("{error}; retrying")),
+                _ => Ok(()),
+            };
+            if let Err(e) = written {
+                write_error.get_or_insert(e);
+            }
+        };
+        tokio::select! {
+            waited = client.wait_with(id, &options, on_event) => Some(waited),
+            _ = tokio::signal::ctrl_c() => None,
+        }
+    };
+    reporter.finish();
+    let Some(waited) = waited else {
+        let _ = writeln!(
+            io::stderr(),
+            "stopped waiting; {id} carries on (follow it: `ffmpeg-worker wait {id}`, stop it: `ffmpeg-worker cancel {id}`)"
+        );
+        return Ok(Outcome::Interrupted);
+    };
+    let job = waited?;
+    if let Some(e) = write_error {
+        return Err(e.into());
+    }
+    if json {
+        print_json(&job)?;
+    }
+    if job.status == JobStatusWire::Completed {
+        if !json {
+            out(&format!("{} completed", job.id))?;
+            for file in &job.output_files {
+                out(file)?;
+            }
+        }
+        return Ok(Outcome::Success);
+    }
+    let mut stderr = io::stderr().lock();
+    match job.error.as_deref().map(str::trim).filter(|e| !e.is_empty()) {
+        Some(error) => writeln!(stderr, "{} {}:\n{error}", job.id, job.status)?,
+        None => writeln!(stderr, "{} {}", job.id, job.status)?,
+    }
+    Ok(Outcome::JobUnsuccessful)
+}

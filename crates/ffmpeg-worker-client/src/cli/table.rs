@@ -1,0 +1,172 @@
+//! Jobs as text: the fields of one job (`status`) and the table of many (`list`).
+
+use ffmpeg_worker_client::api::{JobResponse, JobStatusWire, ProgressResponse};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::progress::human_duration;
+
+/// The progress summary of `status`: `42.0% frame 151 fps 75.0 time ... speed 2.5x eta 2s`
+/// (frame and fps left out while no frame was written, as for audio; bitrate when known).
+fn progress_summary(p: &ProgressResponse) -> String {
+    let mut parts = Vec::new();
+    if let Some(percent) = p.percent.filter(|p| p.is_finite()) {
+        parts.push(format!("{percent:.1}%"));
+    }
+    if p.frame > 0 {
+        parts.push(format!("frame {} fps {:.1}", p.frame, p.fps));
+    }
+    parts.push(format!("time {}", p.time));
+    if p.bitrate != "N/A" {
+        parts.push(format!("bitrate {}", p.bitrate));
+    }
+    if let Some(speed) = p.speed.filter(|s| s.is_finite()) {
+        parts.push(format!("speed {speed:.1}x"));
+    }
+    if let Some(eta) = p.eta_seconds.filter(|e| e.is_finite() && *e >= 0.0) {
+        parts.push(format!("eta {}", human_duration(eta)));
+    }
+    parts.join(" ")
+}
+
+/// The fields `status` shows, in order; the optional ones only when set.
+fn job_fields(job: &JobResponse) -> Vec<(&'static str, String)> {
+    let mut fields =
+        vec![("id", job.id.clone()), ("status", job.status.as_str().to_owned()), ("command", job.command.clone())];
+    if job.priority != 0 {
+        fields.push(("priority", job.priority.to_string()));
+    }
+    if let Some(t) = job.timeout_seconds {
+        fields.push(("timeout", format!("{t}s")));
+    }
+    fields.push(("created", whole_seconds(job.created_at)));
+    for (name, value) in [("started", job.started_at), ("finished", job.completed_at)] {
+        if let Some(v) = value {
+            fields.push((name, whole_seconds(v)));
+        }
+    }
+    if job.attempts > 1 {
+        fields.push(("attempts", job.attempts.to_string()));
+    }
+    if let Some(p) = &job.progress {
+        fields.push(("progress", progress_summary(p)));
+    }
+    if !job.output_files.is_empty() {
+        fields.push(("outputs", job.output_files.join("\n")));
+    }
+    if !job.metadata.is_empty() {
+        let labels: Vec<String> = job.metadata.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        fields.push(("metadata", labels.join("\n")));
+    }
+    if let Some(e) = &job.error {
+        fields.push(("error", e.trim_end().to_owned()));
+    }
+    fields
+}
+
+/// `name      value`, continuation lines of a value indented under it.
+fn format_fields(fields: &[(&str, String)]) -> String {
+    let width = fields.iter().map(|(n, _)| n.len()).max().unwrap_or(0) + 2;
+    let mut text = String::new();
+    for (name, value) in fields {
+        let mut lines = value.lines();
+        text.push_str(&format!("{name:<width$}{}\n", lines.next().unwrap_or_default()));
+        for line in lines {
+            text.push_str(&format!("{:width$}{line}\n", ""));
+        }
+    }
+    text
+}
+
+/// One job, as `status` prints it.
+pub(crate) fn job_text(job: &JobResponse) -> String {
+    format_fields(&job_fields(job))
+}
+
+/// A time in UTC to the second: `2024-05-01T10:00:00Z`.
+fn whole_seconds(t: OffsetDateTime) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    let t = t.replace_nanosecond(0).unwrap_or(t);
+    t.format(&Rfc3339).unwrap_or_else(|_| t.to_string())
+}
+
+/// The `list` table: a header and one row per job; `no jobs` when there are none.
+pub(crate) fn jobs_table(jobs: &[JobResponse]) -> String {
+    if jobs.is_empty() {
+        return "no jobs\n".to_owned();
+    }
+    let mut text = format!("{:<20}  {:<9}  {:>8}  {:<20}  {}\n", "ID", "STATUS", "PROGRESS", "CREATED", "COMMAND");
+    for job in jobs {
+        let progress = match (job.status, job.progress.as_ref().and_then(|p| p.percent)) {
+            (JobStatusWire::Running, Some(p)) if p.is_finite() => format!("{p:.1}%"),
+            (JobStatusWire::Running, _) => "?".to_owned(),
+            _ => String::new(),
+        };
+        text.push_str(&format!(
+            "{:<20}  {:<9}  {:>8}  {:<20}  {}\n",
+            job.id,
+            job.status.as_str(),
+            progress,
+            whole_seconds(job.created_at),
+            job.command
+        ));
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use time::macros::datetime;
+
+    use super::*;
+    use crate::progress::tests::{job, progress};
+
+    #[test]
+    fn times_are_shown_to_the_second_in_utc() {
+        for (given, shown) in [
+            (datetime!(2026-11-29 12:03:53.462646466 UTC), "2026-11-29T12:03:53Z"),
+            (datetime!(2026-11-29 13:03:53 +01:00), "2026-11-29T12:03:53Z"),
+        ] {
+            assert_eq!(whole_seconds(given), shown);
+        }
+    }
+
+    #[test]
+    fn status_text() {
+        let mut j = job(JobStatusWire::Failed, Some(progress(Some(12.5), None, None)));
+        j.error = Some("missing.mp4: No such file or directory\nsecond line\n".to_owned());
+        j.metadata.insert("asset".to_owned(), "a-42".to_owned());
+        assert_eq!(
+            job_text(&j),
+            "id        job_0123456789abcdef\n\
+             status    failed\n\
+             command   -i in.mp4 out.mp4\n\
+             created   1970-01-01T00:00:00Z\n\
+             progress  12.5% time 00:00:05.03\n\
+             metadata  asset=a-42\n\
+             error     missing.mp4: No such file or directory\n\
+             \x20         second line\n"
+        );
+        let mut full = progress(Some(100.0), Some(2.5), Some(0.0));
+        (full.frame, full.fps, full.bitrate) = (25, 75.0, "412.3kbits/s".to_owned());
+        assert_eq!(
+            progress_summary(&full),
+            "100.0% frame 25 fps 75.0 time 00:00:05.03 bitrate 412.3kbits/s speed 2.5x eta 0s"
+        );
+    }
+
+    #[test]
+    fn table_text() {
+        assert_eq!(jobs_table(&[]), "no jobs\n");
+        let table = jobs_table(&[
+            job(JobStatusWire::Running, Some(progress(Some(42.0), None, None))),
+            job(JobStatusWire::Running, None),
+            job(JobStatusWire::Queued, None),
+        ]);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines[0], "ID                    STATUS     PROGRESS  CREATED               COMMAND");
+        assert_eq!(lines[1], "job_0123456789abcdef  running       42.0%  1970-01-01T00:00:00Z  -i in.mp4 out.mp4");
+        assert_eq!(lines[2], "job_0123456789abcdef  running           ?  1970-01-01T00:00:00Z  -i in.mp4 out.mp4");
+        assert_eq!(lines[3], "job_0123456789abcdef  queued               1970-01-01T00:00:00Z  -i in.mp4 out.mp4");
+    }
+}

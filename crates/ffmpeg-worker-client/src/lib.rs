@@ -1,0 +1,37 @@
+//! A typed async client of the ffmpeg-worker HTTP API, for Rust programs that hand ffmpeg jobs
+//! to a worker, and the `ffmpeg-worker-client` command line built on it (feature `cli`, on by
+//! default; what `ffmpeg-worker submit ...` runs).
+//!
+//! The request and response types are the server's own ([`ffmpeg_worker_api`], re-exported as
+//! [`api`]): one definition, so client and server cannot disagree on a field. Every error answer
+//! of the server is an RFC 9457 problem; [`ClientError::Problem`] carries it whole (its stable
+//! `type`, `detail`, and for a refused command the argument and the policy rule).
+//!
+//! ```no_run
+//! use ffmpeg_worker_client::{Client, api::CreateJobRequest};
+//!
+//! # async fn demo() -> Result<(), ffmpeg_worker_client::ClientError> {
+//! let client = Client::new("http://127.0.0.1:8000", None)?;
+//! let job = client
+//!     .submit(&CreateJobRequest { command: "-i in.mp4 out.webm".to_owned(), ..Default::default() })
+//!     .await?;
+//! let done = client.wait(&job.id).await?;
+//! println!("{} {}: {:?}", done.id, done.status, done.output_files);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Without the command line (no clap, no indicatif):
+//! `ffmpeg-worker-client = { git = "...", default-features = false }`.
+
+mod client;
+mod error;
+mod list;
+mod wait;
+
+pub use client::{Client, DEFAULT_CONNECT_TIMEOUT, DEFAULT_REQUEST_TIMEOUT, parse_base_url};
+pub use error::ClientError;
+pub use ffmpeg_worker_api as api;
+pub use list::{ListQuery, NextPage, Page};
+pub use url::Url;
+pub use wait::{WaitEvent, WaitOptions};

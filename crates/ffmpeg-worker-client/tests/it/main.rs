@@ -1,0 +1,7 @@
+//! Integration tests of the client: the typed client (`client`) and the command line (`cli`)
+//! against the real server, run in-process on 127.0.0.1:0 (`support`).
+#![allow(clippy::unwrap_used, missing_docs, unreachable_pub)]
+
+mod cli;
+mod client;
+mod support;
