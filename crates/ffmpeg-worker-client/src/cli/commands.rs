@@ -185,12 +185,14 @@ async fn list(args: ListArgs) -> Result<Outcome, CliError> {
 /// when the job was just submitted), then reports how it ended. Ctrl-C stops waiting.
 async fn follow(client: &Client, id: &str, submitted: Option<JobResponse>, json: bool) -> Result<Outcome, CliError> {
     let mut reporter = Reporter::new(if json { Stream::Stderr } else { Stream::Stdout }, id);
-    let mut write_error = None;
     if let Some(job) = &submitted {
         reporter.update(job)?;
     }
     let options = WaitOptions::default();
-    let waited = {
+    let mut write_error = None;
+    // A failed write (`ffmpeg-worker wait ID | head -3`) stops waiting at once.
+    let write_failed = tokio::sync::Notify::new();
+    let ended = {
         let on_event = |event: WaitEvent<'_>| {
             let written = match event {
                 WaitEvent::Job(job) => reporter.update(job),
@@ -199,15 +201,20 @@ async fn follow(client: &Client, id: &str, submitted: Option<JobResponse>, json:
             };
             if let Err(e) = written {
                 write_error.get_or_insert(e);
+                write_failed.notify_one();
             }
         };
         tokio::select! {
             waited = client.wait_with(id, &options, on_event) => Some(waited),
+            () = write_failed.notified() => None,
             _ = tokio::signal::ctrl_c() => None,
         }
     };
     reporter.finish();
-    let Some(waited) = waited else {
+    if let Some(e) = write_error {
+        return Err(e.into());
+    }
+    let Some(waited) = ended else {
         let _ = writeln!(
             io::stderr(),
             "stopped waiting; {id} carries on (follow it: `ffmpeg-worker wait {id}`, stop it: `ffmpeg-worker cancel {id}`)"

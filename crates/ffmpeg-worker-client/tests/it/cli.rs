@@ -345,3 +345,43 @@ fn usage_errors_exit_2_before_any_request() {
         assert!(!run.stderr.contains("cannot reach"), "refused before connecting: {run:?}");
     }
 }
+
+#[test]
+fn waiting_stops_when_its_reader_goes_away_and_the_job_carries_on() {
+    use std::io::{BufRead, BufReader};
+
+    let server = Server::start();
+    make_clip(server.data.path(), "long.mp4", 30);
+    // `-re` reads the input at its own rate: the job runs for 30 s whatever the machine's speed.
+    let id = submit(&server, &["--", "-re", "-i", "long.mp4", "-c", "copy", "out.mp4"]);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ffmpeg-worker-client"))
+        .args(["wait", &id, "--url", &server.base])
+        .env_remove("FFMPEG_WORKER_URL")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // `ffmpeg-worker wait ID | head -1`: read one line, then close the pipe.
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
+    assert!(first.starts_with(&format!("{id} ")), "{first}");
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if start.elapsed() > DEADLINE {
+            let _ = child.kill();
+            panic!("the client kept waiting with nobody reading");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    assert_eq!(status.code(), Some(0), "a closed pipe is not an error to report: {stderr}");
+    assert!(stderr.is_empty(), "{stderr}");
+    let job = json_of(&cli(&server, &["status", "--json", &id]));
+    assert_eq!(job["status"], "running", "the client stopped before the job ended: {job}");
+    assert_eq!(cli(&server, &["cancel", &id]).code, 0);
+}
