@@ -4,12 +4,13 @@
 
 use std::io::Read;
 use std::net::TcpListener;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::support::{Options, Server, ffprobe_duration, make_clip};
+use crate::media::{ffprobe_duration, make_clip};
+use crate::support::{Options, Server};
 
 /// How a client run ended.
 #[derive(Debug)]
@@ -48,18 +49,7 @@ fn run_with(env: &[(&str, &str)], args: &[&str]) -> Run {
         let mut s = String::new();
         stderr.read_to_string(&mut s).map(|_| s)
     });
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if start.elapsed() > DEADLINE {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("`ffmpeg-worker {}` did not finish within {DEADLINE:?}", args.join(" "));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = exit_status(&mut child, &args.join(" "));
     let run = Run {
         code: status.code().expect("exited, not killed by a signal"),
         stdout: out.join().unwrap().unwrap(),
@@ -67,6 +57,22 @@ fn run_with(env: &[(&str, &str)], args: &[&str]) -> Run {
     };
     eprintln!("$ ffmpeg-worker {}\n{run:#?}", args.join(" "));
     run
+}
+
+/// Waits for the client to exit; kills it and fails the test after [`DEADLINE`].
+fn exit_status(child: &mut Child, what: &str) -> ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if start.elapsed() > DEADLINE {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("`ffmpeg-worker {what}` did not finish within {DEADLINE:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// Runs the client against `server` (its URL in `FFMPEG_WORKER_URL`).
@@ -366,17 +372,7 @@ fn waiting_stops_when_its_reader_goes_away_and_the_job_carries_on() {
     let mut first = String::new();
     BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
     assert!(first.starts_with(&format!("{id} ")), "{first}");
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if start.elapsed() > DEADLINE {
-            let _ = child.kill();
-            panic!("the client kept waiting with nobody reading");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = exit_status(&mut child, &format!("wait {id}"));
     let mut stderr = String::new();
     child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
     assert_eq!(status.code(), Some(0), "a closed pipe is not an error to report: {stderr}");

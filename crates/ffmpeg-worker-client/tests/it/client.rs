@@ -6,7 +6,8 @@ use std::time::Duration;
 use ffmpeg_worker_client::api::{CreateJobRequest, JobStatusWire};
 use ffmpeg_worker_client::{Client, ClientError, ListQuery, WaitEvent, WaitOptions};
 
-use crate::support::{Options, Server, make_clip};
+use crate::media::make_clip;
+use crate::support::{Options, Server};
 
 fn request(command: &str) -> CreateJobRequest {
     CreateJobRequest { command: command.to_owned(), ..CreateJobRequest::default() }

@@ -4,4 +4,7 @@
 
 mod cli;
 mod client;
+/// Test media (lavfi clips, ffprobe durations): the server tests' own helpers, one definition.
+#[path = "../../../ffmpeg-worker-server/tests/it/media.rs"]
+mod media;
 mod support;

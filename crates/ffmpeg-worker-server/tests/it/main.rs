@@ -8,6 +8,7 @@ mod client_command;
 mod docker;
 mod e2e;
 mod lifecycle;
+mod media;
 mod openapi;
 mod security;
 mod slow_clients;

@@ -1,26 +1,13 @@
 //! Test support: media generation with ffmpeg's lavfi sources, and the real binary on port 0.
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-/// Generates a clip with testsrc (video) + sine (audio) of `seconds` seconds at 25 fps.
-pub fn make_clip(dir: &Path, name: &str, seconds: u32) -> PathBuf {
-    let path = dir.join(name);
-    let status = Command::new("ffmpeg")
-        .args(["-nostdin", "-hide_banner", "-loglevel", "error", "-y"])
-        .args(["-f", "lavfi", "-i", &format!("testsrc=duration={seconds}:size=160x120:rate=25")])
-        .args(["-f", "lavfi", "-i", &format!("sine=frequency=440:duration={seconds}")])
-        .args(["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest"])
-        .arg(&path)
-        .status()
-        .expect("ffmpeg runs");
-    assert!(status.success(), "generating {name} failed");
-    path
-}
+pub use crate::media::{ffprobe_duration, make_clip};
 
 /// A running `ffmpeg-worker` on a free port with its own data directory; killed on drop.
 pub struct Server {
@@ -160,14 +147,4 @@ pub fn files_under(dir: &Path) -> Vec<String> {
     walk(dir, dir, &mut out);
     out.sort();
     out
-}
-
-pub fn ffprobe_duration(path: &Path) -> f64 {
-    let out = Command::new("ffprobe")
-        .args(["-v", "error", "-show_entries", "format=duration", "-of", "default=nw=1:nk=1"])
-        .arg(path)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "ffprobe cannot read {}", path.display());
-    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
 }
