@@ -185,7 +185,11 @@ pub async fn run(config: ServeConfig) -> Result<(), StartError> {
     tracing::info!(ffmpeg = %version, data = %sandbox.root().display(), "starting");
 
     let store = open_store(&config.database_url).await?;
-    for orphan in jobs::orphans::stop_orphans(sandbox.root()) {
+    let scratch_root = config.scratch_dir.clone().unwrap_or_else(std::env::temp_dir);
+    let (data, scratch) = (sandbox.root().to_owned(), scratch_root.clone());
+    let orphans =
+        tokio::task::spawn_blocking(move || jobs::orphans::stop_orphans(&data, &scratch)).await.unwrap_or_default();
+    for orphan in orphans {
         tracing::warn!(pid = orphan.pid, command = %orphan.command_line, "stopped an ffmpeg left running by a previous crash");
     }
     let recovery = store
@@ -206,9 +210,7 @@ pub async fn run(config: ServeConfig) -> Result<(), StartError> {
         cpu_seconds: config.cpu_limit_seconds,
         address_space_bytes: config.memory_limit_bytes,
     };
-    if let Some(dir) = &config.scratch_dir {
-        ffmpeg.scratch_root.clone_from(dir);
-    }
+    ffmpeg.scratch_root = scratch_root;
     let runner = FfmpegRunner::new(ffmpeg);
     let jobs_config = JobsConfig {
         concurrency: usize::from(config.concurrency),

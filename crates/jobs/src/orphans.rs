@@ -1,23 +1,68 @@
 //! Stopping ffmpeg processes orphaned by a crash of a previous server process.
 //!
 //! ffmpeg runs in its own process group, so when the server is killed (SIGKILL, OOM killer,
-//! power-cycled container runtime) its ffmpeg children live on, re-parented to init. Crash
-//! recovery re-queues their jobs; if the orphans kept running, two ffmpeg processes would write
-//! the same outputs at once. At start-up, before recovery, [`stop_orphans`] finds them through
-//! `/proc` — processes started with this runner's `-progress pipe:1` argument and a `file:` URL
-//! under the data directory, whose parent is not a running `ffmpeg-worker` — and kills their
-//! process groups. Linux only; elsewhere it does nothing.
+//! power-cycled container runtime) its ffmpeg children live on, re-parented to init or a
+//! subreaper. Crash recovery re-queues their jobs; if the orphans kept running, two ffmpeg
+//! processes would write the same outputs at once.
+//!
+//! The marker is the run's scratch directory, not a process name: the runner starts each
+//! ffmpeg in a fresh directory `<scratch root>/ffmpeg-worker-run-XXXXXX` ([`ScratchDir`]) and
+//! holds an exclusive `flock(2)` on it for the whole run. The kernel releases the lock when
+//! the server's process ends, however it ends, and never hands it to ffmpeg (the descriptor
+//! is close-on-exec). So at start-up, before recovery, [`stop_orphans`] finds through `/proc`
+//! the processes whose working directory is such a directory with a free lock, and that
+//! were given a `file:` URL under this server's data directory (so another data directory's
+//! runs are never touched), and kills their process groups. This holds whatever the server's
+//! binary is called, whoever its parent is now, and with several servers on one host.
+//! Linux only; elsewhere it finds nothing.
 
-use std::path::Path;
+use std::fs::File;
+use std::path::{Path, PathBuf};
 
-use nix::sys::signal::{Signal, killpg};
+use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
+
+/// Name prefix of the runner's scratch directories.
+pub const SCRATCH_PREFIX: &str = "ffmpeg-worker-run-";
+
+/// A run's private scratch directory, ffmpeg's working directory, locked while it exists.
+/// Dropping it unlocks and removes it.
+#[derive(Debug)]
+pub struct ScratchDir {
+    // Field order is drop order: the directory is removed, then the lock released.
+    dir: tempfile::TempDir,
+    _lock: File,
+}
+
+impl ScratchDir {
+    /// Creates `root` if needed, then a fresh directory in it (random name, mode 0700:
+    /// never an existing directory or a planted symlink), and locks it exclusively.
+    ///
+    /// # Errors
+    /// What the file system reports.
+    pub fn create(root: &Path) -> std::io::Result<ScratchDir> {
+        std::fs::create_dir_all(root)?;
+        let dir = tempfile::Builder::new().prefix(SCRATCH_PREFIX).tempdir_in(root)?;
+        let lock = File::open(dir.path())?;
+        lock.try_lock().map_err(std::io::Error::from)?;
+        Ok(ScratchDir { dir, _lock: lock })
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
 
 /// A process found by [`find_orphans`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Orphan {
-    /// Its process id (also its process-group id: the runner makes each ffmpeg a group leader).
+    /// Its process id.
     pub pid: i32,
+    /// Its process-group id (its own pid for the runner's ffmpeg, a group leader).
+    pub pgid: i32,
+    /// Its working directory: the scratch directory of the run it belonged to.
+    pub scratch_dir: PathBuf,
     /// Its command line, arguments joined with spaces.
     pub command_line: String,
 }
@@ -27,44 +72,57 @@ fn read_cmdline(pid: i32) -> Option<Vec<String>> {
     Some(raw.split(|b| *b == 0).filter(|a| !a.is_empty()).map(|a| String::from_utf8_lossy(a).into_owned()).collect())
 }
 
-fn parent_of(pid: i32) -> Option<i32> {
+fn process_group_of(pid: i32) -> Option<i32> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the `(comm)`: state ppid ...
-    stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok()
+    // Fields after the `(comm)`: state ppid pgrp ...
+    stat.rsplit_once(')')?.1.split_whitespace().nth(2)?.parse().ok()
 }
 
-fn is_worker(pid: i32) -> bool {
-    read_cmdline(pid).and_then(|args| args.first().cloned()).is_some_and(|exe| {
-        Path::new(&exe).file_name().is_some_and(|n| n.to_string_lossy().starts_with("ffmpeg-worker"))
-    })
+/// Whether `dir` is a scratch directory whose lock nobody holds.
+fn unlocked_scratch_dir(dir: &Path, scratch_root: &Path) -> bool {
+    let ours = dir.parent() == Some(scratch_root)
+        && dir.file_name().is_some_and(|n| n.to_string_lossy().starts_with(SCRATCH_PREFIX));
+    // The lock is released again when `file` is dropped.
+    ours && File::open(dir).is_ok_and(|file| file.try_lock().is_ok())
 }
 
-/// ffmpeg processes writing under `data_dir` that no running `ffmpeg-worker` owns.
-pub fn find_orphans(data_dir: &Path) -> Vec<Orphan> {
+/// Processes left by runs of a server that is gone: their working directory is one of
+/// `scratch_root`'s scratch directories whose lock is free, and one of their arguments is a
+/// `file:` URL under `data_dir`. Reads `/proc` (blocking).
+pub fn find_orphans(data_dir: &Path, scratch_root: &Path) -> Vec<Orphan> {
     let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
-    let marker = format!("file:{}/", data_dir.display());
+    // /proc shows canonical paths.
+    let root = std::fs::canonicalize(scratch_root).unwrap_or_else(|_| scratch_root.to_owned());
+    let data = std::fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_owned());
+    let marker = format!("file:{}/", data.display());
     let mut found = Vec::new();
     for entry in entries.flatten() {
         let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
+        // Other users' processes cannot be read: they are not ours.
+        let Ok(cwd) = std::fs::read_link(format!("/proc/{pid}/cwd")) else { continue };
+        if !unlocked_scratch_dir(&cwd, &root) {
+            continue;
+        }
         let Some(args) = read_cmdline(pid) else { continue };
-        let ours = args.windows(2).any(|w| w[0] == "-progress" && w[1] == "pipe:1")
-            && args.iter().any(|a| a.starts_with(&marker));
-        if !ours {
+        if !args.iter().any(|a| a.starts_with(&marker)) {
             continue;
         }
-        if parent_of(pid).is_some_and(is_worker) {
-            continue;
-        }
-        found.push(Orphan { pid, command_line: args.join(" ") });
+        let Some(pgid) = process_group_of(pid) else { continue };
+        found.push(Orphan { pid, pgid, scratch_dir: cwd, command_line: args.join(" ") });
     }
     found
 }
 
-/// Kills (SIGKILL) the process groups of [`find_orphans`]; returns what was stopped.
-pub fn stop_orphans(data_dir: &Path) -> Vec<Orphan> {
-    let orphans = find_orphans(data_dir);
+/// Kills (SIGKILL) what [`find_orphans`] finds: the whole process group of a group leader,
+/// else the process itself. Returns what was stopped. Reads `/proc` (blocking).
+pub fn stop_orphans(data_dir: &Path, scratch_root: &Path) -> Vec<Orphan> {
+    let orphans = find_orphans(data_dir, scratch_root);
     for orphan in &orphans {
-        let _ = killpg(Pid::from_raw(orphan.pid), Signal::SIGKILL);
+        let _ = if orphan.pgid == orphan.pid {
+            killpg(Pid::from_raw(orphan.pgid), Signal::SIGKILL)
+        } else {
+            kill(Pid::from_raw(orphan.pid), Signal::SIGKILL)
+        };
     }
     orphans
 }

@@ -5,7 +5,6 @@
 //! formats or filters at submit time ([`Capabilities::check`]).
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use ffmpeg_core::capabilities::{Capabilities, CapabilityOutputs};
@@ -157,13 +156,8 @@ pub async fn probe_capabilities_within(ffmpeg: &Path, timeout: Duration) -> Resu
 async fn run(ffmpeg: &Path, args: &[&str]) -> Result<(String, String), ProbeError> {
     let command = format!("{} {}", ffmpeg.display(), args.join(" "));
     let io = |source| ProbeError::Io { command: command.clone(), source };
-    let mut child = tokio::process::Command::new(ffmpeg)
+    let mut child = crate::runner::ffmpeg_command(ffmpeg)
         .args(args)
-        .env_clear()
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
         .spawn()
         .map_err(|source| ProbeError::Spawn { binary: ffmpeg.to_owned(), source })?;
     let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {

@@ -7,11 +7,15 @@
 //! empty environment and stdin. It drains stdout (progress) and stderr (log) concurrently in one
 //! loop, so a job that prints megabytes of warnings never stalls on a full pipe; it keeps a
 //! bounded tail of stderr. Timeout and cancellation stop the whole process group: SIGTERM (ffmpeg
-//! then finishes its outputs' trailers), a grace period, SIGKILL, then the child is reaped.
+//! then finishes its outputs' trailers), a grace period, SIGKILL, and once ffmpeg has closed its
+//! pipes a last SIGKILL to the group, then the child is reaped. A group is only ever signalled
+//! before its leader is reaped (until then the group id cannot be reused), and only on the stop
+//! path. Each run works in a locked scratch directory ([`crate::orphans::ScratchDir`]).
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -37,19 +41,49 @@ pub struct RunSpec<'a> {
     pub timeout: Option<Duration>,
 }
 
-/// Why a run did not succeed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
+/// Why a run did not succeed. The messages are what a job's `error` says.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum RunError {
-    /// ffmpeg could not be started (binary missing, not executable).
-    #[error("ffmpeg could not be started: {0}")]
-    Spawn(String),
-    /// ffmpeg exited unsuccessfully; `message` holds the meaningful last lines of its stderr.
+    /// ffmpeg could not be started (binary missing, not executable, argument list too long).
+    #[error("ffmpeg could not be started ({}): {source}", binary.display())]
+    Spawn {
+        /// The binary as configured.
+        binary: PathBuf,
+        /// What the operating system reported.
+        #[source]
+        source: Arc<std::io::Error>,
+    },
+    /// The run's scratch directory could not be created or locked (the server log names it).
+    #[error("cannot prepare a scratch directory for ffmpeg: {source}")]
+    Scratch {
+        /// What the operating system reported.
+        #[source]
+        source: Arc<std::io::Error>,
+    },
+    /// The resource limits could not be applied to the started ffmpeg, which was then killed.
+    #[error("cannot apply resource limits to ffmpeg: {source}")]
+    Limits {
+        /// What the operating system reported.
+        #[source]
+        source: Arc<std::io::Error>,
+    },
+    /// Waiting for ffmpeg to exit failed.
+    #[error("waiting for ffmpeg failed: {source}")]
+    Wait {
+        /// What the operating system reported.
+        #[source]
+        source: Arc<std::io::Error>,
+    },
+    /// ffmpeg exited unsuccessfully; `message` holds the meaningful last lines of its stderr,
+    /// or what is known of the signal that killed it.
     #[error("{message}")]
     Exit {
         /// Exit code, `None` when killed by a signal.
         code: Option<i32>,
-        /// The last meaningful stderr lines, data-directory paths made relative.
+        /// The signal that killed it, `None` when it exited.
+        signal: Option<i32>,
+        /// The last meaningful stderr lines, data-directory paths made relative; for a limit
+        /// or a signal, which one and what is known of who sent it.
         message: String,
     },
     /// The run took longer than its timeout and was stopped.
@@ -291,27 +325,87 @@ pub fn relative_paths(text: &str, data_dir: &Path) -> String {
     text.replace(&format!("file:{root}/"), "").replace(&format!("{root}/"), "")
 }
 
-/// The error of an unsuccessful exit: the stderr summary, or the limit that killed ffmpeg.
-fn exit_message(status: std::process::ExitStatus, log_tail: &str, config: &FfmpegConfig) -> String {
+/// The error of an unsuccessful exit: the limit that stopped ffmpeg, what is known of the
+/// signal that killed it, or the stderr summary.
+///
+/// The soft CPU limit (`RLIMIT_CPU`) sends SIGXCPU, which ffmpeg treats like SIGTERM (it
+/// finishes its outputs, logs "received signal 24" and exits 255); the hard limit, 5 s of CPU
+/// later, sends SIGKILL. A SIGKILL can also come from the out-of-memory killer or an operator,
+/// so it is blamed on the CPU limit only when ffmpeg had used at least that much CPU time
+/// (`cpu_used`, read from `/proc` before it was reaped).
+fn exit_message(
+    status: std::process::ExitStatus,
+    log_tail: &str,
+    config: &FfmpegConfig,
+    cpu_used: Option<f64>,
+) -> String {
     use std::os::unix::process::ExitStatusExt as _;
-    match status.signal() {
-        Some(s) if s == Signal::SIGXFSZ as i32 => format!(
+    let signal = status.signal();
+    if signal == Some(Signal::SIGXFSZ as i32) {
+        return format!(
             "output file size limit exceeded ({} bytes); ffmpeg was stopped",
             config.limits.max_file_bytes.unwrap_or_default()
-        ),
-        // ffmpeg treats SIGXCPU (the soft CPU limit) like SIGTERM: it finishes its outputs and
-        // logs "received signal 24"; the hard limit 5 s later is a SIGKILL.
-        _ if config.limits.cpu_seconds.is_some()
-            && (status.signal() == Some(Signal::SIGXCPU as i32)
-                || status.signal() == Some(Signal::SIGKILL as i32)
-                || log_tail.contains(&format!("received signal {}", Signal::SIGXCPU as i32))) =>
-        {
-            format!("CPU time limit exceeded ({} s); ffmpeg was stopped", config.limits.cpu_seconds.unwrap_or_default())
+        );
+    }
+    let killed = signal == Some(Signal::SIGKILL as i32);
+    if let Some(limit) = config.limits.cpu_seconds {
+        let sigxcpu = signal == Some(Signal::SIGXCPU as i32)
+            || log_tail.contains(&format!("received signal {}", Signal::SIGXCPU as i32));
+        #[allow(clippy::cast_precision_loss, reason = "CPU seconds far below 2^52")]
+        let reached = cpu_used.is_some_and(|used| used >= limit as f64);
+        if sigxcpu || (killed && reached) {
+            return format!("CPU time limit exceeded ({limit} s); ffmpeg was stopped");
         }
-        _ => error_summary(log_tail, &config.data_dir),
+        if killed && cpu_used.is_none() {
+            return format!(
+                "ffmpeg was killed (SIGKILL): by the CPU time limit ({limit} s) if it used that much, else by \
+                 something outside this server such as the out-of-memory killer or an operator (its CPU time could \
+                 not be read)"
+            );
+        }
+    }
+    match signal {
+        Some(s) if s == Signal::SIGKILL as i32 => {
+            let cpu = cpu_used.map(|used| format!(" after {used:.1} s of CPU time")).unwrap_or_default();
+            format!(
+                "ffmpeg was killed (SIGKILL){cpu} by something outside this server, such as the out-of-memory \
+                 killer or an operator"
+            )
+        }
+        Some(s) => {
+            let name = Signal::try_from(s).map_or_else(|_| format!("signal {s}"), |sig| sig.as_str().to_owned());
+            let summary = error_summary(log_tail, &config.data_dir);
+            format!("ffmpeg was killed by {name}; its last messages: {summary}")
+        }
+        None => error_summary(log_tail, &config.data_dir),
     }
 }
 
+/// CPU time (user + system, all threads) that process `pid` has used, in seconds, from
+/// `/proc/<pid>/stat`; `None` when it cannot be read. Valid until the process is reaped.
+fn cpu_seconds_used(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after `(comm)`: state is field 3; utime and stime are fields 14 and 15, in clock
+    // ticks of USER_HZ, which Linux fixes at 100 for this interface.
+    let mut fields = stat.rsplit_once(')')?.1.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    #[allow(clippy::cast_precision_loss, reason = "tick counts far below 2^52")]
+    Some((utime + stime) as f64 / 100.0)
+}
+
+/// The one place ffmpeg processes are built (the runner's jobs and the start-up probe): run
+/// directly (no shell), with an empty environment, an empty stdin, stdout and stderr piped, and
+/// killed when the handle is dropped. With the environment cleared, a bare name is looked up
+/// in the C library's default search path (`/bin:/usr/bin`).
+pub(crate) fn ffmpeg_command(binary: &Path) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(binary);
+    cmd.env_clear().stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
+    cmd
+}
+
+/// Sends `signal` to the process group led by `pid`. Only call it before the leader is
+/// reaped: until then its pid, the group id, cannot belong to anyone else.
 fn signal_group(pid: Option<u32>, signal: Signal) {
     if let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) {
         // The child is its own process-group leader (process_group(0)), so its pid is the group id.
@@ -344,31 +438,23 @@ impl Runner for FfmpegRunner {
         let mut tail = Tail { bytes: VecDeque::new(), cap: self.config.log_tail_bytes.max(1024) };
         // A fresh directory with a random name and mode 0700 (mkdtemp): never shared with
         // another process, never an existing directory or a planted symlink.
-        let scratch = match std::fs::create_dir_all(&self.config.scratch_root)
-            .and_then(|()| tempfile::Builder::new().prefix("ffmpeg-worker-run-").tempdir_in(&self.config.scratch_root))
-        {
+        let failed = |e: RunError| RunReport { result: Err(e), log_tail: String::new() };
+        // A fresh directory with a random name and mode 0700 (mkdtemp): never shared with
+        // another process, never an existing directory or a planted symlink. It is locked for
+        // the whole run: ffmpeg's working directory marks it as ours, and a free lock marks it
+        // an orphan after a crash (see `orphans`).
+        let scratch = match crate::orphans::ScratchDir::create(&self.config.scratch_root) {
             Ok(dir) => dir,
             Err(e) => {
                 tracing::error!(dir = %self.config.scratch_root.display(), error = %e, "cannot create a scratch directory");
-                let msg = "cannot create a scratch directory for ffmpeg (the server log has the details)".to_owned();
-                return RunReport { result: Err(RunError::Spawn(msg)), log_tail: String::new() };
+                return failed(RunError::Scratch { source: Arc::new(e) });
             }
         };
-        let mut cmd = tokio::process::Command::new(&self.config.binary);
-        cmd.args(FfmpegRunner::args(spec.command))
-            .env_clear()
-            .current_dir(scratch.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .kill_on_drop(true);
+        let mut cmd = ffmpeg_command(&self.config.binary);
+        cmd.args(FfmpegRunner::args(spec.command)).current_dir(scratch.path()).process_group(0);
         let mut child = match cmd.spawn() {
             Ok(c) => c,
-            Err(e) => {
-                let msg = format!("{}: {e}", self.config.binary.display());
-                return RunReport { result: Err(RunError::Spawn(msg)), log_tail: String::new() };
-            }
+            Err(e) => return failed(RunError::Spawn { binary: self.config.binary.clone(), source: Arc::new(e) }),
         };
         let pid = child.id();
         if let Some(p) = pid
@@ -376,13 +462,13 @@ impl Runner for FfmpegRunner {
         {
             signal_group(pid, Signal::SIGKILL);
             let _ = child.wait().await;
-            let msg = format!("cannot apply resource limits: {e}");
-            return RunReport { result: Err(RunError::Spawn(msg)), log_tail: String::new() };
+            return failed(RunError::Limits { source: Arc::new(e) });
         }
         let (Some(mut stdout), Some(mut stderr)) = (child.stdout.take(), child.stderr.take()) else {
             signal_group(pid, Signal::SIGKILL);
             let _ = child.wait().await;
-            return RunReport { result: Err(RunError::Spawn("no pipes".to_owned())), log_tail: String::new() };
+            let source = Arc::new(std::io::Error::other("ffmpeg's stdout or stderr pipe is missing"));
+            return failed(RunError::Spawn { binary: self.config.binary.clone(), source });
         };
 
         let mut parser = ProgressParser::new();
@@ -397,10 +483,26 @@ impl Runner for FfmpegRunner {
         let mut out_buf = vec![0u8; 16 * 1024];
         let mut err_buf = vec![0u8; 16 * 1024];
         let far = Instant::now() + Duration::from_secs(365 * 24 * 3600);
+        let mut cpu_used = None;
+        let mut ready_to_reap = false;
 
         // One loop drains both pipes (never one after the other: a full stderr pipe would stall
         // ffmpeg while we wait on stdout), and reaps the child once both are closed.
         let status = loop {
+            if !out_open && !err_open && !ready_to_reap {
+                // ffmpeg closes its pipes when it exits; until it is reaped, its pid (which is
+                // also its process-group id) cannot be reused, so this is the last moment to
+                // read its CPU time and, on the stop path only, to kill what is left of its
+                // group without hitting another process group.
+                if self.config.limits.cpu_seconds.is_some() {
+                    cpu_used = pid.and_then(cpu_seconds_used);
+                }
+                if stop.is_some() {
+                    signal_group(pid, Signal::SIGKILL);
+                    kill_at = None;
+                }
+                ready_to_reap = true;
+            }
             tokio::select! {
                 r = stdout.read(&mut out_buf), if out_open => match r {
                     Ok(0) | Err(_) => out_open = false,
@@ -419,7 +521,7 @@ impl Runner for FfmpegRunner {
                         banner.feed(&err_buf[..n]);
                     }
                 },
-                s = child.wait(), if !out_open && !err_open => break s,
+                s = child.wait(), if ready_to_reap => break s,
                 () = tokio::time::sleep_until(deadline.unwrap_or(far)), if deadline.is_some() && stop.is_none() => {
                     stop = Some(Stop::TimedOut);
                     signal_group(pid, Signal::SIGTERM);
@@ -436,9 +538,6 @@ impl Runner for FfmpegRunner {
                 },
             }
         };
-        // Whatever is left of the group (ffmpeg itself spawns nothing, but be thorough).
-        signal_group(pid, Signal::SIGKILL);
-
         drop(scratch);
         // The two pipes are read concurrently, so a block may have been read before the banner
         // line it needs; with all of stderr seen, the last snapshot is computed once more.
@@ -451,9 +550,51 @@ impl Runner for FfmpegRunner {
             (Some(Stop::Cancelled), _) => Err(RunError::Cancelled),
             (Some(Stop::TimedOut), _) => Err(RunError::TimedOut(spec.timeout.unwrap_or_default())),
             (None, Ok(s)) if s.success() => Ok(()),
-            (None, Ok(s)) => Err(RunError::Exit { code: s.code(), message: exit_message(s, &log_tail, &self.config) }),
-            (None, Err(e)) => Err(RunError::Exit { code: None, message: format!("waiting for ffmpeg failed: {e}") }),
+            (None, Ok(s)) => {
+                use std::os::unix::process::ExitStatusExt as _;
+                let message = exit_message(s, &log_tail, &self.config, cpu_used);
+                Err(RunError::Exit { code: s.code(), signal: s.signal(), message })
+            }
+            (None, Err(e)) => Err(RunError::Wait { source: Arc::new(e) }),
         };
         RunReport { result, log_tail }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::process::ExitStatusExt as _;
+
+    use super::*;
+
+    fn config(cpu_seconds: Option<u64>) -> FfmpegConfig {
+        let mut config = FfmpegConfig::new("ffmpeg", "/srv/data");
+        config.limits.cpu_seconds = cpu_seconds;
+        config
+    }
+
+    #[test]
+    fn a_sigkill_is_blamed_on_the_cpu_limit_only_when_that_much_cpu_was_used() {
+        let killed = std::process::ExitStatus::from_raw(9);
+        let check = |cpu_seconds, cpu_used, expected: &str| {
+            let message = exit_message(killed, "", &config(cpu_seconds), cpu_used);
+            assert!(message.starts_with(expected), "{message}");
+        };
+        check(Some(10), Some(15.2), "CPU time limit exceeded (10 s)");
+        check(Some(10), Some(3.0), "ffmpeg was killed (SIGKILL) after 3.0 s of CPU time by something outside");
+        check(Some(10), None, "ffmpeg was killed (SIGKILL): by the CPU time limit (10 s) if it used that much");
+        check(None, None, "ffmpeg was killed (SIGKILL) by something outside this server");
+        // ffmpeg's own report of SIGXCPU (it exits 255 after finishing its outputs).
+        let exited = std::process::ExitStatus::from_raw(255 << 8);
+        let log = "Exiting normally, received signal 24.\n";
+        assert_eq!(
+            exit_message(exited, log, &config(Some(10)), Some(10.1)),
+            "CPU time limit exceeded (10 s); ffmpeg was stopped"
+        );
+        let terminated = std::process::ExitStatus::from_raw(15);
+        assert_eq!(
+            exit_message(terminated, "a\nb\n", &config(None), None),
+            "ffmpeg was killed by SIGTERM; its last messages: a\nb"
+        );
     }
 }

@@ -1,53 +1,87 @@
-//! Orphaned ffmpeg processes are found and stopped; others are left alone.
+//! Orphaned ffmpeg processes are recognised by their scratch directory's free lock, not by
+//! names: they are found and stopped; a live run's processes and others are left alone.
 
 use std::os::unix::process::CommandExt;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use jobs::orphans::{find_orphans, stop_orphans};
+use jobs::orphans::{SCRATCH_PREFIX, ScratchDir, find_orphans, stop_orphans};
 
-fn spawn_lookalike(args: &[&str]) -> std::process::Child {
-    // `sh -c 'sleep 60' ARGS...`: the extra arguments are sh's positional parameters, so the
-    // process's command line carries them like an ffmpeg started by the runner would.
-    std::process::Command::new("sh").arg("-c").arg("exec sleep 60").args(args).process_group(0).spawn().unwrap()
+/// `sh -c 'sleep 60; true' ARGS...` in `cwd`, its own process-group leader: the extra
+/// arguments are sh's positional parameters, so its command line carries them like a runner's
+/// ffmpeg (the `; true` keeps sh from replacing itself with sleep).
+fn spawn_in(cwd: &Path, args: &[&str]) -> std::process::Child {
+    std::process::Command::new("sh")
+        .arg("-c")
+        .arg("sleep 60; true")
+        .args(args)
+        .current_dir(cwd)
+        .process_group(0)
+        .spawn()
+        .unwrap()
+}
+
+fn poll<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out: {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 #[test]
-fn orphans_under_the_data_dir_are_stopped_and_others_are_not() {
+fn only_processes_in_an_unlocked_scratch_directory_of_this_data_dir_are_stopped() {
     let data = tempfile::tempdir().unwrap();
-    let other = tempfile::tempdir().unwrap();
-    let url = format!("file:{}/out.mp4", data.path().display());
-    let other_url = format!("file:{}/out.mp4", other.path().display());
-    let mut ours = std::process::Command::new("sh")
-        .arg("-c")
-        .arg("sleep 60; true")
-        .args(["-progress", "pipe:1", &url])
-        .process_group(0)
-        .spawn()
-        .unwrap();
-    let mut elsewhere = spawn_lookalike(&["-progress", "pipe:1", &other_url]);
-    let mut no_progress = spawn_lookalike(&[&url]);
+    let other_data = tempfile::tempdir().unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let url = format!("file:{}/out.mp4", data.path().canonicalize().unwrap().display());
+    let other_url = format!("file:{}/out.mp4", other_data.path().canonicalize().unwrap().display());
+
+    // A crashed server's run: its scratch directory is left, nobody holds its lock.
+    let crashed = scratch.path().join(format!("{SCRATCH_PREFIX}crashed"));
+    std::fs::create_dir(&crashed).unwrap();
+    let mut orphan = spawn_in(&crashed, &["-progress", "pipe:1", &url]);
+    // A live run (this test process holds the lock, like a running server); its parent is
+    // not called ffmpeg-worker either, which the old name-based check took for an orphan.
+    let live = ScratchDir::create(scratch.path()).unwrap();
+    let mut running = spawn_in(live.path(), &["-progress", "pipe:1", &url]);
+    // Another data directory's run, and a process elsewhere naming our data directory.
+    let mut elsewhere = spawn_in(&crashed, &["-progress", "pipe:1", &other_url]);
+    let mut not_a_run = spawn_in(data.path(), &["-progress", "pipe:1", &url]);
 
     // Right after spawn, /proc may still show the pre-exec command line: poll with a deadline.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let found = loop {
-        let found = find_orphans(data.path());
-        if !found.is_empty() || Instant::now() > deadline {
-            break found;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    assert_eq!(found.iter().map(|o| o.pid).collect::<Vec<_>>(), [ours.id() as i32], "{found:?}");
-    let stopped = stop_orphans(data.path());
+    let found = poll("the orphan is found", || {
+        let found = find_orphans(data.path(), scratch.path());
+        (!found.is_empty()).then_some(found)
+    });
+    assert_eq!(found.iter().map(|o| o.pid).collect::<Vec<_>>(), [orphan.id() as i32], "{found:?}");
+    assert_eq!(found[0].pgid, found[0].pid);
+    assert_eq!(found[0].scratch_dir, crashed.canonicalize().unwrap());
+
+    let stopped = stop_orphans(data.path(), scratch.path());
     assert_eq!(stopped.len(), 1);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while ours.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < deadline, "the orphan was not stopped");
-        std::thread::sleep(Duration::from_millis(10));
+    poll("the orphan is stopped", || orphan.try_wait().unwrap());
+    for child in [&mut running, &mut elsewhere, &mut not_a_run] {
+        assert!(child.try_wait().unwrap().is_none(), "left alone: {}", child.id());
+        // Stop what this test started: the whole group (sh and its sleep).
+        let _ =
+            nix::sys::signal::killpg(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGKILL);
+        let _ = child.wait();
     }
-    assert!(elsewhere.try_wait().unwrap().is_none(), "another data dir's process is left alone");
-    assert!(no_progress.try_wait().unwrap().is_none(), "a process that is not the runner's is left alone");
-    let _ = elsewhere.kill();
-    let _ = no_progress.kill();
-    let _ = elsewhere.wait();
-    let _ = no_progress.wait();
+    drop(live);
+}
+
+#[test]
+fn a_scratch_directory_is_locked_while_it_exists_and_removed_after() {
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = ScratchDir::create(&scratch.path().join("nested")).unwrap();
+    let path = dir.path().to_owned();
+    let other = std::fs::File::open(&path).unwrap();
+    assert!(other.try_lock().is_err(), "locked while the run lasts");
+    drop(other);
+    drop(dir);
+    assert!(!path.exists());
 }

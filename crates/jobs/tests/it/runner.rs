@@ -80,7 +80,7 @@ async fn megabytes_of_stderr_do_not_stall_the_run() {
     let runner = FfmpegRunner::new(FfmpegConfig::new(&bin, &s.data));
     let cmd = resolved(&s.sandbox, "-i in.mp4 out.mp4");
     let (report, last) = run(&runner, &cmd, Some(Duration::from_secs(60)), &CancellationToken::new()).await;
-    assert_eq!(report.result, Ok(()));
+    assert!(report.result.is_ok(), "{:?} {}", report.result, report.log_tail);
     assert_eq!(last.unwrap().frame, Some(64));
     assert!(report.log_tail.len() <= 64 * 1024, "the log tail is bounded: {}", report.log_tail.len());
     assert!(report.log_tail.len() >= 60 * 1024);
@@ -98,7 +98,11 @@ async fn timeout_stops_the_whole_process_group_even_when_sigterm_is_ignored() {
     let cmd = resolved(&s.sandbox, "-i in.mp4 out.mp4");
     let start = Instant::now();
     let (report, _) = run(&runner, &cmd, Some(Duration::from_millis(500)), &CancellationToken::new()).await;
-    assert_eq!(report.result, Err(RunError::TimedOut(Duration::from_millis(500))));
+    assert!(
+        matches!(report.result, Err(RunError::TimedOut(t)) if t == Duration::from_millis(500)),
+        "{:?}",
+        report.result
+    );
     assert!(start.elapsed() < Duration::from_secs(20));
     let text = std::fs::read_to_string(&pids).unwrap();
     for pid in text.split_whitespace() {
@@ -124,7 +128,7 @@ async fn cancel_stops_a_run_and_reports_cancelled() {
             Ok(()) = rx.changed() => cancel.cancel(),
         }
     };
-    assert_eq!(report.result, Err(RunError::Cancelled));
+    assert!(matches!(report.result, Err(RunError::Cancelled)), "{:?}", report.result);
 }
 
 #[tokio::test]
@@ -133,7 +137,7 @@ async fn a_missing_binary_is_a_spawn_error() {
     let runner = FfmpegRunner::new(FfmpegConfig::new(s.data.join("no-such-ffmpeg"), &s.data));
     let cmd = resolved(&s.sandbox, "-i in.mp4 out.mp4");
     let (report, _) = run(&runner, &cmd, None, &CancellationToken::new()).await;
-    assert!(matches!(report.result, Err(RunError::Spawn(_))), "{:?}", report.result);
+    assert!(matches!(report.result, Err(RunError::Spawn { .. })), "{:?}", report.result);
 }
 
 #[tokio::test]
@@ -147,7 +151,7 @@ async fn the_environment_is_cleared_and_arguments_are_exact() {
     let runner = FfmpegRunner::new(FfmpegConfig::new(&bin, &s.data));
     let cmd = resolved(&s.sandbox, "-ss 1 -i \"my clip.mp4\" -c:v libx264 out/a.mp4");
     let (report, _) = run(&runner, &cmd, None, &CancellationToken::new()).await;
-    assert_eq!(report.result, Ok(()));
+    assert!(report.result.is_ok(), "{:?} {}", report.result, report.log_tail);
     let env = std::fs::read_to_string(s.data.join("seen.env")).unwrap();
     assert!(!env.contains("HOME=") && !env.contains("CARGO"), "environment leaked: {env}");
     let args = std::fs::read_to_string(s.data.join("seen.args")).unwrap();
@@ -166,7 +170,7 @@ async fn real_ffmpeg_reports_progress_with_percent() {
     let runner = FfmpegRunner::new(FfmpegConfig::new("ffmpeg", &s.data));
     let cmd = resolved(&s.sandbox, "-i in.mp4 -t 2 -c:v libx264 -preset ultrafast out.mp4");
     let (report, last) = run(&runner, &cmd, Some(Duration::from_secs(60)), &CancellationToken::new()).await;
-    assert_eq!(report.result, Ok(()), "{}", report.log_tail);
+    assert!(report.result.is_ok(), "{:?} {}", report.result, report.log_tail);
     let last = last.unwrap();
     // The last block reports the last frame's timestamp (1.96 s of 2 s); the store records
     // 100 % when the job completes.
@@ -213,7 +217,7 @@ async fn each_run_gets_a_private_scratch_directory_that_is_removed() {
     let runner = FfmpegRunner::new(config);
     let cmd = resolved(&s.sandbox, "-i in.mp4 out.mp4");
     let (report, _) = run(&runner, &cmd, None, &CancellationToken::new()).await;
-    assert_eq!(report.result, Ok(()));
+    assert!(report.result.is_ok(), "{:?} {}", report.result, report.log_tail);
     let cwd = std::fs::read_to_string(&record).unwrap();
     let cwd = Path::new(cwd.trim());
     assert!(cwd.starts_with(scratch.path().canonicalize().unwrap()), "{}", cwd.display());
@@ -259,5 +263,59 @@ async fn an_unrepresentably_long_timeout_is_no_timeout() {
     let runner = FfmpegRunner::new(FfmpegConfig::new(&bin, &s.data));
     let cmd = resolved(&s.sandbox, "-i in.mp4 out.mp4");
     let (report, _) = run(&runner, &cmd, Some(Duration::from_secs(u64::MAX)), &CancellationToken::new()).await;
-    assert_eq!(report.result, Ok(()));
+    assert!(report.result.is_ok(), "{:?} {}", report.result, report.log_tail);
+}
+
+fn limited_runner(s: &Setup, body: &str, cpu_seconds: u64) -> FfmpegRunner {
+    let bin = fake_ffmpeg(&s.data, body);
+    let mut config = FfmpegConfig::new(&bin, &s.data);
+    config.limits.cpu_seconds = Some(cpu_seconds);
+    FfmpegRunner::new(config)
+}
+
+#[tokio::test]
+async fn a_sigkill_from_outside_is_not_blamed_on_the_cpu_limit() {
+    let s = setup();
+    // The stand-in is killed by SIGKILL (as by the OOM killer or an operator) long before it
+    // could have used 100 s of CPU.
+    let runner = limited_runner(&s, "echo working >&2; kill -KILL $$", 100);
+    let cmd = resolved(&s.sandbox, "-i in.mp4 out.mp4");
+    let (report, _) = run(&runner, &cmd, None, &CancellationToken::new()).await;
+    let Err(RunError::Exit { code, signal, message }) = report.result else { panic!("{:?}", report.result) };
+    assert_eq!((code, signal), (None, Some(9)));
+    assert!(!message.contains("CPU time limit exceeded"), "{message}");
+    assert!(message.contains("SIGKILL") && message.contains("after 0."), "{message}");
+    assert!(message.contains("outside this server"), "{message}");
+}
+
+#[tokio::test]
+async fn sigxcpu_is_reported_as_the_cpu_limit() {
+    let s = setup();
+    let runner = limited_runner(&s, "kill -XCPU $$", 100);
+    let cmd = resolved(&s.sandbox, "-i in.mp4 out.mp4");
+    let (report, _) = run(&runner, &cmd, None, &CancellationToken::new()).await;
+    let Err(RunError::Exit { message, .. }) = report.result else { panic!("{:?}", report.result) };
+    assert_eq!(message, "CPU time limit exceeded (100 s); ffmpeg was stopped");
+}
+
+#[tokio::test]
+async fn after_a_normal_exit_the_process_group_is_not_signalled() {
+    let s = setup();
+    // Once ffmpeg is reaped its process-group id may belong to someone else: the runner only
+    // signals a group before reaping its leader, on the stop path. A process left in the
+    // group by a normal run shows that no signal was sent after the exit.
+    let pid_file = s.data.join("straggler");
+    let bin = fake_ffmpeg(
+        &s.data,
+        &format!("/usr/bin/sleep 30 </dev/null >/dev/null 2>&1 & echo $! > {}; exit 0", pid_file.display()),
+    );
+    let runner = FfmpegRunner::new(FfmpegConfig::new(&bin, &s.data));
+    let cmd = resolved(&s.sandbox, "-i in.mp4 out.mp4");
+    let (report, _) = run(&runner, &cmd, None, &CancellationToken::new()).await;
+    assert!(report.result.is_ok(), "{:?}", report.result);
+    let straggler: i32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
+    let still_alive = alive(straggler);
+    // Clean up what this test started.
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(straggler), nix::sys::signal::Signal::SIGKILL);
+    assert!(still_alive, "the group was signalled after its leader was reaped");
 }
