@@ -219,7 +219,7 @@ pub struct ReadyResponse {
     /// `ready`.
     #[schema(example = "ready")]
     pub status: String,
-    /// The ffmpeg version line of the configured binary.
+    /// The version of the configured ffmpeg, as read at start-up.
     #[schema(example = "ffmpeg version 5.1.9-0+deb12u1")]
     pub ffmpeg: String,
 }

@@ -115,8 +115,9 @@ pub struct ServeConfig {
     #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 65_536, value_parser = clap::value_parser!(u32).range(1024..))]
     pub max_body_bytes: u32,
 
-    /// Requests per second allowed per client IP address (bursts of twice that); 0: no limit.
-    #[arg(long, env = "RATE_LIMIT", default_value_t = 0)]
+    /// Requests per second allowed per client IP address (bursts of twice that), at most
+    /// 1000000000; 0: no limit.
+    #[arg(long, env = "RATE_LIMIT", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=1_000_000_000))]
     pub rate_limit: u32,
 
     /// Longest time a client may take to send a request's headers; also how long an idle

@@ -4,7 +4,6 @@
 //! [`app`] builds the router; the `ffmpeg-worker` binary (`main.rs`) parses configuration,
 //! opens the store, starts the workers and serves it.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -33,24 +32,20 @@ pub mod wire;
 /// Settings the HTTP layer needs, besides the job service.
 #[derive(Debug, Clone)]
 pub struct AppSettings {
-    /// The ffmpeg binary, run by `GET /ready`.
-    pub ffmpeg_bin: PathBuf,
+    /// The ffmpeg version start-up found (`ffmpeg version 5.1.9-0+deb12u1`), reported by
+    /// `GET /ready`; `None`: no ffmpeg was checked, and `/ready` answers 503.
+    pub ffmpeg_version: Option<String>,
     /// Accepted bearer tokens; empty: no authentication.
     pub api_tokens: Vec<String>,
     /// Largest request body in bytes (larger: 413).
     pub max_body_bytes: usize,
-    /// Requests per second allowed per client IP address (burst: twice that); `None`: no limit.
-    pub rate_limit_per_second: Option<u32>,
+    /// Per-client-IP rate limit; `None`: no limit.
+    pub rate_limit: Option<RateLimit>,
 }
 
 impl Default for AppSettings {
     fn default() -> Self {
-        AppSettings {
-            ffmpeg_bin: PathBuf::from("ffmpeg"),
-            api_tokens: Vec::new(),
-            max_body_bytes: 64 * 1024,
-            rate_limit_per_second: None,
-        }
+        AppSettings { ffmpeg_version: None, api_tokens: Vec::new(), max_body_bytes: 64 * 1024, rate_limit: None }
     }
 }
 
@@ -162,8 +157,8 @@ pub fn app(state: AppState) -> Router {
     // and the docs (outside authentication, so a flood of bad tokens is limited too); the
     // probes, merged afterwards, are never rate-limited.
     let mut limited = api_router.merge(SwaggerUi::new("/docs").url("/openapi.json", openapi())).layer(auth.clone());
-    if let Some(per_second) = settings.rate_limit_per_second.filter(|n| *n > 0) {
-        limited = with_rate_limit(limited, per_second);
+    if let Some(limit) = &settings.rate_limit {
+        limited = (limit.apply)(limited);
     }
     let router = limited
         .merge(probe_router.layer(auth))
@@ -184,17 +179,53 @@ pub fn app(state: AppState) -> Router {
         .layer(CatchPanicLayer::custom(error::panicked))
 }
 
-/// Adds per-client-IP rate limiting (token bucket: `per_second` requests per second, bursts of
-/// twice that); over the limit: 429 problem+json with `Retry-After`. Needs the peer address
+/// A per-client-IP rate limit (token bucket: `per_second` requests per second, bursts of twice
+/// that; over it: 429 problem+json with `Retry-After`), checked when it is built, so a server
+/// never starts with a limit it cannot apply. Needs the peer address
 /// (`into_make_service_with_connect_info`), which `serve` provides.
-fn with_rate_limit<S: Clone + Send + Sync + 'static>(router: Router<S>, per_second: u32) -> Router<S> {
-    let Some(config) = tower_governor::governor::GovernorConfigBuilder::default()
-        .period(Duration::from_secs(1) / per_second.max(1))
-        .burst_size(per_second.saturating_mul(2).max(1))
-        .finish()
-    else {
-        return router;
-    };
-    let layer = tower_governor::GovernorLayer::new(config).error_handler(|e| error::rate_limited(&e));
-    router.layer(layer)
+#[derive(Clone)]
+pub struct RateLimit {
+    per_second: u32,
+    /// Adds the limiter (built and checked once) to a router.
+    apply: Arc<dyn Fn(Router<AppState>) -> Router<AppState> + Send + Sync>,
+}
+
+/// Why a rate limit cannot be applied.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("rate limit {per_second}/s: must be 1 to 1,000,000,000 requests per second (0 in the setting turns it off)")]
+pub struct InvalidRateLimit {
+    /// The refused value.
+    pub per_second: u32,
+}
+
+impl RateLimit {
+    /// `per_second` requests per second per client IP, bursts of twice that.
+    ///
+    /// # Errors
+    /// [`InvalidRateLimit`] for 0 or more than 10^9 (the interval between two requests would
+    /// be below the limiter's 1 ns resolution).
+    pub fn per_second(per_second: u32) -> Result<RateLimit, InvalidRateLimit> {
+        let config = (per_second > 0)
+            .then(|| {
+                tower_governor::governor::GovernorConfigBuilder::default()
+                    .period(Duration::from_secs(1) / per_second)
+                    .burst_size(per_second.saturating_mul(2))
+                    .finish()
+            })
+            .flatten()
+            .ok_or(InvalidRateLimit { per_second })?;
+        let layer = tower_governor::GovernorLayer::new(config).error_handler(|e| error::rate_limited(&e));
+        Ok(RateLimit { per_second, apply: Arc::new(move |router: Router<AppState>| router.layer(layer.clone())) })
+    }
+
+    /// Requests per second per client IP.
+    pub fn requests_per_second(&self) -> u32 {
+        self.per_second
+    }
+}
+
+impl std::fmt::Debug for RateLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RateLimit").field("per_second", &self.per_second).finish_non_exhaustive()
+    }
 }

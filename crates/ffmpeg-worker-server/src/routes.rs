@@ -22,9 +22,9 @@ pub(crate) async fn health() -> AppJson<HealthResponse> {
 
 /// Readiness check
 ///
-/// 200 when the server accepts jobs, the job store answers and the ffmpeg binary runs
-/// (reporting its version); 503 problem+json naming what is wrong otherwise (also while
-/// shutting down).
+/// 200 when the server accepts jobs, the job store answers and ffmpeg was found at start-up
+/// (reporting the version start-up read; ffmpeg is not run again); 503 problem+json naming
+/// what is wrong otherwise (also while shutting down).
 #[utoipa::path(
     get, path = "/ready", tag = "operations",
     responses(
@@ -37,8 +37,9 @@ pub(crate) async fn ready(State(state): State<AppState>) -> Result<AppJson<Ready
         return Err(ApiError::ShuttingDown);
     }
     state.jobs.ping().await?;
-    let ffmpeg =
-        crate::serve::check_ffmpeg(&state.settings.ffmpeg_bin).await.map_err(|e| ApiError::NotReady(e.to_string()))?;
+    let Some(ffmpeg) = state.settings.ffmpeg_version.clone() else {
+        return Err(ApiError::NotReady("no ffmpeg was checked at start-up".to_owned()));
+    };
     Ok(AppJson(ReadyResponse { status: "ready".to_owned(), ffmpeg }))
 }
 

@@ -10,7 +10,7 @@ use jobs::runner::ResourceLimits;
 use jobs::{FfmpegConfig, FfmpegRunner, JobStore, Jobs, JobsConfig, MemoryStore, Shutdown, SqliteStore};
 
 use crate::config::ServeConfig;
-use crate::{AppSettings, AppState, app};
+use crate::{AppSettings, AppState, RateLimit, app};
 
 /// Why the server could not start. Each message says what to fix.
 #[derive(Debug, thiserror::Error)]
@@ -24,9 +24,13 @@ pub enum StartError {
         /// What failed.
         reason: String,
     },
-    /// ffmpeg is missing, does not run, or is too old.
-    #[error("{0}")]
-    Ffmpeg(String),
+    /// ffmpeg is missing, does not run, is too old, or its capabilities cannot be read.
+    #[error("{source}; install ffmpeg >= 5 (Debian: apt-get install ffmpeg) or set FFMPEG_BIN")]
+    Ffmpeg {
+        /// What the start-up probe found.
+        #[source]
+        source: jobs::probe::ProbeError,
+    },
     /// The database cannot be opened.
     #[error("database {url}: {reason}")]
     Database {
@@ -46,40 +50,6 @@ pub enum StartError {
         /// What failed.
         reason: String,
     },
-}
-
-/// Runs `<ffmpeg> -version` and returns its version line; fails when ffmpeg is missing or older than 5.0.
-///
-/// # Errors
-/// [`StartError::Ffmpeg`] naming the binary and what to do.
-pub async fn check_ffmpeg(binary: &std::path::Path) -> Result<String, StartError> {
-    let out = tokio::process::Command::new(binary)
-        .arg("-version")
-        .env_clear()
-        .stdin(std::process::Stdio::null())
-        .output()
-        .await
-        .map_err(|e| {
-            StartError::Ffmpeg(format!(
-                "ffmpeg not found or not runnable at `{}` ({e}); install ffmpeg >= 5 (Debian: apt-get install ffmpeg) or set FFMPEG_BIN",
-                binary.display()
-            ))
-        })?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let first = text.lines().next().unwrap_or_default();
-    // "ffmpeg version 5.1.9-0+deb12u1 Copyright (c) ..." -> "ffmpeg version 5.1.9-0+deb12u1"
-    let line = first.split(" Copyright").next().unwrap_or(first).to_owned();
-    let version = line.strip_prefix("ffmpeg version ").unwrap_or_default();
-    let major = version.trim_start_matches(|c: char| !c.is_ascii_digit()).split(['.', '-']).next();
-    match major.and_then(|m| m.parse::<u32>().ok()) {
-        Some(m) if m >= 5 => Ok(line),
-        // Git builds print e.g. "ffmpeg version N-112345-g..." with no release number: accept.
-        None if version.starts_with('N') => Ok(line),
-        _ => Err(StartError::Ffmpeg(format!(
-            "`{}` is not ffmpeg >= 5.0 (it printed `{line}`); install a newer ffmpeg or set FFMPEG_BIN",
-            binary.display()
-        ))),
-    }
 }
 
 /// Opens the store named by `url`.
@@ -178,10 +148,14 @@ pub async fn run(config: ServeConfig) -> Result<(), StartError> {
         }
     }
     let tokens = config.tokens().map_err(|e| StartError::Config(format!("API tokens file: {e}")))?;
-    let version = check_ffmpeg(&config.ffmpeg_bin).await?;
-    let capabilities = jobs::probe::probe_capabilities(&config.ffmpeg_bin)
-        .await
-        .map_err(|e| StartError::Ffmpeg(format!("reading what ffmpeg supports failed: {e}")))?;
+    let rate_limit = match config.rate_limit {
+        0 => None,
+        n => Some(RateLimit::per_second(n).map_err(|e| StartError::Config(e.to_string()))?),
+    };
+    // Once: the version and names are cached for submissions and for `/ready`.
+    let capabilities =
+        jobs::probe::probe_capabilities(&config.ffmpeg_bin).await.map_err(|source| StartError::Ffmpeg { source })?;
+    let version = format!("ffmpeg version {}", capabilities.version().unwrap_or("unknown"));
     tracing::info!(ffmpeg = %version, data = %sandbox.root().display(), "starting");
 
     let store = open_store(&config.database_url).await?;
@@ -225,10 +199,10 @@ pub async fn run(config: ServeConfig) -> Result<(), StartError> {
         tokio::spawn(purge_old_jobs(Arc::clone(jobs.store()), retention, shutdown.stop_claiming.clone()));
     }
     let settings = AppSettings {
-        ffmpeg_bin: config.ffmpeg_bin.clone(),
+        ffmpeg_version: Some(version),
         api_tokens: tokens,
         max_body_bytes: config.max_body_bytes as usize,
-        rate_limit_per_second: (config.rate_limit > 0).then_some(config.rate_limit),
+        rate_limit,
     };
     let state = AppState::with_settings(Arc::clone(&jobs), settings);
 

@@ -21,7 +21,6 @@ const MAX_STDERR_BYTES: usize = 16 * 1024;
 
 /// Why the capabilities could not be read.
 #[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
 pub enum ProbeError {
     /// The binary could not be started (missing, not executable).
     #[error("cannot run `{}`: {source}", binary.display())]
@@ -65,6 +64,14 @@ pub enum ProbeError {
         /// The limit that passed.
         timeout: Duration,
     },
+    /// The binary is an ffmpeg older than 5.0 (the oldest whose option table this server knows).
+    #[error("`{}` is ffmpeg {version}, not ffmpeg >= 5.0", binary.display())]
+    TooOld {
+        /// The binary as configured.
+        binary: PathBuf,
+        /// The version its banner names, e.g. `4.4.2-0ubuntu0.22.04.1`.
+        version: String,
+    },
     /// Everything ran, but no option, codec, format or filter name could be read: the binary
     /// is not an ffmpeg whose help output [`Capabilities::from_outputs`] understands.
     #[error("`{}` listed no option, codec, format or filter name: is it ffmpeg?", binary.display())]
@@ -101,7 +108,8 @@ pub enum ProbeError {
 /// # Errors
 /// [`ProbeError::Spawn`] when the binary cannot be started, [`ProbeError::Failed`] when a
 /// command exits unsuccessfully, [`ProbeError::TimedOut`], [`ProbeError::TooLarge`],
-/// [`ProbeError::Io`], and [`ProbeError::NothingKnown`] when nothing could be read.
+/// [`ProbeError::Io`], [`ProbeError::TooOld`] when the banner names a version before 5.0
+/// ([`is_supported_version`]), and [`ProbeError::NothingKnown`] when nothing could be read.
 pub async fn probe_capabilities(ffmpeg: &Path) -> Result<Capabilities, ProbeError> {
     probe_capabilities_within(ffmpeg, DEFAULT_PROBE_TIMEOUT).await
 }
@@ -140,6 +148,11 @@ pub async fn probe_capabilities_within(ffmpeg: &Path, timeout: Duration) -> Resu
         filters: &filters,
         version: &banner,
     });
+    if let Some(version) = caps.version()
+        && !is_supported_version(version)
+    {
+        return Err(ProbeError::TooOld { binary: ffmpeg.to_owned(), version: version.to_owned() });
+    }
     if caps.is_empty() {
         return Err(ProbeError::NothingKnown { binary: ffmpeg.to_owned() });
     }
@@ -150,6 +163,17 @@ pub async fn probe_capabilities_within(ffmpeg: &Path, timeout: Duration) -> Resu
         "probed ffmpeg"
     );
     Ok(caps)
+}
+
+/// Whether `version` (as [`Capabilities::version`] reads it from the banner) is 5.0 or newer.
+/// Release builds print `5.1.9-0+deb12u1` or `n6.0`; git builds print `N-112345-g...` with no
+/// release number, and are accepted.
+pub fn is_supported_version(version: &str) -> bool {
+    if version.starts_with('N') {
+        return true;
+    }
+    let major = version.trim_start_matches(|c: char| !c.is_ascii_digit()).split(['.', '-']).next();
+    major.and_then(|m| m.parse::<u32>().ok()).is_some_and(|m| m >= 5)
 }
 
 /// Runs `ffmpeg ARGS` and returns its stdout and the start of its stderr, lossily decoded.

@@ -359,17 +359,30 @@ async fn metrics_are_prometheus_text_with_job_and_http_series() {
 }
 
 #[tokio::test]
-async fn ready_reports_ffmpeg_or_503_when_it_is_missing() {
-    let app = test_app();
+async fn ready_reports_the_ffmpeg_start_up_found_or_503_when_none_was_checked() {
+    // /ready runs nothing: it reports what start-up learned (a version the probe read).
+    let version = "ffmpeg version 5.1.9-test".to_owned();
+    let app =
+        app_with(ffmpeg_worker_server::AppSettings { ffmpeg_version: Some(version.clone()), ..Default::default() });
     let r = app.call("GET", "/ready", None).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    assert!(r.body["ffmpeg"].as_str().unwrap().starts_with("ffmpeg version"), "{}", r.body);
-    let broken =
-        app_with(ffmpeg_worker_server::AppSettings { ffmpeg_bin: "/nonexistent/ffmpeg".into(), ..Default::default() });
-    let r = broken.call("GET", "/ready", None).await;
+    assert_eq!(r.body["ffmpeg"], version.as_str());
+    let unchecked = test_app();
+    let r = unchecked.call("GET", "/ready", None).await;
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(r.body["type"], "/problems/not-ready");
-    assert!(r.body["detail"].as_str().unwrap().contains("/nonexistent/ffmpeg"), "{}", r.body);
+    assert!(r.body["detail"].as_str().unwrap().contains("no ffmpeg was checked"), "{}", r.body);
+}
+
+#[test]
+fn a_rate_limit_that_cannot_be_applied_is_an_error_not_no_limit() {
+    use ffmpeg_worker_server::RateLimit;
+    assert_eq!(RateLimit::per_second(10).unwrap().requests_per_second(), 10);
+    assert_eq!(RateLimit::per_second(1_000_000_000).unwrap().requests_per_second(), 1_000_000_000);
+    for refused in [0, 1_000_000_001, u32::MAX] {
+        let e = RateLimit::per_second(refused).unwrap_err();
+        assert!(e.to_string().contains(&format!("{refused}/s")), "{e}");
+    }
 }
 
 /// Every route of the OpenAPI document (plus the docs, the spec and unknown paths), asked with

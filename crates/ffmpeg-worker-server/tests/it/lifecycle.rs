@@ -215,11 +215,21 @@ fn a_missing_or_old_ffmpeg_is_refused_at_start_up() {
 
     let dir = tempfile::tempdir().unwrap();
     let old = dir.path().join("ffmpeg");
-    std::fs::write(&old, "#!/bin/sh\necho 'ffmpeg version 4.4.2-0ubuntu0.22.04.1 Copyright (c) 2000-2021'\n").unwrap();
+    // Like ffmpeg, it prints its banner on stderr (the start-up probe reads it from `-h full`).
+    std::fs::write(&old, "#!/bin/sh\necho 'ffmpeg version 4.4.2-0ubuntu0.22.04.1 Copyright (c) 2000-2021' >&2\n")
+        .unwrap();
     std::fs::set_permissions(&old, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let (code, stderr) = start_expecting_failure(&["--ffmpeg-bin", old.to_str().unwrap()]);
     assert_eq!(code, Some(2));
     assert!(stderr.contains("not ffmpeg >= 5.0") && stderr.contains("4.4.2"), "{stderr}");
+}
+
+#[test]
+fn an_unusable_rate_limit_stops_start_up() {
+    // It used to switch the limiter off silently.
+    let (code, stderr) = start_expecting_failure(&["--rate-limit", "2000000000"]);
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("--rate-limit") && stderr.contains("2000000000"), "{stderr}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

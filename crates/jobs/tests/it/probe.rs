@@ -98,3 +98,29 @@ async fn a_hanging_binary_is_killed() {
         }
     }
 }
+
+#[tokio::test]
+async fn an_ffmpeg_older_than_5_is_refused_with_its_version() {
+    let dir = tempfile::tempdir().unwrap();
+    // ffmpeg prints its banner on stderr.
+    let bin = fake_ffmpeg(dir.path(), "echo 'ffmpeg version 4.4.2-0ubuntu0.22.04.1 Copyright (c) 2000-2021' >&2");
+    let err = probe_capabilities(&bin).await.unwrap_err();
+    assert!(matches!(&err, ProbeError::TooOld { version, .. } if version == "4.4.2-0ubuntu0.22.04.1"), "{err}");
+    assert!(err.to_string().contains("not ffmpeg >= 5.0"), "{err}");
+}
+
+#[test]
+fn supported_versions() {
+    use jobs::probe::is_supported_version;
+    for (version, ok) in [
+        ("5.1.9-0+deb12u1", true),
+        ("6.0", true),
+        ("n7.1", true),
+        ("N-112345-gabcdef", true),
+        ("4.4.2-0ubuntu0.22.04.1", false),
+        ("n4.3", false),
+        ("garbage", false),
+    ] {
+        assert_eq!(is_supported_version(version), ok, "{version}");
+    }
+}
