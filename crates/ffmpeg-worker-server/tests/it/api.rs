@@ -16,6 +16,10 @@ struct TestApp {
     data: tempfile::TempDir,
 }
 
+/// Held by the tests that send made-up methods and paths: the metrics test counts the series
+/// such requests create in the process-wide recorder, so the two must not overlap.
+static MADE_UP_REQUESTS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn test_app() -> TestApp {
     let data = tempfile::tempdir().unwrap();
     let sandbox = Sandbox::new(data.path()).unwrap();
@@ -391,6 +395,7 @@ fn a_rate_limit_that_cannot_be_applied_is_an_error_not_no_limit() {
 /// success or redirect is a problem+json document whose `status` is the response's.
 #[tokio::test]
 async fn every_error_any_route_answers_is_problem_json() {
+    let _serial = MADE_UP_REQUESTS.lock().await;
     let spec = ffmpeg_worker_server::openapi();
     let mut templates: Vec<String> = spec.paths.paths.keys().cloned().collect();
     assert!(templates.iter().any(|t| t.contains("{id}")), "the walk covers the job routes");
@@ -499,6 +504,7 @@ async fn metrics_text(app: &TestApp) -> String {
 
 #[tokio::test]
 async fn made_up_methods_and_paths_do_not_grow_the_metrics() {
+    let _serial = MADE_UP_REQUESTS.lock().await;
     let app = app_with(ffmpeg_worker_server::AppSettings { api_tokens: vec!["t".to_owned()], ..Default::default() });
     let router = ffmpeg_worker_server::app(app.state.clone());
     let send = |method: String, uri: String, token: bool| {
