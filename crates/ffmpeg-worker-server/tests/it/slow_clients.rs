@@ -182,7 +182,10 @@ async fn many_idle_connections_under_a_low_file_limit_do_not_stop_health() {
 
 #[tokio::test]
 async fn probes_are_never_rate_limited() {
-    let settings = ffmpeg_worker_server::AppSettings { rate_limit_per_second: Some(1), ..Default::default() };
+    let settings = ffmpeg_worker_server::AppSettings {
+        rate_limit: Some(ffmpeg_worker_server::RateLimit::per_second(1).unwrap()),
+        ..Default::default()
+    };
     let server = start_with(ConnectionLimits::default(), settings).await;
     let mut limited = 0;
     for _ in 0..20 {
