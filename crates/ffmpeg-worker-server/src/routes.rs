@@ -22,9 +22,10 @@ pub(crate) async fn health() -> AppJson<HealthResponse> {
 
 /// Readiness check
 ///
-/// 200 when the server accepts jobs, the job store answers and ffmpeg was found at start-up
-/// (reporting the version start-up read; ffmpeg is not run again); 503 problem+json naming
-/// what is wrong otherwise (also while shutting down).
+/// 200 when the server accepts jobs, the job store answers and can write, and ffmpeg was found
+/// at start-up (reporting the version start-up read; ffmpeg is not run again); 503
+/// problem+json naming what is wrong otherwise (also while shutting down, and while the
+/// store's writes fail, e.g. on a full disk).
 #[utoipa::path(
     get, path = "/ready", tag = "operations",
     responses(

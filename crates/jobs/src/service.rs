@@ -34,6 +34,11 @@ pub const METRIC_FINISHED: &str = "ffmpeg_worker_jobs_finished_total";
 /// Histogram of job run time in seconds (claim to final status), labelled `status`.
 pub const METRIC_RUN_SECONDS: &str = "ffmpeg_worker_job_run_seconds";
 
+/// First wait before saving a job's outcome again after the store failed.
+const FINISH_RETRY_FIRST: Duration = Duration::from_millis(100);
+/// Longest wait between attempts to save a job's outcome.
+const FINISH_RETRY_MAX: Duration = Duration::from_secs(5);
+
 /// Settings of the job service and its worker pool.
 #[derive(Debug, Clone)]
 pub struct JobsConfig {
@@ -297,12 +302,13 @@ impl Jobs {
         self.store.counts().await
     }
 
-    /// Whether the store answers.
+    /// Whether the store answers and can record changes now (readiness).
     ///
     /// # Errors
-    /// The store failed.
+    /// The store failed, or cannot write ([`StoreError::Unavailable`]: disk full, read-only).
     pub async fn ping(&self) -> Result<(), StoreError> {
-        self.store.ping().await
+        self.store.ping().await?;
+        self.store.check_writable().await
     }
 
     /// Number of jobs this process is running now.
@@ -345,7 +351,8 @@ impl Jobs {
                         self.lock_running().remove(&id);
                         self.release_outputs(&id);
                         let error = "internal error in the worker (the server log has the details)".to_owned();
-                        self.finish(&id, Outcome::Failed { error }, "", SystemTime::now()).await;
+                        self.finish(&id, Outcome::Failed { error }, "", SystemTime::now(), &shutdown.abort_running)
+                            .await;
                     }
                 }
                 Ok(None) => {
@@ -366,15 +373,43 @@ impl Jobs {
         tracing::debug!(worker = n, "worker stopped");
     }
 
-    async fn finish(&self, id: &JobId, outcome: Outcome, log: &str, started: SystemTime) {
-        match self.store.finish(id, outcome, log).await {
-            Ok(job) => {
-                let status = job.status.as_str();
-                metrics::counter!(METRIC_FINISHED, "status" => status).increment(1);
-                let seconds = started.elapsed().unwrap_or_default().as_secs_f64();
-                metrics::histogram!(METRIC_RUN_SECONDS, "status" => status).record(seconds);
+    /// Records a run's outcome. While the store fails (disk full, ...), retries with backoff
+    /// ([`FINISH_RETRY_FIRST`] doubling up to [`FINISH_RETRY_MAX`]) until the outcome is saved,
+    /// so a finished job never stays `running` and its outputs (left in place meanwhile) are
+    /// recorded. Stops early when the store refuses the transition (the job is no longer
+    /// running, or is gone) or when `abort` fires (shutdown past its grace period): the job is
+    /// then still `running` in the store and recovery at the next start takes it up.
+    async fn finish(&self, id: &JobId, outcome: Outcome, log: &str, started: SystemTime, abort: &CancellationToken) {
+        let mut wait = FINISH_RETRY_FIRST;
+        loop {
+            match self.store.finish(id, outcome.clone(), log).await {
+                Ok(job) => {
+                    let status = job.status.as_str();
+                    metrics::counter!(METRIC_FINISHED, "status" => status).increment(1);
+                    let seconds = started.elapsed().unwrap_or_default().as_secs_f64();
+                    metrics::histogram!(METRIC_RUN_SECONDS, "status" => status).record(seconds);
+                    return;
+                }
+                Err(e @ (StoreError::NotFound(_) | StoreError::Conflict { .. })) => {
+                    tracing::error!(job = %id, error = %e, "the store refused the job's outcome");
+                    return;
+                }
+                Err(e) => {
+                    tracing::error!(
+                        job = %id, error = %e, retry_in_ms = wait.as_millis(),
+                        "saving the job's outcome failed; retrying"
+                    );
+                    tokio::select! {
+                        () = tokio::time::sleep(wait) => {}
+                        () = abort.cancelled() => {
+                            tracing::warn!(job = %id, "shutting down before the job's outcome was saved; \
+                                                       it stays running and is recovered at the next start");
+                            return;
+                        }
+                    }
+                    wait = (wait * 2).min(FINISH_RETRY_MAX);
+                }
             }
-            Err(e) => tracing::error!(job = %id, error = %e, "recording the job's outcome failed"),
         }
     }
 
@@ -394,10 +429,10 @@ impl Jobs {
         .await;
         let (resolved, footprint) = match joined(resolved) {
             Ok(r) => r,
-            Err(e) => return self.finish(&id, Outcome::Failed { error: e.to_string() }, "", started).await,
+            Err(e) => return self.finish(&id, Outcome::Failed { error: e.to_string() }, "", started, abort).await,
         };
         if let Err(busy) = self.reserve_outputs(&id, &footprint) {
-            return self.finish(&id, Outcome::Failed { error: busy.to_string() }, "", started).await;
+            return self.finish(&id, Outcome::Failed { error: busy.to_string() }, "", started, abort).await;
         }
         let root = self.sandbox.root().to_owned();
         let prepared = {
@@ -413,7 +448,7 @@ impl Jobs {
             Err(e) => {
                 self.release_outputs(&id);
                 let error = format!("cannot create an output directory: {e}");
-                return self.finish(&id, Outcome::Failed { error }, "", started).await;
+                return self.finish(&id, Outcome::Failed { error }, "", started, abort).await;
             }
         };
         let running = RunningJob { cancel: CancellationToken::new(), done: CancellationToken::new() };
@@ -468,12 +503,12 @@ impl Jobs {
             Ok(()) => {
                 tracing::info!(outputs = files.len(), "job completed");
                 let output_files = outputs::to_strings(&files);
-                self.finish(&id, Outcome::Completed { output_files }, &report.log_tail, started).await;
+                self.finish(&id, Outcome::Completed { output_files }, &report.log_tail, started, abort).await;
             }
             Err(RunError::Cancelled) => {
                 if running.cancel.is_cancelled() {
                     tracing::info!(removed = files.len(), "job cancelled");
-                    self.finish(&id, Outcome::Cancelled, &report.log_tail, started).await;
+                    self.finish(&id, Outcome::Cancelled, &report.log_tail, started, abort).await;
                 } else {
                     tracing::info!(removed = files.len(), "job stopped by shutdown; back in the queue");
                     if let Err(e) = self.store.requeue(&id).await {
@@ -483,7 +518,7 @@ impl Jobs {
             }
             Err(e) => {
                 tracing::info!(error = %e, removed = files.len(), "job failed");
-                self.finish(&id, Outcome::Failed { error: e.to_string() }, &report.log_tail, started).await;
+                self.finish(&id, Outcome::Failed { error: e.to_string() }, &report.log_tail, started, abort).await;
             }
         }
         self.lock_running().remove(&id);

@@ -26,14 +26,17 @@ use tokio::sync::Notify;
 
 use crate::model::{Job, JobId, JobStatus, Progress, SubmitOptions};
 
-/// Errors from a [`JobStore`].
+/// A boxed error: the cause kept as [`StoreError`]'s source, whatever the store's backend.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Errors from a [`JobStore`]. A write that returns an error changed nothing; a write that
+/// returns `Ok` is durable (see docs/deployment.md for what "durable" means per store).
 #[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
 pub enum StoreError {
     /// No job has this id.
     #[error("job {0} not found")]
     NotFound(JobId),
-    /// The transition is not allowed from the job's current status.
+    /// The transition is not allowed from the job's current status. Nothing was changed.
     #[error("job {id} is {status}: {action} is not possible")]
     Conflict {
         /// The job.
@@ -43,14 +46,27 @@ pub enum StoreError {
         /// What was attempted, e.g. "cancel".
         action: &'static str,
     },
-    /// The database failed or is unreachable.
+    /// The store cannot record changes now: its disk is full, its file is read-only, an I/O
+    /// error, or another process has held the write lock past the busy timeout. Nothing was
+    /// written; the same call may succeed later, with no restart (HTTP: 503 + `Retry-After`).
+    #[error("the job store cannot write now: {0}")]
+    Unavailable(#[source] BoxError),
+    /// The database failed otherwise (closed, a statement failed, a stored row cannot be
+    /// decoded).
     #[error("database error: {0}")]
-    Database(String),
+    Database(#[source] BoxError),
+}
+
+impl StoreError {
+    /// Whether the same call may succeed later without anything else changing (the store
+    /// was [`StoreError::Unavailable`]).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
+    }
 }
 
 /// How a run ended, as recorded by [`JobStore::finish`].
 #[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
 pub enum Outcome {
     /// ffmpeg exited 0; the files it produced, relative to the data directory.
     Completed {
@@ -68,7 +84,6 @@ pub enum Outcome {
 
 /// Result of [`JobStore::cancel`].
 #[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
 pub enum CancelOutcome {
     /// The job was queued and is now cancelled.
     Cancelled(Job),
@@ -104,7 +119,12 @@ pub type StatusCounts = BTreeMap<JobStatus, u64>;
 ///
 /// Implementations must make every transition atomic: two workers (threads, processes or
 /// machines) can never claim the same job, and a transition from a status other than the
-/// documented one fails with [`StoreError::Conflict`].
+/// documented one fails with [`StoreError::Conflict`] and changes nothing.
+///
+/// Every write either returns `Ok` once its change is durable, or returns an error and has
+/// changed nothing: an acknowledged change is never lost, a failed one never half-applied.
+/// After a transient failure ([`StoreError::Unavailable`]) the store accepts writes again
+/// as soon as the cause is gone, without being reopened.
 #[async_trait]
 pub trait JobStore: Send + Sync + 'static {
     /// Records a new `queued` job and wakes a waiting worker.
@@ -158,6 +178,12 @@ pub trait JobStore: Send + Sync + 'static {
 
     /// Checks that the store is reachable (readiness).
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Checks that the store can record changes now (readiness): `Ok` while writes succeed,
+    /// [`StoreError::Unavailable`] while they cannot (disk full, read-only, I/O errors).
+    /// Stores may answer from their latest writes and probe with a small write of their own
+    /// when those are old or failed.
+    async fn check_writable(&self) -> Result<(), StoreError>;
 }
 
 /// An in-memory [`JobStore`]: fast, and gone when the process exits. For tests and
@@ -274,8 +300,6 @@ impl JobStore for MemoryStore {
 
     async fn finish(&self, id: &JobId, outcome: Outcome, log: &str) -> Result<Job, StoreError> {
         let mut inner = self.lock();
-        inner.cancel_requested.remove(id);
-        inner.logs.insert(id.clone(), log.to_owned());
         let job = inner.job_mut(id)?;
         if job.status != JobStatus::Running {
             return Err(conflict(job, "finish"));
@@ -296,7 +320,10 @@ impl JobStore for MemoryStore {
             }
             Outcome::Cancelled => job.status = JobStatus::Cancelled,
         }
-        Ok(job.clone())
+        let job = job.clone();
+        inner.cancel_requested.remove(id);
+        inner.logs.insert(id.clone(), log.to_owned());
+        Ok(job)
     }
 
     async fn log(&self, id: &JobId) -> Result<Option<String>, StoreError> {
@@ -406,6 +433,10 @@ impl JobStore for MemoryStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    async fn check_writable(&self) -> Result<(), StoreError> {
         Ok(())
     }
 }

@@ -2,6 +2,7 @@
 //! statement is a round trip to that thread: batching many inserts (or gets) into one statement
 //! pays that price once per batch instead of once per job. Also the WAL checkpoint task.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,8 +10,9 @@ use sqlx::sqlite::SqlitePool;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use super::rows::{db, jobs_from_rows, json, micros_floor};
+use super::rows::{self, JobRow, db, json, micros_floor};
 use super::sql::{GET, GET_MANY, INSERT_MANY};
+use super::write::WriteHealth;
 use crate::model::{Job, JobId};
 use crate::store::StoreError;
 
@@ -41,6 +43,7 @@ pub(super) struct PendingInsert {
     pub(super) metadata: String,
     pub(super) reply: oneshot::Sender<Result<Job, StoreError>>,
 }
+
 /// Copies the WAL back into the database file every [`CHECKPOINT_INTERVAL`], until `stop`.
 ///
 /// SQLite's automatic checkpoint (off on the writer) would run on the writer's connection,
@@ -94,8 +97,9 @@ pub(super) async fn answer_gets(pool: SqlitePool, rx: Arc<tokio::sync::Mutex<mps
                 }
             }
             Err(e) => {
+                let error = shared(e);
                 for pending in batch.drain(..) {
-                    let _ = pending.reply.send(Err(StoreError::Database(e.to_string())));
+                    let _ = pending.reply.send(Err(error()));
                 }
             }
         }
@@ -105,40 +109,55 @@ pub(super) async fn answer_gets(pool: SqlitePool, rx: Arc<tokio::sync::Mutex<mps
 /// The jobs among `batch`'s ids that exist, in no particular order.
 async fn get_jobs(pool: &SqlitePool, batch: &[PendingGet]) -> Result<Vec<Job>, StoreError> {
     let rows = match batch {
-        [one] => sqlx::query(GET).bind(one.id.as_str()).fetch_optional(pool).await.map(Vec::from_iter),
+        [one] => sqlx::query_as::<_, JobRow>(GET).bind(one.id.as_str()).fetch_optional(pool).await.map(Vec::from_iter),
         _ => {
             let ids: Vec<&str> = batch.iter().map(|p| p.id.as_str()).collect();
-            sqlx::query(GET_MANY).bind(json(&ids)?).fetch_all(pool).await
+            sqlx::query_as::<_, JobRow>(GET_MANY).bind(json(&ids)?).fetch_all(pool).await
         }
     };
-    jobs_from_rows(&rows.map_err(db)?)
+    rows::jobs(rows.map_err(db)?)
 }
 
 /// The group-commit task: stores every insert waiting in `rx` (up to [`MAX_INSERT_BATCH`]) with
-/// one statement, replies with each stored job, and repeats until the store is dropped.
-pub(super) async fn commit_inserts(pool: SqlitePool, mut rx: mpsc::Receiver<PendingInsert>) {
+/// one statement, replies with each stored job, and repeats until the store is dropped. A
+/// reply is sent only once the batch has committed; a failed batch stored nothing.
+pub(super) async fn commit_inserts(pool: SqlitePool, mut rx: mpsc::Receiver<PendingInsert>, health: Arc<WriteHealth>) {
     let mut batch = Vec::with_capacity(MAX_INSERT_BATCH);
     while rx.recv_many(&mut batch, MAX_INSERT_BATCH).await > 0 {
-        match insert_jobs(&pool, &batch).await {
-            Ok(seqs) => {
-                for (mut pending, seq) in batch.drain(..).zip(seqs) {
-                    pending.job.seq = seq;
-                    let _ = pending.reply.send(Ok(pending.job));
+        let result = insert_jobs(&pool, &batch).await;
+        health.record(&result);
+        match result {
+            Ok(mut seqs) => {
+                for mut pending in batch.drain(..) {
+                    let reply = match seqs.remove(pending.job.id.as_str()) {
+                        Some(seq) => {
+                            pending.job.seq = seq;
+                            Ok(pending.job)
+                        }
+                        None => Err(StoreError::Database("the insert returned no row for this job".into())),
+                    };
+                    let _ = pending.reply.send(reply);
                 }
             }
-            // One bad row fails the whole transaction: store each alone to tell which.
-            Err(_) if batch.len() > 1 => {
+            // One bad row fails the whole statement: store each alone to tell which. (Not
+            // when the store cannot write: each would fail the same way.)
+            Err(e) if batch.len() > 1 && !e.is_transient() => {
+                tracing::debug!(error = %e, jobs = batch.len(), "a batched insert failed; inserting one by one");
                 for mut pending in batch.drain(..) {
                     let result = insert_jobs(&pool, std::slice::from_ref(&pending)).await;
-                    let _ = pending.reply.send(result.map(|seqs| {
-                        pending.job.seq = seqs.first().copied().unwrap_or_default();
-                        pending.job
+                    health.record(&result);
+                    let _ = pending.reply.send(result.and_then(|seqs| {
+                        pending.job.seq = *seqs
+                            .get(pending.job.id.as_str())
+                            .ok_or_else(|| StoreError::Database("the insert returned no row for this job".into()))?;
+                        Ok(pending.job)
                     }));
                 }
             }
             Err(e) => {
+                let error = shared(e);
                 for pending in batch.drain(..) {
-                    let _ = pending.reply.send(Err(StoreError::Database(e.to_string())));
+                    let _ = pending.reply.send(Err(error()));
                 }
             }
         }
@@ -146,8 +165,8 @@ pub(super) async fn commit_inserts(pool: SqlitePool, mut rx: mpsc::Receiver<Pend
 }
 
 /// Inserts `jobs` in one statement (so one transaction, and one round trip to SQLite's
-/// thread); their `seq`s, in order.
-async fn insert_jobs(pool: &SqlitePool, jobs: &[PendingInsert]) -> Result<Vec<i64>, StoreError> {
+/// thread), run to its end so that a failed commit is its error; each job's `seq` by id.
+async fn insert_jobs(pool: &SqlitePool, jobs: &[PendingInsert]) -> Result<HashMap<String, i64>, StoreError> {
     type Encoded<'a> = (&'a str, &'a str, i32, Option<i64>, &'a str, i64);
     let encoded: Vec<Encoded<'_>> = jobs
         .iter()
@@ -164,11 +183,26 @@ async fn insert_jobs(pool: &SqlitePool, jobs: &[PendingInsert]) -> Result<Vec<i6
             )
         })
         .collect();
-    let done = sqlx::query(INSERT_MANY).bind(json(&encoded)?).execute(pool).await.map_err(db)?;
-    let n = i64::try_from(jobs.len()).unwrap_or(i64::MAX);
-    if done.rows_affected() != jobs.len() as u64 {
-        return Err(StoreError::Database(format!("stored {} of {n} jobs", done.rows_affected())));
+    let stored: Vec<(String, i64)> =
+        sqlx::query_as(INSERT_MANY).bind(json(&encoded)?).fetch_all(pool).await.map_err(db)?;
+    Ok(stored.into_iter().collect())
+}
+
+/// The same error for every request of a failed batch: a [`StoreError`] of the batch error's
+/// kind, each with the batch error as its source.
+fn shared(e: StoreError) -> impl Fn() -> StoreError {
+    /// The source shared by the requests of one batch.
+    #[derive(Debug, thiserror::Error)]
+    #[error(transparent)]
+    struct Shared(Arc<dyn std::error::Error + Send + Sync>);
+
+    let (transient, source): (bool, Arc<dyn std::error::Error + Send + Sync>) = match e {
+        StoreError::Unavailable(source) => (true, Arc::from(source)),
+        StoreError::Database(source) => (false, Arc::from(source)),
+        other => (false, Arc::new(other)),
+    };
+    move || {
+        let source = Box::new(Shared(Arc::clone(&source)));
+        if transient { StoreError::Unavailable(source) } else { StoreError::Database(source) }
     }
-    let first = done.last_insert_rowid() - n + 1;
-    Ok((first..first + n).collect())
 }

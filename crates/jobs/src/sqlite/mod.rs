@@ -23,6 +23,10 @@
 //! waiting [`JobStore::get`](crate::JobStore::get) with one `SELECT ... WHERE id IN (SELECT value FROM json_each(?))`.
 //! Under light load a batch holds one job and nothing waits for a batch to fill.
 //!
+//! A write that returns `Ok` has committed; one that cannot commit (disk full, read-only file)
+//! returns [`StoreError::Unavailable`](crate::StoreError::Unavailable) and changed nothing; see
+//! `write.rs` for how (never acknowledging a commit sqlx did not report).
+//!
 //! Durability: `journal_mode=WAL` with `synchronous=NORMAL`. A transaction, once `insert` (or
 //! any transition) has returned, survives a crash or kill of the process: it is in the WAL
 //! file, in the OS page cache. It is not yet fsynced: a power loss or kernel crash can lose
@@ -40,13 +44,15 @@
 //!
 //! Layout: `open` (locations, checks, pools, migrations), `batch` (group commit, batched
 //! gets, WAL checkpoints), `sql` (the statements), `rows` (row mapping and encoding),
-//! `transitions` (the [`JobStore`](crate::JobStore) implementation).
+//! `transitions` (the [`JobStore`](crate::JobStore) implementation), `write` (how a write commits or
+//! fails whole; write health).
 
 mod batch;
 mod open;
 mod rows;
 mod sql;
 mod transitions;
+mod write;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -59,6 +65,7 @@ use crate::model::{JobId, JobStatus};
 use crate::store::StoreError;
 use batch::{GET_TASKS, MAX_GET_BATCH, MAX_INSERT_BATCH, PendingGet, PendingInsert, answer_gets, commit_inserts};
 use rows::db;
+use write::WriteHealth;
 
 pub use open::OpenError;
 
@@ -90,6 +97,8 @@ pub struct SqliteStore {
     path: Option<PathBuf>,
     /// The checkpoint task (files only), stopped when the store is closed or dropped.
     checkpointer: Option<Checkpointer>,
+    /// Whether the latest writes succeeded (readiness).
+    health: Arc<WriteHealth>,
 }
 
 /// The running [`batch::checkpoint_wal`] task; dropping this stops it.
@@ -115,13 +124,14 @@ impl SqliteStore {
         checkpointer: Option<Checkpointer>,
     ) -> SqliteStore {
         let (inserts, rx) = mpsc::channel(MAX_INSERT_BATCH * 4);
-        tokio::spawn(commit_inserts(writer.clone(), rx));
+        let health = Arc::new(WriteHealth::default());
+        tokio::spawn(commit_inserts(writer.clone(), rx, Arc::clone(&health)));
         let (gets, rx) = mpsc::channel(MAX_GET_BATCH * 4);
         let rx = Arc::new(tokio::sync::Mutex::new(rx));
         for _ in 0..GET_TASKS {
             tokio::spawn(answer_gets(reader.clone(), Arc::clone(&rx)));
         }
-        SqliteStore { writer, reader, inserts, gets, notify: Notify::new(), path, checkpointer }
+        SqliteStore { writer, reader, inserts, gets, notify: Notify::new(), path, checkpointer, health }
     }
 
     /// The database file; `None` for an in-memory store.
@@ -161,7 +171,7 @@ impl SqliteStore {
             Ok(None) => StoreError::NotFound(id.clone()),
             Ok(Some(status)) => match status.parse::<JobStatus>() {
                 Ok(status) => StoreError::Conflict { id: id.clone(), status, action },
-                Err(e) => StoreError::Database(e.to_string()),
+                Err(e) => rows::corrupt("status", e),
             },
         }
     }

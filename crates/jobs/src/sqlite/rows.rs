@@ -1,23 +1,48 @@
-//! Encoding: rows to [`Job`]s, times as unix microseconds, JSON columns, errors.
+//! Encoding: rows to [`Job`]s (decoded by column name), times as unix microseconds, JSON
+//! columns, and SQLite's errors sorted into [`StoreError`]s.
 
-use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
 use time::OffsetDateTime;
 
 use crate::model::{Job, JobId, Progress};
-use crate::store::StoreError;
+use crate::store::{BoxError, StoreError};
 
-#[expect(clippy::needless_pass_by_value, reason = "written `.map_err(db)`")]
+/// SQLite's primary result codes that mean "cannot write now, try later": `SQLITE_BUSY` (5),
+/// `SQLITE_LOCKED` (6), `SQLITE_NOMEM` (7), `SQLITE_READONLY` (8), `SQLITE_IOERR` (10),
+/// `SQLITE_FULL` (13), `SQLITE_CANTOPEN` (14), `SQLITE_PROTOCOL` (15)
+/// (<https://www.sqlite.org/rescode.html>).
+const TRANSIENT_CODES: [i64; 8] = [5, 6, 7, 8, 10, 13, 14, 15];
+
+/// Sorts an sqlx error: [`StoreError::Unavailable`] when the database cannot write now (disk
+/// full, read-only, I/O, locked; the pool timed out or its connection thread died), otherwise
+/// [`StoreError::Database`]. The error is kept as the source.
 pub(super) fn db(e: sqlx::Error) -> StoreError {
-    StoreError::Database(e.to_string())
+    let transient = match &e {
+        sqlx::Error::Database(d) => d
+            .code()
+            // sqlx gives SQLite's extended code; its low byte is the primary code.
+            .and_then(|code| code.parse::<i64>().ok())
+            .is_some_and(|code| TRANSIENT_CODES.contains(&(code & 0xff))),
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::WorkerCrashed => true,
+        _ => false,
+    };
+    if transient { StoreError::Unavailable(Box::new(e)) } else { StoreError::Database(Box::new(e)) }
 }
 
-pub(super) fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
-    StoreError::Database(format!("corrupt job row: {what}: {e}"))
+/// A stored value that does not decode: the row was not written by this store.
+#[derive(Debug, thiserror::Error)]
+#[error("corrupt job row: column {column}")]
+struct CorruptRow {
+    column: &'static str,
+    #[source]
+    source: BoxError,
+}
+
+pub(super) fn corrupt(column: &'static str, source: impl Into<BoxError>) -> StoreError {
+    StoreError::Database(Box::new(CorruptRow { column, source: source.into() }))
 }
 
 pub(super) fn json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
-    serde_json::to_string(value).map_err(|e| StoreError::Database(format!("cannot encode JSON: {e}")))
+    serde_json::to_string(value).map_err(|e| StoreError::Database(Box::new(e)))
 }
 
 /// Now, truncated to the microsecond the database keeps, and its encoding.
@@ -43,43 +68,64 @@ fn from_micros(micros: i64) -> Result<OffsetDateTime, StoreError> {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1000).map_err(|e| corrupt("time", e))
 }
 
-pub(super) fn job_from_row(row: &SqliteRow) -> Result<Job, StoreError> {
-    let get_time = |i: usize| -> Result<Option<OffsetDateTime>, StoreError> {
-        row.try_get::<Option<i64>, _>(i).map_err(db)?.map(from_micros).transpose()
-    };
-    let id: String = row.try_get(1).map_err(db)?;
-    let status: &str = row.try_get(2).map_err(db)?;
-    let timeout: Option<i64> = row.try_get(5).map_err(db)?;
-    let metadata: &str = row.try_get(6).map_err(db)?;
-    let progress: Option<&str> = row.try_get(10).map_err(db)?;
-    let output_files: &str = row.try_get(11).map_err(db)?;
-    let attempts: i64 = row.try_get(13).map_err(db)?;
-    Ok(Job {
-        seq: row.try_get(0).map_err(db)?,
-        id: JobId::parse(&id).map_err(|e| corrupt("id", e))?,
-        status: status.parse().map_err(|e| corrupt("status", e))?,
-        command: row.try_get(3).map_err(db)?,
-        priority: row.try_get(4).map_err(db)?,
-        timeout_seconds: timeout.map(|t| u64::try_from(t).unwrap_or(0)),
-        metadata: if metadata == "{}" {
-            Default::default()
-        } else {
-            serde_json::from_str(metadata).map_err(|e| corrupt("metadata", e))?
-        },
-        created_at: get_time(7)?.ok_or_else(|| corrupt("created_at", "NULL"))?,
-        started_at: get_time(8)?,
-        completed_at: get_time(9)?,
-        progress: progress.map(serde_json::from_str::<Progress>).transpose().map_err(|e| corrupt("progress", e))?,
-        output_files: if output_files == "[]" {
-            Vec::new()
-        } else {
-            serde_json::from_str(output_files).map_err(|e| corrupt("output_files", e))?
-        },
-        error: row.try_get(12).map_err(db)?,
-        attempts: u32::try_from(attempts).map_err(|e| corrupt("attempts", e))?,
-    })
+/// A row of `jobs` as stored, decoded by column name: every statement returning jobs selects
+/// [`job_columns!`](super::sql) (`SELECT *` would also do; the list keeps unused columns out).
+#[derive(Debug, sqlx::FromRow)]
+pub(super) struct JobRow {
+    seq: i64,
+    id: String,
+    status: String,
+    command: String,
+    priority: i32,
+    timeout_seconds: Option<i64>,
+    metadata: String,
+    created_at: i64,
+    started_at: Option<i64>,
+    completed_at: Option<i64>,
+    progress: Option<String>,
+    output_files: String,
+    error: Option<String>,
+    attempts: i64,
 }
 
-pub(super) fn jobs_from_rows(rows: &[SqliteRow]) -> Result<Vec<Job>, StoreError> {
-    rows.iter().map(job_from_row).collect()
+impl TryFrom<JobRow> for Job {
+    type Error = StoreError;
+
+    fn try_from(row: JobRow) -> Result<Job, StoreError> {
+        let time = |micros: Option<i64>| micros.map(from_micros).transpose();
+        Ok(Job {
+            seq: row.seq,
+            id: JobId::parse(&row.id).map_err(|e| corrupt("id", e))?,
+            status: row.status.parse().map_err(|e| corrupt("status", e))?,
+            command: row.command,
+            priority: row.priority,
+            timeout_seconds: row.timeout_seconds.map(|t| u64::try_from(t).unwrap_or(0)),
+            metadata: if row.metadata == "{}" {
+                Default::default()
+            } else {
+                serde_json::from_str(&row.metadata).map_err(|e| corrupt("metadata", e))?
+            },
+            created_at: from_micros(row.created_at)?,
+            started_at: time(row.started_at)?,
+            completed_at: time(row.completed_at)?,
+            progress: row
+                .progress
+                .as_deref()
+                .map(serde_json::from_str::<Progress>)
+                .transpose()
+                .map_err(|e| corrupt("progress", e))?,
+            output_files: if row.output_files == "[]" {
+                Vec::new()
+            } else {
+                serde_json::from_str(&row.output_files).map_err(|e| corrupt("output_files", e))?
+            },
+            error: row.error,
+            attempts: u32::try_from(row.attempts).map_err(|e| corrupt("attempts", e))?,
+        })
+    }
+}
+
+/// Decodes rows into jobs, in order.
+pub(super) fn jobs(rows: Vec<JobRow>) -> Result<Vec<Job>, StoreError> {
+    rows.into_iter().map(Job::try_from).collect()
 }

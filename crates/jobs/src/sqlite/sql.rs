@@ -1,7 +1,10 @@
 //! The SQL statements. Every statement that returns jobs selects `job_columns!()`, decoded by
-//! [`job_from_row`](super::rows::job_from_row).
+//! name into a [`JobRow`](super::rows::JobRow).
+//!
+//! A statement that writes is always run to its end (`execute`, `fetch_all`), never with
+//! `fetch_optional`/`fetch_one`: see [`write`](super::write) for why.
 
-/// The columns of a [`Job`], in the order `job_from_row` reads them.
+/// The columns of a [`Job`](crate::Job), as [`JobRow`](super::rows::JobRow) names them.
 macro_rules! job_columns {
     () => {
         "seq, id, status, command, priority, timeout_seconds, metadata, created_at, started_at, \
@@ -10,14 +13,11 @@ macro_rules! job_columns {
 }
 
 /// ?1: a JSON array of `[id, command, priority, timeout_seconds, metadata, created_at]`, one
-/// per job. SQLite inserts the rows in `ORDER BY` order and, under the write lock it holds for
-/// the statement, gives each `seq` = previous + 1: the batch gets consecutive `seq`s ending at
-/// the last inserted rowid. (`RETURNING` would also tell, but as one message per row from
-/// sqlx's SQLite thread.)
+/// per job. Returns `(id, seq)` for each stored job (in no promised order).
 pub(super) const INSERT_MANY: &str = "INSERT INTO jobs (id, status, command, priority, timeout_seconds, metadata, created_at) \
-                           SELECT value ->> 0, 'queued', value ->> 1, value ->> 2, value ->> 3, value ->> 4, \
-                                  value ->> 5 \
-                           FROM json_each(?1) ORDER BY key";
+     SELECT value ->> 0, 'queued', value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5 \
+     FROM json_each(?1) ORDER BY key \
+     RETURNING id, seq";
 pub(super) const GET: &str = concat!("SELECT ", job_columns!(), " FROM jobs WHERE id = ?1");
 /// ?1: a JSON array of ids.
 pub(super) const GET_MANY: &str =
@@ -74,3 +74,7 @@ pub(super) const RECOVER_REQUEUE: &str = "UPDATE jobs SET status = 'queued', sta
 pub(super) const PURGE: &str =
     "DELETE FROM jobs WHERE status IN ('completed', 'failed', 'cancelled') AND completed_at < ?1";
 pub(super) const COUNTS: &str = "SELECT status, COUNT(*) FROM jobs GROUP BY status";
+/// ?1: now (unix microseconds). The small write [`WriteHealth`](super::write::WriteHealth)
+/// probes with.
+pub(super) const PROBE: &str = "INSERT INTO store_probe (id, written_at) VALUES (1, ?1) \
+                                ON CONFLICT (id) DO UPDATE SET written_at = excluded.written_at";

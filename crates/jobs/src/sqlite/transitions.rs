@@ -1,5 +1,6 @@
 //! The [`JobStore`] transitions of [`SqliteStore`]: each one conditional statement (or one
-//! transaction), from the statements in [`sql`](super::sql).
+//! [`WriteTx`]), from the statements in [`sql`](super::sql). Every write's outcome feeds the
+//! store's write health; a write that returns `Ok` has committed.
 
 use std::time::Duration;
 
@@ -9,15 +10,16 @@ use tokio::sync::oneshot;
 
 use super::SqliteStore;
 use super::batch::{PendingGet, PendingInsert};
-use super::rows::{corrupt, db, job_from_row, jobs_from_rows, json, micros_ceil, now};
+use super::rows::{self, JobRow, corrupt, db, json, micros_ceil, now};
 use super::sql::*;
+use super::write::{Verdict, WriteTx};
 use crate::model::{Job, JobId, JobStatus, Progress, SubmitOptions};
 use crate::store::{CancelOutcome, JobStore, ListQuery, Outcome, Recovery, StatusCounts, StoreError};
 
 #[async_trait]
 impl JobStore for SqliteStore {
     async fn insert(&self, command: String, options: SubmitOptions) -> Result<Job, StoreError> {
-        let stopped = || StoreError::Database("the store's writer task has stopped".to_owned());
+        let stopped = || StoreError::Database("the store's writer task has stopped".into());
         let metadata = json(&options.metadata)?;
         // The timeout is stored as an SQLite INTEGER (i64); the seq is assigned when stored.
         let options =
@@ -31,7 +33,7 @@ impl JobStore for SqliteStore {
     }
 
     async fn get(&self, id: &JobId) -> Result<Option<Job>, StoreError> {
-        let stopped = || StoreError::Database("the store's read tasks have stopped".to_owned());
+        let stopped = || StoreError::Database("the store's read tasks have stopped".into());
         let (reply, found) = oneshot::channel();
         self.gets.send(PendingGet { id: id.clone(), reply }).await.map_err(|_| stopped())?;
         found.await.map_err(|_| stopped())?
@@ -42,18 +44,24 @@ impl JobStore for SqliteStore {
         let limit = i64::from(query.limit);
         let rows = match query.status {
             Some(status) => {
-                sqlx::query(LIST_STATUS).bind(status.as_str()).bind(after).bind(limit).fetch_all(&self.reader).await
+                sqlx::query_as::<_, JobRow>(LIST_STATUS)
+                    .bind(status.as_str())
+                    .bind(after)
+                    .bind(limit)
+                    .fetch_all(&self.reader)
+                    .await
             }
-            None => sqlx::query(LIST).bind(after).bind(limit).fetch_all(&self.reader).await,
+            None => sqlx::query_as::<_, JobRow>(LIST).bind(after).bind(limit).fetch_all(&self.reader).await,
         }
         .map_err(db)?;
-        jobs_from_rows(&rows)
+        rows::jobs(rows)
     }
 
     async fn claim_next(&self) -> Result<Option<Job>, StoreError> {
         let (_, started) = now();
-        let row = sqlx::query(CLAIM).bind(started).fetch_optional(&self.writer).await.map_err(db)?;
-        row.as_ref().map(job_from_row).transpose()
+        let result = sqlx::query_as::<_, JobRow>(CLAIM).bind(started).fetch_all(&self.writer).await.map_err(db);
+        self.health.record(&result);
+        result?.pop().map(Job::try_from).transpose()
     }
 
     async fn wait_for_work(&self, timeout: Duration) {
@@ -61,13 +69,14 @@ impl JobStore for SqliteStore {
     }
 
     async fn update_progress(&self, id: &JobId, progress: &Progress) -> Result<bool, StoreError> {
-        let cancel: Option<bool> = sqlx::query_scalar(UPDATE_PROGRESS)
+        let result = sqlx::query_scalar::<_, bool>(UPDATE_PROGRESS)
             .bind(id.as_str())
             .bind(json(progress)?)
-            .fetch_optional(&self.writer)
+            .fetch_all(&self.writer)
             .await
-            .map_err(db)?;
-        match cancel {
+            .map_err(db);
+        self.health.record(&result);
+        match result?.pop() {
             Some(cancel) => Ok(cancel),
             None => Err(self.refusal(id, "update progress").await),
         }
@@ -80,31 +89,42 @@ impl JobStore for SqliteStore {
             Outcome::Cancelled => (JobStatus::Cancelled, None, None),
         };
         let (_, completed) = now();
-        let job = {
-            let mut tx = self.writer.begin().await.map_err(db)?;
-            let row = sqlx::query(FINISH)
+        let result = async {
+            let mut tx = WriteTx::begin(&self.writer).await?;
+            let row = sqlx::query_as::<_, JobRow>(FINISH)
                 .bind(id.as_str())
                 .bind(status.as_str())
                 .bind(completed)
                 .bind(output_files)
                 .bind(error)
-                .fetch_optional(&mut *tx)
+                .fetch_all(tx.conn())
                 .await
-                .map_err(db)?;
-            match row {
-                Some(row) => {
-                    let job = job_from_row(&row)?;
-                    if !log.is_empty() {
-                        sqlx::query(SET_LOG).bind(job.seq).bind(log).execute(&mut *tx).await.map_err(db)?;
-                    }
-                    tx.commit().await.map_err(db)?;
-                    Some(job)
+                .map_err(db);
+            let job = match row.and_then(|mut rows| rows.pop().map(Job::try_from).transpose()) {
+                Ok(Some(job)) => job,
+                Ok(None) => {
+                    // Refused: nothing changed. Roll back before `refusal` needs the (in
+                    // memory: only) connection.
+                    tx.rollback().await;
+                    return Ok(None);
                 }
-                // Rolled back on drop, before `refusal` needs the (in memory: only) connection.
-                None => None,
+                Err(e) => {
+                    tx.rollback().await;
+                    return Err(e);
+                }
+            };
+            if !log.is_empty()
+                && let Err(e) = sqlx::query(SET_LOG).bind(job.seq).bind(log).execute(tx.conn()).await
+            {
+                tx.rollback().await;
+                return Err(db(e));
             }
-        };
-        match job {
+            tx.commit().await?;
+            Ok(Some(job))
+        }
+        .await;
+        self.health.record(&result);
+        match result? {
             Some(job) => Ok(job),
             None => Err(self.refusal(id, "finish").await),
         }
@@ -118,11 +138,16 @@ impl JobStore for SqliteStore {
 
     async fn cancel(&self, id: &JobId) -> Result<CancelOutcome, StoreError> {
         let (_, completed) = now();
-        let row =
-            sqlx::query(CANCEL).bind(id.as_str()).bind(completed).fetch_optional(&self.writer).await.map_err(db)?;
-        match row {
+        let result = sqlx::query_as::<_, JobRow>(CANCEL)
+            .bind(id.as_str())
+            .bind(completed)
+            .fetch_all(&self.writer)
+            .await
+            .map_err(db);
+        self.health.record(&result);
+        match result?.pop() {
             Some(row) => {
-                let job = job_from_row(&row)?;
+                let job = Job::try_from(row)?;
                 Ok(if job.status == JobStatus::Cancelled {
                     CancelOutcome::Cancelled(job)
                 } else {
@@ -134,8 +159,9 @@ impl JobStore for SqliteStore {
     }
 
     async fn requeue(&self, id: &JobId) -> Result<(), StoreError> {
-        let done = sqlx::query(REQUEUE).bind(id.as_str()).execute(&self.writer).await.map_err(db)?;
-        if done.rows_affected() == 0 {
+        let result = sqlx::query(REQUEUE).bind(id.as_str()).execute(&self.writer).await.map_err(db);
+        self.health.record(&result);
+        if result?.rows_affected() == 0 {
             return Err(self.refusal(id, "requeue").await);
         }
         self.wake();
@@ -143,8 +169,9 @@ impl JobStore for SqliteStore {
     }
 
     async fn delete(&self, id: &JobId) -> Result<(), StoreError> {
-        let done = sqlx::query(DELETE).bind(id.as_str()).execute(&self.writer).await.map_err(db)?;
-        if done.rows_affected() == 0 {
+        let result = sqlx::query(DELETE).bind(id.as_str()).execute(&self.writer).await.map_err(db);
+        self.health.record(&result);
+        if result?.rows_affected() == 0 {
             return Err(self.refusal(id, "delete").await);
         }
         Ok(())
@@ -152,15 +179,33 @@ impl JobStore for SqliteStore {
 
     async fn recover(&self, max_attempts: u32) -> Result<Recovery, StoreError> {
         let (_, completed) = now();
-        let mut tx = self.writer.begin().await.map_err(db)?;
-        let mut failed: Vec<(i64, String)> = sqlx::query_as(RECOVER_FAIL)
-            .bind(i64::from(max_attempts))
-            .bind(completed)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(db)?;
-        let mut requeued: Vec<(i64, String)> = sqlx::query_as(RECOVER_REQUEUE).fetch_all(&mut *tx).await.map_err(db)?;
-        tx.commit().await.map_err(db)?;
+        let result = async {
+            let mut tx = WriteTx::begin(&self.writer).await?;
+            let failed = sqlx::query_as::<_, (i64, String)>(RECOVER_FAIL)
+                .bind(i64::from(max_attempts))
+                .bind(completed)
+                .fetch_all(tx.conn())
+                .await;
+            let failed = match failed {
+                Ok(failed) => failed,
+                Err(e) => {
+                    tx.rollback().await;
+                    return Err(db(e));
+                }
+            };
+            let requeued = match sqlx::query_as::<_, (i64, String)>(RECOVER_REQUEUE).fetch_all(tx.conn()).await {
+                Ok(requeued) => requeued,
+                Err(e) => {
+                    tx.rollback().await;
+                    return Err(db(e));
+                }
+            };
+            tx.commit().await?;
+            Ok((failed, requeued))
+        }
+        .await;
+        self.health.record(&result);
+        let (mut failed, mut requeued) = result?;
         let ids = |rows: &mut Vec<(i64, String)>| -> Result<Vec<JobId>, StoreError> {
             rows.sort_unstable();
             rows.iter().map(|(_, id)| JobId::parse(id).map_err(|e| corrupt("id", e))).collect()
@@ -173,8 +218,9 @@ impl JobStore for SqliteStore {
     }
 
     async fn purge_finished_before(&self, cutoff: OffsetDateTime) -> Result<u64, StoreError> {
-        let done = sqlx::query(PURGE).bind(micros_ceil(cutoff)).execute(&self.writer).await.map_err(db)?;
-        Ok(done.rows_affected())
+        let result = sqlx::query(PURGE).bind(micros_ceil(cutoff)).execute(&self.writer).await.map_err(db);
+        self.health.record(&result);
+        Ok(result?.rows_affected())
     }
 
     async fn counts(&self) -> Result<StatusCounts, StoreError> {
@@ -190,5 +236,17 @@ impl JobStore for SqliteStore {
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.reader).await.map_err(db)?;
         Ok(())
+    }
+
+    async fn check_writable(&self) -> Result<(), StoreError> {
+        match self.health.verdict() {
+            Verdict::Writable => return Ok(()),
+            Verdict::Failing(e) => return Err(e),
+            Verdict::Probe => {}
+        }
+        let (_, at) = now();
+        let result = sqlx::query(PROBE).bind(at).execute(&self.writer).await.map_err(db);
+        self.health.record(&result);
+        result.map(drop)
     }
 }

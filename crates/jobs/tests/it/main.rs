@@ -2,9 +2,11 @@
 #![allow(clippy::unwrap_used, missing_docs, unreachable_pub)]
 
 mod exec_limits;
+mod full_disk;
 mod orphans;
 mod outputs;
 mod probe;
 mod runner;
 mod service;
 mod store;
+mod store_faults;

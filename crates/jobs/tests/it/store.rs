@@ -86,6 +86,7 @@ conformance!(
     concurrent_gets_each_get_their_job,
     concurrent_gets_of_one_job_all_find_it,
     concurrent_claims_are_exclusive,
+    refused_transition_changes_nothing,
 );
 
 /// Many clients polling the same job at once (the batched reads of the SQLite store once
@@ -100,6 +101,64 @@ async fn concurrent_gets_of_one_job_all_find_it(store: &Store) {
     while let Some(found) = tasks.join_next().await {
         assert_eq!(found.unwrap().map(|j| j.id), Some(job.id.clone()));
     }
+}
+
+/// Every job, its log, and whether a cancel is pending for it (`update_progress` says so; it
+/// is only asked of running jobs, and rewrites their progress with the same value).
+async fn everything(store: &Store) -> Vec<(Job, Option<String>, Option<bool>)> {
+    let mut out = Vec::new();
+    for job in store.list(&all()).await.unwrap() {
+        let log = store.log(&job.id).await.unwrap();
+        let cancel = match (&job.status, &job.progress) {
+            (JobStatus::Running, Some(progress)) => Some(store.update_progress(&job.id, progress).await.unwrap()),
+            _ => None,
+        };
+        out.push((job, log, cancel));
+    }
+    out
+}
+
+/// Every operation refused (wrong status or unknown job) leaves every job exactly as it was:
+/// status, times, progress, outputs, error, attempts, log and a pending cancel.
+async fn refused_transition_changes_nothing(store: &Store) {
+    let progress = Progress { frame: Some(7), percent: Some(10.0), ..Progress::default() };
+    let completed = running(store, "completed").await;
+    store.finish(&completed.id, Outcome::Completed { output_files: vec!["c.mp4".to_owned()] }, "c log").await.unwrap();
+    let failed = running(store, "failed").await;
+    store.finish(&failed.id, Outcome::Failed { error: "boom".to_owned() }, "f log").await.unwrap();
+    let cancelled = submit(store, "cancelled").await;
+    store.cancel(&cancelled.id).await.unwrap();
+    let live = running(store, "running").await;
+    assert!(!store.update_progress(&live.id, &progress).await.unwrap());
+    let Ok(CancelOutcome::Requested(_)) = store.cancel(&live.id).await else { panic!("cancel of a running job") };
+    let queued = submit(store, "queued").await;
+    let before = everything(store).await;
+    let cancel_pending = before.iter().find(|(j, ..)| j.id == live.id).and_then(|(.., c)| *c);
+    assert_eq!(cancel_pending, Some(true));
+
+    let unknown = unknown_id();
+    let finished = [&completed.id, &failed.id, &cancelled.id];
+    let outcomes = || {
+        [
+            Outcome::Completed { output_files: vec!["other.mp4".to_owned()] },
+            Outcome::Failed { error: "other".to_owned() },
+            Outcome::Cancelled,
+        ]
+    };
+    for id in finished.into_iter().chain([&queued.id, &unknown]) {
+        for outcome in outcomes() {
+            assert!(store.finish(id, outcome, "overwritten log").await.is_err(), "finish {id}");
+        }
+        assert!(store.update_progress(id, &Progress::default()).await.is_err(), "progress {id}");
+        assert!(store.requeue(id).await.is_err(), "requeue {id}");
+    }
+    for id in finished.into_iter().chain([&unknown]) {
+        assert!(store.cancel(id).await.is_err(), "cancel {id}");
+    }
+    for id in [&queued.id, &live.id, &unknown] {
+        assert!(store.delete(id).await.is_err(), "delete {id}");
+    }
+    assert_eq!(everything(store).await, before);
 }
 
 // ------------------------------------------------------------------------------------------

@@ -1,0 +1,340 @@
+//! The SQLite store on a real, full filesystem: a 2 MB tmpfs that the test mounts (as root, as
+//! in CI) and fills. Every write either answers an error or is durable; none is acknowledged
+//! and then lost; once space is freed the same store writes again, and a reopened store holds
+//! exactly the last acknowledged state of every job. Skipped, with a message on stderr, where
+//! mounting is refused.
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use jobs::store::CancelOutcome;
+use jobs::{Job, JobId, JobStatus, JobStore, ListQuery, Outcome, Progress, SqliteStore, StoreError, SubmitOptions};
+use tempfile::TempDir;
+
+/// A tmpfs mounted on a temporary directory, unmounted on drop.
+pub(crate) struct Tmpfs {
+    dir: TempDir,
+}
+
+impl Tmpfs {
+    /// Mounts a tmpfs of `size` (as `mount -o size=` reads it, e.g. `2m`); `None`, after saying
+    /// why on stderr, where mounting is refused (not root, no `mount`, a container without the
+    /// capability).
+    pub(crate) fn mount(size: &str, test: &str) -> Option<Tmpfs> {
+        let dir = TempDir::new().unwrap();
+        let output = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .output();
+        match output {
+            Ok(out) if out.status.success() => Some(Tmpfs { dir }),
+            refused => {
+                let why = match refused {
+                    Ok(out) => String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+                    Err(e) => e.to_string(),
+                };
+                // Straight to stderr: the test harness does not capture this, so a skip shows.
+                let _ =
+                    writeln!(std::io::stderr(), "SKIPPED {test}: cannot mount a tmpfs ({why}); run as root to test");
+                None
+            }
+        }
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        // Lazy: a file still open (a store closing in the background) must not keep it mounted.
+        let _ = std::process::Command::new("umount").arg("-l").arg(self.dir.path()).status();
+    }
+}
+
+/// Writes `path` until the filesystem is full; the file's size.
+pub(crate) fn fill(path: &Path) -> u64 {
+    let mut file = std::fs::File::create(path).unwrap();
+    let chunk = vec![0x5a_u8; 16 * 1024];
+    let mut written = 0;
+    loop {
+        match file.write(&chunk) {
+            Ok(0) => break,
+            Ok(n) => written += n as u64,
+            Err(e) if e.raw_os_error() == Some(28) => break, // ENOSPC
+            Err(e) => panic!("filling {}: {e}", path.display()),
+        }
+    }
+    // Smaller writes take the last partial pages.
+    while let Ok(n @ 1..) = file.write(&chunk[..512]) {
+        written += n as u64;
+    }
+    written
+}
+
+/// What a job must look like, as far as acknowledged writes tell.
+#[derive(Debug, Clone, PartialEq)]
+struct Expected {
+    status: JobStatus,
+    attempts: u32,
+    progress: Option<Progress>,
+    output_files: Vec<String>,
+    error: Option<String>,
+    /// Its log, once finished (`None`: not checked).
+    log: Option<String>,
+    /// A cancel was acknowledged while it ran.
+    cancel_requested: bool,
+}
+
+impl Expected {
+    fn of(job: &Job) -> Expected {
+        Expected {
+            status: job.status,
+            attempts: job.attempts,
+            progress: job.progress.clone(),
+            output_files: job.output_files.clone(),
+            error: job.error.clone(),
+            log: None,
+            cancel_requested: false,
+        }
+    }
+}
+
+/// The acknowledged state of every job, and counts of what the store answered.
+#[derive(Default)]
+struct Model {
+    jobs: BTreeMap<JobId, Expected>,
+    acknowledged: usize,
+    refused: usize,
+}
+
+impl Model {
+    /// Records a write's answer: `Ok` updates the model; an error must be the store's
+    /// "cannot write now" (or a refusal the model also expects), and changes nothing.
+    fn answer<T>(&mut self, what: &str, result: Result<T, StoreError>) -> Option<T> {
+        match result {
+            Ok(value) => {
+                self.acknowledged += 1;
+                Some(value)
+            }
+            Err(StoreError::Unavailable(_)) => {
+                self.refused += 1;
+                None
+            }
+            Err(other) => panic!("{what}: expected success or Unavailable, got {other:?}"),
+        }
+    }
+
+    fn in_status(&self, status: JobStatus) -> Vec<JobId> {
+        self.jobs.iter().filter(|(_, e)| e.status == status).map(|(id, _)| id.clone()).collect()
+    }
+}
+
+/// One round of every kind of write, each answered Ok (the model follows) or Unavailable.
+async fn write_round(store: &SqliteStore, model: &mut Model, round: usize, metadata_bytes: usize) -> Vec<bool> {
+    let mut ok = Vec::new();
+    let metadata = BTreeMap::from([("blob".to_owned(), "m".repeat(metadata_bytes))]);
+    let options = SubmitOptions { metadata, ..SubmitOptions::default() };
+    for n in 0..2 {
+        let inserted = store.insert(format!("-i in{round}.{n}.mp4 out.mp4"), options.clone()).await;
+        ok.push(inserted.is_ok());
+        if let Some(job) = model.answer("insert", inserted) {
+            model.jobs.insert(job.id.clone(), Expected::of(&job));
+        }
+    }
+    let claimed = store.claim_next().await;
+    ok.push(claimed.is_ok());
+    if let Some(Some(job)) = model.answer("claim", claimed) {
+        assert_eq!(model.jobs[&job.id].status, JobStatus::Queued, "claimed a job that was not queued");
+        model.jobs.insert(job.id.clone(), Expected::of(&job));
+    }
+    let running = model.in_status(JobStatus::Running);
+    // Progress is the smallest write: a few of them take the last free pages.
+    for (n, id) in running.iter().cycle().take(6).enumerate() {
+        let progress = Progress { frame: Some((round * 10 + n) as u64), percent: Some(1.0), ..Progress::default() };
+        let updated = store.update_progress(id, &progress).await;
+        ok.push(updated.is_ok());
+        if model.answer("progress", updated).is_some() {
+            model.jobs.get_mut(id).unwrap().progress = Some(progress);
+        }
+    }
+    if let Some(id) = running.get(1) {
+        let cancelled = store.cancel(id).await;
+        ok.push(cancelled.is_ok());
+        if let Some(outcome) = model.answer("cancel running", cancelled) {
+            assert!(matches!(outcome, CancelOutcome::Requested(_)));
+            model.jobs.get_mut(id).unwrap().cancel_requested = true;
+        }
+    }
+    if let Some(id) = model.in_status(JobStatus::Queued).last() {
+        let cancelled = store.cancel(id).await;
+        ok.push(cancelled.is_ok());
+        if let Some(outcome) = model.answer("cancel queued", cancelled) {
+            let CancelOutcome::Cancelled(job) = outcome else { panic!("a queued job was not cancelled") };
+            model.jobs.insert(job.id.clone(), Expected::of(&job));
+        }
+    }
+    if let Some(id) = running.last() {
+        // A log of 8 KiB: the finish needs new pages.
+        let log = format!("round {round:4}\n").repeat(800);
+        let outcome = Outcome::Completed { output_files: vec![format!("out{round}.mp4")] };
+        let finished = store.finish(id, outcome, &log).await;
+        ok.push(finished.is_ok());
+        if let Some(job) = model.answer("finish", finished) {
+            let mut expected = Expected::of(&job);
+            expected.log = Some(log);
+            model.jobs.insert(job.id.clone(), expected);
+        }
+    }
+    if running.len() > 2 {
+        let id = &running[1];
+        let requeued = store.requeue(id).await;
+        ok.push(requeued.is_ok());
+        if model.answer("requeue", requeued).is_some() {
+            let expected = model.jobs.get_mut(id).unwrap();
+            expected.status = JobStatus::Queued;
+            expected.progress = None;
+            expected.attempts = expected.attempts.saturating_sub(1);
+        }
+    }
+    if let Some(id) = model.in_status(JobStatus::Completed).first() {
+        let deleted = store.delete(id).await;
+        ok.push(deleted.is_ok());
+        if model.answer("delete", deleted).is_some() {
+            model.jobs.remove(id);
+        }
+    }
+    if round % 4 == 3 {
+        let recovered = store.recover(3).await;
+        ok.push(recovered.is_ok());
+        if let Some(recovery) = model.answer("recover", recovered) {
+            for id in &recovery.requeued {
+                let expected = model.jobs.get_mut(id).unwrap();
+                expected.status = JobStatus::Queued;
+                expected.progress = None;
+            }
+            for id in &recovery.failed {
+                let expected = model.jobs.get_mut(id).unwrap();
+                expected.status = JobStatus::Failed;
+                expected.error = Some("interrupted".to_owned());
+                expected.cancel_requested = false;
+            }
+            let running_now = model.in_status(JobStatus::Running);
+            assert!(running_now.is_empty(), "recover left {running_now:?} running");
+        }
+        // Nothing finished that long ago: deletes nothing, but is a write all the same.
+        let purged = store.purge_finished_before(time::OffsetDateTime::UNIX_EPOCH).await;
+        ok.push(purged.is_ok());
+        if let Some(n) = model.answer("purge", purged) {
+            assert_eq!(n, 0);
+        }
+    }
+    ok
+}
+
+/// Checks that `store` holds exactly the model's jobs, in their acknowledged state.
+/// A pending cancel is asked through `update_progress`, a write: only when `writable`.
+async fn assert_matches(store: &SqliteStore, model: &Model, when: &str, writable: bool) {
+    let stored = store.list(&ListQuery { limit: 10_000, ..ListQuery::default() }).await.unwrap();
+    let stored_ids: Vec<&JobId> = stored.iter().map(|j| &j.id).collect();
+    let expected_ids: Vec<&JobId> = model.jobs.keys().collect();
+    let mut sorted = stored_ids.clone();
+    sorted.sort();
+    assert_eq!(sorted, expected_ids, "{when}: the stored jobs are the acknowledged ones");
+    for job in &stored {
+        let expected = &model.jobs[&job.id];
+        let mut got = Expected::of(job);
+        got.log = expected.log.as_ref().and(store.log(&job.id).await.unwrap());
+        got.cancel_requested = expected.cancel_requested;
+        assert_eq!(&got, expected, "{when}: job {}", job.id);
+        if writable && job.status == JobStatus::Running {
+            // Writes the same progress again; answers whether a cancel is pending.
+            let progress = job.progress.clone().unwrap_or_default();
+            let pending = store.update_progress(&job.id, &progress).await.unwrap();
+            assert_eq!(pending, expected.cancel_requested, "{when}: job {}'s cancel request", job.id);
+        }
+    }
+}
+
+fn url(path: &Path) -> String {
+    format!("sqlite://{}", path.display())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_on_a_full_disk_loses_no_acknowledged_write() {
+    let Some(fs) = Tmpfs::mount("2m", "sqlite_on_a_full_disk_loses_no_acknowledged_write") else { return };
+    let db: PathBuf = fs.path().join("jobs.db");
+    let store = SqliteStore::open(&url(&db)).await.unwrap();
+    let mut model = Model::default();
+    for round in 0..3 {
+        assert!(write_round(&store, &mut model, round, 64).await.iter().all(|ok| *ok), "room to spare");
+    }
+    // Jobs waiting, for the full store to claim, update, cancel and finish.
+    for n in 0..40 {
+        let job = store.insert(format!("-i queued{n}.mp4 out.mp4"), SubmitOptions::default()).await.unwrap();
+        model.jobs.insert(job.id.clone(), Expected::of(&job));
+    }
+    for _ in 0..8 {
+        let job = store.claim_next().await.unwrap().unwrap();
+        model.jobs.insert(job.id.clone(), Expected::of(&job));
+    }
+    store.check_writable().await.unwrap();
+
+    // Full: the rest of the filesystem goes to a file; then writes of every size take what
+    // the database files have spare, and fail once it is gone.
+    // A reader in a long transaction (a backup, say) keeps checkpoints from recycling the
+    // WAL: every write must then grow it.
+    let mut reader = {
+        use sqlx::{ConnectOptions as _, Connection as _};
+        let mut conn = sqlx::sqlite::SqliteConnectOptions::new().filename(&db).connect().await.unwrap();
+        sqlx::query("BEGIN").execute(&mut conn).await.unwrap();
+        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM jobs").fetch_one(&mut conn).await.unwrap();
+        assert!(n > 0);
+        let _ = conn.ping().await;
+        conn
+    };
+    let filler = fs.path().join("filler");
+    fill(&filler);
+    let mut unavailable_seen = false;
+    let mut round = 3;
+    let mut failed_writes = 0;
+    while round < 200 && failed_writes < 40 {
+        let answers = write_round(&store, &mut model, round, if round % 3 == 0 { 32 * 1024 } else { 256 }).await;
+        failed_writes += answers.iter().filter(|ok| !**ok).count();
+        if answers.iter().any(|ok| !ok) {
+            unavailable_seen |= store.check_writable().await.is_err();
+        }
+        round += 1;
+    }
+    assert!(failed_writes >= 40, "the full filesystem refused {failed_writes} writes in {round} rounds");
+    assert!(unavailable_seen, "check_writable never reported the full store");
+    assert!(model.refused >= failed_writes);
+    assert_matches(&store, &model, "while full", false).await;
+
+    // Space again: the same store writes, with no restart.
+    sqlx::query("ROLLBACK").execute(&mut reader).await.unwrap();
+    sqlx::Connection::close(reader).await.unwrap();
+    std::fs::remove_file(&filler).unwrap();
+    // Not ready until no write has failed for a few seconds.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while let Err(e) = store.check_writable().await {
+        assert!(std::time::Instant::now() < deadline, "still not writable after space was freed: {e}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    for _ in 0..3 {
+        let answers = write_round(&store, &mut model, round, 1024).await;
+        assert!(answers.iter().all(|ok| *ok), "a write failed after space was freed: {answers:?}");
+        round += 1;
+    }
+    assert_matches(&store, &model, "after the space came back", true).await;
+
+    // And what was acknowledged is what a new process finds.
+    store.close().await;
+    drop(store);
+    let reopened = SqliteStore::open(&url(&db)).await.unwrap();
+    assert_matches(&reopened, &model, "reopened", true).await;
+    reopened.close().await;
+    eprintln!("acknowledged {} writes, refused {}", model.acknowledged, model.refused);
+}

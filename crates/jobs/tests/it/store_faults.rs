@@ -1,0 +1,203 @@
+//! The worker pool when the store fails: a store that refuses writes on demand (a
+//! [`MemoryStore`] behind a switch, failing the way a full disk makes the SQLite store fail:
+//! [`StoreError::Unavailable`], nothing changed).
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use ffmpeg_core::sandbox::{OutputTarget, Sandbox};
+use jobs::store::{CancelOutcome, Recovery, StatusCounts};
+use jobs::{
+    Job, JobId, JobStatus, JobStore, Jobs, JobsConfig, ListQuery, MemoryStore, Outcome, Progress, RunReport, RunSpec,
+    Runner, Shutdown, StoreError, SubmitOptions,
+};
+use time::OffsetDateTime;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+/// A [`MemoryStore`] whose `claim_next` and `finish` fail while switched to, counting calls.
+#[derive(Default)]
+struct FaultyStore {
+    inner: MemoryStore,
+    fail_claims: AtomicBool,
+    fail_finishes: AtomicBool,
+    claims: AtomicUsize,
+    finishes: AtomicUsize,
+}
+
+fn full() -> StoreError {
+    StoreError::Unavailable(std::io::Error::from_raw_os_error(28).into())
+}
+
+#[async_trait]
+impl JobStore for FaultyStore {
+    async fn insert(&self, command: String, options: SubmitOptions) -> Result<Job, StoreError> {
+        self.inner.insert(command, options).await
+    }
+    async fn get(&self, id: &JobId) -> Result<Option<Job>, StoreError> {
+        self.inner.get(id).await
+    }
+    async fn list(&self, query: &ListQuery) -> Result<Vec<Job>, StoreError> {
+        self.inner.list(query).await
+    }
+    async fn claim_next(&self) -> Result<Option<Job>, StoreError> {
+        self.claims.fetch_add(1, Ordering::SeqCst);
+        if self.fail_claims.load(Ordering::SeqCst) {
+            return Err(full());
+        }
+        self.inner.claim_next().await
+    }
+    async fn wait_for_work(&self, timeout: Duration) {
+        self.inner.wait_for_work(timeout).await;
+    }
+    async fn update_progress(&self, id: &JobId, progress: &Progress) -> Result<bool, StoreError> {
+        self.inner.update_progress(id, progress).await
+    }
+    async fn finish(&self, id: &JobId, outcome: Outcome, log: &str) -> Result<Job, StoreError> {
+        self.finishes.fetch_add(1, Ordering::SeqCst);
+        if self.fail_finishes.load(Ordering::SeqCst) {
+            return Err(full());
+        }
+        self.inner.finish(id, outcome, log).await
+    }
+    async fn log(&self, id: &JobId) -> Result<Option<String>, StoreError> {
+        self.inner.log(id).await
+    }
+    async fn cancel(&self, id: &JobId) -> Result<CancelOutcome, StoreError> {
+        self.inner.cancel(id).await
+    }
+    async fn requeue(&self, id: &JobId) -> Result<(), StoreError> {
+        self.inner.requeue(id).await
+    }
+    async fn delete(&self, id: &JobId) -> Result<(), StoreError> {
+        self.inner.delete(id).await
+    }
+    async fn recover(&self, max_attempts: u32) -> Result<Recovery, StoreError> {
+        self.inner.recover(max_attempts).await
+    }
+    async fn purge_finished_before(&self, cutoff: OffsetDateTime) -> Result<u64, StoreError> {
+        self.inner.purge_finished_before(cutoff).await
+    }
+    async fn counts(&self) -> Result<StatusCounts, StoreError> {
+        self.inner.counts().await
+    }
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.inner.ping().await
+    }
+    async fn check_writable(&self) -> Result<(), StoreError> {
+        if self.fail_finishes.load(Ordering::SeqCst) || self.fail_claims.load(Ordering::SeqCst) {
+            return Err(full());
+        }
+        Ok(())
+    }
+}
+
+/// A runner that writes each output file at once and succeeds, recording what it ran.
+#[derive(Default)]
+struct InstantRunner {
+    ran: Mutex<Vec<String>>,
+}
+
+#[async_trait]
+impl Runner for InstantRunner {
+    async fn run(&self, spec: RunSpec<'_>, _: &watch::Sender<Option<Progress>>, _: &CancellationToken) -> RunReport {
+        self.ran.lock().unwrap().push(spec.command.command().to_string());
+        for target in spec.command.outputs() {
+            if let OutputTarget::File(p) = target {
+                std::fs::write(p.as_path(), b"encoded").unwrap();
+            }
+        }
+        RunReport { result: Ok(()), log_tail: "done".to_owned() }
+    }
+}
+
+struct Fixture {
+    dir: tempfile::TempDir,
+    store: Arc<FaultyStore>,
+    runner: Arc<InstantRunner>,
+    jobs: Arc<Jobs>,
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let sandbox = Sandbox::new(dir.path()).unwrap();
+    let store = Arc::new(FaultyStore::default());
+    let runner = Arc::new(InstantRunner::default());
+    let config = JobsConfig { concurrency: 1, idle_wait: Duration::from_millis(50), ..JobsConfig::default() };
+    let jobs =
+        Jobs::new(Arc::clone(&store) as Arc<dyn JobStore>, Arc::clone(&runner) as Arc<dyn Runner>, sandbox, config);
+    Fixture { dir, store, runner, jobs }
+}
+
+/// Polls `cond` until it holds, failing after 20 s.
+async fn until(what: &str, mut cond: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !cond().await {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_finished_job_is_saved_once_the_store_can_write_again() {
+    let f = fixture();
+    f.store.fail_finishes.store(true, Ordering::SeqCst);
+    let shutdown = Shutdown::default();
+    let mut workers = f.jobs.spawn_workers(&shutdown);
+    let job = f.jobs.submit("-f lavfi -i testsrc out.mp4", SubmitOptions::default()).await.unwrap();
+
+    // The run ends while the store cannot write: the worker keeps trying.
+    until("the outcome was refused twice", async || f.store.finishes.load(Ordering::SeqCst) >= 2).await;
+    let stuck = f.store.get(&job.id).await.unwrap().unwrap();
+    assert_eq!(stuck.status, JobStatus::Running);
+    assert!(f.dir.path().join("out.mp4").exists(), "the output is kept while the outcome waits");
+
+    f.store.fail_finishes.store(false, Ordering::SeqCst);
+    until("the job completed", async || f.store.get(&job.id).await.unwrap().unwrap().status.is_finished()).await;
+    let done = f.store.get(&job.id).await.unwrap().unwrap();
+    assert_eq!((done.status, done.output_files.as_slice()), (JobStatus::Completed, ["out.mp4".to_owned()].as_slice()));
+    assert_eq!(f.store.log(&job.id).await.unwrap().as_deref(), Some("done"));
+    assert!(f.dir.path().join("out.mp4").exists());
+    assert_eq!(f.runner.ran.lock().unwrap().len(), 1, "saving the outcome does not run the job again");
+
+    shutdown.stop_claiming.cancel();
+    while workers.join_next().await.is_some() {}
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_claim_runs_nothing() {
+    let f = fixture();
+    f.store.fail_claims.store(true, Ordering::SeqCst);
+    let job = f.jobs.submit("-f lavfi -i testsrc out.mp4", SubmitOptions::default()).await.unwrap();
+    let shutdown = Shutdown::default();
+    let mut workers = f.jobs.spawn_workers(&shutdown);
+
+    until("a claim was tried", async || f.store.claims.load(Ordering::SeqCst) >= 1).await;
+    assert!(f.runner.ran.lock().unwrap().is_empty(), "a failed claim ran the job");
+    assert_eq!(f.store.get(&job.id).await.unwrap().unwrap().status, JobStatus::Queued);
+
+    f.store.fail_claims.store(false, Ordering::SeqCst);
+    until("the job completed", async || f.store.get(&job.id).await.unwrap().unwrap().status.is_finished()).await;
+    assert_eq!(f.runner.ran.lock().unwrap().len(), 1);
+
+    shutdown.stop_claiming.cancel();
+    while workers.join_next().await.is_some() {}
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_is_not_held_up_by_an_outcome_that_cannot_be_saved() {
+    let f = fixture();
+    f.store.fail_finishes.store(true, Ordering::SeqCst);
+    let shutdown = Shutdown::default();
+    let mut workers = f.jobs.spawn_workers(&shutdown);
+    let job = f.jobs.submit("-f lavfi -i testsrc out.mp4", SubmitOptions::default()).await.unwrap();
+    until("the outcome was refused", async || f.store.finishes.load(Ordering::SeqCst) >= 1).await;
+
+    shutdown.stop_claiming.cancel();
+    shutdown.abort_running.cancel();
+    while workers.join_next().await.is_some() {}
+    // Still running in the store: recovery at the next start takes it up.
+    assert_eq!(f.store.get(&job.id).await.unwrap().unwrap().status, JobStatus::Running);
+}
