@@ -1,7 +1,8 @@
 //! Project automation: `cargo xtask <task>`.
 //!
-//! - `ci`: what CI runs: rustfmt check, clippy with `-D warnings`, the test suite, OpenAPI and
-//!   configuration-doc drift checks, and hadolint on the Dockerfile when it is installed.
+//! - `ci`: what CI runs: rustfmt check, clippy with `-D warnings` (also on the client library
+//!   without its command line), the test suite, OpenAPI and configuration-doc drift checks,
+//!   and hadolint on the Dockerfile when it is installed.
 //! - `docs` (alias `openapi`): regenerate `docs/openapi.json`, `docs/configuration.md` and the
 //!   policy tables of `docs/security.md` from the code; `--check` fails when they drift.
 //! - `bench overhead|api`: benchmarks (see `docs/benchmarks.md`).
@@ -81,6 +82,21 @@ fn security_doc(check: bool) -> Result {
 fn ci() -> Result {
     run("cargo", &["fmt", "--all", "--", "--check"])?;
     run("cargo", &["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"])?;
+    // The Rust client without its command line (no clap, no indicatif), as other projects use it.
+    run(
+        "cargo",
+        &[
+            "clippy",
+            "--package",
+            "ffmpeg-worker-client",
+            "--no-default-features",
+            "--lib",
+            "--locked",
+            "--",
+            "-D",
+            "warnings",
+        ],
+    )?;
     run("cargo", &["test", "--workspace", "--locked"])?;
     docs(true)?;
     hadolint()
