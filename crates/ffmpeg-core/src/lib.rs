@@ -20,6 +20,14 @@
 //! - [`duration`]: input durations from ffmpeg's stderr banner, the expected output duration,
 //!   and percent complete.
 //!
+//! # Features
+//!
+//! - `serde` (off by default): `serde::Serialize` for [`command::Command`] and its parts,
+//!   [`progress::ProgressUpdate`], [`duration::ExpectedLength`], the [`filtergraph`] tree,
+//!   [`capabilities::UnknownName`] and [`policy::RuleId`] (as its stable string).
+//!
+//! # Stability
+//!
 //! Types that can grow are `#[non_exhaustive]`: every error and every enum whose set of cases
 //! can grow (treatments, rule ids, path problems, input sources, name kinds), and the structs
 //! with public fields that this crate builds for callers to read ([`progress::ProgressUpdate`],
@@ -47,3 +55,8 @@ pub mod pattern;
 pub mod policy;
 pub mod progress;
 pub mod sandbox;
+
+/// The README's example, run as a doctest so that it stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctest;

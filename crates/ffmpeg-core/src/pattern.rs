@@ -67,8 +67,10 @@ fn pieces(pattern: &str) -> Vec<Piece> {
 }
 
 /// Does the file name `name` match `pattern` (printf `%d`/`%03d` digits, `%%`, other `%x`
-/// and DASH `$...$` templates as wildcards)? Dynamic programming over (piece, byte): linear in
-/// `pattern.len() * name.len()` whatever the pattern, so a hostile pattern cannot stall a worker.
+/// and DASH `$...$` templates as wildcards)? Dynamic programming over (piece, byte): time
+/// proportional to `pattern.len() * name.len()` (quadratic, not linear, for inputs of similar
+/// size; no backtracking), memory to `name.len()`, whatever the pattern, so a hostile pattern
+/// cannot stall a worker.
 pub fn matches(pattern: &str, name: &str) -> bool {
     let pieces = pieces(pattern);
     let n = name.as_bytes();

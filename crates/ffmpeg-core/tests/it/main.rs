@@ -9,3 +9,4 @@ mod footprint;
 mod policy;
 mod progress;
 mod sandbox;
+mod serde_feature;
