@@ -24,7 +24,9 @@ fn root() -> PathBuf {
 /// Runs a command in the workspace root, failing when it fails.
 fn run(program: &str, args: &[&str]) -> Result {
     eprintln!("$ {program} {}", args.join(" "));
+    let started = std::time::Instant::now();
     let status = Command::new(program).args(args).current_dir(root()).status()?;
+    eprintln!("({:.1?})", started.elapsed());
     if status.success() { Ok(()) } else { Err(format!("`{program} {}` failed: {status}", args.join(" ")).into()) }
 }
 
@@ -142,11 +144,13 @@ fn package_core() -> Result {
     // reuses the dependencies already built.
     std::fs::copy(root().join("Cargo.lock"), package.join("Cargo.lock"))?;
     eprintln!("$ cargo test --offline --all-features (in the unpacked {name})");
+    let started = std::time::Instant::now();
     let status = Command::new("cargo")
         .args(["test", "--offline", "--all-features"])
         .current_dir(&package)
         .env("CARGO_TARGET_DIR", &target)
         .status()?;
+    eprintln!("({:.1?})", started.elapsed());
     if status.success() { Ok(()) } else { Err(format!("the packaged {name} fails its tests: {status}").into()) }
 }
 
