@@ -122,7 +122,7 @@ fn deny() -> Result {
         );
         return Ok(());
     }
-    run("cargo", &["deny", "check", "licenses", "bans", "sources"])
+    run("cargo", &["deny", "check", "--hide-inclusion-graph", "licenses", "bans", "sources"])
 }
 
 /// Packages ffmpeg-core as crates.io would get it, unpacks the `.crate` into a temporary
