@@ -81,8 +81,12 @@ pub(crate) async fn create_job(
     if !state.accepting() {
         return Err(ApiError::ShuttingDown);
     }
-    let options =
-        SubmitOptions { priority: req.priority, timeout_seconds: req.timeout_seconds, metadata: req.metadata };
+    let options = SubmitOptions {
+        priority: req.priority,
+        timeout_seconds: req.timeout_seconds,
+        metadata: req.metadata,
+        ..SubmitOptions::default()
+    };
     let job = state.jobs.submit(&req.command, options).await?;
     let location = HeaderValue::try_from(format!("/jobs/{}", job.id)).ok();
     let mut headers = HeaderMap::new();

@@ -166,17 +166,6 @@ pub async fn run(config: ServeConfig) -> Result<(), StartError> {
     for orphan in orphans {
         tracing::warn!(pid = orphan.pid, command = %orphan.command_line, "stopped an ffmpeg left running by a previous crash");
     }
-    let recovery = store
-        .recover(config.max_attempts)
-        .await
-        .map_err(|e| StartError::Database { url: config.database_url.clone(), reason: e.to_string() })?;
-    if !recovery.requeued.is_empty() || !recovery.failed.is_empty() {
-        tracing::warn!(
-            requeued = recovery.requeued.len(),
-            failed = recovery.failed.len(),
-            "recovered jobs interrupted by a previous run"
-        );
-    }
 
     let mut ffmpeg = FfmpegConfig::new(&config.ffmpeg_bin, sandbox.root());
     ffmpeg.limits = ResourceLimits {
@@ -193,6 +182,17 @@ pub async fn run(config: ServeConfig) -> Result<(), StartError> {
         ..JobsConfig::default()
     };
     let jobs = Jobs::new(store, Arc::new(runner), sandbox, jobs_config);
+    let recovery = jobs
+        .recover(config.max_attempts)
+        .await
+        .map_err(|e| StartError::Database { url: config.database_url.clone(), reason: e.to_string() })?;
+    if !recovery.requeued.is_empty() || !recovery.failed.is_empty() {
+        tracing::warn!(
+            requeued = recovery.requeued.len(),
+            failed = recovery.failed.len(),
+            "recovered jobs interrupted by a previous run"
+        );
+    }
     let shutdown = Shutdown::default();
     let mut workers = jobs.spawn_workers(&shutdown);
     if let Some(retention) = config.retention {

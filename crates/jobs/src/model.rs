@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
+use ffmpeg_core::footprint::Footprint;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
@@ -166,6 +167,12 @@ pub struct SubmitOptions {
     pub timeout_seconds: Option<u64>,
     /// Caller's own labels, echoed back.
     pub metadata: BTreeMap<String, String>,
+    /// What the command may read and write. [`Jobs::submit`](crate::Jobs::submit) sets it from
+    /// the resolved command (whatever the caller gave); the store keeps it so that claiming
+    /// never starts a job whose files a running job may write, or that may write what a
+    /// running job reads or writes. The store trusts it: the default (empty) footprint
+    /// conflicts with nothing. (Jobs stored before footprints existed have none, and run alone.)
+    pub footprint: Footprint,
 }
 
 /// Most metadata entries a job may carry.

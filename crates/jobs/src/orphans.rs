@@ -6,7 +6,7 @@
 //! processes would write the same outputs at once.
 //!
 //! The marker is the run's scratch directory, not a process name: the runner starts each
-//! ffmpeg in a fresh directory `<scratch root>/ffmpeg-worker-run-XXXXXX` ([`ScratchDir`]) and
+//! ffmpeg in a fresh directory `<scratch root>/ffmpeg-worker-run-JOBID-XXXXXX` ([`ScratchDir`]) and
 //! holds an exclusive `flock(2)` on it for the whole run. The kernel releases the lock when
 //! the server's process ends, however it ends, and never hands it to ffmpeg (the descriptor
 //! is close-on-exec). So at start-up, before recovery, [`stop_orphans`] finds through `/proc`
@@ -22,6 +22,8 @@ use std::path::{Path, PathBuf};
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
 
+use crate::model::JobId;
+
 /// Name prefix of the runner's scratch directories.
 pub const SCRATCH_PREFIX: &str = "ffmpeg-worker-run-";
 
@@ -35,17 +37,24 @@ pub struct ScratchDir {
 }
 
 impl ScratchDir {
-    /// Creates `root` if needed, then a fresh directory in it (random name, mode 0700:
-    /// never an existing directory or a planted symlink), and locks it exclusively.
+    /// Creates `root` if needed, then a fresh directory in it for a run of `job` (named
+    /// [`ScratchDir::prefix`] and a random suffix, mode 0700: never an existing directory or a
+    /// planted symlink), and locks it exclusively.
     ///
     /// # Errors
     /// What the file system reports.
-    pub fn create(root: &Path) -> std::io::Result<ScratchDir> {
+    pub fn create(root: &Path, job: &JobId) -> std::io::Result<ScratchDir> {
         std::fs::create_dir_all(root)?;
-        let dir = tempfile::Builder::new().prefix(SCRATCH_PREFIX).tempdir_in(root)?;
+        let dir = tempfile::Builder::new().prefix(&ScratchDir::prefix(job)).tempdir_in(root)?;
         let lock = File::open(dir.path())?;
         lock.try_lock().map_err(std::io::Error::from)?;
         Ok(ScratchDir { dir, _lock: lock })
+    }
+
+    /// The name prefix of `job`'s scratch directories, `ffmpeg-worker-run-JOBID-`: recovery
+    /// finds what runs of an interrupted job left by it.
+    pub fn prefix(job: &JobId) -> String {
+        format!("{SCRATCH_PREFIX}{job}-")
     }
 
     /// The directory.

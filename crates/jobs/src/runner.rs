@@ -30,11 +30,14 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::exec_limits::{ExecLimitError, ExecLimits};
-use crate::model::Progress;
+use crate::model::{JobId, Progress};
 
 /// What to run and under which limits.
 #[derive(Debug, Clone, Copy)]
 pub struct RunSpec<'a> {
+    /// The job the run belongs to: it names the run's scratch directory, so that recovery can
+    /// find what a run killed with its server left ([`Runner::remove_leftovers`]).
+    pub job: &'a JobId,
     /// The command, every path resolved by the sandbox.
     pub command: &'a ResolvedCommand,
     /// Wall-clock limit; `None` for none.
@@ -124,6 +127,15 @@ pub trait Runner: Send + Sync + 'static {
     fn check_startable(&self, command: &ResolvedCommand) -> Result<(), ExecLimitError> {
         let _ = command;
         Ok(())
+    }
+
+    /// Removes what runs of `job` left outside the data directory when the process running
+    /// them died (a `kill -9` of the server): their scratch directories. Called at start-up
+    /// for interrupted jobs only, on a blocking thread; returns what was removed. The default
+    /// has nothing to remove.
+    fn remove_leftovers(&self, job: &JobId) -> Vec<PathBuf> {
+        let _ = job;
+        Vec::new()
     }
 }
 
@@ -429,6 +441,33 @@ impl Runner for FfmpegRunner {
         self.config.exec_limits.check_command(&self.config.binary, &args, command, &self.config.data_dir)
     }
 
+    /// Removes `scratch_root/ffmpeg-worker-run-JOBID-*` (with what ffmpeg wrote there, such as
+    /// default pass logs): directories only runs of this job can have made, and only those
+    /// whose lock no live run holds.
+    fn remove_leftovers(&self, job: &JobId) -> Vec<PathBuf> {
+        let prefix = crate::orphans::ScratchDir::prefix(job);
+        let Ok(entries) = std::fs::read_dir(&self.config.scratch_root) else { return Vec::new() };
+        let mut removed = Vec::new();
+        for entry in entries.flatten() {
+            let ours = entry.file_name().to_str().is_some_and(|n| n.starts_with(&prefix));
+            // `file_type` does not follow symlinks: a planted link is not a directory here.
+            if !ours || !entry.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            // A lock someone holds is a live run (`orphans::ScratchDir`): never removed.
+            let free = std::fs::File::open(entry.path()).is_ok_and(|dir| dir.try_lock().is_ok());
+            if !free {
+                continue;
+            }
+            if let Err(e) = std::fs::remove_dir_all(entry.path()) {
+                tracing::warn!(dir = %entry.path().display(), error = %e, "removing a scratch directory failed");
+            } else {
+                removed.push(entry.path());
+            }
+        }
+        removed
+    }
+
     async fn run(
         &self,
         spec: RunSpec<'_>,
@@ -436,14 +475,12 @@ impl Runner for FfmpegRunner {
         cancel: &CancellationToken,
     ) -> RunReport {
         let mut tail = Tail { bytes: VecDeque::new(), cap: self.config.log_tail_bytes.max(1024) };
-        // A fresh directory with a random name and mode 0700 (mkdtemp): never shared with
-        // another process, never an existing directory or a planted symlink.
         let failed = |e: RunError| RunReport { result: Err(e), log_tail: String::new() };
         // A fresh directory with a random name and mode 0700 (mkdtemp): never shared with
         // another process, never an existing directory or a planted symlink. It is locked for
         // the whole run: ffmpeg's working directory marks it as ours, and a free lock marks it
         // an orphan after a crash (see `orphans`).
-        let scratch = match crate::orphans::ScratchDir::create(&self.config.scratch_root) {
+        let scratch = match crate::orphans::ScratchDir::create(&self.config.scratch_root, spec.job) {
             Ok(dir) => dir,
             Err(e) => {
                 tracing::error!(dir = %self.config.scratch_root.display(), error = %e, "cannot create a scratch directory");

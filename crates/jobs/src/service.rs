@@ -25,7 +25,7 @@ use crate::exec_limits::ExecLimitError;
 use crate::model::{InvalidRequest, Job, JobId, MAX_PAGE_SIZE, SubmitOptions};
 use crate::outputs::{self, Snapshot};
 use crate::runner::{RunError, RunSpec, Runner};
-use crate::store::{CancelOutcome, JobStore, ListQuery, Outcome, StatusCounts, StoreError};
+use crate::store::{CancelOutcome, JobStore, ListQuery, Outcome, Recovery, RunRecord, StatusCounts, StoreError};
 
 /// Counter of accepted submissions (Prometheus name).
 pub const METRIC_SUBMITTED: &str = "ffmpeg_worker_jobs_submitted_total";
@@ -136,8 +136,6 @@ pub struct Jobs {
     sandbox: Arc<Sandbox>,
     config: JobsConfig,
     running: Mutex<HashMap<JobId, RunningJob>>,
-    /// Footprints of the jobs this process is running.
-    writing: Mutex<HashMap<JobId, Footprint>>,
 }
 
 impl std::fmt::Debug for Jobs {
@@ -149,14 +147,7 @@ impl std::fmt::Debug for Jobs {
 impl Jobs {
     /// A service over `store`, running jobs with `runner` inside `sandbox`.
     pub fn new(store: Arc<dyn JobStore>, runner: Arc<dyn Runner>, sandbox: Sandbox, config: JobsConfig) -> Arc<Jobs> {
-        Arc::new(Jobs {
-            store,
-            runner,
-            sandbox: Arc::new(sandbox),
-            config,
-            running: Mutex::new(HashMap::new()),
-            writing: Mutex::new(HashMap::new()),
-        })
+        Arc::new(Jobs { store, runner, sandbox: Arc::new(sandbox), config, running: Mutex::new(HashMap::new()) })
     }
 
     /// The store, for reads.
@@ -218,13 +209,50 @@ impl Jobs {
     /// store failed.
     pub async fn submit(&self, command: &str, mut options: SubmitOptions) -> Result<Job, SubmitError> {
         options.check()?;
-        self.check_async(command).await?;
+        let resolved = self.check_async(command).await?;
+        options.footprint = Footprint::of(&resolved);
         if let (Some(t), Some(max)) = (options.timeout_seconds, self.config.max_timeout) {
             options.timeout_seconds = Some(t.min(max.as_secs()));
         }
         let job = self.store.insert(command.to_owned(), options).await?;
         metrics::counter!(METRIC_SUBMITTED).increment(1);
         Ok(job)
+    }
+
+    /// At start-up, before any worker runs: removes what attempts interrupted by a crash left
+    /// (the files they wrote in the data directory, by the rule a failure uses, from the
+    /// [`RunRecord`] each stored before ffmpeg started; and their scratch directories), then
+    /// puts their jobs back in the queue or fails them ([`JobStore::recover`]). Nothing else is
+    /// removed: an attempt that recorded no run never started ffmpeg. Stop orphaned ffmpeg
+    /// processes first ([`crate::orphans::stop_orphans`]), or they keep writing.
+    ///
+    /// # Errors
+    /// [`StoreError`] from the store; nothing is removed unless the store could be read.
+    pub async fn recover(&self, max_attempts: u32) -> Result<Recovery, StoreError> {
+        let interrupted = self.store.interrupted_runs().await?;
+        if !interrupted.is_empty() {
+            let root = self.sandbox.root().to_owned();
+            let runner = Arc::clone(&self.runner);
+            let cleaned = tokio::task::spawn_blocking(move || {
+                for run in &interrupted {
+                    let files = run
+                        .run
+                        .as_ref()
+                        .map(|r| outputs::remove_run_files(&root, &r.footprint, &r.snapshot))
+                        .unwrap_or_default();
+                    let scratch = runner.remove_leftovers(&run.id);
+                    tracing::info!(
+                        job = %run.id,
+                        files = files.len(),
+                        scratch_dirs = scratch.len(),
+                        "removed what an interrupted run left"
+                    );
+                }
+            })
+            .await;
+            joined(cleaned);
+        }
+        self.store.recover(max_attempts).await
     }
 
     /// Cancels a job. A queued job is cancelled at once. A running job's process group is
@@ -349,7 +377,6 @@ impl Jobs {
                     if outcome.is_err() {
                         tracing::error!(job = %id, "internal error while running the job");
                         self.lock_running().remove(&id);
-                        self.release_outputs(&id);
                         let error = "internal error in the worker (the server log has the details)".to_owned();
                         self.finish(&id, Outcome::Failed { error }, "", SystemTime::now(), &shutdown.abort_running)
                             .await;
@@ -431,9 +458,8 @@ impl Jobs {
             Ok(r) => r,
             Err(e) => return self.finish(&id, Outcome::Failed { error: e.to_string() }, "", started, abort).await,
         };
-        if let Err(busy) = self.reserve_outputs(&id, &footprint) {
-            return self.finish(&id, Outcome::Failed { error: busy.to_string() }, "", started, abort).await;
-        }
+        // The store claimed this job only because no running job's footprint conflicts
+        // with its own (`JobStore::claim_next`).
         let root = self.sandbox.root().to_owned();
         let prepared = {
             let (root, resolved, footprint) = (root.clone(), resolved.clone(), footprint.clone());
@@ -446,11 +472,18 @@ impl Jobs {
         let before = match joined(prepared) {
             Ok(before) => before,
             Err(e) => {
-                self.release_outputs(&id);
                 let error = format!("cannot create an output directory: {e}");
                 return self.finish(&id, Outcome::Failed { error }, "", started, abort).await;
             }
         };
+        // Durably, before ffmpeg can write anything: recovery after a crash removes what this
+        // attempt wrote by the same rule as a failure.
+        let record = RunRecord { attempt: job.attempts, footprint: footprint.clone(), snapshot: before.clone() };
+        if let Err(e) = self.store.record_run(&id, &record).await {
+            tracing::error!(error = %e, "recording the run before it starts failed");
+            let error = "the job store could not record the run; it was not started".to_owned();
+            return self.finish(&id, Outcome::Failed { error }, "", started, abort).await;
+        }
         let running = RunningJob { cancel: CancellationToken::new(), done: CancellationToken::new() };
         self.lock_running().insert(id.clone(), running.clone());
         tracing::info!(command = %job.command, "job started");
@@ -459,7 +492,7 @@ impl Jobs {
         let (tx, mut rx) = watch::channel(None);
         let stop = CancellationToken::new();
         let report = {
-            let run = self.runner.run(RunSpec { command: &resolved, timeout }, &tx, &stop);
+            let run = self.runner.run(RunSpec { job: &id, command: &resolved, timeout }, &tx, &stop);
             tokio::pin!(run);
             loop {
                 tokio::select! {
@@ -522,23 +555,7 @@ impl Jobs {
             }
         }
         self.lock_running().remove(&id);
-        self.release_outputs(&id);
         running.done.cancel();
-    }
-
-    /// Records that `id` runs with `footprint`, unless a job running in this process may
-    /// write what it reads or writes, or read what it writes.
-    fn reserve_outputs(&self, id: &JobId, footprint: &Footprint) -> Result<(), OutputsBusy> {
-        let mut writing = self.writing.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some((other, _)) = writing.iter().find(|(_, theirs)| theirs.conflicts_with(footprint)) {
-            return Err(OutputsBusy { other: other.clone() });
-        }
-        writing.insert(id.clone(), footprint.clone());
-        Ok(())
-    }
-
-    fn release_outputs(&self, id: &JobId) {
-        self.writing.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(id);
     }
 }
 
@@ -562,12 +579,4 @@ fn check_command(
 /// only ever cancelled when the runtime shuts down, which drops the awaiting future too).
 fn joined<T>(result: Result<T, tokio::task::JoinError>) -> T {
     result.unwrap_or_else(|e| std::panic::resume_unwind(e.try_into_panic().unwrap_or_else(|e| Box::new(e.to_string()))))
-}
-
-/// A job cannot start: a running job may write what it reads or writes.
-#[derive(Debug, thiserror::Error)]
-#[error("job {other} is running and may write files this job reads or writes; run this job after it")]
-pub struct OutputsBusy {
-    /// The running job.
-    pub other: JobId,
 }

@@ -24,7 +24,11 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 use tokio::sync::Notify;
 
+use ffmpeg_core::footprint::Footprint;
+use serde::{Deserialize, Serialize};
+
 use crate::model::{Job, JobId, JobStatus, Progress, SubmitOptions};
+use crate::outputs::Snapshot;
 
 /// A boxed error: the cause kept as [`StoreError`]'s source, whatever the store's backend.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -112,6 +116,39 @@ pub struct Recovery {
     pub failed: Vec<JobId>,
 }
 
+/// What one attempt of a job recorded before ffmpeg started ([`JobStore::record_run`]): the
+/// footprint it ran with (resolved at run time) and the files its written directories held.
+/// With it, recovery after a crash removes what the attempt wrote by the rule failures use
+/// (see [`outputs`](crate::outputs)).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunRecord {
+    /// The attempt (the job's `attempts` when it was claimed).
+    pub attempt: u32,
+    /// What the attempt's command may read and write.
+    pub footprint: Footprint,
+    /// The covered files that existed before ffmpeg started.
+    pub snapshot: Snapshot,
+}
+
+/// A job left `running` by a process that is gone ([`JobStore::interrupted_runs`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InterruptedRun {
+    /// The job.
+    pub id: JobId,
+    /// Its current attempt's record; `None` when the attempt stopped before ffmpeg could start
+    /// (nothing of it can be in the data directory).
+    pub run: Option<RunRecord>,
+}
+
+/// Whether two jobs with these footprints must not run at once: either may write what the
+/// other reads or writes, or either footprint is unknown (`None`: such a job runs alone).
+pub fn footprints_conflict(a: Option<&Footprint>, b: Option<&Footprint>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => a.conflicts_with(b),
+        _ => true,
+    }
+}
+
 /// Number of jobs in each status.
 pub type StatusCounts = BTreeMap<JobStatus, u64>;
 
@@ -136,9 +173,21 @@ pub trait JobStore: Send + Sync + 'static {
     /// Jobs in submission order, filtered and paged by `query`.
     async fn list(&self, query: &ListQuery) -> Result<Vec<Job>, StoreError>;
 
-    /// Atomically moves the next queued job (highest priority, then oldest) to `running`,
-    /// stamping `started_at` and counting the attempt. `None` when the queue is empty.
+    /// Atomically moves the next queued job (highest priority, then oldest) whose footprint
+    /// conflicts with no running job's ([`footprints_conflict`]) to `running`, stamping
+    /// `started_at` and counting the attempt. `None` when no queued job can start now. The
+    /// check and the transition are one atomic step across processes, so two jobs whose files
+    /// overlap never run at once.
     async fn claim_next(&self) -> Result<Option<Job>, StoreError>;
+
+    /// Records, before ffmpeg starts, what attempt `run.attempt` of the running job `id` may
+    /// write and which of those files existed (replacing an earlier attempt's record).
+    /// [`StoreError::Conflict`] unless the job is running that attempt.
+    async fn record_run(&self, id: &JobId, run: &RunRecord) -> Result<(), StoreError>;
+
+    /// Every job left `running`, with its current attempt's [`RunRecord`] if one was recorded:
+    /// at start-up, before [`JobStore::recover`], what interrupted attempts may have left.
+    async fn interrupted_runs(&self) -> Result<Vec<InterruptedRun>, StoreError>;
 
     /// Waits until a job may have been queued since the last call (a hint; callers re-check
     /// with [`JobStore::claim_next`]), or `timeout` passes.
@@ -203,6 +252,10 @@ struct Inner {
     queue: BTreeMap<(i64, i64), JobId>,
     cancel_requested: std::collections::HashSet<JobId>,
     logs: HashMap<JobId, String>,
+    /// Every job's footprint, as submitted (`None`: unknown).
+    footprints: HashMap<JobId, Option<Footprint>>,
+    /// The latest recorded run of each job.
+    runs: HashMap<JobId, RunRecord>,
     next_seq: i64,
 }
 
@@ -242,13 +295,15 @@ fn conflict(job: &Job, action: &'static str) -> StoreError {
 
 #[async_trait]
 impl JobStore for MemoryStore {
-    async fn insert(&self, command: String, options: SubmitOptions) -> Result<Job, StoreError> {
+    async fn insert(&self, command: String, mut options: SubmitOptions) -> Result<Job, StoreError> {
+        let footprint = Some(std::mem::take(&mut options.footprint));
         let job = {
             let mut inner = self.lock();
             inner.next_seq += 1;
             let job = Job::new_queued(command, options, inner.next_seq, OffsetDateTime::now_utc());
             inner.by_seq.insert(job.seq, job.id.clone());
             inner.queue.insert(queue_key(&job), job.id.clone());
+            inner.footprints.insert(job.id.clone(), footprint);
             inner.jobs.insert(job.id.clone(), job.clone());
             job
         };
@@ -275,13 +330,47 @@ impl JobStore for MemoryStore {
 
     async fn claim_next(&self) -> Result<Option<Job>, StoreError> {
         let mut inner = self.lock();
-        let Some((_, id)) = inner.queue.pop_first() else { return Ok(None) };
+        let footprint = |id: &JobId| inner.footprints.get(id).and_then(Option::as_ref);
+        let running: Vec<Option<&Footprint>> =
+            inner.jobs.values().filter(|j| j.status == JobStatus::Running).map(|j| footprint(&j.id)).collect();
+        let next = inner
+            .queue
+            .iter()
+            .find(|(_, id)| running.iter().all(|theirs| !footprints_conflict(footprint(id), *theirs)))
+            .map(|(key, id)| (*key, id.clone()));
+        let Some((key, id)) = next else { return Ok(None) };
+        inner.queue.remove(&key);
         let job = inner.job_mut(&id)?;
         job.status = JobStatus::Running;
         job.started_at = Some(OffsetDateTime::now_utc());
         job.attempts += 1;
         job.progress = None;
         Ok(Some(job.clone()))
+    }
+
+    async fn record_run(&self, id: &JobId, run: &RunRecord) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        let job = inner.job_mut(id)?;
+        if job.status != JobStatus::Running || job.attempts != run.attempt {
+            return Err(conflict(job, "record run"));
+        }
+        inner.runs.insert(id.clone(), run.clone());
+        Ok(())
+    }
+
+    async fn interrupted_runs(&self) -> Result<Vec<InterruptedRun>, StoreError> {
+        let inner = self.lock();
+        let mut runs: Vec<(i64, InterruptedRun)> = inner
+            .jobs
+            .values()
+            .filter(|j| j.status == JobStatus::Running)
+            .map(|j| {
+                let run = inner.runs.get(&j.id).filter(|r| r.attempt == j.attempts).cloned();
+                (j.seq, InterruptedRun { id: j.id.clone(), run })
+            })
+            .collect();
+        runs.sort_unstable_by_key(|(seq, _)| *seq);
+        Ok(runs.into_iter().map(|(_, run)| run).collect())
     }
 
     async fn wait_for_work(&self, timeout: std::time::Duration) {
@@ -323,6 +412,9 @@ impl JobStore for MemoryStore {
         let job = job.clone();
         inner.cancel_requested.remove(id);
         inner.logs.insert(id.clone(), log.to_owned());
+        drop(inner);
+        // A job this one's footprint held back may start now.
+        self.wake();
         Ok(job)
     }
 
@@ -380,6 +472,8 @@ impl JobStore for MemoryStore {
         inner.jobs.remove(id);
         inner.by_seq.remove(&seq);
         inner.logs.remove(id);
+        inner.footprints.remove(id);
+        inner.runs.remove(id);
         Ok(())
     }
 
@@ -417,6 +511,8 @@ impl JobStore for MemoryStore {
             .collect();
         for (id, seq) in &old {
             inner.logs.remove(id);
+            inner.footprints.remove(id);
+            inner.runs.remove(id);
             inner.jobs.remove(id);
             inner.by_seq.remove(seq);
         }

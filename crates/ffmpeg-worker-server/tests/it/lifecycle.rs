@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::support::{Server, client, ffprobe_duration, make_clip, submit, wait_finished};
+use crate::support::{Server, client, ffprobe_duration, files_under, make_clip, submit, wait_finished};
 
 /// Pids of ffmpeg processes whose command line names `needle`.
 fn ffmpeg_pids_with(needle: &str) -> Vec<i32> {
@@ -96,6 +96,58 @@ async fn a_job_interrupted_past_max_attempts_fails_as_interrupted() {
     assert_eq!(long["error"], "interrupted");
     let q = wait_finished(&http, &server, &id(&queued), Duration::from_secs(60)).await;
     assert_eq!(q.last().unwrap()["status"], "completed", "queued jobs survive the crash");
+}
+
+/// Entries of `dir` whose names start with `prefix`.
+fn entries_starting(dir: &Path, prefix: &str) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    entries.flatten().filter_map(|e| e.file_name().into_string().ok()).filter(|n| n.starts_with(prefix)).collect()
+}
+
+/// Issue 13 §4: `kill -9` twice during one job with max attempts 2. The job ends failed
+/// "interrupted", and what its attempts left (partial outputs, HLS segments, scratch
+/// directories) is gone, while files it did not write (a segment-like name that existed
+/// before, a file beside its outputs, another job's output) are kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_twice_leaves_no_partial_output_and_no_scratch_directory() {
+    let scratch = tempfile::tempdir().unwrap();
+    let scratch_arg = scratch.path().display().to_string();
+    let args = ["--concurrency", "1", "--max-attempts", "2", "--scratch-dir", &scratch_arg];
+    let server = Server::start(&args);
+    let data = server.data.path().to_owned();
+    make_clip(&data, "in.mp4", 60);
+    std::fs::create_dir_all(data.join("out")).unwrap();
+    for kept in ["out/long9.ts", "out/notes.txt", "out/other.mp4"] {
+        std::fs::write(data.join(kept), "not the job's").unwrap();
+    }
+    let http = client();
+    let command = "-re -i in.mp4 -map 0:v -c:v libx264 -preset ultrafast -g 25 -f hls -hls_time 1 out/long.m3u8 \
+                   -map 0 -c:v libx264 -preset ultrafast -c:a aac out/long.mp4";
+    let (status, job) = submit(&http, &server, command).await;
+    assert_eq!(status, 201, "{job}");
+    let job_id = id(&job);
+    let scratch_prefix = format!("ffmpeg-worker-run-{job_id}-");
+
+    let mut server = server;
+    for attempt in 1..=2 {
+        wait_until("the attempt to write segments", async || {
+            let job = get(&http, &server, &job_id).await;
+            job["attempts"] == attempt && !entries_starting(&data.join("out"), "long0.ts").is_empty()
+        })
+        .await;
+        assert_eq!(entries_starting(scratch.path(), &scratch_prefix).len(), 1, "the run's scratch directory");
+        let (data_dir, db) = server.kill();
+        server = Server::start_in(data_dir, db, &args);
+    }
+    let job = get(&http, &server, &job_id).await;
+    assert_eq!(job["status"], "failed", "{job}");
+    assert_eq!(job["error"], "interrupted");
+    assert_eq!(files_under(&data.join("out")), ["long9.ts", "notes.txt", "other.mp4"], "only others' files are left");
+    assert_eq!(
+        entries_starting(scratch.path(), "ffmpeg-worker-run-"),
+        Vec::<String>::new(),
+        "no scratch directory left"
+    );
 }
 
 fn sigterm(server: &Server) {

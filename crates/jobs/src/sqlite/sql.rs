@@ -12,10 +12,11 @@ macro_rules! job_columns {
     };
 }
 
-/// ?1: a JSON array of `[id, command, priority, timeout_seconds, metadata, created_at]`, one
-/// per job. Returns `(id, seq)` for each stored job (in no promised order).
-pub(super) const INSERT_MANY: &str = "INSERT INTO jobs (id, status, command, priority, timeout_seconds, metadata, created_at) \
-     SELECT value ->> 0, 'queued', value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5 \
+/// ?1: a JSON array of `[id, command, priority, timeout_seconds, metadata, created_at,
+/// footprint]`, one per job. Returns `(id, seq)` for each stored job (in no promised order).
+pub(super) const INSERT_MANY: &str = "INSERT INTO jobs (id, status, command, priority, timeout_seconds, metadata, created_at, \
+                                      footprint) \
+     SELECT value ->> 0, 'queued', value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6 \
      FROM json_each(?1) ORDER BY key \
      RETURNING id, seq";
 pub(super) const GET: &str = concat!("SELECT ", job_columns!(), " FROM jobs WHERE id = ?1");
@@ -36,6 +37,26 @@ pub(super) const CLAIM: &str = concat!(
      RETURNING ",
     job_columns!()
 );
+/// Footprints of the running jobs (NULL: unknown).
+pub(super) const RUNNING_FOOTPRINTS: &str = "SELECT footprint FROM jobs WHERE status = 'running'";
+/// Queued jobs in claim order, with their footprints.
+pub(super) const QUEUED_FOOTPRINTS: &str = "SELECT seq, footprint FROM jobs INDEXED BY jobs_queue \
+                                            WHERE status = 'queued' ORDER BY priority DESC, seq";
+/// ?1 started_at, ?2 seq: the claim of one chosen queued job.
+pub(super) const CLAIM_SEQ: &str = concat!(
+    "UPDATE jobs SET status = 'running', started_at = ?1, attempts = attempts + 1, progress = NULL \
+     WHERE seq = ?2 AND status = 'queued' \
+     RETURNING ",
+    job_columns!()
+);
+/// ?1 id, ?2 attempt, ?3 run record: only for the job's current, running attempt.
+pub(super) const RECORD_RUN: &str = "INSERT INTO job_runs (job_seq, attempt, run) \
+                                     SELECT seq, ?2, ?3 FROM jobs WHERE id = ?1 AND status = 'running' AND attempts = ?2 \
+                                     ON CONFLICT (job_seq) DO UPDATE SET attempt = excluded.attempt, run = excluded.run";
+/// Running jobs with their current attempt's run record, if any.
+pub(super) const INTERRUPTED_RUNS: &str = "SELECT j.id, r.run FROM jobs j \
+                                           LEFT JOIN job_runs r ON r.job_seq = j.seq AND r.attempt = j.attempts \
+                                           WHERE j.status = 'running' ORDER BY j.seq";
 pub(super) const UPDATE_PROGRESS: &str =
     "UPDATE jobs SET progress = ?2 WHERE id = ?1 AND status = 'running' RETURNING cancel_requested";
 /// ?2 status, ?3 completed_at, ?4 output files (NULL: keep), ?5 error (NULL: keep).

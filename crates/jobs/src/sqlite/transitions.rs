@@ -14,19 +14,61 @@ use super::rows::{self, JobRow, corrupt, db, json, micros_ceil, now};
 use super::sql::*;
 use super::write::{Verdict, WriteTx};
 use crate::model::{Job, JobId, JobStatus, Progress, SubmitOptions};
-use crate::store::{CancelOutcome, JobStore, ListQuery, Outcome, Recovery, StatusCounts, StoreError};
+use crate::store::{
+    CancelOutcome, InterruptedRun, JobStore, ListQuery, Outcome, Recovery, RunRecord, StatusCounts, StoreError,
+    footprints_conflict,
+};
+
+fn decode_footprint(text: &str) -> Result<ffmpeg_core::footprint::Footprint, StoreError> {
+    serde_json::from_str(text).map_err(|e| corrupt("footprint", e))
+}
+
+/// Inside `tx`: claims the first queued job (in claim order) whose footprint conflicts with no
+/// running job's; `None` when there is none. Every writing statement runs to its end.
+async fn claim_in(tx: &mut WriteTx, started: i64) -> Result<Option<Job>, StoreError> {
+    use futures_util::TryStreamExt as _;
+    let running: Vec<Option<String>> = sqlx::query_scalar(RUNNING_FOOTPRINTS).fetch_all(tx.conn()).await.map_err(db)?;
+    let rows = if running.is_empty() {
+        // Nothing runs: the first queued job, in one statement (the common case).
+        sqlx::query_as::<_, JobRow>(CLAIM).bind(started).fetch_all(tx.conn()).await.map_err(db)?
+    } else {
+        let running =
+            running.iter().map(|f| f.as_deref().map(decode_footprint).transpose()).collect::<Result<Vec<_>, _>>()?;
+        // Queued jobs in claim order, read one by one until one can start beside the running
+        // ones (usually the first).
+        let mut chosen = None;
+        {
+            let mut queued = sqlx::query_as::<_, (i64, Option<String>)>(QUEUED_FOOTPRINTS).fetch(tx.conn());
+            while let Some((seq, footprint)) = queued.try_next().await.map_err(db)? {
+                let footprint = footprint.as_deref().map(decode_footprint).transpose()?;
+                if running.iter().all(|theirs| !footprints_conflict(footprint.as_ref(), theirs.as_ref())) {
+                    chosen = Some(seq);
+                    break;
+                }
+            }
+        }
+        match chosen {
+            Some(seq) => {
+                sqlx::query_as::<_, JobRow>(CLAIM_SEQ).bind(started).bind(seq).fetch_all(tx.conn()).await.map_err(db)?
+            }
+            None => Vec::new(),
+        }
+    };
+    rows.into_iter().next().map(Job::try_from).transpose()
+}
 
 #[async_trait]
 impl JobStore for SqliteStore {
     async fn insert(&self, command: String, options: SubmitOptions) -> Result<Job, StoreError> {
         let stopped = || StoreError::Database("the store's writer task has stopped".into());
         let metadata = json(&options.metadata)?;
+        let footprint = json(&options.footprint)?;
         // The timeout is stored as an SQLite INTEGER (i64); the seq is assigned when stored.
         let options =
             SubmitOptions { timeout_seconds: options.timeout_seconds.map(|t| t.min(i64::MAX as u64)), ..options };
         let job = Job::new_queued(command, options, 0, now().0);
         let (reply, stored) = oneshot::channel();
-        self.inserts.send(PendingInsert { job, metadata, reply }).await.map_err(|_| stopped())?;
+        self.inserts.send(PendingInsert { job, metadata, footprint, reply }).await.map_err(|_| stopped())?;
         let job = stored.await.map_err(|_| stopped())??;
         self.wake();
         Ok(job)
@@ -59,9 +101,59 @@ impl JobStore for SqliteStore {
 
     async fn claim_next(&self) -> Result<Option<Job>, StoreError> {
         let (_, started) = now();
-        let result = sqlx::query_as::<_, JobRow>(CLAIM).bind(started).fetch_all(&self.writer).await.map_err(db);
+        let result = async {
+            // `BEGIN IMMEDIATE` takes SQLite's write lock first: the footprints read below
+            // cannot change (in this process or another) before the claim commits.
+            let mut tx = WriteTx::begin(&self.writer).await?;
+            match claim_in(&mut tx, started).await {
+                Ok(Some(job)) => {
+                    tx.commit().await?;
+                    Ok(Some(job))
+                }
+                Ok(None) => {
+                    tx.rollback().await;
+                    Ok(None)
+                }
+                Err(e) => {
+                    tx.rollback().await;
+                    Err(e)
+                }
+            }
+        }
+        .await;
         self.health.record(&result);
-        result?.pop().map(Job::try_from).transpose()
+        result
+    }
+
+    async fn record_run(&self, id: &JobId, run: &RunRecord) -> Result<(), StoreError> {
+        let result = sqlx::query(RECORD_RUN)
+            .bind(id.as_str())
+            .bind(i64::from(run.attempt))
+            .bind(json(run)?)
+            .execute(&self.writer)
+            .await
+            .map_err(db);
+        self.health.record(&result);
+        if result?.rows_affected() == 0 {
+            return Err(self.refusal(id, "record run").await);
+        }
+        Ok(())
+    }
+
+    async fn interrupted_runs(&self) -> Result<Vec<InterruptedRun>, StoreError> {
+        let rows: Vec<(String, Option<String>)> =
+            sqlx::query_as(INTERRUPTED_RUNS).fetch_all(&self.writer).await.map_err(db)?;
+        rows.into_iter()
+            .map(|(id, run)| {
+                Ok(InterruptedRun {
+                    id: JobId::parse(&id).map_err(|e| corrupt("id", e))?,
+                    run: run
+                        .map(|r| serde_json::from_str::<RunRecord>(&r))
+                        .transpose()
+                        .map_err(|e| corrupt("run", e))?,
+                })
+            })
+            .collect()
     }
 
     async fn wait_for_work(&self, timeout: Duration) {
@@ -125,7 +217,11 @@ impl JobStore for SqliteStore {
         .await;
         self.health.record(&result);
         match result? {
-            Some(job) => Ok(job),
+            Some(job) => {
+                // A job this one's footprint held back may start now.
+                self.wake();
+                Ok(job)
+            }
             None => Err(self.refusal(id, "finish").await),
         }
     }

@@ -1,10 +1,12 @@
 //! Integration tests of the `jobs` crate.
 #![allow(clippy::unwrap_used, missing_docs, unreachable_pub)]
 
+mod claims;
 mod exec_limits;
 mod full_disk;
 mod orphans;
 mod outputs;
+mod ownership;
 mod probe;
 mod runner;
 mod service;

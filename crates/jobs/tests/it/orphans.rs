@@ -46,7 +46,7 @@ fn only_processes_in_an_unlocked_scratch_directory_of_this_data_dir_are_stopped(
     let mut orphan = spawn_in(&crashed, &["-progress", "pipe:1", &url]);
     // A live run (this test process holds the lock, like a running server); its parent is
     // not called ffmpeg-worker either, which the old name-based check took for an orphan.
-    let live = ScratchDir::create(scratch.path()).unwrap();
+    let live = ScratchDir::create(scratch.path(), &jobs::JobId::generate()).unwrap();
     let mut running = spawn_in(live.path(), &["-progress", "pipe:1", &url]);
     // Another data directory's run, and a process elsewhere naming our data directory.
     let mut elsewhere = spawn_in(&crashed, &["-progress", "pipe:1", &other_url]);
@@ -77,7 +77,7 @@ fn only_processes_in_an_unlocked_scratch_directory_of_this_data_dir_are_stopped(
 #[test]
 fn a_scratch_directory_is_locked_while_it_exists_and_removed_after() {
     let scratch = tempfile::tempdir().unwrap();
-    let dir = ScratchDir::create(&scratch.path().join("nested")).unwrap();
+    let dir = ScratchDir::create(&scratch.path().join("nested"), &jobs::JobId::generate()).unwrap();
     let path = dir.path().to_owned();
     let other = std::fs::File::open(&path).unwrap();
     assert!(other.try_lock().is_err(), "locked while the run lasts");

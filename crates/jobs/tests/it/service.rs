@@ -178,22 +178,31 @@ async fn refused_commands_are_never_queued() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_running_jobs_never_write_the_same_output() {
-    let f = fixture(2, Duration::from_secs(600));
+async fn jobs_whose_files_overlap_run_one_after_the_other() {
+    let f = fixture(3, Duration::from_secs(600));
     let shutdown = Shutdown::default();
     let _workers = f.jobs.spawn_workers(&shutdown);
     let first = f.jobs.submit("-i a.mp4 same.mp4", SubmitOptions::default()).await.unwrap();
     wait_for(&f.store, &first.id, |j| j.progress.is_some()).await;
-    let second = f.jobs.submit("-i b.mp4 -c copy same.mp4", SubmitOptions::default()).await.unwrap();
-    let second = wait_for(&f.store, &second.id, |j| j.status.is_finished()).await;
-    assert_eq!(second.status, JobStatus::Failed);
-    let error = second.error.unwrap();
-    assert!(error.contains(first.id.as_str()), "{error}");
-    assert_eq!(f.runner.ran.lock().unwrap().len(), 1, "the second job never ran");
-    // Once the first job is gone, the path is free again.
+    // Writes what the first writes; reads what the first writes; a pattern that can name it.
+    let same = f.jobs.submit("-i b.mp4 -c copy same.mp4", SubmitOptions::default()).await.unwrap();
+    let reads = f.jobs.submit("-i same.mp4 -c copy other.mp4", SubmitOptions::default()).await.unwrap();
+    let free = f.jobs.submit("-i b.mp4 -c copy free.mp4", SubmitOptions::default()).await.unwrap();
+    // The job that conflicts with nothing starts beside the first, past the two held back.
+    wait_for(&f.store, &free.id, |j| j.progress.is_some()).await;
+    for held in [&same, &reads] {
+        assert_eq!(f.store.get(&held.id).await.unwrap().unwrap().status, JobStatus::Queued);
+    }
+    assert_eq!(f.runner.ran.lock().unwrap().len(), 2, "only the first and the free job ran");
+    // Once the first job is gone, one of the held jobs starts (they conflict with each other
+    // too: `same` writes what `reads` reads), never both.
     f.jobs.cancel(&first.id).await.unwrap();
-    let third = f.jobs.submit("-i c.mp4 same.mp4", SubmitOptions::default()).await.unwrap();
-    wait_for(&f.store, &third.id, |j| j.status == JobStatus::Running).await;
+    wait_for(&f.store, &same.id, |j| j.status == JobStatus::Running).await;
+    assert_eq!(f.store.get(&reads.id).await.unwrap().unwrap().status, JobStatus::Queued);
+    f.jobs.cancel(&same.id).await.unwrap();
+    wait_for(&f.store, &reads.id, |j| j.status == JobStatus::Running).await;
+    shutdown.stop_claiming.cancel();
+    shutdown.abort_running.cancel();
 }
 
 #[tokio::test]

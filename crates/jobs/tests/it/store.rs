@@ -223,6 +223,7 @@ async fn insert_then_get(store: &Store) {
         priority: -3,
         timeout_seconds: Some(90),
         metadata: BTreeMap::from([("client".to_owned(), "ci \"quoted\"".to_owned()), ("n".to_owned(), "1".to_owned())]),
+        ..SubmitOptions::default()
     };
     let job = store.insert("-i in.mp4 -c:v libx264 out.mp4".to_owned(), options.clone()).await.unwrap();
     assert_eq!(job.status, JobStatus::Queued);
@@ -588,7 +589,7 @@ async fn odd_text_round_trips(store: &Store) {
         ("quote\"".to_owned(), "back\\slash\u{1}\u{7f}".to_owned()),
         ("json".to_owned(), "{\"not\": [\"parsed\"]}".to_owned()),
     ]);
-    let options = SubmitOptions { priority: i32::MIN, timeout_seconds: Some(0), metadata };
+    let options = SubmitOptions { priority: i32::MIN, timeout_seconds: Some(0), metadata, ..SubmitOptions::default() };
     let job = store.insert(command.to_owned(), options.clone()).await.unwrap();
     assert_eq!((job.command.as_str(), job.priority, &job.metadata), (command, i32::MIN, &options.metadata));
     assert_eq!(store.get(&job.id).await.unwrap(), Some(job.clone()));

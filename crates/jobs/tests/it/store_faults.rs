@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use ffmpeg_core::sandbox::{OutputTarget, Sandbox};
-use jobs::store::{CancelOutcome, Recovery, StatusCounts};
+use jobs::store::{CancelOutcome, InterruptedRun, Recovery, RunRecord, StatusCounts};
 use jobs::{
     Job, JobId, JobStatus, JobStore, Jobs, JobsConfig, ListQuery, MemoryStore, Outcome, Progress, RunReport, RunSpec,
     Runner, Shutdown, StoreError, SubmitOptions,
@@ -48,6 +48,12 @@ impl JobStore for FaultyStore {
             return Err(full());
         }
         self.inner.claim_next().await
+    }
+    async fn record_run(&self, id: &JobId, run: &RunRecord) -> Result<(), StoreError> {
+        self.inner.record_run(id, run).await
+    }
+    async fn interrupted_runs(&self) -> Result<Vec<InterruptedRun>, StoreError> {
+        self.inner.interrupted_runs().await
     }
     async fn wait_for_work(&self, timeout: Duration) {
         self.inner.wait_for_work(timeout).await;
