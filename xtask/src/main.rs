@@ -3,8 +3,8 @@
 //! - `ci`: what CI runs: rustfmt check, cargo-deny (licenses, bans, sources) when it is
 //!   installed, clippy with `-D warnings` and all features (also on the client library without
 //!   its command line), the test suite, drift checks of the generated docs, ffmpeg-core packaged
-//!   and tested from its `.crate` with all features, and hadolint on the Dockerfile when it is
-//!   installed.
+//!   and tested from its `.crate` with all features, schemathesis against the real binary's
+//!   `/openapi.json` when it is installed, and hadolint on the Dockerfile when it is installed.
 //! - `docs` (alias `openapi`): regenerate `docs/openapi.json`, `docs/configuration.md` and the
 //!   policy tables of `docs/security.md` from the code; `--check` fails when they drift.
 //! - `bench overhead|api`: benchmarks (see `docs/benchmarks.md`).
@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 mod bench;
+mod schemathesis;
 mod security_doc;
 
 type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error>>;
@@ -107,6 +108,7 @@ fn ci() -> Result {
     run("cargo", &["test", "--workspace", "--locked"])?;
     docs(true)?;
     package_core()?;
+    schemathesis::main()?;
     hadolint()?;
     eprintln!("xtask ci: all checks passed in {:.0?}", started.elapsed());
     Ok(())
@@ -164,7 +166,7 @@ fn hadolint() -> Result {
 }
 
 fn usage() -> Result {
-    Err("usage: cargo xtask <ci | docs [--check] | bench overhead [N] | bench api>".into())
+    Err("usage: cargo xtask <ci | docs [--check] | schemathesis | bench overhead [N] | bench api>".into())
 }
 
 fn main() -> ExitCode {
@@ -175,6 +177,7 @@ fn main() -> ExitCode {
         ["openapi" | "docs"] => docs(false),
         ["openapi" | "docs", "--check"] => docs(true),
         ["bench", rest @ ..] => bench::main(rest),
+        ["schemathesis"] => schemathesis::main(),
         _ => usage(),
     };
     match result {

@@ -44,14 +44,38 @@ pub struct CreateJobRequest {
     #[serde(default, skip_serializing_if = "is_zero")]
     #[schema(example = 0)]
     pub priority: i32,
-    /// Wall-clock limit for this job in seconds, capped by the server's `FFMPEG_TIMEOUT`.
+    /// Wall-clock limit for this job in seconds (1 to 2^63 - 1, a signed 64-bit integer),
+    /// capped by the server's `FFMPEG_TIMEOUT`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(example = 600, minimum = 1)]
+    #[schema(example = 600, minimum = 1, format = Int64)]
     pub timeout_seconds: Option<u64>,
-    /// Your own labels (at most 32 entries; keys up to 64 bytes, values up to 1024), echoed back.
+    /// Your own labels (at most 32 entries; keys 1 to 64 characters, values up to 1024
+    /// characters), echoed back.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    #[schema(example = json!({"asset_id": "a-42"}))]
+    #[schema(schema_with = metadata_schema, example = json!({"asset_id": "a-42"}))]
     pub metadata: BTreeMap<String, String>,
+}
+
+/// Most metadata entries a job may carry (the server's `jobs::model::MAX_METADATA_ENTRIES`;
+/// a server test keeps the two equal).
+pub const MAX_METADATA_ENTRIES: usize = 32;
+/// Longest metadata key, in characters.
+pub const MAX_METADATA_KEY_CHARS: usize = 64;
+/// Longest metadata value, in characters.
+pub const MAX_METADATA_VALUE_CHARS: usize = 1024;
+
+/// The schema of `metadata`: the limits the server checks, so the document and the server agree.
+fn metadata_schema() -> utoipa::openapi::Object {
+    use utoipa::openapi::{ObjectBuilder, Type};
+    let string = |min: Option<usize>, max: usize| {
+        ObjectBuilder::new().schema_type(Type::String).min_length(min).max_length(Some(max))
+    };
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .max_properties(Some(MAX_METADATA_ENTRIES))
+        .property_names(Some(string(Some(1), MAX_METADATA_KEY_CHARS)))
+        .additional_properties(Some(string(None, MAX_METADATA_VALUE_CHARS)))
+        .build()
 }
 
 /// serde's `skip_serializing_if` passes a reference.

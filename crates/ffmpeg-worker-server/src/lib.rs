@@ -133,7 +133,56 @@ fn router() -> OpenApiRouter<AppState> {
 
 /// The OpenAPI 3.1 document of the API, as served at `/openapi.json`.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    probes().merge(router()).into_openapi()
+    let mut doc = probes().merge(router()).into_openapi();
+    add_common_responses(&mut doc);
+    doc
+}
+
+/// Documents the answers that middleware and extractors give on every operation they guard:
+/// 401 (authentication, all but `/health`), 429 (rate limit, all but the probes), 400 (an
+/// `{id}` segment that is not valid percent-encoded UTF-8) and 503 (the store, all but
+/// `/health`), where a handler does not document them itself.
+fn add_common_responses(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    let problem = |description: &str| {
+        let content = ContentBuilder::new().schema(Some(Ref::from_schema_name("Problem"))).build();
+        ResponseBuilder::new().description(description).content("application/problem+json", content).build()
+    };
+    for (path, item) in &mut doc.paths.paths {
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.options,
+            &mut item.head,
+            &mut item.patch,
+            &mut item.trace,
+        ];
+        for operation in operations.into_iter().flatten() {
+            let responses = &mut operation.responses.responses;
+            if path.contains("{id}") {
+                responses
+                    .entry("400".to_owned())
+                    .or_insert_with(|| problem("The id segment is not valid percent-encoded UTF-8").into());
+            }
+            if path != "/health" {
+                responses.entry("401".to_owned()).or_insert_with(|| {
+                    problem("A bearer token is required (the server has API tokens) and is missing or not valid").into()
+                });
+            }
+            if path != "/health" && path != "/ready" {
+                responses.entry("429".to_owned()).or_insert_with(|| {
+                    problem("Too many requests from this address (the server has a rate limit); see Retry-After").into()
+                });
+            }
+            if path != "/health" {
+                responses.entry("503".to_owned()).or_insert_with(|| {
+                    problem("The job store is unavailable or cannot write now; see Retry-After").into()
+                });
+            }
+        }
+    }
 }
 
 /// [`openapi`] as pretty-printed JSON, as committed in `docs/openapi.json`.

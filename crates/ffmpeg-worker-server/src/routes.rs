@@ -70,8 +70,11 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Result<impl IntoRe
     responses(
         (status = 201, description = "Queued", body = JobResponse,
          headers(("Location" = String, description = "URL of the new job"))),
+        (status = 400, description = "The body is not valid JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is larger than the server's limit (MAX_BODY_BYTES)", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not `application/json`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "The command or a field is invalid", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Shutting down", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Shutting down, or the job store cannot write now", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn create_job(
@@ -96,6 +99,16 @@ pub(crate) async fn create_job(
     Ok((StatusCode::CREATED, headers, AppJson(job_response(job))))
 }
 
+/// The `{id}` path parameter of the job routes.
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)] // Read by the `JobIdPath` extractor; this type only describes it.
+pub(crate) struct JobIdParam {
+    /// Job id: `job_` + 16 lowercase hex digits. Anything else names no job (404).
+    #[param(pattern = "^job_[0-9a-f]{16}$")]
+    id: String,
+}
+
 /// Query parameters of `GET /jobs`.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -106,8 +119,18 @@ pub(crate) struct ListParams {
     /// Page size, 1 to 1000 (default 100).
     #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
-    /// Opaque cursor from a previous page's `Link: <...>; rel="next"` header.
+    /// Cursor from a previous page's `Link: <...>; rel="next"` header (1 to 18 digits).
+    #[param(pattern = "^[0-9]{1,18}$")]
     cursor: Option<String>,
+}
+
+/// A cursor as `GET /jobs` hands it out in `Link`: the last job's sequence number, 1 to 18
+/// digits (the pattern the OpenAPI document states).
+fn parse_cursor(c: &str) -> Option<i64> {
+    if c.is_empty() || c.len() > 18 || !c.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    c.parse().ok()
 }
 
 /// List jobs
@@ -128,14 +151,18 @@ pub(crate) async fn list_jobs(
     AppQuery(params): AppQuery<ListParams>,
 ) -> Result<impl IntoResponse, ApiError> {
     let invalid = |detail: String| ApiError::InvalidRequest { status: StatusCode::UNPROCESSABLE_ENTITY, detail };
+    // An empty `status=` or `cursor=` is refused like any other value outside the schema.
     let status = match params.status.as_deref() {
-        None | Some("") => None,
+        None => None,
         Some(s) => Some(s.parse::<JobStatus>().map_err(|e| invalid(e.to_string()))?),
     };
     let limit = params.limit.unwrap_or(DEFAULT_PAGE_SIZE);
     let after_seq = match params.cursor.as_deref() {
-        None | Some("") => None,
-        Some(c) => Some(c.parse::<i64>().map_err(|_| invalid(format!("cursor `{c}` is not valid")))?),
+        None => None,
+        Some(c) => Some(
+            parse_cursor(c)
+                .ok_or_else(|| invalid(format!("cursor `{c}` is not valid (1 to 18 digits, from a `Link` header)")))?,
+        ),
     };
     let page = state.jobs.list(&ListQuery { status, after_seq, limit }).await?;
     let mut headers = HeaderMap::new();
@@ -157,7 +184,7 @@ pub(crate) async fn list_jobs(
 /// The job's status, live progress while it runs, and its outputs or error once finished.
 #[utoipa::path(
     get, path = "/jobs/{id}", tag = "jobs",
-    params(("id" = String, Path, description = "Job id, `job_` + 16 hex digits")),
+    params(JobIdParam),
     responses(
         (status = 200, body = JobResponse),
         (status = 404, description = "No such job", body = Problem, content_type = "application/problem+json"),
@@ -177,7 +204,7 @@ pub(crate) async fn get_job(
 /// it is cancelled. A finished job cannot be cancelled (409).
 #[utoipa::path(
     post, path = "/jobs/{id}/cancel", tag = "jobs",
-    params(("id" = String, Path, description = "Job id")),
+    params(JobIdParam),
     responses(
         (status = 200, description = "Cancelled (or cancellation under way on another node)", body = JobResponse),
         (status = 404, description = "No such job", body = Problem, content_type = "application/problem+json"),
@@ -197,7 +224,7 @@ pub(crate) async fn cancel_job(
 /// Queued or running jobs cannot be deleted (409): cancel them first.
 #[utoipa::path(
     delete, path = "/jobs/{id}", tag = "jobs",
-    params(("id" = String, Path, description = "Job id")),
+    params(JobIdParam),
     responses(
         (status = 204, description = "Deleted"),
         (status = 404, description = "No such job", body = Problem, content_type = "application/problem+json"),
@@ -217,7 +244,7 @@ pub(crate) async fn delete_job(
 /// The tail of ffmpeg's stderr (at most 64 KiB) as plain text; empty until the job finishes.
 #[utoipa::path(
     get, path = "/jobs/{id}/log", tag = "jobs",
-    params(("id" = String, Path, description = "Job id")),
+    params(JobIdParam),
     responses(
         (status = 200, description = "The log", body = String, content_type = "text/plain"),
         (status = 404, description = "No such job", body = Problem, content_type = "application/problem+json"),

@@ -201,7 +201,18 @@ async fn list_filters_pages_and_rejects_bad_parameters() {
     }
     assert_eq!(walked, ids);
 
-    for bad in ["/jobs?status=done", "/jobs?limit=0", "/jobs?limit=1001", "/jobs?limit=abc", "/jobs?cursor=zz"] {
+    for bad in [
+        "/jobs?status=done",
+        "/jobs?status=",
+        "/jobs?limit=0",
+        "/jobs?limit=1001",
+        "/jobs?limit=abc",
+        "/jobs?limit=",
+        "/jobs?cursor=zz",
+        "/jobs?cursor=",
+        "/jobs?cursor=-1",
+        "/jobs?cursor=9223372036854775807",
+    ] {
         let r = app.call("GET", bad, None).await;
         assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {}", r.body);
         assert_eq!(r.headers[header::CONTENT_TYPE], "application/problem+json");
