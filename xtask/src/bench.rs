@@ -2,7 +2,7 @@
 //! in the same run, on loopback, every loop bounded in count and time. `docs/benchmarks.md` says
 //! how to read and reproduce them.
 //!
-//! - `overhead [N] [--concurrency C] [--rounds R]`: N tiny transcodes through the server versus
+//! - `overhead [N] [--clip small|tiny] [--concurrency C] [--rounds R]`: N tiny transcodes through the server versus
 //!   the same ffmpeg commands run directly, rounds interleaved ([`overhead`]).
 //! - `api [--seconds S] [--connections C] [--jobs J]`: `POST /jobs` and `GET /jobs/{id}` requests
 //!   per second with wrk, and resident memory idle and after J stored jobs, for this server and
@@ -18,7 +18,7 @@ mod client;
 mod overhead;
 mod server;
 
-const USAGE: &str = "usage: cargo xtask bench overhead [N=40] [--concurrency C=1] [--rounds R=5] [--poll-ms P=5] [--database-url URL] [--no-build]\n       \
+const USAGE: &str = "usage: cargo xtask bench overhead [N=40] [--clip small|tiny] [--concurrency C=1] [--rounds R=5] [--poll-ms P=5] [--database-url URL] [--no-build]\n       \
                      cargo xtask bench api [--seconds S=10] [--connections C=64] [--jobs J=100000] [--no-original] [--original-worker parked|run] [--database-url URL] [--no-build]";
 
 /// Dispatches `bench <name> [args]`.

@@ -32,7 +32,7 @@ const PREFIX_SUFFIX_BYTES: usize = "-0.log.mbtree.temp".len();
 /// Bytes of one pointer in the argument and environment arrays.
 const POINTER_BYTES: usize = std::mem::size_of::<usize>();
 
-/// The limits of [`ExecLimits::check`], in bytes.
+/// The limits of [`ExecLimits::check_command`], in bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ExecLimits {
     /// Arguments, environment, their pointers and the program's file name together.

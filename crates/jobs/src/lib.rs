@@ -11,6 +11,15 @@
 //! - [`outputs`]: which files a command produced.
 //! - [`exec_limits`]: what the operating system refuses when it starts ffmpeg.
 //! - [`probe`]: what the configured ffmpeg knows (its option, codec, format and filter names).
+//!
+//! # Which calls block
+//!
+//! Async code must not call these on a runtime thread (use `tokio::task::spawn_blocking`):
+//! [`Jobs::check`] (canonicalises paths; [`Jobs::check_async`] and [`Jobs::submit`] run it on
+//! the blocking pool), [`Runner::check_startable`], [`orphans::find_orphans`] and
+//! [`orphans::stop_orphans`] (read `/proc`), [`orphans::ScratchDir::create`], and the
+//! file-system functions of [`outputs`] (directory scans, deletions). Everything `async` here
+//! does its blocking work off the runtime threads or through tokio's own I/O.
 
 pub mod exec_limits;
 pub mod model;
