@@ -121,6 +121,30 @@ async fn refused_commands_are_422_problems_naming_the_argument_and_never_queued(
 }
 
 #[tokio::test]
+async fn commands_the_os_would_refuse_to_start_are_422_problems_never_queued() {
+    let app = test_app();
+    let long_name = format!("{}.mp4", "n".repeat(296));
+    // About 2 KB of format whitelist per input: 1,500 inputs pass the 2 MiB argument limit
+    // while the request body stays far below its 64 KiB limit.
+    let many_inputs = format!("{}-filter_complex concat=n=1500 out.mp4", "-i a.mp4 ".repeat(1500));
+    for (command, expected) in [
+        (
+            format!("-i in.mp4 {long_name}"),
+            format!("`{long_name}`: a file name of 300 bytes; file names are at most 255"),
+        ),
+        (many_inputs, "the operating system starts a program with at most".to_owned()),
+    ] {
+        let r = app.submit(&command).await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+        assert_eq!(r.headers[header::CONTENT_TYPE], "application/problem+json");
+        assert_eq!(r.body["type"], "/problems/invalid-request", "{}", r.body);
+        assert!(r.body["detail"].as_str().unwrap().contains(&expected), "{}", r.body);
+    }
+    let list = app.call("GET", "/jobs", None).await;
+    assert_eq!(list.body, json!([]), "nothing may be queued");
+}
+
+#[tokio::test]
 async fn unknown_fields_and_bad_bodies_are_problems_not_500() {
     let app = test_app();
     let r = app.call("POST", "/jobs", Some(json!({"command": "-i a.mp4 b.mp4", "priorty": 3}))).await;
