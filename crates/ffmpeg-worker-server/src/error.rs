@@ -28,7 +28,24 @@ pub enum ApiError {
     /// 422: an option, codec, format or filter the installed ffmpeg does not know.
     #[error(transparent)]
     UnknownName(#[from] ffmpeg_core::capabilities::UnknownName),
-    /// 422 (or the rejection's own 400/413/415): the request body or query is not acceptable.
+    /// 422: a field outside the service's limits (metadata, `timeout_seconds`, page size).
+    #[error(transparent)]
+    Limits(#[from] InvalidRequest),
+    /// 422: the service refused the submission for another reason (e.g. an argument list the
+    /// OS would refuse); the detail says which.
+    #[error(transparent)]
+    Refused(SubmitError),
+    /// The rejection's own status (400 malformed JSON, 413 too large, 415 not JSON, 422 wrong
+    /// shape): the JSON body is not acceptable.
+    #[error("{}", .0.body_text())]
+    Json(#[source] JsonRejection),
+    /// 422: the query string does not deserialize.
+    #[error("{}", .0.body_text())]
+    Query(#[source] QueryRejection),
+    /// 400: a path segment is not valid percent-encoded UTF-8.
+    #[error("{}", .0.body_text())]
+    Path(#[source] PathRejection),
+    /// 422: a query parameter has a value outside its schema (status, cursor).
     #[error("{detail}")]
     InvalidRequest {
         /// Status to answer with.
@@ -105,23 +122,17 @@ impl From<SubmitError> for ApiError {
             SubmitError::Command(e) => ApiError::Command(e),
             SubmitError::Sandbox(e) => ApiError::Sandbox(e),
             SubmitError::UnknownName(e) => ApiError::UnknownName(e),
-            SubmitError::Invalid(e) => e.into(),
+            SubmitError::Invalid(e) => ApiError::Limits(e),
             SubmitError::Store(e) => e.into(),
-            other => ApiError::InvalidRequest { status: StatusCode::UNPROCESSABLE_ENTITY, detail: other.to_string() },
+            other => ApiError::Refused(other),
         }
-    }
-}
-
-impl From<InvalidRequest> for ApiError {
-    fn from(e: InvalidRequest) -> Self {
-        ApiError::InvalidRequest { status: StatusCode::UNPROCESSABLE_ENTITY, detail: e.to_string() }
     }
 }
 
 impl From<ListError> for ApiError {
     fn from(e: ListError) -> Self {
         match e {
-            ListError::Invalid(e) => e.into(),
+            ListError::Invalid(e) => ApiError::Limits(e),
             ListError::Store(e) => e.into(),
         }
     }
@@ -136,6 +147,11 @@ impl ApiError {
             }
             ApiError::UnknownName(_) => (StatusCode::UNPROCESSABLE_ENTITY, "/problems/unknown-name", "Unknown name"),
             ApiError::InvalidRequest { status, .. } => (*status, "/problems/invalid-request", "Invalid request"),
+            ApiError::Limits(_) | ApiError::Refused(_) | ApiError::Query(_) => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "/problems/invalid-request", "Invalid request")
+            }
+            ApiError::Json(r) => (r.status(), "/problems/invalid-request", "Invalid request"),
+            ApiError::Path(r) => (r.status(), "/problems/invalid-request", "Invalid request"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "/problems/job-not-found", "Job not found"),
             ApiError::UnknownRoute(_) => (StatusCode::NOT_FOUND, "/problems/not-found", "Not found"),
             ApiError::MethodNotAllowed { .. } => {
@@ -206,14 +222,14 @@ impl From<JsonRejection> for ApiError {
     fn from(r: JsonRejection) -> Self {
         // axum answers 400 for malformed JSON, 415 for a missing content type, 422 for JSON of
         // the wrong shape (unknown or missing fields); keep those statuses, in our body.
-        ApiError::InvalidRequest { status: r.status(), detail: r.body_text() }
+        ApiError::Json(r)
     }
 }
 
 impl From<PathRejection> for ApiError {
     fn from(r: PathRejection) -> Self {
         // A path segment that is not valid percent-encoded UTF-8 (`/jobs/%FF`): 400.
-        ApiError::InvalidRequest { status: r.status(), detail: r.body_text() }
+        ApiError::Path(r)
     }
 }
 
@@ -234,7 +250,7 @@ impl<S: Send + Sync> FromRequestParts<S> for JobIdPath {
 
 impl From<QueryRejection> for ApiError {
     fn from(r: QueryRejection) -> Self {
-        ApiError::InvalidRequest { status: StatusCode::UNPROCESSABLE_ENTITY, detail: r.body_text() }
+        ApiError::Query(r)
     }
 }
 

@@ -12,18 +12,22 @@ use jobs::{FfmpegConfig, FfmpegRunner, JobStore, Jobs, JobsConfig, MemoryStore, 
 use crate::config::ServeConfig;
 use crate::{AppSettings, AppState, RateLimit, app};
 
-/// Why the server could not start. Each message says what to fix.
+/// Why the server could not start. Each message says what to fix; each variant keeps the
+/// error that caused it as its `source`.
 #[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
 pub enum StartError {
-    /// The data directory cannot be created or used.
-    #[error("data directory {path}: {reason}")]
+    /// The data directory cannot be created.
+    #[error("data directory {}: {source}", path.display())]
     DataDir {
         /// The configured path.
-        path: String,
+        path: std::path::PathBuf,
         /// What failed.
-        reason: String,
+        #[source]
+        source: std::io::Error,
     },
+    /// The data directory cannot be used as the sandbox's root (not a directory, not UTF-8, ...).
+    #[error("data directory: {0}")]
+    Sandbox(#[source] ffmpeg_core::sandbox::SandboxError),
     /// ffmpeg is missing, does not run, is too old, or its capabilities cannot be read.
     #[error("{source}; install ffmpeg >= 5 (Debian: apt-get install ffmpeg) or set FFMPEG_BIN")]
     Ffmpeg {
@@ -31,45 +35,68 @@ pub enum StartError {
         #[source]
         source: jobs::probe::ProbeError,
     },
-    /// The database cannot be opened.
-    #[error("database {url}: {reason}")]
+    /// The database cannot be opened or migrated.
+    #[error("database {url}: {source}")]
+    OpenDatabase {
+        /// The configured URL.
+        url: String,
+        /// What failed.
+        #[source]
+        source: jobs::sqlite::OpenError,
+    },
+    /// Recovering the jobs a previous process left running failed.
+    #[error("database {url}: recovering interrupted jobs failed: {source}")]
     Database {
         /// The configured URL.
         url: String,
         /// What failed.
-        reason: String,
+        #[source]
+        source: jobs::StoreError,
     },
-    /// A setting is unusable.
+    /// The database URL names no store this server has.
+    #[error("database {url}: unsupported scheme; use sqlite://PATH or memory:")]
+    UnsupportedDatabase {
+        /// The configured URL.
+        url: String,
+    },
+    /// The API tokens file cannot be read.
+    #[error("API tokens file {}: {source}", path.display())]
+    TokensFile {
+        /// The configured path.
+        path: std::path::PathBuf,
+        /// What failed.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The rate limit is unusable.
     #[error("configuration: {0}")]
-    Config(String),
+    RateLimit(#[from] crate::InvalidRateLimit),
     /// The listener cannot bind.
-    #[error("cannot listen on {addr}: {reason}")]
+    #[error("cannot listen on {addr}: {source}")]
     Bind {
         /// The address.
         addr: SocketAddr,
         /// What failed.
-        reason: String,
+        #[source]
+        source: std::io::Error,
     },
 }
 
 /// Opens the store named by `url`.
 ///
 /// # Errors
-/// [`StartError::Database`] for an unknown scheme or a database that cannot be opened.
+/// [`StartError::UnsupportedDatabase`] for an unknown scheme, [`StartError::OpenDatabase`] for
+/// a database that cannot be opened.
 pub async fn open_store(url: &str) -> Result<Arc<dyn JobStore>, StartError> {
     if url == "memory:" {
         return Ok(Arc::new(MemoryStore::new()));
     }
     if url.starts_with("sqlite:") {
-        let store = SqliteStore::open(url)
-            .await
-            .map_err(|e| StartError::Database { url: url.to_owned(), reason: e.to_string() })?;
+        let store =
+            SqliteStore::open(url).await.map_err(|source| StartError::OpenDatabase { url: url.to_owned(), source })?;
         return Ok(Arc::new(store));
     }
-    Err(StartError::Database {
-        url: url.to_owned(),
-        reason: "unsupported scheme; use sqlite://PATH or memory:".to_owned(),
-    })
+    Err(StartError::UnsupportedDatabase { url: url.to_owned() })
 }
 
 /// The database file of a `sqlite:` URL, for the sandbox to put off limits.
@@ -134,10 +161,9 @@ async fn shutdown_signal() {
 /// # Errors
 /// [`StartError`] when start-up fails.
 pub async fn run(config: ServeConfig) -> Result<(), StartError> {
-    let data_err = |reason: String| StartError::DataDir { path: config.data_path.display().to_string(), reason };
-    std::fs::create_dir_all(&config.data_path).map_err(|e| data_err(e.to_string()))?;
-    let mut sandbox =
-        Sandbox::new(&config.data_path).map_err(|e| data_err(e.to_string()))?.with_policy(config.policy());
+    std::fs::create_dir_all(&config.data_path)
+        .map_err(|source| StartError::DataDir { path: config.data_path.clone(), source })?;
+    let mut sandbox = Sandbox::new(&config.data_path).map_err(StartError::Sandbox)?.with_policy(config.policy());
     if let Some(db) = sqlite_file(&config.database_url) {
         // The database may sit inside the data directory if the operator put it there: no job
         // may read or overwrite it, its write-ahead log or its shared-memory file.
@@ -147,10 +173,13 @@ pub async fn run(config: ServeConfig) -> Result<(), StartError> {
             sandbox.deny(std::path::PathBuf::from(name));
         }
     }
-    let tokens = config.tokens().map_err(|e| StartError::Config(format!("API tokens file: {e}")))?;
+    let tokens = config.tokens().map_err(|source| StartError::TokensFile {
+        path: config.api_tokens_file.clone().unwrap_or_default(),
+        source,
+    })?;
     let rate_limit = match config.rate_limit {
         0 => None,
-        n => Some(RateLimit::per_second(n).map_err(|e| StartError::Config(e.to_string()))?),
+        n => Some(RateLimit::per_second(n)?),
     };
     // Once: the version and names are cached for submissions and for `/ready`.
     let capabilities =
@@ -185,7 +214,7 @@ pub async fn run(config: ServeConfig) -> Result<(), StartError> {
     let recovery = jobs
         .recover(config.max_attempts)
         .await
-        .map_err(|e| StartError::Database { url: config.database_url.clone(), reason: e.to_string() })?;
+        .map_err(|source| StartError::Database { url: config.database_url.clone(), source })?;
     if !recovery.requeued.is_empty() || !recovery.failed.is_empty() {
         tracing::warn!(
             requeued = recovery.requeued.len(),
@@ -207,9 +236,8 @@ pub async fn run(config: ServeConfig) -> Result<(), StartError> {
     let state = AppState::with_settings(Arc::clone(&jobs), settings);
 
     let addr = SocketAddr::new(config.host, config.port);
-    let listener =
-        tokio::net::TcpListener::bind(addr).await.map_err(|e| StartError::Bind { addr, reason: e.to_string() })?;
-    let local = listener.local_addr().map_err(|e| StartError::Bind { addr, reason: e.to_string() })?;
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })?;
+    let local = listener.local_addr().map_err(|source| StartError::Bind { addr, source })?;
     tracing::info!(address = %format!("http://{local}"), docs = %format!("http://{local}/docs"), "listening");
 
     let limits = config.connection_limits();

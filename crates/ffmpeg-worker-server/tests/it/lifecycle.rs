@@ -303,3 +303,18 @@ async fn retention_deletes_old_finished_jobs_but_keeps_queued_ones() {
     .await;
     assert_eq!(get(&http, &server, &id(&queued)).await["status"], "queued", "unfinished jobs are never purged");
 }
+
+/// Start-up errors keep what caused them as their `source`, not as text.
+#[tokio::test]
+async fn start_errors_keep_their_sources() {
+    use ffmpeg_worker_server::serve::{StartError, open_store};
+    use std::error::Error as _;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("missing/dir/jobs.db").display());
+    let Err(e) = open_store(&url).await else { panic!("a database in a missing directory opened") };
+    assert!(matches!(e, StartError::OpenDatabase { .. }), "{e:?}");
+    let source = e.source().expect("the store's error is kept");
+    assert!(source.downcast_ref::<jobs::sqlite::OpenError>().is_some(), "{source:?}");
+    let Err(e) = open_store("postgres://x").await else { panic!("an unknown scheme opened") };
+    assert!(matches!(e, StartError::UnsupportedDatabase { .. }), "{e:?}");
+}
