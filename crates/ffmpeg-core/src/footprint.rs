@@ -218,8 +218,14 @@ impl Footprint {
                         fp.derive(&dir, format!("{log}{suffix}.temp"));
                     }
                 }
-                (_, Naming::Exact) => fp.write(dir, Names::Exact(name), Claim::Named),
-                (_, _) => fp.write(dir, Names::Pattern(name), Claim::Named),
+                (access, naming) => {
+                    let names = if naming == Naming::Exact { Names::Exact(name) } else { Names::Pattern(name) };
+                    // Written by one run and read by the next (none but pass logs today).
+                    if access == Access::ReadWrite {
+                        fp.reads.push(FileSet { dir: dir.clone(), names: names.clone(), claim: Claim::Named });
+                    }
+                    fp.write(dir, names, Claim::Named);
+                }
             }
         }
         fp.reads.sort();
