@@ -6,8 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ffmpeg_core::sandbox::Sandbox;
+use jobs::location::StoreLocation;
 use jobs::runner::ResourceLimits;
-use jobs::{FfmpegConfig, FfmpegRunner, JobStore, Jobs, JobsConfig, MemoryStore, Shutdown, SqliteStore};
+use jobs::{FfmpegConfig, FfmpegRunner, JobStore, Jobs, JobsConfig, Shutdown};
 
 use crate::config::ServeConfig;
 use crate::{AppSettings, AppState, RateLimit, app};
@@ -82,32 +83,26 @@ pub enum StartError {
     },
 }
 
-/// Opens the store named by `url`.
+/// Opens the store named by `url` ([`StoreLocation::parse`]: `sqlite://PATH`, `memory:`, ...).
 ///
 /// # Errors
 /// [`StartError::UnsupportedDatabase`] for an unknown scheme, [`StartError::OpenDatabase`] for
 /// a database that cannot be opened.
 pub async fn open_store(url: &str) -> Result<Arc<dyn JobStore>, StartError> {
-    if url == "memory:" {
-        return Ok(Arc::new(MemoryStore::new()));
-    }
-    if url.starts_with("sqlite:") {
-        let store =
-            SqliteStore::open(url).await.map_err(|source| StartError::OpenDatabase { url: url.to_owned(), source })?;
-        return Ok(Arc::new(store));
-    }
-    Err(StartError::UnsupportedDatabase { url: url.to_owned() })
+    let location = StoreLocation::parse(url).map_err(|source| match source {
+        jobs::sqlite::OpenError::InvalidUrl { .. } if !url.starts_with("sqlite:") => {
+            StartError::UnsupportedDatabase { url: url.to_owned() }
+        }
+        source => StartError::OpenDatabase { url: url.to_owned(), source },
+    })?;
+    location.open().await.map_err(|source| StartError::OpenDatabase { url: url.to_owned(), source })
 }
 
-/// The database file of a `sqlite:` URL, for the sandbox to put off limits.
+/// The database file `url` names, absolute, for the sandbox to put off limits.
 fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
-    let path = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
-    let path = path.split('?').next().unwrap_or(path);
-    if path.is_empty() || path.starts_with(':') {
-        return None;
-    }
+    let location = StoreLocation::parse(url).ok()?;
     // Relative to the working directory (as SQLite opens it), not to the data directory.
-    std::path::absolute(path).ok()
+    std::path::absolute(location.database_file()?).ok()
 }
 
 /// Deletes finished job records older than `retention`, at start and then every

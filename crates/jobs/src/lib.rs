@@ -6,6 +6,7 @@
 //! - [`model`]: [`JobId`], [`JobStatus`], [`Job`], [`Progress`].
 //! - [`store`]: the [`JobStore`] trait (records and queue in one), [`MemoryStore`].
 //! - [`sqlite`]: [`SqliteStore`], the durable store in an SQLite file.
+//! - [`location`]: which store a `DATABASE_URL` names, and opening it.
 //! - [`runner`]: the [`Runner`] trait and [`FfmpegRunner`].
 //! - [`service`]: [`Jobs`], the service front ends call, and its worker pool.
 //! - [`outputs`]: which files a command produced.
@@ -22,6 +23,7 @@
 //! does its blocking work off the runtime threads or through tokio's own I/O.
 
 pub mod exec_limits;
+pub mod location;
 pub mod model;
 pub mod orphans;
 pub mod outputs;

@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::batch::checkpoint_wal;
 use super::{Checkpointer, SqliteStore};
+use crate::location::StoreLocation;
 
 /// The migrations in `crates/jobs/migrations/`, embedded at build time.
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -26,9 +27,9 @@ const SQLITE_NOTADB: &str = "26";
 
 /// Why [`SqliteStore::open`] failed. The file is never replaced or repaired.
 #[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
 pub enum OpenError {
-    /// The location is not `sqlite://PATH`, `sqlite:PATH`, `sqlite::memory:` or a plain path.
+    /// The location is not `sqlite://PATH`, `sqlite:PATH`, `sqlite::memory:`, `memory:` or a plain
+    /// path ([`StoreLocation::parse`]).
     #[error("`{url}` is not a SQLite location: {reason}")]
     InvalidUrl {
         /// The location as given.
@@ -103,9 +104,13 @@ impl SqliteStore {
     /// [`OpenError::InvalidUrl`] for a malformed location, and the errors of
     /// [`SqliteStore::open_path`].
     pub async fn open(url_or_path: &str) -> Result<SqliteStore, OpenError> {
-        match parse_location(url_or_path)? {
-            None => SqliteStore::open_in_memory().await,
-            Some(path) => SqliteStore::open_path(&path).await,
+        match StoreLocation::parse(url_or_path)? {
+            StoreLocation::SqliteMemory => SqliteStore::open_in_memory().await,
+            StoreLocation::SqliteFile(path) => SqliteStore::open_path(&path).await,
+            StoreLocation::Memory => Err(OpenError::InvalidUrl {
+                url: url_or_path.to_owned(),
+                reason: "`memory:` names the in-memory store, not SQLite (use `sqlite::memory:`)",
+            }),
         }
     }
 
@@ -172,25 +177,6 @@ fn pool_options(connections: u32) -> SqlitePoolOptions {
         .idle_timeout(None)
         .max_lifetime(None)
         .test_before_acquire(false)
-}
-
-/// `Some(path)` for a file, `None` for `sqlite::memory:`.
-fn parse_location(url: &str) -> Result<Option<PathBuf>, OpenError> {
-    let invalid = |reason| Err(OpenError::InvalidUrl { url: url.to_owned(), reason });
-    let rest = match url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
-        Some(rest) => rest,
-        None if url.is_empty() => return invalid("it is empty"),
-        None if url.contains("://") => return invalid("only sqlite:// is supported"),
-        None => return Ok(Some(PathBuf::from(url))),
-    };
-    if rest.contains('?') {
-        return invalid("URL parameters are not supported (the store sets its own options)");
-    }
-    match rest {
-        "" => invalid("no path after `sqlite:`"),
-        ":memory:" => Ok(None),
-        path => Ok(Some(PathBuf::from(path))),
-    }
 }
 
 /// Refuses, before SQLite touches anything, a path that is a directory, a file that is not an

@@ -798,10 +798,36 @@ async fn sqlite_locations() {
     let memory = SqliteStore::open("sqlite::memory:").await.unwrap();
     assert_eq!(memory.path(), None);
     assert_eq!(memory.get(&job.id).await.unwrap(), None);
-    for bad in ["", "sqlite:", "sqlite://", "postgres://localhost/jobs", "sqlite://jobs.db?mode=rwc"] {
+    for bad in ["", "sqlite:", "sqlite://", "postgres://localhost/jobs", "sqlite://jobs.db?mode=rwc", "memory:"] {
         let err = SqliteStore::open(bad).await.unwrap_err();
         assert!(matches!(err, OpenError::InvalidUrl { .. }), "{bad:?}: {err:?}");
     }
+}
+
+/// Every location is read by `StoreLocation::parse`, and opens the store it names.
+#[tokio::test]
+async fn store_locations() {
+    use jobs::location::StoreLocation;
+    let dir = TempDir::new().unwrap();
+    let path = dir.path().join("jobs.db");
+    let check = |url: &str, expected: StoreLocation| assert_eq!(StoreLocation::parse(url).unwrap(), expected, "{url}");
+    check("memory:", StoreLocation::Memory);
+    check("sqlite::memory:", StoreLocation::SqliteMemory);
+    check("sqlite://data/jobs.db", StoreLocation::SqliteFile("data/jobs.db".into()));
+    check("sqlite:///var/lib/jobs.db", StoreLocation::SqliteFile("/var/lib/jobs.db".into()));
+    check("sqlite:jobs.db", StoreLocation::SqliteFile("jobs.db".into()));
+    check("jobs.db", StoreLocation::SqliteFile("jobs.db".into()));
+    assert_eq!(StoreLocation::parse("memory:").unwrap().database_file(), None);
+    for bad in ["", "sqlite:", "postgres://localhost/jobs", "sqlite://jobs.db?mode=rwc", "memory://x"] {
+        assert!(matches!(StoreLocation::parse(bad), Err(OpenError::InvalidUrl { .. })), "{bad:?}");
+    }
+    let file = StoreLocation::parse(&format!("sqlite://{}", path.display())).unwrap();
+    assert_eq!(file.database_file(), Some(path.as_path()));
+    let job = file.open().await.unwrap().insert("x".to_owned(), SubmitOptions::default()).await.unwrap();
+    let reopened = SqliteStore::open_path(&path).await.unwrap();
+    assert_eq!(reopened.get(&job.id).await.unwrap().map(|j| j.id), Some(job.id));
+    let memory = StoreLocation::Memory.open().await.unwrap();
+    assert!(memory.list(&all()).await.unwrap().is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
