@@ -24,7 +24,7 @@
 //! Under light load a batch holds one job and nothing waits for a batch to fill.
 //!
 //! A write that returns `Ok` has committed; one that cannot commit (disk full, read-only file)
-//! returns [`StoreError::Unavailable`](crate::StoreError::Unavailable) and changed nothing; see
+//! returns [`StoreError::Unavailable`] and changed nothing; see
 //! `write.rs` for how (never acknowledging a commit sqlx did not report).
 //!
 //! Durability: `journal_mode=WAL` with `synchronous=NORMAL`. A transaction, once `insert` (or
