@@ -104,12 +104,16 @@ fn machine() -> String {
         .find_map(|l| l.strip_prefix("model name").and_then(|r| r.split_once(':')).map(|(_, m)| m.trim().to_owned()))
         .unwrap_or_else(|| "unknown CPU".to_owned());
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    // The version line is read by ffmpeg-core, the one place that parses it.
     let ffmpeg = std::process::Command::new("ffmpeg")
         .arg("-version")
         .output()
         .ok()
-        .and_then(|o| String::from_utf8_lossy(&o.stdout).lines().next().map(str::to_owned))
-        .map(|l| l.split(" Copyright").next().unwrap_or_default().to_owned())
+        .and_then(|o| {
+            let text = String::from_utf8_lossy(&o.stdout).into_owned();
+            let outputs = ffmpeg_core::capabilities::CapabilityOutputs { version: &text, ..Default::default() };
+            ffmpeg_core::capabilities::Capabilities::from_outputs(outputs).version().map(|v| format!("ffmpeg {v}"))
+        })
         .unwrap_or_else(|| "ffmpeg not found".to_owned());
     format!("{cores} cores ({model}), Linux {}, {ffmpeg}", kernel.trim())
 }
