@@ -124,7 +124,7 @@ impl From<SubmitError> for ApiError {
             SubmitError::UnknownName(e) => ApiError::UnknownName(e),
             SubmitError::Invalid(e) => ApiError::Limits(e),
             SubmitError::Store(e) => e.into(),
-            other => ApiError::Refused(other),
+            e @ SubmitError::ExecLimit(_) => ApiError::Refused(e),
         }
     }
 }

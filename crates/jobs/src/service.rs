@@ -71,7 +71,6 @@ impl Default for JobsConfig {
 
 /// Why a submission was refused.
 #[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
 pub enum SubmitError {
     /// An option is outside the service's limits (metadata, timeout).
     #[error(transparent)]
