@@ -136,16 +136,28 @@ fn package_core() -> Result {
     run("cargo", &["package", "--package", "ffmpeg-core", "--locked", "--no-verify", "--allow-dirty"])?;
     let name = format!("ffmpeg-core-{}", env!("CARGO_PKG_VERSION"));
     let target = root().join("target");
-    let unpacked = tempfile::tempdir()?;
+    // Always the same directory: a test binary built from an earlier unpacking is reused when
+    // the files did not change, and it finds its snapshots through the manifest directory
+    // compiled into it (insta), which must therefore still exist.
+    let unpacked = target.join("package").join("unpacked");
+    let package = unpacked.join(&name);
+    if package.exists() {
+        std::fs::remove_dir_all(&package)?;
+    }
+    std::fs::create_dir_all(&unpacked)?;
     let crate_file = target.join("package").join(format!("{name}.crate"));
-    let status = Command::new("tar").arg("-xzf").arg(&crate_file).arg("-C").arg(unpacked.path()).status()?;
+    let status = Command::new("tar").arg("-xzf").arg(&crate_file).arg("-C").arg(&unpacked).status()?;
     if !status.success() {
         return Err(format!("cannot unpack {}: {status}", crate_file.display()).into());
     }
-    let package = unpacked.path().join(&name);
     // The workspace's lock file pins the same versions offline; the shared target directory
-    // reuses the dependencies already built.
+    // reuses the dependencies already built. Inside `target/`, the package must say it is a
+    // workspace of its own, or cargo takes it for a stray member of ours.
     std::fs::copy(root().join("Cargo.lock"), package.join("Cargo.lock"))?;
+    let manifest = package.join("Cargo.toml");
+    let mut text = std::fs::read_to_string(&manifest)?;
+    text.push_str("\n[workspace]\n");
+    std::fs::write(&manifest, text)?;
     eprintln!("$ cargo test --offline --all-features (in the unpacked {name})");
     let started = std::time::Instant::now();
     let status = Command::new("cargo")

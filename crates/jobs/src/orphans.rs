@@ -45,7 +45,9 @@ impl ScratchDir {
     /// What the file system reports.
     pub fn create(root: &Path, job: &JobId) -> std::io::Result<ScratchDir> {
         std::fs::create_dir_all(root)?;
-        let dir = tempfile::Builder::new().prefix(&ScratchDir::prefix(job)).tempdir_in(root)?;
+        // tempfile's default mode is 0777 less the umask (0755 usually): readable by all.
+        let private = std::os::unix::fs::PermissionsExt::from_mode(0o700);
+        let dir = tempfile::Builder::new().prefix(&ScratchDir::prefix(job)).permissions(private).tempdir_in(root)?;
         let lock = File::open(dir.path())?;
         lock.try_lock().map_err(std::io::Error::from)?;
         Ok(ScratchDir { dir, _lock: lock })

@@ -374,8 +374,9 @@ impl Jobs {
                         .instrument(span)
                         .await;
                     if outcome.is_err() {
+                        // The run's `Registration` was dropped while unwinding: the job is no
+                        // longer registered as running here; only its outcome is left to record.
                         tracing::error!(job = %id, "internal error while running the job");
-                        self.lock_running().remove(&id);
                         let error = "internal error in the worker (the server log has the details)".to_owned();
                         self.finish(&id, Outcome::Failed { error }, "", SystemTime::now(), &shutdown.abort_running)
                             .await;
@@ -484,7 +485,7 @@ impl Jobs {
             return self.finish(&id, Outcome::Failed { error }, "", started, abort).await;
         }
         let running = RunningJob { cancel: CancellationToken::new(), done: CancellationToken::new() };
-        self.lock_running().insert(id.clone(), running.clone());
+        let _registered = Registration::new(self, &id, &running);
         tracing::info!(command = %job.command, "job started");
 
         let timeout = job.timeout_seconds.map(Duration::from_secs).or(self.config.max_timeout);
@@ -553,8 +554,30 @@ impl Jobs {
                 self.finish(&id, Outcome::Failed { error: e.to_string() }, &report.log_tail, started, abort).await;
             }
         }
-        self.lock_running().remove(&id);
-        running.done.cancel();
+    }
+}
+
+/// A job registered as running in this process ([`Jobs::running_here`], [`Jobs::cancel`]) for
+/// as long as this lives. Dropping it, whichever way the run ends (its normal end, a panic, or
+/// the future being dropped), unregisters the job and wakes whoever waits for it to stop: the
+/// one clean-up path of a run.
+struct Registration<'a> {
+    jobs: &'a Jobs,
+    id: JobId,
+    done: CancellationToken,
+}
+
+impl<'a> Registration<'a> {
+    fn new(jobs: &'a Jobs, id: &JobId, running: &RunningJob) -> Registration<'a> {
+        jobs.lock_running().insert(id.clone(), running.clone());
+        Registration { jobs, id: id.clone(), done: running.done.clone() }
+    }
+}
+
+impl Drop for Registration<'_> {
+    fn drop(&mut self) {
+        self.jobs.lock_running().remove(&self.id);
+        self.done.cancel();
     }
 }
 

@@ -85,3 +85,12 @@ fn a_scratch_directory_is_locked_while_it_exists_and_removed_after() {
     drop(dir);
     assert!(!path.exists());
 }
+
+#[test]
+fn a_scratch_directory_is_private_to_the_server_user() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = ScratchDir::create(scratch.path(), &jobs::JobId::generate()).unwrap();
+    let mode = std::fs::metadata(dir.path()).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700, "scratch directory mode {mode:o}");
+}

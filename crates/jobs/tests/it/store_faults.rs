@@ -109,7 +109,13 @@ struct InstantRunner {
 #[async_trait]
 impl Runner for InstantRunner {
     async fn run(&self, spec: RunSpec<'_>, _: &watch::Sender<Option<Progress>>, _: &CancellationToken) -> RunReport {
-        self.ran.lock().unwrap().push(spec.command.command().to_string());
+        let command = spec.command.command().to_string();
+        self.ran.lock().unwrap().push(command.clone());
+        // Stand-ins for a bug in the worker and for a run that never ends on its own.
+        assert!(!command.contains("panic.mp4"), "a bug while running the job");
+        if command.contains("hang.mp4") {
+            std::future::pending::<()>().await;
+        }
         for target in spec.command.outputs() {
             if let OutputTarget::File(p) = target {
                 std::fs::write(p.as_path(), b"encoded").unwrap();
@@ -206,4 +212,41 @@ async fn shutdown_is_not_held_up_by_an_outcome_that_cannot_be_saved() {
     while workers.join_next().await.is_some() {}
     // Still running in the store: recovery at the next start takes it up.
     assert_eq!(f.store.get(&job.id).await.unwrap().unwrap().status, JobStatus::Running);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_run_fails_its_job_and_the_worker_goes_on() {
+    let f = fixture();
+    let shutdown = Shutdown::default();
+    let mut workers = f.jobs.spawn_workers(&shutdown);
+    let bad = f.jobs.submit("-f lavfi -i testsrc panic.mp4", SubmitOptions::default()).await.unwrap();
+    let good = f.jobs.submit("-f lavfi -i testsrc out.mp4", SubmitOptions::default()).await.unwrap();
+
+    until("both jobs finished", async || {
+        let bad = f.store.get(&bad.id).await.unwrap().unwrap();
+        let good = f.store.get(&good.id).await.unwrap().unwrap();
+        bad.status.is_finished() && good.status.is_finished()
+    })
+    .await;
+    let bad = f.store.get(&bad.id).await.unwrap().unwrap();
+    assert_eq!(bad.status, JobStatus::Failed);
+    assert!(bad.error.as_deref().unwrap_or_default().contains("internal error"), "{:?}", bad.error);
+    assert_eq!(f.store.get(&good.id).await.unwrap().unwrap().status, JobStatus::Completed);
+    assert_eq!(f.jobs.running_here(), 0, "the panicked run is still registered as running");
+
+    shutdown.stop_claiming.cancel();
+    while workers.join_next().await.is_some() {}
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_run_is_no_longer_registered_as_running() {
+    let f = fixture();
+    let shutdown = Shutdown::default();
+    let workers = f.jobs.spawn_workers(&shutdown);
+    f.jobs.submit("-f lavfi -i testsrc hang.mp4", SubmitOptions::default()).await.unwrap();
+    until("the job runs", async || f.jobs.running_here() == 1).await;
+
+    // Dropping the set aborts the worker tasks, dropping the run's future mid-run.
+    drop(workers);
+    until("the dropped run is unregistered", async || f.jobs.running_here() == 0).await;
 }
