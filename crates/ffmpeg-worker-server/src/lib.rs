@@ -9,7 +9,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::Router;
-use axum::http::{HeaderName, Request};
+use axum::body::Body;
+use axum::http::{HeaderName, Request, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse as _, Response};
 use jobs::Jobs;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -201,6 +204,7 @@ pub fn app(state: AppState) -> Router {
     let (api_router, _) = router().split_for_parts();
     let (probe_router, _) = probes().split_for_parts();
     let settings = Arc::clone(&state.settings);
+    let max_body_bytes = settings.max_body_bytes;
     let auth = axum::middleware::from_fn_with_state(state.clone(), auth::require_token);
     // Layers apply to the routes present when `layer` is called: the rate limiter wraps the API
     // and the docs (outside authentication, so a flood of bad tokens is limited too); the
@@ -215,6 +219,9 @@ pub fn app(state: AppState) -> Router {
         .method_not_allowed_fallback(routes::method_not_allowed)
         // Enforced by the body extractors, so an oversized body is a 413 problem+json.
         .layer(axum::extract::DefaultBodyLimit::max(settings.max_body_bytes))
+        .layer(axum::middleware::from_fn(move |req: Request<Body>, next: Next| {
+            refuse_declared_oversize(max_body_bytes, req, next)
+        }))
         // `layer`, not `route_layer`: the fallbacks (unknown paths) are counted too, as `unmatched`.
         .layer(axum::middleware::from_fn(telemetry::track_http))
         .with_state(state);
@@ -226,6 +233,20 @@ pub fn app(state: AppState) -> Router {
         }))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
         .layer(CatchPanicLayer::custom(error::panicked))
+}
+
+/// Answers 413 at once when a request declares (`Content-Length`) a body over `max` bytes,
+/// before reading any of it: the body extractors would otherwise wait for bytes that will be
+/// refused anyway, holding the connection until the body idle timeout.
+async fn refuse_declared_oversize(max: usize, req: Request<Body>, next: Next) -> Response {
+    let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if let Some(bytes) = declared
+        && bytes > max as u64
+    {
+        let detail = format!("the request body is {bytes} bytes; at most {max} are accepted");
+        return error::ApiError::InvalidRequest { status: StatusCode::PAYLOAD_TOO_LARGE, detail }.into_response();
+    }
+    next.run(req).await
 }
 
 /// A per-client-IP rate limit (token bucket: `per_second` requests per second, bursts of twice

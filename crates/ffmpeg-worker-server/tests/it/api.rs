@@ -337,6 +337,21 @@ async fn spec_declares_the_bearer_scheme_and_health_is_open() {
 }
 
 #[tokio::test]
+async fn a_declared_oversized_body_is_413_before_it_is_read() {
+    let app = test_app();
+    // The declared length alone decides: the body sent is small (a client that would then
+    // stall was held until the body idle timeout and answered 400).
+    let req = Request::post("/jobs")
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::CONTENT_LENGTH, "100000000")
+        .body(Body::from(json!({"command": "-i a.mp4 b.mp4"}).to_string()))
+        .unwrap();
+    let r = raw(&app, req).await;
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(r.headers()[header::CONTENT_TYPE], "application/problem+json");
+}
+
+#[tokio::test]
 async fn oversized_bodies_are_413() {
     let app = test_app();
     let big = "x".repeat(70 * 1024);
