@@ -47,14 +47,19 @@ fn generated_doc(subcommand: &str, path: &str, check: bool) -> Result {
         "cargo",
         &["run", "--quiet", "--package", "ffmpeg-worker-server", "--bin", "ffmpeg-worker", "--", subcommand],
     )?;
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    write_or_check(&path, &committed, &generated, check)
+}
+
+/// Writes `generated` to `path`, or with `check`, fails when it differs from `committed`.
+fn write_or_check(path: &Path, committed: &str, generated: &str, check: bool) -> Result {
     if check {
-        let committed = std::fs::read_to_string(&path).unwrap_or_default();
         if committed != generated {
             return Err(format!("{} is out of date: run `cargo xtask docs` and commit it", path.display()).into());
         }
         eprintln!("{} is up to date", path.display());
     } else {
-        std::fs::write(&path, generated)?;
+        std::fs::write(path, generated)?;
         eprintln!("wrote {}", path.display());
     }
     Ok(())
@@ -72,16 +77,7 @@ fn security_doc(check: bool) -> Result {
     let path = root().join(security_doc::PATH);
     let committed = std::fs::read_to_string(&path)?;
     let generated = security_doc::update(&committed, &ffmpeg_core::policy::Policy::default())?;
-    if check {
-        if committed != generated {
-            return Err(format!("{} is out of date: run `cargo xtask docs` and commit it", path.display()).into());
-        }
-        eprintln!("{} is up to date", path.display());
-    } else {
-        std::fs::write(&path, generated)?;
-        eprintln!("wrote {}", path.display());
-    }
-    Ok(())
+    write_or_check(&path, &committed, &generated, check)
 }
 
 fn ci() -> Result {
