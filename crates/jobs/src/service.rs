@@ -188,15 +188,7 @@ impl Jobs {
         let capabilities = self.config.capabilities.clone();
         let runner = Arc::clone(&self.runner);
         let command = command.to_owned();
-        let task = tokio::task::spawn_blocking(move || {
-            check_command(&sandbox, capabilities.as_deref(), runner.as_ref(), &command)
-        });
-        match task.await {
-            Ok(result) => result,
-            // A panic in the check is re-raised here; a blocking task is only ever cancelled
-            // when the runtime shuts down, which drops this future too.
-            Err(e) => std::panic::resume_unwind(e.try_into_panic().unwrap_or_else(|e| Box::new(e.to_string()))),
-        }
+        blocking(move || check_command(&sandbox, capabilities.as_deref(), runner.as_ref(), &command)).await
     }
 
     /// Checks `options` ([`SubmitOptions::check`]) and `command` ([`Jobs::check_async`]: off
@@ -232,7 +224,7 @@ impl Jobs {
         if !interrupted.is_empty() {
             let root = self.sandbox.root().to_owned();
             let runner = Arc::clone(&self.runner);
-            let cleaned = tokio::task::spawn_blocking(move || {
+            blocking(move || {
                 for run in &interrupted {
                     let files = run
                         .run
@@ -249,7 +241,6 @@ impl Jobs {
                 }
             })
             .await;
-            joined(cleaned);
         }
         self.store.recover(max_attempts).await
     }
@@ -448,13 +439,13 @@ impl Jobs {
         // The command is resolved again right before it runs: the filesystem may have changed
         // since submission (a planted symlink). The installed ffmpeg's names, checked at
         // submission, have not. Resolving canonicalises paths: blocking work.
-        let resolved = tokio::task::spawn_blocking(move || -> Result<(ResolvedCommand, Footprint), SubmitError> {
+        let resolved = blocking(move || -> Result<(ResolvedCommand, Footprint), SubmitError> {
             let resolved = sandbox.resolve_command(&Command::parse(&command)?)?;
             let footprint = Footprint::of(&resolved);
             Ok((resolved, footprint))
         })
         .await;
-        let (resolved, footprint) = match joined(resolved) {
+        let (resolved, footprint) = match resolved {
             Ok(r) => r,
             Err(e) => return self.finish(&id, Outcome::Failed { error: e.to_string() }, "", started, abort).await,
         };
@@ -463,13 +454,13 @@ impl Jobs {
         let root = self.sandbox.root().to_owned();
         let prepared = {
             let (root, resolved, footprint) = (root.clone(), resolved.clone(), footprint.clone());
-            tokio::task::spawn_blocking(move || {
+            blocking(move || {
                 outputs::create_output_dirs(&resolved)?;
                 Ok::<_, std::io::Error>(Snapshot::take(&root, &footprint))
             })
             .await
         };
-        let before = match joined(prepared) {
+        let before = match prepared {
             Ok(before) => before,
             Err(e) => {
                 let error = format!("cannot create an output directory: {e}");
@@ -520,7 +511,7 @@ impl Jobs {
         let succeeded = report.result.is_ok();
         let files = {
             let footprint = footprint.clone();
-            let files = tokio::task::spawn_blocking(move || {
+            blocking(move || {
                 if succeeded {
                     outputs::run_files(&root, &footprint, &before)
                 } else {
@@ -529,8 +520,7 @@ impl Jobs {
                     outputs::remove_run_files(&root, &footprint, &before)
                 }
             })
-            .await;
-            joined(files)
+            .await
         };
         match report.result {
             Ok(()) => {
@@ -597,8 +587,10 @@ fn check_command(
     Ok(resolved)
 }
 
-/// The value of a finished blocking task; a panic in it is re-raised here (a blocking task is
-/// only ever cancelled when the runtime shuts down, which drops the awaiting future too).
-fn joined<T>(result: Result<T, tokio::task::JoinError>) -> T {
+/// Runs blocking `f` on tokio's blocking thread pool and returns its value; a panic in it is
+/// re-raised here (a blocking task is only ever cancelled when the runtime shuts down, which
+/// drops the awaiting future too).
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    let result = tokio::task::spawn_blocking(f).await;
     result.unwrap_or_else(|e| std::panic::resume_unwind(e.try_into_panic().unwrap_or_else(|e| Box::new(e.to_string()))))
 }
