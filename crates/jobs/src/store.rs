@@ -149,6 +149,17 @@ pub fn footprints_conflict(a: Option<&Footprint>, b: Option<&Footprint>) -> bool
     }
 }
 
+/// A queued or running job and what it may read and write ([`JobStore::active_footprints`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActiveFootprint {
+    /// The job.
+    pub id: JobId,
+    /// Its status (queued or running).
+    pub status: JobStatus,
+    /// What it may read and write; `None`: unknown (it may touch any file).
+    pub footprint: Option<Footprint>,
+}
+
 /// Number of jobs in each status.
 pub type StatusCounts = BTreeMap<JobStatus, u64>;
 
@@ -224,6 +235,11 @@ pub trait JobStore: Send + Sync + 'static {
 
     /// Number of jobs in each status (statuses with no job may be absent).
     async fn counts(&self) -> Result<StatusCounts, StoreError>;
+
+    /// The footprints of every queued and running job, in submission order (`None`: a job
+    /// stored before footprints existed, which may touch any file). The files API refuses to
+    /// replace or delete a file one of them reads or writes ([`Footprint::touches_file`]).
+    async fn active_footprints(&self) -> Result<Vec<ActiveFootprint>, StoreError>;
 
     /// Checks that the store is reachable (readiness).
     async fn ping(&self) -> Result<(), StoreError>;
@@ -526,6 +542,21 @@ impl JobStore for MemoryStore {
             *counts.entry(job.status).or_default() += 1;
         }
         Ok(counts)
+    }
+
+    async fn active_footprints(&self) -> Result<Vec<ActiveFootprint>, StoreError> {
+        let inner = self.lock();
+        Ok(inner
+            .by_seq
+            .values()
+            .filter_map(|id| inner.jobs.get(id))
+            .filter(|job| !job.status.is_finished())
+            .map(|job| ActiveFootprint {
+                id: job.id.clone(),
+                status: job.status,
+                footprint: inner.footprints.get(&job.id).cloned().flatten(),
+            })
+            .collect())
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

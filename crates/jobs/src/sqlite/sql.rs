@@ -39,6 +39,9 @@ pub(super) const CLAIM: &str = concat!(
 );
 /// Footprints of the running jobs (NULL: unknown).
 pub(super) const RUNNING_FOOTPRINTS: &str = "SELECT footprint FROM jobs WHERE status = 'running'";
+/// Queued and running jobs in submission order, with their status and footprint (NULL: unknown).
+pub(super) const ACTIVE_FOOTPRINTS: &str =
+    "SELECT id, status, footprint FROM jobs WHERE status IN ('queued', 'running') ORDER BY seq";
 /// Queued jobs in claim order, with their footprints.
 pub(super) const QUEUED_FOOTPRINTS: &str = "SELECT seq, footprint FROM jobs INDEXED BY jobs_queue \
                                             WHERE status = 'queued' ORDER BY priority DESC, seq";

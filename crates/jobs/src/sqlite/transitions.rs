@@ -15,8 +15,8 @@ use super::sql::*;
 use super::write::{Verdict, WriteTx};
 use crate::model::{Job, JobId, JobStatus, Progress, SubmitOptions};
 use crate::store::{
-    CancelOutcome, InterruptedRun, JobStore, ListQuery, Outcome, Recovery, RunRecord, StatusCounts, StoreError,
-    footprints_conflict,
+    ActiveFootprint, CancelOutcome, InterruptedRun, JobStore, ListQuery, Outcome, Recovery, RunRecord, StatusCounts,
+    StoreError, footprints_conflict,
 };
 
 fn decode_footprint(text: &str) -> Result<ffmpeg_core::footprint::Footprint, StoreError> {
@@ -325,6 +325,20 @@ impl JobStore for SqliteStore {
             .map(|(status, n)| {
                 let status = status.parse::<JobStatus>().map_err(|e| corrupt("status", e))?;
                 Ok((status, u64::try_from(n).unwrap_or(0)))
+            })
+            .collect()
+    }
+
+    async fn active_footprints(&self) -> Result<Vec<ActiveFootprint>, StoreError> {
+        let rows: Vec<(String, String, Option<String>)> =
+            sqlx::query_as(ACTIVE_FOOTPRINTS).fetch_all(&self.reader).await.map_err(db)?;
+        rows.into_iter()
+            .map(|(id, status, footprint)| {
+                Ok(ActiveFootprint {
+                    id: JobId::parse(&id).map_err(|e| corrupt("id", e))?,
+                    status: status.parse::<JobStatus>().map_err(|e| corrupt("status", e))?,
+                    footprint: footprint.as_deref().map(decode_footprint).transpose()?,
+                })
             })
             .collect()
     }

@@ -87,7 +87,38 @@ conformance!(
     concurrent_gets_of_one_job_all_find_it,
     concurrent_claims_are_exclusive,
     refused_transition_changes_nothing,
+    active_footprints_are_queued_and_running_jobs,
 );
+
+/// The footprints the files API checks: queued and running jobs only, in submission order,
+/// each with the footprint it was submitted with.
+async fn active_footprints_are_queued_and_running_jobs(store: &Store) {
+    use ffmpeg_core::command::Command;
+    use ffmpeg_core::footprint::Footprint;
+    use ffmpeg_core::sandbox::Sandbox;
+    let dir = TempDir::new().unwrap();
+    let sandbox = Sandbox::new(dir.path()).unwrap();
+    let footprint = |command: &str| Footprint::of(&sandbox.resolve_command(&Command::parse(command).unwrap()).unwrap());
+    let with = |command: &str| SubmitOptions { footprint: footprint(command), ..SubmitOptions::default() };
+    assert!(store.active_footprints().await.unwrap().is_empty());
+
+    let done = store.insert("-i a.mp4 done.mp4".to_owned(), with("-i a.mp4 done.mp4")).await.unwrap();
+    assert_eq!(store.claim_next().await.unwrap().unwrap().id, done.id);
+    store.finish(&done.id, Outcome::Completed { output_files: vec![] }, "").await.unwrap();
+    let run = store.insert("-i in/b.mp4 out/b.mkv".to_owned(), with("-i in/b.mp4 out/b.mkv")).await.unwrap();
+    assert_eq!(store.claim_next().await.unwrap().unwrap().id, run.id);
+    let queued = store.insert("-i c.wav c.mp3".to_owned(), with("-i c.wav c.mp3")).await.unwrap();
+    let cancelled = store.insert("-i d.wav d.mp3".to_owned(), with("-i d.wav d.mp3")).await.unwrap();
+    store.cancel(&cancelled.id).await.unwrap();
+
+    let active = store.active_footprints().await.unwrap();
+    let summary: Vec<(JobId, JobStatus)> = active.iter().map(|a| (a.id.clone(), a.status)).collect();
+    assert_eq!(summary, vec![(run.id, JobStatus::Running), (queued.id, JobStatus::Queued)]);
+    assert_eq!(active[0].footprint.as_ref(), Some(&footprint("-i in/b.mp4 out/b.mkv")));
+    let touches = |i: usize, path: &str| active[i].footprint.as_ref().unwrap().touches_file(std::path::Path::new(path));
+    assert!(touches(0, "in/b.mp4") && touches(0, "out/b.mkv") && !touches(0, "a.mp4"));
+    assert!(touches(1, "c.wav") && touches(1, "c.mp3") && !touches(1, "done.mp4"));
+}
 
 /// Many clients polling the same job at once (the batched reads of the SQLite store once
 /// answered only the first of them).

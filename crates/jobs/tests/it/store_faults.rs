@@ -89,6 +89,9 @@ impl JobStore for FaultyStore {
     async fn counts(&self) -> Result<StatusCounts, StoreError> {
         self.inner.counts().await
     }
+    async fn active_footprints(&self) -> Result<Vec<jobs::store::ActiveFootprint>, StoreError> {
+        self.inner.active_footprints().await
+    }
     async fn ping(&self) -> Result<(), StoreError> {
         self.inner.ping().await
     }
