@@ -22,6 +22,7 @@
 //! file-system functions of [`outputs`] (directory scans, deletions). Everything `async` here
 //! does its blocking work off the runtime threads or through tokio's own I/O.
 
+pub mod encoded;
 pub mod exec_limits;
 pub mod location;
 pub mod model;

@@ -89,6 +89,13 @@ pub enum RunError {
         /// or a signal, which one and what is known of who sent it.
         message: String,
     },
+    /// ffmpeg exited 0 but an output got nothing (see [`crate::encoded`]); `message` says
+    /// which output and why.
+    #[error("{message}")]
+    NothingEncoded {
+        /// What got nothing, and what to check.
+        message: String,
+    },
     /// The run took longer than its timeout and was stopped.
     #[error("timed out after {} s", .0.as_secs())]
     TimedOut(Duration),

@@ -21,6 +21,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use crate::encoded;
 use crate::exec_limits::ExecLimitError;
 use crate::model::{InvalidRequest, Job, JobId, MAX_PAGE_SIZE, SubmitOptions};
 use crate::outputs::{self, Snapshot};
@@ -504,25 +505,32 @@ impl Jobs {
             }
         };
         let last = rx.borrow_and_update().clone();
-        if let Some(progress) = last {
-            let _ = self.store.update_progress(&id, &progress).await;
+        if let Some(progress) = &last {
+            let _ = self.store.update_progress(&id, progress).await;
         }
 
-        let succeeded = report.result.is_ok();
-        let files = {
-            let footprint = footprint.clone();
+        // ffmpeg may exit 0 having encoded nothing (`-ss` past the end): that is a failure too.
+        let (files, result) = {
+            let (footprint, resolved, log) = (footprint.clone(), resolved.clone(), report.log_tail.clone());
+            let result = report.result;
             blocking(move || {
-                if succeeded {
-                    outputs::run_files(&root, &footprint, &before)
-                } else {
-                    // What a failed or stopped run wrote is unusable (truncated at a timeout
-                    // or a size limit, or a playlist naming missing segments).
-                    outputs::remove_run_files(&root, &footprint, &before)
+                if result.is_ok() {
+                    let written = outputs::run_files(&root, &footprint, &before);
+                    match encoded::nothing_encoded(&root, &resolved, &written, last.as_ref(), &log) {
+                        None => return (written, result),
+                        Some(message) => {
+                            let result = Err(RunError::NothingEncoded { message });
+                            return (outputs::remove_run_files(&root, &footprint, &before), result);
+                        }
+                    }
                 }
+                // What a failed or stopped run wrote is unusable (truncated at a timeout
+                // or a size limit, or a playlist naming missing segments).
+                (outputs::remove_run_files(&root, &footprint, &before), result)
             })
             .await
         };
-        match report.result {
+        match result {
             Ok(()) => {
                 tracing::info!(outputs = files.len(), "job completed");
                 let output_files = outputs::to_strings(&files);

@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, missing_docs, unreachable_pub)]
 
 mod claims;
+mod encoded;
 mod exec_limits;
 mod full_disk;
 mod orphans;

@@ -1,0 +1,129 @@
+//! Did a run that ffmpeg ended with exit status 0 encode anything? ffmpeg 5.1 exits 0 when
+//! `-ss` lies past the end of the input, or `-t`/`-frames` select nothing: it writes a
+//! container header with no streams (`out.mp4`, a few hundred bytes), or no file at all (an
+//! image2 output such as `t.jpg`), and warns "Output file is empty, nothing was encoded" only
+//! when *every* output is empty. Such a job fails here, with an error that says so.
+//!
+//! "Nothing encoded", per output:
+//! - **The whole run.** ffmpeg's final `-progress` block shows no video frame (`frame=0` or no
+//!   `frame` key) and no output time (`out_time_us` 0, negative or `N/A`; it is the largest
+//!   position over all streams of all outputs, so an audio-only or subtitle-only output that
+//!   got packets has one), or ffmpeg itself warned "Output file is empty".
+//! - **A named output.** A file output whose name is not a pattern (`%03d`, `%v`, strftime)
+//!   and whose muxer writes a file is missing after the run, was not written by it (an image2
+//!   output that got no packet leaves an older file of that name as it was), or is empty.
+//!
+//! Not counted as nothing: `-f null` outputs (they write nothing by design), and the
+//! `ffmetadata` muxer (`-f ffmetadata`, `.ffmeta`), which writes the input's metadata and
+//! chapters and takes no streams (`AVFMT_NOSTREAMS` in `libavformat/ffmetaenc.c`): for a
+//! command whose only outputs are of that kind, ffmpeg's final progress shows no frame and no
+//! time, and it warns "Output file is empty", yet the file is what was asked for.
+//!
+//! What this does not see: an output of a several-output command that got no packets while
+//! another output did, if its muxer still wrote a non-empty file (an `.mp4` header). ffmpeg
+//! reports packets per output only at `-loglevel verbose`.
+//!
+//! [`nothing_encoded`] reads file metadata: it blocks; call it from `spawn_blocking`.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use ffmpeg_core::command::Output;
+use ffmpeg_core::pattern;
+use ffmpeg_core::sandbox::{OutputTarget, ResolvedCommand};
+
+use crate::model::Progress;
+
+/// The warning `print_final_stats()` in ffmpeg 5.1's `fftools/ffmpeg.c` logs when the
+/// outputs together received no bytes of any stream.
+const EMPTY_WARNING: &str = "Output file is empty, nothing was encoded";
+
+/// What the client can change, appended to every verdict.
+const HINT: &str = "check -ss, -t, -to and -frames against the input's length";
+
+/// Why a run that exited 0 counts as failed, or `None` when every output got something.
+///
+/// `root` is the data directory; `written` the files the run wrote, relative to `root`
+/// ([`crate::outputs::run_files`]); `last` the run's final progress snapshot, if ffmpeg wrote
+/// one; `log` the tail of its stderr. See the [module docs](self) for the rules. Blocking.
+///
+/// The text reads as a job's `error`, e.g. "output `out/t.jpg` was not written: ffmpeg
+/// exited normally but encoded nothing into it (check -ss, -t, -to and -frames against the
+/// input's length)".
+pub fn nothing_encoded(
+    root: &Path,
+    command: &ResolvedCommand,
+    written: &[PathBuf],
+    last: Option<&Progress>,
+    log: &str,
+) -> Option<String> {
+    let outputs: Vec<(&Output, &OutputTarget)> = command.command().outputs().iter().zip(command.outputs()).collect();
+    // Outputs that legitimately carry no packets: nothing to judge by the global signals.
+    if outputs.iter().all(|(output, _)| takes_no_streams(output)) {
+        return None;
+    }
+    for (output, target) in &outputs {
+        let OutputTarget::File(path) = target else { continue };
+        let relative = path.relative();
+        let is_null = output.format().is_some_and(|f| f.eq_ignore_ascii_case("null"));
+        if is_null || takes_no_streams(output) || pattern::is_pattern(&relative.to_string_lossy()) {
+            continue;
+        }
+        let size = fs::metadata(root.join(relative)).map(|meta| meta.len()).ok();
+        let problem = match size {
+            None => "was not written",
+            Some(_) if !written.iter().any(|w| w == relative) => "was not written (the file there is older)",
+            Some(0) => "is empty",
+            Some(_) => continue,
+        };
+        return Some(format!(
+            "output `{}` {problem}: ffmpeg exited normally but encoded nothing into it ({HINT})",
+            relative.display()
+        ));
+    }
+    if log.contains(EMPTY_WARNING) {
+        return Some(format!("nothing was encoded: ffmpeg warned \"{EMPTY_WARNING}\" ({HINT})"));
+    }
+    // Subtitle and data streams move neither `frame` nor `out_time` (checked with ffmpeg
+    // 5.1: an `.srt` to `.vtt` run ends with `out_time_us=0`), so the progress only speaks
+    // for outputs known to hold nothing but video and audio.
+    if let Some(progress) = last
+        && progress.frame.unwrap_or(0) == 0
+        && progress.out_time_us.unwrap_or(0) <= 0
+        && only_video_and_audio(log)
+    {
+        return Some(format!(
+            "nothing was encoded: ffmpeg exited normally, but its final progress shows no frame \
+             and no output time ({HINT})"
+        ));
+    }
+    None
+}
+
+/// Is the output's muxer one that takes no streams (`ffmetadata`, forced with `-f` or chosen
+/// by ffmpeg for the `.ffmeta` extension)?
+fn takes_no_streams(output: &Output) -> bool {
+    match output.format() {
+        Some(format) => format.eq_ignore_ascii_case("ffmetadata"),
+        None => Path::new(output.url()).extension().is_some_and(|ext| ext.eq_ignore_ascii_case("ffmeta")),
+    }
+}
+
+/// Does ffmpeg's stream listing in `log` show outputs (`Output #0, mp4, to '...':`) whose
+/// streams (`    Stream #0:0: Video: ...`) are all video or audio? `false` when any is a
+/// subtitle, data or attachment stream, or when the listing is not in `log`.
+fn only_video_and_audio(log: &str) -> bool {
+    let Some(start) = log.find("Output #") else { return false };
+    let mut streams = 0;
+    for line in log[start..].lines() {
+        // Found anywhere in the line: `-loglevel level+...` puts `[info] ` before it.
+        let Some((_, kind)) = line.split_once("Stream #").and_then(|(_, rest)| rest.split_once(": ")) else {
+            continue;
+        };
+        if !(kind.starts_with("Video:") || kind.starts_with("Audio:")) {
+            return false;
+        }
+        streams += 1;
+    }
+    streams > 0
+}

@@ -1,0 +1,114 @@
+//! Runs that ffmpeg ends with exit status 0 having encoded nothing fail, with an error that
+//! says so; legitimate outputs without video (audio only, subtitles, `ffmetadata`) complete.
+//! Real ffmpeg, media from lavfi.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ffmpeg_core::sandbox::Sandbox;
+use jobs::store::JobStore;
+use jobs::{FfmpegConfig, FfmpegRunner, Job, JobStatus, Jobs, JobsConfig, MemoryStore, Runner, Shutdown, SubmitOptions};
+
+/// `two.mp4` (2 s, 160x120 testsrc at 25 fps, H.264, with a sine AAC track) and `subs.srt`
+/// in `root`.
+fn make_inputs(root: &Path) {
+    let status = std::process::Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-f", "lavfi", "-i", "testsrc=duration=2:size=160x120:rate=25"])
+        .args(["-f", "lavfi", "-i", "sine=duration=2", "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac"])
+        .arg(root.join("two.mp4"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    std::fs::write(root.join("subs.srt"), "1\n00:00:00,000 --> 00:00:01,000\nhello\n").unwrap();
+}
+
+/// Runs each command as a job (one at a time) and returns the finished jobs in order.
+async fn run_all(root: &Path, sandbox: Sandbox, commands: &[&str]) -> Vec<Job> {
+    let store: Arc<dyn JobStore> = Arc::new(MemoryStore::new());
+    let runner: Arc<dyn Runner> = Arc::new(FfmpegRunner::new(FfmpegConfig::new("ffmpeg", root)));
+    let config = JobsConfig { concurrency: 1, idle_wait: Duration::from_millis(100), ..JobsConfig::default() };
+    let jobs = Jobs::new(Arc::clone(&store), runner, sandbox, config);
+    let shutdown = Shutdown::default();
+    let _workers = jobs.spawn_workers(&shutdown);
+    let mut ids = Vec::new();
+    for command in commands {
+        ids.push(jobs.submit(command, SubmitOptions::default()).await.unwrap().id);
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut done = Vec::new();
+    for id in ids {
+        loop {
+            let job = store.get(&id).await.unwrap().unwrap();
+            if job.status.is_finished() {
+                done.push(job);
+                break;
+            }
+            assert!(Instant::now() < deadline, "the job never finished: {job:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    shutdown.stop_claiming.cancel();
+    done
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_that_encodes_nothing_fails_and_leaves_no_empty_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let sandbox = Sandbox::new(dir.path()).unwrap();
+    let root = sandbox.root().to_owned();
+    make_inputs(&root);
+    std::fs::create_dir(root.join("old")).unwrap();
+    std::fs::write(root.join("old/t.jpg"), "an older thumbnail").unwrap();
+    let commands = [
+        // No file at all (image2 writes on the first packet).
+        "-ss 10 -i two.mp4 -frames:v 1 out/t.jpg",
+        // A 262-byte mp4 holding no streams; audio is encoded too, so ffmpeg does not warn.
+        "-ss 10 -i two.mp4 -c:v libx264 -preset ultrafast out/e.mp4",
+        // Audio only, nothing of it.
+        "-ss 10 -i two.mp4 -vn -c:a aac out/a.m4a",
+        // Discarded output: the final progress still shows that nothing went through.
+        "-ss 10 -i two.mp4 -f null -",
+        // Two outputs; the second gets nothing (output-side -ss past the end).
+        "-i two.mp4 -frames:v 1 out/first.jpg -ss 10 -frames:v 1 out/second.jpg",
+        // An older file of that name is not a result of this run, and stays.
+        "-ss 10 -i two.mp4 -frames:v 1 old/t.jpg",
+    ];
+    let jobs = run_all(&root, sandbox, &commands).await;
+    for (job, command) in jobs.iter().zip(commands) {
+        assert_eq!(job.status, JobStatus::Failed, "{command}: {job:?}");
+        let error = job.error.as_deref().unwrap();
+        assert!(error.contains("nothing") && error.contains("-ss"), "{command}: {error}");
+        assert!(job.output_files.is_empty(), "{command}: {job:?}");
+    }
+    assert!(jobs[0].error.as_deref().unwrap().starts_with("output `out/t.jpg` was not written"), "{jobs:?}");
+    assert!(jobs[4].error.as_deref().unwrap().starts_with("output `out/second.jpg` was not written"), "{jobs:?}");
+    for gone in ["out/t.jpg", "out/e.mp4", "out/a.m4a", "out/first.jpg", "out/second.jpg"] {
+        assert!(!root.join(gone).exists(), "{gone} is removed");
+    }
+    assert_eq!(std::fs::read_to_string(root.join("old/t.jpg")).unwrap(), "an older thumbnail");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outputs_without_video_frames_that_got_packets_complete() {
+    let dir = tempfile::tempdir().unwrap();
+    let sandbox = Sandbox::new(dir.path()).unwrap();
+    let root = sandbox.root().to_owned();
+    make_inputs(&root);
+    let commands = [
+        ("-i two.mp4 -vn -c:a aac out/a.m4a", vec!["out/a.m4a"]),
+        ("-i two.mp4 -vn -c:a copy out/copy.m4a", vec!["out/copy.m4a"]),
+        ("-i subs.srt out/subs.vtt", vec!["out/subs.vtt"]),
+        // No streams at all by design: the input's metadata.
+        ("-i two.mp4 -f ffmetadata out/meta.txt", vec!["out/meta.txt"]),
+        ("-i two.mp4 out/meta.ffmeta", vec!["out/meta.ffmeta"]),
+        ("-i two.mp4 -frames:v 1 out/one.jpg", vec!["out/one.jpg"]),
+        ("-ss 1 -i two.mp4 -an -f null -", vec![]),
+    ];
+    let list: Vec<&str> = commands.iter().map(|(c, _)| *c).collect();
+    let jobs = run_all(&root, sandbox, &list).await;
+    for (job, (command, files)) in jobs.iter().zip(&commands) {
+        assert_eq!(job.status, JobStatus::Completed, "{command}: {job:?}");
+        assert_eq!(&job.output_files, files, "{command}");
+    }
+}
