@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use ffmpeg_core::sandbox::Sandbox;
 use jobs::store::JobStore;
-use jobs::{FfmpegConfig, FfmpegRunner, Job, JobStatus, Jobs, JobsConfig, MemoryStore, Runner, Shutdown, SubmitOptions};
+use jobs::{
+    FfmpegConfig, FfmpegRunner, Job, JobStatus, Jobs, JobsConfig, MemoryStore, Runner, Shutdown, SubmitOptions,
+};
 
 /// `two.mp4` (2 s, 160x120 testsrc at 25 fps, H.264, with a sine AAC track) and `subs.srt`
 /// in `root`.
