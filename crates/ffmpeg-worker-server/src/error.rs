@@ -31,6 +31,10 @@ pub enum ApiError {
     /// 422: a field outside the service's limits (metadata, `timeout_seconds`, page size).
     #[error(transparent)]
     Limits(#[from] InvalidRequest),
+    /// 422: the job's webhook is refused: the server has no `WEBHOOK_SECRET`, the URL is not
+    /// `http(s)`, or its host is (or resolves to) an address the rules refuse.
+    #[error(transparent)]
+    Webhook(#[from] jobs::webhook::WebhookError),
     /// 422: the service refused the submission for another reason (e.g. an argument list the
     /// OS would refuse); the detail says which.
     #[error(transparent)]
@@ -124,6 +128,7 @@ impl From<SubmitError> for ApiError {
             SubmitError::UnknownName(e) => ApiError::UnknownName(e),
             SubmitError::Invalid(e) => ApiError::Limits(e),
             SubmitError::Store(e) => e.into(),
+            SubmitError::Webhook(e) => ApiError::Webhook(e),
             e @ SubmitError::ExecLimit(_) => ApiError::Refused(e),
         }
     }
@@ -146,6 +151,7 @@ impl ApiError {
                 (StatusCode::UNPROCESSABLE_ENTITY, "/problems/policy-violation", "Refused by the security policy")
             }
             ApiError::UnknownName(_) => (StatusCode::UNPROCESSABLE_ENTITY, "/problems/unknown-name", "Unknown name"),
+            ApiError::Webhook(_) => (StatusCode::UNPROCESSABLE_ENTITY, "/problems/invalid-webhook", "Invalid webhook"),
             ApiError::InvalidRequest { status, .. } => (*status, "/problems/invalid-request", "Invalid request"),
             ApiError::Limits(_) | ApiError::Refused(_) | ApiError::Query(_) => {
                 (StatusCode::UNPROCESSABLE_ENTITY, "/problems/invalid-request", "Invalid request")

@@ -11,6 +11,7 @@
 //! - [`service`]: [`Jobs`], the service front ends call, and its worker pool.
 //! - [`outputs`]: which files a command produced.
 //! - [`exec_limits`]: what the operating system refuses when it starts ffmpeg.
+//! - [`webhook`]: webhook subscriptions, the outbox of deliveries, retry and address rules.
 //! - [`probe`]: what the configured ffmpeg knows (its option, codec, format and filter names).
 //!
 //! # Which calls block
@@ -33,6 +34,7 @@ pub mod runner;
 pub mod service;
 pub mod sqlite;
 pub mod store;
+pub mod webhook;
 
 pub use model::{InvalidRequest, Job, JobId, JobStatus, Progress, SubmitOptions};
 pub use runner::{FfmpegConfig, FfmpegRunner, RunError, RunReport, RunSpec, Runner};

@@ -8,6 +8,8 @@ use ffmpeg_core::footprint::Footprint;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+use crate::webhook::{SubscriptionSource, WebhookSubscription};
+
 /// A job identifier: `job_` followed by 16 lowercase hexadecimal digits (64 random bits).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
@@ -173,6 +175,9 @@ pub struct SubmitOptions {
     /// running job reads or writes. The store trusts it: the default (empty) footprint
     /// conflicts with nothing. (Jobs stored before footprints existed have none, and run alone.)
     pub footprint: Footprint,
+    /// Who is told about the job's events ([`crate::webhook`]). [`Jobs::submit`](crate::Jobs::submit)
+    /// checks the job's own subscriptions and adds the server's.
+    pub webhooks: Vec<WebhookSubscription>,
 }
 
 /// Most metadata entries a job may carry.
@@ -268,9 +273,17 @@ pub struct Job {
     pub attempts: u32,
     /// Monotonic submission sequence number: FIFO order and paging cursor.
     pub seq: i64,
+    /// Who is told about the job's events (its own `webhook_url`, the server's `WEBHOOK_URL`).
+    #[serde(default)]
+    pub webhooks: Vec<WebhookSubscription>,
 }
 
 impl Job {
+    /// The job's own webhook subscription (its `webhook_url`), if any.
+    pub fn own_webhook(&self) -> Option<&WebhookSubscription> {
+        self.webhooks.iter().find(|s| s.source == SubscriptionSource::Job)
+    }
+
     /// A new `queued` job with sequence number `seq`, submitted at `created_at`: what every
     /// store's `insert` records.
     pub fn new_queued(command: String, options: SubmitOptions, seq: i64, created_at: OffsetDateTime) -> Job {
@@ -289,6 +302,7 @@ impl Job {
             metadata: options.metadata,
             attempts: 0,
             seq,
+            webhooks: options.webhooks,
         }
     }
 }

@@ -27,6 +27,7 @@ use crate::model::{InvalidRequest, Job, JobId, MAX_PAGE_SIZE, SubmitOptions};
 use crate::outputs::{self, Snapshot};
 use crate::runner::{RunError, RunSpec, Runner};
 use crate::store::{CancelOutcome, JobStore, ListQuery, Outcome, Recovery, RunRecord, StatusCounts, StoreError};
+use crate::webhook::{Delivery, WebhookConfig, WebhookError};
 
 /// Counter of accepted submissions (Prometheus name).
 pub const METRIC_SUBMITTED: &str = "ffmpeg_worker_jobs_submitted_total";
@@ -56,6 +57,9 @@ pub struct JobsConfig {
     /// What the installed ffmpeg knows (options, codecs, formats, filters). Submissions naming
     /// anything else are refused with a "did you mean" hint. `None`: no such check.
     pub capabilities: Option<Arc<Capabilities>>,
+    /// Webhooks: `None` when the server cannot sign them (no secret), and then a job asking
+    /// for one is refused.
+    pub webhooks: Option<WebhookConfig>,
 }
 
 impl Default for JobsConfig {
@@ -66,6 +70,7 @@ impl Default for JobsConfig {
             idle_wait: Duration::from_secs(2),
             cancel_wait: Duration::from_secs(2),
             capabilities: None,
+            webhooks: None,
         }
     }
 }
@@ -89,6 +94,9 @@ pub enum SubmitError {
     /// together, one argument, a file name or a path is too long.
     #[error(transparent)]
     ExecLimit(#[from] ExecLimitError),
+    /// The job's webhook is refused (no secret to sign with, a URL the rules refuse, ...).
+    #[error(transparent)]
+    Webhook(#[from] WebhookError),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -203,6 +211,8 @@ impl Jobs {
         options.check()?;
         let resolved = self.check_async(command).await?;
         options.footprint = Footprint::of(&resolved);
+        let requested = std::mem::take(&mut options.webhooks);
+        options.webhooks = WebhookConfig::subscriptions(self.config.webhooks.as_ref(), requested).await?;
         if let (Some(t), Some(max)) = (options.timeout_seconds, self.config.max_timeout) {
             options.timeout_seconds = Some(t.min(max.as_secs()));
         }
@@ -311,6 +321,15 @@ impl Jobs {
     /// [`StoreError::NotFound`]; [`StoreError::Conflict`] for a queued or running job.
     pub async fn delete(&self, id: &JobId) -> Result<(), StoreError> {
         self.store.delete(id).await
+    }
+
+    /// The webhook deliveries of job `id`, in the order they were written.
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`], or the store failed.
+    pub async fn webhooks(&self, id: &JobId) -> Result<Vec<Delivery>, StoreError> {
+        self.get(id).await?;
+        self.store.deliveries(id).await
     }
 
     /// How many jobs the store holds in each status.

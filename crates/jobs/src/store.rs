@@ -16,6 +16,11 @@
 //! | [`JobStore::cancel`] | queued | cancelled (running: cancel requested) |
 //! | [`JobStore::requeue`] | running | queued (shutdown) |
 //! | [`JobStore::recover`] | running | queued, or failed past the attempt limit |
+//!
+//! A transition into `running`, `completed`, `failed` or `cancelled` (and a progress update
+//! of a job that asked for `job.progress`) also writes the job's webhook deliveries
+//! ([`crate::webhook::outbox`]) in the same transaction: the outbox that
+//! [`JobStore::claim_deliveries`] hands to the dispatcher.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
@@ -29,6 +34,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::{Job, JobId, JobStatus, Progress, SubmitOptions};
 use crate::outputs::Snapshot;
+use crate::webhook::{self, Delivery, DeliveryAttempt, DeliveryId, DeliveryState, NextStep, WebhookEvent};
 
 /// A boxed error: the cause kept as [`StoreError`]'s source, whatever the store's backend.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -244,6 +250,29 @@ pub trait JobStore: Send + Sync + 'static {
     /// Checks that the store is reachable (readiness).
     async fn ping(&self) -> Result<(), StoreError>;
 
+    /// Claims up to `limit` pending deliveries due at `now`, the longest due first, for
+    /// `lease`: each one's next attempt is pushed to `now + lease`, so no other claimer (task
+    /// or process) takes it while it is being sent, and a claimer that dies leaves it due again
+    /// when the lease ends (at least once: it may then be sent twice).
+    async fn claim_deliveries(
+        &self,
+        now: OffsetDateTime,
+        lease: std::time::Duration,
+        limit: u32,
+    ) -> Result<Vec<Delivery>, StoreError>;
+
+    /// Records an attempt of delivery `id` and its next step (state and next attempt time).
+    /// `false`, and nothing changed, when the delivery is unknown or no longer pending.
+    async fn record_delivery_attempt(
+        &self,
+        id: &DeliveryId,
+        attempt: &DeliveryAttempt,
+        next: NextStep,
+    ) -> Result<bool, StoreError>;
+
+    /// Every delivery of job `id`, in the order they were written (empty for an unknown job).
+    async fn deliveries(&self, id: &JobId) -> Result<Vec<Delivery>, StoreError>;
+
     /// Checks that the store can record changes now (readiness): `Ok` while writes succeed,
     /// [`StoreError::Unavailable`] while they cannot (disk full, read-only, I/O errors).
     /// Stores may answer from their latest writes and probe with a small write of their own
@@ -273,6 +302,13 @@ struct Inner {
     /// The latest recorded run of each job.
     runs: HashMap<JobId, RunRecord>,
     next_seq: i64,
+    /// The webhook outbox, in the order written.
+    deliveries: BTreeMap<u64, Delivery>,
+    /// Delivery id -> key in `deliveries`.
+    delivery_keys: HashMap<DeliveryId, u64>,
+    next_delivery: u64,
+    /// When the latest `job.progress` delivery of a job to a URL was written.
+    last_progress: HashMap<(JobId, String), OffsetDateTime>,
 }
 
 fn queue_key(job: &Job) -> (i64, i64) {
@@ -302,6 +338,21 @@ impl MemoryStore {
 impl Inner {
     fn job_mut(&mut self, id: &JobId) -> Result<&mut Job, StoreError> {
         self.jobs.get_mut(id).ok_or_else(|| StoreError::NotFound(id.clone()))
+    }
+
+    /// Writes the deliveries of `job`'s transition into its current status.
+    fn write_status_outbox(&mut self, job: &Job, at: OffsetDateTime) {
+        if let Some(event) = WebhookEvent::of_status(job.status) {
+            self.write_outbox(webhook::outbox(job, event, at));
+        }
+    }
+
+    fn write_outbox(&mut self, deliveries: Vec<Delivery>) {
+        for delivery in deliveries {
+            self.next_delivery += 1;
+            self.delivery_keys.insert(delivery.id.clone(), self.next_delivery);
+            self.deliveries.insert(self.next_delivery, delivery);
+        }
     }
 }
 
@@ -361,7 +412,9 @@ impl JobStore for MemoryStore {
         job.started_at = Some(OffsetDateTime::now_utc());
         job.attempts += 1;
         job.progress = None;
-        Ok(Some(job.clone()))
+        let job = job.clone();
+        inner.write_status_outbox(&job, job.started_at.unwrap_or_else(OffsetDateTime::now_utc));
+        Ok(Some(job))
     }
 
     async fn record_run(&self, id: &JobId, run: &RunRecord) -> Result<(), StoreError> {
@@ -400,6 +453,16 @@ impl JobStore for MemoryStore {
             return Err(conflict(job, "update progress"));
         }
         job.progress = Some(progress.clone());
+        if job.webhooks.iter().any(|s| s.wants(WebhookEvent::Progress)) {
+            let job = job.clone();
+            let now = OffsetDateTime::now_utc();
+            let mut due = webhook::outbox(&job, WebhookEvent::Progress, now);
+            due.retain(|d| webhook::progress_due(inner.last_progress.get(&(id.clone(), d.url.clone())).copied(), now));
+            for d in &due {
+                inner.last_progress.insert((id.clone(), d.url.clone()), now);
+            }
+            inner.write_outbox(due);
+        }
         Ok(inner.cancel_requested.contains(id))
     }
 
@@ -426,6 +489,7 @@ impl JobStore for MemoryStore {
             Outcome::Cancelled => job.status = JobStatus::Cancelled,
         }
         let job = job.clone();
+        inner.write_status_outbox(&job, job.completed_at.unwrap_or_else(OffsetDateTime::now_utc));
         inner.cancel_requested.remove(id);
         inner.logs.insert(id.clone(), log.to_owned());
         drop(inner);
@@ -448,6 +512,7 @@ impl JobStore for MemoryStore {
                 job.completed_at = Some(OffsetDateTime::now_utc());
                 let (key, job) = (queue_key(job), job.clone());
                 inner.queue.remove(&key);
+                inner.write_status_outbox(&job, job.completed_at.unwrap_or_else(OffsetDateTime::now_utc));
                 Ok(CancelOutcome::Cancelled(job))
             }
             JobStatus::Running => {
@@ -504,6 +569,8 @@ impl JobStore for MemoryStore {
                 job.status = JobStatus::Failed;
                 job.error = Some("interrupted".to_owned());
                 job.completed_at = Some(OffsetDateTime::now_utc());
+                let job = job.clone();
+                inner.write_status_outbox(&job, job.completed_at.unwrap_or_else(OffsetDateTime::now_utc));
                 recovery.failed.push(id);
             } else {
                 job.status = JobStatus::Queued;
@@ -531,6 +598,18 @@ impl JobStore for MemoryStore {
             inner.runs.remove(id);
             inner.jobs.remove(id);
             inner.by_seq.remove(seq);
+            inner.last_progress.retain(|(job, _), _| job != id);
+        }
+        // Finished deliveries go with the jobs of their time; pending ones are still sent.
+        let done: Vec<(u64, DeliveryId)> = inner
+            .deliveries
+            .iter()
+            .filter(|(_, d)| d.state != DeliveryState::Pending && d.created_at < cutoff)
+            .map(|(key, d)| (*key, d.id.clone()))
+            .collect();
+        for (key, id) in done {
+            inner.deliveries.remove(&key);
+            inner.delivery_keys.remove(&id);
         }
         Ok(old.len() as u64)
     }
@@ -561,6 +640,53 @@ impl JobStore for MemoryStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
+    }
+
+    async fn claim_deliveries(
+        &self,
+        now: OffsetDateTime,
+        lease: std::time::Duration,
+        limit: u32,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        let mut inner = self.lock();
+        let mut due: Vec<(OffsetDateTime, u64)> = inner
+            .deliveries
+            .iter()
+            .filter(|(_, d)| d.state == DeliveryState::Pending && d.next_attempt_at.is_some_and(|at| at <= now))
+            .map(|(key, d)| (d.next_attempt_at.unwrap_or(now), *key))
+            .collect();
+        due.sort_unstable();
+        due.truncate(limit as usize);
+        let until = now + lease;
+        Ok(due
+            .into_iter()
+            .filter_map(|(_, key)| {
+                let delivery = inner.deliveries.get_mut(&key)?;
+                delivery.next_attempt_at = Some(until);
+                Some(delivery.clone())
+            })
+            .collect())
+    }
+
+    async fn record_delivery_attempt(
+        &self,
+        id: &DeliveryId,
+        attempt: &DeliveryAttempt,
+        next: NextStep,
+    ) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        let Some(key) = inner.delivery_keys.get(id).copied() else { return Ok(false) };
+        let Some(delivery) = inner.deliveries.get_mut(&key).filter(|d| d.state == DeliveryState::Pending) else {
+            return Ok(false);
+        };
+        delivery.attempts.push(attempt.clone());
+        delivery.state = next.state();
+        delivery.next_attempt_at = next.next_attempt_at();
+        Ok(true)
+    }
+
+    async fn deliveries(&self, id: &JobId) -> Result<Vec<Delivery>, StoreError> {
+        Ok(self.lock().deliveries.values().filter(|d| &d.job_id == id).cloned().collect())
     }
 
     async fn check_writable(&self) -> Result<(), StoreError> {

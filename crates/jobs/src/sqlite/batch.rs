@@ -43,6 +43,8 @@ pub(super) struct PendingInsert {
     pub(super) metadata: String,
     /// The footprint as JSON.
     pub(super) footprint: String,
+    /// The webhook subscriptions as JSON.
+    pub(super) webhooks: String,
     pub(super) reply: oneshot::Sender<Result<Job, StoreError>>,
 }
 
@@ -169,10 +171,10 @@ pub(super) async fn commit_inserts(pool: SqlitePool, mut rx: mpsc::Receiver<Pend
 /// Inserts `jobs` in one statement (so one transaction, and one round trip to SQLite's
 /// thread), run to its end so that a failed commit is its error; each job's `seq` by id.
 async fn insert_jobs(pool: &SqlitePool, jobs: &[PendingInsert]) -> Result<HashMap<String, i64>, StoreError> {
-    type Encoded<'a> = (&'a str, &'a str, i32, Option<i64>, &'a str, i64, &'a str);
+    type Encoded<'a> = (&'a str, &'a str, i32, Option<i64>, &'a str, i64, &'a str, &'a str);
     let encoded: Vec<Encoded<'_>> = jobs
         .iter()
-        .map(|PendingInsert { job, metadata, footprint, .. }| {
+        .map(|PendingInsert { job, metadata, footprint, webhooks, .. }| {
             // Beyond i64::MAX seconds means "no limit" anyway.
             let timeout = job.timeout_seconds.map(|t| i64::try_from(t).unwrap_or(i64::MAX));
             (
@@ -183,6 +185,7 @@ async fn insert_jobs(pool: &SqlitePool, jobs: &[PendingInsert]) -> Result<HashMa
                 metadata.as_str(),
                 micros_floor(job.created_at),
                 footprint.as_str(),
+                webhooks.as_str(),
             )
         })
         .collect();

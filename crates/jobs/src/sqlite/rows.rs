@@ -5,6 +5,7 @@ use time::OffsetDateTime;
 
 use crate::model::{Job, JobId, Progress};
 use crate::store::{BoxError, StoreError};
+use crate::webhook::{Delivery, DeliveryId, SubscriptionSource};
 
 /// SQLite's primary result codes that mean "cannot write now, try later": `SQLITE_BUSY` (5),
 /// `SQLITE_LOCKED` (6), `SQLITE_NOMEM` (7), `SQLITE_READONLY` (8), `SQLITE_IOERR` (10),
@@ -86,6 +87,7 @@ pub(super) struct JobRow {
     output_files: String,
     error: Option<String>,
     attempts: i64,
+    webhooks: String,
 }
 
 impl TryFrom<JobRow> for Job {
@@ -121,6 +123,11 @@ impl TryFrom<JobRow> for Job {
             },
             error: row.error,
             attempts: u32::try_from(row.attempts).map_err(|e| corrupt("attempts", e))?,
+            webhooks: if row.webhooks == "[]" {
+                Vec::new()
+            } else {
+                serde_json::from_str(&row.webhooks).map_err(|e| corrupt("webhooks", e))?
+            },
         })
     }
 }
@@ -128,4 +135,70 @@ impl TryFrom<JobRow> for Job {
 /// Decodes rows into jobs, in order.
 pub(super) fn jobs(rows: Vec<JobRow>) -> Result<Vec<Job>, StoreError> {
     rows.into_iter().map(Job::try_from).collect()
+}
+
+/// Encodes a time as stored (unix microseconds).
+pub(super) fn micros(t: OffsetDateTime) -> i64 {
+    micros_floor(t)
+}
+
+/// A row of `webhook_deliveries`, decoded by column name (`delivery_columns!`).
+#[derive(Debug, sqlx::FromRow)]
+pub(super) struct DeliveryRow {
+    id: String,
+    job_id: String,
+    url: String,
+    source: String,
+    event: String,
+    created_at: i64,
+    job: String,
+    state: String,
+    next_attempt_at: Option<i64>,
+    attempts: String,
+}
+
+impl TryFrom<DeliveryRow> for Delivery {
+    type Error = StoreError;
+
+    fn try_from(row: DeliveryRow) -> Result<Delivery, StoreError> {
+        Ok(Delivery {
+            id: DeliveryId::from_stored(row.id),
+            job_id: JobId::parse(&row.job_id).map_err(|e| corrupt("job_id", e))?,
+            url: row.url,
+            source: match row.source.as_str() {
+                "job" => SubscriptionSource::Job,
+                "server" => SubscriptionSource::Server,
+                other => return Err(corrupt("source", format!("unknown source `{other}`"))),
+            },
+            event: row.event.parse().map_err(|e| corrupt("event", e))?,
+            created_at: from_micros(row.created_at)?,
+            job: serde_json::from_str(&row.job).map_err(|e| corrupt("job", e))?,
+            state: row.state.parse().map_err(|e| corrupt("state", e))?,
+            next_attempt_at: row.next_attempt_at.map(from_micros).transpose()?,
+            attempts: serde_json::from_str(&row.attempts).map_err(|e| corrupt("attempts", e))?,
+        })
+    }
+}
+
+/// Encodes deliveries for `INSERT_DELIVERIES`.
+pub(super) fn encode_deliveries(deliveries: &[Delivery]) -> Result<String, StoreError> {
+    let rows = deliveries
+        .iter()
+        .map(|d| {
+            let source = match d.source {
+                SubscriptionSource::Job => "job",
+                SubscriptionSource::Server => "server",
+            };
+            Ok(serde_json::json!([
+                d.id.as_str(),
+                d.job_id.as_str(),
+                d.url,
+                source,
+                d.event.as_str(),
+                micros_floor(d.created_at),
+                json(&d.job)?
+            ]))
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    json(&rows)
 }

@@ -8,15 +8,16 @@
 macro_rules! job_columns {
     () => {
         "seq, id, status, command, priority, timeout_seconds, metadata, created_at, started_at, \
-         completed_at, progress, output_files, error, attempts"
+         completed_at, progress, output_files, error, attempts, webhooks"
     };
 }
 
 /// ?1: a JSON array of `[id, command, priority, timeout_seconds, metadata, created_at,
-/// footprint]`, one per job. Returns `(id, seq)` for each stored job (in no promised order).
+/// footprint, webhooks]`, one per job. Returns `(id, seq)` for each stored job (in no promised order).
 pub(super) const INSERT_MANY: &str = "INSERT INTO jobs (id, status, command, priority, timeout_seconds, metadata, created_at, \
-                                      footprint) \
-     SELECT value ->> 0, 'queued', value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6 \
+                                      footprint, webhooks) \
+     SELECT value ->> 0, 'queued', value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6, \
+            value ->> 7 \
      FROM json_each(?1) ORDER BY key \
      RETURNING id, seq";
 pub(super) const GET: &str = concat!("SELECT ", job_columns!(), " FROM jobs WHERE id = ?1");
@@ -60,8 +61,9 @@ pub(super) const RECORD_RUN: &str = "INSERT INTO job_runs (job_seq, attempt, run
 pub(super) const INTERRUPTED_RUNS: &str = "SELECT j.id, r.run FROM jobs j \
                                            LEFT JOIN job_runs r ON r.job_seq = j.seq AND r.attempt = j.attempts \
                                            WHERE j.status = 'running' ORDER BY j.seq";
+/// Returns whether a cancel was requested, and the job's webhook subscriptions.
 pub(super) const UPDATE_PROGRESS: &str =
-    "UPDATE jobs SET progress = ?2 WHERE id = ?1 AND status = 'running' RETURNING cancel_requested";
+    "UPDATE jobs SET progress = ?2 WHERE id = ?1 AND status = 'running' RETURNING cancel_requested, webhooks";
 /// ?2 status, ?3 completed_at, ?4 output files (NULL: keep), ?5 error (NULL: keep).
 pub(super) const FINISH: &str = concat!(
     "UPDATE jobs SET status = ?2, completed_at = ?3, output_files = COALESCE(?4, output_files), \
@@ -90,9 +92,11 @@ pub(super) const CANCEL: &str = concat!(
 pub(super) const REQUEUE: &str = "UPDATE jobs SET status = 'queued', started_at = NULL, progress = NULL, \
                        attempts = MAX(attempts - 1, 0) WHERE id = ?1 AND status = 'running'";
 pub(super) const DELETE: &str = "DELETE FROM jobs WHERE id = ?1 AND status IN ('completed', 'failed', 'cancelled')";
-pub(super) const RECOVER_FAIL: &str = "UPDATE jobs SET status = 'failed', error = 'interrupted', completed_at = ?2, \
-                            cancel_requested = 0 \
-                            WHERE status = 'running' AND attempts >= ?1 RETURNING seq, id";
+pub(super) const RECOVER_FAIL: &str = concat!(
+    "UPDATE jobs SET status = 'failed', error = 'interrupted', completed_at = ?2, cancel_requested = 0 \
+     WHERE status = 'running' AND attempts >= ?1 RETURNING ",
+    job_columns!()
+);
 pub(super) const RECOVER_REQUEUE: &str = "UPDATE jobs SET status = 'queued', started_at = NULL, progress = NULL \
                                WHERE status = 'running' RETURNING seq, id";
 pub(super) const PURGE: &str =
@@ -102,3 +106,36 @@ pub(super) const COUNTS: &str = "SELECT status, COUNT(*) FROM jobs GROUP BY stat
 /// probes with.
 pub(super) const PROBE: &str = "INSERT INTO store_probe (id, written_at) VALUES (1, ?1) \
                                 ON CONFLICT (id) DO UPDATE SET written_at = excluded.written_at";
+
+/// The columns of a [`Delivery`](crate::webhook::Delivery), as
+/// [`DeliveryRow`](super::rows::DeliveryRow) names them.
+macro_rules! delivery_columns {
+    () => {
+        "id, job_id, url, source, event, created_at, job, state, next_attempt_at, attempts"
+    };
+}
+
+/// ?1: a JSON array of `[id, job_id, url, source, event, created_at, job]`, one per delivery,
+/// each due at its `created_at`.
+pub(super) const INSERT_DELIVERIES: &str = "INSERT INTO webhook_deliveries (id, job_id, url, source, event, created_at, job, next_attempt_at) \
+     SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6, value ->> 5 \
+     FROM json_each(?1) ORDER BY key";
+/// ?1 job id: when each URL last got a `job.progress` delivery of the job.
+pub(super) const LAST_PROGRESS_DELIVERIES: &str = "SELECT url, MAX(created_at) FROM webhook_deliveries \
+                                                   WHERE job_id = ?1 AND event = 'job.progress' GROUP BY url";
+/// ?1 now, ?2 lease end, ?3 limit: pushes the due pending deliveries' next attempt to the
+/// lease end and returns them.
+pub(super) const CLAIM_DELIVERIES: &str = concat!(
+    "UPDATE webhook_deliveries SET next_attempt_at = ?2 \
+     WHERE n IN (SELECT n FROM webhook_deliveries INDEXED BY webhook_deliveries_due \
+                 WHERE state = 'pending' AND next_attempt_at <= ?1 ORDER BY next_attempt_at LIMIT ?3) \
+     RETURNING ",
+    delivery_columns!()
+);
+/// ?1 id, ?2 attempt (JSON), ?3 state, ?4 next attempt (NULL: final); pending deliveries only.
+pub(super) const RECORD_ATTEMPT: &str = "UPDATE webhook_deliveries SET attempts = json_insert(attempts, '$[#]', json(?2)), state = ?3, \
+     next_attempt_at = ?4 WHERE id = ?1 AND state = 'pending'";
+pub(super) const DELIVERIES: &str =
+    concat!("SELECT ", delivery_columns!(), " FROM webhook_deliveries WHERE job_id = ?1 ORDER BY n");
+/// ?1 cutoff: finished deliveries of events before it.
+pub(super) const PURGE_DELIVERIES: &str = "DELETE FROM webhook_deliveries WHERE state <> 'pending' AND created_at < ?1";

@@ -10,7 +10,7 @@ use tokio::sync::oneshot;
 
 use super::SqliteStore;
 use super::batch::{PendingGet, PendingInsert};
-use super::rows::{self, JobRow, corrupt, db, json, micros_ceil, now};
+use super::rows::{self, DeliveryRow, JobRow, corrupt, db, encode_deliveries, json, micros, micros_ceil, now};
 use super::sql::*;
 use super::write::{Verdict, WriteTx};
 use crate::model::{Job, JobId, JobStatus, Progress, SubmitOptions};
@@ -18,9 +18,44 @@ use crate::store::{
     ActiveFootprint, CancelOutcome, InterruptedRun, JobStore, ListQuery, Outcome, Recovery, RunRecord, StatusCounts,
     StoreError, footprints_conflict,
 };
+use crate::webhook::{self, Delivery, DeliveryAttempt, DeliveryId, NextStep, WebhookEvent};
 
 fn decode_footprint(text: &str) -> Result<ffmpeg_core::footprint::Footprint, StoreError> {
     serde_json::from_str(text).map_err(|e| corrupt("footprint", e))
+}
+
+/// Inside `tx`: writes `deliveries` into the outbox (nothing when there are none).
+async fn write_outbox(tx: &mut WriteTx, deliveries: &[Delivery]) -> Result<(), StoreError> {
+    if deliveries.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(INSERT_DELIVERIES).bind(encode_deliveries(deliveries)?).execute(tx.conn()).await.map_err(db)?;
+    Ok(())
+}
+
+/// Inside `tx`: writes the deliveries of `job`'s transition into its current status, at `at`.
+async fn write_status_outbox(tx: &mut WriteTx, job: &Job, at: OffsetDateTime) -> Result<(), StoreError> {
+    match WebhookEvent::of_status(job.status) {
+        Some(event) => write_outbox(tx, &webhook::outbox(job, event, at)).await,
+        None => Ok(()),
+    }
+}
+
+/// Inside `tx`: the `job.progress` deliveries of running job `id` that are due (at most one
+/// per [`webhook::PROGRESS_INTERVAL`] per URL), written.
+async fn write_progress_outbox(tx: &mut WriteTx, id: &JobId) -> Result<(), StoreError> {
+    let (at, at_micros) = now();
+    let rows = sqlx::query_as::<_, JobRow>(GET).bind(id.as_str()).fetch_all(tx.conn()).await.map_err(db)?;
+    let Some(job) = rows.into_iter().next().map(Job::try_from).transpose()? else { return Ok(()) };
+    let last: Vec<(String, i64)> =
+        sqlx::query_as(LAST_PROGRESS_DELIVERIES).bind(id.as_str()).fetch_all(tx.conn()).await.map_err(db)?;
+    let mut due = webhook::outbox(&job, WebhookEvent::Progress, at);
+    due.retain(|d| {
+        let previous = last.iter().find(|(url, _)| *url == d.url).map(|(_, micros)| *micros);
+        // Compared in stored microseconds: the interval in whole microseconds.
+        previous.is_none_or(|p| at_micros - p >= webhook::PROGRESS_INTERVAL.as_micros() as i64)
+    });
+    write_outbox(tx, &due).await
 }
 
 /// Inside `tx`: claims the first queued job (in claim order) whose footprint conflicts with no
@@ -63,12 +98,13 @@ impl JobStore for SqliteStore {
         let stopped = || StoreError::Database("the store's writer task has stopped".into());
         let metadata = json(&options.metadata)?;
         let footprint = json(&options.footprint)?;
+        let webhooks = json(&options.webhooks)?;
         // The timeout is stored as an SQLite INTEGER (i64); the seq is assigned when stored.
         let options =
             SubmitOptions { timeout_seconds: options.timeout_seconds.map(|t| t.min(i64::MAX as u64)), ..options };
         let job = Job::new_queued(command, options, 0, now().0);
         let (reply, stored) = oneshot::channel();
-        self.inserts.send(PendingInsert { job, metadata, footprint, reply }).await.map_err(|_| stopped())?;
+        self.inserts.send(PendingInsert { job, metadata, footprint, webhooks, reply }).await.map_err(|_| stopped())?;
         let job = stored.await.map_err(|_| stopped())??;
         self.wake();
         Ok(job)
@@ -105,7 +141,14 @@ impl JobStore for SqliteStore {
             // `BEGIN IMMEDIATE` takes SQLite's write lock first: the footprints read below
             // cannot change (in this process or another) before the claim commits.
             let mut tx = WriteTx::begin(&self.writer).await?;
-            match claim_in(&mut tx, started).await {
+            let claimed = match claim_in(&mut tx, started).await {
+                Ok(Some(job)) => {
+                    let at = job.started_at.unwrap_or_else(OffsetDateTime::now_utc);
+                    write_status_outbox(&mut tx, &job, at).await.map(|()| Some(job))
+                }
+                other => other,
+            };
+            match claimed {
                 Ok(Some(job)) => {
                     tx.commit().await?;
                     Ok(Some(job))
@@ -161,14 +204,40 @@ impl JobStore for SqliteStore {
     }
 
     async fn update_progress(&self, id: &JobId, progress: &Progress) -> Result<bool, StoreError> {
-        let result = sqlx::query_scalar::<_, bool>(UPDATE_PROGRESS)
-            .bind(id.as_str())
-            .bind(json(progress)?)
-            .fetch_all(&self.writer)
-            .await
-            .map_err(db);
+        let progress = json(progress)?;
+        let result = async {
+            let mut tx = WriteTx::begin(&self.writer).await?;
+            let updated = sqlx::query_as::<_, (bool, String)>(UPDATE_PROGRESS)
+                .bind(id.as_str())
+                .bind(progress)
+                .fetch_all(tx.conn())
+                .await
+                .map_err(db);
+            let cancel = match updated.map(|mut rows| rows.pop()) {
+                Ok(Some((cancel, webhooks))) => {
+                    // Only a job that lists job.progress pays for the outbox check.
+                    let wanted = webhooks.contains(WebhookEvent::Progress.as_str());
+                    if wanted && let Err(e) = write_progress_outbox(&mut tx, id).await {
+                        tx.rollback().await;
+                        return Err(e);
+                    }
+                    cancel
+                }
+                Ok(None) => {
+                    tx.rollback().await;
+                    return Ok(None);
+                }
+                Err(e) => {
+                    tx.rollback().await;
+                    return Err(e);
+                }
+            };
+            tx.commit().await?;
+            Ok(Some(cancel))
+        }
+        .await;
         self.health.record(&result);
-        match result?.pop() {
+        match result? {
             Some(cancel) => Ok(cancel),
             None => Err(self.refusal(id, "update progress").await),
         }
@@ -211,6 +280,11 @@ impl JobStore for SqliteStore {
                 tx.rollback().await;
                 return Err(db(e));
             }
+            let at = job.completed_at.unwrap_or_else(OffsetDateTime::now_utc);
+            if let Err(e) = write_status_outbox(&mut tx, &job, at).await {
+                tx.rollback().await;
+                return Err(e);
+            }
             tx.commit().await?;
             Ok(Some(job))
         }
@@ -234,22 +308,42 @@ impl JobStore for SqliteStore {
 
     async fn cancel(&self, id: &JobId) -> Result<CancelOutcome, StoreError> {
         let (_, completed) = now();
-        let result = sqlx::query_as::<_, JobRow>(CANCEL)
-            .bind(id.as_str())
-            .bind(completed)
-            .fetch_all(&self.writer)
-            .await
-            .map_err(db);
-        self.health.record(&result);
-        match result?.pop() {
-            Some(row) => {
-                let job = Job::try_from(row)?;
-                Ok(if job.status == JobStatus::Cancelled {
-                    CancelOutcome::Cancelled(job)
-                } else {
-                    CancelOutcome::Requested(job)
-                })
+        let result = async {
+            let mut tx = WriteTx::begin(&self.writer).await?;
+            let rows = sqlx::query_as::<_, JobRow>(CANCEL)
+                .bind(id.as_str())
+                .bind(completed)
+                .fetch_all(tx.conn())
+                .await
+                .map_err(db);
+            let job = match rows.and_then(|mut rows| rows.pop().map(Job::try_from).transpose()) {
+                Ok(Some(job)) => job,
+                Ok(None) => {
+                    tx.rollback().await;
+                    return Ok(None);
+                }
+                Err(e) => {
+                    tx.rollback().await;
+                    return Err(e);
+                }
+            };
+            // A queued job is cancelled now (its event is written with it); a running one
+            // only flagged, and its worker's `finish` writes the event.
+            if job.status == JobStatus::Cancelled {
+                let at = job.completed_at.unwrap_or_else(OffsetDateTime::now_utc);
+                if let Err(e) = write_status_outbox(&mut tx, &job, at).await {
+                    tx.rollback().await;
+                    return Err(e);
+                }
             }
+            tx.commit().await?;
+            Ok(Some(job))
+        }
+        .await;
+        self.health.record(&result);
+        match result? {
+            Some(job) if job.status == JobStatus::Cancelled => Ok(CancelOutcome::Cancelled(job)),
+            Some(job) => Ok(CancelOutcome::Requested(job)),
             None => Err(self.refusal(id, "cancel").await),
         }
     }
@@ -277,18 +371,28 @@ impl JobStore for SqliteStore {
         let (_, completed) = now();
         let result = async {
             let mut tx = WriteTx::begin(&self.writer).await?;
-            let failed = sqlx::query_as::<_, (i64, String)>(RECOVER_FAIL)
+            let failed = sqlx::query_as::<_, JobRow>(RECOVER_FAIL)
                 .bind(i64::from(max_attempts))
                 .bind(completed)
                 .fetch_all(tx.conn())
-                .await;
+                .await
+                .map_err(db)
+                .and_then(rows::jobs);
             let failed = match failed {
                 Ok(failed) => failed,
                 Err(e) => {
                     tx.rollback().await;
-                    return Err(db(e));
+                    return Err(e);
                 }
             };
+            for job in &failed {
+                let at = job.completed_at.unwrap_or_else(OffsetDateTime::now_utc);
+                if let Err(e) = write_status_outbox(&mut tx, job, at).await {
+                    tx.rollback().await;
+                    return Err(e);
+                }
+            }
+            let failed: Vec<(i64, String)> = failed.into_iter().map(|j| (j.seq, j.id.to_string())).collect();
             let requeued = match sqlx::query_as::<_, (i64, String)>(RECOVER_REQUEUE).fetch_all(tx.conn()).await {
                 Ok(requeued) => requeued,
                 Err(e) => {
@@ -316,7 +420,12 @@ impl JobStore for SqliteStore {
     async fn purge_finished_before(&self, cutoff: OffsetDateTime) -> Result<u64, StoreError> {
         let result = sqlx::query(PURGE).bind(micros_ceil(cutoff)).execute(&self.writer).await.map_err(db);
         self.health.record(&result);
-        Ok(result?.rows_affected())
+        let purged = result?.rows_affected();
+        // Finished deliveries go with the jobs of their time; pending ones are still sent.
+        let result = sqlx::query(PURGE_DELIVERIES).bind(micros_ceil(cutoff)).execute(&self.writer).await.map_err(db);
+        self.health.record(&result);
+        result?;
+        Ok(purged)
     }
 
     async fn counts(&self) -> Result<StatusCounts, StoreError> {
@@ -346,6 +455,51 @@ impl JobStore for SqliteStore {
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.reader).await.map_err(db)?;
         Ok(())
+    }
+
+    async fn claim_deliveries(
+        &self,
+        now: OffsetDateTime,
+        lease: Duration,
+        limit: u32,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        let until = now + lease;
+        let result = sqlx::query_as::<_, DeliveryRow>(CLAIM_DELIVERIES)
+            .bind(micros(now))
+            .bind(micros(until))
+            .bind(i64::from(limit))
+            .fetch_all(&self.writer)
+            .await
+            .map_err(db);
+        self.health.record(&result);
+        let mut deliveries = result?.into_iter().map(Delivery::try_from).collect::<Result<Vec<_>, _>>()?;
+        // RETURNING promises no order: the longest due first, then in write order.
+        deliveries.sort_by_key(|d| d.created_at);
+        Ok(deliveries)
+    }
+
+    async fn record_delivery_attempt(
+        &self,
+        id: &DeliveryId,
+        attempt: &DeliveryAttempt,
+        next: NextStep,
+    ) -> Result<bool, StoreError> {
+        let result = sqlx::query(RECORD_ATTEMPT)
+            .bind(id.as_str())
+            .bind(json(attempt)?)
+            .bind(next.state().as_str())
+            .bind(next.next_attempt_at().map(micros))
+            .execute(&self.writer)
+            .await
+            .map_err(db);
+        self.health.record(&result);
+        Ok(result?.rows_affected() == 1)
+    }
+
+    async fn deliveries(&self, id: &JobId) -> Result<Vec<Delivery>, StoreError> {
+        let rows: Vec<DeliveryRow> =
+            sqlx::query_as(DELIVERIES).bind(id.as_str()).fetch_all(&self.reader).await.map_err(db)?;
+        rows.into_iter().map(Delivery::try_from).collect()
     }
 
     async fn check_writable(&self) -> Result<(), StoreError> {

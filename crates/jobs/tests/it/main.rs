@@ -13,3 +13,4 @@ mod runner;
 mod service;
 mod store;
 mod store_faults;
+mod webhooks;

@@ -14,23 +14,23 @@ use jobs::{Job, JobId, JobStatus, JobStore, ListQuery, MemoryStore, Outcome, Pro
 use tempfile::TempDir;
 
 /// The store under test.
-type Store = Arc<dyn JobStore>;
+pub(crate) type Store = Arc<dyn JobStore>;
 
 /// A store under test, and the directory holding its file (if any).
-struct Fixture {
-    store: Store,
+pub(crate) struct Fixture {
+    pub(crate) store: Store,
     _dir: Option<TempDir>,
 }
 
-async fn memory() -> Fixture {
+pub(crate) async fn memory() -> Fixture {
     Fixture { store: Arc::new(MemoryStore::new()), _dir: None }
 }
 
-async fn sqlite_memory() -> Fixture {
+pub(crate) async fn sqlite_memory() -> Fixture {
     Fixture { store: Arc::new(SqliteStore::open_in_memory().await.unwrap()), _dir: None }
 }
 
-async fn sqlite_file() -> Fixture {
+pub(crate) async fn sqlite_file() -> Fixture {
     let dir = TempDir::new().unwrap();
     let url = format!("sqlite://{}", dir.path().join("jobs.db").display());
     Fixture { store: Arc::new(SqliteStore::open(&url).await.unwrap()), _dir: Some(dir) }

@@ -95,6 +95,25 @@ impl JobStore for FaultyStore {
     async fn ping(&self) -> Result<(), StoreError> {
         self.inner.ping().await
     }
+    async fn claim_deliveries(
+        &self,
+        now: OffsetDateTime,
+        lease: Duration,
+        limit: u32,
+    ) -> Result<Vec<jobs::webhook::Delivery>, StoreError> {
+        self.inner.claim_deliveries(now, lease, limit).await
+    }
+    async fn record_delivery_attempt(
+        &self,
+        id: &jobs::webhook::DeliveryId,
+        attempt: &jobs::webhook::DeliveryAttempt,
+        next: jobs::webhook::NextStep,
+    ) -> Result<bool, StoreError> {
+        self.inner.record_delivery_attempt(id, attempt, next).await
+    }
+    async fn deliveries(&self, id: &JobId) -> Result<Vec<jobs::webhook::Delivery>, StoreError> {
+        self.inner.deliveries(id).await
+    }
     async fn check_writable(&self) -> Result<(), StoreError> {
         if self.fail_finishes.load(Ordering::SeqCst) || self.fail_claims.load(Ordering::SeqCst) {
             return Err(full());
