@@ -7,6 +7,9 @@
 //! - `api [--seconds S] [--connections C] [--jobs J]`: `POST /jobs` and `GET /jobs/{id}` requests
 //!   per second with wrk, and resident memory idle and after J stored jobs, for this server and
 //!   the original Python design ([`api`]).
+//! - `store [--jobs N] [--concurrency C] [--rounds R]`: inserts per second into the SQLite store
+//!   with group commit against one statement per insert (the `jobs` crate's
+//!   `insert_throughput` example, built in release mode and run here).
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -19,15 +22,25 @@ mod overhead;
 mod server;
 
 const USAGE: &str = "usage: cargo xtask bench overhead [N=40] [--clip small|tiny] [--concurrency C=1] [--rounds R=5] [--poll-ms P=5] [--database-url URL] [--no-build]\n       \
-                     cargo xtask bench api [--seconds S=10] [--connections C=64] [--jobs J=100000] [--no-original] [--original-worker parked|run] [--database-url URL] [--no-build]";
+                     cargo xtask bench api [--seconds S=10] [--connections C=64] [--jobs J=100000] [--no-original] [--original-worker parked|run] [--database-url URL] [--no-build]\n       \
+                     cargo xtask bench store [--jobs N=20000] [--concurrency C=64] [--rounds R=5]";
 
 /// Dispatches `bench <name> [args]`.
 pub(crate) fn main(args: &[&str]) -> Result {
     match args {
         ["overhead", rest @ ..] => overhead::main(rest),
         ["api", rest @ ..] => api::main(rest),
+        ["store", rest @ ..] => store(rest),
         _ => Err(USAGE.into()),
     }
+}
+
+/// `bench store`: builds the `jobs` crate's `insert_throughput` example and runs it with `args`.
+fn store(args: &[&str]) -> Result {
+    let mut cargo = vec!["run", "--release", "--quiet", "--package", "jobs", "--example", "insert_throughput", "--"];
+    cargo.extend_from_slice(args);
+    eprintln!("bench store: {}\nload average (1, 5, 15 min) at the start: {}", machine(), load_average());
+    crate::run("cargo", &cargo)
 }
 
 /// Command-line arguments of one bench: `--name value` flags, `--name` switches and positionals.

@@ -39,5 +39,5 @@ pub mod webhook;
 pub use model::{InvalidRequest, Job, JobId, JobStatus, Progress, SubmitOptions};
 pub use runner::{FfmpegConfig, FfmpegRunner, RunError, RunReport, RunSpec, Runner};
 pub use service::{Jobs, JobsConfig, ListError, Page, Shutdown, SubmitError};
-pub use sqlite::SqliteStore;
+pub use sqlite::{SqliteOptions, SqliteStore};
 pub use store::{JobStore, ListQuery, MemoryStore, Outcome, StoreError};

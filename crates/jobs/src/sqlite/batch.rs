@@ -18,7 +18,7 @@ use crate::store::StoreError;
 
 /// Tasks that answer [`JobStore::get`](crate::JobStore::get) in batches, each with a reader connection.
 pub(super) const GET_TASKS: usize = 2;
-/// Most inserts committed in one statement.
+/// Most inserts committed in one statement, by default ([`SqliteOptions::max_insert_batch`](super::SqliteOptions::max_insert_batch)).
 pub(super) const MAX_INSERT_BATCH: usize = 256;
 /// Most jobs read by one batched `get` statement.
 pub(super) const MAX_GET_BATCH: usize = 128;
@@ -122,12 +122,17 @@ async fn get_jobs(pool: &SqlitePool, batch: &[PendingGet]) -> Result<Vec<Job>, S
     rows::jobs(rows.map_err(db)?)
 }
 
-/// The group-commit task: stores every insert waiting in `rx` (up to [`MAX_INSERT_BATCH`]) with
-/// one statement, replies with each stored job, and repeats until the store is dropped. A
-/// reply is sent only once the batch has committed; a failed batch stored nothing.
-pub(super) async fn commit_inserts(pool: SqlitePool, mut rx: mpsc::Receiver<PendingInsert>, health: Arc<WriteHealth>) {
-    let mut batch = Vec::with_capacity(MAX_INSERT_BATCH);
-    while rx.recv_many(&mut batch, MAX_INSERT_BATCH).await > 0 {
+/// The group-commit task: stores every insert waiting in `rx` (up to `max_batch`) with one
+/// statement, replies with each stored job, and repeats until the store is dropped. A reply is
+/// sent only once the batch has committed; a failed batch stored nothing.
+pub(super) async fn commit_inserts(
+    pool: SqlitePool,
+    mut rx: mpsc::Receiver<PendingInsert>,
+    health: Arc<WriteHealth>,
+    max_batch: usize,
+) {
+    let mut batch = Vec::with_capacity(max_batch);
+    while rx.recv_many(&mut batch, max_batch).await > 0 {
         let result = insert_jobs(&pool, &batch).await;
         health.record(&result);
         match result {

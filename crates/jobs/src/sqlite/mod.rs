@@ -21,7 +21,9 @@
 //! two hot paths are therefore batched: a group-commit task stores every insert waiting in its
 //! channel with one `INSERT ... SELECT FROM json_each(?)`, and two read tasks answer every
 //! waiting [`JobStore::get`](crate::JobStore::get) with one `SELECT ... WHERE id IN (SELECT value FROM json_each(?))`.
-//! Under light load a batch holds one job and nothing waits for a batch to fill.
+//! Under light load a batch holds one job and nothing waits for a batch to fill. `cargo xtask
+//! bench store` measures what group commit pays (docs/benchmarks.md: 8x the inserts per second
+//! with 64 concurrent submitters, the same with one).
 //!
 //! A write that returns `Ok` has committed; one that cannot commit (disk full, read-only file)
 //! returns [`StoreError::Unavailable`] and changed nothing; see
@@ -101,6 +103,39 @@ pub struct SqliteStore {
     health: Arc<WriteHealth>,
 }
 
+/// Tuning of a [`SqliteStore`]; [`Default`] is what the server uses.
+///
+/// ```
+/// let options = jobs::SqliteOptions::default().max_insert_batch(1); // no group commit
+/// assert_eq!(options.insert_batch_limit(), 1);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SqliteOptions {
+    max_insert_batch: usize,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        SqliteOptions { max_insert_batch: MAX_INSERT_BATCH }
+    }
+}
+
+impl SqliteOptions {
+    /// The most concurrent inserts committed by one statement (group commit), default 256.
+    /// `1` stores every insert with a statement of its own, which is what `cargo xtask bench
+    /// store` compares the default with (docs/benchmarks.md). `0` counts as `1`.
+    #[must_use]
+    pub fn max_insert_batch(mut self, jobs: usize) -> Self {
+        self.max_insert_batch = jobs.max(1);
+        self
+    }
+
+    /// The limit set by [`max_insert_batch`](Self::max_insert_batch), in jobs.
+    pub fn insert_batch_limit(&self) -> usize {
+        self.max_insert_batch
+    }
+}
+
 /// The running [`batch::checkpoint_wal`] task; dropping this stops it.
 #[derive(Debug)]
 struct Checkpointer {
@@ -122,10 +157,11 @@ impl SqliteStore {
         reader: SqlitePool,
         path: Option<PathBuf>,
         checkpointer: Option<Checkpointer>,
+        options: SqliteOptions,
     ) -> SqliteStore {
         let (inserts, rx) = mpsc::channel(MAX_INSERT_BATCH * 4);
         let health = Arc::new(WriteHealth::default());
-        tokio::spawn(commit_inserts(writer.clone(), rx, Arc::clone(&health)));
+        tokio::spawn(commit_inserts(writer.clone(), rx, Arc::clone(&health), options.max_insert_batch));
         let (gets, rx) = mpsc::channel(MAX_GET_BATCH * 4);
         let rx = Arc::new(tokio::sync::Mutex::new(rx));
         for _ in 0..GET_TASKS {

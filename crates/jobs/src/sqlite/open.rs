@@ -9,7 +9,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions, SqliteSy
 use tokio_util::sync::CancellationToken;
 
 use super::batch::checkpoint_wal;
-use super::{Checkpointer, SqliteStore};
+use super::{Checkpointer, SqliteOptions, SqliteStore};
 use crate::location::StoreLocation;
 
 /// The migrations in `crates/jobs/migrations/`, embedded at build time.
@@ -123,6 +123,14 @@ impl SqliteStore {
     /// - [`OpenError::UnknownMigration`]: a newer ffmpeg-worker migrated the file.
     /// - [`OpenError::Io`], [`OpenError::Database`], [`OpenError::Migrate`]: anything else.
     pub async fn open_path(path: &Path) -> Result<SqliteStore, OpenError> {
+        SqliteStore::open_path_with(path, SqliteOptions::default()).await
+    }
+
+    /// [`SqliteStore::open_path`] with non-default [`SqliteOptions`].
+    ///
+    /// # Errors
+    /// Those of [`SqliteStore::open_path`].
+    pub async fn open_path_with(path: &Path, options: SqliteOptions) -> Result<SqliteStore, OpenError> {
         check_file(path).await?;
         let base = SqliteConnectOptions::new()
             .filename(path)
@@ -148,7 +156,7 @@ impl SqliteStore {
         let stop = CancellationToken::new();
         let task = tokio::spawn(checkpoint_wal(checkpoint_conn, stop.clone()));
         let checkpointer = Checkpointer { stop, task: std::sync::Mutex::new(Some(task)) };
-        Ok(SqliteStore::start(writer, reader, Some(path.to_owned()), Some(checkpointer)))
+        Ok(SqliteStore::start(writer, reader, Some(path.to_owned()), Some(checkpointer), options))
     }
 
     /// A private database in memory, gone when the store is dropped: for tests. It has one
@@ -164,7 +172,7 @@ impl SqliteStore {
             .await
             .map_err(|source| OpenError::Database { path: path.to_owned(), source })?;
         migrate(&pool, path).await?;
-        Ok(SqliteStore::start(pool.clone(), pool, None, None))
+        Ok(SqliteStore::start(pool.clone(), pool, None, None, SqliteOptions::default()))
     }
 }
 

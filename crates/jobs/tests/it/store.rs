@@ -916,3 +916,14 @@ async fn sqlite_file_is_in_wal_mode_and_close_checkpoints_it() {
     assert!(matches!(store.claim_next().await, Err(StoreError::Database(_))));
     assert!(matches!(store.insert("y".to_owned(), SubmitOptions::default()).await, Err(StoreError::Database(_))));
 }
+
+/// Group commit off (`bench store`'s baseline; `0` counts as `1`): concurrent inserts are each
+/// stored once, with their own `seq`, as with the default.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_without_group_commit_stores_every_concurrent_insert() {
+    let dir = TempDir::new().unwrap();
+    let options = jobs::SqliteOptions::default().max_insert_batch(0);
+    assert_eq!(options.insert_batch_limit(), 1);
+    let store: Store = Arc::new(SqliteStore::open_path_with(&dir.path().join("jobs.db"), options).await.unwrap());
+    concurrent_inserts_get_distinct_seqs(&store).await;
+}
