@@ -190,11 +190,18 @@ pub trait JobStore: Send + Sync + 'static {
     /// Jobs in submission order, filtered and paged by `query`.
     async fn list(&self, query: &ListQuery) -> Result<Vec<Job>, StoreError>;
 
-    /// Atomically moves the next queued job (highest priority, then oldest) whose footprint
-    /// conflicts with no running job's ([`footprints_conflict`]) to `running`, stamping
-    /// `started_at` and counting the attempt. `None` when no queued job can start now. The
-    /// check and the transition are one atomic step across processes, so two jobs whose files
-    /// overlap never run at once.
+    /// Atomically moves the next queued job (highest priority, then oldest) that may start
+    /// now to `running`, stamping `started_at` and counting the attempt. `None` when no queued
+    /// job can start now. The check and the transition are one atomic step across processes,
+    /// so two jobs whose files overlap never run at once.
+    ///
+    /// A job may start when its footprint conflicts ([`footprints_conflict`]) with no running
+    /// job's and with no *earlier-submitted* (lower `seq`) queued job's: between conflicting
+    /// jobs submission order decides, whatever their priorities, so pass 2 of a two-pass
+    /// encode never starts before pass 1 (it waits for pass 1 to finish), and a job that reads
+    /// a file waits for the earlier job that writes it. Priority orders only jobs that do not
+    /// conflict with an earlier queued one. No job ever waits for a later one, so the oldest
+    /// of any set of conflicting queued jobs can always start once the running ones are done.
     async fn claim_next(&self) -> Result<Option<Job>, StoreError>;
 
     /// Records, before ffmpeg starts, what attempt `run.attempt` of the running job `id` may
@@ -400,10 +407,17 @@ impl JobStore for MemoryStore {
         let footprint = |id: &JobId| inner.footprints.get(id).and_then(Option::as_ref);
         let running: Vec<Option<&Footprint>> =
             inner.jobs.values().filter(|j| j.status == JobStatus::Running).map(|j| footprint(&j.id)).collect();
+        // Earlier-submitted queued jobs, by seq, for the "waits for earlier jobs" rule.
+        let queued: Vec<(i64, Option<&Footprint>)> =
+            inner.queue.iter().map(|((_, seq), id)| (*seq, footprint(id))).collect();
         let next = inner
             .queue
             .iter()
-            .find(|(_, id)| running.iter().all(|theirs| !footprints_conflict(footprint(id), *theirs)))
+            .find(|((_, seq), id)| {
+                let mine = footprint(id);
+                running.iter().all(|theirs| !footprints_conflict(mine, *theirs))
+                    && queued.iter().all(|(their_seq, theirs)| their_seq >= seq || !footprints_conflict(mine, *theirs))
+            })
             .map(|(key, id)| (*key, id.clone()));
         let Some((key, id)) = next else { return Ok(None) };
         inner.queue.remove(&key);

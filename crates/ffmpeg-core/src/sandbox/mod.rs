@@ -4,7 +4,8 @@
 //!
 //! Only relative paths are accepted. Absolute paths, `..` that escapes, symlinks that lead outside,
 //! `-`, `pipe:`, `fd:` and every other URL scheme (`http:`, `concat:`, `subfile:`, `data:`, ...)
-//! are refused. The one exception is the `-f null -` idiom (output discarded). Paths need not
+//! are refused. The one exception is the output of `-f null` (discarded): `-`, `/dev/null` or
+//! `NUL`, handed to ffmpeg as `-`. Paths need not
 //! exist: an earlier job may produce an input. Resolved paths reach ffmpeg as `file:` URLs, so a
 //! file named `-part6.mp4` or `http:x` cannot read as an option or a protocol.
 //!
@@ -60,12 +61,13 @@ mod options;
 mod path;
 mod resolved;
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::command::Command;
-use crate::policy::Policy;
+use crate::command::{Command, Output};
+use crate::policy::{OptionTreatment, Policy};
 
 pub use error::{PathProblem, SandboxError};
 pub use path::ResolvedPath;
@@ -152,9 +154,15 @@ impl Sandbox {
     /// (or file an option writes) may be an input (or a file an option reads). The first
     /// problem is returned.
     ///
+    /// An output that uses `-pass` without a `-passlogfile` for its video streams gets one:
+    /// `-passlogfile DATA/ffmpeg2pass` ([`DEFAULT_PASS_LOG_PREFIX`]) before its own options, so
+    /// that pass 1 and pass 2 run as two jobs find the log where ffmpeg would put it in a plain
+    /// directory (ffmpeg runs in a per-run scratch directory). It is listed among the
+    /// [`ResolvedCommand::option_files`] like a `-passlogfile` the client wrote.
+    ///
     /// # Errors
-    /// - A path that [`Sandbox::resolve`] refuses; `-` is accepted only as the output of
-    ///   `-f null`. An input path with a glob pattern (`%*`) is [`SandboxError::Path`].
+    /// - A path that [`Sandbox::resolve`] refuses; `-`, `/dev/null` and `NUL` are accepted
+    ///   only as the output of `-f null` (discarded). An input path with a glob pattern (`%*`) is [`SandboxError::Path`].
     /// - [`SandboxError::Forbidden`] for an option, value, filter or format the policy
     ///   forbids (also for an input `-f` the policy does not know).
     /// - [`SandboxError::Path`] for a path inside an option or filter graph.
@@ -191,9 +199,10 @@ impl Sandbox {
         }
 
         let mut outputs = Vec::with_capacity(command.outputs().len());
+        let mut injected = BTreeMap::new();
         for (index, output) in command.outputs().iter().enumerate() {
             let target = match (output.url(), output.format()) {
-                ("-", Some(format)) if format.eq_ignore_ascii_case("null") => Ok(OutputTarget::Null),
+                (url, Some(format)) if format.eq_ignore_ascii_case("null") && is_discard(url) => Ok(OutputTarget::Null),
                 (url, Some(format)) if format.eq_ignore_ascii_case("tee") => Err(SandboxError::Protocol {
                     position: output.position(),
                     argument: url.to_owned(),
@@ -211,6 +220,9 @@ impl Sandbox {
                 self.check_option(opt, Side::Output(index, dir), &mut checked)?;
             }
             outputs.push(target?);
+            if let Some(args) = self.default_pass_log(output, index, &mut checked)? {
+                injected.insert(index, args);
+            }
         }
 
         let resolved = ResolvedCommand {
@@ -219,9 +231,63 @@ impl Sandbox {
             outputs,
             values: checked.values,
             files: checked.files,
+            injected,
             format_whitelist: self.policy.input_format_whitelist(),
         };
         resolved.check_overwrites()?;
         Ok(resolved)
+    }
+}
+
+/// The name ffmpeg writes two-pass logs under when no `-passlogfile` is given
+/// (`DEFAULT_PASS_LOGFILENAME_PREFIX`, `fftools/ffmpeg.h`): `ffmpeg2pass-N.log`.
+pub const DEFAULT_PASS_LOG_PREFIX: &str = "ffmpeg2pass";
+
+/// Does the URL of a `-f null` output mean "discard"? `-`, and what tutorials write instead:
+/// `/dev/null`, and Windows' `NUL` (any case). The null muxer opens no file (`AVFMT_NOFILE`),
+/// so the name is never used; the sandbox hands ffmpeg `-`.
+fn is_discard(url: &str) -> bool {
+    url == "-" || url == "/dev/null" || url.eq_ignore_ascii_case("nul")
+}
+
+impl Sandbox {
+    /// For an output that uses `-pass` without a `-passlogfile` that covers its video streams
+    /// (none, or only ones with narrower stream specifiers), the `-passlogfile` to add before
+    /// its options: the data directory's `ffmpeg2pass`, where ffmpeg would write
+    /// `ffmpeg2pass-N.log` (and libx264 its `.mbtree`) in a plain directory. Records the file
+    /// like a `-passlogfile` the client wrote. `None` when nothing is to be added, or when the
+    /// policy does not resolve `-passlogfile` as a file.
+    fn default_pass_log(
+        &self,
+        output: &Output,
+        index: usize,
+        checked: &mut options::Checked,
+    ) -> Result<Option<Vec<String>>, SandboxError> {
+        let Some(pass) = output.options().iter().find(|o| o.name() == "pass" && o.value().is_some()) else {
+            return Ok(None);
+        };
+        // `-passlogfile` and `-passlogfile:v` name the log of every video stream (ffmpeg sets
+        // pass logs only for video streams); the last matching option wins per stream.
+        let covered = output.options().iter().any(|o| {
+            o.name() == "passlogfile" && o.value().is_some() && matches!(o.stream_specifier(), None | Some("v" | "V"))
+        });
+        let OptionTreatment::File(file_use) = *self.policy.option_rule("passlogfile").treatment() else {
+            return Ok(None);
+        };
+        if covered {
+            return Ok(None);
+        }
+        let context = format!("option `{}` (default pass log `{DEFAULT_PASS_LOG_PREFIX}`)", pass.flag());
+        let path = self
+            .resolve_file(DEFAULT_PASS_LOG_PREFIX, file_use, options::Side::Output(index, Path::new("")))
+            .map_err(|problem| SandboxError::Path {
+                position: pass.position(),
+                argument: pass.to_string(),
+                context: context.clone(),
+                problem,
+            })?;
+        let args = vec!["-passlogfile".to_owned(), path.as_str().to_owned()];
+        checked.files.push(OptionFile { position: pass.position(), context, path, file_use, output: Some(index) });
+        Ok(Some(args))
     }
 }

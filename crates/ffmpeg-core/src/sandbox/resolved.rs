@@ -53,6 +53,9 @@ pub struct ResolvedCommand {
     /// New values of options, by the option's position.
     pub(super) values: BTreeMap<usize, String>,
     pub(super) files: Vec<OptionFile>,
+    /// Arguments the sandbox adds before an output's own options, by output index (the
+    /// default `-passlogfile` of an output that uses `-pass` without one).
+    pub(super) injected: BTreeMap<usize, Vec<String>>,
     pub(super) format_whitelist: String,
 }
 
@@ -186,7 +189,10 @@ impl ResolvedCommand {
                 InputSource::Lavfi { graph } => args.push(graph.clone()),
             }
         }
-        for (output, target) in self.command.outputs().iter().zip(&self.outputs) {
+        for (index, (output, target)) in self.command.outputs().iter().zip(&self.outputs).enumerate() {
+            if let Some(injected) = self.injected.get(&index) {
+                args.extend(injected.iter().cloned());
+            }
             for opt in output.options() {
                 self.push_option(opt, &mut args);
             }

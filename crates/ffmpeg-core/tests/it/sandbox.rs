@@ -480,3 +480,111 @@ fn never_resolves_outside_the_root() {
         panic!("{e}");
     }
 }
+
+/// `-f null /dev/null` and `-f null NUL` (tutorials, Windows) discard like `-f null -`; other
+/// formats still may not write to them.
+#[test]
+fn null_output_spellings_discard() {
+    let f = fixture();
+    let s = &f.sandbox;
+    for url in ["-", "/dev/null", "NUL", "nul"] {
+        let line = format!("-i in.mp4 -an -f null {url}");
+        assert_eq!(
+            show(s.root(), resolve_line(s, &line)),
+            "-protocol_whitelist file -format_whitelist $FORMATS -i file:$DATA/in.mp4 -an -f null -",
+            "{line}"
+        );
+        let resolved = s.resolve_command(&Command::parse(&line).unwrap()).unwrap();
+        assert_eq!(resolved.outputs(), [OutputTarget::Null]);
+    }
+    assert_eq!(
+        show(s.root(), resolve_line(s, "-i in.mp4 -f mp4 /dev/null")),
+        "error: argument 5 `/dev/null`: absolute paths are not allowed; use a path relative to the data directory"
+    );
+    assert_eq!(
+        show(s.root(), resolve_line(s, "-i in.mp4 /dev/null")),
+        "error: argument 3 `/dev/null`: absolute paths are not allowed; use a path relative to the data directory"
+    );
+}
+
+/// An output with `-pass` and no `-passlogfile` for its video streams gets the data
+/// directory's `ffmpeg2pass` prefix, before its own options; a client's own prefix stays.
+#[test]
+fn default_pass_log_lives_in_the_data_directory() {
+    let f = fixture();
+    let s = &f.sandbox;
+    let root = s.root();
+    assert_eq!(
+        show(root, resolve_line(s, "-i in.mp4 -c:v libx264 -b:v 200k -pass 1 -an -f null /dev/null")),
+        "-protocol_whitelist file -format_whitelist $FORMATS -i file:$DATA/in.mp4 \
+         -passlogfile $DATA/ffmpeg2pass -c:v libx264 -b:v 200k -pass 1 -an -f null -"
+    );
+    // Per stream: a narrower `-passlogfile:v:0` leaves other video streams on the default.
+    assert_eq!(
+        show(root, resolve_line(s, "-i in.mp4 -pass:v 2 -passlogfile:v:0 logs/x out.mp4")),
+        "-protocol_whitelist file -format_whitelist $FORMATS -i file:$DATA/in.mp4 \
+         -passlogfile $DATA/ffmpeg2pass -pass:v 2 -passlogfile:v:0 $DATA/logs/x \
+         -protocol_whitelist file file:$DATA/out.mp4"
+    );
+    for line in [
+        "-i in.mp4 -pass 1 -passlogfile logs/x -f null -",
+        "-i in.mp4 -pass:v 1 -passlogfile:v logs/x -f null -",
+        "-i in.mp4 -c:v libx264 out.mp4",
+    ] {
+        let args = resolve_line(s, line).unwrap();
+        assert!(!args.iter().any(|a| a.ends_with("/ffmpeg2pass")), "{line}: {args:?}");
+    }
+    // Only the output that uses `-pass` gets one.
+    assert_eq!(
+        show(root, resolve_line(s, "-i in.mp4 -c copy a.mp4 -pass 2 b.mp4")),
+        "-protocol_whitelist file -format_whitelist $FORMATS -i file:$DATA/in.mp4 -c copy \
+         -protocol_whitelist file file:$DATA/a.mp4 -passlogfile $DATA/ffmpeg2pass -pass 2 \
+         -protocol_whitelist file file:$DATA/b.mp4"
+    );
+    let resolved = s.resolve_command(&Command::parse("-i in.mp4 -c copy a.mp4 -pass 2 b.mp4").unwrap()).unwrap();
+    let logs = resolved.output_side_files(1);
+    assert_eq!(logs.len(), 1);
+    assert_eq!(logs[0].relative(), Path::new("ffmpeg2pass"));
+    assert!(resolved.output_side_files(0).is_empty());
+    assert_eq!(resolved.option_files()[0].context(), "option `-pass` (default pass log `ffmpeg2pass`)");
+    let footprint = ffmpeg_core::footprint::Footprint::of(&resolved);
+    assert!(footprint.writes_file(Path::new("ffmpeg2pass-1.log")));
+    assert!(footprint.writes_file(Path::new("ffmpeg2pass-1.log.mbtree")));
+    // A policy that does not resolve `-passlogfile` as a file gets nothing added.
+    let plain = Sandbox::new(root).unwrap().with_policy(Policy::default().allow_option("passlogfile"));
+    let args = resolve_line(&plain, "-i in.mp4 -pass 1 -f null -").unwrap();
+    assert!(!args.iter().any(|a| a == "-passlogfile"), "{args:?}");
+}
+
+/// The tutorial's two passes, each run by the installed ffmpeg in a scratch directory of its
+/// own (as the runner does): pass 2 finds pass 1's default log (and x264's `.mbtree`) in the
+/// data directory. With a plain `ffmpeg2pass` in the scratch directory it would fail with
+/// "can't open stats file".
+#[test]
+fn two_passes_in_separate_working_directories_share_the_default_log() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let (scratch1, scratch2) = (tmp.path().join("run1"), tmp.path().join("run2"));
+    for dir in [&data, &scratch1, &scratch2] {
+        fs::create_dir(dir).unwrap();
+    }
+    let (ok, err) = ffmpeg(
+        &data,
+        &["-f", "lavfi", "-i", "testsrc=d=1:s=128x96:r=10", "-f", "lavfi", "-i", "sine=d=1", "-shortest", "in.mp4"]
+            .map(str::to_owned),
+    );
+    assert!(ok, "{err}");
+    fs::create_dir(data.join("out")).unwrap();
+    let sandbox = Sandbox::new(&data).unwrap();
+    let pass1 = "-i in.mp4 -c:v libx264 -b:v 200k -pass 1 -an -f null /dev/null";
+    let pass2 = "-i in.mp4 -c:v libx264 -b:v 200k -pass 2 -c:a aac out/2pass.mp4";
+    let args = sandbox.resolve_command(&Command::parse(pass1).unwrap()).unwrap().to_ffmpeg_args();
+    let (ok, err) = ffmpeg(&scratch1, &args);
+    assert!(ok, "{args:?}: {err}");
+    assert!(data.join("ffmpeg2pass-0.log").is_file() && data.join("ffmpeg2pass-0.log.mbtree").is_file());
+    assert_eq!(fs::read_dir(&scratch1).unwrap().count(), 0, "nothing left in the working directory");
+    let args = sandbox.resolve_command(&Command::parse(pass2).unwrap()).unwrap().to_ffmpeg_args();
+    let (ok, err) = ffmpeg(&scratch2, &args);
+    assert!(ok, "{args:?}: {err}");
+    assert!(fs::metadata(data.join("out/2pass.mp4")).unwrap().len() > 0);
+}

@@ -116,3 +116,47 @@ async fn names_the_installed_ffmpeg_does_not_know_are_422_with_a_hint() {
     let list: serde_json::Value = http.get(server.url("/jobs")).send().await.unwrap().json().await.unwrap();
     assert_eq!(list, serde_json::json!([]), "none was queued");
 }
+
+/// The tutorial's two-pass encode as two jobs submitted back to back to a server with two
+/// worker slots: pass 1 writes the default log (`ffmpeg2pass-0.log`, x264's `.mbtree`) in the
+/// data directory, pass 2 (given a higher priority, so that only the conflict rule holds it
+/// back) waits for pass 1 to finish and reads it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_pass_encode_as_two_jobs_with_two_workers() {
+    let server = Server::start(&["--concurrency", "2"]);
+    make_clip(server.data.path(), "in.mp4", 2);
+    let http = client();
+    let post = |body: serde_json::Value| {
+        let request = http.post(server.url("/jobs")).json(&body);
+        async move {
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status(), 201);
+            response.json::<serde_json::Value>().await.unwrap()["id"].as_str().unwrap().to_owned()
+        }
+    };
+    let pass1 = post(serde_json::json!({
+        "command": "-i in.mp4 -c:v libx264 -b:v 200k -pass 1 -an -f null /dev/null"
+    }))
+    .await;
+    let pass2 = post(serde_json::json!({
+        "command": "-i in.mp4 -c:v libx264 -b:v 200k -pass 2 -c:a aac out/2pass.mp4",
+        "priority": 10
+    }))
+    .await;
+    let first = wait_finished(&http, &server, &pass1, Duration::from_secs(90)).await.pop().unwrap();
+    let second = wait_finished(&http, &server, &pass2, Duration::from_secs(90)).await.pop().unwrap();
+    assert_eq!(first["status"], "completed", "{first}");
+    assert_eq!(second["status"], "completed", "{second}");
+    let files = first["output_files"].as_array().unwrap();
+    assert!(files.contains(&serde_json::json!("ffmpeg2pass-0.log")), "{first}");
+    assert!(files.contains(&serde_json::json!("ffmpeg2pass-0.log.mbtree")), "{first}");
+    assert_eq!(second["output_files"], serde_json::json!(["out/2pass.mp4"]));
+    let time = |job: &serde_json::Value, field: &str| {
+        time::OffsetDateTime::parse(job[field].as_str().unwrap(), &time::format_description::well_known::Rfc3339)
+            .unwrap()
+    };
+    assert!(time(&second, "started_at") >= time(&first, "completed_at"), "pass 2 waited: {first} {second}");
+    assert!(server.data.path().join("ffmpeg2pass-0.log").is_file());
+    let duration = ffprobe_duration(&server.data.path().join("out/2pass.mp4"));
+    assert!((duration - 2.0).abs() < 0.2, "output lasts {duration} s");
+}

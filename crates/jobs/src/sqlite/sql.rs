@@ -27,14 +27,17 @@ pub(super) const GET_MANY: &str =
 pub(super) const LIST: &str = concat!("SELECT ", job_columns!(), " FROM jobs WHERE seq > ?1 ORDER BY seq LIMIT ?2");
 pub(super) const LIST_STATUS: &str =
     concat!("SELECT ", job_columns!(), " FROM jobs WHERE status = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3");
+/// The claim of the first queued job in claim order when no queued job was submitted before
+/// it (nothing it could have to wait for): the claim when nothing runs, in one statement.
 /// `INDEXED BY`: without statistics SQLite's planner prefers `jobs_status` and sorts every
 /// queued job on each claim; the queue index reads the next one directly (and the statement
 /// fails to prepare, rather than slowing down, should the index ever be unusable).
-pub(super) const CLAIM: &str = concat!(
+pub(super) const CLAIM_IF_OLDEST: &str = concat!(
     "UPDATE jobs SET status = 'running', started_at = ?1, attempts = attempts + 1, progress = NULL \
      WHERE seq = (SELECT seq FROM jobs INDEXED BY jobs_queue WHERE status = 'queued' \
                   ORDER BY priority DESC, seq LIMIT 1) \
        AND status = 'queued' \
+       AND NOT EXISTS (SELECT 1 FROM jobs AS earlier WHERE earlier.status = 'queued' AND earlier.seq < jobs.seq) \
      RETURNING ",
     job_columns!()
 );
@@ -43,9 +46,17 @@ pub(super) const RUNNING_FOOTPRINTS: &str = "SELECT footprint FROM jobs WHERE st
 /// Queued and running jobs in submission order, with their status and footprint (NULL: unknown).
 pub(super) const ACTIVE_FOOTPRINTS: &str =
     "SELECT id, status, footprint FROM jobs WHERE status IN ('queued', 'running') ORDER BY seq";
-/// Queued jobs in claim order, with their footprints.
-pub(super) const QUEUED_FOOTPRINTS: &str = "SELECT seq, footprint FROM jobs INDEXED BY jobs_queue \
-                                            WHERE status = 'queued' ORDER BY priority DESC, seq";
+/// The first queued job in claim order, with its priority and footprint.
+pub(super) const QUEUED_FIRST: &str = "SELECT seq, priority, footprint FROM jobs INDEXED BY jobs_queue \
+                                       WHERE status = 'queued' ORDER BY priority DESC, seq LIMIT 1";
+/// ?1 priority, ?2 seq: the next queued job in claim order after the job (?1, ?2).
+pub(super) const QUEUED_AFTER: &str = "SELECT seq, priority, footprint FROM jobs INDEXED BY jobs_queue \
+                                       WHERE status = 'queued' AND (priority < ?1 OR (priority = ?1 AND seq > ?2)) \
+                                       ORDER BY priority DESC, seq LIMIT 1";
+/// ?1 seq, ?2 priority: footprints of the queued jobs submitted before the job (?2, ?1) that
+/// come after it in claim order (lower priority).
+pub(super) const EARLIER_LOWER_PRIORITY_FOOTPRINTS: &str =
+    "SELECT footprint FROM jobs WHERE status = 'queued' AND seq < ?1 AND priority < ?2";
 /// ?1 started_at, ?2 seq: the claim of one chosen queued job.
 pub(super) const CLAIM_SEQ: &str = concat!(
     "UPDATE jobs SET status = 'running', started_at = ?1, attempts = attempts + 1, progress = NULL \

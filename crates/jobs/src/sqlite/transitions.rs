@@ -58,38 +58,66 @@ async fn write_progress_outbox(tx: &mut WriteTx, id: &JobId) -> Result<(), Store
     write_outbox(tx, &due).await
 }
 
-/// Inside `tx`: claims the first queued job (in claim order) whose footprint conflicts with no
-/// running job's; `None` when there is none. Every writing statement runs to its end.
+/// Inside `tx`: claims the first queued job (in claim order) that may start now, by the rule
+/// of [`JobStore::claim_next`]: its footprint conflicts with no running job's and no
+/// earlier-submitted queued job's. `None` when there is none. Every writing statement runs to
+/// its end.
 async fn claim_in(tx: &mut WriteTx, started: i64) -> Result<Option<Job>, StoreError> {
-    use futures_util::TryStreamExt as _;
+    type Footprint = ffmpeg_core::footprint::Footprint;
+    let decode = |text: Option<String>| text.as_deref().map(decode_footprint).transpose();
     let running: Vec<Option<String>> = sqlx::query_scalar(RUNNING_FOOTPRINTS).fetch_all(tx.conn()).await.map_err(db)?;
-    let rows = if running.is_empty() {
-        // Nothing runs: the first queued job, in one statement (the common case).
-        sqlx::query_as::<_, JobRow>(CLAIM).bind(started).fetch_all(tx.conn()).await.map_err(db)?
-    } else {
-        let running =
-            running.iter().map(|f| f.as_deref().map(decode_footprint).transpose()).collect::<Result<Vec<_>, _>>()?;
-        // Queued jobs in claim order, read one by one until one can start beside the running
-        // ones (usually the first).
-        let mut chosen = None;
-        {
-            let mut queued = sqlx::query_as::<_, (i64, Option<String>)>(QUEUED_FOOTPRINTS).fetch(tx.conn());
-            while let Some((seq, footprint)) = queued.try_next().await.map_err(db)? {
-                let footprint = footprint.as_deref().map(decode_footprint).transpose()?;
-                if running.iter().all(|theirs| !footprints_conflict(footprint.as_ref(), theirs.as_ref())) {
-                    chosen = Some(seq);
+    if running.is_empty() {
+        // Nothing runs and the first job in claim order is the oldest queued one: it waits for
+        // nobody (the common case, one statement).
+        let rows = sqlx::query_as::<_, JobRow>(CLAIM_IF_OLDEST).bind(started).fetch_all(tx.conn()).await.map_err(db)?;
+        if let Some(row) = rows.into_iter().next() {
+            return Job::try_from(row).map(Some);
+        }
+    }
+    let running = running.into_iter().map(decode).collect::<Result<Vec<_>, _>>()?;
+    // Queued jobs in claim order, one query each (usually the first can start). `seen` holds
+    // the footprints of the jobs before the candidate in claim order: with the queued jobs of
+    // lower priority submitted earlier (queried per candidate), every job it may wait for.
+    let mut seen: Vec<(i64, Option<Footprint>)> = Vec::new();
+    let mut next =
+        sqlx::query_as::<_, (i64, i64, Option<String>)>(QUEUED_FIRST).fetch_all(tx.conn()).await.map_err(db)?.pop();
+    while let Some((seq, priority, footprint)) = next {
+        let footprint = decode(footprint)?;
+        let mut free = running.iter().all(|theirs| !footprints_conflict(footprint.as_ref(), theirs.as_ref()))
+            && seen.iter().all(|(s, theirs)| *s > seq || !footprints_conflict(footprint.as_ref(), theirs.as_ref()));
+        if free {
+            let earlier: Vec<Option<String>> = sqlx::query_scalar(EARLIER_LOWER_PRIORITY_FOOTPRINTS)
+                .bind(seq)
+                .bind(priority)
+                .fetch_all(tx.conn())
+                .await
+                .map_err(db)?;
+            for theirs in earlier {
+                if footprints_conflict(footprint.as_ref(), decode(theirs)?.as_ref()) {
+                    free = false;
                     break;
                 }
             }
         }
-        match chosen {
-            Some(seq) => {
-                sqlx::query_as::<_, JobRow>(CLAIM_SEQ).bind(started).bind(seq).fetch_all(tx.conn()).await.map_err(db)?
-            }
-            None => Vec::new(),
+        if free {
+            let rows = sqlx::query_as::<_, JobRow>(CLAIM_SEQ)
+                .bind(started)
+                .bind(seq)
+                .fetch_all(tx.conn())
+                .await
+                .map_err(db)?;
+            return rows.into_iter().next().map(Job::try_from).transpose();
         }
-    };
-    rows.into_iter().next().map(Job::try_from).transpose()
+        seen.push((seq, footprint));
+        next = sqlx::query_as::<_, (i64, i64, Option<String>)>(QUEUED_AFTER)
+            .bind(priority)
+            .bind(seq)
+            .fetch_all(tx.conn())
+            .await
+            .map_err(db)?
+            .pop();
+    }
+    Ok(None)
 }
 
 #[async_trait]

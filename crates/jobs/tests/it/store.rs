@@ -67,6 +67,7 @@ conformance!(
     list_by_status,
     list_pages_with_cursor,
     claim_by_priority_then_fifo,
+    claim_waits_for_earlier_conflicting_jobs,
     claim_on_empty_queue,
     finish_only_from_running,
     finish_records_each_outcome,
@@ -333,6 +334,53 @@ async fn claim_by_priority_then_fifo(store: &Store) {
         order.push(job.id);
     }
     assert_eq!(order, [b.id, d.id, a.id, c.id, e.id]);
+}
+
+/// A job with this command's footprint (resolved in a scratch data directory) and priority.
+async fn submit_with_footprint(store: &Store, command: &str, priority: i32) -> JobId {
+    use ffmpeg_core::{command::Command, footprint::Footprint, sandbox::Sandbox};
+    let dir = TempDir::new().unwrap();
+    let sandbox = Sandbox::new(dir.path()).unwrap();
+    let footprint = Footprint::of(&sandbox.resolve_command(&Command::parse(command).unwrap()).unwrap());
+    let options = SubmitOptions { priority, footprint, ..SubmitOptions::default() };
+    store.insert(command.to_owned(), options).await.unwrap().id
+}
+
+async fn claim_id(store: &Store) -> Option<JobId> {
+    store.claim_next().await.unwrap().map(|j| j.id)
+}
+
+/// Between jobs whose files overlap, submission order decides, not priority: pass 2 (higher
+/// priority, submitted later) waits for pass 1, queued or running; jobs that conflict with no
+/// earlier one go by priority. Both with something running and with nothing running.
+async fn claim_waits_for_earlier_conflicting_jobs(store: &Store) {
+    const PASS1: &str = "-i in.mp4 -c:v libx264 -b:v 200k -pass 1 -an -f null -";
+    const PASS2: &str = "-i in.mp4 -c:v libx264 -b:v 200k -pass 2 out/2pass.mp4";
+    let other = submit_with_footprint(store, "-i in.mp4 other.mp4", 20).await;
+    assert_eq!(claim_id(store).await, Some(other.clone()));
+    let pass1 = submit_with_footprint(store, PASS1, 0).await;
+    let pass2 = submit_with_footprint(store, PASS2, 10).await;
+    let unrelated = submit_with_footprint(store, "-i in.mp4 c.mp4", 5).await;
+    assert_eq!(claim_id(store).await, Some(unrelated.clone()), "pass 2 waits for the queued pass 1");
+    assert_eq!(claim_id(store).await, Some(pass1.clone()));
+    assert_eq!(claim_id(store).await, None, "pass 2 waits for the running pass 1");
+    store.finish(&pass1, Outcome::Completed { output_files: vec![] }, "").await.unwrap();
+    assert_eq!(claim_id(store).await, Some(pass2.clone()));
+    for id in [&other, &unrelated, &pass2] {
+        store.finish(id, Outcome::Completed { output_files: vec![] }, "").await.unwrap();
+    }
+
+    // Nothing running: the first job in claim order waits for an earlier one of lower priority.
+    let pass1 = submit_with_footprint(store, PASS1, -1).await;
+    let pass2 = submit_with_footprint(store, PASS2, 3).await;
+    let reader = submit_with_footprint(store, "-i out/2pass.mp4 -c copy copy.mp4", 9).await;
+    assert_eq!(claim_id(store).await, Some(pass1.clone()), "the oldest of the conflicting jobs starts");
+    assert_eq!(claim_id(store).await, None, "pass 2 waits for pass 1, the reader for pass 2");
+    store.finish(&pass1, Outcome::Failed { error: "x".to_owned() }, "").await.unwrap();
+    assert_eq!(claim_id(store).await, Some(pass2.clone()));
+    assert_eq!(claim_id(store).await, None, "the reader waits for the running pass 2");
+    store.finish(&pass2, Outcome::Cancelled, "").await.unwrap();
+    assert_eq!(claim_id(store).await, Some(reader));
 }
 
 async fn claim_on_empty_queue(store: &Store) {
