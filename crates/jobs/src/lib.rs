@@ -9,6 +9,7 @@
 //! - [`location`]: which store a `DATABASE_URL` names, and opening it.
 //! - [`runner`]: the [`Runner`] trait and [`FfmpegRunner`].
 //! - [`service`]: [`Jobs`], the service front ends call, and its worker pool.
+//! - [`events`]: the in-process event bus (status changes, live progress) and event ids.
 //! - [`outputs`]: which files a command produced.
 //! - [`exec_limits`]: what the operating system refuses when it starts ffmpeg.
 //! - [`webhook`]: webhook subscriptions, the outbox of deliveries, retry and address rules.
@@ -24,6 +25,7 @@
 //! does its blocking work off the runtime threads or through tokio's own I/O.
 
 pub mod encoded;
+pub mod events;
 pub mod exec_limits;
 pub mod location;
 pub mod model;

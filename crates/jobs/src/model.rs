@@ -276,6 +276,11 @@ pub struct Job {
     /// Who is told about the job's events (its own `webhook_url`, the server's `WEBHOOK_URL`).
     #[serde(default)]
     pub webhooks: Vec<WebhookSubscription>,
+    /// The job's event sequence: the id of its latest status event. 1 when queued, and one
+    /// more with every status change (claim, finish, cancel of a queued job, requeue,
+    /// recovery), in the same store write as the change, so it survives restarts and never
+    /// goes back. Progress does not change it (see [`crate::events`] for progress event ids).
+    pub event_seq: u64,
 }
 
 impl Job {
@@ -303,6 +308,7 @@ impl Job {
             attempts: 0,
             seq,
             webhooks: options.webhooks,
+            event_seq: 1,
         }
     }
 }

@@ -22,8 +22,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::encoded;
+use crate::events::{AllEvents, AllFilter, EventBus, EventId, JobEvents, Resume};
 use crate::exec_limits::ExecLimitError;
-use crate::model::{InvalidRequest, Job, JobId, MAX_PAGE_SIZE, SubmitOptions};
+use crate::model::{InvalidRequest, Job, JobId, MAX_PAGE_SIZE, Progress, SubmitOptions};
 use crate::outputs::{self, Snapshot};
 use crate::runner::{RunError, RunSpec, Runner};
 use crate::store::{CancelOutcome, JobStore, ListQuery, Outcome, Recovery, RunRecord, StatusCounts, StoreError};
@@ -40,6 +41,9 @@ pub const METRIC_RUN_SECONDS: &str = "ffmpeg_worker_job_run_seconds";
 const FINISH_RETRY_FIRST: Duration = Duration::from_millis(100);
 /// Longest wait between attempts to save a job's outcome.
 const FINISH_RETRY_MAX: Duration = Duration::from_secs(5);
+/// Shortest time between two progress writes of one job to the store. Subscribers of the
+/// event bus get every progress block; the store only needs the latest for `GET /jobs/{id}`.
+pub const PROGRESS_SAVE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Settings of the job service and its worker pool.
 #[derive(Debug, Clone)]
@@ -144,6 +148,7 @@ pub struct Jobs {
     sandbox: Arc<Sandbox>,
     config: JobsConfig,
     running: Mutex<HashMap<JobId, RunningJob>>,
+    events: EventBus,
 }
 
 impl std::fmt::Debug for Jobs {
@@ -155,7 +160,60 @@ impl std::fmt::Debug for Jobs {
 impl Jobs {
     /// A service over `store`, running jobs with `runner` inside `sandbox`.
     pub fn new(store: Arc<dyn JobStore>, runner: Arc<dyn Runner>, sandbox: Sandbox, config: JobsConfig) -> Arc<Jobs> {
-        Arc::new(Jobs { store, runner, sandbox: Arc::new(sandbox), config, running: Mutex::new(HashMap::new()) })
+        Arc::new(Jobs {
+            store,
+            runner,
+            sandbox: Arc::new(sandbox),
+            config,
+            running: Mutex::new(HashMap::new()),
+            events: EventBus::new(),
+        })
+    }
+
+    /// The event bus: every status change this service made, and the live progress of the
+    /// jobs it runs.
+    pub fn events(&self) -> &EventBus {
+        &self.events
+    }
+
+    /// The hook every status change goes through, right after the store committed it: `job`
+    /// is the job as the transition returned it (or as read back just after). Publishes it on
+    /// the [`EventBus`].
+    fn status_changed(&self, job: &Job) {
+        self.events.publish_status(job);
+    }
+
+    /// [`Jobs::status_changed`] for a transition that does not return the job (requeue,
+    /// recovery): reads it back first. A read that fails is logged; subscribers still get the
+    /// job's next change.
+    async fn status_changed_of(&self, id: &JobId) {
+        match self.store.get(id).await {
+            Ok(Some(job)) => self.status_changed(&job),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(job = %id, error = %e, "reading a job back to publish its status failed"),
+        }
+    }
+
+    /// The events of job `id` for a client that last saw `last_seen` (a reconnect's
+    /// `Last-Event-ID`; `None` for a first connection): [`Resume::Finished`] when that was the
+    /// job's final status event, else the current status, the latest progress (when running)
+    /// and every newer event until the final status.
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`], or the store failed.
+    pub async fn events_of(&self, id: &JobId, last_seen: Option<EventId>) -> Result<Resume, StoreError> {
+        // Subscribed before the read: a change committed after the read reaches the stream.
+        let subscription = self.events.subscribe(id);
+        let job = self.get(id).await?;
+        if job.status.is_finished() && last_seen.is_some_and(|last| last.status >= job.event_seq) {
+            return Ok(Resume::Finished);
+        }
+        Ok(Resume::Events(JobEvents::start(subscription, job)))
+    }
+
+    /// Every job's events from now on, filtered by `filter`.
+    pub fn all_events(&self, filter: AllFilter) -> AllEvents {
+        AllEvents::new(&self.events, filter)
     }
 
     /// The store, for reads.
@@ -217,6 +275,7 @@ impl Jobs {
             options.timeout_seconds = Some(t.min(max.as_secs()));
         }
         let job = self.store.insert(command.to_owned(), options).await?;
+        self.status_changed(&job);
         metrics::counter!(METRIC_SUBMITTED).increment(1);
         Ok(job)
     }
@@ -253,7 +312,11 @@ impl Jobs {
             })
             .await;
         }
-        self.store.recover(max_attempts).await
+        let recovery = self.store.recover(max_attempts).await?;
+        for id in recovery.requeued.iter().chain(&recovery.failed) {
+            self.status_changed_of(id).await;
+        }
+        Ok(recovery)
     }
 
     /// Cancels a job. A queued job is cancelled at once. A running job's process group is
@@ -265,6 +328,7 @@ impl Jobs {
     pub async fn cancel(&self, id: &JobId) -> Result<Job, StoreError> {
         match self.store.cancel(id).await? {
             CancelOutcome::Cancelled(job) => {
+                self.status_changed(&job);
                 metrics::counter!(METRIC_FINISHED, "status" => job.status.as_str()).increment(1);
                 Ok(job)
             }
@@ -376,6 +440,7 @@ impl Jobs {
         while !shutdown.stop_claiming.is_cancelled() {
             match self.store.claim_next().await {
                 Ok(Some(job)) => {
+                    self.status_changed(&job);
                     let span = tracing::info_span!("job", id = %job.id, attempt = job.attempts);
                     let id = job.id.clone();
                     // A bug that panics while running one job must not take the worker (and so
@@ -422,6 +487,7 @@ impl Jobs {
         loop {
             match self.store.finish(id, outcome.clone(), log).await {
                 Ok(job) => {
+                    self.status_changed(&job);
                     let status = job.status.as_str();
                     metrics::counter!(METRIC_FINISHED, "status" => status).increment(1);
                     let seconds = started.elapsed().unwrap_or_default().as_secs_f64();
@@ -447,6 +513,40 @@ impl Jobs {
                     }
                     wait = (wait * 2).min(FINISH_RETRY_MAX);
                 }
+            }
+        }
+    }
+
+    /// Writes the run's latest progress to the store, at most once per
+    /// [`PROGRESS_SAVE_INTERVAL`], until `run_ended` fires (a write under way is finished
+    /// first). A store answer that a client asked to cancel the job (through another process)
+    /// fires `cancel`. Returns the last snapshot written.
+    async fn save_progress(
+        &self,
+        id: &JobId,
+        mut rx: watch::Receiver<Option<Progress>>,
+        cancel: &CancellationToken,
+        run_ended: &CancellationToken,
+    ) -> Option<Progress> {
+        let mut saved = None;
+        loop {
+            tokio::select! {
+                biased;
+                () = run_ended.cancelled() => return saved,
+                changed = rx.changed() => if changed.is_err() { return saved },
+            }
+            let latest = rx.borrow_and_update().clone();
+            if let Some(progress) = latest {
+                match self.store.update_progress(id, &progress).await {
+                    Ok(true) => cancel.cancel(),
+                    Ok(false) => {}
+                    Err(e) => tracing::warn!(error = %e, "recording progress failed"),
+                }
+                saved = Some(progress);
+            }
+            tokio::select! {
+                () = run_ended.cancelled() => return saved,
+                () = tokio::time::sleep(PROGRESS_SAVE_INTERVAL) => {}
             }
         }
     }
@@ -502,30 +602,41 @@ impl Jobs {
         let timeout = job.timeout_seconds.map(Duration::from_secs).or(self.config.max_timeout);
         let (tx, mut rx) = watch::channel(None);
         let stop = CancellationToken::new();
-        let report = {
+        let run_ended = CancellationToken::new();
+        let mut publisher = self.events.publisher(&job);
+        // Progress goes to the bus as soon as the runner reports it; the store gets at most one
+        // write per `PROGRESS_SAVE_INTERVAL` (`save_progress`, beside the run, never cut short
+        // in the middle of a write), then the last snapshot once the run ended.
+        let run = async {
             let run = self.runner.run(RunSpec { job: &id, command: &resolved, timeout }, &tx, &stop);
             tokio::pin!(run);
-            loop {
+            let report = loop {
                 tokio::select! {
                     report = &mut run => break report,
                     Ok(()) = rx.changed() => {
-                        let latest = rx.borrow_and_update().clone();
-                        if let Some(progress) = latest {
-                            match self.store.update_progress(&id, &progress).await {
-                                Ok(true) => running.cancel.cancel(),
-                                Ok(false) => {}
-                                Err(e) => tracing::warn!(error = %e, "recording progress failed"),
-                            }
+                        if let Some(progress) = rx.borrow_and_update().clone() {
+                            publisher.publish(progress);
                         }
                     }
                     () = running.cancel.cancelled(), if !stop.is_cancelled() => stop.cancel(),
                     () = abort.cancelled(), if !stop.is_cancelled() => stop.cancel(),
                 }
+            };
+            if rx.has_changed().unwrap_or(false)
+                && let Some(progress) = rx.borrow_and_update().clone()
+            {
+                publisher.publish(progress);
             }
+            run_ended.cancel();
+            report
         };
-        let last = rx.borrow_and_update().clone();
-        if let Some(progress) = &last {
-            let _ = self.store.update_progress(&id, progress).await;
+        let (report, saved) = tokio::join!(run, self.save_progress(&id, tx.subscribe(), &running.cancel, &run_ended));
+        let last = tx.borrow().clone();
+        if let Some(progress) = &last
+            && saved.as_ref() != Some(progress)
+            && let Err(e) = self.store.update_progress(&id, progress).await
+        {
+            tracing::warn!(error = %e, "recording the last progress failed");
         }
 
         // ffmpeg may exit 0 having encoded nothing (`-ss` past the end): that is a failure too.
@@ -561,8 +672,9 @@ impl Jobs {
                     self.finish(&id, Outcome::Cancelled, &report.log_tail, started, abort).await;
                 } else {
                     tracing::info!(removed = files.len(), "job stopped by shutdown; back in the queue");
-                    if let Err(e) = self.store.requeue(&id).await {
-                        tracing::error!(error = %e, "re-queueing the job failed");
+                    match self.store.requeue(&id).await {
+                        Ok(()) => self.status_changed_of(&id).await,
+                        Err(e) => tracing::error!(error = %e, "re-queueing the job failed"),
                     }
                 }
             }

@@ -21,6 +21,8 @@
 //! of a job that asked for `job.progress`) also writes the job's webhook deliveries
 //! ([`crate::webhook::outbox`]) in the same transaction: the outbox that
 //! [`JobStore::claim_deliveries`] hands to the dispatcher.
+//! Every status change also adds one to the job's [`Job::event_seq`] in the same write, so a
+//! status event's id is durable (see [`crate::events`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
@@ -426,6 +428,7 @@ impl JobStore for MemoryStore {
         job.started_at = Some(OffsetDateTime::now_utc());
         job.attempts += 1;
         job.progress = None;
+        job.event_seq += 1;
         let job = job.clone();
         inner.write_status_outbox(&job, job.started_at.unwrap_or_else(OffsetDateTime::now_utc));
         Ok(Some(job))
@@ -487,6 +490,7 @@ impl JobStore for MemoryStore {
             return Err(conflict(job, "finish"));
         }
         job.completed_at = Some(OffsetDateTime::now_utc());
+        job.event_seq += 1;
         match outcome {
             Outcome::Completed { output_files } => {
                 job.status = JobStatus::Completed;
@@ -524,6 +528,7 @@ impl JobStore for MemoryStore {
             JobStatus::Queued => {
                 job.status = JobStatus::Cancelled;
                 job.completed_at = Some(OffsetDateTime::now_utc());
+                job.event_seq += 1;
                 let (key, job) = (queue_key(job), job.clone());
                 inner.queue.remove(&key);
                 inner.write_status_outbox(&job, job.completed_at.unwrap_or_else(OffsetDateTime::now_utc));
@@ -550,6 +555,7 @@ impl JobStore for MemoryStore {
         // A graceful stop is not a failed attempt: the next start is not counted against
         // the job's attempt limit (crash recovery, which cannot tell, does count it).
         job.attempts = job.attempts.saturating_sub(1);
+        job.event_seq += 1;
         let key = queue_key(job);
         inner.queue.insert(key, id.clone());
         drop(inner);
@@ -579,6 +585,7 @@ impl JobStore for MemoryStore {
             inner.jobs.values().filter(|j| j.status == JobStatus::Running).map(|j| j.id.clone()).collect();
         for id in running {
             let job = inner.job_mut(&id)?;
+            job.event_seq += 1;
             if job.attempts >= max_attempts {
                 job.status = JobStatus::Failed;
                 job.error = Some("interrupted".to_owned());

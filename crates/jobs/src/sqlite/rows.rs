@@ -88,6 +88,7 @@ pub(super) struct JobRow {
     error: Option<String>,
     attempts: i64,
     webhooks: String,
+    event_seq: i64,
 }
 
 impl TryFrom<JobRow> for Job {
@@ -128,6 +129,7 @@ impl TryFrom<JobRow> for Job {
             } else {
                 serde_json::from_str(&row.webhooks).map_err(|e| corrupt("webhooks", e))?
             },
+            event_seq: u64::try_from(row.event_seq).map_err(|e| corrupt("event_seq", e))?,
         })
     }
 }

@@ -8,7 +8,7 @@
 macro_rules! job_columns {
     () => {
         "seq, id, status, command, priority, timeout_seconds, metadata, created_at, started_at, \
-         completed_at, progress, output_files, error, attempts, webhooks"
+         completed_at, progress, output_files, error, attempts, webhooks, event_seq"
     };
 }
 
@@ -33,7 +33,8 @@ pub(super) const LIST_STATUS: &str =
 /// queued job on each claim; the queue index reads the next one directly (and the statement
 /// fails to prepare, rather than slowing down, should the index ever be unusable).
 pub(super) const CLAIM_IF_OLDEST: &str = concat!(
-    "UPDATE jobs SET status = 'running', started_at = ?1, attempts = attempts + 1, progress = NULL \
+    "UPDATE jobs SET status = 'running', started_at = ?1, attempts = attempts + 1, progress = NULL, \
+       event_seq = event_seq + 1 \
      WHERE seq = (SELECT seq FROM jobs INDEXED BY jobs_queue WHERE status = 'queued' \
                   ORDER BY priority DESC, seq LIMIT 1) \
        AND status = 'queued' \
@@ -59,7 +60,8 @@ pub(super) const EARLIER_LOWER_PRIORITY_FOOTPRINTS: &str =
     "SELECT footprint FROM jobs WHERE status = 'queued' AND seq < ?1 AND priority < ?2";
 /// ?1 started_at, ?2 seq: the claim of one chosen queued job.
 pub(super) const CLAIM_SEQ: &str = concat!(
-    "UPDATE jobs SET status = 'running', started_at = ?1, attempts = attempts + 1, progress = NULL \
+    "UPDATE jobs SET status = 'running', started_at = ?1, attempts = attempts + 1, progress = NULL, \
+       event_seq = event_seq + 1 \
      WHERE seq = ?2 AND status = 'queued' \
      RETURNING ",
     job_columns!()
@@ -78,7 +80,7 @@ pub(super) const UPDATE_PROGRESS: &str =
 /// ?2 status, ?3 completed_at, ?4 output files (NULL: keep), ?5 error (NULL: keep).
 pub(super) const FINISH: &str = concat!(
     "UPDATE jobs SET status = ?2, completed_at = ?3, output_files = COALESCE(?4, output_files), \
-       error = COALESCE(?5, error), cancel_requested = 0, \
+       error = COALESCE(?5, error), cancel_requested = 0, event_seq = event_seq + 1, \
        progress = CASE WHEN ?2 = 'completed' AND progress IS NOT NULL \
                   THEN json_set(progress, '$.percent', 100.0, '$.eta_seconds', 0.0) ELSE progress END \
      WHERE id = ?1 AND status = 'running' \
@@ -94,22 +96,24 @@ pub(super) const CANCEL: &str = concat!(
     "UPDATE jobs SET \
        status = CASE status WHEN 'queued' THEN 'cancelled' ELSE status END, \
        completed_at = CASE status WHEN 'queued' THEN ?2 ELSE completed_at END, \
-       cancel_requested = CASE status WHEN 'running' THEN 1 ELSE cancel_requested END \
+       cancel_requested = CASE status WHEN 'running' THEN 1 ELSE cancel_requested END, \
+       event_seq = CASE status WHEN 'queued' THEN event_seq + 1 ELSE event_seq END \
      WHERE id = ?1 AND status IN ('queued', 'running') \
      RETURNING ",
     job_columns!()
 );
 /// A graceful stop is not a failed attempt: the interrupted start is not counted.
 pub(super) const REQUEUE: &str = "UPDATE jobs SET status = 'queued', started_at = NULL, progress = NULL, \
-                       attempts = MAX(attempts - 1, 0) WHERE id = ?1 AND status = 'running'";
+                       attempts = MAX(attempts - 1, 0), event_seq = event_seq + 1 WHERE id = ?1 AND status = 'running'";
 pub(super) const DELETE: &str = "DELETE FROM jobs WHERE id = ?1 AND status IN ('completed', 'failed', 'cancelled')";
 pub(super) const RECOVER_FAIL: &str = concat!(
-    "UPDATE jobs SET status = 'failed', error = 'interrupted', completed_at = ?2, cancel_requested = 0 \
+    "UPDATE jobs SET status = 'failed', error = 'interrupted', completed_at = ?2, cancel_requested = 0, \
+       event_seq = event_seq + 1 \
      WHERE status = 'running' AND attempts >= ?1 RETURNING ",
     job_columns!()
 );
-pub(super) const RECOVER_REQUEUE: &str = "UPDATE jobs SET status = 'queued', started_at = NULL, progress = NULL \
-                               WHERE status = 'running' RETURNING seq, id";
+pub(super) const RECOVER_REQUEUE: &str = "UPDATE jobs SET status = 'queued', started_at = NULL, progress = NULL, \
+                               event_seq = event_seq + 1 WHERE status = 'running' RETURNING seq, id";
 pub(super) const PURGE: &str =
     "DELETE FROM jobs WHERE status IN ('completed', 'failed', 'cancelled') AND completed_at < ?1";
 pub(super) const COUNTS: &str = "SELECT status, COUNT(*) FROM jobs GROUP BY status";

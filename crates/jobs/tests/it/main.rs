@@ -3,6 +3,7 @@
 
 mod claims;
 mod encoded;
+mod events;
 mod exec_limits;
 mod full_disk;
 mod orphans;

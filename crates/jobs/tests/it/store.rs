@@ -89,6 +89,7 @@ conformance!(
     concurrent_claims_are_exclusive,
     refused_transition_changes_nothing,
     active_footprints_are_queued_and_running_jobs,
+    event_seq_counts_status_changes,
 );
 
 /// The footprints the files API checks: queued and running jobs only, in submission order,
@@ -119,6 +120,45 @@ async fn active_footprints_are_queued_and_running_jobs(store: &Store) {
     let touches = |i: usize, path: &str| active[i].footprint.as_ref().unwrap().touches_file(std::path::Path::new(path));
     assert!(touches(0, "in/b.mp4") && touches(0, "out/b.mkv") && !touches(0, "a.mp4"));
     assert!(touches(1, "c.wav") && touches(1, "c.mp3") && !touches(1, "done.mp4"));
+}
+
+/// A job's event sequence starts at 1 and grows by one with every status change, in the
+/// transition's own write (what every transition returns and what a later read sees agree);
+/// progress, a cancel request on a running job and refused transitions leave it alone.
+async fn event_seq_counts_status_changes(store: &Store) {
+    async fn seq(store: &Store, id: &JobId) -> u64 {
+        store.get(id).await.unwrap().unwrap().event_seq
+    }
+    let job = submit(store, "-i a.mp4 a.mkv").await;
+    assert_eq!(job.event_seq, 1);
+    assert_eq!(seq(store, &job.id).await, 1);
+
+    let claimed = store.claim_next().await.unwrap().unwrap();
+    assert_eq!(claimed.event_seq, 2);
+    store.update_progress(&job.id, &Progress { frame: Some(1), ..Progress::default() }).await.unwrap();
+    assert!(matches!(store.cancel(&job.id).await.unwrap(), CancelOutcome::Requested(_)));
+    assert_eq!(seq(store, &job.id).await, 2, "progress and a cancel request are not status changes");
+
+    store.requeue(&job.id).await.unwrap();
+    assert_eq!(seq(store, &job.id).await, 3);
+    assert_eq!(store.claim_next().await.unwrap().unwrap().event_seq, 4);
+    assert_eq!(store.recover(10).await.unwrap().requeued, vec![job.id.clone()]);
+    assert_eq!(seq(store, &job.id).await, 5);
+    store.claim_next().await.unwrap().unwrap();
+    assert_eq!(store.recover(1).await.unwrap().failed, vec![job.id.clone()]);
+    assert_eq!(seq(store, &job.id).await, 7, "claim 6, failed by recovery 7");
+    assert_conflict(store.cancel(&job.id).await, JobStatus::Failed, "cancel");
+    assert_eq!(seq(store, &job.id).await, 7, "a refused transition changes nothing");
+
+    let done = running(store, "-i b.mp4 b.mkv").await;
+    let finished = store.finish(&done.id, Outcome::Completed { output_files: vec![] }, "").await.unwrap();
+    assert_eq!((finished.event_seq, seq(store, &done.id).await), (3, 3));
+
+    let queued = submit(store, "-i c.mp4 c.mkv").await;
+    let CancelOutcome::Cancelled(cancelled) = store.cancel(&queued.id).await.unwrap() else {
+        panic!("a queued job is cancelled at once")
+    };
+    assert_eq!((cancelled.event_seq, seq(store, &queued.id).await), (2, 2));
 }
 
 /// Many clients polling the same job at once (the batched reads of the SQLite store once

@@ -19,12 +19,14 @@ use tokio_util::sync::CancellationToken;
 
 /// A [`MemoryStore`] whose `claim_next` and `finish` fail while switched to, counting calls.
 #[derive(Default)]
-struct FaultyStore {
-    inner: MemoryStore,
+pub(crate) struct FaultyStore {
+    pub(crate) inner: MemoryStore,
     fail_claims: AtomicBool,
     fail_finishes: AtomicBool,
     claims: AtomicUsize,
     finishes: AtomicUsize,
+    /// `update_progress` calls, each with the time it was made.
+    pub(crate) progress_writes: Mutex<Vec<(Instant, Progress)>>,
 }
 
 fn full() -> StoreError {
@@ -59,6 +61,7 @@ impl JobStore for FaultyStore {
         self.inner.wait_for_work(timeout).await;
     }
     async fn update_progress(&self, id: &JobId, progress: &Progress) -> Result<bool, StoreError> {
+        self.progress_writes.lock().unwrap().push((Instant::now(), progress.clone()));
         self.inner.update_progress(id, progress).await
     }
     async fn finish(&self, id: &JobId, outcome: Outcome, log: &str) -> Result<Job, StoreError> {

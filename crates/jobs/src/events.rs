@@ -1,0 +1,465 @@
+//! The in-process event bus: status changes and live progress, pushed to whoever listens
+//! (server-sent event streams, webhook delivery).
+//!
+//! A status change is first committed by the store (which adds one to the job's
+//! [`Job::event_seq`] in the same write), then [`Jobs`](crate::Jobs) publishes the job here
+//! ([`EventBus::publish_status`]). Live progress flows from the runner to the bus at ffmpeg's
+//! rate ([`ProgressPublisher`]), while the store is written at most once a second per job
+//! (the database is not a pub/sub bus).
+//!
+//! # Event ids
+//!
+//! Every event has an [`EventId`], written `S` for a status event (S = the job's
+//! `event_seq` after the change, kept in the store) and `S.k` for the k-th progress event
+//! (k = 1, 2, ...) of the run that status `S` started. Ids of one job only grow, and are never
+//! reused across restarts: progress numbers live in memory only, but a restart always changes
+//! the status of a job that was running (recovery), so its next run has a new `S`.
+//!
+//! # Slow subscribers
+//!
+//! Each job has a bounded broadcast channel ([`EventBus::JOB_CAPACITY`] events) and a `watch`
+//! of its latest state. A subscriber that falls further behind than the channel holds skips to
+//! the latest state (the current status and the latest progress) instead of a backlog:
+//! publishing never waits for a subscriber, and memory does not grow with a slow one.
+//! Per-job channels exist only while someone subscribes or a run of the job in this process
+//! publishes progress; jobs nobody watches cost nothing here.
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{broadcast, watch};
+
+use crate::model::{Job, JobId, JobStatus, Progress};
+
+/// The id of an event of one job: `status` is the job's [`Job::event_seq`] when the event was
+/// published, `progress` 0 for a status event and k >= 1 for the k-th progress event of the
+/// run that status started. Ordered by `(status, progress)`; written `S` or `S.k`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct EventId {
+    /// The job's event sequence.
+    pub status: u64,
+    /// 0 for a status event; k for the k-th progress event since that status.
+    pub progress: u64,
+}
+
+impl EventId {
+    /// The id of the status event that `job` is.
+    pub fn of_status(job: &Job) -> EventId {
+        EventId { status: job.event_seq, progress: 0 }
+    }
+}
+
+impl fmt::Display for EventId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.progress == 0 { write!(f, "{}", self.status) } else { write!(f, "{}.{}", self.status, self.progress) }
+    }
+}
+
+/// The text is not an event id (`S` or `S.k`, decimal digits).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not an event id (expected `N` or `N.K`, decimal)")]
+pub struct InvalidEventId(pub String);
+
+impl FromStr for EventId {
+    type Err = InvalidEventId;
+
+    fn from_str(s: &str) -> Result<EventId, InvalidEventId> {
+        let invalid = || InvalidEventId(s.to_owned());
+        let number = |t: &str| {
+            if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(invalid());
+            }
+            t.parse::<u64>().map_err(|_| invalid())
+        };
+        match s.split_once('.') {
+            None => Ok(EventId { status: number(s)?, progress: 0 }),
+            Some((status, progress)) => {
+                let progress = number(progress)?;
+                if progress == 0 {
+                    return Err(invalid());
+                }
+                Ok(EventId { status: number(status)?, progress })
+            }
+        }
+    }
+}
+
+/// A progress event: the latest snapshot of a running job.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProgressEvent {
+    /// The job.
+    pub job: JobId,
+    /// The event's id (`S.k`).
+    pub id: EventId,
+    /// The snapshot.
+    pub progress: Arc<Progress>,
+}
+
+/// One event on the bus.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// The job changed status (the whole job after the change).
+    Status(Arc<Job>),
+    /// A running job reported progress.
+    Progress(ProgressEvent),
+}
+
+impl Event {
+    /// The event's id.
+    pub fn id(&self) -> EventId {
+        match self {
+            Event::Status(job) => EventId::of_status(job),
+            Event::Progress(p) => p.id,
+        }
+    }
+
+    /// The job it is about.
+    pub fn job_id(&self) -> &JobId {
+        match self {
+            Event::Status(job) => &job.id,
+            Event::Progress(p) => &p.job,
+        }
+    }
+
+    /// Whether this is a status event with a final status (no event of the job follows).
+    pub fn is_final(&self) -> bool {
+        matches!(self, Event::Status(job) if job.status.is_finished())
+    }
+}
+
+/// The latest known state of one job on the bus.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Latest {
+    /// The latest status event published while the job's channel existed.
+    pub status: Option<Arc<Job>>,
+    /// The latest progress event of the current run (cleared by a newer status).
+    pub progress: Option<ProgressEvent>,
+}
+
+/// The bus (see the [module docs](self)). Cheap to clone; clones share the bus.
+#[derive(Debug, Clone)]
+pub struct EventBus {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    channels: Mutex<HashMap<JobId, Channel>>,
+    all: broadcast::Sender<Event>,
+}
+
+#[derive(Debug)]
+struct Channel {
+    latest: watch::Sender<Latest>,
+    events: broadcast::Sender<Event>,
+    /// Subscriptions and publishers holding the channel; removed at 0.
+    users: usize,
+}
+
+impl Default for EventBus {
+    fn default() -> Self {
+        EventBus::new()
+    }
+}
+
+impl EventBus {
+    /// Events a job's channel holds for a subscriber that is behind; further behind, it skips
+    /// to the latest state.
+    pub const JOB_CAPACITY: usize = 64;
+    /// Events the all-jobs channel ([`EventBus::subscribe_all`]) holds for a subscriber that is
+    /// behind; further behind, it is told how many it missed ([`AllEvents::next`]).
+    pub const ALL_CAPACITY: usize = 4096;
+
+    /// An empty bus.
+    pub fn new() -> EventBus {
+        let (all, _) = broadcast::channel(Self::ALL_CAPACITY);
+        EventBus { inner: Arc::new(Inner { channels: Mutex::new(HashMap::new()), all }) }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<JobId, Channel>> {
+        // Each method leaves the map consistent between statements: recover the guard.
+        self.inner.channels.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Publishes a status change that the store has committed. An event older than (or as
+    /// old as) the job's latest known status is dropped, so racing publishers never move a
+    /// subscriber's view backwards. Never waits.
+    pub fn publish_status(&self, job: &Job) {
+        let mut channels = self.lock();
+        let event = Event::Status(Arc::new(job.clone()));
+        if let Some(channel) = channels.get_mut(&job.id) {
+            let newer = channel.latest.borrow().status.as_ref().is_none_or(|s| s.event_seq < job.event_seq);
+            if !newer {
+                return;
+            }
+            channel.latest.send_modify(|latest| {
+                latest.status = Some(Arc::new(job.clone()));
+                if latest.progress.as_ref().is_some_and(|p| p.id.status != job.event_seq) {
+                    latest.progress = None;
+                }
+            });
+            let _ = channel.events.send(event.clone());
+        }
+        // Sent under the lock: every subscriber sees one job's events in publishing order.
+        let _ = self.inner.all.send(event);
+    }
+
+    /// A publisher of the progress of `job`'s current run (`job` as its claim returned it):
+    /// keeps the job's channel, numbers its events `S.1`, `S.2`, ... Drop it when the run ends.
+    pub fn publisher(&self, job: &Job) -> ProgressPublisher {
+        self.acquire(&job.id);
+        ProgressPublisher { bus: self.clone(), job: job.id.clone(), status: job.event_seq, count: 0 }
+    }
+
+    /// Subscribes to one job's events. Subscribe *before* reading the job from the store:
+    /// then every change committed after that read reaches the subscription.
+    pub fn subscribe(&self, id: &JobId) -> JobSubscription {
+        let (latest, events) = self.acquire(id);
+        JobSubscription { bus: self.clone(), job: id.clone(), latest, events }
+    }
+
+    /// Subscribes to every job's events (status changes and progress, in publishing order).
+    pub fn subscribe_all(&self) -> broadcast::Receiver<Event> {
+        self.inner.all.subscribe()
+    }
+
+    /// The latest state of every job the bus holds a channel for (jobs running in this process
+    /// and jobs someone watches).
+    pub fn latest_all(&self) -> Vec<Latest> {
+        self.lock().values().map(|c| c.latest.borrow().clone()).collect()
+    }
+
+    /// Number of per-job channels (jobs running here or watched), for tests and metrics.
+    pub fn channels(&self) -> usize {
+        self.lock().len()
+    }
+
+    fn acquire(&self, id: &JobId) -> (watch::Receiver<Latest>, broadcast::Receiver<Event>) {
+        let mut channels = self.lock();
+        let channel = channels.entry(id.clone()).or_insert_with(|| Channel {
+            latest: watch::Sender::new(Latest::default()),
+            events: broadcast::Sender::new(Self::JOB_CAPACITY),
+            users: 0,
+        });
+        channel.users += 1;
+        (channel.latest.subscribe(), channel.events.subscribe())
+    }
+
+    fn release(&self, id: &JobId) {
+        let mut channels = self.lock();
+        if let Some(channel) = channels.get_mut(id) {
+            channel.users -= 1;
+            if channel.users == 0 {
+                channels.remove(id);
+            }
+        }
+    }
+}
+
+/// Publishes one run's progress ([`EventBus::publisher`]).
+#[derive(Debug)]
+pub struct ProgressPublisher {
+    bus: EventBus,
+    job: JobId,
+    status: u64,
+    count: u64,
+}
+
+impl ProgressPublisher {
+    /// Publishes the next progress snapshot of the run. Never waits.
+    pub fn publish(&mut self, progress: Progress) {
+        self.count += 1;
+        let event = ProgressEvent {
+            job: self.job.clone(),
+            id: EventId { status: self.status, progress: self.count },
+            progress: Arc::new(progress),
+        };
+        let mut channels = self.bus.lock();
+        if let Some(channel) = channels.get_mut(&self.job) {
+            // A newer status (the run was cancelled or requeued meanwhile) makes this stale.
+            if channel.latest.borrow().status.as_ref().is_some_and(|s| s.event_seq > self.status) {
+                return;
+            }
+            channel.latest.send_modify(|latest| latest.progress = Some(event.clone()));
+            let _ = channel.events.send(Event::Progress(event.clone()));
+        }
+        let _ = self.bus.inner.all.send(Event::Progress(event));
+    }
+}
+
+impl Drop for ProgressPublisher {
+    fn drop(&mut self) {
+        self.bus.release(&self.job);
+    }
+}
+
+/// A subscription to one job's events ([`EventBus::subscribe`]); most callers use
+/// [`JobEvents`], which adds the store's view and resumption.
+#[derive(Debug)]
+pub struct JobSubscription {
+    bus: EventBus,
+    job: JobId,
+    latest: watch::Receiver<Latest>,
+    events: broadcast::Receiver<Event>,
+}
+
+impl JobSubscription {
+    /// The latest state the bus knows of the job.
+    pub fn latest(&self) -> Latest {
+        self.latest.borrow().clone()
+    }
+}
+
+impl Drop for JobSubscription {
+    fn drop(&mut self) {
+        self.bus.release(&self.job);
+    }
+}
+
+/// What a job's event stream starts with, given the id of the last event a client saw.
+#[derive(Debug)]
+pub enum Resume {
+    /// The client saw the job's final event: nothing follows (HTTP: 204).
+    Finished,
+    /// The stream: first the current status and latest progress, then live events, ending
+    /// after the final status.
+    Events(JobEvents),
+}
+
+/// One job's events for a client ([`crate::Jobs::events_of`]): the current status, the latest
+/// progress, then every newer event; it ends after the final status. A client too slow for
+/// the channel skips to the latest state.
+#[derive(Debug)]
+pub struct JobEvents {
+    subscription: JobSubscription,
+    pending: VecDeque<Event>,
+    /// The newest event handed out.
+    last: EventId,
+    done: bool,
+}
+
+impl JobEvents {
+    /// Starts from `stored` (the job as read from the store after `subscription` was taken).
+    pub fn start(subscription: JobSubscription, stored: Job) -> JobEvents {
+        let mut events = JobEvents { subscription, pending: VecDeque::new(), last: EventId::default(), done: false };
+        // The store may be behind the bus (a change published between our read and now) or
+        // ahead of it (the bus had no channel for the job when it changed): take the newer.
+        let latest = events.subscription.latest();
+        let status = match latest.status {
+            Some(bus) if bus.event_seq > stored.event_seq => bus,
+            _ => Arc::new(stored),
+        };
+        let progress = latest.progress.filter(|p| p.id.status == status.event_seq && !status.status.is_finished());
+        events.pending.push_back(Event::Status(status));
+        events.pending.extend(progress.map(Event::Progress));
+        events
+    }
+
+    /// The next event; `None` once the final status was handed out.
+    pub async fn next(&mut self) -> Option<Event> {
+        loop {
+            if let Some(event) = self.pending.pop_front() {
+                if let Some(event) = self.accept(event) {
+                    return Some(event);
+                }
+                continue;
+            }
+            if self.done {
+                return None;
+            }
+            match self.subscription.events.recv().await {
+                Ok(event) => {
+                    if let Some(event) = self.accept(event) {
+                        return Some(event);
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    let latest = self.subscription.latest();
+                    self.pending.extend(latest.status.map(Event::Status));
+                    self.pending.extend(latest.progress.map(Event::Progress));
+                }
+                // The subscription keeps its channel (and so its sender) alive.
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    }
+
+    /// `event` if it is newer than what was handed out (and notes it), else `None`.
+    fn accept(&mut self, event: Event) -> Option<Event> {
+        if self.done || event.id() <= self.last {
+            return None;
+        }
+        self.last = event.id();
+        self.done = event.is_final();
+        Some(event)
+    }
+}
+
+/// Which events [`AllEvents`] passes on.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AllFilter {
+    /// Status events only of jobs entering one of these statuses; empty: every status.
+    pub statuses: Vec<JobStatus>,
+    /// Whether progress events are passed on too.
+    pub progress: bool,
+}
+
+/// What [`AllEvents::next`] yields.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AllItem {
+    /// An event.
+    Event(Event),
+    /// The subscriber fell behind and this many events were skipped (status changes among
+    /// them are lost to this stream: re-read the jobs to catch up). The latest state of the
+    /// jobs the bus holds follows.
+    Skipped(u64),
+}
+
+/// Every job's events, filtered ([`crate::Jobs::all_events`]).
+#[derive(Debug)]
+pub struct AllEvents {
+    bus: EventBus,
+    receiver: broadcast::Receiver<Event>,
+    filter: AllFilter,
+    pending: VecDeque<AllItem>,
+}
+
+impl AllEvents {
+    pub(crate) fn new(bus: &EventBus, filter: AllFilter) -> AllEvents {
+        AllEvents { bus: bus.clone(), receiver: bus.subscribe_all(), filter, pending: VecDeque::new() }
+    }
+
+    fn passes(&self, event: &Event) -> bool {
+        match event {
+            Event::Status(job) => self.filter.statuses.is_empty() || self.filter.statuses.contains(&job.status),
+            Event::Progress(_) => self.filter.progress,
+        }
+    }
+
+    /// The next event that passes the filter; never ends while the bus lives.
+    pub async fn next(&mut self) -> Option<AllItem> {
+        loop {
+            if let Some(item) = self.pending.pop_front() {
+                return Some(item);
+            }
+            match self.receiver.recv().await {
+                Ok(event) if self.passes(&event) => return Some(AllItem::Event(event)),
+                Ok(_) => {}
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    self.pending.push_back(AllItem::Skipped(n));
+                    for latest in self.bus.latest_all() {
+                        let events = latest.status.map(Event::Status).into_iter();
+                        for event in events.chain(latest.progress.map(Event::Progress)) {
+                            if self.passes(&event) {
+                                self.pending.push_back(AllItem::Event(event));
+                            }
+                        }
+                    }
+                }
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    }
+}

@@ -1,0 +1,205 @@
+//! The event bus: event ids, what a job's stream carries (every status change, live progress,
+//! the end), resumption, slow subscribers, and progress written to the store at most once a
+//! second while the bus gets every block.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use ffmpeg_core::sandbox::Sandbox;
+use jobs::events::{AllFilter, AllItem, Event, EventBus, EventId, JobEvents, Resume};
+use jobs::{Job, JobStatus, JobStore, Jobs, JobsConfig, Progress, RunReport, RunSpec, Runner, Shutdown, SubmitOptions};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::store_faults::FaultyStore;
+
+#[test]
+fn event_ids_round_trip_and_refuse_anything_else() {
+    for (text, id) in [("1", (1, 0)), ("17.3", (17, 3)), ("18446744073709551615.1", (u64::MAX, 1))] {
+        let parsed: EventId = text.parse().unwrap();
+        assert_eq!((parsed.status, parsed.progress), id);
+        assert_eq!(parsed.to_string(), text);
+    }
+    for bad in ["", ".", "1.", ".1", "1.0", "a", "-1", "+1", "1.2.3", " 1", "18446744073709551616"] {
+        assert!(bad.parse::<EventId>().is_err(), "{bad:?} was accepted");
+    }
+    let order: Vec<EventId> = ["1", "2", "2.1", "2.2", "2.10", "3"].iter().map(|t| t.parse().unwrap()).collect();
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "ids order by status, then progress: {order:?}");
+}
+
+/// A runner that reports `updates` progress blocks (frame 1, 2, ...) `gap` apart, then succeeds.
+struct ProgressRunner {
+    updates: u64,
+    gap: Duration,
+}
+
+#[async_trait]
+impl Runner for ProgressRunner {
+    async fn run(
+        &self,
+        spec: RunSpec<'_>,
+        progress: &watch::Sender<Option<Progress>>,
+        _: &CancellationToken,
+    ) -> RunReport {
+        for frame in 1..=self.updates {
+            progress.send_replace(Some(Progress { frame: Some(frame), ..Progress::default() }));
+            tokio::time::sleep(self.gap).await;
+        }
+        for target in spec.command.outputs() {
+            if let ffmpeg_core::sandbox::OutputTarget::File(p) = target {
+                std::fs::write(p.as_path(), b"encoded").unwrap();
+            }
+        }
+        RunReport { result: Ok(()), log_tail: String::new() }
+    }
+}
+
+fn service(runner: ProgressRunner) -> (tempfile::TempDir, Arc<FaultyStore>, Arc<Jobs>) {
+    let dir = tempfile::tempdir().unwrap();
+    let sandbox = Sandbox::new(dir.path()).unwrap();
+    let store = Arc::new(FaultyStore::default());
+    let config = JobsConfig { concurrency: 1, idle_wait: Duration::from_millis(50), ..JobsConfig::default() };
+    let jobs = Jobs::new(Arc::clone(&store) as Arc<dyn JobStore>, Arc::new(runner), sandbox, config);
+    (dir, store, jobs)
+}
+
+async fn next(events: &mut JobEvents) -> Option<Event> {
+    tokio::time::timeout(Duration::from_secs(30), events.next()).await.expect("no event within 30 s")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_carries_every_status_and_live_progress_while_the_store_is_written_at_most_once_a_second() {
+    let (_dir, store, jobs) = service(ProgressRunner { updates: 150, gap: Duration::from_millis(10) });
+    let job = jobs.submit("-f lavfi -i testsrc out.mkv", SubmitOptions::default()).await.unwrap();
+    let Resume::Events(mut events) = jobs.events_of(&job.id, None).await.unwrap() else { panic!("not finished") };
+    let mut all = jobs.all_events(AllFilter { statuses: vec![], progress: true });
+    let shutdown = Shutdown::default();
+    let _workers = jobs.spawn_workers(&shutdown);
+
+    let mut seen = Vec::new();
+    while let Some(event) = next(&mut events).await {
+        seen.push(event);
+    }
+    let ids: Vec<String> = seen.iter().map(|e| e.id().to_string()).collect();
+    assert!(seen.windows(2).all(|w| w[0].id() < w[1].id()), "ids grow: {ids:?}");
+    let statuses: Vec<(JobStatus, String)> = seen
+        .iter()
+        .filter_map(|e| match e {
+            Event::Status(j) => Some((j.status, e.id().to_string())),
+            Event::Progress(_) => None,
+        })
+        .collect();
+    let expected = [(JobStatus::Queued, "1"), (JobStatus::Running, "2"), (JobStatus::Completed, "3")];
+    assert_eq!(statuses, expected.map(|(s, id)| (s, id.to_owned())), "{ids:?}");
+    let progress: Vec<&Event> = seen.iter().filter(|e| matches!(e, Event::Progress(_))).collect();
+    assert!(!progress.is_empty(), "{ids:?}");
+    assert!(progress.iter().all(|e| e.id().status == 2 && e.job_id() == &job.id));
+
+    // The store: at most one write a second, except the last snapshot, saved when the run ended.
+    let writes = store.progress_writes.lock().unwrap().clone();
+    assert!(writes.len() < 150, "the store got every block ({} writes)", writes.len());
+    let (last_at, last) = writes.last().unwrap();
+    assert_eq!(last.frame, Some(150), "the final progress is saved");
+    for pair in writes.windows(2) {
+        if pair[1].0 != *last_at {
+            let gap = pair[1].0 - pair[0].0;
+            assert!(gap >= Duration::from_millis(999), "two progress writes {gap:?} apart");
+        }
+    }
+    let stored = jobs.get(&job.id).await.unwrap();
+    assert_eq!(stored.progress.and_then(|p| p.frame), Some(150));
+
+    // The all-jobs stream saw the same job's events, each naming the job.
+    let mut all_ids = Vec::new();
+    while let Ok(Some(item)) = tokio::time::timeout(Duration::from_millis(200), all.next()).await {
+        let AllItem::Event(event) = item else { panic!("skipped events with one slow-free subscriber") };
+        assert_eq!(event.job_id(), &job.id);
+        all_ids.push(event.id());
+    }
+    assert_eq!(all_ids.first().map(ToString::to_string).as_deref(), Some("2"), "subscribed after the submit");
+    assert_eq!(all_ids.last().map(ToString::to_string).as_deref(), Some("3"));
+    shutdown.stop_claiming.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_finished_job_answers_its_final_status_or_finished_for_a_client_that_saw_it() {
+    let (_dir, _store, jobs) = service(ProgressRunner { updates: 3, gap: Duration::ZERO });
+    let job = jobs.submit("-f lavfi -i testsrc out.mkv", SubmitOptions::default()).await.unwrap();
+    let shutdown = Shutdown::default();
+    let _workers = jobs.spawn_workers(&shutdown);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !jobs.get(&job.id).await.unwrap().status.is_finished() {
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    for last_seen in [None, Some("1"), Some("2.3"), Some("2")] {
+        let last_seen = last_seen.map(|t| t.parse().unwrap());
+        let Resume::Events(mut events) = jobs.events_of(&job.id, last_seen).await.unwrap() else {
+            panic!("{last_seen:?} was not the final event")
+        };
+        let Some(Event::Status(status)) = next(&mut events).await else { panic!("no status") };
+        assert_eq!((status.status, status.event_seq), (JobStatus::Completed, 3));
+        assert!(next(&mut events).await.is_none(), "the stream ends after the final status");
+    }
+    for last_seen in ["3", "4", "3.1"] {
+        let resume = jobs.events_of(&job.id, Some(last_seen.parse().unwrap())).await.unwrap();
+        assert!(matches!(resume, Resume::Finished), "{last_seen}");
+    }
+    assert_eq!(jobs.events().channels(), 0, "finished streams hold no channel");
+    shutdown.stop_claiming.cancel();
+}
+
+fn job(status: JobStatus, event_seq: u64) -> Job {
+    let mut job =
+        Job::new_queued("-i a.mp4 b.mkv".to_owned(), SubmitOptions::default(), 1, time::OffsetDateTime::now_utc());
+    job.status = status;
+    job.event_seq = event_seq;
+    job
+}
+
+#[tokio::test]
+async fn a_slow_subscriber_skips_to_the_latest_state_instead_of_a_backlog() {
+    let bus = EventBus::new();
+    let running = job(JobStatus::Running, 2);
+    let mut events = JobEvents::start(bus.subscribe(&running.id), running.clone());
+    bus.publish_status(&running);
+    let mut publisher = bus.publisher(&running);
+    let blocks = EventBus::JOB_CAPACITY as u64 * 3;
+    for frame in 1..=blocks {
+        publisher.publish(Progress { frame: Some(frame), ..Progress::default() });
+    }
+    // Not read meanwhile: the subscriber is behind by more than its channel holds.
+    let first = next(&mut events).await.unwrap();
+    assert_eq!(first.id().to_string(), "2");
+    let Some(Event::Progress(latest)) = next(&mut events).await else { panic!("no progress") };
+    assert_eq!((latest.id.to_string(), latest.progress.frame), (format!("2.{blocks}"), Some(blocks)));
+    let mut done = running.clone();
+    done.status = JobStatus::Completed;
+    done.event_seq = 3;
+    bus.publish_status(&done);
+    let last = next(&mut events).await.unwrap();
+    assert!(last.is_final() && last.id().to_string() == "3", "{last:?}");
+    assert!(next(&mut events).await.is_none());
+
+    // A stream started from an older read takes the bus's newer status.
+    drop(events);
+    let mut events = JobEvents::start(bus.subscribe(&running.id), running.clone());
+    assert_eq!(next(&mut events).await.unwrap().id().to_string(), "3");
+    assert!(next(&mut events).await.is_none());
+    drop((events, publisher));
+
+    // A stale publish (a reader that saw an older status) never moves subscribers back.
+    let other = job(JobStatus::Running, 2);
+    let mut events = JobEvents::start(bus.subscribe(&other.id), other.clone());
+    let mut other_done = other.clone();
+    other_done.status = JobStatus::Failed;
+    other_done.event_seq = 3;
+    bus.publish_status(&other_done);
+    bus.publish_status(&other);
+    assert_eq!(next(&mut events).await.unwrap().id().to_string(), "2");
+    assert_eq!(next(&mut events).await.unwrap().id().to_string(), "3");
+    assert!(next(&mut events).await.is_none());
+    drop(events);
+    assert_eq!(bus.channels(), 0, "a channel lives only while used");
+}
