@@ -62,7 +62,7 @@ use std::path::{Path, PathBuf};
 
 use crate::command::Output;
 use crate::pattern;
-use crate::policy::{Access, Naming};
+use crate::policy::{Access, FileUse, Naming};
 use crate::sandbox::{InputSource, OutputTarget, ResolvedCommand, ResolvedPath};
 
 /// What a command may read and write. Built by [`Footprint::of`]; see the [module docs](self).
@@ -186,46 +186,21 @@ impl Footprint {
                 }
             }
         }
-        for (output, target) in command.command().outputs().iter().zip(command.outputs()) {
+        let outputs = command.command().outputs();
+        for (index, (output, target)) in outputs.iter().zip(command.outputs()).enumerate() {
             if let OutputTarget::File(path) = target {
-                fp.add_output(output, path);
+                for (dir, name) in variant_names(command, index, path) {
+                    fp.add_output(output, &dir, &name);
+                }
             }
         }
         for file in command.option_files() {
-            let use_ = file.file_use();
-            let (dir, name) = split(file.path());
-            match (use_.access, use_.naming) {
-                (Access::ReadDirectory, _) => {
-                    let mut dir = dir;
-                    dir.push(name);
-                    fp.reads.push(FileSet { dir, names: Names::Tree, claim: Claim::Named });
-                }
-                (Access::Read, Naming::Exact) => {
-                    fp.reads.push(FileSet { dir, names: Names::Exact(name), claim: Claim::Named });
-                }
-                (Access::Read, _) => fp.reads.push(FileSet { dir, names: Names::Pattern(name), claim: Claim::Named }),
-                (_, Naming::Prefix) => {
-                    // `-passlogfile`: `"%s-%d.log"` in ffmpeg, the prefix taken literally.
-                    let log = format!("{}-%d.log", escape(&name));
-                    for suffix in ["", ".mbtree"] {
-                        let read = FileSet {
-                            dir: dir.clone(),
-                            names: Names::Pattern(format!("{log}{suffix}")),
-                            claim: Claim::Derived,
-                        };
-                        fp.reads.push(read.clone());
-                        fp.writes.push(read);
-                        fp.derive(&dir, format!("{log}{suffix}.temp"));
-                    }
-                }
-                (access, naming) => {
-                    let names = if naming == Naming::Exact { Names::Exact(name) } else { Names::Pattern(name) };
-                    // Written by one run and read by the next (none but pass logs today).
-                    if access == Access::ReadWrite {
-                        fp.reads.push(FileSet { dir: dir.clone(), names: names.clone(), claim: Claim::Named });
-                    }
-                    fp.write(dir, names, Claim::Named);
-                }
+            let names = match file.output() {
+                Some(index) => variant_names(command, index, file.path()),
+                None => vec![split(file.path())],
+            };
+            for (dir, name) in names {
+                fp.add_option_file(file.file_use(), dir, name);
             }
         }
         fp.reads.sort();
@@ -279,25 +254,57 @@ impl Footprint {
         self.writes_file(path) || self.reads.iter().any(|set| set.matches(dir, name))
     }
 
+    /// A file named in an option, `name` in `dir` (for an HLS variant stream, with `%v`
+    /// replaced), and what ffmpeg derives from it.
+    fn add_option_file(&mut self, use_: FileUse, dir: PathBuf, name: String) {
+        let fp = self;
+        match (use_.access, use_.naming) {
+            (Access::ReadDirectory, _) => {
+                let mut dir = dir;
+                dir.push(name);
+                fp.reads.push(FileSet { dir, names: Names::Tree, claim: Claim::Named });
+            }
+            (Access::Read, Naming::Exact) => {
+                fp.reads.push(FileSet { dir, names: Names::Exact(name), claim: Claim::Named });
+            }
+            (Access::Read, _) => fp.reads.push(FileSet { dir, names: Names::Pattern(name), claim: Claim::Named }),
+            (_, Naming::Prefix) => {
+                // `-passlogfile`: `"%s-%d.log"` in ffmpeg, the prefix taken literally.
+                let log = format!("{}-%d.log", escape(&name));
+                for suffix in ["", ".mbtree"] {
+                    let read = FileSet {
+                        dir: dir.clone(),
+                        names: Names::Pattern(format!("{log}{suffix}")),
+                        claim: Claim::Derived,
+                    };
+                    fp.reads.push(read.clone());
+                    fp.writes.push(read);
+                    fp.derive(&dir, format!("{log}{suffix}.temp"));
+                }
+            }
+            (access, naming) => {
+                let names = if naming == Naming::Exact { Names::Exact(name) } else { Names::Pattern(name) };
+                // Written by one run and read by the next (none but pass logs today).
+                if access == Access::ReadWrite {
+                    fp.reads.push(FileSet { dir: dir.clone(), names: names.clone(), claim: Claim::Named });
+                }
+                fp.write(dir, names, Claim::Named);
+            }
+        }
+    }
+
     /// An output file and what its muxer derives from its name.
-    fn add_output(&mut self, output: &Output, path: &ResolvedPath) {
-        let (dir, name) = split(path);
+    fn add_output(&mut self, output: &Output, dir: &Path, name: &str) {
         // A name with `%` is a pattern for image2 and the segment muxers, and literal for the
         // others: cover both readings.
-        if pattern::is_pattern(&name) {
-            self.write(dir.clone(), Names::Pattern(name.clone()), Claim::Named);
+        if pattern::is_pattern(name) {
+            self.write(dir.to_owned(), Names::Pattern(name.to_owned()), Claim::Named);
         }
-        self.write(dir.clone(), Names::Exact(name.clone()), Claim::Named);
-        let muxer = output.format().map(str::to_ascii_lowercase).or_else(|| {
-            let ext = Path::new(&name).extension()?.to_str()?.to_ascii_lowercase();
-            match ext.as_str() {
-                "m3u8" => Some("hls".to_owned()),
-                "mpd" => Some("dash".to_owned()),
-                _ => None,
-            }
-        });
-        // The muxers use the name as ffmpeg got it: `%v` stays a placeholder.
-        let stem = name.rsplit_once('.').map_or(name.as_str(), |(stem, _)| stem);
+        self.write(dir.to_owned(), Names::Exact(name.to_owned()), Claim::Named);
+        let muxer = muxer(output);
+        // The muxers derive names from the output's name (for an HLS variant stream, with
+        // `%v` already replaced).
+        let stem = name.rsplit_once('.').map_or(name, |(stem, _)| stem);
         let derived: Vec<String> = match muxer.as_deref() {
             Some("hls") => vec![
                 format!("{stem}%s.ts"),
@@ -318,7 +325,7 @@ impl Footprint {
             _ => Vec::new(),
         };
         for name in derived {
-            self.derive(&dir, name);
+            self.derive(dir, name);
         }
     }
 
@@ -338,6 +345,44 @@ impl Footprint {
     /// A derived name pattern and its `.tmp` twin.
     fn derive(&mut self, dir: &Path, name: String) {
         self.write(dir.to_owned(), Names::Pattern(name), Claim::Derived);
+    }
+}
+
+/// The muxer of `output`: forced with `-f`, else `hls` and `dash` guessed from the URL's
+/// extension (`.m3u8`, `.mpd`) as ffmpeg does; `None` for the others.
+fn muxer(output: &Output) -> Option<String> {
+    output.format().map(str::to_ascii_lowercase).or_else(|| {
+        let ext = Path::new(output.url()).extension()?.to_str()?.to_ascii_lowercase();
+        match ext.as_str() {
+            "m3u8" => Some("hls".to_owned()),
+            "mpd" => Some("dash".to_owned()),
+            _ => None,
+        }
+    })
+}
+
+/// Is `output` written by the HLS muxer (`-f hls`, or a `.m3u8` URL without `-f`)?
+pub(crate) fn is_hls_output(output: &Output) -> bool {
+    muxer(output).as_deref() == Some("hls")
+}
+
+/// `path` (a file of output `index`) as (directory, name) pairs: one per variant stream, with
+/// `%v` replaced, when the output is an HLS output and `path` holds `%v`; else `path` itself.
+fn variant_names(command: &ResolvedCommand, index: usize, path: &ResolvedPath) -> Vec<(PathBuf, String)> {
+    match command.hls_variants(index) {
+        Some(variants) if pattern::has_hls_variant(&path.relative().to_string_lossy()) => {
+            let relative = path.relative().to_string_lossy();
+            variants
+                .iter()
+                .map(|variant| {
+                    let expanded = PathBuf::from(pattern::expand_hls_variant(&relative, variant));
+                    let dir = expanded.parent().unwrap_or(Path::new("")).to_owned();
+                    let name = expanded.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                    (dir, name)
+                })
+                .collect()
+        }
+        _ => vec![split(path)],
     }
 }
 

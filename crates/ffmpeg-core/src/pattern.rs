@@ -199,3 +199,87 @@ fn intersects(a: &[Piece], b: &[Piece]) -> bool {
     }
     false
 }
+
+/// One variant stream of an HLS output (`-var_stream_map`): what `%v` in its file names
+/// stands for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HlsVariant {
+    /// 0-based position in `-var_stream_map`.
+    pub index: usize,
+    /// The entry's `name:` value, if it has one.
+    pub name: Option<String>,
+}
+
+/// The variant streams of an HLS output with `-var_stream_map value` (`None`: one variant,
+/// index 0). As ffmpeg 5.1's `parse_variant_stream_mapstring()` in `libavformat/hlsenc.c`:
+/// entries are separated by runs of spaces and tabs, each a `,`-separated list of `key:value`.
+///
+/// ```
+/// use ffmpeg_core::pattern::{hls_variants, expand_hls_variant};
+///
+/// let variants = hls_variants(Some("v:0,name:hd  v:1"));
+/// assert_eq!(expand_hls_variant("hls/%v/i.m3u8", &variants[0]), "hls/hd/i.m3u8");
+/// assert_eq!(expand_hls_variant("hls/%v/i.m3u8", &variants[1]), "hls/1/i.m3u8");
+/// assert_eq!(expand_hls_variant("hls/%03v_%%v%03d.ts", &variants[1]), "hls/001_%%v%03d.ts");
+/// assert_eq!(hls_variants(None).len(), 1);
+/// ```
+pub fn hls_variants(var_stream_map: Option<&str>) -> Vec<HlsVariant> {
+    let Some(map) = var_stream_map else { return vec![HlsVariant { index: 0, name: None }] };
+    let variants: Vec<HlsVariant> = map
+        .split([' ', '\t'])
+        .filter(|entry| !entry.is_empty())
+        .enumerate()
+        .map(|(index, entry)| {
+            let name = entry.split(',').find_map(|pair| {
+                let (key, value) = pair.split_once(':')?;
+                key.eq_ignore_ascii_case("name").then(|| value.to_owned())
+            });
+            HlsVariant { index, name }
+        })
+        .collect();
+    if variants.is_empty() { vec![HlsVariant { index: 0, name: None }] } else { variants }
+}
+
+/// Does `text` hold the HLS muxer's variant placeholder `%v` (`%%` being a literal `%`)?
+pub fn has_hls_variant(text: &str) -> bool {
+    // A replacement removes a `%`, and puts none back.
+    expand_hls_variant(text, &HlsVariant { index: 0, name: None }) != text
+}
+
+/// `text` with `%v` replaced for `variant`, as the HLS muxer's `format_name()` does it
+/// (`replace_str_data_in_filename` with a name, `replace_int_data_in_filename` with the index,
+/// which also takes a width: `%03v` gives `001`). `%%` and every other conversion (`%03d`,
+/// strftime) are kept as they are, for the segment numbering that follows.
+pub fn expand_hls_variant(text: &str, variant: &HlsVariant) -> String {
+    let bytes = text.as_bytes();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    let mut copied = 0;
+    while i < bytes.len() {
+        if bytes[i] != b'%' {
+            i += 1;
+            continue;
+        }
+        if bytes.get(i + 1) == Some(&b'%') {
+            i += 2;
+            continue;
+        }
+        let digits = bytes[i + 1..].iter().take_while(|c| c.is_ascii_digit()).count();
+        if bytes.get(i + 1 + digits) != Some(&b'v') || (digits > 0 && variant.name.is_some()) {
+            i += 1;
+            continue;
+        }
+        out.push_str(&text[copied..i]);
+        match &variant.name {
+            Some(name) => out.push_str(name),
+            None => {
+                let width: usize = text[i + 1..i + 1 + digits].parse().unwrap_or(0);
+                out.push_str(&format!("{:0width$}", variant.index, width = width.min(32)));
+            }
+        }
+        i += digits + 2;
+        copied = i;
+    }
+    out.push_str(&text[copied..]);
+    out
+}

@@ -27,6 +27,7 @@ use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 
 use ffmpeg_core::footprint::{Claim, Footprint};
+use ffmpeg_core::pattern;
 use ffmpeg_core::sandbox::{OutputTarget, ResolvedCommand};
 use serde::{Deserialize, Serialize};
 
@@ -143,22 +144,30 @@ pub fn to_strings(paths: &[PathBuf]) -> Vec<String> {
 }
 
 /// Creates the parent directories of every file output and written option file
-/// (`thumbs/t%03d.png` needs `thumbs/`, `-hls_segment_filename hls/s_%03d.ts` needs `hls/`).
-/// Blocking.
+/// (`thumbs/t%03d.png` needs `thumbs/`, `-hls_segment_filename hls/s_%03d.ts` needs `hls/`),
+/// except those the HLS muxer creates itself: a directory named with `%v` (`hls/%v/`) of an
+/// HLS output, which stands for one directory per variant stream (`hls/0/`, `hls/1/`), and
+/// which the muxer creates with its parents (`format_name()` in `libavformat/hlsenc.c`); a
+/// literal `hls/%v/` is never created. Blocking.
 ///
 /// # Errors
 /// The first directory that cannot be created.
 pub fn create_output_dirs(command: &ResolvedCommand) -> std::io::Result<()> {
-    let outputs = command.outputs().iter().filter_map(|t| match t {
-        OutputTarget::File(p) => Some(p.as_path()),
+    use ffmpeg_core::policy::Access;
+    let outputs = command.outputs().iter().enumerate().filter_map(|(index, t)| match t {
+        OutputTarget::File(p) => Some((Some(index), p)),
         _ => None,
     });
-    let written = command.option_files().iter().filter(|f| {
-        use ffmpeg_core::policy::Access;
-        matches!(f.file_use().access, Access::Write | Access::ReadWrite)
-    });
-    for path in outputs.chain(written.map(|f| f.path().as_path())) {
-        if let Some(parent) = path.parent() {
+    let written = command
+        .option_files()
+        .iter()
+        .filter(|f| matches!(f.file_use().access, Access::Write | Access::ReadWrite))
+        .map(|f| (f.output(), f.path()));
+    for (output, path) in outputs.chain(written) {
+        let Some(parent) = path.relative().parent() else { continue };
+        let variant_dir = output.and_then(|index| command.hls_variants(index)).is_some()
+            && pattern::has_hls_variant(&parent.to_string_lossy());
+        if !variant_dir && let Some(parent) = path.as_path().parent() {
             fs::create_dir_all(parent)?;
         }
     }

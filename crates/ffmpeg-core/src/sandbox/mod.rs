@@ -7,7 +7,10 @@
 //! are refused. The one exception is the output of `-f null` (discarded): `-`, `/dev/null` or
 //! `NUL`, handed to ffmpeg as `-`. Paths need not
 //! exist: an earlier job may produce an input. Resolved paths reach ffmpeg as `file:` URLs, so a
-//! file named `-part6.mp4` or `http:x` cannot read as an option or a protocol.
+//! file named `-part6.mp4` or `http:x` cannot read as an option or a protocol. (One exception:
+//! an HLS output whose name holds the variant placeholder `%v` is an absolute path, because the
+//! muxer creates the `%v` directories from the URL's text; a leading `/` is never a URL scheme.
+//! Each variant's names are resolved too, see [`ResolvedCommand::hls_variants`].)
 //!
 //! Resolution is lexical first, then checked against the file system: `..` is applied to the
 //! text (and may not climb above the data directory), then every existing component is looked
@@ -66,8 +69,9 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::command::{Command, Output};
-use crate::policy::{OptionTreatment, Policy};
+use crate::command::{Command, Opt, Output};
+use crate::pattern;
+use crate::policy::{Access, OptionTreatment, Policy};
 
 pub use error::{PathProblem, SandboxError};
 pub use path::ResolvedPath;
@@ -219,7 +223,11 @@ impl Sandbox {
             for opt in output.options() {
                 self.check_option(opt, Side::Output(index, dir), &mut checked)?;
             }
-            outputs.push(target?);
+            let target = target?;
+            if let OutputTarget::File(path) = &target {
+                self.check_hls_variants(output, index, path, &checked)?;
+            }
+            outputs.push(target);
             if let Some(args) = self.default_pass_log(output, index, &mut checked)? {
                 injected.insert(index, args);
             }
@@ -237,6 +245,54 @@ impl Sandbox {
         resolved.check_overwrites()?;
         Ok(resolved)
     }
+
+    /// For an HLS output whose names hold `%v`: resolves the output and each of its written
+    /// option files once per variant stream (`-var_stream_map`), with `%v` replaced as the
+    /// muxer will ([`pattern::expand_hls_variant`]), so that a symlink `hls/0` leading out of
+    /// the data directory is refused like any other path. The per-variant names are not kept:
+    /// the footprint derives them again from the command.
+    fn check_hls_variants(
+        &self,
+        output: &Output,
+        index: usize,
+        path: &ResolvedPath,
+        checked: &Checked,
+    ) -> Result<(), SandboxError> {
+        if !crate::footprint::is_hls_output(output) {
+            return Ok(());
+        }
+        let variants = pattern::hls_variants(output.option("var_stream_map").and_then(Opt::value));
+        let own = checked.files.iter().filter(|file| {
+            file.output == Some(index) && matches!(file.file_use.access, Access::Write | Access::ReadWrite)
+        });
+        let paths =
+            std::iter::once((output.position(), output.url().to_owned(), String::new(), path)).chain(own.map(|file| {
+                (file.position, resolved_option_text(output, file.position), file.context.clone(), &file.path)
+            }));
+        for (position, argument, context, path) in paths {
+            let relative = path.relative().to_string_lossy();
+            if !pattern::has_hls_variant(&relative) {
+                continue;
+            }
+            for variant in &variants {
+                let expanded = pattern::expand_hls_variant(&relative, variant);
+                if let Err(problem) = self.resolve_path(&expanded, path::Want::File) {
+                    let context = if context.is_empty() {
+                        format!("variant stream `{expanded}`")
+                    } else {
+                        format!("{context}: variant stream `{expanded}`")
+                    };
+                    return Err(SandboxError::Path { position, argument: argument.clone(), context, problem });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The option of `output` at `position`, as written.
+fn resolved_option_text(output: &Output, position: usize) -> String {
+    output.options().iter().find(|opt| opt.position() == position).map(ToString::to_string).unwrap_or_default()
 }
 
 /// The name ffmpeg writes two-pass logs under when no `-passlogfile` is given

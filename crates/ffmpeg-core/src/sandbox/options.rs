@@ -6,6 +6,7 @@ use std::path::Path;
 
 use super::{OptionFile, Sandbox, SandboxError};
 use crate::command::Opt;
+use crate::pattern::has_hls_variant;
 use crate::policy::{self, OptionTreatment, PathBase, RuleId};
 
 /// Where an option appears.
@@ -64,6 +65,18 @@ impl Sandbox {
             }),
             OptionTreatment::File(file_use) => {
                 let context = format!("option `{}`", opt.flag());
+                // The HLS muxer puts the master playlist one level above a playlist directory
+                // named with `%v` (`update_master_pl_name()` in `libavformat/hlsenc.c`):
+                // `hls/%v/index.m3u8` with `-master_pl_name m.m3u8` writes `hls/m.m3u8`.
+                let side = match side {
+                    Side::Output(index, dir)
+                        if opt.name() == "master_pl_name"
+                            && dir.file_name().is_some_and(|name| has_hls_variant(&name.to_string_lossy())) =>
+                    {
+                        Side::Output(index, dir.parent().unwrap_or(Path::new("")))
+                    }
+                    side => side,
+                };
                 let path = self.resolve_file(value, file_use, side).map_err(|problem| SandboxError::Path {
                     position: opt.position(),
                     argument: opt.to_string(),

@@ -114,6 +114,20 @@ impl ResolvedCommand {
     pub fn option_files(&self) -> &[OptionFile] {
         &self.files
     }
+    /// The variant streams of output `output_index` when it is an HLS output (`-f hls`, or a
+    /// `.m3u8` URL) whose names may hold `%v` (from its `-var_stream_map`; one variant, index
+    /// 0, without it); `None` for other outputs. The muxer replaces `%v` in the playlist name,
+    /// `-hls_segment_filename` and the fMP4 init name by each variant's name or index
+    /// ([`pattern::expand_hls_variant`](crate::pattern::expand_hls_variant)) and creates the
+    /// directories those name itself.
+    pub fn hls_variants(&self, output_index: usize) -> Option<Vec<crate::pattern::HlsVariant>> {
+        let output = self.command.outputs().get(output_index)?;
+        if !crate::footprint::is_hls_output(output) {
+            return None;
+        }
+        Some(crate::pattern::hls_variants(output.option("var_stream_map").and_then(Opt::value)))
+    }
+
     /// The files written because of output `output_index`'s own options and filters, besides
     /// the output itself: the `-hls_segment_filename` pattern, `-segment_list`, the
     /// `-passlogfile` prefix, `-vf psnr=stats_file=...`, ... (see [`OptionFile::path`] for
@@ -199,7 +213,14 @@ impl ResolvedCommand {
             match target {
                 OutputTarget::File(path) => {
                     args.extend(PROTOCOL_WHITELIST.map(str::to_owned));
-                    args.push(path.to_file_url());
+                    // The HLS muxer creates the directories of `%v` names only for a plain
+                    // path: given `file:/d/hls/%v/i.m3u8` it creates `./file:/d/hls/0` in its
+                    // working directory and fails to write (`format_name()` in
+                    // `libavformat/hlsenc.c`, checked with ffmpeg 5.1). An absolute path starts
+                    // with `/`, which no URL scheme does, so ffmpeg still picks the file protocol.
+                    let plain = crate::footprint::is_hls_output(output)
+                        && crate::pattern::has_hls_variant(&path.relative().to_string_lossy());
+                    args.push(if plain { path.as_str().to_owned() } else { path.to_file_url() });
                 }
                 OutputTarget::Null => args.push("-".to_owned()),
             }

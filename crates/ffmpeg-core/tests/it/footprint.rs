@@ -148,6 +148,56 @@ fn conflicts() {
     }
 }
 
+/// HLS variant streams: `%v` names one directory (or file) per `-var_stream_map` entry, by
+/// its `name:` or index, and the master playlist lands above a `%v` directory; nothing is a
+/// literal `%v` path (issue 8 point 6).
+#[test]
+fn hls_variant_streams_are_expanded_per_variant() {
+    let (named, derived) = (Some(Claim::Named), Some(Claim::Derived));
+    let command = "-i a.mp4 -map 0:v -map 0:v -c:v libx264 -f hls -var_stream_map 'v:0 v:1' \
+                   -master_pl_name master.m3u8 -hls_segment_filename hls/%v/seg%03d.ts hls/%v/index.m3u8";
+    check_claim(
+        command,
+        &[
+            ("hls/0/index.m3u8", named),
+            ("hls/1/index.m3u8", named),
+            ("hls/0/seg000.ts", named),
+            ("hls/1/seg123.ts", named),
+            ("hls/1/index.m3u8.tmp", derived),
+            ("hls/master.m3u8", named),
+            ("hls/2/index.m3u8", None),
+            ("hls/%v/index.m3u8", None),
+            ("hls/0/master.m3u8", None),
+            ("hls/0/notes.txt", None),
+        ],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let sandbox = Sandbox::new(dir.path()).unwrap();
+    let dirs: Vec<String> =
+        footprint(&sandbox, command).written_dirs().iter().map(|d| d.display().to_string()).collect();
+    assert_eq!(dirs, ["hls", "hls/0", "hls/1"]);
+    // Names from the map, strftime segments, fMP4 init segments per variant.
+    check_claim(
+        "-i a.mp4 -map 0:v -map 0:v -f hls -var_stream_map 'v:0,name:hi v:1,name:lo' -hls_segment_type fmp4 \
+         -strftime 1 -hls_segment_filename 'hls/%v/s-%Y%m%d-%s.m4s' -master_pl_name m.m3u8 hls/%v/index.m3u8",
+        &[
+            ("hls/hi/index.m3u8", named),
+            ("hls/lo/s-20261130-1796014967.m4s", named),
+            ("hls/hi/init_0.mp4", derived),
+            ("hls/m.m3u8", named),
+            ("hls/0/index.m3u8", None),
+        ],
+    );
+    // `%v` in the file name only; without `-var_stream_map`, one variant, 0.
+    check_claim(
+        "-i a.mp4 -map 0:v -map 0:a -f hls -var_stream_map v:0,a:0 -master_pl_name m.m3u8 out_%v.m3u8",
+        &[("out_0.m3u8", named), ("out_00.ts", derived), ("m.m3u8", named), ("out_1.m3u8", None)],
+    );
+    check_claim("-i a.mp4 -f hls hls/%v/i.m3u8", &[("hls/0/i.m3u8", named), ("hls/0/i0.ts", derived)]);
+    // Not the HLS muxer: `%v` is literal (and a pattern character for the image2 muxer).
+    check_claim("-i a.mp4 -f mp4 x/%v/o.mp4", &[("x/%v/o.mp4", named), ("x/0/o.mp4", named)]);
+}
+
 #[test]
 fn overlap_of_patterns() {
     for (a, b, expected) in [

@@ -1132,3 +1132,58 @@ fn arbitrary_values_never_escape() {
         panic!("{e}");
     }
 }
+
+/// HLS variant streams (issue 8 point 6): an output named with `%v` reaches ffmpeg as a plain
+/// absolute path (the muxer creates `%v` directories only for those), and every variant's
+/// names are resolved, so a variant directory that is a symlink leading out is refused.
+#[test]
+fn hls_variant_names_are_resolved_per_variant_and_passed_as_plain_paths() {
+    let f = fixture();
+    let s = &f.sandbox;
+    let pre = "-protocol_whitelist file -format_whitelist $FORMATS -i file:$DATA/in.mp4";
+    assert_eq!(
+        rewritten(
+            s,
+            "-i in.mp4 -f hls -var_stream_map 'v:0 v:1' -master_pl_name m.m3u8 \
+             -hls_segment_filename hls/%v/s%03d.ts hls/%v/i.m3u8"
+        ),
+        format!(
+            "{pre} -f hls -var_stream_map 'v:0 v:1' -master_pl_name m.m3u8 -hls_segment_filename \
+             $DATA/hls/%v/s%03d.ts -protocol_whitelist file $DATA/hls/%v/i.m3u8"
+        )
+    );
+    // `%v` in the file name of an HLS output is a variant name too; for other muxers it is
+    // literal, and their outputs stay `file:` URLs.
+    assert_eq!(
+        rewritten(s, "-i in.mp4 -f hls -var_stream_map v:0 hls/i_%v.m3u8"),
+        format!("{pre} -f hls -var_stream_map v:0 -protocol_whitelist file $DATA/hls/i_%v.m3u8")
+    );
+    assert_eq!(
+        rewritten(s, "-i in.mp4 -f mp4 out/%v.mp4"),
+        format!("{pre} -f mp4 -protocol_whitelist file file:$DATA/out/%v.mp4")
+    );
+    assert_eq!(rewritten(s, "-i in.mp4 hls/i.m3u8"), format!("{pre} -protocol_whitelist file file:$DATA/hls/i.m3u8"));
+
+    // A variant directory, or a named variant's, that leads outside.
+    symlink("../../outside", f.data.join("hls/1")).unwrap();
+    symlink("../lnk", f.data.join("hls/lo")).unwrap();
+    for (line, position, expected) in [
+        (
+            "-i in.mp4 -f hls -var_stream_map 'v:0 v:1' hls/%v/i.m3u8",
+            7,
+            "argument 7 `hls/%v/i.m3u8`: variant stream `hls/1/i.m3u8`: path escapes the data directory",
+        ),
+        (
+            "-i in.mp4 -f hls -var_stream_map 'v:0,name:hi v:1,name:lo' -hls_segment_filename hls/%v/s%d.ts \
+             hls/x_%v.m3u8",
+            7,
+            "argument 7 `-hls_segment_filename hls/%v/s%d.ts`: option `-hls_segment_filename`: variant \
+             stream `hls/lo/s%d.ts`: path escapes the data directory",
+        ),
+    ] {
+        let (rule, at, message) = resolve(s, line).unwrap_err();
+        assert_eq!((rule.as_str(), at, message.as_str()), (RuleId::PathEscapes.as_str(), position, expected), "{line}");
+    }
+    // Variants that stay inside resolve.
+    assert!(resolve(s, "-i in.mp4 -f hls -var_stream_map 'v:0,name:hi' hls/%v/i.m3u8").is_ok());
+}
