@@ -138,6 +138,43 @@ pub struct ServeConfig {
     #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections: u32,
 
+    /// URL told about every job's status changes (`job.started`, `job.completed`, `job.failed`,
+    /// `job.cancelled`), for jobs submitted while it is set. Trusted: not held to the address
+    /// rules of jobs' own URLs. Needs WEBHOOK_SECRET (start-up stops without it).
+    #[arg(long, env = "WEBHOOK_URL")]
+    pub webhook_url: Option<String>,
+
+    /// Key every webhook is signed with (Standard Webhooks): `whsec_` followed by base64 of at
+    /// least 24 random bytes (`whsec_$(openssl rand -base64 32)`). Without it no webhook is sent:
+    /// a job with a `webhook_url` is refused (422) and WEBHOOK_URL stops start-up.
+    #[arg(long, env = "WEBHOOK_SECRET", hide_env_values = true)]
+    pub webhook_secret: Option<String>,
+
+    /// Wait before a failed webhook delivery is tried again; each further wait doubles (and is
+    /// stretched by up to 25 % at random).
+    #[arg(long, env = "WEBHOOK_BACKOFF", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub webhook_backoff: Duration,
+
+    /// Attempts per webhook delivery, the first included; after the last one fails the delivery
+    /// is `failed`. A receiver answering 410 Gone gets no further attempts.
+    #[arg(long, env = "WEBHOOK_MAX_ATTEMPTS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub webhook_max_attempts: u32,
+
+    /// Longest wait for a webhook receiver's answer, connecting included; then the attempt
+    /// counts as failed.
+    #[arg(long, env = "WEBHOOK_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub webhook_timeout: Duration,
+
+    /// Most webhook requests in flight at once; at most a quarter of them to one URL, so a
+    /// receiver that hangs never holds up the others.
+    #[arg(long, env = "WEBHOOK_CONCURRENCY", default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..=4096))]
+    pub webhook_concurrency: u16,
+
+    /// Let jobs' webhook URLs reach loopback, private, link-local and metadata addresses
+    /// (on-premise receivers). Off: such URLs are refused at submit (422) and at delivery.
+    #[arg(long, env = "WEBHOOK_ALLOW_PRIVATE")]
+    pub webhook_allow_private: bool,
+
     /// Log format on stderr.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "pretty")]
     pub log_format: LogFormat,

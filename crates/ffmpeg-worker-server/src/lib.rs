@@ -30,6 +30,7 @@ pub mod error;
 mod routes;
 pub mod serve;
 pub mod telemetry;
+pub mod webhooks;
 pub mod wire;
 
 /// Settings the HTTP layer needs, besides the job service.
@@ -110,6 +111,7 @@ grammar and a sandbox, queues it durably, runs it, and reports live progress. Er
         license(name = "MIT OR Apache-2.0"),
     ),
     modifiers(&BearerScheme),
+    components(schemas(wire::WebhookPayload)),
     security(("bearer" = [])),
     tags(
         (name = "jobs", description = "Submit, inspect and manage ffmpeg jobs"),
@@ -132,6 +134,7 @@ fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(routes::get_job, routes::delete_job))
         .routes(routes!(routes::cancel_job))
         .routes(routes!(routes::job_log))
+        .routes(routes!(routes::job_webhooks))
 }
 
 /// The OpenAPI 3.1 document of the API, as served at `/openapi.json`.

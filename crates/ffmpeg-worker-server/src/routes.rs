@@ -4,13 +4,17 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::IntoResponse;
 use jobs::model::DEFAULT_PAGE_SIZE;
+use jobs::webhook::WebhookSubscription;
 use jobs::{JobStatus, ListQuery, SubmitOptions};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
 use crate::AppState;
 use crate::error::{ApiError, AppJson, AppQuery, JobIdPath};
-use crate::wire::{CreateJobRequest, HealthResponse, JobResponse, Problem, ReadyResponse, job_response};
+use crate::wire::{
+    CreateJobRequest, HealthResponse, JobResponse, Problem, ReadyResponse, WebhookDeliveryResponse, delivery_response,
+    job_response,
+};
 
 /// Liveness check
 ///
@@ -84,10 +88,13 @@ pub(crate) async fn create_job(
     if !state.accepting() {
         return Err(ApiError::ShuttingDown);
     }
+    let events = req.webhook_events.map(|events| events.into_iter().map(crate::wire::event_domain).collect());
+    let webhooks = WebhookSubscription::for_job(req.webhook_url, events)?;
     let options = SubmitOptions {
         priority: req.priority,
         timeout_seconds: req.timeout_seconds,
         metadata: req.metadata,
+        webhooks: webhooks.into_iter().collect(),
         ..SubmitOptions::default()
     };
     let job = state.jobs.submit(&req.command, options).await?;
@@ -256,6 +263,28 @@ pub(crate) async fn job_log(
 ) -> Result<impl IntoResponse, ApiError> {
     let log = state.jobs.log(&id).await?;
     Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], log))
+}
+
+/// List a job's webhook deliveries
+///
+/// Every webhook delivery of the job (one per event and URL), in the order they were written,
+/// with every attempt: when, the receiver's status code or why no answer came, and when the
+/// next attempt is due. Each delivery's body is a `WebhookPayload`. The server's own
+/// `WEBHOOK_URL` deliveries are listed with `url` null.
+#[utoipa::path(
+    get, path = "/jobs/{id}/webhooks", tag = "jobs",
+    params(JobIdParam),
+    responses(
+        (status = 200, description = "The deliveries, oldest first", body = [WebhookDeliveryResponse]),
+        (status = 404, description = "No such job", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn job_webhooks(
+    State(state): State<AppState>,
+    JobIdPath(id): JobIdPath,
+) -> Result<AppJson<Vec<WebhookDeliveryResponse>>, ApiError> {
+    let deliveries = state.jobs.webhooks(&id).await?;
+    Ok(AppJson(deliveries.into_iter().map(delivery_response).collect()))
 }
 
 /// Answers unknown routes with a 404 problem+json (axum's default is an empty body).

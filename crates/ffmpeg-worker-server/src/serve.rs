@@ -69,6 +69,21 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
+    /// `WEBHOOK_URL` is set without `WEBHOOK_SECRET`.
+    #[error(
+        "WEBHOOK_URL is set but WEBHOOK_SECRET is not: webhooks are always signed; set \
+         WEBHOOK_SECRET=whsec_<base64 of 24+ random bytes> (e.g. whsec_$(openssl rand -base64 32)) or unset WEBHOOK_URL"
+    )]
+    WebhookWithoutSecret,
+    /// `WEBHOOK_SECRET` is not usable.
+    #[error("WEBHOOK_SECRET {0}")]
+    WebhookSecret(#[source] crate::webhooks::SecretError),
+    /// `WEBHOOK_URL` is not an http(s) URL.
+    #[error("WEBHOOK_URL: {0}")]
+    WebhookUrl(#[source] jobs::webhook::address::WebhookUrlError),
+    /// The webhook HTTP client cannot be built.
+    #[error("webhook HTTP client: {0}")]
+    WebhookClient(#[source] reqwest::Error),
     /// The rate limit is unusable.
     #[error("configuration: {0}")]
     RateLimit(#[from] crate::InvalidRateLimit),
@@ -128,6 +143,39 @@ async fn purge_old_jobs(store: Arc<dyn JobStore>, retention: Duration, stop: tok
     }
 }
 
+/// The webhook settings: `None` without a secret (no webhook is sent; `WEBHOOK_URL` is then
+/// an error).
+///
+/// # Errors
+/// [`StartError::WebhookWithoutSecret`], [`StartError::WebhookSecret`],
+/// [`StartError::WebhookUrl`].
+pub fn webhook_settings(
+    config: &ServeConfig,
+) -> Result<Option<(jobs::webhook::WebhookConfig, crate::webhooks::WebhookSettings)>, StartError> {
+    let server_url = config.webhook_url.as_deref().map(str::trim).filter(|u| !u.is_empty());
+    let secret = config.webhook_secret.as_deref().map(str::trim).filter(|s| !s.is_empty());
+    let Some(secret) = secret else {
+        return if server_url.is_some() { Err(StartError::WebhookWithoutSecret) } else { Ok(None) };
+    };
+    let secret = crate::webhooks::Secret::parse(secret).map_err(StartError::WebhookSecret)?;
+    let server_url = server_url
+        .map(|u| jobs::webhook::address::parse(u).map(|u| u.to_string()))
+        .transpose()
+        .map_err(StartError::WebhookUrl)?;
+    let jobs = jobs::webhook::WebhookConfig { server_url, allow_private: config.webhook_allow_private };
+    let settings = crate::webhooks::WebhookSettings {
+        secret,
+        retry: jobs::webhook::RetryPolicy {
+            first_delay: config.webhook_backoff,
+            max_attempts: config.webhook_max_attempts,
+        },
+        timeout: config.webhook_timeout,
+        concurrency: usize::from(config.webhook_concurrency),
+        allow_private: config.webhook_allow_private,
+    };
+    Ok(Some((jobs, settings)))
+}
+
 async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
@@ -176,6 +224,7 @@ pub async fn run(config: ServeConfig) -> Result<(), StartError> {
         0 => None,
         n => Some(RateLimit::per_second(n)?),
     };
+    let webhooks = webhook_settings(&config)?;
     // Once: the version and names are cached for submissions and for `/ready`.
     let capabilities =
         jobs::probe::probe_capabilities(&config.ffmpeg_bin).await.map_err(|source| StartError::Ffmpeg { source })?;
@@ -203,6 +252,7 @@ pub async fn run(config: ServeConfig) -> Result<(), StartError> {
         concurrency: usize::from(config.concurrency),
         max_timeout: config.max_timeout(),
         capabilities: Some(Arc::new(capabilities)),
+        webhooks: webhooks.as_ref().map(|(jobs, _)| jobs.clone()),
         ..JobsConfig::default()
     };
     let jobs = Jobs::new(store, Arc::new(runner), sandbox, jobs_config);
@@ -218,6 +268,12 @@ pub async fn run(config: ServeConfig) -> Result<(), StartError> {
         );
     }
     let shutdown = Shutdown::default();
+    let stop_webhooks = tokio_util::sync::CancellationToken::new();
+    if let Some((_, settings)) = webhooks {
+        let dispatcher = crate::webhooks::Dispatcher::new(Arc::clone(jobs.store()), settings, Arc::default())
+            .map_err(StartError::WebhookClient)?;
+        tokio::spawn(dispatcher.run(stop_webhooks.clone()));
+    }
     let mut workers = jobs.spawn_workers(&shutdown);
     if let Some(retention) = config.retention {
         tokio::spawn(purge_old_jobs(Arc::clone(jobs.store()), retention, shutdown.stop_claiming.clone()));
@@ -252,6 +308,8 @@ pub async fn run(config: ServeConfig) -> Result<(), StartError> {
         while workers.join_next().await.is_some() {}
     }
     stop_http.cancel();
+    // Deliveries still in flight are sent again after the next start (at least once).
+    stop_webhooks.cancel();
     match tokio::time::timeout(Duration::from_secs(5), server).await {
         Ok(Err(e)) => tracing::warn!(error = %e, "the HTTP server task failed"),
         Err(_) => tracing::warn!("HTTP connections did not close in time"),

@@ -13,6 +13,8 @@
 //! | `ffmpeg_worker_running_jobs` | gauge | (this process) |
 //! | `http_requests_total` | counter | `method`, `route`, `status` |
 //! | `http_request_duration_seconds` | histogram | `method`, `route` |
+//! | `ffmpeg_worker_webhook_deliveries_total` | counter | `outcome` (delivered, failed, gone) |
+//! | `ffmpeg_worker_webhook_attempts_total` | counter | `result` (success, gone, http_error, timeout, refused, network) |
 //!
 //! HTTP labels take values from closed sets only, so `/metrics` stays the same size whatever
 //! clients send: `method` is one of the standard methods or `other`, `route` is a route

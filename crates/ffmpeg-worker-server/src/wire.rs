@@ -3,8 +3,10 @@
 //! shares. This module converts the domain types of `jobs` into them.
 
 pub use ffmpeg_worker_api::{
-    CreateJobRequest, HealthResponse, JobResponse, JobStatusWire, Problem, ProgressResponse, ReadyResponse,
+    CreateJobRequest, DeliveryStateWire, HealthResponse, JobResponse, JobStatusWire, Problem, ProgressResponse,
+    ReadyResponse, WebhookAttemptResponse, WebhookDeliveryResponse, WebhookEventWire, WebhookPayload,
 };
+use jobs::webhook::{Delivery, DeliveryState, SubscriptionSource, WebhookEvent};
 use jobs::{Job, JobStatus, Progress};
 
 /// The wire form of a job status.
@@ -42,8 +44,62 @@ pub fn progress_response(p: &Progress) -> ProgressResponse {
     }
 }
 
+/// The wire form of a webhook event.
+pub fn event_wire(e: WebhookEvent) -> WebhookEventWire {
+    match e {
+        WebhookEvent::Started => WebhookEventWire::Started,
+        WebhookEvent::Completed => WebhookEventWire::Completed,
+        WebhookEvent::Failed => WebhookEventWire::Failed,
+        WebhookEvent::Cancelled => WebhookEventWire::Cancelled,
+        WebhookEvent::Progress => WebhookEventWire::Progress,
+    }
+}
+
+/// The domain form of a webhook event.
+pub fn event_domain(e: WebhookEventWire) -> WebhookEvent {
+    match e {
+        WebhookEventWire::Started => WebhookEvent::Started,
+        WebhookEventWire::Completed => WebhookEvent::Completed,
+        WebhookEventWire::Failed => WebhookEvent::Failed,
+        WebhookEventWire::Cancelled => WebhookEvent::Cancelled,
+        WebhookEventWire::Progress => WebhookEvent::Progress,
+    }
+}
+
+/// The wire form of a webhook delivery (the server's own `WEBHOOK_URL` is not disclosed).
+pub fn delivery_response(d: Delivery) -> WebhookDeliveryResponse {
+    WebhookDeliveryResponse {
+        id: d.id.to_string(),
+        url: (d.source == SubscriptionSource::Job).then_some(d.url),
+        type_: event_wire(d.event),
+        created_at: d.created_at,
+        state: match d.state {
+            DeliveryState::Pending => DeliveryStateWire::Pending,
+            DeliveryState::Delivered => DeliveryStateWire::Delivered,
+            DeliveryState::Failed => DeliveryStateWire::Failed,
+            DeliveryState::Gone => DeliveryStateWire::Gone,
+        },
+        attempts: d
+            .attempts
+            .into_iter()
+            .map(|a| WebhookAttemptResponse { at: a.at, status_code: a.status_code, error: a.error })
+            .collect(),
+        next_attempt_at: d.next_attempt_at,
+    }
+}
+
+/// The body of a webhook call: `{"type", "timestamp", "data": <job>}`, the same bytes on every
+/// attempt of a delivery (the job is the one stored with it).
+pub fn webhook_body(d: &Delivery) -> Vec<u8> {
+    let payload =
+        WebhookPayload { type_: event_wire(d.event), timestamp: d.created_at, data: job_response(d.job.clone()) };
+    // Serializing plain data with string keys cannot fail.
+    serde_json::to_vec(&payload).unwrap_or_default()
+}
+
 /// The wire form of a job.
 pub fn job_response(j: Job) -> JobResponse {
+    let own = j.own_webhook().cloned();
     JobResponse {
         id: j.id.to_string(),
         status: status_wire(j.status),
@@ -58,6 +114,8 @@ pub fn job_response(j: Job) -> JobResponse {
         timeout_seconds: j.timeout_seconds,
         metadata: j.metadata,
         attempts: j.attempts,
+        webhook_url: own.as_ref().map(|s| s.url.clone()),
+        webhook_events: own.map(|s| s.events.into_iter().map(event_wire).collect()),
     }
 }
 

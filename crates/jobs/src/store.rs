@@ -259,15 +259,17 @@ pub trait JobStore: Send + Sync + 'static {
     /// Checks that the store is reachable (readiness).
     async fn ping(&self) -> Result<(), StoreError>;
 
-    /// Claims up to `limit` pending deliveries due at `now`, the longest due first, for
-    /// `lease`: each one's next attempt is pushed to `now + lease`, so no other claimer (task
-    /// or process) takes it while it is being sent, and a claimer that dies leaves it due again
+    /// Claims up to `limit` pending deliveries due at `now`, the longest due first, leaving
+    /// out those to a URL in `skip_urls` (receivers the claimer has enough of), for `lease`:
+    /// each one's next attempt is pushed to `now + lease`, so no other claimer (task or
+    /// process) takes it while it is being sent, and a claimer that dies leaves it due again
     /// when the lease ends (at least once: it may then be sent twice).
     async fn claim_deliveries(
         &self,
         now: OffsetDateTime,
         lease: std::time::Duration,
         limit: u32,
+        skip_urls: &[String],
     ) -> Result<Vec<Delivery>, StoreError>;
 
     /// Records an attempt of delivery `id` and its next step (state and next attempt time).
@@ -668,12 +670,14 @@ impl JobStore for MemoryStore {
         now: OffsetDateTime,
         lease: std::time::Duration,
         limit: u32,
+        skip_urls: &[String],
     ) -> Result<Vec<Delivery>, StoreError> {
         let mut inner = self.lock();
         let mut due: Vec<(OffsetDateTime, u64)> = inner
             .deliveries
             .iter()
             .filter(|(_, d)| d.state == DeliveryState::Pending && d.next_attempt_at.is_some_and(|at| at <= now))
+            .filter(|(_, d)| !skip_urls.contains(&d.url))
             .map(|(key, d)| (d.next_attempt_at.unwrap_or(now), *key))
             .collect();
         due.sort_unstable();

@@ -146,6 +146,7 @@ async fn submit(args: SubmitArgs) -> Result<Outcome, CliError> {
         priority: args.priority,
         timeout_seconds: args.timeout,
         metadata: args.metadata.iter().cloned().collect(),
+        ..CreateJobRequest::default()
     };
     let job = client.submit(&request).await?;
     if args.wait {

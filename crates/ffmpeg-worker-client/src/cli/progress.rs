@@ -258,6 +258,8 @@ pub(crate) mod tests {
             timeout_seconds: None,
             metadata: BTreeMap::new(),
             attempts: 0,
+            webhook_url: None,
+            webhook_events: None,
         }
     }
 

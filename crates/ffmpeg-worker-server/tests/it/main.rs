@@ -13,3 +13,4 @@ mod openapi;
 mod security;
 mod slow_clients;
 mod support;
+mod webhooks;

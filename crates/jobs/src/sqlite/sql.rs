@@ -138,12 +138,14 @@ pub(super) const INSERT_DELIVERIES: &str = "INSERT INTO webhook_deliveries (id, 
 /// ?1 job id: when each URL last got a `job.progress` delivery of the job.
 pub(super) const LAST_PROGRESS_DELIVERIES: &str = "SELECT url, MAX(created_at) FROM webhook_deliveries \
                                                    WHERE job_id = ?1 AND event = 'job.progress' GROUP BY url";
-/// ?1 now, ?2 lease end, ?3 limit: pushes the due pending deliveries' next attempt to the
-/// lease end and returns them.
+/// ?1 now, ?2 lease end, ?3 limit, ?4 JSON array of URLs to leave out: pushes the due pending
+/// deliveries' next attempt to the lease end and returns them.
 pub(super) const CLAIM_DELIVERIES: &str = concat!(
     "UPDATE webhook_deliveries SET next_attempt_at = ?2 \
      WHERE n IN (SELECT n FROM webhook_deliveries INDEXED BY webhook_deliveries_due \
-                 WHERE state = 'pending' AND next_attempt_at <= ?1 ORDER BY next_attempt_at LIMIT ?3) \
+                 WHERE state = 'pending' AND next_attempt_at <= ?1 \
+                   AND url NOT IN (SELECT value FROM json_each(?4)) \
+                 ORDER BY next_attempt_at LIMIT ?3) \
      RETURNING ",
     delivery_columns!()
 );

@@ -490,12 +490,14 @@ impl JobStore for SqliteStore {
         now: OffsetDateTime,
         lease: Duration,
         limit: u32,
+        skip_urls: &[String],
     ) -> Result<Vec<Delivery>, StoreError> {
         let until = now + lease;
         let result = sqlx::query_as::<_, DeliveryRow>(CLAIM_DELIVERIES)
             .bind(micros(now))
             .bind(micros(until))
             .bind(i64::from(limit))
+            .bind(json(&skip_urls)?)
             .fetch_all(&self.writer)
             .await
             .map_err(db);

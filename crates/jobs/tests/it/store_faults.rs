@@ -103,8 +103,9 @@ impl JobStore for FaultyStore {
         now: OffsetDateTime,
         lease: Duration,
         limit: u32,
+        skip_urls: &[String],
     ) -> Result<Vec<jobs::webhook::Delivery>, StoreError> {
-        self.inner.claim_deliveries(now, lease, limit).await
+        self.inner.claim_deliveries(now, lease, limit, skip_urls).await
     }
     async fn record_delivery_attempt(
         &self,

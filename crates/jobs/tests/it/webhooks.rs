@@ -47,6 +47,7 @@ conformance!(
     cancel_of_a_queued_job_writes_cancelled,
     recover_out_of_attempts_writes_failed,
     claimed_deliveries_are_leased,
+    claims_leave_out_skipped_urls,
     attempts_are_recorded_until_final,
     purge_keeps_pending_deliveries,
 );
@@ -78,7 +79,7 @@ async fn no_subscription_no_delivery(store: &Store) {
     store.finish(&job.id, Outcome::Completed { output_files: Vec::new() }, "").await.unwrap();
     assert!(store.deliveries(&job.id).await.unwrap().is_empty());
     let far = OffsetDateTime::now_utc() + Duration::from_secs(3600);
-    assert!(store.claim_deliveries(far, Duration::from_secs(10), 100).await.unwrap().is_empty());
+    assert!(store.claim_deliveries(far, Duration::from_secs(10), 100, &[]).await.unwrap().is_empty());
 }
 
 /// started and completed (and failed, cancelled through finish), one delivery per subscribed
@@ -209,14 +210,14 @@ async fn claimed_deliveries_are_leased(store: &Store) {
     store.finish(&job.id, Outcome::Completed { output_files: Vec::new() }, "").await.unwrap();
     let now = OffsetDateTime::now_utc() + Duration::from_secs(1);
     let lease = Duration::from_secs(30);
-    let first = store.claim_deliveries(now, lease, 1).await.unwrap();
+    let first = store.claim_deliveries(now, lease, 1, &[]).await.unwrap();
     assert_eq!(first.iter().map(|d| d.event).collect::<Vec<_>>(), vec![WebhookEvent::Started], "oldest first");
-    let second = store.claim_deliveries(now, lease, 10).await.unwrap();
+    let second = store.claim_deliveries(now, lease, 10, &[]).await.unwrap();
     assert_eq!(second.iter().map(|d| d.event).collect::<Vec<_>>(), vec![WebhookEvent::Completed]);
-    assert!(store.claim_deliveries(now, lease, 10).await.unwrap().is_empty(), "both are leased");
+    assert!(store.claim_deliveries(now, lease, 10, &[]).await.unwrap().is_empty(), "both are leased");
     // The claimer died: after the lease, both are due again.
     let later = now + lease + Duration::from_secs(1);
-    let again = store.claim_deliveries(later, lease, 10).await.unwrap();
+    let again = store.claim_deliveries(later, lease, 10, &[]).await.unwrap();
     let mut ids: Vec<_> = again.iter().map(|d| d.id.clone()).collect();
     ids.sort();
     let mut expected: Vec<_> = first.iter().chain(&second).map(|d| d.id.clone()).collect();
@@ -224,17 +225,37 @@ async fn claimed_deliveries_are_leased(store: &Store) {
     assert_eq!(ids, expected);
 }
 
+/// A claimer that has enough of one receiver's deliveries in hand skips that URL and gets
+/// the others' (so one hanging receiver does not hold up the rest).
+async fn claims_leave_out_skipped_urls(store: &Store) {
+    let busy = "http://busy.example/h".to_owned();
+    for _ in 0..3 {
+        let job = submit_with(store, vec![subscription(&busy, &WebhookEvent::DEFAULT)]).await;
+        store.claim_next().await.unwrap().unwrap();
+        store.finish(&job.id, Outcome::Cancelled, "").await.unwrap();
+    }
+    let other = submit_with(store, vec![subscription("http://idle.example/h", &WebhookEvent::DEFAULT)]).await;
+    store.claim_next().await.unwrap().unwrap();
+    let now = OffsetDateTime::now_utc() + Duration::from_secs(1);
+    let lease = Duration::from_secs(30);
+    let claimed = store.claim_deliveries(now, lease, 1, std::slice::from_ref(&busy)).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].job_id, other.id);
+    assert!(store.claim_deliveries(now, lease, 10, std::slice::from_ref(&busy)).await.unwrap().is_empty());
+    assert_eq!(store.claim_deliveries(now, lease, 100, &[]).await.unwrap().len(), 6);
+}
+
 async fn attempts_are_recorded_until_final(store: &Store) {
     let job = submit_with(store, vec![subscription("http://a.example/a", &WebhookEvent::DEFAULT)]).await;
     store.claim_next().await.unwrap().unwrap();
     let now = OffsetDateTime::now_utc() + Duration::from_secs(1);
     let lease = Duration::from_secs(30);
-    let delivery = store.claim_deliveries(now, lease, 10).await.unwrap().remove(0);
+    let delivery = store.claim_deliveries(now, lease, 10, &[]).await.unwrap().remove(0);
     let failed = DeliveryAttempt::new(now, &AttemptResult::Status(500));
     let retry_at = now + Duration::from_secs(5);
     assert!(store.record_delivery_attempt(&delivery.id, &failed, NextStep::RetryAt(retry_at)).await.unwrap());
-    assert!(store.claim_deliveries(retry_at - Duration::from_secs(1), lease, 10).await.unwrap().is_empty());
-    let retried = store.claim_deliveries(retry_at, lease, 10).await.unwrap();
+    assert!(store.claim_deliveries(retry_at - Duration::from_secs(1), lease, 10, &[]).await.unwrap().is_empty());
+    let retried = store.claim_deliveries(retry_at, lease, 10, &[]).await.unwrap();
     assert_eq!(retried.len(), 1);
     assert_eq!(retried[0].attempts, vec![failed.clone()]);
     let timeout = DeliveryAttempt::new(retry_at, &AttemptResult::Error("timed out".to_owned()));
@@ -243,7 +264,7 @@ async fn attempts_are_recorded_until_final(store: &Store) {
     assert!(store.record_delivery_attempt(&delivery.id, &ok, NextStep::Delivered).await.unwrap());
     // Final: never claimed again, and a late attempt record changes nothing.
     let far = now + Duration::from_secs(86_400);
-    assert!(store.claim_deliveries(far, lease, 10).await.unwrap().is_empty());
+    assert!(store.claim_deliveries(far, lease, 10, &[]).await.unwrap().is_empty());
     assert!(!store.record_delivery_attempt(&delivery.id, &failed, NextStep::Failed).await.unwrap());
     let stored = store.deliveries(&job.id).await.unwrap().remove(0);
     assert_eq!(stored.state, DeliveryState::Delivered);
@@ -258,15 +279,16 @@ async fn purge_keeps_pending_deliveries(store: &Store) {
     store.claim_next().await.unwrap().unwrap();
     store.finish(&job.id, Outcome::Completed { output_files: Vec::new() }, "").await.unwrap();
     let now = OffsetDateTime::now_utc() + Duration::from_secs(1);
-    let started = store.claim_deliveries(now, Duration::from_secs(30), 1).await.unwrap().remove(0);
+    let started = store.claim_deliveries(now, Duration::from_secs(30), 1, &[]).await.unwrap().remove(0);
     let gone = DeliveryAttempt::new(now, &AttemptResult::Status(410));
     store.record_delivery_attempt(&started.id, &gone, NextStep::Gone).await.unwrap();
     store.delete(&job.id).await.unwrap();
     // Deleting the job keeps its deliveries: the completed one is still sent.
-    let due = store.claim_deliveries(now + Duration::from_secs(60), Duration::from_secs(30), 10).await.unwrap();
+    let due = store.claim_deliveries(now + Duration::from_secs(60), Duration::from_secs(30), 10, &[]).await.unwrap();
     assert_eq!(due.iter().map(|d| d.event).collect::<Vec<_>>(), vec![WebhookEvent::Completed]);
     store.purge_finished_before(now + Duration::from_secs(3600)).await.unwrap();
-    let pending = store.claim_deliveries(now + Duration::from_secs(600), Duration::from_secs(30), 10).await.unwrap();
+    let pending =
+        store.claim_deliveries(now + Duration::from_secs(600), Duration::from_secs(30), 10, &[]).await.unwrap();
     assert_eq!(pending.len(), 1, "a pending delivery survives the purge");
     assert_eq!(store.deliveries(&job.id).await.unwrap().len(), 1, "the gone one was purged");
 }
