@@ -270,9 +270,23 @@ pub async fn run(config: ServeConfig) -> Result<(), StartError> {
     let shutdown = Shutdown::default();
     let stop_webhooks = tokio_util::sync::CancellationToken::new();
     if let Some((_, settings)) = webhooks {
-        let dispatcher = crate::webhooks::Dispatcher::new(Arc::clone(jobs.store()), settings, Arc::default())
+        let wake = Arc::new(tokio::sync::Notify::new());
+        let dispatcher = crate::webhooks::Dispatcher::new(Arc::clone(jobs.store()), settings, Arc::clone(&wake))
             .map_err(StartError::WebhookClient)?;
         tokio::spawn(dispatcher.run(stop_webhooks.clone()));
+        // A status change committed deliveries (its outbox): wake the dispatcher at once rather
+        // than at its next poll.
+        let mut events = jobs.events().subscribe_all();
+        tokio::spawn(async move {
+            use tokio::sync::broadcast::error::RecvError;
+            loop {
+                match events.recv().await {
+                    Ok(jobs::events::Event::Status(_)) | Err(RecvError::Lagged(_)) => wake.notify_one(),
+                    Ok(_) => {}
+                    Err(RecvError::Closed) => return,
+                }
+            }
+        });
     }
     let mut workers = jobs.spawn_workers(&shutdown);
     if let Some(retention) = config.retention {
