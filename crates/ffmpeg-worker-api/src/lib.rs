@@ -290,6 +290,18 @@ pub struct ProgressResponse {
     pub eta_seconds: Option<f64>,
 }
 
+/// The data of a `progress` server-sent event (`GET /jobs/{id}/events`, `GET /events`): the
+/// progress JSON of [`ProgressResponse`], plus the id of the job it belongs to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ProgressEvent {
+    /// The job reporting progress.
+    #[schema(example = "job_3f9a0c1d2e4b5a69")]
+    pub job_id: String,
+    /// The progress snapshot (its fields appear at the top level).
+    #[serde(flatten)]
+    pub progress: ProgressResponse,
+}
+
 /// A job.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct JobResponse {

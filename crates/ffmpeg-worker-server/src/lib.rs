@@ -29,6 +29,7 @@ pub mod connections;
 pub mod error;
 mod routes;
 pub mod serve;
+pub mod streams;
 pub mod telemetry;
 pub mod webhooks;
 pub mod wire;
@@ -61,6 +62,7 @@ pub struct AppState {
     /// HTTP settings.
     pub settings: Arc<AppSettings>,
     accepting: Arc<AtomicBool>,
+    streams: tokio_util::sync::CancellationToken,
 }
 
 impl AppState {
@@ -71,7 +73,24 @@ impl AppState {
 
     /// State over `jobs` with `settings`.
     pub fn with_settings(jobs: Arc<Jobs>, settings: AppSettings) -> AppState {
-        AppState { jobs, settings: Arc::new(settings), accepting: Arc::new(AtomicBool::new(true)) }
+        AppState {
+            jobs,
+            settings: Arc::new(settings),
+            accepting: Arc::new(AtomicBool::new(true)),
+            streams: tokio_util::sync::CancellationToken::new(),
+        }
+    }
+
+    /// Ends every open event stream (at shutdown, once the workers stopped: so the streams
+    /// carry the last status changes, and the server need not wait for streams that never
+    /// end on their own).
+    pub fn close_streams(&self) {
+        self.streams.cancel();
+    }
+
+    /// Completes when [`AppState::close_streams`] was called.
+    pub fn streams_closed(&self) -> tokio_util::sync::WaitForCancellationFutureOwned {
+        self.streams.clone().cancelled_owned()
     }
 
     /// Whether new jobs are accepted (false once shutdown began).
@@ -93,7 +112,8 @@ impl utoipa::Modify for BearerScheme {
         let mut http = Http::new(HttpAuthScheme::Bearer);
         http.description = Some(
             "Required on every endpoint except /health, /docs and /openapi.json when the server is \
-             started with API tokens (--api-token / API_TOKENS)."
+             started with API tokens (--api-token / API_TOKENS). The event streams (/events, \
+             /jobs/{id}/events) also accept the token as the `access_token` query parameter."
                 .to_owned(),
         );
         components.add_security_scheme("bearer", SecurityScheme::Http(http));
@@ -110,11 +130,13 @@ grammar and a sandbox, queues it durably, runs it, and reports live progress. Er
 `application/problem+json` documents with a stable `type`.",
         license(name = "MIT OR Apache-2.0"),
     ),
+    components(schemas(ffmpeg_worker_api::ProgressEvent)),
     modifiers(&BearerScheme),
     components(schemas(wire::WebhookPayload)),
     security(("bearer" = [])),
     tags(
         (name = "jobs", description = "Submit, inspect and manage ffmpeg jobs"),
+        (name = "events", description = "Server-sent event streams of job status and progress"),
         (name = "operations", description = "Liveness, readiness and metrics"),
     )
 )]
@@ -135,6 +157,8 @@ fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(routes::cancel_job))
         .routes(routes!(routes::job_log))
         .routes(routes!(routes::job_webhooks))
+        .routes(routes!(streams::job_events))
+        .routes(routes!(streams::all_events))
 }
 
 /// The OpenAPI 3.1 document of the API, as served at `/openapi.json`.
@@ -232,7 +256,8 @@ pub fn app(state: AppState) -> Router {
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
             let id = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-");
-            tracing::info_span!("request", method = %req.method(), uri = %req.uri(), request_id = %id)
+            let uri = auth::redacted_uri(req.uri());
+            tracing::info_span!("request", method = %req.method(), uri = %uri, request_id = %id)
         }))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
         .layer(CatchPanicLayer::custom(error::panicked))

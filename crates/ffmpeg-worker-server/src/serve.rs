@@ -321,6 +321,7 @@ pub async fn run(config: ServeConfig) -> Result<(), StartError> {
         shutdown.abort_running.cancel();
         while workers.join_next().await.is_some() {}
     }
+    state.close_streams();
     stop_http.cancel();
     // Deliveries still in flight are sent again after the next start (at least once).
     stop_webhooks.cancel();

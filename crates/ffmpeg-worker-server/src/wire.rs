@@ -3,11 +3,11 @@
 //! shares. This module converts the domain types of `jobs` into them.
 
 pub use ffmpeg_worker_api::{
-    CreateJobRequest, DeliveryStateWire, HealthResponse, JobResponse, JobStatusWire, Problem, ProgressResponse,
-    ReadyResponse, WebhookAttemptResponse, WebhookDeliveryResponse, WebhookEventWire, WebhookPayload,
+    CreateJobRequest, DeliveryStateWire, HealthResponse, JobResponse, JobStatusWire, Problem, ProgressEvent,
+    ProgressResponse, ReadyResponse, WebhookAttemptResponse, WebhookDeliveryResponse, WebhookEventWire, WebhookPayload,
 };
 use jobs::webhook::{Delivery, DeliveryState, SubscriptionSource, WebhookEvent};
-use jobs::{Job, JobStatus, Progress};
+use jobs::{Job, JobId, JobStatus, Progress};
 
 /// The wire form of a job status.
 pub fn status_wire(s: JobStatus) -> JobStatusWire {
@@ -26,6 +26,11 @@ pub fn format_time(us: i64) -> String {
     let (h, rest) = (centis / 360_000, centis % 360_000);
     let (m, rest) = (rest / 6_000, rest % 6_000);
     format!("{h:02}:{m:02}:{:02}.{:02}", rest / 100, rest % 100)
+}
+
+/// The data of a `progress` server-sent event: `job`'s snapshot `p`.
+pub fn progress_event(job: &JobId, p: &Progress) -> ProgressEvent {
+    ProgressEvent { job_id: job.to_string(), progress: progress_response(p) }
 }
 
 /// The wire form of a progress snapshot.

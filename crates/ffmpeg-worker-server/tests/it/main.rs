@@ -7,6 +7,7 @@ mod api;
 mod client_command;
 mod docker;
 mod e2e;
+mod events;
 mod lifecycle;
 mod media;
 mod openapi;

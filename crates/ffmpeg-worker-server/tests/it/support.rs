@@ -15,6 +15,8 @@ pub struct Server {
     pub base: String,
     pub data: tempfile::TempDir,
     pub db_dir: tempfile::TempDir,
+    /// Every line the server wrote to stderr so far.
+    pub stderr: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Server {
@@ -37,6 +39,21 @@ impl Server {
         db_dir: tempfile::TempDir,
         extra: &[&str],
     ) -> Server {
+        Server::spawn(wrapper, data, db_dir, extra, "info")
+    }
+
+    /// Starts the binary with the log filter `rust_log` (e.g. `debug`).
+    pub fn start_logging(extra: &[&str], rust_log: &str) -> Server {
+        Server::spawn(&[], tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), extra, rust_log)
+    }
+
+    fn spawn(
+        wrapper: &[&str],
+        data: tempfile::TempDir,
+        db_dir: tempfile::TempDir,
+        extra: &[&str],
+        rust_log: &str,
+    ) -> Server {
         let db = format!("sqlite://{}", db_dir.path().join("jobs.db").display());
         let binary = env!("CARGO_BIN_EXE_ffmpeg-worker");
         let mut command = match wrapper.split_first() {
@@ -53,7 +70,7 @@ impl Server {
             .arg(data.path())
             .args(["--database-url", &db])
             .args(extra)
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", rust_log)
             .env("LOG_FORMAT", "pretty")
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
@@ -80,7 +97,7 @@ impl Server {
             let _ = child.kill();
             panic!("server did not report its address; stderr: {:?}", lines.lock().unwrap())
         });
-        Server { child, base, data, db_dir }
+        Server { child, base, data, db_dir, stderr: lines }
     }
 
     pub fn url(&self, path: &str) -> String {

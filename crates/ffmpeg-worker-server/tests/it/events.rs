@@ -1,0 +1,204 @@
+//! Server-sent event streams of the real binary, read by a real SSE client (reqwest's byte
+//! stream parsed by `eventsource-stream`): a job's status and progress, a reconnect with
+//! `Last-Event-ID`, 204 after the final event, every job's events, and `access_token`.
+
+use std::time::{Duration, Instant};
+
+use eventsource_stream::{Event, EventStream, Eventsource as _};
+use futures_util::{Stream, StreamExt as _};
+use serde_json::Value;
+
+use crate::support::{Server, submit};
+
+/// A client without a total timeout (streams last); each read is bounded instead.
+fn stream_client() -> reqwest::Client {
+    reqwest::Client::builder().connect_timeout(Duration::from_secs(10)).build().unwrap()
+}
+
+type Events = std::pin::Pin<Box<dyn Stream<Item = Result<Event, String>> + Send>>;
+
+/// Opens `path` as an event stream (optionally resuming after `last_event_id`); the answer's
+/// status, and its events when it is 200.
+async fn open(server: &Server, path: &str, last_event_id: Option<&str>) -> (u16, Option<Events>) {
+    let mut request = stream_client().get(server.url(path)).header("accept", "text/event-stream");
+    if let Some(id) = last_event_id {
+        request = request.header("last-event-id", id);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    if status != 200 {
+        return (status, None);
+    }
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let events: EventStream<_> = response.bytes_stream().eventsource();
+    (status, Some(Box::pin(events.map(|e| e.map_err(|e| e.to_string())))))
+}
+
+/// The next event, or `None` when the server ended the stream; fails after 60 s.
+async fn next(events: &mut Events) -> Option<Event> {
+    tokio::time::timeout(Duration::from_secs(60), events.next())
+        .await
+        .expect("no event within 60 s")
+        .map(|e| e.expect("the stream breaks no rule of the format"))
+}
+
+fn data(event: &Event) -> Value {
+    serde_json::from_str(&event.data).unwrap()
+}
+
+/// A job that reports progress for a few seconds (progress every 0.1 s).
+const SLOW_JOB: &str = "-f lavfi -i testsrc=duration=6:size=320x240:rate=25 -c:v libx264 -preset medium \
+                        -stats_period 0.1 out/slow.mp4";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_stream_carries_status_and_progress_resumes_with_last_event_id_and_ends_with_204() {
+    let server = Server::start(&[]);
+    let http = reqwest::Client::new();
+    let (status, job) = submit(&http, &server, SLOW_JOB).await;
+    assert_eq!(status, 201, "{job}");
+    let id = job["id"].as_str().unwrap();
+    let path = format!("/jobs/{id}/events");
+
+    // First connection: the current status, then live events; cut after the first progress.
+    let (status, events) = open(&server, &path, None).await;
+    assert_eq!(status, 200);
+    let mut events = events.unwrap();
+    let first = next(&mut events).await.unwrap();
+    assert_eq!(first.event, "status");
+    assert_eq!(data(&first)["id"], id, "a status event's data is the job");
+    let mut last_id = first.id.clone();
+    let progress = loop {
+        let event = next(&mut events).await.expect("the job reported progress before it ended");
+        assert_ne!(event.id, last_id);
+        last_id = event.id.clone();
+        if event.event == "progress" {
+            break event;
+        }
+        assert_eq!(event.event, "status");
+    };
+    let p = data(&progress);
+    assert_eq!(p["job_id"], id, "{p}");
+    assert!(p["frame"].is_u64() && p["time"].is_string(), "progress JSON: {p}");
+    assert!(progress.id.starts_with("2."), "progress of the run that status 2 started: {}", progress.id);
+    drop(events);
+
+    // Reconnect after that progress event: the current status first, then the rest, to the end.
+    let (status, events) = open(&server, &path, Some(&progress.id)).await;
+    assert_eq!(status, 200);
+    let mut events = events.unwrap();
+    let resumed = next(&mut events).await.unwrap();
+    assert_eq!(resumed.event, "status", "a resumed stream starts with the current status");
+    let mut seen = vec![resumed];
+    while let Some(event) = next(&mut events).await {
+        seen.push(event);
+    }
+    let last = seen.last().unwrap();
+    assert_eq!((last.event.as_str(), data(last)["status"].as_str()), ("status", Some("completed")), "{seen:?}");
+    assert_eq!(last.id, "3", "queued 1, running 2, completed 3");
+    let progress_seen = seen.iter().filter(|e| e.event == "progress").count();
+    let running = seen.iter().any(|e| e.event == "status" && data(e)["status"] == "running");
+    assert!(!running || progress_seen > 0, "a running job's latest progress is re-sent: {seen:?}");
+
+    // The final event seen: nothing follows (204, an EventSource stops). Another id: the final
+    // status, then the end.
+    assert_eq!(open(&server, &path, Some("3")).await.0, 204);
+    for last_event_id in [None, Some("2.1"), Some("not-an-id")] {
+        let (status, events) = open(&server, &path, last_event_id).await;
+        assert_eq!(status, 200);
+        let mut events = events.unwrap();
+        let only = next(&mut events).await.unwrap();
+        assert_eq!((only.event.as_str(), only.id.as_str()), ("status", "3"));
+        assert_eq!(data(&only)["status"], "completed");
+        assert!(next(&mut events).await.is_none(), "a finished job's stream ends after its final status");
+    }
+
+    // The store kept the final progress.
+    let stored: Value = http.get(server.url(&format!("/jobs/{id}"))).send().await.unwrap().json().await.unwrap();
+    assert_eq!(stored["progress"]["frame"], 150, "{stored}");
+
+    let unknown = http.get(server.url("/jobs/job_00000000deadbeef/events")).send().await.unwrap();
+    assert_eq!(unknown.status(), 404);
+    assert_eq!(unknown.headers()["content-type"], "application/problem+json");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_all_jobs_stream_names_each_job_and_filters_by_status_and_progress() {
+    let server = Server::start(&[]);
+    let http = reqwest::Client::new();
+    let (_, mut finals) = open(&server, "/events?status=completed,failed", None).await;
+    let (_, mut everything) = open(&server, "/events?progress=true", None).await;
+    let (finals, everything) = (finals.as_mut().unwrap(), everything.as_mut().unwrap());
+    assert_eq!(open(&server, "/events?status=done", None).await.0, 422);
+    // Streams are open once their headers arrived; the jobs come after.
+    let (_, ok) = submit(&http, &server, "-f lavfi -i testsrc=duration=1:size=160x120:rate=25 ok.mp4").await;
+    let (_, bad) = submit(&http, &server, "-i missing.mp4 bad.mp4").await;
+    let (ok, bad) = (ok["id"].as_str().unwrap(), bad["id"].as_str().unwrap());
+
+    let mut ended = Vec::new();
+    while ended.len() < 2 {
+        let event = next(finals).await.unwrap();
+        assert_eq!(event.event, "status");
+        let job = data(&event);
+        ended.push((job["id"].as_str().unwrap().to_owned(), job["status"].as_str().unwrap().to_owned()));
+    }
+    ended.sort();
+    let mut expected = vec![(ok.to_owned(), "completed".to_owned()), (bad.to_owned(), "failed".to_owned())];
+    expected.sort();
+    assert_eq!(ended, expected);
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (mut statuses, mut progress) = (Vec::new(), 0);
+    while statuses.len() < 6 {
+        assert!(Instant::now() < deadline, "{statuses:?}");
+        let event = next(everything).await.unwrap();
+        let value = data(&event);
+        match event.event.as_str() {
+            "status" => statuses.push((value["id"].as_str().unwrap().to_owned(), event.id.clone())),
+            "progress" => {
+                assert_eq!(value["job_id"], ok, "only the encoding job reports progress: {value}");
+                progress += 1;
+            }
+            other => panic!("unexpected event {other}"),
+        }
+    }
+    assert!(progress > 0);
+    for job in [ok, bad] {
+        let ids: Vec<&str> = statuses.iter().filter(|(j, _)| j == job).map(|(_, id)| id.as_str()).collect();
+        assert_eq!(ids, ["1", "2", "3"], "each job's queued, running and final status, in order");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_take_the_token_as_access_token_which_is_never_logged() {
+    let token = "sse-test-token-9f3a";
+    let server = Server::start_logging(&["--api-token", token], "debug");
+    let http = reqwest::Client::new();
+    let (status, job) = {
+        let request = http.post(server.url("/jobs")).bearer_auth(token);
+        let resp = request.json(&serde_json::json!({"command": "-i missing.mp4 x.mp4"})).send().await.unwrap();
+        (resp.status().as_u16(), resp.json::<Value>().await.unwrap())
+    };
+    assert_eq!(status, 201, "{job}");
+    let id = job["id"].as_str().unwrap();
+
+    assert_eq!(open(&server, &format!("/jobs/{id}/events"), None).await.0, 401);
+    assert_eq!(open(&server, &format!("/jobs/{id}/events?access_token=wrong"), None).await.0, 401);
+    let (status, events) = open(&server, &format!("/jobs/{id}/events?access_token={token}"), None).await;
+    assert_eq!(status, 200);
+    assert_eq!(next(&mut events.unwrap()).await.unwrap().event, "status");
+    assert_eq!(open(&server, &format!("/events?access_token={token}"), None).await.0, 200);
+    let other = http.get(server.url(&format!("/jobs/{id}?access_token={token}"))).send().await.unwrap();
+    assert_eq!(other.status(), 401, "only the stream endpoints take a token in the query");
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let logged = loop {
+        let lines = server.stderr.lock().unwrap().clone();
+        if lines.iter().any(|l| l.contains("access_token=REDACTED")) || Instant::now() > deadline {
+            break lines;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(logged.iter().any(|l| l.contains("access_token=REDACTED")), "requests are logged with their URI");
+    let leaks: Vec<&String> = logged.iter().filter(|l| l.contains(token)).collect();
+    assert!(leaks.is_empty(), "the token reached the log: {leaks:?}");
+}
