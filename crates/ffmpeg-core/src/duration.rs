@@ -62,7 +62,9 @@ const MAX_INPUTS: usize = 4096;
 /// banner's precision (1/100 s).
 ///
 /// Format: `av_dump_format()` in `libavformat/dump.c` (ffmpeg 5.1), printed by ffmpeg as it
-/// opens each input (also with `-hide_banner`; not with `-loglevel` below `info`).
+/// opens each input (also with `-hide_banner`; not with `-loglevel` below `info`). Lines may
+/// carry the prefixes ffmpeg puts before a log line ([`LogLine`](crate::log::LogLine): the
+/// `[info] ` of the `level` flag, a context's `[name @ 0x...] `); they are skipped.
 ///
 /// ```
 /// use ffmpeg_core::duration::BannerScanner;
@@ -121,6 +123,9 @@ impl BannerScanner {
     }
 
     fn segment(&mut self, line: &str) {
+        // Whatever ffmpeg put before the line (`[info] ` with the `level` flag, a context's
+        // `[mov,mp4,... @ 0x...] `) is not part of it.
+        let line = crate::log::LogLine::parse(line).message;
         if let Ok((_, index)) = input_header(line) {
             self.current = None;
             if index < MAX_INPUTS {

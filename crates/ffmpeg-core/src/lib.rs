@@ -19,6 +19,8 @@
 //!   into chains, filters, labels and unescaped options, and write it back escaped.
 //! - [`duration`]: input durations from ffmpeg's stderr banner, the expected output duration,
 //!   and percent complete.
+//! - [`log`]: ffmpeg's `-loglevel` setting and the prefixes of its log lines (`[info] `,
+//!   `[libx264 @ 0x...] `), and a router that keeps what the client's own level would show.
 //!
 //! # Features
 //!
@@ -51,6 +53,7 @@ pub mod command;
 pub mod duration;
 pub mod filtergraph;
 pub mod footprint;
+pub mod log;
 pub mod pattern;
 pub mod policy;
 pub mod progress;

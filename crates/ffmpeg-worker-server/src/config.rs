@@ -250,10 +250,7 @@ pub fn markdown() -> String {
 impl ServeConfig {
     /// The security policy: the default one, adjusted by the allow/forbid settings.
     pub fn policy(&self) -> ffmpeg_core::policy::Policy {
-        // The runner always passes -y (overwrite) so that re-runs after a crash succeed; a
-        // command with -n could only fail ("both -y and -n supplied"): refuse it up front.
-        let mut policy = ffmpeg_core::policy::Policy::default()
-            .forbid_option("n", "the server always overwrites outputs (it passes -y); remove -n");
+        let mut policy = ffmpeg_core::policy::Policy::default();
         let names = |v: &[String]| {
             v.iter().map(|n| n.trim().trim_start_matches('-').to_owned()).filter(|n| !n.is_empty()).collect::<Vec<_>>()
         };

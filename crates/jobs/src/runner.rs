@@ -19,8 +19,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use ffmpeg_core::duration::{BannerScanner, ExpectedLength};
-use ffmpeg_core::progress::{ProgressParser, ProgressUpdate};
+use ffmpeg_core::command::Command;
+use ffmpeg_core::duration::{BannerScanner, ExpectedLength, parse_time_duration};
+use ffmpeg_core::log::{Level, LogRouter, LogSettings, RoutedLine};
+use ffmpeg_core::progress::{ProgressParser, ProgressState, ProgressUpdate};
 use ffmpeg_core::sandbox::ResolvedCommand;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
@@ -229,9 +231,42 @@ pub struct FfmpegRunner {
     config: FfmpegConfig,
 }
 
-/// Arguments the runner puts before the command's own: no stdin, overwrite, no banner,
-/// machine-readable progress on stdout, no interactive stats on stderr.
-pub const RUNNER_ARGS: [&str; 6] = ["-nostdin", "-y", "-hide_banner", "-progress", "pipe:1", "-nostats"];
+/// Arguments the runner puts before the command's own: no stdin, no program banner,
+/// machine-readable progress on stdout, no interactive stats on stderr. `-y` (overwrite)
+/// follows unless the command says `-n`, and the runner's `-loglevel` comes first and last
+/// ([`FfmpegRunner::args`]).
+pub const RUNNER_ARGS: [&str; 5] = ["-nostdin", "-hide_banner", "-progress", "pipe:1", "-nostats"];
+
+/// The range of `-stats_period` (seconds between progress blocks) the runner honours: a
+/// longer period would leave a job without progress for that long, a shorter one floods
+/// progress subscribers; a value outside is replaced by the nearest bound.
+pub const STATS_PERIOD_RANGE: (f64, f64) = (0.1, 5.0);
+
+/// How ffmpeg's log is set for a run: the client's own settings ([`LogSettings::of_command`])
+/// decide what the job log keeps; ffmpeg runs at least at `info` (its input banner, which
+/// percent needs, and every line a job error is built from) with each line's level printed,
+/// so that the runner can tell the lines apart ([`LogRouter`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunLog {
+    /// What the client asked for (ffmpeg's defaults when it asked nothing, or gave a value
+    /// ffmpeg refuses: ffmpeg then fails the run with its own message).
+    pub client: LogSettings,
+    /// What ffmpeg runs with.
+    pub run: LogSettings,
+}
+
+impl RunLog {
+    /// The log settings for `command`.
+    pub fn of(command: &Command) -> RunLog {
+        let client = LogSettings::of_command(command).unwrap_or_default();
+        let run = LogSettings {
+            level: client.level.max(Level::INFO),
+            print_level: true,
+            skip_repeated: client.skip_repeated,
+        };
+        RunLog { client, run }
+    }
+}
 
 impl FfmpegRunner {
     /// A runner with `config`.
@@ -239,11 +274,73 @@ impl FfmpegRunner {
         FfmpegRunner { config }
     }
 
-    /// The full argument list (after the program name) for `command`.
+    /// The full argument list (after the program name) for `command`: `-loglevel` with the
+    /// runner's setting ([`RunLog`]), [`RUNNER_ARGS`], `-y` unless the command has `-n`, the
+    /// command's own arguments ([`ResolvedCommand::to_ffmpeg_args`]), and last the runner's
+    /// `-loglevel` again and, when the command's `-stats_period` is outside
+    /// [`STATS_PERIOD_RANGE`], the nearest bound. ffmpeg applies global options in order (the
+    /// last value wins) wherever they stand, and reads the first `-loglevel` before the rest
+    /// (for its messages about the options themselves).
     pub fn args(command: &ResolvedCommand) -> Vec<String> {
-        let mut args: Vec<String> = RUNNER_ARGS.iter().map(|s| (*s).to_owned()).collect();
+        let parsed = command.command();
+        let log = RunLog::of(parsed).run.to_value();
+        let mut args: Vec<String> = vec!["-loglevel".to_owned(), log.clone()];
+        args.extend(RUNNER_ARGS.iter().map(|s| (*s).to_owned()));
+        let no_overwrite = parsed.global_options().iter().any(|o| o.name() == "n");
+        if !no_overwrite {
+            args.push("-y".to_owned());
+        }
         args.extend(command.to_ffmpeg_args());
+        args.push("-loglevel".to_owned());
+        args.push(log);
+        let period = parsed
+            .global_options()
+            .iter()
+            .rev()
+            .find(|o| o.name() == "stats_period")
+            .and_then(|o| o.value())
+            .and_then(parse_time_duration);
+        let (low, high) = STATS_PERIOD_RANGE;
+        if let Some(period) = period.filter(|p| *p > 0.0 && !(low..=high).contains(p)) {
+            args.push("-stats_period".to_owned());
+            args.push(period.clamp(low, high).to_string());
+        }
         args
+    }
+}
+
+/// The bounded tails of a run's stderr, each routed by [`LogRouter`].
+#[derive(Debug)]
+struct Tails {
+    /// What the client's log level shows: the job log.
+    log: Tail,
+    /// What ffmpeg's default level (`info`) shows.
+    messages: Tail,
+    /// The lines logged as errors (`error`, `fatal`, `panic`).
+    errors: Tail,
+}
+
+impl Tails {
+    fn new(cap: usize) -> Tails {
+        let tail = || Tail { bytes: VecDeque::new(), cap };
+        Tails { log: tail(), messages: tail(), errors: tail() }
+    }
+
+    /// Appends a routed stderr line to the tails that keep it.
+    fn keep(&mut self, line: &RoutedLine) {
+        let mut push = |tail: &mut Tail, text: &str| {
+            tail.push(text.as_bytes());
+            tail.push(b"\n");
+        };
+        if line.for_client {
+            push(&mut self.log, &line.text);
+        }
+        if line.at_default_level {
+            push(&mut self.messages, &line.plain);
+        }
+        if line.level.is_some_and(|l| l <= Level::ERROR) {
+            push(&mut self.errors, &line.plain);
+        }
     }
 }
 
@@ -270,28 +367,53 @@ impl Tail {
     }
 }
 
+/// Highest percent a running job reports: 100 % belongs to a completed job alone (the store
+/// records it when the job completes), whatever the estimate says.
+pub const RUNNING_PERCENT_MAX: f64 = 99.9;
+
+/// When ffmpeg's speed has settled enough for an ETA: at least this many progress blocks...
+pub const ETA_MIN_BLOCKS: u32 = 3;
+/// ...and this much run time. Before that, ffmpeg's speed (output time over wall time since it
+/// started) is dominated by start-up and an ETA would be wild (hours for a seconds-long job).
+pub const ETA_MIN_RUN: Duration = Duration::from_secs(2);
+
+/// How far a run has got, for [`snapshot`]: progress blocks seen (this one included) and
+/// time since ffmpeg started.
+#[derive(Debug, Clone, Copy)]
+struct RunClock {
+    blocks: u32,
+    elapsed: Duration,
+}
+
 /// Builds a progress snapshot from one `-progress` block.
 ///
 /// ffmpeg writes a final `progress=end` block whenever it exits, also when it was stopped or
 /// failed half-way, so the end block does not mean 100 %: percent comes from how far the output
-/// got (the store records 100 % when the job completes).
-fn snapshot(update: &ProgressUpdate, expected: &ExpectedLength) -> Progress {
+/// got, and is at most [`RUNNING_PERCENT_MAX`] (the store records 100 % when the job
+/// completes). The ETA is `None` until the speed has settled ([`ETA_MIN_BLOCKS`],
+/// [`ETA_MIN_RUN`]), in the end block, and when the output has reached or passed the
+/// expected length (the estimate was wrong, so the time left is unknown); it is never 0.
+fn snapshot(update: &ProgressUpdate, expected: &ExpectedLength, clock: RunClock) -> Progress {
     let mut as_continue = update.clone();
-    as_continue.state = ffmpeg_core::progress::ProgressState::Continue;
-    let percent = expected.percent(&as_continue).map(|p| (p * 100.0).round() / 100.0);
+    as_continue.state = ProgressState::Continue;
+    let percent = expected.percent(&as_continue).map(|p| ((p * 100.0).round() / 100.0).min(RUNNING_PERCENT_MAX));
     let out_time_us = update.out_time_us.map(|t| t.max(0));
+    let settled = clock.blocks >= ETA_MIN_BLOCKS && clock.elapsed >= ETA_MIN_RUN;
     let eta_seconds = match (expected.seconds, expected.frames) {
-        _ if update.state == ffmpeg_core::progress::ProgressState::End => None,
+        _ if update.state == ProgressState::End || !settled => None,
         (Some(total), _) => match (out_time_us, update.speed) {
-            (Some(t), Some(speed)) if speed > 0.0 => Some(((total - t as f64 / 1e6) / speed).max(0.0)),
+            (Some(t), Some(speed)) if speed > 0.0 => Some((total - t as f64 / 1e6) / speed),
             _ => None,
         },
         (None, Some(frames)) => match (update.frame, update.fps) {
-            (Some(frame), Some(fps)) if fps > 0.0 => Some((frames.saturating_sub(frame) as f64 / fps).max(0.0)),
+            (Some(frame), Some(fps)) if fps > 0.0 => Some((frames as f64 - frame as f64) / fps),
             _ => None,
         },
         (None, None) => None,
     };
+    // Rounded to 0.1 s, but never 0 while running: a job at or past its estimate has an
+    // unknown time left.
+    let eta_seconds = eta_seconds.filter(|e| e.is_finite() && *e > 0.0).map(|e| ((e * 10.0).round() / 10.0).max(0.1));
     Progress {
         frame: update.frame,
         fps: update.fps,
@@ -300,7 +422,7 @@ fn snapshot(update: &ProgressUpdate, expected: &ExpectedLength) -> Progress {
         total_size_bytes: update.total_size_bytes,
         speed: update.speed,
         percent,
-        eta_seconds: eta_seconds.map(|e| (e * 10.0).round() / 10.0),
+        eta_seconds,
         dup_frames: update.dup_frames,
         drop_frames: update.drop_frames,
     }
@@ -481,7 +603,10 @@ impl Runner for FfmpegRunner {
         progress: &watch::Sender<Option<Progress>>,
         cancel: &CancellationToken,
     ) -> RunReport {
-        let mut tail = Tail { bytes: VecDeque::new(), cap: self.config.log_tail_bytes.max(1024) };
+        let cap = self.config.log_tail_bytes.max(1024);
+        // What the client's log level shows (the job log), and what ffmpeg's default level
+        // shows (job errors are built from it, whatever the client's level).
+        let mut tails = Tails::new(cap);
         let failed = |e: RunError| RunReport { result: Err(e), log_tail: String::new() };
         // A fresh directory with a random name and mode 0700 (mkdtemp): never shared with
         // another process, never an existing directory or a planted symlink. It is locked for
@@ -519,6 +644,9 @@ impl Runner for FfmpegRunner {
         let mut last_update: Option<ProgressUpdate> = None;
         let mut banner = BannerScanner::new();
         let command = spec.command.command();
+        let mut router = LogRouter::new(RunLog::of(command).client);
+        let started = Instant::now();
+        let mut blocks: u32 = 0;
         // A timeout too far in the future to represent is no timeout.
         let deadline = spec.timeout.and_then(|t| Instant::now().checked_add(t));
         let mut stop: Option<Stop> = None;
@@ -553,7 +681,9 @@ impl Runner for FfmpegRunner {
                     Ok(n) => {
                         for update in parser.feed(&out_buf[..n]) {
                             let expected = ExpectedLength::for_output(command, 0, &banner.input_durations());
-                            progress.send_replace(Some(snapshot(&update, &expected)));
+                            blocks = blocks.saturating_add(1);
+                            let clock = RunClock { blocks, elapsed: started.elapsed() };
+                            progress.send_replace(Some(snapshot(&update, &expected, clock)));
                             last_update = Some(update);
                         }
                     }
@@ -561,8 +691,10 @@ impl Runner for FfmpegRunner {
                 r = stderr.read(&mut err_buf), if err_open => match r {
                     Ok(0) | Err(_) => err_open = false,
                     Ok(n) => {
-                        tail.push(&err_buf[..n]);
                         banner.feed(&err_buf[..n]);
+                        for line in router.feed(&err_buf[..n]) {
+                            tails.keep(&line);
+                        }
                     }
                 },
                 s = child.wait(), if ready_to_reap => break s,
@@ -583,20 +715,27 @@ impl Runner for FfmpegRunner {
             }
         };
         drop(scratch);
+        if let Some(line) = router.finish() {
+            tails.keep(&line);
+        }
         // The two pipes are read concurrently, so a block may have been read before the banner
         // line it needs; with all of stderr seen, the last snapshot is computed once more.
         if let Some(update) = &last_update {
             let expected = ExpectedLength::for_output(command, 0, &banner.input_durations());
-            progress.send_replace(Some(snapshot(update, &expected)));
+            let clock = RunClock { blocks, elapsed: started.elapsed() };
+            progress.send_replace(Some(snapshot(update, &expected, clock)));
         }
-        let log_tail = relative_paths(&tail.text(), &self.config.data_dir);
+        let log_tail = relative_paths(&tails.log.text(), &self.config.data_dir);
+        // The error says why: the errors ffmpeg reported if it reported any, else its last words.
+        let errors = if tails.errors.bytes.is_empty() { &tails.messages } else { &tails.errors };
+        let messages = relative_paths(&errors.text(), &self.config.data_dir);
         let result = match (stop, status) {
             (Some(Stop::Cancelled), _) => Err(RunError::Cancelled),
             (Some(Stop::TimedOut), _) => Err(RunError::TimedOut(spec.timeout.unwrap_or_default())),
             (None, Ok(s)) if s.success() => Ok(()),
             (None, Ok(s)) => {
                 use std::os::unix::process::ExitStatusExt as _;
-                let message = exit_message(s, &log_tail, &self.config, cpu_used);
+                let message = exit_message(s, &messages, &self.config, cpu_used);
                 Err(RunError::Exit { code: s.code(), signal: s.signal(), message })
             }
             (None, Err(e)) => Err(RunError::Wait { source: Arc::new(e) }),
@@ -640,5 +779,69 @@ mod tests {
             exit_message(terminated, "a\nb\n", &config(None), None),
             "ffmpeg was killed by SIGTERM; its last messages: a\nb"
         );
+    }
+
+    /// A block at `out_time` seconds (and `frame`), ffmpeg's `speed`, `fps`, continue or end.
+    fn block(out_time: f64, frame: u64, speed: f64, fps: f64, end: bool) -> ProgressUpdate {
+        let mut update = ProgressUpdate::default();
+        update.out_time_us = Some((out_time * 1e6) as i64);
+        update.frame = Some(frame);
+        update.speed = Some(speed);
+        update.fps = Some(fps);
+        update.state = if end { ProgressState::End } else { ProgressState::Continue };
+        update
+    }
+
+    #[test]
+    fn a_running_job_is_never_done_and_its_eta_waits_for_a_settled_speed() {
+        let ten_seconds = ExpectedLength { seconds: Some(10.0), frames: None };
+        let hundred_frames = ExpectedLength { seconds: None, frames: Some(100) };
+        let unknown = ExpectedLength::default();
+        let settled = RunClock { blocks: 3, elapsed: Duration::from_secs(2) };
+        let check =
+            |expected: ExpectedLength, update: ProgressUpdate, clock: RunClock, want: (Option<f64>, Option<f64>)| {
+                let progress = snapshot(&update, &expected, clock);
+                assert_eq!((progress.percent, progress.eta_seconds), want, "{expected:?} {update:?} {clock:?}");
+            };
+        let ms = Duration::from_millis;
+        // Settled: 4 s of 10 at 2x leaves 3 s.
+        check(ten_seconds, block(4.0, 100, 2.0, 50.0, false), settled, (Some(40.0), Some(3.0)));
+        // Not yet settled: too few blocks, or too little time (a start-up speed of 0.001x would
+        // give an ETA of hours).
+        check(
+            ten_seconds,
+            block(0.01, 1, 0.001, 1.0, false),
+            RunClock { blocks: 1, elapsed: ms(500) },
+            (Some(0.1), None),
+        );
+        check(
+            ten_seconds,
+            block(4.0, 100, 2.0, 50.0, false),
+            RunClock { blocks: 2, elapsed: ms(5000) },
+            (Some(40.0), None),
+        );
+        check(
+            ten_seconds,
+            block(4.0, 100, 2.0, 50.0, false),
+            RunClock { blocks: 30, elapsed: ms(1999) },
+            (Some(40.0), None),
+        );
+        // At or past the estimate while running: below 100 %, and the time left is unknown.
+        check(ten_seconds, block(10.0, 250, 2.0, 50.0, false), settled, (Some(RUNNING_PERCENT_MAX), None));
+        check(ten_seconds, block(12.0, 300, 2.0, 50.0, false), settled, (Some(RUNNING_PERCENT_MAX), None));
+        check(ten_seconds, block(9.9999, 250, 2.0, 50.0, false), settled, (Some(RUNNING_PERCENT_MAX), Some(0.1)));
+        // Almost there: never an ETA of 0.
+        check(ten_seconds, block(9.99, 250, 2.0, 50.0, false), settled, (Some(99.9), Some(0.1)));
+        // The end block (also written when ffmpeg stops half-way) says how far the output got.
+        check(ten_seconds, block(4.0, 100, 2.0, 50.0, true), settled, (Some(40.0), None));
+        check(ten_seconds, block(10.0, 250, 2.0, 50.0, true), settled, (Some(RUNNING_PERCENT_MAX), None));
+        // By frames: 40 of 100 at 20 fps leaves 3 s.
+        check(hundred_frames, block(1.6, 40, 0.8, 20.0, false), settled, (Some(40.0), Some(3.0)));
+        check(hundred_frames, block(4.0, 100, 0.8, 20.0, false), settled, (Some(RUNNING_PERCENT_MAX), None));
+        check(hundred_frames, block(1.6, 40, 0.8, 0.0, false), settled, (Some(40.0), None));
+        // Unknown length: no percent, no ETA.
+        check(unknown, block(4.0, 100, 2.0, 50.0, false), settled, (None, None));
+        // No speed yet.
+        check(ten_seconds, block(4.0, 100, 0.0, 50.0, false), settled, (Some(40.0), None));
     }
 }

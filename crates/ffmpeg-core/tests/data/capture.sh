@@ -45,3 +45,9 @@ ff -stats_period 0.01 -progress pipe:1 -nostats -i "file:$tmp/long.mp3" -c copy 
 # Stream copy of B-frames: out_time starts negative.
 ff -stats_period 0.001 -progress pipe:1 -nostats -i "file:$tmp/inb.mp4" -c copy -y "file:$tmp/c.mkv" \
    > "$out/progress_copy_negative.txt" 2> "$out/banner_copy_negative.txt"
+
+# The same two inputs with the `level` flag at verbose: `[info] ` before every banner line,
+# `[name @ 0x...] [verbose] ` context lines between them (stderr only).
+ff -loglevel level+verbose -progress pipe:1 -nostats -i in.mp4 -i long.mp3 -map 0:v -map 1:a \
+   -c:v libx264 -preset ultrafast -c:a aac -shortest -y out.mp4 \
+   > /dev/null 2> "$out/banner_levels.txt"

@@ -6,6 +6,7 @@ mod command;
 mod duration;
 mod filtergraph;
 mod footprint;
+mod log;
 mod policy;
 mod progress;
 mod sandbox;

@@ -11,6 +11,7 @@ mod events;
 mod lifecycle;
 mod media;
 mod openapi;
+mod run_options;
 mod security;
 mod slow_clients;
 mod support;

@@ -72,10 +72,11 @@ async fn run(
 #[tokio::test]
 async fn megabytes_of_stderr_do_not_stall_the_run() {
     let s = setup();
-    // 8 MiB of warnings on stderr, interleaved with progress on stdout, then success.
+    // 8 MiB of warnings on stderr (lines of 100 bytes), interleaved with progress on stdout,
+    // then success.
     let bin = fake_ffmpeg(
         &s.data,
-        "i=0; while [ $i -lt 64 ]; do /usr/bin/head -c 131072 /dev/zero | /usr/bin/tr '\\0' 'w' >&2; echo \"frame=$i\"; echo progress=continue; i=$((i+1)); done; echo frame=64; echo progress=end; exit 0",
+        "i=0; while [ $i -lt 64 ]; do /usr/bin/head -c 131072 /dev/zero | /usr/bin/tr '\\0' 'w' | /usr/bin/fold -w 100 >&2; echo \"frame=$i\"; echo progress=continue; i=$((i+1)); done; echo frame=64; echo progress=end; exit 0",
     );
     let runner = FfmpegRunner::new(FfmpegConfig::new(&bin, &s.data));
     let cmd = resolved(&s.sandbox, "-i in.mp4 out.mp4");
@@ -159,7 +160,7 @@ async fn the_environment_is_cleared_and_arguments_are_exact() {
     let root = s.data.display();
     let formats = s.sandbox.policy().input_format_whitelist();
     let expected = format!(
-        "-nostdin\n-y\n-hide_banner\n-progress\npipe:1\n-nostats\n-ss\n1\n-protocol_whitelist\nfile\n-format_whitelist\n{formats}\n-i\nfile:{root}/my clip.mp4\n-c:v\nlibx264\n-protocol_whitelist\nfile\nfile:{root}/out/a.mp4\n"
+        "-loglevel\nlevel-repeat+32\n-nostdin\n-hide_banner\n-progress\npipe:1\n-nostats\n-y\n-ss\n1\n-protocol_whitelist\nfile\n-format_whitelist\n{formats}\n-i\nfile:{root}/my clip.mp4\n-c:v\nlibx264\n-protocol_whitelist\nfile\nfile:{root}/out/a.mp4\n-loglevel\nlevel-repeat+32\n"
     );
     assert_eq!(args, expected);
 }
@@ -319,4 +320,104 @@ async fn after_a_normal_exit_the_process_group_is_not_signalled() {
     // Clean up what this test started.
     let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(straggler), nix::sys::signal::Signal::SIGKILL);
     assert!(still_alive, "the group was signalled after its leader was reaped");
+}
+
+/// The client's `-loglevel`/`-v` governs what the job log keeps; percent, which needs the
+/// input banner printed at `info`, works with every value, and a job error is built from what
+/// ffmpeg says at its default level.
+#[tokio::test]
+async fn the_clients_log_level_filters_the_log_but_not_percent() {
+    let s = setup();
+    make_input(&s.data);
+    let runner = FfmpegRunner::new(FfmpegConfig::new("ffmpeg", &s.data));
+    // (log options, whether the log shows info lines, whether it shows `[level] ` prefixes)
+    let cases = [
+        ("", true, false),
+        ("-loglevel error", false, false),
+        ("-v quiet", false, false),
+        ("-v panic", false, false),
+        ("-loglevel fatal", false, false),
+        ("-loglevel warning", false, false),
+        ("-v 24", false, false),
+        ("-loglevel level+error", false, true),
+        ("-loglevel repeat+level+warning", false, true),
+        ("-loglevel +repeat+error", false, false),
+        ("-v info -loglevel error", false, false),
+        ("-loglevel error -v info", true, false),
+        ("-loglevel level+info", true, true),
+        ("-v verbose", true, false),
+    ];
+    for (i, (options, info, levels)) in cases.into_iter().enumerate() {
+        let cmd = resolved(&s.sandbox, &format!("{options} -i in.mp4 -t 2 -c:v libx264 -preset ultrafast out{i}.mp4"));
+        let (report, last) = run(&runner, &cmd, Some(Duration::from_secs(60)), &CancellationToken::new()).await;
+        assert!(report.result.is_ok(), "{options}: {:?} {}", report.result, report.log_tail);
+        let percent = last.unwrap().percent;
+        assert!(percent.is_some_and(|p| (95.0..100.0).contains(&p)), "{options}: percent {percent:?}");
+        let log = &report.log_tail;
+        assert_eq!(log.contains("Duration: 00:00:03.00"), info, "{options}: {log}");
+        assert_eq!(log.contains("[info] "), info && levels, "{options}: {log}");
+        assert!(!log.contains("[info] ") || levels, "{options}: {log}");
+    }
+    // A failing run at `quiet`: the log is empty, the error still says why.
+    let cmd = resolved(&s.sandbox, "-v quiet -i missing.mp4 out.mp4");
+    let (report, _) = run(&runner, &cmd, Some(Duration::from_secs(60)), &CancellationToken::new()).await;
+    let Err(RunError::Exit { message, .. }) = report.result else { panic!("{:?}", report.result) };
+    assert!(message.contains("missing.mp4: No such file or directory"), "{message}");
+    assert!(!message.contains("[error]"), "{message}");
+    assert_eq!(report.log_tail, "");
+    // At `error`, the log keeps the error line too.
+    let cmd = resolved(&s.sandbox, "-loglevel error -i missing.mp4 out.mp4");
+    let (report, _) = run(&runner, &cmd, Some(Duration::from_secs(60)), &CancellationToken::new()).await;
+    assert_eq!(report.log_tail.trim(), "missing.mp4: No such file or directory");
+}
+
+/// `-n` is the client's: the runner does not add `-y` then, and an existing output makes
+/// ffmpeg fail with its own reason, leaving the file alone.
+#[tokio::test]
+async fn no_overwrite_is_the_clients_choice() {
+    let s = setup();
+    make_input(&s.data);
+    std::fs::write(s.data.join("taken.mp4"), "someone's file").unwrap();
+    let runner = FfmpegRunner::new(FfmpegConfig::new("ffmpeg", &s.data));
+    let cmd = resolved(&s.sandbox, "-n -i in.mp4 -c copy taken.mp4");
+    assert!(!FfmpegRunner::args(&cmd).contains(&"-y".to_owned()));
+    let (report, _) = run(&runner, &cmd, Some(Duration::from_secs(60)), &CancellationToken::new()).await;
+    let Err(RunError::Exit { message, .. }) = report.result else { panic!("{:?}", report.result) };
+    assert_eq!(message, "File 'taken.mp4' already exists. Exiting.");
+    assert_eq!(std::fs::read_to_string(s.data.join("taken.mp4")).unwrap(), "someone's file");
+    let cmd = resolved(&s.sandbox, "-i in.mp4 -n -c copy fresh.mp4");
+    let (report, _) = run(&runner, &cmd, Some(Duration::from_secs(60)), &CancellationToken::new()).await;
+    assert!(report.result.is_ok(), "{:?} {}", report.result, report.log_tail);
+    // Without -n, the runner overwrites as before.
+    let cmd = resolved(&s.sandbox, "-i in.mp4 -c copy taken.mp4");
+    let (report, _) = run(&runner, &cmd, Some(Duration::from_secs(60)), &CancellationToken::new()).await;
+    assert!(report.result.is_ok(), "{:?} {}", report.result, report.log_tail);
+    assert!(std::fs::metadata(s.data.join("taken.mp4")).unwrap().len() > 1000);
+}
+
+/// The rest of the runner's own options: the client's win where they leave the runner able
+/// to see (`-stats`, `-hide_banner`, `-stdin` with an empty stdin, `-stats_period` within
+/// bounds); a `-stats_period` that would starve progress is bounded.
+#[tokio::test]
+async fn the_clients_copies_of_the_runners_options() {
+    let s = setup();
+    make_input(&s.data);
+    let runner = FfmpegRunner::new(FfmpegConfig::new("ffmpeg", &s.data));
+    for options in ["-stats", "-hide_banner", "-nostats", "-stdin", "-stats_period 0.2", "-y", "-stats -loglevel error"]
+    {
+        let cmd = resolved(&s.sandbox, &format!("{options} -i in.mp4 -t 2 -c:v libx264 -preset ultrafast o.mp4"));
+        let (report, last) = run(&runner, &cmd, Some(Duration::from_secs(60)), &CancellationToken::new()).await;
+        assert!(report.result.is_ok(), "{options}: {:?} {}", report.result, report.log_tail);
+        assert!(last.unwrap().percent.is_some(), "{options}");
+        assert!(!report.log_tail.contains('\r'), "{options}: stats lines become log lines");
+    }
+    let bounded = |options: &str| {
+        let args = FfmpegRunner::args(&resolved(&s.sandbox, &format!("{options} -i in.mp4 o.mp4")));
+        let at = args.iter().rposition(|a| a == "-stats_period")?;
+        Some(args[at + 1].clone())
+    };
+    assert_eq!(bounded("-stats_period 60"), Some("60".to_owned()).filter(|_| false).or(Some("5".to_owned())));
+    assert_eq!(bounded("-stats_period 0.01"), Some("0.1".to_owned()));
+    assert_eq!(bounded("-stats_period 2"), Some("2".to_owned()), "in bounds: the client's own, unchanged");
+    assert_eq!(bounded("-stats_period 1 -stats_period 30"), Some("5".to_owned()), "the last one counts");
 }

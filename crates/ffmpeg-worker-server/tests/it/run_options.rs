@@ -1,0 +1,63 @@
+//! The real binary with commands that set the runner's own options (`-n`, `-loglevel`), and
+//! the progress a running job reports.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::support::{Server, client, make_clip, submit, wait_finished};
+
+/// Every snapshot of a running job: percent below 100, ETA never 0; and the percents seen
+/// never go down.
+fn check_running(seen: &[Value]) -> Vec<f64> {
+    let running: Vec<&Value> = seen.iter().filter(|j| j["status"] == "running").collect();
+    let percents: Vec<f64> = running.iter().filter_map(|j| j["progress"]["percent"].as_f64()).collect();
+    for job in &running {
+        let progress = &job["progress"];
+        assert!(progress["percent"].as_f64().is_none_or(|p| p < 100.0), "{progress}");
+        assert!(progress["eta_seconds"].as_f64().is_none_or(|e| e > 0.0), "{progress}");
+    }
+    assert!(percents.windows(2).all(|w| w[0] <= w[1]), "{percents:?}");
+    percents
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_overwrite_fails_with_ffmpegs_reason_and_keeps_the_file() {
+    let server = Server::start(&[]);
+    make_clip(server.data.path(), "in.mp4", 1);
+    std::fs::create_dir(server.data.path().join("out")).unwrap();
+    std::fs::write(server.data.path().join("out/x.mp4"), "not the job's").unwrap();
+    let http = client();
+    let (status, job) = submit(&http, &server, "-n -i in.mp4 -c copy out/x.mp4").await;
+    assert_eq!(status, 201, "{job}");
+    let seen = wait_finished(&http, &server, job["id"].as_str().unwrap(), Duration::from_secs(60)).await;
+    let done = seen.last().unwrap();
+    assert_eq!(done["status"], "failed", "{done}");
+    assert_eq!(done["error"], "File 'out/x.mp4' already exists. Exiting.", "{done}");
+    assert_eq!(std::fs::read_to_string(server.data.path().join("out/x.mp4")).unwrap(), "not the job's");
+    let (_, job) = submit(&http, &server, "-n -i in.mp4 -c copy out/y.mp4").await;
+    let seen = wait_finished(&http, &server, job["id"].as_str().unwrap(), Duration::from_secs(60)).await;
+    assert_eq!(seen.last().unwrap()["status"], "completed", "{:?}", seen.last());
+}
+
+/// `-loglevel error` on a job paced in real time (`-re`): percent grows while it runs, the
+/// log keeps only errors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quiet_job_still_reports_percent() {
+    let server = Server::start(&[]);
+    make_clip(server.data.path(), "in.mp4", 3);
+    let http = client();
+    let (status, job) =
+        submit(&http, &server, "-loglevel repeat+level+error -re -i in.mp4 -c:v libx264 -preset ultrafast out/q.mp4")
+            .await;
+    assert_eq!(status, 201, "{job}");
+    let id = job["id"].as_str().unwrap();
+    let seen = wait_finished(&http, &server, id, Duration::from_secs(60)).await;
+    let done = seen.last().unwrap();
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(done["progress"]["percent"], 100.0);
+    let percents = check_running(&seen);
+    assert!(percents.iter().any(|p| (5.0..95.0).contains(p)), "percent while running: {percents:?}");
+    let log = http.get(server.url(&format!("/jobs/{id}/log"))).send().await.unwrap().text().await.unwrap();
+    assert!(!log.contains("Duration:") && !log.contains("[info]"), "the client asked for errors only: {log}");
+}
