@@ -328,7 +328,7 @@ impl Tails {
 
     /// Appends a routed stderr line to the tails that keep it.
     fn keep(&mut self, line: &RoutedLine) {
-        let mut push = |tail: &mut Tail, text: &str| {
+        let push = |tail: &mut Tail, text: &str| {
             tail.push(text.as_bytes());
             tail.push(b"\n");
         };
