@@ -152,15 +152,29 @@ impl Client {
         body: Option<&CreateJobRequest>,
     ) -> Result<reqwest::Response, ClientError> {
         let mut request = self
-            .http
-            .request(method, url.clone())
+            .request(method, url)
             .header(header::ACCEPT, "application/json, application/problem+json;q=0.9, text/plain;q=0.5");
-        if let Some(token) = &self.token {
-            request = request.bearer_auth(token);
-        }
         if let Some(body) = body {
             request = request.json(body);
         }
+        self.execute(url, request).await
+    }
+
+    /// A request to `url`, with the token when there is one.
+    pub(crate) fn request(&self, method: Method, url: &Url) -> reqwest::RequestBuilder {
+        let request = self.http.request(method, url.clone());
+        match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
+    }
+
+    /// Sends `request` (to `url`); a non-2xx answer becomes [`ClientError::Problem`].
+    pub(crate) async fn execute(
+        &self,
+        url: &Url,
+        request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, ClientError> {
         let response = request.send().await.map_err(|source| ClientError::Unreachable { url: url.clone(), source })?;
         if response.status().is_success() { Ok(response) } else { Err(problem(response).await) }
     }

@@ -26,11 +26,13 @@
 
 mod client;
 mod error;
+mod events;
 mod list;
 mod wait;
 
 pub use client::{Client, DEFAULT_CONNECT_TIMEOUT, DEFAULT_REQUEST_TIMEOUT, parse_base_url};
 pub use error::ClientError;
+pub use events::{JobEvent, JobEvents, STREAM_IDLE_TIMEOUT, STREAM_MAX_DURATION};
 pub use ffmpeg_worker_api as api;
 pub use list::{ListQuery, NextPage, Page};
 pub use url::Url;

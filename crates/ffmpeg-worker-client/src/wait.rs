@@ -1,11 +1,12 @@
-//! Waiting for a job to finish: [`Client::wait`] polls `GET /jobs/{id}` (the server has no
-//! streaming endpoint yet) and rides out a server restart.
+//! Waiting for a job to finish: [`Client::wait`] follows the job's event stream
+//! (`GET /jobs/{id}/events`) and, when the stream is cut or unavailable (an older server, a
+//! proxy that drops it), polls `GET /jobs/{id}`, riding out a server restart.
 
 use std::time::{Duration, Instant};
 
 use ffmpeg_worker_api::JobResponse;
 
-use crate::{Client, ClientError};
+use crate::{Client, ClientError, JobEvent};
 
 /// How [`Client::wait_with`] polls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,12 +17,19 @@ pub struct WaitOptions {
     /// [`ClientError::is_transient`]) is retried before waiting fails, counted from the first
     /// failure since the last good answer.
     pub transient_budget: Duration,
+    /// Whether to follow the job's event stream first (polling only once it is cut).
+    pub stream: bool,
 }
 
 impl Default for WaitOptions {
-    /// Polls every 250 ms; tolerates 30 s of transient errors (a server restart).
+    /// Follows the event stream; then polls every 250 ms; tolerates 30 s of transient errors
+    /// (a server restart).
     fn default() -> Self {
-        WaitOptions { poll_interval: Duration::from_millis(250), transient_budget: Duration::from_secs(30) }
+        WaitOptions {
+            poll_interval: Duration::from_millis(250),
+            transient_budget: Duration::from_secs(30),
+            stream: true,
+        }
     }
 }
 
@@ -29,7 +37,8 @@ impl Default for WaitOptions {
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum WaitEvent<'a> {
-    /// A snapshot of the job (the first one, and one per poll).
+    /// A snapshot of the job: the first one, then one per status change and progress report
+    /// of the stream (the last status with the new progress), or one per poll.
     Job(&'a JobResponse),
     /// A poll failed with a transient error; polling goes on after `retry_in`.
     Retrying {
@@ -41,8 +50,8 @@ pub enum WaitEvent<'a> {
 }
 
 impl Client {
-    /// Waits until the job is finished (completed, failed or cancelled) and returns it, polling
-    /// with the default [`WaitOptions`]. A job that fails is not an error: look at its `status`
+    /// Waits until the job is finished (completed, failed or cancelled) and returns it,
+    /// following its event stream, then polling, with the default [`WaitOptions`]. A job that fails is not an error: look at its `status`
     /// and `error`.
     ///
     /// Dropping the future stops waiting; the job itself carries on.
@@ -54,8 +63,9 @@ impl Client {
         self.wait_with(id, &WaitOptions::default(), |_| {}).await
     }
 
-    /// [`Client::wait`] with your own polling settings, calling `on_event` with every snapshot
-    /// of the job (to show progress) and every transient failure.
+    /// [`Client::wait`] with your own settings, calling `on_event` with every snapshot of the
+    /// job (to show progress) and every transient failure. Any failure of the stream (cut,
+    /// refused, not offered) falls back to polling, which reports the error if there is one.
     ///
     /// # Errors
     /// As [`Client::wait`].
@@ -65,6 +75,11 @@ impl Client {
         options: &WaitOptions,
         mut on_event: impl FnMut(WaitEvent<'_>),
     ) -> Result<JobResponse, ClientError> {
+        if options.stream
+            && let Some(job) = self.follow_stream(id, &mut on_event).await
+        {
+            return Ok(job);
+        }
         let mut failing_since: Option<Instant> = None;
         loop {
             match self.get(id).await {
@@ -91,5 +106,32 @@ impl Client {
                 Err(error) => return Err(error),
             }
         }
+    }
+}
+
+impl Client {
+    /// Follows the job's event stream, reporting snapshots; the final job, or `None` when the
+    /// stream failed or was cut before the job finished.
+    async fn follow_stream(&self, id: &str, on_event: &mut impl FnMut(WaitEvent<'_>)) -> Option<JobResponse> {
+        let mut events = self.events(id, None).await.ok()??;
+        let mut job: Option<JobResponse> = None;
+        while let Some(event) = events.next().await {
+            match event {
+                JobEvent::Status(status) => {
+                    on_event(WaitEvent::Job(&status));
+                    if status.status.is_finished() {
+                        return Some(*status);
+                    }
+                    job = Some(*status);
+                }
+                JobEvent::Progress(progress) => {
+                    if let Some(job) = job.as_mut() {
+                        job.progress = Some(progress.progress);
+                        on_event(WaitEvent::Job(job));
+                    }
+                }
+            }
+        }
+        None
     }
 }

@@ -4,7 +4,7 @@ use std::net::TcpListener;
 use std::time::Duration;
 
 use ffmpeg_worker_client::api::{CreateJobRequest, JobStatusWire};
-use ffmpeg_worker_client::{Client, ClientError, ListQuery, WaitEvent, WaitOptions};
+use ffmpeg_worker_client::{Client, ClientError, JobEvent, ListQuery, WaitEvent, WaitOptions};
 
 use crate::media::make_clip;
 use crate::support::{Options, Server};
@@ -133,8 +133,11 @@ async fn an_unreachable_server_is_transient_and_waiting_gives_up_after_its_budge
     assert!(err.is_transient() && err.status().is_none());
     assert!(std::error::Error::source(&err).is_some(), "the transport error is kept as the source");
 
-    let options =
-        WaitOptions { poll_interval: Duration::from_millis(10), transient_budget: Duration::from_millis(100) };
+    let options = WaitOptions {
+        poll_interval: Duration::from_millis(10),
+        transient_budget: Duration::from_millis(100),
+        ..WaitOptions::default()
+    };
     let mut retries = 0;
     let waited = client
         .wait_with("job_0123456789abcdef", &options, |event| {
@@ -155,4 +158,73 @@ fn invalid_base_urls_are_refused_up_front() {
         let err = Client::new(bad, None).unwrap_err();
         assert!(matches!(err, ClientError::InvalidUrl { .. }), "{bad}: {err:?}");
     }
+}
+
+/// Waiting follows the event stream: every progress report arrives, and it ends with the final
+/// status without a single poll (the poll interval is an hour).
+#[tokio::test]
+async fn waiting_follows_the_event_stream() {
+    let server = Server::start();
+    make_clip(server.data.path(), "input.mp4", 2);
+    let client = Client::new(&server.base, None).unwrap();
+    let job = client
+        .submit(&request("-i input.mp4 -c:v libx264 -preset ultrafast -stats_period 0.05 out.mp4"))
+        .await
+        .unwrap();
+    let options = WaitOptions { poll_interval: Duration::from_secs(3600), ..WaitOptions::default() };
+    let mut seen = Vec::new();
+    let waited = client.wait_with(&job.id, &options, |event| {
+        if let WaitEvent::Job(j) = event {
+            seen.push((j.status, j.progress.as_ref().map(|p| p.frame)));
+        }
+    });
+    let done = tokio::time::timeout(Duration::from_secs(60), waited).await.expect("no polling needed").unwrap();
+    assert_eq!(done.status, JobStatusWire::Completed, "{done:?}");
+    assert_eq!(seen.last().map(|s| s.0), Some(JobStatusWire::Completed));
+    let frames: Vec<u64> = seen.iter().filter(|(s, _)| *s == JobStatusWire::Running).filter_map(|(_, f)| *f).collect();
+    assert!(!frames.is_empty() && frames.windows(2).all(|w| w[0] <= w[1]), "live progress while running: {seen:?}");
+
+    // The stream itself: 204 once the final event was seen.
+    let mut events = client.events(&job.id, None).await.unwrap().expect("a stream");
+    assert!(matches!(events.next().await, Some(JobEvent::Status(j)) if j.status == JobStatusWire::Completed));
+    assert!(events.next().await.is_none());
+    let last = events.last_event_id().expect("an id").to_owned();
+    assert!(client.events(&job.id, Some(&last)).await.unwrap().is_none(), "204 after the final event");
+}
+
+/// A stream cut before the job ended (here: a server whose stream stops after one event) falls
+/// back to polling, which finds the job finished.
+#[tokio::test]
+async fn waiting_falls_back_to_polling_when_the_stream_is_cut() {
+    use axum::routing::get;
+    let job = |status: &str| {
+        serde_json::json!({"id": "job_0123456789abcdef", "status": status, "command": "-i a.mp4 b.mp4",
+            "created_at": "2026-11-30T05:00:00Z", "started_at": null, "completed_at": null,
+            "progress": null, "output_files": [], "error": null})
+    };
+    let running = format!("id: 2\nevent: status\ndata: {}\n\n", job("running"));
+    let completed = job("completed");
+    let router = axum::Router::new()
+        .route(
+            "/jobs/{id}/events",
+            get(move || async move { ([("content-type", "text/event-stream")], running.clone()) }),
+        )
+        .route("/jobs/{id}", get(move || async move { axum::Json(completed.clone()) }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+
+    let client = Client::new(&base, None).unwrap();
+    let options = WaitOptions { poll_interval: Duration::from_millis(10), ..WaitOptions::default() };
+    let mut seen = Vec::new();
+    let done = client
+        .wait_with("job_0123456789abcdef", &options, |event| {
+            if let WaitEvent::Job(j) = event {
+                seen.push(j.status);
+            }
+        })
+        .await
+        .unwrap();
+    assert_eq!(done.status, JobStatusWire::Completed);
+    assert_eq!(seen, [JobStatusWire::Running, JobStatusWire::Completed], "the stream's status, then the poll's");
 }
