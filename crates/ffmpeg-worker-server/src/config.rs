@@ -44,7 +44,8 @@ pub struct ServeConfig {
     pub concurrency: u16,
 
     /// Where jobs are stored: `sqlite://PATH` (created if missing, kept outside the data directory),
-    /// or `memory:` (nothing survives a restart).
+    /// `postgres://USER:PASSWORD@HOST/DB` (cluster mode: nodes sharing one database), or `memory:`
+    /// (nothing survives a restart).
     #[arg(long, env = "DATABASE_URL", default_value = "sqlite://ffmpeg-worker.db")]
     pub database_url: String,
 

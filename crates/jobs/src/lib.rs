@@ -6,6 +6,7 @@
 //! - [`model`]: [`JobId`], [`JobStatus`], [`Job`], [`Progress`].
 //! - [`store`]: the [`JobStore`] trait (records and queue in one), [`MemoryStore`].
 //! - [`sqlite`]: [`SqliteStore`], the durable store in an SQLite file.
+//! - [`postgres`]: [`PgStore`](postgres::PgStore), the store shared by the nodes of a cluster.
 //! - [`location`]: which store a `DATABASE_URL` names, and opening it.
 //! - [`runner`]: the [`Runner`] trait and [`FfmpegRunner`].
 //! - [`service`]: [`Jobs`], the service front ends call, and its worker pool.
@@ -31,6 +32,7 @@ pub mod location;
 pub mod model;
 pub mod orphans;
 pub mod outputs;
+pub mod postgres;
 pub mod probe;
 pub mod runner;
 pub mod service;

@@ -152,7 +152,7 @@ impl PgServer {
                 Command::new(bin.join(name))
             }
         };
-        let watchdog = spawn_watchdog(program("pg_ctl"), &data, &root)?;
+        let watchdog = spawn_watchdog(&program("pg_ctl"), &data, &root)?;
         let mut initdb = program("initdb");
         initdb.arg("-D").arg(&data).args(["-A", "trust", "-U", "postgres", "-E", "UTF8", "--locale=C", "--no-sync"]);
         run(initdb, "initdb")?;
@@ -221,7 +221,7 @@ impl PgServer {
 
 /// Starts the watchdog: a shell in its own process group that waits for end-of-file on its
 /// standard input (this process's exit), then stops the server and removes `root`.
-fn spawn_watchdog(pg_ctl: Command, data: &Path, root: &Path) -> Result<(Child, ChildStdin), HarnessError> {
+fn spawn_watchdog(pg_ctl: &Command, data: &Path, root: &Path) -> Result<(Child, ChildStdin), HarnessError> {
     use std::os::unix::process::CommandExt as _;
     let mut stop: Vec<std::ffi::OsString> = vec![pg_ctl.get_program().to_owned()];
     stop.extend(pg_ctl.get_args().map(ToOwned::to_owned));

@@ -1,6 +1,6 @@
 //! The harness starts a real server, hands out databases, and stops the server when the test
 //! process dies, even by SIGKILL.
-#![allow(clippy::unwrap_used, missing_docs)]
+#![allow(clippy::unwrap_used, clippy::print_stdout, missing_docs)]
 
 use std::io::BufRead as _;
 use std::process::{Command, Stdio};

@@ -51,10 +51,10 @@
 
 mod batch;
 mod open;
-mod rows;
+pub(crate) mod rows;
 mod sql;
 mod transitions;
-mod write;
+pub(crate) mod write;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -28,9 +28,9 @@ const SQLITE_NOTADB: &str = "26";
 /// Why [`SqliteStore::open`] failed. The file is never replaced or repaired.
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
-    /// The location is not `sqlite://PATH`, `sqlite:PATH`, `sqlite::memory:`, `memory:` or a plain
-    /// path ([`StoreLocation::parse`]).
-    #[error("`{url}` is not a SQLite location: {reason}")]
+    /// The location is not `sqlite://PATH`, `sqlite:PATH`, `sqlite::memory:`, `memory:`,
+    /// `postgres://...` or a plain path ([`StoreLocation::parse`]).
+    #[error("`{url}` is not a job store location: {reason}")]
     InvalidUrl {
         /// The location as given.
         url: String,
@@ -83,6 +83,25 @@ pub enum OpenError {
         #[source]
         source: sqlx::migrate::MigrateError,
     },
+    /// The PostgreSQL URL does not parse, or the database could not be reached or configured.
+    #[error("cannot open PostgreSQL database {target}: {source}")]
+    Postgres {
+        /// The URL, its password masked.
+        target: String,
+        /// The error.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// Bringing the PostgreSQL schema up to date failed, or the database has a migration this
+    /// build does not know (written by a newer ffmpeg-worker).
+    #[error("cannot migrate PostgreSQL database {target}: {source}")]
+    PostgresMigrate {
+        /// The URL, its password masked.
+        target: String,
+        /// The error.
+        #[source]
+        source: sqlx::migrate::MigrateError,
+    },
     /// SQLite could not open or configure the database.
     #[error("cannot open {}: {source}", path.display())]
     Database {
@@ -110,6 +129,10 @@ impl SqliteStore {
             StoreLocation::Memory => Err(OpenError::InvalidUrl {
                 url: url_or_path.to_owned(),
                 reason: "`memory:` names the in-memory store, not SQLite (use `sqlite::memory:`)",
+            }),
+            StoreLocation::Postgres(_) => Err(OpenError::InvalidUrl {
+                url: url_or_path.to_owned(),
+                reason: "a PostgreSQL URL names the PostgreSQL store, not SQLite",
             }),
         }
     }

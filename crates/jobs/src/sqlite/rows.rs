@@ -38,29 +38,29 @@ struct CorruptRow {
     source: BoxError,
 }
 
-pub(super) fn corrupt(column: &'static str, source: impl Into<BoxError>) -> StoreError {
+pub(crate) fn corrupt(column: &'static str, source: impl Into<BoxError>) -> StoreError {
     StoreError::Database(Box::new(CorruptRow { column, source: source.into() }))
 }
 
-pub(super) fn json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
+pub(crate) fn json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
     serde_json::to_string(value).map_err(|e| StoreError::Database(Box::new(e)))
 }
 
 /// Now, truncated to the microsecond the database keeps, and its encoding.
-pub(super) fn now() -> (OffsetDateTime, i64) {
+pub(crate) fn now() -> (OffsetDateTime, i64) {
     let now = OffsetDateTime::now_utc();
     let micros = micros_floor(now);
     (from_micros(micros).unwrap_or(now), micros)
 }
 
-pub(super) fn micros_floor(t: OffsetDateTime) -> i64 {
+pub(crate) fn micros_floor(t: OffsetDateTime) -> i64 {
     let micros = t.unix_timestamp_nanos().div_euclid(1000);
     i64::try_from(micros).unwrap_or(if micros < 0 { i64::MIN } else { i64::MAX })
 }
 
 /// The smallest microsecond count not earlier than `t`: `stored < micros_ceil(t)` exactly when
 /// the stored time is before `t`.
-pub(super) fn micros_ceil(t: OffsetDateTime) -> i64 {
+pub(crate) fn micros_ceil(t: OffsetDateTime) -> i64 {
     let micros = -(-t.unix_timestamp_nanos()).div_euclid(1000);
     i64::try_from(micros).unwrap_or(if micros < 0 { i64::MIN } else { i64::MAX })
 }
@@ -72,7 +72,7 @@ fn from_micros(micros: i64) -> Result<OffsetDateTime, StoreError> {
 /// A row of `jobs` as stored, decoded by column name: every statement returning jobs selects
 /// [`job_columns!`](super::sql) (`SELECT *` would also do; the list keeps unused columns out).
 #[derive(Debug, sqlx::FromRow)]
-pub(super) struct JobRow {
+pub(crate) struct JobRow {
     seq: i64,
     id: String,
     status: String,
@@ -135,7 +135,7 @@ impl TryFrom<JobRow> for Job {
 }
 
 /// Decodes rows into jobs, in order.
-pub(super) fn jobs(rows: Vec<JobRow>) -> Result<Vec<Job>, StoreError> {
+pub(crate) fn jobs(rows: Vec<JobRow>) -> Result<Vec<Job>, StoreError> {
     rows.into_iter().map(Job::try_from).collect()
 }
 

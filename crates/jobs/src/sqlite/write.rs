@@ -101,7 +101,7 @@ const FAILURE_WINDOW: Duration = Duration::from_secs(3);
 
 /// Whether the store could write lately: fed by every write's outcome, read by readiness.
 #[derive(Debug, Default)]
-pub(super) struct WriteHealth {
+pub(crate) struct WriteHealth {
     state: std::sync::Mutex<Health>,
 }
 
@@ -123,7 +123,7 @@ struct RecentFailure {
 
 /// What [`WriteHealth::verdict`] concludes.
 #[derive(Debug)]
-pub(super) enum Verdict {
+pub(crate) enum Verdict {
     /// A write committed lately and none failed since the failure window.
     Writable,
     /// A write failed for lack of capacity within the failure window.
@@ -135,7 +135,7 @@ pub(super) enum Verdict {
 impl WriteHealth {
     /// Records a write's outcome. Errors other than [`StoreError::Unavailable`] say nothing
     /// about the store's ability to write.
-    pub(super) fn record<T>(&self, result: &Result<T, StoreError>) {
+    pub(crate) fn record<T>(&self, result: &Result<T, StoreError>) {
         let mut state = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         match result {
             Ok(_) => state.last_ok = Some(Instant::now()),
@@ -145,7 +145,7 @@ impl WriteHealth {
     }
 
     /// Whether the store can write, from its latest writes.
-    pub(super) fn verdict(&self) -> Verdict {
+    pub(crate) fn verdict(&self) -> Verdict {
         let state = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         match (&state.last_failure, state.last_ok) {
             (Some((at, reason)), _) if at.elapsed() < FAILURE_WINDOW => {

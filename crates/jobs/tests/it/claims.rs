@@ -32,6 +32,7 @@ async fn stores(dir: &TempDir) -> Vec<(&'static str, Store)> {
         ("memory", Arc::new(MemoryStore::new()) as Store),
         ("sqlite in memory", Arc::new(SqliteStore::open_in_memory().await.unwrap())),
         ("sqlite file", Arc::new(SqliteStore::open(&file).await.unwrap())),
+        ("postgres", Arc::new(crate::store::postgres_store().await)),
     ]
 }
 

@@ -10,6 +10,7 @@ mod hls_variants;
 mod orphans;
 mod outputs;
 mod ownership;
+mod postgres;
 mod probe;
 mod runner;
 mod service;

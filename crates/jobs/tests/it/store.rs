@@ -30,6 +30,17 @@ pub(crate) async fn sqlite_memory() -> Fixture {
     Fixture { store: Arc::new(SqliteStore::open_in_memory().await.unwrap()), _dir: None }
 }
 
+/// A [`PgStore`](jobs::postgres::PgStore) on a fresh database of this test process's
+/// PostgreSQL server (`pg_harness`).
+pub(crate) async fn postgres_store() -> jobs::postgres::PgStore {
+    let url = tokio::task::spawn_blocking(|| pg_harness::shared().fresh_database()).await.unwrap();
+    jobs::postgres::PgStore::open(&url, jobs::postgres::PgSettings::default()).await.unwrap()
+}
+
+async fn postgres() -> Fixture {
+    Fixture { store: Arc::new(postgres_store().await), _dir: None }
+}
+
 pub(crate) async fn sqlite_file() -> Fixture {
     let dir = TempDir::new().unwrap();
     let url = format!("sqlite://{}", dir.path().join("jobs.db").display());
@@ -56,6 +67,12 @@ macro_rules! conformance {
             async fn $behaviour() {
                 let fixture = super::sqlite_file().await;
                 super::$behaviour(&fixture.store).await;
+            })*
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $behaviour() {
+                super::$behaviour(&super::postgres().await.store).await;
             })*
         }
     };
@@ -937,7 +954,11 @@ async fn store_locations() {
     check("sqlite:jobs.db", StoreLocation::SqliteFile("jobs.db".into()));
     check("jobs.db", StoreLocation::SqliteFile("jobs.db".into()));
     assert_eq!(StoreLocation::parse("memory:").unwrap().database_file(), None);
-    for bad in ["", "sqlite:", "postgres://localhost/jobs", "sqlite://jobs.db?mode=rwc", "memory://x"] {
+    check("postgres://localhost/jobs", StoreLocation::Postgres("postgres://localhost/jobs".into()));
+    check("postgresql://u:p@db:5433/jobs?sslmode=disable", StoreLocation::Postgres("postgresql://u:p@db:5433/jobs?sslmode=disable".into()));
+    assert!(StoreLocation::parse("postgres://localhost/jobs").unwrap().is_shared());
+    assert_eq!(StoreLocation::parse("postgres://localhost/jobs").unwrap().database_file(), None);
+    for bad in ["", "sqlite:", "mysql://localhost/jobs", "sqlite://jobs.db?mode=rwc", "memory://x"] {
         assert!(matches!(StoreLocation::parse(bad), Err(OpenError::InvalidUrl { .. })), "{bad:?}");
     }
     let file = StoreLocation::parse(&format!("sqlite://{}", path.display())).unwrap();
@@ -947,6 +968,10 @@ async fn store_locations() {
     assert_eq!(reopened.get(&job.id).await.unwrap().map(|j| j.id), Some(job.id));
     let memory = StoreLocation::Memory.open().await.unwrap();
     assert!(memory.list(&all()).await.unwrap().is_empty());
+    let url = tokio::task::spawn_blocking(|| pg_harness::shared().fresh_database()).await.unwrap();
+    let pg = StoreLocation::parse(&url).unwrap().open().await.unwrap();
+    let job = pg.insert("x".to_owned(), SubmitOptions::default()).await.unwrap();
+    assert_eq!(pg.get(&job.id).await.unwrap().map(|j| j.id), Some(job.id));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

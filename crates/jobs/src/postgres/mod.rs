@@ -1,0 +1,278 @@
+//! [`PgStore`]: the [`JobStore`](crate::JobStore) on PostgreSQL, for many nodes sharing one
+//! database (cluster mode). `DATABASE_URL=postgres://...` selects it
+//! ([`StoreLocation`](crate::location::StoreLocation)).
+//!
+//! Schema (`crates/jobs/migrations-postgres/`, mirroring the SQLite migrations number for
+//! number): the same `jobs`, `job_logs`, `job_runs` tables; see `0001_create_jobs.sql` for the
+//! column types. Migrations run at open under sqlx's PostgreSQL advisory lock, so nodes starting
+//! together migrate once and wait for each other.
+//!
+//! Every transition is one conditional statement, or one transaction; a statement that returns
+//! `Ok` has committed (PostgreSQL reports the commit of an autocommit statement with its result).
+//! When a transaction's `COMMIT` is lost with the connection, its outcome is unknown to the
+//! caller, as with any client/server database: the store reports an error, and the
+//! transitions being conditional, a retry is refused or finds the change made.
+//!
+//! **Claims.** `claim_next` runs in one transaction: a transaction-scoped advisory lock
+//! (claims run one at a time across the cluster, so each sees every job the others started),
+//! the running jobs' footprints, then the queued jobs in claim order (priority, then submission),
+//! page by page, until one conflicts with no running job; that row is claimed with
+//! `FOR UPDATE SKIP LOCKED` (a row another transaction holds, a cancel in progress, is passed
+//! over rather than waited for). The claim stamps the node id (`worker_id`) and a lease
+//! (`lease_expires_at`, by the database's clock).
+//!
+//! **Leases and fencing.** A background task renews, in one statement per node every third of
+//! the lease, the leases of every job this store claimed and still runs. A write about a running
+//! job (`record_run`, `update_progress`, `finish`, `requeue`) succeeds only while this node holds
+//! it: same node id, same attempt, lease not expired; otherwise it is refused
+//! ([`StoreError::Conflict`]) and changes nothing. [`JobStore::recover`](crate::JobStore::recover)
+//! and [`JobStore::interrupted_runs`](crate::JobStore::interrupted_runs) touch only this node's
+//! own leftovers (matched by node id).
+
+mod sql;
+mod transitions;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sqlx::ConnectOptions as _;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::model::{JobId, JobStatus};
+use crate::sqlite::OpenError;
+use crate::sqlite::rows::corrupt;
+use crate::sqlite::write::WriteHealth;
+use crate::store::StoreError;
+
+/// The migrations in `crates/jobs/migrations-postgres/`, embedded at build time.
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations-postgres");
+
+/// Default lease: how long a claim holds without renewal.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
+/// Default size of the connection pool of one store.
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 16;
+
+/// Settings of a [`PgStore`]: who this node is, and its leases.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PgSettings {
+    /// This node's id, stamped on every job it claims (`NODE_ID`). Unique in the cluster.
+    pub node_id: String,
+    /// How long a claim holds unless renewed (`LEASE_SECONDS`); renewed every third of it.
+    pub lease: Duration,
+    /// Connections of the store's pool.
+    pub max_connections: u32,
+}
+
+impl Default for PgSettings {
+    /// A fresh node id ([`default_node_id`]), [`DEFAULT_LEASE`], [`DEFAULT_MAX_CONNECTIONS`].
+    fn default() -> Self {
+        PgSettings { node_id: default_node_id(), lease: DEFAULT_LEASE, max_connections: DEFAULT_MAX_CONNECTIONS }
+    }
+}
+
+/// The host name and a random suffix, e.g. `encoder-3-5f2a9c`: unique per process start, so
+/// that a restarted node never takes its previous run's claims for its own unless given the
+/// same `NODE_ID`.
+pub fn default_node_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "node".to_owned());
+    let mut bytes = [0u8; 3];
+    let _ = getrandom::fill(&mut bytes);
+    format!("{host}-{:02x}{:02x}{:02x}", bytes[0], bytes[1], bytes[2])
+}
+
+/// A [`JobStore`](crate::JobStore) in a PostgreSQL database, shared by the nodes of a cluster
+/// (see the [module docs](self)).
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// use jobs::postgres::{PgSettings, PgStore};
+/// use jobs::{JobStore, SubmitOptions};
+///
+/// let store = PgStore::open("postgres://ffmpeg@db/ffmpeg_worker", PgSettings::default()).await?;
+/// let job = store.insert("-i in.mp4 out.webm".to_owned(), SubmitOptions::default()).await?;
+/// assert_eq!(store.get(&job.id).await?, Some(job));
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct PgStore {
+    pool: PgPool,
+    settings: PgSettings,
+    /// Jobs this store claimed and still runs, with the attempt: the fencing token of every
+    /// write about them, and the leases the renewal task renews.
+    held: Arc<Mutex<HashMap<JobId, u32>>>,
+    notify: Notify,
+    health: WriteHealth,
+    /// Stops the background tasks when the store is dropped.
+    stop: CancellationToken,
+}
+
+impl Drop for PgStore {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+impl PgStore {
+    /// Connects to `url` (`postgres://` or `postgresql://`, with libpq's parameters, e.g.
+    /// `?sslmode=disable` or `?host=/run/postgresql`), applies the migrations this build has
+    /// (under an advisory lock), and starts renewing this node's leases.
+    ///
+    /// # Errors
+    /// [`OpenError::Postgres`]: the URL does not parse or the database cannot be reached;
+    /// [`OpenError::PostgresMigrate`]: migrating failed, or the database has a migration
+    /// unknown to this build (written by a newer ffmpeg-worker).
+    pub async fn open(url: &str, settings: PgSettings) -> Result<PgStore, OpenError> {
+        let target = redact(url);
+        let err = |source| OpenError::Postgres { target: target.clone(), source };
+        let options: PgConnectOptions = url.parse().map_err(err)?;
+        let options = options.disable_statement_logging().application_name("ffmpeg-worker");
+        let pool = PgPoolOptions::new()
+            .max_connections(settings.max_connections.max(2))
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await
+            .map_err(err)?;
+        MIGRATOR
+            .run(&pool)
+            .await
+            .map_err(|source| OpenError::PostgresMigrate { target: target.clone(), source })?;
+        let store = PgStore {
+            pool,
+            settings,
+            held: Arc::default(),
+            notify: Notify::new(),
+            health: WriteHealth::default(),
+            stop: CancellationToken::new(),
+        };
+        tokio::spawn(renew_leases(
+            store.pool.clone(),
+            store.settings.clone(),
+            Arc::clone(&store.held),
+            store.stop.clone(),
+        ));
+        Ok(store)
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> &str {
+        &self.settings.node_id
+    }
+
+    /// Closes the pool and stops the background tasks. Later calls fail.
+    pub async fn close(&self) {
+        self.stop.cancel();
+        self.pool.close().await;
+    }
+
+    /// Wakes every waiting worker and leaves a permit for the next one.
+    fn wake(&self) {
+        self.notify.notify_waiters();
+        self.notify.notify_one();
+    }
+
+    fn lock_held(&self) -> std::sync::MutexGuard<'_, HashMap<JobId, u32>> {
+        self.held.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The attempt this store claimed `id` for, if it holds it.
+    fn attempt(&self, id: &JobId) -> Option<i64> {
+        self.lock_held().get(id).map(|a| i64::from(*a))
+    }
+
+    /// Why a conditional transition on `id` matched no row: the job is missing, or in `status`
+    /// (for a running job: not held by this node under a live lease).
+    async fn refusal(&self, id: &JobId, action: &'static str) -> StoreError {
+        let status: Result<Option<String>, _> =
+            sqlx::query_scalar("SELECT status FROM jobs WHERE id = $1").bind(id.as_str()).fetch_optional(&self.pool).await;
+        match status {
+            Err(e) => db(e),
+            Ok(None) => StoreError::NotFound(id.clone()),
+            Ok(Some(status)) => match status.parse::<JobStatus>() {
+                Ok(status) => StoreError::Conflict { id: id.clone(), status, action },
+                Err(e) => corrupt("status", e),
+            },
+        }
+    }
+}
+
+/// `url` without its password, for error messages and logs.
+fn redact(url: &str) -> String {
+    match url.parse::<PgConnectOptions>() {
+        Ok(_) => match (url.find("://"), url.rfind('@')) {
+            (Some(scheme), Some(at)) if at > scheme => {
+                let userinfo = &url[scheme + 3..at];
+                match userinfo.split_once(':') {
+                    Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                    None => url.to_owned(),
+                }
+            }
+            _ => url.to_owned(),
+        },
+        Err(_) => "(an invalid PostgreSQL URL)".to_owned(),
+    }
+}
+
+/// SQLSTATE classes that mean "cannot write now, try later": 08 connection exception,
+/// 53 insufficient resources (disk full, out of memory, too many connections), 57 operator
+/// intervention (shutting down, cannot connect now), 40 transaction rollback (serialization
+/// failure, deadlock), 25006 read-only transaction (a standby), 55P03 lock not available.
+fn is_transient_state(code: &str) -> bool {
+    ["08", "53", "57", "40"].iter().any(|class| code.starts_with(class)) || code == "25006" || code == "55P03"
+}
+
+/// Sorts an sqlx error: [`StoreError::Unavailable`] when the database cannot write now
+/// (unreachable, shutting down, disk full, read-only), otherwise [`StoreError::Database`].
+pub(crate) fn db(e: sqlx::Error) -> StoreError {
+    let transient = match &e {
+        sqlx::Error::Database(d) => d.code().is_some_and(|code| is_transient_state(&code)),
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Tls(_) => true,
+        _ => false,
+    };
+    if transient { StoreError::Unavailable(Box::new(e)) } else { StoreError::Database(Box::new(e)) }
+}
+
+/// Renews the leases of the jobs in `held` every third of the lease, in one statement, until
+/// `stop`. Jobs whose lease could not be renewed (expired, re-queued by a reaper, finished)
+/// are dropped from `held`: every later write about them is refused.
+async fn renew_leases(pool: PgPool, settings: PgSettings, held: Arc<Mutex<HashMap<JobId, u32>>>, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(settings.lease / 3);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    while stop.run_until_cancelled(tick.tick()).await.is_some() {
+        let (ids, attempts): (Vec<String>, Vec<i64>) = {
+            let held = held.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            held.iter().map(|(id, attempt)| (id.as_str().to_owned(), i64::from(*attempt))).unzip()
+        };
+        if ids.is_empty() {
+            continue;
+        }
+        let renewed: Result<Vec<String>, _> = sqlx::query_scalar(sql::RENEW)
+            .bind(&settings.node_id)
+            .bind(settings.lease.as_secs_f64())
+            .bind(&ids)
+            .bind(&attempts)
+            .fetch_all(&pool)
+            .await;
+        match renewed {
+            Ok(renewed) => {
+                let mut held = held.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                for id in &ids {
+                    if !renewed.contains(id)
+                        && let Ok(id) = JobId::parse(id)
+                        && held.remove(&id).is_some()
+                    {
+                        tracing::warn!(job = %id, "lost the lease of a running job");
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, jobs = ids.len(), "renewing leases failed; retrying"),
+        }
+    }
+}

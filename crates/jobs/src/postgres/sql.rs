@@ -1,0 +1,127 @@
+//! The SQL statements of the PostgreSQL store. Every statement that returns jobs selects
+//! `job_columns!()`, decoded by name into the SQLite store's `JobRow` (the columns have the
+//! same names and Rust types).
+
+/// The columns of a [`Job`](crate::Job).
+macro_rules! job_columns {
+    () => {
+        "seq, id, status, command, priority, timeout_seconds, metadata, created_at, started_at, \
+         completed_at, progress, output_files, error, attempts"
+    };
+}
+
+/// The key of the transaction-scoped advisory lock every claim takes (an arbitrary constant:
+/// "ffmpegwk" in ASCII), so that claims run one at a time across the cluster and each sees
+/// the jobs the others started (the footprint check needs every running job).
+pub(super) const CLAIM_LOCK: i64 = 0x6666_6d70_6567_776b;
+
+/// $1 id, $2 command, $3 priority, $4 timeout, $5 metadata, $6 created_at, $7 footprint.
+pub(super) const INSERT: &str = "INSERT INTO jobs (id, status, command, priority, timeout_seconds, metadata, created_at, \
+                                 footprint) VALUES ($1, 'queued', $2, $3, $4, $5, $6, $7) RETURNING seq";
+pub(super) const GET: &str = concat!("SELECT ", job_columns!(), " FROM jobs WHERE id = $1");
+pub(super) const LIST: &str = concat!("SELECT ", job_columns!(), " FROM jobs WHERE seq > $1 ORDER BY seq LIMIT $2");
+pub(super) const LIST_STATUS: &str =
+    concat!("SELECT ", job_columns!(), " FROM jobs WHERE status = $1 AND seq > $2 ORDER BY seq LIMIT $3");
+pub(super) const LOCK_CLAIMS: &str = "SELECT pg_advisory_xact_lock($1)";
+/// Footprints of the running jobs (NULL: unknown), on every node.
+pub(super) const RUNNING_FOOTPRINTS: &str = "SELECT footprint FROM jobs WHERE status = 'running'";
+/// One page of queued jobs in claim order after the key ($1 priority, $2 seq), $3 rows.
+pub(super) const QUEUED_PAGE: &str = "SELECT priority, seq, footprint FROM jobs WHERE status = 'queued' \
+                                      AND (priority < $1 OR (priority = $1 AND seq > $2)) \
+                                      ORDER BY priority DESC, seq LIMIT $3";
+/// $1 seq, $2 started_at, $3 node, $4 lease seconds. The claim of one chosen queued job, unless
+/// another transaction holds its row (a cancel in progress): `SKIP LOCKED` passes it over
+/// rather than waiting.
+pub(super) const CLAIM_SEQ: &str = concat!(
+    "UPDATE jobs SET status = 'running', started_at = $2, attempts = attempts + 1, progress = NULL, \
+       worker_id = $3, lease_expires_at = now() + make_interval(secs => $4) \
+     WHERE seq = (SELECT seq FROM jobs WHERE seq = $1 AND status = 'queued' FOR UPDATE SKIP LOCKED) \
+     RETURNING ",
+    job_columns!()
+);
+/// The conditions under which a node may still write to a running job it claimed: it holds the
+/// job (`worker_id`), for this attempt, under a lease that has not expired by the database's clock.
+macro_rules! held {
+    ($id:literal, $node:literal, $attempt:literal) => {
+        concat!(
+            "id = ",
+            $id,
+            " AND status = 'running' AND worker_id = ",
+            $node,
+            " AND attempts = ",
+            $attempt,
+            " AND lease_expires_at > now()"
+        )
+    };
+}
+/// $1 id, $2 attempt, $3 run record, $4 node.
+pub(super) const RECORD_RUN: &str = concat!(
+    "INSERT INTO job_runs (job_seq, attempt, run) SELECT seq, $2, $3 FROM jobs WHERE ",
+    held!("$1", "$4", "$2"),
+    " ON CONFLICT (job_seq) DO UPDATE SET attempt = excluded.attempt, run = excluded.run"
+);
+/// $1 node: its running jobs, with their current attempt's run record, if any.
+pub(super) const INTERRUPTED_RUNS: &str = "SELECT j.id, r.run FROM jobs j \
+                                           LEFT JOIN job_runs r ON r.job_seq = j.seq AND r.attempt = j.attempts \
+                                           WHERE j.status = 'running' AND j.worker_id = $1 ORDER BY j.seq";
+/// $1 id, $2 progress, $3 node, $4 attempt.
+pub(super) const UPDATE_PROGRESS: &str =
+    concat!("UPDATE jobs SET progress = $2 WHERE ", held!("$1", "$3", "$4"), " RETURNING cancel_requested");
+/// $1 id, $2 status, $3 completed_at, $4 output files (NULL: keep), $5 error (NULL: keep),
+/// $6 node, $7 attempt.
+pub(super) const FINISH: &str = concat!(
+    "UPDATE jobs SET status = $2, completed_at = $3, output_files = COALESCE($4, output_files), \
+       error = COALESCE($5, error), cancel_requested = FALSE, worker_id = NULL, lease_expires_at = NULL, \
+       progress = CASE WHEN $2 = 'completed' AND progress IS NOT NULL \
+                  THEN (progress::jsonb || '{\"percent\": 100.0, \"eta_seconds\": 0.0}'::jsonb)::text \
+                  ELSE progress END \
+     WHERE ",
+    held!("$1", "$6", "$7"),
+    " RETURNING ",
+    job_columns!()
+);
+pub(super) const SET_LOG: &str =
+    "INSERT INTO job_logs (job_seq, log) VALUES ($1, $2) ON CONFLICT (job_seq) DO UPDATE SET log = excluded.log";
+pub(super) const LOG: &str = "SELECT l.log FROM jobs j LEFT JOIN job_logs l ON l.job_seq = j.seq WHERE j.id = $1";
+/// Queued: cancelled now. Running: flagged for its node. (`SET` reads the old row,
+/// `RETURNING` the new one.)
+pub(super) const CANCEL: &str = concat!(
+    "UPDATE jobs SET \
+       status = CASE status WHEN 'queued' THEN 'cancelled' ELSE status END, \
+       completed_at = CASE status WHEN 'queued' THEN $2 ELSE completed_at END, \
+       cancel_requested = (status = 'running') OR cancel_requested \
+     WHERE id = $1 AND status IN ('queued', 'running') \
+     RETURNING ",
+    job_columns!()
+);
+/// $1 id, $2 node, $3 attempt. A graceful stop is not a failed attempt: not counted.
+pub(super) const REQUEUE: &str = concat!(
+    "UPDATE jobs SET status = 'queued', started_at = NULL, progress = NULL, worker_id = NULL, \
+       lease_expires_at = NULL, attempts = GREATEST(attempts - 1, 0) WHERE ",
+    held!("$1", "$2", "$3")
+);
+pub(super) const DELETE: &str = "DELETE FROM jobs WHERE id = $1 AND status IN ('completed', 'failed', 'cancelled')";
+/// $1 max attempts, $2 completed_at, $3 node: its own leftovers past the attempt limit.
+pub(super) const RECOVER_FAIL: &str = "UPDATE jobs SET status = 'failed', error = 'interrupted', completed_at = $2, \
+                                       cancel_requested = FALSE, worker_id = NULL, lease_expires_at = NULL \
+                                       WHERE status = 'running' AND worker_id = $3 AND attempts >= $1 \
+                                       RETURNING seq, id";
+/// $1 node: its own other leftovers.
+pub(super) const RECOVER_REQUEUE: &str = "UPDATE jobs SET status = 'queued', started_at = NULL, progress = NULL, \
+                                          worker_id = NULL, lease_expires_at = NULL \
+                                          WHERE status = 'running' AND worker_id = $1 RETURNING seq, id";
+pub(super) const PURGE: &str =
+    "DELETE FROM jobs WHERE status IN ('completed', 'failed', 'cancelled') AND completed_at < $1";
+pub(super) const COUNTS: &str = "SELECT status, COUNT(*) FROM jobs GROUP BY status";
+pub(super) const ACTIVE_FOOTPRINTS: &str =
+    "SELECT id, status, footprint FROM jobs WHERE status IN ('queued', 'running') ORDER BY seq";
+/// $1 now (unix microseconds): the probe write of readiness.
+pub(super) const PROBE: &str = "INSERT INTO store_probe (id, written_at) VALUES (1, $1) \
+                                ON CONFLICT (id) DO UPDATE SET written_at = excluded.written_at";
+/// $1 node, $2 lease seconds, $3 ids, $4 attempts (same order): renews the leases this node
+/// still holds; returns the ids renewed.
+pub(super) const RENEW: &str = "UPDATE jobs j SET lease_expires_at = now() + make_interval(secs => $2) \
+                                FROM unnest($3::text[], $4::bigint[]) AS held (id, attempt) \
+                                WHERE j.id = held.id AND j.attempts = held.attempt AND j.status = 'running' \
+                                  AND j.worker_id = $1 AND j.lease_expires_at > now() \
+                                RETURNING j.id";

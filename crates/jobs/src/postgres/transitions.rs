@@ -1,0 +1,383 @@
+//! The [`JobStore`] transitions of [`PgStore`], from the statements in [`sql`](super::sql).
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use ffmpeg_core::footprint::Footprint;
+use time::OffsetDateTime;
+
+use super::sql::*;
+use super::{PgStore, db};
+use crate::model::{Job, JobId, JobStatus, Progress, SubmitOptions};
+use crate::sqlite::rows::{self, JobRow, corrupt, json, micros_ceil, micros_floor, now};
+use crate::sqlite::write::Verdict;
+use crate::store::{
+    ActiveFootprint, CancelOutcome, InterruptedRun, JobStore, ListQuery, Outcome, Recovery, RunRecord, StatusCounts,
+    StoreError, footprints_conflict,
+};
+
+/// Queued jobs read per page while looking for one that may start.
+const CLAIM_PAGE: i64 = 64;
+
+fn decode_footprint(text: &str) -> Result<Footprint, StoreError> {
+    serde_json::from_str(text).map_err(|e| corrupt("footprint", e))
+}
+
+/// PostgreSQL's TEXT cannot hold NUL: an error message keeps every other character, a NUL
+/// becomes U+FFFD (the log, BYTEA, keeps it).
+fn text(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.contains('\0') { s.replace('\0', "\u{fffd}").into() } else { s.into() }
+}
+
+impl PgStore {
+    /// Inside `tx` (claims locked): claims the first queued job in claim order whose footprint
+    /// conflicts with no running job's.
+    async fn claim_in(&self, tx: &mut sqlx::PgConnection, started: i64) -> Result<Option<Job>, StoreError> {
+        let running: Vec<Option<String>> = sqlx::query_scalar(RUNNING_FOOTPRINTS).fetch_all(&mut *tx).await.map_err(db)?;
+        let running = running.iter().map(|f| f.as_deref().map(decode_footprint).transpose()).collect::<Result<Vec<_>, _>>()?;
+        let mut after = (i32::MAX, 0_i64);
+        loop {
+            let page: Vec<(i32, i64, Option<String>)> = sqlx::query_as(QUEUED_PAGE)
+                .bind(after.0)
+                .bind(after.1)
+                .bind(CLAIM_PAGE)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(db)?;
+            let Some(&(priority, seq, _)) = page.last() else { return Ok(None) };
+            after = (priority, seq);
+            // `after` starts past every real key but `priority = i32::MAX, seq <= 0`: none.
+            for (_, seq, footprint) in &page {
+                let footprint = footprint.as_deref().map(decode_footprint).transpose()?;
+                if running.iter().all(|theirs| !footprints_conflict(footprint.as_ref(), theirs.as_ref())) {
+                    let rows: Vec<JobRow> = sqlx::query_as(CLAIM_SEQ)
+                        .bind(seq)
+                        .bind(started)
+                        .bind(&self.settings.node_id)
+                        .bind(self.settings.lease.as_secs_f64())
+                        .fetch_all(&mut *tx)
+                        .await
+                        .map_err(db)?;
+                    if let Some(row) = rows.into_iter().next() {
+                        return Job::try_from(row).map(Some);
+                    }
+                }
+            }
+            if page.len() < CLAIM_PAGE as usize {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// The attempt this store holds `id` for, or the refusal of `action`.
+    async fn held_attempt(&self, id: &JobId, action: &'static str) -> Result<i64, StoreError> {
+        match self.attempt(id) {
+            Some(attempt) => Ok(attempt),
+            None => Err(self.refusal(id, action).await),
+        }
+    }
+}
+
+#[async_trait]
+impl JobStore for PgStore {
+    async fn insert(&self, command: String, options: SubmitOptions) -> Result<Job, StoreError> {
+        let metadata = json(&options.metadata)?;
+        let footprint = json(&options.footprint)?;
+        let options =
+            SubmitOptions { timeout_seconds: options.timeout_seconds.map(|t| t.min(i64::MAX as u64)), ..options };
+        let mut job = Job::new_queued(command, options, 0, now().0);
+        let timeout = job.timeout_seconds.map(|t| i64::try_from(t).unwrap_or(i64::MAX));
+        let result = sqlx::query_scalar::<_, i64>(INSERT)
+            .bind(job.id.as_str())
+            .bind(job.command.as_str())
+            .bind(job.priority)
+            .bind(timeout)
+            .bind(metadata)
+            .bind(micros_floor(job.created_at))
+            .bind(footprint)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db);
+        self.health.record(&result);
+        job.seq = result?;
+        self.wake();
+        Ok(job)
+    }
+
+    async fn get(&self, id: &JobId) -> Result<Option<Job>, StoreError> {
+        let row: Option<JobRow> = sqlx::query_as(GET).bind(id.as_str()).fetch_optional(&self.pool).await.map_err(db)?;
+        row.map(Job::try_from).transpose()
+    }
+
+    async fn list(&self, query: &ListQuery) -> Result<Vec<Job>, StoreError> {
+        let after = query.after_seq.unwrap_or(i64::MIN);
+        let limit = i64::from(query.limit);
+        let rows = match query.status {
+            Some(status) => {
+                sqlx::query_as::<_, JobRow>(LIST_STATUS)
+                    .bind(status.as_str())
+                    .bind(after)
+                    .bind(limit)
+                    .fetch_all(&self.pool)
+                    .await
+            }
+            None => sqlx::query_as::<_, JobRow>(LIST).bind(after).bind(limit).fetch_all(&self.pool).await,
+        }
+        .map_err(db)?;
+        rows::jobs(rows)
+    }
+
+    async fn claim_next(&self) -> Result<Option<Job>, StoreError> {
+        let (_, started) = now();
+        let result = async {
+            let mut tx = self.pool.begin().await.map_err(db)?;
+            sqlx::query(LOCK_CLAIMS).bind(CLAIM_LOCK).execute(&mut *tx).await.map_err(db)?;
+            // On an error the transaction is rolled back when dropped.
+            let claimed = self.claim_in(&mut tx, started).await?;
+            if claimed.is_some() {
+                tx.commit().await.map_err(db)?;
+            } else {
+                tx.rollback().await.map_err(db)?;
+            }
+            Ok(claimed)
+        }
+        .await;
+        self.health.record(&result);
+        let claimed = result?;
+        if let Some(job) = &claimed {
+            self.lock_held().insert(job.id.clone(), job.attempts);
+        }
+        Ok(claimed)
+    }
+
+    async fn record_run(&self, id: &JobId, run: &RunRecord) -> Result<(), StoreError> {
+        let result = sqlx::query(RECORD_RUN)
+            .bind(id.as_str())
+            .bind(i64::from(run.attempt))
+            .bind(json(run)?)
+            .bind(&self.settings.node_id)
+            .execute(&self.pool)
+            .await
+            .map_err(db);
+        self.health.record(&result);
+        if result?.rows_affected() == 0 {
+            return Err(self.refusal(id, "record run").await);
+        }
+        Ok(())
+    }
+
+    async fn interrupted_runs(&self) -> Result<Vec<InterruptedRun>, StoreError> {
+        let rows: Vec<(String, Option<String>)> =
+            sqlx::query_as(INTERRUPTED_RUNS).bind(&self.settings.node_id).fetch_all(&self.pool).await.map_err(db)?;
+        rows.into_iter()
+            .map(|(id, run)| {
+                Ok(InterruptedRun {
+                    id: JobId::parse(&id).map_err(|e| corrupt("id", e))?,
+                    run: run
+                        .as_deref()
+                        .map(serde_json::from_str::<RunRecord>)
+                        .transpose()
+                        .map_err(|e| corrupt("run", e))?,
+                })
+            })
+            .collect()
+    }
+
+    async fn wait_for_work(&self, timeout: Duration) {
+        let _ = tokio::time::timeout(timeout, self.notify.notified()).await;
+    }
+
+    async fn update_progress(&self, id: &JobId, progress: &Progress) -> Result<bool, StoreError> {
+        let attempt = self.held_attempt(id, "update progress").await?;
+        let result = sqlx::query_scalar::<_, bool>(UPDATE_PROGRESS)
+            .bind(id.as_str())
+            .bind(json(progress)?)
+            .bind(&self.settings.node_id)
+            .bind(attempt)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db);
+        self.health.record(&result);
+        match result?.pop() {
+            Some(cancel) => Ok(cancel),
+            None => Err(self.refusal(id, "update progress").await),
+        }
+    }
+
+    async fn finish(&self, id: &JobId, outcome: Outcome, log: &str) -> Result<Job, StoreError> {
+        let attempt = self.held_attempt(id, "finish").await?;
+        let (_, completed) = now();
+        let (status, outputs, error) = match outcome {
+            Outcome::Completed { output_files } => (JobStatus::Completed, Some(json(&output_files)?), None),
+            Outcome::Failed { error } => (JobStatus::Failed, None, Some(text(&error).into_owned())),
+            Outcome::Cancelled => (JobStatus::Cancelled, None, None),
+        };
+        let result = async {
+            let mut tx = self.pool.begin().await.map_err(db)?;
+            let rows: Vec<JobRow> = sqlx::query_as(FINISH)
+                .bind(id.as_str())
+                .bind(status.as_str())
+                .bind(completed)
+                .bind(outputs)
+                .bind(error)
+                .bind(&self.settings.node_id)
+                .bind(attempt)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(db)?;
+            let Some(row) = rows.into_iter().next() else { return Ok(None) };
+            let job = Job::try_from(row)?;
+            if !log.is_empty() {
+                sqlx::query(SET_LOG).bind(job.seq).bind(log.as_bytes()).execute(&mut *tx).await.map_err(db)?;
+            }
+            tx.commit().await.map_err(db)?;
+            Ok(Some(job))
+        }
+        .await;
+        self.health.record(&result);
+        match result? {
+            Some(job) => {
+                self.lock_held().remove(id);
+                // A job this one's footprint held back may start now.
+                self.wake();
+                Ok(job)
+            }
+            None => Err(self.refusal(id, "finish").await),
+        }
+    }
+
+    async fn log(&self, id: &JobId) -> Result<Option<String>, StoreError> {
+        let log: Option<Option<Vec<u8>>> =
+            sqlx::query_scalar(LOG).bind(id.as_str()).fetch_optional(&self.pool).await.map_err(db)?;
+        log.map(|log| String::from_utf8(log.unwrap_or_default()).map_err(|e| corrupt("log", e))).transpose()
+    }
+
+    async fn cancel(&self, id: &JobId) -> Result<CancelOutcome, StoreError> {
+        let (_, completed) = now();
+        let result =
+            sqlx::query_as::<_, JobRow>(CANCEL).bind(id.as_str()).bind(completed).fetch_all(&self.pool).await.map_err(db);
+        self.health.record(&result);
+        match result?.pop() {
+            Some(row) => {
+                let job = Job::try_from(row)?;
+                Ok(if job.status == JobStatus::Cancelled {
+                    CancelOutcome::Cancelled(job)
+                } else {
+                    CancelOutcome::Requested(job)
+                })
+            }
+            None => Err(self.refusal(id, "cancel").await),
+        }
+    }
+
+    async fn requeue(&self, id: &JobId) -> Result<(), StoreError> {
+        let attempt = self.held_attempt(id, "requeue").await?;
+        let result = sqlx::query(REQUEUE)
+            .bind(id.as_str())
+            .bind(&self.settings.node_id)
+            .bind(attempt)
+            .execute(&self.pool)
+            .await
+            .map_err(db);
+        self.health.record(&result);
+        if result?.rows_affected() == 0 {
+            return Err(self.refusal(id, "requeue").await);
+        }
+        self.lock_held().remove(id);
+        self.wake();
+        Ok(())
+    }
+
+    async fn delete(&self, id: &JobId) -> Result<(), StoreError> {
+        let result = sqlx::query(DELETE).bind(id.as_str()).execute(&self.pool).await.map_err(db);
+        self.health.record(&result);
+        if result?.rows_affected() == 0 {
+            return Err(self.refusal(id, "delete").await);
+        }
+        Ok(())
+    }
+
+    async fn recover(&self, max_attempts: u32) -> Result<Recovery, StoreError> {
+        let (_, completed) = now();
+        let node = &self.settings.node_id;
+        let result = async {
+            let mut tx = self.pool.begin().await.map_err(db)?;
+            let failed: Vec<(i64, String)> = sqlx::query_as(RECOVER_FAIL)
+                .bind(i64::from(max_attempts))
+                .bind(completed)
+                .bind(node)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(db)?;
+            let requeued: Vec<(i64, String)> =
+                sqlx::query_as(RECOVER_REQUEUE).bind(node).fetch_all(&mut *tx).await.map_err(db)?;
+            tx.commit().await.map_err(db)?;
+            Ok((failed, requeued))
+        }
+        .await;
+        self.health.record(&result);
+        let (mut failed, mut requeued) = result?;
+        let ids = |rows: &mut Vec<(i64, String)>| -> Result<Vec<JobId>, StoreError> {
+            rows.sort_unstable();
+            rows.iter().map(|(_, id)| JobId::parse(id).map_err(|e| corrupt("id", e))).collect()
+        };
+        let recovery = Recovery { requeued: ids(&mut requeued)?, failed: ids(&mut failed)? };
+        {
+            let mut held = self.lock_held();
+            for id in recovery.requeued.iter().chain(&recovery.failed) {
+                held.remove(id);
+            }
+        }
+        if !recovery.requeued.is_empty() {
+            self.wake();
+        }
+        Ok(recovery)
+    }
+
+    async fn purge_finished_before(&self, cutoff: OffsetDateTime) -> Result<u64, StoreError> {
+        let result = sqlx::query(PURGE).bind(micros_ceil(cutoff)).execute(&self.pool).await.map_err(db);
+        self.health.record(&result);
+        Ok(result?.rows_affected())
+    }
+
+    async fn counts(&self) -> Result<StatusCounts, StoreError> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(COUNTS).fetch_all(&self.pool).await.map_err(db)?;
+        rows.into_iter()
+            .map(|(status, n)| {
+                let status = status.parse::<JobStatus>().map_err(|e| corrupt("status", e))?;
+                Ok((status, u64::try_from(n).unwrap_or(0)))
+            })
+            .collect()
+    }
+
+    async fn active_footprints(&self) -> Result<Vec<ActiveFootprint>, StoreError> {
+        let rows: Vec<(String, String, Option<String>)> =
+            sqlx::query_as(ACTIVE_FOOTPRINTS).fetch_all(&self.pool).await.map_err(db)?;
+        rows.into_iter()
+            .map(|(id, status, footprint)| {
+                Ok(ActiveFootprint {
+                    id: JobId::parse(&id).map_err(|e| corrupt("id", e))?,
+                    status: status.parse::<JobStatus>().map_err(|e| corrupt("status", e))?,
+                    footprint: footprint.as_deref().map(decode_footprint).transpose()?,
+                })
+            })
+            .collect()
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(db)?;
+        Ok(())
+    }
+
+    async fn check_writable(&self) -> Result<(), StoreError> {
+        match self.health.verdict() {
+            Verdict::Writable => return Ok(()),
+            Verdict::Failing(e) => return Err(e),
+            Verdict::Probe => {}
+        }
+        let (_, at) = now();
+        let result = sqlx::query(PROBE).bind(at).execute(&self.pool).await.map_err(db);
+        self.health.record(&result);
+        result.map(drop)
+    }
+}

@@ -1,0 +1,235 @@
+//! What only the PostgreSQL store promises (the conformance suite in `store.rs` runs on it
+//! too): many nodes claiming at once, each job once and never two conflicting jobs together;
+//! fencing by node, attempt and lease; lease renewal; recovery of a node's own leftovers only;
+//! migrations of nodes starting together.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ffmpeg_core::command::Command;
+use ffmpeg_core::footprint::Footprint;
+use ffmpeg_core::sandbox::Sandbox;
+use jobs::postgres::{PgSettings, PgStore};
+use jobs::{JobId, JobStatus, JobStore, Outcome, Progress, StoreError, SubmitOptions};
+use proptest::prelude::*;
+use tempfile::TempDir;
+
+type Store = Arc<dyn JobStore>;
+
+async fn fresh_url() -> String {
+    tokio::task::spawn_blocking(|| pg_harness::shared().fresh_database()).await.unwrap()
+}
+
+fn settings(node: &str, lease: Duration) -> PgSettings {
+    PgSettings { node_id: node.to_owned(), lease, ..PgSettings::default() }
+}
+
+async fn node(url: &str, name: &str) -> Store {
+    Arc::new(PgStore::open(url, settings(name, Duration::from_secs(30))).await.unwrap())
+}
+
+fn footprint(command: &str) -> Footprint {
+    let dir = TempDir::new().unwrap();
+    let sandbox = Sandbox::new(dir.path()).unwrap();
+    Footprint::of(&sandbox.resolve_command(&Command::parse(command).unwrap()).unwrap())
+}
+
+#[track_caller]
+fn assert_conflict<T: std::fmt::Debug>(result: Result<T, StoreError>, expected: JobStatus) {
+    match result {
+        Err(StoreError::Conflict { status, .. }) => assert_eq!(status, expected),
+        other => panic!("expected a conflict ({expected}), got {other:?}"),
+    }
+}
+
+/// One run of the property: `nodes` stores on one database, `claimers` workers each, `jobs`
+/// jobs with random priorities, each writing one of `files` files (`None`: writing a file of
+/// its own). Workers claim until every job is done, holding each job for a moment.
+async fn claim_everything(nodes: usize, claimers: usize, jobs: &[(i32, Option<u8>)]) {
+    let url = fresh_url().await;
+    let mut stores = Vec::new();
+    for n in 0..nodes {
+        stores.push(node(&url, &format!("node-{n}")).await);
+    }
+    let mut file_of = HashMap::new();
+    for (i, (priority, file)) in jobs.iter().enumerate() {
+        let command = match file {
+            Some(f) => format!("-i in.mp4 shared{f}.mp4"),
+            None => format!("-i in.mp4 own{i}.mp4"),
+        };
+        let options = SubmitOptions { priority: *priority, footprint: footprint(&command), ..SubmitOptions::default() };
+        let job = stores[i % nodes].insert(command, options).await.unwrap();
+        file_of.insert(job.id, *file);
+    }
+    let file_of = Arc::new(file_of);
+    // The shared files being written now, and every claim made.
+    let writing: Arc<Mutex<HashMap<u8, JobId>>> = Arc::default();
+    let claims: Arc<Mutex<Vec<JobId>>> = Arc::default();
+    let total = jobs.len();
+    let mut workers = tokio::task::JoinSet::new();
+    for store in &stores {
+        for _ in 0..claimers {
+            let (store, file_of, writing, claims) =
+                (Arc::clone(store), Arc::clone(&file_of), Arc::clone(&writing), Arc::clone(&claims));
+            workers.spawn(async move {
+                let deadline = Instant::now() + Duration::from_secs(120);
+                while claims.lock().unwrap().len() < total || !writing.lock().unwrap().is_empty() {
+                    assert!(Instant::now() < deadline, "the queue was not drained");
+                    let Some(job) = store.claim_next().await.unwrap() else {
+                        store.wait_for_work(Duration::from_millis(20)).await;
+                        continue;
+                    };
+                    claims.lock().unwrap().push(job.id.clone());
+                    let file = file_of[&job.id];
+                    if let Some(file) = file {
+                        let other = writing.lock().unwrap().insert(file, job.id.clone());
+                        assert_eq!(other, None, "two jobs writing shared{file}.mp4 ran at once");
+                    }
+                    tokio::task::yield_now().await;
+                    if let Some(file) = file {
+                        // Before the finish commits: a claim that follows it may take the file.
+                        writing.lock().unwrap().remove(&file);
+                    }
+                    store.finish(&job.id, Outcome::Completed { output_files: vec![] }, "").await.unwrap();
+                }
+            });
+        }
+    }
+    workers.join_all().await;
+    let claims = claims.lock().unwrap().clone();
+    let distinct: std::collections::HashSet<&JobId> = claims.iter().collect();
+    assert_eq!(distinct.len(), claims.len(), "a job was handed out twice");
+    assert_eq!(claims.len(), total, "a job was never handed out");
+    let counts = stores[0].counts().await.unwrap();
+    assert_eq!(counts.get(&JobStatus::Completed).copied(), Some(total as u64), "{counts:?}");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 6, ..ProptestConfig::default() })]
+
+    /// Many claimers on several nodes never get one job twice, and never run two jobs that
+    /// write one file at once.
+    #[test]
+    fn concurrent_claimers_on_many_nodes_take_each_job_once(
+        nodes in 2usize..=4,
+        claimers in 1usize..=4,
+        jobs in proptest::collection::vec((-2i32..=2, proptest::option::weighted(0.5, 0u8..3)), 10..60),
+    ) {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        runtime.block_on(claim_everything(nodes, claimers, &jobs));
+    }
+}
+
+/// Sets a job's lease into the past, as if its node had stopped renewing it.
+async fn expire_lease(url: &str, id: &JobId) {
+    let pool = sqlx::PgPool::connect(url).await.unwrap();
+    let expired = sqlx::query("UPDATE jobs SET lease_expires_at = now() - interval '1 second' WHERE id = $1")
+        .bind(id.as_str())
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert_eq!(expired.rows_affected(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_node_holding_a_live_lease_writes_to_a_running_job() {
+    let url = fresh_url().await;
+    let (a, b) = (node(&url, "a").await, node(&url, "b").await);
+    let job = a.insert("x".to_owned(), SubmitOptions::default()).await.unwrap();
+    let claimed = a.claim_next().await.unwrap().unwrap();
+    assert_eq!(claimed.id, job.id);
+    let progress = Progress { frame: Some(3), ..Progress::default() };
+
+    // Another node can neither report for it, finish it, nor put it back, nor recover it.
+    assert_conflict(b.update_progress(&job.id, &progress).await, JobStatus::Running);
+    assert_conflict(b.finish(&job.id, Outcome::Completed { output_files: vec![] }, "").await, JobStatus::Running);
+    assert_conflict(b.requeue(&job.id).await, JobStatus::Running);
+    assert_eq!(b.interrupted_runs().await.unwrap(), vec![]);
+    assert_eq!(b.recover(1).await.unwrap(), jobs::store::Recovery::default());
+    // Anyone may ask for a cancel; the holder learns of it.
+    assert!(matches!(b.cancel(&job.id).await, Ok(jobs::store::CancelOutcome::Requested(_))));
+    assert!(a.update_progress(&job.id, &progress).await.unwrap());
+    let before = a.get(&job.id).await.unwrap();
+
+    // Once its lease has expired, the holder cannot write either: the reaper may hand the
+    // job to another node at any moment.
+    expire_lease(&url, &job.id).await;
+    assert_conflict(a.update_progress(&job.id, &Progress::default()).await, JobStatus::Running);
+    assert_conflict(a.finish(&job.id, Outcome::Completed { output_files: vec!["x".into()] }, "").await, JobStatus::Running);
+    assert_conflict(a.requeue(&job.id).await, JobStatus::Running);
+    assert_eq!(a.get(&job.id).await.unwrap(), before, "refused writes changed nothing");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recovery_touches_only_the_nodes_own_leftovers() {
+    let url = fresh_url().await;
+    let (a, b) = (node(&url, "a").await, node(&url, "b").await);
+    let ja = a.insert("a".to_owned(), SubmitOptions::default()).await.unwrap();
+    let jb = a.insert("b".to_owned(), SubmitOptions::default()).await.unwrap();
+    assert_eq!(a.claim_next().await.unwrap().unwrap().id, ja.id);
+    assert_eq!(b.claim_next().await.unwrap().unwrap().id, jb.id);
+    drop(a);
+    // Node a restarts with the same NODE_ID: only its own job is its leftover.
+    let a = node(&url, "a").await;
+    let runs = a.interrupted_runs().await.unwrap();
+    assert_eq!(runs.iter().map(|r| r.id.clone()).collect::<Vec<_>>(), std::slice::from_ref(&ja.id));
+    let recovery = a.recover(5).await.unwrap();
+    assert_eq!(recovery.requeued, std::slice::from_ref(&ja.id));
+    assert_eq!(a.get(&jb.id).await.unwrap().unwrap().status, JobStatus::Running, "b's job is left alone");
+    b.finish(&jb.id, Outcome::Completed { output_files: vec![] }, "").await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leases_are_renewed_while_the_job_is_held() {
+    let url = fresh_url().await;
+    let store = PgStore::open(&url, settings("renewer", Duration::from_millis(1500))).await.unwrap();
+    let job = store.insert("x".to_owned(), SubmitOptions::default()).await.unwrap();
+    store.claim_next().await.unwrap().unwrap();
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    let expiry = || {
+        sqlx::query_scalar::<_, f64>("SELECT extract(epoch FROM lease_expires_at)::float8 FROM jobs WHERE id = $1")
+            .bind(job.id.as_str())
+            .fetch_one(&pool)
+    };
+    let first = expiry().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while expiry().await.unwrap() <= first {
+        assert!(Instant::now() < deadline, "the lease was never renewed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    store.finish(&job.id, Outcome::Completed { output_files: vec![] }, "").await.unwrap();
+    let lease: Option<f64> = sqlx::query_scalar("SELECT extract(epoch FROM lease_expires_at)::float8 FROM jobs WHERE id = $1")
+        .bind(job.id.as_str())
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(lease, None, "a finished job holds no lease");
+}
+
+/// Nodes starting together on an empty database: the migrations run once (sqlx's advisory
+/// lock), every node opens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_starting_together_migrate_once() {
+    let url = fresh_url().await;
+    let mut opens = tokio::task::JoinSet::new();
+    for n in 0..6 {
+        let url = url.clone();
+        opens.spawn(async move { PgStore::open(&url, settings(&format!("n{n}"), Duration::from_secs(30))).await });
+    }
+    for store in opens.join_all().await {
+        store.unwrap();
+    }
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations").fetch_one(&pool).await.unwrap();
+    assert_eq!(applied, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_urls_and_unreachable_servers_are_open_errors() {
+    let err = PgStore::open("postgres://u:secret@127.0.0.1:1/x?sslmode=nonsense", PgSettings::default()).await.unwrap_err();
+    assert!(!err.to_string().contains("secret"), "{err}");
+    let err = PgStore::open("postgres://u:secret@127.0.0.1:1/x", PgSettings::default()).await.unwrap_err();
+    assert!(matches!(err, jobs::sqlite::OpenError::Postgres { .. }), "{err:?}");
+    assert!(!err.to_string().contains("secret"), "{err}");
+}
