@@ -103,8 +103,9 @@ fn find_bin() -> Option<PathBuf> {
     if let Some((_, bin)) = versions.pop() {
         return Some(bin);
     }
-    std::env::var_os("PATH")
-        .and_then(|path| std::env::split_paths(&path).find(|dir| dir.join("initdb").is_file() && dir.join("pg_ctl").is_file()))
+    std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path).find(|dir| dir.join("initdb").is_file() && dir.join("pg_ctl").is_file())
+    })
 }
 
 fn is_root() -> bool {
@@ -114,9 +115,13 @@ fn is_root() -> bool {
 
 /// Runs `cmd`, returning its stdout; an error carries its output.
 fn run(mut cmd: Command, what: &str) -> Result<String, HarnessError> {
-    let out = cmd.stdin(Stdio::null()).output().map_err(|e| HarnessError::Command { what: what.to_owned(), detail: e.to_string() })?;
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| HarnessError::Command { what: what.to_owned(), detail: e.to_string() })?;
     if !out.status.success() {
-        let detail = format!("{}: {}{}", out.status, String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        let detail =
+            format!("{}: {}{}", out.status, String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
         return Err(HarnessError::Command { what: what.to_owned(), detail });
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
@@ -170,14 +175,23 @@ impl PgServer {
             pg_ctl.arg("start").stdout(Stdio::null());
             match run(pg_ctl, "pg_ctl start") {
                 Ok(_) => {
-                    return Ok(PgServer { bin, root, port, as_postgres, _watchdog: watchdog, databases: AtomicU32::new(0) });
+                    return Ok(PgServer {
+                        bin,
+                        root,
+                        port,
+                        as_postgres,
+                        _watchdog: watchdog,
+                        databases: AtomicU32::new(0),
+                    });
                 }
                 Err(e) => last = Some(e),
             }
         }
         let log = std::fs::read_to_string(root.join("server.log")).unwrap_or_default();
         Err(last.map_or(HarnessError::NoBinaries, |e| match e {
-            HarnessError::Command { what, detail } => HarnessError::Command { what, detail: format!("{detail}\n{log}") },
+            HarnessError::Command { what, detail } => {
+                HarnessError::Command { what, detail: format!("{detail}\n{log}") }
+            }
             e => e,
         }))
     }
@@ -225,7 +239,14 @@ fn spawn_watchdog(pg_ctl: &Command, data: &Path, root: &Path) -> Result<(Child, 
     use std::os::unix::process::CommandExt as _;
     let mut stop: Vec<std::ffi::OsString> = vec![pg_ctl.get_program().to_owned()];
     stop.extend(pg_ctl.get_args().map(ToOwned::to_owned));
-    stop.extend(["-D".into(), data.as_os_str().to_owned(), "-m".into(), "immediate".into(), "-w".into(), "stop".into()]);
+    stop.extend([
+        "-D".into(),
+        data.as_os_str().to_owned(),
+        "-m".into(),
+        "immediate".into(),
+        "-w".into(),
+        "stop".into(),
+    ]);
     let mut child = Command::new("sh")
         .arg("-c")
         // $1: the directory to remove; the rest: the stop command.

@@ -140,10 +140,7 @@ impl PgStore {
             .connect_with(options)
             .await
             .map_err(err)?;
-        MIGRATOR
-            .run(&pool)
-            .await
-            .map_err(|source| OpenError::PostgresMigrate { target: target.clone(), source })?;
+        MIGRATOR.run(&pool).await.map_err(|source| OpenError::PostgresMigrate { target: target.clone(), source })?;
         let store = PgStore {
             pool,
             settings,
@@ -190,8 +187,10 @@ impl PgStore {
     /// Why a conditional transition on `id` matched no row: the job is missing, or in `status`
     /// (for a running job: not held by this node under a live lease).
     async fn refusal(&self, id: &JobId, action: &'static str) -> StoreError {
-        let status: Result<Option<String>, _> =
-            sqlx::query_scalar("SELECT status FROM jobs WHERE id = $1").bind(id.as_str()).fetch_optional(&self.pool).await;
+        let status: Result<Option<String>, _> = sqlx::query_scalar("SELECT status FROM jobs WHERE id = $1")
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await;
         match status {
             Err(e) => db(e),
             Ok(None) => StoreError::NotFound(id.clone()),
@@ -242,7 +241,12 @@ pub(crate) fn db(e: sqlx::Error) -> StoreError {
 /// Renews the leases of the jobs in `held` every third of the lease, in one statement, until
 /// `stop`. Jobs whose lease could not be renewed (expired, re-queued by a reaper, finished)
 /// are dropped from `held`: every later write about them is refused.
-async fn renew_leases(pool: PgPool, settings: PgSettings, held: Arc<Mutex<HashMap<JobId, u32>>>, stop: CancellationToken) {
+async fn renew_leases(
+    pool: PgPool,
+    settings: PgSettings,
+    held: Arc<Mutex<HashMap<JobId, u32>>>,
+    stop: CancellationToken,
+) {
     let mut tick = tokio::time::interval(settings.lease / 3);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     while stop.run_until_cancelled(tick.tick()).await.is_some() {

@@ -6,7 +6,7 @@
 macro_rules! job_columns {
     () => {
         "seq, id, status, command, priority, timeout_seconds, metadata, created_at, started_at, \
-         completed_at, progress, output_files, error, attempts"
+         completed_at, progress, output_files, error, attempts, webhooks"
     };
 }
 
@@ -15,9 +15,10 @@ macro_rules! job_columns {
 /// the jobs the others started (the footprint check needs every running job).
 pub(super) const CLAIM_LOCK: i64 = 0x6666_6d70_6567_776b;
 
-/// $1 id, $2 command, $3 priority, $4 timeout, $5 metadata, $6 created_at, $7 footprint.
+/// $1 id, $2 command, $3 priority, $4 timeout, $5 metadata, $6 created_at, $7 footprint,
+/// $8 webhooks.
 pub(super) const INSERT: &str = "INSERT INTO jobs (id, status, command, priority, timeout_seconds, metadata, created_at, \
-                                 footprint) VALUES ($1, 'queued', $2, $3, $4, $5, $6, $7) RETURNING seq";
+                                 footprint, webhooks) VALUES ($1, 'queued', $2, $3, $4, $5, $6, $7, $8) RETURNING seq";
 pub(super) const GET: &str = concat!("SELECT ", job_columns!(), " FROM jobs WHERE id = $1");
 pub(super) const LIST: &str = concat!("SELECT ", job_columns!(), " FROM jobs WHERE seq > $1 ORDER BY seq LIMIT $2");
 pub(super) const LIST_STATUS: &str =
@@ -65,8 +66,9 @@ pub(super) const INTERRUPTED_RUNS: &str = "SELECT j.id, r.run FROM jobs j \
                                            LEFT JOIN job_runs r ON r.job_seq = j.seq AND r.attempt = j.attempts \
                                            WHERE j.status = 'running' AND j.worker_id = $1 ORDER BY j.seq";
 /// $1 id, $2 progress, $3 node, $4 attempt.
+/// Returns whether a cancel was requested, and the job's webhook subscriptions.
 pub(super) const UPDATE_PROGRESS: &str =
-    concat!("UPDATE jobs SET progress = $2 WHERE ", held!("$1", "$3", "$4"), " RETURNING cancel_requested");
+    concat!("UPDATE jobs SET progress = $2 WHERE ", held!("$1", "$3", "$4"), " RETURNING cancel_requested, webhooks");
 /// $1 id, $2 status, $3 completed_at, $4 output files (NULL: keep), $5 error (NULL: keep),
 /// $6 node, $7 attempt.
 pub(super) const FINISH: &str = concat!(
@@ -102,10 +104,13 @@ pub(super) const REQUEUE: &str = concat!(
 );
 pub(super) const DELETE: &str = "DELETE FROM jobs WHERE id = $1 AND status IN ('completed', 'failed', 'cancelled')";
 /// $1 max attempts, $2 completed_at, $3 node: its own leftovers past the attempt limit.
-pub(super) const RECOVER_FAIL: &str = "UPDATE jobs SET status = 'failed', error = 'interrupted', completed_at = $2, \
-                                       cancel_requested = FALSE, worker_id = NULL, lease_expires_at = NULL \
-                                       WHERE status = 'running' AND worker_id = $3 AND attempts >= $1 \
-                                       RETURNING seq, id";
+pub(super) const RECOVER_FAIL: &str = concat!(
+    "UPDATE jobs SET status = 'failed', error = 'interrupted', completed_at = $2, \
+       cancel_requested = FALSE, worker_id = NULL, lease_expires_at = NULL \
+     WHERE status = 'running' AND worker_id = $3 AND attempts >= $1 \
+     RETURNING ",
+    job_columns!()
+);
 /// $1 node: its own other leftovers.
 pub(super) const RECOVER_REQUEUE: &str = "UPDATE jobs SET status = 'queued', started_at = NULL, progress = NULL, \
                                           worker_id = NULL, lease_expires_at = NULL \
@@ -125,3 +130,37 @@ pub(super) const RENEW: &str = "UPDATE jobs j SET lease_expires_at = now() + mak
                                 WHERE j.id = held.id AND j.attempts = held.attempt AND j.status = 'running' \
                                   AND j.worker_id = $1 AND j.lease_expires_at > now() \
                                 RETURNING j.id";
+
+/// The columns of a [`Delivery`](crate::webhook::Delivery), as the SQLite store's
+/// `DeliveryRow` names them.
+macro_rules! delivery_columns {
+    () => {
+        "id, job_id, url, source, event, created_at, job, state, next_attempt_at, attempts"
+    };
+}
+
+/// $1 id, $2 job id, $3 url, $4 source, $5 event, $6 created_at (also its first due time), $7 job.
+pub(super) const INSERT_DELIVERY: &str = "INSERT INTO webhook_deliveries \
+                                          (id, job_id, url, source, event, created_at, job, next_attempt_at) \
+                                          VALUES ($1, $2, $3, $4, $5, $6, $7, $6)";
+/// $1 job id: when each URL last got a `job.progress` delivery of the job.
+pub(super) const LAST_PROGRESS_DELIVERIES: &str = "SELECT url, MAX(created_at) FROM webhook_deliveries \
+                                                   WHERE job_id = $1 AND event = 'job.progress' GROUP BY url";
+/// $1 now, $2 lease end, $3 limit: pushes the due pending deliveries' next attempt to the
+/// lease end and returns them; rows another node is claiming are skipped.
+pub(super) const CLAIM_DELIVERIES: &str = concat!(
+    "UPDATE webhook_deliveries SET next_attempt_at = $2 \
+     WHERE n IN (SELECT n FROM webhook_deliveries WHERE state = 'pending' AND next_attempt_at <= $1 \
+                 ORDER BY next_attempt_at LIMIT $3 FOR UPDATE SKIP LOCKED) \
+     RETURNING ",
+    delivery_columns!()
+);
+/// $1 id, $2 attempt (JSON), $3 state, $4 next attempt (NULL: final); pending deliveries only.
+/// The attempt is appended as text (the stored JSON is kept as written).
+pub(super) const RECORD_ATTEMPT: &str = "UPDATE webhook_deliveries SET \
+       attempts = CASE WHEN attempts = '[]' THEN '[' || $2 || ']' ELSE left(attempts, -1) || ',' || $2 || ']' END, \
+       state = $3, next_attempt_at = $4 WHERE id = $1 AND state = 'pending'";
+pub(super) const DELIVERIES: &str =
+    concat!("SELECT ", delivery_columns!(), " FROM webhook_deliveries WHERE job_id = $1 ORDER BY n");
+/// $1 cutoff: finished deliveries go with the finished jobs of their time.
+pub(super) const PURGE_DELIVERIES: &str = "DELETE FROM webhook_deliveries WHERE state <> 'pending' AND created_at < $1";

@@ -9,12 +9,13 @@ use time::OffsetDateTime;
 use super::sql::*;
 use super::{PgStore, db};
 use crate::model::{Job, JobId, JobStatus, Progress, SubmitOptions};
-use crate::sqlite::rows::{self, JobRow, corrupt, json, micros_ceil, micros_floor, now};
+use crate::sqlite::rows::{self, DeliveryRow, JobRow, corrupt, json, micros, micros_ceil, micros_floor, now};
 use crate::sqlite::write::Verdict;
 use crate::store::{
     ActiveFootprint, CancelOutcome, InterruptedRun, JobStore, ListQuery, Outcome, Recovery, RunRecord, StatusCounts,
     StoreError, footprints_conflict,
 };
+use crate::webhook::{self, Delivery, DeliveryAttempt, DeliveryId, NextStep, SubscriptionSource, WebhookEvent};
 
 /// Queued jobs read per page while looking for one that may start.
 const CLAIM_PAGE: i64 = 64;
@@ -29,12 +30,64 @@ fn text(s: &str) -> std::borrow::Cow<'_, str> {
     if s.contains('\0') { s.replace('\0', "\u{fffd}").into() } else { s.into() }
 }
 
+/// Inside `tx`: writes `deliveries` into the outbox.
+async fn write_outbox(tx: &mut sqlx::PgConnection, deliveries: &[Delivery]) -> Result<(), StoreError> {
+    for d in deliveries {
+        let source = match d.source {
+            SubscriptionSource::Job => "job",
+            SubscriptionSource::Server => "server",
+        };
+        sqlx::query(INSERT_DELIVERY)
+            .bind(d.id.as_str())
+            .bind(d.job_id.as_str())
+            .bind(&d.url)
+            .bind(source)
+            .bind(d.event.as_str())
+            .bind(micros_floor(d.created_at))
+            .bind(json(&d.job)?)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+    }
+    Ok(())
+}
+
+/// Inside `tx`: writes the deliveries of `job`'s transition into its current status, at `at`.
+pub(super) async fn write_status_outbox(
+    tx: &mut sqlx::PgConnection,
+    job: &Job,
+    at: OffsetDateTime,
+) -> Result<(), StoreError> {
+    match WebhookEvent::of_status(job.status) {
+        Some(event) => write_outbox(tx, &webhook::outbox(job, event, at)).await,
+        None => Ok(()),
+    }
+}
+
+/// Inside `tx`: the `job.progress` deliveries of running job `id` that are due (at most one
+/// per [`webhook::PROGRESS_INTERVAL`] per URL), written.
+async fn write_progress_outbox(tx: &mut sqlx::PgConnection, id: &JobId) -> Result<(), StoreError> {
+    let (at, at_micros) = now();
+    let row: Option<JobRow> = sqlx::query_as(GET).bind(id.as_str()).fetch_optional(&mut *tx).await.map_err(db)?;
+    let Some(job) = row.map(Job::try_from).transpose()? else { return Ok(()) };
+    let last: Vec<(String, Option<i64>)> =
+        sqlx::query_as(LAST_PROGRESS_DELIVERIES).bind(id.as_str()).fetch_all(&mut *tx).await.map_err(db)?;
+    let mut due = webhook::outbox(&job, WebhookEvent::Progress, at);
+    due.retain(|d| {
+        let previous = last.iter().find(|(url, _)| *url == d.url).and_then(|(_, micros)| *micros);
+        previous.is_none_or(|p| at_micros - p >= webhook::PROGRESS_INTERVAL.as_micros() as i64)
+    });
+    write_outbox(tx, &due).await
+}
+
 impl PgStore {
     /// Inside `tx` (claims locked): claims the first queued job in claim order whose footprint
     /// conflicts with no running job's.
     async fn claim_in(&self, tx: &mut sqlx::PgConnection, started: i64) -> Result<Option<Job>, StoreError> {
-        let running: Vec<Option<String>> = sqlx::query_scalar(RUNNING_FOOTPRINTS).fetch_all(&mut *tx).await.map_err(db)?;
-        let running = running.iter().map(|f| f.as_deref().map(decode_footprint).transpose()).collect::<Result<Vec<_>, _>>()?;
+        let running: Vec<Option<String>> =
+            sqlx::query_scalar(RUNNING_FOOTPRINTS).fetch_all(&mut *tx).await.map_err(db)?;
+        let running =
+            running.iter().map(|f| f.as_deref().map(decode_footprint).transpose()).collect::<Result<Vec<_>, _>>()?;
         let mut after = (i32::MAX, 0_i64);
         loop {
             let page: Vec<(i32, i64, Option<String>)> = sqlx::query_as(QUEUED_PAGE)
@@ -83,6 +136,7 @@ impl JobStore for PgStore {
     async fn insert(&self, command: String, options: SubmitOptions) -> Result<Job, StoreError> {
         let metadata = json(&options.metadata)?;
         let footprint = json(&options.footprint)?;
+        let webhooks = json(&options.webhooks)?;
         let options =
             SubmitOptions { timeout_seconds: options.timeout_seconds.map(|t| t.min(i64::MAX as u64)), ..options };
         let mut job = Job::new_queued(command, options, 0, now().0);
@@ -95,6 +149,7 @@ impl JobStore for PgStore {
             .bind(metadata)
             .bind(micros_floor(job.created_at))
             .bind(footprint)
+            .bind(webhooks)
             .fetch_one(&self.pool)
             .await
             .map_err(db);
@@ -134,7 +189,9 @@ impl JobStore for PgStore {
             sqlx::query(LOCK_CLAIMS).bind(CLAIM_LOCK).execute(&mut *tx).await.map_err(db)?;
             // On an error the transaction is rolled back when dropped.
             let claimed = self.claim_in(&mut tx, started).await?;
-            if claimed.is_some() {
+            if let Some(job) = &claimed {
+                let at = job.started_at.unwrap_or_else(OffsetDateTime::now_utc);
+                write_status_outbox(&mut tx, job, at).await?;
                 tx.commit().await.map_err(db)?;
             } else {
                 tx.rollback().await.map_err(db)?;
@@ -189,16 +246,28 @@ impl JobStore for PgStore {
 
     async fn update_progress(&self, id: &JobId, progress: &Progress) -> Result<bool, StoreError> {
         let attempt = self.held_attempt(id, "update progress").await?;
-        let result = sqlx::query_scalar::<_, bool>(UPDATE_PROGRESS)
-            .bind(id.as_str())
-            .bind(json(progress)?)
-            .bind(&self.settings.node_id)
-            .bind(attempt)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db);
+        let progress = json(progress)?;
+        let result = async {
+            let mut tx = self.pool.begin().await.map_err(db)?;
+            let row: Option<(bool, String)> = sqlx::query_as(UPDATE_PROGRESS)
+                .bind(id.as_str())
+                .bind(progress)
+                .bind(&self.settings.node_id)
+                .bind(attempt)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db)?;
+            let Some((cancel, webhooks)) = row else { return Ok(None) };
+            // Only a job that lists job.progress pays for the outbox check.
+            if webhooks.contains(WebhookEvent::Progress.as_str()) {
+                write_progress_outbox(&mut tx, id).await?;
+            }
+            tx.commit().await.map_err(db)?;
+            Ok(Some(cancel))
+        }
+        .await;
         self.health.record(&result);
-        match result?.pop() {
+        match result? {
             Some(cancel) => Ok(cancel),
             None => Err(self.refusal(id, "update progress").await),
         }
@@ -230,6 +299,7 @@ impl JobStore for PgStore {
             if !log.is_empty() {
                 sqlx::query(SET_LOG).bind(job.seq).bind(log.as_bytes()).execute(&mut *tx).await.map_err(db)?;
             }
+            write_status_outbox(&mut tx, &job, job.completed_at.unwrap_or_else(OffsetDateTime::now_utc)).await?;
             tx.commit().await.map_err(db)?;
             Ok(Some(job))
         }
@@ -254,18 +324,24 @@ impl JobStore for PgStore {
 
     async fn cancel(&self, id: &JobId) -> Result<CancelOutcome, StoreError> {
         let (_, completed) = now();
-        let result =
-            sqlx::query_as::<_, JobRow>(CANCEL).bind(id.as_str()).bind(completed).fetch_all(&self.pool).await.map_err(db);
-        self.health.record(&result);
-        match result?.pop() {
-            Some(row) => {
-                let job = Job::try_from(row)?;
-                Ok(if job.status == JobStatus::Cancelled {
-                    CancelOutcome::Cancelled(job)
-                } else {
-                    CancelOutcome::Requested(job)
-                })
+        let result = async {
+            let mut tx = self.pool.begin().await.map_err(db)?;
+            let row: Option<JobRow> =
+                sqlx::query_as(CANCEL).bind(id.as_str()).bind(completed).fetch_optional(&mut *tx).await.map_err(db)?;
+            let Some(job) = row.map(Job::try_from).transpose()? else { return Ok(None) };
+            // A queued job is cancelled now (its event is written with it); a running one only
+            // flagged, and its node's `finish` writes the event.
+            if job.status == JobStatus::Cancelled {
+                write_status_outbox(&mut tx, &job, job.completed_at.unwrap_or_else(OffsetDateTime::now_utc)).await?;
             }
+            tx.commit().await.map_err(db)?;
+            Ok(Some(job))
+        }
+        .await;
+        self.health.record(&result);
+        match result? {
+            Some(job) if job.status == JobStatus::Cancelled => Ok(CancelOutcome::Cancelled(job)),
+            Some(job) => Ok(CancelOutcome::Requested(job)),
             None => Err(self.refusal(id, "cancel").await),
         }
     }
@@ -302,13 +378,18 @@ impl JobStore for PgStore {
         let node = &self.settings.node_id;
         let result = async {
             let mut tx = self.pool.begin().await.map_err(db)?;
-            let failed: Vec<(i64, String)> = sqlx::query_as(RECOVER_FAIL)
+            let failed: Vec<JobRow> = sqlx::query_as(RECOVER_FAIL)
                 .bind(i64::from(max_attempts))
                 .bind(completed)
                 .bind(node)
                 .fetch_all(&mut *tx)
                 .await
                 .map_err(db)?;
+            let failed = rows::jobs(failed)?;
+            for job in &failed {
+                write_status_outbox(&mut tx, job, job.completed_at.unwrap_or_else(OffsetDateTime::now_utc)).await?;
+            }
+            let failed: Vec<(i64, String)> = failed.into_iter().map(|j| (j.seq, j.id.to_string())).collect();
             let requeued: Vec<(i64, String)> =
                 sqlx::query_as(RECOVER_REQUEUE).bind(node).fetch_all(&mut *tx).await.map_err(db)?;
             tx.commit().await.map_err(db)?;
@@ -337,7 +418,12 @@ impl JobStore for PgStore {
     async fn purge_finished_before(&self, cutoff: OffsetDateTime) -> Result<u64, StoreError> {
         let result = sqlx::query(PURGE).bind(micros_ceil(cutoff)).execute(&self.pool).await.map_err(db);
         self.health.record(&result);
-        Ok(result?.rows_affected())
+        let purged = result?.rows_affected();
+        // Finished deliveries go with the jobs of their time; pending ones are still sent.
+        let result = sqlx::query(PURGE_DELIVERIES).bind(micros_ceil(cutoff)).execute(&self.pool).await.map_err(db);
+        self.health.record(&result);
+        result?;
+        Ok(purged)
     }
 
     async fn counts(&self) -> Result<StatusCounts, StoreError> {
@@ -367,6 +453,50 @@ impl JobStore for PgStore {
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await.map_err(db)?;
         Ok(())
+    }
+
+    async fn claim_deliveries(
+        &self,
+        now: OffsetDateTime,
+        lease: Duration,
+        limit: u32,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        let result = sqlx::query_as::<_, DeliveryRow>(CLAIM_DELIVERIES)
+            .bind(micros(now))
+            .bind(micros(now + lease))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db);
+        self.health.record(&result);
+        let mut deliveries = result?.into_iter().map(Delivery::try_from).collect::<Result<Vec<_>, _>>()?;
+        // RETURNING promises no order: the longest due first, then in write order.
+        deliveries.sort_by_key(|d| d.created_at);
+        Ok(deliveries)
+    }
+
+    async fn record_delivery_attempt(
+        &self,
+        id: &DeliveryId,
+        attempt: &DeliveryAttempt,
+        next: NextStep,
+    ) -> Result<bool, StoreError> {
+        let result = sqlx::query(RECORD_ATTEMPT)
+            .bind(id.as_str())
+            .bind(json(attempt)?)
+            .bind(next.state().as_str())
+            .bind(next.next_attempt_at().map(micros))
+            .execute(&self.pool)
+            .await
+            .map_err(db);
+        self.health.record(&result);
+        Ok(result?.rows_affected() == 1)
+    }
+
+    async fn deliveries(&self, id: &JobId) -> Result<Vec<Delivery>, StoreError> {
+        let rows: Vec<DeliveryRow> =
+            sqlx::query_as(DELIVERIES).bind(id.as_str()).fetch_all(&self.pool).await.map_err(db)?;
+        rows.into_iter().map(Delivery::try_from).collect()
     }
 
     async fn check_writable(&self) -> Result<(), StoreError> {

@@ -140,13 +140,13 @@ pub(crate) fn jobs(rows: Vec<JobRow>) -> Result<Vec<Job>, StoreError> {
 }
 
 /// Encodes a time as stored (unix microseconds).
-pub(super) fn micros(t: OffsetDateTime) -> i64 {
+pub(crate) fn micros(t: OffsetDateTime) -> i64 {
     micros_floor(t)
 }
 
 /// A row of `webhook_deliveries`, decoded by column name (`delivery_columns!`).
 #[derive(Debug, sqlx::FromRow)]
-pub(super) struct DeliveryRow {
+pub(crate) struct DeliveryRow {
     id: String,
     job_id: String,
     url: String,

@@ -156,7 +156,10 @@ async fn only_the_node_holding_a_live_lease_writes_to_a_running_job() {
     // job to another node at any moment.
     expire_lease(&url, &job.id).await;
     assert_conflict(a.update_progress(&job.id, &Progress::default()).await, JobStatus::Running);
-    assert_conflict(a.finish(&job.id, Outcome::Completed { output_files: vec!["x".into()] }, "").await, JobStatus::Running);
+    assert_conflict(
+        a.finish(&job.id, Outcome::Completed { output_files: vec!["x".into()] }, "").await,
+        JobStatus::Running,
+    );
     assert_conflict(a.requeue(&job.id).await, JobStatus::Running);
     assert_eq!(a.get(&job.id).await.unwrap(), before, "refused writes changed nothing");
 }
@@ -199,11 +202,12 @@ async fn leases_are_renewed_while_the_job_is_held() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     store.finish(&job.id, Outcome::Completed { output_files: vec![] }, "").await.unwrap();
-    let lease: Option<f64> = sqlx::query_scalar("SELECT extract(epoch FROM lease_expires_at)::float8 FROM jobs WHERE id = $1")
-        .bind(job.id.as_str())
-        .fetch_one(&pool)
-        .await
-        .unwrap();
+    let lease: Option<f64> =
+        sqlx::query_scalar("SELECT extract(epoch FROM lease_expires_at)::float8 FROM jobs WHERE id = $1")
+            .bind(job.id.as_str())
+            .fetch_one(&pool)
+            .await
+            .unwrap();
     assert_eq!(lease, None, "a finished job holds no lease");
 }
 
@@ -222,12 +226,13 @@ async fn nodes_starting_together_migrate_once() {
     }
     let pool = sqlx::PgPool::connect(&url).await.unwrap();
     let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations").fetch_one(&pool).await.unwrap();
-    assert_eq!(applied, 3);
+    assert_eq!(applied, 4);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_urls_and_unreachable_servers_are_open_errors() {
-    let err = PgStore::open("postgres://u:secret@127.0.0.1:1/x?sslmode=nonsense", PgSettings::default()).await.unwrap_err();
+    let err =
+        PgStore::open("postgres://u:secret@127.0.0.1:1/x?sslmode=nonsense", PgSettings::default()).await.unwrap_err();
     assert!(!err.to_string().contains("secret"), "{err}");
     let err = PgStore::open("postgres://u:secret@127.0.0.1:1/x", PgSettings::default()).await.unwrap_err();
     assert!(matches!(err, jobs::sqlite::OpenError::Postgres { .. }), "{err:?}");

@@ -37,7 +37,7 @@ pub(crate) async fn postgres_store() -> jobs::postgres::PgStore {
     jobs::postgres::PgStore::open(&url, jobs::postgres::PgSettings::default()).await.unwrap()
 }
 
-async fn postgres() -> Fixture {
+pub(crate) async fn postgres() -> Fixture {
     Fixture { store: Arc::new(postgres_store().await), _dir: None }
 }
 
@@ -955,7 +955,10 @@ async fn store_locations() {
     check("jobs.db", StoreLocation::SqliteFile("jobs.db".into()));
     assert_eq!(StoreLocation::parse("memory:").unwrap().database_file(), None);
     check("postgres://localhost/jobs", StoreLocation::Postgres("postgres://localhost/jobs".into()));
-    check("postgresql://u:p@db:5433/jobs?sslmode=disable", StoreLocation::Postgres("postgresql://u:p@db:5433/jobs?sslmode=disable".into()));
+    check(
+        "postgresql://u:p@db:5433/jobs?sslmode=disable",
+        StoreLocation::Postgres("postgresql://u:p@db:5433/jobs?sslmode=disable".into()),
+    );
     assert!(StoreLocation::parse("postgres://localhost/jobs").unwrap().is_shared());
     assert_eq!(StoreLocation::parse("postgres://localhost/jobs").unwrap().database_file(), None);
     for bad in ["", "sqlite:", "mysql://localhost/jobs", "sqlite://jobs.db?mode=rwc", "memory://x"] {

@@ -14,7 +14,7 @@ use jobs::webhook::{
 use jobs::{JobStatus, JobStore, Outcome, Progress, SqliteStore, SubmitOptions};
 use time::OffsetDateTime;
 
-use crate::store::{Store, memory, sqlite_file, sqlite_memory};
+use crate::store::{Store, memory, postgres, sqlite_file, sqlite_memory};
 
 macro_rules! conformance {
     ($($behaviour:ident),* $(,)?) => {
@@ -35,6 +35,12 @@ macro_rules! conformance {
             async fn $behaviour() {
                 let fixture = super::sqlite_file().await;
                 super::$behaviour(&fixture.store).await;
+            })*
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $behaviour() {
+                super::$behaviour(&super::postgres().await.store).await;
             })*
         }
     };
