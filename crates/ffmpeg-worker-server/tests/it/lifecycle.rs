@@ -315,6 +315,13 @@ async fn start_errors_keep_their_sources() {
     assert!(matches!(e, StartError::OpenDatabase { .. }), "{e:?}");
     let source = e.source().expect("the store's error is kept");
     assert!(source.downcast_ref::<jobs::sqlite::OpenError>().is_some(), "{source:?}");
-    let Err(e) = open_store("postgres://x").await else { panic!("an unknown scheme opened") };
+    let Err(e) = open_store("mysql://x").await else { panic!("an unknown scheme opened") };
     assert!(matches!(e, StartError::UnsupportedDatabase { .. }), "{e:?}");
+    // A PostgreSQL server that cannot be reached: the driver's error is kept.
+    let Err(e) = open_store("postgres://nobody@127.0.0.1:1/x?connect_timeout=5").await else {
+        panic!("an unreachable PostgreSQL server opened")
+    };
+    assert!(matches!(e, StartError::OpenDatabase { .. }), "{e:?}");
+    let source = e.source().and_then(|s| s.downcast_ref::<jobs::sqlite::OpenError>());
+    assert!(matches!(source, Some(jobs::sqlite::OpenError::Postgres { .. })), "{source:?}");
 }
