@@ -1,6 +1,5 @@
 -- ffmpeg-worker job store on PostgreSQL, schema 5: mirrors migrations/0005_webhooks.sql
 -- (SQLite): webhook subscriptions and the outbox of deliveries (crates/jobs/src/webhook/mod.rs).
--- (4 is the SQLite store's 0004, mirrored when it exists.)
 
 ALTER TABLE jobs ADD COLUMN webhooks TEXT NOT NULL DEFAULT '[]';
 

@@ -6,7 +6,7 @@
 macro_rules! job_columns {
     () => {
         "seq, id, status, command, priority, timeout_seconds, metadata, created_at, started_at, \
-         completed_at, progress, output_files, error, attempts, webhooks"
+         completed_at, progress, output_files, error, attempts, webhooks, event_seq"
     };
 }
 
@@ -26,6 +26,10 @@ pub(super) const LIST_STATUS: &str =
 pub(super) const LOCK_CLAIMS: &str = "SELECT pg_advisory_xact_lock($1)";
 /// Footprints of the running jobs (NULL: unknown), on every node.
 pub(super) const RUNNING_FOOTPRINTS: &str = "SELECT footprint FROM jobs WHERE status = 'running'";
+/// $1 seq, $2 priority: footprints of the queued jobs submitted before the job ($2, $1) that
+/// come after it in claim order (lower priority): jobs it may have to wait for.
+pub(super) const EARLIER_LOWER_PRIORITY_FOOTPRINTS: &str =
+    "SELECT footprint FROM jobs WHERE status = 'queued' AND seq < $1 AND priority < $2";
 /// One page of queued jobs in claim order after the key ($1 priority, $2 seq), $3 rows.
 pub(super) const QUEUED_PAGE: &str = "SELECT priority, seq, footprint FROM jobs WHERE status = 'queued' \
                                       AND (priority < $1 OR (priority = $1 AND seq > $2)) \
@@ -35,7 +39,7 @@ pub(super) const QUEUED_PAGE: &str = "SELECT priority, seq, footprint FROM jobs 
 /// rather than waiting.
 pub(super) const CLAIM_SEQ: &str = concat!(
     "UPDATE jobs SET status = 'running', started_at = $2, attempts = attempts + 1, progress = NULL, \
-       worker_id = $3, lease_expires_at = now() + make_interval(secs => $4) \
+       worker_id = $3, lease_expires_at = now() + make_interval(secs => $4), event_seq = event_seq + 1 \
      WHERE seq = (SELECT seq FROM jobs WHERE seq = $1 AND status = 'queued' FOR UPDATE SKIP LOCKED) \
      RETURNING ",
     job_columns!()
@@ -74,6 +78,7 @@ pub(super) const UPDATE_PROGRESS: &str =
 pub(super) const FINISH: &str = concat!(
     "UPDATE jobs SET status = $2, completed_at = $3, output_files = COALESCE($4, output_files), \
        error = COALESCE($5, error), cancel_requested = FALSE, worker_id = NULL, lease_expires_at = NULL, \
+       event_seq = event_seq + 1, \
        progress = CASE WHEN $2 = 'completed' AND progress IS NOT NULL \
                   THEN (progress::jsonb || '{\"percent\": 100.0, \"eta_seconds\": 0.0}'::jsonb)::text \
                   ELSE progress END \
@@ -91,7 +96,8 @@ pub(super) const CANCEL: &str = concat!(
     "UPDATE jobs SET \
        status = CASE status WHEN 'queued' THEN 'cancelled' ELSE status END, \
        completed_at = CASE status WHEN 'queued' THEN $2 ELSE completed_at END, \
-       cancel_requested = (status = 'running') OR cancel_requested \
+       cancel_requested = (status = 'running') OR cancel_requested, \
+       event_seq = CASE status WHEN 'queued' THEN event_seq + 1 ELSE event_seq END \
      WHERE id = $1 AND status IN ('queued', 'running') \
      RETURNING ",
     job_columns!()
@@ -99,21 +105,21 @@ pub(super) const CANCEL: &str = concat!(
 /// $1 id, $2 node, $3 attempt. A graceful stop is not a failed attempt: not counted.
 pub(super) const REQUEUE: &str = concat!(
     "UPDATE jobs SET status = 'queued', started_at = NULL, progress = NULL, worker_id = NULL, \
-       lease_expires_at = NULL, attempts = GREATEST(attempts - 1, 0) WHERE ",
+       lease_expires_at = NULL, attempts = GREATEST(attempts - 1, 0), event_seq = event_seq + 1 WHERE ",
     held!("$1", "$2", "$3")
 );
 pub(super) const DELETE: &str = "DELETE FROM jobs WHERE id = $1 AND status IN ('completed', 'failed', 'cancelled')";
 /// $1 max attempts, $2 completed_at, $3 node: its own leftovers past the attempt limit.
 pub(super) const RECOVER_FAIL: &str = concat!(
     "UPDATE jobs SET status = 'failed', error = 'interrupted', completed_at = $2, \
-       cancel_requested = FALSE, worker_id = NULL, lease_expires_at = NULL \
+       cancel_requested = FALSE, worker_id = NULL, lease_expires_at = NULL, event_seq = event_seq + 1 \
      WHERE status = 'running' AND worker_id = $3 AND attempts >= $1 \
      RETURNING ",
     job_columns!()
 );
 /// $1 node: its own other leftovers.
 pub(super) const RECOVER_REQUEUE: &str = "UPDATE jobs SET status = 'queued', started_at = NULL, progress = NULL, \
-                                          worker_id = NULL, lease_expires_at = NULL \
+                                          worker_id = NULL, lease_expires_at = NULL, event_seq = event_seq + 1 \
                                           WHERE status = 'running' AND worker_id = $1 RETURNING seq, id";
 pub(super) const PURGE: &str =
     "DELETE FROM jobs WHERE status IN ('completed', 'failed', 'cancelled') AND completed_at < $1";

@@ -81,13 +81,18 @@ async fn write_progress_outbox(tx: &mut sqlx::PgConnection, id: &JobId) -> Resul
 }
 
 impl PgStore {
-    /// Inside `tx` (claims locked): claims the first queued job in claim order whose footprint
-    /// conflicts with no running job's.
+    /// Inside `tx` (claims locked): claims the first queued job in claim order that may start
+    /// now, by the rule of [`JobStore::claim_next`]: its footprint conflicts with no running
+    /// job's and no earlier-submitted queued job's (the SQLite store's `claim_in`, read page by
+    /// page).
     async fn claim_in(&self, tx: &mut sqlx::PgConnection, started: i64) -> Result<Option<Job>, StoreError> {
+        let decode = |text: Option<String>| text.as_deref().map(decode_footprint).transpose();
         let running: Vec<Option<String>> =
             sqlx::query_scalar(RUNNING_FOOTPRINTS).fetch_all(&mut *tx).await.map_err(db)?;
-        let running =
-            running.iter().map(|f| f.as_deref().map(decode_footprint).transpose()).collect::<Result<Vec<_>, _>>()?;
+        let running = running.into_iter().map(decode).collect::<Result<Vec<_>, _>>()?;
+        // The footprints of the jobs before the candidate in claim order: with the queued jobs
+        // of lower priority submitted earlier (queried per candidate), every job it may wait for.
+        let mut seen: Vec<(i64, Option<Footprint>)> = Vec::new();
         let mut after = (i32::MAX, 0_i64);
         loop {
             let page: Vec<(i32, i64, Option<String>)> = sqlx::query_as(QUEUED_PAGE)
@@ -97,12 +102,29 @@ impl PgStore {
                 .fetch_all(&mut *tx)
                 .await
                 .map_err(db)?;
-            let Some(&(priority, seq, _)) = page.last() else { return Ok(None) };
-            after = (priority, seq);
-            // `after` starts past every real key but `priority = i32::MAX, seq <= 0`: none.
-            for (_, seq, footprint) in &page {
-                let footprint = footprint.as_deref().map(decode_footprint).transpose()?;
-                if running.iter().all(|theirs| !footprints_conflict(footprint.as_ref(), theirs.as_ref())) {
+            let full = page.len() == CLAIM_PAGE as usize;
+            for (priority, seq, footprint) in page {
+                after = (priority, seq);
+                let footprint = decode(footprint)?;
+                let mut free = running.iter().all(|theirs| !footprints_conflict(footprint.as_ref(), theirs.as_ref()))
+                    && seen
+                        .iter()
+                        .all(|(s, theirs)| *s > seq || !footprints_conflict(footprint.as_ref(), theirs.as_ref()));
+                if free {
+                    let earlier: Vec<Option<String>> = sqlx::query_scalar(EARLIER_LOWER_PRIORITY_FOOTPRINTS)
+                        .bind(seq)
+                        .bind(priority)
+                        .fetch_all(&mut *tx)
+                        .await
+                        .map_err(db)?;
+                    for theirs in earlier {
+                        if footprints_conflict(footprint.as_ref(), decode(theirs)?.as_ref()) {
+                            free = false;
+                            break;
+                        }
+                    }
+                }
+                if free {
                     let rows: Vec<JobRow> = sqlx::query_as(CLAIM_SEQ)
                         .bind(seq)
                         .bind(started)
@@ -115,8 +137,9 @@ impl PgStore {
                         return Job::try_from(row).map(Some);
                     }
                 }
+                seen.push((seq, footprint));
             }
-            if page.len() < CLAIM_PAGE as usize {
+            if !full {
                 return Ok(None);
             }
         }

@@ -226,7 +226,7 @@ async fn nodes_starting_together_migrate_once() {
     }
     let pool = sqlx::PgPool::connect(&url).await.unwrap();
     let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations").fetch_one(&pool).await.unwrap();
-    assert_eq!(applied, 4);
+    assert_eq!(applied, 5);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
