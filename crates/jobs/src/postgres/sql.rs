@@ -152,11 +152,12 @@ pub(super) const INSERT_DELIVERY: &str = "INSERT INTO webhook_deliveries \
 /// $1 job id: when each URL last got a `job.progress` delivery of the job.
 pub(super) const LAST_PROGRESS_DELIVERIES: &str = "SELECT url, MAX(created_at) FROM webhook_deliveries \
                                                    WHERE job_id = $1 AND event = 'job.progress' GROUP BY url";
-/// $1 now, $2 lease end, $3 limit: pushes the due pending deliveries' next attempt to the
-/// lease end and returns them; rows another node is claiming are skipped.
+/// $1 now, $2 lease end, $3 limit, $4 URLs to leave out: pushes the due pending deliveries'
+/// next attempt to the lease end and returns them; rows another node is claiming are skipped.
 pub(super) const CLAIM_DELIVERIES: &str = concat!(
     "UPDATE webhook_deliveries SET next_attempt_at = $2 \
      WHERE n IN (SELECT n FROM webhook_deliveries WHERE state = 'pending' AND next_attempt_at <= $1 \
+                   AND NOT (url = ANY($4)) \
                  ORDER BY next_attempt_at LIMIT $3 FOR UPDATE SKIP LOCKED) \
      RETURNING ",
     delivery_columns!()

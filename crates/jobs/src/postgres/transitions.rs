@@ -483,11 +483,13 @@ impl JobStore for PgStore {
         now: OffsetDateTime,
         lease: Duration,
         limit: u32,
+        skip_urls: &[String],
     ) -> Result<Vec<Delivery>, StoreError> {
         let result = sqlx::query_as::<_, DeliveryRow>(CLAIM_DELIVERIES)
             .bind(micros(now))
             .bind(micros(now + lease))
             .bind(i64::from(limit))
+            .bind(skip_urls)
             .fetch_all(&self.pool)
             .await
             .map_err(db);
