@@ -4,7 +4,7 @@
 use std::fmt;
 
 use ffmpeg_worker_client::Url;
-use ffmpeg_worker_client::api::JobStatusWire;
+use ffmpeg_worker_client::api::{JobStatusWire, WebhookEventWire};
 
 /// The server URL used when neither `--url` nor `FFMPEG_WORKER_URL` is given.
 pub(crate) const DEFAULT_URL: &str = "http://127.0.0.1:8000";
@@ -44,6 +44,13 @@ fn parse_base_url(s: &str) -> Result<Url, String> {
 }
 
 /// `KEY=VALUE`, split at the first `=`.
+/// `job.started`, ... as the API names the events.
+pub(crate) fn parse_webhook_event(s: &str) -> Result<WebhookEventWire, String> {
+    serde_json::from_value(serde_json::Value::String(s.to_owned())).map_err(|_| {
+        format!("`{s}` is not a webhook event (job.started, job.completed, job.failed, job.cancelled, job.progress)")
+    })
+}
+
 pub(crate) fn parse_key_value(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
@@ -96,6 +103,15 @@ pub(crate) struct SubmitArgs {
     /// A label echoed back with the job (repeatable).
     #[arg(long = "metadata", value_name = "KEY=VALUE", value_parser = parse_key_value)]
     pub(crate) metadata: Vec<(String, String)>,
+
+    /// URL the server calls (signed POST) on the job's events; the server needs a WEBHOOK_SECRET.
+    #[arg(long, value_name = "URL")]
+    pub(crate) webhook_url: Option<String>,
+
+    /// An event sent to --webhook-url (repeatable): job.started, job.completed, job.failed,
+    /// job.cancelled, job.progress. Default: all but job.progress.
+    #[arg(long = "webhook-event", value_name = "EVENT", value_parser = parse_webhook_event, requires = "webhook_url")]
+    pub(crate) webhook_events: Vec<WebhookEventWire>,
 
     /// Print the job as JSON instead of text (with --wait: the finished job).
     #[arg(long)]
@@ -210,6 +226,8 @@ mod tests {
         assert_eq!(parse_key_value("a="), Ok(("a".to_owned(), String::new())));
         assert!(parse_key_value("a").is_err());
         assert!(parse_key_value("=b").is_err());
+        assert_eq!(parse_webhook_event("job.progress"), Ok(WebhookEventWire::Progress));
+        assert!(parse_webhook_event("progress").is_err());
     }
 
     #[test]

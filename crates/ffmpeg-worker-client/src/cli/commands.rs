@@ -146,7 +146,8 @@ async fn submit(args: SubmitArgs) -> Result<Outcome, CliError> {
         priority: args.priority,
         timeout_seconds: args.timeout,
         metadata: args.metadata.iter().cloned().collect(),
-        ..CreateJobRequest::default()
+        webhook_url: args.webhook_url.clone(),
+        webhook_events: (!args.webhook_events.is_empty()).then(|| args.webhook_events.clone()),
     };
     let job = client.submit(&request).await?;
     if args.wait {

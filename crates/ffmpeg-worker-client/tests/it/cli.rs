@@ -381,3 +381,29 @@ fn waiting_stops_when_its_reader_goes_away_and_the_job_carries_on() {
     assert_eq!(job["status"], "running", "the client stopped before the job ended: {job}");
     assert_eq!(cli(&server, &["cancel", &id]).code, 0);
 }
+
+/// `--webhook-url` and `--webhook-event` reach the server: one without a signing key refuses
+/// the job (never accepts it unsigned), naming the setting; an unknown event is a usage error.
+#[test]
+fn submit_sends_the_webhook_flags() {
+    let server = Server::start();
+    let run = cli(
+        &server,
+        &[
+            "submit",
+            "--webhook-url",
+            "https://example.com/h",
+            "--webhook-event",
+            "job.completed",
+            "--",
+            "-i",
+            "a.mp4",
+            "b.mp4",
+        ],
+    );
+    assert_eq!(run.code, 2, "a refused request: {run:?}");
+    assert!(run.stderr.contains("WEBHOOK_SECRET") && run.stderr.contains("422"), "{run:?}");
+    let run = cli(&server, &["submit", "--webhook-url", "https://example.com/h", "--webhook-event", "done", "x"]);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.stderr.contains("is not a webhook event"), "{run:?}");
+}

@@ -401,3 +401,53 @@ async fn outbox_survives_kill_9() {
         assert!(sent.iter().all(|r| r.body == sent[0].body && verify(SECRET, r)));
     }
 }
+
+/// The address rules hold at delivery too, on the connection itself: a delivery (written
+/// straight into the store, as if its name had resolved to a public address at submit) to a
+/// name that resolves to loopback is refused by the resolver the request uses, and the
+/// receiver listening there gets nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_resolving_to_a_private_address_is_refused_at_delivery() {
+    use jobs::webhook::{SubscriptionSource, WebhookEvent, WebhookSubscription};
+    use jobs::{JobStore as _, Outcome, SubmitOptions};
+
+    let receiver = Receiver::start().await;
+    let port = receiver.base.rsplit(':').next().unwrap().to_owned();
+    let data = tempfile::tempdir().unwrap();
+    let db = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", db.path().join("jobs.db").display());
+    let store = jobs::SqliteStore::open(&url).await.unwrap();
+    let mut ids = Vec::new();
+    for host in ["localhost", "localhost.", "127.0.0.1", "[::ffff:127.0.0.1]"] {
+        let webhooks = vec![WebhookSubscription {
+            url: format!("http://{host}:{port}/ok"),
+            events: vec![WebhookEvent::Completed],
+            source: SubscriptionSource::Job,
+        }];
+        let job =
+            store.insert("-i a.mp4 b.mp4".to_owned(), SubmitOptions { webhooks, ..Default::default() }).await.unwrap();
+        store.claim_next().await.unwrap().unwrap();
+        store.finish(&job.id, Outcome::Completed { output_files: Vec::new() }, "").await.unwrap();
+        ids.push(job.id.to_string());
+    }
+    store.close().await;
+
+    let server = Server::start_in(
+        data,
+        db,
+        &["--webhook-secret", SECRET, "--webhook-backoff", "100ms", "--webhook-max-attempts", "2"],
+    );
+    let http = client();
+    for id in &ids {
+        let list = wait_settled(&http, &server, id, 1).await;
+        assert_eq!(list[0]["state"], "failed", "{list:#?}");
+        for attempt in list[0]["attempts"].as_array().unwrap() {
+            assert!(attempt["status_code"].is_null(), "{attempt}");
+            let error = attempt["error"].as_str().unwrap();
+            assert!(error.starts_with("refused: ") && error.contains("loopback"), "{error}");
+        }
+    }
+    assert!(receiver.received().is_empty(), "nothing reached the receiver: {:?}", receiver.received());
+    let metrics = http.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("ffmpeg_worker_webhook_attempts_total{result=\"refused\"} 8"), "{metrics}");
+}
