@@ -376,6 +376,40 @@ pub struct ReadyResponse {
     pub ffmpeg: String,
 }
 
+/// A file just stored by `PUT /files/{path}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct FileResponse {
+    /// Path relative to the data directory, in normal form.
+    #[schema(example = "in/clip.mp4")]
+    pub path: String,
+    /// Size in bytes.
+    #[schema(example = 1048576, format = Int64)]
+    pub size_bytes: u64,
+    /// SHA-256 of the content, lowercase hex.
+    #[schema(example = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08")]
+    pub sha256: String,
+    /// Last modification (RFC 3339).
+    #[serde(with = "time::serde::rfc3339")]
+    pub modified_at: OffsetDateTime,
+    /// Content type from the extension (`application/octet-stream` when unknown).
+    #[schema(example = "video/mp4")]
+    pub content_type: String,
+}
+
+/// One file of `GET /files`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct FileEntry {
+    /// Path relative to the data directory.
+    #[schema(example = "out/clip.webm")]
+    pub path: String,
+    /// Size in bytes.
+    #[schema(example = 1048576, format = Int64)]
+    pub size_bytes: u64,
+    /// Last modification (RFC 3339).
+    #[serde(with = "time::serde::rfc3339")]
+    pub modified_at: OffsetDateTime,
+}
+
 /// An RFC 9457 problem detail (`application/problem+json`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Problem {
@@ -400,9 +434,9 @@ pub struct Problem {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(example = "../secret.mp4")]
     pub argument: Option<String>,
-    /// For commands refused by the security policy: the rule's stable id (`path-escapes`,
-    /// `protocol`, `forbidden-option`, `forbidden-filter`, `forbidden-format`, ...; see
-    /// docs/security.md).
+    /// For commands refused by the security policy, and file paths refused by the files API:
+    /// the rule's stable id (`path-escapes`, `protocol`, `forbidden-option`,
+    /// `forbidden-filter`, `forbidden-format`, `name-too-long`, ...; see docs/security.md).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(example = "path-escapes")]
     pub rule: Option<String>,

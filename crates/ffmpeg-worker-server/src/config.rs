@@ -116,6 +116,11 @@ pub struct ServeConfig {
     #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 65_536, value_parser = clap::value_parser!(u32).range(1024..))]
     pub max_body_bytes: u32,
 
+    /// Largest file accepted by `PUT /files/{path}`, in bytes (default 20 GiB); larger uploads
+    /// get 413 and leave nothing behind. Independent of MAX_BODY_BYTES.
+    #[arg(long, env = "MAX_UPLOAD_BYTES", default_value_t = jobs::files::DEFAULT_MAX_UPLOAD_BYTES)]
+    pub max_upload_bytes: u64,
+
     /// Requests per second allowed per client IP address (bursts of twice that), at most
     /// 1000000000; 0: no limit.
     #[arg(long, env = "RATE_LIMIT", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=1_000_000_000))]

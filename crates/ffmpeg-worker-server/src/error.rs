@@ -11,6 +11,8 @@ use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use ffmpeg_core::command::CommandError;
 use ffmpeg_core::sandbox::SandboxError;
+use jobs::files::FilesError;
+use jobs::storage::StorageError;
 use jobs::{InvalidRequest, JobId, JobStatus, ListError, StoreError, SubmitError};
 
 use crate::wire::Problem;
@@ -105,6 +107,11 @@ pub enum ApiError {
     /// 503: the job store failed. Details are logged, not sent.
     #[error("the job store is unavailable")]
     Store(#[source] StoreError),
+    /// The files API refused or failed: 422 bad path, 404 no such file, 409 a directory or a
+    /// file in use by a job, 412 exists (`If-None-Match: *`), 413 too large, 507 disk full,
+    /// 400 upload aborted, 503 storage or store failure.
+    #[error(transparent)]
+    Files(#[from] FilesError),
     /// 500: a bug (a handler panicked, a middleware failed). Details are logged, not sent.
     #[error("internal error (the server log has the details)")]
     Internal,
@@ -175,7 +182,35 @@ impl ApiError {
             }
             ApiError::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, "/problems/store-unavailable", "Store unavailable"),
             ApiError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "/problems/internal", "Internal error"),
+            ApiError::Files(e) => files_parts(e),
         }
+    }
+}
+
+/// Status, type and title of a files API error.
+fn files_parts(e: &FilesError) -> (StatusCode, &'static str, &'static str) {
+    match e {
+        FilesError::Storage(e) => match e {
+            StorageError::InvalidPath { .. } | StorageError::Reserved(_) => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "/problems/invalid-path", "Invalid file path")
+            }
+            StorageError::NotFound(_) => (StatusCode::NOT_FOUND, "/problems/file-not-found", "File not found"),
+            StorageError::IsADirectory(_) | StorageError::NotADirectory { .. } => {
+                (StatusCode::CONFLICT, "/problems/file-conflict", "Not a file")
+            }
+            StorageError::Exists(_) => (StatusCode::PRECONDITION_FAILED, "/problems/file-exists", "File exists"),
+            StorageError::TooLarge { .. } => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "/problems/file-too-large", "File too large")
+            }
+            StorageError::InsufficientStorage { .. } => {
+                (StatusCode::INSUFFICIENT_STORAGE, "/problems/insufficient-storage", "Insufficient storage")
+            }
+            StorageError::Aborted { .. } => (StatusCode::BAD_REQUEST, "/problems/upload-aborted", "Upload aborted"),
+            _ => (StatusCode::SERVICE_UNAVAILABLE, "/problems/storage-unavailable", "Storage unavailable"),
+        },
+        FilesError::InUse { .. } => (StatusCode::CONFLICT, "/problems/file-in-use", "File in use"),
+        FilesError::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "/problems/invalid-request", "Invalid request"),
+        FilesError::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, "/problems/store-unavailable", "Store unavailable"),
     }
 }
 
@@ -187,21 +222,41 @@ impl IntoResponse for ApiError {
         if let ApiError::Store(e) = &self {
             tracing::error!(error = %e, "job store failed");
         }
+        if status == StatusCode::SERVICE_UNAVAILABLE
+            && let ApiError::Files(e) = &self
+        {
+            tracing::error!(error = %e, "files API: storage or store failed");
+        }
+        if status == StatusCode::INSUFFICIENT_STORAGE {
+            tracing::warn!(error = %self, "files API: storage full");
+        }
         let argument = match &self {
             ApiError::Command(e) => e.argument(),
             ApiError::Sandbox(e) => e.argument(),
             ApiError::UnknownName(e) => Some((e.position, e.argument.as_str())),
             _ => None,
         };
+        // Internal details of storage and store failures are logged, not sent.
+        let detail = match &self {
+            ApiError::Files(FilesError::Store(_)) => "the job store is unavailable".to_owned(),
+            ApiError::Files(FilesError::Storage(StorageError::Io { path, .. })) => {
+                format!("the storage failed on `{path}` (the server log has the details)")
+            }
+            _ => self.to_string(),
+        };
         let problem = Problem {
             type_: type_.to_owned(),
             title: title.to_owned(),
             status: status.as_u16(),
-            detail: self.to_string(),
+            detail,
             argument_position: argument.map(|(p, _)| p),
             argument: argument.map(|(_, a)| a.to_owned()),
             rule: match &self {
                 ApiError::Sandbox(e) => Some(e.rule().as_str().to_owned()),
+                ApiError::Files(FilesError::Storage(StorageError::InvalidPath { rule, .. })) => {
+                    Some((*rule).to_owned())
+                }
+                ApiError::Files(FilesError::Storage(StorageError::Reserved(_))) => Some("reserved-path".to_owned()),
                 _ => None,
             },
         };

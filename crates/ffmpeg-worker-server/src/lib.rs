@@ -14,6 +14,8 @@ use axum::http::{HeaderName, Request, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse as _, Response};
 use jobs::Jobs;
+use jobs::files::Files;
+use jobs::storage::LocalStorage;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
@@ -27,6 +29,7 @@ pub mod auth;
 pub mod config;
 pub mod connections;
 pub mod error;
+mod files;
 mod routes;
 pub mod serve;
 pub mod streams;
@@ -42,15 +45,23 @@ pub struct AppSettings {
     pub ffmpeg_version: Option<String>,
     /// Accepted bearer tokens; empty: no authentication.
     pub api_tokens: Vec<String>,
-    /// Largest request body in bytes (larger: 413).
+    /// Largest request body in bytes (larger: 413), except file uploads.
     pub max_body_bytes: usize,
+    /// Largest file `PUT /files/{path}` accepts, in bytes (larger: 413).
+    pub max_upload_bytes: u64,
     /// Per-client-IP rate limit; `None`: no limit.
     pub rate_limit: Option<RateLimit>,
 }
 
 impl Default for AppSettings {
     fn default() -> Self {
-        AppSettings { ffmpeg_version: None, api_tokens: Vec::new(), max_body_bytes: 64 * 1024, rate_limit: None }
+        AppSettings {
+            ffmpeg_version: None,
+            api_tokens: Vec::new(),
+            max_body_bytes: 64 * 1024,
+            max_upload_bytes: jobs::files::DEFAULT_MAX_UPLOAD_BYTES,
+            rate_limit: None,
+        }
     }
 }
 
@@ -59,6 +70,8 @@ impl Default for AppSettings {
 pub struct AppState {
     /// The job service.
     pub jobs: Arc<Jobs>,
+    /// The files service (the data directory, checked against the jobs' footprints).
+    pub files: Arc<Files>,
     /// HTTP settings.
     pub settings: Arc<AppSettings>,
     accepting: Arc<AtomicBool>,
@@ -73,8 +86,11 @@ impl AppState {
 
     /// State over `jobs` with `settings`.
     pub fn with_settings(jobs: Arc<Jobs>, settings: AppSettings) -> AppState {
+        let storage = Arc::new(LocalStorage::new(Arc::new(jobs.sandbox().clone())));
+        let files = Arc::new(Files::new(storage, Arc::clone(jobs.store()), settings.max_upload_bytes));
         AppState {
             jobs,
+            files,
             settings: Arc::new(settings),
             accepting: Arc::new(AtomicBool::new(true)),
             streams: tokio_util::sync::CancellationToken::new(),
@@ -137,6 +153,7 @@ grammar and a sandbox, queues it durably, runs it, and reports live progress. Er
     tags(
         (name = "jobs", description = "Submit, inspect and manage ffmpeg jobs"),
         (name = "events", description = "Server-sent event streams of job status and progress"),
+        (name = "files", description = "Upload, download, list and delete files in the data directory"),
         (name = "operations", description = "Liveness, readiness and metrics"),
     )
 )]
@@ -159,6 +176,7 @@ fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(routes::job_webhooks))
         .routes(routes!(streams::job_events))
         .routes(routes!(streams::all_events))
+        .merge(files::router())
 }
 
 /// The OpenAPI 3.1 document of the API, as served at `/openapi.json`.
@@ -191,7 +209,7 @@ fn add_common_responses(doc: &mut utoipa::openapi::OpenApi) {
         ];
         for operation in operations.into_iter().flatten() {
             let responses = &mut operation.responses.responses;
-            if path.contains("{id}") {
+            if path.contains("{id}") || path.contains("{path}") {
                 responses
                     .entry("400".to_owned())
                     .or_insert_with(|| problem("The id segment is not valid percent-encoded UTF-8").into());
@@ -232,6 +250,7 @@ pub fn app(state: AppState) -> Router {
     let (probe_router, _) = probes().split_for_parts();
     let settings = Arc::clone(&state.settings);
     let max_body_bytes = settings.max_body_bytes;
+    let max_upload_bytes = settings.max_upload_bytes;
     let auth = axum::middleware::from_fn_with_state(state.clone(), auth::require_token);
     // Layers apply to the routes present when `layer` is called: the rate limiter wraps the API
     // and the docs (outside authentication, so a flood of bad tokens is limited too); the
@@ -247,7 +266,7 @@ pub fn app(state: AppState) -> Router {
         // Enforced by the body extractors, so an oversized body is a 413 problem+json.
         .layer(axum::extract::DefaultBodyLimit::max(settings.max_body_bytes))
         .layer(axum::middleware::from_fn(move |req: Request<Body>, next: Next| {
-            refuse_declared_oversize(max_body_bytes, req, next)
+            refuse_declared_oversize(max_body_bytes, max_upload_bytes, req, next)
         }))
         // `layer`, not `route_layer`: the fallbacks (unknown paths) are counted too, as `unmatched`.
         .layer(axum::middleware::from_fn(telemetry::track_http))
@@ -263,10 +282,23 @@ pub fn app(state: AppState) -> Router {
         .layer(CatchPanicLayer::custom(error::panicked))
 }
 
-/// Answers 413 at once when a request declares (`Content-Length`) a body over `max` bytes,
-/// before reading any of it: the body extractors would otherwise wait for bytes that will be
-/// refused anyway, holding the connection until the body idle timeout.
-async fn refuse_declared_oversize(max: usize, req: Request<Body>, next: Next) -> Response {
+/// Answers 413 at once when a request declares (`Content-Length`) a body over `max` bytes
+/// (`max_upload` for a file upload, `PUT /files/...`), before reading any of it: the body
+/// extractors would otherwise wait for bytes that will be refused anyway, holding the
+/// connection until the body idle timeout.
+async fn refuse_declared_oversize(max: usize, max_upload: u64, req: Request<Body>, next: Next) -> Response {
+    if req.method() == axum::http::Method::PUT && req.uri().path().starts_with("/files/") {
+        let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        if let Some(bytes) = declared
+            && bytes > max_upload
+        {
+            return error::ApiError::Files(jobs::files::FilesError::Storage(jobs::storage::StorageError::TooLarge {
+                max_bytes: max_upload,
+            }))
+            .into_response();
+        }
+        return next.run(req).await;
+    }
     let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if let Some(bytes) = declared
         && bytes > max as u64

@@ -296,6 +296,7 @@ pub async fn run(config: ServeConfig) -> Result<(), StartError> {
         ffmpeg_version: Some(version),
         api_tokens: tokens,
         max_body_bytes: config.max_body_bytes as usize,
+        max_upload_bytes: config.max_upload_bytes,
         rate_limit,
     };
     let state = AppState::with_settings(Arc::clone(&jobs), settings);

@@ -90,9 +90,12 @@ fn status_label(status: StatusCode) -> &'static str {
 pub(crate) async fn track_http(request: Request, next: Next) -> Response {
     let start = Instant::now();
     let method = method_label(request.method());
-    // The template (`/jobs/{id}`), never the path: ids and made-up paths do not add series.
-    let route =
-        request.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    // The template (`/jobs/{id}`), never the path: ids and made-up paths do not add series. A
+    // wildcard (`{*path}`) is named as the OpenAPI document names it (`{path}`).
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().replace("{*", "{"));
     let response = next.run(request).await;
     let status = status_label(response.status());
     metrics::counter!("http_requests_total", "method" => method, "route" => route.clone(), "status" => status)

@@ -3,8 +3,9 @@
 //! shares. This module converts the domain types of `jobs` into them.
 
 pub use ffmpeg_worker_api::{
-    CreateJobRequest, DeliveryStateWire, HealthResponse, JobResponse, JobStatusWire, Problem, ProgressEvent,
-    ProgressResponse, ReadyResponse, WebhookAttemptResponse, WebhookDeliveryResponse, WebhookEventWire, WebhookPayload,
+    CreateJobRequest, DeliveryStateWire, FileEntry, FileResponse, HealthResponse, JobResponse, JobStatusWire, Problem,
+    ProgressEvent, ProgressResponse, ReadyResponse, WebhookAttemptResponse, WebhookDeliveryResponse, WebhookEventWire,
+    WebhookPayload,
 };
 use jobs::webhook::{Delivery, DeliveryState, SubscriptionSource, WebhookEvent};
 use jobs::{Job, JobId, JobStatus, Progress};

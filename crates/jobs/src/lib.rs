@@ -14,6 +14,9 @@
 //! - [`outputs`]: which files a command produced.
 //! - [`exec_limits`]: what the operating system refuses when it starts ffmpeg.
 //! - [`webhook`]: webhook subscriptions, the outbox of deliveries, retry and address rules.
+//! - [`storage`]: the [`Storage`](storage::Storage) trait the files API stores files in, and its
+//!   local backend (the data directory, through the sandbox).
+//! - [`files`]: [`Files`](files::Files), the files API's rules (files in use by jobs, limits).
 //! - [`probe`]: what the configured ffmpeg knows (its option, codec, format and filter names).
 //!
 //! # Which calls block
@@ -28,6 +31,7 @@
 pub mod encoded;
 pub mod events;
 pub mod exec_limits;
+pub mod files;
 pub mod location;
 pub mod model;
 pub mod orphans;
@@ -37,6 +41,7 @@ pub mod probe;
 pub mod runner;
 pub mod service;
 pub mod sqlite;
+pub mod storage;
 pub mod store;
 pub mod webhook;
 

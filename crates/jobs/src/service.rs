@@ -729,7 +729,7 @@ fn check_command(
 /// Runs blocking `f` on tokio's blocking thread pool and returns its value; a panic in it is
 /// re-raised here (a blocking task is only ever cancelled when the runtime shuts down, which
 /// drops the awaiting future too).
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
     let result = tokio::task::spawn_blocking(f).await;
     result.unwrap_or_else(|e| std::panic::resume_unwind(e.try_into_panic().unwrap_or_else(|e| Box::new(e.to_string()))))
 }

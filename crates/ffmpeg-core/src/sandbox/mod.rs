@@ -150,6 +150,11 @@ impl Sandbox {
         &self.root
     }
 
+    /// The canonical paths put off limits with [`Sandbox::deny`].
+    pub fn denied(&self) -> &[PathBuf] {
+        &self.denied
+    }
+
     /// Checks `command` against the policy and resolves every input, output and file named in
     /// an option or filter graph.
     ///

@@ -71,6 +71,27 @@ impl Sandbox {
         self.resolve_path(argument, Want::File).map_err(|problem| problem.at(position, argument))
     }
 
+    /// Resolves a path that names a file on its own (not inside a command), as the files API
+    /// does: the rules of [`Sandbox::resolve`], with the problem itself as the error.
+    ///
+    /// # Errors
+    /// The [`PathProblem`] that [`Sandbox::resolve`] would report at a position.
+    pub fn resolve_file_path(&self, path: &str) -> Result<ResolvedPath, PathProblem> {
+        self.resolve_path(path, Want::File)
+    }
+
+    /// Resolves a path that names a directory (the data directory itself for `""`), by the
+    /// same rules; an existing path that is not a directory is [`PathProblem::NotADirectory`].
+    ///
+    /// # Errors
+    /// As [`Sandbox::resolve_file_path`].
+    pub fn resolve_directory_path(&self, path: &str) -> Result<ResolvedPath, PathProblem> {
+        if path.is_empty() {
+            return self.resolve_path(".", Want::Directory);
+        }
+        self.resolve_path(path, Want::Directory)
+    }
+
     /// [`Sandbox::resolve`] without the position; for [`Want::Directory`], directories
     /// (and the data directory itself, and a trailing `/`) are what is wanted.
     pub(super) fn resolve_path(&self, argument: &str, want: Want) -> Result<ResolvedPath, PathProblem> {

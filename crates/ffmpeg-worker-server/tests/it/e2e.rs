@@ -160,3 +160,70 @@ async fn two_pass_encode_as_two_jobs_with_two_workers() {
     let duration = ffprobe_duration(&server.data.path().join("out/2pass.mp4"));
     assert!((duration - 2.0).abs() < 0.2, "output lasts {duration} s");
 }
+
+/// The files API against the real binary: upload a clip made elsewhere, run a job on it,
+/// download the output whole and in ranges; a client that vanishes mid-upload leaves nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_api_upload_run_download_end_to_end() {
+    use std::io::Write as _;
+    let server = Server::start(&[]);
+    let elsewhere = tempfile::tempdir().unwrap();
+    let clip = make_clip(elsewhere.path(), "clip.mp4", 2);
+    let content = std::fs::read(&clip).unwrap();
+    let http = client();
+
+    let put = http.put(server.url("/files/in/clip.mp4")).body(content.clone()).send().await.unwrap();
+    assert_eq!(put.status(), 201);
+    let stored: serde_json::Value = put.json().await.unwrap();
+    assert_eq!(stored["size_bytes"], content.len());
+    assert_eq!(std::fs::read(server.data.path().join("in/clip.mp4")).unwrap(), content);
+
+    let (status, job) =
+        submit(&http, &server, "-i in/clip.mp4 -c:v libx264 -preset ultrafast -c:a aac out/clip.mkv").await;
+    assert_eq!(status, 201, "{job}");
+    let seen = wait_finished(&http, &server, job["id"].as_str().unwrap(), Duration::from_secs(60)).await;
+    assert_eq!(seen.last().unwrap()["status"], "completed", "{:?}", seen.last());
+
+    let listed: serde_json::Value =
+        http.get(server.url("/files?prefix=out/")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(listed[0]["path"], "out/clip.mkv", "{listed}");
+    let out = http.get(server.url("/files/out/clip.mkv")).send().await.unwrap();
+    assert_eq!(out.status(), 200);
+    assert_eq!(out.headers()["content-type"], "video/x-matroska");
+    let bytes = out.bytes().await.unwrap();
+    let on_disk = std::fs::read(server.data.path().join("out/clip.mkv")).unwrap();
+    assert_eq!(bytes.as_ref(), on_disk.as_slice());
+    let downloaded = elsewhere.path().join("downloaded.mkv");
+    std::fs::write(&downloaded, &bytes).unwrap();
+    assert!((ffprobe_duration(&downloaded) - 2.0).abs() < 0.2);
+
+    let len = on_disk.len();
+    for (range, expected) in [
+        ("bytes=0-99".to_owned(), &on_disk[..100]),
+        (format!("bytes={}-", len - 10), &on_disk[len - 10..]),
+        ("bytes=-1".to_owned(), &on_disk[len - 1..]),
+    ] {
+        let part = http.get(server.url("/files/out/clip.mkv")).header("range", &range).send().await.unwrap();
+        assert_eq!(part.status(), 206, "{range}");
+        assert_eq!(part.bytes().await.unwrap().as_ref(), expected, "{range}");
+    }
+
+    // A client that announces 1 MB, sends 100 KB and disconnects.
+    let addr = server.base.trim_start_matches("http://").to_owned();
+    let mut socket = std::net::TcpStream::connect(&addr).unwrap();
+    write!(socket, "PUT /files/in/half.mp4 HTTP/1.1\r\nHost: t\r\nContent-Length: 1000000\r\n\r\n").unwrap();
+    socket.write_all(&vec![0u8; 100_000]).unwrap();
+    drop(socket);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let left: Vec<String> =
+            files_under(&server.data.path().join("in")).into_iter().filter(|f| f != "clip.mp4").collect();
+        if left.is_empty() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "an aborted upload left {left:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(http.delete(server.url("/files/out?recursive=true")).send().await.unwrap().status(), 204);
+    assert!(!server.data.path().join("out").exists());
+}

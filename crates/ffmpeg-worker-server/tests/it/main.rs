@@ -8,6 +8,7 @@ mod client_command;
 mod docker;
 mod e2e;
 mod events;
+mod files;
 mod lifecycle;
 mod media;
 mod openapi;

@@ -1,0 +1,475 @@
+//! The files API in-process (`oneshot`), without workers: jobs stay queued, which is what the
+//! in-use checks need.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, Request, StatusCode, header};
+use ffmpeg_core::sandbox::Sandbox;
+use ffmpeg_worker_server::{AppSettings, AppState, app};
+use http_body_util::BodyExt;
+use jobs::{FfmpegConfig, FfmpegRunner, Jobs, JobsConfig, MemoryStore};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+struct FilesApp {
+    state: AppState,
+    data: tempfile::TempDir,
+}
+
+fn files_app_with(settings: AppSettings) -> FilesApp {
+    let data = tempfile::tempdir().unwrap();
+    let mut sandbox = Sandbox::new(data.path()).unwrap();
+    sandbox.deny("jobs.db");
+    let runner = FfmpegRunner::new(FfmpegConfig::new("ffmpeg", data.path()));
+    let jobs = Jobs::new(Arc::new(MemoryStore::new()), Arc::new(runner), sandbox, JobsConfig::default());
+    FilesApp { state: AppState::with_settings(jobs, settings), data }
+}
+
+fn files_app() -> FilesApp {
+    files_app_with(AppSettings::default())
+}
+
+struct Reply {
+    status: StatusCode,
+    headers: HeaderMap,
+    bytes: Vec<u8>,
+}
+
+impl Reply {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.bytes).unwrap_or(Value::Null)
+    }
+    #[track_caller]
+    fn problem(&self, status: StatusCode, type_: &str) -> Value {
+        assert_eq!(self.status, status, "{}", String::from_utf8_lossy(&self.bytes));
+        assert_eq!(self.headers[header::CONTENT_TYPE], "application/problem+json");
+        let body = self.json();
+        assert_eq!(body["type"], type_, "{body}");
+        body
+    }
+}
+
+impl FilesApp {
+    async fn send(&self, req: Request<Body>) -> Reply {
+        let resp = app(self.state.clone()).oneshot(req).await.unwrap();
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes().to_vec();
+        Reply { status, headers, bytes }
+    }
+
+    async fn put(&self, path: &str, content: &[u8]) -> Reply {
+        self.send(Request::put(format!("/files/{path}")).body(Body::from(content.to_vec())).unwrap()).await
+    }
+
+    async fn get(&self, uri: &str, headers: &[(&str, &str)]) -> Reply {
+        let mut req = Request::get(uri);
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        self.send(req.body(Body::empty()).unwrap()).await
+    }
+
+    async fn delete(&self, uri: &str) -> Reply {
+        self.send(Request::delete(uri).body(Body::empty()).unwrap()).await
+    }
+
+    async fn submit(&self, command: &str) -> Reply {
+        let req = Request::post("/jobs")
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(json!({ "command": command }).to_string()))
+            .unwrap();
+        self.send(req).await
+    }
+
+    /// Every entry of the data directory, recursively (temporary files included).
+    fn tree(&self) -> Vec<String> {
+        let mut all: Vec<String> = walk(self.data.path())
+            .into_iter()
+            .map(|p| p.strip_prefix(self.data.path()).unwrap().to_string_lossy().into_owned())
+            .collect();
+        all.sort();
+        all
+    }
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if std::fs::symlink_metadata(&path).unwrap().is_dir() {
+            out.extend(walk(&path));
+        }
+        out.push(path);
+    }
+    out
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+#[tokio::test]
+async fn put_creates_then_replaces_and_get_returns_the_bytes() {
+    let app = files_app();
+    let content: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    let r = app.put("in/clips/a.mp4", &content).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", String::from_utf8_lossy(&r.bytes));
+    assert_eq!(r.headers[header::LOCATION], "/files/in/clips/a.mp4");
+    let body = r.json();
+    assert_eq!(body["path"], "in/clips/a.mp4");
+    assert_eq!(body["size_bytes"], 200_000);
+    assert_eq!(body["sha256"], sha256_hex(&content));
+    assert_eq!(body["content_type"], "video/mp4");
+    assert!(body["modified_at"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(std::fs::read(app.data.path().join("in/clips/a.mp4")).unwrap(), content);
+
+    let r = app.put("in/clips/a.mp4", b"short").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json()["size_bytes"], 5);
+    assert!(!r.headers.contains_key(header::LOCATION));
+
+    let r = app.get("/files/in/clips/a.mp4", &[]).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.bytes, b"short");
+    assert_eq!(r.headers[header::CONTENT_TYPE], "video/mp4");
+    assert_eq!(r.headers[header::CONTENT_LENGTH], "5");
+    assert_eq!(r.headers[header::ACCEPT_RANGES], "bytes");
+    assert_eq!(r.headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+    assert!(r.headers.contains_key(header::ETAG) && r.headers.contains_key(header::LAST_MODIFIED));
+    assert!(!r.headers.contains_key(header::CONTENT_DISPOSITION), "media is served inline");
+    // `/` sent as `%2F` (what Swagger UI sends) names the same file.
+    let r = app.get("/files/in%2Fclips%2Fa.mp4", &[]).await;
+    assert_eq!(r.bytes, b"short");
+    // No temporary file is left.
+    assert_eq!(app.tree(), ["in", "in/clips", "in/clips/a.mp4"]);
+}
+
+#[tokio::test]
+async fn ranges_and_conditional_requests() {
+    let app = files_app();
+    let content: Vec<u8> = (0..1000u32).map(|i| (i % 256) as u8).collect();
+    app.put("v.mp4", &content).await;
+    let r = app.get("/files/v.mp4", &[("range", "bytes=10-19")]).await;
+    assert_eq!(r.status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(r.bytes, &content[10..20]);
+    assert_eq!(r.headers[header::CONTENT_RANGE], "bytes 10-19/1000");
+    assert_eq!(r.headers[header::CONTENT_LENGTH], "10");
+    let r = app.get("/files/v.mp4", &[("range", "bytes=-100")]).await;
+    assert_eq!(r.bytes, &content[900..]);
+    let r = app.get("/files/v.mp4", &[("range", "bytes=990-")]).await;
+    assert_eq!((r.status, r.bytes.as_slice()), (StatusCode::PARTIAL_CONTENT, &content[990..]));
+    let r = app.get("/files/v.mp4", &[("range", "bytes=1000-")]).await;
+    r.problem(StatusCode::RANGE_NOT_SATISFIABLE, "/problems/invalid-request");
+    assert_eq!(r.headers[header::CONTENT_RANGE], "bytes */1000");
+
+    let full = app.get("/files/v.mp4", &[]).await;
+    let etag = full.headers[header::ETAG].to_str().unwrap().to_owned();
+    let modified = full.headers[header::LAST_MODIFIED].to_str().unwrap().to_owned();
+    let r = app.get("/files/v.mp4", &[("if-none-match", &etag)]).await;
+    assert_eq!(r.status, StatusCode::NOT_MODIFIED);
+    assert!(r.bytes.is_empty());
+    let r = app.get("/files/v.mp4", &[("if-modified-since", &modified)]).await;
+    assert_eq!(r.status, StatusCode::NOT_MODIFIED);
+    let r = app.get("/files/v.mp4", &[("if-none-match", "\"other\"")]).await;
+    assert_eq!(r.status, StatusCode::OK);
+    // A range for another version of the file: the whole (new) file.
+    let r = app.get("/files/v.mp4", &[("range", "bytes=0-9"), ("if-range", "\"old\"")]).await;
+    assert_eq!((r.status, r.bytes.len()), (StatusCode::OK, 1000));
+    let r = app.get("/files/v.mp4", &[("range", "bytes=0-9"), ("if-range", &etag)]).await;
+    assert_eq!(r.status, StatusCode::PARTIAL_CONTENT);
+    // Replacing the file changes its entity tag.
+    app.put("v.mp4", &content).await;
+    let r = app.get("/files/v.mp4", &[("if-none-match", &etag)]).await;
+    assert_eq!(r.status, StatusCode::OK);
+
+    let head = app.send(Request::head("/files/v.mp4").body(Body::empty()).unwrap()).await;
+    assert_eq!(head.status, StatusCode::OK);
+    assert_eq!(head.headers[header::CONTENT_LENGTH], "1000");
+    assert!(head.bytes.is_empty());
+}
+
+#[tokio::test]
+async fn types_outside_the_media_allowlist_are_attachments_in_a_sandbox() {
+    let app = files_app();
+    for (path, content_type) in
+        [("x.html", "text/html"), ("x.svg", "image/svg+xml"), ("x.bin", "application/octet-stream")]
+    {
+        app.put(path, b"<script>alert(1)</script>").await;
+        let r = app.get(&format!("/files/{path}"), &[]).await;
+        assert_eq!(r.headers[header::CONTENT_TYPE], content_type, "{path}");
+        let disposition = r.headers[header::CONTENT_DISPOSITION].to_str().unwrap();
+        assert!(disposition.starts_with("attachment;") && disposition.contains(path), "{disposition}");
+        assert_eq!(r.headers[header::CONTENT_SECURITY_POLICY], "sandbox");
+        assert_eq!(r.headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+    }
+}
+
+#[tokio::test]
+async fn if_none_match_star_never_replaces() {
+    let app = files_app();
+    let create_only = |content: &'static [u8]| {
+        Request::put("/files/a.wav").header("if-none-match", "*").body(Body::from(content)).unwrap()
+    };
+    assert_eq!(app.send(create_only(b"first")).await.status, StatusCode::CREATED);
+    let r = app.send(create_only(b"second")).await;
+    r.problem(StatusCode::PRECONDITION_FAILED, "/problems/file-exists");
+    assert_eq!(std::fs::read(app.data.path().join("a.wav")).unwrap(), b"first");
+    assert_eq!(app.tree(), ["a.wav"]);
+}
+
+#[tokio::test]
+async fn bad_paths_are_problems_naming_the_rule_and_nothing_is_written() {
+    let app = files_app();
+    let long = "n".repeat(256);
+    for (path, rule) in [
+        ("..%2Fescape.mp4", "path-escapes"),
+        ("a/../../escape.mp4", "path-escapes"),
+        ("%2Fetc%2Fpasswd", "absolute-path"),
+        ("a%00b.mp4", "not-a-file"),
+        ("http:x.mp4", "protocol"),
+        (long.as_str(), "name-too-long"),
+        ("jobs.db", "reserved-path"),
+    ] {
+        let r = app.put(path, b"x").await;
+        let body = r.problem(StatusCode::UNPROCESSABLE_ENTITY, "/problems/invalid-path");
+        assert_eq!(body["rule"], rule, "{path}: {body}");
+        let r = app.get(&format!("/files/{path}"), &[]).await;
+        assert_eq!(r.json()["rule"], rule, "GET {path}");
+        let r = app.delete(&format!("/files/{path}")).await;
+        assert_eq!(r.json()["rule"], rule, "DELETE {path}");
+    }
+    // A symlink leading out of the data directory.
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("secret"), b"s").unwrap();
+    std::os::unix::fs::symlink(outside.path(), app.data.path().join("link")).unwrap();
+    let r = app.get("/files/link/secret", &[]).await;
+    assert_eq!(r.problem(StatusCode::UNPROCESSABLE_ENTITY, "/problems/invalid-path")["rule"], "path-escapes");
+    let r = app.put("link/new", b"x").await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(!outside.path().join("new").exists());
+    assert_eq!(app.tree(), ["link"]);
+}
+
+#[tokio::test]
+async fn directories_where_files_are_expected_conflict() {
+    let app = files_app();
+    app.put("d/a.mp4", b"a").await;
+    app.put("f.mp4", b"f").await;
+    app.put("d/e.mp4", b"e").await;
+    app.put("d/sub/x.mp4", b"x").await;
+    app.put("d-e.mp4", b"x").await;
+    // Upload to a directory's name; a file as a parent directory.
+    app.put("d", b"x").await.problem(StatusCode::CONFLICT, "/problems/file-conflict");
+    app.put("f.mp4/x.mp4", b"x").await.problem(StatusCode::CONFLICT, "/problems/file-conflict");
+    app.get("/files/d", &[]).await.problem(StatusCode::CONFLICT, "/problems/file-conflict");
+    app.get("/files/nothing.mp4", &[]).await.problem(StatusCode::NOT_FOUND, "/problems/file-not-found");
+    app.delete("/files/d").await.problem(StatusCode::CONFLICT, "/problems/file-conflict");
+    app.delete("/files/nothing.mp4").await.problem(StatusCode::NOT_FOUND, "/problems/file-not-found");
+    assert_eq!(app.delete("/files/f.mp4").await.status, StatusCode::NO_CONTENT);
+    assert_eq!(app.delete("/files/d?recursive=true").await.status, StatusCode::NO_CONTENT);
+    assert_eq!(app.tree(), ["d-e.mp4"]);
+    // The data directory itself is never deleted.
+    app.delete("/files/.?recursive=true").await.problem(StatusCode::UNPROCESSABLE_ENTITY, "/problems/invalid-path");
+}
+
+#[tokio::test]
+async fn list_is_recursive_in_path_order_by_string_prefix_and_paged() {
+    let app = files_app();
+    for path in ["b/2.mp4", "a-1.mp4", "a/x/1.mp4", "a/0.mp4", "ab.mp4", "c.mp4", "jobs.db"] {
+        std::fs::create_dir_all(app.data.path().join(path).parent().unwrap()).unwrap();
+        std::fs::write(app.data.path().join(path), path).unwrap();
+    }
+    std::fs::create_dir(app.data.path().join("empty")).unwrap();
+    let paths = |r: &Reply| -> Vec<String> {
+        r.json().as_array().unwrap().iter().map(|f| f["path"].as_str().unwrap().to_owned()).collect()
+    };
+    let r = app.get("/files", &[]).await;
+    assert_eq!(r.status, StatusCode::OK);
+    // Byte order of the paths; directories and the reserved database are not entries.
+    assert_eq!(paths(&r), ["a-1.mp4", "a/0.mp4", "a/x/1.mp4", "ab.mp4", "b/2.mp4", "c.mp4"]);
+    assert_eq!(r.json()[0]["size_bytes"], 7);
+    assert!(!r.headers.contains_key(header::LINK));
+    assert_eq!(paths(&app.get("/files?prefix=a", &[]).await), ["a-1.mp4", "a/0.mp4", "a/x/1.mp4", "ab.mp4"]);
+    assert_eq!(paths(&app.get("/files?prefix=a/", &[]).await), ["a/0.mp4", "a/x/1.mp4"]);
+    assert_eq!(paths(&app.get("/files?prefix=a/x/1", &[]).await), ["a/x/1.mp4"]);
+    assert!(paths(&app.get("/files?prefix=zzz/", &[]).await).is_empty());
+    assert!(paths(&app.get("/files?prefix=c.mp4/", &[]).await).is_empty());
+    app.get("/files?prefix=../", &[]).await.problem(StatusCode::UNPROCESSABLE_ENTITY, "/problems/invalid-path");
+    app.get("/files?limit=0", &[]).await.problem(StatusCode::UNPROCESSABLE_ENTITY, "/problems/invalid-request");
+    app.get("/files?limit=1001", &[]).await.problem(StatusCode::UNPROCESSABLE_ENTITY, "/problems/invalid-request");
+
+    // Pages of two, following `Link`.
+    let mut uri = "/files?limit=2".to_owned();
+    let mut seen = Vec::new();
+    loop {
+        let r = app.get(&uri, &[]).await;
+        seen.extend(paths(&r));
+        let Some(link) = r.headers.get(header::LINK) else { break };
+        let link = link.to_str().unwrap();
+        uri = link.strip_prefix('<').unwrap().split_once('>').unwrap().0.to_owned();
+        assert!(link.ends_with("rel=\"next\""));
+    }
+    assert_eq!(seen, ["a-1.mp4", "a/0.mp4", "a/x/1.mp4", "ab.mp4", "b/2.mp4", "c.mp4"]);
+    let first = app.get("/files?limit=1&prefix=a/", &[]).await;
+    assert_eq!(first.headers[header::LINK], "</files?limit=1&cursor=a/0.mp4&prefix=a/>; rel=\"next\"");
+}
+
+#[tokio::test]
+async fn files_of_queued_jobs_cannot_be_replaced_or_deleted() {
+    let app = files_app();
+    app.put("in/a.mp4", b"input").await;
+    app.put("out/old.mkv", b"old").await;
+    let job = app.submit("-i in/a.mp4 -c copy out/a.mkv").await;
+    assert_eq!(job.status, StatusCode::CREATED);
+    let id = job.json()["id"].as_str().unwrap().to_owned();
+    for r in
+        [app.put("in/a.mp4", b"other").await, app.put("out/a.mkv", b"x").await, app.delete("/files/in/a.mp4").await]
+    {
+        let body = r.problem(StatusCode::CONFLICT, "/problems/file-in-use");
+        assert!(body["detail"].as_str().unwrap().contains(&id), "{body}");
+    }
+    app.delete("/files/in?recursive=true").await.problem(StatusCode::CONFLICT, "/problems/file-in-use");
+    assert_eq!(std::fs::read(app.data.path().join("in/a.mp4")).unwrap(), b"input");
+    // Files the job does not touch are free.
+    assert_eq!(app.put("in/b.mp4", b"b").await.status, StatusCode::CREATED);
+    assert_eq!(app.delete("/files/out/old.mkv").await.status, StatusCode::NO_CONTENT);
+    // Once it is cancelled, its files are free again.
+    app.send(Request::post(format!("/jobs/{id}/cancel")).body(Body::empty()).unwrap()).await;
+    assert_eq!(app.put("in/a.mp4", b"other").await.status, StatusCode::OK);
+    assert_eq!(app.delete("/files/in?recursive=true").await.status, StatusCode::NO_CONTENT);
+}
+
+#[tokio::test]
+async fn uploads_over_the_limit_are_413_and_leave_nothing() {
+    let app = files_app_with(AppSettings { max_upload_bytes: 1000, ..AppSettings::default() });
+    // Declared length: refused before the body is read.
+    let r = app.put("big/a.bin", &[0u8; 1001]).await;
+    r.problem(StatusCode::PAYLOAD_TOO_LARGE, "/problems/file-too-large");
+    // Streamed without a length: refused once past the limit.
+    let chunks: Vec<Result<bytes::Bytes, std::io::Error>> =
+        (0..5).map(|_| Ok(bytes::Bytes::from(vec![1u8; 300]))).collect();
+    let body = Body::from_stream(futures_util::stream::iter(chunks));
+    let r = app.send(Request::put("/files/big/a.bin").body(body).unwrap()).await;
+    r.problem(StatusCode::PAYLOAD_TOO_LARGE, "/problems/file-too-large");
+    assert!(app.tree().is_empty(), "{:?}", app.tree());
+    // At the limit: stored. The JSON body limit (64 KiB) does not apply to uploads.
+    assert_eq!(app.put("a.bin", &[0u8; 1000]).await.status, StatusCode::CREATED);
+    let app = files_app();
+    assert_eq!(app.put("b.bin", &vec![7u8; 300_000]).await.status, StatusCode::CREATED);
+}
+
+#[tokio::test]
+async fn a_body_that_fails_half_way_leaves_nothing() {
+    let app = files_app();
+    app.put("keep.mp4", b"old").await;
+    for path in ["keep.mp4", "new/dir/a.mp4"] {
+        let chunks: Vec<Result<bytes::Bytes, std::io::Error>> = vec![
+            Ok(bytes::Bytes::from(vec![1u8; 100_000])),
+            Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "client went away")),
+        ];
+        let body = Body::from_stream(futures_util::stream::iter(chunks));
+        let r = app.send(Request::put(format!("/files/{path}")).body(body).unwrap()).await;
+        r.problem(StatusCode::BAD_REQUEST, "/problems/upload-aborted");
+    }
+    assert_eq!(app.tree(), ["keep.mp4"]);
+    assert_eq!(std::fs::read(app.data.path().join("keep.mp4")).unwrap(), b"old");
+}
+
+#[tokio::test]
+async fn concurrent_puts_of_one_path_never_mix() {
+    let app = files_app();
+    let contents: Vec<Vec<u8>> = (0..8u8).map(|i| vec![i; 256 * 1024 + usize::from(i)]).collect();
+    let mut tasks = tokio::task::JoinSet::new();
+    for content in contents.clone() {
+        let state = app.state.clone();
+        tasks.spawn(async move {
+            // Many small chunks, so the uploads interleave.
+            let chunks: Vec<Result<bytes::Bytes, std::io::Error>> =
+                content.chunks(4096).map(|c| Ok(bytes::Bytes::copy_from_slice(c))).collect();
+            let body = Body::from_stream(futures_util::stream::iter(chunks));
+            app_status(state, Request::put("/files/same.mp4").body(body).unwrap()).await
+        });
+    }
+    while let Some(status) = tasks.join_next().await {
+        let status = status.unwrap();
+        assert!(status == StatusCode::CREATED || status == StatusCode::OK, "{status}");
+    }
+    let stored = std::fs::read(app.data.path().join("same.mp4")).unwrap();
+    assert!(contents.contains(&stored), "the stored file is one upload, whole");
+    assert_eq!(app.tree(), ["same.mp4"]);
+}
+
+async fn app_status(state: AppState, req: Request<Body>) -> StatusCode {
+    app(state).oneshot(req).await.unwrap().status()
+}
+
+/// A tmpfs mounted on a temporary directory (as root, as in CI), unmounted on drop; `None`
+/// (after saying so on stderr) where mounting is refused.
+struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    fn mount(size: &str, test: &str) -> Option<Tmpfs> {
+        let dir = tempfile::tempdir().unwrap();
+        let output = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .output();
+        match output {
+            Ok(out) if out.status.success() => Some(Tmpfs { dir }),
+            refused => {
+                let why = match refused {
+                    Ok(out) => String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+                    Err(e) => e.to_string(),
+                };
+                use std::io::Write as _;
+                let _ =
+                    writeln!(std::io::stderr(), "SKIPPED {test}: cannot mount a tmpfs ({why}); run as root to test");
+                None
+            }
+        }
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(self.dir.path()).status();
+    }
+}
+
+#[tokio::test]
+async fn a_full_disk_is_507_and_keeps_the_old_file() {
+    let Some(tmpfs) = Tmpfs::mount("1m", "a_full_disk_is_507_and_keeps_the_old_file") else { return };
+    let sandbox = Sandbox::new(tmpfs.dir.path()).unwrap();
+    let runner = FfmpegRunner::new(FfmpegConfig::new("ffmpeg", tmpfs.dir.path()));
+    let jobs = Jobs::new(Arc::new(MemoryStore::new()), Arc::new(runner), sandbox, JobsConfig::default());
+    let state = AppState::new(jobs);
+    let send = |req: Request<Body>| {
+        let state = state.clone();
+        async move {
+            let resp = app(state).oneshot(req).await.unwrap();
+            let status = resp.status();
+            let body = resp.into_body().collect().await.unwrap().to_bytes();
+            (status, serde_json::from_slice::<Value>(&body).unwrap_or(Value::Null))
+        }
+    };
+    let (status, _) = send(Request::put("/files/keep.mp4").body(Body::from(vec![1u8; 100_000])).unwrap()).await;
+    assert_eq!(status, StatusCode::CREATED);
+    for path in ["keep.mp4", "new/dir/big.mp4"] {
+        let (status, body) =
+            send(Request::put(format!("/files/{path}")).body(Body::from(vec![2u8; 2_000_000])).unwrap()).await;
+        assert_eq!(status, StatusCode::INSUFFICIENT_STORAGE, "{body}");
+        assert_eq!(body["type"], "/problems/insufficient-storage");
+        assert!(body["detail"].as_str().unwrap().contains(path), "{body}");
+    }
+    assert_eq!(std::fs::read(tmpfs.dir.path().join("keep.mp4")).unwrap(), vec![1u8; 100_000]);
+    let left: Vec<String> = walk(tmpfs.dir.path()).iter().map(|p| p.display().to_string()).collect();
+    assert_eq!(left, [tmpfs.dir.path().join("keep.mp4").display().to_string()]);
+    // Space again: uploads work.
+    let (status, _) = send(Request::put("/files/small.mp4").body(Body::from(vec![3u8; 1000])).unwrap()).await;
+    assert_eq!(status, StatusCode::CREATED);
+}

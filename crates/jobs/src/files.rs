@@ -1,0 +1,185 @@
+//! [`Files`]: the rules of the files API, over a [`Storage`] and the job store.
+//!
+//! - A file that a queued or running job reads or writes cannot be replaced or deleted
+//!   ([`FilesError::InUse`]): a job's inputs cannot change under it, nor its outputs vanish.
+//!   The check runs before an upload starts and again right before it becomes visible.
+//! - An upload is at most [`Files::max_upload_bytes`] bytes (`MAX_UPLOAD_BYTES`, default
+//!   [`DEFAULT_MAX_UPLOAD_BYTES`]), independent of the JSON body limit.
+//! - A listing page holds 1 to [`MAX_PAGE_SIZE`] files, like `/jobs`.
+//! - A file's content type comes from its extension ([`content_type`]).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::model::{InvalidRequest, JobId, JobStatus, MAX_PAGE_SIZE};
+use crate::storage::{ByteStream, FileMeta, ListPage, PutOptions, PutOutcome, Storage, StorageError, StoredFile};
+use crate::store::{JobStore, StoreError};
+
+/// Default largest upload: 20 GiB.
+pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 20 * 1024 * 1024 * 1024;
+
+/// Why a files operation was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum FilesError {
+    /// What the storage refused or failed at.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// A queued or running job reads or writes the file.
+    #[error("`{path}` is used by job {job} ({status}); wait for it to finish or cancel it")]
+    InUse {
+        /// The file (normal form).
+        path: String,
+        /// The first job found using it.
+        job: JobId,
+        /// That job's status.
+        status: JobStatus,
+    },
+    /// A parameter outside the service's limits (page size).
+    #[error(transparent)]
+    Invalid(#[from] InvalidRequest),
+    /// The job store failed (the in-use check could not be made; nothing was changed).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The content type of a file named `path`, from its extension
+/// (`application/octet-stream` when unknown).
+pub fn content_type(path: &str) -> String {
+    mime_guess::from_path(path).first_or_octet_stream().essence_str().to_owned()
+}
+
+/// A file just stored by [`Files::put`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredInfo {
+    /// What the storage reports.
+    pub outcome: PutOutcome,
+    /// Its content type ([`content_type`]).
+    pub content_type: String,
+}
+
+/// The files service. Cheap to share (`Arc`).
+pub struct Files {
+    storage: Arc<dyn Storage>,
+    store: Arc<dyn JobStore>,
+    max_upload_bytes: u64,
+}
+
+impl std::fmt::Debug for Files {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Files")
+            .field("storage", &self.storage)
+            .field("max_upload_bytes", &self.max_upload_bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Files {
+    /// Files in `storage`, checked against the jobs in `store`, uploads up to
+    /// `max_upload_bytes`.
+    pub fn new(storage: Arc<dyn Storage>, store: Arc<dyn JobStore>, max_upload_bytes: u64) -> Files {
+        Files { storage, store, max_upload_bytes }
+    }
+
+    /// Largest upload accepted, in bytes.
+    pub fn max_upload_bytes(&self) -> u64 {
+        self.max_upload_bytes
+    }
+
+    /// The storage.
+    pub fn storage(&self) -> &Arc<dyn Storage> {
+        &self.storage
+    }
+
+    /// [`FilesError::InUse`] if a queued or running job may read or write any of `paths`
+    /// (normal form); a job whose footprint is unknown may touch anything.
+    async fn check_not_in_use(&self, paths: &[String]) -> Result<(), FilesError> {
+        for active in self.store.active_footprints().await? {
+            let used = paths.iter().find(|path| {
+                active.footprint.as_ref().is_none_or(|footprint| footprint.touches_file(Path::new(path.as_str())))
+            });
+            if let Some(path) = used {
+                return Err(FilesError::InUse { path: path.clone(), job: active.id, status: active.status });
+            }
+        }
+        Ok(())
+    }
+
+    /// Stores `body` at `path` (parent directories created), atomically: readers and jobs see
+    /// the old file or the new one. `create_only`: refuse to replace an existing file.
+    ///
+    /// # Errors
+    /// [`FilesError::InUse`] (checked before the upload and before it becomes visible),
+    /// [`FilesError::Storage`] ([`StorageError::TooLarge`] over the limit,
+    /// [`StorageError::Exists`] for `create_only`, ...), [`FilesError::Store`]. Nothing is
+    /// left behind on error.
+    pub async fn put(&self, path: &str, body: ByteStream, create_only: bool) -> Result<StoredInfo, FilesError> {
+        let normal = self.storage.check_path(path).await?;
+        let paths = [normal];
+        self.check_not_in_use(&paths).await?;
+        let options = PutOptions { create_only, max_bytes: self.max_upload_bytes };
+        let staged = self.storage.put(path, body, options).await?;
+        // A job may have been queued during the upload.
+        self.check_not_in_use(&paths).await?;
+        let outcome = staged.commit().await?;
+        let content_type = content_type(&outcome.meta.path);
+        Ok(StoredInfo { outcome, content_type })
+    }
+
+    /// Opens the file at `path` for reading.
+    ///
+    /// # Errors
+    /// [`FilesError::Storage`]: not found, a directory, a bad path.
+    pub async fn open(&self, path: &str) -> Result<Box<dyn StoredFile>, FilesError> {
+        Ok(self.storage.open(path).await?)
+    }
+
+    /// The metadata of the file at `path`.
+    ///
+    /// # Errors
+    /// As [`Files::open`].
+    pub async fn head(&self, path: &str) -> Result<FileMeta, FilesError> {
+        Ok(self.storage.head(path).await?)
+    }
+
+    /// Files whose path starts with `prefix`, in path order, after `after`, `limit` per page.
+    ///
+    /// # Errors
+    /// [`InvalidRequest::PageSize`] for a limit outside 1..=[`MAX_PAGE_SIZE`]; a prefix whose
+    /// directory part is not a valid path.
+    pub async fn list(&self, prefix: &str, after: Option<&str>, limit: u32) -> Result<ListPage, FilesError> {
+        if limit == 0 || limit > MAX_PAGE_SIZE {
+            return Err(InvalidRequest::PageSize(limit).into());
+        }
+        Ok(self.storage.list(prefix, after, limit as usize).await?)
+    }
+
+    /// Deletes the file at `path`, or with `recursive` the directory and everything under it.
+    ///
+    /// # Errors
+    /// [`FilesError::InUse`] when a queued or running job uses the file (or, for a directory,
+    /// any file under it); [`StorageError::IsADirectory`] for a directory without
+    /// `recursive`; [`StorageError::NotFound`].
+    pub async fn delete(&self, path: &str, recursive: bool) -> Result<(), FilesError> {
+        let normal = self.storage.check_path(path).await?;
+        if self.storage.is_directory(path).await? {
+            if !recursive {
+                return Err(StorageError::IsADirectory(path.to_owned()).into());
+            }
+            let prefix = format!("{normal}/");
+            let mut paths = Vec::new();
+            let mut after = None;
+            loop {
+                let page = self.storage.list(&prefix, after.as_deref(), MAX_PAGE_SIZE as usize).await?;
+                paths.extend(page.files.into_iter().map(|f| f.path));
+                match page.next_after {
+                    Some(next) => after = Some(next),
+                    None => break,
+                }
+            }
+            self.check_not_in_use(&paths).await?;
+        } else {
+            self.check_not_in_use(&[normal]).await?;
+        }
+        Ok(self.storage.delete(path, recursive).await?)
+    }
+}

@@ -1,0 +1,223 @@
+//! Where the files of the files API live: the [`Storage`] trait and its local backend,
+//! [`LocalStorage`] (the data directory, through the [`Sandbox`](ffmpeg_core::sandbox::Sandbox)).
+//!
+//! The trait is shaped so that an object store (S3 through the `object_store` crate) fits it:
+//! a put streams its body and becomes visible only when committed ([`StagedPut::commit`]: a
+//! rename, or a multipart upload completed), a get streams any byte range of a file opened
+//! once ([`Storage::open`], [`StoredFile::read`]), listing is by plain string prefix in path
+//! order with a cursor, and every file has [`FileMeta`] (size, modification time, an entity
+//! tag). Paths are always relative to the storage's root, `/`-separated, and checked by the
+//! backend (the local one resolves them through the sandbox).
+//!
+//! Business rules (files in use by jobs, upload limits, page sizes) are not here but in
+//! [`Files`](crate::files::Files).
+
+mod local;
+
+use std::fmt;
+use std::io;
+use std::ops::Range;
+use std::pin::Pin;
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_util::Stream;
+
+pub use local::{LocalStorage, UPLOAD_TEMP_PREFIX};
+
+/// A stream of bytes: an upload's body, or a file's content.
+pub type ByteStream = Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>>;
+
+/// What is known of a stored file without reading it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileMeta {
+    /// Path relative to the storage root, `/`-separated.
+    pub path: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Last modification.
+    pub modified: SystemTime,
+    /// Entity tag, quoted as HTTP sends it (`"…"`): changes whenever the content may have.
+    pub etag: String,
+}
+
+/// How [`Storage::put`] writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PutOptions {
+    /// Refuse to replace an existing file ([`StorageError::Exists`] at commit, atomically).
+    pub create_only: bool,
+    /// Largest body accepted, in bytes; more is [`StorageError::TooLarge`] and nothing is kept.
+    pub max_bytes: u64,
+}
+
+/// What a committed put wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PutOutcome {
+    /// The file as stored now.
+    pub meta: FileMeta,
+    /// `true`: no file had this path before; `false`: one was replaced.
+    pub created: bool,
+    /// SHA-256 of the content, lowercase hex.
+    pub sha256: String,
+}
+
+/// One page of [`Storage::list`].
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ListPage {
+    /// Files in path order (byte order of their paths).
+    pub files: Vec<FileMeta>,
+    /// When more files follow: the path to pass as `after` for the next page.
+    pub next_after: Option<String>,
+}
+
+/// Why a storage operation failed. Each names what was wrong; a failed put left nothing.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StorageError {
+    /// The path is not acceptable: it escapes the root, is absolute, holds NUL, a name is too
+    /// long, ... `rule` is a stable id (the sandbox's rule ids, or `name-too-long`).
+    #[error("path `{path}`: {problem}")]
+    InvalidPath {
+        /// The path as given.
+        path: String,
+        /// What is wrong with it.
+        problem: String,
+        /// Stable id of the broken rule.
+        rule: &'static str,
+    },
+    /// No file has this path.
+    #[error("no file `{0}`")]
+    NotFound(String),
+    /// The path names a directory where a file is expected (or a directory without
+    /// `recursive` on delete).
+    #[error("`{0}` is a directory")]
+    IsADirectory(String),
+    /// A component of the path's directories is a file.
+    #[error("`{path}`: `{parent}` is a file, not a directory")]
+    NotADirectory {
+        /// The path as given.
+        path: String,
+        /// The component that is a file.
+        parent: String,
+    },
+    /// A create-only put found a file at the path; nothing was replaced.
+    #[error("`{0}` exists and the request asked not to replace it (If-None-Match: *)")]
+    Exists(String),
+    /// The body is larger than allowed; nothing was kept.
+    #[error("the file is larger than the limit of {max_bytes} bytes")]
+    TooLarge {
+        /// The limit.
+        max_bytes: u64,
+    },
+    /// The storage is full (no space or quota left); nothing was kept.
+    #[error("no space left in the storage for `{path}`")]
+    InsufficientStorage {
+        /// The path being written.
+        path: String,
+        /// What the file system said.
+        #[source]
+        source: io::Error,
+    },
+    /// The body could not be read to its end (the client went away); nothing was kept.
+    #[error("the upload of `{path}` did not complete: {source}")]
+    Aborted {
+        /// The path being written.
+        path: String,
+        /// The body stream's error.
+        #[source]
+        source: io::Error,
+    },
+    /// The path, or something under a directory, is off limits to the files API (the job
+    /// database, the data directory itself).
+    #[error("`{0}` is reserved")]
+    Reserved(String),
+    /// The storage failed otherwise (I/O error, unreachable bucket).
+    #[error("storage failed on `{path}`: {source}")]
+    Io {
+        /// The path being worked on.
+        path: String,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// A file opened by [`Storage::open`]: its metadata, and its bytes on demand. The bytes read
+/// are those of the file that was opened, even if the path is replaced meanwhile (a local
+/// file stays open; an object store reads the version with this entity tag).
+pub trait StoredFile: Send + fmt::Debug {
+    /// The file's metadata.
+    fn meta(&self) -> &FileMeta;
+    /// Streams bytes `range` (`range.end <= meta().size`, not empty unless the file is).
+    fn read(self: Box<Self>, range: Range<u64>) -> ByteStream;
+}
+
+/// An upload written in full but not yet visible at its path: [`StagedPut::commit`] makes it
+/// visible atomically (readers see the old file or the new one, never a mix); dropping it
+/// instead discards it, leaving nothing behind.
+#[async_trait]
+pub trait StagedPut: Send + fmt::Debug {
+    /// Bytes received.
+    fn size(&self) -> u64;
+    /// Makes the upload the file at its path.
+    ///
+    /// # Errors
+    /// [`StorageError::Exists`] for a create-only put whose path now holds a file,
+    /// [`StorageError::IsADirectory`], [`StorageError::Io`]. The staged data is then gone.
+    async fn commit(self: Box<Self>) -> Result<PutOutcome, StorageError>;
+}
+
+/// Files under one root, addressed by relative `/`-separated paths. See the [module docs](self).
+#[async_trait]
+pub trait Storage: Send + Sync + fmt::Debug + 'static {
+    /// Checks `path` as a file (or directory) path before anything else is done with it, and
+    /// returns its normal form (no `.`, `..`, `//`; for the local backend symlinks inside the
+    /// root resolved), the form jobs' footprints name files in.
+    ///
+    /// # Errors
+    /// [`StorageError::InvalidPath`], [`StorageError::Reserved`].
+    async fn check_path(&self, path: &str) -> Result<String, StorageError>;
+
+    /// Streams `body` into a staged upload for `path` (parent directories are created).
+    ///
+    /// # Errors
+    /// [`StorageError::InvalidPath`], [`StorageError::IsADirectory`],
+    /// [`StorageError::NotADirectory`], [`StorageError::TooLarge`],
+    /// [`StorageError::InsufficientStorage`], [`StorageError::Aborted`], [`StorageError::Io`];
+    /// nothing is left behind.
+    async fn put(&self, path: &str, body: ByteStream, options: PutOptions) -> Result<Box<dyn StagedPut>, StorageError>;
+
+    /// Opens the file at `path`.
+    ///
+    /// # Errors
+    /// [`StorageError::NotFound`], [`StorageError::IsADirectory`], [`StorageError::InvalidPath`].
+    async fn open(&self, path: &str) -> Result<Box<dyn StoredFile>, StorageError>;
+
+    /// The metadata of the file at `path`.
+    ///
+    /// # Errors
+    /// As [`Storage::open`].
+    async fn head(&self, path: &str) -> Result<FileMeta, StorageError>;
+
+    /// Files whose path starts with `prefix` (a plain string prefix; directories are not
+    /// entries), in path order, after the path `after`, at most `limit`.
+    ///
+    /// # Errors
+    /// [`StorageError::InvalidPath`] for a prefix whose directory part escapes the root.
+    async fn list(&self, prefix: &str, after: Option<&str>, limit: usize) -> Result<ListPage, StorageError>;
+
+    /// Whether `path` names a directory (a prefix `path/` with files under it, for an object
+    /// store).
+    ///
+    /// # Errors
+    /// [`StorageError::InvalidPath`].
+    async fn is_directory(&self, path: &str) -> Result<bool, StorageError>;
+
+    /// Deletes the file at `path`; with `recursive`, a directory and everything under it.
+    ///
+    /// # Errors
+    /// [`StorageError::NotFound`], [`StorageError::IsADirectory`] (a directory without
+    /// `recursive`), [`StorageError::Reserved`], [`StorageError::InvalidPath`].
+    async fn delete(&self, path: &str, recursive: bool) -> Result<(), StorageError>;
+}
