@@ -10,6 +10,8 @@
 //! - `store [--jobs N] [--concurrency C] [--rounds R]`: inserts per second into the SQLite store
 //!   with group commit against one statement per insert (the `jobs` crate's
 //!   `insert_throughput` example, built in release mode and run here).
+//! - `webhooks [--events N] [--backoff D]`: N webhook events to a local receiver that fails a
+//!   third of first attempts, with a `kill -9` of the server half-way ([`webhooks`]).
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -20,10 +22,12 @@ mod api;
 mod client;
 mod overhead;
 mod server;
+mod webhooks;
 
 const USAGE: &str = "usage: cargo xtask bench overhead [N=40] [--clip small|tiny] [--concurrency C=1] [--rounds R=5] [--poll-ms P=5] [--database-url URL] [--no-build]\n       \
                      cargo xtask bench api [--seconds S=10] [--connections C=64] [--jobs J=100000] [--no-original] [--original-worker parked|run] [--database-url URL] [--no-build]\n       \
-                     cargo xtask bench store [--jobs N=20000] [--concurrency C=64] [--rounds R=5]";
+                     cargo xtask bench store [--jobs N=20000] [--concurrency C=64] [--rounds R=5]\n       \
+                     cargo xtask bench webhooks [--events N=10000] [--backoff D=1s] [--no-build]";
 
 /// Dispatches `bench <name> [args]`.
 pub(crate) fn main(args: &[&str]) -> Result {
@@ -31,6 +35,7 @@ pub(crate) fn main(args: &[&str]) -> Result {
         ["overhead", rest @ ..] => overhead::main(rest),
         ["api", rest @ ..] => api::main(rest),
         ["store", rest @ ..] => store(rest),
+        ["webhooks", rest @ ..] => webhooks::main(rest),
         _ => Err(USAGE.into()),
     }
 }

@@ -175,7 +175,7 @@ fn hadolint() -> Result {
 }
 
 fn usage() -> Result {
-    Err("usage: cargo xtask <ci | docs [--check] | schemathesis | bench overhead [N] | bench api>".into())
+    Err("usage: cargo xtask <ci | docs [--check] | schemathesis | bench overhead [N] | bench api | bench store | bench webhooks>".into())
 }
 
 fn main() -> ExitCode {

@@ -87,7 +87,7 @@ impl Client {
 
 /// Seconds since the Unix epoch of an RFC 3339 UTC time as the API writes it
 /// (`2026-11-29T12:43:20.21576Z`, also with `+00:00`); `None` for anything else.
-fn unix_seconds(text: &str) -> Option<f64> {
+pub(super) fn unix_seconds(text: &str) -> Option<f64> {
     let text = text.strip_suffix('Z').or_else(|| text.strip_suffix("+00:00"))?;
     let (date, time) = text.split_once('T')?;
     let mut d = date.splitn(3, '-').map(str::parse::<i64>);

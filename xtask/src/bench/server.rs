@@ -62,16 +62,26 @@ pub(super) struct Server {
     name: &'static str,
     base: String,
     log: PathBuf,
+    /// Where this process's part of the log starts (a restart appends to the same log).
+    log_offset: usize,
 }
 
 impl Server {
     /// Starts `ffmpeg-worker` on port 0 and reads the port from its `listening address=...` log line.
     pub(super) fn ffmpeg_worker(config: &WorkerConfig<'_>) -> Result<Self> {
-        let log = File::create(config.log)?;
+        Self::ffmpeg_worker_with(config, &[])
+    }
+
+    /// [`Server::ffmpeg_worker`] with `extra` command-line arguments; the log is appended to
+    /// (a restart on the same files keeps the earlier log).
+    pub(super) fn ffmpeg_worker_with(config: &WorkerConfig<'_>, extra: &[&str]) -> Result<Self> {
+        let log = File::options().create(true).append(true).open(config.log)?;
+        let log_offset = usize::try_from(log.metadata()?.len())?;
         let mut cmd = Command::new(config.bin);
         cmd.args(["--host", "127.0.0.1", "--port", "0", "--log-format", "pretty", "--data-path"])
             .arg(config.data)
             .args(["--database-url", config.database_url, "--concurrency", &config.concurrency.to_string()])
+            .args(extra)
             .env("RUST_LOG", config.rust_log)
             .env("NO_COLOR", "1");
         // Settings that would change what is measured, should the caller's environment hold them.
@@ -80,7 +90,8 @@ impl Server {
         }
         cmd.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
         let child = cmd.spawn().map_err(|e| format!("cannot start {}: {e}", config.bin.display()))?;
-        let mut server = Self { child, name: "ffmpeg-worker", base: String::new(), log: config.log.to_owned() };
+        let mut server =
+            Self { child, name: "ffmpeg-worker", base: String::new(), log: config.log.to_owned(), log_offset };
         server.base = server.wait_for_log_address()?;
         server.wait_healthy()?;
         Ok(server)
@@ -111,8 +122,13 @@ impl Server {
         }
         cmd.stdin(Stdio::null()).stdout(log_file.try_clone()?).stderr(log_file);
         let child = cmd.spawn().map_err(|e| format!("cannot start {}: {e}", uvicorn.display()))?;
-        let mut server =
-            Self { child, name: "original", base: format!("http://127.0.0.1:{port}"), log: log.to_owned() };
+        let mut server = Self {
+            child,
+            name: "original",
+            base: format!("http://127.0.0.1:{port}"),
+            log: log.to_owned(),
+            log_offset: 0,
+        };
         server.wait_healthy()?;
         Ok(server)
     }
@@ -120,6 +136,13 @@ impl Server {
     /// The base URL, `http://127.0.0.1:PORT`.
     pub(super) fn base(&self) -> &str {
         &self.base
+    }
+
+    /// Kills the process with SIGKILL (no shutdown of any kind) and reaps it.
+    pub(super) fn kill_9(mut self) -> Result {
+        self.child.kill()?;
+        self.child.wait()?;
+        Ok(())
     }
 
     /// The process id.
@@ -157,6 +180,7 @@ impl Server {
         let start = Instant::now();
         while start.elapsed() < START_TIMEOUT {
             let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+            let text = text.get(self.log_offset..).unwrap_or_default();
             let address = text.lines().filter(|l| l.contains("listening")).find_map(|l| {
                 let at = l.find("http://")?;
                 let url = &l[at..];
