@@ -178,12 +178,21 @@ impl Footprint {
     pub fn of(command: &ResolvedCommand) -> Footprint {
         let mut fp = Footprint::default();
         for input in command.inputs() {
-            if let InputSource::File(path) = input {
-                let (dir, name) = split(path);
-                fp.reads.push(FileSet { dir: dir.clone(), names: Names::Exact(name.clone()), claim: Claim::Named });
-                if pattern::is_pattern(&name) {
-                    fp.reads.push(FileSet { dir, names: Names::Pattern(name), claim: Claim::Named });
+            match input {
+                InputSource::File(path) => {
+                    let (dir, name) = split(path);
+                    fp.reads.push(FileSet { dir: dir.clone(), names: Names::Exact(name.clone()), claim: Claim::Named });
+                    if pattern::is_pattern(&name) {
+                        fp.reads.push(FileSet { dir, names: Names::Pattern(name), claim: Claim::Named });
+                    }
                 }
+                // Every name the wildcards may match (a superset: `?` and `[...]` as any text).
+                InputSource::Glob(glob) => fp.reads.push(FileSet {
+                    dir: glob.dir().relative().to_owned(),
+                    names: Names::Pattern(pattern::glob_to_pattern(glob.pattern())),
+                    claim: Claim::Named,
+                }),
+                _ => {}
             }
         }
         let outputs = command.command().outputs();

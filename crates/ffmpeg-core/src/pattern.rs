@@ -283,3 +283,160 @@ pub fn expand_hls_variant(text: &str, variant: &HlsVariant) -> String {
     out.push_str(&text[copied..]);
     out
 }
+
+/// Does the file name `name` match the shell wildcard pattern `glob` (`*`, `?`, `[abc]`,
+/// `[a-z]`, `[!a]`/`[^a]`), as glibc's `fnmatch` matches one path component for `glob()`
+/// without flags (ffmpeg's image2 demuxer with `-pattern_type glob`)? No escapes (`\` is an
+/// ordinary character here; the sandbox refuses it), and a leading `.` of `name` is never
+/// matched by a wildcard or a bracket expression. A `[` without its `]` is literal.
+/// Dynamic programming: time `glob.len() * name.len()`, no backtracking.
+///
+/// ```
+/// use ffmpeg_core::pattern::glob_matches;
+///
+/// assert!(glob_matches("*.png", "img001.png"));
+/// assert!(glob_matches("img[0-9][!a]?.png", "img01x.png"));
+/// assert!(!glob_matches("*.png", ".hidden.png"));
+/// assert!(!glob_matches("img?.png", "img.png"));
+/// ```
+pub fn glob_matches(glob: &str, name: &str) -> bool {
+    #[derive(Debug)]
+    enum Tok {
+        Byte(u8),
+        Any,
+        Star,
+        Class { negated: bool, items: Vec<(u8, u8)> },
+    }
+    let g = glob.as_bytes();
+    let mut toks = Vec::with_capacity(g.len());
+    let mut i = 0;
+    while i < g.len() {
+        match g[i] {
+            b'*' => {
+                toks.push(Tok::Star);
+                i += 1;
+            }
+            b'?' => {
+                toks.push(Tok::Any);
+                i += 1;
+            }
+            b'[' => {
+                let mut j = i + 1;
+                let negated = matches!(g.get(j), Some(b'!' | b'^'));
+                if negated {
+                    j += 1;
+                }
+                let start = j;
+                // A `]` right after `[` or `[!` is a member.
+                let mut items = Vec::new();
+                let mut closed = None;
+                while j < g.len() {
+                    if g[j] == b']' && j > start {
+                        closed = Some(j);
+                        break;
+                    }
+                    if j + 2 < g.len() && g[j + 1] == b'-' && g[j + 2] != b']' {
+                        items.push((g[j], g[j + 2]));
+                        j += 3;
+                    } else {
+                        items.push((g[j], g[j]));
+                        j += 1;
+                    }
+                }
+                match closed {
+                    Some(end) => {
+                        toks.push(Tok::Class { negated, items });
+                        i = end + 1;
+                    }
+                    None => {
+                        toks.push(Tok::Byte(b'['));
+                        i += 1;
+                    }
+                }
+            }
+            c => {
+                toks.push(Tok::Byte(c));
+                i += 1;
+            }
+        }
+    }
+    let n = name.as_bytes();
+    if n.first() == Some(&b'.') && !matches!(toks.first(), Some(Tok::Byte(b'.'))) {
+        return false;
+    }
+    let mut reach = vec![false; n.len() + 1];
+    reach[0] = true;
+    for tok in &toks {
+        let mut next = vec![false; n.len() + 1];
+        for j in 0..=n.len() {
+            next[j] = match tok {
+                Tok::Star => reach[j] || (j > 0 && next[j - 1]),
+                _ if j == 0 => false,
+                Tok::Byte(c) => reach[j - 1] && n[j - 1] == *c,
+                Tok::Any => reach[j - 1],
+                Tok::Class { negated, items } => {
+                    let c = n[j - 1];
+                    reach[j - 1] && (items.iter().any(|(lo, hi)| (*lo..=*hi).contains(&c)) != *negated)
+                }
+            };
+        }
+        reach = next;
+    }
+    reach[n.len()]
+}
+
+/// A shell wildcard pattern as a pattern of this module's syntax that matches at least the
+/// same names (`*`, `?` and `[...]` become "any text"; `%` and `$` are escaped), for
+/// footprints: what a glob input may read.
+///
+/// ```
+/// use ffmpeg_core::pattern::{glob_to_pattern, matches};
+///
+/// assert!(matches(&glob_to_pattern("img[0-9]?*.png"), "img1xyz.png"));
+/// assert!(matches(&glob_to_pattern("100%-*.png"), "100%-a.png"));
+/// ```
+pub fn glob_to_pattern(glob: &str) -> String {
+    let g = glob.as_bytes();
+    let mut out = Vec::with_capacity(g.len() + 4);
+    let mut i = 0;
+    while i < g.len() {
+        match g[i] {
+            b'*' | b'?' => {
+                out.extend_from_slice(b"%s");
+                i += 1;
+            }
+            b'[' => {
+                // As `glob_matches` reads it: `[`, an optional `!`/`^`, then a `]` closes the
+                // class only after at least one member.
+                let mut j = i + 1;
+                if matches!(g.get(j), Some(b'!' | b'^')) {
+                    j += 1;
+                }
+                match g[j.min(g.len())..].iter().skip(1).position(|c| *c == b']') {
+                    Some(offset) => {
+                        out.extend_from_slice(b"%s");
+                        i = j + 1 + offset + 1;
+                    }
+                    None => {
+                        out.push(b'[');
+                        i += 1;
+                    }
+                }
+            }
+            b'%' => {
+                out.extend_from_slice(b"%%");
+                i += 1;
+            }
+            b'$' => {
+                out.extend_from_slice(b"$$");
+                i += 1;
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    // Only ASCII was put between the glob's own bytes, which came from a `&str`.
+    String::from_utf8_lossy(&out).into_owned()
+}

@@ -32,6 +32,7 @@ pub mod encoded;
 pub mod events;
 pub mod exec_limits;
 pub mod files;
+pub mod globs;
 pub mod location;
 pub mod model;
 pub mod orphans;

@@ -24,6 +24,7 @@ use tracing::Instrument;
 use crate::encoded;
 use crate::events::{AllEvents, AllFilter, EventBus, EventId, JobEvents, Resume};
 use crate::exec_limits::ExecLimitError;
+use crate::globs;
 use crate::model::{InvalidRequest, Job, JobId, MAX_PAGE_SIZE, Progress, SubmitOptions};
 use crate::outputs::{self, Snapshot};
 use crate::runner::{RunError, RunSpec, Runner};
@@ -573,19 +574,23 @@ impl Jobs {
         // with its own (`JobStore::claim_next`).
         let root = self.sandbox.root().to_owned();
         let prepared = {
-            let (root, resolved, footprint) = (root.clone(), resolved.clone(), footprint.clone());
+            let (root, mut resolved, footprint) = (root.clone(), resolved, footprint.clone());
+            let (sandbox, job_id) = (Arc::clone(&self.sandbox), id.clone());
             blocking(move || {
-                outputs::create_output_dirs(&resolved)?;
-                Ok::<_, std::io::Error>(Snapshot::take(&root, &footprint))
+                outputs::create_output_dirs(&resolved)
+                    .map_err(|e| format!("cannot create an output directory: {e}"))?;
+                let before = Snapshot::take(&root, &footprint);
+                // Glob inputs: listed and checked now, read by ffmpeg from a private copy of
+                // the list (kept until the run ends).
+                let globs = globs::expand(&sandbox, &mut resolved, &job_id, &std::env::temp_dir())
+                    .map_err(|e| e.to_string())?;
+                Ok::<_, String>((before, resolved, globs))
             })
             .await
         };
-        let before = match prepared {
-            Ok(before) => before,
-            Err(e) => {
-                let error = format!("cannot create an output directory: {e}");
-                return self.finish(&id, Outcome::Failed { error }, "", started, abort).await;
-            }
+        let (before, resolved, _globs) = match prepared {
+            Ok(prepared) => prepared,
+            Err(error) => return self.finish(&id, Outcome::Failed { error }, "", started, abort).await,
         };
         // Durably, before ffmpeg can write anything: recovery after a crash removes what this
         // attempt wrote by the same rule as a failure.

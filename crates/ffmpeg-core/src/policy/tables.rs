@@ -291,9 +291,10 @@ pub(super) const OPTIONS: &[(&str, OptionTreatment, &str)] = &[
     ("use_absolute_path", Forbidden, "mov demuxer: lets external data references use absolute paths"),
     (
         "pattern_type",
-        OnlyValues(&["sequence", "none"]),
-        "image2 demuxer: glob patterns (`glob`, and `glob_sequence`, 5.1's default, for `%*`) \
-         expand through symlinks the sandbox never saw",
+        OnlyValues(&["sequence", "none", "glob"]),
+        "image2 demuxer: `glob_sequence` (5.1's default for `%*`) expands through symlinks the \
+         sandbox never saw; `glob` is expanded by the service, which checks every match and \
+         hands ffmpeg a numbered sequence (`*`, `?`, `[...]` in the file name only)",
     ),
     ("graph", FilterGraph, "lavfi input: a filter graph that replaces the input URL, checked like it"),
     (
@@ -698,7 +699,11 @@ pub(super) const DEMUXER_NOTES: &[(&str, &str)] = &[
         "safe mode only (`-safe 0` is refused): list entries must be relative, without `..` or \
          protocols (verified); nested files inherit the whitelists",
     ),
-    ("image2", "no glob patterns (`-pattern_type glob`/`glob_sequence`, `%*` in names)"),
+    (
+        "image2",
+        "`-pattern_type glob` expanded and checked by the service (`*`, `?`, `[...]` in the file \
+         name only); no `glob_sequence` (`%*` in names)",
+    ),
     ("lavfi", "the input URL is a filter graph, checked"),
     ("mov,mp4,m4a,3gp,3g2,mj2", "external data references stay off (`-enable_drefs` is refused)"),
     ("vobsub", "`-sub_name` is resolved like any input"),

@@ -26,9 +26,13 @@ pub enum PathProblem {
     NotADirectory,
     /// A path the operator has put off limits.
     Denied,
-    /// A glob pattern in an input path (`%*`, `%?`, `%[`, ...): the image2 demuxer expands it
-    /// (5.1's default pattern type is `glob_sequence`) to names the sandbox never saw.
+    /// A `glob_sequence` pattern in an input path (`%*`, `%?`, `%[`, ...): the image2 demuxer
+    /// expands it (5.1's default pattern type) to names the sandbox never saw. Use
+    /// `-pattern_type glob`, whose matches the sandbox checks.
     Glob,
+    /// A `-pattern_type glob` input pattern the sandbox does not expand: braces, backslashes,
+    /// wildcards in a directory component, a dot-file pattern; the reason.
+    GlobSyntax(String),
     /// `..` in a value relative to the output's directory.
     Parent,
     /// The path leads through a symlink to a name that is not valid UTF-8. ffmpeg gets paths
@@ -181,9 +185,12 @@ impl fmt::Display for PathProblem {
             PathProblem::NotADirectory => f.write_str("not a directory path"),
             PathProblem::Denied => f.write_str("this path is reserved"),
             PathProblem::Glob => f.write_str(
-                "glob patterns (`%*`, `%?`, `%[`, `%{`) are not allowed: they expand to names \
-                 the sandbox never checked",
+                "`glob_sequence` patterns (`%*`, `%?`, `%[`, `%{`) are not allowed: they expand to \
+                 names the sandbox never checked; use `-pattern_type glob` with `*`, `?` or `[...]`",
             ),
+            PathProblem::GlobSyntax(reason) => {
+                write!(f, "glob patterns may use `*`, `?` and `[...]` in the file name only: {reason}")
+            }
             PathProblem::Parent => {
                 f.write_str("`..` is not allowed here: the value is relative to the output's directory")
             }
@@ -204,7 +211,7 @@ impl PathProblem {
             PathProblem::Protocol(_) => RuleId::Protocol,
             PathProblem::NotAFile | PathProblem::NotADirectory => RuleId::NotAFile,
             PathProblem::Denied => RuleId::ReservedPath,
-            PathProblem::Glob => RuleId::GlobPattern,
+            PathProblem::Glob | PathProblem::GlobSyntax(_) => RuleId::GlobPattern,
             PathProblem::Parent => RuleId::ParentDirectory,
             PathProblem::NotUtf8 => RuleId::NonUtf8Path,
         }
@@ -219,7 +226,7 @@ impl PathProblem {
             PathProblem::Protocol(scheme) => SandboxError::Protocol { position, argument, scheme },
             PathProblem::NotAFile | PathProblem::NotADirectory => SandboxError::NotAFile { position, argument },
             PathProblem::Denied => SandboxError::Denied { position, argument },
-            problem @ (PathProblem::Glob | PathProblem::Parent | PathProblem::NotUtf8) => {
+            problem @ (PathProblem::Glob | PathProblem::GlobSyntax(_) | PathProblem::Parent | PathProblem::NotUtf8) => {
                 SandboxError::Path { position, argument, context: String::new(), problem }
             }
         }

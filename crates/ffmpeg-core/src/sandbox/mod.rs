@@ -59,6 +59,7 @@
 //! ```
 
 mod error;
+mod glob;
 mod graph;
 mod options;
 mod path;
@@ -74,6 +75,7 @@ use crate::pattern;
 use crate::policy::{Access, OptionTreatment, Policy};
 
 pub use error::{PathProblem, SandboxError};
+pub use glob::GlobInput;
 pub use path::ResolvedPath;
 pub use resolved::{InputSource, OptionFile, OutputTarget, ResolvedCommand};
 
@@ -171,7 +173,10 @@ impl Sandbox {
     ///
     /// # Errors
     /// - A path that [`Sandbox::resolve`] refuses; `-`, `/dev/null` and `NUL` are accepted
-    ///   only as the output of `-f null` (discarded). An input path with a glob pattern (`%*`) is [`SandboxError::Path`].
+    ///   only as the output of `-f null` (discarded). An input path with a `glob_sequence`
+    ///   pattern (`%*`) is [`SandboxError::Path`]; a `-pattern_type glob` input becomes
+    ///   [`InputSource::Glob`] (wildcards in the file name only; braces, backslashes, wildcards
+    ///   in directories and dot-file patterns are [`SandboxError::Path`], rule `glob-pattern`).
     /// - [`SandboxError::Forbidden`] for an option, value, filter or format the policy
     ///   forbids (also for an input `-f` the policy does not know).
     /// - [`SandboxError::Path`] for a path inside an option or filter graph.
@@ -199,6 +204,9 @@ impl Sandbox {
                     .check_graph(input.url(), input.position(), input.url(), None, &mut checked)?
                     .unwrap_or_else(|| input.url().to_owned());
                 inputs.push(InputSource::Lavfi { graph });
+            } else if input.option("pattern_type").and_then(Opt::value).is_some_and(|t| t.eq_ignore_ascii_case("glob"))
+            {
+                inputs.push(InputSource::Glob(self.resolve_glob(input.url(), input.position())?));
             } else {
                 if has_glob(input.url()) {
                     return Err(PathProblem::Glob.at(input.position(), input.url()));

@@ -3,8 +3,9 @@
 //! ([`ResolvedCommand::to_ffmpeg_args`]).
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
+use super::glob::{GlobInput, GlobSequence};
 use super::{ResolvedPath, SandboxError};
 use crate::command::{Command, Opt};
 use crate::policy::{Access, FileUse};
@@ -15,6 +16,10 @@ use crate::policy::{Access, FileUse};
 pub enum InputSource {
     /// A file inside the data directory.
     File(ResolvedPath),
+    /// A `-pattern_type glob` input: a wildcard pattern for file names in one directory. Its
+    /// matches are checked right before the run ([`Sandbox::glob_matches`](super::Sandbox::glob_matches))
+    /// and handed to ffmpeg as a numbered sequence ([`ResolvedCommand::set_glob_sequence`]).
+    Glob(GlobInput),
     /// A `-f lavfi` input: its "URL" is a filter graph, checked against the policy.
     Lavfi {
         /// The graph as handed to ffmpeg: the client's, or rewritten with resolved paths
@@ -64,7 +69,7 @@ impl InputSource {
     pub fn file(&self) -> Option<&ResolvedPath> {
         match self {
             InputSource::File(path) => Some(path),
-            InputSource::Lavfi { .. } => None,
+            InputSource::Glob(_) | InputSource::Lavfi { .. } => None,
         }
     }
 }
@@ -126,6 +131,26 @@ impl ResolvedCommand {
             return None;
         }
         Some(crate::pattern::hls_variants(output.option("var_stream_map").and_then(Opt::value)))
+    }
+
+    /// The glob inputs (`-pattern_type glob`), with their input index.
+    pub fn glob_inputs(&self) -> impl Iterator<Item = (usize, &GlobInput)> {
+        self.inputs.iter().enumerate().filter_map(|(index, source)| match source {
+            InputSource::Glob(glob) => Some((index, glob)),
+            _ => None,
+        })
+    }
+
+    /// Hands glob input `input_index` to ffmpeg as the numbered sequence `dir/000000.EXT`,
+    /// `dir/000001.EXT`, ... (`-pattern_type sequence -start_number 0`), which the caller
+    /// made of its checked matches ([`Sandbox::glob_matches`](super::Sandbox::glob_matches)),
+    /// in their order, e.g. as hard links or copies in a directory no one else can write;
+    /// `extension` without the dot ([`GlobInput::extension_for`]). Without this call the glob
+    /// reaches ffmpeg as a `file:` URL, which matches nothing. Ignored for other inputs.
+    pub fn set_glob_sequence(&mut self, input_index: usize, dir: PathBuf, extension: String) {
+        if let Some(InputSource::Glob(glob)) = self.inputs.get_mut(input_index) {
+            glob.sequence = Some(GlobSequence { dir, extension });
+        }
     }
 
     /// The files written because of output `output_index`'s own options and filters, besides
@@ -197,9 +222,21 @@ impl ResolvedCommand {
             args.extend(PROTOCOL_WHITELIST.map(str::to_owned));
             args.push("-format_whitelist".to_owned());
             args.push(self.format_whitelist.clone());
+            if let InputSource::Glob(GlobInput { sequence: Some(_), .. }) = source {
+                // After the client's `-pattern_type glob`: the last value wins.
+                args.extend(["-pattern_type", "sequence", "-start_number", "0"].map(str::to_owned));
+            }
             args.push("-i".to_owned());
             match source {
                 InputSource::File(path) => args.push(path.to_file_url()),
+                InputSource::Glob(glob) => args.push(match &glob.sequence {
+                    Some(sequence) => {
+                        let dot = if sequence.extension.is_empty() { "" } else { "." };
+                        format!("file:{}/%06d{dot}{}", sequence.dir.display(), sequence.extension)
+                    }
+                    // Not expanded (at submit, to measure the arguments): matches nothing.
+                    None => format!("file:{}", glob.dir.as_path().join(&glob.pattern).display()),
+                }),
                 InputSource::Lavfi { graph } => args.push(graph.clone()),
             }
         }
@@ -243,20 +280,28 @@ impl ResolvedCommand {
 
     /// Refuses an output (or written option file) that is an input (or read option file).
     pub(super) fn check_overwrites(&self) -> Result<(), SandboxError> {
-        let mut reads: Vec<(usize, String, &Path)> = Vec::new();
+        let mut reads: Vec<(usize, String, std::borrow::Cow<'_, Path>)> = Vec::new();
         for (input, source) in self.command.inputs().iter().zip(&self.inputs) {
-            if let InputSource::File(path) = source {
-                reads.push((input.position(), input.url().to_owned(), path.as_path()));
+            match source {
+                InputSource::File(path) => {
+                    reads.push((input.position(), input.url().to_owned(), path.as_path().into()));
+                }
+                InputSource::Glob(glob) => {
+                    let names = crate::pattern::glob_to_pattern(&glob.pattern);
+                    let pattern = glob.dir.as_path().join(names);
+                    reads.push((input.position(), input.url().to_owned(), pattern.into()));
+                }
+                InputSource::Lavfi { .. } => {}
             }
         }
-        let mut writes: Vec<(usize, String, &Path)> = Vec::new();
+        let mut writes: Vec<(usize, String, std::borrow::Cow<'_, Path>)> = Vec::new();
         for (output, target) in self.command.outputs().iter().zip(&self.outputs) {
             if let OutputTarget::File(path) = target {
-                writes.push((output.position(), output.url().to_owned(), path.as_path()));
+                writes.push((output.position(), output.url().to_owned(), path.as_path().into()));
             }
         }
         for file in &self.files {
-            let entry = (file.position, self.option_text(file.position), file.path.as_path());
+            let entry = (file.position, self.option_text(file.position), file.path.as_path().into());
             match file.file_use.access {
                 Access::Read | Access::ReadDirectory => reads.push(entry),
                 Access::Write => writes.push(entry),
@@ -267,7 +312,7 @@ impl ResolvedCommand {
             // A pattern on either side (`-i in1.png ... in%d.png`) collides when it can name the
             // other file.
             let collides =
-                |r: &Path| r == *path || crate::pattern::may_overlap(&r.to_string_lossy(), &path.to_string_lossy());
+                |r: &Path| r == path || crate::pattern::may_overlap(&r.to_string_lossy(), &path.to_string_lossy());
             if let Some((input_position, input, _)) = reads.iter().find(|(_, _, r)| collides(r)) {
                 return Err(SandboxError::OutputOverwritesInput {
                     position: *position,

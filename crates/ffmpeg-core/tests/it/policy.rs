@@ -1187,3 +1187,76 @@ fn hls_variant_names_are_resolved_per_variant_and_passed_as_plain_paths() {
     // Variants that stay inside resolve.
     assert!(resolve(s, "-i in.mp4 -f hls -var_stream_map 'v:0,name:hi' hls/%v/i.m3u8").is_ok());
 }
+
+/// `-pattern_type glob` (issue 8 point 5): `*`, `?`, `[...]` in the file name are accepted;
+/// braces, backslashes, wildcards in directories and dot-file patterns are refused; matches
+/// are checked one by one; ffmpeg gets the numbered sequence the caller made.
+#[test]
+fn glob_inputs_are_checked_and_reach_ffmpeg_as_a_sequence() {
+    let f = fixture();
+    let s = &f.sandbox;
+    for (line, rule, position) in [
+        ("-pattern_type glob -i 'hls/{../../x,y}.png' out/a.mp4", RuleId::GlobPattern, 4),
+        ("-pattern_type glob -i 'hls/\\*.png' out/a.mp4", RuleId::GlobPattern, 4),
+        ("-pattern_type glob -i 'hl*/x.png' out/a.mp4", RuleId::GlobPattern, 4),
+        ("-pattern_type glob -i 'hls/.*.png' out/a.mp4", RuleId::GlobPattern, 4),
+        ("-pattern_type glob -i '/etc/*.conf' out/a.mp4", RuleId::AbsolutePath, 4),
+        ("-pattern_type glob -i '../outside/*.txt' out/a.mp4", RuleId::PathEscapes, 4),
+        ("-pattern_type glob -i 'lnk/*.txt' out/a.mp4", RuleId::PathEscapes, 4),
+        ("-pattern_type glob -i 'file:hls/*.png' out/a.mp4", RuleId::Protocol, 4),
+        ("-pattern_type glob_sequence -i 'hls/%*.png' out/a.mp4", RuleId::ForbiddenValue, 1),
+        ("-i 'hls/%*.png' out/a.mp4", RuleId::GlobPattern, 2),
+        // An output the pattern may match.
+        ("-pattern_type glob -i 'thumbs/*.png' thumbs/x.png", RuleId::OutputOverwritesInput, 5),
+    ] {
+        let (got, at, message) = resolve(s, line).unwrap_err();
+        assert_eq!((got.as_str(), at), (rule.as_str(), position), "{line}: {message}");
+    }
+    let (_, _, message) = resolve(s, "-pattern_type glob -i 'hls/{a,b}.png' out/a.mp4").unwrap_err();
+    assert_eq!(
+        message,
+        "argument 4 `hls/{a,b}.png`: glob patterns may use `*`, `?` and `[...]` in the file name only: \
+         braces are not allowed (ffmpeg's glob expands `{a,b}` to several paths, `..` included)"
+    );
+
+    // Matches: sorted by bytes, dot-files left out, each resolved (a symlink leading out is refused).
+    for name in ["b.png", "a.png", "B.png", ".hidden.png", "c.jpg"] {
+        fs::write(f.data.join("thumbs").join(name), "x").unwrap();
+    }
+    let mut resolved = resolve(s, "-framerate 30 -pattern_type glob -i 'thumbs/[a-z]*.png' out/a.mp4").unwrap();
+    let (index, glob) = resolved.glob_inputs().next().unwrap();
+    let names = listing(&f.data.join("thumbs"));
+    let matches = s.glob_matches(glob, names.clone(), 4).unwrap();
+    let relative: Vec<_> = matches.iter().map(|m| m.relative().display().to_string()).collect();
+    assert_eq!(relative, ["thumbs/a.png", "thumbs/b.png"]);
+    let all = resolve(s, "-pattern_type glob -i 'thumbs/*.png' out/a.mp4").unwrap();
+    let (_, all_glob) = all.glob_inputs().next().unwrap();
+    let relative: Vec<_> =
+        s.glob_matches(all_glob, names, 4).unwrap().iter().map(|m| m.relative().display().to_string()).collect();
+    assert_eq!(relative, ["thumbs/B.png", "thumbs/a.png", "thumbs/b.png"]);
+    symlink("../../outside/secret.txt", f.data.join("thumbs/c.png")).unwrap();
+    let error = s.glob_matches(all_glob, listing(&f.data.join("thumbs")), 4).unwrap_err();
+    assert_eq!(error.rule(), RuleId::PathEscapes);
+    assert_eq!(error.to_string(), "argument 4 `thumbs/*.png`: match `thumbs/c.png`: path escapes the data directory");
+
+    // Unexpanded, the pattern reaches ffmpeg as a `file:` URL (which matches nothing); expanded,
+    // as the caller's sequence.
+    let pre = "-framerate 30 -pattern_type glob";
+    assert_eq!(
+        rewritten(s, "-framerate 30 -pattern_type glob -i 'thumbs/*.png' out/a.mp4"),
+        format!(
+            "{pre} -protocol_whitelist file -format_whitelist $FORMATS -i 'file:$DATA/thumbs/*.png' \
+             -protocol_whitelist file file:$DATA/out/a.mp4"
+        )
+    );
+    resolved.set_glob_sequence(index, PathBuf::from("/run/g"), "png".to_owned());
+    let args = resolved.to_ffmpeg_args();
+    let at = args.iter().position(|a| a == "-i").unwrap();
+    assert_eq!(
+        args[..=at + 1].join(" ").replace(&f.sandbox.policy().input_format_whitelist(), "$FORMATS"),
+        format!(
+            "{pre} -protocol_whitelist file -format_whitelist $FORMATS -pattern_type sequence -start_number 0 \
+             -i file:/run/g/%06d.png"
+        )
+    );
+}

@@ -6,6 +6,7 @@ mod encoded;
 mod events;
 mod exec_limits;
 mod full_disk;
+mod globs;
 mod hls_variants;
 mod orphans;
 mod outputs;
