@@ -60,7 +60,7 @@ use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use crate::command::Output;
+use crate::command::{Opt, Output};
 use crate::pattern;
 use crate::policy::{Access, FileUse, Naming};
 use crate::sandbox::{InputSource, OutputTarget, ResolvedCommand, ResolvedPath};
@@ -208,7 +208,16 @@ impl Footprint {
                 Some(index) => variant_names(command, index, file.path()),
                 None => vec![split(file.path())],
             };
+            // With `-strftime 1`, strftime turns `%%` into `%` before the HLS muxer numbers
+            // the name (`-hls_flags second_level_segment_index` writes `%%04d` that way):
+            // both readings are covered.
+            let strftime = file.output().and_then(|index| outputs.get(index)).is_some_and(|output| {
+                output.option("strftime").and_then(Opt::value).is_some_and(|v| v != "0" && v != "false")
+            });
             for (dir, name) in names {
+                if strftime && file.file_use().naming == Naming::Pattern && name.contains("%%") {
+                    fp.add_option_file(file.file_use(), dir.clone(), name.replace("%%", "%"));
+                }
                 fp.add_option_file(file.file_use(), dir, name);
             }
         }

@@ -30,7 +30,7 @@ pub enum RuleId {
     NonUtf8Path,
     /// An option the policy forbids.
     ForbiddenOption,
-    /// An allowed option with a value the policy forbids (`-safe 0`, `-pattern_type glob`).
+    /// An allowed option with a value the policy forbids (`-safe 0`, `-pattern_type glob_sequence`).
     ForbiddenValue,
     /// A demuxer or muxer the policy forbids.
     ForbiddenFormat,

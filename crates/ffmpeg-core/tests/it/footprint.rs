@@ -188,6 +188,12 @@ fn hls_variant_streams_are_expanded_per_variant() {
             ("hls/0/index.m3u8", None),
         ],
     );
+    // strftime names numbered within a second (`%%04d` becomes `%04d`, then the index).
+    check_claim(
+        "-i a.mp4 -f hls -var_stream_map 'v:0,name:video' -strftime 1 -hls_flags second_level_segment_index \
+         -hls_segment_filename 'named/%v/s-%Y%m%d-%%04d.m4s' named/%v/index.m3u8",
+        &[("named/video/s-20261130-0003.m4s", named), ("named/video/s-20261130-%04d.m4s", named)],
+    );
     // `%v` in the file name only; without `-var_stream_map`, one variant, 0.
     check_claim(
         "-i a.mp4 -map 0:v -map 0:a -f hls -var_stream_map v:0,a:0 -master_pl_name m.m3u8 out_%v.m3u8",

@@ -75,7 +75,7 @@ const HOSTILE: &[(&str, &str, usize)] = &[
     ("-i 'lnk%*/img%*.png' out.mp4", RuleId::GlobPattern.as_str(), 2),
     ("-f image2 -i 'img%?.png' out.mp4", RuleId::GlobPattern.as_str(), 4),
     ("-f image2 -i 'l%[n]k/img001.png' out.mp4", RuleId::GlobPattern.as_str(), 4),
-    ("-f image2 -pattern_type glob -i '*.png' out.mp4", RuleId::ForbiddenValue.as_str(), 3),
+    ("-f image2 -pattern_type glob -i '{*,../*}.png' out.mp4", RuleId::GlobPattern.as_str(), 6),
     ("-pattern_type glob_sequence -f image2 -i a.png out.mp4", RuleId::ForbiddenValue.as_str(), 1),
     ("-i in.mp4 jobs.db", RuleId::ReservedPath.as_str(), 3),
     ("-i in.mp4 hls", RuleId::NotAFile.as_str(), 3),
@@ -360,8 +360,8 @@ fn refusal_messages() {
     );
     assert_eq!(
         message("-i 'lnk%*/x.png' out.mp4"),
-        "argument 2 `lnk%*/x.png`: glob patterns (`%*`, `%?`, `%[`, `%{`) are not allowed: \
-         they expand to names the sandbox never checked"
+        "argument 2 `lnk%*/x.png`: `glob_sequence` patterns (`%*`, `%?`, `%[`, `%{`) are not allowed: \
+         they expand to names the sandbox never checked; use `-pattern_type glob` with `*`, `?` or `[...]`"
     );
     assert_eq!(
         message("-i in.mp4 -vf 'scale=1:2[' out.mp4"),

@@ -132,10 +132,12 @@ async fn variant_streams_write_and_list_what_plain_ffmpeg_writes() {
         "-i in.mp4 -map 0:v -map 0:v -c:v libx264 -preset ultrafast -b:v:0 500k -b:v:1 200k -f hls \
          -var_stream_map 'v:0 v:1' -master_pl_name master.m3u8 -hls_segment_filename hls/%v/seg%03d.ts \
          hls/%v/index.m3u8",
-        // Named variants, fMP4 segments named by strftime, two segments each.
+        // Named variants, fMP4 segments named by strftime and numbered within the second
+        // (several segments a second would otherwise share one name).
         "-i in.mp4 -map 0:v -map 0:a -c:v libx264 -preset ultrafast -c:a aac -f hls -hls_time 1 \
          -var_stream_map 'v:0,name:video a:0,name:audio' -hls_segment_type fmp4 -strftime 1 \
-         -hls_segment_filename 'named/%v/s-%Y%m%d-%s.m4s' -master_pl_name m.m3u8 named/%v/index.m3u8",
+         -hls_flags second_level_segment_index -hls_segment_filename 'named/%v/s-%Y%m%d-%%04d.m4s' \
+         -master_pl_name m.m3u8 named/%v/index.m3u8",
         // `%v` in file names, default segment names beside the playlists.
         "-i in.mp4 -map 0:v -map 0:v -c:v libx264 -preset ultrafast -f hls -var_stream_map 'v:0 v:1' \
          -master_pl_name m.m3u8 out_%v.m3u8",
