@@ -680,7 +680,7 @@ impl Runner for FfmpegRunner {
                     Ok(0) | Err(_) => out_open = false,
                     Ok(n) => {
                         for update in parser.feed(&out_buf[..n]) {
-                            let expected = ExpectedLength::for_output(command, 0, &banner.input_durations());
+                            let expected = ExpectedLength::for_output_with(command, 0, &banner.inputs());
                             blocks = blocks.saturating_add(1);
                             let clock = RunClock { blocks, elapsed: started.elapsed() };
                             progress.send_replace(Some(snapshot(&update, &expected, clock)));
@@ -721,7 +721,7 @@ impl Runner for FfmpegRunner {
         // The two pipes are read concurrently, so a block may have been read before the banner
         // line it needs; with all of stderr seen, the last snapshot is computed once more.
         if let Some(update) = &last_update {
-            let expected = ExpectedLength::for_output(command, 0, &banner.input_durations());
+            let expected = ExpectedLength::for_output_with(command, 0, &banner.inputs());
             let clock = RunClock { blocks, elapsed: started.elapsed() };
             progress.send_replace(Some(snapshot(update, &expected, clock)));
         }

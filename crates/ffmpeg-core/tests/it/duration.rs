@@ -2,7 +2,7 @@
 //! stderr captured in `tests/data/`), expected output length and percent complete.
 
 use ffmpeg_core::command::Command;
-use ffmpeg_core::duration::{BannerScanner, ExpectedLength, parse_time_duration};
+use ffmpeg_core::duration::{BannerScanner, ExpectedLength, InputInfo, StreamKind, parse_time_duration};
 use ffmpeg_core::progress::{ProgressState, ProgressUpdate};
 use proptest::prelude::*;
 
@@ -407,7 +407,7 @@ fn expected_several_inputs() {
     check_expected("-i a.mp4 -i b.mp3 -map 0:a? out.mp4", both, Some(3.0), None);
     check_expected("-i a.mp4 -i b.mp3 -map 7 out.mp4", both, Some(5.0), None);
     check_expected(
-        "-i a.mp4 -i b.mp3 -filter_complex [0:v][1:a]concat=v=1:a=1[v][a] -map [v] out.mp4",
+        "-i a.mp4 -i b.mp3 -filter_complex [0:v][1:a]concat=n=1:v=1:a=1[v][a] -map [v] out.mp4",
         both,
         Some(5.0),
         None,
@@ -568,4 +568,230 @@ fn real_runs_percent() {
         results.push((name, expected, percents));
     }
     insta::assert_debug_snapshot!("real_runs_percent", results);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Filters and -itsoffset: ExpectedLength::for_output_with.
+
+/// 20 s of video and audio at 44.1 kHz; 20 s of video only; 10 s of audio only at 48 kHz.
+fn av(seconds: f64) -> InputInfo {
+    InputInfo { duration: Some(seconds), streams: vec![StreamKind::Video, StreamKind::Audio], sample_rate: Some(44100) }
+}
+fn video(seconds: f64) -> InputInfo {
+    InputInfo { duration: Some(seconds), streams: vec![StreamKind::Video], sample_rate: None }
+}
+fn audio(seconds: f64) -> InputInfo {
+    InputInfo { duration: Some(seconds), streams: vec![StreamKind::Audio], sample_rate: Some(48000) }
+}
+
+fn check_with(command: &str, inputs: &[InputInfo], seconds: Option<f64>) {
+    let got = ExpectedLength::for_output_with(&Command::parse(command).unwrap(), 0, inputs).seconds;
+    let close = match (got, seconds) {
+        (Some(a), Some(b)) => (a - b).abs() < 1e-9,
+        (a, b) => a == b,
+    };
+    assert!(close, "{command:?}: got {got:?}, want {seconds:?}");
+}
+
+#[test]
+fn expected_through_filters() {
+    let v20: &[InputInfo] = &[video(20.0)];
+    let av20: &[InputInfo] = &[av(20.0)];
+    let a10: &[InputInfo] = &[audio(10.0)];
+    for (command, inputs, seconds) in [
+        // Constant-factor setpts, in every spelling.
+        ("-i a.mp4 -vf setpts=PTS/5 o.mp4", v20, Some(4.0)),
+        ("-i a.mp4 -vf setpts=0.5*PTS o.mp4", v20, Some(10.0)),
+        ("-i a.mp4 -vf 'setpts=PTS * 2' o.mp4", v20, Some(40.0)),
+        ("-i a.mp4 -vf setpts=2.0*PTS/4 o.mp4", v20, Some(10.0)),
+        ("-i a.mp4 -vf setpts=expr=PTS/4 o.mp4", v20, Some(5.0)),
+        ("-i a.mp4 -vf setpts=(PTS-STARTPTS)/2 o.mp4", v20, Some(10.0)),
+        ("-i a.mp4 -vf setpts=PTS-STARTPTS o.mp4", v20, Some(20.0)),
+        ("-i a.mp4 -filter:v setpts=PTS/5 o.mp4", v20, Some(4.0)),
+        ("-i a.mp4 -filter setpts=PTS/5 o.mp4", v20, Some(4.0)),
+        ("-i a.mp4 -vf scale=80:-2,setpts=PTS/5,format=yuv420p o.mp4", v20, Some(4.0)),
+        // Other setpts expressions: unknown, not a wrong number.
+        ("-i a.mp4 -vf setpts=N/FRAME_RATE/TB o.mp4", v20, None),
+        ("-i a.mp4 -vf setpts=PTS+1/TB o.mp4", v20, None),
+        ("-i a.mp4 -vf setpts=PTS/0 o.mp4", v20, None),
+        ("-i a.mp4 -vf setpts=PTS*PTS o.mp4", v20, None),
+        ("-i a.mp4 -vf setpts=5/PTS o.mp4", v20, None),
+        // ... unless -t bounds it.
+        ("-i a.mp4 -vf setpts=N/FRAME_RATE/TB -t 3 o.mp4", v20, Some(3.0)),
+        // The video filter changes the video only: the audio still lasts 20 s.
+        ("-i a.mp4 -vf setpts=PTS/5 o.mp4", av20, Some(20.0)),
+        ("-i a.mp4 -vf setpts=PTS/5 -an o.mp4", av20, Some(4.0)),
+        ("-i a.mp4 -vf setpts=PTS/5 -af atempo=5 o.mp4", av20, Some(4.0)),
+        ("-i a.mp4 -vf setpts=PTS/5 -shortest o.mp4", av20, Some(4.0)),
+        ("-i a.mp4 -map 0:v -vf setpts=PTS/5 o.mp4", av20, Some(4.0)),
+        ("-i a.mp4 -map 0:0 -vf setpts=PTS/5 o.mp4", av20, Some(4.0)),
+        ("-i a.mp4 -map 0:1 -vf setpts=PTS/5 o.mp4", av20, Some(20.0)),
+        // atempo, asetrate (from the banner's sample rate, or one set earlier in the chain).
+        ("-i a.mp3 -af atempo=2 o.mp3", a10, Some(5.0)),
+        ("-i a.mp3 -af atempo=0.5,atempo=0.5 o.mp3", a10, Some(40.0)),
+        ("-i a.mp3 -af atempo=tempo=2 o.mp3", a10, Some(5.0)),
+        ("-i a.mp3 -af asetrate=96000 o.mp3", a10, Some(5.0)),
+        ("-i a.mp3 -af asetrate=r=24000 o.mp3", a10, Some(20.0)),
+        ("-i a.mp3 -af aresample=44100,asetrate=88200 o.mp3", a10, Some(5.0)),
+        ("-i a.mp3 -af asetrate=96000,aresample=48000 o.mp3", a10, Some(5.0)),
+        ("-i a.mp3 -af asetrate=96000 o.mp3", &[InputInfo { sample_rate: None, ..audio(10.0) }], None),
+        // trim keeps timestamps: the output ends at the end of the kept part.
+        ("-i a.mp4 -vf trim=5:8 o.mp4", v20, Some(8.0)),
+        ("-i a.mp4 -vf trim=start=5:end=8,setpts=PTS-STARTPTS o.mp4", v20, Some(3.0)),
+        ("-i a.mp4 -vf trim=start=5:duration=2 o.mp4", v20, Some(7.0)),
+        ("-i a.mp4 -vf trim=duration=2 o.mp4", v20, Some(2.0)),
+        ("-i a.mp4 -vf trim=end=30 o.mp4", v20, Some(20.0)),
+        ("-i a.mp4 -vf trim=start=5.5:end=1 o.mp4", v20, Some(5.5)),
+        ("-i a.mp4 -vf trim=end_frame=10 o.mp4", v20, None),
+        ("-i a.mp3 -af atrim=0:2 o.mp3", a10, Some(2.0)),
+        ("-i a.mp3 -af atrim=start=4,asetpts=PTS-STARTPTS o.mp3", a10, Some(6.0)),
+        // Filters that add time without a stated bound.
+        ("-i a.mp3 -af apad o.mp3", a10, None),
+        ("-i a.mp4 -vf loop=loop=-1:size=10 o.mp4", v20, None),
+        ("-i a.mp4 -vf select=eq(pict_type\\,I) o.mp4", v20, None),
+        ("-i a.mp4 -af apad -shortest o.mp4", av20, None),
+        ("-i a.mp4 -af apad -t 25 o.mp4", av20, Some(25.0)),
+        // A graph that does not parse.
+        ("-i a.mp4 -vf 'scale=[' o.mp4", v20, None),
+        // -itsoffset moves the input's end.
+        ("-itsoffset 2 -i a.mp4 o.mp4", v20, Some(22.0)),
+        ("-itsoffset -5 -i a.mp4 o.mp4", v20, Some(15.0)),
+        ("-itsoffset 2 -ss 5 -i a.mp4 o.mp4", v20, Some(17.0)),
+        ("-itsoffset 3 -i a.mp4 -vf setpts=PTS/2 o.mp4", v20, Some(11.5)),
+    ] {
+        check_with(command, inputs, seconds);
+    }
+}
+
+#[test]
+fn expected_through_filter_complex() {
+    let two: &[InputInfo] = &[video(20.0), video(10.0)];
+    let two_av: &[InputInfo] = &[av(20.0), av(10.0)];
+    for (command, inputs, seconds) in [
+        // The concat filter: the sum of its segments.
+        ("-i a.mp4 -i b.mp4 -filter_complex [0:v][1:v]concat=n=2:v=1:a=0[v] -map [v] o.mp4", two, Some(30.0)),
+        ("-i a.mp4 -i b.mp4 -filter_complex [0:v][1:v]concat[v] -map [v] o.mp4", two, Some(30.0)),
+        (
+            "-i a.mp4 -i b.mp4 -filter_complex [0:v][0:a][1:v][1:a]concat=n=2:v=1:a=1[v][a] -map [v] -map [a] o.mp4",
+            two_av,
+            Some(30.0),
+        ),
+        ("-i a.mp4 -i b.mp4 -filter_complex [0:v][1:v]concat=n=3[v] -map [v] o.mp4", two, None),
+        ("-i a.mp4 -i b.mp4 -lavfi [0:v][1:v]concat=n=2:v=1:a=0[v] -map [v] o.mp4", two, Some(30.0)),
+        ("-i a.mp4 -i b.mp4 -filter_complex [0:v]setpts=PTS/2[x];[x][1:v]concat[v] -map [v] o.mp4", two, Some(20.0)),
+        // Labels used before they are defined.
+        ("-i a.mp4 -i b.mp4 -filter_complex [x][1:v]concat[v];[0:v]trim=0:5[x] -map [v] o.mp4", two, Some(15.0)),
+        // Unlabelled outputs go to the first output.
+        ("-i a.mp4 -i b.mp4 -filter_complex [0:v][1:v]concat o.mp4", two, Some(30.0)),
+        ("-i a.mp4 -filter_complex setpts=PTS/4 o.mp4", &[video(20.0)], Some(5.0)),
+        // Mixers: the longest input, or the shortest when told.
+        ("-i a.mp4 -i b.mp4 -filter_complex [0:v][1:v]overlay[v] -map [v] o.mp4", two, Some(20.0)),
+        ("-i a.mp4 -i b.mp4 -filter_complex [0:v][1:v]overlay=shortest=1[v] -map [v] o.mp4", two, Some(10.0)),
+        ("-i a.mp4 -i b.mp4 -filter_complex [0:a][1:a]amix=duration=shortest[a] -map [a] o.mp4", two_av, Some(10.0)),
+        ("-i a.mp4 -i b.mp4 -filter_complex [1:a][0:a]amix=duration=first[a] -map [a] o.mp4", two_av, Some(10.0)),
+        // Sources: their duration, else unknown.
+        ("-i a.mp4 -filter_complex color=c=red:d=3[bg];[bg][0:v]overlay[v] -map [v] o.mp4", two, Some(20.0)),
+        ("-i a.mp4 -filter_complex color=c=red:d=3[bg];[bg][0:v]overlay=shortest=1[v] -map [v] o.mp4", two, Some(3.0)),
+        ("-i a.mp4 -filter_complex color=c=red[bg];[bg][0:v]overlay[v] -map [v] o.mp4", two, None),
+        // A label no graph defines, a graph that does not parse.
+        ("-i a.mp4 -map [nowhere] o.mp4", two, None),
+        ("-i a.mp4 -filter_complex '[0:v]scale=[' -map [v] o.mp4", two, None),
+        // Graph outputs beside input streams, -shortest, output -t.
+        ("-i a.mp4 -i b.mp4 -filter_complex [1:v]setpts=PTS*3[v] -map [v] -map 0:v o.mp4", two, Some(30.0)),
+        ("-i a.mp4 -i b.mp4 -filter_complex [1:v]setpts=PTS*3[v] -map [v] -map 0:v -shortest o.mp4", two, Some(20.0)),
+        ("-i a.mp4 -i b.mp4 -filter_complex [0:v][1:v]concat[v] -map [v] -t 12 o.mp4", two, Some(12.0)),
+    ] {
+        check_with(command, inputs, seconds);
+    }
+}
+
+/// A graph that refers to its labels many times over gives up rather than taking
+/// exponential time.
+#[test]
+fn expected_through_a_hostile_graph_is_bounded() {
+    let mut graph = String::from("[0:v]split[l0]");
+    for i in 0..40 {
+        graph.push_str(&format!(";[l{i}][l{i}]overlay[l{}]", i + 1));
+    }
+    let command = format!("-i a.mp4 -filter_complex {graph} -map [l40] o.mp4");
+    let started = std::time::Instant::now();
+    check_with(&command, &[video(20.0)], None);
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+}
+
+#[test]
+fn banner_streams_and_sample_rates() {
+    let mut scanner = BannerScanner::new();
+    scanner.feed(include_str!("../data/banner_levels.txt").as_bytes());
+    let inputs = scanner.inputs();
+    assert_eq!(inputs.len(), 2);
+    assert_eq!(inputs[0].streams, [StreamKind::Video, StreamKind::Audio]);
+    assert_eq!(inputs[0].sample_rate, Some(44100));
+    assert_eq!(
+        inputs[1],
+        InputInfo { duration: Some(5.04), streams: vec![StreamKind::Audio], sample_rate: Some(44100) }
+    );
+    // Output sections' streams are not the inputs'.
+    let mut scanner = BannerScanner::new();
+    scanner.feed(b"Input #0, mp3, from 'a':\n  Duration: 00:00:02.00\n  Stream #0:0: Audio: mp3, 22050 Hz, mono\nOutput #0, mp4, to 'o':\n  Stream #0:0: Video: h264\n  Stream #0:1: Audio: aac, 8000 Hz\n");
+    assert_eq!(
+        scanner.inputs(),
+        [InputInfo { duration: Some(2.0), streams: vec![StreamKind::Audio], sample_rate: Some(22050) }]
+    );
+}
+
+/// Runs ffmpeg on `args` (in `dir`) with progress on stdout; returns stderr and the last
+/// `out_time` in seconds.
+fn real_run(dir: &std::path::Path, args: &str) -> (String, f64) {
+    let output = std::process::Command::new("ffmpeg")
+        .args(["-nostdin", "-hide_banner", "-y", "-progress", "pipe:1", "-nostats"])
+        .args(shell_words::split(args).unwrap())
+        .current_dir(dir)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("ffmpeg is installed (CI installs it)");
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(output.status.success(), "{args}: {stderr}");
+    let last = parse_all(&output.stdout).last().and_then(ProgressUpdate::out_time_seconds).unwrap();
+    (stderr, last)
+}
+
+/// The expected length against what real ffmpeg 5.1 does: for each command, the length
+/// computed from its banner is within 0.15 s of the run's final `out_time`.
+#[test]
+fn expected_length_matches_real_ffmpeg() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    for (name, seconds) in [("a.mp4", 4), ("b.mp4", 2)] {
+        real_run(
+            dir,
+            &format!(
+                "-f lavfi -i testsrc=duration={seconds}:size=64x48:rate=25 -f lavfi -i sine=duration={seconds} \
+                 -c:v libx264 -preset ultrafast -c:a aac -shortest -f mp4 {name}"
+            ),
+        );
+    }
+    for command in [
+        "-i a.mp4 -vf setpts=PTS/4 -an -f null -",
+        "-i a.mp4 -vf setpts=PTS/4 -f null -",
+        "-i a.mp4 -vf setpts=2*PTS -an -f null -",
+        "-i a.mp4 -af atempo=2 -vn -f null -",
+        "-i a.mp4 -af asetrate=88200 -vn -f null -",
+        "-i a.mp4 -vf trim=1:3 -an -f null -",
+        "-i a.mp4 -vf trim=start=1,setpts=PTS-STARTPTS -an -f null -",
+        "-i a.mp4 -af atrim=0.5:2.5,asetpts=PTS-STARTPTS -vn -f null -",
+        "-itsoffset 2 -i a.mp4 -f null -",
+        "-itsoffset -1 -i a.mp4 -f null -",
+        "-i a.mp4 -i b.mp4 -filter_complex [0:v][1:v]concat=n=2:v=1:a=0[v] -map [v] -f null -",
+        "-i a.mp4 -i b.mp4 -filter_complex [0:v][0:a][1:v][1:a]concat=n=2:v=1:a=1[v][a] -map [v] -map [a] -f null -",
+        "-i a.mp4 -i b.mp4 -filter_complex [0:v][1:v]overlay=shortest=1[v] -map [v] -f null -",
+        "-i a.mp4 -i b.mp4 -filter_complex [1:v]setpts=PTS*3[v] -map [v] -map 0:a -f null -",
+    ] {
+        let (stderr, out_time) = real_run(dir, command);
+        let mut scanner = BannerScanner::new();
+        scanner.feed(stderr.as_bytes());
+        let expected = ExpectedLength::for_output_with(&Command::parse(command).unwrap(), 0, &scanner.inputs());
+        let seconds = expected.seconds.unwrap_or_else(|| panic!("{command}: unknown"));
+        assert!((seconds - out_time).abs() <= 0.15, "{command}: expected {seconds} s, ffmpeg ended at {out_time} s");
+    }
 }

@@ -61,3 +61,43 @@ async fn a_quiet_job_still_reports_percent() {
     let log = http.get(server.url(&format!("/jobs/{id}/log"))).send().await.unwrap().text().await.unwrap();
     assert!(!log.contains("Duration:") && !log.contains("[info]"), "the client asked for errors only: {log}");
 }
+
+/// Filters that change the timeline, on jobs paced in real time: percent follows the output
+/// (it neither stalls at a fraction nor jumps to 100 early), and never shows 100 while running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn percent_follows_filters_that_change_the_timeline() {
+    let server = Server::start(&[]);
+    make_clip(server.data.path(), "a.mp4", 3);
+    make_clip(server.data.path(), "b.mp4", 2);
+    let http = client();
+    for (command, length) in [
+        // 3 s of input read in real time, 0.6 s of output.
+        ("-re -i a.mp4 -vf setpts=PTS/5 -an -c:v libx264 -preset ultrafast out/fast.mp4", 0.6),
+        // 5 s of output from two inputs: the second half must not show 100 %.
+        (
+            "-re -i a.mp4 -re -i b.mp4 -filter_complex [0:v][1:v]concat=n=2:v=1:a=0[v] -map [v] -c:v libx264 \
+             -preset ultrafast out/concat.mp4",
+            5.0,
+        ),
+    ] {
+        let (status, job) = submit(&http, &server, command).await;
+        assert_eq!(status, 201, "{job}");
+        let seen = wait_finished(&http, &server, job["id"].as_str().unwrap(), Duration::from_secs(90)).await;
+        let done = seen.last().unwrap();
+        assert_eq!(done["status"], "completed", "{command}: {done}");
+        check_running(&seen);
+        // Every percent shown while running is the output time over the real output length.
+        let mut checked = 0;
+        for job in seen.iter().filter(|j| j["status"] == "running") {
+            let progress = &job["progress"];
+            let (Some(percent), Some(time)) = (progress["percent"].as_f64(), progress["out_time_seconds"].as_f64())
+            else {
+                continue;
+            };
+            let want = (time / length * 100.0).min(99.9);
+            assert!((percent - want).abs() < 1.0, "{command}: {percent} % at {time} s of {length} s");
+            checked += 1;
+        }
+        assert!(checked > 0, "{command}: no running snapshot with percent: {seen:?}");
+    }
+}

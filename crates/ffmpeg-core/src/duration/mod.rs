@@ -15,9 +15,10 @@
 //! Output sections (`Output #0, mp4, to '...':`) never carry a `Duration:` line; stream
 //! metadata may carry a `DURATION` tag (Matroska), which is indented deeper and ignored.
 //!
-//! [`BannerScanner`] collects those durations while stderr streams by; [`ExpectedLength`]
-//! combines them with the command's `-ss`, `-t`, `-to`, `-sseof`, `-stream_loop`, `-map`,
-//! `-shortest` and `-frames` options into the expected length of one output; and
+//! [`BannerScanner`] collects those durations (and each input's stream kinds and audio
+//! sample rate) while stderr streams by; [`ExpectedLength`] combines them with the command's
+//! `-ss`, `-t`, `-to`, `-sseof`, `-stream_loop`, `-itsoffset`, `-map`, `-shortest` and
+//! `-frames` options and its filters into the expected length of one output; and
 //! [`ExpectedLength::percent`] turns a [`ProgressUpdate`] into percent complete.
 //!
 //! ```
@@ -45,6 +46,10 @@ use nom::{
     combinator::{all_consuming, eof, map, map_opt, opt, value},
     sequence::{preceded, terminated},
 };
+
+mod timeline;
+
+use timeline::{Flow, GraphFlows, Span};
 
 use crate::command::{Command, Input, Opt, Output};
 use crate::progress::{ProgressState, ProgressUpdate, digits_up_to, fraction_micros, parse_clock_us};
@@ -82,8 +87,14 @@ const MAX_INPUTS: usize = 4096;
 pub struct BannerScanner {
     /// Duration in seconds of each input seen so far, by index; `None` for `N/A` or not seen.
     durations: Vec<Option<f64>>,
+    /// The kinds of each input's streams, in stream order, by input index.
+    streams: Vec<Vec<StreamKind>>,
+    /// The sample rate of each input's first audio stream, by input index.
+    rates: Vec<Option<u32>>,
     /// The input whose section is being read and whose `Duration:` line has not come yet.
     current: Option<usize>,
+    /// The input whose section (header and indented lines) is being read.
+    section: Option<usize>,
     /// The start of the line being received (at most [`BANNER_LINE_BYTES`]).
     line: Vec<u8>,
 }
@@ -128,20 +139,47 @@ impl BannerScanner {
         let line = crate::log::LogLine::parse(line).message;
         if let Ok((_, index)) = input_header(line) {
             self.current = None;
+            self.section = None;
             if index < MAX_INPUTS {
                 if self.durations.len() <= index {
                     self.durations.resize(index + 1, None);
+                    self.streams.resize(index + 1, Vec::new());
+                    self.rates.resize(index + 1, None);
                 }
                 self.current = Some(index);
+                self.section = Some(index);
             }
         } else if let Ok((_, duration)) = duration_line(line) {
             if let Some(slot) = self.current.take().and_then(|i| self.durations.get_mut(i)) {
                 *slot = duration;
             }
+        } else if let Ok((_, (input, stream, kind, rate))) = stream_line(line) {
+            if let Some(index) = self.section.filter(|i| *i == input) {
+                let streams = &mut self.streams[index];
+                if stream == streams.len() && stream < MAX_INPUTS {
+                    streams.push(kind);
+                    if kind == StreamKind::Audio && self.rates[index].is_none() {
+                        self.rates[index] = rate;
+                    }
+                }
+            }
         } else if !line.starts_with(' ') {
             // Any unindented line (`Output #0`, `Stream mapping:`, a log line) ends the section.
             self.current = None;
+            self.section = None;
         }
+    }
+
+    /// What the banner said about each input so far, by input index (see
+    /// [`BannerScanner::input_durations`]); ready for [`ExpectedLength::for_output_with`].
+    pub fn inputs(&self) -> Vec<InputInfo> {
+        (0..self.durations.len())
+            .map(|i| InputInfo {
+                duration: self.durations[i],
+                streams: self.streams[i].clone(),
+                sample_rate: self.rates[i],
+            })
+            .collect()
     }
 
     /// Duration of input `input_index` (0-based, as in `Input #0`) in seconds; `None` when it
@@ -169,6 +207,62 @@ fn duration_line(line: &str) -> IResult<&str, Option<f64>> {
     });
     preceded(tag("  Duration: "), terminated(alt((value(None, tag("N/A")), map(clock, Some))), alt((tag(","), eof))))
         .parse(line)
+}
+
+/// `  Stream #I:S[...]: Kind: ..., 44100 Hz, ...` gives the input and stream index, the kind
+/// and, for audio, the sample rate (`dump_stream_format()` in `libavformat/dump.c`).
+fn stream_line(line: &str) -> IResult<&str, (usize, usize, StreamKind, Option<u32>)> {
+    let (rest, (input, stream)) = preceded(
+        tag("  Stream #"),
+        (terminated(nom::character::complete::usize, char(':')), nom::character::complete::usize),
+    )
+    .parse(line)?;
+    let kind = [
+        (": Video: ", StreamKind::Video),
+        (": Audio: ", StreamKind::Audio),
+        (": Subtitle: ", StreamKind::Subtitle),
+        (": Data: ", StreamKind::Data),
+        (": Attachment: ", StreamKind::Attachment),
+    ]
+    .iter()
+    .filter_map(|(marker, kind)| rest.find(marker).map(|at| (at, *kind)))
+    .min_by_key(|(at, _)| *at)
+    .map_or(StreamKind::Other, |(_, kind)| kind);
+    let rate = rest.split(", ").find_map(|part| part.strip_suffix(" Hz")?.parse().ok());
+    Ok((rest, (input, stream, kind, rate)))
+}
+
+/// The kind of an input stream, from the banner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
+pub enum StreamKind {
+    /// `Video:`.
+    Video,
+    /// `Audio:`.
+    Audio,
+    /// `Subtitle:`.
+    Subtitle,
+    /// `Data:`.
+    Data,
+    /// `Attachment:`.
+    Attachment,
+    /// Anything else (`Unknown:`).
+    Other,
+}
+
+/// What is known of one input: what [`BannerScanner::inputs`] read, or what a caller learned
+/// otherwise (e.g. the entries of a concat list). A plain value callers build, so it is not
+/// `#[non_exhaustive]`.
+#[derive(Debug, Clone, Default, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub struct InputInfo {
+    /// The container duration in seconds; `None` for `N/A` or not known.
+    pub duration: Option<f64>,
+    /// The kinds of its streams, in order; empty when not known (then it may have any).
+    pub streams: Vec<StreamKind>,
+    /// The sample rate of its first audio stream in Hz (for `asetrate`), if known.
+    pub sample_rate: Option<u32>,
 }
 
 /// How long an output will be: the target that percent complete is measured against.
@@ -210,9 +304,10 @@ impl ExpectedLength {
     ///    alone is taken as the guess.
     ///
     /// `frames` comes from the last of `-frames` (no stream specifier), `-frames:v...` or
-    /// `-vframes` on the output. Filters that change duration (`trim`, `setpts`, `atempo`) and
-    /// `-itsoffset` are not modelled. An `output_index` out of range gives the default (both
-    /// `None`).
+    /// `-vframes` on the output. With durations alone the input's stream kinds and sample
+    /// rates are unknown; filters and `-itsoffset` are modelled as in
+    /// [`ExpectedLength::for_output_with`], which takes them. An `output_index` out of range
+    /// gives the default (both `None`).
     ///
     /// ```
     /// use ffmpeg_core::command::Command;
@@ -228,15 +323,45 @@ impl ExpectedLength {
     /// # Ok::<(), ffmpeg_core::command::CommandError>(())
     /// ```
     pub fn for_output(command: &Command, output_index: usize, input_durations: &[Option<f64>]) -> ExpectedLength {
+        let inputs: Vec<InputInfo> =
+            input_durations.iter().map(|d| InputInfo { duration: *d, ..InputInfo::default() }).collect();
+        ExpectedLength::for_output_with(command, output_index, &inputs)
+    }
+
+    /// [`ExpectedLength::for_output`] knowing more of each input: its stream kinds (which of
+    /// an output's `-vf` and `-af` apply, what `-map 0:1` is) and audio sample rate (for
+    /// `asetrate`), as [`BannerScanner::inputs`] reads them.
+    ///
+    /// Besides the rules of [`ExpectedLength::for_output`], each stream's timeline goes
+    /// through `-itsoffset` (it moves the input's end) and the filters: the output's `-vf` /
+    /// `-af` / `-filter[:v|:a]` for the streams it takes from inputs, `-filter_complex` /
+    /// `-lavfi` for what it maps from a graph (`-map [v]`, or the unlabelled outputs of a graph
+    /// when it maps nothing). The filters modelled and how are listed in the private
+    /// `timeline` module's docs: constant-factor `setpts`, `atempo`, `asetrate`, `trim`,
+    /// `atrim`, `concat` (the sum of its segments), mixers, sources with a duration. A stream
+    /// whose timeline a filter makes unknown (`setpts=N/FRAME_RATE/TB`, `apad`, `loop`, a graph
+    /// that does not parse) makes the whole length unknown (`None`), unless an output `-t` /
+    /// `-to` bounds it.
+    ///
+    /// ```
+    /// use ffmpeg_core::command::Command;
+    /// use ffmpeg_core::duration::{ExpectedLength, InputInfo, StreamKind};
+    ///
+    /// let clip = InputInfo { duration: Some(20.0), streams: vec![StreamKind::Video], sample_rate: None };
+    /// let command = Command::parse("-i a.mp4 -vf setpts=PTS/5 out.mp4")?;
+    /// let expected = ExpectedLength::for_output_with(&command, 0, &[clip.clone()]);
+    /// assert_eq!(expected.seconds, Some(4.0));
+    ///
+    /// let command = Command::parse("-i a.mp4 -i b.mp4 -filter_complex [0:v][1:v]concat=n=2:v=1:a=0[v] -map [v] out.mp4")?;
+    /// let expected = ExpectedLength::for_output_with(&command, 0, &[clip.clone(), clip]);
+    /// assert_eq!(expected.seconds, Some(40.0));
+    /// # Ok::<(), ffmpeg_core::command::CommandError>(())
+    /// ```
+    pub fn for_output_with(command: &Command, output_index: usize, inputs: &[InputInfo]) -> ExpectedLength {
         let Some(output) = command.outputs().get(output_index) else {
             return ExpectedLength::default();
         };
-        let lengths = read_inputs(output, command.inputs().len()).into_iter().filter_map(|i| {
-            let input = command.inputs().get(i)?;
-            let duration = input_durations.get(i).copied().flatten();
-            input_length(input, duration.filter(|d| d.is_finite() && *d >= 0.0))
-        });
-        let base = if shortest(output) { lengths.reduce(f64::min) } else { lengths.reduce(f64::max) };
+        let base = Streams { command, output, output_index, inputs }.base();
         ExpectedLength { seconds: trim(base, output.options()), frames: frame_limit(output) }
     }
 
@@ -280,31 +405,202 @@ impl ExpectedLength {
     }
 }
 
-/// Indexes of the inputs `output` reads, from its `-map` options (see
-/// [`ExpectedLength::for_output`]); all of `0..input_count` when that cannot be narrowed.
-fn read_inputs(output: &Output, input_count: usize) -> Vec<usize> {
-    let all = || (0..input_count).collect();
-    let mut read = Vec::new();
-    for map in output.options().iter().filter(|o| o.name() == "map") {
-        let Some(spec) = map.value() else {
-            return all();
-        };
-        if spec.starts_with('-') {
-            continue;
+/// One stream's contribution to an output's length.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Part {
+    /// Ends at this output time, in seconds.
+    Ends(f64),
+    /// Its input's duration is unknown (`N/A`): skipped, as the other inputs bound the output
+    /// (a lavfi source beside a file) or an output `-t` does.
+    NoDuration,
+    /// A filter or option makes its timeline unknown: the output's length is unknown.
+    Unknown,
+}
+
+/// What one output is made of: its streams and their timelines.
+struct Streams<'a> {
+    command: &'a Command,
+    output: &'a Output,
+    output_index: usize,
+    inputs: &'a [InputInfo],
+}
+
+impl Streams<'_> {
+    /// The output's length before its own `-ss`/`-t`/`-to`: the longest part, or with
+    /// `-shortest` the shortest; `None` when a part is unknown or none is known.
+    fn base(&self) -> Option<f64> {
+        let parts = self.parts();
+        if parts.contains(&Part::Unknown) {
+            return None;
         }
-        let digits = spec.bytes().take_while(u8::is_ascii_digit).count();
-        match spec.get(..digits).and_then(|d| d.parse::<usize>().ok()) {
-            Some(index) if index < input_count => {
-                if !read.contains(&index) {
-                    read.push(index);
+        let ends = parts.iter().filter_map(|p| match p {
+            Part::Ends(end) => Some(end.max(0.0)),
+            _ => None,
+        });
+        if shortest(self.output) { ends.reduce(f64::min) } else { ends.reduce(f64::max) }
+    }
+
+    fn parts(&self) -> Vec<Part> {
+        let graphs = self.graphs();
+        let mut parts = Vec::new();
+        let maps: Vec<&str> = self
+            .output
+            .options()
+            .iter()
+            .filter(|o| o.name() == "map")
+            .filter_map(Opt::value)
+            .filter(|m| !m.starts_with('-'))
+            .collect();
+        if maps.is_empty() {
+            let unlabeled: Vec<Flow> = graphs.iter().flat_map(|g| g.unlabeled.iter().copied()).collect();
+            if self.output_index == 0 && !unlabeled.is_empty() {
+                parts.extend(unlabeled.into_iter().map(Part::from));
+            } else {
+                for index in 0..self.command.inputs().len() {
+                    self.input_parts(index, None, &mut parts);
                 }
             }
-            Some(_) => {}
-            // `[label]` (a filter graph output) or something unexpected.
-            None => return all(),
+        }
+        for map in maps {
+            let map = map.split(',').next().unwrap_or_default().trim_end_matches('?');
+            if let Some(label) = map.strip_prefix('[').and_then(|m| m.strip_suffix(']')) {
+                let flow = graphs.iter().flat_map(|g| &g.labeled).find(|(l, _)| l == label).map(|(_, f)| *f);
+                parts.push(flow.map_or(Part::Unknown, Part::from));
+                continue;
+            }
+            let digits = map.bytes().take_while(u8::is_ascii_digit).count();
+            let Some(index) = map.get(..digits).and_then(|d| d.parse::<usize>().ok()) else {
+                parts.push(Part::Unknown);
+                continue;
+            };
+            if index >= self.command.inputs().len() {
+                continue;
+            }
+            let spec = map[digits..].strip_prefix(':').unwrap_or_default();
+            self.input_parts(index, Some(spec), &mut parts);
+        }
+        if parts.is_empty() {
+            // Nothing recognised (a map to a missing input): every input, as before filters.
+            for index in 0..self.command.inputs().len() {
+                self.input_parts(index, None, &mut parts);
+            }
+        }
+        parts
+    }
+
+    /// The parts of input `index`'s streams that `spec` (the part of `-map` after `I:`;
+    /// `None` without `-map`) selects, through the output's own filters.
+    fn input_parts(&self, index: usize, spec: Option<&str>, parts: &mut Vec<Part>) {
+        let Some(input) = self.command.inputs().get(index) else { return };
+        let info = self.inputs.get(index).cloned().unwrap_or_default();
+        let duration = info.duration.filter(|d| d.is_finite() && *d >= 0.0);
+        let Some(length) = input_length(input, duration) else {
+            parts.push(Part::NoDuration);
+            return;
+        };
+        let offset = time_option(input.options(), "itsoffset").unwrap_or(0.0);
+        let span = Span { start: offset.max(0.0), end: length + offset };
+        let (video, audio) = self.kinds(&info, spec);
+        for (wanted, kind) in [(video, StreamKind::Video), (audio, StreamKind::Audio)] {
+            if wanted {
+                let rate = info.sample_rate.map(f64::from);
+                let flow = self.output_filter(kind, Flow { span: Some(span), rate });
+                parts.push(Part::from(flow));
+            }
+        }
+        if !video && !audio && spec.is_none_or(|s| !s.starts_with(['s', 'd', 't'])) {
+            // Streams of other kinds (or none known to be selected): the input's own length.
+            parts.push(Part::Ends(span.end));
         }
     }
-    if read.is_empty() { all() } else { read }
+
+    /// Whether the output takes video and audio from an input with `info`, given the map spec.
+    fn kinds(&self, info: &InputInfo, spec: Option<&str>) -> (bool, bool) {
+        let has = |kind| info.streams.is_empty() || info.streams.contains(&kind);
+        let (mut video, mut audio) = match spec.map(|s| s.split(':').next().unwrap_or_default()) {
+            None | Some("" | "p" | "m" | "u") => (has(StreamKind::Video), has(StreamKind::Audio)),
+            Some("v" | "V") => (has(StreamKind::Video), false),
+            Some("a") => (false, has(StreamKind::Audio)),
+            Some("s" | "d" | "t") => (false, false),
+            Some(n) => match n.parse::<usize>().ok().and_then(|i| info.streams.get(i)) {
+                Some(StreamKind::Video) => (true, false),
+                Some(StreamKind::Audio) => (false, true),
+                Some(_) => (false, false),
+                None => (true, true),
+            },
+        };
+        let disabled = |name: &str| self.output.options().iter().rev().any(|o| o.name() == name);
+        if disabled("vn") {
+            video = false;
+        }
+        if disabled("an") {
+            audio = false;
+        }
+        (video, audio)
+    }
+
+    /// `flow` through the output's own filter for streams of `kind`: the last of `-vf` /
+    /// `-filter:v` (`-af` / `-filter:a`) or `-filter` without a stream type.
+    fn output_filter(&self, kind: StreamKind, flow: Flow) -> Flow {
+        let (short, letter) = if kind == StreamKind::Video { ("vf", 'v') } else { ("af", 'a') };
+        let graph = self.output.options().iter().rev().find(|o| match (o.name(), o.stream_specifier()) {
+            (name, _) if name == short => true,
+            ("filter", None) => true,
+            ("filter", Some(spec)) => spec.starts_with(letter) || (letter == 'v' && spec.starts_with('V')),
+            _ => false,
+        });
+        let Some(text) = graph.and_then(Opt::value) else { return flow };
+        let Ok(graph) = crate::filtergraph::parse(text) else { return Flow::UNKNOWN };
+        let flows = timeline::evaluate(&graph, &|_| Flow::UNKNOWN, flow);
+        match flows.unlabeled.as_slice() {
+            [one] => *one,
+            _ => Flow::UNKNOWN,
+        }
+    }
+
+    /// The command's global filter graphs (`-filter_complex`, `-lavfi`), evaluated; a graph
+    /// that does not parse gives nothing (its labels are then unknown).
+    fn graphs(&self) -> Vec<GraphFlows> {
+        let texts = self
+            .command
+            .global_options()
+            .iter()
+            .filter(|o| matches!(o.name(), "filter_complex" | "lavfi"))
+            .filter_map(Opt::value);
+        let only_input = (self.command.inputs().len() == 1).then(|| self.stream_flow("0"));
+        texts
+            .filter_map(|text| crate::filtergraph::parse(text).ok())
+            .map(|graph| {
+                timeline::evaluate(&graph, &|label| self.stream_flow(label), only_input.unwrap_or(Flow::UNKNOWN))
+            })
+            .collect()
+    }
+
+    /// The flow of an input stream named in a graph (`0:v`, `1:a:0`, `2`): its input's
+    /// timeline (input options, `-itsoffset`); unknown for an unknown input or duration.
+    fn stream_flow(&self, label: &str) -> Flow {
+        let digits = label.bytes().take_while(u8::is_ascii_digit).count();
+        let Some(index) = label.get(..digits).and_then(|d| d.parse::<usize>().ok()) else { return Flow::UNKNOWN };
+        let (Some(input), Some(info)) = (self.command.inputs().get(index), self.inputs.get(index)) else {
+            return Flow::UNKNOWN;
+        };
+        let duration = info.duration.filter(|d| d.is_finite() && *d >= 0.0);
+        let Some(length) = input_length(input, duration) else { return Flow::UNKNOWN };
+        let offset = time_option(input.options(), "itsoffset").unwrap_or(0.0);
+        Flow {
+            span: Some(Span { start: offset.max(0.0), end: length + offset }),
+            rate: info.sample_rate.map(f64::from),
+        }
+    }
+}
+
+impl From<Flow> for Part {
+    fn from(flow: Flow) -> Part {
+        match flow.span {
+            Some(span) => Part::Ends(span.end),
+            None => Part::Unknown,
+        }
+    }
 }
 
 /// Whether `-shortest` is in force on `output` (the last of `-shortest` / `-noshortest`).
