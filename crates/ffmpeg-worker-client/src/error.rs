@@ -41,6 +41,15 @@ pub enum ClientError {
         /// The `Retry-After` delay, when the server sent one in seconds (429, 503).
         retry_after: Option<Duration>,
     },
+    /// A local file could not be read or written (uploads, downloads).
+    #[error("local file `{}`", path.display())]
+    Local {
+        /// The local file.
+        path: std::path::PathBuf,
+        /// What the file system said.
+        #[source]
+        source: std::io::Error,
+    },
     /// The server's answer is not the JSON this client expects.
     #[error("unexpected answer from {url}")]
     InvalidResponse {

@@ -27,6 +27,7 @@
 mod client;
 mod error;
 mod events;
+mod files;
 mod list;
 mod wait;
 
@@ -34,6 +35,7 @@ pub use client::{Client, DEFAULT_CONNECT_TIMEOUT, DEFAULT_REQUEST_TIMEOUT, parse
 pub use error::ClientError;
 pub use events::{JobEvent, JobEvents, STREAM_IDLE_TIMEOUT, STREAM_MAX_DURATION};
 pub use ffmpeg_worker_api as api;
+pub use files::{FilesPage, TRANSFER_TIMEOUT};
 pub use list::{ListQuery, NextPage, Page};
 pub use url::Url;
 pub use wait::{WaitEvent, WaitOptions};

@@ -93,7 +93,7 @@ impl Client {
 }
 
 /// The target of the `rel="next"` link of the `Link` headers, unresolved.
-fn next_link(headers: &HeaderMap) -> Option<String> {
+pub(crate) fn next_link(headers: &HeaderMap) -> Option<String> {
     headers.get_all(header::LINK).iter().filter_map(|v| v.to_str().ok()).find_map(parse_next_link).map(str::to_owned)
 }
 

@@ -75,6 +75,64 @@ pub(crate) enum Command {
     Logs(LogsArgs),
     /// Wait for a job to finish, showing its progress; exit 0 if it completed, 1 if not
     Wait(JobArgs),
+    /// Upload a local file to the server's data directory (REMOTE defaults to its file name).
+    Put(PutArgs),
+    /// Download a file from the server's data directory (LOCAL defaults to its file name).
+    Get(GetArgs),
+    /// List files whose path starts with PREFIX (recursive; all files without PREFIX).
+    Ls(LsArgs),
+    /// Delete a file (a directory with --recursive).
+    Rm(RmArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct PutArgs {
+    /// The local file.
+    pub(crate) local: std::path::PathBuf,
+    /// Path in the data directory (default: the local file's name).
+    pub(crate) remote: Option<String>,
+    /// Refuse to replace an existing file.
+    #[arg(long)]
+    pub(crate) no_clobber: bool,
+    /// Print the stored file's JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
+    #[command(flatten)]
+    pub(crate) connection: Connection,
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct GetArgs {
+    /// Path in the data directory.
+    pub(crate) remote: String,
+    /// Where to write it (default: the remote file's name, in the current directory; a
+    /// directory: that name inside it).
+    pub(crate) local: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub(crate) connection: Connection,
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct LsArgs {
+    /// Plain string prefix of the paths (`out/` lists the directory `out`).
+    #[arg(default_value = "")]
+    pub(crate) prefix: String,
+    /// Print JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
+    #[command(flatten)]
+    pub(crate) connection: Connection,
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct RmArgs {
+    /// Path in the data directory.
+    pub(crate) remote: String,
+    /// Delete a directory and everything under it.
+    #[arg(long, short)]
+    pub(crate) recursive: bool,
+    #[command(flatten)]
+    pub(crate) connection: Connection,
 }
 
 /// Arguments of `submit`.

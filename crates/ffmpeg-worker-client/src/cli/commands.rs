@@ -136,7 +136,100 @@ async fn execute(command: Command) -> Result<Outcome, CliError> {
             Ok(Outcome::Success)
         }
         Command::Wait(args) => follow(&connect(&args.connection)?, &args.id, None, args.json).await,
+        Command::Put(args) => put(args).await,
+        Command::Get(args) => get(args).await,
+        Command::Ls(args) => {
+            let files = connect(&args.connection)?.list_all_files(&args.prefix).await?;
+            if args.json {
+                print_json(&files)?;
+            } else {
+                for file in &files {
+                    out(&format!(
+                        "{:>12}  {}  {}",
+                        file.size_bytes,
+                        crate::table::whole_seconds(file.modified_at),
+                        file.path
+                    ))?;
+                }
+            }
+            Ok(Outcome::Success)
+        }
+        Command::Rm(args) => {
+            connect(&args.connection)?.delete_file(&args.remote, args.recursive).await?;
+            Ok(Outcome::Success)
+        }
     }
+}
+
+/// Files at least this large get a progress bar (on a terminal).
+const BAR_FROM_BYTES: u64 = 8 * 1024 * 1024;
+
+/// A byte-count progress bar on stderr, shown only on a terminal and for large files.
+fn transfer_bar(size: Option<u64>) -> indicatif::ProgressBar {
+    use std::io::IsTerminal as _;
+    let show = io::stderr().is_terminal() && size.is_none_or(|s| s >= BAR_FROM_BYTES);
+    if !show {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = match size {
+        Some(size) => indicatif::ProgressBar::new(size),
+        None => indicatif::ProgressBar::no_length(),
+    };
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("{bar:30} {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}")
+    {
+        bar.set_style(style);
+    }
+    bar
+}
+
+async fn put(args: crate::args::PutArgs) -> Result<Outcome, CliError> {
+    let client = connect(&args.connection)?;
+    let remote = match &args.remote {
+        Some(remote) => remote.clone(),
+        None => args.local.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+    };
+    let size = std::fs::metadata(&args.local).map(|m| m.len()).ok();
+    let bar = transfer_bar(size);
+    let progress = bar.clone();
+    let stored = client.upload(&args.local, &remote, args.no_clobber, move |sent| progress.set_position(sent)).await;
+    bar.finish_and_clear();
+    let stored = stored?;
+    if args.json {
+        print_json(&stored)?;
+    } else {
+        out(&format!("{} {} bytes sha256 {}", stored.path, stored.size_bytes, stored.sha256))?;
+    }
+    Ok(Outcome::Success)
+}
+
+async fn get(args: crate::args::GetArgs) -> Result<Outcome, CliError> {
+    let client = connect(&args.connection)?;
+    let name = args.remote.rsplit('/').next().unwrap_or(&args.remote).to_owned();
+    let local = match args.local {
+        Some(local) if local.is_dir() => local.join(&name),
+        Some(local) => local,
+        None => std::path::PathBuf::from(&name),
+    };
+    let bar = std::cell::RefCell::new(None::<indicatif::ProgressBar>);
+    let written = client
+        .download(
+            &args.remote,
+            &local,
+            |size| *bar.borrow_mut() = Some(transfer_bar(size)),
+            |received| {
+                if let Some(bar) = bar.borrow().as_ref() {
+                    bar.set_position(received);
+                }
+            },
+        )
+        .await;
+    if let Some(bar) = bar.borrow().as_ref() {
+        bar.finish_and_clear();
+    }
+    let written = written?;
+    let _ = writeln!(io::stderr(), "{} -> {} ({written} bytes)", args.remote, local.display());
+    Ok(Outcome::Success)
 }
 
 async fn submit(args: SubmitArgs) -> Result<Outcome, CliError> {

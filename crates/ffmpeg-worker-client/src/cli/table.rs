@@ -84,7 +84,7 @@ pub(crate) fn job_text(job: &JobResponse) -> String {
 }
 
 /// A time in UTC to the second: `2024-05-01T10:00:00Z`.
-fn whole_seconds(t: OffsetDateTime) -> String {
+pub(crate) fn whole_seconds(t: OffsetDateTime) -> String {
     let t = t.to_offset(time::UtcOffset::UTC);
     let t = t.replace_nanosecond(0).unwrap_or(t);
     t.format(&Rfc3339).unwrap_or_else(|_| t.to_string())

@@ -407,3 +407,49 @@ fn submit_sends_the_webhook_flags() {
     assert_eq!(run.code, 2, "{run:?}");
     assert!(run.stderr.contains("is not a webhook event"), "{run:?}");
 }
+
+/// `put`, `ls`, `get`, `rm` against the real server: a clip goes up (streamed), is listed,
+/// comes back byte for byte, and is deleted; refusals exit 2 with the server's detail.
+#[test]
+fn put_ls_get_rm_round_trip_a_file() {
+    let server = Server::start();
+    let local = tempfile::tempdir().unwrap();
+    let clip = make_clip(local.path(), "clip.mp4", 1);
+    let content = std::fs::read(&clip).unwrap();
+    let clip_arg = clip.to_str().unwrap();
+
+    let put = json_of(&cli(&server, &["put", "--json", clip_arg, "in/clip #1.mp4"]));
+    assert_eq!(put["path"], "in/clip #1.mp4");
+    assert_eq!(put["size_bytes"], content.len());
+    assert_eq!(std::fs::read(server.path("in/clip #1.mp4")).unwrap(), content);
+    // Default remote name: the local file's name.
+    assert_eq!(cli(&server, &["put", clip_arg]).code, 0);
+    assert!(server.path("clip.mp4").is_file());
+    let refused = cli(&server, &["put", "--no-clobber", clip_arg]);
+    assert_eq!(refused.code, 2, "{refused:?}");
+    assert!(refused.stderr.contains("exists"), "{refused:?}");
+
+    let listed = json_of(&cli(&server, &["ls", "--json", "in/"]));
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+    assert_eq!(listed[0]["path"], "in/clip #1.mp4");
+    let table = cli(&server, &["ls"]);
+    assert!(table.stdout.contains("in/clip #1.mp4") && table.stdout.contains("clip.mp4"), "{table:?}");
+
+    let into = local.path().join("down");
+    std::fs::create_dir(&into).unwrap();
+    let get = cli(&server, &["get", "in/clip #1.mp4", into.to_str().unwrap()]);
+    assert_eq!(get.code, 0, "{get:?}");
+    assert_eq!(std::fs::read(into.join("clip #1.mp4")).unwrap(), content);
+    assert!((ffprobe_duration(&into.join("clip #1.mp4")) - 1.0).abs() < 0.2);
+    let missing = cli(&server, &["get", "nothing.mp4", into.to_str().unwrap()]);
+    assert_eq!(missing.code, 2, "{missing:?}");
+    assert!(!into.join("nothing.mp4").exists() && !into.join("nothing.mp4.part").exists());
+
+    let escape = cli(&server, &["rm", "../x"]);
+    assert_eq!(escape.code, 2);
+    assert!(escape.stderr.contains("escapes the data directory"), "{escape:?}");
+    assert_eq!(cli(&server, &["rm", "in"]).code, 2, "a directory needs --recursive");
+    assert_eq!(cli(&server, &["rm", "-r", "in"]).code, 0);
+    assert_eq!(cli(&server, &["rm", "clip.mp4"]).code, 0);
+    assert_eq!(json_of(&cli(&server, &["ls", "--json"])), json!([]));
+}
