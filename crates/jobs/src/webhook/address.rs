@@ -20,6 +20,9 @@ use url::{Host, Url};
 /// Longest webhook URL, in bytes.
 pub const MAX_URL_BYTES: usize = 2048;
 
+/// Longest wait for a host name's addresses (a submission waits for them).
+pub const RESOLVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Why a webhook URL cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum WebhookUrlError {
@@ -109,14 +112,17 @@ pub async fn check(url: &Url, allow_private: bool) -> Result<Vec<SocketAddr>, We
     Ok(addrs)
 }
 
-/// Resolves `name` (a trailing dot is the same name) to its addresses.
+/// Resolves `name` (a trailing dot is the same name) to its addresses, waiting at most
+/// [`RESOLVE_TIMEOUT`].
 ///
 /// # Errors
 /// [`WebhookUrlError::Resolve`].
 pub async fn resolve(name: &str, port: u16) -> Result<Vec<SocketAddr>, WebhookUrlError> {
     let host = name.strip_suffix('.').unwrap_or(name);
     let resolve_error = |source| WebhookUrlError::Resolve { host: name.to_owned(), source };
-    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port)).await.map_err(resolve_error)?.collect();
+    let lookup = tokio::time::timeout(RESOLVE_TIMEOUT, tokio::net::lookup_host((host, port))).await;
+    let timed_out = || std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer from the resolver within 5 s");
+    let addrs: Vec<SocketAddr> = lookup.map_err(|_| resolve_error(timed_out()))?.map_err(resolve_error)?.collect();
     if addrs.is_empty() {
         return Err(resolve_error(std::io::Error::new(std::io::ErrorKind::NotFound, "no address")));
     }
