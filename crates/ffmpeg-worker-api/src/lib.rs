@@ -30,16 +30,26 @@ use time::OffsetDateTime;
 use utoipa::ToSchema;
 
 // Sent by a client with `priority`, `timeout_seconds` and `metadata` only when they differ from
-// their defaults. (The doc comment is the OpenAPI description.)
-/// A job submission. Unknown fields are refused (422) so a typo is not silently ignored.
+// their defaults, and with exactly one of `command` and `args`. (The doc comment is the OpenAPI
+// description.)
+/// A job submission: the ffmpeg arguments as one `command` string or as an `args` list (exactly
+/// one of the two). Unknown fields are refused (422) so a typo is not silently ignored.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"command": "-i input.mp4 -c:v libx264 -crf 23 -c:a aac output.mp4"}))]
 pub struct CreateJobRequest {
     /// The ffmpeg command line without the word `ffmpeg`. Paths are relative to the data
-    /// directory; quoting follows POSIX shell rules (no expansion).
+    /// directory; quoting follows POSIX shell rules (no expansion). Exactly one of `command`
+    /// and `args`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(example = "-i input.mp4 -c:v libx264 -crf 23 -c:a aac output.mp4")]
-    pub command: String,
+    pub command: Option<String>,
+    /// The ffmpeg arguments as a list, without the word `ffmpeg`: each element is one
+    /// argument, taken as it is (no quoting rules, so `my clip.mp4` or a backslash needs no
+    /// escaping). Exactly one of `command` and `args`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(example = json!(["-i", "my clip.mp4", "-c:v", "libx264", "out/clip.mp4"]))]
+    pub args: Option<Vec<String>>,
     /// Scheduling priority: higher runs first, equal priorities in submission order.
     #[serde(default, skip_serializing_if = "is_zero")]
     #[schema(example = 0)]
@@ -162,6 +172,23 @@ pub struct WebhookPayload {
     pub timestamp: OffsetDateTime,
     /// The job as the event left it, as `GET /jobs/{id}` shows it.
     pub data: JobResponse,
+}
+
+impl CreateJobRequest {
+    /// A submission of the command line `command` (POSIX shell quoting), other fields default.
+    pub fn command(command: impl Into<String>) -> CreateJobRequest {
+        CreateJobRequest { command: Some(command.into()), ..CreateJobRequest::default() }
+    }
+
+    /// A submission of the argument list `args` (each element one argument), other fields
+    /// default.
+    pub fn args<I, S>(args: I) -> CreateJobRequest
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        CreateJobRequest { args: Some(args.into_iter().map(Into::into).collect()), ..CreateJobRequest::default() }
+    }
 }
 
 /// Most metadata entries a job may carry (the server's `jobs::model::MAX_METADATA_ENTRIES`;
@@ -310,9 +337,15 @@ pub struct JobResponse {
     pub id: String,
     /// Where the job is in its life.
     pub status: JobStatusWire,
-    /// The command as submitted.
+    /// The command as one line: as submitted, or for a job submitted as `args`, those
+    /// arguments joined with POSIX shell quoting (so that splitting it gives them back).
     #[schema(example = "-i input.mp4 -c:v libx264 -crf 23 -c:a aac output.mp4")]
     pub command: String,
+    /// The command as an argument list: as submitted, or for a job submitted as `command`,
+    /// that line split with POSIX shell rules, as the server read it.
+    #[serde(default)]
+    #[schema(example = json!(["-i", "input.mp4", "-c:v", "libx264", "-crf", "23", "-c:a", "aac", "output.mp4"]))]
+    pub args: Vec<String>,
     /// Submission time (RFC 3339, UTC).
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
@@ -460,10 +493,16 @@ mod tests {
 
     #[test]
     fn a_submission_sends_only_what_differs_from_the_defaults() {
-        let plain = CreateJobRequest { command: "-i a.mp4 b.mp4".to_owned(), ..Default::default() };
+        let plain = CreateJobRequest::command("-i a.mp4 b.mp4");
         assert_eq!(serde_json::to_value(&plain).expect("json"), serde_json::json!({"command": "-i a.mp4 b.mp4"}));
+        let argv = CreateJobRequest::args(["-i", "my clip.mp4", "b.mp4"]);
+        assert_eq!(
+            serde_json::to_value(&argv).expect("json"),
+            serde_json::json!({"args": ["-i", "my clip.mp4", "b.mp4"]})
+        );
         let full = CreateJobRequest {
-            command: "-i a.mp4 b.mp4".to_owned(),
+            command: Some("-i a.mp4 b.mp4".to_owned()),
+            args: None,
             priority: -3,
             timeout_seconds: Some(60),
             metadata: BTreeMap::from([("k".to_owned(), "v".to_owned())]),

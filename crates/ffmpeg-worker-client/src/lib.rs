@@ -13,7 +13,7 @@
 //! # async fn demo() -> Result<(), ffmpeg_worker_client::ClientError> {
 //! let client = Client::new("http://127.0.0.1:8000", None)?;
 //! let job = client
-//!     .submit(&CreateJobRequest { command: "-i in.mp4 out.webm".to_owned(), ..Default::default() })
+//!     .submit(&CreateJobRequest::command("-i in.mp4 out.webm"))
 //!     .await?;
 //! let done = client.wait(&job.id).await?;
 //! println!("{} {}: {:?}", done.id, done.status, done.output_files);

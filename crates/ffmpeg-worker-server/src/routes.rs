@@ -5,7 +5,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::IntoResponse;
 use jobs::model::DEFAULT_PAGE_SIZE;
 use jobs::webhook::WebhookSubscription;
-use jobs::{JobStatus, ListQuery, SubmitOptions};
+use jobs::{CommandInput, JobStatus, ListQuery, SubmitOptions};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
@@ -65,7 +65,8 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Result<impl IntoRe
 
 /// Submit a job
 ///
-/// Checks the command against ffmpeg's grammar and the data-directory sandbox, then queues it.
+/// Takes the command as one `command` line or as an `args` list (exactly one of them), checks
+/// it against ffmpeg's grammar and the data-directory sandbox, then queues it.
 /// A command that does not parse or names a path outside the data directory is refused with
 /// 422 and never queued. Answers 201 with the job and its URL in `Location`.
 #[utoipa::path(
@@ -77,7 +78,7 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Result<impl IntoRe
         (status = 400, description = "The body is not valid JSON", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "The body is larger than the server's limit (MAX_BODY_BYTES)", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "The body is not `application/json`", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "The command or a field is invalid", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The command or a field is invalid (also: both or neither of `command` and `args`)", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Shutting down, or the job store cannot write now", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -88,6 +89,7 @@ pub(crate) async fn create_job(
     if !state.accepting() {
         return Err(ApiError::ShuttingDown);
     }
+    let command = CommandInput::from_fields(req.command, req.args)?.into_line();
     let events = req.webhook_events.map(|events| events.into_iter().map(crate::wire::event_domain).collect());
     let webhooks = WebhookSubscription::for_job(req.webhook_url, events)?;
     let options = SubmitOptions {
@@ -97,7 +99,7 @@ pub(crate) async fn create_job(
         webhooks: webhooks.into_iter().collect(),
         ..SubmitOptions::default()
     };
-    let job = state.jobs.submit(&req.command, options).await?;
+    let job = state.jobs.submit(&command, options).await?;
     let location = HeaderValue::try_from(format!("/jobs/{}", job.id)).ok();
     let mut headers = HeaderMap::new();
     if let Some(l) = location {

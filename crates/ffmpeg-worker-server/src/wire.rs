@@ -109,6 +109,7 @@ pub fn job_response(j: Job) -> JobResponse {
     JobResponse {
         id: j.id.to_string(),
         status: status_wire(j.status),
+        args: j.args(),
         command: j.command,
         created_at: j.created_at,
         started_at: j.started_at,

@@ -46,7 +46,7 @@ pub mod storage;
 pub mod store;
 pub mod webhook;
 
-pub use model::{InvalidRequest, Job, JobId, JobStatus, Progress, SubmitOptions};
+pub use model::{CommandInput, InvalidRequest, Job, JobId, JobStatus, Progress, SubmitOptions};
 pub use runner::{FfmpegConfig, FfmpegRunner, RunError, RunReport, RunSpec, Runner};
 pub use service::{Jobs, JobsConfig, ListError, Page, Shutdown, SubmitError};
 pub use sqlite::{SqliteOptions, SqliteStore};

@@ -213,6 +213,45 @@ pub enum InvalidRequest {
     /// A page size outside 1..=[`MAX_PAGE_SIZE`].
     #[error("limit must be between 1 and {MAX_PAGE_SIZE}, not {0}")]
     PageSize(u32),
+    /// Both or neither of a submission's `command` and `args` given.
+    #[error("give exactly one of `command` (a command line) and `args` (an argument list), not {0}")]
+    CommandOrArgs(&'static str),
+}
+
+/// A submitted command: a command line split with POSIX shell rules, or an argument list taken
+/// as it is. Either way the job stores one line ([`CommandInput::into_line`]), from which
+/// [`Job::args`] gives the arguments back exactly.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommandInput {
+    /// A command line (POSIX shell quoting, no expansion).
+    Line(String),
+    /// An argument list, one element per argument (no quoting rules).
+    Args(Vec<String>),
+}
+
+impl CommandInput {
+    /// The command of a submission that has a `command` and an `args` field.
+    ///
+    /// # Errors
+    /// [`InvalidRequest::CommandOrArgs`] unless exactly one is given.
+    pub fn from_fields(command: Option<String>, args: Option<Vec<String>>) -> Result<CommandInput, InvalidRequest> {
+        match (command, args) {
+            (Some(line), None) => Ok(CommandInput::Line(line)),
+            (None, Some(args)) => Ok(CommandInput::Args(args)),
+            (Some(_), Some(_)) => Err(InvalidRequest::CommandOrArgs("both")),
+            (None, None) => Err(InvalidRequest::CommandOrArgs("neither")),
+        }
+    }
+
+    /// The command as one line: a line as given; arguments joined with POSIX shell quoting
+    /// (`shell_words::join`), which splitting gives back exactly (a NUL byte stays, and is
+    /// refused when the command is parsed).
+    pub fn into_line(self) -> String {
+        match self {
+            CommandInput::Line(line) => line,
+            CommandInput::Args(args) => shell_words::join(args),
+        }
+    }
 }
 
 impl SubmitOptions {
@@ -284,6 +323,13 @@ pub struct Job {
 }
 
 impl Job {
+    /// The command as an argument list: [`Job::command`] split with POSIX shell rules (as it
+    /// was parsed at submit; the arguments themselves for a job submitted as a list). A stored
+    /// command that does not split (none that was accepted) is one argument.
+    pub fn args(&self) -> Vec<String> {
+        shell_words::split(&self.command).unwrap_or_else(|_| vec![self.command.clone()])
+    }
+
     /// The job's own webhook subscription (its `webhook_url`), if any.
     pub fn own_webhook(&self) -> Option<&WebhookSubscription> {
         self.webhooks.iter().find(|s| s.source == SubscriptionSource::Job)
@@ -309,6 +355,36 @@ impl Job {
             seq,
             webhooks: options.webhooks,
             event_seq: 1,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn exactly_one_of_command_and_args() {
+        let line = || Some("-i a.mp4 b.mp4".to_owned());
+        let args = || Some(vec!["-i".to_owned()]);
+        assert_eq!(CommandInput::from_fields(line(), None), Ok(CommandInput::Line("-i a.mp4 b.mp4".to_owned())));
+        assert_eq!(CommandInput::from_fields(None, args()), Ok(CommandInput::Args(vec!["-i".to_owned()])));
+        assert_eq!(CommandInput::from_fields(line(), args()), Err(InvalidRequest::CommandOrArgs("both")));
+        assert_eq!(CommandInput::from_fields(None, None), Err(InvalidRequest::CommandOrArgs("neither")));
+    }
+
+    proptest! {
+        /// An argument list stored as one line comes back exactly, whatever it holds.
+        #[test]
+        fn an_argument_list_survives_the_stored_line(args in prop::collection::vec(any::<String>(), 0..6)) {
+            let job = Job::new_queued(
+                CommandInput::Args(args.clone()).into_line(),
+                SubmitOptions::default(),
+                1,
+                OffsetDateTime::UNIX_EPOCH,
+            );
+            prop_assert_eq!(job.args(), args);
         }
     }
 }

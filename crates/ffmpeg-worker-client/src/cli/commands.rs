@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use ffmpeg_worker_client::api::{CreateJobRequest, JobResponse, JobStatusWire};
 use ffmpeg_worker_client::{Client, ClientError, ListQuery, WaitEvent, WaitOptions};
 
-use crate::args::{Command, Connection, ListArgs, SubmitArgs};
+use crate::args::{Command, Connection, ListArgs, SubmitArgs, Submitted};
 use crate::progress::{Reporter, Stream};
 use crate::table::{job_text, jobs_table};
 
@@ -234,8 +234,13 @@ async fn get(args: crate::args::GetArgs) -> Result<Outcome, CliError> {
 
 async fn submit(args: SubmitArgs) -> Result<Outcome, CliError> {
     let client = connect(&args.connection)?;
+    let (command, argv) = match args.submitted() {
+        Submitted::Line(line) => (Some(line), None),
+        Submitted::Args(argv) => (None, Some(argv)),
+    };
     let request = CreateJobRequest {
-        command: args.command_line(),
+        command,
+        args: argv,
         priority: args.priority,
         timeout_seconds: args.timeout,
         metadata: args.metadata.iter().cloned().collect(),

@@ -248,6 +248,7 @@ pub(crate) mod tests {
             id: "job_0123456789abcdef".to_owned(),
             status,
             command: "-i in.mp4 out.mp4".to_owned(),
+            args: ["-i", "in.mp4", "out.mp4"].map(str::to_owned).to_vec(),
             created_at: time::OffsetDateTime::UNIX_EPOCH,
             started_at: None,
             completed_at: None,

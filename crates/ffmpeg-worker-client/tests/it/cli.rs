@@ -453,3 +453,20 @@ fn put_ls_get_rm_round_trip_a_file() {
     assert_eq!(cli(&server, &["rm", "clip.mp4"]).code, 0);
     assert_eq!(json_of(&cli(&server, &["ls", "--json"])), json!([]));
 }
+
+/// `submit -- WORDS` sends the words as the job's `args`, each one argument, as the shell split
+/// them (spaces, quotes, backslashes untouched); one quoted string is a command line.
+#[test]
+fn submit_sends_the_words_after_dashes_as_the_argument_list() {
+    let server = Server::start_with(Options::default());
+    let words = ["-i", "my clip.mp4", "-metadata", r#"title=it's "a\b" $HOME"#, r"out/C:\x.mp4"];
+    let mut args = vec!["--"];
+    args.extend(words);
+    let id = submit(&server, &args);
+    let job = json_of(&cli(&server, &["status", "--json", &id]));
+    assert_eq!(job["args"], serde_json::json!(words), "{job}");
+    let id = submit(&server, &[r#"-i "my clip.mp4" out.mp4"#]);
+    let job = json_of(&cli(&server, &["status", "--json", &id]));
+    assert_eq!(job["args"], serde_json::json!(["-i", "my clip.mp4", "out.mp4"]), "{job}");
+    assert_eq!(job["command"], r#"-i "my clip.mp4" out.mp4"#, "{job}");
+}

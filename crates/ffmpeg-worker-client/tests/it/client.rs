@@ -10,7 +10,7 @@ use crate::media::make_clip;
 use crate::support::{Options, Server};
 
 fn request(command: &str) -> CreateJobRequest {
-    CreateJobRequest { command: command.to_owned(), ..CreateJobRequest::default() }
+    CreateJobRequest::command(command)
 }
 
 fn status_of(e: &ClientError) -> Option<(u16, &str)> {

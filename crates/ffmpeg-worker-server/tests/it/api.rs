@@ -85,6 +85,52 @@ async fn submit_returns_201_with_location_and_the_original_fields() {
     assert_eq!(got.body["id"], id);
 }
 
+/// `args` is an argument list taken as it is; the job shows it and the command line it stands
+/// for (shell-quoted), and a `command` job shows the list its line splits into.
+#[tokio::test]
+async fn submit_takes_an_argument_list_and_shows_both_forms() {
+    let app = test_app();
+    let args = json!(["-i", "my clip.mp4", "-metadata", "title=it's \"ok\" $HOME", "out/C:\\x.mp4"]);
+    let r = app.call("POST", "/jobs", Some(json!({ "args": args, "priority": 3 }))).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    assert_eq!(r.body["args"], args);
+    let line = r.body["command"].as_str().unwrap();
+    assert_eq!(json!(shell_words::split(line).unwrap()), args, "the line splits back into the list: {line}");
+    assert_eq!(r.body["priority"], 3);
+    let got = app.call("GET", &format!("/jobs/{}", r.body["id"].as_str().unwrap()), None).await;
+    assert_eq!((&got.body["args"], &got.body["command"]), (&args, &r.body["command"]));
+
+    let r = app.submit("-i 'my clip.mp4' -c:v libx264 out/a.mp4").await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    assert_eq!(r.body["args"], json!(["-i", "my clip.mp4", "-c:v", "libx264", "out/a.mp4"]));
+    assert_eq!(r.body["command"], "-i 'my clip.mp4' -c:v libx264 out/a.mp4");
+}
+
+/// Exactly one of `command` and `args`; an argument list is checked like a command line.
+#[tokio::test]
+async fn submit_needs_exactly_one_of_command_and_args() {
+    let app = test_app();
+    for (body, type_, position) in [
+        (json!({"command": "-i a.mp4 b.mp4", "args": ["-i", "a.mp4", "b.mp4"]}), "/problems/invalid-request", None),
+        (json!({"priority": 1}), "/problems/invalid-request", None),
+        (json!({}), "/problems/invalid-request", None),
+        (json!({"args": []}), "/problems/invalid-command", None),
+        (json!({"args": ["-i", "../x.mp4", "b.mp4"]}), "/problems/policy-violation", Some(2)),
+        (json!({"args": ["-i", "a.mp4", "-c:v"]}), "/problems/invalid-command", Some(3)),
+        (json!({"args": ["-i", "a\u{0}.mp4", "b.mp4"]}), "/problems/invalid-command", Some(2)),
+        (json!({"args": "-i a.mp4 b.mp4"}), "/problems/invalid-request", None),
+    ] {
+        let r = app.call("POST", "/jobs", Some(body.clone())).await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {}", r.body);
+        assert_eq!(r.headers[header::CONTENT_TYPE], "application/problem+json", "{body}");
+        assert_eq!(r.body["type"], type_, "{body}: {}", r.body);
+        assert_eq!(r.body["argument_position"].as_u64(), position, "{body}: {}", r.body);
+    }
+    let r = app.call("POST", "/jobs", Some(json!({"command": "-i a.mp4 b.mp4", "args": ["x"]}))).await;
+    assert!(r.body["detail"].as_str().unwrap().contains("exactly one of `command`"), "{}", r.body);
+    assert_eq!(app.call("GET", "/jobs", None).await.body, json!([]), "nothing may be queued");
+}
+
 #[tokio::test]
 async fn refused_commands_are_422_problems_naming_the_argument_and_never_queued() {
     let app = test_app();
