@@ -54,6 +54,18 @@ pub struct ServeConfig {
     #[arg(long, env = "MAX_ATTEMPTS", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_attempts: u32,
 
+    /// Cluster mode (a `postgres://` DATABASE_URL): this node's id, stamped on the jobs it runs;
+    /// unique in the cluster. A node restarted with the same id recovers its own leftovers at
+    /// start-up. Default: the host name and a random suffix.
+    #[arg(long, env = "NODE_ID")]
+    pub node_id: Option<String>,
+
+    /// Cluster mode: seconds a node's claim on a running job holds without renewal (renewed every
+    /// third of it). A node that could not renew for this long stops its jobs' ffmpeg itself, and
+    /// any node re-queues the jobs of a lease that expired.
+    #[arg(long, env = "LEASE_SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(3..=3600))]
+    pub lease_seconds: u64,
+
     /// Delete finished job records older than this (e.g. `7d`, `12h`). Off by default.
     #[arg(long, env = "RETENTION", value_parser = humantime::parse_duration)]
     pub retention: Option<Duration>,

@@ -104,13 +104,21 @@ pub enum StartError {
 /// [`StartError::UnsupportedDatabase`] for an unknown scheme, [`StartError::OpenDatabase`] for
 /// a database that cannot be opened.
 pub async fn open_store(url: &str) -> Result<Arc<dyn JobStore>, StartError> {
+    open_store_with(url, jobs::postgres::PgSettings::default()).await
+}
+
+/// [`open_store`], with `cluster` for a PostgreSQL store (node id, lease, attempt limit).
+///
+/// # Errors
+/// As [`open_store`].
+pub async fn open_store_with(url: &str, cluster: jobs::postgres::PgSettings) -> Result<Arc<dyn JobStore>, StartError> {
     let location = StoreLocation::parse(url).map_err(|source| match source {
         jobs::sqlite::OpenError::InvalidUrl { .. } if !url.starts_with("sqlite:") => {
             StartError::UnsupportedDatabase { url: url.to_owned() }
         }
         source => StartError::OpenDatabase { url: url.to_owned(), source },
     })?;
-    location.open().await.map_err(|source| StartError::OpenDatabase { url: url.to_owned(), source })
+    location.open_with(cluster).await.map_err(|source| StartError::OpenDatabase { url: url.to_owned(), source })
 }
 
 /// The database file `url` names, absolute, for the sandbox to put off limits.
@@ -231,7 +239,13 @@ pub async fn run(config: ServeConfig) -> Result<(), StartError> {
     let version = format!("ffmpeg version {}", capabilities.version().unwrap_or("unknown"));
     tracing::info!(ffmpeg = %version, data = %sandbox.root().display(), "starting");
 
-    let store = open_store(&config.database_url).await?;
+    let cluster = jobs::postgres::PgSettings {
+        node_id: config.node_id.clone().unwrap_or_else(jobs::postgres::default_node_id),
+        lease: Duration::from_secs(config.lease_seconds),
+        max_attempts: config.max_attempts,
+        ..jobs::postgres::PgSettings::default()
+    };
+    let store = open_store_with(&config.database_url, cluster).await?;
     let scratch_root = config.scratch_dir.clone().unwrap_or_else(std::env::temp_dir);
     let (data, scratch) = (sandbox.root().to_owned(), scratch_root.clone());
     let orphans =

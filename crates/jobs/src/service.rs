@@ -608,6 +608,9 @@ impl Jobs {
         let (tx, mut rx) = watch::channel(None);
         let stop = CancellationToken::new();
         let run_ended = CancellationToken::new();
+        // Cluster mode: once this node's lease on the job is lost, the job may be another
+        // node's; its ffmpeg is stopped at once and nothing more is written for it here.
+        let lease_lost = self.store.lease_lost(&id).unwrap_or_default();
         let mut publisher = self.events.publisher(&job);
         // Progress goes to the bus as soon as the runner reports it; the store gets at most one
         // write per `PROGRESS_SAVE_INTERVAL` (`save_progress`, beside the run, never cut short
@@ -625,6 +628,7 @@ impl Jobs {
                     }
                     () = running.cancel.cancelled(), if !stop.is_cancelled() => stop.cancel(),
                     () = abort.cancelled(), if !stop.is_cancelled() => stop.cancel(),
+                    () = lease_lost.cancelled(), if !stop.is_cancelled() => stop.cancel(),
                 }
             };
             if rx.has_changed().unwrap_or(false)
@@ -636,6 +640,11 @@ impl Jobs {
             report
         };
         let (report, saved) = tokio::join!(run, self.save_progress(&id, tx.subscribe(), &running.cancel, &run_ended));
+        if lease_lost.is_cancelled() {
+            // Its files are left alone: the node that runs it now may be writing them.
+            tracing::warn!("lost the lease of the job: its ffmpeg was stopped; another node takes it over");
+            return;
+        }
         let last = tx.borrow().clone();
         if let Some(progress) = &last
             && saved.as_ref() != Some(progress)

@@ -259,6 +259,16 @@ pub trait JobStore: Send + Sync + 'static {
     /// Checks that the store is reachable (readiness).
     async fn ping(&self) -> Result<(), StoreError>;
 
+    /// For a store shared by several nodes (PostgreSQL): a token cancelled when this node
+    /// loses its claim on the running job `id` it claimed (its lease expired by the node's own
+    /// clock, or was taken back). The worker must then stop the job's process at once and
+    /// write nothing about the job, nor touch its files: another node may be running it.
+    /// `None` (the default): claims are never lost (single-node stores).
+    fn lease_lost(&self, id: &JobId) -> Option<tokio_util::sync::CancellationToken> {
+        let _ = id;
+        None
+    }
+
     /// Claims up to `limit` pending deliveries due at `now`, the longest due first, leaving
     /// out those to a URL in `skip_urls` (receivers the claimer has enough of), for `lease`:
     /// each one's next attempt is pushed to `now + lease`, so no other claimer (task or

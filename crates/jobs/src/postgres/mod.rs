@@ -43,7 +43,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::model::{JobId, JobStatus};
 use crate::sqlite::OpenError;
-use crate::sqlite::rows::corrupt;
+use crate::sqlite::rows::{JobRow, corrupt};
 use crate::sqlite::write::WriteHealth;
 use crate::store::StoreError;
 
@@ -64,12 +64,20 @@ pub struct PgSettings {
     pub lease: Duration,
     /// Connections of the store's pool.
     pub max_connections: u32,
+    /// Starts a job may have (`MAX_ATTEMPTS`): the reaper fails a job whose node was lost
+    /// with error "worker lost" once it has been started this many times.
+    pub max_attempts: u32,
 }
 
 impl Default for PgSettings {
     /// A fresh node id ([`default_node_id`]), [`DEFAULT_LEASE`], [`DEFAULT_MAX_CONNECTIONS`].
     fn default() -> Self {
-        PgSettings { node_id: default_node_id(), lease: DEFAULT_LEASE, max_connections: DEFAULT_MAX_CONNECTIONS }
+        PgSettings {
+            node_id: default_node_id(),
+            lease: DEFAULT_LEASE,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_attempts: 2,
+        }
     }
 }
 
@@ -107,8 +115,8 @@ pub struct PgStore {
     settings: PgSettings,
     /// Jobs this store claimed and still runs, with the attempt: the fencing token of every
     /// write about them, and the leases the renewal task renews.
-    held: Arc<Mutex<HashMap<JobId, u32>>>,
-    notify: Notify,
+    held: Arc<Mutex<HashMap<JobId, Held>>>,
+    notify: Arc<Notify>,
     health: WriteHealth,
     /// Stops the background tasks when the store is dropped.
     stop: CancellationToken,
@@ -145,14 +153,15 @@ impl PgStore {
             pool,
             settings,
             held: Arc::default(),
-            notify: Notify::new(),
+            notify: Arc::new(Notify::new()),
             health: WriteHealth::default(),
             stop: CancellationToken::new(),
         };
-        tokio::spawn(renew_leases(
+        tokio::spawn(maintain(
             store.pool.clone(),
             store.settings.clone(),
             Arc::clone(&store.held),
+            Arc::clone(&store.notify),
             store.stop.clone(),
         ));
         Ok(store)
@@ -171,17 +180,31 @@ impl PgStore {
 
     /// Wakes every waiting worker and leaves a permit for the next one.
     fn wake(&self) {
-        self.notify.notify_waiters();
-        self.notify.notify_one();
+        wake(&self.notify);
     }
 
-    fn lock_held(&self) -> std::sync::MutexGuard<'_, HashMap<JobId, u32>> {
-        self.held.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    fn lock_held(&self) -> std::sync::MutexGuard<'_, HashMap<JobId, Held>> {
+        lock(&self.held)
     }
 
     /// The attempt this store claimed `id` for, if it holds it.
     fn attempt(&self, id: &JobId) -> Option<i64> {
-        self.lock_held().get(id).map(|a| i64::from(*a))
+        self.lock_held().get(id).map(|h| i64::from(h.attempt))
+    }
+
+    /// Records a claim made by this store.
+    fn hold(&self, id: &JobId, attempt: u32) {
+        self.lock_held().insert(id.clone(), Held { attempt, lost: CancellationToken::new() });
+    }
+
+    /// Forgets a claim this store gave up (finished, re-queued, recovered).
+    fn release(&self, id: &JobId) {
+        self.lock_held().remove(id);
+    }
+
+    /// [`JobStore::lease_lost`](crate::JobStore::lease_lost): the token of a claim held here.
+    pub(super) fn lost_token(&self, id: &JobId) -> Option<CancellationToken> {
+        self.lock_held().get(id).map(|h| h.lost.clone())
     }
 
     /// Why a conditional transition on `id` matched no row: the job is missing, or in `status`
@@ -238,45 +261,118 @@ pub(crate) fn db(e: sqlx::Error) -> StoreError {
     if transient { StoreError::Unavailable(Box::new(e)) } else { StoreError::Database(Box::new(e)) }
 }
 
-/// Renews the leases of the jobs in `held` every third of the lease, in one statement, until
-/// `stop`. Jobs whose lease could not be renewed (expired, re-queued by a reaper, finished)
-/// are dropped from `held`: every later write about them is refused.
-async fn renew_leases(
+/// A claim this store holds: the attempt (the fencing token of every write about the job) and
+/// the token cancelled when the claim is lost.
+#[derive(Debug)]
+struct Held {
+    attempt: u32,
+    lost: CancellationToken,
+}
+
+fn lock(held: &Mutex<HashMap<JobId, Held>>) -> std::sync::MutexGuard<'_, HashMap<JobId, Held>> {
+    held.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn wake(notify: &Notify) {
+    notify.notify_waiters();
+    notify.notify_one();
+}
+
+/// One reaper round, in one transaction: the jobs of expired leases, with the webhook
+/// deliveries of those that failed or were cancelled.
+async fn reap(pool: &PgPool, max_attempts: u32) -> Result<Vec<crate::Job>, StoreError> {
+    let (at, now) = crate::sqlite::rows::now();
+    let mut tx = pool.begin().await.map_err(db)?;
+    let rows: Vec<JobRow> =
+        sqlx::query_as(sql::REAP).bind(i64::from(max_attempts)).bind(now).fetch_all(&mut *tx).await.map_err(db)?;
+    let jobs = crate::sqlite::rows::jobs(rows)?;
+    for job in jobs.iter().filter(|j| j.status.is_finished()) {
+        transitions::write_status_outbox(&mut tx, job, job.completed_at.unwrap_or(at)).await?;
+    }
+    tx.commit().await.map_err(db)?;
+    Ok(jobs)
+}
+
+/// Longest interval between two reaper rounds.
+const REAP_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The store's background task, until `stop`:
+/// - every third of the lease, renews the leases of the jobs in `held` in one statement; a job
+///   whose lease could not be renewed (expired, taken back) is lost: its token is cancelled
+///   and it leaves `held`, so every later write about it is refused;
+/// - when no renewal has succeeded for a whole lease by this node's own clock (the database
+///   unreachable: the node may be cut off while others take its jobs over), every held job is
+///   lost the same way;
+/// - every second (at most a third of the lease), reaps the expired leases of any node
+///   ([`sql::REAP`]), waking local workers when jobs went back to the queue.
+async fn maintain(
     pool: PgPool,
     settings: PgSettings,
-    held: Arc<Mutex<HashMap<JobId, u32>>>,
+    held: Arc<Mutex<HashMap<JobId, Held>>>,
+    notify: Arc<Notify>,
     stop: CancellationToken,
 ) {
-    let mut tick = tokio::time::interval(settings.lease / 3);
+    let renew_every = settings.lease / 3;
+    let round = renew_every.min(REAP_INTERVAL);
+    let mut tick = tokio::time::interval(round);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    while stop.run_until_cancelled(tick.tick()).await.is_some() {
-        let (ids, attempts): (Vec<String>, Vec<i64>) = {
-            let held = held.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            held.iter().map(|(id, attempt)| (id.as_str().to_owned(), i64::from(*attempt))).unzip()
-        };
-        if ids.is_empty() {
-            continue;
+    let mut last_renewal = std::time::Instant::now();
+    let mut renewed_ok = std::time::Instant::now();
+    let lose = |ids: &mut dyn Iterator<Item = JobId>, why: &str| {
+        let mut held = lock(&held);
+        for id in ids {
+            if let Some(h) = held.remove(&id) {
+                h.lost.cancel();
+                tracing::warn!(job = %id, "{why}");
+            }
         }
-        let renewed: Result<Vec<String>, _> = sqlx::query_scalar(sql::RENEW)
-            .bind(&settings.node_id)
-            .bind(settings.lease.as_secs_f64())
-            .bind(&ids)
-            .bind(&attempts)
-            .fetch_all(&pool)
-            .await;
-        match renewed {
-            Ok(renewed) => {
-                let mut held = held.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                for id in &ids {
-                    if !renewed.contains(id)
-                        && let Ok(id) = JobId::parse(id)
-                        && held.remove(&id).is_some()
-                    {
-                        tracing::warn!(job = %id, "lost the lease of a running job");
+    };
+    while stop.run_until_cancelled(tick.tick()).await.is_some() {
+        if last_renewal.elapsed() >= renew_every {
+            let sent = std::time::Instant::now();
+            last_renewal = sent;
+            let (ids, attempts): (Vec<String>, Vec<i64>) =
+                lock(&held).iter().map(|(id, h)| (id.as_str().to_owned(), i64::from(h.attempt))).unzip();
+            if ids.is_empty() {
+                renewed_ok = sent;
+            } else {
+                let renewed: Result<Vec<String>, _> = sqlx::query_scalar(sql::RENEW)
+                    .bind(&settings.node_id)
+                    .bind(settings.lease.as_secs_f64())
+                    .bind(&ids)
+                    .bind(&attempts)
+                    .fetch_all(&pool)
+                    .await;
+                match renewed {
+                    Ok(renewed) => {
+                        // The database set the new expiry after `sent`: measured from `sent`,
+                        // this node's idea of its lease never outlasts the database's.
+                        renewed_ok = sent;
+                        let mut gone =
+                            ids.iter().filter(|id| !renewed.contains(id)).filter_map(|id| JobId::parse(id).ok());
+                        lose(&mut gone, "lost the lease of a running job (expired or taken back)");
                     }
+                    Err(e) => tracing::warn!(error = %e, jobs = ids.len(), "renewing leases failed; retrying"),
                 }
             }
-            Err(e) => tracing::warn!(error = %e, jobs = ids.len(), "renewing leases failed; retrying"),
+        }
+        // Checked every round (at most a second apart), with a margin of one round: the node
+        // stops its jobs before the database could see their leases expire.
+        if renewed_ok.elapsed() + round >= settings.lease && !lock(&held).is_empty() {
+            let mut all = lock(&held).keys().cloned().collect::<Vec<_>>().into_iter();
+            lose(&mut all, "no lease renewed for a whole lease by this node's clock: stopping the job");
+        }
+        match reap(&pool, settings.max_attempts).await {
+            Ok(jobs) if !jobs.is_empty() => {
+                for job in &jobs {
+                    tracing::warn!(job = %job.id, status = %job.status, "reaped a job whose node's lease expired");
+                }
+                if jobs.iter().any(|j| j.status == JobStatus::Queued) {
+                    wake(&notify);
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "reaping expired leases failed; retrying"),
         }
     }
 }

@@ -171,3 +171,21 @@ pub(super) const DELIVERIES: &str =
     concat!("SELECT ", delivery_columns!(), " FROM webhook_deliveries WHERE job_id = $1 ORDER BY n");
 /// $1 cutoff: finished deliveries go with the finished jobs of their time.
 pub(super) const PURGE_DELIVERIES: &str = "DELETE FROM webhook_deliveries WHERE state <> 'pending' AND created_at < $1";
+
+/// $1 max attempts, $2 now (unix microseconds): the reaper. Running jobs whose lease expired
+/// (their node died, or was cut off) go back to the queue (the attempt stays counted), or fail
+/// with "worker lost" past the attempt limit, or are cancelled when a cancel was requested.
+/// Rows another transaction holds are left for the next round.
+pub(super) const REAP: &str = concat!(
+    "UPDATE jobs SET \
+       status = CASE WHEN cancel_requested THEN 'cancelled' WHEN attempts >= $1 THEN 'failed' ELSE 'queued' END, \
+       error = CASE WHEN NOT cancel_requested AND attempts >= $1 THEN 'worker lost' ELSE error END, \
+       completed_at = CASE WHEN cancel_requested OR attempts >= $1 THEN $2 ELSE NULL END, \
+       started_at = CASE WHEN cancel_requested OR attempts >= $1 THEN started_at ELSE NULL END, \
+       progress = CASE WHEN cancel_requested OR attempts >= $1 THEN progress ELSE NULL END, \
+       cancel_requested = FALSE, worker_id = NULL, lease_expires_at = NULL, event_seq = event_seq + 1 \
+     WHERE seq IN (SELECT seq FROM jobs WHERE status = 'running' AND lease_expires_at <= now() \
+                   FOR UPDATE SKIP LOCKED) \
+     RETURNING ",
+    job_columns!()
+);

@@ -225,7 +225,7 @@ impl JobStore for PgStore {
         self.health.record(&result);
         let claimed = result?;
         if let Some(job) = &claimed {
-            self.lock_held().insert(job.id.clone(), job.attempts);
+            self.hold(&job.id, job.attempts);
         }
         Ok(claimed)
     }
@@ -330,7 +330,7 @@ impl JobStore for PgStore {
         self.health.record(&result);
         match result? {
             Some(job) => {
-                self.lock_held().remove(id);
+                self.release(id);
                 // A job this one's footprint held back may start now.
                 self.wake();
                 Ok(job)
@@ -382,7 +382,7 @@ impl JobStore for PgStore {
         if result?.rows_affected() == 0 {
             return Err(self.refusal(id, "requeue").await);
         }
-        self.lock_held().remove(id);
+        self.release(id);
         self.wake();
         Ok(())
     }
@@ -426,11 +426,8 @@ impl JobStore for PgStore {
             rows.iter().map(|(_, id)| JobId::parse(id).map_err(|e| corrupt("id", e))).collect()
         };
         let recovery = Recovery { requeued: ids(&mut requeued)?, failed: ids(&mut failed)? };
-        {
-            let mut held = self.lock_held();
-            for id in recovery.requeued.iter().chain(&recovery.failed) {
-                held.remove(id);
-            }
+        for id in recovery.requeued.iter().chain(&recovery.failed) {
+            self.release(id);
         }
         if !recovery.requeued.is_empty() {
             self.wake();
@@ -471,6 +468,10 @@ impl JobStore for PgStore {
                 })
             })
             .collect()
+    }
+
+    fn lease_lost(&self, id: &JobId) -> Option<tokio_util::sync::CancellationToken> {
+        self.lost_token(id)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

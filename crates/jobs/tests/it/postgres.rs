@@ -238,3 +238,81 @@ async fn bad_urls_and_unreachable_servers_are_open_errors() {
     assert!(matches!(err, jobs::sqlite::OpenError::Postgres { .. }), "{err:?}");
     assert!(!err.to_string().contains("secret"), "{err}");
 }
+
+/// Polls `check` every 50 ms until it holds, failing after a minute.
+async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !check().await {
+        assert!(Instant::now() < deadline, "{what} never happened");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A node whose lease expires (it died, or was cut off) loses the job: a reaper on another
+/// node puts it back in the queue counting the attempt, the old node's worker is told to stop
+/// it and its writes are refused; past the attempt limit the job fails with "worker lost".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_leases_are_reaped_and_their_holder_stops() {
+    let url = fresh_url().await;
+    let (a, b) = (node(&url, "a").await, node(&url, "b").await);
+    let job = a.insert("x".to_owned(), SubmitOptions::default()).await.unwrap();
+    assert_eq!(a.claim_next().await.unwrap().unwrap().attempts, 1);
+    let lost = a.lease_lost(&job.id).expect("a PostgreSQL claim can be lost");
+    assert!(!lost.is_cancelled());
+    assert!(b.lease_lost(&job.id).is_none(), "b holds nothing");
+
+    expire_lease(&url, &job.id).await;
+    eventually("the reaper's requeue", async || a.get(&job.id).await.unwrap().unwrap().status == JobStatus::Queued)
+        .await;
+    let requeued = a.get(&job.id).await.unwrap().unwrap();
+    assert_eq!((requeued.attempts, requeued.started_at), (1, None), "the lost attempt stays counted");
+    eventually("a's worker told to stop", async || lost.is_cancelled()).await;
+    assert!(a.finish(&job.id, Outcome::Completed { output_files: vec![] }, "").await.is_err());
+
+    let again = b.claim_next().await.unwrap().unwrap();
+    assert_eq!((again.id.clone(), again.attempts), (job.id.clone(), 2));
+    expire_lease(&url, &job.id).await;
+    eventually("the reaper's verdict", async || a.get(&job.id).await.unwrap().unwrap().status == JobStatus::Failed)
+        .await;
+    let failed = a.get(&job.id).await.unwrap().unwrap();
+    assert_eq!(failed.error.as_deref(), Some("worker lost"));
+    assert!(failed.completed_at.is_some());
+}
+
+/// A job whose cancel was asked for while its node was dying ends cancelled, not re-run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_job_with_a_cancel_pending_ends_cancelled() {
+    let url = fresh_url().await;
+    let (a, b) = (node(&url, "a").await, node(&url, "b").await);
+    let job = a.insert("x".to_owned(), SubmitOptions::default()).await.unwrap();
+    a.claim_next().await.unwrap().unwrap();
+    b.cancel(&job.id).await.unwrap();
+    expire_lease(&url, &job.id).await;
+    eventually("the reaper", async || b.get(&job.id).await.unwrap().unwrap().status == JobStatus::Cancelled).await;
+    assert_eq!(b.claim_next().await.unwrap(), None);
+}
+
+/// A node cut off from the database (it cannot renew) stops its jobs by its own clock (a lease
+/// after its last renewal was sent, less one round): a partitioned node does not keep running
+/// a job that another node may take over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_cut_off_from_the_database_stops_its_jobs_itself() {
+    let url = fresh_url().await;
+    let store = PgStore::open(&url, settings("cut-off", Duration::from_secs(3))).await.unwrap();
+    let job = store.insert("x".to_owned(), SubmitOptions::default()).await.unwrap();
+    store.claim_next().await.unwrap().unwrap();
+    let lost = store.lease_lost(&job.id).unwrap();
+    // The database refuses this node from now on: its connections are cut, new ones refused.
+    let admin = sqlx::PgPool::connect(&pg_harness::shared().url("postgres")).await.unwrap();
+    let db = url.rsplit('/').next().unwrap().to_owned();
+    sqlx::query(&format!("ALTER DATABASE {db} ALLOW_CONNECTIONS false")).execute(&admin).await.unwrap();
+    sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1")
+        .bind(&db)
+        .execute(&admin)
+        .await
+        .unwrap();
+    eventually("the node stopping its job", async || lost.is_cancelled()).await;
+    sqlx::query(&format!("ALTER DATABASE {db} ALLOW_CONNECTIONS true")).execute(&admin).await.unwrap();
+    // Back in touch: the job's lease was not renewed, and the node writes nothing more about it.
+    assert!(store.finish(&job.id, Outcome::Completed { output_files: vec![] }, "").await.is_err());
+}
