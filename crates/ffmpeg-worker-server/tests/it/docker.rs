@@ -82,8 +82,25 @@ fn the_image_ships_the_client_beside_the_server() {
 
 #[test]
 fn compose_and_readme_agree_with_the_binary() {
-    let compose = read("docker-compose.yml");
     let known = known_env();
+    let compose = read("docker-compose.yml");
+    let cluster = read("docker-compose.cluster.yml");
+    assert!(cluster.contains("DATABASE_URL: postgres://"), "the cluster runs on PostgreSQL");
+    check_compose_env("docker-compose.yml", &compose, &known);
+    check_compose_env("docker-compose.cluster.yml", &cluster, &known);
+    let env = env_of(&runtime_stage(&read("Dockerfile")));
+    assert!(compose.contains(&format!(":{}\"", env["PORT"])), "compose publishes the container port");
+    assert!(cluster.contains(&format!(":{}\"", env["PORT"])), "the cluster's API node publishes the container port");
+    let readme = read("README.md");
+    for name in ["DATA_PATH", "HOST", "PORT", "FFMPEG_TIMEOUT", "FFMPEG_BIN", "DATABASE_URL"] {
+        assert!(known.contains(&name.to_owned()), "{name} is read by the binary");
+        assert!(readme.contains(name), "README documents {name}");
+    }
+    assert!(readme.contains("http://127.0.0.1:8000"), "README's default address matches PORT's default");
+}
+
+/// Every variable set in an `environment:` map of the compose file `name` is one the binary reads.
+fn check_compose_env(name: &str, compose: &str, known: &[String]) {
     let mut in_env = false;
     for line in compose.lines() {
         let t = line.trim();
@@ -97,19 +114,11 @@ fn compose_and_readme_agree_with_the_binary() {
                 continue;
             }
             let t = t.trim_start_matches("# ");
-            if let Some((name, _)) = t.split_once(':') {
-                assert!(known.contains(&name.to_owned()), "docker-compose.yml sets unknown {name}");
+            if let Some((var, _)) = t.split_once(':') {
+                assert!(known.contains(&var.to_owned()), "{name} sets unknown {var}");
             }
         }
     }
-    let env = env_of(&runtime_stage(&read("Dockerfile")));
-    assert!(compose.contains(&format!(":{}\"", env["PORT"])), "compose publishes the container port");
-    let readme = read("README.md");
-    for name in ["DATA_PATH", "HOST", "PORT", "FFMPEG_TIMEOUT", "FFMPEG_BIN", "DATABASE_URL"] {
-        assert!(known.contains(&name.to_owned()), "{name} is read by the binary");
-        assert!(readme.contains(name), "README documents {name}");
-    }
-    assert!(readme.contains("http://127.0.0.1:8000"), "README's default address matches PORT's default");
 }
 
 #[test]
