@@ -275,6 +275,36 @@ async fn directories_where_files_are_expected_conflict() {
     app.delete("/files/.?recursive=true").await.problem(StatusCode::UNPROCESSABLE_ENTITY, "/problems/invalid-path");
 }
 
+/// A symlink (inside the data directory) is a name of its own: deleting or uploading to it
+/// acts on the link, never on the file or tree it points to; uploads are readable like
+/// ffmpeg's outputs.
+#[tokio::test]
+async fn symlinks_are_deleted_and_replaced_themselves_never_their_targets() {
+    use std::os::unix::fs::{PermissionsExt as _, symlink};
+    let app = files_app();
+    app.put("keep.txt", b"keep").await;
+    app.put("tree/a.mp4", b"a").await;
+    std::fs::create_dir(app.data.path().join("sub")).unwrap();
+    symlink("../keep.txt", app.data.path().join("sub/alias.txt")).unwrap();
+    symlink("tree", app.data.path().join("treelink")).unwrap();
+    symlink("keep.txt", app.data.path().join("over.txt")).unwrap();
+
+    assert_eq!(app.delete("/files/sub/alias.txt").await.status, StatusCode::NO_CONTENT);
+    assert_eq!(app.delete("/files/treelink?recursive=true").await.status, StatusCode::NO_CONTENT);
+    let put = app.put("over.txt", b"new").await;
+    assert_eq!(put.status, StatusCode::OK, "{}", String::from_utf8_lossy(&put.bytes));
+
+    assert_eq!(std::fs::read(app.data.path().join("keep.txt")).unwrap(), b"keep");
+    assert_eq!(std::fs::read(app.data.path().join("tree/a.mp4")).unwrap(), b"a");
+    assert_eq!(std::fs::read(app.data.path().join("over.txt")).unwrap(), b"new");
+    assert!(!std::fs::symlink_metadata(app.data.path().join("over.txt")).unwrap().file_type().is_symlink());
+    assert_eq!(app.tree(), ["keep.txt", "over.txt", "sub", "tree", "tree/a.mp4"]);
+    // 0644 under the umask, as ffmpeg's outputs (0666 under the umask, as a plain file here).
+    let mode = |name: &str| std::fs::metadata(app.data.path().join(name)).unwrap().permissions().mode() & 0o777;
+    std::fs::write(app.data.path().join("plain.txt"), b"").unwrap();
+    assert_eq!(mode("keep.txt"), 0o644 & mode("plain.txt"), "an upload is readable like other files");
+}
+
 #[tokio::test]
 async fn list_is_recursive_in_path_order_by_string_prefix_and_paged() {
     let app = files_app();

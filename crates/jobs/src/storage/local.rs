@@ -59,6 +59,22 @@ impl LocalStorage {
         }
     }
 
+    /// The directory entry that `path` names, which `resolved` (the sandbox's resolution of
+    /// `path`, through every symlink) may not be: when `path`'s last component is a symlink,
+    /// that link in its (resolved) parent directory. Deleting or replacing a file acts on the
+    /// link itself, never on what it points to (blocking).
+    fn entry(&self, path: &str, resolved: &Path) -> PathBuf {
+        let path = path.trim_end_matches('/');
+        let (parent, name) = path.rsplit_once('/').unwrap_or(("", path));
+        if matches!(name, "" | "." | "..") {
+            return resolved.to_path_buf();
+        }
+        match self.sandbox.resolve_directory_path(parent) {
+            Ok(dir) if is_symlink(&dir.as_path().join(name)) => dir.as_path().join(name),
+            _ => resolved.to_path_buf(),
+        }
+    }
+
     /// Whether `path` resolves to an existing directory (blocking).
     fn is_dir(&self, path: &str) -> bool {
         self.sandbox.resolve_directory_path(path).is_ok_and(|dir| dir.as_path().is_dir())
@@ -67,6 +83,10 @@ impl LocalStorage {
     fn reserved(&self, path: &Path) -> bool {
         self.sandbox.denied().iter().any(|denied| denied.starts_with(path) || path.starts_with(denied))
     }
+}
+
+fn is_symlink(path: &Path) -> bool {
+    fs::symlink_metadata(path).is_ok_and(|meta| meta.file_type().is_symlink())
 }
 
 fn invalid(path: &str, problem: &PathProblem) -> StorageError {
@@ -279,10 +299,13 @@ impl Storage for LocalStorage {
         let owned = path.to_owned();
         let (target, dirs, temp) = blocking(move || {
             let resolved = this.resolve_file(&owned)?;
-            let target = resolved.as_path().to_path_buf();
+            // Renamed over a symlink, the upload replaces the link, not the file it points to.
+            let target = this.entry(&owned, resolved.as_path());
             let dirs = create_parents(this.sandbox.root(), &owned, &target)?;
             let dir = target.parent().unwrap_or(this.sandbox.root());
+            // Readable like the files ffmpeg writes (0644 before the umask), not tempfile's 0600.
             let temp = tempfile::Builder::new()
+                .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
                 .prefix(UPLOAD_TEMP_PREFIX)
                 .tempfile_in(dir)
                 .map_err(|e| write_error(&owned, e))?;
@@ -399,14 +422,27 @@ impl Storage for LocalStorage {
         let this = self.clone();
         let path = path.to_owned();
         blocking(move || {
+            let remove = |file: &Path| {
+                fs::remove_file(file).map_err(|source| match source.kind() {
+                    io::ErrorKind::NotFound | io::ErrorKind::NotADirectory => StorageError::NotFound(path.clone()),
+                    _ => StorageError::Io { path: path.clone(), source },
+                })
+            };
             match this.resolve_file(&path) {
-                Ok(resolved) => {
-                    return fs::remove_file(resolved.as_path()).map_err(|source| match source.kind() {
-                        io::ErrorKind::NotFound | io::ErrorKind::NotADirectory => StorageError::NotFound(path.clone()),
-                        _ => StorageError::Io { path: path.clone(), source },
-                    });
+                // A symlink is removed itself, never the file it points to.
+                Ok(resolved) => return remove(&this.entry(&path, resolved.as_path())),
+                Err(StorageError::IsADirectory(_)) => {
+                    // A symlink to a directory too: the link goes, never the tree behind it.
+                    if let Ok(dir) = this.sandbox.resolve_directory_path(&path) {
+                        let entry = this.entry(&path, dir.as_path());
+                        if entry != dir.as_path() {
+                            return remove(&entry);
+                        }
+                    }
+                    if !recursive {
+                        return Err(StorageError::IsADirectory(path));
+                    }
                 }
-                Err(StorageError::IsADirectory(_)) if recursive => {}
                 Err(e) => return Err(e),
             }
             let dir = this.sandbox.resolve_directory_path(&path).map_err(|problem| invalid(&path, &problem))?;
