@@ -390,6 +390,67 @@ pub struct JobResponse {
     pub webhook_events: Option<Vec<WebhookEventWire>>,
 }
 
+/// What ffprobe says about a media file of the data directory (`GET /probe/{path}`). Values
+/// ffprobe does not report are null.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"path": "in/a.mp4", "container": "mov,mp4,m4a,3gp,3g2,mj2",
+    "container_long_name": "QuickTime / MOV", "duration_seconds": 10.01, "bit_rate": 2_557_442, "size_bytes": 3_200_000,
+    "streams": [{"index": 0, "type": "video", "codec": "h264", "profile": "High", "width": 1280, "height": 720,
+                 "frame_rate": 29.97, "pixel_format": "yuv420p", "sample_rate": null, "channels": null,
+                 "channel_layout": null, "language": null, "duration_seconds": 10.01, "bit_rate": 2_400_000}]}))]
+pub struct MediaInfoResponse {
+    /// The path, relative to the data directory.
+    pub path: String,
+    /// The container format: ffprobe's `format_name`, e.g. `mov,mp4,m4a,3gp,3g2,mj2`,
+    /// `matroska,webm`.
+    pub container: String,
+    /// The container's long name, e.g. `QuickTime / MOV`.
+    pub container_long_name: Option<String>,
+    /// Duration in seconds.
+    pub duration_seconds: Option<f64>,
+    /// Overall bit rate in bit/s.
+    pub bit_rate: Option<u64>,
+    /// File size in bytes.
+    pub size_bytes: u64,
+    /// The streams, in file order.
+    pub streams: Vec<MediaStreamResponse>,
+}
+
+/// One stream of a probed media file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct MediaStreamResponse {
+    /// Index in the file (0-based), as in ffmpeg's `-map 0:N`.
+    pub index: u32,
+    /// `video`, `audio`, `subtitle`, `data` or `attachment`.
+    #[serde(rename = "type")]
+    #[schema(example = "video")]
+    pub type_: Option<String>,
+    /// Codec name, e.g. `h264`, `aac`.
+    pub codec: Option<String>,
+    /// Codec profile, e.g. `High`, `LC`.
+    pub profile: Option<String>,
+    /// Width in pixels (video).
+    pub width: Option<u32>,
+    /// Height in pixels (video).
+    pub height: Option<u32>,
+    /// Frames per second (video).
+    pub frame_rate: Option<f64>,
+    /// Pixel format, e.g. `yuv420p` (video).
+    pub pixel_format: Option<String>,
+    /// Samples per second (audio).
+    pub sample_rate: Option<u32>,
+    /// Channel count (audio).
+    pub channels: Option<u32>,
+    /// Channel layout, e.g. `stereo` (audio).
+    pub channel_layout: Option<String>,
+    /// Language tag, e.g. `eng`; null when absent or `und`.
+    pub language: Option<String>,
+    /// Duration in seconds.
+    pub duration_seconds: Option<f64>,
+    /// Bit rate in bit/s.
+    pub bit_rate: Option<u64>,
+}
+
 /// Liveness answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct HealthResponse {

@@ -38,6 +38,10 @@ pub struct ServeConfig {
     #[arg(long, env = "FFMPEG_BIN", default_value = "ffmpeg")]
     pub ffmpeg_bin: PathBuf,
 
+    /// The ffprobe binary (for `GET /probe/{path}`): a path, or a name looked up on PATH.
+    #[arg(long, env = "FFPROBE_BIN", default_value = "ffprobe")]
+    pub ffprobe_bin: PathBuf,
+
     /// Jobs run at once by this process. 0 runs none: an API-only node that queues jobs for
     /// other nodes sharing its database.
     #[arg(long, env = "WORKER_CONCURRENCY", default_value_t = 1, value_parser = clap::value_parser!(u16).range(0..=256))]

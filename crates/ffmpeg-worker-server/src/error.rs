@@ -112,6 +112,15 @@ pub enum ApiError {
     /// 400 upload aborted, 503 storage or store failure.
     #[error(transparent)]
     Files(#[from] FilesError),
+    /// 404: `GET /probe/{path}` names no file.
+    #[error("{0}")]
+    FileNotFound(String),
+    /// 422: ffprobe cannot read the file as media; the detail carries its reason.
+    #[error("{0}")]
+    NotMedia(String),
+    /// 503: ffprobe could not be run or did not finish in time. Details are logged too.
+    #[error("{0}")]
+    ProbeUnavailable(String),
     /// 500: a bug (a handler panicked, a middleware failed). Details are logged, not sent.
     #[error("internal error (the server log has the details)")]
     Internal,
@@ -137,6 +146,18 @@ impl From<SubmitError> for ApiError {
             SubmitError::Store(e) => e.into(),
             SubmitError::Webhook(e) => ApiError::Webhook(e),
             e @ SubmitError::ExecLimit(_) => ApiError::Refused(e),
+        }
+    }
+}
+
+impl From<jobs::media::MediaProbeError> for ApiError {
+    fn from(e: jobs::media::MediaProbeError) -> Self {
+        use jobs::media::MediaProbeError;
+        match e {
+            MediaProbeError::Sandbox(e) => ApiError::Sandbox(e),
+            e @ MediaProbeError::NotFound(_) => ApiError::FileNotFound(e.to_string()),
+            e @ MediaProbeError::NotMedia { .. } => ApiError::NotMedia(e.to_string()),
+            e @ MediaProbeError::Unavailable(_) => ApiError::ProbeUnavailable(e.to_string()),
         }
     }
 }
@@ -167,6 +188,11 @@ impl ApiError {
             ApiError::Path(r) => (r.status(), "/problems/invalid-request", "Invalid request"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "/problems/job-not-found", "Job not found"),
             ApiError::UnknownRoute(_) => (StatusCode::NOT_FOUND, "/problems/not-found", "Not found"),
+            ApiError::FileNotFound(_) => (StatusCode::NOT_FOUND, "/problems/file-not-found", "File not found"),
+            ApiError::NotMedia(_) => (StatusCode::UNPROCESSABLE_ENTITY, "/problems/not-media", "Not a media file"),
+            ApiError::ProbeUnavailable(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "/problems/probe-unavailable", "ffprobe unavailable")
+            }
             ApiError::MethodNotAllowed { .. } => {
                 (StatusCode::METHOD_NOT_ALLOWED, "/problems/method-not-allowed", "Method not allowed")
             }
@@ -229,6 +255,9 @@ impl IntoResponse for ApiError {
         }
         if status == StatusCode::INSUFFICIENT_STORAGE {
             tracing::warn!(error = %self, "files API: storage full");
+        }
+        if let ApiError::ProbeUnavailable(e) = &self {
+            tracing::error!(error = %e, "ffprobe failed");
         }
         let argument = match &self {
             ApiError::Command(e) => e.argument(),
@@ -319,6 +348,12 @@ impl From<QueryRejection> for ApiError {
 #[derive(Debug, FromRequest)]
 #[from_request(via(axum::Json), rejection(ApiError))]
 pub struct AppJson<T>(pub T);
+
+/// `Path` whose rejections are problem+json [`ApiError`]s (400 for a segment that is not
+/// valid percent-encoded UTF-8).
+#[derive(Debug, FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub struct AppPath<T>(pub T);
 
 /// `Query` whose rejections are problem+json [`ApiError`]s.
 #[derive(Debug, FromRequestParts)]

@@ -30,6 +30,7 @@ pub mod config;
 pub mod connections;
 pub mod error;
 mod files;
+mod probe;
 mod routes;
 pub mod serve;
 pub mod streams;
@@ -177,6 +178,7 @@ fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(streams::job_events))
         .routes(routes!(streams::all_events))
         .merge(files::router())
+        .merge(probe::router())
 }
 
 /// The OpenAPI 3.1 document of the API, as served at `/openapi.json`.

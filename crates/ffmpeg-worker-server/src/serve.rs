@@ -267,6 +267,10 @@ pub async fn run(config: ServeConfig) -> Result<(), StartError> {
         max_timeout: config.max_timeout(),
         capabilities: Some(Arc::new(capabilities)),
         webhooks: webhooks.as_ref().map(|(jobs, _)| jobs.clone()),
+        media_probe: jobs::media::MediaProbeConfig {
+            binary: config.ffprobe_bin.clone(),
+            ..jobs::media::MediaProbeConfig::default()
+        },
         ..JobsConfig::default()
     };
     let jobs = Jobs::new(store, Arc::new(runner), sandbox, jobs_config);

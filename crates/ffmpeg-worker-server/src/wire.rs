@@ -3,10 +3,11 @@
 //! shares. This module converts the domain types of `jobs` into them.
 
 pub use ffmpeg_worker_api::{
-    CreateJobRequest, DeliveryStateWire, FileEntry, FileResponse, HealthResponse, JobResponse, JobStatusWire, Problem,
-    ProgressEvent, ProgressResponse, ReadyResponse, WebhookAttemptResponse, WebhookDeliveryResponse, WebhookEventWire,
-    WebhookPayload,
+    CreateJobRequest, DeliveryStateWire, FileEntry, FileResponse, HealthResponse, JobResponse, JobStatusWire,
+    MediaInfoResponse, MediaStreamResponse, Problem, ProgressEvent, ProgressResponse, ReadyResponse,
+    WebhookAttemptResponse, WebhookDeliveryResponse, WebhookEventWire, WebhookPayload,
 };
+use jobs::media::MediaInfo;
 use jobs::webhook::{Delivery, DeliveryState, SubscriptionSource, WebhookEvent};
 use jobs::{Job, JobId, JobStatus, Progress};
 
@@ -123,6 +124,38 @@ pub fn job_response(j: Job) -> JobResponse {
         attempts: j.attempts,
         webhook_url: own.as_ref().map(|s| s.url.clone()),
         webhook_events: own.map(|s| s.events.into_iter().map(event_wire).collect()),
+    }
+}
+
+/// The wire form of a media description.
+pub fn media_info_response(m: &MediaInfo) -> MediaInfoResponse {
+    MediaInfoResponse {
+        path: m.path.clone(),
+        container: m.format_name.clone(),
+        container_long_name: m.format_long_name.clone(),
+        duration_seconds: m.duration_seconds,
+        bit_rate: m.bit_rate,
+        size_bytes: m.size_bytes,
+        streams: m
+            .streams
+            .iter()
+            .map(|s| MediaStreamResponse {
+                index: s.index,
+                type_: s.kind.clone(),
+                codec: s.codec.clone(),
+                profile: s.profile.clone(),
+                width: s.width,
+                height: s.height,
+                frame_rate: s.frame_rate,
+                pixel_format: s.pixel_format.clone(),
+                sample_rate: s.sample_rate,
+                channels: s.channels,
+                channel_layout: s.channel_layout.clone(),
+                language: s.language.clone(),
+                duration_seconds: s.duration_seconds,
+                bit_rate: s.bit_rate,
+            })
+            .collect(),
     }
 }
 

@@ -18,6 +18,7 @@
 //!   local backend (the data directory, through the sandbox).
 //! - [`files`]: [`Files`](files::Files), the files API's rules (files in use by jobs, limits).
 //! - [`probe`]: what the configured ffmpeg knows (its option, codec, format and filter names).
+//! - [`media`]: describing a media file of the data directory with ffprobe (cached).
 //!
 //! # Which calls block
 //!
@@ -34,6 +35,7 @@ pub mod exec_limits;
 pub mod files;
 pub mod globs;
 pub mod location;
+pub mod media;
 pub mod model;
 pub mod orphans;
 pub mod outputs;

@@ -213,7 +213,7 @@ async fn run(ffmpeg: &Path, args: &[&str]) -> Result<(String, String), ProbeErro
 
 /// What [`read_capped`] does with bytes past its cap.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Overflow {
+pub(crate) enum Overflow {
     /// Stop reading.
     Stop,
     /// Read on to the end, discarding them.
@@ -222,7 +222,7 @@ enum Overflow {
 
 /// Reads `reader` to its end keeping the first `cap` bytes, or stops early past them
 /// ([`Overflow::Stop`]); `true` if there were more than `cap`.
-async fn read_capped(
+pub(crate) async fn read_capped(
     mut reader: impl AsyncRead + Unpin,
     cap: usize,
     overflow: Overflow,

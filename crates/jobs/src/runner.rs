@@ -535,19 +535,26 @@ fn cpu_seconds_used(pid: u32) -> Option<f64> {
     Some((utime + stime) as f64 / 100.0)
 }
 
-/// The one place ffmpeg processes are built (the runner's jobs and the start-up probe): run
-/// directly (no shell), with an empty environment, an empty stdin, stdout and stderr piped, and
-/// killed when the handle is dropped. With the environment cleared, a bare name is looked up
-/// in the C library's default search path (`/bin:/usr/bin`).
+/// The one place ffmpeg and ffprobe processes are built (the runner's jobs, the start-up
+/// capability probe, [`crate::media`]'s ffprobe): run directly (no shell), with an empty
+/// environment, an empty stdin, stdout and stderr piped, in a process group of its own (its pid
+/// is the group id, see [`signal_group`]), and killed when the handle is dropped. With the
+/// environment cleared, a bare name is looked up in the C library's default search path
+/// (`/bin:/usr/bin`). Callers drain both pipes at once and bound the run's time.
 pub(crate) fn ffmpeg_command(binary: &Path) -> tokio::process::Command {
     let mut cmd = tokio::process::Command::new(binary);
-    cmd.env_clear().stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
+    cmd.env_clear()
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
     cmd
 }
 
 /// Sends `signal` to the process group led by `pid`. Only call it before the leader is
 /// reaped: until then its pid, the group id, cannot belong to anyone else.
-fn signal_group(pid: Option<u32>, signal: Signal) {
+pub(crate) fn signal_group(pid: Option<u32>, signal: Signal) {
     if let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) {
         // The child is its own process-group leader (process_group(0)), so its pid is the group id.
         // ESRCH (already gone) is fine.
@@ -620,7 +627,7 @@ impl Runner for FfmpegRunner {
             }
         };
         let mut cmd = ffmpeg_command(&self.config.binary);
-        cmd.args(FfmpegRunner::args(spec.command)).current_dir(scratch.path()).process_group(0);
+        cmd.args(FfmpegRunner::args(spec.command)).current_dir(scratch.path());
         let mut child = match cmd.spawn() {
             Ok(c) => c,
             Err(e) => return failed(RunError::Spawn { binary: self.config.binary.clone(), source: Arc::new(e) }),

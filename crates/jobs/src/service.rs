@@ -25,6 +25,7 @@ use crate::encoded;
 use crate::events::{AllEvents, AllFilter, EventBus, EventId, JobEvents, Resume};
 use crate::exec_limits::ExecLimitError;
 use crate::globs;
+use crate::media::{MediaInfo, MediaProbeConfig, MediaProbeError, MediaProber};
 use crate::model::{InvalidRequest, Job, JobId, MAX_PAGE_SIZE, Progress, SubmitOptions};
 use crate::outputs::{self, Snapshot};
 use crate::runner::{RunError, RunSpec, Runner};
@@ -65,6 +66,8 @@ pub struct JobsConfig {
     /// Webhooks: `None` when the server cannot sign them (no secret), and then a job asking
     /// for one is refused.
     pub webhooks: Option<WebhookConfig>,
+    /// ffprobe for [`Jobs::probe_media`]: binary, time limit, cache size.
+    pub media_probe: MediaProbeConfig,
 }
 
 impl Default for JobsConfig {
@@ -76,6 +79,7 @@ impl Default for JobsConfig {
             cancel_wait: Duration::from_secs(2),
             capabilities: None,
             webhooks: None,
+            media_probe: MediaProbeConfig::default(),
         }
     }
 }
@@ -150,6 +154,7 @@ pub struct Jobs {
     config: JobsConfig,
     running: Mutex<HashMap<JobId, RunningJob>>,
     events: EventBus,
+    media: MediaProber,
 }
 
 impl std::fmt::Debug for Jobs {
@@ -161,14 +166,27 @@ impl std::fmt::Debug for Jobs {
 impl Jobs {
     /// A service over `store`, running jobs with `runner` inside `sandbox`.
     pub fn new(store: Arc<dyn JobStore>, runner: Arc<dyn Runner>, sandbox: Sandbox, config: JobsConfig) -> Arc<Jobs> {
+        let media = MediaProber::new(config.media_probe.clone());
         Arc::new(Jobs {
             store,
             runner,
             sandbox: Arc::new(sandbox),
+            media,
             config,
             running: Mutex::new(HashMap::new()),
             events: EventBus::new(),
         })
+    }
+
+    /// Describes the media file at `path` (relative to the data directory) with ffprobe, run
+    /// under the rules ffmpeg runs under; answers from the cache while the file's size and
+    /// modification time are unchanged. See [`crate::media`].
+    ///
+    /// # Errors
+    /// [`MediaProbeError`]: the sandbox refuses the path, no such file, not media (with
+    /// ffprobe's reason), ffprobe unavailable.
+    pub async fn probe_media(&self, path: &str) -> Result<Arc<MediaInfo>, MediaProbeError> {
+        self.media.probe(&self.sandbox, path).await
     }
 
     /// The event bus: every status change this service made, and the live progress of the

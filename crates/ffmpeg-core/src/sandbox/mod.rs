@@ -80,7 +80,7 @@ pub use path::ResolvedPath;
 pub use resolved::{InputSource, OptionFile, OutputTarget, ResolvedCommand};
 
 use options::{Checked, Side};
-use path::{canonicalize_existing_prefix, has_glob};
+use path::canonicalize_existing_prefix;
 
 /// A data directory that paths are resolved against, with the policy commands must follow.
 #[derive(Debug, Clone)]
@@ -208,10 +208,7 @@ impl Sandbox {
             {
                 inputs.push(InputSource::Glob(self.resolve_glob(input.url(), input.position())?));
             } else {
-                if has_glob(input.url()) {
-                    return Err(PathProblem::Glob.at(input.position(), input.url()));
-                }
-                inputs.push(InputSource::File(self.resolve(input.url(), input.position())?));
+                inputs.push(InputSource::File(self.resolve_input(input.url(), input.position())?));
             }
         }
 

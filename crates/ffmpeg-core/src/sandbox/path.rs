@@ -92,6 +92,20 @@ impl Sandbox {
         self.resolve_path(path, Want::Directory)
     }
 
+    /// Resolves a path ffmpeg (or ffprobe) will open as an input, found at 1-based `position`:
+    /// [`Sandbox::resolve`], and refused as [`SandboxError::Path`] ([`PathProblem::Glob`]) when
+    /// it holds a glob pattern the image2 demuxer would expand (`%*`, `%?`, `%[`, ...) to
+    /// names the sandbox never saw. Every `-i` of [`Sandbox::resolve_command`] goes through it.
+    ///
+    /// # Errors
+    /// As [`Sandbox::resolve`], and [`SandboxError::Path`] for a glob pattern.
+    pub fn resolve_input(&self, argument: &str, position: usize) -> Result<ResolvedPath, SandboxError> {
+        if has_glob(argument) {
+            return Err(PathProblem::Glob.at(position, argument));
+        }
+        self.resolve(argument, position)
+    }
+
     /// [`Sandbox::resolve`] without the position; for [`Want::Directory`], directories
     /// (and the data directory itself, and a trailing `/`) are what is wanted.
     pub(super) fn resolve_path(&self, argument: &str, want: Want) -> Result<ResolvedPath, PathProblem> {

@@ -12,6 +12,7 @@ mod files;
 mod lifecycle;
 mod media;
 mod openapi;
+mod probe;
 mod run_options;
 mod security;
 mod slow_clients;

@@ -8,6 +8,7 @@ mod exec_limits;
 mod full_disk;
 mod globs;
 mod hls_variants;
+mod media;
 mod orphans;
 mod outputs;
 mod ownership;
