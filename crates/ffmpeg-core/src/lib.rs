@@ -11,6 +11,8 @@
 //!   can build a [`sandbox::ResolvedPath`].
 //! - [`footprint`]: what a resolved command may read and write (directories and name
 //!   patterns, ffmpeg's derived names included), and whether two commands conflict.
+//! - [`output_banner`]: the `Output #N` listing on ffmpeg's stderr (each output's format and
+//!   streams), read into typed outputs.
 //! - [`pattern`]: file-name patterns (`%03d`, `$Number$`) as muxers expand them.
 //! - [`progress`]: an incremental parser for `-progress pipe:1` output.
 //! - [`capabilities`]: the option, codec, format and filter names the installed ffmpeg knows
@@ -54,6 +56,7 @@ pub mod duration;
 pub mod filtergraph;
 pub mod footprint;
 pub mod log;
+pub mod output_banner;
 pub mod pattern;
 pub mod policy;
 pub mod progress;

@@ -363,6 +363,12 @@ pub struct JobResponse {
     /// Files the command produced, relative to the data directory (after completion).
     #[schema(example = json!(["output.mp4"]))]
     pub output_files: Vec<String>,
+    /// What is known of each file in `output_files` (same order) once completed: size, format
+    /// and streams from ffmpeg's own output listing, duration from its final progress (no
+    /// ffprobe runs). Empty until completed, and for jobs completed by an older server.
+    #[serde(default)]
+    #[schema(required = true)]
+    pub outputs: Vec<OutputFileResponse>,
     /// Why the job failed: the meaningful last lines of ffmpeg's log.
     #[schema(example = json!(null))]
     pub error: Option<String>,
@@ -388,6 +394,56 @@ pub struct JobResponse {
     #[serde(default)]
     #[schema(required = true, example = json!(null))]
     pub webhook_events: Option<Vec<WebhookEventWire>>,
+}
+
+/// One file a completed job wrote. Values that ffmpeg's output listing, its final progress
+/// and the file system do not tell are null: a file the listing does not name (an HLS
+/// segment) has no `format` and no streams; `duration_seconds` is known only for the file of
+/// a command's only output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"path": "output.mp4", "size_bytes": 1_504_315, "duration_seconds": 10.0, "format": "mp4",
+    "streams": [{"index": 0, "type": "video", "codec": "h264", "width": 1280, "height": 720, "frame_rate": 30.0,
+                 "pixel_format": "yuv420p", "sample_rate": null, "channels": null, "bit_rate": null},
+                {"index": 1, "type": "audio", "codec": "aac", "width": null, "height": null, "frame_rate": null,
+                 "pixel_format": null, "sample_rate": 48000, "channels": 2, "bit_rate": 128_000}]}))]
+pub struct OutputFileResponse {
+    /// The file, relative to the data directory.
+    pub path: String,
+    /// Size in bytes after the run.
+    pub size_bytes: u64,
+    /// Duration in seconds (ffmpeg's final output time), for the file of a command's only output.
+    pub duration_seconds: Option<f64>,
+    /// The muxer that wrote it, e.g. `mp4`, `hls`, `image2`.
+    pub format: Option<String>,
+    /// Its streams as ffmpeg listed them.
+    pub streams: Vec<OutputStreamResponse>,
+}
+
+/// One stream of a written file, as ffmpeg listed it (`Stream #0:1: Audio: aac, 48000 Hz, stereo, ...`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct OutputStreamResponse {
+    /// Index in the file (0-based).
+    pub index: u32,
+    /// `video`, `audio`, `subtitle`, `data` or `attachment`.
+    #[serde(rename = "type")]
+    #[schema(example = "video")]
+    pub type_: String,
+    /// Codec name, e.g. `h264`, `aac`, `png`.
+    pub codec: Option<String>,
+    /// Width in pixels (video).
+    pub width: Option<u32>,
+    /// Height in pixels (video).
+    pub height: Option<u32>,
+    /// Frames per second (video).
+    pub frame_rate: Option<f64>,
+    /// Pixel format, e.g. `yuv420p` (video).
+    pub pixel_format: Option<String>,
+    /// Samples per second (audio).
+    pub sample_rate: Option<u32>,
+    /// Channel count (audio).
+    pub channels: Option<u32>,
+    /// The encoder's target bit rate in bit/s, when ffmpeg printed one.
+    pub bit_rate: Option<u64>,
 }
 
 /// What ffprobe says about a media file of the data directory (`GET /probe/{path}`). Values

@@ -4,10 +4,11 @@
 
 pub use ffmpeg_worker_api::{
     CreateJobRequest, DeliveryStateWire, FileEntry, FileResponse, HealthResponse, JobResponse, JobStatusWire,
-    MediaInfoResponse, MediaStreamResponse, Problem, ProgressEvent, ProgressResponse, ReadyResponse,
-    WebhookAttemptResponse, WebhookDeliveryResponse, WebhookEventWire, WebhookPayload,
+    MediaInfoResponse, MediaStreamResponse, OutputFileResponse, OutputStreamResponse, Problem, ProgressEvent,
+    ProgressResponse, ReadyResponse, WebhookAttemptResponse, WebhookDeliveryResponse, WebhookEventWire, WebhookPayload,
 };
 use jobs::media::MediaInfo;
+use jobs::model::OutputFile;
 use jobs::webhook::{Delivery, DeliveryState, SubscriptionSource, WebhookEvent};
 use jobs::{Job, JobId, JobStatus, Progress};
 
@@ -117,6 +118,7 @@ pub fn job_response(j: Job) -> JobResponse {
         completed_at: j.completed_at,
         progress: j.progress.as_ref().map(progress_response),
         output_files: j.output_files,
+        outputs: j.outputs.iter().map(output_file_response).collect(),
         error: j.error,
         priority: j.priority,
         timeout_seconds: j.timeout_seconds,
@@ -124,6 +126,32 @@ pub fn job_response(j: Job) -> JobResponse {
         attempts: j.attempts,
         webhook_url: own.as_ref().map(|s| s.url.clone()),
         webhook_events: own.map(|s| s.events.into_iter().map(event_wire).collect()),
+    }
+}
+
+/// The wire form of what is known of one written file.
+pub fn output_file_response(o: &OutputFile) -> OutputFileResponse {
+    OutputFileResponse {
+        path: o.path.clone(),
+        size_bytes: o.size_bytes,
+        duration_seconds: o.duration_seconds,
+        format: o.format.clone(),
+        streams: o
+            .streams
+            .iter()
+            .map(|s| OutputStreamResponse {
+                index: s.index,
+                type_: s.kind.clone(),
+                codec: s.codec.clone(),
+                width: s.width,
+                height: s.height,
+                frame_rate: s.frame_rate,
+                pixel_format: s.pixel_format.clone(),
+                sample_rate: s.sample_rate,
+                channels: s.channels,
+                bit_rate: s.bit_rate,
+            })
+            .collect(),
     }
 }
 

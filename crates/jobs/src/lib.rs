@@ -12,6 +12,7 @@
 //! - [`service`]: [`Jobs`], the service front ends call, and its worker pool.
 //! - [`events`]: the in-process event bus (status changes, live progress) and event ids.
 //! - [`outputs`]: which files a command produced.
+//! - [`output_meta`]: what is known of each produced file (format, streams, size, duration).
 //! - [`exec_limits`]: what the operating system refuses when it starts ffmpeg.
 //! - [`webhook`]: webhook subscriptions, the outbox of deliveries, retry and address rules.
 //! - [`storage`]: the [`Storage`](storage::Storage) trait the files API stores files in, and its
@@ -38,6 +39,7 @@ pub mod location;
 pub mod media;
 pub mod model;
 pub mod orphans;
+pub mod output_meta;
 pub mod outputs;
 pub mod postgres;
 pub mod probe;

@@ -278,6 +278,25 @@ impl SubmitOptions {
     }
 }
 
+/// One file a completed job wrote, described from ffmpeg's own `Output #N` listing (see
+/// [`ffmpeg_core::output_banner`]), its final progress and the file system; no ffprobe runs.
+/// What cannot be known that way is `None` (or no streams).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutputFile {
+    /// The file, relative to the data directory.
+    pub path: String,
+    /// Its size in bytes after the run.
+    pub size_bytes: u64,
+    /// Output duration in seconds (ffmpeg's final `out_time`): only for the file of a
+    /// command's only output, else `None` (`out_time` is the furthest of all outputs).
+    pub duration_seconds: Option<f64>,
+    /// The muxer that wrote it (`mp4`, `hls`, `image2`, ...); `None` for files the listing
+    /// does not name, such as HLS segments.
+    pub format: Option<String>,
+    /// The output's streams as ffmpeg listed them; empty when unknown.
+    pub streams: Vec<ffmpeg_core::output_banner::BannerStream>,
+}
+
 /// A job as stored: what was asked, where it is, and what came of it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Job {
@@ -300,6 +319,10 @@ pub struct Job {
     pub progress: Option<Progress>,
     /// Files the command produced, relative to the data directory (after success).
     pub output_files: Vec<String>,
+    /// What is known of each produced file (after success): one entry per file of
+    /// `output_files`, in the same order. Empty for jobs that completed before this was kept.
+    #[serde(default)]
+    pub outputs: Vec<OutputFile>,
     /// Why the job failed, in a few lines; `None` unless failed.
     pub error: Option<String>,
     /// Scheduling priority: higher runs first.
@@ -347,6 +370,7 @@ impl Job {
             completed_at: None,
             progress: None,
             output_files: Vec::new(),
+            outputs: Vec::new(),
             error: None,
             priority: options.priority,
             timeout_seconds: options.timeout_seconds,

@@ -22,6 +22,7 @@ use async_trait::async_trait;
 use ffmpeg_core::command::Command;
 use ffmpeg_core::duration::{BannerScanner, ExpectedLength, parse_time_duration};
 use ffmpeg_core::log::{Level, LogRouter, LogSettings, RoutedLine};
+use ffmpeg_core::output_banner::{OutputBanner, OutputBannerScanner};
 use ffmpeg_core::progress::{ProgressParser, ProgressState, ProgressUpdate};
 use ffmpeg_core::sandbox::ResolvedCommand;
 use nix::sys::signal::{Signal, killpg};
@@ -113,6 +114,9 @@ pub struct RunReport {
     pub result: Result<(), RunError>,
     /// The last bytes of stderr (at most the runner's configured tail size), lossily decoded.
     pub log_tail: String,
+    /// ffmpeg's `Output #N` listing (each output's format and streams), read from all of
+    /// stderr as it came (not only the tail); empty when ffmpeg printed none.
+    pub outputs: Vec<OutputBanner>,
 }
 
 /// Runs commands. Usable as `Arc<dyn Runner>`; tests substitute their own.
@@ -614,7 +618,7 @@ impl Runner for FfmpegRunner {
         // What the client's log level shows (the job log), and what ffmpeg's default level
         // shows (job errors are built from it, whatever the client's level).
         let mut tails = Tails::new(cap);
-        let failed = |e: RunError| RunReport { result: Err(e), log_tail: String::new() };
+        let failed = |e: RunError| RunReport { result: Err(e), log_tail: String::new(), outputs: Vec::new() };
         // A fresh directory with a random name and mode 0700 (mkdtemp): never shared with
         // another process, never an existing directory or a planted symlink. It is locked for
         // the whole run: ffmpeg's working directory marks it as ours, and a free lock marks it
@@ -650,6 +654,7 @@ impl Runner for FfmpegRunner {
         let mut parser = ProgressParser::new();
         let mut last_update: Option<ProgressUpdate> = None;
         let mut banner = BannerScanner::new();
+        let mut output_banner = OutputBannerScanner::new();
         let command = spec.command.command();
         let mut router = LogRouter::new(RunLog::of(command).client);
         let started = Instant::now();
@@ -702,6 +707,7 @@ impl Runner for FfmpegRunner {
                         for line in router.feed(&err_buf[..n]) {
                             tails.keep(&line);
                         }
+                        output_banner.feed(&err_buf[..n]);
                     }
                 },
                 s = child.wait(), if ready_to_reap => break s,
@@ -747,7 +753,7 @@ impl Runner for FfmpegRunner {
             }
             (None, Err(e)) => Err(RunError::Wait { source: Arc::new(e) }),
         };
-        RunReport { result, log_tail }
+        RunReport { result, log_tail, outputs: output_banner.finish() }
     }
 }
 

@@ -27,6 +27,7 @@ use crate::exec_limits::ExecLimitError;
 use crate::globs;
 use crate::media::{MediaInfo, MediaProbeConfig, MediaProbeError, MediaProber};
 use crate::model::{InvalidRequest, Job, JobId, MAX_PAGE_SIZE, Progress, SubmitOptions};
+use crate::output_meta;
 use crate::outputs::{self, Snapshot};
 use crate::runner::{RunError, RunSpec, Runner};
 use crate::store::{CancelOutcome, JobStore, ListQuery, Outcome, Recovery, RunRecord, StatusCounts, StoreError};
@@ -672,23 +673,26 @@ impl Jobs {
         }
 
         // ffmpeg may exit 0 having encoded nothing (`-ss` past the end): that is a failure too.
-        let (files, result) = {
+        let (files, described, result) = {
             let (footprint, resolved, log) = (footprint.clone(), resolved.clone(), report.log_tail.clone());
-            let result = report.result;
+            let (result, banner) = (report.result, report.outputs);
             blocking(move || {
                 if result.is_ok() {
                     let written = outputs::run_files(&root, &footprint, &before);
                     match encoded::nothing_encoded(&root, &resolved, &written, last.as_ref(), &log) {
-                        None => return (written, result),
+                        None => {
+                            let described = output_meta::describe(&root, &resolved, &written, &banner, last.as_ref());
+                            return (written, described, result);
+                        }
                         Some(message) => {
                             let result = Err(RunError::NothingEncoded { message });
-                            return (outputs::remove_run_files(&root, &footprint, &before), result);
+                            return (outputs::remove_run_files(&root, &footprint, &before), Vec::new(), result);
                         }
                     }
                 }
                 // What a failed or stopped run wrote is unusable (truncated at a timeout
                 // or a size limit, or a playlist naming missing segments).
-                (outputs::remove_run_files(&root, &footprint, &before), result)
+                (outputs::remove_run_files(&root, &footprint, &before), Vec::new(), result)
             })
             .await
         };
@@ -696,7 +700,8 @@ impl Jobs {
             Ok(()) => {
                 tracing::info!(outputs = files.len(), "job completed");
                 let output_files = outputs::to_strings(&files);
-                self.finish(&id, Outcome::Completed { output_files }, &report.log_tail, started, abort).await;
+                let outcome = Outcome::Completed { output_files, outputs: described };
+                self.finish(&id, outcome, &report.log_tail, started, abort).await;
             }
             Err(RunError::Cancelled) => {
                 if running.cancel.is_cancelled() {

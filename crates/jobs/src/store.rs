@@ -84,6 +84,8 @@ pub enum Outcome {
     Completed {
         /// Produced files.
         output_files: Vec<String>,
+        /// What is known of each produced file (see [`crate::model::OutputFile`]).
+        outputs: Vec<crate::model::OutputFile>,
     },
     /// ffmpeg failed or timed out; a short, human-readable reason.
     Failed {
@@ -504,9 +506,10 @@ impl JobStore for MemoryStore {
         job.completed_at = Some(OffsetDateTime::now_utc());
         job.event_seq += 1;
         match outcome {
-            Outcome::Completed { output_files } => {
+            Outcome::Completed { output_files, outputs } => {
                 job.status = JobStatus::Completed;
                 job.output_files = output_files;
+                job.outputs = outputs;
                 if let Some(p) = job.progress.as_mut() {
                     p.percent = Some(100.0);
                     p.eta_seconds = Some(0.0);

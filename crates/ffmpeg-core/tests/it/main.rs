@@ -7,6 +7,7 @@ mod duration;
 mod filtergraph;
 mod footprint;
 mod log;
+mod output_banner;
 mod policy;
 mod progress;
 mod sandbox;

@@ -254,6 +254,7 @@ pub(crate) mod tests {
             completed_at: None,
             progress,
             output_files: Vec::new(),
+            outputs: Vec::new(),
             error: None,
             priority: 0,
             timeout_seconds: None,

@@ -28,6 +28,42 @@ async fn transcode_runs_end_to_end_with_progress_and_outputs() {
     assert_eq!(progress["time"].as_str().unwrap().len(), "00:00:02.00".len());
     assert!(progress["bitrate"].as_str().unwrap().ends_with("kbits/s"), "{progress}");
 
+    // What is known of the output, from ffmpeg's own listing (no ffprobe per job).
+    let outputs = done["outputs"].as_array().unwrap();
+    assert_eq!(outputs.len(), 1, "{done}");
+    let described = &outputs[0];
+    assert_eq!(described["path"], "out/result.mp4");
+    assert_eq!(described["size_bytes"], std::fs::metadata(&out).unwrap().len());
+    assert_eq!(described["format"], "mp4");
+    assert!((described["duration_seconds"].as_f64().unwrap() - 2.0).abs() < 0.2, "{described}");
+    let streams = described["streams"].as_array().unwrap();
+    assert_eq!(
+        [
+            &streams[0]["type"],
+            &streams[0]["codec"],
+            &streams[0]["width"],
+            &streams[0]["height"],
+            &streams[0]["frame_rate"]
+        ],
+        [
+            &serde_json::json!("video"),
+            &serde_json::json!("h264"),
+            &serde_json::json!(160),
+            &serde_json::json!(120),
+            &serde_json::json!(25.0)
+        ]
+    );
+    assert_eq!(
+        [&streams[1]["type"], &streams[1]["codec"], &streams[1]["sample_rate"]],
+        [&serde_json::json!("audio"), &serde_json::json!("aac"), &serde_json::json!(44100)]
+    );
+
+    // The same file through the real ffprobe.
+    let probe: serde_json::Value =
+        http.get(server.url("/probe/out/result.mp4")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(probe["container"], "mov,mp4,m4a,3gp,3g2,mj2", "{probe}");
+    assert_eq!(probe["streams"][0]["width"], 160, "{probe}");
+
     let log = http.get(server.url(&format!("/jobs/{id}/log"))).send().await.unwrap();
     assert_eq!(log.status(), 200);
     let log = log.text().await.unwrap();

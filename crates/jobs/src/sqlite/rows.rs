@@ -89,6 +89,7 @@ pub(crate) struct JobRow {
     attempts: i64,
     webhooks: String,
     event_seq: i64,
+    outputs: String,
 }
 
 impl TryFrom<JobRow> for Job {
@@ -130,6 +131,11 @@ impl TryFrom<JobRow> for Job {
                 serde_json::from_str(&row.webhooks).map_err(|e| corrupt("webhooks", e))?
             },
             event_seq: u64::try_from(row.event_seq).map_err(|e| corrupt("event_seq", e))?,
+            outputs: if row.outputs == "[]" {
+                Vec::new()
+            } else {
+                serde_json::from_str(&row.outputs).map_err(|e| corrupt("outputs", e))?
+            },
         })
     }
 }

@@ -8,7 +8,7 @@
 macro_rules! job_columns {
     () => {
         "seq, id, status, command, priority, timeout_seconds, metadata, created_at, started_at, \
-         completed_at, progress, output_files, error, attempts, webhooks, event_seq"
+         completed_at, progress, output_files, error, attempts, webhooks, event_seq, outputs"
     };
 }
 
@@ -77,9 +77,11 @@ pub(super) const INTERRUPTED_RUNS: &str = "SELECT j.id, r.run FROM jobs j \
 /// Returns whether a cancel was requested, and the job's webhook subscriptions.
 pub(super) const UPDATE_PROGRESS: &str =
     "UPDATE jobs SET progress = ?2 WHERE id = ?1 AND status = 'running' RETURNING cancel_requested, webhooks";
-/// ?2 status, ?3 completed_at, ?4 output files (NULL: keep), ?5 error (NULL: keep).
+/// ?2 status, ?3 completed_at, ?4 output files (NULL: keep), ?5 error (NULL: keep), ?6 outputs
+/// (NULL: keep).
 pub(super) const FINISH: &str = concat!(
     "UPDATE jobs SET status = ?2, completed_at = ?3, output_files = COALESCE(?4, output_files), \
+       outputs = COALESCE(?6, outputs), \
        error = COALESCE(?5, error), cancel_requested = 0, event_seq = event_seq + 1, \
        progress = CASE WHEN ?2 = 'completed' AND progress IS NOT NULL \
                   THEN json_set(progress, '$.percent', 100.0, '$.eta_seconds', 0.0) ELSE progress END \

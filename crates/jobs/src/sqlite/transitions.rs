@@ -272,10 +272,12 @@ impl JobStore for SqliteStore {
     }
 
     async fn finish(&self, id: &JobId, outcome: Outcome, log: &str) -> Result<Job, StoreError> {
-        let (status, output_files, error) = match outcome {
-            Outcome::Completed { output_files } => (JobStatus::Completed, Some(json(&output_files)?), None),
-            Outcome::Failed { error } => (JobStatus::Failed, None, Some(error)),
-            Outcome::Cancelled => (JobStatus::Cancelled, None, None),
+        let (status, output_files, outputs, error) = match outcome {
+            Outcome::Completed { output_files, outputs } => {
+                (JobStatus::Completed, Some(json(&output_files)?), Some(json(&outputs)?), None)
+            }
+            Outcome::Failed { error } => (JobStatus::Failed, None, None, Some(error)),
+            Outcome::Cancelled => (JobStatus::Cancelled, None, None, None),
         };
         let (_, completed) = now();
         let result = async {
@@ -286,6 +288,7 @@ impl JobStore for SqliteStore {
                 .bind(completed)
                 .bind(output_files)
                 .bind(error)
+                .bind(outputs)
                 .fetch_all(tx.conn())
                 .await
                 .map_err(db);

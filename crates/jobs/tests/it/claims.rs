@@ -51,7 +51,7 @@ async fn claiming_skips_jobs_that_conflict_with_running_ones() {
         assert_eq!(claim(&store).await, Some(a.clone()), "{name}");
         assert_eq!(claim(&store).await, Some(d.clone()), "{name}: b writes and c reads what a writes");
         assert_eq!(claim(&store).await, None, "{name}");
-        store.finish(&a, Outcome::Completed { output_files: vec![] }, "").await.unwrap();
+        store.finish(&a, Outcome::Completed { output_files: vec![], outputs: Vec::new() }, "").await.unwrap();
         assert_eq!(claim(&store).await, Some(b.clone()), "{name}: in order once a is done");
         assert_eq!(claim(&store).await, None, "{name}: c reads what b writes");
         store.finish(&b, Outcome::Failed { error: "x".to_owned() }, "").await.unwrap();
@@ -120,7 +120,10 @@ async fn two_sqlite_stores_never_run_conflicting_jobs_together() {
                 assert_eq!(running.fetch_add(1, Ordering::SeqCst), 0, "two conflicting jobs ran at once");
                 tokio::task::yield_now().await;
                 running.fetch_sub(1, Ordering::SeqCst);
-                store.finish(&job.id, Outcome::Completed { output_files: vec![] }, "").await.unwrap();
+                store
+                    .finish(&job.id, Outcome::Completed { output_files: vec![], outputs: Vec::new() }, "")
+                    .await
+                    .unwrap();
                 done.fetch_add(1, Ordering::SeqCst);
             }
         });

@@ -51,7 +51,7 @@ impl Runner for ProgressRunner {
                 std::fs::write(p.as_path(), b"encoded").unwrap();
             }
         }
-        RunReport { result: Ok(()), log_tail: String::new() }
+        RunReport { result: Ok(()), log_tail: String::new(), outputs: Vec::new() }
     }
 }
 

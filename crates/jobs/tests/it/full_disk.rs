@@ -179,7 +179,7 @@ async fn write_round(store: &SqliteStore, model: &mut Model, round: usize, metad
     if let Some(id) = running.last() {
         // A log of 8 KiB: the finish needs new pages.
         let log = format!("round {round:4}\n").repeat(800);
-        let outcome = Outcome::Completed { output_files: vec![format!("out{round}.mp4")] };
+        let outcome = Outcome::Completed { output_files: vec![format!("out{round}.mp4")], outputs: Vec::new() };
         let finished = store.finish(id, outcome, &log).await;
         ok.push(finished.is_ok());
         if let Some(job) = model.answer("finish", finished) {

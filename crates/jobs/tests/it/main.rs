@@ -10,6 +10,7 @@ mod globs;
 mod hls_variants;
 mod media;
 mod orphans;
+mod output_meta;
 mod outputs;
 mod ownership;
 mod postgres;

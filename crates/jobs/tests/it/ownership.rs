@@ -87,7 +87,7 @@ impl Runner for Writer {
         } else {
             Ok(())
         };
-        RunReport { result, log_tail: String::new() }
+        RunReport { result, log_tail: String::new(), outputs: Vec::new() }
     }
 }
 

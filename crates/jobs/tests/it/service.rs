@@ -46,7 +46,7 @@ impl Runner for ScriptedRunner {
             () = cancel.cancelled() => Err(RunError::Cancelled),
         };
         self.current.fetch_sub(1, Ordering::SeqCst);
-        RunReport { result, log_tail: "scripted log".to_owned() }
+        RunReport { result, log_tail: "scripted log".to_owned(), outputs: Vec::new() }
     }
 }
 

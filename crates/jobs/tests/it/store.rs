@@ -123,7 +123,7 @@ async fn active_footprints_are_queued_and_running_jobs(store: &Store) {
 
     let done = store.insert("-i a.mp4 done.mp4".to_owned(), with("-i a.mp4 done.mp4")).await.unwrap();
     assert_eq!(store.claim_next().await.unwrap().unwrap().id, done.id);
-    store.finish(&done.id, Outcome::Completed { output_files: vec![] }, "").await.unwrap();
+    store.finish(&done.id, Outcome::Completed { output_files: vec![], outputs: Vec::new() }, "").await.unwrap();
     let run = store.insert("-i in/b.mp4 out/b.mkv".to_owned(), with("-i in/b.mp4 out/b.mkv")).await.unwrap();
     assert_eq!(store.claim_next().await.unwrap().unwrap().id, run.id);
     let queued = store.insert("-i c.wav c.mp3".to_owned(), with("-i c.wav c.mp3")).await.unwrap();
@@ -168,7 +168,8 @@ async fn event_seq_counts_status_changes(store: &Store) {
     assert_eq!(seq(store, &job.id).await, 7, "a refused transition changes nothing");
 
     let done = running(store, "-i b.mp4 b.mkv").await;
-    let finished = store.finish(&done.id, Outcome::Completed { output_files: vec![] }, "").await.unwrap();
+    let finished =
+        store.finish(&done.id, Outcome::Completed { output_files: vec![], outputs: Vec::new() }, "").await.unwrap();
     assert_eq!((finished.event_seq, seq(store, &done.id).await), (3, 3));
 
     let queued = submit(store, "-i c.mp4 c.mkv").await;
@@ -212,7 +213,14 @@ async fn everything(store: &Store) -> Vec<(Job, Option<String>, Option<bool>)> {
 async fn refused_transition_changes_nothing(store: &Store) {
     let progress = Progress { frame: Some(7), percent: Some(10.0), ..Progress::default() };
     let completed = running(store, "completed").await;
-    store.finish(&completed.id, Outcome::Completed { output_files: vec!["c.mp4".to_owned()] }, "c log").await.unwrap();
+    store
+        .finish(
+            &completed.id,
+            Outcome::Completed { output_files: vec!["c.mp4".to_owned()], outputs: Vec::new() },
+            "c log",
+        )
+        .await
+        .unwrap();
     let failed = running(store, "failed").await;
     store.finish(&failed.id, Outcome::Failed { error: "boom".to_owned() }, "f log").await.unwrap();
     let cancelled = submit(store, "cancelled").await;
@@ -229,7 +237,7 @@ async fn refused_transition_changes_nothing(store: &Store) {
     let finished = [&completed.id, &failed.id, &cancelled.id];
     let outcomes = || {
         [
-            Outcome::Completed { output_files: vec!["other.mp4".to_owned()] },
+            Outcome::Completed { output_files: vec!["other.mp4".to_owned()], outputs: Vec::new() },
             Outcome::Failed { error: "other".to_owned() },
             Outcome::Cancelled,
         ]
@@ -421,10 +429,10 @@ async fn claim_waits_for_earlier_conflicting_jobs(store: &Store) {
     assert_eq!(claim_id(store).await, Some(unrelated.clone()), "pass 2 waits for the queued pass 1");
     assert_eq!(claim_id(store).await, Some(pass1.clone()));
     assert_eq!(claim_id(store).await, None, "pass 2 waits for the running pass 1");
-    store.finish(&pass1, Outcome::Completed { output_files: vec![] }, "").await.unwrap();
+    store.finish(&pass1, Outcome::Completed { output_files: vec![], outputs: Vec::new() }, "").await.unwrap();
     assert_eq!(claim_id(store).await, Some(pass2.clone()));
     for id in [&other, &unrelated, &pass2] {
-        store.finish(id, Outcome::Completed { output_files: vec![] }, "").await.unwrap();
+        store.finish(id, Outcome::Completed { output_files: vec![], outputs: Vec::new() }, "").await.unwrap();
     }
 
     // Nothing running: the first job in claim order waits for an earlier one of lower priority.
@@ -453,7 +461,9 @@ async fn finish_only_from_running(store: &Store) {
     assert_not_found(store.finish(&unknown_id(), Outcome::Cancelled, "").await);
 
     let job = store.claim_next().await.unwrap().unwrap();
-    let done = store.finish(&job.id, Outcome::Completed { output_files: vec!["out.mp4".to_owned()] }, "").await;
+    let done = store
+        .finish(&job.id, Outcome::Completed { output_files: vec!["out.mp4".to_owned()], outputs: Vec::new() }, "")
+        .await;
     assert_eq!(done.unwrap().status, JobStatus::Completed);
     assert_conflict(
         store.finish(&job.id, Outcome::Failed { error: "again".to_owned() }, "").await,
@@ -464,15 +474,61 @@ async fn finish_only_from_running(store: &Store) {
     assert_eq!((after.status, after.error), (JobStatus::Completed, None), "a refused finish changes nothing");
 }
 
+/// An `outputs` entry per file: the first a listed output with a video and an audio stream
+/// (odd values: a fractional frame rate, no bit rate), the others unknown files.
+fn described_outputs(files: &[String]) -> Vec<jobs::model::OutputFile> {
+    use ffmpeg_core::output_banner::BannerStream;
+    files
+        .iter()
+        .enumerate()
+        .map(|(i, path)| jobs::model::OutputFile {
+            path: path.clone(),
+            size_bytes: 1000 + i as u64,
+            duration_seconds: (i == 0).then_some(10.01),
+            format: (i == 0).then(|| "mp4".to_owned()),
+            streams: if i == 0 {
+                vec![
+                    BannerStream {
+                        index: 0,
+                        kind: "video".to_owned(),
+                        codec: Some("h264".to_owned()),
+                        width: Some(1280),
+                        height: Some(720),
+                        frame_rate: Some(29.97),
+                        pixel_format: Some("yuv420p".to_owned()),
+                        ..BannerStream::default()
+                    },
+                    BannerStream {
+                        index: 1,
+                        kind: "audio".to_owned(),
+                        codec: Some("aac".to_owned()),
+                        sample_rate: Some(48000),
+                        channels: Some(6),
+                        channel_layout: Some("5.1(side)".to_owned()),
+                        bit_rate: Some(128_000),
+                        language: Some("eng".to_owned()),
+                        ..BannerStream::default()
+                    },
+                ]
+            } else {
+                Vec::new()
+            },
+        })
+        .collect()
+}
+
 async fn finish_records_each_outcome(store: &Store) {
     let progress = Progress { frame: Some(120), percent: Some(40.0), eta_seconds: Some(3.5), ..Progress::default() };
 
     let job = running(store, "ok").await;
     store.update_progress(&job.id, &progress).await.unwrap();
     let outputs = vec!["out/a.mp4".to_owned(), "out/b b.mp4".to_owned()];
-    let done = store.finish(&job.id, Outcome::Completed { output_files: outputs.clone() }, "log").await.unwrap();
+    let described = described_outputs(&outputs);
+    let outcome = Outcome::Completed { output_files: outputs.clone(), outputs: described.clone() };
+    let done = store.finish(&job.id, outcome, "log").await.unwrap();
     assert_eq!(done.status, JobStatus::Completed);
     assert_eq!(done.output_files, outputs);
+    assert_eq!(done.outputs, described, "what is known of each file is kept");
     assert_eq!(done.error, None);
     assert!(done.completed_at.unwrap() >= done.started_at.unwrap());
     let p = done.progress.clone().unwrap();
@@ -542,7 +598,7 @@ async fn cancel_running_is_requested(store: &Store) {
 
 async fn cancel_finished_conflicts(store: &Store) {
     let job = running(store, "x").await;
-    store.finish(&job.id, Outcome::Completed { output_files: vec![] }, "").await.unwrap();
+    store.finish(&job.id, Outcome::Completed { output_files: vec![], outputs: Vec::new() }, "").await.unwrap();
     assert_conflict(store.cancel(&job.id).await, JobStatus::Completed, "cancel");
     let queued = submit(store, "y").await;
     store.cancel(&queued.id).await.unwrap();
@@ -600,7 +656,7 @@ async fn recover_requeues_or_fails(store: &Store) {
     store.cancel(&waiting.id).await.unwrap();
     let waiting = submit(store, "still waiting").await;
     assert_eq!(store.claim_next().await.unwrap().unwrap().id, done.id);
-    store.finish(&done.id, Outcome::Completed { output_files: vec![] }, "").await.unwrap();
+    store.finish(&done.id, Outcome::Completed { output_files: vec![], outputs: Vec::new() }, "").await.unwrap();
     // A crash: `once` and `twice` were left running.
 
     let recovery = store.recover(2).await.unwrap();
@@ -621,7 +677,8 @@ async fn recover_requeues_or_fails(store: &Store) {
 
 async fn purge_finished_before(store: &Store) {
     let old = running(store, "old").await;
-    let old = store.finish(&old.id, Outcome::Completed { output_files: vec![] }, "log").await.unwrap();
+    let old =
+        store.finish(&old.id, Outcome::Completed { output_files: vec![], outputs: Vec::new() }, "log").await.unwrap();
     let cancelled = submit(store, "cancelled").await;
     let Ok(CancelOutcome::Cancelled(cancelled)) = store.cancel(&cancelled.id).await else { panic!() };
     let live = running(store, "live").await;
@@ -645,9 +702,9 @@ async fn counts_by_status(store: &Store) {
     assert!(JobStatus::ALL.iter().all(|s| count(&empty, *s) == 0));
 
     let a = running(store, "a").await;
-    store.finish(&a.id, Outcome::Completed { output_files: vec![] }, "").await.unwrap();
+    store.finish(&a.id, Outcome::Completed { output_files: vec![], outputs: Vec::new() }, "").await.unwrap();
     let b = running(store, "b").await;
-    store.finish(&b.id, Outcome::Completed { output_files: vec![] }, "").await.unwrap();
+    store.finish(&b.id, Outcome::Completed { output_files: vec![], outputs: Vec::new() }, "").await.unwrap();
     let c = running(store, "c").await;
     store.finish(&c.id, Outcome::Failed { error: "x".to_owned() }, "").await.unwrap();
     running(store, "d").await;
@@ -669,7 +726,7 @@ async fn log_kept_by_finish(store: &Store) {
     assert_eq!(store.log(&job.id).await.unwrap(), Some(log));
 
     let quiet = running(store, "quiet").await;
-    store.finish(&quiet.id, Outcome::Completed { output_files: vec![] }, "").await.unwrap();
+    store.finish(&quiet.id, Outcome::Completed { output_files: vec![], outputs: Vec::new() }, "").await.unwrap();
     assert_eq!(store.log(&quiet.id).await.unwrap().as_deref(), Some(""));
 }
 
@@ -731,9 +788,10 @@ async fn odd_text_round_trips(store: &Store) {
     assert_eq!(store.get(&job.id).await.unwrap(), Some(job.clone()));
     let claimed = store.claim_next().await.unwrap().unwrap();
     let outputs = vec!["out dir/é 🎬.mkv".to_owned(), "a\"b\\c.mp4".to_owned()];
-    let done =
-        store.finish(&claimed.id, Outcome::Completed { output_files: outputs.clone() }, "\u{0}log\n").await.unwrap();
+    let outcome = Outcome::Completed { output_files: outputs.clone(), outputs: described_outputs(&outputs) };
+    let done = store.finish(&claimed.id, outcome, "\u{0}log\n").await.unwrap();
     assert_eq!(done.output_files, outputs);
+    assert_eq!(done.outputs, described_outputs(&outputs));
     assert_eq!(store.get(&job.id).await.unwrap(), Some(done));
     assert_eq!(store.log(&job.id).await.unwrap().as_deref(), Some("\u{0}log\n"));
 }
@@ -821,7 +879,10 @@ async fn sqlite_reopened_file_has_every_job() {
         before.push(store.insert(format!("-i {i}.mp4 {i}.mkv"), opts(i % 4)).await.unwrap());
     }
     let done = store.claim_next().await.unwrap().unwrap();
-    store.finish(&done.id, Outcome::Completed { output_files: vec!["x.mkv".to_owned()] }, "the log").await.unwrap();
+    store
+        .finish(&done.id, Outcome::Completed { output_files: vec!["x.mkv".to_owned()], outputs: Vec::new() }, "the log")
+        .await
+        .unwrap();
     let live = store.claim_next().await.unwrap().unwrap();
     store.update_progress(&live.id, &Progress { frame: Some(7), ..Progress::default() }).await.unwrap();
     let listed = store.list(&all()).await.unwrap();

@@ -147,7 +147,7 @@ impl Runner for InstantRunner {
                 std::fs::write(p.as_path(), b"encoded").unwrap();
             }
         }
-        RunReport { result: Ok(()), log_tail: "done".to_owned() }
+        RunReport { result: Ok(()), log_tail: "done".to_owned(), outputs: Vec::new() }
     }
 }
 

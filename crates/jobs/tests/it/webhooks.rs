@@ -82,7 +82,7 @@ async fn no_subscription_no_delivery(store: &Store) {
     let job = submit_with(store, Vec::new()).await;
     store.claim_next().await.unwrap().unwrap();
     store.update_progress(&job.id, &Progress::default()).await.unwrap();
-    store.finish(&job.id, Outcome::Completed { output_files: Vec::new() }, "").await.unwrap();
+    store.finish(&job.id, Outcome::Completed { output_files: Vec::new(), outputs: Vec::new() }, "").await.unwrap();
     assert!(store.deliveries(&job.id).await.unwrap().is_empty());
     let far = OffsetDateTime::now_utc() + Duration::from_secs(3600);
     assert!(store.claim_deliveries(far, Duration::from_secs(10), 100, &[]).await.unwrap().is_empty());
@@ -97,7 +97,10 @@ async fn every_status_change_writes_its_deliveries(store: &Store) {
     assert_eq!(job.webhooks.len(), 3);
     assert!(store.deliveries(&job.id).await.unwrap().is_empty(), "queued writes nothing");
     let claimed = store.claim_next().await.unwrap().unwrap();
-    store.finish(&job.id, Outcome::Completed { output_files: vec!["b.mp4".to_owned()] }, "log").await.unwrap();
+    store
+        .finish(&job.id, Outcome::Completed { output_files: vec!["b.mp4".to_owned()], outputs: Vec::new() }, "log")
+        .await
+        .unwrap();
     let deliveries = store.deliveries(&job.id).await.unwrap();
     assert_eq!(
         events(&deliveries),
@@ -213,7 +216,7 @@ async fn recover_out_of_attempts_writes_failed(store: &Store) {
 async fn claimed_deliveries_are_leased(store: &Store) {
     let job = submit_with(store, vec![subscription("http://a.example/l", &WebhookEvent::DEFAULT)]).await;
     store.claim_next().await.unwrap().unwrap();
-    store.finish(&job.id, Outcome::Completed { output_files: Vec::new() }, "").await.unwrap();
+    store.finish(&job.id, Outcome::Completed { output_files: Vec::new(), outputs: Vec::new() }, "").await.unwrap();
     let now = OffsetDateTime::now_utc() + Duration::from_secs(1);
     let lease = Duration::from_secs(30);
     let first = store.claim_deliveries(now, lease, 1, &[]).await.unwrap();
@@ -283,7 +286,7 @@ async fn attempts_are_recorded_until_final(store: &Store) {
 async fn purge_keeps_pending_deliveries(store: &Store) {
     let job = submit_with(store, vec![subscription("http://a.example/g", &WebhookEvent::DEFAULT)]).await;
     store.claim_next().await.unwrap().unwrap();
-    store.finish(&job.id, Outcome::Completed { output_files: Vec::new() }, "").await.unwrap();
+    store.finish(&job.id, Outcome::Completed { output_files: Vec::new(), outputs: Vec::new() }, "").await.unwrap();
     let now = OffsetDateTime::now_utc() + Duration::from_secs(1);
     let started = store.claim_deliveries(now, Duration::from_secs(30), 1, &[]).await.unwrap().remove(0);
     let gone = DeliveryAttempt::new(now, &AttemptResult::Status(410));
