@@ -34,7 +34,10 @@ fn row(s: &BannerStream) -> Row {
     )
 }
 
-const CASES: &[(&str, &str, &[(usize, &str, &str, &[Row])])] = &[
+/// (output index, format, URL, streams)
+type Output = (usize, &'static str, &'static str, &'static [Row]);
+
+const CASES: &[(&str, &str, &[Output])] = &[
     (
         "two outputs: copy + subtitles into mp4, png sequence",
         include_str!("../data/outputs_two_outputs.txt"),
