@@ -6,7 +6,7 @@
 macro_rules! job_columns {
     () => {
         "seq, id, status, command, priority, timeout_seconds, metadata, created_at, started_at, \
-         completed_at, progress, output_files, error, attempts, webhooks, event_seq"
+         completed_at, progress, output_files, error, attempts, webhooks, event_seq, outputs"
     };
 }
 
@@ -77,7 +77,7 @@ pub(super) const UPDATE_PROGRESS: &str =
 /// $6 node, $7 attempt.
 pub(super) const FINISH: &str = concat!(
     "UPDATE jobs SET status = $2, completed_at = $3, output_files = COALESCE($4, output_files), \
-       error = COALESCE($5, error), cancel_requested = FALSE, worker_id = NULL, lease_expires_at = NULL, \
+       outputs = COALESCE($8, outputs), error = COALESCE($5, error), cancel_requested = FALSE, worker_id = NULL, lease_expires_at = NULL, \
        event_seq = event_seq + 1, \
        progress = CASE WHEN $2 = 'completed' AND progress IS NOT NULL \
                   THEN (progress::jsonb || '{\"percent\": 100.0, \"eta_seconds\": 0.0}'::jsonb)::text \

@@ -299,10 +299,12 @@ impl JobStore for PgStore {
     async fn finish(&self, id: &JobId, outcome: Outcome, log: &str) -> Result<Job, StoreError> {
         let attempt = self.held_attempt(id, "finish").await?;
         let (_, completed) = now();
-        let (status, outputs, error) = match outcome {
-            Outcome::Completed { output_files } => (JobStatus::Completed, Some(json(&output_files)?), None),
-            Outcome::Failed { error } => (JobStatus::Failed, None, Some(text(&error).into_owned())),
-            Outcome::Cancelled => (JobStatus::Cancelled, None, None),
+        let (status, outputs, described, error) = match outcome {
+            Outcome::Completed { output_files, outputs } => {
+                (JobStatus::Completed, Some(json(&output_files)?), Some(json(&outputs)?), None)
+            }
+            Outcome::Failed { error } => (JobStatus::Failed, None, None, Some(text(&error).into_owned())),
+            Outcome::Cancelled => (JobStatus::Cancelled, None, None, None),
         };
         let result = async {
             let mut tx = self.pool.begin().await.map_err(db)?;
@@ -314,6 +316,7 @@ impl JobStore for PgStore {
                 .bind(error)
                 .bind(&self.settings.node_id)
                 .bind(attempt)
+                .bind(described)
                 .fetch_all(&mut *tx)
                 .await
                 .map_err(db)?;

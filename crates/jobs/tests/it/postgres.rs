@@ -91,7 +91,10 @@ async fn claim_everything(nodes: usize, claimers: usize, jobs: &[(i32, Option<u8
                         // Before the finish commits: a claim that follows it may take the file.
                         writing.lock().unwrap().remove(&file);
                     }
-                    store.finish(&job.id, Outcome::Completed { output_files: vec![] }, "").await.unwrap();
+                    store
+                        .finish(&job.id, Outcome::Completed { output_files: vec![], outputs: Vec::new() }, "")
+                        .await
+                        .unwrap();
                 }
             });
         }
@@ -143,7 +146,10 @@ async fn only_the_node_holding_a_live_lease_writes_to_a_running_job() {
 
     // Another node can neither report for it, finish it, nor put it back, nor recover it.
     assert_conflict(b.update_progress(&job.id, &progress).await, JobStatus::Running);
-    assert_conflict(b.finish(&job.id, Outcome::Completed { output_files: vec![] }, "").await, JobStatus::Running);
+    assert_conflict(
+        b.finish(&job.id, Outcome::Completed { output_files: vec![], outputs: Vec::new() }, "").await,
+        JobStatus::Running,
+    );
     assert_conflict(b.requeue(&job.id).await, JobStatus::Running);
     assert_eq!(b.interrupted_runs().await.unwrap(), vec![]);
     assert_eq!(b.recover(1).await.unwrap(), jobs::store::Recovery::default());
@@ -157,7 +163,7 @@ async fn only_the_node_holding_a_live_lease_writes_to_a_running_job() {
     expire_lease(&url, &job.id).await;
     assert_conflict(a.update_progress(&job.id, &Progress::default()).await, JobStatus::Running);
     assert_conflict(
-        a.finish(&job.id, Outcome::Completed { output_files: vec!["x".into()] }, "").await,
+        a.finish(&job.id, Outcome::Completed { output_files: vec!["x".into()], outputs: Vec::new() }, "").await,
         JobStatus::Running,
     );
     assert_conflict(a.requeue(&job.id).await, JobStatus::Running);
@@ -180,7 +186,7 @@ async fn recovery_touches_only_the_nodes_own_leftovers() {
     let recovery = a.recover(5).await.unwrap();
     assert_eq!(recovery.requeued, std::slice::from_ref(&ja.id));
     assert_eq!(a.get(&jb.id).await.unwrap().unwrap().status, JobStatus::Running, "b's job is left alone");
-    b.finish(&jb.id, Outcome::Completed { output_files: vec![] }, "").await.unwrap();
+    b.finish(&jb.id, Outcome::Completed { output_files: vec![], outputs: Vec::new() }, "").await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -201,7 +207,7 @@ async fn leases_are_renewed_while_the_job_is_held() {
         assert!(Instant::now() < deadline, "the lease was never renewed");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    store.finish(&job.id, Outcome::Completed { output_files: vec![] }, "").await.unwrap();
+    store.finish(&job.id, Outcome::Completed { output_files: vec![], outputs: Vec::new() }, "").await.unwrap();
     let lease: Option<f64> =
         sqlx::query_scalar("SELECT extract(epoch FROM lease_expires_at)::float8 FROM jobs WHERE id = $1")
             .bind(job.id.as_str())
