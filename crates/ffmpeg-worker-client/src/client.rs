@@ -3,7 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use ffmpeg_worker_api::{CreateJobRequest, HealthResponse, JobResponse, Problem, ReadyResponse};
+use ffmpeg_worker_api::{CreateJobRequest, HealthResponse, JobResponse, MediaInfoResponse, Problem, ReadyResponse};
 use reqwest::header::{self, HeaderMap};
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
@@ -113,6 +113,20 @@ impl Client {
         let url = self.endpoint(&["jobs", id, "log"]);
         let response = self.send(Method::GET, &url, None).await?;
         response.text().await.map_err(|source| ClientError::Unreachable { url, source })
+    }
+
+    /// What ffprobe says about a media file of the server's data directory
+    /// (`GET /probe/{path}`): container, duration, bit rate, size, and each stream.
+    ///
+    /// `path` is relative to the data directory (`in/clip.mp4`); it is sent as one
+    /// percent-encoded segment, so `..`, `?` or `#` in it reach the server as written.
+    ///
+    /// # Errors
+    /// [`ClientError::Problem`]: 404 for no such file; 422 for a path the server's sandbox
+    /// refuses (escapes the data directory, ...) or a file that is not media (the detail has
+    /// ffprobe's reason); 503 when the server cannot run ffprobe.
+    pub async fn probe(&self, path: &str) -> Result<MediaInfoResponse, ClientError> {
+        self.json(Method::GET, self.endpoint(&["probe", path]), None).await
     }
 
     /// Liveness (`GET /health`).

@@ -83,6 +83,8 @@ pub(crate) enum Command {
     Ls(LsArgs),
     /// Delete a file (a directory with --recursive).
     Rm(RmArgs),
+    /// Describe a media file of the server's data directory (ffprobe on the server)
+    Probe(ProbeArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -131,6 +133,24 @@ pub(crate) struct RmArgs {
     /// Delete a directory and everything under it.
     #[arg(long, short)]
     pub(crate) recursive: bool,
+    #[command(flatten)]
+    pub(crate) connection: Connection,
+}
+
+/// Arguments of `probe`.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "\
+Examples:
+  ffmpeg-worker probe input.mp4
+  ffmpeg-worker probe --json 'out/my clip.mkv' | jq '.streams[0].width'")]
+pub(crate) struct ProbeArgs {
+    /// The file, relative to the server's data directory.
+    pub(crate) path: String,
+
+    /// Print the description as JSON instead of text.
+    #[arg(long)]
+    pub(crate) json: bool,
+
     #[command(flatten)]
     pub(crate) connection: Connection,
 }

@@ -10,7 +10,7 @@ use ffmpeg_worker_client::{Client, ClientError, ListQuery, WaitEvent, WaitOption
 
 use crate::args::{Command, Connection, ListArgs, SubmitArgs, Submitted};
 use crate::progress::{Reporter, Stream};
-use crate::table::{job_text, jobs_table};
+use crate::table::{job_text, jobs_table, media_text};
 
 /// Exit status when an awaited job failed or was cancelled.
 const EXIT_JOB_UNSUCCESSFUL: u8 = 1;
@@ -156,6 +156,15 @@ async fn execute(command: Command) -> Result<Outcome, CliError> {
         }
         Command::Rm(args) => {
             connect(&args.connection)?.delete_file(&args.remote, args.recursive).await?;
+            Ok(Outcome::Success)
+        }
+        Command::Probe(args) => {
+            let media = connect(&args.connection)?.probe(&args.path).await?;
+            if args.json {
+                print_json(&media)?;
+            } else {
+                out(&media_text(&media))?;
+            }
             Ok(Outcome::Success)
         }
     }

@@ -1,6 +1,6 @@
 //! Jobs as text: the fields of one job (`status`) and the table of many (`list`).
 
-use ffmpeg_worker_client::api::{JobResponse, JobStatusWire, ProgressResponse};
+use ffmpeg_worker_client::api::{JobResponse, JobStatusWire, MediaInfoResponse, ProgressResponse};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -83,6 +83,61 @@ pub(crate) fn job_text(job: &JobResponse) -> String {
     format_fields(&job_fields(job))
 }
 
+/// A media description, as `probe` prints it: a line for the file, one per stream.
+///
+/// ```text
+/// in/clip.mp4: mov,mp4,m4a,3gp,3g2,mj2 (QuickTime / MOV), 10.01 s, 2557 kbit/s, 3200000 bytes
+///   #0 video: h264 (High), 1280x720, 29.97 fps, yuv420p, 2400 kbit/s
+///   #1 audio: aac (LC), 48000 Hz, stereo, 2 channels, eng, 128 kbit/s
+/// ```
+pub(crate) fn media_text(media: &MediaInfoResponse) -> String {
+    let kbits = |b: u64| format!("{} kbit/s", (b as f64 / 1000.0).round());
+    let mut head = vec![match &media.container_long_name {
+        Some(long) => format!("{} ({long})", media.container),
+        None => media.container.clone(),
+    }];
+    if let Some(d) = media.duration_seconds {
+        head.push(format!("{d:.2} s"));
+    }
+    if let Some(b) = media.bit_rate {
+        head.push(kbits(b));
+    }
+    head.push(format!("{} bytes", media.size_bytes));
+    let mut text = format!("{}: {}\n", media.path, head.join(", "));
+    for s in &media.streams {
+        let mut parts = Vec::new();
+        let codec = s.codec.clone().unwrap_or_else(|| "unknown codec".to_owned());
+        parts.push(match &s.profile {
+            Some(profile) => format!("{codec} ({profile})"),
+            None => codec,
+        });
+        if let (Some(w), Some(h)) = (s.width, s.height) {
+            parts.push(format!("{w}x{h}"));
+        }
+        if let Some(fps) = s.frame_rate {
+            parts.push(format!("{} fps", (fps * 100.0).round() / 100.0));
+        }
+        parts.extend(s.pixel_format.clone());
+        if let Some(rate) = s.sample_rate {
+            parts.push(format!("{rate} Hz"));
+        }
+        parts.extend(s.channel_layout.clone());
+        if let Some(n) = s.channels {
+            parts.push(format!("{n} channel{}", if n == 1 { "" } else { "s" }));
+        }
+        parts.extend(s.language.clone());
+        if let Some(d) = s.duration_seconds.filter(|_| media.streams.len() > 1) {
+            parts.push(format!("{d:.2} s"));
+        }
+        if let Some(b) = s.bit_rate {
+            parts.push(kbits(b));
+        }
+        let kind = s.type_.as_deref().unwrap_or("stream");
+        text.push_str(&format!("  #{} {kind}: {}\n", s.index, parts.join(", ")));
+    }
+    text
+}
+
 /// A time in UTC to the second: `2024-05-01T10:00:00Z`.
 pub(crate) fn whole_seconds(t: OffsetDateTime) -> String {
     let t = t.to_offset(time::UtcOffset::UTC);
@@ -120,6 +175,64 @@ mod tests {
 
     use super::*;
     use crate::progress::tests::{job, progress};
+
+    #[test]
+    fn a_media_description_reads_as_one_line_per_stream() {
+        use ffmpeg_worker_client::api::MediaStreamResponse;
+        let stream = |index, type_: &str| MediaStreamResponse {
+            index,
+            type_: Some(type_.to_owned()),
+            codec: None,
+            profile: None,
+            width: None,
+            height: None,
+            frame_rate: None,
+            pixel_format: None,
+            sample_rate: None,
+            channels: None,
+            channel_layout: None,
+            language: None,
+            duration_seconds: None,
+            bit_rate: None,
+        };
+        let media = MediaInfoResponse {
+            path: "in/clip.mp4".to_owned(),
+            container: "mov,mp4,m4a,3gp,3g2,mj2".to_owned(),
+            container_long_name: Some("QuickTime / MOV".to_owned()),
+            duration_seconds: Some(10.01),
+            bit_rate: Some(2_557_442),
+            size_bytes: 3_200_000,
+            streams: vec![
+                MediaStreamResponse {
+                    codec: Some("h264".to_owned()),
+                    profile: Some("High".to_owned()),
+                    width: Some(1280),
+                    height: Some(720),
+                    frame_rate: Some(30000.0 / 1001.0),
+                    pixel_format: Some("yuv420p".to_owned()),
+                    duration_seconds: Some(10.01),
+                    bit_rate: Some(2_400_000),
+                    ..stream(0, "video")
+                },
+                MediaStreamResponse {
+                    codec: Some("aac".to_owned()),
+                    sample_rate: Some(48000),
+                    channels: Some(1),
+                    channel_layout: Some("mono".to_owned()),
+                    language: Some("eng".to_owned()),
+                    ..stream(1, "audio")
+                },
+                MediaStreamResponse { type_: None, ..stream(2, "") },
+            ],
+        };
+        assert_eq!(
+            media_text(&media),
+            "in/clip.mp4: mov,mp4,m4a,3gp,3g2,mj2 (QuickTime / MOV), 10.01 s, 2557 kbit/s, 3200000 bytes\n  \
+             #0 video: h264 (High), 1280x720, 29.97 fps, yuv420p, 10.01 s, 2400 kbit/s\n  \
+             #1 audio: aac, 48000 Hz, mono, 1 channel, eng\n  \
+             #2 stream: unknown codec\n"
+        );
+    }
 
     #[test]
     fn times_are_shown_to_the_second_in_utc() {

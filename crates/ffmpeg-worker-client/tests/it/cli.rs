@@ -470,3 +470,30 @@ fn submit_sends_the_words_after_dashes_as_the_argument_list() {
     assert_eq!(job["args"], serde_json::json!(["-i", "my clip.mp4", "out.mp4"]), "{job}");
     assert_eq!(job["command"], r#"-i "my clip.mp4" out.mp4"#, "{job}");
 }
+
+#[test]
+fn probe_describes_a_file_as_text_and_json_and_reports_problems() {
+    let server = Server::start();
+    std::fs::create_dir(server.data.path().join("in dir")).unwrap();
+    make_clip(&server.data.path().join("in dir"), "clip #1.mp4", 1);
+    let text = cli(&server, &["probe", "in dir/clip #1.mp4"]);
+    assert_eq!(text.code, 0, "{text:?}");
+    let lines: Vec<&str> = text.stdout.lines().collect();
+    assert!(lines[0].starts_with("in dir/clip #1.mp4: mov,mp4,m4a,3gp,3g2,mj2 (QuickTime / MOV), 1.0"), "{text:?}");
+    assert!(lines[1].starts_with("  #0 video: h264 (") && lines[1].contains(", 160x120, 25 fps, yuv420p"), "{text:?}");
+    assert!(lines[2].starts_with("  #1 audio: aac (LC), 44100 Hz, mono, 1 channel"), "{text:?}");
+
+    let json = json_of(&cli(&server, &["probe", "--json", "in dir/clip #1.mp4"]));
+    assert_eq!(json["path"], "in dir/clip #1.mp4");
+    assert_eq!((&json["streams"][0]["width"], &json["streams"][1]["sample_rate"]), (&json!(160), &json!(44100)));
+
+    for (path, detail) in [
+        ("missing.mp4", "no file `missing.mp4` in the data directory"),
+        ("../secret.mp4", "path escapes the data directory"),
+    ] {
+        let run = cli(&server, &["probe", path]);
+        assert_eq!(run.code, 2, "{run:?}");
+        assert!(run.stderr.contains(detail), "{run:?}");
+        assert!(run.stdout.is_empty(), "{run:?}");
+    }
+}
