@@ -12,6 +12,9 @@
 //!   `insert_throughput` example, built in release mode and run here).
 //! - `webhooks [--events N] [--backoff D]`: N webhook events to a local receiver that fails a
 //!   third of first attempts, with a `kill -9` of the server half-way ([`webhooks`]).
+//! - `sse [--subscribers N] [--all M] [--rounds R] [--video-seconds S]`: N server-sent event
+//!   subscribers on one running job plus M on `/events`: final status seen, RSS growth, run
+//!   time against no subscribers, progress fan-out latency ([`sse`]).
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -22,12 +25,14 @@ mod api;
 mod client;
 mod overhead;
 mod server;
+mod sse;
 mod webhooks;
 
 const USAGE: &str = "usage: cargo xtask bench overhead [N=40] [--clip small|tiny] [--concurrency C=1] [--rounds R=5] [--poll-ms P=5] [--database-url URL] [--no-build]\n       \
                      cargo xtask bench api [--seconds S=10] [--connections C=64] [--jobs J=100000] [--no-original] [--original-worker parked|run] [--database-url URL] [--no-build]\n       \
                      cargo xtask bench store [--jobs N=20000] [--concurrency C=64] [--rounds R=5]\n       \
-                     cargo xtask bench webhooks [--events N=10000] [--backoff D=1s] [--no-build]";
+                     cargo xtask bench webhooks [--events N=10000] [--backoff D=1s] [--no-build]\n       \
+                     cargo xtask bench sse [--subscribers N=1000] [--all M=100] [--rounds R=3] [--video-seconds S=12] [--no-build]";
 
 /// Dispatches `bench <name> [args]`.
 pub(crate) fn main(args: &[&str]) -> Result {
@@ -36,6 +41,7 @@ pub(crate) fn main(args: &[&str]) -> Result {
         ["api", rest @ ..] => api::main(rest),
         ["store", rest @ ..] => store(rest),
         ["webhooks", rest @ ..] => webhooks::main(rest),
+        ["sse", rest @ ..] => sse::main(rest),
         _ => Err(USAGE.into()),
     }
 }

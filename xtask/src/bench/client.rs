@@ -66,6 +66,17 @@ impl Client {
         Ok(id.to_owned())
     }
 
+    /// `POST /jobs/{id}/cancel`. Anything but 200 is an error.
+    pub(super) fn cancel(&self, id: &str) -> Result {
+        let mut resp = self.agent.post(format!("{}/jobs/{id}/cancel", self.base)).send_empty()?;
+        let status = resp.status();
+        let text = resp.body_mut().read_to_string()?;
+        if status != 200 {
+            return Err(format!("POST /jobs/{id}/cancel answered {status}: {text}").into());
+        }
+        Ok(())
+    }
+
     /// `GET /jobs/{id}`: the job's status and error.
     pub(super) fn job(&self, id: &str) -> Result<JobState> {
         let mut resp = self.agent.get(format!("{}/jobs/{id}", self.base)).call()?;

@@ -202,3 +202,34 @@ async fn streams_take_the_token_as_access_token_which_is_never_logged() {
     let leaks: Vec<&String> = logged.iter().filter(|l| l.contains(token)).collect();
     assert!(leaks.is_empty(), "the token reached the log: {leaks:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_shutdown_a_stream_carries_the_requeue_then_ends_cleanly() {
+    let mut server = Server::start(&["--concurrency", "1", "--shutdown-grace", "1s"]);
+    crate::support::make_clip(server.data.path(), "in.mp4", 4);
+    let http = reqwest::Client::new();
+    let (_, job) = submit(&http, &server, "-re -i in.mp4 -c:v libx264 -preset ultrafast long.mp4").await;
+    let id = job["id"].as_str().unwrap();
+    let (_, events) = open(&server, &format!("/jobs/{id}/events"), None).await;
+    let mut events = events.unwrap();
+    loop {
+        let event = next(&mut events).await.expect("the job runs");
+        if event.event == "status" && data(&event)["status"] == "running" {
+            break;
+        }
+    }
+    let pid = server.child.id().to_string();
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let mut statuses = Vec::new();
+    while let Some(event) = next(&mut events).await {
+        if event.event == "status" {
+            statuses.push((data(&event)["status"].as_str().unwrap().to_owned(), event.id));
+        }
+    }
+    assert_eq!(statuses, [("queued".to_owned(), "3".to_owned())], "the requeue, then a clean end of the stream");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while server.child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "the server exits once its streams ended");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
