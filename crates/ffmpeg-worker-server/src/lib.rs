@@ -105,9 +105,9 @@ impl AppState {
         self.streams.cancel();
     }
 
-    /// Completes when [`AppState::close_streams`] was called.
-    pub fn streams_closed(&self) -> tokio_util::sync::WaitForCancellationFutureOwned {
-        self.streams.clone().cancelled_owned()
+    /// Cancelled when [`AppState::close_streams`] was called.
+    pub fn streams_closing(&self) -> tokio_util::sync::CancellationToken {
+        self.streams.clone()
     }
 
     /// Whether new jobs are accepted (false once shutdown began).

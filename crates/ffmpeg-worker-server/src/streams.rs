@@ -155,9 +155,21 @@ pub(crate) async fn all_events(
 }
 
 /// The response: `stream` as `text/event-stream` with keep-alive comments, ended when the
-/// server shuts down; `X-Accel-Buffering: no` asks nginx-like proxies not to buffer it.
+/// server shuts down (after the events already published, such as the requeue of a job the
+/// shutdown stopped); `X-Accel-Buffering: no` asks nginx-like proxies not to buffer it.
 fn sse(state: &AppState, stream: impl Stream<Item = SseEvent> + Send + 'static) -> Response {
-    let stream = stream.map(Ok::<_, Infallible>).take_until(state.streams_closed());
+    let closing = state.streams_closing();
+    let stream = futures_util::stream::unfold(Box::pin(stream), move |mut stream| {
+        let closing = closing.clone();
+        async move {
+            // The stream first: what is ready when the server closes streams still goes out.
+            tokio::select! {
+                biased;
+                event = stream.next() => event.map(|event| (Ok::<_, Infallible>(event), stream)),
+                () = closing.cancelled() => None,
+            }
+        }
+    });
     let mut response =
         Sse::new(stream).keep_alive(KeepAlive::new().interval(KEEP_ALIVE).text("keep-alive")).into_response();
     response.headers_mut().insert("x-accel-buffering", HeaderValue::from_static("no"));
