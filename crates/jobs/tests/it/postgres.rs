@@ -277,7 +277,7 @@ async fn expired_leases_are_reaped_and_their_holder_stops() {
     let requeued = a.get(&job.id).await.unwrap().unwrap();
     assert_eq!((requeued.attempts, requeued.started_at), (1, None), "the lost attempt stays counted");
     eventually("a's worker told to stop", async || lost.is_cancelled()).await;
-    assert!(a.finish(&job.id, Outcome::Completed { output_files: vec![] }, "").await.is_err());
+    assert!(a.finish(&job.id, Outcome::Completed { output_files: vec![], outputs: vec![] }, "").await.is_err());
 
     let again = b.claim_next().await.unwrap().unwrap();
     assert_eq!((again.id.clone(), again.attempts), (job.id.clone(), 2));
@@ -324,5 +324,5 @@ async fn a_node_cut_off_from_the_database_stops_its_jobs_itself() {
     eventually("the node stopping its job", async || lost.is_cancelled()).await;
     sqlx::query(&format!("ALTER DATABASE {db} ALLOW_CONNECTIONS true")).execute(&admin).await.unwrap();
     // Back in touch: the job's lease was not renewed, and the node writes nothing more about it.
-    assert!(store.finish(&job.id, Outcome::Completed { output_files: vec![] }, "").await.is_err());
+    assert!(store.finish(&job.id, Outcome::Completed { output_files: vec![], outputs: vec![] }, "").await.is_err());
 }
