@@ -216,7 +216,7 @@ pub(crate) struct ListFilesParams {
     put, path = "/files/{path}", tag = "files",
     params(FilePathParam,
         ("If-None-Match" = Option<String>, Header, description = "`*`: only create, never replace (412 if the file exists)")),
-    request_body(content = FileBody, content_type = "application/octet-stream", description = "The file's content"),
+    request_body(content = Option<FileBody>, content_type = "application/octet-stream", description = "The file's content (none: an empty file)"),
     responses(
         (status = 201, description = "Created", body = FileResponse,
          headers(("Location" = String, description = "URL of the file"))),

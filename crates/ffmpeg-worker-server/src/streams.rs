@@ -13,7 +13,7 @@ use futures_util::{Stream, StreamExt as _};
 use jobs::JobStatus;
 use jobs::events::{AllFilter, AllItem, Event, EventId, Resume};
 use serde::Deserialize;
-use utoipa::IntoParams;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
 use crate::error::{ApiError, AppQuery, JobIdPath};
@@ -57,6 +57,19 @@ pub(crate) struct LastEventIdHeader {
     last_event_id: Option<String>,
 }
 
+/// One event of a `text/event-stream` body, as a client's parser reads it (the HTML Living
+/// Standard's fields); only describes the stream in the OpenAPI document.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct StreamEvent {
+    /// `N` for a status event, `N.K` for a progress event (absent for `skipped`).
+    id: Option<String>,
+    /// `status`, `progress` or (on `/events`) `skipped`.
+    event: Option<String>,
+    /// The event's JSON (`JobResponse`, `ProgressEvent` or `{"skipped": N}`), as text.
+    data: String,
+}
+
 /// Stream a job's events
 ///
 /// A `text/event-stream` (server-sent events). Event `status` (data: the job, as `GET
@@ -74,7 +87,7 @@ pub(crate) struct LastEventIdHeader {
     params(JobIdParam, LastEventIdHeader, AccessTokenParam),
     responses(
         (status = 200, description = "The event stream. `event: status` (data: `JobResponse`), \
-`event: progress` (data: `ProgressEvent`), each with an `id:`", body = String, content_type = "text/event-stream"),
+`event: progress` (data: `ProgressEvent`), each with an `id:`", body = StreamEvent, content_type = "text/event-stream"),
         (status = 204, description = "`Last-Event-ID` names the job's final event: nothing follows"),
         (status = 404, description = "No such job", body = Problem, content_type = "application/problem+json"),
     )
@@ -126,7 +139,7 @@ pub(crate) struct AllEventsParams {
     params(AllEventsParams, AccessTokenParam),
     responses(
         (status = 200, description = "The event stream. `event: status` (data: `JobResponse`), \
-`event: progress` (data: `ProgressEvent`), `event: skipped` (data: `{\"skipped\": N}`)", body = String, content_type = "text/event-stream"),
+`event: progress` (data: `ProgressEvent`), `event: skipped` (data: `{\"skipped\": N}`)", body = StreamEvent, content_type = "text/event-stream"),
         (status = 422, description = "Invalid status or progress", body = Problem, content_type = "application/problem+json"),
     )
 )]
