@@ -1,0 +1,217 @@
+//! ffmpeg's process: built in one place ([`ffmpeg_command`]), started under the resource
+//! limits, supervised until it exits (timeout and cancellation stop its whole process group:
+//! SIGTERM, a grace period, SIGKILL), and reaped.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use tokio::io::AsyncReadExt;
+use tokio::process::{Child, ChildStderr, ChildStdout};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::drain::Drain;
+use super::{FfmpegConfig, RunError};
+
+/// Operating-system limits applied to each ffmpeg process (`prlimit(2)` on Linux, right after
+/// the process starts and before it has opened its outputs). `None` leaves a limit unset.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ResourceLimits {
+    /// Largest file the process may write, in bytes (`RLIMIT_FSIZE`): a job whose output grows
+    /// past it is killed (SIGXFSZ) and fails.
+    pub max_file_bytes: Option<u64>,
+    /// CPU time the process may use, in seconds (`RLIMIT_CPU`), summed over its threads.
+    pub cpu_seconds: Option<u64>,
+    /// Virtual address space, in bytes (`RLIMIT_AS`): allocations past it fail.
+    pub address_space_bytes: Option<u64>,
+}
+
+impl ResourceLimits {
+    /// Applies the limits to the running process `pid`.
+    #[cfg(target_os = "linux")]
+    pub(super) fn apply(&self, pid: u32) -> std::io::Result<()> {
+        use rustix::process::{Pid, Resource, Rlimit, prlimit};
+        let Some(pid) = i32::try_from(pid).ok().and_then(Pid::from_raw) else { return Ok(()) };
+        let limits = [
+            (Resource::Fsize, self.max_file_bytes, 0),
+            // The soft CPU limit sends SIGXCPU (ffmpeg stops cleanly); the hard one, 5 s later, SIGKILL.
+            (Resource::Cpu, self.cpu_seconds, 5),
+            (Resource::As, self.address_space_bytes, 0),
+        ];
+        for (resource, value, slack) in limits {
+            if let Some(v) = value {
+                prlimit(Some(pid), resource, Rlimit { current: Some(v), maximum: Some(v.saturating_add(slack)) })?;
+            }
+        }
+        Ok(())
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    pub(super) fn apply(&self, _pid: u32) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// CPU time (user + system, all threads) that process `pid` has used, in seconds, from
+/// `/proc/<pid>/stat`; `None` when it cannot be read. Valid until the process is reaped.
+fn cpu_seconds_used(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after `(comm)`: state is field 3; utime and stime are fields 14 and 15, in clock
+    // ticks of USER_HZ, which Linux fixes at 100 for this interface.
+    let mut fields = stat.rsplit_once(')')?.1.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    #[allow(clippy::cast_precision_loss, reason = "tick counts far below 2^52")]
+    Some((utime + stime) as f64 / 100.0)
+}
+
+/// The one place ffmpeg and ffprobe processes are built (the runner's jobs, the start-up
+/// capability probe, [`crate::media`]'s ffprobe): run directly (no shell), with an empty
+/// environment, an empty stdin, stdout and stderr piped, in a process group of its own (its pid
+/// is the group id, see [`signal_group`]), and killed when the handle is dropped. With the
+/// environment cleared, a bare name is looked up in the C library's default search path
+/// (`/bin:/usr/bin`). Callers drain both pipes at once and bound the run's time.
+pub(crate) fn ffmpeg_command(binary: &Path) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(binary);
+    cmd.env_clear()
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    cmd
+}
+
+/// Sends `signal` to the process group led by `pid`. Only call it before the leader is
+/// reaped: until then its pid, the group id, cannot belong to anyone else.
+pub(crate) fn signal_group(pid: Option<u32>, signal: Signal) {
+    if let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) {
+        // The child is its own process-group leader (process_group(0)), so its pid is the group id.
+        // ESRCH (already gone) is fine.
+        let _ = killpg(Pid::from_raw(pid), signal);
+    }
+}
+
+/// Why the runner stopped a run (rather than ffmpeg ending it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Stop {
+    TimedOut,
+    Cancelled,
+}
+
+/// A started ffmpeg with both of its output pipes.
+pub(super) struct Started {
+    pub child: Child,
+    pub stdout: ChildStdout,
+    pub stderr: ChildStderr,
+}
+
+/// Starts `config.binary` with `args` in `cwd` and applies the resource limits; a process that
+/// could not be limited, or lacks a pipe, is killed and reaped.
+///
+/// # Errors
+/// [`RunError::Spawn`] or [`RunError::Limits`].
+pub(super) async fn start(config: &FfmpegConfig, args: Vec<String>, cwd: &Path) -> Result<Started, RunError> {
+    let mut cmd = ffmpeg_command(&config.binary);
+    cmd.args(args).current_dir(cwd);
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => return Err(RunError::Spawn { binary: config.binary.clone(), source: Arc::new(e) }),
+    };
+    let pid = child.id();
+    if let Some(p) = pid
+        && let Err(e) = config.limits.apply(p)
+    {
+        signal_group(pid, Signal::SIGKILL);
+        let _ = child.wait().await;
+        return Err(RunError::Limits { source: Arc::new(e) });
+    }
+    let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
+        signal_group(pid, Signal::SIGKILL);
+        let _ = child.wait().await;
+        let source = Arc::new(std::io::Error::other("ffmpeg's stdout or stderr pipe is missing"));
+        return Err(RunError::Spawn { binary: config.binary.clone(), source });
+    };
+    Ok(Started { child, stdout, stderr })
+}
+
+/// How a supervised process ended ([`supervise`]).
+pub(super) struct Ended {
+    /// The reaped child's status.
+    pub status: std::io::Result<std::process::ExitStatus>,
+    /// Why the runner stopped it, `None` when ffmpeg ended by itself.
+    pub stop: Option<Stop>,
+    /// Its CPU time in seconds, read before reaping when a CPU limit is set (`None` otherwise
+    /// or when it could not be read).
+    pub cpu_used: Option<f64>,
+}
+
+/// Drains both pipes of `started` into `drain` until ffmpeg closes them, stopping its process
+/// group when `deadline` passes or `cancel` fires, and reaps it.
+pub(super) async fn supervise(
+    started: Started,
+    drain: &mut Drain<'_>,
+    deadline: Option<Instant>,
+    cancel: &CancellationToken,
+    config: &FfmpegConfig,
+) -> Ended {
+    let Started { mut child, mut stdout, mut stderr } = started;
+    let pid = child.id();
+    let mut stop: Option<Stop> = None;
+    let mut kill_at: Option<Instant> = None;
+    let (mut out_open, mut err_open) = (true, true);
+    let mut out_buf = vec![0u8; 16 * 1024];
+    let mut err_buf = vec![0u8; 16 * 1024];
+    let far = Instant::now() + Duration::from_secs(365 * 24 * 3600);
+    let mut cpu_used = None;
+    let mut ready_to_reap = false;
+
+    // One loop drains both pipes (never one after the other: a full stderr pipe would stall
+    // ffmpeg while we wait on stdout), and reaps the child once both are closed.
+    let status = loop {
+        if !out_open && !err_open && !ready_to_reap {
+            // ffmpeg closes its pipes when it exits; until it is reaped, its pid (which is
+            // also its process-group id) cannot be reused, so this is the last moment to
+            // read its CPU time and, on the stop path only, to kill what is left of its
+            // group without hitting another process group.
+            if config.limits.cpu_seconds.is_some() {
+                cpu_used = pid.and_then(cpu_seconds_used);
+            }
+            if stop.is_some() {
+                signal_group(pid, Signal::SIGKILL);
+                kill_at = None;
+            }
+            ready_to_reap = true;
+        }
+        tokio::select! {
+            r = stdout.read(&mut out_buf), if out_open => match r {
+                Ok(0) | Err(_) => out_open = false,
+                Ok(n) => drain.stdout(&out_buf[..n]),
+            },
+            r = stderr.read(&mut err_buf), if err_open => match r {
+                Ok(0) | Err(_) => err_open = false,
+                Ok(n) => drain.stderr(&err_buf[..n]),
+            },
+            s = child.wait(), if ready_to_reap => break s,
+            () = tokio::time::sleep_until(deadline.unwrap_or(far)), if deadline.is_some() && stop.is_none() => {
+                stop = Some(Stop::TimedOut);
+                signal_group(pid, Signal::SIGTERM);
+                kill_at = Some(Instant::now() + config.kill_grace);
+            },
+            () = cancel.cancelled(), if stop.is_none() => {
+                stop = Some(Stop::Cancelled);
+                signal_group(pid, Signal::SIGTERM);
+                kill_at = Some(Instant::now() + config.kill_grace);
+            },
+            () = tokio::time::sleep_until(kill_at.unwrap_or(far)), if kill_at.is_some() => {
+                signal_group(pid, Signal::SIGKILL);
+                kill_at = None;
+            },
+        }
+    };
+    Ended { status, stop, cpu_used }
+}
