@@ -2,11 +2,12 @@
 
 use std::time::Duration;
 
-use crate::support::{Server, client, ffprobe_duration, files_under, make_clip, submit, wait_finished};
+use crate::support::{
+    Server, Store, client, ffprobe_duration, files_under, make_clip, on_each_store, submit, wait_finished,
+};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn transcode_runs_end_to_end_with_progress_and_outputs() {
-    let server = Server::start(&[]);
+async fn transcode_runs_end_to_end_with_progress_and_outputs(store: Store) {
+    let server = Server::start_on(store, &[]);
     make_clip(server.data.path(), "input.mp4", 2);
     let http = client();
     let (status, job) =
@@ -69,10 +70,10 @@ async fn transcode_runs_end_to_end_with_progress_and_outputs() {
     let log = log.text().await.unwrap();
     assert!(log.contains("Duration: 00:00:02"), "the job log holds ffmpeg's stderr: {log}");
 }
+on_each_store!(transcode_runs_end_to_end_with_progress_and_outputs);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn missing_input_fails_with_a_short_useful_error() {
-    let server = Server::start(&[]);
+async fn missing_input_fails_with_a_short_useful_error(store: Store) {
+    let server = Server::start_on(store, &[]);
     let http = client();
     let (status, job) = submit(&http, &server, "-i missing.mp4 out.mp4").await;
     assert_eq!(status, 201, "inputs need not exist at submit time: {job}");
@@ -85,6 +86,7 @@ async fn missing_input_fails_with_a_short_useful_error() {
     assert!(!error.contains(&server.data.path().display().to_string()), "no server paths leak: {error}");
     assert!(!error.contains("configuration:"), "not the banner: {error}");
 }
+on_each_store!(missing_input_fails_with_a_short_useful_error);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn path_escape_is_422_and_nothing_is_written() {
@@ -110,9 +112,8 @@ async fn path_escape_is_422_and_nothing_is_written() {
     assert!(files_under(outside.path()).is_empty());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pattern_and_null_outputs() {
-    let server = Server::start(&[]);
+async fn pattern_and_null_outputs(store: Store) {
+    let server = Server::start_on(store, &[]);
     make_clip(server.data.path(), "input.mp4", 2);
     let http = client();
     let (_, thumbs) = submit(&http, &server, "-i input.mp4 -vf fps=2 thumbs/t%03d.png").await;
@@ -127,6 +128,7 @@ async fn pattern_and_null_outputs() {
     assert_eq!(null["status"], "completed", "{null}");
     assert_eq!(null["output_files"], serde_json::json!([]));
 }
+on_each_store!(pattern_and_null_outputs);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn names_the_installed_ffmpeg_does_not_know_are_422_with_a_hint() {
@@ -157,9 +159,8 @@ async fn names_the_installed_ffmpeg_does_not_know_are_422_with_a_hint() {
 /// worker slots: pass 1 writes the default log (`ffmpeg2pass-0.log`, x264's `.mbtree`) in the
 /// data directory, pass 2 (given a higher priority, so that only the conflict rule holds it
 /// back) waits for pass 1 to finish and reads it.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_pass_encode_as_two_jobs_with_two_workers() {
-    let server = Server::start(&["--concurrency", "2"]);
+async fn two_pass_encode_as_two_jobs_with_two_workers(store: Store) {
+    let server = Server::start_on(store, &["--concurrency", "2"]);
     make_clip(server.data.path(), "in.mp4", 2);
     let http = client();
     let post = |body: serde_json::Value| {
@@ -196,13 +197,13 @@ async fn two_pass_encode_as_two_jobs_with_two_workers() {
     let duration = ffprobe_duration(&server.data.path().join("out/2pass.mp4"));
     assert!((duration - 2.0).abs() < 0.2, "output lasts {duration} s");
 }
+on_each_store!(two_pass_encode_as_two_jobs_with_two_workers);
 
 /// The files API against the real binary: upload a clip made elsewhere, run a job on it,
 /// download the output whole and in ranges; a client that vanishes mid-upload leaves nothing.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn files_api_upload_run_download_end_to_end() {
+async fn files_api_upload_run_download_end_to_end(store: Store) {
     use std::io::Write as _;
-    let server = Server::start(&[]);
+    let server = Server::start_on(store, &[]);
     let elsewhere = tempfile::tempdir().unwrap();
     let clip = make_clip(elsewhere.path(), "clip.mp4", 2);
     let content = std::fs::read(&clip).unwrap();
@@ -263,3 +264,4 @@ async fn files_api_upload_run_download_end_to_end() {
     assert_eq!(http.delete(server.url("/files/out?recursive=true")).send().await.unwrap().status(), 204);
     assert!(!server.data.path().join("out").exists());
 }
+on_each_store!(files_api_upload_run_download_end_to_end);

@@ -8,7 +8,7 @@ use eventsource_stream::{Event, EventStream, Eventsource as _};
 use futures_util::{Stream, StreamExt as _};
 use serde_json::Value;
 
-use crate::support::{Server, submit};
+use crate::support::{Server, Store, on_each_store, submit};
 
 /// A client without a total timeout (streams last); each read is bounded instead.
 fn stream_client() -> reqwest::Client {
@@ -50,9 +50,8 @@ fn data(event: &Event) -> Value {
 const SLOW_JOB: &str = "-f lavfi -i testsrc=duration=6:size=320x240:rate=25 -c:v libx264 -preset medium \
                         -stats_period 0.1 out/slow.mp4";
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_job_stream_carries_status_and_progress_resumes_with_last_event_id_and_ends_with_204() {
-    let server = Server::start(&[]);
+async fn a_job_stream_carries_status_and_progress_resumes_with_last_event_id_and_ends_with_204(store: Store) {
+    let server = Server::start_on(store, &[]);
     let http = reqwest::Client::new();
     let (status, job) = submit(&http, &server, SLOW_JOB).await;
     assert_eq!(status, 201, "{job}");
@@ -120,10 +119,10 @@ async fn a_job_stream_carries_status_and_progress_resumes_with_last_event_id_and
     assert_eq!(unknown.status(), 404);
     assert_eq!(unknown.headers()["content-type"], "application/problem+json");
 }
+on_each_store!(a_job_stream_carries_status_and_progress_resumes_with_last_event_id_and_ends_with_204);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_all_jobs_stream_names_each_job_and_filters_by_status_and_progress() {
-    let server = Server::start(&[]);
+async fn the_all_jobs_stream_names_each_job_and_filters_by_status_and_progress(store: Store) {
+    let server = Server::start_on(store, &[]);
     let http = reqwest::Client::new();
     let (_, mut finals) = open(&server, "/events?status=completed,failed", None).await;
     let (_, mut everything) = open(&server, "/events?progress=true", None).await;
@@ -167,6 +166,7 @@ async fn the_all_jobs_stream_names_each_job_and_filters_by_status_and_progress()
         assert_eq!(ids, ["1", "2", "3"], "each job's queued, running and final status, in order");
     }
 }
+on_each_store!(the_all_jobs_stream_names_each_job_and_filters_by_status_and_progress);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streams_take_the_token_as_access_token_which_is_never_logged() {
@@ -203,9 +203,8 @@ async fn streams_take_the_token_as_access_token_which_is_never_logged() {
     assert!(leaks.is_empty(), "the token reached the log: {leaks:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn at_shutdown_a_stream_carries_the_requeue_then_ends_cleanly() {
-    let mut server = Server::start(&["--concurrency", "1", "--shutdown-grace", "1s"]);
+async fn at_shutdown_a_stream_carries_the_requeue_then_ends_cleanly(store: Store) {
+    let mut server = Server::start_on(store, &["--concurrency", "1", "--shutdown-grace", "1s"]);
     crate::support::make_clip(server.data.path(), "in.mp4", 4);
     let http = reqwest::Client::new();
     let (_, job) = submit(&http, &server, "-re -i in.mp4 -c:v libx264 -preset ultrafast long.mp4").await;
@@ -233,3 +232,4 @@ async fn at_shutdown_a_stream_carries_the_requeue_then_ends_cleanly() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+on_each_store!(at_shutdown_a_stream_carries_the_requeue_then_ends_cleanly);

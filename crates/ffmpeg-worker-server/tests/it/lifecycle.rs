@@ -5,7 +5,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::support::{Server, client, ffprobe_duration, files_under, make_clip, submit, wait_finished};
+use crate::support::{
+    Server, Store, client, ffprobe_duration, files_under, make_clip, on_each_store, submit, wait_finished,
+};
 
 /// Pids of ffmpeg processes whose command line names `needle`.
 fn ffmpeg_pids_with(needle: &str) -> Vec<i32> {
@@ -40,9 +42,8 @@ fn id(job: &Value) -> String {
     job["id"].as_str().unwrap().to_owned()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigkill_mid_encode_then_restart_resumes_every_job_once() {
-    let server = Server::start(&["--concurrency", "1"]);
+async fn sigkill_mid_encode_then_restart_resumes_every_job_once(store: Store) {
+    let server = Server::start_on(store, &["--concurrency", "1"]);
     make_clip(server.data.path(), "in.mp4", 4);
     let http = client();
     // -re reads the input at its native rate: the encode lasts about 4 s.
@@ -79,10 +80,10 @@ async fn sigkill_mid_encode_then_restart_resumes_every_job_once() {
     // or was stopped at start-up ("stopped an ffmpeg left running by a previous crash"): which
     // one happens first is timing; jobs::orphans has its own test.
 }
+on_each_store!(sigkill_mid_encode_then_restart_resumes_every_job_once);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_job_interrupted_past_max_attempts_fails_as_interrupted() {
-    let server = Server::start(&["--concurrency", "1", "--max-attempts", "1"]);
+async fn a_job_interrupted_past_max_attempts_fails_as_interrupted(store: Store) {
+    let server = Server::start_on(store, &["--concurrency", "1", "--max-attempts", "1"]);
     make_clip(server.data.path(), "in.mp4", 3);
     let http = client();
     let (_, long) = submit(&http, &server, "-re -i in.mp4 -c:v libx264 -preset ultrafast long.mp4").await;
@@ -97,6 +98,7 @@ async fn a_job_interrupted_past_max_attempts_fails_as_interrupted() {
     let q = wait_finished(&http, &server, &id(&queued), Duration::from_secs(60)).await;
     assert_eq!(q.last().unwrap()["status"], "completed", "queued jobs survive the crash");
 }
+on_each_store!(a_job_interrupted_past_max_attempts_fails_as_interrupted);
 
 /// Entries of `dir` whose names start with `prefix`.
 fn entries_starting(dir: &Path, prefix: &str) -> Vec<String> {
@@ -108,12 +110,11 @@ fn entries_starting(dir: &Path, prefix: &str) -> Vec<String> {
 /// "interrupted", and what its attempts left (partial outputs, HLS segments, scratch
 /// directories) is gone, while files it did not write (a segment-like name that existed
 /// before, a file beside its outputs, another job's output) are kept.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigkill_twice_leaves_no_partial_output_and_no_scratch_directory() {
+async fn sigkill_twice_leaves_no_partial_output_and_no_scratch_directory(store: Store) {
     let scratch = tempfile::tempdir().unwrap();
     let scratch_arg = scratch.path().display().to_string();
     let args = ["--concurrency", "1", "--max-attempts", "2", "--scratch-dir", &scratch_arg];
-    let server = Server::start(&args);
+    let server = Server::start_on(store, &args);
     let data = server.data.path().to_owned();
     make_clip(&data, "in.mp4", 60);
     std::fs::create_dir_all(data.join("out")).unwrap();
@@ -149,15 +150,15 @@ async fn sigkill_twice_leaves_no_partial_output_and_no_scratch_directory() {
         "no scratch directory left"
     );
 }
+on_each_store!(sigkill_twice_leaves_no_partial_output_and_no_scratch_directory);
 
 fn sigterm(server: &Server) {
     let status = std::process::Command::new("kill").args(["-TERM", &server.child.id().to_string()]).status().unwrap();
     assert!(status.success());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_refuses_new_jobs_requeues_running_ones_and_exits_0() {
-    let mut server = Server::start(&["--concurrency", "1", "--shutdown-grace", "1s"]);
+async fn sigterm_refuses_new_jobs_requeues_running_ones_and_exits_0(store: Store) {
+    let mut server = Server::start_on(store, &["--concurrency", "1", "--shutdown-grace", "1s"]);
     make_clip(server.data.path(), "in.mp4", 4);
     let http = client();
     let (_, long) = submit(&http, &server, "-re -i in.mp4 -c:v libx264 -preset ultrafast long.mp4").await;
@@ -196,10 +197,10 @@ async fn sigterm_refuses_new_jobs_requeues_running_ones_and_exits_0() {
     assert_eq!(last["status"], "completed", "resumed after restart: {last}");
     assert_eq!(last["attempts"], 1, "a graceful stop does not use up an attempt");
 }
+on_each_store!(sigterm_refuses_new_jobs_requeues_running_ones_and_exits_0);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_lets_a_short_job_finish_within_the_grace_period() {
-    let mut server = Server::start(&["--concurrency", "1", "--shutdown-grace", "30s"]);
+async fn sigterm_lets_a_short_job_finish_within_the_grace_period(store: Store) {
+    let mut server = Server::start_on(store, &["--concurrency", "1", "--shutdown-grace", "30s"]);
     make_clip(server.data.path(), "in.mp4", 2);
     let http = client();
     let (_, job) = submit(&http, &server, "-re -i in.mp4 -c:v libx264 -preset ultrafast out.mp4").await;
@@ -219,6 +220,7 @@ async fn sigterm_lets_a_short_job_finish_within_the_grace_period() {
     assert_eq!(job["status"], "completed", "{job}");
     assert!((ffprobe_duration(&server.data.path().join("out.mp4")) - 2.0).abs() < 0.3);
 }
+on_each_store!(sigterm_lets_a_short_job_finish_within_the_grace_period);
 
 #[test]
 fn a_corrupt_database_is_a_clear_start_up_error_and_is_left_alone() {
@@ -284,9 +286,8 @@ fn an_unusable_rate_limit_stops_start_up() {
     assert!(stderr.contains("--rate-limit") && stderr.contains("2000000000"), "{stderr}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn retention_deletes_old_finished_jobs_but_keeps_queued_ones() {
-    let server = Server::start(&["--concurrency", "1"]);
+async fn retention_deletes_old_finished_jobs_but_keeps_queued_ones(store: Store) {
+    let server = Server::start_on(store, &["--concurrency", "1"]);
     let http = client();
     let (_, failed) = submit(&http, &server, "-i missing.mp4 out.mp4").await;
     wait_finished(&http, &server, &id(&failed), Duration::from_secs(30)).await;
@@ -303,6 +304,7 @@ async fn retention_deletes_old_finished_jobs_but_keeps_queued_ones() {
     .await;
     assert_eq!(get(&http, &server, &id(&queued)).await["status"], "queued", "unfinished jobs are never purged");
 }
+on_each_store!(retention_deletes_old_finished_jobs_but_keeps_queued_ones);
 
 /// Start-up errors keep what caused them as their `source`, not as text.
 #[tokio::test]

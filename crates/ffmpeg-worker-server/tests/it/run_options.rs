@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::support::{Server, client, make_clip, submit, wait_finished};
+use crate::support::{Server, Store, client, make_clip, on_each_store, submit, wait_finished};
 
 /// Every snapshot of a running job: percent below 100, ETA never 0; and the percents seen
 /// never go down.
@@ -21,9 +21,8 @@ fn check_running(seen: &[Value]) -> Vec<f64> {
     percents
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn no_overwrite_fails_with_ffmpegs_reason_and_keeps_the_file() {
-    let server = Server::start(&[]);
+async fn no_overwrite_fails_with_ffmpegs_reason_and_keeps_the_file(store: Store) {
+    let server = Server::start_on(store, &[]);
     make_clip(server.data.path(), "in.mp4", 1);
     std::fs::create_dir(server.data.path().join("out")).unwrap();
     std::fs::write(server.data.path().join("out/x.mp4"), "not the job's").unwrap();
@@ -39,12 +38,12 @@ async fn no_overwrite_fails_with_ffmpegs_reason_and_keeps_the_file() {
     let seen = wait_finished(&http, &server, job["id"].as_str().unwrap(), Duration::from_secs(60)).await;
     assert_eq!(seen.last().unwrap()["status"], "completed", "{:?}", seen.last());
 }
+on_each_store!(no_overwrite_fails_with_ffmpegs_reason_and_keeps_the_file);
 
 /// `-loglevel error` on a job paced in real time (`-re`): percent grows while it runs, the
 /// log keeps only errors.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_quiet_job_still_reports_percent() {
-    let server = Server::start(&[]);
+async fn a_quiet_job_still_reports_percent(store: Store) {
+    let server = Server::start_on(store, &[]);
     make_clip(server.data.path(), "in.mp4", 3);
     let http = client();
     let (status, job) =
@@ -61,6 +60,7 @@ async fn a_quiet_job_still_reports_percent() {
     let log = http.get(server.url(&format!("/jobs/{id}/log"))).send().await.unwrap().text().await.unwrap();
     assert!(!log.contains("Duration:") && !log.contains("[info]"), "the client asked for errors only: {log}");
 }
+on_each_store!(a_quiet_job_still_reports_percent);
 
 /// Filters that change the timeline, on jobs paced in real time: percent follows the output
 /// (it neither stalls at a fraction nor jumps to 100 early), and never shows 100 while running.

@@ -4,7 +4,7 @@
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
-use crate::support::{Server, client, files_under, make_clip, submit, wait_finished};
+use crate::support::{Server, Store, client, files_under, make_clip, on_each_store, submit, wait_finished};
 
 /// An ffmpeg stand-in that records each invocation, then runs the real ffmpeg.
 fn counting_ffmpeg(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
@@ -94,9 +94,8 @@ async fn hostile_commands_are_refused_before_ffmpeg_starts_and_touch_nothing_out
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ordinary_commands_still_run() {
-    let server = Server::start(&["--concurrency", "2"]);
+async fn ordinary_commands_still_run(store: Store) {
+    let server = Server::start_on(store, &["--concurrency", "2"]);
     let data = server.data.path();
     make_clip(data, "in.mp4", 2);
     make_clip(data, "logo.mp4", 1);
@@ -141,6 +140,7 @@ async fn ordinary_commands_still_run() {
     let listed = segments.last().unwrap()["output_files"].to_string();
     assert!(listed.contains("parts/list.csv") && listed.contains("parts/p00.mp4"), "{listed}");
 }
+on_each_store!(ordinary_commands_still_run);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operators_can_forbid_a_filter() {

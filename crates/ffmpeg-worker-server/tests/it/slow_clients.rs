@@ -12,7 +12,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
-use crate::support::Server;
+use crate::support::{Db, Server, Store};
 
 /// The connection loop over a fresh app, on a free port; stops when dropped.
 struct Loop {
@@ -156,7 +156,7 @@ async fn many_idle_connections_under_a_low_file_limit_do_not_stop_health() {
         return;
     }
     let extra = ["--max-connections", "150", "--header-read-timeout", "2s"];
-    let server = Server::start_wrapped(&wrapper, tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), &extra);
+    let server = Server::start_wrapped(&wrapper, tempfile::tempdir().unwrap(), Db::new(Store::Sqlite), &extra);
     let addr: std::net::SocketAddr = server.base.trim_start_matches("http://").parse().unwrap();
     let mut idle = Vec::new();
     for _ in 0..400 {

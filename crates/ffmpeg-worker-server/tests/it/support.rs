@@ -1,4 +1,6 @@
-//! Test support: media generation with ffmpeg's lavfi sources, and the real binary on port 0.
+//! Test support: media generation with ffmpeg's lavfi sources, and the real binary on port 0
+//! on either store ([`Db`]: a SQLite file, or a fresh database on the test process's own
+//! PostgreSQL server from `pg-harness`). [`on_each_store!`] runs one test body on both.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -9,12 +11,92 @@ use serde_json::Value;
 
 pub use crate::media::{ffprobe_duration, make_clip};
 
+/// Which store a test server runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Store {
+    Sqlite,
+    Postgres,
+}
+
+/// The database of a test server; it outlives the server ([`Server::kill`] hands it back) so
+/// that a restart finds the same jobs.
+#[derive(Debug)]
+pub enum Db {
+    /// `jobs.db` in its own temporary directory.
+    Sqlite(tempfile::TempDir),
+    /// A fresh database on this test process's PostgreSQL server, and the node id the server
+    /// runs as: a restart with the same id recovers its own leftovers at once (another id would
+    /// wait for their leases to expire).
+    Postgres { url: String, node_id: String },
+}
+
+impl Db {
+    /// A new, empty database of `store`'s kind.
+    pub fn new(store: Store) -> Db {
+        match store {
+            Store::Sqlite => Db::Sqlite(tempfile::tempdir().unwrap()),
+            Store::Postgres => Db::postgres(),
+        }
+    }
+
+    /// A fresh PostgreSQL database (starts the test process's server on first use).
+    pub fn postgres() -> Db {
+        static NODES: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NODES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Db::Postgres { url: pg_harness::shared().fresh_database(), node_id: format!("test-node-{n}") }
+    }
+
+    /// The `DATABASE_URL`.
+    pub fn url(&self) -> String {
+        match self {
+            Db::Sqlite(dir) => format!("sqlite://{}", dir.path().join("jobs.db").display()),
+            Db::Postgres { url, .. } => url.clone(),
+        }
+    }
+
+    /// The server's arguments naming this database (and for PostgreSQL, the node id).
+    fn args(&self) -> Vec<String> {
+        let mut args = vec!["--database-url".to_owned(), self.url()];
+        if let Db::Postgres { node_id, .. } = self {
+            args.extend(["--node-id".to_owned(), node_id.clone()]);
+        }
+        args
+    }
+}
+
+/// Runs the async test body `NAME(store: Store)` once on each store, as the two tests
+/// `NAME::sqlite` and `NAME::postgres` (a module beside the function of the same name):
+///
+/// ```ignore
+/// /// Doc of the test.
+/// async fn jobs_complete(store: Store) {
+///     let server = Server::start_on(store, &[]);
+/// }
+/// on_each_store!(jobs_complete);
+/// ```
+macro_rules! on_each_store {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name($crate::support::Store::Sqlite).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$name($crate::support::Store::Postgres).await
+            }
+        }
+    };
+}
+pub(crate) use on_each_store;
+
 /// A running `ffmpeg-worker` on a free port with its own data directory; killed on drop.
 pub struct Server {
     pub child: Child,
     pub base: String,
     pub data: tempfile::TempDir,
-    pub db_dir: tempfile::TempDir,
+    pub db: Db,
     /// Every line the server wrote to stderr so far.
     pub stderr: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
@@ -22,39 +104,36 @@ pub struct Server {
 impl Server {
     /// Starts the binary with `extra` arguments on a fresh data dir and SQLite database.
     pub fn start(extra: &[&str]) -> Server {
-        let data = tempfile::tempdir().unwrap();
-        let db_dir = tempfile::tempdir().unwrap();
-        Server::start_in(data, db_dir, extra)
+        Server::start_on(Store::Sqlite, extra)
     }
 
-    /// Starts the binary on existing directories (e.g. to restart on the same database).
-    pub fn start_in(data: tempfile::TempDir, db_dir: tempfile::TempDir, extra: &[&str]) -> Server {
-        Server::start_wrapped(&[], data, db_dir, extra)
+    /// Starts the binary with `extra` arguments on a fresh data dir and a fresh database of
+    /// `store`'s kind. Blocks while the PostgreSQL server starts, on first use (so a PostgreSQL
+    /// test runs on the multi-threaded runtime, as [`on_each_store!`] does).
+    pub fn start_on(store: Store, extra: &[&str]) -> Server {
+        let db = match store {
+            Store::Sqlite => Db::new(store),
+            Store::Postgres => tokio::task::block_in_place(|| Db::new(store)),
+        };
+        Server::start_in(tempfile::tempdir().unwrap(), db, extra)
+    }
+
+    /// Starts the binary on an existing data directory and database (e.g. to restart).
+    pub fn start_in(data: tempfile::TempDir, db: Db, extra: &[&str]) -> Server {
+        Server::start_wrapped(&[], data, db, extra)
     }
 
     /// Starts the binary through `wrapper` (e.g. `["prlimit", "--nofile=256:256", "--"]`).
-    pub fn start_wrapped(
-        wrapper: &[&str],
-        data: tempfile::TempDir,
-        db_dir: tempfile::TempDir,
-        extra: &[&str],
-    ) -> Server {
-        Server::spawn(wrapper, data, db_dir, extra, "info")
+    pub fn start_wrapped(wrapper: &[&str], data: tempfile::TempDir, db: Db, extra: &[&str]) -> Server {
+        Server::spawn(wrapper, data, db, extra, "info")
     }
 
     /// Starts the binary with the log filter `rust_log` (e.g. `debug`).
     pub fn start_logging(extra: &[&str], rust_log: &str) -> Server {
-        Server::spawn(&[], tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), extra, rust_log)
+        Server::spawn(&[], tempfile::tempdir().unwrap(), Db::new(Store::Sqlite), extra, rust_log)
     }
 
-    fn spawn(
-        wrapper: &[&str],
-        data: tempfile::TempDir,
-        db_dir: tempfile::TempDir,
-        extra: &[&str],
-        rust_log: &str,
-    ) -> Server {
-        let db = format!("sqlite://{}", db_dir.path().join("jobs.db").display());
+    fn spawn(wrapper: &[&str], data: tempfile::TempDir, db: Db, extra: &[&str], rust_log: &str) -> Server {
         let binary = env!("CARGO_BIN_EXE_ffmpeg-worker");
         let mut command = match wrapper.split_first() {
             Some((program, args)) => {
@@ -68,7 +147,7 @@ impl Server {
             .args(["--port", "0", "--host", "127.0.0.1"])
             .arg("--data-path")
             .arg(data.path())
-            .args(["--database-url", &db])
+            .args(db.args())
             .args(extra)
             .env("RUST_LOG", rust_log)
             .env("LOG_FORMAT", "pretty")
@@ -97,19 +176,19 @@ impl Server {
             let _ = child.kill();
             panic!("server did not report its address; stderr: {:?}", lines.lock().unwrap())
         });
-        Server { child, base, data, db_dir, stderr: lines }
+        Server { child, base, data, db, stderr: lines }
     }
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
 
-    /// Stops the server (SIGKILL) and hands back its directories.
-    pub fn kill(mut self) -> (tempfile::TempDir, tempfile::TempDir) {
+    /// Stops the server (SIGKILL) and hands back its data directory and database.
+    pub fn kill(mut self) -> (tempfile::TempDir, Db) {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let data = std::mem::replace(&mut self.data, tempfile::tempdir().unwrap());
-        let db = std::mem::replace(&mut self.db_dir, tempfile::tempdir().unwrap());
+        let db = std::mem::replace(&mut self.db, Db::Sqlite(tempfile::tempdir().unwrap()));
         (data, db)
     }
 }

@@ -15,7 +15,7 @@ use base64::engine::general_purpose::STANDARD;
 use hmac::{Hmac, Mac as _};
 use serde_json::{Value, json};
 
-use crate::support::{Server, client, wait_finished};
+use crate::support::{Db, Server, Store, client, on_each_store, wait_finished};
 
 /// 32 random-looking bytes, as `whsec_` + base64.
 const SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD2y7cN1OBvg0=";
@@ -143,7 +143,7 @@ fn verify_doc(secret: &str, id: &str, timestamp: &str, signature: &str, body: &[
 
 /// The server with webhooks on: the secret, private addresses allowed (the receiver is on
 /// 127.0.0.1), a short backoff and timeout.
-fn server(extra: &[&str]) -> Server {
+fn server(store: Store, extra: &[&str]) -> Server {
     let mut args = vec![
         "--webhook-secret",
         SECRET,
@@ -154,7 +154,7 @@ fn server(extra: &[&str]) -> Server {
         "20s",
     ];
     args.extend_from_slice(extra);
-    Server::start(&args)
+    Server::start_on(store, &args)
 }
 
 async fn submit_hooked(http: &reqwest::Client, server: &Server, body: Value) -> Value {
@@ -184,10 +184,9 @@ async fn wait_settled(http: &reqwest::Client, server: &Server, id: &str, expecte
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn signed_retried_until_2xx_with_the_same_id_and_body_and_listed() {
+async fn signed_retried_until_2xx_with_the_same_id_and_body_and_listed(store: Store) {
     let receiver = Receiver::start().await;
-    let server = server(&[]);
+    let server = server(store, &[]);
     let http = client();
     let job = submit_hooked(
         &http,
@@ -251,12 +250,12 @@ async fn signed_retried_until_2xx_with_the_same_id_and_body_and_listed() {
     assert!(line("ffmpeg_worker_webhook_attempts_total{result=\"http_error\"}").ends_with(" 2"), "{metrics}");
     assert!(line("ffmpeg_worker_webhook_attempts_total{result=\"success\"}").ends_with(" 2"), "{metrics}");
 }
+on_each_store!(signed_retried_until_2xx_with_the_same_id_and_body_and_listed);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn gone_stops_retries_and_a_hanging_receiver_delays_no_other() {
+async fn gone_stops_retries_and_a_hanging_receiver_delays_no_other(store: Store) {
     let receiver = Receiver::start().await;
     // 4 slots, at most 1 per URL.
-    let server = server(&["--webhook-concurrency", "4", "--webhook-max-attempts", "3"]);
+    let server = server(store, &["--webhook-concurrency", "4", "--webhook-max-attempts", "3"]);
     let http = client();
     let hung = submit_hooked(
         &http,
@@ -285,6 +284,7 @@ async fn gone_stops_retries_and_a_hanging_receiver_delays_no_other() {
     let hung_list = deliveries(&http, &server, hung["id"].as_str().unwrap()).await;
     assert!(hung_list.iter().all(|d| d["state"] == "pending"), "{hung_list:#?}");
 }
+on_each_store!(gone_stops_retries_and_a_hanging_receiver_delays_no_other);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhooks_need_a_secret_and_a_public_http_url() {
@@ -363,11 +363,10 @@ async fn webhooks_need_a_secret_and_a_public_http_url() {
 
 /// The outbox is durable: events of a job whose deliveries all failed so far are still sent
 /// after a `kill -9` and a restart, with the ids they had.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn outbox_survives_kill_9() {
+async fn outbox_survives_kill_9(store: Store) {
     let receiver = Receiver::start().await;
     receiver.state.failing.store(true, Ordering::SeqCst);
-    let server = server(&["--webhook-url", &receiver.url("fail")]);
+    let server = server(store, &["--webhook-url", &receiver.url("fail")]);
     let http = client();
     let job = submit_hooked(&http, &server, json!({"command": "-i missing.mp4 out.mp4"})).await;
     let id = job["id"].as_str().unwrap().to_owned();
@@ -401,22 +400,31 @@ async fn outbox_survives_kill_9() {
         assert!(sent.iter().all(|r| r.body == sent[0].body && verify(SECRET, r)));
     }
 }
+on_each_store!(outbox_survives_kill_9);
 
 /// The address rules hold at delivery too, on the connection itself: a delivery (written
 /// straight into the store, as if its name had resolved to a public address at submit) to a
 /// name that resolves to loopback is refused by the resolver the request uses, and the
 /// receiver listening there gets nothing.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_name_resolving_to_a_private_address_is_refused_at_delivery() {
+async fn a_name_resolving_to_a_private_address_is_refused_at_delivery(kind: Store) {
     use jobs::webhook::{SubscriptionSource, WebhookEvent, WebhookSubscription};
-    use jobs::{JobStore as _, Outcome, SubmitOptions};
+    use jobs::{Outcome, SubmitOptions};
 
     let receiver = Receiver::start().await;
     let port = receiver.base.rsplit(':').next().unwrap().to_owned();
     let data = tempfile::tempdir().unwrap();
-    let db = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", db.path().join("jobs.db").display());
-    let store = jobs::SqliteStore::open(&url).await.unwrap();
+    let db = tokio::task::block_in_place(|| Db::new(kind));
+    let (sqlite, pg) = match &db {
+        Db::Sqlite(_) => (Some(jobs::SqliteStore::open(&db.url()).await.unwrap()), None),
+        Db::Postgres { url, .. } => {
+            (None, Some(jobs::postgres::PgStore::open(url, jobs::postgres::PgSettings::default()).await.unwrap()))
+        }
+    };
+    let store: &dyn jobs::JobStore = match (&sqlite, &pg) {
+        (Some(s), _) => s,
+        (_, Some(p)) => p,
+        _ => unreachable!(),
+    };
     let mut ids = Vec::new();
     for host in ["localhost", "localhost.", "127.0.0.1", "[::ffff:127.0.0.1]"] {
         let webhooks = vec![WebhookSubscription {
@@ -430,7 +438,12 @@ async fn a_name_resolving_to_a_private_address_is_refused_at_delivery() {
         store.finish(&job.id, Outcome::Completed { output_files: Vec::new(), outputs: Vec::new() }, "").await.unwrap();
         ids.push(job.id.to_string());
     }
-    store.close().await;
+    if let Some(s) = &sqlite {
+        s.close().await;
+    }
+    if let Some(p) = &pg {
+        p.close().await;
+    }
 
     let server = Server::start_in(
         data,
@@ -463,3 +476,4 @@ async fn a_name_resolving_to_a_private_address_is_refused_at_delivery() {
     }
     assert!(attempts >= ids.len(), "every delivery was tried");
 }
+on_each_store!(a_name_resolving_to_a_private_address_is_refused_at_delivery);
