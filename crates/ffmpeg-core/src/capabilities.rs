@@ -88,7 +88,11 @@ pub struct CapabilityOutputs<'a> {
 /// [`Capabilities::from_outputs`]. Cheap to share (`Arc`) and to query; immutable.
 ///
 /// [`Capabilities::default`] knows nothing and therefore checks nothing.
-#[derive(Clone, Default)]
+///
+/// With the `serde` feature it serializes (and deserializes) as its name sets, so that a
+/// process can publish what its ffmpeg knows for another to check commands against.
+#[derive(Clone, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Capabilities {
     /// Options listed at the top of `-h full` (ffmpeg's own) and the AVOptions usable on the
     /// command line (codec, format, protocol, sws, swr), without `-`.
@@ -221,6 +225,55 @@ impl Capabilities {
     /// The ffmpeg version from `-version` or the banner (`5.1.9-0+deb12u1`), if it was given.
     pub fn version(&self) -> Option<&str> {
         self.version.as_deref()
+    }
+
+    /// What both `self` and `other` know: a command passes the result's
+    /// [`check`](Capabilities::check) only if it passes both. A kind that one side leaves
+    /// unchecked (its output listed nothing) takes the other side's names; the version is kept
+    /// when both have the same. (Names of a kind that both list but none in common leave that
+    /// kind unchecked, as an empty listing does; ffmpeg builds always share many.)
+    ///
+    /// ```
+    /// use ffmpeg_core::capabilities::{Capabilities, CapabilityOutputs, NameKind};
+    ///
+    /// let encoders = |list: &str| Capabilities::from_outputs(CapabilityOutputs {
+    ///     encoders: list,
+    ///     ..CapabilityOutputs::default()
+    /// });
+    /// let gpu = encoders(" V....D h264_nvenc NVIDIA NVENC H.264 encoder (codec h264)\n V....D libx264 H.264\n");
+    /// let cpu = encoders(" V....D libx264 H.264\n");
+    /// let both = gpu.intersection(&cpu);
+    /// assert!(both.knows(NameKind::Encoder, "libx264"));
+    /// assert!(!both.knows(NameKind::Encoder, "h264_nvenc"));
+    /// assert!(both.knows(NameKind::Filter, "scale"), "neither listed filters: unchecked");
+    /// ```
+    #[must_use]
+    pub fn intersection(&self, other: &Capabilities) -> Capabilities {
+        let both = |kind: NameKind, a: &BTreeSet<String>, b: &BTreeSet<String>| match (
+            self.is_unchecked(kind),
+            other.is_unchecked(kind),
+        ) {
+            (true, _) => b.clone(),
+            (false, true) => a.clone(),
+            (false, false) => a.intersection(b).cloned().collect(),
+        };
+        let options = both(NameKind::Option, &self.options, &other.options);
+        let codec_context_options = match (self.has_av_options, other.has_av_options) {
+            (false, _) => other.codec_context_options.clone(),
+            (true, false) => self.codec_context_options.clone(),
+            (true, true) => self.codec_context_options.intersection(&other.codec_context_options).cloned().collect(),
+        };
+        Capabilities {
+            options,
+            has_av_options: self.has_av_options || other.has_av_options,
+            codec_context_options,
+            encoders: both(NameKind::Encoder, &self.encoders, &other.encoders),
+            decoders: both(NameKind::Decoder, &self.decoders, &other.decoders),
+            muxers: both(NameKind::Muxer, &self.muxers, &other.muxers),
+            demuxers: both(NameKind::Demuxer, &self.demuxers, &other.demuxers),
+            filters: both(NameKind::Filter, &self.filters, &other.filters),
+            version: if self.version == other.version { self.version.clone() } else { None },
+        }
     }
 
     /// True when no name at all was read: [`Capabilities::check`] then accepts everything.

@@ -7,6 +7,7 @@
 //! - [`store`]: the [`JobStore`] trait (records and queue in one), [`MemoryStore`].
 //! - [`sqlite`]: [`SqliteStore`], the durable store in an SQLite file.
 //! - [`postgres`]: [`PgStore`](postgres::PgStore), the store shared by the nodes of a cluster.
+//! - [`nodes`]: the node registry (roles, labels, heartbeats) and routing by labels.
 //! - [`location`]: which store a `DATABASE_URL` names, and opening it.
 //! - [`runner`]: the [`Runner`] trait and [`FfmpegRunner`].
 //! - [`service`]: [`Jobs`], the service front ends call, and its worker pool.
@@ -38,6 +39,7 @@ pub mod globs;
 pub mod location;
 pub mod media;
 pub mod model;
+pub mod nodes;
 pub mod orphans;
 pub mod output_meta;
 pub mod outputs;

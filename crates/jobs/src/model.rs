@@ -178,6 +178,9 @@ pub struct SubmitOptions {
     /// Who is told about the job's events ([`crate::webhook`]). [`Jobs::submit`](crate::Jobs::submit)
     /// checks the job's own subscriptions and adds the server's.
     pub webhooks: Vec<WebhookSubscription>,
+    /// Labels a node must have to run the job ([`crate::nodes`]); empty: any node. Checked and
+    /// sorted by [`SubmitOptions::check`].
+    pub requires: Vec<String>,
 }
 
 /// Most metadata entries a job may carry.
@@ -216,6 +219,9 @@ pub enum InvalidRequest {
     /// Both or neither of a submission's `command` and `args` given.
     #[error("give exactly one of `command` (a command line) and `args` (an argument list), not {0}")]
     CommandOrArgs(&'static str),
+    /// A `requires` label that is not valid, or too many.
+    #[error("requires: {0}")]
+    Requires(#[from] crate::nodes::InvalidLabel),
 }
 
 /// A submitted command: a command line split with POSIX shell rules, or an argument list taken
@@ -255,11 +261,12 @@ impl CommandInput {
 }
 
 impl SubmitOptions {
-    /// Checks the options against the limits above.
+    /// Checks the options against the limits above, and sorts `requires` (without duplicates).
     ///
     /// # Errors
     /// The first [`InvalidRequest`] found.
-    pub fn check(&self) -> Result<(), InvalidRequest> {
+    pub fn check(&mut self) -> Result<(), InvalidRequest> {
+        self.requires = crate::nodes::normalize_labels(std::mem::take(&mut self.requires))?;
         if self.metadata.len() > MAX_METADATA_ENTRIES {
             return Err(InvalidRequest::TooManyMetadataEntries(self.metadata.len()));
         }
@@ -343,6 +350,14 @@ pub struct Job {
     /// recovery), in the same store write as the change, so it survives restarts and never
     /// goes back. Progress does not change it (see [`crate::events`] for progress event ids).
     pub event_seq: u64,
+    /// Labels a node must have to run the job (sorted); empty: any node.
+    #[serde(default)]
+    pub requires: Vec<String>,
+    /// Why a queued job cannot start now: no live node may take it (e.g. "no live node has
+    /// labels [gpu]"). Not stored: [`Jobs`](crate::Jobs) fills it in from the node registry
+    /// when it reads a job; stores leave it `None`.
+    #[serde(default)]
+    pub waiting_reason: Option<String>,
 }
 
 impl Job {
@@ -379,6 +394,8 @@ impl Job {
             seq,
             webhooks: options.webhooks,
             event_seq: 1,
+            requires: options.requires,
+            waiting_reason: None,
         }
     }
 }

@@ -27,6 +27,7 @@ use crate::exec_limits::ExecLimitError;
 use crate::globs;
 use crate::media::{MediaInfo, MediaProbeConfig, MediaProbeError, MediaProber};
 use crate::model::{InvalidRequest, Job, JobId, MAX_PAGE_SIZE, Progress, SubmitOptions};
+use crate::nodes::{Node, NodeDirectory, NodeSettings};
 use crate::output_meta;
 use crate::outputs::{self, Snapshot};
 use crate::runner::{RunError, RunSpec, Runner};
@@ -69,6 +70,11 @@ pub struct JobsConfig {
     pub webhooks: Option<WebhookConfig>,
     /// ffprobe for [`Jobs::probe_media`]: binary, time limit, cache size.
     pub media_probe: MediaProbeConfig,
+    /// This node in the registry ([`crate::nodes`]): its labels (its workers claim only jobs
+    /// whose `requires` they cover), heartbeats, the other nodes' capabilities for submit
+    /// checks and `waiting_reason`. `None`: no registry (a job's `requires` must then be
+    /// empty to run here; nothing explains a waiting job).
+    pub node: Option<NodeSettings>,
 }
 
 impl Default for JobsConfig {
@@ -81,6 +87,7 @@ impl Default for JobsConfig {
             capabilities: None,
             webhooks: None,
             media_probe: MediaProbeConfig::default(),
+            node: None,
         }
     }
 }
@@ -156,6 +163,7 @@ pub struct Jobs {
     running: Mutex<HashMap<JobId, RunningJob>>,
     events: EventBus,
     media: MediaProber,
+    directory: Option<Arc<NodeDirectory>>,
 }
 
 impl std::fmt::Debug for Jobs {
@@ -168,7 +176,9 @@ impl Jobs {
     /// A service over `store`, running jobs with `runner` inside `sandbox`.
     pub fn new(store: Arc<dyn JobStore>, runner: Arc<dyn Runner>, sandbox: Sandbox, config: JobsConfig) -> Arc<Jobs> {
         let media = MediaProber::new(config.media_probe.clone());
+        let directory = config.node.clone().map(|node| Arc::new(NodeDirectory::new(Arc::clone(&store), node)));
         Arc::new(Jobs {
+            directory,
             store,
             runner,
             sandbox: Arc::new(sandbox),
@@ -271,8 +281,21 @@ impl Jobs {
     /// # Errors
     /// As [`Jobs::check`].
     pub async fn check_async(&self, command: &str) -> Result<ResolvedCommand, SubmitError> {
+        self.check_for(command, &[]).await
+    }
+
+    /// [`Jobs::check_async`] for a job that requires `requires`: with a node registry, the
+    /// names are checked against what the ffmpeg of the live nodes that could take it know
+    /// ([`NodeDirectory::capabilities_for`]), not only this node's.
+    ///
+    /// # Errors
+    /// As [`Jobs::check`], and [`SubmitError::Store`] when the registry cannot be read.
+    pub async fn check_for(&self, command: &str, requires: &[String]) -> Result<ResolvedCommand, SubmitError> {
         let sandbox = Arc::clone(&self.sandbox);
-        let capabilities = self.config.capabilities.clone();
+        let capabilities = match &self.directory {
+            Some(directory) => directory.capabilities_for(requires).await?,
+            None => self.config.capabilities.clone(),
+        };
         let runner = Arc::clone(&self.runner);
         let command = command.to_owned();
         blocking(move || check_command(&sandbox, capabilities.as_deref(), runner.as_ref(), &command)).await
@@ -287,16 +310,17 @@ impl Jobs {
     /// store failed.
     pub async fn submit(&self, command: &str, mut options: SubmitOptions) -> Result<Job, SubmitError> {
         options.check()?;
-        let resolved = self.check_async(command).await?;
+        let resolved = self.check_for(command, &options.requires).await?;
         options.footprint = Footprint::of(&resolved);
         let requested = std::mem::take(&mut options.webhooks);
         options.webhooks = WebhookConfig::subscriptions(self.config.webhooks.as_ref(), requested).await?;
         if let (Some(t), Some(max)) = (options.timeout_seconds, self.config.max_timeout) {
             options.timeout_seconds = Some(t.min(max.as_secs()));
         }
-        let job = self.store.insert(command.to_owned(), options).await?;
+        let mut job = self.store.insert(command.to_owned(), options).await?;
         self.status_changed(&job);
         metrics::counter!(METRIC_SUBMITTED).increment(1);
+        self.explain(std::slice::from_mut(&mut job)).await;
         Ok(job)
     }
 
@@ -368,7 +392,51 @@ impl Jobs {
     /// # Errors
     /// [`StoreError::NotFound`], or the store failed.
     pub async fn get(&self, id: &JobId) -> Result<Job, StoreError> {
-        self.store.get(id).await?.ok_or_else(|| StoreError::NotFound(id.clone()))
+        let mut job = self.store.get(id).await?.ok_or_else(|| StoreError::NotFound(id.clone()))?;
+        self.explain(std::slice::from_mut(&mut job)).await;
+        Ok(job)
+    }
+
+    /// Fills in the `waiting_reason` of queued jobs from the node registry (nothing without one).
+    async fn explain(&self, jobs: &mut [Job]) {
+        if let Some(directory) = &self.directory {
+            directory.explain(jobs).await;
+        }
+    }
+
+    /// This node's labels: its workers claim only jobs whose `requires` they cover.
+    fn labels(&self) -> &[String] {
+        self.config.node.as_ref().map_or(&[], |n| n.registration.labels.as_slice())
+    }
+
+    /// This node's view of the registry, if it has one.
+    pub fn directory(&self) -> Option<&Arc<NodeDirectory>> {
+        self.directory.as_ref()
+    }
+
+    /// Every node in the registry, read now (empty without a registry).
+    ///
+    /// # Errors
+    /// The store failed.
+    pub async fn nodes(&self) -> Result<Vec<Node>, StoreError> {
+        match &self.directory {
+            Some(directory) => directory.nodes().await,
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// This node's life in the registry ([`NodeDirectory::run`]): registration, heartbeats
+    /// with the jobs it runs, draining once `draining` fires, removal at `stop`. Returns at
+    /// once without a registry.
+    pub async fn run_node(self: &Arc<Self>, draining: CancellationToken, stop: CancellationToken) {
+        let Some(directory) = self.directory.clone() else { return };
+        let jobs = Arc::clone(self);
+        let running = move || {
+            let mut ids: Vec<JobId> = jobs.lock_running().keys().cloned().collect();
+            ids.sort_unstable_by(|a, b| a.as_str().cmp(b.as_str()));
+            ids
+        };
+        directory.run(running, draining, stop).await;
     }
 
     /// One page of jobs in submission order. `query.limit` is the page size,
@@ -388,6 +456,7 @@ impl Jobs {
             jobs.truncate(limit as usize);
             next_after_seq = jobs.last().map(|j| j.seq);
         }
+        self.explain(&mut jobs).await;
         Ok(Page { jobs, next_after_seq })
     }
 
@@ -438,6 +507,13 @@ impl Jobs {
         self.lock_running().len()
     }
 
+    /// The jobs running here changed: the registry hears of it soon.
+    fn running_changed(&self) {
+        if let Some(directory) = &self.directory {
+            directory.running_changed();
+        }
+    }
+
     fn lock_running(&self) -> std::sync::MutexGuard<'_, HashMap<JobId, RunningJob>> {
         self.running.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -458,7 +534,7 @@ impl Jobs {
     async fn worker(&self, n: usize, shutdown: Shutdown) {
         tracing::debug!(worker = n, "worker started");
         while !shutdown.stop_claiming.is_cancelled() {
-            match self.store.claim_next().await {
+            match self.store.claim_next(self.labels()).await {
                 Ok(Some(job)) => {
                     self.status_changed(&job);
                     let span = tracing::info_span!("job", id = %job.id, attempt = job.attempts);
@@ -736,6 +812,7 @@ struct Registration<'a> {
 impl<'a> Registration<'a> {
     fn new(jobs: &'a Jobs, id: &JobId, running: &RunningJob) -> Registration<'a> {
         jobs.lock_running().insert(id.clone(), running.clone());
+        jobs.running_changed();
         Registration { jobs, id: id.clone(), done: running.done.clone() }
     }
 }
@@ -743,6 +820,7 @@ impl<'a> Registration<'a> {
 impl Drop for Registration<'_> {
     fn drop(&mut self) {
         self.jobs.lock_running().remove(&self.id);
+        self.jobs.running_changed();
         self.done.cancel();
     }
 }

@@ -11,7 +11,7 @@
 //! | method | from | to |
 //! |---|---|---|
 //! | [`JobStore::insert`] | — | queued |
-//! | [`JobStore::claim_next`] | queued | running (attempts + 1) |
+//! | [`JobStore::claim_next`] | queued | running (attempts + 1); only jobs the node's labels cover |
 //! | [`JobStore::finish`] | running | completed, failed, cancelled |
 //! | [`JobStore::cancel`] | queued | cancelled (running: cancel requested) |
 //! | [`JobStore::requeue`] | running | queued (shutdown) |
@@ -34,7 +34,10 @@ use tokio::sync::Notify;
 use ffmpeg_core::footprint::Footprint;
 use serde::{Deserialize, Serialize};
 
+use ffmpeg_core::capabilities::Capabilities;
+
 use crate::model::{Job, JobId, JobStatus, Progress, SubmitOptions};
+use crate::nodes::{Heartbeat, Node, NodeRegistration, NodeState, labels_cover};
 use crate::outputs::Snapshot;
 use crate::webhook::{self, Delivery, DeliveryAttempt, DeliveryId, DeliveryState, NextStep, WebhookEvent};
 
@@ -206,7 +209,11 @@ pub trait JobStore: Send + Sync + 'static {
     /// a file waits for the earlier job that writes it. Priority orders only jobs that do not
     /// conflict with an earlier queued one. No job ever waits for a later one, so the oldest
     /// of any set of conflicting queued jobs can always start once the running ones are done.
-    async fn claim_next(&self) -> Result<Option<Job>, StoreError>;
+    ///
+    /// Routing: only a job whose [`Job::requires`] are all among `labels` (the claiming node's
+    /// labels, [`crate::nodes`]) is claimed. A job this node may not take still counts as an
+    /// earlier job that a later conflicting one waits for.
+    async fn claim_next(&self, labels: &[String]) -> Result<Option<Job>, StoreError>;
 
     /// Records, before ffmpeg starts, what attempt `run.attempt` of the running job `id` may
     /// write and which of those files existed (replacing an earlier attempt's record).
@@ -296,6 +303,31 @@ pub trait JobStore: Send + Sync + 'static {
     /// Every delivery of job `id`, in the order they were written (empty for an unknown job).
     async fn deliveries(&self, id: &JobId) -> Result<Vec<Delivery>, StoreError>;
 
+    /// Publishes node `node.id` in the registry ([`crate::nodes`]) as just started: its
+    /// heartbeat now, not draining, running nothing; replaces an earlier registration of the
+    /// same id.
+    async fn register_node(&self, node: &NodeRegistration) -> Result<(), StoreError>;
+
+    /// Records a heartbeat of node `id`: the time (by the store's clock), whether it drains,
+    /// the jobs it runs. `false`, and nothing changed, when the node is not registered (it was
+    /// pruned while silent: it must [`register_node`](JobStore::register_node) again).
+    async fn heartbeat_node(&self, id: &str, beat: &Heartbeat) -> Result<bool, StoreError>;
+
+    /// Every registered node, by id, each [`NodeState::Lost`] when its latest heartbeat is
+    /// `lost_after` or more old (by the store's clock: the database's for PostgreSQL).
+    async fn nodes(&self, lost_after: std::time::Duration) -> Result<Vec<Node>, StoreError>;
+
+    /// What node `id`'s ffmpeg knows, as it registered it; `None` for an unknown node or one
+    /// that registered none.
+    async fn node_capabilities(&self, id: &str) -> Result<Option<Capabilities>, StoreError>;
+
+    /// Removes node `id` from the registry (a graceful stop); nothing for an unknown id.
+    async fn remove_node(&self, id: &str) -> Result<(), StoreError>;
+
+    /// Removes the nodes whose latest heartbeat is more than `older_than` old; returns how
+    /// many.
+    async fn prune_nodes(&self, older_than: std::time::Duration) -> Result<u64, StoreError>;
+
     /// Checks that the store can record changes now (readiness): `Ok` while writes succeed,
     /// [`StoreError::Unavailable`] while they cannot (disk full, read-only, I/O errors).
     /// Stores may answer from their latest writes and probe with a small write of their own
@@ -329,6 +361,8 @@ struct Inner {
     deliveries: BTreeMap<u64, Delivery>,
     /// Delivery id -> key in `deliveries`.
     delivery_keys: HashMap<DeliveryId, u64>,
+    /// The node registry, by id.
+    nodes: BTreeMap<String, MemoryNode>,
     next_delivery: u64,
     /// When the latest `job.progress` delivery of a job to a URL was written.
     last_progress: HashMap<(JobId, String), OffsetDateTime>,
@@ -379,6 +413,15 @@ impl Inner {
     }
 }
 
+/// A registered node in a [`MemoryStore`].
+#[derive(Debug)]
+struct MemoryNode {
+    registration: NodeRegistration,
+    started_at: OffsetDateTime,
+    heartbeat_at: OffsetDateTime,
+    beat: Heartbeat,
+}
+
 fn conflict(job: &Job, action: &'static str) -> StoreError {
     StoreError::Conflict { id: job.id.clone(), status: job.status, action }
 }
@@ -418,9 +461,10 @@ impl JobStore for MemoryStore {
             .collect())
     }
 
-    async fn claim_next(&self) -> Result<Option<Job>, StoreError> {
+    async fn claim_next(&self, labels: &[String]) -> Result<Option<Job>, StoreError> {
         let mut inner = self.lock();
         let footprint = |id: &JobId| inner.footprints.get(id).and_then(Option::as_ref);
+        let eligible = |id: &JobId| inner.jobs.get(id).is_some_and(|j| labels_cover(labels, &j.requires));
         let running: Vec<Option<&Footprint>> =
             inner.jobs.values().filter(|j| j.status == JobStatus::Running).map(|j| footprint(&j.id)).collect();
         // Earlier-submitted queued jobs, by seq, for the "waits for earlier jobs" rule.
@@ -431,7 +475,8 @@ impl JobStore for MemoryStore {
             .iter()
             .find(|((_, seq), id)| {
                 let mine = footprint(id);
-                running.iter().all(|theirs| !footprints_conflict(mine, *theirs))
+                eligible(id)
+                    && running.iter().all(|theirs| !footprints_conflict(mine, *theirs))
                     && queued.iter().all(|(their_seq, theirs)| their_seq >= seq || !footprints_conflict(mine, *theirs))
             })
             .map(|(key, id)| (*key, id.clone()));
@@ -725,6 +770,69 @@ impl JobStore for MemoryStore {
 
     async fn deliveries(&self, id: &JobId) -> Result<Vec<Delivery>, StoreError> {
         Ok(self.lock().deliveries.values().filter(|d| &d.job_id == id).cloned().collect())
+    }
+
+    async fn register_node(&self, node: &NodeRegistration) -> Result<(), StoreError> {
+        let now = OffsetDateTime::now_utc();
+        let entry =
+            MemoryNode { registration: node.clone(), started_at: now, heartbeat_at: now, beat: Heartbeat::default() };
+        self.lock().nodes.insert(node.id.clone(), entry);
+        Ok(())
+    }
+
+    async fn heartbeat_node(&self, id: &str, beat: &Heartbeat) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        let Some(node) = inner.nodes.get_mut(id) else { return Ok(false) };
+        node.heartbeat_at = OffsetDateTime::now_utc();
+        node.beat = beat.clone();
+        Ok(true)
+    }
+
+    async fn nodes(&self, lost_after: std::time::Duration) -> Result<Vec<Node>, StoreError> {
+        let now = OffsetDateTime::now_utc();
+        Ok(self
+            .lock()
+            .nodes
+            .values()
+            .map(|n| {
+                let r = &n.registration;
+                let lost = now - n.heartbeat_at >= lost_after;
+                Node {
+                    id: r.id.clone(),
+                    role: r.role,
+                    labels: r.labels.clone(),
+                    host: r.host.clone(),
+                    version: r.version.clone(),
+                    ffmpeg_version: r.ffmpeg_version.clone(),
+                    slots: r.slots,
+                    running_jobs: n.beat.running_jobs.clone(),
+                    started_at: n.started_at,
+                    last_heartbeat_at: n.heartbeat_at,
+                    state: match (lost, n.beat.draining) {
+                        (true, _) => NodeState::Lost,
+                        (false, true) => NodeState::Draining,
+                        (false, false) => NodeState::Active,
+                    },
+                }
+            })
+            .collect())
+    }
+
+    async fn node_capabilities(&self, id: &str) -> Result<Option<Capabilities>, StoreError> {
+        Ok(self.lock().nodes.get(id).and_then(|n| n.registration.capabilities.as_deref().cloned()))
+    }
+
+    async fn remove_node(&self, id: &str) -> Result<(), StoreError> {
+        self.lock().nodes.remove(id);
+        Ok(())
+    }
+
+    async fn prune_nodes(&self, older_than: std::time::Duration) -> Result<u64, StoreError> {
+        let now = OffsetDateTime::now_utc();
+        let mut inner = self.lock();
+        let before = inner.nodes.len();
+        inner.nodes.retain(|_, n| now - n.heartbeat_at <= older_than);
+        Ok((before - inner.nodes.len()) as u64)
     }
 
     async fn check_writable(&self) -> Result<(), StoreError> {

@@ -434,7 +434,7 @@ async fn a_name_resolving_to_a_private_address_is_refused_at_delivery(kind: Stor
         }];
         let job =
             store.insert("-i a.mp4 b.mp4".to_owned(), SubmitOptions { webhooks, ..Default::default() }).await.unwrap();
-        store.claim_next().await.unwrap().unwrap();
+        store.claim_next(&[]).await.unwrap().unwrap();
         store.finish(&job.id, Outcome::Completed { output_files: Vec::new(), outputs: Vec::new() }, "").await.unwrap();
         ids.push(job.id.to_string());
     }

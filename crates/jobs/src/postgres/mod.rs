@@ -29,6 +29,7 @@
 //! and [`JobStore::interrupted_runs`](crate::JobStore::interrupted_runs) touch only this node's
 //! own leftovers (matched by node id).
 
+mod nodes;
 mod sql;
 mod transitions;
 

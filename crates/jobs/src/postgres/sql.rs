@@ -6,7 +6,7 @@
 macro_rules! job_columns {
     () => {
         "seq, id, status, command, priority, timeout_seconds, metadata, created_at, started_at, \
-         completed_at, progress, output_files, error, attempts, webhooks, event_seq, outputs"
+         completed_at, progress, output_files, error, attempts, webhooks, event_seq, outputs, requires"
     };
 }
 
@@ -16,9 +16,10 @@ macro_rules! job_columns {
 pub(super) const CLAIM_LOCK: i64 = 0x6666_6d70_6567_776b;
 
 /// $1 id, $2 command, $3 priority, $4 timeout, $5 metadata, $6 created_at, $7 footprint,
-/// $8 webhooks.
+/// $8 webhooks, $9 requires (JSON).
 pub(super) const INSERT: &str = "INSERT INTO jobs (id, status, command, priority, timeout_seconds, metadata, created_at, \
-                                 footprint, webhooks) VALUES ($1, 'queued', $2, $3, $4, $5, $6, $7, $8) RETURNING seq";
+                                 footprint, webhooks, requires) VALUES ($1, 'queued', $2, $3, $4, $5, $6, $7, $8, $9) \
+                                 RETURNING seq";
 pub(super) const GET: &str = concat!("SELECT ", job_columns!(), " FROM jobs WHERE id = $1");
 pub(super) const LIST: &str = concat!("SELECT ", job_columns!(), " FROM jobs WHERE seq > $1 ORDER BY seq LIMIT $2");
 pub(super) const LIST_STATUS: &str =
@@ -30,8 +31,9 @@ pub(super) const RUNNING_FOOTPRINTS: &str = "SELECT footprint FROM jobs WHERE st
 /// come after it in claim order (lower priority): jobs it may have to wait for.
 pub(super) const EARLIER_LOWER_PRIORITY_FOOTPRINTS: &str =
     "SELECT footprint FROM jobs WHERE status = 'queued' AND seq < $1 AND priority < $2";
-/// One page of queued jobs in claim order after the key ($1 priority, $2 seq), $3 rows.
-pub(super) const QUEUED_PAGE: &str = "SELECT priority, seq, footprint FROM jobs WHERE status = 'queued' \
+/// One page of queued jobs in claim order after the key ($1 priority, $2 seq), $3 rows, with
+/// their footprints and required labels.
+pub(super) const QUEUED_PAGE: &str = "SELECT priority, seq, footprint, requires FROM jobs WHERE status = 'queued' \
                                       AND (priority < $1 OR (priority = $1 AND seq > $2)) \
                                       ORDER BY priority DESC, seq LIMIT $3";
 /// $1 seq, $2 started_at, $3 node, $4 lease seconds. The claim of one chosen queued job, unless

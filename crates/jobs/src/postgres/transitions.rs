@@ -9,6 +9,7 @@ use time::OffsetDateTime;
 use super::sql::*;
 use super::{PgStore, db};
 use crate::model::{Job, JobId, JobStatus, Progress, SubmitOptions};
+use crate::nodes::{Heartbeat, Node, NodeRegistration, labels_cover};
 use crate::sqlite::rows::{self, DeliveryRow, JobRow, corrupt, json, micros, micros_ceil, micros_floor, now};
 use crate::sqlite::write::Verdict;
 use crate::store::{
@@ -85,7 +86,12 @@ impl PgStore {
     /// now, by the rule of [`JobStore::claim_next`]: its footprint conflicts with no running
     /// job's and no earlier-submitted queued job's (the SQLite store's `claim_in`, read page by
     /// page).
-    async fn claim_in(&self, tx: &mut sqlx::PgConnection, started: i64) -> Result<Option<Job>, StoreError> {
+    async fn claim_in(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        started: i64,
+        labels: &[String],
+    ) -> Result<Option<Job>, StoreError> {
         let decode = |text: Option<String>| text.as_deref().map(decode_footprint).transpose();
         let running: Vec<Option<String>> =
             sqlx::query_scalar(RUNNING_FOOTPRINTS).fetch_all(&mut *tx).await.map_err(db)?;
@@ -95,7 +101,7 @@ impl PgStore {
         let mut seen: Vec<(i64, Option<Footprint>)> = Vec::new();
         let mut after = (i32::MAX, 0_i64);
         loop {
-            let page: Vec<(i32, i64, Option<String>)> = sqlx::query_as(QUEUED_PAGE)
+            let page: Vec<(i32, i64, Option<String>, String)> = sqlx::query_as(QUEUED_PAGE)
                 .bind(after.0)
                 .bind(after.1)
                 .bind(CLAIM_PAGE)
@@ -103,10 +109,12 @@ impl PgStore {
                 .await
                 .map_err(db)?;
             let full = page.len() == CLAIM_PAGE as usize;
-            for (priority, seq, footprint) in page {
+            for (priority, seq, footprint, requires) in page {
                 after = (priority, seq);
                 let footprint = decode(footprint)?;
-                let mut free = running.iter().all(|theirs| !footprints_conflict(footprint.as_ref(), theirs.as_ref()))
+                // A job this node may not take still holds back the later jobs it conflicts with.
+                let mut free = labels_cover(labels, &rows::labels(&requires, "requires")?)
+                    && running.iter().all(|theirs| !footprints_conflict(footprint.as_ref(), theirs.as_ref()))
                     && seen
                         .iter()
                         .all(|(s, theirs)| *s > seq || !footprints_conflict(footprint.as_ref(), theirs.as_ref()));
@@ -160,6 +168,7 @@ impl JobStore for PgStore {
         let metadata = json(&options.metadata)?;
         let footprint = json(&options.footprint)?;
         let webhooks = json(&options.webhooks)?;
+        let requires = json(&options.requires)?;
         let options =
             SubmitOptions { timeout_seconds: options.timeout_seconds.map(|t| t.min(i64::MAX as u64)), ..options };
         let mut job = Job::new_queued(command, options, 0, now().0);
@@ -173,6 +182,7 @@ impl JobStore for PgStore {
             .bind(micros_floor(job.created_at))
             .bind(footprint)
             .bind(webhooks)
+            .bind(requires)
             .fetch_one(&self.pool)
             .await
             .map_err(db);
@@ -205,13 +215,13 @@ impl JobStore for PgStore {
         rows::jobs(rows)
     }
 
-    async fn claim_next(&self) -> Result<Option<Job>, StoreError> {
+    async fn claim_next(&self, labels: &[String]) -> Result<Option<Job>, StoreError> {
         let (_, started) = now();
         let result = async {
             let mut tx = self.pool.begin().await.map_err(db)?;
             sqlx::query(LOCK_CLAIMS).bind(CLAIM_LOCK).execute(&mut *tx).await.map_err(db)?;
             // On an error the transaction is rolled back when dropped.
-            let claimed = self.claim_in(&mut tx, started).await?;
+            let claimed = self.claim_in(&mut tx, started, labels).await?;
             if let Some(job) = &claimed {
                 let at = job.started_at.unwrap_or_else(OffsetDateTime::now_utc);
                 write_status_outbox(&mut tx, job, at).await?;
@@ -526,6 +536,30 @@ impl JobStore for PgStore {
         let rows: Vec<DeliveryRow> =
             sqlx::query_as(DELIVERIES).bind(id.as_str()).fetch_all(&self.pool).await.map_err(db)?;
         rows.into_iter().map(Delivery::try_from).collect()
+    }
+
+    async fn register_node(&self, node: &NodeRegistration) -> Result<(), StoreError> {
+        self.register_node_row(node).await
+    }
+
+    async fn heartbeat_node(&self, id: &str, beat: &Heartbeat) -> Result<bool, StoreError> {
+        self.heartbeat_row(id, beat).await
+    }
+
+    async fn nodes(&self, lost_after: Duration) -> Result<Vec<Node>, StoreError> {
+        self.node_rows(lost_after).await
+    }
+
+    async fn node_capabilities(&self, id: &str) -> Result<Option<ffmpeg_core::capabilities::Capabilities>, StoreError> {
+        self.node_capabilities_row(id).await
+    }
+
+    async fn remove_node(&self, id: &str) -> Result<(), StoreError> {
+        self.remove_node_row(id).await
+    }
+
+    async fn prune_nodes(&self, older_than: Duration) -> Result<u64, StoreError> {
+        self.prune_node_rows(older_than).await
     }
 
     async fn check_writable(&self) -> Result<(), StoreError> {

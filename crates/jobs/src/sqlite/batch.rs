@@ -176,7 +176,7 @@ pub(super) async fn commit_inserts(
 /// Inserts `jobs` in one statement (so one transaction, and one round trip to SQLite's
 /// thread), run to its end so that a failed commit is its error; each job's `seq` by id.
 async fn insert_jobs(pool: &SqlitePool, jobs: &[PendingInsert]) -> Result<HashMap<String, i64>, StoreError> {
-    type Encoded<'a> = (&'a str, &'a str, i32, Option<i64>, &'a str, i64, &'a str, &'a str);
+    type Encoded<'a> = (&'a str, &'a str, i32, Option<i64>, &'a str, i64, &'a str, &'a str, &'a [String]);
     let encoded: Vec<Encoded<'_>> = jobs
         .iter()
         .map(|PendingInsert { job, metadata, footprint, webhooks, .. }| {
@@ -191,6 +191,7 @@ async fn insert_jobs(pool: &SqlitePool, jobs: &[PendingInsert]) -> Result<HashMa
                 micros_floor(job.created_at),
                 footprint.as_str(),
                 webhooks.as_str(),
+                job.requires.as_slice(),
             )
         })
         .collect();

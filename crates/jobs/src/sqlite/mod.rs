@@ -50,6 +50,7 @@
 //! fails whole; write health).
 
 mod batch;
+mod nodes;
 mod open;
 pub(crate) mod rows;
 mod sql;

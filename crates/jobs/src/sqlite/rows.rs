@@ -90,6 +90,7 @@ pub(crate) struct JobRow {
     webhooks: String,
     event_seq: i64,
     outputs: String,
+    requires: String,
 }
 
 impl TryFrom<JobRow> for Job {
@@ -136,6 +137,8 @@ impl TryFrom<JobRow> for Job {
             } else {
                 serde_json::from_str(&row.outputs).map_err(|e| corrupt("outputs", e))?
             },
+            requires: labels(&row.requires, "requires")?,
+            waiting_reason: None,
         })
     }
 }
@@ -209,4 +212,62 @@ pub(super) fn encode_deliveries(deliveries: &[Delivery]) -> Result<String, Store
         })
         .collect::<Result<Vec<_>, StoreError>>()?;
     json(&rows)
+}
+
+/// A JSON array of labels, as stored in `jobs.requires` and `nodes.labels`.
+pub(crate) fn labels(text: &str, column: &'static str) -> Result<Vec<String>, StoreError> {
+    if text == "[]" { Ok(Vec::new()) } else { serde_json::from_str(text).map_err(|e| corrupt(column, e)) }
+}
+
+/// A row of `nodes` (without its capabilities), decoded by column name: `heartbeat_at` in unix
+/// microseconds and `lost`, whether it is older than the caller's limit, as each store
+/// computes it (SQLite by the reading node's clock, PostgreSQL by the database's).
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct NodeRow {
+    id: String,
+    role: String,
+    labels: String,
+    host: String,
+    version: String,
+    ffmpeg_version: Option<String>,
+    slots: i64,
+    running_jobs: String,
+    draining: bool,
+    started_at: i64,
+    heartbeat_at: i64,
+    lost: bool,
+}
+
+impl TryFrom<NodeRow> for crate::nodes::Node {
+    type Error = StoreError;
+
+    fn try_from(row: NodeRow) -> Result<crate::nodes::Node, StoreError> {
+        use crate::nodes::NodeState;
+        let running: Vec<String> = labels(&row.running_jobs, "running_jobs")?;
+        Ok(crate::nodes::Node {
+            role: row.role.parse().map_err(|e| corrupt("role", e))?,
+            labels: labels(&row.labels, "labels")?,
+            running_jobs: running
+                .iter()
+                .map(|id| JobId::parse(id).map_err(|e| corrupt("running_jobs", e)))
+                .collect::<Result<_, _>>()?,
+            id: row.id,
+            host: row.host,
+            version: row.version,
+            ffmpeg_version: row.ffmpeg_version,
+            slots: u32::try_from(row.slots).unwrap_or(0),
+            started_at: from_micros(row.started_at)?,
+            last_heartbeat_at: from_micros(row.heartbeat_at)?,
+            state: match (row.lost, row.draining) {
+                (true, _) => NodeState::Lost,
+                (false, true) => NodeState::Draining,
+                (false, false) => NodeState::Active,
+            },
+        })
+    }
+}
+
+/// Decodes stored capabilities (`nodes.capabilities`).
+pub(crate) fn capabilities(text: &str) -> Result<ffmpeg_core::capabilities::Capabilities, StoreError> {
+    serde_json::from_str(text).map_err(|e| corrupt("capabilities", e))
 }

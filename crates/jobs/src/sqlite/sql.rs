@@ -8,16 +8,17 @@
 macro_rules! job_columns {
     () => {
         "seq, id, status, command, priority, timeout_seconds, metadata, created_at, started_at, \
-         completed_at, progress, output_files, error, attempts, webhooks, event_seq, outputs"
+         completed_at, progress, output_files, error, attempts, webhooks, event_seq, outputs, requires"
     };
 }
 
 /// ?1: a JSON array of `[id, command, priority, timeout_seconds, metadata, created_at,
-/// footprint, webhooks]`, one per job. Returns `(id, seq)` for each stored job (in no promised order).
+/// footprint, webhooks, requires]`, one per job (`requires` a JSON array, which `->>` gives
+/// back as its JSON text). Returns `(id, seq)` for each stored job (in no promised order).
 pub(super) const INSERT_MANY: &str = "INSERT INTO jobs (id, status, command, priority, timeout_seconds, metadata, created_at, \
-                                      footprint, webhooks) \
+                                      footprint, webhooks, requires) \
      SELECT value ->> 0, 'queued', value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6, \
-            value ->> 7 \
+            value ->> 7, value ->> 8 \
      FROM json_each(?1) ORDER BY key \
      RETURNING id, seq";
 pub(super) const GET: &str = concat!("SELECT ", job_columns!(), " FROM jobs WHERE id = ?1");
@@ -28,7 +29,8 @@ pub(super) const LIST: &str = concat!("SELECT ", job_columns!(), " FROM jobs WHE
 pub(super) const LIST_STATUS: &str =
     concat!("SELECT ", job_columns!(), " FROM jobs WHERE status = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3");
 /// The claim of the first queued job in claim order when no queued job was submitted before
-/// it (nothing it could have to wait for): the claim when nothing runs, in one statement.
+/// it (nothing it could have to wait for), if the node's labels (?2, a JSON array) cover its
+/// `requires`: the claim when nothing runs, in one statement.
 /// `INDEXED BY`: without statistics SQLite's planner prefers `jobs_status` and sorts every
 /// queued job on each claim; the queue index reads the next one directly (and the statement
 /// fails to prepare, rather than slowing down, should the index ever be unusable).
@@ -39,6 +41,8 @@ pub(super) const CLAIM_IF_OLDEST: &str = concat!(
                   ORDER BY priority DESC, seq LIMIT 1) \
        AND status = 'queued' \
        AND NOT EXISTS (SELECT 1 FROM jobs AS earlier WHERE earlier.status = 'queued' AND earlier.seq < jobs.seq) \
+       AND NOT EXISTS (SELECT 1 FROM json_each(jobs.requires) AS required \
+                       WHERE required.value NOT IN (SELECT value FROM json_each(?2))) \
      RETURNING ",
     job_columns!()
 );
@@ -47,11 +51,11 @@ pub(super) const RUNNING_FOOTPRINTS: &str = "SELECT footprint FROM jobs WHERE st
 /// Queued and running jobs in submission order, with their status and footprint (NULL: unknown).
 pub(super) const ACTIVE_FOOTPRINTS: &str =
     "SELECT id, status, footprint FROM jobs WHERE status IN ('queued', 'running') ORDER BY seq";
-/// The first queued job in claim order, with its priority and footprint.
-pub(super) const QUEUED_FIRST: &str = "SELECT seq, priority, footprint FROM jobs INDEXED BY jobs_queue \
+/// The first queued job in claim order, with its priority, footprint and required labels.
+pub(super) const QUEUED_FIRST: &str = "SELECT seq, priority, footprint, requires FROM jobs INDEXED BY jobs_queue \
                                        WHERE status = 'queued' ORDER BY priority DESC, seq LIMIT 1";
 /// ?1 priority, ?2 seq: the next queued job in claim order after the job (?1, ?2).
-pub(super) const QUEUED_AFTER: &str = "SELECT seq, priority, footprint FROM jobs INDEXED BY jobs_queue \
+pub(super) const QUEUED_AFTER: &str = "SELECT seq, priority, footprint, requires FROM jobs INDEXED BY jobs_queue \
                                        WHERE status = 'queued' AND (priority < ?1 OR (priority = ?1 AND seq > ?2)) \
                                        ORDER BY priority DESC, seq LIMIT 1";
 /// ?1 seq, ?2 priority: footprints of the queued jobs submitted before the job (?2, ?1) that

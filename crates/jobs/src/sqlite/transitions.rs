@@ -14,6 +14,7 @@ use super::rows::{self, DeliveryRow, JobRow, corrupt, db, encode_deliveries, jso
 use super::sql::*;
 use super::write::{Verdict, WriteTx};
 use crate::model::{Job, JobId, JobStatus, Progress, SubmitOptions};
+use crate::nodes::{Heartbeat, Node, NodeRegistration, labels_cover};
 use crate::store::{
     ActiveFootprint, CancelOutcome, InterruptedRun, JobStore, ListQuery, Outcome, Recovery, RunRecord, StatusCounts,
     StoreError, footprints_conflict,
@@ -62,14 +63,19 @@ async fn write_progress_outbox(tx: &mut WriteTx, id: &JobId) -> Result<(), Store
 /// of [`JobStore::claim_next`]: its footprint conflicts with no running job's and no
 /// earlier-submitted queued job's. `None` when there is none. Every writing statement runs to
 /// its end.
-async fn claim_in(tx: &mut WriteTx, started: i64) -> Result<Option<Job>, StoreError> {
+async fn claim_in(tx: &mut WriteTx, started: i64, labels: &[String]) -> Result<Option<Job>, StoreError> {
     type Footprint = ffmpeg_core::footprint::Footprint;
     let decode = |text: Option<String>| text.as_deref().map(decode_footprint).transpose();
     let running: Vec<Option<String>> = sqlx::query_scalar(RUNNING_FOOTPRINTS).fetch_all(tx.conn()).await.map_err(db)?;
     if running.is_empty() {
         // Nothing runs and the first job in claim order is the oldest queued one: it waits for
         // nobody (the common case, one statement).
-        let rows = sqlx::query_as::<_, JobRow>(CLAIM_IF_OLDEST).bind(started).fetch_all(tx.conn()).await.map_err(db)?;
+        let rows = sqlx::query_as::<_, JobRow>(CLAIM_IF_OLDEST)
+            .bind(started)
+            .bind(json(&labels)?)
+            .fetch_all(tx.conn())
+            .await
+            .map_err(db)?;
         if let Some(row) = rows.into_iter().next() {
             return Job::try_from(row).map(Some);
         }
@@ -79,11 +85,16 @@ async fn claim_in(tx: &mut WriteTx, started: i64) -> Result<Option<Job>, StoreEr
     // the footprints of the jobs before the candidate in claim order: with the queued jobs of
     // lower priority submitted earlier (queried per candidate), every job it may wait for.
     let mut seen: Vec<(i64, Option<Footprint>)> = Vec::new();
-    let mut next =
-        sqlx::query_as::<_, (i64, i64, Option<String>)>(QUEUED_FIRST).fetch_all(tx.conn()).await.map_err(db)?.pop();
-    while let Some((seq, priority, footprint)) = next {
+    let mut next = sqlx::query_as::<_, (i64, i64, Option<String>, String)>(QUEUED_FIRST)
+        .fetch_all(tx.conn())
+        .await
+        .map_err(db)?
+        .pop();
+    while let Some((seq, priority, footprint, requires)) = next {
         let footprint = decode(footprint)?;
-        let mut free = running.iter().all(|theirs| !footprints_conflict(footprint.as_ref(), theirs.as_ref()))
+        // A job this node may not take still holds back the later jobs it conflicts with.
+        let mut free = labels_cover(labels, &rows::labels(&requires, "requires")?)
+            && running.iter().all(|theirs| !footprints_conflict(footprint.as_ref(), theirs.as_ref()))
             && seen.iter().all(|(s, theirs)| *s > seq || !footprints_conflict(footprint.as_ref(), theirs.as_ref()));
         if free {
             let earlier: Vec<Option<String>> = sqlx::query_scalar(EARLIER_LOWER_PRIORITY_FOOTPRINTS)
@@ -109,7 +120,7 @@ async fn claim_in(tx: &mut WriteTx, started: i64) -> Result<Option<Job>, StoreEr
             return rows.into_iter().next().map(Job::try_from).transpose();
         }
         seen.push((seq, footprint));
-        next = sqlx::query_as::<_, (i64, i64, Option<String>)>(QUEUED_AFTER)
+        next = sqlx::query_as::<_, (i64, i64, Option<String>, String)>(QUEUED_AFTER)
             .bind(priority)
             .bind(seq)
             .fetch_all(tx.conn())
@@ -163,13 +174,13 @@ impl JobStore for SqliteStore {
         rows::jobs(rows)
     }
 
-    async fn claim_next(&self) -> Result<Option<Job>, StoreError> {
+    async fn claim_next(&self, labels: &[String]) -> Result<Option<Job>, StoreError> {
         let (_, started) = now();
         let result = async {
             // `BEGIN IMMEDIATE` takes SQLite's write lock first: the footprints read below
             // cannot change (in this process or another) before the claim commits.
             let mut tx = WriteTx::begin(&self.writer).await?;
-            let claimed = match claim_in(&mut tx, started).await {
+            let claimed = match claim_in(&mut tx, started, labels).await {
                 Ok(Some(job)) => {
                     let at = job.started_at.unwrap_or_else(OffsetDateTime::now_utc);
                     write_status_outbox(&mut tx, &job, at).await.map(|()| Some(job))
@@ -533,6 +544,30 @@ impl JobStore for SqliteStore {
         let rows: Vec<DeliveryRow> =
             sqlx::query_as(DELIVERIES).bind(id.as_str()).fetch_all(&self.reader).await.map_err(db)?;
         rows.into_iter().map(Delivery::try_from).collect()
+    }
+
+    async fn register_node(&self, node: &NodeRegistration) -> Result<(), StoreError> {
+        self.register_node_row(node).await
+    }
+
+    async fn heartbeat_node(&self, id: &str, beat: &Heartbeat) -> Result<bool, StoreError> {
+        self.heartbeat_row(id, beat).await
+    }
+
+    async fn nodes(&self, lost_after: Duration) -> Result<Vec<Node>, StoreError> {
+        self.node_rows(lost_after).await
+    }
+
+    async fn node_capabilities(&self, id: &str) -> Result<Option<ffmpeg_core::capabilities::Capabilities>, StoreError> {
+        self.node_capabilities_row(id).await
+    }
+
+    async fn remove_node(&self, id: &str) -> Result<(), StoreError> {
+        self.remove_node_row(id).await
+    }
+
+    async fn prune_nodes(&self, older_than: Duration) -> Result<u64, StoreError> {
+        self.prune_node_rows(older_than).await
     }
 
     async fn check_writable(&self) -> Result<(), StoreError> {

@@ -37,7 +37,7 @@ async fn stores(dir: &TempDir) -> Vec<(&'static str, Store)> {
 }
 
 async fn claim(store: &Store) -> Option<JobId> {
-    store.claim_next().await.unwrap().map(|j| j.id)
+    store.claim_next(&[]).await.unwrap().map(|j| j.id)
 }
 
 #[tokio::test]
@@ -113,7 +113,7 @@ async fn two_sqlite_stores_never_run_conflicting_jobs_together() {
         let (store, running, done) = (Arc::clone(store), Arc::clone(&running), Arc::clone(&done));
         workers.spawn(async move {
             while done.load(Ordering::SeqCst) < 20 {
-                let Some(job) = store.claim_next().await.unwrap() else {
+                let Some(job) = store.claim_next(&[]).await.unwrap() else {
                     tokio::task::yield_now().await;
                     continue;
                 };

@@ -144,7 +144,7 @@ async fn write_round(store: &SqliteStore, model: &mut Model, round: usize, metad
             model.jobs.insert(job.id.clone(), Expected::of(&job));
         }
     }
-    let claimed = store.claim_next().await;
+    let claimed = store.claim_next(&[]).await;
     ok.push(claimed.is_ok());
     if let Some(Some(job)) = model.answer("claim", claimed) {
         assert_eq!(model.jobs[&job.id].status, JobStatus::Queued, "claimed a job that was not queued");
@@ -277,7 +277,7 @@ async fn sqlite_on_a_full_disk_loses_no_acknowledged_write() {
         model.jobs.insert(job.id.clone(), Expected::of(&job));
     }
     for _ in 0..8 {
-        let job = store.claim_next().await.unwrap().unwrap();
+        let job = store.claim_next(&[]).await.unwrap().unwrap();
         model.jobs.insert(job.id.clone(), Expected::of(&job));
     }
     store.check_writable().await.unwrap();

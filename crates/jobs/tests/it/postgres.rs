@@ -76,7 +76,7 @@ async fn claim_everything(nodes: usize, claimers: usize, jobs: &[(i32, Option<u8
                 let deadline = Instant::now() + Duration::from_secs(120);
                 while claims.lock().unwrap().len() < total || !writing.lock().unwrap().is_empty() {
                     assert!(Instant::now() < deadline, "the queue was not drained");
-                    let Some(job) = store.claim_next().await.unwrap() else {
+                    let Some(job) = store.claim_next(&[]).await.unwrap() else {
                         store.wait_for_work(Duration::from_millis(20)).await;
                         continue;
                     };
@@ -140,7 +140,7 @@ async fn only_the_node_holding_a_live_lease_writes_to_a_running_job() {
     let url = fresh_url().await;
     let (a, b) = (node(&url, "a").await, node(&url, "b").await);
     let job = a.insert("x".to_owned(), SubmitOptions::default()).await.unwrap();
-    let claimed = a.claim_next().await.unwrap().unwrap();
+    let claimed = a.claim_next(&[]).await.unwrap().unwrap();
     assert_eq!(claimed.id, job.id);
     let progress = Progress { frame: Some(3), ..Progress::default() };
 
@@ -176,8 +176,8 @@ async fn recovery_touches_only_the_nodes_own_leftovers() {
     let (a, b) = (node(&url, "a").await, node(&url, "b").await);
     let ja = a.insert("a".to_owned(), SubmitOptions::default()).await.unwrap();
     let jb = a.insert("b".to_owned(), SubmitOptions::default()).await.unwrap();
-    assert_eq!(a.claim_next().await.unwrap().unwrap().id, ja.id);
-    assert_eq!(b.claim_next().await.unwrap().unwrap().id, jb.id);
+    assert_eq!(a.claim_next(&[]).await.unwrap().unwrap().id, ja.id);
+    assert_eq!(b.claim_next(&[]).await.unwrap().unwrap().id, jb.id);
     drop(a);
     // Node a restarts with the same NODE_ID: only its own job is its leftover.
     let a = node(&url, "a").await;
@@ -194,7 +194,7 @@ async fn leases_are_renewed_while_the_job_is_held() {
     let url = fresh_url().await;
     let store = PgStore::open(&url, settings("renewer", Duration::from_millis(1500))).await.unwrap();
     let job = store.insert("x".to_owned(), SubmitOptions::default()).await.unwrap();
-    store.claim_next().await.unwrap().unwrap();
+    store.claim_next(&[]).await.unwrap().unwrap();
     let pool = sqlx::PgPool::connect(&url).await.unwrap();
     let expiry = || {
         sqlx::query_scalar::<_, f64>("SELECT extract(epoch FROM lease_expires_at)::float8 FROM jobs WHERE id = $1")
@@ -266,7 +266,7 @@ async fn expired_leases_are_reaped_and_their_holder_stops() {
     let url = fresh_url().await;
     let (a, b) = (node(&url, "a").await, node(&url, "b").await);
     let job = a.insert("x".to_owned(), SubmitOptions::default()).await.unwrap();
-    assert_eq!(a.claim_next().await.unwrap().unwrap().attempts, 1);
+    assert_eq!(a.claim_next(&[]).await.unwrap().unwrap().attempts, 1);
     let lost = a.lease_lost(&job.id).expect("a PostgreSQL claim can be lost");
     assert!(!lost.is_cancelled());
     assert!(b.lease_lost(&job.id).is_none(), "b holds nothing");
@@ -279,7 +279,7 @@ async fn expired_leases_are_reaped_and_their_holder_stops() {
     eventually("a's worker told to stop", async || lost.is_cancelled()).await;
     assert!(a.finish(&job.id, Outcome::Completed { output_files: vec![], outputs: vec![] }, "").await.is_err());
 
-    let again = b.claim_next().await.unwrap().unwrap();
+    let again = b.claim_next(&[]).await.unwrap().unwrap();
     assert_eq!((again.id.clone(), again.attempts), (job.id.clone(), 2));
     expire_lease(&url, &job.id).await;
     eventually("the reaper's verdict", async || a.get(&job.id).await.unwrap().unwrap().status == JobStatus::Failed)
@@ -295,11 +295,11 @@ async fn a_lost_job_with_a_cancel_pending_ends_cancelled() {
     let url = fresh_url().await;
     let (a, b) = (node(&url, "a").await, node(&url, "b").await);
     let job = a.insert("x".to_owned(), SubmitOptions::default()).await.unwrap();
-    a.claim_next().await.unwrap().unwrap();
+    a.claim_next(&[]).await.unwrap().unwrap();
     b.cancel(&job.id).await.unwrap();
     expire_lease(&url, &job.id).await;
     eventually("the reaper", async || b.get(&job.id).await.unwrap().unwrap().status == JobStatus::Cancelled).await;
-    assert_eq!(b.claim_next().await.unwrap(), None);
+    assert_eq!(b.claim_next(&[]).await.unwrap(), None);
 }
 
 /// A node cut off from the database (it cannot renew) stops its jobs by its own clock (a lease
@@ -310,7 +310,7 @@ async fn a_node_cut_off_from_the_database_stops_its_jobs_itself() {
     let url = fresh_url().await;
     let store = PgStore::open(&url, settings("cut-off", Duration::from_secs(3))).await.unwrap();
     let job = store.insert("x".to_owned(), SubmitOptions::default()).await.unwrap();
-    store.claim_next().await.unwrap().unwrap();
+    store.claim_next(&[]).await.unwrap().unwrap();
     let lost = store.lease_lost(&job.id).unwrap();
     // The database refuses this node from now on: its connections are cut, new ones refused.
     let admin = sqlx::PgPool::connect(&pg_harness::shared().url("postgres")).await.unwrap();

@@ -107,6 +107,8 @@ conformance!(
     refused_transition_changes_nothing,
     active_footprints_are_queued_and_running_jobs,
     event_seq_counts_status_changes,
+    claim_only_jobs_the_labels_cover,
+    node_registry_round_trips,
 );
 
 /// The footprints the files API checks: queued and running jobs only, in submission order,
@@ -122,10 +124,10 @@ async fn active_footprints_are_queued_and_running_jobs(store: &Store) {
     assert!(store.active_footprints().await.unwrap().is_empty());
 
     let done = store.insert("-i a.mp4 done.mp4".to_owned(), with("-i a.mp4 done.mp4")).await.unwrap();
-    assert_eq!(store.claim_next().await.unwrap().unwrap().id, done.id);
+    assert_eq!(store.claim_next(&[]).await.unwrap().unwrap().id, done.id);
     store.finish(&done.id, Outcome::Completed { output_files: vec![], outputs: Vec::new() }, "").await.unwrap();
     let run = store.insert("-i in/b.mp4 out/b.mkv".to_owned(), with("-i in/b.mp4 out/b.mkv")).await.unwrap();
-    assert_eq!(store.claim_next().await.unwrap().unwrap().id, run.id);
+    assert_eq!(store.claim_next(&[]).await.unwrap().unwrap().id, run.id);
     let queued = store.insert("-i c.wav c.mp3".to_owned(), with("-i c.wav c.mp3")).await.unwrap();
     let cancelled = store.insert("-i d.wav d.mp3".to_owned(), with("-i d.wav d.mp3")).await.unwrap();
     store.cancel(&cancelled.id).await.unwrap();
@@ -150,7 +152,7 @@ async fn event_seq_counts_status_changes(store: &Store) {
     assert_eq!(job.event_seq, 1);
     assert_eq!(seq(store, &job.id).await, 1);
 
-    let claimed = store.claim_next().await.unwrap().unwrap();
+    let claimed = store.claim_next(&[]).await.unwrap().unwrap();
     assert_eq!(claimed.event_seq, 2);
     store.update_progress(&job.id, &Progress { frame: Some(1), ..Progress::default() }).await.unwrap();
     assert!(matches!(store.cancel(&job.id).await.unwrap(), CancelOutcome::Requested(_)));
@@ -158,10 +160,10 @@ async fn event_seq_counts_status_changes(store: &Store) {
 
     store.requeue(&job.id).await.unwrap();
     assert_eq!(seq(store, &job.id).await, 3);
-    assert_eq!(store.claim_next().await.unwrap().unwrap().event_seq, 4);
+    assert_eq!(store.claim_next(&[]).await.unwrap().unwrap().event_seq, 4);
     assert_eq!(store.recover(10).await.unwrap().requeued, vec![job.id.clone()]);
     assert_eq!(seq(store, &job.id).await, 5);
-    store.claim_next().await.unwrap().unwrap();
+    store.claim_next(&[]).await.unwrap().unwrap();
     assert_eq!(store.recover(1).await.unwrap().failed, vec![job.id.clone()]);
     assert_eq!(seq(store, &job.id).await, 7, "claim 6, failed by recovery 7");
     assert_conflict(store.cancel(&job.id).await, JobStatus::Failed, "cancel");
@@ -272,7 +274,7 @@ async fn submit(store: &Store, command: &str) -> Job {
 /// Submits a job and claims it (the queue must be otherwise empty).
 async fn running(store: &Store, command: &str) -> Job {
     let job = submit(store, command).await;
-    let claimed = store.claim_next().await.unwrap().unwrap();
+    let claimed = store.claim_next(&[]).await.unwrap().unwrap();
     assert_eq!(claimed.id, job.id);
     claimed
 }
@@ -390,7 +392,7 @@ async fn claim_by_priority_then_fifo(store: &Store) {
     let d = store.insert("d".to_owned(), opts(5)).await.unwrap();
     let e = store.insert("e".to_owned(), opts(-2)).await.unwrap();
     let mut order = Vec::new();
-    while let Some(job) = store.claim_next().await.unwrap() {
+    while let Some(job) = store.claim_next(&[]).await.unwrap() {
         assert_eq!(job.status, JobStatus::Running);
         assert_eq!(job.attempts, 1);
         let started = job.started_at.unwrap();
@@ -412,7 +414,7 @@ async fn submit_with_footprint(store: &Store, command: &str, priority: i32) -> J
 }
 
 async fn claim_id(store: &Store) -> Option<JobId> {
-    store.claim_next().await.unwrap().map(|j| j.id)
+    store.claim_next(&[]).await.unwrap().map(|j| j.id)
 }
 
 /// Between jobs whose files overlap, submission order decides, not priority: pass 2 (higher
@@ -449,10 +451,10 @@ async fn claim_waits_for_earlier_conflicting_jobs(store: &Store) {
 }
 
 async fn claim_on_empty_queue(store: &Store) {
-    assert_eq!(store.claim_next().await.unwrap(), None);
+    assert_eq!(store.claim_next(&[]).await.unwrap(), None);
     let job = submit(store, "x").await;
     store.cancel(&job.id).await.unwrap();
-    assert_eq!(store.claim_next().await.unwrap(), None, "cancelled jobs are not in the queue");
+    assert_eq!(store.claim_next(&[]).await.unwrap(), None, "cancelled jobs are not in the queue");
 }
 
 async fn finish_only_from_running(store: &Store) {
@@ -460,7 +462,7 @@ async fn finish_only_from_running(store: &Store) {
     assert_conflict(store.finish(&queued.id, Outcome::Cancelled, "").await, JobStatus::Queued, "finish");
     assert_not_found(store.finish(&unknown_id(), Outcome::Cancelled, "").await);
 
-    let job = store.claim_next().await.unwrap().unwrap();
+    let job = store.claim_next(&[]).await.unwrap().unwrap();
     let done = store
         .finish(&job.id, Outcome::Completed { output_files: vec!["out.mp4".to_owned()], outputs: Vec::new() }, "")
         .await;
@@ -567,7 +569,7 @@ async fn progress_only_while_running(store: &Store) {
     assert_conflict(store.update_progress(&queued.id, &progress).await, JobStatus::Queued, "update progress");
     assert_not_found(store.update_progress(&unknown_id(), &progress).await);
 
-    let job = store.claim_next().await.unwrap().unwrap();
+    let job = store.claim_next(&[]).await.unwrap().unwrap();
     assert!(!store.update_progress(&job.id, &progress).await.unwrap());
     assert_eq!(store.get(&job.id).await.unwrap().unwrap().progress, Some(progress.clone()));
     store.finish(&job.id, Outcome::Cancelled, "").await.unwrap();
@@ -581,7 +583,7 @@ async fn cancel_queued(store: &Store) {
     assert!(cancelled.completed_at.is_some());
     assert_eq!(cancelled.started_at, None);
     assert_eq!(store.get(&job.id).await.unwrap(), Some(cancelled));
-    assert_eq!(store.claim_next().await.unwrap(), None);
+    assert_eq!(store.claim_next(&[]).await.unwrap(), None);
     assert_not_found(store.cancel(&unknown_id()).await);
 }
 
@@ -608,20 +610,20 @@ async fn cancel_finished_conflicts(store: &Store) {
 async fn requeue_keeps_order(store: &Store) {
     let a = submit(store, "a").await;
     let b = submit(store, "b").await;
-    let claimed = store.claim_next().await.unwrap().unwrap();
+    let claimed = store.claim_next(&[]).await.unwrap().unwrap();
     assert_eq!(claimed.id, a.id);
     store.update_progress(&a.id, &Progress { frame: Some(5), ..Progress::default() }).await.unwrap();
     store.requeue(&a.id).await.unwrap();
     let back = store.get(&a.id).await.unwrap().unwrap();
     assert_eq!((back.status, back.started_at, back.progress, back.seq), (JobStatus::Queued, None, None, a.seq));
 
-    let again = store.claim_next().await.unwrap().unwrap();
+    let again = store.claim_next(&[]).await.unwrap().unwrap();
     assert_eq!(
         (again.id.clone(), again.attempts),
         (a.id.clone(), 1),
         "a keeps its place ahead of b; the stopped start is not counted"
     );
-    assert_eq!(store.claim_next().await.unwrap().unwrap().id, b.id);
+    assert_eq!(store.claim_next(&[]).await.unwrap().unwrap().id, b.id);
 
     let c = submit(store, "c").await;
     assert_conflict(store.requeue(&c.id).await, JobStatus::Queued, "requeue");
@@ -649,13 +651,13 @@ async fn recover_requeues_or_fails(store: &Store) {
     let waiting = submit(store, "waiting").await;
     let done = submit(store, "done").await;
     // `twice` runs, a crash puts it back in the queue, and it runs again: two attempts.
-    assert_eq!(store.claim_next().await.unwrap().unwrap().id, twice.id);
+    assert_eq!(store.claim_next(&[]).await.unwrap().unwrap().id, twice.id);
     assert_eq!(store.recover(5).await.unwrap(), Recovery { requeued: vec![twice.id.clone()], failed: vec![] });
-    assert_eq!(store.claim_next().await.unwrap().unwrap().id, twice.id);
-    assert_eq!(store.claim_next().await.unwrap().unwrap().id, once.id);
+    assert_eq!(store.claim_next(&[]).await.unwrap().unwrap().id, twice.id);
+    assert_eq!(store.claim_next(&[]).await.unwrap().unwrap().id, once.id);
     store.cancel(&waiting.id).await.unwrap();
     let waiting = submit(store, "still waiting").await;
-    assert_eq!(store.claim_next().await.unwrap().unwrap().id, done.id);
+    assert_eq!(store.claim_next(&[]).await.unwrap().unwrap().id, done.id);
     store.finish(&done.id, Outcome::Completed { output_files: vec![], outputs: Vec::new() }, "").await.unwrap();
     // A crash: `once` and `twice` were left running.
 
@@ -668,9 +670,9 @@ async fn recover_requeues_or_fails(store: &Store) {
     assert_eq!((requeued.status, requeued.started_at, requeued.attempts), (JobStatus::Queued, None, 1));
     assert_eq!(status(store, &done.id).await, JobStatus::Completed, "finished jobs are left alone");
 
-    let retried = store.claim_next().await.unwrap().unwrap();
+    let retried = store.claim_next(&[]).await.unwrap().unwrap();
     assert_eq!((retried.id, retried.attempts), (once.id, 2), "the attempt is counted again");
-    assert_eq!(store.claim_next().await.unwrap().unwrap().id, waiting.id);
+    assert_eq!(store.claim_next(&[]).await.unwrap().unwrap().id, waiting.id);
     assert_eq!(store.recover(5).await.unwrap().requeued.len(), 2);
     assert_eq!(store.recover(5).await.unwrap(), Recovery::default(), "nothing left running");
 }
@@ -737,7 +739,7 @@ async fn wait_for_work_wakes_after_insert(store: &Store) {
     assert!(woke.is_ok(), "wait_for_work missed an insert");
 
     // And a worker already waiting is woken by the insert.
-    let job = store.claim_next().await.unwrap().unwrap();
+    let job = store.claim_next(&[]).await.unwrap().unwrap();
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
     let wait = async {
         let _ = ready_tx.send(());
@@ -786,7 +788,7 @@ async fn odd_text_round_trips(store: &Store) {
     let job = store.insert(command.to_owned(), options.clone()).await.unwrap();
     assert_eq!((job.command.as_str(), job.priority, &job.metadata), (command, i32::MIN, &options.metadata));
     assert_eq!(store.get(&job.id).await.unwrap(), Some(job.clone()));
-    let claimed = store.claim_next().await.unwrap().unwrap();
+    let claimed = store.claim_next(&[]).await.unwrap().unwrap();
     let outputs = vec!["out dir/é 🎬.mkv".to_owned(), "a\"b\\c.mp4".to_owned()];
     let outcome = Outcome::Completed { output_files: outputs.clone(), outputs: described_outputs(&outputs) };
     let done = store.finish(&claimed.id, outcome, "\u{0}log\n").await.unwrap();
@@ -825,7 +827,7 @@ async fn concurrent_claims_are_exclusive(store: &Store) {
         submit(store, &format!("{i}")).await;
     }
     assert_claimed_once(claim_all(&[Arc::clone(store)], 16).await, 300);
-    assert_eq!(store.claim_next().await.unwrap(), None);
+    assert_eq!(store.claim_next(&[]).await.unwrap(), None);
 }
 
 /// Runs `per_store` claimers on each of `stores` until the queue is empty; the ids each got.
@@ -836,7 +838,7 @@ async fn claim_all(stores: &[Store], per_store: usize) -> Vec<Vec<JobId>> {
             let store = Arc::clone(store);
             tasks.spawn(async move {
                 let mut mine = Vec::new();
-                while let Some(job) = store.claim_next().await.unwrap() {
+                while let Some(job) = store.claim_next(&[]).await.unwrap() {
                     mine.push(job.id);
                 }
                 mine
@@ -878,12 +880,12 @@ async fn sqlite_reopened_file_has_every_job() {
     for i in 0..20 {
         before.push(store.insert(format!("-i {i}.mp4 {i}.mkv"), opts(i % 4)).await.unwrap());
     }
-    let done = store.claim_next().await.unwrap().unwrap();
+    let done = store.claim_next(&[]).await.unwrap().unwrap();
     store
         .finish(&done.id, Outcome::Completed { output_files: vec!["x.mkv".to_owned()], outputs: Vec::new() }, "the log")
         .await
         .unwrap();
-    let live = store.claim_next().await.unwrap().unwrap();
+    let live = store.claim_next(&[]).await.unwrap().unwrap();
     store.update_progress(&live.id, &Progress { frame: Some(7), ..Progress::default() }).await.unwrap();
     let listed = store.list(&all()).await.unwrap();
     // Dropped without `close`, as a crashed process would leave it (the WAL is not checkpointed).
@@ -893,7 +895,7 @@ async fn sqlite_reopened_file_has_every_job() {
     assert_eq!(store.list(&all()).await.unwrap(), listed);
     assert_eq!(store.log(&done.id).await.unwrap().as_deref(), Some("the log"));
     assert_eq!(store.recover(3).await.unwrap().requeued, std::slice::from_ref(&live.id));
-    assert_eq!(store.claim_next().await.unwrap().unwrap().id, live.id, "recovered job first: priority 3");
+    assert_eq!(store.claim_next(&[]).await.unwrap().unwrap().id, live.id, "recovered job first: priority 3");
     let next = store.insert("new".to_owned(), SubmitOptions::default()).await.unwrap();
     assert!(next.seq > before.iter().map(|j| j.seq).max().unwrap(), "seq keeps growing after reopen");
 }
@@ -1058,8 +1060,8 @@ async fn sqlite_two_stores_on_one_file_never_claim_the_same_job() {
     assert_eq!(b.list(&all()).await.unwrap().len(), 800, "each sees the other's jobs");
 
     assert_claimed_once(claim_all(&[Arc::clone(&a), Arc::clone(&b)], 8).await, 800);
-    assert_eq!(a.claim_next().await.unwrap(), None);
-    assert_eq!(b.claim_next().await.unwrap(), None);
+    assert_eq!(a.claim_next(&[]).await.unwrap(), None);
+    assert_eq!(b.claim_next(&[]).await.unwrap(), None);
 }
 
 #[tokio::test]
@@ -1068,7 +1070,7 @@ async fn sqlite_cancel_through_one_store_reaches_the_worker_of_another() {
     let server = SqliteStore::open(&db_url(&dir)).await.unwrap();
     let worker = SqliteStore::open(&db_url(&dir)).await.unwrap();
     let job = server.insert("x".to_owned(), SubmitOptions::default()).await.unwrap();
-    assert_eq!(worker.claim_next().await.unwrap().unwrap().id, job.id);
+    assert_eq!(worker.claim_next(&[]).await.unwrap().unwrap().id, job.id);
     assert!(!worker.update_progress(&job.id, &Progress::default()).await.unwrap());
     assert!(matches!(server.cancel(&job.id).await, Ok(CancelOutcome::Requested(_))));
     assert!(worker.update_progress(&job.id, &Progress::default()).await.unwrap());
@@ -1090,7 +1092,7 @@ async fn sqlite_file_is_in_wal_mode_and_close_checkpoints_it() {
     store.close().await;
     assert_eq!(entries(dir.path()), ["jobs.db"], "the last connection checkpointed and removed the WAL");
     assert!(matches!(store.get(&job.id).await, Err(StoreError::Database(_))));
-    assert!(matches!(store.claim_next().await, Err(StoreError::Database(_))));
+    assert!(matches!(store.claim_next(&[]).await, Err(StoreError::Database(_))));
     assert!(matches!(store.insert("y".to_owned(), SubmitOptions::default()).await, Err(StoreError::Database(_))));
 }
 
@@ -1103,4 +1105,131 @@ async fn sqlite_without_group_commit_stores_every_concurrent_insert() {
     assert_eq!(options.insert_batch_limit(), 1);
     let store: Store = Arc::new(SqliteStore::open_path_with(&dir.path().join("jobs.db"), options).await.unwrap());
     concurrent_inserts_get_distinct_seqs(&store).await;
+}
+
+fn labels(names: &[&str]) -> Vec<String> {
+    names.iter().map(|n| (*n).to_owned()).collect()
+}
+
+/// Routing: a node claims only jobs whose `requires` its labels cover; the requirement is
+/// stored and read back; a job no node here may take still holds back a later job that
+/// conflicts with it (submission order between conflicting jobs stays).
+async fn claim_only_jobs_the_labels_cover(store: &Store) {
+    let with = |requires: &[&str]| SubmitOptions { requires: labels(requires), ..SubmitOptions::default() };
+    let gpu = store.insert("-i a.mp4 gpu.mp4".to_owned(), with(&["gpu"])).await.unwrap();
+    let both = store.insert("-i a.mp4 both.mp4".to_owned(), with(&["gpu", "nvenc"])).await.unwrap();
+    let any = store.insert("-i a.mp4 any.mp4".to_owned(), with(&[])).await.unwrap();
+    assert_eq!(store.get(&both.id).await.unwrap().unwrap().requires, labels(&["gpu", "nvenc"]));
+    let listed = store.list(&all()).await.unwrap();
+    assert_eq!(listed.iter().map(|j| j.requires.len()).collect::<Vec<_>>(), [1, 2, 0]);
+
+    assert_eq!(store.claim_next(&[]).await.unwrap().map(|j| j.id), Some(any.id.clone()), "no labels: plain jobs");
+    assert_eq!(store.claim_next(&[]).await.unwrap(), None);
+    assert_eq!(store.claim_next(&labels(&["cpu"])).await.unwrap(), None);
+    let claimed = store.claim_next(&labels(&["gpu"])).await.unwrap().unwrap();
+    assert_eq!((claimed.id, claimed.requires), (gpu.id.clone(), labels(&["gpu"])));
+    assert_eq!(store.claim_next(&labels(&["gpu"])).await.unwrap(), None, "nvenc is missing");
+    let claimed = store.claim_next(&labels(&["arm", "gpu", "nvenc"])).await.unwrap().unwrap();
+    assert_eq!(claimed.id, both.id);
+    for id in [&gpu.id, &both.id, &any.id] {
+        store.finish(id, Outcome::Cancelled, "").await.unwrap();
+    }
+
+    // Nothing runs: the gpu job writing w.mp4 (first in claim order) holds back the later job
+    // reading it, on a node that may take only the reader.
+    use ffmpeg_core::{command::Command, footprint::Footprint, sandbox::Sandbox};
+    let dir = TempDir::new().unwrap();
+    let sandbox = Sandbox::new(dir.path()).unwrap();
+    let footprint = |c: &str| Footprint::of(&sandbox.resolve_command(&Command::parse(c).unwrap()).unwrap());
+    let writer = "-f lavfi -i testsrc w.mp4";
+    let options = SubmitOptions { footprint: footprint(writer), ..with(&["gpu"]) };
+    let writer = store.insert(writer.to_owned(), options).await.unwrap();
+    let reader = "-i w.mp4 r.mp4";
+    let options = SubmitOptions { footprint: footprint(reader), priority: 5, ..with(&[]) };
+    let reader = store.insert(reader.to_owned(), options).await.unwrap();
+    assert_eq!(store.claim_next(&[]).await.unwrap(), None, "the reader waits for the earlier gpu writer");
+    assert_eq!(store.claim_next(&labels(&["gpu"])).await.unwrap().map(|j| j.id), Some(writer.id.clone()));
+    assert_eq!(store.claim_next(&labels(&["gpu"])).await.unwrap(), None, "the reader waits for the running writer");
+    store.finish(&writer.id, Outcome::Failed { error: "x".to_owned() }, "").await.unwrap();
+    assert_eq!(store.claim_next(&[]).await.unwrap().map(|j| j.id), Some(reader.id));
+}
+
+/// The node registry: registration, heartbeats (draining, running jobs), capabilities, the
+/// lost state, pruning and removal.
+async fn node_registry_round_trips(store: &Store) {
+    use ffmpeg_core::capabilities::{Capabilities, CapabilityOutputs, NameKind};
+    use jobs::nodes::{Heartbeat, NodeRegistration, NodeRole, NodeState};
+    let capabilities = Capabilities::from_outputs(CapabilityOutputs {
+        encoders: " V....D h264_nvenc NVIDIA NVENC H.264 encoder (codec h264)\n V....D libx264 x264 (codec h264)\n",
+        version: "ffmpeg version 5.1.9-0+deb12u1 Copyright",
+        ..CapabilityOutputs::default()
+    });
+    let gpu = NodeRegistration {
+        id: "gpu-1".to_owned(),
+        role: NodeRole::Worker,
+        labels: labels(&["gpu", "nvenc"]),
+        host: "encoder-1".to_owned(),
+        version: "0.1.0".to_owned(),
+        ffmpeg_version: Some("5.1.9-0+deb12u1".to_owned()),
+        capabilities: Some(Arc::new(capabilities.clone())),
+        slots: 4,
+    };
+    let api = NodeRegistration {
+        id: "api-1".to_owned(),
+        role: NodeRole::Api,
+        labels: Vec::new(),
+        host: "front".to_owned(),
+        version: "0.1.0".to_owned(),
+        ffmpeg_version: None,
+        capabilities: None,
+        slots: 0,
+    };
+    assert!(store.nodes(Duration::from_secs(60)).await.unwrap().is_empty());
+    let before = time::OffsetDateTime::now_utc() - Duration::from_secs(1);
+    store.register_node(&gpu).await.unwrap();
+    store.register_node(&api).await.unwrap();
+    let nodes = store.nodes(Duration::from_secs(60)).await.unwrap();
+    assert_eq!(nodes.iter().map(|n| n.id.as_str()).collect::<Vec<_>>(), ["api-1", "gpu-1"], "by id");
+    let node = &nodes[1];
+    assert_eq!(
+        (node.role, &node.labels, node.host.as_str(), node.version.as_str(), node.slots),
+        (NodeRole::Worker, &labels(&["gpu", "nvenc"]), "encoder-1", "0.1.0", 4)
+    );
+    assert_eq!(node.ffmpeg_version.as_deref(), Some("5.1.9-0+deb12u1"));
+    assert_eq!((node.state, node.running_jobs.len()), (NodeState::Active, 0));
+    assert!(node.started_at >= before && node.last_heartbeat_at >= before, "{node:?}");
+    assert_eq!(nodes[0].role, NodeRole::Api);
+    assert_eq!(nodes[0].ffmpeg_version, None);
+
+    let back = store.node_capabilities("gpu-1").await.unwrap().unwrap();
+    assert_eq!(back, capabilities);
+    assert!(back.knows(NameKind::Encoder, "h264_nvenc") && !back.knows(NameKind::Encoder, "libx265"));
+    assert_eq!(store.node_capabilities("api-1").await.unwrap(), None);
+    assert_eq!(store.node_capabilities("nobody").await.unwrap(), None);
+
+    let job = submit(store, "-i a.mp4 b.mp4").await;
+    let beat = Heartbeat { draining: true, running_jobs: vec![job.id.clone()] };
+    assert!(store.heartbeat_node("gpu-1", &beat).await.unwrap());
+    assert!(!store.heartbeat_node("nobody", &beat).await.unwrap(), "an unknown node must register");
+    let node = store.nodes(Duration::from_secs(60)).await.unwrap().remove(1);
+    assert_eq!((node.state, node.running_jobs), (NodeState::Draining, vec![job.id.clone()]));
+
+    // Registering again starts over: active, running nothing.
+    store.register_node(&gpu).await.unwrap();
+    let node = store.nodes(Duration::from_secs(60)).await.unwrap().remove(1);
+    assert_eq!((node.state, node.running_jobs.len()), (NodeState::Active, 0));
+
+    // Lost once silent for `lost_after` (zero: at once), and pruned once silent for longer.
+    // (A wait for the clock to move on, not for anything to happen.)
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let states: Vec<NodeState> = store.nodes(Duration::ZERO).await.unwrap().iter().map(|n| n.state).collect();
+    assert_eq!(states, [NodeState::Lost, NodeState::Lost]);
+    assert_eq!(store.prune_nodes(Duration::from_secs(3600)).await.unwrap(), 0);
+    assert!(store.heartbeat_node("api-1", &Heartbeat::default()).await.unwrap());
+    assert_eq!(store.prune_nodes(Duration::from_secs(1)).await.unwrap(), 1, "gpu-1 was silent for 1.5 s");
+    let nodes = store.nodes(Duration::from_secs(60)).await.unwrap();
+    assert_eq!(nodes.iter().map(|n| (n.id.as_str(), n.state)).collect::<Vec<_>>(), [("api-1", NodeState::Active)]);
+    store.remove_node("api-1").await.unwrap();
+    store.remove_node("api-1").await.unwrap();
+    assert!(store.nodes(Duration::from_secs(60)).await.unwrap().is_empty());
 }

@@ -44,12 +44,12 @@ impl JobStore for FaultyStore {
     async fn list(&self, query: &ListQuery) -> Result<Vec<Job>, StoreError> {
         self.inner.list(query).await
     }
-    async fn claim_next(&self) -> Result<Option<Job>, StoreError> {
+    async fn claim_next(&self, labels: &[String]) -> Result<Option<Job>, StoreError> {
         self.claims.fetch_add(1, Ordering::SeqCst);
         if self.fail_claims.load(Ordering::SeqCst) {
             return Err(full());
         }
-        self.inner.claim_next().await
+        self.inner.claim_next(labels).await
     }
     async fn record_run(&self, id: &JobId, run: &RunRecord) -> Result<(), StoreError> {
         self.inner.record_run(id, run).await
@@ -117,6 +117,24 @@ impl JobStore for FaultyStore {
     }
     async fn deliveries(&self, id: &JobId) -> Result<Vec<jobs::webhook::Delivery>, StoreError> {
         self.inner.deliveries(id).await
+    }
+    async fn register_node(&self, node: &jobs::nodes::NodeRegistration) -> Result<(), StoreError> {
+        self.inner.register_node(node).await
+    }
+    async fn heartbeat_node(&self, id: &str, beat: &jobs::nodes::Heartbeat) -> Result<bool, StoreError> {
+        self.inner.heartbeat_node(id, beat).await
+    }
+    async fn nodes(&self, lost_after: Duration) -> Result<Vec<jobs::nodes::Node>, StoreError> {
+        self.inner.nodes(lost_after).await
+    }
+    async fn node_capabilities(&self, id: &str) -> Result<Option<ffmpeg_core::capabilities::Capabilities>, StoreError> {
+        self.inner.node_capabilities(id).await
+    }
+    async fn remove_node(&self, id: &str) -> Result<(), StoreError> {
+        self.inner.remove_node(id).await
+    }
+    async fn prune_nodes(&self, older_than: Duration) -> Result<u64, StoreError> {
+        self.inner.prune_nodes(older_than).await
     }
     async fn check_writable(&self) -> Result<(), StoreError> {
         if self.fail_finishes.load(Ordering::SeqCst) || self.fail_claims.load(Ordering::SeqCst) {

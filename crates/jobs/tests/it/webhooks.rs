@@ -80,7 +80,7 @@ fn events(deliveries: &[Delivery]) -> Vec<(String, WebhookEvent)> {
 
 async fn no_subscription_no_delivery(store: &Store) {
     let job = submit_with(store, Vec::new()).await;
-    store.claim_next().await.unwrap().unwrap();
+    store.claim_next(&[]).await.unwrap().unwrap();
     store.update_progress(&job.id, &Progress::default()).await.unwrap();
     store.finish(&job.id, Outcome::Completed { output_files: Vec::new(), outputs: Vec::new() }, "").await.unwrap();
     assert!(store.deliveries(&job.id).await.unwrap().is_empty());
@@ -96,7 +96,7 @@ async fn every_status_change_writes_its_deliveries(store: &Store) {
     let job = submit_with(store, vec![own, only_completed, server("http://ops.example/all")]).await;
     assert_eq!(job.webhooks.len(), 3);
     assert!(store.deliveries(&job.id).await.unwrap().is_empty(), "queued writes nothing");
-    let claimed = store.claim_next().await.unwrap().unwrap();
+    let claimed = store.claim_next(&[]).await.unwrap().unwrap();
     store
         .finish(&job.id, Outcome::Completed { output_files: vec!["b.mp4".to_owned()], outputs: Vec::new() }, "log")
         .await
@@ -134,7 +134,7 @@ async fn every_status_change_writes_its_deliveries(store: &Store) {
         (Outcome::Cancelled, WebhookEvent::Cancelled),
     ] {
         let job = submit_with(store, vec![subscription("http://a.example/x", &WebhookEvent::DEFAULT)]).await;
-        store.claim_next().await.unwrap().unwrap();
+        store.claim_next(&[]).await.unwrap().unwrap();
         store.finish(&job.id, outcome, "").await.unwrap();
         let deliveries = store.deliveries(&job.id).await.unwrap();
         assert_eq!(deliveries.iter().map(|d| d.event).collect::<Vec<_>>(), vec![WebhookEvent::Started, event]);
@@ -145,7 +145,7 @@ async fn progress_only_when_listed_and_at_most_once_a_second(store: &Store) {
     let with = subscription("http://a.example/p", &[WebhookEvent::Progress, WebhookEvent::Completed]);
     let without = subscription("http://b.example/p", &WebhookEvent::DEFAULT);
     let job = submit_with(store, vec![with, without]).await;
-    store.claim_next().await.unwrap().unwrap();
+    store.claim_next(&[]).await.unwrap().unwrap();
     let progress = Progress { frame: Some(5), ..Progress::default() };
     store.update_progress(&job.id, &progress).await.unwrap();
     // Within the same second: throttled.
@@ -186,7 +186,7 @@ async fn cancel_of_a_queued_job_writes_cancelled(store: &Store) {
 
     // A running job's cancel is only a request: its finish writes the event, once.
     let running = submit_with(store, vec![subscription("http://a.example/c", &WebhookEvent::DEFAULT)]).await;
-    store.claim_next().await.unwrap().unwrap();
+    store.claim_next(&[]).await.unwrap().unwrap();
     let Ok(CancelOutcome::Requested(_)) = store.cancel(&running.id).await else { panic!("cancel of a running job") };
     assert_eq!(store.deliveries(&running.id).await.unwrap().len(), 1, "only job.started");
     store.finish(&running.id, Outcome::Cancelled, "").await.unwrap();
@@ -196,7 +196,7 @@ async fn cancel_of_a_queued_job_writes_cancelled(store: &Store) {
 
 async fn recover_out_of_attempts_writes_failed(store: &Store) {
     let job = submit_with(store, vec![subscription("http://a.example/r", &WebhookEvent::DEFAULT)]).await;
-    store.claim_next().await.unwrap().unwrap();
+    store.claim_next(&[]).await.unwrap().unwrap();
     let recovery = store.recover(1).await.unwrap();
     assert_eq!(recovery.failed, vec![job.id.clone()]);
     let deliveries = store.deliveries(&job.id).await.unwrap();
@@ -208,14 +208,14 @@ async fn recover_out_of_attempts_writes_failed(store: &Store) {
 
     // Re-queued (attempts left): no event.
     let again = submit_with(store, vec![subscription("http://a.example/r", &WebhookEvent::DEFAULT)]).await;
-    store.claim_next().await.unwrap().unwrap();
+    store.claim_next(&[]).await.unwrap().unwrap();
     assert_eq!(store.recover(5).await.unwrap().requeued, vec![again.id.clone()]);
     assert_eq!(store.deliveries(&again.id).await.unwrap().len(), 1);
 }
 
 async fn claimed_deliveries_are_leased(store: &Store) {
     let job = submit_with(store, vec![subscription("http://a.example/l", &WebhookEvent::DEFAULT)]).await;
-    store.claim_next().await.unwrap().unwrap();
+    store.claim_next(&[]).await.unwrap().unwrap();
     store.finish(&job.id, Outcome::Completed { output_files: Vec::new(), outputs: Vec::new() }, "").await.unwrap();
     let now = OffsetDateTime::now_utc() + Duration::from_secs(1);
     let lease = Duration::from_secs(30);
@@ -240,11 +240,11 @@ async fn claims_leave_out_skipped_urls(store: &Store) {
     let busy = "http://busy.example/h".to_owned();
     for _ in 0..3 {
         let job = submit_with(store, vec![subscription(&busy, &WebhookEvent::DEFAULT)]).await;
-        store.claim_next().await.unwrap().unwrap();
+        store.claim_next(&[]).await.unwrap().unwrap();
         store.finish(&job.id, Outcome::Cancelled, "").await.unwrap();
     }
     let other = submit_with(store, vec![subscription("http://idle.example/h", &WebhookEvent::DEFAULT)]).await;
-    store.claim_next().await.unwrap().unwrap();
+    store.claim_next(&[]).await.unwrap().unwrap();
     let now = OffsetDateTime::now_utc() + Duration::from_secs(1);
     let lease = Duration::from_secs(30);
     let claimed = store.claim_deliveries(now, lease, 1, std::slice::from_ref(&busy)).await.unwrap();
@@ -256,7 +256,7 @@ async fn claims_leave_out_skipped_urls(store: &Store) {
 
 async fn attempts_are_recorded_until_final(store: &Store) {
     let job = submit_with(store, vec![subscription("http://a.example/a", &WebhookEvent::DEFAULT)]).await;
-    store.claim_next().await.unwrap().unwrap();
+    store.claim_next(&[]).await.unwrap().unwrap();
     let now = OffsetDateTime::now_utc() + Duration::from_secs(1);
     let lease = Duration::from_secs(30);
     let delivery = store.claim_deliveries(now, lease, 10, &[]).await.unwrap().remove(0);
@@ -285,7 +285,7 @@ async fn attempts_are_recorded_until_final(store: &Store) {
 
 async fn purge_keeps_pending_deliveries(store: &Store) {
     let job = submit_with(store, vec![subscription("http://a.example/g", &WebhookEvent::DEFAULT)]).await;
-    store.claim_next().await.unwrap().unwrap();
+    store.claim_next(&[]).await.unwrap().unwrap();
     store.finish(&job.id, Outcome::Completed { output_files: Vec::new(), outputs: Vec::new() }, "").await.unwrap();
     let now = OffsetDateTime::now_utc() + Duration::from_secs(1);
     let started = store.claim_deliveries(now, Duration::from_secs(30), 1, &[]).await.unwrap().remove(0);
@@ -319,7 +319,7 @@ async fn sqlite_outbox_survives_reopening() {
         )
         .await
         .unwrap();
-    store.claim_next().await.unwrap().unwrap();
+    store.claim_next(&[]).await.unwrap().unwrap();
     store.finish(&job.id, Outcome::Failed { error: "x".to_owned() }, "").await.unwrap();
     let before = store.deliveries(&job.id).await.unwrap();
     drop(store);
