@@ -127,7 +127,36 @@ pub fn find_orphans(data_dir: &Path, scratch_root: &Path) -> Vec<Orphan> {
 /// Kills (SIGKILL) what [`find_orphans`] finds: the whole process group of a group leader,
 /// else the process itself. Returns what was stopped. Reads `/proc` (blocking).
 pub fn stop_orphans(data_dir: &Path, scratch_root: &Path) -> Vec<Orphan> {
-    let orphans = find_orphans(data_dir, scratch_root);
+    kill_orphans(find_orphans(data_dir, scratch_root))
+}
+
+/// [`stop_orphans`] for the runs of `job` only (their scratch directories' names start with
+/// [`ScratchDir::prefix`]), then waits (at most a second) until they have exited, so that
+/// nothing of theirs writes any more when this returns: before `job` runs again after an
+/// attempt whose server died, on any node of the same host. Reads `/proc` (blocking).
+pub fn stop_orphans_of(data_dir: &Path, scratch_root: &Path, job: &JobId) -> Vec<Orphan> {
+    let prefix = ScratchDir::prefix(job);
+    let orphans = find_orphans(data_dir, scratch_root)
+        .into_iter()
+        .filter(|o| o.scratch_dir.file_name().is_some_and(|n| n.to_string_lossy().starts_with(&prefix)))
+        .collect();
+    let stopped = kill_orphans(orphans);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+    while stopped.iter().any(|o| is_alive(o.pid)) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    stopped
+}
+
+/// Whether `pid` still runs (exists and is not a zombie waiting to be reaped).
+fn is_alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| stat.rsplit_once(')').map(|(_, rest)| rest.trim_start().starts_with('Z')))
+        .is_some_and(|zombie| !zombie)
+}
+
+fn kill_orphans(orphans: Vec<Orphan>) -> Vec<Orphan> {
     for orphan in &orphans {
         let _ = if orphan.pgid == orphan.pid {
             killpg(Pid::from_raw(orphan.pgid), Signal::SIGKILL)

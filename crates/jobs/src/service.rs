@@ -647,6 +647,38 @@ impl Jobs {
         }
     }
 
+    /// Before a job runs again: removes what an earlier attempt that did not end by itself
+    /// left ([`JobStore::previous_run`]: its node died mid-run, and the reaper or recovery put
+    /// the job back in the queue), by the rule a failure uses, after stopping that attempt's
+    /// ffmpeg if it still runs on this host and removing its scratch directories
+    /// ([`Runner::remove_leftovers`]). Otherwise this run would take the dead attempt's partial
+    /// outputs for files that existed before it: `-n` would refuse to overwrite them, and a
+    /// failure of this run would leave them behind. An attempt that ended by itself (a failure,
+    /// a requeue at shutdown) removed its own files; removing them again finds nothing.
+    async fn clear_previous_attempt(&self, id: &JobId) {
+        let previous = match self.store.previous_run(id).await {
+            Ok(previous) => previous,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the previous attempt's run record failed; its files stay");
+                None
+            }
+        };
+        let (root, runner, job) = (self.sandbox.root().to_owned(), Arc::clone(&self.runner), id.clone());
+        blocking(move || {
+            let scratch = runner.remove_leftovers(&job);
+            let files =
+                previous.map(|run| outputs::remove_run_files(&root, &run.footprint, &run.snapshot)).unwrap_or_default();
+            if !files.is_empty() || !scratch.is_empty() {
+                tracing::info!(
+                    files = files.len(),
+                    scratch_dirs = scratch.len(),
+                    "removed what an earlier attempt of the job left"
+                );
+            }
+        })
+        .await;
+    }
+
     async fn run_job(&self, job: Job, abort: &CancellationToken) {
         let id = job.id.clone();
         let started = SystemTime::now();
@@ -667,6 +699,9 @@ impl Jobs {
         };
         // The store claimed this job only because no running job's footprint conflicts
         // with its own (`JobStore::claim_next`).
+        if job.attempts > 1 {
+            self.clear_previous_attempt(&id).await;
+        }
         let root = self.sandbox.root().to_owned();
         let prepared = {
             let (root, mut resolved, footprint) = (root.clone(), resolved, footprint.clone());

@@ -224,6 +224,13 @@ pub trait JobStore: Send + Sync + 'static {
     /// at start-up, before [`JobStore::recover`], what interrupted attempts may have left.
     async fn interrupted_runs(&self) -> Result<Vec<InterruptedRun>, StoreError>;
 
+    /// The [`RunRecord`] of an earlier attempt of `id` that was never replaced by a later
+    /// attempt's: what an attempt that did not end by itself (its node died; the reaper or
+    /// recovery put the job back in the queue) may have left in the data directory. The
+    /// worker that runs the job again removes that first. `None` when the latest recorded run
+    /// is the current attempt's, when none was recorded, or when `id` is unknown.
+    async fn previous_run(&self, id: &JobId) -> Result<Option<RunRecord>, StoreError>;
+
     /// Waits until a job may have been queued since the last call (a hint; callers re-check
     /// with [`JobStore::claim_next`]), or `timeout` passes.
     async fn wait_for_work(&self, timeout: std::time::Duration);
@@ -516,6 +523,12 @@ impl JobStore for MemoryStore {
             .collect();
         runs.sort_unstable_by_key(|(seq, _)| *seq);
         Ok(runs.into_iter().map(|(_, run)| run).collect())
+    }
+
+    async fn previous_run(&self, id: &JobId) -> Result<Option<RunRecord>, StoreError> {
+        let inner = self.lock();
+        let Some(job) = inner.jobs.get(id) else { return Ok(None) };
+        Ok(inner.runs.get(id).filter(|r| r.attempt < job.attempts).cloned())
     }
 
     async fn wait_for_work(&self, timeout: std::time::Duration) {

@@ -71,6 +71,9 @@ pub(super) const RECORD_RUN: &str = concat!(
 pub(super) const INTERRUPTED_RUNS: &str = "SELECT j.id, r.run FROM jobs j \
                                            LEFT JOIN job_runs r ON r.job_seq = j.seq AND r.attempt = j.attempts \
                                            WHERE j.status = 'running' AND j.worker_id = $1 ORDER BY j.seq";
+/// $1 id: the recorded run of an attempt before the job's current one (of any node).
+pub(super) const PREVIOUS_RUN: &str = "SELECT r.run FROM jobs j JOIN job_runs r ON r.job_seq = j.seq \
+                                       WHERE j.id = $1 AND r.attempt < j.attempts";
 /// $1 id, $2 progress, $3 node, $4 attempt.
 /// Returns whether a cancel was requested, and the job's webhook subscriptions.
 pub(super) const UPDATE_PROGRESS: &str =

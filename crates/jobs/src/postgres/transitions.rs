@@ -273,6 +273,12 @@ impl JobStore for PgStore {
             .collect()
     }
 
+    async fn previous_run(&self, id: &JobId) -> Result<Option<RunRecord>, StoreError> {
+        let run: Option<String> =
+            sqlx::query_scalar(PREVIOUS_RUN).bind(id.as_str()).fetch_optional(&self.pool).await.map_err(db)?;
+        run.map(|r| serde_json::from_str::<RunRecord>(&r)).transpose().map_err(|e| corrupt("run", e))
+    }
+
     async fn wait_for_work(&self, timeout: Duration) {
         let _ = tokio::time::timeout(timeout, self.notify.notified()).await;
     }

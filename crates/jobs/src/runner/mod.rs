@@ -91,9 +91,11 @@ pub trait Runner: Send + Sync + 'static {
     }
 
     /// Removes what runs of `job` left outside the data directory when the process running
-    /// them died (a `kill -9` of the server): their scratch directories. Called at start-up
-    /// for interrupted jobs only, on a blocking thread; returns what was removed. The default
-    /// has nothing to remove.
+    /// them died (a `kill -9` of the server): their scratch directories, after stopping an
+    /// ffmpeg of theirs that still runs on this host. Called for interrupted jobs at start-up,
+    /// and before a job runs again after an attempt that did not end by itself (its node
+    /// died), on a blocking thread; returns the directories removed. The default has nothing
+    /// to remove.
     fn remove_leftovers(&self, job: &JobId) -> Vec<PathBuf> {
         let _ = job;
         Vec::new()
@@ -160,10 +162,18 @@ impl Runner for FfmpegRunner {
         self.config.exec_limits.check_command(&self.config.binary, &args, command, &self.config.data_dir)
     }
 
-    /// Removes `scratch_root/ffmpeg-worker-run-JOBID-*` (with what ffmpeg wrote there, such as
-    /// default pass logs): directories only runs of this job can have made, and only those
-    /// whose lock no live run holds.
+    /// Stops the job's orphaned ffmpeg on this host, if any ([`crate::orphans::stop_orphans_of`]:
+    /// a process whose server died, which would keep writing the job's outputs), then removes
+    /// `scratch_root/ffmpeg-worker-run-JOBID-*` (with what ffmpeg wrote there, such as default
+    /// pass logs): directories only runs of this job can have made, and only those whose lock
+    /// no live run holds.
     fn remove_leftovers(&self, job: &JobId) -> Vec<PathBuf> {
+        for orphan in crate::orphans::stop_orphans_of(&self.config.data_dir, &self.config.scratch_root, job) {
+            tracing::warn!(
+                job = %job, pid = orphan.pid, command = %orphan.command_line,
+                "stopped an ffmpeg left running by an earlier attempt whose server died"
+            );
+        }
         let prefix = crate::orphans::ScratchDir::prefix(job);
         let Ok(entries) = std::fs::read_dir(&self.config.scratch_root) else { return Vec::new() };
         let mut removed = Vec::new();

@@ -78,6 +78,9 @@ pub(super) const RECORD_RUN: &str = "INSERT INTO job_runs (job_seq, attempt, run
 pub(super) const INTERRUPTED_RUNS: &str = "SELECT j.id, r.run FROM jobs j \
                                            LEFT JOIN job_runs r ON r.job_seq = j.seq AND r.attempt = j.attempts \
                                            WHERE j.status = 'running' ORDER BY j.seq";
+/// ?1 id: the recorded run of an attempt before the job's current one.
+pub(super) const PREVIOUS_RUN: &str = "SELECT r.run FROM jobs j JOIN job_runs r ON r.job_seq = j.seq \
+                                       WHERE j.id = ?1 AND r.attempt < j.attempts";
 /// Returns whether a cancel was requested, and the job's webhook subscriptions.
 pub(super) const UPDATE_PROGRESS: &str =
     "UPDATE jobs SET progress = ?2 WHERE id = ?1 AND status = 'running' RETURNING cancel_requested, webhooks";

@@ -79,13 +79,22 @@ async fn run_records_belong_to_the_running_attempt() {
         let expected =
             vec![InterruptedRun { id: a.clone(), run: Some(record(1)) }, InterruptedRun { id: b.clone(), run: None }];
         assert_eq!(store.interrupted_runs().await.unwrap(), expected, "{name}");
-        // Requeued and claimed again: the old attempt's record is not the new attempt's.
+        assert_eq!(store.previous_run(&a).await.unwrap(), None, "{name}: the current attempt's own record");
+        // Requeued and claimed again: the old attempt's record is not the new attempt's, but
+        // is what the new attempt must clear first.
         let recovery = store.recover(5).await.unwrap();
         assert_eq!(recovery.requeued.len(), 2);
         assert_eq!(store.interrupted_runs().await.unwrap(), vec![], "{name}");
+        assert_eq!(store.previous_run(&a).await.unwrap(), None, "{name}: queued again, no later attempt yet");
         assert_eq!(claim(&store).await, Some(a.clone()));
         let runs = store.interrupted_runs().await.unwrap();
         assert_eq!(runs, vec![InterruptedRun { id: a.clone(), run: None }], "{name}");
+        assert_eq!(store.previous_run(&a).await.unwrap(), Some(record(1)), "{name}: attempt 1's leftovers");
+        assert_eq!(store.previous_run(&b).await.unwrap(), None, "{name}: b recorded no run");
+        store.record_run(&a, &record(2)).await.unwrap();
+        assert_eq!(store.previous_run(&a).await.unwrap(), None, "{name}: replaced by attempt 2's record");
+        let unknown = JobId::parse("job_0000000000000000").unwrap();
+        assert_eq!(store.previous_run(&unknown).await.unwrap(), None, "{name}");
         store.delete(&a).await.unwrap_err();
         store.finish(&a, Outcome::Cancelled, "").await.unwrap();
         store.delete(&a).await.unwrap();

@@ -326,3 +326,87 @@ async fn a_node_cut_off_from_the_database_stops_its_jobs_itself() {
     // Back in touch: the job's lease was not renewed, and the node writes nothing more about it.
     assert!(store.finish(&job.id, Outcome::Completed { output_files: vec![], outputs: vec![] }, "").await.is_err());
 }
+
+/// A job whose node died mid-run runs again on another node of the same host and data
+/// directory: the new attempt first stops the dead attempt's ffmpeg (orphaned, still writing),
+/// removes its partial output and its scratch directory, then runs. So `-n` (never overwrite)
+/// does not take the partial file for one that existed before, the output is the new run's
+/// whole file, and nothing of the dead attempt is left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_nodes_partial_output_is_cleared_before_the_job_runs_again() {
+    use jobs::outputs::Snapshot;
+    use jobs::store::RunRecord;
+    use jobs::{FfmpegConfig, FfmpegRunner, Jobs, JobsConfig, Shutdown};
+    use std::os::unix::process::CommandExt as _;
+    use std::os::unix::process::ExitStatusExt as _;
+
+    let url = fresh_url().await;
+    let data = TempDir::new().unwrap();
+    let scratch = TempDir::new().unwrap();
+    let root = std::fs::canonicalize(data.path()).unwrap();
+    let sandbox = Sandbox::new(&root).unwrap();
+    let b_store: Store = Arc::new(PgStore::open(&url, settings("b", Duration::from_secs(30))).await.unwrap());
+    let mut ffmpeg = FfmpegConfig::new("ffmpeg", &root);
+    ffmpeg.scratch_root = scratch.path().to_owned();
+    let config = JobsConfig { concurrency: 1, idle_wait: Duration::from_millis(100), ..JobsConfig::default() };
+    let b = Jobs::new(Arc::clone(&b_store), Arc::new(FfmpegRunner::new(ffmpeg)), sandbox.clone(), config);
+    let command = "-f lavfi -i testsrc=duration=1:size=64x64:rate=10 -c:v libx264 -preset ultrafast -n out/a.mp4";
+    let job = b.submit(command, SubmitOptions::default()).await.unwrap();
+
+    // Node a claims the job, records its run as a worker does, and starts ffmpeg (in a scratch
+    // directory named after the job, as the runner does); then a dies: its ffmpeg lives on,
+    // writing `out/a.mp4`, and its lease is not renewed any more.
+    let a = PgStore::open(&url, settings("a", Duration::from_secs(30))).await.unwrap();
+    let claimed = a.claim_next(&[]).await.unwrap().unwrap();
+    assert_eq!((claimed.id.clone(), claimed.attempts), (job.id.clone(), 1));
+    let fp = Footprint::of(&sandbox.resolve_command(&Command::parse(command).unwrap()).unwrap());
+    std::fs::create_dir_all(root.join("out")).unwrap();
+    a.record_run(&job.id, &RunRecord { attempt: 1, footprint: fp.clone(), snapshot: Snapshot::take(&root, &fp) })
+        .await
+        .unwrap();
+    let dead_scratch = scratch.path().join(format!("{}dead", jobs::orphans::ScratchDir::prefix(&job.id)));
+    std::fs::create_dir(&dead_scratch).unwrap();
+    std::fs::write(dead_scratch.join("ffmpeg2pass-0.log"), "left by the dead attempt").unwrap();
+    let mut orphan = std::process::Command::new("ffmpeg")
+        .args(["-nostdin", "-loglevel", "error", "-re", "-f", "lavfi", "-i", "testsrc=duration=60:size=64x64:rate=10"])
+        .args(["-c:v", "libx264", "-preset", "ultrafast", "-y"])
+        .arg(format!("file:{}", root.join("out/a.mp4").display()))
+        .current_dir(&dead_scratch)
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    eventually("the dead attempt's partial output", async || {
+        std::fs::metadata(root.join("out/a.mp4")).is_ok_and(|m| m.len() > 0)
+    })
+    .await;
+    a.close().await;
+    expire_lease(&url, &job.id).await;
+
+    // Node b's reaper puts the job back in the queue, and b runs it.
+    let shutdown = Shutdown::default();
+    let _workers = b.spawn_workers(&shutdown);
+    let mut done = None;
+    eventually("the job finished on b", async || {
+        done = Some(b_store.get(&job.id).await.unwrap().unwrap());
+        done.as_ref().unwrap().status.is_finished()
+    })
+    .await;
+    shutdown.stop_claiming.cancel();
+    let done = done.unwrap();
+    let still_running = orphan.try_wait().unwrap().is_none();
+    if still_running {
+        let _ = orphan.kill();
+    }
+    assert_eq!(done.status, JobStatus::Completed, "{done:?}");
+    assert!(!still_running, "the dead attempt's ffmpeg was stopped");
+    assert_eq!(orphan.wait().unwrap().signal(), Some(9), "stopped by SIGKILL");
+    assert_eq!(done.attempts, 2);
+    assert_eq!(done.output_files, vec!["out/a.mp4".to_owned()]);
+    assert!(!dead_scratch.exists(), "the dead attempt's scratch directory is removed");
+    let probe = std::process::Command::new("ffprobe")
+        .args(["-v", "error", "-count_frames", "-show_entries", "stream=nb_read_frames", "-of", "csv=p=0"])
+        .arg(root.join("out/a.mp4"))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&probe.stdout).trim(), "10", "the new run's whole output");
+}

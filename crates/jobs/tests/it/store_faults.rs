@@ -57,6 +57,9 @@ impl JobStore for FaultyStore {
     async fn interrupted_runs(&self) -> Result<Vec<InterruptedRun>, StoreError> {
         self.inner.interrupted_runs().await
     }
+    async fn previous_run(&self, id: &JobId) -> Result<Option<RunRecord>, StoreError> {
+        self.inner.previous_run(id).await
+    }
     async fn wait_for_work(&self, timeout: Duration) {
         self.inner.wait_for_work(timeout).await;
     }
