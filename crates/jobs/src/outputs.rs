@@ -89,6 +89,76 @@ impl Snapshot {
     }
 }
 
+/// A symbolic link where a run may write: ffmpeg would open it by name and write through it
+/// (to wherever it leads, possibly out of the data directory), and the file written would not
+/// be the run's (not listed in `output_files`, not removed on failure). Only whoever owns the
+/// data directory can make such a link; the files API cannot.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "`{}` is a symbolic link (to `{}`) where the job may write: a job never writes through a link; \
+     remove the link or choose other output names",
+    path.display(),
+    target.display()
+)]
+pub struct LinkInTheWay {
+    /// The link, relative to the data directory.
+    pub path: PathBuf,
+    /// Where it leads, as the link says.
+    pub target: PathBuf,
+}
+
+/// Refuses a run that would write through a symbolic link ([`LinkInTheWay`]): a directory the
+/// footprint writes in that is (or lies under) a link, or a link in such a directory whose name
+/// the footprint covers (an image sequence's `img_001.png`, an HLS segment, a DASH chunk, a
+/// pass log, a muxer's `.tmp` file). The outputs the command names are resolved by the sandbox
+/// already (a link to a file inside the data directory is replaced by its target, one leading
+/// out is refused at submission); this covers the names ffmpeg makes up itself. A directory
+/// part holding a pattern (`hls/%v` without a known variant list) is checked up to that part.
+/// Blocking.
+///
+/// # Errors
+/// The first link found.
+pub fn refuse_links(root: &Path, footprint: &Footprint) -> Result<(), LinkInTheWay> {
+    let link = |relative: PathBuf| {
+        let target = fs::read_link(root.join(&relative)).unwrap_or_default();
+        LinkInTheWay { path: relative, target }
+    };
+    for dir in footprint.written_dirs() {
+        let mut walked = PathBuf::new();
+        let mut whole = true;
+        for part in dir.components() {
+            if pattern::is_pattern(&part.as_os_str().to_string_lossy()) {
+                whole = false;
+                break;
+            }
+            walked.push(part);
+            match fs::symlink_metadata(root.join(&walked)) {
+                Ok(meta) if meta.file_type().is_symlink() => return Err(link(walked)),
+                Ok(_) => {}
+                Err(_) => {
+                    whole = false;
+                    break;
+                }
+            }
+        }
+        if !whole {
+            continue;
+        }
+        let Ok(entries) = fs::read_dir(root.join(dir)) else { continue };
+        for entry in entries.flatten() {
+            // `DirEntry::file_type` does not follow links.
+            if !entry.file_type().is_ok_and(|t| t.is_symlink()) {
+                continue;
+            }
+            let path = dir.join(entry.file_name());
+            if footprint.claim_on(&path).is_some() {
+                return Err(link(path));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Regular files (not symlinks) directly in `dir` with UTF-8 names, and their metadata.
 fn files_in(dir: &Path) -> Vec<(String, fs::Metadata)> {
     let Ok(entries) = fs::read_dir(dir) else { return Vec::new() };

@@ -707,6 +707,9 @@ impl Jobs {
             let (root, mut resolved, footprint) = (root.clone(), resolved, footprint.clone());
             let (sandbox, job_id) = (Arc::clone(&self.sandbox), id.clone());
             blocking(move || {
+                // ffmpeg opens the names it makes up itself (segments, numbered images)
+                // without the sandbox: none may be a link leading elsewhere.
+                outputs::refuse_links(&root, &footprint).map_err(|e| e.to_string())?;
                 outputs::create_output_dirs(&resolved)
                     .map_err(|e| format!("cannot create an output directory: {e}"))?;
                 let before = Snapshot::take(&root, &footprint);

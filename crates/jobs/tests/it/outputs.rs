@@ -158,3 +158,112 @@ async fn a_failed_pass_log_job_removes_its_own_files_and_no_one_elses() {
     assert_eq!(left, ["x-notes.txt", "x2.mp4"], "pass logs removed, other files kept");
     shutdown.stop_claiming.cancel();
 }
+
+/// A link in `root` at `link` leading to `target` (parents created).
+fn link(root: &Path, link: &str, target: &Path) {
+    let link = root.join(link);
+    std::fs::create_dir_all(link.parent().unwrap()).unwrap();
+    std::os::unix::fs::symlink(target, link).unwrap();
+}
+
+#[test]
+fn a_link_where_the_run_may_write_is_refused_whatever_writes_there() {
+    let outside = tempfile::tempdir().unwrap();
+    // (command, link made before the run, what the link must be reported as)
+    let cases = [
+        ("-i in.mp4 out/img_%03d.png", "out/img_001.png", "an image sequence's frame"),
+        ("-i in.mp4 -f hls -hls_segment_filename hls/seg%03d.ts hls/i.m3u8", "hls/seg000.ts", "a named segment"),
+        ("-i in.mp4 -f hls hls/i.m3u8", "hls/i3.ts", "a segment named by the muxer"),
+        ("-i in.mp4 -f hls hls/i.m3u8", "hls/i.m3u8.tmp", "a playlist's temporary file"),
+        ("-i in.mp4 -f dash dash/m.mpd", "dash/chunk-stream0-00001.m4s", "a DASH chunk"),
+        ("-i in.mp4 -f segment -segment_list out/l.csv out/s%02d.ts", "out/s07.ts", "a segment muxer's file"),
+        ("-i in.mp4 -c:v libx264 -pass 1 -passlogfile logs/x -f null -", "logs/x-0.log.temp", "a pass log"),
+        (
+            "-i in.mp4 -map 0:v -map 0:v -f hls -var_stream_map 'v:0 v:1' hls/%v/i.m3u8",
+            "hls/1",
+            "a variant stream's directory",
+        ),
+    ];
+    for (command, at, what) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let sandbox = Sandbox::new(dir.path()).unwrap();
+        let root = sandbox.root().to_owned();
+        let footprint = Footprint::of(&sandbox.resolve_command(&Command::parse(command).unwrap()).unwrap());
+        assert_eq!(outputs::refuse_links(&root, &footprint), Ok(()), "{what}: nothing in the way yet");
+        // Leading out, or leading to another place inside: both are refused.
+        for target in [outside.path().join("x"), root.join("elsewhere")] {
+            link(&root, at, &target);
+            let refused = outputs::refuse_links(&root, &footprint).expect_err(what);
+            assert_eq!(refused.path, PathBuf::from(at), "{what}");
+            assert_eq!(refused.target, target, "{what}");
+            assert!(refused.to_string().contains(&format!("`{at}` is a symbolic link")), "{refused}");
+            std::fs::remove_file(root.join(at)).unwrap();
+        }
+        // A link the run does not write through is none of its business.
+        let beside = Path::new(at).parent().unwrap().join("notes.txt");
+        link(&root, beside.to_str().unwrap(), &outside.path().join("notes.txt"));
+        assert_eq!(outputs::refuse_links(&root, &footprint), Ok(()), "{what}: a link beside the outputs");
+    }
+}
+
+/// Real runs: an image sequence and HLS segments with an operator-made link among the names
+/// ffmpeg would write fail before ffmpeg starts, writing nothing through the link (they used to
+/// write the file the link leads to, out of the data directory, and leave it out of
+/// `output_files`); the same commands without the link complete (tester finding F6).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_never_write_through_a_link_out_of_the_data_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    let sandbox = Sandbox::new(dir.path()).unwrap();
+    let root = sandbox.root().to_owned();
+    let store: Arc<dyn JobStore> = Arc::new(MemoryStore::new());
+    let runner: Arc<dyn Runner> = Arc::new(FfmpegRunner::new(FfmpegConfig::new("ffmpeg", &root)));
+    let config = JobsConfig { concurrency: 2, idle_wait: Duration::from_millis(100), ..JobsConfig::default() };
+    let jobs = Jobs::new(Arc::clone(&store), runner, sandbox, config);
+    let shutdown = Shutdown::default();
+    let _workers = jobs.spawn_workers(&shutdown);
+
+    let source = "-f lavfi -i testsrc=duration=1:size=64x48:rate=5";
+    let images = format!("{source} out/img_%03d.png");
+    let hls = format!(
+        "{source} -c:v libx264 -preset ultrafast -g 5 -f hls -hls_time 1 -hls_segment_filename hlsx/seg%03d.ts \
+         hlsx/i.m3u8"
+    );
+    link(&root, "out/img_001.png", &outside.path().join("img.png"));
+    link(&root, "hlsx/seg000.ts", &outside.path().join("seg.ts"));
+
+    let run = |command: String| {
+        let jobs = Arc::clone(&jobs);
+        let store = Arc::clone(&store);
+        async move {
+            let id = jobs.submit(&command, SubmitOptions::default()).await.unwrap().id;
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                let job = store.get(&id).await.unwrap().unwrap();
+                if job.status.is_finished() {
+                    return job;
+                }
+                assert!(Instant::now() < deadline, "the job never finished: {job:?}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    for (command, at) in [(&images, "out/img_001.png"), (&hls, "hlsx/seg000.ts")] {
+        let job = run(command.clone()).await;
+        assert_eq!(job.status, JobStatus::Failed, "{job:?}");
+        let error = job.error.unwrap_or_default();
+        assert!(error.contains(&format!("`{at}` is a symbolic link")), "{error}");
+    }
+    assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0, "nothing written out of the data directory");
+
+    // Without the links the same commands complete, and list what they wrote.
+    for at in ["out/img_001.png", "hlsx/seg000.ts"] {
+        std::fs::remove_file(root.join(at)).unwrap();
+    }
+    for (command, listed) in [(&images, "out/img_001.png"), (&hls, "hlsx/seg000.ts")] {
+        let job = run(command.clone()).await;
+        assert_eq!(job.status, JobStatus::Completed, "{job:?}");
+        assert!(job.output_files.iter().any(|f| f == listed), "{listed} in {:?}", job.output_files);
+    }
+    shutdown.stop_claiming.cancel();
+}
