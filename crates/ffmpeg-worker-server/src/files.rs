@@ -9,7 +9,7 @@
 use std::time::SystemTime;
 
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
@@ -23,7 +23,7 @@ use utoipa::{IntoParams, OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::AppState;
-use crate::error::{ApiError, AppJson, AppQuery};
+use crate::error::{ApiError, AppJson, AppPath, AppQuery};
 use crate::wire::{FileEntry, FileResponse, Problem};
 
 /// The routes, and their OpenAPI description.
@@ -54,8 +54,16 @@ fn is_inline_media(content_type: &str) -> bool {
     let (kind, subtype) = content_type.split_once('/').unwrap_or((content_type, ""));
     match kind {
         "video" | "audio" => true,
-        "image" => matches!(subtype, "png" | "jpeg" | "gif" | "webp" | "avif" | "bmp" | "x-icon" | "tiff"),
-        _ => matches!(content_type, "application/vnd.apple.mpegurl" | "application/x-mpegurl" | "text/plain"),
+        "image" => {
+            matches!(subtype, "png" | "jpeg" | "gif" | "webp" | "avif" | "bmp" | "x-icon" | "tiff" | "jxl" | "heic")
+        }
+        // WebVTT is never rendered as a document; a DASH manifest (`application/dash+xml`) is
+        // XML, which a browser would render with any script in it: an attachment (players
+        // fetch it all the same).
+        _ => matches!(
+            content_type,
+            "application/vnd.apple.mpegurl" | "application/x-mpegurl" | "text/plain" | "text/vtt"
+        ),
     }
 }
 
@@ -221,7 +229,7 @@ pub(crate) struct ListFilesParams {
         (status = 201, description = "Created", body = FileResponse,
          headers(("Location" = String, description = "URL of the file"))),
         (status = 200, description = "Replaced", body = FileResponse),
-        (status = 400, description = "The upload did not complete (the client stopped sending)", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "The upload did not complete (the client stopped sending), or the path is not valid percent-encoded UTF-8", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The path is a directory, a parent is a file, or a queued or running job uses the file", body = Problem, content_type = "application/problem+json"),
         (status = 412, description = "`If-None-Match: *` and the file exists", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Larger than MAX_UPLOAD_BYTES", body = Problem, content_type = "application/problem+json"),
@@ -231,7 +239,7 @@ pub(crate) struct ListFilesParams {
 )]
 pub(crate) async fn put_file(
     State(state): State<AppState>,
-    Path(path): Path<String>,
+    AppPath(path): AppPath<String>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -279,6 +287,7 @@ pub(crate) async fn put_file(
         (status = 200, description = "The file", content_type = "application/octet-stream", body = FileBody),
         (status = 206, description = "The requested range (`Content-Range`)", content_type = "application/octet-stream", body = FileBody),
         (status = 304, description = "Not modified"),
+        (status = 400, description = "The path is not valid percent-encoded UTF-8", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such file", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The path is a directory", body = Problem, content_type = "application/problem+json"),
         (status = 416, description = "The range is beyond the end of the file", body = Problem, content_type = "application/problem+json"),
@@ -288,7 +297,7 @@ pub(crate) async fn put_file(
 pub(crate) async fn get_file(
     State(state): State<AppState>,
     method: Method,
-    Path(path): Path<String>,
+    AppPath(path): AppPath<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     serve(&state, &path, &headers, method == Method::HEAD).await
@@ -303,6 +312,7 @@ pub(crate) async fn get_file(
     responses(
         (status = 200, description = "The file exists"),
         (status = 304, description = "Not modified"),
+        (status = 400, description = "The path is not valid percent-encoded UTF-8"),
         (status = 404, description = "No such file"),
         (status = 409, description = "The path is a directory"),
         (status = 422, description = "The path is not acceptable"),
@@ -310,7 +320,7 @@ pub(crate) async fn get_file(
 )]
 pub(crate) async fn head_file(
     State(state): State<AppState>,
-    Path(path): Path<String>,
+    AppPath(path): AppPath<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     serve(&state, &path, &headers, true).await
@@ -360,6 +370,7 @@ async fn serve(state: &AppState, path: &str, headers: &HeaderMap, head: bool) ->
     params(FilePathParam, DeleteParams),
     responses(
         (status = 204, description = "Deleted"),
+        (status = 400, description = "The path is not valid percent-encoded UTF-8", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such file", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "A directory without `recursive=true`, or in use by a queued or running job", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "The path is not acceptable (or is the data directory, or holds a reserved file)", body = Problem, content_type = "application/problem+json"),
@@ -367,7 +378,7 @@ async fn serve(state: &AppState, path: &str, headers: &HeaderMap, head: bool) ->
 )]
 pub(crate) async fn delete_file(
     State(state): State<AppState>,
-    Path(path): Path<String>,
+    AppPath(path): AppPath<String>,
     AppQuery(params): AppQuery<DeleteParams>,
 ) -> Result<StatusCode, ApiError> {
     state.files.delete(&path, params.recursive.unwrap_or(false)).await?;
@@ -385,7 +396,7 @@ pub(crate) async fn delete_file(
     responses(
         (status = 200, description = "Files in path order", body = [FileEntry],
          headers(("Link" = String, description = "`<URL>; rel=\"next\"` when there is a next page"))),
-        (status = 422, description = "Invalid limit, or a prefix whose directory part is not acceptable", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid limit or cursor, or a prefix that is not acceptable (absolute, escaping, NUL)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn list_files(
@@ -394,6 +405,11 @@ pub(crate) async fn list_files(
 ) -> Result<impl IntoResponse, ApiError> {
     let prefix = params.prefix.unwrap_or_default();
     let limit = params.limit.unwrap_or(DEFAULT_PAGE_SIZE);
+    // An empty `cursor=` is refused, as `GET /jobs` refuses it.
+    if params.cursor.as_deref() == Some("") {
+        let detail = "cursor `` is not valid (a path, from a `Link` header)".to_owned();
+        return Err(ApiError::InvalidRequest { status: StatusCode::UNPROCESSABLE_ENTITY, detail });
+    }
     let page = state.files.list(&prefix, params.cursor.as_deref(), limit).await?;
     let mut headers = HeaderMap::new();
     if let Some(after) = &page.next_after {
@@ -446,10 +462,19 @@ mod tests {
 
     #[test]
     fn inline_media_only() {
-        for inline in ["video/mp4", "audio/mpeg", "image/png", "application/vnd.apple.mpegurl", "text/plain"] {
+        for inline in
+            ["video/mp4", "audio/mpeg", "image/png", "application/vnd.apple.mpegurl", "text/plain", "text/vtt"]
+        {
             assert!(is_inline_media(inline), "{inline}");
         }
-        for attachment in ["text/html", "image/svg+xml", "application/xml", "application/octet-stream", "text/xml"] {
+        for attachment in [
+            "text/html",
+            "image/svg+xml",
+            "application/xml",
+            "application/octet-stream",
+            "text/xml",
+            "application/dash+xml",
+        ] {
             assert!(!is_inline_media(attachment), "{attachment}");
         }
     }

@@ -253,6 +253,14 @@ pub async fn run(config: ServeConfig) -> Result<(), StartError> {
     for orphan in orphans {
         tracing::warn!(pid = orphan.pid, command = %orphan.command_line, "stopped an ffmpeg left running by a previous crash");
     }
+    // Temporary upload files a crash left (live uploads of other nodes sharing the data
+    // directory hold a lock on theirs): in the background, the data directory may be large.
+    let uploads = jobs::storage::LocalStorage::new(std::sync::Arc::new(sandbox.clone()));
+    tokio::task::spawn_blocking(move || {
+        for path in uploads.remove_stale_uploads() {
+            tracing::warn!(path, "removed a temporary upload file left by a previous crash");
+        }
+    });
 
     let mut ffmpeg = FfmpegConfig::new(&config.ffmpeg_bin, sandbox.root());
     ffmpeg.limits = ResourceLimits {

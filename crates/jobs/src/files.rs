@@ -42,9 +42,30 @@ pub enum FilesError {
     Store(#[from] StoreError),
 }
 
-/// The content type of a file named `path`, from its extension
-/// (`application/octet-stream` when unknown).
+/// Media types that players, CDNs and the specifications expect where `mime_guess` has
+/// another: MPEG-TS segments are `video/mp2t` (RFC 3555; HLS players and CDNs, not DLNA's
+/// `video/vnd.dlna.mpeg-tts`), HLS playlists `application/vnd.apple.mpegurl` (RFC 8216 §4),
+/// fMP4/CMAF segments `video/iso.segment` (IANA) and `.cmfv`/`.cmfa`/`.m4v`/`.m4a` the MP4
+/// types (RFC 4337), the extension compared without case.
+const MEDIA_TYPES: &[(&str, &str)] = &[
+    ("ts", "video/mp2t"),
+    ("m2ts", "video/mp2t"),
+    ("mts", "video/mp2t"),
+    ("m3u8", "application/vnd.apple.mpegurl"),
+    ("m4s", "video/iso.segment"),
+    ("cmfv", "video/mp4"),
+    ("m4v", "video/mp4"),
+    ("cmfa", "audio/mp4"),
+    ("m4a", "audio/mp4"),
+];
+
+/// The content type of a file named `path`, from its extension ([`MEDIA_TYPES`] first, then
+/// `mime_guess`; `application/octet-stream` when unknown).
 pub fn content_type(path: &str) -> String {
+    let extension = Path::new(path).extension().and_then(|e| e.to_str()).unwrap_or_default();
+    if let Some((_, known)) = MEDIA_TYPES.iter().find(|(e, _)| e.eq_ignore_ascii_case(extension)) {
+        return (*known).to_owned();
+    }
     mime_guess::from_path(path).first_or_octet_stream().essence_str().to_owned()
 }
 

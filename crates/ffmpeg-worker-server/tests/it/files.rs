@@ -207,6 +207,55 @@ async fn types_outside_the_media_allowlist_are_attachments_in_a_sandbox() {
     }
 }
 
+/// What HLS and DASH players, CDNs and the media type registry expect (tester finding F8).
+#[tokio::test]
+async fn media_types_are_the_ones_players_expect() {
+    let app = files_app();
+    for (path, content_type, inline) in [
+        ("hls/seg000.ts", "video/mp2t", true),
+        ("a.m2ts", "video/mp2t", true),
+        ("hls/i.m3u8", "application/vnd.apple.mpegurl", true),
+        ("hls/I.M3U8", "application/vnd.apple.mpegurl", true),
+        ("hls/init.mp4", "video/mp4", true),
+        ("hls/s1.m4s", "video/iso.segment", true),
+        ("a.m4a", "audio/mp4", true),
+        ("a.m4v", "video/mp4", true),
+        ("a.mkv", "video/x-matroska", true),
+        ("a.webm", "video/webm", true),
+        ("a.mp3", "audio/mpeg", true),
+        ("a.aac", "audio/aac", true),
+        ("a.flac", "audio/flac", true),
+        ("a.ogg", "audio/ogg", true),
+        ("sub.vtt", "text/vtt", true),
+        ("a.jpg", "image/jpeg", true),
+        // XML: a browser would run script in it. Players fetch it all the same.
+        ("dash/m.mpd", "application/dash+xml", false),
+    ] {
+        assert_eq!(app.put(path, b"x").await.status, StatusCode::CREATED, "{path}");
+        let r = app.get(&format!("/files/{path}"), &[]).await;
+        assert_eq!(r.headers[header::CONTENT_TYPE], content_type, "{path}");
+        assert_eq!(r.headers.contains_key(header::CONTENT_DISPOSITION), !inline, "{path}");
+        assert_eq!(r.headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+    }
+}
+
+/// Every answer is a problem document, a path that is not UTF-8 too (tester finding F8).
+#[tokio::test]
+async fn a_path_that_is_not_utf8_is_a_problem() {
+    let app = files_app();
+    for method in ["GET", "HEAD", "PUT", "DELETE"] {
+        for uri in ["/files/%FF.txt", "/files/%C0%AE%C0%AE/x"] {
+            let r = app.send(Request::builder().method(method).uri(uri).body(Body::empty()).unwrap()).await;
+            assert_eq!(r.status, StatusCode::BAD_REQUEST, "{method} {uri}");
+            assert_eq!(r.headers[header::CONTENT_TYPE], "application/problem+json", "{method} {uri}");
+            if method != "HEAD" {
+                assert!(r.json()["detail"].as_str().unwrap().contains("UTF-8"), "{}", r.json());
+            }
+        }
+    }
+    assert!(app.tree().is_empty());
+}
+
 #[tokio::test]
 async fn if_none_match_star_never_replaces() {
     let app = files_app();
@@ -232,6 +281,9 @@ async fn bad_paths_are_problems_naming_the_rule_and_nothing_is_written() {
         ("http:x.mp4", "protocol"),
         (long.as_str(), "name-too-long"),
         ("jobs.db", "reserved-path"),
+        // The uploads' temporary names: a file by such a name would be hidden and removed.
+        (".ffmpeg-worker-upload-x", "reserved-path"),
+        ("a/.ffmpeg-worker-upload-x/b.mp4", "reserved-path"),
     ] {
         let r = app.put(path, b"x").await;
         let body = r.problem(StatusCode::UNPROCESSABLE_ENTITY, "/problems/invalid-path");
@@ -327,7 +379,18 @@ async fn list_is_recursive_in_path_order_by_string_prefix_and_paged() {
     assert_eq!(paths(&app.get("/files?prefix=a/x/1", &[]).await), ["a/x/1.mp4"]);
     assert!(paths(&app.get("/files?prefix=zzz/", &[]).await).is_empty());
     assert!(paths(&app.get("/files?prefix=c.mp4/", &[]).await).is_empty());
-    app.get("/files?prefix=../", &[]).await.problem(StatusCode::UNPROCESSABLE_ENTITY, "/problems/invalid-path");
+    // A prefix is refused by the rules a path is refused by.
+    for (prefix, rule) in [
+        ("../", "path-escapes"),
+        ("a/../../x", "path-escapes"),
+        ("/etc", "absolute-path"),
+        ("/", "absolute-path"),
+        ("a%00", "not-a-file"),
+    ] {
+        let r = app.get(&format!("/files?prefix={prefix}"), &[]).await;
+        assert_eq!(r.problem(StatusCode::UNPROCESSABLE_ENTITY, "/problems/invalid-path")["rule"], rule, "{prefix}");
+    }
+    app.get("/files?cursor=", &[]).await.problem(StatusCode::UNPROCESSABLE_ENTITY, "/problems/invalid-request");
     app.get("/files?limit=0", &[]).await.problem(StatusCode::UNPROCESSABLE_ENTITY, "/problems/invalid-request");
     app.get("/files?limit=1001", &[]).await.problem(StatusCode::UNPROCESSABLE_ENTITY, "/problems/invalid-request");
 

@@ -327,3 +327,46 @@ async fn start_errors_keep_their_sources() {
     let source = e.source().and_then(|s| s.downcast_ref::<jobs::sqlite::OpenError>());
     assert!(matches!(source, Some(jobs::sqlite::OpenError::Postgres { .. })), "{source:?}");
 }
+
+/// An upload cut by a crash leaves its temporary file; the next start removes it, but not the
+/// temporary file of an upload still under way in another process (locked, as a live upload's
+/// is), nor other files.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn temporary_upload_files_left_by_a_crash_are_removed_at_start_up() {
+    use std::io::Write as _;
+    let server = Server::start(&["--concurrency", "0"]);
+    let temp_files = |data: &Path| -> Vec<String> {
+        files_under(data).into_iter().filter(|p| p.contains(".ffmpeg-worker-upload-")).collect()
+    };
+    // An upload of 1 MB whose client sent 256 KiB and then waits.
+    let addr = server.base.trim_start_matches("http://").to_owned();
+    let mut upload = std::net::TcpStream::connect(&addr).unwrap();
+    write!(upload, "PUT /files/up/big.bin HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 1000000\r\n\r\n").unwrap();
+    upload.write_all(&vec![7u8; 256 * 1024]).unwrap();
+    let data = server.data.path().to_owned();
+    // Written to (an empty one an instant old may be another process's, not yet locked).
+    wait_until("the upload's temporary file", async || {
+        temp_files(&data).first().is_some_and(|t| std::fs::metadata(data.join(t)).is_ok_and(|m| m.len() > 0))
+    })
+    .await;
+    let (data, db) = server.kill();
+    drop(upload);
+    let left = temp_files(data.path());
+    assert_eq!(left.len(), 1, "the crash left the temporary file: {left:?}");
+    // Another node's upload under way in the same data directory: it holds its lock.
+    std::fs::write(data.path().join("up/.ffmpeg-worker-upload-live"), vec![1u8; 1000]).unwrap();
+    let live = std::fs::File::open(data.path().join("up/.ffmpeg-worker-upload-live")).unwrap();
+    live.lock().unwrap();
+    std::fs::write(data.path().join("up/kept.mp4"), b"x").unwrap();
+
+    let server = Server::start_in(data, db, &["--concurrency", "0"]);
+    let data = server.data.path().to_owned();
+    wait_until("the leftover to be removed", async || temp_files(&data) == ["up/.ffmpeg-worker-upload-live"]).await;
+    assert!(data.join("up/kept.mp4").exists());
+    let logged = server.stderr.lock().unwrap().iter().any(|l| l.contains("removed a temporary upload file"));
+    assert!(logged, "the removal is logged");
+    // Nothing was listed meanwhile, and the lock's owner still has its file.
+    let files: Value = client().get(server.url("/files")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(files.as_array().unwrap().len(), 1, "{files}");
+    drop(live);
+}

@@ -5,8 +5,10 @@
 //! (memory stays bounded whatever the file's size), `fsync`ed, and renamed over the target
 //! at commit (`renameat2(RENAME_NOREPLACE)` or `link` for a create-only put, so a file that
 //! appeared meanwhile is never replaced). A failed, aborted or dropped upload removes its
-//! temporary file and the directories it created. Every other file-system call runs on
-//! tokio's blocking pool.
+//! temporary file and the directories it created. An upload holds a lock (`flock`) on its
+//! temporary file until then, so that [`LocalStorage::remove_stale_uploads`] (at start-up)
+//! removes only a crash's leftovers. Names starting with the temporary prefix are refused as
+//! paths. Every other file-system call runs on tokio's blocking pool.
 
 use std::fs;
 use std::io::{self, Seek as _, SeekFrom, Write as _};
@@ -51,6 +53,7 @@ impl LocalStorage {
     /// Resolves `path` as a file path (blocking).
     fn resolve_file(&self, path: &str) -> Result<ResolvedPath, StorageError> {
         check_lengths(self.sandbox.root(), path)?;
+        check_not_temp(path)?;
         match self.sandbox.resolve_file_path(path) {
             Ok(resolved) => Ok(resolved),
             Err(PathProblem::NotAFile) if self.is_dir(path) => Err(StorageError::IsADirectory(path.to_owned())),
@@ -106,6 +109,22 @@ fn check_lengths(root: &Path, path: &str) -> Result<(), StorageError> {
         return Err(too_long(format!(
             "the path is {total} bytes with the data directory; at most {PATH_MAX} are possible"
         )));
+    }
+    Ok(())
+}
+
+/// Refuses a path with a name that starts with [`UPLOAD_TEMP_PREFIX`]: such names are the
+/// uploads' temporary files, never listed, and removed at start-up when left by a crash
+/// ([`LocalStorage::remove_stale_uploads`]); a client's file by that name would vanish.
+fn check_not_temp(path: &str) -> Result<(), StorageError> {
+    if path.split('/').any(|name| name.starts_with(UPLOAD_TEMP_PREFIX)) {
+        return Err(StorageError::InvalidPath {
+            path: path.to_owned(),
+            problem: format!(
+                "names starting with `{UPLOAD_TEMP_PREFIX}` are reserved for the server's temporary upload files"
+            ),
+            rule: PathProblem::Denied.rule().as_str(),
+        });
     }
     Ok(())
 }
@@ -309,6 +328,10 @@ impl Storage for LocalStorage {
                 .prefix(UPLOAD_TEMP_PREFIX)
                 .tempfile_in(dir)
                 .map_err(|e| write_error(&owned, e))?;
+            // Held until the upload is committed or dropped: a live upload's temporary file is
+            // never taken for a crash's leftover (`remove_stale_uploads`, by another process
+            // sharing the data directory too).
+            temp.as_file().try_lock().map_err(|e| StorageError::Io { path: owned.clone(), source: e.into() })?;
             Ok::<_, StorageError>((target, dirs, temp))
         })
         .await?;
@@ -413,6 +436,7 @@ impl Storage for LocalStorage {
         let path = path.to_owned();
         blocking(move || {
             check_lengths(this.sandbox.root(), &path)?;
+            check_not_temp(&path)?;
             Ok(this.is_dir(&path))
         })
         .await
@@ -455,9 +479,67 @@ impl Storage for LocalStorage {
     }
 }
 
+/// How long an unlocked, empty temporary upload file is left alone by
+/// [`LocalStorage::remove_stale_uploads`]: it may have been created by another process an
+/// instant before that process locks it.
+const FRESH_TEMP: std::time::Duration = std::time::Duration::from_secs(10);
+
 impl LocalStorage {
+    /// Removes the temporary upload files (`.ffmpeg-worker-upload-*`) that a crash left in the
+    /// data directory, and returns their paths (relative). A temporary file is a live upload's
+    /// while its writer holds a lock on it (`flock`, taken right after it is created, held
+    /// until the upload is committed or dropped), so a file nobody holds is a leftover, unless
+    /// it is empty and younger than a few seconds (its writer may not have locked it yet). Safe
+    /// to run while other processes upload into the same data directory. Symlinks are not
+    /// followed; reserved paths (the job database) are skipped. Blocking: run it on a blocking
+    /// thread, e.g. in the background at start-up.
+    pub fn remove_stale_uploads(&self) -> Vec<String> {
+        let root = self.sandbox.root();
+        let mut removed = Vec::new();
+        let walk = walkdir::WalkDir::new(root).follow_links(false).into_iter();
+        let denied = |path: &Path| self.sandbox.denied().iter().any(|denied| path.starts_with(denied));
+        for entry in walk.filter_entry(|e| !denied(e.path())).flatten() {
+            if !entry.file_type().is_file()
+                || !entry.file_name().to_str().is_some_and(|n| n.starts_with(UPLOAD_TEMP_PREFIX))
+            {
+                continue;
+            }
+            let Ok(file) = fs::File::open(entry.path()) else { continue };
+            // Locked: a live upload.
+            if file.try_lock().is_err() {
+                continue;
+            }
+            let Ok(meta) = file.metadata() else { continue };
+            let age = meta.modified().ok().and_then(|m| m.elapsed().ok()).unwrap_or_default();
+            if meta.len() == 0 && age < FRESH_TEMP {
+                continue;
+            }
+            match fs::remove_file(entry.path()) {
+                Ok(()) => removed.push(shown(root, entry.path())),
+                Err(e) => {
+                    tracing::warn!(path = %entry.path().display(), error = %e, "removing a temporary upload file failed");
+                }
+            }
+        }
+        removed
+    }
+
     fn list_blocking(&self, prefix: &str, after: Option<&str>, limit: usize) -> Result<ListPage, StorageError> {
         let root = self.sandbox.root();
+        // A prefix is refused by the rules a path is refused by: absolute (`/etc`), escaping
+        // (`../`), NUL. Otherwise it is a plain text prefix: one that names nothing matches
+        // nothing.
+        if prefix.starts_with('/') {
+            return Err(invalid(prefix, &PathProblem::Absolute));
+        }
+        if prefix.contains('\0') {
+            let problem = "a prefix cannot hold a NUL byte".to_owned();
+            return Err(StorageError::InvalidPath {
+                path: prefix.to_owned(),
+                problem,
+                rule: PathProblem::NotAFile.rule().as_str(),
+            });
+        }
         // The directory holding every match: the prefix up to its last `/`.
         let base = prefix.rfind('/').map_or("", |i| &prefix[..i]);
         if !base.is_empty() {
@@ -497,5 +579,69 @@ impl LocalStorage {
         let next_after = (files.len() > limit).then(|| files[limit - 1].path.clone());
         files.truncate(limit);
         Ok(ListPage { files, next_after })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn set_age(path: &Path, seconds: u64) {
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(seconds);
+        fs::File::options().write(true).open(path).unwrap().set_modified(old).unwrap();
+    }
+
+    /// A crash's leftovers go; live uploads (locked, or an instant old), other files, links
+    /// and reserved paths stay.
+    #[test]
+    fn stale_uploads_are_removed_and_live_ones_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let mut sandbox = Sandbox::new(dir.path()).unwrap();
+        sandbox.deny("db");
+        let root = sandbox.root().to_owned();
+        let storage = LocalStorage::new(Arc::new(sandbox));
+        let temp = |path: &str| root.join(path);
+        fs::create_dir_all(root.join("a/b")).unwrap();
+        fs::create_dir_all(root.join("db")).unwrap();
+        let stale = [".ffmpeg-worker-upload-1", "a/b/.ffmpeg-worker-upload-2", "a/.ffmpeg-worker-upload-empty"];
+        for path in stale {
+            fs::write(temp(path), if path.ends_with("empty") { "" } else { "half an upload" }).unwrap();
+            set_age(&temp(path), 60);
+        }
+        // A live upload of another process: locked.
+        fs::write(temp("a/.ffmpeg-worker-upload-live"), "being written").unwrap();
+        let live = fs::File::open(temp("a/.ffmpeg-worker-upload-live")).unwrap();
+        live.lock().unwrap();
+        // Created an instant ago, not locked yet.
+        fs::write(temp("a/b/.ffmpeg-worker-upload-new"), "").unwrap();
+        // Not temporary files, or not to be touched.
+        fs::write(temp("a/clip.mp4"), "x").unwrap();
+        fs::write(temp("db/.ffmpeg-worker-upload-9"), "x").unwrap();
+        fs::write(outside.path().join("target"), "x").unwrap();
+        std::os::unix::fs::symlink(outside.path().join("target"), temp("a/.ffmpeg-worker-upload-link")).unwrap();
+
+        let mut removed = storage.remove_stale_uploads();
+        removed.sort();
+        let mut expected = stale.map(str::to_owned).to_vec();
+        expected.sort();
+        assert_eq!(removed, expected);
+        for path in stale {
+            assert!(!temp(path).exists(), "{path}");
+        }
+        for kept in [
+            "a/.ffmpeg-worker-upload-live",
+            "a/b/.ffmpeg-worker-upload-new",
+            "a/clip.mp4",
+            "db/.ffmpeg-worker-upload-9",
+            "a/.ffmpeg-worker-upload-link",
+        ] {
+            assert!(fs::symlink_metadata(temp(kept)).is_ok(), "{kept} kept");
+        }
+        assert!(outside.path().join("target").exists());
+        drop(live);
+        // Unlocked, it is a leftover too.
+        assert_eq!(storage.remove_stale_uploads(), ["a/.ffmpeg-worker-upload-live"]);
     }
 }
