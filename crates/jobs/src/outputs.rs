@@ -95,15 +95,15 @@ impl Snapshot {
 /// data directory can make such a link; the files API cannot.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "`{}` is a symbolic link (to `{}`) where the job may write: a job never writes through a link; \
-     remove the link or choose other output names",
-    path.display(),
-    target.display()
+    "`{}` is a symbolic link where the job may write: a job never writes through a link; remove the link \
+     or choose other output names",
+    path.display()
 )]
 pub struct LinkInTheWay {
     /// The link, relative to the data directory.
     pub path: PathBuf,
-    /// Where it leads, as the link says.
+    /// Where it leads, as the link says (not in the message: clients are not shown paths
+    /// outside the data directory).
     pub target: PathBuf,
 }
 

@@ -709,7 +709,10 @@ impl Jobs {
             blocking(move || {
                 // ffmpeg opens the names it makes up itself (segments, numbered images)
                 // without the sandbox: none may be a link leading elsewhere.
-                outputs::refuse_links(&root, &footprint).map_err(|e| e.to_string())?;
+                outputs::refuse_links(&root, &footprint).map_err(|e| {
+                    tracing::warn!(link = %e.path.display(), target = %e.target.display(), "a link where the job may write");
+                    e.to_string()
+                })?;
                 outputs::create_output_dirs(&resolved)
                     .map_err(|e| format!("cannot create an output directory: {e}"))?;
                 let before = Snapshot::take(&root, &footprint);
