@@ -163,7 +163,9 @@ Paths are relative to the server's data directory.
 Examples:
   ffmpeg-worker submit --wait -- -i input.mp4 -c:v libvpx-vp9 -crf 32 out/clip.webm
   ffmpeg-worker submit '-i input.mp4 -vf fps=1 thumbs/t%03d.png'
-  id=$(ffmpeg-worker submit --priority 5 --metadata asset=a-42 -- -i in.mov out.mp4)")]
+  id=$(ffmpeg-worker submit --priority 5 --metadata asset=a-42 -- -i in.mov out.mp4)
+  ffmpeg-worker submit --upload ~/clip.mov=in/clip.mov --wait --download ./results \\
+      -- -i in/clip.mov -c:v libx264 out/clip.mp4      # ./results/out/clip.mp4")]
 pub(crate) struct SubmitArgs {
     /// Wait for the job to finish, showing its progress; exit 0 if it completed, 1 if it
     /// failed or was cancelled.
@@ -195,6 +197,18 @@ pub(crate) struct SubmitArgs {
     #[arg(long)]
     pub(crate) json: bool,
 
+    /// Upload a local file first (repeatable): LOCAL, stored under its file name, or
+    /// LOCAL=REMOTE, stored at REMOTE in the data directory (split at the first `=`, unless
+    /// the whole text names a local file). Nothing is submitted if an upload fails.
+    #[arg(long = "upload", value_name = "LOCAL[=REMOTE]")]
+    pub(crate) uploads: Vec<String>,
+
+    /// With --wait: once the job completed, download its output files into DIR, keeping their
+    /// paths (`out/clip.mp4` becomes DIR/out/clip.mp4). Nothing is downloaded for a job that
+    /// failed or was cancelled.
+    #[arg(long, value_name = "DIR", requires = "wait")]
+    pub(crate) download: Option<std::path::PathBuf>,
+
     /// The ffmpeg arguments without the word `ffmpeg`: the words after `--` (sent as the
     /// job's `args`, each word one argument, as your shell split them), or a single quoted
     /// string (sent as the job's `command` line, split by the server with POSIX shell rules).
@@ -212,6 +226,35 @@ pub(crate) enum Submitted {
     Line(String),
     /// Several words: the argument list, each word one argument.
     Args(Vec<String>),
+}
+
+/// `--upload LOCAL[=REMOTE]` as (local file, remote path): the whole text when it names a local
+/// file, else split at the first `=`; the remote path defaults to the local file's name.
+pub(crate) fn upload_spec(spec: &str) -> Result<(std::path::PathBuf, String), String> {
+    let name_of = |local: &std::path::Path| {
+        local
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .ok_or_else(|| format!("--upload `{spec}`: `{}` is not a file name", local.display()))
+    };
+    let whole = std::path::PathBuf::from(spec);
+    if whole.is_file() {
+        let remote = name_of(&whole)?;
+        return Ok((whole, remote));
+    }
+    match spec.split_once('=') {
+        Some(("", _)) => Err(format!("--upload `{spec}`: no local file before `=`")),
+        Some((local, "")) => {
+            let local = std::path::PathBuf::from(local);
+            let remote = name_of(&local)?;
+            Ok((local, remote))
+        }
+        Some((local, remote)) => Ok((std::path::PathBuf::from(local), remote.to_owned())),
+        None => {
+            let remote = name_of(&whole)?;
+            Ok((whole, remote))
+        }
+    }
 }
 
 impl SubmitArgs {
@@ -303,6 +346,25 @@ mod tests {
             };
             assert_eq!(args.submitted(), expected);
         }
+    }
+
+    #[test]
+    fn upload_specs() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let odd = dir.path().join("a=b.mp4");
+        std::fs::write(&odd, b"x").expect("written");
+        let local = |s: &str| std::path::PathBuf::from(s);
+        assert_eq!(upload_spec("clips/in.mp4"), Ok((local("clips/in.mp4"), "in.mp4".to_owned())));
+        assert_eq!(upload_spec("clips/in.mp4=in/x.mp4"), Ok((local("clips/in.mp4"), "in/x.mp4".to_owned())));
+        assert_eq!(upload_spec("in.mp4=in/q=23.mp4"), Ok((local("in.mp4"), "in/q=23.mp4".to_owned())));
+        assert_eq!(upload_spec("clips/in.mp4="), Ok((local("clips/in.mp4"), "in.mp4".to_owned())));
+        // A local file whose name holds `=` is taken whole.
+        let odd_text = odd.to_str().expect("UTF-8");
+        assert_eq!(upload_spec(odd_text), Ok((odd.clone(), "a=b.mp4".to_owned())));
+        assert!(upload_spec("=in/x.mp4").is_err());
+        assert!(upload_spec("..").is_err());
+        let parsed = Cli::try_parse_from(["ffmpeg-worker", "submit", "--download", "d", "--", "-i", "a", "b"]);
+        assert!(parsed.is_err(), "--download needs --wait");
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use ffmpeg_worker_client::api::{CreateJobRequest, JobResponse, JobStatusWire};
 use ffmpeg_worker_client::{Client, ClientError, ListQuery, WaitEvent, WaitOptions};
 
-use crate::args::{Command, Connection, ListArgs, SubmitArgs, Submitted};
+use crate::args::{Command, Connection, ListArgs, SubmitArgs, Submitted, upload_spec};
 use crate::progress::{Reporter, Stream};
 use crate::table::{job_text, jobs_table, media_text};
 
@@ -34,6 +34,9 @@ enum CliError {
     Client(#[from] ClientError),
     #[error("cannot write the output")]
     Io(#[from] io::Error),
+    /// An argument that cannot be used (`--upload` without a local file name).
+    #[error("{0}")]
+    Usage(String),
 }
 
 /// Runs one subcommand and returns the process exit status.
@@ -135,7 +138,7 @@ async fn execute(command: Command) -> Result<Outcome, CliError> {
             }
             Ok(Outcome::Success)
         }
-        Command::Wait(args) => follow(&connect(&args.connection)?, &args.id, None, args.json).await,
+        Command::Wait(args) => Ok(follow(&connect(&args.connection)?, &args.id, None, args.json).await?.0),
         Command::Put(args) => put(args).await,
         Command::Get(args) => get(args).await,
         Command::Ls(args) => {
@@ -198,12 +201,7 @@ async fn put(args: crate::args::PutArgs) -> Result<Outcome, CliError> {
         Some(remote) => remote.clone(),
         None => args.local.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
     };
-    let size = std::fs::metadata(&args.local).map(|m| m.len()).ok();
-    let bar = transfer_bar(size);
-    let progress = bar.clone();
-    let stored = client.upload(&args.local, &remote, args.no_clobber, move |sent| progress.set_position(sent)).await;
-    bar.finish_and_clear();
-    let stored = stored?;
+    let stored = upload(&client, &args.local, &remote, args.no_clobber).await?;
     if args.json {
         print_json(&stored)?;
     } else {
@@ -220,11 +218,18 @@ async fn get(args: crate::args::GetArgs) -> Result<Outcome, CliError> {
         Some(local) => local,
         None => std::path::PathBuf::from(&name),
     };
+    download(&client, &args.remote, &local).await?;
+    Ok(Outcome::Success)
+}
+
+/// Downloads `remote` into `local` with a progress bar (large files, on a terminal), then says
+/// so on stderr.
+async fn download(client: &Client, remote: &str, local: &std::path::Path) -> Result<(), CliError> {
     let bar = std::cell::RefCell::new(None::<indicatif::ProgressBar>);
     let written = client
         .download(
-            &args.remote,
-            &local,
+            remote,
+            local,
             |size| *bar.borrow_mut() = Some(transfer_bar(size)),
             |received| {
                 if let Some(bar) = bar.borrow().as_ref() {
@@ -237,12 +242,66 @@ async fn get(args: crate::args::GetArgs) -> Result<Outcome, CliError> {
         bar.finish_and_clear();
     }
     let written = written?;
-    let _ = writeln!(io::stderr(), "{} -> {} ({written} bytes)", args.remote, local.display());
-    Ok(Outcome::Success)
+    let _ = writeln!(io::stderr(), "{remote} -> {} ({written} bytes)", local.display());
+    Ok(())
+}
+
+/// Uploads `local` to `remote` with a progress bar (large files, on a terminal), then says so
+/// on stderr.
+async fn upload(
+    client: &Client,
+    local: &std::path::Path,
+    remote: &str,
+    create_only: bool,
+) -> Result<ffmpeg_worker_client::api::FileResponse, CliError> {
+    let size = std::fs::metadata(local).map(|m| m.len()).ok();
+    let bar = transfer_bar(size);
+    let progress = bar.clone();
+    let stored = client.upload(local, remote, create_only, move |sent| progress.set_position(sent)).await;
+    bar.finish_and_clear();
+    Ok(stored?)
+}
+
+/// Where output `remote` (a path relative to the data directory, as the server listed it)
+/// goes under `dir`: refused unless every component is a plain name, so that no answer can
+/// make the client write outside `dir`.
+fn download_target(dir: &std::path::Path, remote: &str) -> Result<std::path::PathBuf, CliError> {
+    use std::path::Component;
+    let relative = std::path::Path::new(remote);
+    let plain = !remote.is_empty() && relative.components().all(|c| matches!(c, Component::Normal(_)));
+    if !plain {
+        return Err(CliError::Usage(format!("the server listed the output `{remote}`, which is not a relative path")));
+    }
+    Ok(dir.join(relative))
+}
+
+/// `--download DIR`: every output file of the completed `job` into `dir`, keeping its path.
+async fn download_outputs(client: &Client, job: &JobResponse, dir: &std::path::Path) -> Result<(), CliError> {
+    if job.output_files.is_empty() {
+        let _ = writeln!(io::stderr(), "{} wrote no files: nothing to download", job.id);
+        return Ok(());
+    }
+    for remote in &job.output_files {
+        let local = download_target(dir, remote)?;
+        if let Some(parent) = local.parent() {
+            tokio::fs::create_dir_all(parent)
+                .await
+                .map_err(|source| ClientError::Local { path: parent.to_path_buf(), source })?;
+        }
+        download(client, remote, &local).await?;
+    }
+    Ok(())
 }
 
 async fn submit(args: SubmitArgs) -> Result<Outcome, CliError> {
     let client = connect(&args.connection)?;
+    // Every upload first: nothing is submitted unless all went up.
+    let uploads =
+        args.uploads.iter().map(|spec| upload_spec(spec).map_err(CliError::Usage)).collect::<Result<Vec<_>, _>>()?;
+    for (local, remote) in &uploads {
+        let stored = upload(&client, local, remote, false).await?;
+        let _ = writeln!(io::stderr(), "{} -> {} ({} bytes)", local.display(), stored.path, stored.size_bytes);
+    }
     let (command, argv) = match args.submitted() {
         Submitted::Line(line) => (Some(line), None),
         Submitted::Args(argv) => (None, Some(argv)),
@@ -259,7 +318,11 @@ async fn submit(args: SubmitArgs) -> Result<Outcome, CliError> {
     let job = client.submit(&request).await?;
     if args.wait {
         let id = job.id.clone();
-        return follow(&client, &id, Some(job), args.json).await;
+        let (outcome, finished) = follow(&client, &id, Some(job), args.json).await?;
+        if let (Outcome::Success, Some(job), Some(dir)) = (outcome, &finished, &args.download) {
+            download_outputs(&client, job, dir).await?;
+        }
+        return Ok(outcome);
     }
     if args.json {
         print_json(&job)?;
@@ -292,7 +355,12 @@ async fn list(args: ListArgs) -> Result<Outcome, CliError> {
 
 /// Follows a job until it finishes (showing its progress; `submitted` is the first snapshot
 /// when the job was just submitted), then reports how it ended. Ctrl-C stops waiting.
-async fn follow(client: &Client, id: &str, submitted: Option<JobResponse>, json: bool) -> Result<Outcome, CliError> {
+async fn follow(
+    client: &Client,
+    id: &str,
+    submitted: Option<JobResponse>,
+    json: bool,
+) -> Result<(Outcome, Option<JobResponse>), CliError> {
     let mut reporter = Reporter::new(if json { Stream::Stderr } else { Stream::Stdout }, id);
     if let Some(job) = &submitted {
         reporter.update(job)?;
@@ -328,7 +396,7 @@ async fn follow(client: &Client, id: &str, submitted: Option<JobResponse>, json:
             io::stderr(),
             "stopped waiting; {id} carries on (follow it: `ffmpeg-worker wait {id}`, stop it: `ffmpeg-worker cancel {id}`)"
         );
-        return Ok(Outcome::Interrupted);
+        return Ok((Outcome::Interrupted, None));
     };
     let job = waited?;
     if let Some(e) = write_error {
@@ -344,12 +412,12 @@ async fn follow(client: &Client, id: &str, submitted: Option<JobResponse>, json:
                 out(file)?;
             }
         }
-        return Ok(Outcome::Success);
+        return Ok((Outcome::Success, Some(job)));
     }
     let mut stderr = io::stderr().lock();
     match job.error.as_deref().map(str::trim).filter(|e| !e.is_empty()) {
         Some(error) => writeln!(stderr, "{} {}:\n{error}", job.id, job.status)?,
         None => writeln!(stderr, "{} {}", job.id, job.status)?,
     }
-    Ok(Outcome::JobUnsuccessful)
+    Ok((Outcome::JobUnsuccessful, Some(job)))
 }

@@ -497,3 +497,122 @@ fn probe_describes_a_file_as_text_and_json_and_reports_problems() {
         assert!(run.stdout.is_empty(), "{run:?}");
     }
 }
+
+/// `submit --upload LOCAL[=REMOTE] --wait --download DIR` against the real server: the inputs go
+/// up first, the job runs on them, and its outputs (nested paths, several files) come back
+/// into DIR under their paths, byte for byte.
+#[test]
+fn submit_uploads_its_inputs_then_downloads_its_outputs() {
+    let server = Server::start();
+    let local = tempfile::tempdir().unwrap();
+    let clip = make_clip(local.path(), "my clip.mp4", 1);
+    let logo = local.path().join("logo.txt");
+    std::fs::write(&logo, "a side file, uploaded under its own name").unwrap();
+    let results = local.path().join("results");
+    let run = cli(
+        &server,
+        &[
+            "submit",
+            "--upload",
+            &format!("{}=in/clip.mp4", clip.display()),
+            "--upload",
+            logo.to_str().unwrap(),
+            "--wait",
+            "--download",
+            results.to_str().unwrap(),
+            "--",
+            "-i",
+            "in/clip.mp4",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-c:a",
+            "aac",
+            "out/clip.mp4",
+            "-map",
+            "0:v",
+            "-vf",
+            "fps=2",
+            "out/thumbs/t%02d.png",
+        ],
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(std::fs::read(server.path("in/clip.mp4")).unwrap(), std::fs::read(&clip).unwrap());
+    assert!(server.path("logo.txt").is_file(), "LOCAL alone is stored under its file name");
+    assert!(run.stderr.contains("-> in/clip.mp4"), "{run:?}");
+
+    let job_files: Vec<String> = run.stdout.lines().filter(|l| l.starts_with("out/")).map(str::to_owned).collect();
+    assert!(job_files.len() >= 3, "the video and at least two thumbnails: {run:?}");
+    for file in &job_files {
+        let got = std::fs::read(results.join(file)).unwrap_or_else(|e| panic!("{file} downloaded: {e}"));
+        assert_eq!(got, std::fs::read(server.path(file)).unwrap(), "{file} byte for byte");
+        assert!(run.stderr.contains(&format!("{file} -> ")), "{run:?}");
+    }
+    assert!((ffprobe_duration(&results.join("out/clip.mp4")) - 1.0).abs() < 0.2);
+    let mut left: Vec<_> = walk(&results);
+    left.sort();
+    let mut expected = job_files.clone();
+    expected.sort();
+    assert_eq!(left, expected, "exactly the outputs, no .part file");
+}
+
+/// A failed upload submits nothing; a failed job downloads nothing; `--download` needs `--wait`.
+#[test]
+fn submit_upload_and_download_failures() {
+    let server = Server::start();
+    let local = tempfile::tempdir().unwrap();
+    let results = local.path().join("results");
+    let missing = local.path().join("missing.mp4");
+    let run = cli(&server, &["submit", "--upload", missing.to_str().unwrap(), "--", "-i", "missing.mp4", "o.mp4"]);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.stderr.contains("missing.mp4"), "{run:?}");
+    let clip = make_clip(local.path(), "c.mp4", 1);
+    let reserved = format!("{}=../c.mp4", clip.display());
+    let run = cli(&server, &["submit", "--upload", &reserved, "--", "-i", "c.mp4", "o.mp4"]);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.stderr.contains("escapes the data directory"), "{run:?}");
+    assert_eq!(json_of(&cli(&server, &["list", "--json"])), json!([]), "nothing was submitted");
+
+    // The input goes up, but the job fails (no such stream): nothing comes down.
+    let run = cli(
+        &server,
+        &[
+            "submit",
+            "--upload",
+            clip.to_str().unwrap(),
+            "--wait",
+            "--download",
+            results.to_str().unwrap(),
+            "--",
+            "-i",
+            "c.mp4",
+            "-map",
+            "0:s",
+            "out/x.mp4",
+        ],
+    );
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(!results.exists(), "nothing downloaded for a failed job");
+
+    let run = cli(&server, &["submit", "--download", results.to_str().unwrap(), "--", "-i", "c.mp4", "o.mp4"]);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.stderr.contains("--wait"), "{run:?}");
+}
+
+/// Every file below `dir`, relative, `/`-separated.
+fn walk(dir: &std::path::Path) -> Vec<String> {
+    fn go(root: &std::path::Path, dir: &std::path::Path, out: &mut Vec<String>) {
+        for entry in std::fs::read_dir(dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                go(root, &path, out);
+            } else {
+                out.push(path.strip_prefix(root).unwrap().to_string_lossy().into_owned());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    go(dir, dir, &mut out);
+    out
+}
