@@ -131,7 +131,7 @@ pub fn stop_orphans(data_dir: &Path, scratch_root: &Path) -> Vec<Orphan> {
 }
 
 /// [`stop_orphans`] for the runs of `job` only (their scratch directories' names start with
-/// [`ScratchDir::prefix`]), then waits (at most a second) until they have exited, so that
+/// [`ScratchDir::prefix`]), then waits (at most 5 s) until every thread of theirs has exited, so that
 /// nothing of theirs writes any more when this returns: before `job` runs again after an
 /// attempt whose server died, on any node of the same host. Reads `/proc` (blocking).
 pub fn stop_orphans_of(data_dir: &Path, scratch_root: &Path, job: &JobId) -> Vec<Orphan> {
@@ -141,19 +141,24 @@ pub fn stop_orphans_of(data_dir: &Path, scratch_root: &Path, job: &JobId) -> Vec
         .filter(|o| o.scratch_dir.file_name().is_some_and(|n| n.to_string_lossy().starts_with(&prefix)))
         .collect();
     let stopped = kill_orphans(orphans);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     while stopped.iter().any(|o| is_alive(o.pid)) && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
     stopped
 }
 
-/// Whether `pid` still runs (exists and is not a zombie waiting to be reaped).
+/// Whether any thread of process `pid` still runs. A multi-threaded process's leader shows as
+/// a zombie as soon as it exited while its other threads, which share its open files (and so
+/// its file locks and its outputs), may still be exiting: every thread is checked.
 fn is_alive(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|stat| stat.rsplit_once(')').map(|(_, rest)| rest.trim_start().starts_with('Z')))
-        .is_some_and(|zombie| !zombie)
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return false };
+    tasks.flatten().any(|task| {
+        std::fs::read_to_string(task.path().join("stat"))
+            .ok()
+            .and_then(|stat| stat.rsplit_once(')').and_then(|(_, rest)| rest.trim_start().chars().next()))
+            .is_some_and(|state| !matches!(state, 'Z' | 'X'))
+    })
 }
 
 fn kill_orphans(orphans: Vec<Orphan>) -> Vec<Orphan> {

@@ -5,6 +5,7 @@
 
 mod api;
 mod client_command;
+mod cluster;
 mod docker;
 mod e2e;
 mod events;

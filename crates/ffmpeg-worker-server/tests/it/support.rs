@@ -54,6 +54,15 @@ impl Db {
         }
     }
 
+    /// The same PostgreSQL database for another node, `node_id` (several nodes on one
+    /// database: cluster mode).
+    pub fn node(&self, node_id: &str) -> Db {
+        match self {
+            Db::Postgres { url, .. } => Db::Postgres { url: url.clone(), node_id: node_id.to_owned() },
+            Db::Sqlite(_) => panic!("cluster nodes share a PostgreSQL database"),
+        }
+    }
+
     /// The server's arguments naming this database (and for PostgreSQL, the node id).
     fn args(&self) -> Vec<String> {
         let mut args = vec!["--database-url".to_owned(), self.url()];
@@ -91,11 +100,34 @@ macro_rules! on_each_store {
 }
 pub(crate) use on_each_store;
 
+/// A server's data directory: its own temporary directory, or one that several nodes of a
+/// cluster share (owned by the test).
+#[derive(Debug)]
+pub enum DataDir {
+    Own(tempfile::TempDir),
+    Shared(std::path::PathBuf),
+}
+
+impl DataDir {
+    pub fn path(&self) -> &Path {
+        match self {
+            DataDir::Own(dir) => dir.path(),
+            DataDir::Shared(path) => path,
+        }
+    }
+}
+
+impl From<tempfile::TempDir> for DataDir {
+    fn from(dir: tempfile::TempDir) -> DataDir {
+        DataDir::Own(dir)
+    }
+}
+
 /// A running `ffmpeg-worker` on a free port with its own data directory; killed on drop.
 pub struct Server {
     pub child: Child,
     pub base: String,
-    pub data: tempfile::TempDir,
+    pub data: DataDir,
     pub db: Db,
     /// Every line the server wrote to stderr so far.
     pub stderr: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
@@ -119,21 +151,21 @@ impl Server {
     }
 
     /// Starts the binary on an existing data directory and database (e.g. to restart).
-    pub fn start_in(data: tempfile::TempDir, db: Db, extra: &[&str]) -> Server {
+    pub fn start_in(data: impl Into<DataDir>, db: Db, extra: &[&str]) -> Server {
         Server::start_wrapped(&[], data, db, extra)
     }
 
     /// Starts the binary through `wrapper` (e.g. `["prlimit", "--nofile=256:256", "--"]`).
-    pub fn start_wrapped(wrapper: &[&str], data: tempfile::TempDir, db: Db, extra: &[&str]) -> Server {
-        Server::spawn(wrapper, data, db, extra, "info")
+    pub fn start_wrapped(wrapper: &[&str], data: impl Into<DataDir>, db: Db, extra: &[&str]) -> Server {
+        Server::spawn(wrapper, data.into(), db, extra, "info")
     }
 
     /// Starts the binary with the log filter `rust_log` (e.g. `debug`).
     pub fn start_logging(extra: &[&str], rust_log: &str) -> Server {
-        Server::spawn(&[], tempfile::tempdir().unwrap(), Db::new(Store::Sqlite), extra, rust_log)
+        Server::spawn(&[], tempfile::tempdir().unwrap().into(), Db::new(Store::Sqlite), extra, rust_log)
     }
 
-    fn spawn(wrapper: &[&str], data: tempfile::TempDir, db: Db, extra: &[&str], rust_log: &str) -> Server {
+    fn spawn(wrapper: &[&str], data: DataDir, db: Db, extra: &[&str], rust_log: &str) -> Server {
         let binary = env!("CARGO_BIN_EXE_ffmpeg-worker");
         let mut command = match wrapper.split_first() {
             Some((program, args)) => {
@@ -184,10 +216,10 @@ impl Server {
     }
 
     /// Stops the server (SIGKILL) and hands back its data directory and database.
-    pub fn kill(mut self) -> (tempfile::TempDir, Db) {
+    pub fn kill(mut self) -> (DataDir, Db) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let data = std::mem::replace(&mut self.data, tempfile::tempdir().unwrap());
+        let data = std::mem::replace(&mut self.data, DataDir::Shared(std::path::PathBuf::new()));
         let db = std::mem::replace(&mut self.db, Db::Sqlite(tempfile::tempdir().unwrap()));
         (data, db)
     }
