@@ -142,7 +142,10 @@ fn package_core() -> Result {
     }
     std::fs::create_dir_all(&unpacked)?;
     let crate_file = target.join("package").join(format!("{name}.crate"));
-    let status = Command::new("tar").arg("-xzf").arg(&crate_file).arg("-C").arg(&unpacked).status()?;
+    // `-m`: the files get the time of unpacking. `cargo package` stamps every file with one fixed
+    // time (2006), so kept times would tell cargo that nothing changed since the last unpacking,
+    // and it would test a library built from older sources.
+    let status = Command::new("tar").arg("-xzmf").arg(&crate_file).arg("-C").arg(&unpacked).status()?;
     if !status.success() {
         return Err(format!("cannot unpack {}: {status}", crate_file.display()).into());
     }
