@@ -36,6 +36,8 @@ use serde::{Deserialize, Serialize};
 
 use ffmpeg_core::capabilities::Capabilities;
 
+pub(crate) mod plan;
+
 use crate::model::{Job, JobId, JobStatus, Progress, SubmitOptions};
 use crate::nodes::{Heartbeat, Node, NodeRegistration, NodeState, labels_cover};
 use crate::outputs::Snapshot;

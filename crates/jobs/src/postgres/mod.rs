@@ -44,7 +44,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::model::{JobId, JobStatus};
 use crate::sqlite::OpenError;
-use crate::sqlite::rows::{JobRow, corrupt};
+use crate::sqlite::rows::JobRow;
 use crate::sqlite::write::WriteHealth;
 use crate::store::StoreError;
 
@@ -211,18 +211,12 @@ impl PgStore {
     /// Why a conditional transition on `id` matched no row: the job is missing, or in `status`
     /// (for a running job: not held by this node under a live lease).
     async fn refusal(&self, id: &JobId, action: &'static str) -> StoreError {
-        let status: Result<Option<String>, _> = sqlx::query_scalar("SELECT status FROM jobs WHERE id = $1")
+        let status = sqlx::query_scalar("SELECT status FROM jobs WHERE id = $1")
             .bind(id.as_str())
             .fetch_optional(&self.pool)
-            .await;
-        match status {
-            Err(e) => db(e),
-            Ok(None) => StoreError::NotFound(id.clone()),
-            Ok(Some(status)) => match status.parse::<JobStatus>() {
-                Ok(status) => StoreError::Conflict { id: id.clone(), status, action },
-                Err(e) => corrupt("status", e),
-            },
-        }
+            .await
+            .map_err(db);
+        crate::store::plan::refusal(id, action, status)
     }
 }
 
@@ -281,14 +275,19 @@ fn wake(notify: &Notify) {
 
 /// One reaper round, in one transaction: the jobs of expired leases, with the webhook
 /// deliveries of those that failed or were cancelled.
-async fn reap(pool: &PgPool, max_attempts: u32) -> Result<Vec<crate::Job>, StoreError> {
+async fn reap(pool: &PgPool, settings: &PgSettings) -> Result<Vec<crate::Job>, StoreError> {
     let (at, now) = crate::sqlite::rows::now();
     let mut tx = pool.begin().await.map_err(db)?;
-    let rows: Vec<JobRow> =
-        sqlx::query_as(sql::REAP).bind(i64::from(max_attempts)).bind(now).fetch_all(&mut *tx).await.map_err(db)?;
+    let rows: Vec<JobRow> = sqlx::query_as(sql::REAP)
+        .bind(i64::from(settings.max_attempts))
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db)?;
     let jobs = crate::sqlite::rows::jobs(rows)?;
     for job in jobs.iter().filter(|j| j.status.is_finished()) {
-        transitions::write_status_outbox(&mut tx, job, job.completed_at.unwrap_or(at)).await?;
+        let mut planned = transitions::PgTx::new(&mut tx, settings);
+        crate::store::plan::write_status_outbox(&mut planned, job, job.completed_at.unwrap_or(at)).await?;
     }
     tx.commit().await.map_err(db)?;
     Ok(jobs)
@@ -363,7 +362,7 @@ async fn maintain(
             let mut all = lock(&held).keys().cloned().collect::<Vec<_>>().into_iter();
             lose(&mut all, "no lease renewed for a whole lease by this node's clock: stopping the job");
         }
-        match reap(&pool, settings.max_attempts).await {
+        match reap(&pool, &settings).await {
             Ok(jobs) if !jobs.is_empty() => {
                 for job in &jobs {
                     tracing::warn!(job = %job.id, status = %job.status, "reaped a job whose node's lease expired");

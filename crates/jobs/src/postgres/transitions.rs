@@ -1,29 +1,25 @@
-//! The [`JobStore`] transitions of [`PgStore`], from the statements in [`sql`](super::sql).
+//! The [`JobStore`] transitions of [`PgStore`]: each one conditional statement (or one
+//! transaction running the shared [transition plan](crate::store::plan)), from the statements
+//! in [`sql`](super::sql).
 
 use std::time::Duration;
 
 use async_trait::async_trait;
-use ffmpeg_core::footprint::Footprint;
+use sqlx::PgConnection;
 use time::OffsetDateTime;
 
 use super::sql::*;
-use super::{PgStore, db};
-use crate::model::{Job, JobId, JobStatus, Progress, SubmitOptions};
-use crate::nodes::{Heartbeat, Node, NodeRegistration, labels_cover};
+use super::{PgSettings, PgStore, db};
+use crate::model::{Job, JobId, Progress, SubmitOptions};
+use crate::nodes::{Heartbeat, Node, NodeRegistration};
 use crate::sqlite::rows::{self, DeliveryRow, JobRow, corrupt, json, micros, micros_ceil, micros_floor, now};
 use crate::sqlite::write::Verdict;
+use crate::store::plan::{self, FinishRow, Queued, SqlTx};
 use crate::store::{
     ActiveFootprint, CancelOutcome, InterruptedRun, JobStore, ListQuery, Outcome, Recovery, RunRecord, StatusCounts,
-    StoreError, footprints_conflict,
+    StoreError,
 };
-use crate::webhook::{self, Delivery, DeliveryAttempt, DeliveryId, NextStep, SubscriptionSource, WebhookEvent};
-
-/// Queued jobs read per page while looking for one that may start.
-const CLAIM_PAGE: i64 = 64;
-
-fn decode_footprint(text: &str) -> Result<Footprint, StoreError> {
-    serde_json::from_str(text).map_err(|e| corrupt("footprint", e))
-}
+use crate::webhook::{Delivery, DeliveryAttempt, DeliveryId, NextStep, SubscriptionSource};
 
 /// PostgreSQL's TEXT cannot hold NUL: an error message keeps every other character, a NUL
 /// becomes U+FFFD (the log, BYTEA, keeps it).
@@ -31,128 +27,194 @@ fn text(s: &str) -> std::borrow::Cow<'_, str> {
     if s.contains('\0') { s.replace('\0', "\u{fffd}").into() } else { s.into() }
 }
 
-/// Inside `tx`: writes `deliveries` into the outbox.
-async fn write_outbox(tx: &mut sqlx::PgConnection, deliveries: &[Delivery]) -> Result<(), StoreError> {
-    for d in deliveries {
-        let source = match d.source {
-            SubscriptionSource::Job => "job",
-            SubscriptionSource::Server => "server",
+/// One open transaction of this node, for the transition plan: the writes about a running job
+/// are fenced by the node id and, where set, the attempt this node holds the job for.
+pub(super) struct PgTx<'a> {
+    conn: &'a mut PgConnection,
+    settings: &'a PgSettings,
+    attempt: Option<i64>,
+}
+
+impl<'a> PgTx<'a> {
+    /// The transaction `conn` of the node with `settings`, holding no particular job.
+    pub(super) fn new(conn: &'a mut PgConnection, settings: &'a PgSettings) -> PgTx<'a> {
+        PgTx { conn, settings, attempt: None }
+    }
+
+    /// The same, for writes about the running job this node holds for `attempt`.
+    fn holding(conn: &'a mut PgConnection, settings: &'a PgSettings, attempt: i64) -> PgTx<'a> {
+        PgTx { conn, settings, attempt: Some(attempt) }
+    }
+}
+
+/// PostgreSQL's statements for the transition plan. Claims run under the claim lock
+/// ([`CLAIM_LOCK`]), so each sees every job the other nodes started.
+#[async_trait]
+impl SqlTx for PgTx<'_> {
+    /// Queued jobs read per page while looking for one that may start.
+    const QUEUED_PAGE: usize = 64;
+
+    async fn running_footprints(&mut self) -> Result<Vec<Option<String>>, StoreError> {
+        sqlx::query_scalar(RUNNING_FOOTPRINTS).fetch_all(&mut *self.conn).await.map_err(db)
+    }
+
+    async fn queued_page(&mut self, after: Option<(i64, i64)>) -> Result<Vec<Queued>, StoreError> {
+        // Priorities are INTEGER (i32): from the first job in claim order, or after one.
+        let (priority, seq) = match after {
+            None => (i32::MAX, 0),
+            Some((priority, seq)) => (i32::try_from(priority).unwrap_or(i32::MIN), seq),
         };
-        sqlx::query(INSERT_DELIVERY)
-            .bind(d.id.as_str())
-            .bind(d.job_id.as_str())
-            .bind(&d.url)
-            .bind(source)
-            .bind(d.event.as_str())
-            .bind(micros_floor(d.created_at))
-            .bind(json(&d.job)?)
-            .execute(&mut *tx)
+        let rows: Vec<(i32, i64, Option<String>, String)> = sqlx::query_as(QUEUED_PAGE)
+            .bind(priority)
+            .bind(seq)
+            .bind(Self::QUEUED_PAGE as i64)
+            .fetch_all(&mut *self.conn)
             .await
             .map_err(db)?;
+        Ok(rows
+            .into_iter()
+            .map(|(priority, seq, footprint, requires)| Queued {
+                seq,
+                priority: i64::from(priority),
+                footprint,
+                requires,
+            })
+            .collect())
     }
-    Ok(())
+
+    async fn earlier_lower_priority_footprints(
+        &mut self,
+        seq: i64,
+        priority: i64,
+    ) -> Result<Vec<Option<String>>, StoreError> {
+        sqlx::query_scalar(EARLIER_LOWER_PRIORITY_FOOTPRINTS)
+            .bind(seq)
+            .bind(i32::try_from(priority).unwrap_or(i32::MIN))
+            .fetch_all(&mut *self.conn)
+            .await
+            .map_err(db)
+    }
+
+    async fn claim_seq(&mut self, seq: i64, started: i64) -> Result<Option<Job>, StoreError> {
+        let rows: Vec<JobRow> = sqlx::query_as(CLAIM_SEQ)
+            .bind(seq)
+            .bind(started)
+            .bind(&self.settings.node_id)
+            .bind(self.settings.lease.as_secs_f64())
+            .fetch_all(&mut *self.conn)
+            .await
+            .map_err(db)?;
+        rows.into_iter().next().map(Job::try_from).transpose()
+    }
+
+    async fn set_progress(&mut self, id: &JobId, progress: &str) -> Result<Option<(bool, String)>, StoreError> {
+        sqlx::query_as(UPDATE_PROGRESS)
+            .bind(id.as_str())
+            .bind(progress)
+            .bind(&self.settings.node_id)
+            .bind(self.attempt)
+            .fetch_optional(&mut *self.conn)
+            .await
+            .map_err(db)
+    }
+
+    async fn finish_row(&mut self, id: &JobId, row: &FinishRow, completed: i64) -> Result<Option<Job>, StoreError> {
+        let rows: Vec<JobRow> = sqlx::query_as(FINISH)
+            .bind(id.as_str())
+            .bind(row.status.as_str())
+            .bind(completed)
+            .bind(&row.output_files)
+            .bind(row.error.as_deref().map(text))
+            .bind(&self.settings.node_id)
+            .bind(self.attempt)
+            .bind(&row.outputs)
+            .fetch_all(&mut *self.conn)
+            .await
+            .map_err(db)?;
+        rows.into_iter().next().map(Job::try_from).transpose()
+    }
+
+    async fn set_log(&mut self, seq: i64, log: &str) -> Result<(), StoreError> {
+        sqlx::query(SET_LOG).bind(seq).bind(log.as_bytes()).execute(&mut *self.conn).await.map_err(db).map(drop)
+    }
+
+    async fn cancel_row(&mut self, id: &JobId, completed: i64) -> Result<Option<Job>, StoreError> {
+        let row: Option<JobRow> = sqlx::query_as(CANCEL)
+            .bind(id.as_str())
+            .bind(completed)
+            .fetch_optional(&mut *self.conn)
+            .await
+            .map_err(db)?;
+        row.map(Job::try_from).transpose()
+    }
+
+    async fn recover_fail(&mut self, max_attempts: u32, completed: i64) -> Result<Vec<Job>, StoreError> {
+        let rows: Vec<JobRow> = sqlx::query_as(RECOVER_FAIL)
+            .bind(i64::from(max_attempts))
+            .bind(completed)
+            .bind(&self.settings.node_id)
+            .fetch_all(&mut *self.conn)
+            .await
+            .map_err(db)?;
+        rows::jobs(rows)
+    }
+
+    async fn recover_requeue(&mut self) -> Result<Vec<(i64, String)>, StoreError> {
+        sqlx::query_as(RECOVER_REQUEUE).bind(&self.settings.node_id).fetch_all(&mut *self.conn).await.map_err(db)
+    }
+
+    async fn job(&mut self, id: &JobId) -> Result<Option<Job>, StoreError> {
+        let row: Option<JobRow> =
+            sqlx::query_as(GET).bind(id.as_str()).fetch_optional(&mut *self.conn).await.map_err(db)?;
+        row.map(Job::try_from).transpose()
+    }
+
+    async fn last_progress_deliveries(&mut self, id: &JobId) -> Result<Vec<(String, Option<i64>)>, StoreError> {
+        sqlx::query_as(LAST_PROGRESS_DELIVERIES).bind(id.as_str()).fetch_all(&mut *self.conn).await.map_err(db)
+    }
+
+    async fn insert_deliveries(&mut self, deliveries: &[Delivery]) -> Result<(), StoreError> {
+        for d in deliveries {
+            let source = match d.source {
+                SubscriptionSource::Job => "job",
+                SubscriptionSource::Server => "server",
+            };
+            sqlx::query(INSERT_DELIVERY)
+                .bind(d.id.as_str())
+                .bind(d.job_id.as_str())
+                .bind(&d.url)
+                .bind(source)
+                .bind(d.event.as_str())
+                .bind(micros_floor(d.created_at))
+                .bind(json(&d.job)?)
+                .execute(&mut *self.conn)
+                .await
+                .map_err(db)?;
+        }
+        Ok(())
+    }
 }
 
-/// Inside `tx`: writes the deliveries of `job`'s transition into its current status, at `at`.
-pub(super) async fn write_status_outbox(
-    tx: &mut sqlx::PgConnection,
-    job: &Job,
-    at: OffsetDateTime,
-) -> Result<(), StoreError> {
-    match WebhookEvent::of_status(job.status) {
-        Some(event) => write_outbox(tx, &webhook::outbox(job, event, at)).await,
-        None => Ok(()),
+/// Ends transaction `tx` as the work done in it says: commits when it changed something
+/// (`Ok(Some)`), rolls back when refused (`Ok(None)`); on an error it is rolled back when
+/// dropped.
+async fn end<T>(
+    tx: sqlx::Transaction<'_, sqlx::Postgres>,
+    done: Result<Option<T>, StoreError>,
+) -> Result<Option<T>, StoreError> {
+    match done? {
+        Some(value) => {
+            tx.commit().await.map_err(db)?;
+            Ok(Some(value))
+        }
+        None => {
+            tx.rollback().await.map_err(db)?;
+            Ok(None)
+        }
     }
-}
-
-/// Inside `tx`: the `job.progress` deliveries of running job `id` that are due (at most one
-/// per [`webhook::PROGRESS_INTERVAL`] per URL), written.
-async fn write_progress_outbox(tx: &mut sqlx::PgConnection, id: &JobId) -> Result<(), StoreError> {
-    let (at, at_micros) = now();
-    let row: Option<JobRow> = sqlx::query_as(GET).bind(id.as_str()).fetch_optional(&mut *tx).await.map_err(db)?;
-    let Some(job) = row.map(Job::try_from).transpose()? else { return Ok(()) };
-    let last: Vec<(String, Option<i64>)> =
-        sqlx::query_as(LAST_PROGRESS_DELIVERIES).bind(id.as_str()).fetch_all(&mut *tx).await.map_err(db)?;
-    let mut due = webhook::outbox(&job, WebhookEvent::Progress, at);
-    due.retain(|d| {
-        let previous = last.iter().find(|(url, _)| *url == d.url).and_then(|(_, micros)| *micros);
-        previous.is_none_or(|p| at_micros - p >= webhook::PROGRESS_INTERVAL.as_micros() as i64)
-    });
-    write_outbox(tx, &due).await
 }
 
 impl PgStore {
-    /// Inside `tx` (claims locked): claims the first queued job in claim order that may start
-    /// now, by the rule of [`JobStore::claim_next`]: its footprint conflicts with no running
-    /// job's and no earlier-submitted queued job's (the SQLite store's `claim_in`, read page by
-    /// page).
-    async fn claim_in(
-        &self,
-        tx: &mut sqlx::PgConnection,
-        started: i64,
-        labels: &[String],
-    ) -> Result<Option<Job>, StoreError> {
-        let decode = |text: Option<String>| text.as_deref().map(decode_footprint).transpose();
-        let running: Vec<Option<String>> =
-            sqlx::query_scalar(RUNNING_FOOTPRINTS).fetch_all(&mut *tx).await.map_err(db)?;
-        let running = running.into_iter().map(decode).collect::<Result<Vec<_>, _>>()?;
-        // The footprints of the jobs before the candidate in claim order: with the queued jobs
-        // of lower priority submitted earlier (queried per candidate), every job it may wait for.
-        let mut seen: Vec<(i64, Option<Footprint>)> = Vec::new();
-        let mut after = (i32::MAX, 0_i64);
-        loop {
-            let page: Vec<(i32, i64, Option<String>, String)> = sqlx::query_as(QUEUED_PAGE)
-                .bind(after.0)
-                .bind(after.1)
-                .bind(CLAIM_PAGE)
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(db)?;
-            let full = page.len() == CLAIM_PAGE as usize;
-            for (priority, seq, footprint, requires) in page {
-                after = (priority, seq);
-                let footprint = decode(footprint)?;
-                // A job this node may not take still holds back the later jobs it conflicts with.
-                let mut free = labels_cover(labels, &rows::labels(&requires, "requires")?)
-                    && running.iter().all(|theirs| !footprints_conflict(footprint.as_ref(), theirs.as_ref()))
-                    && seen
-                        .iter()
-                        .all(|(s, theirs)| *s > seq || !footprints_conflict(footprint.as_ref(), theirs.as_ref()));
-                if free {
-                    let earlier: Vec<Option<String>> = sqlx::query_scalar(EARLIER_LOWER_PRIORITY_FOOTPRINTS)
-                        .bind(seq)
-                        .bind(priority)
-                        .fetch_all(&mut *tx)
-                        .await
-                        .map_err(db)?;
-                    for theirs in earlier {
-                        if footprints_conflict(footprint.as_ref(), decode(theirs)?.as_ref()) {
-                            free = false;
-                            break;
-                        }
-                    }
-                }
-                if free {
-                    let rows: Vec<JobRow> = sqlx::query_as(CLAIM_SEQ)
-                        .bind(seq)
-                        .bind(started)
-                        .bind(&self.settings.node_id)
-                        .bind(self.settings.lease.as_secs_f64())
-                        .fetch_all(&mut *tx)
-                        .await
-                        .map_err(db)?;
-                    if let Some(row) = rows.into_iter().next() {
-                        return Job::try_from(row).map(Some);
-                    }
-                }
-                seen.push((seq, footprint));
-            }
-            if !full {
-                return Ok(None);
-            }
-        }
-    }
-
     /// The attempt this store holds `id` for, or the refusal of `action`.
     async fn held_attempt(&self, id: &JobId, action: &'static str) -> Result<i64, StoreError> {
         match self.attempt(id) {
@@ -220,16 +282,8 @@ impl JobStore for PgStore {
         let result = async {
             let mut tx = self.pool.begin().await.map_err(db)?;
             sqlx::query(LOCK_CLAIMS).bind(CLAIM_LOCK).execute(&mut *tx).await.map_err(db)?;
-            // On an error the transaction is rolled back when dropped.
-            let claimed = self.claim_in(&mut tx, started, labels).await?;
-            if let Some(job) = &claimed {
-                let at = job.started_at.unwrap_or_else(OffsetDateTime::now_utc);
-                write_status_outbox(&mut tx, job, at).await?;
-                tx.commit().await.map_err(db)?;
-            } else {
-                tx.rollback().await.map_err(db)?;
-            }
-            Ok(claimed)
+            let claimed = plan::claim(&mut PgTx::new(&mut tx, &self.settings), started, labels).await;
+            end(tx, claimed).await
         }
         .await;
         self.health.record(&result);
@@ -257,20 +311,9 @@ impl JobStore for PgStore {
     }
 
     async fn interrupted_runs(&self) -> Result<Vec<InterruptedRun>, StoreError> {
-        let rows: Vec<(String, Option<String>)> =
+        let rows =
             sqlx::query_as(INTERRUPTED_RUNS).bind(&self.settings.node_id).fetch_all(&self.pool).await.map_err(db)?;
-        rows.into_iter()
-            .map(|(id, run)| {
-                Ok(InterruptedRun {
-                    id: JobId::parse(&id).map_err(|e| corrupt("id", e))?,
-                    run: run
-                        .as_deref()
-                        .map(serde_json::from_str::<RunRecord>)
-                        .transpose()
-                        .map_err(|e| corrupt("run", e))?,
-                })
-            })
-            .collect()
+        plan::interrupted_runs(rows)
     }
 
     async fn previous_run(&self, id: &JobId) -> Result<Option<RunRecord>, StoreError> {
@@ -288,21 +331,9 @@ impl JobStore for PgStore {
         let progress = json(progress)?;
         let result = async {
             let mut tx = self.pool.begin().await.map_err(db)?;
-            let row: Option<(bool, String)> = sqlx::query_as(UPDATE_PROGRESS)
-                .bind(id.as_str())
-                .bind(progress)
-                .bind(&self.settings.node_id)
-                .bind(attempt)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(db)?;
-            let Some((cancel, webhooks)) = row else { return Ok(None) };
-            // Only a job that lists job.progress pays for the outbox check.
-            if webhooks.contains(WebhookEvent::Progress.as_str()) {
-                write_progress_outbox(&mut tx, id).await?;
-            }
-            tx.commit().await.map_err(db)?;
-            Ok(Some(cancel))
+            let updated =
+                plan::update_progress(&mut PgTx::holding(&mut tx, &self.settings, attempt), id, &progress).await;
+            end(tx, updated).await
         }
         .await;
         self.health.record(&result);
@@ -315,35 +346,12 @@ impl JobStore for PgStore {
     async fn finish(&self, id: &JobId, outcome: Outcome, log: &str) -> Result<Job, StoreError> {
         let attempt = self.held_attempt(id, "finish").await?;
         let (_, completed) = now();
-        let (status, outputs, described, error) = match outcome {
-            Outcome::Completed { output_files, outputs } => {
-                (JobStatus::Completed, Some(json(&output_files)?), Some(json(&outputs)?), None)
-            }
-            Outcome::Failed { error } => (JobStatus::Failed, None, None, Some(text(&error).into_owned())),
-            Outcome::Cancelled => (JobStatus::Cancelled, None, None, None),
-        };
+        let row = FinishRow::of(outcome)?;
         let result = async {
             let mut tx = self.pool.begin().await.map_err(db)?;
-            let rows: Vec<JobRow> = sqlx::query_as(FINISH)
-                .bind(id.as_str())
-                .bind(status.as_str())
-                .bind(completed)
-                .bind(outputs)
-                .bind(error)
-                .bind(&self.settings.node_id)
-                .bind(attempt)
-                .bind(described)
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(db)?;
-            let Some(row) = rows.into_iter().next() else { return Ok(None) };
-            let job = Job::try_from(row)?;
-            if !log.is_empty() {
-                sqlx::query(SET_LOG).bind(job.seq).bind(log.as_bytes()).execute(&mut *tx).await.map_err(db)?;
-            }
-            write_status_outbox(&mut tx, &job, job.completed_at.unwrap_or_else(OffsetDateTime::now_utc)).await?;
-            tx.commit().await.map_err(db)?;
-            Ok(Some(job))
+            let mut planned = PgTx::holding(&mut tx, &self.settings, attempt);
+            let finished = plan::finish(&mut planned, id, &row, completed, log).await;
+            end(tx, finished).await
         }
         .await;
         self.health.record(&result);
@@ -368,22 +376,13 @@ impl JobStore for PgStore {
         let (_, completed) = now();
         let result = async {
             let mut tx = self.pool.begin().await.map_err(db)?;
-            let row: Option<JobRow> =
-                sqlx::query_as(CANCEL).bind(id.as_str()).bind(completed).fetch_optional(&mut *tx).await.map_err(db)?;
-            let Some(job) = row.map(Job::try_from).transpose()? else { return Ok(None) };
-            // A queued job is cancelled now (its event is written with it); a running one only
-            // flagged, and its node's `finish` writes the event.
-            if job.status == JobStatus::Cancelled {
-                write_status_outbox(&mut tx, &job, job.completed_at.unwrap_or_else(OffsetDateTime::now_utc)).await?;
-            }
-            tx.commit().await.map_err(db)?;
-            Ok(Some(job))
+            let cancelled = plan::cancel(&mut PgTx::new(&mut tx, &self.settings), id, completed).await;
+            end(tx, cancelled).await
         }
         .await;
         self.health.record(&result);
         match result? {
-            Some(job) if job.status == JobStatus::Cancelled => Ok(CancelOutcome::Cancelled(job)),
-            Some(job) => Ok(CancelOutcome::Requested(job)),
+            Some(outcome) => Ok(outcome),
             None => Err(self.refusal(id, "cancel").await),
         }
     }
@@ -417,34 +416,15 @@ impl JobStore for PgStore {
 
     async fn recover(&self, max_attempts: u32) -> Result<Recovery, StoreError> {
         let (_, completed) = now();
-        let node = &self.settings.node_id;
         let result = async {
             let mut tx = self.pool.begin().await.map_err(db)?;
-            let failed: Vec<JobRow> = sqlx::query_as(RECOVER_FAIL)
-                .bind(i64::from(max_attempts))
-                .bind(completed)
-                .bind(node)
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(db)?;
-            let failed = rows::jobs(failed)?;
-            for job in &failed {
-                write_status_outbox(&mut tx, job, job.completed_at.unwrap_or_else(OffsetDateTime::now_utc)).await?;
-            }
-            let failed: Vec<(i64, String)> = failed.into_iter().map(|j| (j.seq, j.id.to_string())).collect();
-            let requeued: Vec<(i64, String)> =
-                sqlx::query_as(RECOVER_REQUEUE).bind(node).fetch_all(&mut *tx).await.map_err(db)?;
-            tx.commit().await.map_err(db)?;
-            Ok((failed, requeued))
+            let recovered =
+                plan::recover(&mut PgTx::new(&mut tx, &self.settings), max_attempts, completed).await.map(Some);
+            end(tx, recovered).await
         }
         .await;
         self.health.record(&result);
-        let (mut failed, mut requeued) = result?;
-        let ids = |rows: &mut Vec<(i64, String)>| -> Result<Vec<JobId>, StoreError> {
-            rows.sort_unstable();
-            rows.iter().map(|(_, id)| JobId::parse(id).map_err(|e| corrupt("id", e))).collect()
-        };
-        let recovery = Recovery { requeued: ids(&mut requeued)?, failed: ids(&mut failed)? };
+        let recovery = result?.unwrap_or_default();
         for id in recovery.requeued.iter().chain(&recovery.failed) {
             self.release(id);
         }
@@ -466,27 +446,11 @@ impl JobStore for PgStore {
     }
 
     async fn counts(&self) -> Result<StatusCounts, StoreError> {
-        let rows: Vec<(String, i64)> = sqlx::query_as(COUNTS).fetch_all(&self.pool).await.map_err(db)?;
-        rows.into_iter()
-            .map(|(status, n)| {
-                let status = status.parse::<JobStatus>().map_err(|e| corrupt("status", e))?;
-                Ok((status, u64::try_from(n).unwrap_or(0)))
-            })
-            .collect()
+        plan::counts(sqlx::query_as(COUNTS).fetch_all(&self.pool).await.map_err(db)?)
     }
 
     async fn active_footprints(&self) -> Result<Vec<ActiveFootprint>, StoreError> {
-        let rows: Vec<(String, String, Option<String>)> =
-            sqlx::query_as(ACTIVE_FOOTPRINTS).fetch_all(&self.pool).await.map_err(db)?;
-        rows.into_iter()
-            .map(|(id, status, footprint)| {
-                Ok(ActiveFootprint {
-                    id: JobId::parse(&id).map_err(|e| corrupt("id", e))?,
-                    status: status.parse::<JobStatus>().map_err(|e| corrupt("status", e))?,
-                    footprint: footprint.as_deref().map(decode_footprint).transpose()?,
-                })
-            })
-            .collect()
+        plan::active_footprints(sqlx::query_as(ACTIVE_FOOTPRINTS).fetch_all(&self.pool).await.map_err(db)?)
     }
 
     fn lease_lost(&self, id: &JobId) -> Option<tokio_util::sync::CancellationToken> {

@@ -64,7 +64,7 @@ use sqlx::sqlite::SqlitePool;
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use crate::model::{JobId, JobStatus};
+use crate::model::JobId;
 use crate::store::StoreError;
 use batch::{GET_TASKS, MAX_GET_BATCH, MAX_INSERT_BATCH, PendingGet, PendingInsert, answer_gets, commit_inserts};
 use rows::db;
@@ -199,17 +199,11 @@ impl SqliteStore {
 
     /// Why a conditional transition on `id` matched no row: the job is missing, or in `status`.
     async fn refusal(&self, id: &JobId, action: &'static str) -> StoreError {
-        let status: Result<Option<String>, _> = sqlx::query_scalar("SELECT status FROM jobs WHERE id = ?1")
+        let status = sqlx::query_scalar("SELECT status FROM jobs WHERE id = ?1")
             .bind(id.as_str())
             .fetch_optional(&self.writer)
-            .await;
-        match status {
-            Err(e) => db(e),
-            Ok(None) => StoreError::NotFound(id.clone()),
-            Ok(Some(status)) => match status.parse::<JobStatus>() {
-                Ok(status) => StoreError::Conflict { id: id.clone(), status, action },
-                Err(e) => rows::corrupt("status", e),
-            },
-        }
+            .await
+            .map_err(db);
+        crate::store::plan::refusal(id, action, status)
     }
 }

@@ -1,6 +1,7 @@
 //! The [`JobStore`] transitions of [`SqliteStore`]: each one conditional statement (or one
-//! [`WriteTx`]), from the statements in [`sql`](super::sql). Every write's outcome feeds the
-//! store's write health; a write that returns `Ok` has committed.
+//! [`WriteTx`] running the shared [transition plan](crate::store::plan)), from the statements
+//! in [`sql`](super::sql). Every write's outcome feeds the store's write health; a write that
+//! returns `Ok` has committed.
 
 use std::time::Duration;
 
@@ -13,122 +14,123 @@ use super::batch::{PendingGet, PendingInsert};
 use super::rows::{self, DeliveryRow, JobRow, corrupt, db, encode_deliveries, json, micros, micros_ceil, now};
 use super::sql::*;
 use super::write::{Verdict, WriteTx};
-use crate::model::{Job, JobId, JobStatus, Progress, SubmitOptions};
-use crate::nodes::{Heartbeat, Node, NodeRegistration, labels_cover};
+use crate::model::{Job, JobId, Progress, SubmitOptions};
+use crate::nodes::{Heartbeat, Node, NodeRegistration};
+use crate::store::plan::{self, FinishRow, Queued, SqlTx};
 use crate::store::{
     ActiveFootprint, CancelOutcome, InterruptedRun, JobStore, ListQuery, Outcome, Recovery, RunRecord, StatusCounts,
-    StoreError, footprints_conflict,
+    StoreError,
 };
-use crate::webhook::{self, Delivery, DeliveryAttempt, DeliveryId, NextStep, WebhookEvent};
+use crate::webhook::{Delivery, DeliveryAttempt, DeliveryId, NextStep};
 
-fn decode_footprint(text: &str) -> Result<ffmpeg_core::footprint::Footprint, StoreError> {
-    serde_json::from_str(text).map_err(|e| corrupt("footprint", e))
+/// The first row of a statement that returns jobs, decoded.
+fn first(rows: Vec<JobRow>) -> Result<Option<Job>, StoreError> {
+    rows.into_iter().next().map(Job::try_from).transpose()
 }
 
-/// Inside `tx`: writes `deliveries` into the outbox (nothing when there are none).
-async fn write_outbox(tx: &mut WriteTx, deliveries: &[Delivery]) -> Result<(), StoreError> {
-    if deliveries.is_empty() {
-        return Ok(());
+/// SQLite's statements for the transition plan, inside a [`WriteTx`] (`BEGIN IMMEDIATE`: the
+/// footprints a claim reads cannot change, in this process or another, before it commits).
+#[async_trait]
+impl SqlTx for WriteTx {
+    /// One at a time: SQLite reads the next one from the queue index directly.
+    const QUEUED_PAGE: usize = 1;
+
+    async fn running_footprints(&mut self) -> Result<Vec<Option<String>>, StoreError> {
+        sqlx::query_scalar(RUNNING_FOOTPRINTS).fetch_all(self.conn()).await.map_err(db)
     }
-    sqlx::query(INSERT_DELIVERIES).bind(encode_deliveries(deliveries)?).execute(tx.conn()).await.map_err(db)?;
-    Ok(())
-}
 
-/// Inside `tx`: writes the deliveries of `job`'s transition into its current status, at `at`.
-async fn write_status_outbox(tx: &mut WriteTx, job: &Job, at: OffsetDateTime) -> Result<(), StoreError> {
-    match WebhookEvent::of_status(job.status) {
-        Some(event) => write_outbox(tx, &webhook::outbox(job, event, at)).await,
-        None => Ok(()),
+    async fn claim_if_oldest(&mut self, started: i64, labels: &[String]) -> Result<Option<Job>, StoreError> {
+        let labels = json(&labels)?;
+        first(sqlx::query_as(CLAIM_IF_OLDEST).bind(started).bind(labels).fetch_all(self.conn()).await.map_err(db)?)
     }
-}
 
-/// Inside `tx`: the `job.progress` deliveries of running job `id` that are due (at most one
-/// per [`webhook::PROGRESS_INTERVAL`] per URL), written.
-async fn write_progress_outbox(tx: &mut WriteTx, id: &JobId) -> Result<(), StoreError> {
-    let (at, at_micros) = now();
-    let rows = sqlx::query_as::<_, JobRow>(GET).bind(id.as_str()).fetch_all(tx.conn()).await.map_err(db)?;
-    let Some(job) = rows.into_iter().next().map(Job::try_from).transpose()? else { return Ok(()) };
-    let last: Vec<(String, i64)> =
-        sqlx::query_as(LAST_PROGRESS_DELIVERIES).bind(id.as_str()).fetch_all(tx.conn()).await.map_err(db)?;
-    let mut due = webhook::outbox(&job, WebhookEvent::Progress, at);
-    due.retain(|d| {
-        let previous = last.iter().find(|(url, _)| *url == d.url).map(|(_, micros)| *micros);
-        // Compared in stored microseconds: the interval in whole microseconds.
-        previous.is_none_or(|p| at_micros - p >= webhook::PROGRESS_INTERVAL.as_micros() as i64)
-    });
-    write_outbox(tx, &due).await
-}
+    async fn queued_page(&mut self, after: Option<(i64, i64)>) -> Result<Vec<Queued>, StoreError> {
+        let rows: Vec<(i64, i64, Option<String>, String)> = match after {
+            None => sqlx::query_as(QUEUED_FIRST).fetch_all(self.conn()).await,
+            Some((priority, seq)) => sqlx::query_as(QUEUED_AFTER).bind(priority).bind(seq).fetch_all(self.conn()).await,
+        }
+        .map_err(db)?;
+        Ok(rows
+            .into_iter()
+            .map(|(seq, priority, footprint, requires)| Queued { seq, priority, footprint, requires })
+            .collect())
+    }
 
-/// Inside `tx`: claims the first queued job (in claim order) that may start now, by the rule
-/// of [`JobStore::claim_next`]: its footprint conflicts with no running job's and no
-/// earlier-submitted queued job's. `None` when there is none. Every writing statement runs to
-/// its end.
-async fn claim_in(tx: &mut WriteTx, started: i64, labels: &[String]) -> Result<Option<Job>, StoreError> {
-    type Footprint = ffmpeg_core::footprint::Footprint;
-    let decode = |text: Option<String>| text.as_deref().map(decode_footprint).transpose();
-    let running: Vec<Option<String>> = sqlx::query_scalar(RUNNING_FOOTPRINTS).fetch_all(tx.conn()).await.map_err(db)?;
-    if running.is_empty() {
-        // Nothing runs and the first job in claim order is the oldest queued one: it waits for
-        // nobody (the common case, one statement).
-        let rows = sqlx::query_as::<_, JobRow>(CLAIM_IF_OLDEST)
-            .bind(started)
-            .bind(json(&labels)?)
-            .fetch_all(tx.conn())
+    async fn earlier_lower_priority_footprints(
+        &mut self,
+        seq: i64,
+        priority: i64,
+    ) -> Result<Vec<Option<String>>, StoreError> {
+        sqlx::query_scalar(EARLIER_LOWER_PRIORITY_FOOTPRINTS)
+            .bind(seq)
+            .bind(priority)
+            .fetch_all(self.conn())
+            .await
+            .map_err(db)
+    }
+
+    async fn claim_seq(&mut self, seq: i64, started: i64) -> Result<Option<Job>, StoreError> {
+        first(sqlx::query_as(CLAIM_SEQ).bind(started).bind(seq).fetch_all(self.conn()).await.map_err(db)?)
+    }
+
+    async fn set_progress(&mut self, id: &JobId, progress: &str) -> Result<Option<(bool, String)>, StoreError> {
+        let mut rows: Vec<(bool, String)> = sqlx::query_as(UPDATE_PROGRESS)
+            .bind(id.as_str())
+            .bind(progress)
+            .fetch_all(self.conn())
             .await
             .map_err(db)?;
-        if let Some(row) = rows.into_iter().next() {
-            return Job::try_from(row).map(Some);
-        }
+        Ok(rows.pop())
     }
-    let running = running.into_iter().map(decode).collect::<Result<Vec<_>, _>>()?;
-    // Queued jobs in claim order, one query each (usually the first can start). `seen` holds
-    // the footprints of the jobs before the candidate in claim order: with the queued jobs of
-    // lower priority submitted earlier (queried per candidate), every job it may wait for.
-    let mut seen: Vec<(i64, Option<Footprint>)> = Vec::new();
-    let mut next = sqlx::query_as::<_, (i64, i64, Option<String>, String)>(QUEUED_FIRST)
-        .fetch_all(tx.conn())
-        .await
-        .map_err(db)?
-        .pop();
-    while let Some((seq, priority, footprint, requires)) = next {
-        let footprint = decode(footprint)?;
-        // A job this node may not take still holds back the later jobs it conflicts with.
-        let mut free = labels_cover(labels, &rows::labels(&requires, "requires")?)
-            && running.iter().all(|theirs| !footprints_conflict(footprint.as_ref(), theirs.as_ref()))
-            && seen.iter().all(|(s, theirs)| *s > seq || !footprints_conflict(footprint.as_ref(), theirs.as_ref()));
-        if free {
-            let earlier: Vec<Option<String>> = sqlx::query_scalar(EARLIER_LOWER_PRIORITY_FOOTPRINTS)
-                .bind(seq)
-                .bind(priority)
-                .fetch_all(tx.conn())
-                .await
-                .map_err(db)?;
-            for theirs in earlier {
-                if footprints_conflict(footprint.as_ref(), decode(theirs)?.as_ref()) {
-                    free = false;
-                    break;
-                }
-            }
-        }
-        if free {
-            let rows = sqlx::query_as::<_, JobRow>(CLAIM_SEQ)
-                .bind(started)
-                .bind(seq)
-                .fetch_all(tx.conn())
-                .await
-                .map_err(db)?;
-            return rows.into_iter().next().map(Job::try_from).transpose();
-        }
-        seen.push((seq, footprint));
-        next = sqlx::query_as::<_, (i64, i64, Option<String>, String)>(QUEUED_AFTER)
-            .bind(priority)
-            .bind(seq)
-            .fetch_all(tx.conn())
+
+    async fn finish_row(&mut self, id: &JobId, row: &FinishRow, completed: i64) -> Result<Option<Job>, StoreError> {
+        let rows = sqlx::query_as(FINISH)
+            .bind(id.as_str())
+            .bind(row.status.as_str())
+            .bind(completed)
+            .bind(&row.output_files)
+            .bind(&row.error)
+            .bind(&row.outputs)
+            .fetch_all(self.conn())
             .await
-            .map_err(db)?
-            .pop();
+            .map_err(db)?;
+        first(rows)
     }
-    Ok(None)
+
+    async fn set_log(&mut self, seq: i64, log: &str) -> Result<(), StoreError> {
+        sqlx::query(SET_LOG).bind(seq).bind(log).execute(self.conn()).await.map_err(db).map(drop)
+    }
+
+    async fn cancel_row(&mut self, id: &JobId, completed: i64) -> Result<Option<Job>, StoreError> {
+        first(sqlx::query_as(CANCEL).bind(id.as_str()).bind(completed).fetch_all(self.conn()).await.map_err(db)?)
+    }
+
+    async fn recover_fail(&mut self, max_attempts: u32, completed: i64) -> Result<Vec<Job>, StoreError> {
+        let rows = sqlx::query_as(RECOVER_FAIL)
+            .bind(i64::from(max_attempts))
+            .bind(completed)
+            .fetch_all(self.conn())
+            .await
+            .map_err(db)?;
+        rows::jobs(rows)
+    }
+
+    async fn recover_requeue(&mut self) -> Result<Vec<(i64, String)>, StoreError> {
+        sqlx::query_as(RECOVER_REQUEUE).fetch_all(self.conn()).await.map_err(db)
+    }
+
+    async fn job(&mut self, id: &JobId) -> Result<Option<Job>, StoreError> {
+        first(sqlx::query_as(GET).bind(id.as_str()).fetch_all(self.conn()).await.map_err(db)?)
+    }
+
+    async fn last_progress_deliveries(&mut self, id: &JobId) -> Result<Vec<(String, Option<i64>)>, StoreError> {
+        sqlx::query_as(LAST_PROGRESS_DELIVERIES).bind(id.as_str()).fetch_all(self.conn()).await.map_err(db)
+    }
+
+    async fn insert_deliveries(&mut self, deliveries: &[Delivery]) -> Result<(), StoreError> {
+        let encoded = encode_deliveries(deliveries)?;
+        sqlx::query(INSERT_DELIVERIES).bind(encoded).execute(self.conn()).await.map_err(db).map(drop)
+    }
 }
 
 #[async_trait]
@@ -180,27 +182,8 @@ impl JobStore for SqliteStore {
             // `BEGIN IMMEDIATE` takes SQLite's write lock first: the footprints read below
             // cannot change (in this process or another) before the claim commits.
             let mut tx = WriteTx::begin(&self.writer).await?;
-            let claimed = match claim_in(&mut tx, started, labels).await {
-                Ok(Some(job)) => {
-                    let at = job.started_at.unwrap_or_else(OffsetDateTime::now_utc);
-                    write_status_outbox(&mut tx, &job, at).await.map(|()| Some(job))
-                }
-                other => other,
-            };
-            match claimed {
-                Ok(Some(job)) => {
-                    tx.commit().await?;
-                    Ok(Some(job))
-                }
-                Ok(None) => {
-                    tx.rollback().await;
-                    Ok(None)
-                }
-                Err(e) => {
-                    tx.rollback().await;
-                    Err(e)
-                }
-            }
+            let claimed = plan::claim(&mut tx, started, labels).await;
+            tx.end(claimed).await
         }
         .await;
         self.health.record(&result);
@@ -223,19 +206,8 @@ impl JobStore for SqliteStore {
     }
 
     async fn interrupted_runs(&self) -> Result<Vec<InterruptedRun>, StoreError> {
-        let rows: Vec<(String, Option<String>)> =
-            sqlx::query_as(INTERRUPTED_RUNS).fetch_all(&self.writer).await.map_err(db)?;
-        rows.into_iter()
-            .map(|(id, run)| {
-                Ok(InterruptedRun {
-                    id: JobId::parse(&id).map_err(|e| corrupt("id", e))?,
-                    run: run
-                        .map(|r| serde_json::from_str::<RunRecord>(&r))
-                        .transpose()
-                        .map_err(|e| corrupt("run", e))?,
-                })
-            })
-            .collect()
+        let rows = sqlx::query_as(INTERRUPTED_RUNS).fetch_all(&self.writer).await.map_err(db)?;
+        plan::interrupted_runs(rows)
     }
 
     async fn previous_run(&self, id: &JobId) -> Result<Option<RunRecord>, StoreError> {
@@ -252,33 +224,8 @@ impl JobStore for SqliteStore {
         let progress = json(progress)?;
         let result = async {
             let mut tx = WriteTx::begin(&self.writer).await?;
-            let updated = sqlx::query_as::<_, (bool, String)>(UPDATE_PROGRESS)
-                .bind(id.as_str())
-                .bind(progress)
-                .fetch_all(tx.conn())
-                .await
-                .map_err(db);
-            let cancel = match updated.map(|mut rows| rows.pop()) {
-                Ok(Some((cancel, webhooks))) => {
-                    // Only a job that lists job.progress pays for the outbox check.
-                    let wanted = webhooks.contains(WebhookEvent::Progress.as_str());
-                    if wanted && let Err(e) = write_progress_outbox(&mut tx, id).await {
-                        tx.rollback().await;
-                        return Err(e);
-                    }
-                    cancel
-                }
-                Ok(None) => {
-                    tx.rollback().await;
-                    return Ok(None);
-                }
-                Err(e) => {
-                    tx.rollback().await;
-                    return Err(e);
-                }
-            };
-            tx.commit().await?;
-            Ok(Some(cancel))
+            let updated = plan::update_progress(&mut tx, id, &progress).await;
+            tx.end(updated).await
         }
         .await;
         self.health.record(&result);
@@ -289,52 +236,12 @@ impl JobStore for SqliteStore {
     }
 
     async fn finish(&self, id: &JobId, outcome: Outcome, log: &str) -> Result<Job, StoreError> {
-        let (status, output_files, outputs, error) = match outcome {
-            Outcome::Completed { output_files, outputs } => {
-                (JobStatus::Completed, Some(json(&output_files)?), Some(json(&outputs)?), None)
-            }
-            Outcome::Failed { error } => (JobStatus::Failed, None, None, Some(error)),
-            Outcome::Cancelled => (JobStatus::Cancelled, None, None, None),
-        };
+        let row = FinishRow::of(outcome)?;
         let (_, completed) = now();
         let result = async {
             let mut tx = WriteTx::begin(&self.writer).await?;
-            let row = sqlx::query_as::<_, JobRow>(FINISH)
-                .bind(id.as_str())
-                .bind(status.as_str())
-                .bind(completed)
-                .bind(output_files)
-                .bind(error)
-                .bind(outputs)
-                .fetch_all(tx.conn())
-                .await
-                .map_err(db);
-            let job = match row.and_then(|mut rows| rows.pop().map(Job::try_from).transpose()) {
-                Ok(Some(job)) => job,
-                Ok(None) => {
-                    // Refused: nothing changed. Roll back before `refusal` needs the (in
-                    // memory: only) connection.
-                    tx.rollback().await;
-                    return Ok(None);
-                }
-                Err(e) => {
-                    tx.rollback().await;
-                    return Err(e);
-                }
-            };
-            if !log.is_empty()
-                && let Err(e) = sqlx::query(SET_LOG).bind(job.seq).bind(log).execute(tx.conn()).await
-            {
-                tx.rollback().await;
-                return Err(db(e));
-            }
-            let at = job.completed_at.unwrap_or_else(OffsetDateTime::now_utc);
-            if let Err(e) = write_status_outbox(&mut tx, &job, at).await {
-                tx.rollback().await;
-                return Err(e);
-            }
-            tx.commit().await?;
-            Ok(Some(job))
+            let finished = plan::finish(&mut tx, id, &row, completed, log).await;
+            tx.end(finished).await
         }
         .await;
         self.health.record(&result);
@@ -358,40 +265,13 @@ impl JobStore for SqliteStore {
         let (_, completed) = now();
         let result = async {
             let mut tx = WriteTx::begin(&self.writer).await?;
-            let rows = sqlx::query_as::<_, JobRow>(CANCEL)
-                .bind(id.as_str())
-                .bind(completed)
-                .fetch_all(tx.conn())
-                .await
-                .map_err(db);
-            let job = match rows.and_then(|mut rows| rows.pop().map(Job::try_from).transpose()) {
-                Ok(Some(job)) => job,
-                Ok(None) => {
-                    tx.rollback().await;
-                    return Ok(None);
-                }
-                Err(e) => {
-                    tx.rollback().await;
-                    return Err(e);
-                }
-            };
-            // A queued job is cancelled now (its event is written with it); a running one
-            // only flagged, and its worker's `finish` writes the event.
-            if job.status == JobStatus::Cancelled {
-                let at = job.completed_at.unwrap_or_else(OffsetDateTime::now_utc);
-                if let Err(e) = write_status_outbox(&mut tx, &job, at).await {
-                    tx.rollback().await;
-                    return Err(e);
-                }
-            }
-            tx.commit().await?;
-            Ok(Some(job))
+            let cancelled = plan::cancel(&mut tx, id, completed).await;
+            tx.end(cancelled).await
         }
         .await;
         self.health.record(&result);
         match result? {
-            Some(job) if job.status == JobStatus::Cancelled => Ok(CancelOutcome::Cancelled(job)),
-            Some(job) => Ok(CancelOutcome::Requested(job)),
+            Some(outcome) => Ok(outcome),
             None => Err(self.refusal(id, "cancel").await),
         }
     }
@@ -419,46 +299,12 @@ impl JobStore for SqliteStore {
         let (_, completed) = now();
         let result = async {
             let mut tx = WriteTx::begin(&self.writer).await?;
-            let failed = sqlx::query_as::<_, JobRow>(RECOVER_FAIL)
-                .bind(i64::from(max_attempts))
-                .bind(completed)
-                .fetch_all(tx.conn())
-                .await
-                .map_err(db)
-                .and_then(rows::jobs);
-            let failed = match failed {
-                Ok(failed) => failed,
-                Err(e) => {
-                    tx.rollback().await;
-                    return Err(e);
-                }
-            };
-            for job in &failed {
-                let at = job.completed_at.unwrap_or_else(OffsetDateTime::now_utc);
-                if let Err(e) = write_status_outbox(&mut tx, job, at).await {
-                    tx.rollback().await;
-                    return Err(e);
-                }
-            }
-            let failed: Vec<(i64, String)> = failed.into_iter().map(|j| (j.seq, j.id.to_string())).collect();
-            let requeued = match sqlx::query_as::<_, (i64, String)>(RECOVER_REQUEUE).fetch_all(tx.conn()).await {
-                Ok(requeued) => requeued,
-                Err(e) => {
-                    tx.rollback().await;
-                    return Err(db(e));
-                }
-            };
-            tx.commit().await?;
-            Ok((failed, requeued))
+            let recovered = plan::recover(&mut tx, max_attempts, completed).await.map(Some);
+            tx.end(recovered).await
         }
         .await;
         self.health.record(&result);
-        let (mut failed, mut requeued) = result?;
-        let ids = |rows: &mut Vec<(i64, String)>| -> Result<Vec<JobId>, StoreError> {
-            rows.sort_unstable();
-            rows.iter().map(|(_, id)| JobId::parse(id).map_err(|e| corrupt("id", e))).collect()
-        };
-        let recovery = Recovery { requeued: ids(&mut requeued)?, failed: ids(&mut failed)? };
+        let recovery = result?.unwrap_or_default();
         if !recovery.requeued.is_empty() {
             self.wake();
         }
@@ -477,27 +323,11 @@ impl JobStore for SqliteStore {
     }
 
     async fn counts(&self) -> Result<StatusCounts, StoreError> {
-        let rows: Vec<(String, i64)> = sqlx::query_as(COUNTS).fetch_all(&self.reader).await.map_err(db)?;
-        rows.into_iter()
-            .map(|(status, n)| {
-                let status = status.parse::<JobStatus>().map_err(|e| corrupt("status", e))?;
-                Ok((status, u64::try_from(n).unwrap_or(0)))
-            })
-            .collect()
+        plan::counts(sqlx::query_as(COUNTS).fetch_all(&self.reader).await.map_err(db)?)
     }
 
     async fn active_footprints(&self) -> Result<Vec<ActiveFootprint>, StoreError> {
-        let rows: Vec<(String, String, Option<String>)> =
-            sqlx::query_as(ACTIVE_FOOTPRINTS).fetch_all(&self.reader).await.map_err(db)?;
-        rows.into_iter()
-            .map(|(id, status, footprint)| {
-                Ok(ActiveFootprint {
-                    id: JobId::parse(&id).map_err(|e| corrupt("id", e))?,
-                    status: status.parse::<JobStatus>().map_err(|e| corrupt("status", e))?,
-                    footprint: footprint.as_deref().map(decode_footprint).transpose()?,
-                })
-            })
-            .collect()
+        plan::active_footprints(sqlx::query_as(ACTIVE_FOOTPRINTS).fetch_all(&self.reader).await.map_err(db)?)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -72,6 +72,27 @@ impl WriteTx {
         }
     }
 
+    /// Ends the transaction as the work done in it says: commits when it changed something
+    /// (`Ok(Some)`), otherwise (refused, `Ok(None)`, or failed) rolls back, so that nothing it
+    /// wrote remains. A refusal is rolled back before the caller looks at the job again (in
+    /// memory, the writer is the only connection).
+    pub(super) async fn end<T>(self, done: Result<Option<T>, StoreError>) -> Result<Option<T>, StoreError> {
+        match done {
+            Ok(Some(value)) => {
+                self.commit().await?;
+                Ok(Some(value))
+            }
+            Ok(None) => {
+                self.rollback().await;
+                Ok(None)
+            }
+            Err(e) => {
+                self.rollback().await;
+                Err(e)
+            }
+        }
+    }
+
     /// Rolls back. If SQLite refuses (it may have rolled back on its own, after a failed
     /// statement or commit, or not), the connection is closed on drop: either way nothing
     /// stays open.
