@@ -118,6 +118,7 @@ fn describe_option(treatment: &OptionTreatment) -> Result<String> {
         }
         OptionTreatment::StreamMap => "stream map, `name:` values checked".to_owned(),
         OptionTreatment::PresetName => "preset name, no `/` or `..`".to_owned(),
+        OptionTreatment::LogLevel => "log level, checked as ffmpeg reads it".to_owned(),
         other => return Err(format!("no description for option treatment {other:?}").into()),
     })
 }

@@ -24,6 +24,7 @@ pub(crate) fn check_value(treatment: OptionTreatment, value: &str) -> Result<(),
         }
         OptionTreatment::StreamMap => check_stream_map(value),
         OptionTreatment::EncoderParams(file_keys) => check_encoder_params(value, file_keys),
+        OptionTreatment::LogLevel => crate::log::LogSettings::default().apply(value).map_err(|error| error.to_string()),
         _ => Ok(()),
     }
 }

@@ -32,6 +32,9 @@ pub enum RuleId {
     ForbiddenOption,
     /// An allowed option with a value the policy forbids (`-safe 0`, `-pattern_type glob_sequence`).
     ForbiddenValue,
+    /// A value ffmpeg itself refuses before it starts (an unknown `-loglevel` level): the job
+    /// could only fail.
+    InvalidValue,
     /// A demuxer or muxer the policy forbids.
     ForbiddenFormat,
     /// A filter, or an option of a filter, that the policy forbids.
@@ -56,6 +59,7 @@ impl RuleId {
         RuleId::NonUtf8Path,
         RuleId::ForbiddenOption,
         RuleId::ForbiddenValue,
+        RuleId::InvalidValue,
         RuleId::ForbiddenFormat,
         RuleId::ForbiddenFilter,
         RuleId::FiltergraphSyntax,
@@ -83,6 +87,7 @@ impl RuleId {
             RuleId::NonUtf8Path => "non-utf8-path",
             RuleId::ForbiddenOption => "forbidden-option",
             RuleId::ForbiddenValue => "forbidden-value",
+            RuleId::InvalidValue => "invalid-value",
             RuleId::ForbiddenFormat => "forbidden-format",
             RuleId::ForbiddenFilter => "forbidden-filter",
             RuleId::FiltergraphSyntax => "filtergraph-syntax",

@@ -40,6 +40,10 @@ pub enum OptionTreatment {
     /// The HLS muxer's `-var_stream_map`: its `name:` values become part of file names (`%v`)
     /// and may only hold ASCII letters, digits, `_` and `-`.
     StreamMap,
+    /// A `-loglevel`/`-v` value: refused ([`RuleId::InvalidValue`](super::RuleId::InvalidValue))
+    /// when ffmpeg would refuse it ("Invalid loglevel"), as
+    /// [`LogSettings::apply`](crate::log::LogSettings::apply) reads it.
+    LogLevel,
     /// A preset name (`-vpre`): looked up among the presets installed with ffmpeg; a name
     /// with `/`, `\` or `..` is refused.
     PresetName,

@@ -20,7 +20,8 @@ use super::{Access, FileUse, FilterOptionCheck, FilterOptionRule, Naming, Option
 use Access::{Read, ReadDirectory, ReadWrite, Write};
 use Naming::{Exact, Pattern, Prefix};
 use OptionTreatment::{
-    Allowed, EncoderParams, File, FilterGraph, Forbidden, Format, NestedOptions, OnlyValues, PresetName, StreamMap,
+    Allowed, EncoderParams, File, FilterGraph, Forbidden, Format, LogLevel, NestedOptions, OnlyValues, PresetName,
+    StreamMap,
 };
 use PathBase::{DataDirectory, OutputDirectory};
 
@@ -212,7 +213,7 @@ pub(super) const OPTIONS: &[(&str, OptionTreatment, &str)] = &[
     ("isync", Allowed, ""),
     ("itsoffset", Allowed, ""),
     ("itsscale", Allowed, ""),
-    ("loglevel", Allowed, ""),
+    ("loglevel", LogLevel, LOG_LEVEL),
     ("map", Allowed, ""),
     ("map_channel", Allowed, ""),
     ("map_chapters", Allowed, ""),
@@ -264,7 +265,7 @@ pub(super) const OPTIONS: &[(&str, OptionTreatment, &str)] = &[
     ("timestamp", Allowed, ""),
     ("to", Allowed, ""),
     ("top", Allowed, ""),
-    ("v", Allowed, ""),
+    ("v", LogLevel, LOG_LEVEL),
     ("vbsf", Allowed, ""),
     ("vcodec", Allowed, ""),
     ("vframes", Allowed, ""),
@@ -453,6 +454,8 @@ const AOM_FILE_KEYS: &[&str] =
 /// Keys of `-svtav1-params` whose values are file names (SVT-AV1's `svt_av1_enc_parse_parameter`).
 const SVTAV1_FILE_KEYS: &[&str] = &["stat-file", "input-stat-file", "output-stat-file", "fgs-table"];
 
+const LOG_LEVEL: &str = "the job log keeps what this level shows (ffmpeg itself runs at `info` or more); \
+                         a value ffmpeg refuses (`Invalid loglevel`) is refused at submit";
 const CODE: &str = "loads plugin code (a shared library) named in its options";
 const SENDCMD: &str = "sends commands that change other filters' options while the job runs, \
                        after the policy checked them (`arnndn`'s `model` is such a runtime \

@@ -134,6 +134,7 @@ pub enum SandboxError {
         /// The option as written with its value (`-vstats_file x`).
         argument: String,
         /// The rule id: one of [`RuleId::ForbiddenOption`], [`RuleId::ForbiddenValue`],
+        /// [`RuleId::InvalidValue`],
         /// [`RuleId::ForbiddenFilter`], [`RuleId::ForbiddenFormat`].
         rule: RuleId,
         /// What is refused and why, e.g. "option `-report` is not allowed: writes a log file

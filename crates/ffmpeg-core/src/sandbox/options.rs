@@ -57,6 +57,8 @@ impl Sandbox {
         };
         match treatment {
             OptionTreatment::Allowed | OptionTreatment::Forbidden => Ok(()),
+            OptionTreatment::LogLevel => policy::check_value(treatment, value)
+                .map_err(|why| forbidden(RuleId::InvalidValue, format!("option `{}`: {why}", opt.flag()))),
             OptionTreatment::OnlyValues(_)
             | OptionTreatment::PresetName
             | OptionTreatment::StreamMap
@@ -162,6 +164,7 @@ impl Sandbox {
                 OptionTreatment::OnlyValues(_)
                 | OptionTreatment::PresetName
                 | OptionTreatment::StreamMap
+                | OptionTreatment::LogLevel
                 | OptionTreatment::EncoderParams(_) => {
                     policy::check_value(treatment, &nested).map_err(|why| {
                         forbidden(RuleId::ForbiddenValue, format!("option `{}`: `{key}`: {why}", opt.flag()))

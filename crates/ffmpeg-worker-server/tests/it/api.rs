@@ -167,6 +167,38 @@ async fn refused_commands_are_422_problems_naming_the_argument_and_never_queued(
 }
 
 #[tokio::test]
+async fn log_levels_ffmpeg_refuses_are_422_naming_the_value() {
+    let app = test_app();
+    // ffmpeg 5.1 exits with "Invalid loglevel" for each of these (`opt_loglevel()`).
+    let refused = [
+        ("-loglevel loud -i in.mp4 out.mp4", 1, "loud"),
+        ("-v errors -i in.mp4 out.mp4", 1, "errors"),
+        ("-loglevel level+loud -i in.mp4 out.mp4", 1, "level+loud"),
+        ("-loglevel repeat+nope -i in.mp4 out.mp4", 1, "repeat+nope"),
+        ("-loglevel error -v 12x -i in.mp4 out.mp4", 3, "12x"),
+    ];
+    for (command, position, value) in refused {
+        let r = app.submit(command).await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{command}: {}", r.body);
+        assert_eq!(r.body["type"], "/problems/policy-violation", "{command}: {}", r.body);
+        assert_eq!(r.body["rule"], "invalid-value", "{command}: {}", r.body);
+        assert_eq!(r.body["argument_position"], position, "{command}: {}", r.body);
+        let detail = r.body["detail"].as_str().unwrap_or_default();
+        assert!(detail.contains(&format!("invalid log level `{value}`")), "{command}: {detail}");
+    }
+    assert_eq!(app.call("GET", "/jobs", None).await.body, json!([]), "nothing may be queued");
+    for command in [
+        "-loglevel repeat+level+error -i in.mp4 out.mp4",
+        "-v 24 -i in.mp4 out.mp4",
+        "-v -repeat -i in.mp4 o.mp4",
+        "-v level+ -i in.mp4 p.mp4",
+    ] {
+        let r = app.submit(command).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{command}: {}", r.body);
+    }
+}
+
+#[tokio::test]
 async fn commands_the_os_would_refuse_to_start_are_422_problems_never_queued() {
     let app = test_app();
     let long_name = format!("{}.mp4", "n".repeat(296));
