@@ -111,10 +111,18 @@ fn describe_option(treatment: &OptionTreatment) -> Result<String> {
         OptionTreatment::FilterGraph => "filter graph, checked".to_owned(),
         OptionTreatment::Format => "format name, checked".to_owned(),
         OptionTreatment::NestedOptions => "nested options, each checked".to_owned(),
-        OptionTreatment::EncoderParams([]) => "`key=value` settings, path-like values refused".to_owned(),
-        OptionTreatment::EncoderParams(keys) => {
-            let keys: Vec<String> = keys.iter().map(|k| format!("`{k}`")).collect();
-            format!("`key=value` settings; keys {} and path-like values refused", keys.join(", "))
+        OptionTreatment::EncoderParams(params) => {
+            let list = |keys: Vec<&str>| keys.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ");
+            let files = list(params.files.iter().map(|f| f.key).collect());
+            let refused = list(params.refused.iter().map(|(k, _)| *k).collect());
+            match (files.is_empty(), refused.is_empty()) {
+                (true, true) => "`key=value` settings, path-like values refused".to_owned(),
+                (true, false) => format!("`key=value` settings; keys {refused} and path-like values refused"),
+                (false, _) => format!(
+                    "`key=value` settings; files of keys {files} resolved in the data directory; keys \
+                     {refused} and path-like values refused"
+                ),
+            }
         }
         OptionTreatment::StreamMap => "stream map, `name:` values checked".to_owned(),
         OptionTreatment::PresetName => "preset name, no `/` or `..`".to_owned(),
@@ -133,6 +141,9 @@ fn describe_file(file: FileUse) -> Result<String> {
         (Access::Write, Naming::Pattern) => "file pattern written",
         (Access::Write, Naming::Prefix) => "file prefix written",
         (Access::ReadWrite, Naming::Prefix) => "file prefix written and read",
+        (Access::Write, Naming::Suffixed(_)) => "file written (and files named after it)",
+        (Access::ReadWrite, Naming::Suffixed(_)) => "file written and read (and files named after it)",
+        (Access::Append, _) => "file appended to",
         (Access::ReadWrite, _) => "file written and read",
         other => return Err(format!("no description for file use {other:?}").into()),
     };

@@ -22,6 +22,11 @@
 //!   output stream's index N), which libx264 writes as `PREFIX-N.log.temp` and renames, with its
 //!   macroblock-tree statistics in `PREFIX-N.log.mbtree` (`.mbtree.temp` while written; x264's
 //!   `encoder/ratecontrol.c`). These are read too (pass 2).
+//! - Encoder statistics named in `-x264-params`/`-x264opts`/`-x265-params` (`stats=F`, or
+//!   the library's default `x264_2pass.log`/`x265_2pass.log` that the sandbox adds): `F` and
+//!   what the library derives from it (x264: `F.temp`, `F.mbtree`, `F.mbtree.temp`; x265:
+//!   `F.temp`, `F.cutree`, `F.cutree.temp`), read and written; see
+//!   [`Naming::Suffixed`](crate::policy::Naming::Suffixed).
 //! - HLS (`-f hls` or a `.m3u8` output `DIR/STEM.m3u8`, `libavformat/hlsenc.c`): segments
 //!   `STEM%d.ts`/`STEM%d.m4s` (`STEM.ts` with `single_file`, `STEM-DATE.ts` with `strftime`),
 //!   WebVTT `STEM%d.vtt` and `STEM_vtt.m3u8`, the fMP4 init segment `init.mp4` (`init_N.mp4`
@@ -300,6 +305,25 @@ impl Footprint {
                     fp.derive(&dir, format!("{log}{suffix}.temp"));
                 }
             }
+            (access, Naming::Suffixed(suffixes)) => {
+                // x264/x265 statistics `F`: named by the command, read by the next pass; the
+                // library derives `F.temp`, `F.mbtree`, ... from it.
+                let derived: Vec<String> = suffixes.iter().map(|suffix| format!("{name}{suffix}")).collect();
+                if access != Access::Write {
+                    for name in std::iter::once(&name).chain(&derived) {
+                        let name = name.clone();
+                        fp.reads.push(FileSet { dir: dir.clone(), names: Names::Exact(name), claim: Claim::Named });
+                    }
+                }
+                if access != Access::Read {
+                    fp.write(dir.clone(), Names::Exact(name), Claim::Named);
+                    for name in derived {
+                        fp.write(dir.clone(), Names::Exact(name), Claim::Derived);
+                    }
+                }
+            }
+            // Appended to (x265's `csv`): a file that existed before is not the run's.
+            (Access::Append, _) => fp.write(dir, Names::Exact(name), Claim::Derived),
             (access, naming) => {
                 let names = if naming == Naming::Exact { Names::Exact(name) } else { Names::Pattern(name) };
                 // Written by one run and read by the next (none but pass logs today).

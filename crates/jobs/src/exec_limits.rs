@@ -159,7 +159,11 @@ impl ExecLimits {
             _ => None,
         });
         let files = command.option_files().iter().map(|f| {
-            let suffix = if f.file_use().naming == Naming::Prefix { PREFIX_SUFFIX_BYTES } else { 0 };
+            let suffix = match f.file_use().naming {
+                Naming::Prefix => PREFIX_SUFFIX_BYTES,
+                Naming::Suffixed(suffixes) => suffixes.iter().map(|s| s.len()).max().unwrap_or(0),
+                _ => 0,
+            };
             (f.path(), suffix)
         });
         inputs.chain(outputs).chain(files).try_for_each(|(path, suffix)| self.check_path(path, suffix))

@@ -231,7 +231,7 @@ pub fn create_output_dirs(command: &ResolvedCommand) -> std::io::Result<()> {
     let written = command
         .option_files()
         .iter()
-        .filter(|f| matches!(f.file_use().access, Access::Write | Access::ReadWrite))
+        .filter(|f| matches!(f.file_use().access, Access::Write | Access::ReadWrite | Access::Append))
         .map(|f| (f.output(), f.path()));
     for (output, path) in outputs.chain(written) {
         let Some(parent) = path.relative().parent() else { continue };

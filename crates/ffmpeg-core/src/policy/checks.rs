@@ -1,7 +1,7 @@
 //! Checks of option values that need no file system: restricted values, preset names,
 //! `-var_stream_map` names, encoder settings, and ffmpeg's `key=value:key=value` dictionaries.
 
-use super::OptionTreatment;
+use super::{EncoderParams, KeySpelling, OptionTreatment, ParamFile, ParamSyntax};
 
 /// Checks the value of an option whose treatment restricts values; `Err` holds why it is
 /// refused. Treatments that need the sandbox (files, graphs, formats, nested options) pass.
@@ -23,7 +23,7 @@ pub(crate) fn check_value(treatment: OptionTreatment, value: &str) -> Result<(),
             }
         }
         OptionTreatment::StreamMap => check_stream_map(value),
-        OptionTreatment::EncoderParams(file_keys) => check_encoder_params(value, file_keys),
+        OptionTreatment::EncoderParams(params) => check_encoder_params(value, params),
         OptionTreatment::LogLevel => crate::log::LogSettings::default().apply(value).map_err(|error| error.to_string()),
         _ => Ok(()),
     }
@@ -49,37 +49,185 @@ fn check_stream_map(value: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Encoder settings: checked both as ffmpeg's `av_dict_parse_string(value, "=", ":")` reads
-/// them (with `\` and `'` escapes) and as a plain split at every `:` (how `-x264opts` reads
-/// them, with `sscanf`), so that no reading of the string can reach a refused key.
-fn check_encoder_params(value: &str, file_keys: &[&str]) -> Result<(), String> {
-    let mut pairs: Vec<(String, String)> = value
-        .split(':')
-        .map(|piece| match piece.split_once('=') {
-            Some((key, value)) => (key.trim().to_owned(), value.to_owned()),
-            None => (piece.trim().to_owned(), String::new()),
-        })
-        .collect();
-    if let Ok(parsed) = parse_dictionary(value) {
-        pairs.extend(parsed);
+/// One `key=value` pair of an encoder settings option as ffmpeg hands it to the library.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ParamPair {
+    /// The key, as ffmpeg passes it (before the library's own spelling rules).
+    pub(crate) key: String,
+    /// The value as ffmpeg passes it.
+    pub(crate) value: String,
+}
+
+/// Splits an encoder settings value as ffmpeg does for `syntax`. `Err` holds why ffmpeg
+/// refuses the value (a dictionary that does not parse).
+pub(crate) fn split_params(syntax: ParamSyntax, value: &str) -> Result<Vec<ParamPair>, String> {
+    match syntax {
+        ParamSyntax::Dictionary => {
+            Ok(parse_dictionary(value)?.into_iter().map(|(key, value)| ParamPair { key, value }).collect())
+        }
+        ParamSyntax::ColonList => Ok(value.split(':').filter_map(colon_piece).collect()),
     }
-    for (key, value) in &pairs {
-        let normalized = normalize_encoder_key(key);
-        if file_keys.contains(&normalized.as_str()) {
-            return Err(format!("the key `{key}` names a file"));
+}
+
+/// One piece of `-x264opts` as `sscanf(p, "%4095[^:=]=%4095[^:]", param, val)` in
+/// `libavcodec/libx264.c` reads it: a piece without `=value` means `key=1`; an empty key
+/// reaches x264 as an unknown name (`None` here: it names nothing).
+fn colon_piece(piece: &str) -> Option<ParamPair> {
+    const MAX: usize = 4095;
+    let key_end = piece.find('=').unwrap_or(piece.len());
+    let key: String = piece[..key_end].chars().take(MAX).collect();
+    if key.is_empty() {
+        return None;
+    }
+    let rest = &piece[key_end..];
+    let value = match rest.strip_prefix('=') {
+        Some(value) if !value.is_empty() && key.len() == key_end => value.chars().take(MAX).collect(),
+        _ => "1".to_owned(),
+    };
+    Some(ParamPair { key, value })
+}
+
+/// Rebuilds a settings value from `pairs` so that ffmpeg reads exactly these pairs back
+/// (`syntax`); `None` when it cannot be written (a `:` or `=` where `-x264opts` has no escape).
+pub(crate) fn join_params(syntax: ParamSyntax, pairs: &[ParamPair]) -> Option<String> {
+    let mut out = String::new();
+    for (i, pair) in pairs.iter().enumerate() {
+        if i > 0 {
+            out.push(':');
         }
-        if is_path_like(value) {
-            return Err(format!("the value `{value}` of `{key}` looks like a path outside the job's directory"));
+        match syntax {
+            ParamSyntax::Dictionary => {
+                escape_token(&pair.key, &mut out);
+                out.push('=');
+                escape_token(&pair.value, &mut out);
+            }
+            ParamSyntax::ColonList => {
+                if pair.key.contains([':', '=']) || pair.value.contains(':') || pair.value.is_empty() {
+                    return None;
+                }
+                out.push_str(&pair.key);
+                out.push('=');
+                out.push_str(&pair.value);
+            }
         }
+    }
+    Some(out)
+}
+
+/// Appends `text` escaped for `av_get_token()`: `\` before every character it treats
+/// specially (`\`, `'`, the separators `=` and `:`, whitespace).
+fn escape_token(text: &str, out: &mut String) {
+    for c in text.chars() {
+        if matches!(c, '\\' | '\'' | '=' | ':' | ' ' | '\n' | '\t' | '\r') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+}
+
+/// What a library makes of one key of its settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ParamKey {
+    /// A key whose value names a file the sandbox resolves.
+    File(&'static ParamFile),
+    /// Any other key.
+    Other,
+}
+
+/// Classifies `key` as `params`'s library reads it (see [`KeySpelling`]). `Err` holds why it
+/// is refused: a key that names a file the sandbox does not resolve, a file key negated (the
+/// library would name the file `true` or `false`), or a spelling of a file key that the
+/// library does not read as that key.
+pub(crate) fn classify_key(params: &EncoderParams, key: &str) -> Result<ParamKey, String> {
+    let (name, negated) = library_key(params.spelling, key);
+    let loose = normalize_encoder_key(key);
+    let library = params.library;
+    if let Some((refused, why)) = params.refused.iter().find(|(k, _)| *k == loose) {
+        return Err(format!("the key `{key}` (`{refused}`) {why}"));
+    }
+    let file = params.files.iter().find(|file| file.key == loose);
+    match file {
+        None => Ok(ParamKey::Other),
+        Some(file) if negated && name == file.key => Err(format!(
+            "the key `{key}` negates `{}`, which names a file: {library} would name it `true` or `false`",
+            file.key
+        )),
+        Some(file) if name == file.key => Ok(ParamKey::File(file)),
+        Some(file) => Err(format!(
+            "the key `{key}` is not how {library} spells `{}` (its keys are case-sensitive); write `{}`",
+            file.key, file.key
+        )),
+    }
+}
+
+/// The name `key` has for the library after its own spelling rules, and whether a `no`
+/// prefix negated it (`x264_param_parse()`, `x265_param_parse()`).
+pub(crate) fn library_key(spelling: KeySpelling, key: &str) -> (String, bool) {
+    match spelling {
+        KeySpelling::X264 => {
+            let name = key.replace('_', "-");
+            match name.strip_prefix("no") {
+                Some(rest) => (rest.strip_prefix('-').unwrap_or(rest).to_owned(), true),
+                None => (name, false),
+            }
+        }
+        KeySpelling::X265 => {
+            let key = key.strip_prefix("--").unwrap_or(key);
+            let name = if key.len() + 1 < 64 { key.replace('_', "-") } else { key.to_owned() };
+            if let Some(rest) = name.strip_prefix("no-") {
+                (rest.to_owned(), true)
+            } else if let Some(rest) = name.strip_prefix("no") {
+                (rest.to_owned(), true)
+            } else {
+                (name, false)
+            }
+        }
+        _ => {
+            let name = key.trim().to_ascii_lowercase().replace('_', "-");
+            (name, false)
+        }
+    }
+}
+
+/// The file name a library takes from `value` (x264 and x265 drop one leading `=`).
+pub(crate) fn param_file_name(value: &str) -> &str {
+    value.strip_prefix('=').unwrap_or(value)
+}
+
+/// A non-file value that looks like a path outside the job's directory: `Err` says so.
+pub(crate) fn check_param_value(key: &str, value: &str) -> Result<(), String> {
+    if is_path_like(value) {
+        return Err(format!("the value `{value}` of `{key}` looks like a path outside the job's directory"));
     }
     Ok(())
 }
 
-/// Encoder keys as x264 and x265 compare them (`x264_param_parse()`: `_` is `-`, a `no-` or
-/// `no` prefix negates), in lower case.
+/// Encoder settings checked without a file system (inside nested options): every key that
+/// names a file is refused, and every path-like value. Both readings of the string are
+/// checked (`av_dict_parse_string()` and a plain split at every `:`), so that no reading can
+/// reach a refused key.
+fn check_encoder_params(value: &str, params: &EncoderParams) -> Result<(), String> {
+    let mut pairs = split_params(ParamSyntax::ColonList, value)?;
+    if let Ok(parsed) = split_params(ParamSyntax::Dictionary, value) {
+        pairs.extend(parsed);
+    }
+    for pair in &pairs {
+        if let ParamKey::File(file) = classify_key(params, &pair.key)?
+            && !file.unless.is_keyword(&pair.value)
+        {
+            return Err(format!("the key `{}` names a file", pair.key));
+        }
+        check_param_value(&pair.key, &pair.value)?;
+    }
+    Ok(())
+}
+
+/// Encoder keys compared loosely (the policy's view of every spelling a library could read
+/// as the key: `_` as `-`, lower case, without a leading `--` or a `no-`/`no` prefix).
 fn normalize_encoder_key(key: &str) -> String {
     let key = key.trim().to_ascii_lowercase().replace('_', "-");
-    let stripped = key.strip_prefix("no-").or_else(|| key.strip_prefix("no")).unwrap_or(&key);
+    let key = key.strip_prefix("--").unwrap_or(&key);
+    let stripped = key.strip_prefix("no-").or_else(|| key.strip_prefix("no")).unwrap_or(key);
     stripped.to_owned()
 }
 
@@ -181,27 +329,70 @@ mod tests {
         assert!(parse_dictionary("=b").is_err());
     }
 
-    #[test]
-    fn encoder_params() {
-        let keys = tables::OPTIONS
+    fn params_of(option: &str) -> &'static EncoderParams {
+        tables::OPTIONS
             .iter()
             .find_map(|(name, t, _)| match t {
-                OptionTreatment::EncoderParams(keys) if *name == "x264-params" => Some(*keys),
+                OptionTreatment::EncoderParams(params) if *name == option => Some(*params),
                 _ => None,
             })
-            .unwrap_or_default();
-        let check = |v: &str| check_encoder_params(v, keys);
+            .expect("an encoder settings option")
+    }
+
+    #[test]
+    fn encoder_params_inside_nested_options_refuse_every_file() {
+        let check = |v: &str| check_encoder_params(v, params_of("x264-params"));
         assert!(check("keyint=60:min-keyint=30:scenecut=0").is_ok());
         assert!(check("sar=16/9").is_ok());
+        assert!(check("cqm=flat").is_ok());
         assert!(check("stats=x.log").is_err());
         assert!(check("STATS=x.log").is_err());
         assert!(check("dump_yuv=x.yuv").is_err());
+        assert!(check("cqm=matrix.cfg").is_err());
         assert!(check("keyint=60:no-stats=1").is_err());
         assert!(check("foo=/etc/passwd").is_err());
         assert!(check("foo=a/../../x").is_err());
-        // `-x264opts` splits at every `:`, escapes or not.
         assert!(check(r"keyint=1\:stats=x").is_err());
         assert!(check("keyint='1:stats=x'").is_err());
+    }
+
+    #[test]
+    fn keys_are_read_as_the_library_reads_them() {
+        let x264 = params_of("x264-params");
+        let x265 = params_of("x265-params");
+        let file = |params, key: &str| match classify_key(params, key) {
+            Ok(ParamKey::File(file)) => Ok(file.key),
+            Ok(ParamKey::Other) => Ok(""),
+            Err(why) => Err(why),
+        };
+        assert_eq!(file(x264, "stats"), Ok("stats"));
+        assert_eq!(file(x264, "dump_yuv"), Ok("dump-yuv"));
+        assert_eq!(file(x264, "keyint"), Ok(""));
+        assert!(file(x264, "no-stats").is_err_and(|why| why.contains("`true` or `false`")));
+        assert!(file(x264, "nostats").is_err());
+        assert!(file(x264, "Stats").is_err_and(|why| why.contains("case-sensitive")));
+        assert!(file(x264, "opencl_clbin").is_err_and(|why| why.contains("OpenCL")));
+        assert_eq!(file(x265, "--stats"), Ok("stats"));
+        assert_eq!(file(x265, "analysis_save"), Ok("analysis-save"));
+        assert!(file(x265, "zonefile").is_err_and(|why| why.contains("command-line")));
+        assert!(file(x265, "no-csv").is_err());
+    }
+
+    #[test]
+    fn settings_split_and_join_as_ffmpeg_reads_them() {
+        let pair = |k: &str, v: &str| ParamPair { key: k.to_owned(), value: v.to_owned() };
+        // `-x264opts`: every `:` splits; a key alone means `1`; `=` inside a value stays.
+        assert_eq!(
+            split_params(ParamSyntax::ColonList, "pass=1:stats=a=b:fast-pskip::=x"),
+            Ok(vec![pair("pass", "1"), pair("stats", "a=b"), pair("fast-pskip", "1")])
+        );
+        assert_eq!(split_params(ParamSyntax::ColonList, "stats=:x"), Ok(vec![pair("stats", "1"), pair("x", "1")]));
+        let pairs = vec![pair("stats", "/d/a:b c.log"), pair("zones", "0,10,b=2")];
+        let joined = join_params(ParamSyntax::Dictionary, &pairs).unwrap_or_default();
+        assert_eq!(joined, r"stats=/d/a\:b\ c.log:zones=0,10,b\=2");
+        assert_eq!(split_params(ParamSyntax::Dictionary, &joined), Ok(pairs.clone()));
+        assert_eq!(join_params(ParamSyntax::ColonList, &pairs), None, "no escape for `:`");
+        assert_eq!(join_params(ParamSyntax::ColonList, &pairs[1..]).as_deref(), Some("zones=0,10,b=2"));
     }
 
     #[test]

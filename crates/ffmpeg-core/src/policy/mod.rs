@@ -45,11 +45,14 @@ use std::collections::BTreeMap;
 
 use crate::command::Command;
 
-pub(crate) use checks::{check_value, parse_dictionary};
+pub(crate) use checks::{
+    ParamKey, ParamPair, check_param_value, check_value, classify_key, join_params, library_key, param_file_name,
+    parse_dictionary, split_params,
+};
 pub use rule::RuleId;
 pub use rules::{
-    Access, FileUse, FilterOptionCheck, FilterOptionRule, FilterRule, FilterTreatment, FormatRule, Naming, OptionRule,
-    OptionTreatment, PathBase,
+    Access, EncoderParams, FileUse, FilterOptionCheck, FilterOptionRule, FilterRule, FilterTreatment, FormatRule,
+    KeySpelling, Naming, NotAFile, OptionRule, OptionTreatment, ParamDefault, ParamFile, ParamSyntax, PathBase,
 };
 
 /// Which options, filters and formats a job may use, and which of their values name files.

@@ -34,9 +34,11 @@ pub enum OptionTreatment {
     /// (`av_dict_parse_string()`), each checked like a command-line option; file-valued,
     /// graph-valued and nested ones are refused.
     NestedOptions,
-    /// Encoder settings (`-x264-params`, `-x265-params`, ...): `key=value` pairs whose keys
-    /// name files are refused, and so is any path-like value (absolute, `~`, or with `..`).
-    EncoderParams(&'static [&'static str]),
+    /// Encoder settings (`-x264-params`, `-x265-params`, ...): `key=value` pairs. Keys that
+    /// name files the sandbox can check ([`EncoderParams::files`]) are resolved like a
+    /// file-valued option and handed over as absolute paths; the other keys that name files
+    /// are refused, and so is any other path-like value (absolute, `~`, or with `..`).
+    EncoderParams(&'static EncoderParams),
     /// The HLS muxer's `-var_stream_map`: its `name:` values become part of file names (`%v`)
     /// and may only hold ASCII letters, digits, `_` and `-`.
     StreamMap,
@@ -47,6 +49,105 @@ pub enum OptionTreatment {
     /// A preset name (`-vpre`): looked up among the presets installed with ffmpeg; a name
     /// with `/`, `\` or `..` is refused.
     PresetName,
+}
+
+/// An encoder library's settings option (`-x264-params`, `-x264opts`, `-x265-params`): how
+/// ffmpeg splits its value into `key=value` pairs, how the library spells its keys, and which
+/// keys name files. Built by the policy's tables, read by callers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct EncoderParams {
+    /// The library, as messages name it (`x264`).
+    pub library: &'static str,
+    /// How ffmpeg splits the option's value.
+    pub syntax: ParamSyntax,
+    /// How the library reads a key before comparing it with its own names.
+    pub spelling: KeySpelling,
+    /// Keys whose values name files the sandbox resolves in the data directory.
+    pub files: &'static [ParamFile],
+    /// Keys that name files the sandbox does not resolve, each with why: refused.
+    pub refused: &'static [(&'static str, &'static str)],
+    /// Files the library names by itself when a key asks for one and none is given
+    /// (`x264_2pass.log`): the sandbox adds the key with the file in the data directory, where
+    /// ffmpeg would write it in a plain directory.
+    pub defaults: &'static [ParamDefault],
+}
+
+/// How ffmpeg splits an encoder settings option into `key=value` pairs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ParamSyntax {
+    /// An `AV_OPT_TYPE_DICT` option, read by `av_dict_parse_string(value, "=", ":", 0)`
+    /// (`\` escapes, `'...'` quotes, surrounding whitespace dropped; the last value of a key
+    /// wins): `-x264-params`, `-x265-params`.
+    Dictionary,
+    /// libx264's `-x264opts`: split at every `:`, each piece read by
+    /// `sscanf("%[^:=]=%[^:]")` (a piece without a value means `1`); no escapes.
+    ColonList,
+}
+
+/// How an encoder library reads a key before comparing it (`x264_param_parse()`,
+/// `x265_param_parse()`): case-sensitive, `_` read as `-`, a `no` prefix negates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum KeySpelling {
+    /// x264: `no` or `no-` negates (the value becomes `true`/`false`).
+    X264,
+    /// x265: a leading `--` is dropped, then `no-` or `no` negates.
+    X265,
+    /// Other libraries (libaom, SVT-AV1, rav1e): compared ignoring case, `_` as `-`, without
+    /// a `no-` or `no` prefix, which finds every spelling the library could read as a key.
+    Loose,
+}
+
+/// A key of an encoder settings option whose value names a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ParamFile {
+    /// The key as the library spells it (`stats`).
+    pub key: &'static str,
+    /// How the library uses the file.
+    pub file_use: FileUse,
+    /// Values that are not file names (`scaling-list=default`).
+    pub unless: NotAFile,
+}
+
+/// Which values of a file key are not file names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum NotAFile {
+    /// Every value is a file name.
+    Never,
+    /// These values exactly (x265's `scaling-list=off`, `default`).
+    Equals(&'static [&'static str]),
+    /// Values containing one of these (x264's `cqm`, read with `strstr`: `flat`, `jvt`).
+    Contains(&'static [&'static str]),
+}
+
+impl NotAFile {
+    /// Is `value` a keyword rather than a file name?
+    pub fn is_keyword(self, value: &str) -> bool {
+        match self {
+            NotAFile::Never => false,
+            NotAFile::Equals(words) => words.contains(&value),
+            NotAFile::Contains(words) => words.iter().any(|w| value.contains(w)),
+        }
+    }
+}
+
+/// A file an encoder library names by itself (see [`EncoderParams::defaults`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ParamDefault {
+    /// Any of these keys makes the library use the file (`pass`).
+    pub when: &'static [&'static str],
+    /// The key that names the file instead (`stats`); one of [`EncoderParams::files`].
+    pub key: &'static str,
+    /// The name the library uses, relative to its working directory (`x264_2pass.log`).
+    pub name: &'static str,
+    /// Not added when the output has ffmpeg's own `-pass` (libx264: ffmpeg then names the
+    /// file after `-passlogfile`).
+    pub unless_pass_option: bool,
 }
 
 /// How a file-valued option or filter option uses its file. Built by the policy's tables, read
@@ -72,6 +173,9 @@ pub enum Access {
     Write,
     /// Written by one run and read by another (`-passlogfile`).
     ReadWrite,
+    /// Appended to when it exists, else created (x265's `csv`): a file that existed before
+    /// a run is never the run's, so it is neither listed nor removed.
+    Append,
     /// A directory that is read (`subtitles` `fontsdir`).
     ReadDirectory,
 }
@@ -99,6 +203,9 @@ pub enum Naming {
     Pattern,
     /// A prefix of the files ffmpeg names (`-passlogfile PREFIX` gives `PREFIX-0.log`).
     Prefix,
+    /// One file, and the files named by appending these suffixes to it (x264's `stats=F`:
+    /// `F.temp`, `F.mbtree`, `F.mbtree.temp`), derived by the library.
+    Suffixed(&'static [&'static str]),
 }
 
 /// The rule for one filter.

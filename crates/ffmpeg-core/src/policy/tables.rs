@@ -15,13 +15,15 @@
 //!   them), checked with `ffmpeg -v debug`, which logs "Setting 'textfile' to value ...".
 //! - Demuxers and muxers: `ffmpeg -demuxers`, `ffmpeg -muxers`, `ffmpeg -devices`.
 
-use super::{Access, FileUse, FilterOptionCheck, FilterOptionRule, Naming, OptionTreatment, PathBase};
+use super::{
+    Access, EncoderParams, FileUse, FilterOptionCheck, FilterOptionRule, KeySpelling, Naming, NotAFile,
+    OptionTreatment, ParamDefault, ParamFile, ParamSyntax, PathBase,
+};
 
-use Access::{Read, ReadDirectory, ReadWrite, Write};
-use Naming::{Exact, Pattern, Prefix};
+use Access::{Append, Read, ReadDirectory, ReadWrite, Write};
+use Naming::{Exact, Pattern, Prefix, Suffixed};
 use OptionTreatment::{
-    Allowed, EncoderParams, File, FilterGraph, Forbidden, Format, LogLevel, NestedOptions, OnlyValues, PresetName,
-    StreamMap,
+    Allowed, File, FilterGraph, Forbidden, Format, LogLevel, NestedOptions, OnlyValues, PresetName, StreamMap,
 };
 use PathBase::{DataDirectory, OutputDirectory};
 
@@ -391,68 +393,179 @@ pub(super) const OPTIONS: &[(&str, OptionTreatment, &str)] = &[
     // -- Encoder options.
     (
         "x264-params",
-        EncoderParams(X264_FILE_KEYS),
-        "libx264 settings; keys that name files (`stats`, `cqmfile`, `dump-yuv`, ...) and \
-         path-like values are refused",
+        OptionTreatment::EncoderParams(&X264_PARAMS),
+        "libx264 settings; `stats` (default `x264_2pass.log` with `pass`), `cqmfile`, `cqm` \
+         (unless `flat`/`jvt`) and `dump-yuv` are resolved in the data directory like \
+         `-passlogfile`; the other keys that name files and path-like values are refused",
     ),
     (
         "x264opts",
-        EncoderParams(X264_FILE_KEYS),
-        "libx264 settings; keys that name files (`stats`, `cqmfile`, `dump-yuv`, ...) and \
-         path-like values are refused",
+        OptionTreatment::EncoderParams(&X264OPTS),
+        "libx264 settings, split at every `:`; file keys as for `-x264-params`",
     ),
     (
         "x265-params",
-        EncoderParams(X265_FILE_KEYS),
-        "libx265 settings; keys that name files (`csv`, `stats`, `analysis-save`, ...) and \
-         path-like values are refused",
+        OptionTreatment::EncoderParams(&X265_PARAMS),
+        "libx265 settings; `stats` (default `x265_2pass.log` with `pass`), `csv`, \
+         `analysis-save`, `analysis-load`, `analysis-reuse-file` (default `x265_analysis.dat` \
+         with `multi-pass-opt-analysis`/`-distortion`), `lambda-file`, `dhdr10-info`, \
+         `nalu-file` and `scaling-list` (unless `off`/`default`) are resolved in the data \
+         directory like `-passlogfile`; the other keys that name files and path-like values \
+         are refused",
     ),
     (
         "aom-params",
-        EncoderParams(AOM_FILE_KEYS),
+        OptionTreatment::EncoderParams(&AOM_PARAMS),
         "libaom settings; keys that name files (`film-grain-table`, ...) and path-like values \
          are refused",
     ),
     (
         "svtav1-params",
-        EncoderParams(SVTAV1_FILE_KEYS),
+        OptionTreatment::EncoderParams(&SVTAV1_PARAMS),
         "SVT-AV1 settings; keys that name files and path-like values are refused",
     ),
-    ("rav1e-params", EncoderParams(&[]), "rav1e settings; path-like values are refused"),
+    ("rav1e-params", OptionTreatment::EncoderParams(&RAV1E_PARAMS), "rav1e settings; path-like values are refused"),
     ("omx_libname", Forbidden, "OpenMAX encoders: loads a shared library (code) by name or path"),
     ("omx_libprefix", Forbidden, "OpenMAX encoders: where shared libraries (code) are loaded from"),
 ];
 
-/// Keys of `-x264-params`/`-x264opts` whose values are file names (`x264_param_parse()` in
-/// x264's `common/base.c`, and the x264 CLI's file options for good measure), normalised as
-/// the policy compares them: lower case, `_` as `-`, without a `no-` prefix.
-const X264_FILE_KEYS: &[&str] = &["stats", "cqmfile", "dump-yuv", "qpfile", "tcfile-in", "tcfile-out", "opencl-clbin"];
+/// x264's two-pass statistics `F` (`x264_param_parse()` sets `psz_stat_in` and
+/// `psz_stat_out`): written as `F.temp` and renamed, with the macroblock-tree statistics in
+/// `F.mbtree` (`F.mbtree.temp` while written), read by pass 2 (`encoder/ratecontrol.c`).
+const X264_STATS: FileUse = data(ReadWrite, Suffixed(&[".temp", ".mbtree", ".mbtree.temp"]));
 
-/// Keys of `-x265-params` whose values are file names (`x265_param_parse()` in x265's
-/// `common/param.cpp`).
-const X265_FILE_KEYS: &[&str] = &[
-    "csv",
-    "stats",
-    "analysis-save",
-    "analysis-load",
-    "analysis-reuse-file",
-    "qpfile",
-    "zonefile",
-    "scaling-list",
-    "lambda-file",
-    "dolby-vision-rpu",
-    "dhdr10-info",
-    "film-grain",
-    "abr-ladder",
-    "recon",
+/// Files x264's library reads or writes by key (`x264_param_parse()` in `common/base.c`;
+/// checked with x264 0.164 under ffmpeg 5.1).
+const X264_FILES: &[ParamFile] = &[
+    ParamFile { key: "stats", file_use: X264_STATS, unless: NotAFile::Never },
+    ParamFile { key: "cqmfile", file_use: data(Read, Exact), unless: NotAFile::Never },
+    // `cqm=flat`/`jvt` (found with `strstr`) are presets; any other value is a file.
+    ParamFile { key: "cqm", file_use: data(Read, Exact), unless: NotAFile::Contains(&["flat", "jvt"]) },
+    ParamFile { key: "dump-yuv", file_use: data(Write, Exact), unless: NotAFile::Never },
 ];
 
+/// x264 keys that name files the sandbox does not resolve.
+const X264_REFUSED: &[(&str, &str)] = &[
+    ("opencl-clbin", "x264's compiled OpenCL kernel cache: code, read and written"),
+    ("qpfile", "an x264 command-line option, not a library setting"),
+    ("tcfile-in", "an x264 command-line option, not a library setting"),
+    ("tcfile-out", "an x264 command-line option, not a library setting"),
+];
+
+/// x264 with `pass` and no `stats` writes and reads `x264_2pass.log` in its working directory
+/// (`x264_param_default()`); with ffmpeg's own `-pass`, libx264 names it after `-passlogfile`.
+const X264_DEFAULTS: &[ParamDefault] =
+    &[ParamDefault { when: &["pass"], key: "stats", name: "x264_2pass.log", unless_pass_option: true }];
+
+const X264_PARAMS: EncoderParams = EncoderParams {
+    library: "x264",
+    syntax: ParamSyntax::Dictionary,
+    spelling: KeySpelling::X264,
+    files: X264_FILES,
+    refused: X264_REFUSED,
+    defaults: X264_DEFAULTS,
+};
+
+const X264OPTS: EncoderParams = EncoderParams { syntax: ParamSyntax::ColonList, ..X264_PARAMS };
+
+/// x265's two-pass statistics `F`: written as `F.temp` and renamed, with the CU-tree
+/// statistics in `F.cutree` (`F.cutree.temp` while written), read by pass 2
+/// (`encoder/ratecontrol.cpp`).
+const X265_STATS: FileUse = data(ReadWrite, Suffixed(&[".temp", ".cutree", ".cutree.temp"]));
+
+/// Files x265's library reads or writes by key (`x265_param_parse()` in `common/param.cpp`,
+/// `encoder/encoder.cpp`, `encoder/api.cpp`; x265 3.5).
+const X265_FILES: &[ParamFile] = &[
+    ParamFile { key: "stats", file_use: X265_STATS, unless: NotAFile::Never },
+    // `x265_csvlog_open()` appends to an existing file.
+    ParamFile { key: "csv", file_use: data(Append, Exact), unless: NotAFile::Never },
+    // Written as `F.temp`, then renamed.
+    ParamFile { key: "analysis-save", file_use: data(Write, Suffixed(&[".temp"])), unless: NotAFile::Never },
+    ParamFile { key: "analysis-load", file_use: data(Read, Exact), unless: NotAFile::Never },
+    // Multi-pass analysis: written (`F.temp`, renamed) by a pass that writes statistics, read
+    // by the next.
+    ParamFile { key: "analysis-reuse-file", file_use: data(ReadWrite, Suffixed(&[".temp"])), unless: NotAFile::Never },
+    ParamFile { key: "lambda-file", file_use: data(Read, Exact), unless: NotAFile::Never },
+    ParamFile { key: "dhdr10-info", file_use: data(Read, Exact), unless: NotAFile::Never },
+    ParamFile { key: "nalu-file", file_use: data(Read, Exact), unless: NotAFile::Never },
+    ParamFile { key: "scaling-list", file_use: data(Read, Exact), unless: NotAFile::Equals(&["off", "default"]) },
+];
+
+/// x265 keys that name files the sandbox does not resolve: options of x265's command line,
+/// which `x265_param_parse()` does not know.
+const X265_REFUSED: &[(&str, &str)] = &[
+    ("qpfile", "an x265 command-line option, not a library setting"),
+    ("zonefile", "an x265 command-line option, not a library setting"),
+    ("dolby-vision-rpu", "an x265 command-line option, not a library setting"),
+    ("film-grain", "an x265 command-line option, not a library setting"),
+    ("abr-ladder", "an x265 command-line option, not a library setting"),
+    ("recon", "an x265 command-line option, not a library setting"),
+];
+
+/// x265 with `pass` and no `stats` uses `x265_2pass.log` (`s_defaultStatFileName`); with
+/// multi-pass analysis and no `analysis-reuse-file`, `x265_analysis.dat`. libx265 ignores
+/// ffmpeg's `-pass` (ffmpeg 5.1).
+const X265_DEFAULTS: &[ParamDefault] = &[
+    ParamDefault { when: &["pass"], key: "stats", name: "x265_2pass.log", unless_pass_option: false },
+    ParamDefault {
+        when: &["multi-pass-opt-analysis", "multi-pass-opt-distortion"],
+        key: "analysis-reuse-file",
+        name: "x265_analysis.dat",
+        unless_pass_option: false,
+    },
+];
+
+const X265_PARAMS: EncoderParams = EncoderParams {
+    library: "x265",
+    syntax: ParamSyntax::Dictionary,
+    spelling: KeySpelling::X265,
+    files: X265_FILES,
+    refused: X265_REFUSED,
+    defaults: X265_DEFAULTS,
+};
+
+const NOT_RESOLVED: &str = "names a file, which the sandbox does not resolve for this library";
+
 /// Keys of `-aom-params` whose values are file names (libaom's `av1_cx_iface.c` options).
-const AOM_FILE_KEYS: &[&str] =
-    &["film-grain-table", "vmaf-model-path", "partition-info-path", "subgop-config-path", "second-pass-log", "fpf"];
+const AOM_PARAMS: EncoderParams = EncoderParams {
+    library: "libaom",
+    syntax: ParamSyntax::Dictionary,
+    spelling: KeySpelling::Loose,
+    files: &[],
+    refused: &[
+        ("film-grain-table", NOT_RESOLVED),
+        ("vmaf-model-path", NOT_RESOLVED),
+        ("partition-info-path", NOT_RESOLVED),
+        ("subgop-config-path", NOT_RESOLVED),
+        ("second-pass-log", NOT_RESOLVED),
+        ("fpf", NOT_RESOLVED),
+    ],
+    defaults: &[],
+};
 
 /// Keys of `-svtav1-params` whose values are file names (SVT-AV1's `svt_av1_enc_parse_parameter`).
-const SVTAV1_FILE_KEYS: &[&str] = &["stat-file", "input-stat-file", "output-stat-file", "fgs-table"];
+const SVTAV1_PARAMS: EncoderParams = EncoderParams {
+    library: "SVT-AV1",
+    syntax: ParamSyntax::Dictionary,
+    spelling: KeySpelling::Loose,
+    files: &[],
+    refused: &[
+        ("stat-file", NOT_RESOLVED),
+        ("input-stat-file", NOT_RESOLVED),
+        ("output-stat-file", NOT_RESOLVED),
+        ("fgs-table", NOT_RESOLVED),
+    ],
+    defaults: &[],
+};
+
+const RAV1E_PARAMS: EncoderParams = EncoderParams {
+    library: "rav1e",
+    syntax: ParamSyntax::Dictionary,
+    spelling: KeySpelling::Loose,
+    files: &[],
+    refused: &[],
+    defaults: &[],
+};
 
 const LOG_LEVEL: &str = "the job log keeps what this level shows (ffmpeg itself runs at `info` or more); \
                          a value ffmpeg refuses (`Invalid loglevel`) is refused at submit";

@@ -62,6 +62,7 @@ mod error;
 mod glob;
 mod graph;
 mod options;
+mod params;
 mod path;
 mod resolved;
 
@@ -238,6 +239,7 @@ impl Sandbox {
                 self.check_hls_variants(output, index, path, &checked)?;
             }
             outputs.push(target);
+            self.default_param_files(output, index, &mut checked)?;
             if let Some(args) = self.default_pass_log(output, index, &mut checked)? {
                 injected.insert(index, args);
             }
@@ -273,7 +275,8 @@ impl Sandbox {
         }
         let variants = pattern::hls_variants(output.option("var_stream_map").and_then(Opt::value));
         let own = checked.files.iter().filter(|file| {
-            file.output == Some(index) && matches!(file.file_use.access, Access::Write | Access::ReadWrite)
+            file.output == Some(index)
+                && matches!(file.file_use.access, Access::Write | Access::ReadWrite | Access::Append)
         });
         let paths =
             std::iter::once((output.position(), output.url().to_owned(), String::new(), path)).chain(own.map(|file| {

@@ -59,12 +59,12 @@ impl Sandbox {
             OptionTreatment::Allowed | OptionTreatment::Forbidden => Ok(()),
             OptionTreatment::LogLevel => policy::check_value(treatment, value)
                 .map_err(|why| forbidden(RuleId::InvalidValue, format!("option `{}`: {why}", opt.flag()))),
-            OptionTreatment::OnlyValues(_)
-            | OptionTreatment::PresetName
-            | OptionTreatment::StreamMap
-            | OptionTreatment::EncoderParams(_) => policy::check_value(treatment, value).map_err(|why| {
-                forbidden(RuleId::ForbiddenValue, format!("option `{}`: {why}; {}", opt.flag(), rule.reason()))
-            }),
+            OptionTreatment::EncoderParams(params) => self.check_encoder_params(opt, value, params, side, checked),
+            OptionTreatment::OnlyValues(_) | OptionTreatment::PresetName | OptionTreatment::StreamMap => {
+                policy::check_value(treatment, value).map_err(|why| {
+                    forbidden(RuleId::ForbiddenValue, format!("option `{}`: {why}; {}", opt.flag(), rule.reason()))
+                })
+            }
             OptionTreatment::File(file_use) => {
                 let context = format!("option `{}`", opt.flag());
                 // The HLS muxer puts the master playlist one level above a playlist directory

@@ -162,7 +162,8 @@ impl ResolvedCommand {
         self.files
             .iter()
             .filter(|file| {
-                file.output == Some(output_index) && matches!(file.file_use.access, Access::Write | Access::ReadWrite)
+                file.output == Some(output_index)
+                    && matches!(file.file_use.access, Access::Write | Access::ReadWrite | Access::Append)
             })
             .map(|file| &file.path)
             .collect()
@@ -304,7 +305,7 @@ impl ResolvedCommand {
             let entry = (file.position, self.option_text(file.position), file.path.as_path().into());
             match file.file_use.access {
                 Access::Read | Access::ReadDirectory => reads.push(entry),
-                Access::Write => writes.push(entry),
+                Access::Write | Access::Append => writes.push(entry),
                 Access::ReadWrite => {}
             }
         }

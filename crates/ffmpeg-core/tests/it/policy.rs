@@ -147,10 +147,21 @@ const HOSTILE: &[(&str, &str, usize)] = &[
     ("-i in.mp4 -Vstats_File /tmp/v out.mp4", RuleId::ForbiddenOption.as_str(), 3),
     ("-i in.mp4 -omx_libname /tmp/evil.so -c:v h264_omx out.mp4", RuleId::ForbiddenOption.as_str(), 3),
     // -- Option values: encoder settings, presets, stream maps, nested muxer options.
-    ("-i in.mp4 -c:v libx264 -x264-params stats=/tmp/s.log out.mp4", RuleId::ForbiddenValue.as_str(), 5),
-    ("-i in.mp4 -c:v libx264 -x264-params keyint=60:dump_yuv=y.yuv out.mp4", RuleId::ForbiddenValue.as_str(), 5),
-    (r"-i in.mp4 -c:v libx264 -x264opts 'keyint=1\:cqmfile=/etc/passwd' out.mp4", RuleId::ForbiddenValue.as_str(), 5),
-    ("-i in.mp4 -c:v libx265 -x265-params csv=/tmp/log.csv out.mp4", RuleId::ForbiddenValue.as_str(), 5),
+    ("-i in.mp4 -c:v libx264 -x264-params stats=/tmp/s.log out.mp4", RuleId::AbsolutePath.as_str(), 5),
+    ("-i in.mp4 -c:v libx264 -x264-params pass=1:stats=../s.log out.mp4", RuleId::PathEscapes.as_str(), 5),
+    ("-i in.mp4 -c:v libx264 -x264-params keyint=60:no_dump_yuv=1 out.mp4", RuleId::ForbiddenValue.as_str(), 5),
+    ("-i in.mp4 -c:v libx264 -x264-params Stats=s.log out.mp4", RuleId::ForbiddenValue.as_str(), 5),
+    ("-i in.mp4 -c:v libx264 -x264-params opencl_clbin=k.bin out.mp4", RuleId::ForbiddenValue.as_str(), 5),
+    (r"-i in.mp4 -c:v libx264 -x264-params 'keyint=1\:stats=s.log' out.mp4", RuleId::ForbiddenValue.as_str(), 5),
+    ("-i in.mp4 -c:v libx264 -x264-params cqm=/etc/matrix out.mp4", RuleId::AbsolutePath.as_str(), 5),
+    (r"-i in.mp4 -c:v libx264 -x264opts 'keyint=1\:cqmfile=/etc/passwd' out.mp4", RuleId::AbsolutePath.as_str(), 5),
+    ("-i in.mp4 -c:v libx264 -x264-params stats=lnk/s.log out.mp4", RuleId::PathEscapes.as_str(), 5),
+    ("-i in.mp4 -c:v libx265 -x265-params csv=/tmp/log.csv out.mp4", RuleId::AbsolutePath.as_str(), 5),
+    ("-i in.mp4 -c:v libx265 -x265-params pass=1:--stats=../s out.mp4", RuleId::PathEscapes.as_str(), 5),
+    ("-i in.mp4 -c:v libx265 -x265-params zonefile=z.txt out.mp4", RuleId::ForbiddenValue.as_str(), 5),
+    ("-i in.mp4 -c:v libx265 -x265-params scaling-list=/etc/sl out.mp4", RuleId::AbsolutePath.as_str(), 5),
+    ("-i in.mp4 -c:v libx265 -x265-params x265-params=stats:nocsv=1 out.mp4", RuleId::ForbiddenValue.as_str(), 5),
+    ("-i in.mp4 -c:v libx264 -x264-params novalue out.mp4", RuleId::InvalidValue.as_str(), 5),
     ("-i in.mp4 -c:v libx265 -x265-params zone-file=../z.txt out.mp4", RuleId::ForbiddenValue.as_str(), 5),
     ("-i in.mp4 -c:v libaom-av1 -aom-params film-grain-table=/etc/passwd out.mkv", RuleId::ForbiddenValue.as_str(), 5),
     ("-i in.mp4 -vpre ../../../../data/evil out.webm", RuleId::ForbiddenValue.as_str(), 3),
@@ -313,7 +324,7 @@ fn hostile_commands_are_refused_with_the_right_rule_and_argument() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     let categories: BTreeSet<&str> = HOSTILE.iter().map(|(_, rule, _)| *rule).collect();
-    assert_eq!(categories.len(), 14, "{categories:?}");
+    assert_eq!(categories.len(), 15, "{categories:?}");
 }
 
 /// The messages read well: the argument, where in it, and why.

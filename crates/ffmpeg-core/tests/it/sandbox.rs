@@ -588,3 +588,129 @@ fn two_passes_in_separate_working_directories_share_the_default_log() {
     assert!(ok, "{args:?}: {err}");
     assert!(fs::metadata(data.join("out/2pass.mp4")).unwrap().len() > 0);
 }
+
+/// Two-pass encoding spelled in the encoder libraries' own settings (issue 8 point 2), each
+/// pass run by the installed ffmpeg in a scratch directory of its own (as the runner does),
+/// against plain ffmpeg running both passes in one plain directory: the statistics files land
+/// in the data directory under the names plain ffmpeg gives them (x264's and x265's defaults,
+/// or `stats=`), nothing is left in the scratch directories, and pass 2 finds them.
+#[test]
+fn encoder_two_pass_settings_keep_their_statistics_in_the_data_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let plain = tmp.path().join("plain");
+    fs::create_dir(&data).unwrap();
+    let (ok, err) = ffmpeg(&data, &["-f", "lavfi", "-i", "testsrc=d=1:s=128x96:r=10", "in.mp4"].map(str::to_owned));
+    assert!(ok, "{err}");
+    let sandbox = Sandbox::new(&data).unwrap();
+    let cases = [
+        ("-c:v libx264 -x264-params pass={N}", vec!["x264_2pass.log", "x264_2pass.log.mbtree"]),
+        ("-c:v libx264 -x264opts pass={N}:stats=st/a.log", vec!["st/a.log", "st/a.log.mbtree"]),
+        // `stats=` wins over the log ffmpeg's `-pass` names (libx264 applies its settings last).
+        ("-c:v libx264 -pass {N} -x264-params stats=st/b.log", vec!["st/b.log", "st/b.log.mbtree"]),
+        ("-c:v libx265 -x265-params pass={N}", vec!["x265_2pass.log", "x265_2pass.log.cutree"]),
+        ("-c:v libx265 -x265-params pass={N}:stats=st/c.log", vec!["st/c.log", "st/c.log.cutree"]),
+    ];
+    for (i, (options, expected)) in cases.iter().enumerate() {
+        let _ = fs::remove_dir_all(&plain);
+        fs::create_dir_all(plain.join("st")).unwrap();
+        fs::create_dir_all(data.join("st")).unwrap();
+        fs::copy(data.join("in.mp4"), plain.join("in.mp4")).unwrap();
+        for pass in [1, 2] {
+            let options = options.replace("{N}", &pass.to_string());
+            let output = if pass == 1 { "-f null -".to_owned() } else { format!("out{i}.mp4") };
+            let line = format!("-i in.mp4 -b:v 100k {options} -an {output}");
+            // Plain ffmpeg in a plain directory: the reference.
+            let args = Command::parse(&line).unwrap().to_args();
+            let (ok, err) = ffmpeg(&plain, &args);
+            assert!(ok, "plain: {line}: {err}");
+            let scratch = tmp.path().join(format!("run{i}-{pass}"));
+            fs::create_dir(&scratch).unwrap();
+            let args = sandbox.resolve_command(&Command::parse(&line).unwrap()).unwrap().to_ffmpeg_args();
+            let (ok, err) = ffmpeg(&scratch, &args);
+            assert!(ok, "{line}: {args:?}: {err}");
+            let left: Vec<_> = fs::read_dir(&scratch).unwrap().flatten().map(|e| e.file_name()).collect();
+            assert!(left.is_empty(), "{line}: left in the working directory: {left:?}");
+        }
+        for name in expected {
+            assert!(plain.join(name).is_file(), "{options}: plain ffmpeg writes {name}");
+            assert!(data.join(name).is_file(), "{options}: {name} is in the data directory");
+        }
+        assert!(fs::metadata(data.join(format!("out{i}.mp4"))).unwrap().len() > 0);
+    }
+}
+
+/// What the sandbox makes of encoder settings that name files: the value handed to ffmpeg,
+/// the files recorded, and the footprint (pass 2 reads what pass 1 writes, so they conflict).
+#[test]
+fn encoder_settings_files_are_resolved_recorded_and_in_the_footprint() {
+    use ffmpeg_core::footprint::Footprint;
+    let f = fixture();
+    let s = &f.sandbox;
+    let root = s.root();
+    let check = |line: &str, expected: &str| assert_eq!(show(root, resolve_line(s, line)), expected, "{line}");
+    check(
+        "-i in.mp4 -c:v libx265 -x265-params pass=1:stats=st/x.log -f null -",
+        "-protocol_whitelist file -format_whitelist $FORMATS -i file:$DATA/in.mp4 -c:v libx265 \
+         -x265-params pass=1:stats=$DATA/st/x.log -f null -",
+    );
+    check(
+        "-i in.mp4 -c:v libx265 -x265-params crf=20:pass=2 out.mp4",
+        "-protocol_whitelist file -format_whitelist $FORMATS -i file:$DATA/in.mp4 -c:v libx265 \
+         -x265-params crf=20:pass=2:stats=$DATA/x265_2pass.log -protocol_whitelist file file:$DATA/out.mp4",
+    );
+    check(
+        "-i in.mp4 -c:v libx264 -x264opts pass=1 -f null -",
+        "-protocol_whitelist file -format_whitelist $FORMATS -i file:$DATA/in.mp4 -c:v libx264 \
+         -x264opts pass=1:stats=$DATA/x264_2pass.log -f null -",
+    );
+    // With ffmpeg's `-pass`, libx264 takes its log from `-passlogfile`: no x264 default.
+    check(
+        "-i in.mp4 -c:v libx264 -pass 1 -x264-params pass=1 -f null -",
+        "-protocol_whitelist file -format_whitelist $FORMATS -i file:$DATA/in.mp4 \
+         -passlogfile $DATA/ffmpeg2pass -c:v libx264 -pass 1 -x264-params pass=1 -f null -",
+    );
+    // `stats` in one spelling is not overridden by a default in the other.
+    check(
+        "-i in.mp4 -c:v libx264 -x264opts stats=s.log -x264-params pass=1 -f null -",
+        "-protocol_whitelist file -format_whitelist $FORMATS -i file:$DATA/in.mp4 -c:v libx264 \
+         -x264opts stats=$DATA/s.log -x264-params pass=1 -f null -",
+    );
+    // Keywords are not files; other settings pass unchanged.
+    check(
+        "-i in.mp4 -c:v libx265 -x265-params scaling-list=default:keyint=50 out.mp4",
+        "-protocol_whitelist file -format_whitelist $FORMATS -i file:$DATA/in.mp4 -c:v libx265 \
+         -x265-params scaling-list=default:keyint=50 -protocol_whitelist file file:$DATA/out.mp4",
+    );
+    check(
+        "-i in.mp4 -c:v libx264 -x264-params cqm=flat:cqmfile=m.cfg out.mp4",
+        "-protocol_whitelist file -format_whitelist $FORMATS -i file:$DATA/in.mp4 -c:v libx264 \
+         -x264-params cqm=flat:cqmfile=$DATA/m.cfg -protocol_whitelist file file:$DATA/out.mp4",
+    );
+    // A rewritten dictionary is escaped so that ffmpeg reads the same pairs back.
+    check(
+        r"-i in.mp4 -c:v libx264 -x264-params 'stats=a\ b.log:zones=0,10,b=2' -f null -",
+        r"-protocol_whitelist file -format_whitelist $FORMATS -i file:$DATA/in.mp4 -c:v libx264 -x264-params stats=$DATA/a\ b.log:zones=0,10,b\=2 -f null -",
+    );
+
+    let resolve = |line: &str| s.resolve_command(&Command::parse(line).unwrap()).unwrap();
+    let pass1 = resolve("-i in.mp4 -c:v libx265 -x265-params pass=1:csv=logs/c.csv -f null -");
+    let files: Vec<(&str, &Path)> = pass1.option_files().iter().map(|f| (f.context(), f.path().relative())).collect();
+    assert_eq!(
+        files,
+        [
+            ("option `-x265-params` key `csv`", Path::new("logs/c.csv")),
+            ("option `-x265-params` (default `stats` file `x265_2pass.log`)", Path::new("x265_2pass.log")),
+        ]
+    );
+    let fp1 = Footprint::of(&pass1);
+    for name in ["x265_2pass.log", "x265_2pass.log.temp", "x265_2pass.log.cutree", "x265_2pass.log.cutree.temp"] {
+        assert!(fp1.writes_file(Path::new(name)), "{name}");
+    }
+    assert!(fp1.writes_file(Path::new("logs/c.csv")));
+    let pass2 = Footprint::of(&resolve("-i in.mp4 -c:v libx265 -x265-params pass=2 out.mp4"));
+    assert!(pass2.touches_file(Path::new("x265_2pass.log.cutree")));
+    assert!(pass1.command().outputs().len() == 1 && fp1.conflicts_with(&pass2), "pass 2 waits for pass 1");
+    let other = Footprint::of(&resolve("-i in.mp4 -c:v libx265 -x265-params pass=1:stats=b.log -f null -"));
+    assert!(!other.conflicts_with(&pass2), "another stats file does not conflict");
+}

@@ -199,6 +199,59 @@ async fn two_pass_encode_as_two_jobs_with_two_workers(store: Store) {
 }
 on_each_store!(two_pass_encode_as_two_jobs_with_two_workers);
 
+/// Two-pass encoding spelled in the encoder libraries' own settings (issue 8 point 2), as two
+/// jobs each, submitted back to back to a server with two worker slots (pass 2 at a higher
+/// priority): x264's `stats=` in a directory that does not exist yet (created, as for
+/// `-passlogfile`), and x265's default `x265_2pass.log` (+ `.cutree`) in the data directory,
+/// where plain ffmpeg leaves it. Each pass 1 lists its statistics; each pass 2 waits for its
+/// pass 1 and completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn encoder_settings_two_pass_as_two_jobs_with_two_workers() {
+    let server = Server::start(&["--concurrency", "2"]);
+    make_clip(server.data.path(), "in.mp4", 1);
+    let http = client();
+    let post = |command: String, priority: i32| {
+        let request =
+            http.post(server.url("/jobs")).json(&serde_json::json!({"command": command, "priority": priority}));
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status();
+            let body = response.json::<serde_json::Value>().await.unwrap();
+            assert_eq!(status, 201, "{command}: {body}");
+            body["id"].as_str().unwrap().to_owned()
+        }
+    };
+    let cases = [
+        (
+            "-c:v libx264 -x264-params pass={N}:stats=st/x264.log",
+            "out/x264.mp4",
+            vec!["st/x264.log", "st/x264.log.mbtree"],
+        ),
+        ("-c:v libx265 -x265-params pass={N}", "out/x265.mp4", vec!["x265_2pass.log", "x265_2pass.log.cutree"]),
+    ];
+    let mut ids = Vec::new();
+    for (options, output, _) in &cases {
+        let pass = |n: &str| options.replace("{N}", n);
+        let first = post(format!("-i in.mp4 -b:v 100k {} -an -f null -", pass("1")), 0).await;
+        let second = post(format!("-i in.mp4 -b:v 100k {} -an {output}", pass("2")), 10).await;
+        ids.push((first, second));
+    }
+    let time = |job: &serde_json::Value, field: &str| {
+        time::OffsetDateTime::parse(job[field].as_str().unwrap(), &time::format_description::well_known::Rfc3339)
+            .unwrap()
+    };
+    for ((first, second), (options, output, stats)) in ids.iter().zip(&cases) {
+        let first = wait_finished(&http, &server, first, Duration::from_secs(90)).await.pop().unwrap();
+        let second = wait_finished(&http, &server, second, Duration::from_secs(90)).await.pop().unwrap();
+        assert_eq!(first["status"], "completed", "{options}: {first}");
+        assert_eq!(second["status"], "completed", "{options}: {second}");
+        assert_eq!(first["output_files"], serde_json::json!(stats), "{options}");
+        assert_eq!(second["output_files"], serde_json::json!([output]), "{options}");
+        assert!(time(&second, "started_at") >= time(&first, "completed_at"), "pass 2 waited: {first} {second}");
+        assert!(ffprobe_duration(&server.data.path().join(output)) > 0.5, "{options}");
+    }
+}
+
 /// The files API against the real binary: upload a clip made elsewhere, run a job on it,
 /// download the output whole and in ranges; a client that vanishes mid-upload leaves nothing.
 async fn files_api_upload_run_download_end_to_end(store: Store) {
