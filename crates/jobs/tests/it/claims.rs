@@ -10,10 +10,10 @@ use ffmpeg_core::footprint::Footprint;
 use ffmpeg_core::sandbox::Sandbox;
 use jobs::outputs::Snapshot;
 use jobs::store::{InterruptedRun, RunRecord};
-use jobs::{JobId, JobStatus, JobStore, MemoryStore, Outcome, SqliteStore, StoreError, SubmitOptions};
+use jobs::{JobId, JobStatus, MemoryStore, Outcome, SqliteStore, StoreError, SubmitOptions};
 use tempfile::TempDir;
 
-type Store = Arc<dyn JobStore>;
+use crate::fixture::Store;
 
 fn footprint(command: &str) -> Footprint {
     let dir = TempDir::new().unwrap();
@@ -32,7 +32,7 @@ async fn stores(dir: &TempDir) -> Vec<(&'static str, Store)> {
         ("memory", Arc::new(MemoryStore::new()) as Store),
         ("sqlite in memory", Arc::new(SqliteStore::open_in_memory().await.unwrap())),
         ("sqlite file", Arc::new(SqliteStore::open(&file).await.unwrap())),
-        ("postgres", Arc::new(crate::store::postgres_store().await)),
+        ("postgres", Arc::new(crate::fixture::postgres_store().await)),
     ]
 }
 

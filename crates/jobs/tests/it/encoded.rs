@@ -3,55 +3,17 @@
 //! Real ffmpeg, media from lavfi.
 
 use std::path::Path;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use ffmpeg_core::sandbox::Sandbox;
-use jobs::store::JobStore;
-use jobs::{
-    FfmpegConfig, FfmpegRunner, Job, JobStatus, Jobs, JobsConfig, MemoryStore, Runner, Shutdown, SubmitOptions,
-};
+use jobs::JobStatus;
+
+use crate::fixture::{lavfi_clip, run_jobs};
 
 /// `two.mp4` (2 s, 160x120 testsrc at 25 fps, H.264, with a sine AAC track) and `subs.srt`
 /// in `root`.
 fn make_inputs(root: &Path) {
-    let status = std::process::Command::new("ffmpeg")
-        .args(["-nostdin", "-v", "error", "-f", "lavfi", "-i", "testsrc=duration=2:size=160x120:rate=25"])
-        .args(["-f", "lavfi", "-i", "sine=duration=2", "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac"])
-        .arg(root.join("two.mp4"))
-        .status()
-        .unwrap();
-    assert!(status.success());
+    lavfi_clip(&root.join("two.mp4"), 2);
     std::fs::write(root.join("subs.srt"), "1\n00:00:00,000 --> 00:00:01,000\nhello\n").unwrap();
-}
-
-/// Runs each command as a job (one at a time) and returns the finished jobs in order.
-async fn run_all(root: &Path, sandbox: Sandbox, commands: &[&str]) -> Vec<Job> {
-    let store: Arc<dyn JobStore> = Arc::new(MemoryStore::new());
-    let runner: Arc<dyn Runner> = Arc::new(FfmpegRunner::new(FfmpegConfig::new("ffmpeg", root)));
-    let config = JobsConfig { concurrency: 1, idle_wait: Duration::from_millis(100), ..JobsConfig::default() };
-    let jobs = Jobs::new(Arc::clone(&store), runner, sandbox, config);
-    let shutdown = Shutdown::default();
-    let _workers = jobs.spawn_workers(&shutdown);
-    let mut ids = Vec::new();
-    for command in commands {
-        ids.push(jobs.submit(command, SubmitOptions::default()).await.unwrap().id);
-    }
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let mut done = Vec::new();
-    for id in ids {
-        loop {
-            let job = store.get(&id).await.unwrap().unwrap();
-            if job.status.is_finished() {
-                done.push(job);
-                break;
-            }
-            assert!(Instant::now() < deadline, "the job never finished: {job:?}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-    shutdown.stop_claiming.cancel();
-    done
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -76,7 +38,7 @@ async fn a_run_that_encodes_nothing_fails_and_leaves_no_empty_output() {
         // An older file of that name is not a result of this run, and stays.
         "-ss 10 -i two.mp4 -frames:v 1 old/t.jpg",
     ];
-    let jobs = run_all(&root, sandbox, &commands).await;
+    let jobs = run_jobs(&root, sandbox, &commands).await;
     for (job, command) in jobs.iter().zip(commands) {
         assert_eq!(job.status, JobStatus::Failed, "{command}: {job:?}");
         let error = job.error.as_deref().unwrap();
@@ -108,7 +70,7 @@ async fn outputs_without_video_frames_that_got_packets_complete() {
         ("-ss 1 -i two.mp4 -an -f null -", vec![]),
     ];
     let list: Vec<&str> = commands.iter().map(|(c, _)| *c).collect();
-    let jobs = run_all(&root, sandbox, &list).await;
+    let jobs = run_jobs(&root, sandbox, &list).await;
     for (job, (command, files)) in jobs.iter().zip(&commands) {
         assert_eq!(job.status, JobStatus::Completed, "{command}: {job:?}");
         assert_eq!(&job.output_files, files, "{command}");

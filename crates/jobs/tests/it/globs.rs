@@ -3,15 +3,12 @@
 //! the data directory fails the job (issue 8 point 5).
 
 use std::path::Path;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use ffmpeg_core::command::Command;
 use ffmpeg_core::sandbox::Sandbox;
-use jobs::store::JobStore;
-use jobs::{
-    FfmpegConfig, FfmpegRunner, Job, JobStatus, Jobs, JobsConfig, MemoryStore, Runner, Shutdown, SubmitOptions,
-};
+use jobs::JobStatus;
+
+use crate::fixture::run_job;
 
 /// Images in `dir/seq`, each a different colour, in an order that differs from creation
 /// order, plus a dot-file and a file of another extension that the patterns below skip.
@@ -36,26 +33,6 @@ fn make_images(dir: &Path) {
     }
 }
 
-async fn run(root: &Path, sandbox: Sandbox, command: &str) -> Job {
-    let store: Arc<dyn JobStore> = Arc::new(MemoryStore::new());
-    let runner: Arc<dyn Runner> = Arc::new(FfmpegRunner::new(FfmpegConfig::new("ffmpeg", root)));
-    let config = JobsConfig { concurrency: 1, idle_wait: Duration::from_millis(100), ..JobsConfig::default() };
-    let jobs = Jobs::new(Arc::clone(&store), runner, sandbox, config);
-    let shutdown = Shutdown::default();
-    let _workers = jobs.spawn_workers(&shutdown);
-    let id = jobs.submit(command, SubmitOptions::default()).await.unwrap().id;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let job = store.get(&id).await.unwrap().unwrap();
-        if job.status.is_finished() {
-            shutdown.stop_claiming.cancel();
-            return job;
-        }
-        assert!(Instant::now() < deadline, "the job never finished: {job:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn glob_inputs_read_what_plain_ffmpeg_reads() {
     for pattern in ["seq/*.png", "seq/img?.png", "seq/[iI]mg[0-9]*.png", "seq/img1*.png"] {
@@ -77,7 +54,7 @@ async fn glob_inputs_read_what_plain_ffmpeg_reads() {
         let sandbox = Sandbox::new(dir.path()).unwrap();
         let root = sandbox.root().to_owned();
         make_images(&root);
-        let job = run(&root, sandbox, &command).await;
+        let job = run_job(&root, sandbox, &command).await;
         assert_eq!(job.status, JobStatus::Completed, "{command}: {job:?}");
         let got = std::fs::read_to_string(root.join("out/frames.md5")).unwrap();
         assert_eq!(got, expected, "{command}");
@@ -95,7 +72,7 @@ async fn a_glob_match_leading_out_fails_the_job_and_none_fails_it_too() {
     make_images(&root);
     // Planted after submission would be the same: matches are listed right before the run.
     std::os::unix::fs::symlink(outside.path().join("secret.png"), root.join("seq/img5.png")).unwrap();
-    let job = run(&root, sandbox.clone(), "-pattern_type glob -i 'seq/*.png' -c:v libx264 out/a.mp4").await;
+    let job = run_job(&root, sandbox.clone(), "-pattern_type glob -i 'seq/*.png' -c:v libx264 out/a.mp4").await;
     assert_eq!(job.status, JobStatus::Failed, "{job:?}");
     assert_eq!(
         job.error.as_deref(),
@@ -103,7 +80,7 @@ async fn a_glob_match_leading_out_fails_the_job_and_none_fails_it_too() {
     );
     assert!(!root.join("out/a.mp4").exists());
 
-    let job = run(&root, sandbox, "-pattern_type glob -i 'seq/*.gif' -c:v libx264 out/b.mp4").await;
+    let job = run_job(&root, sandbox, "-pattern_type glob -i 'seq/*.gif' -c:v libx264 out/b.mp4").await;
     assert_eq!(job.status, JobStatus::Failed, "{job:?}");
     assert_eq!(job.error.as_deref(), Some("input `seq/*.gif`: the glob pattern matches no file"));
 }

@@ -5,6 +5,7 @@ mod claims;
 mod encoded;
 mod events;
 mod exec_limits;
+mod fixture;
 mod full_disk;
 mod globs;
 mod hls_variants;

@@ -2,46 +2,23 @@
 //! listing, its final progress and the file system. Real ffmpeg, media from lavfi.
 
 use std::path::Path;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use ffmpeg_core::sandbox::Sandbox;
-use jobs::store::JobStore;
-use jobs::{
-    FfmpegConfig, FfmpegRunner, Job, JobStatus, Jobs, JobsConfig, MemoryStore, Runner, Shutdown, SubmitOptions,
-};
+use jobs::{Job, JobStatus};
+
+use crate::fixture::{lavfi_clip, run_job};
 
 /// `in.mp4`: 2 s of 160x120 testsrc at 25 fps (H.264) and a 44.1 kHz mono sine (AAC).
 fn make_input(root: &Path) {
-    let status = std::process::Command::new("ffmpeg")
-        .args(["-nostdin", "-v", "error", "-f", "lavfi", "-i", "testsrc=duration=2:size=160x120:rate=25"])
-        .args(["-f", "lavfi", "-i", "sine=duration=2", "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac"])
-        .arg(root.join("in.mp4"))
-        .status()
-        .unwrap();
-    assert!(status.success());
+    lavfi_clip(&root.join("in.mp4"), 2);
 }
 
+/// Runs `command` as a job, which must complete with `outputs` naming its `output_files`.
 async fn run(root: &Path, sandbox: Sandbox, command: &str) -> Job {
-    let store: Arc<dyn JobStore> = Arc::new(MemoryStore::new());
-    let runner: Arc<dyn Runner> = Arc::new(FfmpegRunner::new(FfmpegConfig::new("ffmpeg", root)));
-    let config = JobsConfig { concurrency: 1, idle_wait: Duration::from_millis(100), ..JobsConfig::default() };
-    let jobs = Jobs::new(Arc::clone(&store), runner, sandbox, config);
-    let shutdown = Shutdown::default();
-    let _workers = jobs.spawn_workers(&shutdown);
-    let id = jobs.submit(command, SubmitOptions::default()).await.unwrap().id;
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let job = store.get(&id).await.unwrap().unwrap();
-        if job.status.is_finished() {
-            shutdown.stop_claiming.cancel();
-            assert_eq!(job.status, JobStatus::Completed, "{job:?}");
-            assert_eq!(job.outputs.iter().map(|o| o.path.clone()).collect::<Vec<_>>(), job.output_files);
-            return job;
-        }
-        assert!(Instant::now() < deadline, "the job never finished: {job:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let job = run_job(root, sandbox, command).await;
+    assert_eq!(job.status, JobStatus::Completed, "{job:?}");
+    assert_eq!(job.outputs.iter().map(|o| o.path.clone()).collect::<Vec<_>>(), job.output_files);
+    job
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,73 +10,10 @@ use std::time::Duration;
 use jobs::SubmitOptions;
 use jobs::sqlite::OpenError;
 use jobs::store::{CancelOutcome, Recovery};
-use jobs::{Job, JobId, JobStatus, JobStore, ListQuery, MemoryStore, Outcome, Progress, SqliteStore, StoreError};
+use jobs::{Job, JobId, JobStatus, JobStore, ListQuery, Outcome, Progress, SqliteStore, StoreError};
 use tempfile::TempDir;
 
-/// The store under test.
-pub(crate) type Store = Arc<dyn JobStore>;
-
-/// A store under test, and the directory holding its file (if any).
-pub(crate) struct Fixture {
-    pub(crate) store: Store,
-    _dir: Option<TempDir>,
-}
-
-pub(crate) async fn memory() -> Fixture {
-    Fixture { store: Arc::new(MemoryStore::new()), _dir: None }
-}
-
-pub(crate) async fn sqlite_memory() -> Fixture {
-    Fixture { store: Arc::new(SqliteStore::open_in_memory().await.unwrap()), _dir: None }
-}
-
-/// A [`PgStore`](jobs::postgres::PgStore) on a fresh database of this test process's
-/// PostgreSQL server (`pg_harness`).
-pub(crate) async fn postgres_store() -> jobs::postgres::PgStore {
-    let url = tokio::task::spawn_blocking(|| pg_harness::shared().fresh_database()).await.unwrap();
-    jobs::postgres::PgStore::open(&url, jobs::postgres::PgSettings::default()).await.unwrap()
-}
-
-pub(crate) async fn postgres() -> Fixture {
-    Fixture { store: Arc::new(postgres_store().await), _dir: None }
-}
-
-pub(crate) async fn sqlite_file() -> Fixture {
-    let dir = TempDir::new().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("jobs.db").display());
-    Fixture { store: Arc::new(SqliteStore::open(&url).await.unwrap()), _dir: Some(dir) }
-}
-
-/// Runs each behaviour (an `async fn(&Store)` below) against every store.
-macro_rules! conformance {
-    ($($behaviour:ident),* $(,)?) => {
-        mod memory {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $behaviour() {
-                super::$behaviour(&super::memory().await.store).await;
-            })*
-        }
-        mod sqlite_memory {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $behaviour() {
-                super::$behaviour(&super::sqlite_memory().await.store).await;
-            })*
-        }
-        mod sqlite_file {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $behaviour() {
-                let fixture = super::sqlite_file().await;
-                super::$behaviour(&fixture.store).await;
-            })*
-        }
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $behaviour() {
-                super::$behaviour(&super::postgres().await.store).await;
-            })*
-        }
-    };
-}
+use crate::fixture::{Store, conformance};
 
 conformance!(
     insert_then_get,

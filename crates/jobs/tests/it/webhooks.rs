@@ -14,37 +14,7 @@ use jobs::webhook::{
 use jobs::{JobStatus, JobStore, Outcome, Progress, SqliteStore, SubmitOptions};
 use time::OffsetDateTime;
 
-use crate::store::{Store, memory, postgres, sqlite_file, sqlite_memory};
-
-macro_rules! conformance {
-    ($($behaviour:ident),* $(,)?) => {
-        mod memory {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $behaviour() {
-                super::$behaviour(&super::memory().await.store).await;
-            })*
-        }
-        mod sqlite_memory {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $behaviour() {
-                super::$behaviour(&super::sqlite_memory().await.store).await;
-            })*
-        }
-        mod sqlite_file {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $behaviour() {
-                let fixture = super::sqlite_file().await;
-                super::$behaviour(&fixture.store).await;
-            })*
-        }
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $behaviour() {
-                super::$behaviour(&super::postgres().await.store).await;
-            })*
-        }
-    };
-}
+use crate::fixture::{Store, conformance};
 
 conformance!(
     no_subscription_no_delivery,
