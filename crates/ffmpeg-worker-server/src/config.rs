@@ -197,12 +197,69 @@ pub struct ServeConfig {
     #[arg(long, env = "WEBHOOK_ALLOW_PRIVATE")]
     pub webhook_allow_private: bool,
 
+    /// Where the files API keeps files: unset, the data directory (ffmpeg works on it in place);
+    /// `s3://BUCKET[/PREFIX]`, an S3-compatible bucket: the files API reads and writes it, and a
+    /// worker downloads each job's inputs into a scratch directory under the data directory, runs
+    /// ffmpeg there and uploads the outputs after success. See docs/deployment.md.
+    #[arg(long, env = "STORAGE_URL")]
+    pub storage_url: Option<String>,
+
+    /// S3 storage: the service's URL for MinIO, Ceph, R2, Garage and other S3-compatible servers
+    /// (e.g. `http://127.0.0.1:9000`). Unset: AWS S3 in AWS_REGION.
+    #[arg(long, env = "AWS_ENDPOINT_URL")]
+    pub aws_endpoint_url: Option<String>,
+
+    /// S3 storage: the bucket's region.
+    #[arg(long, env = "AWS_REGION", default_value = "us-east-1")]
+    pub aws_region: String,
+
+    /// S3 storage: access key id. Unset (with no secret): the instance's or container's
+    /// credentials, as the AWS SDKs find them.
+    #[arg(long, env = "AWS_ACCESS_KEY_ID")]
+    pub aws_access_key_id: Option<String>,
+
+    /// S3 storage: secret access key.
+    #[arg(long, env = "AWS_SECRET_ACCESS_KEY", hide_env_values = true)]
+    pub aws_secret_access_key: Option<String>,
+
+    /// S3 storage: session token of temporary credentials.
+    #[arg(long, env = "AWS_SESSION_TOKEN", hide_env_values = true)]
+    pub aws_session_token: Option<String>,
+
+    /// S3 storage: allow a plain `http://` endpoint (a server on the same host or network).
+    #[arg(long, env = "AWS_ALLOW_HTTP")]
+    pub aws_allow_http: bool,
+
+    /// S3 storage: address the bucket as `BUCKET.endpoint` (virtual-hosted style) instead of
+    /// `endpoint/BUCKET` (path style, what MinIO, Ceph and Garage expect by default).
+    #[arg(long, env = "AWS_VIRTUAL_HOSTED_STYLE_REQUEST")]
+    pub aws_virtual_hosted_style_request: bool,
+
     /// Log format on stderr.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "pretty")]
     pub log_format: LogFormat,
 }
 
 impl ServeConfig {
+    /// The S3 settings when `storage_url` names a bucket; `None` for the data directory.
+    ///
+    /// # Errors
+    /// A `storage_url` that is not `s3://BUCKET[/PREFIX]`.
+    pub fn s3(&self) -> Result<Option<jobs::storage::S3Config>, jobs::storage::S3ConfigError> {
+        let Some(url) = self.storage_url.as_deref().map(str::trim).filter(|url| !url.is_empty()) else {
+            return Ok(None);
+        };
+        let mut s3 = jobs::storage::S3Config::from_url(url)?;
+        s3.endpoint = self.aws_endpoint_url.clone().filter(|e| !e.trim().is_empty());
+        s3.region.clone_from(&self.aws_region);
+        s3.access_key_id = self.aws_access_key_id.clone().filter(|k| !k.is_empty());
+        s3.secret_access_key = self.aws_secret_access_key.clone().filter(|k| !k.is_empty());
+        s3.session_token = self.aws_session_token.clone().filter(|k| !k.is_empty());
+        s3.allow_http = self.aws_allow_http;
+        s3.virtual_hosted_style = self.aws_virtual_hosted_style_request;
+        Ok(Some(s3))
+    }
+
     /// The limits of the connection loop.
     pub fn connection_limits(&self) -> crate::connections::ConnectionLimits {
         crate::connections::ConnectionLimits {

@@ -15,7 +15,6 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse as _, Response};
 use jobs::Jobs;
 use jobs::files::Files;
-use jobs::storage::LocalStorage;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
@@ -87,7 +86,7 @@ impl AppState {
 
     /// State over `jobs` with `settings`.
     pub fn with_settings(jobs: Arc<Jobs>, settings: AppSettings) -> AppState {
-        let storage = Arc::new(LocalStorage::new(Arc::new(jobs.sandbox().clone())));
+        let storage = Arc::clone(jobs.storage());
         let files = Arc::new(Files::new(storage, Arc::clone(jobs.store()), settings.max_upload_bytes));
         AppState {
             jobs,

@@ -26,6 +26,14 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
+    /// `STORAGE_URL` is malformed, or its bucket cannot be reached or read.
+    #[error("storage {url}: {problem}")]
+    Storage {
+        /// The configured URL.
+        url: String,
+        /// What failed.
+        problem: String,
+    },
     /// The data directory cannot be used as the sandbox's root (not a directory, not UTF-8, ...).
     #[error("data directory: {0}")]
     Sandbox(#[source] ffmpeg_core::sandbox::SandboxError),
@@ -224,6 +232,25 @@ pub async fn run(config: ServeConfig) -> Result<(), StartError> {
             sandbox.deny(std::path::PathBuf::from(name));
         }
     }
+    let remote_storage = match config.s3() {
+        Ok(None) => None,
+        Ok(Some(s3)) => {
+            let url = s3.url();
+            let storage_error = |problem: String| StartError::Storage { url: url.clone(), problem };
+            let storage = jobs::storage::S3Storage::new(&s3).map_err(|e| storage_error(e.problem))?;
+            storage.check().await.map_err(|e| storage_error(e.to_string()))?;
+            // Jobs' files are staged in the data directory; no job may name the staging area.
+            sandbox.deny(sandbox.root().join(jobs::staging::STAGING_DIR));
+            tracing::info!(storage = %url, "files live in the bucket; jobs' files are staged in the data directory");
+            Some(Arc::new(storage) as Arc<dyn jobs::storage::Storage>)
+        }
+        Err(e) => {
+            return Err(StartError::Storage {
+                url: config.storage_url.clone().unwrap_or_default(),
+                problem: e.problem,
+            });
+        }
+    };
     let tokens = config.tokens().map_err(|source| StartError::TokensFile {
         path: config.api_tokens_file.clone().unwrap_or_default(),
         source,
@@ -279,6 +306,7 @@ pub async fn run(config: ServeConfig) -> Result<(), StartError> {
             binary: config.ffprobe_bin.clone(),
             ..jobs::media::MediaProbeConfig::default()
         },
+        remote_storage,
         ..JobsConfig::default()
     };
     let jobs = Jobs::new(store, Arc::new(runner), sandbox, jobs_config);

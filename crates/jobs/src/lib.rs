@@ -48,6 +48,7 @@ pub mod probe;
 pub mod runner;
 pub mod service;
 pub mod sqlite;
+pub mod staging;
 pub mod storage;
 pub mod store;
 pub mod webhook;

@@ -31,6 +31,7 @@ use crate::nodes::{Node, NodeDirectory, NodeSettings};
 use crate::output_meta;
 use crate::outputs::{self, Snapshot};
 use crate::runner::{RunError, RunSpec, Runner};
+use crate::storage::{LocalStorage, Storage};
 use crate::store::{CancelOutcome, JobStore, ListQuery, Outcome, Recovery, RunRecord, StatusCounts, StoreError};
 use crate::webhook::{Delivery, WebhookConfig, WebhookError};
 
@@ -75,6 +76,11 @@ pub struct JobsConfig {
     /// checks and `waiting_reason`. `None`: no registry (a job's `requires` must then be
     /// empty to run here; nothing explains a waiting job).
     pub node: Option<NodeSettings>,
+    /// Where the files live when not in the data directory (an S3-compatible bucket,
+    /// [`crate::storage::S3Storage`]): the files API uses it, and workers stage each job's
+    /// files between it and a scratch directory under the data directory ([`crate::staging`]).
+    /// `None`: the data directory ([`LocalStorage`]), where ffmpeg works in place.
+    pub remote_storage: Option<Arc<dyn Storage>>,
 }
 
 impl Default for JobsConfig {
@@ -88,6 +94,7 @@ impl Default for JobsConfig {
             webhooks: None,
             media_probe: MediaProbeConfig::default(),
             node: None,
+            remote_storage: None,
         }
     }
 }
@@ -164,6 +171,7 @@ pub struct Jobs {
     events: EventBus,
     media: MediaProber,
     directory: Option<Arc<NodeDirectory>>,
+    storage: Arc<dyn Storage>,
 }
 
 impl std::fmt::Debug for Jobs {
@@ -177,11 +185,17 @@ impl Jobs {
     pub fn new(store: Arc<dyn JobStore>, runner: Arc<dyn Runner>, sandbox: Sandbox, config: JobsConfig) -> Arc<Jobs> {
         let media = MediaProber::new(config.media_probe.clone());
         let directory = config.node.clone().map(|node| Arc::new(NodeDirectory::new(Arc::clone(&store), node)));
+        let sandbox = Arc::new(sandbox);
+        let storage = match &config.remote_storage {
+            Some(remote) => Arc::clone(remote),
+            None => Arc::new(LocalStorage::new(Arc::clone(&sandbox))) as Arc<dyn Storage>,
+        };
         Arc::new(Jobs {
             directory,
             store,
             runner,
-            sandbox: Arc::new(sandbox),
+            storage,
+            sandbox,
             media,
             config,
             running: Mutex::new(HashMap::new()),
@@ -244,6 +258,12 @@ impl Jobs {
     /// Every job's events from now on, filtered by `filter`.
     pub fn all_events(&self, filter: AllFilter) -> AllEvents {
         AllEvents::new(&self.events, filter)
+    }
+
+    /// Where the files API's files live: the remote storage when configured, else the data
+    /// directory.
+    pub fn storage(&self) -> &Arc<dyn Storage> {
+        &self.storage
     }
 
     /// The store, for reads.

@@ -10,6 +10,7 @@ mod docker;
 mod e2e;
 mod events;
 mod files;
+mod files_s3;
 mod lifecycle;
 mod media;
 mod openapi;

@@ -1,5 +1,6 @@
-//! Where the files of the files API live: the [`Storage`] trait and its local backend,
-//! [`LocalStorage`] (the data directory, through the [`Sandbox`](ffmpeg_core::sandbox::Sandbox)).
+//! Where the files of the files API live: the [`Storage`] trait, its local backend,
+//! [`LocalStorage`] (the data directory, through the [`Sandbox`](ffmpeg_core::sandbox::Sandbox)),
+//! and [`S3Storage`] (an S3-compatible bucket, through `object_store`).
 //!
 //! The trait is shaped so that an object store (S3 through the `object_store` crate) fits it:
 //! a put streams its body and becomes visible only when committed ([`StagedPut::commit`]: a
@@ -13,6 +14,7 @@
 //! [`Files`](crate::files::Files).
 
 mod local;
+mod s3;
 
 use std::fmt;
 use std::io;
@@ -25,6 +27,7 @@ use bytes::Bytes;
 use futures_util::Stream;
 
 pub use local::{LocalStorage, UPLOAD_TEMP_PREFIX};
+pub use s3::{PART_BYTES, PARTS_IN_FLIGHT, S3Config, S3ConfigError, S3Storage};
 
 /// A stream of bytes: an upload's body, or a file's content.
 pub type ByteStream = Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>>;

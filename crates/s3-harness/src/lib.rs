@@ -1,0 +1,225 @@
+//! A throw-away S3-compatible server for tests: moto's server (PyPI's `moto[server]`, an
+//! independent implementation of the S3 API that AWS SDK projects test against), started once
+//! per test process as a separate process on 127.0.0.1 and a free port, with a fresh bucket
+//! per test ([`S3Server::bucket`]).
+//!
+//! - **Finding it.** `python3 -m moto.server` (`S3_HARNESS_PYTHON` names another interpreter).
+//!   `.ci/run` installs `moto[server]` with pip when it is missing.
+//! - **Port.** moto is started with port 0 and prints the port it bound; nothing can take it
+//!   between a probe and the start.
+//! - **Stopping.** moto runs under a watchdog (`sh`) that holds the read end of a pipe whose
+//!   write end only this process has. When this process exits (normally, by a panic, or killed
+//!   with SIGKILL) the pipe closes and the watchdog kills moto. Nothing is written to disk: moto
+//!   keeps objects in memory.
+//! - **Credentials.** moto accepts any; [`ACCESS_KEY_ID`] / [`SECRET_ACCESS_KEY`] are what the
+//!   tests send, in region [`REGION`].
+
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::TcpStream;
+use std::os::unix::process::CommandExt as _;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// Access key id the tests use (moto accepts any).
+pub const ACCESS_KEY_ID: &str = "testing";
+/// Secret access key the tests use.
+pub const SECRET_ACCESS_KEY: &str = "testing";
+/// Region the tests use.
+pub const REGION: &str = "us-east-1";
+
+/// The `Authorization` header of the harness's own raw requests: moto checks no signature, but
+/// refuses anonymous reads of private objects.
+const AUTHORIZATION: &str = "Authorization: AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/s3/aws4_request, \
+                             SignedHeaders=host, Signature=0";
+
+/// How long moto may take to start.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A running S3-compatible server.
+#[derive(Debug)]
+pub struct S3Server {
+    endpoint: String,
+    port: u16,
+    /// Held open for the process's life: its closing tells the watchdog to stop the server.
+    _watchdog: (Child, ChildStdin),
+    buckets: AtomicU32,
+}
+
+/// The server of this test process, started on first use.
+///
+/// # Panics
+/// When the server cannot be started (python3 or moto missing): the message says why.
+pub fn shared() -> &'static S3Server {
+    static SERVER: OnceLock<S3Server> = OnceLock::new();
+    SERVER.get_or_init(|| S3Server::start().unwrap_or_else(|e| panic!("cannot start a test S3 server: {e}")))
+}
+
+impl S3Server {
+    /// Starts moto's server.
+    ///
+    /// # Errors
+    /// A description of what failed (no python3, no moto, no port printed in time).
+    pub fn start() -> Result<S3Server, String> {
+        let python = std::env::var("S3_HARNESS_PYTHON").unwrap_or_else(|_| "python3".to_owned());
+        // `exec` keeps moto's stderr on our pipe; the watchdog kills it when stdin closes.
+        let script = "\"$0\" -m moto.server -H 127.0.0.1 -p 0 </dev/null 2>&1 & pid=$!; \
+                      trap 'kill $pid 2>/dev/null' EXIT; read -r _ || true; kill $pid 2>/dev/null; wait $pid";
+        let mut child = Command::new("sh")
+            .args(["-c", script, &python])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .map_err(|e| format!("cannot run sh: {e}"))?;
+        let stdin = child.stdin.take().ok_or("no stdin pipe")?;
+        let stdout = child.stdout.take().ok_or("no stdout pipe")?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        // Reads moto's output for ever (it logs every request; a full pipe would stall it).
+        std::thread::spawn(move || {
+            let mut reader = BufReader::new(stdout);
+            let mut line = String::new();
+            let mut seen = Vec::new();
+            let mut sent = false;
+            loop {
+                line.clear();
+                match reader.read_line(&mut line) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+                if sent {
+                    continue;
+                }
+                if let Some(port) = line.split("http://127.0.0.1:").nth(1) {
+                    let port: String = port.chars().take_while(char::is_ascii_digit).collect();
+                    if let Ok(port) = port.parse::<u16>() {
+                        let _ = tx.send(Ok(port));
+                        sent = true;
+                        continue;
+                    }
+                }
+                seen.push(line.trim_end().to_owned());
+            }
+            if !sent {
+                let _ = tx.send(Err(seen.join("\n")));
+            }
+            // Drain anything left (never reached while moto runs).
+            let _ = reader.read_to_end(&mut Vec::new());
+        });
+        let port = match rx.recv_timeout(START_TIMEOUT) {
+            Ok(Ok(port)) => port,
+            Ok(Err(output)) => {
+                return Err(format!(
+                    "moto's server exited: {output}\n(install it with `python3 -m pip install 'moto[server]'`)"
+                ));
+            }
+            Err(_) => return Err(format!("moto's server printed no address within {START_TIMEOUT:?}")),
+        };
+        Ok(S3Server {
+            endpoint: format!("http://127.0.0.1:{port}"),
+            port,
+            _watchdog: (child, stdin),
+            buckets: AtomicU32::new(0),
+        })
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// Creates a new empty bucket and returns its name (`test-N`).
+    ///
+    /// # Panics
+    /// When the server refuses (the message has its answer).
+    pub fn bucket(&self) -> String {
+        let n = self.buckets.fetch_add(1, Ordering::Relaxed);
+        let name = format!("test-{}-{n}", std::process::id());
+        let answer = self.request("PUT", &format!("/{name}")).unwrap_or_else(|e| panic!("creating bucket {name}: {e}"));
+        assert!(
+            answer.starts_with("HTTP/1.1 200") || answer.starts_with("HTTP/1.0 200"),
+            "creating bucket {name}: {answer}"
+        );
+        name
+    }
+
+    /// Every key in `bucket`, in the server's (byte) order, read with a raw `ListObjectsV2`
+    /// (not through the code under test).
+    ///
+    /// # Panics
+    /// When the server does not answer.
+    pub fn keys(&self, bucket: &str) -> Vec<String> {
+        let answer = self.request("GET", &format!("/{bucket}?list-type=2&max-keys=1000")).expect("listing the bucket");
+        tags(&answer, "Key")
+    }
+
+    /// The multipart uploads started in `bucket` and neither completed nor aborted
+    /// (`ListMultipartUploads`): their keys.
+    ///
+    /// # Panics
+    /// When the server does not answer.
+    pub fn unfinished_uploads(&self, bucket: &str) -> Vec<String> {
+        let answer = self.request("GET", &format!("/{bucket}?uploads")).expect("listing the uploads");
+        tags(&answer, "Key")
+    }
+
+    /// The content of `key` in `bucket`, read with a raw `GetObject`; `None` when missing.
+    ///
+    /// # Panics
+    /// When the server does not answer.
+    pub fn object(&self, bucket: &str, key: &str) -> Option<Vec<u8>> {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).expect("connecting");
+        write!(
+            stream,
+            "GET /{bucket}/{key} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\n{AUTHORIZATION}\r\nConnection: close\r\n\r\n",
+            self.port
+        )
+        .expect("sending");
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).expect("reading");
+        let end = answer.windows(4).position(|w| w == b"\r\n\r\n")?;
+        let head = String::from_utf8_lossy(&answer[..end]);
+        if !head.starts_with("HTTP/1.1 200") && !head.starts_with("HTTP/1.0 200") {
+            return None;
+        }
+        Some(answer[end + 4..].to_vec())
+    }
+
+    /// Sends a bodiless request and returns the whole answer (status line, headers, body).
+    fn request(&self, method: &str, path: &str) -> std::io::Result<String> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port))?;
+        stream.set_read_timeout(Some(deadline - Instant::now()))?;
+        write!(
+            stream,
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\n{AUTHORIZATION}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            self.port
+        )?;
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer)?;
+        Ok(answer)
+    }
+}
+
+/// The texts of every `<tag>...</tag>` in `xml` (no nesting in what S3 lists).
+fn tags(xml: &str, tag: &str) -> Vec<String> {
+    let (open, close) = (format!("<{tag}>"), format!("</{tag}>"));
+    let mut out = Vec::new();
+    let mut rest = xml;
+    while let Some(start) = rest.find(&open) {
+        rest = &rest[start + open.len()..];
+        let Some(end) = rest.find(&close) else { break };
+        out.push(
+            rest[..end]
+                .replace("&amp;", "&")
+                .replace("&lt;", "<")
+                .replace("&gt;", ">")
+                .replace("&quot;", "\"")
+                .replace("&apos;", "'"),
+        );
+        rest = &rest[end + close.len()..];
+    }
+    out
+}
