@@ -315,6 +315,23 @@ pub struct ProgressResponse {
     /// Estimated seconds until completion; null when unknown.
     #[schema(example = 14.6)]
     pub eta_seconds: Option<f64>,
+    /// With files in a bucket (`STORAGE_URL=s3://...`): the step under way, `downloading` the
+    /// inputs into the worker, `running` ffmpeg, `uploading` the outputs. Null (absent) when
+    /// ffmpeg works on the data directory in place.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<PhaseWire>,
+}
+
+/// The step of a job whose files are in a bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PhaseWire {
+    /// The inputs are being downloaded from the bucket into the worker's staging directory.
+    Downloading,
+    /// ffmpeg runs.
+    Running,
+    /// The outputs are being uploaded into the bucket.
+    Uploading,
 }
 
 /// The data of a `progress` server-sent event (`GET /jobs/{id}/events`, `GET /events`): the

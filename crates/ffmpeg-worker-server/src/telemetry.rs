@@ -49,6 +49,12 @@ pub fn handle() -> Option<&'static PrometheusHandle> {
                         Matcher::Full("http_request_duration_seconds".to_owned()),
                         &[0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0],
                     )
+                })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full(jobs::staging::METRIC_SECONDS.to_owned()),
+                        &[0.01, 0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 1800.0],
+                    )
                 });
             let recorder = builder.ok()?.build_recorder();
             let handle = recorder.handle();

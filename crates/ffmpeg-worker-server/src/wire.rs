@@ -4,11 +4,12 @@
 
 pub use ffmpeg_worker_api::{
     CreateJobRequest, DeliveryStateWire, FileEntry, FileResponse, HealthResponse, JobResponse, JobStatusWire,
-    MediaInfoResponse, MediaStreamResponse, OutputFileResponse, OutputStreamResponse, Problem, ProgressEvent,
-    ProgressResponse, ReadyResponse, WebhookAttemptResponse, WebhookDeliveryResponse, WebhookEventWire, WebhookPayload,
+    MediaInfoResponse, MediaStreamResponse, OutputFileResponse, OutputStreamResponse, PhaseWire, Problem,
+    ProgressEvent, ProgressResponse, ReadyResponse, WebhookAttemptResponse, WebhookDeliveryResponse, WebhookEventWire,
+    WebhookPayload,
 };
 use jobs::media::MediaInfo;
-use jobs::model::OutputFile;
+use jobs::model::{OutputFile, Phase};
 use jobs::webhook::{Delivery, DeliveryState, SubscriptionSource, WebhookEvent};
 use jobs::{Job, JobId, JobStatus, Progress};
 
@@ -49,6 +50,11 @@ pub fn progress_response(p: &Progress) -> ProgressResponse {
         bitrate_kbits_per_s: p.bitrate_kbits_per_s,
         total_size_bytes: p.total_size_bytes,
         eta_seconds: p.eta_seconds,
+        phase: p.phase.map(|phase| match phase {
+            Phase::Downloading => PhaseWire::Downloading,
+            Phase::Running => PhaseWire::Running,
+            Phase::Uploading => PhaseWire::Uploading,
+        }),
     }
 }
 

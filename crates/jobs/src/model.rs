@@ -158,6 +158,22 @@ pub struct Progress {
     pub dup_frames: Option<u64>,
     /// Frames dropped to keep the output frame rate.
     pub drop_frames: Option<u64>,
+    /// Which step of a staged job is under way (files in a bucket: [`Phase`]); `None` when
+    /// ffmpeg works on the data directory in place.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<Phase>,
+}
+
+/// The steps of a job whose files are in a bucket ([`crate::staging`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Its inputs are being copied from the storage into the worker's staging directory.
+    Downloading,
+    /// ffmpeg runs.
+    Running,
+    /// Its outputs are being copied into the storage.
+    Uploading,
 }
 
 /// Options given when a job is submitted, besides its command.

@@ -22,15 +22,16 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::encoded;
-use crate::events::{AllEvents, AllFilter, EventBus, EventId, JobEvents, Resume};
+use crate::events::{AllEvents, AllFilter, EventBus, EventId, JobEvents, ProgressPublisher, Resume};
 use crate::exec_limits::ExecLimitError;
 use crate::globs;
 use crate::media::{MediaInfo, MediaProbeConfig, MediaProbeError, MediaProber};
-use crate::model::{InvalidRequest, Job, JobId, MAX_PAGE_SIZE, Progress, SubmitOptions};
+use crate::model::{InvalidRequest, Job, JobId, MAX_PAGE_SIZE, Phase, Progress, SubmitOptions};
 use crate::nodes::{Node, NodeDirectory, NodeSettings};
 use crate::output_meta;
 use crate::outputs::{self, Snapshot};
 use crate::runner::{RunError, RunSpec, Runner};
+use crate::staging::Stage;
 use crate::storage::{LocalStorage, Storage};
 use crate::store::{CancelOutcome, JobStore, ListQuery, Outcome, Recovery, RunRecord, StatusCounts, StoreError};
 use crate::webhook::{Delivery, WebhookConfig, WebhookError};
@@ -366,10 +367,12 @@ impl Jobs {
                         .map(|r| outputs::remove_run_files(&root, &r.footprint, &r.snapshot))
                         .unwrap_or_default();
                     let scratch = runner.remove_leftovers(&run.id);
+                    let stages = crate::staging::remove_stages_of(&root, &run.id);
                     tracing::info!(
                         job = %run.id,
                         files = files.len(),
                         scratch_dirs = scratch.len(),
+                        stages,
                         "removed what an interrupted run left"
                     );
                 }
@@ -641,6 +644,7 @@ impl Jobs {
         &self,
         id: &JobId,
         mut rx: watch::Receiver<Option<Progress>>,
+        phase: Option<Phase>,
         cancel: &CancellationToken,
         run_ended: &CancellationToken,
     ) -> Option<Progress> {
@@ -652,7 +656,7 @@ impl Jobs {
                 changed = rx.changed() => if changed.is_err() { return saved },
             }
             let latest = rx.borrow_and_update().clone();
-            if let Some(progress) = latest {
+            if let Some(progress) = latest.map(|progress| Progress { phase, ..progress }) {
                 match self.store.update_progress(id, &progress).await {
                     Ok(true) => cancel.cancel(),
                     Ok(false) => {}
@@ -699,10 +703,117 @@ impl Jobs {
         .await;
     }
 
+    /// Puts a job whose run was stopped by shutdown back in the queue.
+    async fn requeue_stopped(&self, id: &JobId) {
+        match self.store.requeue(id).await {
+            Ok(()) => self.status_changed_of(id).await,
+            Err(e) => tracing::error!(error = %e, "re-queueing the job failed"),
+        }
+    }
+
+    /// Records and publishes `progress` of a staged job (a phase change).
+    async fn save_phase(&self, id: &JobId, progress: Progress, publisher: &mut ProgressPublisher) {
+        publisher.publish(progress.clone());
+        match self.store.update_progress(id, &progress).await {
+            Ok(true) => {
+                if let Some(running) = self.lock_running().get(id) {
+                    running.cancel.cancel();
+                }
+            }
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "recording progress failed"),
+        }
+    }
+
+    /// Phase `downloading` of a staged job: its inputs into `stage`. `Err(Some(error))`:
+    /// the job fails with `error`; `Err(None)`: cancelled or shut down meanwhile.
+    #[allow(clippy::too_many_arguments)]
+    async fn stage_inputs(
+        &self,
+        id: &JobId,
+        stage: &Stage,
+        remote: &dyn Storage,
+        footprint: &Footprint,
+        publisher: &mut ProgressPublisher,
+        running: &RunningJob,
+        abort: &CancellationToken,
+    ) -> Result<(), Option<String>> {
+        let downloading = Progress { phase: Some(Phase::Downloading), ..Progress::default() };
+        self.save_phase(id, downloading, publisher).await;
+        let download = tokio::select! {
+            result = stage.download(remote, footprint) => result,
+            () = running.cancel.cancelled() => return Err(None),
+            () = abort.cancelled() => return Err(None),
+        };
+        match download {
+            Ok(done) => {
+                tracing::info!(
+                    files = done.files,
+                    bytes = done.bytes,
+                    seconds = done.elapsed.as_secs_f64(),
+                    "inputs staged"
+                );
+                Ok(())
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "staging the inputs failed");
+                Err(Some(e.to_string()))
+            }
+        }
+    }
+
+    /// Phase `uploading` of a staged job that succeeded: `files` (relative) from `stage` into
+    /// the storage; then the last progress again without a phase. `Err(error)`: the job
+    /// fails with `error`, and nothing of it is left in the storage.
+    async fn upload_outputs(
+        &self,
+        id: &JobId,
+        stage: &Stage,
+        remote: &dyn Storage,
+        files: &[std::path::PathBuf],
+        last: Option<Progress>,
+        publisher: &mut ProgressPublisher,
+    ) -> Result<(), String> {
+        let last = last.unwrap_or_default();
+        self.save_phase(id, Progress { phase: Some(Phase::Uploading), ..last.clone() }, publisher).await;
+        match stage.upload(remote, files, u64::MAX).await {
+            Ok(done) => {
+                tracing::info!(
+                    files = done.files,
+                    bytes = done.bytes,
+                    seconds = done.elapsed.as_secs_f64(),
+                    "outputs uploaded"
+                );
+                if let Err(e) = self.store.update_progress(id, &Progress { phase: None, ..last }).await {
+                    tracing::warn!(error = %e, "recording the last progress failed");
+                }
+                Ok(())
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "uploading the outputs failed");
+                Err(e.to_string())
+            }
+        }
+    }
+
     async fn run_job(&self, job: Job, abort: &CancellationToken) {
         let id = job.id.clone();
         let started = SystemTime::now();
-        let sandbox = self.sandbox.clone();
+        // Files in a bucket: the run works in its own stage, which is its sandbox's root.
+        let stage = match &self.config.remote_storage {
+            Some(_) => {
+                let (sandbox, job_id, attempt) = (Arc::clone(&self.sandbox), id.clone(), job.attempts);
+                match blocking(move || Stage::create(&sandbox, &job_id, attempt)).await {
+                    Ok(stage) => Some(stage),
+                    Err(e) => {
+                        return self.finish(&id, Outcome::Failed { error: e.to_string() }, "", started, abort).await;
+                    }
+                }
+            }
+            None => None,
+        };
+        let run_sandbox = stage.as_ref().map_or_else(|| Arc::clone(&self.sandbox), |s| Arc::new(s.sandbox().clone()));
+        let sandbox = Arc::clone(&run_sandbox);
         let command = job.command.clone();
         // The command is resolved again right before it runs: the filesystem may have changed
         // since submission (a planted symlink). The installed ffmpeg's names, checked at
@@ -717,15 +828,27 @@ impl Jobs {
             Ok(r) => r,
             Err(e) => return self.finish(&id, Outcome::Failed { error: e.to_string() }, "", started, abort).await,
         };
+        let running = RunningJob { cancel: CancellationToken::new(), done: CancellationToken::new() };
+        let _registered = Registration::new(self, &id, &running);
+        let mut publisher = self.events.publisher(&job);
+        if let (Some(stage), Some(remote)) = (&stage, &self.config.remote_storage) {
+            let cancelled = || running.cancel.is_cancelled();
+            match self.stage_inputs(&id, stage, remote.as_ref(), &footprint, &mut publisher, &running, abort).await {
+                Ok(()) => {}
+                Err(Some(error)) => return self.finish(&id, Outcome::Failed { error }, "", started, abort).await,
+                Err(None) if cancelled() => return self.finish(&id, Outcome::Cancelled, "", started, abort).await,
+                Err(None) => return self.requeue_stopped(&id).await,
+            }
+        }
         // The store claimed this job only because no running job's footprint conflicts
         // with its own (`JobStore::claim_next`).
         if job.attempts > 1 {
             self.clear_previous_attempt(&id).await;
         }
-        let root = self.sandbox.root().to_owned();
+        let root = run_sandbox.root().to_owned();
         let prepared = {
             let (root, mut resolved, footprint) = (root.clone(), resolved, footprint.clone());
-            let (sandbox, job_id) = (Arc::clone(&self.sandbox), id.clone());
+            let (sandbox, job_id) = (Arc::clone(&run_sandbox), id.clone());
             blocking(move || {
                 // ffmpeg opens the names it makes up itself (segments, numbered images)
                 // without the sandbox: none may be a link leading elsewhere.
@@ -749,15 +872,19 @@ impl Jobs {
             Err(error) => return self.finish(&id, Outcome::Failed { error }, "", started, abort).await,
         };
         // Durably, before ffmpeg can write anything: recovery after a crash removes what this
-        // attempt wrote by the same rule as a failure.
-        let record = RunRecord { attempt: job.attempts, footprint: footprint.clone(), snapshot: before.clone() };
+        // attempt wrote by the same rule as a failure. A staged run writes nothing in the data
+        // directory (recovery removes its stage).
+        let record = match &stage {
+            None => RunRecord { attempt: job.attempts, footprint: footprint.clone(), snapshot: before.clone() },
+            Some(_) => {
+                RunRecord { attempt: job.attempts, footprint: Footprint::default(), snapshot: Snapshot::default() }
+            }
+        };
         if let Err(e) = self.store.record_run(&id, &record).await {
             tracing::error!(error = %e, "recording the run before it starts failed");
             let error = "the job store could not record the run; it was not started".to_owned();
             return self.finish(&id, Outcome::Failed { error }, "", started, abort).await;
         }
-        let running = RunningJob { cancel: CancellationToken::new(), done: CancellationToken::new() };
-        let _registered = Registration::new(self, &id, &running);
         tracing::info!(command = %job.command, "job started");
 
         let timeout = job.timeout_seconds.map(Duration::from_secs).or(self.config.max_timeout);
@@ -767,7 +894,9 @@ impl Jobs {
         // Cluster mode: once this node's lease on the job is lost, the job may be another
         // node's; its ffmpeg is stopped at once and nothing more is written for it here.
         let lease_lost = self.store.lease_lost(&id).unwrap_or_default();
-        let mut publisher = self.events.publisher(&job);
+        // A staged run says which step it is at; a run in place says nothing.
+        let phase = stage.as_ref().map(|_| Phase::Running);
+        let with_phase = |progress: Progress| Progress { phase, ..progress };
         // Progress goes to the bus as soon as the runner reports it; the store gets at most one
         // write per `PROGRESS_SAVE_INTERVAL` (`save_progress`, beside the run, never cut short
         // in the middle of a write), then the last snapshot once the run ended.
@@ -779,7 +908,7 @@ impl Jobs {
                     report = &mut run => break report,
                     Ok(()) = rx.changed() => {
                         if let Some(progress) = rx.borrow_and_update().clone() {
-                            publisher.publish(progress);
+                            publisher.publish(with_phase(progress));
                         }
                     }
                     () = running.cancel.cancelled(), if !stop.is_cancelled() => stop.cancel(),
@@ -790,21 +919,23 @@ impl Jobs {
             if rx.has_changed().unwrap_or(false)
                 && let Some(progress) = rx.borrow_and_update().clone()
             {
-                publisher.publish(progress);
+                publisher.publish(with_phase(progress));
             }
             run_ended.cancel();
             report
         };
-        let (report, saved) = tokio::join!(run, self.save_progress(&id, tx.subscribe(), &running.cancel, &run_ended));
+        let (report, saved) =
+            tokio::join!(run, self.save_progress(&id, tx.subscribe(), phase, &running.cancel, &run_ended));
         if lease_lost.is_cancelled() {
             // Its files are left alone: the node that runs it now may be writing them.
             tracing::warn!("lost the lease of the job: its ffmpeg was stopped; another node takes it over");
             return;
         }
         let last = tx.borrow().clone();
-        if let Some(progress) = &last
-            && saved.as_ref() != Some(progress)
-            && let Err(e) = self.store.update_progress(&id, progress).await
+        let final_progress = last.clone();
+        if let Some(progress) = last.clone().map(with_phase)
+            && saved.as_ref() != Some(&progress)
+            && let Err(e) = self.store.update_progress(&id, &progress).await
         {
             tracing::warn!(error = %e, "recording the last progress failed");
         }
@@ -833,28 +964,34 @@ impl Jobs {
             })
             .await
         };
+        // A staged run's messages name files as the client does, without the stage.
+        let log_tail = stage.as_ref().map_or_else(|| report.log_tail.clone(), |s| s.unstaged(&report.log_tail));
         match result {
             Ok(()) => {
+                if let (Some(stage), Some(remote)) = (&stage, &self.config.remote_storage)
+                    && let Err(error) =
+                        self.upload_outputs(&id, stage, remote.as_ref(), &files, final_progress, &mut publisher).await
+                {
+                    return self.finish(&id, Outcome::Failed { error }, &log_tail, started, abort).await;
+                }
                 tracing::info!(outputs = files.len(), "job completed");
                 let output_files = outputs::to_strings(&files);
                 let outcome = Outcome::Completed { output_files, outputs: described };
-                self.finish(&id, outcome, &report.log_tail, started, abort).await;
+                self.finish(&id, outcome, &log_tail, started, abort).await;
             }
             Err(RunError::Cancelled) => {
                 if running.cancel.is_cancelled() {
                     tracing::info!(removed = files.len(), "job cancelled");
-                    self.finish(&id, Outcome::Cancelled, &report.log_tail, started, abort).await;
+                    self.finish(&id, Outcome::Cancelled, &log_tail, started, abort).await;
                 } else {
                     tracing::info!(removed = files.len(), "job stopped by shutdown; back in the queue");
-                    match self.store.requeue(&id).await {
-                        Ok(()) => self.status_changed_of(&id).await,
-                        Err(e) => tracing::error!(error = %e, "re-queueing the job failed"),
-                    }
+                    self.requeue_stopped(&id).await;
                 }
             }
             Err(e) => {
                 tracing::info!(error = %e, removed = files.len(), "job failed");
-                self.finish(&id, Outcome::Failed { error: e.to_string() }, &report.log_tail, started, abort).await;
+                let error = stage.as_ref().map_or_else(|| e.to_string(), |s| s.unstaged(&e.to_string()));
+                self.finish(&id, Outcome::Failed { error }, &log_tail, started, abort).await;
             }
         }
     }

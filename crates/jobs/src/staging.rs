@@ -1,7 +1,348 @@
-//! Staging: with the files in a bucket ([`crate::JobsConfig::remote_storage`]), a worker
-//! downloads a job's inputs into a scratch directory under the data directory, runs ffmpeg
-//! there, and uploads the outputs after success.
+//! Staging: with the files in a bucket ([`crate::JobsConfig::remote_storage`]), ffmpeg still
+//! reads and writes local files. A worker gives each run a [`Stage`]: a scratch directory
+//! under the data directory (`.ffmpeg-worker-staging/JOBID-ATTEMPT/`) that is the run's
+//! sandbox root, so the command resolves there exactly as it would in the data directory (the
+//! same relative paths, which are the bucket's keys).
+//!
+//! 1. **Downloading** ([`Stage::download`]): every file the command may read — its
+//!    [`Footprint`]'s read sets: inputs, glob and image-sequence matches, side files named in
+//!    options (subtitles, fonts directories, ...), two-pass logs of an earlier pass — is listed
+//!    in the storage and copied into the stage at its relative path. A missing input is not an
+//!    error here: ffmpeg then reports it by name, as it would locally.
+//! 2. **Running**: ffmpeg runs on the stage as on the data directory.
+//! 3. **Uploading** ([`Stage::upload`]), after success only: every file the run wrote (the
+//!    same rule as locally, [`crate::outputs::run_files`]: outputs, HLS/DASH segments and
+//!    playlists, pass logs, ...) is put into the storage at its relative path, playlists and
+//!    manifests last so that a player never finds one naming a missing segment. Each file
+//!    becomes visible whole (see [`crate::storage::StagedPut`]). When one upload fails, the
+//!    files this run already uploaded are deleted again: a failed job leaves none of its
+//!    outputs in the bucket (a file it replaced is gone with them).
+//!
+//! A failed or cancelled run uploads nothing. The stage is removed when the run ends, however
+//! it ends ([`Stage`]'s `Drop`), and at start-up for runs a crash interrupted
+//! ([`remove_stages_of`]).
+//!
+//! Bytes and seconds of each direction go to /metrics ([`METRIC_BYTES`], [`METRIC_SECONDS`],
+//! [`METRIC_FILES`], [`METRIC_FAILURES`], labelled `direction`).
 
-/// The directory under the data directory that holds the jobs' staging directories; no job
-/// may name it.
+use std::collections::BTreeSet;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use ffmpeg_core::footprint::{FileSet, Footprint, Names};
+use ffmpeg_core::sandbox::Sandbox;
+use futures_util::StreamExt as _;
+use tokio::io::AsyncWriteExt as _;
+
+use crate::model::JobId;
+use crate::storage::{ByteStream, PutOptions, Storage, StorageError};
+
+/// The directory under the data directory that holds the jobs' stages; no job may name it.
 pub const STAGING_DIR: &str = ".ffmpeg-worker-staging";
+
+/// Counter of bytes copied between the storage and stages, labelled `direction`
+/// (`download`, `upload`).
+pub const METRIC_BYTES: &str = "ffmpeg_worker_staging_bytes_total";
+/// Counter of files copied, labelled `direction`.
+pub const METRIC_FILES: &str = "ffmpeg_worker_staging_files_total";
+/// Histogram of the seconds one job's downloads or uploads took, labelled `direction`.
+pub const METRIC_SECONDS: &str = "ffmpeg_worker_staging_seconds";
+/// Counter of jobs whose downloads or uploads failed, labelled `direction`.
+pub const METRIC_FAILURES: &str = "ffmpeg_worker_staging_failures_total";
+
+/// Files listed per storage request while looking for a read set's matches.
+const LIST_PAGE: usize = 1000;
+
+/// Why staging failed; the message is what the job's `error` says.
+#[derive(Debug, thiserror::Error)]
+pub enum StagingError {
+    /// The stage directory could not be made.
+    #[error("cannot prepare the job's staging directory: {0}")]
+    Prepare(#[source] io::Error),
+    /// An input could not be listed or downloaded.
+    #[error("downloading the job's inputs from the storage failed: {0}")]
+    Download(#[source] StorageError),
+    /// A downloaded input could not be written into the stage (disk full, ...).
+    #[error("writing input `{path}` into the staging directory failed: {source}")]
+    Write {
+        /// The input's path.
+        path: String,
+        /// What the file system said.
+        #[source]
+        source: io::Error,
+    },
+    /// An output could not be uploaded; the outputs uploaded before it were deleted again.
+    #[error("uploading the job's outputs to the storage failed, so none were kept: {0}")]
+    Upload(#[source] StorageError),
+}
+
+/// What one direction of staging moved.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Transfer {
+    /// Files copied.
+    pub files: usize,
+    /// Bytes copied.
+    pub bytes: u64,
+    /// Wall-clock time.
+    pub elapsed: Duration,
+}
+
+/// One run's scratch directory, the root of its sandbox. Removed on drop.
+#[derive(Debug)]
+pub struct Stage {
+    root: PathBuf,
+    /// `root` relative to the data directory, with a trailing `/` (for messages).
+    shown: String,
+    sandbox: Sandbox,
+}
+
+/// The stages directory of the data directory `data_root`.
+pub fn stages_root(data_root: &Path) -> PathBuf {
+    data_root.join(STAGING_DIR)
+}
+
+/// Removes the stages of job `id` (any attempt) under the data directory `data_root`:
+/// what runs a crash interrupted left. Returns how many were removed. Blocking.
+pub fn remove_stages_of(data_root: &Path, id: &JobId) -> usize {
+    let Ok(entries) = std::fs::read_dir(stages_root(data_root)) else { return 0 };
+    let prefix = format!("{id}-");
+    entries
+        .flatten()
+        .filter(|entry| entry.file_name().to_str().is_some_and(|name| name.starts_with(&prefix)))
+        .filter(|entry| std::fs::remove_dir_all(entry.path()).is_ok())
+        .count()
+}
+
+impl Stage {
+    /// Creates the stage of attempt `attempt` of job `id` under the data directory of
+    /// `sandbox` (empty: stages of the job left by an earlier process are removed first), with
+    /// `sandbox`'s policy. Blocking.
+    ///
+    /// # Errors
+    /// [`StagingError::Prepare`].
+    pub fn create(sandbox: &Sandbox, id: &JobId, attempt: u32) -> Result<Stage, StagingError> {
+        let name = format!("{id}-{attempt}");
+        let root = stages_root(sandbox.root()).join(&name);
+        // A job runs once at a time on a node: any stage of it is an earlier process's.
+        remove_stages_of(sandbox.root(), id);
+        std::fs::create_dir_all(&root).map_err(StagingError::Prepare)?;
+        let stage_sandbox = Sandbox::new(&root)
+            .map_err(|e| StagingError::Prepare(io::Error::other(e.to_string())))?
+            .with_policy(sandbox.policy().clone());
+        Ok(Stage {
+            shown: format!("{STAGING_DIR}/{name}/"),
+            root: stage_sandbox.root().to_owned(),
+            sandbox: stage_sandbox,
+        })
+    }
+
+    /// The stage's directory (absolute, canonical).
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The sandbox rooted at the stage, with the server's policy.
+    pub fn sandbox(&self) -> &Sandbox {
+        &self.sandbox
+    }
+
+    /// `text` (a log, an error) without the stage's place in the data directory, so that it
+    /// names files as the client does (`in.mp4`, not `.ffmpeg-worker-staging/job_..-1/in.mp4`).
+    pub fn unstaged(&self, text: &str) -> String {
+        let absolute = format!("{}/", self.root.display());
+        text.replace(&format!("file:{absolute}"), "").replace(&absolute, "").replace(&self.shown, "")
+    }
+
+    /// Downloads every file of `storage` that `footprint` may read into the stage.
+    ///
+    /// # Errors
+    /// [`StagingError::Download`] when the storage fails (not for a missing file),
+    /// [`StagingError::Write`] when the stage cannot hold a file.
+    pub async fn download(&self, storage: &dyn Storage, footprint: &Footprint) -> Result<Transfer, StagingError> {
+        let started = Instant::now();
+        let result = async {
+            let mut paths = BTreeSet::new();
+            for set in footprint.reads() {
+                paths.extend(matches(storage, set).await?);
+            }
+            let mut transfer = Transfer::default();
+            for path in paths {
+                match self.download_one(storage, &path).await {
+                    Ok(bytes) => {
+                        transfer.files += 1;
+                        transfer.bytes += bytes;
+                    }
+                    // Gone between the listing and the read, or a directory: like a missing input.
+                    Err(StagingError::Download(StorageError::NotFound(_) | StorageError::IsADirectory(_))) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(transfer)
+        }
+        .await;
+        record("download", started, result)
+    }
+
+    /// Copies `path` of `storage` to the same relative path in the stage; returns its size.
+    async fn download_one(&self, storage: &dyn Storage, path: &str) -> Result<u64, StagingError> {
+        let file = storage.open(path).await.map_err(StagingError::Download)?;
+        let size = file.meta().size;
+        let resolved = self.sandbox.resolve_file_path(path).map_err(|problem| StagingError::Write {
+            path: path.to_owned(),
+            source: io::Error::other(problem.to_string()),
+        })?;
+        let target = resolved.as_path().to_owned();
+        let write_error = |source: io::Error| StagingError::Write { path: path.to_owned(), source };
+        if let Some(parent) = target.parent() {
+            tokio::fs::create_dir_all(parent).await.map_err(write_error)?;
+        }
+        let mut out = tokio::fs::File::create(&target).await.map_err(write_error)?;
+        let mut stream = file.read(0..size);
+        let mut written: u64 = 0;
+        while let Some(chunk) = stream.next().await {
+            let chunk =
+                chunk.map_err(|source| StagingError::Download(StorageError::Io { path: path.to_owned(), source }))?;
+            written += chunk.len() as u64;
+            out.write_all(&chunk).await.map_err(write_error)?;
+        }
+        out.flush().await.map_err(write_error)?;
+        Ok(written)
+    }
+
+    /// Uploads `files` (paths relative to the stage, as [`crate::outputs::run_files`] lists
+    /// them) into `storage` at the same paths, playlists and manifests last; at most
+    /// `max_bytes` each. When one fails, deletes those already uploaded.
+    ///
+    /// # Errors
+    /// [`StagingError::Upload`].
+    pub async fn upload(
+        &self,
+        storage: &dyn Storage,
+        files: &[PathBuf],
+        max_bytes: u64,
+    ) -> Result<Transfer, StagingError> {
+        let started = Instant::now();
+        let mut ordered: Vec<&PathBuf> = files.iter().collect();
+        // Stable: segments and media first, then what names them.
+        ordered.sort_by_key(|path| is_index(path));
+        let mut uploaded: Vec<String> = Vec::new();
+        let mut transfer = Transfer::default();
+        let mut failure = None;
+        for path in ordered {
+            let relative = path.to_string_lossy().into_owned();
+            match self.upload_one(storage, &relative, max_bytes).await {
+                Ok(bytes) => {
+                    transfer.files += 1;
+                    transfer.bytes += bytes;
+                    uploaded.push(relative);
+                }
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            }
+        }
+        let result = match failure {
+            None => Ok(transfer),
+            Some(e) => {
+                for path in &uploaded {
+                    if let Err(e) = storage.delete(path, false).await {
+                        tracing::warn!(path = %path, error = %e, "deleting an uploaded output of a failed upload failed");
+                    }
+                }
+                Err(StagingError::Upload(e))
+            }
+        };
+        record("upload", started, result)
+    }
+
+    async fn upload_one(&self, storage: &dyn Storage, path: &str, max_bytes: u64) -> Result<u64, StorageError> {
+        let local = self.root.join(path);
+        let file =
+            tokio::fs::File::open(&local).await.map_err(|source| StorageError::Io { path: path.to_owned(), source })?;
+        let body: ByteStream = Box::pin(tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024));
+        let staged = storage.put(path, body, PutOptions { create_only: false, max_bytes }).await?;
+        let outcome = staged.commit().await?;
+        Ok(outcome.meta.size)
+    }
+}
+
+impl Drop for Stage {
+    fn drop(&mut self) {
+        let root = self.root.clone();
+        // Off the async threads when there is a runtime; a large stage takes a while.
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn_blocking(move || remove_stage(&root))),
+            Err(_) => remove_stage(&root),
+        }
+    }
+}
+
+fn remove_stage(root: &Path) {
+    if let Err(e) = std::fs::remove_dir_all(root)
+        && e.kind() != io::ErrorKind::NotFound
+    {
+        tracing::warn!(stage = %root.display(), error = %e, "removing a staging directory failed");
+    }
+}
+
+/// Whether `path` names others (a playlist or manifest), to be uploaded after them.
+fn is_index(path: &Path) -> bool {
+    path.extension().and_then(|e| e.to_str()).is_some_and(|e| matches!(e, "m3u8" | "mpd" | "m3u" | "ism" | "f4m"))
+}
+
+/// Records the metrics of one direction's transfer and passes `result` through.
+fn record(
+    direction: &'static str,
+    started: Instant,
+    result: Result<Transfer, StagingError>,
+) -> Result<Transfer, StagingError> {
+    let elapsed = started.elapsed();
+    metrics::histogram!(METRIC_SECONDS, "direction" => direction).record(elapsed.as_secs_f64());
+    match result {
+        Ok(transfer) => {
+            metrics::counter!(METRIC_BYTES, "direction" => direction).increment(transfer.bytes);
+            metrics::counter!(METRIC_FILES, "direction" => direction).increment(transfer.files as u64);
+            Ok(Transfer { elapsed, ..transfer })
+        }
+        Err(e) => {
+            metrics::counter!(METRIC_FAILURES, "direction" => direction).increment(1);
+            Err(e)
+        }
+    }
+}
+
+/// The paths in `storage` that the read set `set` covers.
+async fn matches(storage: &dyn Storage, set: &FileSet) -> Result<Vec<String>, StagingError> {
+    let dir = set.dir().to_string_lossy().into_owned();
+    let dir_prefix = if dir.is_empty() { String::new() } else { format!("{dir}/") };
+    if let Names::Exact(name) = set.names()
+        && !has_placeholder(&dir)
+    {
+        return Ok(vec![format!("{dir_prefix}{name}")]);
+    }
+    // A directory with a placeholder (`%v`) may be any directory: look everywhere.
+    let prefix = if has_placeholder(&dir) { String::new() } else { dir_prefix };
+    let mut found = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = storage.list(&prefix, after.as_deref(), LIST_PAGE).await.map_err(StagingError::Download)?;
+        for file in page.files {
+            let path = Path::new(&file.path);
+            let parent = path.parent().unwrap_or(Path::new(""));
+            let Some(name) = path.file_name().and_then(|n| n.to_str()) else { continue };
+            if set.matches(parent, name) {
+                found.push(file.path.clone());
+            }
+        }
+        match page.next_after {
+            Some(next) => after = Some(next),
+            None => return Ok(found),
+        }
+    }
+}
+
+fn has_placeholder(dir: &str) -> bool {
+    dir.contains('%') || dir.contains('$')
+}

@@ -277,6 +277,7 @@ pub(crate) mod tests {
             bitrate_kbits_per_s: None,
             total_size_bytes: None,
             eta_seconds: eta,
+            phase: None,
         }
     }
 

@@ -8,6 +8,7 @@ mod client_command;
 mod cluster;
 mod docker;
 mod e2e;
+mod e2e_s3;
 mod events;
 mod files;
 mod files_s3;

@@ -223,6 +223,7 @@ fn snapshot(update: &ProgressUpdate, expected: &ExpectedLength, clock: RunClock)
         eta_seconds,
         dup_frames: update.dup_frames,
         drop_frames: update.drop_frames,
+        phase: None,
     }
 }
 

@@ -18,6 +18,7 @@ mod postgres;
 mod probe;
 mod runner;
 mod service;
+mod staging;
 mod store;
 mod store_faults;
 mod webhooks;

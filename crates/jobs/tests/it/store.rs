@@ -501,6 +501,8 @@ async fn progress_only_while_running(store: &Store) {
         eta_seconds: None,
         dup_frames: Some(0),
         drop_frames: Some(2),
+        // A staged job's phase is stored with the rest.
+        phase: Some(jobs::model::Phase::Uploading),
     };
     let queued = submit(store, "q").await;
     assert_conflict(store.update_progress(&queued.id, &progress).await, JobStatus::Queued, "update progress");

@@ -1,0 +1,113 @@
+//! The real binary on an S3-compatible bucket (moto's server in its own process, `s3-harness`):
+//! an input uploaded through `PUT /files`, a job run on it, its output fetched through
+//! `GET /files`, then probed, listed and deleted, as a client on another host would.
+
+use std::time::Duration;
+
+use crate::support::{Server, client, ffprobe_duration, make_clip, submit, wait_finished};
+
+/// The binary with its files in a fresh bucket under `prefix`.
+fn s3_server(bucket: &str, prefix: &str) -> Server {
+    let s3 = s3_harness::shared();
+    let url = format!("s3://{bucket}/{prefix}");
+    Server::start(&[
+        "--storage-url",
+        &url,
+        "--aws-endpoint-url",
+        s3.endpoint(),
+        "--aws-allow-http",
+        "--aws-access-key-id",
+        s3_harness::ACCESS_KEY_ID,
+        "--aws-secret-access-key",
+        s3_harness::SECRET_ACCESS_KEY,
+        "--aws-region",
+        s3_harness::REGION,
+    ])
+}
+
+#[tokio::test]
+async fn upload_submit_run_download_on_a_bucket() {
+    let bucket = s3_harness::shared().bucket();
+    let server = s3_server(&bucket, "media");
+    let client = client();
+    let local = tempfile::tempdir().unwrap();
+    let clip = make_clip(local.path(), "clip.mp4", 2);
+    let bytes = std::fs::read(&clip).unwrap();
+
+    let r = client.put(server.url("/files/in/clip.mp4")).body(bytes.clone()).send().await.unwrap();
+    assert_eq!(r.status(), 201);
+    let (status, job) = submit(
+        &client,
+        &server,
+        "-i in/clip.mp4 -vf scale=80:60 -c:v libx264 -preset ultrafast -c:a copy out/small.mp4",
+    )
+    .await;
+    assert_eq!(status, 201, "{job}");
+    let id = job["id"].as_str().unwrap();
+    let seen = wait_finished(&client, &server, id, Duration::from_secs(120)).await;
+    let done = seen.last().unwrap();
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(done["output_files"], serde_json::json!(["out/small.mp4"]));
+    assert!(done["progress"].get("phase").is_none(), "no phase once done: {done}");
+
+    // The output, fetched through the API, is the video ffmpeg made.
+    let r = client.get(server.url("/files/out/small.mp4")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "video/mp4");
+    let out = local.path().join("small.mp4");
+    std::fs::write(&out, r.bytes().await.unwrap()).unwrap();
+    assert!((ffprobe_duration(&out) - 2.0).abs() < 0.2, "{}", ffprobe_duration(&out));
+    let size = std::fs::metadata(&out).unwrap().len();
+    assert_eq!(done["outputs"][0]["size_bytes"], size);
+    // A range, as a player seeking in it.
+    let r = client.get(server.url("/files/out/small.mp4")).header("range", "bytes=0-99").send().await.unwrap();
+    assert_eq!(r.status(), 206);
+    assert_eq!(r.bytes().await.unwrap().len(), 100);
+
+    // It is in the bucket under the prefix, beside the input; the data directory holds no media.
+    let keys = s3_harness::shared().keys(&bucket);
+    assert_eq!(keys, ["media/in/clip.mp4", "media/out/small.mp4"]);
+    assert!(!server.data.path().join("out").exists() && !server.data.path().join("in").exists());
+    let listed: serde_json::Value =
+        client.get(server.url("/files?prefix=out/")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(listed[0]["path"], "out/small.mp4");
+
+    // Staging shows in /metrics.
+    let metrics = client.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let downloaded = metrics
+        .lines()
+        .find(|l| l.starts_with("ffmpeg_worker_staging_bytes_total{direction=\"download\"}"))
+        .unwrap_or_else(|| panic!("no download bytes in {metrics}"));
+    assert!(downloaded.ends_with(&format!(" {}", bytes.len())), "{downloaded}");
+    assert!(metrics.contains("ffmpeg_worker_staging_bytes_total{direction=\"upload\"}"), "{metrics}");
+
+    let r = client.delete(server.url("/files/out/small.mp4")).send().await.unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(s3_harness::shared().keys(&bucket), ["media/in/clip.mp4"]);
+}
+
+#[tokio::test]
+async fn an_unreachable_bucket_stops_the_start_with_a_clear_reason() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let data = tempfile::tempdir().unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_ffmpeg-worker"))
+        .args(["--port", "0", "--database-url", "memory:", "--storage-url", "s3://nowhere/x"])
+        .arg("--data-path")
+        .arg(data.path())
+        .args(["--aws-endpoint-url", &format!("http://127.0.0.1:{port}"), "--aws-allow-http"])
+        .args(["--aws-access-key-id", "k", "--aws-secret-access-key", "s"])
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("s3://nowhere/x"), "{stderr}");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_ffmpeg-worker"))
+        .args(["--port", "0", "--database-url", "memory:", "--storage-url", "gs://bucket"])
+        .arg("--data-path")
+        .arg(data.path())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("only s3://BUCKET[/PREFIX] is supported"));
+}
