@@ -2,8 +2,9 @@
 //! in the same run, on loopback, every loop bounded in count and time. `docs/benchmarks.md` says
 //! how to read and reproduce them.
 //!
-//! - `overhead [N] [--clip small|tiny] [--concurrency C] [--rounds R]`: N tiny transcodes through the server versus
-//!   the same ffmpeg commands run directly, rounds interleaved ([`overhead`]).
+//! - `overhead [N] [--clip small|tiny] [--concurrency C] [--rounds R] [--nodes K]`: N tiny transcodes through the
+//!   server (or a cluster of K nodes on PostgreSQL) versus the same ffmpeg commands run directly with as many at
+//!   once, rounds interleaved ([`overhead`]).
 //! - `api [--seconds S] [--connections C] [--jobs J]`: `POST /jobs` and `GET /jobs/{id}` requests
 //!   per second with wrk, and resident memory idle and after J stored jobs, for this server and
 //!   the original Python design ([`api`]).
@@ -15,6 +16,11 @@
 //! - `sse [--subscribers N] [--all M] [--rounds R] [--video-seconds S]`: N server-sent event
 //!   subscribers on one running job plus M on `/events`: final status seen, RSS growth, run
 //!   time against no subscribers, progress fan-out latency ([`sse`]).
+//! - `cluster [--jobs N] [--processes 1,2,4,8] [--slots S] [--rounds R] [--samples K] [--lease L]
+//!   [--window W]`: the queue of a PostgreSQL cluster with worker processes whose runner starts
+//!   no ffmpeg: capacity (claim -> finish jobs/s) per number of processes and SQLite beside it,
+//!   submit -> claim on an idle cluster, dead-node requeue, cancel across nodes, database writes
+//!   per running job (the `jobs` crate's `cluster_bench` example, built in release mode).
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -28,11 +34,12 @@ mod server;
 mod sse;
 mod webhooks;
 
-const USAGE: &str = "usage: cargo xtask bench overhead [N=40] [--clip small|tiny] [--concurrency C=1] [--rounds R=5] [--poll-ms P=5] [--database-url URL] [--no-build]\n       \
+const USAGE: &str = "usage: cargo xtask bench overhead [N=40] [--clip small|tiny] [--concurrency C=1] [--rounds R=5] [--poll-ms P=5] [--database-url URL] [--nodes K=1] [--no-build]\n       \
                      cargo xtask bench api [--seconds S=10] [--connections C=64] [--jobs J=100000] [--no-original] [--original-worker parked|run] [--database-url URL] [--no-build]\n       \
                      cargo xtask bench store [--jobs N=20000] [--concurrency C=64] [--rounds R=5]\n       \
                      cargo xtask bench webhooks [--events N=10000] [--backoff D=1s] [--no-build]\n       \
-                     cargo xtask bench sse [--subscribers N=1000] [--all M=100] [--rounds R=3] [--video-seconds S=12] [--no-build]";
+                     cargo xtask bench sse [--subscribers N=1000] [--all M=100] [--rounds R=3] [--video-seconds S=12] [--no-build]\n       \
+                     cargo xtask bench cluster [--jobs N=3000] [--processes 1,2,4,8] [--slots S=4] [--rounds R=3] [--samples K=40] [--lease L=3] [--window W=20]";
 
 /// Dispatches `bench <name> [args]`.
 pub(crate) fn main(args: &[&str]) -> Result {
@@ -42,15 +49,21 @@ pub(crate) fn main(args: &[&str]) -> Result {
         ["store", rest @ ..] => store(rest),
         ["webhooks", rest @ ..] => webhooks::main(rest),
         ["sse", rest @ ..] => sse::main(rest),
+        ["cluster", rest @ ..] => example("cluster", "cluster_bench", rest),
         _ => Err(USAGE.into()),
     }
 }
 
 /// `bench store`: builds the `jobs` crate's `insert_throughput` example and runs it with `args`.
 fn store(args: &[&str]) -> Result {
-    let mut cargo = vec!["run", "--release", "--quiet", "--package", "jobs", "--example", "insert_throughput", "--"];
+    example("store", "insert_throughput", args)
+}
+
+/// Builds the `jobs` crate's example `name` in release mode and runs it with `args`.
+fn example(bench: &str, name: &str, args: &[&str]) -> Result {
+    let mut cargo = vec!["run", "--release", "--quiet", "--package", "jobs", "--example", name, "--"];
     cargo.extend_from_slice(args);
-    eprintln!("bench store: {}\nload average (1, 5, 15 min) at the start: {}", machine(), load_average());
+    eprintln!("bench {bench}: {}\nload average (1, 5, 15 min) at the start: {}", machine(), load_average());
     crate::run("cargo", &cargo)
 }
 

@@ -5,6 +5,11 @@
 //! machine) or `--clip tiny` (0.5 s of 128x96, about 60 ms: the server's fixed per-job cost
 //! weighs four times more).
 //!
+//! `--nodes K` (cluster mode): K servers on one PostgreSQL database (`--database-url`, else a
+//! fresh database on a throw-away server started by `pg-harness`) and one data directory, each
+//! with `--concurrency` slots; jobs are submitted to the first, and the direct side runs K times
+//! `--concurrency` processes at once.
+//!
 //! Completion is detected by polling the jobs one after another with `GET /jobs/{id}` every
 //! `--poll-ms` (5 ms): one small request at a time, so the client costs the server almost
 //! nothing, and the end of a round is seen at most one poll interval late.
@@ -73,6 +78,7 @@ struct Options {
     poll: Duration,
     database_url: Option<String>,
     build: bool,
+    nodes: usize,
 }
 
 impl Options {
@@ -85,12 +91,22 @@ impl Options {
         let database_url = a.value("--database-url", String::new())?;
         let database_url = (!database_url.is_empty()).then_some(database_url);
         let build = !a.switch("--no-build");
+        let nodes = a.value("--nodes", 1usize)?;
         let jobs = a.positional("N", 40usize)?;
         a.finish()?;
-        if !(1..=10_000).contains(&jobs) || !(1..=64).contains(&concurrency) || !(1..=100).contains(&rounds) {
-            return Err("N must be 1..=10000, --concurrency 1..=64, --rounds 1..=100".into());
+        if !(1..=10_000).contains(&jobs)
+            || !(1..=64).contains(&concurrency)
+            || !(1..=100).contains(&rounds)
+            || !(1..=16).contains(&nodes)
+        {
+            return Err("N must be 1..=10000, --concurrency 1..=64, --rounds 1..=100, --nodes 1..=16".into());
         }
-        Ok(Self { clip, jobs, concurrency, rounds, poll, database_url, build })
+        Ok(Self { clip, jobs, concurrency, rounds, poll, database_url, build, nodes })
+    }
+
+    /// Processes at once on the direct side: as many as the server side's slots.
+    fn parallelism(&self) -> usize {
+        self.concurrency * self.nodes
     }
 
     /// The longest one side of one round may take before the bench gives up.
@@ -110,7 +126,11 @@ pub(super) fn main(args: &[&str]) -> Result {
         std::fs::create_dir_all(data.join(side))?;
     }
     make_input(&data, opts.clip)?;
-    let default_url = format!("sqlite://{}", dir.path().join("jobs.db").display());
+    let default_url = if opts.nodes > 1 {
+        pg_harness::shared().fresh_database()
+    } else {
+        format!("sqlite://{}", dir.path().join("jobs.db").display())
+    };
     let database_url = opts.database_url.as_deref().unwrap_or(&default_url);
     let log = dir.path().join("server.log");
     let config = WorkerConfig {
@@ -124,6 +144,12 @@ pub(super) fn main(args: &[&str]) -> Result {
     let server = Server::ffmpeg_worker(&config)?;
     let client = Client::new(server.base());
     eprintln!("server at {} (pid {}), data in {}", server.base(), server.pid(), data.display());
+    // More nodes of the cluster: the same database and data directory, their own logs.
+    let mut others = Vec::new();
+    for n in 1..opts.nodes {
+        let log = dir.path().join(format!("server-{n}.log"));
+        others.push(Server::ffmpeg_worker(&WorkerConfig { log: &log, ..config })?);
+    }
 
     eprintln!("warm-up: one job through the server, one run directly");
     through_server(&client, &[job_args("server", 0).join(" ")], &opts)
@@ -155,6 +181,7 @@ pub(super) fn main(args: &[&str]) -> Result {
         rows.push(Row { server_first, server: server_time, direct });
     }
     drop(server);
+    drop(others);
     print(&report(&opts, &load_start, &rows))
 }
 
@@ -247,7 +274,7 @@ fn now_unix() -> f64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
 }
 
-/// Runs `ffmpeg -nostdin -y <args>` for every argument list, `opts.concurrency` at a time, in
+/// Runs `ffmpeg -nostdin -y <args>` for every argument list, `opts.parallelism()` at a time, in
 /// the data directory, stdout and stderr to /dev/null.
 fn directly(data: &Path, commands: &[Vec<String>], opts: &Options) -> Result<DirectTime> {
     let next = AtomicUsize::new(0);
@@ -276,7 +303,7 @@ fn directly(data: &Path, commands: &[Vec<String>], opts: &Options) -> Result<Dir
         }
     };
     let results: Vec<std::result::Result<f64, String>> = std::thread::scope(|s| {
-        let workers: Vec<_> = (0..opts.concurrency).map(|_| s.spawn(run_some)).collect();
+        let workers: Vec<_> = (0..opts.parallelism()).map(|_| s.spawn(run_some)).collect();
         workers.into_iter().map(|w| w.join().unwrap_or_else(|_| Err("a runner thread panicked".to_owned()))).collect()
     });
     let total = start.elapsed();
@@ -298,11 +325,12 @@ fn report(opts: &Options, load_start: &str, rows: &[Row]) -> String {
     let _ = writeln!(out, "load average (1, 5, 15 min) at the start: {}; at the end: {}", load_start, load_average());
     let _ = writeln!(
         out,
-        "{} tiny transcodes ({} s {} testsrc + sine -> libx264 ultrafast + aac), concurrency {}, {} rounds, \
-         completion polled per job every {} ms",
+        "{} tiny transcodes ({} s {} testsrc + sine -> libx264 ultrafast + aac), {} node(s) of concurrency {}, \
+         {} rounds, completion polled per job every {} ms",
         opts.jobs,
         opts.clip.source().0,
         opts.clip.source().1,
+        opts.nodes,
         opts.concurrency,
         opts.rounds,
         opts.poll.as_millis()

@@ -31,6 +31,7 @@ pub(super) fn release_binary(build: bool) -> Result<PathBuf> {
 }
 
 /// Settings of one `ffmpeg-worker` process under test.
+#[derive(Clone, Copy)]
 pub(super) struct WorkerConfig<'a> {
     /// The release binary.
     pub(super) bin: &'a Path,

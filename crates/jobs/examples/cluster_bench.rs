@@ -1,0 +1,442 @@
+//! The queue of a cluster, measured: `cargo xtask bench cluster` runs this (see
+//! docs/benchmarks.md). It starts its own PostgreSQL server (`pg-harness`) and runs worker
+//! nodes as child processes of itself (`cluster_bench worker ...`), each a real [`Jobs`] worker
+//! pool on the store, with a runner that starts no ffmpeg:
+//!
+//! - **capacity**: N queued jobs, then P worker processes of S slots each with a runner that
+//!   returns at once (the job then ends `failed`, nothing encoded): claim -> record run -> finish throughput (jobs/s) of PostgreSQL for each
+//!   P, and of SQLite (one process, S slots) beside it;
+//! - **submit -> claim** on an idle cluster of 4 worker processes: `started_at - created_at`
+//!   of jobs submitted one at a time (both stamped by this machine's clock);
+//! - **dead-node requeue**: a worker holding a running job is killed (SIGKILL); the time until
+//!   the job is back in the queue, against the lease;
+//! - **cancel across nodes**: a job runs on a worker process (its runner reports progress every
+//!   0.5 s, as ffmpeg does); the time from this process's cancel to that runner being told;
+//! - **writes per running job**: transaction ids PostgreSQL assigned (one per writing
+//!   transaction or statement, reads take none) while jobs run on one worker, per job and second.
+//!
+//! Usage: `cluster_bench [--jobs N=3000] [--processes 1,2,4,8] [--slots S=4] [--rounds R=3]
+//! [--samples K=40] [--lease L=3] [--window W=20]`.
+
+#![allow(clippy::print_stdout, clippy::print_stderr, missing_docs)]
+
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::path::Path;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use ffmpeg_core::sandbox::Sandbox;
+use jobs::location::StoreLocation;
+use jobs::postgres::PgSettings;
+use jobs::{JobId, JobStatus, JobStore, Jobs, JobsConfig, Progress, RunError, RunReport, RunSpec, Runner, Shutdown};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+type Error = Box<dyn std::error::Error + Send + Sync>;
+
+/// A runner that starts nothing: `Noop` returns success at once; `Hang` reports progress every
+/// 0.5 s until cancelled, and prints `cancelled <unix µs>` when it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Bench {
+    Noop,
+    Hang,
+}
+
+#[async_trait]
+impl Runner for Bench {
+    async fn run(
+        &self,
+        _spec: RunSpec<'_>,
+        progress: &watch::Sender<Option<Progress>>,
+        cancel: &CancellationToken,
+    ) -> RunReport {
+        let report = |result| RunReport { result, log_tail: String::new(), outputs: Vec::new() };
+        if *self == Bench::Noop {
+            return report(Ok(()));
+        }
+        let mut frame = 0;
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => {
+                    println!("cancelled {}", unix_micros());
+                    return report(Err(RunError::Cancelled));
+                }
+                () = tokio::time::sleep(Duration::from_millis(500)) => {
+                    frame += 12;
+                    let _ = progress.send(Some(Progress { frame: Some(frame), ..Progress::default() }));
+                }
+            }
+        }
+    }
+}
+
+fn unix_micros() -> u128 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_micros()
+}
+
+fn settings(node: &str, lease: Duration) -> PgSettings {
+    PgSettings { node_id: node.to_owned(), lease, ..PgSettings::default() }
+}
+
+async fn jobs_on(
+    url: &str,
+    node: &str,
+    lease: Duration,
+    data: &Path,
+    runner: Bench,
+    slots: usize,
+) -> Result<Arc<Jobs>, Error> {
+    let store = StoreLocation::parse(url)?.open_with(settings(node, lease)).await?;
+    let config = JobsConfig { concurrency: slots, ..JobsConfig::default() };
+    Ok(Jobs::new(store, Arc::new(runner), Sandbox::new(data)?, config))
+}
+
+/// `worker URL DATA SLOTS noop|hang NODE LEASE_S`: prints `ready`, starts its workers on a
+/// `go` line on stdin, stops when stdin closes.
+async fn worker(args: &[String]) -> Result<(), Error> {
+    let [url, data, slots, runner, node, lease] = args else { return Err("worker: bad arguments".into()) };
+    let runner = if runner == "hang" { Bench::Hang } else { Bench::Noop };
+    let lease = Duration::from_secs(lease.parse()?);
+    let jobs = jobs_on(url, node, lease, Path::new(data), runner, slots.parse()?).await?;
+    let (tx, mut lines) = tokio::sync::mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    println!("ready");
+    while let Some(line) = lines.recv().await {
+        if line == "go" {
+            break;
+        }
+    }
+    let shutdown = Shutdown::default();
+    let _workers = jobs.spawn_workers(&shutdown);
+    while lines.recv().await.is_some() {}
+    shutdown.stop_claiming.cancel();
+    shutdown.abort_running.cancel();
+    Ok(())
+}
+
+/// A worker process of this program.
+struct Node {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Node {
+    fn start(url: &str, data: &Path, slots: usize, runner: &str, node: &str, lease: u64) -> Result<Node, Error> {
+        let mut child = Command::new(std::env::current_exe()?)
+            .arg("worker")
+            .args([url, &data.display().to_string(), &slots.to_string(), runner, node, &lease.to_string()])
+            .env("RUST_LOG", "error")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()?;
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take().ok_or("no stdout")?;
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        Ok(Node { child, stdin, lines })
+    }
+
+    fn expect(&self, prefix: &str) -> Result<String, Error> {
+        loop {
+            let line = self.lines.recv_timeout(Duration::from_secs(60)).map_err(|_| format!("no `{prefix}` line"))?;
+            if line.starts_with(prefix) {
+                return Ok(line);
+            }
+        }
+    }
+
+    fn go(&mut self) -> Result<(), Error> {
+        writeln!(self.stdin.as_mut().ok_or("no stdin")?, "go")?;
+        Ok(())
+    }
+
+    fn stop(mut self) {
+        drop(self.stdin.take());
+        let _ = self.child.wait();
+    }
+
+    fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn fresh_postgres() -> String {
+    tokio::task::spawn_blocking(|| pg_harness::shared().fresh_database()).await.unwrap_or_default()
+}
+
+/// Submits `n` distinct, non-conflicting jobs through `jobs` (64 at a time).
+async fn fill(jobs: &Arc<Jobs>, n: usize) -> Result<Vec<JobId>, Error> {
+    let mut ids = Vec::with_capacity(n);
+    for chunk in (0..n).collect::<Vec<_>>().chunks(64) {
+        let mut set = tokio::task::JoinSet::new();
+        for &i in chunk {
+            let jobs = Arc::clone(jobs);
+            set.spawn(async move {
+                let command = format!("-f lavfi -i testsrc=duration=1 -c:v mpeg4 out/{i}.mp4");
+                jobs.submit(&command, jobs::SubmitOptions::default()).await.map(|j| j.id)
+            });
+        }
+        while let Some(id) = set.join_next().await {
+            ids.push(id??);
+        }
+    }
+    Ok(ids)
+}
+
+/// Finished jobs. A no-op run ends `failed` ("nothing encoded": ffmpeg's exit 0 without an
+/// output), through the same `finish` transition as a completed one.
+async fn finished(store: &Arc<dyn JobStore>) -> Result<u64, Error> {
+    Ok(store.counts().await?.iter().filter(|(s, _)| s.is_finished()).map(|(_, n)| n).sum())
+}
+
+/// One capacity run: jobs per second of `processes` workers of `slots` slots on `url`.
+async fn capacity(url: &str, data: &Path, n: usize, processes: usize, slots: usize) -> Result<f64, Error> {
+    let filler = jobs_on(url, "filler", Duration::from_secs(30), data, Bench::Noop, 0).await?;
+    fill(&filler, n).await?;
+    let mut nodes = Vec::new();
+    for p in 0..processes {
+        nodes.push(Node::start(url, data, slots, "noop", &format!("node-{p}"), 30)?);
+    }
+    for node in &nodes {
+        node.expect("ready")?;
+    }
+    let started = Instant::now();
+    for node in &mut nodes {
+        node.go()?;
+    }
+    let store = filler.store();
+    while finished(store).await? < n as u64 {
+        if started.elapsed() > Duration::from_secs(600) {
+            return Err("capacity run did not finish in 10 minutes".into());
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let elapsed = started.elapsed();
+    for node in nodes {
+        node.stop();
+    }
+    Ok(n as f64 / elapsed.as_secs_f64())
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    match values.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => values[n / 2],
+        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
+}
+
+fn percentile(values: &mut [f64], p: f64) -> f64 {
+    values.sort_by(f64::total_cmp);
+    if values.is_empty() {
+        return 0.0;
+    }
+    let rank = ((p / 100.0) * values.len() as f64).ceil() as usize;
+    values[rank.clamp(1, values.len()) - 1]
+}
+
+async fn wait_status(
+    store: &Arc<dyn JobStore>,
+    id: &JobId,
+    want: impl Fn(&jobs::Job) -> bool,
+) -> Result<jobs::Job, Error> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let job = store.get(id).await?.ok_or("job vanished")?;
+        if want(&job) {
+            return Ok(job);
+        }
+        if Instant::now() > deadline {
+            return Err(format!("job {id} stuck: {job:?}").into());
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// Reads the flag `name` (`default` when absent).
+fn flag<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> Result<T, Error> {
+    match args.iter().position(|a| a == name) {
+        None => Ok(default),
+        Some(i) => args.get(i + 1).and_then(|v| v.parse().ok()).ok_or_else(|| format!("{name}: bad value").into()),
+    }
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() -> Result<(), Error> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("worker") {
+        return worker(&args[1..]).await;
+    }
+    let n: usize = flag(&args, "--jobs", 3000)?;
+    let processes: Vec<usize> =
+        flag(&args, "--processes", "1,2,4,8".to_owned())?.split(',').map(str::parse).collect::<Result<_, _>>()?;
+    let slots: usize = flag(&args, "--slots", 4)?;
+    let rounds: usize = flag(&args, "--rounds", 3)?;
+    let samples: usize = flag(&args, "--samples", 40)?;
+    let lease: u64 = flag(&args, "--lease", 3)?;
+    let window: u64 = flag(&args, "--window", 20)?;
+    let data_dir = tempfile::tempdir()?;
+    let data = data_dir.path().to_owned();
+
+    // Capacity.
+    println!(
+        "## Queue capacity: claim -> record run -> finish, no-op runner, {n} jobs per run, {slots} slots per process\n"
+    );
+    println!("| store | worker processes | jobs/s (median of {rounds}) | runs |");
+    println!("|---|---|---|---|");
+    for &p in &processes {
+        let mut runs = Vec::new();
+        for _ in 0..rounds {
+            runs.push(capacity(&fresh_postgres().await, &data, n, p, slots).await?);
+        }
+        let shown: Vec<String> = runs.iter().map(|r| format!("{r:.0}")).collect();
+        println!("| PostgreSQL | {p} | {:.0} | {} |", median(&mut runs), shown.join(", "));
+    }
+    let mut runs = Vec::new();
+    for _ in 0..rounds {
+        let db = tempfile::tempdir()?;
+        let url = format!("sqlite://{}", db.path().join("jobs.db").display());
+        runs.push(capacity(&url, &data, n, 1, slots).await?);
+    }
+    let shown: Vec<String> = runs.iter().map(|r| format!("{r:.0}")).collect();
+    println!("| SQLite (one process) | 1 | {:.0} | {} |", median(&mut runs), shown.join(", "));
+
+    // Submit -> claim on an idle cluster of 4 worker processes.
+    let url = fresh_postgres().await;
+    let submitter = jobs_on(&url, "submitter", Duration::from_secs(30), &data, Bench::Noop, 0).await?;
+    let mut nodes = Vec::new();
+    for p in 0..4 {
+        nodes.push(Node::start(&url, &data, 1, "noop", &format!("idle-{p}"), 30)?);
+    }
+    for node in &mut nodes {
+        node.expect("ready")?;
+        node.go()?;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut latencies = Vec::new();
+    for i in 0..samples {
+        let job = submitter
+            .submit(&format!("-f lavfi -i testsrc=duration=1 out/l{i}.mp4"), jobs::SubmitOptions::default())
+            .await?;
+        let started = wait_status(submitter.store(), &job.id, |j| j.started_at.is_some()).await?;
+        let at = started.started_at.ok_or("no started_at")?;
+        latencies.push((at - job.created_at).as_seconds_f64() * 1e3);
+        // Not in step with the workers' polling.
+        tokio::time::sleep(Duration::from_millis(50 + (i as u64 * 37) % 200)).await;
+    }
+    for node in nodes {
+        node.stop();
+    }
+    println!(
+        "\n## Submit -> claim on an idle cluster (4 worker processes, 1 slot each), {samples} jobs one at a time\n"
+    );
+    println!("| p50 | p95 | max |");
+    println!("|---|---|---|");
+    println!(
+        "| {:.1} ms | {:.1} ms | {:.1} ms |",
+        percentile(&mut latencies, 50.0),
+        percentile(&mut latencies, 95.0),
+        percentile(&mut latencies, 100.0)
+    );
+
+    // Dead-node requeue and cancel across nodes.
+    let url = fresh_postgres().await;
+    let watcher = jobs_on(&url, "watcher", Duration::from_secs(lease), &data, Bench::Noop, 0).await?;
+    let mut requeues = Vec::new();
+    let mut cancels = Vec::new();
+    for round in 0..rounds {
+        let mut node = Node::start(&url, &data, 1, "hang", &format!("doomed-{round}"), lease)?;
+        node.expect("ready")?;
+        node.go()?;
+        let job = watcher
+            .submit(&format!("-f lavfi -i testsrc=duration=1 out/d{round}.mp4"), jobs::SubmitOptions::default())
+            .await?;
+        wait_status(watcher.store(), &job.id, |j| j.status == JobStatus::Running).await?;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        node.kill();
+        let killed = Instant::now();
+        wait_status(watcher.store(), &job.id, |j| j.status != JobStatus::Running).await?;
+        requeues.push(killed.elapsed().as_secs_f64());
+        watcher.cancel(&job.id).await?;
+
+        let mut node = Node::start(&url, &data, 1, "hang", &format!("runner-{round}"), lease)?;
+        node.expect("ready")?;
+        node.go()?;
+        let job = watcher
+            .submit(&format!("-f lavfi -i testsrc=duration=1 out/c{round}.mp4"), jobs::SubmitOptions::default())
+            .await?;
+        wait_status(watcher.store(), &job.id, |j| j.status == JobStatus::Running).await?;
+        tokio::time::sleep(Duration::from_millis(1300 + 250 * round as u64)).await;
+        let asked = unix_micros();
+        let store = Arc::clone(watcher.store());
+        store.cancel(&job.id).await?;
+        let seen: u128 = node.expect("cancelled")?.trim_start_matches("cancelled ").parse()?;
+        cancels.push((seen.saturating_sub(asked)) as f64 / 1e3);
+        wait_status(watcher.store(), &job.id, |j| j.status == JobStatus::Cancelled).await?;
+        node.stop();
+    }
+    println!(
+        "\n## A dead node's job back in the queue (lease {lease} s; SIGKILL of the worker process), {rounds} rounds\n"
+    );
+    let shown: Vec<String> = requeues.iter().map(|r| format!("{r:.2} s")).collect();
+    println!("| median | lease + | runs |");
+    println!("|---|---|---|");
+    let m = median(&mut requeues);
+    println!("| {m:.2} s | {:.2} s | {} |", m - lease as f64, shown.join(", "));
+    println!("\n## Cancel on one node -> the runner on another node told, {rounds} rounds\n");
+    let shown: Vec<String> = cancels.iter().map(|r| format!("{r:.0} ms")).collect();
+    println!("| median | max | runs |");
+    println!("|---|---|---|");
+    println!("| {:.0} ms | {:.0} ms | {} |", median(&mut cancels), percentile(&mut cancels, 100.0), shown.join(", "));
+
+    // Database writes per running job.
+    let url = fresh_postgres().await;
+    let admin = sqlx::PgPool::connect(&url).await?;
+    let submitter = jobs_on(&url, "writes", Duration::from_secs(30), &data, Bench::Noop, 0).await?;
+    let running = 4;
+    let mut node = Node::start(&url, &data, running, "hang", "busy", 30)?;
+    node.expect("ready")?;
+    node.go()?;
+    let mut ids = Vec::new();
+    for i in 0..running {
+        ids.push(
+            submitter
+                .submit(&format!("-f lavfi -i testsrc=duration=1 out/w{i}.mp4"), jobs::SubmitOptions::default())
+                .await?
+                .id,
+        );
+    }
+    for id in &ids {
+        wait_status(submitter.store(), id, |j| j.status == JobStatus::Running).await?;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let xid = |pool: sqlx::PgPool| async move {
+        sqlx::query_scalar::<_, i64>("SELECT txid_current()").fetch_one(&pool).await
+    };
+    let before = xid(admin.clone()).await?;
+    tokio::time::sleep(Duration::from_secs(window)).await;
+    let after = xid(admin.clone()).await?;
+    node.stop();
+    // Our own two `txid_current()` calls each took an id.
+    let writes = (after - before - 1) as f64;
+    println!("\n## Database writes while {running} jobs run on one node for {window} s (lease 30 s)\n");
+    println!("| writing transactions | per job per second |");
+    println!("|---|---|");
+    println!("| {writes:.0} | {:.2} |", writes / (running as f64 * window as f64));
+    Ok(())
+}
