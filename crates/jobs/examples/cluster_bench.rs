@@ -6,7 +6,8 @@
 //! - **capacity**: N queued jobs, then P worker processes of S slots each with a runner that
 //!   returns at once (the job then ends `failed`, nothing encoded): claim -> record run -> finish throughput (jobs/s) of PostgreSQL for each
 //!   P, and of SQLite (one process, S slots) beside it;
-//! - **submit -> claim** on an idle cluster of 4 worker processes: `started_at - created_at`
+//! - **submit -> claim** on an idle cluster of 4 worker processes (started half a second
+//!   apart): `started_at - created_at`
 //!   of jobs submitted one at a time (both stamped by this machine's clock);
 //! - **dead-node requeue**: a worker holding a running job is killed (SIGKILL); the time until
 //!   the job is back in the queue, against the lease;
@@ -323,11 +324,13 @@ async fn main() -> Result<(), Error> {
     for p in 0..4 {
         nodes.push(Node::start(&url, &data, 1, "noop", &format!("idle-{p}"), 30)?);
     }
+    // Started half a second apart: nodes that poll the queue do so out of step, as nodes
+    // started at different times would (started together, they would poll together).
     for node in &mut nodes {
         node.expect("ready")?;
         node.go()?;
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    tokio::time::sleep(Duration::from_secs(1)).await;
     let mut latencies = Vec::new();
     for i in 0..samples {
         let job = submitter
@@ -425,18 +428,29 @@ async fn main() -> Result<(), Error> {
         wait_status(submitter.store(), id, |j| j.status == JobStatus::Running).await?;
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
+    // Writing transactions: each takes a transaction id (reads take none). Row writes: the
+    // cumulative statistics, which each server process flushes about once a second while busy.
     let xid = |pool: sqlx::PgPool| async move {
         sqlx::query_scalar::<_, i64>("SELECT txid_current()").fetch_one(&pool).await
     };
-    let before = xid(admin.clone()).await?;
+    let rows = |pool: sqlx::PgPool| async move {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT COALESCE(SUM(n_tup_ins + n_tup_upd + n_tup_del), 0)::BIGINT FROM pg_stat_user_tables",
+        )
+        .fetch_one(&pool)
+        .await
+    };
+    let (before, rows_before) = (xid(admin.clone()).await?, rows(admin.clone()).await?);
     tokio::time::sleep(Duration::from_secs(window)).await;
-    let after = xid(admin.clone()).await?;
+    let (after, rows_after) = (xid(admin.clone()).await?, rows(admin.clone()).await?);
     node.stop();
     // Our own two `txid_current()` calls each took an id.
     let writes = (after - before - 1) as f64;
+    let row_writes = (rows_after - rows_before) as f64;
+    let per = |n: f64| n / (running as f64 * window as f64);
     println!("\n## Database writes while {running} jobs run on one node for {window} s (lease 30 s)\n");
-    println!("| writing transactions | per job per second |");
-    println!("|---|---|");
-    println!("| {writes:.0} | {:.2} |", writes / (running as f64 * window as f64));
+    println!("| writing transactions | per job per second | rows written | per job per second |");
+    println!("|---|---|---|---|");
+    println!("| {writes:.0} | {:.2} | {row_writes:.0} | {:.2} |", per(writes), per(row_writes));
     Ok(())
 }
