@@ -31,7 +31,8 @@ use crate::nodes::{Node, NodeDirectory, NodeSettings};
 use crate::output_meta;
 use crate::outputs::{self, Snapshot};
 use crate::runner::{RunError, RunSpec, Runner};
-use crate::staging::Stage;
+use crate::staging::{Stage, StagingError};
+use crate::storage::StorageError;
 use crate::storage::{LocalStorage, Storage};
 use crate::store::{CancelOutcome, JobStore, ListQuery, Outcome, Recovery, RunRecord, StatusCounts, StoreError};
 use crate::webhook::{Delivery, WebhookConfig, WebhookError};
@@ -211,8 +212,29 @@ impl Jobs {
     /// # Errors
     /// [`MediaProbeError`]: the sandbox refuses the path, no such file, not media (with
     /// ffprobe's reason), ffprobe unavailable.
+    ///
+    /// With the files in a bucket, ffprobe reads a copy downloaded into a private stage (the
+    /// whole file: containers such as mp4 may keep their index at the end).
     pub async fn probe_media(&self, path: &str) -> Result<Arc<MediaInfo>, MediaProbeError> {
-        self.media.probe(&self.sandbox, path).await
+        let Some(remote) = &self.config.remote_storage else {
+            return self.media.probe(&self.sandbox, path).await;
+        };
+        let sandbox = Arc::clone(&self.sandbox);
+        let stage = blocking(move || Stage::for_probe(&sandbox))
+            .await
+            .map_err(|e| MediaProbeError::Unavailable(e.to_string()))?;
+        // A path the storage refuses is left to the sandbox's answer, with its rule.
+        if let Ok(normal) = remote.check_path(path).await {
+            match stage.download_file(remote.as_ref(), &normal).await {
+                Ok(_) => {}
+                Err(StagingError::Download(StorageError::NotFound(_))) => {
+                    return Err(MediaProbeError::NotFound(path.to_owned()));
+                }
+                Err(StagingError::Download(StorageError::IsADirectory(_))) => {}
+                Err(e) => return Err(MediaProbeError::Unavailable(e.to_string())),
+            }
+        }
+        self.media.probe(&Arc::new(stage.sandbox().clone()), path).await
     }
 
     /// The event bus: every status change this service made, and the live progress of the

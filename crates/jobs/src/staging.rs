@@ -122,10 +122,23 @@ impl Stage {
     /// # Errors
     /// [`StagingError::Prepare`].
     pub fn create(sandbox: &Sandbox, id: &JobId, attempt: u32) -> Result<Stage, StagingError> {
-        let name = format!("{id}-{attempt}");
-        let root = stages_root(sandbox.root()).join(&name);
         // A job runs once at a time on a node: any stage of it is an earlier process's.
         remove_stages_of(sandbox.root(), id);
+        Stage::named(sandbox, &format!("{id}-{attempt}"))
+    }
+
+    /// A stage of its own for one `GET /probe` (`probe-RANDOM`). Blocking.
+    ///
+    /// # Errors
+    /// [`StagingError::Prepare`].
+    pub fn for_probe(sandbox: &Sandbox) -> Result<Stage, StagingError> {
+        let mut random = [0u8; 8];
+        getrandom::fill(&mut random).map_err(|e| StagingError::Prepare(io::Error::other(e.to_string())))?;
+        Stage::named(sandbox, &format!("probe-{}", hex::encode(random)))
+    }
+
+    fn named(sandbox: &Sandbox, name: &str) -> Result<Stage, StagingError> {
+        let root = stages_root(sandbox.root()).join(name);
         std::fs::create_dir_all(&root).map_err(StagingError::Prepare)?;
         let stage_sandbox = Sandbox::new(&root)
             .map_err(|e| StagingError::Prepare(io::Error::other(e.to_string())))?
@@ -168,7 +181,7 @@ impl Stage {
             }
             let mut transfer = Transfer::default();
             for path in paths {
-                match self.download_one(storage, &path).await {
+                match self.download_file(storage, &path).await {
                     Ok(bytes) => {
                         transfer.files += 1;
                         transfer.bytes += bytes;
@@ -185,7 +198,11 @@ impl Stage {
     }
 
     /// Copies `path` of `storage` to the same relative path in the stage; returns its size.
-    async fn download_one(&self, storage: &dyn Storage, path: &str) -> Result<u64, StagingError> {
+    ///
+    /// # Errors
+    /// [`StagingError::Download`] ([`StorageError::NotFound`] for no such file),
+    /// [`StagingError::Write`].
+    pub async fn download_file(&self, storage: &dyn Storage, path: &str) -> Result<u64, StagingError> {
         let file = storage.open(path).await.map_err(StagingError::Download)?;
         let size = file.meta().size;
         let resolved = self.sandbox.resolve_file_path(path).map_err(|problem| StagingError::Write {

@@ -36,6 +36,15 @@ async fn upload_submit_run_download_on_a_bucket() {
 
     let r = client.put(server.url("/files/in/clip.mp4")).body(bytes.clone()).send().await.unwrap();
     assert_eq!(r.status(), 201);
+    // ffprobe reads it from the bucket (through a private stage).
+    let probe: serde_json::Value =
+        client.get(server.url("/probe/in/clip.mp4")).send().await.unwrap().json().await.unwrap();
+    assert!((probe["duration_seconds"].as_f64().unwrap() - 2.0).abs() < 0.2, "{probe}");
+    assert_eq!(probe["streams"][0]["codec"], "h264", "{probe}");
+    let r = client.get(server.url("/probe/in/missing.mp4")).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    let r = client.get(server.url("/probe/..%2Fx.mp4")).send().await.unwrap();
+    assert_eq!(r.status(), 422);
     let (status, job) = submit(
         &client,
         &server,
