@@ -21,6 +21,8 @@
 //!   no ffmpeg: capacity (claim -> finish jobs/s) per number of processes and SQLite beside it,
 //!   submit -> claim on an idle cluster, dead-node requeue, cancel across nodes, database writes
 //!   per running job (the `jobs` crate's `cluster_bench` example, built in release mode).
+//! - `files [--size-mib N] [--rounds R] [--data-dir DIR]`: download and upload of an N MiB file
+//!   against raw loopback TCP copies, and the server's RSS growth ([`files`]).
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -29,6 +31,7 @@ use crate::Result;
 
 mod api;
 mod client;
+mod files;
 mod overhead;
 mod server;
 mod sse;
@@ -39,7 +42,8 @@ const USAGE: &str = "usage: cargo xtask bench overhead [N=40] [--clip small|tiny
                      cargo xtask bench store [--jobs N=20000] [--concurrency C=64] [--rounds R=5]\n       \
                      cargo xtask bench webhooks [--events N=10000] [--backoff D=1s] [--no-build]\n       \
                      cargo xtask bench sse [--subscribers N=1000] [--all M=100] [--rounds R=3] [--video-seconds S=12] [--no-build]\n       \
-                     cargo xtask bench cluster [--jobs N=3000] [--processes 1,2,4,8] [--slots S=4] [--rounds R=3] [--samples K=40] [--lease L=3] [--window W=20]";
+                     cargo xtask bench cluster [--jobs N=3000] [--processes 1,2,4,8] [--slots S=4] [--rounds R=3] [--samples K=40] [--lease L=3] [--window W=20]\n       \
+                     cargo xtask bench files [--size-mib N=1024] [--rounds R=5] [--data-dir DIR] [--no-build]";
 
 /// Dispatches `bench <name> [args]`.
 pub(crate) fn main(args: &[&str]) -> Result {
@@ -50,6 +54,7 @@ pub(crate) fn main(args: &[&str]) -> Result {
         ["webhooks", rest @ ..] => webhooks::main(rest),
         ["sse", rest @ ..] => sse::main(rest),
         ["cluster", rest @ ..] => example("cluster", "cluster_bench", rest),
+        ["files", rest @ ..] => files::main(rest),
         _ => Err(USAGE.into()),
     }
 }

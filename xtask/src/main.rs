@@ -178,7 +178,7 @@ fn hadolint() -> Result {
 }
 
 fn usage() -> Result {
-    Err("usage: cargo xtask <ci | docs [--check] | schemathesis | bench overhead [N] | bench api | bench store | bench webhooks>".into())
+    Err("usage: cargo xtask <ci | docs [--check] | schemathesis | bench overhead [N] | bench api | bench store | bench webhooks | bench sse | bench files>".into())
 }
 
 fn main() -> ExitCode {
