@@ -338,11 +338,11 @@ async fn temporary_upload_files_left_by_a_crash_are_removed_at_start_up() {
     let temp_files = |data: &Path| -> Vec<String> {
         files_under(data).into_iter().filter(|p| p.contains(".ffmpeg-worker-upload-")).collect()
     };
-    // An upload of 1 MB whose client sent 256 KiB and then waits.
+    // An upload of 8 MB whose client sent 3 MiB (more than one batch of the writer) and then waits.
     let addr = server.base.trim_start_matches("http://").to_owned();
     let mut upload = std::net::TcpStream::connect(&addr).unwrap();
-    write!(upload, "PUT /files/up/big.bin HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 1000000\r\n\r\n").unwrap();
-    upload.write_all(&vec![7u8; 256 * 1024]).unwrap();
+    write!(upload, "PUT /files/up/big.bin HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 8000000\r\n\r\n").unwrap();
+    upload.write_all(&vec![7u8; 3 * 1024 * 1024]).unwrap();
     let data = server.data.path().to_owned();
     // Written to (an empty one an instant old may be another process's, not yet locked).
     wait_until("the upload's temporary file", async || {

@@ -35,8 +35,12 @@ const NAME_MAX: usize = 255;
 const PATH_MAX: usize = 4095;
 /// Bytes per chunk when streaming a file out.
 const READ_CHUNK: usize = 256 * 1024;
-/// Body chunks buffered between the request and the writing thread.
-const WRITE_QUEUE: usize = 16;
+/// Batches buffered between the request and the writing (and the hashing) thread.
+const WRITE_QUEUE: usize = 8;
+/// Bytes of body gathered into one batch for the writing and hashing threads.
+const BATCH: usize = 1024 * 1024;
+/// Bytes an upload writes between two early flushes to disk ([`EarlyFlush`]).
+const FLUSH_EVERY: usize = 32 * 1024 * 1024;
 
 /// The data directory as a [`Storage`]. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -148,6 +152,38 @@ fn write_error(path: &str, source: io::Error) -> StorageError {
         StorageError::InsufficientStorage { path: path.to_owned(), source }
     } else {
         StorageError::Io { path: path.to_owned(), source }
+    }
+}
+
+/// Re-raises the panic of a blocking task (there is no error to turn it into).
+fn resume(e: tokio::task::JoinError) -> ! {
+    std::panic::resume_unwind(e.try_into_panic().unwrap_or_else(|e| Box::new(e.to_string())))
+}
+
+/// Flushes an upload's file to disk (`fdatasync`) on a thread of its own while the upload goes
+/// on writing: the disk works while the network does, and the final `fsync` finds little left
+/// to write. One flush at a time; a request while one runs is skipped (the next one covers it).
+#[derive(Debug, Default)]
+struct EarlyFlush(Option<std::thread::JoinHandle<io::Result<()>>>);
+
+impl EarlyFlush {
+    /// Starts a flush of `file` unless one is running.
+    fn start(&mut self, file: &fs::File) -> io::Result<()> {
+        if self.0.as_ref().is_some_and(|running| !running.is_finished()) {
+            return Ok(());
+        }
+        self.wait()?;
+        let file = file.try_clone()?;
+        self.0 = Some(std::thread::Builder::new().name("upload-flush".to_owned()).spawn(move || file.sync_data())?);
+        Ok(())
+    }
+
+    /// Waits for the running flush, if any; its error.
+    fn wait(&mut self) -> io::Result<()> {
+        match self.0.take() {
+            Some(running) => running.join().unwrap_or_else(|_| Err(io::Error::other("an upload flush panicked"))),
+            None => Ok(()),
+        }
     }
 }
 
@@ -336,24 +372,53 @@ impl Storage for LocalStorage {
         })
         .await?;
 
-        // The writing thread owns the temporary file (and the created directories, dropped
-        // after it): if this future is dropped half-way, the channel closes, the thread ends,
-        // and both are removed.
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(WRITE_QUEUE);
+        // Two blocking tasks beside the request: one writes the body to the temporary file
+        // (and has what it wrote flushed to disk as it goes, so that the final `fsync` finds
+        // little left), one hashes it (SHA-256 beside the writes, not between them). The
+        // request sends them batches of about `BATCH` bytes (fewer wake-ups than one per
+        // network read). The writer owns the temporary file (and the created directories,
+        // dropped after it): if this future is dropped half-way, the channels close, the tasks
+        // end, and both are removed.
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Arc<Vec<Bytes>>>(WRITE_QUEUE);
+        let (hash_tx, mut hash_rx) = tokio::sync::mpsc::channel::<Arc<Vec<Bytes>>>(WRITE_QUEUE);
+        let hasher = tokio::task::spawn_blocking(move || {
+            let mut hasher = Sha256::new();
+            while let Some(batch) = hash_rx.blocking_recv() {
+                for chunk in batch.iter() {
+                    hasher.update(chunk);
+                }
+            }
+            hex::encode(hasher.finalize())
+        });
         let writer = tokio::task::spawn_blocking(move || {
             let mut temp = temp;
-            let mut hasher = Sha256::new();
             let result = (|| {
-                while let Some(chunk) = rx.blocking_recv() {
-                    temp.as_file_mut().write_all(&chunk)?;
-                    hasher.update(&chunk);
+                let mut flush = EarlyFlush::default();
+                let mut unflushed = 0usize;
+                while let Some(batch) = rx.blocking_recv() {
+                    for chunk in batch.iter() {
+                        temp.as_file_mut().write_all(chunk)?;
+                        unflushed += chunk.len();
+                    }
+                    if unflushed >= FLUSH_EVERY {
+                        flush.start(temp.as_file())?;
+                        unflushed = 0;
+                    }
                 }
+                flush.wait()?;
                 temp.as_file().sync_all()
             })();
-            (result, temp, dirs, hex::encode(hasher.finalize()))
+            (result, temp, dirs)
         });
         let mut size: u64 = 0;
         let mut failure = None;
+        let mut batch = Vec::new();
+        let mut batched = 0usize;
+        let send = async |batch: Vec<Bytes>| {
+            let batch = Arc::new(batch);
+            // A closed channel: the writer failed (its error is below).
+            tx.send(Arc::clone(&batch)).await.is_ok() && hash_tx.send(batch).await.is_ok()
+        };
         while let Some(chunk) = body.next().await {
             match chunk {
                 Ok(chunk) => {
@@ -362,8 +427,13 @@ impl Storage for LocalStorage {
                         failure = Some(StorageError::TooLarge { max_bytes: options.max_bytes });
                         break;
                     }
-                    if tx.send(chunk).await.is_err() {
-                        break; // The writer failed; its error is below.
+                    batched += chunk.len();
+                    batch.push(chunk);
+                    if batched >= BATCH {
+                        batched = 0;
+                        if !send(std::mem::take(&mut batch)).await {
+                            break;
+                        }
                     }
                 }
                 Err(source) => {
@@ -372,11 +442,13 @@ impl Storage for LocalStorage {
                 }
             }
         }
+        if failure.is_none() && !batch.is_empty() {
+            send(batch).await;
+        }
+        drop(hash_tx);
         drop(tx);
-        let joined = writer.await;
-        let (result, temp, dirs, sha256) = joined.unwrap_or_else(|e| {
-            std::panic::resume_unwind(e.try_into_panic().unwrap_or_else(|e| Box::new(e.to_string())))
-        });
+        let (result, temp, dirs) = writer.await.unwrap_or_else(|e| resume(e));
+        let sha256 = hasher.await.unwrap_or_else(|e| resume(e));
         if let Some(failure) = failure {
             drop(temp);
             drop(dirs);
