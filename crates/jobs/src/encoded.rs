@@ -8,7 +8,10 @@
 //! - **The whole run.** ffmpeg's final `-progress` block shows no video frame (`frame=0` or no
 //!   `frame` key) and no output time (`out_time_us` 0, negative or `N/A`; it is the largest
 //!   position over all streams of all outputs, so an audio-only or subtitle-only output that
-//!   got packets has one), or ffmpeg itself warned "Output file is empty".
+//!   got packets has one), or ffmpeg itself warned "Output file is empty", or the final
+//!   output time is negative: every packet written lies before the start (`-ss` past the end
+//!   with `-c copy`, which copies the input's packets with timestamps before 0: a file with
+//!   all the frames that lasts 0 s; [`before_the_start`], applied by the runner).
 //! - **A named output.** A file output whose name is not a pattern (`%03d`, `%v`, strftime)
 //!   and whose muxer writes a file is missing after the run, was not written by it (an image2
 //!   output that got no packet leaves an older file of that name as it was), or is empty.
@@ -98,6 +101,24 @@ pub fn nothing_encoded(
         ));
     }
     None
+}
+
+/// Why a run that exited 0 counts as failed because of its final output time, or `None`:
+/// `out_time_us` is the output time of ffmpeg's last `-progress` block (microseconds, as
+/// ffmpeg wrote it). It is the largest position over the outputs' streams, so it is negative
+/// only when every packet written lies before the start: `-ss` past the end of the input with
+/// the streams copied (`-c copy` keeps the packets, with timestamps before 0, so the file
+/// holds frames and lasts 0 s; plain ffmpeg 5.1 exits 0 with `time=-00:00:07.97`). The
+/// runner applies it, whatever the client's log level.
+pub fn before_the_start(out_time_us: Option<i64>) -> Option<String> {
+    // ffmpeg writes `AV_NOPTS_VALUE` (about -9.2e18) when no stream has a position at all
+    // (an `ffmetadata` output): that is no time, not a time before the start.
+    let time = out_time_us.filter(|t| *t < 0 && *t > i64::MIN / 2)?;
+    Some(format!(
+        "nothing was encoded: ffmpeg exited normally, but every packet it wrote lies before the \
+         output's start (final output time {:.2} s) ({HINT})",
+        time as f64 / 1e6
+    ))
 }
 
 /// Is the output's muxer one that takes no streams (`ffmetadata`, forced with `-f` or chosen

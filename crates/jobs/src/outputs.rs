@@ -63,6 +63,13 @@ impl FileStamp {
 pub struct Snapshot {
     /// Directory -> name -> identity.
     pub dirs: BTreeMap<PathBuf, BTreeMap<String, FileStamp>>,
+    /// The directories (relative to the data directory) the run may write into, and their
+    /// ancestors, that did not exist before the run ([`missing_dirs`], taken before the output
+    /// directories are created): those that exist afterwards were created for the run (by
+    /// [`create_output_dirs`] or by a muxer, such as HLS variant directories), and a failed,
+    /// cancelled or interrupted run removes them when they are empty ([`remove_created_dirs`]).
+    #[serde(default)]
+    pub created_dirs: Vec<PathBuf>,
 }
 
 impl Snapshot {
@@ -80,7 +87,7 @@ impl Snapshot {
             }
             dirs.insert(dir.to_owned(), files);
         }
-        Snapshot { dirs }
+        Snapshot { dirs, created_dirs: Vec::new() }
     }
 
     /// The file's identity before the run, if it existed then.
@@ -206,6 +213,70 @@ pub fn remove_run_files(root: &Path, footprint: &Footprint, before: &Snapshot) -
         }
     }
     removed
+}
+
+/// The directories `footprint` writes into, and their ancestors below the data directory
+/// `root`, that do not exist now (nothing at that path, not even a symlink), deepest first.
+/// Directories named with a pattern (`hls/%v` stands for `hls/0`, ... which are listed
+/// themselves) are skipped. Call it before [`create_output_dirs`]. Blocking.
+pub fn missing_dirs(root: &Path, footprint: &Footprint) -> Vec<PathBuf> {
+    let mut missing = std::collections::BTreeSet::new();
+    for dir in footprint.written_dirs() {
+        if pattern::is_pattern(&dir.to_string_lossy()) {
+            continue;
+        }
+        for ancestor in dir.ancestors().filter(|a| !a.as_os_str().is_empty()) {
+            if fs::symlink_metadata(root.join(ancestor)).is_ok() {
+                break;
+            }
+            missing.insert(ancestor.to_owned());
+        }
+    }
+    let mut missing: Vec<PathBuf> = missing.into_iter().collect();
+    missing.sort_by_key(|dir| std::cmp::Reverse(dir.components().count()));
+    missing
+}
+
+/// Removes the directories a failed, cancelled or interrupted run created (`created`: its
+/// [`Snapshot::created_dirs`], deepest first) that are empty now (after [`remove_run_files`]), deepest
+/// first, except those `in_use` says another job may still write into (its output directories
+/// were created when it started, and an empty one must stay for it). A directory holding
+/// anything stays. Returns the directories removed, relative to `root`. Blocking.
+pub fn remove_created_dirs(root: &Path, created: &[PathBuf], in_use: impl Fn(&Path) -> bool) -> Vec<PathBuf> {
+    let mut removed = Vec::new();
+    for dir in created {
+        if in_use(dir) {
+            continue;
+        }
+        let path = root.join(dir);
+        // A symlink (or file) put there since is not a directory the run created.
+        if !fs::symlink_metadata(&path).is_ok_and(|meta| meta.is_dir()) {
+            continue;
+        }
+        match fs::remove_dir(&path) {
+            Ok(()) => removed.push(dir.clone()),
+            Err(e) if e.kind() == std::io::ErrorKind::DirectoryNotEmpty => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!(dir = %dir.display(), error = %e, "removing a directory the run created failed"),
+        }
+    }
+    removed
+}
+
+/// May a job with `footprint` (`None`: unknown, it may write anywhere) write into `dir` or
+/// below it? A written directory holding a pattern (`hls/%v`) counts from its first pattern
+/// component up: `hls/%v` may be any directory below `hls`.
+pub fn writes_into(footprint: Option<&Footprint>, dir: &Path) -> bool {
+    let Some(footprint) = footprint else { return true };
+    footprint.written_dirs().iter().any(|written| {
+        let fixed: PathBuf =
+            written.components().take_while(|c| !pattern::is_pattern(&c.as_os_str().to_string_lossy())).collect();
+        if fixed.as_os_str().len() == written.as_os_str().len() {
+            written.starts_with(dir)
+        } else {
+            fixed.starts_with(dir) || dir.starts_with(&fixed)
+        }
+    })
 }
 
 /// `paths` (relative to the data directory) as strings, for job records.

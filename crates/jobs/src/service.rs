@@ -8,13 +8,14 @@
 //! submit and run cannot redirect a job outside the data directory.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use ffmpeg_core::capabilities::{Capabilities, UnknownName};
 use ffmpeg_core::command::{Command, CommandError};
 use ffmpeg_core::footprint::Footprint;
-use ffmpeg_core::sandbox::{ResolvedCommand, Sandbox, SandboxError};
+use ffmpeg_core::sandbox::{ResolvedCommand, ResolvedPath, Sandbox, SandboxError};
 use futures_util::FutureExt as _;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -100,6 +101,14 @@ impl Default for JobsConfig {
         }
     }
 }
+
+/// The largest concat list whose entries are summed for percent ([`Jobs`] reads it before
+/// the run's progress can use it), in bytes.
+pub const CONCAT_LIST_MAX_BYTES: u64 = 1 << 20;
+
+/// The most entries of one concat list probed with ffprobe for their durations; a list with
+/// more entries lacking a `duration` line leaves percent unknown.
+pub const CONCAT_LIST_MAX_PROBES: usize = 64;
 
 /// Why a submission was refused.
 #[derive(Debug, thiserror::Error)]
@@ -367,6 +376,93 @@ impl Jobs {
         Ok(job)
     }
 
+    /// The durations of `command`'s concat-list inputs (`-f concat -i list.txt`), which
+    /// ffmpeg's banner gives as `N/A` unless every entry has a `duration` line: each list read
+    /// (at most [`CONCAT_LIST_MAX_BYTES`]) and summed entry by entry, the files without a
+    /// `duration` or `outpoint` probed with ffprobe (contained in the sandbox, as
+    /// [`Jobs::probe_media`]; at most [`CONCAT_LIST_MAX_PROBES`] per list). Sent on `tx` by
+    /// input index once known; a list whose length cannot be known stays `None` (percent
+    /// stays null).
+    async fn concat_lengths(&self, command: &ResolvedCommand, tx: watch::Sender<Vec<Option<f64>>>) {
+        let lists: Vec<(usize, ResolvedPath)> = command
+            .command()
+            .inputs()
+            .iter()
+            .zip(command.inputs())
+            .enumerate()
+            .filter(|(_, (input, _))| input.format().is_some_and(|f| f.eq_ignore_ascii_case("concat")))
+            .filter_map(|(index, (_, source))| Some((index, source.file()?.clone())))
+            .collect();
+        if lists.is_empty() {
+            return;
+        }
+        let mut lengths = vec![None; command.inputs().len()];
+        for (index, list) in lists {
+            lengths[index] = self.concat_list_length(&list).await;
+        }
+        tx.send_replace(lengths);
+    }
+
+    /// The length in seconds of the concat list at `list`, if it can be known.
+    async fn concat_list_length(&self, list: &ResolvedPath) -> Option<f64> {
+        let path = list.as_path().to_owned();
+        let text = blocking(move || {
+            use std::io::Read as _;
+            let mut text = String::new();
+            let file = std::fs::File::open(path).ok()?;
+            file.take(CONCAT_LIST_MAX_BYTES + 1).read_to_string(&mut text).ok()?;
+            (text.len() as u64 <= CONCAT_LIST_MAX_BYTES).then_some(text)
+        })
+        .await?;
+        let entries = ffmpeg_core::duration::concat::parse_concat_list(&text);
+        let probes = entries.iter().filter(|entry| entry.needs_file_duration()).count();
+        if entries.is_empty() || probes > CONCAT_LIST_MAX_PROBES {
+            return None;
+        }
+        // ffmpeg opens a relative entry relative to the list's directory.
+        let dir = list.relative().parent().unwrap_or(std::path::Path::new(""));
+        let mut total = 0.0;
+        for entry in &entries {
+            let duration = if entry.needs_file_duration() {
+                let path = dir.join(&entry.file);
+                self.probe_media(path.to_str()?).await.ok()?.duration_seconds
+            } else {
+                None
+            };
+            total += entry.length(duration)?;
+        }
+        Some(total)
+    }
+
+    /// Removes the directories that failed, cancelled or interrupted runs of the jobs `ids`
+    /// created and that are empty now ([`outputs::remove_created_dirs`]), except those another
+    /// queued or running job may write into. Nothing is removed when the store cannot say
+    /// which jobs are active.
+    async fn remove_created_dirs(&self, ids: &[JobId], created: Vec<PathBuf>) {
+        if created.is_empty() {
+            return;
+        }
+        let active = match self.store.active_footprints().await {
+            Ok(active) => active,
+            Err(e) => {
+                tracing::warn!(error = %e, "listing active jobs failed; the run's empty directories stay");
+                return;
+            }
+        };
+        let others: Vec<Option<Footprint>> =
+            active.into_iter().filter(|job| !ids.contains(&job.id)).map(|job| job.footprint).collect();
+        let root = self.sandbox.root().to_owned();
+        let removed = blocking(move || {
+            outputs::remove_created_dirs(&root, &created, |dir| {
+                others.iter().any(|footprint| outputs::writes_into(footprint.as_ref(), dir))
+            })
+        })
+        .await;
+        if !removed.is_empty() {
+            tracing::info!(dirs = removed.len(), "removed the empty directories the run created");
+        }
+    }
+
     /// At start-up, before any worker runs: removes what attempts interrupted by a crash left
     /// (the files they wrote in the data directory, by the rule a failure uses, from the
     /// [`RunRecord`] each stored before ffmpeg started; and their scratch directories), then
@@ -379,6 +475,12 @@ impl Jobs {
     pub async fn recover(&self, max_attempts: u32) -> Result<Recovery, StoreError> {
         let interrupted = self.store.interrupted_runs().await?;
         if !interrupted.is_empty() {
+            let ids: Vec<JobId> = interrupted.iter().map(|run| run.id.clone()).collect();
+            let created: Vec<PathBuf> = interrupted
+                .iter()
+                .filter_map(|run| run.run.as_ref())
+                .flat_map(|r| r.snapshot.created_dirs.clone())
+                .collect();
             let root = self.sandbox.root().to_owned();
             let runner = Arc::clone(&self.runner);
             blocking(move || {
@@ -400,6 +502,10 @@ impl Jobs {
                 }
             })
             .await;
+            let mut created = created;
+            created.sort_by_key(|dir| std::cmp::Reverse(dir.components().count()));
+            created.dedup();
+            self.remove_created_dirs(&ids, created).await;
         }
         let recovery = self.store.recover(max_attempts).await?;
         for id in recovery.requeued.iter().chain(&recovery.failed) {
@@ -709,6 +815,7 @@ impl Jobs {
                 None
             }
         };
+        let created = previous.as_ref().map(|run| run.snapshot.created_dirs.clone()).unwrap_or_default();
         let (root, runner, job) = (self.sandbox.root().to_owned(), Arc::clone(&self.runner), id.clone());
         blocking(move || {
             let scratch = runner.remove_leftovers(&job);
@@ -723,6 +830,7 @@ impl Jobs {
             }
         })
         .await;
+        self.remove_created_dirs(std::slice::from_ref(id), created).await;
     }
 
     /// Puts a job whose run was stopped by shutdown back in the queue.
@@ -876,23 +984,30 @@ impl Jobs {
                 // without the sandbox: none may be a link leading elsewhere.
                 outputs::refuse_links(&root, &footprint).map_err(|e| {
                     tracing::warn!(link = %e.path.display(), target = %e.target.display(), "a link where the job may write");
-                    e.to_string()
+                    (e.to_string(), Vec::new())
                 })?;
+                let created_dirs = outputs::missing_dirs(&root, &footprint);
+                let failed = |error: String| (error, created_dirs.clone());
                 outputs::create_output_dirs(&resolved)
-                    .map_err(|e| format!("cannot create an output directory: {e}"))?;
-                let before = Snapshot::take(&root, &footprint);
+                    .map_err(|e| failed(format!("cannot create an output directory: {e}")))?;
+                let mut before = Snapshot::take(&root, &footprint);
+                before.created_dirs.clone_from(&created_dirs);
                 // Glob inputs: listed and checked now, read by ffmpeg from a private copy of
                 // the list (kept until the run ends).
                 let globs = globs::expand(&sandbox, &mut resolved, &job_id, &std::env::temp_dir())
-                    .map_err(|e| e.to_string())?;
-                Ok::<_, String>((before, resolved, globs))
+                    .map_err(|e| failed(e.to_string()))?;
+                Ok::<_, (String, Vec<PathBuf>)>((before, resolved, globs))
             })
             .await
         };
         let (before, resolved, _globs) = match prepared {
             Ok(prepared) => prepared,
-            Err(error) => return self.finish(&id, Outcome::Failed { error }, "", started, abort).await,
+            Err((error, created_dirs)) => {
+                self.remove_created_dirs(std::slice::from_ref(&id), created_dirs).await;
+                return self.finish(&id, Outcome::Failed { error }, "", started, abort).await;
+            }
         };
+        let created_dirs = before.created_dirs.clone();
         // Durably, before ffmpeg can write anything: recovery after a crash removes what this
         // attempt wrote by the same rule as a failure. A staged run writes nothing in the data
         // directory (recovery removes its stage).
@@ -911,6 +1026,7 @@ impl Jobs {
 
         let timeout = job.timeout_seconds.map(Duration::from_secs).or(self.config.max_timeout);
         let (tx, mut rx) = watch::channel(None);
+        let (lengths_tx, lengths_rx) = watch::channel(Vec::new());
         let stop = CancellationToken::new();
         let run_ended = CancellationToken::new();
         // Cluster mode: once this node's lease on the job is lost, the job may be another
@@ -923,7 +1039,8 @@ impl Jobs {
         // write per `PROGRESS_SAVE_INTERVAL` (`save_progress`, beside the run, never cut short
         // in the middle of a write), then the last snapshot once the run ended.
         let run = async {
-            let run = self.runner.run(RunSpec { job: &id, command: &resolved, timeout }, &tx, &stop);
+            let spec = RunSpec { job: &id, command: &resolved, timeout, input_lengths: Some(&lengths_rx) };
+            let run = self.runner.run(spec, &tx, &stop);
             tokio::pin!(run);
             let report = loop {
                 tokio::select! {
@@ -946,8 +1063,18 @@ impl Jobs {
             run_ended.cancel();
             report
         };
-        let (report, saved) =
-            tokio::join!(run, self.save_progress(&id, tx.subscribe(), phase, &running.cancel, &run_ended));
+        // Concat lists: their entries' lengths, probed beside the run (the banner says `N/A`).
+        let lengths = async {
+            tokio::select! {
+                () = self.concat_lengths(&resolved, lengths_tx) => {}
+                () = run_ended.cancelled() => {}
+            }
+        };
+        let (report, saved, ()) = tokio::join!(
+            run,
+            self.save_progress(&id, tx.subscribe(), phase, &running.cancel, &run_ended),
+            lengths
+        );
         if lease_lost.is_cancelled() {
             // Its files are left alone: the node that runs it now may be writing them.
             tracing::warn!("lost the lease of the job: its ffmpeg was stopped; another node takes it over");
@@ -986,6 +1113,9 @@ impl Jobs {
             })
             .await
         };
+        if result.is_err() {
+            self.remove_created_dirs(std::slice::from_ref(&id), created_dirs).await;
+        }
         // A staged run's messages name files as the client does, without the stage.
         let log_tail = stage.as_ref().map_or_else(|| report.log_tail.clone(), |s| s.unstaged(&report.log_tail));
         match result {

@@ -47,6 +47,7 @@ use nom::{
     sequence::{preceded, terminated},
 };
 
+pub mod concat;
 mod timeline;
 
 use timeline::{Flow, GraphFlows, Span};

@@ -264,7 +264,7 @@ pub(crate) fn parse_dictionary(value: &str) -> Result<Vec<(String, String)>, Str
 
 /// `av_get_token()` from `libavutil/avstring.c`: reads up to an unescaped, unquoted character
 /// of `terminators`, advancing `input` to it.
-fn get_token(input: &mut &str, terminators: &str) -> String {
+pub(crate) fn get_token(input: &mut &str, terminators: &str) -> String {
     const WHITESPACE: &[char] = &[' ', '\n', '\t', '\r'];
     let mut chars = input.trim_start_matches(WHITESPACE).char_indices().peekable();
     let start = input.len() - input.trim_start_matches(WHITESPACE).len();

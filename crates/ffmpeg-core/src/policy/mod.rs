@@ -46,8 +46,8 @@ use std::collections::BTreeMap;
 use crate::command::Command;
 
 pub(crate) use checks::{
-    ParamKey, ParamPair, check_param_value, check_value, classify_key, join_params, library_key, param_file_name,
-    parse_dictionary, split_params,
+    ParamKey, ParamPair, check_param_value, check_value, classify_key, get_token, join_params, library_key,
+    param_file_name, parse_dictionary, split_params,
 };
 pub use rule::RuleId;
 pub use rules::{

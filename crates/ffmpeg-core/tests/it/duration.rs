@@ -795,3 +795,49 @@ fn expected_length_matches_real_ffmpeg() {
         assert!((seconds - out_time).abs() <= 0.15, "{command}: expected {seconds} s, ffmpeg ended at {out_time} s");
     }
 }
+
+/// Concat lists (issue 8 point 9): the entries' lengths summed, from `duration`, `inpoint` and
+/// `outpoint` lines and the listed files' own durations, against real ffmpeg's final
+/// `out_time` for the list; the banner alone says `N/A` for lists without `duration` lines.
+#[test]
+fn concat_list_lengths_match_real_ffmpeg() {
+    use ffmpeg_core::duration::concat::parse_concat_list;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    for (name, seconds) in [("a.mp4", 3), ("b.mp4", 2)] {
+        real_run(
+            dir,
+            &format!(
+                "-f lavfi -i testsrc=duration={seconds}:size=64x48:rate=25 -c:v libx264 -preset ultrafast \
+                 -g 5 -f mp4 {name}"
+            ),
+        );
+    }
+    let probed = |name: &str| match name {
+        "a.mp4" => Some(3.0),
+        "b.mp4" => Some(2.0),
+        _ => None,
+    };
+    for list in [
+        "file a.mp4\nfile 'b.mp4'\n",
+        "ffconcat version 1.0\n# a comment\nfile a.mp4\nfile b\\.mp4\ninpoint 1\n",
+        "file a.mp4\noutpoint 2\nfile 'b.mp4'\n",
+        "file a.mp4\nduration 3\nfile 'b.mp4'\nduration 2\n",
+    ] {
+        std::fs::write(dir.join("list.txt"), list).unwrap();
+        let command = "-f concat -i list.txt -f null -";
+        let (stderr, out_time) = real_run(dir, command);
+        let entries = parse_concat_list(list);
+        let total: f64 = entries.iter().map(|entry| entry.length(probed(&entry.file)).unwrap()).sum();
+        let mut scanner = BannerScanner::new();
+        scanner.feed(stderr.as_bytes());
+        let mut inputs = scanner.inputs();
+        if !list.contains("duration") {
+            assert_eq!(inputs[0].duration, None, "{list}: the banner says N/A");
+        }
+        inputs[0].duration = Some(total);
+        let expected = ExpectedLength::for_output_with(&Command::parse(command).unwrap(), 0, &inputs);
+        let seconds = expected.seconds.unwrap();
+        assert!((seconds - out_time).abs() <= 0.15, "{list:?}: expected {seconds} s, ffmpeg ended at {out_time} s");
+    }
+}

@@ -62,15 +62,20 @@ async fn a_quiet_job_still_reports_percent(store: Store) {
 }
 on_each_store!(a_quiet_job_still_reports_percent);
 
-/// Filters that change the timeline, on jobs paced in real time: percent follows the output
-/// (it neither stalls at a fraction nor jumps to 100 early), and never shows 100 while running.
+/// Filters and inputs that change the timeline, on jobs paced in real time: percent follows
+/// the output (it neither stalls at a fraction nor jumps to 100 early, nor stays unknown for a
+/// concat list without `duration` lines), and never shows 100 while running.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn percent_follows_filters_that_change_the_timeline() {
     let server = Server::start(&[]);
     make_clip(server.data.path(), "a.mp4", 3);
     make_clip(server.data.path(), "b.mp4", 2);
+    // A concat list without `duration` lines: ffmpeg's banner says `Duration: N/A`.
+    std::fs::write(server.data.path().join("list.txt"), "ffconcat version 1.0\nfile a.mp4\nfile 'b.mp4'\n").unwrap();
     let http = client();
     for (command, length) in [
+        // The concat demuxer: 3 s + 2 s, learned by probing the listed files.
+        ("-re -f concat -i list.txt -an -c:v libx264 -preset ultrafast out/list.mp4", 5.0),
         // 3 s of input read in real time, 0.6 s of output.
         ("-re -i a.mp4 -vf setpts=PTS/5 -an -c:v libx264 -preset ultrafast out/fast.mp4", 0.6),
         // 5 s of output from two inputs: the second half must not show 100 %.

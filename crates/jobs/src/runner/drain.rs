@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use ffmpeg_core::command::Command;
-use ffmpeg_core::duration::{BannerScanner, ExpectedLength};
+use ffmpeg_core::duration::{BannerScanner, ExpectedLength, InputInfo};
 use ffmpeg_core::log::{Level, LogRouter, RoutedLine};
 use ffmpeg_core::output_banner::{OutputBanner, OutputBannerScanner};
 use ffmpeg_core::progress::{ProgressParser, ProgressState, ProgressUpdate};
@@ -25,6 +25,8 @@ pub(super) struct Drain<'a> {
     parser: ProgressParser,
     last_update: Option<ProgressUpdate>,
     banner: BannerScanner,
+    /// Input durations learned besides the banner ([`super::RunSpec::input_lengths`]).
+    input_lengths: Option<&'a watch::Receiver<Vec<Option<f64>>>>,
     output_banner: OutputBannerScanner,
     router: LogRouter,
     /// What the client's log level shows (the job log), and what ffmpeg's default level
@@ -44,6 +46,9 @@ pub(super) struct Drained {
     pub messages: String,
     /// ffmpeg's `Output #N` listing.
     pub outputs: Vec<OutputBanner>,
+    /// The output time of ffmpeg's last `-progress` block, in microseconds, as ffmpeg wrote
+    /// it (negative when every packet lies before the start; snapshots show it as 0).
+    pub final_out_time_us: Option<i64>,
 }
 
 impl<'a> Drain<'a> {
@@ -61,6 +66,7 @@ impl<'a> Drain<'a> {
             parser: ProgressParser::new(),
             last_update: None,
             banner: BannerScanner::new(),
+            input_lengths: None,
             output_banner: OutputBannerScanner::new(),
             router: LogRouter::new(RunLog::of(command).client),
             tails: Tails::new(tail_cap),
@@ -69,10 +75,29 @@ impl<'a> Drain<'a> {
         }
     }
 
+    /// Input durations the banner does not give, learned while the run goes on.
+    pub(super) fn set_input_lengths(&mut self, lengths: Option<&'a watch::Receiver<Vec<Option<f64>>>>) {
+        self.input_lengths = lengths;
+    }
+
+    /// What is known of the inputs: the banner's, with the durations it lacks (`N/A`) taken
+    /// from [`Drain::set_input_lengths`].
+    fn inputs(&self) -> Vec<InputInfo> {
+        let mut inputs = self.banner.inputs();
+        if let Some(lengths) = self.input_lengths {
+            for (input, length) in inputs.iter_mut().zip(lengths.borrow().iter()) {
+                if input.duration.is_none() {
+                    input.duration = *length;
+                }
+            }
+        }
+        inputs
+    }
+
     /// Feeds a chunk of stdout (`-progress` blocks): each complete block is published.
     pub(super) fn stdout(&mut self, chunk: &[u8]) {
         for update in self.parser.feed(chunk) {
-            let expected = ExpectedLength::for_output_with(self.command, 0, &self.banner.inputs());
+            let expected = ExpectedLength::for_output_with(self.command, 0, &self.inputs());
             self.blocks = self.blocks.saturating_add(1);
             let clock = RunClock { blocks: self.blocks, elapsed: self.started.elapsed() };
             self.progress.send_replace(Some(snapshot(&update, &expected, clock)));
@@ -98,12 +123,17 @@ impl<'a> Drain<'a> {
         // The two pipes are read concurrently, so a block may have been read before the banner
         // line it needs; with all of stderr seen, the last snapshot is computed once more.
         if let Some(update) = &self.last_update {
-            let expected = ExpectedLength::for_output_with(self.command, 0, &self.banner.inputs());
+            let expected = ExpectedLength::for_output_with(self.command, 0, &self.inputs());
             let clock = RunClock { blocks: self.blocks, elapsed: self.started.elapsed() };
             self.progress.send_replace(Some(snapshot(update, &expected, clock)));
         }
         let errors = if self.tails.errors.bytes.is_empty() { &self.tails.messages } else { &self.tails.errors };
-        Drained { log: self.tails.log.text(), messages: errors.text(), outputs: self.output_banner.finish() }
+        Drained {
+            log: self.tails.log.text(),
+            messages: errors.text(),
+            outputs: self.output_banner.finish(),
+            final_out_time_us: self.last_update.as_ref().and_then(|update| update.out_time_us),
+        }
     }
 }
 

@@ -53,6 +53,10 @@ pub struct RunSpec<'a> {
     pub command: &'a ResolvedCommand,
     /// Wall-clock limit; `None` for none.
     pub timeout: Option<Duration>,
+    /// Input durations in seconds that ffmpeg's banner does not give, by input index, as the
+    /// caller learns them (possibly while the run goes on): a concat list's entries summed
+    /// ([`ffmpeg_core::duration::concat`]). Used where the banner says `N/A`; `None`: none.
+    pub input_lengths: Option<&'a watch::Receiver<Vec<Option<f64>>>>,
 }
 
 /// The end of a run: its result and the tail of ffmpeg's log.
@@ -221,6 +225,7 @@ impl Runner for FfmpegRunner {
         };
         let cap = self.config.log_tail_bytes.max(1024);
         let mut drain = Drain::new(spec.command.command(), progress, cap, Instant::now());
+        drain.set_input_lengths(spec.input_lengths);
         // A timeout too far in the future to represent is no timeout.
         let deadline = spec.timeout.and_then(|t| Instant::now().checked_add(t));
         let ended = process::supervise(started, &mut drain, deadline, cancel, &self.config).await;
@@ -231,7 +236,10 @@ impl Runner for FfmpegRunner {
         let result = match (ended.stop, ended.status) {
             (Some(Stop::Cancelled), _) => Err(RunError::Cancelled),
             (Some(Stop::TimedOut), _) => Err(RunError::TimedOut(spec.timeout.unwrap_or_default())),
-            (None, Ok(s)) if s.success() => Ok(()),
+            (None, Ok(s)) if s.success() => match crate::encoded::before_the_start(drained.final_out_time_us) {
+                Some(message) => Err(RunError::NothingEncoded { message }),
+                None => Ok(()),
+            },
             (None, Ok(s)) => {
                 use std::os::unix::process::ExitStatusExt as _;
                 let message = exit_message(s, &messages, &self.config, ended.cpu_used);

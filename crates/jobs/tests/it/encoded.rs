@@ -37,6 +37,12 @@ async fn a_run_that_encodes_nothing_fails_and_leaves_no_empty_output() {
         "-i two.mp4 -frames:v 1 out/first.jpg -ss 10 -frames:v 1 out/second.jpg",
         // An older file of that name is not a result of this run, and stays.
         "-ss 10 -i two.mp4 -frames:v 1 old/t.jpg",
+        // Streams copied: ffmpeg copies every packet with a timestamp before 0 (a file with
+        // 50 frames that lasts 0 s); its final report shows a negative time.
+        "-ss 10 -i two.mp4 -c copy out/c.mp4",
+        "-ss 10 -i two.mp4 -an -c:v copy out/c.mkv",
+        "-ss 10 -i two.mp4 -vn -c:a copy out/c.m4a",
+        "-loglevel repeat+level+error -stats -ss 10 -i two.mp4 -c copy out/q.mp4",
     ];
     let jobs = run_jobs(&root, sandbox, &commands).await;
     for (job, command) in jobs.iter().zip(commands) {
@@ -47,7 +53,17 @@ async fn a_run_that_encodes_nothing_fails_and_leaves_no_empty_output() {
     }
     assert!(jobs[0].error.as_deref().unwrap().starts_with("output `out/t.jpg` was not written"), "{jobs:?}");
     assert!(jobs[4].error.as_deref().unwrap().starts_with("output `out/second.jpg` was not written"), "{jobs:?}");
-    for gone in ["out/t.jpg", "out/e.mp4", "out/a.m4a", "out/first.jpg", "out/second.jpg"] {
+    for gone in [
+        "out/t.jpg",
+        "out/e.mp4",
+        "out/a.m4a",
+        "out/first.jpg",
+        "out/second.jpg",
+        "out/c.mp4",
+        "out/c.mkv",
+        "out/c.m4a",
+        "out/q.mp4",
+    ] {
         assert!(!root.join(gone).exists(), "{gone} is removed");
     }
     assert_eq!(std::fs::read_to_string(root.join("old/t.jpg")).unwrap(), "an older thumbnail");
@@ -68,6 +84,10 @@ async fn outputs_without_video_frames_that_got_packets_complete() {
         ("-i two.mp4 out/meta.ffmeta", vec!["out/meta.ffmeta"]),
         ("-i two.mp4 -frames:v 1 out/one.jpg", vec!["out/one.jpg"]),
         ("-ss 1 -i two.mp4 -an -f null -", vec![]),
+        // Copied from a point inside the input: the packets before it (back to the key frame)
+        // lie before 0, the rest after.
+        ("-ss 1 -i two.mp4 -c copy out/c1.mp4", vec!["out/c1.mp4"]),
+        ("-ss 1.9 -i two.mp4 -vn -c:a copy out/c19.m4a", vec!["out/c19.m4a"]),
     ];
     let list: Vec<&str> = commands.iter().map(|(c, _)| *c).collect();
     let jobs = run_jobs(&root, sandbox, &list).await;

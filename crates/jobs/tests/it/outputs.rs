@@ -268,3 +268,111 @@ async fn runs_never_write_through_a_link_out_of_the_data_directory() {
     }
     shutdown.stop_claiming.cancel();
 }
+
+/// Runs `command` as a job; `stop` is called once `ready` holds (to cancel it), then waits for
+/// the job to finish.
+async fn run_until_finished(
+    root: &Path,
+    sandbox: Sandbox,
+    command: &str,
+    ready: impl Fn() -> bool,
+    cancel: bool,
+) -> jobs::Job {
+    let store: Arc<dyn JobStore> = Arc::new(MemoryStore::new());
+    let runner: Arc<dyn Runner> = Arc::new(FfmpegRunner::new(FfmpegConfig::new("ffmpeg", root)));
+    let config = JobsConfig { concurrency: 1, idle_wait: Duration::from_millis(100), ..JobsConfig::default() };
+    let jobs = Jobs::new(Arc::clone(&store), runner, sandbox, config);
+    let shutdown = Shutdown::default();
+    let _workers = jobs.spawn_workers(&shutdown);
+    let job = jobs.submit(command, SubmitOptions::default()).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    if cancel {
+        while !ready() {
+            assert!(Instant::now() < deadline, "{command}: never ready");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        jobs.cancel(&job.id).await.unwrap();
+    }
+    let job = loop {
+        let job = store.get(&job.id).await.unwrap().unwrap();
+        if job.status.is_finished() {
+            break job;
+        }
+        assert!(Instant::now() < deadline, "the job never finished: {job:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    shutdown.stop_claiming.cancel();
+    job
+}
+
+/// A cancelled HLS job with variant streams (`%v`) leaves none of the directories it created
+/// (the playlist's parent, created before the run, and the muxer's `hls/0`, `hls/1`); a failed
+/// job leaves none of the output directories created for it, but a directory that existed
+/// before, or that holds another writer's file, stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_and_cancelled_jobs_remove_the_empty_directories_they_created() {
+    let dir = tempfile::tempdir().unwrap();
+    let sandbox = Sandbox::new(dir.path()).unwrap();
+    let root = sandbox.root().to_owned();
+    write(&root, "kept/.placeholder", "");
+    std::fs::remove_file(root.join("kept/.placeholder")).unwrap();
+
+    let hls = "-re -f lavfi -i testsrc=duration=60:size=160x120:rate=25 -map 0:v -map 0:v -c:v libx264 \
+               -preset ultrafast -b:v:0 300k -b:v:1 100k -f hls -var_stream_map 'v:0 v:1' \
+               -master_pl_name master.m3u8 -hls_segment_filename new/hls/%v/seg%03d.ts new/hls/%v/index.m3u8";
+    let variant_dir = root.join("new/hls/1");
+    let job = run_until_finished(&root, sandbox.clone(), hls, || variant_dir.is_dir(), true).await;
+    assert_eq!(job.status, JobStatus::Cancelled, "{job:?}");
+    assert!(!exists(&root, "new"), "every directory the job created is removed");
+
+    let failed = "-i missing.mp4 -c copy new/deep/out.mp4 kept/k.mp4 other/o.mp4";
+    write(&root, "other/.keep", "");
+    std::fs::remove_file(root.join("other/.keep")).unwrap();
+    let job = run_until_finished(&root, sandbox.clone(), failed, || true, false).await;
+    assert_eq!(job.status, JobStatus::Failed, "{job:?}");
+    assert!(!exists(&root, "new"), "created for the job, empty: removed");
+    assert!(exists(&root, "kept") && exists(&root, "other"), "existed before: kept");
+
+    // Another writer's file in a directory created for the job keeps it.
+    let slow = "-re -f lavfi -i testsrc=duration=60:size=160x120:rate=25 -c:v libx264 -preset ultrafast \
+                -f hls -hls_segment_filename shared/seg%03d.ts shared/index.m3u8";
+    let segment = root.join("shared/seg000.ts");
+    let root2 = root.clone();
+    let job = run_until_finished(
+        &root,
+        sandbox,
+        slow,
+        || {
+            let ready = segment.is_file();
+            if ready {
+                std::fs::write(root2.join("shared/notes.txt"), "another writer").unwrap();
+            }
+            ready
+        },
+        true,
+    )
+    .await;
+    assert_eq!(job.status, JobStatus::Cancelled, "{job:?}");
+    let left: Vec<String> = std::fs::read_dir(root.join("shared"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(left, ["notes.txt"]);
+}
+
+#[test]
+fn directories_in_use_are_those_another_job_writes_into() {
+    let dir = tempfile::tempdir().unwrap();
+    let sandbox = Sandbox::new(dir.path()).unwrap();
+    let footprint = |line: &str| Footprint::of(&sandbox.resolve_command(&Command::parse(line).unwrap()).unwrap());
+    let out = footprint("-i in.mp4 a/b/out.mp4");
+    assert!(outputs::writes_into(Some(&out), Path::new("a")));
+    assert!(outputs::writes_into(Some(&out), Path::new("a/b")));
+    assert!(!outputs::writes_into(Some(&out), Path::new("a/c")));
+    assert!(!outputs::writes_into(Some(&out), Path::new("b")));
+    assert!(outputs::writes_into(None, Path::new("b")), "unknown footprint: anywhere");
+    let hls = footprint("-i in.mp4 -map 0:v -map 0:v -f hls -var_stream_map 'v:0 v:1' h/%v/i.m3u8");
+    assert!(outputs::writes_into(Some(&hls), Path::new("h/1")));
+    assert!(outputs::writes_into(Some(&hls), Path::new("h")));
+    assert!(!outputs::writes_into(Some(&hls), Path::new("h/2/x")));
+}

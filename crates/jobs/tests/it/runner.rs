@@ -64,7 +64,9 @@ async fn run(
     cancel: &CancellationToken,
 ) -> (jobs::RunReport, Option<Progress>) {
     let (tx, rx) = watch::channel(None);
-    let report = runner.run(RunSpec { job: &jobs::JobId::generate(), command: cmd, timeout }, &tx, cancel).await;
+    let report = runner
+        .run(RunSpec { job: &jobs::JobId::generate(), command: cmd, timeout, input_lengths: None }, &tx, cancel)
+        .await;
     let last = rx.borrow().clone();
     (report, last)
 }
@@ -121,7 +123,7 @@ async fn cancel_stops_a_run_and_reports_cancelled() {
     let cancel = CancellationToken::new();
     let (tx, mut rx) = watch::channel(None);
     let job = jobs::JobId::generate();
-    let run = runner.run(RunSpec { job: &job, command: &cmd, timeout: None }, &tx, &cancel);
+    let run = runner.run(RunSpec { job: &job, command: &cmd, timeout: None, input_lengths: None }, &tx, &cancel);
     tokio::pin!(run);
     // Cancel once the first progress block arrived (the process is surely running then).
     let report = loop {
