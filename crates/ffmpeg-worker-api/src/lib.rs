@@ -79,6 +79,14 @@ pub struct CreateJobRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(min_items = 1)]
     pub webhook_events: Option<Vec<WebhookEventWire>>,
+    /// Labels a node must have to run the job (`NODE_LABELS` of the worker nodes, e.g.
+    /// `["gpu"]`): only a node having every one claims it. At most 16, each 1 to 64 of `a-z`,
+    /// `0-9`, `-`, `_`, `.` starting with a letter or digit. Default: any node. The command's
+    /// codec, format and filter names are checked against the ffmpeg of the live nodes that
+    /// could take it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(example = json!(["gpu"]), max_items = 16)]
+    pub requires: Vec<String>,
 }
 
 /// What happened to a job, as a webhook's `type` names it.
@@ -411,6 +419,78 @@ pub struct JobResponse {
     #[serde(default)]
     #[schema(required = true, example = json!(null))]
     pub webhook_events: Option<Vec<WebhookEventWire>>,
+    /// Labels a node must have to run the job, sorted; empty: any node.
+    #[serde(default)]
+    #[schema(required = true, example = json!([]))]
+    pub requires: Vec<String>,
+    /// Why a queued job cannot start now: no live node may take it, e.g. `no live node has
+    /// labels [gpu]` or `no live worker node`. Null otherwise.
+    #[serde(default)]
+    #[schema(required = true, example = json!(null))]
+    pub waiting_reason: Option<String>,
+}
+
+/// What a node does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeRoleWire {
+    /// Serves the API and runs jobs.
+    All,
+    /// Serves the API, runs no job.
+    Api,
+    /// Runs jobs; serves only `/health`, `/ready` and `/metrics`.
+    Worker,
+}
+
+/// Whether a node is alive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeStateWire {
+    /// Alive, claiming jobs (if its role runs any).
+    Active,
+    /// Shutting down: claims no new job, lets its running jobs finish (what is left when its
+    /// grace ends goes back to the queue at once).
+    Draining,
+    /// No heartbeat for the lease (`LEASE_SECONDS`): presumed dead. Its jobs go back to the
+    /// queue when their leases expire; it is removed after `NODE_RETENTION`.
+    Lost,
+}
+
+/// A node (a server process) sharing the job store, as it published itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct WorkerResponse {
+    /// The node's id (`NODE_ID`).
+    #[schema(example = "encoder-1-5f2a9c")]
+    pub id: String,
+    /// What it does (`NODE_ROLE`).
+    pub role: NodeRoleWire,
+    /// Its labels (`NODE_LABELS`), sorted.
+    #[schema(example = json!(["gpu", "nvenc"]))]
+    pub labels: Vec<String>,
+    /// Its host name.
+    #[schema(example = "encoder-1")]
+    pub host: String,
+    /// The ffmpeg-worker version it runs.
+    #[schema(example = "0.1.0")]
+    pub version: String,
+    /// Its ffmpeg's version; null when unknown.
+    #[schema(example = "5.1.9-0+deb12u1")]
+    pub ffmpeg_version: Option<String>,
+    /// Jobs it runs at once (`WORKER_CONCURRENCY`; 0 for an API node).
+    pub slots: u32,
+    /// The jobs it ran at its latest heartbeat.
+    #[schema(example = json!(["job_3f9a0c1d2e4b5a69"]))]
+    pub running_jobs: Vec<String>,
+    /// When it started (RFC 3339, UTC).
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub started_at: OffsetDateTime,
+    /// Its latest heartbeat (RFC 3339, UTC).
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub last_heartbeat_at: OffsetDateTime,
+    /// Alive, draining or lost.
+    pub state: NodeStateWire,
 }
 
 /// One file a completed job wrote. Values that ffmpeg's output listing, its final progress
@@ -642,6 +722,7 @@ mod tests {
             metadata: BTreeMap::from([("k".to_owned(), "v".to_owned())]),
             webhook_url: Some("https://example.com/h".to_owned()),
             webhook_events: Some(vec![WebhookEventWire::Completed, WebhookEventWire::Progress]),
+            requires: vec!["gpu".to_owned()],
         };
         let json = serde_json::to_string(&full).expect("json");
         assert_eq!(serde_json::from_str::<CreateJobRequest>(&json).expect("reads back"), full);
@@ -660,6 +741,7 @@ mod tests {
         .expect("reads");
         assert_eq!((job.priority, job.attempts, job.timeout_seconds), (0, 0, None));
         assert!(job.metadata.is_empty() && job.started_at.is_none() && job.completed_at.is_none());
+        assert!(job.requires.is_empty() && job.waiting_reason.is_none());
         let progress = job.progress.as_ref().expect("progress");
         assert_eq!((progress.percent, progress.speed), (Some(100.0), None));
         let again: JobResponse = serde_json::from_str(&serde_json::to_string(&job).expect("json")).expect("reads");

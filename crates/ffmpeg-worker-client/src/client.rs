@@ -3,7 +3,9 @@
 use std::fmt;
 use std::time::Duration;
 
-use ffmpeg_worker_api::{CreateJobRequest, HealthResponse, JobResponse, MediaInfoResponse, Problem, ReadyResponse};
+use ffmpeg_worker_api::{
+    CreateJobRequest, HealthResponse, JobResponse, MediaInfoResponse, Problem, ReadyResponse, WorkerResponse,
+};
 use reqwest::header::{self, HeaderMap};
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
@@ -135,6 +137,15 @@ impl Client {
     /// [`ClientError::Unreachable`] when the server does not answer.
     pub async fn health(&self) -> Result<HealthResponse, ClientError> {
         self.json(Method::GET, self.endpoint(&["health"]), None).await
+    }
+
+    /// The nodes sharing the server's job store (`GET /workers`), by id.
+    ///
+    /// # Errors
+    /// [`ClientError::Unreachable`] when the server does not answer; [`ClientError::Problem`]
+    /// for an error answer (401 without a valid token, 404 from a worker node).
+    pub async fn workers(&self) -> Result<Vec<WorkerResponse>, ClientError> {
+        self.json(Method::GET, self.endpoint(&["workers"]), None).await
     }
 
     /// Readiness (`GET /ready`): the store answers and ffmpeg runs.

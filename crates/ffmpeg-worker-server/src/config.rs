@@ -70,6 +70,24 @@ pub struct ServeConfig {
     #[arg(long, env = "LEASE_SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(3..=3600))]
     pub lease_seconds: u64,
 
+    /// What this node does: `all` (serves the API and runs jobs), `api` (serves the API, runs
+    /// no job: WORKER_CONCURRENCY is ignored) or `worker` (runs jobs; its HTTP listener serves
+    /// only /health, /ready and /metrics). Several nodes share jobs through a `postgres://`
+    /// DATABASE_URL (or one SQLite file on one machine).
+    #[arg(long, env = "NODE_ROLE", default_value = "all")]
+    pub role: jobs::nodes::NodeRole,
+
+    /// This node's labels, comma-separated (e.g. `gpu,nvenc`): it claims only jobs whose
+    /// `requires` are all among them (a job without `requires` runs anywhere). Each 1 to 64 of
+    /// a-z, 0-9, `-`, `_`, `.`; at most 16.
+    #[arg(long, env = "NODE_LABELS", default_value = "", value_parser = parse_node_labels)]
+    pub node_labels: NodeLabels,
+
+    /// How long a lost node (no heartbeat for LEASE_SECONDS) stays listed by `GET /workers`
+    /// before it is removed from the registry.
+    #[arg(long, env = "NODE_RETENTION", default_value = "1h", value_parser = humantime::parse_duration)]
+    pub node_retention: Duration,
+
     /// Delete finished job records older than this (e.g. `7d`, `12h`). Off by default.
     #[arg(long, env = "RETENTION", value_parser = humantime::parse_duration)]
     pub retention: Option<Duration>,
@@ -238,6 +256,14 @@ pub struct ServeConfig {
     /// Log format on stderr.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "pretty")]
     pub log_format: LogFormat,
+}
+
+/// A node's labels (`NODE_LABELS`), checked and sorted ([`jobs::nodes::parse_labels`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodeLabels(pub Vec<String>);
+
+fn parse_node_labels(list: &str) -> Result<NodeLabels, jobs::nodes::InvalidLabel> {
+    jobs::nodes::parse_labels(list).map(NodeLabels)
 }
 
 impl ServeConfig {

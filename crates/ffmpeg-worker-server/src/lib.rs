@@ -36,6 +36,7 @@ pub mod streams;
 pub mod telemetry;
 pub mod webhooks;
 pub mod wire;
+mod workers;
 
 /// Settings the HTTP layer needs, besides the job service.
 #[derive(Debug, Clone)]
@@ -51,6 +52,9 @@ pub struct AppSettings {
     pub max_upload_bytes: u64,
     /// Per-client-IP rate limit; `None`: no limit.
     pub rate_limit: Option<RateLimit>,
+    /// What this node does: a `worker` node serves only `/health`, `/ready` and `/metrics`
+    /// (everything else is 404).
+    pub role: jobs::nodes::NodeRole,
 }
 
 impl Default for AppSettings {
@@ -61,6 +65,7 @@ impl Default for AppSettings {
             max_body_bytes: 64 * 1024,
             max_upload_bytes: jobs::files::DEFAULT_MAX_UPLOAD_BYTES,
             rate_limit: None,
+            role: jobs::nodes::NodeRole::All,
         }
     }
 }
@@ -178,6 +183,7 @@ fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(streams::all_events))
         .merge(files::router())
         .merge(probe::router())
+        .merge(workers::router())
 }
 
 /// The OpenAPI 3.1 document of the API, as served at `/openapi.json`.
@@ -247,7 +253,10 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// authentication and optional per-IP rate limiting.
 pub fn app(state: AppState) -> Router {
     let _ = telemetry::handle();
-    let (api_router, _) = router().split_for_parts();
+    let worker = state.settings.role == jobs::nodes::NodeRole::Worker;
+    // A worker node answers its probes and metrics only: the API is the API nodes'.
+    let (api_router, _) =
+        if worker { OpenApiRouter::new().routes(routes!(routes::metrics)) } else { router() }.split_for_parts();
     let (probe_router, _) = probes().split_for_parts();
     let settings = Arc::clone(&state.settings);
     let max_body_bytes = settings.max_body_bytes;
@@ -256,7 +265,9 @@ pub fn app(state: AppState) -> Router {
     // Layers apply to the routes present when `layer` is called: the rate limiter wraps the API
     // and the docs (outside authentication, so a flood of bad tokens is limited too); the
     // probes, merged afterwards, are never rate-limited.
-    let mut limited = api_router.merge(SwaggerUi::new("/docs").url("/openapi.json", openapi())).layer(auth.clone());
+    let documented =
+        if worker { api_router } else { api_router.merge(SwaggerUi::new("/docs").url("/openapi.json", openapi())) };
+    let mut limited = documented.layer(auth.clone());
     if let Some(limit) = &settings.rate_limit {
         limited = (limit.apply)(limited);
     }

@@ -97,6 +97,7 @@ pub(crate) async fn create_job(
         timeout_seconds: req.timeout_seconds,
         metadata: req.metadata,
         webhooks: webhooks.into_iter().collect(),
+        requires: req.requires,
         ..SubmitOptions::default()
     };
     let job = state.jobs.submit(&command, options).await?;

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use ffmpeg_core::sandbox::Sandbox;
 use jobs::location::StoreLocation;
+use jobs::nodes::NodeRole;
 use jobs::runner::ResourceLimits;
 use jobs::{FfmpegConfig, FfmpegRunner, JobStore, Jobs, JobsConfig, Shutdown};
 
@@ -95,6 +96,18 @@ pub enum StartError {
     /// The rate limit is unusable.
     #[error("configuration: {0}")]
     RateLimit(#[from] crate::InvalidRateLimit),
+    /// `NODE_ROLE=worker` with `WORKER_CONCURRENCY=0`: a worker node that could run nothing.
+    #[error("NODE_ROLE=worker needs WORKER_CONCURRENCY of at least 1 (a worker node with no slot runs nothing)")]
+    WorkerWithoutSlots,
+    /// Registering this node in the store's node registry failed.
+    #[error("database {url}: registering this node failed: {source}")]
+    Register {
+        /// The configured URL.
+        url: String,
+        /// What failed.
+        #[source]
+        source: jobs::StoreError,
+    },
     /// The listener cannot bind.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -220,6 +233,9 @@ async fn shutdown_signal() {
 /// # Errors
 /// [`StartError`] when start-up fails.
 pub async fn run(config: ServeConfig) -> Result<(), StartError> {
+    // The metrics recorder first: what the background tasks started below count (webhook
+    // attempts, jobs recovered) before the router is built would otherwise be lost.
+    let _ = crate::telemetry::handle();
     std::fs::create_dir_all(&config.data_path)
         .map_err(|source| StartError::DataDir { path: config.data_path.clone(), source })?;
     let mut sandbox = Sandbox::new(&config.data_path).map_err(StartError::Sandbox)?.with_policy(config.policy());
@@ -266,8 +282,15 @@ pub async fn run(config: ServeConfig) -> Result<(), StartError> {
     let version = format!("ffmpeg version {}", capabilities.version().unwrap_or("unknown"));
     tracing::info!(ffmpeg = %version, data = %sandbox.root().display(), "starting");
 
+    let role = config.role;
+    if role == NodeRole::Worker && config.concurrency == 0 {
+        return Err(StartError::WorkerWithoutSlots);
+    }
+    // An API node runs no job, so it has no slot and no leftovers of its own.
+    let slots = if role.runs_jobs() { config.concurrency } else { 0 };
+    let node_id = config.node_id.clone().unwrap_or_else(jobs::postgres::default_node_id);
     let cluster = jobs::postgres::PgSettings {
-        node_id: config.node_id.clone().unwrap_or_else(jobs::postgres::default_node_id),
+        node_id: node_id.clone(),
         lease: Duration::from_secs(config.lease_seconds),
         max_attempts: config.max_attempts,
         ..jobs::postgres::PgSettings::default()
@@ -275,8 +298,13 @@ pub async fn run(config: ServeConfig) -> Result<(), StartError> {
     let store = open_store_with(&config.database_url, cluster).await?;
     let scratch_root = config.scratch_dir.clone().unwrap_or_else(std::env::temp_dir);
     let (data, scratch) = (sandbox.root().to_owned(), scratch_root.clone());
-    let orphans =
-        tokio::task::spawn_blocking(move || jobs::orphans::stop_orphans(&data, &scratch)).await.unwrap_or_default();
+    // An API node runs no ffmpeg: one found under the data directory is a worker's on this
+    // machine, not a leftover of its own.
+    let orphans = if role.runs_jobs() {
+        tokio::task::spawn_blocking(move || jobs::orphans::stop_orphans(&data, &scratch)).await.unwrap_or_default()
+    } else {
+        Vec::new()
+    };
     for orphan in orphans {
         tracing::warn!(pid = orphan.pid, command = %orphan.command_line, "stopped an ffmpeg left running by a previous crash");
     }
@@ -297,10 +325,26 @@ pub async fn run(config: ServeConfig) -> Result<(), StartError> {
     };
     ffmpeg.scratch_root = scratch_root;
     let runner = FfmpegRunner::new(ffmpeg);
+    let capabilities = Arc::new(capabilities);
+    let node = jobs::nodes::NodeSettings {
+        registration: jobs::nodes::NodeRegistration {
+            id: node_id,
+            role,
+            labels: config.node_labels.0.clone(),
+            host: jobs::nodes::host_name(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            ffmpeg_version: capabilities.version().map(str::to_owned),
+            capabilities: Some(Arc::clone(&capabilities)),
+            slots: u32::from(slots),
+        },
+        lost_after: Duration::from_secs(config.lease_seconds),
+        retention: config.node_retention,
+    };
     let jobs_config = JobsConfig {
-        concurrency: usize::from(config.concurrency),
+        concurrency: usize::from(slots),
         max_timeout: config.max_timeout(),
-        capabilities: Some(Arc::new(capabilities)),
+        capabilities: Some(capabilities),
+        node: Some(node),
         webhooks: webhooks.as_ref().map(|(jobs, _)| jobs.clone()),
         media_probe: jobs::media::MediaProbeConfig {
             binary: config.ffprobe_bin.clone(),
@@ -310,17 +354,28 @@ pub async fn run(config: ServeConfig) -> Result<(), StartError> {
         ..JobsConfig::default()
     };
     let jobs = Jobs::new(store, Arc::new(runner), sandbox, jobs_config);
-    let recovery = jobs
-        .recover(config.max_attempts)
-        .await
-        .map_err(|source| StartError::Database { url: config.database_url.clone(), source })?;
-    if !recovery.requeued.is_empty() || !recovery.failed.is_empty() {
-        tracing::warn!(
-            requeued = recovery.requeued.len(),
-            failed = recovery.failed.len(),
-            "recovered jobs interrupted by a previous run"
-        );
+    // An API node has no leftovers; on a store without node ids (SQLite) recovering would take
+    // the jobs of a worker node sharing it.
+    if role.runs_jobs() {
+        let recovery = jobs
+            .recover(config.max_attempts)
+            .await
+            .map_err(|source| StartError::Database { url: config.database_url.clone(), source })?;
+        if !recovery.requeued.is_empty() || !recovery.failed.is_empty() {
+            tracing::warn!(
+                requeued = recovery.requeued.len(),
+                failed = recovery.failed.len(),
+                "recovered jobs interrupted by a previous run"
+            );
+        }
     }
+    jobs.register_node().await.map_err(|source| StartError::Register { url: config.database_url.clone(), source })?;
+    let draining = tokio_util::sync::CancellationToken::new();
+    let stop_node = tokio_util::sync::CancellationToken::new();
+    let node_task = {
+        let (jobs, draining, stop) = (Arc::clone(&jobs), draining.clone(), stop_node.clone());
+        tokio::spawn(async move { jobs.run_node(draining, stop).await })
+    };
     let shutdown = Shutdown::default();
     let stop_webhooks = tokio_util::sync::CancellationToken::new();
     if let Some((_, settings)) = webhooks {
@@ -352,13 +407,17 @@ pub async fn run(config: ServeConfig) -> Result<(), StartError> {
         max_body_bytes: config.max_body_bytes as usize,
         max_upload_bytes: config.max_upload_bytes,
         rate_limit,
+        role,
     };
     let state = AppState::with_settings(Arc::clone(&jobs), settings);
 
     let addr = SocketAddr::new(config.host, config.port);
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })?;
     let local = listener.local_addr().map_err(|source| StartError::Bind { addr, source })?;
-    tracing::info!(address = %format!("http://{local}"), docs = %format!("http://{local}/docs"), "listening");
+    tracing::info!(
+        address = %format!("http://{local}"), docs = %format!("http://{local}/docs"), role = %role,
+        labels = %config.node_labels.0.join(","), "listening"
+    );
 
     let limits = config.connection_limits();
     crate::connections::raise_file_limit(limits.max_connections);
@@ -368,6 +427,8 @@ pub async fn run(config: ServeConfig) -> Result<(), StartError> {
     shutdown_signal().await;
     tracing::info!(grace = ?config.shutdown_grace, "shutting down: no new jobs; waiting for running jobs");
     state.stop_accepting();
+    // The registry shows this node draining (a heartbeat goes out at once) until it stops.
+    draining.cancel();
     shutdown.stop_claiming.cancel();
     let drained =
         tokio::time::timeout(config.shutdown_grace, async { while workers.join_next().await.is_some() {} }).await;
@@ -376,6 +437,9 @@ pub async fn run(config: ServeConfig) -> Result<(), StartError> {
         shutdown.abort_running.cancel();
         while workers.join_next().await.is_some() {}
     }
+    // Every job ended here or went back to the queue: this node leaves the registry.
+    stop_node.cancel();
+    let _ = node_task.await;
     state.close_streams();
     stop_http.cancel();
     // Deliveries still in flight are sent again after the next start (at least once).

@@ -4,12 +4,13 @@
 
 pub use ffmpeg_worker_api::{
     CreateJobRequest, DeliveryStateWire, FileEntry, FileResponse, HealthResponse, JobResponse, JobStatusWire,
-    MediaInfoResponse, MediaStreamResponse, OutputFileResponse, OutputStreamResponse, PhaseWire, Problem,
-    ProgressEvent, ProgressResponse, ReadyResponse, WebhookAttemptResponse, WebhookDeliveryResponse, WebhookEventWire,
-    WebhookPayload,
+    MediaInfoResponse, MediaStreamResponse, NodeRoleWire, NodeStateWire, OutputFileResponse, OutputStreamResponse,
+    PhaseWire, Problem, ProgressEvent, ProgressResponse, ReadyResponse, WebhookAttemptResponse,
+    WebhookDeliveryResponse, WebhookEventWire, WebhookPayload, WorkerResponse,
 };
 use jobs::media::MediaInfo;
 use jobs::model::{OutputFile, Phase};
+use jobs::nodes::{Node, NodeRole, NodeState};
 use jobs::webhook::{Delivery, DeliveryState, SubscriptionSource, WebhookEvent};
 use jobs::{Job, JobId, JobStatus, Progress};
 
@@ -132,6 +133,33 @@ pub fn job_response(j: Job) -> JobResponse {
         attempts: j.attempts,
         webhook_url: own.as_ref().map(|s| s.url.clone()),
         webhook_events: own.map(|s| s.events.into_iter().map(event_wire).collect()),
+        requires: j.requires,
+        waiting_reason: j.waiting_reason,
+    }
+}
+
+/// The wire form of a node of the registry.
+pub fn worker_response(n: Node) -> WorkerResponse {
+    WorkerResponse {
+        id: n.id,
+        role: match n.role {
+            NodeRole::All => NodeRoleWire::All,
+            NodeRole::Api => NodeRoleWire::Api,
+            NodeRole::Worker => NodeRoleWire::Worker,
+        },
+        labels: n.labels,
+        host: n.host,
+        version: n.version,
+        ffmpeg_version: n.ffmpeg_version,
+        slots: n.slots,
+        running_jobs: n.running_jobs.iter().map(ToString::to_string).collect(),
+        started_at: n.started_at,
+        last_heartbeat_at: n.last_heartbeat_at,
+        state: match n.state {
+            NodeState::Active => NodeStateWire::Active,
+            NodeState::Draining => NodeStateWire::Draining,
+            NodeState::Lost => NodeStateWire::Lost,
+        },
     }
 }
 

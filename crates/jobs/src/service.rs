@@ -576,7 +576,19 @@ impl Jobs {
         }
     }
 
-    /// This node's life in the registry ([`NodeDirectory::run`]): registration, heartbeats
+    /// Registers this node in the registry (at start-up, before [`Jobs::run_node`]); nothing
+    /// without a registry.
+    ///
+    /// # Errors
+    /// The store failed.
+    pub async fn register_node(&self) -> Result<(), StoreError> {
+        match &self.directory {
+            Some(directory) => directory.register().await,
+            None => Ok(()),
+        }
+    }
+
+    /// This node's life in the registry ([`NodeDirectory::run`]), once registered: heartbeats
     /// with the jobs it runs, draining once `draining` fires, removal at `stop`. Returns at
     /// once without a registry.
     pub async fn run_node(self: &Arc<Self>, draining: CancellationToken, stop: CancellationToken) {

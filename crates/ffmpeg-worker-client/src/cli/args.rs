@@ -193,6 +193,11 @@ pub(crate) struct SubmitArgs {
     #[arg(long = "webhook-event", value_name = "EVENT", value_parser = parse_webhook_event, requires = "webhook_url")]
     pub(crate) webhook_events: Vec<WebhookEventWire>,
 
+    /// A label a node must have to run the job (repeatable; e.g. `--require gpu`): only nodes
+    /// whose NODE_LABELS include every one take it.
+    #[arg(long = "require", value_name = "LABEL")]
+    pub(crate) requires: Vec<String>,
+
     /// Print the job as JSON instead of text (with --wait: the finished job).
     #[arg(long)]
     pub(crate) json: bool,

@@ -314,6 +314,7 @@ async fn submit(args: SubmitArgs) -> Result<Outcome, CliError> {
         metadata: args.metadata.iter().cloned().collect(),
         webhook_url: args.webhook_url.clone(),
         webhook_events: (!args.webhook_events.is_empty()).then(|| args.webhook_events.clone()),
+        requires: args.requires.clone(),
     };
     let job = client.submit(&request).await?;
     if args.wait {

@@ -262,6 +262,8 @@ pub(crate) mod tests {
             attempts: 0,
             webhook_url: None,
             webhook_events: None,
+            requires: Vec::new(),
+            waiting_reason: None,
         }
     }
 

@@ -45,6 +45,12 @@ fn job_fields(job: &JobResponse) -> Vec<(&'static str, String)> {
             fields.push((name, whole_seconds(v)));
         }
     }
+    if !job.requires.is_empty() {
+        fields.push(("requires", job.requires.join(", ")));
+    }
+    if let Some(reason) = &job.waiting_reason {
+        fields.push(("waiting", reason.clone()));
+    }
     if job.attempts > 1 {
         fields.push(("attempts", job.attempts.to_string()));
     }
@@ -265,6 +271,22 @@ mod tests {
         assert_eq!(
             progress_summary(&full),
             "100.0% frame 25 fps 75.0 time 00:00:05.03 bitrate 412.3kbits/s speed 2.5x eta 0s"
+        );
+    }
+
+    #[test]
+    fn status_text_says_what_a_job_requires_and_why_it_waits() {
+        let mut j = job(JobStatusWire::Queued, None);
+        j.requires = vec!["gpu".to_owned(), "nvenc".to_owned()];
+        j.waiting_reason = Some("no live node has labels [gpu, nvenc]".to_owned());
+        assert_eq!(
+            job_text(&j),
+            "id        job_0123456789abcdef\n\
+             status    queued\n\
+             command   -i in.mp4 out.mp4\n\
+             created   1970-01-01T00:00:00Z\n\
+             requires  gpu, nvenc\n\
+             waiting   no live node has labels [gpu, nvenc]\n"
         );
     }
 

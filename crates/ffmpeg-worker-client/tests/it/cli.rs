@@ -159,6 +159,24 @@ fn submit_wait_runs_a_real_transcode_and_prints_plain_progress_and_outputs() {
     assert_eq!(job["metadata"], json!({"asset": "a-42"}));
 }
 
+/// `--require` is sent as the job's `requires`; `status` says what the job requires and why it
+/// waits (no node here has the label).
+#[test]
+fn submit_require_sends_labels_and_status_says_why_the_job_waits() {
+    let server = Server::start();
+    let id = submit(&server, &["--require", "gpu", "--require", "nvenc", "--", "-i", "in.mp4", "out.mp4"]);
+    let job = json_of(&cli(&server, &["status", "--json", &id]));
+    assert_eq!(job["requires"], json!(["gpu", "nvenc"]));
+    assert_eq!(job["waiting_reason"], "no live node has labels [gpu, nvenc]");
+    let run = cli(&server, &["status", &id]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stdout.contains("requires  gpu, nvenc\n"), "{run:?}");
+    assert!(run.stdout.contains("waiting   no live node has labels [gpu, nvenc]\n"), "{run:?}");
+    let run = cli(&server, &["submit", "--require", "GPU", "--", "-i", "in.mp4", "out.mp4"]);
+    assert_eq!(run.code, 2, "an invalid label is the caller's mistake: {run:?}");
+    assert!(run.stderr.contains("label `GPU` is not valid"), "{run:?}");
+}
+
 #[test]
 fn status_logs_list_and_cancel_of_a_finished_job() {
     let server = Server::start();

@@ -23,6 +23,9 @@ async fn submit_wait_log_and_delete_a_real_transcode() {
     make_clip(server.data.path(), "input.mp4", 1);
     let client = Client::new(&server.base, None).unwrap();
     assert_eq!(client.health().await.unwrap().status, "ok");
+    let nodes = client.workers().await.unwrap();
+    let ids: Vec<(&str, u32)> = nodes.iter().map(|n| (n.id.as_str(), n.slots)).collect();
+    assert_eq!(ids, [("client-test", 1)], "{nodes:?}");
 
     let mut submit = request("-i input.mp4 -c:v libx264 -preset ultrafast out.mp4");
     submit.priority = 2;

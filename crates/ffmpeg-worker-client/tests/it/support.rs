@@ -60,8 +60,24 @@ async fn serve(
 ) {
     let sandbox = Sandbox::new(&root).unwrap();
     let runner = FfmpegRunner::new(FfmpegConfig::new("ffmpeg", &root));
-    let config = JobsConfig { concurrency: options.concurrency, ..JobsConfig::default() };
+    // A registry of its own (this one node), as the real server has.
+    let node = jobs::nodes::NodeSettings {
+        registration: jobs::nodes::NodeRegistration {
+            id: "client-test".to_owned(),
+            role: jobs::nodes::NodeRole::All,
+            labels: Vec::new(),
+            host: "localhost".to_owned(),
+            version: "test".to_owned(),
+            ffmpeg_version: None,
+            capabilities: None,
+            slots: u32::try_from(options.concurrency).unwrap(),
+        },
+        lost_after: Duration::from_secs(3600),
+        retention: Duration::from_secs(3600),
+    };
+    let config = JobsConfig { concurrency: options.concurrency, node: Some(node), ..JobsConfig::default() };
     let jobs = Jobs::new(Arc::new(MemoryStore::new()), Arc::new(runner), sandbox, config);
+    jobs.register_node().await.unwrap();
     let shutdown = Shutdown::default();
     let mut workers = jobs.spawn_workers(&shutdown);
     let settings = AppSettings { api_tokens: options.tokens, ..AppSettings::default() };

@@ -14,6 +14,7 @@ mod files;
 mod files_s3;
 mod lifecycle;
 mod media;
+mod nodes;
 mod openapi;
 mod probe;
 mod run_options;

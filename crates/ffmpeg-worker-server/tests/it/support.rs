@@ -165,7 +165,30 @@ impl Server {
         Server::spawn(&[], tempfile::tempdir().unwrap().into(), Db::new(Store::Sqlite), extra, rust_log)
     }
 
+    /// Starts another node on this server's data directory and database, as node `node_id`
+    /// (cluster mode, or several processes on one SQLite file). This server keeps owning both:
+    /// the new one's `db` is an unused placeholder.
+    pub fn join(&self, node_id: &str, extra: &[&str]) -> Server {
+        let db = vec!["--database-url".to_owned(), self.db.url(), "--node-id".to_owned(), node_id.to_owned()];
+        let (child, base, stderr) = Server::launch(&[], self.data.path(), &db, extra, "info");
+        let data = DataDir::Shared(self.data.path().to_owned());
+        Server { child, base, data, db: Db::Sqlite(tempfile::tempdir().unwrap()), stderr }
+    }
+
     fn spawn(wrapper: &[&str], data: DataDir, db: Db, extra: &[&str], rust_log: &str) -> Server {
+        let (child, base, stderr) = Server::launch(wrapper, data.path(), &db.args(), extra, rust_log);
+        Server { child, base, data, db, stderr }
+    }
+
+    /// Starts the binary on `data` with the database arguments `db`; returns it, its base URL
+    /// and its stderr lines.
+    fn launch(
+        wrapper: &[&str],
+        data: &Path,
+        db: &[String],
+        extra: &[&str],
+        rust_log: &str,
+    ) -> (Child, String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
         let binary = env!("CARGO_BIN_EXE_ffmpeg-worker");
         let mut command = match wrapper.split_first() {
             Some((program, args)) => {
@@ -178,8 +201,8 @@ impl Server {
         let mut child = command
             .args(["--port", "0", "--host", "127.0.0.1"])
             .arg("--data-path")
-            .arg(data.path())
-            .args(db.args())
+            .arg(data)
+            .args(db)
             .args(extra)
             .env("RUST_LOG", rust_log)
             .env("LOG_FORMAT", "pretty")
@@ -208,7 +231,7 @@ impl Server {
             let _ = child.kill();
             panic!("server did not report its address; stderr: {:?}", lines.lock().unwrap())
         });
-        Server { child, base, data, db, stderr: lines }
+        (child, base, lines)
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -173,7 +173,15 @@ impl NodeDirectory {
         self.changed.notify_one();
     }
 
-    /// This node's life in the registry, until `stop`: registers it, sends a heartbeat every
+    /// Registers this node ([`JobStore::register_node`]): at start-up, before [`run`](Self::run).
+    ///
+    /// # Errors
+    /// The store failed.
+    pub async fn register(&self) -> Result<(), StoreError> {
+        self.store.register_node(&self.settings.registration).await
+    }
+
+    /// This node's life in the registry once [registered](Self::register), until `stop`: sends a heartbeat every
     /// [`heartbeat_interval`] and soon after the jobs it runs change (`running()` lists them),
     /// marked draining once `draining` fires, registers again if it was pruned meanwhile,
     /// prunes nodes silent for the retention, and at `stop` removes this node. Store failures
@@ -186,7 +194,7 @@ impl NodeDirectory {
     ) {
         let id = self.settings.registration.id.clone();
         let every = heartbeat_interval(self.settings.lost_after);
-        let mut registered = false;
+        let mut registered = true;
         let mut last_prune: Option<Instant> = None;
         let mut was_draining = false;
         loop {

@@ -238,9 +238,13 @@ pub struct Node {
 
 impl Node {
     /// Whether the node may claim a job that requires `requires` now: it is active (not
-    /// draining, not lost), runs jobs, and has every required label.
+    /// draining, not lost), runs jobs (its role, and at least one slot), and has every required
+    /// label.
     pub fn may_take(&self, requires: &[String]) -> bool {
-        self.state == NodeState::Active && self.role.runs_jobs() && labels_cover(&self.labels, requires)
+        self.state == NodeState::Active
+            && self.role.runs_jobs()
+            && self.slots > 0
+            && labels_cover(&self.labels, requires)
     }
 }
 
@@ -323,6 +327,8 @@ mod tests {
         assert!(!node(NodeRole::Api, &["gpu"], NodeState::Active).may_take(&gpu));
         assert!(!node(NodeRole::Worker, &["gpu"], NodeState::Draining).may_take(&gpu));
         assert!(!node(NodeRole::Worker, &["gpu"], NodeState::Lost).may_take(&gpu));
+        let no_slot = Node { slots: 0, ..node(NodeRole::All, &["gpu"], NodeState::Active) };
+        assert!(!no_slot.may_take(&gpu), "WORKER_CONCURRENCY=0 runs nothing");
         let nodes = [node(NodeRole::Worker, &["gpu"], NodeState::Active)];
         assert_eq!(waiting_reason(&gpu, &nodes), None);
         assert_eq!(waiting_reason(&gpu_nvenc, &nodes).as_deref(), Some("no live node has labels [gpu, nvenc]"));

@@ -29,6 +29,8 @@ const CAPABILITIES: &str = "SELECT capabilities FROM nodes WHERE id = $1";
 const REMOVE: &str = "DELETE FROM nodes WHERE id = $1";
 /// $1 seconds: nodes silent for longer go.
 const PRUNE: &str = "DELETE FROM nodes WHERE heartbeat_at < now() - make_interval(secs => $1)";
+/// Ages beyond this (ten years) count as this: PostgreSQL's intervals have bounds.
+const MAX_AGE: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 
 impl PgStore {
     pub(super) async fn register_node_row(&self, node: &NodeRegistration) -> Result<(), StoreError> {
@@ -64,8 +66,11 @@ impl PgStore {
     }
 
     pub(super) async fn node_rows(&self, lost_after: Duration) -> Result<Vec<Node>, StoreError> {
-        let rows: Vec<NodeRow> =
-            sqlx::query_as(NODES).bind(lost_after.as_secs_f64()).fetch_all(&self.pool).await.map_err(db)?;
+        let rows: Vec<NodeRow> = sqlx::query_as(NODES)
+            .bind(lost_after.min(MAX_AGE).as_secs_f64())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
         rows.into_iter().map(Node::try_from).collect()
     }
 
@@ -85,7 +90,8 @@ impl PgStore {
     }
 
     pub(super) async fn prune_node_rows(&self, older_than: Duration) -> Result<u64, StoreError> {
-        let result = sqlx::query(PRUNE).bind(older_than.as_secs_f64()).execute(&self.pool).await.map_err(db);
+        let result =
+            sqlx::query(PRUNE).bind(older_than.min(MAX_AGE).as_secs_f64()).execute(&self.pool).await.map_err(db);
         self.health.record(&result);
         Ok(result?.rows_affected())
     }

@@ -10,6 +10,7 @@ mod full_disk;
 mod globs;
 mod hls_variants;
 mod media;
+mod nodes;
 mod orphans;
 mod output_meta;
 mod outputs;
