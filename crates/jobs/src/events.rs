@@ -236,6 +236,44 @@ impl EventBus {
         self.lock().len()
     }
 
+    /// Publishes a progress event of a job that another node runs (numbered there), to the
+    /// job's subscribers and the all-jobs stream here. Never waits.
+    pub fn publish_progress(&self, event: &ProgressEvent) {
+        self.send_progress(event);
+    }
+
+    /// Sends a progress event to the job's channel (if it has one) and the all-jobs channel,
+    /// unless a newer status of the job is known (the run was cancelled or re-queued
+    /// meanwhile, and the event is stale).
+    fn send_progress(&self, event: &ProgressEvent) {
+        let mut channels = self.lock();
+        if let Some(channel) = channels.get_mut(&event.job) {
+            if channel.latest.borrow().status.as_ref().is_some_and(|s| s.event_seq > event.id.status) {
+                return;
+            }
+            channel.latest.send_modify(|latest| latest.progress = Some(event.clone()));
+            let _ = channel.events.send(Event::Progress(event.clone()));
+        }
+        let _ = self.inner.all.send(Event::Progress(event.clone()));
+    }
+
+    /// The [`Job::event_seq`] of the latest status of job `id` published here, while the job
+    /// has a channel (someone subscribes, or it runs here).
+    pub fn latest_seq(&self, id: &JobId) -> Option<u64> {
+        self.lock().get(id).and_then(|c| c.latest.borrow().status.as_ref().map(|s| s.event_seq))
+    }
+
+    /// Whether anyone here would receive an event of job `id`: it has a channel, or someone
+    /// subscribes to every job's events.
+    pub fn is_watched(&self, id: &JobId) -> bool {
+        self.inner.all.receiver_count() > 0 || self.lock().contains_key(id)
+    }
+
+    /// The jobs that have a channel (subscribed to, or running here).
+    pub fn watched_jobs(&self) -> Vec<JobId> {
+        self.lock().keys().cloned().collect()
+    }
+
     fn acquire(&self, id: &JobId) -> (watch::Receiver<Latest>, broadcast::Receiver<Event>) {
         let mut channels = self.lock();
         let channel = channels.entry(id.clone()).or_insert_with(|| Channel {
@@ -268,24 +306,18 @@ pub struct ProgressPublisher {
 }
 
 impl ProgressPublisher {
-    /// Publishes the next progress snapshot of the run. Never waits.
-    pub fn publish(&mut self, progress: Progress) {
+    /// Publishes the next progress snapshot of the run, and returns it as the event it
+    /// became (for [`JobStore::announce_progress`](crate::JobStore::announce_progress)). Never
+    /// waits.
+    pub fn publish(&mut self, progress: Progress) -> ProgressEvent {
         self.count += 1;
         let event = ProgressEvent {
             job: self.job.clone(),
             id: EventId { status: self.status, progress: self.count },
             progress: Arc::new(progress),
         };
-        let mut channels = self.bus.lock();
-        if let Some(channel) = channels.get_mut(&self.job) {
-            // A newer status (the run was cancelled or requeued meanwhile) makes this stale.
-            if channel.latest.borrow().status.as_ref().is_some_and(|s| s.event_seq > self.status) {
-                return;
-            }
-            channel.latest.send_modify(|latest| latest.progress = Some(event.clone()));
-            let _ = channel.events.send(Event::Progress(event.clone()));
-        }
-        let _ = self.bus.inner.all.send(Event::Progress(event));
+        self.bus.send_progress(&event);
+        event
     }
 }
 

@@ -12,6 +12,7 @@
 //! - [`runner`]: the [`Runner`] trait and [`FfmpegRunner`].
 //! - [`service`]: [`Jobs`], the service front ends call, and its worker pool.
 //! - [`events`]: the in-process event bus (status changes, live progress) and event ids.
+//! - [`cluster`]: the signals the nodes of a cluster send each other through a shared store.
 //! - [`outputs`]: which files a command produced.
 //! - [`output_meta`]: what is known of each produced file (format, streams, size, duration).
 //! - [`exec_limits`]: what the operating system refuses when it starts ffmpeg.
@@ -31,6 +32,7 @@
 //! file-system functions of [`outputs`] (directory scans, deletions). Everything `async` here
 //! does its blocking work off the runtime threads or through tokio's own I/O.
 
+pub mod cluster;
 pub mod encoded;
 pub mod events;
 pub mod exec_limits;

@@ -7,6 +7,8 @@
 //! outcome. The command is parsed and sandboxed again at run time: a symlink planted between
 //! submit and run cannot redirect a job outside the data directory.
 
+mod bridge;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -183,6 +185,8 @@ pub struct Jobs {
     media: MediaProber,
     directory: Option<Arc<NodeDirectory>>,
     storage: Arc<dyn Storage>,
+    /// Whether the store is shared with other nodes ([`JobStore::cluster_signals`]).
+    cluster: bool,
 }
 
 impl std::fmt::Debug for Jobs {
@@ -201,7 +205,8 @@ impl Jobs {
             Some(remote) => Arc::clone(remote),
             None => Arc::new(LocalStorage::new(Arc::clone(&sandbox))) as Arc<dyn Storage>,
         };
-        Arc::new(Jobs {
+        let store_is_shared = store.cluster_signals().is_some();
+        let jobs = Arc::new(Jobs {
             directory,
             store,
             runner,
@@ -211,7 +216,11 @@ impl Jobs {
             config,
             running: Mutex::new(HashMap::new()),
             events: EventBus::new(),
-        })
+            cluster: store_is_shared,
+        });
+        // A store shared with other nodes: their changes reach this service too.
+        bridge::start(&jobs);
+        jobs
     }
 
     /// Describes the media file at `path` (relative to the data directory) with ffprobe, run
@@ -516,11 +525,16 @@ impl Jobs {
 
     /// Cancels a job. A queued job is cancelled at once. A running job's process group is
     /// stopped and this waits (up to the configured `cancel_wait`) until it is recorded as
-    /// cancelled; a job running on another machine is stopped at its next progress report.
+    /// cancelled. A job running on another node of a cluster is stopped by that node, which
+    /// hears of the cancel at once ([`crate::cluster`]), and this waits the same way for its
+    /// final status; another process sharing an SQLite file stops it at its next progress
+    /// report.
     ///
     /// # Errors
     /// [`StoreError::NotFound`]; [`StoreError::Conflict`] for a finished job.
     pub async fn cancel(&self, id: &JobId) -> Result<Job, StoreError> {
+        // Taken before the cancel is written, so that another node's final status reaches it.
+        let elsewhere = self.cluster.then(|| self.events.subscribe(id));
         match self.store.cancel(id).await? {
             CancelOutcome::Cancelled(job) => {
                 self.status_changed(&job);
@@ -532,6 +546,10 @@ impl Jobs {
                 if let Some(running) = local {
                     running.cancel.cancel();
                     let _ = tokio::time::timeout(self.config.cancel_wait, running.done.cancelled()).await;
+                } else if let Some(subscription) = elsewhere {
+                    let mut events = JobEvents::start(subscription, job.clone());
+                    let finished = async { while events.next().await.is_some_and(|event| !event.is_final()) {} };
+                    let _ = tokio::time::timeout(self.config.cancel_wait, finished).await;
                 }
                 Ok(self.store.get(id).await?.unwrap_or(job))
             }
@@ -1059,7 +1077,7 @@ impl Jobs {
                     report = &mut run => break report,
                     Ok(()) = rx.changed() => {
                         if let Some(progress) = rx.borrow_and_update().clone() {
-                            publisher.publish(with_phase(progress));
+                            self.store.announce_progress(&publisher.publish(with_phase(progress)));
                         }
                     }
                     () = running.cancel.cancelled(), if !stop.is_cancelled() => stop.cancel(),
@@ -1070,7 +1088,7 @@ impl Jobs {
             if rx.has_changed().unwrap_or(false)
                 && let Some(progress) = rx.borrow_and_update().clone()
             {
-                publisher.publish(with_phase(progress));
+                self.store.announce_progress(&publisher.publish(with_phase(progress)));
             }
             run_ended.cancel();
             report

@@ -287,6 +287,25 @@ pub trait JobStore: Send + Sync + 'static {
         None
     }
 
+    /// For a store shared by several nodes (PostgreSQL): the signals of what the other nodes
+    /// do ([`crate::cluster`]), from the moment this is called; a receiver that falls behind
+    /// gets `Lagged` and must treat it as [`ClusterSignal::Resync`](crate::cluster::ClusterSignal::Resync).
+    /// The store itself wakes [`JobStore::wait_for_work`] when another node queues or ends a
+    /// job. `None` (the default): a store of one node, where every change happens in this
+    /// process.
+    fn cluster_signals(&self) -> Option<tokio::sync::broadcast::Receiver<crate::cluster::ClusterSignal>> {
+        None
+    }
+
+    /// For a store shared by several nodes: passes a progress event of a job this node runs on
+    /// to the other nodes (as [`ClusterSignal::Progress`](crate::cluster::ClusterSignal::Progress)).
+    /// Never waits: the event is sent in the background, and a snapshot superseded before it
+    /// went out may be dropped. It is not stored ([`JobStore::update_progress`] is). The
+    /// default does nothing (one node).
+    fn announce_progress(&self, event: &crate::events::ProgressEvent) {
+        let _ = event;
+    }
+
     /// Claims up to `limit` pending deliveries due at `now`, the longest due first, leaving
     /// out those to a URL in `skip_urls` (receivers the claimer has enough of), for `lease`:
     /// each one's next attempt is pushed to `now + lease`, so no other claimer (task or

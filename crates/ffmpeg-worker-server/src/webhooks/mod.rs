@@ -8,7 +8,8 @@
 //! again waiting is left out of the next claims. So a receiver that hangs holds at most its
 //! own share of the slots, each for at most the request timeout, and deliveries to every other
 //! URL go on. After each attempt [`RetryPolicy::next_step`] decides (delivered on 2xx, gone on
-//! 410, retried with backoff otherwise, failed after the last attempt) and the store records it.
+//! 410, failed at once when the address rules refuse the URL, retried with backoff otherwise,
+//! failed after the last attempt) and the store records it.
 //!
 //! Delivery is at least once: a process killed mid-request leaves the delivery leased, and it
 //! is sent again when the lease ends ([`WebhookSettings::lease`]); receivers dedupe on

@@ -117,7 +117,7 @@ impl Sender {
 
     /// One attempt of `delivery`, signed with `secret`, with `body` (the payload).
     pub async fn send(&self, delivery: &Delivery, body: Vec<u8>, secret: &Secret) -> (AttemptResult, AttemptKind) {
-        let refused = |e: WebhookUrlError| (AttemptResult::Error(format!("refused: {e}")), AttemptKind::Refused);
+        let refused = |e: WebhookUrlError| (AttemptResult::Refused(format!("refused: {e}")), AttemptKind::Refused);
         let url = match address::parse(&delivery.url) {
             Ok(url) => url,
             Err(e) => return refused(e),
@@ -160,7 +160,7 @@ impl Sender {
         let mut innermost = e.to_string();
         while let Some(s) = source {
             if let Some(refusal) = s.downcast_ref::<WebhookUrlError>() {
-                return (AttemptResult::Error(format!("refused: {refusal}")), AttemptKind::Refused);
+                return (AttemptResult::Refused(format!("refused: {refusal}")), AttemptKind::Refused);
             }
             innermost = s.to_string();
             source = s.source();

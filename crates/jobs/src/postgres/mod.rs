@@ -30,6 +30,7 @@
 //! own leftovers (matched by node id).
 
 mod nodes;
+pub mod notify;
 mod sql;
 mod transitions;
 
@@ -118,6 +119,8 @@ pub struct PgStore {
     /// write about them, and the leases the renewal task renews.
     held: Arc<Mutex<HashMap<JobId, Held>>>,
     notify: Arc<Notify>,
+    /// `LISTEN/NOTIFY` with the other nodes ([`notify`]).
+    cluster: Arc<notify::Cluster>,
     health: WriteHealth,
     /// Stops the background tasks when the store is dropped.
     stop: CancellationToken,
@@ -142,22 +145,37 @@ impl PgStore {
         let target = redact(url);
         let err = |source| OpenError::Postgres { target: target.clone(), source };
         let options: PgConnectOptions = url.parse().map_err(err)?;
-        let options = options.disable_statement_logging().application_name("ffmpeg-worker");
+        // `pg_stat_activity` shows which node a connection serves.
+        let application = format!("ffmpeg-worker {}", settings.node_id);
+        let options = options.disable_statement_logging().application_name(&application);
+        let node = settings.node_id.clone();
         let pool = PgPoolOptions::new()
-            .max_connections(settings.max_connections.max(2))
+            // One more for the connection that listens for the other nodes' notifications.
+            .max_connections(settings.max_connections.max(2) + 1)
             .acquire_timeout(Duration::from_secs(10))
+            // The trigger of migration 0008 names the node that made a change from this.
+            .after_connect(move |connection, _| {
+                let node = node.clone();
+                Box::pin(async move {
+                    sqlx::query("SELECT set_config($1, $2, false)")
+                        .bind(notify::NODE_SETTING)
+                        .bind(node)
+                        .execute(connection)
+                        .await
+                        .map(drop)
+                })
+            })
             .connect_with(options)
             .await
             .map_err(err)?;
         MIGRATOR.run(&pool).await.map_err(|source| OpenError::PostgresMigrate { target: target.clone(), source })?;
-        let store = PgStore {
-            pool,
-            settings,
-            held: Arc::default(),
-            notify: Arc::new(Notify::new()),
-            health: WriteHealth::default(),
-            stop: CancellationToken::new(),
-        };
+        let held: Arc<Mutex<HashMap<JobId, Held>>> = Arc::default();
+        let notify = Arc::new(Notify::new());
+        let stop = CancellationToken::new();
+        let cluster = notify::start(&pool, &settings.node_id, Arc::clone(&notify), Arc::clone(&held), stop.clone())
+            .await
+            .map_err(err)?;
+        let store = PgStore { pool, settings, held, notify, cluster, health: WriteHealth::default(), stop };
         tokio::spawn(maintain(
             store.pool.clone(),
             store.settings.clone(),

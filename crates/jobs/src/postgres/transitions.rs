@@ -326,6 +326,14 @@ impl JobStore for PgStore {
         let _ = tokio::time::timeout(timeout, self.notify.notified()).await;
     }
 
+    fn cluster_signals(&self) -> Option<tokio::sync::broadcast::Receiver<crate::cluster::ClusterSignal>> {
+        Some(self.cluster.subscribe())
+    }
+
+    fn announce_progress(&self, event: &crate::events::ProgressEvent) {
+        self.cluster.announce(event);
+    }
+
     async fn update_progress(&self, id: &JobId, progress: &Progress) -> Result<bool, StoreError> {
         let attempt = self.held_attempt(id, "update progress").await?;
         let progress = json(progress)?;

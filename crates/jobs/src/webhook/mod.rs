@@ -330,7 +330,9 @@ impl DeliveryAttempt {
     pub fn new(at: OffsetDateTime, result: &AttemptResult) -> DeliveryAttempt {
         match result {
             AttemptResult::Status(code) => DeliveryAttempt { at, status_code: Some(*code), error: None },
-            AttemptResult::Error(e) => DeliveryAttempt { at, status_code: None, error: Some(e.clone()) },
+            AttemptResult::Error(e) | AttemptResult::Refused(e) => {
+                DeliveryAttempt { at, status_code: None, error: Some(e.clone()) }
+            }
         }
     }
 }
@@ -393,8 +395,11 @@ pub fn progress_due(last: Option<OffsetDateTime>, now: OffsetDateTime) -> bool {
 pub enum AttemptResult {
     /// The receiver answered with this HTTP status.
     Status(u16),
-    /// No answer: timeout, network error, or an address the rules refuse; a short reason.
+    /// No answer: timeout or network error; a short reason.
     Error(String),
+    /// Not sent: the address rules refuse the URL's host ([`address`]); the reason. Final:
+    /// the delivery fails at once, since every later attempt would be refused too.
+    Refused(String),
 }
 
 /// What a delivery does after an attempt ([`RetryPolicy::next_step`]).
@@ -404,7 +409,7 @@ pub enum NextStep {
     Delivered,
     /// Done: the receiver answered `410 Gone`.
     Gone,
-    /// Done: the last allowed attempt failed.
+    /// Done: the last allowed attempt failed, or the address rules refused the URL.
     Failed,
     /// Try again at this time (UTC).
     RetryAt(OffsetDateTime),
@@ -450,12 +455,13 @@ impl Default for RetryPolicy {
 
 impl RetryPolicy {
     /// The delivery's next step after its `attempts_made`-th attempt (1 for the first) got
-    /// `result` at `now`: delivered on 2xx, gone on 410, failed when it was the last attempt,
-    /// otherwise retried after [`RetryPolicy::delay`].
+    /// `result` at `now`: delivered on 2xx, gone on 410, failed when the address was refused
+    /// or it was the last attempt, otherwise retried after [`RetryPolicy::delay`].
     pub fn next_step(&self, attempts_made: u32, result: &AttemptResult, now: OffsetDateTime) -> NextStep {
         match result {
             AttemptResult::Status(code) if (200..300).contains(code) => NextStep::Delivered,
             AttemptResult::Status(410) => NextStep::Gone,
+            AttemptResult::Refused(_) => NextStep::Failed,
             _ if attempts_made >= self.max_attempts => NextStep::Failed,
             _ => NextStep::RetryAt(now + self.delay(attempts_made, jitter())),
         }

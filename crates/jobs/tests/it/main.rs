@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, missing_docs, unreachable_pub)]
 
 mod claims;
+mod cluster;
 mod encoded;
 mod events;
 mod exec_limits;

@@ -319,6 +319,10 @@ fn retry_policy_doubles_with_jitter_and_stops() {
         assert!(at - now >= Duration::from_secs(5) && at - now <= Duration::from_millis(6250), "{result:?}");
         assert_eq!(policy.next_step(4, &result, now), NextStep::Failed);
     }
+    // A refused address would be refused again: the first refusal ends the delivery.
+    assert_eq!(policy.next_step(1, &AttemptResult::Refused("refused: loopback".to_owned()), now), NextStep::Failed);
+    let refused = DeliveryAttempt::new(now, &AttemptResult::Refused("refused: loopback".to_owned()));
+    assert_eq!((refused.status_code, refused.error.as_deref()), (None, Some("refused: loopback")));
 }
 
 // ------------------------------------------------------------------------------------------

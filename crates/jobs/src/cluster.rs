@@ -1,0 +1,42 @@
+//! What the nodes of a cluster tell each other: [`ClusterSignal`]s, heard by a store shared by
+//! several nodes ([`JobStore::cluster_signals`](crate::JobStore::cluster_signals); PostgreSQL's
+//! `LISTEN/NOTIFY`, see [`crate::postgres`]) and applied by [`Jobs`](crate::Jobs):
+//!
+//! - a job queued (submitted, re-queued) or ended on any node wakes this node's idle workers at
+//!   once, rather than at their next look at the store ([`JobsConfig::idle_wait`](crate::JobsConfig));
+//! - a cancel asked on any node stops the job's ffmpeg on the node running it;
+//! - status changes and live progress of jobs run elsewhere reach this node's event bus, and so
+//!   its event streams, as if the jobs ran here (progress at ffmpeg's rate: the store keeps only
+//!   one snapshot a second).
+//!
+//! Signals are hints, never the state: each one is checked against the store (a status signal
+//! is followed by a read of the job), and when signals may have been missed
+//! ([`ClusterSignal::Resync`]: the store lost its connection for a while) what depends on them
+//! is read again from the store.
+
+use crate::events::ProgressEvent;
+use crate::model::{JobId, JobStatus};
+
+/// One signal from the other nodes of a cluster (see the [module docs](self)).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClusterSignal {
+    /// Another node changed the status of `job` (submitted, claimed, finished, re-queued, ...).
+    Status {
+        /// The job.
+        job: JobId,
+        /// Its [`Job::event_seq`](crate::Job::event_seq) after the change.
+        seq: u64,
+        /// Its status after the change.
+        status: JobStatus,
+    },
+    /// A client asked (on any node) to cancel `job` while it runs.
+    Cancel {
+        /// The job.
+        job: JobId,
+    },
+    /// A progress event of a job that another node runs, numbered by that node (`S.k`).
+    Progress(ProgressEvent),
+    /// Signals may have been missed (the store's connection was lost and is back, or this
+    /// node fell behind): re-read from the store what depends on them.
+    Resync,
+}

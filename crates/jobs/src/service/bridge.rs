@@ -1,0 +1,68 @@
+//! The cluster bridge: what [`Jobs`] does with the [`ClusterSignal`]s of a store shared by
+//! several nodes ([`crate::cluster`]). One task per service, applying signals in the order the
+//! store heard them (so a job's status reaches the bus before that run's progress).
+
+use std::sync::{Arc, Weak};
+
+use tokio::sync::broadcast::error::RecvError;
+
+use super::Jobs;
+use crate::cluster::ClusterSignal;
+use crate::model::JobId;
+
+/// Starts applying the store's cluster signals to `jobs`, when the store has any and a tokio
+/// runtime runs (the task ends with the service or the store).
+pub(super) fn start(jobs: &Arc<Jobs>) {
+    let Some(mut signals) = jobs.store.cluster_signals() else { return };
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        tracing::warn!("no async runtime: the other nodes' events are not followed");
+        return;
+    };
+    let jobs: Weak<Jobs> = Arc::downgrade(jobs);
+    runtime.spawn(async move {
+        loop {
+            let signal = match signals.recv().await {
+                Ok(signal) => signal,
+                Err(RecvError::Lagged(missed)) => {
+                    tracing::warn!(missed, "fell behind the other nodes' signals; catching up from the store");
+                    ClusterSignal::Resync
+                }
+                Err(RecvError::Closed) => return,
+            };
+            let Some(jobs) = jobs.upgrade() else { return };
+            jobs.apply(signal).await;
+        }
+    });
+}
+
+impl Jobs {
+    /// Applies one signal from the other nodes.
+    async fn apply(&self, signal: ClusterSignal) {
+        match signal {
+            ClusterSignal::Status { job, seq, .. } => {
+                let known = self.events.latest_seq(&job).is_some_and(|latest| latest >= seq);
+                if !known && self.events.is_watched(&job) {
+                    self.publish_stored(&job).await;
+                }
+            }
+            ClusterSignal::Cancel { job } => {
+                if let Some(running) = self.lock_running().get(&job) {
+                    tracing::info!(job = %job, "cancel asked on another node");
+                    running.cancel.cancel();
+                }
+            }
+            ClusterSignal::Progress(event) => self.events.publish_progress(&event),
+            ClusterSignal::Resync => {
+                for job in self.events.watched_jobs() {
+                    self.publish_stored(&job).await;
+                }
+            }
+        }
+    }
+
+    /// Publishes job `id` as the store has it now (the bus drops it unless it is newer than
+    /// what was published).
+    async fn publish_stored(&self, id: &JobId) {
+        self.status_changed_of(id).await;
+    }
+}

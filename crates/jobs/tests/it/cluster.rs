@@ -1,0 +1,272 @@
+//! Nodes of a cluster on one PostgreSQL database (a real server, `pg_harness`), each a `Jobs`
+//! service over its own `PgStore`: what `LISTEN/NOTIFY` carries between them. An idle node
+//! claims a job submitted elsewhere without waiting for its next look at the store; a cancel
+//! reaches the node running the job; another node's streams see the job's statuses and every
+//! progress block; a node whose listener was cut off catches up from the store.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use ffmpeg_core::sandbox::{OutputTarget, Sandbox};
+use jobs::events::{AllFilter, AllItem, Event, JobEvents, Resume};
+use jobs::postgres::{PgSettings, PgStore};
+use jobs::{
+    JobId, JobStatus, JobStore, Jobs, JobsConfig, Progress, RunError, RunReport, RunSpec, Runner, Shutdown,
+    SubmitOptions,
+};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+/// Longer than any test: a node that claimed a job only after this would never have heard of it.
+const NEVER: Duration = Duration::from_secs(3600);
+
+async fn fresh_url() -> String {
+    tokio::task::spawn_blocking(|| pg_harness::shared().fresh_database()).await.unwrap()
+}
+
+/// One node: a service with `concurrency` workers over its own store on `url`, sharing `dir`
+/// as the data directory, looking at the store unprompted only every [`NEVER`].
+struct Node {
+    jobs: Arc<Jobs>,
+    store: Arc<dyn JobStore>,
+    shutdown: Shutdown,
+    _workers: tokio::task::JoinSet<()>,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.shutdown.stop_claiming.cancel();
+        self.shutdown.abort_running.cancel();
+    }
+}
+
+async fn node(url: &str, name: &str, dir: &std::path::Path, concurrency: usize, runner: Arc<dyn Runner>) -> Node {
+    let settings = PgSettings { node_id: name.to_owned(), ..PgSettings::default() };
+    let store: Arc<dyn JobStore> = Arc::new(PgStore::open(url, settings).await.unwrap());
+    let config = JobsConfig { concurrency, idle_wait: NEVER, ..JobsConfig::default() };
+    let jobs = Jobs::new(Arc::clone(&store), runner, Sandbox::new(dir).unwrap(), config);
+    let shutdown = Shutdown::default();
+    let workers = jobs.spawn_workers(&shutdown);
+    Node { jobs, store, shutdown, _workers: workers }
+}
+
+async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !check().await {
+        assert!(Instant::now() < deadline, "{what} never happened");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn status(store: &Arc<dyn JobStore>, id: &JobId) -> JobStatus {
+    store.get(id).await.unwrap().unwrap().status
+}
+
+fn write_outputs(spec: &RunSpec<'_>) {
+    for target in spec.command.outputs() {
+        if let OutputTarget::File(p) = target {
+            std::fs::write(p.as_path(), b"encoded").unwrap();
+        }
+    }
+}
+
+/// Runs each job at once, writing its outputs.
+struct AtOnce;
+
+#[async_trait]
+impl Runner for AtOnce {
+    async fn run(&self, spec: RunSpec<'_>, _: &watch::Sender<Option<Progress>>, _: &CancellationToken) -> RunReport {
+        write_outputs(&spec);
+        RunReport { result: Ok(()), log_tail: String::new(), outputs: Vec::new() }
+    }
+}
+
+/// Reports no progress at all and runs until cancelled (so the store's progress writes, which
+/// also read a cancel, never happen); tells `started` and `stopped`.
+struct UntilCancelled {
+    started: mpsc::UnboundedSender<()>,
+    stopped: mpsc::UnboundedSender<()>,
+}
+
+#[async_trait]
+impl Runner for UntilCancelled {
+    async fn run(&self, _: RunSpec<'_>, _: &watch::Sender<Option<Progress>>, cancel: &CancellationToken) -> RunReport {
+        let _ = self.started.send(());
+        cancel.cancelled().await;
+        let _ = self.stopped.send(());
+        RunReport { result: Err(RunError::Cancelled), log_tail: String::new(), outputs: Vec::new() }
+    }
+}
+
+/// Reports progress frame 1, 2, ... `blocks`, each only once the test says it was seen
+/// (`seen`), then succeeds: every block must get through, whatever the store's pace.
+struct Lockstep {
+    blocks: u64,
+    seen: tokio::sync::Mutex<mpsc::UnboundedReceiver<u64>>,
+}
+
+#[async_trait]
+impl Runner for Lockstep {
+    async fn run(
+        &self,
+        spec: RunSpec<'_>,
+        progress: &watch::Sender<Option<Progress>>,
+        _: &CancellationToken,
+    ) -> RunReport {
+        let mut seen = self.seen.lock().await;
+        for frame in 1..=self.blocks {
+            progress.send_replace(Some(Progress { frame: Some(frame), ..Progress::default() }));
+            while seen.recv().await.is_some_and(|f| f < frame) {}
+        }
+        write_outputs(&spec);
+        RunReport { result: Ok(()), log_tail: String::new(), outputs: Vec::new() }
+    }
+}
+
+/// An idle node starts jobs submitted on another node although it looks at the store
+/// unprompted only once an hour: the submit's notification wakes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_node_claims_what_another_node_queued_without_polling() {
+    let (url, dir) = (fresh_url().await, tempfile::tempdir().unwrap());
+    let api = node(&url, "api", dir.path(), 0, Arc::new(AtOnce)).await;
+    let worker = node(&url, "worker", dir.path(), 1, Arc::new(AtOnce)).await;
+    for n in 0..2 {
+        let job = api.jobs.submit(&format!("-f lavfi -i testsrc out{n}.mkv"), SubmitOptions::default()).await.unwrap();
+        eventually("the idle node running the job", async || status(&api.store, &job.id).await == JobStatus::Completed)
+            .await;
+        // Not a synchronisation (the claim must happen however long the worker waited): the
+        // pause lets the worker go idle, so that without the notification the second job
+        // would wait for the worker's next look at the store, in an hour.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    drop(worker);
+}
+
+/// A cancel asked on one node stops the job on the node running it, which hears of it without
+/// a progress write (the runner reports none); the cancelling node answers with the final
+/// status.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_on_one_node_stops_the_job_on_the_node_running_it() {
+    let (url, dir) = (fresh_url().await, tempfile::tempdir().unwrap());
+    let (started_tx, mut started) = mpsc::unbounded_channel();
+    let (stopped_tx, mut stopped) = mpsc::unbounded_channel();
+    let runner = Arc::new(UntilCancelled { started: started_tx, stopped: stopped_tx });
+    let api = node(&url, "api", dir.path(), 0, Arc::new(AtOnce)).await;
+    let _worker = node(&url, "worker", dir.path(), 1, runner).await;
+    let job = api.jobs.submit("-f lavfi -i testsrc out.mkv", SubmitOptions::default()).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(60), started.recv()).await.expect("the job never started").unwrap();
+
+    let answered = api.jobs.cancel(&job.id).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(60), stopped.recv()).await.expect("the runner was never stopped").unwrap();
+    eventually("the job ending cancelled", async || status(&api.store, &job.id).await == JobStatus::Cancelled).await;
+    // Within `cancel_wait` the cancelling node answers with the other node's final status.
+    assert!(matches!(answered.status, JobStatus::Running | JobStatus::Cancelled), "{answered:?}");
+}
+
+/// Another node's event streams see a job's statuses (running, completed) and every progress
+/// block of its run, at ffmpeg's rate rather than the store's (one write a second), with the
+/// ids the running node gave them (tester finding F4).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_on_another_node_sees_every_progress_block_and_the_end() {
+    let (url, dir) = (fresh_url().await, tempfile::tempdir().unwrap());
+    let (seen_tx, seen_rx) = mpsc::unbounded_channel();
+    let blocks = 20;
+    let runner = Arc::new(Lockstep { blocks, seen: tokio::sync::Mutex::new(seen_rx) });
+    let api = node(&url, "api", dir.path(), 0, Arc::new(AtOnce)).await;
+    let mut all = api.jobs.all_events(AllFilter { statuses: vec![], progress: true });
+    let job = api.jobs.submit("-f lavfi -i testsrc out.mkv", SubmitOptions::default()).await.unwrap();
+    let Resume::Events(mut events) = api.jobs.events_of(&job.id, None).await.unwrap() else { panic!("finished") };
+    let worker = node(&url, "worker", dir.path(), 1, runner).await;
+
+    let mut seen = Vec::new();
+    while let Some(event) = next(&mut events).await {
+        if let Event::Progress(p) = &event {
+            seen_tx.send(p.progress.frame.unwrap()).unwrap();
+        }
+        seen.push(event);
+    }
+    let ids: Vec<String> = seen.iter().map(|e| e.id().to_string()).collect();
+    let statuses: Vec<JobStatus> = seen
+        .iter()
+        .filter_map(|e| match e {
+            Event::Status(j) => Some(j.status),
+            Event::Progress(_) => None,
+        })
+        .collect();
+    assert_eq!(statuses, [JobStatus::Queued, JobStatus::Running, JobStatus::Completed], "{ids:?}");
+    let frames: Vec<u64> = seen
+        .iter()
+        .filter_map(|e| match e {
+            Event::Progress(p) => p.progress.frame,
+            Event::Status(_) => None,
+        })
+        .collect();
+    assert_eq!(frames, (1..=blocks).collect::<Vec<_>>(), "{ids:?}");
+    let progress_ids: Vec<String> = (1..=blocks).map(|k| format!("2.{k}")).collect();
+    assert_eq!(ids[2..ids.len() - 1], progress_ids[..], "ids as the running node numbered them");
+
+    // The all-jobs stream of the api node saw the same, each event naming the job.
+    let mut all_seen = Vec::new();
+    while all_seen.last().is_none_or(|e: &Event| !e.is_final()) {
+        match tokio::time::timeout(Duration::from_secs(60), all.next()).await.expect("no event within 60 s") {
+            Some(AllItem::Event(event)) => all_seen.push(event),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(all_seen.iter().all(|e| e.job_id() == &job.id));
+    assert_eq!(all_seen.iter().filter(|e| matches!(e, Event::Progress(_))).count() as u64, blocks);
+    drop(worker);
+}
+
+async fn next(events: &mut JobEvents) -> Option<Event> {
+    tokio::time::timeout(Duration::from_secs(60), events.next()).await.expect("no event within 60 s")
+}
+
+/// Nodes cut off from the database miss the notifications sent meanwhile; once they listen
+/// again they catch up from the store: the node running a job cancelled meanwhile stops it
+/// (its runner reports no progress, so no progress write reads the cancel either), and a
+/// stream on another node gets the final status of a job cancelled meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_whose_listeners_were_cut_off_catch_up_from_the_store() {
+    let (url, dir) = (fresh_url().await, tempfile::tempdir().unwrap());
+    let (started_tx, mut started) = mpsc::unbounded_channel();
+    let (stopped_tx, mut stopped) = mpsc::unbounded_channel();
+    let runner = Arc::new(UntilCancelled { started: started_tx, stopped: stopped_tx });
+    let api = node(&url, "api", dir.path(), 0, Arc::new(AtOnce)).await;
+    let worker = node(&url, "worker", dir.path(), 1, runner).await;
+    let watcher = node(&url, "watcher", dir.path(), 0, Arc::new(AtOnce)).await;
+    let running = api.jobs.submit("-f lavfi -i testsrc a.mkv", SubmitOptions::default()).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(60), started.recv()).await.expect("the job never started").unwrap();
+    let queued = api.jobs.submit("-f lavfi -i testsrc b.mkv", SubmitOptions::default()).await.unwrap();
+    let Resume::Events(mut events) = watcher.jobs.events_of(&queued.id, None).await.unwrap() else { panic!() };
+    assert_eq!(next(&mut events).await.map(|e| e.id().to_string()).as_deref(), Some("1"));
+
+    // The worker's and the watcher's connections are cut and refused; the api node's stay.
+    let admin = sqlx::PgPool::connect(&pg_harness::shared().url("postgres")).await.unwrap();
+    let db = url.rsplit('/').next().unwrap().to_owned();
+    sqlx::query(&format!("ALTER DATABASE {db} ALLOW_CONNECTIONS false")).execute(&admin).await.unwrap();
+    let cut = ["ffmpeg-worker worker", "ffmpeg-worker watcher"].map(str::to_owned);
+    let connected = async || -> i64 {
+        sqlx::query_scalar(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE datname = $1 AND application_name = ANY($2)",
+        )
+        .bind(&db)
+        .bind(&cut[..])
+        .fetch_one(&admin)
+        .await
+        .unwrap()
+    };
+    eventually("the cut nodes' connections gone", async || connected().await == 0).await;
+    api.jobs.cancel(&running.id).await.unwrap();
+    assert_eq!(api.jobs.cancel(&queued.id).await.unwrap().status, JobStatus::Cancelled);
+    sqlx::query(&format!("ALTER DATABASE {db} ALLOW_CONNECTIONS true")).execute(&admin).await.unwrap();
+
+    tokio::time::timeout(Duration::from_secs(60), stopped.recv()).await.expect("the job was never stopped").unwrap();
+    eventually("the job ending cancelled", async || status(&api.store, &running.id).await == JobStatus::Cancelled)
+        .await;
+    let last = next(&mut events).await.expect("the stream ended without its final status");
+    assert!(matches!(&last, Event::Status(job) if job.status == JobStatus::Cancelled), "{last:?}");
+    drop((worker, watcher));
+}
