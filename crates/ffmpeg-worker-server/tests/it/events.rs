@@ -233,3 +233,71 @@ async fn at_shutdown_a_stream_carries_the_requeue_then_ends_cleanly(store: Store
     }
 }
 on_each_store!(at_shutdown_a_stream_carries_the_requeue_then_ends_cleanly);
+
+/// Cluster mode, two real nodes on one PostgreSQL database (their own data directories: the
+/// jobs read lavfi and write nothing): an API-only node and a worker node. A stream on the API
+/// node follows a job the worker node runs (its running status, its progress, with the worker
+/// node's event ids, and its end: tester finding F4), `/events` there too; and a cancel sent to
+/// the API node stops ffmpeg on the worker node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_on_one_node_follows_a_job_run_on_another_and_a_cancel_there_stops_it() {
+    use crate::support::Db;
+
+    let url = tokio::task::block_in_place(|| pg_harness::shared().fresh_database());
+    let db = |node: &str| Db::Postgres { url: url.clone(), node_id: node.to_owned() };
+    let api = Server::start_in(tempfile::tempdir().unwrap(), db("api"), &["--concurrency", "0"]);
+    let _worker = Server::start_in(tempfile::tempdir().unwrap(), db("worker"), &["--concurrency", "1"]);
+    let (_, all) = open(&api, "/events?progress=true", None).await;
+    let mut all = all.unwrap();
+
+    let job = "-re -f lavfi -i testsrc=duration=4:size=160x120:rate=25 -stats_period 0.1 -f null -";
+    let (status, created) = submit(&crate::support::client(), &api, job).await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().unwrap();
+    let (_, events) = open(&api, &format!("/jobs/{id}/events"), None).await;
+    let mut events = events.unwrap();
+    let (mut statuses, mut progress) = (Vec::new(), Vec::new());
+    while let Some(event) = next(&mut events).await {
+        match event.event.as_str() {
+            "status" => statuses.push(data(&event)["status"].as_str().unwrap().to_owned()),
+            "progress" => progress.push(event.id.clone()),
+            other => panic!("unexpected event {other}"),
+        }
+    }
+    assert_eq!(statuses.last().map(String::as_str), Some("completed"), "{statuses:?}");
+    assert!(statuses.iter().any(|s| s == "running"), "{statuses:?}");
+    // A progress block every 0.1 s for 4 s: far more than the store's one a second.
+    assert!(progress.len() >= 10, "{progress:?}");
+    assert!(progress.iter().all(|p| p.starts_with("2.")), "ids as the worker node numbered them: {progress:?}");
+    let mut seen_on_all = 0;
+    loop {
+        let event = next(&mut all).await.expect("the all-jobs stream ended");
+        let body = data(&event);
+        assert_eq!(body["id"].as_str().or(body["job_id"].as_str()), Some(id), "{body}");
+        seen_on_all += 1;
+        if event.event == "status" && body["status"] == "completed" {
+            break;
+        }
+    }
+    assert!(seen_on_all > 10, "the all-jobs stream carried the progress too");
+
+    let long = "-re -f lavfi -i testsrc=duration=600:size=160x120:rate=25 -f null -";
+    let http = crate::support::client();
+    let (_, created) = submit(&http, &api, long).await;
+    let id = created["id"].as_str().unwrap();
+    let (_, events) = open(&api, &format!("/jobs/{id}/events"), None).await;
+    let mut events = events.unwrap();
+    while let Some(event) = next(&mut events).await {
+        if event.event == "progress" {
+            break;
+        }
+    }
+    let cancelled = http.post(api.url(&format!("/jobs/{id}/cancel"))).send().await.unwrap();
+    assert_eq!(cancelled.status(), 200);
+    let mut last = None;
+    while let Some(event) = next(&mut events).await {
+        last = Some(event);
+    }
+    let last = last.expect("the stream ended without a final status");
+    assert_eq!((last.event.as_str(), data(&last)["status"].as_str()), ("status", Some("cancelled")), "{last:?}");
+}
