@@ -66,7 +66,8 @@ pub(crate) struct StreamEvent {
     id: Option<String>,
     /// `status`, `progress` or (on `/events`) `skipped`.
     event: Option<String>,
-    /// The event's JSON (`JobResponse`, `ProgressEvent` or `{"skipped": N}`), as text.
+    /// The event's JSON (`JobResponse`, `ProgressEvent` or `{"skipped": N}`, N null when
+    /// unknown), as text.
     data: String,
 }
 
@@ -132,7 +133,9 @@ pub(crate) struct AllEventsParams {
 /// `/jobs/{id}/events`); this stream does not resume: after a reconnect, read `GET /jobs` to
 /// catch up. A client that reads too slowly gets an event `skipped` (data: `{"skipped": N}`,
 /// the number of events it missed) followed by the latest state of the jobs running on this
-/// server. A comment line every 15 s keeps idle connections open. Example: `curl -N
+/// server. In cluster mode, a node that lost touch with the database for a while sends
+/// `skipped` with data `{"skipped": null}` (an unknown number of other nodes' events). A
+/// comment line every 15 s keeps idle connections open. Example: `curl -N
 /// 'http://HOST/events?status=completed,failed'`.
 #[utoipa::path(
     get, path = "/events", tag = "events",
@@ -161,6 +164,7 @@ pub(crate) async fn all_events(
         let event = match item {
             AllItem::Event(event) => sse_event(&event),
             AllItem::Skipped(n) => SseEvent::default().event("skipped").data(format!("{{\"skipped\":{n}}}")),
+            AllItem::Missed => SseEvent::default().event("skipped").data("{\"skipped\":null}"),
         };
         Some((event, events))
     });

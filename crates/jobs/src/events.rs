@@ -148,6 +148,8 @@ pub struct EventBus {
 struct Inner {
     channels: Mutex<HashMap<JobId, Channel>>,
     all: broadcast::Sender<Event>,
+    /// How many times events may have been missed ([`EventBus::mark_gap`]).
+    gaps: watch::Sender<u64>,
 }
 
 #[derive(Debug)]
@@ -175,7 +177,8 @@ impl EventBus {
     /// An empty bus.
     pub fn new() -> EventBus {
         let (all, _) = broadcast::channel(Self::ALL_CAPACITY);
-        EventBus { inner: Arc::new(Inner { channels: Mutex::new(HashMap::new()), all }) }
+        let gaps = watch::Sender::new(0);
+        EventBus { inner: Arc::new(Inner { channels: Mutex::new(HashMap::new()), all, gaps }) }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<JobId, Channel>> {
@@ -267,6 +270,14 @@ impl EventBus {
     /// subscribes to every job's events.
     pub fn is_watched(&self, id: &JobId) -> bool {
         self.inner.all.receiver_count() > 0 || self.lock().contains_key(id)
+    }
+
+    /// Tells every all-jobs stream that events may be missing from the bus (this node lost
+    /// touch with the other nodes of its cluster for a while): each yields
+    /// [`AllItem::Missed`]. One job's streams need no such notice: their jobs are read again
+    /// from the store and published (see [`crate::cluster`]).
+    pub fn mark_gap(&self) {
+        self.inner.gaps.send_modify(|gaps| *gaps += 1);
     }
 
     /// The jobs that have a channel (subscribed to, or running here).
@@ -447,6 +458,9 @@ pub enum AllItem {
     /// them are lost to this stream: re-read the jobs to catch up). The latest state of the
     /// jobs the bus holds follows.
     Skipped(u64),
+    /// An unknown number of events may be missing: this node lost touch with the other nodes
+    /// of its cluster for a while ([`EventBus::mark_gap`]). Re-read the jobs to catch up.
+    Missed,
 }
 
 /// Every job's events, filtered ([`crate::Jobs::all_events`]).
@@ -454,13 +468,15 @@ pub enum AllItem {
 pub struct AllEvents {
     bus: EventBus,
     receiver: broadcast::Receiver<Event>,
+    gaps: watch::Receiver<u64>,
     filter: AllFilter,
     pending: VecDeque<AllItem>,
 }
 
 impl AllEvents {
     pub(crate) fn new(bus: &EventBus, filter: AllFilter) -> AllEvents {
-        AllEvents { bus: bus.clone(), receiver: bus.subscribe_all(), filter, pending: VecDeque::new() }
+        let gaps = bus.inner.gaps.subscribe();
+        AllEvents { bus: bus.clone(), receiver: bus.subscribe_all(), gaps, filter, pending: VecDeque::new() }
     }
 
     fn passes(&self, event: &Event) -> bool {
@@ -476,7 +492,15 @@ impl AllEvents {
             if let Some(item) = self.pending.pop_front() {
                 return Some(item);
             }
-            match self.receiver.recv().await {
+            let received = tokio::select! {
+                biased;
+                Ok(()) = self.gaps.changed() => {
+                    self.gaps.borrow_and_update();
+                    return Some(AllItem::Missed);
+                }
+                received = self.receiver.recv() => received,
+            };
+            match received {
                 Ok(event) if self.passes(&event) => return Some(AllItem::Event(event)),
                 Ok(_) => {}
                 Err(broadcast::error::RecvError::Lagged(n)) => {

@@ -53,6 +53,7 @@ impl Jobs {
             }
             ClusterSignal::Progress(event) => self.events.publish_progress(&event),
             ClusterSignal::Resync => {
+                self.events.mark_gap();
                 for job in self.events.watched_jobs() {
                     self.publish_stored(&job).await;
                 }

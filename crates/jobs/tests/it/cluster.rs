@@ -226,7 +226,8 @@ async fn next(events: &mut JobEvents) -> Option<Event> {
 /// Nodes cut off from the database miss the notifications sent meanwhile; once they listen
 /// again they catch up from the store: the node running a job cancelled meanwhile stops it
 /// (its runner reports no progress, so no progress write reads the cancel either), and a
-/// stream on another node gets the final status of a job cancelled meanwhile.
+/// stream on another node gets the final status of a job cancelled meanwhile, and an all-jobs
+/// stream there is told it may have missed events.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_whose_listeners_were_cut_off_catch_up_from_the_store() {
     let (url, dir) = (fresh_url().await, tempfile::tempdir().unwrap());
@@ -240,6 +241,7 @@ async fn nodes_whose_listeners_were_cut_off_catch_up_from_the_store() {
     tokio::time::timeout(Duration::from_secs(60), started.recv()).await.expect("the job never started").unwrap();
     let queued = api.jobs.submit("-f lavfi -i testsrc b.mkv", SubmitOptions::default()).await.unwrap();
     let Resume::Events(mut events) = watcher.jobs.events_of(&queued.id, None).await.unwrap() else { panic!() };
+    let mut all = watcher.jobs.all_events(AllFilter::default());
     assert_eq!(next(&mut events).await.map(|e| e.id().to_string()).as_deref(), Some("1"));
 
     // The worker's and the watcher's connections are cut and refused; the api node's stay.
@@ -268,5 +270,13 @@ async fn nodes_whose_listeners_were_cut_off_catch_up_from_the_store() {
         .await;
     let last = next(&mut events).await.expect("the stream ended without its final status");
     assert!(matches!(&last, Event::Status(job) if job.status == JobStatus::Cancelled), "{last:?}");
+    // The all-jobs stream cannot be replayed: it is told that it may have missed events.
+    loop {
+        match tokio::time::timeout(Duration::from_secs(60), all.next()).await.expect("no notice within 60 s") {
+            Some(AllItem::Missed) => break,
+            Some(AllItem::Event(_)) => {}
+            other => panic!("{other:?}"),
+        }
+    }
     drop((worker, watcher));
 }
