@@ -22,7 +22,7 @@ use crate::support::{DataDir, Db, Server, client, ffprobe_duration};
 const SHORT_JOBS: usize = 200;
 /// Long jobs (real-time, several seconds): at least one is mid-encode on the killed node.
 const LONG_JOBS: usize = 3;
-const LONG_SECONDS: u32 = 6;
+const LONG_SECONDS: u32 = 12;
 const LEASE_SECONDS: u64 = 3;
 
 /// The ffmpeg wrapper of node `node` (see the module docs).
@@ -114,18 +114,24 @@ async fn three_workers_one_killed_mid_encode_every_job_completes_once_at_a_time(
     }
 
     // Kill (SIGKILL, the node alone: its ffmpeg lives on, orphaned) a node that is running a
-    // long job, once that job's ffmpeg has started.
+    // long job, once that job's ffmpeg has started, while it has most of its encode left.
+    // (Idle nodes claim at once, so the long jobs may have started well before the last short
+    // job was submitted: a long job too close to its end could finish before the kill.)
     let deadline = Instant::now() + Duration::from_secs(120);
-    let (victim, victim_output) = loop {
-        let running = log_lines(&log).into_iter().find(|(_, event, out)| event == "start" && out.starts_with("long"));
-        if let Some((node, _, out)) = running {
-            break (node, out);
+    let (victim, victim_output, victim_job) = 'found: loop {
+        let started: Vec<_> =
+            log_lines(&log).into_iter().filter(|(_, event, out)| event == "start" && out.starts_with("long")).collect();
+        for (node, _, out) in started {
+            let job = long[out.trim_start_matches("long").trim_end_matches(".mp4").parse::<usize>().unwrap()].clone();
+            let state = get(&http, &api, &job).await;
+            let done = state["progress"]["out_time_seconds"].as_f64().unwrap_or(0.0);
+            if state["status"] == "running" && state["attempts"] == 1 && done < f64::from(LONG_SECONDS) / 2.0 {
+                break 'found (node, out, job);
+            }
         }
-        assert!(Instant::now() < deadline, "no long job started: {:?}", log_lines(&log));
+        assert!(Instant::now() < deadline, "no long job mid-encode: {:?}", log_lines(&log));
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    let victim_job =
-        long[victim_output.trim_start_matches("long").trim_end_matches(".mp4").parse::<usize>().unwrap()].clone();
     let killed = workers.remove(&victim).unwrap();
     let killed_at = Instant::now();
     drop(killed.kill());
@@ -174,10 +180,18 @@ async fn three_workers_one_killed_mid_encode_every_job_completes_once_at_a_time(
         runs.entry(out.clone()).or_default().push(node.clone());
     }
     let mut twice = 0;
+    // A job the killed node had claimed but whose ffmpeg it had not started yet (no wrapper
+    // line) was attempted once more than it ran: at most one per slot of the killed node.
+    let mut claimed_not_started = 0;
     for job in &jobs {
         let output = job["output_files"][0].as_str().unwrap().trim_start_matches("out/").to_owned();
         let nodes = &runs[&output];
-        assert_eq!(nodes.len() as u64, job["attempts"].as_u64().unwrap(), "{output}: {nodes:?} {job}");
+        let attempts = job["attempts"].as_u64().unwrap();
+        if attempts == nodes.len() as u64 + 1 && !nodes.contains(&victim) {
+            claimed_not_started += 1;
+        } else {
+            assert_eq!(nodes.len() as u64, attempts, "{output}: {nodes:?} {job}");
+        }
         if nodes.len() > 1 {
             twice += 1;
             assert_eq!(nodes.len(), 2, "{output}: {nodes:?}");
@@ -186,6 +200,7 @@ async fn three_workers_one_killed_mid_encode_every_job_completes_once_at_a_time(
         }
     }
     assert!(twice >= 1, "the killed node's job ran again");
+    assert!(claimed_not_started <= 2, "{claimed_not_started} jobs attempted more than they ran");
     assert_eq!(runs[&victim_output].len(), 2, "{victim_output}: {:?}", runs[&victim_output]);
     // The output is the second run's whole file, not the dead run's partial one.
     let duration = ffprobe_duration(&data.path().join("out").join(&victim_output));
