@@ -35,8 +35,9 @@ const NAME_MAX: usize = 255;
 const PATH_MAX: usize = 4095;
 /// Bytes per chunk when streaming a file out.
 const READ_CHUNK: usize = 256 * 1024;
-/// Batches buffered between the request and the writing (and the hashing) thread.
-const WRITE_QUEUE: usize = 8;
+/// Batches buffered between the request and the writing (and the hashing) thread: with 1 MiB
+/// batches, 8 let a 1 GiB upload grow the server by 13-20 MiB (`cargo xtask bench files`).
+const WRITE_QUEUE: usize = 2;
 /// Bytes of body gathered into one batch for the writing and hashing threads.
 const BATCH: usize = 1024 * 1024;
 /// Bytes an upload writes between two early flushes to disk ([`EarlyFlush`]).
