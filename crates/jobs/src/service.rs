@@ -1100,11 +1100,8 @@ impl Jobs {
                 () = run_ended.cancelled() => {}
             }
         };
-        let (report, saved, ()) = tokio::join!(
-            run,
-            self.save_progress(&id, tx.subscribe(), phase, &running.cancel, &run_ended),
-            lengths
-        );
+        let (report, saved, ()) =
+            tokio::join!(run, self.save_progress(&id, tx.subscribe(), phase, &running.cancel, &run_ended), lengths);
         if lease_lost.is_cancelled() {
             // Its files are left alone: the node that runs it now may be writing them.
             tracing::warn!("lost the lease of the job: its ffmpeg was stopped; another node takes it over");
