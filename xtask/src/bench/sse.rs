@@ -114,7 +114,7 @@ fn run_job(
     subscribe: bool,
 ) -> Result<Run> {
     let _ = std::fs::remove_file(blocks);
-    let gate = api.submit("-f lavfi -i testsrc=duration=3600:size=32x32:rate=1 -f null /dev/null")?;
+    let gate = api.submit("-re -f lavfi -i testsrc=duration=3600:size=32x32:rate=1 -f null /dev/null")?;
     let command = format!(
         "-f lavfi -i testsrc=duration={}:size=320x240:rate=25 -c:v libx264 -preset veryfast -stats_period 0.05 out/sse-{n}.mp4",
         opts.video_seconds
@@ -123,21 +123,33 @@ fn run_job(
     wait_until(api, &gate, |s| s == "running")?;
     let before = server.memory()?.rss_kib;
     let connected = Arc::new(AtomicUsize::new(0));
+    let failed = Arc::new(AtomicUsize::new(0));
     let mut threads = Vec::new();
     if subscribe {
         let paths = std::iter::repeat_n(format!("/jobs/{job}/events"), opts.subscribers)
             .chain(std::iter::repeat_n("/events?progress=true".to_owned(), opts.all));
         for (i, path) in paths.enumerate() {
-            let (connected, job) = (Arc::clone(&connected), job.clone());
+            let (connected, failed, job) = (Arc::clone(&connected), Arc::clone(&failed), job.clone());
             let per_job = i < opts.subscribers;
-            threads.push(
-                std::thread::Builder::new()
-                    .stack_size(128 * 1024)
-                    .spawn(move || subscriber(addr, &path, &job, per_job, &connected).map_err(|e| e.to_string()))?,
-            );
+            threads.push(std::thread::Builder::new().stack_size(128 * 1024).spawn(move || {
+                subscriber(addr, &path, &job, per_job, &connected, &failed).map_err(|e| e.to_string())
+            })?);
         }
         let start = Instant::now();
         while connected.load(Ordering::SeqCst) < threads.len() {
+            if failed.load(Ordering::SeqCst) > 0 {
+                let errors: Vec<String> = threads
+                    .into_iter()
+                    .filter(|t| t.is_finished())
+                    .filter_map(|t| t.join().ok().and_then(|r| r.err()))
+                    .take(5)
+                    .collect();
+                return Err(format!(
+                    "{} subscribers could not open their stream: {errors:?}",
+                    failed.load(Ordering::SeqCst)
+                )
+                .into());
+            }
             if start.elapsed() > Duration::from_secs(120) {
                 return Err(format!(
                     "only {} of {} subscribers connected",
@@ -222,8 +234,8 @@ fn now_ns() -> u128 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos())
 }
 
-/// Reads one stream until the job's final status (or the end of the stream).
-fn subscriber(addr: SocketAddr, path: &str, job: &str, per_job: bool, connected: &AtomicUsize) -> Result<Seen> {
+/// Opens `path` and reads the response head: the stream, positioned at the body.
+fn open(addr: SocketAddr, path: &str) -> Result<BufReader<TcpStream>> {
     let mut stream = TcpStream::connect(addr)?;
     stream.set_read_timeout(Some(Duration::from_secs(600)))?;
     write!(stream, "GET {path} HTTP/1.0\r\nHost: bench\r\nAccept: text/event-stream\r\n\r\n")?;
@@ -231,7 +243,7 @@ fn subscriber(addr: SocketAddr, path: &str, job: &str, per_job: bool, connected:
     let mut line = String::new();
     reader.read_line(&mut line)?;
     if !line.contains(" 200 ") {
-        return Err(format!("{path}: {line}").into());
+        return Err(format!("{path}: {line:?}").into());
     }
     loop {
         line.clear();
@@ -239,6 +251,33 @@ fn subscriber(addr: SocketAddr, path: &str, job: &str, per_job: bool, connected:
             break;
         }
     }
+    Ok(reader)
+}
+
+/// Reads one stream until the job's final status (or the end of the stream). Opening it is
+/// tried up to 5 times (a thousand connections at once on a loaded machine may be reset
+/// before the server reads them); a subscriber that cannot open is counted in `failed`.
+fn subscriber(
+    addr: SocketAddr,
+    path: &str,
+    job: &str,
+    per_job: bool,
+    connected: &AtomicUsize,
+    failed: &AtomicUsize,
+) -> Result<Seen> {
+    let mut tries = 0;
+    let mut reader = loop {
+        tries += 1;
+        match open(addr, path) {
+            Ok(reader) => break reader,
+            Err(e) if tries >= 5 => {
+                failed.fetch_add(1, Ordering::SeqCst);
+                return Err(format!("{path}: {e} (after {tries} tries)").into());
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(200)),
+        }
+    };
+    let mut line = String::new();
     connected.fetch_add(1, Ordering::SeqCst);
     let mut seen = Seen { saw_final: false, progress: Vec::new() };
     let mut frames = std::collections::HashSet::new();
