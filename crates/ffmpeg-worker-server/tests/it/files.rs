@@ -303,6 +303,22 @@ async fn bad_paths_are_problems_naming_the_rule_and_nothing_is_written() {
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(!outside.path().join("new").exists());
     assert_eq!(app.tree(), ["link"]);
+    // Such a link (to a file, to a directory, or dangling) can be deleted: the link itself.
+    std::os::unix::fs::symlink(outside.path().join("secret"), app.data.path().join("to-file")).unwrap();
+    std::os::unix::fs::symlink(outside.path().join("gone"), app.data.path().join("dangling")).unwrap();
+    let r = app.put("to-file", b"x").await;
+    assert_eq!(r.problem(StatusCode::UNPROCESSABLE_ENTITY, "/problems/invalid-path")["rule"], "path-escapes");
+    for link in ["link", "to-file", "dangling"] {
+        let r = app.delete(&format!("/files/{link}")).await;
+        assert_eq!(r.status, StatusCode::NO_CONTENT, "DELETE {link}: {}", String::from_utf8_lossy(&r.bytes));
+    }
+    assert_eq!(app.tree(), Vec::<String>::new());
+    assert_eq!(std::fs::read(outside.path().join("secret")).unwrap(), b"s");
+    // A path through such a link is still refused, and deletes nothing behind it.
+    std::os::unix::fs::symlink(outside.path(), app.data.path().join("link")).unwrap();
+    let r = app.delete("/files/link/secret").await;
+    assert_eq!(r.problem(StatusCode::UNPROCESSABLE_ENTITY, "/problems/invalid-path")["rule"], "path-escapes");
+    assert!(outside.path().join("secret").exists());
 }
 
 #[tokio::test]

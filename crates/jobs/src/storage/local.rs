@@ -83,6 +83,22 @@ impl LocalStorage {
         }
     }
 
+    /// `path`'s last component when it is a symbolic link in a directory of the data
+    /// directory, whatever the link leads to (out of the data directory, or nowhere): a
+    /// DELETE removes such a link itself, as the error of a job refused because of one tells
+    /// the user to. Never a reserved path or a temporary upload name (blocking).
+    fn link_entry(&self, path: &str) -> Option<PathBuf> {
+        check_lengths(self.sandbox.root(), path).ok()?;
+        check_not_temp(path).ok()?;
+        let path = path.trim_end_matches('/');
+        let (parent, name) = path.rsplit_once('/').unwrap_or(("", path));
+        if matches!(name, "" | "." | "..") || name.contains('\0') {
+            return None;
+        }
+        let entry = self.sandbox.resolve_directory_path(parent).ok()?.as_path().join(name);
+        (is_symlink(&entry) && !self.reserved(&entry)).then_some(entry)
+    }
+
     /// Whether `path` resolves to an existing directory (blocking).
     fn is_dir(&self, path: &str) -> bool {
         self.sandbox.resolve_directory_path(path).is_ok_and(|dir| dir.as_path().is_dir())
@@ -338,6 +354,13 @@ impl Storage for LocalStorage {
                 Err(StorageError::IsADirectory(_)) => {
                     this.sandbox.resolve_directory_path(&path).map_err(|problem| invalid(&path, &problem))?
                 }
+                // A link leading out of the data directory, or nowhere, is named by its own
+                // path: no job can use what it points to, and only a DELETE acts on it (the link).
+                Err(e @ StorageError::InvalidPath { .. }) => {
+                    let link = this.link_entry(&path).ok_or(e)?;
+                    let relative = link.strip_prefix(this.sandbox.root()).unwrap_or(&link);
+                    return Ok(relative.to_string_lossy().into_owned());
+                }
                 Err(e) => return Err(e),
             };
             Ok(resolved.relative().to_string_lossy().into_owned())
@@ -539,6 +562,11 @@ impl Storage for LocalStorage {
                     if !recursive {
                         return Err(StorageError::IsADirectory(path));
                     }
+                }
+                // A link leading out of the data directory, or nowhere: the link goes, and
+                // nothing it points to is touched.
+                Err(e @ StorageError::InvalidPath { .. }) => {
+                    return this.link_entry(&path).map_or(Err(e), |link| remove(&link));
                 }
                 Err(e) => return Err(e),
             }
