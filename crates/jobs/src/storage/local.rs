@@ -72,15 +72,19 @@ impl LocalStorage {
     /// that link in its (resolved) parent directory. Deleting or replacing a file acts on the
     /// link itself, never on what it points to (blocking).
     fn entry(&self, path: &str, resolved: &Path) -> PathBuf {
+        self.symlink_entry(path).unwrap_or_else(|| resolved.to_path_buf())
+    }
+
+    /// `path`'s last component in its (resolved) parent directory, when that entry is a
+    /// symbolic link (blocking).
+    fn symlink_entry(&self, path: &str) -> Option<PathBuf> {
         let path = path.trim_end_matches('/');
         let (parent, name) = path.rsplit_once('/').unwrap_or(("", path));
         if matches!(name, "" | "." | "..") {
-            return resolved.to_path_buf();
+            return None;
         }
-        match self.sandbox.resolve_directory_path(parent) {
-            Ok(dir) if is_symlink(&dir.as_path().join(name)) => dir.as_path().join(name),
-            _ => resolved.to_path_buf(),
-        }
+        let entry = self.sandbox.resolve_directory_path(parent).ok()?.as_path().join(name);
+        is_symlink(&entry).then_some(entry)
     }
 
     /// `path`'s last component when it is a symbolic link in a directory of the data
@@ -90,13 +94,10 @@ impl LocalStorage {
     fn link_entry(&self, path: &str) -> Option<PathBuf> {
         check_lengths(self.sandbox.root(), path).ok()?;
         check_not_temp(path).ok()?;
-        let path = path.trim_end_matches('/');
-        let (parent, name) = path.rsplit_once('/').unwrap_or(("", path));
-        if matches!(name, "" | "." | "..") || name.contains('\0') {
+        if path.contains('\0') {
             return None;
         }
-        let entry = self.sandbox.resolve_directory_path(parent).ok()?.as_path().join(name);
-        (is_symlink(&entry) && !self.reserved(&entry)).then_some(entry)
+        self.symlink_entry(path).filter(|entry| !self.reserved(entry))
     }
 
     /// Whether `path` resolves to an existing directory (blocking).
