@@ -280,7 +280,8 @@ pub async fn run(config: ServeConfig) -> Result<(), StartError> {
     let capabilities =
         jobs::probe::probe_capabilities(&config.ffmpeg_bin).await.map_err(|source| StartError::Ffmpeg { source })?;
     let version = format!("ffmpeg version {}", capabilities.version().unwrap_or("unknown"));
-    tracing::info!(ffmpeg = %version, data = %sandbox.root().display(), "starting");
+    let program = jobs::runner::program_path(&config.ffmpeg_bin);
+    tracing::info!(ffmpeg = %version, path = %program.display(), data = %sandbox.root().display(), "starting");
 
     let role = config.role;
     if role == NodeRole::Worker && config.concurrency == 0 {

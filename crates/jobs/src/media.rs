@@ -28,8 +28,8 @@ const MAX_STDERR_BYTES: usize = 16 * 1024;
 /// Settings of [`MediaProber`].
 #[derive(Debug, Clone)]
 pub struct MediaProbeConfig {
-    /// The ffprobe binary: a path, or a name looked up in `/bin:/usr/bin` (the environment is
-    /// cleared).
+    /// The ffprobe binary: a path, or a name looked up on `PATH`
+    /// ([`crate::runner::program_path`]).
     pub binary: PathBuf,
     /// How long one ffprobe run may take before its process group is killed.
     pub timeout: Duration,

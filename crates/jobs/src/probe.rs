@@ -92,8 +92,7 @@ pub enum ProbeError {
 ///
 /// Each command runs like a job does: directly (no shell), with a cleared environment and an
 /// empty stdin, and is killed if the probe is dropped or times out. `ffmpeg` is a path or a
-/// bare name; with the environment cleared, a bare name is looked up in the C library's
-/// default search path (`/bin:/usr/bin`), as for the runner.
+/// bare name, found as for the runner ([`crate::runner::program_path`]).
 ///
 /// ```no_run
 /// # async fn f() -> Result<(), jobs::probe::ProbeError> {

@@ -2,7 +2,7 @@
 //! limits, supervised until it exits (timeout and cancellation stop its whole process group:
 //! SIGTERM, a grace period, SIGKILL), and reaped.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
@@ -72,11 +72,11 @@ fn cpu_seconds_used(pid: u32) -> Option<f64> {
 /// The one place ffmpeg and ffprobe processes are built (the runner's jobs, the start-up
 /// capability probe, [`crate::media`]'s ffprobe): run directly (no shell), with an empty
 /// environment, an empty stdin, stdout and stderr piped, in a process group of its own (its pid
-/// is the group id, see [`signal_group`]), and killed when the handle is dropped. With the
-/// environment cleared, a bare name is looked up in the C library's default search path
-/// (`/bin:/usr/bin`). Callers drain both pipes at once and bound the run's time.
+/// is the group id, see [`signal_group`]), and killed when the handle is dropped. `binary` is
+/// started as [`program_path`] finds it. Callers drain both pipes at once and bound the run's
+/// time.
 pub(crate) fn ffmpeg_command(binary: &Path) -> tokio::process::Command {
-    let mut cmd = tokio::process::Command::new(binary);
+    let mut cmd = tokio::process::Command::new(program_path(binary));
     cmd.env_clear()
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -84,6 +84,35 @@ pub(crate) fn ffmpeg_command(binary: &Path) -> tokio::process::Command {
         .process_group(0)
         .kill_on_drop(true);
     cmd
+}
+
+/// The file started for `binary` (the `FFMPEG_BIN` / `FFPROBE_BIN` setting): a bare name
+/// (no `/`) is looked up on this process's `PATH`, as a shell would, then in `/bin:/usr/bin`
+/// (the C library's default search path) when `PATH` has none; a relative path is taken from
+/// this process's working directory (not from the run's scratch directory, where the process
+/// starts). A name found nowhere is returned as given, and starting it fails with "not found"
+/// ([`RunError::Spawn`]).
+///
+/// Starting a full path also lets the standard library use `posix_spawn` (a vfork) rather than
+/// a fork of the whole server, which copies its page tables (a cost that grows with the
+/// server's memory): with the environment cleared, a bare name would need the fork path's own
+/// search.
+pub fn program_path(binary: &Path) -> PathBuf {
+    find_program(binary, std::env::var_os("PATH"))
+}
+
+/// [`program_path`] with `search` as the `PATH`.
+fn find_program(binary: &Path, search: Option<std::ffi::OsString>) -> PathBuf {
+    let bare = !binary.as_os_str().as_encoded_bytes().contains(&b'/');
+    if !bare {
+        return std::path::absolute(binary).unwrap_or_else(|_| binary.to_owned());
+    }
+    let name = binary.as_os_str();
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
+    search
+        .and_then(|path| which::which_in(name, Some(path), &cwd).ok())
+        .or_else(|| which::which_in(name, Some("/bin:/usr/bin"), &cwd).ok())
+        .unwrap_or_else(|| binary.to_owned())
 }
 
 /// Sends `signal` to the process group led by `pid`. Only call it before the leader is
@@ -214,4 +243,33 @@ pub(super) async fn supervise(
         }
     };
     Ended { status, stop, cpu_used }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+    use std::path::{Path, PathBuf};
+
+    use super::find_program;
+
+    #[test]
+    fn a_bare_name_is_found_on_the_search_path_and_a_path_is_made_absolute() {
+        let dir = tempfile::tempdir().unwrap();
+        let program = dir.path().join("ffmpeg-worker-test-program");
+        std::fs::write(&program, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let search = std::env::join_paths(["/nonexistent", dir.path().to_str().unwrap()]).unwrap();
+        let name = Path::new("ffmpeg-worker-test-program");
+        assert_eq!(find_program(name, Some(search.clone())), program);
+        // Not on the search path, nor in /bin:/usr/bin: started as given, so it fails as "not found".
+        assert_eq!(find_program(name, Some("/nonexistent".into())), PathBuf::from(name));
+        // Without a search path, the C library's default one.
+        let sh = find_program(Path::new("sh"), None);
+        assert!(sh == Path::new("/bin/sh") || sh == Path::new("/usr/bin/sh"), "{}", sh.display());
+        // A path (with a `/`) is never searched; a relative one is taken from the working directory.
+        assert_eq!(find_program(&program, Some(search)), program);
+        let relative = find_program(Path::new("bin/ffmpeg"), None);
+        assert_eq!(relative, std::env::current_dir().unwrap().join("bin/ffmpeg"));
+    }
 }
