@@ -229,7 +229,10 @@ impl Runner for FfmpegRunner {
         // A timeout too far in the future to represent is no timeout.
         let deadline = spec.timeout.and_then(|t| Instant::now().checked_add(t));
         let ended = process::supervise(started, &mut drain, deadline, cancel, &self.config).await;
-        drop(scratch);
+        // Removing the directory (and what ffmpeg left in it) is not on the job's way to its
+        // outcome: a blocking thread does it. Its lock holds until then, so it is never taken
+        // for a crashed run's; a crash before then leaves it to recovery (`orphans`).
+        tokio::task::spawn_blocking(move || drop(scratch));
         let drained = drain.finish();
         let log_tail = relative_paths(&drained.log, &self.config.data_dir);
         let messages = relative_paths(&drained.messages, &self.config.data_dir);

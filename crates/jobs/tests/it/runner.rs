@@ -225,6 +225,11 @@ async fn each_run_gets_a_private_scratch_directory_that_is_removed() {
     let cwd = std::fs::read_to_string(&record).unwrap();
     let cwd = Path::new(cwd.trim());
     assert!(cwd.starts_with(scratch.path().canonicalize().unwrap()), "{}", cwd.display());
+    // Removed beside the job's outcome, not before it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while cwd.exists() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     assert!(!cwd.exists(), "the scratch directory is removed after the run");
     assert!(!s.data.join("ffmpeg2pass-0.log").exists(), "side files do not land in the data directory");
 }
