@@ -1,0 +1,309 @@
+//! The service's API, what front ends (HTTP, CLI, a Rust caller) call: submit and check a
+//! command, list and read jobs, cancel, delete, a job's log and webhooks, counts, readiness,
+//! event streams, and probing a media file.
+
+use std::sync::Arc;
+
+use ffmpeg_core::capabilities::{Capabilities, UnknownName};
+use ffmpeg_core::command::{Command, CommandError};
+use ffmpeg_core::footprint::Footprint;
+use ffmpeg_core::sandbox::{ResolvedCommand, Sandbox, SandboxError};
+
+use super::{Jobs, METRIC_FINISHED, METRIC_SUBMITTED, blocking};
+use crate::events::{AllEvents, AllFilter, EventId, JobEvents, Resume};
+use crate::exec_limits::ExecLimitError;
+use crate::media::{MediaInfo, MediaProbeError};
+use crate::model::{InvalidRequest, Job, JobId, MAX_PAGE_SIZE, SubmitOptions};
+use crate::runner::Runner;
+use crate::staging::{Stage, StagingError};
+use crate::storage::StorageError;
+use crate::store::{CancelOutcome, ListQuery, StatusCounts, StoreError};
+use crate::webhook::{Delivery, WebhookConfig, WebhookError};
+
+/// Why a submission was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    /// An option is outside the service's limits (metadata, timeout).
+    #[error(transparent)]
+    Invalid(#[from] InvalidRequest),
+    /// The command line does not parse.
+    #[error(transparent)]
+    Command(#[from] CommandError),
+    /// A path escapes the data directory or names a protocol.
+    #[error(transparent)]
+    Sandbox(#[from] SandboxError),
+    /// An option, codec, format or filter the installed ffmpeg does not know.
+    #[error(transparent)]
+    UnknownName(#[from] UnknownName),
+    /// The operating system would refuse to start ffmpeg with this command: its arguments
+    /// together, one argument, a file name or a path is too long.
+    #[error(transparent)]
+    ExecLimit(#[from] ExecLimitError),
+    /// The job's webhook is refused (no secret to sign with, a URL the rules refuse, ...).
+    #[error(transparent)]
+    Webhook(#[from] WebhookError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Why a listing was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ListError {
+    /// The page size is outside the service's limits.
+    #[error(transparent)]
+    Invalid(#[from] InvalidRequest),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// One page of [`Jobs::list`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page {
+    /// The jobs, in submission order.
+    pub jobs: Vec<Job>,
+    /// When more jobs follow: the `after_seq` of the next page's [`ListQuery`].
+    pub next_after_seq: Option<i64>,
+}
+
+impl Jobs {
+    /// Describes the media file at `path` (relative to the data directory) with ffprobe, run
+    /// under the rules ffmpeg runs under; answers from the cache while the file's size and
+    /// modification time are unchanged. See [`crate::media`].
+    ///
+    /// # Errors
+    /// [`MediaProbeError`]: the sandbox refuses the path, no such file, not media (with
+    /// ffprobe's reason), ffprobe unavailable.
+    ///
+    /// With the files in a bucket, ffprobe reads a copy downloaded into a private stage (the
+    /// whole file: containers such as mp4 may keep their index at the end).
+    pub async fn probe_media(&self, path: &str) -> Result<Arc<MediaInfo>, MediaProbeError> {
+        let Some(remote) = &self.config.remote_storage else {
+            return self.media.probe(&self.sandbox, path).await;
+        };
+        let sandbox = Arc::clone(&self.sandbox);
+        let stage = blocking(move || Stage::for_probe(&sandbox))
+            .await
+            .map_err(|e| MediaProbeError::Unavailable(e.to_string()))?;
+        // A path the storage refuses is left to the sandbox's answer, with its rule.
+        if let Ok(normal) = remote.check_path(path).await {
+            match stage.download_file(remote.as_ref(), &normal).await {
+                Ok(_) => {}
+                Err(StagingError::Download(StorageError::NotFound(_))) => {
+                    return Err(MediaProbeError::NotFound(path.to_owned()));
+                }
+                Err(StagingError::Download(StorageError::IsADirectory(_))) => {}
+                Err(e) => return Err(MediaProbeError::Unavailable(e.to_string())),
+            }
+        }
+        self.media.probe(&Arc::new(stage.sandbox().clone()), path).await
+    }
+
+    /// The events of job `id` for a client that last saw `last_seen` (a reconnect's
+    /// `Last-Event-ID`; `None` for a first connection): [`Resume::Finished`] when that was the
+    /// job's final status event, else the current status, the latest progress (when running)
+    /// and every newer event until the final status.
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`], or the store failed.
+    pub async fn events_of(&self, id: &JobId, last_seen: Option<EventId>) -> Result<Resume, StoreError> {
+        // Subscribed before the read: a change committed after the read reaches the stream.
+        let subscription = self.events.subscribe(id);
+        let job = self.get(id).await?;
+        if job.status.is_finished() && last_seen.is_some_and(|last| last.status >= job.event_seq) {
+            return Ok(Resume::Finished);
+        }
+        Ok(Resume::Events(JobEvents::start(subscription, job)))
+    }
+
+    /// Every job's events from now on, filtered by `filter`.
+    pub fn all_events(&self, filter: AllFilter) -> AllEvents {
+        AllEvents::new(&self.events, filter)
+    }
+
+    /// Parses `command`, resolves its paths under the policy, checks its names against the
+    /// installed ffmpeg and that the operating system can start it ([`Runner::check_startable`]),
+    /// as a submission would, without queueing it.
+    ///
+    /// Blocks: resolving paths canonicalises them (file-system calls). From async code use
+    /// [`Jobs::check_async`].
+    ///
+    /// # Errors
+    /// [`SubmitError::Command`], [`SubmitError::Sandbox`], [`SubmitError::UnknownName`] or
+    /// [`SubmitError::ExecLimit`].
+    pub fn check(&self, command: &str) -> Result<ResolvedCommand, SubmitError> {
+        check_command(&self.sandbox, self.config.capabilities.as_deref(), self.runner.as_ref(), command)
+    }
+
+    /// [`Jobs::check`] on tokio's blocking thread pool, so the file-system calls do not hold up
+    /// an async worker thread.
+    ///
+    /// # Errors
+    /// As [`Jobs::check`].
+    pub async fn check_async(&self, command: &str) -> Result<ResolvedCommand, SubmitError> {
+        self.check_for(command, &[]).await
+    }
+
+    /// [`Jobs::check_async`] for a job that requires `requires`: with a node registry, the
+    /// names are checked against what the ffmpeg of the live nodes that could take it know
+    /// ([`NodeDirectory::capabilities_for`]), not only this node's.
+    ///
+    /// # Errors
+    /// As [`Jobs::check`], and [`SubmitError::Store`] when the registry cannot be read.
+    pub async fn check_for(&self, command: &str, requires: &[String]) -> Result<ResolvedCommand, SubmitError> {
+        let sandbox = Arc::clone(&self.sandbox);
+        let capabilities = match &self.directory {
+            Some(directory) => directory.capabilities_for(requires).await?,
+            None => self.config.capabilities.clone(),
+        };
+        let runner = Arc::clone(&self.runner);
+        let command = command.to_owned();
+        blocking(move || check_command(&sandbox, capabilities.as_deref(), runner.as_ref(), &command)).await
+    }
+
+    /// Checks `options` ([`SubmitOptions::check`]) and `command` ([`Jobs::check_async`]: off
+    /// the async threads), and queues it.
+    /// `options.timeout_seconds` is capped by the server's limit.
+    ///
+    /// # Errors
+    /// [`SubmitError`]: the options or the command are refused (nothing is queued) or the
+    /// store failed.
+    pub async fn submit(&self, command: &str, mut options: SubmitOptions) -> Result<Job, SubmitError> {
+        options.check()?;
+        let resolved = self.check_for(command, &options.requires).await?;
+        options.footprint = Footprint::of(&resolved);
+        let requested = std::mem::take(&mut options.webhooks);
+        options.webhooks = WebhookConfig::subscriptions(self.config.webhooks.as_ref(), requested).await?;
+        if let (Some(t), Some(max)) = (options.timeout_seconds, self.config.max_timeout) {
+            options.timeout_seconds = Some(t.min(max.as_secs()));
+        }
+        let mut job = self.store.insert(command.to_owned(), options).await?;
+        self.status_changed(&job);
+        metrics::counter!(METRIC_SUBMITTED).increment(1);
+        self.explain(std::slice::from_mut(&mut job)).await;
+        Ok(job)
+    }
+
+    /// Cancels a job. A queued job is cancelled at once. A running job's process group is
+    /// stopped and this waits (up to the configured `cancel_wait`) until it is recorded as
+    /// cancelled. A job running on another node of a cluster is stopped by that node, which
+    /// hears of the cancel at once ([`crate::cluster`]), and this waits the same way for its
+    /// final status; another process sharing an SQLite file stops it at its next progress
+    /// report.
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`]; [`StoreError::Conflict`] for a finished job.
+    pub async fn cancel(&self, id: &JobId) -> Result<Job, StoreError> {
+        // Taken before the cancel is written, so that another node's final status reaches it.
+        let elsewhere = self.cluster.then(|| self.events.subscribe(id));
+        match self.store.cancel(id).await? {
+            CancelOutcome::Cancelled(job) => {
+                self.status_changed(&job);
+                metrics::counter!(METRIC_FINISHED, "status" => job.status.as_str()).increment(1);
+                Ok(job)
+            }
+            CancelOutcome::Requested(job) => {
+                let local = self.lock_running().get(id).cloned();
+                if let Some(running) = local {
+                    running.cancel.cancel();
+                    let _ = tokio::time::timeout(self.config.cancel_wait, running.done.cancelled()).await;
+                } else if let Some(subscription) = elsewhere {
+                    let mut events = JobEvents::start(subscription, job.clone());
+                    let finished = async { while events.next().await.is_some_and(|event| !event.is_final()) {} };
+                    let _ = tokio::time::timeout(self.config.cancel_wait, finished).await;
+                }
+                Ok(self.store.get(id).await?.unwrap_or(job))
+            }
+        }
+    }
+
+    /// The job `id`.
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`], or the store failed.
+    pub async fn get(&self, id: &JobId) -> Result<Job, StoreError> {
+        let mut job = self.store.get(id).await?.ok_or_else(|| StoreError::NotFound(id.clone()))?;
+        self.explain(std::slice::from_mut(&mut job)).await;
+        Ok(job)
+    }
+
+    /// One page of jobs in submission order. `query.limit` is the page size,
+    /// 1..=[`MAX_PAGE_SIZE`]; [`Page::next_after_seq`] says where the next page starts.
+    ///
+    /// # Errors
+    /// [`ListError::Invalid`] for a page size out of range, or the store failed.
+    pub async fn list(&self, query: &ListQuery) -> Result<Page, ListError> {
+        let limit = query.limit;
+        if !(1..=MAX_PAGE_SIZE).contains(&limit) {
+            return Err(InvalidRequest::PageSize(limit).into());
+        }
+        // One more than asked tells whether a next page exists, so the last page has none.
+        let mut jobs = self.store.list(&ListQuery { limit: limit + 1, ..query.clone() }).await?;
+        let mut next_after_seq = None;
+        if jobs.len() > limit as usize {
+            jobs.truncate(limit as usize);
+            next_after_seq = jobs.last().map(|j| j.seq);
+        }
+        self.explain(&mut jobs).await;
+        Ok(Page { jobs, next_after_seq })
+    }
+
+    /// The tail of a job's ffmpeg log (empty until it finishes).
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`], or the store failed.
+    pub async fn log(&self, id: &JobId) -> Result<String, StoreError> {
+        self.store.log(id).await?.ok_or_else(|| StoreError::NotFound(id.clone()))
+    }
+
+    /// Deletes a finished job's record (its files stay).
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`]; [`StoreError::Conflict`] for a queued or running job.
+    pub async fn delete(&self, id: &JobId) -> Result<(), StoreError> {
+        self.store.delete(id).await
+    }
+
+    /// The webhook deliveries of job `id`, in the order they were written.
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`], or the store failed.
+    pub async fn webhooks(&self, id: &JobId) -> Result<Vec<Delivery>, StoreError> {
+        self.get(id).await?;
+        self.store.deliveries(id).await
+    }
+
+    /// How many jobs the store holds in each status.
+    ///
+    /// # Errors
+    /// The store failed.
+    pub async fn counts(&self) -> Result<StatusCounts, StoreError> {
+        self.store.counts().await
+    }
+
+    /// Whether the store answers and can record changes now (readiness).
+    ///
+    /// # Errors
+    /// The store failed, or cannot write ([`StoreError::Unavailable`]: disk full, read-only).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.store.ping().await?;
+        self.store.check_writable().await
+    }
+}
+
+/// [`Jobs::check`]: the policy first (a hostile command gets the policy's reason), then the
+/// installed ffmpeg's names, then what the operating system would refuse.
+fn check_command(
+    sandbox: &Sandbox,
+    capabilities: Option<&Capabilities>,
+    runner: &dyn Runner,
+    command: &str,
+) -> Result<ResolvedCommand, SubmitError> {
+    let resolved = sandbox.resolve_command(&Command::parse(command)?)?;
+    if let Some(capabilities) = capabilities {
+        capabilities.check(resolved.command())?;
+    }
+    runner.check_startable(&resolved)?;
+    Ok(resolved)
+}

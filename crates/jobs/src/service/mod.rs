@@ -1,0 +1,227 @@
+//! [`Jobs`]: the job service that the HTTP layer (or any other front end) calls, and the
+//! worker pool that drains the queue.
+//!
+//! Submitting parses and sandboxes the command first, so a bad command is refused before it
+//! is ever queued. Workers claim jobs from the store (an atomic `queued -> running`
+//! transition), run them through a [`Runner`], stream progress into the store, and record the
+//! outcome. The command is parsed and sandboxed again at run time: a symlink planted between
+//! submit and run cannot redirect a job outside the data directory.
+//!
+//! The service is split along its seams: `api.rs` (what front ends call: submit, check,
+//! list, get, cancel, ...), `workers.rs` (the worker pool), `run.rs` (one run of a job, its
+//! progress writes and its outcome), `staged.rs` (a staged run's download and upload phases),
+//! `concat.rs` (concat-list lengths for percent), `nodes.rs` (the node registry),
+//! `leftovers.rs` (what interrupted, failed or earlier runs left: recovery, created
+//! directories) and `bridge.rs` (the other nodes' signals).
+
+mod api;
+mod bridge;
+mod concat;
+mod leftovers;
+mod nodes;
+mod run;
+mod staged;
+mod workers;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ffmpeg_core::capabilities::Capabilities;
+use ffmpeg_core::sandbox::Sandbox;
+use tokio_util::sync::CancellationToken;
+
+use crate::events::EventBus;
+use crate::media::{MediaProbeConfig, MediaProber};
+use crate::model::{Job, JobId};
+use crate::nodes::{NodeDirectory, NodeSettings};
+use crate::runner::Runner;
+use crate::storage::{LocalStorage, Storage};
+use crate::store::JobStore;
+use crate::webhook::WebhookConfig;
+
+pub use api::{ListError, Page, SubmitError};
+pub use concat::{CONCAT_LIST_MAX_BYTES, CONCAT_LIST_MAX_PROBES};
+pub use run::PROGRESS_SAVE_INTERVAL;
+pub use workers::Shutdown;
+
+/// Counter of accepted submissions (Prometheus name).
+pub const METRIC_SUBMITTED: &str = "ffmpeg_worker_jobs_submitted_total";
+/// Counter of finished jobs, labelled `status` (completed, failed, cancelled).
+pub const METRIC_FINISHED: &str = "ffmpeg_worker_jobs_finished_total";
+/// Histogram of job run time in seconds (claim to final status), labelled `status`.
+pub const METRIC_RUN_SECONDS: &str = "ffmpeg_worker_job_run_seconds";
+
+/// Settings of the job service and its worker pool.
+#[derive(Debug, Clone)]
+pub struct JobsConfig {
+    /// Jobs run at once by this process; 0 runs none (an API-only node).
+    pub concurrency: usize,
+    /// Upper bound on any job's run time; a job's own `timeout_seconds` is capped by it.
+    /// `None`: no limit.
+    pub max_timeout: Option<Duration>,
+    /// How long an idle worker waits for a wake-up before checking the store again (covers
+    /// jobs queued by another process sharing the database).
+    pub idle_wait: Duration,
+    /// How long [`Jobs::cancel`] waits for a running job's process to stop.
+    pub cancel_wait: Duration,
+    /// What the installed ffmpeg knows (options, codecs, formats, filters). Submissions naming
+    /// anything else are refused with a "did you mean" hint. `None`: no such check.
+    pub capabilities: Option<Arc<Capabilities>>,
+    /// Webhooks: `None` when the server cannot sign them (no secret), and then a job asking
+    /// for one is refused.
+    pub webhooks: Option<WebhookConfig>,
+    /// ffprobe for [`Jobs::probe_media`]: binary, time limit, cache size.
+    pub media_probe: MediaProbeConfig,
+    /// This node in the registry ([`crate::nodes`]): its labels (its workers claim only jobs
+    /// whose `requires` they cover), heartbeats, the other nodes' capabilities for submit
+    /// checks and `waiting_reason`. `None`: no registry (a job's `requires` must then be
+    /// empty to run here; nothing explains a waiting job).
+    pub node: Option<NodeSettings>,
+    /// Where the files live when not in the data directory (an S3-compatible bucket,
+    /// [`crate::storage::S3Storage`]): the files API uses it, and workers stage each job's
+    /// files between it and a scratch directory under the data directory ([`crate::staging`]).
+    /// `None`: the data directory ([`LocalStorage`]), where ffmpeg works in place.
+    pub remote_storage: Option<Arc<dyn Storage>>,
+}
+
+impl Default for JobsConfig {
+    fn default() -> Self {
+        JobsConfig {
+            concurrency: 1,
+            max_timeout: Some(Duration::from_secs(3600)),
+            idle_wait: Duration::from_secs(2),
+            cancel_wait: Duration::from_secs(2),
+            capabilities: None,
+            webhooks: None,
+            media_probe: MediaProbeConfig::default(),
+            node: None,
+            remote_storage: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct RunningJob {
+    cancel: CancellationToken,
+    done: CancellationToken,
+}
+
+/// The job service: submit, inspect, cancel, delete; and the workers that run jobs.
+pub struct Jobs {
+    store: Arc<dyn JobStore>,
+    runner: Arc<dyn Runner>,
+    sandbox: Arc<Sandbox>,
+    config: JobsConfig,
+    running: Mutex<HashMap<JobId, RunningJob>>,
+    events: EventBus,
+    media: MediaProber,
+    directory: Option<Arc<NodeDirectory>>,
+    storage: Arc<dyn Storage>,
+    /// Whether the store is shared with other nodes ([`JobStore::cluster_signals`]).
+    cluster: bool,
+}
+
+impl std::fmt::Debug for Jobs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Jobs").field("sandbox", &self.sandbox).field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+impl Jobs {
+    /// A service over `store`, running jobs with `runner` inside `sandbox`.
+    pub fn new(store: Arc<dyn JobStore>, runner: Arc<dyn Runner>, sandbox: Sandbox, config: JobsConfig) -> Arc<Jobs> {
+        let media = MediaProber::new(config.media_probe.clone());
+        let directory = config.node.clone().map(|node| Arc::new(NodeDirectory::new(Arc::clone(&store), node)));
+        let sandbox = Arc::new(sandbox);
+        let storage = match &config.remote_storage {
+            Some(remote) => Arc::clone(remote),
+            None => Arc::new(LocalStorage::new(Arc::clone(&sandbox))) as Arc<dyn Storage>,
+        };
+        let store_is_shared = store.cluster_signals().is_some();
+        let jobs = Arc::new(Jobs {
+            directory,
+            store,
+            runner,
+            storage,
+            sandbox,
+            media,
+            config,
+            running: Mutex::new(HashMap::new()),
+            events: EventBus::new(),
+            cluster: store_is_shared,
+        });
+        // A store shared with other nodes: their changes reach this service too.
+        bridge::start(&jobs);
+        jobs
+    }
+
+    /// The event bus: every status change this service made, and the live progress of the
+    /// jobs it runs.
+    pub fn events(&self) -> &EventBus {
+        &self.events
+    }
+
+    /// The hook every status change goes through, right after the store committed it: `job`
+    /// is the job as the transition returned it (or as read back just after). Publishes it on
+    /// the [`EventBus`].
+    fn status_changed(&self, job: &Job) {
+        self.events.publish_status(job);
+    }
+
+    /// [`Jobs::status_changed`] for a transition that does not return the job (requeue,
+    /// recovery): reads it back first. A read that fails is logged; subscribers still get the
+    /// job's next change.
+    async fn status_changed_of(&self, id: &JobId) {
+        match self.store.get(id).await {
+            Ok(Some(job)) => self.status_changed(&job),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(job = %id, error = %e, "reading a job back to publish its status failed"),
+        }
+    }
+
+    /// Where the files API's files live: the remote storage when configured, else the data
+    /// directory.
+    pub fn storage(&self) -> &Arc<dyn Storage> {
+        &self.storage
+    }
+
+    /// The store, for reads.
+    pub fn store(&self) -> &Arc<dyn JobStore> {
+        &self.store
+    }
+
+    /// The sandbox jobs run in.
+    pub fn sandbox(&self) -> &Sandbox {
+        &self.sandbox
+    }
+
+    /// The service's settings.
+    pub fn config(&self) -> &JobsConfig {
+        &self.config
+    }
+
+    /// Number of jobs this process is running now.
+    pub fn running_here(&self) -> usize {
+        self.lock_running().len()
+    }
+
+    /// The jobs running here changed: the registry hears of it soon.
+    fn running_changed(&self) {
+        if let Some(directory) = &self.directory {
+            directory.running_changed();
+        }
+    }
+
+    fn lock_running(&self) -> std::sync::MutexGuard<'_, HashMap<JobId, RunningJob>> {
+        self.running.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Runs blocking `f` on tokio's blocking thread pool and returns its value; a panic in it is
+/// re-raised here (a blocking task is only ever cancelled when the runtime shuts down, which
+/// drops the awaiting future too).
+pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    let result = tokio::task::spawn_blocking(f).await;
+    result.unwrap_or_else(|e| std::panic::resume_unwind(e.try_into_panic().unwrap_or_else(|e| Box::new(e.to_string()))))
+}

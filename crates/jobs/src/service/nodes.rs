@@ -1,0 +1,67 @@
+//! The service's side of the node registry ([`crate::nodes`]): registering this node, its
+//! heartbeats, the labels its workers claim with, and `waiting_reason` for queued jobs.
+
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use super::Jobs;
+use crate::model::{Job, JobId};
+use crate::nodes::{Node, NodeDirectory};
+use crate::store::StoreError;
+
+impl Jobs {
+    /// Fills in the `waiting_reason` of queued jobs from the node registry (nothing without one).
+    pub(super) async fn explain(&self, jobs: &mut [Job]) {
+        if let Some(directory) = &self.directory {
+            directory.explain(jobs).await;
+        }
+    }
+
+    /// This node's labels: its workers claim only jobs whose `requires` they cover.
+    pub(super) fn labels(&self) -> &[String] {
+        self.config.node.as_ref().map_or(&[], |n| n.registration.labels.as_slice())
+    }
+
+    /// This node's view of the registry, if it has one.
+    pub fn directory(&self) -> Option<&Arc<NodeDirectory>> {
+        self.directory.as_ref()
+    }
+
+    /// Every node in the registry, read now (empty without a registry).
+    ///
+    /// # Errors
+    /// The store failed.
+    pub async fn nodes(&self) -> Result<Vec<Node>, StoreError> {
+        match &self.directory {
+            Some(directory) => directory.nodes().await,
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Registers this node in the registry (at start-up, before [`Jobs::run_node`]); nothing
+    /// without a registry.
+    ///
+    /// # Errors
+    /// The store failed.
+    pub async fn register_node(&self) -> Result<(), StoreError> {
+        match &self.directory {
+            Some(directory) => directory.register().await,
+            None => Ok(()),
+        }
+    }
+
+    /// This node's life in the registry ([`NodeDirectory::run`]), once registered: heartbeats
+    /// with the jobs it runs, draining once `draining` fires, removal at `stop`. Returns at
+    /// once without a registry.
+    pub async fn run_node(self: &Arc<Self>, draining: CancellationToken, stop: CancellationToken) {
+        let Some(directory) = self.directory.clone() else { return };
+        let jobs = Arc::clone(self);
+        let running = move || {
+            let mut ids: Vec<JobId> = jobs.lock_running().keys().cloned().collect();
+            ids.sort_unstable_by(|a, b| a.as_str().cmp(b.as_str()));
+            ids
+        };
+        directory.run(running, draining, stop).await;
+    }
+}

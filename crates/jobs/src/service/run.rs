@@ -1,0 +1,370 @@
+//! One run of a job ([`Jobs::run_job`]): the command resolved again, its directories
+//! prepared and snapshotted, the run recorded, ffmpeg run with its progress published and
+//! saved, its files listed or removed, and its outcome saved ([`Jobs::finish`]); the
+//! [`Registration`] guard keeps it registered as running here for as long as it lasts.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use ffmpeg_core::command::Command;
+use ffmpeg_core::footprint::Footprint;
+use ffmpeg_core::sandbox::ResolvedCommand;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use super::{Jobs, METRIC_FINISHED, METRIC_RUN_SECONDS, RunningJob, SubmitError, blocking};
+use crate::encoded;
+use crate::globs;
+use crate::model::{Job, JobId, Phase, Progress};
+use crate::output_meta;
+use crate::outputs::{self, Snapshot};
+use crate::runner::{RunError, RunSpec};
+use crate::staging::Stage;
+use crate::store::{Outcome, RunRecord, StoreError};
+
+/// First wait before saving a job's outcome again after the store failed.
+const FINISH_RETRY_FIRST: Duration = Duration::from_millis(100);
+/// Longest wait between attempts to save a job's outcome.
+const FINISH_RETRY_MAX: Duration = Duration::from_secs(5);
+/// Shortest time between two progress writes of one job to the store. Subscribers of the
+/// event bus get every progress block; the store only needs the latest for `GET /jobs/{id}`.
+pub const PROGRESS_SAVE_INTERVAL: Duration = Duration::from_secs(1);
+
+impl Jobs {
+    pub(super) async fn run_job(&self, job: Job, abort: &CancellationToken) {
+        let id = job.id.clone();
+        let started = SystemTime::now();
+        // Files in a bucket: the run works in its own stage, which is its sandbox's root.
+        let stage = match &self.config.remote_storage {
+            Some(_) => {
+                let (sandbox, job_id, attempt) = (Arc::clone(&self.sandbox), id.clone(), job.attempts);
+                match blocking(move || Stage::create(&sandbox, &job_id, attempt)).await {
+                    Ok(stage) => Some(stage),
+                    Err(e) => {
+                        return self.finish(&id, Outcome::Failed { error: e.to_string() }, "", started, abort).await;
+                    }
+                }
+            }
+            None => None,
+        };
+        let run_sandbox = stage.as_ref().map_or_else(|| Arc::clone(&self.sandbox), |s| Arc::new(s.sandbox().clone()));
+        let sandbox = Arc::clone(&run_sandbox);
+        let command = job.command.clone();
+        // The command is resolved again right before it runs: the filesystem may have changed
+        // since submission (a planted symlink). The installed ffmpeg's names, checked at
+        // submission, have not. Resolving canonicalises paths: blocking work.
+        let resolved = blocking(move || -> Result<(ResolvedCommand, Footprint), SubmitError> {
+            let resolved = sandbox.resolve_command(&Command::parse(&command)?)?;
+            let footprint = Footprint::of(&resolved);
+            Ok((resolved, footprint))
+        })
+        .await;
+        let (resolved, footprint) = match resolved {
+            Ok(r) => r,
+            Err(e) => return self.finish(&id, Outcome::Failed { error: e.to_string() }, "", started, abort).await,
+        };
+        let running = RunningJob { cancel: CancellationToken::new(), done: CancellationToken::new() };
+        let _registered = Registration::new(self, &id, &running);
+        let mut publisher = self.events.publisher(&job);
+        if let (Some(stage), Some(remote)) = (&stage, &self.config.remote_storage) {
+            let cancelled = || running.cancel.is_cancelled();
+            match self.stage_inputs(&id, stage, remote.as_ref(), &footprint, &mut publisher, &running, abort).await {
+                Ok(()) => {}
+                Err(Some(error)) => return self.finish(&id, Outcome::Failed { error }, "", started, abort).await,
+                Err(None) if cancelled() => return self.finish(&id, Outcome::Cancelled, "", started, abort).await,
+                Err(None) => return self.requeue_stopped(&id).await,
+            }
+        }
+        // The store claimed this job only because no running job's footprint conflicts
+        // with its own (`JobStore::claim_next`).
+        if job.attempts > 1 {
+            self.clear_previous_attempt(&id).await;
+        }
+        let root = run_sandbox.root().to_owned();
+        let prepared = {
+            let (root, mut resolved, footprint) = (root.clone(), resolved, footprint.clone());
+            let (sandbox, job_id) = (Arc::clone(&run_sandbox), id.clone());
+            blocking(move || {
+                // ffmpeg opens the names it makes up itself (segments, numbered images)
+                // without the sandbox: none may be a link leading elsewhere.
+                outputs::refuse_links(&root, &footprint).map_err(|e| {
+                    tracing::warn!(link = %e.path.display(), target = %e.target.display(), "a link where the job may write");
+                    (e.to_string(), Vec::new())
+                })?;
+                let created_dirs = outputs::missing_dirs(&root, &footprint);
+                let failed = |error: String| (error, created_dirs.clone());
+                outputs::create_output_dirs(&resolved)
+                    .map_err(|e| failed(format!("cannot create an output directory: {e}")))?;
+                let mut before = Snapshot::take(&root, &footprint);
+                before.created_dirs.clone_from(&created_dirs);
+                // Glob inputs: listed and checked now, read by ffmpeg from a private copy of
+                // the list (kept until the run ends).
+                let globs = globs::expand(&sandbox, &mut resolved, &job_id, &std::env::temp_dir())
+                    .map_err(|e| failed(e.to_string()))?;
+                Ok::<_, (String, Vec<PathBuf>)>((before, resolved, globs))
+            })
+            .await
+        };
+        let (before, resolved, _globs) = match prepared {
+            Ok(prepared) => prepared,
+            Err((error, created_dirs)) => {
+                self.remove_created_dirs(std::slice::from_ref(&id), created_dirs).await;
+                return self.finish(&id, Outcome::Failed { error }, "", started, abort).await;
+            }
+        };
+        let created_dirs = before.created_dirs.clone();
+        // Durably, before ffmpeg can write anything: recovery after a crash removes what this
+        // attempt wrote by the same rule as a failure. A staged run writes nothing in the data
+        // directory (recovery removes its stage).
+        let record = match &stage {
+            None => RunRecord { attempt: job.attempts, footprint: footprint.clone(), snapshot: before.clone() },
+            Some(_) => {
+                RunRecord { attempt: job.attempts, footprint: Footprint::default(), snapshot: Snapshot::default() }
+            }
+        };
+        if let Err(e) = self.store.record_run(&id, &record).await {
+            tracing::error!(error = %e, "recording the run before it starts failed");
+            let error = "the job store could not record the run; it was not started".to_owned();
+            return self.finish(&id, Outcome::Failed { error }, "", started, abort).await;
+        }
+        tracing::info!(command = %job.command, "job started");
+
+        let timeout = job.timeout_seconds.map(Duration::from_secs).or(self.config.max_timeout);
+        let (tx, mut rx) = watch::channel(None);
+        let (lengths_tx, lengths_rx) = watch::channel(Vec::new());
+        let stop = CancellationToken::new();
+        let run_ended = CancellationToken::new();
+        // Cluster mode: once this node's lease on the job is lost, the job may be another
+        // node's; its ffmpeg is stopped at once and nothing more is written for it here.
+        let lease_lost = self.store.lease_lost(&id).unwrap_or_default();
+        // A staged run says which step it is at; a run in place says nothing.
+        let phase = stage.as_ref().map(|_| Phase::Running);
+        let with_phase = |progress: Progress| Progress { phase, ..progress };
+        // Progress goes to the bus as soon as the runner reports it; the store gets at most one
+        // write per `PROGRESS_SAVE_INTERVAL` (`save_progress`, beside the run, never cut short
+        // in the middle of a write), then the last snapshot once the run ended.
+        let run = async {
+            let spec = RunSpec { job: &id, command: &resolved, timeout, input_lengths: Some(&lengths_rx) };
+            let run = self.runner.run(spec, &tx, &stop);
+            tokio::pin!(run);
+            let report = loop {
+                tokio::select! {
+                    report = &mut run => break report,
+                    Ok(()) = rx.changed() => {
+                        if let Some(progress) = rx.borrow_and_update().clone() {
+                            self.store.announce_progress(&publisher.publish(with_phase(progress)));
+                        }
+                    }
+                    () = running.cancel.cancelled(), if !stop.is_cancelled() => stop.cancel(),
+                    () = abort.cancelled(), if !stop.is_cancelled() => stop.cancel(),
+                    () = lease_lost.cancelled(), if !stop.is_cancelled() => stop.cancel(),
+                }
+            };
+            if rx.has_changed().unwrap_or(false)
+                && let Some(progress) = rx.borrow_and_update().clone()
+            {
+                self.store.announce_progress(&publisher.publish(with_phase(progress)));
+            }
+            run_ended.cancel();
+            report
+        };
+        // Concat lists: their entries' lengths, probed beside the run (the banner says `N/A`).
+        let lengths = async {
+            tokio::select! {
+                () = self.concat_lengths(&resolved, lengths_tx) => {}
+                () = run_ended.cancelled() => {}
+            }
+        };
+        let (report, saved, ()) =
+            tokio::join!(run, self.save_progress(&id, tx.subscribe(), phase, &running.cancel, &run_ended), lengths);
+        if lease_lost.is_cancelled() {
+            // Its files are left alone: the node that runs it now may be writing them.
+            tracing::warn!("lost the lease of the job: its ffmpeg was stopped; another node takes it over");
+            return;
+        }
+        let last = tx.borrow().clone();
+        let final_progress = last.clone();
+        if let Some(progress) = last.clone().map(with_phase)
+            && saved.as_ref() != Some(&progress)
+            && let Err(e) = self.store.update_progress(&id, &progress).await
+        {
+            tracing::warn!(error = %e, "recording the last progress failed");
+        }
+
+        // ffmpeg may exit 0 having encoded nothing (`-ss` past the end): that is a failure too.
+        let (files, described, result) = {
+            let (footprint, resolved, log) = (footprint.clone(), resolved.clone(), report.log_tail.clone());
+            let (result, banner) = (report.result, report.outputs);
+            blocking(move || {
+                if result.is_ok() {
+                    let written = outputs::run_files(&root, &footprint, &before);
+                    match encoded::nothing_encoded(&root, &resolved, &written, last.as_ref(), &log) {
+                        None => {
+                            let described = output_meta::describe(&root, &resolved, &written, &banner, last.as_ref());
+                            return (written, described, result);
+                        }
+                        Some(message) => {
+                            let result = Err(RunError::NothingEncoded { message });
+                            return (outputs::remove_run_files(&root, &footprint, &before), Vec::new(), result);
+                        }
+                    }
+                }
+                // What a failed or stopped run wrote is unusable (truncated at a timeout
+                // or a size limit, or a playlist naming missing segments).
+                (outputs::remove_run_files(&root, &footprint, &before), Vec::new(), result)
+            })
+            .await
+        };
+        if result.is_err() {
+            self.remove_created_dirs(std::slice::from_ref(&id), created_dirs).await;
+        }
+        // A staged run's messages name files as the client does, without the stage.
+        let log_tail = stage.as_ref().map_or_else(|| report.log_tail.clone(), |s| s.unstaged(&report.log_tail));
+        match result {
+            Ok(()) => {
+                if let (Some(stage), Some(remote)) = (&stage, &self.config.remote_storage)
+                    && let Err(error) =
+                        self.upload_outputs(&id, stage, remote.as_ref(), &files, final_progress, &mut publisher).await
+                {
+                    return self.finish(&id, Outcome::Failed { error }, &log_tail, started, abort).await;
+                }
+                tracing::info!(outputs = files.len(), "job completed");
+                let output_files = outputs::to_strings(&files);
+                let outcome = Outcome::Completed { output_files, outputs: described };
+                self.finish(&id, outcome, &log_tail, started, abort).await;
+            }
+            Err(RunError::Cancelled) => {
+                if running.cancel.is_cancelled() {
+                    tracing::info!(removed = files.len(), "job cancelled");
+                    self.finish(&id, Outcome::Cancelled, &log_tail, started, abort).await;
+                } else {
+                    tracing::info!(removed = files.len(), "job stopped by shutdown; back in the queue");
+                    self.requeue_stopped(&id).await;
+                }
+            }
+            Err(e) => {
+                tracing::info!(error = %e, removed = files.len(), "job failed");
+                let error = stage.as_ref().map_or_else(|| e.to_string(), |s| s.unstaged(&e.to_string()));
+                self.finish(&id, Outcome::Failed { error }, &log_tail, started, abort).await;
+            }
+        }
+    }
+
+    /// Records a run's outcome. While the store fails (disk full, ...), retries with backoff
+    /// ([`FINISH_RETRY_FIRST`] doubling up to [`FINISH_RETRY_MAX`]) until the outcome is saved,
+    /// so a finished job never stays `running` and its outputs (left in place meanwhile) are
+    /// recorded. Stops early when the store refuses the transition (the job is no longer
+    /// running, or is gone) or when `abort` fires (shutdown past its grace period): the job is
+    /// then still `running` in the store and recovery at the next start takes it up.
+    pub(super) async fn finish(
+        &self,
+        id: &JobId,
+        outcome: Outcome,
+        log: &str,
+        started: SystemTime,
+        abort: &CancellationToken,
+    ) {
+        let mut wait = FINISH_RETRY_FIRST;
+        loop {
+            match self.store.finish(id, outcome.clone(), log).await {
+                Ok(job) => {
+                    self.status_changed(&job);
+                    let status = job.status.as_str();
+                    metrics::counter!(METRIC_FINISHED, "status" => status).increment(1);
+                    let seconds = started.elapsed().unwrap_or_default().as_secs_f64();
+                    metrics::histogram!(METRIC_RUN_SECONDS, "status" => status).record(seconds);
+                    return;
+                }
+                Err(e @ (StoreError::NotFound(_) | StoreError::Conflict { .. })) => {
+                    tracing::error!(job = %id, error = %e, "the store refused the job's outcome");
+                    return;
+                }
+                Err(e) => {
+                    tracing::error!(
+                        job = %id, error = %e, retry_in_ms = wait.as_millis(),
+                        "saving the job's outcome failed; retrying"
+                    );
+                    tokio::select! {
+                        () = tokio::time::sleep(wait) => {}
+                        () = abort.cancelled() => {
+                            tracing::warn!(job = %id, "shutting down before the job's outcome was saved; \
+                                                       it stays running and is recovered at the next start");
+                            return;
+                        }
+                    }
+                    wait = (wait * 2).min(FINISH_RETRY_MAX);
+                }
+            }
+        }
+    }
+
+    /// Writes the run's latest progress to the store, at most once per
+    /// [`PROGRESS_SAVE_INTERVAL`], until `run_ended` fires (a write under way is finished
+    /// first). A store answer that a client asked to cancel the job (through another process)
+    /// fires `cancel`. Returns the last snapshot written.
+    async fn save_progress(
+        &self,
+        id: &JobId,
+        mut rx: watch::Receiver<Option<Progress>>,
+        phase: Option<Phase>,
+        cancel: &CancellationToken,
+        run_ended: &CancellationToken,
+    ) -> Option<Progress> {
+        let mut saved = None;
+        loop {
+            tokio::select! {
+                biased;
+                () = run_ended.cancelled() => return saved,
+                changed = rx.changed() => if changed.is_err() { return saved },
+            }
+            let latest = rx.borrow_and_update().clone();
+            if let Some(progress) = latest.map(|progress| Progress { phase, ..progress }) {
+                match self.store.update_progress(id, &progress).await {
+                    Ok(true) => cancel.cancel(),
+                    Ok(false) => {}
+                    Err(e) => tracing::warn!(error = %e, "recording progress failed"),
+                }
+                saved = Some(progress);
+            }
+            tokio::select! {
+                () = run_ended.cancelled() => return saved,
+                () = tokio::time::sleep(PROGRESS_SAVE_INTERVAL) => {}
+            }
+        }
+    }
+
+    /// Puts a job whose run was stopped by shutdown back in the queue.
+    async fn requeue_stopped(&self, id: &JobId) {
+        match self.store.requeue(id).await {
+            Ok(()) => self.status_changed_of(id).await,
+            Err(e) => tracing::error!(error = %e, "re-queueing the job failed"),
+        }
+    }
+}
+
+/// A job registered as running in this process ([`Jobs::running_here`], [`Jobs::cancel`]) for
+/// as long as this lives. Dropping it, whichever way the run ends (its normal end, a panic, or
+/// the future being dropped), unregisters the job and wakes whoever waits for it to stop: the
+/// one clean-up path of a run.
+struct Registration<'a> {
+    jobs: &'a Jobs,
+    id: JobId,
+    done: CancellationToken,
+}
+
+impl<'a> Registration<'a> {
+    fn new(jobs: &'a Jobs, id: &JobId, running: &RunningJob) -> Registration<'a> {
+        jobs.lock_running().insert(id.clone(), running.clone());
+        jobs.running_changed();
+        Registration { jobs, id: id.clone(), done: running.done.clone() }
+    }
+}
+
+impl Drop for Registration<'_> {
+    fn drop(&mut self) {
+        self.jobs.lock_running().remove(&self.id);
+        self.jobs.running_changed();
+        self.done.cancel();
+    }
+}
