@@ -1,0 +1,42 @@
+//! [`StoreError`], what every [`JobStore`](super::JobStore) method fails with.
+
+use crate::model::{JobId, JobStatus};
+
+/// A boxed error: the cause kept as [`StoreError`]'s source, whatever the store's backend.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Errors from a [`JobStore`](super::JobStore). A write that returns an error changed nothing; a
+/// write that returns `Ok` is durable (see docs/deployment.md for what "durable" means per store).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// No job has this id.
+    #[error("job {0} not found")]
+    NotFound(JobId),
+    /// The transition is not allowed from the job's current status. Nothing was changed.
+    #[error("job {id} is {status}: {action} is not possible")]
+    Conflict {
+        /// The job.
+        id: JobId,
+        /// Its current status.
+        status: JobStatus,
+        /// What was attempted, e.g. "cancel".
+        action: &'static str,
+    },
+    /// The store cannot record changes now: its disk is full, its file is read-only, an I/O
+    /// error, or another process has held the write lock past the busy timeout. Nothing was
+    /// written; the same call may succeed later, with no restart (HTTP: 503 + `Retry-After`).
+    #[error("the job store cannot write now: {0}")]
+    Unavailable(#[source] BoxError),
+    /// The database failed otherwise (closed, a statement failed, a stored row cannot be
+    /// decoded).
+    #[error("database error: {0}")]
+    Database(#[source] BoxError),
+}
+
+impl StoreError {
+    /// Whether the same call may succeed later without anything else changing (the store
+    /// was [`StoreError::Unavailable`]).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
+    }
+}

@@ -1,0 +1,113 @@
+//! The values a [`JobStore`](super::JobStore) takes and returns, beside [`Job`](crate::Job)
+//! itself: how a run ended ([`Outcome`]), what a cancel did ([`CancelOutcome`]), a page's
+//! filter ([`ListQuery`]), what recovery did ([`Recovery`]), what a run recorded before ffmpeg
+//! started ([`RunRecord`], [`InterruptedRun`]), the footprints of the active jobs
+//! ([`ActiveFootprint`], [`footprints_conflict`]) and the counts per status.
+
+use std::collections::BTreeMap;
+
+use ffmpeg_core::footprint::Footprint;
+use serde::{Deserialize, Serialize};
+
+use crate::model::{Job, JobId, JobStatus};
+use crate::outputs::Snapshot;
+
+/// How a run ended, as recorded by [`JobStore::finish`](super::JobStore::finish).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// ffmpeg exited 0; the files it produced, relative to the data directory.
+    Completed {
+        /// Produced files.
+        output_files: Vec<String>,
+        /// What is known of each produced file (see [`crate::model::OutputFile`]).
+        outputs: Vec<crate::model::OutputFile>,
+    },
+    /// ffmpeg failed or timed out; a short, human-readable reason.
+    Failed {
+        /// The reason.
+        error: String,
+    },
+    /// Stopped because a client cancelled it.
+    Cancelled,
+}
+
+/// Result of [`JobStore::cancel`](super::JobStore::cancel).
+#[derive(Debug, Clone, PartialEq)]
+pub enum CancelOutcome {
+    /// The job was queued and is now cancelled.
+    Cancelled(Job),
+    /// The job is running; it is marked and its worker must stop it and call
+    /// [`JobStore::finish`](super::JobStore::finish) with [`Outcome::Cancelled`].
+    Requested(Job),
+}
+
+/// Which jobs [`JobStore::list`](super::JobStore::list) returns: submission order (oldest first),
+/// after a cursor.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListQuery {
+    /// Only jobs with this status.
+    pub status: Option<JobStatus>,
+    /// Only jobs submitted after the job with this sequence number.
+    pub after_seq: Option<i64>,
+    /// At most this many jobs.
+    pub limit: u32,
+}
+
+/// What [`JobStore::recover`](super::JobStore::recover) did with jobs left `running` by a previous
+/// process.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Recovery {
+    /// Jobs put back in the queue.
+    pub requeued: Vec<JobId>,
+    /// Jobs that had used all their attempts and are now failed ("interrupted").
+    pub failed: Vec<JobId>,
+}
+
+/// What one attempt of a job recorded before ffmpeg started
+/// ([`JobStore::record_run`](super::JobStore::record_run)): the footprint it ran with (resolved at
+/// run time) and the files its written directories held. With it, recovery after a crash removes
+/// what the attempt wrote by the rule failures use (see [`outputs`](crate::outputs)).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunRecord {
+    /// The attempt (the job's `attempts` when it was claimed).
+    pub attempt: u32,
+    /// What the attempt's command may read and write.
+    pub footprint: Footprint,
+    /// The covered files that existed before ffmpeg started.
+    pub snapshot: Snapshot,
+}
+
+/// A job left `running` by a process that is gone
+/// ([`JobStore::interrupted_runs`](super::JobStore::interrupted_runs)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InterruptedRun {
+    /// The job.
+    pub id: JobId,
+    /// Its current attempt's record; `None` when the attempt stopped before ffmpeg could start
+    /// (nothing of it can be in the data directory).
+    pub run: Option<RunRecord>,
+}
+
+/// Whether two jobs with these footprints must not run at once: either may write what the
+/// other reads or writes, or either footprint is unknown (`None`: such a job runs alone).
+pub fn footprints_conflict(a: Option<&Footprint>, b: Option<&Footprint>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => a.conflicts_with(b),
+        _ => true,
+    }
+}
+
+/// A queued or running job and what it may read and write
+/// ([`JobStore::active_footprints`](super::JobStore::active_footprints)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActiveFootprint {
+    /// The job.
+    pub id: JobId,
+    /// Its status (queued or running).
+    pub status: JobStatus,
+    /// What it may read and write; `None`: unknown (it may touch any file).
+    pub footprint: Option<Footprint>,
+}
+
+/// Number of jobs in each status.
+pub type StatusCounts = BTreeMap<JobStatus, u64>;
