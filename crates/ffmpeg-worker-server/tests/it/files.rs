@@ -1,119 +1,25 @@
 //! The files API in-process (`oneshot`), without workers: jobs stay queued, which is what the
-//! in-use checks need.
+//! in-use checks need. The behaviour both storage backends share runs on each
+//! (`on_each_backend!`: `NAME::local`, `NAME::s3`); the data directory's own cases (links,
+//! permissions, a full disk) follow. The bucket's own cases are in `files_s3`.
 
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::http::{HeaderMap, Request, StatusCode, header};
+use axum::http::{Request, StatusCode, header};
 use ffmpeg_core::sandbox::Sandbox;
 use ffmpeg_worker_server::{AppSettings, AppState, app};
 use http_body_util::BodyExt;
 use jobs::{FfmpegConfig, FfmpegRunner, Jobs, JobsConfig, MemoryStore};
-use serde_json::{Value, json};
+use serde_json::Value;
 use tower::ServiceExt;
 
-struct FilesApp {
-    state: AppState,
-    data: tempfile::TempDir,
-}
+use crate::files_app::Backend::{self, Local, S3};
+use crate::files_app::{FilesApp, failing_after, on_each_backend, sha256_hex, streamed, walk};
 
-fn files_app_with(settings: AppSettings) -> FilesApp {
-    let data = tempfile::tempdir().unwrap();
-    let mut sandbox = Sandbox::new(data.path()).unwrap();
-    sandbox.deny("jobs.db");
-    let runner = FfmpegRunner::new(FfmpegConfig::new("ffmpeg", data.path()));
-    let jobs = Jobs::new(Arc::new(MemoryStore::new()), Arc::new(runner), sandbox, JobsConfig::default());
-    FilesApp { state: AppState::with_settings(jobs, settings), data }
-}
-
-fn files_app() -> FilesApp {
-    files_app_with(AppSettings::default())
-}
-
-struct Reply {
-    status: StatusCode,
-    headers: HeaderMap,
-    bytes: Vec<u8>,
-}
-
-impl Reply {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.bytes).unwrap_or(Value::Null)
-    }
-    #[track_caller]
-    fn problem(&self, status: StatusCode, type_: &str) -> Value {
-        assert_eq!(self.status, status, "{}", String::from_utf8_lossy(&self.bytes));
-        assert_eq!(self.headers[header::CONTENT_TYPE], "application/problem+json");
-        let body = self.json();
-        assert_eq!(body["type"], type_, "{body}");
-        body
-    }
-}
-
-impl FilesApp {
-    async fn send(&self, req: Request<Body>) -> Reply {
-        let resp = app(self.state.clone()).oneshot(req).await.unwrap();
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let bytes = resp.into_body().collect().await.unwrap().to_bytes().to_vec();
-        Reply { status, headers, bytes }
-    }
-
-    async fn put(&self, path: &str, content: &[u8]) -> Reply {
-        self.send(Request::put(format!("/files/{path}")).body(Body::from(content.to_vec())).unwrap()).await
-    }
-
-    async fn get(&self, uri: &str, headers: &[(&str, &str)]) -> Reply {
-        let mut req = Request::get(uri);
-        for (name, value) in headers {
-            req = req.header(*name, *value);
-        }
-        self.send(req.body(Body::empty()).unwrap()).await
-    }
-
-    async fn delete(&self, uri: &str) -> Reply {
-        self.send(Request::delete(uri).body(Body::empty()).unwrap()).await
-    }
-
-    async fn submit(&self, command: &str) -> Reply {
-        let req = Request::post("/jobs")
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(Body::from(json!({ "command": command }).to_string()))
-            .unwrap();
-        self.send(req).await
-    }
-
-    /// Every entry of the data directory, recursively (temporary files included).
-    fn tree(&self) -> Vec<String> {
-        let mut all: Vec<String> = walk(self.data.path())
-            .into_iter()
-            .map(|p| p.strip_prefix(self.data.path()).unwrap().to_string_lossy().into_owned())
-            .collect();
-        all.sort();
-        all
-    }
-}
-
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if std::fs::symlink_metadata(&path).unwrap().is_dir() {
-            out.extend(walk(&path));
-        }
-        out.push(path);
-    }
-    out
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest as _;
-    hex::encode(sha2::Sha256::digest(bytes))
-}
-
-#[tokio::test]
-async fn put_creates_then_replaces_and_get_returns_the_bytes() {
-    let app = files_app();
+on_each_backend!(put_creates_then_replaces_and_get_returns_the_bytes);
+async fn put_creates_then_replaces_and_get_returns_the_bytes(backend: Backend) {
+    let app = FilesApp::new(backend);
     let content: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
     let r = app.put("in/clips/a.mp4", &content).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", String::from_utf8_lossy(&r.bytes));
@@ -124,7 +30,7 @@ async fn put_creates_then_replaces_and_get_returns_the_bytes() {
     assert_eq!(body["sha256"], sha256_hex(&content));
     assert_eq!(body["content_type"], "video/mp4");
     assert!(body["modified_at"].as_str().unwrap().ends_with('Z'));
-    assert_eq!(std::fs::read(app.data.path().join("in/clips/a.mp4")).unwrap(), content);
+    assert_eq!(app.stored("in/clips/a.mp4").unwrap(), content);
 
     let r = app.put("in/clips/a.mp4", b"short").await;
     assert_eq!(r.status, StatusCode::OK);
@@ -143,13 +49,20 @@ async fn put_creates_then_replaces_and_get_returns_the_bytes() {
     // `/` sent as `%2F` (what Swagger UI sends) names the same file.
     let r = app.get("/files/in%2Fclips%2Fa.mp4", &[]).await;
     assert_eq!(r.bytes, b"short");
-    // No temporary file is left.
-    assert_eq!(app.tree(), ["in", "in/clips", "in/clips/a.mp4"]);
+    // Names are stored as written (no percent-encoding in the bucket).
+    assert_eq!(app.put("take%232%20%5Bfinal%5D.mp4", b"t").await.status, StatusCode::CREATED);
+    assert_eq!(app.get("/files/take%232%20%5Bfinal%5D.mp4", &[]).await.bytes, b"t");
+    // No temporary file, no unfinished upload is left.
+    assert_eq!(app.files(), ["in/clips/a.mp4", "take#2 [final].mp4"]);
+    match backend {
+        Local => assert_eq!(app.tree(), ["in", "in/clips", "in/clips/a.mp4", "take#2 [final].mp4"]),
+        S3 => assert!(app.unfinished_uploads().is_empty()),
+    }
 }
 
-#[tokio::test]
-async fn ranges_and_conditional_requests() {
-    let app = files_app();
+on_each_backend!(ranges_and_conditional_requests);
+async fn ranges_and_conditional_requests(backend: Backend) {
+    let app = FilesApp::new(backend);
     let content: Vec<u8> = (0..1000u32).map(|i| (i % 256) as u8).collect();
     app.put("v.mp4", &content).await;
     let r = app.get("/files/v.mp4", &[("range", "bytes=10-19")]).await;
@@ -180,10 +93,11 @@ async fn ranges_and_conditional_requests() {
     assert_eq!((r.status, r.bytes.len()), (StatusCode::OK, 1000));
     let r = app.get("/files/v.mp4", &[("range", "bytes=0-9"), ("if-range", &etag)]).await;
     assert_eq!(r.status, StatusCode::PARTIAL_CONTENT);
-    // Replacing the file changes its entity tag.
-    app.put("v.mp4", &content).await;
+    // Other content of the same length: another entity tag.
+    let other: Vec<u8> = content.iter().rev().copied().collect();
+    app.put("v.mp4", &other).await;
     let r = app.get("/files/v.mp4", &[("if-none-match", &etag)]).await;
-    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!((r.status, r.bytes), (StatusCode::OK, other));
 
     let head = app.send(Request::head("/files/v.mp4").body(Body::empty()).unwrap()).await;
     assert_eq!(head.status, StatusCode::OK);
@@ -191,9 +105,211 @@ async fn ranges_and_conditional_requests() {
     assert!(head.bytes.is_empty());
 }
 
+/// Create-only uploads (`If-None-Match: *`), within one part and larger (S3: a multipart
+/// upload, refused at completion and aborted).
+on_each_backend!(if_none_match_star_never_replaces_small_or_large);
+async fn if_none_match_star_never_replaces_small_or_large(backend: Backend) {
+    let app = FilesApp::new(backend);
+    let large = vec![9u8; jobs::storage::PART_BYTES + 1];
+    for (path, first, second) in
+        [("a.wav", b"first".to_vec(), b"second".to_vec()), ("b.mkv", large.clone(), vec![1u8; large.len()])]
+    {
+        let create_only = |content: Vec<u8>| {
+            Request::put(format!("/files/{path}")).header("if-none-match", "*").body(Body::from(content)).unwrap()
+        };
+        assert_eq!(app.send(create_only(first.clone())).await.status, StatusCode::CREATED, "{path}");
+        app.send(create_only(second)).await.problem(StatusCode::PRECONDITION_FAILED, "/problems/file-exists");
+        assert!(app.stored(path).unwrap() == first, "{path} kept");
+    }
+    assert_eq!(app.files(), ["a.wav", "b.mkv"]);
+    if backend == S3 {
+        app.no_unfinished_uploads().await;
+    }
+}
+
+on_each_backend!(bad_paths_are_problems_naming_the_rule_and_nothing_is_written);
+async fn bad_paths_are_problems_naming_the_rule_and_nothing_is_written(backend: Backend) {
+    let app = FilesApp::new(backend);
+    let long = "n".repeat(256);
+    for (path, rule) in [
+        ("..%2Fescape.mp4", "path-escapes"),
+        ("a/../../escape.mp4", "path-escapes"),
+        ("%2Fetc%2Fpasswd", "absolute-path"),
+        ("a%00b.mp4", "not-a-file"),
+        ("http:x.mp4", "protocol"),
+        (long.as_str(), "name-too-long"),
+        ("a%01b.mp4", "control-character"),
+    ] {
+        app.assert_path_refused(path, rule).await;
+    }
+    assert!(app.files().is_empty(), "{:?}", app.files());
+    // `.` and `//` are normalised: the file is stored under the normal form.
+    assert_eq!(app.put("./x//y.mp4", b"y").await.json()["path"], "x/y.mp4");
+    assert_eq!(app.files(), ["x/y.mp4"]);
+}
+
+on_each_backend!(directories_where_files_are_expected_conflict);
+async fn directories_where_files_are_expected_conflict(backend: Backend) {
+    let app = FilesApp::new(backend);
+    for path in ["d/a.mp4", "f.mp4", "d/e.mp4", "d/sub/x.mp4", "d-e.mp4"] {
+        assert_eq!(app.put(path, b"x").await.status, StatusCode::CREATED);
+    }
+    // Upload to a directory's name; a file as a parent directory.
+    app.put("d", b"x").await.problem(StatusCode::CONFLICT, "/problems/file-conflict");
+    app.put("f.mp4/x.mp4", b"x").await.problem(StatusCode::CONFLICT, "/problems/file-conflict");
+    app.get("/files/d", &[]).await.problem(StatusCode::CONFLICT, "/problems/file-conflict");
+    app.get("/files/nothing.mp4", &[]).await.problem(StatusCode::NOT_FOUND, "/problems/file-not-found");
+    app.delete("/files/d").await.problem(StatusCode::CONFLICT, "/problems/file-conflict");
+    app.delete("/files/nothing.mp4").await.problem(StatusCode::NOT_FOUND, "/problems/file-not-found");
+    assert_eq!(app.delete("/files/f.mp4").await.status, StatusCode::NO_CONTENT);
+    assert_eq!(app.delete("/files/d?recursive=true").await.status, StatusCode::NO_CONTENT);
+    assert_eq!(app.files(), ["d-e.mp4"]);
+    if backend == Local {
+        assert_eq!(app.tree(), ["d-e.mp4"], "the directories went too");
+    }
+    // The root is never deleted.
+    app.delete("/files/.?recursive=true").await.problem(StatusCode::UNPROCESSABLE_ENTITY, "/problems/invalid-path");
+    assert_eq!(app.files(), ["d-e.mp4"]);
+}
+
+on_each_backend!(list_is_recursive_in_path_order_by_string_prefix_and_paged);
+async fn list_is_recursive_in_path_order_by_string_prefix_and_paged(backend: Backend) {
+    let app = FilesApp::new(backend);
+    for path in ["b/2.mp4", "a-1.mp4", "a/x/1.mp4", "a/0.mp4", "ab.mp4", "c.mp4"] {
+        assert_eq!(app.put(path, path.as_bytes()).await.status, StatusCode::CREATED);
+    }
+    let r = app.get("/files", &[]).await;
+    assert_eq!(r.status, StatusCode::OK);
+    // Byte order of the paths.
+    assert_eq!(r.paths(), ["a-1.mp4", "a/0.mp4", "a/x/1.mp4", "ab.mp4", "b/2.mp4", "c.mp4"]);
+    assert_eq!(r.json()[0]["size_bytes"], 7);
+    assert!(!r.headers.contains_key(header::LINK));
+    assert_eq!(app.get("/files?prefix=a", &[]).await.paths(), ["a-1.mp4", "a/0.mp4", "a/x/1.mp4", "ab.mp4"]);
+    assert_eq!(app.get("/files?prefix=a/", &[]).await.paths(), ["a/0.mp4", "a/x/1.mp4"]);
+    assert_eq!(app.get("/files?prefix=a/x/1", &[]).await.paths(), ["a/x/1.mp4"]);
+    assert!(app.get("/files?prefix=zzz/", &[]).await.paths().is_empty());
+    assert!(app.get("/files?prefix=c.mp4/", &[]).await.paths().is_empty());
+    // A prefix is refused by the rules a path is refused by.
+    for (prefix, rule) in [
+        ("../", "path-escapes"),
+        ("a/../../x", "path-escapes"),
+        ("/etc", "absolute-path"),
+        ("/", "absolute-path"),
+        ("a%00", "not-a-file"),
+    ] {
+        let r = app.get(&format!("/files?prefix={prefix}"), &[]).await;
+        assert_eq!(r.problem(StatusCode::UNPROCESSABLE_ENTITY, "/problems/invalid-path")["rule"], rule, "{prefix}");
+    }
+    app.get("/files?cursor=", &[]).await.problem(StatusCode::UNPROCESSABLE_ENTITY, "/problems/invalid-request");
+    app.get("/files?limit=0", &[]).await.problem(StatusCode::UNPROCESSABLE_ENTITY, "/problems/invalid-request");
+    app.get("/files?limit=1001", &[]).await.problem(StatusCode::UNPROCESSABLE_ENTITY, "/problems/invalid-request");
+
+    // Pages of two, following `Link`.
+    let mut uri = "/files?limit=2".to_owned();
+    let mut seen = Vec::new();
+    loop {
+        let r = app.get(&uri, &[]).await;
+        seen.extend(r.paths());
+        let Some(link) = r.headers.get(header::LINK) else { break };
+        let link = link.to_str().unwrap();
+        uri = link.strip_prefix('<').unwrap().split_once('>').unwrap().0.to_owned();
+        assert!(link.ends_with("rel=\"next\""));
+    }
+    assert_eq!(seen, ["a-1.mp4", "a/0.mp4", "a/x/1.mp4", "ab.mp4", "b/2.mp4", "c.mp4"]);
+    let first = app.get("/files?limit=1&prefix=a/", &[]).await;
+    assert_eq!(first.headers[header::LINK], "</files?limit=1&cursor=a/0.mp4&prefix=a/>; rel=\"next\"");
+    let second = app.get("/files?limit=1&cursor=a/0.mp4&prefix=a/", &[]).await;
+    assert_eq!(second.paths(), ["a/x/1.mp4"]);
+    assert!(!second.headers.contains_key(header::LINK));
+}
+
+on_each_backend!(files_of_queued_jobs_cannot_be_replaced_or_deleted);
+async fn files_of_queued_jobs_cannot_be_replaced_or_deleted(backend: Backend) {
+    let app = FilesApp::new(backend);
+    app.put("in/a.mp4", b"input").await;
+    app.put("out/old.mkv", b"old").await;
+    let job = app.submit("-i in/a.mp4 -c copy out/a.mkv").await;
+    assert_eq!(job.status, StatusCode::CREATED, "{}", String::from_utf8_lossy(&job.bytes));
+    let id = job.json()["id"].as_str().unwrap().to_owned();
+    for r in
+        [app.put("in/a.mp4", b"other").await, app.put("out/a.mkv", b"x").await, app.delete("/files/in/a.mp4").await]
+    {
+        let body = r.problem(StatusCode::CONFLICT, "/problems/file-in-use");
+        assert!(body["detail"].as_str().unwrap().contains(&id), "{body}");
+    }
+    app.delete("/files/in?recursive=true").await.problem(StatusCode::CONFLICT, "/problems/file-in-use");
+    assert_eq!(app.stored("in/a.mp4").unwrap(), b"input");
+    // Files the job does not touch are free.
+    assert_eq!(app.put("in/b.mp4", b"b").await.status, StatusCode::CREATED);
+    assert_eq!(app.delete("/files/out/old.mkv").await.status, StatusCode::NO_CONTENT);
+    // Once it is cancelled, its files are free again.
+    app.send(Request::post(format!("/jobs/{id}/cancel")).body(Body::empty()).unwrap()).await;
+    assert_eq!(app.put("in/a.mp4", b"other").await.status, StatusCode::OK);
+    assert_eq!(app.delete("/files/in?recursive=true").await.status, StatusCode::NO_CONTENT);
+    assert!(app.files().is_empty(), "{:?}", app.files());
+}
+
+on_each_backend!(uploads_over_the_limit_are_413_and_leave_nothing);
+async fn uploads_over_the_limit_are_413_and_leave_nothing(backend: Backend) {
+    let app = FilesApp::with(backend, AppSettings { max_upload_bytes: 1000, ..AppSettings::default() });
+    // Declared length: refused before the body is read.
+    let r = app.put("big/a.bin", &[0u8; 1001]).await;
+    r.problem(StatusCode::PAYLOAD_TOO_LARGE, "/problems/file-too-large");
+    // Streamed without a length: refused once past the limit.
+    let r = app.send(Request::put("/files/big/a.bin").body(streamed(&[1u8; 1500], 300)).unwrap()).await;
+    r.problem(StatusCode::PAYLOAD_TOO_LARGE, "/problems/file-too-large");
+    assert!(app.files().is_empty(), "{:?}", app.files());
+    if backend == Local {
+        assert!(app.tree().is_empty(), "{:?}", app.tree());
+    }
+    // At the limit: stored. The JSON body limit (64 KiB) does not apply to uploads.
+    assert_eq!(app.put("a.bin", &[0u8; 1000]).await.status, StatusCode::CREATED);
+    let app = FilesApp::new(backend);
+    assert_eq!(app.put("b.bin", &vec![7u8; 300_000]).await.status, StatusCode::CREATED);
+}
+
+/// A body that fails half-way, within one part and past it (S3: a multipart upload begun,
+/// then aborted), replacing a file or creating one in new directories.
+on_each_backend!(a_body_that_fails_half_way_leaves_nothing);
+async fn a_body_that_fails_half_way_leaves_nothing(backend: Backend) {
+    let app = FilesApp::new(backend);
+    app.put("keep.mp4", b"old").await;
+    for (path, first) in [("keep.mp4", 100_000), ("new/dir/a.mp4", jobs::storage::PART_BYTES + 100)] {
+        let r = app.send(Request::put(format!("/files/{path}")).body(failing_after(first)).unwrap()).await;
+        r.problem(StatusCode::BAD_REQUEST, "/problems/upload-aborted");
+    }
+    assert_eq!(app.files(), ["keep.mp4"]);
+    assert_eq!(app.stored("keep.mp4").unwrap(), b"old");
+    match backend {
+        Local => assert_eq!(app.tree(), ["keep.mp4"]),
+        S3 => app.no_unfinished_uploads().await,
+    }
+}
+
+on_each_backend!(concurrent_puts_of_one_path_never_mix);
+async fn concurrent_puts_of_one_path_never_mix(backend: Backend) {
+    let app = FilesApp::new(backend);
+    let contents: Vec<Vec<u8>> = (0..6u8).map(|i| vec![i; 256 * 1024 + usize::from(i)]).collect();
+    let mut tasks = tokio::task::JoinSet::new();
+    for content in contents.clone() {
+        let state = app.state.clone();
+        tasks.spawn(async move {
+            // Many small chunks, so the uploads interleave.
+            let req = Request::put("/files/same.mp4").body(streamed(&content, 4096)).unwrap();
+            ffmpeg_worker_server::app(state).oneshot(req).await.unwrap().status()
+        });
+    }
+    while let Some(status) = tasks.join_next().await {
+        let status = status.unwrap();
+        assert!(status == StatusCode::CREATED || status == StatusCode::OK, "{status}");
+    }
+    assert!(contents.contains(&app.stored("same.mp4").unwrap()), "the stored file is one upload, whole");
+    assert_eq!(app.files(), ["same.mp4"]);
+}
+
 #[tokio::test]
 async fn types_outside_the_media_allowlist_are_attachments_in_a_sandbox() {
-    let app = files_app();
+    let app = FilesApp::new(Local);
     for (path, content_type) in
         [("x.html", "text/html"), ("x.svg", "image/svg+xml"), ("x.bin", "application/octet-stream")]
     {
@@ -210,7 +326,7 @@ async fn types_outside_the_media_allowlist_are_attachments_in_a_sandbox() {
 /// What HLS and DASH players, CDNs and the media type registry expect (tester finding F8).
 #[tokio::test]
 async fn media_types_are_the_ones_players_expect() {
-    let app = files_app();
+    let app = FilesApp::new(Local);
     for (path, content_type, inline) in [
         ("hls/seg000.ts", "video/mp2t", true),
         ("a.m2ts", "video/mp2t", true),
@@ -242,7 +358,7 @@ async fn media_types_are_the_ones_players_expect() {
 /// Every answer is a problem document, a path that is not UTF-8 too (tester finding F8).
 #[tokio::test]
 async fn a_path_that_is_not_utf8_is_a_problem() {
-    let app = files_app();
+    let app = FilesApp::new(Local);
     for method in ["GET", "HEAD", "PUT", "DELETE"] {
         for uri in ["/files/%FF.txt", "/files/%C0%AE%C0%AE/x"] {
             let r = app.send(Request::builder().method(method).uri(uri).body(Body::empty()).unwrap()).await;
@@ -256,42 +372,18 @@ async fn a_path_that_is_not_utf8_is_a_problem() {
     assert!(app.tree().is_empty());
 }
 
+/// The data directory's own refusals: the database's name, the uploads' temporary names, and
+/// links leading out of it (which can be deleted themselves, as a refused job's error says).
 #[tokio::test]
-async fn if_none_match_star_never_replaces() {
-    let app = files_app();
-    let create_only = |content: &'static [u8]| {
-        Request::put("/files/a.wav").header("if-none-match", "*").body(Body::from(content)).unwrap()
-    };
-    assert_eq!(app.send(create_only(b"first")).await.status, StatusCode::CREATED);
-    let r = app.send(create_only(b"second")).await;
-    r.problem(StatusCode::PRECONDITION_FAILED, "/problems/file-exists");
-    assert_eq!(std::fs::read(app.data.path().join("a.wav")).unwrap(), b"first");
-    assert_eq!(app.tree(), ["a.wav"]);
-}
-
-#[tokio::test]
-async fn bad_paths_are_problems_naming_the_rule_and_nothing_is_written() {
-    let app = files_app();
-    let long = "n".repeat(256);
+async fn reserved_names_and_links_out_of_the_data_directory_are_refused() {
+    let app = FilesApp::new(Local);
     for (path, rule) in [
-        ("..%2Fescape.mp4", "path-escapes"),
-        ("a/../../escape.mp4", "path-escapes"),
-        ("%2Fetc%2Fpasswd", "absolute-path"),
-        ("a%00b.mp4", "not-a-file"),
-        ("http:x.mp4", "protocol"),
-        (long.as_str(), "name-too-long"),
         ("jobs.db", "reserved-path"),
         // The uploads' temporary names: a file by such a name would be hidden and removed.
         (".ffmpeg-worker-upload-x", "reserved-path"),
         ("a/.ffmpeg-worker-upload-x/b.mp4", "reserved-path"),
     ] {
-        let r = app.put(path, b"x").await;
-        let body = r.problem(StatusCode::UNPROCESSABLE_ENTITY, "/problems/invalid-path");
-        assert_eq!(body["rule"], rule, "{path}: {body}");
-        let r = app.get(&format!("/files/{path}"), &[]).await;
-        assert_eq!(r.json()["rule"], rule, "GET {path}");
-        let r = app.delete(&format!("/files/{path}")).await;
-        assert_eq!(r.json()["rule"], rule, "DELETE {path}");
+        app.assert_path_refused(path, rule).await;
     }
     // A symlink leading out of the data directory.
     let outside = tempfile::tempdir().unwrap();
@@ -321,26 +413,16 @@ async fn bad_paths_are_problems_naming_the_rule_and_nothing_is_written() {
     assert!(outside.path().join("secret").exists());
 }
 
+/// Directories and the reserved database are not entries of a listing.
 #[tokio::test]
-async fn directories_where_files_are_expected_conflict() {
-    let app = files_app();
-    app.put("d/a.mp4", b"a").await;
-    app.put("f.mp4", b"f").await;
-    app.put("d/e.mp4", b"e").await;
-    app.put("d/sub/x.mp4", b"x").await;
-    app.put("d-e.mp4", b"x").await;
-    // Upload to a directory's name; a file as a parent directory.
-    app.put("d", b"x").await.problem(StatusCode::CONFLICT, "/problems/file-conflict");
-    app.put("f.mp4/x.mp4", b"x").await.problem(StatusCode::CONFLICT, "/problems/file-conflict");
-    app.get("/files/d", &[]).await.problem(StatusCode::CONFLICT, "/problems/file-conflict");
-    app.get("/files/nothing.mp4", &[]).await.problem(StatusCode::NOT_FOUND, "/problems/file-not-found");
-    app.delete("/files/d").await.problem(StatusCode::CONFLICT, "/problems/file-conflict");
-    app.delete("/files/nothing.mp4").await.problem(StatusCode::NOT_FOUND, "/problems/file-not-found");
-    assert_eq!(app.delete("/files/f.mp4").await.status, StatusCode::NO_CONTENT);
-    assert_eq!(app.delete("/files/d?recursive=true").await.status, StatusCode::NO_CONTENT);
-    assert_eq!(app.tree(), ["d-e.mp4"]);
-    // The data directory itself is never deleted.
-    app.delete("/files/.?recursive=true").await.problem(StatusCode::UNPROCESSABLE_ENTITY, "/problems/invalid-path");
+async fn list_leaves_out_directories_and_the_database() {
+    let app = FilesApp::new(Local);
+    for path in ["a/0.mp4", "c.mp4", "jobs.db"] {
+        std::fs::create_dir_all(app.data.path().join(path).parent().unwrap()).unwrap();
+        std::fs::write(app.data.path().join(path), path).unwrap();
+    }
+    std::fs::create_dir(app.data.path().join("empty")).unwrap();
+    assert_eq!(app.get("/files", &[]).await.paths(), ["a/0.mp4", "c.mp4"]);
 }
 
 /// A symlink (inside the data directory) is a name of its own: deleting or uploading to it
@@ -349,7 +431,7 @@ async fn directories_where_files_are_expected_conflict() {
 #[tokio::test]
 async fn symlinks_are_deleted_and_replaced_themselves_never_their_targets() {
     use std::os::unix::fs::{PermissionsExt as _, symlink};
-    let app = files_app();
+    let app = FilesApp::new(Local);
     app.put("keep.txt", b"keep").await;
     app.put("tree/a.mp4", b"a").await;
     std::fs::create_dir(app.data.path().join("sub")).unwrap();
@@ -371,148 +453,6 @@ async fn symlinks_are_deleted_and_replaced_themselves_never_their_targets() {
     let mode = |name: &str| std::fs::metadata(app.data.path().join(name)).unwrap().permissions().mode() & 0o777;
     std::fs::write(app.data.path().join("plain.txt"), b"").unwrap();
     assert_eq!(mode("keep.txt"), 0o644 & mode("plain.txt"), "an upload is readable like other files");
-}
-
-#[tokio::test]
-async fn list_is_recursive_in_path_order_by_string_prefix_and_paged() {
-    let app = files_app();
-    for path in ["b/2.mp4", "a-1.mp4", "a/x/1.mp4", "a/0.mp4", "ab.mp4", "c.mp4", "jobs.db"] {
-        std::fs::create_dir_all(app.data.path().join(path).parent().unwrap()).unwrap();
-        std::fs::write(app.data.path().join(path), path).unwrap();
-    }
-    std::fs::create_dir(app.data.path().join("empty")).unwrap();
-    let paths = |r: &Reply| -> Vec<String> {
-        r.json().as_array().unwrap().iter().map(|f| f["path"].as_str().unwrap().to_owned()).collect()
-    };
-    let r = app.get("/files", &[]).await;
-    assert_eq!(r.status, StatusCode::OK);
-    // Byte order of the paths; directories and the reserved database are not entries.
-    assert_eq!(paths(&r), ["a-1.mp4", "a/0.mp4", "a/x/1.mp4", "ab.mp4", "b/2.mp4", "c.mp4"]);
-    assert_eq!(r.json()[0]["size_bytes"], 7);
-    assert!(!r.headers.contains_key(header::LINK));
-    assert_eq!(paths(&app.get("/files?prefix=a", &[]).await), ["a-1.mp4", "a/0.mp4", "a/x/1.mp4", "ab.mp4"]);
-    assert_eq!(paths(&app.get("/files?prefix=a/", &[]).await), ["a/0.mp4", "a/x/1.mp4"]);
-    assert_eq!(paths(&app.get("/files?prefix=a/x/1", &[]).await), ["a/x/1.mp4"]);
-    assert!(paths(&app.get("/files?prefix=zzz/", &[]).await).is_empty());
-    assert!(paths(&app.get("/files?prefix=c.mp4/", &[]).await).is_empty());
-    // A prefix is refused by the rules a path is refused by.
-    for (prefix, rule) in [
-        ("../", "path-escapes"),
-        ("a/../../x", "path-escapes"),
-        ("/etc", "absolute-path"),
-        ("/", "absolute-path"),
-        ("a%00", "not-a-file"),
-    ] {
-        let r = app.get(&format!("/files?prefix={prefix}"), &[]).await;
-        assert_eq!(r.problem(StatusCode::UNPROCESSABLE_ENTITY, "/problems/invalid-path")["rule"], rule, "{prefix}");
-    }
-    app.get("/files?cursor=", &[]).await.problem(StatusCode::UNPROCESSABLE_ENTITY, "/problems/invalid-request");
-    app.get("/files?limit=0", &[]).await.problem(StatusCode::UNPROCESSABLE_ENTITY, "/problems/invalid-request");
-    app.get("/files?limit=1001", &[]).await.problem(StatusCode::UNPROCESSABLE_ENTITY, "/problems/invalid-request");
-
-    // Pages of two, following `Link`.
-    let mut uri = "/files?limit=2".to_owned();
-    let mut seen = Vec::new();
-    loop {
-        let r = app.get(&uri, &[]).await;
-        seen.extend(paths(&r));
-        let Some(link) = r.headers.get(header::LINK) else { break };
-        let link = link.to_str().unwrap();
-        uri = link.strip_prefix('<').unwrap().split_once('>').unwrap().0.to_owned();
-        assert!(link.ends_with("rel=\"next\""));
-    }
-    assert_eq!(seen, ["a-1.mp4", "a/0.mp4", "a/x/1.mp4", "ab.mp4", "b/2.mp4", "c.mp4"]);
-    let first = app.get("/files?limit=1&prefix=a/", &[]).await;
-    assert_eq!(first.headers[header::LINK], "</files?limit=1&cursor=a/0.mp4&prefix=a/>; rel=\"next\"");
-}
-
-#[tokio::test]
-async fn files_of_queued_jobs_cannot_be_replaced_or_deleted() {
-    let app = files_app();
-    app.put("in/a.mp4", b"input").await;
-    app.put("out/old.mkv", b"old").await;
-    let job = app.submit("-i in/a.mp4 -c copy out/a.mkv").await;
-    assert_eq!(job.status, StatusCode::CREATED);
-    let id = job.json()["id"].as_str().unwrap().to_owned();
-    for r in
-        [app.put("in/a.mp4", b"other").await, app.put("out/a.mkv", b"x").await, app.delete("/files/in/a.mp4").await]
-    {
-        let body = r.problem(StatusCode::CONFLICT, "/problems/file-in-use");
-        assert!(body["detail"].as_str().unwrap().contains(&id), "{body}");
-    }
-    app.delete("/files/in?recursive=true").await.problem(StatusCode::CONFLICT, "/problems/file-in-use");
-    assert_eq!(std::fs::read(app.data.path().join("in/a.mp4")).unwrap(), b"input");
-    // Files the job does not touch are free.
-    assert_eq!(app.put("in/b.mp4", b"b").await.status, StatusCode::CREATED);
-    assert_eq!(app.delete("/files/out/old.mkv").await.status, StatusCode::NO_CONTENT);
-    // Once it is cancelled, its files are free again.
-    app.send(Request::post(format!("/jobs/{id}/cancel")).body(Body::empty()).unwrap()).await;
-    assert_eq!(app.put("in/a.mp4", b"other").await.status, StatusCode::OK);
-    assert_eq!(app.delete("/files/in?recursive=true").await.status, StatusCode::NO_CONTENT);
-}
-
-#[tokio::test]
-async fn uploads_over_the_limit_are_413_and_leave_nothing() {
-    let app = files_app_with(AppSettings { max_upload_bytes: 1000, ..AppSettings::default() });
-    // Declared length: refused before the body is read.
-    let r = app.put("big/a.bin", &[0u8; 1001]).await;
-    r.problem(StatusCode::PAYLOAD_TOO_LARGE, "/problems/file-too-large");
-    // Streamed without a length: refused once past the limit.
-    let chunks: Vec<Result<bytes::Bytes, std::io::Error>> =
-        (0..5).map(|_| Ok(bytes::Bytes::from(vec![1u8; 300]))).collect();
-    let body = Body::from_stream(futures_util::stream::iter(chunks));
-    let r = app.send(Request::put("/files/big/a.bin").body(body).unwrap()).await;
-    r.problem(StatusCode::PAYLOAD_TOO_LARGE, "/problems/file-too-large");
-    assert!(app.tree().is_empty(), "{:?}", app.tree());
-    // At the limit: stored. The JSON body limit (64 KiB) does not apply to uploads.
-    assert_eq!(app.put("a.bin", &[0u8; 1000]).await.status, StatusCode::CREATED);
-    let app = files_app();
-    assert_eq!(app.put("b.bin", &vec![7u8; 300_000]).await.status, StatusCode::CREATED);
-}
-
-#[tokio::test]
-async fn a_body_that_fails_half_way_leaves_nothing() {
-    let app = files_app();
-    app.put("keep.mp4", b"old").await;
-    for path in ["keep.mp4", "new/dir/a.mp4"] {
-        let chunks: Vec<Result<bytes::Bytes, std::io::Error>> = vec![
-            Ok(bytes::Bytes::from(vec![1u8; 100_000])),
-            Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "client went away")),
-        ];
-        let body = Body::from_stream(futures_util::stream::iter(chunks));
-        let r = app.send(Request::put(format!("/files/{path}")).body(body).unwrap()).await;
-        r.problem(StatusCode::BAD_REQUEST, "/problems/upload-aborted");
-    }
-    assert_eq!(app.tree(), ["keep.mp4"]);
-    assert_eq!(std::fs::read(app.data.path().join("keep.mp4")).unwrap(), b"old");
-}
-
-#[tokio::test]
-async fn concurrent_puts_of_one_path_never_mix() {
-    let app = files_app();
-    let contents: Vec<Vec<u8>> = (0..8u8).map(|i| vec![i; 256 * 1024 + usize::from(i)]).collect();
-    let mut tasks = tokio::task::JoinSet::new();
-    for content in contents.clone() {
-        let state = app.state.clone();
-        tasks.spawn(async move {
-            // Many small chunks, so the uploads interleave.
-            let chunks: Vec<Result<bytes::Bytes, std::io::Error>> =
-                content.chunks(4096).map(|c| Ok(bytes::Bytes::copy_from_slice(c))).collect();
-            let body = Body::from_stream(futures_util::stream::iter(chunks));
-            app_status(state, Request::put("/files/same.mp4").body(body).unwrap()).await
-        });
-    }
-    while let Some(status) = tasks.join_next().await {
-        let status = status.unwrap();
-        assert!(status == StatusCode::CREATED || status == StatusCode::OK, "{status}");
-    }
-    let stored = std::fs::read(app.data.path().join("same.mp4")).unwrap();
-    assert!(contents.contains(&stored), "the stored file is one upload, whole");
-    assert_eq!(app.tree(), ["same.mp4"]);
-}
-
-async fn app_status(state: AppState, req: Request<Body>) -> StatusCode {
-    app(state).oneshot(req).await.unwrap().status()
 }
 
 /// A tmpfs mounted on a temporary directory (as root, as in CI), unmounted on drop; `None`

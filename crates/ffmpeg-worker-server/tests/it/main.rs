@@ -11,6 +11,7 @@ mod e2e;
 mod e2e_s3;
 mod events;
 mod files;
+mod files_app;
 mod files_s3;
 mod lifecycle;
 mod media;

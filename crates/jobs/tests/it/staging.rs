@@ -239,30 +239,40 @@ async fn a_failed_job_uploads_nothing_and_names_files_as_the_client_does() {
     fx.no_stages_left().await;
 }
 
-/// A storage that refuses every put of paths ending in `fail_suffix` (after reading the body):
-/// an upload failing half-way through a job's outputs.
+/// The bucket with one fault: every call goes to `inner` but the one `fault` breaks.
 #[derive(Debug)]
-struct Refusing {
+struct Faulty {
     inner: S3Storage,
-    fail_suffix: &'static str,
+    fault: Fault,
+}
+
+#[derive(Debug)]
+enum Fault {
+    /// Every put of a path ending in this suffix is refused (after reading the body): an
+    /// upload failing half-way through a job's outputs.
+    RefusePuts(&'static str),
+    /// Reads never start: a download that hangs.
+    HangingReads,
 }
 
 #[async_trait]
-impl Storage for Refusing {
+impl Storage for Faulty {
     async fn check_path(&self, path: &str) -> Result<String, StorageError> {
         self.inner.check_path(path).await
     }
     async fn put(&self, path: &str, body: ByteStream, options: PutOptions) -> Result<Box<dyn StagedPut>, StorageError> {
-        if path.ends_with(self.fail_suffix) {
-            return Err(StorageError::Io {
-                path: path.to_owned(),
-                source: std::io::Error::other("the bucket refused it"),
-            });
+        match self.fault {
+            Fault::RefusePuts(suffix) if path.ends_with(suffix) => {
+                Err(StorageError::Io { path: path.to_owned(), source: std::io::Error::other("the bucket refused it") })
+            }
+            _ => self.inner.put(path, body, options).await,
         }
-        self.inner.put(path, body, options).await
     }
     async fn open(&self, path: &str) -> Result<Box<dyn StoredFile>, StorageError> {
-        self.inner.open(path).await
+        match self.fault {
+            Fault::HangingReads => std::future::pending().await,
+            _ => self.inner.open(path).await,
+        }
     }
     async fn head(&self, path: &str) -> Result<FileMeta, StorageError> {
         self.inner.head(path).await
@@ -281,7 +291,7 @@ impl Storage for Refusing {
 #[tokio::test]
 async fn an_upload_failing_half_way_leaves_none_of_the_jobs_outputs() {
     // Playlists go last: the segments are uploaded, then the playlist is refused.
-    let fx = fixture_with(|inner| Arc::new(Refusing { inner, fail_suffix: ".m3u8" }));
+    let fx = fixture_with(|inner| Arc::new(Faulty { inner, fault: Fault::RefusePuts(".m3u8") }));
     let local = tempfile::tempdir().unwrap();
     fx.upload(&make_clip(local.path()), "in/clip.mp4").await;
     let job = fx.submit("-i in/clip.mp4 -c copy -f hls -hls_time 1 hls/index.m3u8").await;
@@ -296,40 +306,9 @@ async fn an_upload_failing_half_way_leaves_none_of_the_jobs_outputs() {
     fx.no_stages_left().await;
 }
 
-/// A storage whose reads never start: a download that hangs.
-#[derive(Debug)]
-struct Hanging {
-    inner: S3Storage,
-}
-
-#[async_trait]
-impl Storage for Hanging {
-    async fn check_path(&self, path: &str) -> Result<String, StorageError> {
-        self.inner.check_path(path).await
-    }
-    async fn put(&self, path: &str, body: ByteStream, options: PutOptions) -> Result<Box<dyn StagedPut>, StorageError> {
-        self.inner.put(path, body, options).await
-    }
-    async fn open(&self, _path: &str) -> Result<Box<dyn StoredFile>, StorageError> {
-        std::future::pending().await
-    }
-    async fn head(&self, path: &str) -> Result<FileMeta, StorageError> {
-        self.inner.head(path).await
-    }
-    async fn list(&self, prefix: &str, after: Option<&str>, limit: usize) -> Result<ListPage, StorageError> {
-        self.inner.list(prefix, after, limit).await
-    }
-    async fn is_directory(&self, path: &str) -> Result<bool, StorageError> {
-        self.inner.is_directory(path).await
-    }
-    async fn delete(&self, path: &str, recursive: bool) -> Result<(), StorageError> {
-        self.inner.delete(path, recursive).await
-    }
-}
-
 #[tokio::test]
 async fn a_job_cancelled_while_downloading_is_cancelled_and_its_stage_removed() {
-    let fx = fixture_with(|inner| Arc::new(Hanging { inner }));
+    let fx = fixture_with(|inner| Arc::new(Faulty { inner, fault: Fault::HangingReads }));
     let job = fx.submit("-i in/clip.mp4 -c copy out/x.mkv").await;
     // The record shows the phase while it downloads.
     let deadline = Instant::now() + Duration::from_secs(30);
