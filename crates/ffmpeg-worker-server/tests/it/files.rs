@@ -105,9 +105,9 @@ async fn ranges_and_conditional_requests(backend: Backend) {
     assert!(head.bytes.is_empty());
 }
 
+on_each_backend!(if_none_match_star_never_replaces_small_or_large);
 /// Create-only uploads (`If-None-Match: *`), within one part and larger (S3: a multipart
 /// upload, refused at completion and aborted).
-on_each_backend!(if_none_match_star_never_replaces_small_or_large);
 async fn if_none_match_star_never_replaces_small_or_large(backend: Backend) {
     let app = FilesApp::new(backend);
     let large = vec![9u8; jobs::storage::PART_BYTES + 1];
@@ -268,9 +268,9 @@ async fn uploads_over_the_limit_are_413_and_leave_nothing(backend: Backend) {
     assert_eq!(app.put("b.bin", &vec![7u8; 300_000]).await.status, StatusCode::CREATED);
 }
 
+on_each_backend!(a_body_that_fails_half_way_leaves_nothing);
 /// A body that fails half-way, within one part and past it (S3: a multipart upload begun,
 /// then aborted), replacing a file or creating one in new directories.
-on_each_backend!(a_body_that_fails_half_way_leaves_nothing);
 async fn a_body_that_fails_half_way_leaves_nothing(backend: Backend) {
     let app = FilesApp::new(backend);
     app.put("keep.mp4", b"old").await;
