@@ -138,9 +138,12 @@ async fn bad_paths_are_problems_naming_the_rule_and_nothing_is_written(backend: 
         ("a%00b.mp4", "not-a-file"),
         ("http:x.mp4", "protocol"),
         (long.as_str(), "name-too-long"),
-        ("a%01b.mp4", "control-character"),
     ] {
         app.assert_path_refused(path, rule).await;
+    }
+    if backend == S3 {
+        // A bucket key cannot hold a control character (a local file name can).
+        app.assert_path_refused("a%01b.mp4", "control-character").await;
     }
     assert!(app.files().is_empty(), "{:?}", app.files());
     // `.` and `//` are normalised: the file is stored under the normal form.

@@ -24,7 +24,10 @@ use futures_util::StreamExt as _;
 use sha2::{Digest as _, Sha256};
 use tokio::io::AsyncReadExt as _;
 
-use super::{ByteStream, FileMeta, ListPage, PutOptions, PutOutcome, StagedPut, Storage, StorageError, StoredFile};
+use super::{
+    ByteStream, FileMeta, ListPage, PutOptions, PutOutcome, StagedPut, Storage, StorageError, StoredFile, check_prefix,
+    invalid,
+};
 use crate::service::blocking;
 
 /// Prefix of the temporary files uploads are written to before their rename; never listed.
@@ -112,10 +115,6 @@ impl LocalStorage {
 
 fn is_symlink(path: &Path) -> bool {
     fs::symlink_metadata(path).is_ok_and(|meta| meta.file_type().is_symlink())
-}
-
-fn invalid(path: &str, problem: &PathProblem) -> StorageError {
-    StorageError::InvalidPath { path: path.to_owned(), problem: problem.to_string(), rule: problem.rule().as_str() }
 }
 
 /// Refuses a path the kernel would refuse: a name over `NAME_MAX` bytes, a path (under the
@@ -266,7 +265,10 @@ fn shown(root: &Path, absolute: &Path) -> String {
 /// An upload written to its temporary file, waiting for [`StagedPut::commit`].
 #[derive(Debug)]
 struct LocalStaged {
+    /// The path as given (for messages).
     path: String,
+    /// Its normal form (what the stored file is reported as).
+    normal: String,
     target: PathBuf,
     temp: tempfile::NamedTempFile,
     dirs: CreatedDirs,
@@ -283,7 +285,7 @@ impl StagedPut for LocalStaged {
 
     async fn commit(self: Box<Self>) -> Result<PutOutcome, StorageError> {
         blocking(move || {
-            let LocalStaged { path, target, temp, mut dirs, sha256, create_only, .. } = *self;
+            let LocalStaged { path, normal, target, temp, mut dirs, sha256, create_only, .. } = *self;
             let created = if create_only {
                 match temp.persist_noclobber(&target) {
                     Ok(_) => true,
@@ -314,7 +316,7 @@ impl StagedPut for LocalStaged {
                 let _ = dir.sync_all();
             }
             let meta = fs::metadata(&target).map_err(|source| StorageError::Io { path: path.clone(), source })?;
-            Ok(PutOutcome { meta: file_meta(path, &meta), created, sha256 })
+            Ok(PutOutcome { meta: file_meta(normal, &meta), created, sha256 })
         })
         .await
     }
@@ -377,8 +379,10 @@ impl Storage for LocalStorage {
     ) -> Result<Box<dyn StagedPut>, StorageError> {
         let this = self.clone();
         let owned = path.to_owned();
-        let (target, dirs, temp) = blocking(move || {
+        let (normal, target, dirs, temp) = blocking(move || {
             let resolved = this.resolve_file(&owned)?;
+            // The path in normal form (no `.`, `..` or `//`), as listings and reads report it.
+            let normal = resolved.relative().to_string_lossy().into_owned();
             // Renamed over a symlink, the upload replaces the link, not the file it points to.
             let target = this.entry(&owned, resolved.as_path());
             let dirs = create_parents(this.sandbox.root(), &owned, &target)?;
@@ -393,7 +397,7 @@ impl Storage for LocalStorage {
             // never taken for a crash's leftover (`remove_stale_uploads`, by another process
             // sharing the data directory too).
             temp.as_file().try_lock().map_err(|e| StorageError::Io { path: owned.clone(), source: e.into() })?;
-            Ok::<_, StorageError>((target, dirs, temp))
+            Ok::<_, StorageError>((normal, target, dirs, temp))
         })
         .await?;
 
@@ -486,6 +490,7 @@ impl Storage for LocalStorage {
         }
         Ok(Box::new(LocalStaged {
             path: path.to_owned(),
+            normal,
             target,
             temp,
             dirs,
@@ -631,17 +636,7 @@ impl LocalStorage {
         // A prefix is refused by the rules a path is refused by: absolute (`/etc`), escaping
         // (`../`), NUL. Otherwise it is a plain text prefix: one that names nothing matches
         // nothing.
-        if prefix.starts_with('/') {
-            return Err(invalid(prefix, &PathProblem::Absolute));
-        }
-        if prefix.contains('\0') {
-            let problem = "a prefix cannot hold a NUL byte".to_owned();
-            return Err(StorageError::InvalidPath {
-                path: prefix.to_owned(),
-                problem,
-                rule: PathProblem::NotAFile.rule().as_str(),
-            });
-        }
+        check_prefix(prefix)?;
         // The directory holding every match: the prefix up to its last `/`.
         let base = prefix.rfind('/').map_or("", |i| &prefix[..i]);
         if !base.is_empty() {

@@ -24,6 +24,7 @@ use std::time::SystemTime;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use ffmpeg_core::sandbox::PathProblem;
 use futures_util::Stream;
 
 pub use local::{LocalStorage, UPLOAD_TEMP_PREFIX};
@@ -144,6 +145,29 @@ pub enum StorageError {
         #[source]
         source: io::Error,
     },
+}
+
+/// [`StorageError::InvalidPath`] for `path`, refused by the sandbox's `problem`.
+pub(crate) fn invalid(path: &str, problem: &PathProblem) -> StorageError {
+    StorageError::InvalidPath { path: path.to_owned(), problem: problem.to_string(), rule: problem.rule().as_str() }
+}
+
+/// Refuses a [`Storage::list`] prefix by the rules a path is refused by that a text prefix can
+/// break before its directory part is resolved: absolute (`/etc`, `/`) or holding a NUL byte.
+/// Every backend lists through this, so a prefix means the same whatever stores the files.
+pub(crate) fn check_prefix(prefix: &str) -> Result<(), StorageError> {
+    if prefix.starts_with('/') {
+        return Err(invalid(prefix, &PathProblem::Absolute));
+    }
+    if prefix.contains('\0') {
+        let problem = "a prefix cannot hold a NUL byte".to_owned();
+        return Err(StorageError::InvalidPath {
+            path: prefix.to_owned(),
+            problem,
+            rule: PathProblem::NotAFile.rule().as_str(),
+        });
+    }
+    Ok(())
 }
 
 /// A file opened by [`Storage::open`]: its metadata, and its bytes on demand. The bytes read

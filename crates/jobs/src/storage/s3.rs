@@ -44,7 +44,10 @@ use object_store::{
 };
 use sha2::{Digest as _, Sha256};
 
-use super::{ByteStream, FileMeta, ListPage, PutOptions, PutOutcome, StagedPut, Storage, StorageError, StoredFile};
+use super::{
+    ByteStream, FileMeta, ListPage, PutOptions, PutOutcome, StagedPut, Storage, StorageError, StoredFile, check_prefix,
+    invalid,
+};
 use crate::service::blocking;
 
 /// Bytes per part of a multipart upload (S3's minimum part size is 5 MiB; 10,000 parts of
@@ -353,10 +356,6 @@ impl S3Storage {
     }
 }
 
-fn invalid(path: &str, problem: &PathProblem) -> StorageError {
-    StorageError::InvalidPath { path: path.to_owned(), problem: problem.to_string(), rule: problem.rule().as_str() }
-}
-
 /// An `object_store` error on `path` as a storage error.
 fn store_error(path: &str, e: object_store::Error) -> StorageError {
     match e {
@@ -583,6 +582,8 @@ impl Storage for S3Storage {
 
     async fn list(&self, prefix: &str, after: Option<&str>, limit: usize) -> Result<ListPage, StorageError> {
         let limit = limit.max(1);
+        // Refused by the rules a path is refused by, as on the local backend.
+        check_prefix(prefix)?;
         // The directory holding every match: the prefix up to its last `/`.
         let base = prefix.rfind('/').map_or("", |i| &prefix[..i]);
         let base = if base.is_empty() { String::new() } else { self.normal_async(base, true).await? };
