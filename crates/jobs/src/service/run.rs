@@ -185,15 +185,20 @@ impl Jobs {
         }
         let last = tx.borrow().clone();
         let final_progress = last.clone();
-        if let Some(progress) = last.clone().map(with_phase)
-            && saved.as_ref() != Some(&progress)
-            && let Err(e) = self.store.update_progress(&id, &progress).await
-        {
-            tracing::warn!(error = %e, "recording the last progress failed");
-        }
+        // The last progress is written while the outputs are scanned: the two are independent
+        // (the store, the file system), and both lie between ffmpeg's exit and the outcome.
+        let last_saved = last.clone().map(with_phase);
+        let save_last = async {
+            if let Some(progress) = last_saved
+                && saved.as_ref() != Some(&progress)
+                && let Err(e) = self.store.update_progress(&id, &progress).await
+            {
+                tracing::warn!(error = %e, "recording the last progress failed");
+            }
+        };
 
         // ffmpeg may exit 0 having encoded nothing (`-ss` past the end): that is a failure too.
-        let (files, described, result) = {
+        let scan = {
             let (footprint, resolved, log) = (footprint.clone(), resolved.clone(), report.log_tail.clone());
             let (result, banner) = (report.result, report.outputs);
             blocking(move || {
@@ -214,8 +219,8 @@ impl Jobs {
                 // or a size limit, or a playlist naming missing segments).
                 (outputs::remove_run_files(&root, &footprint, &before), Vec::new(), result)
             })
-            .await
         };
+        let ((), (files, described, result)) = tokio::join!(save_last, scan);
         if result.is_err() {
             self.remove_created_dirs(std::slice::from_ref(&id), created_dirs).await;
         }
