@@ -362,10 +362,11 @@ pub async fn run(config: ServeConfig) -> Result<(), StartError> {
             .recover(config.max_attempts)
             .await
             .map_err(|source| StartError::Database { url: config.database_url.clone(), source })?;
-        if !recovery.requeued.is_empty() || !recovery.failed.is_empty() {
+        if !recovery.requeued.is_empty() || !recovery.failed.is_empty() || !recovery.cancelled.is_empty() {
             tracing::warn!(
                 requeued = recovery.requeued.len(),
                 failed = recovery.failed.len(),
+                cancelled = recovery.cancelled.len(),
                 "recovered jobs interrupted by a previous run"
             );
         }

@@ -40,8 +40,8 @@ mod values;
 pub use error::{BoxError, StoreError};
 pub use memory::MemoryStore;
 pub use values::{
-    ActiveFootprint, CancelOutcome, InterruptedRun, ListQuery, Outcome, Recovery, RunRecord, StatusCounts,
-    footprints_conflict,
+    ActiveFootprint, CancelOutcome, InterruptedRun, ListQuery, LostRun, Outcome, Recovery, RunRecord, StatusCounts,
+    WORKER_LOST, footprints_conflict,
 };
 
 use crate::model::{Job, JobId, Progress, SubmitOptions};
@@ -103,6 +103,20 @@ pub trait JobStore: Send + Sync + 'static {
     /// is the current attempt's, when none was recorded, or when `id` is unknown.
     async fn previous_run(&self, id: &JobId) -> Result<Option<RunRecord>, StoreError>;
 
+    /// For a store shared by several nodes (PostgreSQL): takes over, for this node under a
+    /// fresh lease, one running job whose node was lost (its lease expired) and that must end
+    /// rather than run again (a cancel was asked for, or it has used its attempts), when it
+    /// recorded a run: its files may still be in the data directory. The caller removes what
+    /// that run wrote (the rule a failure uses), then ends the job with [`LostRun::outcome`]
+    /// through [`JobStore::finish`]. Until then the job stays `running`, so its footprint still
+    /// holds back conflicting jobs; if this node dies meanwhile, another one takes it over.
+    /// A lost job that recorded no run is ended by the store itself (the reaper), and so is one
+    /// no node took over within a further lease. `None` (the default): no such job, or a store
+    /// of one node, whose recovery at start-up does this.
+    async fn claim_lost_run(&self) -> Result<Option<LostRun>, StoreError> {
+        Ok(None)
+    }
+
     /// Waits until a job may have been queued since the last call (a hint; callers re-check
     /// with [`JobStore::claim_next`]), or `timeout` passes.
     async fn wait_for_work(&self, timeout: std::time::Duration);
@@ -129,8 +143,9 @@ pub trait JobStore: Send + Sync + 'static {
     /// Removes a finished job's record. Queued or running: [`StoreError::Conflict`].
     async fn delete(&self, id: &JobId) -> Result<(), StoreError>;
 
-    /// At start-up: jobs left `running` go back to `queued`, or to `failed` with error
-    /// "interrupted" when they have already been attempted `max_attempts` times.
+    /// At start-up: jobs left `running` go back to `queued`; to `cancelled` when a cancel was
+    /// pending; or to `failed` with error "interrupted" when they have already been attempted
+    /// `max_attempts` times.
     async fn recover(&self, max_attempts: u32) -> Result<Recovery, StoreError>;
 
     /// Deletes finished jobs that completed before `cutoff`; returns how many.

@@ -299,6 +299,7 @@ async fn reap(pool: &PgPool, settings: &PgSettings) -> Result<Vec<crate::Job>, S
     let rows: Vec<JobRow> = sqlx::query_as(sql::REAP)
         .bind(i64::from(settings.max_attempts))
         .bind(now)
+        .bind(settings.lease.as_secs_f64())
         .fetch_all(&mut *tx)
         .await
         .map_err(db)?;

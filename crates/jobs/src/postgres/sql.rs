@@ -114,11 +114,13 @@ pub(super) const REQUEUE: &str = concat!(
     held!("$1", "$2", "$3")
 );
 pub(super) const DELETE: &str = "DELETE FROM jobs WHERE id = $1 AND status IN ('completed', 'failed', 'cancelled')";
-/// $1 max attempts, $2 completed_at, $3 node: its own leftovers past the attempt limit.
+/// $1 max attempts, $2 completed_at, $3 node: its own leftovers that must end: cancelled when
+/// a cancel was pending, else failed ("interrupted") past the attempt limit.
 pub(super) const RECOVER_FAIL: &str = concat!(
-    "UPDATE jobs SET status = 'failed', error = 'interrupted', completed_at = $2, \
+    "UPDATE jobs SET status = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'failed' END, \
+       error = CASE WHEN cancel_requested THEN error ELSE 'interrupted' END, completed_at = $2, \
        cancel_requested = FALSE, worker_id = NULL, lease_expires_at = NULL, event_seq = event_seq + 1 \
-     WHERE status = 'running' AND worker_id = $3 AND attempts >= $1 \
+     WHERE status = 'running' AND worker_id = $3 AND (attempts >= $1 OR cancel_requested) \
      RETURNING ",
     job_columns!()
 );
@@ -177,10 +179,28 @@ pub(super) const DELIVERIES: &str =
 /// $1 cutoff: finished deliveries go with the finished jobs of their time.
 pub(super) const PURGE_DELIVERIES: &str = "DELETE FROM webhook_deliveries WHERE state <> 'pending' AND created_at < $1";
 
-/// $1 max attempts, $2 now (unix microseconds): the reaper. Running jobs whose lease expired
-/// (their node died, or was cut off) go back to the queue (the attempt stays counted), or fail
-/// with "worker lost" past the attempt limit, or are cancelled when a cancel was requested.
-/// Rows another transaction holds are left for the next round.
+/// Whether a running job must end rather than run again once its node is lost: a cancel was
+/// asked for, or it has used its attempts ($1 max attempts).
+macro_rules! must_end {
+    () => {
+        "(cancel_requested OR attempts >= $1)"
+    };
+}
+
+/// Whether a job recorded a run (its files may be in the data directory).
+macro_rules! recorded_run {
+    () => {
+        "EXISTS (SELECT 1 FROM job_runs r WHERE r.job_seq = jobs.seq)"
+    };
+}
+
+/// $1 max attempts, $2 now (unix microseconds), $3 lease seconds: the reaper. Running jobs
+/// whose lease expired (their node died, or was cut off) go back to the queue (the attempt
+/// stays counted), or fail with "worker lost" past the attempt limit, or are cancelled when a
+/// cancel was requested. A job that must end and recorded a run is left for a worker node to
+/// take over ([`TAKE_OVER_LOST`]) and clean up, for one more lease; past that the reaper ends
+/// it too (no node took it over: its files stay). Rows another transaction holds are left for
+/// the next round.
 pub(super) const REAP: &str = concat!(
     "UPDATE jobs SET \
        status = CASE WHEN cancel_requested THEN 'cancelled' WHEN attempts >= $1 THEN 'failed' ELSE 'queued' END, \
@@ -190,7 +210,28 @@ pub(super) const REAP: &str = concat!(
        progress = CASE WHEN cancel_requested OR attempts >= $1 THEN progress ELSE NULL END, \
        cancel_requested = FALSE, worker_id = NULL, lease_expires_at = NULL, event_seq = event_seq + 1 \
      WHERE seq IN (SELECT seq FROM jobs WHERE status = 'running' AND lease_expires_at <= now() \
+                   AND (NOT ",
+    must_end!(),
+    " OR NOT ",
+    recorded_run!(),
+    " OR lease_expires_at <= now() - make_interval(secs => $3)) \
                    FOR UPDATE SKIP LOCKED) \
      RETURNING ",
     job_columns!()
+);
+
+/// $1 max attempts, $2 node, $3 lease seconds: takes over one running job whose lease
+/// expired, that must end and that recorded a run, for node $2 under a fresh lease (status and
+/// attempt unchanged, so no event); returns its id, attempt, whether a cancel was asked for,
+/// and its latest run record.
+pub(super) const TAKE_OVER_LOST: &str = concat!(
+    "UPDATE jobs j SET worker_id = $2, lease_expires_at = now() + make_interval(secs => $3) \
+     FROM job_runs r \
+     WHERE r.job_seq = j.seq AND j.seq = (SELECT seq FROM jobs WHERE status = 'running' \
+       AND lease_expires_at <= now() AND ",
+    must_end!(),
+    " AND ",
+    recorded_run!(),
+    " ORDER BY seq LIMIT 1 FOR UPDATE SKIP LOCKED) \
+     RETURNING j.id, j.attempts, j.cancel_requested, r.run"
 );

@@ -16,8 +16,8 @@ use crate::sqlite::rows::{self, DeliveryRow, JobRow, corrupt, json, micros, micr
 use crate::sqlite::write::Verdict;
 use crate::store::plan::{self, FinishRow, Queued, SqlTx};
 use crate::store::{
-    ActiveFootprint, CancelOutcome, InterruptedRun, JobStore, ListQuery, Outcome, Recovery, RunRecord, StatusCounts,
-    StoreError,
+    ActiveFootprint, CancelOutcome, InterruptedRun, JobStore, ListQuery, LostRun, Outcome, Recovery, RunRecord,
+    StatusCounts, StoreError, WORKER_LOST,
 };
 use crate::webhook::{Delivery, DeliveryAttempt, DeliveryId, NextStep, SubscriptionSource};
 
@@ -322,6 +322,25 @@ impl JobStore for PgStore {
         run.map(|r| serde_json::from_str::<RunRecord>(&r)).transpose().map_err(|e| corrupt("run", e))
     }
 
+    async fn claim_lost_run(&self) -> Result<Option<LostRun>, StoreError> {
+        let result = sqlx::query_as::<_, (String, i64, bool, String)>(TAKE_OVER_LOST)
+            .bind(i64::from(self.settings.max_attempts))
+            .bind(&self.settings.node_id)
+            .bind(self.settings.lease.as_secs_f64())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db);
+        self.health.record(&result);
+        let Some((id, attempts, cancel, run)) = result? else { return Ok(None) };
+        let id = JobId::parse(&id).map_err(|e| corrupt("id", e))?;
+        let attempt = u32::try_from(attempts).map_err(|e| corrupt("attempts", e))?;
+        let run = serde_json::from_str::<RunRecord>(&run).map_err(|e| corrupt("run", e))?;
+        // Held from now on: renewed, and the fencing token of the `finish` that ends it.
+        self.hold(&id, attempt);
+        let outcome = if cancel { Outcome::Cancelled } else { Outcome::Failed { error: WORKER_LOST.to_owned() } };
+        Ok(Some(LostRun { id, run, outcome }))
+    }
+
     async fn wait_for_work(&self, timeout: Duration) {
         let _ = tokio::time::timeout(timeout, self.notify.notified()).await;
     }
@@ -433,7 +452,7 @@ impl JobStore for PgStore {
         .await;
         self.health.record(&result);
         let recovery = result?.unwrap_or_default();
-        for id in recovery.requeued.iter().chain(&recovery.failed) {
+        for id in recovery.requeued.iter().chain(&recovery.failed).chain(&recovery.cancelled) {
             self.release(id);
         }
         if !recovery.requeued.is_empty() {

@@ -59,7 +59,7 @@ impl Jobs {
             self.remove_created_dirs(&ids, created).await;
         }
         let recovery = self.store.recover(max_attempts).await?;
-        for id in recovery.requeued.iter().chain(&recovery.failed) {
+        for id in recovery.requeued.iter().chain(&recovery.failed).chain(&recovery.cancelled) {
             self.status_changed_of(id).await;
         }
         Ok(recovery)

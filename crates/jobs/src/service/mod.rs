@@ -18,6 +18,7 @@ mod api;
 mod bridge;
 mod concat;
 mod leftovers;
+mod lost;
 mod nodes;
 mod run;
 mod staged;

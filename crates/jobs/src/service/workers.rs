@@ -32,6 +32,12 @@ impl Jobs {
             let shutdown = shutdown.clone();
             set.spawn(async move { jobs.worker(n, shutdown).await });
         }
+        // In a cluster, the jobs of lost nodes that must end are cleaned up by a node that
+        // runs jobs (it has the data directory and may find the lost attempt's ffmpeg).
+        if self.cluster && self.config.concurrency > 0 {
+            let (jobs, stop) = (Arc::clone(self), shutdown.stop_claiming.clone());
+            set.spawn(async move { jobs.end_lost_runs(stop).await });
+        }
         set
     }
 

@@ -115,10 +115,13 @@ pub(super) const CANCEL: &str = concat!(
 pub(super) const REQUEUE: &str = "UPDATE jobs SET status = 'queued', started_at = NULL, progress = NULL, \
                        attempts = MAX(attempts - 1, 0), event_seq = event_seq + 1 WHERE id = ?1 AND status = 'running'";
 pub(super) const DELETE: &str = "DELETE FROM jobs WHERE id = ?1 AND status IN ('completed', 'failed', 'cancelled')";
+/// ?1 max attempts, ?2 completed_at: the running jobs that must end: cancelled when a cancel
+/// was pending, else failed ("interrupted") past the attempt limit.
 pub(super) const RECOVER_FAIL: &str = concat!(
-    "UPDATE jobs SET status = 'failed', error = 'interrupted', completed_at = ?2, cancel_requested = 0, \
-       event_seq = event_seq + 1 \
-     WHERE status = 'running' AND attempts >= ?1 RETURNING ",
+    "UPDATE jobs SET status = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'failed' END, \
+       error = CASE WHEN cancel_requested THEN error ELSE 'interrupted' END, completed_at = ?2, \
+       cancel_requested = 0, event_seq = event_seq + 1 \
+     WHERE status = 'running' AND (attempts >= ?1 OR cancel_requested) RETURNING ",
     job_columns!()
 );
 pub(super) const RECOVER_REQUEUE: &str = "UPDATE jobs SET status = 'queued', started_at = NULL, progress = NULL, \

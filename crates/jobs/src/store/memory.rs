@@ -332,9 +332,16 @@ impl JobStore for MemoryStore {
         let running: Vec<JobId> =
             inner.jobs.values().filter(|j| j.status == JobStatus::Running).map(|j| j.id.clone()).collect();
         for id in running {
+            let cancel = inner.cancel_requested.remove(&id);
             let job = inner.job_mut(&id)?;
             job.event_seq += 1;
-            if job.attempts >= max_attempts {
+            if cancel {
+                job.status = JobStatus::Cancelled;
+                job.completed_at = Some(OffsetDateTime::now_utc());
+                let job = job.clone();
+                inner.write_status_outbox(&job, job.completed_at.unwrap_or_else(OffsetDateTime::now_utc));
+                recovery.cancelled.push(id);
+            } else if job.attempts >= max_attempts {
                 job.status = JobStatus::Failed;
                 job.error = Some("interrupted".to_owned());
                 job.completed_at = Some(OffsetDateTime::now_utc());

@@ -114,8 +114,9 @@ pub(crate) trait SqlTx: Send {
     /// worker; `None` when refused.
     async fn cancel_row(&mut self, id: &JobId, completed: i64) -> Result<Option<Job>, StoreError>;
 
-    /// Fails the running jobs (this process's or node's) that used `max_attempts` attempts,
-    /// with error "interrupted", at `completed`.
+    /// Ends, at `completed`, the running jobs (this process's or node's) that must not run
+    /// again: cancelled when a cancel was pending, else failed with error "interrupted" when
+    /// they used `max_attempts` attempts.
     async fn recover_fail(&mut self, max_attempts: u32, completed: i64) -> Result<Vec<Job>, StoreError>;
 
     /// Puts the other running jobs (this process's or node's) back in the queue; returns
@@ -282,21 +283,25 @@ pub(crate) async fn cancel(
     Ok(Some(CancelOutcome::Requested(job)))
 }
 
-/// [`JobStore::recover`](super::JobStore::recover): fails the running jobs past
-/// `max_attempts` at `completed` (with their `job.failed` deliveries) and re-queues the
-/// others.
+/// [`JobStore::recover`](super::JobStore::recover): cancels the running jobs whose cancel was
+/// pending and fails those past `max_attempts`, at `completed` (with their deliveries), and
+/// re-queues the others.
 pub(crate) async fn recover(tx: &mut impl SqlTx, max_attempts: u32, completed: i64) -> Result<Recovery, StoreError> {
-    let failed = tx.recover_fail(max_attempts, completed).await?;
-    for job in &failed {
+    let ended = tx.recover_fail(max_attempts, completed).await?;
+    for job in &ended {
         write_status_outbox(tx, job, job.completed_at.unwrap_or_else(OffsetDateTime::now_utc)).await?;
     }
-    let mut failed: Vec<(i64, String)> = failed.into_iter().map(|j| (j.seq, j.id.to_string())).collect();
+    let (mut failed, mut cancelled) = (Vec::<(i64, String)>::new(), Vec::<(i64, String)>::new());
+    for job in ended {
+        let list = if job.status == JobStatus::Cancelled { &mut cancelled } else { &mut failed };
+        list.push((job.seq, job.id.to_string()));
+    }
     let mut requeued = tx.recover_requeue().await?;
     let ids = |rows: &mut Vec<(i64, String)>| -> Result<Vec<JobId>, StoreError> {
         rows.sort_unstable();
         rows.iter().map(|(_, id)| JobId::parse(id).map_err(|e| corrupt("id", e))).collect()
     };
-    Ok(Recovery { requeued: ids(&mut requeued)?, failed: ids(&mut failed)? })
+    Ok(Recovery { requeued: ids(&mut requeued)?, failed: ids(&mut failed)?, cancelled: ids(&mut cancelled)? })
 }
 
 /// Why a transition `action` on `id` matched no row, from the job's stored status (`None`:

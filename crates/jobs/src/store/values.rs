@@ -61,6 +61,9 @@ pub struct Recovery {
     pub requeued: Vec<JobId>,
     /// Jobs that had used all their attempts and are now failed ("interrupted").
     pub failed: Vec<JobId>,
+    /// Jobs whose cancel was pending (asked for while they ran) and are now cancelled: they
+    /// never run again, whatever their attempts.
+    pub cancelled: Vec<JobId>,
 }
 
 /// What one attempt of a job recorded before ffmpeg started
@@ -75,6 +78,25 @@ pub struct RunRecord {
     pub footprint: Footprint,
     /// The covered files that existed before ffmpeg started.
     pub snapshot: Snapshot,
+}
+
+/// The error a job gets when the node running it was lost and it has used all its attempts.
+pub const WORKER_LOST: &str = "worker lost";
+
+/// A running job whose node was lost and that must end rather than run again (a cancel was
+/// asked for, or it has used all its attempts), taken over by this node
+/// ([`JobStore::claim_lost_run`](super::JobStore::claim_lost_run)) to remove what the lost
+/// attempt wrote before it ends.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LostRun {
+    /// The job, still `running`, now held by this node (for its current attempt).
+    pub id: JobId,
+    /// The latest run the job recorded ([`JobStore::record_run`](super::JobStore::record_run)):
+    /// what the lost attempt (or an earlier one never cleaned) may have left.
+    pub run: RunRecord,
+    /// How it ends: [`Outcome::Cancelled`] when a cancel was asked for, else
+    /// [`Outcome::Failed`] with [`WORKER_LOST`].
+    pub outcome: Outcome,
 }
 
 /// A job left `running` by a process that is gone

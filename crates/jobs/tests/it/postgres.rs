@@ -410,3 +410,183 @@ async fn a_dead_nodes_partial_output_is_cleared_before_the_job_runs_again() {
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&probe.stdout).trim(), "10", "the new run's whole output");
 }
+
+/// Sets a job's lease `ago` (a PostgreSQL interval) into the past.
+async fn expire_lease_by(url: &str, id: &JobId, ago: &str) {
+    let pool = sqlx::PgPool::connect(url).await.unwrap();
+    let expired = sqlx::query("UPDATE jobs SET lease_expires_at = now() - $2::interval WHERE id = $1")
+        .bind(id.as_str())
+        .bind(ago)
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert_eq!(expired.rows_affected(), 1);
+}
+
+/// A lost job that must end (out of attempts, or a cancel pending) and that recorded a run is
+/// not ended by the reaper at once: a node takes it over (still running, so its footprint
+/// still holds back conflicting jobs), under its own lease, to remove what the lost attempt
+/// wrote, then ends it through the fenced `finish`. One no node takes over within a further
+/// lease is ended by the reaper all the same. A lost job that must run again is not taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_jobs_that_must_end_are_taken_over_to_clean_up_first() {
+    use jobs::store::{CancelOutcome, LostRun, RunRecord};
+    let url = fresh_url().await;
+    let once = |node: &str| PgSettings { max_attempts: 1, ..settings(node, Duration::from_secs(30)) };
+    let a: Store = Arc::new(PgStore::open(&url, once("a")).await.unwrap());
+    let b: Store = Arc::new(PgStore::open(&url, once("b")).await.unwrap());
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        let command = format!("-i in.mp4 out{n}.mp4");
+        let options = SubmitOptions { footprint: footprint(&command), ..SubmitOptions::default() };
+        let job = a.insert(command.clone(), options).await.unwrap();
+        assert_eq!(a.claim_next(&[]).await.unwrap().unwrap().id, job.id);
+        ids.push(job.id);
+    }
+    let record = |command: &str| RunRecord {
+        attempt: 1,
+        footprint: footprint(command),
+        snapshot: jobs::outputs::Snapshot::default(),
+    };
+    // Jobs 0 and 1 recorded runs; job 1's cancel was asked for; job 2 recorded none.
+    a.record_run(&ids[0], &record("-i in.mp4 out0.mp4")).await.unwrap();
+    a.record_run(&ids[1], &record("-i in.mp4 out1.mp4")).await.unwrap();
+    assert!(matches!(b.cancel(&ids[1]).await.unwrap(), CancelOutcome::Requested(_)));
+    assert_eq!(b.claim_lost_run().await.unwrap(), None, "no lease has expired");
+    for id in &ids {
+        expire_lease_by(&url, id, "1 second").await;
+    }
+
+    // The reaper ends job 2 (nothing to clean) and leaves the other two for a taker.
+    eventually("job 2 ended by the reaper", async || {
+        b.get(&ids[2]).await.unwrap().unwrap().status == JobStatus::Failed
+    })
+    .await;
+    let taken = b.claim_lost_run().await.unwrap().expect("job 0 is taken over");
+    assert_eq!(
+        taken,
+        LostRun {
+            id: ids[0].clone(),
+            run: record("-i in.mp4 out0.mp4"),
+            outcome: Outcome::Failed { error: jobs::store::WORKER_LOST.to_owned() }
+        }
+    );
+    let cancelled = b.claim_lost_run().await.unwrap().expect("job 1 is taken over");
+    assert_eq!((cancelled.id.clone(), cancelled.outcome.clone()), (ids[1].clone(), Outcome::Cancelled));
+    assert_eq!(a.claim_lost_run().await.unwrap(), None, "each is taken once");
+    for id in &ids[..2] {
+        let job = a.get(id).await.unwrap().unwrap();
+        assert_eq!((job.status, job.attempts), (JobStatus::Running, 1), "taken over, not ended: {job:?}");
+    }
+    // The old holder cannot write any more; the taker ends them.
+    assert_conflict(a.finish(&ids[0], Outcome::Cancelled, "").await, JobStatus::Running);
+    let failed = b.finish(&taken.id, taken.outcome, "").await.unwrap();
+    assert_eq!((failed.status, failed.error.as_deref()), (JobStatus::Failed, Some("worker lost")));
+    assert_eq!(b.finish(&cancelled.id, cancelled.outcome, "").await.unwrap().status, JobStatus::Cancelled);
+
+    // A taker that dies too: its lease runs out, and another node takes the job over again.
+    let job = a.insert("-i in.mp4 out3.mp4".to_owned(), SubmitOptions::default()).await.unwrap();
+    a.claim_next(&[]).await.unwrap().unwrap();
+    a.record_run(&job.id, &record("-i in.mp4 out3.mp4")).await.unwrap();
+    expire_lease_by(&url, &job.id, "1 second").await;
+    assert_eq!(b.claim_lost_run().await.unwrap().unwrap().id, job.id);
+    expire_lease_by(&url, &job.id, "1 second").await;
+    assert_eq!(a.claim_lost_run().await.unwrap().unwrap().id, job.id, "taken over again");
+    // One nobody takes over within a further lease: the reaper ends it.
+    expire_lease_by(&url, &job.id, "1 hour").await;
+    eventually("the reaper's fallback", async || b.get(&job.id).await.unwrap().unwrap().status == JobStatus::Failed)
+        .await;
+    assert_eq!(b.get(&job.id).await.unwrap().unwrap().error.as_deref(), Some("worker lost"));
+}
+
+/// A job whose node died mid-run and that has used its attempts ends failed ("worker lost"),
+/// and one whose cancel was asked for while its node was dead ends cancelled, not re-run; in
+/// both cases a node of the cluster first stops the dead attempt's ffmpeg (orphaned on this
+/// host, still writing), removes the partial output and the scratch directory it left, and
+/// leaves every other file alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_job_that_ends_has_its_partial_outputs_removed_first() {
+    use jobs::outputs::Snapshot;
+    use jobs::store::RunRecord;
+    use jobs::{FfmpegConfig, FfmpegRunner, Jobs, JobsConfig, Shutdown};
+    use std::os::unix::process::CommandExt as _;
+    use std::os::unix::process::ExitStatusExt as _;
+
+    let url = fresh_url().await;
+    let data = TempDir::new().unwrap();
+    let scratch = TempDir::new().unwrap();
+    let root = std::fs::canonicalize(data.path()).unwrap();
+    let sandbox = Sandbox::new(&root).unwrap();
+    let once = |node: &str| PgSettings { max_attempts: 1, ..settings(node, Duration::from_secs(30)) };
+    let b_store: Store = Arc::new(PgStore::open(&url, once("b")).await.unwrap());
+    let mut ffmpeg = FfmpegConfig::new("ffmpeg", &root);
+    ffmpeg.scratch_root = scratch.path().to_owned();
+    let config = JobsConfig { concurrency: 1, idle_wait: Duration::from_millis(100), ..JobsConfig::default() };
+    let b = Jobs::new(Arc::clone(&b_store), Arc::new(FfmpegRunner::new(ffmpeg)), sandbox.clone(), config);
+    std::fs::create_dir_all(root.join("out")).unwrap();
+    std::fs::write(root.join("out/kept.txt"), "not the job's").unwrap();
+    let lost_command = "-f lavfi -i testsrc=duration=1:size=64x64:rate=10 -c:v libx264 -preset ultrafast out/a.mp4";
+    let cancel_command = "-f lavfi -i testsrc=duration=1:size=64x64:rate=10 -c:v mpeg4 out/b.mp4";
+    let lost = b.submit(lost_command, SubmitOptions::default()).await.unwrap();
+    let cancelled = b.submit(cancel_command, SubmitOptions::default()).await.unwrap();
+
+    // Node a claims both jobs, records their runs as a worker does, starts the first one's
+    // ffmpeg (in a scratch directory named after the job, as the runner does) and writes the
+    // second one's partial output; then a dies: its ffmpeg lives on, writing `out/a.mp4`.
+    let a = PgStore::open(&url, once("a")).await.unwrap();
+    for (job, command) in [(&lost, lost_command), (&cancelled, cancel_command)] {
+        assert_eq!(a.claim_next(&[]).await.unwrap().unwrap().id, job.id);
+        let fp = Footprint::of(&sandbox.resolve_command(&Command::parse(command).unwrap()).unwrap());
+        let snapshot = Snapshot::take(&root, &fp);
+        a.record_run(&job.id, &RunRecord { attempt: 1, footprint: fp, snapshot }).await.unwrap();
+    }
+    std::fs::write(root.join("out/b.mp4"), "partial").unwrap();
+    // What a staged run (files in a bucket) of the cancelled job left on the shared disk.
+    let stage = jobs::staging::stages_root(&root).join(format!("{}-1", cancelled.id));
+    std::fs::create_dir_all(stage.join("out")).unwrap();
+    std::fs::write(stage.join("out/b.mp4"), "partial, staged").unwrap();
+    let dead_scratch = scratch.path().join(format!("{}dead", jobs::orphans::ScratchDir::prefix(&lost.id)));
+    std::fs::create_dir(&dead_scratch).unwrap();
+    let mut orphan = std::process::Command::new("ffmpeg")
+        .args(["-nostdin", "-loglevel", "error", "-re", "-f", "lavfi", "-i", "testsrc=duration=60:size=64x64:rate=10"])
+        .args(["-c:v", "libx264", "-preset", "ultrafast", "-y"])
+        .arg(format!("file:{}", root.join("out/a.mp4").display()))
+        .current_dir(&dead_scratch)
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    eventually("the dead attempt's partial output", async || {
+        std::fs::metadata(root.join("out/a.mp4")).is_ok_and(|m| m.len() > 0)
+    })
+    .await;
+    a.close().await;
+    // The cancel is asked for while the job's node is dead.
+    b_store.cancel(&cancelled.id).await.unwrap();
+    expire_lease(&url, &lost.id).await;
+    expire_lease(&url, &cancelled.id).await;
+
+    // Node b (a worker node) takes both over and ends them.
+    let shutdown = Shutdown::default();
+    let _workers = b.spawn_workers(&shutdown);
+    let mut ended = Vec::new();
+    eventually("both jobs ended on b", async || {
+        ended = vec![b_store.get(&lost.id).await.unwrap().unwrap(), b_store.get(&cancelled.id).await.unwrap().unwrap()];
+        ended.iter().all(|j| j.status.is_finished())
+    })
+    .await;
+    shutdown.stop_claiming.cancel();
+    let still_running = orphan.try_wait().unwrap().is_none();
+    if still_running {
+        let _ = orphan.kill();
+    }
+    assert_eq!((ended[0].status, ended[0].error.as_deref()), (JobStatus::Failed, Some("worker lost")), "{ended:?}");
+    assert_eq!(ended[1].status, JobStatus::Cancelled, "{ended:?}");
+    assert_eq!((ended[0].attempts, ended[1].attempts), (1, 1), "neither ran again");
+    assert!(!still_running, "the dead attempt's ffmpeg was stopped");
+    assert_eq!(orphan.wait().unwrap().signal(), Some(9), "stopped by SIGKILL");
+    assert!(!dead_scratch.exists(), "the dead attempt's scratch directory is removed");
+    assert!(!root.join("out/a.mp4").exists(), "the lost run's partial output is removed");
+    assert!(!root.join("out/b.mp4").exists(), "the cancelled run's partial output is removed");
+    assert!(!stage.exists(), "the cancelled run's stage is removed");
+    assert_eq!(std::fs::read_to_string(root.join("out/kept.txt")).unwrap(), "not the job's");
+}

@@ -32,6 +32,8 @@ conformance!(
     requeue_keeps_order,
     delete_finished_only,
     recover_requeues_or_fails,
+    recover_cancels_a_job_whose_cancel_was_pending,
+    no_lost_run_to_take_over_while_its_node_holds_it,
     purge_finished_before,
     counts_by_status,
     log_kept_by_finish,
@@ -92,8 +94,7 @@ async fn event_seq_counts_status_changes(store: &Store) {
     let claimed = store.claim_next(&[]).await.unwrap().unwrap();
     assert_eq!(claimed.event_seq, 2);
     store.update_progress(&job.id, &Progress { frame: Some(1), ..Progress::default() }).await.unwrap();
-    assert!(matches!(store.cancel(&job.id).await.unwrap(), CancelOutcome::Requested(_)));
-    assert_eq!(seq(store, &job.id).await, 2, "progress and a cancel request are not status changes");
+    assert_eq!(seq(store, &job.id).await, 2, "progress is not a status change");
 
     store.requeue(&job.id).await.unwrap();
     assert_eq!(seq(store, &job.id).await, 3);
@@ -116,6 +117,29 @@ async fn event_seq_counts_status_changes(store: &Store) {
         panic!("a queued job is cancelled at once")
     };
     assert_eq!((cancelled.event_seq, seq(store, &queued.id).await), (2, 2));
+
+    let asked = running(store, "-i d.mp4 d.mkv").await;
+    assert!(matches!(store.cancel(&asked.id).await.unwrap(), CancelOutcome::Requested(_)));
+    assert_eq!(seq(store, &asked.id).await, 2, "a cancel request is not a status change");
+}
+
+/// A job left running with a cancel pending (asked for while it ran; the process died before
+/// its run stopped) ends cancelled at recovery, whatever its attempts: it never runs again.
+async fn recover_cancels_a_job_whose_cancel_was_pending(store: &Store) {
+    let asked = submit_with_footprint(store, "-i a.mp4 a.mkv", 0).await;
+    let other = submit_with_footprint(store, "-i b.mp4 b.mkv", 0).await;
+    for id in [&asked, &other] {
+        assert_eq!(store.claim_next(&[]).await.unwrap().map(|j| j.id).as_ref(), Some(id));
+    }
+    assert!(matches!(store.cancel(&asked).await.unwrap(), CancelOutcome::Requested(_)));
+    let recovery = store.recover(5).await.unwrap();
+    assert_eq!(recovery, Recovery { requeued: vec![other.clone()], failed: vec![], cancelled: vec![asked.clone()] });
+    let ended = store.get(&asked).await.unwrap().unwrap();
+    assert_eq!((ended.status, ended.error.as_deref(), ended.attempts), (JobStatus::Cancelled, None, 1));
+    assert!(ended.completed_at.is_some());
+    assert_eq!(ended.event_seq, 3, "claimed 2, cancelled by recovery 3");
+    assert_eq!(store.claim_next(&[]).await.unwrap().map(|j| j.id), Some(other), "only the other runs again");
+    assert_eq!(store.claim_next(&[]).await.unwrap(), None);
 }
 
 /// Many clients polling the same job at once (the batched reads of the SQLite store once
@@ -591,7 +615,7 @@ async fn recover_requeues_or_fails(store: &Store) {
     let done = submit(store, "done").await;
     // `twice` runs, a crash puts it back in the queue, and it runs again: two attempts.
     assert_eq!(store.claim_next(&[]).await.unwrap().unwrap().id, twice.id);
-    assert_eq!(store.recover(5).await.unwrap(), Recovery { requeued: vec![twice.id.clone()], failed: vec![] });
+    assert_eq!(store.recover(5).await.unwrap(), Recovery { requeued: vec![twice.id.clone()], ..Recovery::default() });
     assert_eq!(store.claim_next(&[]).await.unwrap().unwrap().id, twice.id);
     assert_eq!(store.claim_next(&[]).await.unwrap().unwrap().id, once.id);
     store.cancel(&waiting.id).await.unwrap();
@@ -601,7 +625,10 @@ async fn recover_requeues_or_fails(store: &Store) {
     // A crash: `once` and `twice` were left running.
 
     let recovery = store.recover(2).await.unwrap();
-    assert_eq!(recovery, Recovery { requeued: vec![once.id.clone()], failed: vec![twice.id.clone()] });
+    assert_eq!(
+        recovery,
+        Recovery { requeued: vec![once.id.clone()], failed: vec![twice.id.clone()], cancelled: vec![] }
+    );
     let failed = store.get(&twice.id).await.unwrap().unwrap();
     assert_eq!((failed.status, failed.error.as_deref(), failed.attempts), (JobStatus::Failed, Some("interrupted"), 2));
     assert!(failed.completed_at.is_some());
@@ -1171,4 +1198,19 @@ async fn node_registry_round_trips(store: &Store) {
     store.remove_node("api-1").await.unwrap();
     store.remove_node("api-1").await.unwrap();
     assert!(store.nodes(Duration::from_secs(60)).await.unwrap().is_empty());
+}
+
+/// A running job that recorded a run is not a lost run while its node holds it: nothing to
+/// take over (a single-node store never has one: its recovery at start-up cleans up instead).
+async fn no_lost_run_to_take_over_while_its_node_holds_it(store: &Store) {
+    let job = running(store, "-i a.mp4 a.mkv").await;
+    let run = jobs::store::RunRecord {
+        attempt: job.attempts,
+        footprint: ffmpeg_core::footprint::Footprint::default(),
+        snapshot: jobs::outputs::Snapshot::default(),
+    };
+    store.record_run(&job.id, &run).await.unwrap();
+    assert!(matches!(store.cancel(&job.id).await.unwrap(), CancelOutcome::Requested(_)));
+    assert_eq!(store.claim_lost_run().await.unwrap(), None);
+    assert_eq!(status(store, &job.id).await, JobStatus::Running);
 }
