@@ -7,7 +7,7 @@
 //! - a cancel asked on any node stops the job's ffmpeg on the node running it;
 //! - status changes and live progress of jobs run elsewhere reach this node's event bus, and so
 //!   its event streams, as if the jobs ran here (progress at ffmpeg's rate: the store keeps only
-//!   one snapshot a second).
+//!   one snapshot a second; sent only for the jobs some node's streams watch, [`Watched`]).
 //!
 //! Signals are hints, never the state: each one is checked against the store (a status signal
 //! is followed by a read of the job), and when signals may have been missed
@@ -39,4 +39,15 @@ pub enum ClusterSignal {
     /// Signals may have been missed (the store's connection was lost and is back, or this
     /// node fell behind): re-read from the store what depends on them.
     Resync,
+}
+
+/// What a node's event streams watch ([`EventBus::watched`](crate::events::EventBus::watched)),
+/// told to the other nodes ([`JobStore::set_watched`](crate::JobStore::set_watched)) so that a
+/// node running a job sends its live progress only when some other node watches it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Watched {
+    /// An all-jobs stream passes every job's progress on.
+    pub all: bool,
+    /// The jobs someone subscribes to, by id.
+    pub jobs: Vec<JobId>,
 }

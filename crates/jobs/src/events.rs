@@ -150,6 +150,10 @@ struct Inner {
     all: broadcast::Sender<Event>,
     /// How many times events may have been missed ([`EventBus::mark_gap`]).
     gaps: watch::Sender<u64>,
+    /// All-jobs streams that pass progress on ([`AllFilter::progress`]).
+    all_progress: Mutex<usize>,
+    /// Counts the changes of what this bus's subscribers watch ([`EventBus::watched`]).
+    watching: watch::Sender<u64>,
 }
 
 #[derive(Debug)]
@@ -158,6 +162,8 @@ struct Channel {
     events: broadcast::Sender<Event>,
     /// Subscriptions and publishers holding the channel; removed at 0.
     users: usize,
+    /// Subscriptions among them (someone watches the job).
+    subscribers: usize,
 }
 
 impl Default for EventBus {
@@ -177,8 +183,9 @@ impl EventBus {
     /// An empty bus.
     pub fn new() -> EventBus {
         let (all, _) = broadcast::channel(Self::ALL_CAPACITY);
-        let gaps = watch::Sender::new(0);
-        EventBus { inner: Arc::new(Inner { channels: Mutex::new(HashMap::new()), all, gaps }) }
+        let (gaps, watching) = (watch::Sender::new(0), watch::Sender::new(0));
+        let channels = Mutex::new(HashMap::new());
+        EventBus { inner: Arc::new(Inner { channels, all, gaps, all_progress: Mutex::new(0), watching }) }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<JobId, Channel>> {
@@ -212,14 +219,14 @@ impl EventBus {
     /// A publisher of the progress of `job`'s current run (`job` as its claim returned it):
     /// keeps the job's channel, numbers its events `S.1`, `S.2`, ... Drop it when the run ends.
     pub fn publisher(&self, job: &Job) -> ProgressPublisher {
-        self.acquire(&job.id);
+        self.acquire(&job.id, false);
         ProgressPublisher { bus: self.clone(), job: job.id.clone(), status: job.event_seq, count: 0 }
     }
 
     /// Subscribes to one job's events. Subscribe *before* reading the job from the store:
     /// then every change committed after that read reaches the subscription.
     pub fn subscribe(&self, id: &JobId) -> JobSubscription {
-        let (latest, events) = self.acquire(id);
+        let (latest, events) = self.acquire(id, true);
         JobSubscription { bus: self.clone(), job: id.clone(), latest, events }
     }
 
@@ -285,24 +292,73 @@ impl EventBus {
         self.lock().keys().cloned().collect()
     }
 
-    fn acquire(&self, id: &JobId) -> (watch::Receiver<Latest>, broadcast::Receiver<Event>) {
+    /// What this bus's subscribers watch: the jobs someone subscribes to, and whether an
+    /// all-jobs stream passes every job's progress on. In a cluster the other nodes send the
+    /// live progress of a job only to nodes that watch it
+    /// ([`JobStore::set_watched`](crate::JobStore::set_watched)).
+    pub fn watched(&self) -> crate::cluster::Watched {
+        let mut jobs: Vec<JobId> =
+            self.lock().iter().filter(|(_, c)| c.subscribers > 0).map(|(id, _)| id.clone()).collect();
+        jobs.sort_unstable_by(|a, b| a.as_str().cmp(b.as_str()));
+        let all = *self.inner.all_progress.lock().unwrap_or_else(std::sync::PoisonError::into_inner) > 0;
+        crate::cluster::Watched { all, jobs }
+    }
+
+    /// Changes each time [`EventBus::watched`] may have changed (a job's first subscriber came
+    /// or its last one left; the first all-jobs progress stream came or the last one left).
+    pub fn watched_changes(&self) -> watch::Receiver<u64> {
+        self.inner.watching.subscribe()
+    }
+
+    fn watched_changed(&self) {
+        self.inner.watching.send_modify(|n| *n += 1);
+    }
+
+    fn acquire(&self, id: &JobId, subscriber: bool) -> (watch::Receiver<Latest>, broadcast::Receiver<Event>) {
         let mut channels = self.lock();
         let channel = channels.entry(id.clone()).or_insert_with(|| Channel {
             latest: watch::Sender::new(Latest::default()),
             events: broadcast::Sender::new(Self::JOB_CAPACITY),
             users: 0,
+            subscribers: 0,
         });
         channel.users += 1;
-        (channel.latest.subscribe(), channel.events.subscribe())
+        channel.subscribers += usize::from(subscriber);
+        let first = subscriber && channel.subscribers == 1;
+        let receivers = (channel.latest.subscribe(), channel.events.subscribe());
+        drop(channels);
+        if first {
+            self.watched_changed();
+        }
+        receivers
     }
 
-    fn release(&self, id: &JobId) {
+    fn release(&self, id: &JobId, subscriber: bool) {
         let mut channels = self.lock();
+        let mut last = false;
         if let Some(channel) = channels.get_mut(id) {
             channel.users -= 1;
+            channel.subscribers -= usize::from(subscriber);
+            last = subscriber && channel.subscribers == 0;
             if channel.users == 0 {
                 channels.remove(id);
             }
+        }
+        drop(channels);
+        if last {
+            self.watched_changed();
+        }
+    }
+
+    /// Counts an all-jobs stream that passes progress on (`+1`) or one that ended (`-1`).
+    fn all_progress_watchers(&self, starts: bool) {
+        let mut count = self.inner.all_progress.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let before = *count;
+        *count = if starts { before + 1 } else { before.saturating_sub(1) };
+        let changed = (before == 0) != (*count == 0);
+        drop(count);
+        if changed {
+            self.watched_changed();
         }
     }
 }
@@ -334,7 +390,7 @@ impl ProgressPublisher {
 
 impl Drop for ProgressPublisher {
     fn drop(&mut self) {
-        self.bus.release(&self.job);
+        self.bus.release(&self.job, false);
     }
 }
 
@@ -357,7 +413,7 @@ impl JobSubscription {
 
 impl Drop for JobSubscription {
     fn drop(&mut self) {
-        self.bus.release(&self.job);
+        self.bus.release(&self.job, true);
     }
 }
 
@@ -476,6 +532,9 @@ pub struct AllEvents {
 impl AllEvents {
     pub(crate) fn new(bus: &EventBus, filter: AllFilter) -> AllEvents {
         let gaps = bus.inner.gaps.subscribe();
+        if filter.progress {
+            bus.all_progress_watchers(true);
+        }
         AllEvents { bus: bus.clone(), receiver: bus.subscribe_all(), gaps, filter, pending: VecDeque::new() }
     }
 
@@ -516,6 +575,14 @@ impl AllEvents {
                 }
                 Err(broadcast::error::RecvError::Closed) => return None,
             }
+        }
+    }
+}
+
+impl Drop for AllEvents {
+    fn drop(&mut self) {
+        if self.filter.progress {
+            self.bus.all_progress_watchers(false);
         }
     }
 }

@@ -192,6 +192,15 @@ pub trait JobStore: Send + Sync + 'static {
         let _ = event;
     }
 
+    /// For a store shared by several nodes: tells the other nodes what this node's event
+    /// streams watch now ([`Watched`](crate::cluster::Watched)), so that they send the live
+    /// progress of their jobs ([`JobStore::announce_progress`]) only where it is watched. A
+    /// job newly watched is told at once (its progress then arrives from the next snapshot
+    /// on); one no longer watched may be told later. Never waits. The default does nothing.
+    fn set_watched(&self, watched: &crate::cluster::Watched) {
+        let _ = watched;
+    }
+
     /// Claims up to `limit` pending deliveries due at `now`, the longest due first, leaving
     /// out those to a URL in `skip_urls` (receivers the claimer has enough of), for `lease`:
     /// each one's next attempt is pushed to `now + lease`, so no other claimer (task or

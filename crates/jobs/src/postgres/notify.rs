@@ -8,7 +8,13 @@
 //!   are delivered once the change commits, in commit order.
 //! - **Progress** is sent by the node that runs the job ([`Cluster::announce`]), from a
 //!   background task, at ffmpeg's rate (a snapshot is small: well under PostgreSQL's 8,000-byte
-//!   payload limit, [`MAX_PAYLOAD`]); a newer snapshot of a job replaces one not yet sent.
+//!   payload limit, [`MAX_PAYLOAD`]); a newer snapshot of a job replaces one not yet sent. Only
+//!   the progress of a job some other node watches is sent (an event stream of that job, or an
+//!   all-jobs stream with progress): each node tells the others what its streams watch in its
+//!   pings, and at once when it starts watching a job ([`Cluster::set_watched`]); a watch not
+//!   repeated for [`SILENCE`] (its node is gone) lapses. A node whose listener (re)connects
+//!   says `hello`, every other node answers with a ping at once, and until the answers are in
+//!   ([`WATCH_CATCH_UP`]) it sends all its progress.
 //! - **Pings**: every [`PING_INTERVAL`] each node notifies the channel itself, so its listener
 //!   hears something at least that often; one that hears nothing for [`SILENCE`] (a connection
 //!   that died without closing) is replaced.
@@ -26,7 +32,7 @@
 //! store), a cancel asked meanwhile for a job this node runs is read back, and
 //! [`ClusterSignal::Resync`] tells the service to read its watched jobs again.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -37,7 +43,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::{Held, lock, wake};
-use crate::cluster::ClusterSignal;
+use crate::cluster::{ClusterSignal, Watched};
 use crate::events::{EventId, ProgressEvent};
 use crate::model::{JobId, JobStatus, Progress};
 
@@ -50,6 +56,9 @@ pub const PING_INTERVAL: Duration = Duration::from_secs(5);
 /// How long a listener may hear nothing (not even the pings) before its connection is
 /// replaced.
 pub const SILENCE: Duration = Duration::from_secs(16);
+/// After this node's listener (re)connected, how long it sends every progress snapshot while
+/// the other nodes answer its `hello` with what they watch.
+pub const WATCH_CATCH_UP: Duration = Duration::from_secs(1);
 /// Signals held for a receiver that is behind; further behind, it gets `Lagged` (a resync).
 const SIGNAL_CAPACITY: usize = 4096;
 /// The setting each connection of a node sets to its node id; the trigger reads it.
@@ -65,8 +74,42 @@ enum Payload {
     Cancel { node: Option<String>, job: String },
     /// From a node: a progress event of a job it runs.
     Progress { node: String, job: String, id: String, progress: Progress },
-    /// From a node: it is alive, and so is its listener if it hears this.
-    Ping { node: String },
+    /// From a node: it is alive, and so is its listener if it hears this; and what its streams
+    /// watch (absent, from a node that does not say: everything).
+    Ping {
+        node: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        watching: Option<Watching>,
+    },
+    /// From a node whose listener just (re)connected: the others answer with a ping at once.
+    Hello { node: String },
+}
+
+/// What a node's streams watch, as its pings say.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Watching {
+    /// Every job's progress.
+    #[serde(default)]
+    all: bool,
+    /// These jobs' progress.
+    #[serde(default)]
+    jobs: Vec<String>,
+}
+
+/// What the nodes of the cluster watch, as this node knows it.
+#[derive(Debug, Default)]
+struct Watches {
+    /// This node's streams.
+    local: Watched,
+    /// A ping goes out at the next send round (this node started watching a job, or another
+    /// node said hello).
+    ping_now: bool,
+    /// A hello goes out at the next send round (the listener just connected).
+    hello_now: bool,
+    /// Until then every progress snapshot is sent (the answers to the hello are on their way).
+    catch_up_until: Option<Instant>,
+    /// The other nodes: what each watches (`None`: everything), and when it said so.
+    remote: HashMap<String, (Option<HashSet<JobId>>, Instant)>,
 }
 
 /// A node's side of the channel: the signals heard, and the progress waiting to be sent.
@@ -78,6 +121,8 @@ pub(super) struct Cluster {
     outgoing: Mutex<HashMap<JobId, String>>,
     /// Wakes the sending task.
     send: Notify,
+    /// What this node and the others watch.
+    watches: Mutex<Watches>,
 }
 
 impl Cluster {
@@ -86,8 +131,12 @@ impl Cluster {
         self.signals.subscribe()
     }
 
-    /// Queues `event` for the other nodes (replacing an older snapshot of the job not yet sent).
+    /// Queues `event` for the other nodes (replacing an older snapshot of the job not yet
+    /// sent), when one of them watches its job.
     pub(super) fn announce(&self, event: &ProgressEvent) {
+        if !self.watched_elsewhere(&event.job) {
+            return;
+        }
         let payload = Payload::Progress {
             node: self.node.clone(),
             job: event.job.as_str().to_owned(),
@@ -102,6 +151,69 @@ impl Cluster {
         }
         self.outgoing.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(event.job.clone(), text);
         self.send.notify_one();
+    }
+
+    fn watches(&self) -> std::sync::MutexGuard<'_, Watches> {
+        self.watches.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Whether another node watches `job` (or this node is catching up on what they watch).
+    fn watched_elsewhere(&self, job: &JobId) -> bool {
+        let watches = self.watches();
+        if watches.catch_up_until.is_some_and(|until| Instant::now() < until) {
+            return true;
+        }
+        watches
+            .remote
+            .values()
+            .any(|(jobs, heard)| heard.elapsed() < SILENCE && jobs.as_ref().is_none_or(|jobs| jobs.contains(job)))
+    }
+
+    /// Records what this node's streams watch now; when that grew, the others are told at once.
+    pub(super) fn set_watched(&self, watched: &Watched) {
+        let mut watches = self.watches();
+        let grew = (watched.all && !watches.local.all) || watched.jobs.iter().any(|j| !watches.local.jobs.contains(j));
+        watches.local = watched.clone();
+        if grew {
+            watches.ping_now = true;
+            drop(watches);
+            self.send.notify_one();
+        }
+    }
+
+    /// After the listener (re)connected: says hello at the next send round, and sends every
+    /// progress snapshot until the answers are in.
+    fn catch_up(&self) {
+        let mut watches = self.watches();
+        watches.hello_now = true;
+        watches.catch_up_until = Some(Instant::now() + WATCH_CATCH_UP);
+        drop(watches);
+        self.send.notify_one();
+    }
+
+    /// This node's ping: what its streams watch (everything, when the list would not fit).
+    fn ping(&self) -> String {
+        let local = self.watches().local.clone();
+        let jobs = local.jobs.iter().map(|j| j.as_str().to_owned()).collect();
+        let ping = Payload::Ping { node: self.node.clone(), watching: Some(Watching { all: local.all, jobs }) };
+        match serde_json::to_string(&ping) {
+            Ok(text) if text.len() <= MAX_PAYLOAD => text,
+            _ => {
+                let watching = Some(Watching { all: true, jobs: Vec::new() });
+                serde_json::to_string(&Payload::Ping { node: self.node.clone(), watching }).unwrap_or_default()
+            }
+        }
+    }
+
+    /// Records what node `node` watches, as its ping says (`None`: everything).
+    fn heard_watching(&self, node: String, watching: Option<Watching>) {
+        let jobs = match watching {
+            Some(Watching { all: false, jobs }) => Some(jobs.iter().filter_map(|j| JobId::parse(j).ok()).collect()),
+            _ => None,
+        };
+        let mut watches = self.watches();
+        watches.remote.retain(|_, (_, heard)| heard.elapsed() < SILENCE);
+        watches.remote.insert(node, (jobs, Instant::now()));
     }
 }
 
@@ -134,7 +246,9 @@ pub(super) async fn start(
         signals: broadcast::channel(SIGNAL_CAPACITY).0,
         outgoing: Mutex::default(),
         send: Notify::new(),
+        watches: Mutex::default(),
     });
+    cluster.catch_up();
     let listening = Listening { pool: pool.clone(), cluster: Arc::clone(&cluster), work, held, stop: stop.clone() };
     tokio::spawn(listening.run(listener));
     tokio::spawn(send(pool.clone(), Arc::clone(&cluster), stop));
@@ -246,7 +360,19 @@ impl Listening {
                 }
                 ClusterSignal::Progress(ProgressEvent { job, id, progress: Arc::new(progress) })
             }
-            Payload::Ping { .. } => return,
+            Payload::Ping { node, watching } => {
+                if !own(Some(&node)) {
+                    self.cluster.heard_watching(node, watching);
+                }
+                return;
+            }
+            Payload::Hello { node } => {
+                if !own(Some(&node)) {
+                    self.cluster.watches().ping_now = true;
+                    self.cluster.send.notify_one();
+                }
+                return;
+            }
         };
         // No receiver: nobody here needs it.
         let _ = self.cluster.signals.send(signal);
@@ -256,6 +382,7 @@ impl Listening {
     /// cancels asked for jobs this node runs, and tells the service to read again.
     async fn resync(&self) {
         wake(&self.work);
+        self.cluster.catch_up();
         let ids: Vec<String> = lock(&self.held).keys().map(|id| id.as_str().to_owned()).collect();
         if !ids.is_empty() {
             let cancelled: Result<Vec<String>, _> = sqlx::query_scalar(
@@ -278,19 +405,29 @@ impl Listening {
     }
 }
 
-/// Sends the queued progress payloads (all pending ones in one statement) and a ping every
-/// [`PING_INTERVAL`], until `stop`. A failed send is dropped: progress is transient, and the
-/// store keeps a snapshot a second.
+/// Sends the queued progress payloads (all pending ones in one statement), a ping every
+/// [`PING_INTERVAL`] and when one is due sooner, and a hello when one is due, until `stop`. A
+/// failed send is dropped: progress is transient, and the store keeps a snapshot a second.
 async fn send(pool: PgPool, cluster: Arc<Cluster>, stop: CancellationToken) {
-    let ping = serde_json::to_string(&Payload::Ping { node: cluster.node.clone() }).unwrap_or_default();
+    let hello = serde_json::to_string(&Payload::Hello { node: cluster.node.clone() }).unwrap_or_default();
     let mut pings = tokio::time::interval(PING_INTERVAL);
     pings.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let mut batch = Vec::new();
-        tokio::select! {
+        let mut ping = tokio::select! {
             () = stop.cancelled() => return,
-            () = cluster.send.notified() => {}
-            _ = pings.tick() => batch.push(ping.clone()),
+            () = cluster.send.notified() => false,
+            _ = pings.tick() => true,
+        };
+        {
+            let mut watches = cluster.watches();
+            ping |= std::mem::take(&mut watches.ping_now);
+            if std::mem::take(&mut watches.hello_now) {
+                batch.push(hello.clone());
+            }
+        }
+        if ping {
+            batch.push(cluster.ping());
         }
         let outgoing = std::mem::take(&mut *cluster.outgoing.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
         batch.extend(outgoing.into_values());

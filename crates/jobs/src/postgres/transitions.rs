@@ -353,6 +353,10 @@ impl JobStore for PgStore {
         self.cluster.announce(event);
     }
 
+    fn set_watched(&self, watched: &crate::cluster::Watched) {
+        self.cluster.set_watched(watched);
+    }
+
     async fn update_progress(&self, id: &JobId, progress: &Progress) -> Result<bool, StoreError> {
         let attempt = self.held_attempt(id, "update progress").await?;
         let progress = json(progress)?;

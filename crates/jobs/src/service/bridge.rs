@@ -1,6 +1,8 @@
 //! The cluster bridge: what [`Jobs`] does with the [`ClusterSignal`]s of a store shared by
 //! several nodes ([`crate::cluster`]). One task per service, applying signals in the order the
-//! store heard them (so a job's status reaches the bus before that run's progress).
+//! store heard them (so a job's status reaches the bus before that run's progress), and
+//! telling the store what this node's streams watch
+//! ([`JobStore::set_watched`](crate::JobStore::set_watched)).
 
 use std::sync::{Arc, Weak};
 
@@ -18,16 +20,32 @@ pub(super) fn start(jobs: &Arc<Jobs>) {
         tracing::warn!("no async runtime: the other nodes' events are not followed");
         return;
     };
+    // What this node's streams watch goes to the other nodes, which send progress only where
+    // it is watched: now, and at every change.
+    let mut watched = jobs.events.watched_changes();
+    jobs.store.set_watched(&jobs.events.watched());
     let jobs: Weak<Jobs> = Arc::downgrade(jobs);
     runtime.spawn(async move {
         loop {
-            let signal = match signals.recv().await {
-                Ok(signal) => signal,
-                Err(RecvError::Lagged(missed)) => {
-                    tracing::warn!(missed, "fell behind the other nodes' signals; catching up from the store");
-                    ClusterSignal::Resync
+            let signal = tokio::select! {
+                biased;
+                changed = watched.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    watched.borrow_and_update();
+                    let Some(jobs) = jobs.upgrade() else { return };
+                    jobs.store.set_watched(&jobs.events.watched());
+                    continue;
                 }
-                Err(RecvError::Closed) => return,
+                received = signals.recv() => match received {
+                    Ok(signal) => signal,
+                    Err(RecvError::Lagged(missed)) => {
+                        tracing::warn!(missed, "fell behind the other nodes' signals; catching up from the store");
+                        ClusterSignal::Resync
+                    }
+                    Err(RecvError::Closed) => return,
+                },
             };
             let Some(jobs) = jobs.upgrade() else { return };
             jobs.apply(signal).await;

@@ -280,3 +280,102 @@ async fn nodes_whose_listeners_were_cut_off_catch_up_from_the_store() {
     }
     drop((worker, watcher));
 }
+
+/// Reports progress frame 1, 2, ... every `every` until cancelled.
+struct Ticking {
+    every: Duration,
+}
+
+#[async_trait]
+impl Runner for Ticking {
+    async fn run(
+        &self,
+        _: RunSpec<'_>,
+        progress: &watch::Sender<Option<Progress>>,
+        cancel: &CancellationToken,
+    ) -> RunReport {
+        let mut frame = 0;
+        loop {
+            frame += 1;
+            progress.send_replace(Some(Progress { frame: Some(frame), ..Progress::default() }));
+            tokio::select! {
+                () = cancel.cancelled() => break,
+                () = tokio::time::sleep(self.every) => {}
+            }
+        }
+        RunReport { result: Err(RunError::Cancelled), log_tail: String::new(), outputs: Vec::new() }
+    }
+}
+
+/// Counts the progress notifications on the cluster's channel, heard by a connection of its own.
+async fn count_progress_notifications(url: &str) -> Arc<std::sync::atomic::AtomicU64> {
+    let count = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut listener = sqlx::postgres::PgListener::connect(url).await.unwrap();
+    listener.listen(jobs::postgres::notify::CHANNEL).await.unwrap();
+    let counted = Arc::clone(&count);
+    tokio::spawn(async move {
+        while let Ok(notification) = listener.recv().await {
+            if notification.payload().contains(r#""k":"progress""#) {
+                counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+    });
+    count
+}
+
+/// The progress notifications counted over `window`.
+async fn notifications_in(count: &std::sync::atomic::AtomicU64, window: Duration) -> u64 {
+    let before = count.load(std::sync::atomic::Ordering::Relaxed);
+    tokio::time::sleep(window).await;
+    count.load(std::sync::atomic::Ordering::Relaxed) - before
+}
+
+/// The node running a job notifies its progress only while another node watches the job (an
+/// event stream of it there): none while nobody does, every snapshot from the moment a stream
+/// opens (the stream gets progress within the runner's progress interval, not the next ping),
+/// and none again once the stream is gone. (What is measured is printed: notifications per
+/// second unwatched and watched, and how long the first progress event took to reach the new
+/// stream.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_is_notified_only_while_another_node_watches_the_job() {
+    let (url, dir) = (fresh_url().await, tempfile::tempdir().unwrap());
+    let every = Duration::from_millis(50);
+    let api = node(&url, "api", dir.path(), 0, Arc::new(AtOnce)).await;
+    let worker = node(&url, "worker", dir.path(), 1, Arc::new(Ticking { every })).await;
+    let count = count_progress_notifications(&url).await;
+    let job = api.jobs.submit("-f lavfi -i testsrc out.mkv", SubmitOptions::default()).await.unwrap();
+    eventually("the job running", async || status(&api.store, &job.id).await == JobStatus::Running).await;
+
+    // Nobody watches (once the nodes' first exchange of what they watch is over).
+    let window = Duration::from_secs(1);
+    eventually("no progress notified while nobody watches", async || {
+        notifications_in(&count, Duration::from_millis(500)).await == 0
+    })
+    .await;
+    let unwatched = notifications_in(&count, window).await;
+
+    // A stream opens on the api node: progress reaches it, from the next snapshot on.
+    let opened = Instant::now();
+    let Resume::Events(mut events) = api.jobs.events_of(&job.id, None).await.unwrap() else { panic!("finished") };
+    while !matches!(next(&mut events).await, Some(Event::Progress(_))) {}
+    let first_progress = opened.elapsed();
+    let watched = notifications_in(&count, window).await;
+
+    // The stream closes: the worker hears of it at the api node's next ping at the latest.
+    drop(events);
+    eventually("no progress notified once the stream closed", async || {
+        notifications_in(&count, Duration::from_millis(500)).await == 0
+    })
+    .await;
+    let per_second = |n: u64| n as f64 / window.as_secs_f64();
+    eprintln!(
+        "progress every {every:?}: {:.1} notifications/s unwatched, {:.1}/s watched; first progress on a new stream \
+         after {first_progress:?}",
+        per_second(unwatched),
+        per_second(watched)
+    );
+    assert_eq!(unwatched, 0, "progress notified while nobody watched");
+    assert!(watched > 0, "no progress notified while watched");
+    api.jobs.cancel(&job.id).await.unwrap();
+    drop(worker);
+}
