@@ -342,13 +342,16 @@ pub fn markdown() -> String {
         let help = help.replace('\n', " ").replace('|', "\\|");
         out.push_str(&format!("| `--{long}` | {env} | {default} | {help} |\n"));
     }
-    out.push_str(
+    let names: Vec<String> =
+        ffmpeg_worker_api::CLIENT_SUBCOMMANDS.iter().map(|sub| format!("`{}`", sub.name)).collect();
+    out.push_str(&format!(
         "\n## Client settings\n\n\
-         The client subcommands (`submit`, `status`, `list`, `cancel`, `delete`, `logs`, `wait`;\n\
+         The client subcommands ({};\n\
          run by the `ffmpeg-worker-client` program beside the server binary) read `--url` /\n\
          `FFMPEG_WORKER_URL` (default `http://127.0.0.1:8000`) and `--token` /\n\
          `FFMPEG_WORKER_TOKEN`. The server's `RUST_LOG` sets the log filter (default `info`).\n",
-    );
+        names.join(", ")
+    ));
     out
 }
 

@@ -1,7 +1,8 @@
 //! The `ffmpeg-worker` binary: `serve` (the default) runs the HTTP server and workers.
 //!
-//! The client subcommands (`submit`, `status`, `list`, `cancel`, `delete`, `logs`, `wait`) belong
-//! to the `ffmpeg-worker-client` program (crate `ffmpeg-worker-client`), which this binary runs
+//! The client subcommands ([`ffmpeg_worker_api::CLIENT_SUBCOMMANDS`]: `submit`, `status`, `list`,
+//! `cancel`, `delete`, `logs`, `wait`, `put`, `get`, `ls`, `rm`, `probe`) belong to the
+//! `ffmpeg-worker-client` program (crate `ffmpeg-worker-client`), which this binary runs
 //! in its place (exec: same arguments, terminal, exit status), the way git and cargo run their
 //! external subcommands. It is looked for beside this binary first, then on `PATH`. So users
 //! keep one command, and the server does not link an HTTP client nor the client a server.
@@ -10,7 +11,8 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
+use ffmpeg_worker_api::{CLIENT_SUBCOMMANDS, ClientSubcommand};
 use ffmpeg_worker_server::config::{LogFormat, ServeConfig};
 use tracing_subscriber::EnvFilter;
 
@@ -33,8 +35,6 @@ struct Cli {
 enum Cmd {
     /// Run the HTTP server and the workers (the default when no subcommand is given).
     Serve(Box<ServeConfig>),
-    #[command(flatten)]
-    Client(ClientCmd),
     /// Print the OpenAPI 3.1 document (JSON) and exit.
     #[command(hide = true)]
     Openapi,
@@ -43,39 +43,20 @@ enum Cmd {
     ConfigDoc,
 }
 
-/// The client subcommands, run by `ffmpeg-worker-client` (their one-line help is its own).
-#[derive(Debug, Subcommand)]
-enum ClientCmd {
-    /// Submit a job: `submit [--wait] -- -i in.mp4 out.webm`
-    Submit(ClientArgs),
-    /// Show a job: status, progress, outputs or error
-    Status(ClientArgs),
-    /// List jobs, oldest first
-    List(ClientArgs),
-    /// Cancel a queued or running job
-    Cancel(ClientArgs),
-    /// Delete a finished job's record (its output files stay)
-    Delete(ClientArgs),
-    /// Print a job's log (the tail of ffmpeg's stderr)
-    Logs(ClientArgs),
-    /// Wait for a job to finish, showing its progress; exit 0 if it completed, 1 if not
-    Wait(ClientArgs),
+/// A client subcommand as `--help` lists it. `main` hands the raw arguments on before clap
+/// parses them (clap would drop a `--`, which the client needs), so its arguments are a stub.
+fn client_stub(sub: &ClientSubcommand) -> clap::Command {
+    let args = clap::Arg::new("args")
+        .help("Arguments of the client subcommand (see `ffmpeg-worker <subcommand> --help`).")
+        .num_args(0..)
+        .trailing_var_arg(true)
+        .allow_hyphen_values(true);
+    clap::Command::new(sub.name).about(sub.about).disable_help_flag(true).arg(args)
 }
 
-/// A client subcommand's arguments. Declared for `--help` only: `main` hands the raw
-/// arguments on before clap parses them (clap would drop a `--`, which the client needs).
-#[derive(Debug, clap::Args)]
-#[command(disable_help_flag = true)]
-struct ClientArgs {
-    /// Arguments of the client subcommand (see `ffmpeg-worker <subcommand> --help`).
-    #[arg(num_args = 0.., trailing_var_arg = true, allow_hyphen_values = true)]
-    args: Vec<OsString>,
-}
-
-/// Whether `name` is one of [`ClientCmd`]'s subcommands.
+/// Whether `name` is one of the client subcommands ([`CLIENT_SUBCOMMANDS`]).
 fn is_client_subcommand(name: &str) -> bool {
-    use clap::Subcommand as _;
-    ClientCmd::augment_subcommands(clap::Command::new("ffmpeg-worker")).find_subcommand(name).is_some()
+    CLIENT_SUBCOMMANDS.iter().any(|sub| sub.name == name)
 }
 
 /// `ffmpeg-worker-client` beside `exe`, else the first one on `PATH`.
@@ -148,13 +129,14 @@ fn main() -> ExitCode {
     if let (Some("help"), Some(subcommand)) = (argv.get(1).and_then(|a| a.to_str()), arg(2)) {
         return run_client(subcommand, &[OsString::from("--help")]);
     }
-    let cli = Cli::parse_from(argv);
+    let command = CLIENT_SUBCOMMANDS.iter().fold(Cli::command(), |command, sub| command.subcommand(client_stub(sub)));
+    // A client subcommand after server options is refused here (they conflict).
+    let matches = command.get_matches_from(argv);
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let config = match cli.command.unwrap_or_else(|| Cmd::Serve(Box::new(cli.serve))) {
         Cmd::Serve(config) => config,
         Cmd::Openapi => return print(&format!("{}\n", ffmpeg_worker_server::openapi_json())),
         Cmd::ConfigDoc => return print(&ffmpeg_worker_server::config::markdown()),
-        // Handed on above, before parsing; only `help <subcommand>` reaches clap's stubs.
-        Cmd::Client(_) => return ExitCode::from(EXIT_NO_CLIENT),
     };
     init_logging(config.log_format);
     let runtime = match tokio::runtime::Runtime::new() {

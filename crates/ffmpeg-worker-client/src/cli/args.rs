@@ -398,3 +398,27 @@ mod tests {
         <Cli as clap::CommandFactory>::command().debug_assert();
     }
 }
+
+#[cfg(test)]
+mod subcommand_tests {
+    use clap::CommandFactory as _;
+
+    use super::Cli;
+
+    /// `ffmpeg-worker` hands exactly these subcommands on to this program and lists them with
+    /// this help ([`ffmpeg_worker_api::CLIENT_SUBCOMMANDS`]): a subcommand added here and not
+    /// there would be "unrecognized" through `ffmpeg-worker`.
+    #[test]
+    fn the_subcommands_are_the_ones_the_server_binary_hands_on() {
+        let command = Cli::command();
+        let ours: Vec<(String, String)> = command
+            .get_subcommands()
+            .map(|sub| (sub.get_name().to_owned(), sub.get_about().map(ToString::to_string).unwrap_or_default()))
+            .collect();
+        let shared: Vec<(String, String)> = ffmpeg_worker_api::CLIENT_SUBCOMMANDS
+            .iter()
+            .map(|sub| (sub.name.to_owned(), sub.about.to_owned()))
+            .collect();
+        assert_eq!(ours, shared);
+    }
+}

@@ -41,7 +41,7 @@ fn run(exe: &Path, args: &[&str], cwd: &Path, path: &Path) -> Output {
 #[test]
 fn client_subcommands_run_the_client_beside_the_binary_with_the_arguments_verbatim() {
     let (dir, exe) = install_server();
-    install_client(dir.path(), &["submit", "status"]);
+    install_client(dir.path(), &["submit", "status", "put"]);
     let empty = tempfile::tempdir().unwrap();
     let out = run(&exe, &["submit", "--wait", "--", "-i", "my clip.mp4", "--url", "out.mp4"], dir.path(), empty.path());
     assert_eq!(out.status.code(), Some(7), "the client's exit status: {out:?}");
@@ -50,12 +50,24 @@ fn client_subcommands_run_the_client_beside_the_binary_with_the_arguments_verbat
         "<--wait>\n<-->\n<-i>\n<my clip.mp4>\n<--url>\n<out.mp4>\n",
         "every argument, `--` included, reaches the client unchanged"
     );
+    // The file commands too (they were "unrecognized subcommand" through this binary).
+    let out = run(&exe, &["put", "clip.mp4", "in/clip.mp4"], dir.path(), empty.path());
+    assert_eq!(
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).as_ref()),
+        (Some(7), "<clip.mp4>\n<in/clip.mp4>\n")
+    );
+    // After server options, a client subcommand is a mistake that says so.
+    let out = run(&exe, &["--port", "1", "status", "job_0123456789abcdef"], dir.path(), empty.path());
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("'status' cannot be used with '--port"), "{out:?}");
     let help = run(&exe, &["help", "status"], dir.path(), empty.path());
     assert_eq!((help.status.code(), String::from_utf8_lossy(&help.stdout).as_ref()), (Some(7), "<--help>\n"));
 
     let listed = run(&exe, &["--help"], dir.path(), empty.path());
     let text = String::from_utf8_lossy(&listed.stdout);
-    for name in ["serve", "submit", "status", "list", "cancel", "delete", "logs", "wait"] {
+    let names =
+        ["serve", "submit", "status", "list", "cancel", "delete", "logs", "wait", "put", "get", "ls", "rm", "probe"];
+    for name in names {
         assert!(text.lines().any(|l| l.trim_start().starts_with(&format!("{name} "))), "--help lists {name}: {text}");
     }
 }
