@@ -71,8 +71,9 @@ pub trait JobStore: Send + Sync + 'static {
 
     /// Atomically moves the next queued job (highest priority, then oldest) that may start
     /// now to `running`, stamping `started_at` and counting the attempt. `None` when no queued
-    /// job can start now. The check and the transition are one atomic step across processes,
-    /// so two jobs whose files overlap never run at once.
+    /// job can start now. Across processes and nodes, two jobs whose files overlap never run at
+    /// once: the check and the transition are atomic in effect (on PostgreSQL, claims run side
+    /// by side; see [`crate::postgres`]).
     ///
     /// A job may start when its footprint conflicts ([`footprints_conflict`]) with no running
     /// job's and with no *earlier-submitted* (lower `seq`) queued job's: between conflicting

@@ -13,16 +13,23 @@
 //! caller, as with any client/server database: the store reports an error, and the
 //! transitions being conditional, a retry is refused or finds the change made.
 //!
-//! **Claims.** `claim_next` runs in one transaction: a transaction-scoped advisory lock
-//! (claims run one at a time across the cluster, so each sees every job the others started),
-//! the running jobs' footprints, then the queued jobs in claim order (priority, then submission),
-//! page by page, until one conflicts with no running job; that row is claimed with
-//! `FOR UPDATE SKIP LOCKED` (a row another transaction holds, a cancel in progress, is passed
-//! over rather than waited for). The claim stamps the node id (`worker_id`) and a lease
-//! (`lease_expires_at`, by the database's clock).
+//! **Claims.** Claims run side by side, in two steps on one connection. First one round trip
+//! reads the running jobs and the first queued jobs in claim order (priority, then submission)
+//! in one snapshot; the shared [transition plan](crate::store::plan) picks the jobs that may
+//! start (labels, and footprints: no conflict with a running job or an earlier-submitted queued
+//! one). Then one transaction claims the first of them that no other transaction holds
+//! (another claim, a cancel in progress): `UPDATE ... WHERE seq = (SELECT ... FOR UPDATE SKIP
+//! LOCKED LIMIT 1)`, with its `job.started` deliveries. The rule needs new jobs to become
+//! visible in submission order: an insert holds a stripe of the queue's advisory lock
+//! exclusively from before it takes its `seq` until it commits, and the read holds every stripe
+//! shared while the server runs it (`sql.rs`, `INSERT` and `claim_view`): claims never wait for
+//! each other, and an insert waits at most for a read in progress on the server. The claim
+//! stamps the node id (`worker_id`) and a lease (`lease_expires_at`, by the database's clock).
 //!
-//! **Leases and fencing.** A background task renews, in one statement per node every third of
-//! the lease, the leases of every job this store claimed and still runs. A write about a running
+//! **Leases and fencing.** A progress write renews its job's lease in the same statement; a
+//! background task renews, in one statement per node, the leases of the other jobs this store
+//! claimed and still runs, those no write renewed for a third of the lease (so a job that
+//! reports progress costs one write per progress save, and no more). A write about a running
 //! job (`record_run`, `update_progress`, `finish`, `requeue`) succeeds only while this node holds
 //! it: same node id, same attempt, lease not expired; otherwise it is refused
 //! ([`StoreError::Conflict`]) and changes nothing. [`JobStore::recover`](crate::JobStore::recover)
@@ -36,7 +43,7 @@ mod transitions;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sqlx::ConnectOptions as _;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
@@ -211,9 +218,17 @@ impl PgStore {
         self.lock_held().get(id).map(|h| i64::from(h.attempt))
     }
 
-    /// Records a claim made by this store.
-    fn hold(&self, id: &JobId, attempt: u32) {
-        self.lock_held().insert(id.clone(), Held { attempt, lost: CancellationToken::new() });
+    /// Records a claim made by this store, whose statement was sent at `sent` (its lease runs
+    /// from a later instant by the database's clock).
+    fn hold(&self, id: &JobId, attempt: u32, sent: Instant) {
+        self.lock_held().insert(id.clone(), Held { attempt, lost: CancellationToken::new(), renewed: sent });
+    }
+
+    /// Notes that a write sent at `sent` renewed the lease of held job `id` (a progress write).
+    fn renewed(&self, id: &JobId, sent: Instant) {
+        if let Some(held) = self.lock_held().get_mut(id) {
+            held.renewed = held.renewed.max(sent);
+        }
     }
 
     /// Forgets a claim this store gave up (finished, re-queued, recovered).
@@ -274,12 +289,14 @@ pub(crate) fn db(e: sqlx::Error) -> StoreError {
     if transient { StoreError::Unavailable(Box::new(e)) } else { StoreError::Database(Box::new(e)) }
 }
 
-/// A claim this store holds: the attempt (the fencing token of every write about the job) and
-/// the token cancelled when the claim is lost.
+/// A claim this store holds: the attempt (the fencing token of every write about the job), the
+/// token cancelled when the claim is lost, and when the latest write that renewed its lease
+/// (the claim, a progress write, a renewal) was sent, by this node's clock.
 #[derive(Debug)]
 struct Held {
     attempt: u32,
     lost: CancellationToken,
+    renewed: Instant,
 }
 
 fn lock(held: &Mutex<HashMap<JobId, Held>>) -> std::sync::MutexGuard<'_, HashMap<JobId, Held>> {
@@ -316,12 +333,14 @@ async fn reap(pool: &PgPool, settings: &PgSettings) -> Result<Vec<crate::Job>, S
 const REAP_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The store's background task, until `stop`:
-/// - every third of the lease, renews the leases of the jobs in `held` in one statement; a job
-///   whose lease could not be renewed (expired, taken back) is lost: its token is cancelled
-///   and it leaves `held`, so every later write about it is refused;
-/// - when no renewal has succeeded for a whole lease by this node's own clock (the database
-///   unreachable: the node may be cut off while others take its jobs over), every held job is
-///   lost the same way;
+/// - every round, renews in one statement the leases of the jobs in `held` that no write will
+///   have renewed for a third of the lease by the next round (a progress write renews its job's lease, so a job that
+///   reports progress needs no renewal of its own); a job whose lease could not be renewed
+///   (expired, taken back) is lost: its token is cancelled and it leaves `held`, so every later
+///   write about it is refused;
+/// - a job whose lease no write renewed for a whole lease by this node's own clock (the
+///   database unreachable: the node may be cut off while others take its jobs over) is lost the
+///   same way;
 /// - every second (at most a third of the lease), reaps the expired leases of any node
 ///   ([`sql::REAP`]), waking local workers when jobs went back to the queue.
 async fn maintain(
@@ -335,8 +354,6 @@ async fn maintain(
     let round = renew_every.min(REAP_INTERVAL);
     let mut tick = tokio::time::interval(round);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last_renewal = std::time::Instant::now();
-    let mut renewed_ok = std::time::Instant::now();
     let lose = |ids: &mut dyn Iterator<Item = JobId>, why: &str| {
         let mut held = lock(&held);
         for id in ids {
@@ -347,39 +364,48 @@ async fn maintain(
         }
     };
     while stop.run_until_cancelled(tick.tick()).await.is_some() {
-        if last_renewal.elapsed() >= renew_every {
-            let sent = std::time::Instant::now();
-            last_renewal = sent;
-            let (ids, attempts): (Vec<String>, Vec<i64>) =
-                lock(&held).iter().map(|(id, h)| (id.as_str().to_owned(), i64::from(h.attempt))).unzip();
-            if ids.is_empty() {
-                renewed_ok = sent;
-            } else {
-                let renewed: Result<Vec<String>, _> = sqlx::query_scalar(sql::RENEW)
-                    .bind(&settings.node_id)
-                    .bind(settings.lease.as_secs_f64())
-                    .bind(&ids)
-                    .bind(&attempts)
-                    .fetch_all(&pool)
-                    .await;
-                match renewed {
-                    Ok(renewed) => {
-                        // The database set the new expiry after `sent`: measured from `sent`,
-                        // this node's idea of its lease never outlasts the database's.
-                        renewed_ok = sent;
-                        let mut gone =
-                            ids.iter().filter(|id| !renewed.contains(id)).filter_map(|id| JobId::parse(id).ok());
-                        lose(&mut gone, "lost the lease of a running job (expired or taken back)");
+        let sent = Instant::now();
+        // Due: a third of the lease old by the next round.
+        let (ids, attempts): (Vec<String>, Vec<i64>) = lock(&held)
+            .iter()
+            .filter(|(_, h)| sent.saturating_duration_since(h.renewed) + round >= renew_every)
+            .map(|(id, h)| (id.as_str().to_owned(), i64::from(h.attempt)))
+            .unzip();
+        if !ids.is_empty() {
+            let renewed: Result<Vec<String>, _> = sqlx::query_scalar(sql::RENEW)
+                .bind(&settings.node_id)
+                .bind(settings.lease.as_secs_f64())
+                .bind(&ids)
+                .bind(&attempts)
+                .fetch_all(&pool)
+                .await;
+            match renewed {
+                Ok(renewed) => {
+                    // The database set the new expiry after `sent`: measured from `sent`, this
+                    // node's idea of its lease never outlasts the database's.
+                    let mut held_now = lock(&held);
+                    for id in &renewed {
+                        if let Some(h) = JobId::parse(id).ok().and_then(|id| held_now.get_mut(&id)) {
+                            h.renewed = h.renewed.max(sent);
+                        }
                     }
-                    Err(e) => tracing::warn!(error = %e, jobs = ids.len(), "renewing leases failed; retrying"),
+                    drop(held_now);
+                    let mut gone = ids.iter().filter(|id| !renewed.contains(id)).filter_map(|id| JobId::parse(id).ok());
+                    lose(&mut gone, "lost the lease of a running job (expired or taken back)");
                 }
+                Err(e) => tracing::warn!(error = %e, jobs = ids.len(), "renewing leases failed; retrying"),
             }
         }
         // Checked every round (at most a second apart), with a margin of one round: the node
-        // stops its jobs before the database could see their leases expire.
-        if renewed_ok.elapsed() + round >= settings.lease && !lock(&held).is_empty() {
-            let mut all = lock(&held).keys().cloned().collect::<Vec<_>>().into_iter();
-            lose(&mut all, "no lease renewed for a whole lease by this node's clock: stopping the job");
+        // stops a job before the database could see its lease expire.
+        let expired: Vec<JobId> = lock(&held)
+            .iter()
+            .filter(|(_, h)| h.renewed.elapsed() + round >= settings.lease)
+            .map(|(id, _)| id.clone())
+            .collect();
+        if !expired.is_empty() {
+            let mut expired = expired.into_iter();
+            lose(&mut expired, "no lease renewed for a whole lease by this node's clock: stopping the job");
         }
         match reap(&pool, &settings).await {
             Ok(jobs) if !jobs.is_empty() => {

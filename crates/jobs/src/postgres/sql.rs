@@ -10,39 +10,82 @@ macro_rules! job_columns {
     };
 }
 
-/// The key of the transaction-scoped advisory lock every claim takes (an arbitrary constant:
-/// "ffmpegwk" in ASCII), so that claims run one at a time across the cluster and each sees
-/// the jobs the others started (the footprint check needs every running job).
-pub(super) const CLAIM_LOCK: i64 = 0x6666_6d70_6567_776b;
+/// The first key of the queue's advisory locks (0x66666d70, "ffmp" in ASCII, an arbitrary
+/// constant); the second is a stripe, 0 to `queue_stripes!()` - 1. An insert holds its
+/// connection's stripe (`pg_backend_pid()` modulo the stripes) exclusively from before it takes
+/// its `seq` until it commits ([`INSERT`]); a claim holds every stripe shared while it reads the
+/// queue ([`claim_view`]). So inserts on different stripes run side by side, and claims run
+/// side by side, but a claim's snapshot never holds a job while a job with a smaller `seq` is
+/// still to appear: new jobs become visible in submission order, which the claim's rule needs
+/// (see [`plan`](crate::store::plan)).
+macro_rules! queue_lock {
+    () => {
+        "1717988720"
+    };
+}
+/// Stripes of the queue's advisory lock (`queue_lock!()`).
+macro_rules! queue_stripes {
+    () => {
+        "8"
+    };
+}
 
 /// $1 id, $2 command, $3 priority, $4 timeout, $5 metadata, $6 created_at, $7 footprint,
 /// $8 webhooks, $9 requires (JSON).
-pub(super) const INSERT: &str = "INSERT INTO jobs (id, status, command, priority, timeout_seconds, metadata, created_at, \
-                                 footprint, webhooks, requires) VALUES ($1, 'queued', $2, $3, $4, $5, $6, $7, $8, $9) \
-                                 RETURNING seq";
+/// The statement takes its stripe of `queue_lock!()` exclusively before its `seq` (the lock
+/// CTE is evaluated before the row it feeds), and holds it until it commits.
+pub(super) const INSERT: &str = concat!(
+    "WITH queue AS (SELECT pg_advisory_xact_lock(",
+    queue_lock!(),
+    ", pg_backend_pid() % ",
+    queue_stripes!(),
+    ")) \
+     INSERT INTO jobs (id, status, command, priority, timeout_seconds, metadata, created_at, footprint, webhooks, \
+       requires) \
+     SELECT $1, 'queued', $2, $3, $4, $5, $6, $7, $8, $9 FROM queue \
+     RETURNING seq"
+);
 pub(super) const GET: &str = concat!("SELECT ", job_columns!(), " FROM jobs WHERE id = $1");
 pub(super) const LIST: &str = concat!("SELECT ", job_columns!(), " FROM jobs WHERE seq > $1 ORDER BY seq LIMIT $2");
 pub(super) const LIST_STATUS: &str =
     concat!("SELECT ", job_columns!(), " FROM jobs WHERE status = $1 AND seq > $2 ORDER BY seq LIMIT $3");
-pub(super) const LOCK_CLAIMS: &str = "SELECT pg_advisory_xact_lock($1)";
-/// Footprints of the running jobs (NULL: unknown), on every node.
-pub(super) const RUNNING_FOOTPRINTS: &str = "SELECT footprint FROM jobs WHERE status = 'running'";
-/// $1 seq, $2 priority: footprints of the queued jobs submitted before the job ($2, $1) that
-/// come after it in claim order (lower priority): jobs it may have to wait for.
-pub(super) const EARLIER_LOWER_PRIORITY_FOOTPRINTS: &str =
-    "SELECT footprint FROM jobs WHERE status = 'queued' AND seq < $1 AND priority < $2";
-/// One page of queued jobs in claim order after the key ($1 priority, $2 seq), $3 rows, with
-/// their footprints and required labels.
-pub(super) const QUEUED_PAGE: &str = "SELECT priority, seq, footprint, requires FROM jobs WHERE status = 'queued' \
-                                      AND (priority < $1 OR (priority = $1 AND seq > $2)) \
-                                      ORDER BY priority DESC, seq LIMIT $3";
-/// $1 seq, $2 started_at, $3 node, $4 lease seconds. The claim of one chosen queued job, unless
-/// another transaction holds its row (a cancel in progress): `SKIP LOCKED` passes it over
-/// rather than waiting.
-pub(super) const CLAIM_SEQ: &str = concat!(
+/// A claim's view of the queue ([`ClaimView`](crate::store::plan::ClaimView)) of at most
+/// `limit` queued jobs, as two statements sent at once (one round trip, one implicit
+/// transaction): every stripe of the queue lock taken shared, in order, then, in a snapshot
+/// taken after it, kind 0, the running jobs; kind 1, the first `limit` queued jobs in claim
+/// order (the page, in no promised order); kind 2, the queued jobs after the page in claim order
+/// that were submitted before one of it. Each with its priority, seq, footprint and required
+/// labels. The lock is released when the second statement ends: an insert waits at most for
+/// the server to run it, never for the node's next round trip.
+pub(super) fn claim_view(limit: usize) -> String {
+    format!(
+        concat!(
+            "SELECT pg_advisory_xact_lock_shared(",
+            queue_lock!(),
+            ", s) FROM generate_series(0, ",
+            queue_stripes!(),
+            " - 1) AS s; \
+             WITH page AS (SELECT priority, seq, footprint, requires FROM jobs \
+               WHERE status = 'queued' ORDER BY priority DESC, seq LIMIT {limit}), \
+             last AS (SELECT priority, seq FROM page ORDER BY priority, seq DESC LIMIT 1), \
+             top AS (SELECT max(seq) AS seq FROM page) \
+             SELECT 0 AS kind, priority, seq, footprint, requires FROM jobs WHERE status = 'running' \
+             UNION ALL SELECT 1, priority, seq, footprint, requires FROM page \
+             UNION ALL SELECT 2, j.priority, j.seq, j.footprint, j.requires \
+               FROM jobs j, last, top WHERE j.status = 'queued' AND j.seq < top.seq \
+               AND (j.priority < last.priority OR (j.priority = last.priority AND j.seq > last.seq))"
+        ),
+        limit = limit
+    )
+}
+/// $1 seqs, $2 started_at, $3 node, $4 lease seconds. The claim of the first of the chosen jobs
+/// in claim order that is still queued and whose row no other transaction holds (another
+/// claim, a cancel in progress): `SKIP LOCKED` passes those over rather than waiting.
+pub(super) const CLAIM_FIRST: &str = concat!(
     "UPDATE jobs SET status = 'running', started_at = $2, attempts = attempts + 1, progress = NULL, \
        worker_id = $3, lease_expires_at = now() + make_interval(secs => $4), event_seq = event_seq + 1 \
-     WHERE seq = (SELECT seq FROM jobs WHERE seq = $1 AND status = 'queued' FOR UPDATE SKIP LOCKED) \
+     WHERE seq = (SELECT seq FROM jobs WHERE seq = ANY($1) AND status = 'queued' \
+                  ORDER BY priority DESC, seq LIMIT 1 FOR UPDATE SKIP LOCKED) \
      RETURNING ",
     job_columns!()
 );
@@ -74,10 +117,14 @@ pub(super) const INTERRUPTED_RUNS: &str = "SELECT j.id, r.run FROM jobs j \
 /// $1 id: the recorded run of an attempt before the job's current one (of any node).
 pub(super) const PREVIOUS_RUN: &str = "SELECT r.run FROM jobs j JOIN job_runs r ON r.job_seq = j.seq \
                                        WHERE j.id = $1 AND r.attempt < j.attempts";
-/// $1 id, $2 progress, $3 node, $4 attempt.
+/// $1 id, $2 progress, $3 node, $4 attempt, $5 lease seconds. Renews the lease too (a job that
+/// reports progress needs no renewal of its own: one write per progress save).
 /// Returns whether a cancel was requested, and the job's webhook subscriptions.
-pub(super) const UPDATE_PROGRESS: &str =
-    concat!("UPDATE jobs SET progress = $2 WHERE ", held!("$1", "$3", "$4"), " RETURNING cancel_requested, webhooks");
+pub(super) const UPDATE_PROGRESS: &str = concat!(
+    "UPDATE jobs SET progress = $2, lease_expires_at = now() + make_interval(secs => $5) WHERE ",
+    held!("$1", "$3", "$4"),
+    " RETURNING cancel_requested, webhooks"
+);
 /// $1 id, $2 status, $3 completed_at, $4 output files (NULL: keep), $5 error (NULL: keep),
 /// $6 node, $7 attempt.
 pub(super) const FINISH: &str = concat!(

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::PgConnection;
+use sqlx::{PgConnection, Row as _};
 use time::OffsetDateTime;
 
 use super::sql::*;
@@ -14,7 +14,7 @@ use crate::model::{Job, JobId, Progress, SubmitOptions};
 use crate::nodes::{Heartbeat, Node, NodeRegistration};
 use crate::sqlite::rows::{self, DeliveryRow, JobRow, corrupt, json, micros, micros_ceil, micros_floor, now};
 use crate::sqlite::write::Verdict;
-use crate::store::plan::{self, FinishRow, Queued, SqlTx};
+use crate::store::plan::{self, ClaimSteps, ClaimView, FinishRow, Queued, SqlTx};
 use crate::store::{
     ActiveFootprint, CancelOutcome, InterruptedRun, JobStore, ListQuery, LostRun, Outcome, Recovery, RunRecord,
     StatusCounts, StoreError, WORKER_LOST,
@@ -47,57 +47,58 @@ impl<'a> PgTx<'a> {
     }
 }
 
-/// PostgreSQL's statements for the transition plan. Claims run under the claim lock
-/// ([`CLAIM_LOCK`]), so each sees every job the other nodes started.
+/// A claim's two steps on one connection of this node: the read of the queue in one round trip
+/// and its own implicit transaction, holding the queue lock shared only while the server runs
+/// it ([`claim_view`]); then the claim of a chosen job in a transaction of its own.
+struct PgClaim<'a> {
+    conn: &'a mut PgConnection,
+    settings: &'a PgSettings,
+}
+
+#[async_trait]
+impl ClaimSteps for PgClaim<'_> {
+    /// Queued jobs read first while looking for one that may start.
+    const CLAIM_PAGE: usize = 64;
+    /// Claims running side by side read the same view; each takes the first of the choices
+    /// no other one holds (`SKIP LOCKED`).
+    const CLAIM_CHOICES: usize = 16;
+
+    async fn view(&mut self, limit: usize) -> Result<ClaimView, StoreError> {
+        let statements = claim_view(limit);
+        // No arguments: sent as one simple query (both statements in one round trip).
+        let rows = sqlx::Executor::fetch_all(&mut *self.conn, statements.as_str()).await.map_err(db)?;
+        let mut view = ClaimView::default();
+        // The lock's rows have one column, the view's five.
+        for row in rows.iter().filter(|row| row.len() == 5) {
+            let kind: i32 = row.try_get(0).map_err(db)?;
+            let queued = Queued {
+                priority: i64::from(row.try_get::<i32, _>(1).map_err(db)?),
+                seq: row.try_get(2).map_err(db)?,
+                footprint: row.try_get(3).map_err(db)?,
+                requires: row.try_get(4).map_err(db)?,
+            };
+            match kind {
+                0 => view.running.push(queued.footprint),
+                1 => view.page.push(queued),
+                _ => view.behind.push(queued),
+            }
+        }
+        Ok(view)
+    }
+
+    async fn claim(&mut self, seqs: &[i64], started: i64) -> Result<Option<Job>, StoreError> {
+        let mut tx = sqlx::Connection::begin(&mut *self.conn).await.map_err(db)?;
+        let claimed = plan::claim_chosen(&mut PgTx::new(&mut tx, self.settings), seqs, started).await;
+        end(tx, claimed).await
+    }
+}
+
+/// PostgreSQL's statements for the transition plan.
 #[async_trait]
 impl SqlTx for PgTx<'_> {
-    /// Queued jobs read per page while looking for one that may start.
-    const QUEUED_PAGE: usize = 64;
-
-    async fn running_footprints(&mut self) -> Result<Vec<Option<String>>, StoreError> {
-        sqlx::query_scalar(RUNNING_FOOTPRINTS).fetch_all(&mut *self.conn).await.map_err(db)
-    }
-
-    async fn queued_page(&mut self, after: Option<(i64, i64)>) -> Result<Vec<Queued>, StoreError> {
-        // Priorities are INTEGER (i32): from the first job in claim order, or after one.
-        let (priority, seq) = match after {
-            None => (i32::MAX, 0),
-            Some((priority, seq)) => (i32::try_from(priority).unwrap_or(i32::MIN), seq),
-        };
-        let rows: Vec<(i32, i64, Option<String>, String)> = sqlx::query_as(QUEUED_PAGE)
-            .bind(priority)
-            .bind(seq)
-            .bind(Self::QUEUED_PAGE as i64)
-            .fetch_all(&mut *self.conn)
-            .await
-            .map_err(db)?;
-        Ok(rows
-            .into_iter()
-            .map(|(priority, seq, footprint, requires)| Queued {
-                seq,
-                priority: i64::from(priority),
-                footprint,
-                requires,
-            })
-            .collect())
-    }
-
-    async fn earlier_lower_priority_footprints(
-        &mut self,
-        seq: i64,
-        priority: i64,
-    ) -> Result<Vec<Option<String>>, StoreError> {
-        sqlx::query_scalar(EARLIER_LOWER_PRIORITY_FOOTPRINTS)
-            .bind(seq)
-            .bind(i32::try_from(priority).unwrap_or(i32::MIN))
-            .fetch_all(&mut *self.conn)
-            .await
-            .map_err(db)
-    }
-
-    async fn claim_seq(&mut self, seq: i64, started: i64) -> Result<Option<Job>, StoreError> {
-        let rows: Vec<JobRow> = sqlx::query_as(CLAIM_SEQ)
-            .bind(seq)
+    async fn claim_first(&mut self, seqs: &[i64], started: i64) -> Result<Option<Job>, StoreError> {
+        let rows: Vec<JobRow> = sqlx::query_as(CLAIM_FIRST)
+            .bind(seqs)
             .bind(started)
             .bind(&self.settings.node_id)
             .bind(self.settings.lease.as_secs_f64())
@@ -113,6 +114,7 @@ impl SqlTx for PgTx<'_> {
             .bind(progress)
             .bind(&self.settings.node_id)
             .bind(self.attempt)
+            .bind(self.settings.lease.as_secs_f64())
             .fetch_optional(&mut *self.conn)
             .await
             .map_err(db)
@@ -278,18 +280,17 @@ impl JobStore for PgStore {
     }
 
     async fn claim_next(&self, labels: &[String]) -> Result<Option<Job>, StoreError> {
+        let sent = std::time::Instant::now();
         let (_, started) = now();
         let result = async {
-            let mut tx = self.pool.begin().await.map_err(db)?;
-            sqlx::query(LOCK_CLAIMS).bind(CLAIM_LOCK).execute(&mut *tx).await.map_err(db)?;
-            let claimed = plan::claim(&mut PgTx::new(&mut tx, &self.settings), started, labels).await;
-            end(tx, claimed).await
+            let mut conn = self.pool.acquire().await.map_err(db)?;
+            plan::claim(&mut PgClaim { conn: &mut conn, settings: &self.settings }, started, labels).await
         }
         .await;
         self.health.record(&result);
         let claimed = result?;
         if let Some(job) = &claimed {
-            self.hold(&job.id, job.attempts);
+            self.hold(&job.id, job.attempts, sent);
         }
         Ok(claimed)
     }
@@ -323,6 +324,7 @@ impl JobStore for PgStore {
     }
 
     async fn claim_lost_run(&self) -> Result<Option<LostRun>, StoreError> {
+        let sent = std::time::Instant::now();
         let result = sqlx::query_as::<_, (String, i64, bool, String)>(TAKE_OVER_LOST)
             .bind(i64::from(self.settings.max_attempts))
             .bind(&self.settings.node_id)
@@ -336,7 +338,7 @@ impl JobStore for PgStore {
         let attempt = u32::try_from(attempts).map_err(|e| corrupt("attempts", e))?;
         let run = serde_json::from_str::<RunRecord>(&run).map_err(|e| corrupt("run", e))?;
         // Held from now on: renewed, and the fencing token of the `finish` that ends it.
-        self.hold(&id, attempt);
+        self.hold(&id, attempt, sent);
         let outcome = if cancel { Outcome::Cancelled } else { Outcome::Failed { error: WORKER_LOST.to_owned() } };
         Ok(Some(LostRun { id, run, outcome }))
     }
@@ -360,6 +362,7 @@ impl JobStore for PgStore {
     async fn update_progress(&self, id: &JobId, progress: &Progress) -> Result<bool, StoreError> {
         let attempt = self.held_attempt(id, "update progress").await?;
         let progress = json(progress)?;
+        let sent = std::time::Instant::now();
         let result = async {
             let mut tx = self.pool.begin().await.map_err(db)?;
             let updated =
@@ -369,7 +372,11 @@ impl JobStore for PgStore {
         .await;
         self.health.record(&result);
         match result? {
-            Some(cancel) => Ok(cancel),
+            Some(cancel) => {
+                // The write renewed the lease too.
+                self.renewed(id, sent);
+                Ok(cancel)
+            }
             None => Err(self.refusal(id, "update progress").await),
         }
     }

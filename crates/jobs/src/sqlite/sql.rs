@@ -28,40 +28,26 @@ pub(super) const GET_MANY: &str =
 pub(super) const LIST: &str = concat!("SELECT ", job_columns!(), " FROM jobs WHERE seq > ?1 ORDER BY seq LIMIT ?2");
 pub(super) const LIST_STATUS: &str =
     concat!("SELECT ", job_columns!(), " FROM jobs WHERE status = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3");
-/// The claim of the first queued job in claim order when no queued job was submitted before
-/// it (nothing it could have to wait for), if the node's labels (?2, a JSON array) cover its
-/// `requires`: the claim when nothing runs, in one statement.
+/// ?1 limit: a claim's view of the queue ([`ClaimView`](crate::store::plan::ClaimView)): kind 0,
+/// the running jobs; kind 1, the first ?1 queued jobs in claim order (the page, in no promised
+/// order); kind 2, the queued jobs after the page in claim order that were submitted before one
+/// of it. Each with its priority, seq, footprint and required labels.
 /// `INDEXED BY`: without statistics SQLite's planner prefers `jobs_status` and sorts every
-/// queued job on each claim; the queue index reads the next one directly (and the statement
+/// queued job on each claim; the queue index reads the first ones directly (and the statement
 /// fails to prepare, rather than slowing down, should the index ever be unusable).
-pub(super) const CLAIM_IF_OLDEST: &str = concat!(
-    "UPDATE jobs SET status = 'running', started_at = ?1, attempts = attempts + 1, progress = NULL, \
-       event_seq = event_seq + 1 \
-     WHERE seq = (SELECT seq FROM jobs INDEXED BY jobs_queue WHERE status = 'queued' \
-                  ORDER BY priority DESC, seq LIMIT 1) \
-       AND status = 'queued' \
-       AND NOT EXISTS (SELECT 1 FROM jobs AS earlier WHERE earlier.status = 'queued' AND earlier.seq < jobs.seq) \
-       AND NOT EXISTS (SELECT 1 FROM json_each(jobs.requires) AS required \
-                       WHERE required.value NOT IN (SELECT value FROM json_each(?2))) \
-     RETURNING ",
-    job_columns!()
-);
-/// Footprints of the running jobs (NULL: unknown).
-pub(super) const RUNNING_FOOTPRINTS: &str = "SELECT footprint FROM jobs WHERE status = 'running'";
+pub(super) const CLAIM_VIEW: &str = "WITH page AS (SELECT priority, seq, footprint, requires FROM jobs INDEXED BY jobs_queue \
+                                       WHERE status = 'queued' ORDER BY priority DESC, seq LIMIT ?1), \
+                                     last AS (SELECT priority, seq FROM page ORDER BY priority, seq DESC LIMIT 1), \
+                                     top AS (SELECT max(seq) AS seq FROM page) \
+                                     SELECT 0 AS kind, priority, seq, footprint, requires FROM jobs \
+                                       WHERE status = 'running' \
+                                     UNION ALL SELECT 1, priority, seq, footprint, requires FROM page \
+                                     UNION ALL SELECT 2, j.priority, j.seq, j.footprint, j.requires \
+                                       FROM jobs j, last, top WHERE j.status = 'queued' AND j.seq < top.seq \
+                                       AND (j.priority < last.priority OR (j.priority = last.priority AND j.seq > last.seq))";
 /// Queued and running jobs in submission order, with their status and footprint (NULL: unknown).
 pub(super) const ACTIVE_FOOTPRINTS: &str =
     "SELECT id, status, footprint FROM jobs WHERE status IN ('queued', 'running') ORDER BY seq";
-/// The first queued job in claim order, with its priority, footprint and required labels.
-pub(super) const QUEUED_FIRST: &str = "SELECT seq, priority, footprint, requires FROM jobs INDEXED BY jobs_queue \
-                                       WHERE status = 'queued' ORDER BY priority DESC, seq LIMIT 1";
-/// ?1 priority, ?2 seq: the next queued job in claim order after the job (?1, ?2).
-pub(super) const QUEUED_AFTER: &str = "SELECT seq, priority, footprint, requires FROM jobs INDEXED BY jobs_queue \
-                                       WHERE status = 'queued' AND (priority < ?1 OR (priority = ?1 AND seq > ?2)) \
-                                       ORDER BY priority DESC, seq LIMIT 1";
-/// ?1 seq, ?2 priority: footprints of the queued jobs submitted before the job (?2, ?1) that
-/// come after it in claim order (lower priority).
-pub(super) const EARLIER_LOWER_PRIORITY_FOOTPRINTS: &str =
-    "SELECT footprint FROM jobs WHERE status = 'queued' AND seq < ?1 AND priority < ?2";
 /// ?1 started_at, ?2 seq: the claim of one chosen queued job.
 pub(super) const CLAIM_SEQ: &str = concat!(
     "UPDATE jobs SET status = 'running', started_at = ?1, attempts = attempts + 1, progress = NULL, \

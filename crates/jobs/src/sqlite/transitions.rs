@@ -16,7 +16,7 @@ use super::sql::*;
 use super::write::{Verdict, WriteTx};
 use crate::model::{Job, JobId, Progress, SubmitOptions};
 use crate::nodes::{Heartbeat, Node, NodeRegistration};
-use crate::store::plan::{self, FinishRow, Queued, SqlTx};
+use crate::store::plan::{self, ClaimSteps, ClaimView, FinishRow, Queued, SqlTx};
 use crate::store::{
     ActiveFootprint, CancelOutcome, InterruptedRun, JobStore, ListQuery, Outcome, Recovery, RunRecord, StatusCounts,
     StoreError,
@@ -28,49 +28,50 @@ fn first(rows: Vec<JobRow>) -> Result<Option<Job>, StoreError> {
     rows.into_iter().next().map(Job::try_from).transpose()
 }
 
-/// SQLite's statements for the transition plan, inside a [`WriteTx`] (`BEGIN IMMEDIATE`: the
-/// footprints a claim reads cannot change, in this process or another, before it commits).
+/// A claim's two steps in one [`WriteTx`] (`BEGIN IMMEDIATE`: the jobs a claim reads cannot
+/// change, in this process or another, before it commits).
 #[async_trait]
-impl SqlTx for WriteTx {
-    /// One at a time: SQLite reads the next one from the queue index directly.
-    const QUEUED_PAGE: usize = 1;
+impl ClaimSteps for WriteTx {
+    /// Reads are local: a few at a time.
+    const CLAIM_PAGE: usize = 8;
+    /// No other claim runs meanwhile: the first job that may start is claimed.
+    const CLAIM_CHOICES: usize = 1;
 
-    async fn running_footprints(&mut self) -> Result<Vec<Option<String>>, StoreError> {
-        sqlx::query_scalar(RUNNING_FOOTPRINTS).fetch_all(self.conn()).await.map_err(db)
-    }
-
-    async fn claim_if_oldest(&mut self, started: i64, labels: &[String]) -> Result<Option<Job>, StoreError> {
-        let labels = json(&labels)?;
-        first(sqlx::query_as(CLAIM_IF_OLDEST).bind(started).bind(labels).fetch_all(self.conn()).await.map_err(db)?)
-    }
-
-    async fn queued_page(&mut self, after: Option<(i64, i64)>) -> Result<Vec<Queued>, StoreError> {
-        let rows: Vec<(i64, i64, Option<String>, String)> = match after {
-            None => sqlx::query_as(QUEUED_FIRST).fetch_all(self.conn()).await,
-            Some((priority, seq)) => sqlx::query_as(QUEUED_AFTER).bind(priority).bind(seq).fetch_all(self.conn()).await,
-        }
-        .map_err(db)?;
-        Ok(rows
-            .into_iter()
-            .map(|(seq, priority, footprint, requires)| Queued { seq, priority, footprint, requires })
-            .collect())
-    }
-
-    async fn earlier_lower_priority_footprints(
-        &mut self,
-        seq: i64,
-        priority: i64,
-    ) -> Result<Vec<Option<String>>, StoreError> {
-        sqlx::query_scalar(EARLIER_LOWER_PRIORITY_FOOTPRINTS)
-            .bind(seq)
-            .bind(priority)
+    async fn view(&mut self, limit: usize) -> Result<ClaimView, StoreError> {
+        let rows: Vec<(i64, i64, i64, Option<String>, String)> = sqlx::query_as(CLAIM_VIEW)
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
             .fetch_all(self.conn())
             .await
-            .map_err(db)
+            .map_err(db)?;
+        let mut view = ClaimView::default();
+        for (kind, priority, seq, footprint, requires) in rows {
+            let queued = Queued { seq, priority, footprint, requires };
+            match kind {
+                0 => view.running.push(queued.footprint),
+                1 => view.page.push(queued),
+                _ => view.behind.push(queued),
+            }
+        }
+        Ok(view)
     }
 
-    async fn claim_seq(&mut self, seq: i64, started: i64) -> Result<Option<Job>, StoreError> {
-        first(sqlx::query_as(CLAIM_SEQ).bind(started).bind(seq).fetch_all(self.conn()).await.map_err(db)?)
+    async fn claim(&mut self, seqs: &[i64], started: i64) -> Result<Option<Job>, StoreError> {
+        plan::claim_chosen(self, seqs, started).await
+    }
+}
+
+/// SQLite's statements for the transition plan, inside a [`WriteTx`].
+#[async_trait]
+impl SqlTx for WriteTx {
+    async fn claim_first(&mut self, seqs: &[i64], started: i64) -> Result<Option<Job>, StoreError> {
+        for &seq in seqs {
+            let claimed =
+                first(sqlx::query_as(CLAIM_SEQ).bind(started).bind(seq).fetch_all(self.conn()).await.map_err(db)?)?;
+            if claimed.is_some() {
+                return Ok(claimed);
+            }
+        }
+        Ok(None)
     }
 
     async fn set_progress(&mut self, id: &JobId, progress: &str) -> Result<Option<(bool, String)>, StoreError> {
@@ -179,8 +180,8 @@ impl JobStore for SqliteStore {
     async fn claim_next(&self, labels: &[String]) -> Result<Option<Job>, StoreError> {
         let (_, started) = now();
         let result = async {
-            // `BEGIN IMMEDIATE` takes SQLite's write lock first: the footprints read below
-            // cannot change (in this process or another) before the claim commits.
+            // `BEGIN IMMEDIATE` takes SQLite's write lock first: the jobs read below cannot
+            // change (in this process or another) before the claim commits.
             let mut tx = WriteTx::begin(&self.writer).await?;
             let claimed = plan::claim(&mut tx, started, labels).await;
             tx.end(claimed).await

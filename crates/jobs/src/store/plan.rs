@@ -33,6 +33,18 @@ pub(crate) struct Queued {
     pub requires: String,
 }
 
+/// What a claim decides on, read in one snapshot of the jobs (one statement, or one
+/// transaction that no other write can interleave with): the footprints of the running jobs,
+/// the first queued jobs in claim order (`page`, at most the limit asked for), and the other
+/// queued jobs submitted before one of the page (`behind`: after the page in claim order, by a
+/// lower priority). With them, every job a job of the page may have to wait for is known.
+#[derive(Debug, Default)]
+pub(crate) struct ClaimView {
+    pub running: Vec<Option<String>>,
+    pub page: Vec<Queued>,
+    pub behind: Vec<Queued>,
+}
+
 /// The row values [`JobStore::finish`](super::JobStore::finish) writes for an [`Outcome`]
 /// (JSON text; `None` keeps the stored value).
 #[derive(Debug)]
@@ -68,36 +80,10 @@ impl FinishRow {
 /// microseconds.
 #[async_trait]
 pub(crate) trait SqlTx: Send {
-    /// How many queued jobs [`SqlTx::queued_page`] reads at a time.
-    const QUEUED_PAGE: usize;
-
-    /// The footprints (JSON; `None`: unknown) of the running jobs.
-    async fn running_footprints(&mut self) -> Result<Vec<Option<String>>, StoreError>;
-
-    /// When nothing runs: claims the first queued job in claim order if no queued job was
-    /// submitted before it (it waits for nobody) and `labels` cover its `requires`, at
-    /// `started`, in one statement. `None` when there is no such job, or the dialect has no
-    /// such statement (the default).
-    async fn claim_if_oldest(&mut self, started: i64, labels: &[String]) -> Result<Option<Job>, StoreError> {
-        let _ = (started, labels);
-        Ok(None)
-    }
-
-    /// The next [`SqlTx::QUEUED_PAGE`] queued jobs in claim order (priority descending, then
-    /// submission) after the job `(priority, seq)`, or from the first one.
-    async fn queued_page(&mut self, after: Option<(i64, i64)>) -> Result<Vec<Queued>, StoreError>;
-
-    /// The footprints of the queued jobs submitted before job `seq` that come after it in
-    /// claim order (priority below `priority`).
-    async fn earlier_lower_priority_footprints(
-        &mut self,
-        seq: i64,
-        priority: i64,
-    ) -> Result<Vec<Option<String>>, StoreError>;
-
-    /// Claims queued job `seq` at `started` (attempts + 1, event + 1); `None` when it is not
-    /// queued, or another transaction holds its row.
-    async fn claim_seq(&mut self, seq: i64, started: i64) -> Result<Option<Job>, StoreError>;
+    /// Claims the first of the queued jobs `seqs` in claim order at `started` (attempts + 1,
+    /// event + 1), passing over a job that is no longer queued or whose row another
+    /// transaction holds (another claim, a cancel in progress); `None` when there is none.
+    async fn claim_first(&mut self, seqs: &[i64], started: i64) -> Result<Option<Job>, StoreError>;
 
     /// Stores the progress (JSON) of running job `id`; returns whether a cancel was requested
     /// and the job's webhook subscriptions (JSON), `None` when refused.
@@ -132,6 +118,28 @@ pub(crate) trait SqlTx: Send {
     /// Writes `deliveries` into the outbox (each due at its `created_at`); called with at
     /// least one.
     async fn insert_deliveries(&mut self, deliveries: &[Delivery]) -> Result<(), StoreError>;
+}
+
+/// The two steps of a claim as a store runs them: reading the queue in one snapshot, and
+/// claiming one of the jobs chosen from it (with its `job.started` deliveries, atomically).
+/// They may run in one transaction (SQLite) or each in its own (PostgreSQL: the read holds the
+/// queue lock only for its own statements, see `postgres/mod.rs`).
+#[async_trait]
+pub(crate) trait ClaimSteps: Send {
+    /// How many queued jobs a claim reads first ([`ClaimSteps::view`]); it reads twice as many
+    /// each time none of them may start.
+    const CLAIM_PAGE: usize;
+    /// How many of the jobs that may start a claim offers [`ClaimSteps::claim`] at most.
+    const CLAIM_CHOICES: usize;
+
+    /// The running jobs and the first `limit` queued jobs in claim order (priority descending,
+    /// then submission), with the queued jobs behind them that were submitted before one of
+    /// them, all in one snapshot ([`ClaimView`]).
+    async fn view(&mut self, limit: usize) -> Result<ClaimView, StoreError>;
+
+    /// Claims the first of the queued jobs `seqs` in claim order at `started`
+    /// ([`claim_chosen`]); `None` when none of them could be claimed.
+    async fn claim(&mut self, seqs: &[i64], started: i64) -> Result<Option<Job>, StoreError>;
 }
 
 /// A footprint as stored (JSON).
@@ -174,61 +182,105 @@ async fn write_progress_outbox(tx: &mut impl SqlTx, id: &JobId) -> Result<(), St
     write_outbox(tx, &due).await
 }
 
-/// Claims the first queued job in claim order that may start now on a node with `labels`, by
-/// the rule of [`JobStore::claim_next`](super::JobStore::claim_next): the labels cover its
-/// `requires`, and its footprint conflicts with no running job's and no earlier-submitted
-/// queued job's (a job this node may not take still holds back the later jobs it conflicts
-/// with). `None` when there is none. The store
-/// makes sure no other claim runs at the same time (SQLite's write lock, PostgreSQL's
-/// advisory lock), so the footprints read here cannot change before the claim commits.
-async fn claim_in<T: SqlTx>(tx: &mut T, started: i64, labels: &[String]) -> Result<Option<Job>, StoreError> {
-    let running = tx.running_footprints().await?;
-    if running.is_empty()
-        && let Some(job) = tx.claim_if_oldest(started, labels).await?
-    {
-        // Nothing runs and the first job in claim order is the oldest queued one: it waits
-        // for nobody (the common case, one statement).
-        return Ok(Some(job));
-    }
-    let running = running.iter().map(|f| decode(f.as_deref())).collect::<Result<Vec<_>, _>>()?;
-    // Queued jobs in claim order, page by page (usually the first can start). `seen` holds the
-    // footprints of the jobs before the candidate in claim order: with the queued jobs of lower
-    // priority submitted earlier (queried per candidate), every job it may wait for.
-    let mut seen: Vec<(i64, Option<Footprint>)> = Vec::new();
-    let mut after = None;
-    loop {
-        let page = tx.queued_page(after).await?;
-        let full = page.len() == T::QUEUED_PAGE;
-        for Queued { seq, priority, footprint, requires } in page {
-            after = Some((priority, seq));
-            let footprint = decode(footprint.as_deref())?;
-            let mut free = labels_cover(labels, &labels_of(&requires, "requires")?)
-                && running.iter().all(|theirs| !footprints_conflict(footprint.as_ref(), theirs.as_ref()))
-                && seen.iter().all(|(s, theirs)| *s > seq || !footprints_conflict(footprint.as_ref(), theirs.as_ref()));
-            if free {
-                for theirs in tx.earlier_lower_priority_footprints(seq, priority).await? {
-                    if footprints_conflict(footprint.as_ref(), decode(theirs.as_deref())?.as_ref()) {
-                        free = false;
-                        break;
-                    }
-                }
-            }
-            if free && let Some(job) = tx.claim_seq(seq, started).await? {
-                return Ok(Some(job));
-            }
-            seen.push((seq, footprint));
+/// How many times a claim reads the queue again when every job it chose was taken meanwhile by
+/// other claims, before it gives up (`None`; the worker waits for the next wake-up or poll).
+const CLAIM_ROUNDS: usize = 8;
+
+/// The seqs of the jobs of `view.page` that may start now on a node with `labels`, in claim
+/// order, at most `max`, by the rule of [`JobStore::claim_next`](super::JobStore::claim_next):
+/// the labels cover the job's `requires`, and its footprint conflicts with no running job's and
+/// no earlier-submitted queued job's (a job this node may not take still holds back the later
+/// jobs it conflicts with). Each such job conflicts with none of the others (the later of two
+/// would wait for the earlier), so any of them may start. Footprints are decoded only when
+/// compared.
+fn may_start(view: &ClaimView, labels: &[String], max: usize) -> Result<Vec<i64>, StoreError> {
+    let mut page: Vec<&Queued> = view.page.iter().collect();
+    page.sort_by_key(|q| (std::cmp::Reverse(q.priority), q.seq));
+    // The footprints of the running and queued jobs, decoded on first use.
+    let mut running: Option<Vec<Option<Footprint>>> = None;
+    let queued: Vec<&Queued> = page.iter().copied().chain(&view.behind).collect();
+    let mut decoded: Vec<Option<Option<Footprint>>> = queued.iter().map(|_| None).collect();
+    let mut free = Vec::new();
+    for (i, job) in page.iter().enumerate() {
+        if free.len() >= max {
+            break;
         }
-        if !full {
+        if !labels_cover(labels, &labels_of(&job.requires, "requires")?) {
+            continue;
+        }
+        let earlier: Vec<usize> = (0..queued.len()).filter(|&k| queued[k].seq < job.seq).collect();
+        if earlier.is_empty() && view.running.is_empty() {
+            // Nothing it could wait for: no footprint to compare.
+            free.push(job.seq);
+            continue;
+        }
+        for &k in earlier.iter().chain([&i]) {
+            if decoded[k].is_none() {
+                decoded[k] = Some(decode(queued[k].footprint.as_deref())?);
+            }
+        }
+        if running.is_none() {
+            running = Some(view.running.iter().map(|f| decode(f.as_deref())).collect::<Result<_, _>>()?);
+        }
+        let mine = decoded[i].as_ref().and_then(Option::as_ref);
+        let theirs = |k: usize| decoded[k].as_ref().and_then(Option::as_ref);
+        let blocked = running.iter().flatten().any(|r| footprints_conflict(mine, r.as_ref()))
+            || earlier.iter().any(|&k| footprints_conflict(mine, theirs(k)));
+        if !blocked {
+            free.push(job.seq);
+        }
+    }
+    Ok(free)
+}
+
+/// [`JobStore::claim_next`](super::JobStore::claim_next): claims the first queued job in claim
+/// order that may start now on a node with `labels` ([`may_start`]'s rule), at `started`, with
+/// its `job.started` deliveries; `None` when there is none.
+///
+/// The rule is decided on one snapshot ([`ClaimSteps::view`]); claims need not run one at a
+/// time for it to hold. Of two jobs whose footprints conflict, the later-submitted one may start
+/// only once the earlier one has ended, because every snapshot that holds the later one also
+/// holds the earlier one (still queued or running, or ended): the store makes submission order
+/// the order in which new jobs become visible (SQLite: one writer; PostgreSQL: a claim reads its
+/// snapshot under a shared lock that every insert takes exclusively, see `postgres/mod.rs`).
+/// So the later one never runs while the earlier one is queued or running, and the earlier one
+/// never finds it running; a snapshot older than a concurrent claim only holds a job back
+/// longer, never lets one start early.
+pub(crate) async fn claim<C: ClaimSteps>(
+    steps: &mut C,
+    started: i64,
+    labels: &[String],
+) -> Result<Option<Job>, StoreError> {
+    let mut limit = C::CLAIM_PAGE;
+    let mut rounds = 0;
+    loop {
+        let view = steps.view(limit).await?;
+        let everything = view.page.len() < limit;
+        let free = may_start(&view, labels, C::CLAIM_CHOICES)?;
+        if free.is_empty() {
+            if everything {
+                return Ok(None);
+            }
+            // Every job of the page waits: read further (rare: a long run of conflicting jobs).
+            limit = limit.saturating_mul(2);
+            continue;
+        }
+        if let Some(job) = steps.claim(&free, started).await? {
+            return Ok(Some(job));
+        }
+        // Other claims took every job chosen here meanwhile: read again.
+        rounds += 1;
+        if rounds == CLAIM_ROUNDS {
             return Ok(None);
         }
     }
 }
 
-/// [`JobStore::claim_next`](super::JobStore::claim_next): claims the first queued job that may
-/// start now on a node with `labels` ([`claim_in`]'s rule) at `started`, with its
-/// `job.started` deliveries.
-pub(crate) async fn claim<T: SqlTx>(tx: &mut T, started: i64, labels: &[String]) -> Result<Option<Job>, StoreError> {
-    let Some(job) = claim_in(tx, started, labels).await? else { return Ok(None) };
+/// The second step of [`claim`]: claims the first of the queued jobs `seqs` in claim order
+/// that no other transaction holds, at `started`, with its `job.started` deliveries; `None`
+/// when none of them is still queued and free.
+pub(crate) async fn claim_chosen<T: SqlTx>(tx: &mut T, seqs: &[i64], started: i64) -> Result<Option<Job>, StoreError> {
+    let Some(job) = tx.claim_first(seqs, started).await? else { return Ok(None) };
     let at = job.started_at.unwrap_or_else(OffsetDateTime::now_utc);
     write_status_outbox(tx, &job, at).await?;
     Ok(Some(job))

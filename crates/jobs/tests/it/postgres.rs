@@ -43,35 +43,58 @@ fn assert_conflict<T: std::fmt::Debug>(result: Result<T, StoreError>, expected: 
     }
 }
 
+/// The shared file a job of [`claim_everything`] writes, from its command (`None`: its own).
+fn shared_file(command: &str) -> Option<u8> {
+    let name = command.rsplit(' ').next()?;
+    name.strip_prefix("shared")?.strip_suffix(".mp4")?.parse().ok()
+}
+
 /// One run of the property: `nodes` stores on one database, `claimers` workers each, `jobs`
 /// jobs with random priorities, each writing one of `files` files (`None`: writing a file of
-/// its own). Workers claim until every job is done, holding each job for a moment.
-async fn claim_everything(nodes: usize, claimers: usize, jobs: &[(i32, Option<u8>)]) {
+/// its own). The first `upfront` jobs are submitted before the workers start, the others (on
+/// every node in turn) while they claim: jobs submitted side by side with claims must not let a
+/// later job start before an earlier conflicting one it cannot see yet. Workers claim until
+/// every job is done, holding each job for a moment.
+async fn claim_everything(nodes: usize, claimers: usize, jobs: &[(i32, Option<u8>)], upfront: usize) {
     let url = fresh_url().await;
     let mut stores = Vec::new();
     for n in 0..nodes {
         stores.push(node(&url, &format!("node-{n}")).await);
     }
-    let mut file_of = HashMap::new();
-    for (i, (priority, file)) in jobs.iter().enumerate() {
-        let command = match file {
-            Some(f) => format!("-i in.mp4 shared{f}.mp4"),
-            None => format!("-i in.mp4 own{i}.mp4"),
-        };
-        let options = SubmitOptions { priority: *priority, footprint: footprint(&command), ..SubmitOptions::default() };
-        let job = stores[i % nodes].insert(command, options).await.unwrap();
-        file_of.insert(job.id, *file);
+    let submissions: Vec<(String, SubmitOptions)> = jobs
+        .iter()
+        .enumerate()
+        .map(|(i, (priority, file))| {
+            let command = match file {
+                Some(f) => format!("-i in.mp4 shared{f}.mp4"),
+                None => format!("-i in.mp4 own{i}.mp4"),
+            };
+            let options =
+                SubmitOptions { priority: *priority, footprint: footprint(&command), ..SubmitOptions::default() };
+            (command, options)
+        })
+        .collect();
+    let upfront = upfront.min(submissions.len());
+    for (i, (command, options)) in submissions[..upfront].iter().enumerate() {
+        stores[i % nodes].insert(command.clone(), options.clone()).await.unwrap();
     }
-    let file_of = Arc::new(file_of);
     // The shared files being written now, and every claim made.
     let writing: Arc<Mutex<HashMap<u8, JobId>>> = Arc::default();
     let claims: Arc<Mutex<Vec<JobId>>> = Arc::default();
     let total = jobs.len();
     let mut workers = tokio::task::JoinSet::new();
-    for store in &stores {
+    for (n, store) in stores.iter().enumerate() {
+        let later: Vec<(String, SubmitOptions)> =
+            submissions[upfront..].iter().skip(n).step_by(nodes).cloned().collect();
+        let submitter = Arc::clone(store);
+        workers.spawn(async move {
+            for (command, options) in later {
+                submitter.insert(command, options).await.unwrap();
+                tokio::task::yield_now().await;
+            }
+        });
         for _ in 0..claimers {
-            let (store, file_of, writing, claims) =
-                (Arc::clone(store), Arc::clone(&file_of), Arc::clone(&writing), Arc::clone(&claims));
+            let (store, writing, claims) = (Arc::clone(store), Arc::clone(&writing), Arc::clone(&claims));
             workers.spawn(async move {
                 let deadline = Instant::now() + Duration::from_secs(120);
                 while claims.lock().unwrap().len() < total || !writing.lock().unwrap().is_empty() {
@@ -81,7 +104,7 @@ async fn claim_everything(nodes: usize, claimers: usize, jobs: &[(i32, Option<u8
                         continue;
                     };
                     claims.lock().unwrap().push(job.id.clone());
-                    let file = file_of[&job.id];
+                    let file = shared_file(&job.command);
                     if let Some(file) = file {
                         let other = writing.lock().unwrap().insert(file, job.id.clone());
                         assert_eq!(other, None, "two jobs writing shared{file}.mp4 ran at once");
@@ -112,16 +135,79 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 6, ..ProptestConfig::default() })]
 
     /// Many claimers on several nodes never get one job twice, and never run two jobs that
-    /// write one file at once.
+    /// write one file at once, whether the jobs were all queued first or keep coming while
+    /// they claim.
     #[test]
     fn concurrent_claimers_on_many_nodes_take_each_job_once(
         nodes in 2usize..=4,
         claimers in 1usize..=4,
         jobs in proptest::collection::vec((-2i32..=2, proptest::option::weighted(0.5, 0u8..3)), 10..60),
+        upfront in proptest::sample::select(vec![0usize, 5, 1000]),
     ) {
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-        runtime.block_on(claim_everything(nodes, claimers, &jobs));
+        runtime.block_on(claim_everything(nodes, claimers, &jobs, upfront));
     }
+}
+
+/// The first key of the queue's advisory lock (`postgres/sql.rs`, `queue_lock!`).
+const QUEUE_LOCK: &str = "1717988720";
+
+/// Claims run side by side, so the footprint rule needs new jobs to become visible in
+/// submission order: a claim waits for an insert in flight (which took its seq before a later,
+/// committed job), then starts the earlier of the two conflicting jobs, not the later one; and
+/// the store's own insert waits while a claim reads the queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_see_new_jobs_in_submission_order() {
+    let url = fresh_url().await;
+    let store = node(&url, "claimer").await;
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    let writes = serde_json::to_string(&footprint("-f lavfi -i testsrc shared.mp4")).unwrap();
+    let insert = "INSERT INTO jobs (id, status, command, priority, metadata, created_at, footprint) \
+                  VALUES ($1, 'queued', $2, 0, '{}', 0, $3) RETURNING seq";
+    // An insert in flight, as the store makes one: its stripe of the queue lock, then its seq.
+    let mut early = pool.begin().await.unwrap();
+    sqlx::query(&format!("SELECT pg_advisory_xact_lock({QUEUE_LOCK}, pg_backend_pid() % 8)"))
+        .execute(&mut *early)
+        .await
+        .unwrap();
+    let early_seq: i64 = sqlx::query_scalar(insert)
+        .bind(JobId::generate().as_str())
+        .bind("early")
+        .bind(&writes)
+        .fetch_one(&mut *early)
+        .await
+        .unwrap();
+    // A later job writing the same file, committed first.
+    let late_seq: i64 = sqlx::query_scalar(insert)
+        .bind(JobId::generate().as_str())
+        .bind("late")
+        .bind(&writes)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert!(early_seq < late_seq);
+    let claimer = Arc::clone(&store);
+    let claim = tokio::spawn(async move { claimer.claim_next(&[]).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!claim.is_finished(), "the claim read the queue while an earlier job was still being inserted");
+    early.commit().await.unwrap();
+    let claimed = claim.await.unwrap().unwrap().expect("a job may start");
+    assert_eq!(claimed.command, "early", "the later job started before the earlier one it conflicts with");
+    assert_eq!(store.claim_next(&[]).await.unwrap(), None, "the later job waits for the running earlier one");
+
+    // A claim reading the queue (every stripe held shared): the store's insert waits for it.
+    let mut reading = pool.begin().await.unwrap();
+    sqlx::query(&format!("SELECT pg_advisory_xact_lock_shared({QUEUE_LOCK}, s) FROM generate_series(0, 7) AS s"))
+        .execute(&mut *reading)
+        .await
+        .unwrap();
+    let inserter = Arc::clone(&store);
+    let inserted = tokio::spawn(async move { inserter.insert("third".to_owned(), SubmitOptions::default()).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!inserted.is_finished(), "an insert took its seq while a claim was reading the queue");
+    reading.commit().await.unwrap();
+    let third = inserted.await.unwrap().unwrap();
+    assert!(third.seq > late_seq);
 }
 
 /// Sets a job's lease into the past, as if its node had stopped renewing it.
@@ -215,6 +301,35 @@ async fn leases_are_renewed_while_the_job_is_held() {
             .await
             .unwrap();
     assert_eq!(lease, None, "a finished job holds no lease");
+}
+
+/// A progress write renews the job's lease in the same statement (so a job that reports
+/// progress needs no separate renewal): with a 10-minute lease the renewal task would not
+/// renew it for minutes, yet after a progress write the lease runs 10 minutes again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_progress_write_renews_the_lease() {
+    let url = fresh_url().await;
+    let store = PgStore::open(&url, settings("reporter", Duration::from_secs(600))).await.unwrap();
+    let job = store.insert("x".to_owned(), SubmitOptions::default()).await.unwrap();
+    store.claim_next(&[]).await.unwrap().unwrap();
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    let left = || {
+        sqlx::query_scalar::<_, f64>(
+            "SELECT extract(epoch FROM lease_expires_at - now())::float8 FROM jobs WHERE id = $1",
+        )
+        .bind(job.id.as_str())
+        .fetch_one(&pool)
+    };
+    sqlx::query("UPDATE jobs SET lease_expires_at = now() + interval '30 seconds' WHERE id = $1")
+        .bind(job.id.as_str())
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert!(left().await.unwrap() <= 30.0);
+    let cancel = store.update_progress(&job.id, &Progress { frame: Some(1), ..Progress::default() }).await.unwrap();
+    assert!(!cancel);
+    let now_left = left().await.unwrap();
+    assert!(now_left > 500.0, "the progress write did not renew the lease: {now_left} s left");
 }
 
 /// Nodes starting together on an empty database: the migrations run once (sqlx's advisory

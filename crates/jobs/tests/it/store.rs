@@ -22,6 +22,7 @@ conformance!(
     list_pages_with_cursor,
     claim_by_priority_then_fifo,
     claim_waits_for_earlier_conflicting_jobs,
+    claim_looks_past_a_long_run_of_waiting_jobs,
     claim_on_empty_queue,
     finish_only_from_running,
     finish_records_each_outcome,
@@ -409,6 +410,24 @@ async fn claim_waits_for_earlier_conflicting_jobs(store: &Store) {
     assert_eq!(claim_id(store).await, None, "the reader waits for the running pass 2");
     store.finish(&pass2, Outcome::Cancelled, "").await.unwrap();
     assert_eq!(claim_id(store).await, Some(reader));
+}
+
+/// The jobs a claim must look at are not cut off at some page of the queue: 69 jobs wait for
+/// a running writer of `shared.mp4`, the 70th (free) is found behind them; and a job of higher
+/// priority, first in claim order, waits for that 70th job (submitted earlier, writing the same
+/// file), however far down the queue it is.
+async fn claim_looks_past_a_long_run_of_waiting_jobs(store: &Store) {
+    let running = submit_with_footprint(store, "-f lavfi -i testsrc shared.mp4", 0).await;
+    assert_eq!(claim_id(store).await, Some(running.clone()));
+    for _ in 0..69 {
+        submit_with_footprint(store, "-f lavfi -i testsrc shared.mp4", 0).await;
+    }
+    let free = submit_with_footprint(store, "-f lavfi -i testsrc h.mp4", 0).await;
+    let urgent = submit_with_footprint(store, "-f lavfi -i testsrc h.mp4", 10).await;
+    assert_eq!(claim_id(store).await, Some(free.clone()), "the urgent job waits for the earlier free one");
+    assert_eq!(claim_id(store).await, None, "the urgent job waits for it running, the others for the writer");
+    store.finish(&free, Outcome::Completed { output_files: vec![], outputs: Vec::new() }, "").await.unwrap();
+    assert_eq!(claim_id(store).await, Some(urgent));
 }
 
 async fn claim_on_empty_queue(store: &Store) {
