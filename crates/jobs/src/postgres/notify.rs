@@ -181,11 +181,13 @@ impl Cluster {
         }
     }
 
-    /// After the listener (re)connected: says hello at the next send round, and sends every
-    /// progress snapshot until the answers are in.
+    /// After the listener (re)connected: says hello and what this node watches at the next
+    /// send round (the others may have let its watches lapse while it was cut off), and sends
+    /// every progress snapshot until the answers are in.
     fn catch_up(&self) {
         let mut watches = self.watches();
         watches.hello_now = true;
+        watches.ping_now = true;
         watches.catch_up_until = Some(Instant::now() + WATCH_CATCH_UP);
         drop(watches);
         self.send.notify_one();

@@ -333,7 +333,8 @@ async fn notifications_in(count: &std::sync::atomic::AtomicU64, window: Duration
 /// The node running a job notifies its progress only while another node watches the job (an
 /// event stream of it there): none while nobody does, every snapshot from the moment a stream
 /// opens (the stream gets progress within the runner's progress interval, not the next ping),
-/// and none again once the stream is gone. (What is measured is printed: notifications per
+/// none again once the stream is gone, and every snapshot again for an all-jobs stream with
+/// progress (one without progress does not count). (What is measured is printed: notifications per
 /// second unwatched and watched, and how long the first progress event took to reach the new
 /// stream.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -346,7 +347,9 @@ async fn progress_is_notified_only_while_another_node_watches_the_job() {
     let job = api.jobs.submit("-f lavfi -i testsrc out.mkv", SubmitOptions::default()).await.unwrap();
     eventually("the job running", async || status(&api.store, &job.id).await == JobStatus::Running).await;
 
-    // Nobody watches (once the nodes' first exchange of what they watch is over).
+    // Nobody watches (once the nodes' first exchange of what they watch is over): an all-jobs
+    // stream without progress does not count.
+    let _statuses_only = api.jobs.all_events(AllFilter::default());
     let window = Duration::from_secs(1);
     eventually("no progress notified while nobody watches", async || {
         notifications_in(&count, Duration::from_millis(500)).await == 0
@@ -367,6 +370,15 @@ async fn progress_is_notified_only_while_another_node_watches_the_job() {
         notifications_in(&count, Duration::from_millis(500)).await == 0
     })
     .await;
+    // An all-jobs stream with progress watches every job.
+    let mut all = api.jobs.all_events(AllFilter { statuses: vec![], progress: true });
+    loop {
+        match tokio::time::timeout(Duration::from_secs(60), all.next()).await.expect("no event within 60 s") {
+            Some(AllItem::Event(Event::Progress(p))) if p.job == job.id => break,
+            Some(_) => {}
+            None => panic!("the all-jobs stream ended"),
+        }
+    }
     let per_second = |n: u64| n as f64 / window.as_secs_f64();
     eprintln!(
         "progress every {every:?}: {:.1} notifications/s unwatched, {:.1}/s watched; first progress on a new stream \
