@@ -13,9 +13,10 @@
 //!   `insert_throughput` example, built in release mode and run here).
 //! - `webhooks [--events N] [--backoff D]`: N webhook events to a local receiver that fails a
 //!   third of first attempts, with a `kill -9` of the server half-way ([`webhooks`]).
-//! - `sse [--subscribers N] [--all M] [--rounds R] [--video-seconds S]`: N server-sent event
-//!   subscribers on one running job plus M on `/events`: final status seen, RSS growth, run
-//!   time against no subscribers, progress fan-out latency ([`sse`]).
+//! - `sse [--subscribers N] [--all M] [--rounds R] [--video-seconds S] [--stats-period P]`: N
+//!   server-sent event subscribers on one running job plus M on `/events`, read by one epoll
+//!   thread: final status seen, RSS growth, run time against no subscribers, CPU time of the
+//!   server, ffmpeg and the client, progress fan-out latency ([`sse`]).
 //! - `cluster [--jobs N] [--processes 1,2,4,8] [--slots S] [--rounds R] [--samples K] [--lease L]
 //!   [--window W]`: the queue of a PostgreSQL cluster with worker processes whose runner starts
 //!   no ffmpeg: capacity (claim -> finish jobs/s) per number of processes and SQLite beside it,
@@ -35,13 +36,14 @@ mod files;
 mod overhead;
 mod server;
 mod sse;
+mod subscribers;
 mod webhooks;
 
 const USAGE: &str = "usage: cargo xtask bench overhead [N=40] [--clip small|tiny] [--concurrency C=1] [--rounds R=5] [--poll-ms P=5] [--database-url URL] [--nodes K=1] [--no-build]\n       \
                      cargo xtask bench api [--seconds S=10] [--connections C=64] [--jobs J=100000] [--no-original] [--original-worker parked|run] [--database-url URL] [--no-build]\n       \
                      cargo xtask bench store [--jobs N=20000] [--concurrency C=64] [--rounds R=5]\n       \
                      cargo xtask bench webhooks [--events N=10000] [--backoff D=1s] [--no-build]\n       \
-                     cargo xtask bench sse [--subscribers N=1000] [--all M=100] [--rounds R=3] [--video-seconds S=12] [--no-build]\n       \
+                     cargo xtask bench sse [--subscribers N=1000] [--all M=100] [--rounds R=3] [--video-seconds S=120] [--stats-period P=0.05] [--server-bin PATH] [--no-build]\n       \
                      cargo xtask bench cluster [--jobs N=3000] [--processes 1,2,4,8] [--slots S=4] [--rounds R=3] [--samples K=40] [--lease L=3] [--window W=20]\n       \
                      cargo xtask bench files [--size-mib N=1024] [--rounds R=5] [--data-dir DIR] [--no-build]";
 

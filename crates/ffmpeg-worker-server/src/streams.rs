@@ -1,14 +1,20 @@
 //! Server-sent event streams (`text/event-stream`, per the HTML Living Standard's
 //! "Server-sent events" section): one job's events, and every job's. Glue over
 //! [`jobs::events`]: the streams' content and order are decided there.
+//!
+//! An event goes to every stream that follows it as the same bytes: the first stream to send
+//! it encodes it ([`encode`], kept with the event by [`jobs::events::Published::encoded`]), the others
+//! reuse that buffer, so a thousand subscribers cost one JSON serialization per event.
 
 use std::convert::Infallible;
+use std::io::Write as _;
 use std::time::Duration;
 
+use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
-use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use futures_util::{Stream, StreamExt as _};
 use jobs::JobStatus;
 use jobs::events::{AllFilter, AllItem, Event, EventId, Resume};
@@ -105,8 +111,8 @@ pub(crate) async fn job_events(
         Resume::Finished => Ok(StatusCode::NO_CONTENT.into_response()),
         Resume::Events(events) => {
             let stream = futures_util::stream::unfold(events, |mut events| async move {
-                let event = events.next().await?;
-                Some((sse_event(&event), events))
+                let event = events.next_published().await?;
+                Some((event.encoded(encode), events))
             });
             Ok(sse(&state, stream))
         }
@@ -160,46 +166,161 @@ pub(crate) async fn all_events(
     };
     let events = state.jobs.all_events(AllFilter { statuses, progress: params.progress.unwrap_or(false) });
     let stream = futures_util::stream::unfold(events, |mut events| async move {
-        let item = events.next().await?;
-        let event = match item {
-            AllItem::Event(event) => sse_event(&event),
-            AllItem::Skipped(n) => SseEvent::default().event("skipped").data(format!("{{\"skipped\":{n}}}")),
-            AllItem::Missed => SseEvent::default().event("skipped").data("{\"skipped\":null}"),
+        let item = events.next_published().await?;
+        let bytes = match item {
+            AllItem::Event(event) => event.encoded(encode),
+            AllItem::Skipped(n) => Bytes::from(format!("event: skipped\ndata: {{\"skipped\":{n}}}\n\n")),
+            AllItem::Missed => Bytes::from_static(b"event: skipped\ndata: {\"skipped\":null}\n\n"),
         };
-        Some((event, events))
+        Some((bytes, events))
     });
     Ok(sse(&state, stream))
 }
 
-/// The response: `stream` as `text/event-stream` with keep-alive comments, ended when the
-/// server shuts down (after the events already published, such as the requeue of a job the
-/// shutdown stopped); `X-Accel-Buffering: no` asks nginx-like proxies not to buffer it.
-fn sse(state: &AppState, stream: impl Stream<Item = SseEvent> + Send + 'static) -> Response {
-    let closing = state.streams_closing();
-    let stream = futures_util::stream::unfold(Box::pin(stream), move |mut stream| {
-        let closing = closing.clone();
-        async move {
-            // The stream first: what is ready when the server closes streams still goes out.
-            tokio::select! {
-                biased;
-                event = stream.next() => event.map(|event| (Ok::<_, Infallible>(event), stream)),
-                () = closing.cancelled() => None,
-            }
-        }
-    });
-    let mut response =
-        Sse::new(stream).keep_alive(KeepAlive::new().interval(KEEP_ALIVE).text("keep-alive")).into_response();
-    response.headers_mut().insert("x-accel-buffering", HeaderValue::from_static("no"));
+/// The comment line an idle stream gets every [`KEEP_ALIVE`].
+const KEEP_ALIVE_COMMENT: &[u8] = b": keep-alive\n\n";
+
+/// The response: `events` (each item one whole event's bytes) as `text/event-stream`
+/// ([`feed`]); `X-Accel-Buffering: no` asks nginx-like proxies not to buffer it.
+fn sse(state: &AppState, events: impl Stream<Item = Bytes> + Send + 'static) -> Response {
+    let mut response = Body::from_stream(feed(events, state.streams_closing())).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
     response
 }
 
-/// The wire form of a bus event.
-fn sse_event(event: &Event) -> SseEvent {
-    let sse = SseEvent::default().id(event.id().to_string());
-    let sse = match event {
-        Event::Status(job) => sse.event("status").json_data(job_response(job.as_ref().clone())),
-        Event::Progress(p) => sse.event("progress").json_data(progress_event(&p.job, &p.progress)),
+/// The body of a stream: `events`, with a comment line after every [`KEEP_ALIVE`] without an
+/// event, ended when `events` ends or once `closing` fires (the server shuts down; the events
+/// already published, such as the requeue of a job the shutdown stopped, still go out).
+fn feed(
+    events: impl Stream<Item = Bytes> + Send + 'static,
+    closing: tokio_util::sync::CancellationToken,
+) -> impl Stream<Item = Result<Bytes, Infallible>> + Send + 'static {
+    struct Feed<S> {
+        events: std::pin::Pin<Box<S>>,
+        idle: std::pin::Pin<Box<tokio::time::Sleep>>,
+        closing: std::pin::Pin<Box<tokio_util::sync::WaitForCancellationFutureOwned>>,
+    }
+    let feed = Feed {
+        events: Box::pin(events),
+        idle: Box::pin(tokio::time::sleep(KEEP_ALIVE)),
+        // Made once per stream, not once per event: every stream waits on the same token.
+        closing: Box::pin(closing.cancelled_owned()),
     };
-    // Serializing these plain structs cannot fail; if it ever did, the client sees a comment.
-    sse.unwrap_or_else(|e| SseEvent::default().comment(format!("event not serializable: {e}")))
+    futures_util::stream::unfold(feed, |mut feed| async move {
+        let bytes = tokio::select! {
+            // The stream first: what is ready when the server closes streams still goes out.
+            biased;
+            event = feed.events.next() => event?,
+            () = feed.closing.as_mut() => return None,
+            () = feed.idle.as_mut() => Bytes::from_static(KEEP_ALIVE_COMMENT),
+        };
+        feed.idle.as_mut().reset(tokio::time::Instant::now() + KEEP_ALIVE);
+        Some((Ok::<_, Infallible>(bytes), feed))
+    })
+}
+
+/// The `text/event-stream` form of a bus event: its `id:` and `event:` lines, one `data:`
+/// line (JSON holds no raw line break) and the blank line that ends the event.
+fn encode(event: &Event) -> Bytes {
+    let mut out = Vec::with_capacity(512);
+    let (name, written) = match event {
+        Event::Status(job) => {
+            let _ = write!(out, "id: {}\nevent: status\ndata: ", event.id());
+            ("status", serde_json::to_writer(&mut out, &job_response(job.as_ref().clone())))
+        }
+        Event::Progress(p) => {
+            let _ = write!(out, "id: {}\nevent: progress\ndata: ", event.id());
+            ("progress", serde_json::to_writer(&mut out, &progress_event(&p.job, &p.progress)))
+        }
+    };
+    match written {
+        Ok(()) => {
+            out.extend_from_slice(b"\n\n");
+            Bytes::from(out)
+        }
+        // Serializing these plain structs cannot fail; if it ever did, the client sees a comment.
+        Err(e) => Bytes::from(format!(": {name} event {} not serializable: {e}\n\n", event.id())),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // Tests: a failed unwrap is a failed test.
+mod tests {
+    use super::*;
+
+    fn next_now(
+        body: &mut std::pin::Pin<Box<impl Stream<Item = Result<Bytes, Infallible>>>>,
+    ) -> std::task::Poll<Option<Bytes>> {
+        let waker = futures_util::task::noop_waker();
+        let mut cx = std::task::Context::from_waker(&waker);
+        body.as_mut().poll_next(&mut cx).map(|item| item.map(|Ok(bytes)| bytes))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_stream_gets_a_comment_every_15_s_and_events_pass_unchanged() {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Bytes>();
+        let closing = tokio_util::sync::CancellationToken::new();
+        let mut body = Box::pin(feed(tokio_stream_of(rx), closing.clone()));
+        assert!(next_now(&mut body).is_pending());
+        tokio::time::advance(KEEP_ALIVE - Duration::from_millis(1)).await;
+        assert!(next_now(&mut body).is_pending(), "no comment before 15 s of silence");
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert_eq!(body.next().await.map(|b| b.unwrap()), Some(Bytes::from_static(b": keep-alive\n\n")));
+        tokio::time::advance(Duration::from_secs(10)).await;
+        tx.send(Bytes::from_static(b"event: status\ndata: {}\n\n")).unwrap();
+        assert_eq!(body.next().await.map(|b| b.unwrap()), Some(Bytes::from_static(b"event: status\ndata: {}\n\n")));
+        // The event restarted the 15 s.
+        tokio::time::advance(Duration::from_secs(10)).await;
+        assert!(next_now(&mut body).is_pending());
+        tokio::time::advance(Duration::from_secs(5)).await;
+        assert_eq!(body.next().await.map(|b| b.unwrap()), Some(Bytes::from_static(KEEP_ALIVE_COMMENT)));
+        // Ready events still go out when the server closes streams; then the body ends.
+        tx.send(Bytes::from_static(b"last")).unwrap();
+        closing.cancel();
+        assert_eq!(body.next().await.map(|b| b.unwrap()), Some(Bytes::from_static(b"last")));
+        assert!(body.next().await.is_none());
+    }
+
+    fn tokio_stream_of(mut rx: tokio::sync::mpsc::UnboundedReceiver<Bytes>) -> impl Stream<Item = Bytes> + Send {
+        futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+    }
+
+    /// The lines of one encoded event, checked to end with the blank line.
+    fn lines_of(bytes: &Bytes) -> Vec<String> {
+        let text = std::str::from_utf8(bytes).unwrap();
+        let body = text.strip_suffix("\n\n").unwrap_or_else(|| panic!("no blank line at the end: {text:?}"));
+        body.split('\n').map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn an_event_is_its_id_its_name_and_one_data_line_of_the_wire_json() {
+        let mut job = jobs::Job::new_queued(
+            "-i 'a b.mp4'\n-f mp4 c.mp4".to_owned(),
+            jobs::SubmitOptions::default(),
+            1,
+            time::OffsetDateTime::UNIX_EPOCH,
+        );
+        job.event_seq = 3;
+        job.error = Some("two\nlines".to_owned());
+        let status = Event::Status(std::sync::Arc::new(job.clone()));
+        let lines = lines_of(&encode(&status));
+        assert_eq!(lines.len(), 3, "{lines:?}");
+        assert_eq!((lines[0].as_str(), lines[1].as_str()), ("id: 3", "event: status"));
+        let data: serde_json::Value = serde_json::from_str(lines[2].strip_prefix("data: ").unwrap()).unwrap();
+        assert_eq!(data, serde_json::to_value(job_response(job.clone())).unwrap());
+
+        let progress = jobs::Progress { frame: Some(25), percent: Some(12.5), ..jobs::Progress::default() };
+        let event = Event::Progress(jobs::events::ProgressEvent {
+            job: job.id.clone(),
+            id: EventId { status: 3, progress: 7 },
+            progress: std::sync::Arc::new(progress.clone()),
+        });
+        let lines = lines_of(&encode(&event));
+        assert_eq!((lines.len(), lines[0].as_str(), lines[1].as_str()), (3, "id: 3.7", "event: progress"));
+        let data: serde_json::Value = serde_json::from_str(lines[2].strip_prefix("data: ").unwrap()).unwrap();
+        assert_eq!(data, serde_json::to_value(progress_event(&job.id, &progress)).unwrap());
+    }
 }

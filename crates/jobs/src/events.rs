@@ -23,12 +23,20 @@
 //! publishing never waits for a subscriber, and memory does not grow with a slow one.
 //! Per-job channels exist only while someone subscribes or a run of the job in this process
 //! publishes progress; jobs nobody watches cost nothing here.
+//!
+//! # One event, many subscribers
+//!
+//! Every subscriber of an event receives the same [`Published`] (a shared pointer): a thousand
+//! streams of one job cost one copy of the event, and [`Published::encoded`] lets the first
+//! subscriber that turns it into bytes (the server's `text/event-stream` form) do so for all
+//! of them.
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::str::FromStr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
+use bytes::Bytes;
 use tokio::sync::{broadcast, watch};
 
 use crate::model::{Job, JobId, JobStatus, Progress};
@@ -129,6 +137,36 @@ impl Event {
     }
 }
 
+/// An event as the bus hands it out: one shared copy for every subscriber, with room for one
+/// encoding of it ([`Published::encoded`]). Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Published(Arc<PublishedInner>);
+
+#[derive(Debug)]
+struct PublishedInner {
+    event: Event,
+    encoded: OnceLock<Bytes>,
+}
+
+impl Published {
+    /// Wraps `event` (not encoded yet).
+    pub fn new(event: Event) -> Published {
+        Published(Arc::new(PublishedInner { event, encoded: OnceLock::new() }))
+    }
+
+    /// The event.
+    pub fn event(&self) -> &Event {
+        &self.0.event
+    }
+
+    /// The event's bytes as `encode` makes them, computed by the first caller only: every
+    /// subscriber that passes the same `encode` gets the same bytes (a shared buffer) without
+    /// encoding the event again. One encoding per event: callers must all encode alike.
+    pub fn encoded(&self, encode: impl FnOnce(&Event) -> Bytes) -> Bytes {
+        self.0.encoded.get_or_init(|| encode(&self.0.event)).clone()
+    }
+}
+
 /// The latest known state of one job on the bus.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Latest {
@@ -147,7 +185,7 @@ pub struct EventBus {
 #[derive(Debug)]
 struct Inner {
     channels: Mutex<HashMap<JobId, Channel>>,
-    all: broadcast::Sender<Event>,
+    all: broadcast::Sender<Published>,
     /// How many times events may have been missed ([`EventBus::mark_gap`]).
     gaps: watch::Sender<u64>,
     /// All-jobs streams that pass progress on ([`AllFilter::progress`]).
@@ -159,7 +197,7 @@ struct Inner {
 #[derive(Debug)]
 struct Channel {
     latest: watch::Sender<Latest>,
-    events: broadcast::Sender<Event>,
+    events: broadcast::Sender<Published>,
     /// Subscriptions and publishers holding the channel; removed at 0.
     users: usize,
     /// Subscriptions among them (someone watches the job).
@@ -198,17 +236,18 @@ impl EventBus {
     /// subscriber's view backwards. Never waits.
     pub fn publish_status(&self, job: &Job) {
         let mut channels = self.lock();
-        let event = Event::Status(Arc::new(job.clone()));
+        let job = Arc::new(job.clone());
+        let event = Published::new(Event::Status(Arc::clone(&job)));
         if let Some(channel) = channels.get_mut(&job.id) {
             let newer = channel.latest.borrow().status.as_ref().is_none_or(|s| s.event_seq < job.event_seq);
             if !newer {
                 return;
             }
             channel.latest.send_modify(|latest| {
-                latest.status = Some(Arc::new(job.clone()));
                 if latest.progress.as_ref().is_some_and(|p| p.id.status != job.event_seq) {
                     latest.progress = None;
                 }
+                latest.status = Some(job);
             });
             let _ = channel.events.send(event.clone());
         }
@@ -231,7 +270,7 @@ impl EventBus {
     }
 
     /// Subscribes to every job's events (status changes and progress, in publishing order).
-    pub fn subscribe_all(&self) -> broadcast::Receiver<Event> {
+    pub fn subscribe_all(&self) -> broadcast::Receiver<Published> {
         self.inner.all.subscribe()
     }
 
@@ -257,14 +296,15 @@ impl EventBus {
     /// meanwhile, and the event is stale).
     fn send_progress(&self, event: &ProgressEvent) {
         let mut channels = self.lock();
+        let published = Published::new(Event::Progress(event.clone()));
         if let Some(channel) = channels.get_mut(&event.job) {
             if channel.latest.borrow().status.as_ref().is_some_and(|s| s.event_seq > event.id.status) {
                 return;
             }
             channel.latest.send_modify(|latest| latest.progress = Some(event.clone()));
-            let _ = channel.events.send(Event::Progress(event.clone()));
+            let _ = channel.events.send(published.clone());
         }
-        let _ = self.inner.all.send(Event::Progress(event.clone()));
+        let _ = self.inner.all.send(published);
     }
 
     /// The [`Job::event_seq`] of the latest status of job `id` published here, while the job
@@ -314,7 +354,7 @@ impl EventBus {
         self.inner.watching.send_modify(|n| *n += 1);
     }
 
-    fn acquire(&self, id: &JobId, subscriber: bool) -> (watch::Receiver<Latest>, broadcast::Receiver<Event>) {
+    fn acquire(&self, id: &JobId, subscriber: bool) -> (watch::Receiver<Latest>, broadcast::Receiver<Published>) {
         let mut channels = self.lock();
         let channel = channels.entry(id.clone()).or_insert_with(|| Channel {
             latest: watch::Sender::new(Latest::default()),
@@ -401,7 +441,7 @@ pub struct JobSubscription {
     bus: EventBus,
     job: JobId,
     latest: watch::Receiver<Latest>,
-    events: broadcast::Receiver<Event>,
+    events: broadcast::Receiver<Published>,
 }
 
 impl JobSubscription {
@@ -433,7 +473,7 @@ pub enum Resume {
 #[derive(Debug)]
 pub struct JobEvents {
     subscription: JobSubscription,
-    pending: VecDeque<Event>,
+    pending: VecDeque<Published>,
     /// The newest event handed out.
     last: EventId,
     done: bool,
@@ -451,13 +491,18 @@ impl JobEvents {
             _ => Arc::new(stored),
         };
         let progress = latest.progress.filter(|p| p.id.status == status.event_seq && !status.status.is_finished());
-        events.pending.push_back(Event::Status(status));
-        events.pending.extend(progress.map(Event::Progress));
+        events.pending.push_back(Published::new(Event::Status(status)));
+        events.pending.extend(progress.map(|p| Published::new(Event::Progress(p))));
         events
     }
 
     /// The next event; `None` once the final status was handed out.
     pub async fn next(&mut self) -> Option<Event> {
+        self.next_published().await.map(|published| published.event().clone())
+    }
+
+    /// [`JobEvents::next`] as the bus shares it with the job's other subscribers.
+    pub async fn next_published(&mut self) -> Option<Published> {
         loop {
             if let Some(event) = self.pending.pop_front() {
                 if let Some(event) = self.accept(event) {
@@ -476,8 +521,8 @@ impl JobEvents {
                 }
                 Err(broadcast::error::RecvError::Lagged(_)) => {
                     let latest = self.subscription.latest();
-                    self.pending.extend(latest.status.map(Event::Status));
-                    self.pending.extend(latest.progress.map(Event::Progress));
+                    self.pending.extend(latest.status.map(|s| Published::new(Event::Status(s))));
+                    self.pending.extend(latest.progress.map(|p| Published::new(Event::Progress(p))));
                 }
                 // The subscription keeps its channel (and so its sender) alive.
                 Err(broadcast::error::RecvError::Closed) => return None,
@@ -486,13 +531,14 @@ impl JobEvents {
     }
 
     /// `event` if it is newer than what was handed out (and notes it), else `None`.
-    fn accept(&mut self, event: Event) -> Option<Event> {
+    fn accept(&mut self, published: Published) -> Option<Published> {
+        let event = published.event();
         if self.done || event.id() <= self.last {
             return None;
         }
         self.last = event.id();
         self.done = event.is_final();
-        Some(event)
+        Some(published)
     }
 }
 
@@ -505,11 +551,12 @@ pub struct AllFilter {
     pub progress: bool,
 }
 
-/// What [`AllEvents::next`] yields.
+/// What [`AllEvents::next`] yields (and, with `E` = [`Published`],
+/// [`AllEvents::next_published`]).
 #[derive(Debug, Clone, PartialEq)]
-pub enum AllItem {
+pub enum AllItem<E = Event> {
     /// An event.
-    Event(Event),
+    Event(E),
     /// The subscriber fell behind and this many events were skipped (status changes among
     /// them are lost to this stream: re-read the jobs to catch up). The latest state of the
     /// jobs the bus holds follows.
@@ -523,14 +570,16 @@ pub enum AllItem {
 #[derive(Debug)]
 pub struct AllEvents {
     bus: EventBus,
-    receiver: broadcast::Receiver<Event>,
+    receiver: broadcast::Receiver<Published>,
     gaps: watch::Receiver<u64>,
     filter: AllFilter,
-    pending: VecDeque<AllItem>,
+    pending: VecDeque<AllItem<Published>>,
 }
 
 impl AllEvents {
-    pub(crate) fn new(bus: &EventBus, filter: AllFilter) -> AllEvents {
+    /// Every event of `bus` from now on that passes `filter` ([`crate::Jobs::all_events`] is
+    /// this on the service's bus).
+    pub fn new(bus: &EventBus, filter: AllFilter) -> AllEvents {
         let gaps = bus.inner.gaps.subscribe();
         if filter.progress {
             bus.all_progress_watchers(true);
@@ -547,6 +596,15 @@ impl AllEvents {
 
     /// The next event that passes the filter; never ends while the bus lives.
     pub async fn next(&mut self) -> Option<AllItem> {
+        self.next_published().await.map(|item| match item {
+            AllItem::Event(published) => AllItem::Event(published.event().clone()),
+            AllItem::Skipped(n) => AllItem::Skipped(n),
+            AllItem::Missed => AllItem::Missed,
+        })
+    }
+
+    /// [`AllEvents::next`] as the bus shares the events with every subscriber.
+    pub async fn next_published(&mut self) -> Option<AllItem<Published>> {
         loop {
             if let Some(item) = self.pending.pop_front() {
                 return Some(item);
@@ -560,7 +618,7 @@ impl AllEvents {
                 received = self.receiver.recv() => received,
             };
             match received {
-                Ok(event) if self.passes(&event) => return Some(AllItem::Event(event)),
+                Ok(published) if self.passes(published.event()) => return Some(AllItem::Event(published)),
                 Ok(_) => {}
                 Err(broadcast::error::RecvError::Lagged(n)) => {
                     self.pending.push_back(AllItem::Skipped(n));
@@ -568,7 +626,7 @@ impl AllEvents {
                         let events = latest.status.map(Event::Status).into_iter();
                         for event in events.chain(latest.progress.map(Event::Progress)) {
                             if self.passes(&event) {
-                                self.pending.push_back(AllItem::Event(event));
+                                self.pending.push_back(AllItem::Event(Published::new(event)));
                             }
                         }
                     }

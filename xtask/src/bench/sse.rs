@@ -1,29 +1,31 @@
-//! `bench sse [--subscribers N=1000] [--all M=100] [--rounds R=3] [--video-seconds S=12]`:
-//! N server-sent event subscribers on one running job plus M on `/events?progress=true`,
-//! against the same job with no subscriber, rounds interleaved.
+//! `bench sse [--subscribers N=1000] [--all M=100] [--rounds R=3] [--video-seconds S=120]
+//! [--stats-period P=0.05] [--server-bin PATH]`: N server-sent event subscribers on one running job plus M on
+//! `/events?progress=true`, against the same job with no subscriber, rounds interleaved.
 //!
 //! Measured per round: whether every subscriber saw the job's final status; the server's
 //! resident memory growth (its RSS sampled every 50 ms while the job runs with its
 //! subscribers, minus its RSS before they connected); the job's run time (`started_at` to
-//! `completed_at`) with and without subscribers; and the progress fan-out latency: ffmpeg runs
-//! behind a small wrapper (`--ffmpeg-bin`) that notes the wall-clock time at which it hands
-//! each `-progress` block to the server, and each subscriber notes when it reads the `progress`
-//! event of that block (matched by frame number; the first block of each frame). Subscribers
-//! are plain threads on blocking sockets (HTTP/1.0, so the stream is the raw event bytes), on
-//! the same machine as the server, so their own scheduling delay is part of the latency.
+//! `completed_at`) with and without subscribers; the CPU time of the server process, of ffmpeg
+//! and of the subscribers' client during the run; and the progress fan-out latency: ffmpeg
+//! runs behind a small wrapper (`--ffmpeg-bin`) that notes the wall-clock time at which it
+//! hands each `-progress` block to the server, and each subscriber notes when it reads the
+//! `progress` event of that block (matched by frame number; the first block of each frame).
+//! The subscribers are one thread of this process reading every stream over non-blocking
+//! sockets with epoll ([`subscribers`]), on the same machine as the server, so their own
+//! scheduling delay is part of the latency; their CPU time is reported beside the server's.
 //!
 //! Each job waits in the queue behind a "gate" job (an hour of lavfi into the null muxer) until
 //! every subscriber is connected; the gate is then cancelled and the measured job starts.
 
 use std::collections::HashMap;
-use std::io::{BufRead as _, BufReader, Write as _};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 use super::client::Client;
 use super::server::{Server, WorkerConfig, release_binary};
+use super::subscribers::{self, Counters, Stream, process_cpu_seconds, thread_cpu_seconds};
 use super::{Args, load_average, machine, median, print};
 use crate::Result;
 
@@ -32,7 +34,9 @@ struct Options {
     all: usize,
     rounds: usize,
     video_seconds: u32,
+    stats_period: f64,
     build: bool,
+    server_bin: Option<String>,
 }
 
 pub(super) fn main(args: &[&str]) -> Result {
@@ -41,12 +45,18 @@ pub(super) fn main(args: &[&str]) -> Result {
         subscribers: a.value("--subscribers", 1000)?,
         all: a.value("--all", 100)?,
         rounds: a.value("--rounds", 3)?,
-        video_seconds: a.value("--video-seconds", 12)?,
+        video_seconds: a.value("--video-seconds", 120)?,
+        stats_period: a.value("--stats-period", 0.05)?,
         build: !a.switch("--no-build"),
+        server_bin: Some(a.value("--server-bin", String::new())?).filter(|path| !path.is_empty()),
     };
     a.finish()?;
     eprintln!("bench sse: {}\nload average (1, 5, 15 min) at the start: {}", machine(), load_average());
-    let bin = release_binary(opts.build)?;
+    // Another build of the server (`--server-bin`), e.g. to compare two versions on one machine.
+    let bin = match &opts.server_bin {
+        Some(path) => std::path::PathBuf::from(path),
+        None => release_binary(opts.build)?,
+    };
     let dir = tempfile::tempdir()?;
     let data = dir.path().join("data");
     std::fs::create_dir_all(data.join("out"))?;
@@ -76,7 +86,7 @@ pub(super) fn main(args: &[&str]) -> Result {
         let busy = run_job(&api, &server, addr, &opts, &blocks, round * 2 + 1, true)
             .map_err(|e| format!("{e}\n{}", server.log_tail()))?;
         eprintln!(
-            "round {}: run {:.2} s alone, {:.2} s with subscribers; final seen {}/{}; RSS +{:.1} MiB; p50 {:.1} ms, p99 {:.1} ms ({} receipts)",
+            "round {}: run {:.2} s alone, {:.2} s with subscribers; final seen {}/{}; RSS +{:.1} MiB; p50 {:.1} ms, p99 {:.1} ms ({} receipts); CPU s server {:.2} -> {:.2}, ffmpeg {:.2} -> {:.2}, client {:.2}; {} blocks, {} deliveries",
             round + 1,
             quiet.run_seconds,
             busy.run_seconds,
@@ -85,7 +95,14 @@ pub(super) fn main(args: &[&str]) -> Result {
             busy.rss_growth_mib,
             busy.p50_ms,
             busy.p99_ms,
-            busy.receipts
+            busy.receipts,
+            quiet.cpu.server,
+            busy.cpu.server,
+            quiet.cpu.ffmpeg,
+            busy.cpu.ffmpeg,
+            busy.cpu.client,
+            busy.blocks,
+            busy.deliveries,
         );
         rows.push((quiet, busy));
     }
@@ -102,6 +119,11 @@ struct Run {
     p50_ms: f64,
     p99_ms: f64,
     receipts: usize,
+    /// Progress blocks the wrapper handed on.
+    blocks: usize,
+    /// Progress events read by all subscribers.
+    deliveries: usize,
+    cpu: Cpu,
 }
 
 fn run_job(
@@ -116,51 +138,50 @@ fn run_job(
     let _ = std::fs::remove_file(blocks);
     let gate = api.submit("-re -f lavfi -i testsrc=duration=3600:size=32x32:rate=1 -f null /dev/null")?;
     let command = format!(
-        "-f lavfi -i testsrc=duration={}:size=320x240:rate=25 -c:v libx264 -preset veryfast -stats_period 0.05 out/sse-{n}.mp4",
-        opts.video_seconds
+        "-f lavfi -i testsrc=duration={}:size=320x240:rate=25 -c:v libx264 -preset veryfast -stats_period {} out/sse-{n}.mp4",
+        opts.video_seconds, opts.stats_period
     );
     let job = api.submit(&command)?;
     wait_until(api, &gate, |s| s == "running")?;
     let before = server.memory()?.rss_kib;
-    let connected = Arc::new(AtomicUsize::new(0));
-    let failed = Arc::new(AtomicUsize::new(0));
-    let mut threads = Vec::new();
-    if subscribe {
-        let paths = std::iter::repeat_n(format!("/jobs/{job}/events"), opts.subscribers)
-            .chain(std::iter::repeat_n("/events?progress=true".to_owned(), opts.all));
-        for (i, path) in paths.enumerate() {
-            let (connected, failed, job) = (Arc::clone(&connected), Arc::clone(&failed), job.clone());
-            let per_job = i < opts.subscribers;
-            threads.push(std::thread::Builder::new().stack_size(128 * 1024).spawn(move || {
-                subscriber(addr, &path, &job, per_job, &connected, &failed).map_err(|e| e.to_string())
-            })?);
-        }
+    let counters = Arc::new(Counters::default());
+    let client = if subscribe {
+        let streams = std::iter::repeat_n(format!("/jobs/{job}/events"), opts.subscribers)
+            .map(|path| Stream { path, per_job: true })
+            .chain(
+                std::iter::repeat_n("/events?progress=true".to_owned(), opts.all)
+                    .map(|path| Stream { path, per_job: false }),
+            )
+            .collect::<Vec<_>>();
+        let total = streams.len();
+        let client = subscribers::start(addr, job.clone(), streams, Arc::clone(&counters), Duration::from_secs(1200))?;
         let start = Instant::now();
-        while connected.load(Ordering::SeqCst) < threads.len() {
-            if failed.load(Ordering::SeqCst) > 0 {
-                let errors: Vec<String> = threads
-                    .into_iter()
-                    .filter(|t| t.is_finished())
-                    .filter_map(|t| t.join().ok().and_then(|r| r.err()))
-                    .take(5)
-                    .collect();
-                return Err(format!(
-                    "{} subscribers could not open their stream: {errors:?}",
-                    failed.load(Ordering::SeqCst)
-                )
-                .into());
+        while counters.connected.load(Ordering::SeqCst) < total {
+            if counters.failed.load(Ordering::SeqCst) > 0 || client.is_finished() {
+                let error = client.join().map_err(|_| "the subscriber thread panicked")?.err();
+                return Err(error.unwrap_or_else(|| "the subscribers ended before the job started".to_owned()).into());
             }
             if start.elapsed() > Duration::from_secs(120) {
                 return Err(format!(
-                    "only {} of {} subscribers connected",
-                    connected.load(Ordering::SeqCst),
-                    threads.len()
+                    "only {} of {total} subscribers connected",
+                    counters.connected.load(Ordering::SeqCst)
                 )
                 .into());
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-    }
+        Some(client)
+    } else {
+        None
+    };
+    let tid = counters.tid.load(Ordering::SeqCst);
+    // The client's time is read here while it runs, and by the thread itself at its end.
+    let cpu = || Cpu {
+        server: process_cpu_seconds(server.pid(), false),
+        ffmpeg: process_cpu_seconds(server.pid(), true),
+        client: if tid > 0 { thread_cpu_seconds(tid) } else { 0.0 },
+    };
+    let cpu_before = cpu();
     api.cancel(&gate)?;
     let mut peak = before;
     let start = Instant::now();
@@ -182,19 +203,45 @@ fn run_job(
         [_, Some(started), Some(completed)] => completed - started,
         _ => return Err(format!("job {job} has no start or end time").into()),
     };
+    let (seen, client_cpu_after) = match client {
+        Some(client) => client.join().map_err(|_| "the subscriber thread panicked")??,
+        None => (Vec::new(), 0.0),
+    };
+    let cpu_after = Cpu { client: client_cpu_after, ..cpu() };
     let written = read_blocks(blocks);
     let mut latencies = Vec::new();
+    let mut by_frame: HashMap<u64, Vec<f64>> = HashMap::new();
     let mut saw_final = 0;
-    for thread in threads {
-        let seen = thread.join().map_err(|_| "a subscriber thread panicked")??;
+    let mut deliveries = 0;
+    for seen in &seen {
         saw_final += usize::from(seen.saw_final);
-        for (frame, at) in seen.progress {
-            if let Some(written) = written.get(&frame) {
-                latencies.push((at - written) as f64 / 1e6);
+        deliveries += seen.events;
+        for (frame, at) in &seen.progress {
+            if let Some(written) = written.get(frame) {
+                let ms = (at.saturating_sub(*written)) as f64 / 1e6;
+                latencies.push(ms);
+                by_frame.entry(*frame).or_default().push(ms);
             }
         }
     }
     latencies.sort_by(f64::total_cmp);
+    if subscribe {
+        // Where the slowest receipts were: the blocks whose last subscriber read them latest.
+        let mut worst: Vec<(u64, f64, f64, usize)> = by_frame
+            .into_iter()
+            .map(|(frame, ms)| (frame, median(&ms), ms.iter().copied().fold(0.0, f64::max), ms.len()))
+            .collect();
+        worst.sort_by(|a, b| b.2.total_cmp(&a.2));
+        let mut frames: Vec<u64> = written.keys().copied().collect();
+        frames.sort_unstable();
+        for (frame, p50, max, n) in worst.iter().take(3) {
+            let block = frames.iter().position(|f| f == frame).map_or(0, |i| i + 1);
+            eprintln!(
+                "  slowest block: frame {frame} (block {block} of {}): {n} receipts, median {p50:.1} ms, last {max:.1} ms",
+                frames.len()
+            );
+        }
+    }
     let pct = |p: f64| {
         latencies
             .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
@@ -209,7 +256,24 @@ fn run_job(
         p50_ms: pct(0.50),
         p99_ms: pct(0.99),
         receipts: latencies.len(),
+        blocks: written.len(),
+        deliveries,
+        cpu: Cpu {
+            server: cpu_after.server - cpu_before.server,
+            ffmpeg: cpu_after.ffmpeg - cpu_before.ffmpeg,
+            client: cpu_after.client - cpu_before.client,
+        },
     })
+}
+
+/// CPU seconds (user + system) spent by the server process, by ffmpeg (with its wrapper: the
+/// server's reaped children) and by the subscriber thread, from the moment the gate job is
+/// cancelled until the measured job ended (and every subscriber read its end).
+#[derive(Clone, Copy, Default)]
+struct Cpu {
+    server: f64,
+    ffmpeg: f64,
+    client: f64,
 }
 
 fn wait_until(api: &Client, id: &str, status: impl Fn(&str) -> bool) -> Result {
@@ -221,101 +285,6 @@ fn wait_until(api: &Client, id: &str, status: impl Fn(&str) -> bool) -> Result {
         std::thread::sleep(Duration::from_millis(20));
     }
     Ok(())
-}
-
-/// What one subscriber saw: whether the job's final status arrived, and when (ns since the
-/// Unix epoch) it read the first progress event of each frame.
-struct Seen {
-    saw_final: bool,
-    progress: Vec<(u64, u128)>,
-}
-
-fn now_ns() -> u128 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos())
-}
-
-/// Opens `path` and reads the response head: the stream, positioned at the body.
-fn open(addr: SocketAddr, path: &str) -> Result<BufReader<TcpStream>> {
-    let mut stream = TcpStream::connect(addr)?;
-    stream.set_read_timeout(Some(Duration::from_secs(600)))?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: bench\r\nAccept: text/event-stream\r\n\r\n")?;
-    let mut reader = BufReader::new(stream);
-    let mut line = String::new();
-    reader.read_line(&mut line)?;
-    if !line.contains(" 200 ") {
-        return Err(format!("{path}: {line:?}").into());
-    }
-    loop {
-        line.clear();
-        if reader.read_line(&mut line)? == 0 || line.trim().is_empty() {
-            break;
-        }
-    }
-    Ok(reader)
-}
-
-/// Reads one stream until the job's final status (or the end of the stream). Opening it is
-/// tried up to 5 times (a thousand connections at once on a loaded machine may be reset
-/// before the server reads them); a subscriber that cannot open is counted in `failed`.
-fn subscriber(
-    addr: SocketAddr,
-    path: &str,
-    job: &str,
-    per_job: bool,
-    connected: &AtomicUsize,
-    failed: &AtomicUsize,
-) -> Result<Seen> {
-    let mut tries = 0;
-    let mut reader = loop {
-        tries += 1;
-        match open(addr, path) {
-            Ok(reader) => break reader,
-            Err(e) if tries >= 5 => {
-                failed.fetch_add(1, Ordering::SeqCst);
-                return Err(format!("{path}: {e} (after {tries} tries)").into());
-            }
-            Err(_) => std::thread::sleep(Duration::from_millis(200)),
-        }
-    };
-    let mut line = String::new();
-    connected.fetch_add(1, Ordering::SeqCst);
-    let mut seen = Seen { saw_final: false, progress: Vec::new() };
-    let mut frames = std::collections::HashSet::new();
-    let mut event = String::new();
-    loop {
-        line.clear();
-        if reader.read_line(&mut line)? == 0 {
-            return Ok(seen);
-        }
-        let at = now_ns();
-        if let Some(name) = line.strip_prefix("event: ") {
-            event = name.trim().to_owned();
-        } else if let Some(data) = line.strip_prefix("data: ") {
-            if !data.contains(job) {
-                continue;
-            }
-            if event == "progress" {
-                if let Some(frame) = number_after(data, "\"frame\":")
-                    && frames.insert(frame)
-                {
-                    seen.progress.push((frame, at));
-                }
-            } else if event == "status"
-                && ["completed", "failed", "cancelled"].iter().any(|s| data.contains(&format!("\"status\":\"{s}\"")))
-            {
-                seen.saw_final = true;
-                if !per_job {
-                    return Ok(seen);
-                }
-            }
-        }
-    }
-}
-
-fn number_after(text: &str, key: &str) -> Option<u64> {
-    let rest = &text[text.find(key)? + key.len()..];
-    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-    digits.parse().ok()
 }
 
 /// The wrapper's notes: for each frame, when the first block reporting it was handed on.
@@ -332,8 +301,11 @@ fn read_blocks(path: &std::path::Path) -> HashMap<u64, u128> {
 
 /// A Python wrapper around ffmpeg that passes everything through and notes, for each
 /// `-progress` block on its stdout, its frame and the wall-clock time just before handing the
-/// block's last line on. (The server runs ffmpeg with an empty environment, so the log path is
-/// written into the script.)
+/// block's last line on. Only the measured job (output `out/sse-N.mp4`) is noted: the gate
+/// job's blocks (frames 1, 2, ... a second apart) would otherwise stand for the measured job's
+/// first frames and add up to a second to their latency; the gate runs ffmpeg itself (`exec`).
+/// (The server runs ffmpeg with an empty environment, so the log path is written into the
+/// script.)
 fn wrapper_script(log: &std::path::Path) -> String {
     let path = std::env::var_os("PATH").unwrap_or_default();
     let ffmpeg = std::env::split_paths(&path)
@@ -342,7 +314,9 @@ fn wrapper_script(log: &std::path::Path) -> String {
         .unwrap_or_else(|| "/usr/bin/ffmpeg".into());
     format!(
         r#"#!/usr/bin/python3
-import subprocess, sys, time
+import os, subprocess, sys, time
+if not any("/sse-" in arg for arg in sys.argv[1:]):
+    os.execv({ffmpeg:?}, [{ffmpeg:?}] + sys.argv[1:])
 proc = subprocess.Popen([{ffmpeg:?}] + sys.argv[1:], stdout=subprocess.PIPE)
 out = sys.stdout.buffer
 frame = b"0"
@@ -369,10 +343,13 @@ fn report(opts: &Options, rows: &[(Run, Run)]) -> String {
     let p99: Vec<f64> = rows.iter().map(|(_, b)| b.p99_ms).collect();
     let finals: Vec<String> = rows.iter().map(|(_, b)| format!("{}/{}", b.saw_final, b.subscribers)).collect();
     let mut out = format!(
-        "\n## bench sse: {} subscribers on one job + {} on /events?progress=true, {} rounds\n\n{}\nload average at the end: {}\n\n",
+        "\n## bench sse: {} subscribers on one job + {} on /events?progress=true, {} rounds, {} s of video, -stats_period {}\n\nserver: {}\n{}\nload average at the end: {}\n\n",
         opts.subscribers,
         opts.all,
         rows.len(),
+        opts.video_seconds,
+        opts.stats_period,
+        opts.server_bin.as_deref().unwrap_or("release build of this tree"),
         machine(),
         load_average()
     );
@@ -401,5 +378,26 @@ fn report(opts: &Options, rows: &[(Run, Run)]) -> String {
         median(&p50),
         median(&p99)
     ));
+    out.push_str("\nCPU time from the gate's cancel to the end of the job (and of every stream), user + system:\n\n");
+    out.push_str("| round | server alone | server with subscribers | server's extra per event delivered | ffmpeg alone | ffmpeg with subscribers | subscriber client | progress blocks | events delivered |\n|---|---|---|---|---|---|---|---|---|\n");
+    let per_event = |q: &Run, b: &Run| (b.cpu.server - q.cpu.server) / b.deliveries.max(1) as f64 * 1e6;
+    for (i, (q, b)) in rows.iter().enumerate() {
+        out.push_str(&format!(
+            "| {} | {:.2} s | {:.2} s | {:.1} µs | {:.2} s | {:.2} s | {:.2} s ({:.0} % of one core) | {} | {} |\n",
+            i + 1,
+            q.cpu.server,
+            b.cpu.server,
+            per_event(q, b),
+            q.cpu.ffmpeg,
+            b.cpu.ffmpeg,
+            b.cpu.client,
+            b.cpu.client / b.run_seconds * 100.0,
+            b.blocks,
+            b.deliveries
+        ));
+    }
+    let extra: Vec<f64> = rows.iter().map(|(q, b)| per_event(q, b)).collect();
+    let client: Vec<f64> = rows.iter().map(|(_, b)| b.cpu.client).collect();
+    out.push_str(&format!("| median | | | {:.1} µs | | | {:.2} s | | |\n", median(&extra), median(&client)));
     out
 }

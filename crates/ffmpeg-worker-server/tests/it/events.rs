@@ -15,11 +15,11 @@ fn stream_client() -> reqwest::Client {
     reqwest::Client::builder().connect_timeout(Duration::from_secs(10)).build().unwrap()
 }
 
-type Events = std::pin::Pin<Box<dyn Stream<Item = Result<Event, String>> + Send>>;
+pub(crate) type Events = std::pin::Pin<Box<dyn Stream<Item = Result<Event, String>> + Send>>;
 
 /// Opens `path` as an event stream (optionally resuming after `last_event_id`); the answer's
 /// status, and its events when it is 200.
-async fn open(server: &Server, path: &str, last_event_id: Option<&str>) -> (u16, Option<Events>) {
+pub(crate) async fn open(server: &Server, path: &str, last_event_id: Option<&str>) -> (u16, Option<Events>) {
     let mut request = stream_client().get(server.url(path)).header("accept", "text/event-stream");
     if let Some(id) = last_event_id {
         request = request.header("last-event-id", id);
@@ -35,14 +35,14 @@ async fn open(server: &Server, path: &str, last_event_id: Option<&str>) -> (u16,
 }
 
 /// The next event, or `None` when the server ended the stream; fails after 60 s.
-async fn next(events: &mut Events) -> Option<Event> {
+pub(crate) async fn next(events: &mut Events) -> Option<Event> {
     tokio::time::timeout(Duration::from_secs(60), events.next())
         .await
         .expect("no event within 60 s")
         .map(|e| e.expect("the stream breaks no rule of the format"))
 }
 
-fn data(event: &Event) -> Value {
+pub(crate) fn data(event: &Event) -> Value {
     serde_json::from_str(&event.data).unwrap()
 }
 

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use crate::events;
 use crate::support::{Server, Store, client, make_clip, on_each_store, wait_finished};
 
 /// Polls `f` until it gives `Some`, for at most `limit`.
@@ -71,6 +72,10 @@ async fn roles_labels_workers_and_drain(store: Store) {
     let api_node = nodes.as_array().unwrap().iter().find(|n| n["role"] == "api").expect("the api node is listed");
     assert_eq!((api_node["slots"].as_u64(), api_node["state"].as_str()), (Some(0), Some("active")));
 
+    // Every representation of the waiting job says why it waits: the answer to the submit,
+    // the status event on `/events` and on the job's own stream, `GET /jobs/{id}`, the list.
+    let (_, all) = events::open(&api, "/events", None).await;
+    let mut all = all.expect("an /events stream");
     let gpu_job = json!({"command": "-i in.mp4 -c:v libx264 -t 1 gpu.mp4", "requires": ["gpu"]});
     let (status, job) = post_job(&client, &api, gpu_job).await;
     assert_eq!(status, 201, "{job}");
@@ -79,6 +84,17 @@ async fn roles_labels_workers_and_drain(store: Store) {
         (json!(["gpu"]), Some("no live node has labels [gpu]"))
     );
     let gpu_id = job["id"].as_str().unwrap().to_owned();
+    let queued = events::next(&mut all).await.expect("the queued status on /events");
+    let published = events::data(&queued);
+    assert_eq!(
+        (queued.event.as_str(), published["id"].as_str(), published["waiting_reason"].as_str()),
+        ("status", Some(gpu_id.as_str()), Some("no live node has labels [gpu]")),
+        "{published}"
+    );
+    let (_, mut own) = events::open(&api, &format!("/jobs/{gpu_id}/events"), None).await;
+    let current = events::next(own.as_mut().expect("the job's stream")).await.expect("its current status");
+    assert_eq!(events::data(&current)["waiting_reason"], "no live node has labels [gpu]");
+    drop((all, own));
     let (status, job) = post_job(&client, &api, json!({"command": "-i in.mp4 -t 1 plain.mp4"})).await;
     assert_eq!((status, job["waiting_reason"].clone()), (201, Value::Null), "{job}");
     let done = wait_finished(&client, &api, job["id"].as_str().unwrap(), Duration::from_secs(60)).await;
@@ -119,7 +135,7 @@ async fn roles_labels_workers_and_drain(store: Store) {
     .await;
     // Well within the 30 s lease: re-queued by the draining node, not by a reaper.
     assert!(stopped_at.elapsed() < Duration::from_secs(20));
-    assert_eq!(requeued["attempts"], 0, "a drained start is not counted as an attempt: {requeued}");
+    assert_eq!(requeued["attempts"], 0, "a drained job keeps its attempts: {requeued}");
     eventually("w-gpu gone from /workers", Duration::from_secs(20), async || {
         let (_, nodes) = get(&client, &api, "/workers").await;
         (!nodes.as_array()?.iter().any(|n| n["id"] == "w-gpu")).then_some(())

@@ -179,9 +179,8 @@ impl Jobs {
             options.timeout_seconds = Some(t.min(max.as_secs()));
         }
         let mut job = self.store.insert(command.to_owned(), options).await?;
-        self.status_changed(&job);
+        self.status_changed(&mut job).await;
         metrics::counter!(METRIC_SUBMITTED).increment(1);
-        self.explain(std::slice::from_mut(&mut job)).await;
         Ok(job)
     }
 
@@ -198,8 +197,8 @@ impl Jobs {
         // Taken before the cancel is written, so that another node's final status reaches it.
         let elsewhere = self.cluster.then(|| self.events.subscribe(id));
         match self.store.cancel(id).await? {
-            CancelOutcome::Cancelled(job) => {
-                self.status_changed(&job);
+            CancelOutcome::Cancelled(mut job) => {
+                self.status_changed(&mut job).await;
                 metrics::counter!(METRIC_FINISHED, "status" => job.status.as_str()).increment(1);
                 Ok(job)
             }
@@ -213,7 +212,9 @@ impl Jobs {
                     let finished = async { while events.next().await.is_some_and(|event| !event.is_final()) {} };
                     let _ = tokio::time::timeout(self.config.cancel_wait, finished).await;
                 }
-                Ok(self.store.get(id).await?.unwrap_or(job))
+                let mut job = self.store.get(id).await?.unwrap_or(job);
+                self.explain(std::slice::from_mut(&mut job)).await;
+                Ok(job)
             }
         }
     }

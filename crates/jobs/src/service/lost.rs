@@ -62,10 +62,10 @@ impl Jobs {
         .await;
         self.remove_created_dirs(std::slice::from_ref(&id), created).await;
         match self.store.finish(&id, outcome, "").await {
-            Ok(job) => {
+            Ok(mut job) => {
                 tracing::warn!(job = %id, status = %job.status, error = ?job.error, "ended a job whose node was lost");
                 metrics::counter!(METRIC_FINISHED, "status" => job.status.as_str()).increment(1);
-                self.status_changed(&job);
+                self.status_changed(&mut job).await;
             }
             Err(e) => tracing::warn!(job = %id, error = %e, "ending a job whose node was lost failed"),
         }

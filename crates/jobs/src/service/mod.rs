@@ -22,7 +22,6 @@ mod lost;
 mod nodes;
 mod run;
 mod staged;
-mod staged_failures;
 mod workers;
 
 use std::collections::HashMap;
@@ -45,7 +44,6 @@ use crate::webhook::WebhookConfig;
 pub use api::{ListError, Page, SubmitError};
 pub use concat::{CONCAT_LIST_MAX_BYTES, CONCAT_LIST_MAX_PROBES};
 pub use run::PROGRESS_SAVE_INTERVAL;
-pub use staged_failures::{METRIC_STAGING_RETRIES, STAGING_RETRY_DELAY, STALE_UPLOAD_AGE, TempSweep};
 pub use workers::Shutdown;
 
 /// Counter of accepted submissions (Prometheus name).
@@ -86,12 +84,6 @@ pub struct JobsConfig {
     /// files between it and a scratch directory under the data directory ([`crate::staging`]).
     /// `None`: the data directory ([`LocalStorage`]), where ffmpeg works in place.
     pub remote_storage: Option<Arc<dyn Storage>>,
-    /// Attempts a job gets (its first included) when a staged run fails for a reason that may
-    /// pass, the storage being unavailable
-    /// ([`StagingError::is_transient`](crate::staging::StagingError::is_transient)): until then
-    /// it goes back in the queue, as the job of a lost worker does. The server passes its
-    /// `MAX_ATTEMPTS`.
-    pub max_attempts: u32,
 }
 
 impl Default for JobsConfig {
@@ -106,7 +98,6 @@ impl Default for JobsConfig {
             media_probe: MediaProbeConfig::default(),
             node: None,
             remote_storage: None,
-            max_attempts: 2,
         }
     }
 }
@@ -173,9 +164,11 @@ impl Jobs {
     }
 
     /// The hook every status change goes through, right after the store committed it: `job`
-    /// is the job as the transition returned it (or as read back just after). Publishes it on
-    /// the [`EventBus`].
-    fn status_changed(&self, job: &Job) {
+    /// is the job as the transition returned it (or as read back just after). Fills in a
+    /// queued job's `waiting_reason` (as [`Jobs::get`] does: every representation of the job
+    /// agrees, the stream events too), then publishes it on the [`EventBus`].
+    async fn status_changed(&self, job: &mut Job) {
+        self.explain(std::slice::from_mut(job)).await;
         self.events.publish_status(job);
     }
 
@@ -184,7 +177,7 @@ impl Jobs {
     /// job's next change.
     async fn status_changed_of(&self, id: &JobId) {
         match self.store.get(id).await {
-            Ok(Some(job)) => self.status_changed(&job),
+            Ok(Some(mut job)) => self.status_changed(&mut job).await,
             Ok(None) => {}
             Err(e) => tracing::warn!(job = %id, error = %e, "reading a job back to publish its status failed"),
         }

@@ -45,8 +45,8 @@ impl Jobs {
         tracing::debug!(worker = n, "worker started");
         while !shutdown.stop_claiming.is_cancelled() {
             match self.store.claim_next(self.labels()).await {
-                Ok(Some(job)) => {
-                    self.status_changed(&job);
+                Ok(Some(mut job)) => {
+                    self.status_changed(&mut job).await;
                     let span = tracing::info_span!("job", id = %job.id, attempt = job.attempts);
                     let id = job.id.clone();
                     // A bug that panics while running one job must not take the worker (and so

@@ -203,3 +203,33 @@ async fn a_slow_subscriber_skips_to_the_latest_state_instead_of_a_backlog() {
     drop(events);
     assert_eq!(bus.channels(), 0, "a channel lives only while used");
 }
+
+/// Every subscriber of an event gets the same shared event: a job's streams and the all-jobs
+/// streams alike, so the first one to encode it encodes it for all of them.
+#[tokio::test]
+async fn every_subscriber_shares_one_copy_and_one_encoding_of_an_event() {
+    let bus = EventBus::new();
+    let running = job(JobStatus::Running, 2);
+    let mut streams: Vec<JobEvents> =
+        (0..3).map(|_| JobEvents::start(bus.subscribe(&running.id), running.clone())).collect();
+    let mut all = jobs::events::AllEvents::new(&bus, AllFilter { statuses: Vec::new(), progress: true });
+    let mut publisher = bus.publisher(&running);
+    publisher.publish(Progress { frame: Some(7), ..Progress::default() });
+
+    let encodings = std::sync::atomic::AtomicUsize::new(0);
+    let encode = |event: &Event| {
+        encodings.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        bytes::Bytes::from(event.id().to_string())
+    };
+    let mut buffers = Vec::new();
+    for stream in &mut streams {
+        let current = stream.next_published().await.unwrap();
+        assert_eq!(current.event().id().to_string(), "2", "the status read at the start");
+        let progress = stream.next_published().await.unwrap();
+        buffers.push(progress.encoded(encode));
+    }
+    let Some(AllItem::Event(progress)) = all.next_published().await else { panic!("no progress on /events") };
+    buffers.push(progress.encoded(encode));
+    assert_eq!(encodings.load(std::sync::atomic::Ordering::SeqCst), 1, "encoded once for four subscribers");
+    assert!(buffers.iter().all(|b| b == "2.1" && b.as_ptr() == buffers[0].as_ptr()), "one shared buffer");
+}

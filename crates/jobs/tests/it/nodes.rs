@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use ffmpeg_core::capabilities::{Capabilities, CapabilityOutputs, NameKind};
 use ffmpeg_core::sandbox::Sandbox;
+use jobs::events::{AllFilter, AllItem, Event, Resume};
 use jobs::nodes::{Heartbeat, Node, NodeRegistration, NodeRole, NodeSettings, NodeState};
 use jobs::store::JobStore;
 use jobs::{
@@ -151,6 +152,39 @@ async fn submit_checks_names_against_the_ffmpeg_of_the_nodes_that_could_take_the
         (refused && job.waiting_reason.as_deref() == Some("no live worker node")).then_some(())
     })
     .await;
+}
+
+/// Every representation of a waiting job says why it waits: the status event on the event
+/// bus (what `/events` and a job's own stream send) carries the `waiting_reason` that `get`
+/// answers, and none for a job a live node may take.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_events_of_a_waiting_job_carry_its_waiting_reason() {
+    let api = node(registration("api-1", NodeRole::Api, Vec::new(), encoders(&["libx264"])), 0);
+    api.jobs.register_node().await.unwrap();
+    let cpu = registration("cpu-1", NodeRole::Worker, Vec::new(), encoders(&["libx264"]));
+    api.store.register_node(&cpu).await.unwrap();
+    let mut all = api.jobs.all_events(AllFilter::default());
+    let mut next_status = async || match tokio::time::timeout(Duration::from_secs(10), all.next()).await {
+        Ok(Some(AllItem::Event(Event::Status(job)))) => job,
+        other => panic!("expected a status event, got {other:?}"),
+    };
+
+    let waiting = api.jobs.submit("-i a.mp4 b.mp4", requiring(&["gpu"])).await.unwrap();
+    let reason = Some("no live node has labels [gpu]");
+    assert_eq!(waiting.waiting_reason.as_deref(), reason);
+    let published = next_status().await;
+    assert_eq!((&published.id, published.waiting_reason.as_deref()), (&waiting.id, reason));
+    let Ok(Resume::Events(mut stream)) = api.jobs.events_of(&waiting.id, None).await else {
+        panic!("a waiting job has a stream")
+    };
+    match stream.next().await {
+        Some(Event::Status(job)) => assert_eq!(job.waiting_reason.as_deref(), reason),
+        other => panic!("expected its status, got {other:?}"),
+    }
+
+    let plain = api.jobs.submit("-i a.mp4 c.mp4", SubmitOptions::default()).await.unwrap();
+    let published = next_status().await;
+    assert_eq!((&published.id, published.waiting_reason.as_deref()), (&plain.id, None));
 }
 
 /// A node claims only the jobs its labels cover, publishes the jobs it runs with its
