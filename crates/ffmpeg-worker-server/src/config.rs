@@ -53,8 +53,10 @@ pub struct ServeConfig {
     #[arg(long, env = "DATABASE_URL", default_value = "sqlite://ffmpeg-worker.db")]
     pub database_url: String,
 
-    /// Starts a job may have: a job interrupted by a crash is re-queued until it has been started
-    /// this many times, then it fails with error "interrupted".
+    /// Starts a job may have: a job interrupted by a crash (or by a lost worker node), or whose
+    /// files could not be moved because the storage bucket was unavailable, is re-queued until
+    /// it has been started this many times, then it fails ("interrupted", "worker lost", or the
+    /// storage's error).
     #[arg(long, env = "MAX_ATTEMPTS", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_attempts: u32,
 

@@ -268,7 +268,11 @@ impl IntoResponse for ApiError {
         // Internal details of storage and store failures are logged, not sent.
         let detail = match &self {
             ApiError::Files(FilesError::Store(_)) => "the job store is unavailable".to_owned(),
-            ApiError::Files(FilesError::Storage(StorageError::Io { path, .. })) => {
+            ApiError::Files(FilesError::Storage(
+                StorageError::Io { path, .. }
+                | StorageError::Unavailable { path, .. }
+                | StorageError::Denied { path, .. },
+            )) => {
                 format!("the storage failed on `{path}` (the server log has the details)")
             }
             _ => self.to_string(),

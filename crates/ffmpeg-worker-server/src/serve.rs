@@ -352,6 +352,7 @@ pub async fn run(config: ServeConfig) -> Result<(), StartError> {
             ..jobs::media::MediaProbeConfig::default()
         },
         remote_storage,
+        max_attempts: config.max_attempts,
         ..JobsConfig::default()
     };
     let jobs = Jobs::new(store, Arc::new(runner), sandbox, jobs_config);
@@ -370,6 +371,16 @@ pub async fn run(config: ServeConfig) -> Result<(), StartError> {
                 "recovered jobs interrupted by a previous run"
             );
         }
+    }
+    // What runs and uploads that are over (a crash, a lost node) left in the bucket's
+    // temporary area: in the background, the area may be large.
+    {
+        let jobs = Arc::clone(&jobs);
+        tokio::spawn(async move {
+            if let Err(e) = jobs.sweep_temp_area().await {
+                tracing::warn!(error = %e, "sweeping the storage's temporary area failed; the next start tries again");
+            }
+        });
     }
     jobs.register_node().await.map_err(|source| StartError::Register { url: config.database_url.clone(), source })?;
     let draining = tokio_util::sync::CancellationToken::new();

@@ -47,6 +47,7 @@ pub mod output_meta;
 pub mod outputs;
 pub mod postgres;
 pub mod probe;
+pub mod publish;
 pub mod runner;
 pub mod service;
 pub mod sqlite;

@@ -13,10 +13,10 @@
 //! 3. **Uploading** ([`Stage::upload`]), after success only: every file the run wrote (the
 //!    same rule as locally, [`crate::outputs::run_files`]: outputs, HLS/DASH segments and
 //!    playlists, pass logs, ...) is put into the storage at its relative path, playlists and
-//!    manifests last so that a player never finds one naming a missing segment. Each file
-//!    becomes visible whole (see [`crate::storage::StagedPut`]). When one upload fails, the
-//!    files this run already uploaded are deleted again: a failed job leaves none of its
-//!    outputs in the bucket (a file it replaced is gone with them).
+//!    manifests last so that a player never finds one naming a missing segment, as one set
+//!    ([`crate::publish`]): every file is uploaded to a temporary name of the run first, and
+//!    put in place only once all are uploaded (and the files they replace backed up). A failed
+//!    upload changes nothing in the bucket; a failed publish is undone.
 //!
 //! A failed or cancelled run uploads nothing. The stage is removed when the run ends, however
 //! it ends ([`Stage`]'s `Drop`), and at start-up for runs a crash interrupted
@@ -36,7 +36,8 @@ use futures_util::StreamExt as _;
 use tokio::io::AsyncWriteExt as _;
 
 use crate::model::JobId;
-use crate::storage::{ByteStream, PutOptions, Storage, StorageError};
+use crate::publish::{self, Output, PublishError, RunTemp};
+use crate::storage::{Storage, StorageError};
 
 /// The directory under the data directory that holds the jobs' stages; no job may name it.
 pub const STAGING_DIR: &str = ".ffmpeg-worker-staging";
@@ -72,9 +73,26 @@ pub enum StagingError {
         #[source]
         source: io::Error,
     },
-    /// An output could not be uploaded; the outputs uploaded before it were deleted again.
-    #[error("uploading the job's outputs to the storage failed, so none were kept: {0}")]
+    /// An output could not be uploaded; nothing in the storage changed (the outputs
+    /// uploaded before it were only in the run's temporary names, now deleted).
+    #[error("uploading the job's outputs to the storage failed; no file in the storage was changed: {0}")]
     Upload(#[source] StorageError),
+    /// The outputs were uploaded, but putting them in place failed part-way (or the job was
+    /// no longer this node's: [`PublishError::NotOurs`]).
+    #[error("putting the job's uploaded outputs in place failed, and what was done was undone: {0}")]
+    Publish(#[source] PublishError),
+}
+
+impl StagingError {
+    /// Whether the job may succeed if run again without anything else changing: the storage
+    /// was unavailable ([`StorageError::is_transient`]).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StagingError::Download(e) | StagingError::Upload(e) => e.is_transient(),
+            StagingError::Publish(e) => e.storage_error().is_some_and(StorageError::is_transient),
+            StagingError::Prepare(_) | StagingError::Write { .. } => false,
+        }
+    }
 }
 
 /// What one direction of staging moved.
@@ -218,8 +236,10 @@ impl Stage {
         let mut stream = file.read(0..size);
         let mut written: u64 = 0;
         while let Some(chunk) = stream.next().await {
-            let chunk =
-                chunk.map_err(|source| StagingError::Download(StorageError::Io { path: path.to_owned(), source }))?;
+            // A read cut short (the network, the object replaced meanwhile) may pass.
+            let chunk = chunk.map_err(|source| {
+                StagingError::Download(StorageError::Unavailable { path: path.to_owned(), source })
+            })?;
             written += chunk.len() as u64;
             out.write_all(&chunk).await.map_err(write_error)?;
         }
@@ -227,61 +247,66 @@ impl Stage {
         Ok(written)
     }
 
-    /// Uploads `files` (paths relative to the stage, as [`crate::outputs::run_files`] lists
-    /// them) into `storage` at the same paths, playlists and manifests last; at most
-    /// `max_bytes` each. When one fails, deletes those already uploaded.
+    /// For a command that must not overwrite its outputs (`-n`): puts an empty file in the
+    /// stage at each of `paths` (relative) that exists in `storage`, so that ffmpeg finds it
+    /// and refuses as it does in a data directory ("File '…' already exists. Exiting.").
+    /// Returns the paths held.
     ///
     /// # Errors
-    /// [`StagingError::Upload`].
+    /// [`StagingError::Download`] when the storage fails, [`StagingError::Write`].
+    pub async fn hold_existing(&self, storage: &dyn Storage, paths: &[String]) -> Result<Vec<String>, StagingError> {
+        let mut held = Vec::new();
+        for path in paths {
+            match storage.head(path).await {
+                Ok(_) | Err(StorageError::IsADirectory(_)) => {}
+                Err(StorageError::NotFound(_)) => continue,
+                Err(e) => return Err(StagingError::Download(e)),
+            }
+            let write_error = |source: io::Error| StagingError::Write { path: path.clone(), source };
+            let target = self.root.join(path);
+            if let Some(parent) = target.parent() {
+                tokio::fs::create_dir_all(parent).await.map_err(write_error)?;
+            }
+            // An input of the same name was downloaded already: it is the file itself.
+            if tokio::fs::symlink_metadata(&target).await.is_err() {
+                tokio::fs::File::create(&target).await.map_err(write_error)?;
+            }
+            held.push(path.clone());
+        }
+        Ok(held)
+    }
+
+    /// Publishes `files` (paths relative to the stage, as [`crate::outputs::run_files`] lists
+    /// them) into `storage` at the same paths, as one set ([`crate::publish`]: all uploaded
+    /// to `run`'s temporary names first, then put in place, playlists and manifests last)
+    /// if `still_ours()` holds once they are uploaded. The files in `create_only` never
+    /// replace one in the storage (`-n`).
+    ///
+    /// # Errors
+    /// [`StagingError::Upload`] (nothing in the storage changed), [`StagingError::Publish`].
     pub async fn upload(
         &self,
         storage: &dyn Storage,
+        run: &RunTemp,
         files: &[PathBuf],
-        max_bytes: u64,
+        create_only: &BTreeSet<PathBuf>,
+        still_ours: &(dyn Fn() -> bool + Sync),
     ) -> Result<Transfer, StagingError> {
         let started = Instant::now();
-        let mut ordered: Vec<&PathBuf> = files.iter().collect();
-        // Stable: segments and media first, then what names them.
-        ordered.sort_by_key(|path| is_index(path));
-        let mut uploaded: Vec<String> = Vec::new();
-        let mut transfer = Transfer::default();
-        let mut failure = None;
-        for path in ordered {
-            let relative = path.to_string_lossy().into_owned();
-            match self.upload_one(storage, &relative, max_bytes).await {
-                Ok(bytes) => {
-                    transfer.files += 1;
-                    transfer.bytes += bytes;
-                    uploaded.push(relative);
-                }
-                Err(e) => {
-                    failure = Some(e);
-                    break;
-                }
-            }
-        }
-        let result = match failure {
-            None => Ok(transfer),
-            Some(e) => {
-                for path in &uploaded {
-                    if let Err(e) = storage.delete(path, false).await {
-                        tracing::warn!(path = %path, error = %e, "deleting an uploaded output of a failed upload failed");
-                    }
-                }
-                Err(StagingError::Upload(e))
-            }
+        let outputs: Vec<Output> = files
+            .iter()
+            .map(|path| Output {
+                path: path.to_string_lossy().into_owned(),
+                local: self.root.join(path),
+                create_only: create_only.contains(path),
+            })
+            .collect();
+        let result = match publish::publish(storage, run, &outputs, still_ours).await {
+            Ok(done) => Ok(Transfer { files: done.files, bytes: done.bytes, elapsed: Duration::ZERO }),
+            Err(PublishError::Upload(e)) => Err(StagingError::Upload(e)),
+            Err(e) => Err(StagingError::Publish(e)),
         };
         record("upload", started, result)
-    }
-
-    async fn upload_one(&self, storage: &dyn Storage, path: &str, max_bytes: u64) -> Result<u64, StorageError> {
-        let local = self.root.join(path);
-        let file =
-            tokio::fs::File::open(&local).await.map_err(|source| StorageError::Io { path: path.to_owned(), source })?;
-        let body: ByteStream = Box::pin(tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024));
-        let staged = storage.put(path, body, PutOptions { create_only: false, max_bytes }).await?;
-        let outcome = staged.commit().await?;
-        Ok(outcome.meta.size)
     }
 }
 
@@ -302,11 +327,6 @@ fn remove_stage(root: &Path) {
     {
         tracing::warn!(stage = %root.display(), error = %e, "removing a staging directory failed");
     }
-}
-
-/// Whether `path` names others (a playlist or manifest), to be uploaded after them.
-fn is_index(path: &Path) -> bool {
-    path.extension().and_then(|e| e.to_str()).is_some_and(|e| matches!(e, "m3u8" | "mpd" | "m3u" | "ism" | "f4m"))
 }
 
 /// Records the metrics of one direction's transfer and passes `result` through.

@@ -141,6 +141,13 @@ pub trait JobStore: Send + Sync + 'static {
     /// The interrupted start is not counted as an attempt.
     async fn requeue(&self, id: &JobId) -> Result<(), StoreError>;
 
+    /// Puts running job `id` back in the queue after its attempt failed for a reason that may
+    /// pass (the storage was unavailable), counting the attempt (unlike
+    /// [`JobStore::requeue`]: the caller checked it had attempts left), and records `reason` as
+    /// the job's `error` until the job ends (a completed job has none). [`StoreError::Conflict`]
+    /// unless the job is running (in cluster mode: under this node's lease).
+    async fn retry(&self, id: &JobId, reason: &str) -> Result<(), StoreError>;
+
     /// Removes a finished job's record. Queued or running: [`StoreError::Conflict`].
     async fn delete(&self, id: &JobId) -> Result<(), StoreError>;
 

@@ -213,11 +213,14 @@ async fn put(args: crate::args::PutArgs) -> Result<Outcome, CliError> {
 async fn get(args: crate::args::GetArgs) -> Result<Outcome, CliError> {
     let client = connect(&args.connection)?;
     let name = args.remote.rsplit('/').next().unwrap_or(&args.remote).to_owned();
+    // A trailing `/` names a directory, as an existing directory does: the file goes in it
+    // under its own name. Missing directories are created, as `submit --download` does.
     let local = match args.local {
-        Some(local) if local.is_dir() => local.join(&name),
+        Some(local) if local.is_dir() || local.as_os_str().as_encoded_bytes().ends_with(b"/") => local.join(&name),
         Some(local) => local,
         None => std::path::PathBuf::from(&name),
     };
+    create_parent(&local).await?;
     download(&client, &args.remote, &local).await?;
     Ok(Outcome::Success)
 }
@@ -275,6 +278,16 @@ fn download_target(dir: &std::path::Path, remote: &str) -> Result<std::path::Pat
     Ok(dir.join(relative))
 }
 
+/// Creates the directories `local` is to be written in.
+async fn create_parent(local: &std::path::Path) -> Result<(), ClientError> {
+    match local.parent().filter(|p| !p.as_os_str().is_empty()) {
+        Some(parent) => tokio::fs::create_dir_all(parent)
+            .await
+            .map_err(|source| ClientError::Local { path: parent.to_owned(), source }),
+        None => Ok(()),
+    }
+}
+
 /// `--download DIR`: every output file of the completed `job` into `dir`, keeping its path.
 async fn download_outputs(client: &Client, job: &JobResponse, dir: &std::path::Path) -> Result<(), CliError> {
     if job.output_files.is_empty() {
@@ -283,11 +296,7 @@ async fn download_outputs(client: &Client, job: &JobResponse, dir: &std::path::P
     }
     for remote in &job.output_files {
         let local = download_target(dir, remote)?;
-        if let Some(parent) = local.parent() {
-            tokio::fs::create_dir_all(parent)
-                .await
-                .map_err(|source| ClientError::Local { path: parent.to_path_buf(), source })?;
-        }
+        create_parent(&local).await?;
         download(client, remote, &local).await?;
     }
     Ok(())

@@ -459,6 +459,13 @@ fn put_ls_get_rm_round_trip_a_file() {
     assert_eq!(get.code, 0, "{get:?}");
     assert_eq!(std::fs::read(into.join("clip #1.mp4")).unwrap(), content);
     assert!((ffprobe_duration(&into.join("clip #1.mp4")) - 1.0).abs() < 0.2);
+    // A directory that does not exist yet: named with a trailing `/`, or as the file's parent.
+    let new_dir = format!("{}/", local.path().join("new/dir").display());
+    assert_eq!(cli(&server, &["get", "in/clip #1.mp4", &new_dir]).code, 0);
+    assert_eq!(std::fs::read(local.path().join("new/dir/clip #1.mp4")).unwrap(), content);
+    let named = local.path().join("other/copy.mp4");
+    assert_eq!(cli(&server, &["get", "in/clip #1.mp4", named.to_str().unwrap()]).code, 0);
+    assert_eq!(std::fs::read(&named).unwrap(), content);
     let missing = cli(&server, &["get", "nothing.mp4", into.to_str().unwrap()]);
     assert_eq!(missing.code, 2, "{missing:?}");
     assert!(!into.join("nothing.mp4").exists() && !into.join("nothing.mp4.part").exists());

@@ -4,11 +4,13 @@
 
 use std::sync::Arc;
 
+use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use ffmpeg_core::sandbox::Sandbox;
 use ffmpeg_worker_server::{AppSettings, AppState};
 use jobs::storage::{S3Config, S3Storage, Storage};
 use jobs::{FfmpegConfig, FfmpegRunner, Jobs, JobsConfig, MemoryStore};
+use tower::ServiceExt as _;
 
 use crate::files_app::Backend::S3;
 use crate::files_app::{FilesApp, s3_config, sha256_hex, streamed};
@@ -84,4 +86,56 @@ async fn an_unreachable_bucket_is_503() {
     }
     // Bounded retries: seconds, not object_store's default minutes.
     assert!(started.elapsed() < std::time::Duration::from_secs(60), "{:?}", started.elapsed());
+}
+
+/// The bucket's temporary area (runs' outputs waiting to be published, create-only uploads
+/// waiting to be copied into place) and names like the local backend's temporary files are
+/// the server's own: refused like on a disk.
+#[tokio::test]
+async fn the_temporary_area_and_temporary_names_are_refused() {
+    let app = FilesApp::new(S3);
+    for path in [".ffmpeg-worker-upload-temp/publish/x.mp4", "a/.ffmpeg-worker-upload-x.mp4"] {
+        app.assert_path_refused(path, "reserved-path").await;
+    }
+}
+
+/// Two create-only uploads of one large (multipart) path: the second one's body was all
+/// sent before the first was created, and ends only after it: it is refused (412) by the
+/// bucket's conditional copy into place (no check of the server's own precedes it), never
+/// replacing the first, and leaves nothing behind (no temporary object, no unfinished upload).
+///
+/// The bucket decides alone (one conditional request), so really racing uploads get one 201
+/// and one 412 on S3. They are not raced here: moto's server checks `If-None-Match` before it
+/// assembles a multipart object, not atomically with it, so two large conditional completes
+/// that overlap there both succeed whatever the client does.
+#[tokio::test]
+async fn a_create_only_upload_finishing_after_another_created_the_file_is_refused_whole() {
+    let app = FilesApp::new(S3);
+    let size = jobs::storage::PART_BYTES + 64 * 1024;
+    let body = |fill: u8| -> Vec<Result<bytes::Bytes, std::io::Error>> {
+        vec![fill; size].chunks(256 * 1024).map(|c| Ok(bytes::Bytes::copy_from_slice(c))).collect()
+    };
+    let create_only = |body: Body| Request::put("/files/race/big.mkv").header("if-none-match", "*").body(body).unwrap();
+    // The second upload: everything but the end of its body, now.
+    let (release, released) = tokio::sync::oneshot::channel::<()>();
+    let (sent_tx, sent) = tokio::sync::oneshot::channel::<()>();
+    let end = futures_util::stream::once(async move {
+        let _ = sent_tx.send(());
+        let _ = released.await;
+        Ok::<_, std::io::Error>(bytes::Bytes::new())
+    });
+    let second = Body::from_stream(futures_util::StreamExt::chain(futures_util::stream::iter(body(2)), end));
+    let state = app.state.clone();
+    let second = tokio::spawn(async move { ffmpeg_worker_server::app(state).oneshot(create_only(second)).await });
+    sent.await.unwrap();
+    // The first upload, whole.
+    let first = app.send(create_only(Body::from_stream(futures_util::stream::iter(body(1))))).await;
+    assert_eq!(first.status, StatusCode::CREATED, "{}", String::from_utf8_lossy(&first.bytes));
+    release.send(()).unwrap();
+    let second = second.await.unwrap().unwrap();
+    assert_eq!(second.status(), StatusCode::PRECONDITION_FAILED);
+    assert!(app.stored("race/big.mkv").unwrap() == vec![1u8; size], "the first upload's file, whole");
+    // No temporary object is left (the area's keys would show here), no unfinished upload.
+    assert_eq!(app.files(), ["race/big.mkv"]);
+    app.no_unfinished_uploads().await;
 }

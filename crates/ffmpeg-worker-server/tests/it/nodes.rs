@@ -135,7 +135,7 @@ async fn roles_labels_workers_and_drain(store: Store) {
     .await;
     // Well within the 30 s lease: re-queued by the draining node, not by a reaper.
     assert!(stopped_at.elapsed() < Duration::from_secs(20));
-    assert_eq!(requeued["attempts"], 0, "a drained job keeps its attempts: {requeued}");
+    assert_eq!(requeued["attempts"], 0, "a drained start is not counted as an attempt: {requeued}");
     eventually("w-gpu gone from /workers", Duration::from_secs(20), async || {
         let (_, nodes) = get(&client, &api, "/workers").await;
         (!nodes.as_array()?.iter().any(|n| n["id"] == "w-gpu")).then_some(())

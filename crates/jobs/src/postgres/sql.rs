@@ -129,7 +129,8 @@ pub(super) const UPDATE_PROGRESS: &str = concat!(
 /// $6 node, $7 attempt.
 pub(super) const FINISH: &str = concat!(
     "UPDATE jobs SET status = $2, completed_at = $3, output_files = COALESCE($4, output_files), \
-       outputs = COALESCE($8, outputs), error = COALESCE($5, error), cancel_requested = FALSE, worker_id = NULL, lease_expires_at = NULL, \
+       outputs = COALESCE($8, outputs), \
+       error = CASE WHEN $2 = 'completed' THEN NULL ELSE COALESCE($5, error) END, cancel_requested = FALSE, worker_id = NULL, lease_expires_at = NULL, \
        event_seq = event_seq + 1, \
        progress = CASE WHEN $2 = 'completed' AND progress IS NOT NULL \
                   THEN (progress::jsonb || '{\"percent\": 100.0, \"eta_seconds\": 0.0}'::jsonb)::text \
@@ -158,6 +159,12 @@ pub(super) const CANCEL: &str = concat!(
 pub(super) const REQUEUE: &str = concat!(
     "UPDATE jobs SET status = 'queued', started_at = NULL, progress = NULL, worker_id = NULL, \
        lease_expires_at = NULL, attempts = GREATEST(attempts - 1, 0), event_seq = event_seq + 1 WHERE ",
+    held!("$1", "$2", "$3")
+);
+/// $1 id, $2 node, $3 attempt, $4 reason: back in the queue, the attempt counted.
+pub(super) const RETRY: &str = concat!(
+    "UPDATE jobs SET status = 'queued', started_at = NULL, progress = NULL, worker_id = NULL, \
+       lease_expires_at = NULL, error = $4, event_seq = event_seq + 1 WHERE ",
     held!("$1", "$2", "$3")
 );
 pub(super) const DELETE: &str = "DELETE FROM jobs WHERE id = $1 AND status IN ('completed', 'failed', 'cancelled')";

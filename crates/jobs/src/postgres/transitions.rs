@@ -443,6 +443,25 @@ impl JobStore for PgStore {
         Ok(())
     }
 
+    async fn retry(&self, id: &JobId, reason: &str) -> Result<(), StoreError> {
+        let attempt = self.held_attempt(id, "retry").await?;
+        let result = sqlx::query(RETRY)
+            .bind(id.as_str())
+            .bind(&self.settings.node_id)
+            .bind(attempt)
+            .bind(reason)
+            .execute(&self.pool)
+            .await
+            .map_err(db);
+        self.health.record(&result);
+        if result?.rows_affected() == 0 {
+            return Err(self.refusal(id, "retry").await);
+        }
+        self.release(id);
+        self.wake();
+        Ok(())
+    }
+
     async fn delete(&self, id: &JobId) -> Result<(), StoreError> {
         let result = sqlx::query(DELETE).bind(id.as_str()).execute(&self.pool).await.map_err(db);
         self.health.record(&result);

@@ -57,6 +57,10 @@ impl Jobs {
             created.sort_by_key(|dir| std::cmp::Reverse(dir.components().count()));
             created.dedup();
             self.remove_created_dirs(&ids, created).await;
+            // Staged runs: what a part-way publish replaced goes back, temporary names go.
+            for id in &ids {
+                self.discard_run_temps(id).await;
+            }
         }
         let recovery = self.store.recover(max_attempts).await?;
         for id in recovery.requeued.iter().chain(&recovery.failed).chain(&recovery.cancelled) {

@@ -22,6 +22,7 @@ mod lost;
 mod nodes;
 mod run;
 mod staged;
+mod staged_failures;
 mod workers;
 
 use std::collections::HashMap;
@@ -44,6 +45,7 @@ use crate::webhook::WebhookConfig;
 pub use api::{ListError, Page, SubmitError};
 pub use concat::{CONCAT_LIST_MAX_BYTES, CONCAT_LIST_MAX_PROBES};
 pub use run::PROGRESS_SAVE_INTERVAL;
+pub use staged_failures::{METRIC_STAGING_RETRIES, STAGING_RETRY_DELAY, STALE_UPLOAD_AGE, TempSweep};
 pub use workers::Shutdown;
 
 /// Counter of accepted submissions (Prometheus name).
@@ -84,6 +86,12 @@ pub struct JobsConfig {
     /// files between it and a scratch directory under the data directory ([`crate::staging`]).
     /// `None`: the data directory ([`LocalStorage`]), where ffmpeg works in place.
     pub remote_storage: Option<Arc<dyn Storage>>,
+    /// Attempts a job gets (its first included) when a staged run fails for a reason that may
+    /// pass, the storage being unavailable
+    /// ([`StagingError::is_transient`](crate::staging::StagingError::is_transient)): until then
+    /// it goes back in the queue, as the job of a lost worker does. The server passes its
+    /// `MAX_ATTEMPTS`.
+    pub max_attempts: u32,
 }
 
 impl Default for JobsConfig {
@@ -98,6 +106,7 @@ impl Default for JobsConfig {
             media_probe: MediaProbeConfig::default(),
             node: None,
             remote_storage: None,
+            max_attempts: 2,
         }
     }
 }

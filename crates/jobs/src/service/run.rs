@@ -67,11 +67,23 @@ impl Jobs {
         let running = RunningJob { cancel: CancellationToken::new(), done: CancellationToken::new() };
         let _registered = Registration::new(self, &id, &running);
         let mut publisher = self.events.publisher(&job);
+        // `-n` (and no `-y`): the outputs named on the command line never replace a file.
+        let kept = never_overwritten(&resolved);
         if let (Some(stage), Some(remote)) = (&stage, &self.config.remote_storage) {
+            // An earlier attempt that did not end by itself may have published part of its
+            // outputs: the files they replaced go back first.
+            if job.attempts > 1 {
+                self.discard_run_temps(&id).await;
+            }
             let cancelled = || running.cancel.is_cancelled();
-            match self.stage_inputs(&id, stage, remote.as_ref(), &footprint, &mut publisher, &running, abort).await {
+            let staged = self
+                .stage_inputs(&id, stage, remote.as_ref(), &footprint, &kept, &mut publisher, &running, abort)
+                .await;
+            match staged {
                 Ok(()) => {}
-                Err(Some(error)) => return self.finish(&id, Outcome::Failed { error }, "", started, abort).await,
+                Err(Some(error)) => {
+                    return self.staging_failed(&job, error, "", started, &running.cancel, abort).await;
+                }
                 Err(None) if cancelled() => return self.finish(&id, Outcome::Cancelled, "", started, abort).await,
                 Err(None) => return self.requeue_stopped(&id).await,
             }
@@ -229,10 +241,11 @@ impl Jobs {
         match result {
             Ok(()) => {
                 if let (Some(stage), Some(remote)) = (&stage, &self.config.remote_storage)
-                    && let Err(error) =
-                        self.upload_outputs(&id, stage, remote.as_ref(), &files, final_progress, &mut publisher).await
+                    && let Err(error) = self
+                        .upload_outputs(&job, stage, remote.as_ref(), &files, &kept, final_progress, &mut publisher)
+                        .await
                 {
-                    return self.finish(&id, Outcome::Failed { error }, &log_tail, started, abort).await;
+                    return self.staging_failed(&job, error, &log_tail, started, &running.cancel, abort).await;
                 }
                 tracing::info!(outputs = files.len(), "job completed");
                 let output_files = outputs::to_strings(&files);
@@ -340,7 +353,7 @@ impl Jobs {
     }
 
     /// Puts a job whose run was stopped by shutdown back in the queue.
-    async fn requeue_stopped(&self, id: &JobId) {
+    pub(super) async fn requeue_stopped(&self, id: &JobId) {
         match self.store.requeue(id).await {
             Ok(()) => self.status_changed_of(id).await,
             Err(e) => tracing::error!(error = %e, "re-queueing the job failed"),
@@ -372,4 +385,22 @@ impl Drop for Registration<'_> {
         self.jobs.running_changed();
         self.done.cancel();
     }
+}
+
+/// The outputs named on the command line (relative paths) when it must not overwrite them:
+/// `-n` without `-y` (ffmpeg overwrites when given both). Empty otherwise.
+fn never_overwritten(resolved: &ResolvedCommand) -> Vec<String> {
+    let globals = resolved.command().global_options();
+    let has = |name: &str| globals.iter().any(|o| o.name() == name);
+    if !has("n") || has("y") {
+        return Vec::new();
+    }
+    resolved
+        .outputs()
+        .iter()
+        .filter_map(|output| match output {
+            ffmpeg_core::sandbox::OutputTarget::File(path) => Some(path.relative().to_string_lossy().into_owned()),
+            _ => None,
+        })
+        .collect()
 }

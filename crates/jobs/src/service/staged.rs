@@ -1,13 +1,17 @@
 //! A staged run's phases (files in a bucket, [`crate::staging`]): `downloading` its inputs
 //! into its stage before ffmpeg runs, `uploading` its outputs after it succeeded.
 
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
 use ffmpeg_core::footprint::Footprint;
 use tokio_util::sync::CancellationToken;
 
 use super::{Jobs, RunningJob};
 use crate::events::ProgressPublisher;
-use crate::model::{JobId, Phase, Progress};
-use crate::staging::Stage;
+use crate::model::{Job, JobId, Phase, Progress};
+use crate::publish::RunTemp;
+use crate::staging::{Stage, StagingError};
 use crate::storage::Storage;
 
 impl Jobs {
@@ -25,8 +29,10 @@ impl Jobs {
         }
     }
 
-    /// Phase `downloading` of a staged job: its inputs into `stage`. `Err(Some(error))`:
-    /// the job fails with `error`; `Err(None)`: cancelled or shut down meanwhile.
+    /// Phase `downloading` of a staged job: its inputs into `stage`, and for a command that
+    /// must not overwrite (`-n`) an empty file in place of each output `kept` that exists in
+    /// the storage (ffmpeg then refuses as it does locally). `Err(Some(error))`: staging
+    /// failed ([`Jobs::staging_failed`]); `Err(None)`: cancelled or shut down meanwhile.
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn stage_inputs(
         &self,
@@ -34,14 +40,23 @@ impl Jobs {
         stage: &Stage,
         remote: &dyn Storage,
         footprint: &Footprint,
+        kept: &[String],
         publisher: &mut ProgressPublisher,
         running: &RunningJob,
         abort: &CancellationToken,
-    ) -> Result<(), Option<String>> {
+    ) -> Result<(), Option<StagingError>> {
         let downloading = Progress { phase: Some(Phase::Downloading), ..Progress::default() };
         self.save_phase(id, downloading, publisher).await;
+        let download = async {
+            let done = stage.download(remote, footprint).await?;
+            let held = stage.hold_existing(remote, kept).await?;
+            if !held.is_empty() {
+                tracing::info!(outputs = ?held, "-n: outputs that exist in the storage are held in the stage");
+            }
+            Ok(done)
+        };
         let download = tokio::select! {
-            result = stage.download(remote, footprint) => result,
+            result = download => result,
             () = running.cancel.cancelled() => return Err(None),
             () = abort.cancelled() => return Err(None),
         };
@@ -57,26 +72,34 @@ impl Jobs {
             }
             Err(e) => {
                 tracing::warn!(error = %e, "staging the inputs failed");
-                Err(Some(e.to_string()))
+                Err(Some(e))
             }
         }
     }
 
     /// Phase `uploading` of a staged job that succeeded: `files` (relative) from `stage` into
-    /// the storage; then the last progress again without a phase. `Err(error)`: the job
-    /// fails with `error`, and nothing of it is left in the storage.
+    /// the storage as one set ([`crate::publish`]; `kept`: outputs that must not replace a
+    /// file, `-n`), published only while this node still holds the job; then the last
+    /// progress again without a phase. `Err(error)`: see [`Jobs::staging_failed`].
+    #[allow(clippy::too_many_arguments)]
     pub(super) async fn upload_outputs(
         &self,
-        id: &JobId,
+        job: &Job,
         stage: &Stage,
         remote: &dyn Storage,
-        files: &[std::path::PathBuf],
+        files: &[PathBuf],
+        kept: &[String],
         last: Option<Progress>,
         publisher: &mut ProgressPublisher,
-    ) -> Result<(), String> {
+    ) -> Result<(), StagingError> {
+        let id = &job.id;
         let last = last.unwrap_or_default();
         self.save_phase(id, Progress { phase: Some(Phase::Uploading), ..last.clone() }, publisher).await;
-        match stage.upload(remote, files, u64::MAX).await {
+        let run = RunTemp::new(id, job.attempts);
+        let create_only: BTreeSet<PathBuf> = kept.iter().map(PathBuf::from).collect();
+        let lease_lost = self.store.lease_lost(id);
+        let still_ours = move || lease_lost.as_ref().is_none_or(|lost| !lost.is_cancelled());
+        match stage.upload(remote, &run, files, &create_only, &still_ours).await {
             Ok(done) => {
                 tracing::info!(
                     files = done.files,
@@ -91,7 +114,7 @@ impl Jobs {
             }
             Err(e) => {
                 tracing::warn!(error = %e, "uploading the outputs failed");
-                Err(e.to_string())
+                Err(e)
             }
         }
     }

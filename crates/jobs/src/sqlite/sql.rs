@@ -75,7 +75,8 @@ pub(super) const UPDATE_PROGRESS: &str =
 pub(super) const FINISH: &str = concat!(
     "UPDATE jobs SET status = ?2, completed_at = ?3, output_files = COALESCE(?4, output_files), \
        outputs = COALESCE(?6, outputs), \
-       error = COALESCE(?5, error), cancel_requested = 0, event_seq = event_seq + 1, \
+       error = CASE WHEN ?2 = 'completed' THEN NULL ELSE COALESCE(?5, error) END, cancel_requested = 0, \
+       event_seq = event_seq + 1, \
        progress = CASE WHEN ?2 = 'completed' AND progress IS NOT NULL \
                   THEN json_set(progress, '$.percent', 100.0, '$.eta_seconds', 0.0) ELSE progress END \
      WHERE id = ?1 AND status = 'running' \
@@ -100,6 +101,9 @@ pub(super) const CANCEL: &str = concat!(
 /// A graceful stop is not a failed attempt: the interrupted start is not counted.
 pub(super) const REQUEUE: &str = "UPDATE jobs SET status = 'queued', started_at = NULL, progress = NULL, \
                        attempts = MAX(attempts - 1, 0), event_seq = event_seq + 1 WHERE id = ?1 AND status = 'running'";
+/// ?1 id, ?2 reason: back in the queue, the attempt counted.
+pub(super) const RETRY: &str = "UPDATE jobs SET status = 'queued', started_at = NULL, progress = NULL, error = ?2, \
+                     event_seq = event_seq + 1 WHERE id = ?1 AND status = 'running'";
 pub(super) const DELETE: &str = "DELETE FROM jobs WHERE id = ?1 AND status IN ('completed', 'failed', 'cancelled')";
 /// ?1 max attempts, ?2 completed_at: the running jobs that must end: cancelled when a cancel
 /// was pending, else failed ("interrupted") past the attempt limit.

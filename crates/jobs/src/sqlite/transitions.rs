@@ -287,6 +287,16 @@ impl JobStore for SqliteStore {
         Ok(())
     }
 
+    async fn retry(&self, id: &JobId, reason: &str) -> Result<(), StoreError> {
+        let result = sqlx::query(RETRY).bind(id.as_str()).bind(reason).execute(&self.writer).await.map_err(db);
+        self.health.record(&result);
+        if result?.rows_affected() == 0 {
+            return Err(self.refusal(id, "retry").await);
+        }
+        self.wake();
+        Ok(())
+    }
+
     async fn delete(&self, id: &JobId) -> Result<(), StoreError> {
         let result = sqlx::query(DELETE).bind(id.as_str()).execute(&self.writer).await.map_err(db);
         self.health.record(&result);

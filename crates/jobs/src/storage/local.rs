@@ -137,7 +137,7 @@ fn check_lengths(root: &Path, path: &str) -> Result<(), StorageError> {
 /// Refuses a path with a name that starts with [`UPLOAD_TEMP_PREFIX`]: such names are the
 /// uploads' temporary files, never listed, and removed at start-up when left by a crash
 /// ([`LocalStorage::remove_stale_uploads`]); a client's file by that name would vanish.
-fn check_not_temp(path: &str) -> Result<(), StorageError> {
+pub(super) fn check_not_temp(path: &str) -> Result<(), StorageError> {
     if path.split('/').any(|name| name.starts_with(UPLOAD_TEMP_PREFIX)) {
         return Err(StorageError::InvalidPath {
             path: path.to_owned(),

@@ -28,7 +28,7 @@ use ffmpeg_core::sandbox::PathProblem;
 use futures_util::Stream;
 
 pub use local::{LocalStorage, UPLOAD_TEMP_PREFIX};
-pub use s3::{PART_BYTES, PARTS_IN_FLIGHT, S3Config, S3ConfigError, S3Storage};
+pub use s3::{COPY_MAX_BYTES, PART_BYTES, PARTS_IN_FLIGHT, S3Config, S3ConfigError, S3Storage};
 
 /// A stream of bytes: an upload's body, or a file's content.
 pub type ByteStream = Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>>;
@@ -136,7 +136,7 @@ pub enum StorageError {
     /// database, the data directory itself).
     #[error("`{0}` is reserved")]
     Reserved(String),
-    /// The storage failed otherwise (I/O error, unreachable bucket).
+    /// The storage failed otherwise (an I/O error, a request the bucket refused as malformed).
     #[error("storage failed on `{path}`: {source}")]
     Io {
         /// The path being worked on.
@@ -145,6 +145,35 @@ pub enum StorageError {
         #[source]
         source: io::Error,
     },
+    /// The storage could not be reached or failed on its side (a network error, a timeout, a
+    /// 5xx answer, a read cut short): the same request may succeed later
+    /// ([`StorageError::is_transient`]).
+    #[error("the storage is unavailable for `{path}`: {source}")]
+    Unavailable {
+        /// The path being worked on.
+        path: String,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// The storage refused the server's credentials or this access (401/403): a
+    /// configuration error that waiting does not fix.
+    #[error("the storage refused access to `{path}` (check the credentials and the bucket's policy): {source}")]
+    Denied {
+        /// The path being worked on.
+        path: String,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl StorageError {
+    /// Whether the same operation may succeed later without anything else changing (the
+    /// storage was [`StorageError::Unavailable`]): a job that failed on it is retried.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StorageError::Unavailable { .. })
+    }
 }
 
 /// [`StorageError::InvalidPath`] for `path`, refused by the sandbox's `problem`.
@@ -247,4 +276,71 @@ pub trait Storage: Send + Sync + fmt::Debug + 'static {
     /// [`StorageError::NotFound`], [`StorageError::IsADirectory`] (a directory without
     /// `recursive`), [`StorageError::Reserved`], [`StorageError::InvalidPath`].
     async fn delete(&self, path: &str, recursive: bool) -> Result<(), StorageError>;
+
+    /// Whether this storage has a temporary area ([`Storage::put_temp`] and the rest): the
+    /// backends that jobs stage their files for (S3). `false` (the default): the local data
+    /// directory, where ffmpeg writes in place.
+    fn has_temp_area(&self) -> bool {
+        false
+    }
+
+    /// Streams `body` to `temp`, a name in the storage's temporary area: a place no files
+    /// API request, listing or job can see ([`TEMP_AREA`]), replacing what is there. Returns
+    /// the bytes written. `temp` is `/`-separated, its components checked like a file path's.
+    ///
+    /// # Errors
+    /// [`StorageError::Unavailable`], [`StorageError::Denied`], [`StorageError::Io`] (also
+    /// when the backend has no temporary area); nothing is left at `temp`.
+    async fn put_temp(&self, temp: &str, body: ByteStream) -> Result<u64, StorageError> {
+        let _ = body;
+        Err(no_temp_area(temp))
+    }
+
+    /// Makes `temp` the file at `path`, whole (a server-side copy: readers see the old file or
+    /// the new one), then deletes `temp`. With `create_only` it never replaces a file: a
+    /// file at `path` is [`StorageError::Exists`] and `temp` is kept.
+    ///
+    /// # Errors
+    /// [`StorageError::NotFound`] (no `temp`), [`StorageError::Exists`],
+    /// [`StorageError::Unavailable`], [`StorageError::Denied`], [`StorageError::Io`].
+    async fn publish_temp(&self, temp: &str, path: &str, create_only: bool) -> Result<(), StorageError> {
+        let _ = (path, create_only);
+        Err(no_temp_area(temp))
+    }
+
+    /// Copies the file at `path` to `temp` in the temporary area (a server-side copy, whole):
+    /// a backup that [`Storage::publish_temp`] can put back.
+    ///
+    /// # Errors
+    /// [`StorageError::NotFound`], [`StorageError::Unavailable`], [`StorageError::Denied`],
+    /// [`StorageError::Io`].
+    async fn copy_to_temp(&self, path: &str, temp: &str) -> Result<(), StorageError> {
+        let _ = path;
+        Err(no_temp_area(temp))
+    }
+
+    /// Every name in the temporary area that starts with `prefix` (a plain string prefix),
+    /// with its metadata ([`FileMeta::path`] is the temporary name).
+    ///
+    /// # Errors
+    /// [`StorageError::Unavailable`], [`StorageError::Denied`], [`StorageError::Io`].
+    async fn list_temps(&self, prefix: &str) -> Result<Vec<FileMeta>, StorageError> {
+        Err(no_temp_area(prefix))
+    }
+
+    /// Deletes `temp` from the temporary area; a name already gone is no error.
+    ///
+    /// # Errors
+    /// [`StorageError::Unavailable`], [`StorageError::Denied`], [`StorageError::Io`].
+    async fn delete_temp(&self, temp: &str) -> Result<(), StorageError> {
+        Err(no_temp_area(temp))
+    }
+}
+
+/// The directory of the storage that holds its temporary area ([`Storage::put_temp`]): a name
+/// that starts with [`UPLOAD_TEMP_PREFIX`], so no files API request can reach it.
+pub const TEMP_AREA: &str = ".ffmpeg-worker-upload-temp";
+
+fn no_temp_area(name: &str) -> StorageError {
+    StorageError::Io { path: name.to_owned(), source: io::Error::other("this storage has no temporary area") }
 }

@@ -14,10 +14,14 @@
 //!   body arrives (at most [`PARTS_IN_FLIGHT`] at once: memory stays bounded by about three
 //!   parts whatever the file's size), completed at commit. Until then no reader sees anything;
 //!   a failed, too large, aborted or dropped upload is aborted on the server. A create-only
-//!   multipart commit checks that no file appeared with a `HEAD` right before completing
-//!   (S3's conditional complete is not reachable through `object_store`'s multipart API), so
-//!   two create-only uploads of one large file racing in that window may both succeed, the
-//!   last one winning whole.
+//!   upload of many parts is completed under a temporary key of its own (nothing visible),
+//!   then copied into place by one conditional request (a one-part `UploadPartCopy` completed
+//!   with `If-None-Match: *`, `object_store`'s `S3CopyIfNotExists::Multipart`; its conditional
+//!   complete is not reachable through `object_store`'s multipart API): the bucket alone
+//!   decides, so of two racing create-only uploads one is created and the other gets
+//!   [`StorageError::Exists`]. (AWS copies at most 5 GiB in one part: a create-only upload
+//!   over [`COPY_MAX_BYTES`] fails there. moto's server checks the condition before it
+//!   assembles the object, not atomically with it.)
 //! - **Reads** are ranged `GET`s conditioned on the entity tag seen at [`Storage::open`]
 //!   (`If-Match`): a file replaced meanwhile ends the stream with an error instead of mixing
 //!   two versions.
@@ -36,17 +40,17 @@ use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use ffmpeg_core::sandbox::{PathProblem, Sandbox};
 use futures_util::{StreamExt as _, TryStreamExt as _};
-use object_store::aws::AmazonS3Builder;
+use object_store::aws::{AmazonS3Builder, S3CopyIfNotExists};
 use object_store::path::Path as Key;
 use object_store::{
-    ClientOptions, GetOptions, GetRange, ObjectMeta, ObjectStore, ObjectStoreExt as _, PutMode, PutMultipartOptions,
-    PutOptions as StorePutOptions, PutPayload, RetryConfig, WriteMultipart,
+    ClientOptions, CopyMode, CopyOptions, GetOptions, GetRange, ObjectMeta, ObjectStore, ObjectStoreExt as _, PutMode,
+    PutMultipartOptions, PutOptions as StorePutOptions, PutPayload, RetryConfig, WriteMultipart,
 };
 use sha2::{Digest as _, Sha256};
 
 use super::{
-    ByteStream, FileMeta, ListPage, PutOptions, PutOutcome, StagedPut, Storage, StorageError, StoredFile, check_prefix,
-    invalid,
+    ByteStream, FileMeta, ListPage, PutOptions, PutOutcome, StagedPut, Storage, StorageError, StoredFile, TEMP_AREA,
+    check_prefix, invalid,
 };
 use crate::service::blocking;
 
@@ -55,6 +59,12 @@ use crate::service::blocking;
 pub const PART_BYTES: usize = 8 * 1024 * 1024;
 /// Parts of one upload sent at once.
 pub const PARTS_IN_FLIGHT: usize = 2;
+/// The largest object one server-side copy can make (S3's limit for `CopyObject` and for one
+/// `UploadPartCopy`): 5 GiB.
+pub const COPY_MAX_BYTES: u64 = 5 * 1024 * 1024 * 1024;
+/// Directory of the temporary area ([`TEMP_AREA`]) holding create-only uploads of many parts
+/// until they are copied into place.
+const UPLOADS_TEMP: &str = "uploads";
 /// Longest file name (one path component), in bytes, as on a local disk.
 const NAME_MAX: usize = 255;
 /// Longest S3 key, in bytes.
@@ -180,6 +190,10 @@ impl S3Storage {
             .with_region(&config.region)
             .with_allow_http(config.allow_http)
             .with_virtual_hosted_style_request(config.virtual_hosted_style)
+            // A create-only copy (a large `If-None-Match: *` upload, a `-n` job's output) is a
+            // one-part multipart copy completed with `If-None-Match: *`: atomic on AWS S3 and
+            // on servers with conditional writes.
+            .with_copy_if_not_exists(S3CopyIfNotExists::Multipart)
             // A bucket that does not answer fails a request in seconds (503 at the API), not
             // after object_store's default 3 minutes of retries.
             .with_retry(RetryConfig {
@@ -234,6 +248,9 @@ impl S3Storage {
     /// The normal form of `path` as a file (or directory, `want_dir`) path; blocking (the
     /// sandbox looks at its own empty directory).
     fn normal(&self, path: &str, want_dir: bool) -> Result<String, StorageError> {
+        // The temporary area and names like the local backend's temporary files are the
+        // server's own.
+        super::local::check_not_temp(path)?;
         if let Some(name) = path.split('/').find(|name| name.len() > NAME_MAX) {
             return Err(StorageError::InvalidPath {
                 path: path.to_owned(),
@@ -348,6 +365,111 @@ impl S3Storage {
         Ok(())
     }
 
+    /// Receives `body` for `key` (`shown`: the path in messages): kept whole while it fits in
+    /// one part, else streamed into a multipart upload of `key` that is left uncompleted.
+    /// More than `max_bytes` is [`StorageError::TooLarge`]; on any error nothing is kept.
+    async fn receive(
+        &self,
+        key: &Key,
+        shown: &str,
+        mut body: ByteStream,
+        max_bytes: u64,
+    ) -> Result<Received, StorageError> {
+        let too_large = || StorageError::TooLarge { max_bytes };
+        let aborted = |source: io::Error| StorageError::Aborted { path: shown.to_owned(), source };
+        let mut hasher = Sha256::new();
+        let mut size: u64 = 0;
+        // The first part is kept: a body that ends within it is sent whole at commit.
+        let mut first = BytesMut::new();
+        let mut upload: Option<WriteMultipart> = None;
+        let result = async {
+            while let Some(chunk) = body.next().await {
+                let chunk = chunk.map_err(aborted)?;
+                size += chunk.len() as u64;
+                if size > max_bytes {
+                    return Err(too_large());
+                }
+                hasher.update(&chunk);
+                match &mut upload {
+                    Some(writer) => {
+                        writer.wait_for_capacity(PARTS_IN_FLIGHT).await.map_err(|e| store_error(shown, e))?;
+                        writer.put(chunk);
+                    }
+                    None if first.len() + chunk.len() <= PART_BYTES => first.extend_from_slice(&chunk),
+                    None => {
+                        let started = self
+                            .store
+                            .put_multipart_opts(key, PutMultipartOptions::default())
+                            .await
+                            .map_err(|e| store_error(shown, e))?;
+                        let mut writer = WriteMultipart::new_with_chunk_size(started, PART_BYTES);
+                        writer.put(std::mem::take(&mut first).freeze());
+                        writer.put(chunk);
+                        upload = Some(writer);
+                    }
+                }
+            }
+            if let Some(writer) = &mut upload {
+                // Every full part is on the server (or failed) before commit is offered.
+                writer.wait_for_capacity(1).await.map_err(|e| store_error(shown, e))?;
+            }
+            Ok(())
+        }
+        .await;
+        if let Err(e) = result {
+            if let Some(writer) = upload {
+                abort_later(writer);
+            }
+            return Err(e);
+        }
+        let pending = match upload {
+            Some(writer) => Pending::Multipart(writer),
+            None => Pending::Single(first.freeze()),
+        };
+        Ok(Received { pending, sha256: hex::encode(hasher.finalize()), size })
+    }
+
+    /// The key of `temp`, a name in the temporary area ([`TEMP_AREA`]).
+    fn temp_key(&self, temp: &str) -> Key {
+        self.key(&format!("{TEMP_AREA}/{temp}"))
+    }
+
+    /// Refuses a temporary name that is not a relative `/`-separated path of plain names.
+    fn check_temp(temp: &str) -> Result<(), StorageError> {
+        let bad = temp.is_empty()
+            || temp.split('/').any(|name| name.is_empty() || name == "." || name == ".." || name.len() > NAME_MAX)
+            || temp.chars().any(|c| c.is_control());
+        if bad {
+            return Err(StorageError::InvalidPath {
+                path: temp.to_owned(),
+                problem: "not a temporary name".to_owned(),
+                rule: "temp-name",
+            });
+        }
+        Ok(())
+    }
+
+    /// Copies the object at `from` to `to` (keys), whole; with `create_only`, only when no
+    /// object is at `to` (one conditional request, [`S3CopyIfNotExists::Multipart`]).
+    async fn copy_key(&self, from: &Key, to: &Key, shown: &str, create_only: bool) -> Result<(), StorageError> {
+        let mode = if create_only { CopyMode::Create } else { CopyMode::Overwrite };
+        let options = CopyOptions { mode, ..CopyOptions::default() };
+        self.store.copy_opts(from, to, options).await.map_err(|e| match e {
+            object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. } if create_only => {
+                StorageError::Exists(shown.to_owned())
+            }
+            e => store_error(shown, e),
+        })
+    }
+
+    /// Deletes the object at `key`; one already gone is no error.
+    async fn delete_key(&self, key: &Key, shown: &str) -> Result<(), StorageError> {
+        match self.store.delete(key).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(store_error(shown, e)),
+        }
+    }
+
     fn list_page(&self, files: Vec<FileMeta>, limit: usize) -> ListPage {
         let mut files = files;
         let next_after = (files.len() > limit).then(|| files[limit - 1].path.clone());
@@ -356,13 +478,48 @@ impl S3Storage {
     }
 }
 
-/// An `object_store` error on `path` as a storage error.
+/// An `object_store` error on `path` as a storage error: missing, existing, denied (401/403),
+/// unavailable (the network, a timeout, a 5xx or 408/429 answer, a read whose object changed:
+/// worth retrying), or any other failure (a 4xx answer: not).
 fn store_error(path: &str, e: object_store::Error) -> StorageError {
+    use object_store::Error as E;
+    let path = path.to_owned();
     match e {
-        object_store::Error::NotFound { .. } => StorageError::NotFound(path.to_owned()),
-        object_store::Error::AlreadyExists { .. } => StorageError::Exists(path.to_owned()),
-        e => StorageError::Io { path: path.to_owned(), source: io::Error::other(e.to_string()) },
+        E::NotFound { .. } => StorageError::NotFound(path),
+        E::AlreadyExists { .. } => StorageError::Exists(path),
+        e @ (E::PermissionDenied { .. } | E::Unauthenticated { .. }) => {
+            StorageError::Denied { path, source: io::Error::other(e) }
+        }
+        e @ (E::Generic { .. } | E::JoinError { .. } | E::Precondition { .. }) if !client_error(&e.to_string()) => {
+            StorageError::Unavailable { path, source: io::Error::other(e) }
+        }
+        e => StorageError::Io { path, source: io::Error::other(e) },
     }
+}
+
+/// Whether an `object_store` error's text reports a 4xx answer other than 408 (timeout) and
+/// 429 (slow down): the request itself was refused, and sending it again will not help.
+/// (`object_store` keeps the status in an error type it does not export; its text reads
+/// `... status code: 400 Bad Request ...`.)
+fn client_error(text: &str) -> bool {
+    let Some((_, after)) = text.split_once("status code: ") else { return false };
+    let status: String = after.chars().take(3).collect();
+    status.starts_with('4') && status != "408" && status != "429"
+}
+
+/// A body received by [`S3Storage::receive`].
+struct Received {
+    pending: Pending,
+    sha256: String,
+    size: u64,
+}
+
+/// 8 random bytes in hex: a temporary name nobody else uses.
+fn random_name() -> Result<String, StorageError> {
+    let mut random = [0u8; 8];
+    getrandom::fill(&mut random)
+        .map_err(|e| StorageError::Io { path: TEMP_AREA.to_owned(), source: io::Error::other(e.to_string()) })?;
+    Ok(hex::encode(random))
 }
 
 /// An upload received in full: one body, or a multipart upload with every part sent but the
@@ -380,6 +537,9 @@ struct S3Staged {
     sha256: String,
     size: u64,
     create_only: bool,
+    /// A create-only multipart upload's temporary name: completed there, then copied into
+    /// place on condition.
+    temp: Option<String>,
 }
 
 impl fmt::Debug for S3Staged {
@@ -417,7 +577,9 @@ impl StagedPut for S3Staged {
     async fn commit(mut self: Box<Self>) -> Result<PutOutcome, StorageError> {
         let key = self.storage.key(&self.path);
         let path = self.path.clone();
-        let existed = self.storage.head_key(&path).await?.is_some();
+        // A create-only put is decided by the bucket alone (a conditional request): no check
+        // of ours could see a file that appears right after it. It creates, or fails.
+        let existed = !self.create_only && self.storage.head_key(&path).await?.is_some();
         let pending = self.pending.take();
         match pending {
             Some(Pending::Single(body)) => {
@@ -430,13 +592,24 @@ impl StagedPut for S3Staged {
                     e => store_error(&path, e),
                 })?;
             }
-            Some(Pending::Multipart(upload)) => {
-                if self.create_only && existed {
-                    abort_later(upload);
-                    return Err(StorageError::Exists(path));
+            Some(Pending::Multipart(upload)) => match self.temp.take() {
+                None => {
+                    upload.finish().await.map_err(|e| store_error(&path, e))?;
                 }
-                upload.finish().await.map_err(|e| store_error(&path, e))?;
-            }
+                Some(temp) => {
+                    let temp_key = self.storage.temp_key(&temp);
+                    let published = async {
+                        upload.finish().await.map_err(|e| store_error(&path, e))?;
+                        self.storage.copy_key(&temp_key, &key, &path, true).await
+                    }
+                    .await;
+                    if let Err(e) = self.storage.delete_key(&temp_key, &path).await {
+                        tracing::warn!(temp = %temp_key, error = %e, "deleting an upload's temporary object failed; \
+                                                                       start-up removes it");
+                    }
+                    published?;
+                }
+            },
             None => return Err(StorageError::Io { path, source: io::Error::other("upload already committed") }),
         }
         let meta = self.storage.store.head(&key).await.map_err(|e| store_error(&path, e))?;
@@ -486,76 +659,37 @@ impl Storage for S3Storage {
         self.normal_async(path, false).await
     }
 
-    async fn put(
-        &self,
-        path: &str,
-        mut body: ByteStream,
-        options: PutOptions,
-    ) -> Result<Box<dyn StagedPut>, StorageError> {
+    async fn put(&self, path: &str, body: ByteStream, options: PutOptions) -> Result<Box<dyn StagedPut>, StorageError> {
         let normal = self.normal_async(path, false).await?;
         if path.ends_with('/') {
             return Err(StorageError::IsADirectory(path.to_owned()));
         }
         self.check_writable(&normal).await?;
-
-        let too_large = || StorageError::TooLarge { max_bytes: options.max_bytes };
-        let aborted = |source: io::Error| StorageError::Aborted { path: path.to_owned(), source };
-        let mut hasher = Sha256::new();
-        let mut size: u64 = 0;
-        // The first part is kept: a body that ends within it is sent whole at commit.
-        let mut first = BytesMut::new();
-        let mut upload: Option<WriteMultipart> = None;
-        let result = async {
-            while let Some(chunk) = body.next().await {
-                let chunk = chunk.map_err(aborted)?;
-                size += chunk.len() as u64;
-                if size > options.max_bytes {
-                    return Err(too_large());
-                }
-                hasher.update(&chunk);
-                match &mut upload {
-                    Some(writer) => {
-                        writer.wait_for_capacity(PARTS_IN_FLIGHT).await.map_err(|e| store_error(&normal, e))?;
-                        writer.put(chunk);
-                    }
-                    None if first.len() + chunk.len() <= PART_BYTES => first.extend_from_slice(&chunk),
-                    None => {
-                        let started = self
-                            .store
-                            .put_multipart_opts(&self.key(&normal), PutMultipartOptions::default())
-                            .await
-                            .map_err(|e| store_error(&normal, e))?;
-                        let mut writer = WriteMultipart::new_with_chunk_size(started, PART_BYTES);
-                        writer.put(std::mem::take(&mut first).freeze());
-                        writer.put(chunk);
-                        upload = Some(writer);
-                    }
-                }
-            }
-            if let Some(writer) = &mut upload {
-                // Every full part is on the server (or failed) before commit is offered.
-                writer.wait_for_capacity(1).await.map_err(|e| store_error(&normal, e))?;
-            }
-            Ok(())
-        }
-        .await;
-        if let Err(e) = result {
-            if let Some(writer) = upload {
-                abort_later(writer);
-            }
-            return Err(e);
-        }
-        let pending = match upload {
-            Some(writer) => Pending::Multipart(writer),
-            None => Pending::Single(first.freeze()),
+        // A create-only upload of many parts goes to a temporary key of its own: completing
+        // it there replaces nothing, and commit copies it into place only if no file is there
+        // (one conditional request: of two racing uploads, one wins).
+        let temp = match options.create_only {
+            true => Some(format!("{UPLOADS_TEMP}/{}", random_name()?)),
+            false => None,
+        };
+        let key = match &temp {
+            Some(temp) => self.temp_key(temp),
+            None => self.key(&normal),
+        };
+        let received = self.receive(&key, path, body, options.max_bytes).await?;
+        let (pending, temp) = match received.pending {
+            // One part: sent at commit with `If-None-Match: *`, already atomic.
+            Pending::Single(body) => (Pending::Single(body), None),
+            multipart => (multipart, temp),
         };
         Ok(Box::new(S3Staged {
             storage: self.clone(),
             path: normal,
             pending: Some(pending),
-            sha256: hex::encode(hasher.finalize()),
-            size,
+            sha256: received.sha256,
+            size: received.size,
             create_only: options.create_only,
+            temp,
         }))
     }
 
@@ -599,6 +733,9 @@ impl Storage for S3Storage {
         while let Some(meta) = stream.next().await {
             let meta = meta.map_err(|e| store_error(prefix, e))?;
             let Some(relative) = self.relative(meta.location.as_ref()) else { continue };
+            if relative.starts_with(TEMP_AREA) && relative[TEMP_AREA.len()..].starts_with('/') {
+                continue;
+            }
             if after.is_some_and(|after| relative <= after) {
                 continue;
             }
@@ -647,5 +784,68 @@ impl Storage for S3Storage {
             }
         }
         Ok(())
+    }
+
+    fn has_temp_area(&self) -> bool {
+        true
+    }
+
+    async fn put_temp(&self, temp: &str, body: ByteStream) -> Result<u64, StorageError> {
+        S3Storage::check_temp(temp)?;
+        let key = self.temp_key(temp);
+        let received = self.receive(&key, temp, body, u64::MAX).await?;
+        match received.pending {
+            Pending::Single(body) => {
+                self.store.put(&key, PutPayload::from(body)).await.map_err(|e| store_error(temp, e))?;
+            }
+            Pending::Multipart(upload) => {
+                upload.finish().await.map_err(|e| store_error(temp, e))?;
+            }
+        }
+        Ok(received.size)
+    }
+
+    async fn publish_temp(&self, temp: &str, path: &str, create_only: bool) -> Result<(), StorageError> {
+        S3Storage::check_temp(temp)?;
+        let normal = self.normal_async(path, false).await?;
+        let temp_key = self.temp_key(temp);
+        self.copy_key(&temp_key, &self.key(&normal), &normal, create_only).await?;
+        self.delete_key(&temp_key, temp).await
+    }
+
+    async fn copy_to_temp(&self, path: &str, temp: &str) -> Result<(), StorageError> {
+        S3Storage::check_temp(temp)?;
+        let normal = self.normal_async(path, false).await?;
+        self.copy_key(&self.key(&normal), &self.temp_key(temp), &normal, false).await
+    }
+
+    async fn list_temps(&self, prefix: &str) -> Result<Vec<FileMeta>, StorageError> {
+        let area = self.key(TEMP_AREA);
+        // Listing under the prefix's directory, then by plain string prefix.
+        let dir = match prefix.rsplit_once('/') {
+            Some((dir, _)) if !dir.is_empty() => {
+                S3Storage::check_temp(dir)?;
+                self.temp_key(dir)
+            }
+            _ => area.clone(),
+        };
+        let mut listed = self.store.list(Some(&dir));
+        let mut found = Vec::new();
+        while let Some(meta) = listed.next().await {
+            let meta = meta.map_err(|e| store_error(prefix, e))?;
+            let Some(name) = meta.location.as_ref().strip_prefix(area.as_ref()).and_then(|n| n.strip_prefix('/'))
+            else {
+                continue;
+            };
+            if name.starts_with(prefix) {
+                found.push(self.file_meta(name.to_owned(), &meta));
+            }
+        }
+        Ok(found)
+    }
+
+    async fn delete_temp(&self, temp: &str) -> Result<(), StorageError> {
+        S3Storage::check_temp(temp)?;
+        self.delete_key(&self.temp_key(temp), temp).await
     }
 }

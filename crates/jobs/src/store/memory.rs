@@ -241,6 +241,8 @@ impl JobStore for MemoryStore {
         match outcome {
             Outcome::Completed { output_files, outputs } => {
                 job.status = JobStatus::Completed;
+                // The reason of an earlier attempt's retry is no longer the job's.
+                job.error = None;
                 job.output_files = output_files;
                 job.outputs = outputs;
                 if let Some(p) = job.progress.as_mut() {
@@ -303,6 +305,24 @@ impl JobStore for MemoryStore {
         // A graceful stop is not a failed attempt: the next start is not counted against
         // the job's attempt limit (crash recovery, which cannot tell, does count it).
         job.attempts = job.attempts.saturating_sub(1);
+        job.event_seq += 1;
+        let key = queue_key(job);
+        inner.queue.insert(key, id.clone());
+        drop(inner);
+        self.wake();
+        Ok(())
+    }
+
+    async fn retry(&self, id: &JobId, reason: &str) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        let job = inner.job_mut(id)?;
+        if job.status != JobStatus::Running {
+            return Err(conflict(job, "retry"));
+        }
+        job.status = JobStatus::Queued;
+        job.started_at = None;
+        job.progress = None;
+        job.error = Some(reason.to_owned());
         job.event_seq += 1;
         let key = queue_key(job);
         inner.queue.insert(key, id.clone());

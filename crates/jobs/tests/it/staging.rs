@@ -4,6 +4,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -80,6 +81,26 @@ impl Fixture {
             .into_iter()
             .map(|k| k.strip_prefix(&prefix).unwrap_or(&k).to_owned())
             .collect()
+    }
+
+    /// Every key in the bucket under the prefix (the temporary area's included).
+    fn raw_keys(&self) -> Vec<String> {
+        let mut keys = self.keys();
+        keys.sort();
+        keys
+    }
+
+    /// The bytes of the object at `path`.
+    fn object(&self, path: &str) -> Vec<u8> {
+        s3_harness::shared().object(&self.bucket, &format!("{PREFIX}/{path}")).unwrap_or_else(|| panic!("no {path}"))
+    }
+
+    /// Puts `bytes` at `path`, through the storage.
+    async fn put_bytes(&self, path: &str, bytes: &[u8]) {
+        let body: ByteStream = Box::pin(futures_util::stream::iter([Ok(bytes::Bytes::copy_from_slice(bytes))]));
+        let staged =
+            self.jobs.storage().put(path, body, PutOptions { create_only: false, max_bytes: u64::MAX }).await.unwrap();
+        staged.commit().await.unwrap();
     }
 
     /// Uploads the local file `local` as `path`, through the storage.
@@ -239,20 +260,75 @@ async fn a_failed_job_uploads_nothing_and_names_files_as_the_client_does() {
     fx.no_stages_left().await;
 }
 
-/// The bucket with one fault: every call goes to `inner` but the one `fault` breaks.
+/// Which storage call a [`Faulty`] storage fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// Opening an input to download it.
+    Open,
+    /// Uploading an output to its temporary name.
+    PutTemp,
+    /// Putting an uploaded output in place.
+    Publish,
+}
+
+/// How a [`Faulty`] storage fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    /// The call goes to a bucket endpoint where nothing listens: the real client's error (a
+    /// refused connection, after its quick retries), which may pass.
+    Unreachable,
+    /// The bucket refuses the request for good.
+    Refused,
+    /// The call never ends (a read that never starts).
+    Hang,
+}
+
+/// A storage over the test bucket whose `step` fails for paths ending in `suffix`, the first
+/// `times` times.
 #[derive(Debug)]
 struct Faulty {
     inner: S3Storage,
+    dead: S3Storage,
+    step: Step,
+    suffix: &'static str,
     fault: Fault,
+    times: AtomicUsize,
 }
 
-#[derive(Debug)]
-enum Fault {
-    /// Every put of a path ending in this suffix is refused (after reading the body): an
-    /// upload failing half-way through a job's outputs.
-    RefusePuts(&'static str),
-    /// Reads never start: a download that hangs.
-    HangingReads,
+fn faulty(step: Step, suffix: &'static str, fault: Fault, times: usize) -> impl FnOnce(S3Storage) -> Arc<dyn Storage> {
+    move |inner| Arc::new(Faulty { inner, dead: dead_storage(), step, suffix, fault, times: AtomicUsize::new(times) })
+}
+
+/// A client of a bucket at an address where nothing listens.
+fn dead_storage() -> S3Storage {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let config = S3Config {
+        endpoint: Some(format!("http://127.0.0.1:{port}")),
+        access_key_id: Some(s3_harness::ACCESS_KEY_ID.to_owned()),
+        secret_access_key: Some(s3_harness::SECRET_ACCESS_KEY.to_owned()),
+        region: s3_harness::REGION.to_owned(),
+        allow_http: true,
+        ..S3Config::from_url(&format!("s3://dead/{PREFIX}")).unwrap()
+    };
+    S3Storage::new(&config).unwrap()
+}
+
+impl Faulty {
+    /// The storage this call goes to while failures are left for `step` on `path`: the dead
+    /// one, a refusal, or no answer ever.
+    async fn target(&self, step: Step, path: &str) -> Result<&S3Storage, StorageError> {
+        let fails = step == self.step
+            && path.ends_with(self.suffix)
+            && self.times.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
+        match (fails, self.fault) {
+            (false, _) => Ok(&self.inner),
+            (true, Fault::Unreachable) => Ok(&self.dead),
+            (true, Fault::Refused) => {
+                Err(StorageError::Io { path: path.to_owned(), source: std::io::Error::other("the bucket refused it") })
+            }
+            (true, Fault::Hang) => std::future::pending().await,
+        }
+    }
 }
 
 #[async_trait]
@@ -261,18 +337,10 @@ impl Storage for Faulty {
         self.inner.check_path(path).await
     }
     async fn put(&self, path: &str, body: ByteStream, options: PutOptions) -> Result<Box<dyn StagedPut>, StorageError> {
-        match self.fault {
-            Fault::RefusePuts(suffix) if path.ends_with(suffix) => {
-                Err(StorageError::Io { path: path.to_owned(), source: std::io::Error::other("the bucket refused it") })
-            }
-            _ => self.inner.put(path, body, options).await,
-        }
+        self.inner.put(path, body, options).await
     }
     async fn open(&self, path: &str) -> Result<Box<dyn StoredFile>, StorageError> {
-        match self.fault {
-            Fault::HangingReads => std::future::pending().await,
-            _ => self.inner.open(path).await,
-        }
+        self.target(Step::Open, path).await?.open(path).await
     }
     async fn head(&self, path: &str) -> Result<FileMeta, StorageError> {
         self.inner.head(path).await
@@ -286,29 +354,196 @@ impl Storage for Faulty {
     async fn delete(&self, path: &str, recursive: bool) -> Result<(), StorageError> {
         self.inner.delete(path, recursive).await
     }
+    fn has_temp_area(&self) -> bool {
+        self.inner.has_temp_area()
+    }
+    async fn put_temp(&self, temp: &str, body: ByteStream) -> Result<u64, StorageError> {
+        self.target(Step::PutTemp, temp).await?.put_temp(temp, body).await
+    }
+    async fn publish_temp(&self, temp: &str, path: &str, create_only: bool) -> Result<(), StorageError> {
+        self.target(Step::Publish, path).await?.publish_temp(temp, path, create_only).await
+    }
+    async fn copy_to_temp(&self, path: &str, temp: &str) -> Result<(), StorageError> {
+        self.inner.copy_to_temp(path, temp).await
+    }
+    async fn list_temps(&self, prefix: &str) -> Result<Vec<FileMeta>, StorageError> {
+        self.inner.list_temps(prefix).await
+    }
+    async fn delete_temp(&self, temp: &str) -> Result<(), StorageError> {
+        self.inner.delete_temp(temp).await
+    }
+}
+
+/// An HLS set in the bucket before the job: the playlist and its first segment, which the
+/// job's own set replaces.
+async fn older_hls_set(fx: &Fixture) -> (Vec<u8>, Vec<u8>) {
+    let (playlist, segment) = (b"#EXTM3U\nold playlist\n".to_vec(), b"old segment bytes".to_vec());
+    fx.put_bytes("hls/index.m3u8", &playlist).await;
+    fx.put_bytes("hls/index0.ts", &segment).await;
+    (playlist, segment)
 }
 
 #[tokio::test]
-async fn an_upload_failing_half_way_leaves_none_of_the_jobs_outputs() {
-    // Playlists go last: the segments are uploaded, then the playlist is refused.
-    let fx = fixture_with(|inner| Arc::new(Faulty { inner, fault: Fault::RefusePuts(".m3u8") }));
+async fn a_failed_upload_changes_nothing_in_the_bucket_not_even_a_file_it_would_replace() {
+    // The segments upload, then the playlist (last) is refused for good.
+    let fx = fixture_with(faulty(Step::PutTemp, ".m3u8", Fault::Refused, usize::MAX));
     let local = tempfile::tempdir().unwrap();
     fx.upload(&make_clip(local.path()), "in/clip.mp4").await;
+    let (playlist, segment) = older_hls_set(&fx).await;
     let job = fx.submit("-i in/clip.mp4 -c copy -f hls -hls_time 1 hls/index.m3u8").await;
     let done = fx.finished(&job.id).await;
-    assert_eq!(done.status, JobStatus::Failed);
+    assert_eq!((done.status, done.attempts), (JobStatus::Failed, 1), "a refusal is not retried: {done:?}");
     let error = done.error.unwrap();
     assert!(
-        error.contains("uploading") && error.contains("hls/index.m3u8") && error.contains("none were kept"),
+        error.contains("uploading")
+            && error.contains("hls/index.m3u8")
+            && error.contains("no file in the storage was changed"),
         "{error}"
     );
-    assert_eq!(fx.keys(), ["in/clip.mp4"], "the segments uploaded before the failure were deleted");
+    // The older set is whole and alone; the run's temporary names are gone.
+    assert_eq!(fx.raw_keys(), ["hls/index.m3u8", "hls/index0.ts", "in/clip.mp4"]);
+    assert_eq!(fx.object("hls/index0.ts"), segment, "the file the job would have replaced is intact");
+    assert_eq!(fx.object("hls/index.m3u8"), playlist);
     fx.no_stages_left().await;
 }
 
 #[tokio::test]
+async fn a_publish_failing_part_way_is_undone_and_puts_back_what_it_replaced() {
+    // Every output is uploaded; putting the playlist (last) in place is refused, after the
+    // segments were: index0.ts had replaced the older one.
+    let fx = fixture_with(faulty(Step::Publish, ".m3u8", Fault::Refused, usize::MAX));
+    let local = tempfile::tempdir().unwrap();
+    fx.upload(&make_clip(local.path()), "in/clip.mp4").await;
+    let (playlist, segment) = older_hls_set(&fx).await;
+    let job = fx.submit("-i in/clip.mp4 -c copy -f hls -hls_time 1 hls/index.m3u8").await;
+    let done = fx.finished(&job.id).await;
+    assert_eq!(done.status, JobStatus::Failed, "{done:?}");
+    let error = done.error.unwrap();
+    assert!(
+        error.contains("in place failed, and what was done was undone") && error.contains("hls/index.m3u8"),
+        "{error}"
+    );
+    // The older set is back, whole; the new segments are gone; no temporary name is left.
+    assert_eq!(fx.raw_keys(), ["hls/index.m3u8", "hls/index0.ts", "in/clip.mp4"]);
+    assert_eq!(fx.object("hls/index0.ts"), segment, "the replaced segment was put back");
+    assert_eq!(fx.object("hls/index.m3u8"), playlist);
+    fx.no_stages_left().await;
+}
+
+/// A bucket that does not answer (a real client error: refused connections) is retried per
+/// the attempts a job has, the reason recorded meanwhile; a job whose every attempt fails
+/// says so.
+#[tokio::test]
+async fn an_unreachable_bucket_is_retried_up_to_max_attempts() {
+    // Upload: the first attempt's output cannot reach the bucket, the second one can.
+    let fx = fixture_with(faulty(Step::PutTemp, "out/copy.mkv", Fault::Unreachable, 1));
+    let local = tempfile::tempdir().unwrap();
+    fx.upload(&make_clip(local.path()), "in/clip.mp4").await;
+    let mut events = fx.jobs.events().subscribe_all();
+    let job = fx.submit("-i in/clip.mp4 -map 0 -c copy out/copy.mkv").await;
+    let done = fx.finished(&job.id).await;
+    assert_eq!((done.status, done.attempts, done.error.as_deref()), (JobStatus::Completed, 2, None), "{done:?}");
+    assert_eq!(fx.raw_keys(), ["in/clip.mp4", "out/copy.mkv"]);
+    // It went back in the queue once, saying why.
+    let mut requeued = Vec::new();
+    while let Ok(event) = events.try_recv() {
+        if let Event::Status(job) = event.event()
+            && job.status == JobStatus::Queued
+            && job.attempts == 1
+        {
+            requeued.push(job.error.clone().unwrap_or_default());
+        }
+    }
+    assert!(
+        requeued.len() == 1 && requeued[0].contains("attempt 1 of 2") && requeued[0].contains("unavailable"),
+        "{requeued:?}"
+    );
+
+    // Download: every attempt fails; the job fails after the second, naming the reason.
+    let fx = fixture_with(faulty(Step::Open, "clip.mp4", Fault::Unreachable, usize::MAX));
+    fx.upload(&make_clip(local.path()), "in/clip.mp4").await;
+    let job = fx.submit("-i in/clip.mp4 -map 0 -c copy out/copy.mkv").await;
+    let done = fx.finished(&job.id).await;
+    assert_eq!((done.status, done.attempts), (JobStatus::Failed, 2), "{done:?}");
+    let error = done.error.unwrap();
+    assert!(error.contains("downloading") && error.contains("attempt 2 of 2"), "{error}");
+    assert_eq!(fx.raw_keys(), ["in/clip.mp4"]);
+    fx.no_stages_left().await;
+}
+
+/// `-n`: an output that exists only in the bucket makes the job fail as ffmpeg does in a
+/// data directory, and is never replaced; a new output is published.
+#[tokio::test]
+async fn no_overwrite_sees_outputs_that_exist_only_in_the_bucket() {
+    let fx = fixture();
+    let local = tempfile::tempdir().unwrap();
+    fx.upload(&make_clip(local.path()), "in/clip.mp4").await;
+    fx.put_bytes("out/old.mkv", b"older output").await;
+    let job = fx.submit("-n -i in/clip.mp4 -map 0 -c copy out/old.mkv").await;
+    let done = fx.finished(&job.id).await;
+    assert_eq!((done.status, done.attempts), (JobStatus::Failed, 1), "{done:?}");
+    let log = fx.jobs.log(&job.id).await.unwrap();
+    assert!(log.contains("File 'out/old.mkv' already exists. Exiting."), "{log}");
+    assert_eq!(fx.object("out/old.mkv"), b"older output");
+    let job = fx.submit("-n -i in/clip.mp4 -map 0 -c copy out/new.mkv").await;
+    let done = fx.finished(&job.id).await;
+    assert_eq!(done.status, JobStatus::Completed, "{done:?}");
+    assert_eq!(fx.raw_keys(), ["in/clip.mp4", "out/new.mkv", "out/old.mkv"]);
+    fx.no_stages_left().await;
+}
+
+/// The temporary area: names of runs that are over are swept, a running attempt's are kept,
+/// a crashed part-way publish of a job queued again is undone from its backups, and no
+/// listing or files API path reaches the area.
+#[tokio::test]
+async fn the_sweep_undoes_and_removes_what_runs_that_are_over_left_only() {
+    let fx = fixture_with(|s3| Arc::new(s3));
+    // No worker takes these: the store's states are set by hand.
+    fx.shutdown.stop_claiming.cancel();
+    let storage = fx.jobs.storage();
+    let insert = |command: &str| fx.store.insert(command.to_owned(), SubmitOptions::default());
+    let running = insert("-i a.mp4 b.mp4").await.unwrap();
+    let finished = insert("-i c.mp4 d.mp4").await.unwrap();
+    let requeued = insert("-i e.mp4 f.mp4").await.unwrap();
+    for _ in 0..3 {
+        fx.store.claim_next(&[]).await.unwrap().unwrap();
+    }
+    fx.store.finish(&finished.id, jobs::store::Outcome::Failed { error: "x".to_owned() }, "").await.unwrap();
+    // `requeued`'s run crashed after putting f.mp4 in place (its backup holds the older one);
+    // recovery put the job back in the queue.
+    fx.store.recover(5).await.unwrap();
+    assert_eq!(fx.store.claim_next(&[]).await.unwrap().unwrap().id, running.id);
+    let body = |bytes: &'static [u8]| -> ByteStream {
+        Box::pin(futures_util::stream::iter([Ok(bytes::Bytes::from_static(bytes))]))
+    };
+    fx.put_bytes("f.mp4", b"the crashed run's output").await;
+    // `running` runs attempt 2 now: attempt 1's names are over, attempt 2's are live.
+    let live = format!("publish/{}-2-aaaa/out/b.mp4", running.id);
+    let earlier = format!("publish/{}-1-bbbb/out/b.mp4", running.id);
+    let over = format!("publish/{}-1-cccc/out/d.mp4", finished.id);
+    let backup = format!("publish/{}-1-dddd/old/f.mp4", requeued.id);
+    let output = format!("publish/{}-1-dddd/out/g.mp4", requeued.id);
+    let fresh_upload = "uploads/0123456789abcdef";
+    for temp in [live.as_str(), &earlier, &over, &output, fresh_upload] {
+        storage.put_temp(temp, body(b"partial")).await.unwrap();
+    }
+    storage.put_temp(&backup, body(b"the older f.mp4")).await.unwrap();
+    // Hidden from listings and from the files API.
+    let listed: Vec<String> = storage.list("", None, 100).await.unwrap().files.into_iter().map(|f| f.path).collect();
+    assert_eq!(listed, ["f.mp4"]);
+    let reserved = storage.head(&format!("{}/{over}", jobs::storage::TEMP_AREA)).await;
+    assert!(matches!(reserved, Err(StorageError::InvalidPath { .. })), "{reserved:?}");
+
+    let sweep = fx.jobs.sweep_temp_area().await.unwrap();
+    assert_eq!(sweep, jobs::service::TempSweep { restored: 1, outputs: 3, uploads: 0 });
+    let left: Vec<String> = storage.list_temps("").await.unwrap().into_iter().map(|f| f.path).collect();
+    assert_eq!(left, [live.clone(), fresh_upload.to_owned()]);
+    assert_eq!(fx.object("f.mp4"), b"the older f.mp4");
+}
+
+#[tokio::test]
 async fn a_job_cancelled_while_downloading_is_cancelled_and_its_stage_removed() {
-    let fx = fixture_with(|inner| Arc::new(Faulty { inner, fault: Fault::HangingReads }));
+    let fx = fixture_with(faulty(Step::Open, "", Fault::Hang, usize::MAX));
     let job = fx.submit("-i in/clip.mp4 -c copy out/x.mkv").await;
     // The record shows the phase while it downloads.
     let deadline = Instant::now() + Duration::from_secs(30);

@@ -31,6 +31,7 @@ conformance!(
     cancel_running_is_requested,
     cancel_finished_conflicts,
     requeue_keeps_order,
+    retry_counts_the_attempt_and_records_the_reason,
     delete_finished_only,
     recover_requeues_or_fails,
     recover_cancels_a_job_whose_cancel_was_pending,
@@ -610,6 +611,38 @@ async fn requeue_keeps_order(store: &Store) {
     let c = submit(store, "c").await;
     assert_conflict(store.requeue(&c.id).await, JobStatus::Queued, "requeue");
     assert_not_found(store.requeue(&unknown_id()).await);
+}
+
+/// A retry (the storage was unavailable) puts the job back in its place, counts the attempt,
+/// and shows why until the job ends; a completed job has no error left.
+async fn retry_counts_the_attempt_and_records_the_reason(store: &Store) {
+    let a = submit(store, "a").await;
+    let b = submit(store, "b").await;
+    assert_eq!(store.claim_next(&[]).await.unwrap().unwrap().id, a.id);
+    store.update_progress(&a.id, &Progress { frame: Some(5), ..Progress::default() }).await.unwrap();
+    store.retry(&a.id, "the storage is unavailable").await.unwrap();
+    let back = store.get(&a.id).await.unwrap().unwrap();
+    assert_eq!(
+        (back.status, back.started_at, back.progress, back.seq, back.error.as_deref()),
+        (JobStatus::Queued, None, None, a.seq, Some("the storage is unavailable"))
+    );
+    assert!(back.event_seq > a.event_seq, "a status change");
+    let again = store.claim_next(&[]).await.unwrap().unwrap();
+    assert_eq!((again.id.clone(), again.attempts), (a.id.clone(), 2), "a keeps its place; both attempts count");
+    assert_eq!(store.claim_next(&[]).await.unwrap().unwrap().id, b.id);
+    let done = store.finish(&a.id, Outcome::Completed { output_files: vec![], outputs: Vec::new() }, "").await.unwrap();
+    assert_eq!(done.error, None);
+    assert_eq!(store.get(&a.id).await.unwrap().unwrap().error, None);
+    // Failing after a retry says the last attempt's reason.
+    let c = running(store, "c").await;
+    store.retry(&c.id, "first").await.unwrap();
+    assert_eq!(store.claim_next(&[]).await.unwrap().unwrap().id, c.id);
+    let failed = store.finish(&c.id, Outcome::Failed { error: "second".to_owned() }, "").await.unwrap();
+    assert_eq!(failed.error.as_deref(), Some("second"));
+
+    let q = submit(store, "q").await;
+    assert_conflict(store.retry(&q.id, "x").await, JobStatus::Queued, "retry");
+    assert_not_found(store.retry(&unknown_id(), "x").await);
 }
 
 async fn delete_finished_only(store: &Store) {

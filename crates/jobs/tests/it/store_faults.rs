@@ -83,6 +83,9 @@ impl JobStore for FaultyStore {
     async fn requeue(&self, id: &JobId) -> Result<(), StoreError> {
         self.inner.requeue(id).await
     }
+    async fn retry(&self, id: &JobId, reason: &str) -> Result<(), StoreError> {
+        self.inner.retry(id, reason).await
+    }
     async fn delete(&self, id: &JobId) -> Result<(), StoreError> {
         self.inner.delete(id).await
     }

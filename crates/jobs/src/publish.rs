@@ -1,0 +1,422 @@
+//! Publishing a staged run's outputs into a bucket as one set ([`publish`]), so that a failed or
+//! interrupted upload never destroys a file that was there before the job, and readers see a
+//! half-published set only where a bucket cannot avoid it.
+//!
+//! 1. **Upload.** Every output goes to a name of the run's own in the storage's temporary area
+//!    ([`RunTemp`]: `publish/JOBID-ATTEMPT-RANDOM/PATH` under
+//!    [`TEMP_AREA`](crate::storage::TEMP_AREA), which no files API request, listing or job can
+//!    see), [`UPLOADS_AT_ONCE`] at a time. An output larger than one server-side copy can make
+//!    ([`COPY_MAX_BYTES`]) is instead sent as a multipart upload of its final key left
+//!    uncompleted (invisible until completed, [`StagedPut`]). Nothing visible has changed yet:
+//!    a failure here deletes the run's temporary names (and aborts the multipart uploads), and
+//!    every file in the bucket is as it was.
+//! 2. **Back up**, once every upload succeeded (and only if the caller still owns the job: a
+//!    node that lost its lease publishes nothing): each file in the storage that an output will
+//!    replace is copied by the server to the run's backup name ([`RunTemp::backup`]). Still
+//!    nothing visible has changed.
+//! 3. **Publish**: each output's temporary name is copied into place by the server (readers
+//!    see the old file or the new one, whole), then deleted; a large output's multipart upload
+//!    is completed. Media first ([`COPIES_AT_ONCE`] at a time), playlists and manifests last,
+//!    one by one, so that a player never reads one that names a missing segment. A failure
+//!    here stops the publish and undoes it: each file an output replaced is put back from its
+//!    backup, each output that was new is deleted, the temporary names are deleted. Only an
+//!    output too large to back up (over [`COPY_MAX_BYTES`]) that already replaced a file keeps
+//!    its new content (whole), and the error names it. On success the backups are deleted.
+//!
+//! **A crash** (or a node that stops for good) during step 1 or 2 leaves temporary names only,
+//! which no reader sees; during step 3 some outputs in place, each whole, and the backups of
+//! the files they replaced. The temporary names carry the job and the attempt. While the job
+//! is still active (recovery at the node's next start finds the run interrupted; or the job
+//! runs again, on any node) no one else may write its paths, so the backups are put back
+//! ([`restore_or_discard`]) and the names deleted before anything else happens;
+//! [`crate::Jobs::sweep_temp_area`] deletes the names of runs whose job ended otherwise.
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use futures_util::StreamExt as _;
+
+use crate::model::JobId;
+use crate::storage::{ByteStream, COPY_MAX_BYTES, PutOptions, StagedPut, Storage, StorageError};
+
+/// Directory of the temporary area that holds runs' outputs until they are published.
+pub const PUBLISH_TEMP: &str = "publish";
+/// Directory of a run's temporary area holding its outputs.
+const OUTPUTS: &str = "out";
+/// Directory of a run's temporary area holding the backups of the files its outputs replace.
+const BACKUPS: &str = "old";
+/// Outputs of one run uploaded at once.
+pub const UPLOADS_AT_ONCE: usize = 4;
+/// Media outputs of one run copied into place at once.
+pub const COPIES_AT_ONCE: usize = 8;
+
+/// One run's directory in the temporary area: `publish/JOBID-ATTEMPT-RANDOM`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunTemp {
+    dir: String,
+}
+
+impl RunTemp {
+    /// A new directory for attempt `attempt` of job `id` (its random part makes it the
+    /// run's own, even when an attempt number is used twice: a run stopped by shutdown is not
+    /// counted).
+    pub fn new(id: &JobId, attempt: u32) -> RunTemp {
+        let mut random = [0u8; 4];
+        // Without randomness the directory is still the attempt's; collisions only merge
+        // leftovers, which the sweep removes.
+        let _ = getrandom::fill(&mut random);
+        RunTemp { dir: format!("{PUBLISH_TEMP}/{id}-{attempt}-{}", hex::encode(random)) }
+    }
+
+    /// The temporary name of output `path` (relative, `/`-separated).
+    pub fn name(&self, path: &str) -> String {
+        format!("{}/{OUTPUTS}/{path}", self.dir)
+    }
+
+    /// The temporary name of the backup of the file at `path` that output `path` replaces.
+    pub fn backup(&self, path: &str) -> String {
+        format!("{}/{BACKUPS}/{path}", self.dir)
+    }
+
+    /// The prefix of every temporary name of this run.
+    pub fn prefix(&self) -> String {
+        format!("{}/", self.dir)
+    }
+
+    /// The path whose older file the temporary name `temp` backs up (a run's
+    /// [`RunTemp::backup`]); `None` for any other name.
+    pub fn backed_up(temp: &str) -> Option<&str> {
+        let rest = temp.strip_prefix(PUBLISH_TEMP)?.strip_prefix('/')?;
+        let (_, rest) = rest.split_once('/')?;
+        rest.strip_prefix(BACKUPS)?.strip_prefix('/').filter(|path| !path.is_empty())
+    }
+
+    /// The prefix of every temporary name of job `id`'s runs (any attempt).
+    pub fn prefix_of(id: &JobId) -> String {
+        format!("{PUBLISH_TEMP}/{id}-")
+    }
+
+    /// The job and attempt whose run owns the temporary name `temp`; `None` for a name that
+    /// is not a run's.
+    pub fn owner(temp: &str) -> Option<(JobId, u32)> {
+        let dir = temp.strip_prefix(PUBLISH_TEMP)?.strip_prefix('/')?.split('/').next()?;
+        let mut parts = dir.split('-');
+        let (id, attempt) = (parts.next()?, parts.next()?);
+        Some((JobId::parse(id).ok()?, attempt.parse().ok()?))
+    }
+}
+
+/// One output of a run, ready to publish.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Output {
+    /// Its path in the storage (relative, `/`-separated).
+    pub path: String,
+    /// The file on the local disk.
+    pub local: PathBuf,
+    /// Never replace a file in the storage (`-n`): one there makes the publish fail with
+    /// [`StorageError::Exists`].
+    pub create_only: bool,
+}
+
+/// Why [`publish`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    /// An output could not be uploaded: nothing visible changed in the storage.
+    #[error("{0}")]
+    Upload(#[source] StorageError),
+    /// The outputs were uploaded, but putting one in place failed part-way; what was put in
+    /// place was undone. `kept`: outputs in place that replaced a file which could not be put
+    /// back (too large to back up, or the restore failed): they keep the job's new, whole
+    /// content.
+    #[error("{source}{}", kept_note(kept))]
+    Publish {
+        /// The failure.
+        #[source]
+        source: StorageError,
+        /// Paths that now hold the job's output in place of an older file.
+        kept: Vec<String>,
+    },
+    /// The caller no longer owns the job (its lease was lost): nothing was published.
+    #[error("the job was taken over by another node; nothing was published")]
+    NotOurs,
+}
+
+impl PublishError {
+    /// The storage failure, if any.
+    pub fn storage_error(&self) -> Option<&StorageError> {
+        match self {
+            PublishError::Upload(e) | PublishError::Publish { source: e, .. } => Some(e),
+            PublishError::NotOurs => None,
+        }
+    }
+}
+
+fn kept_note(kept: &[String]) -> String {
+    match kept.len() {
+        0 => String::new(),
+        _ => format!(" (these could not be put back and hold the job's output, whole: {})", kept.join(", ")),
+    }
+}
+
+/// What [`publish`] moved.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Published {
+    /// Files published.
+    pub files: usize,
+    /// Their bytes.
+    pub bytes: u64,
+}
+
+/// Step 1's outcome for one output: uploaded (and its size), or why not.
+type UploadResult = Result<(Uploaded, u64), StorageError>;
+
+/// An output uploaded and waiting to be put in place.
+enum Uploaded {
+    /// In the temporary area under this name.
+    Temp(String),
+    /// A multipart upload of its final key, not completed.
+    Staged(Box<dyn StagedPut>),
+}
+
+/// Uploads `outputs` (see the [module docs](self)) into the temporary area of `run`, then, if
+/// `still_ours()` holds, puts them in place, playlists and manifests last.
+///
+/// # Errors
+/// [`PublishError::Upload`] (nothing visible changed), [`PublishError::Publish`] (part-way:
+/// see its `kept`), [`PublishError::NotOurs`].
+pub async fn publish(
+    storage: &dyn Storage,
+    run: &RunTemp,
+    outputs: &[Output],
+    still_ours: &(dyn Fn() -> bool + Sync),
+) -> Result<Published, PublishError> {
+    // 1. Upload, all or nothing; after a failure no other upload starts.
+    let failed = AtomicBool::new(false);
+    let results: Vec<(usize, Option<UploadResult>)> = futures_util::stream::iter(0..outputs.len())
+        .map(|n| {
+            let (failed, output) = (&failed, &outputs[n]);
+            async move {
+                if failed.load(Ordering::Relaxed) {
+                    return (n, None);
+                }
+                let result = upload_one(storage, run, output).await;
+                if result.is_err() {
+                    failed.store(true, Ordering::Relaxed);
+                }
+                (n, Some(result))
+            }
+        })
+        .buffer_unordered(UPLOADS_AT_ONCE)
+        .collect()
+        .await;
+    let mut uploaded: Vec<Option<(Uploaded, u64)>> = outputs.iter().map(|_| None).collect();
+    let mut first_error: Option<StorageError> = None;
+    for (n, result) in results {
+        match result {
+            Some(Ok(done)) => uploaded[n] = Some(done),
+            Some(Err(e)) => first_error = first_error.or(Some(e)),
+            None => {}
+        }
+    }
+    if let Some(e) = first_error {
+        discard(storage, run).await;
+        return Err(PublishError::Upload(e));
+    }
+    if !still_ours() {
+        discard(storage, run).await;
+        return Err(PublishError::NotOurs);
+    }
+
+    // 2. Back up the files the outputs replace (a server-side copy each), so that a failure
+    // (or a crash: see `restore_or_discard`) can put them back.
+    let mut replaced: BTreeSet<String> = BTreeSet::new();
+    let mut backed_up: BTreeSet<String> = BTreeSet::new();
+    let heads = futures_util::stream::iter(0..outputs.len())
+        .map(|n| async move {
+            let output = &outputs[n];
+            let backup = match storage.head(&output.path).await {
+                Ok(meta) if meta.size <= COPY_MAX_BYTES => {
+                    storage.copy_to_temp(&output.path, &run.backup(&output.path)).await.map(|()| true)
+                }
+                // Too large to copy: replaced without a backup.
+                Ok(_) => Ok(false),
+                Err(e) => Err(e),
+            };
+            (output.path.clone(), backup)
+        })
+        .buffer_unordered(COPIES_AT_ONCE)
+        .collect::<Vec<_>>()
+        .await;
+    for (path, backup) in heads {
+        match backup {
+            Ok(true) => {
+                replaced.insert(path.clone());
+                backed_up.insert(path);
+            }
+            Ok(false) => {
+                replaced.insert(path);
+            }
+            // No file, or a directory's name (the copy into place will fail on it).
+            Err(StorageError::NotFound(_) | StorageError::IsADirectory(_)) => {}
+            Err(e) => first_error = first_error.or(Some(e)),
+        }
+    }
+    if let Some(e) = first_error {
+        discard(storage, run).await;
+        return Err(PublishError::Upload(e));
+    }
+
+    // 3. Put every output in place: media first, then what names them.
+    // (index in `outputs`, upload, size)
+    let mut items: Vec<(usize, Uploaded, u64)> =
+        uploaded.into_iter().enumerate().filter_map(|(n, uploaded)| uploaded.map(|(u, size)| (n, u, size))).collect();
+    items.sort_by_key(|(n, _, _)| is_index(&outputs[*n].path));
+    let split = items.iter().position(|(n, _, _)| is_index(&outputs[*n].path)).unwrap_or(items.len());
+    let indexes = items.split_off(split);
+    let failed = AtomicBool::new(false);
+    let mut done = Published::default();
+    let mut published: Vec<String> = Vec::new();
+    let media = futures_util::stream::iter(items)
+        .map(|(n, uploaded, size)| {
+            let (failed, output) = (&failed, &outputs[n]);
+            async move {
+                if failed.load(Ordering::Relaxed) {
+                    return (output, size, None);
+                }
+                let result = put_in_place(storage, output, uploaded).await;
+                if result.is_err() {
+                    failed.store(true, Ordering::Relaxed);
+                }
+                (output, size, Some(result))
+            }
+        })
+        .buffer_unordered(COPIES_AT_ONCE)
+        .collect::<Vec<_>>()
+        .await;
+    for (output, size, result) in media {
+        match result {
+            Some(Ok(())) => {
+                published.push(output.path.clone());
+                done.files += 1;
+                done.bytes += size;
+            }
+            Some(Err(e)) => first_error = first_error.or(Some(e)),
+            None => {}
+        }
+    }
+    if first_error.is_none() {
+        for (n, uploaded, size) in indexes {
+            let output = &outputs[n];
+            match put_in_place(storage, output, uploaded).await {
+                Ok(()) => {
+                    published.push(output.path.clone());
+                    done.files += 1;
+                    done.bytes += size;
+                }
+                Err(e) => {
+                    first_error = Some(e);
+                    break;
+                }
+            }
+        }
+    }
+    let Some(source) = first_error else {
+        // The backups are no longer needed.
+        discard(storage, run).await;
+        return Ok(done);
+    };
+    // Undo: the older files back, the new ones gone.
+    let mut kept = Vec::new();
+    for path in published {
+        let undone = if backed_up.contains(&path) {
+            storage.publish_temp(&run.backup(&path), &path, false).await
+        } else if replaced.contains(&path) {
+            kept.push(path);
+            continue;
+        } else {
+            storage.delete(&path, false).await
+        };
+        if let Err(e) = undone {
+            tracing::warn!(path, error = %e, "undoing a failed publish's output failed");
+            kept.push(path);
+        }
+    }
+    discard(storage, run).await;
+    Err(PublishError::Publish { source, kept })
+}
+
+/// Step 1 for one output.
+async fn upload_one(storage: &dyn Storage, run: &RunTemp, output: &Output) -> Result<(Uploaded, u64), StorageError> {
+    let io_error = |source: std::io::Error| StorageError::Io { path: output.path.clone(), source };
+    let file = tokio::fs::File::open(&output.local).await.map_err(io_error)?;
+    let size = file.metadata().await.map_err(io_error)?.len();
+    let body: ByteStream = Box::pin(tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024));
+    if size > COPY_MAX_BYTES {
+        let options = PutOptions { create_only: output.create_only, max_bytes: u64::MAX };
+        let staged = storage.put(&output.path, body, options).await?;
+        return Ok((Uploaded::Staged(staged), size));
+    }
+    let sent = storage.put_temp(&run.name(&output.path), body).await?;
+    Ok((Uploaded::Temp(run.name(&output.path)), sent))
+}
+
+/// Step 2 for one output.
+async fn put_in_place(storage: &dyn Storage, output: &Output, uploaded: Uploaded) -> Result<(), StorageError> {
+    match uploaded {
+        Uploaded::Temp(temp) => storage.publish_temp(&temp, &output.path, output.create_only).await,
+        Uploaded::Staged(staged) => staged.commit().await.map(|_| ()),
+    }
+}
+
+/// Deletes every temporary name of `run` (outputs and backups); one already gone is no error.
+async fn discard(storage: &dyn Storage, run: &RunTemp) {
+    let temps = match storage.list_temps(&run.prefix()).await {
+        Ok(temps) => temps,
+        Err(e) => {
+            tracing::warn!(run = run.prefix(), error = %e, "listing a run's temporary names failed; the sweep removes them");
+            return;
+        }
+    };
+    let deletes = futures_util::stream::iter(temps)
+        .map(|temp| async move {
+            if let Err(e) = storage.delete_temp(&temp.path).await {
+                tracing::warn!(temp = temp.path, error = %e, "deleting a temporary name failed; the sweep removes it");
+            }
+        })
+        .buffer_unordered(COPIES_AT_ONCE);
+    deletes.collect::<()>().await;
+}
+
+/// What a run that did not end by itself (a crash, a lost node) left in the temporary area:
+/// the files its outputs had replaced are put back from their backups (when `restore`), and
+/// every name in `temps` is deleted. Restore only while no one else may write those paths: the
+/// job is still active (running again, or being recovered), so the files API refuses them and
+/// no other job writes them. Returns (files put back, names deleted).
+pub async fn restore_or_discard(storage: &dyn Storage, temps: &[String], restore: bool) -> (usize, usize) {
+    let (mut restored, mut deleted) = (0, 0);
+    for temp in temps {
+        if restore && let Some(path) = RunTemp::backed_up(temp) {
+            match storage.publish_temp(temp, path, false).await {
+                Ok(()) => {
+                    restored += 1;
+                    continue;
+                }
+                Err(StorageError::NotFound(_)) => continue,
+                Err(e) => tracing::warn!(temp, path, error = %e, "putting a file back from its backup failed"),
+            }
+        }
+        match storage.delete_temp(temp).await {
+            Ok(()) => deleted += 1,
+            Err(e) => tracing::warn!(temp, error = %e, "deleting a temporary name failed"),
+        }
+    }
+    (restored, deleted)
+}
+
+/// Whether `path` names others (a playlist or manifest), to be published after them.
+pub fn is_index(path: &str) -> bool {
+    std::path::Path::new(path)
+        .extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| matches!(e, "m3u8" | "mpd" | "m3u" | "ism" | "f4m"))
+}

@@ -1,0 +1,173 @@
+//! A staged run's bucket failures and leftovers: a failure that may pass (the storage
+//! unavailable) re-queues the job while it has attempts left ([`Jobs::staging_failed`]); the
+//! temporary names of runs that ended without publishing are deleted
+//! ([`Jobs::discard_run_temps`], [`Jobs::sweep_temp_area`]).
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+use tokio_util::sync::CancellationToken;
+
+use super::Jobs;
+use crate::model::{Job, JobId, JobStatus};
+use crate::publish::{PUBLISH_TEMP, PublishError, RunTemp, restore_or_discard};
+use crate::staging::StagingError;
+use crate::storage::{StorageError, TEMP_AREA};
+use crate::store::Outcome;
+
+/// Counter of staged runs re-queued because the storage was unavailable (Prometheus name).
+pub const METRIC_STAGING_RETRIES: &str = "ffmpeg_worker_staging_retries_total";
+
+/// How long a run that failed on an unavailable storage waits before it puts its job back in
+/// the queue (the next attempt may start at once on an idle node).
+pub const STAGING_RETRY_DELAY: Duration = Duration::from_secs(1);
+
+/// A create-only upload's temporary object (`uploads/…` in the temporary area) lives for
+/// the seconds between its last part and its copy into place; one older than this was left
+/// by a crash.
+pub const STALE_UPLOAD_AGE: Duration = Duration::from_secs(3600);
+
+/// What [`Jobs::sweep_temp_area`] deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TempSweep {
+    /// Files put back from the backups of a run that published part-way and is over, its job
+    /// queued again.
+    pub restored: usize,
+    /// Temporary names (outputs, backups) of runs that are over, deleted.
+    pub outputs: usize,
+    /// Create-only uploads' temporary objects older than [`STALE_UPLOAD_AGE`].
+    pub uploads: usize,
+}
+
+impl Jobs {
+    /// Ends a staged run of `job` that failed with `error`: nothing when the job is no longer
+    /// this node's; a failure that may pass ([`StagingError::is_transient`]) puts the job back
+    /// in the queue with the reason as its `error` while it has attempts left
+    /// ([`crate::JobsConfig::max_attempts`]); otherwise the job fails, saying how many
+    /// attempts it had.
+    pub(super) async fn staging_failed(
+        &self,
+        job: &Job,
+        error: StagingError,
+        log: &str,
+        started: SystemTime,
+        cancel: &CancellationToken,
+        abort: &CancellationToken,
+    ) {
+        let id = &job.id;
+        if matches!(error, StagingError::Publish(PublishError::NotOurs)) {
+            tracing::warn!("lost the lease of the job while uploading its outputs; nothing was published");
+            return;
+        }
+        let max = self.config.max_attempts;
+        if !error.is_transient() {
+            tracing::warn!(error = %error, "staging failed");
+            return self.finish(id, Outcome::Failed { error: error.to_string() }, log, started, abort).await;
+        }
+        if job.attempts >= max {
+            tracing::warn!(error = %error, attempts = job.attempts, "staging failed; no attempt left");
+            let error = format!("{error} (attempt {} of {max}, none left)", job.attempts);
+            return self.finish(id, Outcome::Failed { error }, log, started, abort).await;
+        }
+        let reason = format!("attempt {} of {max} failed, the job waits for another: {error}", job.attempts);
+        tracing::warn!(error = %error, attempts = job.attempts, "staging failed; the job is queued again");
+        tokio::select! {
+            () = tokio::time::sleep(STAGING_RETRY_DELAY) => {}
+            () = cancel.cancelled() => return self.finish(id, Outcome::Cancelled, log, started, abort).await,
+            () = abort.cancelled() => return self.requeue_stopped(id).await,
+        }
+        match self.store.retry(id, &reason).await {
+            Ok(()) => {
+                metrics::counter!(METRIC_STAGING_RETRIES).increment(1);
+                self.status_changed_of(id).await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "re-queueing the job failed; it fails instead");
+                self.finish(id, Outcome::Failed { error: reason }, log, started, abort).await;
+            }
+        }
+    }
+
+    /// What earlier runs of job `id` that did not end by themselves left in the storage's
+    /// temporary area: the files a part-way publish replaced are put back from their backups,
+    /// and every name is deleted ([`crate::publish::restore_or_discard`]). Called only while
+    /// the job is active (it runs again, or recovery found it interrupted), so no one else
+    /// writes its paths meanwhile.
+    pub(super) async fn discard_run_temps(&self, id: &JobId) {
+        let Some(remote) = self.config.remote_storage.as_ref().filter(|s| s.has_temp_area()) else { return };
+        let temps = match remote.list_temps(&RunTemp::prefix_of(id)).await {
+            Ok(temps) => temps.into_iter().map(|temp| temp.path).collect::<Vec<_>>(),
+            Err(e) => {
+                tracing::warn!(error = %e, "listing an earlier run's temporary names failed; the sweep removes them");
+                return;
+            }
+        };
+        if temps.is_empty() {
+            return;
+        }
+        let (restored, deleted) = restore_or_discard(remote.as_ref(), &temps, true).await;
+        tracing::info!(restored, deleted, "undid what an earlier run of the job left in the storage");
+    }
+
+    /// Deletes from the storage's temporary area ([`TEMP_AREA`]) what runs and uploads that
+    /// are over left there (a crash, a lost node, a failed clean-up): the temporary outputs of
+    /// every run whose job is not running that attempt now (finished, queued again, running a
+    /// later attempt, or gone), and create-only uploads' objects older than
+    /// [`STALE_UPLOAD_AGE`]. Safe while other nodes run jobs: the names are listed first and
+    /// only the listed ones are deleted, so a run that starts meanwhile keeps its own; a run
+    /// still going is never touched. Does nothing for a storage without a temporary area.
+    ///
+    /// # Errors
+    /// [`StorageError`] when the area cannot be listed; a job the store cannot read keeps its
+    /// names.
+    pub async fn sweep_temp_area(&self) -> Result<TempSweep, StorageError> {
+        let mut sweep = TempSweep::default();
+        let Some(remote) = self.config.remote_storage.as_ref().filter(|s| s.has_temp_area()) else {
+            return Ok(sweep);
+        };
+        let mut runs: BTreeMap<(JobId, u32), Vec<String>> = BTreeMap::new();
+        let now = SystemTime::now();
+        for temp in remote.list_temps("").await? {
+            match RunTemp::owner(&temp.path) {
+                Some(owner) => runs.entry(owner).or_default().push(temp.path),
+                None if !temp.path.starts_with(&format!("{PUBLISH_TEMP}/")) => {
+                    let age = now.duration_since(temp.modified).unwrap_or_default();
+                    if age > STALE_UPLOAD_AGE && remote.delete_temp(&temp.path).await.is_ok() {
+                        sweep.uploads += 1;
+                    }
+                }
+                None => {}
+            }
+        }
+        for ((id, attempt), temps) in runs {
+            let status = match self.store.get(&id).await {
+                Ok(job) => job.map(|job| (job.status, job.attempts)),
+                Err(e) => {
+                    tracing::warn!(job = %id, error = %e, "reading a job for the temporary area's sweep failed");
+                    continue;
+                }
+            };
+            // The attempt still runs: its own. Queued again: no one may write its paths until
+            // it runs, so the files a part-way publish replaced go back. Otherwise (finished,
+            // gone, or a later attempt runs, which undid this one first): names only.
+            let restore = match status {
+                Some((JobStatus::Running, attempts)) if attempts == attempt => continue,
+                Some((JobStatus::Queued, _)) => true,
+                _ => false,
+            };
+            let (restored, deleted) = restore_or_discard(remote.as_ref(), &temps, restore).await;
+            sweep.restored += restored;
+            sweep.outputs += deleted;
+        }
+        if sweep != TempSweep::default() {
+            tracing::info!(
+                restored = sweep.restored,
+                outputs = sweep.outputs,
+                uploads = sweep.uploads,
+                area = TEMP_AREA,
+                "removed what runs and uploads that are over left in the storage's temporary area"
+            );
+        }
+        Ok(sweep)
+    }
+}
