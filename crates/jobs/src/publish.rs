@@ -356,14 +356,29 @@ async fn upload_one(storage: &dyn Storage, run: &RunTemp, output: &Output) -> Re
         let staged = storage.put(&output.path, body, options).await?;
         return Ok((Uploaded::Staged(staged), size));
     }
-    let sent = storage.put_temp(&run.name(&output.path), body).await?;
+    // Errors name the output as the client does, not its temporary name.
+    let sent = storage.put_temp(&run.name(&output.path), body).await.map_err(|e| named(e, &output.path))?;
     Ok((Uploaded::Temp(run.name(&output.path)), sent))
+}
+
+/// `e` about `path` instead of the temporary name it was about.
+fn named(e: StorageError, path: &str) -> StorageError {
+    let path = path.to_owned();
+    match e {
+        StorageError::Io { source, .. } => StorageError::Io { path, source },
+        StorageError::Unavailable { source, .. } => StorageError::Unavailable { path, source },
+        StorageError::Denied { source, .. } => StorageError::Denied { path, source },
+        StorageError::NotFound(_) => StorageError::NotFound(path),
+        e => e,
+    }
 }
 
 /// Step 2 for one output.
 async fn put_in_place(storage: &dyn Storage, output: &Output, uploaded: Uploaded) -> Result<(), StorageError> {
     match uploaded {
-        Uploaded::Temp(temp) => storage.publish_temp(&temp, &output.path, output.create_only).await,
+        Uploaded::Temp(temp) => {
+            storage.publish_temp(&temp, &output.path, output.create_only).await.map_err(|e| named(e, &output.path))
+        }
         Uploaded::Staged(staged) => staged.commit().await.map(|_| ()),
     }
 }
