@@ -41,7 +41,8 @@ impl Jobs {
     /// this host and removes its scratch directories ([`Runner::remove_leftovers`](crate::Runner)),
     /// removes the files it wrote in the data directory ([`outputs::remove_run_files`], only
     /// what the run's snapshot says it created or changed), its stage, and the directories it
-    /// created once empty; then records the outcome. If recording fails, the lease this node
+    /// created once empty; in a bucket, puts back the files a part-way publish replaced
+    /// ([`Jobs::discard_run_temps`]); then records the outcome. If recording fails, the lease this node
     /// holds runs out and another node takes the job over again (removing finds nothing more).
     async fn end_lost_run(&self, lost: LostRun) {
         let LostRun { id, run, outcome } = lost;
@@ -61,6 +62,8 @@ impl Jobs {
         })
         .await;
         self.remove_created_dirs(std::slice::from_ref(&id), created).await;
+        // A bucket: what a part-way publish replaced goes back, the run's temporary names go.
+        self.discard_run_temps(&id).await;
         match self.store.finish(&id, outcome, "").await {
             Ok(mut job) => {
                 tracing::warn!(job = %id, status = %job.status, error = ?job.error, "ended a job whose node was lost");

@@ -147,13 +147,16 @@ impl Jobs {
                     continue;
                 }
             };
-            // The attempt still runs: its own. Queued again: no one may write its paths until
-            // it runs, so the files a part-way publish replaced go back. Otherwise (finished,
-            // gone, or a later attempt runs, which undid this one first): names only.
+            // The attempt still runs: its own. A later attempt runs (it undid this one before
+            // it started) or the job completed (a later attempt published): names only.
+            // Otherwise (queued again, failed, cancelled, or its record deleted) the run did not
+            // complete, and nothing may write its paths meanwhile: the files a part-way publish
+            // replaced go back (a job ended by a lost node's reaper keeps no one's output in
+            // place of the user's file).
             let restore = match status {
                 Some((JobStatus::Running, attempts)) if attempts == attempt => continue,
-                Some((JobStatus::Queued, _)) => true,
-                _ => false,
+                Some((JobStatus::Running | JobStatus::Completed, _)) => false,
+                _ => true,
             };
             let (restored, deleted) = restore_or_discard(remote.as_ref(), &temps, restore).await;
             sweep.restored += restored;

@@ -530,17 +530,23 @@ async fn the_sweep_undoes_and_removes_what_runs_that_are_over_left_only() {
         storage.put_temp(temp, body(b"partial")).await.unwrap();
     }
     storage.put_temp(&backup, body(b"the older f.mp4")).await.unwrap();
+    // `finished` failed after its run put h.mp4 in place (a lost node's job ended by the
+    // reaper): the user's older h.mp4 goes back too.
+    fx.put_bytes("h.mp4", b"the failed run's output").await;
+    let failed_backup = format!("publish/{}-1-cccc/old/h.mp4", finished.id);
+    storage.put_temp(&failed_backup, body(b"the older h.mp4")).await.unwrap();
     // Hidden from listings and from the files API.
     let listed: Vec<String> = storage.list("", None, 100).await.unwrap().files.into_iter().map(|f| f.path).collect();
-    assert_eq!(listed, ["f.mp4"]);
+    assert_eq!(listed, ["f.mp4", "h.mp4"]);
     let reserved = storage.head(&format!("{}/{over}", jobs::storage::TEMP_AREA)).await;
     assert!(matches!(reserved, Err(StorageError::InvalidPath { .. })), "{reserved:?}");
 
     let sweep = fx.jobs.sweep_temp_area().await.unwrap();
-    assert_eq!(sweep, jobs::service::TempSweep { restored: 1, outputs: 3, uploads: 0 });
+    assert_eq!(sweep, jobs::service::TempSweep { restored: 2, outputs: 3, uploads: 0 });
     let left: Vec<String> = storage.list_temps("").await.unwrap().into_iter().map(|f| f.path).collect();
     assert_eq!(left, [live.clone(), fresh_upload.to_owned()]);
     assert_eq!(fx.object("f.mp4"), b"the older f.mp4");
+    assert_eq!(fx.object("h.mp4"), b"the older h.mp4");
 }
 
 #[tokio::test]
