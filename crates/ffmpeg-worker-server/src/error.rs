@@ -220,7 +220,9 @@ fn files_parts(e: &FilesError) -> (StatusCode, &'static str, &'static str) {
             StorageError::InvalidPath { .. } | StorageError::Reserved(_) => {
                 (StatusCode::UNPROCESSABLE_ENTITY, "/problems/invalid-path", "Invalid file path")
             }
-            StorageError::NotFound(_) => (StatusCode::NOT_FOUND, "/problems/file-not-found", "File not found"),
+            StorageError::NotFound(_) | StorageError::DanglingLink { .. } => {
+                (StatusCode::NOT_FOUND, "/problems/file-not-found", "File not found")
+            }
             StorageError::IsADirectory(_) | StorageError::NotADirectory { .. } => {
                 (StatusCode::CONFLICT, "/problems/file-conflict", "Not a file")
             }

@@ -13,7 +13,8 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
-use futures_util::TryStreamExt as _;
+use bytes::Bytes;
+use futures_util::{StreamExt as _, TryStreamExt as _};
 use jobs::model::DEFAULT_PAGE_SIZE;
 use jobs::storage::{ByteStream, FileMeta};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
@@ -97,6 +98,11 @@ fn not_modified(headers: &HeaderMap, meta: &FileMeta) -> bool {
     modified <= since
 }
 
+/// The most ranges one request may ask for: a `Range` header with more is ignored and the
+/// whole file sent (as nginx's `max_ranges` does), so that many tiny parts cannot make an
+/// answer far larger than the file.
+const MAX_RANGES: usize = 16;
+
 /// What a `Range` header asks of a file of `size` bytes.
 #[derive(Debug, PartialEq, Eq)]
 enum RangeAsk {
@@ -104,12 +110,49 @@ enum RangeAsk {
     Whole,
     /// One satisfiable range, `start..end`.
     Part(u64, u64),
+    /// Several satisfiable ranges, `start..end`, ascending, none overlapping or touching: a
+    /// `multipart/byteranges` answer.
+    Parts(Vec<(u64, u64)>),
     /// Nothing of the file can satisfy it: 416.
     Unsatisfiable,
 }
 
-/// Parses a single `bytes=` range (RFC 9110 §14.1.2); a missing, malformed or multi-range
-/// header is served whole (a server may ignore `Range`).
+/// One range-spec of a `bytes=` header against a file of `size` bytes: `Ok(Some)` satisfiable,
+/// `Ok(None)` unsatisfiable, `Err` malformed.
+fn one_range(spec: &str, size: u64) -> Result<Option<(u64, u64)>, ()> {
+    let (first, last) = spec.trim().split_once('-').ok_or(())?;
+    let number = |s: &str| -> Result<u64, ()> {
+        if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(());
+        }
+        s.parse::<u64>().map_err(|_| ())
+    };
+    match (first.trim(), last.trim()) {
+        ("", suffix) => match number(suffix)? {
+            0 => Ok(None),
+            _ if size == 0 => Ok(None),
+            n => Ok(Some((size.saturating_sub(n), size))),
+        },
+        (start, end) => {
+            let start = number(start)?;
+            let end = if end.is_empty() {
+                size
+            } else {
+                match number(end)? {
+                    end if end >= start => end.saturating_add(1).min(size),
+                    _ => return Err(()),
+                }
+            };
+            Ok((start < size).then_some((start, end)))
+        }
+    }
+}
+
+/// Parses a `bytes=` range header (RFC 9110 §14.1.2). A missing or malformed header, one with
+/// more than [`MAX_RANGES`] ranges, or an `If-Range` that no longer matches, is served whole
+/// (a server may ignore `Range`). Unsatisfiable ranges beside satisfiable ones are dropped;
+/// overlapping or touching ranges are coalesced and the parts sent in ascending order (§15.3.7.2
+/// allows both).
 fn range_ask(headers: &HeaderMap, meta: &FileMeta) -> RangeAsk {
     let Some(value) = headers.get(header::RANGE).and_then(|v| v.to_str().ok()) else { return RangeAsk::Whole };
     // `If-Range`: the range only applies to the same version of the file.
@@ -124,34 +167,71 @@ fn range_ask(headers: &HeaderMap, meta: &FileMeta) -> RangeAsk {
             return RangeAsk::Whole;
         }
     }
-    let Some(spec) = value.trim().strip_prefix("bytes=") else { return RangeAsk::Whole };
-    if spec.contains(',') {
+    let Some(specs) = value.trim().strip_prefix("bytes=") else { return RangeAsk::Whole };
+    // Empty elements of the list are allowed (`#` rule, RFC 9110 §5.6.1).
+    let specs: Vec<&str> = specs.split(',').filter(|s| !s.trim().is_empty()).collect();
+    if specs.is_empty() || specs.len() > MAX_RANGES {
         return RangeAsk::Whole;
     }
-    let Some((first, last)) = spec.trim().split_once('-') else { return RangeAsk::Whole };
-    let size = meta.size;
-    let number =
-        |s: &str| (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())).then(|| s.parse::<u64>().ok()).flatten();
-    match (first.trim(), last.trim()) {
-        ("", suffix) => match number(suffix) {
-            Some(0) => RangeAsk::Unsatisfiable,
-            Some(_) if size == 0 => RangeAsk::Unsatisfiable,
-            Some(n) => RangeAsk::Part(size.saturating_sub(n), size),
-            None => RangeAsk::Whole,
-        },
-        (start, end) => {
-            let Some(start) = number(start) else { return RangeAsk::Whole };
-            let end = if end.is_empty() {
-                size
-            } else {
-                match number(end) {
-                    Some(end) if end >= start => end.saturating_add(1).min(size),
-                    _ => return RangeAsk::Whole,
-                }
-            };
-            if start >= size { RangeAsk::Unsatisfiable } else { RangeAsk::Part(start, end) }
+    let mut ranges = Vec::new();
+    for spec in specs {
+        match one_range(spec, meta.size) {
+            Ok(Some(range)) => ranges.push(range),
+            Ok(None) => {}
+            Err(()) => return RangeAsk::Whole,
         }
     }
+    ranges.sort_unstable();
+    let mut merged: Vec<(u64, u64)> = Vec::with_capacity(ranges.len());
+    for (start, end) in ranges {
+        match merged.last_mut() {
+            Some(last) if start <= last.1 => last.1 = last.1.max(end),
+            _ => merged.push((start, end)),
+        }
+    }
+    match merged.as_slice() {
+        [] => RangeAsk::Unsatisfiable,
+        [(start, end)] => RangeAsk::Part(*start, *end),
+        _ => RangeAsk::Parts(merged),
+    }
+}
+
+/// A `multipart/byteranges` body (RFC 9110 §14.6) of `parts` of `file`: each part's headers
+/// (`Content-Type` of the file, `Content-Range`), then its bytes, read one part after the
+/// other. Returns the content type (with the boundary), the exact length, and the body.
+fn multipart(
+    file: Box<dyn jobs::storage::StoredFile>,
+    parts: &[(u64, u64)],
+    boundary: &str,
+) -> (String, u64, ByteStream) {
+    let meta = file.meta().clone();
+    let content_type = jobs::files::content_type(&meta.path);
+    let heads: Vec<(Bytes, (u64, u64))> = parts
+        .iter()
+        .map(|&(start, end)| {
+            let head = format!(
+                "\r\n--{boundary}\r\nContent-Type: {content_type}\r\nContent-Range: bytes {start}-{}/{}\r\n\r\n",
+                end - 1,
+                meta.size
+            );
+            (Bytes::from(head), (start, end))
+        })
+        .collect();
+    let tail = Bytes::from(format!("\r\n--{boundary}--\r\n"));
+    let length =
+        heads.iter().map(|(head, (start, end))| head.len() as u64 + (end - start)).sum::<u64>() + tail.len() as u64;
+    // Each part's read starts only once the one before it has been sent.
+    let body = futures_util::stream::iter(heads)
+        .map(move |(head, (start, end))| {
+            let bytes: ByteStream = match file.try_clone() {
+                Ok(handle) => handle.read(start..end),
+                Err(e) => Box::pin(futures_util::stream::once(async move { Err(e) })),
+            };
+            futures_util::stream::once(async move { Ok(head) }).chain(bytes)
+        })
+        .flatten()
+        .chain(futures_util::stream::once(async move { Ok(tail) }));
+    (format!("multipart/byteranges; boundary={boundary}"), length, Box::pin(body))
 }
 
 /// Headers every answer about a file carries.
@@ -275,8 +355,10 @@ pub(crate) async fn put_file(
 /// Download a file
 ///
 /// Streams the file, with `Content-Type` from its extension, `Content-Length`, `ETag`,
-/// `Last-Modified` and `Accept-Ranges: bytes`. A single `Range` (`bytes=0-1023`, `bytes=-500`)
-/// gets 206 with that part; `If-None-Match` / `If-Modified-Since` get 304 when unchanged.
+/// `Last-Modified` and `Accept-Ranges: bytes`. A `Range` (`bytes=0-1023`, `bytes=-500`) gets
+/// 206 with that part; several (`bytes=0-99,200-299`, at most 16; overlapping ones merged)
+/// get 206 `multipart/byteranges`, parts in ascending order; `If-None-Match` /
+/// `If-Modified-Since` get 304 when unchanged.
 /// Types outside a media allowlist (video, audio, common images, HLS playlists, plain text)
 /// come as an attachment with `Content-Security-Policy: sandbox`, and every answer carries
 /// `X-Content-Type-Options: nosniff`.
@@ -285,7 +367,7 @@ pub(crate) async fn put_file(
     params(FilePathParam),
     responses(
         (status = 200, description = "The file", content_type = "application/octet-stream", body = FileBody),
-        (status = 206, description = "The requested range (`Content-Range`)", content_type = "application/octet-stream", body = FileBody),
+        (status = 206, description = "The requested range (`Content-Range`), or several as `multipart/byteranges`", content_type = "application/octet-stream", body = FileBody),
         (status = 304, description = "Not modified"),
         (status = 400, description = "The path is not valid percent-encoded UTF-8", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such file", body = Problem, content_type = "application/problem+json"),
@@ -336,6 +418,22 @@ async fn serve(state: &AppState, path: &str, headers: &HeaderMap, head: bool) ->
     }
     let (status, start, end) = match range_ask(headers, &meta) {
         RangeAsk::Whole => (StatusCode::OK, 0, meta.size),
+        RangeAsk::Parts(parts) => {
+            let mut random = [0u8; 12];
+            getrandom::fill(&mut random).map_err(|e| {
+                tracing::error!(error = %e, "no random bytes for a multipart boundary");
+                ApiError::Internal
+            })?;
+            let boundary: String = random.iter().map(|b| format!("{b:02x}")).collect();
+            let (content_type, length, body) = multipart(file, &parts, &boundary);
+            if let Ok(v) = HeaderValue::try_from(content_type) {
+                out.insert(header::CONTENT_TYPE, v);
+            }
+            let body = if head { Body::empty() } else { Body::from_stream(body) };
+            let mut response = (StatusCode::PARTIAL_CONTENT, out, body).into_response();
+            response.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+            return Ok(response);
+        }
         RangeAsk::Part(start, end) => {
             if let Ok(v) = HeaderValue::try_from(format!("bytes {start}-{}/{}", end - 1, meta.size)) {
                 out.insert(header::CONTENT_RANGE, v);
@@ -455,9 +553,23 @@ mod tests {
         assert_eq!(ask("bytes=-0", 100), RangeAsk::Unsatisfiable);
         assert_eq!(ask("bytes=0-", 0), RangeAsk::Unsatisfiable);
         assert_eq!(ask("bytes=5-2", 100), RangeAsk::Whole);
-        assert_eq!(ask("bytes=0-1,5-6", 100), RangeAsk::Whole);
         assert_eq!(ask("items=0-1", 100), RangeAsk::Whole);
         assert_eq!(ask("bytes=x-1", 100), RangeAsk::Whole);
+    }
+
+    #[test]
+    fn several_ranges() {
+        assert_eq!(ask("bytes=0-1,5-6", 100), RangeAsk::Parts(vec![(0, 2), (5, 7)]));
+        // Ascending, overlapping and touching ones coalesced, unsatisfiable ones dropped.
+        assert_eq!(ask("bytes=50-59, 0-9,-5", 100), RangeAsk::Parts(vec![(0, 10), (50, 60), (95, 100)]));
+        assert_eq!(ask("bytes=0-9,5-19,20-29,60-", 100), RangeAsk::Parts(vec![(0, 30), (60, 100)]));
+        assert_eq!(ask("bytes=0-9,200-300", 100), RangeAsk::Part(0, 10));
+        assert_eq!(ask("bytes=0-9,,20-29", 100), RangeAsk::Parts(vec![(0, 10), (20, 30)]));
+        assert_eq!(ask("bytes=200-,300-400", 100), RangeAsk::Unsatisfiable);
+        // One malformed spec, or too many: the whole file.
+        assert_eq!(ask("bytes=0-9,x-1", 100), RangeAsk::Whole);
+        let many: Vec<String> = (0..=MAX_RANGES).map(|n| format!("{}-{}", n * 2, n * 2)).collect();
+        assert_eq!(ask(&format!("bytes={}", many.join(",")), 100), RangeAsk::Whole);
     }
 
     #[test]

@@ -92,7 +92,8 @@ impl AppState {
     /// State over `jobs` with `settings`.
     pub fn with_settings(jobs: Arc<Jobs>, settings: AppSettings) -> AppState {
         let storage = Arc::clone(jobs.storage());
-        let files = Arc::new(Files::new(storage, Arc::clone(jobs.store()), settings.max_upload_bytes));
+        let sandbox = Arc::new(jobs.sandbox().clone());
+        let files = Arc::new(Files::new(storage, Arc::clone(jobs.store()), sandbox, settings.max_upload_bytes));
         AppState {
             jobs,
             files,

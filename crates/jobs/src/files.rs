@@ -11,6 +11,10 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use ffmpeg_core::command::Command;
+use ffmpeg_core::footprint::Footprint;
+use ffmpeg_core::sandbox::Sandbox;
+
 use crate::model::{InvalidRequest, JobId, JobStatus, MAX_PAGE_SIZE};
 use crate::storage::{ByteStream, FileMeta, ListPage, PutOptions, PutOutcome, Storage, StorageError, StoredFile};
 use crate::store::{JobStore, StoreError};
@@ -82,6 +86,7 @@ pub struct StoredInfo {
 pub struct Files {
     storage: Arc<dyn Storage>,
     store: Arc<dyn JobStore>,
+    sandbox: Arc<Sandbox>,
     max_upload_bytes: u64,
 }
 
@@ -95,10 +100,16 @@ impl std::fmt::Debug for Files {
 }
 
 impl Files {
-    /// Files in `storage`, checked against the jobs in `store`, uploads up to
+    /// Files in `storage`, checked against the jobs in `store` (whose commands `sandbox`
+    /// resolves when a job was stored without its footprint), uploads up to
     /// `max_upload_bytes`.
-    pub fn new(storage: Arc<dyn Storage>, store: Arc<dyn JobStore>, max_upload_bytes: u64) -> Files {
-        Files { storage, store, max_upload_bytes }
+    pub fn new(
+        storage: Arc<dyn Storage>,
+        store: Arc<dyn JobStore>,
+        sandbox: Arc<Sandbox>,
+        max_upload_bytes: u64,
+    ) -> Files {
+        Files { storage, store, sandbox, max_upload_bytes }
     }
 
     /// Largest upload accepted, in bytes.
@@ -112,17 +123,32 @@ impl Files {
     }
 
     /// [`FilesError::InUse`] if a queued or running job may read or write any of `paths`
-    /// (normal form); a job whose footprint is unknown may touch anything.
+    /// (normal form). A job stored without its footprint (before footprints were recorded)
+    /// gets the one its command has now ([`Files::derived_footprint`]); only when that cannot
+    /// be known may it touch anything.
     async fn check_not_in_use(&self, paths: &[String]) -> Result<(), FilesError> {
         for active in self.store.active_footprints().await? {
+            let footprint = match active.footprint {
+                Some(footprint) => Some(footprint),
+                None => self.derived_footprint(&active.id).await,
+            };
             let used = paths.iter().find(|path| {
-                active.footprint.as_ref().is_none_or(|footprint| footprint.touches_file(Path::new(path.as_str())))
+                footprint.as_ref().is_none_or(|footprint| footprint.touches_file(Path::new(path.as_str())))
             });
             if let Some(path) = used {
                 return Err(FilesError::InUse { path: path.clone(), job: active.id, status: active.status });
             }
         }
         Ok(())
+    }
+
+    /// The footprint of job `id`'s command as the sandbox resolves it now (as a worker would
+    /// before running it); `None` when the job is gone or its command no longer resolves.
+    async fn derived_footprint(&self, id: &JobId) -> Option<Footprint> {
+        let job = self.store.get(id).await.ok()??;
+        let sandbox = Arc::clone(&self.sandbox);
+        let derive = move || Some(Footprint::of(&sandbox.resolve_command(&Command::parse(&job.command).ok()?).ok()?));
+        tokio::task::spawn_blocking(derive).await.ok()?
     }
 
     /// Stores `body` at `path` (parent directories created), atomically: readers and jobs see

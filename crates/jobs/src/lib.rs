@@ -13,6 +13,7 @@
 //! - [`service`]: [`Jobs`], the service front ends call, and its worker pool.
 //! - [`events`]: the in-process event bus (status changes, live progress) and event ids.
 //! - [`cluster`]: the signals the nodes of a cluster send each other through a shared store.
+//! - [`concat_lists`]: concat lists' entries, checked (and staged) right before a run.
 //! - [`outputs`]: which files a command produced.
 //! - [`output_meta`]: what is known of each produced file (format, streams, size, duration).
 //! - [`exec_limits`]: what the operating system refuses when it starts ffmpeg.
@@ -33,6 +34,7 @@
 //! does its blocking work off the runtime threads or through tokio's own I/O.
 
 pub mod cluster;
+pub mod concat_lists;
 pub mod encoded;
 pub mod events;
 pub mod exec_limits;

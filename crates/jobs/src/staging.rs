@@ -8,7 +8,9 @@
 //!    [`Footprint`]'s read sets: inputs, glob and image-sequence matches, side files named in
 //!    options (subtitles, fonts directories, ...), two-pass logs of an earlier pass — is listed
 //!    in the storage and copied into the stage at its relative path. A missing input is not an
-//!    error here: ffmpeg then reports it by name, as it would locally.
+//!    error here: ffmpeg then reports it by name, as it would locally. Then the files that the
+//!    inputs' concat lists name, checked by the stage's sandbox as on a disk
+//!    ([`crate::concat_lists::check`], called by the worker with the resolved command).
 //! 2. **Running**: ffmpeg runs on the stage as on the data directory.
 //! 3. **Uploading** ([`Stage::upload`]), after success only: every file the run wrote (the
 //!    same rule as locally, [`crate::outputs::run_files`]: outputs, HLS/DASH segments and
@@ -81,6 +83,10 @@ pub enum StagingError {
     /// no longer this node's: [`PublishError::NotOurs`]).
     #[error("putting the job's uploaded outputs in place failed, and what was done was undone: {0}")]
     Publish(#[source] PublishError),
+    /// A concat list's entries were refused or could not be staged
+    /// ([`crate::concat_lists::check`]).
+    #[error(transparent)]
+    Concat(Box<crate::concat_lists::ConcatListError>),
 }
 
 impl StagingError {
@@ -90,6 +96,10 @@ impl StagingError {
         match self {
             StagingError::Download(e) | StagingError::Upload(e) => e.is_transient(),
             StagingError::Publish(e) => e.storage_error().is_some_and(StorageError::is_transient),
+            StagingError::Concat(e) => match e.as_ref() {
+                crate::concat_lists::ConcatListError::Staging(e) => e.is_transient(),
+                _ => false,
+            },
             StagingError::Prepare(_) | StagingError::Write { .. } => false,
         }
     }
@@ -326,6 +336,20 @@ fn remove_stage(root: &Path) {
         && e.kind() != io::ErrorKind::NotFound
     {
         tracing::warn!(stage = %root.display(), error = %e, "removing a staging directory failed");
+    }
+}
+
+/// Adds the downloads made besides [`Stage::download`] (the entries of concat lists,
+/// [`crate::concat_lists::check`]) to the download metrics: `Ok` what they moved, `Err(true)`
+/// a failed download, `Err(false)` none (refused before anything failed to move).
+pub(crate) fn count_download(outcome: Result<&Transfer, bool>) {
+    match outcome {
+        Ok(transfer) => {
+            metrics::counter!(METRIC_BYTES, "direction" => "download").increment(transfer.bytes);
+            metrics::counter!(METRIC_FILES, "direction" => "download").increment(transfer.files as u64);
+        }
+        Err(true) => metrics::counter!(METRIC_FAILURES, "direction" => "download").increment(1),
+        Err(false) => {}
     }
 }
 

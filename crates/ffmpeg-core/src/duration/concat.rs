@@ -1,4 +1,5 @@
-//! The concat demuxer's list (`-f concat -i list.txt`), read for its entries' lengths.
+//! The concat demuxer's list (`-f concat -i list.txt`), read for its entries' lengths and
+//! names (which [`Sandbox::concat_entries`](crate::sandbox::Sandbox::concat_entries) checks).
 //!
 //! ffmpeg's banner gives a concat input a duration only when every entry has a `duration`
 //! line (`Duration: N/A` otherwise), so the expected length of its output needs the entries'
@@ -22,6 +23,55 @@
 //! ```
 
 use super::parse_time_duration;
+
+/// What a list starts with for ffmpeg to take it as a concat list without `-f concat`
+/// (`concat_probe()` in `concatdec.c`: the first 20 bytes, exactly).
+pub const FFCONCAT_HEADER: &[u8] = b"ffconcat version 1.0";
+
+/// Whether a file beginning with `head` (at least its first 20 bytes, when it has them) is a
+/// concat list that ffmpeg's probing recognises ([`FFCONCAT_HEADER`]).
+///
+/// ```
+/// use ffmpeg_core::duration::concat::is_ffconcat;
+///
+/// assert!(is_ffconcat(b"ffconcat version 1.0\nfile a.mp4\n"));
+/// assert!(!is_ffconcat(b"file a.mp4\n"));
+/// assert!(!is_ffconcat(b" ffconcat version 1.0"));
+/// ```
+pub fn is_ffconcat(head: &[u8]) -> bool {
+    head.starts_with(FFCONCAT_HEADER)
+}
+
+/// Whether the concat demuxer's safe mode (its default, the only mode the policy allows)
+/// accepts `name` as a `file` entry: `safe_filename()` in `concatdec.c` (ffmpeg 5.1), which
+/// allows `[A-Za-z0-9_-]` anywhere, `.` anywhere but first in a component, and `/` between
+/// components; anything else (an absolute path, `..`, a dot-file, a space, a protocol's `:`)
+/// is "Unsafe file name" and the list fails to open.
+///
+/// ```
+/// use ffmpeg_core::duration::concat::is_safe_file_name;
+///
+/// assert!(is_safe_file_name("parts/a-1.mp4"));
+/// for unsafe_name in ["/abs.mp4", "../a.mp4", "sub/.hidden", "a b.mp4", "file:a.mp4", ""] {
+///     assert!(!is_safe_file_name(unsafe_name), "{unsafe_name}");
+/// }
+/// ```
+pub fn is_safe_file_name(name: &str) -> bool {
+    let mut start = true;
+    for byte in name.bytes() {
+        if byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'-' {
+            start = false;
+        } else if start {
+            return false;
+        } else if byte == b'/' {
+            start = true;
+        } else if byte != b'.' {
+            return false;
+        }
+    }
+    // An empty entry is refused by the parser itself ("string required").
+    !name.is_empty()
+}
 
 /// Spaces as the concat demuxer skips them (`SPACE_CHARS` in `concatdec.c`).
 const SPACE: &[char] = &[' ', '\t', '\r', '\n'];

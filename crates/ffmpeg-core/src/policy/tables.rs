@@ -813,7 +813,8 @@ pub(super) const DEMUXER_NOTES: &[(&str, &str)] = &[
     (
         "concat",
         "safe mode only (`-safe 0` is refused): list entries must be relative, without `..` or \
-         protocols (verified); nested files inherit the whitelists",
+         protocols (verified); nested files inherit the whitelists; every entry (of nested \
+         `ffconcat` lists too) is resolved by the sandbox right before the run",
     ),
     (
         "image2",

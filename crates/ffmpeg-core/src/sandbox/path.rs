@@ -189,6 +189,61 @@ impl Sandbox {
         }
     }
 
+    /// When `path` (relative to the data directory) leads through a symbolic link that points
+    /// nowhere, to a place inside the data directory: that link, relative to the data
+    /// directory. [`Sandbox::resolve`] refuses every path through a dangling link as escaping
+    /// (writing through one would create its target, wherever it is); a reader can say instead
+    /// that the file is missing, and name the link. `None` for anything else, a link leading
+    /// out of the data directory or to another dangling link included. Reads links: blocking.
+    ///
+    /// ```
+    /// use ffmpeg_core::sandbox::Sandbox;
+    ///
+    /// # let dir = tempfile::tempdir()?;
+    /// std::os::unix::fs::symlink("missing", dir.path().join("clips"))?;
+    /// std::os::unix::fs::symlink("/nowhere", dir.path().join("out"))?;
+    /// let sandbox = Sandbox::new(dir.path())?;
+    /// assert!(sandbox.resolve_file_path("clips/a.mp4").is_err());
+    /// assert_eq!(sandbox.dangling_link_inside("clips/a.mp4"), Some("clips".into()));
+    /// assert_eq!(sandbox.dangling_link_inside("out/a.mp4"), None);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn dangling_link_inside(&self, path: &str) -> Option<PathBuf> {
+        // `..` applies to the text, as in `resolve`.
+        let mut parts: Vec<&str> = Vec::new();
+        for part in path.split('/') {
+            match part {
+                "" | "." => {}
+                ".." => {
+                    parts.pop()?;
+                }
+                part => parts.push(part),
+            }
+        }
+        let mut current = self.root.clone();
+        for part in parts {
+            current.push(part);
+            let meta = fs::symlink_metadata(&current).ok()?;
+            if !meta.file_type().is_symlink() {
+                continue;
+            }
+            match fs::canonicalize(&current) {
+                Ok(target) if target.starts_with(&self.root) => current = target,
+                Ok(_) => return None,
+                Err(_) => {
+                    // The parent is canonical; the target is read as the kernel would from it.
+                    let target = current.parent()?.join(fs::read_link(&current).ok()?);
+                    let lands = canonicalize_existing_prefix(&target)?;
+                    // The existing part is canonical: a link after it dangles too (a chain).
+                    let chained = lands.ancestors().any(|a| fs::symlink_metadata(a).is_ok_and(|m| m.is_symlink()));
+                    let inside = lands.starts_with(&self.root) && !chained && fs::symlink_metadata(&lands).is_err();
+                    return inside.then(|| current.strip_prefix(&self.root).ok().map(Path::to_path_buf)).flatten();
+                }
+            }
+        }
+        None
+    }
+
     /// Resolves a file-valued option's value for `file_use`.
     pub(super) fn resolve_file(
         &self,
@@ -235,7 +290,7 @@ pub(super) fn has_glob(path: &str) -> bool {
 
 /// The protocol (`http:`) or pseudo-protocol prefix of `argument`, if it has one: `-`, a `:`
 /// before the first `/`, or `subfile,` (ffmpeg's `subfile,,start,N,end,M,:URL` form).
-fn protocol_prefix(argument: &str) -> Option<&str> {
+pub(super) fn protocol_prefix(argument: &str) -> Option<&str> {
     if argument == "-" {
         return Some("-");
     }

@@ -714,3 +714,84 @@ fn encoder_settings_files_are_resolved_recorded_and_in_the_footprint() {
     let other = Footprint::of(&resolve("-i in.mp4 -c:v libx265 -x265-params pass=1:stats=b.log -f null -"));
     assert!(!other.conflicts_with(&pass2), "another stats file does not conflict");
 }
+
+/// `ok ENTRY, ENTRY` (relative to the data directory) or `error RULE: MESSAGE`.
+fn entries(sandbox: &Sandbox, list: &str, text: &str) -> String {
+    let resolved = sandbox.resolve_input(list, 3).unwrap();
+    match sandbox.concat_entries(&resolved, text, 3, list) {
+        Ok(entries) => {
+            let shown: Vec<String> = entries.iter().map(|e| e.relative().display().to_string()).collect();
+            format!("ok {}", shown.join(", "))
+        }
+        Err(e) => format!("error {}: {e}", e.rule()),
+    }
+}
+
+#[test]
+fn concat_list_entries_are_resolved_from_the_lists_directory_and_checked() {
+    let f = fixture();
+    let s = &f.sandbox;
+    // Relative to the list's directory, through links inside, in order, without repeats.
+    assert_eq!(entries(s, "list.txt", "file in.mp4\nfile 'sub/clip.mp4'\nfile in.mp4\n"), "ok in.mp4, sub/clip.mp4");
+    assert_eq!(
+        entries(s, "sub/list.txt", "ffconcat version 1.0\nfile clip.mp4\nfile later.mp4\n"),
+        "ok sub/clip.mp4, sub/later.mp4"
+    );
+    assert_eq!(entries(s, "list.txt", "file to_clip\nfile to_sub/clip.mp4\n"), "ok sub/clip.mp4");
+    // What leaves the data directory, or is reserved, is refused with its rule, naming the entry.
+    assert_eq!(
+        entries(s, "list.txt", "file in.mp4\nfile to_secret\n"),
+        "error path-escapes: argument 3 `list.txt`: entry `to_secret` of concat list `list.txt`: path escapes the \
+         data directory"
+    );
+    assert_eq!(
+        entries(s, "sub/list.txt", "file ../../outside/secret.txt\n"),
+        "error path-escapes: argument 3 `sub/list.txt`: entry `../../outside/secret.txt` of concat list \
+         `sub/list.txt`: path escapes the data directory"
+    );
+    for (text, rule) in [
+        ("file to_outside/x.mp4\n", "path-escapes"),
+        ("file dangling\n", "path-escapes"),
+        ("file /etc/passwd\n", "absolute-path"),
+        ("file 'http://example.com/a.mp4'\n", "protocol"),
+        ("file pipe:0\n", "protocol"),
+        ("file jobs.db\n", "reserved-path"),
+        ("file to_db\n", "reserved-path"),
+        ("file private/key\n", "reserved-path"),
+        ("file sub\n", "not-a-file"),
+        ("file fifo\n", "not-a-file"),
+    ] {
+        let shown = entries(s, "list.txt", text);
+        assert!(shown.starts_with(&format!("error {rule}: ")), "{text:?}: {shown}");
+    }
+    // Names ffmpeg's safe mode refuses by itself ("Unsafe file name") are never opened: not
+    // listed, nothing to stage; ffmpeg fails the run naming them.
+    assert_eq!(entries(s, "list.txt", "file 'a b.mp4'\nfile sub/../in.mp4\nfile ./in.mp4\n"), "ok ");
+}
+
+#[test]
+fn a_dangling_link_inside_the_data_directory_is_told_apart() {
+    let f = fixture();
+    let s = &f.sandbox;
+    symlink("missing_dir", f.data.join("nd")).unwrap();
+    symlink(f.data.join("sub/missing.mp4"), f.data.join("abs_missing")).unwrap();
+    symlink("to_nowhere_out", f.data.join("chain")).unwrap();
+    symlink("../outside/missing", f.data.join("to_nowhere_out")).unwrap();
+    for (path, link) in [
+        ("dangling", Some("dangling")),
+        ("nd/a/x.txt", Some("nd")),
+        ("sub/../nd/x.txt", Some("nd")),
+        ("to_sub/../abs_missing", Some("abs_missing")),
+        ("to_root/nd/x", Some("nd")),
+        // Leading out, or through another dangling link: not told apart (it escapes).
+        ("to_nowhere_out", None),
+        ("chain", None),
+        ("to_outside/x.mp4", None),
+        // Not dangling at all.
+        ("in.mp4", None),
+        ("missing.mp4", None),
+        ("../x", None),
+    ] {
+        assert_eq!(s.dangling_link_inside(path), link.map(PathBuf::from), "{path}");
+    }
+}

@@ -310,6 +310,95 @@ async fn concurrent_puts_of_one_path_never_mix(backend: Backend) {
     assert_eq!(app.files(), ["same.mp4"]);
 }
 
+/// The parts of a `multipart/byteranges` answer (`headers`, `body`): each part's
+/// `Content-Range` and bytes; every part's type is `video/mp4`.
+fn byteranges(headers: &axum::http::HeaderMap, body: &[u8]) -> Vec<(String, Vec<u8>)> {
+    let content_type = headers[header::CONTENT_TYPE].to_str().unwrap();
+    let boundary = content_type.strip_prefix("multipart/byteranges; boundary=").expect(content_type);
+    assert_eq!(headers[header::CONTENT_LENGTH], body.len().to_string().as_str());
+    let delimiter = format!("\r\n--{boundary}");
+    let find =
+        |from: usize, needle: &[u8]| body[from..].windows(needle.len()).position(|w| w == needle).map(|i| i + from);
+    let mut parts = Vec::new();
+    let mut at = find(0, delimiter.as_bytes()).expect("a first boundary");
+    assert_eq!(at, 0, "nothing before the first boundary");
+    loop {
+        at += delimiter.len();
+        if body[at..].starts_with(b"--\r\n") {
+            assert_eq!(at + 4, body.len(), "nothing after the last boundary");
+            return parts;
+        }
+        let head_end = find(at, b"\r\n\r\n").unwrap();
+        let head = String::from_utf8(body[at + 2..head_end].to_vec()).unwrap();
+        let range = head.lines().find_map(|l| l.strip_prefix("Content-Range: ")).unwrap().to_owned();
+        assert!(head.lines().any(|l| l == "Content-Type: video/mp4"), "{head}");
+        let next = find(head_end, delimiter.as_bytes()).unwrap();
+        parts.push((range, body[head_end + 4..next].to_vec()));
+        at = next;
+    }
+}
+
+on_each_backend!(several_ranges_are_a_multipart_answer);
+/// Several ranges in one request: `multipart/byteranges` (RFC 9110 §14.6), ascending,
+/// overlapping ones merged, unsatisfiable ones dropped; more than 16 ranges or a malformed one:
+/// the whole file, as for one. From a bucket each part is a ranged read of the version opened.
+async fn several_ranges_are_a_multipart_answer(backend: Backend) {
+    let app = FilesApp::new(backend);
+    let content: Vec<u8> = (0..1000u32).map(|i| (i % 251) as u8).collect();
+    app.put("v.mp4", &content).await;
+    let r = app.get("/files/v.mp4", &[("range", "bytes=500-509, 0-9,5-14,-10,2000-")]).await;
+    assert_eq!(r.status, StatusCode::PARTIAL_CONTENT);
+    assert!(r.headers.get(header::CONTENT_RANGE).is_none());
+    assert_eq!(r.headers[header::ACCEPT_RANGES], "bytes");
+    assert_eq!(
+        byteranges(&r.headers, &r.bytes),
+        [
+            ("bytes 0-14/1000".to_owned(), content[0..15].to_vec()),
+            ("bytes 500-509/1000".to_owned(), content[500..510].to_vec()),
+            ("bytes 990-999/1000".to_owned(), content[990..].to_vec()),
+        ]
+    );
+    // Every boundary is new.
+    let again = app.get("/files/v.mp4", &[("range", "bytes=0-0,2-2")]).await;
+    assert_ne!(again.headers[header::CONTENT_TYPE], r.headers[header::CONTENT_TYPE]);
+    assert_eq!(byteranges(&again.headers, &again.bytes).len(), 2);
+    // HEAD: the same headers, no body.
+    let head =
+        app.send(Request::head("/files/v.mp4").header("range", "bytes=0-0,2-2").body(Body::empty()).unwrap()).await;
+    assert_eq!(head.status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(head.headers[header::CONTENT_LENGTH], again.bytes.len().to_string().as_str());
+    assert!(head.bytes.is_empty());
+    // One satisfiable range left: a plain 206.
+    let r = app.get("/files/v.mp4", &[("range", "bytes=10-19,5000-")]).await;
+    assert_eq!((r.status, r.bytes.as_slice()), (StatusCode::PARTIAL_CONTENT, &content[10..20]));
+    assert_eq!(r.headers[header::CONTENT_RANGE], "bytes 10-19/1000");
+    let r = app.get("/files/v.mp4", &[("range", "bytes=1000-,2000-")]).await;
+    r.problem(StatusCode::RANGE_NOT_SATISFIABLE, "/problems/invalid-request");
+    let many: Vec<String> = (0..17).map(|n| format!("{0}-{0}", n * 10)).collect();
+    let r = app.get("/files/v.mp4", &[("range", &format!("bytes={}", many.join(",")))]).await;
+    assert_eq!((r.status, r.bytes.len()), (StatusCode::OK, 1000));
+    let r = app.get("/files/v.mp4", &[("range", "bytes=0-9,x-1")]).await;
+    assert_eq!((r.status, r.bytes.len()), (StatusCode::OK, 1000));
+}
+
+/// A link inside the data directory that leads nowhere: the file is not there (404, naming
+/// the link), nothing escapes.
+#[tokio::test]
+async fn a_path_through_a_dangling_link_inside_is_not_found() {
+    let app = FilesApp::new(Local);
+    std::os::unix::fs::symlink("gone", app.data.path().join("nd")).unwrap();
+    std::os::unix::fs::symlink("missing.mp4", app.data.path().join("clip.mp4")).unwrap();
+    for path in ["nd/a/x.mp4", "clip.mp4"] {
+        let link = path.split('/').next().unwrap();
+        let body =
+            app.get(&format!("/files/{path}"), &[]).await.problem(StatusCode::NOT_FOUND, "/problems/file-not-found");
+        let detail = body["detail"].as_str().unwrap();
+        assert!(detail.contains(&format!("`{link}` is a symbolic link")), "{detail}");
+        let head = app.send(Request::head(format!("/files/{path}")).body(Body::empty()).unwrap()).await;
+        assert_eq!(head.status, StatusCode::NOT_FOUND);
+    }
+}
+
 #[tokio::test]
 async fn types_outside_the_media_allowlist_are_attachments_in_a_sandbox() {
     let app = FilesApp::new(Local);

@@ -2,7 +2,9 @@
 //! `N/A`: read and summed beside the run, so percent is known ([`crate::runner::RunSpec`]'s
 //! `input_lengths`).
 
-use ffmpeg_core::sandbox::{ResolvedCommand, ResolvedPath};
+use std::sync::Arc;
+
+use ffmpeg_core::sandbox::{ResolvedCommand, ResolvedPath, Sandbox};
 use tokio::sync::watch;
 
 use super::{Jobs, blocking};
@@ -20,10 +22,16 @@ impl Jobs {
     /// ffmpeg's banner gives as `N/A` unless every entry has a `duration` line: each list read
     /// (at most [`CONCAT_LIST_MAX_BYTES`]) and summed entry by entry, the files without a
     /// `duration` or `outpoint` probed with ffprobe (contained in the sandbox, as
-    /// [`Jobs::probe_media`]; at most [`CONCAT_LIST_MAX_PROBES`] per list). Sent on `tx` by
+    /// [`Jobs::probe_media`], in the run's `sandbox`: with the files in a bucket, the stage
+    /// that already holds them; at most [`CONCAT_LIST_MAX_PROBES`] per list). Sent on `tx` by
     /// input index once known; a list whose length cannot be known stays `None` (percent
     /// stays null).
-    pub(super) async fn concat_lengths(&self, command: &ResolvedCommand, tx: watch::Sender<Vec<Option<f64>>>) {
+    pub(super) async fn concat_lengths(
+        &self,
+        command: &ResolvedCommand,
+        sandbox: &Arc<Sandbox>,
+        tx: watch::Sender<Vec<Option<f64>>>,
+    ) {
         let lists: Vec<(usize, ResolvedPath)> = command
             .command()
             .inputs()
@@ -38,13 +46,13 @@ impl Jobs {
         }
         let mut lengths = vec![None; command.inputs().len()];
         for (index, list) in lists {
-            lengths[index] = self.concat_list_length(&list).await;
+            lengths[index] = self.concat_list_length(&list, sandbox).await;
         }
         tx.send_replace(lengths);
     }
 
     /// The length in seconds of the concat list at `list`, if it can be known.
-    async fn concat_list_length(&self, list: &ResolvedPath) -> Option<f64> {
+    async fn concat_list_length(&self, list: &ResolvedPath, sandbox: &Arc<Sandbox>) -> Option<f64> {
         let path = list.as_path().to_owned();
         let text = blocking(move || {
             use std::io::Read as _;
@@ -65,7 +73,7 @@ impl Jobs {
         for entry in &entries {
             let duration = if entry.needs_file_duration() {
                 let path = dir.join(&entry.file);
-                self.probe_media(path.to_str()?).await.ok()?.duration_seconds
+                self.media.probe(sandbox, path.to_str()?).await.ok()?.duration_seconds
             } else {
                 None
             };

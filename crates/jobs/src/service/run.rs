@@ -14,6 +14,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::{Jobs, METRIC_FINISHED, METRIC_RUN_SECONDS, RunningJob, SubmitError, blocking};
+use crate::concat_lists;
 use crate::encoded;
 use crate::globs;
 use crate::model::{Job, JobId, Phase, Progress};
@@ -76,9 +77,9 @@ impl Jobs {
                 self.discard_run_temps(&id).await;
             }
             let cancelled = || running.cancel.is_cancelled();
-            let staged = self
-                .stage_inputs(&id, stage, remote.as_ref(), &footprint, &kept, &mut publisher, &running, abort)
-                .await;
+            let what = (&run_sandbox, &resolved, &footprint);
+            let staged =
+                self.stage_inputs(&id, stage, remote.as_ref(), what, &kept, &mut publisher, &running, abort).await;
             match staged {
                 Ok(()) => {}
                 Err(Some(error)) => {
@@ -87,6 +88,9 @@ impl Jobs {
                 Err(None) if cancelled() => return self.finish(&id, Outcome::Cancelled, "", started, abort).await,
                 Err(None) => return self.requeue_stopped(&id).await,
             }
+        } else if let Err(e) = concat_lists::check(&run_sandbox, &resolved, None).await {
+            // In place: what the concat lists name is checked as the command's own inputs are.
+            return self.finish(&id, Outcome::Failed { error: e.to_string() }, "", started, abort).await;
         }
         // The store claimed this job only because no running job's footprint conflicts
         // with its own (`JobStore::claim_next`).
@@ -184,7 +188,7 @@ impl Jobs {
         // Concat lists: their entries' lengths, probed beside the run (the banner says `N/A`).
         let lengths = async {
             tokio::select! {
-                () = self.concat_lengths(&resolved, lengths_tx) => {}
+                () = self.concat_lengths(&resolved, &run_sandbox, lengths_tx) => {}
                 () = run_ended.cancelled() => {}
             }
         };

@@ -3,15 +3,18 @@
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use ffmpeg_core::footprint::Footprint;
+use ffmpeg_core::sandbox::{ResolvedCommand, Sandbox};
 use tokio_util::sync::CancellationToken;
 
 use super::{Jobs, RunningJob};
+use crate::concat_lists::{self, ConcatListError};
 use crate::events::ProgressPublisher;
 use crate::model::{Job, JobId, Phase, Progress};
 use crate::publish::RunTemp;
-use crate::staging::{Stage, StagingError};
+use crate::staging::{self, Stage, StagingError, Transfer};
 use crate::storage::Storage;
 
 impl Jobs {
@@ -39,7 +42,7 @@ impl Jobs {
         id: &JobId,
         stage: &Stage,
         remote: &dyn Storage,
-        footprint: &Footprint,
+        (sandbox, resolved, footprint): (&Arc<Sandbox>, &ResolvedCommand, &Footprint),
         kept: &[String],
         publisher: &mut ProgressPublisher,
         running: &RunningJob,
@@ -48,12 +51,20 @@ impl Jobs {
         let downloading = Progress { phase: Some(Phase::Downloading), ..Progress::default() };
         self.save_phase(id, downloading, publisher).await;
         let download = async {
-            let done = stage.download(remote, footprint).await?;
+            let started = std::time::Instant::now();
+            let inputs = stage.download(remote, footprint).await?;
             let held = stage.hold_existing(remote, kept).await?;
             if !held.is_empty() {
                 tracing::info!(outputs = ?held, "-n: outputs that exist in the storage are held in the stage");
             }
-            Ok(done)
+            let listed = concat_lists::check(sandbox, resolved, Some((stage, remote))).await;
+            staging::count_download(listed.as_ref().map_err(|e| matches!(e, ConcatListError::Staging(_))));
+            let listed = listed.map_err(|e| StagingError::Concat(Box::new(e)))?;
+            Ok(Transfer {
+                files: inputs.files + listed.files,
+                bytes: inputs.bytes + listed.bytes,
+                elapsed: started.elapsed(),
+            })
         };
         let download = tokio::select! {
             result = download => result,

@@ -334,6 +334,10 @@ impl StoredFile for LocalFile {
         &self.meta
     }
 
+    fn try_clone(&self) -> io::Result<Box<dyn StoredFile>> {
+        Ok(Box::new(LocalFile { file: self.file.try_clone()?, meta: self.meta.clone() }))
+    }
+
     fn read(self: Box<Self>, range: Range<u64>) -> ByteStream {
         let LocalFile { mut file, .. } = *self;
         // `lseek` does not block on I/O.
@@ -504,7 +508,19 @@ impl Storage for LocalStorage {
         let this = self.clone();
         let path = path.to_owned();
         blocking(move || {
-            let resolved = this.resolve_file(&path)?;
+            let resolved = this.resolve_file(&path).map_err(|e| match e {
+                // Through a link that leads nowhere inside the data directory: nothing is
+                // there to read, and nothing escapes.
+                StorageError::InvalidPath { rule, .. } if rule == PathProblem::Escapes.rule().as_str() => {
+                    match this.sandbox.dangling_link_inside(&path) {
+                        Some(link) => {
+                            StorageError::DanglingLink { path: path.clone(), link: link.display().to_string() }
+                        }
+                        None => e,
+                    }
+                }
+                e => e,
+            })?;
             let file = fs::File::open(resolved.as_path()).map_err(|source| match source.kind() {
                 io::ErrorKind::NotFound | io::ErrorKind::NotADirectory => StorageError::NotFound(path.clone()),
                 _ => StorageError::Io { path: path.clone(), source },

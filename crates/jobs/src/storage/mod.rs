@@ -93,6 +93,15 @@ pub enum StorageError {
     /// No file has this path.
     #[error("no file `{0}`")]
     NotFound(String),
+    /// No file has this path: it leads through a symbolic link (inside the data directory)
+    /// whose target does not exist.
+    #[error("no file `{path}`: `{link}` is a symbolic link to a file that does not exist")]
+    DanglingLink {
+        /// The path as given.
+        path: String,
+        /// The link, relative to the storage's root.
+        link: String,
+    },
     /// The path names a directory where a file is expected (or a directory without
     /// `recursive` on delete).
     #[error("`{0}` is a directory")]
@@ -207,6 +216,13 @@ pub trait StoredFile: Send + fmt::Debug {
     fn meta(&self) -> &FileMeta;
     /// Streams bytes `range` (`range.end <= meta().size`, not empty unless the file is).
     fn read(self: Box<Self>, range: Range<u64>) -> ByteStream;
+    /// Another handle on the same opened file (the same content, whatever happened to its path
+    /// since), for reading several ranges one after another: a multipart range answer. Reads
+    /// through two handles must not overlap in time (a local file's handles share one offset).
+    ///
+    /// # Errors
+    /// What the system says when it cannot duplicate a descriptor.
+    fn try_clone(&self) -> io::Result<Box<dyn StoredFile>>;
 }
 
 /// An upload written in full but not yet visible at its path: [`StagedPut::commit`] makes it
@@ -247,7 +263,8 @@ pub trait Storage: Send + Sync + fmt::Debug + 'static {
     /// Opens the file at `path`.
     ///
     /// # Errors
-    /// [`StorageError::NotFound`], [`StorageError::IsADirectory`], [`StorageError::InvalidPath`].
+    /// [`StorageError::NotFound`] ([`StorageError::DanglingLink`] through a link leading
+    /// nowhere), [`StorageError::IsADirectory`], [`StorageError::InvalidPath`].
     async fn open(&self, path: &str) -> Result<Box<dyn StoredFile>, StorageError>;
 
     /// The metadata of the file at `path`.

@@ -637,6 +637,11 @@ impl StoredFile for S3File {
         &self.meta
     }
 
+    fn try_clone(&self) -> io::Result<Box<dyn StoredFile>> {
+        let S3File { store, key, etag, meta } = self;
+        Ok(Box::new(S3File { store: Arc::clone(store), key: key.clone(), etag: etag.clone(), meta: meta.clone() }))
+    }
+
     fn read(self: Box<Self>, range: Range<u64>) -> ByteStream {
         if range.start >= range.end {
             return Box::pin(futures_util::stream::empty());

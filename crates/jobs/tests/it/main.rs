@@ -3,9 +3,11 @@
 
 mod claims;
 mod cluster;
+mod concat_lists;
 mod encoded;
 mod events;
 mod exec_limits;
+mod files;
 mod fixture;
 mod full_disk;
 mod globs;

@@ -570,3 +570,67 @@ async fn a_job_cancelled_while_downloading_is_cancelled_and_its_stage_removed() 
     fx.no_stages_left().await;
     assert!(fx.keys().is_empty());
 }
+
+/// The length in seconds of the media file at `path`, by ffprobe.
+fn duration_of(path: &Path) -> f64 {
+    let out = std::process::Command::new("ffprobe")
+        .args(["-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0"])
+        .arg(path)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
+
+/// A concat list's entries are downloaded too, relative to the list's directory, and so are
+/// those of a list it names (recognised by its `ffconcat` header, as ffmpeg does); an entry
+/// that leaves the data directory fails the job before ffmpeg starts, naming it and the rule,
+/// and nothing reaches the bucket.
+#[tokio::test]
+async fn concat_lists_entries_are_staged_and_checked_like_on_a_disk() {
+    let fx = fixture();
+    let local = tempfile::tempdir().unwrap();
+    let clip = make_clip(local.path());
+    for path in ["lists/parts/a.mp4", "lists/parts/b.mp4", "lists/more/c.mp4", "other/unused.mp4"] {
+        fx.upload(&clip, path).await;
+    }
+    let write = |name: &str, text: &str| {
+        let path = local.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    fx.upload(&write("all.txt", "file parts/a.mp4\nfile 'parts/b.mp4'\nfile more/inner.ffconcat\n"), "lists/all.txt")
+        .await;
+    fx.upload(&write("inner.ffconcat", "ffconcat version 1.0\nfile c.mp4\nfile c.mp4\n"), "lists/more/inner.ffconcat")
+        .await;
+    let job = fx.submit("-f concat -i lists/all.txt -c copy out/joined.mp4").await;
+    let done = fx.finished(&job.id).await;
+    assert_eq!(done.status, JobStatus::Completed, "{:?}", done.error);
+    // Four 2 s clips: a, b, and c twice through the nested list.
+    let joined = local.path().join("joined.mp4");
+    std::fs::write(&joined, s3_harness::shared().object(&fx.bucket, &format!("{PREFIX}/out/joined.mp4")).unwrap())
+        .unwrap();
+    let seconds = duration_of(&joined);
+    assert!((seconds - 8.0).abs() < 0.3, "joined {seconds} s");
+    assert!(fx.keys().contains(&"out/joined.mp4".to_owned()));
+    fx.no_stages_left().await;
+
+    // An entry that climbs out of the data directory: refused with its rule, as on a disk.
+    fx.upload(&write("bad.txt", "file parts/a.mp4\nfile ../../secret.mp4\n"), "lists/bad.txt").await;
+    let job = fx.submit("-f concat -i lists/bad.txt -c copy out/bad.mp4").await;
+    let done = fx.finished(&job.id).await;
+    assert_eq!(done.status, JobStatus::Failed);
+    let error = done.error.unwrap();
+    assert!(
+        error.contains("entry `../../secret.mp4` of concat list `lists/bad.txt`: path escapes the data directory"),
+        "{error}"
+    );
+    assert!(!error.contains(jobs::staging::STAGING_DIR), "{error}");
+    assert!(!fx.keys().iter().any(|k| k.starts_with("out/bad")), "{:?}", fx.keys());
+    // A missing entry is ffmpeg's to report, by name, as on a disk.
+    fx.upload(&write("gap.txt", "file parts/a.mp4\nfile parts/missing.mp4\n"), "lists/gap.txt").await;
+    let job = fx.submit("-f concat -i lists/gap.txt -c copy out/gap.mp4").await;
+    fx.finished(&job.id).await;
+    let log = fx.jobs.log(&job.id).await.unwrap();
+    assert!(log.contains("Impossible to open 'lists/parts/missing.mp4'"), "{log}");
+    fx.no_stages_left().await;
+}

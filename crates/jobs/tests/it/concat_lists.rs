@@ -1,0 +1,66 @@
+//! Concat lists run in place (the data directory on a disk): what a list names is checked by
+//! the sandbox before ffmpeg starts, as the command's own inputs are; real ffmpeg, lavfi media.
+
+use std::fs;
+use std::os::unix::fs::symlink;
+
+use ffmpeg_core::sandbox::Sandbox;
+use jobs::JobStatus;
+
+use crate::fixture::{lavfi_clip, run_jobs};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_concat_entry_leading_out_of_the_data_directory_fails_the_job_before_ffmpeg_reads_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, outside) = (tmp.path().join("data"), tmp.path().join("outside"));
+    fs::create_dir_all(data.join("parts")).unwrap();
+    fs::create_dir_all(data.join("lists")).unwrap();
+    fs::create_dir_all(&outside).unwrap();
+    lavfi_clip(&data.join("parts/a.mp4"), 1);
+    lavfi_clip(&outside.join("private.mp4"), 1);
+    // Safe names all (ffmpeg's safe mode accepts them), one a link leading out.
+    symlink("../../outside/private.mp4", data.join("parts/b.mp4")).unwrap();
+    symlink("a.mp4", data.join("parts/inside.mp4")).unwrap();
+    fs::write(data.join("lists/out.txt"), "file ../parts/a.mp4\n").unwrap();
+    fs::write(data.join("parts/leak.txt"), "file a.mp4\nfile b.mp4\n").unwrap();
+    fs::write(data.join("parts/ok.txt"), "file a.mp4\nfile inside.mp4\nfile nested.ffconcat\n").unwrap();
+    fs::write(data.join("parts/nested.ffconcat"), "ffconcat version 1.0\nfile a.mp4\n").unwrap();
+    fs::write(data.join("parts/nested_leak.txt"), "file a.mp4\nfile leak.ffconcat\n").unwrap();
+    fs::write(data.join("parts/leak.ffconcat"), "ffconcat version 1.0\nfile b.mp4\n").unwrap();
+
+    // Plain ffmpeg, in safe mode, reads the private file through the link.
+    let plain = std::process::Command::new("ffmpeg")
+        .current_dir(&data)
+        .args(["-nostdin", "-v", "error", "-f", "concat", "-i", "parts/leak.txt", "-c", "copy", "-f", "null", "-"])
+        .status()
+        .unwrap();
+    assert!(plain.success());
+
+    let jobs = run_jobs(
+        &data,
+        Sandbox::new(&data).unwrap(),
+        &[
+            "-f concat -i parts/leak.txt -c copy out/leak.mp4",
+            "-f concat -i parts/nested_leak.txt -c copy out/nested_leak.mp4",
+            "-f concat -i parts/ok.txt -c copy out/ok.mp4",
+            "-f concat -i lists/out.txt -c copy out/unsafe.mp4",
+        ],
+    )
+    .await;
+    for (job, list) in [(&jobs[0], "parts/leak.txt"), (&jobs[1], "parts/leak.ffconcat")] {
+        assert_eq!(job.status, JobStatus::Failed, "{job:?}");
+        let error = job.error.as_deref().unwrap();
+        assert!(
+            error.contains(&format!("entry `b.mp4` of concat list `{list}`: path escapes the data directory")),
+            "{error}"
+        );
+    }
+    assert!(!data.join("out/leak.mp4").exists() && !data.join("out/nested_leak.mp4").exists());
+    // Links inside and nested lists are fine: a, a (through the link), a (nested).
+    assert_eq!(jobs[2].status, JobStatus::Completed, "{:?}", jobs[2].error);
+    assert!(data.join("out/ok.mp4").exists());
+    // `..` that stays inside passes the sandbox; ffmpeg's safe mode refuses it by itself.
+    assert_eq!(jobs[3].status, JobStatus::Failed, "{:?}", jobs[3]);
+    let error = jobs[3].error.as_deref().unwrap();
+    assert!(error.contains("Unsafe file name '../parts/a.mp4'"), "{error}");
+}
