@@ -13,6 +13,8 @@
 //!   patterns, ffmpeg's derived names included), and whether two commands conflict.
 //! - [`output_banner`]: the `Output #N` listing on ffmpeg's stderr (each output's format and
 //!   streams), read into typed outputs.
+//! - [`stream`]: [`stream::StreamInfo`], the one description of a media stream, filled from
+//!   ffmpeg's output listing or from ffprobe's JSON.
 //! - [`pattern`]: file-name patterns (`%03d`, `$Number$`) as muxers expand them.
 //! - [`progress`]: an incremental parser for `-progress pipe:1` output.
 //! - [`capabilities`]: the option, codec, format and filter names the installed ffmpeg knows
@@ -28,15 +30,18 @@
 //!
 //! - `serde` (off by default): `serde::Serialize` for [`command::Command`] and its parts,
 //!   [`progress::ProgressUpdate`], [`duration::ExpectedLength`], the [`filtergraph`] tree,
-//!   [`capabilities::UnknownName`] and [`policy::RuleId`] (as its stable string).
+//!   [`capabilities::UnknownName`] and [`policy::RuleId`] (as its stable string); `Serialize`
+//!   and `Deserialize` for [`output_banner::OutputBanner`] and [`stream::StreamInfo`] (a
+//!   stored description reads back).
 //!
 //! # Stability
 //!
 //! Types that can grow are `#[non_exhaustive]`: every error and every enum whose set of cases
-//! can grow (treatments, rule ids, path problems, input sources, name kinds), and the structs
-//! with public fields that this crate builds for callers to read ([`progress::ProgressUpdate`],
-//! [`capabilities::UnknownName`], the policy's [`policy::FileUse`] and
-//! [`policy::FilterOptionRule`]). Enums that mirror a closed grammar
+//! can grow (treatments, rule ids, path problems, input sources, name kinds, stream kinds), and
+//! the structs with public fields that this crate builds for callers to read
+//! ([`progress::ProgressUpdate`], [`capabilities::UnknownName`], the policy's
+//! [`policy::FileUse`] and [`policy::FilterOptionRule`], [`output_banner::OutputBanner`],
+//! [`stream::StreamInfo`]). Enums that mirror a closed grammar
 //! ([`progress::ProgressState`], [`filtergraph::FilterArg`]) and plain values that callers
 //! build ([`duration::ExpectedLength`], [`capabilities::CapabilityOutputs`], the
 //! [`filtergraph`] tree) are exhaustive, so that matching and building them needs no wildcard.
@@ -61,6 +66,7 @@ pub mod pattern;
 pub mod policy;
 pub mod progress;
 pub mod sandbox;
+pub mod stream;
 
 /// The README's example, run as a doctest so that it stays true.
 #[cfg(doctest)]

@@ -30,6 +30,8 @@
 //! assert_eq!((video.width, video.height, video.frame_rate), (Some(1280), Some(720), Some(30.0)));
 //! ```
 
+use crate::stream::{StreamInfo, StreamKind};
+
 /// The most outputs a scanner keeps (ffmpeg has no limit; a command with more is unusual).
 pub const MAX_OUTPUTS: usize = 1024;
 /// The most streams a scanner keeps per output.
@@ -38,8 +40,11 @@ pub const MAX_STREAMS: usize = 1024;
 const MAX_LINE_BYTES: usize = 64 * 1024;
 
 /// One `Output #N, FORMAT, to 'URL':` section.
+///
+/// `#[non_exhaustive]`: fields may be added (only the scanner builds one).
 #[derive(Debug, Clone, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[non_exhaustive]
 pub struct OutputBanner {
     /// The output's index `N` (the command's outputs, in order, from 0).
     pub index: usize,
@@ -47,38 +52,9 @@ pub struct OutputBanner {
     pub format: String,
     /// The URL as ffmpeg printed it (for a sandboxed command `file:/data/out.mp4`).
     pub url: String,
-    /// The output's streams, in order.
-    pub streams: Vec<BannerStream>,
-}
-
-/// One `Stream #N:M` line of an output section.
-#[derive(Debug, Clone, PartialEq, Default)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-pub struct BannerStream {
-    /// The stream's index `M` in its output.
-    pub index: u32,
-    /// `video`, `audio`, `subtitle`, `data` or `attachment` (the line's kind, lowercased).
-    pub kind: String,
-    /// Codec name, e.g. `h264`, `aac`, `png`.
-    pub codec: Option<String>,
-    /// Language from `(eng)`; `None` for none or `und`.
-    pub language: Option<String>,
-    /// Width in pixels (video).
-    pub width: Option<u32>,
-    /// Height in pixels (video).
-    pub height: Option<u32>,
-    /// Frames per second from `30 fps` (video).
-    pub frame_rate: Option<f64>,
-    /// Pixel format, e.g. `yuv420p` (video).
-    pub pixel_format: Option<String>,
-    /// Samples per second from `48000 Hz` (audio).
-    pub sample_rate: Option<u32>,
-    /// Channel count, from the layout (`stereo`: 2, `5.1(side)`: 6, `3 channels`: 3).
-    pub channels: Option<u32>,
-    /// Channel layout as printed, e.g. `stereo`, `5.1(side)` (audio).
-    pub channel_layout: Option<String>,
-    /// Target bit rate in bit/s from `128 kb/s`.
-    pub bit_rate: Option<u64>,
+    /// The output's streams, in order, one per `Stream #N:M` line: what the line shows (see
+    /// [`StreamInfo`] for which part gives each field; `duration_seconds` is never known here).
+    pub streams: Vec<StreamInfo>,
 }
 
 /// Reads stderr chunk by chunk (a line may be split across chunks) and collects the output
@@ -185,7 +161,7 @@ fn parse_output_line(text: &str) -> Option<OutputBanner> {
 /// `  Stream #0:1(eng): Audio: aac (LC), 48000 Hz, stereo, fltp, 128 kb/s (default)` as the
 /// file index and the stream; `None` for other lines (including the mapping's
 /// `Stream #0:0 -> #0:0 (copy)`).
-fn parse_stream_line(text: &str) -> Option<(usize, BannerStream)> {
+fn parse_stream_line(text: &str) -> Option<(usize, StreamInfo)> {
     let rest = text.trim_start().strip_prefix("Stream #")?;
     let (id, rest) = rest.split_once(": ")?;
     let (file, rest_id) = id.split_once(':')?;
@@ -204,12 +180,21 @@ fn parse_stream_line(text: &str) -> Option<(usize, BannerStream)> {
         .filter(|l| !l.is_empty() && *l != "und")
         .map(str::to_owned);
     let (kind, details) = rest.split_once(": ")?;
-    if !["Video", "Audio", "Subtitle", "Data", "Attachment"].contains(&kind) {
-        return None;
-    }
-    let mut stream = BannerStream { index, kind: kind.to_ascii_lowercase(), language, ..BannerStream::default() };
+    // `avcodec_string()` prints the media type with its first letter in upper case.
+    let kind = match kind {
+        "Video" => StreamKind::Video,
+        "Audio" => StreamKind::Audio,
+        "Subtitle" => StreamKind::Subtitle,
+        "Data" => StreamKind::Data,
+        "Attachment" => StreamKind::Attachment,
+        "Unknown" => StreamKind::Unknown,
+        _ => return None,
+    };
+    let mut stream = StreamInfo { index, kind, language, ..StreamInfo::default() };
     let fields = split_top_level(details);
-    stream.codec = fields.first().and_then(|f| f.split_whitespace().next()).filter(|c| *c != "none").map(str::to_owned);
+    let codec = fields.first().copied().unwrap_or("");
+    stream.codec = codec.split_whitespace().next().filter(|c| *c != "none").map(str::to_owned);
+    stream.profile = profile(codec);
     for (i, field) in fields.iter().enumerate().skip(1) {
         // The last field may end with dispositions: `96 kb/s (default)`, `25 fps (attached pic)`.
         let field = field.split(" (").next().unwrap_or(field).trim();
@@ -228,7 +213,7 @@ fn parse_stream_line(text: &str) -> Option<(usize, BannerStream)> {
                 stream.channels = channel_count(layout);
                 stream.channel_layout = Some(layout.to_owned());
             }
-        } else if stream.kind == "video" {
+        } else if kind == StreamKind::Video {
             if let Some((w, h)) = frame_size(field) {
                 stream.width = Some(w);
                 stream.height = Some(h);
@@ -242,6 +227,32 @@ fn parse_stream_line(text: &str) -> Option<(usize, BannerStream)> {
         }
     }
     Some((file, stream))
+}
+
+/// The profile in the codec field `h264 (High 4:4:4 Predictive) (avc1 / 0x31637661)`: the last
+/// parenthesised group after the codec name that is not the codec tag (`(FOURCC / 0xHEX)`).
+/// ffmpeg's `avcodec_string()` prints the name, then the decoder's own name when it differs
+/// (never for an output: its listing has no decoder), then the profile, then the tag.
+fn profile(field: &str) -> Option<String> {
+    let mut rest = field.split_once(' ').map_or("", |(_, rest)| rest);
+    let mut found = None;
+    while let Some(after) = rest.trim_start().strip_prefix('(') {
+        let mut depth = 1usize;
+        let end = after.char_indices().find_map(|(i, c)| {
+            match c {
+                '(' => depth += 1,
+                ')' => depth -= 1,
+                _ => {}
+            }
+            (depth == 0).then_some(i)
+        })?;
+        let group = &after[..end];
+        if !group.contains(" / 0x") && !group.is_empty() {
+            found = Some(group);
+        }
+        rest = &after[end + 1..];
+    }
+    found.map(str::to_owned)
 }
 
 /// Splits at `, ` outside parentheses and brackets: `yuv420p(tv, bt709, progressive)` is one

@@ -499,10 +499,12 @@ pub struct WorkerResponse {
 /// a command's only output.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[schema(example = json!({"path": "output.mp4", "size_bytes": 1_504_315, "duration_seconds": 10.0, "format": "mp4",
-    "streams": [{"index": 0, "type": "video", "codec": "h264", "width": 1280, "height": 720, "frame_rate": 30.0,
-                 "pixel_format": "yuv420p", "sample_rate": null, "channels": null, "bit_rate": null},
-                {"index": 1, "type": "audio", "codec": "aac", "width": null, "height": null, "frame_rate": null,
-                 "pixel_format": null, "sample_rate": 48000, "channels": 2, "bit_rate": 128_000}]}))]
+    "streams": [{"index": 0, "type": "video", "codec": "h264", "profile": null, "width": 1280, "height": 720,
+                 "frame_rate": 30.0, "pixel_format": "yuv420p", "sample_rate": null, "channels": null,
+                 "channel_layout": null, "language": null, "duration_seconds": null, "bit_rate": null},
+                {"index": 1, "type": "audio", "codec": "aac", "profile": "LC", "width": null, "height": null,
+                 "frame_rate": null, "pixel_format": null, "sample_rate": 48000, "channels": 2,
+                 "channel_layout": "stereo", "language": "eng", "duration_seconds": null, "bit_rate": 128_000}]}))]
 pub struct OutputFileResponse {
     /// The file, relative to the data directory.
     pub path: String,
@@ -512,35 +514,11 @@ pub struct OutputFileResponse {
     pub duration_seconds: Option<f64>,
     /// The muxer that wrote it, e.g. `mp4`, `hls`, `image2`.
     pub format: Option<String>,
-    /// Its streams as ffmpeg listed them.
-    pub streams: Vec<OutputStreamResponse>,
-}
-
-/// One stream of a written file, as ffmpeg listed it (`Stream #0:1: Audio: aac, 48000 Hz, stereo, ...`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-pub struct OutputStreamResponse {
-    /// Index in the file (0-based).
-    pub index: u32,
-    /// `video`, `audio`, `subtitle`, `data` or `attachment`.
-    #[serde(rename = "type")]
-    #[schema(example = "video")]
-    pub type_: String,
-    /// Codec name, e.g. `h264`, `aac`, `png`.
-    pub codec: Option<String>,
-    /// Width in pixels (video).
-    pub width: Option<u32>,
-    /// Height in pixels (video).
-    pub height: Option<u32>,
-    /// Frames per second (video).
-    pub frame_rate: Option<f64>,
-    /// Pixel format, e.g. `yuv420p` (video).
-    pub pixel_format: Option<String>,
-    /// Samples per second (audio).
-    pub sample_rate: Option<u32>,
-    /// Channel count (audio).
-    pub channels: Option<u32>,
-    /// The encoder's target bit rate in bit/s, when ffmpeg printed one.
-    pub bit_rate: Option<u64>,
+    /// Its streams as ffmpeg listed them before writing (`Stream #0:1(eng): Audio: aac (LC),
+    /// 48000 Hz, stereo, ...`): `duration_seconds` is never known, and
+    /// `bit_rate` is the encoder's target (for a stream copy, the input's) when ffmpeg printed
+    /// one.
+    pub streams: Vec<MediaStreamResponse>,
 }
 
 /// What ffprobe says about a media file of the data directory (`GET /probe/{path}`). Values
@@ -569,12 +547,16 @@ pub struct MediaInfoResponse {
     pub streams: Vec<MediaStreamResponse>,
 }
 
-/// One stream of a probed media file.
+/// One stream of a media file: of a probed file (`GET /probe/{path}`, from ffprobe's
+/// `-show_streams`), or of a file a job wrote (a job's `outputs`, from ffmpeg's own listing of
+/// its outputs). Both say the same thing in the same names; what the source does not tell is
+/// null.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct MediaStreamResponse {
     /// Index in the file (0-based), as in ffmpeg's `-map 0:N`.
     pub index: u32,
-    /// `video`, `audio`, `subtitle`, `data` or `attachment`.
+    /// `video`, `audio`, `subtitle`, `data` or `attachment`; null when ffmpeg does not know
+    /// the type.
     #[serde(rename = "type")]
     #[schema(example = "video")]
     pub type_: Option<String>,
@@ -586,11 +568,12 @@ pub struct MediaStreamResponse {
     pub width: Option<u32>,
     /// Height in pixels (video).
     pub height: Option<u32>,
-    /// Frames per second (video).
+    /// Frames per second (video): ffprobe's exact average rate; ffmpeg's listing rounds to
+    /// two decimals.
     pub frame_rate: Option<f64>,
     /// Pixel format, e.g. `yuv420p` (video).
     pub pixel_format: Option<String>,
-    /// Samples per second (audio).
+    /// Samples per second, in Hz (audio).
     pub sample_rate: Option<u32>,
     /// Channel count (audio).
     pub channels: Option<u32>,
@@ -598,9 +581,10 @@ pub struct MediaStreamResponse {
     pub channel_layout: Option<String>,
     /// Language tag, e.g. `eng`; null when absent or `und`.
     pub language: Option<String>,
-    /// Duration in seconds.
+    /// Duration in seconds (probed files only).
     pub duration_seconds: Option<f64>,
-    /// Bit rate in bit/s.
+    /// Bit rate in bit/s: a probed file's as ffprobe reports it; a written file's target
+    /// bit rate, when ffmpeg printed one.
     pub bit_rate: Option<u64>,
 }
 

@@ -2,11 +2,12 @@
 //! OpenAPI schemas, in the `ffmpeg-worker-api` crate (re-exported here), which the Rust client
 //! shares. This module converts the domain types of `jobs` into them.
 
+use ffmpeg_core::stream::{StreamInfo, StreamKind};
 pub use ffmpeg_worker_api::{
     CreateJobRequest, DeliveryStateWire, FileEntry, FileResponse, HealthResponse, JobResponse, JobStatusWire,
-    MediaInfoResponse, MediaStreamResponse, NodeRoleWire, NodeStateWire, OutputFileResponse, OutputStreamResponse,
-    PhaseWire, Problem, ProgressEvent, ProgressResponse, ReadyResponse, WebhookAttemptResponse,
-    WebhookDeliveryResponse, WebhookEventWire, WebhookPayload, WorkerResponse,
+    MediaInfoResponse, MediaStreamResponse, NodeRoleWire, NodeStateWire, OutputFileResponse, PhaseWire, Problem,
+    ProgressEvent, ProgressResponse, ReadyResponse, WebhookAttemptResponse, WebhookDeliveryResponse, WebhookEventWire,
+    WebhookPayload, WorkerResponse,
 };
 use jobs::media::MediaInfo;
 use jobs::model::{OutputFile, Phase};
@@ -170,22 +171,7 @@ pub fn output_file_response(o: &OutputFile) -> OutputFileResponse {
         size_bytes: o.size_bytes,
         duration_seconds: o.duration_seconds,
         format: o.format.clone(),
-        streams: o
-            .streams
-            .iter()
-            .map(|s| OutputStreamResponse {
-                index: s.index,
-                type_: s.kind.clone(),
-                codec: s.codec.clone(),
-                width: s.width,
-                height: s.height,
-                frame_rate: s.frame_rate,
-                pixel_format: s.pixel_format.clone(),
-                sample_rate: s.sample_rate,
-                channels: s.channels,
-                bit_rate: s.bit_rate,
-            })
-            .collect(),
+        streams: o.streams.iter().map(stream_response).collect(),
     }
 }
 
@@ -198,26 +184,27 @@ pub fn media_info_response(m: &MediaInfo) -> MediaInfoResponse {
         duration_seconds: m.duration_seconds,
         bit_rate: m.bit_rate,
         size_bytes: m.size_bytes,
-        streams: m
-            .streams
-            .iter()
-            .map(|s| MediaStreamResponse {
-                index: s.index,
-                type_: s.kind.clone(),
-                codec: s.codec.clone(),
-                profile: s.profile.clone(),
-                width: s.width,
-                height: s.height,
-                frame_rate: s.frame_rate,
-                pixel_format: s.pixel_format.clone(),
-                sample_rate: s.sample_rate,
-                channels: s.channels,
-                channel_layout: s.channel_layout.clone(),
-                language: s.language.clone(),
-                duration_seconds: s.duration_seconds,
-                bit_rate: s.bit_rate,
-            })
-            .collect(),
+        streams: m.streams.iter().map(stream_response).collect(),
+    }
+}
+
+/// The wire form of one stream, probed or written: the same fields under the same names.
+pub fn stream_response(s: &StreamInfo) -> MediaStreamResponse {
+    MediaStreamResponse {
+        index: s.index,
+        type_: (s.kind != StreamKind::Unknown).then(|| s.kind.as_str().to_owned()),
+        codec: s.codec.clone(),
+        profile: s.profile.clone(),
+        width: s.width,
+        height: s.height,
+        frame_rate: s.frame_rate,
+        pixel_format: s.pixel_format.clone(),
+        sample_rate: s.sample_rate,
+        channels: s.channels,
+        channel_layout: s.channel_layout.clone(),
+        language: s.language.clone(),
+        duration_seconds: s.duration_seconds,
+        bit_rate: s.bit_rate,
     }
 }
 

@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use ffmpeg_core::sandbox::{ResolvedPath, Sandbox, SandboxError};
+use ffmpeg_core::stream::{StreamInfo, StreamKind};
 use nix::sys::signal::Signal;
 use serde::Deserialize;
 
@@ -59,41 +60,9 @@ pub struct MediaInfo {
     pub bit_rate: Option<u64>,
     /// File size in bytes.
     pub size_bytes: u64,
-    /// The streams, in file order.
+    /// The streams, in file order, each read from ffprobe's `-show_streams` keys (which key
+    /// gives which field: [`StreamInfo`]).
     pub streams: Vec<StreamInfo>,
-}
-
-/// One stream of a [`MediaInfo`].
-#[derive(Debug, Clone, PartialEq)]
-pub struct StreamInfo {
-    /// Index in the file (0-based).
-    pub index: u32,
-    /// `video`, `audio`, `subtitle`, `data` or `attachment` (ffprobe's `codec_type`).
-    pub kind: Option<String>,
-    /// Codec name, e.g. `h264`, `aac`.
-    pub codec: Option<String>,
-    /// Codec profile, e.g. `High`, `LC`.
-    pub profile: Option<String>,
-    /// Width in pixels (video).
-    pub width: Option<u32>,
-    /// Height in pixels (video).
-    pub height: Option<u32>,
-    /// Frames per second (video): the average frame rate, else the base rate.
-    pub frame_rate: Option<f64>,
-    /// Pixel format, e.g. `yuv420p` (video).
-    pub pixel_format: Option<String>,
-    /// Samples per second (audio).
-    pub sample_rate: Option<u32>,
-    /// Channel count (audio).
-    pub channels: Option<u32>,
-    /// Channel layout, e.g. `stereo`, `5.1(side)` (audio).
-    pub channel_layout: Option<String>,
-    /// Language tag, e.g. `eng`; `None` when absent or `und`.
-    pub language: Option<String>,
-    /// Duration in seconds.
-    pub duration_seconds: Option<f64>,
-    /// Bit rate in bit/s.
-    pub bit_rate: Option<u64>,
 }
 
 /// Why a file could not be described.
@@ -343,25 +312,23 @@ pub fn parse_ffprobe_json(json: &[u8], path: &str) -> Result<MediaInfo, MediaPro
                 .and_then(serde_json::Value::as_str)
                 .filter(|l| !l.is_empty() && *l != "und")
                 .map(str::to_owned);
-            let is_video = s.codec_type.as_deref() == Some("video");
+            let kind = s.codec_type.as_deref().map_or(StreamKind::Unknown, StreamKind::from_name);
             let frame_rate =
                 s.avg_frame_rate.as_deref().and_then(rational).or_else(|| s.r_frame_rate.as_deref().and_then(rational));
-            StreamInfo {
-                index: s.index,
-                kind: s.codec_type,
-                codec: s.codec_name,
-                profile: s.profile.filter(|p| p != "unknown"),
-                width: s.width.filter(|w| *w > 0),
-                height: s.height.filter(|h| *h > 0),
-                frame_rate: frame_rate.filter(|_| is_video),
-                pixel_format: s.pix_fmt,
-                sample_rate: s.sample_rate.as_deref().and_then(|r| r.parse().ok()).filter(|r| *r > 0),
-                channels: s.channels.filter(|c| *c > 0),
-                channel_layout: s.channel_layout,
-                language,
-                duration_seconds: s.duration.as_deref().and_then(seconds),
-                bit_rate: s.bit_rate.as_deref().and_then(|b| b.parse().ok()),
-            }
+            let mut stream = StreamInfo::new(s.index, kind);
+            stream.codec = s.codec_name;
+            stream.profile = s.profile.filter(|p| p != "unknown");
+            stream.language = language;
+            stream.width = s.width.filter(|w| *w > 0);
+            stream.height = s.height.filter(|h| *h > 0);
+            stream.frame_rate = frame_rate.filter(|_| kind == StreamKind::Video);
+            stream.pixel_format = s.pix_fmt;
+            stream.sample_rate = s.sample_rate.as_deref().and_then(|r| r.parse().ok()).filter(|r| *r > 0);
+            stream.channels = s.channels.filter(|c| *c > 0);
+            stream.channel_layout = s.channel_layout;
+            stream.duration_seconds = s.duration.as_deref().and_then(seconds);
+            stream.bit_rate = s.bit_rate.as_deref().and_then(|b| b.parse().ok());
+            stream
         })
         .collect();
     Ok(MediaInfo {
@@ -413,7 +380,7 @@ mod tests {
         let audio = &info.streams[1];
         assert_eq!((audio.sample_rate, audio.channels, audio.frame_rate), (Some(48000), Some(2), None));
         assert_eq!((audio.language.as_deref(), audio.duration_seconds), (Some("eng"), None));
-        assert_eq!((info.streams[2].kind.as_deref(), info.streams[2].profile.as_deref()), (Some("data"), None));
+        assert_eq!((info.streams[2].kind, info.streams[2].profile.as_deref()), (StreamKind::Data, None));
     }
 
     #[test]

@@ -316,8 +316,9 @@ pub struct OutputFile {
     /// The muxer that wrote it (`mp4`, `hls`, `image2`, ...); `None` for files the listing
     /// does not name, such as HLS segments.
     pub format: Option<String>,
-    /// The output's streams as ffmpeg listed them; empty when unknown.
-    pub streams: Vec<ffmpeg_core::output_banner::BannerStream>,
+    /// The output's streams as ffmpeg listed them (which part of the listing gives which
+    /// field: [`ffmpeg_core::stream::StreamInfo`]); empty when unknown.
+    pub streams: Vec<ffmpeg_core::stream::StreamInfo>,
 }
 
 /// A job as stored: what was asked, where it is, and what came of it.

@@ -54,6 +54,8 @@ use timeline::{Flow, GraphFlows, Span};
 
 use crate::command::{Command, Input, Opt, Output};
 use crate::progress::{ProgressState, ProgressUpdate, digits_up_to, fraction_micros, parse_clock_us};
+/// The kind of an input stream, from the banner: the one [`crate::stream::StreamKind`].
+pub use crate::stream::StreamKind;
 
 /// Highest input index [`BannerScanner`] records (ffmpeg numbers inputs from 0). A header
 /// naming a higher index is ignored, so a garbled line cannot make the scanner allocate.
@@ -228,28 +230,9 @@ fn stream_line(line: &str) -> IResult<&str, (usize, usize, StreamKind, Option<u3
     .iter()
     .filter_map(|(marker, kind)| rest.find(marker).map(|at| (at, *kind)))
     .min_by_key(|(at, _)| *at)
-    .map_or(StreamKind::Other, |(_, kind)| kind);
+    .map_or(StreamKind::Unknown, |(_, kind)| kind);
     let rate = rest.split(", ").find_map(|part| part.strip_suffix(" Hz")?.parse().ok());
     Ok((rest, (input, stream, kind, rate)))
-}
-
-/// The kind of an input stream, from the banner.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize))]
-#[non_exhaustive]
-pub enum StreamKind {
-    /// `Video:`.
-    Video,
-    /// `Audio:`.
-    Audio,
-    /// `Subtitle:`.
-    Subtitle,
-    /// `Data:`.
-    Data,
-    /// `Attachment:`.
-    Attachment,
-    /// Anything else (`Unknown:`).
-    Other,
 }
 
 /// What is known of one input: what [`BannerScanner::inputs`] read, or what a caller learned

@@ -2,7 +2,8 @@
 //! several outputs, HLS, image2, stream copy, subtitles, audio layouts, raw video, with and
 //! without `[info] ` prefixes), and odd single lines.
 
-use ffmpeg_core::output_banner::{BannerStream, OutputBanner, OutputBannerScanner, channel_count, scan};
+use ffmpeg_core::output_banner::{OutputBanner, OutputBannerScanner, channel_count, scan};
+use ffmpeg_core::stream::{StreamInfo, StreamKind};
 use proptest::prelude::*;
 
 /// (kind, codec, width, height, fps, pixel format, sample rate, channels, bit rate, language)
@@ -19,9 +20,9 @@ type Row = (
     Option<&'static str>,
 );
 
-fn row(s: &BannerStream) -> Row {
+fn row(s: &StreamInfo) -> Row {
     (
-        Box::leak(s.kind.clone().into_boxed_str()),
+        s.kind.as_str(),
         Box::leak(s.codec.clone().unwrap_or_default().into_boxed_str()),
         s.width,
         s.height,
@@ -171,6 +172,41 @@ fn captured_banners_read_into_outputs_and_streams() {
     }
 }
 
+/// The profile each output stream's line shows, per case of [`CASES`]: printed when the
+/// stream's parameters carry one (stream copies; ffmpeg's aac encoder), never the codec tag.
+#[test]
+fn profiles_are_the_parenthesised_name_after_the_codec_not_the_tag() {
+    let expected: [&[Option<&str>]; 6] = [
+        &[Some("High 4:4:4 Predictive"), Some("LC"), None, None],
+        &[None, Some("LC")],
+        &[None, None],
+        &[None, None, None],
+        &[None],
+        &[Some("High 4:4:4 Predictive"), Some("LC")],
+    ];
+    assert_eq!(expected.len(), CASES.len());
+    for ((name, log, _), want) in CASES.iter().zip(expected) {
+        let got: Vec<Option<String>> = scan(log).iter().flat_map(|o| &o.streams).map(|s| s.profile.clone()).collect();
+        let want: Vec<Option<String>> = want.iter().map(|p| p.map(str::to_owned)).collect();
+        assert_eq!(got, want, "{name}");
+    }
+    let one = |line: &str| scan(&format!("Output #0, mp4, to 'a.mp4':\n  Stream #0:0: {line}\n"))[0].streams[0].clone();
+    for (line, profile) in [
+        ("Video: h264 (Main), yuv420p, 10x10", Some("Main")),
+        ("Video: h264 (libx264) (High) (avc1 / 0x31637661), yuv420p, 10x10", Some("High")),
+        ("Video: rawvideo (RGB[24] / 0x18424752), rgb24, 10x10", None),
+        ("Audio: aac (HE-AACv2 (PS)) (mp4a / 0x6134706D), 48000 Hz, stereo", Some("HE-AACv2 (PS)")),
+        ("Audio: aac (LC, 48000 Hz, stereo", None),
+        ("Video: h264 (), yuv420p", None),
+    ] {
+        assert_eq!(one(line).profile.as_deref(), profile, "{line}");
+    }
+    assert_eq!(one("Data: none (tmcd / 0x64636D74)").kind, StreamKind::Data);
+    assert_eq!(one("Attachment: ttf").kind.as_str(), "attachment");
+    assert_eq!((one("Unknown: none").kind, one("Unknown: none").codec), (StreamKind::Unknown, None));
+    assert!(scan("Output #0, mp4, to 'a.mp4':\n  Stream #0:0: VIDEO: h264\n")[0].streams.is_empty());
+}
+
 #[test]
 fn chunks_of_any_size_read_the_same() {
     for (name, log, _) in CASES {
@@ -206,7 +242,8 @@ fn odd_lines() {
     assert_eq!(o.streams[0].pixel_format.as_deref(), Some("yuv422p10le"));
     assert_eq!((o.streams[0].width, o.streams[0].language.as_deref()), (Some(1920), Some("eng")));
     assert_eq!((o.streams[1].channels, o.streams[1].channel_layout.as_deref()), (Some(3), Some("3 channels")));
-    assert_eq!((o.streams[2].kind.as_str(), o.streams[2].codec.as_deref()), ("data", None));
+    assert_eq!((o.streams[2].kind, o.streams[2].codec.as_deref()), (StreamKind::Data, None));
+    assert_eq!((o.streams[0].profile.as_deref(), o.streams[2].profile.as_deref()), (Some("HQ"), None));
     // Metadata lines between streams are skipped; a later top-level line ends the section.
     let all = scan(
         "Output #0, mp4, to 'a.mp4':\n  Metadata:\n    title : Stream #0:9: Video: h264\n  Stream #0:0: Audio: aac, 8000 Hz, mono\nframe=1\n  Stream #0:1: Audio: aac\n",

@@ -37,3 +37,33 @@ fn commands_serialize() {
     assert!(value.is_object(), "{value}");
     assert_eq!(value.to_string().matches("libx264").count(), 1, "{value}");
 }
+
+/// A job's outputs are stored as JSON: what an older version wrote (a stream without
+/// `profile` and `duration_seconds`, its kind as a string) still reads, and a description
+/// reads back as written.
+#[test]
+fn output_listings_and_stream_descriptions_read_back() {
+    use ffmpeg_core::output_banner::{OutputBanner, scan};
+    use ffmpeg_core::stream::{StreamInfo, StreamKind};
+
+    let stored = json!({"index": 0, "format": "mp4", "url": "out.mp4", "streams": [
+        {"index": 1, "kind": "audio", "codec": "aac", "language": "eng", "width": null, "height": null,
+         "frame_rate": null, "pixel_format": null, "sample_rate": 48000, "channels": 2,
+         "channel_layout": "stereo", "bit_rate": 128000}]});
+    let banner: OutputBanner = serde_json::from_value(stored).unwrap();
+    let audio = &banner.streams[0];
+    assert_eq!((audio.index, audio.kind, audio.codec.as_deref()), (1, StreamKind::Audio, Some("aac")));
+    assert_eq!((audio.sample_rate, audio.channels, audio.bit_rate), (Some(48_000), Some(2), Some(128_000)));
+    assert_eq!((audio.profile.as_deref(), audio.duration_seconds), (None, None));
+
+    let listed = scan(include_str!("../data/outputs_two_outputs.txt"));
+    let value = serde_json::to_value(&listed).unwrap();
+    assert_eq!(value[0]["streams"][0]["kind"], json!("video"), "{value}");
+    assert_eq!(value[0]["streams"][0]["profile"], json!("High 4:4:4 Predictive"), "{value}");
+    assert_eq!(serde_json::from_value::<Vec<OutputBanner>>(value).unwrap(), listed);
+    assert_eq!(
+        serde_json::from_value::<StreamInfo>(json!({"index": 3})).unwrap(),
+        StreamInfo::new(3, StreamKind::Unknown)
+    );
+    assert!(serde_json::from_value::<StreamInfo>(json!({"index": 0, "kind": "Video"})).is_err());
+}

@@ -64,6 +64,18 @@ async fn transcode_runs_end_to_end_with_progress_and_outputs(store: Store) {
         http.get(server.url("/probe/out/result.mp4")).send().await.unwrap().json().await.unwrap();
     assert_eq!(probe["container"], "mov,mp4,m4a,3gp,3g2,mj2", "{probe}");
     assert_eq!(probe["streams"][0]["width"], 160, "{probe}");
+    // One stream description: a written file's streams carry the probed file's fields, and
+    // what both ffmpeg's listing and ffprobe tell reads the same.
+    let probed = probe["streams"].as_array().unwrap();
+    let keys = |s: &serde_json::Value| s.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+    assert_eq!(keys(&streams[1]), keys(&probed[1]), "{described}\n{probe}");
+    for key in ["type", "codec", "profile", "sample_rate", "channels", "channel_layout", "language"] {
+        assert_eq!(streams[1][key], probed[1][key], "audio {key}: {described}\n{probe}");
+    }
+    for key in ["type", "codec", "width", "height", "pixel_format"] {
+        assert_eq!(streams[0][key], probed[0][key], "video {key}: {described}\n{probe}");
+    }
+    assert_eq!(streams[1]["profile"], "LC", "{described}");
 
     let log = http.get(server.url(&format!("/jobs/{id}/log"))).send().await.unwrap();
     assert_eq!(log.status(), 200);

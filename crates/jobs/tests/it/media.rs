@@ -81,12 +81,12 @@ async fn a_clip_is_described_stream_by_stream() {
     assert!(info.bit_rate.unwrap() > 0);
     assert_eq!(info.streams.len(), 2);
     let video = &info.streams[0];
-    assert_eq!((video.index, video.kind.as_deref(), video.codec.as_deref()), (0, Some("video"), Some("h264")));
+    assert_eq!((video.index, video.kind.as_str(), video.codec.as_deref()), (0, "video", Some("h264")));
     assert_eq!((video.width, video.height, video.pixel_format.as_deref()), (Some(160), Some(120), Some("yuv420p")));
     assert_eq!(video.frame_rate, Some(25.0));
     assert!(video.profile.is_some() && video.sample_rate.is_none() && video.language.is_none());
     let audio = &info.streams[1];
-    assert_eq!((audio.index, audio.kind.as_deref(), audio.codec.as_deref()), (1, Some("audio"), Some("aac")));
+    assert_eq!((audio.index, audio.kind.as_str(), audio.codec.as_deref()), (1, "audio", Some("aac")));
     assert_eq!(
         (audio.sample_rate, audio.channels, audio.channel_layout.as_deref()),
         (Some(44100), Some(2), Some("stereo"))

@@ -460,7 +460,17 @@ async fn finish_only_from_running(store: &Store) {
 /// An `outputs` entry per file: the first a listed output with a video and an audio stream
 /// (odd values: a fractional frame rate, no bit rate), the others unknown files.
 fn described_outputs(files: &[String]) -> Vec<jobs::model::OutputFile> {
-    use ffmpeg_core::output_banner::BannerStream;
+    use ffmpeg_core::stream::{StreamInfo, StreamKind};
+    let mut video = StreamInfo::new(0, StreamKind::Video);
+    video.codec = Some("h264".to_owned());
+    video.profile = Some("High 4:4:4 Predictive".to_owned());
+    (video.width, video.height, video.frame_rate) = (Some(1280), Some(720), Some(29.97));
+    video.pixel_format = Some("yuv420p".to_owned());
+    let mut audio = StreamInfo::new(1, StreamKind::Audio);
+    audio.codec = Some("aac".to_owned());
+    (audio.sample_rate, audio.channels, audio.bit_rate) = (Some(48000), Some(6), Some(128_000));
+    audio.channel_layout = Some("5.1(side)".to_owned());
+    audio.language = Some("eng".to_owned());
     files
         .iter()
         .enumerate()
@@ -469,33 +479,7 @@ fn described_outputs(files: &[String]) -> Vec<jobs::model::OutputFile> {
             size_bytes: 1000 + i as u64,
             duration_seconds: (i == 0).then_some(10.01),
             format: (i == 0).then(|| "mp4".to_owned()),
-            streams: if i == 0 {
-                vec![
-                    BannerStream {
-                        index: 0,
-                        kind: "video".to_owned(),
-                        codec: Some("h264".to_owned()),
-                        width: Some(1280),
-                        height: Some(720),
-                        frame_rate: Some(29.97),
-                        pixel_format: Some("yuv420p".to_owned()),
-                        ..BannerStream::default()
-                    },
-                    BannerStream {
-                        index: 1,
-                        kind: "audio".to_owned(),
-                        codec: Some("aac".to_owned()),
-                        sample_rate: Some(48000),
-                        channels: Some(6),
-                        channel_layout: Some("5.1(side)".to_owned()),
-                        bit_rate: Some(128_000),
-                        language: Some("eng".to_owned()),
-                        ..BannerStream::default()
-                    },
-                ]
-            } else {
-                Vec::new()
-            },
+            streams: if i == 0 { vec![video.clone(), audio.clone()] } else { Vec::new() },
         })
         .collect()
 }
