@@ -35,6 +35,7 @@ use time::OffsetDateTime;
 mod error;
 mod memory;
 pub(crate) mod plan;
+pub(crate) mod sql;
 mod values;
 
 pub use error::{BoxError, StoreError};

@@ -36,7 +36,6 @@
 //! and [`JobStore::interrupted_runs`](crate::JobStore::interrupted_runs) touch only this node's
 //! own leftovers (matched by node id).
 
-mod nodes;
 pub mod notify;
 mod sql;
 mod transitions;
@@ -204,11 +203,6 @@ impl PgStore {
         self.pool.close().await;
     }
 
-    /// Wakes every waiting worker and leaves a permit for the next one.
-    fn wake(&self) {
-        wake(&self.notify);
-    }
-
     fn lock_held(&self) -> std::sync::MutexGuard<'_, HashMap<JobId, Held>> {
         lock(&self.held)
     }
@@ -239,17 +233,6 @@ impl PgStore {
     /// [`JobStore::lease_lost`](crate::JobStore::lease_lost): the token of a claim held here.
     pub(super) fn lost_token(&self, id: &JobId) -> Option<CancellationToken> {
         self.lock_held().get(id).map(|h| h.lost.clone())
-    }
-
-    /// Why a conditional transition on `id` matched no row: the job is missing, or in `status`
-    /// (for a running job: not held by this node under a live lease).
-    async fn refusal(&self, id: &JobId, action: &'static str) -> StoreError {
-        let status = sqlx::query_scalar("SELECT status FROM jobs WHERE id = $1")
-            .bind(id.as_str())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db);
-        crate::store::plan::refusal(id, action, status)
     }
 }
 

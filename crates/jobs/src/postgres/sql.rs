@@ -185,6 +185,8 @@ pub(super) const RECOVER_REQUEUE: &str = "UPDATE jobs SET status = 'queued', sta
 pub(super) const PURGE: &str =
     "DELETE FROM jobs WHERE status IN ('completed', 'failed', 'cancelled') AND completed_at < $1";
 pub(super) const COUNTS: &str = "SELECT status, COUNT(*) FROM jobs GROUP BY status";
+/// $1 id: the job's status.
+pub(super) const STATUS: &str = "SELECT status FROM jobs WHERE id = $1";
 pub(super) const ACTIVE_FOOTPRINTS: &str =
     "SELECT id, status, footprint FROM jobs WHERE status IN ('queued', 'running') ORDER BY seq";
 /// $1 now (unix microseconds): the probe write of readiness.
@@ -232,6 +234,36 @@ pub(super) const DELIVERIES: &str =
     concat!("SELECT ", delivery_columns!(), " FROM webhook_deliveries WHERE job_id = $1 ORDER BY n");
 /// $1 cutoff: finished deliveries go with the finished jobs of their time.
 pub(super) const PURGE_DELIVERIES: &str = "DELETE FROM webhook_deliveries WHERE state <> 'pending' AND created_at < $1";
+
+/// $1 id, $2 role, $3 labels, $4 host, $5 version, $6 ffmpeg version, $7 capabilities, $8 slots,
+/// $9 started_at: the node's row, as new (not draining, no running job). Heartbeats are stamped
+/// and compared by the database's clock (as leases are), so nodes whose clocks differ agree on
+/// which node is lost.
+pub(super) const REGISTER_NODE: &str = "INSERT INTO nodes (id, role, labels, host, version, ffmpeg_version, capabilities, \
+                                        slots, running_jobs, draining, started_at, heartbeat_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, '[]', FALSE, $9, now()) \
+     ON CONFLICT (id) DO UPDATE SET role = excluded.role, labels = excluded.labels, \
+       host = excluded.host, version = excluded.version, ffmpeg_version = excluded.ffmpeg_version, \
+       capabilities = excluded.capabilities, slots = excluded.slots, running_jobs = '[]', \
+       draining = FALSE, started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at";
+/// $1 id, $2 draining, $3 running jobs (JSON); the time is the database's.
+pub(super) const HEARTBEAT_NODE: &str =
+    "UPDATE nodes SET heartbeat_at = now(), draining = $2, running_jobs = $3 WHERE id = $1";
+/// $1 seconds without a heartbeat after which a node is lost.
+pub(super) const NODES: &str = "SELECT id, role, labels, host, version, ffmpeg_version, slots, running_jobs, draining, \
+                                started_at, (extract(epoch FROM heartbeat_at) * 1000000)::bigint AS heartbeat_at, \
+                                heartbeat_at <= now() - make_interval(secs => $1) AS lost \
+                                FROM nodes ORDER BY id";
+pub(super) const NODE_CAPABILITIES: &str = "SELECT capabilities FROM nodes WHERE id = $1";
+pub(super) const REMOVE_NODE: &str = "DELETE FROM nodes WHERE id = $1";
+/// $1 seconds: nodes silent for longer go.
+pub(super) const PRUNE_NODES: &str = "DELETE FROM nodes WHERE heartbeat_at < now() - make_interval(secs => $1)";
+
+/// Readiness: a read of nothing.
+pub(super) const PING: &str = "SELECT 1";
+
+/// The statements of the SQL stores' shared methods, in PostgreSQL's SQL.
+pub(super) const STATEMENTS: crate::store::sql::Statements = crate::store::sql::statements!();
 
 /// Whether a running job must end rather than run again once its node is lost: a cancel was
 /// asked for, or it has used its attempts ($1 max attempts).

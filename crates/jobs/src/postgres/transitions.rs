@@ -1,25 +1,27 @@
-//! The [`JobStore`] transitions of [`PgStore`]: each one conditional statement (or one
-//! transaction running the shared [transition plan](crate::store::plan)), from the statements
-//! in [`sql`](super::sql).
+//! [`PgStore`]'s dialect of the SQL stores' one [`JobStore`](crate::JobStore) implementation
+//! ([`SqlStore`]): running a statement on the pool, and the transitions of its own (each one
+//! conditional statement, or one transaction running the shared
+//! [transition plan](crate::store::plan)), from the statements in [`sql`](super::sql).
 
 use std::time::Duration;
 
 use async_trait::async_trait;
+use sqlx::Arguments as _;
+use sqlx::postgres::PgArguments;
 use sqlx::{PgConnection, Row as _};
-use time::OffsetDateTime;
 
 use super::sql::*;
 use super::{PgSettings, PgStore, db};
 use crate::model::{Job, JobId, Progress, SubmitOptions};
-use crate::nodes::{Heartbeat, Node, NodeRegistration};
-use crate::sqlite::rows::{self, DeliveryRow, JobRow, corrupt, json, micros, micros_ceil, micros_floor, now};
-use crate::sqlite::write::Verdict;
+use crate::sqlite::rows::{self, JobRow, corrupt, json, micros_floor, now};
+use crate::sqlite::write::WriteHealth;
 use crate::store::plan::{self, ClaimSteps, ClaimView, FinishRow, Queued, SqlTx};
-use crate::store::{
-    ActiveFootprint, CancelOutcome, InterruptedRun, JobStore, ListQuery, LostRun, Outcome, Recovery, RunRecord,
-    StatusCounts, StoreError, WORKER_LOST,
-};
-use crate::webhook::{Delivery, DeliveryAttempt, DeliveryId, NextStep, SubscriptionSource};
+use crate::store::sql::{Access, Arg, SqlRow, SqlStore, Statements};
+use crate::store::{CancelOutcome, LostRun, Outcome, Recovery, RunRecord, StoreError, WORKER_LOST};
+use crate::webhook::{Delivery, SubscriptionSource};
+
+/// Ages beyond this (ten years) count as this: PostgreSQL's intervals have bounds.
+const MAX_AGE: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 
 /// PostgreSQL's TEXT cannot hold NUL: an error message keeps every other character, a NUL
 /// becomes U+FFFD (the log, BYTEA, keeps it).
@@ -217,6 +219,26 @@ async fn end<T>(
 }
 
 impl PgStore {
+    /// `args` as PostgreSQL binds them.
+    fn arguments(&self, args: &[Arg<'_>]) -> Result<PgArguments, StoreError> {
+        let mut bound = PgArguments::default();
+        for arg in args {
+            match *arg {
+                Arg::Int(value) => bound.add(value),
+                Arg::OptInt(value) => bound.add(value),
+                Arg::Text(value) => bound.add(value),
+                Arg::OptText(value) => bound.add(value),
+                Arg::Bool(value) => bound.add(value),
+                Arg::Texts(values) => bound.add(values),
+                Arg::Age(age) => bound.add(age.min(MAX_AGE).as_secs_f64()),
+                Arg::Now => Ok(()),
+                Arg::Node => bound.add(self.settings.node_id.as_str()),
+            }
+            .map_err(StoreError::Database)?;
+        }
+        Ok(bound)
+    }
+
     /// The attempt this store holds `id` for, or the refusal of `action`.
     async fn held_attempt(&self, id: &JobId, action: &'static str) -> Result<i64, StoreError> {
         match self.attempt(id) {
@@ -226,8 +248,35 @@ impl PgStore {
     }
 }
 
+/// PostgreSQL's dialect of the [shared implementation](crate::store::sql): one pool, the
+/// claim lock, and transitions fenced by node id and attempt ([`PgTx`]).
 #[async_trait]
-impl JobStore for PgStore {
+impl SqlStore for PgStore {
+    const SQL: Statements = STATEMENTS;
+
+    fn health(&self) -> &WriteHealth {
+        &self.health
+    }
+
+    fn notify(&self) -> &tokio::sync::Notify {
+        &self.notify
+    }
+
+    async fn run(&self, sql: &'static str, args: &[Arg<'_>]) -> Result<u64, StoreError> {
+        let done = sqlx::query_with(sql, self.arguments(args)?).execute(&self.pool).await.map_err(db)?;
+        Ok(done.rows_affected())
+    }
+
+    /// One pool: every access is the same.
+    async fn rows<R: SqlRow>(
+        &self,
+        _access: Access,
+        sql: &'static str,
+        args: &[Arg<'_>],
+    ) -> Result<Vec<R>, StoreError> {
+        sqlx::query_as_with(sql, self.arguments(args)?).fetch_all(&self.pool).await.map_err(db)
+    }
+
     async fn insert(&self, command: String, options: SubmitOptions) -> Result<Job, StoreError> {
         let metadata = json(&options.metadata)?;
         let footprint = json(&options.footprint)?;
@@ -261,24 +310,6 @@ impl JobStore for PgStore {
         row.map(Job::try_from).transpose()
     }
 
-    async fn list(&self, query: &ListQuery) -> Result<Vec<Job>, StoreError> {
-        let after = query.after_seq.unwrap_or(i64::MIN);
-        let limit = i64::from(query.limit);
-        let rows = match query.status {
-            Some(status) => {
-                sqlx::query_as::<_, JobRow>(LIST_STATUS)
-                    .bind(status.as_str())
-                    .bind(after)
-                    .bind(limit)
-                    .fetch_all(&self.pool)
-                    .await
-            }
-            None => sqlx::query_as::<_, JobRow>(LIST).bind(after).bind(limit).fetch_all(&self.pool).await,
-        }
-        .map_err(db)?;
-        rows::jobs(rows)
-    }
-
     async fn claim_next(&self, labels: &[String]) -> Result<Option<Job>, StoreError> {
         let sent = std::time::Instant::now();
         let (_, started) = now();
@@ -293,34 +324,6 @@ impl JobStore for PgStore {
             self.hold(&job.id, job.attempts, sent);
         }
         Ok(claimed)
-    }
-
-    async fn record_run(&self, id: &JobId, run: &RunRecord) -> Result<(), StoreError> {
-        let result = sqlx::query(RECORD_RUN)
-            .bind(id.as_str())
-            .bind(i64::from(run.attempt))
-            .bind(json(run)?)
-            .bind(&self.settings.node_id)
-            .execute(&self.pool)
-            .await
-            .map_err(db);
-        self.health.record(&result);
-        if result?.rows_affected() == 0 {
-            return Err(self.refusal(id, "record run").await);
-        }
-        Ok(())
-    }
-
-    async fn interrupted_runs(&self) -> Result<Vec<InterruptedRun>, StoreError> {
-        let rows =
-            sqlx::query_as(INTERRUPTED_RUNS).bind(&self.settings.node_id).fetch_all(&self.pool).await.map_err(db)?;
-        plan::interrupted_runs(rows)
-    }
-
-    async fn previous_run(&self, id: &JobId) -> Result<Option<RunRecord>, StoreError> {
-        let run: Option<String> =
-            sqlx::query_scalar(PREVIOUS_RUN).bind(id.as_str()).fetch_optional(&self.pool).await.map_err(db)?;
-        run.map(|r| serde_json::from_str::<RunRecord>(&r)).transpose().map_err(|e| corrupt("run", e))
     }
 
     async fn claim_lost_run(&self) -> Result<Option<LostRun>, StoreError> {
@@ -343,18 +346,6 @@ impl JobStore for PgStore {
         Ok(Some(LostRun { id, run, outcome }))
     }
 
-    async fn wait_for_work(&self, timeout: Duration) {
-        let _ = tokio::time::timeout(timeout, self.notify.notified()).await;
-    }
-
-    fn cluster_signals(&self) -> Option<tokio::sync::broadcast::Receiver<crate::cluster::ClusterSignal>> {
-        Some(self.cluster.subscribe())
-    }
-
-    fn announce_progress(&self, event: &crate::events::ProgressEvent) {
-        self.cluster.announce(event);
-    }
-
     fn set_watched(&self, watched: &crate::cluster::Watched) {
         self.cluster.set_watched(watched);
     }
@@ -370,15 +361,10 @@ impl JobStore for PgStore {
             end(tx, updated).await
         }
         .await;
-        self.health.record(&result);
-        match result? {
-            Some(cancel) => {
-                // The write renewed the lease too.
-                self.renewed(id, sent);
-                Ok(cancel)
-            }
-            None => Err(self.refusal(id, "update progress").await),
-        }
+        let cancel = self.settle(id, "update progress", result).await?;
+        // The write renewed the lease too.
+        self.renewed(id, sent);
+        Ok(cancel)
     }
 
     async fn finish(&self, id: &JobId, outcome: Outcome, log: &str) -> Result<Job, StoreError> {
@@ -392,16 +378,11 @@ impl JobStore for PgStore {
             end(tx, finished).await
         }
         .await;
-        self.health.record(&result);
-        match result? {
-            Some(job) => {
-                self.release(id);
-                // A job this one's footprint held back may start now.
-                self.wake();
-                Ok(job)
-            }
-            None => Err(self.refusal(id, "finish").await),
-        }
+        let job = self.settle(id, "finish", result).await?;
+        self.release(id);
+        // A job this one's footprint held back may start now.
+        self.wake();
+        Ok(job)
     }
 
     async fn log(&self, id: &JobId) -> Result<Option<String>, StoreError> {
@@ -418,24 +399,13 @@ impl JobStore for PgStore {
             end(tx, cancelled).await
         }
         .await;
-        self.health.record(&result);
-        match result? {
-            Some(outcome) => Ok(outcome),
-            None => Err(self.refusal(id, "cancel").await),
-        }
+        self.settle(id, "cancel", result).await
     }
 
     async fn requeue(&self, id: &JobId) -> Result<(), StoreError> {
         let attempt = self.held_attempt(id, "requeue").await?;
-        let result = sqlx::query(REQUEUE)
-            .bind(id.as_str())
-            .bind(&self.settings.node_id)
-            .bind(attempt)
-            .execute(&self.pool)
-            .await
-            .map_err(db);
-        self.health.record(&result);
-        if result?.rows_affected() == 0 {
+        let args = [Arg::Text(id.as_str()), Arg::Text(&self.settings.node_id), Arg::Int(attempt)];
+        if self.execute(REQUEUE, &args).await? == 0 {
             return Err(self.refusal(id, "requeue").await);
         }
         self.release(id);
@@ -445,29 +415,12 @@ impl JobStore for PgStore {
 
     async fn retry(&self, id: &JobId, reason: &str) -> Result<(), StoreError> {
         let attempt = self.held_attempt(id, "retry").await?;
-        let result = sqlx::query(RETRY)
-            .bind(id.as_str())
-            .bind(&self.settings.node_id)
-            .bind(attempt)
-            .bind(reason)
-            .execute(&self.pool)
-            .await
-            .map_err(db);
-        self.health.record(&result);
-        if result?.rows_affected() == 0 {
+        let args = [Arg::Text(id.as_str()), Arg::Text(&self.settings.node_id), Arg::Int(attempt), Arg::Text(reason)];
+        if self.execute(RETRY, &args).await? == 0 {
             return Err(self.refusal(id, "retry").await);
         }
         self.release(id);
         self.wake();
-        Ok(())
-    }
-
-    async fn delete(&self, id: &JobId) -> Result<(), StoreError> {
-        let result = sqlx::query(DELETE).bind(id.as_str()).execute(&self.pool).await.map_err(db);
-        self.health.record(&result);
-        if result?.rows_affected() == 0 {
-            return Err(self.refusal(id, "delete").await);
-        }
         Ok(())
     }
 
@@ -491,113 +444,15 @@ impl JobStore for PgStore {
         Ok(recovery)
     }
 
-    async fn purge_finished_before(&self, cutoff: OffsetDateTime) -> Result<u64, StoreError> {
-        let result = sqlx::query(PURGE).bind(micros_ceil(cutoff)).execute(&self.pool).await.map_err(db);
-        self.health.record(&result);
-        let purged = result?.rows_affected();
-        // Finished deliveries go with the jobs of their time; pending ones are still sent.
-        let result = sqlx::query(PURGE_DELIVERIES).bind(micros_ceil(cutoff)).execute(&self.pool).await.map_err(db);
-        self.health.record(&result);
-        result?;
-        Ok(purged)
+    fn cluster_signals(&self) -> Option<tokio::sync::broadcast::Receiver<crate::cluster::ClusterSignal>> {
+        Some(self.cluster.subscribe())
     }
 
-    async fn counts(&self) -> Result<StatusCounts, StoreError> {
-        plan::counts(sqlx::query_as(COUNTS).fetch_all(&self.pool).await.map_err(db)?)
-    }
-
-    async fn active_footprints(&self) -> Result<Vec<ActiveFootprint>, StoreError> {
-        plan::active_footprints(sqlx::query_as(ACTIVE_FOOTPRINTS).fetch_all(&self.pool).await.map_err(db)?)
+    fn announce_progress(&self, event: &crate::events::ProgressEvent) {
+        self.cluster.announce(event);
     }
 
     fn lease_lost(&self, id: &JobId) -> Option<tokio_util::sync::CancellationToken> {
         self.lost_token(id)
-    }
-
-    async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(db)?;
-        Ok(())
-    }
-
-    async fn claim_deliveries(
-        &self,
-        now: OffsetDateTime,
-        lease: Duration,
-        limit: u32,
-        skip_urls: &[String],
-    ) -> Result<Vec<Delivery>, StoreError> {
-        let result = sqlx::query_as::<_, DeliveryRow>(CLAIM_DELIVERIES)
-            .bind(micros(now))
-            .bind(micros(now + lease))
-            .bind(i64::from(limit))
-            .bind(skip_urls)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db);
-        self.health.record(&result);
-        let mut deliveries = result?.into_iter().map(Delivery::try_from).collect::<Result<Vec<_>, _>>()?;
-        // RETURNING promises no order: the longest due first, then in write order.
-        deliveries.sort_by_key(|d| d.created_at);
-        Ok(deliveries)
-    }
-
-    async fn record_delivery_attempt(
-        &self,
-        id: &DeliveryId,
-        attempt: &DeliveryAttempt,
-        next: NextStep,
-    ) -> Result<bool, StoreError> {
-        let result = sqlx::query(RECORD_ATTEMPT)
-            .bind(id.as_str())
-            .bind(json(attempt)?)
-            .bind(next.state().as_str())
-            .bind(next.next_attempt_at().map(micros))
-            .execute(&self.pool)
-            .await
-            .map_err(db);
-        self.health.record(&result);
-        Ok(result?.rows_affected() == 1)
-    }
-
-    async fn deliveries(&self, id: &JobId) -> Result<Vec<Delivery>, StoreError> {
-        let rows: Vec<DeliveryRow> =
-            sqlx::query_as(DELIVERIES).bind(id.as_str()).fetch_all(&self.pool).await.map_err(db)?;
-        rows.into_iter().map(Delivery::try_from).collect()
-    }
-
-    async fn register_node(&self, node: &NodeRegistration) -> Result<(), StoreError> {
-        self.register_node_row(node).await
-    }
-
-    async fn heartbeat_node(&self, id: &str, beat: &Heartbeat) -> Result<bool, StoreError> {
-        self.heartbeat_row(id, beat).await
-    }
-
-    async fn nodes(&self, lost_after: Duration) -> Result<Vec<Node>, StoreError> {
-        self.node_rows(lost_after).await
-    }
-
-    async fn node_capabilities(&self, id: &str) -> Result<Option<ffmpeg_core::capabilities::Capabilities>, StoreError> {
-        self.node_capabilities_row(id).await
-    }
-
-    async fn remove_node(&self, id: &str) -> Result<(), StoreError> {
-        self.remove_node_row(id).await
-    }
-
-    async fn prune_nodes(&self, older_than: Duration) -> Result<u64, StoreError> {
-        self.prune_node_rows(older_than).await
-    }
-
-    async fn check_writable(&self) -> Result<(), StoreError> {
-        match self.health.verdict() {
-            Verdict::Writable => return Ok(()),
-            Verdict::Failing(e) => return Err(e),
-            Verdict::Probe => {}
-        }
-        let (_, at) = now();
-        let result = sqlx::query(PROBE).bind(at).execute(&self.pool).await.map_err(db);
-        self.health.record(&result);
-        result.map(drop)
     }
 }

@@ -9,7 +9,8 @@
 //!
 //! Every transition is one conditional statement (`UPDATE ... WHERE id = ? AND status = ?`),
 //! so it is atomic across connections and processes; when no row matches, a second look at the
-//! job tells [`StoreError::NotFound`] from [`StoreError::Conflict`]. `claim_next` is a single
+//! job tells [`StoreError::NotFound`](crate::StoreError::NotFound) from
+//! [`StoreError::Conflict`](crate::StoreError::Conflict). `claim_next` is a single
 //! `UPDATE ... WHERE seq = (SELECT ... LIMIT 1) RETURNING ...`: SQLite takes the write lock
 //! before the sub-select runs, so two claimers (tasks, or processes sharing the file) never get
 //! the same job.
@@ -26,7 +27,7 @@
 //! with 64 concurrent submitters, the same with one).
 //!
 //! A write that returns `Ok` has committed; one that cannot commit (disk full, read-only file)
-//! returns [`StoreError::Unavailable`] and changed nothing; see
+//! returns [`StoreError::Unavailable`](crate::StoreError::Unavailable) and changed nothing; see
 //! `write.rs` for how (never acknowledging a commit sqlx did not report).
 //!
 //! Durability: `journal_mode=WAL` with `synchronous=NORMAL`. A transaction, once `insert` (or
@@ -50,7 +51,6 @@
 //! fails whole; write health).
 
 mod batch;
-mod nodes;
 mod open;
 pub(crate) mod rows;
 mod sql;
@@ -64,10 +64,7 @@ use sqlx::sqlite::SqlitePool;
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use crate::model::JobId;
-use crate::store::StoreError;
 use batch::{GET_TASKS, MAX_GET_BATCH, MAX_INSERT_BATCH, PendingGet, PendingInsert, answer_gets, commit_inserts};
-use rows::db;
 use write::WriteHealth;
 
 pub use open::OpenError;
@@ -177,7 +174,8 @@ impl SqliteStore {
     }
 
     /// Closes every connection, checkpointing the WAL into the database file. Later calls fail
-    /// with [`StoreError::Database`]. Dropping the store also closes it, in the background.
+    /// with [`StoreError::Database`](crate::StoreError::Database). Dropping the store also
+    /// closes it, in the background.
     pub async fn close(&self) {
         if let Some(checkpointer) = &self.checkpointer {
             checkpointer.stop.cancel();
@@ -188,22 +186,5 @@ impl SqliteStore {
         }
         self.reader.close().await;
         self.writer.close().await;
-    }
-
-    /// Like [`MemoryStore`](crate::MemoryStore)'s: wakes every waiting worker and leaves a
-    /// permit for the next one.
-    fn wake(&self) {
-        self.notify.notify_waiters();
-        self.notify.notify_one();
-    }
-
-    /// Why a conditional transition on `id` matched no row: the job is missing, or in `status`.
-    async fn refusal(&self, id: &JobId, action: &'static str) -> StoreError {
-        let status = sqlx::query_scalar("SELECT status FROM jobs WHERE id = ?1")
-            .bind(id.as_str())
-            .fetch_optional(&self.writer)
-            .await
-            .map_err(db);
-        crate::store::plan::refusal(id, action, status)
     }
 }

@@ -119,6 +119,8 @@ pub(super) const RECOVER_REQUEUE: &str = "UPDATE jobs SET status = 'queued', sta
 pub(super) const PURGE: &str =
     "DELETE FROM jobs WHERE status IN ('completed', 'failed', 'cancelled') AND completed_at < ?1";
 pub(super) const COUNTS: &str = "SELECT status, COUNT(*) FROM jobs GROUP BY status";
+/// ?1 id: the job's status.
+pub(super) const STATUS: &str = "SELECT status FROM jobs WHERE id = ?1";
 /// ?1: now (unix microseconds). The small write [`WriteHealth`](super::write::WriteHealth)
 /// probes with.
 pub(super) const PROBE: &str = "INSERT INTO store_probe (id, written_at) VALUES (1, ?1) \
@@ -158,3 +160,30 @@ pub(super) const DELIVERIES: &str =
     concat!("SELECT ", delivery_columns!(), " FROM webhook_deliveries WHERE job_id = ?1 ORDER BY n");
 /// ?1 cutoff: finished deliveries of events before it.
 pub(super) const PURGE_DELIVERIES: &str = "DELETE FROM webhook_deliveries WHERE state <> 'pending' AND created_at < ?1";
+
+/// ?1 id, ?2 role, ?3 labels, ?4 host, ?5 version, ?6 ffmpeg version, ?7 capabilities, ?8 slots,
+/// ?9 now: the node's row, as new (not draining, no running job).
+pub(super) const REGISTER_NODE: &str = "INSERT INTO nodes (id, role, labels, host, version, ffmpeg_version, capabilities, \
+                                        slots, running_jobs, draining, started_at, heartbeat_at) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, '[]', 0, ?9, ?9) \
+     ON CONFLICT (id) DO UPDATE SET role = excluded.role, labels = excluded.labels, \
+       host = excluded.host, version = excluded.version, ffmpeg_version = excluded.ffmpeg_version, \
+       capabilities = excluded.capabilities, slots = excluded.slots, running_jobs = '[]', \
+       draining = 0, started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at";
+/// ?1 id, ?2 draining, ?3 running jobs (JSON), ?4 now. Heartbeats are stamped, and compared,
+/// by each node's own clock (nodes sharing an SQLite file share a machine, so a clock).
+pub(super) const HEARTBEAT_NODE: &str =
+    "UPDATE nodes SET heartbeat_at = ?4, draining = ?2, running_jobs = ?3 WHERE id = ?1";
+/// ?1: heartbeats before it are lost.
+pub(super) const NODES: &str = "SELECT id, role, labels, host, version, ffmpeg_version, slots, running_jobs, draining, \
+                                started_at, heartbeat_at, heartbeat_at < ?1 AS lost FROM nodes ORDER BY id";
+pub(super) const NODE_CAPABILITIES: &str = "SELECT capabilities FROM nodes WHERE id = ?1";
+pub(super) const REMOVE_NODE: &str = "DELETE FROM nodes WHERE id = ?1";
+/// ?1: nodes whose latest heartbeat is before it go.
+pub(super) const PRUNE_NODES: &str = "DELETE FROM nodes WHERE heartbeat_at < ?1";
+
+/// Readiness: a read of nothing.
+pub(super) const PING: &str = "SELECT 1";
+
+/// The statements of the SQL stores' shared methods, in SQLite's SQL.
+pub(super) const STATEMENTS: crate::store::sql::Statements = crate::store::sql::statements!();

@@ -1,27 +1,25 @@
-//! The [`JobStore`] transitions of [`SqliteStore`]: each one conditional statement (or one
-//! [`WriteTx`] running the shared [transition plan](crate::store::plan)), from the statements
-//! in [`sql`](super::sql). Every write's outcome feeds the store's write health; a write that
-//! returns `Ok` has committed.
-
-use std::time::Duration;
+//! [`SqliteStore`]'s dialect of the SQL stores' one [`JobStore`](crate::JobStore)
+//! implementation ([`SqlStore`]): running a statement on the writer or the readers, and the
+//! transitions of its own (each one conditional statement, or one [`WriteTx`] running the
+//! shared [transition plan](crate::store::plan)), from the statements in [`sql`](super::sql).
+//! Every write's outcome feeds the store's write health; a write that returns `Ok` has
+//! committed.
 
 use async_trait::async_trait;
-use time::OffsetDateTime;
+use sqlx::Arguments as _;
+use sqlx::sqlite::SqliteArguments;
 use tokio::sync::oneshot;
 
 use super::SqliteStore;
 use super::batch::{PendingGet, PendingInsert};
-use super::rows::{self, DeliveryRow, JobRow, corrupt, db, encode_deliveries, json, micros, micros_ceil, now};
+use super::rows::{self, JobRow, db, encode_deliveries, json, now};
 use super::sql::*;
-use super::write::{Verdict, WriteTx};
+use super::write::{WriteHealth, WriteTx};
 use crate::model::{Job, JobId, Progress, SubmitOptions};
-use crate::nodes::{Heartbeat, Node, NodeRegistration};
 use crate::store::plan::{self, ClaimSteps, ClaimView, FinishRow, Queued, SqlTx};
-use crate::store::{
-    ActiveFootprint, CancelOutcome, InterruptedRun, JobStore, ListQuery, Outcome, Recovery, RunRecord, StatusCounts,
-    StoreError,
-};
-use crate::webhook::{Delivery, DeliveryAttempt, DeliveryId, NextStep};
+use crate::store::sql::{Access, Arg, SqlRow, SqlStore, Statements};
+use crate::store::{CancelOutcome, Outcome, Recovery, StoreError};
+use crate::webhook::Delivery;
 
 /// The first row of a statement that returns jobs, decoded.
 fn first(rows: Vec<JobRow>) -> Result<Option<Job>, StoreError> {
@@ -134,8 +132,31 @@ impl SqlTx for WriteTx {
     }
 }
 
+/// SQLite's dialect of the [shared implementation](crate::store::sql): the writer and the
+/// readers, group-committed inserts and batched gets, and [`WriteTx`] for the transitions.
 #[async_trait]
-impl JobStore for SqliteStore {
+impl SqlStore for SqliteStore {
+    const SQL: Statements = STATEMENTS;
+
+    fn health(&self) -> &WriteHealth {
+        &self.health
+    }
+
+    fn notify(&self) -> &tokio::sync::Notify {
+        &self.notify
+    }
+
+    async fn run(&self, sql: &'static str, args: &[Arg<'_>]) -> Result<u64, StoreError> {
+        let done = sqlx::query_with(sql, arguments(args)?).execute(&self.writer).await.map_err(db)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn rows<R: SqlRow>(&self, access: Access, sql: &'static str, args: &[Arg<'_>]) -> Result<Vec<R>, StoreError> {
+        // Readers see every committed write (WAL); the writer also this process's latest.
+        let pool = if access == Access::Read { &self.reader } else { &self.writer };
+        sqlx::query_as_with(sql, arguments(args)?).fetch_all(pool).await.map_err(db)
+    }
+
     async fn insert(&self, command: String, options: SubmitOptions) -> Result<Job, StoreError> {
         let stopped = || StoreError::Database("the store's writer task has stopped".into());
         let metadata = json(&options.metadata)?;
@@ -159,24 +180,6 @@ impl JobStore for SqliteStore {
         found.await.map_err(|_| stopped())?
     }
 
-    async fn list(&self, query: &ListQuery) -> Result<Vec<Job>, StoreError> {
-        let after = query.after_seq.unwrap_or(i64::MIN);
-        let limit = i64::from(query.limit);
-        let rows = match query.status {
-            Some(status) => {
-                sqlx::query_as::<_, JobRow>(LIST_STATUS)
-                    .bind(status.as_str())
-                    .bind(after)
-                    .bind(limit)
-                    .fetch_all(&self.reader)
-                    .await
-            }
-            None => sqlx::query_as::<_, JobRow>(LIST).bind(after).bind(limit).fetch_all(&self.reader).await,
-        }
-        .map_err(db)?;
-        rows::jobs(rows)
-    }
-
     async fn claim_next(&self, labels: &[String]) -> Result<Option<Job>, StoreError> {
         let (_, started) = now();
         let result = async {
@@ -191,36 +194,6 @@ impl JobStore for SqliteStore {
         result
     }
 
-    async fn record_run(&self, id: &JobId, run: &RunRecord) -> Result<(), StoreError> {
-        let result = sqlx::query(RECORD_RUN)
-            .bind(id.as_str())
-            .bind(i64::from(run.attempt))
-            .bind(json(run)?)
-            .execute(&self.writer)
-            .await
-            .map_err(db);
-        self.health.record(&result);
-        if result?.rows_affected() == 0 {
-            return Err(self.refusal(id, "record run").await);
-        }
-        Ok(())
-    }
-
-    async fn interrupted_runs(&self) -> Result<Vec<InterruptedRun>, StoreError> {
-        let rows = sqlx::query_as(INTERRUPTED_RUNS).fetch_all(&self.writer).await.map_err(db)?;
-        plan::interrupted_runs(rows)
-    }
-
-    async fn previous_run(&self, id: &JobId) -> Result<Option<RunRecord>, StoreError> {
-        let run: Option<String> =
-            sqlx::query_scalar(PREVIOUS_RUN).bind(id.as_str()).fetch_optional(&self.reader).await.map_err(db)?;
-        run.map(|r| serde_json::from_str::<RunRecord>(&r)).transpose().map_err(|e| corrupt("run", e))
-    }
-
-    async fn wait_for_work(&self, timeout: Duration) {
-        let _ = tokio::time::timeout(timeout, self.notify.notified()).await;
-    }
-
     async fn update_progress(&self, id: &JobId, progress: &Progress) -> Result<bool, StoreError> {
         let progress = json(progress)?;
         let result = async {
@@ -229,11 +202,7 @@ impl JobStore for SqliteStore {
             tx.end(updated).await
         }
         .await;
-        self.health.record(&result);
-        match result? {
-            Some(cancel) => Ok(cancel),
-            None => Err(self.refusal(id, "update progress").await),
-        }
+        self.settle(id, "update progress", result).await
     }
 
     async fn finish(&self, id: &JobId, outcome: Outcome, log: &str) -> Result<Job, StoreError> {
@@ -245,15 +214,10 @@ impl JobStore for SqliteStore {
             tx.end(finished).await
         }
         .await;
-        self.health.record(&result);
-        match result? {
-            Some(job) => {
-                // A job this one's footprint held back may start now.
-                self.wake();
-                Ok(job)
-            }
-            None => Err(self.refusal(id, "finish").await),
-        }
+        let job = self.settle(id, "finish", result).await?;
+        // A job this one's footprint held back may start now.
+        self.wake();
+        Ok(job)
     }
 
     async fn log(&self, id: &JobId) -> Result<Option<String>, StoreError> {
@@ -270,17 +234,11 @@ impl JobStore for SqliteStore {
             tx.end(cancelled).await
         }
         .await;
-        self.health.record(&result);
-        match result? {
-            Some(outcome) => Ok(outcome),
-            None => Err(self.refusal(id, "cancel").await),
-        }
+        self.settle(id, "cancel", result).await
     }
 
     async fn requeue(&self, id: &JobId) -> Result<(), StoreError> {
-        let result = sqlx::query(REQUEUE).bind(id.as_str()).execute(&self.writer).await.map_err(db);
-        self.health.record(&result);
-        if result?.rows_affected() == 0 {
+        if self.execute(REQUEUE, &[Arg::Text(id.as_str())]).await? == 0 {
             return Err(self.refusal(id, "requeue").await);
         }
         self.wake();
@@ -288,21 +246,10 @@ impl JobStore for SqliteStore {
     }
 
     async fn retry(&self, id: &JobId, reason: &str) -> Result<(), StoreError> {
-        let result = sqlx::query(RETRY).bind(id.as_str()).bind(reason).execute(&self.writer).await.map_err(db);
-        self.health.record(&result);
-        if result?.rows_affected() == 0 {
+        if self.execute(RETRY, &[Arg::Text(id.as_str()), Arg::Text(reason)]).await? == 0 {
             return Err(self.refusal(id, "retry").await);
         }
         self.wake();
-        Ok(())
-    }
-
-    async fn delete(&self, id: &JobId) -> Result<(), StoreError> {
-        let result = sqlx::query(DELETE).bind(id.as_str()).execute(&self.writer).await.map_err(db);
-        self.health.record(&result);
-        if result?.rows_affected() == 0 {
-            return Err(self.refusal(id, "delete").await);
-        }
         Ok(())
     }
 
@@ -321,111 +268,24 @@ impl JobStore for SqliteStore {
         }
         Ok(recovery)
     }
+}
 
-    async fn purge_finished_before(&self, cutoff: OffsetDateTime) -> Result<u64, StoreError> {
-        let result = sqlx::query(PURGE).bind(micros_ceil(cutoff)).execute(&self.writer).await.map_err(db);
-        self.health.record(&result);
-        let purged = result?.rows_affected();
-        // Finished deliveries go with the jobs of their time; pending ones are still sent.
-        let result = sqlx::query(PURGE_DELIVERIES).bind(micros_ceil(cutoff)).execute(&self.writer).await.map_err(db);
-        self.health.record(&result);
-        result?;
-        Ok(purged)
-    }
-
-    async fn counts(&self) -> Result<StatusCounts, StoreError> {
-        plan::counts(sqlx::query_as(COUNTS).fetch_all(&self.reader).await.map_err(db)?)
-    }
-
-    async fn active_footprints(&self) -> Result<Vec<ActiveFootprint>, StoreError> {
-        plan::active_footprints(sqlx::query_as(ACTIVE_FOOTPRINTS).fetch_all(&self.reader).await.map_err(db)?)
-    }
-
-    async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.reader).await.map_err(db)?;
-        Ok(())
-    }
-
-    async fn claim_deliveries(
-        &self,
-        now: OffsetDateTime,
-        lease: Duration,
-        limit: u32,
-        skip_urls: &[String],
-    ) -> Result<Vec<Delivery>, StoreError> {
-        let until = now + lease;
-        let result = sqlx::query_as::<_, DeliveryRow>(CLAIM_DELIVERIES)
-            .bind(micros(now))
-            .bind(micros(until))
-            .bind(i64::from(limit))
-            .bind(json(&skip_urls)?)
-            .fetch_all(&self.writer)
-            .await
-            .map_err(db);
-        self.health.record(&result);
-        let mut deliveries = result?.into_iter().map(Delivery::try_from).collect::<Result<Vec<_>, _>>()?;
-        // RETURNING promises no order: the longest due first, then in write order.
-        deliveries.sort_by_key(|d| d.created_at);
-        Ok(deliveries)
-    }
-
-    async fn record_delivery_attempt(
-        &self,
-        id: &DeliveryId,
-        attempt: &DeliveryAttempt,
-        next: NextStep,
-    ) -> Result<bool, StoreError> {
-        let result = sqlx::query(RECORD_ATTEMPT)
-            .bind(id.as_str())
-            .bind(json(attempt)?)
-            .bind(next.state().as_str())
-            .bind(next.next_attempt_at().map(micros))
-            .execute(&self.writer)
-            .await
-            .map_err(db);
-        self.health.record(&result);
-        Ok(result?.rows_affected() == 1)
-    }
-
-    async fn deliveries(&self, id: &JobId) -> Result<Vec<Delivery>, StoreError> {
-        let rows: Vec<DeliveryRow> =
-            sqlx::query_as(DELIVERIES).bind(id.as_str()).fetch_all(&self.reader).await.map_err(db)?;
-        rows.into_iter().map(Delivery::try_from).collect()
-    }
-
-    async fn register_node(&self, node: &NodeRegistration) -> Result<(), StoreError> {
-        self.register_node_row(node).await
-    }
-
-    async fn heartbeat_node(&self, id: &str, beat: &Heartbeat) -> Result<bool, StoreError> {
-        self.heartbeat_row(id, beat).await
-    }
-
-    async fn nodes(&self, lost_after: Duration) -> Result<Vec<Node>, StoreError> {
-        self.node_rows(lost_after).await
-    }
-
-    async fn node_capabilities(&self, id: &str) -> Result<Option<ffmpeg_core::capabilities::Capabilities>, StoreError> {
-        self.node_capabilities_row(id).await
-    }
-
-    async fn remove_node(&self, id: &str) -> Result<(), StoreError> {
-        self.remove_node_row(id).await
-    }
-
-    async fn prune_nodes(&self, older_than: Duration) -> Result<u64, StoreError> {
-        self.prune_node_rows(older_than).await
-    }
-
-    async fn check_writable(&self) -> Result<(), StoreError> {
-        match self.health.verdict() {
-            Verdict::Writable => return Ok(()),
-            Verdict::Failing(e) => return Err(e),
-            Verdict::Probe => {}
+/// `args` as SQLite binds them.
+fn arguments<'q>(args: &[Arg<'q>]) -> Result<SqliteArguments<'q>, StoreError> {
+    let mut bound = SqliteArguments::default();
+    for arg in args {
+        match *arg {
+            Arg::Int(value) => bound.add(value),
+            Arg::OptInt(value) => bound.add(value),
+            Arg::Text(value) => bound.add(value),
+            Arg::OptText(value) => bound.add(value),
+            Arg::Bool(value) => bound.add(value),
+            Arg::Texts(values) => bound.add(json(&values)?),
+            Arg::Age(age) => bound.add(now().1.saturating_sub(i64::try_from(age.as_micros()).unwrap_or(i64::MAX))),
+            Arg::Now => bound.add(now().1),
+            Arg::Node => Ok(()),
         }
-        let (_, at) = now();
-        let result = sqlx::query(PROBE).bind(at).execute(&self.writer).await.map_err(db);
-        self.health.record(&result);
-        result.map(drop)
+        .map_err(StoreError::Database)?;
     }
+    Ok(bound)
 }
