@@ -142,6 +142,23 @@ impl Files {
         Ok(())
     }
 
+    /// [`FilesError::InUse`] (naming `dir`) if a queued or running job may write into the
+    /// directory `dir` or below it ([`crate::outputs::writes_into`]): its outputs need not
+    /// exist yet (with the files in a bucket they appear only once the job succeeded), and a
+    /// recursive delete must not empty the directory under it.
+    async fn check_not_written_into(&self, dir: &str) -> Result<(), FilesError> {
+        for active in self.store.active_footprints().await? {
+            let footprint = match active.footprint {
+                Some(footprint) => Some(footprint),
+                None => self.derived_footprint(&active.id).await,
+            };
+            if crate::outputs::writes_into(footprint.as_ref(), Path::new(dir)) {
+                return Err(FilesError::InUse { path: dir.to_owned(), job: active.id, status: active.status });
+            }
+        }
+        Ok(())
+    }
+
     /// The footprint of job `id`'s command as the sandbox resolves it now (as a worker would
     /// before running it); `None` when the job is gone or its command no longer resolves.
     async fn derived_footprint(&self, id: &JobId) -> Option<Footprint> {
@@ -204,7 +221,7 @@ impl Files {
     ///
     /// # Errors
     /// [`FilesError::InUse`] when a queued or running job uses the file (or, for a directory,
-    /// any file under it); [`StorageError::IsADirectory`] for a directory without
+    /// any file under it, or may write into it); [`StorageError::IsADirectory`] for a directory without
     /// `recursive`; [`StorageError::NotFound`].
     pub async fn delete(&self, path: &str, recursive: bool) -> Result<(), FilesError> {
         let normal = self.storage.check_path(path).await?;
@@ -224,6 +241,7 @@ impl Files {
                 }
             }
             self.check_not_in_use(&paths).await?;
+            self.check_not_written_into(&normal).await?;
         } else {
             self.check_not_in_use(&[normal]).await?;
         }

@@ -53,3 +53,30 @@ async fn a_job_stored_without_a_footprint_blocks_only_the_files_its_command_uses
     }
     assert!(matches!(files.put("free.txt", body("x"), false).await, Err(FilesError::InUse { .. })));
 }
+
+/// A recursive delete of a directory that a queued or running job writes into is refused,
+/// though its outputs do not exist yet (on a bucket they appear only when it succeeded):
+/// before, only the files already under it were checked (tester F12).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_directory_a_job_will_write_into_cannot_be_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let sandbox = Arc::new(Sandbox::new(dir.path()).unwrap());
+    let store: Arc<dyn JobStore> = Arc::new(jobs::MemoryStore::new());
+    let command = "-f lavfi -i sine -t 1 chain/q1.mp4";
+    let resolved = sandbox.resolve_command(&ffmpeg_core::command::Command::parse(command).unwrap()).unwrap();
+    let options =
+        SubmitOptions { footprint: ffmpeg_core::footprint::Footprint::of(&resolved), ..SubmitOptions::default() };
+    let job = store.insert(command.to_owned(), options).await.unwrap();
+    let files = Files::new(Arc::new(LocalStorage::new(Arc::clone(&sandbox))), Arc::clone(&store), sandbox, 1 << 20);
+    for path in ["chain/old.txt", "other/old.txt"] {
+        files.put(path, body("x"), false).await.unwrap();
+    }
+    match files.delete("chain", true).await {
+        Err(FilesError::InUse { path, job: by, .. }) => assert_eq!((path.as_str(), &by), ("chain", &job.id)),
+        other => panic!("{other:?}"),
+    }
+    assert!(dir.path().join("chain/old.txt").exists());
+    files.delete("other", true).await.unwrap();
+    // The job's own file is protected as before; a file beside it may go.
+    files.delete("chain/old.txt", false).await.unwrap();
+}
