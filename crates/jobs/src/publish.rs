@@ -139,6 +139,11 @@ pub enum PublishError {
     /// The caller no longer owns the job (its lease was lost): nothing was published.
     #[error("the job was taken over by another node; nothing was published")]
     NotOurs,
+    /// The job was cancelled while its outputs were uploaded or put in place: the publish was
+    /// stopped and undone as after a crash ([`restore_or_discard`]: the files it had replaced
+    /// are back).
+    #[error("the job was cancelled while its outputs were uploaded; they were not kept")]
+    Cancelled,
 }
 
 impl PublishError {
@@ -146,7 +151,7 @@ impl PublishError {
     pub fn storage_error(&self) -> Option<&StorageError> {
         match self {
             PublishError::Upload(e) | PublishError::Publish { source: e, .. } => Some(e),
-            PublishError::NotOurs => None,
+            PublishError::NotOurs | PublishError::Cancelled => None,
         }
     }
 }

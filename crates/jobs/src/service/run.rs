@@ -246,7 +246,16 @@ impl Jobs {
             Ok(()) => {
                 if let (Some(stage), Some(remote)) = (&stage, &self.config.remote_storage)
                     && let Err(error) = self
-                        .upload_outputs(&job, stage, remote.as_ref(), &files, &kept, final_progress, &mut publisher)
+                        .upload_outputs(
+                            &job,
+                            stage,
+                            remote.as_ref(),
+                            &files,
+                            &kept,
+                            final_progress,
+                            &mut publisher,
+                            &running.cancel,
+                        )
                         .await
                 {
                     return self.staging_failed(&job, error, &log_tail, started, &running.cancel, abort).await;

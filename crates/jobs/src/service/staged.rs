@@ -13,7 +13,7 @@ use super::{Jobs, RunningJob};
 use crate::concat_lists::{self, ConcatListError};
 use crate::events::ProgressPublisher;
 use crate::model::{Job, JobId, Phase, Progress};
-use crate::publish::RunTemp;
+use crate::publish::{PublishError, RunTemp};
 use crate::staging::{self, Stage, StagingError, Transfer};
 use crate::storage::Storage;
 
@@ -102,6 +102,7 @@ impl Jobs {
         kept: &[String],
         last: Option<Progress>,
         publisher: &mut ProgressPublisher,
+        cancel: &CancellationToken,
     ) -> Result<(), StagingError> {
         let id = &job.id;
         let last = last.unwrap_or_default();
@@ -110,7 +111,16 @@ impl Jobs {
         let create_only: BTreeSet<PathBuf> = kept.iter().map(PathBuf::from).collect();
         let lease_lost = self.store.lease_lost(id);
         let still_ours = move || lease_lost.as_ref().is_none_or(|lost| !lost.is_cancelled());
-        match stage.upload(remote, &run, files, &create_only, &still_ours).await {
+        // A cancel stops the upload wherever it is; what it did is undone as after a crash
+        // (the files it replaced are put back, its temporary names deleted).
+        let upload = tokio::select! {
+            result = stage.upload(remote, &run, files, &create_only, &still_ours) => result,
+            () = cancel.cancelled() => {
+                self.discard_run_temps(id).await;
+                Err(StagingError::Publish(PublishError::Cancelled))
+            }
+        };
+        match upload {
             Ok(done) => {
                 tracing::info!(
                     files = done.files,

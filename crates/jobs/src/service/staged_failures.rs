@@ -55,6 +55,10 @@ impl Jobs {
         abort: &CancellationToken,
     ) {
         let id = &job.id;
+        if matches!(error, StagingError::Publish(PublishError::Cancelled)) {
+            tracing::info!("job cancelled while its outputs were uploaded; nothing was kept");
+            return self.finish(id, Outcome::Cancelled, log, started, abort).await;
+        }
         if matches!(error, StagingError::Publish(PublishError::NotOurs)) {
             tracing::warn!("lost the lease of the job while uploading its outputs; nothing was published");
             return;

@@ -571,6 +571,34 @@ async fn a_job_cancelled_while_downloading_is_cancelled_and_its_stage_removed() 
     assert!(fx.keys().is_empty());
 }
 
+/// A cancel while the outputs upload stops the upload: the job ends cancelled, the file an
+/// output would have replaced keeps its content, and no temporary name is left (tester F15: the
+/// job used to complete and replace it).
+#[tokio::test]
+async fn a_job_cancelled_while_uploading_is_cancelled_and_replaces_nothing() {
+    let fx = fixture_with(faulty(Step::PutTemp, ".mkv", Fault::Hang, usize::MAX));
+    let local = tempfile::tempdir().unwrap();
+    fx.upload(&make_clip(local.path()), "in/clip.mp4").await;
+    fx.put_bytes("out/x.mkv", b"the user's file").await;
+    let job = fx.submit("-i in/clip.mp4 -c copy out/x.mkv").await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let job = fx.store.get(&job.id).await.unwrap().unwrap();
+        if job.progress.as_ref().and_then(|p| p.phase) == Some(Phase::Uploading) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never uploading: {job:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    fx.jobs.cancel(&job.id).await.unwrap();
+    let done = fx.finished(&job.id).await;
+    assert_eq!(done.status, JobStatus::Cancelled, "{done:?}");
+    assert_eq!(fx.object("out/x.mkv"), b"the user's file");
+    let temps = fx.jobs.storage().list_temps("").await.unwrap();
+    assert!(temps.is_empty(), "{temps:?}");
+    fx.no_stages_left().await;
+}
+
 /// The length in seconds of the media file at `path`, by ffprobe.
 fn duration_of(path: &Path) -> f64 {
     let out = std::process::Command::new("ffprobe")
