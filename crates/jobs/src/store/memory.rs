@@ -67,6 +67,31 @@ impl MemoryStore {
         self.notify.notify_one();
     }
 
+    /// Puts running job `id` back in the queue (the part `requeue` and `retry` share), with
+    /// `adjust` applied to it; Conflict naming `operation` when it is not running.
+    fn back_to_queue(
+        &self,
+        id: &JobId,
+        operation: &'static str,
+        adjust: impl FnOnce(&mut Job),
+    ) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        let job = inner.job_mut(id)?;
+        if job.status != JobStatus::Running {
+            return Err(conflict(job, operation));
+        }
+        job.status = JobStatus::Queued;
+        job.started_at = None;
+        job.progress = None;
+        adjust(job);
+        job.event_seq += 1;
+        let key = queue_key(job);
+        inner.queue.insert(key, id.clone());
+        drop(inner);
+        self.wake();
+        Ok(())
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         // A panic while holding the lock cannot leave a job half-updated in a way later calls
         // misread (each method updates fields then indexes), so recover the guard.
@@ -294,41 +319,13 @@ impl JobStore for MemoryStore {
     }
 
     async fn requeue(&self, id: &JobId) -> Result<(), StoreError> {
-        let mut inner = self.lock();
-        let job = inner.job_mut(id)?;
-        if job.status != JobStatus::Running {
-            return Err(conflict(job, "requeue"));
-        }
-        job.status = JobStatus::Queued;
-        job.started_at = None;
-        job.progress = None;
         // A graceful stop is not a failed attempt: the next start is not counted against
         // the job's attempt limit (crash recovery, which cannot tell, does count it).
-        job.attempts = job.attempts.saturating_sub(1);
-        job.event_seq += 1;
-        let key = queue_key(job);
-        inner.queue.insert(key, id.clone());
-        drop(inner);
-        self.wake();
-        Ok(())
+        self.back_to_queue(id, "requeue", |job| job.attempts = job.attempts.saturating_sub(1))
     }
 
     async fn retry(&self, id: &JobId, reason: &str) -> Result<(), StoreError> {
-        let mut inner = self.lock();
-        let job = inner.job_mut(id)?;
-        if job.status != JobStatus::Running {
-            return Err(conflict(job, "retry"));
-        }
-        job.status = JobStatus::Queued;
-        job.started_at = None;
-        job.progress = None;
-        job.error = Some(reason.to_owned());
-        job.event_seq += 1;
-        let key = queue_key(job);
-        inner.queue.insert(key, id.clone());
-        drop(inner);
-        self.wake();
-        Ok(())
+        self.back_to_queue(id, "retry", |job| job.error = Some(reason.to_owned()))
     }
 
     async fn delete(&self, id: &JobId) -> Result<(), StoreError> {
