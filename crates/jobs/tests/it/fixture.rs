@@ -112,18 +112,23 @@ pub(crate) async fn run_jobs(root: &Path, sandbox: Sandbox, commands: &[&str]) -
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut done = Vec::new();
     for id in ids {
-        loop {
-            let job = store.get(&id).await.unwrap().unwrap();
-            if job.status.is_finished() {
-                done.push(job);
-                break;
-            }
-            assert!(Instant::now() < deadline, "the job never finished: {job:?}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        done.push(finished_by(&store, &id, deadline).await);
     }
     shutdown.stop_claiming.cancel();
     done
+}
+
+/// Job `id` of `store` once it is finished, polled every 20 ms; panics (the test hangs
+/// otherwise) when it is not by `deadline`.
+pub(crate) async fn finished_by(store: &Store, id: &jobs::JobId, deadline: Instant) -> Job {
+    loop {
+        let job = store.get(id).await.unwrap().unwrap();
+        if job.status.is_finished() {
+            return job;
+        }
+        assert!(Instant::now() < deadline, "the job never finished: {job:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// [`run_jobs`] with one command: the finished job.

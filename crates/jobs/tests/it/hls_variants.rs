@@ -13,6 +13,8 @@ use jobs::{
     FfmpegConfig, FfmpegRunner, Job, JobStatus, Jobs, JobsConfig, MemoryStore, Runner, Shutdown, SubmitOptions,
 };
 
+use crate::fixture::finished_by;
+
 /// `in.mp4` in `dir`: `seconds` of 160x120 testsrc at 25 fps (keyframe every second) with a
 /// sine track.
 fn make_input(dir: &Path, seconds: u32) {
@@ -108,14 +110,7 @@ impl Service {
     async fn run(&self, command: &str, options: SubmitOptions) -> Job {
         let id = self.jobs.submit(command, options).await.unwrap().id;
         let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            let job = self.store.get(&id).await.unwrap().unwrap();
-            if job.status.is_finished() {
-                return job;
-            }
-            assert!(Instant::now() < deadline, "the job never finished: {job:?}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        finished_by(&self.store, &id, deadline).await
     }
 }
 
@@ -204,14 +199,7 @@ async fn a_failed_variant_stream_run_removes_exactly_its_files() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let job = loop {
-        let job = s.store.get(&id).await.unwrap().unwrap();
-        if job.status.is_finished() {
-            break job;
-        }
-        assert!(Instant::now() < deadline, "the job never finished: {job:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let job = finished_by(&s.store, &id, deadline).await;
     assert_eq!(job.status, JobStatus::Failed, "{job:?}");
     assert_eq!(tree(&s.root, &[]), before, "the run's files are gone, no one else's");
 }

@@ -12,6 +12,8 @@ use jobs::outputs::{self, Snapshot};
 use jobs::store::JobStore;
 use jobs::{FfmpegConfig, FfmpegRunner, JobStatus, Jobs, JobsConfig, MemoryStore, Runner, Shutdown, SubmitOptions};
 
+use crate::fixture::finished_by;
+
 fn write(root: &Path, path: &str, content: &str) {
     let path = root.join(path);
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -141,14 +143,7 @@ async fn a_failed_pass_log_job_removes_its_own_files_and_no_one_elses() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     write(&root, "logs/x2.mp4", "another writer's file, written while the job runs");
-    let job = loop {
-        let job = store.get(&job.id).await.unwrap().unwrap();
-        if job.status.is_finished() {
-            break job;
-        }
-        assert!(Instant::now() < deadline, "the job never finished: {job:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let job = finished_by(&store, &job.id, deadline).await;
     assert_eq!(job.status, JobStatus::Failed, "{job:?}");
     assert!(!exists(&root, "out/a.mp4"), "the overwritten output is removed");
     let left: Vec<String> =
@@ -239,14 +234,7 @@ async fn runs_never_write_through_a_link_out_of_the_data_directory() {
         async move {
             let id = jobs.submit(&command, SubmitOptions::default()).await.unwrap().id;
             let deadline = Instant::now() + Duration::from_secs(60);
-            loop {
-                let job = store.get(&id).await.unwrap().unwrap();
-                if job.status.is_finished() {
-                    return job;
-                }
-                assert!(Instant::now() < deadline, "the job never finished: {job:?}");
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
+            finished_by(&store, &id, deadline).await
         }
     };
     for (command, at) in [(&images, "out/img_001.png"), (&hls, "hlsx/seg000.ts")] {
@@ -293,14 +281,7 @@ async fn run_until_finished(
         }
         jobs.cancel(&job.id).await.unwrap();
     }
-    let job = loop {
-        let job = store.get(&job.id).await.unwrap().unwrap();
-        if job.status.is_finished() {
-            break job;
-        }
-        assert!(Instant::now() < deadline, "the job never finished: {job:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let job = finished_by(&store, &job.id, deadline).await;
     shutdown.stop_claiming.cancel();
     job
 }

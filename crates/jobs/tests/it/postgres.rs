@@ -212,13 +212,7 @@ async fn claims_see_new_jobs_in_submission_order() {
 
 /// Sets a job's lease into the past, as if its node had stopped renewing it.
 async fn expire_lease(url: &str, id: &JobId) {
-    let pool = sqlx::PgPool::connect(url).await.unwrap();
-    let expired = sqlx::query("UPDATE jobs SET lease_expires_at = now() - interval '1 second' WHERE id = $1")
-        .bind(id.as_str())
-        .execute(&pool)
-        .await
-        .unwrap();
-    assert_eq!(expired.rows_affected(), 1);
+    expire_lease_by(url, id, "1 second").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
