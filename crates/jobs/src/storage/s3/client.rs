@@ -1,0 +1,175 @@
+//! The bucket's settings ([`S3Config`], from `STORAGE_URL` and the `AWS_*` settings) and
+//! building the client over them ([`S3Storage::new`], [`S3Storage::check`]).
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ffmpeg_core::sandbox::Sandbox;
+use futures_util::StreamExt as _;
+use object_store::aws::{AmazonS3Builder, S3CopyIfNotExists};
+use object_store::path::Path as Key;
+use object_store::{ClientOptions, ObjectStore as _, RetryConfig};
+
+use super::{S3Storage, store_error};
+use crate::storage::StorageError;
+
+/// Where the bucket is and how to reach it: `STORAGE_URL=s3://bucket/prefix` and the usual
+/// `AWS_*` settings.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct S3Config {
+    /// The bucket's name.
+    pub bucket: String,
+    /// Key prefix under which the files live (no leading or trailing `/`; empty: the whole
+    /// bucket).
+    pub prefix: String,
+    /// The service's URL (`http://127.0.0.1:9000` for MinIO, an R2 account URL, ...); `None`:
+    /// AWS S3 of [`S3Config::region`].
+    pub endpoint: Option<String>,
+    /// The region (`us-east-1` when the server ignores regions).
+    pub region: String,
+    /// Access key id; `None` with no secret: the instance's or container's credentials (IMDS,
+    /// ECS, web identity), as the AWS SDKs find them.
+    pub access_key_id: Option<String>,
+    /// Secret access key.
+    pub secret_access_key: Option<String>,
+    /// Session token of temporary credentials.
+    pub session_token: Option<String>,
+    /// Allow a plain `http://` endpoint.
+    pub allow_http: bool,
+    /// Address the bucket as `https://BUCKET.endpoint/KEY` (virtual-hosted style) instead of
+    /// `https://endpoint/BUCKET/KEY` (path style, what most self-hosted servers expect).
+    pub virtual_hosted_style: bool,
+}
+
+impl fmt::Debug for S3Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never the secret or the token.
+        f.debug_struct("S3Config")
+            .field("bucket", &self.bucket)
+            .field("prefix", &self.prefix)
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("access_key_id", &self.access_key_id)
+            .field("allow_http", &self.allow_http)
+            .field("virtual_hosted_style", &self.virtual_hosted_style)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A `STORAGE_URL` that is not `s3://BUCKET[/PREFIX]`, or a client that cannot be built.
+#[derive(Debug, thiserror::Error)]
+#[error("storage URL `{url}`: {problem}")]
+pub struct S3ConfigError {
+    /// The URL or setting as given.
+    pub url: String,
+    /// What is wrong with it.
+    pub problem: String,
+}
+
+impl S3Config {
+    /// Bucket and prefix from `s3://BUCKET[/PREFIX]`, every other setting at its default
+    /// (region `us-east-1`).
+    ///
+    /// # Errors
+    /// [`S3ConfigError`] for another scheme, no bucket, or a prefix with `.`/`..`/empty
+    /// components.
+    pub fn from_url(url: &str) -> Result<S3Config, S3ConfigError> {
+        let error = |problem: &str| S3ConfigError { url: url.to_owned(), problem: problem.to_owned() };
+        let rest = url.strip_prefix("s3://").ok_or_else(|| error("only s3://BUCKET[/PREFIX] is supported"))?;
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return Err(error("no bucket name"));
+        }
+        let prefix = prefix.trim_end_matches('/');
+        if !prefix.is_empty() && prefix.split('/').any(|part| matches!(part, "" | "." | "..")) {
+            return Err(error("the prefix has an empty, `.` or `..` component"));
+        }
+        Ok(S3Config {
+            bucket: bucket.to_owned(),
+            prefix: prefix.to_owned(),
+            region: "us-east-1".to_owned(),
+            ..S3Config::default()
+        })
+    }
+
+    /// `s3://bucket/prefix`, for logs.
+    pub fn url(&self) -> String {
+        if self.prefix.is_empty() {
+            format!("s3://{}", self.bucket)
+        } else {
+            format!("s3://{}/{}", self.bucket, self.prefix)
+        }
+    }
+}
+
+impl S3Storage {
+    /// A client for `config`'s bucket. No request is made yet (see [`S3Storage::check`]).
+    ///
+    /// # Errors
+    /// [`S3ConfigError`] when the client cannot be built (a malformed endpoint, ...), or the
+    /// private empty directory for path checks cannot be created.
+    pub fn new(config: &S3Config) -> Result<S3Storage, S3ConfigError> {
+        let error = |problem: String| S3ConfigError { url: config.url(), problem };
+        let mut builder = AmazonS3Builder::new()
+            // First: the client options hold `allow_http` too.
+            .with_client_options(ClientOptions::new().with_connect_timeout(Duration::from_secs(5)))
+            .with_bucket_name(&config.bucket)
+            .with_region(&config.region)
+            .with_allow_http(config.allow_http)
+            .with_virtual_hosted_style_request(config.virtual_hosted_style)
+            // A create-only copy (a large `If-None-Match: *` upload, a `-n` job's output) is a
+            // one-part multipart copy completed with `If-None-Match: *`: atomic on AWS S3 and
+            // on servers with conditional writes.
+            .with_copy_if_not_exists(S3CopyIfNotExists::Multipart)
+            // A bucket that does not answer fails a request in seconds (503 at the API), not
+            // after object_store's default 3 minutes of retries.
+            .with_retry(RetryConfig {
+                max_retries: 3,
+                retry_timeout: Duration::from_secs(20),
+                ..RetryConfig::default()
+            });
+        if let Some(endpoint) = &config.endpoint {
+            builder = builder.with_endpoint(endpoint);
+        }
+        if let Some(key) = &config.access_key_id {
+            builder = builder.with_access_key_id(key);
+        }
+        if let Some(secret) = &config.secret_access_key {
+            builder = builder.with_secret_access_key(secret);
+        }
+        if let Some(token) = &config.session_token {
+            builder = builder.with_token(token);
+        }
+        let store = builder.build().map_err(|e| error(e.to_string()))?;
+        let empty = tempfile::Builder::new()
+            .prefix("ffmpeg-worker-s3-paths-")
+            .tempdir()
+            .map_err(|e| error(format!("cannot create a directory for path checks: {e}")))?;
+        let sandbox = Sandbox::new(empty.path()).map_err(|e| error(e.to_string()))?;
+        Ok(S3Storage {
+            store: Arc::new(store),
+            prefix: config.prefix.clone(),
+            url: config.url(),
+            paths: Arc::new((sandbox, empty)),
+        })
+    }
+
+    /// `s3://bucket/prefix`.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Lists one key under the prefix: the bucket exists and the credentials may read it.
+    ///
+    /// # Errors
+    /// [`StorageError::Io`] with the server's reason.
+    pub async fn check(&self) -> Result<(), StorageError> {
+        let prefix = (!self.prefix.is_empty()).then(|| Key::from_iter(self.prefix.split('/')));
+        let mut list = self.store.list(prefix.as_ref());
+        match list.next().await {
+            None | Some(Ok(_)) => Ok(()),
+            Some(Err(e)) => Err(store_error(&self.url, e)),
+        }
+    }
+}

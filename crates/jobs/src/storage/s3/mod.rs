@@ -1,0 +1,246 @@
+//! [`S3Storage`]: files in an S3-compatible bucket (AWS S3, MinIO, Ceph, R2, Garage, ...),
+//! through the `object_store` crate.
+//!
+//! - **Keys.** A file's path (relative, `/`-separated, in the normal form the sandbox's
+//!   lexical rules give: no `.`, `..`, `//`) is its key under the configured prefix
+//!   (`s3://bucket/prefix` -> `prefix/PATH`), byte for byte: other tools see the same names.
+//!   Paths are checked by a [`Sandbox`] rooted at an empty private directory, so exactly the
+//!   local backend's rules apply (escapes, absolute paths, NUL, protocols, name lengths) and
+//!   nothing on the local disk changes the answer. A control character in a name is refused
+//!   (`object_store` cannot address it).
+//! - **Puts** stream: a body that fits in one part ([`PART_BYTES`]) is sent with one `PUT` at
+//!   commit (`If-None-Match: *` for a create-only put, so it never replaces a file that
+//!   appeared meanwhile); a larger one becomes a multipart upload whose parts go up while the
+//!   body arrives (at most [`PARTS_IN_FLIGHT`] at once: memory stays bounded by about three
+//!   parts whatever the file's size), completed at commit. Until then no reader sees anything;
+//!   a failed, too large, aborted or dropped upload is aborted on the server. A create-only
+//!   upload of many parts is completed under a temporary key of its own (nothing visible),
+//!   then copied into place by one conditional request (a one-part `UploadPartCopy` completed
+//!   with `If-None-Match: *`, `object_store`'s `S3CopyIfNotExists::Multipart`; its conditional
+//!   complete is not reachable through `object_store`'s multipart API): the bucket alone
+//!   decides, so of two racing create-only uploads one is created and the other gets
+//!   [`StorageError::Exists`]. (AWS copies at most 5 GiB in one part: a create-only upload
+//!   over [`COPY_MAX_BYTES`] fails there. moto's server checks the condition before it
+//!   assembles the object, not atomically with it.)
+//! - **Reads** are ranged `GET`s conditioned on the entity tag seen at [`Storage::open`]
+//!   (`If-Match`): a file replaced meanwhile ends the stream with an error instead of mixing
+//!   two versions.
+//! - **Directories** do not exist in a bucket: `dir` is a directory when some key starts with
+//!   `dir/`. A file under a path whose parent is a file is refused like on a disk.
+//! - **Errors**: a bucket that does not answer is [`StorageError::Io`] (503 at the API) after
+//!   a few quick retries, never a hang of minutes.
+//!
+//! The module's files follow its seams: `client.rs` (the settings and building the client),
+//! `read.rs` (opening, heads, listing, ranged reads), `write.rs` (puts, multipart uploads,
+//! server-side copies, deletes) and `temp.rs` (the temporary area). This file holds the
+//! type, the path and key rules, the error mapping, and the [`Storage`] impl, which calls
+//! into them.
+
+mod client;
+mod read;
+mod temp;
+mod write;
+
+use std::fmt;
+use std::io;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use ffmpeg_core::sandbox::{PathProblem, Sandbox};
+use object_store::ObjectStore;
+use object_store::path::Path as Key;
+
+use super::{ByteStream, FileMeta, ListPage, PutOptions, StagedPut, Storage, StorageError, StoredFile, invalid};
+use crate::service::blocking;
+
+pub use client::{S3Config, S3ConfigError};
+
+/// Bytes per part of a multipart upload (S3's minimum part size is 5 MiB; 10,000 parts of
+/// 8 MiB reach 78 GiB, past the 20 GiB default upload limit).
+pub const PART_BYTES: usize = 8 * 1024 * 1024;
+/// Parts of one upload sent at once.
+pub const PARTS_IN_FLIGHT: usize = 2;
+/// The largest object one server-side copy can make (S3's limit for `CopyObject` and for one
+/// `UploadPartCopy`): 5 GiB.
+pub const COPY_MAX_BYTES: u64 = 5 * 1024 * 1024 * 1024;
+/// Longest file name (one path component), in bytes, as on a local disk.
+const NAME_MAX: usize = 255;
+/// Longest S3 key, in bytes.
+const KEY_MAX: usize = 1024;
+
+/// A bucket as a [`Storage`]. Cheap to clone.
+#[derive(Clone)]
+pub struct S3Storage {
+    store: Arc<dyn ObjectStore>,
+    prefix: String,
+    url: String,
+    /// Path rules: a sandbox over an empty directory that lives as long as this storage.
+    paths: Arc<(Sandbox, tempfile::TempDir)>,
+}
+
+impl fmt::Debug for S3Storage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("S3Storage").field("url", &self.url).finish_non_exhaustive()
+    }
+}
+
+impl S3Storage {
+    /// The normal form of `path` as a file (or directory, `want_dir`) path; blocking (the
+    /// sandbox looks at its own empty directory).
+    fn normal(&self, path: &str, want_dir: bool) -> Result<String, StorageError> {
+        // The temporary area and names like the local backend's temporary files are the
+        // server's own.
+        crate::storage::local::check_not_temp(path)?;
+        if let Some(name) = path.split('/').find(|name| name.len() > NAME_MAX) {
+            return Err(StorageError::InvalidPath {
+                path: path.to_owned(),
+                problem: format!("a file name is {} bytes; at most {NAME_MAX} are possible", name.len()),
+                rule: "name-too-long",
+            });
+        }
+        let sandbox = &self.paths.0;
+        let resolved = if want_dir {
+            sandbox.resolve_directory_path(path)
+        } else {
+            match sandbox.resolve_file_path(path) {
+                // `dir/`: a directory's name, checked as one.
+                Err(PathProblem::NotAFile) if path.ends_with('/') && !path.contains('\0') => {
+                    sandbox.resolve_directory_path(path)
+                }
+                other => other,
+            }
+        };
+        let resolved = resolved.map_err(|problem| invalid(path, &problem))?;
+        let normal = resolved.relative().to_string_lossy().into_owned();
+        if let Some(c) = normal.chars().find(char::is_ascii_control) {
+            return Err(StorageError::InvalidPath {
+                path: path.to_owned(),
+                problem: format!("control character {:?} in a name; a bucket key cannot hold it", c),
+                rule: "control-character",
+            });
+        }
+        let key_len = self.prefix.len() + 1 + normal.len();
+        if key_len > KEY_MAX {
+            return Err(StorageError::InvalidPath {
+                path: path.to_owned(),
+                problem: format!("the key is {key_len} bytes with the prefix; at most {KEY_MAX} are possible"),
+                rule: "name-too-long",
+            });
+        }
+        Ok(normal)
+    }
+
+    async fn normal_async(&self, path: &str, want_dir: bool) -> Result<String, StorageError> {
+        let (this, owned) = (self.clone(), path.to_owned());
+        blocking(move || this.normal(&owned, want_dir)).await
+    }
+
+    /// The text of the key of the file at `normal` (a normal path; empty: the prefix itself).
+    fn key_text(&self, normal: &str) -> String {
+        match (self.prefix.is_empty(), normal.is_empty()) {
+            (true, _) => normal.to_owned(),
+            (false, true) => self.prefix.clone(),
+            (false, false) => format!("{}/{normal}", self.prefix),
+        }
+    }
+
+    /// The key of the file at `normal`.
+    fn key(&self, normal: &str) -> Key {
+        let full = self.key_text(normal);
+        // Every component was checked (no `.`, `..`, empty or control characters).
+        Key::parse(&full).unwrap_or_else(|_| Key::from_iter(full.split('/')))
+    }
+
+    /// The path of `key` relative to the prefix; `None` for a key outside it.
+    fn relative<'k>(&self, key: &'k str) -> Option<&'k str> {
+        if self.prefix.is_empty() {
+            return Some(key);
+        }
+        key.strip_prefix(self.prefix.as_str())?.strip_prefix('/')
+    }
+}
+
+/// An `object_store` error on `path` as a storage error: missing, existing, denied (401/403),
+/// unavailable (the network, a timeout, a 5xx or 408/429 answer, a read whose object changed:
+/// worth retrying), or any other failure (a 4xx answer: not).
+fn store_error(path: &str, e: object_store::Error) -> StorageError {
+    use object_store::Error as E;
+    let path = path.to_owned();
+    match e {
+        E::NotFound { .. } => StorageError::NotFound(path),
+        E::AlreadyExists { .. } => StorageError::Exists(path),
+        e @ (E::PermissionDenied { .. } | E::Unauthenticated { .. }) => {
+            StorageError::Denied { path, source: io::Error::other(e) }
+        }
+        e @ (E::Generic { .. } | E::JoinError { .. } | E::Precondition { .. }) if !client_error(&e.to_string()) => {
+            StorageError::Unavailable { path, source: io::Error::other(e) }
+        }
+        e => StorageError::Io { path, source: io::Error::other(e) },
+    }
+}
+
+/// Whether an `object_store` error's text reports a 4xx answer other than 408 (timeout) and
+/// 429 (slow down): the request itself was refused, and sending it again will not help.
+/// (`object_store` keeps the status in an error type it does not export; its text reads
+/// `... status code: 400 Bad Request ...`.)
+fn client_error(text: &str) -> bool {
+    let Some((_, after)) = text.split_once("status code: ") else { return false };
+    let status: String = after.chars().take(3).collect();
+    status.starts_with('4') && status != "408" && status != "429"
+}
+
+#[async_trait]
+impl Storage for S3Storage {
+    async fn check_path(&self, path: &str) -> Result<String, StorageError> {
+        self.normal_async(path, false).await
+    }
+
+    async fn put(&self, path: &str, body: ByteStream, options: PutOptions) -> Result<Box<dyn StagedPut>, StorageError> {
+        self.put_object(path, body, options).await
+    }
+
+    async fn open(&self, path: &str) -> Result<Box<dyn StoredFile>, StorageError> {
+        self.open_object(path).await
+    }
+
+    async fn head(&self, path: &str) -> Result<FileMeta, StorageError> {
+        Ok(self.open(path).await?.meta().clone())
+    }
+
+    async fn list(&self, prefix: &str, after: Option<&str>, limit: usize) -> Result<ListPage, StorageError> {
+        self.list_objects(prefix, after, limit).await
+    }
+
+    async fn is_directory(&self, path: &str) -> Result<bool, StorageError> {
+        let normal = self.normal_async(path, true).await?;
+        self.has_children(&normal).await
+    }
+
+    async fn delete(&self, path: &str, recursive: bool) -> Result<(), StorageError> {
+        self.delete_objects(path, recursive).await
+    }
+
+    fn has_temp_area(&self) -> bool {
+        true
+    }
+
+    async fn put_temp(&self, temp: &str, body: ByteStream) -> Result<u64, StorageError> {
+        self.temp_put(temp, body).await
+    }
+
+    async fn publish_temp(&self, temp: &str, path: &str, create_only: bool) -> Result<(), StorageError> {
+        self.temp_publish(temp, path, create_only).await
+    }
+
+    async fn copy_to_temp(&self, path: &str, temp: &str) -> Result<(), StorageError> {
+        self.temp_copy_from(path, temp).await
+    }
+
+    async fn list_temps(&self, prefix: &str) -> Result<Vec<FileMeta>, StorageError> {
+        self.temp_list(prefix).await
+    }
+
+    async fn delete_temp(&self, temp: &str) -> Result<(), StorageError> {
+        self.temp_delete(temp).await
+    }
+}

@@ -1,0 +1,297 @@
+//! Writing a bucket: puts (one `PUT`, or a multipart upload whose parts go up while the body
+//! arrives, [`S3Staged`] until committed), server-side copies, deletes.
+
+use std::fmt;
+use std::io;
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use futures_util::{StreamExt as _, TryStreamExt as _};
+use object_store::path::Path as Key;
+use object_store::{
+    CopyMode, CopyOptions, ObjectStore as _, ObjectStoreExt as _, PutMode, PutMultipartOptions,
+    PutOptions as StorePutOptions, PutPayload, WriteMultipart,
+};
+use sha2::{Digest as _, Sha256};
+
+use super::temp::{UPLOADS_TEMP, random_name};
+use super::{PART_BYTES, PARTS_IN_FLIGHT, S3Storage, store_error};
+use crate::storage::{ByteStream, PutOptions, PutOutcome, StagedPut, StorageError};
+
+impl S3Storage {
+    /// [`Storage::put`](crate::storage::Storage::put).
+    pub(super) async fn put_object(
+        &self,
+        path: &str,
+        body: ByteStream,
+        options: PutOptions,
+    ) -> Result<Box<dyn StagedPut>, StorageError> {
+        let normal = self.normal_async(path, false).await?;
+        if path.ends_with('/') {
+            return Err(StorageError::IsADirectory(path.to_owned()));
+        }
+        self.check_writable(&normal).await?;
+        // A create-only upload of many parts goes to a temporary key of its own: completing
+        // it there replaces nothing, and commit copies it into place only if no file is there
+        // (one conditional request: of two racing uploads, one wins).
+        let temp = match options.create_only {
+            true => Some(format!("{UPLOADS_TEMP}/{}", random_name()?)),
+            false => None,
+        };
+        let key = match &temp {
+            Some(temp) => self.temp_key(temp),
+            None => self.key(&normal),
+        };
+        let received = self.receive(&key, path, body, options.max_bytes).await?;
+        let (pending, temp) = match received.pending {
+            // One part: sent at commit with `If-None-Match: *`, already atomic.
+            Pending::Single(body) => (Pending::Single(body), None),
+            multipart => (multipart, temp),
+        };
+        Ok(Box::new(S3Staged {
+            storage: self.clone(),
+            path: normal,
+            pending: Some(pending),
+            sha256: received.sha256,
+            size: received.size,
+            create_only: options.create_only,
+            temp,
+        }))
+    }
+
+    /// [`Storage::delete`](crate::storage::Storage::delete).
+    pub(super) async fn delete_objects(&self, path: &str, recursive: bool) -> Result<(), StorageError> {
+        let normal = self.normal_async(path, path.ends_with('/')).await?;
+        if normal.is_empty() {
+            return Err(StorageError::Reserved(path.to_owned()));
+        }
+        if !path.ends_with('/') && self.head_key(&normal).await?.is_some() {
+            return self.store.delete(&self.key(&normal)).await.map_err(|e| store_error(path, e));
+        }
+        if !self.has_children(&normal).await? {
+            return Err(StorageError::NotFound(path.to_owned()));
+        }
+        if !recursive {
+            return Err(StorageError::IsADirectory(path.to_owned()));
+        }
+        let dir = self.key(&normal);
+        let keys = self.store.list(Some(&dir)).map_ok(|meta| meta.location).boxed();
+        let mut deleted = self.store.delete_stream(keys);
+        while let Some(result) = deleted.next().await {
+            match result {
+                Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(store_error(path, e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Refuses a put to `normal` when it names a directory or one of its parents is a file.
+    async fn check_writable(&self, normal: &str) -> Result<(), StorageError> {
+        if self.has_children(normal).await? {
+            return Err(StorageError::IsADirectory(normal.to_owned()));
+        }
+        let mut parent = normal;
+        while let Some((up, _)) = parent.rsplit_once('/') {
+            if self.head_key(up).await?.is_some() {
+                return Err(StorageError::NotADirectory { path: normal.to_owned(), parent: up.to_owned() });
+            }
+            parent = up;
+        }
+        Ok(())
+    }
+
+    /// Receives `body` for `key` (`shown`: the path in messages): kept whole while it fits in
+    /// one part, else streamed into a multipart upload of `key` that is left uncompleted.
+    /// More than `max_bytes` is [`StorageError::TooLarge`]; on any error nothing is kept.
+    pub(super) async fn receive(
+        &self,
+        key: &Key,
+        shown: &str,
+        mut body: ByteStream,
+        max_bytes: u64,
+    ) -> Result<Received, StorageError> {
+        let too_large = || StorageError::TooLarge { max_bytes };
+        let aborted = |source: io::Error| StorageError::Aborted { path: shown.to_owned(), source };
+        let mut hasher = Sha256::new();
+        let mut size: u64 = 0;
+        // The first part is kept: a body that ends within it is sent whole at commit.
+        let mut first = BytesMut::new();
+        let mut upload: Option<WriteMultipart> = None;
+        let result = async {
+            while let Some(chunk) = body.next().await {
+                let chunk = chunk.map_err(aborted)?;
+                size += chunk.len() as u64;
+                if size > max_bytes {
+                    return Err(too_large());
+                }
+                hasher.update(&chunk);
+                match &mut upload {
+                    Some(writer) => {
+                        writer.wait_for_capacity(PARTS_IN_FLIGHT).await.map_err(|e| store_error(shown, e))?;
+                        writer.put(chunk);
+                    }
+                    None if first.len() + chunk.len() <= PART_BYTES => first.extend_from_slice(&chunk),
+                    None => {
+                        let started = self
+                            .store
+                            .put_multipart_opts(key, PutMultipartOptions::default())
+                            .await
+                            .map_err(|e| store_error(shown, e))?;
+                        let mut writer = WriteMultipart::new_with_chunk_size(started, PART_BYTES);
+                        writer.put(std::mem::take(&mut first).freeze());
+                        writer.put(chunk);
+                        upload = Some(writer);
+                    }
+                }
+            }
+            if let Some(writer) = &mut upload {
+                // Every full part is on the server (or failed) before commit is offered.
+                writer.wait_for_capacity(1).await.map_err(|e| store_error(shown, e))?;
+            }
+            Ok(())
+        }
+        .await;
+        if let Err(e) = result {
+            if let Some(writer) = upload {
+                abort_later(writer);
+            }
+            return Err(e);
+        }
+        let pending = match upload {
+            Some(writer) => Pending::Multipart(writer),
+            None => Pending::Single(first.freeze()),
+        };
+        Ok(Received { pending, sha256: hex::encode(hasher.finalize()), size })
+    }
+
+    /// Copies the object at `from` to `to` (keys), whole; with `create_only`, only when no
+    /// object is at `to` (one conditional request, [`S3CopyIfNotExists::Multipart`](object_store::aws::S3CopyIfNotExists::Multipart)).
+    pub(super) async fn copy_key(
+        &self,
+        from: &Key,
+        to: &Key,
+        shown: &str,
+        create_only: bool,
+    ) -> Result<(), StorageError> {
+        let mode = if create_only { CopyMode::Create } else { CopyMode::Overwrite };
+        let options = CopyOptions { mode, ..CopyOptions::default() };
+        self.store.copy_opts(from, to, options).await.map_err(|e| match e {
+            object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. } if create_only => {
+                StorageError::Exists(shown.to_owned())
+            }
+            e => store_error(shown, e),
+        })
+    }
+
+    /// Deletes the object at `key`; one already gone is no error.
+    pub(super) async fn delete_key(&self, key: &Key, shown: &str) -> Result<(), StorageError> {
+        match self.store.delete(key).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(store_error(shown, e)),
+        }
+    }
+}
+
+/// A body received by [`S3Storage::receive`].
+pub(super) struct Received {
+    pub(super) pending: Pending,
+    pub(super) sha256: String,
+    pub(super) size: u64,
+}
+
+/// An upload received in full: one body, or a multipart upload with every part sent but the
+/// last buffered.
+pub(super) enum Pending {
+    Single(Bytes),
+    Multipart(WriteMultipart),
+}
+
+/// An upload waiting for [`StagedPut::commit`]; dropped, it is aborted on the server.
+struct S3Staged {
+    storage: S3Storage,
+    path: String,
+    pending: Option<Pending>,
+    sha256: String,
+    size: u64,
+    create_only: bool,
+    /// A create-only multipart upload's temporary name: completed there, then copied into
+    /// place on condition.
+    temp: Option<String>,
+}
+
+impl fmt::Debug for S3Staged {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("S3Staged").field("path", &self.path).field("size", &self.size).finish_non_exhaustive()
+    }
+}
+
+impl Drop for S3Staged {
+    fn drop(&mut self) {
+        if let Some(Pending::Multipart(upload)) = self.pending.take() {
+            abort_later(upload);
+        }
+    }
+}
+
+/// Aborts a multipart upload in the background (from a `Drop`).
+fn abort_later(upload: WriteMultipart) {
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        runtime.spawn(async move {
+            if let Err(e) = upload.abort().await {
+                tracing::warn!(error = %e, "aborting an unfinished multipart upload failed; \
+                                            a bucket lifecycle rule removes its parts");
+            }
+        });
+    }
+}
+
+#[async_trait]
+impl StagedPut for S3Staged {
+    fn size(&self) -> u64 {
+        self.size
+    }
+
+    async fn commit(mut self: Box<Self>) -> Result<PutOutcome, StorageError> {
+        let key = self.storage.key(&self.path);
+        let path = self.path.clone();
+        // A create-only put is decided by the bucket alone (a conditional request): no check
+        // of ours could see a file that appears right after it. It creates, or fails.
+        let existed = !self.create_only && self.storage.head_key(&path).await?.is_some();
+        let pending = self.pending.take();
+        match pending {
+            Some(Pending::Single(body)) => {
+                let mode = if self.create_only { PutMode::Create } else { PutMode::Overwrite };
+                let options = StorePutOptions { mode, ..StorePutOptions::default() };
+                self.storage.store.put_opts(&key, PutPayload::from(body), options).await.map_err(|e| match e {
+                    object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. } => {
+                        StorageError::Exists(path.clone())
+                    }
+                    e => store_error(&path, e),
+                })?;
+            }
+            Some(Pending::Multipart(upload)) => match self.temp.take() {
+                None => {
+                    upload.finish().await.map_err(|e| store_error(&path, e))?;
+                }
+                Some(temp) => {
+                    let temp_key = self.storage.temp_key(&temp);
+                    let published = async {
+                        upload.finish().await.map_err(|e| store_error(&path, e))?;
+                        self.storage.copy_key(&temp_key, &key, &path, true).await
+                    }
+                    .await;
+                    if let Err(e) = self.storage.delete_key(&temp_key, &path).await {
+                        tracing::warn!(temp = %temp_key, error = %e, "deleting an upload's temporary object failed; \
+                                                                       start-up removes it");
+                    }
+                    published?;
+                }
+            },
+            None => return Err(StorageError::Io { path, source: io::Error::other("upload already committed") }),
+        }
+        let meta = self.storage.store.head(&key).await.map_err(|e| store_error(&path, e))?;
+        let meta = self.storage.file_meta(path, &meta);
+        Ok(PutOutcome { meta, created: !existed, sha256: self.sha256.clone() })
+    }
+}
