@@ -78,8 +78,7 @@ pub(super) fn main(args: &[&str]) -> Result {
     let database_url = opts.database_url.as_deref().unwrap_or(&default_url);
     let log = dir.path().join("ffmpeg-worker.log");
     // warn for everything, plus the start-up lines that carry the listening address.
-    let rust_log = "warn,ffmpeg_worker_server::serve=info";
-    let config = WorkerConfig { bin: &bin, data: &data, database_url, concurrency: 0, rust_log, log: &log };
+    let config = WorkerConfig::new(&bin, &data, database_url, &log);
     let server = Server::ffmpeg_worker(&config)?;
     eprintln!("ffmpeg-worker at {} (pid {}), store {database_url}", server.base(), server.pid());
     let ours = measure(&server, &opts, &scripts).map_err(|e| format!("{e}\n{}", server.log_tail()))?;

@@ -80,14 +80,7 @@ pub(super) fn main(args: &[&str]) -> Result {
     write_source(&source, size)?;
     let database_url = format!("sqlite://{}", dir.path().join("jobs.db").display());
     let log = dir.path().join("server.log");
-    let config = WorkerConfig {
-        bin: &bin,
-        data: &data,
-        database_url: &database_url,
-        concurrency: 0,
-        rust_log: "warn,ffmpeg_worker_server::serve=info",
-        log: &log,
-    };
+    let config = WorkerConfig::new(&bin, &data, &database_url, &log);
     let server = Server::ffmpeg_worker(&config)?;
     let addr: SocketAddr = server.base().trim_start_matches("http://").parse()?;
     let in_file = dir.path().join("raw.bin");

@@ -47,6 +47,14 @@ pub(super) struct WorkerConfig<'a> {
     pub(super) log: &'a Path,
 }
 
+impl<'a> WorkerConfig<'a> {
+    /// An API-only server (`--concurrency 0`) that logs warnings and its `listening` line: what
+    /// the benches that run no job start. Set other fields with struct update syntax.
+    pub(super) fn new(bin: &'a Path, data: &'a Path, database_url: &'a str, log: &'a Path) -> Self {
+        Self { bin, data, database_url, concurrency: 0, rust_log: "warn,ffmpeg_worker_server::serve=info", log }
+    }
+}
+
 /// Resident memory of a process, from `/proc/PID/status`, in KiB.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Memory {

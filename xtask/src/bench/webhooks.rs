@@ -192,14 +192,7 @@ pub(super) fn main(args: &[&str]) -> Result {
     std::fs::create_dir_all(&data)?;
     let database_url = format!("sqlite://{}", dir.path().join("jobs.db").display());
     let log = dir.path().join("server.log");
-    let config = WorkerConfig {
-        bin: &bin,
-        data: &data,
-        database_url: &database_url,
-        concurrency: 0,
-        rust_log: "warn,ffmpeg_worker_server::serve=info",
-        log: &log,
-    };
+    let config = WorkerConfig::new(&bin, &data, &database_url, &log);
     let extra = [
         "--webhook-secret",
         SECRET,
