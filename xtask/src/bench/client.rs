@@ -18,6 +18,18 @@ pub(super) struct JobState {
 }
 
 impl JobState {
+    /// The state of `job`, a job as the API writes it (`GET /jobs/{id}`, a stream's `status`
+    /// event); an error when it has no `status`.
+    pub(super) fn from_json(job: &serde_json::Value) -> std::result::Result<Self, &'static str> {
+        let status = job["status"].as_str().ok_or("no status")?.to_owned();
+        let time = |field: &str| job[field].as_str().and_then(unix_seconds);
+        Ok(JobState {
+            status,
+            error: job["error"].as_str().map(str::to_owned),
+            times: [time("created_at"), time("started_at"), time("completed_at")],
+        })
+    }
+
     /// Whether the job has reached a final state.
     pub(super) fn is_final(&self) -> bool {
         matches!(self.status.as_str(), "completed" | "failed" | "cancelled")
@@ -85,14 +97,7 @@ impl Client {
         if status != 200 {
             return Err(format!("GET /jobs/{id} answered {status}: {text}").into());
         }
-        let job: serde_json::Value = serde_json::from_str(&text)?;
-        let state = job["status"].as_str().ok_or_else(|| format!("no status in {text}"))?.to_owned();
-        let time = |field: &str| job[field].as_str().and_then(unix_seconds);
-        Ok(JobState {
-            status: state,
-            error: job["error"].as_str().map(str::to_owned),
-            times: [time("created_at"), time("started_at"), time("completed_at")],
-        })
+        JobState::from_json(&serde_json::from_str(&text)?).map_err(|e| format!("{e} in {text}").into())
     }
 }
 
