@@ -58,8 +58,8 @@ pub(crate) async fn ready(State(state): State<AppState>) -> Result<AppJson<Ready
 )]
 pub(crate) async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     let counts = state.jobs.counts().await?;
-    crate::telemetry::set_job_gauges(&counts, state.jobs.running_here());
-    let body = crate::telemetry::handle().map(|h| h.render()).unwrap_or_default();
+    let mut body = crate::telemetry::handle().map(|h| h.render()).unwrap_or_default();
+    body.push_str(&crate::telemetry::job_gauges(&counts, state.jobs.running_here()));
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body))
 }
 

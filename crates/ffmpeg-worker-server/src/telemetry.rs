@@ -1,5 +1,5 @@
 //! Prometheus metrics: the recorder, the HTTP middleware that counts requests by route and
-//! status, and the gauges refreshed from the store at each scrape.
+//! status, and the gauges written from the store at each scrape ([`job_gauges`]).
 //!
 //! Metric names follow Prometheus conventions (`_total` counters, `_seconds` histograms):
 //!
@@ -111,13 +111,23 @@ pub(crate) async fn track_http(request: Request, next: Next) -> Response {
     response
 }
 
-/// Sets the store-derived gauges before a scrape.
-pub(crate) fn set_job_gauges(counts: &jobs::store::StatusCounts, running_here: usize) {
+/// The store-derived gauges of one scrape in the Prometheus text format: `counts` (every job
+/// in this server's store, by status) and `running_here` (the jobs this process runs). They are
+/// written into each response rather than set in the process-wide recorder: a value set there
+/// could be overwritten by another server's scrape before this one rendered it (servers in one
+/// process: the tests), and the store's counts are read for every scrape anyway.
+pub(crate) fn job_gauges(counts: &jobs::store::StatusCounts, running_here: usize) -> String {
+    use std::fmt::Write as _;
+    let count = |status: JobStatus| counts.get(&status).copied().unwrap_or(0);
+    let mut text = String::from("# TYPE ffmpeg_worker_jobs gauge\n");
     for status in JobStatus::ALL {
-        let n = counts.get(&status).copied().unwrap_or(0);
-        metrics::gauge!("ffmpeg_worker_jobs", "status" => status.as_str()).set(n as f64);
+        let _ = writeln!(text, "ffmpeg_worker_jobs{{status=\"{}\"}} {}", status.as_str(), count(status));
     }
-    let queued = counts.get(&JobStatus::Queued).copied().unwrap_or(0);
-    metrics::gauge!("ffmpeg_worker_queue_depth").set(queued as f64);
-    metrics::gauge!("ffmpeg_worker_running_jobs").set(running_here as f64);
+    let _ = write!(
+        text,
+        "\n# TYPE ffmpeg_worker_queue_depth gauge\nffmpeg_worker_queue_depth {}\n\n\
+         # TYPE ffmpeg_worker_running_jobs gauge\nffmpeg_worker_running_jobs {running_here}\n\n",
+        count(JobStatus::Queued)
+    );
+    text
 }

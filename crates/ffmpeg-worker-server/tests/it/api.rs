@@ -490,6 +490,33 @@ async fn metrics_are_prometheus_text_with_job_and_http_series() {
     );
 }
 
+/// Servers sharing one process (the tests do; so does any program embedding two) each scrape
+/// their own store's gauges, however their scrapes interleave. They used to be set in the
+/// process-wide recorder and then rendered: another server's scrape in between showed its
+/// counts instead (how the test above failed under load).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interleaved_scrapes_of_two_servers_each_show_their_own_job_gauges() {
+    let busy = Arc::new(test_app());
+    for _ in 0..3 {
+        assert_eq!(busy.submit("-i a.mp4 b.mp4").await.status, StatusCode::CREATED);
+    }
+    let idle = Arc::new(test_app());
+    let scrape_many = |app: Arc<TestApp>, queued: usize| {
+        tokio::spawn(async move {
+            for _ in 0..200 {
+                let text = metrics_text(&app).await;
+                let depth = text.lines().find(|l| l.starts_with("ffmpeg_worker_queue_depth ")).unwrap_or_default();
+                assert_eq!(depth, format!("ffmpeg_worker_queue_depth {queued}"), "{text}");
+                assert!(text.contains(&format!("ffmpeg_worker_jobs{{status=\"queued\"}} {queued}\n")), "{text}");
+                assert_eq!(text.matches("# TYPE ffmpeg_worker_queue_depth ").count(), 1, "one family: {text}");
+            }
+        })
+    };
+    let (a, b) = tokio::join!(scrape_many(busy, 3), scrape_many(idle, 0));
+    a.unwrap();
+    b.unwrap();
+}
+
 #[tokio::test]
 async fn ready_reports_the_ffmpeg_start_up_found_or_503_when_none_was_checked() {
     // /ready runs nothing: it reports what start-up learned (a version the probe read).
