@@ -1,8 +1,10 @@
 //! Fixtures shared by the integration tests: the stores under test with the `conformance!`
 //! macro that runs a behaviour against each of them, media made with ffmpeg's lavfi sources,
-//! and commands run as jobs through the real ffmpeg.
+//! commands run as jobs through the real ffmpeg, and shell scripts standing in for ffmpeg with
+//! the processes they start.
 
-use std::path::Path;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -134,4 +136,43 @@ pub(crate) async fn finished_by(store: &Store, id: &jobs::JobId, deadline: Insta
 /// [`run_jobs`] with one command: the finished job.
 pub(crate) async fn run_job(root: &Path, sandbox: Sandbox, command: &str) -> Job {
     run_jobs(root, sandbox, &[command]).await.remove(0)
+}
+
+/// An executable shell script `dir/name` that runs `body`: a stand-in for ffmpeg or ffprobe.
+pub(crate) fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+/// [`script`] named `fake-ffmpeg`.
+pub(crate) fn fake_ffmpeg(dir: &Path, body: &str) -> PathBuf {
+    script(dir, "fake-ffmpeg", body)
+}
+
+/// Whether process `pid` exists and is not a zombie (a zombie has ended: it only waits to be
+/// reaped). The state is the third field of `/proc/PID/stat`, after the `(name)`.
+pub(crate) fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| s.rsplit(')').next().is_some_and(|rest| !rest.trim_start().starts_with('Z')))
+        .unwrap_or(false)
+}
+
+/// Waits, polling every 20 ms, until none of `pids` is [`alive`]; panics naming one that still
+/// is after `within`. A signal is delivered, not waited for: a process killed with SIGKILL
+/// that already closed its pipes can still be on its way out for a moment on a loaded machine.
+pub(crate) async fn wait_gone(pids: impl IntoIterator<Item = i32>, within: Duration) {
+    let deadline = Instant::now() + within;
+    for pid in pids {
+        while alive(pid) {
+            assert!(Instant::now() < deadline, "process {pid} still runs after {within:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// The process ids written one per line (or separated by spaces) in `text`.
+pub(crate) fn pids(text: &str) -> Vec<i32> {
+    text.split_whitespace().map(|pid| pid.parse().unwrap()).collect()
 }

@@ -1,13 +1,14 @@
 //! `jobs::media`: ffprobe on files of a data directory, against lavfi-generated media and
 //! stand-ins that count their runs or hang.
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use ffmpeg_core::sandbox::Sandbox;
 use jobs::media::{MediaProbeConfig, MediaProbeError, MediaProber};
+
+use crate::fixture::{self, script, wait_gone};
 
 fn ffmpeg(args: &[&str]) {
     let status = std::process::Command::new("ffmpeg")
@@ -51,11 +52,7 @@ fn make_clip(dir: &Path, name: &str) -> PathBuf {
 
 /// A shell script standing in for ffprobe: appends a line to `dir/runs` per run, then `body`.
 fn stand_in(dir: &Path, body: &str) -> PathBuf {
-    let path = dir.join("fake-ffprobe");
-    let runs = dir.join("runs");
-    std::fs::write(&path, format!("#!/bin/sh\necho $$ >> {}\n{body}\n", runs.display())).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-    path
+    script(dir, "fake-ffprobe", &format!("echo $$ >> {}\n{body}", dir.join("runs").display()))
 }
 
 fn runs(dir: &Path) -> usize {
@@ -215,12 +212,5 @@ async fn a_hanging_ffprobe_is_killed_with_its_process_group() {
     assert!(matches!(&err, MediaProbeError::Unavailable(m) if m.contains("did not finish within 0.5 s")), "{err}");
     let pids =
         std::fs::read_to_string(bin.path().join("runs")).unwrap() + &std::fs::read_to_string(&child_pids).unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    for pid in pids.lines() {
-        let proc = PathBuf::from(format!("/proc/{pid}"));
-        while proc.exists() && std::fs::read_to_string(proc.join("stat")).is_ok_and(|s| !s.contains(") Z")) {
-            assert!(std::time::Instant::now() < deadline, "process {pid} still runs");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
+    wait_gone(fixture::pids(&pids), Duration::from_secs(10)).await;
 }

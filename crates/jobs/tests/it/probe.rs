@@ -1,21 +1,14 @@
 //! `jobs::probe` against the installed ffmpeg, and against stand-ins that fail, hang or are not
 //! ffmpeg at all.
 
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use ffmpeg_core::capabilities::NameKind;
 use ffmpeg_core::command::Command;
 use jobs::probe::{ProbeError, probe_capabilities, probe_capabilities_within};
 
-/// Writes an executable shell script standing in for ffmpeg.
-fn fake_ffmpeg(dir: &Path, body: &str) -> PathBuf {
-    let path = dir.join("fake-ffmpeg");
-    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-    path
-}
+use crate::fixture::{self, fake_ffmpeg, wait_gone};
 
 #[tokio::test]
 async fn the_installed_ffmpeg() {
@@ -88,15 +81,7 @@ async fn a_hanging_binary_is_killed() {
     assert!(matches!(err, ProbeError::TimedOut { .. }), "{err}");
 
     // kill_on_drop: every stand-in is gone (killed and reaped by tokio) soon after.
-    let pids = std::fs::read_to_string(&pids).unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    for pid in pids.lines() {
-        let proc = PathBuf::from(format!("/proc/{pid}"));
-        while proc.exists() && std::fs::read_to_string(proc.join("stat")).is_ok_and(|s| !s.contains(") Z")) {
-            assert!(std::time::Instant::now() < deadline, "process {pid} still runs");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
+    wait_gone(fixture::pids(&std::fs::read_to_string(&pids).unwrap()), Duration::from_secs(10)).await;
 }
 
 #[tokio::test]

@@ -1,7 +1,6 @@
 //! `FfmpegRunner` against stand-in ffmpeg scripts (to force pathological behaviour) and the
 //! real ffmpeg.
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -12,14 +11,9 @@ use jobs::{FfmpegConfig, FfmpegRunner, Progress, RunError, RunSpec, Runner};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-/// Writes an executable shell script standing in for ffmpeg.
-fn fake_ffmpeg(dir: &Path, body: &str) -> PathBuf {
-    let path = dir.join("fake-ffmpeg");
-    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-    path
-}
+use crate::fixture::{self, alive, fake_ffmpeg, wait_gone};
 
+/// Writes an executable shell script standing in for ffmpeg.
 fn resolved(sandbox: &Sandbox, command: &str) -> ResolvedCommand {
     sandbox.resolve_command(&Command::parse(command).unwrap()).unwrap()
 }
@@ -48,13 +42,6 @@ fn make_input(dir: &Path) {
         .status()
         .unwrap();
     assert!(status.success());
-}
-
-fn alive(pid: i32) -> bool {
-    // A zombie is dead for our purpose; /proc/<pid>/stat's third field is the state.
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| s.rsplit(')').next().is_some_and(|rest| !rest.trim_start().starts_with('Z')))
-        .unwrap_or(false)
 }
 
 async fn run(
@@ -107,18 +94,8 @@ async fn timeout_stops_the_whole_process_group_even_when_sigterm_is_ignored() {
         report.result
     );
     assert!(start.elapsed() < Duration::from_secs(20));
-    let text = std::fs::read_to_string(&pids).unwrap();
-    for pid in text.split_whitespace() {
-        let pid: i32 = pid.parse().unwrap();
-        // SIGKILL is delivered, not waited for: a process that already closed its pipes can
-        // still be on its way out (not yet a zombie) for a moment on a loaded machine. One
-        // that ignored the signals would live for 1000 s.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while alive(pid) && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        assert!(!alive(pid), "process {pid} of the group survived");
-    }
+    // Every process of the group ends (one that ignored the signals would live for 1000 s).
+    wait_gone(fixture::pids(&std::fs::read_to_string(&pids).unwrap()), Duration::from_secs(10)).await;
 }
 
 #[tokio::test]
