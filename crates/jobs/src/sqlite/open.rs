@@ -1,5 +1,5 @@
-//! Opening a database: the location (URL or path) parsed in one place, checks that the file
-//! is ours before SQLite writes to it, connection pools, WAL mode, migrations.
+//! Opening a database: the location (URL or path) as [`StoreLocation`] parses it, checks that
+//! the file is ours before SQLite writes to it, connection pools, WAL mode, migrations.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -19,7 +19,6 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Reader connections (each is a thread in sqlx's SQLite driver).
 const READERS: u32 = 4;
-/// Tasks that answer [`JobStore::get`] in batches, each with a reader connection.
 /// The first 16 bytes of every SQLite 3 database file.
 const SQLITE_HEADER: &[u8; 16] = b"SQLite format 3\0";
 /// SQLite's primary result code `SQLITE_NOTADB`.
