@@ -204,8 +204,105 @@ async fn finished(store: &Arc<dyn JobStore>) -> Result<u64, Error> {
     Ok(store.counts().await?.iter().filter(|(s, _)| s.is_finished()).map(|(_, n)| n).sum())
 }
 
+/// Linux's clock ticks per second in `/proc/PID/stat` (`USER_HZ`, 100 on every architecture
+/// Rust supports there).
+const CLOCK_TICKS: f64 = 100.0;
+
+/// From `/proc/PID/stat`: the parent's pid, the process's own CPU seconds (user + system, all
+/// its threads), and those of its children it waited for.
+fn proc_stat(pid: u32) -> Option<(u32, f64, f64)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // After the command name (in parentheses, may hold spaces): state, ppid, ... utime (12th),
+    // stime, cutime, cstime.
+    let fields: Vec<&str> = text.get(text.rfind(')')? + 2..)?.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).map(|t| t / CLOCK_TICKS);
+    Some((fields.get(1)?.parse().ok()?, ticks(11)? + ticks(12)?, ticks(13)? + ticks(14)?))
+}
+
+/// CPU seconds used so far by process `pid` and every child it waited for.
+fn cpu_of(pid: u32) -> f64 {
+    proc_stat(pid).map_or(0.0, |(_, own, reaped)| own + reaped)
+}
+
+/// CPU seconds used so far by the PostgreSQL server whose main process is `postmaster`: its
+/// own, its live children's (the backends, the background processes) and those of the
+/// children that ended (the postmaster waits for each).
+fn server_cpu(postmaster: u32) -> f64 {
+    let children: f64 = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(proc_stat)
+        .filter(|(ppid, ..)| *ppid == postmaster)
+        .map(|(_, own, reaped)| own + reaped)
+        .sum();
+    cpu_of(postmaster) + children
+}
+
+/// CPU seconds of the three parties of a capacity run: the database server (PostgreSQL; 0 for
+/// SQLite, which runs inside the worker process), the worker processes, and this process (the
+/// filler's store and the polling for the end).
+#[derive(Debug, Clone, Copy, Default)]
+struct Cpu {
+    server: f64,
+    workers: f64,
+    bench: f64,
+}
+
+impl Cpu {
+    fn now(postmaster: Option<u32>, workers: &[Node]) -> Cpu {
+        Cpu {
+            server: postmaster.map_or(0.0, server_cpu),
+            workers: workers.iter().map(|n| cpu_of(n.child.id())).sum(),
+            bench: cpu_of(std::process::id()),
+        }
+    }
+
+    fn since(self, start: Cpu) -> Cpu {
+        Cpu {
+            server: self.server - start.server,
+            workers: self.workers - start.workers,
+            bench: self.bench - start.bench,
+        }
+    }
+}
+
+/// One capacity run's figures.
+#[derive(Debug, Clone, Default)]
+struct Run {
+    jobs_per_second: f64,
+    /// CPU seconds during the run (from the workers' start to the last job finished).
+    cpu: Cpu,
+    /// `(calls per job, mean execution µs, statement)` of PostgreSQL's statements during the
+    /// run, most called first, when `pg_stat_statements` is loaded (`PG_HARNESS_OPTIONS`).
+    statements: Option<Vec<(f64, f64, String)>>,
+}
+
+/// Resets `pg_stat_statements` of the database at `url`; false when it is not loaded.
+async fn reset_statements(url: &str) -> bool {
+    let Ok(pool) = sqlx::PgPool::connect(url).await else { return false };
+    let created = sqlx::query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements").execute(&pool).await.is_ok();
+    created && sqlx::query("SELECT pg_stat_statements_reset()").execute(&pool).await.is_ok()
+}
+
+/// The statements of the database at `url` since the reset, per job of `n` (the bench's own
+/// polling for the end left out).
+async fn statements(url: &str, n: usize) -> Result<Vec<(f64, f64, String)>, Error> {
+    let pool = sqlx::PgPool::connect(url).await?;
+    let rows: Vec<(i64, f64, String)> = sqlx::query_as(
+        "SELECT calls, mean_exec_time * 1000, regexp_replace(query, '\\s+', ' ', 'g') FROM pg_stat_statements \
+         WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+           AND query NOT LIKE 'SELECT status, COUNT(*)%' AND query NOT LIKE '%pg_stat_statements%' \
+         ORDER BY calls DESC",
+    )
+    .fetch_all(&pool)
+    .await?;
+    Ok(rows.into_iter().map(|(calls, mean, query)| (calls as f64 / n as f64, mean, query)).collect())
+}
+
 /// One capacity run: jobs per second of `processes` workers of `slots` slots on `url`.
-async fn capacity(url: &str, data: &Path, n: usize, processes: usize, slots: usize) -> Result<f64, Error> {
+async fn capacity(url: &str, data: &Path, n: usize, processes: usize, slots: usize) -> Result<Run, Error> {
     let filler = jobs_on(url, "filler", Duration::from_secs(30), data, Bench::Noop, 0).await?;
     fill(&filler, n).await?;
     let mut nodes = Vec::new();
@@ -215,6 +312,10 @@ async fn capacity(url: &str, data: &Path, n: usize, processes: usize, slots: usi
     for node in &nodes {
         node.expect("ready")?;
     }
+    let postgres = url.starts_with("postgres");
+    let postmaster = if postgres { pg_harness::shared().pid() } else { None };
+    let counting = postgres && reset_statements(url).await;
+    let cpu = Cpu::now(postmaster, &nodes);
     let started = Instant::now();
     for node in &mut nodes {
         node.go()?;
@@ -224,13 +325,34 @@ async fn capacity(url: &str, data: &Path, n: usize, processes: usize, slots: usi
         if started.elapsed() > Duration::from_secs(600) {
             return Err("capacity run did not finish in 10 minutes".into());
         }
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let elapsed = started.elapsed();
+    let cpu = Cpu::now(postmaster, &nodes).since(cpu);
     for node in nodes {
         node.stop();
     }
-    Ok(n as f64 / elapsed.as_secs_f64())
+    let statements = if counting { Some(statements(url, n).await?) } else { None };
+    Ok(Run { jobs_per_second: n as f64 / elapsed.as_secs_f64(), cpu, statements })
+}
+
+/// Prints one row of the capacity table: the median run by jobs/s, and every run's rate.
+fn capacity_row(store: &str, processes: usize, runs: &mut [Run], n: usize) -> Option<Run> {
+    runs.sort_by(|a, b| a.jobs_per_second.total_cmp(&b.jobs_per_second));
+    let shown: Vec<String> = runs.iter().map(|r| format!("{:.0}", r.jobs_per_second)).collect();
+    let mid = runs.get(runs.len() / 2)?.clone();
+    let ms = |s: f64| s * 1e3 / n as f64;
+    let (c, total) = (mid.cpu, mid.cpu.server + mid.cpu.workers + mid.cpu.bench);
+    println!(
+        "| {store} | {processes} | {:.0} | {} | {:.2} | {:.2} | {:.2} | {:.2} |",
+        mid.jobs_per_second,
+        shown.join(", "),
+        ms(c.server),
+        ms(c.workers),
+        ms(c.bench),
+        ms(total)
+    );
+    Some(mid)
 }
 
 fn median(values: &mut [f64]) -> f64 {
@@ -298,15 +420,21 @@ async fn main() -> Result<(), Error> {
     println!(
         "## Queue capacity: claim -> record run -> finish, no-op runner, {n} jobs per run, {slots} slots per process\n"
     );
-    println!("| store | worker processes | jobs/s (median of {rounds}) | runs |");
-    println!("|---|---|---|---|");
+    println!("CPU: milliseconds per finished job of the median run (by jobs/s), from /proc: the PostgreSQL");
+    println!("server (all its processes), the worker processes, and this bench process (queueing, polling).\n");
+    println!(
+        "| store | worker processes | jobs/s (median of {rounds}) | runs | CPU ms/job: server | workers | bench | total |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    let mut counted = Vec::new();
     for &p in &processes {
         let mut runs = Vec::new();
         for _ in 0..rounds {
             runs.push(capacity(&fresh_postgres().await, &data, n, p, slots).await?);
         }
-        let shown: Vec<String> = runs.iter().map(|r| format!("{r:.0}")).collect();
-        println!("| PostgreSQL | {p} | {:.0} | {} |", median(&mut runs), shown.join(", "));
+        if let Some(Run { statements: Some(statements), .. }) = capacity_row("PostgreSQL", p, &mut runs, n) {
+            counted.push((p, statements));
+        }
     }
     let mut runs = Vec::new();
     for _ in 0..rounds {
@@ -314,8 +442,18 @@ async fn main() -> Result<(), Error> {
         let url = format!("sqlite://{}", db.path().join("jobs.db").display());
         runs.push(capacity(&url, &data, n, 1, slots).await?);
     }
-    let shown: Vec<String> = runs.iter().map(|r| format!("{r:.0}")).collect();
-    println!("| SQLite (one process) | 1 | {:.0} | {} |", median(&mut runs), shown.join(", "));
+    capacity_row("SQLite (one process)", 1, &mut runs, n);
+    for (p, statements) in counted {
+        println!("\n### PostgreSQL statements per job, {p} worker processes (pg_stat_statements, median run)\n");
+        println!("| calls per job | mean µs | statement |");
+        println!("|---|---|---|");
+        let total: f64 = statements.iter().map(|(calls, ..)| calls).sum();
+        for (calls, mean, query) in statements.iter().filter(|(calls, ..)| *calls >= 0.01) {
+            let query: String = query.chars().take(110).collect();
+            println!("| {calls:.2} | {mean:.0} | `{}` |", query.replace('|', "\\|"));
+        }
+        println!("| {total:.2} | | all statements |");
+    }
 
     // Submit -> claim on an idle cluster of 4 worker processes.
     let url = fresh_postgres().await;
@@ -440,10 +578,12 @@ async fn main() -> Result<(), Error> {
         .fetch_one(&pool)
         .await
     };
+    let counting = reset_statements(&url).await;
     let (before, rows_before) = (xid(admin.clone()).await?, rows(admin.clone()).await?);
     tokio::time::sleep(Duration::from_secs(window)).await;
     let (after, rows_after) = (xid(admin.clone()).await?, rows(admin.clone()).await?);
     node.stop();
+    let statements = if counting { Some(statements(&url, running * window as usize).await?) } else { None };
     // Our own two `txid_current()` calls each took an id.
     let writes = (after - before - 1) as f64;
     let row_writes = (rows_after - rows_before) as f64;
@@ -452,5 +592,16 @@ async fn main() -> Result<(), Error> {
     println!("| writing transactions | per job per second | rows written | per job per second |");
     println!("|---|---|---|---|");
     println!("| {writes:.0} | {:.2} | {row_writes:.0} | {:.2} |", per(writes), per(row_writes));
+    if let Some(statements) = statements {
+        println!("\nStatements meanwhile (pg_stat_statements; both nodes: the bench's and the worker's):\n");
+        println!("| calls per job per second | statement |");
+        println!("|---|---|");
+        for (calls, _, query) in
+            statements.iter().filter(|(_, _, q)| !q.contains("txid_current") && !q.contains("pg_stat_user_tables"))
+        {
+            let query: String = query.chars().take(110).collect();
+            println!("| {calls:.3} | `{}` |", query.replace('|', "\\|"));
+        }
+    }
     Ok(())
 }

@@ -22,6 +22,9 @@
 //!   directory. No `Drop` of a static is needed.
 //! - **Speed.** `fsync=off`, `synchronous_commit=off`, `full_page_writes=off`: a test server
 //!   loses nothing it needs by a crash of the machine.
+//! - **More settings.** `PG_HARNESS_OPTIONS`, when set, is appended to the server's options
+//!   (e.g. `-c shared_preload_libraries=pg_stat_statements`, which `bench cluster` uses to count
+//!   statements per job).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -165,9 +168,10 @@ impl PgServer {
         let mut last = None;
         for _ in 0..5 {
             let port = free_port()?;
+            let extra = std::env::var("PG_HARNESS_OPTIONS").unwrap_or_default();
             let options = format!(
                 "-c listen_addresses=127.0.0.1 -p {port} -k {} -c fsync=off -c synchronous_commit=off \
-                 -c full_page_writes=off -c max_connections=400 -c shared_buffers=32MB",
+                 -c full_page_writes=off -c max_connections=400 -c shared_buffers=32MB {extra}",
                 root.display()
             );
             let mut pg_ctl = program("pg_ctl");
@@ -225,6 +229,13 @@ impl PgServer {
     /// The temporary directory holding the server's files (its log is `server.log`).
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// The process id of the server's main process (`postmaster.pid`), whose children are its
+    /// backends; `None` when it cannot be read.
+    pub fn pid(&self) -> Option<u32> {
+        let text = std::fs::read_to_string(self.root.join("data").join("postmaster.pid")).ok()?;
+        text.lines().next()?.trim().parse().ok()
     }
 
     /// Whether the server's programs run as the `postgres` user.

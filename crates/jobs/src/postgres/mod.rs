@@ -15,14 +15,18 @@
 //!
 //! **Claims.** Claims run side by side, in two steps on one connection. First one round trip
 //! reads the running jobs and the first queued jobs in claim order (priority, then submission)
-//! in one snapshot; the shared [transition plan](crate::store::plan) picks the jobs that may
-//! start (labels, and footprints: no conflict with a running job or an earlier-submitted queued
-//! one). Then one transaction claims the first of them that no other transaction holds
-//! (another claim, a cancel in progress): `UPDATE ... WHERE seq = (SELECT ... FOR UPDATE SKIP
-//! LOCKED LIMIT 1)`, with its `job.started` deliveries. The rule needs new jobs to become
+//! in one snapshot (`sql::CLAIM_VIEW`, a function of migration 0010: one prepared statement);
+//! the shared [transition plan](crate::store::plan) picks the jobs that may start (labels, and
+//! footprints: no conflict with a running job or an earlier-submitted queued one). Then one
+//! statement claims the first of them that no other transaction holds (another claim, a
+//! cancel in progress): `SELECT ... FOR UPDATE SKIP LOCKED LIMIT n`, then `UPDATE`; in one
+//! transaction with its `job.started` deliveries when one of them has webhook subscriptions.
+//! A node's workers claim in rounds, one round at a time: the worker that finds none under way
+//! leads one for itself and every worker that asked meanwhile (up to 16), one read and one
+//! claim statement for all of them (`transitions.rs`, `claim_next`). The rule needs new jobs to become
 //! visible in submission order: an insert holds a stripe of the queue's advisory lock
 //! exclusively from before it takes its `seq` until it commits, and the read holds every stripe
-//! shared while the server runs it (`sql.rs`, `INSERT` and `claim_view`): claims never wait for
+//! shared while the server runs it (`sql.rs`, `INSERT` and `CLAIM_VIEW`): claims never wait for
 //! each other, and an insert waits at most for a read in progress on the server. The claim
 //! stamps the node id (`worker_id`) and a lease (`lease_expires_at`, by the database's clock).
 //!
@@ -62,6 +66,9 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations-postgres
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
 /// Default size of the connection pool of one store.
 pub const DEFAULT_MAX_CONNECTIONS: u32 = 16;
+/// A pooled connection idle for this long is checked (pinged) before it is used again; a
+/// broken one is replaced (e.g. after the database restarted).
+const CHECK_IDLE_AFTER: Duration = Duration::from_secs(1);
 
 /// Settings of a [`PgStore`]: who this node is, and its leases.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,8 +135,18 @@ pub struct PgStore {
     /// `LISTEN/NOTIFY` with the other nodes ([`notify`]).
     cluster: Arc<notify::Cluster>,
     health: WriteHealth,
+    /// The claim rounds of this node's workers ([`JobStore::claim_next`](crate::JobStore::claim_next)).
+    claims: Mutex<Claims>,
     /// Stops the background tasks when the store is dropped.
     stop: CancellationToken,
+}
+
+/// The claims of this node's workers: whether a round is under way, and the workers waiting for
+/// the next one (their labels, and where their turn goes).
+#[derive(Debug, Default)]
+struct Claims {
+    serving: bool,
+    waiting: std::collections::VecDeque<(Vec<String>, tokio::sync::oneshot::Sender<transitions::Turn>)>,
 }
 
 impl Drop for PgStore {
@@ -159,6 +176,18 @@ impl PgStore {
             // One more for the connection that listens for the other nodes' notifications.
             .max_connections(settings.max_connections.max(2) + 1)
             .acquire_timeout(Duration::from_secs(10))
+            // A connection is checked (one round trip) before use only when it sat idle: one
+            // used a moment ago is alive, and a check per use would be a third of a job's round
+            // trips under load (claim, run record, outcome).
+            .test_before_acquire(false)
+            .before_acquire(|connection, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= CHECK_IDLE_AFTER {
+                        sqlx::Connection::ping(connection).await?;
+                    }
+                    Ok(true)
+                })
+            })
             // The trigger of migration 0008 names the node that made a change from this.
             .after_connect(move |connection, _| {
                 let node = node.clone();
@@ -181,7 +210,8 @@ impl PgStore {
         let cluster = notify::start(&pool, &settings.node_id, Arc::clone(&notify), Arc::clone(&held), stop.clone())
             .await
             .map_err(err)?;
-        let store = PgStore { pool, settings, held, notify, cluster, health: WriteHealth::default(), stop };
+        let health = WriteHealth::default();
+        let store = PgStore { pool, settings, held, notify, cluster, health, claims: Mutex::default(), stop };
         tokio::spawn(maintain(
             store.pool.clone(),
             store.settings.clone(),
@@ -207,15 +237,22 @@ impl PgStore {
         lock(&self.held)
     }
 
-    /// The attempt this store claimed `id` for, if it holds it.
-    fn attempt(&self, id: &JobId) -> Option<i64> {
-        self.lock_held().get(id).map(|h| i64::from(h.attempt))
+    fn lock_claims(&self) -> std::sync::MutexGuard<'_, Claims> {
+        self.claims.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The attempt this store claimed `id` for, and whether the job may have webhook
+    /// subscriptions, if it holds it.
+    fn claim_of(&self, id: &JobId) -> Option<(i64, bool)> {
+        self.lock_held().get(id).map(|h| (i64::from(h.attempt), h.hooked))
     }
 
     /// Records a claim made by this store, whose statement was sent at `sent` (its lease runs
-    /// from a later instant by the database's clock).
-    fn hold(&self, id: &JobId, attempt: u32, sent: Instant) {
-        self.lock_held().insert(id.clone(), Held { attempt, lost: CancellationToken::new(), renewed: sent });
+    /// from a later instant by the database's clock); `hooked`: the job may have webhook
+    /// subscriptions (its `finish` then writes deliveries, in a transaction).
+    fn hold(&self, id: &JobId, attempt: u32, hooked: bool, sent: Instant) {
+        let held = Held { attempt, hooked, lost: CancellationToken::new(), renewed: sent };
+        self.lock_held().insert(id.clone(), held);
     }
 
     /// Notes that a write sent at `sent` renewed the lease of held job `id` (a progress write).
@@ -272,12 +309,14 @@ pub(crate) fn db(e: sqlx::Error) -> StoreError {
     if transient { StoreError::Unavailable(Box::new(e)) } else { StoreError::Database(Box::new(e)) }
 }
 
-/// A claim this store holds: the attempt (the fencing token of every write about the job), the
-/// token cancelled when the claim is lost, and when the latest write that renewed its lease
-/// (the claim, a progress write, a renewal) was sent, by this node's clock.
+/// A claim this store holds: the attempt (the fencing token of every write about the job),
+/// whether the job may have webhook subscriptions (a job's never change), the token cancelled
+/// when the claim is lost, and when the latest write that renewed its lease (the claim, a
+/// progress write, a renewal) was sent, by this node's clock.
 #[derive(Debug)]
 struct Held {
     attempt: u32,
+    hooked: bool,
     lost: CancellationToken,
     renewed: Instant,
 }

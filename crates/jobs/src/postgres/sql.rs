@@ -14,7 +14,7 @@ macro_rules! job_columns {
 /// constant); the second is a stripe, 0 to `queue_stripes!()` - 1. An insert holds its
 /// connection's stripe (`pg_backend_pid()` modulo the stripes) exclusively from before it takes
 /// its `seq` until it commits ([`INSERT`]); a claim holds every stripe shared while it reads the
-/// queue ([`claim_view`]). So inserts on different stripes run side by side, and claims run
+/// queue ([`CLAIM_VIEW`]). So inserts on different stripes run side by side, and claims run
 /// side by side, but a claim's snapshot never holds a job while a job with a smaller `seq` is
 /// still to appear: new jobs become visible in submission order, which the claim's rule needs
 /// (see [`plan`](crate::store::plan)).
@@ -49,43 +49,27 @@ pub(super) const GET: &str = concat!("SELECT ", job_columns!(), " FROM jobs WHER
 pub(super) const LIST: &str = concat!("SELECT ", job_columns!(), " FROM jobs WHERE seq > $1 ORDER BY seq LIMIT $2");
 pub(super) const LIST_STATUS: &str =
     concat!("SELECT ", job_columns!(), " FROM jobs WHERE status = $1 AND seq > $2 ORDER BY seq LIMIT $3");
-/// A claim's view of the queue ([`ClaimView`](crate::store::plan::ClaimView)) of at most
-/// `limit` queued jobs, as two statements sent at once (one round trip, one implicit
-/// transaction): every stripe of the queue lock taken shared, in order, then, in a snapshot
-/// taken after it, kind 0, the running jobs; kind 1, the first `limit` queued jobs in claim
-/// order (the page, in no promised order); kind 2, the queued jobs after the page in claim order
-/// that were submitted before one of it. Each with its priority, seq, footprint and required
-/// labels. The lock is released when the second statement ends: an insert waits at most for
-/// the server to run it, never for the node's next round trip.
-pub(super) fn claim_view(limit: usize) -> String {
-    format!(
-        concat!(
-            "SELECT pg_advisory_xact_lock_shared(",
-            queue_lock!(),
-            ", s) FROM generate_series(0, ",
-            queue_stripes!(),
-            " - 1) AS s; \
-             WITH page AS (SELECT priority, seq, footprint, requires FROM jobs \
-               WHERE status = 'queued' ORDER BY priority DESC, seq LIMIT {limit}), \
-             last AS (SELECT priority, seq FROM page ORDER BY priority, seq DESC LIMIT 1), \
-             top AS (SELECT max(seq) AS seq FROM page) \
-             SELECT 0 AS kind, priority, seq, footprint, requires FROM jobs WHERE status = 'running' \
-             UNION ALL SELECT 1, priority, seq, footprint, requires FROM page \
-             UNION ALL SELECT 2, j.priority, j.seq, j.footprint, j.requires \
-               FROM jobs j, last, top WHERE j.status = 'queued' AND j.seq < top.seq \
-               AND (j.priority < last.priority OR (j.priority = last.priority AND j.seq > last.seq))"
-        ),
-        limit = limit
-    )
-}
-/// $1 seqs, $2 started_at, $3 node, $4 lease seconds. The claim of the first of the chosen jobs
-/// in claim order that is still queued and whose row no other transaction holds (another
-/// claim, a cancel in progress): `SKIP LOCKED` passes those over rather than waiting.
-pub(super) const CLAIM_FIRST: &str = concat!(
-    "UPDATE jobs SET status = 'running', started_at = $2, attempts = attempts + 1, progress = NULL, \
+/// $1 limit: a claim's view of the queue ([`ClaimView`](crate::store::plan::ClaimView)) of at
+/// most `limit` queued jobs, by the function of migration `0010_claim_view.sql`, in one
+/// prepared statement and its own implicit transaction: every stripe of the queue lock taken
+/// shared, in order, then, in a snapshot taken after it, kind 0, the running jobs; kind 1, the
+/// first `limit` queued jobs in claim order (the page, in no promised order); kind 2, the queued
+/// jobs after the page in claim order that were submitted before one of it. Each with its
+/// priority, seq, footprint, required labels, and whether it has webhook subscriptions. The
+/// lock is released when the statement ends: an insert waits at most for the server to run it,
+/// never for the node's next round trip.
+pub(super) const CLAIM_VIEW: &str =
+    "SELECT kind, priority, seq, footprint, requires, hooked FROM ffmpeg_worker_claim_view($1)";
+/// $1 seqs, $2 started_at, $3 node, $4 lease seconds, $5 how many. The claim of the first $5 of
+/// the chosen jobs in claim order that are still queued and whose rows no other transaction
+/// holds (another claim, a cancel in progress): `SKIP LOCKED` passes those over rather than
+/// waiting. The rows are locked first (`chosen`, evaluated once), then updated.
+pub(super) const CLAIM_CHOSEN: &str = concat!(
+    "WITH chosen AS MATERIALIZED (SELECT seq FROM jobs WHERE seq = ANY($1) AND status = 'queued' \
+       ORDER BY priority DESC, seq LIMIT $5 FOR UPDATE SKIP LOCKED) \
+     UPDATE jobs SET status = 'running', started_at = $2, attempts = attempts + 1, progress = NULL, \
        worker_id = $3, lease_expires_at = now() + make_interval(secs => $4), event_seq = event_seq + 1 \
-     WHERE seq = (SELECT seq FROM jobs WHERE seq = ANY($1) AND status = 'queued' \
-                  ORDER BY priority DESC, seq LIMIT 1 FOR UPDATE SKIP LOCKED) \
+     WHERE seq IN (SELECT seq FROM chosen) \
      RETURNING ",
     job_columns!()
 );
@@ -125,20 +109,39 @@ pub(super) const UPDATE_PROGRESS: &str = concat!(
     held!("$1", "$3", "$4"),
     " RETURNING cancel_requested, webhooks"
 );
+/// The update of [`FINISH`]: $1 id, $2 status, $3 completed_at, $4 output files (NULL:
+/// keep), $5 error (NULL: keep), $6 node, $7 attempt, $8 outputs (NULL: keep).
+macro_rules! finish {
+    () => {
+        concat!(
+            "UPDATE jobs SET status = $2, completed_at = $3, output_files = COALESCE($4, output_files), \
+               outputs = COALESCE($8, outputs), \
+               error = CASE WHEN $2 = 'completed' THEN NULL ELSE COALESCE($5, error) END, cancel_requested = FALSE, worker_id = NULL, lease_expires_at = NULL, \
+               event_seq = event_seq + 1, \
+               progress = CASE WHEN $2 = 'completed' AND progress IS NOT NULL \
+                          THEN (progress::jsonb || '{\"percent\": 100.0, \"eta_seconds\": 0.0}'::jsonb)::text \
+                          ELSE progress END \
+             WHERE ",
+            held!("$1", "$6", "$7"),
+            " RETURNING ",
+            job_columns!()
+        )
+    };
+}
 /// $1 id, $2 status, $3 completed_at, $4 output files (NULL: keep), $5 error (NULL: keep),
-/// $6 node, $7 attempt.
-pub(super) const FINISH: &str = concat!(
-    "UPDATE jobs SET status = $2, completed_at = $3, output_files = COALESCE($4, output_files), \
-       outputs = COALESCE($8, outputs), \
-       error = CASE WHEN $2 = 'completed' THEN NULL ELSE COALESCE($5, error) END, cancel_requested = FALSE, worker_id = NULL, lease_expires_at = NULL, \
-       event_seq = event_seq + 1, \
-       progress = CASE WHEN $2 = 'completed' AND progress IS NOT NULL \
-                  THEN (progress::jsonb || '{\"percent\": 100.0, \"eta_seconds\": 0.0}'::jsonb)::text \
-                  ELSE progress END \
-     WHERE ",
-    held!("$1", "$6", "$7"),
-    " RETURNING ",
-    job_columns!()
+/// $6 node, $7 attempt, $8 outputs (NULL: keep): the end of a run this node holds.
+pub(super) const FINISH: &str = finish!();
+/// [`FINISH`] and the log in one statement (one round trip, no transaction around it), for a
+/// job without webhook subscriptions (no deliveries to write with it): $1-$8 as [`FINISH`], $9
+/// the log (BYTEA; empty: none is stored). Both happen or neither: a statement is atomic.
+pub(super) const FINISH_LOGGED: &str = concat!(
+    "WITH finished AS (",
+    finish!(),
+    "), logged AS (INSERT INTO job_logs (job_seq, log) SELECT seq, $9::bytea FROM finished \
+       WHERE octet_length($9::bytea) > 0 ON CONFLICT (job_seq) DO UPDATE SET log = excluded.log) \
+     SELECT ",
+    job_columns!(),
+    " FROM finished"
 );
 pub(super) const SET_LOG: &str =
     "INSERT INTO job_logs (job_seq, log) VALUES ($1, $2) ON CONFLICT (job_seq) DO UPDATE SET log = excluded.log";

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::Arguments as _;
+use sqlx::PgConnection;
 use sqlx::postgres::PgArguments;
-use sqlx::{PgConnection, Row as _};
 
 use super::sql::*;
 use super::{PgSettings, PgStore, db};
@@ -51,7 +51,8 @@ impl<'a> PgTx<'a> {
 
 /// A claim's two steps on one connection of this node: the read of the queue in one round trip
 /// and its own implicit transaction, holding the queue lock shared only while the server runs
-/// it ([`claim_view`]); then the claim of a chosen job in a transaction of its own.
+/// it ([`CLAIM_VIEW`]); then the claim of a chosen job: one statement, or a transaction with
+/// its webhook deliveries.
 struct PgClaim<'a> {
     conn: &'a mut PgConnection,
     settings: &'a PgSettings,
@@ -66,19 +67,14 @@ impl ClaimSteps for PgClaim<'_> {
     const CLAIM_CHOICES: usize = 16;
 
     async fn view(&mut self, limit: usize) -> Result<ClaimView, StoreError> {
-        let statements = claim_view(limit);
-        // No arguments: sent as one simple query (both statements in one round trip).
-        let rows = sqlx::Executor::fetch_all(&mut *self.conn, statements.as_str()).await.map_err(db)?;
+        let rows: Vec<(i32, i32, i64, Option<String>, String, bool)> = sqlx::query_as(CLAIM_VIEW)
+            .bind(i32::try_from(limit).unwrap_or(i32::MAX))
+            .fetch_all(&mut *self.conn)
+            .await
+            .map_err(db)?;
         let mut view = ClaimView::default();
-        // The lock's rows have one column, the view's five.
-        for row in rows.iter().filter(|row| row.len() == 5) {
-            let kind: i32 = row.try_get(0).map_err(db)?;
-            let queued = Queued {
-                priority: i64::from(row.try_get::<i32, _>(1).map_err(db)?),
-                seq: row.try_get(2).map_err(db)?,
-                footprint: row.try_get(3).map_err(db)?,
-                requires: row.try_get(4).map_err(db)?,
-            };
+        for (kind, priority, seq, footprint, requires, hooked) in rows {
+            let queued = Queued { priority: i64::from(priority), seq, footprint, requires, hooked };
             match kind {
                 0 => view.running.push(queued.footprint),
                 1 => view.page.push(queued),
@@ -88,10 +84,16 @@ impl ClaimSteps for PgClaim<'_> {
         Ok(view)
     }
 
-    async fn claim(&mut self, seqs: &[i64], started: i64) -> Result<Option<Job>, StoreError> {
+    /// Without webhook subscriptions among the chosen jobs there are no deliveries to write
+    /// with the claim: its one statement, for up to `want` jobs, is sent on its own (one round
+    /// trip, atomic). Else one job is claimed, in one transaction with its deliveries.
+    async fn claim(&mut self, seqs: &[i64], hooked: bool, want: usize, started: i64) -> Result<Vec<Job>, StoreError> {
+        if !hooked {
+            return claim_chosen(&mut *self.conn, self.settings, seqs, started, want).await;
+        }
         let mut tx = sqlx::Connection::begin(&mut *self.conn).await.map_err(db)?;
         let claimed = plan::claim_chosen(&mut PgTx::new(&mut tx, self.settings), seqs, started).await;
-        end(tx, claimed).await
+        Ok(end(tx, claimed).await?.into_iter().collect())
     }
 }
 
@@ -99,15 +101,7 @@ impl ClaimSteps for PgClaim<'_> {
 #[async_trait]
 impl SqlTx for PgTx<'_> {
     async fn claim_first(&mut self, seqs: &[i64], started: i64) -> Result<Option<Job>, StoreError> {
-        let rows: Vec<JobRow> = sqlx::query_as(CLAIM_FIRST)
-            .bind(seqs)
-            .bind(started)
-            .bind(&self.settings.node_id)
-            .bind(self.settings.lease.as_secs_f64())
-            .fetch_all(&mut *self.conn)
-            .await
-            .map_err(db)?;
-        rows.into_iter().next().map(Job::try_from).transpose()
+        Ok(claim_chosen(&mut *self.conn, self.settings, seqs, started, 1).await?.into_iter().next())
     }
 
     async fn set_progress(&mut self, id: &JobId, progress: &str) -> Result<Option<(bool, String)>, StoreError> {
@@ -199,6 +193,99 @@ impl SqlTx for PgTx<'_> {
     }
 }
 
+/// Claims for the node with `settings`, on `conn`, at most `want` of the queued jobs `seqs`, the
+/// first in claim order that no other transaction holds, at `started` ([`CLAIM_CHOSEN`]); in
+/// claim order.
+async fn claim_chosen(
+    conn: &mut PgConnection,
+    settings: &PgSettings,
+    seqs: &[i64],
+    started: i64,
+    want: usize,
+) -> Result<Vec<Job>, StoreError> {
+    let rows: Vec<JobRow> = sqlx::query_as(CLAIM_CHOSEN)
+        .bind(seqs)
+        .bind(started)
+        .bind(&settings.node_id)
+        .bind(settings.lease.as_secs_f64())
+        .bind(i64::try_from(want).unwrap_or(i64::MAX))
+        .fetch_all(conn)
+        .await
+        .map_err(db)?;
+    let mut jobs = rows::jobs(rows)?;
+    jobs.sort_by_key(|job| (std::cmp::Reverse(job.priority), job.seq));
+    Ok(jobs)
+}
+
+/// Most jobs one claim round claims (for as many workers of the node).
+const CLAIM_BATCH: usize = 16;
+
+/// What the turn of a worker waiting for a claim round brings ([`PgStore::claim_next`]).
+#[derive(Debug, Clone)]
+pub(super) enum Turn {
+    /// The round claimed this job for it (`None`: none may start now).
+    Claimed(Option<Box<Job>>),
+    /// It leads the next round.
+    Lead,
+    /// The round failed or claimed too few: ask again.
+    Again,
+}
+
+/// The lead of a claim round: dropped, it passes to the first worker still waiting, or the
+/// node has no round under way.
+struct Leading<'a> {
+    store: &'a PgStore,
+}
+
+impl Leading<'_> {
+    /// Takes from the queue of waiting workers at most `n` of those that asked with `labels`.
+    fn take_waiting(&self, labels: &[String], n: usize) -> Vec<tokio::sync::oneshot::Sender<Turn>> {
+        let mut claims = self.store.lock_claims();
+        let mut taken = Vec::new();
+        let mut kept = std::collections::VecDeque::new();
+        while let Some((asked, turn)) = claims.waiting.pop_front() {
+            if taken.len() < n && asked == labels {
+                taken.push(turn);
+            } else {
+                kept.push_back((asked, turn));
+            }
+        }
+        claims.waiting = kept;
+        taken
+    }
+}
+
+impl Drop for Leading<'_> {
+    fn drop(&mut self) {
+        let mut claims = self.store.lock_claims();
+        while let Some((_, next)) = claims.waiting.pop_front() {
+            if next.send(Turn::Lead).is_ok() {
+                return;
+            }
+        }
+        claims.serving = false;
+    }
+}
+
+impl PgStore {
+    /// One claim round: up to `want` jobs for workers with `labels`, held by this node.
+    async fn claim_round(&self, labels: &[String], want: usize) -> Result<Vec<Job>, StoreError> {
+        let sent = std::time::Instant::now();
+        let (_, started) = now();
+        let result = async {
+            let mut conn = self.pool.acquire().await.map_err(db)?;
+            plan::claim(&mut PgClaim { conn: &mut conn, settings: &self.settings }, started, labels, want).await
+        }
+        .await;
+        self.health.record(&result);
+        let claimed = result?;
+        for job in &claimed {
+            self.hold(&job.id, job.attempts, !job.webhooks.is_empty(), sent);
+        }
+        Ok(claimed)
+    }
+}
+
 /// Ends transaction `tx` as the work done in it says: commits when it changed something
 /// (`Ok(Some)`), rolls back when refused (`Ok(None)`); on an error it is rolled back when
 /// dropped.
@@ -241,8 +328,14 @@ impl PgStore {
 
     /// The attempt this store holds `id` for, or the refusal of `action`.
     async fn held_attempt(&self, id: &JobId, action: &'static str) -> Result<i64, StoreError> {
-        match self.attempt(id) {
-            Some(attempt) => Ok(attempt),
+        Ok(self.held_claim(id, action).await?.0)
+    }
+
+    /// The attempt this store holds `id` for and whether the job may have webhook
+    /// subscriptions, or the refusal of `action`.
+    async fn held_claim(&self, id: &JobId, action: &'static str) -> Result<(i64, bool), StoreError> {
+        match self.claim_of(id) {
+            Some(claim) => Ok(claim),
             None => Err(self.refusal(id, action).await),
         }
     }
@@ -310,20 +403,71 @@ impl SqlStore for PgStore {
         row.map(Job::try_from).transpose()
     }
 
+    /// The claims of this node's workers are served in rounds, one at a time: the worker that
+    /// finds no round under way leads one, for itself and for every worker (with the same
+    /// labels) that asked meanwhile, with one read of the queue and one statement that claims a
+    /// job for each ([`plan::claim`]); then it hands the lead to the next worker waiting. Under
+    /// load, this reads the queue once for several jobs, and keeps this node's claims from
+    /// racing each other for the same rows.
     async fn claim_next(&self, labels: &[String]) -> Result<Option<Job>, StoreError> {
-        let sent = std::time::Instant::now();
-        let (_, started) = now();
-        let result = async {
-            let mut conn = self.pool.acquire().await.map_err(db)?;
-            plan::claim(&mut PgClaim { conn: &mut conn, settings: &self.settings }, started, labels).await
+        loop {
+            let waiting = {
+                let mut claims = self.lock_claims();
+                if claims.serving {
+                    let (turn, waiting) = tokio::sync::oneshot::channel();
+                    claims.waiting.push_back((labels.to_vec(), turn));
+                    Some(waiting)
+                } else {
+                    claims.serving = true;
+                    None
+                }
+            };
+            if let Some(waiting) = waiting {
+                match waiting.await {
+                    Ok(Turn::Claimed(job)) => return Ok(job.map(|job| *job)),
+                    Ok(Turn::Lead) => {}
+                    // The round failed, or ended (its leader's future dropped) before this
+                    // worker's turn: ask again.
+                    Ok(Turn::Again) | Err(_) => continue,
+                }
+            }
+            // This worker leads a round; dropping `lead` (at the end, or if this future is
+            // dropped) hands the lead on.
+            let lead = Leading { store: self };
+            let others = lead.take_waiting(labels, CLAIM_BATCH - 1);
+            let claimed = self.claim_round(labels, 1 + others.len()).await;
+            let mut jobs = match claimed {
+                Ok(jobs) => jobs.into_iter(),
+                Err(e) => {
+                    for other in others {
+                        let _ = other.send(Turn::Again);
+                    }
+                    return Err(e);
+                }
+            };
+            let mine = jobs.next();
+            // The round claimed fewer jobs than it was asked for: none may start for the others
+            // now, or other nodes took them meanwhile (then the next round may find more).
+            let short = if mine.is_some() { Turn::Again } else { Turn::Claimed(None) };
+            let mut orphans = Vec::new();
+            for other in others {
+                let turn = match jobs.next() {
+                    Some(job) => Turn::Claimed(Some(Box::new(job))),
+                    None => short.clone(),
+                };
+                // A worker that stopped waiting: a job claimed for it goes back to the queue.
+                if let Err(Turn::Claimed(Some(job))) = other.send(turn) {
+                    orphans.push(job.id);
+                }
+            }
+            drop(lead);
+            for id in orphans {
+                if let Err(e) = SqlStore::requeue(self, &id).await {
+                    tracing::warn!(job = %id, error = %e, "putting back a job claimed for a worker that stopped waiting failed");
+                }
+            }
+            return Ok(mine);
         }
-        .await;
-        self.health.record(&result);
-        let claimed = result?;
-        if let Some(job) = &claimed {
-            self.hold(&job.id, job.attempts, sent);
-        }
-        Ok(claimed)
     }
 
     async fn claim_lost_run(&self) -> Result<Option<LostRun>, StoreError> {
@@ -340,8 +484,9 @@ impl SqlStore for PgStore {
         let id = JobId::parse(&id).map_err(|e| corrupt("id", e))?;
         let attempt = u32::try_from(attempts).map_err(|e| corrupt("attempts", e))?;
         let run = serde_json::from_str::<RunRecord>(&run).map_err(|e| corrupt("run", e))?;
-        // Held from now on: renewed, and the fencing token of the `finish` that ends it.
-        self.hold(&id, attempt, sent);
+        // Held from now on: renewed, and the fencing token of the `finish` that ends it (which
+        // writes the deliveries of the job's webhooks, if it has any: not read here).
+        self.hold(&id, attempt, true, sent);
         let outcome = if cancel { Outcome::Cancelled } else { Outcome::Failed { error: WORKER_LOST.to_owned() } };
         Ok(Some(LostRun { id, run, outcome }))
     }
@@ -368,16 +513,34 @@ impl SqlStore for PgStore {
     }
 
     async fn finish(&self, id: &JobId, outcome: Outcome, log: &str) -> Result<Job, StoreError> {
-        let attempt = self.held_attempt(id, "finish").await?;
+        let (attempt, hooked) = self.held_claim(id, "finish").await?;
         let (_, completed) = now();
         let row = FinishRow::of(outcome)?;
-        let result = async {
-            let mut tx = self.pool.begin().await.map_err(db)?;
-            let mut planned = PgTx::holding(&mut tx, &self.settings, attempt);
-            let finished = plan::finish(&mut planned, id, &row, completed, log).await;
-            end(tx, finished).await
-        }
-        .await;
+        let result = if hooked {
+            async {
+                let mut tx = self.pool.begin().await.map_err(db)?;
+                let mut planned = PgTx::holding(&mut tx, &self.settings, attempt);
+                let finished = plan::finish(&mut planned, id, &row, completed, log).await;
+                end(tx, finished).await
+            }
+            .await
+        } else {
+            // No deliveries to write: the outcome and the log in one statement.
+            let rows: Result<Vec<JobRow>, StoreError> = sqlx::query_as(FINISH_LOGGED)
+                .bind(id.as_str())
+                .bind(row.status.as_str())
+                .bind(completed)
+                .bind(&row.output_files)
+                .bind(row.error.as_deref().map(text))
+                .bind(&self.settings.node_id)
+                .bind(attempt)
+                .bind(&row.outputs)
+                .bind(log.as_bytes())
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db);
+            rows.and_then(|rows| rows.into_iter().next().map(Job::try_from).transpose())
+        };
         let job = self.settle(id, "finish", result).await?;
         self.release(id);
         // A job this one's footprint held back may start now.

@@ -43,7 +43,8 @@ impl ClaimSteps for WriteTx {
             .map_err(db)?;
         let mut view = ClaimView::default();
         for (kind, priority, seq, footprint, requires) in rows {
-            let queued = Queued { seq, priority, footprint, requires };
+            // The claim is one write transaction, deliveries or not.
+            let queued = Queued { seq, priority, footprint, requires, hooked: true };
             match kind {
                 0 => view.running.push(queued.footprint),
                 1 => view.page.push(queued),
@@ -53,8 +54,9 @@ impl ClaimSteps for WriteTx {
         Ok(view)
     }
 
-    async fn claim(&mut self, seqs: &[i64], started: i64) -> Result<Option<Job>, StoreError> {
-        plan::claim_chosen(self, seqs, started).await
+    /// One job per claim: SQLite serves one node, whose claims take turns at its one writer.
+    async fn claim(&mut self, seqs: &[i64], _hooked: bool, _want: usize, started: i64) -> Result<Vec<Job>, StoreError> {
+        Ok(plan::claim_chosen(self, seqs, started).await?.into_iter().collect())
     }
 }
 
@@ -186,7 +188,7 @@ impl SqlStore for SqliteStore {
             // `BEGIN IMMEDIATE` takes SQLite's write lock first: the jobs read below cannot
             // change (in this process or another) before the claim commits.
             let mut tx = WriteTx::begin(&self.writer).await?;
-            let claimed = plan::claim(&mut tx, started, labels).await;
+            let claimed = plan::claim(&mut tx, started, labels, 1).await.map(|jobs| jobs.into_iter().next());
             tx.end(claimed).await
         }
         .await;

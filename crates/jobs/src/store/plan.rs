@@ -24,13 +24,15 @@ use crate::sqlite::rows::{corrupt, json, labels as labels_of, now};
 use crate::webhook::{self, Delivery, WebhookEvent};
 
 /// A queued job as the claim reads it: its place in claim order, its footprint (JSON; `None`:
-/// unknown) and the labels it requires (a JSON array).
+/// unknown), the labels it requires (a JSON array), and whether it has webhook subscriptions
+/// (its claim writes deliveries; a store that always claims in a transaction may say `true`).
 #[derive(Debug)]
 pub(crate) struct Queued {
     pub seq: i64,
     pub priority: i64,
     pub footprint: Option<String>,
     pub requires: String,
+    pub hooked: bool,
 }
 
 /// What a claim decides on, read in one snapshot of the jobs (one statement, or one
@@ -137,9 +139,12 @@ pub(crate) trait ClaimSteps: Send {
     /// them, all in one snapshot ([`ClaimView`]).
     async fn view(&mut self, limit: usize) -> Result<ClaimView, StoreError>;
 
-    /// Claims the first of the queued jobs `seqs` in claim order at `started`
-    /// ([`claim_chosen`]); `None` when none of them could be claimed.
-    async fn claim(&mut self, seqs: &[i64], started: i64) -> Result<Option<Job>, StoreError>;
+    /// Claims at most `want` (at least one) of the queued jobs `seqs`, the first in claim order
+    /// that no other transaction holds, at `started` ([`claim_chosen`]); returned in claim
+    /// order, none when none of them could be claimed. `hooked`: one of them has webhook
+    /// subscriptions ([`Queued::hooked`]); when none has, the claim writes no deliveries. A
+    /// store may claim fewer than `want` (one, when `hooked`).
+    async fn claim(&mut self, seqs: &[i64], hooked: bool, want: usize, started: i64) -> Result<Vec<Job>, StoreError>;
 }
 
 /// A footprint as stored (JSON).
@@ -233,9 +238,10 @@ fn may_start(view: &ClaimView, labels: &[String], max: usize) -> Result<Vec<i64>
     Ok(free)
 }
 
-/// [`JobStore::claim_next`](super::JobStore::claim_next): claims the first queued job in claim
-/// order that may start now on a node with `labels` ([`may_start`]'s rule), at `started`, with
-/// its `job.started` deliveries; `None` when there is none.
+/// [`JobStore::claim_next`](super::JobStore::claim_next) for up to `want` workers (at least
+/// one) of a node with `labels`: claims the first queued jobs in claim order that may start now
+/// on it ([`may_start`]'s rule), at `started`, with their `job.started` deliveries; in claim
+/// order, none when there is none.
 ///
 /// The rule is decided on one snapshot ([`ClaimSteps::view`]); claims need not run one at a
 /// time for it to hold. Of two jobs whose footprints conflict, the later-submitted one may start
@@ -245,33 +251,38 @@ fn may_start(view: &ClaimView, labels: &[String], max: usize) -> Result<Vec<i64>
 /// snapshot under a shared lock that every insert takes exclusively, see `postgres/mod.rs`).
 /// So the later one never runs while the earlier one is queued or running, and the earlier one
 /// never finds it running; a snapshot older than a concurrent claim only holds a job back
-/// longer, never lets one start early.
+/// longer, never lets one start early. The jobs that may start conflict with none of each
+/// other, so any number of them may be claimed at once.
 pub(crate) async fn claim<C: ClaimSteps>(
     steps: &mut C,
     started: i64,
     labels: &[String],
-) -> Result<Option<Job>, StoreError> {
-    let mut limit = C::CLAIM_PAGE;
+    want: usize,
+) -> Result<Vec<Job>, StoreError> {
+    let want = want.max(1);
+    let mut limit = C::CLAIM_PAGE.max(want);
     let mut rounds = 0;
     loop {
         let view = steps.view(limit).await?;
         let everything = view.page.len() < limit;
-        let free = may_start(&view, labels, C::CLAIM_CHOICES)?;
+        let free = may_start(&view, labels, C::CLAIM_CHOICES.max(want))?;
         if free.is_empty() {
             if everything {
-                return Ok(None);
+                return Ok(Vec::new());
             }
             // Every job of the page waits: read further (rare: a long run of conflicting jobs).
             limit = limit.saturating_mul(2);
             continue;
         }
-        if let Some(job) = steps.claim(&free, started).await? {
-            return Ok(Some(job));
+        let hooked = view.page.iter().any(|q| q.hooked && free.contains(&q.seq));
+        let claimed = steps.claim(&free, hooked, want, started).await?;
+        if !claimed.is_empty() {
+            return Ok(claimed);
         }
         // Other claims took every job chosen here meanwhile: read again.
         rounds += 1;
         if rounds == CLAIM_ROUNDS {
-            return Ok(None);
+            return Ok(Vec::new());
         }
     }
 }

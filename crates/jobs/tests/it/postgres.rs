@@ -210,6 +210,42 @@ async fn claims_see_new_jobs_in_submission_order() {
     assert!(third.seq > late_seq);
 }
 
+/// The claims of one node's workers that ask at once are served together: a round reads the
+/// queue once and claims a job for every worker waiting (here the first claim's round serves
+/// its own worker, the next round the seven that asked meanwhile), each job once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nodes_waiting_claims_are_served_by_one_read_of_the_queue() {
+    let url = fresh_url().await;
+    let admin = sqlx::PgPool::connect(&url).await.unwrap();
+    let database: String = sqlx::query_scalar("SELECT current_database()").fetch_one(&admin).await.unwrap();
+    // Every later connection counts the calls of the claim's read (a function, migration 0010).
+    sqlx::query(&format!("ALTER DATABASE {database} SET track_functions = 'pl'")).execute(&admin).await.unwrap();
+    let store = PgStore::open(&url, settings("batch", Duration::from_secs(30))).await.unwrap();
+    let mut queued = Vec::new();
+    for i in 0..8 {
+        queued.push(store.insert(format!("-i in.mp4 out{i}.mp4"), SubmitOptions::default()).await.unwrap().id);
+    }
+    let claims = futures_util::future::join_all((0..8).map(|_| store.claim_next(&[]))).await;
+    let mut claimed: Vec<JobId> = claims.into_iter().map(|c| c.unwrap().expect("a job for every worker").id).collect();
+    claimed.sort();
+    queued.sort();
+    assert_eq!(claimed, queued, "each queued job once");
+    // The store's connections end: their statistics are written.
+    store.close().await;
+    let mut reads = 0;
+    eventually("the function statistics", async || {
+        reads = sqlx::query_scalar::<_, i64>(
+            "SELECT COALESCE(SUM(calls), 0)::BIGINT FROM pg_stat_user_functions WHERE funcname = 'ffmpeg_worker_claim_view'",
+        )
+        .fetch_one(&admin)
+        .await
+        .unwrap();
+        reads > 0
+    })
+    .await;
+    assert!(reads <= 3, "8 claims read the queue {reads} times");
+}
+
 /// Sets a job's lease into the past, as if its node had stopped renewing it.
 async fn expire_lease(url: &str, id: &JobId) {
     expire_lease_by(url, id, "1 second").await;
