@@ -27,6 +27,9 @@ use OptionTreatment::{
 };
 use PathBase::{DataDirectory, OutputDirectory};
 
+/// The values of `-strftime_mkdir` (an `AV_OPT_TYPE_BOOL`) that leave it off.
+const STRFTIME_MKDIR_OFF: &[&str] = &["0", "false", "no", "n", "off", "disable", "disabled"];
+
 const fn data(access: Access, naming: Naming) -> FileUse {
     FileUse { access, base: DataDirectory, naming }
 }
@@ -334,6 +337,14 @@ pub(super) const OPTIONS: &[(&str, OptionTreatment, &str)] = &[
         "hls muxer: where segments are written (`%d`, `%v`, strftime patterns)",
     ),
     ("hls_subtitle_path", File(data(Write, Exact)), "hls muxer: the subtitle playlist"),
+    (
+        "strftime_mkdir",
+        OnlyValues(STRFTIME_MKDIR_OFF),
+        "hls muxer: with it the muxer writes each segment's whole path into the playlist, which \
+         here is the server's absolute path (in the data directory or a job's staging area); put \
+         the date in the segment's file name instead (`-strftime 1 -hls_segment_filename \
+         live/s-%Y%m%d-%s.ts`)",
+    ),
     (
         "master_pl_name",
         File(beside_output(Write, Exact)),

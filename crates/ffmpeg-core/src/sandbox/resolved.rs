@@ -251,13 +251,16 @@ impl ResolvedCommand {
             match target {
                 OutputTarget::File(path) => {
                     args.extend(PROTOCOL_WHITELIST.map(str::to_owned));
-                    // The HLS muxer creates the directories of `%v` names only for a plain
-                    // path: given `file:/d/hls/%v/i.m3u8` it creates `./file:/d/hls/0` in its
-                    // working directory and fails to write (`format_name()` in
-                    // `libavformat/hlsenc.c`, checked with ffmpeg 5.1). An absolute path starts
-                    // with `/`, which no URL scheme does, so ffmpeg still picks the file protocol.
-                    let plain = crate::footprint::is_hls_output(output)
-                        && crate::pattern::has_hls_variant(&path.relative().to_string_lossy());
+                    // An HLS playlist goes as a plain absolute path: the HLS muxer builds the
+                    // names of the files beside it from the playlist's URL text and hands them
+                    // to POSIX calls, which know no `file:` prefix (`libavformat/hlsenc.c`,
+                    // checked with ffmpeg 5.1): `-hls_flags delete_segments` unlinks
+                    // `file:/d/live/p0.ts` and deletes nothing ("failed to delete old
+                    // segment"), and for `%v` names it creates `./file:/d/hls/0` in its
+                    // working directory (`format_name()`) and fails to write. An absolute path
+                    // starts with `/`, which no URL scheme does, so ffmpeg still picks the file
+                    // protocol, and no `-` can start it.
+                    let plain = crate::footprint::is_hls_output(output);
                     args.push(if plain { path.as_str().to_owned() } else { path.to_file_url() });
                 }
                 OutputTarget::Null => args.push("-".to_owned()),

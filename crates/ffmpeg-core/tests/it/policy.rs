@@ -122,6 +122,12 @@ const HOSTILE: &[(&str, &str, usize)] = &[
     ("-format_whitelist hls -i in.mp4 out.mp4", RuleId::ForbiddenOption.as_str(), 1),
     ("-f concat -safe 0 -i list.txt out.mp4", RuleId::ForbiddenValue.as_str(), 3),
     ("-safe false -f concat -i list.txt out.mp4", RuleId::ForbiddenValue.as_str(), 1),
+    (
+        "-i in.mp4 -f hls -strftime 1 -strftime_mkdir 1 -hls_segment_filename live/%Y%m%d/s-%s.ts live/p.m3u8",
+        RuleId::ForbiddenValue.as_str(),
+        7,
+    ),
+    ("-i in.mp4 -strftime_mkdir true -f hls live/p.m3u8", RuleId::ForbiddenValue.as_str(), 3),
     ("-allowed_extensions ALL -i in.mp4 out.mp4", RuleId::ForbiddenOption.as_str(), 1),
     ("-allowed_segment_extensions ALL -i in.mp4 out.mp4", RuleId::ForbiddenOption.as_str(), 1),
     ("-listen 1 -i in.mp4 out.mp4", RuleId::ForbiddenOption.as_str(), 1),
@@ -490,7 +496,7 @@ fn file_options_and_filter_files_are_rewritten() {
     assert_eq!(
         rewritten(s, "-i in.mp4 -f hls -hls_segment_filename hls/s%d.ts -master_pl_name m.m3u8 hls/i.m3u8"),
         format!(
-            "{pre} -f hls -hls_segment_filename $DATA/hls/s%d.ts -master_pl_name m.m3u8 -protocol_whitelist file file:$DATA/hls/i.m3u8"
+            "{pre} -f hls -hls_segment_filename $DATA/hls/s%d.ts -master_pl_name m.m3u8 -protocol_whitelist file $DATA/hls/i.m3u8"
         )
     );
     // movie gets the inputs' whitelists through format_opts.
@@ -1173,7 +1179,7 @@ fn hls_variant_names_are_resolved_per_variant_and_passed_as_plain_paths() {
         rewritten(s, "-i in.mp4 -f mp4 out/%v.mp4"),
         format!("{pre} -f mp4 -protocol_whitelist file file:$DATA/out/%v.mp4")
     );
-    assert_eq!(rewritten(s, "-i in.mp4 hls/i.m3u8"), format!("{pre} -protocol_whitelist file file:$DATA/hls/i.m3u8"));
+    assert_eq!(rewritten(s, "-i in.mp4 hls/i.m3u8"), format!("{pre} -protocol_whitelist file $DATA/hls/i.m3u8"));
 
     // A variant directory, or a named variant's, that leads outside.
     symlink("../../outside", f.data.join("hls/1")).unwrap();

@@ -1,6 +1,7 @@
 //! HLS variant streams (`%v` in directory and file names) run as jobs write what a plain
 //! ffmpeg 5.1 run in an ordinary directory writes, list every file, create no literal `%v`
-//! directory, and a failed run removes exactly its own files (issue 8 point 6).
+//! directory, and a failed run removes exactly its own files (issue 8 point 6); a rolling
+//! window deletes its old segments as plain ffmpeg does.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -202,4 +203,35 @@ async fn a_failed_variant_stream_run_removes_exactly_its_files() {
     let job = finished_by(&s.store, &id, deadline).await;
     assert_eq!(job.status, JobStatus::Failed, "{job:?}");
     assert_eq!(tree(&s.root, &[]), before, "the run's files are gone, no one else's");
+}
+
+/// A rolling window (`-hls_list_size N -hls_flags delete_segments`) deletes the segments that
+/// leave the playlist, as plain ffmpeg does (tester G17: given the playlist as a `file:` URL the
+/// muxer unlinked `file:/...` names, deleted nothing and the job kept every segment).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_window_deletes_old_segments_as_plain_ffmpeg_does() {
+    let commands = [
+        // Segment names derived from the playlist's.
+        "-i in.mp4 -c:v libx264 -preset ultrafast -g 25 -c:a aac -f hls -hls_time 1 -hls_list_size 2 \
+         -hls_flags delete_segments live/p.m3u8",
+        // Named segments in another directory.
+        "-i in.mp4 -c:v libx264 -preset ultrafast -g 25 -c:a aac -f hls -hls_time 1 -hls_list_size 2 \
+         -hls_flags delete_segments -hls_segment_filename seg/s%03d.ts live/q.m3u8",
+    ];
+    for command in commands {
+        let plain = tempfile::tempdir().unwrap();
+        make_input(plain.path(), 6);
+        std::fs::create_dir_all(plain.path().join("live")).unwrap();
+        std::fs::create_dir_all(plain.path().join("seg")).unwrap();
+        plain_ffmpeg(plain.path(), command);
+        let expected = tree(plain.path(), &[]);
+        assert!(expected.len() < 6, "{command}: plain ffmpeg kept a window only: {expected:?}");
+
+        let s = service(6);
+        let job = s.run(command, SubmitOptions::default()).await;
+        assert_eq!(job.status, JobStatus::Completed, "{command}: {job:?}");
+        let written = tree(&s.root, &[]);
+        assert_eq!(written, expected, "{command}: the same files as plain ffmpeg");
+        assert_eq!(job.output_files, written, "{command}: every file left listed, no deleted one");
+    }
 }
