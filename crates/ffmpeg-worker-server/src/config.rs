@@ -255,6 +255,29 @@ pub struct ServeConfig {
     #[arg(long, env = "AWS_VIRTUAL_HOSTED_STYLE_REQUEST")]
     pub aws_virtual_hosted_style_request: bool,
 
+    /// S3 storage: how often the bucket's temporary area is swept of what runs that are over
+    /// left there (a crash, a lost node, a failed clean-up: outputs not published, backups),
+    /// besides at start-up; runs still active keep theirs. 0: at start-up only.
+    #[arg(long, env = "TEMP_SWEEP_INTERVAL", default_value = "1h", value_parser = humantime::parse_duration)]
+    pub temp_sweep_interval: Duration,
+
+    /// S3 storage: longest wait for a connection to the bucket (TCP and TLS).
+    #[arg(long, env = "S3_CONNECT_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub s3_connect_timeout: Duration,
+
+    /// S3 storage: longest wait for the bucket to start answering a request (plus 1 s per
+    /// 256 KiB of the request's body), and longest pause while an answer is read; a download
+    /// that keeps coming may take any time. A bucket that stops answering makes requests fail
+    /// (503 `storage-unavailable`) after about this long.
+    #[arg(long, env = "S3_REQUEST_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub s3_request_timeout: Duration,
+
+    /// S3 storage: longest wait for the answer to a server-side copy or to the completion of a
+    /// multipart upload, which some servers answer only once the whole object (up to 5 GiB) is
+    /// copied or assembled.
+    #[arg(long, env = "S3_COPY_TIMEOUT", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub s3_copy_timeout: Duration,
+
     /// Log format on stderr.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "pretty")]
     pub log_format: LogFormat,
@@ -285,6 +308,21 @@ impl ServeConfig {
         s3.session_token = self.aws_session_token.clone().filter(|k| !k.is_empty());
         s3.allow_http = self.aws_allow_http;
         s3.virtual_hosted_style = self.aws_virtual_hosted_style_request;
+        for (name, value) in [
+            ("S3_CONNECT_TIMEOUT", self.s3_connect_timeout),
+            ("S3_REQUEST_TIMEOUT", self.s3_request_timeout),
+            ("S3_COPY_TIMEOUT", self.s3_copy_timeout),
+        ] {
+            if value.is_zero() {
+                let problem = format!("{name} must be longer than 0 s");
+                return Err(jobs::storage::S3ConfigError { url: url.to_owned(), problem });
+            }
+        }
+        s3.timeouts = jobs::storage::S3Timeouts {
+            connect: self.s3_connect_timeout,
+            request: self.s3_request_timeout,
+            copy: self.s3_copy_timeout,
+        };
         Ok(Some(s3))
     }
 

@@ -26,10 +26,11 @@ pub(crate) async fn health() -> AppJson<HealthResponse> {
 
 /// Readiness check
 ///
-/// 200 when the server accepts jobs, the job store answers and can write, and ffmpeg was found
-/// at start-up (reporting the version start-up read; ffmpeg is not run again); 503
-/// problem+json naming what is wrong otherwise (also while shutting down, and while the
-/// store's writes fail, e.g. on a full disk).
+/// 200 when the server accepts jobs, the job store answers and can write, the file storage
+/// answers (a bucket: one cheap request, its result kept 5 s, no answer within 3 s counting as
+/// down), and ffmpeg was found at start-up (reporting the version start-up read; ffmpeg is not
+/// run again); 503 problem+json naming what is wrong otherwise (also while shutting down, and
+/// while the store's writes fail, e.g. on a full disk).
 #[utoipa::path(
     get, path = "/ready", tag = "operations",
     responses(
@@ -42,6 +43,10 @@ pub(crate) async fn ready(State(state): State<AppState>) -> Result<AppJson<Ready
         return Err(ApiError::ShuttingDown);
     }
     state.jobs.ping().await?;
+    if let Err(e) = state.jobs.storage_ready().await {
+        tracing::warn!(error = %e, storage = ?state.jobs.storage(), "readiness: the file storage does not answer");
+        return Err(ApiError::NotReady("the file storage does not answer (the server log has the details)".to_owned()));
+    }
     let Some(ffmpeg) = state.settings.ffmpeg_version.clone() else {
         return Err(ApiError::NotReady("no ffmpeg was checked at start-up".to_owned()));
     };

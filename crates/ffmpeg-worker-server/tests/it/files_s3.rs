@@ -88,6 +88,43 @@ async fn an_unreachable_bucket_is_503() {
     assert!(started.elapsed() < std::time::Duration::from_secs(60), "{:?}", started.elapsed());
 }
 
+/// A bucket that stops answering (tester F8: a stopped process, whose kernel still accepts
+/// connections): every files request is a 503 problem within about the request timeout (it was
+/// 30 s each), and `/ready` is 503 naming the file storage, while it is 200 with a live bucket.
+#[tokio::test]
+async fn a_bucket_that_stops_answering_is_503_within_the_request_timeout_and_not_ready() {
+    // Bound, never accepting: connections complete in the kernel's backlog, nothing answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let timeouts = jobs::storage::S3Timeouts { request: std::time::Duration::from_secs(1), ..Default::default() };
+    let endpoint = format!("http://{}", silent.local_addr().unwrap());
+    let config = S3Config { endpoint: Some(endpoint), timeouts, ..s3_config("stopped", "") };
+    let storage = S3Storage::new(&config).unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let runner = FfmpegRunner::new(FfmpegConfig::new("ffmpeg", data.path()));
+    let config = JobsConfig { remote_storage: Some(Arc::new(storage)), ..JobsConfig::default() };
+    let jobs = Jobs::new(Arc::new(MemoryStore::new()), Arc::new(runner), Sandbox::new(data.path()).unwrap(), config);
+    let settings = AppSettings { ffmpeg_version: Some("ffmpeg version test".to_owned()), ..AppSettings::default() };
+    let app = FilesApp::of(AppState::with_settings(jobs, settings), data, Some("stopped".to_owned()));
+    // Each request waits about 1 s (the old client: 30 s, so these three took 90 s).
+    let requests = async {
+        for r in [app.put("a.mp4", b"x").await, app.get("/files/a.mp4", &[]).await, app.get("/files", &[]).await] {
+            r.problem(StatusCode::SERVICE_UNAVAILABLE, "/problems/storage-unavailable");
+        }
+        let r = app.get("/ready", &[]).await;
+        let body = r.problem(StatusCode::SERVICE_UNAVAILABLE, "/problems/not-ready");
+        assert!(body["detail"].as_str().unwrap().contains("file storage does not answer"), "{body}");
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(45), requests).await.expect("answered within seconds");
+    drop(silent);
+
+    let live = FilesApp::with(
+        S3,
+        AppSettings { ffmpeg_version: Some("ffmpeg version test".to_owned()), ..AppSettings::default() },
+    );
+    let r = live.get("/ready", &[]).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", String::from_utf8_lossy(&r.bytes));
+}
+
 /// The bucket's temporary area (runs' outputs waiting to be published, create-only uploads
 /// waiting to be copied into place) and names like the local backend's temporary files are
 /// the server's own: refused like on a disk.

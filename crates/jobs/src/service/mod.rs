@@ -38,7 +38,7 @@ use crate::media::{MediaProbeConfig, MediaProber};
 use crate::model::{Job, JobId};
 use crate::nodes::{NodeDirectory, NodeSettings};
 use crate::runner::Runner;
-use crate::storage::{LocalStorage, Storage};
+use crate::storage::{Availability, LocalStorage, Storage, StorageUnavailable};
 use crate::store::JobStore;
 use crate::webhook::WebhookConfig;
 
@@ -128,6 +128,8 @@ pub struct Jobs {
     media: MediaProber,
     directory: Option<Arc<NodeDirectory>>,
     storage: Arc<dyn Storage>,
+    /// Whether `storage` answers, for `/ready`.
+    availability: Availability,
     /// Whether the store is shared with other nodes ([`JobStore::cluster_signals`]).
     cluster: bool,
 }
@@ -153,6 +155,7 @@ impl Jobs {
             directory,
             store,
             runner,
+            availability: Availability::new(Arc::clone(&storage)),
             storage,
             sandbox,
             media,
@@ -196,6 +199,16 @@ impl Jobs {
     /// directory.
     pub fn storage(&self) -> &Arc<dyn Storage> {
         &self.storage
+    }
+
+    /// Whether the storage answers ([`Availability::check`]: a cached check, at most every
+    /// [`READY_CACHE`](crate::storage::READY_CACHE), bounded by
+    /// [`READY_TIMEOUT`](crate::storage::READY_TIMEOUT)); always `Ok` for the data directory.
+    ///
+    /// # Errors
+    /// [`StorageUnavailable`].
+    pub async fn storage_ready(&self) -> Result<(), StorageUnavailable> {
+        self.availability.check().await
     }
 
     /// The store, for reads.

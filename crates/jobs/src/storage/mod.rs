@@ -13,6 +13,7 @@
 //! Business rules (files in use by jobs, upload limits, page sizes) are not here but in
 //! [`Files`](crate::files::Files).
 
+mod availability;
 mod local;
 mod s3;
 
@@ -27,8 +28,12 @@ use bytes::Bytes;
 use ffmpeg_core::sandbox::PathProblem;
 use futures_util::Stream;
 
+pub use availability::{Availability, READY_CACHE, READY_TIMEOUT, StorageUnavailable};
 pub use local::{LocalStorage, UPLOAD_TEMP_PREFIX};
-pub use s3::{COPY_MAX_BYTES, PART_BYTES, PARTS_IN_FLIGHT, S3Config, S3ConfigError, S3Storage};
+pub use s3::{
+    COPY_MAX_BYTES, PART_BYTES, PARTS_IN_FLIGHT, S3Config, S3ConfigError, S3Storage, S3Timeouts,
+    UPLOAD_MIN_BYTES_PER_SECOND,
+};
 
 /// A stream of bytes: an upload's body, or a file's content.
 pub type ByteStream = Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>>;
@@ -293,6 +298,16 @@ pub trait Storage: Send + Sync + fmt::Debug + 'static {
     /// [`StorageError::NotFound`], [`StorageError::IsADirectory`] (a directory without
     /// `recursive`), [`StorageError::Reserved`], [`StorageError::InvalidPath`].
     async fn delete(&self, path: &str, recursive: bool) -> Result<(), StorageError>;
+
+    /// One cheap request that shows the storage answers (for `GET /ready`,
+    /// [`Availability`]): a bucket lists one key. The default (the data directory) has
+    /// nothing to ask.
+    ///
+    /// # Errors
+    /// [`StorageError::Unavailable`], [`StorageError::Denied`], [`StorageError::Io`].
+    async fn ping(&self) -> Result<(), StorageError> {
+        Ok(())
+    }
 
     /// Whether this storage has a temporary area ([`Storage::put_temp`] and the rest): the
     /// backends that jobs stage their files for (S3). `false` (the default): the local data

@@ -21,6 +21,7 @@ mod ownership;
 mod postgres;
 mod probe;
 mod runner;
+mod s3_client;
 mod service;
 mod staging;
 mod store;

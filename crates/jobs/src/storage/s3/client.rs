@@ -3,14 +3,14 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
 
 use ffmpeg_core::sandbox::Sandbox;
 use futures_util::StreamExt as _;
 use object_store::aws::{AmazonS3Builder, S3CopyIfNotExists};
 use object_store::path::Path as Key;
-use object_store::{ClientOptions, ObjectStore as _, RetryConfig};
+use object_store::{ObjectStore as _, RetryConfig};
 
+use super::http::{Connector, S3Timeouts};
 use super::{S3Storage, store_error};
 use crate::storage::StorageError;
 
@@ -40,6 +40,8 @@ pub struct S3Config {
     /// Address the bucket as `https://BUCKET.endpoint/KEY` (virtual-hosted style) instead of
     /// `https://endpoint/BUCKET/KEY` (path style, what most self-hosted servers expect).
     pub virtual_hosted_style: bool,
+    /// How long a request may wait for the bucket ([`S3Timeouts`]).
+    pub timeouts: S3Timeouts,
 }
 
 impl fmt::Debug for S3Config {
@@ -53,6 +55,7 @@ impl fmt::Debug for S3Config {
             .field("access_key_id", &self.access_key_id)
             .field("allow_http", &self.allow_http)
             .field("virtual_hosted_style", &self.virtual_hosted_style)
+            .field("timeouts", &self.timeouts)
             .finish_non_exhaustive()
     }
 }
@@ -111,9 +114,10 @@ impl S3Storage {
     /// private empty directory for path checks cannot be created.
     pub fn new(config: &S3Config) -> Result<S3Storage, S3ConfigError> {
         let error = |problem: String| S3ConfigError { url: config.url(), problem };
+        let timeouts = config.timeouts;
         let mut builder = AmazonS3Builder::new()
-            // First: the client options hold `allow_http` too.
-            .with_client_options(ClientOptions::new().with_connect_timeout(Duration::from_secs(5)))
+            // Connect, first answer, stalls and copies bounded as `http.rs` says.
+            .with_http_connector(Connector { timeouts })
             .with_bucket_name(&config.bucket)
             .with_region(&config.region)
             .with_allow_http(config.allow_http)
@@ -122,13 +126,10 @@ impl S3Storage {
             // one-part multipart copy completed with `If-None-Match: *`: atomic on AWS S3 and
             // on servers with conditional writes.
             .with_copy_if_not_exists(S3CopyIfNotExists::Multipart)
-            // A bucket that does not answer fails a request in seconds (503 at the API), not
-            // after object_store's default 3 minutes of retries.
-            .with_retry(RetryConfig {
-                max_retries: 3,
-                retry_timeout: Duration::from_secs(20),
-                ..RetryConfig::default()
-            });
+            // A failure is retried (a refused connection, a 5xx answer) only within the request
+            // timeout: a bucket that does not answer fails a request within about the request
+            // timeout (503 at the API), not after object_store's default 3 minutes of retries.
+            .with_retry(RetryConfig { max_retries: 3, retry_timeout: timeouts.request, ..RetryConfig::default() });
         if let Some(endpoint) = &config.endpoint {
             builder = builder.with_endpoint(endpoint);
         }

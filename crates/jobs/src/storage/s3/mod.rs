@@ -27,16 +27,19 @@
 //!   two versions.
 //! - **Directories** do not exist in a bucket: `dir` is a directory when some key starts with
 //!   `dir/`. A file under a path whose parent is a file is refused like on a disk.
-//! - **Errors**: a bucket that does not answer is [`StorageError::Io`] (503 at the API) after
-//!   a few quick retries, never a hang of minutes.
+//! - **Errors**: a bucket that does not answer is [`StorageError::Unavailable`] (503 at the
+//!   API) within about the request timeout ([`S3Timeouts`], `http.rs`), never a hang of
+//!   minutes; a refused connection or a 5xx answer is retried a few times quickly first.
 //!
 //! The module's files follow its seams: `client.rs` (the settings and building the client),
+//! `http.rs` (the HTTP client's timeouts),
 //! `read.rs` (opening, heads, listing, ranged reads), `write.rs` (puts, multipart uploads,
 //! server-side copies, deletes) and `temp.rs` (the temporary area). This file holds the
 //! type, the path and key rules, the error mapping, and the [`Storage`] impl, which calls
 //! into them.
 
 mod client;
+mod http;
 mod read;
 mod temp;
 mod write;
@@ -54,6 +57,7 @@ use super::{ByteStream, FileMeta, ListPage, PutOptions, StagedPut, Storage, Stor
 use crate::service::blocking;
 
 pub use client::{S3Config, S3ConfigError};
+pub use http::{S3Timeouts, UPLOAD_MIN_BYTES_PER_SECOND};
 
 /// Bytes per part of a multipart upload (S3's minimum part size is 5 MiB; 10,000 parts of
 /// 8 MiB reach 78 GiB, past the 20 GiB default upload limit).
@@ -218,6 +222,10 @@ impl Storage for S3Storage {
 
     async fn delete(&self, path: &str, recursive: bool) -> Result<(), StorageError> {
         self.delete_objects(path, recursive).await
+    }
+
+    async fn ping(&self) -> Result<(), StorageError> {
+        self.check().await
     }
 
     fn has_temp_area(&self) -> bool {

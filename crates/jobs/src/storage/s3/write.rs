@@ -166,7 +166,7 @@ impl S3Storage {
     }
 
     /// Copies the object at `from` to `to` (keys), whole; with `create_only`, only when no
-    /// object is at `to` (one conditional request, [`S3CopyIfNotExists::Multipart`](object_store::aws::S3CopyIfNotExists::Multipart)).
+    /// object is at `to` (one conditional request: `S3CopyIfNotExists::Multipart`, `client.rs`).
     pub(super) async fn copy_key(
         &self,
         from: &Key,
