@@ -54,8 +54,9 @@ pub struct CreateJobRequest {
     #[serde(default, skip_serializing_if = "is_zero")]
     #[schema(example = 0)]
     pub priority: i32,
-    /// Wall-clock limit for this job in seconds (1 to 2^63 - 1, a signed 64-bit integer),
-    /// capped by the server's `FFMPEG_TIMEOUT`.
+    /// Wall-clock limit for one attempt of this job in seconds (1 to 2^63 - 1, a signed 64-bit
+    /// integer), capped by the server's `FFMPEG_TIMEOUT`. With the files in a bucket it covers
+    /// downloading the inputs, running ffmpeg and uploading the outputs together.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(example = 600, minimum = 1, format = Int64)]
     pub timeout_seconds: Option<u64>,

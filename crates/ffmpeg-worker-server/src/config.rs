@@ -31,6 +31,7 @@ pub struct ServeConfig {
     pub port: u16,
 
     /// Longest a job may run, in seconds (0: no limit). A job's own `timeout_seconds` is capped by it.
+    /// With the files in a bucket it covers one attempt's downloads, ffmpeg and uploads together.
     #[arg(long, env = "FFMPEG_TIMEOUT", default_value_t = 3600)]
     pub ffmpeg_timeout: u64,
 

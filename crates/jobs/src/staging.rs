@@ -33,11 +33,13 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use ffmpeg_core::footprint::{FileSet, Footprint, Names};
-use ffmpeg_core::sandbox::Sandbox;
+use ffmpeg_core::pattern;
+use ffmpeg_core::policy::Access;
+use ffmpeg_core::sandbox::{OutputTarget, ResolvedCommand, Sandbox};
 use futures_util::StreamExt as _;
 use tokio::io::AsyncWriteExt as _;
 
-use crate::model::JobId;
+use crate::model::{JobId, Phase};
 use crate::publish::{self, Output, PublishError, RunTemp};
 use crate::storage::{Storage, StorageError};
 
@@ -87,6 +89,29 @@ pub enum StagingError {
     /// ([`crate::concat_lists::check`]).
     #[error(transparent)]
     Concat(Box<crate::concat_lists::ConcatListError>),
+    /// The job's time limit ([`Deadline`]) ran out while its files were downloaded or
+    /// uploaded (`phase`). An upload stopped so is undone: no file in the storage changed.
+    #[error(
+        "timed out after {} s while {} (the job's time limit covers downloading its inputs, running ffmpeg \
+         and uploading its outputs)",
+        .limit.as_secs(),
+        timed_out_in(.phase)
+    )]
+    TimedOut {
+        /// The step the limit ran out in: [`Phase::Downloading`] or [`Phase::Uploading`].
+        phase: Phase,
+        /// The job's time limit.
+        limit: Duration,
+    },
+}
+
+/// What a job was doing when its time limit ran out in `phase`, for [`StagingError::TimedOut`].
+fn timed_out_in(phase: &Phase) -> &'static str {
+    match phase {
+        Phase::Uploading => "uploading its outputs; no file in the storage was changed",
+        Phase::Downloading => "downloading its inputs",
+        Phase::Running => "running ffmpeg",
+    }
 }
 
 impl StagingError {
@@ -100,7 +125,41 @@ impl StagingError {
                 crate::concat_lists::ConcatListError::Staging(e) => e.is_transient(),
                 _ => false,
             },
-            StagingError::Prepare(_) | StagingError::Write { .. } => false,
+            StagingError::Prepare(_) | StagingError::Write { .. } | StagingError::TimedOut { .. } => false,
+        }
+    }
+}
+
+/// A job's time limit (`timeout_seconds`, capped by the server's) over one whole attempt of a
+/// staged job: downloading its inputs, running ffmpeg and uploading its outputs share it, so a
+/// job never stays longer than its limit in any step ([`StagingError::TimedOut`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deadline {
+    limit: Duration,
+    at: tokio::time::Instant,
+}
+
+impl Deadline {
+    /// A deadline `limit` from now; `None` without a limit.
+    pub fn start(limit: Option<Duration>) -> Option<Deadline> {
+        limit.map(|limit| Deadline { limit, at: tokio::time::Instant::now() + limit })
+    }
+
+    /// The whole limit.
+    pub fn limit(&self) -> Duration {
+        self.limit
+    }
+
+    /// What is left of the limit (zero once it ran out).
+    pub fn remaining(&self) -> Duration {
+        self.at.saturating_duration_since(tokio::time::Instant::now())
+    }
+
+    /// Resolves when `deadline` is reached; never without one.
+    pub async fn reached(deadline: Option<Deadline>) {
+        match deadline {
+            Some(deadline) => tokio::time::sleep_until(deadline.at).await,
+            None => std::future::pending().await,
         }
     }
 }
@@ -406,4 +465,171 @@ async fn matches(storage: &dyn Storage, set: &FileSet) -> Result<Vec<String>, St
 
 fn has_placeholder(dir: &str) -> bool {
     dir.contains('%') || dir.contains('$')
+}
+
+/// The HLS muxer's `append_list` flag (`HLS_APPEND_LIST` in `libavformat/hlsenc.c`).
+const HLS_APPEND_LIST: u64 = 1 << 6;
+
+/// The outputs of `resolved` that ffmpeg reads before it writes them, as paths relative to the
+/// data directory. With the files in a bucket each is downloaded into the stage first when it
+/// exists ([`Stage::download_existing`]); otherwise ffmpeg would start it anew and its upload
+/// would replace what was there:
+/// - the playlist of an HLS output with `-hls_flags append_list` (in any spelling: `+append_list`,
+///   `delete_segments+append_list`, a number with its bit), one per variant stream when the
+///   name holds `%v`: `hlsenc.c` reads it back, keeps its entries and continues its segment
+///   numbers (the segments it names stay in the storage);
+/// - a file an option appends to (x265's `csv`, [`Access::Append`]).
+///
+/// No other muxer of ffmpeg reads its own output back (the segment and DASH muxers rewrite
+/// their lists whole).
+pub fn read_before_written(resolved: &ResolvedCommand) -> Vec<String> {
+    let mut paths = BTreeSet::new();
+    let command = resolved.command();
+    for (index, (output, target)) in command.outputs().iter().zip(resolved.outputs()).enumerate() {
+        let OutputTarget::File(path) = target else { continue };
+        let Some(variants) = resolved.hls_variants(index) else { continue };
+        let appends = output
+            .option("hls_flags")
+            .and_then(|o| o.value())
+            .is_some_and(|v| flag_set(v, "append_list", HLS_APPEND_LIST));
+        if !appends {
+            continue;
+        }
+        let relative = path.relative().to_string_lossy().into_owned();
+        if pattern::has_hls_variant(&relative) {
+            paths.extend(variants.iter().map(|variant| pattern::expand_hls_variant(&relative, variant)));
+        } else {
+            paths.insert(relative);
+        }
+    }
+    for file in resolved.option_files() {
+        if file.file_use().access == Access::Append {
+            paths.insert(file.path().relative().to_string_lossy().into_owned());
+        }
+    }
+    paths.into_iter().collect()
+}
+
+/// Whether the flags option value `value` sets the flag `name` (bit `bit`), as `av_opt_set`
+/// reads a flags value: `a+b-c` (a first name without a sign replaces the default, `+` adds,
+/// `-` removes), a name being a flag's or a number.
+fn flag_set(value: &str, name: &str, bit: u64) -> bool {
+    let mut set = false;
+    let mut rest = value;
+    loop {
+        let sign = rest.chars().next().filter(|c| matches!(c, '+' | '-'));
+        if sign.is_some() {
+            rest = &rest[1..];
+        }
+        let end = rest.find(['+', '-']).unwrap_or(rest.len());
+        let token = rest[..end].trim();
+        let has = token == name || token.parse::<u64>().is_ok_and(|n| n & bit != 0);
+        match sign {
+            None => set = has,
+            Some('+') => set |= has,
+            Some(_) => set &= !has,
+        }
+        rest = &rest[end..];
+        if end == 0 || rest.is_empty() {
+            return set;
+        }
+    }
+}
+
+/// A file [`Stage::download_existing`] put into the stage, as it was then.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StagedBack {
+    /// Its path, relative.
+    pub path: String,
+    /// Its size and modification time in the stage right after the download.
+    stamp: Option<(u64, std::time::SystemTime)>,
+}
+
+impl Stage {
+    /// Downloads each of `paths` (outputs that ffmpeg reads before it writes them,
+    /// [`read_before_written`]) that exists in `storage` into the stage; a missing one is
+    /// skipped (ffmpeg starts it).
+    ///
+    /// # Errors
+    /// [`StagingError::Download`] when the storage fails, [`StagingError::Write`].
+    pub async fn download_existing(
+        &self,
+        storage: &dyn Storage,
+        paths: &[String],
+    ) -> Result<(Vec<StagedBack>, Transfer), StagingError> {
+        let mut staged = Vec::new();
+        let mut transfer = Transfer::default();
+        for path in paths {
+            match self.download_file(storage, path).await {
+                Ok(bytes) => {
+                    transfer.files += 1;
+                    transfer.bytes += bytes;
+                    let stamp = self.stamp(path).await;
+                    staged.push(StagedBack { path: path.clone(), stamp });
+                }
+                Err(StagingError::Download(StorageError::NotFound(_) | StorageError::IsADirectory(_))) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok((staged, transfer))
+    }
+
+    /// The files of `staged` that the run changed (an appended `csv`; a playlist is one of
+    /// the run's outputs anyway): to be uploaded with its outputs.
+    pub async fn changed(&self, staged: &[StagedBack]) -> Vec<PathBuf> {
+        let mut changed = Vec::new();
+        for file in staged {
+            let now = self.stamp(&file.path).await;
+            if now.is_some() && now != file.stamp {
+                changed.push(PathBuf::from(&file.path));
+            }
+        }
+        changed
+    }
+
+    /// Size and modification time of the stage's file at `path` (relative).
+    async fn stamp(&self, path: &str) -> Option<(u64, std::time::SystemTime)> {
+        let meta = tokio::fs::metadata(self.root.join(path)).await.ok()?;
+        Some((meta.len(), meta.modified().ok()?))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_flags_value_sets_append_list_as_av_opt_set_reads_it() {
+        let set = |value| flag_set(value, "append_list", HLS_APPEND_LIST);
+        for yes in
+            ["append_list", "+append_list", "delete_segments+append_list", "append_list+omit_endlist", "64", "+65"]
+        {
+            assert!(set(yes), "{yes}");
+        }
+        for no in
+            ["", "delete_segments", "append_list-append_list", "+append_list-64", "append_listx", "2", "-append_list"]
+        {
+            assert!(!set(no), "{no}");
+        }
+    }
+
+    #[test]
+    fn outputs_read_before_written_are_hls_playlists_appended_to_and_appended_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let sandbox = Sandbox::new(dir.path()).unwrap();
+        let read_back = |line: &str| {
+            let resolved = sandbox.resolve_command(&ffmpeg_core::command::Command::parse(line).unwrap()).unwrap();
+            read_before_written(&resolved)
+        };
+        assert_eq!(read_back("-i a.mp4 -f hls -hls_flags +append_list hls/p.m3u8"), ["hls/p.m3u8"]);
+        assert_eq!(read_back("-i a.mp4 -hls_flags delete_segments+append_list live.m3u8"), ["live.m3u8"]);
+        assert!(read_back("-i a.mp4 -f hls -hls_flags delete_segments hls/p.m3u8").is_empty());
+        assert!(read_back("-i a.mp4 -hls_flags append_list out.mp4").is_empty(), "not an HLS output");
+        let variants = read_back(
+            "-i a.mp4 -map 0:v -map 0:v -f hls -var_stream_map 'v:0 v:1' -hls_flags append_list hls/v%v/p.m3u8",
+        );
+        assert_eq!(variants, ["hls/v0/p.m3u8", "hls/v1/p.m3u8"]);
+        assert_eq!(read_back("-i a.mp4 -c:v libx265 -x265-params csv=logs/x.csv out.mp4"), ["logs/x.csv"]);
+    }
 }

@@ -21,7 +21,7 @@ use crate::model::{Job, JobId, Phase, Progress};
 use crate::output_meta;
 use crate::outputs::{self, Snapshot};
 use crate::runner::{RunError, RunSpec};
-use crate::staging::Stage;
+use crate::staging::{self, Deadline, Stage};
 use crate::store::{Outcome, RunRecord, StoreError};
 
 /// First wait before saving a job's outcome again after the store failed.
@@ -65,11 +65,17 @@ impl Jobs {
             Ok(r) => r,
             Err(e) => return self.finish(&id, Outcome::Failed { error: e.to_string() }, "", started, abort).await,
         };
+        let timeout = job.timeout_seconds.map(Duration::from_secs).or(self.config.max_timeout);
+        // A staged run's time limit covers its downloads and uploads too: one deadline over
+        // the whole attempt.
+        let deadline = stage.as_ref().and_then(|_| Deadline::start(timeout));
         let running = RunningJob { cancel: CancellationToken::new(), done: CancellationToken::new() };
         let _registered = Registration::new(self, &id, &running);
         let mut publisher = self.events.publisher(&job);
         // `-n` (and no `-y`): the outputs named on the command line never replace a file.
         let kept = never_overwritten(&resolved);
+        // Staged in first when they exist, as they are in place in a data directory.
+        let mut staged_back = Vec::new();
         if let (Some(stage), Some(remote)) = (&stage, &self.config.remote_storage) {
             // An earlier attempt that did not end by itself may have published part of its
             // outputs: the files they replaced go back first.
@@ -78,10 +84,13 @@ impl Jobs {
             }
             let cancelled = || running.cancel.is_cancelled();
             let what = (&run_sandbox, &resolved, &footprint);
-            let staged =
-                self.stage_inputs(&id, stage, remote.as_ref(), what, &kept, &mut publisher, &running, abort).await;
+            let read_back = staging::read_before_written(&resolved);
+            let outputs = (kept.as_slice(), read_back.as_slice());
+            let staged = self
+                .stage_inputs(&id, stage, remote.as_ref(), what, outputs, deadline, &mut publisher, &running, abort)
+                .await;
             match staged {
-                Ok(()) => {}
+                Ok(back) => staged_back = back,
                 Err(Some(error)) => {
                     return self.staging_failed(&job, error, "", started, &running.cancel, abort).await;
                 }
@@ -146,7 +155,8 @@ impl Jobs {
         }
         tracing::info!(command = %job.command, "job started");
 
-        let timeout = job.timeout_seconds.map(Duration::from_secs).or(self.config.max_timeout);
+        // ffmpeg gets what is left of a staged run's limit.
+        let run_timeout = deadline.map_or(timeout, |deadline| Some(deadline.remaining()));
         let (tx, mut rx) = watch::channel(None);
         let (lengths_tx, lengths_rx) = watch::channel(Vec::new());
         let stop = CancellationToken::new();
@@ -161,7 +171,7 @@ impl Jobs {
         // write per `PROGRESS_SAVE_INTERVAL` (`save_progress`, beside the run, never cut short
         // in the middle of a write), then the last snapshot once the run ended.
         let run = async {
-            let spec = RunSpec { job: &id, command: &resolved, timeout, input_lengths: Some(&lengths_rx) };
+            let spec = RunSpec { job: &id, command: &resolved, timeout: run_timeout, input_lengths: Some(&lengths_rx) };
             let run = self.runner.run(spec, &tx, &stop);
             tokio::pin!(run);
             let report = loop {
@@ -250,9 +260,10 @@ impl Jobs {
                             &job,
                             stage,
                             remote.as_ref(),
-                            &files,
+                            &with_changed(&files, stage.changed(&staged_back).await),
                             &kept,
                             final_progress,
+                            deadline,
                             &mut publisher,
                             &running.cancel,
                         )
@@ -276,6 +287,11 @@ impl Jobs {
             }
             Err(e) => {
                 tracing::info!(error = %e, removed = files.len(), "job failed");
+                // A staged run's ffmpeg had what was left of the limit: the limit is the job's.
+                let e = match (e, deadline) {
+                    (RunError::TimedOut(_), Some(deadline)) => RunError::TimedOut(deadline.limit()),
+                    (e, _) => e,
+                };
                 let error = stage.as_ref().map_or_else(|| e.to_string(), |s| s.unstaged(&e.to_string()));
                 self.finish(&id, Outcome::Failed { error }, &log_tail, started, abort).await;
             }
@@ -416,4 +432,12 @@ fn never_overwritten(resolved: &ResolvedCommand) -> Vec<String> {
             _ => None,
         })
         .collect()
+}
+
+/// `files` and those of `changed` not among them: a staged run uploads its outputs and the
+/// files it appended to (which are not its outputs: they existed before it).
+fn with_changed(files: &[PathBuf], changed: Vec<PathBuf>) -> Vec<PathBuf> {
+    let mut all = files.to_vec();
+    all.extend(changed.into_iter().filter(|path| !files.contains(path)));
+    all
 }

@@ -14,7 +14,7 @@ use crate::concat_lists::{self, ConcatListError};
 use crate::events::ProgressPublisher;
 use crate::model::{Job, JobId, Phase, Progress};
 use crate::publish::{PublishError, RunTemp};
-use crate::staging::{self, Stage, StagingError, Transfer};
+use crate::staging::{self, Deadline, Stage, StagedBack, StagingError, Transfer};
 use crate::storage::Storage;
 
 impl Jobs {
@@ -34,8 +34,11 @@ impl Jobs {
 
     /// Phase `downloading` of a staged job: its inputs into `stage`, and for a command that
     /// must not overwrite (`-n`) an empty file in place of each output `kept` that exists in
-    /// the storage (ffmpeg then refuses as it does locally). `Err(Some(error))`: staging
-    /// failed ([`Jobs::staging_failed`]); `Err(None)`: cancelled or shut down meanwhile.
+    /// the storage (ffmpeg then refuses as it does locally), and each output of `read_back`
+    /// that exists in the storage ([`staging::read_before_written`]; returned, to upload those
+    /// the run changed). `Err(Some(error))`: staging
+    /// failed ([`Jobs::staging_failed`]; [`StagingError::TimedOut`] once `deadline` passed);
+    /// `Err(None)`: cancelled or shut down meanwhile.
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn stage_inputs(
         &self,
@@ -43,16 +46,23 @@ impl Jobs {
         stage: &Stage,
         remote: &dyn Storage,
         (sandbox, resolved, footprint): (&Arc<Sandbox>, &ResolvedCommand, &Footprint),
-        kept: &[String],
+        (kept, read_back): (&[String], &[String]),
+        deadline: Option<Deadline>,
         publisher: &mut ProgressPublisher,
         running: &RunningJob,
         abort: &CancellationToken,
-    ) -> Result<(), Option<StagingError>> {
+    ) -> Result<Vec<StagedBack>, Option<StagingError>> {
         let downloading = Progress { phase: Some(Phase::Downloading), ..Progress::default() };
         self.save_phase(id, downloading, publisher).await;
         let download = async {
             let started = std::time::Instant::now();
             let inputs = stage.download(remote, footprint).await?;
+            // Outputs ffmpeg reads before it writes them (an HLS playlist appended to).
+            let (staged_back, back) = stage.download_existing(remote, read_back).await?;
+            if !staged_back.is_empty() {
+                tracing::info!(files = ?staged_back.iter().map(|f| &f.path).collect::<Vec<_>>(),
+                               "outputs ffmpeg reads back were staged from the storage");
+            }
             let held = stage.hold_existing(remote, kept).await?;
             if !held.is_empty() {
                 tracing::info!(outputs = ?held, "-n: outputs that exist in the storage are held in the stage");
@@ -60,26 +70,31 @@ impl Jobs {
             let listed = concat_lists::check(sandbox, resolved, Some((stage, remote))).await;
             staging::count_download(listed.as_ref().map_err(|e| matches!(e, ConcatListError::Staging(_))));
             let listed = listed.map_err(|e| StagingError::Concat(Box::new(e)))?;
-            Ok(Transfer {
-                files: inputs.files + listed.files,
-                bytes: inputs.bytes + listed.bytes,
+            let done = Transfer {
+                files: inputs.files + back.files + listed.files,
+                bytes: inputs.bytes + back.bytes + listed.bytes,
                 elapsed: started.elapsed(),
-            })
+            };
+            Ok((done, staged_back))
         };
         let download = tokio::select! {
             result = download => result,
             () = running.cancel.cancelled() => return Err(None),
             () = abort.cancelled() => return Err(None),
+            () = Deadline::reached(deadline) => Err(StagingError::TimedOut {
+                phase: Phase::Downloading,
+                limit: deadline.map(|d| d.limit()).unwrap_or_default(),
+            }),
         };
         match download {
-            Ok(done) => {
+            Ok((done, staged_back)) => {
                 tracing::info!(
                     files = done.files,
                     bytes = done.bytes,
                     seconds = done.elapsed.as_secs_f64(),
                     "inputs staged"
                 );
-                Ok(())
+                Ok(staged_back)
             }
             Err(e) => {
                 tracing::warn!(error = %e, "staging the inputs failed");
@@ -90,8 +105,9 @@ impl Jobs {
 
     /// Phase `uploading` of a staged job that succeeded: `files` (relative) from `stage` into
     /// the storage as one set ([`crate::publish`]; `kept`: outputs that must not replace a
-    /// file, `-n`), published only while this node still holds the job; then the last
-    /// progress again without a phase. `Err(error)`: see [`Jobs::staging_failed`].
+    /// file, `-n`), published only while this node still holds the job and before `deadline`
+    /// (past it, what was done is undone: [`StagingError::TimedOut`]); then the last progress
+    /// again without a phase. `Err(error)`: see [`Jobs::staging_failed`].
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn upload_outputs(
         &self,
@@ -101,6 +117,7 @@ impl Jobs {
         files: &[PathBuf],
         kept: &[String],
         last: Option<Progress>,
+        deadline: Option<Deadline>,
         publisher: &mut ProgressPublisher,
         cancel: &CancellationToken,
     ) -> Result<(), StagingError> {
@@ -118,6 +135,11 @@ impl Jobs {
             () = cancel.cancelled() => {
                 self.discard_run_temps(id).await;
                 Err(StagingError::Publish(PublishError::Cancelled))
+            }
+            // The job's time limit covers its upload too: stopped and undone the same way.
+            () = Deadline::reached(deadline) => {
+                self.discard_run_temps(id).await;
+                Err(StagingError::TimedOut { phase: Phase::Uploading, limit: deadline.map(|d| d.limit()).unwrap_or_default() })
             }
         };
         match upload {

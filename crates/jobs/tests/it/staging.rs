@@ -662,3 +662,73 @@ async fn concat_lists_entries_are_staged_and_checked_like_on_a_disk() {
     assert!(log.contains("Impossible to open 'lists/parts/missing.mp4'"), "{log}");
     fx.no_stages_left().await;
 }
+
+/// The job's time limit covers its whole attempt on a bucket (tester F22: a 4 s job spent 20 s
+/// uploading and completed): a download or an upload that does not end fails the job when the
+/// limit runs out, naming the step, and a stopped upload changed nothing in the bucket.
+#[tokio::test]
+async fn the_time_limit_covers_downloading_and_uploading_and_names_the_step() {
+    let limited = |seconds| SubmitOptions { timeout_seconds: Some(seconds), ..SubmitOptions::default() };
+    let local = tempfile::tempdir().unwrap();
+    let clip = make_clip(local.path());
+
+    // The input's download never ends.
+    let fx = fixture_with(faulty(Step::Open, "clip.mp4", Fault::Hang, usize::MAX));
+    fx.upload(&clip, "in/clip.mp4").await;
+    let job = fx.jobs.submit("-i in/clip.mp4 -map 0 -c copy out/x.mkv", limited(2)).await.unwrap();
+    let done = fx.finished(&job.id).await;
+    assert_eq!((done.status, done.attempts), (JobStatus::Failed, 1), "{done:?}");
+    let error = done.error.unwrap();
+    assert!(error.contains("timed out after 2 s while downloading its inputs"), "{error}");
+    assert_eq!(fx.raw_keys(), ["in/clip.mp4"]);
+    fx.no_stages_left().await;
+
+    // The output's upload never ends; the file it would replace stays whole.
+    let fx = fixture_with(faulty(Step::PutTemp, ".mkv", Fault::Hang, usize::MAX));
+    fx.upload(&clip, "in/clip.mp4").await;
+    fx.put_bytes("out/x.mkv", b"the user's file").await;
+    let job = fx.jobs.submit("-i in/clip.mp4 -map 0 -c copy out/x.mkv", limited(5)).await.unwrap();
+    let done = fx.finished(&job.id).await;
+    assert_eq!((done.status, done.attempts), (JobStatus::Failed, 1), "{done:?}");
+    let error = done.error.unwrap();
+    assert!(
+        error.contains("timed out after 5 s while uploading its outputs; no file in the storage was changed"),
+        "{error}"
+    );
+    assert_eq!(fx.object("out/x.mkv"), b"the user's file");
+    let temps = fx.jobs.storage().list_temps("").await.unwrap();
+    assert!(temps.is_empty(), "{temps:?}");
+    fx.no_stages_left().await;
+}
+
+/// `-hls_flags append_list` on a bucket (tester F23): ffmpeg reads the playlist it appends to,
+/// so the existing one is staged in first; two runs end with one playlist naming every segment
+/// of both, in the bucket, the second run's numbers following the first's.
+#[tokio::test]
+async fn an_hls_playlist_appended_to_keeps_its_entries_and_its_segment_numbers() {
+    let fx = fixture();
+    let local = tempfile::tempdir().unwrap();
+    fx.upload(&make_clip(local.path()), "in/clip.mp4").await;
+    for (run, flags) in [(1, "append_list"), (2, "+append_list")] {
+        let command = format!(
+            "-i in/clip.mp4 -c copy -f hls -hls_time 1 -hls_list_size 0 -hls_flags {flags} \
+             -hls_segment_filename app/s_{run}_%03d.ts app/p.m3u8"
+        );
+        let done = fx.finished(&fx.submit(&command).await.id).await;
+        assert_eq!(done.status, JobStatus::Completed, "{:?}", done.error);
+    }
+    let playlist = String::from_utf8(fx.object("app/p.m3u8")).unwrap();
+    let segments: Vec<&str> = playlist.lines().filter(|l| l.ends_with(".ts")).collect();
+    let number = |segment: &str| segment[4..7].parse::<u32>().unwrap();
+    assert!(segments.first().is_some_and(|s| s.starts_with("s_1_000")), "{playlist}");
+    let second: Vec<&&str> = segments.iter().filter(|s| s.starts_with("s_2_")).collect();
+    assert!(!second.is_empty(), "the second run's segments are listed: {playlist}");
+    let first_max = segments.iter().filter(|s| s.starts_with("s_1_")).map(|s| number(s)).max().unwrap();
+    assert!(second.iter().all(|s| number(s) > first_max), "numbers continue: {playlist}");
+    assert!(playlist.contains("#EXT-X-DISCONTINUITY"), "{playlist}");
+    let keys = fx.keys();
+    for segment in &segments {
+        assert!(keys.contains(&format!("app/{segment}")), "{segment} missing: {keys:?}");
+    }
+    fx.no_stages_left().await;
+}
