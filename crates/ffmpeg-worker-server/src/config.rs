@@ -336,6 +336,12 @@ impl ServeConfig {
         }
     }
 
+    /// How often the bucket's temporary area is swept after start-up; `None` when
+    /// `temp_sweep_interval` is 0.
+    pub fn temp_sweep_interval(&self) -> Option<Duration> {
+        (!self.temp_sweep_interval.is_zero()).then_some(self.temp_sweep_interval)
+    }
+
     /// The server-wide job time limit, `None` when `ffmpeg_timeout` is 0.
     pub fn max_timeout(&self) -> Option<Duration> {
         (self.ffmpeg_timeout > 0).then(|| Duration::from_secs(self.ffmpeg_timeout))

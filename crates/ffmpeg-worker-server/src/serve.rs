@@ -373,14 +373,11 @@ pub async fn run(config: ServeConfig) -> Result<(), StartError> {
         }
     }
     // What runs and uploads that are over (a crash, a lost node) left in the bucket's
-    // temporary area: in the background, the area may be large.
+    // temporary area: in the background (the area may be large), now and then periodically.
+    let stop_sweeps = tokio_util::sync::CancellationToken::new();
     {
-        let jobs = Arc::clone(&jobs);
-        tokio::spawn(async move {
-            if let Err(e) = jobs.sweep_temp_area().await {
-                tracing::warn!(error = %e, "sweeping the storage's temporary area failed; the next start tries again");
-            }
-        });
+        let (jobs, every, stop) = (Arc::clone(&jobs), config.temp_sweep_interval(), stop_sweeps.clone());
+        tokio::spawn(async move { jobs.sweep_temp_area_every(every, stop).await });
     }
     jobs.register_node().await.map_err(|source| StartError::Register { url: config.database_url.clone(), source })?;
     let draining = tokio_util::sync::CancellationToken::new();
@@ -460,6 +457,7 @@ pub async fn run(config: ServeConfig) -> Result<(), StartError> {
     stop_http.cancel();
     // Deliveries still in flight are sent again after the next start (at least once).
     stop_webhooks.cancel();
+    stop_sweeps.cancel();
     match tokio::time::timeout(Duration::from_secs(5), server).await {
         Ok(Err(e)) => tracing::warn!(error = %e, "the HTTP server task failed"),
         Err(_) => tracing::warn!("HTTP connections did not close in time"),

@@ -113,6 +113,31 @@ impl Jobs {
         tracing::info!(restored, deleted, "undid what an earlier run of the job left in the storage");
     }
 
+    /// [`Jobs::sweep_temp_area`] now, then every `every` (`None`: only now) until `stop`: what a
+    /// run that is over left in the storage's temporary area is removed while the node runs,
+    /// not only at its next start (runs still active keep their names). Does nothing for a
+    /// storage without a temporary area.
+    pub async fn sweep_temp_area_every(&self, every: Option<Duration>, stop: CancellationToken) {
+        if !self.config.remote_storage.as_ref().is_some_and(|s| s.has_temp_area()) {
+            return;
+        }
+        loop {
+            tokio::select! {
+                result = self.sweep_temp_area() => {
+                    if let Err(e) = result {
+                        tracing::warn!(error = %e, "sweeping the storage's temporary area failed; the next sweep tries again");
+                    }
+                }
+                () = stop.cancelled() => return,
+            }
+            let Some(every) = every else { return };
+            tokio::select! {
+                () = tokio::time::sleep(every) => {}
+                () = stop.cancelled() => return,
+            }
+        }
+    }
+
     /// Deletes from the storage's temporary area ([`TEMP_AREA`]) what runs and uploads that
     /// are over left there (a crash, a lost node, a failed clean-up): the temporary outputs of
     /// every run whose job is not running that attempt now (finished, queued again, running a

@@ -732,3 +732,42 @@ async fn an_hls_playlist_appended_to_keeps_its_entries_and_its_segment_numbers()
     }
     fx.no_stages_left().await;
 }
+
+/// The temporary area is swept while the node runs, not only at its start: a finished run's
+/// names go at the next sweep, a running attempt's stay.
+#[tokio::test]
+async fn the_temporary_area_is_swept_periodically_sparing_runs_still_active() {
+    let fx = fixture();
+    fx.shutdown.stop_claiming.cancel();
+    let storage = Arc::clone(fx.jobs.storage());
+    let insert = |command: &str| fx.store.insert(command.to_owned(), SubmitOptions::default());
+    let over = insert("-i c.mp4 d.mp4").await.unwrap();
+    let running = insert("-i a.mp4 b.mp4").await.unwrap();
+    for _ in 0..2 {
+        fx.store.claim_next(&[]).await.unwrap().unwrap();
+    }
+    fx.store.finish(&over.id, jobs::store::Outcome::Failed { error: "x".to_owned() }, "").await.unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let sweeper = {
+        let (jobs, stop) = (Arc::clone(&fx.jobs), stop.clone());
+        tokio::spawn(async move { jobs.sweep_temp_area_every(Some(Duration::from_millis(200)), stop).await })
+    };
+    // Left after the sweeper started: only a later sweep finds them.
+    let live = format!("publish/{}-1-aaaa/out/b.mp4", running.id);
+    let ended = format!("publish/{}-1-bbbb/out/d.mp4", over.id);
+    for temp in [&live, &ended] {
+        let body: ByteStream = Box::pin(futures_util::stream::iter([Ok(bytes::Bytes::from_static(b"partial"))]));
+        storage.put_temp(temp, body).await.unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let left: Vec<String> = storage.list_temps("").await.unwrap().into_iter().map(|f| f.path).collect();
+        if left == [live.clone()] {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not swept: {left:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.cancel();
+    sweeper.await.unwrap();
+}
