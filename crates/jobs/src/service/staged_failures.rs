@@ -19,8 +19,28 @@ use crate::store::Outcome;
 pub const METRIC_STAGING_RETRIES: &str = "ffmpeg_worker_staging_retries_total";
 
 /// How long a run that failed on an unavailable storage waits before it puts its job back in
-/// the queue (the next attempt may start at once on an idle node).
+/// the queue after its first attempt (the next attempt may start at once on an idle node);
+/// each later attempt waits twice as long as the one before, up to
+/// [`STAGING_RETRY_MAX_DELAY`] ([`staging_retry_delay`]).
 pub const STAGING_RETRY_DELAY: Duration = Duration::from_secs(1);
+/// The longest wait before a job goes back in the queue after a failure of the storage.
+pub const STAGING_RETRY_MAX_DELAY: Duration = Duration::from_secs(60);
+
+/// The wait before a job whose attempt `attempt` (1-based) failed on an unavailable storage
+/// goes back in the queue: [`STAGING_RETRY_DELAY`] doubled for each attempt before, capped at
+/// [`STAGING_RETRY_MAX_DELAY`], less up to half of it at random (so that the jobs of one outage
+/// do not all come back at once).
+pub fn staging_retry_delay(attempt: u32) -> Duration {
+    let doublings = attempt.saturating_sub(1).min(16);
+    let full = STAGING_RETRY_DELAY.saturating_mul(1 << doublings).min(STAGING_RETRY_MAX_DELAY);
+    let mut random = [0u8; 4];
+    // Without randomness the wait is the full one.
+    let fraction = match getrandom::fill(&mut random) {
+        Ok(()) => f64::from(u32::from_le_bytes(random)) / f64::from(u32::MAX),
+        Err(_) => 1.0,
+    };
+    full.mul_f64(0.5 + fraction / 2.0)
+}
 
 /// A create-only upload's temporary object (`uploads/…` in the temporary area) lives for
 /// the seconds between its last part and its copy into place; one older than this was left
@@ -42,7 +62,8 @@ pub struct TempSweep {
 impl Jobs {
     /// Ends a staged run of `job` that failed with `error`: nothing when the job is no longer
     /// this node's; a failure that may pass ([`StagingError::is_transient`]) puts the job back
-    /// in the queue with the reason as its `error` while it has attempts left
+    /// in the queue, after a wait that grows with each attempt ([`staging_retry_delay`]), with
+    /// the reason and the wait as its `error` while it has attempts left
     /// ([`crate::JobsConfig::max_attempts`]); otherwise the job fails, saying how many
     /// attempts it had.
     pub(super) async fn staging_failed(
@@ -73,10 +94,16 @@ impl Jobs {
             let error = format!("{error} (attempt {} of {max}, none left)", job.attempts);
             return self.finish(id, Outcome::Failed { error }, log, started, abort).await;
         }
-        let reason = format!("attempt {} of {max} failed, the job waits for another: {error}", job.attempts);
-        tracing::warn!(error = %error, attempts = job.attempts, "staging failed; the job is queued again");
+        let delay = staging_retry_delay(job.attempts);
+        let reason = format!(
+            "attempt {} of {max} failed; the job went back in the queue after {:.1} s for another: {error}",
+            job.attempts,
+            delay.as_secs_f64()
+        );
+        tracing::warn!(error = %error, attempts = job.attempts, delay_seconds = delay.as_secs_f64(),
+                       "staging failed; the job goes back in the queue after a wait");
         tokio::select! {
-            () = tokio::time::sleep(STAGING_RETRY_DELAY) => {}
+            () = tokio::time::sleep(delay) => {}
             () = cancel.cancelled() => return self.finish(id, Outcome::Cancelled, log, started, abort).await,
             () = abort.cancelled() => return self.requeue_stopped(id).await,
         }
@@ -201,5 +228,28 @@ impl Jobs {
             );
         }
         Ok(sweep)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_retry_delay_doubles_with_jitter_up_to_its_cap() {
+        for _ in 0..50 {
+            for (attempt, full) in [(1, 1), (2, 2), (3, 4), (4, 8), (7, 60), (40, 60)] {
+                let full = Duration::from_secs(full);
+                let delay = staging_retry_delay(attempt);
+                assert!(
+                    delay >= full / 2 && delay <= full,
+                    "attempt {attempt}: {delay:?} outside [{:?}, {full:?}]",
+                    full / 2
+                );
+            }
+        }
+        // Jitter: not always the same wait.
+        let waits: std::collections::BTreeSet<Duration> = (0..20).map(|_| staging_retry_delay(3)).collect();
+        assert!(waits.len() > 1, "{waits:?}");
     }
 }

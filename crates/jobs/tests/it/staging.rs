@@ -457,6 +457,7 @@ async fn an_unreachable_bucket_is_retried_up_to_max_attempts() {
     assert!(
         requeued.len() == 1
             && requeued[0].contains("attempt 1 of 2")
+            && requeued[0].contains("went back in the queue after")
             && requeued[0].contains("unavailable for `out/copy.mkv`"),
         "{requeued:?}"
     );
