@@ -8,9 +8,10 @@
 //! ([`Sandbox::concat_entries`]): an entry that leaves the data directory (`..`, a symlink
 //! leading out), names a protocol, an absolute path or a reserved file fails the job before
 //! ffmpeg starts, naming the entry, the list and the broken rule, whichever backend holds the
-//! files. With the files in a bucket, each entry is downloaded into the run's stage at its
-//! path, so that ffmpeg finds it where the list says; entries that are lists themselves are
-//! read in turn (at most [`MAX_LISTS`] lists per run). An entry missing from the storage is
+//! files; so does an entry that one of the command's outputs would overwrite
+//! ([`ResolvedCommand::check_concat_entry`]). With the files in a bucket, each entry is
+//! downloaded into the run's stage at its path, so that ffmpeg finds it where the list says;
+//! entries that are lists themselves are read in turn (at most [`MAX_LISTS`] lists per run). An entry missing from the storage is
 //! left to ffmpeg, which then fails naming it, as it would on a disk.
 //!
 //! The entries are not part of the job's [`Footprint`](ffmpeg_core::footprint::Footprint)
@@ -128,7 +129,9 @@ pub async fn check(
             let (sandbox, list, argument) = (Arc::clone(sandbox), list.clone(), Arc::clone(&argument));
             blocking(move || sandbox.concat_entries(&list, &text, position, &argument)).await?
         };
+        let shown = list.relative().display().to_string();
         for entry in entries {
+            command.check_concat_entry(&entry, position, &shown)?;
             if let Some((stage, storage)) = staging {
                 let relative = entry.relative().to_string_lossy().into_owned();
                 // Already there: an input of the command itself, or an entry listed twice.

@@ -298,35 +298,65 @@ impl ResolvedCommand {
                 InputSource::Lavfi { .. } => {}
             }
         }
-        let mut writes: Vec<(usize, String, std::borrow::Cow<'_, Path>)> = Vec::new();
-        for (output, target) in self.command.outputs().iter().zip(&self.outputs) {
-            if let OutputTarget::File(path) = target {
-                writes.push((output.position(), output.url().to_owned(), path.as_path().into()));
-            }
-        }
         for file in &self.files {
-            let entry = (file.position, self.option_text(file.position), file.path.as_path().into());
-            match file.file_use.access {
-                Access::Read | Access::ReadDirectory => reads.push(entry),
-                Access::Write | Access::Append => writes.push(entry),
-                Access::ReadWrite => {}
+            if matches!(file.file_use.access, Access::Read | Access::ReadDirectory) {
+                reads.push((file.position, self.option_text(file.position), file.path.as_path().into()));
             }
         }
-        for (position, argument, path) in &writes {
+        for (position, argument, path) in self.writes() {
             // A pattern on either side (`-i in1.png ... in%d.png`) collides when it can name the
             // other file.
             let collides =
                 |r: &Path| r == path || crate::pattern::may_overlap(&r.to_string_lossy(), &path.to_string_lossy());
             if let Some((input_position, input, _)) = reads.iter().find(|(_, _, r)| collides(r)) {
                 return Err(SandboxError::OutputOverwritesInput {
-                    position: *position,
-                    argument: argument.clone(),
+                    position,
+                    argument,
                     input_position: *input_position,
                     input: input.clone(),
                 });
             }
         }
         Ok(())
+    }
+
+    /// Refuses `entry`, a file named by a concat list that this command reads, when an output
+    /// of the command (or a file an option writes) may be that file: ffmpeg would overwrite
+    /// what it is reading (`-f concat -i list.txt -c copy a.mp4` with `file 'a.mp4'` in the
+    /// list). `position` is that of the command's input that leads to the list, `list` the
+    /// list's path as shown to the client (the message names both the list and the entry).
+    /// Checks only paths, no I/O.
+    ///
+    /// # Errors
+    /// [`SandboxError::OutputOverwritesInput`] for the first output that may be `entry`.
+    pub fn check_concat_entry(&self, entry: &ResolvedPath, position: usize, list: &str) -> Result<(), SandboxError> {
+        let read = entry.as_path();
+        for (written_at, argument, path) in self.writes() {
+            if read == path || crate::pattern::may_overlap(&path.to_string_lossy(), entry.as_str()) {
+                return Err(SandboxError::OutputOverwritesInput {
+                    position: written_at,
+                    argument,
+                    input_position: position,
+                    input: format!("{list}` entry `{}", entry.relative().display()),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// What the command writes: (1-based position, the argument as written, the path) of each
+    /// file output and each file an option writes or appends to.
+    fn writes(&self) -> Vec<(usize, String, &Path)> {
+        let outputs = self.command.outputs().iter().zip(&self.outputs).filter_map(|(output, target)| match target {
+            OutputTarget::File(path) => Some((output.position(), output.url().to_owned(), path.as_path())),
+            OutputTarget::Null => None,
+        });
+        let options = self
+            .files
+            .iter()
+            .filter(|file| matches!(file.file_use.access, Access::Write | Access::Append))
+            .map(|file| (file.position, self.option_text(file.position), file.path.as_path()));
+        outputs.chain(options).collect()
     }
 
     /// The option at `position` as written, for messages.

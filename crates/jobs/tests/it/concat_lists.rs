@@ -64,3 +64,45 @@ async fn a_concat_entry_leading_out_of_the_data_directory_fails_the_job_before_f
     let error = jobs[3].error.as_deref().unwrap();
     assert!(error.contains("Unsafe file name '../parts/a.mp4'"), "{error}");
 }
+
+/// A job whose output is one of its own concat list's entries fails before ffmpeg starts and
+/// leaves the entry as it was (tester G20: `-c copy self/a.mp4` from a list naming `a.mp4`
+/// completed and cut the 10 s input down to 2 s). Outputs that are not entries run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_output_that_is_an_entry_of_its_own_concat_list_fails_the_job_and_keeps_the_entry() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    fs::create_dir_all(data.join("self/sub")).unwrap();
+    lavfi_clip(&data.join("self/a.mp4"), 1);
+    lavfi_clip(&data.join("self/sub/b.mp4"), 1);
+    fs::write(data.join("self/list.txt"), "file 'a.mp4'\nfile 'a.mp4'\n").unwrap();
+    fs::write(data.join("self/outer.txt"), "file 'a.mp4'\nfile 'sub/inner.ffconcat'\n").unwrap();
+    fs::write(data.join("self/sub/inner.ffconcat"), "ffconcat version 1.0\nfile 'b.mp4'\n").unwrap();
+    let before = (fs::read(data.join("self/a.mp4")).unwrap(), fs::read(data.join("self/sub/b.mp4")).unwrap());
+
+    let jobs = run_jobs(
+        &data,
+        Sandbox::new(&data).unwrap(),
+        &[
+            "-f concat -i self/list.txt -c copy self/a.mp4",
+            // An entry of a nested list, named by another path to it.
+            "-f concat -i self/outer.txt -c copy self/sub/../sub/b.mp4",
+            "-f concat -i self/list.txt -c copy self/joined.mp4",
+        ],
+    )
+    .await;
+    for (job, list, entry) in
+        [(&jobs[0], "self/list.txt", "self/a.mp4"), (&jobs[1], "self/sub/inner.ffconcat", "self/sub/b.mp4")]
+    {
+        assert_eq!(job.status, JobStatus::Failed, "{job:?}");
+        let error = job.error.as_deref().unwrap();
+        assert!(error.contains("a job's outputs may not overwrite its own inputs"), "{error}");
+        assert!(error.contains(&format!("`{list}` entry `{entry}`")), "{error}");
+    }
+    assert_eq!(
+        (fs::read(data.join("self/a.mp4")).unwrap(), fs::read(data.join("self/sub/b.mp4")).unwrap()),
+        before,
+        "the entries are untouched"
+    );
+    assert_eq!(jobs[2].status, JobStatus::Completed, "{:?}", jobs[2].error);
+}
