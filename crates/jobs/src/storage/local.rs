@@ -1,7 +1,7 @@
 //! [`LocalStorage`]: files in the data directory, every path resolved by the sandbox.
 //!
 //! Uploads go to a temporary file in the target's own directory (`.ffmpeg-worker-upload-*`,
-//! never listed), are written and hashed on a blocking thread fed through a bounded channel
+//! never listed), are hashed and written on one blocking thread fed through a bounded channel
 //! (memory stays bounded whatever the file's size), `fsync`ed, and renamed over the target
 //! at commit (`renameat2(RENAME_NOREPLACE)` or `link` for a create-only put, so a file that
 //! appeared meanwhile is never replaced). A failed, aborted or dropped upload removes its
@@ -13,6 +13,7 @@
 use std::fs;
 use std::io::{self, Seek as _, SeekFrom, Write as _};
 use std::ops::Range;
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -21,6 +22,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use ffmpeg_core::sandbox::{PathProblem, ResolvedPath, Sandbox};
 use futures_util::StreamExt as _;
+use rustix::fs::{Mode, OFlags};
 use sha2::{Digest as _, Sha256};
 use tokio::io::AsyncReadExt as _;
 
@@ -38,11 +40,14 @@ const NAME_MAX: usize = 255;
 const PATH_MAX: usize = 4095;
 /// Bytes per chunk when streaming a file out.
 const READ_CHUNK: usize = 256 * 1024;
-/// Batches buffered between the request and the writing (and the hashing) thread: with 1 MiB
+/// Batches buffered between the request and the writing (and hashing) thread: with 1 MiB
 /// batches, 8 let a 1 GiB upload grow the server by 13-20 MiB (`cargo xtask bench files`).
 const WRITE_QUEUE: usize = 2;
-/// Bytes of body gathered into one batch for the writing and hashing threads.
+/// Bytes of body gathered into one batch for the writing thread.
 const BATCH: usize = 1024 * 1024;
+/// Most chunks in one batch, however small they are (a chunked body of tiny chunks would
+/// otherwise hold a `Bytes` handle per few bytes received).
+const BATCH_CHUNKS: usize = 1024;
 /// Bytes an upload writes between two early flushes to disk ([`EarlyFlush`]).
 const FLUSH_EVERY: usize = 32 * 1024 * 1024;
 
@@ -204,6 +209,23 @@ impl EarlyFlush {
     }
 }
 
+/// The file `target` names, held open (`O_PATH`; a symbolic link itself, not followed) so that
+/// renaming an upload over it does not free it there and then: its last close, where the
+/// kernel drops its cached pages and frees its blocks (tens of milliseconds for a file of a
+/// GiB), then runs after the answer, on a blocking thread ([`release_later`]). `None` when it
+/// cannot be opened (gone meanwhile): the rename frees it, as without this.
+fn hold(target: &Path) -> Option<OwnedFd> {
+    rustix::fs::open(target, OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty()).ok()
+}
+
+/// Closes `replaced` (from [`hold`]) on tokio's blocking pool, off the request's path.
+fn release_later(replaced: OwnedFd) {
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => drop(runtime.spawn_blocking(move || drop(replaced))),
+        Err(_) => drop(replaced),
+    }
+}
+
 /// Directories an upload created, removed again (when empty) unless the upload commits.
 #[derive(Debug, Default)]
 struct CreatedDirs(Vec<PathBuf>);
@@ -300,7 +322,12 @@ impl StagedPut for LocalStaged {
                     Ok(_) => true,
                     Err(_) => false,
                 };
-                match temp.persist(&target) {
+                let replaced = existed.then(|| hold(&target)).flatten();
+                let persisted = temp.persist(&target);
+                if let Some(replaced) = replaced {
+                    release_later(replaced);
+                }
+                match persisted {
                     Ok(_) => !existed,
                     Err(e) if e.error.kind() == io::ErrorKind::IsADirectory => {
                         return Err(StorageError::IsADirectory(path));
@@ -405,31 +432,25 @@ impl Storage for LocalStorage {
         })
         .await?;
 
-        // Two blocking tasks beside the request: one writes the body to the temporary file
-        // (and has what it wrote flushed to disk as it goes, so that the final `fsync` finds
-        // little left), one hashes it (SHA-256 beside the writes, not between them). The
-        // request sends them batches of about `BATCH` bytes (fewer wake-ups than one per
-        // network read). The writer owns the temporary file (and the created directories,
-        // dropped after it): if this future is dropped half-way, the channels close, the tasks
-        // end, and both are removed.
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<Arc<Vec<Bytes>>>(WRITE_QUEUE);
-        let (hash_tx, mut hash_rx) = tokio::sync::mpsc::channel::<Arc<Vec<Bytes>>>(WRITE_QUEUE);
-        let hasher = tokio::task::spawn_blocking(move || {
-            let mut hasher = Sha256::new();
-            while let Some(batch) = hash_rx.blocking_recv() {
-                for chunk in batch.iter() {
-                    hasher.update(chunk);
-                }
-            }
-            hex::encode(hasher.finalize())
-        });
+        // One blocking task beside the request hashes and writes the body: each chunk is
+        // hashed (SHA-256) and then written to the temporary file while it is still in the
+        // CPU's cache, so the write's copy into the page cache reads it from there (a second
+        // thread hashing beside the writer read every byte from memory once more: 9 % more
+        // server CPU per upload, `docs/benchmarks.md`). It has what it wrote flushed to disk as
+        // it goes, so that the final `fsync` finds little left. The request sends it batches of
+        // about `BATCH` bytes (fewer wake-ups than one per network read). The task owns the
+        // temporary file (and the created directories, dropped after it): if this future is
+        // dropped half-way, the channel closes, the task ends, and both are removed.
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Bytes>>(WRITE_QUEUE);
         let writer = tokio::task::spawn_blocking(move || {
             let mut temp = temp;
+            let mut hasher = Sha256::new();
             let result = (|| {
                 let mut flush = EarlyFlush::default();
                 let mut unflushed = 0usize;
                 while let Some(batch) = rx.blocking_recv() {
-                    for chunk in batch.iter() {
+                    for chunk in &batch {
+                        hasher.update(chunk);
                         temp.as_file_mut().write_all(chunk)?;
                         unflushed += chunk.len();
                     }
@@ -439,19 +460,19 @@ impl Storage for LocalStorage {
                     }
                 }
                 flush.wait()?;
+                // Durable before it is renamed into place: a crash after the answer never
+                // leaves the new name holding a part of the file (ext4 may commit the rename
+                // before the data).
                 temp.as_file().sync_all()
             })();
-            (result, temp, dirs)
+            (result, temp, dirs, hex::encode(hasher.finalize()))
         });
         let mut size: u64 = 0;
         let mut failure = None;
         let mut batch = Vec::new();
         let mut batched = 0usize;
-        let send = async |batch: Vec<Bytes>| {
-            let batch = Arc::new(batch);
-            // A closed channel: the writer failed (its error is below).
-            tx.send(Arc::clone(&batch)).await.is_ok() && hash_tx.send(batch).await.is_ok()
-        };
+        // A closed channel: the writer failed (its error is below).
+        let send = async |batch: Vec<Bytes>| tx.send(batch).await.is_ok();
         while let Some(chunk) = body.next().await {
             match chunk {
                 Ok(chunk) => {
@@ -462,7 +483,7 @@ impl Storage for LocalStorage {
                     }
                     batched += chunk.len();
                     batch.push(chunk);
-                    if batched >= BATCH {
+                    if batched >= BATCH || batch.len() >= BATCH_CHUNKS {
                         batched = 0;
                         if !send(std::mem::take(&mut batch)).await {
                             break;
@@ -478,10 +499,8 @@ impl Storage for LocalStorage {
         if failure.is_none() && !batch.is_empty() {
             send(batch).await;
         }
-        drop(hash_tx);
         drop(tx);
-        let (result, temp, dirs) = writer.await.unwrap_or_else(|e| resume(e));
-        let sha256 = hasher.await.unwrap_or_else(|e| resume(e));
+        let (result, temp, dirs, sha256) = writer.await.unwrap_or_else(|e| resume(e));
         if let Some(failure) = failure {
             drop(temp);
             drop(dirs);
@@ -703,6 +722,47 @@ mod tests {
     fn set_age(path: &Path, seconds: u64) {
         let old = std::time::SystemTime::now() - std::time::Duration::from_secs(seconds);
         fs::File::options().write(true).open(path).unwrap().set_modified(old).unwrap();
+    }
+
+    /// A body of many batches, in chunks of every size (a run of tiny ones longer than a
+    /// batch's chunk limit, others larger than a batch), is stored and hashed whole, in order;
+    /// replacing it leaves the old file readable to whoever had it open.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_body_of_many_batches_is_stored_and_hashed_in_order_and_replaces_the_old_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = LocalStorage::new(Arc::new(Sandbox::new(dir.path()).unwrap()));
+        let content: Vec<u8> = (0..5 * BATCH + 12_345).map(|i| (i * 7 % 251) as u8).collect();
+        let mut sizes = vec![1; BATCH_CHUNKS + 500];
+        sizes.extend([3 * BATCH / 2, 100, 64 * 1024]);
+        let mut chunks = Vec::new();
+        let mut at = 0;
+        for size in sizes.iter().cycle() {
+            if at == content.len() {
+                break;
+            }
+            let end = (at + size).min(content.len());
+            chunks.push(Ok(Bytes::copy_from_slice(&content[at..end])));
+            at = end;
+        }
+        let options = PutOptions { create_only: false, max_bytes: u64::MAX };
+        let put = async |body: Vec<io::Result<Bytes>>| {
+            let body: ByteStream = Box::pin(futures_util::stream::iter(body));
+            storage.put("a/b.bin", body, options).await.unwrap().commit().await.unwrap()
+        };
+        let first = put(vec![Ok(Bytes::from_static(b"the old file"))]).await;
+        assert!(first.created);
+        let mut old = fs::File::open(dir.path().join("a/b.bin")).unwrap();
+
+        let stored = put(chunks).await;
+        assert!(!stored.created);
+        assert_eq!(stored.meta.size, content.len() as u64);
+        assert_eq!(stored.sha256, hex::encode(Sha256::digest(&content)));
+        assert_eq!(fs::read(dir.path().join("a/b.bin")).unwrap(), content);
+        let mut was = String::new();
+        std::io::Read::read_to_string(&mut old, &mut was).unwrap();
+        assert_eq!(was, "the old file");
+        let names: Vec<_> = fs::read_dir(dir.path().join("a")).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, ["b.bin"]);
     }
 
     /// A crash's leftovers go; live uploads (locked, or an instant old), other files, links
