@@ -156,6 +156,9 @@ impl FileSet {
             _ if has_pattern(&self.dir) || has_pattern(&other.dir) => {
                 pattern::may_overlap(&self.full_pattern(), &other.full_pattern())
             }
+            // Two names: the same file or not (what the patterns would say, without building
+            // them: the claim of a queue compares many footprints).
+            (Names::Exact(a), Names::Exact(b)) => a == b && self.dir == other.dir,
             _ => self.dir == other.dir && pattern::may_overlap(&self.name_pattern(), &other.name_pattern()),
         }
     }

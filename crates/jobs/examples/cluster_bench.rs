@@ -584,6 +584,22 @@ async fn main() -> Result<(), Error> {
     let (after, rows_after) = (xid(admin.clone()).await?, rows(admin.clone()).await?);
     node.stop();
     let statements = if counting { Some(statements(&url, running * window as usize).await?) } else { None };
+    // Rows changed by statements (exact, unlike the cumulative statistics): every write of
+    // either node during the window.
+    let written: Option<i64> = if counting {
+        let pool = sqlx::PgPool::connect(&url).await?;
+        Some(
+            sqlx::query_scalar(
+                "SELECT COALESCE(SUM(rows), 0)::BIGINT FROM pg_stat_statements \
+                 WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+                   AND query ~* '\\m(insert|update|delete)\\M'",
+            )
+            .fetch_one(&pool)
+            .await?,
+        )
+    } else {
+        None
+    };
     // Our own two `txid_current()` calls each took an id.
     let writes = (after - before - 1) as f64;
     let row_writes = (rows_after - rows_before) as f64;
@@ -592,6 +608,12 @@ async fn main() -> Result<(), Error> {
     println!("| writing transactions | per job per second | rows written | per job per second |");
     println!("|---|---|---|---|");
     println!("| {writes:.0} | {:.2} | {row_writes:.0} | {:.2} |", per(writes), per(row_writes));
+    if let Some(written) = written {
+        println!(
+            "\nRows changed by statements meanwhile (pg_stat_statements, exact): {written}, {:.2} per job per second.",
+            per(written as f64)
+        );
+    }
     if let Some(statements) = statements {
         println!("\nStatements meanwhile (pg_stat_statements; both nodes: the bench's and the worker's):\n");
         println!("| calls per job per second | statement |");

@@ -60,8 +60,10 @@ struct PgClaim<'a> {
 
 #[async_trait]
 impl ClaimSteps for PgClaim<'_> {
-    /// Queued jobs read first while looking for one that may start.
-    const CLAIM_PAGE: usize = 64;
+    /// Queued jobs read first while looking for one that may start: twice the most a round
+    /// claims, so that rounds of other nodes taking the first ones leave choices (the read
+    /// costs the server in proportion).
+    const CLAIM_PAGE: usize = 32;
     /// Claims running side by side read the same view; each takes the first of the choices
     /// no other one holds (`SKIP LOCKED`).
     const CLAIM_CHOICES: usize = 16;
