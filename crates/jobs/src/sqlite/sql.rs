@@ -70,12 +70,6 @@ pub(super) const PREVIOUS_RUN: &str = "SELECT r.run FROM jobs j JOIN job_runs r 
 /// Returns whether a cancel was requested, and the job's webhook subscriptions.
 pub(super) const UPDATE_PROGRESS: &str =
     "UPDATE jobs SET progress = ?2 WHERE id = ?1 AND status = 'running' RETURNING cancel_requested, webhooks";
-/// [`UPDATE_PROGRESS`] alone, for a job none of whose webhook subscriptions can name
-/// `job.progress` (so it has no outbox row to write with it); no row otherwise.
-pub(super) const UPDATE_PROGRESS_QUIETLY: &str = "UPDATE jobs SET progress = ?2 \
-                                                  WHERE id = ?1 AND status = 'running' \
-                                                    AND instr(webhooks, 'job.progress') = 0 \
-                                                  RETURNING cancel_requested";
 /// ?2 status, ?3 completed_at, ?4 output files (NULL: keep), ?5 error (NULL: keep), ?6 outputs
 /// (NULL: keep).
 pub(super) const FINISH: &str = concat!(

@@ -198,15 +198,6 @@ impl SqlStore for SqliteStore {
 
     async fn update_progress(&self, id: &JobId, progress: &Progress) -> Result<bool, StoreError> {
         let progress = json(progress)?;
-        // Most jobs ask for no progress webhook: one statement committed on its own, one round
-        // trip to the writer instead of a transaction's three. A job that may (the same test as
-        // `plan::update_progress`'s), or a refusal, takes the transaction, which writes the
-        // outbox with the progress and tells why it was refused.
-        let args = [Arg::Text(id.as_str()), Arg::Text(&progress)];
-        let quick: Vec<(bool,)> = self.fetch(Access::Write, UPDATE_PROGRESS_QUIETLY, &args).await?;
-        if let Some(&(cancel,)) = quick.first() {
-            return Ok(cancel);
-        }
         let result = async {
             let mut tx = WriteTx::begin(&self.writer).await?;
             let updated = plan::update_progress(&mut tx, id, &progress).await;
