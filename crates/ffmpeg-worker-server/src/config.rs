@@ -73,6 +73,12 @@ pub struct ServeConfig {
     #[arg(long, env = "LEASE_SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(3..=3600))]
     pub lease_seconds: u64,
 
+    /// PostgreSQL: how long a database call waits for a connection, connecting included. With
+    /// the database down or unreachable, API calls answer 503 `store-unavailable` (and `/ready`
+    /// 503) after this long. At start-up a node waits at least 10 s for the database.
+    #[arg(long, env = "DATABASE_TIMEOUT", default_value = "2s", value_parser = parse_database_timeout)]
+    pub database_timeout: Duration,
+
     /// What this node does: `all` (serves the API and runs jobs), `api` (serves the API, runs
     /// no job: WORKER_CONCURRENCY is ignored) or `worker` (runs jobs; its HTTP listener serves
     /// only /health, /ready and /metrics). Several nodes share jobs through a `postgres://`
@@ -290,6 +296,16 @@ pub struct NodeLabels(pub Vec<String>);
 
 fn parse_node_labels(list: &str) -> Result<NodeLabels, jobs::nodes::InvalidLabel> {
     jobs::nodes::parse_labels(list).map(NodeLabels)
+}
+
+/// A `DATABASE_TIMEOUT`: a duration from 100 ms to 10 minutes.
+fn parse_database_timeout(text: &str) -> Result<Duration, String> {
+    let timeout = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    if (Duration::from_millis(100)..=Duration::from_secs(600)).contains(&timeout) {
+        Ok(timeout)
+    } else {
+        Err(format!("{text} is out of range: from 100ms to 10m"))
+    }
 }
 
 impl ServeConfig {

@@ -294,6 +294,7 @@ pub async fn run(config: ServeConfig) -> Result<(), StartError> {
         node_id: node_id.clone(),
         lease: Duration::from_secs(config.lease_seconds),
         max_attempts: config.max_attempts,
+        acquire_timeout: config.database_timeout,
         ..jobs::postgres::PgSettings::default()
     };
     let store = open_store_with(&config.database_url, cluster).await?;

@@ -6,6 +6,7 @@
 mod api;
 mod client_command;
 mod cluster;
+mod database;
 mod docker;
 mod e2e;
 mod e2e_s3;

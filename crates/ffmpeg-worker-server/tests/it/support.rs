@@ -299,3 +299,127 @@ pub fn files_under(dir: &Path) -> Vec<String> {
     out.sort();
     out
 }
+
+/// What a [`DbProxy`] does with the traffic between the nodes and the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Link {
+    /// Forwards every byte both ways.
+    Up,
+    /// The database is down: its port refuses connections, and open connections are closed.
+    Down,
+    /// A network partition: connections stay open and new ones are accepted, but no byte
+    /// passes either way until the link is up again.
+    Cut,
+}
+
+/// A TCP proxy between the nodes under test and the test PostgreSQL server, on its own port
+/// on 127.0.0.1, to take the database away from them ([`Link`]) and give it back. Its tasks
+/// run on the test's runtime and end with it.
+pub struct DbProxy {
+    port: u16,
+    link: tokio::sync::watch::Sender<Link>,
+}
+
+impl DbProxy {
+    /// A proxy in front of the database of `url` (a `postgres://` URL with a host and port).
+    pub async fn start(url: &str) -> DbProxy {
+        let upstream = url.split('@').nth(1).and_then(|rest| rest.split('/').next()).unwrap().to_owned();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (link, _) = tokio::sync::watch::channel(Link::Up);
+        tokio::spawn(Self::accept(listener, port, upstream, link.subscribe()));
+        DbProxy { port, link }
+    }
+
+    /// `url` with the proxy in place of the database's address.
+    pub fn url(&self, url: &str) -> String {
+        let (user, rest) = url.split_once('@').unwrap();
+        let (_, path) = rest.split_once('/').unwrap();
+        format!("{user}@127.0.0.1:{}/{path}", self.port)
+    }
+
+    /// Sets the link.
+    pub fn set(&self, link: Link) {
+        self.link.send_replace(link);
+    }
+
+    async fn accept(
+        listener: tokio::net::TcpListener,
+        port: u16,
+        upstream: String,
+        mut link: tokio::sync::watch::Receiver<Link>,
+    ) {
+        let mut listener = Some(listener);
+        loop {
+            let now = *link.borrow_and_update();
+            if now == Link::Down {
+                // Closed: connecting is refused.
+                listener = None;
+            } else if listener.is_none() {
+                // Up again on the same port (the nodes' URL names it).
+                match tokio::net::TcpListener::bind(("127.0.0.1", port)).await {
+                    Ok(l) => listener = Some(l),
+                    Err(_) => {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                }
+            }
+            let Some(open) = listener.as_ref() else {
+                if link.changed().await.is_err() {
+                    return;
+                }
+                continue;
+            };
+            tokio::select! {
+                accepted = open.accept() => {
+                    let Ok((client, _)) = accepted else { continue };
+                    let (upstream, link) = (upstream.clone(), link.clone());
+                    tokio::spawn(async move {
+                        if let Ok(server) = tokio::net::TcpStream::connect(&upstream).await {
+                            Self::pipe(client, server, link).await;
+                        }
+                    });
+                }
+                changed = link.changed() => if changed.is_err() { return },
+            }
+        }
+    }
+
+    /// Forwards between `a` and `b` while the link is up, holds while it is cut, and closes
+    /// both when it goes down.
+    async fn pipe(
+        mut a: tokio::net::TcpStream,
+        mut b: tokio::net::TcpStream,
+        mut link: tokio::sync::watch::Receiver<Link>,
+    ) {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let (mut a_read, mut a_write) = a.split();
+        let (mut b_read, mut b_write) = b.split();
+        let (mut from_a, mut from_b) = (vec![0u8; 16 * 1024], vec![0u8; 16 * 1024]);
+        loop {
+            let now = *link.borrow_and_update();
+            match now {
+                Link::Down => return,
+                Link::Cut => {
+                    if link.changed().await.is_err() {
+                        return;
+                    }
+                    continue;
+                }
+                Link::Up => {}
+            }
+            tokio::select! {
+                read = a_read.read(&mut from_a) => match read {
+                    Ok(n) if n > 0 => if b_write.write_all(&from_a[..n]).await.is_err() { return },
+                    _ => return,
+                },
+                read = b_read.read(&mut from_b) => match read {
+                    Ok(n) if n > 0 => if a_write.write_all(&from_b[..n]).await.is_err() { return },
+                    _ => return,
+                },
+                changed = link.changed() => if changed.is_err() { return },
+            }
+        }
+    }
+}

@@ -69,6 +69,11 @@ pub const DEFAULT_MAX_CONNECTIONS: u32 = 16;
 /// A pooled connection idle for this long is checked (pinged) before it is used again; a
 /// broken one is replaced (e.g. after the database restarted).
 const CHECK_IDLE_AFTER: Duration = Duration::from_secs(1);
+/// Default of [`PgSettings::acquire_timeout`].
+pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long [`PgStore::open`] waits for the database to accept a first connection (it may
+/// still be starting beside this node), at least [`PgSettings::acquire_timeout`].
+const OPEN_PATIENCE: Duration = Duration::from_secs(10);
 
 /// Settings of a [`PgStore`]: who this node is, and its leases.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,16 +87,22 @@ pub struct PgSettings {
     /// Starts a job may have (`MAX_ATTEMPTS`): the reaper fails a job whose node was lost
     /// with error "worker lost" once it has been started this many times.
     pub max_attempts: u32,
+    /// How long a call waits for a connection of the pool, connecting included
+    /// (`DATABASE_TIMEOUT`): with the database down or unreachable, a call fails
+    /// [`StoreError::Unavailable`] (an API call: 503 `store-unavailable`) after this long.
+    pub acquire_timeout: Duration,
 }
 
 impl Default for PgSettings {
-    /// A fresh node id ([`default_node_id`]), [`DEFAULT_LEASE`], [`DEFAULT_MAX_CONNECTIONS`].
+    /// A fresh node id ([`default_node_id`]), [`DEFAULT_LEASE`], [`DEFAULT_MAX_CONNECTIONS`],
+    /// two attempts, [`DEFAULT_ACQUIRE_TIMEOUT`].
     fn default() -> Self {
         PgSettings {
             node_id: default_node_id(),
             lease: DEFAULT_LEASE,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_attempts: 2,
+            acquire_timeout: DEFAULT_ACQUIRE_TIMEOUT,
         }
     }
 }
@@ -157,8 +168,10 @@ impl Drop for PgStore {
 
 impl PgStore {
     /// Connects to `url` (`postgres://` or `postgresql://`, with libpq's parameters, e.g.
-    /// `?sslmode=disable` or `?host=/run/postgresql`), applies the migrations this build has
-    /// (under an advisory lock), and starts renewing this node's leases.
+    /// `?sslmode=disable` or `?host=/run/postgresql`), waiting up to 10 s (at least
+    /// [`PgSettings::acquire_timeout`]) for a database that refuses connections or is still
+    /// starting, applies the migrations this build has (under an advisory lock), and starts
+    /// renewing this node's leases.
     ///
     /// # Errors
     /// [`OpenError::Postgres`]: the URL does not parse or the database cannot be reached;
@@ -175,7 +188,7 @@ impl PgStore {
         let pool = PgPoolOptions::new()
             // One more for the connection that listens for the other nodes' notifications.
             .max_connections(settings.max_connections.max(2) + 1)
-            .acquire_timeout(Duration::from_secs(10))
+            .acquire_timeout(settings.acquire_timeout)
             // A connection is checked (one round trip) before use only when it sat idle: one
             // used a moment ago is alive, and a check per use would be a third of a job's round
             // trips under load (claim, run record, outcome).
@@ -200,9 +213,8 @@ impl PgStore {
                         .map(drop)
                 })
             })
-            .connect_with(options)
-            .await
-            .map_err(err)?;
+            .connect_lazy_with(options);
+        first_connection(&pool, settings.acquire_timeout.max(OPEN_PATIENCE)).await.map_err(err)?;
         MIGRATOR.run(&pool).await.map_err(|source| OpenError::PostgresMigrate { target: target.clone(), source })?;
         let held: Arc<Mutex<HashMap<JobId, Held>>> = Arc::default();
         let notify = Arc::new(Notify::new());
@@ -270,6 +282,25 @@ impl PgStore {
     /// [`JobStore::lease_lost`](crate::JobStore::lease_lost): the token of a claim held here.
     pub(super) fn lost_token(&self, id: &JobId) -> Option<CancellationToken> {
         self.lock_held().get(id).map(|h| h.lost.clone())
+    }
+}
+
+/// Waits for `pool`'s first connection for at most `patience`: a database that refuses
+/// connections or cannot be reached is tried again (each try bounded by the pool's acquire
+/// timeout) until then; any other error (authentication, unknown database) is returned at once.
+async fn first_connection(pool: &PgPool, patience: Duration) -> Result<(), sqlx::Error> {
+    let deadline = Instant::now() + patience;
+    loop {
+        match pool.acquire().await {
+            Ok(_) => return Ok(()),
+            Err(e @ (sqlx::Error::PoolTimedOut | sqlx::Error::Io(_))) => {
+                if Instant::now() >= deadline {
+                    return Err(e);
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => return Err(e),
+        }
     }
 }
 
