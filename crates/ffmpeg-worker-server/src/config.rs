@@ -63,7 +63,8 @@ pub struct ServeConfig {
 
     /// Cluster mode (a `postgres://` DATABASE_URL): this node's id, stamped on the jobs it runs;
     /// unique in the cluster. A node restarted with the same id recovers its own leftovers at
-    /// start-up. Default: the host name and a random suffix.
+    /// start-up; a process started with the id of a live node refuses to start (it watches the
+    /// id's heartbeat for at most LEASE_SECONDS). Default: the host name and a random suffix.
     #[arg(long, env = "NODE_ID")]
     pub node_id: Option<String>,
 

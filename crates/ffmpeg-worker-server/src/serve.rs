@@ -108,6 +108,19 @@ pub enum StartError {
         #[source]
         source: jobs::StoreError,
     },
+    /// Another live process uses this node id (`NODE_ID`).
+    #[error("{0}")]
+    NodeIdInUse(#[source] jobs::nodes::RegisterError),
+    /// While running, this node found its id taken over by another start (it could not reach
+    /// the database for a whole lease meanwhile); it stopped.
+    #[error(
+        "node id `{id}` was taken over by another process while this one could not reach the database; \
+         this one stopped (its jobs were recovered there)"
+    )]
+    Superseded {
+        /// The node id.
+        id: String,
+    },
     /// The listener cannot bind.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -338,6 +351,8 @@ pub async fn run(config: ServeConfig) -> Result<(), StartError> {
             ffmpeg_version: capabilities.version().map(str::to_owned),
             capabilities: Some(Arc::clone(&capabilities)),
             slots: u32::from(slots),
+            started_at: time::OffsetDateTime::now_utc(),
+            process: jobs::nodes::this_process(),
         },
         lost_after: Duration::from_secs(config.lease_seconds),
         retention: config.node_retention,
@@ -357,6 +372,18 @@ pub async fn run(config: ServeConfig) -> Result<(), StartError> {
         ..JobsConfig::default()
     };
     let jobs = Jobs::new(store, Arc::new(runner), sandbox, jobs_config);
+    // Registered first, heartbeats at once: a process started later with the same node id sees
+    // this one alive and refuses to start, rather than taking its jobs for crash leftovers.
+    jobs.register_node().await.map_err(|e| match e {
+        jobs::nodes::RegisterError::InUse { .. } => StartError::NodeIdInUse(e),
+        jobs::nodes::RegisterError::Store(source) => StartError::Register { url: config.database_url.clone(), source },
+    })?;
+    let draining = tokio_util::sync::CancellationToken::new();
+    let stop_node = tokio_util::sync::CancellationToken::new();
+    let mut node_task = {
+        let (jobs, draining, stop) = (Arc::clone(&jobs), draining.clone(), stop_node.clone());
+        tokio::spawn(async move { jobs.run_node(draining, stop).await })
+    };
     // An API node has no leftovers; on a store without node ids (SQLite) recovering would take
     // the jobs of a worker node sharing it.
     if role.runs_jobs() {
@@ -380,13 +407,6 @@ pub async fn run(config: ServeConfig) -> Result<(), StartError> {
         let (jobs, every, stop) = (Arc::clone(&jobs), config.temp_sweep_interval(), stop_sweeps.clone());
         tokio::spawn(async move { jobs.sweep_temp_area_every(every, stop).await });
     }
-    jobs.register_node().await.map_err(|source| StartError::Register { url: config.database_url.clone(), source })?;
-    let draining = tokio_util::sync::CancellationToken::new();
-    let stop_node = tokio_util::sync::CancellationToken::new();
-    let node_task = {
-        let (jobs, draining, stop) = (Arc::clone(&jobs), draining.clone(), stop_node.clone());
-        tokio::spawn(async move { jobs.run_node(draining, stop).await })
-    };
     let shutdown = Shutdown::default();
     let stop_webhooks = tokio_util::sync::CancellationToken::new();
     if let Some((_, settings)) = webhooks {
@@ -438,7 +458,22 @@ pub async fn run(config: ServeConfig) -> Result<(), StartError> {
     let stop_http = tokio_util::sync::CancellationToken::new();
     let server = tokio::spawn(crate::connections::serve(listener, app(state.clone()), limits, stop_http.clone()));
 
-    shutdown_signal().await;
+    // Until SIGTERM/SIGINT, or until another start takes this node id over (this process was
+    // cut off for a lease and its jobs were recovered there): then it stops the same way.
+    let mut node_ended = false;
+    let superseded = tokio::select! {
+        () = shutdown_signal() => false,
+        life = &mut node_task => {
+            node_ended = true;
+            if let Ok(jobs::nodes::NodeLife::Superseded) = life {
+                true
+            } else {
+                tracing::error!(?life, "this node's registry task ended: the registry shows it lost");
+                shutdown_signal().await;
+                false
+            }
+        }
+    };
     tracing::info!(grace = ?config.shutdown_grace, "shutting down: no new jobs; waiting for running jobs");
     state.stop_accepting();
     // The registry shows this node draining (a heartbeat goes out at once) until it stops.
@@ -453,7 +488,9 @@ pub async fn run(config: ServeConfig) -> Result<(), StartError> {
     }
     // Every job ended here or went back to the queue: this node leaves the registry.
     stop_node.cancel();
-    let _ = node_task.await;
+    if !node_ended {
+        let _ = node_task.await;
+    }
     state.close_streams();
     stop_http.cancel();
     // Deliveries still in flight are sent again after the next start (at least once).
@@ -465,5 +502,13 @@ pub async fn run(config: ServeConfig) -> Result<(), StartError> {
         Ok(Ok(())) => {}
     }
     tracing::info!("stopped");
+    if superseded {
+        return Err(StartError::Superseded { id: node_id_of(&jobs) });
+    }
     Ok(())
+}
+
+/// This node's id in the registry.
+fn node_id_of(jobs: &Jobs) -> String {
+    jobs.directory().map(|d| d.settings().registration.id.clone()).unwrap_or_default()
 }

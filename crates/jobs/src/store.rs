@@ -235,15 +235,24 @@ pub trait JobStore: Send + Sync + 'static {
     /// Every delivery of job `id`, in the order they were written (empty for an unknown job).
     async fn deliveries(&self, id: &JobId) -> Result<Vec<Delivery>, StoreError>;
 
-    /// Publishes node `node.id` in the registry ([`crate::nodes`]) as just started: its
-    /// heartbeat now, not draining, running nothing; replaces an earlier registration of the
-    /// same id.
-    async fn register_node(&self, node: &NodeRegistration) -> Result<(), StoreError>;
+    /// Publishes this start of node `node.id` in the registry ([`crate::nodes`]) as just
+    /// started: its heartbeat now, not draining, running nothing. A row of the same id is
+    /// replaced only when it is this same start's (`node.started_at`: registering again after
+    /// a prune), is lost (no heartbeat for `lost_after`, by the store's clock), or is the start
+    /// `replaces` (one the caller knows is gone); otherwise another live process uses the id:
+    /// `false`, and nothing changed.
+    async fn register_node(
+        &self,
+        node: &NodeRegistration,
+        lost_after: std::time::Duration,
+        replaces: Option<time::OffsetDateTime>,
+    ) -> Result<bool, StoreError>;
 
-    /// Records a heartbeat of node `id`: the time (by the store's clock), whether it drains,
-    /// the jobs it runs. `false`, and nothing changed, when the node is not registered (it was
-    /// pruned while silent: it must [`register_node`](JobStore::register_node) again).
-    async fn heartbeat_node(&self, id: &str, beat: &Heartbeat) -> Result<bool, StoreError>;
+    /// Records a heartbeat of this start of node `node.id` (`node.started_at`): the time (by
+    /// the store's clock), whether it drains, the jobs it runs. `false`, and nothing changed,
+    /// when the registry has no row of this start: it was pruned while silent (it must
+    /// [`register_node`](JobStore::register_node) again), or another start took the id over.
+    async fn heartbeat_node(&self, node: &NodeRegistration, beat: &Heartbeat) -> Result<bool, StoreError>;
 
     /// Every registered node, by id, each [`NodeState::Lost`](crate::nodes::NodeState::Lost) when
     /// its latest heartbeat is `lost_after` or more old (by the store's clock: the database's for
@@ -254,8 +263,9 @@ pub trait JobStore: Send + Sync + 'static {
     /// that registered none.
     async fn node_capabilities(&self, id: &str) -> Result<Option<Capabilities>, StoreError>;
 
-    /// Removes node `id` from the registry (a graceful stop); nothing for an unknown id.
-    async fn remove_node(&self, id: &str) -> Result<(), StoreError>;
+    /// Removes this start of node `node.id` from the registry (a graceful stop); nothing when
+    /// the id is unknown or its row is another start's.
+    async fn remove_node(&self, node: &NodeRegistration) -> Result<(), StoreError>;
 
     /// Removes the nodes whose latest heartbeat is more than `older_than` old; returns how
     /// many.

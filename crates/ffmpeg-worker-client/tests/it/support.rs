@@ -71,6 +71,8 @@ async fn serve(
             ffmpeg_version: None,
             capabilities: None,
             slots: u32::try_from(options.concurrency).unwrap(),
+            started_at: time::OffsetDateTime::now_utc(),
+            process: None,
         },
         lost_after: Duration::from_secs(3600),
         retention: Duration::from_secs(3600),

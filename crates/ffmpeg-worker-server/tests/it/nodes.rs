@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::events;
-use crate::support::{Server, Store, client, make_clip, on_each_store, wait_finished};
+use crate::support::{DataDir, Db, Server, Store, client, ffprobe_duration, make_clip, on_each_store, wait_finished};
 
 /// Polls `f` until it gives `Some`, for at most `limit`.
 async fn eventually<T>(what: &str, limit: Duration, mut f: impl AsyncFnMut() -> Option<T>) -> T {
@@ -175,4 +175,74 @@ async fn submit_checks_use_the_workers_ffmpeg() {
     })
     .await;
     assert_eq!(job["waiting_reason"], Value::Null);
+}
+
+/// Tester F18: a second process started with the `NODE_ID` of a live node (a `--scale`d
+/// service with a fixed id, a start-first rolling update) used to take that node's running job
+/// for a crash leftover: it deleted its output, stopped its ffmpeg and ran it again. Now it
+/// sees the node's heartbeat move and refuses to start, naming the problem; the job runs on,
+/// once, and completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_process_with_a_live_nodes_id_refuses_to_start_and_takes_nothing() {
+    const LEASE: u64 = 3;
+    const SECONDS: u32 = 15;
+    let client = client();
+    let db = tokio::task::block_in_place(Db::postgres);
+    let url = db.url();
+    let data = tempfile::tempdir().unwrap();
+    let lease = LEASE.to_string();
+    let w2 = Server::start_in(DataDir::Shared(data.path().to_owned()), db.node("w2"), &["--lease-seconds", &lease]);
+    let command = format!("-re -f lavfi -i testsrc=duration={SECONDS}:size=64x64:rate=10 -c:v mpeg4 out/dup.mp4");
+    let (status, job) = post_job(&client, &w2, json!({ "command": command })).await;
+    assert_eq!(status, 201, "{job}");
+    let id = job["id"].as_str().unwrap().to_owned();
+    eventually("the job encoding on w2", Duration::from_secs(60), async || {
+        let (_, job) = get(&client, &w2, &format!("/jobs/{id}")).await;
+        (job["status"] == "running" && job["progress"]["out_time_seconds"].as_f64() > Some(0.0)).then_some(())
+    })
+    .await;
+
+    let second = std::process::Command::new(env!("CARGO_BIN_EXE_ffmpeg-worker"))
+        .args(["--port", "0", "--host", "127.0.0.1", "--lease-seconds", &lease, "--node-id", "w2"])
+        .arg("--data-path")
+        .arg(data.path())
+        .args(["--database-url", &url])
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // It watches w2's heartbeat for at most the lease; its start-up takes a few seconds more.
+    let mut second = KillOnDrop(second);
+    let exit = eventually("the second process to exit", Duration::from_secs(LEASE * 4 + 30), async || {
+        second.0.try_wait().unwrap()
+    })
+    .await;
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut second.0.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(!exit.success(), "{stderr}");
+    assert!(stderr.contains("node id `w2` is in use by another live process"), "{stderr}");
+    assert!(!stderr.contains("recovered jobs interrupted"), "{stderr}");
+    let (_, running) = get(&client, &w2, &format!("/jobs/{id}")).await;
+    assert_eq!((running["status"].as_str(), running["attempts"].as_u64()), (Some("running"), Some(1)), "{running}");
+    let (_, nodes) = get(&client, &w2, "/workers").await;
+    assert_eq!(nodes.as_array().map(Vec::len), Some(1), "{nodes}");
+    assert_eq!((nodes[0]["id"].as_str(), nodes[0]["running_jobs"].clone()), (Some("w2"), json!([id])), "{nodes}");
+
+    let done = wait_finished(&client, &w2, &id, Duration::from_secs(120)).await;
+    let last = done.last().unwrap();
+    assert_eq!((last["status"].as_str(), last["attempts"].as_u64()), (Some("completed"), Some(1)), "{last}");
+    let duration = ffprobe_duration(&data.path().join("out/dup.mp4"));
+    assert!((duration - f64::from(SECONDS)).abs() < 0.5, "the output is the one run's whole file: {duration} s");
+}
+
+/// A child process killed (and reaped) when dropped.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

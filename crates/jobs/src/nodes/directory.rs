@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use super::{Heartbeat, Node, NodeRegistration, heartbeat_interval, waiting_reason};
+use super::{Heartbeat, Node, NodeRegistration, NodeState, heartbeat_interval, waiting_reason};
 use crate::model::{Job, JobId, JobStatus};
 use crate::store::{JobStore, StoreError};
 
@@ -61,6 +61,10 @@ impl std::fmt::Debug for NodeDirectory {
 impl NodeDirectory {
     /// A directory over `store` for the node `settings` describes.
     pub fn new(store: Arc<dyn JobStore>, settings: NodeSettings) -> NodeDirectory {
+        let mut settings = settings;
+        // The registry keeps microseconds: this start is recognised by what it stored.
+        let start = settings.registration.started_at;
+        settings.registration.started_at = start.replace_nanosecond(start.nanosecond() / 1000 * 1000).unwrap_or(start);
         let local = settings.registration.capabilities.clone();
         NodeDirectory {
             store,
@@ -173,12 +177,68 @@ impl NodeDirectory {
         self.changed.notify_one();
     }
 
-    /// Registers this node ([`JobStore::register_node`]): at start-up, before [`run`](Self::run).
+    /// Registers this start of the node ([`JobStore::register_node`]): at start-up, before it
+    /// recovers anything and before [`run`](Self::run), which must follow at once (its
+    /// heartbeats tell a process starting later with the same id that this one is alive).
+    ///
+    /// The id may be in the registry already:
+    /// - the row of a start that is lost (no heartbeat for the lease), or whose process was on
+    ///   this machine and is gone (a crash, then a restart): replaced at once;
+    /// - otherwise it may be a live process (another replica given the same `NODE_ID`) or a
+    ///   start that died elsewhere a moment ago: this start watches the row, polling, until its
+    ///   heartbeat moves (a live process: [`RegisterError::InUse`], nothing changed, nothing
+    ///   recovered) or it is lost (replaced), at most the lease.
     ///
     /// # Errors
-    /// The store failed.
-    pub async fn register(&self) -> Result<(), StoreError> {
-        self.store.register_node(&self.settings.registration).await
+    /// [`RegisterError::InUse`], or [`RegisterError::Store`].
+    pub async fn register(&self) -> Result<(), RegisterError> {
+        let me = &self.settings.registration;
+        let lost_after = self.settings.lost_after;
+        let poll = (heartbeat_interval(lost_after) / 8).min(Duration::from_millis(500));
+        // The other start's (start, heartbeat) as first seen.
+        let mut seen: Option<(OffsetDateTime, OffsetDateTime)> = None;
+        let mut replaces = None;
+        loop {
+            if self.store.register_node(me, lost_after, replaces).await? {
+                if seen.is_some() {
+                    tracing::info!(node = %me.id, "the earlier start of this node id is gone; registered");
+                }
+                return Ok(());
+            }
+            let nodes = self.store.nodes(lost_after).await?;
+            let Some(other) = nodes.iter().find(|n| n.id == me.id) else { continue };
+            if other.state == NodeState::Lost {
+                tokio::time::sleep(poll).await;
+                continue;
+            }
+            if other.process.as_deref().is_some_and(super::process_is_gone) {
+                // A crash of this machine's earlier start: its process is gone.
+                replaces = Some(other.started_at);
+                continue;
+            }
+            let now = (other.started_at, other.last_heartbeat_at);
+            match seen {
+                None => {
+                    tracing::warn!(
+                        node = %me.id,
+                        host = %other.host,
+                        wait_at_most = ?lost_after,
+                        "this node id is registered by a start whose heartbeat is recent: waiting to see whether \
+                         that process is alive (its heartbeat moves: this one stops) or gone (it is lost)"
+                    );
+                    seen = Some(now);
+                }
+                Some(first) if first != now => {
+                    return Err(RegisterError::InUse {
+                        id: me.id.clone(),
+                        host: other.host.clone(),
+                        started_at: other.started_at,
+                    });
+                }
+                Some(_) => {}
+            }
+            tokio::time::sleep(poll).await;
+        }
     }
 
     /// This node's life in the registry once [registered](Self::register), until `stop`: sends a heartbeat every
@@ -186,31 +246,45 @@ impl NodeDirectory {
     /// marked draining once `draining` fires, registers again if it was pruned meanwhile,
     /// prunes nodes silent for the retention, and at `stop` removes this node. Store failures
     /// are logged and retried at the next beat.
+    ///
+    /// Returns [`NodeLife::Superseded`] (without removing anything) when another start took
+    /// this node id over (this one was silent for a whole lease, e.g. cut off from the
+    /// database, and a process started with the same id meanwhile): the caller must stop this
+    /// process, whose jobs that start recovered.
     pub async fn run(
         &self,
         running: impl Fn() -> Vec<JobId> + Send,
         draining: CancellationToken,
         stop: CancellationToken,
-    ) {
-        let id = self.settings.registration.id.clone();
+    ) -> NodeLife {
+        let me = &self.settings.registration;
         let every = heartbeat_interval(self.settings.lost_after);
         let mut registered = true;
         let mut last_prune: Option<Instant> = None;
         let mut was_draining = false;
         loop {
             if !registered {
-                match self.store.register_node(&self.settings.registration).await {
-                    Ok(()) => registered = true,
+                match self.store.register_node(me, self.settings.lost_after, None).await {
+                    Ok(true) => registered = true,
+                    Ok(false) => {
+                        tracing::error!(
+                            node = %me.id,
+                            "another process started with this node id while this one could not reach the \
+                             database for a whole lease; it recovered this node's jobs: stopping this process"
+                        );
+                        return NodeLife::Superseded;
+                    }
                     Err(e) => tracing::warn!(error = %e, "registering this node failed; retrying"),
                 }
             }
             if registered {
                 let beat = Heartbeat { draining: draining.is_cancelled(), running_jobs: running() };
-                match self.store.heartbeat_node(&id, &beat).await {
+                match self.store.heartbeat_node(me, &beat).await {
                     Ok(true) => {}
                     Ok(false) => {
                         tracing::warn!(
-                            "this node was missing from the registry (pruned while silent); registering again"
+                            "this node's start was missing from the registry (pruned while silent, or taken over); \
+                             registering again"
                         );
                         registered = false;
                         continue;
@@ -234,10 +308,41 @@ impl NodeDirectory {
                 () = stop.cancelled() => break,
             }
         }
-        if let Err(e) = self.store.remove_node(&id).await {
+        if let Err(e) = self.store.remove_node(me).await {
             tracing::warn!(error = %e, "removing this node from the registry failed; it shows as lost until pruned");
         }
+        NodeLife::Stopped
     }
+}
+
+/// How [`NodeDirectory::run`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeLife {
+    /// `stop` fired: this node left the registry.
+    Stopped,
+    /// Another start took this node id over (see [`NodeDirectory::run`]).
+    Superseded,
+}
+
+/// Why [`NodeDirectory::register`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RegisterError {
+    /// Another live process uses this node id: its heartbeat moved while this start watched.
+    #[error(
+        "node id `{id}` is in use by another live process (on host {host}, started {started_at}): each process \
+         needs its own NODE_ID (leave NODE_ID unset for a generated one), or stop the other process first"
+    )]
+    InUse {
+        /// The node id.
+        id: String,
+        /// The host the other process registered.
+        host: String,
+        /// When the other process registered.
+        started_at: OffsetDateTime,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -30,7 +30,7 @@ use time::OffsetDateTime;
 
 use crate::model::JobId;
 
-pub use directory::{NodeDirectory, NodeSettings};
+pub use directory::{NodeDirectory, NodeLife, NodeSettings, RegisterError};
 
 /// Most labels a node or a job may have.
 pub const MAX_LABELS: usize = 16;
@@ -173,6 +173,57 @@ pub struct NodeRegistration {
     pub capabilities: Option<Arc<Capabilities>>,
     /// Jobs it runs at once (0 for an API node).
     pub slots: u32,
+    /// This start of the node (microsecond precision is kept): the registry row belongs to the
+    /// start that registered it, and heartbeats and the removal of another start change nothing.
+    pub started_at: OffsetDateTime,
+    /// The process that runs it ([`this_process`]), to tell a crashed earlier start on the
+    /// same machine from a live process; `None`: unknown (such a start is never taken for gone
+    /// before the lease).
+    pub process: Option<String>,
+}
+
+impl NodeRegistration {
+    /// Whether `node` (a row of the registry) is this very start's.
+    pub fn is_this_start(&self, node: &Node) -> bool {
+        node.id == self.id && micros(node.started_at) == micros(self.started_at)
+    }
+}
+
+/// `at` in whole microseconds since the epoch, as the registry stores start times.
+pub(crate) fn micros(at: OffsetDateTime) -> i64 {
+    i64::try_from(at.unix_timestamp_nanos() / 1000).unwrap_or(i64::MAX)
+}
+
+/// This process, as the registry records it: `BOOT_ID PID_NAMESPACE PID` (the kernel's boot
+/// id, the pid namespace `/proc/self/ns/pid` names, the process id); `None` when `/proc` does
+/// not say.
+pub fn this_process() -> Option<String> {
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    let namespace = std::fs::read_link("/proc/self/ns/pid").ok()?;
+    Some(format!("{} {} {}", boot.trim(), namespace.to_str()?, std::process::id()))
+}
+
+/// Whether the process a registry row names ([`this_process`]'s form) is certainly gone: it
+/// ran on this machine since its last boot, in this pid namespace, and its pid is free, a
+/// zombie, or this process's own. Anything else (another machine, another container, a pid
+/// in use, possibly reused) is not known to be gone.
+pub fn process_is_gone(process: &str) -> bool {
+    let Some(me) = this_process() else { return false };
+    let (Some((machine, pid)), Some((my_machine, my_pid))) = (process.rsplit_once(' '), me.rsplit_once(' ')) else {
+        return false;
+    };
+    if machine != my_machine {
+        return false;
+    }
+    if pid == my_pid {
+        return true;
+    }
+    let Ok(pid) = pid.parse::<u32>() else { return false };
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the command name's closing parenthesis.
+        Ok(stat) => stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X'])),
+        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+    }
 }
 
 /// What a node publishes with every heartbeat ([`crate::JobStore::heartbeat_node`]).
@@ -230,6 +281,8 @@ pub struct Node {
     pub running_jobs: Vec<JobId>,
     /// When it registered (its start).
     pub started_at: OffsetDateTime,
+    /// The process that registered it ([`this_process`]), if known.
+    pub process: Option<String>,
     /// Its latest heartbeat.
     pub last_heartbeat_at: OffsetDateTime,
     /// Alive, draining or lost.
@@ -285,6 +338,7 @@ pub fn host_name() -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -299,6 +353,7 @@ mod tests {
             slots: 1,
             running_jobs: Vec::new(),
             started_at: OffsetDateTime::UNIX_EPOCH,
+            process: None,
             last_heartbeat_at: OffsetDateTime::UNIX_EPOCH,
             state,
         }
@@ -332,6 +387,23 @@ mod tests {
         let nodes = [node(NodeRole::Worker, &["gpu"], NodeState::Active)];
         assert_eq!(waiting_reason(&gpu, &nodes), None);
         assert_eq!(waiting_reason(&gpu_nvenc, &nodes).as_deref(), Some("no live node has labels [gpu, nvenc]"));
+    }
+
+    #[test]
+    fn only_a_process_of_this_machine_whose_pid_is_free_is_gone() {
+        let me = this_process().expect("/proc says who this process is");
+        let (machine, pid) = me.rsplit_once(' ').unwrap();
+        assert_eq!(pid, std::process::id().to_string());
+        // This process's own pid: an earlier start that had it is gone.
+        assert!(process_is_gone(&me));
+        // The parent (cargo's test harness, or a shell) is alive.
+        let parent = std::os::unix::process::parent_id();
+        assert!(!process_is_gone(&format!("{machine} {parent}")));
+        // A pid above the kernel's maximum is free.
+        assert!(process_is_gone(&format!("{machine} 4294967295")));
+        // Another machine or pid namespace: not known.
+        assert!(!process_is_gone("another-boot pid:[1] 4294967295"));
+        assert!(!process_is_gone(""));
     }
 
     #[test]

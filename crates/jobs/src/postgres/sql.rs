@@ -239,26 +239,33 @@ pub(super) const DELIVERIES: &str =
 pub(super) const PURGE_DELIVERIES: &str = "DELETE FROM webhook_deliveries WHERE state <> 'pending' AND created_at < $1";
 
 /// $1 id, $2 role, $3 labels, $4 host, $5 version, $6 ffmpeg version, $7 capabilities, $8 slots,
-/// $9 started_at: the node's row, as new (not draining, no running job). Heartbeats are stamped
-/// and compared by the database's clock (as leases are), so nodes whose clocks differ agree on
-/// which node is lost.
+/// $9 started_at, $10 process, $11 seconds without a heartbeat after which a node is lost, $12 a
+/// start known to be gone (or NULL): the node's row, as new (not draining, no running job),
+/// unless the id's row is another start's that is neither lost nor $12 (then no row changes).
+/// Heartbeats are stamped and compared by the database's clock (as leases are), so nodes whose
+/// clocks differ agree on which node is lost.
 pub(super) const REGISTER_NODE: &str = "INSERT INTO nodes (id, role, labels, host, version, ffmpeg_version, capabilities, \
-                                        slots, running_jobs, draining, started_at, heartbeat_at) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, '[]', FALSE, $9, now()) \
+                                        slots, running_jobs, draining, started_at, heartbeat_at, process) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, '[]', FALSE, $9, now(), $10) \
      ON CONFLICT (id) DO UPDATE SET role = excluded.role, labels = excluded.labels, \
        host = excluded.host, version = excluded.version, ffmpeg_version = excluded.ffmpeg_version, \
        capabilities = excluded.capabilities, slots = excluded.slots, running_jobs = '[]', \
-       draining = FALSE, started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at";
-/// $1 id, $2 draining, $3 running jobs (JSON); the time is the database's.
+       draining = FALSE, started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at, \
+       process = excluded.process \
+     WHERE nodes.started_at = excluded.started_at \
+       OR nodes.heartbeat_at <= now() - make_interval(secs => $11) OR nodes.started_at = $12";
+/// $1 id, $2 draining, $3 running jobs (JSON), $4 started_at: a heartbeat of that start of the
+/// node; the time is the database's.
 pub(super) const HEARTBEAT_NODE: &str =
-    "UPDATE nodes SET heartbeat_at = now(), draining = $2, running_jobs = $3 WHERE id = $1";
+    "UPDATE nodes SET heartbeat_at = now(), draining = $2, running_jobs = $3 WHERE id = $1 AND started_at = $4";
 /// $1 seconds without a heartbeat after which a node is lost.
 pub(super) const NODES: &str = "SELECT id, role, labels, host, version, ffmpeg_version, slots, running_jobs, draining, \
-                                started_at, (extract(epoch FROM heartbeat_at) * 1000000)::bigint AS heartbeat_at, \
+                                started_at, process, (extract(epoch FROM heartbeat_at) * 1000000)::bigint AS heartbeat_at, \
                                 heartbeat_at <= now() - make_interval(secs => $1) AS lost \
                                 FROM nodes ORDER BY id";
 pub(super) const NODE_CAPABILITIES: &str = "SELECT capabilities FROM nodes WHERE id = $1";
-pub(super) const REMOVE_NODE: &str = "DELETE FROM nodes WHERE id = $1";
+/// $1 id, $2 started_at: removes that start's row.
+pub(super) const REMOVE_NODE: &str = "DELETE FROM nodes WHERE id = $1 AND started_at = $2";
 /// $1 seconds: nodes silent for longer go.
 pub(super) const PRUNE_NODES: &str = "DELETE FROM nodes WHERE heartbeat_at < now() - make_interval(secs => $1)";
 

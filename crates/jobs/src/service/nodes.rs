@@ -7,7 +7,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Jobs;
 use crate::model::{Job, JobId};
-use crate::nodes::{Node, NodeDirectory};
+use crate::nodes::{Node, NodeDirectory, NodeLife, RegisterError};
 use crate::store::StoreError;
 
 impl Jobs {
@@ -39,12 +39,13 @@ impl Jobs {
         }
     }
 
-    /// Registers this node in the registry (at start-up, before [`Jobs::run_node`]); nothing
-    /// without a registry.
+    /// Registers this node in the registry ([`NodeDirectory::register`]: at start-up, before
+    /// [`Jobs::recover`] and [`Jobs::run_node`]); nothing without a registry.
     ///
     /// # Errors
-    /// The store failed.
-    pub async fn register_node(&self) -> Result<(), StoreError> {
+    /// [`RegisterError::InUse`]: another live process uses this node id;
+    /// [`RegisterError::Store`]: the store failed.
+    pub async fn register_node(&self) -> Result<(), RegisterError> {
         match &self.directory {
             Some(directory) => directory.register().await,
             None => Ok(()),
@@ -52,16 +53,20 @@ impl Jobs {
     }
 
     /// This node's life in the registry ([`NodeDirectory::run`]), once registered: heartbeats
-    /// with the jobs it runs, draining once `draining` fires, removal at `stop`. Returns at
-    /// once without a registry.
-    pub async fn run_node(self: &Arc<Self>, draining: CancellationToken, stop: CancellationToken) {
-        let Some(directory) = self.directory.clone() else { return };
+    /// with the jobs it runs, draining once `draining` fires, removal at `stop`; or
+    /// [`NodeLife::Superseded`] when another start took the node id over. Waits for `stop`
+    /// without a registry.
+    pub async fn run_node(self: &Arc<Self>, draining: CancellationToken, stop: CancellationToken) -> NodeLife {
+        let Some(directory) = self.directory.clone() else {
+            stop.cancelled().await;
+            return NodeLife::Stopped;
+        };
         let jobs = Arc::clone(self);
         let running = move || {
             let mut ids: Vec<JobId> = jobs.lock_running().keys().cloned().collect();
             ids.sort_unstable_by(|a, b| a.as_str().cmp(b.as_str()));
             ids
         };
-        directory.run(running, draining, stop).await;
+        directory.run(running, draining, stop).await
     }
 }

@@ -234,6 +234,7 @@ pub(crate) struct NodeRow {
     running_jobs: String,
     draining: bool,
     started_at: i64,
+    process: Option<String>,
     heartbeat_at: i64,
     lost: bool,
 }
@@ -257,6 +258,7 @@ impl TryFrom<NodeRow> for crate::nodes::Node {
             ffmpeg_version: row.ffmpeg_version,
             slots: u32::try_from(row.slots).unwrap_or(0),
             started_at: from_micros(row.started_at)?,
+            process: row.process,
             last_heartbeat_at: from_micros(row.heartbeat_at)?,
             state: match (row.lost, row.draining) {
                 (true, _) => NodeState::Lost,

@@ -162,23 +162,29 @@ pub(super) const DELIVERIES: &str =
 pub(super) const PURGE_DELIVERIES: &str = "DELETE FROM webhook_deliveries WHERE state <> 'pending' AND created_at < ?1";
 
 /// ?1 id, ?2 role, ?3 labels, ?4 host, ?5 version, ?6 ffmpeg version, ?7 capabilities, ?8 slots,
-/// ?9 now: the node's row, as new (not draining, no running job).
+/// ?9 started_at, ?10 process, ?11 cutoff (heartbeats before it are lost), ?12 a start known to
+/// be gone (or NULL), ?13 now: the node's row, as new (not draining, no running job), unless
+/// the id's row is another start's that is neither lost nor ?12 (then no row changes).
 pub(super) const REGISTER_NODE: &str = "INSERT INTO nodes (id, role, labels, host, version, ffmpeg_version, capabilities, \
-                                        slots, running_jobs, draining, started_at, heartbeat_at) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, '[]', 0, ?9, ?9) \
+                                        slots, running_jobs, draining, started_at, heartbeat_at, process) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, '[]', 0, ?9, ?13, ?10) \
      ON CONFLICT (id) DO UPDATE SET role = excluded.role, labels = excluded.labels, \
        host = excluded.host, version = excluded.version, ffmpeg_version = excluded.ffmpeg_version, \
        capabilities = excluded.capabilities, slots = excluded.slots, running_jobs = '[]', \
-       draining = 0, started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at";
-/// ?1 id, ?2 draining, ?3 running jobs (JSON), ?4 now. Heartbeats are stamped, and compared,
-/// by each node's own clock (nodes sharing an SQLite file share a machine, so a clock).
+       draining = 0, started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at, \
+       process = excluded.process \
+     WHERE nodes.started_at = excluded.started_at OR nodes.heartbeat_at < ?11 OR nodes.started_at = ?12";
+/// ?1 id, ?2 draining, ?3 running jobs (JSON), ?4 started_at, ?5 now: a heartbeat of that start
+/// of the node. Heartbeats are stamped, and compared, by each node's own clock (nodes sharing
+/// an SQLite file share a machine, so a clock).
 pub(super) const HEARTBEAT_NODE: &str =
-    "UPDATE nodes SET heartbeat_at = ?4, draining = ?2, running_jobs = ?3 WHERE id = ?1";
+    "UPDATE nodes SET heartbeat_at = ?5, draining = ?2, running_jobs = ?3 WHERE id = ?1 AND started_at = ?4";
 /// ?1: heartbeats before it are lost.
 pub(super) const NODES: &str = "SELECT id, role, labels, host, version, ffmpeg_version, slots, running_jobs, draining, \
-                                started_at, heartbeat_at, heartbeat_at < ?1 AS lost FROM nodes ORDER BY id";
+                                started_at, process, heartbeat_at, heartbeat_at < ?1 AS lost FROM nodes ORDER BY id";
 pub(super) const NODE_CAPABILITIES: &str = "SELECT capabilities FROM nodes WHERE id = ?1";
-pub(super) const REMOVE_NODE: &str = "DELETE FROM nodes WHERE id = ?1";
+/// ?1 id, ?2 started_at: removes that start's row.
+pub(super) const REMOVE_NODE: &str = "DELETE FROM nodes WHERE id = ?1 AND started_at = ?2";
 /// ?1: nodes whose latest heartbeat is before it go.
 pub(super) const PRUNE_NODES: &str = "DELETE FROM nodes WHERE heartbeat_at < ?1";
 

@@ -124,7 +124,6 @@ impl Inner {
 #[derive(Debug)]
 struct MemoryNode {
     registration: NodeRegistration,
-    started_at: OffsetDateTime,
     heartbeat_at: OffsetDateTime,
     beat: Heartbeat,
 }
@@ -484,19 +483,36 @@ impl JobStore for MemoryStore {
         Ok(self.lock().deliveries.values().filter(|d| &d.job_id == id).cloned().collect())
     }
 
-    async fn register_node(&self, node: &NodeRegistration) -> Result<(), StoreError> {
+    async fn register_node(
+        &self,
+        node: &NodeRegistration,
+        lost_after: std::time::Duration,
+        replaces: Option<OffsetDateTime>,
+    ) -> Result<bool, StoreError> {
         let now = OffsetDateTime::now_utc();
-        let entry =
-            MemoryNode { registration: node.clone(), started_at: now, heartbeat_at: now, beat: Heartbeat::default() };
-        self.lock().nodes.insert(node.id.clone(), entry);
-        Ok(())
+        let mut inner = self.lock();
+        if let Some(other) = inner.nodes.get(&node.id) {
+            let start = crate::nodes::micros(other.registration.started_at);
+            let replaceable = start == crate::nodes::micros(node.started_at)
+                || now - other.heartbeat_at >= lost_after
+                || replaces.is_some_and(|r| crate::nodes::micros(r) == start);
+            if !replaceable {
+                return Ok(false);
+            }
+        }
+        let entry = MemoryNode { registration: node.clone(), heartbeat_at: now, beat: Heartbeat::default() };
+        inner.nodes.insert(node.id.clone(), entry);
+        Ok(true)
     }
 
-    async fn heartbeat_node(&self, id: &str, beat: &Heartbeat) -> Result<bool, StoreError> {
+    async fn heartbeat_node(&self, node: &NodeRegistration, beat: &Heartbeat) -> Result<bool, StoreError> {
         let mut inner = self.lock();
-        let Some(node) = inner.nodes.get_mut(id) else { return Ok(false) };
-        node.heartbeat_at = OffsetDateTime::now_utc();
-        node.beat = beat.clone();
+        let Some(entry) = inner.nodes.get_mut(&node.id) else { return Ok(false) };
+        if crate::nodes::micros(entry.registration.started_at) != crate::nodes::micros(node.started_at) {
+            return Ok(false);
+        }
+        entry.heartbeat_at = OffsetDateTime::now_utc();
+        entry.beat = beat.clone();
         Ok(true)
     }
 
@@ -518,7 +534,8 @@ impl JobStore for MemoryStore {
                     ffmpeg_version: r.ffmpeg_version.clone(),
                     slots: r.slots,
                     running_jobs: n.beat.running_jobs.clone(),
-                    started_at: n.started_at,
+                    started_at: r.started_at,
+                    process: r.process.clone(),
                     last_heartbeat_at: n.heartbeat_at,
                     state: match (lost, n.beat.draining) {
                         (true, _) => NodeState::Lost,
@@ -534,8 +551,12 @@ impl JobStore for MemoryStore {
         Ok(self.lock().nodes.get(id).and_then(|n| n.registration.capabilities.as_deref().cloned()))
     }
 
-    async fn remove_node(&self, id: &str) -> Result<(), StoreError> {
-        self.lock().nodes.remove(id);
+    async fn remove_node(&self, node: &NodeRegistration) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        let start = crate::nodes::micros(node.started_at);
+        if inner.nodes.get(&node.id).is_some_and(|n| crate::nodes::micros(n.registration.started_at) == start) {
+            inner.nodes.remove(&node.id);
+        }
         Ok(())
     }
 

@@ -119,16 +119,18 @@ pub(crate) struct Statements {
     /// Job id: its deliveries in the order written.
     pub(crate) deliveries: &'static str,
     /// Id, role, labels (JSON), host, version, ffmpeg version, capabilities (JSON), slots,
-    /// started (unix microseconds): the node's row, as new (heartbeat now, not draining, no
-    /// running job).
+    /// started (unix microseconds), process, [`Arg::Age`] after which a node is lost, a start
+    /// known to be gone (or NULL), [`Arg::Now`]: the node's row, as new (heartbeat now, not
+    /// draining, no running job), unless the id's row is another start's that is neither lost
+    /// nor the one known to be gone.
     pub(crate) register_node: &'static str,
-    /// Id, draining, running jobs (JSON), [`Arg::Now`]: a heartbeat.
+    /// Id, draining, running jobs (JSON), started, [`Arg::Now`]: a heartbeat of that start.
     pub(crate) heartbeat_node: &'static str,
     /// [`Arg::Age`] after which a node is lost: every node ([`NodeRow`]), by id.
     pub(crate) nodes: &'static str,
     /// Id: `(capabilities)` of the node.
     pub(crate) node_capabilities: &'static str,
-    /// Id: removes the node.
+    /// Id, started: removes that start of the node.
     pub(crate) remove_node: &'static str,
     /// [`Arg::Age`]: removes the nodes silent for longer.
     pub(crate) prune_nodes: &'static str,
@@ -473,7 +475,12 @@ impl<S: SqlStore> JobStore for S {
         rows.into_iter().map(Delivery::try_from).collect()
     }
 
-    async fn register_node(&self, node: &NodeRegistration) -> Result<(), StoreError> {
+    async fn register_node(
+        &self,
+        node: &NodeRegistration,
+        lost_after: Duration,
+        replaces: Option<OffsetDateTime>,
+    ) -> Result<bool, StoreError> {
         let labels = json(&node.labels)?;
         let capabilities = node.capabilities.as_deref().map(json).transpose()?;
         let args = [
@@ -485,15 +492,25 @@ impl<S: SqlStore> JobStore for S {
             Arg::OptText(node.ffmpeg_version.as_deref()),
             Arg::OptText(capabilities.as_deref()),
             Arg::Int(i64::from(node.slots)),
-            Arg::Int(now().1),
+            Arg::Int(crate::nodes::micros(node.started_at)),
+            Arg::OptText(node.process.as_deref()),
+            Arg::Age(lost_after),
+            Arg::OptInt(replaces.map(crate::nodes::micros)),
+            Arg::Now,
         ];
-        self.execute(S::SQL.register_node, &args).await.map(drop)
+        Ok(self.execute(S::SQL.register_node, &args).await? > 0)
     }
 
-    async fn heartbeat_node(&self, id: &str, beat: &Heartbeat) -> Result<bool, StoreError> {
+    async fn heartbeat_node(&self, node: &NodeRegistration, beat: &Heartbeat) -> Result<bool, StoreError> {
         let running: Vec<&str> = beat.running_jobs.iter().map(|j| j.as_str()).collect();
         let running = json(&running)?;
-        let args = [Arg::Text(id), Arg::Bool(beat.draining), Arg::Text(&running), Arg::Now];
+        let args = [
+            Arg::Text(&node.id),
+            Arg::Bool(beat.draining),
+            Arg::Text(&running),
+            Arg::Int(crate::nodes::micros(node.started_at)),
+            Arg::Now,
+        ];
         Ok(self.execute(S::SQL.heartbeat_node, &args).await? > 0)
     }
 
@@ -508,8 +525,9 @@ impl<S: SqlStore> JobStore for S {
         text.flatten().as_deref().map(rows::capabilities).transpose()
     }
 
-    async fn remove_node(&self, id: &str) -> Result<(), StoreError> {
-        self.execute(S::SQL.remove_node, &[Arg::Text(id)]).await.map(drop)
+    async fn remove_node(&self, node: &NodeRegistration) -> Result<(), StoreError> {
+        let args = [Arg::Text(&node.id), Arg::Int(crate::nodes::micros(node.started_at))];
+        self.execute(S::SQL.remove_node, &args).await.map(drop)
     }
 
     async fn prune_nodes(&self, older_than: Duration) -> Result<u64, StoreError> {

@@ -42,6 +42,9 @@ fn encoders(names: &[&str]) -> Arc<Capabilities> {
     Arc::new(Capabilities::from_outputs(CapabilityOutputs { encoders: &list, ..CapabilityOutputs::default() }))
 }
 
+/// The lease of the test nodes: after it without a heartbeat, a node is lost.
+const LOST_AFTER: Duration = Duration::from_secs(30);
+
 fn labels(names: &[&str]) -> Vec<String> {
     names.iter().map(|n| (*n).to_owned()).collect()
 }
@@ -56,6 +59,8 @@ fn registration(id: &str, role: NodeRole, labels: Vec<String>, capabilities: Arc
         ffmpeg_version: capabilities.version().map(str::to_owned),
         capabilities: Some(capabilities),
         slots: if role.runs_jobs() { 1 } else { 0 },
+        started_at: time::OffsetDateTime::now_utc(),
+        process: None,
     }
 }
 
@@ -75,7 +80,7 @@ fn node(me: NodeRegistration, concurrency: usize) -> Node1 {
         concurrency,
         idle_wait: Duration::from_millis(100),
         capabilities: me.capabilities.clone(),
-        node: Some(NodeSettings { registration: me, lost_after: Duration::from_secs(30), retention: Duration::MAX }),
+        node: Some(NodeSettings { registration: me, lost_after: LOST_AFTER, retention: Duration::MAX }),
         ..JobsConfig::default()
     };
     let sandbox = Sandbox::new(dir.path()).unwrap();
@@ -116,9 +121,9 @@ async fn submit_checks_names_against_the_ffmpeg_of_the_nodes_that_could_take_the
     let api = node(registration("api-1", NodeRole::Api, Vec::new(), encoders(&["libx264"])), 0);
     api.jobs.register_node().await.unwrap();
     let gpu = registration("gpu-1", NodeRole::Worker, labels(&["gpu"]), encoders(&["libx264", "h264_nvenc"]));
-    api.store.register_node(&gpu).await.unwrap();
+    assert!(api.store.register_node(&gpu, LOST_AFTER, None).await.unwrap());
     let cpu = registration("cpu-1", NodeRole::Worker, Vec::new(), encoders(&["libx264", "libx265"]));
-    api.store.register_node(&cpu).await.unwrap();
+    assert!(api.store.register_node(&cpu, LOST_AFTER, None).await.unwrap());
 
     let nvenc = "-i a.mp4 -c:v h264_nvenc b.mp4";
     let job = api.jobs.submit(nvenc, requiring(&["gpu"])).await.unwrap();
@@ -139,13 +144,13 @@ async fn submit_checks_names_against_the_ffmpeg_of_the_nodes_that_could_take_the
 
     // A draining gpu node takes no new job: the gpu job now says why it waits.
     let beat = Heartbeat { draining: true, running_jobs: Vec::new() };
-    api.store.heartbeat_node("gpu-1", &beat).await.unwrap();
+    api.store.heartbeat_node(&gpu, &beat).await.unwrap();
     let reason =
         eventually("the reason of the gpu job", async || api.jobs.get(&job.id).await.unwrap().waiting_reason).await;
     assert_eq!(reason, "no live node has labels [gpu]");
     // Without any live node that may take it, a job that requires nothing is checked against
     // this node's own ffmpeg.
-    api.store.remove_node("cpu-1").await.unwrap();
+    api.store.remove_node(&cpu).await.unwrap();
     eventually("cpu-1 gone from the view", async || {
         let refused = api.jobs.submit("-i a.mp4 -c:v libx265 b.mp4", SubmitOptions::default()).await.is_err();
         let job = api.jobs.submit("-i a.mp4 b.mp4", SubmitOptions::default()).await.unwrap();
@@ -162,7 +167,7 @@ async fn status_events_of_a_waiting_job_carry_its_waiting_reason() {
     let api = node(registration("api-1", NodeRole::Api, Vec::new(), encoders(&["libx264"])), 0);
     api.jobs.register_node().await.unwrap();
     let cpu = registration("cpu-1", NodeRole::Worker, Vec::new(), encoders(&["libx264"]));
-    api.store.register_node(&cpu).await.unwrap();
+    assert!(api.store.register_node(&cpu, LOST_AFTER, None).await.unwrap());
     let mut all = api.jobs.all_events(AllFilter::default());
     let mut next_status = async || match tokio::time::timeout(Duration::from_secs(10), all.next()).await {
         Ok(Some(AllItem::Event(Event::Status(job)))) => job,
@@ -242,4 +247,75 @@ async fn a_node_runs_only_what_its_labels_cover_and_publishes_its_running_jobs()
     stop.cancel();
     heartbeats.await.unwrap();
     assert!(n.jobs.nodes().await.unwrap().is_empty(), "a node that stopped leaves the registry");
+}
+
+/// A node id belongs to one live process ([`NodeDirectory::register`], tester F18): a start
+/// whose id a live node beats with is refused (`InUse`, naming the other's host) once it sees
+/// that heartbeat move, and changes nothing; a start whose earlier process is known to be gone
+/// (it ran on this machine and its pid is free: a crash, then a restart) replaces it at once;
+/// an earlier start that went silent is replaced once it is lost (after the lease); a start
+/// that was replaced while it still beats finds itself superseded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_id_in_use_by_a_live_start_is_refused_and_a_gone_one_replaced() {
+    use jobs::nodes::{NodeDirectory, NodeLife, RegisterError};
+    let this_machine = jobs::nodes::this_process().unwrap().rsplit_once(' ').unwrap().0.to_owned();
+    let start = |store: &Arc<dyn JobStore>, lease: Duration, host: &str, process: Option<String>| {
+        let registration = NodeRegistration {
+            host: host.to_owned(),
+            process,
+            started_at: time::OffsetDateTime::now_utc(),
+            ..registration("w2", NodeRole::Worker, Vec::new(), encoders(&[]))
+        };
+        let settings = NodeSettings { registration, lost_after: lease, retention: Duration::MAX };
+        Arc::new(NodeDirectory::new(Arc::clone(store), settings))
+    };
+    let hosts = async |store: &Arc<dyn JobStore>| {
+        store.nodes(Duration::from_secs(3600)).await.unwrap().into_iter().map(|n| n.host).collect::<Vec<_>>()
+    };
+
+    // A live start (its process unknown: say, on another machine) beats every second.
+    let store: Arc<dyn JobStore> = Arc::new(MemoryStore::new());
+    let lease = Duration::from_secs(3);
+    let first = start(&store, lease, "a", None);
+    first.register().await.unwrap();
+    let stop = CancellationToken::new();
+    let life = {
+        let (first, stop) = (Arc::clone(&first), stop.clone());
+        tokio::spawn(async move { first.run(Vec::new, CancellationToken::new(), stop).await })
+    };
+    // A second start is refused once it saw the first's heartbeat move (had it waited for the
+    // first to be lost, it would have registered).
+    match start(&store, lease, "b", None).register().await {
+        Err(RegisterError::InUse { id, host, .. }) => assert_eq!((id.as_str(), host.as_str()), ("w2", "a")),
+        other => panic!("expected the id in use, got {other:?}"),
+    }
+    assert_eq!(hosts(&store).await, ["a"]);
+    // Replaced after all (as a start that knew it gone would): the first, beating on, finds
+    // itself superseded and leaves the id alone.
+    let replacing = start(&store, lease, "c", None);
+    let replacing = &replacing.settings().registration;
+    assert!(store.register_node(replacing, lease, Some(first.settings().registration.started_at)).await.unwrap());
+    let ended = tokio::time::timeout(lease * 4, life).await.expect("the first start's heartbeats end").unwrap();
+    assert_eq!(ended, NodeLife::Superseded);
+    assert_eq!(hosts(&store).await, ["c"]);
+    // That start is silent (no heartbeat task): the next one waits for it to be lost.
+    let started = Instant::now();
+    start(&store, lease, "d", None).register().await.unwrap();
+    assert!(started.elapsed() >= lease / 2, "waited for the silent start to be lost: {:?}", started.elapsed());
+    assert_eq!(hosts(&store).await, ["d"]);
+    stop.cancel();
+
+    // A start of this machine whose process is gone (a free pid: it crashed) is replaced at
+    // once, long before its hour-long lease ends.
+    let store: Arc<dyn JobStore> = Arc::new(MemoryStore::new());
+    let hour = Duration::from_secs(3600);
+    start(&store, hour, "e", Some(format!("{this_machine} 4294967295"))).register().await.unwrap();
+    // (Its process: this test's parent, alive.)
+    let parent = std::os::unix::process::parent_id();
+    let restart = start(&store, hour, "f", Some(format!("{this_machine} {parent}")));
+    tokio::time::timeout(Duration::from_secs(30), restart.register()).await.expect("registered at once").unwrap();
+    assert_eq!(hosts(&store).await, ["f"]);
+    // Its process is alive: a start after it waits (for its heartbeat to move, or the lease).
+    let waiting = tokio::time::timeout(Duration::from_secs(2), start(&store, hour, "g", None).register()).await;
+    assert!(waiting.is_err(), "a live process's start is not replaced: {waiting:?}");
 }

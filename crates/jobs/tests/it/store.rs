@@ -50,6 +50,7 @@ conformance!(
     event_seq_counts_status_changes,
     claim_only_jobs_the_labels_cover,
     node_registry_round_trips,
+    a_node_id_belongs_to_one_live_start,
 );
 
 /// The footprints the files API checks: queued and running jobs only, in submission order,
@@ -1175,6 +1176,8 @@ async fn node_registry_round_trips(store: &Store) {
         ffmpeg_version: Some("5.1.9-0+deb12u1".to_owned()),
         capabilities: Some(Arc::new(capabilities.clone())),
         slots: 4,
+        started_at: time::OffsetDateTime::now_utc().replace_nanosecond(0).unwrap(),
+        process: Some("boot pid:[1] 7".to_owned()),
     };
     let api = NodeRegistration {
         id: "api-1".to_owned(),
@@ -1185,11 +1188,14 @@ async fn node_registry_round_trips(store: &Store) {
         ffmpeg_version: None,
         capabilities: None,
         slots: 0,
+        started_at: time::OffsetDateTime::now_utc(),
+        process: None,
     };
-    assert!(store.nodes(Duration::from_secs(60)).await.unwrap().is_empty());
+    let minute = Duration::from_secs(60);
+    assert!(store.nodes(minute).await.unwrap().is_empty());
     let before = time::OffsetDateTime::now_utc() - Duration::from_secs(1);
-    store.register_node(&gpu).await.unwrap();
-    store.register_node(&api).await.unwrap();
+    assert!(store.register_node(&gpu, minute, None).await.unwrap());
+    assert!(store.register_node(&api, minute, None).await.unwrap());
     let nodes = store.nodes(Duration::from_secs(60)).await.unwrap();
     assert_eq!(nodes.iter().map(|n| n.id.as_str()).collect::<Vec<_>>(), ["api-1", "gpu-1"], "by id");
     let node = &nodes[1];
@@ -1200,6 +1206,8 @@ async fn node_registry_round_trips(store: &Store) {
     assert_eq!(node.ffmpeg_version.as_deref(), Some("5.1.9-0+deb12u1"));
     assert_eq!((node.state, node.running_jobs.len()), (NodeState::Active, 0));
     assert!(node.started_at >= before && node.last_heartbeat_at >= before, "{node:?}");
+    assert_eq!((node.started_at, node.process.as_deref()), (gpu.started_at, Some("boot pid:[1] 7")));
+    assert!(gpu.is_this_start(node));
     assert_eq!(nodes[0].role, NodeRole::Api);
     assert_eq!(nodes[0].ffmpeg_version, None);
 
@@ -1211,13 +1219,14 @@ async fn node_registry_round_trips(store: &Store) {
 
     let job = submit(store, "-i a.mp4 b.mp4").await;
     let beat = Heartbeat { draining: true, running_jobs: vec![job.id.clone()] };
-    assert!(store.heartbeat_node("gpu-1", &beat).await.unwrap());
-    assert!(!store.heartbeat_node("nobody", &beat).await.unwrap(), "an unknown node must register");
+    assert!(store.heartbeat_node(&gpu, &beat).await.unwrap());
+    let nobody = NodeRegistration { id: "nobody".to_owned(), ..api.clone() };
+    assert!(!store.heartbeat_node(&nobody, &beat).await.unwrap(), "an unknown node must register");
     let node = store.nodes(Duration::from_secs(60)).await.unwrap().remove(1);
     assert_eq!((node.state, node.running_jobs), (NodeState::Draining, vec![job.id.clone()]));
 
-    // Registering again starts over: active, running nothing.
-    store.register_node(&gpu).await.unwrap();
+    // Registering again (the same start, after a prune) starts over: active, running nothing.
+    assert!(store.register_node(&gpu, minute, None).await.unwrap());
     let node = store.nodes(Duration::from_secs(60)).await.unwrap().remove(1);
     assert_eq!((node.state, node.running_jobs.len()), (NodeState::Active, 0));
 
@@ -1227,13 +1236,63 @@ async fn node_registry_round_trips(store: &Store) {
     let states: Vec<NodeState> = store.nodes(Duration::ZERO).await.unwrap().iter().map(|n| n.state).collect();
     assert_eq!(states, [NodeState::Lost, NodeState::Lost]);
     assert_eq!(store.prune_nodes(Duration::from_secs(3600)).await.unwrap(), 0);
-    assert!(store.heartbeat_node("api-1", &Heartbeat::default()).await.unwrap());
+    assert!(store.heartbeat_node(&api, &Heartbeat::default()).await.unwrap());
     assert_eq!(store.prune_nodes(Duration::from_secs(1)).await.unwrap(), 1, "gpu-1 was silent for 1.5 s");
     let nodes = store.nodes(Duration::from_secs(60)).await.unwrap();
     assert_eq!(nodes.iter().map(|n| (n.id.as_str(), n.state)).collect::<Vec<_>>(), [("api-1", NodeState::Active)]);
-    store.remove_node("api-1").await.unwrap();
-    store.remove_node("api-1").await.unwrap();
+    store.remove_node(&api).await.unwrap();
+    store.remove_node(&api).await.unwrap();
     assert!(store.nodes(Duration::from_secs(60)).await.unwrap().is_empty());
+}
+
+/// A node id belongs to one start at a time: a second start of the id is refused while the
+/// first is alive, unless the first is lost (no heartbeat for the lease) or named as gone; a
+/// start's heartbeats and removal touch only its own row, so the start that was replaced
+/// learns it (its heartbeat is refused) and cannot remove its successor.
+async fn a_node_id_belongs_to_one_live_start(store: &Store) {
+    use jobs::nodes::{Heartbeat, NodeRegistration, NodeRole};
+    let minute = Duration::from_secs(60);
+    let first = NodeRegistration {
+        id: "w2".to_owned(),
+        role: NodeRole::Worker,
+        labels: Vec::new(),
+        host: "a".to_owned(),
+        version: "0".to_owned(),
+        ffmpeg_version: None,
+        capabilities: None,
+        slots: 1,
+        started_at: time::OffsetDateTime::now_utc().replace_nanosecond(0).unwrap(),
+        process: None,
+    };
+    let second = NodeRegistration {
+        host: "b".to_owned(),
+        started_at: first.started_at + Duration::from_millis(1),
+        ..first.clone()
+    };
+    let host_of = async || store.nodes(minute).await.unwrap().iter().map(|n| n.host.clone()).collect::<Vec<_>>();
+    assert!(store.register_node(&first, minute, None).await.unwrap());
+    assert!(store.heartbeat_node(&first, &Heartbeat::default()).await.unwrap());
+    assert!(!store.register_node(&second, minute, None).await.unwrap(), "the first start is alive");
+    assert!(!store.heartbeat_node(&second, &Heartbeat::default()).await.unwrap());
+    store.remove_node(&second).await.unwrap();
+    assert_eq!(host_of().await, ["a"], "nothing of the first start changed");
+    assert!(store.register_node(&first, minute, None).await.unwrap(), "the same start registers again");
+
+    // Named as gone (its process is known to have died): replaced at once.
+    assert!(store.register_node(&second, minute, Some(first.started_at)).await.unwrap());
+    assert_eq!(host_of().await, ["b"]);
+    assert!(!store.heartbeat_node(&first, &Heartbeat::default()).await.unwrap(), "the first start was replaced");
+    assert!(!store.register_node(&first, minute, None).await.unwrap(), "and cannot take the id back");
+    store.remove_node(&first).await.unwrap();
+    assert_eq!(host_of().await, ["b"], "the replaced start cannot remove its successor");
+
+    // Lost (silent for the lease, here a millisecond; a wait for the clock to move on).
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let third = NodeRegistration { host: "c".to_owned(), started_at: second.started_at + minute, ..first.clone() };
+    assert!(store.register_node(&third, Duration::from_millis(1), None).await.unwrap(), "the second start is lost");
+    assert_eq!(host_of().await, ["c"]);
+    store.remove_node(&third).await.unwrap();
+    assert!(host_of().await.is_empty());
 }
 
 /// A running job that recorded a run is not a lost run while its node holds it: nothing to

@@ -124,11 +124,20 @@ impl JobStore for FaultyStore {
     async fn deliveries(&self, id: &JobId) -> Result<Vec<jobs::webhook::Delivery>, StoreError> {
         self.inner.deliveries(id).await
     }
-    async fn register_node(&self, node: &jobs::nodes::NodeRegistration) -> Result<(), StoreError> {
-        self.inner.register_node(node).await
+    async fn register_node(
+        &self,
+        node: &jobs::nodes::NodeRegistration,
+        lost_after: Duration,
+        replaces: Option<time::OffsetDateTime>,
+    ) -> Result<bool, StoreError> {
+        self.inner.register_node(node, lost_after, replaces).await
     }
-    async fn heartbeat_node(&self, id: &str, beat: &jobs::nodes::Heartbeat) -> Result<bool, StoreError> {
-        self.inner.heartbeat_node(id, beat).await
+    async fn heartbeat_node(
+        &self,
+        node: &jobs::nodes::NodeRegistration,
+        beat: &jobs::nodes::Heartbeat,
+    ) -> Result<bool, StoreError> {
+        self.inner.heartbeat_node(node, beat).await
     }
     async fn nodes(&self, lost_after: Duration) -> Result<Vec<jobs::nodes::Node>, StoreError> {
         self.inner.nodes(lost_after).await
@@ -136,8 +145,8 @@ impl JobStore for FaultyStore {
     async fn node_capabilities(&self, id: &str) -> Result<Option<ffmpeg_core::capabilities::Capabilities>, StoreError> {
         self.inner.node_capabilities(id).await
     }
-    async fn remove_node(&self, id: &str) -> Result<(), StoreError> {
-        self.inner.remove_node(id).await
+    async fn remove_node(&self, node: &jobs::nodes::NodeRegistration) -> Result<(), StoreError> {
+        self.inner.remove_node(node).await
     }
     async fn prune_nodes(&self, older_than: Duration) -> Result<u64, StoreError> {
         self.inner.prune_nodes(older_than).await
