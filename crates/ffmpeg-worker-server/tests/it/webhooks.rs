@@ -173,13 +173,24 @@ async fn deliveries(http: &reqwest::Client, server: &Server, id: &str) -> Vec<Va
 
 /// Polls the job's deliveries until none is pending.
 async fn wait_settled(http: &reqwest::Client, server: &Server, id: &str, expected: usize) -> Vec<Value> {
+    wait_settled_within(http, server, id, expected, Duration::from_secs(60)).await
+}
+
+/// [`wait_settled`], for at most `limit`.
+async fn wait_settled_within(
+    http: &reqwest::Client,
+    server: &Server,
+    id: &str,
+    expected: usize,
+    limit: Duration,
+) -> Vec<Value> {
     let start = Instant::now();
     loop {
         let list = deliveries(http, server, id).await;
         if list.len() == expected && list.iter().all(|d| d["state"] != "pending") {
             return list;
         }
-        assert!(start.elapsed() < Duration::from_secs(60), "deliveries not settled: {list:#?}");
+        assert!(start.elapsed() < limit, "deliveries not settled in {limit:?}: {list:#?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -364,9 +375,25 @@ async fn webhooks_need_a_secret_and_a_public_http_url() {
 /// The outbox is durable: events of a job whose deliveries all failed so far are still sent
 /// after a `kill -9` and a restart, with the ids they had.
 async fn outbox_survives_kill_9(store: Store) {
+    /// The killed server's `WEBHOOK_TIMEOUT`: a delivery it held when killed is sent again once
+    /// the claim's lease (three timeouts and 10 s: `WebhookSettings::lease`) has run out.
+    const TIMEOUT_SECONDS: u64 = 5;
+    let lease = Duration::from_secs(TIMEOUT_SECONDS * 3 + 10);
     let receiver = Receiver::start().await;
     receiver.state.failing.store(true, Ordering::SeqCst);
-    let server = server(store, &["--webhook-url", &receiver.url("fail")]);
+    let timeout = format!("{TIMEOUT_SECONDS}s");
+    let args = [
+        "--webhook-secret",
+        SECRET,
+        "--webhook-allow-private",
+        "--webhook-backoff",
+        "200ms",
+        "--webhook-timeout",
+        &timeout,
+        "--webhook-url",
+        &receiver.url("fail"),
+    ];
+    let server = Server::start_on(store, &args);
     let http = client();
     let job = submit_hooked(&http, &server, json!({"command": "-i missing.mp4 out.mp4"})).await;
     let id = job["id"].as_str().unwrap().to_owned();
@@ -385,7 +412,9 @@ async fn outbox_survives_kill_9(store: Store) {
         db,
         &["--webhook-secret", SECRET, "--webhook-allow-private", "--webhook-backoff", "200ms"],
     );
-    let after = wait_settled(&http, &restarted, &id, 2).await;
+    // The held deliveries wait for the killed server's lease; then a few tries at most (the
+    // receiver now answers at once).
+    let after = wait_settled_within(&http, &restarted, &id, 2, lease + Duration::from_secs(60)).await;
     for (b, a) in before.iter().zip(&after) {
         assert_eq!(a["id"], b["id"]);
         assert_eq!(a["state"], "delivered", "{a}");

@@ -833,6 +833,26 @@ async fn concurrent_claims_are_exclusive(store: &Store) {
     assert_eq!(store.claim_next(&[]).await.unwrap(), None);
 }
 
+/// Evaluates `$op` (an awaited store call) again while it fails [`StoreError::Unavailable`]
+/// ("cannot write now, try later", as a worker does: e.g. SQLite's write lock held past its
+/// busy timeout by another store on the same file, on a loaded machine), for at most a minute;
+/// any other error fails the test.
+macro_rules! retry_unavailable {
+    ($op:expr) => {{
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            match $op {
+                Ok(found) => break found,
+                Err(StoreError::Unavailable(e)) if std::time::Instant::now() < deadline => {
+                    eprintln!("store unavailable, retrying: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }};
+}
+
 /// Runs `per_store` claimers on each of `stores` until the queue is empty; the ids each got.
 async fn claim_all(stores: &[Store], per_store: usize) -> Vec<Vec<JobId>> {
     let mut tasks = tokio::task::JoinSet::new();
@@ -841,7 +861,7 @@ async fn claim_all(stores: &[Store], per_store: usize) -> Vec<Vec<JobId>> {
             let store = Arc::clone(store);
             tasks.spawn(async move {
                 let mut mine = Vec::new();
-                while let Some(job) = store.claim_next(&[]).await.unwrap() {
+                while let Some(job) = retry_unavailable!(store.claim_next(&[]).await) {
                     mine.push(job.id);
                 }
                 mine
@@ -1054,7 +1074,7 @@ async fn sqlite_two_stores_on_one_file_never_claim_the_same_job() {
             let store = Arc::clone(store);
             tasks.spawn(async move {
                 for i in 0..100 {
-                    store.insert(format!("{t}-{i}"), opts(i % 5)).await.unwrap();
+                    retry_unavailable!(store.insert(format!("{t}-{i}"), opts(i % 5)).await);
                 }
             });
         }
