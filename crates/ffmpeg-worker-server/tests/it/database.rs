@@ -74,3 +74,88 @@ async fn with_postgres_down_calls_answer_503_within_the_database_timeout_and_rec
     );
 }
 
+/// Issue 11, fencing: a node cut off from the database (a network partition: its connections
+/// stay open and nothing passes, so no statement fails, they hang) stops its job's ffmpeg by
+/// its own clock within the lease, before the database sees the lease expire and another node
+/// runs the job again. The two runs never overlap (each node's ffmpeg holds a lock on the
+/// output while it runs: see `cluster.rs`); the job completes once, on the other node, with
+/// the other run's whole output; once the partition ends, the cut-off node is alive again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_cut_off_from_the_database_stops_its_ffmpeg_before_another_node_runs_the_job() {
+    use crate::cluster::{log_lines, unlocked, wrapper};
+    const LEASE: u64 = 5;
+    const SECONDS: u32 = 20;
+    let client = client();
+    let db = tokio::task::block_in_place(Db::postgres);
+    let proxy = DbProxy::start(&db.url()).await;
+    let data = tempfile::tempdir().unwrap();
+    let tools = tempfile::tempdir().unwrap();
+    let locks = tools.path().join("locks");
+    std::fs::create_dir(&locks).unwrap();
+    let log = tools.path().join("runs.log");
+    let shared = || crate::support::DataDir::Shared(data.path().to_owned());
+    let lease = LEASE.to_string();
+    let args = |ffmpeg: &std::path::Path| {
+        ["--lease-seconds", &lease, "--ffmpeg-bin", ffmpeg.to_str().unwrap()].map(str::to_owned).to_vec()
+    };
+    let cut_ffmpeg = args(&wrapper(tools.path(), "cut", &locks, &log));
+    let cut_db = Db::Postgres { url: proxy.url(&db.url()), node_id: "cut".to_owned() };
+    let cut = Server::start_in(shared(), cut_db, &cut_ffmpeg.iter().map(String::as_str).collect::<Vec<_>>());
+    let command = format!("-re -f lavfi -i testsrc=duration={SECONDS}:size=64x64:rate=10 -c:v mpeg4 out/cut.mp4");
+    let created: Value =
+        client.post(cut.url("/jobs")).json(&json!({ "command": command })).send().await.unwrap().json().await.unwrap();
+    let id = created["id"].as_str().unwrap().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let job: Value = client.get(cut.url(&format!("/jobs/{id}"))).send().await.unwrap().json().await.unwrap();
+        let started = log_lines(&log).iter().any(|(node, event, _)| node == "cut" && event == "start");
+        if started && job["progress"]["out_time_seconds"].as_f64() > Some(0.0) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the job never ran on the first node: {job}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The other node joins (straight to the database) once the job runs on the first.
+    let other_ffmpeg = args(&wrapper(tools.path(), "other", &locks, &log));
+    let other =
+        Server::start_in(shared(), db.node("other"), &other_ffmpeg.iter().map(String::as_str).collect::<Vec<_>>());
+
+    proxy.set(Link::Cut);
+    let cut_at = Instant::now();
+    // Its ffmpeg stops within the lease (by its own clock); the other node's reaper sees the
+    // lease expire a moment later, by the database's clock, and runs the job again.
+    let deadline = cut_at + Duration::from_secs(LEASE * 4 + 30);
+    while !unlocked(&locks, "cut.mp4") {
+        assert!(Instant::now() < deadline, "the cut-off node's ffmpeg never stopped: {:?}", log_lines(&log));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!("the cut-off node's ffmpeg stopped {:?} after the cut (lease {LEASE} s)", cut_at.elapsed());
+    while log_lines(&log).iter().all(|(node, _, _)| node != "other") {
+        assert!(Instant::now() < deadline, "no second run: {:?}", log_lines(&log));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!("the other node ran the job {:?} after the cut", cut_at.elapsed());
+    let done = wait_finished(&client, &other, &id, Duration::from_secs(120)).await;
+    let last = done.last().unwrap();
+    assert_eq!((last["status"].as_str(), last["attempts"].as_u64()), (Some("completed"), Some(2)), "{last}");
+    let lines = log_lines(&log);
+    let runs: Vec<(&str, &str)> = lines.iter().map(|(node, event, _)| (node.as_str(), event.as_str())).collect();
+    assert_eq!(runs, [("cut", "start"), ("other", "start")], "one run on each node, never at once");
+    let duration = crate::support::ffprobe_duration(&data.path().join("out/cut.mp4"));
+    assert!((duration - f64::from(SECONDS)).abs() < 0.5, "the output is the second run's whole file: {duration} s");
+
+    // The partition ends: the first node is alive again (its late writes about the job were
+    // refused: the job stayed completed).
+    proxy.set(Link::Up);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let nodes: Vec<Value> = client.get(other.url("/workers")).send().await.unwrap().json().await.unwrap();
+        if nodes.iter().any(|n| n["id"] == "cut" && n["state"] == "active") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the first node never came back: {nodes:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let job: Value = client.get(other.url(&format!("/jobs/{id}"))).send().await.unwrap().json().await.unwrap();
+    assert_eq!((job["status"].as_str(), job["attempts"].as_u64()), (Some("completed"), Some(2)), "{job}");
+}

@@ -224,6 +224,8 @@ impl PgStore {
             .map_err(err)?;
         let health = WriteHealth::default();
         let store = PgStore { pool, settings, held, notify, cluster, health, claims: Mutex::default(), stop };
+        let round = (store.settings.lease / 3).min(REAP_INTERVAL);
+        tokio::spawn(watch_own_clock(store.settings.lease, round, Arc::clone(&store.held), store.stop.clone()));
         tokio::spawn(maintain(
             store.pool.clone(),
             store.settings.clone(),
@@ -391,11 +393,13 @@ const REAP_INTERVAL: Duration = Duration::from_secs(1);
 ///   reports progress needs no renewal of its own); a job whose lease could not be renewed
 ///   (expired, taken back) is lost: its token is cancelled and it leaves `held`, so every later
 ///   write about it is refused;
-/// - a job whose lease no write renewed for a whole lease by this node's own clock (the
-///   database unreachable: the node may be cut off while others take its jobs over) is lost the
-///   same way;
 /// - every second (at most a third of the lease), reaps the expired leases of any node
 ///   ([`sql::REAP`]), waking local workers when jobs went back to the queue.
+///
+/// Each statement is bounded by the lease: a connection cut off without a reset (a network
+/// partition) would otherwise hold the loop for as long as TCP retransmits. Jobs whose lease
+/// no write renewed for a whole lease are stopped by [`watch_own_clock`], which needs no
+/// database.
 async fn maintain(
     pool: PgPool,
     settings: PgSettings,
@@ -425,13 +429,16 @@ async fn maintain(
             .map(|(id, h)| (id.as_str().to_owned(), i64::from(h.attempt)))
             .unzip();
         if !ids.is_empty() {
-            let renewed: Result<Vec<String>, _> = sqlx::query_scalar(sql::RENEW)
+            let renew = sqlx::query_scalar(sql::RENEW)
                 .bind(&settings.node_id)
                 .bind(settings.lease.as_secs_f64())
                 .bind(&ids)
                 .bind(&attempts)
-                .fetch_all(&pool)
-                .await;
+                .fetch_all(&pool);
+            let renewed: Result<Vec<String>, String> = match tokio::time::timeout(settings.lease, renew).await {
+                Ok(renewed) => renewed.map_err(|e| e.to_string()),
+                Err(_) => Err(format!("no answer within the lease ({:?})", settings.lease)),
+            };
             match renewed {
                 Ok(renewed) => {
                     // The database set the new expiry after `sent`: measured from `sent`, this
@@ -449,18 +456,10 @@ async fn maintain(
                 Err(e) => tracing::warn!(error = %e, jobs = ids.len(), "renewing leases failed; retrying"),
             }
         }
-        // Checked every round (at most a second apart), with a margin of one round: the node
-        // stops a job before the database could see its lease expire.
-        let expired: Vec<JobId> = lock(&held)
-            .iter()
-            .filter(|(_, h)| h.renewed.elapsed() + round >= settings.lease)
-            .map(|(id, _)| id.clone())
-            .collect();
-        if !expired.is_empty() {
-            let mut expired = expired.into_iter();
-            lose(&mut expired, "no lease renewed for a whole lease by this node's clock: stopping the job");
-        }
-        match reap(&pool, &settings).await {
+        let reaped = tokio::time::timeout(settings.lease, reap(&pool, &settings))
+            .await
+            .unwrap_or_else(|_| Err(StoreError::Unavailable("no answer within the lease".into())));
+        match reaped {
             Ok(jobs) if !jobs.is_empty() => {
                 for job in &jobs {
                     tracing::warn!(job = %job.id, status = %job.status, "reaped a job whose node's lease expired");
@@ -471,6 +470,34 @@ async fn maintain(
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "reaping expired leases failed; retrying"),
+        }
+    }
+}
+
+/// Stops this node's jobs whose lease no write renewed for a whole lease by this node's own
+/// clock (the database unreachable: the node may be cut off while other nodes take its jobs
+/// over once the database sees the lease expire), until `stop`: their tokens are cancelled
+/// (their ffmpeg is stopped) and they leave `held`. Checked every `round` (at most a second),
+/// with a margin of one round, so the node stops a job before the database could see its
+/// lease expire; a task of its own, so that no statement waiting on a dead connection can
+/// hold it up.
+async fn watch_own_clock(
+    lease: Duration,
+    round: Duration,
+    held: Arc<Mutex<HashMap<JobId, Held>>>,
+    stop: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(round);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    while stop.run_until_cancelled(tick.tick()).await.is_some() {
+        let mut held = lock(&held);
+        let expired: Vec<JobId> =
+            held.iter().filter(|(_, h)| h.renewed.elapsed() + round >= lease).map(|(id, _)| id.clone()).collect();
+        for id in expired {
+            if let Some(h) = held.remove(&id) {
+                h.lost.cancel();
+                tracing::warn!(job = %id, "no lease renewed for a whole lease by this node's clock: stopping the job");
+            }
         }
     }
 }
