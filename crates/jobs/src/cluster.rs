@@ -9,6 +9,12 @@
 //!   its event streams, as if the jobs ran here (progress at ffmpeg's rate: the store keeps only
 //!   one snapshot a second; sent only for the jobs some node's streams watch, [`Watched`]).
 //!
+//! SQLite has no notifications: processes sharing one SQLite file (an `api` node beside the node
+//! that runs the jobs) follow each other by reading the store while their streams watch
+//! something (`crate::sqlite`'s follower): status changes within a quarter of a second,
+//! progress as often as the store holds it (once a second), numbered by the node that reads it;
+//! a job's statuses passed within one read's interval reach the streams as the latest of them.
+//!
 //! Signals are hints, never the state: each one is checked against the store (a status signal
 //! is followed by a read of the job), and when signals may have been missed
 //! ([`ClusterSignal::Resync`]: the store lost its connection for a while) what depends on them
@@ -29,6 +35,10 @@ pub enum ClusterSignal {
         /// Its status after the change.
         status: JobStatus,
     },
+    /// This node's store changed the status of a job on its own, outside any call of the
+    /// service (PostgreSQL's reaper re-queued or ended a job whose node's lease expired): the
+    /// job as the change left it. The other nodes hear of it as [`ClusterSignal::Status`].
+    Changed(std::sync::Arc<crate::Job>),
     /// A client asked (on any node) to cancel `job` while it runs.
     Cancel {
         /// The job.
@@ -48,6 +58,10 @@ pub enum ClusterSignal {
 pub struct Watched {
     /// An all-jobs stream passes every job's progress on.
     pub all: bool,
+    /// An all-jobs stream is open: it takes every job's status changes. (PostgreSQL's nodes
+    /// announce every status change anyway; a store that must look for them, SQLite shared
+    /// by several processes, looks at every job only while this holds.)
+    pub every_status: bool,
     /// The jobs someone subscribes to, by id.
     pub jobs: Vec<JobId>,
 }

@@ -188,10 +188,56 @@ struct Inner {
     all: broadcast::Sender<Published>,
     /// How many times events may have been missed ([`EventBus::mark_gap`]).
     gaps: watch::Sender<u64>,
-    /// All-jobs streams that pass progress on ([`AllFilter::progress`]).
-    all_progress: Mutex<usize>,
+    /// All-jobs streams open, and those among them that pass progress on
+    /// ([`AllFilter::progress`]).
+    all_streams: Mutex<AllStreams>,
+    /// The latest status sent to the all-jobs channel of recently changed jobs, so that a
+    /// status reaching the bus twice (the change made here, and the same change heard back
+    /// from the store, [`crate::cluster`]) is sent once, and never after a newer one.
+    recent: Mutex<Recent>,
     /// Counts the changes of what this bus's subscribers watch ([`EventBus::watched`]).
     watching: watch::Sender<u64>,
+}
+
+/// Counts of open all-jobs streams ([`AllEvents`]).
+#[derive(Debug, Default, Clone, Copy)]
+struct AllStreams {
+    all: usize,
+    progress: usize,
+}
+
+/// The latest status event seq sent to the all-jobs channel, per job, for the last
+/// [`Recent::CAPACITY`] jobs whose status was published (oldest forgotten first).
+#[derive(Debug, Default)]
+struct Recent {
+    seqs: HashMap<JobId, u64>,
+    order: VecDeque<JobId>,
+}
+
+impl Recent {
+    /// As many jobs as the all-jobs channel holds events: a job forgotten here had its
+    /// status sent longer ago than any subscriber can lag.
+    const CAPACITY: usize = EventBus::ALL_CAPACITY;
+
+    /// Whether status `seq` of `job` is newer than the latest one sent; if so it is noted as
+    /// sent.
+    fn newer(&mut self, job: &JobId, seq: u64) -> bool {
+        if let Some(latest) = self.seqs.get_mut(job) {
+            if *latest >= seq {
+                return false;
+            }
+            *latest = seq;
+            return true;
+        }
+        if self.order.len() >= Self::CAPACITY
+            && let Some(oldest) = self.order.pop_front()
+        {
+            self.seqs.remove(&oldest);
+        }
+        self.seqs.insert(job.clone(), seq);
+        self.order.push_back(job.clone());
+        true
+    }
 }
 
 #[derive(Debug)]
@@ -223,7 +269,8 @@ impl EventBus {
         let (all, _) = broadcast::channel(Self::ALL_CAPACITY);
         let (gaps, watching) = (watch::Sender::new(0), watch::Sender::new(0));
         let channels = Mutex::new(HashMap::new());
-        EventBus { inner: Arc::new(Inner { channels, all, gaps, all_progress: Mutex::new(0), watching }) }
+        let (all_streams, recent) = (Mutex::default(), Mutex::default());
+        EventBus { inner: Arc::new(Inner { channels, all, gaps, all_streams, recent, watching }) }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<JobId, Channel>> {
@@ -233,7 +280,8 @@ impl EventBus {
 
     /// Publishes a status change that the store has committed. An event older than (or as
     /// old as) the job's latest known status is dropped, so racing publishers never move a
-    /// subscriber's view backwards. Never waits.
+    /// subscriber's view backwards, and a change published twice (made here, then heard back
+    /// from a store shared with other processes) reaches each subscriber once. Never waits.
     pub fn publish_status(&self, job: &Job) {
         let mut channels = self.lock();
         let job = Arc::new(job.clone());
@@ -247,12 +295,16 @@ impl EventBus {
                 if latest.progress.as_ref().is_some_and(|p| p.id.status != job.event_seq) {
                     latest.progress = None;
                 }
-                latest.status = Some(job);
+                latest.status = Some(Arc::clone(&job));
             });
             let _ = channel.events.send(event.clone());
         }
+        let newer =
+            self.inner.recent.lock().unwrap_or_else(std::sync::PoisonError::into_inner).newer(&job.id, job.event_seq);
         // Sent under the lock: every subscriber sees one job's events in publishing order.
-        let _ = self.inner.all.send(event);
+        if newer {
+            let _ = self.inner.all.send(event);
+        }
     }
 
     /// A publisher of the progress of `job`'s current run (`job` as its claim returned it):
@@ -340,12 +392,13 @@ impl EventBus {
         let mut jobs: Vec<JobId> =
             self.lock().iter().filter(|(_, c)| c.subscribers > 0).map(|(id, _)| id.clone()).collect();
         jobs.sort_unstable_by(|a, b| a.as_str().cmp(b.as_str()));
-        let all = *self.inner.all_progress.lock().unwrap_or_else(std::sync::PoisonError::into_inner) > 0;
-        crate::cluster::Watched { all, jobs }
+        let streams = *self.inner.all_streams.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        crate::cluster::Watched { all: streams.progress > 0, every_status: streams.all > 0, jobs }
     }
 
     /// Changes each time [`EventBus::watched`] may have changed (a job's first subscriber came
-    /// or its last one left; the first all-jobs progress stream came or the last one left).
+    /// or its last one left; the first all-jobs stream, or all-jobs progress stream, came or
+    /// the last one left).
     pub fn watched_changes(&self) -> watch::Receiver<u64> {
         self.inner.watching.subscribe()
     }
@@ -390,12 +443,17 @@ impl EventBus {
         }
     }
 
-    /// Counts an all-jobs stream that passes progress on (`+1`) or one that ended (`-1`).
-    fn all_progress_watchers(&self, starts: bool) {
-        let mut count = self.inner.all_progress.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    /// Counts an all-jobs stream that opens (`starts`) or ends, and whether it passes progress
+    /// on.
+    fn all_stream(&self, starts: bool, progress: bool) {
+        let mut count = self.inner.all_streams.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let before = *count;
-        *count = if starts { before + 1 } else { before.saturating_sub(1) };
-        let changed = (before == 0) != (*count == 0);
+        let step = |n: usize| if starts { n + 1 } else { n.saturating_sub(1) };
+        count.all = step(count.all);
+        if progress {
+            count.progress = step(count.progress);
+        }
+        let changed = (before.all == 0) != (count.all == 0) || (before.progress == 0) != (count.progress == 0);
         drop(count);
         if changed {
             self.watched_changed();
@@ -581,9 +639,7 @@ impl AllEvents {
     /// this on the service's bus).
     pub fn new(bus: &EventBus, filter: AllFilter) -> AllEvents {
         let gaps = bus.inner.gaps.subscribe();
-        if filter.progress {
-            bus.all_progress_watchers(true);
-        }
+        bus.all_stream(true, filter.progress);
         AllEvents { bus: bus.clone(), receiver: bus.subscribe_all(), gaps, filter, pending: VecDeque::new() }
     }
 
@@ -639,8 +695,6 @@ impl AllEvents {
 
 impl Drop for AllEvents {
     fn drop(&mut self) {
-        if self.filter.progress {
-            self.bus.all_progress_watchers(false);
-        }
+        self.bus.all_stream(false, self.filter.progress);
     }
 }

@@ -301,3 +301,42 @@ async fn a_stream_on_one_node_follows_a_job_run_on_another_and_a_cancel_there_st
     let last = last.expect("the stream ended without a final status");
     assert_eq!((last.event.as_str(), data(&last)["status"].as_str()), ("status", Some("cancelled")), "{last:?}");
 }
+
+/// An API node (`--role api`) and a worker node on one SQLite file, as docs/deployment.md
+/// allows: the API node's job stream sees the job the worker runs, `running`, its progress and
+/// its end, and its all-jobs stream each of its statuses once (tester finding F26: the API node
+/// saw only the submit, and `submit --wait` waited for ever).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_node_on_a_shared_sqlite_file_streams_what_a_worker_node_runs() {
+    let api = Server::start(&["--role", "api"]);
+    let _worker = api.join("worker", &["--role", "worker"]);
+    let (_, all) = open(&api, "/events", None).await;
+    let mut all = all.unwrap();
+    let job = "-re -f lavfi -i testsrc=duration=3:size=160x120:rate=25 -f null -";
+    let (status, created) = submit(&crate::support::client(), &api, job).await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().unwrap();
+    let (_, events) = open(&api, &format!("/jobs/{id}/events"), None).await;
+    let mut events = events.unwrap();
+    let (mut statuses, mut progress) = (Vec::new(), Vec::new());
+    while let Some(event) = next(&mut events).await {
+        match event.event.as_str() {
+            "status" => statuses.push(data(&event)["status"].as_str().unwrap().to_owned()),
+            "progress" => progress.push(event.id.clone()),
+            other => panic!("unexpected event {other}"),
+        }
+    }
+    assert_eq!(statuses, ["queued", "running", "completed"], "{progress:?}");
+    // 3 s of run; the worker stores its progress once a second.
+    assert!(!progress.is_empty() && progress.iter().all(|p| p.starts_with("2.")), "{progress:?}");
+
+    let mut on_all = Vec::new();
+    while on_all.last().is_none_or(|s| s != "completed") {
+        let event = next(&mut all).await.expect("the all-jobs stream ended");
+        assert_eq!(event.event, "status", "{event:?}");
+        let body = data(&event);
+        assert_eq!(body["id"].as_str(), Some(id), "{body}");
+        on_all.push(body["status"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(on_all, ["queued", "running", "completed"]);
+}

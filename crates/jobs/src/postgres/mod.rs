@@ -231,6 +231,7 @@ impl PgStore {
             store.settings.clone(),
             Arc::clone(&store.held),
             Arc::clone(&store.notify),
+            Arc::clone(&store.cluster),
             store.stop.clone(),
         ));
         Ok(store)
@@ -394,7 +395,9 @@ const REAP_INTERVAL: Duration = Duration::from_secs(1);
 ///   (expired, taken back) is lost: its token is cancelled and it leaves `held`, so every later
 ///   write about it is refused;
 /// - every second (at most a third of the lease), reaps the expired leases of any node
-///   ([`sql::REAP`]), waking local workers when jobs went back to the queue.
+///   ([`sql::REAP`]), waking local workers when jobs went back to the queue, and signals each
+///   reaped job's new status to this node's service (the other nodes hear of it by
+///   notification), so that every status change reaches every node's streams.
 ///
 /// Each statement is bounded by the lease: a connection cut off without a reset (a network
 /// partition) would otherwise hold the loop for as long as TCP retransmits. Jobs whose lease
@@ -405,6 +408,7 @@ async fn maintain(
     settings: PgSettings,
     held: Arc<Mutex<HashMap<JobId, Held>>>,
     notify: Arc<Notify>,
+    cluster: Arc<notify::Cluster>,
     stop: CancellationToken,
 ) {
     let renew_every = settings.lease / 3;
@@ -463,6 +467,7 @@ async fn maintain(
             Ok(jobs) if !jobs.is_empty() => {
                 for job in &jobs {
                     tracing::warn!(job = %job.id, status = %job.status, "reaped a job whose node's lease expired");
+                    cluster.changed_here(job);
                 }
                 if jobs.iter().any(|j| j.status == JobStatus::Queued) {
                     wake(&notify);

@@ -10,7 +10,7 @@ use tokio::sync::broadcast::error::RecvError;
 
 use super::Jobs;
 use crate::cluster::ClusterSignal;
-use crate::model::JobId;
+use crate::model::{Job, JobId};
 
 /// Starts applying the store's cluster signals to `jobs`, when the store has any and a tokio
 /// runtime runs (the task ends with the service or the store).
@@ -63,13 +63,23 @@ impl Jobs {
                     self.publish_stored(&job).await;
                 }
             }
+            ClusterSignal::Changed(job) => {
+                let mut job = Job::clone(&job);
+                self.status_changed(&mut job).await;
+            }
             ClusterSignal::Cancel { job } => {
                 if let Some(running) = self.lock_running().get(&job) {
                     tracing::info!(job = %job, "cancel asked on another node");
                     running.cancel.cancel();
                 }
             }
-            ClusterSignal::Progress(event) => self.events.publish_progress(&event),
+            // A store that reads changes back (SQLite shared by processes) hears of this
+            // node's own runs too: their live progress is published here already.
+            ClusterSignal::Progress(event) => {
+                if !self.lock_running().contains_key(&event.job) {
+                    self.events.publish_progress(&event);
+                }
+            }
             ClusterSignal::Resync => {
                 self.events.mark_gap();
                 for job in self.events.watched_jobs() {

@@ -41,16 +41,21 @@
 //!
 //! Several processes may open one file (each its own `SqliteStore`): claims and transitions stay
 //! exclusive, and a worker learns of a cancel made through another process at its next
-//! progress update. [`JobStore::recover`](crate::JobStore::recover) requeues every `running` job, so it belongs to the
-//! start of the only process running workers; machines sharing work need leases
+//! progress update. Event streams see what the other processes change: while they watch
+//! something, the store reads it every quarter of a second and signals the changes
+//! ([`JobStore::cluster_signals`](crate::JobStore::cluster_signals), `follow`).
+//! [`JobStore::recover`](crate::JobStore::recover) requeues every `running` job, so it belongs
+//! to the start of the only process running workers; machines sharing work need leases
 //! (`worker_id`, `lease_expires_at`, unused here), which is the PostgreSQL store's business.
 //!
 //! Layout: `open` (locations, checks, pools, migrations), `batch` (group commit, batched
-//! gets, WAL checkpoints), `sql` (the statements), `rows` (row mapping and encoding),
-//! `transitions` (the [`JobStore`](crate::JobStore) implementation), `write` (how a write commits or
-//! fails whole; write health).
+//! gets, WAL checkpoints), `follow` (the other processes' changes, for event streams), `sql`
+//! (the statements), `rows` (row mapping and encoding), `transitions` (the
+//! [`JobStore`](crate::JobStore) implementation), `write` (how a write commits or fails whole;
+//! write health).
 
 mod batch;
+mod follow;
 mod open;
 pub(crate) mod rows;
 mod sql;
@@ -67,6 +72,7 @@ use tokio_util::sync::CancellationToken;
 use batch::{GET_TASKS, MAX_GET_BATCH, MAX_INSERT_BATCH, PendingGet, PendingInsert, answer_gets, commit_inserts};
 use write::WriteHealth;
 
+pub use follow::FOLLOW_INTERVAL;
 pub use open::OpenError;
 
 /// A [`JobStore`](crate::JobStore) in an SQLite file: durable across restarts and crashes, safe to share between
@@ -99,6 +105,9 @@ pub struct SqliteStore {
     checkpointer: Option<Checkpointer>,
     /// Whether the latest writes succeeded (readiness).
     health: Arc<WriteHealth>,
+    /// What the other processes on the file change, while this one's streams watch it
+    /// (files only: nobody else can open an in-memory database).
+    follower: Option<follow::Follower>,
 }
 
 /// Tuning of a [`SqliteStore`]; [`Default`] is what the server uses.
@@ -165,7 +174,8 @@ impl SqliteStore {
         for _ in 0..GET_TASKS {
             tokio::spawn(answer_gets(reader.clone(), Arc::clone(&rx)));
         }
-        SqliteStore { writer, reader, inserts, gets, notify: Notify::new(), path, checkpointer, health }
+        let follower = path.is_some().then(|| follow::Follower::start(reader.clone()));
+        SqliteStore { writer, reader, inserts, gets, notify: Notify::new(), path, checkpointer, health, follower }
     }
 
     /// The database file; `None` for an in-memory store.

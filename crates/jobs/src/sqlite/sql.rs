@@ -121,6 +121,17 @@ pub(super) const PURGE: &str =
 pub(super) const COUNTS: &str = "SELECT status, COUNT(*) FROM jobs GROUP BY status";
 /// ?1 id: the job's status.
 pub(super) const STATUS: &str = "SELECT status FROM jobs WHERE id = ?1";
+/// ?1: a JSON array of ids: those jobs as the follower of the other processes on the file
+/// reads them (`follow.rs`): `(seq, id, status, event_seq, progress)`.
+pub(super) const FOLLOW_JOBS: &str =
+    "SELECT seq, id, status, event_seq, progress FROM jobs WHERE id IN (SELECT value FROM json_each(?1))";
+/// ?1 seq: as [`FOLLOW_JOBS`], the queued and running jobs, and the jobs submitted after ?1
+/// that are no longer queued or running (each part read by its own index).
+pub(super) const FOLLOW_ACTIVE: &str = "SELECT seq, id, status, event_seq, progress FROM jobs WHERE status IN ('queued', 'running') \
+     UNION ALL SELECT seq, id, status, event_seq, progress FROM jobs \
+     WHERE seq > ?1 AND status NOT IN ('queued', 'running')";
+/// The highest submission seq (0 without jobs).
+pub(super) const MAX_SEQ: &str = "SELECT COALESCE(MAX(seq), 0) FROM jobs";
 /// ?1: now (unix microseconds). The small write [`WriteHealth`](super::write::WriteHealth)
 /// probes with.
 pub(super) const PROBE: &str = "INSERT INTO store_probe (id, written_at) VALUES (1, ?1) \

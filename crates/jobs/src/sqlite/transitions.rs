@@ -148,6 +148,18 @@ impl SqlStore for SqliteStore {
         &self.notify
     }
 
+    /// A file's follower ([`super::follow`]): the changes of the other processes on the file.
+    fn cluster_signals(&self) -> Option<tokio::sync::broadcast::Receiver<crate::cluster::ClusterSignal>> {
+        self.follower.as_ref().map(super::follow::Follower::subscribe)
+    }
+
+    /// What the follower reads.
+    fn set_watched(&self, watched: &crate::cluster::Watched) {
+        if let Some(follower) = &self.follower {
+            follower.set_watched(watched);
+        }
+    }
+
     async fn run(&self, sql: &'static str, args: &[Arg<'_>]) -> Result<u64, StoreError> {
         let done = sqlx::query_with(sql, arguments(args)?).execute(&self.writer).await.map_err(db)?;
         Ok(done.rows_affected())

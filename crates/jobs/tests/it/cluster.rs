@@ -391,3 +391,40 @@ async fn progress_is_notified_only_while_another_node_watches_the_job() {
     api.jobs.cancel(&job.id).await.unwrap();
     drop(worker);
 }
+
+/// A job re-queued by the reaper (its node's lease expired) shows its `queued` status on the
+/// streams of the node that reaped it, between the lost run's `running` and whatever comes next
+/// (tester finding F10: the reaper's notification names its own node, which therefore never
+/// heard it, so its streams went from `running` to the next run's `running`). The lost node's
+/// store is closed, so this node is the only reaper.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_node_that_reaps_a_lost_job_streams_its_requeue() {
+    let (url, dir) = (fresh_url().await, tempfile::tempdir().unwrap());
+    let api = node(&url, "api", dir.path(), 0, Arc::new(AtOnce)).await;
+    let job = api.jobs.submit("-f lavfi -i testsrc out.mkv", SubmitOptions::default()).await.unwrap();
+    let Resume::Events(mut events) = api.jobs.events_of(&job.id, None).await.unwrap() else { panic!("finished") };
+    let mut all = api.jobs.all_events(AllFilter::default());
+    let lost = PgStore::open(&url, PgSettings { node_id: "lost".to_owned(), ..PgSettings::default() }).await.unwrap();
+    let claimed = lost.claim_next(&[]).await.unwrap().expect("the lost node claims the job");
+    assert_eq!(claimed.id, job.id);
+    lost.close().await;
+    drop(lost);
+    crate::postgres::expire_lease(&url, &job.id).await;
+
+    let mut statuses = Vec::new();
+    while statuses.len() < 3 {
+        match next(&mut events).await.expect("the stream ended") {
+            Event::Status(job) => statuses.push((job.event_seq, job.status)),
+            Event::Progress(_) => {}
+        }
+    }
+    assert_eq!(statuses, [(1, JobStatus::Queued), (2, JobStatus::Running), (3, JobStatus::Queued)]);
+    let mut on_all = Vec::new();
+    while on_all.len() < 2 {
+        match tokio::time::timeout(Duration::from_secs(60), all.next()).await.expect("no event within 60 s") {
+            Some(AllItem::Event(Event::Status(job))) => on_all.push((job.event_seq, job.status)),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(on_all, [(2, JobStatus::Running), (3, JobStatus::Queued)], "the all-jobs stream too, once each");
+}

@@ -122,6 +122,77 @@ async fn a_stream_carries_every_status_and_live_progress_while_the_store_is_writ
     shutdown.stop_claiming.cancel();
 }
 
+/// The next event of an all-jobs stream that is an event of `job`, skipping others'.
+async fn next_of(all: &mut jobs::events::AllEvents, job: &jobs::JobId) -> Event {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(30), all.next()).await.expect("no event within 30 s") {
+            Some(AllItem::Event(event)) if event.job_id() == job => return event,
+            Some(AllItem::Event(_)) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+fn status_of(event: &Event) -> Option<(u64, JobStatus)> {
+    match event {
+        Event::Status(job) => Some((job.event_seq, job.status)),
+        Event::Progress(_) => None,
+    }
+}
+
+/// Two processes on one SQLite file (here two stores and two services in one test process):
+/// the one that runs no job (an `api` node) streams the job the other one runs, its statuses,
+/// the progress the store holds and its end, on the job's stream and the all-jobs stream
+/// (tester finding F26: it saw only the submit, so `submit --wait` waited for ever). Each
+/// status reaches each all-jobs stream once, also on the running side, which hears its own
+/// changes back from the file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_sharing_the_sqlite_file_streams_the_jobs_another_one_runs() {
+    let (db, data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let path = db.path().join("jobs.db");
+    let open = async || Arc::new(jobs::SqliteStore::open_path(&path).await.unwrap()) as Arc<dyn JobStore>;
+    let runner = || Arc::new(ProgressRunner { updates: 25, gap: Duration::from_millis(100) });
+    let sandbox = || Sandbox::new(data.path()).unwrap();
+    let api = Jobs::new(open().await, runner(), sandbox(), JobsConfig { concurrency: 0, ..JobsConfig::default() });
+    let config = JobsConfig { concurrency: 1, idle_wait: Duration::from_millis(50), ..JobsConfig::default() };
+    let worker = Jobs::new(open().await, runner(), sandbox(), config);
+    let mut all = api.all_events(AllFilter { statuses: vec![], progress: true });
+    let mut all_there = worker.all_events(AllFilter::default());
+    let job = api.submit("-f lavfi -i testsrc out.mkv", SubmitOptions::default()).await.unwrap();
+    let Resume::Events(mut events) = api.events_of(&job.id, None).await.unwrap() else { panic!("not finished") };
+    let shutdown = Shutdown::default();
+    let _workers = worker.spawn_workers(&shutdown);
+
+    let mut seen = Vec::new();
+    while let Some(event) = next(&mut events).await {
+        seen.push(event);
+    }
+    let ids: Vec<String> = seen.iter().map(|e| e.id().to_string()).collect();
+    assert!(seen.windows(2).all(|w| w[0].id() < w[1].id()), "ids grow: {ids:?}");
+    let statuses: Vec<(u64, JobStatus)> = seen.iter().filter_map(status_of).collect();
+    assert_eq!(statuses, [(1, JobStatus::Queued), (2, JobStatus::Running), (3, JobStatus::Completed)], "{ids:?}");
+    // 2.5 s of run, stored once a second.
+    assert!(seen.iter().any(|e| matches!(e, Event::Progress(p) if p.id.status == 2)), "{ids:?}");
+
+    // The running side's stream may have begun following the file after the submit (what was
+    // there when it began is not news).
+    for (stream, may_miss_the_submit) in [(&mut all, false), (&mut all_there, true)] {
+        let mut statuses = Vec::new();
+        while statuses.last().is_none_or(|(_, s): &(u64, JobStatus)| !s.is_finished()) {
+            statuses.extend(status_of(&next_of(stream, &job.id).await));
+        }
+        if may_miss_the_submit && statuses.first() == Some(&(2, JobStatus::Running)) {
+            statuses.insert(0, (1, JobStatus::Queued));
+        }
+        assert_eq!(statuses, [(1, JobStatus::Queued), (2, JobStatus::Running), (3, JobStatus::Completed)]);
+        // Nothing more of the job: no status twice.
+        if let Ok(Some(item)) = tokio::time::timeout(2 * jobs::sqlite::FOLLOW_INTERVAL, stream.next()).await {
+            panic!("after the final status: {item:?}");
+        }
+    }
+    shutdown.stop_claiming.cancel();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_finished_job_answers_its_final_status_or_finished_for_a_client_that_saw_it() {
     let (_dir, _store, jobs) = service(ProgressRunner { updates: 3, gap: Duration::ZERO });

@@ -247,7 +247,7 @@ async fn a_nodes_waiting_claims_are_served_by_one_read_of_the_queue() {
 }
 
 /// Sets a job's lease into the past, as if its node had stopped renewing it.
-async fn expire_lease(url: &str, id: &JobId) {
+pub(crate) async fn expire_lease(url: &str, id: &JobId) {
     expire_lease_by(url, id, "1 second").await;
 }
 
