@@ -38,4 +38,4 @@ pub use ffmpeg_worker_api as api;
 pub use files::{FilesPage, TRANSFER_TIMEOUT};
 pub use list::{ListQuery, NextPage, Page};
 pub use url::Url;
-pub use wait::{WaitEvent, WaitOptions};
+pub use wait::{WAITING_RECHECK, WaitEvent, WaitOptions};

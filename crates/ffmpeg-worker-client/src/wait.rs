@@ -1,12 +1,19 @@
 //! Waiting for a job to finish: [`Client::wait`] follows the job's event stream
 //! (`GET /jobs/{id}/events`) and, when the stream is cut or unavailable (an older server, a
-//! proxy that drops it), polls `GET /jobs/{id}`, riding out a server restart.
+//! proxy that drops it), polls `GET /jobs/{id}`, riding out a server restart. While the job is
+//! queued, why it waits (`waiting_reason`) is read again every [`WAITING_RECHECK`]: it can
+//! change without a status change (a node that could take the job comes or goes), which the
+//! stream does not carry.
 
 use std::time::{Duration, Instant};
 
-use ffmpeg_worker_api::JobResponse;
+use ffmpeg_worker_api::{JobResponse, JobStatusWire};
 
 use crate::{Client, ClientError, JobEvent};
+
+/// While a job followed on its event stream is queued, how often its `waiting_reason` is read
+/// again (`GET /jobs/{id}`); a change is reported as a new snapshot.
+pub const WAITING_RECHECK: Duration = Duration::from_secs(5);
 
 /// How [`Client::wait_with`] polls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,7 +45,8 @@ impl Default for WaitOptions {
 #[non_exhaustive]
 pub enum WaitEvent<'a> {
     /// A snapshot of the job: the first one, then one per status change and progress report
-    /// of the stream (the last status with the new progress), or one per poll.
+    /// of the stream (the last status with the new progress) and per change of a queued job's
+    /// `waiting_reason`, or one per poll.
     Job(&'a JobResponse),
     /// A poll failed with a transient error; polling goes on after `retry_in`.
     Retrying {
@@ -115,8 +123,28 @@ impl Client {
     async fn follow_stream(&self, id: &str, on_event: &mut impl FnMut(WaitEvent<'_>)) -> Option<JobResponse> {
         let mut events = self.events(id, None).await.ok()??;
         let mut job: Option<JobResponse> = None;
-        while let Some(event) = events.next().await {
-            match event {
+        loop {
+            let queued = job.as_ref().is_some_and(|j| j.status == JobStatusWire::Queued);
+            let event = if queued {
+                // Reading the next event is cancel-safe: a timeout loses nothing.
+                match tokio::time::timeout(WAITING_RECHECK, events.next()).await {
+                    Ok(event) => event,
+                    Err(_) => {
+                        // Only the reason is taken: the stream carries the status changes.
+                        if let Ok(now) = self.get(id).await
+                            && now.status == JobStatusWire::Queued
+                            && let Some(job) = job.as_mut().filter(|j| j.waiting_reason != now.waiting_reason)
+                        {
+                            job.waiting_reason = now.waiting_reason;
+                            on_event(WaitEvent::Job(job));
+                        }
+                        continue;
+                    }
+                }
+            } else {
+                events.next().await
+            };
+            match event? {
                 JobEvent::Status(status) => {
                     on_event(WaitEvent::Job(&status));
                     if status.status.is_finished() {
@@ -132,6 +160,5 @@ impl Client {
                 }
             }
         }
-        None
     }
 }

@@ -1,6 +1,8 @@
 //! Live progress of an awaited job: an indicatif bar (or a spinner while the percent is
 //! unknown) on a terminal; otherwise plain lines, `job_x running 42.0% speed 2.1x eta 12s`, one
-//! per status change, per new tenth of the percent, and at least every 10 s while running.
+//! per status change, per new tenth of the percent, and at least every 10 s while running. A
+//! queued job that no node can take says why (`job_x queued (waiting: no live node has labels
+//! [gpu])`), again whenever the reason changes.
 
 use std::io::{self, IsTerminal as _, Write as _};
 use std::time::{Duration, Instant};
@@ -132,11 +134,13 @@ fn bar_style(bar: bool) -> ProgressStyle {
 }
 
 /// What the last plain line showed.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 struct Printed {
     status: JobStatusWire,
     /// Tenths reached (0 to 10) when the percent was known.
     decile: Option<u32>,
+    /// Why the job waited (`waiting_reason`).
+    waiting: Option<String>,
     at: Instant,
 }
 
@@ -155,8 +159,9 @@ impl LineReporter {
             return Ok(());
         }
         let decile = running_percent(job).map(decile);
-        if line_due(self.last.as_ref(), job.status, decile, now) {
-            self.last = Some(Printed { status: job.status, decile, at: now });
+        let waiting = job.waiting_reason.as_deref();
+        if line_due(self.last.as_ref(), job.status, decile, waiting, now) {
+            self.last = Some(Printed { status: job.status, decile, waiting: waiting.map(str::to_owned), at: now });
             self.stream.line(&progress_line(job))?;
         }
         Ok(())
@@ -167,11 +172,18 @@ fn decile(percent: f64) -> u32 {
     (percent.clamp(0.0, 100.0) / 10.0).floor() as u32
 }
 
-/// Whether a plain progress line is due: on every status change, when the percent reaches a
-/// new tenth, and at least every [`LINE_HEARTBEAT`] while running.
-fn line_due(last: Option<&Printed>, status: JobStatusWire, decile: Option<u32>, now: Instant) -> bool {
+/// Whether a plain progress line is due: on every status change, when why the job waits
+/// (`waiting`) changes, when the percent reaches a new tenth, and at least every
+/// [`LINE_HEARTBEAT`] while running.
+fn line_due(
+    last: Option<&Printed>,
+    status: JobStatusWire,
+    decile: Option<u32>,
+    waiting: Option<&str>,
+    now: Instant,
+) -> bool {
     let Some(last) = last else { return true };
-    if last.status != status {
+    if last.status != status || last.waiting.as_deref() != waiting {
         return true;
     }
     if status != JobStatusWire::Running {
@@ -213,10 +225,16 @@ fn measures(job: &JobResponse) -> Vec<String> {
     parts
 }
 
-/// `running 42.0% speed 2.1x eta 12s`, `running 00:00:05.03 speed 2.1x`, or `queued`.
+/// `running 42.0% speed 2.1x eta 12s`, `running 00:00:05.03 speed 2.1x`, `queued`, or
+/// `queued (waiting: REASON)` when the server says why the job waits.
 fn details(job: &JobResponse) -> String {
     let mut parts = vec![job.status.as_str().to_owned()];
     parts.extend(measures(job));
+    if let Some(reason) = job.waiting_reason.as_deref().map(str::trim).filter(|r| !r.is_empty())
+        && !job.status.is_finished()
+    {
+        parts.push(format!("(waiting: {reason})"));
+    }
     parts.join(" ")
 }
 
@@ -309,6 +327,9 @@ pub(crate) mod tests {
         ] {
             assert_eq!(progress_line(&job(status, p)), expected);
         }
+        let mut waiting = job(Queued, None);
+        waiting.waiting_reason = Some("no live node has labels [gpu]".to_owned());
+        assert_eq!(progress_line(&waiting), "job_0123456789abcdef queued (waiting: no live node has labels [gpu])");
     }
 
     #[test]
@@ -332,24 +353,34 @@ pub(crate) mod tests {
         use JobStatusWire::*;
         let t0 = Instant::now();
         let at = |s: u64| t0 + Duration::from_secs(s);
-        let running = |decile| Printed { status: Running, decile, at: t0 };
-        let queued = Printed { status: Queued, decile: None, at: t0 };
-        for (last, status, decile, now, due) in [
-            (None, Queued, None, at(0), true),
-            (Some(queued), Queued, None, at(60), false),
-            (Some(queued), Running, None, at(0), true),
-            (Some(running(Some(4))), Running, Some(4), at(1), false),
-            (Some(running(Some(4))), Running, Some(5), at(1), true),
-            (Some(running(Some(4))), Running, Some(4), at(10), true),
-            (Some(running(None)), Running, None, at(9), false),
-            (Some(running(None)), Running, None, at(10), true),
-            (Some(running(None)), Running, Some(0), at(1), true),
-            (Some(running(Some(9))), Running, None, at(1), false),
+        let running = |decile| Printed { status: Running, decile, waiting: None, at: t0 };
+        let queued = |waiting: Option<&str>| Printed {
+            status: Queued,
+            decile: None,
+            waiting: waiting.map(str::to_owned),
+            at: t0,
+        };
+        let (no_gpu, no_node) = (Some("no live node has labels [gpu]"), Some("no live node runs jobs"));
+        for (last, status, decile, waiting, now, due) in [
+            (None, Queued, None, None, at(0), true),
+            (Some(queued(None)), Queued, None, None, at(60), false),
+            (Some(queued(None)), Running, None, None, at(0), true),
+            (Some(queued(None)), Queued, None, no_gpu, at(1), true),
+            (Some(queued(no_gpu)), Queued, None, no_gpu, at(60), false),
+            (Some(queued(no_gpu)), Queued, None, no_node, at(1), true),
+            (Some(queued(no_gpu)), Queued, None, None, at(1), true),
+            (Some(running(Some(4))), Running, Some(4), None, at(1), false),
+            (Some(running(Some(4))), Running, Some(5), None, at(1), true),
+            (Some(running(Some(4))), Running, Some(4), None, at(10), true),
+            (Some(running(None)), Running, None, None, at(9), false),
+            (Some(running(None)), Running, None, None, at(10), true),
+            (Some(running(None)), Running, Some(0), None, at(1), true),
+            (Some(running(Some(9))), Running, None, None, at(1), false),
         ] {
             assert_eq!(
-                line_due(last.as_ref(), status, decile, now),
+                line_due(last.as_ref(), status, decile, waiting, now),
                 due,
-                "{last:?} -> {status:?} {decile:?} at {now:?}"
+                "{last:?} -> {status:?} {decile:?} {waiting:?} at {now:?}"
             );
         }
         assert_eq!([decile(0.0), decile(9.99), decile(10.0), decile(100.0), decile(250.0)], [0, 0, 1, 10, 10]);

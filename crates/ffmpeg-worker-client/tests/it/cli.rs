@@ -177,6 +177,38 @@ fn submit_require_sends_labels_and_status_says_why_the_job_waits() {
     assert!(run.stderr.contains("label `GPU` is not valid"), "{run:?}");
 }
 
+/// The first line `submit --wait` and `wait` print for a job no node can take says why it waits,
+/// as `status` does (tester finding F24: they printed only `queued` and waited silently).
+#[test]
+fn waiting_on_a_job_no_node_can_take_says_why() {
+    use std::io::{BufRead, BufReader};
+
+    let server = Server::start();
+    let first_line = |args: &[&str]| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ffmpeg-worker-client"))
+            .arg(args[0])
+            .args(["--url", &server.base])
+            .args(&args[1..])
+            .env_remove("FFMPEG_WORKER_URL")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut first = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
+        // It would wait for ever: the test is done with it.
+        let _ = child.kill();
+        let _ = child.wait();
+        first
+    };
+    let first = first_line(&["submit", "--require", "gpu", "--wait", "--", "-i", "in.mp4", "out.mp4"]);
+    let (id, rest) = first.split_once(' ').unwrap();
+    assert!(is_job_id(id), "{first}");
+    assert_eq!(rest, "queued (waiting: no live node has labels [gpu])\n");
+    assert_eq!(first_line(&["wait", id]), first);
+}
+
 #[test]
 fn status_logs_list_and_cancel_of_a_finished_job() {
     let server = Server::start();
