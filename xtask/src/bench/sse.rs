@@ -1,6 +1,12 @@
-//! `bench sse [--subscribers N=1000] [--all M=100] [--rounds R=3] [--video-seconds S=120]
-//! [--stats-period P=0.05] [--server-bin PATH]`: N server-sent event subscribers on one running job plus M on
-//! `/events?progress=true`, against the same job with no subscriber, rounds interleaved.
+//! `bench sse [--subscribers N=1000] [--all M=100] [--rounds R=5] [--video-seconds S=120]
+//! [--stats-period P,...=0.05,0.5] [--server-bin PATH]`: N server-sent event subscribers on one running job plus M on
+//! `/events?progress=true`, against the same job with no subscriber, rounds interleaved, at
+//! each `-stats_period` (seconds between two progress reports: 0.5 is ffmpeg's default, what
+//! users get; 0.05 is ten times that rate, the fan-out's stress case).
+//!
+//! Whether the run time with subscribers is "within noise" of the run time alone is a measured
+//! statement: per stats period the report gives the spread of the runs alone (min, median, max)
+//! and says whether the median run with subscribers stays within it.
 //!
 //! Measured per round: whether every subscriber saw the job's final status; the server's
 //! resident memory growth (its RSS sampled every 50 ms while the job runs with its
@@ -34,7 +40,7 @@ struct Options {
     all: usize,
     rounds: usize,
     video_seconds: u32,
-    stats_period: f64,
+    stats_periods: Vec<f64>,
     build: bool,
     server_bin: Option<String>,
 }
@@ -44,9 +50,13 @@ pub(super) fn main(args: &[&str]) -> Result {
     let opts = Options {
         subscribers: a.value("--subscribers", 1000)?,
         all: a.value("--all", 100)?,
-        rounds: a.value("--rounds", 3)?,
+        rounds: a.value("--rounds", 5)?,
         video_seconds: a.value("--video-seconds", 120)?,
-        stats_period: a.value("--stats-period", 0.05)?,
+        stats_periods: a
+            .value("--stats-period", "0.05,0.5".to_owned())?
+            .split(',')
+            .map(|p| p.trim().parse::<f64>().map_err(|e| format!("--stats-period {p}: {e}")))
+            .collect::<std::result::Result<Vec<_>, _>>()?,
         build: !a.switch("--no-build"),
         server_bin: Some(a.value("--server-bin", String::new())?).filter(|path| !path.is_empty()),
     };
@@ -79,35 +89,45 @@ pub(super) fn main(args: &[&str]) -> Result {
     let server = Server::ffmpeg_worker_with(&config, &extra)?;
     let addr: SocketAddr = server.base().trim_start_matches("http://").parse()?;
     let api = Client::new(server.base());
-    let mut rows = Vec::new();
+    let mut rows: Vec<Vec<(Run, Run)>> = opts.stats_periods.iter().map(|_| Vec::new()).collect();
+    let mut n = 0;
     for round in 0..opts.rounds {
-        let quiet = run_job(&api, &server, addr, &opts, &blocks, round * 2, false)
-            .map_err(|e| format!("{e}\n{}", server.log_tail()))?;
-        let busy = run_job(&api, &server, addr, &opts, &blocks, round * 2 + 1, true)
-            .map_err(|e| format!("{e}\n{}", server.log_tail()))?;
-        eprintln!(
-            "round {}: run {:.2} s alone, {:.2} s with subscribers; final seen {}/{}; RSS +{:.1} MiB; p50 {:.1} ms, p99 {:.1} ms ({} receipts); CPU s server {:.2} -> {:.2}, ffmpeg {:.2} -> {:.2}, client {:.2}; {} blocks, {} deliveries",
-            round + 1,
-            quiet.run_seconds,
-            busy.run_seconds,
-            busy.saw_final,
-            busy.subscribers,
-            busy.rss_growth_mib,
-            busy.p50_ms,
-            busy.p99_ms,
-            busy.receipts,
-            quiet.cpu.server,
-            busy.cpu.server,
-            quiet.cpu.ffmpeg,
-            busy.cpu.ffmpeg,
-            busy.cpu.client,
-            busy.blocks,
-            busy.deliveries,
-        );
-        rows.push((quiet, busy));
+        for (period, rows) in opts.stats_periods.iter().zip(&mut rows) {
+            let job = |n, subscribe| Measured { stats_period: *period, n, subscribe };
+            let quiet = run_job(&api, &server, addr, &opts, &blocks, job(n, false))
+                .map_err(|e| format!("{e}\n{}", server.log_tail()))?;
+            let busy = run_job(&api, &server, addr, &opts, &blocks, job(n + 1, true))
+                .map_err(|e| format!("{e}\n{}", server.log_tail()))?;
+            n += 2;
+            eprintln!(
+                "round {} (-stats_period {period}): run {:.2} s alone, {:.2} s with subscribers; final seen {}/{}; RSS {:.1} MiB before, +{:.1} MiB; p50 {:.1} ms, p99 {:.1} ms ({} receipts); CPU s server {:.2} -> {:.2}, ffmpeg {:.2} -> {:.2}, client {:.2}; {} blocks, {} deliveries",
+                round + 1,
+                quiet.run_seconds,
+                busy.run_seconds,
+                busy.saw_final,
+                busy.subscribers,
+                busy.rss_before_mib,
+                busy.rss_growth_mib,
+                busy.p50_ms,
+                busy.p99_ms,
+                busy.receipts,
+                quiet.cpu.server,
+                busy.cpu.server,
+                quiet.cpu.ffmpeg,
+                busy.cpu.ffmpeg,
+                busy.cpu.client,
+                busy.blocks,
+                busy.deliveries,
+            );
+            rows.push((quiet, busy));
+        }
     }
     drop(server);
-    print(&report(&opts, &rows))
+    let mut out = String::new();
+    for (period, rows) in opts.stats_periods.iter().zip(&rows) {
+        out.push_str(&report(&opts, *period, rows));
+    }
+    print(&out)
 }
 
 /// What one job run measured.
@@ -115,6 +135,8 @@ struct Run {
     run_seconds: f64,
     subscribers: usize,
     saw_final: usize,
+    /// The server's RSS before the subscribers connected (what earlier rounds left allocated).
+    rss_before_mib: f64,
     rss_growth_mib: f64,
     p50_ms: f64,
     p99_ms: f64,
@@ -126,20 +148,28 @@ struct Run {
     cpu: Cpu,
 }
 
+/// One measured run: its job's `-stats_period`, its number (output `out/sse-N.mp4`), and
+/// whether the subscribers follow it.
+#[derive(Clone, Copy)]
+struct Measured {
+    stats_period: f64,
+    n: usize,
+    subscribe: bool,
+}
+
 fn run_job(
     api: &Client,
     server: &Server,
     addr: SocketAddr,
     opts: &Options,
     blocks: &std::path::Path,
-    n: usize,
-    subscribe: bool,
+    Measured { stats_period, n, subscribe }: Measured,
 ) -> Result<Run> {
     let _ = std::fs::remove_file(blocks);
     let gate = api.submit("-re -f lavfi -i testsrc=duration=3600:size=32x32:rate=1 -f null /dev/null")?;
     let command = format!(
         "-f lavfi -i testsrc=duration={}:size=320x240:rate=25 -c:v libx264 -preset veryfast -stats_period {} out/sse-{n}.mp4",
-        opts.video_seconds, opts.stats_period
+        opts.video_seconds, stats_period
     );
     let job = api.submit(&command)?;
     wait_until(api, &gate, |s| s == "running")?;
@@ -252,6 +282,7 @@ fn run_job(
         run_seconds,
         subscribers: if subscribe { opts.subscribers + opts.all } else { 0 },
         saw_final,
+        rss_before_mib: before as f64 / 1024.0,
         rss_growth_mib: peak.saturating_sub(before) as f64 / 1024.0,
         p50_ms: pct(0.50),
         p99_ms: pct(0.99),
@@ -334,7 +365,7 @@ sys.exit(proc.wait())
     )
 }
 
-fn report(opts: &Options, rows: &[(Run, Run)]) -> String {
+fn report(opts: &Options, stats_period: f64, rows: &[(Run, Run)]) -> String {
     let quiet: Vec<f64> = rows.iter().map(|(q, _)| q.run_seconds).collect();
     let busy: Vec<f64> = rows.iter().map(|(_, b)| b.run_seconds).collect();
     let ratios: Vec<f64> = rows.iter().map(|(q, b)| b.run_seconds / q.run_seconds).collect();
@@ -348,28 +379,29 @@ fn report(opts: &Options, rows: &[(Run, Run)]) -> String {
         opts.all,
         rows.len(),
         opts.video_seconds,
-        opts.stats_period,
+        stats_period,
         opts.server_bin.as_deref().unwrap_or("release build of this tree"),
         machine(),
         load_average()
     );
-    out.push_str("| round | run alone | run with subscribers | ratio | saw the final status | RSS growth | fan-out p50 | fan-out p99 |\n|---|---|---|---|---|---|---|---|\n");
+    out.push_str("| round | run alone | run with subscribers | ratio | saw the final status | server RSS before | RSS growth | fan-out p50 | fan-out p99 |\n|---|---|---|---|---|---|---|---|---|\n");
     for (i, (q, b)) in rows.iter().enumerate() {
         out.push_str(&format!(
-            "| {} | {:.2} s | {:.2} s | {:.2} | {}/{} | {:.1} MiB | {:.1} ms | {:.1} ms |\n",
+            "| {} | {:.2} s | {:.2} s | {:.2} | {}/{} | {:.1} MiB | {:.1} MiB | {:.1} ms | {:.1} ms |\n",
             i + 1,
             q.run_seconds,
             b.run_seconds,
             b.run_seconds / q.run_seconds,
             b.saw_final,
             b.subscribers,
+            b.rss_before_mib,
             b.rss_growth_mib,
             b.p50_ms,
             b.p99_ms
         ));
     }
     out.push_str(&format!(
-        "| median | {:.2} s | {:.2} s | {:.2} | {} | {:.1} MiB | {:.1} ms | {:.1} ms |\n",
+        "| median | {:.2} s | {:.2} s | {:.2} | {} | | {:.1} MiB | {:.1} ms | {:.1} ms |\n",
         median(&quiet),
         median(&busy),
         median(&ratios),
@@ -378,6 +410,7 @@ fn report(opts: &Options, rows: &[(Run, Run)]) -> String {
         median(&p50),
         median(&p99)
     ));
+    out.push_str(&noise(&quiet, &busy));
     out.push_str("\nCPU time from the gate's cancel to the end of the job (and of every stream), user + system:\n\n");
     out.push_str("| round | server alone | server with subscribers | server's extra per event delivered | ffmpeg alone | ffmpeg with subscribers | subscriber client | progress blocks | events delivered |\n|---|---|---|---|---|---|---|---|---|\n");
     let per_event = |q: &Run, b: &Run| (b.cpu.server - q.cpu.server) / b.deliveries.max(1) as f64 * 1e6;
@@ -400,4 +433,21 @@ fn report(opts: &Options, rows: &[(Run, Run)]) -> String {
     let client: Vec<f64> = rows.iter().map(|(_, b)| b.cpu.client).collect();
     out.push_str(&format!("| median | | | {:.1} µs | | | {:.2} s | | |\n", median(&extra), median(&client)));
     out
+}
+
+/// Whether the runs with subscribers are within the noise of the runs alone: the spread of the
+/// runs alone (min, median, max; half their range as a share of their median) and where the
+/// median run with subscribers falls.
+fn noise(quiet: &[f64], busy: &[f64]) -> String {
+    let (min, max) = quiet.iter().fold((f64::INFINITY, 0.0_f64), |(lo, hi), &q| (lo.min(q), hi.max(q)));
+    let (alone, with) = (median(quiet), median(busy));
+    let verdict =
+        if with <= max { "within the spread of the runs alone" } else { "outside the spread of the runs alone" };
+    format!(
+        "\nRuns alone: min {min:.2} s, median {alone:.2} s, max {max:.2} s (spread +/-{:.1} % around the median); \
+         median with subscribers {with:.2} s = {:.3}x the median alone, {:+.1} % over the slowest run alone: {verdict}.\n",
+        (max - min) / 2.0 / alone * 100.0,
+        with / alone,
+        (with / max - 1.0) * 100.0,
+    )
 }
