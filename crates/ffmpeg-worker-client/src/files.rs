@@ -2,6 +2,7 @@
 //! delete. Transfers stream: a file is never held whole in memory, on either side.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ffmpeg_worker_api::{FileEntry, FileResponse};
@@ -47,8 +48,9 @@ impl Client {
     /// (`If-None-Match: *`, 412 when one exists).
     ///
     /// # Errors
-    /// [`ClientError::Local`] when the file cannot be read; [`ClientError::Problem`] for the
-    /// server's refusals (422 bad path, 409 in use or a directory, 412, 413, 507).
+    /// [`ClientError::Local`] when the file cannot be read (a directory, or a read that fails
+    /// while it is sent); [`ClientError::Problem`] for the server's refusals (422 bad path, 409
+    /// in use or a directory, 412, 413, 507).
     pub async fn upload(
         &self,
         path: &Path,
@@ -57,14 +59,28 @@ impl Client {
         mut on_progress: impl FnMut(u64) + Send + 'static,
     ) -> Result<FileResponse, ClientError> {
         let file = tokio::fs::File::open(path).await.map_err(local(path))?;
-        let size = file.metadata().await.map_err(local(path))?.len();
+        let metadata = file.metadata().await.map_err(local(path))?;
+        // Opening a directory succeeds; reading it fails once the request is under way.
+        if metadata.is_dir() {
+            return Err(local(path)(std::io::Error::from(std::io::ErrorKind::IsADirectory)));
+        }
+        let size = metadata.len();
         let mut sent = 0u64;
-        let stream = tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024).map(move |chunk| {
-            if let Ok(chunk) = &chunk {
+        // A read that fails while the body is sent ends the request, which then reads as the
+        // server's failure: the read's own error is kept to be reported instead.
+        let read_failed: Arc<Mutex<Option<std::io::Error>>> = Arc::default();
+        let failed = Arc::clone(&read_failed);
+        let stream = tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024).map(move |chunk| match chunk {
+            Ok(chunk) => {
                 sent += chunk.len() as u64;
                 on_progress(sent);
+                Ok(chunk)
             }
-            chunk
+            Err(e) => {
+                let told = std::io::Error::new(e.kind(), e.to_string());
+                *failed.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(e);
+                Err(told)
+            }
         });
         let url = self.file_url(remote);
         let mut request = self
@@ -76,8 +92,11 @@ impl Client {
         if create_only {
             request = request.header(header::IF_NONE_MATCH, HeaderValue::from_static("*"));
         }
-        let response = self.execute(&url, request).await?;
-        decode(url, response).await
+        let response = self.execute(&url, request).await;
+        if let Some(source) = read_failed.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take() {
+            return Err(ClientError::Local { path: path.to_path_buf(), source });
+        }
+        decode(url, response?).await
     }
 
     /// Downloads `remote` (`GET /files/{remote}`) into the local file `path`, streaming it:

@@ -91,7 +91,8 @@ pub(crate) enum Command {
 pub(crate) struct PutArgs {
     /// The local file.
     pub(crate) local: std::path::PathBuf,
-    /// Path in the data directory (default: the local file's name).
+    /// Path in the data directory (default: the local file's name; ending in `/`: a
+    /// directory, the file goes in it under its own name).
     pub(crate) remote: Option<String>,
     /// Refuse to replace an existing file.
     #[arg(long)]
@@ -204,7 +205,8 @@ pub(crate) struct SubmitArgs {
 
     /// Upload a local file first (repeatable): LOCAL, stored under its file name, or
     /// LOCAL=REMOTE, stored at REMOTE in the data directory (split at the first `=`, unless
-    /// the whole text names a local file). Nothing is submitted if an upload fails.
+    /// the whole text names a local file; a REMOTE ending in `/` is a directory, the file goes
+    /// in it under its own name). Nothing is submitted if an upload fails.
     #[arg(long = "upload", value_name = "LOCAL[=REMOTE]")]
     pub(crate) uploads: Vec<String>,
 
@@ -253,6 +255,12 @@ pub(crate) fn upload_spec(spec: &str) -> Result<(std::path::PathBuf, String), St
             let local = std::path::PathBuf::from(local);
             let remote = name_of(&local)?;
             Ok((local, remote))
+        }
+        // A trailing `/` names a directory: the file goes in it under its own name.
+        Some((local, remote)) if remote.ends_with('/') => {
+            let local = std::path::PathBuf::from(local);
+            let name = name_of(&local)?;
+            Ok((local, format!("{remote}{name}")))
         }
         Some((local, remote)) => Ok((std::path::PathBuf::from(local), remote.to_owned())),
         None => {
@@ -363,6 +371,7 @@ mod tests {
         assert_eq!(upload_spec("clips/in.mp4=in/x.mp4"), Ok((local("clips/in.mp4"), "in/x.mp4".to_owned())));
         assert_eq!(upload_spec("in.mp4=in/q=23.mp4"), Ok((local("in.mp4"), "in/q=23.mp4".to_owned())));
         assert_eq!(upload_spec("clips/in.mp4="), Ok((local("clips/in.mp4"), "in.mp4".to_owned())));
+        assert_eq!(upload_spec("clips/in.mp4=in/"), Ok((local("clips/in.mp4"), "in/in.mp4".to_owned())));
         // A local file whose name holds `=` is taken whole.
         let odd_text = odd.to_str().expect("UTF-8");
         assert_eq!(upload_spec(odd_text), Ok((odd.clone(), "a=b.mp4".to_owned())));

@@ -197,9 +197,12 @@ fn transfer_bar(size: Option<u64>) -> indicatif::ProgressBar {
 
 async fn put(args: crate::args::PutArgs) -> Result<Outcome, CliError> {
     let client = connect(&args.connection)?;
+    let name = args.local.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    // A trailing `/` names a directory, as for `get`: the file goes in it under its own name.
     let remote = match &args.remote {
+        Some(remote) if remote.ends_with('/') => format!("{remote}{name}"),
         Some(remote) => remote.clone(),
-        None => args.local.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+        None => name,
     };
     let stored = upload(&client, &args.local, &remote, args.no_clobber).await?;
     if args.json {

@@ -511,6 +511,36 @@ fn put_ls_get_rm_round_trip_a_file() {
     assert_eq!(json_of(&cli(&server, &["ls", "--json"])), json!([]));
 }
 
+/// A local directory given to `put` or `submit --upload` is the caller's mistake, said as such
+/// (tester finding G13: "cannot reach the server ... is the server running?"), and nothing is
+/// submitted; a remote path ending in `/` is a directory the file goes in under its own name,
+/// as for `get`.
+#[test]
+fn uploading_a_directory_is_refused_locally_and_a_trailing_slash_names_a_directory() {
+    let server = Server::start_with(Options::default());
+    let local = tempfile::tempdir().unwrap();
+    let dir = local.path().to_str().unwrap();
+    for args in
+        [&["put", dir, "cli/dir"][..], &["submit", "--upload", &format!("{dir}=in/x"), "--", "-i", "in/x", "o.mp4"]]
+    {
+        let run = cli(&server, args);
+        assert_eq!(run.code, 2, "{run:?}");
+        assert!(run.stderr.contains(&format!("local file `{dir}`: is a directory")), "{run:?}");
+        assert!(!run.stderr.contains("server"), "{run:?}");
+    }
+    assert_eq!(json_of(&cli(&server, &["list", "--json"])), json!([]), "nothing submitted");
+
+    let clip = local.path().join("a.mp4");
+    std::fs::write(&clip, b"not really a clip").unwrap();
+    let put = json_of(&cli(&server, &["put", "--json", clip.to_str().unwrap(), "cli/"]));
+    assert_eq!(put["path"], "cli/a.mp4");
+    assert_eq!(std::fs::read(server.path("cli/a.mp4")).unwrap(), b"not really a clip");
+    let spec = format!("{}=in/", clip.display());
+    let submitted = cli(&server, &["submit", "--upload", &spec, "--", "-i", "in/a.mp4", "o.mp4"]);
+    assert_eq!(submitted.code, 0, "{submitted:?}");
+    assert!(server.path("in/a.mp4").is_file(), "{submitted:?}");
+}
+
 /// `submit -- WORDS` sends the words as the job's `args`, each one argument, as the shell split
 /// them (spaces, quotes, backslashes untouched); one quoted string is a command line.
 #[test]
