@@ -68,7 +68,7 @@ use std::path::{Path, PathBuf};
 use crate::command::{Opt, Output};
 use crate::pattern;
 use crate::policy::{Access, FileUse, Naming};
-use crate::sandbox::{InputSource, OutputTarget, ResolvedCommand, ResolvedPath};
+use crate::sandbox::{InputSource, OptionFile, OutputTarget, ResolvedCommand, ResolvedPath};
 
 /// What a command may read and write. Built by [`Footprint::of`]; see the [module docs](self).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -163,6 +163,17 @@ impl FileSet {
         }
     }
 
+    /// The `NAME.tmp` set [`Footprint`] adds beside this one (a name written first and
+    /// renamed); `None` for a tree.
+    fn tmp_twin(&self) -> Option<FileSet> {
+        let names = match &self.names {
+            Names::Exact(name) => Names::Pattern(format!("{}.tmp", escape(name))),
+            Names::Pattern(p) => Names::Pattern(format!("{p}.tmp")),
+            Names::Tree => return None,
+        };
+        Some(FileSet { dir: self.dir.clone(), names, claim: Claim::Derived })
+    }
+
     /// The names as a pattern (an exact name escaped).
     fn name_pattern(&self) -> Cow<'_, str> {
         match &self.names {
@@ -203,37 +214,59 @@ impl Footprint {
                 _ => {}
             }
         }
-        let outputs = command.command().outputs();
-        for (index, (output, target)) in outputs.iter().zip(command.outputs()).enumerate() {
-            if let OutputTarget::File(path) = target {
-                for (dir, name) in variant_names(command, index, path) {
-                    fp.add_output(output, &dir, &name);
-                }
-            }
+        for index in 0..command.outputs().len() {
+            fp.add_output_of(command, index);
         }
         for file in command.option_files() {
-            let names = match file.output() {
-                Some(index) => variant_names(command, index, file.path()),
-                None => vec![split(file.path())],
-            };
-            // With `-strftime 1`, strftime turns `%%` into `%` before the HLS muxer numbers
-            // the name (`-hls_flags second_level_segment_index` writes `%%04d` that way):
-            // both readings are covered.
-            let strftime = file.output().and_then(|index| outputs.get(index)).is_some_and(|output| {
-                output.option("strftime").and_then(Opt::value).is_some_and(|v| v != "0" && v != "false")
-            });
-            for (dir, name) in names {
-                if strftime && file.file_use().naming == Naming::Pattern && name.contains("%%") {
-                    fp.add_option_file(file.file_use(), dir.clone(), name.replace("%%", "%"));
-                }
-                fp.add_option_file(file.file_use(), dir, name);
-            }
+            fp.add_option_file_of(command, file);
         }
         fp.reads.sort();
         fp.reads.dedup();
         fp.writes.sort();
         fp.writes.dedup();
         fp
+    }
+
+    /// Every file set the command may write that lasts beyond the run, with the argument that
+    /// makes ffmpeg write it: an output URL (its muxer's segments, playlists and keys
+    /// included) or an option naming a file (`-hls_segment_filename`, `-passlogfile` and the
+    /// logs derived from it, `psnr=stats_file=...`). The `NAME.tmp` twin of each set (a name
+    /// some muxers write first and rename) is left out: it exists only while ffmpeg runs. What
+    /// a job may leave in a storage, and the argument to name when a storage cannot hold it.
+    pub fn written_by_argument(command: &ResolvedCommand) -> Vec<WrittenBy> {
+        let mut out = Vec::new();
+        let mut add = |fp: Footprint, position: usize, argument: String| {
+            let twins: Vec<FileSet> = fp.writes.iter().filter_map(FileSet::tmp_twin).collect();
+            let lasting = fp.writes.into_iter().filter(|set| !twins.contains(set));
+            out.extend(lasting.map(|set| WrittenBy { position, argument: argument.clone(), set }));
+        };
+        for (index, output) in command.command().outputs().iter().enumerate() {
+            let mut fp = Footprint::default();
+            fp.add_output_of(command, index);
+            add(fp, output.position(), output.url().to_owned());
+        }
+        for file in command.option_files() {
+            let mut fp = Footprint::default();
+            fp.add_option_file_of(command, file);
+            let argument = option_at(command, file.position())
+                .map_or_else(|| file.path().relative().display().to_string(), ToString::to_string);
+            add(fp, file.position(), argument);
+        }
+        out
+    }
+
+    /// Adds `files` (each relative to the data directory) to what the command reads: files
+    /// that no argument names but that ffmpeg opens because of what an input holds (the
+    /// entries of a concat list, which the caller reads).
+    pub fn add_read_files<P: AsRef<Path>>(&mut self, files: impl IntoIterator<Item = P>) {
+        for file in files {
+            let file = file.as_ref();
+            let Some(name) = file.file_name().map(|n| n.to_string_lossy().into_owned()) else { continue };
+            let dir = file.parent().unwrap_or(Path::new("")).to_owned();
+            self.reads.push(FileSet { dir, names: Names::Exact(name), claim: Claim::Named });
+        }
+        self.reads.sort();
+        self.reads.dedup();
     }
 
     /// The file sets the command may read (inputs, read option files, pass logs).
@@ -278,6 +311,41 @@ impl Footprint {
         let dir = path.parent().unwrap_or(Path::new(""));
         let Some(name) = path.file_name().and_then(|n| n.to_str()) else { return false };
         self.writes_file(path) || self.reads.iter().any(|set| set.matches(dir, name))
+    }
+
+    /// Output `index` of `command`, when it is a file: its name (each HLS variant's) and what
+    /// its muxer derives from it.
+    fn add_output_of(&mut self, command: &ResolvedCommand, index: usize) {
+        let (Some(output), Some(OutputTarget::File(path))) =
+            (command.command().outputs().get(index), command.outputs().get(index))
+        else {
+            return;
+        };
+        for (dir, name) in variant_names(command, index, path) {
+            self.add_output(output, &dir, &name);
+        }
+    }
+
+    /// The file named in option `file` of `command` (each HLS variant's), and what ffmpeg
+    /// derives from it.
+    fn add_option_file_of(&mut self, command: &ResolvedCommand, file: &OptionFile) {
+        let names = match file.output() {
+            Some(index) => variant_names(command, index, file.path()),
+            None => vec![split(file.path())],
+        };
+        // With `-strftime 1`, strftime turns `%%` into `%` before the HLS muxer numbers
+        // the name (`-hls_flags second_level_segment_index` writes `%%04d` that way):
+        // both readings are covered.
+        let outputs = command.command().outputs();
+        let strftime = file.output().and_then(|index| outputs.get(index)).is_some_and(|output| {
+            output.option("strftime").and_then(Opt::value).is_some_and(|v| v != "0" && v != "false")
+        });
+        for (dir, name) in names {
+            if strftime && file.file_use().naming == Naming::Pattern && name.contains("%%") {
+                self.add_option_file(file.file_use(), dir.clone(), name.replace("%%", "%"));
+            }
+            self.add_option_file(file.file_use(), dir, name);
+        }
     }
 
     /// A file named in an option, `name` in `dir` (for an HLS variant stream, with `%v`
@@ -376,21 +444,36 @@ impl Footprint {
 
     /// A written file set, and its `.tmp` twin (written first and renamed by several muxers).
     fn write(&mut self, dir: PathBuf, names: Names, claim: Claim) {
-        let tmp = match &names {
-            Names::Exact(name) => Some(format!("{}.tmp", escape(name))),
-            Names::Pattern(p) => Some(format!("{p}.tmp")),
-            Names::Tree => None,
-        };
-        self.writes.push(FileSet { dir: dir.clone(), names, claim });
-        if let Some(tmp) = tmp {
-            self.writes.push(FileSet { dir, names: Names::Pattern(tmp), claim: Claim::Derived });
-        }
+        let set = FileSet { dir, names, claim };
+        let twin = set.tmp_twin();
+        self.writes.push(set);
+        self.writes.extend(twin);
     }
 
     /// A derived name pattern and its `.tmp` twin.
     fn derive(&mut self, dir: &Path, name: String) {
         self.write(dir.to_owned(), Names::Pattern(name), Claim::Derived);
     }
+}
+
+/// A file set a command may write, and the argument that makes ffmpeg write it
+/// ([`Footprint::written_by_argument`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WrittenBy {
+    /// 1-based position of the argument: an output URL, or an option naming a file.
+    pub position: usize,
+    /// The argument as written: the URL, or the option with its value (`-passlogfile logs/x`).
+    pub argument: String,
+    /// The files.
+    pub set: FileSet,
+}
+
+/// The option of `command` at 1-based `position` (global, input or output).
+fn option_at(command: &ResolvedCommand, position: usize) -> Option<&Opt> {
+    let parsed = command.command();
+    let inputs = parsed.inputs().iter().flat_map(|input| input.options());
+    let outputs = parsed.outputs().iter().flat_map(|output| output.options());
+    parsed.global_options().iter().chain(inputs).chain(outputs).find(|opt| opt.position() == position)
 }
 
 /// The muxer of `output`: forced with `-f`, else `hls` and `dash` guessed from the URL's

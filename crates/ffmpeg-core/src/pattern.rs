@@ -113,6 +113,36 @@ pub fn example(pattern: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Bytes one conversion of a pattern is counted as by [`longest_len`]: the digits of the largest
+/// 32-bit number (frame and segment numbers are C `int`s in ffmpeg's muxers; a strftime
+/// `%s` has 10 digits until the year 2286, `%Y` 4; a DASH `$Number$` or `$RepresentationID$`
+/// stays well below it).
+pub const CONVERSION_BYTES: usize = 10;
+
+/// The length in bytes of the longest name that `pattern` reasonably stands for: a `%03d` at
+/// its width or [`CONVERSION_BYTES`], whichever is more; any other conversion or `$...$`
+/// template at [`CONVERSION_BYTES`]; `%%` as one byte. What a muxer writes under a name that
+/// must fit a file system's or a bucket's limits.
+///
+/// ```
+/// use ffmpeg_core::pattern::longest_len;
+///
+/// assert_eq!(longest_len("seg%d.ts"), "seg".len() + 10 + ".ts".len());
+/// assert_eq!(longest_len("t%012d.png"), 1 + 12 + 4);
+/// assert_eq!(longest_len("100%%.txt"), "100%.txt".len());
+/// assert_eq!(longest_len("plain.mp4"), 9);
+/// ```
+pub fn longest_len(pattern: &str) -> usize {
+    pieces(pattern)
+        .iter()
+        .map(|piece| match piece {
+            Piece::Literal(_) => 1,
+            Piece::Digits { width } => (*width).max(CONVERSION_BYTES),
+            Piece::Any => CONVERSION_BYTES,
+        })
+        .sum()
+}
+
 /// Could the two paths (either of them a pattern) name the same file? Exact: `true` exactly
 /// when some name matches both patterns (`%sfoo` and `bar%s` both match `barfoo`), or when one
 /// of them, read as a plain name, matches the other. Each `%`/`$` wildcard may stand for any

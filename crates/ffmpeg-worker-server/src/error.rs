@@ -145,7 +145,7 @@ impl From<SubmitError> for ApiError {
             SubmitError::Invalid(e) => ApiError::Limits(e),
             SubmitError::Store(e) => e.into(),
             SubmitError::Webhook(e) => ApiError::Webhook(e),
-            e @ SubmitError::ExecLimit(_) => ApiError::Refused(e),
+            e @ (SubmitError::ExecLimit(_) | SubmitError::NameTooLong(_)) => ApiError::Refused(e),
         }
     }
 }
@@ -227,6 +227,9 @@ fn files_parts(e: &FilesError) -> (StatusCode, &'static str, &'static str) {
                 (StatusCode::CONFLICT, "/problems/file-conflict", "Not a file")
             }
             StorageError::Exists(_) => (StatusCode::PRECONDITION_FAILED, "/problems/file-exists", "File exists"),
+            StorageError::PreconditionFailed { .. } => {
+                (StatusCode::PRECONDITION_FAILED, "/problems/precondition-failed", "Precondition failed")
+            }
             StorageError::TooLarge { .. } => {
                 (StatusCode::PAYLOAD_TOO_LARGE, "/problems/file-too-large", "File too large")
             }
@@ -265,6 +268,7 @@ impl IntoResponse for ApiError {
             ApiError::Command(e) => e.argument(),
             ApiError::Sandbox(e) => e.argument(),
             ApiError::UnknownName(e) => Some((e.position, e.argument.as_str())),
+            ApiError::Refused(SubmitError::NameTooLong(e)) => Some((e.position, e.argument.as_str())),
             _ => None,
         };
         // Internal details of storage and store failures are logged, not sent.
@@ -292,6 +296,8 @@ impl IntoResponse for ApiError {
                     Some((*rule).to_owned())
                 }
                 ApiError::Files(FilesError::Storage(StorageError::Reserved(_))) => Some("reserved-path".to_owned()),
+                // The rule the files API names for a path the storage cannot hold.
+                ApiError::Refused(SubmitError::NameTooLong(_)) => Some("name-too-long".to_owned()),
                 _ => None,
             },
         };

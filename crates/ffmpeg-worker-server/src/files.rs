@@ -16,7 +16,7 @@ use axum::routing::{get, put};
 use bytes::Bytes;
 use futures_util::{StreamExt as _, TryStreamExt as _};
 use jobs::model::DEFAULT_PAGE_SIZE;
-use jobs::storage::{ByteStream, FileMeta};
+use jobs::storage::{ByteStream, FileMeta, Preconditions, TagCondition};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::Deserialize;
 use time::OffsetDateTime;
@@ -96,6 +96,25 @@ fn not_modified(headers: &HeaderMap, meta: &FileMeta) -> bool {
     };
     let modified = httpdate::parse_http_date(&httpdate::fmt_http_date(meta.modified)).unwrap_or(meta.modified);
     modified <= since
+}
+
+/// The values of header `name`, all its lines joined with `,` (a list header may be sent in
+/// several lines); `None` when absent or not text.
+fn header_list(headers: &HeaderMap, name: header::HeaderName) -> Option<String> {
+    let values: Vec<&str> = headers.get_all(name).iter().filter_map(|v| v.to_str().ok()).collect();
+    (!values.is_empty()).then(|| values.join(","))
+}
+
+/// The request's preconditions on the file (RFC 9110 §13.1): `If-Match`, `If-None-Match`,
+/// `If-Unmodified-Since` (a value that is not an HTTP date is ignored, §13.1.4).
+fn preconditions(headers: &HeaderMap) -> Preconditions {
+    Preconditions {
+        if_match: header_list(headers, header::IF_MATCH).map(|v| TagCondition::parse(&v)),
+        if_none_match: header_list(headers, header::IF_NONE_MATCH).map(|v| TagCondition::parse(&v)),
+        if_unmodified_since: headers
+            .get(header::IF_UNMODIFIED_SINCE)
+            .and_then(|v| httpdate::parse_http_date(v.to_str().ok()?).ok()),
+    }
 }
 
 /// The most ranges one request may ask for: a `Range` header with more is ignored and the
@@ -270,6 +289,25 @@ pub(crate) struct FilePathParam {
     path: String,
 }
 
+/// The conditional headers of `GET` and `HEAD /files/{path}` (documentation only).
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)]
+pub(crate) struct ConditionalReadParams {
+    /// Only if the file has one of these entity tags (`*`: any file); else 412.
+    #[param(rename = "If-Match")]
+    if_match: Option<String>,
+    /// HTTP date: only if the file was not modified since (ignored beside `If-Match`); else 412.
+    #[param(rename = "If-Unmodified-Since")]
+    if_unmodified_since: Option<String>,
+    /// 304 when the file has one of these entity tags (`*`: any file).
+    #[param(rename = "If-None-Match")]
+    if_none_match: Option<String>,
+    /// HTTP date: 304 when the file was not modified since (ignored beside `If-None-Match`).
+    #[param(rename = "If-Modified-Since")]
+    if_modified_since: Option<String>,
+}
+
 /// Query parameters of `DELETE /files/{path}`.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -303,7 +341,9 @@ pub(crate) struct ListFilesParams {
 #[utoipa::path(
     put, path = "/files/{path}", tag = "files",
     params(FilePathParam,
-        ("If-None-Match" = Option<String>, Header, description = "`*`: only create, never replace (412 if the file exists)")),
+        ("If-None-Match" = Option<String>, Header, description = "`*`: only create, never replace (412 if the file exists); entity tags: replace only a file with none of them"),
+        ("If-Match" = Option<String>, Header, description = "Replace only the file with one of these entity tags (`*`: any existing file); else 412. The check and the write are one step"),
+        ("If-Unmodified-Since" = Option<String>, Header, description = "HTTP date: replace only a file not modified since (ignored beside If-Match)")),
     request_body(content = Option<FileBody>, content_type = "application/octet-stream", description = "The file's content (none: an empty file)"),
     responses(
         (status = 201, description = "Created", body = FileResponse,
@@ -311,7 +351,7 @@ pub(crate) struct ListFilesParams {
         (status = 200, description = "Replaced", body = FileResponse),
         (status = 400, description = "The upload did not complete (the client stopped sending), or the path is not valid percent-encoded UTF-8", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The path is a directory, a parent is a file, or a queued or running job uses the file", body = Problem, content_type = "application/problem+json"),
-        (status = 412, description = "`If-None-Match: *` and the file exists", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "`If-None-Match: *` and the file exists, or `If-Match`, `If-None-Match` or `If-Unmodified-Since` does not hold (nothing was stored)", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Larger than MAX_UPLOAD_BYTES", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "The path is not acceptable (escapes, absolute, NUL, too long, reserved)", body = Problem, content_type = "application/problem+json"),
         (status = 507, description = "No space left; nothing was stored", body = Problem, content_type = "application/problem+json"),
@@ -323,12 +363,14 @@ pub(crate) async fn put_file(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let create_only = headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == "*"));
+    let mut preconditions = preconditions(&headers);
+    // `If-None-Match: *` is a create-only put, which the storage makes atomic on its own.
+    let create_only = preconditions.if_none_match == Some(TagCondition::Any);
+    if create_only {
+        preconditions.if_none_match = None;
+    }
     let stream: ByteStream = Box::pin(body.into_data_stream().map_err(std::io::Error::other));
-    let stored = state.files.put(&path, stream, create_only).await?;
+    let stored = state.files.put_if(&path, stream, create_only, &preconditions).await?;
     let meta = &stored.outcome.meta;
     let response = FileResponse {
         path: meta.path.clone(),
@@ -364,7 +406,7 @@ pub(crate) async fn put_file(
 /// `X-Content-Type-Options: nosniff`.
 #[utoipa::path(
     get, path = "/files/{path}", tag = "files",
-    params(FilePathParam),
+    params(FilePathParam, ConditionalReadParams),
     responses(
         (status = 200, description = "The file", content_type = "application/octet-stream", body = FileBody),
         (status = 206, description = "The requested range (`Content-Range`), or several as `multipart/byteranges`", content_type = "application/octet-stream", body = FileBody),
@@ -372,6 +414,7 @@ pub(crate) async fn put_file(
         (status = 400, description = "The path is not valid percent-encoded UTF-8", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such file", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The path is a directory", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "`If-Match` or `If-Unmodified-Since` does not hold", body = Problem, content_type = "application/problem+json"),
         (status = 416, description = "The range is beyond the end of the file", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "The path is not acceptable", body = Problem, content_type = "application/problem+json"),
     )
@@ -390,10 +433,11 @@ pub(crate) async fn get_file(
 /// The headers `GET` would answer (size, type, `ETag`, `Last-Modified`), without the body.
 #[utoipa::path(
     head, path = "/files/{path}", tag = "files",
-    params(FilePathParam),
+    params(FilePathParam, ConditionalReadParams),
     responses(
         (status = 200, description = "The file exists"),
         (status = 304, description = "Not modified"),
+        (status = 412, description = "`If-Match` or `If-Unmodified-Since` does not hold"),
         (status = 400, description = "The path is not valid percent-encoded UTF-8"),
         (status = 404, description = "No such file"),
         (status = 409, description = "The path is a directory"),
@@ -411,6 +455,10 @@ pub(crate) async fn head_file(
 async fn serve(state: &AppState, path: &str, headers: &HeaderMap, head: bool) -> Result<Response, ApiError> {
     let file = state.files.open(path).await?;
     let meta = file.meta().clone();
+    // `If-Match` and `If-Unmodified-Since` first (412), then `If-None-Match` and
+    // `If-Modified-Since` (304): RFC 9110 §13.2.2.
+    let changed = Preconditions { if_none_match: None, ..preconditions(headers) };
+    changed.check_for(path, Some(&meta)).map_err(|e| ApiError::Files(e.into()))?;
     let mut out = file_headers(&meta);
     if not_modified(headers, &meta) {
         out.remove(header::CONTENT_TYPE);
@@ -465,12 +513,16 @@ async fn serve(state: &AppState, path: &str, headers: &HeaderMap, head: bool) ->
 /// holding one.
 #[utoipa::path(
     delete, path = "/files/{path}", tag = "files",
-    params(FilePathParam, DeleteParams),
+    params(FilePathParam, DeleteParams,
+        ("If-Match" = Option<String>, Header, description = "Delete only the file with one of these entity tags (`*`: any file); else 412"),
+        ("If-None-Match" = Option<String>, Header, description = "Delete only a file with none of these entity tags; else 412"),
+        ("If-Unmodified-Since" = Option<String>, Header, description = "HTTP date: delete only a file not modified since (ignored beside If-Match)")),
     responses(
         (status = 204, description = "Deleted"),
         (status = 400, description = "The path is not valid percent-encoded UTF-8", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such file", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "A directory without `recursive=true`, or in use by a queued or running job", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "`If-Match`, `If-None-Match` or `If-Unmodified-Since` does not hold (nothing was deleted)", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "The path is not acceptable (or is the data directory, or holds a reserved file)", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -478,8 +530,9 @@ pub(crate) async fn delete_file(
     State(state): State<AppState>,
     AppPath(path): AppPath<String>,
     AppQuery(params): AppQuery<DeleteParams>,
+    headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
-    state.files.delete(&path, params.recursive.unwrap_or(false)).await?;
+    state.files.delete_if(&path, params.recursive.unwrap_or(false), &preconditions(&headers)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

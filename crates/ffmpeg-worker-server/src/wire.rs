@@ -116,6 +116,8 @@ pub fn webhook_body(d: &Delivery) -> Vec<u8> {
 /// The wire form of a job.
 pub fn job_response(j: Job) -> JobResponse {
     let own = j.own_webhook().cloned();
+    // No `phase` once the job ended: what was under way is over.
+    let progress = j.shown_progress();
     JobResponse {
         id: j.id.to_string(),
         status: status_wire(j.status),
@@ -124,7 +126,7 @@ pub fn job_response(j: Job) -> JobResponse {
         created_at: j.created_at,
         started_at: j.started_at,
         completed_at: j.completed_at,
-        progress: j.progress.as_ref().map(progress_response),
+        progress: progress.as_ref().map(progress_response),
         output_files: j.output_files,
         outputs: j.outputs.iter().map(output_file_response).collect(),
         error: j.error,
@@ -209,8 +211,39 @@ pub fn stream_response(s: &StreamInfo) -> MediaStreamResponse {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
-    use super::format_time;
+    use super::{format_time, job_response};
+    use jobs::model::Phase;
+    use jobs::{Job, JobStatus, Progress};
+
+    /// A staged job's step is shown while it runs, and never once it ended or went back to
+    /// the queue, whatever step the store's last snapshot was taken in (tester finding F7).
+    #[test]
+    fn a_phase_is_shown_only_while_the_job_runs() {
+        let mut job = Job::new_queued(
+            "-i a.mp4 b.mp4".to_owned(),
+            jobs::SubmitOptions::default(),
+            1,
+            time::OffsetDateTime::UNIX_EPOCH,
+        );
+        for phase in [Phase::Downloading, Phase::Running, Phase::Uploading] {
+            job.progress = Some(Progress { frame: Some(3), phase: Some(phase), ..Progress::default() });
+            for status in
+                [JobStatus::Queued, JobStatus::Running, JobStatus::Completed, JobStatus::Failed, JobStatus::Cancelled]
+            {
+                job.status = status;
+                let wire = serde_json::to_value(job_response(job.clone())).unwrap();
+                let shown = &wire["progress"]["phase"];
+                if status == JobStatus::Running {
+                    assert_eq!(shown, &serde_json::to_value(phase).unwrap(), "{status}");
+                } else {
+                    assert!(shown.is_null(), "{status} {phase:?}: {wire}");
+                    assert_eq!(wire["progress"]["frame"], 3, "the rest of the snapshot stays");
+                }
+            }
+        }
+    }
 
     #[test]
     fn time_format() {

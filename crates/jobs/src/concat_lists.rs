@@ -14,8 +14,11 @@
 //! entries that are lists themselves are read in turn (at most [`MAX_LISTS`] lists per run). An entry missing from the storage is
 //! left to ffmpeg, which then fails naming it, as it would on a disk.
 //!
-//! The entries are not part of the job's [`Footprint`](ffmpeg_core::footprint::Footprint)
-//! (the list's content is only known at run time): the list itself is.
+//! At submit, [`entries`] reads the lists once more, for the job's
+//! [`Footprint`](ffmpeg_core::footprint::Footprint): the files they name are among what the job
+//! reads, so that no upload or delete changes them while the job is queued or runs (409, as for
+//! its inputs), and no job writing one runs beside it. The lists themselves are in the
+//! footprint too, so what they name cannot change before the run reads them again.
 
 use std::collections::{HashSet, VecDeque};
 use std::io::{self, Read as _};
@@ -72,6 +75,73 @@ pub enum ConcatListError {
     Staging(#[from] StagingError),
 }
 
+/// The files that the concat lists among `command`'s inputs name, relative to the data
+/// directory, read now (for the job's footprint; nothing is refused here, the run checks the
+/// lists again): on a disk (`storage` `None`), nested lists too, as [`check`] reads them; in a
+/// bucket (`storage`), only the `-f concat` inputs, read from the bucket: telling a list by its
+/// `ffconcat` header would cost a request per input at every submit, and a nested list one per
+/// entry. Stops at the first list it cannot read or whose entries the sandbox refuses, at
+/// [`MAX_LISTS`] lists.
+pub async fn entries(sandbox: &Arc<Sandbox>, command: &ResolvedCommand, storage: Option<&dyn Storage>) -> Vec<PathBuf> {
+    let mut queue = pending_lists(command);
+    let mut found = Vec::new();
+    let mut read: HashSet<PathBuf> = HashSet::new();
+    while let Some(Pending { list, forced, position, argument }) = queue.pop_front() {
+        if read.len() >= MAX_LISTS || !read.insert(list.as_path().to_owned()) {
+            continue;
+        }
+        let relative = list.relative().to_string_lossy().into_owned();
+        let text = match storage {
+            Some(_) if !forced => None,
+            Some(storage) => read_stored_list(storage, &relative, forced).await,
+            None => {
+                let path = list.as_path().to_owned();
+                blocking(move || read_list(&path, forced, &relative)).await.ok().flatten()
+            }
+        };
+        let Some(text) = text else { continue };
+        let (sandbox, list, argument) = (Arc::clone(sandbox), list.clone(), Arc::clone(&argument));
+        let resolved = blocking(move || sandbox.concat_entries(&list, &text, position, &argument)).await;
+        let Ok(named) = resolved else { break };
+        for entry in named {
+            found.push(entry.relative().to_owned());
+            if storage.is_none() {
+                queue.push_back(Pending { list: entry, forced: false, position, argument: Arc::from("") });
+            }
+        }
+    }
+    found
+}
+
+/// The text of the list at `path` in `storage`, when it is one (`forced`, or it begins with
+/// the `ffconcat` header) of at most [`MAX_LIST_BYTES`] of UTF-8; `None` otherwise (also when
+/// it cannot be read).
+async fn read_stored_list(storage: &dyn Storage, path: &str, forced: bool) -> Option<String> {
+    use futures_util::StreamExt as _;
+    let file = storage.open(path).await.ok()?;
+    let size = file.meta().size;
+    if size > MAX_LIST_BYTES {
+        return None;
+    }
+    if !forced {
+        let header_len = (FFCONCAT_HEADER.len() as u64).min(size);
+        let mut header = Vec::new();
+        let mut stream = file.try_clone().ok()?.read(0..header_len);
+        while let Some(chunk) = stream.next().await {
+            header.extend_from_slice(&chunk.ok()?);
+        }
+        if !is_ffconcat(&header) {
+            return None;
+        }
+    }
+    let mut bytes = Vec::new();
+    let mut stream = file.read(0..size);
+    while let Some(chunk) = stream.next().await {
+        bytes.extend_from_slice(&chunk.ok()?);
+    }
+    String::from_utf8(bytes).ok()
+}
+
 /// One list to read: where it is, whether `-f concat` forced it (else only a file beginning
 /// with the `ffconcat` header is one), and the command's input that leads to it.
 struct Pending {
@@ -92,25 +162,7 @@ pub async fn check(
     command: &ResolvedCommand,
     staging: Option<(&Stage, &dyn Storage)>,
 ) -> Result<Transfer, ConcatListError> {
-    let mut queue: VecDeque<Pending> = command
-        .command()
-        .inputs()
-        .iter()
-        .zip(command.inputs())
-        .filter_map(|(input, source)| {
-            let forced = match input.format() {
-                Some(format) if format.eq_ignore_ascii_case("concat") => true,
-                Some(_) => return None,
-                None => false,
-            };
-            Some(Pending {
-                list: source.file()?.clone(),
-                forced,
-                position: input.position(),
-                argument: input.url().into(),
-            })
-        })
-        .collect();
+    let mut queue = pending_lists(command);
     let mut transfer = Transfer::default();
     let mut read: HashSet<PathBuf> = HashSet::new();
     let mut lists = 0usize;
@@ -153,6 +205,30 @@ pub async fn check(
         }
     }
     Ok(transfer)
+}
+
+/// The inputs of `command` that may be concat lists: forced with `-f concat`, or without a
+/// format (a list if it begins with the `ffconcat` header).
+fn pending_lists(command: &ResolvedCommand) -> VecDeque<Pending> {
+    command
+        .command()
+        .inputs()
+        .iter()
+        .zip(command.inputs())
+        .filter_map(|(input, source)| {
+            let forced = match input.format() {
+                Some(format) if format.eq_ignore_ascii_case("concat") => true,
+                Some(_) => return None,
+                None => false,
+            };
+            Some(Pending {
+                list: source.file()?.clone(),
+                forced,
+                position: input.position(),
+                argument: input.url().into(),
+            })
+        })
+        .collect()
 }
 
 /// The text of the list at `path` (`shown` in messages); `None` when there is no such file, or

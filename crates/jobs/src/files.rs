@@ -16,7 +16,9 @@ use ffmpeg_core::footprint::Footprint;
 use ffmpeg_core::sandbox::Sandbox;
 
 use crate::model::{InvalidRequest, JobId, JobStatus, MAX_PAGE_SIZE};
-use crate::storage::{ByteStream, FileMeta, ListPage, PutOptions, PutOutcome, Storage, StorageError, StoredFile};
+use crate::storage::{
+    ByteStream, FileMeta, ListPage, Preconditions, PutOptions, PutOutcome, Storage, StorageError, StoredFile,
+};
 use crate::store::{JobStore, StoreError};
 
 /// Default largest upload: 20 GiB.
@@ -177,14 +179,40 @@ impl Files {
     /// [`StorageError::Exists`] for `create_only`, ...), [`FilesError::Store`]. Nothing is
     /// left behind on error.
     pub async fn put(&self, path: &str, body: ByteStream, create_only: bool) -> Result<StoredInfo, FilesError> {
+        self.put_if(path, body, create_only, &Preconditions::default()).await
+    }
+
+    /// [`Files::put`] only if `preconditions` (`If-Match`, `If-Unmodified-Since`,
+    /// `If-None-Match`) hold for the file at `path` when the upload is put in place
+    /// ([`StagedPut::commit_if`](crate::storage::StagedPut::commit_if)).
+    ///
+    /// # Errors
+    /// As [`Files::put`], and [`StorageError::PreconditionFailed`] (nothing is left behind).
+    pub async fn put_if(
+        &self,
+        path: &str,
+        body: ByteStream,
+        create_only: bool,
+        preconditions: &Preconditions,
+    ) -> Result<StoredInfo, FilesError> {
         let normal = self.storage.check_path(path).await?;
         let paths = [normal];
         self.check_not_in_use(&paths).await?;
+        if !preconditions.is_empty() {
+            // Early, before the body is read (412 at once); the commit checks again, as one
+            // step with the write.
+            let current = match self.storage.head(path).await {
+                Ok(meta) => Some(meta),
+                Err(StorageError::NotFound(_) | StorageError::DanglingLink { .. }) => None,
+                Err(e) => return Err(e.into()),
+            };
+            preconditions.check_for(path, current.as_ref())?;
+        }
         let options = PutOptions { create_only, max_bytes: self.max_upload_bytes };
         let staged = self.storage.put(path, body, options).await?;
         // A job may have been queued during the upload.
         self.check_not_in_use(&paths).await?;
-        let outcome = staged.commit().await?;
+        let outcome = staged.commit_if(preconditions).await?;
         let content_type = content_type(&outcome.meta.path);
         Ok(StoredInfo { outcome, content_type })
     }
@@ -224,6 +252,20 @@ impl Files {
     /// any file under it, or may write into it); [`StorageError::IsADirectory`] for a directory without
     /// `recursive`; [`StorageError::NotFound`].
     pub async fn delete(&self, path: &str, recursive: bool) -> Result<(), FilesError> {
+        self.delete_if(path, recursive, &Preconditions::default()).await
+    }
+
+    /// [`Files::delete`] only if `preconditions` hold for the file at `path`
+    /// ([`Storage::delete_if`]).
+    ///
+    /// # Errors
+    /// As [`Files::delete`], and [`StorageError::PreconditionFailed`].
+    pub async fn delete_if(
+        &self,
+        path: &str,
+        recursive: bool,
+        preconditions: &Preconditions,
+    ) -> Result<(), FilesError> {
         let normal = self.storage.check_path(path).await?;
         if self.storage.is_directory(path).await? {
             if !recursive {
@@ -245,6 +287,6 @@ impl Files {
         } else {
             self.check_not_in_use(&[normal]).await?;
         }
-        Ok(self.storage.delete(path, recursive).await?)
+        Ok(self.storage.delete_if(path, recursive, preconditions).await?)
     }
 }

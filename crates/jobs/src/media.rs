@@ -73,7 +73,7 @@ pub enum MediaProbeError {
     #[error(transparent)]
     Sandbox(#[from] SandboxError),
     /// No file at this path.
-    #[error("no file `{0}` in the data directory")]
+    #[error("no file `{0}`")]
     NotFound(String),
     /// ffprobe cannot read the file as media; `reason` is its message, e.g. "Invalid data
     /// found when processing input".

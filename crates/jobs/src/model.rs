@@ -159,7 +159,8 @@ pub struct Progress {
     /// Frames dropped to keep the output frame rate.
     pub drop_frames: Option<u64>,
     /// Which step of a staged job is under way (files in a bucket: [`Phase`]); `None` when
-    /// ffmpeg works on the data directory in place.
+    /// ffmpeg works on the data directory in place, and, as shown ([`Job::shown_progress`]),
+    /// once the job is no longer running.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<Phase>,
 }
@@ -378,6 +379,18 @@ pub struct Job {
 }
 
 impl Job {
+    /// The job's latest progress as it is shown (the API, events, webhooks):
+    /// [`Progress::phase`] only while the job is running. The store keeps the last snapshot
+    /// as it was written, phase included, and a job that ended (or went back to the queue)
+    /// during a step is no longer in it (tester finding F7).
+    pub fn shown_progress(&self) -> Option<Progress> {
+        let mut progress = self.progress.clone()?;
+        if self.status != JobStatus::Running {
+            progress.phase = None;
+        }
+        Some(progress)
+    }
+
     /// The command as an argument list: [`Job::command`] split with POSIX shell rules (as it
     /// was parsed at submit; the arguments themselves for a job submitted as a list). A stored
     /// command that does not split (none that was accepted) is one argument.

@@ -574,10 +574,9 @@ fn probe_describes_a_file_as_text_and_json_and_reports_problems() {
     assert_eq!(json["path"], "in dir/clip #1.mp4");
     assert_eq!((&json["streams"][0]["width"], &json["streams"][1]["sample_rate"]), (&json!(160), &json!(44100)));
 
-    for (path, detail) in [
-        ("missing.mp4", "no file `missing.mp4` in the data directory"),
-        ("../secret.mp4", "path escapes the data directory"),
-    ] {
+    for (path, detail) in
+        [("missing.mp4", "no file `missing.mp4`"), ("../secret.mp4", "path escapes the data directory")]
+    {
         let run = cli(&server, &["probe", path]);
         assert_eq!(run.code, 2, "{run:?}");
         assert!(run.stderr.contains(detail), "{run:?}");

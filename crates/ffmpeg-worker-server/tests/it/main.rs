@@ -13,6 +13,7 @@ mod e2e_s3;
 mod events;
 mod files;
 mod files_app;
+mod files_rules;
 mod files_s3;
 mod lifecycle;
 mod media;

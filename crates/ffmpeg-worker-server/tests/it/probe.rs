@@ -76,7 +76,7 @@ async fn unknown_escaping_and_non_media_paths_are_problems() {
     std::fs::write(data.path().join("notes.txt"), "hello").unwrap();
     let state = state(data.path());
     for (uri, status, type_, detail) in [
-        ("/probe/missing.mp4", 404, "/problems/file-not-found", "no file `missing.mp4` in the data directory"),
+        ("/probe/missing.mp4", 404, "/problems/file-not-found", "no file `missing.mp4`"),
         ("/probe/..%2Fetc%2Fpasswd", 422, "/problems/policy-violation", "path escapes the data directory"),
         ("/probe/a/../../x.mp4", 422, "/problems/policy-violation", "path escapes the data directory"),
         (

@@ -10,15 +10,20 @@ use ffmpeg_core::footprint::Footprint;
 use ffmpeg_core::sandbox::{ResolvedCommand, Sandbox, SandboxError};
 
 use super::{Jobs, METRIC_FINISHED, METRIC_SUBMITTED, blocking};
+use crate::concat_lists::{self, ConcatListError};
 use crate::events::{AllEvents, AllFilter, EventId, JobEvents, Resume};
 use crate::exec_limits::ExecLimitError;
 use crate::media::{MediaInfo, MediaProbeError};
 use crate::model::{InvalidRequest, Job, JobId, MAX_PAGE_SIZE, SubmitOptions};
 use crate::runner::Runner;
 use crate::staging::{Stage, StagingError};
-use crate::storage::StorageError;
+use crate::storage::{NameLimits, Storage, StorageError, WrittenNameTooLong, check_written};
 use crate::store::{CancelOutcome, ListQuery, StatusCounts, StoreError};
 use crate::webhook::{Delivery, WebhookConfig, WebhookError};
+
+/// How long a submission waits for its concat lists to be read from a bucket
+/// ([`concat_lists::entries`]) before it goes on without their entries.
+const LISTS_AT_SUBMIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Why a submission was refused.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +44,11 @@ pub enum SubmitError {
     /// together, one argument, a file name or a path is too long.
     #[error(transparent)]
     ExecLimit(#[from] ExecLimitError),
+    /// A name the job would write (an output, a segment its muxer numbers, a pass log) is
+    /// longer than the storage holds ([`crate::storage::NameLimits`]: a bucket's 1024-byte
+    /// keys, a disk's `NAME_MAX` and `PATH_MAX`).
+    #[error(transparent)]
+    NameTooLong(#[from] WrittenNameTooLong),
     /// The job's webhook is refused (no secret to sign with, a URL the rules refuse, ...).
     #[error(transparent)]
     Webhook(#[from] WebhookError),
@@ -80,6 +90,7 @@ impl Jobs {
     /// whole file: containers such as mp4 may keep their index at the end).
     pub async fn probe_media(&self, path: &str) -> Result<Arc<MediaInfo>, MediaProbeError> {
         let Some(remote) = &self.config.remote_storage else {
+            check_probed_lists(&self.sandbox, path, None).await?;
             return self.media.probe(&self.sandbox, path).await;
         };
         let sandbox = Arc::clone(&self.sandbox);
@@ -93,11 +104,20 @@ impl Jobs {
                 Err(StagingError::Download(StorageError::NotFound(_))) => {
                     return Err(MediaProbeError::NotFound(path.to_owned()));
                 }
-                Err(StagingError::Download(StorageError::IsADirectory(_))) => {}
+                // A directory in the bucket is one in the stage too, so that the sandbox
+                // answers as it does on a disk (`not-a-file`, tester finding F25).
+                Err(StagingError::Download(StorageError::IsADirectory(_))) => {
+                    let dir = stage.root().join(&normal);
+                    tokio::fs::create_dir_all(&dir)
+                        .await
+                        .map_err(|e| MediaProbeError::Unavailable(format!("preparing the probe failed: {e}")))?;
+                }
                 Err(e) => return Err(MediaProbeError::Unavailable(e.to_string())),
             }
         }
-        self.media.probe(&Arc::new(stage.sandbox().clone()), path).await
+        let sandbox = Arc::new(stage.sandbox().clone());
+        check_probed_lists(&sandbox, path, Some((&stage, remote.as_ref()))).await?;
+        self.media.probe(&sandbox, path).await
     }
 
     /// The events of job `id` for a client that last saw `last_seen` (a reconnect's
@@ -133,7 +153,8 @@ impl Jobs {
     /// [`SubmitError::Command`], [`SubmitError::Sandbox`], [`SubmitError::UnknownName`] or
     /// [`SubmitError::ExecLimit`].
     pub fn check(&self, command: &str) -> Result<ResolvedCommand, SubmitError> {
-        check_command(&self.sandbox, self.config.capabilities.as_deref(), self.runner.as_ref(), command)
+        let limits = self.storage.name_limits();
+        check_command(&self.sandbox, self.config.capabilities.as_deref(), self.runner.as_ref(), &limits, command)
     }
 
     /// [`Jobs::check`] on tokio's blocking thread pool, so the file-system calls do not hold up
@@ -158,8 +179,9 @@ impl Jobs {
             None => self.config.capabilities.clone(),
         };
         let runner = Arc::clone(&self.runner);
+        let limits = self.storage.name_limits();
         let command = command.to_owned();
-        blocking(move || check_command(&sandbox, capabilities.as_deref(), runner.as_ref(), &command)).await
+        blocking(move || check_command(&sandbox, capabilities.as_deref(), runner.as_ref(), &limits, &command)).await
     }
 
     /// Checks `options` ([`SubmitOptions::check`]) and `command` ([`Jobs::check_async`]: off
@@ -172,7 +194,13 @@ impl Jobs {
     pub async fn submit(&self, command: &str, mut options: SubmitOptions) -> Result<Job, SubmitError> {
         options.check()?;
         let resolved = self.check_for(command, &options.requires).await?;
-        options.footprint = Footprint::of(&resolved);
+        let mut footprint = Footprint::of(&resolved);
+        // What its concat lists name is read too: no upload may change it under the job. A
+        // bucket that does not answer soon holds up no submission (the run checks the lists).
+        let remote = self.config.remote_storage.as_deref();
+        let listed = concat_lists::entries(&self.sandbox, &resolved, remote);
+        footprint.add_read_files(tokio::time::timeout(LISTS_AT_SUBMIT, listed).await.unwrap_or_default());
+        options.footprint = footprint;
         let requested = std::mem::take(&mut options.webhooks);
         options.webhooks = WebhookConfig::subscriptions(self.config.webhooks.as_ref(), requested).await?;
         if let (Some(t), Some(max)) = (options.timeout_seconds, self.config.max_timeout) {
@@ -293,12 +321,43 @@ impl Jobs {
     }
 }
 
+/// ffprobe opens what a concat list names by itself (a file that begins with
+/// `ffconcat version 1.0` is probed as one): the entries of the list at `path` (and of the
+/// lists it names) are checked by `sandbox` as a job's are ([`concat_lists::check`]) before
+/// ffprobe runs, and with `staging` (a bucket) downloaded into the stage first. A path the
+/// sandbox refuses is left to the probe's own answer.
+async fn check_probed_lists(
+    sandbox: &Arc<Sandbox>,
+    path: &str,
+    staging: Option<(&Stage, &dyn Storage)>,
+) -> Result<(), MediaProbeError> {
+    let resolved = {
+        let (sandbox, path) = (Arc::clone(sandbox), path.to_owned());
+        blocking(move || {
+            let command = Command::from_args(["-i", path.as_str(), "-f", "null", "-"]).ok()?;
+            sandbox.resolve_command(&command).ok()
+        })
+        .await
+    };
+    let Some(resolved) = resolved else { return Ok(()) };
+    match concat_lists::check(sandbox, &resolved, staging).await {
+        Ok(_) => Ok(()),
+        Err(ConcatListError::Refused(e)) => Err(MediaProbeError::Sandbox(e)),
+        Err(
+            e @ (ConcatListError::TooLarge { .. } | ConcatListError::NotText { .. } | ConcatListError::TooMany { .. }),
+        ) => Err(MediaProbeError::NotMedia { path: path.to_owned(), reason: e.to_string() }),
+        Err(e) => Err(MediaProbeError::Unavailable(e.to_string())),
+    }
+}
+
 /// [`Jobs::check`]: the policy first (a hostile command gets the policy's reason), then the
-/// installed ffmpeg's names, then what the operating system would refuse.
+/// installed ffmpeg's names, then what the operating system would refuse, then the names the
+/// job may write against what the storage holds (`limits`).
 fn check_command(
     sandbox: &Sandbox,
     capabilities: Option<&Capabilities>,
     runner: &dyn Runner,
+    limits: &NameLimits,
     command: &str,
 ) -> Result<ResolvedCommand, SubmitError> {
     let resolved = sandbox.resolve_command(&Command::parse(command)?)?;
@@ -306,5 +365,6 @@ fn check_command(
         capabilities.check(resolved.command())?;
     }
     runner.check_startable(&resolved)?;
+    check_written(&resolved, limits)?;
     Ok(resolved)
 }

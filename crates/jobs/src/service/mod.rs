@@ -144,10 +144,16 @@ impl std::fmt::Debug for Jobs {
 }
 
 impl Jobs {
-    /// A service over `store`, running jobs with `runner` inside `sandbox`.
+    /// A service over `store`, running jobs with `runner` inside `sandbox`. With a remote
+    /// storage, the staging area ([`crate::staging::STAGING_DIR`]) is denied in `sandbox`: no
+    /// job may name it, as the storage refuses it to the files API.
     pub fn new(store: Arc<dyn JobStore>, runner: Arc<dyn Runner>, sandbox: Sandbox, config: JobsConfig) -> Arc<Jobs> {
         let media = MediaProber::new(config.media_probe.clone());
         let directory = config.node.clone().map(|node| Arc::new(NodeDirectory::new(Arc::clone(&store), node)));
+        let mut sandbox = sandbox;
+        if config.remote_storage.is_some() {
+            sandbox.deny(crate::staging::STAGING_DIR);
+        }
         let sandbox = Arc::new(sandbox);
         let storage = match &config.remote_storage {
             Some(remote) => Arc::clone(remote),

@@ -27,17 +27,13 @@ use sha2::{Digest as _, Sha256};
 use tokio::io::AsyncReadExt as _;
 
 use super::{
-    ByteStream, FileMeta, ListPage, PutOptions, PutOutcome, StagedPut, Storage, StorageError, StoredFile, check_prefix,
-    invalid,
+    ByteStream, FileMeta, ListPage, NameLimits, Preconditions, PutOptions, PutOutcome, StagedPut, Storage,
+    StorageError, StoredFile, check_prefix, invalid, too_long,
 };
 use crate::service::blocking;
 
 /// Prefix of the temporary files uploads are written to before their rename; never listed.
 pub const UPLOAD_TEMP_PREFIX: &str = ".ffmpeg-worker-upload-";
-/// Longest file name (one path component), in bytes (`NAME_MAX`).
-const NAME_MAX: usize = 255;
-/// Longest absolute path, in bytes, without the terminating NUL (`PATH_MAX` - 1).
-const PATH_MAX: usize = 4095;
 /// Bytes per chunk when streaming a file out.
 const READ_CHUNK: usize = 256 * 1024;
 /// Batches buffered between the request and the writing (and hashing) thread: with 1 MiB
@@ -108,6 +104,32 @@ impl LocalStorage {
         self.symlink_entry(path).filter(|entry| !self.reserved(entry))
     }
 
+    /// Where an upload to `path` goes (blocking): the path in normal form (no `.`, `..` or
+    /// `//`, as listings and reads report it), and the directory entry the upload is renamed
+    /// to. When the path's last name is a symbolic link, that is the link itself: the upload
+    /// replaces the link, never the file it points to. So it does for a link that leads
+    /// nowhere inside the data directory (as `DELETE` removes such a link): the link goes,
+    /// and nothing is created where it pointed. A path that leads through such a link to a
+    /// directory is [`StorageError::DanglingLink`], as for a read.
+    fn put_target(&self, path: &str) -> Result<(String, PathBuf), StorageError> {
+        let escapes = PathProblem::Escapes.rule().as_str();
+        match self.resolve_file(path) {
+            Ok(resolved) => {
+                Ok((resolved.relative().to_string_lossy().into_owned(), self.entry(path, resolved.as_path())))
+            }
+            Err(e) if matches!(&e, StorageError::InvalidPath { rule, .. } if *rule == escapes) => {
+                let Some(link) = self.sandbox.dangling_link_inside(path) else { return Err(e) };
+                match self.symlink_entry(path) {
+                    Some(entry) if entry.strip_prefix(self.sandbox.root()).is_ok_and(|own| own == link.as_path()) => {
+                        Ok((link.to_string_lossy().into_owned(), entry))
+                    }
+                    _ => Err(StorageError::DanglingLink { path: path.to_owned(), link: link.display().to_string() }),
+                }
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// Whether `path` resolves to an existing directory (blocking).
     fn is_dir(&self, path: &str) -> bool {
         self.sandbox.resolve_directory_path(path).is_ok_and(|dir| dir.as_path().is_dir())
@@ -122,21 +144,10 @@ fn is_symlink(path: &Path) -> bool {
     fs::symlink_metadata(path).is_ok_and(|meta| meta.file_type().is_symlink())
 }
 
-/// Refuses a path the kernel would refuse: a name over `NAME_MAX` bytes, a path (under the
-/// data directory) over `PATH_MAX`.
+/// Refuses a path the kernel would refuse ([`NameLimits::data_directory`]): a name over
+/// `NAME_MAX` bytes, a path (under the data directory) over `PATH_MAX`.
 fn check_lengths(root: &Path, path: &str) -> Result<(), StorageError> {
-    let too_long =
-        |problem: String| StorageError::InvalidPath { path: path.to_owned(), problem, rule: "name-too-long" };
-    if let Some(name) = path.split('/').find(|name| name.len() > NAME_MAX) {
-        return Err(too_long(format!("a file name is {} bytes; at most {NAME_MAX} are possible", name.len())));
-    }
-    let total = root.as_os_str().len() + 1 + path.len();
-    if total > PATH_MAX {
-        return Err(too_long(format!(
-            "the path is {total} bytes with the data directory; at most {PATH_MAX} are possible"
-        )));
-    }
-    Ok(())
+    NameLimits::data_directory(root).check(path).map_err(|problem| too_long(path, &problem))
 }
 
 /// Refuses a path with a name that starts with [`UPLOAD_TEMP_PREFIX`]: such names are the
@@ -306,8 +317,30 @@ impl StagedPut for LocalStaged {
     }
 
     async fn commit(self: Box<Self>) -> Result<PutOutcome, StorageError> {
+        self.commit_if(&Preconditions::default()).await
+    }
+
+    /// Checks `preconditions` against the file at the path and renames the upload over it as
+    /// one step: under the lock on the directory ([`lock_dir`]) that every upload's rename and
+    /// every conditional delete take.
+    async fn commit_if(self: Box<Self>, preconditions: &Preconditions) -> Result<PutOutcome, StorageError> {
+        let preconditions = preconditions.clone();
         blocking(move || {
             let LocalStaged { path, normal, target, temp, mut dirs, sha256, create_only, .. } = *self;
+            let parent = target.parent().map(Path::to_path_buf);
+            let locked = match &parent {
+                Some(parent) => {
+                    Some(lock_dir(parent).map_err(|source| StorageError::Io { path: path.clone(), source })?)
+                }
+                None => None,
+            };
+            if !preconditions.is_empty() {
+                let current = match fs::metadata(&target) {
+                    Ok(meta) if meta.is_file() => Some(file_meta(normal.clone(), &meta)),
+                    _ => None,
+                };
+                preconditions.check_for(&path, current.as_ref())?;
+            }
             let created = if create_only {
                 match temp.persist_noclobber(&target) {
                     Ok(_) => true,
@@ -319,6 +352,8 @@ impl StagedPut for LocalStaged {
             } else {
                 let existed = match fs::symlink_metadata(&target) {
                     Ok(meta) if meta.is_dir() => return Err(StorageError::IsADirectory(path)),
+                    // A link that leads nowhere: no file was there.
+                    Ok(meta) if meta.is_symlink() => fs::metadata(&target).is_ok(),
                     Ok(_) => true,
                     Err(_) => false,
                 };
@@ -336,17 +371,28 @@ impl StagedPut for LocalStaged {
                 }
             };
             dirs.disarm();
+            let meta = fs::metadata(&target).map_err(|source| StorageError::Io { path: path.clone(), source });
+            drop(locked);
             // The rename is durable once the directory is.
-            if let Some(parent) = target.parent()
+            if let Some(parent) = parent
                 && let Ok(dir) = fs::File::open(parent)
             {
                 let _ = dir.sync_all();
             }
-            let meta = fs::metadata(&target).map_err(|source| StorageError::Io { path: path.clone(), source })?;
-            Ok(PutOutcome { meta: file_meta(normal, &meta), created, sha256 })
+            Ok(PutOutcome { meta: file_meta(normal, &meta?), created, sha256 })
         })
         .await
     }
+}
+
+/// Takes an exclusive lock (`flock`) on the directory `dir`, held until the returned handle is
+/// dropped (blocking). Every upload's rename into `dir` and every conditional delete in it take
+/// it, so the check of a conditional request and the change it guards are one step for
+/// every request of every process sharing the data directory.
+fn lock_dir(dir: &Path) -> io::Result<fs::File> {
+    let handle = fs::File::open(dir)?;
+    handle.lock()?;
+    Ok(handle)
 }
 
 /// An open file of [`LocalStorage::open`].
@@ -379,6 +425,10 @@ impl StoredFile for LocalFile {
 
 #[async_trait]
 impl Storage for LocalStorage {
+    fn name_limits(&self) -> NameLimits {
+        NameLimits::data_directory(self.sandbox.root())
+    }
+
     async fn check_path(&self, path: &str) -> Result<String, StorageError> {
         let this = self.clone();
         let path = path.to_owned();
@@ -391,7 +441,13 @@ impl Storage for LocalStorage {
                 // A link leading out of the data directory, or nowhere, is named by its own
                 // path: no job can use what it points to, and only a DELETE acts on it (the link).
                 Err(e @ StorageError::InvalidPath { .. }) => {
-                    let link = this.link_entry(&path).ok_or(e)?;
+                    let Some(link) = this.link_entry(&path) else {
+                        // Through a link that leads nowhere inside the data directory: named.
+                        return Err(match this.sandbox.dangling_link_inside(&path) {
+                            Some(link) => StorageError::DanglingLink { path, link: link.display().to_string() },
+                            None => e,
+                        });
+                    };
                     let relative = link.strip_prefix(this.sandbox.root()).unwrap_or(&link);
                     return Ok(relative.to_string_lossy().into_owned());
                 }
@@ -411,11 +467,7 @@ impl Storage for LocalStorage {
         let this = self.clone();
         let owned = path.to_owned();
         let (normal, target, dirs, temp) = blocking(move || {
-            let resolved = this.resolve_file(&owned)?;
-            // The path in normal form (no `.`, `..` or `//`), as listings and reads report it.
-            let normal = resolved.relative().to_string_lossy().into_owned();
-            // Renamed over a symlink, the upload replaces the link, not the file it points to.
-            let target = this.entry(&owned, resolved.as_path());
+            let (normal, target) = this.put_target(&owned)?;
             let dirs = create_parents(this.sandbox.root(), &owned, &target)?;
             let dir = target.parent().unwrap_or(this.sandbox.root());
             // Readable like the files ffmpeg writes (0644 before the umask), not tempfile's 0600.
@@ -618,6 +670,42 @@ impl Storage for LocalStorage {
             fs::remove_dir_all(dir.as_path()).map_err(|source| StorageError::Io { path, source })
         })
         .await
+    }
+
+    /// A file is checked and removed as one step, under the lock on its directory that uploads
+    /// take to rename ([`lock_dir`]); anything else (a directory, a link leading out) is no
+    /// file for the preconditions, then deleted as without them.
+    async fn delete_if(&self, path: &str, recursive: bool, preconditions: &Preconditions) -> Result<(), StorageError> {
+        if preconditions.is_empty() {
+            return self.delete(path, recursive).await;
+        }
+        let (this, owned, preconditions) = (self.clone(), path.to_owned(), preconditions.clone());
+        let done = blocking(move || {
+            let path = owned;
+            let Ok(resolved) = this.resolve_file(&path) else {
+                preconditions.check_for(&path, None)?;
+                return Ok(false);
+            };
+            let entry = this.entry(&path, resolved.as_path());
+            let _locked = lock_dir(entry.parent().unwrap_or(this.sandbox.root()))
+                .map_err(|source| StorageError::Io { path: path.clone(), source })?;
+            let current = match fs::metadata(&entry) {
+                Ok(meta) if meta.is_file() => file_meta(resolved.relative().to_string_lossy().into_owned(), &meta),
+                Ok(_) => {
+                    preconditions.check_for(&path, None)?;
+                    return Ok(false);
+                }
+                Err(_) => return Err(StorageError::NotFound(path)),
+            };
+            preconditions.check_for(&path, Some(&current))?;
+            fs::remove_file(&entry).map_err(|source| match source.kind() {
+                io::ErrorKind::NotFound => StorageError::NotFound(path.clone()),
+                _ => StorageError::Io { path: path.clone(), source },
+            })?;
+            Ok(true)
+        })
+        .await?;
+        if done { Ok(()) } else { self.delete(path, recursive).await }
     }
 }
 

@@ -15,6 +15,7 @@
 
 mod availability;
 mod local;
+mod names;
 mod s3;
 
 use std::fmt;
@@ -30,6 +31,7 @@ use futures_util::Stream;
 
 pub use availability::{Availability, READY_CACHE, READY_TIMEOUT, StorageUnavailable};
 pub use local::{LocalStorage, UPLOAD_TEMP_PREFIX};
+pub use names::{KEY_MAX, NAME_MAX, NameLimits, NameTooLong, PATH_MAX, WrittenNameTooLong, check_written};
 pub use s3::{
     COPY_MAX_BYTES, PART_BYTES, PARTS_IN_FLIGHT, S3Config, S3ConfigError, S3Storage, S3Timeouts,
     UPLOAD_MIN_BYTES_PER_SECOND,
@@ -58,6 +60,103 @@ pub struct PutOptions {
     pub create_only: bool,
     /// Largest body accepted, in bytes; more is [`StorageError::TooLarge`] and nothing is kept.
     pub max_bytes: u64,
+}
+
+/// An entity-tag condition of `If-Match` or `If-None-Match` (RFC 9110 §13.1.1, §13.1.2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TagCondition {
+    /// `*`: any file.
+    Any,
+    /// These entity tags, as sent (`"…"` or `W/"…"`).
+    Tags(Vec<String>),
+}
+
+impl TagCondition {
+    /// Parses a header's value: `*`, or a comma-separated list of entity tags.
+    pub fn parse(value: &str) -> TagCondition {
+        if value.split(',').any(|tag| tag.trim() == "*") {
+            return TagCondition::Any;
+        }
+        TagCondition::Tags(value.split(',').map(str::trim).filter(|t| !t.is_empty()).map(str::to_owned).collect())
+    }
+
+    /// Whether `etag` is one of the tags: by the strong comparison (§8.8.3.2: both tags
+    /// strong and equal) or the weak one (the opaque parts equal).
+    fn names(&self, etag: &str, strong: bool) -> bool {
+        let weak = |tag: &str| tag.starts_with("W/");
+        let opaque = |tag: &str| tag.trim_start_matches("W/").to_owned();
+        match self {
+            TagCondition::Any => true,
+            TagCondition::Tags(tags) => tags
+                .iter()
+                .any(|tag| if strong { !weak(tag) && !weak(etag) && tag == etag } else { opaque(tag) == opaque(etag) }),
+        }
+    }
+}
+
+/// The preconditions of a request that changes a file (RFC 9110 §13.1), checked against the
+/// file at the path as it is when the change is made ([`StagedPut::commit_if`],
+/// [`Storage::delete_if`]); the change happens only if they hold. Empty (the default): none.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Preconditions {
+    /// `If-Match`: a file must be there (`*`), with one of these entity tags (strong
+    /// comparison).
+    pub if_match: Option<TagCondition>,
+    /// `If-None-Match`: no file may be there (`*`), or not with one of these entity tags
+    /// (weak comparison).
+    pub if_none_match: Option<TagCondition>,
+    /// `If-Unmodified-Since` (ignored beside `If-Match`): the file, if there is one, must not
+    /// have been modified after this time (at the one-second resolution of HTTP dates).
+    pub if_unmodified_since: Option<SystemTime>,
+}
+
+impl Preconditions {
+    /// No precondition at all.
+    pub fn is_empty(&self) -> bool {
+        *self == Preconditions::default()
+    }
+
+    /// Evaluates the preconditions on `current`, the file at the path (`None`: no file), in the
+    /// order of RFC 9110 §13.2.2. `Err`: which one failed, in words.
+    ///
+    /// # Errors
+    /// The failed precondition, for [`StorageError::PreconditionFailed`].
+    pub fn check(&self, current: Option<&FileMeta>) -> Result<(), &'static str> {
+        match (&self.if_match, current) {
+            (Some(_), None) => return Err("If-Match: there is no file"),
+            (Some(tags), Some(file)) if !tags.names(&file.etag, true) => {
+                return Err("If-Match: the file's entity tag is none of those given");
+            }
+            (Some(_), Some(_)) => {}
+            (None, _) => {
+                if let (Some(since), Some(file)) = (self.if_unmodified_since, current)
+                    && http_seconds(file.modified) > http_seconds(since)
+                {
+                    return Err("If-Unmodified-Since: the file was modified after that time");
+                }
+            }
+        }
+        match (&self.if_none_match, current) {
+            (Some(TagCondition::Any), Some(_)) => Err("If-None-Match: *: the file exists"),
+            (Some(tags), Some(file)) if tags.names(&file.etag, false) => {
+                Err("If-None-Match: the file's entity tag is one of those given")
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// [`Preconditions::check`] as a [`StorageError::PreconditionFailed`] for `path`.
+    ///
+    /// # Errors
+    /// [`StorageError::PreconditionFailed`].
+    pub fn check_for(&self, path: &str, current: Option<&FileMeta>) -> Result<(), StorageError> {
+        self.check(current).map_err(|reason| StorageError::PreconditionFailed { path: path.to_owned(), reason })
+    }
+}
+
+/// Whole seconds since the epoch: the resolution of HTTP dates.
+fn http_seconds(time: SystemTime) -> u64 {
+    time.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 /// What a committed put wrote.
@@ -118,6 +217,15 @@ pub enum StorageError {
         path: String,
         /// The component that is a file.
         parent: String,
+    },
+    /// A precondition of the request ([`Preconditions`]) does not hold for the file at the
+    /// path; nothing was changed.
+    #[error("`{path}`: the request's precondition failed ({reason}); nothing was changed")]
+    PreconditionFailed {
+        /// The path as given.
+        path: String,
+        /// Which precondition, in words.
+        reason: &'static str,
     },
     /// A create-only put found a file at the path; nothing was replaced.
     #[error("`{0}` exists and the request asked not to replace it (If-None-Match: *)")]
@@ -195,6 +303,11 @@ pub(crate) fn invalid(path: &str, problem: &PathProblem) -> StorageError {
     StorageError::InvalidPath { path: path.to_owned(), problem: problem.to_string(), rule: problem.rule().as_str() }
 }
 
+/// [`StorageError::InvalidPath`] (rule `name-too-long`) for `path`, too long by `problem`.
+pub(crate) fn too_long(path: &str, problem: &NameTooLong) -> StorageError {
+    StorageError::InvalidPath { path: path.to_owned(), problem: problem.to_string(), rule: "name-too-long" }
+}
+
 /// Refuses a [`Storage::list`] prefix by the rules a path is refused by that a text prefix can
 /// break before its directory part is resolved: absolute (`/etc`, `/`) or holding a NUL byte.
 /// Every backend lists through this, so a prefix means the same whatever stores the files.
@@ -243,11 +356,35 @@ pub trait StagedPut: Send + fmt::Debug {
     /// [`StorageError::Exists`] for a create-only put whose path now holds a file,
     /// [`StorageError::IsADirectory`], [`StorageError::Io`]. The staged data is then gone.
     async fn commit(self: Box<Self>) -> Result<PutOutcome, StorageError>;
+
+    /// [`StagedPut::commit`] if `preconditions` hold for the file at the path when the upload
+    /// is put in place, checked as one step with it where the backend allows (see each
+    /// backend). The default: a commit when there are none, else an error.
+    ///
+    /// # Errors
+    /// [`StorageError::PreconditionFailed`] (the staged data is then gone), and as
+    /// [`StagedPut::commit`].
+    async fn commit_if(self: Box<Self>, preconditions: &Preconditions) -> Result<PutOutcome, StorageError> {
+        if preconditions.is_empty() {
+            return self.commit().await;
+        }
+        Err(StorageError::Io {
+            path: String::new(),
+            source: io::Error::other("this storage cannot make a put conditional"),
+        })
+    }
 }
 
 /// Files under one root, addressed by relative `/`-separated paths. See the [module docs](self).
 #[async_trait]
 pub trait Storage: Send + Sync + fmt::Debug + 'static {
+    /// The longest names this storage holds ([`NameLimits`]): its paths are checked against
+    /// them, and so is every name a job may write, at submit. The default: file names of
+    /// [`NAME_MAX`] bytes, paths of any length.
+    fn name_limits(&self) -> NameLimits {
+        NameLimits { whole_bytes: usize::MAX, ..NameLimits::bucket("") }
+    }
+
     /// Checks `path` as a file (or directory) path before anything else is done with it, and
     /// returns its normal form (no `.`, `..`, `//`; for the local backend symlinks inside the
     /// root resolved), the form jobs' footprints name files in.
@@ -307,6 +444,24 @@ pub trait Storage: Send + Sync + fmt::Debug + 'static {
     /// [`StorageError::Unavailable`], [`StorageError::Denied`], [`StorageError::Io`].
     async fn ping(&self) -> Result<(), StorageError> {
         Ok(())
+    }
+
+    /// [`Storage::delete`] if `preconditions` hold for the file at `path` (a directory is no
+    /// file: `If-Match` fails on it). The default checks the file's metadata right before the
+    /// delete (one request apart); a backend that can make the two one step does.
+    ///
+    /// # Errors
+    /// [`StorageError::PreconditionFailed`], and as [`Storage::delete`].
+    async fn delete_if(&self, path: &str, recursive: bool, preconditions: &Preconditions) -> Result<(), StorageError> {
+        if !preconditions.is_empty() {
+            let current = match self.head(path).await {
+                Ok(meta) => Some(meta),
+                Err(StorageError::IsADirectory(_)) => None,
+                Err(e) => return Err(e),
+            };
+            preconditions.check_for(path, current.as_ref())?;
+        }
+        self.delete(path, recursive).await
     }
 
     /// Whether this storage has a temporary area ([`Storage::put_temp`] and the rest): the

@@ -147,7 +147,10 @@ impl S3Storage {
             .prefix("ffmpeg-worker-s3-paths-")
             .tempdir()
             .map_err(|e| error(format!("cannot create a directory for path checks: {e}")))?;
-        let sandbox = Sandbox::new(empty.path()).map_err(|e| error(e.to_string()))?;
+        let mut sandbox = Sandbox::new(empty.path()).map_err(|e| error(e.to_string()))?;
+        // Workers stage jobs' files there in the data directory; no job may name it, nor may
+        // the files API (tester finding F17).
+        sandbox.deny(crate::staging::STAGING_DIR);
         Ok(S3Storage {
             store: Arc::new(store),
             prefix: config.prefix.clone(),

@@ -53,8 +53,12 @@ use ffmpeg_core::sandbox::{PathProblem, Sandbox};
 use object_store::ObjectStore;
 use object_store::path::Path as Key;
 
-use super::{ByteStream, FileMeta, ListPage, PutOptions, StagedPut, Storage, StorageError, StoredFile, invalid};
+use super::{
+    ByteStream, FileMeta, ListPage, NameLimits, PutOptions, StagedPut, Storage, StorageError, StoredFile, invalid,
+    too_long,
+};
 use crate::service::blocking;
+use crate::storage::NAME_MAX;
 
 pub use client::{S3Config, S3ConfigError};
 pub use http::{S3Timeouts, UPLOAD_MIN_BYTES_PER_SECOND};
@@ -67,10 +71,6 @@ pub const PARTS_IN_FLIGHT: usize = 2;
 /// The largest object one server-side copy can make (S3's limit for `CopyObject` and for one
 /// `UploadPartCopy`): 5 GiB.
 pub const COPY_MAX_BYTES: u64 = 5 * 1024 * 1024 * 1024;
-/// Longest file name (one path component), in bytes, as on a local disk.
-const NAME_MAX: usize = 255;
-/// Longest S3 key, in bytes.
-const KEY_MAX: usize = 1024;
 
 /// A bucket as a [`Storage`]. Cheap to clone.
 #[derive(Clone)]
@@ -95,13 +95,8 @@ impl S3Storage {
         // The temporary area and names like the local backend's temporary files are the
         // server's own.
         crate::storage::local::check_not_temp(path)?;
-        if let Some(name) = path.split('/').find(|name| name.len() > NAME_MAX) {
-            return Err(StorageError::InvalidPath {
-                path: path.to_owned(),
-                problem: format!("a file name is {} bytes; at most {NAME_MAX} are possible", name.len()),
-                rule: "name-too-long",
-            });
-        }
+        let limits = self.name_limits();
+        limits.check_names(path).map_err(|problem| too_long(path, &problem))?;
         let sandbox = &self.paths.0;
         let resolved = if want_dir {
             sandbox.resolve_directory_path(path)
@@ -114,7 +109,11 @@ impl S3Storage {
                 other => other,
             }
         };
-        let resolved = resolved.map_err(|problem| invalid(path, &problem))?;
+        let resolved = resolved.map_err(|problem| match problem {
+            // The jobs' staging area: reserved as for a job naming it.
+            PathProblem::Denied => StorageError::Reserved(path.to_owned()),
+            problem => invalid(path, &problem),
+        })?;
         let normal = resolved.relative().to_string_lossy().into_owned();
         if let Some(c) = normal.chars().find(char::is_ascii_control) {
             return Err(StorageError::InvalidPath {
@@ -123,15 +122,16 @@ impl S3Storage {
                 rule: "control-character",
             });
         }
-        let key_len = self.prefix.len() + 1 + normal.len();
-        if key_len > KEY_MAX {
-            return Err(StorageError::InvalidPath {
-                path: path.to_owned(),
-                problem: format!("the key is {key_len} bytes with the prefix; at most {KEY_MAX} are possible"),
-                rule: "name-too-long",
-            });
-        }
+        limits.check_whole(&normal).map_err(|problem| too_long(path, &problem))?;
         Ok(normal)
+    }
+
+    /// Whether the file at `relative` is in an area no request may name (the jobs' staging
+    /// area): never listed.
+    fn reserved(&self, relative: &str) -> bool {
+        let sandbox = &self.paths.0;
+        let mut denied = sandbox.denied().iter().filter_map(|denied| denied.strip_prefix(sandbox.root()).ok());
+        denied.any(|denied| std::path::Path::new(relative).starts_with(denied))
     }
 
     async fn normal_async(&self, path: &str, want_dir: bool) -> Result<String, StorageError> {
@@ -195,6 +195,10 @@ fn client_error(text: &str) -> bool {
 
 #[async_trait]
 impl Storage for S3Storage {
+    fn name_limits(&self) -> NameLimits {
+        NameLimits::bucket(&self.prefix)
+    }
+
     async fn check_path(&self, path: &str) -> Result<String, StorageError> {
         self.normal_async(path, false).await
     }

@@ -93,6 +93,9 @@ impl S3Storage {
             if relative.starts_with(TEMP_AREA) && relative[TEMP_AREA.len()..].starts_with('/') {
                 continue;
             }
+            if self.reserved(relative) {
+                continue;
+            }
             if after.is_some_and(|after| relative <= after) {
                 continue;
             }

@@ -10,13 +10,13 @@ use futures_util::{StreamExt as _, TryStreamExt as _};
 use object_store::path::Path as Key;
 use object_store::{
     CopyMode, CopyOptions, ObjectStore as _, ObjectStoreExt as _, PutMode, PutMultipartOptions,
-    PutOptions as StorePutOptions, PutPayload, WriteMultipart,
+    PutOptions as StorePutOptions, PutPayload, UpdateVersion, WriteMultipart,
 };
 use sha2::{Digest as _, Sha256};
 
 use super::temp::{UPLOADS_TEMP, random_name};
 use super::{PART_BYTES, PARTS_IN_FLIGHT, S3Storage, store_error};
-use crate::storage::{ByteStream, PutOptions, PutOutcome, StagedPut, StorageError};
+use crate::storage::{ByteStream, Preconditions, PutOptions, PutOutcome, StagedPut, StorageError};
 
 impl S3Storage {
     /// [`Storage::put`](crate::storage::Storage::put).
@@ -252,20 +252,52 @@ impl StagedPut for S3Staged {
         self.size
     }
 
-    async fn commit(mut self: Box<Self>) -> Result<PutOutcome, StorageError> {
+    async fn commit(self: Box<Self>) -> Result<PutOutcome, StorageError> {
+        self.commit_if(&Preconditions::default()).await
+    }
+
+    /// The preconditions are checked against the object there now; a body of one part is
+    /// then put on the condition that the object is still that one (`If-Match` its entity
+    /// tag, or `If-None-Match: *` when there was none): the bucket makes the check and the
+    /// write one step, and a change in between fails the request (412). A body of several
+    /// parts is completed right after the check (`object_store` sends no condition with a
+    /// multipart completion), one request apart.
+    async fn commit_if(mut self: Box<Self>, preconditions: &Preconditions) -> Result<PutOutcome, StorageError> {
         let key = self.storage.key(&self.path);
         let path = self.path.clone();
         // A create-only put is decided by the bucket alone (a conditional request): no check
         // of ours could see a file that appears right after it. It creates, or fails.
-        let existed = !self.create_only && self.storage.head_key(&path).await?.is_some();
+        let conditional = !preconditions.is_empty();
+        let current = if self.create_only && !conditional { None } else { self.storage.head_key(&path).await? };
+        let existed = !self.create_only && current.is_some();
+        if conditional {
+            let meta = current.as_ref().map(|meta| self.storage.file_meta(path.clone(), meta));
+            preconditions.check_for(&path, meta.as_ref())?;
+        }
         let pending = self.pending.take();
         match pending {
             Some(Pending::Single(body)) => {
-                let mode = if self.create_only { PutMode::Create } else { PutMode::Overwrite };
+                let mode = match &current {
+                    _ if self.create_only => PutMode::Create,
+                    Some(meta) if conditional && meta.e_tag.is_some() => {
+                        PutMode::Update(UpdateVersion { e_tag: meta.e_tag.clone(), version: meta.version.clone() })
+                    }
+                    None if conditional => PutMode::Create,
+                    _ => PutMode::Overwrite,
+                };
                 let options = StorePutOptions { mode, ..StorePutOptions::default() };
+                let create_only = self.create_only;
                 self.storage.store.put_opts(&key, PutPayload::from(body), options).await.map_err(|e| match e {
-                    object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. } => {
+                    object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }
+                        if create_only =>
+                    {
                         StorageError::Exists(path.clone())
+                    }
+                    object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. } => {
+                        StorageError::PreconditionFailed {
+                            path: path.clone(),
+                            reason: "the file changed while the request was checked",
+                        }
                     }
                     e => store_error(&path, e),
                 })?;
