@@ -29,6 +29,28 @@ fn text(s: &str) -> std::borrow::Cow<'_, str> {
     if s.contains('\0') { s.replace('\0', "\u{fffd}").into() } else { s.into() }
 }
 
+/// `sql` (`FINISH`, or `FINISH_LOGGED`, which takes the log as `$9`) with the outcome bound as
+/// `$1`-`$8`: the job, its final status, completion time (microseconds), output files, error and
+/// outputs, fenced by this node's id and the `attempt` it holds.
+fn bind_finish<'q>(
+    sql: &'q str,
+    id: &'q JobId,
+    row: &'q FinishRow,
+    completed: i64,
+    settings: &'q PgSettings,
+    attempt: Option<i64>,
+) -> sqlx::query::QueryAs<'q, sqlx::Postgres, JobRow, PgArguments> {
+    sqlx::query_as(sql)
+        .bind(id.as_str())
+        .bind(row.status.as_str())
+        .bind(completed)
+        .bind(&row.output_files)
+        .bind(row.error.as_deref().map(text))
+        .bind(&settings.node_id)
+        .bind(attempt)
+        .bind(&row.outputs)
+}
+
 /// One open transaction of this node, for the transition plan: the writes about a running job
 /// are fenced by the node id and, where set, the attempt this node holds the job for.
 pub(super) struct PgTx<'a> {
@@ -119,15 +141,7 @@ impl SqlTx for PgTx<'_> {
     }
 
     async fn finish_row(&mut self, id: &JobId, row: &FinishRow, completed: i64) -> Result<Option<Job>, StoreError> {
-        let rows: Vec<JobRow> = sqlx::query_as(FINISH)
-            .bind(id.as_str())
-            .bind(row.status.as_str())
-            .bind(completed)
-            .bind(&row.output_files)
-            .bind(row.error.as_deref().map(text))
-            .bind(&self.settings.node_id)
-            .bind(self.attempt)
-            .bind(&row.outputs)
+        let rows: Vec<JobRow> = bind_finish(FINISH, id, row, completed, self.settings, self.attempt)
             .fetch_all(&mut *self.conn)
             .await
             .map_err(db)?;
@@ -528,19 +542,12 @@ impl SqlStore for PgStore {
             .await
         } else {
             // No deliveries to write: the outcome and the log in one statement.
-            let rows: Result<Vec<JobRow>, StoreError> = sqlx::query_as(FINISH_LOGGED)
-                .bind(id.as_str())
-                .bind(row.status.as_str())
-                .bind(completed)
-                .bind(&row.output_files)
-                .bind(row.error.as_deref().map(text))
-                .bind(&self.settings.node_id)
-                .bind(attempt)
-                .bind(&row.outputs)
-                .bind(log.as_bytes())
-                .fetch_all(&self.pool)
-                .await
-                .map_err(db);
+            let rows: Result<Vec<JobRow>, StoreError> =
+                bind_finish(FINISH_LOGGED, id, &row, completed, &self.settings, Some(attempt))
+                    .bind(log.as_bytes())
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(db);
             rows.and_then(|rows| rows.into_iter().next().map(Job::try_from).transpose())
         };
         let job = self.settle(id, "finish", result).await?;
