@@ -41,6 +41,11 @@ pub enum ApiError {
     /// OS would refuse); the detail says which.
     #[error(transparent)]
     Refused(SubmitError),
+    /// 409: with the files in a bucket, a file the job would write is where the bucket holds
+    /// a directory, or below a file (`file-conflict`, as the files API answers an upload
+    /// there); the problem names the argument.
+    #[error(transparent)]
+    OutputConflict(SubmitError),
     /// The rejection's own status (400 malformed JSON, 413 too large, 415 not JSON, 422 wrong
     /// shape): the JSON body is not acceptable.
     #[error("{}", .0.body_text())]
@@ -146,6 +151,7 @@ impl From<SubmitError> for ApiError {
             SubmitError::Store(e) => e.into(),
             SubmitError::Webhook(e) => ApiError::Webhook(e),
             e @ (SubmitError::ExecLimit(_) | SubmitError::NameTooLong(_)) => ApiError::Refused(e),
+            e @ SubmitError::OutputConflict { .. } => ApiError::OutputConflict(e),
         }
     }
 }
@@ -201,6 +207,7 @@ impl ApiError {
                 (StatusCode::TOO_MANY_REQUESTS, "/problems/rate-limited", "Too many requests")
             }
             ApiError::Conflict { .. } => (StatusCode::CONFLICT, "/problems/job-state-conflict", "Job state conflict"),
+            ApiError::OutputConflict(_) => (StatusCode::CONFLICT, "/problems/file-conflict", "Not a file"),
             ApiError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "/problems/shutting-down", "Shutting down"),
             ApiError::NotReady(_) => (StatusCode::SERVICE_UNAVAILABLE, "/problems/not-ready", "Not ready"),
             ApiError::Overloaded { .. } => {
@@ -269,6 +276,9 @@ impl IntoResponse for ApiError {
             ApiError::Sandbox(e) => e.argument(),
             ApiError::UnknownName(e) => Some((e.position, e.argument.as_str())),
             ApiError::Refused(SubmitError::NameTooLong(e)) => Some((e.position, e.argument.as_str())),
+            ApiError::OutputConflict(SubmitError::OutputConflict { position, argument, .. }) => {
+                Some((*position, argument.as_str()))
+            }
             _ => None,
         };
         // Internal details of storage and store failures are logged, not sent.
@@ -310,6 +320,10 @@ impl IntoResponse for ApiError {
             }
             ApiError::Unauthorized(_) => {
                 headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"ffmpeg-worker\""));
+            }
+            // A storage known unreachable: when its next check will have ended.
+            ApiError::Files(FilesError::Storage(StorageError::Unreachable { outage, .. })) => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(outage.retry_after.as_secs().max(1)));
             }
             _ if status == StatusCode::SERVICE_UNAVAILABLE => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));

@@ -45,7 +45,10 @@ pub(crate) async fn ready(State(state): State<AppState>) -> Result<AppJson<Ready
     state.jobs.ping().await?;
     if let Err(e) = state.jobs.storage_ready().await {
         tracing::warn!(error = %e, storage = ?state.jobs.storage(), "readiness: the file storage does not answer");
-        return Err(ApiError::NotReady("the file storage does not answer (the server log has the details)".to_owned()));
+        let storage = state.jobs.storage().display_name();
+        return Err(ApiError::NotReady(format!(
+            "the file storage does not answer: `{storage}` (the server log has the details)"
+        )));
     }
     let Some(ffmpeg) = state.settings.ffmpeg_version.clone() else {
         return Err(ApiError::NotReady("no ffmpeg was checked at start-up".to_owned()));
@@ -83,6 +86,7 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Result<impl IntoRe
         (status = 400, description = "The body is not valid JSON", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "The body is larger than the server's limit (MAX_BODY_BYTES)", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "The body is not `application/json`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "With the files in a bucket: a file the job would write is where the bucket holds a directory, or below a file (`file-conflict`, naming the argument)", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "The command or a field is invalid (also: both or neither of `command` and `args`)", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Shutting down, or the job store cannot write now", body = Problem, content_type = "application/problem+json"),
     )

@@ -11,9 +11,11 @@
 //!    a failure here deletes the run's temporary names (and aborts the multipart uploads), and
 //!    every file in the bucket is as it was.
 //! 2. **Back up**, once every upload succeeded (and only if the caller still owns the job: a
-//!    node that lost its lease publishes nothing): each file in the storage that an output will
-//!    replace is copied by the server to the run's backup name ([`RunTemp::backup`]). Still
-//!    nothing visible has changed.
+//!    node that lost its lease publishes nothing; and only if no output's path is a directory
+//!    in the bucket or lies below a file, a disk's rule checked again now, as the bucket may
+//!    have changed since the submission: [`PublishError::Conflict`]): each file in the storage
+//!    that an output will replace is copied by the server to the run's backup name
+//!    ([`RunTemp::backup`]). Still nothing visible has changed.
 //! 3. **Publish**: each output's temporary name is copied into place by the server (readers
 //!    see the old file or the new one, whole), then deleted; a large output's multipart upload
 //!    is completed. Media first ([`COPIES_AT_ONCE`] at a time), playlists and manifests last,
@@ -136,6 +138,10 @@ pub enum PublishError {
         /// Paths that now hold the job's output in place of an older file.
         kept: Vec<String>,
     },
+    /// An output's path is a directory in the storage, or lies below a file (a disk's rule,
+    /// [`Storage::check_writable_paths`]): nothing was published.
+    #[error("{0}; in a bucket as on a disk, a file cannot be where a directory is, nor below a file")]
+    Conflict(#[source] StorageError),
     /// The caller no longer owns the job (its lease was lost): nothing was published.
     #[error("the job was taken over by another node; nothing was published")]
     NotOurs,
@@ -150,7 +156,7 @@ impl PublishError {
     /// The storage failure, if any.
     pub fn storage_error(&self) -> Option<&StorageError> {
         match self {
-            PublishError::Upload(e) | PublishError::Publish { source: e, .. } => Some(e),
+            PublishError::Upload(e) | PublishError::Conflict(e) | PublishError::Publish { source: e, .. } => Some(e),
             PublishError::NotOurs | PublishError::Cancelled => None,
         }
     }
@@ -187,8 +193,8 @@ enum Uploaded {
 /// `still_ours()` holds, puts them in place, playlists and manifests last.
 ///
 /// # Errors
-/// [`PublishError::Upload`] (nothing visible changed), [`PublishError::Publish`] (part-way:
-/// see its `kept`), [`PublishError::NotOurs`].
+/// [`PublishError::Upload`] and [`PublishError::Conflict`] (nothing visible changed),
+/// [`PublishError::Publish`] (part-way: see its `kept`), [`PublishError::NotOurs`].
 pub async fn publish(
     storage: &dyn Storage,
     run: &RunTemp,
@@ -230,6 +236,17 @@ pub async fn publish(
     if !still_ours() {
         discard(storage, run).await;
         return Err(PublishError::NotOurs);
+    }
+    // A disk's rule, checked again now that the bucket may have changed since the submission
+    // (and for the names only the run knew: segments, numbered images): no output where a
+    // directory is, none below a file. Nothing is in place yet.
+    let paths: Vec<String> = outputs.iter().map(|output| output.path.clone()).collect();
+    if let Err(e) = storage.check_writable_paths(&paths, &[]).await {
+        discard(storage, run).await;
+        return Err(match e {
+            e @ (StorageError::IsADirectory(_) | StorageError::NotADirectory { .. }) => PublishError::Conflict(e),
+            e => PublishError::Upload(e),
+        });
     }
 
     // 2. Back up the files the outputs replace (a server-side copy each), so that a failure

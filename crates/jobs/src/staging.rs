@@ -81,6 +81,10 @@ pub enum StagingError {
     /// uploaded before it were only in the run's temporary names, now deleted).
     #[error("uploading the job's outputs to the storage failed; no file in the storage was changed: {0}")]
     Upload(#[source] StorageError),
+    /// An output's path is a directory in the storage, or lies below a file
+    /// ([`PublishError::Conflict`]); nothing in the storage changed.
+    #[error("the job's outputs cannot be stored; no file in the storage was changed: {0}")]
+    Conflict(#[source] PublishError),
     /// The outputs were uploaded, but putting them in place failed part-way (or the job was
     /// no longer this node's: [`PublishError::NotOurs`]).
     #[error("putting the job's uploaded outputs in place failed, and what was done was undone: {0}")]
@@ -125,7 +129,10 @@ impl StagingError {
                 crate::concat_lists::ConcatListError::Staging(e) => e.is_transient(),
                 _ => false,
             },
-            StagingError::Prepare(_) | StagingError::Write { .. } | StagingError::TimedOut { .. } => false,
+            StagingError::Prepare(_)
+            | StagingError::Write { .. }
+            | StagingError::TimedOut { .. }
+            | StagingError::Conflict(_) => false,
         }
     }
 }
@@ -373,6 +380,7 @@ impl Stage {
         let result = match publish::publish(storage, run, &outputs, still_ours).await {
             Ok(done) => Ok(Transfer { files: done.files, bytes: done.bytes, elapsed: Duration::ZERO }),
             Err(PublishError::Upload(e)) => Err(StagingError::Upload(e)),
+            Err(e @ PublishError::Conflict(_)) => Err(StagingError::Conflict(e)),
             Err(e) => Err(StagingError::Publish(e)),
         };
         record("upload", started, result)

@@ -11,6 +11,8 @@
 //!   write end only this process has. When this process exits (normally, by a panic, or killed
 //!   with SIGKILL) the pipe closes and the watchdog kills moto. Nothing is written to disk: moto
 //!   keeps objects in memory.
+//! - **Faults.** A [`Proxy`] in front of the server holds requests on demand
+//!   ([`ProxyMode`]): an upload that never ends, a bucket that stops answering.
 //! - **Credentials.** moto accepts any; [`ACCESS_KEY_ID`] / [`SECRET_ACCESS_KEY`] are what the
 //!   tests send, in region [`REGION`].
 
@@ -130,6 +132,11 @@ impl S3Server {
         &self.endpoint
     }
 
+    /// The port it listens on (127.0.0.1), e.g. for a [`Proxy`] in front of it.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
     /// Creates a new empty bucket and returns its name (`test-N`).
     ///
     /// # Panics
@@ -223,3 +230,6 @@ fn tags(xml: &str, tag: &str) -> Vec<String> {
     }
     out
 }
+
+mod proxy;
+pub use proxy::{Proxy, ProxyMode};

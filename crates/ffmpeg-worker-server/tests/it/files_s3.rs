@@ -176,3 +176,104 @@ async fn a_create_only_upload_finishing_after_another_created_the_file_is_refuse
     assert_eq!(app.files(), ["race/big.mkv"]);
     app.no_unfinished_uploads().await;
 }
+
+/// A job whose output is where the bucket holds a directory, or below a file (tester G14), is
+/// refused at submit as an upload there is: 409 `file-conflict`, naming the argument.
+#[tokio::test]
+async fn a_job_writing_where_the_bucket_has_a_directory_or_below_a_file_is_409() {
+    let app = FilesApp::new(S3);
+    assert_eq!(app.put("dirc/d/inner.txt", b"inner").await.status, StatusCode::CREATED);
+    assert_eq!(app.put("filec/f", b"a file").await.status, StatusCode::CREATED);
+    for (command, position, argument, detail) in [
+        ("-f lavfi -i testsrc -t 1 -f mp4 dirc/d", 9, "dirc/d", "`dirc/d` is a directory"),
+        (
+            "-f lavfi -i testsrc -t 1 filec/f/x.mp4",
+            7,
+            "filec/f/x.mp4",
+            "`filec/f` is a file in the storage, not a directory",
+        ),
+    ] {
+        let body = app.submit(command).await.problem(StatusCode::CONFLICT, "/problems/file-conflict");
+        assert_eq!((body["argument_position"].as_u64(), body["argument"].as_str()), (Some(position), Some(argument)));
+        assert!(body["detail"].as_str().unwrap().contains(detail), "{body}");
+    }
+    // The same upload is the files API's 409 too; nothing else was stored.
+    app.put("dirc/d", b"x").await.problem(StatusCode::CONFLICT, "/problems/file-conflict");
+    assert_eq!(app.files(), ["dirc/d/inner.txt", "filec/f"]);
+}
+
+/// A bucket that stops answering (tester G6): the first files call waits for it (the request
+/// timeout), a check in the background confirms it, and from then on every files call (PUT,
+/// GET, HEAD, DELETE, list, probe) is refused at once, saying which bucket has not answered
+/// since when, with `Retry-After`; `/ready` shares that state. Once the bucket answers again
+/// the calls work again by themselves.
+#[tokio::test]
+async fn files_calls_fail_at_once_while_the_bucket_is_known_unreachable_and_recover_by_themselves() {
+    use std::time::{Duration, Instant};
+    let server = s3_harness::shared();
+    let proxy = s3_harness::Proxy::start(server.port());
+    let bucket = server.bucket();
+    let timeouts = jobs::storage::S3Timeouts { request: Duration::from_secs(1), ..Default::default() };
+    let config = S3Config { endpoint: Some(proxy.endpoint()), timeouts, ..s3_config(&bucket, "media") };
+    let storage = S3Storage::new(&config).unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let runner = FfmpegRunner::new(FfmpegConfig::new("ffmpeg", data.path()));
+    let config = JobsConfig { remote_storage: Some(Arc::new(storage)), ..JobsConfig::default() };
+    let jobs = Jobs::new(Arc::new(MemoryStore::new()), Arc::new(runner), Sandbox::new(data.path()).unwrap(), config);
+    let settings = AppSettings { ffmpeg_version: Some("ffmpeg version test".to_owned()), ..AppSettings::default() };
+    let app = FilesApp::of(AppState::with_settings(jobs, settings), data, Some(bucket.clone()));
+    assert_eq!(app.put("in/a.txt", b"kept").await.status, StatusCode::CREATED);
+    assert_eq!(app.get("/ready", &[]).await.status, StatusCode::OK);
+
+    proxy.set(s3_harness::ProxyMode::Silent);
+    let named = format!("s3://{bucket}/media");
+    let known = |body: &serde_json::Value| {
+        let detail = body["detail"].as_str().unwrap_or_default().to_owned();
+        detail.contains(&format!("the file storage `{named}` has not answered since")).then_some(detail)
+    };
+    // The first call waits for the bucket; the calls after the background check are refused
+    // at once.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (detail, retry_after) = loop {
+        let r = app.get("/files/in/a.txt", &[]).await;
+        let body = r.problem(StatusCode::SERVICE_UNAVAILABLE, "/problems/storage-unavailable");
+        if let Some(detail) = known(&body) {
+            break (detail, r.headers[header::RETRY_AFTER].to_str().unwrap().parse::<u64>().unwrap());
+        }
+        assert!(Instant::now() < deadline, "never known unreachable: {body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(detail.contains("`in/a.txt` was not asked"), "{detail}");
+    assert!((1..=10).contains(&retry_after), "{retry_after}");
+    // Every kind of files call takes the same path.
+    let r = app.put("in/b.txt", b"new").await;
+    assert!(known(&r.problem(StatusCode::SERVICE_UNAVAILABLE, "/problems/storage-unavailable")).is_some());
+    let r = app.get("/files?prefix=in/", &[]).await;
+    assert!(known(&r.problem(StatusCode::SERVICE_UNAVAILABLE, "/problems/storage-unavailable")).is_some());
+    let r = app.delete("/files/in/a.txt").await;
+    assert!(known(&r.problem(StatusCode::SERVICE_UNAVAILABLE, "/problems/storage-unavailable")).is_some());
+    let r = app.get("/probe/in/a.txt", &[]).await;
+    let body = r.problem(StatusCode::SERVICE_UNAVAILABLE, "/problems/probe-unavailable");
+    assert!(body["detail"].as_str().unwrap().contains("has not answered since"), "{body}");
+    let r = app.send(axum::http::Request::head("/files/in/a.txt").body(Body::empty()).unwrap()).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(r.headers.contains_key(header::RETRY_AFTER));
+    let r = app.get("/ready", &[]).await;
+    let body = r.problem(StatusCode::SERVICE_UNAVAILABLE, "/problems/not-ready");
+    assert!(body["detail"].as_str().unwrap().contains(&named), "{body}");
+
+    // The bucket answers again: the calls work again, with no one doing anything.
+    proxy.set(s3_harness::ProxyMode::Pass);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let r = app.get("/files/in/a.txt", &[]).await;
+        if r.status == StatusCode::OK {
+            assert_eq!(r.bytes, b"kept");
+            break;
+        }
+        assert!(Instant::now() < deadline, "never recovered: {}", String::from_utf8_lossy(&r.bytes));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(app.put("in/b.txt", b"new").await.status, StatusCode::CREATED);
+    assert_eq!(app.get("/ready", &[]).await.status, StatusCode::OK);
+}

@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use ffmpeg_core::capabilities::{Capabilities, UnknownName};
 use ffmpeg_core::command::{Command, CommandError};
-use ffmpeg_core::footprint::Footprint;
+use ffmpeg_core::footprint::{Footprint, Names};
+use ffmpeg_core::pattern;
 use ffmpeg_core::sandbox::{ResolvedCommand, Sandbox, SandboxError};
 
 use super::{Jobs, METRIC_FINISHED, METRIC_SUBMITTED, blocking};
@@ -52,9 +53,36 @@ pub enum SubmitError {
     /// The job's webhook is refused (no secret to sign with, a URL the rules refuse, ...).
     #[error(transparent)]
     Webhook(#[from] WebhookError),
+    /// A file the job would write is where the storage holds a directory, or below a file
+    /// (a bucket holds both `a` and `a/x`, a disk cannot: jobs obey the disk's rule, as the
+    /// files API does). `problem` is [`StorageError::IsADirectory`] or
+    /// [`StorageError::NotADirectory`].
+    #[error(
+        "argument {position} `{argument}`: {}; a job cannot write a file where the storage holds a directory, \
+         nor below a file",
+        in_the_way(.problem)
+    )]
+    OutputConflict {
+        /// 1-based position of the argument that makes ffmpeg write there (an output URL, or an
+        /// option naming a file).
+        position: usize,
+        /// The argument as written.
+        argument: String,
+        /// What is in the way.
+        problem: Box<StorageError>,
+    },
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// What [`SubmitError::OutputConflict`] found in the way, in words.
+fn in_the_way(problem: &StorageError) -> String {
+    match problem {
+        StorageError::IsADirectory(path) => format!("`{path}` is a directory in the storage (files lie below it)"),
+        StorageError::NotADirectory { parent, .. } => format!("`{parent}` is a file in the storage, not a directory"),
+        other => other.to_string(),
+    }
 }
 
 /// Why a listing was refused.
@@ -89,10 +117,12 @@ impl Jobs {
     /// With the files in a bucket, ffprobe reads a copy downloaded into a private stage (the
     /// whole file: containers such as mp4 may keep their index at the end).
     pub async fn probe_media(&self, path: &str) -> Result<Arc<MediaInfo>, MediaProbeError> {
-        let Some(remote) = &self.config.remote_storage else {
+        if self.config.remote_storage.is_none() {
             check_probed_lists(&self.sandbox, path, None).await?;
             return self.media.probe(&self.sandbox, path).await;
-        };
+        }
+        // The bucket behind its availability: a bucket known unreachable fails at once.
+        let remote = &self.storage;
         let sandbox = Arc::clone(&self.sandbox);
         let stage = blocking(move || Stage::for_probe(&sandbox))
             .await
@@ -197,9 +227,14 @@ impl Jobs {
         let mut footprint = Footprint::of(&resolved);
         // What its concat lists name is read too: no upload may change it under the job. A
         // bucket that does not answer soon holds up no submission (the run checks the lists).
-        let remote = self.config.remote_storage.as_deref();
+        // (Through its availability: a bucket known unreachable is not waited for.)
+        let remote = self.config.remote_storage.as_ref().map(|_| self.storage.as_ref());
         let listed = concat_lists::entries(&self.sandbox, &resolved, remote);
         footprint.add_read_files(tokio::time::timeout(LISTS_AT_SUBMIT, listed).await.unwrap_or_default());
+        if self.config.remote_storage.is_some() {
+            // A disk refuses these itself (the sandbox, or creating the directory at run).
+            check_output_conflicts(self.storage.as_ref(), &resolved).await?;
+        }
         options.footprint = footprint;
         let requested = std::mem::take(&mut options.webhooks);
         options.webhooks = WebhookConfig::subscriptions(self.config.webhooks.as_ref(), requested).await?;
@@ -348,6 +383,66 @@ async fn check_probed_lists(
         ) => Err(MediaProbeError::NotMedia { path: path.to_owned(), reason: e.to_string() }),
         Err(e) => Err(MediaProbeError::Unavailable(e.to_string())),
     }
+}
+
+/// [`SubmitError::OutputConflict`] when a file `resolved` would write lies where `storage`
+/// holds a directory, or below a file ([`Storage::check_writable_paths`]): every name the job
+/// may write ([`Footprint::written_by_argument`]: outputs, segments, playlists, sequences, pass
+/// logs), a named file whole, a numbered or templated one by its directory (its own names are
+/// checked at upload, once they exist). A storage that does not answer within
+/// [`LISTS_AT_SUBMIT`] holds up no submission: the upload checks again.
+async fn check_output_conflicts(storage: &dyn Storage, resolved: &ResolvedCommand) -> Result<(), SubmitError> {
+    let mut by_path: Vec<(String, usize, String)> = Vec::new();
+    let (mut files, mut dirs) = (Vec::new(), Vec::new());
+    for written in Footprint::written_by_argument(resolved) {
+        let set = &written.set;
+        // The directory up to its first placeholder (`hls/v%v` -> `hls`).
+        let dir: Vec<String> = set
+            .dir()
+            .iter()
+            .map(|part| part.to_string_lossy().into_owned())
+            .take_while(|part| !pattern::is_pattern(part))
+            .collect();
+        let whole_dir = dir.len() == set.dir().iter().count();
+        let dir = dir.join("/");
+        let path = match set.names() {
+            Names::Exact(name) if whole_dir && dir.is_empty() => name.clone(),
+            Names::Exact(name) if whole_dir => format!("{dir}/{name}"),
+            _ if dir.is_empty() => continue,
+            _ => {
+                dirs.push(dir.clone());
+                by_path.push((dir, written.position, written.argument.clone()));
+                continue;
+            }
+        };
+        files.push(path.clone());
+        by_path.push((path, written.position, written.argument.clone()));
+    }
+    if files.is_empty() && dirs.is_empty() {
+        return Ok(());
+    }
+    let problem = match tokio::time::timeout(LISTS_AT_SUBMIT, storage.check_writable_paths(&files, &dirs)).await {
+        Ok(Err(problem @ (StorageError::IsADirectory(_) | StorageError::NotADirectory { .. }))) => problem,
+        Ok(Ok(())) => return Ok(()),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "checking the outputs' places in the storage failed; the upload checks again");
+            return Ok(());
+        }
+        Err(_) => {
+            tracing::warn!("the storage did not answer the outputs' check in time; the upload checks again");
+            return Ok(());
+        }
+    };
+    let path = match &problem {
+        StorageError::IsADirectory(path) | StorageError::NotADirectory { path, .. } => path.clone(),
+        _ => String::new(),
+    };
+    let (position, argument) = by_path
+        .into_iter()
+        .find(|(written, _, _)| *written == path)
+        .map(|(_, position, argument)| (position, argument))
+        .unwrap_or_default();
+    Err(SubmitError::OutputConflict { position, argument, problem: Box::new(problem) })
 }
 
 /// [`Jobs::check`]: the policy first (a hostile command gets the policy's reason), then the

@@ -38,7 +38,7 @@ use crate::media::{MediaProbeConfig, MediaProber};
 use crate::model::{Job, JobId};
 use crate::nodes::{NodeDirectory, NodeSettings};
 use crate::runner::Runner;
-use crate::storage::{Availability, LocalStorage, Storage, StorageUnavailable};
+use crate::storage::{Availability, Guarded, LocalStorage, Storage, StorageUnavailable};
 use crate::store::JobStore;
 use crate::webhook::WebhookConfig;
 
@@ -131,8 +131,8 @@ pub struct Jobs {
     media: MediaProber,
     directory: Option<Arc<NodeDirectory>>,
     storage: Arc<dyn Storage>,
-    /// Whether `storage` answers, for `/ready`.
-    availability: Availability,
+    /// Whether `storage` answers, for `/ready` and the files API's calls.
+    availability: Arc<Availability>,
     /// Whether the store is shared with other nodes ([`JobStore::cluster_signals`]).
     cluster: bool,
 }
@@ -155,16 +155,26 @@ impl Jobs {
             sandbox.deny(crate::staging::STAGING_DIR);
         }
         let sandbox = Arc::new(sandbox);
-        let storage = match &config.remote_storage {
-            Some(remote) => Arc::clone(remote),
-            None => Arc::new(LocalStorage::new(Arc::clone(&sandbox))) as Arc<dyn Storage>,
+        // A bucket known unreachable fails the files API's calls at once (`Guarded`); the
+        // workers' staging waits for it as long as each request may, and retries by attempts.
+        let (storage, availability) = match &config.remote_storage {
+            Some(remote) => {
+                let availability = Availability::new(Arc::clone(remote), remote.display_name());
+                let guarded = Guarded::new(Arc::clone(remote), Arc::clone(&availability));
+                (Arc::new(guarded) as Arc<dyn Storage>, availability)
+            }
+            None => {
+                let local = Arc::new(LocalStorage::new(Arc::clone(&sandbox))) as Arc<dyn Storage>;
+                let availability = Availability::new(Arc::clone(&local), local.display_name());
+                (local, availability)
+            }
         };
         let store_is_shared = store.cluster_signals().is_some();
         let jobs = Arc::new(Jobs {
             directory,
             store,
             runner,
-            availability: Availability::new(Arc::clone(&storage)),
+            availability,
             storage,
             sandbox,
             media,
@@ -204,15 +214,17 @@ impl Jobs {
         }
     }
 
-    /// Where the files API's files live: the remote storage when configured, else the data
+    /// Where the files API's files live: the remote storage when configured (behind its
+    /// [`Availability`]: calls fail at once while it is known unreachable), else the data
     /// directory.
     pub fn storage(&self) -> &Arc<dyn Storage> {
         &self.storage
     }
 
-    /// Whether the storage answers ([`Availability::check`]: a cached check, at most every
-    /// [`READY_CACHE`](crate::storage::READY_CACHE), bounded by
-    /// [`READY_TIMEOUT`](crate::storage::READY_TIMEOUT)); always `Ok` for the data directory.
+    /// Whether the storage answers ([`Availability::check`]: a check at most every
+    /// [`READY_CACHE`](crate::storage::READY_CACHE) while it answers, bounded by
+    /// [`READY_TIMEOUT`](crate::storage::READY_TIMEOUT); a known outage at once, the state the
+    /// files API's calls share); always `Ok` for the data directory.
     ///
     /// # Errors
     /// [`StorageUnavailable`].

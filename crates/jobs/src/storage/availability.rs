@@ -1,62 +1,189 @@
-//! Whether the storage answers, as `GET /ready` reports it ([`Availability`]): one cheap
-//! request ([`Storage::ping`]) at most every [`READY_CACHE`], bounded by [`READY_TIMEOUT`], so
-//! that probes neither load the bucket nor wait long for a dead one.
+//! Whether the storage answers ([`Availability`]), one state shared by `GET /ready` and every
+//! files API call ([`Guarded`](super::Guarded)):
+//!
+//! - a check is one cheap request ([`Storage::ping`]) bounded by [`READY_TIMEOUT`];
+//! - `/ready` checks at most every [`READY_CACHE`] while the storage answers;
+//! - a call that fails as if the storage were unreachable ([`StorageError::is_transient`])
+//!   starts a check in the background: one failure of a live bucket (a 500 answer) changes
+//!   nothing, a dead bucket is known unreachable once the check fails too;
+//! - while the storage is known unreachable, files calls fail at once
+//!   ([`StorageError::Unreachable`], naming the storage and since when) instead of each waiting
+//!   the request timeout, and a check runs in the background at most every
+//!   [`PROBE_INTERVAL`]; the first one that gets an answer (or any call that does) ends that.
 
 use std::io;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
 
-use super::{Storage, StorageError};
+use super::{Outage, Storage, StorageError};
 
-/// How long a check's result stands before the next probe checks again.
+/// How long a check's result that the storage answers stands before `/ready` checks again.
 pub const READY_CACHE: Duration = Duration::from_secs(5);
 /// Longest a check waits for the storage's answer; no answer by then counts as unavailable.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(3);
+/// While the storage is known unreachable, the shortest time between two checks (in the
+/// background, started by the calls refused meanwhile).
+pub const PROBE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The storage did not answer its last check.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("the file storage is unavailable: {0}")]
 pub struct StorageUnavailable(#[source] pub Arc<StorageError>);
 
-/// The storage's availability, checked at most every [`READY_CACHE`]. Cheap to share.
+/// An outage as the checks saw it.
+#[derive(Debug, Clone)]
+struct Down {
+    /// When, as calls refused meanwhile say it.
+    outage: Arc<Outage>,
+    /// What the latest check found.
+    error: Arc<StorageError>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// Set while the storage is known unreachable.
+    down: Option<Down>,
+    /// A check is under way.
+    probing: bool,
+    /// When the last check ended.
+    last_check: Option<Instant>,
+    /// When a check or a call last found the storage answering.
+    last_answer: Option<Instant>,
+}
+
+/// The storage's availability (see the [module docs](self)). Cheap to share (`Arc`).
 #[derive(Debug)]
 pub struct Availability {
     storage: Arc<dyn Storage>,
-    /// When the storage was last checked, and what that found.
-    last: tokio::sync::Mutex<Option<(Instant, Result<(), StorageUnavailable>)>>,
+    /// How messages name the storage (`s3://bucket/prefix`).
+    name: String,
+    state: Mutex<State>,
 }
 
 impl Availability {
-    /// Availability of `storage`, not checked yet.
-    pub fn new(storage: Arc<dyn Storage>) -> Availability {
-        Availability { storage, last: tokio::sync::Mutex::new(None) }
+    /// Availability of `storage` (named `name` in messages), not checked yet.
+    pub fn new(storage: Arc<dyn Storage>, name: impl Into<String>) -> Arc<Availability> {
+        Arc::new(Availability { storage, name: name.into(), state: Mutex::new(State::default()) })
     }
 
-    /// The result of the last check if it is at most [`READY_CACHE`] old, else of a new one
-    /// (callers meanwhile wait for it rather than send their own).
+    /// How messages name the storage.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// For `GET /ready`: `Ok` when a check found the storage answering within the last
+    /// [`READY_CACHE`]; the outage at once while one is known and was checked within the last
+    /// [`PROBE_INTERVAL`]; else the result of a new check.
     ///
     /// # Errors
     /// [`StorageUnavailable`] with what the storage said, or that it did not answer within
     /// [`READY_TIMEOUT`].
     pub async fn check(&self) -> Result<(), StorageUnavailable> {
-        let mut last = self.last.lock().await;
-        if let Some((at, result)) = last.as_ref()
-            && at.elapsed() < READY_CACHE
         {
-            return result.clone();
+            let state = self.state();
+            let recent = |at: Option<Instant>, within: Duration| at.is_some_and(|at| at.elapsed() < within);
+            match &state.down {
+                Some(down) if recent(state.last_check, PROBE_INTERVAL) => {
+                    return Err(StorageUnavailable(Arc::clone(&down.error)));
+                }
+                None if recent(state.last_answer, READY_CACHE) => return Ok(()),
+                _ => {}
+            }
         }
+        self.probe().await.map_err(StorageUnavailable)
+    }
+
+    /// One check, its result recorded.
+    async fn probe(&self) -> Result<(), Arc<StorageError>> {
         let result = match tokio::time::timeout(READY_TIMEOUT, self.storage.ping()).await {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(StorageUnavailable(Arc::new(e))),
-            Err(_) => Err(StorageUnavailable(Arc::new(StorageError::Unavailable {
+            Ok(Err(e)) => Err(Arc::new(e)),
+            Err(_) => Err(Arc::new(StorageError::Unavailable {
                 path: String::new(),
                 source: io::Error::new(
                     io::ErrorKind::TimedOut,
                     format!("no answer within {} s", READY_TIMEOUT.as_secs()),
                 ),
-            }))),
+            })),
         };
-        *last = Some((Instant::now(), result.clone()));
+        let mut state = self.state();
+        state.probing = false;
+        state.last_check = Some(Instant::now());
+        match &result {
+            Ok(()) => {
+                if state.down.take().is_some() {
+                    tracing::info!(storage = %self.name, "the file storage answers again");
+                }
+                state.last_answer = Some(Instant::now());
+            }
+            Err(error) => {
+                let now = SystemTime::now();
+                let since = state.down.as_ref().map_or(now, |down| down.outage.since);
+                if state.down.is_none() {
+                    tracing::warn!(storage = %self.name, error = %error,
+                                   "the file storage does not answer; files calls fail at once until it does");
+                }
+                let outage = Outage {
+                    storage: self.name.clone(),
+                    since,
+                    checked: now,
+                    retry_after: PROBE_INTERVAL + READY_TIMEOUT,
+                };
+                state.down = Some(Down { outage: Arc::new(outage), error: Arc::clone(error) });
+            }
+        }
         result
+    }
+
+    /// Starts a check in the background unless one is under way (or, with `spaced`, one ended
+    /// within the last [`PROBE_INTERVAL`]).
+    fn probe_later(self: &Arc<Self>, spaced: bool) {
+        {
+            let mut state = self.state();
+            let too_soon = spaced && state.last_check.is_some_and(|at| at.elapsed() < PROBE_INTERVAL);
+            if state.probing || too_soon {
+                return;
+            }
+            let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+            state.probing = true;
+            let this = Arc::clone(self);
+            runtime.spawn(async move {
+                // Recorded by `probe`, whichever way it ends.
+                let _ = this.probe().await;
+            });
+        }
+    }
+
+    /// Before a call that would send `path`'s request: [`StorageError::Unreachable`] at once
+    /// while the storage is known unreachable (and a new check in the background if the last
+    /// one is at least [`PROBE_INTERVAL`] old).
+    ///
+    /// # Errors
+    /// [`StorageError::Unreachable`].
+    pub fn gate(self: &Arc<Self>, path: &str) -> Result<(), StorageError> {
+        let down = self.state().down.clone();
+        let Some(down) = down else { return Ok(()) };
+        self.probe_later(true);
+        Err(StorageError::Unreachable { path: path.to_owned(), outage: down.outage })
+    }
+
+    /// After a call: an answer (success, or a refusal the storage made) ends a known outage; a
+    /// failure that looks like no answer starts a check in the background.
+    pub fn observe<T>(self: &Arc<Self>, result: &Result<T, StorageError>) {
+        match result {
+            Err(StorageError::Unreachable { .. }) => {}
+            Err(e) if e.is_transient() => self.probe_later(false),
+            _ => {
+                let mut state = self.state();
+                if state.down.take().is_some() {
+                    tracing::info!(storage = %self.name, "the file storage answers again");
+                }
+                state.last_answer = Some(Instant::now());
+            }
+        }
     }
 }

@@ -14,6 +14,7 @@
 //! [`Files`](crate::files::Files).
 
 mod availability;
+mod guarded;
 mod local;
 mod names;
 mod s3;
@@ -22,6 +23,7 @@ use std::fmt;
 use std::io;
 use std::ops::Range;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use async_trait::async_trait;
@@ -29,7 +31,8 @@ use bytes::Bytes;
 use ffmpeg_core::sandbox::PathProblem;
 use futures_util::Stream;
 
-pub use availability::{Availability, READY_CACHE, READY_TIMEOUT, StorageUnavailable};
+pub use availability::{Availability, PROBE_INTERVAL, READY_CACHE, READY_TIMEOUT, StorageUnavailable};
+pub use guarded::Guarded;
 pub use local::{LocalStorage, UPLOAD_TEMP_PREFIX};
 pub use names::{KEY_MAX, NAME_MAX, NameLimits, NameTooLong, PATH_MAX, WrittenNameTooLong, check_written};
 pub use s3::{
@@ -278,6 +281,24 @@ pub enum StorageError {
         #[source]
         source: io::Error,
     },
+    /// The storage is known not to answer ([`Availability`]: a check found it unreachable,
+    /// and none has found it answering since): the request was not sent. Calls fail so at
+    /// once, instead of each waiting for the storage, until a check in the background finds
+    /// it answering again ([`StorageError::is_transient`]).
+    #[error(
+        "the file storage `{}` has not answered since {} (last checked {}); `{path}` was not asked \
+         (checked again in the background: retry in {} s)",
+        .outage.storage,
+        utc_seconds(&.outage.since),
+        utc_seconds(&.outage.checked),
+        .outage.retry_after.as_secs()
+    )]
+    Unreachable {
+        /// The path being worked on.
+        path: String,
+        /// The outage.
+        outage: Arc<Outage>,
+    },
     /// The storage refused the server's credentials or this access (401/403): a
     /// configuration error that waiting does not fix.
     #[error("the storage refused access to `{path}` (check the credentials and the bucket's policy): {source}")]
@@ -294,8 +315,28 @@ impl StorageError {
     /// Whether the same operation may succeed later without anything else changing (the
     /// storage was [`StorageError::Unavailable`]): a job that failed on it is retried.
     pub fn is_transient(&self) -> bool {
-        matches!(self, StorageError::Unavailable { .. })
+        matches!(self, StorageError::Unavailable { .. } | StorageError::Unreachable { .. })
     }
+}
+
+/// An outage of the storage as its checks saw it ([`StorageError::Unreachable`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outage {
+    /// The storage, as messages name it (`s3://bucket/prefix`).
+    pub storage: String,
+    /// The first failed check of this outage.
+    pub since: SystemTime,
+    /// The latest failed check.
+    pub checked: SystemTime,
+    /// When a retry may find it answering: a check ends by then.
+    pub retry_after: std::time::Duration,
+}
+
+/// `time` in UTC to the second, RFC 3339 (`2026-11-30T17:40:12Z`).
+fn utc_seconds(time: &SystemTime) -> String {
+    let time = time::OffsetDateTime::from(*time);
+    let time = time.replace_nanosecond(0).unwrap_or(time);
+    time.format(&time::format_description::well_known::Rfc3339).unwrap_or_else(|_| time.to_string())
 }
 
 /// [`StorageError::InvalidPath`] for `path`, refused by the sandbox's `problem`.
@@ -385,6 +426,12 @@ pub trait Storage: Send + Sync + fmt::Debug + 'static {
         NameLimits { whole_bytes: usize::MAX, ..NameLimits::bucket("") }
     }
 
+    /// How messages name this storage: `s3://bucket/prefix` for a bucket. The default: `the
+    /// data directory`.
+    fn display_name(&self) -> String {
+        "the data directory".to_owned()
+    }
+
     /// Checks `path` as a file (or directory) path before anything else is done with it, and
     /// returns its normal form (no `.`, `..`, `//`; for the local backend symlinks inside the
     /// root resolved), the form jobs' footprints name files in.
@@ -435,6 +482,22 @@ pub trait Storage: Send + Sync + fmt::Debug + 'static {
     /// [`StorageError::NotFound`], [`StorageError::IsADirectory`] (a directory without
     /// `recursive`), [`StorageError::Reserved`], [`StorageError::InvalidPath`].
     async fn delete(&self, path: &str, recursive: bool) -> Result<(), StorageError>;
+
+    /// Refuses what a disk could not hold, before files are written at `files` (normal paths)
+    /// and into the directories `dirs` (normal paths; the empty path, the root, is always
+    /// one): a file's path that is a directory (files lie below it), or a path below a file.
+    /// A bucket has no directories to refuse this itself, so jobs and uploads apply a disk's
+    /// rule through this (tester finding G14). The default checks nothing: the data
+    /// directory's file system refuses such writes itself.
+    ///
+    /// # Errors
+    /// [`StorageError::IsADirectory`] (a path of `files`), [`StorageError::NotADirectory`]
+    /// (its `path` is the path of `files` or `dirs` that lies below the file `parent`), or
+    /// why the storage could not be asked ([`StorageError::Unavailable`], ...).
+    async fn check_writable_paths(&self, files: &[String], dirs: &[String]) -> Result<(), StorageError> {
+        let _ = (files, dirs);
+        Ok(())
+    }
 
     /// One cheap request that shows the storage answers (for `GET /ready`,
     /// [`Availability`]): a bucket lists one key. The default (the data directory) has

@@ -772,3 +772,83 @@ async fn the_temporary_area_is_swept_periodically_sparing_runs_still_active() {
     stop.cancel();
     sweeper.await.unwrap();
 }
+
+/// A bucket holds `a` and `a/x` side by side where a disk holds one of them (tester G14): a
+/// job's output where the bucket has a directory, or below a file, is refused at submit,
+/// naming the argument (every kind of written name: a named output, an HLS playlist and its
+/// segments' directory, a `%d` sequence's directory, a pass log's prefix), and refused at
+/// upload for the names only the run knows (a segment, a numbered image that the bucket
+/// holds as a directory): the job fails naming the path, and nothing of its set is published.
+#[tokio::test]
+async fn outputs_where_the_bucket_has_a_directory_or_below_a_file_are_refused() {
+    let fx = fixture();
+    let local = tempfile::tempdir().unwrap();
+    fx.upload(&make_clip(local.path()), "in/clip.mp4").await;
+    fx.put_bytes("dirc/d/inner.txt", b"inner").await;
+    fx.put_bytes("filec/f", b"a file").await;
+    let refused = [
+        ("-i in/clip.mp4 -t 1 -f mp4 dirc/d", 7, "dirc/d", "`dirc/d` is a directory"),
+        (
+            "-i in/clip.mp4 -t 1 filec/f/x.mp4",
+            5,
+            "filec/f/x.mp4",
+            "`filec/f` is a file in the storage, not a directory",
+        ),
+        ("-i in/clip.mp4 -c copy -f hls filec/f/hls/p.m3u8", 7, "filec/f/hls/p.m3u8", "`filec/f` is a file"),
+        ("-i in/clip.mp4 -frames:v 3 filec/f/img%03d.png", 5, "filec/f/img%03d.png", "`filec/f` is a file"),
+        (
+            "-i in/clip.mp4 -an -c:v libx264 -pass 1 -passlogfile filec/f/two -f null -",
+            8,
+            "-passlogfile filec/f/two",
+            "`filec/f` is a file",
+        ),
+        (
+            "-i in/clip.mp4 -c copy -f hls -hls_segment_filename filec/f/s%d.ts hls/p.m3u8",
+            7,
+            "-hls_segment_filename filec/f/s%d.ts",
+            "`filec/f` is a file",
+        ),
+    ];
+    for (command, position, argument, problem) in refused {
+        let error = fx.jobs.submit(command, SubmitOptions::default()).await.unwrap_err();
+        let message = error.to_string();
+        match error {
+            jobs::SubmitError::OutputConflict { position: p, argument: a, .. } => {
+                assert_eq!((p, a.as_str()), (position, argument), "{command}: {message}");
+            }
+            other => panic!("{command}: {other:?}"),
+        }
+        assert!(message.contains(problem) && message.contains("cannot write a file where"), "{command}: {message}");
+    }
+    // Nothing was queued, nothing changed.
+    assert!(fx.store.list(&jobs::store::ListQuery::default()).await.unwrap().is_empty());
+    let before = fx.raw_keys();
+    assert_eq!(before, ["dirc/d/inner.txt", "filec/f", "in/clip.mp4"]);
+
+    // Names only the run knows: the bucket holds `hls/p1.ts` and `seq/img2.png` as
+    // directories. Submit cannot see them; the upload refuses the whole set.
+    fx.put_bytes("hls/p1.ts/inner.txt", b"inner").await;
+    fx.put_bytes("seq/img2.png/inner.txt", b"inner").await;
+    let before = fx.raw_keys();
+    for (command, path) in [
+        (
+            "-i in/clip.mp4 -an -c:v libx264 -preset ultrafast -g 10 -f hls -hls_time 0.5 -hls_list_size 0 hls/p.m3u8",
+            "hls/p1.ts",
+        ),
+        ("-i in/clip.mp4 -frames:v 3 seq/img%d.png", "seq/img2.png"),
+    ] {
+        let job = fx.submit(command).await;
+        let done = fx.finished(&job.id).await;
+        assert_eq!((done.status, done.attempts), (JobStatus::Failed, 1), "{command}: {done:?}");
+        assert!(done.output_files.is_empty(), "{done:?}");
+        let error = done.error.unwrap();
+        assert!(
+            error.contains(&format!("`{path}` is a directory")) && error.contains("no file in the storage was changed"),
+            "{command}: {error}"
+        );
+        assert_eq!(fx.raw_keys(), before, "{command}: nothing of the set was published");
+        let temps = fx.jobs.storage().list_temps("").await.unwrap();
+        assert!(temps.is_empty(), "{temps:?}");
+    }
+    fx.no_stages_left().await;
+}

@@ -34,7 +34,8 @@
 //! The module's files follow its seams: `client.rs` (the settings and building the client),
 //! `http.rs` (the HTTP client's timeouts),
 //! `read.rs` (opening, heads, listing, ranged reads), `write.rs` (puts, multipart uploads,
-//! server-side copies, deletes) and `temp.rs` (the temporary area). This file holds the
+//! server-side copies, deletes), `temp.rs` (the temporary area) and `writable.rs` (a disk's
+//! rule for where files may be written: none where a directory is, none below a file). This file holds the
 //! type, the path and key rules, the error mapping, and the [`Storage`] impl, which calls
 //! into them.
 
@@ -42,6 +43,7 @@ mod client;
 mod http;
 mod read;
 mod temp;
+mod writable;
 mod write;
 
 use std::fmt;
@@ -199,6 +201,10 @@ impl Storage for S3Storage {
         NameLimits::bucket(&self.prefix)
     }
 
+    fn display_name(&self) -> String {
+        self.url.clone()
+    }
+
     async fn check_path(&self, path: &str) -> Result<String, StorageError> {
         self.normal_async(path, false).await
     }
@@ -226,6 +232,10 @@ impl Storage for S3Storage {
 
     async fn delete(&self, path: &str, recursive: bool) -> Result<(), StorageError> {
         self.delete_objects(path, recursive).await
+    }
+
+    async fn check_writable_paths(&self, files: &[String], dirs: &[String]) -> Result<(), StorageError> {
+        self.writable_paths(files, dirs).await
     }
 
     async fn ping(&self) -> Result<(), StorageError> {

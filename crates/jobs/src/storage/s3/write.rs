@@ -117,7 +117,10 @@ impl S3Storage {
         let mut size: u64 = 0;
         // The first part is kept: a body that ends within it is sent whole at commit.
         let mut first = BytesMut::new();
-        let mut upload: Option<WriteMultipart> = None;
+        // Aborted on the server if this future is dropped before the upload is handed on (a
+        // job cancelled or timed out while its outputs upload, tester finding G11).
+        let mut unfinished = Unfinished(None);
+        let upload = &mut unfinished.0;
         let result = async {
             while let Some(chunk) = body.next().await {
                 let chunk = chunk.map_err(aborted)?;
@@ -126,7 +129,7 @@ impl S3Storage {
                     return Err(too_large());
                 }
                 hasher.update(&chunk);
-                match &mut upload {
+                match upload {
                     Some(writer) => {
                         writer.wait_for_capacity(PARTS_IN_FLIGHT).await.map_err(|e| store_error(shown, e))?;
                         writer.put(chunk);
@@ -141,24 +144,20 @@ impl S3Storage {
                         let mut writer = WriteMultipart::new_with_chunk_size(started, PART_BYTES);
                         writer.put(std::mem::take(&mut first).freeze());
                         writer.put(chunk);
-                        upload = Some(writer);
+                        *upload = Some(writer);
                     }
                 }
             }
-            if let Some(writer) = &mut upload {
+            if let Some(writer) = upload.as_mut() {
                 // Every full part is on the server (or failed) before commit is offered.
                 writer.wait_for_capacity(1).await.map_err(|e| store_error(shown, e))?;
             }
             Ok(())
         }
         .await;
-        if let Err(e) = result {
-            if let Some(writer) = upload {
-                abort_later(writer);
-            }
-            return Err(e);
-        }
-        let pending = match upload {
+        // On an error `unfinished` aborts the upload as it is dropped.
+        result?;
+        let pending = match unfinished.0.take() {
             Some(writer) => Pending::Multipart(writer),
             None => Pending::Single(first.freeze()),
         };
@@ -229,6 +228,18 @@ impl fmt::Debug for S3Staged {
 impl Drop for S3Staged {
     fn drop(&mut self) {
         if let Some(Pending::Multipart(upload)) = self.pending.take() {
+            abort_later(upload);
+        }
+    }
+}
+
+/// A multipart upload being written: aborted in the background when dropped before it is
+/// taken out.
+struct Unfinished(Option<WriteMultipart>);
+
+impl Drop for Unfinished {
+    fn drop(&mut self) {
+        if let Some(upload) = self.0.take() {
             abort_later(upload);
         }
     }

@@ -1,0 +1,102 @@
+//! [`Proxy`]: a TCP proxy in front of the test S3 server whose behaviour a test switches while
+//! it runs, to make a bucket slow or dead deterministically (no sleeps, no process signals that
+//! would stop the server every other test of the process shares).
+
+use std::io::{Read as _, Write as _};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+
+/// What a [`Proxy`] does with the requests it receives from now on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ProxyMode {
+    /// Every request goes through.
+    Pass = 0,
+    /// Requests that upload a part of a multipart upload (`UploadPart`: a query with
+    /// `partNumber=`) are held for ever (never reach the server, never get an answer); the
+    /// rest go through: an upload that never ends, while aborting it works.
+    HoldParts = 1,
+    /// Every request is held for ever (connections are still accepted, as the kernel of a
+    /// stopped server accepts them): a bucket that does not answer.
+    Silent = 2,
+}
+
+/// A proxy on 127.0.0.1 to the server at a port. Its threads live as long as the test process
+/// (or their connections).
+#[derive(Debug, Clone)]
+pub struct Proxy {
+    port: u16,
+    mode: Arc<AtomicU8>,
+}
+
+impl Proxy {
+    /// A proxy to `127.0.0.1:upstream`, in [`ProxyMode::Pass`].
+    ///
+    /// # Panics
+    /// When no port can be bound.
+    pub fn start(upstream: u16) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("binding the proxy's port");
+        let port = listener.local_addr().expect("the proxy's address").port();
+        let mode = Arc::new(AtomicU8::new(ProxyMode::Pass as u8));
+        let shared = Arc::clone(&mode);
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let mode = Arc::clone(&shared);
+                std::thread::spawn(move || relay(client, upstream, &mode));
+            }
+        });
+        Proxy { port, mode }
+    }
+
+    /// `http://127.0.0.1:PORT`: the endpoint to give clients.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Switches what the proxy does with the requests it receives from now on (a request held
+    /// stays held).
+    pub fn set(&self, mode: ProxyMode) {
+        self.mode.store(mode as u8, Ordering::SeqCst);
+    }
+}
+
+/// Copies `client`'s requests to the server and its answers back, holding what the mode says.
+fn relay(mut client: TcpStream, upstream: u16, mode: &AtomicU8) {
+    let Ok(mut server) = TcpStream::connect(("127.0.0.1", upstream)) else { return };
+    let (Ok(mut client_back), Ok(mut server_back)) = (client.try_clone(), server.try_clone()) else { return };
+    std::thread::spawn(move || {
+        let _ = std::io::copy(&mut server_back, &mut client_back);
+        let _ = client_back.shutdown(Shutdown::Both);
+    });
+    let mut buffer = vec![0u8; 64 * 1024];
+    // The end of the previous read: a marker may straddle two reads.
+    let mut tail: Vec<u8> = Vec::new();
+    let mut holding = false;
+    loop {
+        let n = match client.read(&mut buffer) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let chunk = &buffer[..n];
+        if !holding {
+            let mut seen = std::mem::take(&mut tail);
+            seen.extend_from_slice(chunk);
+            holding = match mode.load(Ordering::SeqCst) {
+                m if m == ProxyMode::Silent as u8 => true,
+                m if m == ProxyMode::HoldParts as u8 => contains(&seen, b"partNumber="),
+                _ => false,
+            };
+            tail = seen[seen.len().saturating_sub(16)..].to_vec();
+        }
+        // A held connection reads on (the client may close it) and forwards nothing.
+        if !holding && server.write_all(chunk).is_err() {
+            break;
+        }
+    }
+    let _ = server.shutdown(Shutdown::Both);
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|window| window == needle)
+}
