@@ -396,6 +396,13 @@ impl Footprint {
             // Appended to (x265's `csv`): a file that existed before is not the run's.
             (Access::Append, _) => fp.write(dir, Names::Exact(name), Claim::Derived),
             (access, naming) => {
+                // A muxer may also take a pattern literally: HLS's `single_file` writes one
+                // segment file named exactly `-hls_segment_filename` (`hlsenc.c` numbers names
+                // only without it), DASH expands only `$...$` templates in `single_file_name`.
+                // The literal name is the run's if it did not exist before.
+                if naming == Naming::Pattern && access != Access::Read && pattern::is_pattern(&name) {
+                    fp.write(dir.clone(), Names::Exact(name.clone()), Claim::Derived);
+                }
                 let names = if naming == Naming::Exact { Names::Exact(name) } else { Names::Pattern(name) };
                 // Written by one run and read by the next (none but pass logs today).
                 if access == Access::ReadWrite {

@@ -82,6 +82,17 @@ fn outputs_and_muxer_names() {
         "-i a.mp4 -f hls -hls_segment_filename hls/s_%03d.ts hls/top.m3u8",
         &[("hls/s_001.ts", named), ("hls/s_001.ts.tmp", derived), ("hls/s_.ts", None), ("hls/victim.mp4", None)],
     );
+    // Tester H1: with `single_file` the HLS muxer writes the segment name literally, and the
+    // DASH muxer expands only `$...$` templates in `single_file_name`: the literal name is the
+    // run's when it did not exist before.
+    check_claim(
+        "-i a.mp4 -f hls -hls_segment_filename hls/h_%03d.ts -hls_flags single_file hls/one.m3u8",
+        &[("hls/h_%03d.ts", derived), ("hls/h_001.ts", named), ("hls/h_%03d.txt", None)],
+    );
+    check_claim(
+        "-i a.mp4 -f dash -single_file 1 -single_file_name seg%d.mp4 dash/m.mpd",
+        &[("dash/seg%d.mp4", derived), ("dash/seg1.mp4", named)],
+    );
     check_claim(
         "-i a.mp4 -f dash dash/manifest.mpd",
         &[

@@ -235,3 +235,34 @@ async fn a_rolling_window_deletes_old_segments_as_plain_ffmpeg_does() {
         assert_eq!(job.output_files, written, "{command}: every file left listed, no deleted one");
     }
 }
+
+/// A muxer that takes its segment name literally writes and lists the file plain ffmpeg writes
+/// (tester H1: with `-hls_flags single_file` the HLS muxer writes `-hls_segment_filename`
+/// `h_%03d.ts` as that very name; the job listed only the playlist, so on S3 the media file was
+/// never uploaded and the published playlist pointed at nothing). DASH's `single_file_name`
+/// expands only `$...$` templates, so a `%d` in it is literal too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_literal_segment_name_is_listed_as_plain_ffmpeg_writes_it() {
+    let commands = [
+        "-i in.mp4 -c:v libx264 -preset ultrafast -c:a aac -f hls -hls_time 1 \
+         -hls_segment_filename out/h_%03d.ts -hls_flags single_file out/single.m3u8",
+        "-i in.mp4 -c:v libx264 -preset ultrafast -c:a aac -f dash -single_file 1 \
+         -single_file_name seg%d.mp4 dash/m.mpd",
+    ];
+    for command in commands {
+        let plain = tempfile::tempdir().unwrap();
+        make_input(plain.path(), 2);
+        std::fs::create_dir_all(plain.path().join("out")).unwrap();
+        std::fs::create_dir_all(plain.path().join("dash")).unwrap();
+        plain_ffmpeg(plain.path(), command);
+        let expected = tree(plain.path(), &[]);
+        assert!(expected.iter().any(|p| p.contains('%')), "{command}: plain ffmpeg wrote a literal name: {expected:?}");
+
+        let s = service(2);
+        let job = s.run(command, SubmitOptions::default()).await;
+        assert_eq!(job.status, JobStatus::Completed, "{command}: {job:?}");
+        let written = tree(&s.root, &[]);
+        assert_eq!(written, expected, "{command}: the same files as plain ffmpeg");
+        assert_eq!(job.output_files, written, "{command}: every file written is listed");
+    }
+}
