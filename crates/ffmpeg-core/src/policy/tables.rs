@@ -1186,6 +1186,13 @@ pub(super) const FORBIDDEN_MUXERS: &[(&str, &str)] = &[
          the policy by",
     ),
     ("fifo_test", "a test muxer for `fifo`"),
+    (
+        "smoothstreaming",
+        "writes a directory tree under the output's name (`Manifest`, `QualityLevels(...)/\
+         Fragments(...)`) with `mkdir()`, which fails on the `file:` URL an output is given \
+         here, and those files would not be the job's outputs; use `-f dash` or `-f hls` for \
+         adaptive streaming",
+    ),
     ("rtp", NETWORK_FORMAT),
     ("rtp_mpegts", NETWORK_FORMAT),
     ("rtsp", NETWORK_FORMAT),

@@ -226,6 +226,8 @@ const HOSTILE: &[(&str, &str, usize)] = &[
     ("-f nosuchformat -i in.mp4 out.mp4", RuleId::ForbiddenFormat.as_str(), 1),
     ("-i in.mp4 -f rtp out.sdp", RuleId::ForbiddenFormat.as_str(), 3),
     ("-i in.mp4 -f tee 'a.mp4|b.mp4'", RuleId::ForbiddenFormat.as_str(), 3),
+    // Tester H2: mkdir() on its output URL, files nobody tracks.
+    ("-i in.mp4 -f smoothstreaming out/ss", RuleId::ForbiddenFormat.as_str(), 3),
     ("-i in.mp4 -f Tee a.mp4", RuleId::ForbiddenFormat.as_str(), 3),
     ("-i in.mp4 -f fifo -fifo_format mp4 out.mp4", RuleId::ForbiddenFormat.as_str(), 3),
     ("-i in.mp4 -f alsa default", RuleId::ForbiddenFormat.as_str(), 3),
