@@ -258,6 +258,12 @@ pub struct ServeConfig {
     #[arg(long, env = "AWS_ALLOW_HTTP")]
     pub aws_allow_http: bool,
 
+    /// S3 storage: a PEM file of CA certificates to trust for an `https://` endpoint besides
+    /// the built-in web roots (a server with a private CA). A certificate neither vouches for
+    /// stops the start, naming the endpoint.
+    #[arg(long, env = "AWS_CA_BUNDLE")]
+    pub aws_ca_bundle: Option<PathBuf>,
+
     /// S3 storage: address the bucket as `BUCKET.endpoint` (virtual-hosted style) instead of
     /// `endpoint/BUCKET` (path style, what MinIO, Ceph and Garage expect by default).
     #[arg(long, env = "AWS_VIRTUAL_HOSTED_STYLE_REQUEST")]
@@ -326,6 +332,7 @@ impl ServeConfig {
         s3.session_token = self.aws_session_token.clone().filter(|k| !k.is_empty());
         s3.allow_http = self.aws_allow_http;
         s3.virtual_hosted_style = self.aws_virtual_hosted_style_request;
+        s3.ca_bundle = self.aws_ca_bundle.clone().filter(|p| !p.as_os_str().is_empty());
         for (name, value) in [
             ("S3_CONNECT_TIMEOUT", self.s3_connect_timeout),
             ("S3_REQUEST_TIMEOUT", self.s3_request_timeout),

@@ -15,10 +15,15 @@
 //!   ([`ProxyMode`]): an upload that never ends, a bucket that stops answering.
 //! - **Credentials.** moto accepts any; [`ACCESS_KEY_ID`] / [`SECRET_ACCESS_KEY`] are what the
 //!   tests send, in region [`REGION`].
+//! - **TLS.** [`shared_tls`] is a second server speaking https with a certificate for
+//!   `127.0.0.1` signed by a CA made for it at start ([`S3Server::ca_file`]), and a second,
+//!   unrelated CA ([`S3Server::other_ca_file`]) that vouches for nothing it serves. The
+//!   certificates are made by Python's `cryptography` (a dependency of moto's).
 
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::TcpStream;
 use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -39,11 +44,79 @@ const AUTHORIZATION: &str = "Authorization: AWS4-HMAC-SHA256 Credential=testing/
 /// How long moto may take to start.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Makes, in the directory `sys.argv[1]`, `ca.pem` (a CA), `server.pem` + `server.key` (a
+/// certificate for 127.0.0.1 and localhost signed by it) and `other-ca.pem` (an unrelated CA).
+const MAKE_CERTIFICATES: &str = r#"
+import datetime, ipaddress, os, sys
+from cryptography import x509
+from cryptography.x509.oid import NameOID, ExtendedKeyUsageOID
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+out = sys.argv[1]
+now = datetime.datetime.now(datetime.timezone.utc)
+def name(cn):
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+def builder(subject, issuer, key):
+    return (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(hours=1))
+            .not_valid_after(now + datetime.timedelta(days=7)))
+def ca(cn):
+    key = ec.generate_private_key(ec.SECP256R1())
+    usage = x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
+                          data_encipherment=False, key_agreement=False, key_cert_sign=True,
+                          crl_sign=True, encipher_only=False, decipher_only=False)
+    cert = (builder(name(cn), name(cn), key)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(usage, critical=True).sign(key, hashes.SHA256()))
+    return key, cert
+def pem(cert):
+    return cert.public_bytes(serialization.Encoding.PEM)
+ca_key, ca_cert = ca("s3-harness test CA")
+_, other = ca("s3-harness unrelated CA")
+key = ec.generate_private_key(ec.SECP256R1())
+san = x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")])
+leaf = (builder(name("127.0.0.1"), ca_cert.subject, key)
+        .add_extension(san, critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256()))
+open(os.path.join(out, "ca.pem"), "wb").write(pem(ca_cert))
+open(os.path.join(out, "other-ca.pem"), "wb").write(pem(other))
+open(os.path.join(out, "server.pem"), "wb").write(pem(leaf))
+open(os.path.join(out, "server.key"), "wb").write(key.private_bytes(
+    serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+"#;
+
+/// Creates the bucket `sys.argv[3]` on the https server at port `sys.argv[1]`, trusting the CA
+/// in `sys.argv[2]`; prints the answer's status.
+const CREATE_BUCKET_TLS: &str = r#"
+import http.client, ssl, sys
+context = ssl.create_default_context(cafile=sys.argv[2])
+connection = http.client.HTTPSConnection("127.0.0.1", int(sys.argv[1]), context=context, timeout=30)
+connection.request("PUT", "/" + sys.argv[3], headers={"Authorization": sys.argv[4], "Content-Length": "0"})
+answer = connection.getresponse()
+print(answer.status, answer.read().decode("utf-8", "replace"))
+"#;
+
+/// The files of a TLS server: its CA's certificate and an unrelated CA's.
+#[derive(Debug)]
+struct Tls {
+    dir: PathBuf,
+}
+
+impl Drop for Tls {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 /// A running S3-compatible server.
 #[derive(Debug)]
 pub struct S3Server {
     endpoint: String,
     port: u16,
+    tls: Option<Tls>,
     /// Held open for the process's life: its closing tells the watchdog to stop the server.
     _watchdog: (Child, ChildStdin),
     buckets: AtomicU32,
@@ -58,18 +131,69 @@ pub fn shared() -> &'static S3Server {
     SERVER.get_or_init(|| S3Server::start().unwrap_or_else(|e| panic!("cannot start a test S3 server: {e}")))
 }
 
+/// The https server of this test process ([`S3Server::start_tls`]), started on first use.
+///
+/// # Panics
+/// When the server cannot be started (python3, moto or `cryptography` missing).
+pub fn shared_tls() -> &'static S3Server {
+    static SERVER: OnceLock<S3Server> = OnceLock::new();
+    SERVER.get_or_init(|| S3Server::start_tls().unwrap_or_else(|e| panic!("cannot start a test S3 server: {e}")))
+}
+
+fn python() -> String {
+    std::env::var("S3_HARNESS_PYTHON").unwrap_or_else(|_| "python3".to_owned())
+}
+
+/// Runs the Python program `script` with `args`; its standard output.
+fn run_python(script: &str, args: &[&str]) -> Result<String, String> {
+    let output = Command::new(python())
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", python()))?;
+    if !output.status.success() {
+        return Err(format!("python failed: {}", String::from_utf8_lossy(&output.stderr)));
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
 impl S3Server {
     /// Starts moto's server.
     ///
     /// # Errors
     /// A description of what failed (no python3, no moto, no port printed in time).
     pub fn start() -> Result<S3Server, String> {
-        let python = std::env::var("S3_HARNESS_PYTHON").unwrap_or_else(|_| "python3".to_owned());
+        S3Server::launch(None)
+    }
+
+    /// Starts moto's server speaking https, with a certificate for 127.0.0.1 signed by a CA
+    /// made for it ([`S3Server::ca_file`]).
+    ///
+    /// # Errors
+    /// A description of what failed (no python3, no moto or `cryptography`, no port printed).
+    pub fn start_tls() -> Result<S3Server, String> {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("s3-harness-tls-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let tls = Tls { dir };
+        let dir = path_text(&tls.dir);
+        run_python(MAKE_CERTIFICATES, &[dir.as_str()])?;
+        S3Server::launch(Some(tls))
+    }
+
+    fn launch(tls: Option<Tls>) -> Result<S3Server, String> {
+        let python = python();
         // `exec` keeps moto's stderr on our pipe; the watchdog kills it when stdin closes.
-        let script = "\"$0\" -m moto.server -H 127.0.0.1 -p 0 </dev/null 2>&1 & pid=$!; \
+        // With TLS, `$1` is the directory of the certificate and key.
+        let script = "if [ -n \"$1\" ]; then set -- -c \"$1/server.pem\" -k \"$1/server.key\"; else set --; fi; \
+                      \"$0\" -m moto.server -H 127.0.0.1 -p 0 \"$@\" </dev/null 2>&1 & pid=$!; \
                       trap 'kill $pid 2>/dev/null' EXIT; read -r _ || true; kill $pid 2>/dev/null; wait $pid";
+        let tls_dir = tls.as_ref().map(|tls| path_text(&tls.dir)).unwrap_or_default();
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let mut child = Command::new("sh")
-            .args(["-c", script, &python])
+            .args(["-c", script, &python, &tls_dir])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -94,7 +218,7 @@ impl S3Server {
                 if sent {
                     continue;
                 }
-                if let Some(port) = line.split("http://127.0.0.1:").nth(1) {
+                if let Some(port) = line.split(&format!("{scheme}://127.0.0.1:")).nth(1) {
                     let port: String = port.chars().take_while(char::is_ascii_digit).collect();
                     if let Ok(port) = port.parse::<u16>() {
                         let _ = tx.send(Ok(port));
@@ -120,14 +244,15 @@ impl S3Server {
             Err(_) => return Err(format!("moto's server printed no address within {START_TIMEOUT:?}")),
         };
         Ok(S3Server {
-            endpoint: format!("http://127.0.0.1:{port}"),
+            endpoint: format!("{scheme}://127.0.0.1:{port}"),
             port,
+            tls,
             _watchdog: (child, stdin),
             buckets: AtomicU32::new(0),
         })
     }
 
-    /// `http://127.0.0.1:PORT`.
+    /// `http://127.0.0.1:PORT` (`https://` for [`S3Server::start_tls`]).
     pub fn endpoint(&self) -> &str {
         &self.endpoint
     }
@@ -137,6 +262,22 @@ impl S3Server {
         self.port
     }
 
+    /// The PEM file of the CA that signed an https server's certificate.
+    ///
+    /// # Panics
+    /// On a plain-http server.
+    pub fn ca_file(&self) -> PathBuf {
+        self.tls.as_ref().expect("an https server").dir.join("ca.pem")
+    }
+
+    /// The PEM file of a CA unrelated to an https server's certificate.
+    ///
+    /// # Panics
+    /// On a plain-http server.
+    pub fn other_ca_file(&self) -> PathBuf {
+        self.tls.as_ref().expect("an https server").dir.join("other-ca.pem")
+    }
+
     /// Creates a new empty bucket and returns its name (`test-N`).
     ///
     /// # Panics
@@ -144,6 +285,15 @@ impl S3Server {
     pub fn bucket(&self) -> String {
         let n = self.buckets.fetch_add(1, Ordering::Relaxed);
         let name = format!("test-{}-{n}", std::process::id());
+        if let Some(tls) = &self.tls {
+            let ca = tls.dir.join("ca.pem");
+            let (port, ca) = (self.port.to_string(), path_text(&ca));
+            let authorization = AUTHORIZATION.trim_start_matches("Authorization: ");
+            let answer = run_python(CREATE_BUCKET_TLS, &[port.as_str(), ca.as_str(), name.as_str(), authorization])
+                .unwrap_or_else(|e| panic!("creating bucket {name}: {e}"));
+            assert!(answer.starts_with("200"), "creating bucket {name}: {answer}");
+            return name;
+        }
         let answer = self.request("PUT", &format!("/{name}")).unwrap_or_else(|e| panic!("creating bucket {name}: {e}"));
         assert!(
             answer.starts_with("HTTP/1.1 200") || answer.starts_with("HTTP/1.0 200"),
@@ -195,6 +345,8 @@ impl S3Server {
     }
 
     /// Sends a bodiless request and returns the whole answer (status line, headers, body).
+    /// Plain http only: [`S3Server::keys`], [`S3Server::object`] and
+    /// [`S3Server::unfinished_uploads`] read the plain-http server.
     fn request(&self, method: &str, path: &str) -> std::io::Result<String> {
         let deadline = Instant::now() + Duration::from_secs(30);
         let mut stream = TcpStream::connect(("127.0.0.1", self.port))?;
@@ -208,6 +360,10 @@ impl S3Server {
         stream.read_to_string(&mut answer)?;
         Ok(answer)
     }
+}
+
+fn path_text(path: &Path) -> String {
+    path.to_string_lossy().into_owned()
 }
 
 /// The texts of every `<tag>...</tag>` in `xml` (no nesting in what S3 lists).

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::support::{Server, client, ffprobe_duration, make_clip, submit, wait_finished};
+use crate::support::{Db, Server, Store, client, ffprobe_duration, make_clip, submit, wait_finished};
 
 /// The binary with its files in a fresh bucket under `prefix`.
 fn s3_server(bucket: &str, prefix: &str) -> Server {
@@ -119,4 +119,116 @@ async fn an_unreachable_bucket_stops_the_start_with_a_clear_reason() {
         .unwrap();
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("only s3://BUCKET[/PREFIX] is supported"));
+}
+
+/// The binary's environment for the https test server's bucket `bucket`, as a user writes it:
+/// `AWS_ENDPOINT_URL=https://...` and, with `ca`, `AWS_CA_BUNDLE` naming a PEM file.
+fn tls_env(bucket: &str, ca: Option<&std::path::Path>) -> Vec<String> {
+    let s3 = s3_harness::shared_tls();
+    let mut env = vec![
+        "env".to_owned(),
+        format!("STORAGE_URL=s3://{bucket}/media"),
+        format!("AWS_ENDPOINT_URL={}", s3.endpoint()),
+        format!("AWS_ACCESS_KEY_ID={}", s3_harness::ACCESS_KEY_ID),
+        format!("AWS_SECRET_ACCESS_KEY={}", s3_harness::SECRET_ACCESS_KEY),
+        format!("AWS_REGION={}", s3_harness::REGION),
+    ];
+    if let Some(ca) = ca {
+        env.push(format!("AWS_CA_BUNDLE={}", ca.display()));
+    }
+    env
+}
+
+/// A bucket behind https whose certificate a private CA signed: with `AWS_CA_BUNDLE` naming
+/// that CA, every kind of request goes through (one-part and multipart uploads, a create-only
+/// upload's server-side copy, ranged reads, listing, deleting, `/ready`).
+#[tokio::test]
+async fn a_bucket_over_https_with_a_private_ca_from_aws_ca_bundle() {
+    let s3 = s3_harness::shared_tls();
+    assert!(s3.endpoint().starts_with("https://127.0.0.1:"), "{}", s3.endpoint());
+    let bucket = s3.bucket();
+    let env = tls_env(&bucket, Some(&s3.ca_file()));
+    let env: Vec<&str> = env.iter().map(String::as_str).collect();
+    let server = Server::start_wrapped(&env, tempfile::tempdir().unwrap(), Db::new(Store::Sqlite), &[]);
+    let client = client();
+
+    let r = client.get(server.url("/ready")).send().await.unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let small = b"over tls".to_vec();
+    let r = client.put(server.url("/files/a/small.txt")).body(small.clone()).send().await.unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    // Over one part (8 MiB), create-only: a multipart upload copied into place on condition.
+    let large: Vec<u8> = (0..9 * 1024 * 1024 + 17).map(|i: u32| (i % 251) as u8).collect();
+    let r = client
+        .put(server.url("/files/a/large.bin"))
+        .header("if-none-match", "*")
+        .body(large.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    let r = client.get(server.url("/files/a/small.txt")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.bytes().await.unwrap().as_ref(), small.as_slice());
+    let r = client.get(server.url("/files/a/large.bin")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.bytes().await.unwrap().as_ref() == large.as_slice(), "the large file reads back whole");
+    let r = client.get(server.url("/files/a/large.bin")).header("range", "bytes=100-199").send().await.unwrap();
+    assert_eq!(r.status(), 206);
+    assert_eq!(r.bytes().await.unwrap().as_ref(), &large[100..200]);
+    let listed: serde_json::Value =
+        client.get(server.url("/files?prefix=a/")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(listed.as_array().map(Vec::len), Some(2), "{listed}");
+    for path in ["a/small.txt", "a/large.bin"] {
+        let r = client.delete(server.url(&format!("/files/{path}"))).send().await.unwrap();
+        assert_eq!(r.status(), 204);
+    }
+    let listed: serde_json::Value =
+        client.get(server.url("/files?prefix=a/")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(listed, serde_json::json!([]));
+}
+
+/// A bucket whose certificate nothing the server trusts vouches for (no CA bundle: only the web
+/// roots; or a CA bundle of an unrelated CA) stops the start with a reason naming the https
+/// endpoint and the certificate, at once (no retries), never falling back to plain http; a CA
+/// bundle that cannot be read or holds no certificate stops it naming the file.
+#[test]
+fn an_untrusted_certificate_or_a_bad_ca_bundle_stops_the_start_naming_it() {
+    let s3 = s3_harness::shared_tls();
+    let bucket = s3.bucket();
+    let data = tempfile::tempdir().unwrap();
+    let start = |ca: Option<&std::path::Path>| {
+        let env = tls_env(&bucket, ca);
+        let output = std::process::Command::new(&env[0])
+            .args(&env[1..])
+            .arg(env!("CARGO_BIN_EXE_ffmpeg-worker"))
+            .args(["--port", "0", "--database-url", "memory:"])
+            .arg("--data-path")
+            .arg(data.path())
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap();
+        assert!(!output.status.success(), "the start must fail");
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    let plain = s3.endpoint().replace("https://", "http://");
+    for ca in [None, Some(s3.other_ca_file())] {
+        let stderr = start(ca.as_deref());
+        assert!(
+            stderr.contains(&format!("the bucket's endpoint {} failed the TLS handshake", s3.endpoint())),
+            "{stderr}"
+        );
+        assert!(stderr.contains("certificate"), "{stderr}");
+        assert!(stderr.contains("AWS_CA_BUNDLE"), "{stderr}");
+        // Not retried (object_store's error counts its retries when there were any), never
+        // tried over plain http.
+        assert!(!stderr.contains(" retries, max_retries") && !stderr.contains(&plain), "{stderr}");
+    }
+    let missing = data.path().join("missing.pem");
+    let stderr = start(Some(&missing));
+    assert!(stderr.contains(&format!("AWS_CA_BUNDLE `{}` cannot be read", missing.display())), "{stderr}");
+    let empty = data.path().join("empty.pem");
+    std::fs::write(&empty, "not a certificate\n").unwrap();
+    let stderr = start(Some(&empty));
+    assert!(stderr.contains(&format!("AWS_CA_BUNDLE `{}` holds no PEM certificate", empty.display())), "{stderr}");
 }

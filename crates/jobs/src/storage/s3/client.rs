@@ -2,6 +2,7 @@
 //! building the client over them ([`S3Storage::new`], [`S3Storage::check`]).
 
 use std::fmt;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use ffmpeg_core::sandbox::Sandbox;
@@ -10,7 +11,7 @@ use object_store::aws::{AmazonS3Builder, S3CopyIfNotExists};
 use object_store::path::Path as Key;
 use object_store::{ObjectStore as _, RetryConfig};
 
-use super::http::{Connector, S3Timeouts};
+use super::http::{Connector, S3Timeouts, read_ca_bundle};
 use super::{S3Storage, store_error};
 use crate::storage::StorageError;
 
@@ -42,6 +43,9 @@ pub struct S3Config {
     pub virtual_hosted_style: bool,
     /// How long a request may wait for the bucket ([`S3Timeouts`]).
     pub timeouts: S3Timeouts,
+    /// A PEM file of CA certificates trusted for an `https://` endpoint besides the built-in
+    /// web roots (`AWS_CA_BUNDLE`, the AWS CLI's name): a server with a private CA.
+    pub ca_bundle: Option<PathBuf>,
 }
 
 impl fmt::Debug for S3Config {
@@ -56,6 +60,7 @@ impl fmt::Debug for S3Config {
             .field("allow_http", &self.allow_http)
             .field("virtual_hosted_style", &self.virtual_hosted_style)
             .field("timeouts", &self.timeouts)
+            .field("ca_bundle", &self.ca_bundle)
             .finish_non_exhaustive()
     }
 }
@@ -110,14 +115,20 @@ impl S3Storage {
     /// A client for `config`'s bucket. No request is made yet (see [`S3Storage::check`]).
     ///
     /// # Errors
-    /// [`S3ConfigError`] when the client cannot be built (a malformed endpoint, ...), or the
-    /// private empty directory for path checks cannot be created.
+    /// [`S3ConfigError`] when the client cannot be built (a malformed endpoint, a CA bundle
+    /// that cannot be read or holds no certificate, ...), or the private empty directory for
+    /// path checks cannot be created.
     pub fn new(config: &S3Config) -> Result<S3Storage, S3ConfigError> {
         let error = |problem: String| S3ConfigError { url: config.url(), problem };
         let timeouts = config.timeouts;
+        let roots = match &config.ca_bundle {
+            Some(path) => read_ca_bundle(path).map_err(error)?,
+            None => Vec::new(),
+        };
         let mut builder = AmazonS3Builder::new()
-            // Connect, first answer, stalls and copies bounded as `http.rs` says.
-            .with_http_connector(Connector { timeouts })
+            // Connect, first answer, stalls and copies bounded as `http.rs` says; TLS trusting
+            // the CA bundle too.
+            .with_http_connector(Connector { timeouts, roots })
             .with_bucket_name(&config.bucket)
             .with_region(&config.region)
             .with_allow_http(config.allow_http)

@@ -15,6 +15,12 @@
 //! - while an answer's body is read, it never pauses longer than the request timeout; a body
 //!   that keeps coming may take any time (a multi-GB download to a slow client).
 //!
+//! TLS: an `https://` endpoint is trusted by the built-in web roots (Mozilla's, `webpki-roots`)
+//! plus the certificates of `AWS_CA_BUNDLE` ([`S3Config::ca_bundle`](super::S3Config)), for a
+//! server with a private CA. A certificate that none of them vouches for fails the request at
+//! once (no retry) with [`Untrusted`], naming the endpoint; an `https://` endpoint is never
+//! reached over plain http.
+//!
 //! A request past its bound fails as a timeout, which `object_store` retries only while its
 //! retry budget lasts (the request timeout): a dead bucket is an error within about the
 //! request timeout, and a refused connection or a 5xx answer is retried a few times quickly.
@@ -61,6 +67,8 @@ impl Default for S3Timeouts {
 #[derive(Debug)]
 pub(super) struct Connector {
     pub(super) timeouts: S3Timeouts,
+    /// Certificates trusted besides the built-in roots (`AWS_CA_BUNDLE`).
+    pub(super) roots: Vec<reqwest::Certificate>,
 }
 
 impl HttpConnector for Connector {
@@ -68,13 +76,65 @@ impl HttpConnector for Connector {
         // `object_store` asks for plain http for the instance's credentials endpoint (IMDS),
         // and passes the bucket's own `allow_http` otherwise.
         let allow_http = options.get_config_value(&ClientConfigKey::AllowHttp).as_deref() == Some("true");
-        let client = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .user_agent(concat!("ffmpeg-worker/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(self.timeouts.connect)
-            .https_only(!allow_http)
-            .build()
-            .map_err(|e| object_store::Error::Generic { store: "S3", source: Box::new(e) })?;
+            .https_only(!allow_http);
+        for root in &self.roots {
+            builder = builder.add_root_certificate(root.clone());
+        }
+        let client = builder.build().map_err(|e| object_store::Error::Generic { store: "S3", source: Box::new(e) })?;
         Ok(HttpClient::new(Bounded { client, timeouts: self.timeouts }))
+    }
+}
+
+/// The certificates of a PEM file (`AWS_CA_BUNDLE`), to trust besides the built-in roots.
+///
+/// # Errors
+/// A sentence naming the file: unreadable, or holding no PEM certificate.
+pub(super) fn read_ca_bundle(path: &std::path::Path) -> Result<Vec<reqwest::Certificate>, String> {
+    let shown = path.display();
+    let pem = std::fs::read(path).map_err(|e| format!("AWS_CA_BUNDLE `{shown}` cannot be read: {e}"))?;
+    let roots = reqwest::Certificate::from_pem_bundle(&pem)
+        .map_err(|e| format!("AWS_CA_BUNDLE `{shown}` is not a PEM certificate bundle: {e}"))?;
+    if roots.is_empty() {
+        return Err(format!("AWS_CA_BUNDLE `{shown}` holds no PEM certificate (`-----BEGIN CERTIFICATE-----`)"));
+    }
+    Ok(roots)
+}
+
+/// A server whose TLS certificate the client does not trust (or that does not speak TLS).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the bucket's endpoint {endpoint} failed the TLS handshake: {reason}; if it uses a private CA, \
+     set AWS_CA_BUNDLE to that CA's PEM file"
+)]
+struct Untrusted {
+    /// `https://host:port`.
+    endpoint: String,
+    /// The TLS library's words (`invalid peer certificate: UnknownIssuer`, ...).
+    reason: String,
+}
+
+/// `error` as [`Untrusted`] when a TLS handshake with `endpoint` (`https://host:port`; `None`
+/// for plain http) failed: not worth retrying, and the reason must reach the user whole
+/// (`object_store` keeps only the outer error's words). Any other error as it was.
+fn tls_failure(error: HttpError, endpoint: Option<String>) -> HttpError {
+    let Some(endpoint) = endpoint else { return error };
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&error);
+    let mut reason = None;
+    while let Some(e) = source {
+        let text = e.to_string();
+        // rustls's errors: `invalid peer certificate: ...`, `received corrupt message ...`,
+        // `peer is incompatible: ...`, `received fatal alert: ...`.
+        if text.contains("certificate") || text.contains("corrupt message") || text.contains("fatal alert") {
+            reason = Some(text);
+        }
+        source = e.source();
+    }
+    match reason {
+        Some(reason) => HttpError::new(HttpErrorKind::Unknown, Untrusted { endpoint, reason }),
+        None => error,
     }
 }
 
@@ -112,9 +172,13 @@ impl Bounded {
 impl HttpService for Bounded {
     async fn call(&self, request: HttpRequest) -> Result<HttpResponse, HttpError> {
         let limit = self.limit(&request);
+        let uri = request.uri();
+        let endpoint = (uri.scheme_str() == Some("https"))
+            .then(|| format!("https://{}", uri.authority().map_or("", |a| a.as_str())));
         let response = tokio::time::timeout(limit, self.client.call(request))
             .await
-            .map_err(|_| HttpError::new(HttpErrorKind::Timeout, NoAnswer(limit)))??;
+            .map_err(|_| HttpError::new(HttpErrorKind::Timeout, NoAnswer(limit)))?
+            .map_err(|e| tls_failure(e, endpoint))?;
         let (parts, body) = response.into_parts();
         let body = HttpResponseBody::new(NoStall { inner: body, limit: self.timeouts.request, timer: None });
         Ok(HttpResponse::from_parts(parts, body))
