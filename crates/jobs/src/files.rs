@@ -208,7 +208,8 @@ impl Files {
             };
             preconditions.check_for(path, current.as_ref())?;
         }
-        let options = PutOptions { create_only, max_bytes: self.max_upload_bytes };
+        let options =
+            PutOptions { create_only, max_bytes: self.max_upload_bytes, conditional: !preconditions.is_empty() };
         let staged = self.storage.put(path, body, options).await?;
         // A job may have been queued during the upload.
         self.check_not_in_use(&paths).await?;

@@ -6,8 +6,9 @@
 //!    ([`RunTemp`]: `publish/JOBID-ATTEMPT-RANDOM/PATH` under
 //!    [`TEMP_AREA`](crate::storage::TEMP_AREA), which no files API request, listing or job can
 //!    see), [`UPLOADS_AT_ONCE`] at a time. An output larger than one server-side copy can make
-//!    ([`COPY_MAX_BYTES`]) is instead sent as a multipart upload of its final key left
-//!    uncompleted (invisible until completed, [`StagedPut`]). Nothing visible has changed yet:
+//!    ([`COPY_MAX_BYTES`]; its copy into place would be a multipart copy in ranges) is instead
+//!    sent as a multipart upload of its final key left uncompleted (invisible until completed,
+//!    [`StagedPut`]), which saves the bucket copying it again. Nothing visible has changed yet:
 //!    a failure here deletes the run's temporary names (and aborts the multipart uploads), and
 //!    every file in the bucket is as it was.
 //! 2. **Back up**, once every upload succeeded (and only if the caller still owns the job: a
@@ -15,15 +16,15 @@
 //!    in the bucket or lies below a file, a disk's rule checked again now, as the bucket may
 //!    have changed since the submission: [`PublishError::Conflict`]): each file in the storage
 //!    that an output will replace is copied by the server to the run's backup name
-//!    ([`RunTemp::backup`]). Still nothing visible has changed.
+//!    ([`RunTemp::backup`]; a file over [`COPY_MAX_BYTES`] in ranges). Still nothing visible
+//!    has changed.
 //! 3. **Publish**: each output's temporary name is copied into place by the server (readers
 //!    see the old file or the new one, whole), then deleted; a large output's multipart upload
 //!    is completed. Media first ([`COPIES_AT_ONCE`] at a time), playlists and manifests last,
 //!    one by one, so that a player never reads one that names a missing segment. A failure
 //!    here stops the publish and undoes it: each file an output replaced is put back from its
-//!    backup, each output that was new is deleted, the temporary names are deleted. Only an
-//!    output too large to back up (over [`COPY_MAX_BYTES`]) that already replaced a file keeps
-//!    its new content (whole), and the error names it. On success the backups are deleted.
+//!    backup, each output that was new is deleted, the temporary names are deleted. On
+//!    success the backups are deleted.
 //!
 //! **A crash** (or a node that stops for good) during step 1 or 2 leaves temporary names only,
 //! which no reader sees; during step 3 some outputs in place, each whole, and the backups of
@@ -128,8 +129,7 @@ pub enum PublishError {
     Upload(#[source] StorageError),
     /// The outputs were uploaded, but putting one in place failed part-way; what was put in
     /// place was undone. `kept`: outputs in place that replaced a file which could not be put
-    /// back (too large to back up, or the restore failed): they keep the job's new, whole
-    /// content.
+    /// back (the restore failed): they keep the job's new, whole content.
     #[error("{source}{}", kept_note(kept))]
     Publish {
         /// The failure.
@@ -251,19 +251,12 @@ pub async fn publish(
 
     // 2. Back up the files the outputs replace (a server-side copy each), so that a failure
     // (or a crash: see `restore_or_discard`) can put them back.
-    let mut replaced: BTreeSet<String> = BTreeSet::new();
     let mut backed_up: BTreeSet<String> = BTreeSet::new();
     let heads = futures_util::stream::iter(0..outputs.len())
         .map(|n| async move {
             let output = &outputs[n];
-            let backup = match storage.head(&output.path).await {
-                Ok(meta) if meta.size <= COPY_MAX_BYTES => {
-                    storage.copy_to_temp(&output.path, &run.backup(&output.path)).await.map(|()| true)
-                }
-                // Too large to copy: replaced without a backup.
-                Ok(_) => Ok(false),
-                Err(e) => Err(e),
-            };
+            // Any size: over `COPY_MAX_BYTES` the storage copies in ranges.
+            let backup = storage.copy_to_temp(&output.path, &run.backup(&output.path)).await;
             (output.path.clone(), backup)
         })
         .buffer_unordered(COPIES_AT_ONCE)
@@ -271,12 +264,8 @@ pub async fn publish(
         .await;
     for (path, backup) in heads {
         match backup {
-            Ok(true) => {
-                replaced.insert(path.clone());
+            Ok(()) => {
                 backed_up.insert(path);
-            }
-            Ok(false) => {
-                replaced.insert(path);
             }
             // No file, or a directory's name (the copy into place will fail on it).
             Err(StorageError::NotFound(_) | StorageError::IsADirectory(_)) => {}
@@ -352,9 +341,6 @@ pub async fn publish(
     for path in published {
         let undone = if backed_up.contains(&path) {
             storage.publish_temp(&run.backup(&path), &path, false).await
-        } else if replaced.contains(&path) {
-            kept.push(path);
-            continue;
         } else {
             storage.delete(&path, false).await
         };
@@ -374,7 +360,7 @@ async fn upload_one(storage: &dyn Storage, run: &RunTemp, output: &Output) -> Re
     let size = file.metadata().await.map_err(io_error)?.len();
     let body: ByteStream = Box::pin(tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024));
     if size > COPY_MAX_BYTES {
-        let options = PutOptions { create_only: output.create_only, max_bytes: u64::MAX };
+        let options = PutOptions { create_only: output.create_only, max_bytes: u64::MAX, conditional: false };
         let staged = storage.put(&output.path, body, options).await?;
         return Ok((Uploaded::Staged(staged), size));
     }

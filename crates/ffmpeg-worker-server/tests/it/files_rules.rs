@@ -97,7 +97,7 @@ async fn the_staging_area_is_reserved_in_a_bucket_as_for_jobs() {
     // Put there by another tool: not listed.
     let other = jobs::storage::S3Storage::new(&crate::files_app::s3_config(app.bucket(), "")).unwrap();
     let body: jobs::storage::ByteStream = Box::pin(futures_util::stream::iter([Ok(bytes::Bytes::from_static(b"o"))]));
-    let options = jobs::storage::PutOptions { create_only: false, max_bytes: 10 };
+    let options = jobs::storage::PutOptions { create_only: false, max_bytes: 10, conditional: false };
     let key = format!("{PREFIX}/.ffmpeg-worker-staging/left.mp4");
     // Through a client whose own prefix is the bucket's root, the key is an ordinary name.
     let staged = other.put(&key, body, options).await;

@@ -46,7 +46,7 @@ async fn list_leaves_out_keys_beside_the_prefix() {
     assert_eq!(app.put("a/0.mp4", b"a").await.status, StatusCode::CREATED);
     let outside = S3Storage::new(&s3_config(app.bucket(), "media/files2")).unwrap();
     let body: jobs::storage::ByteStream = Box::pin(futures_util::stream::iter([Ok(bytes::Bytes::from_static(b"o"))]));
-    let options = jobs::storage::PutOptions { create_only: false, max_bytes: 10 };
+    let options = jobs::storage::PutOptions { create_only: false, max_bytes: 10, conditional: false };
     outside.put("a.mp4", body, options).await.unwrap().commit().await.unwrap();
     assert_eq!(app.files(), ["a/0.mp4", "media/files2/a.mp4"]);
     assert_eq!(app.get("/files", &[]).await.paths(), ["a/0.mp4"]);

@@ -63,6 +63,11 @@ pub struct PutOptions {
     pub create_only: bool,
     /// Largest body accepted, in bytes; more is [`StorageError::TooLarge`] and nothing is kept.
     pub max_bytes: u64,
+    /// The upload will be committed with [`StagedPut::commit_if`] and preconditions: a backend
+    /// that can make a large body's precondition one step with its write only by staging the
+    /// body elsewhere first does so (S3: a body over one part goes to a temporary key, then is
+    /// copied into place by a conditional request).
+    pub conditional: bool,
 }
 
 /// An entity-tag condition of `If-Match` or `If-None-Match` (RFC 9110 §13.1.1, §13.1.2).

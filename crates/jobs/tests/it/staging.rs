@@ -98,8 +98,12 @@ impl Fixture {
     /// Puts `bytes` at `path`, through the storage.
     async fn put_bytes(&self, path: &str, bytes: &[u8]) {
         let body: ByteStream = Box::pin(futures_util::stream::iter([Ok(bytes::Bytes::copy_from_slice(bytes))]));
-        let staged =
-            self.jobs.storage().put(path, body, PutOptions { create_only: false, max_bytes: u64::MAX }).await.unwrap();
+        let staged = self
+            .jobs
+            .storage()
+            .put(path, body, PutOptions { create_only: false, max_bytes: u64::MAX, conditional: false })
+            .await
+            .unwrap();
         staged.commit().await.unwrap();
     }
 
@@ -107,8 +111,12 @@ impl Fixture {
     async fn upload(&self, local: &Path, path: &str) {
         let file = tokio::fs::File::open(local).await.unwrap();
         let body: ByteStream = Box::pin(tokio_util::io::ReaderStream::new(file));
-        let staged =
-            self.jobs.storage().put(path, body, PutOptions { create_only: false, max_bytes: u64::MAX }).await.unwrap();
+        let staged = self
+            .jobs
+            .storage()
+            .put(path, body, PutOptions { create_only: false, max_bytes: u64::MAX, conditional: false })
+            .await
+            .unwrap();
         staged.commit().await.unwrap();
     }
 

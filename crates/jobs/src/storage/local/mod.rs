@@ -593,7 +593,7 @@ mod tests {
             chunks.push(Ok(Bytes::copy_from_slice(&content[at..end])));
             at = end;
         }
-        let options = PutOptions { create_only: false, max_bytes: u64::MAX };
+        let options = PutOptions { create_only: false, max_bytes: u64::MAX, conditional: false };
         let put = async |body: Vec<io::Result<Bytes>>| {
             let body: ByteStream = Box::pin(futures_util::stream::iter(body));
             storage.put("a/b.bin", body, options).await.unwrap().commit().await.unwrap()

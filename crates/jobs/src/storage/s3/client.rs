@@ -7,12 +7,14 @@ use std::sync::Arc;
 
 use ffmpeg_core::sandbox::Sandbox;
 use futures_util::StreamExt as _;
-use object_store::aws::{AmazonS3Builder, S3CopyIfNotExists};
+use object_store::aws::AmazonS3Builder;
+use object_store::client::{ClientOptions, HttpConnector as _};
 use object_store::path::Path as Key;
 use object_store::{ObjectStore as _, RetryConfig};
 
 use super::http::{Connector, S3Timeouts, read_ca_bundle};
-use super::{S3Storage, store_error};
+use super::raw::Raw;
+use super::{COPY_MAX_BYTES, S3Storage, store_error};
 use crate::storage::StorageError;
 
 /// Where the bucket is and how to reach it: `STORAGE_URL=s3://bucket/prefix` and the usual
@@ -125,6 +127,11 @@ impl S3Storage {
             Some(path) => read_ca_bundle(path).map_err(error)?,
             None => Vec::new(),
         };
+        // The requests `object_store` cannot make (`raw.rs`) go through a client of their own,
+        // built the same way.
+        let raw_client = Connector { timeouts, roots: roots.clone() }
+            .connect(&ClientOptions::new().with_allow_http(config.allow_http))
+            .map_err(|e| error(e.to_string()))?;
         let mut builder = AmazonS3Builder::new()
             // Connect, first answer, stalls and copies bounded as `http.rs` says; TLS trusting
             // the CA bundle too.
@@ -133,10 +140,6 @@ impl S3Storage {
             .with_region(&config.region)
             .with_allow_http(config.allow_http)
             .with_virtual_hosted_style_request(config.virtual_hosted_style)
-            // A create-only copy (a large `If-None-Match: *` upload, a `-n` job's output) is a
-            // one-part multipart copy completed with `If-None-Match: *`: atomic on AWS S3 and
-            // on servers with conditional writes.
-            .with_copy_if_not_exists(S3CopyIfNotExists::Multipart)
             // A failure is retried (a refused connection, a 5xx answer) only within the request
             // timeout: a bucket that does not answer fails a request within about the request
             // timeout (503 at the API), not after object_store's default 3 minutes of retries.
@@ -154,6 +157,14 @@ impl S3Storage {
             builder = builder.with_token(token);
         }
         let store = builder.build().map_err(|e| error(e.to_string()))?;
+        let raw = Raw::new(
+            raw_client,
+            Arc::clone(store.credentials()),
+            config.endpoint.as_deref(),
+            config.virtual_hosted_style,
+            &config.bucket,
+            &config.region,
+        );
         let empty = tempfile::Builder::new()
             .prefix("ffmpeg-worker-s3-paths-")
             .tempdir()
@@ -164,6 +175,10 @@ impl S3Storage {
         sandbox.deny(crate::staging::STAGING_DIR);
         Ok(S3Storage {
             store: Arc::new(store),
+            raw,
+            copy_part_bytes: COPY_MAX_BYTES,
+            #[cfg(test)]
+            after_check: Arc::default(),
             prefix: config.prefix.clone(),
             url: config.url(),
             paths: Arc::new((sandbox, empty)),

@@ -14,14 +14,19 @@
 //!   body arrives (at most [`PARTS_IN_FLIGHT`] at once: memory stays bounded by about three
 //!   parts whatever the file's size), completed at commit. Until then no reader sees anything;
 //!   a failed, too large, aborted or dropped upload is aborted on the server. A create-only
-//!   upload of many parts is completed under a temporary key of its own (nothing visible),
-//!   then copied into place by one conditional request (a one-part `UploadPartCopy` completed
-//!   with `If-None-Match: *`, `object_store`'s `S3CopyIfNotExists::Multipart`; its conditional
-//!   complete is not reachable through `object_store`'s multipart API): the bucket alone
-//!   decides, so of two racing create-only uploads one is created and the other gets
-//!   [`StorageError::Exists`]. (AWS copies at most 5 GiB in one part: a create-only upload
-//!   over [`COPY_MAX_BYTES`] fails there. moto's server checks the condition before it
-//!   assembles the object, not atomically with it.)
+//!   or conditional ([`PutOptions::conditional`]) upload of many parts is completed under a
+//!   temporary key of its own (nothing visible), then copied into place by a multipart copy
+//!   whose completion carries the condition (`If-None-Match: *`, or `If-Match` the entity tag
+//!   checked): the bucket alone decides, so of two racing create-only uploads one is created
+//!   and the other gets [`StorageError::Exists`], and a file replaced after the check fails
+//!   the write (412). (moto's server checks `If-None-Match` on completion but ignores
+//!   `If-Match` there: against it an `If-Match` upload of many parts is checked one request
+//!   before it completes.)
+//! - **Copies** (publishing a job's outputs, backups, the create-only uploads above) are one
+//!   `CopyObject` up to [`COPY_MAX_BYTES`] (S3's limit for one copy), else, and whenever a
+//!   condition is attached, `UploadPartCopy` of ranges of at most that size (`raw.rs`).
+//! - **Deletes** with preconditions check them against the object there, then delete it on
+//!   the condition that it is still that one (`If-Match`, a conditional `DeleteObject`).
 //! - **Reads** are ranged `GET`s conditioned on the entity tag seen at [`Storage::open`]
 //!   (`If-Match`): a file replaced meanwhile ends the stream with an error instead of mixing
 //!   two versions.
@@ -32,17 +37,22 @@
 //!   minutes; a refused connection or a 5xx answer is retried a few times quickly first.
 //!
 //! The module's files follow its seams: `client.rs` (the settings and building the client),
-//! `http.rs` (the HTTP client's timeouts),
+//! `http.rs` (the HTTP client's timeouts and TLS), `raw.rs` (signed requests `object_store`
+//! cannot make: ranged part copies, conditional completions and deletes),
 //! `read.rs` (opening, heads, listing, ranged reads), `write.rs` (puts, multipart uploads,
-//! server-side copies, deletes), `temp.rs` (the temporary area) and `writable.rs` (a disk's
-//! rule for where files may be written: none where a directory is, none below a file). This file holds the
-//! type, the path and key rules, the error mapping, and the [`Storage`] impl, which calls
-//! into them.
+//! server-side copies, deletes), `temp.rs` (the temporary area), `writable.rs` (a disk's
+//! rule for where files may be written: none where a directory is, none below a file) and
+//! `tests.rs` (unit tests against moto). This file holds the type, the path and key rules,
+//! the error mapping, and the [`Storage`] impl, which calls into them.
 
 mod client;
 mod http;
+mod raw;
 mod read;
 mod temp;
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests;
 mod writable;
 mod write;
 
@@ -56,8 +66,8 @@ use object_store::ObjectStore;
 use object_store::path::Path as Key;
 
 use super::{
-    ByteStream, FileMeta, ListPage, NameLimits, PutOptions, StagedPut, Storage, StorageError, StoredFile, invalid,
-    too_long,
+    ByteStream, FileMeta, ListPage, NameLimits, Preconditions, PutOptions, StagedPut, Storage, StorageError,
+    StoredFile, invalid, too_long,
 };
 use crate::service::blocking;
 use crate::storage::NAME_MAX;
@@ -78,6 +88,14 @@ pub const COPY_MAX_BYTES: u64 = 5 * 1024 * 1024 * 1024;
 #[derive(Clone)]
 pub struct S3Storage {
     store: Arc<dyn ObjectStore>,
+    /// The requests `object_store` cannot make (ranged part copies, conditional completes and
+    /// deletes).
+    raw: raw::Raw,
+    /// The largest part of a server-side copy ([`COPY_MAX_BYTES`]; lowered in tests).
+    copy_part_bytes: u64,
+    /// Tests: a racing writer, run once between a precondition's check and its write.
+    #[cfg(test)]
+    after_check: Arc<std::sync::Mutex<Option<futures_util::future::BoxFuture<'static, ()>>>>,
     prefix: String,
     url: String,
     /// Path rules: a sandbox over an empty directory that lives as long as this storage.
@@ -126,6 +144,18 @@ impl S3Storage {
         }
         limits.check_whole(&normal).map_err(|problem| too_long(path, &problem))?;
         Ok(normal)
+    }
+
+    /// Between a precondition's check and its write: nothing, but in tests the racing writer
+    /// set there.
+    async fn after_check(&self) {
+        #[cfg(test)]
+        {
+            let racer = self.after_check.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+            if let Some(racer) = racer {
+                racer.await;
+            }
+        }
     }
 
     /// Whether the file at `relative` is in an area no request may name (the jobs' staging
@@ -240,6 +270,10 @@ impl Storage for S3Storage {
 
     async fn ping(&self) -> Result<(), StorageError> {
         self.check().await
+    }
+
+    async fn delete_if(&self, path: &str, recursive: bool, preconditions: &Preconditions) -> Result<(), StorageError> {
+        self.delete_objects_if(path, recursive, preconditions).await
     }
 
     fn has_temp_area(&self) -> bool {

@@ -1,5 +1,7 @@
 //! Writing a bucket: puts (one `PUT`, or a multipart upload whose parts go up while the body
-//! arrives, [`S3Staged`] until committed), server-side copies, deletes.
+//! arrives, [`S3Staged`] until committed), server-side copies (one `CopyObject` up to
+//! [`COPY_MAX_BYTES`](super::COPY_MAX_BYTES), else and on a condition a multipart copy in
+//! ranges, `raw.rs`), deletes (on a condition: a conditional `DeleteObject`).
 
 use std::fmt;
 use std::io;
@@ -9,11 +11,12 @@ use bytes::{Bytes, BytesMut};
 use futures_util::{StreamExt as _, TryStreamExt as _};
 use object_store::path::Path as Key;
 use object_store::{
-    CopyMode, CopyOptions, ObjectStore as _, ObjectStoreExt as _, PutMode, PutMultipartOptions,
-    PutOptions as StorePutOptions, PutPayload, UpdateVersion, WriteMultipart,
+    ObjectStore as _, ObjectStoreExt as _, PutMode, PutMultipartOptions, PutOptions as StorePutOptions, PutPayload,
+    UpdateVersion, WriteMultipart,
 };
 use sha2::{Digest as _, Sha256};
 
+use super::raw::{CopySource, RawError, WriteIf};
 use super::temp::{UPLOADS_TEMP, random_name};
 use super::{PART_BYTES, PARTS_IN_FLIGHT, S3Storage, store_error};
 use crate::storage::{ByteStream, Preconditions, PutOptions, PutOutcome, StagedPut, StorageError};
@@ -31,10 +34,11 @@ impl S3Storage {
             return Err(StorageError::IsADirectory(path.to_owned()));
         }
         self.check_writable(&normal).await?;
-        // A create-only upload of many parts goes to a temporary key of its own: completing
-        // it there replaces nothing, and commit copies it into place only if no file is there
-        // (one conditional request: of two racing uploads, one wins).
-        let temp = match options.create_only {
+        // A create-only or conditional upload of many parts goes to a temporary key of its
+        // own: completing it there replaces nothing, and commit copies it into place only if
+        // the file there is still the one checked (one conditional request: of two racing
+        // uploads, one wins).
+        let temp = match options.create_only || options.conditional {
             true => Some(format!("{UPLOADS_TEMP}/{}", random_name()?)),
             false => None,
         };
@@ -84,6 +88,53 @@ impl S3Storage {
             }
         }
         Ok(())
+    }
+
+    /// [`Storage::delete_if`](crate::storage::Storage::delete_if): the preconditions are
+    /// checked against the object there now, then it is deleted on the condition that it is
+    /// still that one (`If-Match` its entity tag): the bucket makes the check and the delete
+    /// one step, and a change in between is [`StorageError::PreconditionFailed`]. A server
+    /// that answers 501 to the conditional delete gets a plain one (the check one request
+    /// before). A directory is deleted as by [`Storage::delete`](crate::storage::Storage::delete)
+    /// once the preconditions hold for "no file".
+    pub(super) async fn delete_objects_if(
+        &self,
+        path: &str,
+        recursive: bool,
+        preconditions: &Preconditions,
+    ) -> Result<(), StorageError> {
+        if preconditions.is_empty() {
+            return self.delete_objects(path, recursive).await;
+        }
+        let normal = self.normal_async(path, path.ends_with('/')).await?;
+        let current = match path.ends_with('/') || normal.is_empty() {
+            true => None,
+            false => self.head_key(&normal).await?,
+        };
+        // No file and no directory: 404 whatever the conditions, as for `DELETE` without them.
+        if current.is_none() && !normal.is_empty() && !self.has_children(&normal).await? {
+            return Err(StorageError::NotFound(path.to_owned()));
+        }
+        let meta = current.as_ref().map(|object| self.file_meta(normal.clone(), object));
+        preconditions.check_for(path, meta.as_ref())?;
+        self.after_check().await;
+        let Some(tag) = current.and_then(|object| object.e_tag) else {
+            return self.delete_objects(path, recursive).await;
+        };
+        let key = self.key(&normal);
+        match self.raw.delete_if_tag(&key, &tag, path).await {
+            Ok(()) => Ok(()),
+            // Replaced or deleted since the check: the precondition no longer holds.
+            Err(RawError::Precondition | RawError::NotFound) => Err(StorageError::PreconditionFailed {
+                path: path.to_owned(),
+                reason: "the file changed while the request was checked",
+            }),
+            Err(RawError::NotImplemented(words)) => {
+                tracing::debug!(%words, "the bucket has no conditional delete; deleting after the check");
+                self.store.delete(&key).await.map_err(|e| store_error(path, e))
+            }
+            Err(e) => Err(e.into_storage(path)),
+        }
     }
 
     /// Refuses a put to `normal` when it names a directory or one of its parents is a file.
@@ -165,7 +216,7 @@ impl S3Storage {
     }
 
     /// Copies the object at `from` to `to` (keys), whole; with `create_only`, only when no
-    /// object is at `to` (one conditional request: `S3CopyIfNotExists::Multipart`, `client.rs`).
+    /// object is at `to` ([`S3Storage::copy_if`]: one conditional request).
     pub(super) async fn copy_key(
         &self,
         from: &Key,
@@ -173,14 +224,78 @@ impl S3Storage {
         shown: &str,
         create_only: bool,
     ) -> Result<(), StorageError> {
-        let mode = if create_only { CopyMode::Create } else { CopyMode::Overwrite };
-        let options = CopyOptions { mode, ..CopyOptions::default() };
-        self.store.copy_opts(from, to, options).await.map_err(|e| match e {
-            object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. } if create_only => {
-                StorageError::Exists(shown.to_owned())
-            }
-            e => store_error(shown, e),
+        let condition = if create_only { WriteIf::Absent } else { WriteIf::Any };
+        self.copy_if(from, to, shown, &condition).await.map_err(|e| match e {
+            RawError::Precondition if create_only => StorageError::Exists(shown.to_owned()),
+            e => e.into_storage(shown),
         })
+    }
+
+    /// Copies the object at `from` to `to` (keys), whole, on `condition` about the object at
+    /// `to` (`shown`: the path in messages).
+    ///
+    /// Without a condition, an object up to [`COPY_MAX_BYTES`](super::COPY_MAX_BYTES) is one
+    /// `CopyObject`. A larger one (S3 copies at most 5 GiB in one request), or any with a
+    /// condition, is a multipart copy: `UploadPartCopy` of consecutive ranges of at most that
+    /// size (`copy_part_bytes`), each pinned to the source's entity tag (a source replaced during
+    /// the copy fails it instead of mixing two versions), then a `CompleteMultipartUpload` that
+    /// carries the condition (`If-None-Match: *` or `If-Match`), so the bucket checks it and
+    /// puts the object in one step. A server that answers 501 to a conditional `If-Match`
+    /// completion gets a plain one (the caller's check one request before stands). A failed
+    /// copy is aborted.
+    ///
+    /// # Errors
+    /// [`RawError::Precondition`] when the condition does not hold; otherwise as a storage
+    /// error.
+    pub(super) async fn copy_if(&self, from: &Key, to: &Key, shown: &str, condition: &WriteIf) -> Result<(), RawError> {
+        let source = match self.store.head(from).await {
+            Ok(source) => source,
+            Err(e) => return Err(RawError::Storage(store_error(shown, e))),
+        };
+        if *condition == WriteIf::Any && source.size <= self.copy_part_bytes {
+            return self.store.copy(from, to).await.map_err(|e| RawError::Storage(store_error(shown, e)));
+        }
+        let upload = self.raw.create_upload(to, shown).await?;
+        let result = async {
+            let copy_source = CopySource { key: from, tag: source.e_tag.as_deref() };
+            let part_bytes = self.copy_part_bytes.max(1);
+            let whole = source.size <= part_bytes;
+            let mut parts = Vec::new();
+            let mut start = 0;
+            loop {
+                let end = (start + part_bytes).min(source.size);
+                let range = (!whole).then_some(start..end);
+                let number = parts.len() + 1;
+                let tag = self.raw.copy_part(to, &upload, number, &copy_source, range, shown).await;
+                parts.push(tag.map_err(|e| match e {
+                    // `x-amz-copy-source-if-match`: the source changed under the copy.
+                    RawError::Precondition => RawError::Storage(StorageError::Unavailable {
+                        path: shown.to_owned(),
+                        source: io::Error::other("the object changed while it was copied"),
+                    }),
+                    e => e,
+                })?);
+                start = end;
+                if start >= source.size {
+                    break;
+                }
+            }
+            match self.raw.complete(to, &upload, &parts, condition, shown).await {
+                Err(RawError::NotImplemented(words)) if matches!(condition, WriteIf::Is(_)) => {
+                    tracing::debug!(%words, "the bucket has no conditional completion; completing after the check");
+                    self.raw.complete(to, &upload, &parts, &WriteIf::Any, shown).await
+                }
+                other => other,
+            }
+        }
+        .await;
+        if result.is_err()
+            && let Err(e) = self.raw.abort(to, &upload, shown).await
+        {
+            tracing::warn!(key = %to, error = ?e, "aborting a failed multipart copy failed; \
+                                                   a bucket lifecycle rule removes its parts");
+        }
+        result
     }
 
     /// Deletes the object at `key`; one already gone is no error.
@@ -267,12 +382,13 @@ impl StagedPut for S3Staged {
         self.commit_if(&Preconditions::default()).await
     }
 
-    /// The preconditions are checked against the object there now; a body of one part is
-    /// then put on the condition that the object is still that one (`If-Match` its entity
-    /// tag, or `If-None-Match: *` when there was none): the bucket makes the check and the
-    /// write one step, and a change in between fails the request (412). A body of several
-    /// parts is completed right after the check (`object_store` sends no condition with a
-    /// multipart completion), one request apart.
+    /// The preconditions are checked against the object there now; the body is then put on
+    /// the condition that the object is still that one (`If-Match` its entity tag, or
+    /// `If-None-Match: *` when there was none): the bucket makes the check and the write one
+    /// step, and a change in between fails the request (412). A body of one part is a
+    /// conditional `PUT`; one of several parts (received under a temporary key, as
+    /// [`PutOptions::conditional`] asked) is copied into place by a multipart copy completed on
+    /// that condition ([`S3Storage::copy_if`]).
     async fn commit_if(mut self: Box<Self>, preconditions: &Preconditions) -> Result<PutOutcome, StorageError> {
         let key = self.storage.key(&self.path);
         let path = self.path.clone();
@@ -285,6 +401,7 @@ impl StagedPut for S3Staged {
             let meta = current.as_ref().map(|meta| self.storage.file_meta(path.clone(), meta));
             preconditions.check_for(&path, meta.as_ref())?;
         }
+        self.storage.after_check().await;
         let pending = self.pending.take();
         match pending {
             Some(Pending::Single(body)) => {
@@ -319,9 +436,22 @@ impl StagedPut for S3Staged {
                 }
                 Some(temp) => {
                     let temp_key = self.storage.temp_key(&temp);
+                    let condition = match &current {
+                        _ if self.create_only => WriteIf::Absent,
+                        Some(meta) => match &meta.e_tag {
+                            Some(tag) => WriteIf::Is(tag.clone()),
+                            // No entity tag to hold it to: the check above stands alone.
+                            None => WriteIf::Any,
+                        },
+                        None => WriteIf::Absent,
+                    };
+                    let create_only = self.create_only;
                     let published = async {
                         upload.finish().await.map_err(|e| store_error(&path, e))?;
-                        self.storage.copy_key(&temp_key, &key, &path, true).await
+                        self.storage.copy_if(&temp_key, &key, &path, &condition).await.map_err(|e| match e {
+                            RawError::Precondition if create_only => StorageError::Exists(path.clone()),
+                            e => e.into_storage(&path),
+                        })
                     }
                     .await;
                     if let Err(e) = self.storage.delete_key(&temp_key, &path).await {

@@ -1,0 +1,175 @@
+//! The bucket client's copies in ranges and its conditional writes, against moto's server
+//! (`s3-harness`): here, inside the crate, because they lower the copy part size
+//! ([`S3Storage::copy_part_bytes`]) so that small objects take the path of objects over 5 GiB,
+//! and set a racing writer between a precondition's check and its write
+//! ([`S3Storage::after_check`]).
+
+use bytes::Bytes;
+use futures_util::FutureExt as _;
+
+use super::{S3Config, S3Storage};
+use crate::storage::{ByteStream, Preconditions, PutOptions, Storage, StorageError, TagCondition};
+
+const MIB: usize = 1024 * 1024;
+
+/// A client of a fresh bucket of the test server, files under `media/`, copying in parts of at
+/// most `copy_part_bytes`.
+fn storage(copy_part_bytes: u64) -> S3Storage {
+    let server = s3_harness::shared();
+    let config = S3Config {
+        endpoint: Some(server.endpoint().to_owned()),
+        access_key_id: Some(s3_harness::ACCESS_KEY_ID.to_owned()),
+        secret_access_key: Some(s3_harness::SECRET_ACCESS_KEY.to_owned()),
+        region: s3_harness::REGION.to_owned(),
+        allow_http: true,
+        ..S3Config::from_url(&format!("s3://{}/media", server.bucket())).unwrap()
+    };
+    let mut storage = S3Storage::new(&config).unwrap();
+    storage.copy_part_bytes = copy_part_bytes;
+    storage
+}
+
+/// `size` bytes that differ from one offset to the next (a part copied out of place shows).
+fn bytes(size: usize, seed: u8) -> Vec<u8> {
+    (0..size).map(|i| ((i % 251) as u8).wrapping_add(seed)).collect()
+}
+
+fn body(data: &[u8]) -> ByteStream {
+    // In chunks, as a request's body arrives.
+    let chunks: Vec<std::io::Result<Bytes>> = data.chunks(256 * 1024).map(|c| Ok(Bytes::copy_from_slice(c))).collect();
+    Box::pin(futures_util::stream::iter(chunks))
+}
+
+fn options(create_only: bool, conditional: bool) -> PutOptions {
+    PutOptions { create_only, max_bytes: u64::MAX, conditional }
+}
+
+async fn put(storage: &S3Storage, path: &str, data: &[u8]) -> String {
+    let staged = storage.put(path, body(data), options(false, false)).await.unwrap();
+    staged.commit().await.unwrap().meta.etag
+}
+
+async fn read(storage: &S3Storage, path: &str) -> Vec<u8> {
+    use futures_util::StreamExt as _;
+    let file = storage.open(path).await.unwrap();
+    let size = file.meta().size;
+    let mut stream = file.read(0..size);
+    let mut out = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        out.extend_from_slice(&chunk.unwrap());
+    }
+    out
+}
+
+/// Sets a writer that puts `data` at `path` right after the next precondition check.
+fn race(storage: &S3Storage, path: &str, data: Vec<u8>) {
+    let (writer, path) = (storage.clone(), path.to_owned());
+    let racer = async move {
+        put(&writer, &path, &data).await;
+    };
+    *storage.after_check.lock().unwrap() = Some(racer.boxed());
+}
+
+/// The number of parts S3 made an object of (its entity tag ends with `-N`; none: one `PUT`
+/// or `CopyObject`).
+fn parts(etag: &str) -> Option<u32> {
+    etag.trim_matches('"').rsplit_once('-').and_then(|(_, n)| n.parse().ok())
+}
+
+/// A copy of an object larger than the copy part size (5 GiB on AWS: one `CopyObject` or one
+/// `UploadPartCopy` cannot make it) is a multipart copy in ranges, byte for byte, both
+/// without a condition (a backup) and create-only (publishing a `-n` output, a create-only
+/// upload); an object that fits is still one copy, and an empty one copies too.
+#[tokio::test]
+async fn copies_over_the_part_size_go_in_ranges_and_keep_every_byte() {
+    // moto refuses parts under 5 MiB but the last: 5 MiB parts, 11 MiB + 3 bytes: 3 parts.
+    let storage = storage(5 * MIB as u64);
+    let data = bytes(11 * MIB + 3, 7);
+    put(&storage, "big.bin", &data).await;
+
+    // A backup: the file to the temporary area, then back to a new name, create-only.
+    storage.copy_to_temp("big.bin", "backup/big").await.unwrap();
+    storage.publish_temp("backup/big", "copy.bin", true).await.unwrap();
+    let copied = storage.head("copy.bin").await.unwrap();
+    assert_eq!(copied.size, data.len() as u64);
+    assert_eq!(parts(&copied.etag), Some(3), "three ranged parts: {}", copied.etag);
+    assert!(read(&storage, "copy.bin").await == data, "the copy holds every byte in order");
+
+    // Create-only onto an existing file: refused, the file unchanged, no upload left open.
+    storage.copy_to_temp("big.bin", "backup/again").await.unwrap();
+    let refused = storage.publish_temp("backup/again", "copy.bin", true).await;
+    assert!(matches!(refused, Err(StorageError::Exists(_))), "{refused:?}");
+    assert_eq!(storage.head("copy.bin").await.unwrap().etag, copied.etag);
+
+    // An object within one part: one copy without a condition, one whole part with one.
+    put(&storage, "small.bin", &bytes(1000, 1)).await;
+    storage.copy_to_temp("small.bin", "backup/small").await.unwrap();
+    storage.publish_temp("backup/small", "small-copy.bin", false).await.unwrap();
+    assert_eq!(parts(&storage.head("small-copy.bin").await.unwrap().etag), None);
+    assert_eq!(read(&storage, "small-copy.bin").await, bytes(1000, 1));
+    put(&storage, "empty.bin", b"").await;
+    storage.copy_to_temp("empty.bin", "backup/empty").await.unwrap();
+    storage.publish_temp("backup/empty", "empty-copy.bin", true).await.unwrap();
+    assert_eq!(storage.head("empty-copy.bin").await.unwrap().size, 0);
+
+    let bucket = storage.url().trim_start_matches("s3://").split('/').next().unwrap().to_owned();
+    assert_eq!(s3_harness::shared().unfinished_uploads(&bucket), Vec::<String>::new());
+}
+
+/// `DELETE` with `If-Match`: a file replaced between the check and the delete is not
+/// deleted (412), the new version stays; without a race the delete goes through.
+#[tokio::test]
+async fn a_conditional_delete_never_deletes_a_file_replaced_after_its_check() {
+    let storage = storage(super::COPY_MAX_BYTES);
+    let first = put(&storage, "f.txt", b"first").await;
+    let if_match =
+        Preconditions { if_match: Some(TagCondition::Tags(vec![first.clone()])), ..Preconditions::default() };
+    race(&storage, "f.txt", b"second".to_vec());
+    let result = storage.delete_if("f.txt", false, &if_match).await;
+    assert!(matches!(result, Err(StorageError::PreconditionFailed { .. })), "{result:?}");
+    assert_eq!(read(&storage, "f.txt").await, b"second");
+
+    let second = storage.head("f.txt").await.unwrap().etag;
+    let if_match = Preconditions { if_match: Some(TagCondition::Tags(vec![second])), ..Preconditions::default() };
+    storage.delete_if("f.txt", false, &if_match).await.unwrap();
+    assert!(matches!(storage.head("f.txt").await, Err(StorageError::NotFound(_))));
+}
+
+/// A conditional upload of many parts (`If-None-Match: *` on a file that is not there yet,
+/// and a create-only one) is written by one conditional request: a file that appears between
+/// the check and the write is never replaced. Without a race, it is written whole.
+#[tokio::test]
+async fn a_conditional_upload_of_many_parts_never_replaces_a_file_that_appeared_after_its_check() {
+    let storage = storage(super::COPY_MAX_BYTES);
+    let data = bytes(9 * MIB, 3);
+    let absent = Preconditions { if_none_match: Some(TagCondition::Any), ..Preconditions::default() };
+
+    let staged = storage.put("a.bin", body(&data), options(false, true)).await.unwrap();
+    race(&storage, "a.bin", b"the other writer".to_vec());
+    let result = staged.commit_if(&absent).await;
+    assert!(matches!(result, Err(StorageError::PreconditionFailed { .. })), "{result:?}");
+    assert_eq!(read(&storage, "a.bin").await, b"the other writer");
+
+    let staged = storage.put("b.bin", body(&data), options(true, false)).await.unwrap();
+    race(&storage, "b.bin", b"the other writer".to_vec());
+    let result = staged.commit().await;
+    assert!(matches!(result, Err(StorageError::Exists(_))), "{result:?}");
+    assert_eq!(read(&storage, "b.bin").await, b"the other writer");
+
+    let staged = storage.put("c.bin", body(&data), options(false, true)).await.unwrap();
+    let outcome = staged.commit_if(&absent).await.unwrap();
+    assert!(outcome.created);
+    assert!(read(&storage, "c.bin").await == data);
+    // `If-Match` the entity tag just written: replaced.
+    let if_match =
+        Preconditions { if_match: Some(TagCondition::Tags(vec![outcome.meta.etag])), ..Preconditions::default() };
+    let newer = bytes(9 * MIB, 9);
+    let staged = storage.put("c.bin", body(&newer), options(false, true)).await.unwrap();
+    let outcome = staged.commit_if(&if_match).await.unwrap();
+    assert!(!outcome.created);
+    assert!(read(&storage, "c.bin").await == newer);
+    // Nothing left in the temporary area or open.
+    assert!(storage.list_temps("").await.unwrap().is_empty());
+    let bucket = storage.url().trim_start_matches("s3://").split('/').next().unwrap().to_owned();
+    assert_eq!(s3_harness::shared().unfinished_uploads(&bucket), Vec::<String>::new());
+}
