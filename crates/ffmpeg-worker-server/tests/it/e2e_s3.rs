@@ -191,7 +191,8 @@ async fn a_bucket_over_https_with_a_private_ca_from_aws_ca_bundle() {
 /// A bucket whose certificate nothing the server trusts vouches for (no CA bundle: only the web
 /// roots; or a CA bundle of an unrelated CA) stops the start with a reason naming the https
 /// endpoint and the certificate, at once (no retries), never falling back to plain http; a CA
-/// bundle that cannot be read or holds no certificate stops it naming the file.
+/// bundle that cannot be read or holds no certificate stops it naming the file, and an
+/// `http://` endpoint without `AWS_ALLOW_HTTP` stops it saying so.
 #[test]
 fn an_untrusted_certificate_or_a_bad_ca_bundle_stops_the_start_naming_it() {
     let s3 = s3_harness::shared_tls();
@@ -224,6 +225,18 @@ fn an_untrusted_certificate_or_a_bad_ca_bundle_stops_the_start_naming_it() {
         // tried over plain http.
         assert!(!stderr.contains(" retries, max_retries") && !stderr.contains(&plain), "{stderr}");
     }
+    // The same server named by an http:// URL without AWS_ALLOW_HTTP: refused, saying why.
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_ffmpeg-worker"))
+        .args(["--port", "0", "--database-url", "memory:", "--storage-url", &format!("s3://{bucket}/media")])
+        .arg("--data-path")
+        .arg(data.path())
+        .args(["--aws-endpoint-url", &plain, "--aws-access-key-id", "k", "--aws-secret-access-key", "s"])
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains(&format!("AWS_ENDPOINT_URL `{plain}` is plain http: set AWS_ALLOW_HTTP=true")), "{stderr}");
     let missing = data.path().join("missing.pem");
     let stderr = start(Some(&missing));
     assert!(stderr.contains(&format!("AWS_CA_BUNDLE `{}` cannot be read", missing.display())), "{stderr}");

@@ -122,6 +122,15 @@ impl S3Storage {
     /// path checks cannot be created.
     pub fn new(config: &S3Config) -> Result<S3Storage, S3ConfigError> {
         let error = |problem: String| S3ConfigError { url: config.url(), problem };
+        if let Some(endpoint) = &config.endpoint
+            && endpoint.trim_start().to_ascii_lowercase().starts_with("http://")
+            && !config.allow_http
+        {
+            // The HTTP client would refuse every request with a bare "builder error".
+            return Err(error(format!(
+                "AWS_ENDPOINT_URL `{endpoint}` is plain http: set AWS_ALLOW_HTTP=true to allow it, or use https://"
+            )));
+        }
         let timeouts = config.timeouts;
         let roots = match &config.ca_bundle {
             Some(path) => read_ca_bundle(path).map_err(error)?,
