@@ -291,6 +291,14 @@ impl IntoResponse for ApiError {
             )) => {
                 format!("the storage failed on `{path}` (the server log has the details)")
             }
+            // An empty directory (or a bucket's folder marker) blocks a file of its name for
+            // ever unless the client knows how to remove it (tester finding H5).
+            ApiError::Files(FilesError::Storage(StorageError::IsADirectory(path))) => {
+                let url = path.trim_end_matches('/');
+                format!(
+                    "`{path}` is a directory (`DELETE /files/{url}?recursive=true` removes it and everything under it)"
+                )
+            }
             _ => self.to_string(),
         };
         let problem = Problem {

@@ -308,8 +308,41 @@ impl S3Server {
     /// # Panics
     /// When the server does not answer.
     pub fn keys(&self, bucket: &str) -> Vec<String> {
-        let answer = self.request("GET", &format!("/{bucket}?list-type=2&max-keys=1000")).expect("listing the bucket");
-        tags(&answer, "Key")
+        // `encoding-type=url`: any key reads back exactly (XML cannot carry a control character).
+        let answer = self
+            .request("GET", &format!("/{bucket}?list-type=2&max-keys=1000&encoding-type=url"))
+            .expect("listing the bucket");
+        tags(&answer, "Key").iter().map(|key| percent_decode(key)).collect()
+    }
+
+    /// Puts `body` at `key` in `bucket` with a raw `PutObject`, the key exactly as given, as
+    /// another tool may put it (`a//b`, `a/../b`, a control character, a folder marker `dir/`):
+    /// every byte but letters, digits, `-`, `_`, `~` and `/` is percent-encoded in the request,
+    /// so nothing on the way resolves `.` or `..`. Plain http only, as [`S3Server::keys`].
+    ///
+    /// # Panics
+    /// When the server does not store it.
+    pub fn put_object(&self, bucket: &str, key: &str, body: &[u8]) {
+        let mut path = format!("/{bucket}/");
+        for byte in key.bytes() {
+            match byte {
+                b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'~' | b'/' => path.push(char::from(byte)),
+                _ => path.push_str(&format!("%{byte:02X}")),
+            }
+        }
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).expect("connecting");
+        write!(
+            stream,
+            "PUT {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\n{AUTHORIZATION}\r\nContent-Type: application/octet-stream\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n",
+            self.port,
+            body.len()
+        )
+        .expect("sending");
+        stream.write_all(body).expect("sending the body");
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).expect("reading");
+        assert!(answer.starts_with("HTTP/1.1 200") || answer.starts_with("HTTP/1.0 200"), "putting {key:?}: {answer}");
     }
 
     /// The multipart uploads started in `bucket` and neither completed nor aborted
@@ -364,6 +397,27 @@ impl S3Server {
 
 fn path_text(path: &Path) -> String {
     path.to_string_lossy().into_owned()
+}
+
+/// `text` with its `%XX` escapes decoded (as UTF-8, lossily).
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| char::from(b).to_digit(16);
+        match (bytes[i], bytes.get(i + 1).copied().and_then(hex), bytes.get(i + 2).copied().and_then(hex)) {
+            (b'%', Some(high), Some(low)) => {
+                out.push((high * 16 + low) as u8);
+                i += 3;
+            }
+            (byte, _, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The texts of every `<tag>...</tag>` in `xml` (no nesting in what S3 lists).

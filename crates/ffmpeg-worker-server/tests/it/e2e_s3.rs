@@ -245,3 +245,30 @@ fn an_untrusted_certificate_or_a_bad_ca_bundle_stops_the_start_naming_it() {
     let stderr = start(Some(&empty));
     assert!(stderr.contains(&format!("AWS_CA_BUNDLE `{}` holds no PEM certificate", empty.display())), "{stderr}");
 }
+
+/// A bucket holding keys that no file path names, put there by other tools (tester H3: the
+/// binary refused to start, `/ready` and listings were 503): it starts, is ready, and lists the
+/// files around them; a folder marker is no file either (H5).
+#[tokio::test]
+async fn a_bucket_holding_keys_of_other_tools_starts_is_ready_and_lists_around_them() {
+    let s3 = s3_harness::shared();
+    let bucket = s3.bucket();
+    s3.put_object(&bucket, "media/in/a.txt", b"a");
+    for key in
+        ["media//lead.txt", "media/weird//dbl.txt", "media/weird/../esc.txt", "media/f/ctl\u{1}.txt", "media/emptydir/"]
+    {
+        s3.put_object(&bucket, key, b"");
+    }
+    let server = s3_server(&bucket, "media");
+    let client = client();
+    let r = client.get(server.url("/ready")).send().await.unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    for uri in ["/files", "/files?prefix=in", "/files?prefix=weird/"] {
+        let r = client.get(server.url(uri)).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{uri}");
+        let listed: serde_json::Value = r.json().await.unwrap();
+        let paths: Vec<&str> = listed.as_array().unwrap().iter().map(|f| f["path"].as_str().unwrap()).collect();
+        let want: &[&str] = if uri.ends_with("weird/") { &[] } else { &["in/a.txt"] };
+        assert_eq!(paths, want, "{uri}");
+    }
+}

@@ -15,6 +15,7 @@ mod files;
 mod files_app;
 mod files_rules;
 mod files_s3;
+mod files_s3_keys;
 mod lifecycle;
 mod media;
 mod nodes;

@@ -6,15 +6,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use ffmpeg_core::sandbox::Sandbox;
-use futures_util::StreamExt as _;
+use object_store::RetryConfig;
 use object_store::aws::AmazonS3Builder;
 use object_store::client::{ClientOptions, HttpConnector as _};
-use object_store::path::Path as Key;
-use object_store::{ObjectStore as _, RetryConfig};
 
 use super::http::{Connector, S3Timeouts, read_ca_bundle};
+use super::keys::BucketApi;
 use super::raw::Raw;
-use super::{COPY_MAX_BYTES, S3Storage, store_error};
+use super::{COPY_MAX_BYTES, S3Storage};
 use crate::storage::StorageError;
 
 /// Where the bucket is and how to reach it: `STORAGE_URL=s3://bucket/prefix` and the usual
@@ -166,6 +165,17 @@ impl S3Storage {
             builder = builder.with_token(token);
         }
         let store = builder.build().map_err(|e| error(e.to_string()))?;
+        // Listings and deletes of any key (`keys.rs`) go through the same client, with the
+        // same bounds and TLS roots.
+        let bucket_api = BucketApi::new(
+            raw_client.clone(),
+            Arc::clone(store.credentials()),
+            config.endpoint.as_deref(),
+            config.virtual_hosted_style,
+            &config.bucket,
+            &config.region,
+            timeouts.request,
+        );
         let raw = Raw::new(
             raw_client,
             Arc::clone(store.credentials()),
@@ -188,6 +198,7 @@ impl S3Storage {
             copy_part_bytes: COPY_MAX_BYTES,
             #[cfg(test)]
             after_check: Arc::default(),
+            bucket_api,
             prefix: config.prefix.clone(),
             url: config.url(),
             paths: Arc::new((sandbox, empty)),
@@ -200,15 +211,11 @@ impl S3Storage {
     }
 
     /// Lists one key under the prefix: the bucket exists and the credentials may read it.
+    /// Whatever keys the bucket holds (another tool's included), only the answer counts.
     ///
     /// # Errors
     /// [`StorageError::Io`] with the server's reason.
     pub async fn check(&self) -> Result<(), StorageError> {
-        let prefix = (!self.prefix.is_empty()).then(|| Key::from_iter(self.prefix.split('/')));
-        let mut list = self.store.list(prefix.as_ref());
-        match list.next().await {
-            None | Some(Ok(_)) => Ok(()),
-            Some(Err(e)) => Err(store_error(&self.url, e)),
-        }
+        self.any_key(self.dir_prefix(""), &self.url).await.map(drop)
     }
 }

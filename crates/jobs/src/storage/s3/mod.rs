@@ -31,13 +31,19 @@
 //!   (`If-Match`): a file replaced meanwhile ends the stream with an error instead of mixing
 //!   two versions.
 //! - **Directories** do not exist in a bucket: `dir` is a directory when some key starts with
-//!   `dir/`. A file under a path whose parent is a file is refused like on a disk.
+//!   `dir/` (a folder marker, the key `dir/` itself, included). A file under a path whose
+//!   parent is a file is refused like on a disk.
+//! - **Keys of other tools** that no path names (`a//b`, `a/./b`, `a/../b`, a control
+//!   character), folder markers and the server's reserved names are never listed as files,
+//!   and never fail a listing, a directory check, `/ready` or start-up; a recursive delete of
+//!   a directory removes every key below it by its exact text (`keys.rs`).
 //! - **Errors**: a bucket that does not answer is [`StorageError::Unavailable`] (503 at the
 //!   API) within about the request timeout ([`S3Timeouts`], `http.rs`), never a hang of
 //!   minutes; a refused connection or a 5xx answer is retried a few times quickly first.
 //!
 //! The module's files follow its seams: `client.rs` (the settings and building the client),
-//! `http.rs` (the HTTP client's timeouts and TLS), `raw.rs` (signed requests `object_store`
+//! `http.rs` (the HTTP client's timeouts and TLS), `keys.rs` (listing and deleting keys by their
+//! exact text, and what each key is to the files API), `raw.rs` (signed requests `object_store`
 //! cannot make: ranged part copies, conditional completions and deletes),
 //! `read.rs` (opening, heads, listing, ranged reads), `write.rs` (puts, multipart uploads,
 //! server-side copies, deletes), `temp.rs` (the temporary area), `writable.rs` (a disk's
@@ -47,6 +53,7 @@
 
 mod client;
 mod http;
+mod keys;
 mod raw;
 mod read;
 mod temp;
@@ -96,6 +103,8 @@ pub struct S3Storage {
     /// Tests: a racing writer, run once between a precondition's check and its write.
     #[cfg(test)]
     after_check: Arc<std::sync::Mutex<Option<futures_util::future::BoxFuture<'static, ()>>>>,
+    /// Listings and deletes of keys by their exact text (`keys.rs`).
+    bucket_api: keys::BucketApi,
     prefix: String,
     url: String,
     /// Path rules: a sandbox over an empty directory that lives as long as this storage.

@@ -7,35 +7,24 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use futures_util::{StreamExt as _, TryStreamExt as _};
+use futures_util::TryStreamExt as _;
 use object_store::path::Path as Key;
 use object_store::{GetOptions, GetRange, ObjectMeta, ObjectStore, ObjectStoreExt as _};
 
+use super::keys::{Entry, warn_skipped};
 use super::{S3Storage, store_error};
-use crate::storage::{ByteStream, FileMeta, ListPage, StorageError, StoredFile, TEMP_AREA, check_prefix};
+use crate::storage::{ByteStream, FileMeta, ListPage, StorageError, StoredFile, check_prefix};
 
 impl S3Storage {
     /// The metadata of the object `meta`, as the file at `path`.
     pub(super) fn file_meta(&self, path: String, meta: &ObjectMeta) -> FileMeta {
-        let modified = SystemTime::from(meta.last_modified);
-        let etag = match &meta.e_tag {
-            Some(tag) if tag.starts_with('"') || tag.starts_with("W/") => tag.clone(),
-            Some(tag) => format!("\"{tag}\""),
-            None => format!("\"{:x}-{:x}\"", meta.size, meta.last_modified.timestamp_nanos_opt().unwrap_or(0)),
-        };
-        FileMeta { path, size: meta.size, modified, etag }
+        meta_of(path, meta.size, SystemTime::from(meta.last_modified), meta.e_tag.as_deref())
     }
 
-    /// Whether some key starts with `normal/` (a directory, in a bucket).
+    /// Whether some key starts with `normal/` (a directory, in a bucket: files, a folder
+    /// marker, or keys of other tools below it).
     pub(super) async fn has_children(&self, normal: &str) -> Result<bool, StorageError> {
-        let dir = self.key(normal);
-        let prefix = (!dir.as_ref().is_empty()).then_some(&dir);
-        let mut list = self.store.list(prefix);
-        match list.next().await {
-            None => Ok(false),
-            Some(Ok(_)) => Ok(true),
-            Some(Err(e)) => Err(store_error(normal, e)),
-        }
+        self.any_key(self.dir_prefix(normal), normal).await
     }
 
     /// `HEAD` of `normal`: `None` when no such object.
@@ -78,38 +67,34 @@ impl S3Storage {
         // The directory holding every match: the prefix up to its last `/`.
         let base = prefix.rfind('/').map_or("", |i| &prefix[..i]);
         let base = if base.is_empty() { String::new() } else { self.normal_async(base, true).await? };
-        let dir = self.key(&base);
-        let dir = (!dir.as_ref().is_empty()).then_some(dir);
-        // S3 lists keys after `start-after` itself: a later page starts there.
-        let offset = after.filter(|after| !after.is_empty()).and_then(|after| Key::parse(self.key_text(after)).ok());
-        let mut stream = match &offset {
-            Some(offset) => self.store.list_with_offset(dir.as_ref(), offset),
-            None => self.store.list(dir.as_ref()),
-        };
+        // S3 lists keys after `start-after` itself: a later page starts there. Every key is
+        // read as the bucket holds it; one that no path names is skipped (`keys.rs`).
+        let start_after = after.filter(|after| !after.is_empty()).map(|after| self.key_text(after));
+        let mut pages = self.list_keys(self.dir_prefix(&base), start_after, prefix);
         let mut files = Vec::new();
-        while let Some(meta) = stream.next().await {
-            let meta = meta.map_err(|e| store_error(prefix, e))?;
-            let Some(relative) = self.relative(meta.location.as_ref()) else { continue };
-            if relative.starts_with(TEMP_AREA) && relative[TEMP_AREA.len()..].starts_with('/') {
-                continue;
-            }
-            if self.reserved(relative) {
-                continue;
-            }
-            if after.is_some_and(|after| relative <= after) {
-                continue;
-            }
-            if !relative.starts_with(prefix) {
-                // Keys come in byte order: past the prefix's range nothing more matches.
-                if relative > prefix {
-                    break;
+        'pages: while let Some(page) = pages.next_page().await? {
+            for listed in page {
+                let Some(relative) = self.relative(&listed.key) else { continue };
+                if after.is_some_and(|after| relative <= after) {
+                    continue;
                 }
-                continue;
-            }
-            let relative = relative.to_owned();
-            files.push(self.file_meta(relative, &meta));
-            if files.len() > limit {
-                break;
+                if !relative.starts_with(prefix) {
+                    // Keys come in byte order: past the prefix's range nothing more matches.
+                    if relative > prefix {
+                        break 'pages;
+                    }
+                    continue;
+                }
+                match self.entry(&listed.key) {
+                    Entry::File(path) => {
+                        files.push(meta_of(path.to_owned(), listed.size, listed.modified, listed.e_tag.as_deref()));
+                    }
+                    Entry::Foreign(_, why) => warn_skipped(&listed.key, why),
+                    Entry::Marker(_) | Entry::Reserved | Entry::Outside => {}
+                }
+                if files.len() > limit {
+                    break 'pages;
+                }
             }
         }
         Ok(self.list_page(files, limit))
@@ -121,6 +106,20 @@ impl S3Storage {
         files.truncate(limit);
         ListPage { files, next_after }
     }
+}
+
+/// The metadata of an object of `size` bytes modified at `modified` with the entity tag
+/// `e_tag`, as the file at `path`.
+pub(super) fn meta_of(path: String, size: u64, modified: SystemTime, e_tag: Option<&str>) -> FileMeta {
+    let etag = match e_tag {
+        Some(tag) if tag.starts_with('"') || tag.starts_with("W/") => tag.to_owned(),
+        Some(tag) => format!("\"{tag}\""),
+        None => {
+            let nanos = modified.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+            format!("\"{size:x}-{nanos:x}\"")
+        }
+    };
+    FileMeta { path, size, modified, etag }
 }
 
 /// An object opened by [`Storage::open`](crate::storage::Storage::open): reads are conditioned on its entity tag.

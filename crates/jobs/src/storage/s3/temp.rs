@@ -4,10 +4,11 @@
 
 use std::io;
 
-use futures_util::StreamExt as _;
 use object_store::path::Path as Key;
-use object_store::{ObjectStore as _, ObjectStoreExt as _, PutPayload};
+use object_store::{ObjectStoreExt as _, PutPayload};
 
+use super::keys::warn_skipped;
+use super::read::meta_of;
 use super::write::Pending;
 use super::{NAME_MAX, S3Storage, store_error};
 use crate::storage::{ByteStream, FileMeta, StorageError, TEMP_AREA};
@@ -79,25 +80,29 @@ impl S3Storage {
 
     /// [`Storage::list_temps`](crate::storage::Storage::list_temps).
     pub(super) async fn temp_list(&self, prefix: &str) -> Result<Vec<FileMeta>, StorageError> {
-        let area = self.key(TEMP_AREA);
+        let area = self.dir_prefix(TEMP_AREA);
         // Listing under the prefix's directory, then by plain string prefix.
         let dir = match prefix.rsplit_once('/') {
             Some((dir, _)) if !dir.is_empty() => {
                 S3Storage::check_temp(dir)?;
-                self.temp_key(dir)
+                format!("{area}{dir}/")
             }
             _ => area.clone(),
         };
-        let mut listed = self.store.list(Some(&dir));
+        let mut pages = self.list_keys(dir, None, prefix);
         let mut found = Vec::new();
-        while let Some(meta) = listed.next().await {
-            let meta = meta.map_err(|e| store_error(prefix, e))?;
-            let Some(name) = meta.location.as_ref().strip_prefix(area.as_ref()).and_then(|n| n.strip_prefix('/'))
-            else {
-                continue;
-            };
-            if name.starts_with(prefix) {
-                found.push(self.file_meta(name.to_owned(), &meta));
+        while let Some(page) = pages.next_page().await? {
+            for listed in page {
+                let Some(name) = listed.key.strip_prefix(area.as_str()) else { continue };
+                if !name.starts_with(prefix) {
+                    continue;
+                }
+                // A key of another tool in the area: not a name of ours, skipped.
+                if S3Storage::check_temp(name).is_err() {
+                    warn_skipped(&listed.key, "a name that is not a temporary name");
+                    continue;
+                }
+                found.push(meta_of(name.to_owned(), listed.size, listed.modified, listed.e_tag.as_deref()));
             }
         }
         Ok(found)

@@ -8,7 +8,7 @@ use std::io;
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
-use futures_util::{StreamExt as _, TryStreamExt as _};
+use futures_util::StreamExt as _;
 use object_store::path::Path as Key;
 use object_store::{
     ObjectStore as _, ObjectStoreExt as _, PutMode, PutMultipartOptions, PutOptions as StorePutOptions, PutPayload,
@@ -78,14 +78,14 @@ impl S3Storage {
         if !recursive {
             return Err(StorageError::IsADirectory(path.to_owned()));
         }
-        let dir = self.key(&normal);
-        let keys = self.store.list(Some(&dir)).map_ok(|meta| meta.location).boxed();
-        let mut deleted = self.store.delete_stream(keys);
-        while let Some(result) = deleted.next().await {
-            match result {
-                Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(e) => return Err(store_error(path, e)),
-            }
+        // Every key below the directory goes, by its exact text: folder markers (`dir/`,
+        // `dir/sub/`) and keys of other tools that no path names (`dir//a`, `dir/a/../b`)
+        // too, so the directory is gone afterwards (`keys.rs`). A page is deleted before the
+        // next one is asked for: S3 lists keys after the last one it gave.
+        let mut pages = self.list_keys(self.dir_prefix(&normal), None, path);
+        while let Some(page) = pages.next_page().await? {
+            let keys: Vec<String> = page.into_iter().map(|listed| listed.key).collect();
+            self.delete_keys(&keys, path).await?;
         }
         Ok(())
     }
