@@ -162,6 +162,11 @@ pub async fn check(
     command: &ResolvedCommand,
     staging: Option<(&Stage, &dyn Storage)>,
 ) -> Result<Transfer, ConcatListError> {
+    if staging.is_none() {
+        // Nothing to download: the whole check on one blocking thread, not one trip per list.
+        let (sandbox, command) = (Arc::clone(sandbox), command.clone());
+        return blocking(move || check_in_place(&sandbox, &command)).await.map(|()| Transfer::default());
+    }
     let mut queue = pending_lists(command);
     let mut transfer = Transfer::default();
     let mut read: HashSet<PathBuf> = HashSet::new();
@@ -205,6 +210,32 @@ pub async fn check(
         }
     }
     Ok(transfer)
+}
+
+/// [`check`] for lists checked where they are (no stage to download into), in one go. Blocking.
+///
+/// # Errors
+/// As [`check`]; the first refused entry stops the check.
+pub fn check_in_place(sandbox: &Sandbox, command: &ResolvedCommand) -> Result<(), ConcatListError> {
+    let mut queue = pending_lists(command);
+    let mut read: HashSet<PathBuf> = HashSet::new();
+    let mut lists = 0usize;
+    while let Some(Pending { list, forced, position, argument }) = queue.pop_front() {
+        if !read.insert(list.as_path().to_owned()) {
+            continue;
+        }
+        let shown = list.relative().display().to_string();
+        let Some(text) = read_list(list.as_path(), forced, &shown)? else { continue };
+        lists += 1;
+        if lists > MAX_LISTS {
+            return Err(ConcatListError::TooMany { argument: argument.to_string() });
+        }
+        for entry in sandbox.concat_entries(&list, &text, position, &argument)? {
+            command.check_concat_entry(&entry, position, &shown)?;
+            queue.push_back(Pending { list: entry, forced: false, position, argument: Arc::clone(&argument) });
+        }
+    }
+    Ok(())
 }
 
 /// The inputs of `command` that may be concat lists: forced with `-f concat`, or without a

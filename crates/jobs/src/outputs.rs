@@ -80,10 +80,8 @@ impl Snapshot {
         let mut dirs = BTreeMap::new();
         for dir in footprint.written_dirs() {
             let mut files = BTreeMap::new();
-            for (name, meta) in files_in(&root.join(dir)) {
-                if footprint.claim_on(&dir.join(&name)).is_some() {
-                    files.insert(name, FileStamp::of(&meta));
-                }
+            for (name, _, meta) in files_in(&root.join(dir), |name| footprint.claim_on(&dir.join(name))) {
+                files.insert(name, FileStamp::of(&meta));
             }
             dirs.insert(dir.to_owned(), files);
         }
@@ -166,14 +164,18 @@ pub fn refuse_links(root: &Path, footprint: &Footprint) -> Result<(), LinkInTheW
     Ok(())
 }
 
-/// Regular files (not symlinks) directly in `dir` with UTF-8 names, and their metadata.
-fn files_in(dir: &Path) -> Vec<(String, fs::Metadata)> {
+/// Regular files (not symlinks) directly in `dir` with UTF-8 names that `wanted` answers
+/// for (`Some`), with that answer and their metadata. The name is looked at first: only the
+/// files wanted cost a `stat` (a directory may hold thousands of others).
+fn files_in<T>(dir: &Path, mut wanted: impl FnMut(&str) -> Option<T>) -> Vec<(String, T, fs::Metadata)> {
     let Ok(entries) = fs::read_dir(dir) else { return Vec::new() };
     entries
         .flatten()
         .filter_map(|entry| {
+            let name = entry.file_name().into_string().ok()?;
+            let answer = wanted(&name)?;
             let meta = entry.metadata().ok().filter(fs::Metadata::is_file)?;
-            Some((entry.file_name().into_string().ok()?, meta))
+            Some((name, answer, meta))
         })
         .collect()
 }
@@ -183,9 +185,8 @@ fn files_in(dir: &Path) -> Vec<(String, fs::Metadata)> {
 pub fn run_files(root: &Path, footprint: &Footprint, before: &Snapshot) -> Vec<PathBuf> {
     let mut found = Vec::new();
     for dir in footprint.written_dirs() {
-        for (name, meta) in files_in(&root.join(dir)) {
+        for (name, claim, meta) in files_in(&root.join(dir), |name| footprint.claim_on(&dir.join(name))) {
             let path = dir.join(&name);
-            let Some(claim) = footprint.claim_on(&path) else { continue };
             let ours = match (before.stamp(dir, &name), claim) {
                 (None, _) => true,
                 (Some(stamp), Claim::Named) => *stamp != FileStamp::of(&meta),

@@ -131,6 +131,25 @@ pub trait JobStore: Send + Sync + 'static {
     /// as the job's log.
     async fn finish(&self, id: &JobId, outcome: Outcome, log: &str) -> Result<Job, StoreError>;
 
+    /// [`JobStore::finish`] with the run's last progress stored first (`None`: nothing new to
+    /// store): a worker's last two writes of a run, which a store may make one (the SQLite
+    /// store: one transaction). The default makes two: a progress the store refuses or fails
+    /// to write is logged, and the outcome is still tried (a refusal then says why).
+    async fn finish_with_progress(
+        &self,
+        id: &JobId,
+        progress: Option<&Progress>,
+        outcome: Outcome,
+        log: &str,
+    ) -> Result<Job, StoreError> {
+        if let Some(progress) = progress
+            && let Err(e) = self.update_progress(id, progress).await
+        {
+            tracing::warn!(job = %id, error = %e, "recording the last progress failed");
+        }
+        self.finish(id, outcome, log).await
+    }
+
     /// The log kept by [`JobStore::finish`]; `None` for an unknown job, empty before it finished.
     async fn log(&self, id: &JobId) -> Result<Option<String>, StoreError>;
 

@@ -3,13 +3,13 @@
 //! saved, its files listed or removed, and its outcome saved ([`Jobs::finish`]); the
 //! [`Registration`] guard keeps it registered as running here for as long as it lasts.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use ffmpeg_core::command::Command;
 use ffmpeg_core::footprint::Footprint;
-use ffmpeg_core::sandbox::ResolvedCommand;
+use ffmpeg_core::sandbox::{ResolvedCommand, Sandbox};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -33,7 +33,12 @@ const FINISH_RETRY_MAX: Duration = Duration::from_secs(5);
 pub const PROGRESS_SAVE_INTERVAL: Duration = Duration::from_secs(1);
 
 impl Jobs {
-    pub(super) async fn run_job(&self, job: Job, abort: &CancellationToken) {
+    /// Runs claimed `job` to its saved outcome. `freed` fires once a run in place has no more
+    /// use for its worker's slot: its ffmpeg has ended; what is left (its files listed or
+    /// removed, its outcome saved) may go on beside the next job's start, the store holding
+    /// this job `running`, and so its footprint, until then. A staged run keeps its slot until
+    /// it ends (its uploads follow ffmpeg).
+    pub(super) async fn run_job(&self, job: Job, abort: &CancellationToken, freed: &CancellationToken) {
         let id = job.id.clone();
         let started = SystemTime::now();
         // Files in a bucket: the run works in its own stage, which is its sandbox's root.
@@ -50,21 +55,6 @@ impl Jobs {
             None => None,
         };
         let run_sandbox = stage.as_ref().map_or_else(|| Arc::clone(&self.sandbox), |s| Arc::new(s.sandbox().clone()));
-        let sandbox = Arc::clone(&run_sandbox);
-        let command = job.command.clone();
-        // The command is resolved again right before it runs: the filesystem may have changed
-        // since submission (a planted symlink). The installed ffmpeg's names, checked at
-        // submission, have not. Resolving canonicalises paths: blocking work.
-        let resolved = blocking(move || -> Result<(ResolvedCommand, Footprint), SubmitError> {
-            let resolved = sandbox.resolve_command(&Command::parse(&command)?)?;
-            let footprint = Footprint::of(&resolved);
-            Ok((resolved, footprint))
-        })
-        .await;
-        let (resolved, footprint) = match resolved {
-            Ok(r) => r,
-            Err(e) => return self.finish(&id, Outcome::Failed { error: e.to_string() }, "", started, abort).await,
-        };
         let timeout = job.timeout_seconds.map(Duration::from_secs).or(self.config.max_timeout);
         // A staged run's time limit covers its downloads and uploads too: one deadline over
         // the whole attempt.
@@ -72,11 +62,31 @@ impl Jobs {
         let running = RunningJob { cancel: CancellationToken::new(), done: CancellationToken::new() };
         let _registered = Registration::new(self, &id, &running);
         let mut publisher = self.events.publisher(&job);
+        let root = run_sandbox.root().to_owned();
+        // The command is resolved again right before it runs: the filesystem may have changed
+        // since submission (a planted symlink). The installed ffmpeg's names, checked at
+        // submission, have not. Resolving canonicalises paths: blocking work.
+        let resolve = {
+            let (sandbox, command) = (Arc::clone(&run_sandbox), job.command.clone());
+            move || -> Result<(ResolvedCommand, Footprint), String> {
+                let resolved = Command::parse(&command)
+                    .map_err(SubmitError::from)
+                    .and_then(|command| Ok(sandbox.resolve_command(&command)?))
+                    .map_err(|e| e.to_string())?;
+                let footprint = Footprint::of(&resolved);
+                Ok((resolved, footprint))
+            }
+        };
         // `-n` (and no `-y`): the outputs named on the command line never replace a file.
-        let kept = never_overwritten(&resolved);
+        let mut kept = Vec::new();
         // Staged in first when they exist, as they are in place in a data directory.
         let mut staged_back = Vec::new();
-        if let (Some(stage), Some(remote)) = (&stage, &self.config.remote_storage) {
+        let prepared = if let (Some(stage), Some(remote)) = (&stage, &self.config.remote_storage) {
+            let (resolved, footprint) = match blocking(resolve).await {
+                Ok(r) => r,
+                Err(error) => return self.finish(&id, Outcome::Failed { error }, "", started, abort).await,
+            };
+            kept = never_overwritten(&resolved);
             // An earlier attempt that did not end by itself may have published part of its
             // outputs: the files they replaced go back first.
             if job.attempts > 1 {
@@ -97,41 +107,29 @@ impl Jobs {
                 Err(None) if cancelled() => return self.finish(&id, Outcome::Cancelled, "", started, abort).await,
                 Err(None) => return self.requeue_stopped(&id).await,
             }
-        } else if let Err(e) = concat_lists::check(&run_sandbox, &resolved, None).await {
-            // In place: what the concat lists name is checked as the command's own inputs are.
-            return self.finish(&id, Outcome::Failed { error: e.to_string() }, "", started, abort).await;
-        }
-        // The store claimed this job only because no running job's footprint conflicts
-        // with its own (`JobStore::claim_next`).
-        if job.attempts > 1 {
-            self.clear_previous_attempt(&id).await;
-        }
-        let root = run_sandbox.root().to_owned();
-        let prepared = {
-            let (root, mut resolved, footprint) = (root.clone(), resolved, footprint.clone());
-            let (sandbox, job_id) = (Arc::clone(&run_sandbox), id.clone());
+            // The store claimed this job only because no running job's footprint conflicts
+            // with its own (`JobStore::claim_next`).
+            if job.attempts > 1 {
+                self.clear_previous_attempt(&id).await;
+            }
+            let (sandbox, job_id, root) = (Arc::clone(&run_sandbox), id.clone(), root.clone());
+            blocking(move || prepare(&sandbox, &root, &job_id, resolved, footprint)).await
+        } else {
+            // In place, everything before the run record is one trip to a blocking thread:
+            // resolving, the concat lists (what they name is checked as the command's own
+            // inputs are), and preparing the output directories.
+            if job.attempts > 1 {
+                self.clear_previous_attempt(&id).await;
+            }
+            let (sandbox, job_id, root) = (Arc::clone(&run_sandbox), id.clone(), root.clone());
             blocking(move || {
-                // ffmpeg opens the names it makes up itself (segments, numbered images)
-                // without the sandbox: none may be a link leading elsewhere.
-                outputs::refuse_links(&root, &footprint).map_err(|e| {
-                    tracing::warn!(link = %e.path.display(), target = %e.target.display(), "a link where the job may write");
-                    (e.to_string(), Vec::new())
-                })?;
-                let created_dirs = outputs::missing_dirs(&root, &footprint);
-                let failed = |error: String| (error, created_dirs.clone());
-                outputs::create_output_dirs(&resolved)
-                    .map_err(|e| failed(format!("cannot create an output directory: {e}")))?;
-                let mut before = Snapshot::take(&root, &footprint);
-                before.created_dirs.clone_from(&created_dirs);
-                // Glob inputs: listed and checked now, read by ffmpeg from a private copy of
-                // the list (kept until the run ends).
-                let globs = globs::expand(&sandbox, &mut resolved, &job_id, &std::env::temp_dir())
-                    .map_err(|e| failed(e.to_string()))?;
-                Ok::<_, (String, Vec<PathBuf>)>((before, resolved, globs))
+                let (resolved, footprint) = resolve().map_err(|e| (e, Vec::new()))?;
+                concat_lists::check_in_place(&sandbox, &resolved).map_err(|e| (e.to_string(), Vec::new()))?;
+                prepare(&sandbox, &root, &job_id, resolved, footprint)
             })
             .await
         };
-        let (before, resolved, _globs) = match prepared {
+        let Prepared { resolved, footprint, before, globs: _globs } = match prepared {
             Ok(prepared) => prepared,
             Err((error, created_dirs)) => {
                 self.remove_created_dirs(std::slice::from_ref(&id), created_dirs).await;
@@ -204,6 +202,9 @@ impl Jobs {
         };
         let (report, saved, ()) =
             tokio::join!(run, self.save_progress(&id, tx.subscribe(), phase, &running.cancel, &run_ended), lengths);
+        if stage.is_none() {
+            freed.cancel();
+        }
         if lease_lost.is_cancelled() {
             // Its files are left alone: the node that runs it now may be writing them.
             tracing::warn!("lost the lease of the job: its ffmpeg was stopped; another node takes it over");
@@ -211,17 +212,19 @@ impl Jobs {
         }
         let last = tx.borrow().clone();
         let final_progress = last.clone();
-        // The last progress is written while the outputs are scanned: the two are independent
-        // (the store, the file system), and both lie between ffmpeg's exit and the outcome.
-        let last_saved = last.clone().map(with_phase);
+        // The last progress not yet saved. In place, it is saved with the outcome, one write
+        // (the next job's claim waits for the store's writer meanwhile). A staged run saves it
+        // now, while the outputs are scanned, before its uploads.
+        let unsaved = last.clone().map(with_phase).filter(|progress| saved.as_ref() != Some(progress));
+        let (save_now, with_outcome) = if stage.is_some() { (unsaved, None) } else { (None, unsaved) };
         let save_last = async {
-            if let Some(progress) = last_saved
-                && saved.as_ref() != Some(&progress)
+            if let Some(progress) = save_now
                 && let Err(e) = self.store.update_progress(&id, &progress).await
             {
                 tracing::warn!(error = %e, "recording the last progress failed");
             }
         };
+        let with_outcome = with_outcome.as_ref();
 
         // ffmpeg may exit 0 having encoded nothing (`-ss` past the end): that is a failure too.
         let scan = {
@@ -274,12 +277,12 @@ impl Jobs {
                 tracing::info!(outputs = files.len(), "job completed");
                 let output_files = outputs::to_strings(&files);
                 let outcome = Outcome::Completed { output_files, outputs: described };
-                self.finish(&id, outcome, &log_tail, started, abort).await;
+                self.finish_with(&id, with_outcome, outcome, &log_tail, started, abort).await;
             }
             Err(RunError::Cancelled) => {
                 if running.cancel.is_cancelled() {
                     tracing::info!(removed = files.len(), "job cancelled");
-                    self.finish(&id, Outcome::Cancelled, &log_tail, started, abort).await;
+                    self.finish_with(&id, with_outcome, Outcome::Cancelled, &log_tail, started, abort).await;
                 } else {
                     tracing::info!(removed = files.len(), "job stopped by shutdown; back in the queue");
                     self.requeue_stopped(&id).await;
@@ -293,7 +296,7 @@ impl Jobs {
                     (e, _) => e,
                 };
                 let error = stage.as_ref().map_or_else(|| e.to_string(), |s| s.unstaged(&e.to_string()));
-                self.finish(&id, Outcome::Failed { error }, &log_tail, started, abort).await;
+                self.finish_with(&id, with_outcome, Outcome::Failed { error }, &log_tail, started, abort).await;
             }
         }
     }
@@ -312,9 +315,23 @@ impl Jobs {
         started: SystemTime,
         abort: &CancellationToken,
     ) {
+        self.finish_with(id, None, outcome, log, started, abort).await;
+    }
+
+    /// [`Jobs::finish`] with the run's last progress saved first, in the same write where the
+    /// store can ([`JobStore::finish_with_progress`](crate::JobStore::finish_with_progress)).
+    pub(super) async fn finish_with(
+        &self,
+        id: &JobId,
+        progress: Option<&Progress>,
+        outcome: Outcome,
+        log: &str,
+        started: SystemTime,
+        abort: &CancellationToken,
+    ) {
         let mut wait = FINISH_RETRY_FIRST;
         loop {
-            match self.store.finish(id, outcome.clone(), log).await {
+            match self.store.finish_with_progress(id, progress, outcome.clone(), log).await {
                 Ok(mut job) => {
                     self.status_changed(&mut job).await;
                     let status = job.status.as_str();
@@ -414,6 +431,43 @@ impl Drop for Registration<'_> {
         self.jobs.running_changed();
         self.done.cancel();
     }
+}
+
+/// A run ready to start: its command, what it may write, the files its footprint covers as
+/// they were before it ([`Snapshot`], with the directories made for it) and the private copy of
+/// its glob inputs' lists (kept until the run ends).
+struct Prepared {
+    resolved: ResolvedCommand,
+    footprint: Footprint,
+    before: Snapshot,
+    globs: Option<crate::orphans::ScratchDir>,
+}
+
+/// Prepares a resolved run in `root` (its sandbox's data directory): refuses links where it
+/// may write, creates its output directories, snapshots what its footprint covers and expands
+/// its glob inputs. Blocking. On error, the message and the directories it created.
+fn prepare(
+    sandbox: &Sandbox,
+    root: &Path,
+    job: &JobId,
+    mut resolved: ResolvedCommand,
+    footprint: Footprint,
+) -> Result<Prepared, (String, Vec<PathBuf>)> {
+    // ffmpeg opens the names it makes up itself (segments, numbered images) without the
+    // sandbox: none may be a link leading elsewhere.
+    outputs::refuse_links(root, &footprint).map_err(|e| {
+        tracing::warn!(link = %e.path.display(), target = %e.target.display(), "a link where the job may write");
+        (e.to_string(), Vec::new())
+    })?;
+    let created_dirs = outputs::missing_dirs(root, &footprint);
+    let failed = |error: String| (error, created_dirs.clone());
+    outputs::create_output_dirs(&resolved).map_err(|e| failed(format!("cannot create an output directory: {e}")))?;
+    let mut before = Snapshot::take(root, &footprint);
+    before.created_dirs.clone_from(&created_dirs);
+    // Glob inputs: listed and checked now, read by ffmpeg from a private copy of the list (kept
+    // until the run ends).
+    let globs = globs::expand(sandbox, &mut resolved, job, &std::env::temp_dir()).map_err(|e| failed(e.to_string()))?;
+    Ok(Prepared { resolved, footprint, before, globs })
 }
 
 /// The outputs named on the command line (relative paths) when it must not overwrite them:

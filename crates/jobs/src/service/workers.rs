@@ -1,6 +1,8 @@
 //! The worker pool: workers claim jobs from the store and run them ([`Jobs::spawn_workers`]),
 //! until [`Shutdown`] tells them to stop.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -10,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::Jobs;
+use crate::model::Job;
 use crate::store::Outcome;
 
 /// Signals that stop the worker pool.
@@ -41,44 +44,112 @@ impl Jobs {
         set
     }
 
+    /// One worker: claims a job, runs it, and claims the next as soon as the run's ffmpeg has
+    /// ended. The rest of a run in place (listing or removing its files, saving its outcome)
+    /// goes on beside the next claim and the next run's start ([`beside`]); at most one run is
+    /// ending so at any time, and the worker waits for it before it claims again. The store
+    /// holds the ending job `running` until its outcome is saved, so no job whose footprint
+    /// conflicts with it starts before then.
     async fn worker(&self, n: usize, shutdown: Shutdown) {
         tracing::debug!(worker = n, "worker started");
+        let mut ending: Option<Run<'_>> = None;
         while !shutdown.stop_claiming.is_cancelled() {
-            match self.store.claim_next(self.labels()).await {
+            match beside(&mut ending, self.store.claim_next(self.labels())).await {
                 Ok(Some(mut job)) => {
-                    self.status_changed(&mut job).await;
-                    let span = tracing::info_span!("job", id = %job.id, attempt = job.attempts);
-                    let id = job.id.clone();
-                    // A bug that panics while running one job must not take the worker (and so
-                    // the whole queue) down with it: the job fails, the worker goes on.
-                    let outcome = std::panic::AssertUnwindSafe(self.run_job(job, &shutdown.abort_running))
-                        .catch_unwind()
-                        .instrument(span)
-                        .await;
-                    if outcome.is_err() {
-                        // The run's `Registration` was dropped while unwinding: the job is no
-                        // longer registered as running here; only its outcome is left to record.
-                        tracing::error!(job = %id, "internal error while running the job");
-                        let error = "internal error in the worker (the server log has the details)".to_owned();
-                        self.finish(&id, Outcome::Failed { error }, "", SystemTime::now(), &shutdown.abort_running)
-                            .await;
+                    beside(&mut ending, self.status_changed(&mut job)).await;
+                    let freed = CancellationToken::new();
+                    let mut run: Run<'_> = Box::pin(self.run_claimed(job, &shutdown.abort_running, freed.clone()));
+                    let ended = beside(&mut ending, async {
+                        tokio::select! {
+                            biased;
+                            () = &mut run => true,
+                            () = freed.cancelled() => false,
+                        }
+                    })
+                    .await;
+                    if !ended {
+                        // Its ffmpeg has ended. An earlier run still ending ends first, this
+                        // one going on beside it.
+                        let mut newer = Some(run);
+                        if let Some(older) = ending.take() {
+                            beside(&mut newer, older).await;
+                        }
+                        ending = newer;
                     }
                 }
                 Ok(None) => {
-                    tokio::select! {
-                        () = self.store.wait_for_work(self.config.idle_wait) => {}
-                        () = shutdown.stop_claiming.cancelled() => {}
+                    let idle = async {
+                        tokio::select! {
+                            () = self.store.wait_for_work(self.config.idle_wait) => {}
+                            () = shutdown.stop_claiming.cancelled() => {}
+                        }
+                    };
+                    match ending.take() {
+                        None => idle.await,
+                        // The job the queue waits for may be the one ending: claim again as
+                        // soon as it ended.
+                        Some(mut older) => {
+                            let ended = tokio::select! {
+                                biased;
+                                () = older.as_mut() => true,
+                                () = idle => false,
+                            };
+                            if !ended {
+                                ending = Some(older);
+                            }
+                        }
                     }
                 }
                 Err(e) => {
                     tracing::error!(worker = n, error = %e, "claiming a job failed; retrying");
-                    tokio::select! {
-                        () = tokio::time::sleep(Duration::from_secs(1)) => {}
-                        () = shutdown.stop_claiming.cancelled() => {}
-                    }
+                    let pause = async {
+                        tokio::select! {
+                            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                            () = shutdown.stop_claiming.cancelled() => {}
+                        }
+                    };
+                    beside(&mut ending, pause).await;
                 }
             }
         }
+        if let Some(older) = ending.take() {
+            older.await;
+        }
         tracing::debug!(worker = n, "worker stopped");
+    }
+
+    /// Runs claimed `job` ([`Jobs::run_job`]); fires `freed` once its ffmpeg has ended (a run
+    /// in place) or the run has. A bug that panics while running one job must not take the
+    /// worker (and so the whole queue) down with it: the job fails, the worker goes on.
+    async fn run_claimed(&self, job: Job, abort: &CancellationToken, freed: CancellationToken) {
+        let span = tracing::info_span!("job", id = %job.id, attempt = job.attempts);
+        let id = job.id.clone();
+        let outcome =
+            std::panic::AssertUnwindSafe(self.run_job(job, abort, &freed)).catch_unwind().instrument(span).await;
+        if outcome.is_err() {
+            // The run's `Registration` was dropped while unwinding: the job is no longer
+            // registered as running here; only its outcome is left to record.
+            tracing::error!(job = %id, "internal error while running the job");
+            let error = "internal error in the worker (the server log has the details)".to_owned();
+            self.finish(&id, Outcome::Failed { error }, "", SystemTime::now(), abort).await;
+        }
+        freed.cancel();
+    }
+}
+
+/// A run of a job, as a worker drives it.
+type Run<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+
+/// Awaits `f` while driving `ending` (the end of an earlier run) beside it, on the same task;
+/// `ending` becomes `None` once that run has ended.
+async fn beside<T>(ending: &mut Option<Run<'_>>, f: impl Future<Output = T>) -> T {
+    tokio::pin!(f);
+    loop {
+        let Some(run) = ending.as_mut() else { return f.await };
+        tokio::select! {
+            biased;
+            value = &mut f => return value,
+            () = run.as_mut() => *ending = None,
+        }
     }
 }

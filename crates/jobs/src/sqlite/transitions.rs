@@ -234,6 +234,36 @@ impl SqlStore for SqliteStore {
         Ok(job)
     }
 
+    /// One transaction: the progress (with its due `job.progress` deliveries), then the outcome.
+    async fn finish_with_progress(
+        &self,
+        id: &JobId,
+        progress: Option<&Progress>,
+        outcome: Outcome,
+        log: &str,
+    ) -> Result<Job, StoreError> {
+        let progress = progress.map(json).transpose()?;
+        let row = FinishRow::of(outcome)?;
+        let (_, completed) = now();
+        let result = async {
+            let mut tx = WriteTx::begin(&self.writer).await?;
+            let finished = async {
+                // Refused (the job is not running): so is the outcome, which says why.
+                if let Some(progress) = &progress {
+                    plan::update_progress(&mut tx, id, progress).await?;
+                }
+                plan::finish(&mut tx, id, &row, completed, log).await
+            }
+            .await;
+            tx.end(finished).await
+        }
+        .await;
+        let job = self.settle(id, "finish", result).await?;
+        // A job this one's footprint held back may start now.
+        self.wake();
+        Ok(job)
+    }
+
     async fn log(&self, id: &JobId) -> Result<Option<String>, StoreError> {
         let log: Option<Option<String>> =
             sqlx::query_scalar(LOG).bind(id.as_str()).fetch_optional(&self.reader).await.map_err(db)?;

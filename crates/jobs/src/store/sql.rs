@@ -235,6 +235,22 @@ pub(crate) trait SqlStore: Send + Sync + 'static {
     /// [`JobStore::finish`].
     async fn finish(&self, id: &JobId, outcome: Outcome, log: &str) -> Result<Job, StoreError>;
 
+    /// [`JobStore::finish_with_progress`]; by default its two writes.
+    async fn finish_with_progress(
+        &self,
+        id: &JobId,
+        progress: Option<&Progress>,
+        outcome: Outcome,
+        log: &str,
+    ) -> Result<Job, StoreError> {
+        if let Some(progress) = progress
+            && let Err(e) = SqlStore::update_progress(self, id, progress).await
+        {
+            tracing::warn!(job = %id, error = %e, "recording the last progress failed");
+        }
+        SqlStore::finish(self, id, outcome, log).await
+    }
+
     /// [`JobStore::log`].
     async fn log(&self, id: &JobId) -> Result<Option<String>, StoreError>;
 
@@ -369,6 +385,16 @@ impl<S: SqlStore> JobStore for S {
 
     async fn finish(&self, id: &JobId, outcome: Outcome, log: &str) -> Result<Job, StoreError> {
         SqlStore::finish(self, id, outcome, log).await
+    }
+
+    async fn finish_with_progress(
+        &self,
+        id: &JobId,
+        progress: Option<&Progress>,
+        outcome: Outcome,
+        log: &str,
+    ) -> Result<Job, StoreError> {
+        SqlStore::finish_with_progress(self, id, progress, outcome, log).await
     }
 
     async fn log(&self, id: &JobId) -> Result<Option<String>, StoreError> {

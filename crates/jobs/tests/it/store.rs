@@ -26,6 +26,7 @@ conformance!(
     claim_on_empty_queue,
     finish_only_from_running,
     finish_records_each_outcome,
+    finish_with_progress_keeps_both,
     progress_only_while_running,
     cancel_queued,
     cancel_running_is_requested,
@@ -211,6 +212,10 @@ async fn refused_transition_changes_nothing(store: &Store) {
     for id in finished.into_iter().chain([&queued.id, &unknown]) {
         for outcome in outcomes() {
             assert!(store.finish(id, outcome, "overwritten log").await.is_err(), "finish {id}");
+        }
+        for outcome in outcomes() {
+            let result = store.finish_with_progress(id, Some(&progress), outcome, "overwritten log").await;
+            assert!(result.is_err(), "finish with progress {id}");
         }
         assert!(store.update_progress(id, &Progress::default()).await.is_err(), "progress {id}");
         assert!(store.requeue(id).await.is_err(), "requeue {id}");
@@ -515,6 +520,35 @@ async fn finish_records_each_outcome(store: &Store) {
     let cancelled = store.finish(&job.id, Outcome::Cancelled, "").await.unwrap();
     assert_eq!((cancelled.status, &cancelled.error), (JobStatus::Cancelled, &None));
     assert!(cancelled.completed_at.is_some());
+    assert_eq!(store.get(&job.id).await.unwrap(), Some(cancelled));
+}
+
+/// The last progress and the outcome in one call: both kept (a completed job's progress at
+/// 100 %, a failed job's as given); without a progress, the stored one stays. Refusals change
+/// nothing (`refused_transition_changes_nothing`).
+async fn finish_with_progress_keeps_both(store: &Store) {
+    let earlier = Progress { frame: Some(3), percent: Some(10.0), ..Progress::default() };
+    let last = Progress { frame: Some(12), percent: Some(90.0), eta_seconds: Some(0.1), ..Progress::default() };
+
+    let job = running(store, "ok").await;
+    store.update_progress(&job.id, &earlier).await.unwrap();
+    let outcome = Outcome::Completed { output_files: vec!["a.mp4".to_owned()], outputs: Vec::new() };
+    let done = store.finish_with_progress(&job.id, Some(&last), outcome, "log").await.unwrap();
+    assert_eq!((done.status, done.output_files.as_slice()), (JobStatus::Completed, ["a.mp4".to_owned()].as_slice()));
+    let p = done.progress.clone().unwrap();
+    assert_eq!((p.frame, p.percent, p.eta_seconds), (Some(12), Some(100.0), Some(0.0)), "the last progress, at 100%");
+    assert_eq!(store.get(&job.id).await.unwrap(), Some(done));
+    assert_eq!(store.log(&job.id).await.unwrap().as_deref(), Some("log"));
+
+    let job = running(store, "bad").await;
+    let outcome = Outcome::Failed { error: "exit status 1".to_owned() };
+    let failed = store.finish_with_progress(&job.id, Some(&last), outcome, "").await.unwrap();
+    assert_eq!((failed.status, failed.progress.as_ref()), (JobStatus::Failed, Some(&last)));
+
+    let job = running(store, "stop").await;
+    store.update_progress(&job.id, &earlier).await.unwrap();
+    let cancelled = store.finish_with_progress(&job.id, None, Outcome::Cancelled, "").await.unwrap();
+    assert_eq!((cancelled.status, cancelled.progress.as_ref()), (JobStatus::Cancelled, Some(&earlier)));
     assert_eq!(store.get(&job.id).await.unwrap(), Some(cancelled));
 }
 

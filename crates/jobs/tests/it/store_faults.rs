@@ -309,3 +309,53 @@ async fn a_dropped_run_is_no_longer_registered_as_running() {
     drop(workers);
     until("the dropped run is unregistered", async || f.jobs.running_here() == 0).await;
 }
+
+/// Once a run's ffmpeg has ended, the worker starts the next job while the ended one's outcome
+/// is still being saved (here: the store refuses it for a while); a job whose footprint
+/// conflicts with the ended one waits until that outcome is saved, and a worker never has more
+/// than one run ending so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_next_job_starts_while_an_ended_run_saves_its_outcome_unless_it_conflicts() {
+    let f = fixture();
+    f.store.fail_finishes.store(true, Ordering::SeqCst);
+    let first = f.jobs.submit("-f lavfi -i testsrc first.mp4", SubmitOptions::default()).await.unwrap();
+    // Reads what `first` writes: it waits for `first`'s outcome.
+    let reads = f.jobs.submit("-i first.mp4 -c copy reads.mp4", SubmitOptions::default()).await.unwrap();
+    let free = f.jobs.submit("-f lavfi -i testsrc free.mp4", SubmitOptions::default()).await.unwrap();
+    let last = f.jobs.submit("-f lavfi -i testsrc last.mp4", SubmitOptions::default()).await.unwrap();
+    let shutdown = Shutdown::default();
+    let mut workers = f.jobs.spawn_workers(&shutdown);
+    let ran = |name: &str| f.runner.ran.lock().unwrap().iter().any(|command| command.contains(name));
+
+    // `first` ended and cannot save its outcome: `free` runs meanwhile (and cannot save its
+    // own either).
+    until("free ran while first's outcome was refused", async || ran("free.mp4")).await;
+    let status = async |id: &JobId| f.store.get(id).await.unwrap().unwrap().status;
+    assert_eq!(status(&first.id).await, JobStatus::Running, "first's outcome was not saved yet");
+    // Two runs ending: the worker waits for the older before it claims again. Each further
+    // refusal is a retry of one of them, so by the time there were several, a worker that did
+    // not wait would have claimed `last`.
+    let refused = f.store.finishes.load(Ordering::SeqCst);
+    until("both outcomes were retried", async || f.store.finishes.load(Ordering::SeqCst) >= refused + 4).await;
+    assert!(!ran("reads.mp4"), "a job that reads first's output ran before first's outcome was saved");
+    assert!(!ran("last.mp4"), "a third job started while two runs were ending");
+    assert_eq!(status(&reads.id).await, JobStatus::Queued);
+
+    f.store.fail_finishes.store(false, Ordering::SeqCst);
+    until("every job finished", async || {
+        let mut all = true;
+        for id in [&first.id, &reads.id, &free.id, &last.id] {
+            all &= status(id).await.is_finished();
+        }
+        all
+    })
+    .await;
+    let job = async |id: &JobId| f.store.get(id).await.unwrap().unwrap();
+    let (first, reads) = (job(&first.id).await, job(&reads.id).await);
+    assert_eq!(first.status, JobStatus::Completed);
+    assert!(reads.started_at.unwrap() >= first.completed_at.unwrap(), "{first:?} {reads:?}");
+    assert_eq!(f.runner.ran.lock().unwrap().len(), 4, "each job ran once");
+
+    shutdown.stop_claiming.cancel();
+    while workers.join_next().await.is_some() {}
+}
