@@ -168,6 +168,27 @@ pub(super) async fn start(config: &FfmpegConfig, args: Vec<String>, cwd: &Path) 
     Ok(Started { child, stdout, stderr })
 }
 
+/// How long the runner leaves ffmpeg's stderr unread after a read that emptied it, while ffmpeg
+/// runs. ffmpeg logs a line in up to four writes (context, level, message), and reading each
+/// as it comes would wake the server (and take a CPU from ffmpeg) for every one of them; resting,
+/// they gather in the pipe. What it holds is read before each progress block is taken in (the
+/// input banner, which percent needs, comes before the first one) and once stdout closes.
+pub(super) const STDERR_REST: Duration = Duration::from_millis(10);
+
+/// Reads what `stderr` holds now into `drain`, without waiting (the pipe is non-blocking);
+/// returns `false` once it is closed.
+fn read_stderr_now(stderr: &ChildStderr, buf: &mut [u8], drain: &mut Drain<'_>) -> bool {
+    loop {
+        match rustix::io::read(stderr, &mut *buf) {
+            Ok(0) => return false,
+            Ok(n) => drain.stderr(&buf[..n]),
+            Err(rustix::io::Errno::INTR) => {}
+            Err(rustix::io::Errno::AGAIN) => return true,
+            Err(_) => return false,
+        }
+    }
+}
+
 /// How a supervised process ended ([`supervise`]).
 pub(super) struct Ended {
     /// The reaped child's status.
@@ -198,6 +219,8 @@ pub(super) async fn supervise(
     let far = Instant::now() + Duration::from_secs(365 * 24 * 3600);
     let mut cpu_used = None;
     let mut ready_to_reap = false;
+    // Until when stderr rests unread (`STDERR_REST`).
+    let mut err_rest: Option<Instant> = None;
 
     // One loop drains both pipes (never one after the other: a full stderr pipe would stall
     // ffmpeg while we wait on stdout), and reaps the child once both are closed.
@@ -218,20 +241,39 @@ pub(super) async fn supervise(
         }
         tokio::select! {
             r = stdout.read(&mut out_buf), if out_open => match r {
-                Ok(0) | Err(_) => out_open = false,
-                Ok(n) => drain.stdout(&out_buf[..n]),
+                Ok(0) | Err(_) => {
+                    // ffmpeg is ending: its last lines are read as they come.
+                    out_open = false;
+                    err_rest = None;
+                }
+                Ok(n) => {
+                    // What stderr holds was written before this progress: taken in first.
+                    if err_open {
+                        err_open = read_stderr_now(&stderr, &mut err_buf, drain);
+                    }
+                    drain.stdout(&out_buf[..n]);
+                }
             },
-            r = stderr.read(&mut err_buf), if err_open => match r {
+            r = stderr.read(&mut err_buf), if err_open && err_rest.is_none() => match r {
                 Ok(0) | Err(_) => err_open = false,
-                Ok(n) => drain.stderr(&err_buf[..n]),
+                Ok(n) => {
+                    drain.stderr(&err_buf[..n]);
+                    // A full buffer: more is waiting, read on. Else rest while ffmpeg runs.
+                    if n < err_buf.len() && out_open && stop.is_none() {
+                        err_rest = Some(Instant::now() + STDERR_REST);
+                    }
+                }
             },
+            () = tokio::time::sleep_until(err_rest.unwrap_or(far)), if err_rest.is_some() => err_rest = None,
             s = child.wait(), if ready_to_reap => break s,
             () = tokio::time::sleep_until(deadline.unwrap_or(far)), if deadline.is_some() && stop.is_none() => {
+                err_rest = None;
                 stop = Some(Stop::TimedOut);
                 signal_group(pid, Signal::SIGTERM);
                 kill_at = Some(Instant::now() + config.kill_grace);
             },
             () = cancel.cancelled(), if stop.is_none() => {
+                err_rest = None;
                 stop = Some(Stop::Cancelled);
                 signal_group(pid, Signal::SIGTERM);
                 kill_at = Some(Instant::now() + config.kill_grace);
