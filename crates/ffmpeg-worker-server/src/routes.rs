@@ -129,18 +129,61 @@ pub(crate) struct JobIdParam {
 }
 
 /// Query parameters of `GET /jobs`.
-#[derive(Debug, Deserialize, IntoParams)]
+#[derive(Debug, Default, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct ListParams {
-    /// Only jobs with this status: queued, running, completed, failed or cancelled.
-    #[param(value_type = Option<crate::wire::JobStatusWire>)]
-    status: Option<String>,
+    /// Only jobs with one of these statuses: a comma-separated list of queued, running,
+    /// completed, failed, cancelled (as `GET /events` takes it); `status` may also be repeated
+    /// (`status=queued&status=running`). Default: every status.
+    #[param(value_type = Option<String>, example = "queued,running", pattern = "^(queued|running|completed|failed|cancelled)(,(queued|running|completed|failed|cancelled))*$")]
+    status: Vec<String>,
     /// Page size, 1 to 1000 (default 100).
     #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
     /// Cursor from a previous page's `Link: <...>; rel="next"` header (1 to 18 digits).
     #[param(pattern = "^[0-9]{1,18}$")]
     cursor: Option<String>,
+}
+
+/// Read by hand rather than derived: a derived struct refuses a repeated `status` ("duplicate
+/// field"), and repeating it is how many clients send a list. `limit` and `cursor` once each;
+/// other parameters are ignored, as a derived one would.
+impl<'de> Deserialize<'de> for ListParams {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error as _;
+        let mut params = ListParams::default();
+        for (name, value) in Vec::<(String, String)>::deserialize(deserializer)? {
+            match name.as_str() {
+                "status" => params.status.push(value),
+                "limit" if params.limit.is_some() => return Err(D::Error::duplicate_field("limit")),
+                "limit" => {
+                    params.limit = Some(value.parse().map_err(|e| D::Error::custom(format!("limit: `{value}`: {e}")))?);
+                }
+                "cursor" if params.cursor.is_some() => return Err(D::Error::duplicate_field("cursor")),
+                "cursor" => params.cursor = Some(value),
+                _ => {}
+            }
+        }
+        Ok(params)
+    }
+}
+
+/// The statuses of a `status` parameter: each value a comma-separated list (empty: every
+/// status). A value that is not a status (an empty one included) is an error naming it.
+pub(crate) fn parse_statuses<'a>(values: impl IntoIterator<Item = &'a str>) -> Result<Vec<JobStatus>, ApiError> {
+    let mut statuses = Vec::new();
+    for value in values {
+        for s in value.split(',') {
+            let status = s.trim().parse::<JobStatus>().map_err(|e| ApiError::InvalidRequest {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                detail: e.to_string(),
+            })?;
+            if !statuses.contains(&status) {
+                statuses.push(status);
+            }
+        }
+    }
+    Ok(statuses)
 }
 
 /// A cursor as `GET /jobs` hands it out in `Link`: the last job's sequence number, 1 to 18
@@ -171,10 +214,7 @@ pub(crate) async fn list_jobs(
 ) -> Result<impl IntoResponse, ApiError> {
     let invalid = |detail: String| ApiError::InvalidRequest { status: StatusCode::UNPROCESSABLE_ENTITY, detail };
     // An empty `status=` or `cursor=` is refused like any other value outside the schema.
-    let status = match params.status.as_deref() {
-        None => None,
-        Some(s) => Some(s.parse::<JobStatus>().map_err(|e| invalid(e.to_string()))?),
-    };
+    let statuses = parse_statuses(params.status.iter().map(String::as_str))?;
     let limit = params.limit.unwrap_or(DEFAULT_PAGE_SIZE);
     let after_seq = match params.cursor.as_deref() {
         None => None,
@@ -183,12 +223,13 @@ pub(crate) async fn list_jobs(
                 .ok_or_else(|| invalid(format!("cursor `{c}` is not valid (1 to 18 digits, from a `Link` header)")))?,
         ),
     };
-    let page = state.jobs.list(&ListQuery { status, after_seq, limit }).await?;
+    let page = state.jobs.list(&ListQuery { statuses: statuses.clone(), after_seq, limit }).await?;
     let mut headers = HeaderMap::new();
     if let Some(last_seq) = page.next_after_seq {
         let mut next = format!("/jobs?limit={limit}&cursor={last_seq}");
-        if let Some(s) = status {
-            next.push_str(&format!("&status={s}"));
+        if !statuses.is_empty() {
+            let list: Vec<&str> = statuses.iter().map(|s| s.as_str()).collect();
+            next.push_str(&format!("&status={}", list.join(",")));
         }
         if let Ok(v) = HeaderValue::try_from(format!("<{next}>; rel=\"next\"")) {
             headers.insert(header::LINK, v);

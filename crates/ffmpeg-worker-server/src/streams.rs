@@ -16,7 +16,6 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt as _};
-use jobs::JobStatus;
 use jobs::events::{AllFilter, AllItem, Event, EventId, Resume};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
@@ -125,7 +124,10 @@ pub(crate) async fn job_events(
 pub(crate) struct AllEventsParams {
     /// Only status events of jobs entering one of these statuses: a comma-separated list of
     /// queued, running, completed, failed, cancelled. Default: every status.
-    #[param(example = "completed,failed")]
+    #[param(
+        example = "completed,failed",
+        pattern = "^(queued|running|completed|failed|cancelled)(,(queued|running|completed|failed|cancelled))*$"
+    )]
     status: Option<String>,
     /// Whether `progress` events are sent too (default false).
     progress: Option<bool>,
@@ -156,14 +158,7 @@ pub(crate) async fn all_events(
     State(state): State<AppState>,
     AppQuery(params): AppQuery<AllEventsParams>,
 ) -> Result<Response, ApiError> {
-    let invalid = |detail: String| ApiError::InvalidRequest { status: StatusCode::UNPROCESSABLE_ENTITY, detail };
-    let statuses = match params.status.as_deref() {
-        None => Vec::new(),
-        Some(list) => list
-            .split(',')
-            .map(|s| s.trim().parse::<JobStatus>().map_err(|e| invalid(e.to_string())))
-            .collect::<Result<Vec<_>, _>>()?,
-    };
+    let statuses = crate::routes::parse_statuses(params.status.as_deref())?;
     let events = state.jobs.all_events(AllFilter { statuses, progress: params.progress.unwrap_or(false) });
     let stream = futures_util::stream::unfold(events, |mut events| async move {
         let item = events.next_published().await?;

@@ -288,6 +288,28 @@ async fn list_filters_pages_and_rejects_bad_parameters() {
     assert_eq!(queued.body.as_array().unwrap().len(), 4);
     let c = app.call("GET", "/jobs?status=cancelled", None).await;
     assert_eq!(c.body.as_array().unwrap().len(), 1);
+    // Several statuses, as `/events` takes them (tester finding G21): a comma list, or the
+    // parameter repeated; oldest first either way, and the next page keeps the filter.
+    let listed = |r: &Reply| -> Vec<String> {
+        r.body.as_array().unwrap().iter().map(|j| j["id"].as_str().unwrap().to_owned()).collect()
+    };
+    for uri in [
+        "/jobs?status=cancelled,queued",
+        "/jobs?status=queued&status=cancelled",
+        "/jobs?status=queued,cancelled,queued",
+    ] {
+        let r = app.call("GET", uri, None).await;
+        assert_eq!(r.status, StatusCode::OK, "{uri}: {}", r.body);
+        assert_eq!(listed(&r), ids, "{uri}");
+    }
+    let r = app.call("GET", "/jobs?status=running,cancelled", None).await;
+    assert_eq!(listed(&r), [ids[1].clone()]);
+    let first = app.call("GET", "/jobs?status=queued&status=cancelled&limit=2", None).await;
+    assert_eq!(listed(&first), ids[..2]);
+    let link = first.headers[header::LINK].to_str().unwrap();
+    let next = &link[1..link.find('>').unwrap()];
+    assert!(next.contains("status=queued,cancelled"), "{next}");
+    assert_eq!(listed(&app.call("GET", next, None).await), ids[2..4]);
 
     // Paging with Link headers walks every job exactly once.
     let mut uri = "/jobs?limit=2".to_owned();
@@ -306,6 +328,10 @@ async fn list_filters_pages_and_rejects_bad_parameters() {
     for bad in [
         "/jobs?status=done",
         "/jobs?status=",
+        "/jobs?status=queued,",
+        "/jobs?status=queued,done",
+        "/jobs?status=queued&status=done",
+        "/jobs?limit=2&limit=3",
         "/jobs?limit=0",
         "/jobs?limit=1001",
         "/jobs?limit=abc",

@@ -161,7 +161,7 @@ impl JobStore for MemoryStore {
             .by_seq
             .range((start, std::ops::Bound::Unbounded))
             .filter_map(|(_, id)| inner.jobs.get(id))
-            .filter(|j| query.status.is_none_or(|s| j.status == s))
+            .filter(|j| query.statuses.is_empty() || query.statuses.contains(&j.status))
             .take(query.limit as usize)
             .cloned()
             .collect())

@@ -343,13 +343,25 @@ impl<S: SqlStore> JobStore for S {
     async fn list(&self, query: &ListQuery) -> Result<Vec<Job>, StoreError> {
         let after = Arg::Int(query.after_seq.unwrap_or(i64::MIN));
         let limit = Arg::Int(i64::from(query.limit));
-        let rows: Vec<JobRow> = match query.status {
-            Some(status) => {
-                self.fetch(Access::Read, S::SQL.list_status, &[Arg::Text(status.as_str()), after, limit]).await
-            }
-            None => self.fetch(Access::Read, S::SQL.list, &[after, limit]).await,
-        }?;
-        rows::jobs(rows)
+        if query.statuses.is_empty() {
+            return rows::jobs(self.fetch(Access::Read, S::SQL.list, &[after, limit]).await?);
+        }
+        // One page per status, each an index range (`jobs_status`: status, seq), merged by seq:
+        // an `IN` list would sort every matching row of the history to keep the first few.
+        let mut statuses = query.statuses.clone();
+        statuses.sort_unstable();
+        statuses.dedup();
+        let mut jobs = Vec::new();
+        for status in statuses {
+            let rows: Vec<JobRow> =
+                self.fetch(Access::Read, S::SQL.list_status, &[Arg::Text(status.as_str()), after, limit]).await?;
+            jobs.extend(rows::jobs(rows)?);
+        }
+        // A job that changed status between two reads may be in both: once is enough.
+        jobs.sort_unstable_by_key(|job| job.seq);
+        jobs.dedup_by_key(|job| job.seq);
+        jobs.truncate(query.limit as usize);
+        Ok(jobs)
     }
 
     async fn claim_next(&self, labels: &[String]) -> Result<Option<Job>, StoreError> {

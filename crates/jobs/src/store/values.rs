@@ -45,8 +45,8 @@ pub enum CancelOutcome {
 /// after a cursor.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ListQuery {
-    /// Only jobs with this status.
-    pub status: Option<JobStatus>,
+    /// Only jobs with one of these statuses; empty: every status.
+    pub statuses: Vec<JobStatus>,
     /// Only jobs submitted after the job with this sequence number.
     pub after_seq: Option<i64>,
     /// At most this many jobs.

@@ -138,7 +138,7 @@ async fn submit_checks_names_against_the_ffmpeg_of_the_nodes_that_could_take_the
     let read = api.jobs.get(&waiting.id).await.unwrap();
     assert_eq!(read.waiting_reason.as_deref(), Some("no live node has labels [arm, gpu]"));
     assert_eq!(api.store.get(&waiting.id).await.unwrap().unwrap().waiting_reason, None, "not stored");
-    let page = api.jobs.list(&jobs::ListQuery { status: None, after_seq: None, limit: 10 }).await.unwrap();
+    let page = api.jobs.list(&jobs::ListQuery { statuses: Vec::new(), after_seq: None, limit: 10 }).await.unwrap();
     let reasons: Vec<Option<&str>> = page.jobs.iter().map(|j| j.waiting_reason.as_deref()).collect();
     assert_eq!(reasons, [None, None, Some("no live node has labels [arm, gpu]")]);
 

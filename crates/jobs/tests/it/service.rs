@@ -237,7 +237,7 @@ async fn the_service_holds_every_front_end_to_the_request_limits() {
     f.jobs.submit("-i a.mp4 b.mp4", edge).await.unwrap();
 
     for limit in [0, MAX_PAGE_SIZE + 1] {
-        let query = ListQuery { status: None, after_seq: None, limit };
+        let query = ListQuery { statuses: Vec::new(), after_seq: None, limit };
         assert!(
             matches!(f.jobs.list(&query).await, Err(ListError::Invalid(InvalidRequest::PageSize(l))) if l == limit)
         );
@@ -254,7 +254,7 @@ async fn pages_say_where_the_next_one_starts_and_the_last_says_nothing() {
     let mut after_seq = None;
     let mut seen = Vec::new();
     loop {
-        let page = f.jobs.list(&ListQuery { status: None, after_seq, limit: 2 }).await.unwrap();
+        let page = f.jobs.list(&ListQuery { statuses: Vec::new(), after_seq, limit: 2 }).await.unwrap();
         seen.extend(page.jobs.iter().map(|j| j.command.clone()));
         match page.next_after_seq {
             Some(next) => after_seq = Some(next),

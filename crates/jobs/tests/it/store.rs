@@ -325,11 +325,24 @@ async fn list_by_status(store: &Store) {
     let c = submit(store, "c").await;
     store.cancel(&c.id).await.unwrap();
     let d = submit(store, "d").await;
-    let by = |status| ListQuery { status: Some(status), ..all() };
-    assert_eq!(ids(&store.list(&by(JobStatus::Queued)).await.unwrap()), [b.id, d.id]);
-    assert_eq!(ids(&store.list(&by(JobStatus::Running)).await.unwrap()), [a.id]);
-    assert_eq!(ids(&store.list(&by(JobStatus::Cancelled)).await.unwrap()), [c.id]);
+    let by = |status| ListQuery { statuses: vec![status], ..all() };
+    assert_eq!(ids(&store.list(&by(JobStatus::Queued)).await.unwrap()), [b.id.clone(), d.id.clone()]);
+    assert_eq!(ids(&store.list(&by(JobStatus::Running)).await.unwrap()), std::slice::from_ref(&a.id));
+    assert_eq!(ids(&store.list(&by(JobStatus::Cancelled)).await.unwrap()), std::slice::from_ref(&c.id));
     assert!(store.list(&by(JobStatus::Completed)).await.unwrap().is_empty());
+    // Several statuses: every job with one of them, in submission order, each once (a status
+    // named twice changes nothing), pages cut at the limit and resumed after the cursor.
+    let of = |statuses: &[JobStatus], after_seq, limit| ListQuery { statuses: statuses.to_vec(), after_seq, limit };
+    let (queued, running, cancelled) = (JobStatus::Queued, JobStatus::Running, JobStatus::Cancelled);
+    let both = store.list(&of(&[cancelled, queued], None, 100)).await.unwrap();
+    assert_eq!(ids(&both), [b.id.clone(), c.id.clone(), d.id.clone()]);
+    let active = store.list(&of(&[queued, running, queued], None, 100)).await.unwrap();
+    assert_eq!(ids(&active), [a.id.clone(), b.id.clone(), d.id.clone()]);
+    let first = store.list(&of(&[queued, running, cancelled], None, 2)).await.unwrap();
+    assert_eq!(ids(&first), [a.id.clone(), b.id.clone()]);
+    let rest = store.list(&of(&[queued, running, cancelled], Some(first[1].seq), 2)).await.unwrap();
+    assert_eq!(ids(&rest), [c.id, d.id]);
+    assert!(store.list(&of(&[JobStatus::Completed, JobStatus::Failed], None, 100)).await.unwrap().is_empty());
 }
 
 async fn list_pages_with_cursor(store: &Store) {
@@ -340,7 +353,7 @@ async fn list_pages_with_cursor(store: &Store) {
     store.cancel(&submitted[1].id).await.unwrap();
     store.cancel(&submitted[4].id).await.unwrap();
     let mut pages = Vec::new();
-    let mut query = ListQuery { status: Some(JobStatus::Queued), after_seq: None, limit: 2 };
+    let mut query = ListQuery { statuses: vec![JobStatus::Queued], after_seq: None, limit: 2 };
     loop {
         let page = store.list(&query).await.unwrap();
         let Some(last) = page.last() else { break };
@@ -350,7 +363,7 @@ async fn list_pages_with_cursor(store: &Store) {
     let id = |i: usize| submitted[i].id.clone();
     assert_eq!(pages, [vec![id(0), id(2)], vec![id(3), id(5)], vec![id(6)]]);
 
-    let after_third = ListQuery { after_seq: Some(submitted[2].seq), limit: 3, status: None };
+    let after_third = ListQuery { after_seq: Some(submitted[2].seq), limit: 3, statuses: Vec::new() };
     assert_eq!(ids(&store.list(&after_third).await.unwrap()), [id(3), id(4), id(5)]);
 }
 
