@@ -2,12 +2,14 @@
 //! unknown) on a terminal; otherwise plain lines, `job_x running 42.0% speed 2.1x eta 12s`, one
 //! per status change, per new tenth of the percent, and at least every 10 s while running. A
 //! queued job that no node can take says why (`job_x queued (waiting: no live node has labels
-//! [gpu])`), again whenever the reason changes.
+//! [gpu])`), again whenever the reason changes. A job whose files are in a bucket says when it
+//! downloads its inputs or uploads its outputs (`job_x running: uploading the outputs`), as
+//! its progress's `phase` tells, instead of ffmpeg's last figures (tester finding G19).
 
 use std::io::{self, IsTerminal as _, Write as _};
 use std::time::{Duration, Instant};
 
-use ffmpeg_worker_client::api::{JobResponse, JobStatusWire};
+use ffmpeg_worker_client::api::{JobResponse, JobStatusWire, PhaseWire};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 /// While running, a plain progress line is printed at least this often.
@@ -107,7 +109,7 @@ impl BarReporter {
             // The bar is cleared and the caller prints how the job ended.
             return;
         }
-        let percent = running_percent(job);
+        let percent = running_percent(job).filter(|_| staged_step(job).is_none());
         let want_bar = percent.is_some();
         if self.determinate != want_bar {
             self.determinate = want_bar;
@@ -139,6 +141,8 @@ struct Printed {
     status: JobStatusWire,
     /// Tenths reached (0 to 10) when the percent was known.
     decile: Option<u32>,
+    /// The step besides ffmpeg a staged job was at ([`staged_step`]).
+    step: Option<&'static str>,
     /// Why the job waited (`waiting_reason`).
     waiting: Option<String>,
     at: Instant,
@@ -160,8 +164,10 @@ impl LineReporter {
         }
         let decile = running_percent(job).map(decile);
         let waiting = job.waiting_reason.as_deref();
-        if line_due(self.last.as_ref(), job.status, decile, waiting, now) {
-            self.last = Some(Printed { status: job.status, decile, waiting: waiting.map(str::to_owned), at: now });
+        let step = staged_step(job);
+        if line_due(self.last.as_ref(), Shown { status: job.status, decile, step, waiting }, now) {
+            let waiting = waiting.map(str::to_owned);
+            self.last = Some(Printed { status: job.status, decile, step, waiting, at: now });
             self.stream.line(&progress_line(job))?;
         }
         Ok(())
@@ -172,18 +178,21 @@ fn decile(percent: f64) -> u32 {
     (percent.clamp(0.0, 100.0) / 10.0).floor() as u32
 }
 
-/// Whether a plain progress line is due: on every status change, when why the job waits
-/// (`waiting`) changes, when the percent reaches a new tenth, and at least every
-/// [`LINE_HEARTBEAT`] while running.
-fn line_due(
-    last: Option<&Printed>,
+/// What a plain line would show of a job now (see [`Printed`]).
+#[derive(Debug, Clone, Copy)]
+struct Shown<'a> {
     status: JobStatusWire,
     decile: Option<u32>,
-    waiting: Option<&str>,
-    now: Instant,
-) -> bool {
+    step: Option<&'static str>,
+    waiting: Option<&'a str>,
+}
+
+/// Whether a plain progress line is due: on every status change, when why the job waits
+/// (`waiting`) or the step of a staged job (`step`) changes, when the percent reaches a new
+/// tenth, and at least every [`LINE_HEARTBEAT`] while running.
+fn line_due(last: Option<&Printed>, Shown { status, decile, step, waiting }: Shown<'_>, now: Instant) -> bool {
     let Some(last) = last else { return true };
-    if last.status != status || last.waiting.as_deref() != waiting {
+    if last.status != status || last.waiting.as_deref() != waiting || last.step != step {
         return true;
     }
     if status != JobStatusWire::Running {
@@ -195,6 +204,20 @@ fn line_due(
         (None, _) => false,
     };
     new_tenth || now.duration_since(last.at) >= LINE_HEARTBEAT
+}
+
+/// What a running job whose files are in a bucket is doing besides running ffmpeg, as its
+/// progress's `phase` says: `downloading the inputs` or `uploading the outputs`; `None` while
+/// ffmpeg runs, and for a job that works on the data directory in place (no `phase`).
+pub(crate) fn staged_step(job: &JobResponse) -> Option<&'static str> {
+    if job.status != JobStatusWire::Running {
+        return None;
+    }
+    match job.progress.as_ref()?.phase? {
+        PhaseWire::Downloading => Some("downloading the inputs"),
+        PhaseWire::Uploading => Some("uploading the outputs"),
+        PhaseWire::Running => None,
+    }
 }
 
 fn running_percent(job: &JobResponse) -> Option<f64> {
@@ -225,9 +248,13 @@ fn measures(job: &JobResponse) -> Vec<String> {
     parts
 }
 
-/// `running 42.0% speed 2.1x eta 12s`, `running 00:00:05.03 speed 2.1x`, `queued`, or
-/// `queued (waiting: REASON)` when the server says why the job waits.
+/// `running 42.0% speed 2.1x eta 12s`, `running 00:00:05.03 speed 2.1x`, `running: uploading
+/// the outputs`, `queued`, or `queued (waiting: REASON)` when the server says why the job waits.
 fn details(job: &JobResponse) -> String {
+    if let Some(step) = staged_step(job) {
+        // ffmpeg's last figures (99.9 % after it ended) say nothing about this step.
+        return format!("{}: {step}", job.status.as_str());
+    }
     let mut parts = vec![job.status.as_str().to_owned()];
     parts.extend(measures(job));
     if let Some(reason) = job.waiting_reason.as_deref().map(str::trim).filter(|r| !r.is_empty())
@@ -330,6 +357,20 @@ pub(crate) mod tests {
         let mut waiting = job(Queued, None);
         waiting.waiting_reason = Some("no live node has labels [gpu]".to_owned());
         assert_eq!(progress_line(&waiting), "job_0123456789abcdef queued (waiting: no live node has labels [gpu])");
+        // A job whose files are in a bucket says which step it is at, not ffmpeg's last figures
+        // (99.9 % for the whole upload: tester finding G19).
+        let staged = |status, phase| {
+            job(status, Some(ProgressResponse { phase, ..progress(Some(99.9), Some(103.0), Some(0.1)) }))
+        };
+        for (status, phase, expected) in [
+            (Running, Some(PhaseWire::Uploading), "job_0123456789abcdef running: uploading the outputs"),
+            (Running, Some(PhaseWire::Downloading), "job_0123456789abcdef running: downloading the inputs"),
+            (Running, Some(PhaseWire::Running), "job_0123456789abcdef running 99.9% speed 103.0x eta 1s"),
+            (Running, None, "job_0123456789abcdef running 99.9% speed 103.0x eta 1s"),
+            (Queued, Some(PhaseWire::Uploading), "job_0123456789abcdef queued"),
+        ] {
+            assert_eq!(progress_line(&staged(status, phase)), expected, "{phase:?}");
+        }
     }
 
     #[test]
@@ -353,10 +394,11 @@ pub(crate) mod tests {
         use JobStatusWire::*;
         let t0 = Instant::now();
         let at = |s: u64| t0 + Duration::from_secs(s);
-        let running = |decile| Printed { status: Running, decile, waiting: None, at: t0 };
+        let running = |decile| Printed { status: Running, decile, step: None, waiting: None, at: t0 };
         let queued = |waiting: Option<&str>| Printed {
             status: Queued,
             decile: None,
+            step: None,
             waiting: waiting.map(str::to_owned),
             at: t0,
         };
@@ -377,12 +419,23 @@ pub(crate) mod tests {
             (Some(running(None)), Running, Some(0), None, at(1), true),
             (Some(running(Some(9))), Running, None, None, at(1), false),
         ] {
+            let shown = Shown { status, decile, step: None, waiting };
             assert_eq!(
-                line_due(last.as_ref(), status, decile, waiting, now),
+                line_due(last.as_ref(), shown, now),
                 due,
                 "{last:?} -> {status:?} {decile:?} {waiting:?} at {now:?}"
             );
         }
+        // A staged job's step (G19): a line when it starts uploading at the same 99.9 %, none
+        // more while it uploads (until the heartbeat), one when the job ends.
+        let (upload, download) = (Some("uploading the outputs"), Some("downloading the inputs"));
+        let step = |step| Printed { step, ..running(Some(9)) };
+        let shown = |status, step| Shown { status, decile: Some(9), step, waiting: None };
+        assert!(line_due(Some(&running(Some(9))), shown(Running, upload), at(1)));
+        assert!(!line_due(Some(&step(upload)), shown(Running, upload), at(5)));
+        assert!(line_due(Some(&step(upload)), shown(Running, upload), at(10)));
+        assert!(line_due(Some(&step(download)), Shown { decile: None, ..shown(Running, None) }, at(1)));
+        assert!(line_due(Some(&step(upload)), Shown { decile: None, ..shown(Completed, None) }, at(1)));
         assert_eq!([decile(0.0), decile(9.99), decile(10.0), decile(100.0), decile(250.0)], [0, 0, 1, 10, 10]);
     }
 }

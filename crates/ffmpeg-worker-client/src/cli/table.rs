@@ -1,10 +1,10 @@
 //! Jobs as text: the fields of one job (`status`) and the table of many (`list`).
 
-use ffmpeg_worker_client::api::{JobResponse, JobStatusWire, MediaInfoResponse, ProgressResponse};
+use ffmpeg_worker_client::api::{JobResponse, JobStatusWire, MediaInfoResponse, PhaseWire, ProgressResponse};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::progress::human_duration;
+use crate::progress::{human_duration, staged_step};
 
 /// The progress summary of `status`: `42.0% frame 151 fps 75.0 time ... speed 2.5x eta 2s`
 /// (frame and fps left out while no frame was written, as for audio; bitrate when known).
@@ -55,7 +55,12 @@ fn job_fields(job: &JobResponse) -> Vec<(&'static str, String)> {
         fields.push(("attempts", job.attempts.to_string()));
     }
     if let Some(p) = &job.progress {
-        fields.push(("progress", progress_summary(p)));
+        // A staged job's step first: ffmpeg's figures stay at their last values meanwhile.
+        let summary = match staged_step(job) {
+            Some(step) => format!("{step} (ffmpeg: {})", progress_summary(p)),
+            None => progress_summary(p),
+        };
+        fields.push(("progress", summary));
     }
     if !job.output_files.is_empty() {
         fields.push(("outputs", job.output_files.join("\n")));
@@ -159,6 +164,11 @@ pub(crate) fn jobs_table(jobs: &[JobResponse]) -> String {
     let mut text = format!("{:<20}  {:<9}  {:>8}  {:<20}  {}\n", "ID", "STATUS", "PROGRESS", "CREATED", "COMMAND");
     for job in jobs {
         let progress = match (job.status, job.progress.as_ref().and_then(|p| p.percent)) {
+            // A staged job's step ([`staged_step`]), in a word that fits the column.
+            (JobStatusWire::Running, _) if staged_step(job).is_some() => {
+                let downloading = job.progress.as_ref().and_then(|p| p.phase) == Some(PhaseWire::Downloading);
+                (if downloading { "download" } else { "upload" }).to_owned()
+            }
             (JobStatusWire::Running, Some(p)) if p.is_finite() => format!("{p:.1}%"),
             (JobStatusWire::Running, _) => "?".to_owned(),
             _ => String::new(),
@@ -275,6 +285,18 @@ mod tests {
     }
 
     #[test]
+    fn status_text_says_which_step_a_staged_job_is_at() {
+        let mut p = progress(Some(99.9), Some(103.0), None);
+        p.phase = Some(PhaseWire::Uploading);
+        let j = job(JobStatusWire::Running, Some(p));
+        assert!(
+            job_text(&j).contains("progress  uploading the outputs (ffmpeg: 99.9% time 00:00:05.03 speed 103.0x)\n"),
+            "{}",
+            job_text(&j)
+        );
+    }
+
+    #[test]
     fn status_text_says_what_a_job_requires_and_why_it_waits() {
         let mut j = job(JobStatusWire::Queued, None);
         j.requires = vec!["gpu".to_owned(), "nvenc".to_owned()];
@@ -297,11 +319,16 @@ mod tests {
             job(JobStatusWire::Running, Some(progress(Some(42.0), None, None))),
             job(JobStatusWire::Running, None),
             job(JobStatusWire::Queued, None),
+            job(
+                JobStatusWire::Running,
+                Some(ProgressResponse { phase: Some(PhaseWire::Uploading), ..progress(Some(99.9), None, None) }),
+            ),
         ]);
         let lines: Vec<&str> = table.lines().collect();
         assert_eq!(lines[0], "ID                    STATUS     PROGRESS  CREATED               COMMAND");
         assert_eq!(lines[1], "job_0123456789abcdef  running       42.0%  1970-01-01T00:00:00Z  -i in.mp4 out.mp4");
         assert_eq!(lines[2], "job_0123456789abcdef  running           ?  1970-01-01T00:00:00Z  -i in.mp4 out.mp4");
         assert_eq!(lines[3], "job_0123456789abcdef  queued               1970-01-01T00:00:00Z  -i in.mp4 out.mp4");
+        assert_eq!(lines[4], "job_0123456789abcdef  running      upload  1970-01-01T00:00:00Z  -i in.mp4 out.mp4");
     }
 }
