@@ -12,8 +12,19 @@
 //! SQLite has no notifications: processes sharing one SQLite file (an `api` node beside the node
 //! that runs the jobs) follow each other by reading the store while their streams watch
 //! something (`crate::sqlite`'s follower): status changes within a quarter of a second,
-//! progress as often as the store holds it (once a second), numbered by the node that reads it;
-//! a job's statuses passed within one read's interval reach the streams as the latest of them.
+//! progress as often as the store holds it (once a second), numbered by the node that reads it.
+//!
+//! # Statuses passed between two reads
+//!
+//! A signalled status may be gone by the time the job is read (queued -> running -> completed
+//! within one follower read; a re-queue that a worker claimed again at once). The store keeps
+//! no history, but it numbers every status change (`event_seq`), and the transitions allowed
+//! leave exactly one way from one status to another in a given number of changes (queued and
+//! running alternate until a final status, [`passed_statuses`]). So every status is still
+//! published, in order, each with its own event id ([`passed`]): the job as read, with the
+//! status it had then and what that status implies (no end time or outputs before the end,
+//! no start time or progress while queued, one attempt less before each start). Its other
+//! fields are those of the read (e.g. the latest run's start time).
 //!
 //! Signals are hints, never the state: each one is checked against the store (a status signal
 //! is followed by a read of the job), and when signals may have been missed
@@ -21,7 +32,7 @@
 //! is read again from the store.
 
 use crate::events::ProgressEvent;
-use crate::model::{JobId, JobStatus};
+use crate::model::{Job, JobId, JobStatus};
 
 /// One signal from the other nodes of a cluster (see the [module docs](self)).
 #[derive(Debug, Clone, PartialEq)]
@@ -64,4 +75,125 @@ pub struct Watched {
     pub every_status: bool,
     /// The jobs someone subscribes to, by id.
     pub jobs: Vec<JobId>,
+}
+
+/// Whether the store makes `from -> to` in one status change: a claim (queued -> running), a
+/// cancel of a queued job, a re-queue (running -> queued), or the end of a run.
+fn is_transition(from: JobStatus, to: JobStatus) -> bool {
+    use JobStatus::{Cancelled, Queued, Running};
+    matches!((from, to), (Queued, Running | Cancelled) | (Running, Queued)) || (from == Running && to.is_finished())
+}
+
+/// The statuses a job had from event `from` to just before event `to` (`(event_seq, status)`
+/// each): `from`'s status first, one per change, when the store's transitions allow exactly
+/// one such sequence, which they do whenever they allow any (the statuses before a final one
+/// alternate between queued and running); `None` when none leads there (`to` is not after
+/// `from`, a final status changed, or the last change is not a transition).
+pub fn passed_statuses(from: (u64, JobStatus), to: (u64, JobStatus)) -> Option<Vec<JobStatus>> {
+    let steps = to.0.checked_sub(from.0).filter(|&n| n > 0)?;
+    let mut statuses = Vec::with_capacity(usize::try_from(steps).ok()?);
+    let mut status = from.1;
+    for left in (1..=steps).rev() {
+        statuses.push(status);
+        if left == 1 {
+            return is_transition(status, to.1).then_some(statuses);
+        }
+        status = match status {
+            JobStatus::Queued => JobStatus::Running,
+            JobStatus::Running => JobStatus::Queued,
+            _ => return None,
+        };
+    }
+    None
+}
+
+/// The job as it was at each status it passed from event `seq` (status `status`, as a signal
+/// named it) up to `job` (as read since, a later event), oldest first (see the [module
+/// docs](self#statuses-passed-between-two-reads)); empty when `job` is not later. When no
+/// sequence of transitions leads from one to the other, only `seq` itself.
+pub fn passed(job: &Job, seq: u64, status: JobStatus) -> Vec<Job> {
+    if job.event_seq <= seq {
+        return Vec::new();
+    }
+    let statuses = passed_statuses((seq, status), (job.event_seq, job.status)).unwrap_or_else(|| vec![status]);
+    // Attempts before each status: one less before every start that followed it.
+    let mut attempts = job.attempts;
+    let mut next = job.status;
+    let mut snapshots: Vec<Job> = Vec::with_capacity(statuses.len());
+    for (offset, &status) in statuses.iter().enumerate().rev() {
+        if next == JobStatus::Running && status != JobStatus::Running {
+            attempts = attempts.saturating_sub(1);
+        }
+        next = status;
+        let running = status == JobStatus::Running;
+        snapshots.push(Job {
+            status,
+            event_seq: seq + offset as u64,
+            attempts,
+            started_at: job.started_at.filter(|_| running || status.is_finished()),
+            completed_at: job.completed_at.filter(|_| status.is_finished()),
+            progress: job.progress.clone().filter(|_| status.is_finished()),
+            output_files: if status.is_finished() { job.output_files.clone() } else { Vec::new() },
+            outputs: if status.is_finished() { job.outputs.clone() } else { Vec::new() },
+            error: job.error.clone().filter(|_| status.is_finished()),
+            waiting_reason: None,
+            ..job.clone()
+        });
+    }
+    snapshots.reverse();
+    snapshots
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use JobStatus::{Cancelled, Completed, Failed, Queued, Running};
+
+    #[test]
+    fn the_statuses_between_two_events_follow_from_the_transitions() {
+        for (from, to, expected) in [
+            ((1, Queued), (2, Running), Some(vec![Queued])),
+            ((1, Queued), (3, Completed), Some(vec![Queued, Running])),
+            ((1, Queued), (3, Queued), Some(vec![Queued, Running])),
+            ((1, Queued), (2, Cancelled), Some(vec![Queued])),
+            ((1, Queued), (3, Cancelled), Some(vec![Queued, Running])),
+            ((1, Queued), (4, Cancelled), Some(vec![Queued, Running, Queued])),
+            ((2, Running), (5, Failed), Some(vec![Running, Queued, Running])),
+            ((2, Running), (4, Running), Some(vec![Running, Queued])),
+            // No way there: a final status changed, queued never completes directly, nothing
+            // happened, or time ran backwards.
+            ((3, Completed), (4, Queued), None),
+            ((1, Queued), (2, Completed), None),
+            ((1, Queued), (4, Completed), None),
+            ((2, Running), (2, Running), None),
+            ((3, Running), (2, Queued), None),
+        ] {
+            assert_eq!(passed_statuses(from, to), expected, "{from:?} -> {to:?}");
+        }
+    }
+
+    #[test]
+    fn a_passed_status_shows_the_job_as_it_was_then() {
+        let at = time::OffsetDateTime::UNIX_EPOCH;
+        let mut done = Job::new_queued("-i a.mp4 b.mkv".to_owned(), crate::SubmitOptions::default(), 7, at);
+        (done.status, done.event_seq, done.attempts) = (Completed, 5, 2);
+        (done.started_at, done.completed_at) =
+            (Some(at + time::Duration::seconds(3)), Some(at + time::Duration::seconds(9)));
+        done.progress = Some(crate::Progress { frame: Some(250), ..crate::Progress::default() });
+        done.output_files = vec!["b.mkv".to_owned()];
+        let passed = passed(&done, 2, Running);
+        let shown: Vec<(u64, JobStatus, u32, bool)> =
+            passed.iter().map(|j| (j.event_seq, j.status, j.attempts, j.started_at.is_some())).collect();
+        assert_eq!(shown, [(2, Running, 1, true), (3, Queued, 1, false), (4, Running, 2, true)]);
+        for job in &passed {
+            assert_eq!((job.id.clone(), job.seq, &job.command), (done.id.clone(), 7, &done.command));
+            assert!(job.completed_at.is_none() && job.progress.is_none() && job.output_files.is_empty(), "{job:?}");
+        }
+        assert!(super::passed(&done, 5, Completed).is_empty(), "nothing passed: the job is at that event");
+        // No way from the signalled status: only that status is shown.
+        assert_eq!(
+            super::passed(&done, 4, Queued).iter().map(|j| (j.event_seq, j.status)).collect::<Vec<_>>(),
+            [(4, Queued)]
+        );
+    }
 }

@@ -362,7 +362,13 @@ impl EventBus {
     /// The [`Job::event_seq`] of the latest status of job `id` published here, while the job
     /// has a channel (someone subscribes, or it runs here).
     pub fn latest_seq(&self, id: &JobId) -> Option<u64> {
-        self.lock().get(id).and_then(|c| c.latest.borrow().status.as_ref().map(|s| s.event_seq))
+        self.latest_status(id).map(|(seq, _)| seq)
+    }
+
+    /// The [`Job::event_seq`] and status of the latest status of job `id` published here, while
+    /// the job has a channel (as [`EventBus::latest_seq`]).
+    pub fn latest_status(&self, id: &JobId) -> Option<(u64, JobStatus)> {
+        self.lock().get(id).and_then(|c| c.latest.borrow().status.as_ref().map(|s| (s.event_seq, s.status)))
     }
 
     /// Whether anyone here would receive an event of job `id`: it has a channel, or someone

@@ -9,8 +9,8 @@ use std::sync::{Arc, Weak};
 use tokio::sync::broadcast::error::RecvError;
 
 use super::Jobs;
-use crate::cluster::ClusterSignal;
-use crate::model::{Job, JobId};
+use crate::cluster::{self, ClusterSignal};
+use crate::model::{Job, JobId, JobStatus};
 
 /// Starts applying the store's cluster signals to `jobs`, when the store has any and a tokio
 /// runtime runs (the task ends with the service or the store).
@@ -57,10 +57,10 @@ impl Jobs {
     /// Applies one signal from the other nodes.
     async fn apply(&self, signal: ClusterSignal) {
         match signal {
-            ClusterSignal::Status { job, seq, .. } => {
+            ClusterSignal::Status { job, seq, status } => {
                 let known = self.events.latest_seq(&job).is_some_and(|latest| latest >= seq);
                 if !known && self.events.is_watched(&job) {
-                    self.publish_stored(&job).await;
+                    self.publish_stored_since(&job, seq, status).await;
                 }
             }
             ClusterSignal::Changed(job) => {
@@ -90,8 +90,31 @@ impl Jobs {
     }
 
     /// Publishes job `id` as the store has it now (the bus drops it unless it is newer than
-    /// what was published).
+    /// what was published), after the statuses it passed since the latest one published here,
+    /// when the bus knows that one.
     async fn publish_stored(&self, id: &JobId) {
-        self.status_changed_of(id).await;
+        match self.events.latest_status(id) {
+            Some((seq, status)) => self.publish_stored_since(id, seq, status).await,
+            None => self.status_changed_of(id).await,
+        }
+    }
+
+    /// Publishes job `id` as the store has it now, after the statuses it passed since the
+    /// change a signal named (event `seq`, `status`): a job read after it moved on (a re-queue
+    /// claimed again at once on another node, queued -> running -> completed between two reads
+    /// of a shared SQLite file) still shows every status, in order ([`cluster::passed`]).
+    async fn publish_stored_since(&self, id: &JobId, seq: u64, status: JobStatus) {
+        let mut job = match self.store.get(id).await {
+            Ok(Some(job)) => job,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(job = %id, error = %e, "reading a job back to publish its status failed");
+                return;
+            }
+        };
+        for mut passed in cluster::passed(&job, seq, status) {
+            self.status_changed(&mut passed).await;
+        }
+        self.status_changed(&mut job).await;
     }
 }

@@ -12,10 +12,15 @@
 //!   since (ended); with [`Watched::all`], the running jobs' progress too. The first read is a
 //!   baseline: what was already there is not news.
 //!
+//! A job that changed status more than once between two reads (queued -> running -> completed
+//! within 250 ms) is signalled from the first change not seen yet, the status it had then told
+//! by the transitions ([`crate::cluster::passed_statuses`]; a job submitted since the last
+//! read, from its `queued`), and the service publishes every status in between
+//! ([`crate::cluster::passed`]): the streams miss none of them.
+//!
 //! What it cannot do: progress is what the store holds (written once a second by the running
-//! process, not at ffmpeg's rate), numbered `S.k` by this process in the order it read it; two
-//! statuses a job passed within one interval reach the streams as the latter. A change this
-//! process made itself is heard back too: the bus publishes each status once
+//! process, not at ffmpeg's rate), numbered `S.k` by this process in the order it read it. A
+//! change this process made itself is heard back too: the bus publishes each status once
 //! ([`EventBus::publish_status`](crate::events::EventBus::publish_status)), and the service
 //! drops progress read back of a job it runs. Nothing is read while nothing is watched.
 
@@ -28,7 +33,7 @@ use tokio::sync::{broadcast, watch};
 
 use super::rows::{db, json};
 use super::sql::{FOLLOW_ACTIVE, FOLLOW_JOBS, MAX_SEQ};
-use crate::cluster::{ClusterSignal, Watched};
+use crate::cluster::{ClusterSignal, Watched, passed_statuses};
 use crate::events::{EventId, ProgressEvent};
 use crate::model::{JobId, JobStatus, Progress};
 use crate::store::StoreError;
@@ -118,6 +123,8 @@ struct State {
 #[derive(Debug, Default)]
 struct Seen {
     event_seq: u64,
+    /// The status at `event_seq` (`None` before the first read).
+    status: Option<JobStatus>,
     /// The stored progress (JSON text) of the run `event_seq` started.
     progress: Option<String>,
     /// Progress events numbered for that run.
@@ -145,7 +152,7 @@ impl State {
         };
         if !watched.jobs.is_empty() {
             for row in rows_of(reader, watched.jobs.iter()).await? {
-                self.observe(row, true, true, send);
+                self.observe(row, Read::Change { new: false }, true, send);
             }
         }
         if !watched.every_status {
@@ -154,7 +161,7 @@ impl State {
             let rows: Vec<Row> =
                 sqlx::query_as(FOLLOW_ACTIVE).bind(every.max_seq).fetch_all(reader).await.map_err(db)?;
             let mut active = HashSet::with_capacity(every.active.len());
-            let mut max_seq = every.max_seq;
+            let (mut max_seq, submitted_after) = (every.max_seq, every.max_seq);
             let mut read = Vec::with_capacity(rows.len());
             for row in rows {
                 max_seq = max_seq.max(row.0);
@@ -169,11 +176,12 @@ impl State {
             let ended: Vec<JobId> = every.active.difference(&active).cloned().collect();
             (every.max_seq, every.active) = (max_seq, active);
             for row in read {
-                self.observe(row, true, watched.all, send);
+                let new = row.0 > submitted_after;
+                self.observe(row, Read::Change { new }, watched.all, send);
             }
             if !ended.is_empty() {
                 for row in rows_of(reader, ended.iter()).await? {
-                    self.observe(row, true, false, send);
+                    self.observe(row, Read::Change { new: false }, false, send);
                 }
             }
         } else {
@@ -184,7 +192,7 @@ impl State {
                 if let Ok(id) = JobId::parse(&row.1) {
                     active.insert(id);
                 }
-                self.observe(row, false, true, send);
+                self.observe(row, Read::Baseline, true, send);
             }
             self.every = Some(Every { max_seq, active });
         }
@@ -194,21 +202,30 @@ impl State {
         Ok(())
     }
 
-    /// Notes what `row` says; with `emit`, sends a status signal when its status changed since
-    /// the last read, and with `progress` a progress event when its stored progress changed
-    /// while it runs.
-    fn observe(&mut self, row: Row, emit: bool, progress: bool, send: impl Fn(ClusterSignal)) {
+    /// Notes what `row` says; unless it is the [`Read::Baseline`], sends a status signal when
+    /// its status changed since the last read (naming the first change not seen), and with
+    /// `progress` a progress event when its stored progress changed while it runs.
+    fn observe(&mut self, row: Row, read: Read, progress: bool, send: impl Fn(ClusterSignal)) {
         let (_, id, status, event_seq, stored) = row;
         let (Ok(job), Ok(status), Ok(event_seq)) =
             (JobId::parse(&id), status.parse::<JobStatus>(), u64::try_from(event_seq))
         else {
             return;
         };
+        let emit = matches!(read, Read::Change { .. });
         let seen = self.seen.entry(job.clone()).or_default();
         if seen.event_seq != event_seq {
-            *seen = Seen { event_seq, progress: None, count: 0 };
+            // A job submitted since the last read (and not read as a watched job already) was
+            // first `queued` (event 1), unseen too.
+            let last = match (read, seen.status) {
+                (_, Some(status)) => Some((seen.event_seq, status)),
+                (Read::Change { new: true }, None) => Some((0, JobStatus::Queued)),
+                (_, None) => None,
+            };
+            *seen = Seen { event_seq, status: Some(status), progress: None, count: 0 };
             if emit {
-                send(ClusterSignal::Status { job: job.clone(), seq: event_seq, status });
+                let (seq, status) = first_unseen(last, (event_seq, status));
+                send(ClusterSignal::Status { job: job.clone(), seq, status });
             }
         }
         if !progress || status != JobStatus::Running || stored == seen.progress {
@@ -227,6 +244,33 @@ impl State {
             }
             Err(e) => tracing::debug!(job = %job, error = %e, "unreadable stored progress"),
         }
+    }
+}
+
+/// How a read's rows are taken ([`State::observe`]).
+#[derive(Debug, Clone, Copy)]
+enum Read {
+    /// The first read of every job: what is there is not news.
+    Baseline,
+    /// A later read: what changed since is signalled; `new` for a job submitted since the last
+    /// read.
+    Change { new: bool },
+}
+
+/// The first status change after `last` (event, status; `(0, queued)` for a job never seen
+/// that was submitted since: its `queued` is event 1) that leads to `now`, with the status the
+/// job had then ([`passed_statuses`]); `now` itself when `last` is unknown or nothing leads
+/// from it to `now`.
+fn first_unseen(last: Option<(u64, JobStatus)>, now: (u64, JobStatus)) -> (u64, JobStatus) {
+    let Some(last) = last else { return now };
+    if last.0 == 0 {
+        // Submitted since the last read: queued at event 1, then what followed.
+        let first = (1, JobStatus::Queued);
+        return if now.0 == 1 || passed_statuses(first, now).is_some() { first } else { now };
+    }
+    match passed_statuses(last, now) {
+        Some(statuses) if statuses.len() > 1 => (last.0 + 1, statuses[1]),
+        _ => now,
     }
 }
 

@@ -428,3 +428,56 @@ async fn the_node_that_reaps_a_lost_job_streams_its_requeue() {
     }
     assert_eq!(on_all, [(2, JobStatus::Running), (3, JobStatus::Queued)], "the all-jobs stream too, once each");
 }
+
+/// A job re-queued by another node's reaper and claimed again at once (the reaping node wakes
+/// its own workers) shows its `queued` status on this node's streams too, between the lost
+/// run's `running` and the new run's (tester finding F10, seen from another node: the
+/// notification named `queued`, but by the time this node read the job it was running again,
+/// and only that was published). Here the other node's re-queue and claim are one transaction,
+/// so this node always reads the job after both; both notifications arrive at its commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_node_streams_a_requeue_that_was_claimed_again_before_it_read_the_job() {
+    let (url, dir) = (fresh_url().await, tempfile::tempdir().unwrap());
+    let api = node(&url, "api", dir.path(), 0, Arc::new(AtOnce)).await;
+    let job = api.jobs.submit("-f lavfi -i testsrc out.mkv", SubmitOptions::default()).await.unwrap();
+    let Resume::Events(mut events) = api.jobs.events_of(&job.id, None).await.unwrap() else { panic!("finished") };
+    let mut all = api.jobs.all_events(AllFilter::default());
+    let lost = PgStore::open(&url, PgSettings { node_id: "lost".to_owned(), ..PgSettings::default() }).await.unwrap();
+    assert_eq!(lost.claim_next(&[]).await.unwrap().map(|j| j.id), Some(job.id.clone()));
+    lost.close().await;
+    drop(lost);
+
+    // Node "other": its reaper puts the job back (as `sql::REAP` does), its worker claims it.
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query("SELECT set_config('ffmpeg_worker.node', 'other', true)").execute(&mut *tx).await.unwrap();
+    for statement in [
+        "UPDATE jobs SET status = 'queued', started_at = NULL, progress = NULL, worker_id = NULL, \
+         lease_expires_at = NULL, event_seq = event_seq + 1 WHERE id = $1 AND status = 'running'",
+        "UPDATE jobs SET status = 'running', started_at = (extract(epoch FROM now()) * 1000000)::bigint, attempts = attempts + 1, worker_id = 'other', \
+         lease_expires_at = now() + interval '1 hour', event_seq = event_seq + 1 WHERE id = $1 AND status = 'queued'",
+    ] {
+        let changed = sqlx::query(statement).bind(job.id.as_str()).execute(&mut *tx).await.unwrap();
+        assert_eq!(changed.rows_affected(), 1, "{statement}");
+    }
+    tx.commit().await.unwrap();
+
+    let mut statuses = Vec::new();
+    while statuses.len() < 4 {
+        match next(&mut events).await.expect("the stream ended") {
+            Event::Status(job) => statuses.push((job.event_seq, job.status, job.attempts)),
+            Event::Progress(_) => {}
+        }
+    }
+    let (queued, running) = (JobStatus::Queued, JobStatus::Running);
+    assert_eq!(statuses, [(1, queued, 0), (2, running, 1), (3, queued, 1), (4, running, 2)]);
+    let mut on_all = Vec::new();
+    while on_all.len() < 3 {
+        match tokio::time::timeout(Duration::from_secs(60), all.next()).await.expect("no event within 60 s") {
+            Some(AllItem::Event(Event::Status(job))) => on_all.push((job.event_seq, job.status)),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(on_all, [(2, running), (3, queued), (4, running)], "the all-jobs stream too, once each");
+    pool.close().await;
+}

@@ -193,6 +193,83 @@ async fn a_process_sharing_the_sqlite_file_streams_the_jobs_another_one_runs() {
     shutdown.stop_claiming.cancel();
 }
 
+/// Statuses a job passed between two reads of the shared SQLite file (every 250 ms) still reach
+/// the other process's streams, each once, in order, with its own event id: here the other
+/// process (the store alone) submits a job, claims it, re-queues it for a retry, claims it
+/// again and ends it within a millisecond or two. On the old code the streams showed only the
+/// latest status of each read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statuses_passed_between_two_reads_of_a_shared_sqlite_file_all_reach_the_streams() {
+    let (db, data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let path = db.path().join("jobs.db");
+    let api_store = Arc::new(jobs::SqliteStore::open_path(&path).await.unwrap()) as Arc<dyn JobStore>;
+    let other = jobs::SqliteStore::open_path(&path).await.unwrap();
+    let runner = Arc::new(ProgressRunner { updates: 0, gap: Duration::ZERO });
+    let config = JobsConfig { concurrency: 0, ..JobsConfig::default() };
+    let api = Jobs::new(api_store, runner, Sandbox::new(data.path()).unwrap(), config);
+    let mut all = api.all_events(AllFilter::default());
+    // Probe jobs until one shows on the all-jobs stream: the follower's first read (a
+    // baseline: what it finds is not news) is then behind us. Each probe is cancelled, so
+    // that the claims below take the jobs under test.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        assert!(Instant::now() < deadline, "no probe job ever reached the all-jobs stream");
+        let probe = other.insert("-i p.mp4 p.mkv".to_owned(), SubmitOptions::default()).await.unwrap();
+        let seen = tokio::time::timeout(4 * jobs::sqlite::FOLLOW_INTERVAL, next_of(&mut all, &probe.id)).await;
+        assert!(matches!(other.cancel(&probe.id).await.unwrap(), jobs::store::CancelOutcome::Cancelled(_)));
+        if seen.is_ok() {
+            break;
+        }
+    }
+
+    let fast = |job: Job| {
+        let other = &other;
+        async move {
+            let claimed = other.claim_next(&[]).await.unwrap().unwrap();
+            assert_eq!(claimed.id, job.id);
+            other.retry(&job.id, "the bucket did not answer").await.unwrap();
+            assert_eq!(other.claim_next(&[]).await.unwrap().map(|j| j.id), Some(job.id.clone()));
+            let done = jobs::Outcome::Completed { output_files: Vec::new(), outputs: Vec::new() };
+            assert_eq!(other.finish(&job.id, done, "").await.unwrap().event_seq, 5);
+        }
+    };
+    let expected = [
+        (1, JobStatus::Queued),
+        (2, JobStatus::Running),
+        (3, JobStatus::Queued),
+        (4, JobStatus::Running),
+        (5, JobStatus::Completed),
+    ];
+    // A job submitted and run between two reads: the all-jobs stream.
+    let job = other.insert("-i a.mp4 b.mkv".to_owned(), SubmitOptions::default()).await.unwrap();
+    fast(job.clone()).await;
+    let mut statuses = Vec::new();
+    while statuses.last().is_none_or(|(_, s): &(u64, JobStatus)| !s.is_finished()) {
+        let event = next_of(&mut all, &job.id).await;
+        if let Event::Status(passed) = &event {
+            let running = passed.status == JobStatus::Running;
+            assert_eq!(passed.started_at.is_some(), running || passed.status.is_finished(), "{passed:?}");
+            assert_eq!(passed.completed_at.is_some(), passed.status.is_finished(), "{passed:?}");
+            assert_eq!(passed.attempts, [0, 1, 1, 2, 2][passed.event_seq as usize - 1], "{passed:?}");
+        }
+        statuses.extend(status_of(&event));
+    }
+    assert_eq!(statuses, expected);
+
+    // A job a stream watches, run between two reads: its stream. (Once the all-jobs stream
+    // showed it queued, the follower has read it so; its stream starts from there.)
+    let job = other.insert("-i c.mp4 d.mkv".to_owned(), SubmitOptions::default()).await.unwrap();
+    assert_eq!(status_of(&next_of(&mut all, &job.id).await), Some((1, JobStatus::Queued)));
+    let Resume::Events(mut events) = api.events_of(&job.id, None).await.unwrap() else { panic!("not finished") };
+    assert_eq!(status_of(&next(&mut events).await.unwrap()), Some((1, JobStatus::Queued)));
+    fast(job.clone()).await;
+    let mut statuses = vec![(1, JobStatus::Queued)];
+    while let Some(event) = next(&mut events).await {
+        statuses.extend(status_of(&event));
+    }
+    assert_eq!(statuses, expected);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_finished_job_answers_its_final_status_or_finished_for_a_client_that_saw_it() {
     let (_dir, _store, jobs) = service(ProgressRunner { updates: 3, gap: Duration::ZERO });
