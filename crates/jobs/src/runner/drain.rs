@@ -15,6 +15,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::args::RunLog;
+use super::error::{allocation_failed, received_signal};
 use crate::model::Progress;
 
 /// What a run's two pipes have shown so far, and where progress snapshots go.
@@ -49,6 +50,10 @@ pub(super) struct Drained {
     /// The output time of ffmpeg's last `-progress` block, in microseconds, as ffmpeg wrote
     /// it (negative when every packet lies before the start; snapshots show it as 0).
     pub final_out_time_us: Option<i64>,
+    /// The signal ffmpeg said it stopped for ([`received_signal`]), whatever the levels.
+    pub received_signal: Option<i32>,
+    /// Whether a line said an allocation failed ([`allocation_failed`]), whatever the levels.
+    pub allocation_failed: bool,
 }
 
 impl<'a> Drain<'a> {
@@ -133,6 +138,8 @@ impl<'a> Drain<'a> {
             messages: errors.text(),
             outputs: self.output_banner.finish(),
             final_out_time_us: self.last_update.as_ref().and_then(|update| update.out_time_us),
+            received_signal: self.tails.received_signal,
+            allocation_failed: self.tails.allocation_failed,
         }
     }
 }
@@ -146,12 +153,17 @@ struct Tails {
     messages: Tail,
     /// The lines logged as errors (`error`, `fatal`, `panic`).
     errors: Tail,
+    /// The signal ffmpeg reported stopping for, from its `info` line, which the errors tail
+    /// that job errors prefer does not hold.
+    received_signal: Option<i32>,
+    /// Whether any line said an allocation failed (one a library wrote without a level too).
+    allocation_failed: bool,
 }
 
 impl Tails {
     fn new(cap: usize) -> Tails {
         let tail = || Tail { bytes: VecDeque::new(), cap };
-        Tails { log: tail(), messages: tail(), errors: tail() }
+        Tails { log: tail(), messages: tail(), errors: tail(), received_signal: None, allocation_failed: false }
     }
 
     /// Appends a routed stderr line to the tails that keep it.
@@ -169,6 +181,10 @@ impl Tails {
         if line.level.is_some_and(|l| l <= Level::ERROR) {
             push(&mut self.errors, &line.plain);
         }
+        if let Some(signal) = received_signal(&line.plain) {
+            self.received_signal = Some(signal);
+        }
+        self.allocation_failed |= allocation_failed(&line.plain);
     }
 }
 

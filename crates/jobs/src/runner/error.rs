@@ -107,21 +107,46 @@ pub fn relative_paths(text: &str, data_dir: &Path) -> String {
     text.replace(&format!("file:{root}/"), "").replace(&format!("{root}/"), "")
 }
 
+/// The signal in ffmpeg's own report of stopping for one: `Exiting normally, received signal
+/// N.`, logged at `info` when a signal it handles (SIGINT, SIGTERM, SIGQUIT, SIGHUP, SIGXCPU)
+/// ended the run (`ffmpeg_cleanup()` in `fftools/ffmpeg.c`, ffmpeg 5.1).
+pub(super) fn received_signal(line: &str) -> Option<i32> {
+    line.trim().strip_prefix("Exiting normally, received signal ")?.strip_suffix('.')?.parse().ok()
+}
+
+/// How an unsuccessful run ended, as [`exit_message`] needs it.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct ExitFacts<'a> {
+    /// The reaped process's status.
+    pub status: std::process::ExitStatus,
+    /// What job errors are built from (`Drained::messages`), paths made relative.
+    pub messages: &'a str,
+    /// The signal ffmpeg reported stopping for ([`received_signal`]): ffmpeg catches some
+    /// signals, finishes its outputs and exits 255, so the status does not show them.
+    pub received_signal: Option<i32>,
+    /// Whether any line of its stderr said an allocation failed ([`allocation_failed`]).
+    pub allocation_failed: bool,
+    /// Its CPU time in seconds, read before it was reaped.
+    pub cpu_used: Option<f64>,
+}
+
 /// The error of an unsuccessful exit: the limit that stopped ffmpeg, what is known of the
-/// signal that killed it, or the stderr summary.
+/// signal that stopped it, or the stderr summary.
 ///
-/// The soft CPU limit (`RLIMIT_CPU`) sends SIGXCPU, which ffmpeg treats like SIGTERM (it
-/// finishes its outputs, logs "received signal 24" and exits 255); the hard limit, 5 s of CPU
-/// later, sends SIGKILL. A SIGKILL can also come from the out-of-memory killer or an operator,
-/// so it is blamed on the CPU limit only when ffmpeg had used at least that much CPU time
-/// (`cpu_used`, read from `/proc` before it was reaped).
-pub(super) fn exit_message(
-    status: std::process::ExitStatus,
-    log_tail: &str,
-    config: &FfmpegConfig,
-    cpu_used: Option<f64>,
-) -> String {
+/// The soft CPU limit (`RLIMIT_CPU`) sends SIGXCPU, and again every further second of CPU,
+/// which ffmpeg treats like SIGTERM: it finishes its outputs, logs "received signal 24" at
+/// `info` and exits 255; a second signal while it does interrupts its I/O, so that its errors
+/// are only what that caused ("Error closing progress log ... Immediate exit requested"); a
+/// fourth makes it exit 123 at once ("Received > 3 system signals, hard exiting"); the hard
+/// limit, 5 s of CPU after the soft one, sends SIGKILL. A run that failed having used at least
+/// the limit's CPU time was stopped by it, whichever way it ended; a SIGKILL can also come from
+/// the out-of-memory killer or an operator, so it is blamed on the CPU limit only then. The output size limit (`RLIMIT_FSIZE`) kills
+/// with SIGXFSZ, which ffmpeg does not catch. The address-space limit (`RLIMIT_AS`) makes
+/// allocations fail: when one is set and any line said an allocation failed (not necessarily
+/// among the lines the summary keeps), the message names the limit.
+pub(super) fn exit_message(facts: ExitFacts<'_>, config: &FfmpegConfig) -> String {
     use std::os::unix::process::ExitStatusExt as _;
+    let ExitFacts { status, messages, received_signal, allocation_failed, cpu_used } = facts;
     let signal = status.signal();
     if signal == Some(Signal::SIGXFSZ as i32) {
         return format!(
@@ -131,11 +156,10 @@ pub(super) fn exit_message(
     }
     let killed = signal == Some(Signal::SIGKILL as i32);
     if let Some(limit) = config.limits.cpu_seconds {
-        let sigxcpu = signal == Some(Signal::SIGXCPU as i32)
-            || log_tail.contains(&format!("received signal {}", Signal::SIGXCPU as i32));
+        let sigxcpu = signal == Some(Signal::SIGXCPU as i32) || received_signal == Some(Signal::SIGXCPU as i32);
         #[allow(clippy::cast_precision_loss, reason = "CPU seconds far below 2^52")]
         let reached = cpu_used.is_some_and(|used| used >= limit as f64);
-        if sigxcpu || (killed && reached) {
+        if sigxcpu || reached {
             return format!("CPU time limit exceeded ({limit} s); ffmpeg was stopped");
         }
         if killed && cpu_used.is_none() {
@@ -146,21 +170,42 @@ pub(super) fn exit_message(
             );
         }
     }
-    match signal {
-        Some(s) if s == Signal::SIGKILL as i32 => {
+    let summary = || error_summary(messages, &config.data_dir);
+    let name = |s: i32| Signal::try_from(s).map_or_else(|_| format!("signal {s}"), |sig| sig.as_str().to_owned());
+    match (signal, received_signal) {
+        (Some(s), _) if s == Signal::SIGKILL as i32 => {
             let cpu = cpu_used.map(|used| format!(" after {used:.1} s of CPU time")).unwrap_or_default();
             format!(
                 "ffmpeg was killed (SIGKILL){cpu} by something outside this server, such as the out-of-memory \
                  killer or an operator"
             )
         }
-        Some(s) => {
-            let name = Signal::try_from(s).map_or_else(|_| format!("signal {s}"), |sig| sig.as_str().to_owned());
-            let summary = error_summary(log_tail, &config.data_dir);
-            format!("ffmpeg was killed by {name}; its last messages: {summary}")
-        }
-        None => error_summary(log_tail, &config.data_dir),
+        (Some(s), _) => format!("ffmpeg was killed by {}; its last messages: {}", name(s), summary()),
+        // Not sent by the runner (its stops are reported as such): from outside this server.
+        (None, Some(s)) => format!(
+            "ffmpeg was stopped by {} from outside this server (such as an operator); its last messages: {}",
+            name(s),
+            summary()
+        ),
+        (None, None) => match config.limits.address_space_bytes {
+            Some(limit) if allocation_failed => format!(
+                "{}\n(the memory limit, {limit} bytes of address space for ffmpeg, was probably reached)",
+                summary()
+            ),
+            _ => summary(),
+        },
     }
+}
+
+/// Whether a line of ffmpeg's stderr says an allocation failed: `AVERROR(ENOMEM)`'s text, a
+/// library's own report (x264 writes "x264 [error]: malloc of size N failed" straight to
+/// stderr, without ffmpeg's level), or the dynamic loader's when the limit is too low for
+/// ffmpeg to start at all ("error while loading shared libraries: ...: failed to map segment
+/// from shared object").
+pub(super) fn allocation_failed(line: &str) -> bool {
+    const SIGNS: [&str; 5] =
+        ["Cannot allocate memory", "malloc of size", "Out of memory", "out of memory", "failed to map segment"];
+    SIGNS.iter().any(|sign| line.contains(sign))
 }
 
 #[cfg(test)]
@@ -175,28 +220,81 @@ mod tests {
         config
     }
 
+    fn facts(status: std::process::ExitStatus, messages: &str, cpu_used: Option<f64>) -> ExitFacts<'_> {
+        ExitFacts { status, messages, received_signal: None, allocation_failed: allocation_failed(messages), cpu_used }
+    }
+
     #[test]
     fn a_sigkill_is_blamed_on_the_cpu_limit_only_when_that_much_cpu_was_used() {
         let killed = std::process::ExitStatus::from_raw(9);
         let check = |cpu_seconds, cpu_used, expected: &str| {
-            let message = exit_message(killed, "", &config(cpu_seconds), cpu_used);
+            let message = exit_message(facts(killed, "", cpu_used), &config(cpu_seconds));
             assert!(message.starts_with(expected), "{message}");
         };
         check(Some(10), Some(15.2), "CPU time limit exceeded (10 s)");
         check(Some(10), Some(3.0), "ffmpeg was killed (SIGKILL) after 3.0 s of CPU time by something outside");
         check(Some(10), None, "ffmpeg was killed (SIGKILL): by the CPU time limit (10 s) if it used that much");
         check(None, None, "ffmpeg was killed (SIGKILL) by something outside this server");
-        // ffmpeg's own report of SIGXCPU (it exits 255 after finishing its outputs).
-        let exited = std::process::ExitStatus::from_raw(255 << 8);
-        let log = "Exiting normally, received signal 24.\n";
+        // A fourth SIGXCPU while ffmpeg finished its outputs: it exits 123 at once, saying
+        // nothing of which signal.
+        let hard_exit = std::process::ExitStatus::from_raw(123 << 8);
+        let said = "Received > 3 system signals, hard exiting\n";
         assert_eq!(
-            exit_message(exited, log, &config(Some(10)), Some(10.1)),
-            "CPU time limit exceeded (10 s); ffmpeg was stopped"
+            exit_message(facts(hard_exit, said, Some(4.3)), &config(Some(2))),
+            "CPU time limit exceeded (2 s); ffmpeg was stopped"
         );
+        assert_eq!(exit_message(facts(hard_exit, said, Some(0.3)), &config(Some(2))), said.trim_end());
         let terminated = std::process::ExitStatus::from_raw(15);
         assert_eq!(
-            exit_message(terminated, "a\nb\n", &config(None), None),
+            exit_message(facts(terminated, "a\nb\n", None), &config(None)),
             "ffmpeg was killed by SIGTERM; its last messages: a\nb"
         );
+    }
+
+    /// ffmpeg catches SIGXCPU, finishes its outputs and exits 255; its errors are then only
+    /// what the interruption caused (tester finding G22), and its report of the signal is an
+    /// `info` line.
+    #[test]
+    fn a_signal_ffmpeg_caught_is_named_from_its_own_report() {
+        let exited = std::process::ExitStatus::from_raw(255 << 8);
+        let errors = "Error closing progress log, loss of information possible: Immediate exit requested\n";
+        let caught = |signal, cpu| ExitFacts { received_signal: Some(signal), ..facts(exited, errors, Some(cpu)) };
+        assert_eq!(exit_message(caught(24, 2.1), &config(Some(2))), "CPU time limit exceeded (2 s); ffmpeg was stopped");
+        assert_eq!(
+            exit_message(caught(15, 0.5), &config(Some(2))),
+            "ffmpeg was stopped by SIGTERM from outside this server (such as an operator); its last messages: \
+             Error closing progress log, loss of information possible: Immediate exit requested"
+        );
+        assert_eq!(exit_message(facts(exited, errors, None), &config(None)), errors.trim_end());
+        assert_eq!(received_signal("Exiting normally, received signal 24."), Some(24));
+        assert_eq!(received_signal("Exiting normally, received signal 2.\r"), Some(2));
+        assert_eq!(
+            received_signal("[info] Exiting normally, received signal 24."),
+            None,
+            "the level is not part of it"
+        );
+        assert_eq!(received_signal("Exiting normally, received signal x."), None);
+    }
+
+    #[test]
+    fn an_allocation_failure_under_a_memory_limit_names_the_limit() {
+        // What ffmpeg 5.1 says at `RLIMIT_AS` 400 MB encoding 2160p with x264: the malloc
+        // failure is x264's own line, not among the error lines the summary keeps.
+        let exited = std::process::ExitStatus::from_raw(1 << 8);
+        let errors = "Error initializing output stream 0:0 -- Error while opening encoder for output stream #0:0\n";
+        let mut limited = config(None);
+        limited.limits.address_space_bytes = Some(400_000_000);
+        let x264 = ExitFacts { allocation_failed: true, ..facts(exited, errors, None) };
+        let message = exit_message(x264, &limited);
+        assert!(message.starts_with(errors.trim_end()), "{message}");
+        assert!(message.ends_with("(the memory limit, 400000000 bytes of address space for ffmpeg, was probably reached)"));
+        assert_eq!(exit_message(x264, &config(None)), errors.trim_end(), "no limit set");
+        assert_eq!(exit_message(facts(exited, errors, None), &limited), errors.trim_end(), "no allocation failed");
+        assert!(allocation_failed("x264 [error]: malloc of size 15639168 failed"));
+        assert!(allocation_failed("Error while filtering: Cannot allocate memory"));
+        // Too low for ffmpeg's libraries to load (seen at 250 MB).
+        let loader = "ffmpeg: error while loading shared libraries: libshine.so.3: failed to map segment from shared object";
+        let message = exit_message(facts(std::process::ExitStatus::from_raw(127 << 8), loader, None), &limited);
+        assert!(message.starts_with(loader) && message.contains("memory limit"), "{message}");
     }
 }

@@ -35,7 +35,7 @@ use tokio_util::sync::CancellationToken;
 pub use self::args::{RUNNER_ARGS, RunLog, STATS_PERIOD_RANGE};
 use self::drain::Drain;
 pub use self::drain::{ETA_MIN_BLOCKS, ETA_MIN_RUN, RUNNING_PERCENT_MAX};
-use self::error::exit_message;
+use self::error::{ExitFacts, exit_message};
 pub use self::error::{RunError, error_summary, relative_paths};
 use self::process::Stop;
 pub use self::process::{ResourceLimits, program_path};
@@ -245,7 +245,14 @@ impl Runner for FfmpegRunner {
             },
             (None, Ok(s)) => {
                 use std::os::unix::process::ExitStatusExt as _;
-                let message = exit_message(s, &messages, &self.config, ended.cpu_used);
+                let facts = ExitFacts {
+                    status: s,
+                    messages: &messages,
+                    received_signal: drained.received_signal,
+                    allocation_failed: drained.allocation_failed,
+                    cpu_used: ended.cpu_used,
+                };
+                let message = exit_message(facts, &self.config);
                 Err(RunError::Exit { code: s.code(), signal: s.signal(), message })
             }
             (None, Err(e)) => Err(RunError::Wait { source: Arc::new(e) }),

@@ -291,6 +291,26 @@ async fn sigxcpu_is_reported_as_the_cpu_limit() {
     assert_eq!(message, "CPU time limit exceeded (100 s); ffmpeg was stopped");
 }
 
+/// The real ffmpeg catches SIGXCPU and finishes its outputs; x264's slowest preset then has a
+/// lookahead to flush, taking more than a further second of CPU, so that the next SIGXCPU
+/// interrupts its I/O and its only error is what that caused ("Error closing progress log ...
+/// Immediate exit requested"), or a fourth signal or the hard limit ends it: whichever way,
+/// the job error names the limit (tester finding G22).
+#[tokio::test]
+async fn a_cpu_limit_that_ffmpeg_catches_is_named() {
+    let s = setup();
+    let mut config = FfmpegConfig::new("ffmpeg", &s.data);
+    config.limits.cpu_seconds = Some(1);
+    let runner = FfmpegRunner::new(config);
+    let cmd = resolved(
+        &s.sandbox,
+        "-f lavfi -i testsrc2=duration=600:size=640x480:rate=25 -c:v libx264 -preset veryslow -f null -",
+    );
+    let (report, _) = run(&runner, &cmd, Some(Duration::from_secs(600)), &CancellationToken::new()).await;
+    let Err(RunError::Exit { message, .. }) = report.result else { panic!("{:?}", report.result) };
+    assert_eq!(message, "CPU time limit exceeded (1 s); ffmpeg was stopped", "{}", report.log_tail);
+}
+
 #[tokio::test]
 async fn after_a_normal_exit_the_process_group_is_not_signalled() {
     let s = setup();
