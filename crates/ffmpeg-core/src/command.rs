@@ -455,6 +455,32 @@ impl Output {
     pub fn format(&self) -> Option<&str> {
         self.option("f").and_then(Opt::value)
     }
+    /// Whether `-strftime` is on: the image2 and segment muxers then pass the output's own name
+    /// through `strftime`, the HLS muxer its segment names (`-hls_segment_filename`),
+    /// directories included (`img2enc.c`, `segment.c`, `hlsenc.c` in ffmpeg 5.1). Any value
+    /// but an off value of an `AV_OPT_TYPE_BOOL` ([`BOOL_OFF`], or a number that is 0) is on.
+    ///
+    /// ```
+    /// use ffmpeg_core::command::Command;
+    ///
+    /// let on = Command::parse("-i in.mp4 -strftime 1 snap/%Y/%H%M%S.jpg")?;
+    /// assert!(on.outputs()[0].strftime());
+    /// let off = Command::parse("-i in.mp4 -strftime false snap/%03d.jpg")?;
+    /// assert!(!off.outputs()[0].strftime());
+    /// # Ok::<(), ffmpeg_core::command::CommandError>(())
+    /// ```
+    pub fn strftime(&self) -> bool {
+        self.option("strftime").and_then(Opt::value).is_some_and(|value| !bool_is_off(value))
+    }
+}
+
+/// The values that turn an `AV_OPT_TYPE_BOOL` option off (`set_string_bool()` in
+/// `libavutil/opt.c`, ffmpeg 5.1); besides these, a number equal to 0.
+pub const BOOL_OFF: &[&str] = &["0", "false", "no", "n", "off", "disable", "disabled"];
+
+/// Whether `value` turns an `AV_OPT_TYPE_BOOL` option off ([`BOOL_OFF`]).
+fn bool_is_off(value: &str) -> bool {
+    BOOL_OFF.iter().any(|off| off.eq_ignore_ascii_case(value)) || value.parse::<f64>().is_ok_and(|n| n == 0.0)
 }
 
 impl fmt::Display for Command {

@@ -337,9 +337,7 @@ impl Footprint {
         // the name (`-hls_flags second_level_segment_index` writes `%%04d` that way):
         // both readings are covered.
         let outputs = command.command().outputs();
-        let strftime = file.output().and_then(|index| outputs.get(index)).is_some_and(|output| {
-            output.option("strftime").and_then(Opt::value).is_some_and(|v| v != "0" && v != "false")
-        });
+        let strftime = file.output().and_then(|index| outputs.get(index)).is_some_and(Output::strftime);
         for (dir, name) in names {
             if strftime && file.file_use().naming == Naming::Pattern && name.contains("%%") {
                 self.add_option_file(file.file_use(), dir.clone(), name.replace("%%", "%"));

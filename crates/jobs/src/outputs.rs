@@ -218,14 +218,14 @@ pub fn remove_run_files(root: &Path, footprint: &Footprint, before: &Snapshot) -
 
 /// The directories `footprint` writes into, and their ancestors below the data directory
 /// `root`, that do not exist now (nothing at that path, not even a symlink), deepest first.
-/// Directories named with a pattern (`hls/%v` stands for `hls/0`, ... which are listed
-/// themselves) are skipped. Call it before [`create_output_dirs`]. Blocking.
+/// A directory named with a pattern counts under its literal name too: [`create_output_dirs`]
+/// creates `a%d/` for an MP4 output `a%d/x.mp4`, where `%d` means nothing; under its literal
+/// name `hls/%v` (which stands for `hls/0`, ..., listed themselves) never exists after the run
+/// either, and is passed over when the run's directories are removed. Call it before
+/// [`create_output_dirs`]. Blocking.
 pub fn missing_dirs(root: &Path, footprint: &Footprint) -> Vec<PathBuf> {
     let mut missing = std::collections::BTreeSet::new();
     for dir in footprint.written_dirs() {
-        if pattern::is_pattern(&dir.to_string_lossy()) {
-            continue;
-        }
         for ancestor in dir.ancestors().filter(|a| !a.as_os_str().is_empty()) {
             if fs::symlink_metadata(root.join(ancestor)).is_ok() {
                 break;
@@ -287,29 +287,44 @@ pub fn to_strings(paths: &[PathBuf]) -> Vec<String> {
 
 /// Creates the parent directories of every file output and written option file
 /// (`thumbs/t%03d.png` needs `thumbs/`, `-hls_segment_filename hls/s_%03d.ts` needs `hls/`),
-/// except those the HLS muxer creates itself: a directory named with `%v` (`hls/%v/`) of an
-/// HLS output, which stands for one directory per variant stream (`hls/0/`, `hls/1/`), and
-/// which the muxer creates with its parents (`format_name()` in `libavformat/hlsenc.c`); a
-/// literal `hls/%v/` is never created. Blocking.
+/// except those ffmpeg never writes into under their literal name:
+/// - a directory named with `%v` (`hls/%v/`) of an HLS output, which stands for one directory
+///   per variant stream (`hls/0/`, `hls/1/`), and which the muxer creates with its parents
+///   (`format_name()` in `libavformat/hlsenc.c`);
+/// - with `-strftime 1`, a directory holding a `%` conversion in a name that strftime expands
+///   (an image2 or segment output's own name, an HLS segment name: `snap/%Y/%H%M%S.jpg` is
+///   written into `snap/2026/`), which these muxers do not create (plain ffmpeg fails, naming
+///   the file it could not open, and so does the job, leaving no `snap/%Y/` behind).
+///
+/// Blocking.
 ///
 /// # Errors
 /// The first directory that cannot be created.
 pub fn create_output_dirs(command: &ResolvedCommand) -> std::io::Result<()> {
-    use ffmpeg_core::policy::Access;
+    use ffmpeg_core::policy::{Access, Naming};
+    let strftime = |output: Option<usize>| {
+        output.and_then(|index| command.command().outputs().get(index)).is_some_and(|o| o.strftime())
+    };
     let outputs = command.outputs().iter().enumerate().filter_map(|(index, t)| match t {
-        OutputTarget::File(p) => Some((Some(index), p)),
+        // The HLS muxer expands its segment names, not the playlist's.
+        OutputTarget::File(p) => Some((Some(index), p, strftime(Some(index)) && command.hls_variants(index).is_none())),
         _ => None,
     });
     let written = command
         .option_files()
         .iter()
         .filter(|f| matches!(f.file_use().access, Access::Write | Access::ReadWrite | Access::Append))
-        .map(|f| (f.output(), f.path()));
-    for (output, path) in outputs.chain(written) {
+        .map(|f| (f.output(), f.path(), strftime(f.output()) && f.file_use().naming == Naming::Pattern));
+    for (output, path, expanded) in outputs.chain(written) {
         let Some(parent) = path.relative().parent() else { continue };
-        let variant_dir = output.and_then(|index| command.hls_variants(index)).is_some()
-            && pattern::has_hls_variant(&parent.to_string_lossy());
-        if !variant_dir && let Some(parent) = path.as_path().parent() {
+        let parent_text = parent.to_string_lossy();
+        let variant_dir =
+            output.and_then(|index| command.hls_variants(index)).is_some() && pattern::has_hls_variant(&parent_text);
+        let strftime_dir = expanded && parent_text.contains('%');
+        if !variant_dir
+            && !strftime_dir
+            && let Some(parent) = path.as_path().parent()
+        {
             fs::create_dir_all(parent)?;
         }
     }

@@ -28,7 +28,7 @@ use OptionTreatment::{
 use PathBase::{DataDirectory, OutputDirectory};
 
 /// The values of `-strftime_mkdir` (an `AV_OPT_TYPE_BOOL`) that leave it off.
-const STRFTIME_MKDIR_OFF: &[&str] = &["0", "false", "no", "n", "off", "disable", "disabled"];
+const STRFTIME_MKDIR_OFF: &[&str] = crate::command::BOOL_OFF;
 
 const fn data(access: Access, naming: Naming) -> FileUse {
     FileUse { access, base: DataDirectory, naming }

@@ -341,6 +341,31 @@ async fn failed_and_cancelled_jobs_remove_the_empty_directories_they_created() {
     assert_eq!(left, ["notes.txt"]);
 }
 
+/// Tester finding G18 (addendum): a failed `-strftime 1` image job whose name holds a dated
+/// directory (`snap/%Y/...`, which image2 does not create) leaves no literal `snap/%Y/` nor
+/// `snap/`; a directory named with `%` where it means nothing (an MP4 output `lit%d/`, which
+/// the job does need) is removed with the job's other directories when it fails; a directory
+/// that existed before stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_jobs_leave_no_directory_named_after_a_pattern() {
+    let dir = tempfile::tempdir().unwrap();
+    let sandbox = Sandbox::new(dir.path()).unwrap();
+    let root = sandbox.root().to_owned();
+    std::fs::create_dir(root.join("pre")).unwrap();
+
+    let snap = "-f lavfi -i testsrc=duration=1:size=64x48:rate=1 -strftime 1 snap/%Y/%H%M%S.jpg pre/%Y/%H%M%S.jpg";
+    let job = run_until_finished(&root, sandbox.clone(), snap, || true, false).await;
+    assert_eq!(job.status, JobStatus::Failed, "{job:?}");
+    assert!(job.error.as_deref().is_some_and(|e| e.contains("Could not open file")), "{job:?}");
+    assert!(!exists(&root, "snap"), "no `snap/%Y/` made for the job, nor left");
+    assert!(exists(&root, "pre") && !exists(&root, "pre/%Y"), "existed before: kept, and nothing made inside");
+
+    let literal = "-i missing.mp4 -c copy lit%d/deep/out.mp4";
+    let job = run_until_finished(&root, sandbox, literal, || true, false).await;
+    assert_eq!(job.status, JobStatus::Failed, "{job:?}");
+    assert!(!exists(&root, "lit%d"), "created for the job (under its literal name), empty: removed");
+}
+
 #[test]
 fn directories_in_use_are_those_another_job_writes_into() {
     let dir = tempfile::tempdir().unwrap();
