@@ -76,15 +76,22 @@ pub enum ConcatListError {
 }
 
 /// The files that the concat lists among `command`'s inputs name, relative to the data
-/// directory, read now (for the job's footprint; nothing is refused here, the run checks the
-/// lists again): on a disk (`storage` `None`), nested lists too, as [`check`] reads them; in a
-/// bucket (`storage`), only the `-f concat` inputs, read from the bucket: telling a list by its
-/// `ffconcat` header would cost a request per input at every submit, and a nested list one per
-/// entry. Stops at the first list it cannot read or whose entries the sandbox refuses, at
-/// [`MAX_LISTS`] lists.
-pub async fn entries(sandbox: &Arc<Sandbox>, command: &ResolvedCommand, storage: Option<&dyn Storage>) -> Vec<PathBuf> {
+/// directory, read now and added to `found` as they are read (for the job's
+/// [`Footprint`](ffmpeg_core::footprint::Footprint): a caller that stops waiting keeps what
+/// was found; nothing is refused here, the run checks the lists again). As [`check`] and
+/// ffmpeg read them, on a disk (`storage` `None`) or in a bucket (`storage`): the `-f concat`
+/// inputs, the inputs without a format that begin with the `ffconcat` header (ffmpeg 5.1's
+/// `concat_probe()` reads only that: a `.ffconcat` name without it is no list), and the entries
+/// of a list that are lists themselves, found the same way. At most [`MAX_LISTS`] files are
+/// looked at, lists or not (in a bucket, each costs one or two requests); stops at the first
+/// list whose entries the sandbox refuses.
+pub async fn entries(
+    sandbox: &Arc<Sandbox>,
+    command: &ResolvedCommand,
+    storage: Option<&dyn Storage>,
+    found: &mut Vec<PathBuf>,
+) {
     let mut queue = pending_lists(command);
-    let mut found = Vec::new();
     let mut read: HashSet<PathBuf> = HashSet::new();
     while let Some(Pending { list, forced, position, argument }) = queue.pop_front() {
         if read.len() >= MAX_LISTS || !read.insert(list.as_path().to_owned()) {
@@ -92,7 +99,6 @@ pub async fn entries(sandbox: &Arc<Sandbox>, command: &ResolvedCommand, storage:
         }
         let relative = list.relative().to_string_lossy().into_owned();
         let text = match storage {
-            Some(_) if !forced => None,
             Some(storage) => read_stored_list(storage, &relative, forced).await,
             None => {
                 let path = list.as_path().to_owned();
@@ -105,12 +111,9 @@ pub async fn entries(sandbox: &Arc<Sandbox>, command: &ResolvedCommand, storage:
         let Ok(named) = resolved else { break };
         for entry in named {
             found.push(entry.relative().to_owned());
-            if storage.is_none() {
-                queue.push_back(Pending { list: entry, forced: false, position, argument: Arc::from("") });
-            }
+            queue.push_back(Pending { list: entry, forced: false, position, argument: Arc::from("") });
         }
     }
-    found
 }
 
 /// The text of the list at `path` in `storage`, when it is one (`forced`, or it begins with

@@ -276,28 +276,39 @@ async fn probing_a_concat_list_checks_and_stages_its_entries(backend: Backend) {
 
 // What a queued job's concat list names is among what the job reads: it cannot be replaced
 // or deleted under it (409, as its inputs), whether the list is forced (`-f concat`) or known
-// by its `ffconcat` header. (They were not in the footprint: a PUT replaced them.)
+// by its `ffconcat` header, as ffmpeg's probing knows it, and so are the entries of a list
+// named in a list, on both backends. (They were not in the footprint: a PUT replaced them; in a
+// bucket only `-f concat` lists were read, and no nested one.) A `.ffconcat` name without the
+// header is no list to ffmpeg 5.1 (`concat_probe()` reads only the header), nor here.
 on_each_backend!(files_a_queued_jobs_concat_list_names_are_in_use);
 async fn files_a_queued_jobs_concat_list_names_are_in_use(backend: Backend) {
     let app = FilesApp::new(backend);
     for (path, content) in [
         ("c/a.mp4", &b"a"[..]),
         ("c/sub/b.mp4", b"b"),
+        ("c/sub/n.mp4", b"n"),
         ("c/free.mp4", b"f"),
         ("c/plain.txt", b"file a.mp4\n"),
         ("c/header.txt", b"ffconcat version 1.0\nfile sub/b.mp4\n"),
+        ("c/outer.txt", b"file inner.ffconcat\n"),
+        ("c/inner.ffconcat", b"ffconcat version 1.0\nfile sub/n.mp4\n"),
+        ("c/nolist.ffconcat", b"file free.mp4\n"),
     ] {
         assert_eq!(app.put(path, content).await.status, StatusCode::CREATED, "{path}");
     }
-    for command in ["-f concat -i c/plain.txt -c copy o1.mp4", "-i c/header.txt -c copy o2.mp4"] {
+    for command in [
+        "-f concat -i c/plain.txt -c copy o1.mp4",
+        "-i c/header.txt -c copy o2.mp4",
+        "-f concat -i c/outer.txt -c copy o3.mp4",
+        "-i c/nolist.ffconcat -c copy o4.mp4",
+    ] {
         assert_eq!(app.submit(command).await.status, StatusCode::CREATED, "{command}");
     }
-    // In a bucket a list is read at submit only when forced (a header would cost a request per input).
-    let entries: &[&str] = if backend == Local { &["c/a.mp4", "c/sub/b.mp4"] } else { &["c/a.mp4"] };
-    for path in entries {
+    for path in ["c/a.mp4", "c/sub/b.mp4", "c/inner.ffconcat", "c/sub/n.mp4"] {
         app.put(path, b"changed").await.problem(StatusCode::CONFLICT, "/problems/file-in-use");
         app.delete(&format!("/files/{path}")).await.problem(StatusCode::CONFLICT, "/problems/file-in-use");
     }
     assert_eq!(app.stored("c/a.mp4").unwrap(), b"a");
+    assert_eq!(app.stored("c/sub/n.mp4").unwrap(), b"n");
     assert_eq!(app.put("c/free.mp4", b"g").await.status, StatusCode::OK);
 }

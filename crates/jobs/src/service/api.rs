@@ -23,7 +23,7 @@ use crate::store::{CancelOutcome, ListQuery, StatusCounts, StoreError};
 use crate::webhook::{Delivery, WebhookConfig, WebhookError};
 
 /// How long a submission waits for its concat lists to be read from a bucket
-/// ([`concat_lists::entries`]) before it goes on without their entries.
+/// ([`concat_lists::entries`]) before it goes on without the entries not read by then.
 const LISTS_AT_SUBMIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Why a submission was refused.
@@ -229,8 +229,11 @@ impl Jobs {
         // bucket that does not answer soon holds up no submission (the run checks the lists).
         // (Through its availability: a bucket known unreachable is not waited for.)
         let remote = self.config.remote_storage.as_ref().map(|_| self.storage.as_ref());
-        let listed = concat_lists::entries(&self.sandbox, &resolved, remote);
-        footprint.add_read_files(tokio::time::timeout(LISTS_AT_SUBMIT, listed).await.unwrap_or_default());
+        let mut listed = Vec::new();
+        let reading = concat_lists::entries(&self.sandbox, &resolved, remote, &mut listed);
+        // Past the time, what was read so far counts.
+        let _ = tokio::time::timeout(LISTS_AT_SUBMIT, reading).await;
+        footprint.add_read_files(listed);
         if self.config.remote_storage.is_some() {
             // A disk refuses these itself (the sandbox, or creating the directory at run).
             check_output_conflicts(self.storage.as_ref(), &resolved).await?;
