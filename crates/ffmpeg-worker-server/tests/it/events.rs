@@ -46,6 +46,33 @@ pub(crate) fn data(event: &Event) -> Value {
     serde_json::from_str(&event.data).unwrap()
 }
 
+/// What [`submit_and_follow`] saw of a job.
+struct Followed {
+    id: String,
+    /// The statuses its stream carried, in order.
+    statuses: Vec<String>,
+    /// The ids of the progress events its stream carried, in order.
+    progress: Vec<String>,
+}
+
+/// Submits `command` to `server` (201) and reads its job's stream to the end.
+async fn submit_and_follow(server: &Server, command: &str) -> Followed {
+    let (status, created) = submit(&crate::support::client(), server, command).await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().unwrap().to_owned();
+    let (_, events) = open(server, &format!("/jobs/{id}/events"), None).await;
+    let mut events = events.unwrap();
+    let (mut statuses, mut progress) = (Vec::new(), Vec::new());
+    while let Some(event) = next(&mut events).await {
+        match event.event.as_str() {
+            "status" => statuses.push(data(&event)["status"].as_str().unwrap().to_owned()),
+            "progress" => progress.push(event.id.clone()),
+            other => panic!("unexpected event {other}"),
+        }
+    }
+    Followed { id, statuses, progress }
+}
+
 /// A job that reports progress for a few seconds (progress every 0.1 s).
 const SLOW_JOB: &str = "-f lavfi -i testsrc=duration=6:size=320x240:rate=25 -c:v libx264 -preset medium \
                         -stats_period 0.1 out/slow.mp4";
@@ -251,19 +278,8 @@ async fn a_stream_on_one_node_follows_a_job_run_on_another_and_a_cancel_there_st
     let mut all = all.unwrap();
 
     let job = "-re -f lavfi -i testsrc=duration=4:size=160x120:rate=25 -stats_period 0.1 -f null -";
-    let (status, created) = submit(&crate::support::client(), &api, job).await;
-    assert_eq!(status, 201, "{created}");
-    let id = created["id"].as_str().unwrap();
-    let (_, events) = open(&api, &format!("/jobs/{id}/events"), None).await;
-    let mut events = events.unwrap();
-    let (mut statuses, mut progress) = (Vec::new(), Vec::new());
-    while let Some(event) = next(&mut events).await {
-        match event.event.as_str() {
-            "status" => statuses.push(data(&event)["status"].as_str().unwrap().to_owned()),
-            "progress" => progress.push(event.id.clone()),
-            other => panic!("unexpected event {other}"),
-        }
-    }
+    let Followed { id, statuses, progress } = submit_and_follow(&api, job).await;
+    let id = id.as_str();
     assert_eq!(statuses.last().map(String::as_str), Some("completed"), "{statuses:?}");
     assert!(statuses.iter().any(|s| s == "running"), "{statuses:?}");
     // A progress block every 0.1 s for 4 s: far more than the store's one a second.
@@ -313,19 +329,8 @@ async fn an_api_node_on_a_shared_sqlite_file_streams_what_a_worker_node_runs() {
     let (_, all) = open(&api, "/events", None).await;
     let mut all = all.unwrap();
     let job = "-re -f lavfi -i testsrc=duration=3:size=160x120:rate=25 -f null -";
-    let (status, created) = submit(&crate::support::client(), &api, job).await;
-    assert_eq!(status, 201, "{created}");
-    let id = created["id"].as_str().unwrap();
-    let (_, events) = open(&api, &format!("/jobs/{id}/events"), None).await;
-    let mut events = events.unwrap();
-    let (mut statuses, mut progress) = (Vec::new(), Vec::new());
-    while let Some(event) = next(&mut events).await {
-        match event.event.as_str() {
-            "status" => statuses.push(data(&event)["status"].as_str().unwrap().to_owned()),
-            "progress" => progress.push(event.id.clone()),
-            other => panic!("unexpected event {other}"),
-        }
-    }
+    let Followed { id, statuses, progress } = submit_and_follow(&api, job).await;
+    let id = id.as_str();
     assert_eq!(statuses, ["queued", "running", "completed"], "{progress:?}");
     // 3 s of run; the worker stores its progress once a second.
     assert!(!progress.is_empty() && progress.iter().all(|p| p.starts_with("2.")), "{progress:?}");

@@ -141,18 +141,14 @@ fn verify_doc(secret: &str, id: &str, timestamp: &str, signature: &str, body: &[
 }
 // --- end of the example ---
 
-/// The server with webhooks on: the secret, private addresses allowed (the receiver is on
-/// 127.0.0.1), a short backoff and timeout.
+/// The arguments that turn webhooks on: the secret, private addresses allowed (the receiver
+/// is on 127.0.0.1), a short backoff.
+const WEBHOOKS_ON: [&str; 5] = ["--webhook-secret", SECRET, "--webhook-allow-private", "--webhook-backoff", "200ms"];
+
+/// The server with webhooks on ([`WEBHOOKS_ON`]) and a short timeout, and `extra`.
 fn server(store: Store, extra: &[&str]) -> Server {
-    let mut args = vec![
-        "--webhook-secret",
-        SECRET,
-        "--webhook-allow-private",
-        "--webhook-backoff",
-        "200ms",
-        "--webhook-timeout",
-        "20s",
-    ];
+    let mut args = WEBHOOKS_ON.to_vec();
+    args.extend_from_slice(&["--webhook-timeout", "20s"]);
     args.extend_from_slice(extra);
     Server::start_on(store, &args)
 }
@@ -381,18 +377,9 @@ async fn outbox_survives_kill_9(store: Store) {
     let lease = Duration::from_secs(TIMEOUT_SECONDS * 3 + 10);
     let receiver = Receiver::start().await;
     receiver.state.failing.store(true, Ordering::SeqCst);
-    let timeout = format!("{TIMEOUT_SECONDS}s");
-    let args = [
-        "--webhook-secret",
-        SECRET,
-        "--webhook-allow-private",
-        "--webhook-backoff",
-        "200ms",
-        "--webhook-timeout",
-        &timeout,
-        "--webhook-url",
-        &receiver.url("fail"),
-    ];
+    let (timeout, url) = (format!("{TIMEOUT_SECONDS}s"), receiver.url("fail"));
+    let mut args = WEBHOOKS_ON.to_vec();
+    args.extend_from_slice(&["--webhook-timeout", &timeout, "--webhook-url", &url]);
     let server = Server::start_on(store, &args);
     let http = client();
     let job = submit_hooked(&http, &server, json!({"command": "-i missing.mp4 out.mp4"})).await;
@@ -407,11 +394,7 @@ async fn outbox_survives_kill_9(store: Store) {
     let (data, db) = server.kill();
 
     receiver.state.failing.store(false, Ordering::SeqCst);
-    let restarted = Server::start_in(
-        data,
-        db,
-        &["--webhook-secret", SECRET, "--webhook-allow-private", "--webhook-backoff", "200ms"],
-    );
+    let restarted = Server::start_in(data, db, &WEBHOOKS_ON);
     // The held deliveries wait for the killed server's lease; then a few tries at most (the
     // receiver now answers at once).
     let after = wait_settled_within(&http, &restarted, &id, 2, lease + Duration::from_secs(60)).await;

@@ -18,6 +18,8 @@ use jobs::{
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
+use crate::fixture::eventually;
+
 /// Longer than any test: a node that claimed a job only after this would never have heard of it.
 const NEVER: Duration = Duration::from_secs(3600);
 
@@ -49,14 +51,6 @@ async fn node(url: &str, name: &str, dir: &std::path::Path, concurrency: usize, 
     let shutdown = Shutdown::default();
     let workers = jobs.spawn_workers(&shutdown);
     Node { jobs, store, shutdown, _workers: workers }
-}
-
-async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !check().await {
-        assert!(Instant::now() < deadline, "{what} never happened");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 async fn status(store: &Arc<dyn JobStore>, id: &JobId) -> JobStatus {

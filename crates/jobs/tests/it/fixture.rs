@@ -133,6 +133,15 @@ pub(crate) async fn finished_by(store: &Store, id: &jobs::JobId, deadline: Insta
     }
 }
 
+/// Polls `check` every 20 ms until it holds; panics, naming `what`, after a minute.
+pub(crate) async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !check().await {
+        assert!(Instant::now() < deadline, "{what} never happened");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// [`run_jobs`] with one command: the finished job.
 pub(crate) async fn run_job(root: &Path, sandbox: Sandbox, command: &str) -> Job {
     run_jobs(root, sandbox, &[command]).await.remove(0)

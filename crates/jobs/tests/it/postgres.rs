@@ -15,6 +15,8 @@ use jobs::{JobId, JobStatus, JobStore, Outcome, Progress, StoreError, SubmitOpti
 use proptest::prelude::*;
 use tempfile::TempDir;
 
+use crate::fixture::eventually;
+
 type Store = Arc<dyn JobStore>;
 
 async fn fresh_url() -> String {
@@ -405,15 +407,6 @@ async fn bad_urls_and_unreachable_servers_are_open_errors() {
     assert!(!err.to_string().contains("secret"), "{err}");
 }
 
-/// Polls `check` every 50 ms until it holds, failing after a minute.
-async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !check().await {
-        assert!(Instant::now() < deadline, "{what} never happened");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// A node whose lease expires (it died, or was cut off) loses the job: a reaper on another
 /// node puts it back in the queue counting the attempt, the old node's worker is told to stop
 /// it and its writes are refused; past the attempt limit the job fails with "worker lost".
@@ -483,6 +476,53 @@ async fn a_node_cut_off_from_the_database_stops_its_jobs_itself() {
     assert!(store.finish(&job.id, Outcome::Completed { output_files: vec![], outputs: vec![] }, "").await.is_err());
 }
 
+/// A worker node's service on the database at `url` (node `b`, `settings`): its own data
+/// directory and scratch root, real ffmpeg, one slot.
+struct WorkerNode {
+    _data: TempDir,
+    scratch: TempDir,
+    root: std::path::PathBuf,
+    sandbox: Sandbox,
+    store: Store,
+    jobs: Arc<jobs::Jobs>,
+}
+
+async fn worker_node(url: &str, settings: PgSettings) -> WorkerNode {
+    use jobs::{FfmpegConfig, FfmpegRunner, Jobs, JobsConfig};
+    let data = TempDir::new().unwrap();
+    let scratch = TempDir::new().unwrap();
+    let root = std::fs::canonicalize(data.path()).unwrap();
+    let sandbox = Sandbox::new(&root).unwrap();
+    let store: Store = Arc::new(PgStore::open(url, settings).await.unwrap());
+    let mut ffmpeg = FfmpegConfig::new("ffmpeg", &root);
+    ffmpeg.scratch_root = scratch.path().to_owned();
+    let config = JobsConfig { concurrency: 1, idle_wait: Duration::from_millis(100), ..JobsConfig::default() };
+    let jobs = Jobs::new(Arc::clone(&store), Arc::new(FfmpegRunner::new(ffmpeg)), sandbox.clone(), config);
+    WorkerNode { _data: data, scratch, root, sandbox, store, jobs }
+}
+
+/// What a dead node's attempt of job `id` leaves running on this host: an ffmpeg started in a
+/// scratch directory named after the job (as the runner does), writing `out/a.mp4` for a
+/// minute. Returns once it has written something, with the process and its scratch directory.
+async fn orphaned_ffmpeg(node: &WorkerNode, id: &JobId) -> (std::process::Child, std::path::PathBuf) {
+    use std::os::unix::process::CommandExt as _;
+    let dead_scratch = node.scratch.path().join(format!("{}dead", jobs::orphans::ScratchDir::prefix(id)));
+    std::fs::create_dir(&dead_scratch).unwrap();
+    let orphan = std::process::Command::new("ffmpeg")
+        .args(["-nostdin", "-loglevel", "error", "-re", "-f", "lavfi", "-i", "testsrc=duration=60:size=64x64:rate=10"])
+        .args(["-c:v", "libx264", "-preset", "ultrafast", "-y"])
+        .arg(format!("file:{}", node.root.join("out/a.mp4").display()))
+        .current_dir(&dead_scratch)
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    eventually("the dead attempt's partial output", async || {
+        std::fs::metadata(node.root.join("out/a.mp4")).is_ok_and(|m| m.len() > 0)
+    })
+    .await;
+    (orphan, dead_scratch)
+}
+
 /// A job whose node died mid-run runs again on another node of the same host and data
 /// directory: the new attempt first stops the dead attempt's ffmpeg (orphaned, still writing),
 /// removes its partial output and its scratch directory, then runs. So `-n` (never overwrite)
@@ -490,51 +530,29 @@ async fn a_node_cut_off_from_the_database_stops_its_jobs_itself() {
 /// whole file, and nothing of the dead attempt is left.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_nodes_partial_output_is_cleared_before_the_job_runs_again() {
+    use jobs::Shutdown;
     use jobs::outputs::Snapshot;
     use jobs::store::RunRecord;
-    use jobs::{FfmpegConfig, FfmpegRunner, Jobs, JobsConfig, Shutdown};
-    use std::os::unix::process::CommandExt as _;
     use std::os::unix::process::ExitStatusExt as _;
 
     let url = fresh_url().await;
-    let data = TempDir::new().unwrap();
-    let scratch = TempDir::new().unwrap();
-    let root = std::fs::canonicalize(data.path()).unwrap();
-    let sandbox = Sandbox::new(&root).unwrap();
-    let b_store: Store = Arc::new(PgStore::open(&url, settings("b", Duration::from_secs(30))).await.unwrap());
-    let mut ffmpeg = FfmpegConfig::new("ffmpeg", &root);
-    ffmpeg.scratch_root = scratch.path().to_owned();
-    let config = JobsConfig { concurrency: 1, idle_wait: Duration::from_millis(100), ..JobsConfig::default() };
-    let b = Jobs::new(Arc::clone(&b_store), Arc::new(FfmpegRunner::new(ffmpeg)), sandbox.clone(), config);
+    let node_b = worker_node(&url, settings("b", Duration::from_secs(30))).await;
+    let (root, b_store, b) = (&node_b.root, &node_b.store, &node_b.jobs);
     let command = "-f lavfi -i testsrc=duration=1:size=64x64:rate=10 -c:v libx264 -preset ultrafast -n out/a.mp4";
     let job = b.submit(command, SubmitOptions::default()).await.unwrap();
 
-    // Node a claims the job, records its run as a worker does, and starts ffmpeg (in a scratch
-    // directory named after the job, as the runner does); then a dies: its ffmpeg lives on,
-    // writing `out/a.mp4`, and its lease is not renewed any more.
+    // Node a claims the job, records its run as a worker does, and starts ffmpeg; then a dies:
+    // its ffmpeg lives on, writing `out/a.mp4`, and its lease is not renewed any more.
     let a = PgStore::open(&url, settings("a", Duration::from_secs(30))).await.unwrap();
     let claimed = a.claim_next(&[]).await.unwrap().unwrap();
     assert_eq!((claimed.id.clone(), claimed.attempts), (job.id.clone(), 1));
-    let fp = Footprint::of(&sandbox.resolve_command(&Command::parse(command).unwrap()).unwrap());
+    let fp = Footprint::of(&node_b.sandbox.resolve_command(&Command::parse(command).unwrap()).unwrap());
     std::fs::create_dir_all(root.join("out")).unwrap();
-    a.record_run(&job.id, &RunRecord { attempt: 1, footprint: fp.clone(), snapshot: Snapshot::take(&root, &fp) })
+    a.record_run(&job.id, &RunRecord { attempt: 1, footprint: fp.clone(), snapshot: Snapshot::take(root, &fp) })
         .await
         .unwrap();
-    let dead_scratch = scratch.path().join(format!("{}dead", jobs::orphans::ScratchDir::prefix(&job.id)));
-    std::fs::create_dir(&dead_scratch).unwrap();
+    let (mut orphan, dead_scratch) = orphaned_ffmpeg(&node_b, &job.id).await;
     std::fs::write(dead_scratch.join("ffmpeg2pass-0.log"), "left by the dead attempt").unwrap();
-    let mut orphan = std::process::Command::new("ffmpeg")
-        .args(["-nostdin", "-loglevel", "error", "-re", "-f", "lavfi", "-i", "testsrc=duration=60:size=64x64:rate=10"])
-        .args(["-c:v", "libx264", "-preset", "ultrafast", "-y"])
-        .arg(format!("file:{}", root.join("out/a.mp4").display()))
-        .current_dir(&dead_scratch)
-        .process_group(0)
-        .spawn()
-        .unwrap();
-    eventually("the dead attempt's partial output", async || {
-        std::fs::metadata(root.join("out/a.mp4")).is_ok_and(|m| m.len() > 0)
-    })
-    .await;
     a.close().await;
     expire_lease(&url, &job.id).await;
 
@@ -662,23 +680,15 @@ async fn lost_jobs_that_must_end_are_taken_over_to_clean_up_first() {
 /// leaves every other file alone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_job_that_ends_has_its_partial_outputs_removed_first() {
+    use jobs::Shutdown;
     use jobs::outputs::Snapshot;
     use jobs::store::RunRecord;
-    use jobs::{FfmpegConfig, FfmpegRunner, Jobs, JobsConfig, Shutdown};
-    use std::os::unix::process::CommandExt as _;
     use std::os::unix::process::ExitStatusExt as _;
 
     let url = fresh_url().await;
-    let data = TempDir::new().unwrap();
-    let scratch = TempDir::new().unwrap();
-    let root = std::fs::canonicalize(data.path()).unwrap();
-    let sandbox = Sandbox::new(&root).unwrap();
     let once = |node: &str| PgSettings { max_attempts: 1, ..settings(node, Duration::from_secs(30)) };
-    let b_store: Store = Arc::new(PgStore::open(&url, once("b")).await.unwrap());
-    let mut ffmpeg = FfmpegConfig::new("ffmpeg", &root);
-    ffmpeg.scratch_root = scratch.path().to_owned();
-    let config = JobsConfig { concurrency: 1, idle_wait: Duration::from_millis(100), ..JobsConfig::default() };
-    let b = Jobs::new(Arc::clone(&b_store), Arc::new(FfmpegRunner::new(ffmpeg)), sandbox.clone(), config);
+    let node_b = worker_node(&url, once("b")).await;
+    let (root, b_store, b) = (&node_b.root, &node_b.store, &node_b.jobs);
     std::fs::create_dir_all(root.join("out")).unwrap();
     std::fs::write(root.join("out/kept.txt"), "not the job's").unwrap();
     let lost_command = "-f lavfi -i testsrc=duration=1:size=64x64:rate=10 -c:v libx264 -preset ultrafast out/a.mp4";
@@ -687,34 +697,21 @@ async fn a_lost_job_that_ends_has_its_partial_outputs_removed_first() {
     let cancelled = b.submit(cancel_command, SubmitOptions::default()).await.unwrap();
 
     // Node a claims both jobs, records their runs as a worker does, starts the first one's
-    // ffmpeg (in a scratch directory named after the job, as the runner does) and writes the
-    // second one's partial output; then a dies: its ffmpeg lives on, writing `out/a.mp4`.
+    // ffmpeg and writes the second one's partial output; then a dies: its ffmpeg lives on,
+    // writing `out/a.mp4`.
     let a = PgStore::open(&url, once("a")).await.unwrap();
     for (job, command) in [(&lost, lost_command), (&cancelled, cancel_command)] {
         assert_eq!(a.claim_next(&[]).await.unwrap().unwrap().id, job.id);
-        let fp = Footprint::of(&sandbox.resolve_command(&Command::parse(command).unwrap()).unwrap());
-        let snapshot = Snapshot::take(&root, &fp);
+        let fp = Footprint::of(&node_b.sandbox.resolve_command(&Command::parse(command).unwrap()).unwrap());
+        let snapshot = Snapshot::take(root, &fp);
         a.record_run(&job.id, &RunRecord { attempt: 1, footprint: fp, snapshot }).await.unwrap();
     }
     std::fs::write(root.join("out/b.mp4"), "partial").unwrap();
     // What a staged run (files in a bucket) of the cancelled job left on the shared disk.
-    let stage = jobs::staging::stages_root(&root).join(format!("{}-1", cancelled.id));
+    let stage = jobs::staging::stages_root(root).join(format!("{}-1", cancelled.id));
     std::fs::create_dir_all(stage.join("out")).unwrap();
     std::fs::write(stage.join("out/b.mp4"), "partial, staged").unwrap();
-    let dead_scratch = scratch.path().join(format!("{}dead", jobs::orphans::ScratchDir::prefix(&lost.id)));
-    std::fs::create_dir(&dead_scratch).unwrap();
-    let mut orphan = std::process::Command::new("ffmpeg")
-        .args(["-nostdin", "-loglevel", "error", "-re", "-f", "lavfi", "-i", "testsrc=duration=60:size=64x64:rate=10"])
-        .args(["-c:v", "libx264", "-preset", "ultrafast", "-y"])
-        .arg(format!("file:{}", root.join("out/a.mp4").display()))
-        .current_dir(&dead_scratch)
-        .process_group(0)
-        .spawn()
-        .unwrap();
-    eventually("the dead attempt's partial output", async || {
-        std::fs::metadata(root.join("out/a.mp4")).is_ok_and(|m| m.len() > 0)
-    })
-    .await;
+    let (mut orphan, dead_scratch) = orphaned_ffmpeg(&node_b, &lost.id).await;
     a.close().await;
     // The cancel is asked for while the job's node is dead.
     b_store.cancel(&cancelled.id).await.unwrap();
