@@ -259,7 +259,10 @@ mod tests {
         let exited = std::process::ExitStatus::from_raw(255 << 8);
         let errors = "Error closing progress log, loss of information possible: Immediate exit requested\n";
         let caught = |signal, cpu| ExitFacts { received_signal: Some(signal), ..facts(exited, errors, Some(cpu)) };
-        assert_eq!(exit_message(caught(24, 2.1), &config(Some(2))), "CPU time limit exceeded (2 s); ffmpeg was stopped");
+        assert_eq!(
+            exit_message(caught(24, 2.1), &config(Some(2))),
+            "CPU time limit exceeded (2 s); ffmpeg was stopped"
+        );
         assert_eq!(
             exit_message(caught(15, 0.5), &config(Some(2))),
             "ffmpeg was stopped by SIGTERM from outside this server (such as an operator); its last messages: \
@@ -287,13 +290,16 @@ mod tests {
         let x264 = ExitFacts { allocation_failed: true, ..facts(exited, errors, None) };
         let message = exit_message(x264, &limited);
         assert!(message.starts_with(errors.trim_end()), "{message}");
-        assert!(message.ends_with("(the memory limit, 400000000 bytes of address space for ffmpeg, was probably reached)"));
+        assert!(
+            message.ends_with("(the memory limit, 400000000 bytes of address space for ffmpeg, was probably reached)")
+        );
         assert_eq!(exit_message(x264, &config(None)), errors.trim_end(), "no limit set");
         assert_eq!(exit_message(facts(exited, errors, None), &limited), errors.trim_end(), "no allocation failed");
         assert!(allocation_failed("x264 [error]: malloc of size 15639168 failed"));
         assert!(allocation_failed("Error while filtering: Cannot allocate memory"));
         // Too low for ffmpeg's libraries to load (seen at 250 MB).
-        let loader = "ffmpeg: error while loading shared libraries: libshine.so.3: failed to map segment from shared object";
+        let loader =
+            "ffmpeg: error while loading shared libraries: libshine.so.3: failed to map segment from shared object";
         let message = exit_message(facts(std::process::ExitStatus::from_raw(127 << 8), loader, None), &limited);
         assert!(message.starts_with(loader) && message.contains("memory limit"), "{message}");
     }

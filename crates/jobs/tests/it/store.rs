@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use jobs::SubmitOptions;
@@ -876,21 +877,22 @@ async fn concurrent_claims_are_exclusive(store: &Store) {
     for i in 0..300 {
         submit(store, &format!("{i}")).await;
     }
-    assert_claimed_once(claim_all(&[Arc::clone(store)], 16).await, 300);
+    assert_claimed_once(claim_all(&[Arc::clone(store)], 16, &Arc::default()).await, 300);
     assert_eq!(store.claim_next(&[]).await.unwrap(), None);
 }
 
 /// Evaluates `$op` (an awaited store call) again while it fails [`StoreError::Unavailable`]
 /// ("cannot write now, try later", as a worker does: e.g. SQLite's write lock held past its
-/// busy timeout by another store on the same file, on a loaded machine), for at most a minute;
-/// any other error fails the test.
+/// busy timeout by another store on the same file), counting each such failure in
+/// `$unavailable` (an [`AtomicUsize`]), for at most a minute; any other error fails the test.
 macro_rules! retry_unavailable {
-    ($op:expr) => {{
+    ($unavailable:expr, $op:expr) => {{
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         loop {
             match $op {
                 Ok(found) => break found,
                 Err(StoreError::Unavailable(e)) if std::time::Instant::now() < deadline => {
+                    $unavailable.fetch_add(1, Ordering::SeqCst);
                     eprintln!("store unavailable, retrying: {e}");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
@@ -901,14 +903,15 @@ macro_rules! retry_unavailable {
 }
 
 /// Runs `per_store` claimers on each of `stores` until the queue is empty; the ids each got.
-async fn claim_all(stores: &[Store], per_store: usize) -> Vec<Vec<JobId>> {
+/// Calls that fail [`StoreError::Unavailable`] are retried, and counted in `unavailable`.
+async fn claim_all(stores: &[Store], per_store: usize, unavailable: &Arc<AtomicUsize>) -> Vec<Vec<JobId>> {
     let mut tasks = tokio::task::JoinSet::new();
     for store in stores {
         for _ in 0..per_store {
-            let store = Arc::clone(store);
+            let (store, unavailable) = (Arc::clone(store), Arc::clone(unavailable));
             tasks.spawn(async move {
                 let mut mine = Vec::new();
-                while let Some(job) = retry_unavailable!(store.claim_next(&[]).await) {
+                while let Some(job) = retry_unavailable!(unavailable, store.claim_next(&[]).await) {
                     mine.push(job.id);
                 }
                 mine
@@ -1110,28 +1113,58 @@ async fn store_locations() {
     assert_eq!(pg.get(&job.id).await.unwrap().map(|j| j.id), Some(job.id));
 }
 
+/// Two stores on one file (as two processes) insert and claim 800 jobs at once: each job is
+/// claimed once, and each store sees the other's jobs.
+///
+/// A writer that holds SQLite's write lock past the busy timeout (5 s) makes the other
+/// stores' writes fail [`StoreError::Unavailable`] ("database is locked"), which callers
+/// retry: on a machine at load 25 a descheduled process, or a WAL checkpoint waiting on a
+/// saturated disk, holds it that long, and this test failed now and then on a store call it
+/// did not retry. Here a third connection takes the lock while the stores claim and holds it
+/// until a claim has failed so; every store call of the test is retried, and the stall may
+/// make claims fail, never count twice or go missing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sqlite_two_stores_on_one_file_never_claim_the_same_job() {
     let dir = TempDir::new().unwrap();
     let a: Store = Arc::new(SqliteStore::open(&db_url(&dir)).await.unwrap());
     let b: Store = Arc::new(SqliteStore::open(&db_url(&dir)).await.unwrap());
+    let unavailable = Arc::new(AtomicUsize::new(0));
     let mut tasks = tokio::task::JoinSet::new();
     for store in [&a, &b] {
         for t in 0..4 {
-            let store = Arc::clone(store);
+            let (store, unavailable) = (Arc::clone(store), Arc::clone(&unavailable));
             tasks.spawn(async move {
                 for i in 0..100 {
-                    retry_unavailable!(store.insert(format!("{t}-{i}"), opts(i % 5)).await);
+                    retry_unavailable!(unavailable, store.insert(format!("{t}-{i}"), opts(i % 5)).await);
                 }
             });
         }
     }
     tasks.join_all().await;
-    assert_eq!(b.list(&all()).await.unwrap().len(), 800, "each sees the other's jobs");
+    assert_eq!(retry_unavailable!(unavailable, b.list(&all()).await).len(), 800, "each sees the other's jobs");
 
-    assert_claimed_once(claim_all(&[Arc::clone(&a), Arc::clone(&b)], 8).await, 800);
-    assert_eq!(a.claim_next(&[]).await.unwrap(), None);
-    assert_eq!(b.claim_next(&[]).await.unwrap(), None);
+    // The stall: the lock taken before the claims start, released once one of them failed.
+    let mut stalling = <sqlx::SqliteConnection as sqlx::Connection>::connect(&db_url(&dir)).await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while let Err(e) = sqlx::query("BEGIN IMMEDIATE").execute(&mut stalling).await {
+        assert!(std::time::Instant::now() < deadline, "{e}");
+    }
+    let before = unavailable.load(Ordering::SeqCst);
+    let stall = {
+        let unavailable = Arc::clone(&unavailable);
+        tokio::spawn(async move {
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            while unavailable.load(Ordering::SeqCst) == before {
+                assert!(std::time::Instant::now() < deadline, "no claim failed while the lock was held");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            sqlx::query("COMMIT").execute(&mut stalling).await.unwrap();
+        })
+    };
+    assert_claimed_once(claim_all(&[Arc::clone(&a), Arc::clone(&b)], 8, &unavailable).await, 800);
+    stall.await.unwrap();
+    assert_eq!(retry_unavailable!(unavailable, a.claim_next(&[]).await), None);
+    assert_eq!(retry_unavailable!(unavailable, b.claim_next(&[]).await), None);
 }
 
 #[tokio::test]
