@@ -76,7 +76,9 @@ pub struct ServeConfig {
 
     /// PostgreSQL: how long a database call waits for a connection, connecting included. With
     /// the database down or unreachable, API calls answer 503 `store-unavailable` (and `/ready`
-    /// 503) after this long. At start-up a node waits at least 10 s for the database.
+    /// 503) after this long. A call ends within three times this in all: cut off by a network
+    /// partition, it answers the same 503 then. At start-up a node waits at least 10 s for the
+    /// database.
     #[arg(long, env = "DATABASE_TIMEOUT", default_value = "2s", value_parser = parse_database_timeout)]
     pub database_timeout: Duration,
 

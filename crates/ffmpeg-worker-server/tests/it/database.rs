@@ -159,3 +159,68 @@ async fn a_node_cut_off_from_the_database_stops_its_ffmpeg_before_another_node_r
     let job: Value = client.get(other.url(&format!("/jobs/{id}"))).send().await.unwrap().json().await.unwrap();
     assert_eq!((job["status"].as_str(), job["attempts"].as_u64()), (Some("completed"), Some(2)), "{job}");
 }
+
+/// Issue 11: during a network partition (connections stay open, no byte passes) an API call
+/// on a pooled connection used a moment ago (not checked before use) waited for as long as
+/// TCP retransmits, many minutes. Every store call now ends within three times
+/// `DATABASE_TIMEOUT` (1 s here): reads
+/// and a submit answer 503 `store-unavailable`, the connections they hung on are closed, not
+/// reused, and once the partition ends the node serves again without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn during_a_partition_calls_on_connections_used_a_moment_ago_answer_503_within_the_database_timeout() {
+    let client = client();
+    let db = tokio::task::block_in_place(Db::postgres);
+    let proxy = DbProxy::start(&db.url()).await;
+    let proxied = Db::Postgres { url: proxy.url(&db.url()), node_id: "partition".to_owned() };
+    let server = Server::start_in(tempfile::tempdir().unwrap(), proxied, &["--database-timeout", "1s"]);
+    let command = "-f lavfi -i testsrc=duration=0.2:size=32x32:rate=10 -c:v mpeg4 before.mp4";
+    let created: Value = client
+        .post(server.url("/jobs"))
+        .json(&json!({ "command": command }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = created["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        wait_finished(&client, &server, &id, Duration::from_secs(60)).await.last().unwrap()["status"],
+        "completed"
+    );
+
+    // Calls in quick succession (more than the pool has connections): every connection the
+    // node holds was used well within the last second, so none is checked before its next use.
+    let job = format!("/jobs/{id}");
+    for _ in 0..40 {
+        assert_eq!(client.get(server.url(&job)).send().await.unwrap().status().as_u16(), 200);
+    }
+    proxy.set(Link::Cut);
+    for (what, path) in [("get", job.as_str()), ("list", "/jobs"), ("get again", job.as_str())] {
+        let started = Instant::now();
+        let response = client.get(server.url(path)).send().await.unwrap();
+        let took = started.elapsed();
+        let status = response.status().as_u16();
+        let problem: Value = response.json().await.unwrap();
+        assert_eq!((status, problem["type"].as_str()), (503, Some("/problems/store-unavailable")), "{what}: {problem}");
+        assert!(took < Duration::from_secs(8), "{what} answered after {took:?}");
+    }
+    let started = Instant::now();
+    let body = json!({ "command": "-f lavfi -i testsrc=duration=0.2 -c:v mpeg4 during.mp4" });
+    let response = client.post(server.url("/jobs")).json(&body).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 503, "{}", response.text().await.unwrap());
+    assert!(started.elapsed() < Duration::from_secs(8), "submit answered after {:?}", started.elapsed());
+
+    proxy.set(Link::Up);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let response = client.get(server.url(&job)).send().await.unwrap();
+        if response.status().as_u16() == 200 {
+            let job: Value = response.json().await.unwrap();
+            assert_eq!(job["status"], "completed", "{job}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "never answered again once the partition ended");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -5,7 +5,9 @@
 //! Every node publishes a [`NodeRegistration`] when it starts ([`JobStore::register_node`]) and
 //! a [`Heartbeat`] every [`heartbeat_interval`] and whenever the jobs it runs change
 //! ([`JobStore::heartbeat_node`]); a node that has sent none for the lease (`LEASE_SECONDS`) is
-//! [`NodeState::Lost`], and is deleted once it has been silent for the retention
+//! [`NodeState::Lost`] (on PostgreSQL, unless it holds an unexpired lease on a running job:
+//! its lease renewals are signs of life too, and it writes a heartbeat that changes nothing
+//! only when it holds none), and is deleted once it has been silent for the retention
 //! ([`JobStore::prune_nodes`]). A node that stops gracefully says it is draining, then removes
 //! itself ([`JobStore::remove_node`]).
 //!

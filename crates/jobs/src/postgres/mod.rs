@@ -40,6 +40,7 @@
 //! and [`JobStore::interrupted_runs`](crate::JobStore::interrupted_runs) touch only this node's
 //! own leftovers (matched by node id).
 
+mod conn;
 pub mod notify;
 mod sql;
 mod transitions;
@@ -69,6 +70,10 @@ pub const DEFAULT_MAX_CONNECTIONS: u32 = 16;
 /// A pooled connection idle for this long is checked (pinged) before it is used again; a
 /// broken one is replaced (e.g. after the database restarted).
 const CHECK_IDLE_AFTER: Duration = Duration::from_secs(1);
+/// A store call (taking its connection included) ends within this many times
+/// [`PgSettings::acquire_timeout`]: the connection within the timeout itself, the statements
+/// with room for a loaded machine ([`conn`]).
+const CALL_DEADLINE_FACTOR: u32 = 3;
 /// Default of [`PgSettings::acquire_timeout`].
 pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long [`PgStore::open`] waits for the database to accept a first connection (it may
@@ -89,7 +94,10 @@ pub struct PgSettings {
     pub max_attempts: u32,
     /// How long a call waits for a connection of the pool, connecting included
     /// (`DATABASE_TIMEOUT`): with the database down or unreachable, a call fails
-    /// [`StoreError::Unavailable`] (an API call: 503 `store-unavailable`) after this long.
+    /// [`StoreError::Unavailable`] (an API call: 503 `store-unavailable`) after this long. A
+    /// call ends within three times this in all, its statements included: with the database
+    /// cut off by a network partition (connections open, nothing passing) it fails the same
+    /// way after that long.
     pub acquire_timeout: Duration,
 }
 
@@ -138,6 +146,8 @@ pub fn default_node_id() -> String {
 #[derive(Debug)]
 pub struct PgStore {
     pool: PgPool,
+    /// The connections of the store's calls, each call within `DATABASE_TIMEOUT` ([`conn`]).
+    db: conn::Connections,
     settings: PgSettings,
     /// Jobs this store claimed and still runs, with the attempt: the fencing token of every
     /// write about them, and the leases the renewal task renews.
@@ -223,7 +233,11 @@ impl PgStore {
             .await
             .map_err(err)?;
         let health = WriteHealth::default();
-        let store = PgStore { pool, settings, held, notify, cluster, health, claims: Mutex::default(), stop };
+        // Half the pool's connections may wait as spares between calls; the rest stays for the
+        // background tasks (renewals and the reaper, notifications, the listener).
+        let keep = usize::try_from(settings.max_connections / 2).unwrap_or(1).max(1);
+        let db = conn::Connections::new(pool.clone(), keep, settings.acquire_timeout * CALL_DEADLINE_FACTOR);
+        let store = PgStore { pool, db, settings, held, notify, cluster, health, claims: Mutex::default(), stop };
         let round = (store.settings.lease / 3).min(REAP_INTERVAL);
         tokio::spawn(watch_own_clock(store.settings.lease, round, Arc::clone(&store.held), store.stop.clone()));
         tokio::spawn(maintain(
@@ -245,6 +259,7 @@ impl PgStore {
     /// Closes the pool and stops the background tasks. Later calls fail.
     pub async fn close(&self) {
         self.stop.cancel();
+        self.db.close();
         self.pool.close().await;
     }
 

@@ -5,7 +5,10 @@
 //!   (migration `0008_notify.sql`) notifies channel [`CHANNEL`] whenever a statement adds one to
 //!   a job's `event_seq` (every status change) or asks to cancel a running job, with the node
 //!   whose session made the change (each connection of a node sets `ffmpeg_worker.node`). They
-//!   are delivered once the change commits, in commit order.
+//!   are delivered once the change commits, in commit order. A job's start (`running`) is
+//!   announced only while some other node's streams watch anything
+//!   ([`Cluster::starts_watched_elsewhere`]; migration `0011_quiet_starts.sql`): queued and
+//!   ended jobs are always announced (they wake the other nodes' idle workers).
 //! - **Progress** is sent by the node that runs the job ([`Cluster::announce`]), from a
 //!   background task, at ffmpeg's rate (a snapshot is small: well under PostgreSQL's 8,000-byte
 //!   payload limit, [`MAX_PAYLOAD`]); a newer snapshot of a job replaces one not yet sent. Only
@@ -93,9 +96,34 @@ struct Watching {
     /// Every job's progress.
     #[serde(default)]
     all: bool,
-    /// These jobs' progress.
+    /// Every job's status changes (an all-jobs stream is open; absent, from a node that does
+    /// not say: yes).
+    #[serde(default = "yes")]
+    statuses: bool,
+    /// These jobs' progress and status changes.
     #[serde(default)]
     jobs: Vec<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// What another node's streams watch, as its latest ping said, and when it was heard.
+#[derive(Debug)]
+struct Remote {
+    /// The jobs whose progress it watches (`None`: every job's).
+    jobs: Option<HashSet<JobId>>,
+    /// Whether it watches every job's status changes.
+    statuses: bool,
+    heard: Instant,
+}
+
+impl Remote {
+    /// Heard within [`SILENCE`].
+    fn live(&self) -> bool {
+        self.heard.elapsed() < SILENCE
+    }
 }
 
 /// What the nodes of the cluster watch, as this node knows it.
@@ -111,7 +139,7 @@ struct Watches {
     /// Until then every progress snapshot is sent (the answers to the hello are on their way).
     catch_up_until: Option<Instant>,
     /// The other nodes: what each watches (`None`: everything), and when it said so.
-    remote: HashMap<String, (Option<HashSet<JobId>>, Instant)>,
+    remote: HashMap<String, Remote>,
 }
 
 /// A node's side of the channel: the signals heard, and the progress waiting to be sent.
@@ -172,16 +200,31 @@ impl Cluster {
         if watches.catch_up_until.is_some_and(|until| Instant::now() < until) {
             return true;
         }
-        watches
-            .remote
-            .values()
-            .any(|(jobs, heard)| heard.elapsed() < SILENCE && jobs.as_ref().is_none_or(|jobs| jobs.contains(job)))
+        watches.remote.values().any(|r| r.live() && r.jobs.as_ref().is_none_or(|jobs| jobs.contains(job)))
+    }
+
+    /// Whether another node's streams may want to hear that a job started: one watches every
+    /// job's statuses or any job at all (which job a claim takes is known only once it is
+    /// made), or said nothing of what it watches, or this node is catching up on what they
+    /// watch. When none does, this node's claims leave their jobs' start unannounced (migration
+    /// `0011_quiet_starts.sql`): one notification a job instead of two. A stream opened on
+    /// another node at the very moment a job starts here (before its ping arrives) may then
+    /// pass over that job's `running` status to its progress and end, as a stream of a SQLite
+    /// follower passes over a status shorter than its interval.
+    pub(super) fn starts_watched_elsewhere(&self) -> bool {
+        let watches = self.watches();
+        if watches.catch_up_until.is_some_and(|until| Instant::now() < until) {
+            return true;
+        }
+        watches.remote.values().any(|r| r.live() && (r.statuses || r.jobs.as_ref().is_none_or(|jobs| !jobs.is_empty())))
     }
 
     /// Records what this node's streams watch now; when that grew, the others are told at once.
     pub(super) fn set_watched(&self, watched: &Watched) {
         let mut watches = self.watches();
-        let grew = (watched.all && !watches.local.all) || watched.jobs.iter().any(|j| !watches.local.jobs.contains(j));
+        let grew = (watched.all && !watches.local.all)
+            || (watched.every_status && !watches.local.every_status)
+            || watched.jobs.iter().any(|j| !watches.local.jobs.contains(j));
         watches.local = watched.clone();
         if grew {
             watches.ping_now = true;
@@ -206,11 +249,12 @@ impl Cluster {
     fn ping(&self) -> String {
         let local = self.watches().local.clone();
         let jobs = local.jobs.iter().map(|j| j.as_str().to_owned()).collect();
-        let ping = Payload::Ping { node: self.node.clone(), watching: Some(Watching { all: local.all, jobs }) };
+        let watching = Watching { all: local.all, statuses: local.every_status, jobs };
+        let ping = Payload::Ping { node: self.node.clone(), watching: Some(watching) };
         match serde_json::to_string(&ping) {
             Ok(text) if text.len() <= MAX_PAYLOAD => text,
             _ => {
-                let watching = Some(Watching { all: true, jobs: Vec::new() });
+                let watching = Some(Watching { all: true, statuses: true, jobs: Vec::new() });
                 serde_json::to_string(&Payload::Ping { node: self.node.clone(), watching }).unwrap_or_default()
             }
         }
@@ -218,13 +262,16 @@ impl Cluster {
 
     /// Records what node `node` watches, as its ping says (`None`: everything).
     fn heard_watching(&self, node: String, watching: Option<Watching>) {
-        let jobs = match watching {
-            Some(Watching { all: false, jobs }) => Some(jobs.iter().filter_map(|j| JobId::parse(j).ok()).collect()),
-            _ => None,
+        let (jobs, statuses) = match watching {
+            Some(Watching { all: false, statuses, jobs }) => {
+                (Some(jobs.iter().filter_map(|j| JobId::parse(j).ok()).collect()), statuses)
+            }
+            Some(Watching { statuses, .. }) => (None, statuses),
+            None => (None, true),
         };
         let mut watches = self.watches();
-        watches.remote.retain(|_, (_, heard)| heard.elapsed() < SILENCE);
-        watches.remote.insert(node, (jobs, Instant::now()));
+        watches.remote.retain(|_, remote| remote.live());
+        watches.remote.insert(node, Remote { jobs, statuses, heard: Instant::now() });
     }
 }
 

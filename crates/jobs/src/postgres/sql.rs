@@ -60,16 +60,20 @@ pub(super) const LIST_STATUS: &str =
 /// never for the node's next round trip.
 pub(super) const CLAIM_VIEW: &str =
     "SELECT kind, priority, seq, footprint, requires, hooked FROM ffmpeg_worker_claim_view($1)";
-/// $1 seqs, $2 started_at, $3 node, $4 lease seconds, $5 how many. The claim of the first $5 of
+/// $1 seqs, $2 started_at, $3 node, $4 lease seconds, $5 how many, $6 `on` to leave the starts
+/// unannounced (no other node listens for them), else `off`. The claim of the first $5 of
 /// the chosen jobs in claim order that are still queued and whose rows no other transaction
 /// holds (another claim, a cancel in progress): `SKIP LOCKED` passes those over rather than
-/// waiting. The rows are locked first (`chosen`, evaluated once), then updated.
+/// waiting. The rows are locked first (`chosen`, evaluated once), then updated. $6 is set for
+/// the statement's transaction (`ffmpeg_worker.quiet_start`, read by the notify trigger of
+/// migration 0011) before any row is updated.
 pub(super) const CLAIM_CHOSEN: &str = concat!(
     "WITH chosen AS MATERIALIZED (SELECT seq FROM jobs WHERE seq = ANY($1) AND status = 'queued' \
        ORDER BY priority DESC, seq LIMIT $5 FOR UPDATE SKIP LOCKED) \
      UPDATE jobs SET status = 'running', started_at = $2, attempts = attempts + 1, progress = NULL, \
        worker_id = $3, lease_expires_at = now() + make_interval(secs => $4), event_seq = event_seq + 1 \
      WHERE seq IN (SELECT seq FROM chosen) \
+       AND (SELECT set_config('ffmpeg_worker.quiet_start', $6, true)) IS NOT NULL \
      RETURNING ",
     job_columns!()
 );
@@ -238,14 +242,29 @@ pub(super) const DELIVERIES: &str =
 /// $1 cutoff: finished deliveries go with the finished jobs of their time.
 pub(super) const PURGE_DELIVERIES: &str = "DELETE FROM webhook_deliveries WHERE state <> 'pending' AND created_at < $1";
 
+/// Whether the node whose id is `$node` holds an unexpired lease on a running job: a sign of
+/// life as good as a heartbeat (it renews each lease at least every third of the lease, by the
+/// database's clock), so a node running jobs need not write heartbeats as well
+/// ([`HEARTBEAT_NODE`]).
+macro_rules! holds_lease {
+    ($node:literal) => {
+        concat!(
+            "EXISTS (SELECT 1 FROM jobs l WHERE l.worker_id = ",
+            $node,
+            " AND l.status = 'running' AND l.lease_expires_at > now())"
+        )
+    };
+}
+
 /// $1 id, $2 role, $3 labels, $4 host, $5 version, $6 ffmpeg version, $7 capabilities, $8 slots,
 /// $9 started_at, $10 process, $11 seconds without a heartbeat after which a node is lost, $12 a
 /// start known to be gone (or NULL): the node's row, as new (not draining, no running job),
 /// unless the id's row is another start's that is neither lost nor $12 (then no row changes).
 /// Heartbeats are stamped and compared by the database's clock (as leases are), so nodes whose
-/// clocks differ agree on which node is lost.
-pub(super) const REGISTER_NODE: &str = "INSERT INTO nodes (id, role, labels, host, version, ffmpeg_version, capabilities, \
-                                        slots, running_jobs, draining, started_at, heartbeat_at, process) \
+/// clocks differ agree on which node is lost; a node holding an unexpired lease is not lost.
+pub(super) const REGISTER_NODE: &str = concat!(
+    "INSERT INTO nodes (id, role, labels, host, version, ffmpeg_version, capabilities, \
+       slots, running_jobs, draining, started_at, heartbeat_at, process) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, '[]', FALSE, $9, now(), $10) \
      ON CONFLICT (id) DO UPDATE SET role = excluded.role, labels = excluded.labels, \
        host = excluded.host, version = excluded.version, ffmpeg_version = excluded.ffmpeg_version, \
@@ -253,21 +272,41 @@ pub(super) const REGISTER_NODE: &str = "INSERT INTO nodes (id, role, labels, hos
        draining = FALSE, started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at, \
        process = excluded.process \
      WHERE nodes.started_at = excluded.started_at \
-       OR nodes.heartbeat_at <= now() - make_interval(secs => $11) OR nodes.started_at = $12";
+       OR (nodes.heartbeat_at <= now() - make_interval(secs => $11) AND NOT ",
+    holds_lease!("nodes.id"),
+    ") OR nodes.started_at = $12"
+);
 /// $1 id, $2 draining, $3 running jobs (JSON), $4 started_at: a heartbeat of that start of the
-/// node; the time is the database's.
-pub(super) const HEARTBEAT_NODE: &str =
-    "UPDATE nodes SET heartbeat_at = now(), draining = $2, running_jobs = $3 WHERE id = $1 AND started_at = $4";
-/// $1 seconds without a heartbeat after which a node is lost.
-pub(super) const NODES: &str = "SELECT id, role, labels, host, version, ffmpeg_version, slots, running_jobs, draining, \
-                                started_at, process, (extract(epoch FROM heartbeat_at) * 1000000)::bigint AS heartbeat_at, \
-                                heartbeat_at <= now() - make_interval(secs => $1) AS lost \
-                                FROM nodes ORDER BY id";
+/// node, the time the database's; one row when that start is registered, none when it is not.
+/// The row is written only when something changed (draining, running jobs) or the node holds
+/// no unexpired lease: while it runs jobs their lease renewals (and progress writes, which
+/// renew too) say it lives ([`NODES`]), and a heartbeat would be one more row written per node
+/// every beat.
+pub(super) const HEARTBEAT_NODE: &str = concat!(
+    "WITH me AS (SELECT 1 FROM nodes WHERE id = $1 AND started_at = $4), \
+     beat AS (UPDATE nodes SET heartbeat_at = now(), draining = $2, running_jobs = $3 \
+       WHERE id = $1 AND started_at = $4 AND NOT (draining = $2 AND running_jobs = $3 AND ",
+    holds_lease!("$1"),
+    ")) SELECT 1 FROM me"
+);
+/// $1 seconds without a sign of life after which a node is lost. A node's latest sign of life
+/// (`heartbeat_at`) is its latest heartbeat or, if later, the latest renewal of an unexpired
+/// lease it holds (the lease's end less $1: nodes share one lease length), never later than now.
+pub(super) const NODES: &str = "SELECT n.id, n.role, n.labels, n.host, n.version, n.ffmpeg_version, n.slots, \
+       n.running_jobs, n.draining, n.started_at, n.process, \
+       (extract(epoch FROM LEAST(now(), GREATEST(n.heartbeat_at, l.renewed))) * 1000000)::bigint AS heartbeat_at, \
+       GREATEST(n.heartbeat_at, l.renewed) <= now() - make_interval(secs => $1) AS lost \
+     FROM nodes n LEFT JOIN LATERAL (SELECT max(j.lease_expires_at) - make_interval(secs => $1) AS renewed \
+       FROM jobs j WHERE j.worker_id = n.id AND j.status = 'running' AND j.lease_expires_at > now()) l ON TRUE \
+     ORDER BY n.id";
 pub(super) const NODE_CAPABILITIES: &str = "SELECT capabilities FROM nodes WHERE id = $1";
 /// $1 id, $2 started_at: removes that start's row.
 pub(super) const REMOVE_NODE: &str = "DELETE FROM nodes WHERE id = $1 AND started_at = $2";
-/// $1 seconds: nodes silent for longer go.
-pub(super) const PRUNE_NODES: &str = "DELETE FROM nodes WHERE heartbeat_at < now() - make_interval(secs => $1)";
+/// $1 seconds: nodes silent for longer go (not one that holds an unexpired lease).
+pub(super) const PRUNE_NODES: &str = concat!(
+    "DELETE FROM nodes WHERE heartbeat_at < now() - make_interval(secs => $1) AND NOT ",
+    holds_lease!("nodes.id")
+);
 
 /// Readiness: a read of nothing.
 pub(super) const PING: &str = "SELECT 1";

@@ -20,6 +20,21 @@ use crate::store::sql::{Access, Arg, SqlRow, SqlStore, Statements};
 use crate::store::{CancelOutcome, LostRun, Outcome, Recovery, RunRecord, StoreError, WORKER_LOST};
 use crate::webhook::{Delivery, SubscriptionSource};
 
+/// Runs `$body` (an expression using `$conn`, a [`Conn`](super::conn::Conn) of `$store`, and
+/// ending in a `Result<_, StoreError>`) within the store's deadline, and gives the connection
+/// back with the result; `$body` must not return early (a `?` at its top would close a healthy
+/// connection): errors go through its result.
+macro_rules! on_conn {
+    ($store:expr, |$conn:ident| $body:expr) => {
+        $store.db.call(async {
+            let mut $conn = $store.db.get().await?;
+            let result = $body;
+            $conn.release(&result);
+            result
+        })
+    };
+}
+
 /// Ages beyond this (ten years) count as this: PostgreSQL's intervals have bounds.
 const MAX_AGE: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 
@@ -57,17 +72,19 @@ pub(super) struct PgTx<'a> {
     conn: &'a mut PgConnection,
     settings: &'a PgSettings,
     attempt: Option<i64>,
+    /// Its claims leave their jobs' start unannounced ([`CLAIM_CHOSEN`]).
+    quiet_start: bool,
 }
 
 impl<'a> PgTx<'a> {
     /// The transaction `conn` of the node with `settings`, holding no particular job.
     pub(super) fn new(conn: &'a mut PgConnection, settings: &'a PgSettings) -> PgTx<'a> {
-        PgTx { conn, settings, attempt: None }
+        PgTx { conn, settings, attempt: None, quiet_start: false }
     }
 
     /// The same, for writes about the running job this node holds for `attempt`.
     fn holding(conn: &'a mut PgConnection, settings: &'a PgSettings, attempt: i64) -> PgTx<'a> {
-        PgTx { conn, settings, attempt: Some(attempt) }
+        PgTx { conn, settings, attempt: Some(attempt), quiet_start: false }
     }
 }
 
@@ -78,6 +95,8 @@ impl<'a> PgTx<'a> {
 struct PgClaim<'a> {
     conn: &'a mut PgConnection,
     settings: &'a PgSettings,
+    /// No other node listens for the jobs' start ([`CLAIM_CHOSEN`]).
+    quiet_start: bool,
 }
 
 #[async_trait]
@@ -113,10 +132,11 @@ impl ClaimSteps for PgClaim<'_> {
     /// trip, atomic). Else one job is claimed, in one transaction with its deliveries.
     async fn claim(&mut self, seqs: &[i64], hooked: bool, want: usize, started: i64) -> Result<Vec<Job>, StoreError> {
         if !hooked {
-            return claim_chosen(&mut *self.conn, self.settings, seqs, started, want).await;
+            return claim_chosen(&mut *self.conn, self.settings, seqs, started, want, self.quiet_start).await;
         }
         let mut tx = sqlx::Connection::begin(&mut *self.conn).await.map_err(db)?;
-        let claimed = plan::claim_chosen(&mut PgTx::new(&mut tx, self.settings), seqs, started).await;
+        let mut planned = PgTx { quiet_start: self.quiet_start, ..PgTx::new(&mut tx, self.settings) };
+        let claimed = plan::claim_chosen(&mut planned, seqs, started).await;
         Ok(end(tx, claimed).await?.into_iter().collect())
     }
 }
@@ -125,7 +145,7 @@ impl ClaimSteps for PgClaim<'_> {
 #[async_trait]
 impl SqlTx for PgTx<'_> {
     async fn claim_first(&mut self, seqs: &[i64], started: i64) -> Result<Option<Job>, StoreError> {
-        Ok(claim_chosen(&mut *self.conn, self.settings, seqs, started, 1).await?.into_iter().next())
+        Ok(claim_chosen(&mut *self.conn, self.settings, seqs, started, 1, self.quiet_start).await?.into_iter().next())
     }
 
     async fn set_progress(&mut self, id: &JobId, progress: &str) -> Result<Option<(bool, String)>, StoreError> {
@@ -210,14 +230,15 @@ impl SqlTx for PgTx<'_> {
 }
 
 /// Claims for the node with `settings`, on `conn`, at most `want` of the queued jobs `seqs`, the
-/// first in claim order that no other transaction holds, at `started` ([`CLAIM_CHOSEN`]); in
-/// claim order.
+/// first in claim order that no other transaction holds, at `started` ([`CLAIM_CHOSEN`]; their
+/// start unannounced when `quiet_start`); in claim order.
 async fn claim_chosen(
     conn: &mut PgConnection,
     settings: &PgSettings,
     seqs: &[i64],
     started: i64,
     want: usize,
+    quiet_start: bool,
 ) -> Result<Vec<Job>, StoreError> {
     let rows: Vec<JobRow> = sqlx::query_as(CLAIM_CHOSEN)
         .bind(seqs)
@@ -225,6 +246,7 @@ async fn claim_chosen(
         .bind(&settings.node_id)
         .bind(settings.lease.as_secs_f64())
         .bind(i64::try_from(want).unwrap_or(i64::MAX))
+        .bind(if quiet_start { "on" } else { "off" })
         .fetch_all(conn)
         .await
         .map_err(db)?;
@@ -288,10 +310,11 @@ impl PgStore {
     async fn claim_round(&self, labels: &[String], want: usize) -> Result<Vec<Job>, StoreError> {
         let sent = std::time::Instant::now();
         let (_, started) = now();
-        let result = async {
-            let mut conn = self.pool.acquire().await.map_err(db)?;
-            plan::claim(&mut PgClaim { conn: &mut conn, settings: &self.settings }, started, labels, want).await
-        }
+        let quiet_start = !self.cluster.starts_watched_elsewhere();
+        let result = on_conn!(self, |conn| {
+            let mut claim = PgClaim { conn: &mut conn, settings: &self.settings, quiet_start };
+            plan::claim(&mut claim, started, labels, want).await
+        })
         .await;
         self.health.record(&result);
         let claimed = result?;
@@ -372,8 +395,11 @@ impl SqlStore for PgStore {
     }
 
     async fn run(&self, sql: &'static str, args: &[Arg<'_>]) -> Result<u64, StoreError> {
-        let done = sqlx::query_with(sql, self.arguments(args)?).execute(&self.pool).await.map_err(db)?;
-        Ok(done.rows_affected())
+        let args = self.arguments(args)?;
+        on_conn!(self, |conn| {
+            sqlx::query_with(sql, args).execute(&mut *conn).await.map_err(db).map(|done| done.rows_affected())
+        })
+        .await
     }
 
     /// One pool: every access is the same.
@@ -383,7 +409,8 @@ impl SqlStore for PgStore {
         sql: &'static str,
         args: &[Arg<'_>],
     ) -> Result<Vec<R>, StoreError> {
-        sqlx::query_as_with(sql, self.arguments(args)?).fetch_all(&self.pool).await.map_err(db)
+        let args = self.arguments(args)?;
+        on_conn!(self, |conn| sqlx::query_as_with(sql, args).fetch_all(&mut *conn).await.map_err(db)).await
     }
 
     async fn insert(&self, command: String, options: SubmitOptions) -> Result<Job, StoreError> {
@@ -395,19 +422,22 @@ impl SqlStore for PgStore {
             SubmitOptions { timeout_seconds: options.timeout_seconds.map(|t| t.min(i64::MAX as u64)), ..options };
         let mut job = Job::new_queued(command, options, 0, now().0);
         let timeout = job.timeout_seconds.map(|t| i64::try_from(t).unwrap_or(i64::MAX));
-        let result = sqlx::query_scalar::<_, i64>(INSERT)
-            .bind(job.id.as_str())
-            .bind(job.command.as_str())
-            .bind(job.priority)
-            .bind(timeout)
-            .bind(metadata)
-            .bind(micros_floor(job.created_at))
-            .bind(footprint)
-            .bind(webhooks)
-            .bind(requires)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(db);
+        let result = on_conn!(self, |conn| {
+            sqlx::query_scalar::<_, i64>(INSERT)
+                .bind(job.id.as_str())
+                .bind(job.command.as_str())
+                .bind(job.priority)
+                .bind(timeout)
+                .bind(&metadata)
+                .bind(micros_floor(job.created_at))
+                .bind(&footprint)
+                .bind(&webhooks)
+                .bind(&requires)
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(db)
+        })
+        .await;
         self.health.record(&result);
         job.seq = result?;
         self.wake();
@@ -415,7 +445,9 @@ impl SqlStore for PgStore {
     }
 
     async fn get(&self, id: &JobId) -> Result<Option<Job>, StoreError> {
-        let row: Option<JobRow> = sqlx::query_as(GET).bind(id.as_str()).fetch_optional(&self.pool).await.map_err(db)?;
+        let row: Option<JobRow> =
+            on_conn!(self, |conn| sqlx::query_as(GET).bind(id.as_str()).fetch_optional(&mut *conn).await.map_err(db))
+                .await?;
         row.map(Job::try_from).transpose()
     }
 
@@ -488,13 +520,16 @@ impl SqlStore for PgStore {
 
     async fn claim_lost_run(&self) -> Result<Option<LostRun>, StoreError> {
         let sent = std::time::Instant::now();
-        let result = sqlx::query_as::<_, (String, i64, bool, String)>(TAKE_OVER_LOST)
-            .bind(i64::from(self.settings.max_attempts))
-            .bind(&self.settings.node_id)
-            .bind(self.settings.lease.as_secs_f64())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db);
+        let result = on_conn!(self, |conn| {
+            sqlx::query_as::<_, (String, i64, bool, String)>(TAKE_OVER_LOST)
+                .bind(i64::from(self.settings.max_attempts))
+                .bind(&self.settings.node_id)
+                .bind(self.settings.lease.as_secs_f64())
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(db)
+        })
+        .await;
         self.health.record(&result);
         let Some((id, attempts, cancel, run)) = result? else { return Ok(None) };
         let id = JobId::parse(&id).map_err(|e| corrupt("id", e))?;
@@ -515,12 +550,15 @@ impl SqlStore for PgStore {
         let attempt = self.held_attempt(id, "update progress").await?;
         let progress = json(progress)?;
         let sent = std::time::Instant::now();
-        let result = async {
-            let mut tx = self.pool.begin().await.map_err(db)?;
-            let updated =
-                plan::update_progress(&mut PgTx::holding(&mut tx, &self.settings, attempt), id, &progress).await;
-            end(tx, updated).await
-        }
+        let result = on_conn!(self, |conn| {
+            async {
+                let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(db)?;
+                let updated =
+                    plan::update_progress(&mut PgTx::holding(&mut tx, &self.settings, attempt), id, &progress).await;
+                end(tx, updated).await
+            }
+            .await
+        })
         .await;
         let cancel = self.settle(id, "update progress", result).await?;
         // The write renewed the lease too.
@@ -533,21 +571,26 @@ impl SqlStore for PgStore {
         let (_, completed) = now();
         let row = FinishRow::of(outcome)?;
         let result = if hooked {
-            async {
-                let mut tx = self.pool.begin().await.map_err(db)?;
-                let mut planned = PgTx::holding(&mut tx, &self.settings, attempt);
-                let finished = plan::finish(&mut planned, id, &row, completed, log).await;
-                end(tx, finished).await
-            }
+            on_conn!(self, |conn| {
+                async {
+                    let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(db)?;
+                    let mut planned = PgTx::holding(&mut tx, &self.settings, attempt);
+                    let finished = plan::finish(&mut planned, id, &row, completed, log).await;
+                    end(tx, finished).await
+                }
+                .await
+            })
             .await
         } else {
             // No deliveries to write: the outcome and the log in one statement.
-            let rows: Result<Vec<JobRow>, StoreError> =
+            let rows: Result<Vec<JobRow>, StoreError> = on_conn!(self, |conn| {
                 bind_finish(FINISH_LOGGED, id, &row, completed, &self.settings, Some(attempt))
                     .bind(log.as_bytes())
-                    .fetch_all(&self.pool)
+                    .fetch_all(&mut *conn)
                     .await
-                    .map_err(db);
+                    .map_err(db)
+            })
+            .await;
             rows.and_then(|rows| rows.into_iter().next().map(Job::try_from).transpose())
         };
         let job = self.settle(id, "finish", result).await?;
@@ -558,18 +601,25 @@ impl SqlStore for PgStore {
     }
 
     async fn log(&self, id: &JobId) -> Result<Option<String>, StoreError> {
-        let log: Option<Option<Vec<u8>>> =
-            sqlx::query_scalar(LOG).bind(id.as_str()).fetch_optional(&self.pool).await.map_err(db)?;
+        let log: Option<Option<Vec<u8>>> = on_conn!(self, |conn| sqlx::query_scalar(LOG)
+            .bind(id.as_str())
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(db))
+        .await?;
         log.map(|log| String::from_utf8(log.unwrap_or_default()).map_err(|e| corrupt("log", e))).transpose()
     }
 
     async fn cancel(&self, id: &JobId) -> Result<CancelOutcome, StoreError> {
         let (_, completed) = now();
-        let result = async {
-            let mut tx = self.pool.begin().await.map_err(db)?;
-            let cancelled = plan::cancel(&mut PgTx::new(&mut tx, &self.settings), id, completed).await;
-            end(tx, cancelled).await
-        }
+        let result = on_conn!(self, |conn| {
+            async {
+                let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(db)?;
+                let cancelled = plan::cancel(&mut PgTx::new(&mut tx, &self.settings), id, completed).await;
+                end(tx, cancelled).await
+            }
+            .await
+        })
         .await;
         self.settle(id, "cancel", result).await
     }
@@ -598,12 +648,15 @@ impl SqlStore for PgStore {
 
     async fn recover(&self, max_attempts: u32) -> Result<Recovery, StoreError> {
         let (_, completed) = now();
-        let result = async {
-            let mut tx = self.pool.begin().await.map_err(db)?;
-            let recovered =
-                plan::recover(&mut PgTx::new(&mut tx, &self.settings), max_attempts, completed).await.map(Some);
-            end(tx, recovered).await
-        }
+        let result = on_conn!(self, |conn| {
+            async {
+                let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(db)?;
+                let recovered =
+                    plan::recover(&mut PgTx::new(&mut tx, &self.settings), max_attempts, completed).await.map(Some);
+                end(tx, recovered).await
+            }
+            .await
+        })
         .await;
         self.health.record(&result);
         let recovery = result?.unwrap_or_default();

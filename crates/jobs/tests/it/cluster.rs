@@ -475,3 +475,69 @@ async fn another_node_streams_a_requeue_that_was_claimed_again_before_it_read_th
     assert_eq!(on_all, [(2, running), (3, queued), (4, running)], "the all-jobs stream too, once each");
     pool.close().await;
 }
+
+/// The status notifications on the cluster's channel, heard by a connection of its own (no
+/// node: it tells nobody what it watches), as `(job, status)`.
+async fn heard_statuses(url: &str) -> Arc<std::sync::Mutex<Vec<(String, String)>>> {
+    let heard = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut listener = sqlx::postgres::PgListener::connect(url).await.unwrap();
+    listener.listen(jobs::postgres::notify::CHANNEL).await.unwrap();
+    let kept = Arc::clone(&heard);
+    tokio::spawn(async move {
+        while let Ok(notification) = listener.recv().await {
+            let payload: serde_json::Value = serde_json::from_str(notification.payload()).unwrap();
+            if payload["k"] == "status" {
+                let (job, status) = (payload["job"].as_str().unwrap(), payload["status"].as_str().unwrap());
+                kept.lock().unwrap().push((job.to_owned(), status.to_owned()));
+            }
+        }
+    });
+    heard
+}
+
+/// Issue 11, capacity: a claim announces its job's start only while some other node's streams
+/// watch anything (one notification a job, its end, instead of two, while none does); a
+/// queued and an ended job are always announced (they wake the other nodes' idle workers).
+/// Once another node opens an all-jobs stream, starts are announced again (its stream shows
+/// them: `a_stream_on_another_node_sees_every_progress_block_and_the_end`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jobs_start_is_announced_only_while_another_node_watches() {
+    let (url, dir) = (fresh_url().await, tempfile::tempdir().unwrap());
+    let heard = heard_statuses(&url).await;
+    let worker = node(&url, "worker", dir.path(), 1, Arc::new(AtOnce)).await;
+    // Runs one job through the worker; the statuses heard for it.
+    let n = std::sync::atomic::AtomicUsize::new(0);
+    let run_one = async || -> Vec<String> {
+        let i = n.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let job =
+            worker.jobs.submit(&format!("-f lavfi -i testsrc out{i}.mkv"), SubmitOptions::default()).await.unwrap();
+        let id = job.id.as_str().to_owned();
+        let mut statuses = Vec::new();
+        eventually("the job's end announced", async || {
+            statuses = heard.lock().unwrap().iter().filter(|(j, _)| *j == id).map(|(_, s)| s.clone()).collect();
+            statuses.last().is_some_and(|s| s == "completed")
+        })
+        .await;
+        statuses
+    };
+    // Nobody else watches (once the worker's first second, while it learns what the others
+    // watch, is over): queued and completed only.
+    let mut quiet = Vec::new();
+    eventually("a start left unannounced", async || {
+        quiet = run_one().await;
+        !quiet.iter().any(|s| s == "running")
+    })
+    .await;
+    assert_eq!(quiet, ["queued", "completed"]);
+
+    // Another node opens an all-jobs stream: starts are announced again.
+    let api = node(&url, "api", dir.path(), 0, Arc::new(AtOnce)).await;
+    let _all = api.jobs.all_events(AllFilter::default());
+    let mut loud = Vec::new();
+    eventually("a start announced once another node watches", async || {
+        loud = run_one().await;
+        loud.iter().any(|s| s == "running")
+    })
+    .await;
+    assert_eq!(loud, ["queued", "running", "completed"]);
+}

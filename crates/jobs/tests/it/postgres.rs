@@ -743,3 +743,65 @@ async fn a_lost_job_that_ends_has_its_partial_outputs_removed_first() {
     assert!(!stage.exists(), "the cancelled run's stage is removed");
     assert_eq!(std::fs::read_to_string(root.join("out/kept.txt")).unwrap(), "not the job's");
 }
+
+/// Issue 11, rows written per running job: a node that holds an unexpired lease on a running
+/// job writes no heartbeat row while nothing about it changes (its lease renewals, and the
+/// progress writes that renew them, already say it lives: one row per job and progress save,
+/// no more), and those leases keep it alive in the registry however old its last heartbeat
+/// row is: active, not pruned, its id not taken over by another start. Once its leases have
+/// expired, nothing says it lives: it is lost, and its next heartbeat writes again. A beat
+/// that changes something (the running jobs) is written whatever the leases.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_holding_live_leases_writes_no_heartbeat_rows_and_stays_alive() {
+    use jobs::nodes::{Heartbeat, NodeRegistration, NodeRole, NodeState};
+    const LOST_AFTER: Duration = Duration::from_secs(30);
+    let url = fresh_url().await;
+    let store = PgStore::open(&url, settings("busy", LOST_AFTER)).await.unwrap();
+    let admin = sqlx::PgPool::connect(&url).await.unwrap();
+    let me = NodeRegistration {
+        id: "busy".to_owned(),
+        role: NodeRole::Worker,
+        labels: Vec::new(),
+        host: "test".to_owned(),
+        version: "0".to_owned(),
+        ffmpeg_version: None,
+        capabilities: None,
+        slots: 1,
+        started_at: time::OffsetDateTime::now_utc(),
+        process: None,
+    };
+    assert!(store.register_node(&me, LOST_AFTER, None).await.unwrap());
+    store.insert("x".to_owned(), SubmitOptions::default()).await.unwrap();
+    let claimed = store.claim_next(&[]).await.unwrap().unwrap();
+    let beat = Heartbeat { draining: false, running_jobs: vec![claimed.id.clone()] };
+    // How old the node's heartbeat row is, in seconds.
+    let age = async || -> f64 {
+        sqlx::query_scalar("SELECT extract(epoch FROM now() - heartbeat_at)::float8 FROM nodes WHERE id = 'busy'")
+            .fetch_one(&admin)
+            .await
+            .unwrap()
+    };
+    let state = async || store.nodes(LOST_AFTER).await.unwrap().into_iter().find(|n| n.id == "busy").unwrap();
+
+    // The running jobs changed: written.
+    assert!(store.heartbeat_node(&me, &beat).await.unwrap());
+    assert!(age().await < 60.0);
+    // Its heartbeat row an hour old: the same beat again is not written.
+    sqlx::query("UPDATE nodes SET heartbeat_at = now() - interval '1 hour'").execute(&admin).await.unwrap();
+    assert!(store.heartbeat_node(&me, &beat).await.unwrap(), "still registered");
+    assert!(age().await > 3000.0, "a beat that changes nothing is not written while the node holds a lease");
+    let node = state().await;
+    assert_eq!(node.state, NodeState::Active, "{node:?}");
+    let since = (time::OffsetDateTime::now_utc() - node.last_heartbeat_at).as_seconds_f64();
+    assert!(since < 60.0, "its last sign of life is its lease's renewal: {since} s ago");
+    assert_eq!(store.prune_nodes(Duration::from_secs(60)).await.unwrap(), 0, "not pruned");
+    let other = NodeRegistration { started_at: me.started_at + time::Duration::seconds(1), ..me.clone() };
+    assert!(!store.register_node(&other, LOST_AFTER, None).await.unwrap(), "its id is not free");
+
+    // Its lease expired: lost, and the next beat is written.
+    expire_lease(&url, &claimed.id).await;
+    assert_eq!(state().await.state, NodeState::Lost);
+    assert!(store.heartbeat_node(&me, &beat).await.unwrap());
+    assert!(age().await < 60.0, "written once no lease says the node lives");
+    assert_eq!(state().await.state, NodeState::Active);
+}
