@@ -13,11 +13,19 @@
 //!   the job is back in the queue, against the lease;
 //! - **cancel across nodes**: a job runs on a worker process (its runner reports progress every
 //!   0.5 s, as ffmpeg does); the time from this process's cancel to that runner being told;
-//! - **writes per running job**: transaction ids PostgreSQL assigned (one per writing
-//!   transaction or statement, reads take none) while jobs run on one worker, per job and second.
+//! - **writes per running job**: rows written (counted exactly by a trigger on every table)
+//!   and transaction ids PostgreSQL assigned (one per writing transaction or statement, reads
+//!   take none) while jobs run on one worker node, per job and second.
+//!
+//! Every worker process is in the node registry, as a server's worker node is (heartbeats).
+//!
+//! The PostgreSQL server has PostgreSQL's default durability settings (`fsync`,
+//! `synchronous_commit`, `full_page_writes` on: a commit is acknowledged once it is on disk),
+//! as a user's server has; `--test-settings` gives it the test harness's instead (all three
+//! off), for comparison only.
 //!
 //! Usage: `cluster_bench [--jobs N=3000] [--processes 1,2,4,8] [--slots S=4] [--rounds R=3]
-//! [--samples K=40] [--lease L=3] [--window W=20]`.
+//! [--samples K=40] [--lease L=3] [--window W=20] [--test-settings]`.
 
 #![allow(clippy::print_stdout, clippy::print_stderr, missing_docs)]
 
@@ -94,13 +102,46 @@ async fn jobs_on(
     Ok(Jobs::new(store, Arc::new(runner), Sandbox::new(data)?, config))
 }
 
+/// A worker node's service, in the node registry as a server's worker node is (a heartbeat
+/// every third of the lease, and soon after the jobs it runs change).
+async fn worker_on(
+    url: &str,
+    node: &str,
+    lease: Duration,
+    data: &Path,
+    runner: Bench,
+    slots: usize,
+) -> Result<Arc<Jobs>, Error> {
+    let store = StoreLocation::parse(url)?.open_with(settings(node, lease)).await?;
+    let registry = jobs::nodes::NodeSettings {
+        registration: jobs::nodes::NodeRegistration {
+            id: node.to_owned(),
+            role: jobs::nodes::NodeRole::Worker,
+            labels: Vec::new(),
+            host: jobs::nodes::host_name(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            ffmpeg_version: None,
+            capabilities: None,
+            slots: u32::try_from(slots)?,
+            started_at: time::OffsetDateTime::now_utc(),
+            process: jobs::nodes::this_process(),
+        },
+        lost_after: lease,
+        retention: Duration::from_secs(3600),
+    };
+    let config = JobsConfig { concurrency: slots, node: Some(registry), ..JobsConfig::default() };
+    let jobs = Jobs::new(store, Arc::new(runner), Sandbox::new(data)?, config);
+    jobs.register_node().await?;
+    Ok(jobs)
+}
+
 /// `worker URL DATA SLOTS noop|hang NODE LEASE_S`: prints `ready`, starts its workers on a
 /// `go` line on stdin, stops when stdin closes.
 async fn worker(args: &[String]) -> Result<(), Error> {
     let [url, data, slots, runner, node, lease] = args else { return Err("worker: bad arguments".into()) };
     let runner = if runner == "hang" { Bench::Hang } else { Bench::Noop };
     let lease = Duration::from_secs(lease.parse()?);
-    let jobs = jobs_on(url, node, lease, Path::new(data), runner, slots.parse()?).await?;
+    let jobs = worker_on(url, node, lease, Path::new(data), runner, slots.parse()?).await?;
     let (tx, mut lines) = tokio::sync::mpsc::unbounded_channel();
     std::thread::spawn(move || {
         for line in std::io::stdin().lines().map_while(Result::ok) {
@@ -117,9 +158,17 @@ async fn worker(args: &[String]) -> Result<(), Error> {
     }
     let shutdown = Shutdown::default();
     let _workers = jobs.spawn_workers(&shutdown);
+    let (draining, stop) = (CancellationToken::new(), CancellationToken::new());
+    let life = tokio::spawn({
+        let (jobs, draining, stop) = (Arc::clone(&jobs), draining.clone(), stop.clone());
+        async move { jobs.run_node(draining, stop).await }
+    });
     while lines.recv().await.is_some() {}
+    draining.cancel();
     shutdown.stop_claiming.cancel();
     shutdown.abort_running.cancel();
+    stop.cancel();
+    let _ = life.await;
     Ok(())
 }
 
@@ -175,8 +224,15 @@ impl Node {
     }
 }
 
+/// The bench's PostgreSQL server (see the module docs), started in `main`.
+static SERVER: std::sync::OnceLock<pg_harness::PgServer> = std::sync::OnceLock::new();
+
+fn server() -> &'static pg_harness::PgServer {
+    SERVER.get().unwrap_or_else(|| unreachable!("started in main"))
+}
+
 async fn fresh_postgres() -> String {
-    tokio::task::spawn_blocking(|| pg_harness::shared().fresh_database()).await.unwrap_or_default()
+    tokio::task::spawn_blocking(|| server().fresh_database()).await.unwrap_or_default()
 }
 
 /// Submits `n` distinct, non-conflicting jobs through `jobs` (64 at a time).
@@ -301,6 +357,19 @@ async fn statements(url: &str, n: usize) -> Result<Vec<(f64, f64, String)>, Erro
     Ok(rows.into_iter().map(|(calls, mean, query)| (calls as f64 / n as f64, mean, query)).collect())
 }
 
+/// Counts every row inserted, updated or deleted in the bench's database from now on, per
+/// table, in `bench_rows` (unlogged; its own writes are not counted): exact, where the
+/// cumulative statistics lag by up to a second at each end of a window.
+const COUNT_ROWS: &str = "CREATE UNLOGGED TABLE bench_rows (tbl TEXT PRIMARY KEY, n BIGINT NOT NULL); \
+    CREATE FUNCTION bench_count() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+      INSERT INTO bench_rows VALUES (TG_TABLE_NAME, 1) ON CONFLICT (tbl) DO UPDATE SET n = bench_rows.n + 1; \
+      RETURN NULL; END $$; \
+    DO $$ DECLARE t TEXT; BEGIN \
+      FOR t IN SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'bench_rows' LOOP \
+        EXECUTE format('CREATE TRIGGER bench_count AFTER INSERT OR UPDATE OR DELETE ON %I \
+          FOR EACH ROW EXECUTE FUNCTION bench_count()', t); \
+      END LOOP; END $$;";
+
 /// One capacity run: jobs per second of `processes` workers of `slots` slots on `url`.
 async fn capacity(url: &str, data: &Path, n: usize, processes: usize, slots: usize) -> Result<Run, Error> {
     let filler = jobs_on(url, "filler", Duration::from_secs(30), data, Bench::Noop, 0).await?;
@@ -313,7 +382,7 @@ async fn capacity(url: &str, data: &Path, n: usize, processes: usize, slots: usi
         node.expect("ready")?;
     }
     let postgres = url.starts_with("postgres");
-    let postmaster = if postgres { pg_harness::shared().pid() } else { None };
+    let postmaster = if postgres { server().pid() } else { None };
     let counting = postgres && reset_statements(url).await;
     let cpu = Cpu::now(postmaster, &nodes);
     let started = Instant::now();
@@ -413,6 +482,22 @@ async fn main() -> Result<(), Error> {
     let samples: usize = flag(&args, "--samples", 40)?;
     let lease: u64 = flag(&args, "--lease", 3)?;
     let window: u64 = flag(&args, "--window", 20)?;
+    let test_settings = args.iter().any(|a| a == "--test-settings");
+    let started = tokio::task::spawn_blocking(move || {
+        if test_settings { pg_harness::PgServer::start() } else { pg_harness::PgServer::start_durable() }
+    })
+    .await??;
+    let _ = SERVER.set(started);
+    let settings = {
+        let pool = sqlx::PgPool::connect(&fresh_postgres().await).await?;
+        let mut shown = Vec::new();
+        for name in ["fsync", "synchronous_commit", "full_page_writes", "shared_buffers"] {
+            let value: String = sqlx::query_scalar("SELECT current_setting($1)").bind(name).fetch_one(&pool).await?;
+            shown.push(format!("{name}={value}"));
+        }
+        shown.join(", ")
+    };
+    println!("PostgreSQL server settings: {settings}\n");
     let data_dir = tempfile::tempdir()?;
     let data = data_dir.path().to_owned();
 
@@ -549,6 +634,7 @@ async fn main() -> Result<(), Error> {
     let url = fresh_postgres().await;
     let admin = sqlx::PgPool::connect(&url).await?;
     let submitter = jobs_on(&url, "writes", Duration::from_secs(30), &data, Bench::Noop, 0).await?;
+    sqlx::raw_sql(COUNT_ROWS).execute(&admin).await?;
     let running = 4;
     let mut node = Node::start(&url, &data, running, "hang", "busy", 30)?;
     node.expect("ready")?;
@@ -573,14 +659,20 @@ async fn main() -> Result<(), Error> {
     };
     let rows = |pool: sqlx::PgPool| async move {
         sqlx::query_scalar::<_, i64>(
-            "SELECT COALESCE(SUM(n_tup_ins + n_tup_upd + n_tup_del), 0)::BIGINT FROM pg_stat_user_tables",
+            "SELECT COALESCE(SUM(n_tup_ins + n_tup_upd + n_tup_del), 0)::BIGINT FROM pg_stat_user_tables \
+             WHERE relname <> 'bench_rows'",
         )
         .fetch_one(&pool)
         .await
     };
+    let counted = |pool: sqlx::PgPool| async move {
+        sqlx::query_as::<_, (String, i64)>("SELECT tbl, n FROM bench_rows ORDER BY tbl").fetch_all(&pool).await
+    };
     let counting = reset_statements(&url).await;
     let (before, rows_before) = (xid(admin.clone()).await?, rows(admin.clone()).await?);
+    let counted_before = counted(admin.clone()).await?;
     tokio::time::sleep(Duration::from_secs(window)).await;
+    let counted_after = counted(admin.clone()).await?;
     let (after, rows_after) = (xid(admin.clone()).await?, rows(admin.clone()).await?);
     node.stop();
     let statements = if counting { Some(statements(&url, running * window as usize).await?) } else { None };
@@ -604,13 +696,32 @@ async fn main() -> Result<(), Error> {
     let writes = (after - before - 1) as f64;
     let row_writes = (rows_after - rows_before) as f64;
     let per = |n: f64| n / (running as f64 * window as f64);
-    println!("\n## Database writes while {running} jobs run on one node for {window} s (lease 30 s)\n");
-    println!("| writing transactions | per job per second | rows written | per job per second |");
+    let by_table: Vec<(String, i64)> = counted_after
+        .iter()
+        .map(|(table, n)| {
+            let was = counted_before.iter().find(|(t, _)| t == table).map_or(0, |(_, n)| *n);
+            (table.clone(), n - was)
+        })
+        .filter(|(_, n)| *n > 0)
+        .collect();
+    let exact: i64 = by_table.iter().map(|(_, n)| n).sum();
+    let shown: Vec<String> = by_table.iter().map(|(table, n)| format!("{table} {n}")).collect();
+    println!(
+        "\n## Database writes while {running} jobs run on one worker node (in the node registry) for {window} s (lease 30 s)\n"
+    );
+    println!(
+        "**Rows written: {exact}, {:.3} per running job per second** (counted exactly by a trigger on every table; by table: {}).\n",
+        per(exact as f64),
+        if shown.is_empty() { "none".to_owned() } else { shown.join(", ") }
+    );
+    println!(
+        "| writing transactions | per job per second | rows written (statistics, up to 1 s late at each end) | per job per second |"
+    );
     println!("|---|---|---|---|");
     println!("| {writes:.0} | {:.2} | {row_writes:.0} | {:.2} |", per(writes), per(row_writes));
     if let Some(written) = written {
         println!(
-            "\nRows changed by statements meanwhile (pg_stat_statements, exact): {written}, {:.2} per job per second.",
+            "\nRows reported by writing statements meanwhile (pg_stat_statements; a statement that writes in a CTE counts the rows it returns): {written}, {:.2} per job per second.",
             per(written as f64)
         );
     }

@@ -21,7 +21,9 @@
 //!   pipe; the watchdog then stops the server (`pg_ctl stop -m immediate`) and removes the
 //!   directory. No `Drop` of a static is needed.
 //! - **Speed.** `fsync=off`, `synchronous_commit=off`, `full_page_writes=off`: a test server
-//!   loses nothing it needs by a crash of the machine.
+//!   loses nothing it needs by a crash of the machine. A benchmark that must measure what a
+//!   user's server does starts one with PostgreSQL's own durability settings instead
+//!   ([`PgServer::start_durable`]).
 //! - **More settings.** `PG_HARNESS_OPTIONS`, when set, is appended to the server's options
 //!   (e.g. `-c shared_preload_libraries=pg_stat_statements`, which `bench cluster` uses to count
 //!   statements per job).
@@ -141,6 +143,23 @@ impl PgServer {
     /// # Errors
     /// [`HarnessError`]: no binaries, or a step failed (its output is in the error).
     pub fn start() -> Result<PgServer, HarnessError> {
+        PgServer::start_with("-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c shared_buffers=32MB")
+    }
+
+    /// The same as [`PgServer::start`], with PostgreSQL's default durability and memory
+    /// settings (`fsync`, `synchronous_commit` and `full_page_writes` on, `shared_buffers`
+    /// 128 MB): a commit is acknowledged once it is on disk, as on a user's server. For
+    /// benchmarks.
+    ///
+    /// # Errors
+    /// As [`PgServer::start`].
+    pub fn start_durable() -> Result<PgServer, HarnessError> {
+        PgServer::start_with("")
+    }
+
+    /// Starts a server with `settings` (server options, e.g. `-c fsync=off`) before
+    /// `PG_HARNESS_OPTIONS`.
+    fn start_with(settings: &str) -> Result<PgServer, HarnessError> {
         let bin = find_bin().ok_or(HarnessError::NoBinaries)?;
         let as_postgres = is_root();
         // Kept: the watchdog removes it once the server has stopped.
@@ -170,8 +189,7 @@ impl PgServer {
             let port = free_port()?;
             let extra = std::env::var("PG_HARNESS_OPTIONS").unwrap_or_default();
             let options = format!(
-                "-c listen_addresses=127.0.0.1 -p {port} -k {} -c fsync=off -c synchronous_commit=off \
-                 -c full_page_writes=off -c max_connections=400 -c shared_buffers=32MB {extra}",
+                "-c listen_addresses=127.0.0.1 -p {port} -k {} {settings} -c max_connections=400 {extra}",
                 root.display()
             );
             let mut pg_ctl = program("pg_ctl");
