@@ -40,7 +40,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use futures_util::StreamExt as _;
 
 use crate::model::JobId;
-use crate::storage::{ByteStream, COPY_MAX_BYTES, PutOptions, StagedPut, Storage, StorageError};
+use crate::storage::{ByteStream, COPY_MAX_BYTES, PutOptions, StagedPut, Storage, StorageError, TEMP_AREA};
 
 /// Directory of the temporary area that holds runs' outputs until they are published.
 pub const PUBLISH_TEMP: &str = "publish";
@@ -391,8 +391,10 @@ async fn put_in_place(storage: &dyn Storage, output: &Output, uploaded: Uploaded
     }
 }
 
-/// Deletes every temporary name of `run` (outputs and backups); one already gone is no error.
+/// Deletes every temporary name of `run` (outputs and backups), and aborts its multipart
+/// uploads still open; one already gone is no error.
 async fn discard(storage: &dyn Storage, run: &RunTemp) {
+    abort_open_uploads(storage, &run.prefix()).await;
     let temps = match storage.list_temps(&run.prefix()).await {
         Ok(temps) => temps,
         Err(e) => {
@@ -408,6 +410,31 @@ async fn discard(storage: &dyn Storage, run: &RunTemp) {
         })
         .buffer_unordered(COPIES_AT_ONCE);
     deletes.collect::<()>().await;
+}
+
+/// Aborts the multipart uploads still open under the temporary names that start with `prefix`
+/// (a run's, [`RunTemp::prefix`], or a job's, [`RunTemp::prefix_of`]): what uploads stopped
+/// mid-way (a cancel, the time limit, a failure) left in the bucket, invisible and billed
+/// (tester finding G11). Returns how many were aborted; a failure is logged (the sweep tries
+/// again).
+pub async fn abort_open_uploads(storage: &dyn Storage, prefix: &str) -> usize {
+    let uploads = match storage.open_uploads(&format!("{TEMP_AREA}/{prefix}")).await {
+        Ok(uploads) => uploads,
+        Err(e) => {
+            tracing::warn!(prefix, error = %e, "listing a run's open multipart uploads failed; the sweep aborts them");
+            return 0;
+        }
+    };
+    let mut aborted = 0;
+    for upload in uploads {
+        match storage.abort_upload(&upload).await {
+            Ok(()) => aborted += 1,
+            Err(e) => {
+                tracing::warn!(path = upload.path, error = %e, "aborting a multipart upload failed; the sweep tries again");
+            }
+        }
+    }
+    aborted
 }
 
 /// What a run that did not end by itself (a crash, a lost node) left in the temporary area:

@@ -355,6 +355,16 @@ impl S3Server {
         tags(&answer, "Key")
     }
 
+    /// Starts a multipart upload of `key` in `bucket` (`CreateMultipartUpload`) and leaves it
+    /// open; returns its id.
+    ///
+    /// # Panics
+    /// When the server does not answer with an id.
+    pub fn start_upload(&self, bucket: &str, key: &str) -> String {
+        let answer = self.request("POST", &format!("/{bucket}/{key}?uploads")).expect("starting an upload");
+        tags(&answer, "UploadId").pop().unwrap_or_else(|| panic!("no upload id: {answer}"))
+    }
+
     /// The content of `key` in `bucket`, read with a raw `GetObject`; `None` when missing.
     ///
     /// # Panics

@@ -46,8 +46,8 @@ pub use api::{ListError, Page, SubmitError};
 pub use concat::{CONCAT_LIST_MAX_BYTES, CONCAT_LIST_MAX_PROBES};
 pub use run::PROGRESS_SAVE_INTERVAL;
 pub use staged_failures::{
-    METRIC_STAGING_RETRIES, STAGING_RETRY_DELAY, STAGING_RETRY_MAX_DELAY, STALE_UPLOAD_AGE, TempSweep,
-    staging_retry_delay,
+    METRIC_STAGING_RETRIES, STAGING_RETRY_DELAY, STAGING_RETRY_MAX_DELAY, STALE_MULTIPART_AGE, STALE_UPLOAD_AGE,
+    TempSweep, staging_retry_delay,
 };
 pub use workers::Shutdown;
 

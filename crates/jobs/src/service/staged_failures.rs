@@ -10,9 +10,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::Jobs;
 use crate::model::{Job, JobId, JobStatus};
-use crate::publish::{PUBLISH_TEMP, PublishError, RunTemp, restore_or_discard};
+use crate::publish::{PUBLISH_TEMP, PublishError, RunTemp, abort_open_uploads, restore_or_discard};
 use crate::staging::StagingError;
-use crate::storage::{StorageError, TEMP_AREA};
+use crate::storage::{Storage, StorageError, TEMP_AREA};
 use crate::store::Outcome;
 
 /// Counter of staged runs re-queued because the storage was unavailable (Prometheus name).
@@ -47,6 +47,11 @@ pub fn staging_retry_delay(attempt: u32) -> Duration {
 /// by a crash.
 pub const STALE_UPLOAD_AGE: Duration = Duration::from_secs(3600);
 
+/// A multipart upload that no run owns (the files API's upload of a large body, a create-only
+/// one, an output over 5 GiB) lives while its body arrives; one started longer ago than this
+/// was left by a crash (a lifecycle rule of the bucket would remove it after a day as well).
+pub const STALE_MULTIPART_AGE: Duration = Duration::from_secs(24 * 3600);
+
 /// What [`Jobs::sweep_temp_area`] deleted.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TempSweep {
@@ -57,6 +62,9 @@ pub struct TempSweep {
     pub outputs: usize,
     /// Create-only uploads' temporary objects older than [`STALE_UPLOAD_AGE`].
     pub uploads: usize,
+    /// Multipart uploads left open, aborted: those of runs whose job is not running that
+    /// attempt, and any other started longer than [`STALE_MULTIPART_AGE`] ago.
+    pub multipart: usize,
 }
 
 impl Jobs {
@@ -120,12 +128,19 @@ impl Jobs {
     }
 
     /// What earlier runs of job `id` that did not end by themselves left in the storage's
-    /// temporary area: the files a part-way publish replaced are put back from their backups,
-    /// and every name is deleted ([`crate::publish::restore_or_discard`]). Called only while
+    /// temporary area: their multipart uploads still open are aborted
+    /// ([`crate::publish::abort_open_uploads`]), the files a part-way publish replaced are put
+    /// back from their backups, and every name is deleted
+    /// ([`crate::publish::restore_or_discard`]). Called only while
     /// the job is active (it runs again, or recovery found it interrupted), so no one else
     /// writes its paths meanwhile.
     pub(super) async fn discard_run_temps(&self, id: &JobId) {
         let Some(remote) = self.config.remote_storage.as_ref().filter(|s| s.has_temp_area()) else { return };
+        // Uploads a stopped run left open (a cancel or the time limit dropped them mid-way).
+        let aborted = abort_open_uploads(remote.as_ref(), &RunTemp::prefix_of(id)).await;
+        if aborted > 0 {
+            tracing::info!(aborted, "aborted the multipart uploads an earlier run of the job left open");
+        }
         let temps = match remote.list_temps(&RunTemp::prefix_of(id)).await {
             Ok(temps) => temps.into_iter().map(|temp| temp.path).collect::<Vec<_>>(),
             Err(e) => {
@@ -169,7 +184,8 @@ impl Jobs {
     /// are over left there (a crash, a lost node, a failed clean-up): the temporary outputs of
     /// every run whose job is not running that attempt now (finished, queued again, running a
     /// later attempt, or gone), and create-only uploads' objects older than
-    /// [`STALE_UPLOAD_AGE`]. Safe while other nodes run jobs: the names are listed first and
+    /// [`STALE_UPLOAD_AGE`]; and aborts the multipart uploads left open by the same rule
+    /// (a run's unless it is running; any other after [`STALE_MULTIPART_AGE`]). Safe while other nodes run jobs: the names are listed first and
     /// only the listed ones are deleted, so a run that starts meanwhile keeps its own; a run
     /// still going is never touched. Does nothing for a storage without a temporary area.
     ///
@@ -218,11 +234,13 @@ impl Jobs {
             sweep.restored += restored;
             sweep.outputs += deleted;
         }
+        sweep.multipart = self.sweep_open_uploads(remote.as_ref()).await;
         if sweep != TempSweep::default() {
             tracing::info!(
                 restored = sweep.restored,
                 outputs = sweep.outputs,
                 uploads = sweep.uploads,
+                multipart = sweep.multipart,
                 area = TEMP_AREA,
                 "removed what runs and uploads that are over left in the storage's temporary area"
             );
@@ -231,9 +249,85 @@ impl Jobs {
     }
 }
 
+impl Jobs {
+    /// The sweep's part for multipart uploads left open in the storage
+    /// ([`Storage::open_uploads`], listed first, so an upload started meanwhile is not seen):
+    /// a run's (its name in the temporary area carries its job and attempt) is aborted unless
+    /// its job is running that attempt; any other once started longer than
+    /// [`STALE_MULTIPART_AGE`] ago. Returns how many were aborted; failures are logged (the
+    /// next sweep tries again).
+    async fn sweep_open_uploads(&self, remote: &dyn Storage) -> usize {
+        let uploads = match remote.open_uploads("").await {
+            Ok(uploads) => uploads,
+            Err(e) => {
+                tracing::warn!(error = %e, "listing the storage's open multipart uploads failed; the next sweep tries again");
+                return 0;
+            }
+        };
+        let now = SystemTime::now();
+        let area = format!("{TEMP_AREA}/");
+        let mut running: BTreeMap<JobId, Option<u32>> = BTreeMap::new();
+        let mut aborted = 0;
+        for upload in uploads {
+            let owner = upload.path.strip_prefix(&area).and_then(RunTemp::owner);
+            let run = match owner {
+                Some((id, attempt)) => {
+                    let attempt_running = match running.get(&id) {
+                        Some(known) => *known,
+                        None => match self.store.get(&id).await {
+                            Ok(job) => {
+                                let known = job.filter(|job| job.status == JobStatus::Running).map(|job| job.attempts);
+                                running.insert(id.clone(), known);
+                                known
+                            }
+                            Err(e) => {
+                                tracing::warn!(job = %id, error = %e, "reading a job for the sweep of open uploads failed");
+                                continue;
+                            }
+                        },
+                    };
+                    Some((attempt, attempt_running))
+                }
+                None => None,
+            };
+            if !sweeps_upload(run, now.duration_since(upload.initiated).unwrap_or_default()) {
+                continue;
+            }
+            match remote.abort_upload(&upload).await {
+                Ok(()) => aborted += 1,
+                Err(e) => tracing::warn!(path = upload.path, error = %e, "aborting an open multipart upload failed"),
+            }
+        }
+        aborted
+    }
+}
+
+/// Whether the sweep aborts an open multipart upload: a run's (`run`: its attempt, and the
+/// attempt its job runs now, `None` when it runs none) unless its job runs that attempt; any
+/// other once it is `age` old past [`STALE_MULTIPART_AGE`].
+fn sweeps_upload(run: Option<(u32, Option<u32>)>, age: Duration) -> bool {
+    match run {
+        Some((attempt, running)) => running != Some(attempt),
+        None => age > STALE_MULTIPART_AGE,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_sweep_aborts_uploads_of_runs_that_are_over_and_other_uploads_once_stale() {
+        let young = Duration::from_secs(60);
+        let stale = STALE_MULTIPART_AGE + Duration::from_secs(1);
+        // A run's: by its job alone, whatever its age.
+        assert!(!sweeps_upload(Some((2, Some(2))), stale), "its attempt runs");
+        assert!(sweeps_upload(Some((1, Some(2))), young), "a later attempt runs");
+        assert!(sweeps_upload(Some((1, None)), young), "its job runs no attempt");
+        // Any other (a files API upload under way): by its age.
+        assert!(!sweeps_upload(None, young));
+        assert!(sweeps_upload(None, stale));
+    }
 
     #[test]
     fn the_retry_delay_doubles_with_jitter_up_to_its_cap() {

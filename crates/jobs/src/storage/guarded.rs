@@ -8,8 +8,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::{
-    Availability, ByteStream, FileMeta, ListPage, NameLimits, Preconditions, PutOptions, StagedPut, Storage,
-    StorageError, StoredFile,
+    Availability, ByteStream, FileMeta, ListPage, NameLimits, OpenUpload, Preconditions, PutOptions, StagedPut,
+    Storage, StorageError, StoredFile,
 };
 
 /// `inner` behind its [`Availability`] (see the [module docs](self)). Every method of
@@ -114,5 +114,13 @@ impl Storage for Guarded {
 
     async fn delete_temp(&self, temp: &str) -> Result<(), StorageError> {
         self.guard(temp, self.inner.delete_temp(temp)).await
+    }
+
+    async fn open_uploads(&self, prefix: &str) -> Result<Vec<OpenUpload>, StorageError> {
+        self.guard(prefix, self.inner.open_uploads(prefix)).await
+    }
+
+    async fn abort_upload(&self, upload: &OpenUpload) -> Result<(), StorageError> {
+        self.guard(&upload.path, self.inner.abort_upload(upload)).await
     }
 }

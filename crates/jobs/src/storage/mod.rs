@@ -178,6 +178,17 @@ pub struct PutOutcome {
     pub sha256: String,
 }
 
+/// A multipart upload the storage holds open ([`Storage::open_uploads`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenUpload {
+    /// Its path relative to the storage's root (in the temporary area: [`TEMP_AREA`]`/NAME`).
+    pub path: String,
+    /// The storage's id of the upload.
+    pub id: String,
+    /// When it was started.
+    pub initiated: SystemTime,
+}
+
 /// One page of [`Storage::list`].
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ListPage {
@@ -589,6 +600,29 @@ pub trait Storage: Send + Sync + fmt::Debug + 'static {
     /// [`StorageError::Unavailable`], [`StorageError::Denied`], [`StorageError::Io`].
     async fn delete_temp(&self, temp: &str) -> Result<(), StorageError> {
         Err(no_temp_area(temp))
+    }
+
+    /// The multipart uploads started under the storage's root and neither completed nor
+    /// aborted whose path (relative to the root; a temporary area's name starts with
+    /// [`TEMP_AREA`]`/`) starts with `prefix`: what an upload that was stopped without its
+    /// abort left (a job cancelled or timed out mid-upload, a crash). The default (no
+    /// multipart uploads): none.
+    ///
+    /// # Errors
+    /// [`StorageError::Unavailable`], [`StorageError::Denied`], [`StorageError::Io`].
+    async fn open_uploads(&self, prefix: &str) -> Result<Vec<OpenUpload>, StorageError> {
+        let _ = prefix;
+        Ok(Vec::new())
+    }
+
+    /// Aborts `upload` (from [`Storage::open_uploads`]): its parts are deleted. One already
+    /// gone is no error.
+    ///
+    /// # Errors
+    /// [`StorageError::Unavailable`], [`StorageError::Denied`], [`StorageError::Io`].
+    async fn abort_upload(&self, upload: &OpenUpload) -> Result<(), StorageError> {
+        let _ = upload;
+        Ok(())
     }
 }
 

@@ -21,10 +21,10 @@ use jobs::{
 
 const PREFIX: &str = "media";
 
-fn s3_storage(bucket: &str) -> S3Storage {
-    let server = s3_harness::shared();
+/// A client of `bucket` on the server at `endpoint` (the test server, or a proxy to it).
+fn s3_storage_at(bucket: &str, endpoint: &str) -> S3Storage {
     let config = S3Config {
-        endpoint: Some(server.endpoint().to_owned()),
+        endpoint: Some(endpoint.to_owned()),
         access_key_id: Some(s3_harness::ACCESS_KEY_ID.to_owned()),
         secret_access_key: Some(s3_harness::SECRET_ACCESS_KEY.to_owned()),
         region: s3_harness::REGION.to_owned(),
@@ -51,6 +51,11 @@ impl Drop for Fixture {
 }
 
 fn fixture_with(wrap: impl FnOnce(S3Storage) -> Arc<dyn Storage>) -> Fixture {
+    fixture_at(s3_harness::shared().endpoint(), wrap)
+}
+
+/// A fixture whose bucket client talks to `endpoint` (a [`s3_harness::Proxy`]).
+fn fixture_at(endpoint: &str, wrap: impl FnOnce(S3Storage) -> Arc<dyn Storage>) -> Fixture {
     let bucket = s3_harness::shared().bucket();
     let data = tempfile::tempdir().unwrap();
     let mut sandbox = Sandbox::new(data.path()).unwrap();
@@ -59,7 +64,7 @@ fn fixture_with(wrap: impl FnOnce(S3Storage) -> Arc<dyn Storage>) -> Fixture {
     let store: Arc<dyn JobStore> = Arc::new(MemoryStore::new());
     let config = JobsConfig {
         idle_wait: Duration::from_millis(100),
-        remote_storage: Some(wrap(s3_storage(&bucket))),
+        remote_storage: Some(wrap(s3_storage_at(&bucket, endpoint))),
         ..JobsConfig::default()
     };
     let jobs = Jobs::new(Arc::clone(&store), runner, sandbox, config);
@@ -551,7 +556,7 @@ async fn the_sweep_undoes_and_removes_what_runs_that_are_over_left_only() {
     assert!(matches!(reserved, Err(StorageError::InvalidPath { .. })), "{reserved:?}");
 
     let sweep = fx.jobs.sweep_temp_area().await.unwrap();
-    assert_eq!(sweep, jobs::service::TempSweep { restored: 2, outputs: 3, uploads: 0 });
+    assert_eq!(sweep, jobs::service::TempSweep { restored: 2, outputs: 3, uploads: 0, multipart: 0 });
     let left: Vec<String> = storage.list_temps("").await.unwrap().into_iter().map(|f| f.path).collect();
     assert_eq!(left, [live.clone(), fresh_upload.to_owned()]);
     assert_eq!(fx.object("f.mp4"), b"the older f.mp4");
@@ -859,4 +864,102 @@ async fn outputs_where_the_bucket_has_a_directory_or_below_a_file_are_refused() 
         assert!(temps.is_empty(), "{temps:?}");
     }
     fx.no_stages_left().await;
+}
+
+/// Multipart uploads the bucket still holds open, under the fixture's prefix.
+impl Fixture {
+    fn open_uploads(&self) -> Vec<String> {
+        s3_harness::shared().unfinished_uploads(&self.bucket)
+    }
+
+    /// Waits (with a deadline) until the bucket holds no open multipart upload.
+    async fn no_open_uploads(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self.open_uploads().is_empty() {
+            assert!(Instant::now() < deadline, "uploads left open: {:?}", self.open_uploads());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Waits (with a deadline) until the job `id`'s output upload is under way, its parts held
+    /// by the proxy: the bucket holds its multipart upload open.
+    async fn uploading(&self, id: &JobId) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let job = self.store.get(id).await.unwrap().unwrap();
+            let uploading = job.progress.as_ref().and_then(|p| p.phase) == Some(Phase::Uploading);
+            if uploading && !self.open_uploads().is_empty() {
+                return;
+            }
+            assert!(!job.status.is_finished(), "ended before its upload was held: {job:?}");
+            assert!(Instant::now() < deadline, "never held uploading: {job:?} {:?}", self.open_uploads());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// An output of 11.5 MB (more than one part: a multipart upload).
+const BIG_OUTPUT: &str = "-f lavfi -i testsrc=s=320x240:r=25 -t 2 -c:v rawvideo -pix_fmt rgb24 big/c1.avi";
+
+/// A job cancelled, or out of time, while its outputs upload (tester G11: each left its
+/// multipart upload open in the bucket, billed and invisible) leaves none: the upload's parts
+/// are held by a proxy (`UploadPart` never answered), so the job is stopped mid-upload
+/// deterministically.
+#[tokio::test]
+async fn a_job_stopped_mid_upload_leaves_no_multipart_upload_open() {
+    let proxy = s3_harness::Proxy::start(s3_harness::shared().port());
+    let fx = fixture_at(&proxy.endpoint(), |s3| Arc::new(s3));
+    fx.put_bytes("big/c1.avi", b"the user's file").await;
+    proxy.set(s3_harness::ProxyMode::HoldParts);
+
+    // Cancelled.
+    let job = fx.submit(BIG_OUTPUT).await;
+    fx.uploading(&job.id).await;
+    fx.jobs.cancel(&job.id).await.unwrap();
+    let done = fx.finished(&job.id).await;
+    assert_eq!(done.status, JobStatus::Cancelled, "{done:?}");
+    fx.no_open_uploads().await;
+
+    // Out of time.
+    let options = SubmitOptions { timeout_seconds: Some(8), ..SubmitOptions::default() };
+    let job = fx.jobs.submit(BIG_OUTPUT, options).await.unwrap();
+    fx.uploading(&job.id).await;
+    let done = fx.finished(&job.id).await;
+    assert_eq!(done.status, JobStatus::Failed, "{done:?}");
+    let error = done.error.unwrap();
+    assert!(error.contains("timed out after 8 s while uploading its outputs"), "{error}");
+    fx.no_open_uploads().await;
+
+    proxy.set(s3_harness::ProxyMode::Pass);
+    assert_eq!(fx.object("big/c1.avi"), b"the user's file");
+    assert!(fx.jobs.storage().list_temps("").await.unwrap().is_empty());
+    fx.no_stages_left().await;
+}
+
+/// The temporary area's sweep aborts the multipart uploads left open (a crash, a stop whose
+/// abort failed): a run's unless its job runs that attempt, any other once it is stale.
+#[tokio::test]
+async fn the_sweep_aborts_the_open_uploads_of_runs_that_are_over_and_stale_ones() {
+    let fx = fixture();
+    fx.shutdown.stop_claiming.cancel();
+    let insert = |command: &str| fx.store.insert(command.to_owned(), SubmitOptions::default());
+    let over = insert("-i c.mp4 d.mp4").await.unwrap();
+    let running = insert("-i a.mp4 b.mp4").await.unwrap();
+    for _ in 0..2 {
+        fx.store.claim_next(&[]).await.unwrap().unwrap();
+    }
+    fx.store.finish(&over.id, jobs::store::Outcome::Failed { error: "x".to_owned() }, "").await.unwrap();
+    let area = format!("{PREFIX}/{}", jobs::storage::TEMP_AREA);
+    let live = format!("{area}/publish/{}-1-aaaa/out/b.mp4", running.id);
+    let earlier = format!("{area}/publish/{}-0-bbbb/out/b.mp4", running.id);
+    let ended = format!("{area}/publish/{}-1-cccc/out/d.mp4", over.id);
+    // An upload no run owns (the files API's): aborted once stale, and moto reports every
+    // upload as started in 2010 (the age rule's other side is a unit test of the sweep's).
+    let unowned = format!("{PREFIX}/out/big.mkv");
+    for key in [&live, &earlier, &ended, &unowned] {
+        s3_harness::shared().start_upload(&fx.bucket, key);
+    }
+    let sweep = fx.jobs.sweep_temp_area().await.unwrap();
+    assert_eq!(sweep.multipart, 3, "{sweep:?}");
+    assert_eq!(fx.open_uploads(), [live]);
 }

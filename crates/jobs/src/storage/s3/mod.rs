@@ -47,13 +47,15 @@
 //! cannot make: ranged part copies, conditional completions and deletes),
 //! `read.rs` (opening, heads, listing, ranged reads), `write.rs` (puts, multipart uploads,
 //! server-side copies, deletes), `temp.rs` (the temporary area), `writable.rs` (a disk's
-//! rule for where files may be written: none where a directory is, none below a file) and
+//! rule for where files may be written: none where a directory is, none below a file),
+//! `multipart.rs` (multipart uploads left open: listed and aborted, through `raw.rs`) and
 //! `tests.rs` (unit tests against moto). This file holds the type, the path and key rules,
 //! the error mapping, and the [`Storage`] impl, which calls into them.
 
 mod client;
 mod http;
 mod keys;
+mod multipart;
 mod raw;
 mod read;
 mod temp;
@@ -73,8 +75,8 @@ use object_store::ObjectStore;
 use object_store::path::Path as Key;
 
 use super::{
-    ByteStream, FileMeta, ListPage, NameLimits, Preconditions, PutOptions, StagedPut, Storage, StorageError,
-    StoredFile, invalid, too_long,
+    ByteStream, FileMeta, ListPage, NameLimits, OpenUpload, Preconditions, PutOptions, StagedPut, Storage,
+    StorageError, StoredFile, invalid, too_long,
 };
 use crate::service::blocking;
 use crate::storage::NAME_MAX;
@@ -96,7 +98,7 @@ pub const COPY_MAX_BYTES: u64 = 5 * 1024 * 1024 * 1024;
 pub struct S3Storage {
     store: Arc<dyn ObjectStore>,
     /// The requests `object_store` cannot make (ranged part copies, conditional completes and
-    /// deletes).
+    /// deletes, listing and aborting open multipart uploads).
     raw: raw::Raw,
     /// The largest part of a server-side copy ([`COPY_MAX_BYTES`]; lowered in tests).
     copy_part_bytes: u64,
@@ -307,5 +309,13 @@ impl Storage for S3Storage {
 
     async fn delete_temp(&self, temp: &str) -> Result<(), StorageError> {
         self.temp_delete(temp).await
+    }
+
+    async fn open_uploads(&self, prefix: &str) -> Result<Vec<OpenUpload>, StorageError> {
+        self.list_open_uploads(prefix).await
+    }
+
+    async fn abort_upload(&self, upload: &OpenUpload) -> Result<(), StorageError> {
+        self.abort_open_upload(upload).await
     }
 }

@@ -6,6 +6,8 @@
 //! - `CompleteMultipartUpload` on a condition (`If-None-Match: *` or `If-Match: TAG`): the
 //!   bucket checks the object at the key and puts the new one in one step;
 //! - `DeleteObject` on a condition (`If-Match: TAG`).
+//! - `ListMultipartUploads` of a key prefix (and `AbortMultipartUpload`): the multipart uploads
+//!   a stopped upload left open (`multipart.rs`).
 //!
 //! AWS S3 honours these conditions (conditional writes since 2024, conditional deletes since
 //! 2025). A server that does not know a condition either refuses it with 501
@@ -21,6 +23,7 @@
 use std::fmt;
 use std::io;
 use std::ops::Range;
+use std::time::SystemTime;
 
 use bytes::Bytes;
 use object_store::aws::{AwsAuthorizer, AwsCredentialProvider};
@@ -34,6 +37,9 @@ use crate::storage::StorageError;
 /// What `object_store` percent-encodes in a key in a URL (`STRICT_PATH_ENCODE_SET`): every
 /// byte but RFC 3986's unreserved characters and `/`; the signature is computed over the same.
 const KEY_ENCODE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~').remove(b'/');
+
+/// What a query parameter's value may keep unencoded: RFC 3986's unreserved characters.
+const QUERY_ENCODE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
 
 /// A condition on the object at a write's key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -132,6 +138,48 @@ struct ErrorAnswer {
 /// Text of an XML element's content, escaped.
 fn xml_text(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+/// One page of `ListMultipartUploads` ([`Raw::list_uploads`]).
+pub(super) struct UploadsPage {
+    /// The uploads, in key order.
+    pub(super) uploads: Vec<ListedUpload>,
+    /// Where the next page starts (key marker, upload id marker); `None` on the last page.
+    pub(super) next: Option<(String, String)>,
+}
+
+/// One open multipart upload as the bucket lists it.
+pub(super) struct ListedUpload {
+    /// Its key (whole, the prefix included).
+    pub(super) key: String,
+    /// Its id.
+    pub(super) id: String,
+    /// When it was started, if the answer says so readably.
+    pub(super) initiated: Option<SystemTime>,
+}
+
+/// `ListMultipartUploadsResult`.
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ListedUploads {
+    #[serde(default)]
+    upload: Vec<ListedEntry>,
+    #[serde(default)]
+    is_truncated: bool,
+    #[serde(default)]
+    next_key_marker: Option<String>,
+    #[serde(default)]
+    next_upload_id_marker: Option<String>,
+}
+
+/// `Upload` of a `ListMultipartUploadsResult`.
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ListedEntry {
+    key: String,
+    upload_id: String,
+    #[serde(default)]
+    initiated: Option<String>,
 }
 
 impl Raw {
@@ -304,5 +352,48 @@ impl Raw {
     /// `DeleteObject` of `key` if its entity tag is `tag` (`If-Match`).
     pub(super) async fn delete_if_tag(&self, key: &Key, tag: &str, shown: &str) -> Result<(), RawError> {
         self.send("DELETE", key, "", &[("if-match", tag.to_owned())], Bytes::new(), shown).await.map(drop)
+    }
+
+    /// `ListMultipartUploads` of the keys that start with `prefix`, after `after` (the previous
+    /// page's markers).
+    pub(super) async fn list_uploads(
+        &self,
+        prefix: &str,
+        after: Option<&(String, String)>,
+        shown: &str,
+    ) -> Result<UploadsPage, RawError> {
+        let encode = |value: &str| utf8_percent_encode(value, QUERY_ENCODE).to_string();
+        let mut query = match after {
+            Some((key, _)) => format!("key-marker={}&", encode(key)),
+            None => String::new(),
+        };
+        query.push_str(&format!("prefix={}", encode(prefix)));
+        if let Some((_, id)) = after {
+            query.push_str(&format!("&upload-id-marker={}", encode(id)));
+        }
+        query.push_str("&uploads=");
+        let body = self.send("GET", &Key::default(), &query, &[], Bytes::new(), shown).await?;
+        let listed: ListedUploads = quick_xml::de::from_str(&String::from_utf8_lossy(&body)).map_err(|e| {
+            let source = io::Error::other(format!("the bucket's answer to ListMultipartUploads: {e}"));
+            RawError::Storage(StorageError::Io { path: shown.to_owned(), source })
+        })?;
+        let uploads = listed
+            .upload
+            .into_iter()
+            .map(|entry| ListedUpload {
+                initiated: entry.initiated.as_deref().and_then(|text| {
+                    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+                        .ok()
+                        .map(Into::into)
+                }),
+                key: entry.key,
+                id: entry.upload_id,
+            })
+            .collect();
+        let next = match (listed.is_truncated, listed.next_key_marker, listed.next_upload_id_marker) {
+            (true, Some(key), Some(id)) => Some((key, id)),
+            _ => None,
+        };
+        Ok(UploadsPage { uploads, next })
     }
 }
