@@ -10,10 +10,10 @@ use crate::client::decode;
 use crate::{Client, ClientError};
 
 /// Which jobs to list (`GET /jobs?status=...&limit=...`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ListQuery {
-    /// Only jobs with this status; `None`: all.
-    pub status: Option<JobStatusWire>,
+    /// Only jobs with one of these statuses (sent as one comma-separated `status`); empty: all.
+    pub statuses: Vec<JobStatusWire>,
     /// Jobs per page, 1 to 1000; `None`: the server's default (100).
     pub limit: Option<u32>,
 }
@@ -46,10 +46,11 @@ impl Client {
     /// An out-of-range limit is [`ClientError::Problem`] with status 422.
     pub async fn list(&self, query: &ListQuery) -> Result<Page, ClientError> {
         let mut url = self.endpoint(&["jobs"]);
-        if query.status.is_some() || query.limit.is_some() {
+        if !query.statuses.is_empty() || query.limit.is_some() {
             let mut pairs = url.query_pairs_mut();
-            if let Some(status) = query.status {
-                pairs.append_pair("status", status.as_str());
+            if !query.statuses.is_empty() {
+                let statuses: Vec<&str> = query.statuses.iter().map(|s| s.as_str()).collect();
+                pairs.append_pair("status", &statuses.join(","));
             }
             if let Some(limit) = query.limit {
                 pairs.append_pair("limit", &limit.to_string());
@@ -97,8 +98,12 @@ pub(crate) fn next_link(headers: &HeaderMap) -> Option<String> {
     headers.get_all(header::LINK).iter().filter_map(|v| v.to_str().ok()).find_map(parse_next_link).map(str::to_owned)
 }
 
+/// The target of the first link of one `Link` header value whose `rel` holds `next`. A value
+/// holds links separated by commas (RFC 8288: `<target>; param=value, <target>; ...`); a target
+/// may hold commas itself (`status=completed,failed`), so links are split only at a comma
+/// outside `<...>` and quoted strings.
 fn parse_next_link(value: &str) -> Option<&str> {
-    value.split(',').find_map(|link| {
+    links(value).into_iter().find_map(|link| {
         let (target, params) = link.trim().strip_prefix('<')?.split_once('>')?;
         let is_next = params.split(';').any(|param| {
             let Some((name, rel)) = param.split_once('=') else {
@@ -109,6 +114,28 @@ fn parse_next_link(value: &str) -> Option<&str> {
         });
         is_next.then_some(target)
     })
+}
+
+/// The links of a `Link` header value: split at each comma outside `<...>` and `"..."`.
+fn links(value: &str) -> Vec<&str> {
+    let (mut links, mut start) = (Vec::new(), 0);
+    let (mut in_target, mut in_quotes, mut escaped) = (false, false, false);
+    for (i, c) in value.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if in_quotes => escaped = true,
+            '"' if !in_target => in_quotes = !in_quotes,
+            '<' if !in_quotes => in_target = true,
+            '>' if !in_quotes => in_target = false,
+            ',' if !in_target && !in_quotes => {
+                links.push(&value[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    links.push(&value[start..]);
+    links
 }
 
 #[cfg(test)]
@@ -122,6 +149,13 @@ mod tests {
             ("</jobs?cursor=5>; rel=next", Some("/jobs?cursor=5")),
             ("</a>; rel=\"prev\", </b>; rel=\"next last\"", Some("/b")),
             ("</a>; rel=\"prev\"", None),
+            // A comma inside the target (a list of statuses) or a quoted parameter is not a
+            // separator between links.
+            (
+                "</jobs?limit=2&cursor=2&status=cancelled,queued>; rel=\"next\"",
+                Some("/jobs?limit=2&cursor=2&status=cancelled,queued"),
+            ),
+            ("</a,b>; rel=\"prev\", </c?s=x,y>; title=\"a, \\\"b\\\", <c>\"; rel=next", Some("/c?s=x,y")),
             ("garbage", None),
             ("", None),
         ] {

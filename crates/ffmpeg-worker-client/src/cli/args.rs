@@ -308,9 +308,10 @@ pub(crate) struct LogsArgs {
 /// Arguments of `list`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct ListArgs {
-    /// Only jobs with this status.
-    #[arg(long, value_parser = status_parser())]
-    pub(crate) status: Option<JobStatusWire>,
+    /// Only jobs with one of these statuses: a comma-separated list (`--status
+    /// completed,failed`), or `--status` given again.
+    #[arg(long, value_name = "STATUS[,STATUS...]", value_delimiter = ',', value_parser = status_parser())]
+    pub(crate) status: Vec<JobStatusWire>,
 
     /// Jobs per page, 1 to 1000 (server default: 100).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1000))]
@@ -326,6 +327,19 @@ pub(crate) struct ListArgs {
 
     #[command(flatten)]
     pub(crate) connection: Connection,
+}
+
+impl ListArgs {
+    /// The statuses asked for, each once, in the order first given (empty: every status).
+    pub(crate) fn statuses(&self) -> Vec<JobStatusWire> {
+        let mut statuses = Vec::with_capacity(self.status.len());
+        for status in &self.status {
+            if !statuses.contains(status) {
+                statuses.push(*status);
+            }
+        }
+        statuses
+    }
 }
 
 /// The five statuses as possible values (listed in `--help`), parsed into the wire type.
@@ -391,15 +405,40 @@ mod tests {
         assert!(parse_webhook_event("progress").is_err());
     }
 
+    fn list_statuses(args: &[&str]) -> Result<Vec<JobStatusWire>, clap::Error> {
+        let mut argv = vec!["ffmpeg-worker", "list", "--url", DEFAULT_URL];
+        argv.extend_from_slice(args);
+        match Cli::try_parse_from(argv)?.command {
+            Command::List(list) => Ok(list.statuses()),
+            other => panic!("not list: {other:?}"),
+        }
+    }
+
     #[test]
     fn list_status_takes_the_five_statuses() {
         for status in JobStatusWire::ALL {
-            let cli = Cli::try_parse_from(["ffmpeg-worker", "list", "--url", DEFAULT_URL, "--status", status.as_str()])
-                .expect("parses");
-            assert!(matches!(cli.command, Command::List(ListArgs { status: Some(s), .. }) if s == status));
+            assert_eq!(list_statuses(&["--status", status.as_str()]).expect("parses"), vec![status]);
         }
-        let err = Cli::try_parse_from(["ffmpeg-worker", "list", "--status", "sleeping"]).expect_err("refused");
+        assert_eq!(list_statuses(&[]).expect("parses"), vec![], "no --status: every status");
+        let err = list_statuses(&["--status", "sleeping"]).expect_err("refused");
         assert!(err.to_string().contains("queued, running, completed, failed, cancelled"), "{err}");
+    }
+
+    #[test]
+    fn list_status_takes_a_comma_list_and_repeats() {
+        use JobStatusWire::{Cancelled, Completed, Failed, Queued};
+        for (args, expected) in [
+            (&["--status", "completed,failed"][..], vec![Completed, Failed]),
+            (&["--status", "completed", "--status", "failed"], vec![Completed, Failed]),
+            (&["--status=queued,cancelled", "--status", "failed"], vec![Queued, Cancelled, Failed]),
+            (&["--status", "failed,completed,failed", "--status", "completed"], vec![Failed, Completed]),
+        ] {
+            assert_eq!(list_statuses(args).expect("parses"), expected, "{args:?}");
+        }
+        // A wrong word anywhere in the list is named.
+        let err = list_statuses(&["--status", "completed,done"]).expect_err("refused");
+        assert!(err.to_string().contains("'done'"), "{err}");
+        assert!(list_statuses(&["--status", "completed,"]).is_err(), "an empty item is refused");
     }
 
     #[test]

@@ -348,7 +348,7 @@ async fn submit(args: SubmitArgs) -> Result<Outcome, CliError> {
 
 async fn list(args: ListArgs) -> Result<Outcome, CliError> {
     let client = connect(&args.connection)?;
-    let query = ListQuery { status: args.status, limit: args.limit };
+    let query = ListQuery { statuses: args.statuses(), limit: args.limit };
     let (jobs, more) = if args.all {
         (client.list_all(&query).await?, false)
     } else {

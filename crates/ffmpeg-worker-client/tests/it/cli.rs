@@ -348,6 +348,20 @@ fn list_filters_pages_and_follows_next_links_with_all() {
     assert!(table.stderr.contains("--all"), "says more jobs follow: {table:?}");
     let empty = cli(&server, &["list", "--status", "failed"]);
     assert_eq!((empty.code, empty.stdout.as_str()), (0, "no jobs\n"));
+
+    // Several statuses: a comma list, or --status again (tester finding H11).
+    let cancel = cli(&server, &["cancel", &ids[1]]);
+    assert_eq!(cancel.code, 0, "{cancel:?}");
+    let cancelled = json_of(&cli(&server, &["list", "--json", "--status", "cancelled,failed"]));
+    assert_eq!(listed_ids(&cancelled), [ids[1].clone()]);
+    let both = json_of(&cli(
+        &server,
+        &["list", "--json", "--status", "cancelled", "--status", "queued", "--limit", "2", "--all"],
+    ));
+    assert_eq!(listed_ids(&both), ids, "every page of both statuses, oldest first");
+    let wrong = cli(&server, &["list", "--status", "cancelled,done"]);
+    assert_eq!(wrong.code, 2, "{wrong:?}");
+    assert!(wrong.stderr.contains("'done'") && wrong.stderr.contains("possible values"), "{wrong:?}");
 }
 
 #[test]

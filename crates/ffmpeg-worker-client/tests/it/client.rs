@@ -95,7 +95,7 @@ async fn list_pages_follow_next_links_and_filter_by_status() {
     let ids_of =
         |jobs: &[ffmpeg_worker_client::api::JobResponse]| jobs.iter().map(|j| j.id.clone()).collect::<Vec<_>>();
 
-    let query = ListQuery { status: None, limit: Some(2) };
+    let query = ListQuery { statuses: vec![], limit: Some(2) };
     let first = client.list(&query).await.unwrap();
     assert_eq!(ids_of(&first.jobs), ids[..2]);
     let second = client.next_page(first.next.as_ref().expect("a next page")).await.unwrap();
@@ -104,13 +104,16 @@ async fn list_pages_follow_next_links_and_filter_by_status() {
     assert_eq!((ids_of(&third.jobs), third.next), (ids[4..].to_vec(), None));
     assert_eq!(ids_of(&client.list_all(&query).await.unwrap()), ids);
 
-    let queued = client.list_all(&ListQuery { status: Some(JobStatusWire::Queued), limit: Some(1) }).await.unwrap();
+    let queued = client.list_all(&ListQuery { statuses: vec![JobStatusWire::Queued], limit: Some(1) }).await.unwrap();
     let expected: Vec<String> = ids.iter().filter(|id| **id != ids[1]).cloned().collect();
     assert_eq!(ids_of(&queued), expected);
-    let only = client.list(&ListQuery { status: Some(JobStatusWire::Cancelled), limit: None }).await.unwrap();
+    let only = client.list(&ListQuery { statuses: vec![JobStatusWire::Cancelled], limit: None }).await.unwrap();
     assert_eq!((ids_of(&only.jobs), only.next), (vec![ids[1].clone()], None));
+    let statuses = vec![JobStatusWire::Cancelled, JobStatusWire::Failed, JobStatusWire::Queued];
+    let several = client.list_all(&ListQuery { statuses, limit: Some(2) }).await.unwrap();
+    assert_eq!(ids_of(&several), ids, "any of several statuses, every page");
 
-    let too_big = client.list(&ListQuery { status: None, limit: Some(5000) }).await.unwrap_err();
+    let too_big = client.list(&ListQuery { statuses: vec![], limit: Some(5000) }).await.unwrap_err();
     assert_eq!(too_big.status(), Some(422), "{too_big:?}");
     // Waiting on a finished job answers at once.
     assert_eq!(client.wait(&ids[1]).await.unwrap().status, JobStatusWire::Cancelled);
