@@ -424,11 +424,21 @@ pub struct JobResponse {
     #[serde(default)]
     #[schema(required = true, example = json!([]))]
     pub requires: Vec<String>,
-    /// Why a queued job cannot start now: no live node may take it, e.g. `no live node has
-    /// labels [gpu]` or `no live worker node`. Null otherwise.
+    /// Why a queued job cannot start now: it went back in the queue after an attempt failed
+    /// for a reason that may pass (e.g. ``the storage `s3://media/jobs` is unavailable
+    /// (attempt 1 of 3 failed: ...); next attempt at 20:31:07Z``: see `retry_at`), or no live
+    /// node may take it (e.g. `no live node has labels [gpu]` or `no live worker node`). Null
+    /// otherwise.
     #[serde(default)]
     #[schema(required = true, example = json!(null))]
     pub waiting_reason: Option<String>,
+    /// For a queued job that went back in the queue after an attempt failed for a reason that
+    /// may pass (the storage unavailable; the attempt counts towards `MAX_ATTEMPTS`): when its
+    /// next attempt may start (RFC 3339, UTC, by the job store's clock). No worker takes it
+    /// before; `waiting_reason` says why. Null when the job may start now, or is not queued.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[schema(required = true, value_type = Option<String>, format = DateTime, example = json!(null))]
+    pub retry_at: Option<OffsetDateTime>,
 }
 
 /// What a node does.

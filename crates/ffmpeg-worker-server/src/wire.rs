@@ -118,6 +118,7 @@ pub fn job_response(j: Job) -> JobResponse {
     let own = j.own_webhook().cloned();
     // No `phase` once the job ended: what was under way is over.
     let progress = j.shown_progress();
+    let retry_at = j.retry_pending(time::OffsetDateTime::now_utc());
     JobResponse {
         id: j.id.to_string(),
         status: status_wire(j.status),
@@ -138,6 +139,7 @@ pub fn job_response(j: Job) -> JobResponse {
         webhook_events: own.map(|s| s.events.into_iter().map(event_wire).collect()),
         requires: j.requires,
         waiting_reason: j.waiting_reason,
+        retry_at,
     }
 }
 

@@ -371,9 +371,22 @@ pub struct Job {
     /// Labels a node must have to run the job (sorted); empty: any node.
     #[serde(default)]
     pub requires: Vec<String>,
-    /// Why a queued job cannot start now: no live node may take it (e.g. "no live node has
-    /// labels [gpu]"). Not stored: [`Jobs`](crate::Jobs) fills it in from the node registry
-    /// when it reads a job; stores leave it `None`.
+    /// When a job that went back in the queue after an attempt failed for a reason that may
+    /// pass (the storage unavailable, [`JobStore::retry`](crate::JobStore::retry)) may start
+    /// again (UTC, by the store's clock: the database's for PostgreSQL); no claim takes it
+    /// before. Kept after that (a past time changes nothing); [`Job::retry_wait`] is the wait
+    /// still ahead. `None`: never retried so.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub retry_at: Option<OffsetDateTime>,
+    /// Why the job went back in the queue at its latest [`JobStore::retry`](crate::JobStore::retry),
+    /// e.g. "attempt 1 of 3 failed: ..."; `None` when it never did. Not an error: the job's
+    /// `error` stays `None` unless it fails.
+    #[serde(default)]
+    pub retry_reason: Option<String>,
+    /// Why a queued job cannot start now: it waits for its [`Job::retry_at`]
+    /// ([`Job::retry_wait`]), or no live node may take it (e.g. "no live node has labels
+    /// [gpu]"). Not stored: [`Jobs`](crate::Jobs) fills it in when it reads a job; stores
+    /// leave it `None`.
     #[serde(default)]
     pub waiting_reason: Option<String>,
 }
@@ -389,6 +402,31 @@ impl Job {
             progress.phase = None;
         }
         Some(progress)
+    }
+
+    /// [`Job::retry_at`] while the job is queued and that time is after `now`: no claim may
+    /// take it before then. `None` otherwise.
+    pub fn retry_pending(&self, now: OffsetDateTime) -> Option<OffsetDateTime> {
+        self.retry_at.filter(|at| self.status == JobStatus::Queued && *at > now)
+    }
+
+    /// Why queued job `self` waits at `now` for its [`Job::retry_at`]: its
+    /// [`Job::retry_reason`] and the time of the next attempt (to the second, UTC), e.g.
+    /// "attempt 1 of 2 failed: ...; next attempt at 20:31:07Z"; `None` when it is not queued
+    /// or that time has come.
+    pub fn retry_wait(&self, now: OffsetDateTime) -> Option<String> {
+        let at = self.retry_pending(now)?;
+        let reason = self.retry_reason.as_deref().unwrap_or("an attempt failed for a reason that may pass");
+        let utc = time::UtcOffset::UTC;
+        let at = at.to_offset(utc);
+        // Rounded up to the second: the time shown is never before the attempt may start.
+        let shown = match at.nanosecond() {
+            0 => at,
+            _ => at.replace_nanosecond(0).unwrap_or(at) + time::Duration::SECOND,
+        };
+        let day = if shown.date() == now.to_offset(utc).date() { String::new() } else { format!("{} ", shown.date()) };
+        let (h, m, s) = shown.to_hms();
+        Some(format!("{reason}; next attempt at {day}{h:02}:{m:02}:{s:02}Z"))
     }
 
     /// The command as an argument list: [`Job::command`] split with POSIX shell rules (as it
@@ -425,6 +463,8 @@ impl Job {
             webhooks: options.webhooks,
             event_seq: 1,
             requires: options.requires,
+            retry_at: None,
+            retry_reason: None,
             waiting_reason: None,
         }
     }
@@ -443,6 +483,38 @@ mod tests {
         assert_eq!(CommandInput::from_fields(None, args()), Ok(CommandInput::Args(vec!["-i".to_owned()])));
         assert_eq!(CommandInput::from_fields(line(), args()), Err(InvalidRequest::CommandOrArgs("both")));
         assert_eq!(CommandInput::from_fields(None, None), Err(InvalidRequest::CommandOrArgs("neither")));
+    }
+
+    #[test]
+    fn a_retry_wait_names_the_reason_and_the_next_attempt_rounded_up() {
+        use time::macros::datetime;
+        let now = datetime!(2026-11-30 20:31:05.2 UTC);
+        let mut job = Job::new_queued("x".to_owned(), SubmitOptions::default(), 1, now);
+        assert_eq!((job.retry_pending(now), job.retry_wait(now)), (None, None), "never retried");
+        job.retry_at = Some(datetime!(2026-11-30 20:31:06.4 UTC));
+        job.retry_reason = Some("the storage `s3://b` is unavailable (attempt 1 of 2 failed: x)".to_owned());
+        assert_eq!(job.retry_pending(now), job.retry_at);
+        assert_eq!(
+            job.retry_wait(now).as_deref(),
+            Some("the storage `s3://b` is unavailable (attempt 1 of 2 failed: x); next attempt at 20:31:07Z")
+        );
+        // Shown in UTC (the same day as now there); on another day, with the date.
+        job.retry_at = Some(datetime!(2026-12-01 01:00:00 +02:00));
+        assert_eq!(
+            job.retry_wait(now).as_deref(),
+            Some("the storage `s3://b` is unavailable (attempt 1 of 2 failed: x); next attempt at 23:00:00Z")
+        );
+        job.retry_at = Some(datetime!(2026-12-01 00:00:00 UTC));
+        assert_eq!(
+            job.retry_wait(now).as_deref(),
+            Some(
+                "the storage `s3://b` is unavailable (attempt 1 of 2 failed: x); next attempt at 2026-12-01 00:00:00Z"
+            )
+        );
+        // Its time has come, or the job is no longer queued: no wait.
+        assert_eq!(job.retry_wait(datetime!(2026-12-01 00:00:00 UTC)), None);
+        job.status = JobStatus::Running;
+        assert_eq!((job.retry_pending(now), job.retry_wait(now)), (None, None));
     }
 
     proptest! {

@@ -15,6 +15,7 @@
 //! | [`JobStore::finish`] | running | completed, failed, cancelled |
 //! | [`JobStore::cancel`] | queued | cancelled (running: cancel requested) |
 //! | [`JobStore::requeue`] | running | queued (shutdown) |
+//! | [`JobStore::retry`] | running | queued until a time (a failure that may pass) |
 //! | [`JobStore::recover`] | running | queued, or failed past the attempt limit |
 //!
 //! A transition into `running`, `completed`, `failed` or `cancelled` (and a progress update
@@ -32,12 +33,14 @@ use async_trait::async_trait;
 use ffmpeg_core::capabilities::Capabilities;
 use time::OffsetDateTime;
 
+mod due;
 mod error;
 mod memory;
 pub(crate) mod plan;
 pub(crate) mod sql;
 mod values;
 
+pub(crate) use due::Due;
 pub use error::{BoxError, StoreError};
 pub use memory::MemoryStore;
 pub use values::{
@@ -72,7 +75,9 @@ pub trait JobStore: Send + Sync + 'static {
 
     /// Atomically moves the next queued job (highest priority, then oldest) that may start
     /// now to `running`, stamping `started_at` and counting the attempt. `None` when no queued
-    /// job can start now. Across processes and nodes, two jobs whose files overlap never run at
+    /// job can start now. A job whose [`Job::retry_at`] is still ahead (by the store's clock)
+    /// may not start yet; it still counts as an earlier queued job below, and
+    /// [`JobStore::wait_for_work`] returns when the soonest such time a claim saw comes. Across processes and nodes, two jobs whose files overlap never run at
     /// once: the check and the transition are atomic in effect (on PostgreSQL, claims run side
     /// by side; see [`crate::postgres`]).
     ///
@@ -120,7 +125,8 @@ pub trait JobStore: Send + Sync + 'static {
     }
 
     /// Waits until a job may have been queued since the last call (a hint; callers re-check
-    /// with [`JobStore::claim_next`]), or `timeout` passes.
+    /// with [`JobStore::claim_next`]), or `timeout` passes, or the soonest [`Job::retry_at`]
+    /// this process's claims saw ahead comes.
     async fn wait_for_work(&self, timeout: std::time::Duration);
 
     /// Records the latest progress of a running job. Returns `true` when a client has asked
@@ -163,10 +169,13 @@ pub trait JobStore: Send + Sync + 'static {
 
     /// Puts running job `id` back in the queue after its attempt failed for a reason that may
     /// pass (the storage was unavailable), counting the attempt (unlike
-    /// [`JobStore::requeue`]: the caller checked it had attempts left), and records `reason` as
-    /// the job's `error` until the job ends (a completed job has none). [`StoreError::Conflict`]
-    /// unless the job is running (in cluster mode: under this node's lease).
-    async fn retry(&self, id: &JobId, reason: &str) -> Result<(), StoreError>;
+    /// [`JobStore::requeue`]: the caller checked it had attempts left), not to be claimed
+    /// before `wait` has passed: [`Job::retry_at`] is now plus `wait` by the store's clock
+    /// (the database's for PostgreSQL), [`Job::retry_reason`] is `reason`; the job's `error`
+    /// is left as it was. Wakes waiting workers (other nodes' too), whose claims then wait for
+    /// that time. [`StoreError::Conflict`] unless the job is running (in cluster mode: under
+    /// this node's lease).
+    async fn retry(&self, id: &JobId, reason: &str, wait: std::time::Duration) -> Result<(), StoreError>;
 
     /// Removes a finished job's record. Queued or running: [`StoreError::Conflict`].
     async fn delete(&self, id: &JobId) -> Result<(), StoreError>;

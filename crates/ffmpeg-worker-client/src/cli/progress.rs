@@ -309,6 +309,7 @@ pub(crate) mod tests {
             webhook_events: None,
             requires: Vec::new(),
             waiting_reason: None,
+            retry_at: None,
         }
     }
 

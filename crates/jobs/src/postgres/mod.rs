@@ -153,6 +153,9 @@ pub struct PgStore {
     /// write about them, and the leases the renewal task renews.
     held: Arc<Mutex<HashMap<JobId, Held>>>,
     notify: Arc<Notify>,
+    /// When the soonest job a claim passed over for its `retry_at` may start (a retry on
+    /// another node wakes this one's workers through [`notify`]; their claim reads the wait).
+    due: crate::store::Due,
     /// `LISTEN/NOTIFY` with the other nodes ([`notify`]).
     cluster: Arc<notify::Cluster>,
     health: WriteHealth,
@@ -237,7 +240,18 @@ impl PgStore {
         // background tasks (renewals and the reaper, notifications, the listener).
         let keep = usize::try_from(settings.max_connections / 2).unwrap_or(1).max(1);
         let db = conn::Connections::new(pool.clone(), keep, settings.acquire_timeout * CALL_DEADLINE_FACTOR);
-        let store = PgStore { pool, db, settings, held, notify, cluster, health, claims: Mutex::default(), stop };
+        let store = PgStore {
+            pool,
+            db,
+            settings,
+            held,
+            notify,
+            due: Default::default(),
+            cluster,
+            health,
+            claims: Mutex::default(),
+            stop,
+        };
         let round = (store.settings.lease / 3).min(REAP_INTERVAL);
         tokio::spawn(watch_own_clock(store.settings.lease, round, Arc::clone(&store.held), store.stop.clone()));
         tokio::spawn(maintain(

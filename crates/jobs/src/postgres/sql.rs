@@ -6,7 +6,8 @@
 macro_rules! job_columns {
     () => {
         "seq, id, status, command, priority, timeout_seconds, metadata, created_at, started_at, \
-         completed_at, progress, output_files, error, attempts, webhooks, event_seq, outputs, requires"
+         completed_at, progress, output_files, error, attempts, webhooks, event_seq, outputs, requires, retry_at, \
+         retry_reason"
     };
 }
 
@@ -59,7 +60,7 @@ pub(super) const LIST_STATUS: &str =
 /// lock is released when the statement ends: an insert waits at most for the server to run it,
 /// never for the node's next round trip.
 pub(super) const CLAIM_VIEW: &str =
-    "SELECT kind, priority, seq, footprint, requires, hooked FROM ffmpeg_worker_claim_view($1)";
+    "SELECT kind, priority, seq, footprint, requires, hooked, wait FROM ffmpeg_worker_claim_view($1)";
 /// $1 seqs, $2 started_at, $3 node, $4 lease seconds, $5 how many, $6 `on` to leave the starts
 /// unannounced (no other node listens for them), else `off`. The claim of the first $5 of
 /// the chosen jobs in claim order that are still queued and whose rows no other transaction
@@ -168,10 +169,13 @@ pub(super) const REQUEUE: &str = concat!(
        lease_expires_at = NULL, attempts = GREATEST(attempts - 1, 0), event_seq = event_seq + 1 WHERE ",
     held!("$1", "$2", "$3")
 );
-/// $1 id, $2 node, $3 attempt, $4 reason: back in the queue, the attempt counted.
+/// $1 id, $2 node, $3 attempt, $4 reason, $5 wait (microseconds): back in the queue, the
+/// attempt counted, not to be claimed before $5 from now by the database's clock (`retry_at`,
+/// compared with the same clock by the claim's view of migration 0012).
 pub(super) const RETRY: &str = concat!(
     "UPDATE jobs SET status = 'queued', started_at = NULL, progress = NULL, worker_id = NULL, \
-       lease_expires_at = NULL, error = $4, event_seq = event_seq + 1 WHERE ",
+       lease_expires_at = NULL, retry_reason = $4, \
+       retry_at = (extract(epoch FROM clock_timestamp()) * 1000000)::bigint + $5, event_seq = event_seq + 1 WHERE ",
     held!("$1", "$2", "$3")
 );
 pub(super) const DELETE: &str = "DELETE FROM jobs WHERE id = $1 AND status IN ('completed', 'failed', 'cancelled')";

@@ -109,15 +109,16 @@ impl ClaimSteps for PgClaim<'_> {
     /// no other one holds (`SKIP LOCKED`).
     const CLAIM_CHOICES: usize = 16;
 
-    async fn view(&mut self, limit: usize) -> Result<ClaimView, StoreError> {
-        let rows: Vec<(i32, i32, i64, Option<String>, String, bool)> = sqlx::query_as(CLAIM_VIEW)
+    /// The waits are by the database's clock (`now` is this node's).
+    async fn view(&mut self, limit: usize, _now: i64) -> Result<ClaimView, StoreError> {
+        let rows: Vec<(i32, i32, i64, Option<String>, String, bool, Option<i64>)> = sqlx::query_as(CLAIM_VIEW)
             .bind(i32::try_from(limit).unwrap_or(i32::MAX))
             .fetch_all(&mut *self.conn)
             .await
             .map_err(db)?;
         let mut view = ClaimView::default();
-        for (kind, priority, seq, footprint, requires, hooked) in rows {
-            let queued = Queued { priority: i64::from(priority), seq, footprint, requires, hooked };
+        for (kind, priority, seq, footprint, requires, hooked, wait) in rows {
+            let queued = Queued { priority: i64::from(priority), seq, footprint, requires, hooked, wait };
             match kind {
                 0 => view.running.push(queued.footprint),
                 1 => view.page.push(queued),
@@ -313,7 +314,7 @@ impl PgStore {
         let quiet_start = !self.cluster.starts_watched_elsewhere();
         let result = on_conn!(self, |conn| {
             let mut claim = PgClaim { conn: &mut conn, settings: &self.settings, quiet_start };
-            plan::claim(&mut claim, started, labels, want).await
+            plan::claim(&mut claim, started, labels, want, &self.due).await
         })
         .await;
         self.health.record(&result);
@@ -392,6 +393,10 @@ impl SqlStore for PgStore {
 
     fn notify(&self) -> &tokio::sync::Notify {
         &self.notify
+    }
+
+    fn due(&self) -> &crate::store::Due {
+        &self.due
     }
 
     async fn run(&self, sql: &'static str, args: &[Arg<'_>]) -> Result<u64, StoreError> {
@@ -635,9 +640,17 @@ impl SqlStore for PgStore {
         Ok(())
     }
 
-    async fn retry(&self, id: &JobId, reason: &str) -> Result<(), StoreError> {
+    async fn retry(&self, id: &JobId, reason: &str, wait: Duration) -> Result<(), StoreError> {
         let attempt = self.held_attempt(id, "retry").await?;
-        let args = [Arg::Text(id.as_str()), Arg::Text(&self.settings.node_id), Arg::Int(attempt), Arg::Text(reason)];
+        let wait = i64::try_from(wait.min(MAX_AGE).as_micros()).unwrap_or(i64::MAX);
+        let reason = text(reason);
+        let args = [
+            Arg::Text(id.as_str()),
+            Arg::Text(&self.settings.node_id),
+            Arg::Int(attempt),
+            Arg::Text(&reason),
+            Arg::Int(wait),
+        ];
         if self.execute(RETRY, &args).await? == 0 {
             return Err(self.refusal(id, "retry").await);
         }

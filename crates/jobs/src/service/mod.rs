@@ -82,7 +82,7 @@ pub struct JobsConfig {
     /// This node in the registry ([`crate::nodes`]): its labels (its workers claim only jobs
     /// whose `requires` they cover), heartbeats, the other nodes' capabilities for submit
     /// checks and `waiting_reason`. `None`: no registry (a job's `requires` must then be
-    /// empty to run here; nothing explains a waiting job).
+    /// empty to run here; only a wait for `retry_at` explains a waiting job).
     pub node: Option<NodeSettings>,
     /// Where the files live when not in the data directory (an S3-compatible bucket,
     /// [`crate::storage::S3Storage`]): the files API uses it, and workers stage each job's
@@ -95,6 +95,11 @@ pub struct JobsConfig {
     /// it goes back in the queue, as the job of a lost worker does. The server passes its
     /// `MAX_ATTEMPTS`.
     pub max_attempts: u32,
+    /// How long such a job waits in the queue after its first failed attempt before a worker
+    /// may take it again (its `retry_at`); each later attempt waits twice as long, up to
+    /// [`STAGING_RETRY_MAX_DELAY`] ([`staging_retry_delay`]). Default
+    /// [`STAGING_RETRY_DELAY`].
+    pub retry_delay: Duration,
 }
 
 impl Default for JobsConfig {
@@ -110,6 +115,7 @@ impl Default for JobsConfig {
             node: None,
             remote_storage: None,
             max_attempts: 2,
+            retry_delay: STAGING_RETRY_DELAY,
         }
     }
 }

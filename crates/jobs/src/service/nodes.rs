@@ -1,5 +1,6 @@
 //! The service's side of the node registry ([`crate::nodes`]): registering this node, its
-//! heartbeats, the labels its workers claim with, and `waiting_reason` for queued jobs.
+//! heartbeats, the labels its workers claim with, and `waiting_reason` for queued jobs (with
+//! a job's wait for its `retry_at`).
 
 use std::sync::Arc;
 
@@ -11,10 +12,18 @@ use crate::nodes::{Node, NodeDirectory, NodeLife, RegisterError};
 use crate::store::StoreError;
 
 impl Jobs {
-    /// Fills in the `waiting_reason` of queued jobs from the node registry (nothing without one).
+    /// Fills in the `waiting_reason` of queued jobs: a job that waits for its `retry_at` says
+    /// why and until when ([`Job::retry_wait`]); else, from the node registry (none without
+    /// one), why no live node may take it.
     pub(super) async fn explain(&self, jobs: &mut [Job]) {
         if let Some(directory) = &self.directory {
             directory.explain(jobs).await;
+        }
+        let now = time::OffsetDateTime::now_utc();
+        for job in jobs {
+            if let Some(wait) = job.retry_wait(now) {
+                job.waiting_reason = Some(wait);
+            }
         }
     }
 

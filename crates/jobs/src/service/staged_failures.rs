@@ -18,21 +18,22 @@ use crate::store::Outcome;
 /// Counter of staged runs re-queued because the storage was unavailable (Prometheus name).
 pub const METRIC_STAGING_RETRIES: &str = "ffmpeg_worker_staging_retries_total";
 
-/// How long a run that failed on an unavailable storage waits before it puts its job back in
-/// the queue after its first attempt (the next attempt may start at once on an idle node);
-/// each later attempt waits twice as long as the one before, up to
-/// [`STAGING_RETRY_MAX_DELAY`] ([`staging_retry_delay`]).
+/// How long a job whose staged run failed on an unavailable storage waits in the queue after
+/// its first attempt before a claim may take it again (`retry_at`); each later attempt waits
+/// twice as long as the one before, up to [`STAGING_RETRY_MAX_DELAY`]
+/// ([`staging_retry_delay`]).
 pub const STAGING_RETRY_DELAY: Duration = Duration::from_secs(1);
-/// The longest wait before a job goes back in the queue after a failure of the storage.
+/// The longest wait in the queue before a job may start again after a failure of the storage.
 pub const STAGING_RETRY_MAX_DELAY: Duration = Duration::from_secs(60);
 
 /// The wait before a job whose attempt `attempt` (1-based) failed on an unavailable storage
-/// goes back in the queue: [`STAGING_RETRY_DELAY`] doubled for each attempt before, capped at
-/// [`STAGING_RETRY_MAX_DELAY`], less up to half of it at random (so that the jobs of one outage
-/// do not all come back at once).
-pub fn staging_retry_delay(attempt: u32) -> Duration {
+/// may start again: `first` ([`crate::JobsConfig::retry_delay`], by default
+/// [`STAGING_RETRY_DELAY`]) doubled for each attempt before, capped at
+/// [`STAGING_RETRY_MAX_DELAY`] (or `first` when longer), less up to half of it at random (so
+/// that the jobs of one outage do not all come back at once).
+pub fn staging_retry_delay(first: Duration, attempt: u32) -> Duration {
     let doublings = attempt.saturating_sub(1).min(16);
-    let full = STAGING_RETRY_DELAY.saturating_mul(1 << doublings).min(STAGING_RETRY_MAX_DELAY);
+    let full = first.saturating_mul(1 << doublings).min(STAGING_RETRY_MAX_DELAY.max(first));
     let mut random = [0u8; 4];
     // Without randomness the wait is the full one.
     let fraction = match getrandom::fill(&mut random) {
@@ -70,10 +71,12 @@ pub struct TempSweep {
 impl Jobs {
     /// Ends a staged run of `job` that failed with `error`: nothing when the job is no longer
     /// this node's; a failure that may pass ([`StagingError::is_transient`]) puts the job back
-    /// in the queue, after a wait that grows with each attempt ([`staging_retry_delay`]), with
-    /// the reason and the wait as its `error` while it has attempts left
-    /// ([`crate::JobsConfig::max_attempts`]); otherwise the job fails, saying how many
-    /// attempts it had.
+    /// in the queue at once while it has attempts left ([`crate::JobsConfig::max_attempts`]),
+    /// not to be claimed again before a wait that grows with each attempt
+    /// ([`staging_retry_delay`], [`JobStore::retry`](crate::JobStore::retry)): the worker's
+    /// slot is free meanwhile, and the job shows `queued` with the reason and the time of its
+    /// next attempt as its `waiting_reason` (its `error` stays empty). Otherwise the job
+    /// fails, saying how many attempts it had.
     pub(super) async fn staging_failed(
         &self,
         job: &Job,
@@ -102,20 +105,21 @@ impl Jobs {
             let error = format!("{error} (attempt {} of {max}, none left)", job.attempts);
             return self.finish(id, Outcome::Failed { error }, log, started, abort).await;
         }
-        let delay = staging_retry_delay(job.attempts);
-        let reason = format!(
-            "attempt {} of {max} failed; the job went back in the queue after {:.1} s for another: {error}",
-            job.attempts,
-            delay.as_secs_f64()
-        );
-        tracing::warn!(error = %error, attempts = job.attempts, delay_seconds = delay.as_secs_f64(),
-                       "staging failed; the job goes back in the queue after a wait");
-        tokio::select! {
-            () = tokio::time::sleep(delay) => {}
-            () = cancel.cancelled() => return self.finish(id, Outcome::Cancelled, log, started, abort).await,
-            () = abort.cancelled() => return self.requeue_stopped(id).await,
+        // Asked to stop meanwhile: a cancel ends the job, a shutdown puts it back uncounted.
+        if cancel.is_cancelled() {
+            return self.finish(id, Outcome::Cancelled, log, started, abort).await;
         }
-        match self.store.retry(id, &reason).await {
+        if abort.is_cancelled() {
+            return self.requeue_stopped(id).await;
+        }
+        let delay = staging_retry_delay(self.config.retry_delay, job.attempts);
+        let storage =
+            self.config.remote_storage.as_ref().map_or_else(|| "the storage".to_owned(), |s| s.display_name());
+        let reason =
+            format!("the storage `{storage}` is unavailable (attempt {} of {max} failed: {error})", job.attempts);
+        tracing::warn!(error = %error, attempts = job.attempts, delay_seconds = delay.as_secs_f64(),
+                       "staging failed; the job goes back in the queue, to start again after a wait");
+        match self.store.retry(id, &reason, delay).await {
             Ok(()) => {
                 metrics::counter!(METRIC_STAGING_RETRIES).increment(1);
                 self.status_changed_of(id).await;
@@ -334,7 +338,7 @@ mod tests {
         for _ in 0..50 {
             for (attempt, full) in [(1, 1), (2, 2), (3, 4), (4, 8), (7, 60), (40, 60)] {
                 let full = Duration::from_secs(full);
-                let delay = staging_retry_delay(attempt);
+                let delay = staging_retry_delay(STAGING_RETRY_DELAY, attempt);
                 assert!(
                     delay >= full / 2 && delay <= full,
                     "attempt {attempt}: {delay:?} outside [{:?}, {full:?}]",
@@ -343,7 +347,8 @@ mod tests {
             }
         }
         // Jitter: not always the same wait.
-        let waits: std::collections::BTreeSet<Duration> = (0..20).map(|_| staging_retry_delay(3)).collect();
+        let waits: std::collections::BTreeSet<Duration> =
+            (0..20).map(|_| staging_retry_delay(STAGING_RETRY_DELAY, 3)).collect();
         assert!(waits.len() > 1, "{waits:?}");
     }
 }

@@ -99,6 +99,8 @@ pub struct SqliteStore {
     /// Gets waiting to be answered by a batched read.
     gets: mpsc::Sender<PendingGet>,
     notify: Notify,
+    /// When the soonest job a claim passed over for its `retry_at` may start.
+    due: crate::store::Due,
     /// The database file; `None` in memory.
     path: Option<PathBuf>,
     /// The checkpoint task (files only), stopped when the store is closed or dropped.
@@ -175,7 +177,18 @@ impl SqliteStore {
             tokio::spawn(answer_gets(reader.clone(), Arc::clone(&rx)));
         }
         let follower = path.is_some().then(|| follow::Follower::start(reader.clone()));
-        SqliteStore { writer, reader, inserts, gets, notify: Notify::new(), path, checkpointer, health, follower }
+        SqliteStore {
+            writer,
+            reader,
+            inserts,
+            gets,
+            notify: Notify::new(),
+            due: Default::default(),
+            path,
+            checkpointer,
+            health,
+            follower,
+        }
     }
 
     /// The database file; `None` for an in-memory store.

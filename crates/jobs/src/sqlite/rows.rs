@@ -91,6 +91,8 @@ pub(crate) struct JobRow {
     event_seq: i64,
     outputs: String,
     requires: String,
+    retry_at: Option<i64>,
+    retry_reason: Option<String>,
 }
 
 impl TryFrom<JobRow> for Job {
@@ -138,6 +140,8 @@ impl TryFrom<JobRow> for Job {
                 serde_json::from_str(&row.outputs).map_err(|e| corrupt("outputs", e))?
             },
             requires: labels(&row.requires, "requires")?,
+            retry_at: time(row.retry_at)?,
+            retry_reason: row.retry_reason,
             waiting_reason: None,
         })
     }

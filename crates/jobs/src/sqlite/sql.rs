@@ -8,7 +8,8 @@
 macro_rules! job_columns {
     () => {
         "seq, id, status, command, priority, timeout_seconds, metadata, created_at, started_at, \
-         completed_at, progress, output_files, error, attempts, webhooks, event_seq, outputs, requires"
+         completed_at, progress, output_files, error, attempts, webhooks, event_seq, outputs, requires, retry_at, \
+         retry_reason"
     };
 }
 
@@ -28,21 +29,24 @@ pub(super) const GET_MANY: &str =
 pub(super) const LIST: &str = concat!("SELECT ", job_columns!(), " FROM jobs WHERE seq > ?1 ORDER BY seq LIMIT ?2");
 pub(super) const LIST_STATUS: &str =
     concat!("SELECT ", job_columns!(), " FROM jobs WHERE status = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3");
-/// ?1 limit: a claim's view of the queue ([`ClaimView`](crate::store::plan::ClaimView)): kind 0,
-/// the running jobs; kind 1, the first ?1 queued jobs in claim order (the page, in no promised
-/// order); kind 2, the queued jobs after the page in claim order that were submitted before one
-/// of it. Each with its priority, seq, footprint and required labels.
+/// ?1 limit, ?2 now (unix microseconds): a claim's view of the queue
+/// ([`ClaimView`](crate::store::plan::ClaimView)): kind 0, the running jobs; kind 1, the first ?1
+/// queued jobs in claim order (the page, in no promised order); kind 2, the queued jobs after
+/// the page in claim order that were submitted before one of it. Each with its priority, seq,
+/// footprint and required labels; a job of the page whose `retry_at` is after ?2 with the
+/// microseconds until then (`wait`, else NULL).
 /// `INDEXED BY`: without statistics SQLite's planner prefers `jobs_status` and sorts every
 /// queued job on each claim; the queue index reads the first ones directly (and the statement
 /// fails to prepare, rather than slowing down, should the index ever be unusable).
-pub(super) const CLAIM_VIEW: &str = "WITH page AS (SELECT priority, seq, footprint, requires FROM jobs INDEXED BY jobs_queue \
+pub(super) const CLAIM_VIEW: &str = "WITH page AS (SELECT priority, seq, footprint, requires, retry_at FROM jobs INDEXED BY jobs_queue \
                                        WHERE status = 'queued' ORDER BY priority DESC, seq LIMIT ?1), \
                                      last AS (SELECT priority, seq FROM page ORDER BY priority, seq DESC LIMIT 1), \
                                      top AS (SELECT max(seq) AS seq FROM page) \
-                                     SELECT 0 AS kind, priority, seq, footprint, requires FROM jobs \
+                                     SELECT 0 AS kind, priority, seq, footprint, requires, NULL AS wait FROM jobs \
                                        WHERE status = 'running' \
-                                     UNION ALL SELECT 1, priority, seq, footprint, requires FROM page \
-                                     UNION ALL SELECT 2, j.priority, j.seq, j.footprint, j.requires \
+                                     UNION ALL SELECT 1, priority, seq, footprint, requires, \
+                                       CASE WHEN retry_at > ?2 THEN retry_at - ?2 END FROM page \
+                                     UNION ALL SELECT 2, j.priority, j.seq, j.footprint, j.requires, NULL \
                                        FROM jobs j, last, top WHERE j.status = 'queued' AND j.seq < top.seq \
                                        AND (j.priority < last.priority OR (j.priority = last.priority AND j.seq > last.seq))";
 /// Queued and running jobs in submission order, with their status and footprint (NULL: unknown).
@@ -101,9 +105,10 @@ pub(super) const CANCEL: &str = concat!(
 /// A graceful stop is not a failed attempt: the interrupted start is not counted.
 pub(super) const REQUEUE: &str = "UPDATE jobs SET status = 'queued', started_at = NULL, progress = NULL, \
                        attempts = MAX(attempts - 1, 0), event_seq = event_seq + 1 WHERE id = ?1 AND status = 'running'";
-/// ?1 id, ?2 reason: back in the queue, the attempt counted.
-pub(super) const RETRY: &str = "UPDATE jobs SET status = 'queued', started_at = NULL, progress = NULL, error = ?2, \
-                     event_seq = event_seq + 1 WHERE id = ?1 AND status = 'running'";
+/// ?1 id, ?2 reason, ?3 retry_at (unix microseconds): back in the queue, the attempt counted,
+/// not to be claimed before ?3.
+pub(super) const RETRY: &str = "UPDATE jobs SET status = 'queued', started_at = NULL, progress = NULL, retry_reason = ?2, \
+                     retry_at = ?3, event_seq = event_seq + 1 WHERE id = ?1 AND status = 'running'";
 pub(super) const DELETE: &str = "DELETE FROM jobs WHERE id = ?1 AND status IN ('completed', 'failed', 'cancelled')";
 /// ?1 max attempts, ?2 completed_at: the running jobs that must end: cancelled when a cancel
 /// was pending, else failed ("interrupted") past the attempt limit.

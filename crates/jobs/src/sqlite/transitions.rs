@@ -35,16 +35,17 @@ impl ClaimSteps for WriteTx {
     /// No other claim runs meanwhile: the first job that may start is claimed.
     const CLAIM_CHOICES: usize = 1;
 
-    async fn view(&mut self, limit: usize) -> Result<ClaimView, StoreError> {
-        let rows: Vec<(i64, i64, i64, Option<String>, String)> = sqlx::query_as(CLAIM_VIEW)
+    async fn view(&mut self, limit: usize, now: i64) -> Result<ClaimView, StoreError> {
+        let rows: Vec<(i64, i64, i64, Option<String>, String, Option<i64>)> = sqlx::query_as(CLAIM_VIEW)
             .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .bind(now)
             .fetch_all(self.conn())
             .await
             .map_err(db)?;
         let mut view = ClaimView::default();
-        for (kind, priority, seq, footprint, requires) in rows {
+        for (kind, priority, seq, footprint, requires, wait) in rows {
             // The claim is one write transaction, deliveries or not.
-            let queued = Queued { seq, priority, footprint, requires, hooked: true };
+            let queued = Queued { seq, priority, footprint, requires, hooked: true, wait };
             match kind {
                 0 => view.running.push(queued.footprint),
                 1 => view.page.push(queued),
@@ -148,6 +149,10 @@ impl SqlStore for SqliteStore {
         &self.notify
     }
 
+    fn due(&self) -> &crate::store::Due {
+        &self.due
+    }
+
     /// A file's follower ([`super::follow`]): the changes of the other processes on the file.
     fn cluster_signals(&self) -> Option<tokio::sync::broadcast::Receiver<crate::cluster::ClusterSignal>> {
         self.follower.as_ref().map(super::follow::Follower::subscribe)
@@ -200,7 +205,7 @@ impl SqlStore for SqliteStore {
             // `BEGIN IMMEDIATE` takes SQLite's write lock first: the jobs read below cannot
             // change (in this process or another) before the claim commits.
             let mut tx = WriteTx::begin(&self.writer).await?;
-            let claimed = plan::claim(&mut tx, started, labels, 1).await.map(|jobs| jobs.into_iter().next());
+            let claimed = plan::claim(&mut tx, started, labels, 1, &self.due).await.map(|jobs| jobs.into_iter().next());
             tx.end(claimed).await
         }
         .await;
@@ -289,8 +294,9 @@ impl SqlStore for SqliteStore {
         Ok(())
     }
 
-    async fn retry(&self, id: &JobId, reason: &str) -> Result<(), StoreError> {
-        if self.execute(RETRY, &[Arg::Text(id.as_str()), Arg::Text(reason)]).await? == 0 {
+    async fn retry(&self, id: &JobId, reason: &str, wait: std::time::Duration) -> Result<(), StoreError> {
+        let retry_at = now().1.saturating_add(i64::try_from(wait.as_micros()).unwrap_or(i64::MAX));
+        if self.execute(RETRY, &[Arg::Text(id.as_str()), Arg::Text(reason), Arg::Int(retry_at)]).await? == 0 {
             return Err(self.refusal(id, "retry").await);
         }
         self.wake();

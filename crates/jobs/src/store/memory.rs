@@ -10,8 +10,8 @@ use time::OffsetDateTime;
 use tokio::sync::Notify;
 
 use super::{
-    ActiveFootprint, CancelOutcome, InterruptedRun, JobStore, ListQuery, Outcome, Recovery, RunRecord, StatusCounts,
-    StoreError, footprints_conflict,
+    ActiveFootprint, CancelOutcome, Due, InterruptedRun, JobStore, ListQuery, Outcome, Recovery, RunRecord,
+    StatusCounts, StoreError, footprints_conflict,
 };
 use crate::model::{Job, JobId, JobStatus, Progress, SubmitOptions};
 use crate::nodes::{Heartbeat, Node, NodeRegistration, NodeState, labels_cover};
@@ -23,6 +23,8 @@ use crate::webhook::{self, Delivery, DeliveryAttempt, DeliveryId, DeliveryState,
 pub struct MemoryStore {
     inner: Mutex<Inner>,
     notify: Notify,
+    /// When the soonest job a claim passed over for its `retry_at` may start.
+    due: Due,
 }
 
 #[derive(Debug, Default)]
@@ -169,8 +171,15 @@ impl JobStore for MemoryStore {
 
     async fn claim_next(&self, labels: &[String]) -> Result<Option<Job>, StoreError> {
         let mut inner = self.lock();
+        let now = OffsetDateTime::now_utc();
         let footprint = |id: &JobId| inner.footprints.get(id).and_then(Option::as_ref);
-        let eligible = |id: &JobId| inner.jobs.get(id).is_some_and(|j| labels_cover(labels, &j.requires));
+        // A job waiting for its retry time is not claimed yet; idle workers wake when it comes.
+        let waits = |job: &Job| job.retry_at.filter(|at| *at > now).map(|at| (at - now).unsigned_abs());
+        for wait in inner.queue.values().filter_map(|id| inner.jobs.get(id)).filter_map(waits) {
+            self.due.note(wait);
+        }
+        let eligible =
+            |id: &JobId| inner.jobs.get(id).is_some_and(|j| labels_cover(labels, &j.requires) && waits(j).is_none());
         let running: Vec<Option<&Footprint>> =
             inner.jobs.values().filter(|j| j.status == JobStatus::Running).map(|j| footprint(&j.id)).collect();
         // Earlier-submitted queued jobs, by seq, for the "waits for earlier jobs" rule.
@@ -190,7 +199,7 @@ impl JobStore for MemoryStore {
         inner.queue.remove(&key);
         let job = inner.job_mut(&id)?;
         job.status = JobStatus::Running;
-        job.started_at = Some(OffsetDateTime::now_utc());
+        job.started_at = Some(now);
         job.attempts += 1;
         job.progress = None;
         job.event_seq += 1;
@@ -231,7 +240,7 @@ impl JobStore for MemoryStore {
     }
 
     async fn wait_for_work(&self, timeout: std::time::Duration) {
-        let _ = tokio::time::timeout(timeout, self.notify.notified()).await;
+        let _ = tokio::time::timeout(self.due.cap(timeout), self.notify.notified()).await;
     }
 
     async fn update_progress(&self, id: &JobId, progress: &Progress) -> Result<bool, StoreError> {
@@ -323,8 +332,12 @@ impl JobStore for MemoryStore {
         self.back_to_queue(id, "requeue", |job| job.attempts = job.attempts.saturating_sub(1))
     }
 
-    async fn retry(&self, id: &JobId, reason: &str) -> Result<(), StoreError> {
-        self.back_to_queue(id, "retry", |job| job.error = Some(reason.to_owned()))
+    async fn retry(&self, id: &JobId, reason: &str, wait: std::time::Duration) -> Result<(), StoreError> {
+        let at = OffsetDateTime::now_utc() + wait;
+        self.back_to_queue(id, "retry", |job| {
+            job.retry_at = Some(at);
+            job.retry_reason = Some(reason.to_owned());
+        })
     }
 
     async fn delete(&self, id: &JobId) -> Result<(), StoreError> {

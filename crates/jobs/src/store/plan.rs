@@ -15,7 +15,7 @@ use ffmpeg_core::footprint::Footprint;
 use time::OffsetDateTime;
 
 use super::{
-    ActiveFootprint, CancelOutcome, InterruptedRun, Outcome, Recovery, RunRecord, StatusCounts, StoreError,
+    ActiveFootprint, CancelOutcome, Due, InterruptedRun, Outcome, Recovery, RunRecord, StatusCounts, StoreError,
     footprints_conflict,
 };
 use crate::model::{Job, JobId, JobStatus};
@@ -24,8 +24,10 @@ use crate::sqlite::rows::{corrupt, json, labels as labels_of, now};
 use crate::webhook::{self, Delivery, WebhookEvent};
 
 /// A queued job as the claim reads it: its place in claim order, its footprint (JSON; `None`:
-/// unknown), the labels it requires (a JSON array), and whether it has webhook subscriptions
-/// (its claim writes deliveries; a store that always claims in a transaction may say `true`).
+/// unknown), the labels it requires (a JSON array), whether it has webhook subscriptions
+/// (its claim writes deliveries; a store that always claims in a transaction may say `true`),
+/// and, while its [`Job::retry_at`] is ahead by the store's clock, the microseconds until then
+/// (`wait`; read for the page only, `None` elsewhere).
 #[derive(Debug)]
 pub(crate) struct Queued {
     pub seq: i64,
@@ -33,6 +35,7 @@ pub(crate) struct Queued {
     pub footprint: Option<String>,
     pub requires: String,
     pub hooked: bool,
+    pub wait: Option<i64>,
 }
 
 /// What a claim decides on, read in one snapshot of the jobs (one statement, or one
@@ -136,8 +139,10 @@ pub(crate) trait ClaimSteps: Send {
 
     /// The running jobs and the first `limit` queued jobs in claim order (priority descending,
     /// then submission), with the queued jobs behind them that were submitted before one of
-    /// them, all in one snapshot ([`ClaimView`]).
-    async fn view(&mut self, limit: usize) -> Result<ClaimView, StoreError>;
+    /// them, all in one snapshot ([`ClaimView`]); each job of the page with its wait for its
+    /// `retry_at` ([`Queued::wait`]) at `now` (unix microseconds by this process's clock: SQLite;
+    /// PostgreSQL uses the database's).
+    async fn view(&mut self, limit: usize, now: i64) -> Result<ClaimView, StoreError>;
 
     /// Claims at most `want` (at least one) of the queued jobs `seqs`, the first in claim order
     /// that no other transaction holds, at `started` ([`claim_chosen`]); returned in claim
@@ -193,8 +198,9 @@ const CLAIM_ROUNDS: usize = 8;
 
 /// The seqs of the jobs of `view.page` that may start now on a node with `labels`, in claim
 /// order, at most `max`, by the rule of [`JobStore::claim_next`](super::JobStore::claim_next):
-/// the labels cover the job's `requires`, and its footprint conflicts with no running job's and
-/// no earlier-submitted queued job's (a job this node may not take still holds back the later
+/// the job does not wait for its `retry_at` ([`Queued::wait`]), the labels cover the job's
+/// `requires`, and its footprint conflicts with no running job's and no earlier-submitted
+/// queued job's (a job this node may not take, or that waits, still holds back the later
 /// jobs it conflicts with). Each such job conflicts with none of the others (the later of two
 /// would wait for the earlier), so any of them may start. Footprints are decoded only when
 /// compared.
@@ -210,7 +216,7 @@ fn may_start(view: &ClaimView, labels: &[String], max: usize) -> Result<Vec<i64>
         if free.len() >= max {
             break;
         }
-        if !labels_cover(labels, &labels_of(&job.requires, "requires")?) {
+        if job.wait.is_some() || !labels_cover(labels, &labels_of(&job.requires, "requires")?) {
             continue;
         }
         let earlier: Vec<usize> = (0..queued.len()).filter(|&k| queued[k].seq < job.seq).collect();
@@ -241,7 +247,8 @@ fn may_start(view: &ClaimView, labels: &[String], max: usize) -> Result<Vec<i64>
 /// [`JobStore::claim_next`](super::JobStore::claim_next) for up to `want` workers (at least
 /// one) of a node with `labels`: claims the first queued jobs in claim order that may start now
 /// on it ([`may_start`]'s rule), at `started`, with their `job.started` deliveries; in claim
-/// order, none when there is none.
+/// order, none when there is none. Each wait for a `retry_at` it read goes into `due`, so that
+/// the node's idle workers look again when the soonest one ends.
 ///
 /// The rule is decided on one snapshot ([`ClaimSteps::view`]); claims need not run one at a
 /// time for it to hold. Of two jobs whose footprints conflict, the later-submitted one may start
@@ -258,12 +265,16 @@ pub(crate) async fn claim<C: ClaimSteps>(
     started: i64,
     labels: &[String],
     want: usize,
+    due: &Due,
 ) -> Result<Vec<Job>, StoreError> {
     let want = want.max(1);
     let mut limit = C::CLAIM_PAGE.max(want);
     let mut rounds = 0;
     loop {
-        let view = steps.view(limit).await?;
+        let view = steps.view(limit, started).await?;
+        for wait in view.page.iter().filter_map(|q| q.wait) {
+            due.note(std::time::Duration::from_micros(u64::try_from(wait).unwrap_or(0)));
+        }
         let everything = view.page.len() < limit;
         let free = may_start(&view, labels, C::CLAIM_CHOICES.max(want))?;
         if free.is_empty() {

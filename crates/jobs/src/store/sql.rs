@@ -27,7 +27,7 @@ use time::OffsetDateTime;
 use tokio::sync::Notify;
 
 use super::{
-    ActiveFootprint, CancelOutcome, InterruptedRun, JobStore, ListQuery, LostRun, Outcome, Recovery, RunRecord,
+    ActiveFootprint, CancelOutcome, Due, InterruptedRun, JobStore, ListQuery, LostRun, Outcome, Recovery, RunRecord,
     StatusCounts, StoreError, plan,
 };
 use crate::model::{Job, JobId, Progress, SubmitOptions};
@@ -189,6 +189,9 @@ pub(crate) trait SqlStore: Send + Sync + 'static {
     /// Woken when a job may have been queued (or a held-back one may start).
     fn notify(&self) -> &Notify;
 
+    /// When the soonest job a claim passed over for its `retry_at` may start.
+    fn due(&self) -> &Due;
+
     /// Runs write `sql` with `args` to its end, on the connection that writes; how many rows
     /// it changed. Callers go through [`SqlStore::execute`].
     async fn run(&self, sql: &'static str, args: &[Arg<'_>]) -> Result<u64, StoreError>;
@@ -261,7 +264,7 @@ pub(crate) trait SqlStore: Send + Sync + 'static {
     async fn requeue(&self, id: &JobId) -> Result<(), StoreError>;
 
     /// [`JobStore::retry`].
-    async fn retry(&self, id: &JobId, reason: &str) -> Result<(), StoreError>;
+    async fn retry(&self, id: &JobId, reason: &str, wait: Duration) -> Result<(), StoreError>;
 
     /// [`JobStore::recover`].
     async fn recover(&self, max_attempts: u32) -> Result<Recovery, StoreError>;
@@ -388,7 +391,7 @@ impl<S: SqlStore> JobStore for S {
     }
 
     async fn wait_for_work(&self, timeout: Duration) {
-        let _ = tokio::time::timeout(timeout, self.notify().notified()).await;
+        let _ = tokio::time::timeout(self.due().cap(timeout), self.notify().notified()).await;
     }
 
     async fn update_progress(&self, id: &JobId, progress: &Progress) -> Result<bool, StoreError> {
@@ -421,8 +424,8 @@ impl<S: SqlStore> JobStore for S {
         SqlStore::requeue(self, id).await
     }
 
-    async fn retry(&self, id: &JobId, reason: &str) -> Result<(), StoreError> {
-        SqlStore::retry(self, id, reason).await
+    async fn retry(&self, id: &JobId, reason: &str, wait: Duration) -> Result<(), StoreError> {
+        SqlStore::retry(self, id, reason, wait).await
     }
 
     async fn delete(&self, id: &JobId) -> Result<(), StoreError> {

@@ -299,6 +299,46 @@ async fn only_the_node_holding_a_live_lease_writes_to_a_running_job() {
     assert_eq!(a.get(&job.id).await.unwrap(), before, "refused writes changed nothing");
 }
 
+/// A job one node retried (the bucket failed) is taken up by an idle worker of another node
+/// when its `retry_at` comes: the retry's notification wakes that worker, whose claim reads the
+/// wait (by the database's clock) and then sleeps until it ends, not until its own timeout. Only
+/// the node holding the job may retry it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_nodes_idle_worker_takes_a_retried_job_when_its_time_comes() {
+    let url = fresh_url().await;
+    let a = node(&url, "a").await;
+    let b = node(&url, "b").await;
+    let job = a.insert("x".to_owned(), SubmitOptions::default()).await.unwrap();
+    assert_eq!(a.claim_next(&[]).await.unwrap().map(|j| j.id), Some(job.id.clone()));
+    assert_conflict(b.retry(&job.id, "not b's", Duration::ZERO).await, JobStatus::Running);
+    // b's worker found nothing and waits (its insert's wake-up used up first).
+    assert_eq!(b.claim_next(&[]).await.unwrap(), None);
+    b.wait_for_work(Duration::ZERO).await;
+    let worker = {
+        let b = Arc::clone(&b);
+        tokio::spawn(async move {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                assert!(Instant::now() < deadline, "node b never took the retried job");
+                // An hour: only a wake-up (the retry's notification, then its time) ends it.
+                let woke =
+                    tokio::time::timeout(Duration::from_secs(30), b.wait_for_work(Duration::from_secs(3600))).await;
+                assert!(woke.is_ok(), "node b's worker slept past the retry time");
+                if let Some(job) = b.claim_next(&[]).await.unwrap() {
+                    return job;
+                }
+            }
+        })
+    };
+    a.retry(&job.id, "the storage `s3://b` is unavailable", Duration::from_millis(1500)).await.unwrap();
+    assert_eq!(a.claim_next(&[]).await.unwrap(), None, "not before its time, on the node that retried it either");
+    let taken = worker.await.unwrap();
+    assert_eq!((taken.id, taken.attempts, taken.status), (job.id.clone(), 2, JobStatus::Running));
+    let read = a.get(&job.id).await.unwrap().unwrap();
+    assert_eq!(read.retry_reason.as_deref(), Some("the storage `s3://b` is unavailable"));
+    assert!(read.retry_at.is_some_and(|at| at > read.created_at), "{read:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recovery_touches_only_the_nodes_own_leftovers() {
     let url = fresh_url().await;

@@ -23,15 +23,19 @@ const PREFIX: &str = "media";
 
 /// A client of `bucket` on the server at `endpoint` (the test server, or a proxy to it).
 fn s3_storage_at(bucket: &str, endpoint: &str) -> S3Storage {
-    let config = S3Config {
+    S3Storage::new(&s3_config_at(bucket, endpoint)).unwrap()
+}
+
+/// The settings of [`s3_storage_at`].
+fn s3_config_at(bucket: &str, endpoint: &str) -> S3Config {
+    S3Config {
         endpoint: Some(endpoint.to_owned()),
         access_key_id: Some(s3_harness::ACCESS_KEY_ID.to_owned()),
         secret_access_key: Some(s3_harness::SECRET_ACCESS_KEY.to_owned()),
         region: s3_harness::REGION.to_owned(),
         allow_http: true,
         ..S3Config::from_url(&format!("s3://{bucket}/{PREFIX}")).unwrap()
-    };
-    S3Storage::new(&config).unwrap()
+    }
 }
 
 struct Fixture {
@@ -346,6 +350,9 @@ impl Faulty {
 
 #[async_trait]
 impl Storage for Faulty {
+    fn display_name(&self) -> String {
+        self.inner.display_name()
+    }
     async fn check_path(&self, path: &str) -> Result<String, StorageError> {
         self.inner.check_path(path).await
     }
@@ -444,8 +451,8 @@ async fn a_publish_failing_part_way_is_undone_and_puts_back_what_it_replaced() {
 }
 
 /// A bucket that does not answer (a real client error: refused connections) is retried per
-/// the attempts a job has, the reason recorded meanwhile; a job whose every attempt fails
-/// says so.
+/// the attempts a job has: the job goes back to `queued`, why and until when in its
+/// `waiting_reason`, with no error; a job whose every attempt fails says so.
 #[tokio::test]
 async fn an_unreachable_bucket_is_retried_up_to_max_attempts() {
     // Upload: the first attempt's output cannot reach the bucket, the second one can.
@@ -457,21 +464,24 @@ async fn an_unreachable_bucket_is_retried_up_to_max_attempts() {
     let done = fx.finished(&job.id).await;
     assert_eq!((done.status, done.attempts, done.error.as_deref()), (JobStatus::Completed, 2, None), "{done:?}");
     assert_eq!(fx.raw_keys(), ["in/clip.mp4", "out/copy.mkv"]);
-    // It went back in the queue once, saying why.
+    // It went back in the queue once, saying why and until when, with no error.
     let mut requeued = Vec::new();
     while let Ok(event) = events.try_recv() {
         if let Event::Status(job) = event.event()
             && job.status == JobStatus::Queued
             && job.attempts == 1
         {
-            requeued.push(job.error.clone().unwrap_or_default());
+            assert_eq!(job.error, None, "{job:?}");
+            assert!(job.retry_at.is_some(), "{job:?}");
+            requeued.push(job.waiting_reason.clone().unwrap_or_default());
         }
     }
     assert!(
         requeued.len() == 1
-            && requeued[0].contains("attempt 1 of 2")
-            && requeued[0].contains("went back in the queue after")
-            && requeued[0].contains("unavailable for `out/copy.mkv`"),
+            && requeued[0].contains(&format!("the storage `s3://{}/{PREFIX}` is unavailable", fx.bucket))
+            && requeued[0].contains("attempt 1 of 2 failed")
+            && requeued[0].contains("unavailable for `out/copy.mkv`")
+            && requeued[0].contains("; next attempt at "),
         "{requeued:?}"
     );
 
@@ -934,6 +944,98 @@ async fn a_job_stopped_mid_upload_leaves_no_multipart_upload_open() {
     assert_eq!(fx.object("big/c1.avi"), b"the user's file");
     assert!(fx.jobs.storage().list_temps("").await.unwrap().is_empty());
     fx.no_stages_left().await;
+}
+
+/// H9: the bucket stops answering while a job stages its inputs. The job goes back to
+/// `queued` at once (its attempt counted), with no error, a `retry_at` and a `waiting_reason`
+/// naming the bucket and the time of its next attempt; the worker's slot is free meanwhile
+/// (before, the worker slept in it, the job `running` with an error). Once the bucket answers
+/// again, the job completes on a later attempt. A real moto behind a proxy that holds every
+/// request (a stopped server: connections accepted, never answered).
+#[tokio::test]
+async fn a_bucket_failing_mid_staging_puts_the_job_back_in_the_queue_and_frees_the_slot() {
+    let proxy = s3_harness::Proxy::start(s3_harness::shared().port());
+    let bucket = s3_harness::shared().bucket();
+    let data = tempfile::tempdir().unwrap();
+    let mut sandbox = Sandbox::new(data.path()).unwrap();
+    sandbox.deny(jobs::staging::STAGING_DIR);
+    let runner: Arc<dyn Runner> = Arc::new(FfmpegRunner::new(FfmpegConfig::new("ffmpeg", data.path())));
+    let store: Arc<dyn JobStore> = Arc::new(MemoryStore::new());
+    // Short request timeouts: a held request fails in about a second, not ten.
+    let timeouts = jobs::storage::S3Timeouts {
+        connect: Duration::from_secs(1),
+        request: Duration::from_secs(1),
+        copy: Duration::from_secs(5),
+    };
+    let s3 = S3Storage::new(&S3Config { timeouts, ..s3_config_at(&bucket, &proxy.endpoint()) }).unwrap();
+    let config = JobsConfig {
+        idle_wait: Duration::from_secs(3600),
+        remote_storage: Some(Arc::new(s3)),
+        max_attempts: 4,
+        // Long enough to see the job wait; a worker with nothing to do still takes it then.
+        retry_delay: Duration::from_secs(4),
+        ..JobsConfig::default()
+    };
+    let jobs = Jobs::new(Arc::clone(&store), runner, sandbox, config);
+    let local = tempfile::tempdir().unwrap();
+    let clip = make_clip(local.path());
+    let body: ByteStream = Box::pin(tokio_util::io::ReaderStream::new(tokio::fs::File::open(&clip).await.unwrap()));
+    let options = PutOptions { create_only: false, max_bytes: u64::MAX, conditional: false };
+    jobs.storage().put("in/clip.mp4", body, options).await.unwrap().commit().await.unwrap();
+    let job = jobs.submit("-i in/clip.mp4 -map 0 -c copy out/h9.mkv", SubmitOptions::default()).await.unwrap();
+    let mut events = jobs.events().subscribe_all();
+
+    // The bucket stops; then a worker claims the job and starts downloading its input.
+    proxy.set(s3_harness::ProxyMode::Silent);
+    let shutdown = Shutdown::default();
+    let _workers = jobs.spawn_workers(&shutdown);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let waiting = loop {
+        let now = jobs.get(&job.id).await.unwrap();
+        if now.status == JobStatus::Queued && now.attempts >= 1 && jobs.running_here() == 0 {
+            break now;
+        }
+        assert!(!now.status.is_finished(), "{now:?}");
+        assert!(Instant::now() < deadline, "never back in the queue: {now:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    proxy.set(s3_harness::ProxyMode::Pass);
+    assert_eq!(waiting.error, None, "{waiting:?}");
+    assert!(waiting.retry_at.is_some_and(|at| at > waiting.created_at), "{waiting:?}");
+    let reason = waiting.waiting_reason.clone().unwrap_or_default();
+    assert!(
+        reason.starts_with(&format!("the storage `s3://{bucket}/{PREFIX}` is unavailable (attempt "))
+            && reason.contains("downloading the job's inputs")
+            && reason.contains("; next attempt at "),
+        "{reason}"
+    );
+
+    let done = loop {
+        let now = jobs.get(&job.id).await.unwrap();
+        if now.status.is_finished() {
+            break now;
+        }
+        assert!(Instant::now() < deadline, "never finished: {now:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(
+        (done.status, done.error.as_deref(), done.waiting_reason.as_deref()),
+        (JobStatus::Completed, None, None)
+    );
+    assert!(done.attempts >= 2, "{done:?}");
+    assert!(s3_harness::shared().object(&bucket, &format!("{PREFIX}/out/h9.mkv")).is_some());
+    // The stream saw it go back to `queued` (then run again), saying why.
+    let mut statuses = Vec::new();
+    while let Ok(event) = events.try_recv() {
+        if let Event::Status(job) = event.event() {
+            statuses.push((job.status, job.waiting_reason.is_some(), job.error.is_some()));
+        }
+    }
+    let first = statuses.iter().position(|s| s.0 == JobStatus::Queued).expect("no queued event");
+    assert_eq!(statuses[first], (JobStatus::Queued, true, false), "{statuses:?}");
+    assert_eq!(statuses[..first], [(JobStatus::Running, false, false)], "{statuses:?}");
+    assert_eq!(statuses.last(), Some(&(JobStatus::Completed, false, false)), "{statuses:?}");
+    shutdown.stop_claiming.cancel();
 }
 
 /// The temporary area's sweep aborts the multipart uploads left open (a crash, a stop whose

@@ -34,6 +34,8 @@ conformance!(
     cancel_finished_conflicts,
     requeue_keeps_order,
     retry_counts_the_attempt_and_records_the_reason,
+    a_retried_job_waits_for_its_time_and_holds_back_later_conflicting_jobs,
+    wait_for_work_wakes_when_a_retry_time_comes,
     delete_finished_only,
     recover_requeues_or_fails,
     recover_cancels_a_job_whose_cancel_was_pending,
@@ -647,18 +649,22 @@ async fn requeue_keeps_order(store: &Store) {
 }
 
 /// A retry (the storage was unavailable) puts the job back in its place, counts the attempt,
-/// and shows why until the job ends; a completed job has no error left.
+/// and keeps why as its retry reason, not as an error; a job that fails later says its own
+/// error.
 async fn retry_counts_the_attempt_and_records_the_reason(store: &Store) {
     let a = submit(store, "a").await;
     let b = submit(store, "b").await;
     assert_eq!(store.claim_next(&[]).await.unwrap().unwrap().id, a.id);
     store.update_progress(&a.id, &Progress { frame: Some(5), ..Progress::default() }).await.unwrap();
-    store.retry(&a.id, "the storage is unavailable").await.unwrap();
+    let before = time::OffsetDateTime::now_utc() - Duration::from_secs(60);
+    store.retry(&a.id, "the storage is unavailable", Duration::ZERO).await.unwrap();
     let back = store.get(&a.id).await.unwrap().unwrap();
     assert_eq!(
-        (back.status, back.started_at, back.progress, back.seq, back.error.as_deref()),
-        (JobStatus::Queued, None, None, a.seq, Some("the storage is unavailable"))
+        (back.status, back.started_at, back.progress, back.seq, back.error.as_deref(), back.retry_reason.as_deref()),
+        (JobStatus::Queued, None, None, a.seq, None, Some("the storage is unavailable"))
     );
+    // By the store's clock (PostgreSQL's may differ a little from this process's).
+    assert!(back.retry_at.is_some_and(|at| at > before), "{:?}", back.retry_at);
     assert!(back.event_seq > a.event_seq, "a status change");
     let again = store.claim_next(&[]).await.unwrap().unwrap();
     assert_eq!((again.id.clone(), again.attempts), (a.id.clone(), 2), "a keeps its place; both attempts count");
@@ -668,14 +674,63 @@ async fn retry_counts_the_attempt_and_records_the_reason(store: &Store) {
     assert_eq!(store.get(&a.id).await.unwrap().unwrap().error, None);
     // Failing after a retry says the last attempt's reason.
     let c = running(store, "c").await;
-    store.retry(&c.id, "first").await.unwrap();
+    store.retry(&c.id, "first", Duration::ZERO).await.unwrap();
     assert_eq!(store.claim_next(&[]).await.unwrap().unwrap().id, c.id);
     let failed = store.finish(&c.id, Outcome::Failed { error: "second".to_owned() }, "").await.unwrap();
     assert_eq!(failed.error.as_deref(), Some("second"));
 
     let q = submit(store, "q").await;
-    assert_conflict(store.retry(&q.id, "x").await, JobStatus::Queued, "retry");
-    assert_not_found(store.retry(&unknown_id(), "x").await);
+    assert_conflict(store.retry(&q.id, "x", Duration::ZERO).await, JobStatus::Queued, "retry");
+    assert_not_found(store.retry(&unknown_id(), "x", Duration::ZERO).await);
+}
+
+/// A job retried with a wait is not claimed before its `retry_at`, but still holds back a later
+/// job whose files conflict with its own (submission order between them stands); a job that
+/// conflicts with nothing runs meanwhile (the slot is free). Cancelled while it waits, it ends
+/// like any queued job.
+async fn a_retried_job_waits_for_its_time_and_holds_back_later_conflicting_jobs(store: &Store) {
+    let y = submit_with_footprint(store, "-i a.mp4 out/y.mp4", 0).await;
+    assert_eq!(store.claim_next(&[]).await.unwrap().unwrap().id, y);
+    let hour = Duration::from_secs(3600);
+    store.retry(&y, "the storage `s3://b` is unavailable", hour).await.unwrap();
+    let waiting = store.get(&y).await.unwrap().unwrap();
+    let now = time::OffsetDateTime::now_utc();
+    assert_eq!(waiting.status, JobStatus::Queued);
+    assert!(waiting.retry_pending(now).is_some_and(|at| at > now + Duration::from_secs(1800)), "{waiting:?}");
+    let reason = waiting.retry_wait(now).unwrap();
+    assert!(reason.starts_with("the storage `s3://b` is unavailable; next attempt at "), "{reason}");
+    assert_eq!(waiting.error, None);
+
+    // Higher priority than anything: still no claim takes it, nor the job that reads its output.
+    let reads_y = submit_with_footprint(store, "-i out/y.mp4 z.mp4", 5).await;
+    let free = submit_with_footprint(store, "-i b.mp4 w.mp4", 0).await;
+    assert_eq!(store.claim_next(&[]).await.unwrap().map(|j| j.id), Some(free.clone()), "the unrelated job runs");
+    assert_eq!(store.claim_next(&[]).await.unwrap().map(|j| j.id), None, "y waits, and z waits for y");
+    assert_eq!(store.get(&y).await.unwrap().unwrap().attempts, 1, "no claim counted");
+
+    assert!(matches!(store.cancel(&y).await.unwrap(), CancelOutcome::Cancelled(_)));
+    assert_eq!(store.claim_next(&[]).await.unwrap().map(|j| j.id), Some(reads_y));
+}
+
+/// Once a claim has passed over a job waiting for its `retry_at`, an idle worker's
+/// `wait_for_work` ends when that time comes (not at its timeout), and the job is claimed
+/// then, on its next attempt.
+async fn wait_for_work_wakes_when_a_retry_time_comes(store: &Store) {
+    let job = running(store, "x").await;
+    store.retry(&job.id, "the storage is unavailable", Duration::from_millis(800)).await.unwrap();
+    assert_eq!(store.claim_next(&[]).await.unwrap(), None, "not before its time");
+    // The retry's own wake-up, used up.
+    store.wait_for_work(Duration::ZERO).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let claimed = loop {
+        assert!(std::time::Instant::now() < deadline, "the retried job was never claimed");
+        let woke = tokio::time::timeout(Duration::from_secs(20), store.wait_for_work(Duration::from_secs(3600))).await;
+        assert!(woke.is_ok(), "wait_for_work slept past the retry time");
+        if let Some(claimed) = store.claim_next(&[]).await.unwrap() {
+            break claimed;
+        }
+    };
+    assert_eq!((claimed.id, claimed.attempts), (job.id, 2));
 }
 
 async fn delete_finished_only(store: &Store) {

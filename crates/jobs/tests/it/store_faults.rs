@@ -83,8 +83,8 @@ impl JobStore for FaultyStore {
     async fn requeue(&self, id: &JobId) -> Result<(), StoreError> {
         self.inner.requeue(id).await
     }
-    async fn retry(&self, id: &JobId, reason: &str) -> Result<(), StoreError> {
-        self.inner.retry(id, reason).await
+    async fn retry(&self, id: &JobId, reason: &str, wait: std::time::Duration) -> Result<(), StoreError> {
+        self.inner.retry(id, reason, wait).await
     }
     async fn delete(&self, id: &JobId) -> Result<(), StoreError> {
         self.inner.delete(id).await
