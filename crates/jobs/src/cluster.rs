@@ -26,6 +26,14 @@
 //! no start time or progress while queued, one attempt less before each start). Its other
 //! fields are those of the read (e.g. the latest run's start time).
 //!
+//! A status may also never be signalled: on PostgreSQL a claim leaves its job's start
+//! unannounced while no other node watches (migration 0011), and a stream opened elsewhere at
+//! that very moment is known to the claiming node only a moment later. A node therefore rebuilds
+//! from the latest status its own streams showed (a stream that starts from the store leaves
+//! that status on the bus, [`EventBus::note_status`](crate::events::EventBus::note_status)):
+//! the job's next signalled status, or a progress event of a run whose start it never
+//! published, brings the statuses in between first.
+//!
 //! Signals are hints, never the state: each one is checked against the store (a status signal
 //! is followed by a read of the job), and when signals may have been missed
 //! ([`ClusterSignal::Resync`]: the store lost its connection for a while) what depends on them

@@ -307,6 +307,19 @@ impl EventBus {
         }
     }
 
+    /// Records `job` (as read from the store) as the latest status of its channel, if it has
+    /// one and knows none as new, without sending it: a stream that started from the store
+    /// (the bus had no channel when the job last changed) leaves what it showed, so that a
+    /// status change of another node whose notification never came (a start left
+    /// unannounced, see [`crate::cluster`]) is rebuilt from there when a later one comes.
+    pub fn note_status(&self, job: &Job) {
+        if let Some(channel) = self.lock().get_mut(&job.id)
+            && channel.latest.borrow().status.as_ref().is_none_or(|s| s.event_seq < job.event_seq)
+        {
+            channel.latest.send_modify(|latest| latest.status = Some(Arc::new(job.clone())));
+        }
+    }
+
     /// A publisher of the progress of `job`'s current run (`job` as its claim returned it):
     /// keeps the job's channel, numbers its events `S.1`, `S.2`, ... Drop it when the run ends.
     pub fn publisher(&self, job: &Job) -> ProgressPublisher {
@@ -552,7 +565,10 @@ impl JobEvents {
         let latest = events.subscription.latest();
         let status = match latest.status {
             Some(bus) if bus.event_seq > stored.event_seq => bus,
-            _ => Arc::new(stored),
+            _ => {
+                events.subscription.bus.note_status(&stored);
+                Arc::new(stored)
+            }
         };
         let progress = latest.progress.filter(|p| p.id.status == status.event_seq && !status.status.is_finished());
         events.pending.push_back(Published::new(Event::Status(status)));

@@ -208,9 +208,9 @@ impl Cluster {
     /// made), or said nothing of what it watches, or this node is catching up on what they
     /// watch. When none does, this node's claims leave their jobs' start unannounced (migration
     /// `0011_quiet_starts.sql`): one notification a job instead of two. A stream opened on
-    /// another node at the very moment a job starts here (before its ping arrives) may then
-    /// pass over that job's `running` status to its progress and end, as a stream of a SQLite
-    /// follower passes over a status shorter than its interval.
+    /// another node at the very moment a job starts here (before its ping arrives) is then not
+    /// told of the start; that node rebuilds the `running` status from the job's progress or
+    /// end ([`crate::cluster`], "Statuses passed between two reads").
     pub(super) fn starts_watched_elsewhere(&self) -> bool {
         let watches = self.watches();
         if watches.catch_up_until.is_some_and(|until| Instant::now() < until) {

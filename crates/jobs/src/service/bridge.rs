@@ -58,9 +58,14 @@ impl Jobs {
     async fn apply(&self, signal: ClusterSignal) {
         match signal {
             ClusterSignal::Status { job, seq, status } => {
-                let known = self.events.latest_seq(&job).is_some_and(|latest| latest >= seq);
+                let latest = self.events.latest_status(&job);
+                let known = latest.is_some_and(|(latest, _)| latest >= seq);
                 if !known && self.events.is_watched(&job) {
-                    self.publish_stored_since(&job, seq, status).await;
+                    // From the latest status published here when there is one: a change no
+                    // notification named (a start the running node left unannounced while
+                    // this node's new stream was not known there yet) is rebuilt too.
+                    let (from, from_status) = latest.unwrap_or((seq, status));
+                    self.publish_stored_since(&job, from, from_status).await;
                 }
             }
             ClusterSignal::Changed(job) => {
@@ -77,6 +82,11 @@ impl Jobs {
             // node's own runs too: their live progress is published here already.
             ClusterSignal::Progress(event) => {
                 if !self.lock_running().contains_key(&event.job) {
+                    // A run whose start was not published here (left unannounced while this
+                    // node's new stream was not known there yet): its status first.
+                    if self.events.latest_seq(&event.job).is_some_and(|seq| seq < event.id.status) {
+                        self.publish_stored(&event.job).await;
+                    }
                     self.events.publish_progress(&event);
                 }
             }

@@ -541,3 +541,95 @@ async fn a_jobs_start_is_announced_only_while_another_node_watches() {
     .await;
     assert_eq!(loud, ["queued", "running", "completed"]);
 }
+
+/// A write of node "worker" about job `id`, as its store makes it: its node id, and the quiet
+/// start setting (`on`: a claim's start left unannounced, migration 0011), on the transaction.
+async fn as_worker(pool: &sqlx::PgPool, id: &JobId, quiet: &str, statement: &str) {
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query(
+        "SELECT set_config('ffmpeg_worker.node', 'worker', true), set_config('ffmpeg_worker.quiet_start', $1, true)",
+    )
+    .bind(quiet)
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    let changed = sqlx::query(statement).bind(id.as_str()).execute(&mut *tx).await.unwrap();
+    assert_eq!(changed.rows_affected(), 1, "{statement}");
+    tx.commit().await.unwrap();
+}
+
+/// Node "worker"'s claim of a job (`sql::CLAIM_CHOSEN`).
+const WORKER_CLAIMS: &str = "UPDATE jobs SET status = 'running', \
+     started_at = (extract(epoch FROM now()) * 1000000)::bigint, attempts = attempts + 1, worker_id = 'worker', \
+     lease_expires_at = now() + interval '1 hour', event_seq = event_seq + 1 WHERE id = $1 AND status = 'queued'";
+/// Node "worker"'s end of the run: failed.
+const WORKER_FAILS: &str = "UPDATE jobs SET status = 'failed', \
+     completed_at = (extract(epoch FROM now()) * 1000000)::bigint, error = 'exit status 1', worker_id = NULL, \
+     lease_expires_at = NULL, event_seq = event_seq + 1 WHERE id = $1 AND status = 'running'";
+
+/// A job stream's statuses as `(event_seq, status, started)`, up to its first progress event
+/// (with its id) or its end (`None`).
+async fn statuses_until_progress(events: &mut JobEvents) -> (Vec<(u64, JobStatus, bool)>, Option<String>) {
+    let mut statuses = Vec::new();
+    while let Some(event) = next(events).await {
+        match event {
+            Event::Status(job) => statuses.push((job.event_seq, job.status, job.started_at.is_some())),
+            Event::Progress(p) => return (statuses, Some(p.id.to_string())),
+        }
+    }
+    (statuses, None)
+}
+
+/// Issue 11: a stream opened on one node at the very moment a job starts on another, before
+/// the running node heard of the stream (its claim then leaves the start unannounced:
+/// migration 0011's quiet starts), still shows the job's `running`, before the run's progress
+/// and its end: the streaming node rebuilds the statuses between the last one it published and
+/// the one a later notification implies (`cluster::passed`), with the event ids the store gave
+/// them. The other node's claim and end are made as its store makes them, and its progress
+/// notified as it notifies it, so the race is the same every run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_opened_as_another_node_starts_the_job_unannounced_still_sees_it_running() {
+    let (url, dir) = (fresh_url().await, tempfile::tempdir().unwrap());
+    let heard = heard_statuses(&url).await;
+    let api = node(&url, "api", dir.path(), 0, Arc::new(AtOnce)).await;
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    let (queued, running, failed) = (JobStatus::Queued, JobStatus::Running, JobStatus::Failed);
+
+    // Node "worker", not yet told of the stream, claims the job, then notifies its first
+    // progress (the stream's watch has reached it meanwhile).
+    let job = api.jobs.submit("-f lavfi -i testsrc out.mkv", SubmitOptions::default()).await.unwrap();
+    let Resume::Events(mut events) = api.jobs.events_of(&job.id, None).await.unwrap() else { panic!("finished") };
+    as_worker(&pool, &job.id, "on", WORKER_CLAIMS).await;
+    let progress = serde_json::json!({
+        "k": "progress", "node": "worker", "job": job.id.as_str(), "id": "2.1",
+        "progress": Progress { frame: Some(7), ..Progress::default() },
+    });
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(jobs::postgres::notify::CHANNEL)
+        .bind(progress.to_string())
+        .execute(&pool)
+        .await
+        .unwrap();
+    let seen = statuses_until_progress(&mut events).await;
+    assert_eq!(seen, (vec![(1, queued, false), (2, running, true)], Some("2.1".to_owned())));
+    as_worker(&pool, &job.id, "off", WORKER_FAILS).await;
+    assert_eq!(statuses_until_progress(&mut events).await, (vec![(3, failed, true)], None));
+    // The start was never announced: the stream's `running` was rebuilt.
+    let id = job.id.as_str().to_owned();
+    let mut announced = Vec::new();
+    eventually("the job's end heard", async || {
+        announced = heard.lock().unwrap().iter().filter(|(j, _)| *j == id).map(|(_, s)| s.clone()).collect();
+        announced.last().is_some_and(|s| s == "failed")
+    })
+    .await;
+    assert_eq!(announced, ["queued", "failed"]);
+
+    // No progress (the run ended first): the end brings the `running` before it.
+    let job = api.jobs.submit("-f lavfi -i testsrc out2.mkv", SubmitOptions::default()).await.unwrap();
+    let Resume::Events(mut events) = api.jobs.events_of(&job.id, None).await.unwrap() else { panic!("finished") };
+    as_worker(&pool, &job.id, "on", WORKER_CLAIMS).await;
+    as_worker(&pool, &job.id, "off", WORKER_FAILS).await;
+    let seen = statuses_until_progress(&mut events).await;
+    assert_eq!(seen, (vec![(1, queued, false), (2, running, true), (3, failed, true)], None));
+    pool.close().await;
+}
