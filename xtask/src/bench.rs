@@ -19,7 +19,7 @@
 //!   thread: final status seen, RSS growth, run time against no subscribers, CPU time of the
 //!   server, ffmpeg and the client, progress fan-out latency ([`sse`]).
 //! - `cluster [--jobs N] [--processes 1,2,4,8] [--slots S] [--rounds R] [--samples K] [--lease L]
-//!   [--window W] [--test-settings]`: the queue of a PostgreSQL cluster with worker processes whose runner starts
+//!   [--window W] [--test-settings] [--capacity-only]`: the queue of a PostgreSQL cluster with worker processes whose runner starts
 //!   no ffmpeg: capacity (claim -> finish jobs/s) per number of processes and SQLite beside it,
 //!   submit -> claim on an idle cluster, dead-node requeue, cancel across nodes, database writes
 //!   per running job (the `jobs` crate's `cluster_bench` example, built in release mode).
@@ -45,7 +45,7 @@ const USAGE: &str = "usage: cargo xtask bench overhead [N=40] [--clip small|tiny
                      cargo xtask bench store [--jobs N=20000] [--concurrency C=64] [--rounds R=5]\n       \
                      cargo xtask bench webhooks [--events N=10000] [--backoff D=1s] [--no-build]\n       \
                      cargo xtask bench sse [--subscribers N=1000] [--all M=100] [--rounds R=5] [--video-seconds S=120] [--stats-period P,...=0.05,0.5] [--server-bin PATH] [--no-build]\n       \
-                     cargo xtask bench cluster [--jobs N=3000] [--processes 1,2,4,8] [--slots S=4] [--rounds R=3] [--samples K=40] [--lease L=3] [--window W=20] [--test-settings]\n       \
+                     cargo xtask bench cluster [--jobs N=3000] [--processes 1,2,4,8] [--slots S=4] [--rounds R=3] [--samples K=40] [--lease L=3] [--window W=20] [--test-settings] [--capacity-only]\n       \
                      cargo xtask bench files [--size-mib N=1024] [--rounds R=5] [--data-dir DIR] [--no-build]";
 
 /// Dispatches `bench <name> [args]`.

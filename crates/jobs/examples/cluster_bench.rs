@@ -25,7 +25,8 @@
 //! off), for comparison only.
 //!
 //! Usage: `cluster_bench [--jobs N=3000] [--processes 1,2,4,8] [--slots S=4] [--rounds R=3]
-//! [--samples K=40] [--lease L=3] [--window W=20] [--test-settings]`.
+//! [--samples K=40] [--lease L=3] [--window W=20] [--test-settings] [--capacity-only]`
+//! (`--capacity-only`: the capacity table, and nothing after it).
 
 #![allow(clippy::print_stdout, clippy::print_stderr, missing_docs)]
 
@@ -483,6 +484,7 @@ async fn main() -> Result<(), Error> {
     let lease: u64 = flag(&args, "--lease", 3)?;
     let window: u64 = flag(&args, "--window", 20)?;
     let test_settings = args.iter().any(|a| a == "--test-settings");
+    let capacity_only = args.iter().any(|a| a == "--capacity-only");
     let started = tokio::task::spawn_blocking(move || {
         if test_settings { pg_harness::PgServer::start() } else { pg_harness::PgServer::start_durable() }
     })
@@ -538,6 +540,10 @@ async fn main() -> Result<(), Error> {
             println!("| {calls:.2} | {mean:.0} | `{}` |", query.replace('|', "\\|"));
         }
         println!("| {total:.2} | | all statements |");
+    }
+
+    if capacity_only {
+        return Ok(());
     }
 
     // Submit -> claim on an idle cluster of 4 worker processes.

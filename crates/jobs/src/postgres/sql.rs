@@ -99,6 +99,16 @@ pub(super) const RECORD_RUN: &str = concat!(
     held!("$1", "$4", "$2"),
     " ON CONFLICT (job_seq) DO UPDATE SET attempt = excluded.attempt, run = excluded.run"
 );
+/// Run records of several jobs this node holds, in one statement (one commit): `$1` ids, `$2`
+/// attempts, `$3` records (JSON), element by element, `$4` node. Each is written as
+/// [`RECORD_RUN`] writes it, fenced the same way; returns the ids of the jobs whose record was
+/// written (one refused is not among them, and the others are written all the same).
+pub(super) const RECORD_RUNS: &str = "WITH batch AS (SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[]) AS b (b_id, b_attempt, b_run)), \
+     held AS (SELECT seq, id, b_attempt, b_run FROM jobs JOIN batch ON id = b_id \
+       WHERE status = 'running' AND worker_id = $4 AND attempts = b_attempt AND lease_expires_at > now()), \
+     written AS (INSERT INTO job_runs (job_seq, attempt, run) SELECT seq, b_attempt, b_run FROM held \
+       ON CONFLICT (job_seq) DO UPDATE SET attempt = excluded.attempt, run = excluded.run RETURNING job_seq) \
+     SELECT id FROM held WHERE seq IN (SELECT job_seq FROM written)";
 /// $1 node: its running jobs, with their current attempt's run record, if any.
 pub(super) const INTERRUPTED_RUNS: &str = "SELECT j.id, r.run FROM jobs j \
                                            LEFT JOIN job_runs r ON r.job_seq = j.seq AND r.attempt = j.attempts \
@@ -136,14 +146,33 @@ macro_rules! finish {
 /// $1 id, $2 status, $3 completed_at, $4 output files (NULL: keep), $5 error (NULL: keep),
 /// $6 node, $7 attempt, $8 outputs (NULL: keep): the end of a run this node holds.
 pub(super) const FINISH: &str = finish!();
-/// [`FINISH`] and the log in one statement (one round trip, no transaction around it), for a
-/// job without webhook subscriptions (no deliveries to write with it): $1-$8 as [`FINISH`], $9
-/// the log (BYTEA; empty: none is stored). Both happen or neither: a statement is atomic.
-pub(super) const FINISH_LOGGED: &str = concat!(
-    "WITH finished AS (",
-    finish!(),
-    "), logged AS (INSERT INTO job_logs (job_seq, log) SELECT seq, $9::bytea FROM finished \
-       WHERE octet_length($9::bytea) > 0 ON CONFLICT (job_seq) DO UPDATE SET log = excluded.log) \
+/// The ends of several runs this node holds, in one statement (one commit): `$1` ids, `$2`
+/// final statuses, `$3` completion times (microseconds), `$4` output files (NULL: keep), `$5`
+/// errors (NULL: keep), `$6` node, `$7` attempts, `$8` outputs (NULL: keep), `$9` logs (BYTEA;
+/// empty: none is stored), `$10` the last progress not stored yet (NULL: keep the stored one),
+/// element by element. Each job ends as [`FINISH`] ends it (with its log), fenced the same way (this
+/// node, that attempt, an unexpired lease); a completed job's progress, the one given or the one
+/// stored, shows 100 %. Returns the jobs that ended: one refused is not among them, and the
+/// others end all the same. The batch's columns are named `b_*`, so that the job's own (in `SET`
+/// and `RETURNING`) are never ambiguous.
+pub(super) const FINISH_BATCH: &str = concat!(
+    "WITH batch AS (SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], \
+       $7::bigint[], $8::text[], $9::bytea[], $10::text[]) \
+       AS b (b_id, b_status, b_completed, b_output_files, b_error, b_attempt, b_outputs, b_log, b_progress)), \
+     finished AS (UPDATE jobs SET status = b_status, completed_at = b_completed, \
+       output_files = COALESCE(b_output_files, output_files), outputs = COALESCE(b_outputs, outputs), \
+       error = CASE WHEN b_status = 'completed' THEN NULL ELSE COALESCE(b_error, error) END, \
+       cancel_requested = FALSE, worker_id = NULL, lease_expires_at = NULL, event_seq = event_seq + 1, \
+       progress = CASE WHEN b_status = 'completed' AND COALESCE(b_progress, progress) IS NOT NULL \
+                  THEN (COALESCE(b_progress, progress)::jsonb || '{\"percent\": 100.0, \"eta_seconds\": 0.0}'::jsonb)::text \
+                  ELSE COALESCE(b_progress, progress) END \
+       FROM batch WHERE id = b_id AND status = 'running' AND worker_id = $6 AND attempts = b_attempt \
+         AND lease_expires_at > now() \
+       RETURNING ",
+    job_columns!(),
+    ", b_log), \
+     logged AS (INSERT INTO job_logs (job_seq, log) SELECT seq, b_log FROM finished WHERE octet_length(b_log) > 0 \
+       ON CONFLICT (job_seq) DO UPDATE SET log = excluded.log) \
      SELECT ",
     job_columns!(),
     " FROM finished"

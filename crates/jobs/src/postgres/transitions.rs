@@ -10,6 +10,7 @@ use sqlx::Arguments as _;
 use sqlx::PgConnection;
 use sqlx::postgres::PgArguments;
 
+use super::rounds::{Ending, Recording};
 use super::sql::*;
 use super::{PgSettings, PgStore, db};
 use crate::model::{Job, JobId, Progress, SubmitOptions};
@@ -34,28 +35,27 @@ macro_rules! on_conn {
         })
     };
 }
+pub(super) use on_conn;
 
 /// Ages beyond this (ten years) count as this: PostgreSQL's intervals have bounds.
 const MAX_AGE: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 
 /// PostgreSQL's TEXT cannot hold NUL: an error message keeps every other character, a NUL
 /// becomes U+FFFD (the log, BYTEA, keeps it).
-fn text(s: &str) -> std::borrow::Cow<'_, str> {
+pub(super) fn text(s: &str) -> std::borrow::Cow<'_, str> {
     if s.contains('\0') { s.replace('\0', "\u{fffd}").into() } else { s.into() }
 }
 
-/// `sql` (`FINISH`, or `FINISH_LOGGED`, which takes the log as `$9`) with the outcome bound as
-/// `$1`-`$8`: the job, its final status, completion time (microseconds), output files, error and
+/// [`FINISH`] with the outcome bound as `$1`-`$8`: the job, its final status, completion time (microseconds), output files, error and
 /// outputs, fenced by this node's id and the `attempt` it holds.
 fn bind_finish<'q>(
-    sql: &'q str,
     id: &'q JobId,
     row: &'q FinishRow,
     completed: i64,
     settings: &'q PgSettings,
     attempt: Option<i64>,
 ) -> sqlx::query::QueryAs<'q, sqlx::Postgres, JobRow, PgArguments> {
-    sqlx::query_as(sql)
+    sqlx::query_as(FINISH)
         .bind(id.as_str())
         .bind(row.status.as_str())
         .bind(completed)
@@ -162,7 +162,7 @@ impl SqlTx for PgTx<'_> {
     }
 
     async fn finish_row(&mut self, id: &JobId, row: &FinishRow, completed: i64) -> Result<Option<Job>, StoreError> {
-        let rows: Vec<JobRow> = bind_finish(FINISH, id, row, completed, self.settings, self.attempt)
+        let rows: Vec<JobRow> = bind_finish(id, row, completed, self.settings, self.attempt)
             .fetch_all(&mut *self.conn)
             .await
             .map_err(db)?;
@@ -572,31 +572,52 @@ impl SqlStore for PgStore {
     }
 
     async fn finish(&self, id: &JobId, outcome: Outcome, log: &str) -> Result<Job, StoreError> {
+        SqlStore::finish_with_progress(self, id, None, outcome, log).await
+    }
+
+    /// One write, in a round with the other run records of this node's runs
+    /// ([`super::rounds`]).
+    async fn record_run(&self, id: &JobId, run: &RunRecord) -> Result<(), StoreError> {
+        let recording = Recording { id: id.clone(), attempt: i64::from(run.attempt), run: json(run)? };
+        let result = self.recordings.send(self, recording).await;
+        self.settle(id, "record run", result).await.map(drop)
+    }
+
+    /// One write: without webhook subscriptions, the progress, the outcome and the log in one
+    /// statement, sent in a round with the other ends of this node's runs ([`super::rounds`]);
+    /// with them, one transaction that writes their deliveries too. A refusal refuses both.
+    async fn finish_with_progress(
+        &self,
+        id: &JobId,
+        progress: Option<&Progress>,
+        outcome: Outcome,
+        log: &str,
+    ) -> Result<Job, StoreError> {
         let (attempt, hooked) = self.held_claim(id, "finish").await?;
         let (_, completed) = now();
         let row = FinishRow::of(outcome)?;
+        let progress = progress.map(json).transpose()?;
         let result = if hooked {
             on_conn!(self, |conn| {
                 async {
                     let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(db)?;
                     let mut planned = PgTx::holding(&mut tx, &self.settings, attempt);
-                    let finished = plan::finish(&mut planned, id, &row, completed, log).await;
+                    let finished = async {
+                        if let Some(progress) = &progress {
+                            // Refused (the job is no longer held): so is the outcome.
+                            plan::update_progress(&mut planned, id, progress).await?;
+                        }
+                        plan::finish(&mut planned, id, &row, completed, log).await
+                    }
+                    .await;
                     end(tx, finished).await
                 }
                 .await
             })
             .await
         } else {
-            // No deliveries to write: the outcome and the log in one statement.
-            let rows: Result<Vec<JobRow>, StoreError> = on_conn!(self, |conn| {
-                bind_finish(FINISH_LOGGED, id, &row, completed, &self.settings, Some(attempt))
-                    .bind(log.as_bytes())
-                    .fetch_all(&mut *conn)
-                    .await
-                    .map_err(db)
-            })
-            .await;
-            rows.and_then(|rows| rows.into_iter().next().map(Job::try_from).transpose())
+            let ending = Ending { id: id.clone(), attempt, row, completed, log: log.to_owned(), progress };
+            self.endings.send(self, ending).await
         };
         let job = self.settle(id, "finish", result).await?;
         self.release(id);

@@ -232,27 +232,30 @@ pub(crate) trait SqlStore: Send + Sync + 'static {
     /// [`JobStore::claim_next`].
     async fn claim_next(&self, labels: &[String]) -> Result<Option<Job>, StoreError>;
 
+    /// [`JobStore::record_run`]: by default one statement, `SQL.record_run`.
+    async fn record_run(&self, id: &JobId, run: &RunRecord) -> Result<(), StoreError> {
+        let record = json(run)?;
+        let args = [Arg::Text(id.as_str()), Arg::Int(i64::from(run.attempt)), Arg::Text(&record), Arg::Node];
+        if self.execute(Self::SQL.record_run, &args).await? == 0 {
+            return Err(self.refusal(id, "record run").await);
+        }
+        Ok(())
+    }
+
     /// [`JobStore::update_progress`].
     async fn update_progress(&self, id: &JobId, progress: &Progress) -> Result<bool, StoreError>;
 
     /// [`JobStore::finish`].
     async fn finish(&self, id: &JobId, outcome: Outcome, log: &str) -> Result<Job, StoreError>;
 
-    /// [`JobStore::finish_with_progress`]; by default its two writes.
+    /// [`JobStore::finish_with_progress`]: one write where the dialect can.
     async fn finish_with_progress(
         &self,
         id: &JobId,
         progress: Option<&Progress>,
         outcome: Outcome,
         log: &str,
-    ) -> Result<Job, StoreError> {
-        if let Some(progress) = progress
-            && let Err(e) = SqlStore::update_progress(self, id, progress).await
-        {
-            tracing::warn!(job = %id, error = %e, "recording the last progress failed");
-        }
-        SqlStore::finish(self, id, outcome, log).await
-    }
+    ) -> Result<Job, StoreError>;
 
     /// [`JobStore::log`].
     async fn log(&self, id: &JobId) -> Result<Option<String>, StoreError>;
@@ -372,12 +375,7 @@ impl<S: SqlStore> JobStore for S {
     }
 
     async fn record_run(&self, id: &JobId, run: &RunRecord) -> Result<(), StoreError> {
-        let record = json(run)?;
-        let args = [Arg::Text(id.as_str()), Arg::Int(i64::from(run.attempt)), Arg::Text(&record), Arg::Node];
-        if self.execute(S::SQL.record_run, &args).await? == 0 {
-            return Err(self.refusal(id, "record run").await);
-        }
-        Ok(())
+        SqlStore::record_run(self, id, run).await
     }
 
     async fn interrupted_runs(&self) -> Result<Vec<InterruptedRun>, StoreError> {

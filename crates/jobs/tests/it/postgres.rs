@@ -845,3 +845,121 @@ async fn a_node_holding_live_leases_writes_no_heartbeat_rows_and_stays_alive() {
     assert!(age().await < 60.0, "written once no lease says the node lives");
     assert_eq!(state().await.state, NodeState::Active);
 }
+
+/// Counts, per statement that changes `table` (a row trigger would count rows), the rows it
+/// changed that `matching` selects (a condition on `new_rows`), in `per_statement_<table>`.
+async fn count_rows_per_statement(admin: &sqlx::PgPool, table: &str, events: &str, matching: &str) {
+    sqlx::raw_sql(&format!(
+        "CREATE TABLE per_statement_{table} (n BIGINT NOT NULL); \
+         CREATE FUNCTION count_{table}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+           INSERT INTO per_statement_{table} SELECT count(*) FROM new_rows WHERE {matching} HAVING count(*) > 0; \
+           RETURN NULL; END $$;"
+    ))
+    .execute(admin)
+    .await
+    .unwrap();
+    for event in events.split(',') {
+        sqlx::raw_sql(&format!(
+            "CREATE TRIGGER count_{table}_{event} AFTER {event} ON {table} REFERENCING NEW TABLE AS new_rows \
+             FOR EACH STATEMENT EXECUTE FUNCTION count_{table}();"
+        ))
+        .execute(admin)
+        .await
+        .unwrap();
+    }
+}
+
+/// The rows each counted statement changed ([`count_rows_per_statement`]).
+async fn rows_per_statement(admin: &sqlx::PgPool, table: &str) -> Vec<i64> {
+    sqlx::query_scalar(&format!("SELECT n FROM per_statement_{table}")).fetch_all(admin).await.unwrap()
+}
+
+/// The ends of a node's runs, and the run records written before ffmpeg starts, that come while
+/// one of their kind is being written are written together, in one statement (one commit:
+/// PostgreSQL writes commits that notify one at a time, see `postgres/rounds.rs`), each end with
+/// its last progress and log; a job in the batch whose write is refused (its lease expired) is
+/// left as it was, and does not hold back the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nodes_ends_and_run_records_are_written_together_and_a_refused_one_holds_back_none() {
+    use jobs::store::RunRecord;
+    let url = fresh_url().await;
+    // A long lease: the reaper leaves the expired job below alone for the whole test (a lost
+    // job with a cancel pending and a recorded run waits a further lease for a node to take it
+    // over).
+    let store: Store = Arc::new(PgStore::open(&url, settings("ends", Duration::from_secs(600))).await.unwrap());
+    let admin = sqlx::PgPool::connect(&url).await.unwrap();
+    count_rows_per_statement(&admin, "jobs", "UPDATE", "status IN ('completed', 'failed', 'cancelled')").await;
+    count_rows_per_statement(&admin, "job_runs", "INSERT,UPDATE", "TRUE").await;
+    for i in 0..8 {
+        store.insert(format!("-i in.mp4 out{i}.mp4"), SubmitOptions::default()).await.unwrap();
+    }
+    let mut claimed = Vec::new();
+    while let Some(job) = store.claim_next(&[]).await.unwrap() {
+        claimed.push(job.id);
+    }
+    assert_eq!(claimed.len(), 8);
+    let refused = claimed[3].clone();
+    let run = |i: usize| RunRecord {
+        attempt: 1,
+        footprint: footprint(&format!("-i in.mp4 out{i}.mp4")),
+        snapshot: jobs::outputs::Snapshot::default(),
+    };
+    store.record_run(&refused, &run(3)).await.unwrap();
+    store.cancel(&refused).await.unwrap();
+    expire_lease(&url, &refused).await;
+    let before = store.get(&refused).await.unwrap();
+
+    // Run records, side by side.
+    let records = claimed.iter().enumerate().map(|(i, id)| {
+        let store = Arc::clone(&store);
+        async move { store.record_run(id, &run(i)).await }
+    });
+    let results = futures_util::future::join_all(records).await;
+    for (i, (id, result)) in claimed.iter().zip(results).enumerate() {
+        if *id == refused {
+            assert_conflict(result, JobStatus::Running);
+        } else {
+            result.unwrap_or_else(|e| panic!("job {i}: {e}"));
+        }
+    }
+    let counted = rows_per_statement(&admin, "job_runs").await;
+    assert_eq!(counted.iter().sum::<i64>(), 1 + 7, "{counted:?}");
+    assert!(counted.len() < 1 + 7, "7 run records in {} statements: {counted:?}", counted.len() - 1);
+    // Each one is the record of its job: what a node that takes the job over would clean.
+    let stored: Vec<(String, String)> =
+        sqlx::query_as("SELECT j.id, r.run FROM job_runs r JOIN jobs j ON j.seq = r.job_seq")
+            .fetch_all(&admin)
+            .await
+            .unwrap();
+    for (i, id) in claimed.iter().enumerate() {
+        let (_, text) = stored.iter().find(|(j, _)| j == id.as_str()).unwrap();
+        assert_eq!(serde_json::from_str::<RunRecord>(text).unwrap(), run(i), "job {i}");
+    }
+
+    // Ends, side by side.
+    let progress = |i: u64| Progress { frame: Some(i * 10), percent: Some(90.0), ..Progress::default() };
+    let ends = claimed.iter().enumerate().map(|(i, id)| {
+        let store = Arc::clone(&store);
+        async move {
+            let outcome = Outcome::Completed { output_files: vec![format!("out{i}.mp4")], outputs: Vec::new() };
+            store.finish_with_progress(id, Some(&progress(i as u64)), outcome, &format!("log {i}")).await
+        }
+    });
+    let results = futures_util::future::join_all(ends).await;
+    for (i, (id, result)) in claimed.iter().zip(results).enumerate() {
+        if *id == refused {
+            assert_conflict(result, JobStatus::Running);
+            continue;
+        }
+        let job = result.unwrap_or_else(|e| panic!("job {i}: {e}"));
+        assert_eq!((job.status, job.output_files.clone()), (JobStatus::Completed, vec![format!("out{i}.mp4")]));
+        let p = job.progress.clone().unwrap();
+        assert_eq!((p.frame, p.percent), (Some(i as u64 * 10), Some(100.0)), "job {i}: its last progress, at 100 %");
+        assert_eq!(store.get(id).await.unwrap(), Some(job));
+        assert_eq!(store.log(id).await.unwrap(), Some(format!("log {i}")));
+    }
+    assert_eq!(store.get(&refused).await.unwrap(), before, "the refused writes changed nothing");
+    let counted = rows_per_statement(&admin, "jobs").await;
+    assert_eq!(counted.iter().sum::<i64>(), 7, "{counted:?}");
+    assert!(counted.len() < 7, "7 ends in {} statements: {counted:?}", counted.len());
+}
