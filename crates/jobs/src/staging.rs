@@ -68,6 +68,10 @@ pub enum StagingError {
     /// An input could not be listed or downloaded.
     #[error("downloading the job's inputs from the storage failed: {0}")]
     Download(#[source] StorageError),
+    /// Before a later attempt: what earlier attempts left in the storage's temporary area
+    /// (to be undone first) could not be listed.
+    #[error("undoing what an earlier attempt of the job left in the storage failed: {0}")]
+    Undo(#[source] StorageError),
     /// A downloaded input could not be written into the stage (disk full, ...).
     #[error("writing input `{path}` into the staging directory failed: {source}")]
     Write {
@@ -123,7 +127,7 @@ impl StagingError {
     /// was unavailable ([`StorageError::is_transient`]).
     pub fn is_transient(&self) -> bool {
         match self {
-            StagingError::Download(e) | StagingError::Upload(e) => e.is_transient(),
+            StagingError::Download(e) | StagingError::Upload(e) | StagingError::Undo(e) => e.is_transient(),
             StagingError::Publish(e) => e.storage_error().is_some_and(StorageError::is_transient),
             StagingError::Concat(e) => match e.as_ref() {
                 crate::concat_lists::ConcatListError::Staging(e) => e.is_transient(),

@@ -21,7 +21,7 @@ use crate::model::{Job, JobId, Phase, Progress};
 use crate::output_meta;
 use crate::outputs::{self, Snapshot};
 use crate::runner::{RunError, RunSpec};
-use crate::staging::{self, Deadline, Stage};
+use crate::staging::{self, Deadline, Stage, StagingError};
 use crate::store::{Outcome, RunRecord, StoreError};
 
 /// First wait before saving a job's outcome again after the store failed.
@@ -88,9 +88,16 @@ impl Jobs {
             };
             kept = never_overwritten(&resolved);
             // An earlier attempt that did not end by itself may have published part of its
-            // outputs: the files they replaced go back first.
-            if job.attempts > 1 {
-                self.discard_run_temps(&id).await;
+            // outputs: the files they replaced go back first. A storage that does not answer
+            // ends this attempt at once (it goes back in the queue).
+            if job.attempts > 1
+                && let Err(e) = self.undo_earlier_runs(&id).await
+            {
+                if e.is_transient() {
+                    let error = StagingError::Undo(e);
+                    return self.staging_failed(&job, error, "", started, &running.cancel, abort).await;
+                }
+                tracing::warn!(error = %e, "listing an earlier run's temporary names failed; the sweep removes them");
             }
             let cancelled = || running.cancel.is_cancelled();
             let what = (&run_sandbox, &resolved, &footprint);

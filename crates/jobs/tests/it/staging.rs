@@ -946,22 +946,20 @@ async fn a_job_stopped_mid_upload_leaves_no_multipart_upload_open() {
     fx.no_stages_left().await;
 }
 
-/// H9: the bucket stops answering while a job stages its inputs. The job goes back to
-/// `queued` at once (its attempt counted), with no error, a `retry_at` and a `waiting_reason`
-/// naming the bucket and the time of its next attempt; the worker's slot is free meanwhile
-/// (before, the worker slept in it, the job `running` with an error). Once the bucket answers
-/// again, the job completes on a later attempt. A real moto behind a proxy that holds every
-/// request (a stopped server: connections accepted, never answered).
-#[tokio::test]
-async fn a_bucket_failing_mid_staging_puts_the_job_back_in_the_queue_and_frees_the_slot() {
-    let proxy = s3_harness::Proxy::start(s3_harness::shared().port());
+/// A service (no workers yet) over a bucket reached through `proxy`, with short request
+/// timeouts (a held request fails in about a second, not ten), `max_attempts` and a first
+/// retry wait of `retry_delay`; `in/clip.mp4` uploaded. With its data directory (to keep).
+async fn proxied_jobs(
+    proxy: &s3_harness::Proxy,
+    max_attempts: u32,
+    retry_delay: Duration,
+) -> (Arc<Jobs>, String, tempfile::TempDir) {
     let bucket = s3_harness::shared().bucket();
     let data = tempfile::tempdir().unwrap();
     let mut sandbox = Sandbox::new(data.path()).unwrap();
     sandbox.deny(jobs::staging::STAGING_DIR);
     let runner: Arc<dyn Runner> = Arc::new(FfmpegRunner::new(FfmpegConfig::new("ffmpeg", data.path())));
     let store: Arc<dyn JobStore> = Arc::new(MemoryStore::new());
-    // Short request timeouts: a held request fails in about a second, not ten.
     let timeouts = jobs::storage::S3Timeouts {
         connect: Duration::from_secs(1),
         request: Duration::from_secs(1),
@@ -971,17 +969,45 @@ async fn a_bucket_failing_mid_staging_puts_the_job_back_in_the_queue_and_frees_t
     let config = JobsConfig {
         idle_wait: Duration::from_secs(3600),
         remote_storage: Some(Arc::new(s3)),
-        max_attempts: 4,
-        // Long enough to see the job wait; a worker with nothing to do still takes it then.
-        retry_delay: Duration::from_secs(4),
+        max_attempts,
+        retry_delay,
         ..JobsConfig::default()
     };
-    let jobs = Jobs::new(Arc::clone(&store), runner, sandbox, config);
+    let jobs = Jobs::new(store, runner, sandbox, config);
     let local = tempfile::tempdir().unwrap();
     let clip = make_clip(local.path());
     let body: ByteStream = Box::pin(tokio_util::io::ReaderStream::new(tokio::fs::File::open(&clip).await.unwrap()));
     let options = PutOptions { create_only: false, max_bytes: u64::MAX, conditional: false };
     jobs.storage().put("in/clip.mp4", body, options).await.unwrap().commit().await.unwrap();
+    (jobs, bucket, data)
+}
+
+/// Polls job `id` (with a deadline) until it is queued after `attempts` attempts and no job
+/// runs here (its worker's slot is free).
+async fn back_in_the_queue(jobs: &Jobs, id: &JobId, attempts: u32) -> Job {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let now = jobs.get(id).await.unwrap();
+        if now.status == JobStatus::Queued && now.attempts == attempts && jobs.running_here() == 0 {
+            return now;
+        }
+        assert!(!now.status.is_finished(), "{now:?}");
+        assert!(Instant::now() < deadline, "never back in the queue after attempt {attempts}: {now:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// H9: the bucket stops answering while a job stages its inputs. The job goes back to
+/// `queued` at once (its attempt counted), with no error, a `retry_at` and a `waiting_reason`
+/// naming the bucket and the time of its next attempt; the worker's slot is free meanwhile
+/// (before, the worker slept in it, the job `running` with an error). Once the bucket answers
+/// again, the job completes on a later attempt. A real moto behind a proxy that holds every
+/// request (a stopped server: connections accepted, never answered).
+#[tokio::test]
+async fn a_bucket_failing_mid_staging_puts_the_job_back_in_the_queue_and_frees_the_slot() {
+    let proxy = s3_harness::Proxy::start(s3_harness::shared().port());
+    // Long enough to see the job wait; a worker with nothing to do still takes it then.
+    let (jobs, bucket, _data) = proxied_jobs(&proxy, 4, Duration::from_secs(4)).await;
     let job = jobs.submit("-i in/clip.mp4 -map 0 -c copy out/h9.mkv", SubmitOptions::default()).await.unwrap();
     let mut events = jobs.events().subscribe_all();
 
@@ -989,27 +1015,19 @@ async fn a_bucket_failing_mid_staging_puts_the_job_back_in_the_queue_and_frees_t
     proxy.set(s3_harness::ProxyMode::Silent);
     let shutdown = Shutdown::default();
     let _workers = jobs.spawn_workers(&shutdown);
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let waiting = loop {
-        let now = jobs.get(&job.id).await.unwrap();
-        if now.status == JobStatus::Queued && now.attempts >= 1 && jobs.running_here() == 0 {
-            break now;
-        }
-        assert!(!now.status.is_finished(), "{now:?}");
-        assert!(Instant::now() < deadline, "never back in the queue: {now:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let waiting = back_in_the_queue(&jobs, &job.id, 1).await;
     proxy.set(s3_harness::ProxyMode::Pass);
     assert_eq!(waiting.error, None, "{waiting:?}");
     assert!(waiting.retry_at.is_some_and(|at| at > waiting.created_at), "{waiting:?}");
     let reason = waiting.waiting_reason.clone().unwrap_or_default();
     assert!(
-        reason.starts_with(&format!("the storage `s3://{bucket}/{PREFIX}` is unavailable (attempt "))
+        reason.starts_with(&format!("the storage `s3://{bucket}/{PREFIX}` is unavailable (attempt 1 of 4 failed: "))
             && reason.contains("downloading the job's inputs")
             && reason.contains("; next attempt at "),
         "{reason}"
     );
 
+    let deadline = Instant::now() + Duration::from_secs(120);
     let done = loop {
         let now = jobs.get(&job.id).await.unwrap();
         if now.status.is_finished() {
@@ -1036,6 +1054,36 @@ async fn a_bucket_failing_mid_staging_puts_the_job_back_in_the_queue_and_frees_t
     assert_eq!(statuses[..first], [(JobStatus::Running, false, false)], "{statuses:?}");
     assert_eq!(statuses.last(), Some(&(JobStatus::Completed, false, false)), "{statuses:?}");
     shutdown.stop_claiming.cancel();
+}
+
+/// H9, the next attempt: with the bucket still down, a job's second attempt goes back to the
+/// queue after its first call to the bucket (the listing of what the earlier attempt left),
+/// not after one wait for each of the three calls it used to make (about 30 s in the
+/// worker's slot with the default timeouts).
+#[tokio::test]
+async fn a_later_attempt_with_the_bucket_still_down_goes_back_after_its_first_call() {
+    let proxy = s3_harness::Proxy::start(s3_harness::shared().port());
+    let (jobs, bucket, _data) = proxied_jobs(&proxy, 3, Duration::from_secs(600)).await;
+    let job = jobs.submit("-i in/clip.mp4 -map 0 -c copy out/h9b.mkv", SubmitOptions::default()).await.unwrap();
+    // Attempt 1 failed on the bucket: back in the queue, due now.
+    let store = jobs.store();
+    assert_eq!(store.claim_next(&[]).await.unwrap().map(|j| j.id), Some(job.id.clone()));
+    store.retry(&job.id, "the bucket did not answer", Duration::ZERO).await.unwrap();
+
+    proxy.set(s3_harness::ProxyMode::Silent);
+    let shutdown = Shutdown::default();
+    let _workers = jobs.spawn_workers(&shutdown);
+    let waiting = back_in_the_queue(&jobs, &job.id, 2).await;
+    proxy.set(s3_harness::ProxyMode::Pass);
+    shutdown.stop_claiming.cancel();
+    let reason = waiting.waiting_reason.unwrap_or_default();
+    assert!(
+        reason.starts_with(&format!("the storage `s3://{bucket}/{PREFIX}` is unavailable (attempt 2 of 3 failed: "))
+            && reason.contains("undoing what an earlier attempt of the job left in the storage failed")
+            && !reason.contains("downloading"),
+        "{reason}"
+    );
+    assert_eq!(waiting.error, None);
 }
 
 /// The temporary area's sweep aborts the multipart uploads left open (a crash, a stop whose
