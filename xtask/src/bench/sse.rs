@@ -1,5 +1,5 @@
 //! `bench sse [--subscribers N=1000] [--all M=100] [--rounds R=5] [--video-seconds S=120]
-//! [--stats-period P,...=0.05,0.5] [--server-bin PATH]`: N server-sent event subscribers on one running job plus M on
+//! [--stats-period P,...=0.05,0.5] [--client-nice N=0] [--ffmpeg-nice N=0] [--server-bin PATH]`: N server-sent event subscribers on one running job plus M on
 //! `/events?progress=true`, against the same job with no subscriber, rounds interleaved, at
 //! each `-stats_period` (seconds between two progress reports: 0.5 is ffmpeg's default, what
 //! users get; 0.05 is ten times that rate, the fan-out's stress case).
@@ -14,11 +14,21 @@
 //! `completed_at`) with and without subscribers; the CPU time of the server process, of ffmpeg
 //! and of the subscribers' client during the run; and the progress fan-out latency: ffmpeg
 //! runs behind a small wrapper (`--ffmpeg-bin`) that notes the wall-clock time at which it
-//! hands each `-progress` block to the server, and each subscriber notes when it reads the
-//! `progress` event of that block (matched by frame number; the first block of each frame).
-//! The subscribers are one thread of this process reading every stream over non-blocking
-//! sockets with epoll ([`subscribers`]), on the same machine as the server, so their own
-//! scheduling delay is part of the latency; their CPU time is reported beside the server's.
+//! hands each `-progress` block to the server, and each subscriber notes when the `progress`
+//! event of that block reached its socket (the kernel's receive time) and when it read it
+//! (matched by frame number; the first block of each frame). The subscribers are one thread
+//! of this process reading every stream over non-blocking sockets with epoll
+//! ([`subscribers`]), on the same machine as the server: the arrival time is the server's part
+//! of the latency, the read time adds the thread's own scheduling delay; their CPU time is
+//! reported beside the server's.
+//! With `--client-nice N` that thread runs at nice N (19: it takes only CPU time that ffmpeg
+//! and the server leave, about what subscribers on other machines would cost the job).
+//!
+//! Where the run time with subscribers goes is split three ways: the wrapper notes when it
+//! starts ffmpeg and when ffmpeg exited, so the report shows `started_at` -> ffmpeg's start
+//! (the server's claim, checks and spawn), ffmpeg's own run, and ffmpeg's exit ->
+//! `completed_at` (the server's reaping, listing and saving), alone and with subscribers, and
+//! the CPU the server and the client spent while the job ran.
 //!
 //! Each job waits in the queue behind a "gate" job (an hour of lavfi into the null muxer) until
 //! every subscriber is connected; the gate is then cancelled and the measured job starts.
@@ -43,6 +53,10 @@ struct Options {
     stats_periods: Vec<f64>,
     build: bool,
     server_bin: Option<String>,
+    /// The subscriber thread's nice value (`--client-nice`; 0: as the bench).
+    client_nice: i32,
+    /// The measured job's ffmpeg's nice value (`--ffmpeg-nice`; 0: as the server).
+    ffmpeg_nice: i32,
 }
 
 pub(super) fn main(args: &[&str]) -> Result {
@@ -59,6 +73,8 @@ pub(super) fn main(args: &[&str]) -> Result {
             .collect::<std::result::Result<Vec<_>, _>>()?,
         build: !a.switch("--no-build"),
         server_bin: Some(a.value("--server-bin", String::new())?).filter(|path| !path.is_empty()),
+        client_nice: a.value("--client-nice", 0)?,
+        ffmpeg_nice: a.value("--ffmpeg-nice", 0)?,
     };
     a.finish()?;
     eprintln!("bench sse: {}\nload average (1, 5, 15 min) at the start: {}", machine(), load_average());
@@ -72,7 +88,7 @@ pub(super) fn main(args: &[&str]) -> Result {
     std::fs::create_dir_all(data.join("out"))?;
     let blocks = dir.path().join("blocks.log");
     let wrapper = dir.path().join("ffmpeg-tap");
-    std::fs::write(&wrapper, wrapper_script(&blocks))?;
+    std::fs::write(&wrapper, wrapper_script(&blocks, opts.ffmpeg_nice))?;
     std::process::Command::new("chmod").args(["+x"]).arg(&wrapper).status()?;
     let database_url = format!("sqlite://{}", dir.path().join("jobs.db").display());
     let log = dir.path().join("server.log");
@@ -100,7 +116,7 @@ pub(super) fn main(args: &[&str]) -> Result {
                 .map_err(|e| format!("{e}\n{}", server.log_tail()))?;
             n += 2;
             eprintln!(
-                "round {} (-stats_period {period}): run {:.2} s alone, {:.2} s with subscribers; final seen {}/{}; RSS {:.1} MiB before, +{:.1} MiB; p50 {:.1} ms, p99 {:.1} ms ({} receipts); CPU s server {:.2} -> {:.2}, ffmpeg {:.2} -> {:.2}, client {:.2}; {} blocks, {} deliveries",
+                "round {} (-stats_period {period}): run {:.2} s alone, {:.2} s with subscribers; final seen {}/{}; RSS {:.1} MiB before, +{:.1} MiB; arrival p50 {:.1} ms, p99 {:.1} ms; read p50 {:.1} ms, p99 {:.1} ms ({} receipts); CPU s server {:.2} -> {:.2}, ffmpeg {:.2} -> {:.2}, client {:.2}; {} blocks, {} deliveries",
                 round + 1,
                 quiet.run_seconds,
                 busy.run_seconds,
@@ -110,6 +126,8 @@ pub(super) fn main(args: &[&str]) -> Result {
                 busy.rss_growth_mib,
                 busy.p50_ms,
                 busy.p99_ms,
+                busy.read_p50_ms,
+                busy.read_p99_ms,
                 busy.receipts,
                 quiet.cpu.server,
                 busy.cpu.server,
@@ -118,6 +136,18 @@ pub(super) fn main(args: &[&str]) -> Result {
                 busy.cpu.client,
                 busy.blocks,
                 busy.deliveries,
+            );
+            eprintln!(
+                "  where the run went (start ms / ffmpeg s / end ms): alone {:.0} / {:.3} / {:.0}, with subscribers {:.0} / {:.3} / {:.0}; CPU s during the run: server {:.3} -> {:.3}, client {:.3}",
+                quiet.start_ms,
+                quiet.ffmpeg_seconds,
+                quiet.end_ms,
+                busy.start_ms,
+                busy.ffmpeg_seconds,
+                busy.end_ms,
+                quiet.cpu_run.server,
+                busy.cpu_run.server,
+                busy.cpu_run.client,
             );
             rows.push((quiet, busy));
         }
@@ -138,14 +168,26 @@ struct Run {
     /// The server's RSS before the subscribers connected (what earlier rounds left allocated).
     rss_before_mib: f64,
     rss_growth_mib: f64,
+    /// Fan-out latency to the bytes reaching the subscribers' sockets (the server's part).
     p50_ms: f64,
     p99_ms: f64,
+    /// Fan-out latency to this bench's subscriber thread reading them (its own delay added).
+    read_p50_ms: f64,
+    read_p99_ms: f64,
     receipts: usize,
     /// Progress blocks the wrapper handed on.
     blocks: usize,
     /// Progress events read by all subscribers.
     deliveries: usize,
     cpu: Cpu,
+    /// CPU from the gate's cancel to the moment the bench saw the job final (the streams'
+    /// endings and the connections' teardown not included).
+    cpu_run: Cpu,
+    /// Where the run time went: from `started_at` to the wrapper starting ffmpeg (ms), ffmpeg's
+    /// own run (its start to its exit, s), from its exit to `completed_at` (ms).
+    start_ms: f64,
+    ffmpeg_seconds: f64,
+    end_ms: f64,
 }
 
 /// One measured run: its job's `-stats_period`, its number (output `out/sse-N.mp4`), and
@@ -205,6 +247,16 @@ fn run_job(
         None
     };
     let tid = counters.tid.load(Ordering::SeqCst);
+    if subscribe && opts.client_nice != 0 && tid > 0 {
+        // A thread is a task of its own for the scheduler: `renice -p TID` sets its nice value.
+        let status = std::process::Command::new("renice")
+            .args(["-n", &opts.client_nice.to_string(), "-p", &tid.to_string()])
+            .stdout(std::process::Stdio::null())
+            .status()?;
+        if !status.success() {
+            return Err(format!("renice of the subscriber thread {tid} failed: {status}").into());
+        }
+    }
     // The client's time is read here while it runs, and by the thread itself at its end.
     let cpu = || Cpu {
         server: process_cpu_seconds(server.pid(), false),
@@ -226,12 +278,21 @@ fn run_job(
         }
         std::thread::sleep(Duration::from_millis(50));
     };
+    let cpu_run = cpu();
     if state.status != "completed" {
         return Err(format!("job {job} {}: {:?}", state.status, state.error).into());
     }
-    let run_seconds = match state.times {
-        [_, Some(started), Some(completed)] => completed - started,
-        _ => return Err(format!("job {job} has no start or end time").into()),
+    let [_, Some(started), Some(completed)] = state.times else {
+        return Err(format!("job {job} has no start or end time").into());
+    };
+    let run_seconds = completed - started;
+    let (ffmpeg_start, ffmpeg_exit) = match read_span(blocks) {
+        (Some(start), Some(exit)) => (start as f64 / 1e9, exit as f64 / 1e9),
+        _ => {
+            return Err(
+                format!("the wrapper did not note when ffmpeg started and exited ({})", blocks.display()).into()
+            );
+        }
     };
     let (seen, client_cpu_after) = match client {
         Some(client) => client.join().map_err(|_| "the subscriber thread panicked")??,
@@ -239,40 +300,47 @@ fn run_job(
     };
     let cpu_after = Cpu { client: client_cpu_after, ..cpu() };
     let written = read_blocks(blocks);
-    let mut latencies = Vec::new();
+    // From the wrapper's hand-off to the bytes reaching the subscriber's socket (the server's
+    // part), and to this bench's thread reading them (its own delay added).
+    let (mut arrived, mut read) = (Vec::new(), Vec::new());
     let mut by_frame: HashMap<u64, Vec<f64>> = HashMap::new();
     let mut saw_final = 0;
     let mut deliveries = 0;
     for seen in &seen {
         saw_final += usize::from(seen.saw_final);
         deliveries += seen.events;
-        for (frame, at) in &seen.progress {
-            if let Some(written) = written.get(frame) {
-                let ms = (at.saturating_sub(*written)) as f64 / 1e6;
-                latencies.push(ms);
-                by_frame.entry(*frame).or_default().push(ms);
+        for receipt in &seen.progress {
+            if let Some(written) = written.get(&receipt.frame) {
+                let ms = |at: u128| at.saturating_sub(*written) as f64 / 1e6;
+                arrived.push(ms(receipt.arrived));
+                read.push(ms(receipt.read));
+                by_frame.entry(receipt.frame).or_default().push(ms(receipt.arrived));
             }
         }
     }
-    latencies.sort_by(f64::total_cmp);
+    arrived.sort_by(f64::total_cmp);
+    read.sort_by(f64::total_cmp);
     if subscribe {
         // Where the slowest receipts were: the blocks whose last subscriber read them latest.
-        let mut worst: Vec<(u64, f64, f64, usize)> = by_frame
+        let mut worst: Vec<(u64, f64, f64, f64, usize)> = by_frame
             .into_iter()
-            .map(|(frame, ms)| (frame, median(&ms), ms.iter().copied().fold(0.0, f64::max), ms.len()))
+            .map(|(frame, ms)| {
+                let first = ms.iter().copied().fold(f64::INFINITY, f64::min);
+                (frame, first, median(&ms), ms.iter().copied().fold(0.0, f64::max), ms.len())
+            })
             .collect();
-        worst.sort_by(|a, b| b.2.total_cmp(&a.2));
+        worst.sort_by(|a, b| b.3.total_cmp(&a.3));
         let mut frames: Vec<u64> = written.keys().copied().collect();
         frames.sort_unstable();
-        for (frame, p50, max, n) in worst.iter().take(3) {
+        for (frame, first, p50, max, n) in worst.iter().take(3) {
             let block = frames.iter().position(|f| f == frame).map_or(0, |i| i + 1);
             eprintln!(
-                "  slowest block: frame {frame} (block {block} of {}): {n} receipts, median {p50:.1} ms, last {max:.1} ms",
+                "  slowest block (arrival): frame {frame} (block {block} of {}): {n} receipts, first {first:.1} ms, median {p50:.1} ms, last {max:.1} ms",
                 frames.len()
             );
         }
     }
-    let pct = |p: f64| {
+    let pct = |latencies: &[f64], p: f64| {
         latencies
             .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
             .copied()
@@ -284,16 +352,18 @@ fn run_job(
         saw_final,
         rss_before_mib: before as f64 / 1024.0,
         rss_growth_mib: peak.saturating_sub(before) as f64 / 1024.0,
-        p50_ms: pct(0.50),
-        p99_ms: pct(0.99),
-        receipts: latencies.len(),
+        p50_ms: pct(&arrived, 0.50),
+        p99_ms: pct(&arrived, 0.99),
+        read_p50_ms: pct(&read, 0.50),
+        read_p99_ms: pct(&read, 0.99),
+        receipts: arrived.len(),
         blocks: written.len(),
         deliveries,
-        cpu: Cpu {
-            server: cpu_after.server - cpu_before.server,
-            ffmpeg: cpu_after.ffmpeg - cpu_before.ffmpeg,
-            client: cpu_after.client - cpu_before.client,
-        },
+        cpu: cpu_after.minus(cpu_before),
+        cpu_run: cpu_run.minus(cpu_before),
+        start_ms: (ffmpeg_start - started) * 1e3,
+        ffmpeg_seconds: ffmpeg_exit - ffmpeg_start,
+        end_ms: (completed - ffmpeg_exit) * 1e3,
     })
 }
 
@@ -307,6 +377,16 @@ struct Cpu {
     client: f64,
 }
 
+impl Cpu {
+    fn minus(self, before: Cpu) -> Cpu {
+        Cpu {
+            server: self.server - before.server,
+            ffmpeg: self.ffmpeg - before.ffmpeg,
+            client: self.client - before.client,
+        }
+    }
+}
+
 fn wait_until(api: &Client, id: &str, status: impl Fn(&str) -> bool) -> Result {
     let start = Instant::now();
     while !status(&api.job(id)?.status) {
@@ -316,6 +396,20 @@ fn wait_until(api: &Client, id: &str, status: impl Fn(&str) -> bool) -> Result {
         std::thread::sleep(Duration::from_millis(20));
     }
     Ok(())
+}
+
+/// The wrapper's notes of the measured job's ffmpeg: when it started it (`start NS`, right
+/// before spawning it) and when ffmpeg exited (`exit NS`, once reaped), ns since the Unix epoch.
+fn read_span(path: &std::path::Path) -> (Option<u128>, Option<u128>) {
+    let (mut start, mut exit) = (None, None);
+    for line in std::fs::read_to_string(path).unwrap_or_default().lines() {
+        match line.split_once(' ') {
+            Some(("start", at)) => start = at.trim().parse().ok(),
+            Some(("exit", at)) => exit = at.trim().parse().ok(),
+            _ => {}
+        }
+    }
+    (start, exit)
 }
 
 /// The wrapper's notes: for each frame, when the first block reporting it was handed on.
@@ -335,9 +429,10 @@ fn read_blocks(path: &std::path::Path) -> HashMap<u64, u128> {
 /// block's last line on. Only the measured job (output `out/sse-N.mp4`) is noted: the gate
 /// job's blocks (frames 1, 2, ... a second apart) would otherwise stand for the measured job's
 /// first frames and add up to a second to their latency; the gate runs ffmpeg itself (`exec`).
+/// With `nice` other than 0 the measured job's ffmpeg runs at that nice value (`--ffmpeg-nice`).
 /// (The server runs ffmpeg with an empty environment, so the log path is written into the
 /// script.)
-fn wrapper_script(log: &std::path::Path) -> String {
+fn wrapper_script(log: &std::path::Path, nice: i32) -> String {
     let path = std::env::var_os("PATH").unwrap_or_default();
     let ffmpeg = std::env::split_paths(&path)
         .map(|d| d.join("ffmpeg"))
@@ -348,10 +443,15 @@ fn wrapper_script(log: &std::path::Path) -> String {
 import os, subprocess, sys, time
 if not any("/sse-" in arg for arg in sys.argv[1:]):
     os.execv({ffmpeg:?}, [{ffmpeg:?}] + sys.argv[1:])
+log = open({log:?}, "a")
+log.write("start " + str(time.time_ns()) + "\n")
+log.flush()
+if {nice} != 0:
+    os.nice({nice})
 proc = subprocess.Popen([{ffmpeg:?}] + sys.argv[1:], stdout=subprocess.PIPE)
 out = sys.stdout.buffer
 frame = b"0"
-with open({log:?}, "a") as log:
+with log:
     for line in iter(proc.stdout.readline, b""):
         if line.startswith(b"frame="):
             frame = line[6:].strip()
@@ -360,7 +460,9 @@ with open({log:?}, "a") as log:
             log.flush()
         out.write(line)
         out.flush()
-sys.exit(proc.wait())
+    code = proc.wait()
+    log.write("exit " + str(time.time_ns()) + "\n")
+sys.exit(code)
 "#
     )
 }
@@ -374,20 +476,22 @@ fn report(opts: &Options, stats_period: f64, rows: &[(Run, Run)]) -> String {
     let p99: Vec<f64> = rows.iter().map(|(_, b)| b.p99_ms).collect();
     let finals: Vec<String> = rows.iter().map(|(_, b)| format!("{}/{}", b.saw_final, b.subscribers)).collect();
     let mut out = format!(
-        "\n## bench sse: {} subscribers on one job + {} on /events?progress=true, {} rounds, {} s of video, -stats_period {}\n\nserver: {}\n{}\nload average at the end: {}\n\n",
+        "\n## bench sse: {} subscribers on one job + {} on /events?progress=true, {} rounds, {} s of video, -stats_period {}, subscriber thread at nice {}, ffmpeg at nice {}\n\nserver: {}\n{}\nload average at the end: {}\n\n",
         opts.subscribers,
         opts.all,
         rows.len(),
         opts.video_seconds,
         stats_period,
+        opts.client_nice,
+        opts.ffmpeg_nice,
         opts.server_bin.as_deref().unwrap_or("release build of this tree"),
         machine(),
         load_average()
     );
-    out.push_str("| round | run alone | run with subscribers | ratio | saw the final status | server RSS before | RSS growth | fan-out p50 | fan-out p99 |\n|---|---|---|---|---|---|---|---|---|\n");
+    out.push_str("| round | run alone | run with subscribers | ratio | saw the final status | server RSS before | RSS growth | fan-out p50 | fan-out p99 | read p50 | read p99 |\n|---|---|---|---|---|---|---|---|---|---|---|\n");
     for (i, (q, b)) in rows.iter().enumerate() {
         out.push_str(&format!(
-            "| {} | {:.2} s | {:.2} s | {:.2} | {}/{} | {:.1} MiB | {:.1} MiB | {:.1} ms | {:.1} ms |\n",
+            "| {} | {:.2} s | {:.2} s | {:.2} | {}/{} | {:.1} MiB | {:.1} MiB | {:.1} ms | {:.1} ms | {:.1} ms | {:.1} ms |\n",
             i + 1,
             q.run_seconds,
             b.run_seconds,
@@ -397,20 +501,33 @@ fn report(opts: &Options, stats_period: f64, rows: &[(Run, Run)]) -> String {
             b.rss_before_mib,
             b.rss_growth_mib,
             b.p50_ms,
-            b.p99_ms
+            b.p99_ms,
+            b.read_p50_ms,
+            b.read_p99_ms
         ));
     }
+    let read_p50: Vec<f64> = rows.iter().map(|(_, b)| b.read_p50_ms).collect();
+    let read_p99: Vec<f64> = rows.iter().map(|(_, b)| b.read_p99_ms).collect();
     out.push_str(&format!(
-        "| median | {:.2} s | {:.2} s | {:.2} | {} | | {:.1} MiB | {:.1} ms | {:.1} ms |\n",
+        "| median | {:.2} s | {:.2} s | {:.2} | {} | | {:.1} MiB | {:.1} ms | {:.1} ms | {:.1} ms | {:.1} ms |\n",
         median(&quiet),
         median(&busy),
         median(&ratios),
         finals.join(", "),
         median(&growth),
         median(&p50),
-        median(&p99)
+        median(&p99),
+        median(&read_p50),
+        median(&read_p99)
     ));
+    out.push_str(
+        "\nFan-out: from the wrapper handing a progress block on to the event's bytes reaching each \
+         subscriber's socket (the kernel's receive time: the server's part, what a subscriber on \
+         another machine sees less the network); read: to this bench's one subscriber thread reading \
+         them (its own turn on the shared cores added).\n",
+    );
     out.push_str(&noise(&quiet, &busy));
+    out.push_str(&split(rows));
     out.push_str("\nCPU time from the gate's cancel to the end of the job (and of every stream), user + system:\n\n");
     out.push_str("| round | server alone | server with subscribers | server's extra per event delivered | ffmpeg alone | ffmpeg with subscribers | subscriber client | progress blocks | events delivered |\n|---|---|---|---|---|---|---|---|---|\n");
     let per_event = |q: &Run, b: &Run| (b.cpu.server - q.cpu.server) / b.deliveries.max(1) as f64 * 1e6;
@@ -432,6 +549,54 @@ fn report(opts: &Options, stats_period: f64, rows: &[(Run, Run)]) -> String {
     let extra: Vec<f64> = rows.iter().map(|(q, b)| per_event(q, b)).collect();
     let client: Vec<f64> = rows.iter().map(|(_, b)| b.cpu.client).collect();
     out.push_str(&format!("| median | | | {:.1} µs | | | {:.2} s | | |\n", median(&extra), median(&client)));
+    out
+}
+
+/// Where the run time with subscribers went, against the run alone: `started_at` to the
+/// wrapper starting ffmpeg (the server's claim, checks and spawn), ffmpeg's own run, ffmpeg's
+/// exit to `completed_at` (the server's reaping, listing and saving); and the CPU the server
+/// (beyond its run alone) and the subscriber client spent while the job ran, which on a shared
+/// machine is taken from ffmpeg. Subscribers on other machines would cost ffmpeg only the
+/// server's share.
+fn split(rows: &[(Run, Run)]) -> String {
+    let mut out = String::from(
+        "\nWhere the run time went (start: `started_at` to ffmpeg's start; ffmpeg: its own run; end: its exit to `completed_at`), and the CPU spent while the job ran (gate cancelled -> job seen final):\n\n\
+         | round | alone: start / ffmpeg / end | with subscribers: start / ffmpeg / end | run-time gap | of it ffmpeg's own | server's extra CPU in the run | client's CPU in the run |\n|---|---|---|---|---|---|---|\n",
+    );
+    let gap = |(q, b): &(Run, Run)| (b.run_seconds - q.run_seconds) * 1e3;
+    let ffmpeg_gap = |(q, b): &(Run, Run)| (b.ffmpeg_seconds - q.ffmpeg_seconds) * 1e3;
+    let server = |(q, b): &(Run, Run)| b.cpu_run.server - q.cpu_run.server;
+    for (i, row) in rows.iter().enumerate() {
+        let (q, b) = row;
+        out.push_str(&format!(
+            "| {} | {:.0} ms / {:.3} s / {:.0} ms | {:.0} ms / {:.3} s / {:.0} ms | {:+.0} ms | {:+.0} ms | {:.3} s | {:.3} s |\n",
+            i + 1,
+            q.start_ms,
+            q.ffmpeg_seconds,
+            q.end_ms,
+            b.start_ms,
+            b.ffmpeg_seconds,
+            b.end_ms,
+            gap(row),
+            ffmpeg_gap(row),
+            server(row),
+            b.cpu_run.client,
+        ));
+    }
+    let of = |f: &dyn Fn(&(Run, Run)) -> f64| median(&rows.iter().map(f).collect::<Vec<_>>());
+    let (gap, ffmpeg_gap) = (of(&gap), of(&ffmpeg_gap));
+    let (server, client) = (of(&server), of(&|(_, b): &(Run, Run)| b.cpu_run.client));
+    let start = of(&|(q, b): &(Run, Run)| b.start_ms - q.start_ms);
+    let end = of(&|(q, b): &(Run, Run)| b.end_ms - q.end_ms);
+    out.push_str(&format!(
+        "| median | | | {gap:+.0} ms | {ffmpeg_gap:+.0} ms | {server:.3} s | {client:.3} s |\n\n\
+         Median gap {gap:+.0} ms: ffmpeg's own run {ffmpeg_gap:+.0} ms, the server's start {start:+.0} ms and end {end:+.0} ms. \
+         While the job ran the server spent {server:.3} CPU-s more than alone and the subscriber client {client:.3} CPU-s, \
+         on the cores ffmpeg uses; if every client CPU-second were taken from ffmpeg's critical path, the client alone \
+         would explain up to {:.0} ms of the gap ({:.0} %).\n",
+        client * 1e3,
+        if gap > 0.0 { (client * 1e3 / gap * 100.0).min(100.0) } else { 0.0 },
+    ));
     out
 }
 

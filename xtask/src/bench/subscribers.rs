@@ -5,11 +5,19 @@
 //!
 //! Each stream is a plain HTTP/1.0 `GET` (so the body is the raw event bytes, no chunking),
 //! read until the job's final `status` event (or the end of the stream). For every `progress`
-//! event the subscriber notes, per frame, when it read it (the first block of each frame);
-//! the time is taken right after the `read` that returned the event's bytes.
+//! event the subscriber notes, per frame (the first block of each frame), two times: when this
+//! thread read it (taken right after the `recvmsg` that returned the event's bytes), and when
+//! the bytes reached the socket: the kernel's receive time of the data read (`SO_TIMESTAMPNS`;
+//! on loopback it is taken as the server's write hands the bytes over, before any wake-up of
+//! this thread). The first includes this thread's own delay (one thread reading 1,100 sockets
+//! in turn on the cores the server and ffmpeg share); the second is the server's part alone,
+//! what a subscriber on another machine would see, less the network. When one read returns
+//! several events, the kernel's time is that of the last bytes read: never earlier than the
+//! event's own arrival. (The kernel switches receive timestamps on a moment after the first
+//! socket asks for them; bytes without one count at their read time, which is later.)
 
 use std::collections::HashSet;
-use std::io::{ErrorKind, Read as _, Write as _};
+use std::io::{ErrorKind, Write as _};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -17,6 +25,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
+use nix::sys::socket::sockopt::ReceiveTimestampns;
+use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg, setsockopt};
+use nix::sys::time::TimeSpec;
 
 use crate::Result;
 
@@ -34,14 +45,27 @@ pub(super) struct Stream {
     pub(super) per_job: bool,
 }
 
-/// What one subscriber saw: whether the job's final status arrived, and when (ns since the
-/// Unix epoch) it read the first progress event of each frame.
+/// What one subscriber saw: whether the job's final status arrived, and for the first progress
+/// event of each frame, when (ns since the Unix epoch) it reached the socket and when it was
+/// read ([`Receipt`]).
 #[derive(Default)]
 pub(super) struct Seen {
     pub(super) saw_final: bool,
-    pub(super) progress: Vec<(u64, u128)>,
+    pub(super) progress: Vec<Receipt>,
     /// Every `progress` event of the job read (not only the first of each frame).
     pub(super) events: usize,
+}
+
+/// The first progress event of one frame, as one subscriber received it.
+#[derive(Clone, Copy)]
+pub(super) struct Receipt {
+    /// The frame number the event reports.
+    pub(super) frame: u64,
+    /// When the bytes reached the socket (the kernel's receive time, ns since the Unix epoch;
+    /// the read time if the kernel gave none).
+    pub(super) arrived: u128,
+    /// When this thread read them (ns since the Unix epoch).
+    pub(super) read: u128,
 }
 
 /// Shared counters, read by the bench while the client runs.
@@ -177,6 +201,7 @@ fn run(addr: SocketAddr, job: &str, streams: &[Stream], counters: &Counters, dea
                 if at <= now {
                     sub.tries += 1;
                     let mut stream = TcpStream::connect(addr)?;
+                    setsockopt(&stream, ReceiveTimestampns, &true)?;
                     poll.registry().register(&mut stream, Token(i), Interest::READABLE | Interest::WRITABLE)?;
                     sub.stream = Some(stream);
                     sub.phase = Phase::Connecting;
@@ -194,7 +219,8 @@ fn run(addr: SocketAddr, job: &str, streams: &[Stream], counters: &Counters, dea
         for event in &events {
             let i = event.token().0;
             let sub = &mut subs[i];
-            let outcome = step(sub, &requests[i], streams[i].per_job, job, &mut buf, counters);
+            let closed = event.is_read_closed() || event.is_error();
+            let outcome = step(sub, &requests[i], streams[i].per_job, job, &mut buf, counters, closed);
             match outcome {
                 Step::Continue => {}
                 Step::Ended => {
@@ -240,9 +266,20 @@ enum Step {
 }
 
 /// Handles readiness of one subscriber: writes the request once connected, reads whatever
-/// arrived (until the socket would block or ends: the poll is edge-triggered, and an end of
-/// stream that arrived with the last bytes raises no new edge) and parses it.
-fn step(sub: &mut Sub, request: &[u8], per_job: bool, job: &str, buf: &mut [u8], counters: &Counters) -> Step {
+/// arrived and parses it. The poll is edge-triggered, so the socket is read until it would
+/// block, except that a read that did not fill the buffer drained it (a TCP socket hands over
+/// all it holds), and the next edge comes with the next bytes: one `read` per event instead of
+/// two. When the peer closed (`closed`: an end of stream that arrived with the last bytes
+/// raises no new edge) it is read to its end.
+fn step(
+    sub: &mut Sub,
+    request: &[u8],
+    per_job: bool,
+    job: &str,
+    buf: &mut [u8],
+    counters: &Counters,
+    closed: bool,
+) -> Step {
     if sub.phase == Phase::Connecting {
         let Some(stream) = sub.stream.as_mut() else { return Step::Continue };
         match stream.take_error() {
@@ -264,18 +301,19 @@ fn step(sub: &mut Sub, request: &[u8], per_job: bool, job: &str, buf: &mut [u8],
     }
     loop {
         let Some(stream) = sub.stream.as_mut() else { return Step::Continue };
-        match stream.read(buf) {
-            Ok(0) => {
+        match read_stamped(stream, buf) {
+            Ok((0, _)) => {
                 return if sub.phase == Phase::Head {
                     Step::Retry("closed before the response head".to_owned())
                 } else {
                     Step::Ended
                 };
             }
-            Ok(n) => {
-                let at = now_ns();
+            Ok((n, arrived)) => {
+                let read = now_ns();
                 sub.pending.extend_from_slice(&buf[..n]);
-                match parse(sub, per_job, job, at, counters) {
+                match parse(sub, per_job, job, Times { arrived: arrived.unwrap_or(read), read }, counters) {
+                    Step::Continue if n < buf.len() && !closed && sub.phase == Phase::Body => return Step::Continue,
                     Step::Continue => {}
                     other => return other,
                 }
@@ -288,8 +326,34 @@ fn step(sub: &mut Sub, request: &[u8], per_job: bool, job: &str, buf: &mut [u8],
     }
 }
 
+/// Reads what `stream` holds into `buf` (`recvmsg`): the number of bytes, and the kernel's
+/// receive time of the last of them (ns since the Unix epoch), when it gave one.
+fn read_stamped(stream: &impl std::os::fd::AsRawFd, buf: &mut [u8]) -> std::io::Result<(usize, Option<u128>)> {
+    let mut control = nix::cmsg_space!(TimeSpec);
+    let mut iov = [std::io::IoSliceMut::new(buf)];
+    let message = recvmsg::<()>(stream.as_raw_fd(), &mut iov, Some(control.as_mut_slice()), MsgFlags::empty())
+        .map_err(std::io::Error::from)?;
+    let arrived = message.cmsgs().ok().and_then(|mut cmsgs| {
+        cmsgs.find_map(|cmsg| match cmsg {
+            ControlMessageOwned::ScmTimestampns(at) => {
+                Some(u128::try_from(at.tv_sec()).ok()? * 1_000_000_000 + u128::try_from(at.tv_nsec()).ok()?)
+            }
+            _ => None,
+        })
+    });
+    Ok((message.bytes, arrived))
+}
+
+/// When the bytes being parsed reached the socket, and when they were read (ns since the Unix
+/// epoch).
+#[derive(Clone, Copy)]
+struct Times {
+    arrived: u128,
+    read: u128,
+}
+
 /// Parses what `sub` has pending: the response head, then event lines.
-fn parse(sub: &mut Sub, per_job: bool, job: &str, at: u128, counters: &Counters) -> Step {
+fn parse(sub: &mut Sub, per_job: bool, job: &str, at: Times, counters: &Counters) -> Step {
     if sub.phase == Phase::Head {
         let Some(end) = sub.pending.windows(4).position(|w| w == b"\r\n\r\n") else { return Step::Continue };
         let head = String::from_utf8_lossy(&sub.pending[..end]).into_owned();
@@ -318,7 +382,7 @@ fn parse(sub: &mut Sub, per_job: bool, job: &str, at: u128, counters: &Counters)
                 if let Some(frame) = number_after(data, "\"frame\":")
                     && sub.frames.insert(frame)
                 {
-                    sub.seen.progress.push((frame, at));
+                    sub.seen.progress.push(Receipt { frame, arrived: at.arrived, read: at.read });
                 }
             } else if sub.event == "status"
                 && ["completed", "failed", "cancelled"].iter().any(|s| data.contains(&format!("\"status\":\"{s}\"")))
@@ -342,6 +406,8 @@ fn number_after(text: &str, key: &str) -> Option<u64> {
 
 #[cfg(test)]
 mod tests {
+    use std::io::Write as _;
+
     use super::*;
 
     #[test]
@@ -355,5 +421,33 @@ mod tests {
         assert!(thread_id() > 0);
         assert!(thread_cpu_seconds(thread_id()) >= 0.0);
         Ok(())
+    }
+
+    #[test]
+    fn a_read_carries_the_kernels_receive_time_of_the_bytes() -> Result {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let client = std::net::TcpStream::connect(listener.local_addr()?)?;
+        setsockopt(&client, ReceiveTimestampns, &true)?;
+        let (mut server, _) = listener.accept()?;
+        // The kernel turns receive timestamps on a moment after the first socket asks for them
+        // (a deferred switch): bytes that arrive before carry none. Poll with a deadline.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let before = now_ns();
+            server.write_all(b"event: progress\n\n")?;
+            std::thread::sleep(Duration::from_millis(30));
+            let mut buf = [0u8; 64];
+            let (n, arrived) = read_stamped(&client, &mut buf)?;
+            let read = now_ns();
+            assert_eq!(&buf[..n], b"event: progress\n\n");
+            let Some(arrived) = arrived else {
+                assert!(Instant::now() < deadline, "no SO_TIMESTAMPNS control message in 10 s");
+                continue;
+            };
+            assert!(before <= arrived, "arrived {arrived} before the write at {before}");
+            // The bytes waited in the socket for the 30 ms sleep: the kernel's time is the arrival.
+            assert!(read - arrived >= 30_000_000, "arrived {arrived}, read {read}");
+            return Ok(());
+        }
     }
 }
