@@ -118,7 +118,13 @@ pub struct ServeConfig {
     #[arg(long, env = "CPU_LIMIT_SECONDS")]
     pub cpu_limit_seconds: Option<u64>,
 
-    /// Virtual memory one ffmpeg process may reserve, in bytes (RLIMIT_AS). Unlimited by default.
+    /// Virtual memory one ffmpeg process may reserve, in bytes (RLIMIT_AS): address space, not
+    /// resident memory. ffmpeg's libraries alone take about 270 MB, and every thread it starts
+    /// reserves its stack (8 MiB by default, the server's own `ulimit -s`), so allow about
+    /// threads x 8 MiB beyond what the frames need (a 720p x264 encode with 6 threads needs
+    /// about 450 MB). ffmpeg then runs with `MALLOC_ARENA_MAX=1`, so that its threads do not
+    /// reserve 64 MiB malloc arenas each. A job past it fails, saying the limit was probably
+    /// reached. Unlimited by default.
     #[arg(long, env = "MEMORY_LIMIT_BYTES")]
     pub memory_limit_bytes: Option<u64>,
 

@@ -8,8 +8,8 @@
 //!   its NUL byte, and the program's file name, onto the new stack, and needs one pointer per
 //!   argument and environment string. Together they may take a quarter of the stack size
 //!   limit (`RLIMIT_STACK`, 8 MiB by default, so 2 MiB), at most 6 MiB, at least 128 KiB
-//!   (`bprm_stack_limits()`). ffmpeg runs with an empty environment, so the arguments take it
-//!   all.
+//!   (`bprm_stack_limits()`). ffmpeg runs with an empty environment (under a memory limit,
+//!   one variable, which the runner counts as an argument), so the arguments take it all.
 //! - **One argument**: at most 128 KiB with its NUL byte (`MAX_ARG_STRLEN`).
 //! - **One file name** (a path component): at most 255 bytes (`NAME_MAX`).
 //! - **One path**: at most 4095 bytes (`PATH_MAX`, 4096 with the NUL byte). The data

@@ -15,7 +15,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::args::RunLog;
-use super::error::{allocation_failed, received_signal};
+use super::error::{MemorySign, memory_sign, received_signal};
 use crate::model::Progress;
 
 /// What a run's two pipes have shown so far, and where progress snapshots go.
@@ -52,8 +52,8 @@ pub(super) struct Drained {
     pub final_out_time_us: Option<i64>,
     /// The signal ffmpeg said it stopped for ([`received_signal`]), whatever the levels.
     pub received_signal: Option<i32>,
-    /// Whether a line said an allocation failed ([`allocation_failed`]), whatever the levels.
-    pub allocation_failed: bool,
+    /// What the lines said of memory ([`memory_sign`]), whatever the levels.
+    pub memory: Option<MemorySign>,
 }
 
 impl<'a> Drain<'a> {
@@ -139,7 +139,7 @@ impl<'a> Drain<'a> {
             outputs: self.output_banner.finish(),
             final_out_time_us: self.last_update.as_ref().and_then(|update| update.out_time_us),
             received_signal: self.tails.received_signal,
-            allocation_failed: self.tails.allocation_failed,
+            memory: self.tails.memory,
         }
     }
 }
@@ -156,14 +156,15 @@ struct Tails {
     /// The signal ffmpeg reported stopping for, from its `info` line, which the errors tail
     /// that job errors prefer does not hold.
     received_signal: Option<i32>,
-    /// Whether any line said an allocation failed (one a library wrote without a level too).
-    allocation_failed: bool,
+    /// What the lines said of memory (one a library wrote without a level too), a thread's
+    /// failure over an allocation's.
+    memory: Option<MemorySign>,
 }
 
 impl Tails {
     fn new(cap: usize) -> Tails {
         let tail = || Tail { bytes: VecDeque::new(), cap };
-        Tails { log: tail(), messages: tail(), errors: tail(), received_signal: None, allocation_failed: false }
+        Tails { log: tail(), messages: tail(), errors: tail(), received_signal: None, memory: None }
     }
 
     /// Appends a routed stderr line to the tails that keep it.
@@ -184,7 +185,7 @@ impl Tails {
         if let Some(signal) = received_signal(&line.plain) {
             self.received_signal = Some(signal);
         }
-        self.allocation_failed |= allocation_failed(&line.plain);
+        self.memory = self.memory.max(memory_sign(&line.plain));
     }
 }
 

@@ -124,8 +124,8 @@ pub(super) struct ExitFacts<'a> {
     /// The signal ffmpeg reported stopping for ([`received_signal`]): ffmpeg catches some
     /// signals, finishes its outputs and exits 255, so the status does not show them.
     pub received_signal: Option<i32>,
-    /// Whether any line of its stderr said an allocation failed ([`allocation_failed`]).
-    pub allocation_failed: bool,
+    /// What any line of its stderr said of memory ([`memory_sign`]), a thread's failure first.
+    pub memory: Option<MemorySign>,
     /// Its CPU time in seconds, read before it was reaped.
     pub cpu_used: Option<f64>,
 }
@@ -140,13 +140,14 @@ pub(super) struct ExitFacts<'a> {
 /// fourth makes it exit 123 at once ("Received > 3 system signals, hard exiting"); the hard
 /// limit, 5 s of CPU after the soft one, sends SIGKILL. A run that failed having used at least
 /// the limit's CPU time was stopped by it, whichever way it ended; a SIGKILL can also come from
-/// the out-of-memory killer or an operator, so it is blamed on the CPU limit only then. The output size limit (`RLIMIT_FSIZE`) kills
-/// with SIGXFSZ, which ffmpeg does not catch. The address-space limit (`RLIMIT_AS`) makes
-/// allocations fail: when one is set and any line said an allocation failed (not necessarily
-/// among the lines the summary keeps), the message names the limit.
+/// the out-of-memory killer or an operator, so it is blamed on the CPU limit only then. The
+/// output size limit (`RLIMIT_FSIZE`) kills with SIGXFSZ, which ffmpeg does not catch. The
+/// address-space limit (`RLIMIT_AS`) makes allocations fail, and thread starts too (each
+/// thread's stack is mapped against it): when one is set and any line said so (not
+/// necessarily among the lines the summary keeps), the message names the limit.
 pub(super) fn exit_message(facts: ExitFacts<'_>, config: &FfmpegConfig) -> String {
     use std::os::unix::process::ExitStatusExt as _;
-    let ExitFacts { status, messages, received_signal, allocation_failed, cpu_used } = facts;
+    let ExitFacts { status, messages, received_signal, memory, cpu_used } = facts;
     let signal = status.signal();
     if signal == Some(Signal::SIGXFSZ as i32) {
         return format!(
@@ -187,25 +188,58 @@ pub(super) fn exit_message(facts: ExitFacts<'_>, config: &FfmpegConfig) -> Strin
             name(s),
             summary()
         ),
-        (None, None) => match config.limits.address_space_bytes {
-            Some(limit) if allocation_failed => format!(
-                "{}\n(the memory limit, {limit} bytes of address space for ffmpeg, was probably reached)",
-                summary()
-            ),
+        (None, None) => match (config.limits.address_space_bytes, memory) {
+            (Some(limit), Some(sign)) => {
+                let reached =
+                    format!("the memory limit, {limit} bytes of address space for ffmpeg, was probably reached");
+                match sign {
+                    MemorySign::Allocation => format!("{}\n({reached})", summary()),
+                    MemorySign::Thread => format!("{}\n({reached}: {THREAD_STACKS})", summary()),
+                }
+            }
             _ => summary(),
         },
     }
 }
 
-/// Whether a line of ffmpeg's stderr says an allocation failed: `AVERROR(ENOMEM)`'s text, a
-/// library's own report (x264 writes "x264 [error]: malloc of size N failed" straight to
-/// stderr, without ffmpeg's level), or the dynamic loader's when the limit is too low for
-/// ffmpeg to start at all ("error while loading shared libraries: ...: failed to map segment
-/// from shared object").
-pub(super) fn allocation_failed(line: &str) -> bool {
-    const SIGNS: [&str; 5] =
-        ["Cannot allocate memory", "malloc of size", "Out of memory", "out of memory", "failed to map segment"];
-    SIGNS.iter().any(|sign| line.contains(sign))
+/// What a failed thread start adds to the memory limit's message.
+const THREAD_STACKS: &str = "every thread ffmpeg starts maps its stack (8 MiB by default) against it, so more \
+                             threads need more; fewer threads (`-threads 2`) or a higher limit helps";
+
+/// What a line of ffmpeg's stderr says of memory ([`memory_sign`]); the later kind says more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) enum MemorySign {
+    /// An allocation failed.
+    Allocation,
+    /// A thread could not be started: its stack could not be mapped.
+    Thread,
+}
+
+/// What a line of ffmpeg's stderr says of memory: an allocation failed (`AVERROR(ENOMEM)`'s
+/// text; a library's own report: x264 writes "x264 [error]: malloc of size N failed" straight
+/// to stderr, without ffmpeg's level; a decoder's "get_buffer() failed"; the dynamic loader's,
+/// when the limit is too low for ffmpeg to start at all: "error while loading shared
+/// libraries: ...: failed to map segment from shared object"), or a thread could not be
+/// started (`pthread_create`'s `EAGAIN`, which ffmpeg reports as `AVERROR(EAGAIN)`'s text,
+/// "Resource temporarily unavailable", as in "Error while opening decoder for input stream
+/// #0:0 : Resource temporarily unavailable").
+pub(super) fn memory_sign(line: &str) -> Option<MemorySign> {
+    const ALLOCATION: [&str; 6] = [
+        "Cannot allocate memory",
+        "malloc of size",
+        "Out of memory",
+        "out of memory",
+        "failed to map segment",
+        // A decoder's frame buffer (seen at 300 MB decoding 720p H.264).
+        "get_buffer() failed",
+    ];
+    if line.contains("Resource temporarily unavailable") {
+        Some(MemorySign::Thread)
+    } else if ALLOCATION.iter().any(|sign| line.contains(sign)) {
+        Some(MemorySign::Allocation)
+    } else {
+        None
+    }
 }
 
 #[cfg(test)]
@@ -221,7 +255,7 @@ mod tests {
     }
 
     fn facts(status: std::process::ExitStatus, messages: &str, cpu_used: Option<f64>) -> ExitFacts<'_> {
-        ExitFacts { status, messages, received_signal: None, allocation_failed: allocation_failed(messages), cpu_used }
+        ExitFacts { status, messages, received_signal: None, memory: memory_sign(messages), cpu_used }
     }
 
     #[test]
@@ -287,7 +321,7 @@ mod tests {
         let errors = "Error initializing output stream 0:0 -- Error while opening encoder for output stream #0:0\n";
         let mut limited = config(None);
         limited.limits.address_space_bytes = Some(400_000_000);
-        let x264 = ExitFacts { allocation_failed: true, ..facts(exited, errors, None) };
+        let x264 = ExitFacts { memory: Some(MemorySign::Allocation), ..facts(exited, errors, None) };
         let message = exit_message(x264, &limited);
         assert!(message.starts_with(errors.trim_end()), "{message}");
         assert!(
@@ -295,12 +329,34 @@ mod tests {
         );
         assert_eq!(exit_message(x264, &config(None)), errors.trim_end(), "no limit set");
         assert_eq!(exit_message(facts(exited, errors, None), &limited), errors.trim_end(), "no allocation failed");
-        assert!(allocation_failed("x264 [error]: malloc of size 15639168 failed"));
-        assert!(allocation_failed("Error while filtering: Cannot allocate memory"));
+        assert_eq!(memory_sign("x264 [error]: malloc of size 15639168 failed"), Some(MemorySign::Allocation));
+        assert_eq!(memory_sign("Error while filtering: Cannot allocate memory"), Some(MemorySign::Allocation));
+        assert_eq!(memory_sign("Error while opening encoder for output stream #0:0"), None);
         // Too low for ffmpeg's libraries to load (seen at 250 MB).
         let loader =
             "ffmpeg: error while loading shared libraries: libshine.so.3: failed to map segment from shared object";
         let message = exit_message(facts(std::process::ExitStatus::from_raw(127 << 8), loader, None), &limited);
         assert!(message.starts_with(loader) && message.contains("memory limit"), "{message}");
+    }
+
+    /// With a tight limit, ffmpeg's threads cannot map their stacks: `pthread_create` fails
+    /// with `EAGAIN`, which ffmpeg reports as its text (tester finding H10, at 300 MB on 2 cores).
+    #[test]
+    fn a_thread_that_could_not_start_under_a_memory_limit_names_the_limit_and_the_stacks() {
+        let exited = std::process::ExitStatus::from_raw(1 << 8);
+        let said = "Error while opening decoder for input stream #0:0 : Resource temporarily unavailable\n";
+        let mut limited = config(None);
+        limited.limits.address_space_bytes = Some(300_000_000);
+        let message = exit_message(facts(exited, said, None), &limited);
+        assert_eq!(
+            message,
+            format!(
+                "{}\n(the memory limit, 300000000 bytes of address space for ffmpeg, was probably reached: {THREAD_STACKS})",
+                said.trim_end()
+            )
+        );
+        assert!(message.contains("-threads 2"), "{message}");
+        assert_eq!(exit_message(facts(exited, said, None), &config(None)), said.trim_end(), "no limit set");
+        assert_eq!(memory_sign(said), Some(MemorySign::Thread));
     }
 }

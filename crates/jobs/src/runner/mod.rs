@@ -160,9 +160,11 @@ impl FfmpegRunner {
 #[async_trait]
 impl Runner for FfmpegRunner {
     /// Measures the argument list this runner would start ffmpeg with ([`FfmpegRunner::args`],
-    /// an empty environment) and the command's paths against [`FfmpegConfig::exec_limits`].
+    /// and its environment, [`ResourceLimits::environment`], which takes room as arguments do)
+    /// and the command's paths against [`FfmpegConfig::exec_limits`].
     fn check_startable(&self, command: &ResolvedCommand) -> Result<(), ExecLimitError> {
-        let args = FfmpegRunner::args(command);
+        let mut args = FfmpegRunner::args(command);
+        args.extend(self.config.limits.environment().iter().map(|(name, value)| format!("{name}={value}")));
         self.config.exec_limits.check_command(&self.config.binary, &args, command, &self.config.data_dir)
     }
 
@@ -249,7 +251,7 @@ impl Runner for FfmpegRunner {
                     status: s,
                     messages: &messages,
                     received_signal: drained.received_signal,
-                    allocation_failed: drained.allocation_failed,
+                    memory: drained.memory,
                     cpu_used: ended.cpu_used,
                 };
                 let message = exit_message(facts, &self.config);

@@ -26,7 +26,9 @@ pub struct ResourceLimits {
     pub max_file_bytes: Option<u64>,
     /// CPU time the process may use, in seconds (`RLIMIT_CPU`), summed over its threads.
     pub cpu_seconds: Option<u64>,
-    /// Virtual address space, in bytes (`RLIMIT_AS`): allocations past it fail.
+    /// Virtual address space, in bytes (`RLIMIT_AS`): allocations past it fail, and so do
+    /// thread starts (each thread maps its stack, 8 MiB by default, against it). With it set,
+    /// ffmpeg runs with `MALLOC_ARENA_MAX=1` ([`ResourceLimits::environment`]).
     pub address_space_bytes: Option<u64>,
 }
 
@@ -53,6 +55,18 @@ impl ResourceLimits {
     #[cfg(not(target_os = "linux"))]
     pub(super) fn apply(&self, _pid: u32) -> std::io::Result<()> {
         Ok(())
+    }
+
+    /// The environment ffmpeg runs with under these limits (else none at all). With an
+    /// address-space limit, `MALLOC_ARENA_MAX=1`: glibc gives every thread that allocates an
+    /// arena of its own (up to 8 per core), and each arena reserves 64 MiB of address space, so
+    /// a 720p x264 encode with 6 threads needed a limit of 600 MB, and 450 MB with one arena
+    /// (with no measurable change in its speed on 2 cores). Thread
+    /// stacks are left alone: glibc sizes them from `RLIMIT_STACK` when the process starts,
+    /// which `prlimit(2)` after the start cannot reliably precede (an operator can lower the
+    /// server's own, which ffmpeg inherits).
+    pub fn environment(&self) -> &'static [(&'static str, &'static str)] {
+        if self.address_space_bytes.is_some() { &[("MALLOC_ARENA_MAX", "1")] } else { &[] }
     }
 }
 
@@ -146,7 +160,7 @@ pub(super) struct Started {
 /// [`RunError::Spawn`] or [`RunError::Limits`].
 pub(super) async fn start(config: &FfmpegConfig, args: Vec<String>, cwd: &Path) -> Result<Started, RunError> {
     let mut cmd = ffmpeg_command(&config.binary);
-    cmd.args(args).current_dir(cwd);
+    cmd.args(args).current_dir(cwd).envs(config.limits.environment().iter().copied());
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => return Err(RunError::Spawn { binary: config.binary.clone(), source: Arc::new(e) }),
