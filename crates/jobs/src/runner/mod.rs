@@ -4,9 +4,10 @@
 //! [`FfmpegRunner`] spawns ffmpeg directly (no shell) with
 //! `-nostdin -y -hide_banner -progress pipe:1 -nostats`, `-protocol_whitelist file` before each
 //! input (added by [`ResolvedCommand::to_ffmpeg_args`]), in its own process group, with an
-//! empty environment and stdin. It drains stdout (progress) and stderr (log) concurrently in one
-//! loop, so a job that prints megabytes of warnings never stalls on a full pipe; it keeps a
-//! bounded tail of stderr. Timeout and cancellation stop the whole process group: SIGTERM (ffmpeg
+//! empty environment (but `MALLOC_ARENA_MAX=1` under a memory limit) and stdin. It drains
+//! stdout (progress) and stderr (log) concurrently in one loop, so a job that prints megabytes
+//! of warnings never stalls on a full pipe (stderr rests between reads only while it fills
+//! slowly); it keeps a bounded tail of stderr. Timeout and cancellation stop the whole process group: SIGTERM (ffmpeg
 //! then finishes its outputs' trailers), a grace period, SIGKILL, and once ffmpeg has closed its
 //! pipes a last SIGKILL to the group, then the child is reaped. A group is only ever signalled
 //! before its leader is reaped (until then the group id cannot be reused), and only on the stop

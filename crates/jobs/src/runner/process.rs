@@ -182,25 +182,75 @@ pub(super) async fn start(config: &FfmpegConfig, args: Vec<String>, cwd: &Path) 
     Ok(Started { child, stdout, stderr })
 }
 
-/// How long the runner leaves ffmpeg's stderr unread after a read that emptied it, while ffmpeg
-/// runs. ffmpeg logs a line in up to four writes (context, level, message), and reading each
-/// as it comes would wake the server (and take a CPU from ffmpeg) for every one of them; resting,
-/// they gather in the pipe. What it holds is read before each progress block is taken in (the
-/// input banner, which percent needs, comes before the first one) and once stdout closes.
+/// The longest the runner leaves ffmpeg's stderr unread after a read, while ffmpeg runs and
+/// writes little. ffmpeg logs a line in up to four writes (context, level, message), and
+/// reading each as it comes would wake the server (and take a CPU from ffmpeg) for every one of
+/// them; resting, they gather in the pipe. What it holds is read before each progress block is
+/// taken in (the input banner, which percent needs, comes before the first one) and once stdout
+/// closes. A job that writes fast rests less ([`stderr_rest`]), so its writes never wait for a
+/// full pipe.
 pub(super) const STDERR_REST: Duration = Duration::from_millis(10);
 
-/// Reads what `stderr` holds now into `drain`, without waiting (the pipe is non-blocking);
-/// returns `false` once it is closed.
-fn read_stderr_now(stderr: &ChildStderr, buf: &mut [u8], drain: &mut Drain<'_>) -> bool {
-    loop {
+/// A rest shorter than this is not taken: stderr is read as it comes (tokio's timers tick in
+/// milliseconds).
+const STDERR_REST_MIN: Duration = Duration::from_millis(1);
+
+/// How long stderr rests after a wake-up that took in `gathered` bytes, written in the `since`
+/// since the pipe (of `capacity` bytes) was last emptied: long enough for ffmpeg to fill a
+/// quarter of the pipe at that rate, at most [`STDERR_REST`]; `None` (read as it comes) below
+/// [`STDERR_REST_MIN`], and after a wake-up that found the pipe full (ffmpeg may have waited to
+/// write, and its rate is unknown: it may be far above `capacity / since`). A quiet job (a few
+/// lines a second) rests the whole [`STDERR_REST`]; one that writes megabytes a second is read
+/// as it writes, and never waits on a full pipe again.
+pub(super) fn stderr_rest(gathered: usize, since: Duration, capacity: usize) -> Option<Duration> {
+    if gathered >= capacity {
+        return None;
+    }
+    let quarter = u128::try_from(capacity / 4).unwrap_or(u128::MAX);
+    let rest = match u128::try_from(gathered) {
+        Ok(0) | Err(_) => STDERR_REST,
+        // The time the rate just seen takes to write a quarter of the pipe.
+        Ok(gathered) => {
+            let nanos = since.as_nanos().saturating_mul(quarter) / gathered;
+            Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX)).min(STDERR_REST)
+        }
+    };
+    (rest >= STDERR_REST_MIN).then_some(rest)
+}
+
+/// The capacity of the pipe `stderr` reads, in bytes (Linux's default, 64 KiB, where it cannot
+/// be asked: a user past `pipe-user-pages-soft` gets smaller pipes).
+fn pipe_capacity(stderr: &ChildStderr) -> usize {
+    const DEFAULT: usize = 64 * 1024;
+    #[cfg(target_os = "linux")]
+    {
+        rustix::pipe::fcntl_getpipe_size(stderr).unwrap_or(DEFAULT)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = stderr;
+        DEFAULT
+    }
+}
+
+/// Reads what `stderr` holds now into `drain`, without waiting (the pipe is non-blocking), at
+/// most four buffers (a writer faster than the drain would keep it here, away from the
+/// deadline and cancellation); returns whether it is still open, and how many bytes it read.
+fn read_stderr_now(stderr: &ChildStderr, buf: &mut [u8], drain: &mut Drain<'_>) -> (bool, usize) {
+    let mut read = 0;
+    while read < 4 * buf.len() {
         match rustix::io::read(stderr, &mut *buf) {
-            Ok(0) => return false,
-            Ok(n) => drain.stderr(&buf[..n]),
+            Ok(0) => return (false, read),
+            Ok(n) => {
+                drain.stderr(&buf[..n]);
+                read += n;
+            }
             Err(rustix::io::Errno::INTR) => {}
-            Err(rustix::io::Errno::AGAIN) => return true,
-            Err(_) => return false,
+            Err(rustix::io::Errno::AGAIN) => return (true, read),
+            Err(_) => return (false, read),
         }
     }
+    (true, read)
 }
 
 /// How a supervised process ended ([`supervise`]).
@@ -229,12 +279,15 @@ pub(super) async fn supervise(
     let mut kill_at: Option<Instant> = None;
     let (mut out_open, mut err_open) = (true, true);
     let mut out_buf = vec![0u8; 16 * 1024];
-    let mut err_buf = vec![0u8; 16 * 1024];
+    // A read as large as the pipe empties it (a pipe's read returns all it holds, up to the size asked).
+    let err_capacity = pipe_capacity(&stderr);
+    let mut err_buf = vec![0u8; err_capacity.clamp(16 * 1024, 1024 * 1024)];
     let far = Instant::now() + Duration::from_secs(365 * 24 * 3600);
     let mut cpu_used = None;
     let mut ready_to_reap = false;
-    // Until when stderr rests unread (`STDERR_REST`).
+    // Until when stderr rests unread ([`stderr_rest`]), and when the pipe was last emptied.
     let mut err_rest: Option<Instant> = None;
+    let mut err_emptied = Instant::now();
 
     // One loop drains both pipes (never one after the other: a full stderr pipe would stall
     // ffmpeg while we wait on stdout), and reaps the child once both are closed.
@@ -263,7 +316,8 @@ pub(super) async fn supervise(
                 Ok(n) => {
                     // What stderr holds was written before this progress: taken in first.
                     if err_open {
-                        err_open = read_stderr_now(&stderr, &mut err_buf, drain);
+                        err_open = read_stderr_now(&stderr, &mut err_buf, drain).0;
+                        err_emptied = Instant::now();
                     }
                     drain.stdout(&out_buf[..n]);
                 }
@@ -272,10 +326,20 @@ pub(super) async fn supervise(
                 Ok(0) | Err(_) => err_open = false,
                 Ok(n) => {
                     drain.stderr(&err_buf[..n]);
-                    // A full buffer: more is waiting, read on. Else rest while ffmpeg runs.
-                    if n < err_buf.len() && out_open && stop.is_none() {
-                        err_rest = Some(Instant::now() + STDERR_REST);
+                    // All the pipe holds (a full buffer: more may wait), then a rest fitted to how
+                    // fast it filled, while ffmpeg runs.
+                    let more = if n == err_buf.len() {
+                        let (open, more) = read_stderr_now(&stderr, &mut err_buf, drain);
+                        err_open = open;
+                        more
+                    } else {
+                        0
+                    };
+                    let now = Instant::now();
+                    if out_open && stop.is_none() {
+                        err_rest = stderr_rest(n + more, now - err_emptied, err_capacity).map(|rest| now + rest);
                     }
+                    err_emptied = now;
                 }
             },
             () = tokio::time::sleep_until(err_rest.unwrap_or(far)), if err_rest.is_some() => err_rest = None,
@@ -307,7 +371,9 @@ mod tests {
     use std::os::unix::fs::PermissionsExt as _;
     use std::path::{Path, PathBuf};
 
-    use super::find_program;
+    use std::time::Duration;
+
+    use super::{STDERR_REST, find_program, stderr_rest};
 
     #[test]
     fn a_bare_name_is_found_on_the_search_path_and_a_path_is_made_absolute() {
@@ -327,5 +393,57 @@ mod tests {
         assert_eq!(find_program(&program, Some(search)), program);
         let relative = find_program(Path::new("bin/ffmpeg"), None);
         assert_eq!(relative, std::env::current_dir().unwrap().join("bin/ffmpeg"));
+    }
+
+    #[test]
+    fn stderr_rests_its_whole_time_for_a_quiet_job_and_less_for_a_busy_one() {
+        let pipe = 64 * 1024;
+        let ms = Duration::from_millis;
+        // Quiet: a few lines in the rest, or a line after seconds of silence; nothing at all.
+        assert_eq!(stderr_rest(400, ms(10), pipe), Some(STDERR_REST));
+        assert_eq!(stderr_rest(120, Duration::from_secs(30), pipe), Some(STDERR_REST));
+        assert_eq!(stderr_rest(0, ms(10), pipe), Some(STDERR_REST));
+        // 4 MB/s (40 KB in 10 ms): a quarter of the pipe, 16 KiB, takes 4.096 ms.
+        assert_eq!(stderr_rest(40_000, ms(10), pipe), Some(Duration::from_micros(4096)));
+        // Half the pipe in 10 ms: a quarter in 5 ms.
+        assert_eq!(stderr_rest(pipe / 2, ms(10), pipe), Some(ms(5)));
+        // The pipe filled during the rest (ffmpeg may have waited): read as it comes.
+        assert_eq!(stderr_rest(pipe, ms(10), pipe), None);
+        assert_eq!(stderr_rest(3 * pipe, ms(10), pipe), None);
+        // A quarter of the pipe per millisecond or more: read as it comes.
+        assert_eq!(stderr_rest(pipe / 2, ms(1), pipe), None);
+        assert_eq!(stderr_rest(100, Duration::from_micros(5), pipe), None);
+        // A smaller pipe (a user past `pipe-user-pages-soft`) rests less.
+        assert_eq!(stderr_rest(8_000, ms(10), 16 * 1024), Some(Duration::from_micros(5120)));
+    }
+
+    /// A model of a job writing stderr at a steady rate into a 64 KiB pipe, read with the rest
+    /// [`stderr_rest`] chooses (each wake-up 50 µs late): after the first rest, the pipe never
+    /// fills, at any rate (ffmpeg never waits to write); a fixed 10 ms rest fills it at every
+    /// rate above 6.5 MB/s. A quiet job keeps resting the whole 10 ms.
+    #[test]
+    fn a_job_writing_stderr_fast_never_finds_the_pipe_full_after_the_first_rest() {
+        let pipe = 64 * 1024;
+        let late = Duration::from_micros(50);
+        for rate in [1e3, 1e5, 1e6, 4e6, 6e6, 1e7, 3e7, 1e8, 1e9] {
+            let mut rest = Some(STDERR_REST);
+            let mut full_after_first = 0;
+            for round in 0..1000 {
+                let since = rest.unwrap_or_default() + late;
+                // What ffmpeg wrote meanwhile, up to what the pipe holds.
+                let written = (rate * since.as_secs_f64()) as usize;
+                let gathered = written.min(pipe);
+                if written >= pipe && round > 0 {
+                    full_after_first += 1;
+                }
+                rest = stderr_rest(gathered, since, pipe);
+            }
+            assert_eq!(full_after_first, 0, "{rate} bytes/s");
+            if rate <= 1e6 {
+                assert_eq!(rest, Some(STDERR_REST), "{rate} bytes/s: a quiet job rests the whole time");
+            }
+            let fixed = (rate * (STDERR_REST + late).as_secs_f64()) as usize;
+            assert_eq!(fixed >= pipe, rate >= 1e7, "{rate} bytes/s: what a fixed rest does");
+        }
     }
 }
