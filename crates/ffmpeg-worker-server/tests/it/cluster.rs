@@ -60,8 +60,8 @@ exec {real} "$@"
     path
 }
 
-async fn post(http: &reqwest::Client, api: &Server, command: &str, requires: &[&str]) -> String {
-    let body = json!({ "command": command, "requires": requires });
+async fn post(http: &reqwest::Client, api: &Server, command: &str, requires: &[&str], priority: i32) -> String {
+    let body = json!({ "command": command, "requires": requires, "priority": priority });
     let response = http.post(api.url("/jobs")).json(&body).send().await.unwrap();
     assert_eq!(response.status(), 201);
     response.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned()
@@ -169,24 +169,30 @@ async fn three_workers_one_killed_mid_encode_one_drained_every_job_ends_once_at_
     let real_time = |seconds: u32, name: &str| {
         format!("-re -f lavfi -i testsrc=duration={seconds}:size=64x64:rate=10 -c:v mpeg4 out/{name}.mp4")
     };
-    // Submitted first, so that worker 1 claims it at once (the only node it may run on).
-    let victim_job = post(&http, &api, &real_time(LONG_SECONDS, "victim"), &["victim"]).await;
-    let mut long = Vec::new();
-    for i in 0..LONG_JOBS {
-        long.push(post(&http, &api, &real_time(LONG_SECONDS, &format!("long{i}")), &["long"]).await);
-    }
-    let drain_job = post(&http, &api, &real_time(DRAIN_SECONDS, "drain"), &["drain"]).await;
+    // The short jobs first: posting them takes seconds on a loaded machine, and the real-time
+    // jobs start the moment they are posted, so posted before they could be past the half (the
+    // kill below wants them mid-encode: beyond it, the wait for that ran out). Workers start
+    // short jobs meanwhile; the real-time jobs, posted next with a higher priority, come before
+    // every short job left in the queue, and each takes a slot as soon as one frees.
     let mut short = Vec::new();
     for i in 0..SHORT_JOBS {
         let command = format!("-f lavfi -i testsrc=duration=0.3:size=32x32:rate=10 -c:v mpeg4 out/short{i}.mp4");
-        short.push(post(&http, &api, &command, &[]).await);
+        short.push(post(&http, &api, &command, &[], 0).await);
     }
+    // Posted first of them, so that worker 1 claims it at its first free slot (the only node it
+    // may run on).
+    let victim_job = post(&http, &api, &real_time(LONG_SECONDS, "victim"), &["victim"], 1).await;
+    let mut long = Vec::new();
+    for i in 0..LONG_JOBS {
+        long.push(post(&http, &api, &real_time(LONG_SECONDS, &format!("long{i}")), &["long"], 1).await);
+    }
+    let drain_job = post(&http, &api, &real_time(DRAIN_SECONDS, "drain"), &["drain"], 1).await;
 
-    // Worker 1 runs the victim job and a long job (the long jobs come before every short job in
-    // the queue, and worker 2 has two slots for three of them), each in its ffmpeg, both with
-    // most of their encode left; worker 3 runs the drain job; `/workers` shows it all. All of
-    // that is checked in one round, right before the kill: on a loaded machine the rounds
-    // take seconds, and a long job chosen earlier could be over by the time of the kill.
+    // Worker 1 runs the victim job and a long job (worker 2 has two slots for three of them),
+    // each in its ffmpeg, both with most of their encode left; worker 3 runs the drain job;
+    // `/workers` shows it all. All of that is checked in one round, right before the kill: on
+    // a loaded machine the rounds take seconds, and a long job chosen earlier could be over by
+    // the time of the kill.
     let deadline = Instant::now() + Duration::from_secs(120);
     let long_job = 'found: loop {
         let lines = log_lines(&log);
