@@ -562,22 +562,19 @@ pub(crate) async fn list_files(
         return Err(ApiError::InvalidRequest { status: StatusCode::UNPROCESSABLE_ENTITY, detail });
     }
     let page = state.files.list(&prefix, params.cursor.as_deref(), limit).await?;
-    let mut headers = HeaderMap::new();
-    if let Some(after) = &page.next_after {
+    let next = page.next_after.as_deref().map(|after| {
         let mut next = format!("/files?limit={limit}&cursor={}", utf8_percent_encode(after, QUERY_VALUE));
         if !prefix.is_empty() {
             next.push_str(&format!("&prefix={}", utf8_percent_encode(&prefix, QUERY_VALUE)));
         }
-        if let Ok(v) = HeaderValue::try_from(format!("<{next}>; rel=\"next\"")) {
-            headers.insert(header::LINK, v);
-        }
-    }
+        next
+    });
     let body: Vec<FileEntry> = page
         .files
         .into_iter()
         .map(|f| FileEntry { path: f.path, size_bytes: f.size, modified_at: offset(f.modified) })
         .collect();
-    Ok((headers, AppJson(body)))
+    Ok((crate::routes::next_page(next), AppJson(body)))
 }
 
 #[cfg(test)]

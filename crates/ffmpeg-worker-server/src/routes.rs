@@ -224,19 +224,26 @@ pub(crate) async fn list_jobs(
         ),
     };
     let page = state.jobs.list(&ListQuery { statuses: statuses.clone(), after_seq, limit }).await?;
-    let mut headers = HeaderMap::new();
-    if let Some(last_seq) = page.next_after_seq {
+    let next = page.next_after_seq.map(|last_seq| {
         let mut next = format!("/jobs?limit={limit}&cursor={last_seq}");
         if !statuses.is_empty() {
             let list: Vec<&str> = statuses.iter().map(|s| s.as_str()).collect();
             next.push_str(&format!("&status={}", list.join(",")));
         }
-        if let Ok(v) = HeaderValue::try_from(format!("<{next}>; rel=\"next\"")) {
-            headers.insert(header::LINK, v);
-        }
-    }
+        next
+    });
     let body: Vec<JobResponse> = page.jobs.into_iter().map(job_response).collect();
-    Ok((headers, AppJson(body)))
+    Ok((next_page(next), AppJson(body)))
+}
+
+/// The headers of a page of a list: `Link: <URL>; rel="next"` when `next` (the next page's
+/// URL, its values percent-encoded) follows.
+pub(crate) fn next_page(next: Option<String>) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    if let Some(Ok(link)) = next.map(|url| HeaderValue::try_from(format!("<{url}>; rel=\"next\""))) {
+        headers.insert(header::LINK, link);
+    }
+    headers
 }
 
 /// Get a job

@@ -7,6 +7,18 @@ use serde_json::{Value, json};
 
 use crate::support::{Db, DbProxy, Link, Server, client, wait_finished};
 
+/// Asserts that `GET path` answers 503 `store-unavailable` within 8 s, far less than the
+/// waits these tests guard against (`what` names the call in a failure).
+async fn unavailable_at_once(client: &reqwest::Client, server: &Server, what: &str, path: &str) {
+    let started = Instant::now();
+    let response = client.get(server.url(path)).send().await.unwrap();
+    let took = started.elapsed();
+    let status = response.status().as_u16();
+    let problem: Value = response.json().await.unwrap();
+    assert_eq!((status, problem["type"].as_str()), (503, Some("/problems/store-unavailable")), "{what}: {problem}");
+    assert!(took < Duration::from_secs(8), "{what} answered after {took:?}");
+}
+
 /// Tester F16: with PostgreSQL down, every API call and `/ready` waited 10 s (the pool's fixed
 /// acquire timeout) before its 503, longer than any readiness probe waits. Now they answer 503
 /// `store-unavailable` within `DATABASE_TIMEOUT` (default 2 s; 10 s is the old wait), `/health`
@@ -35,13 +47,7 @@ async fn with_postgres_down_calls_answer_503_within_the_database_timeout_and_rec
     for (what, path) in
         [("ready", "/ready"), ("get", &*format!("/jobs/{id}")), ("list", "/jobs"), ("workers", "/workers")]
     {
-        let started = Instant::now();
-        let response = client.get(server.url(path)).send().await.unwrap();
-        let took = started.elapsed();
-        let status = response.status().as_u16();
-        let problem: Value = response.json().await.unwrap();
-        assert_eq!((status, problem["type"].as_str()), (503, Some("/problems/store-unavailable")), "{what}: {problem}");
-        assert!(took < Duration::from_secs(8), "{what} answered after {took:?}");
+        unavailable_at_once(&client, &server, what, path).await;
     }
     let started = Instant::now();
     let response = submit("while-down").await;
@@ -197,13 +203,7 @@ async fn during_a_partition_calls_on_connections_used_a_moment_ago_answer_503_wi
     }
     proxy.set(Link::Cut);
     for (what, path) in [("get", job.as_str()), ("list", "/jobs"), ("get again", job.as_str())] {
-        let started = Instant::now();
-        let response = client.get(server.url(path)).send().await.unwrap();
-        let took = started.elapsed();
-        let status = response.status().as_u16();
-        let problem: Value = response.json().await.unwrap();
-        assert_eq!((status, problem["type"].as_str()), (503, Some("/problems/store-unavailable")), "{what}: {problem}");
-        assert!(took < Duration::from_secs(8), "{what} answered after {took:?}");
+        unavailable_at_once(&client, &server, what, path).await;
     }
     let started = Instant::now();
     let body = json!({ "command": "-f lavfi -i testsrc=duration=0.2 -c:v mpeg4 during.mp4" });

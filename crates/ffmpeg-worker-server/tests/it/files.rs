@@ -16,6 +16,7 @@ use tower::ServiceExt;
 
 use crate::files_app::Backend::{self, Local, S3};
 use crate::files_app::{FilesApp, failing_after, on_each_backend, sha256_hex, streamed, walk};
+use crate::tmpfs::Tmpfs;
 
 on_each_backend!(put_creates_then_replaces_and_get_returns_the_bytes);
 async fn put_creates_then_replaces_and_get_returns_the_bytes(backend: Backend) {
@@ -547,46 +548,11 @@ async fn symlinks_are_deleted_and_replaced_themselves_never_their_targets() {
     assert_eq!(mode("keep.txt"), 0o644 & mode("plain.txt"), "an upload is readable like other files");
 }
 
-/// A tmpfs mounted on a temporary directory (as root, as in CI), unmounted on drop; `None`
-/// (after saying so on stderr) where mounting is refused.
-struct Tmpfs {
-    dir: tempfile::TempDir,
-}
-
-impl Tmpfs {
-    fn mount(size: &str, test: &str) -> Option<Tmpfs> {
-        let dir = tempfile::tempdir().unwrap();
-        let output = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir.path())
-            .output();
-        match output {
-            Ok(out) if out.status.success() => Some(Tmpfs { dir }),
-            refused => {
-                let why = match refused {
-                    Ok(out) => String::from_utf8_lossy(&out.stderr).trim().to_owned(),
-                    Err(e) => e.to_string(),
-                };
-                use std::io::Write as _;
-                let _ =
-                    writeln!(std::io::stderr(), "SKIPPED {test}: cannot mount a tmpfs ({why}); run as root to test");
-                None
-            }
-        }
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount").arg("-l").arg(self.dir.path()).status();
-    }
-}
-
 #[tokio::test]
 async fn a_full_disk_is_507_and_keeps_the_old_file() {
     let Some(tmpfs) = Tmpfs::mount("1m", "a_full_disk_is_507_and_keeps_the_old_file") else { return };
-    let sandbox = Sandbox::new(tmpfs.dir.path()).unwrap();
-    let runner = FfmpegRunner::new(FfmpegConfig::new("ffmpeg", tmpfs.dir.path()));
+    let sandbox = Sandbox::new(tmpfs.path()).unwrap();
+    let runner = FfmpegRunner::new(FfmpegConfig::new("ffmpeg", tmpfs.path()));
     let jobs = Jobs::new(Arc::new(MemoryStore::new()), Arc::new(runner), sandbox, JobsConfig::default());
     let state = AppState::new(jobs);
     let send = |req: Request<Body>| {
@@ -607,9 +573,9 @@ async fn a_full_disk_is_507_and_keeps_the_old_file() {
         assert_eq!(body["type"], "/problems/insufficient-storage");
         assert!(body["detail"].as_str().unwrap().contains(path), "{body}");
     }
-    assert_eq!(std::fs::read(tmpfs.dir.path().join("keep.mp4")).unwrap(), vec![1u8; 100_000]);
-    let left: Vec<String> = walk(tmpfs.dir.path()).iter().map(|p| p.display().to_string()).collect();
-    assert_eq!(left, [tmpfs.dir.path().join("keep.mp4").display().to_string()]);
+    assert_eq!(std::fs::read(tmpfs.path().join("keep.mp4")).unwrap(), vec![1u8; 100_000]);
+    let left: Vec<String> = walk(tmpfs.path()).iter().map(|p| p.display().to_string()).collect();
+    assert_eq!(left, [tmpfs.path().join("keep.mp4").display().to_string()]);
     // Space again: uploads work.
     let (status, _) = send(Request::put("/files/small.mp4").body(Body::from(vec![3u8; 1000])).unwrap()).await;
     assert_eq!(status, StatusCode::CREATED);

@@ -25,4 +25,6 @@ mod run_options;
 mod security;
 mod slow_clients;
 mod support;
+#[path = "../../../jobs/tests/it/tmpfs.rs"]
+mod tmpfs;
 mod webhooks;

@@ -26,4 +26,5 @@ mod service;
 mod staging;
 mod store;
 mod store_faults;
+mod tmpfs;
 mod webhooks;

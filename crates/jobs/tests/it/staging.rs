@@ -394,60 +394,50 @@ impl Storage for Faulty {
     }
 }
 
-/// An HLS set in the bucket before the job: the playlist and its first segment, which the
-/// job's own set replaces.
-async fn older_hls_set(fx: &Fixture) -> (Vec<u8>, Vec<u8>) {
+/// An HLS job whose set replaces one in the bucket (its playlist and first segment), run with
+/// a refusal at `step` for the playlist (the last file it uploads and publishes), which fails
+/// once and changes nothing in the bucket; its error.
+async fn hls_job_over_an_older_set(step: Step) -> String {
+    let fx = fixture_with(faulty(step, ".m3u8", Fault::Refused, usize::MAX));
+    let local = tempfile::tempdir().unwrap();
+    fx.upload(&make_clip(local.path()), "in/clip.mp4").await;
     let (playlist, segment) = (b"#EXTM3U\nold playlist\n".to_vec(), b"old segment bytes".to_vec());
     fx.put_bytes("hls/index.m3u8", &playlist).await;
     fx.put_bytes("hls/index0.ts", &segment).await;
-    (playlist, segment)
+    let job = fx.submit("-i in/clip.mp4 -c copy -f hls -hls_time 1 hls/index.m3u8").await;
+    let done = fx.finished(&job.id).await;
+    assert_eq!((done.status, done.attempts), (JobStatus::Failed, 1), "a refusal is not retried: {done:?}");
+    let error = done.error.unwrap();
+    // The older set is whole and alone; the run's temporary names are gone.
+    assert_eq!(fx.raw_keys(), ["hls/index.m3u8", "hls/index0.ts", "in/clip.mp4"]);
+    assert_eq!(fx.object("hls/index0.ts"), segment, "the file the job would have replaced is intact");
+    assert_eq!(fx.object("hls/index.m3u8"), playlist);
+    fx.no_stages_left().await;
+    error
 }
 
 #[tokio::test]
 async fn a_failed_upload_changes_nothing_in_the_bucket_not_even_a_file_it_would_replace() {
     // The segments upload, then the playlist (last) is refused for good.
-    let fx = fixture_with(faulty(Step::PutTemp, ".m3u8", Fault::Refused, usize::MAX));
-    let local = tempfile::tempdir().unwrap();
-    fx.upload(&make_clip(local.path()), "in/clip.mp4").await;
-    let (playlist, segment) = older_hls_set(&fx).await;
-    let job = fx.submit("-i in/clip.mp4 -c copy -f hls -hls_time 1 hls/index.m3u8").await;
-    let done = fx.finished(&job.id).await;
-    assert_eq!((done.status, done.attempts), (JobStatus::Failed, 1), "a refusal is not retried: {done:?}");
-    let error = done.error.unwrap();
+    let error = hls_job_over_an_older_set(Step::PutTemp).await;
     assert!(
         error.contains("uploading")
             && error.contains("hls/index.m3u8")
             && error.contains("no file in the storage was changed"),
         "{error}"
     );
-    // The older set is whole and alone; the run's temporary names are gone.
-    assert_eq!(fx.raw_keys(), ["hls/index.m3u8", "hls/index0.ts", "in/clip.mp4"]);
-    assert_eq!(fx.object("hls/index0.ts"), segment, "the file the job would have replaced is intact");
-    assert_eq!(fx.object("hls/index.m3u8"), playlist);
-    fx.no_stages_left().await;
 }
 
 #[tokio::test]
 async fn a_publish_failing_part_way_is_undone_and_puts_back_what_it_replaced() {
     // Every output is uploaded; putting the playlist (last) in place is refused, after the
-    // segments were: index0.ts had replaced the older one.
-    let fx = fixture_with(faulty(Step::Publish, ".m3u8", Fault::Refused, usize::MAX));
-    let local = tempfile::tempdir().unwrap();
-    fx.upload(&make_clip(local.path()), "in/clip.mp4").await;
-    let (playlist, segment) = older_hls_set(&fx).await;
-    let job = fx.submit("-i in/clip.mp4 -c copy -f hls -hls_time 1 hls/index.m3u8").await;
-    let done = fx.finished(&job.id).await;
-    assert_eq!(done.status, JobStatus::Failed, "{done:?}");
-    let error = done.error.unwrap();
+    // segments were: index0.ts had replaced the older one, and is put back; the new segments
+    // are gone.
+    let error = hls_job_over_an_older_set(Step::Publish).await;
     assert!(
         error.contains("in place failed, and what was done was undone") && error.contains("hls/index.m3u8"),
         "{error}"
     );
-    // The older set is back, whole; the new segments are gone; no temporary name is left.
-    assert_eq!(fx.raw_keys(), ["hls/index.m3u8", "hls/index0.ts", "in/clip.mp4"]);
-    assert_eq!(fx.object("hls/index0.ts"), segment, "the replaced segment was put back");
-    assert_eq!(fx.object("hls/index.m3u8"), playlist);
-    fx.no_stages_left().await;
 }
 
 /// A bucket that does not answer (a real client error: refused connections) is retried per
