@@ -4,6 +4,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::IntoResponse;
 use jobs::model::DEFAULT_PAGE_SIZE;
+use jobs::storage::StorageError;
 use jobs::webhook::WebhookSubscription;
 use jobs::{CommandInput, JobStatus, ListQuery, SubmitOptions};
 use serde::Deserialize;
@@ -46,9 +47,12 @@ pub(crate) async fn ready(State(state): State<AppState>) -> Result<AppJson<Ready
     if let Err(e) = state.jobs.storage_ready().await {
         tracing::warn!(error = %e, storage = ?state.jobs.storage(), "readiness: the file storage does not answer");
         let storage = state.jobs.storage().display_name();
-        return Err(ApiError::NotReady(format!(
-            "the file storage does not answer: `{storage}` (the server log has the details)"
-        )));
+        return Err(ApiError::NotReady(match e.0.as_ref() {
+            StorageError::NoBucket { bucket, .. } => {
+                format!("the file storage's bucket `{bucket}` does not exist: `{storage}`")
+            }
+            _ => format!("the file storage does not answer: `{storage}` (the server log has the details)"),
+        }));
     }
     let Some(ffmpeg) = state.settings.ffmpeg_version.clone() else {
         return Err(ApiError::NotReady("no ffmpeg was checked at start-up".to_owned()));

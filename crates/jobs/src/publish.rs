@@ -376,6 +376,7 @@ fn named(e: StorageError, path: &str) -> StorageError {
         StorageError::Io { source, .. } => StorageError::Io { path, source },
         StorageError::Unavailable { source, .. } => StorageError::Unavailable { path, source },
         StorageError::Denied { source, .. } => StorageError::Denied { path, source },
+        StorageError::NoBucket { bucket, source, .. } => StorageError::NoBucket { path, bucket, source },
         StorageError::NotFound(_) => StorageError::NotFound(path),
         e => e,
     }

@@ -323,13 +323,7 @@ impl S3Server {
     /// # Panics
     /// When the server does not store it.
     pub fn put_object(&self, bucket: &str, key: &str, body: &[u8]) {
-        let mut path = format!("/{bucket}/");
-        for byte in key.bytes() {
-            match byte {
-                b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'~' | b'/' => path.push(char::from(byte)),
-                _ => path.push_str(&format!("%{byte:02X}")),
-            }
-        }
+        let path = object_path(bucket, key);
         let mut stream = TcpStream::connect(("127.0.0.1", self.port)).expect("connecting");
         write!(
             stream,
@@ -356,13 +350,58 @@ impl S3Server {
     }
 
     /// Starts a multipart upload of `key` in `bucket` (`CreateMultipartUpload`) and leaves it
-    /// open; returns its id.
+    /// open; returns its id. The key is sent exactly as given, as [`S3Server::put_object`]
+    /// sends it (`a//b`, `a/../b`: another tool's upload).
     ///
     /// # Panics
     /// When the server does not answer with an id.
     pub fn start_upload(&self, bucket: &str, key: &str) -> String {
-        let answer = self.request("POST", &format!("/{bucket}/{key}?uploads")).expect("starting an upload");
+        let answer =
+            self.request("POST", &format!("{}?uploads", object_path(bucket, key))).expect("starting an upload");
         tags(&answer, "UploadId").pop().unwrap_or_else(|| panic!("no upload id: {answer}"))
+    }
+
+    /// Deletes `bucket` as another tool would while the code under test uses it: its open
+    /// multipart uploads are aborted and its objects deleted (S3 deletes only an empty bucket),
+    /// then the bucket itself. Plain http only.
+    ///
+    /// # Panics
+    /// When the server refuses.
+    pub fn delete_bucket(&self, bucket: &str) {
+        let answer = self.request("GET", &format!("/{bucket}?uploads")).expect("listing the uploads");
+        for (key, id) in tags(&answer, "Key").into_iter().zip(tags(&answer, "UploadId")) {
+            self.request("DELETE", &format!("{}?uploadId={id}", object_path(bucket, &key))).expect("aborting");
+        }
+        for key in self.keys(bucket) {
+            self.delete_object(bucket, &key);
+        }
+        let answer = self.request("DELETE", &format!("/{bucket}")).expect("deleting the bucket");
+        assert!(
+            answer.starts_with("HTTP/1.1 204") || answer.starts_with("HTTP/1.0 204"),
+            "deleting bucket {bucket}: {answer}"
+        );
+    }
+
+    /// Deletes `key` of `bucket` with a raw `DeleteObject`, the key sent as
+    /// [`S3Server::put_object`] sends it. Plain http only.
+    ///
+    /// # Panics
+    /// When the server refuses.
+    pub fn delete_object(&self, bucket: &str, key: &str) {
+        let answer = self.request("DELETE", &object_path(bucket, key)).expect("deleting a key");
+        assert!(answer.starts_with("HTTP/1.1 204") || answer.starts_with("HTTP/1.0 204"), "deleting {key:?}: {answer}");
+    }
+
+    /// Creates the bucket `name` (again, after [`S3Server::delete_bucket`]). Plain http only.
+    ///
+    /// # Panics
+    /// When the server refuses.
+    pub fn create_bucket(&self, name: &str) {
+        let answer = self.request("PUT", &format!("/{name}")).unwrap_or_else(|e| panic!("creating bucket {name}: {e}"));
+        assert!(
+            answer.starts_with("HTTP/1.1 200") || answer.starts_with("HTTP/1.0 200"),
+            "creating bucket {name}: {answer}"
+        );
     }
 
     /// The content of `key` in `bucket`, read with a raw `GetObject`; `None` when missing.
@@ -403,6 +442,19 @@ impl S3Server {
         stream.read_to_string(&mut answer)?;
         Ok(answer)
     }
+}
+
+/// `/BUCKET/KEY`, every byte of the key but letters, digits, `-`, `_`, `~` and `/`
+/// percent-encoded, so nothing on the way resolves a `.` or `..` name.
+fn object_path(bucket: &str, key: &str) -> String {
+    let mut path = format!("/{bucket}/");
+    for byte in key.bytes() {
+        match byte {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'~' | b'/' => path.push(char::from(byte)),
+            _ => path.push_str(&format!("%{byte:02X}")),
+        }
+    }
+    path
 }
 
 fn path_text(path: &Path) -> String {

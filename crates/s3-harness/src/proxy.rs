@@ -4,8 +4,8 @@
 
 use std::io::{Read as _, Write as _};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 /// What a [`Proxy`] does with the requests it receives from now on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,6 +28,25 @@ pub enum ProxyMode {
 pub struct Proxy {
     port: u16,
     mode: Arc<AtomicU8>,
+    counters: Counters,
+}
+
+/// The markers counted, each with its count.
+type Counters = Arc<Mutex<Vec<(&'static [u8], Arc<AtomicUsize>)>>>;
+
+/// Longest marker a [`Proxy::counter`] counts (a marker straddling two reads is still seen).
+const MARKER_MAX: usize = 64;
+
+/// How many times a marker went through a [`Proxy`] toward the server since
+/// [`Proxy::counter`] made it.
+#[derive(Debug, Clone)]
+pub struct Counter(Arc<AtomicUsize>);
+
+impl Counter {
+    /// The count now.
+    pub fn get(&self) -> usize {
+        self.0.load(Ordering::SeqCst)
+    }
 }
 
 impl Proxy {
@@ -39,14 +58,29 @@ impl Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").expect("binding the proxy's port");
         let port = listener.local_addr().expect("the proxy's address").port();
         let mode = Arc::new(AtomicU8::new(ProxyMode::Pass as u8));
-        let shared = Arc::clone(&mode);
+        let counters = Counters::default();
+        let (shared, shared_counters) = (Arc::clone(&mode), Arc::clone(&counters));
         std::thread::spawn(move || {
             for client in listener.incoming().flatten() {
-                let mode = Arc::clone(&shared);
-                std::thread::spawn(move || relay(client, upstream, &mode));
+                let (mode, counters) = (Arc::clone(&shared), Arc::clone(&shared_counters));
+                std::thread::spawn(move || relay(client, upstream, &mode, &counters));
             }
         });
-        Proxy { port, mode }
+        Proxy { port, mode, counters }
+    }
+
+    /// Counts, from now on, the times `marker` (at most 64 bytes) goes through toward the
+    /// server: with a marker only a request's first line holds (`list-type=2` for
+    /// `ListObjectsV2`), the requests of that kind. (A body holding the marker would count too.)
+    ///
+    /// # Panics
+    /// When the marker is empty or longer than 64 bytes.
+    pub fn counter(&self, marker: &'static str) -> Counter {
+        assert!((1..=MARKER_MAX).contains(&marker.len()), "a marker of 1 to {MARKER_MAX} bytes");
+        let count = Arc::new(AtomicUsize::new(0));
+        let mut counters = self.counters.lock().unwrap_or_else(PoisonError::into_inner);
+        counters.push((marker.as_bytes(), Arc::clone(&count)));
+        Counter(count)
     }
 
     /// `http://127.0.0.1:PORT`: the endpoint to give clients.
@@ -62,7 +96,7 @@ impl Proxy {
 }
 
 /// Copies `client`'s requests to the server and its answers back, holding what the mode says.
-fn relay(mut client: TcpStream, upstream: u16, mode: &AtomicU8) {
+fn relay(mut client: TcpStream, upstream: u16, mode: &AtomicU8, counters: &Counters) {
     let Ok(mut server) = TcpStream::connect(("127.0.0.1", upstream)) else { return };
     let (Ok(mut client_back), Ok(mut server_back)) = (client.try_clone(), server.try_clone()) else { return };
     std::thread::spawn(move || {
@@ -73,12 +107,27 @@ fn relay(mut client: TcpStream, upstream: u16, mode: &AtomicU8) {
     // The end of the previous read: a marker may straddle two reads.
     let mut tail: Vec<u8> = Vec::new();
     let mut holding = false;
+    // The end of what was counted: a counted marker may straddle two reads.
+    let mut counted_tail: Vec<u8> = Vec::new();
     loop {
         let n = match client.read(&mut buffer) {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
         let chunk = &buffer[..n];
+        // Markers that end in this read (one that began in the previous read included).
+        let mut window = std::mem::take(&mut counted_tail);
+        let before = window.len();
+        window.extend_from_slice(chunk);
+        for (marker, count) in counters.lock().unwrap_or_else(PoisonError::into_inner).iter() {
+            let found = window
+                .windows(marker.len())
+                .enumerate()
+                .filter(|(start, w)| start + marker.len() > before && w == marker)
+                .count();
+            count.fetch_add(found, Ordering::SeqCst);
+        }
+        counted_tail = window[window.len().saturating_sub(MARKER_MAX - 1)..].to_vec();
         if !holding {
             let mut seen = std::mem::take(&mut tail);
             seen.extend_from_slice(chunk);

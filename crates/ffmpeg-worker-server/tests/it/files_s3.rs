@@ -277,3 +277,63 @@ async fn files_calls_fail_at_once_while_the_bucket_is_known_unreachable_and_reco
     assert_eq!(app.put("in/b.txt", b"new").await.status, StatusCode::CREATED);
     assert_eq!(app.get("/ready", &[]).await.status, StatusCode::OK);
 }
+
+/// A bucket deleted while the server runs (tester H8: a job failed "no file", `/ready` said
+/// the storage "does not answer"): every files call is a 503 naming the bucket as missing,
+/// `/ready` says the same; once the bucket exists again, the calls work by themselves.
+#[tokio::test]
+async fn a_bucket_deleted_while_the_server_runs_is_named_missing_and_recovers() {
+    use std::time::{Duration, Instant};
+    let server = s3_harness::shared();
+    let bucket = server.bucket();
+    let config = s3_config(&bucket, "media");
+    let storage = S3Storage::new(&config).unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let runner = FfmpegRunner::new(FfmpegConfig::new("ffmpeg", data.path()));
+    let config = JobsConfig { remote_storage: Some(Arc::new(storage)), ..JobsConfig::default() };
+    let jobs = Jobs::new(Arc::new(MemoryStore::new()), Arc::new(runner), Sandbox::new(data.path()).unwrap(), config);
+    let settings = AppSettings { ffmpeg_version: Some("ffmpeg version test".to_owned()), ..AppSettings::default() };
+    let app = FilesApp::of(AppState::with_settings(jobs, settings), data, Some(bucket.clone()));
+    assert_eq!(app.put("in/a.txt", b"kept").await.status, StatusCode::CREATED);
+    assert_eq!(app.get("/ready", &[]).await.status, StatusCode::OK);
+
+    server.delete_bucket(&bucket);
+    let missing = format!("bucket `{bucket}` does not exist");
+    let named = |body: &serde_json::Value| body["detail"].as_str().unwrap_or_default().contains(&missing);
+    for r in [
+        app.get("/files/in/a.txt", &[]).await,
+        app.put("in/b.txt", b"new").await,
+        app.get("/files?prefix=in/", &[]).await,
+        app.delete("/files/in/a.txt").await,
+    ] {
+        let body = r.problem(StatusCode::SERVICE_UNAVAILABLE, "/problems/storage-unavailable");
+        assert!(named(&body), "{body}");
+    }
+    // `/ready` shares what the calls found (a check confirms it in the background).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = app.get("/ready", &[]).await;
+        if r.status == StatusCode::SERVICE_UNAVAILABLE {
+            let body = r.problem(StatusCode::SERVICE_UNAVAILABLE, "/problems/not-ready");
+            if named(&body) {
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "/ready never named the bucket: {}", String::from_utf8_lossy(&r.bytes));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // The bucket exists again (empty): the calls work again, with no one doing anything.
+    server.create_bucket(&bucket);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = app.get("/files/in/a.txt", &[]).await;
+        if r.status == StatusCode::NOT_FOUND {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never recovered: {}", String::from_utf8_lossy(&r.bytes));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(app.put("in/b.txt", b"new").await.status, StatusCode::CREATED);
+    assert_eq!(app.get("/ready", &[]).await.status, StatusCode::OK);
+}

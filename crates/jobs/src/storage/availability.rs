@@ -6,6 +6,9 @@
 //! - a call that fails as if the storage were unreachable ([`StorageError::is_transient`])
 //!   starts a check in the background: one failure of a live bucket (a 500 answer) changes
 //!   nothing, a dead bucket is known unreachable once the check fails too;
+//! - a bucket that answers that it does not exist ([`StorageError::NoBucket`], deleted while
+//!   the server runs) counts as down too, and is named as such: calls fail at once with
+//!   [`StorageError::NoBucket`], not as a silent storage;
 //! - while the storage is known unreachable, files calls fail at once
 //!   ([`StorageError::Unreachable`], naming the storage and since when) instead of each waiting
 //!   the request timeout, and a check runs in the background at most every
@@ -168,6 +171,12 @@ impl Availability {
         let down = self.state().down.clone();
         let Some(down) = down else { return Ok(()) };
         self.probe_later(true);
+        // A bucket that answered it does not exist is named as such, not as silent.
+        if let StorageError::NoBucket { bucket, source, .. } = down.error.as_ref() {
+            let source =
+                io::Error::other(format!("{source} (last checked {})", super::utc_seconds(&down.outage.checked)));
+            return Err(StorageError::NoBucket { path: path.to_owned(), bucket: bucket.clone(), source });
+        }
         Err(StorageError::Unreachable { path: path.to_owned(), outage: down.outage })
     }
 
@@ -176,7 +185,9 @@ impl Availability {
     pub fn observe<T>(self: &Arc<Self>, result: &Result<T, StorageError>) {
         match result {
             Err(StorageError::Unreachable { .. }) => {}
-            Err(e) if e.is_transient() => self.probe_later(false),
+            // No answer, or no bucket: a check confirms it (a bucket deleted is then known down,
+            // and `/ready` and every call say so).
+            Err(e) if e.is_transient() || matches!(e, StorageError::NoBucket { .. }) => self.probe_later(false),
             _ => {
                 let mut state = self.state();
                 if state.down.take().is_some() {

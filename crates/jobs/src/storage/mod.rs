@@ -315,6 +315,22 @@ pub enum StorageError {
         /// The outage.
         outage: Arc<Outage>,
     },
+    /// The bucket does not exist (S3's `NoSuchBucket`: deleted while the server runs, or
+    /// never created): nothing was done. A configuration or operations error that waiting
+    /// alone does not fix (not [`StorageError::is_transient`]): 503 at the API, naming the
+    /// bucket; a job fails saying so.
+    #[error(
+        "bucket `{bucket}` does not exist (asked about `{path}`): create it, or set STORAGE_URL to one that exists"
+    )]
+    NoBucket {
+        /// The path being worked on.
+        path: String,
+        /// The bucket's name.
+        bucket: String,
+        /// What the bucket's server answered.
+        #[source]
+        source: io::Error,
+    },
     /// The storage refused the server's credentials or this access (401/403): a
     /// configuration error that waiting does not fix.
     #[error("the storage refused access to `{path}` (check the credentials and the bucket's policy): {source}")]

@@ -11,7 +11,6 @@ use object_store::aws::AmazonS3Builder;
 use object_store::client::{ClientOptions, HttpConnector as _};
 
 use super::http::{Connector, S3Timeouts, read_ca_bundle};
-use super::keys::BucketApi;
 use super::raw::Raw;
 use super::{COPY_MAX_BYTES, S3Storage};
 use crate::storage::StorageError;
@@ -165,17 +164,9 @@ impl S3Storage {
             builder = builder.with_token(token);
         }
         let store = builder.build().map_err(|e| error(e.to_string()))?;
-        // Listings and deletes of any key (`keys.rs`) go through the same client, with the
-        // same bounds and TLS roots.
-        let bucket_api = BucketApi::new(
-            raw_client.clone(),
-            Arc::clone(store.credentials()),
-            config.endpoint.as_deref(),
-            config.virtual_hosted_style,
-            &config.bucket,
-            &config.region,
-            timeouts.request,
-        );
+        // Every request `object_store` cannot make (listings and deletes of any key, part
+        // copies, conditional completions and deletes, open uploads: `raw.rs`) goes through one
+        // sender, with the same bounds and TLS roots.
         let raw = Raw::new(
             raw_client,
             Arc::clone(store.credentials()),
@@ -183,6 +174,7 @@ impl S3Storage {
             config.virtual_hosted_style,
             &config.bucket,
             &config.region,
+            timeouts.request,
         );
         let empty = tempfile::Builder::new()
             .prefix("ffmpeg-worker-s3-paths-")
@@ -198,7 +190,6 @@ impl S3Storage {
             copy_part_bytes: COPY_MAX_BYTES,
             #[cfg(test)]
             after_check: Arc::default(),
-            bucket_api,
             prefix: config.prefix.clone(),
             url: config.url(),
             paths: Arc::new((sandbox, empty)),

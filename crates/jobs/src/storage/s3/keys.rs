@@ -5,8 +5,9 @@
 //! console's "Create folder", rclone, Cyberduck). `object_store` parses every key of a listing
 //! as its `Path` and fails the whole page on the first it refuses, so one such key made every
 //! listing above it, `/ready` and start-up fail. Every listing of this backend therefore goes
-//! through [`S3Storage::list_keys`], our own `ListObjectsV2` (with `encoding-type=url`, so any
-//! key reads back exactly), and each caller decides per key with [`S3Storage::entry`]:
+//! through [`S3Storage::list_keys`] (or [`S3Storage::list_directory`], one level), our own
+//! `ListObjectsV2` (with `encoding-type=url`, so any key reads back exactly) sent by the one
+//! signed-request sender (`raw.rs`), and each caller decides per key with [`S3Storage::entry`]:
 //!
 //! - a key the files API can name ([`Entry::File`]) is a file;
 //! - a folder marker ([`Entry::Marker`]) is a directory, never a file: not listed, yet its
@@ -22,7 +23,6 @@
 //! never in a URL, where an HTTP client would resolve `a/../b` to `b` and delete another key.
 
 use std::collections::HashSet;
-use std::fmt;
 use std::io;
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
@@ -30,27 +30,17 @@ use std::time::{Duration, Instant, SystemTime};
 use base64::Engine as _;
 use bytes::Bytes;
 use md5::Digest as _;
-use object_store::aws::{AwsAuthorizer, AwsCredentialProvider};
-use object_store::client::{HttpClient, HttpRequest, HttpRequestBody};
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
+use percent_encoding::utf8_percent_encode;
 use serde::Deserialize;
 
+use super::raw::{QUERY_ENCODE, RawError, decoded, has_dot_name, xml_text};
 use super::{NAME_MAX, S3Storage};
 use crate::storage::{StorageError, UPLOAD_TEMP_PREFIX};
 
 /// Keys per `ListObjectsV2` page (S3's maximum) and per `DeleteObjects` request (S3's limit).
 pub(super) const KEYS_PER_REQUEST: usize = 1000;
-/// Times a request that failed in a way worth retrying is sent again (as `object_store`'s
-/// client of this bucket does).
-const RETRIES: usize = 3;
 /// Warnings about skipped keys logged per minute at most; the others are counted.
 pub(super) const WARNINGS_PER_MINUTE: u32 = 20;
-
-/// What a query value may hold unencoded: RFC 3986's unreserved characters (what SigV4's
-/// canonical query string leaves as is).
-const QUERY_ENCODE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
-/// What a key in a URL path may hold unencoded: the unreserved characters and `/`.
-const KEY_ENCODE: &AsciiSet = &QUERY_ENCODE.remove(b'/');
 
 /// What one key of the bucket is to the files API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,7 +100,29 @@ impl S3Storage {
     /// Lists the keys starting with `prefix` (whole key texts), after `start_after` (a whole
     /// key) if given, [`KEYS_PER_REQUEST`] a page; `shown` names what is listed in errors.
     pub(super) fn list_keys<'s>(&'s self, prefix: String, start_after: Option<String>, shown: &'s str) -> KeyPages<'s> {
-        KeyPages { storage: self, prefix, start_after, token: None, done: false, max_keys: KEYS_PER_REQUEST, shown }
+        KeyPages {
+            storage: self,
+            prefix,
+            start_after,
+            token: None,
+            done: false,
+            max_keys: KEYS_PER_REQUEST,
+            by_directory: false,
+            shown,
+        }
+    }
+
+    /// Lists what is in the directory whose keys start with `prefix` (a whole key text ending
+    /// in `/`, or empty for the bucket's root), as [`S3Storage::list_keys`] does, but one level
+    /// only: the keys directly in it, and each subdirectory once (`delimiter=/`, S3's
+    /// `CommonPrefixes`: the text of every key below it up to its `/`, whatever it holds).
+    pub(super) fn list_directory<'s>(
+        &'s self,
+        prefix: String,
+        start_after: Option<String>,
+        shown: &'s str,
+    ) -> KeyPages<'s> {
+        KeyPages { by_directory: true, ..self.list_keys(prefix, start_after, shown) }
     }
 
     /// Whether any key starts with `prefix` (one `ListObjectsV2` of one key).
@@ -131,10 +143,10 @@ impl S3Storage {
     pub(super) async fn delete_keys(&self, keys: &[String], shown: &str) -> Result<(), StorageError> {
         let (in_xml, alone): (Vec<&String>, Vec<&String>) = keys.iter().partition(|key| xml_can_carry(key));
         for batch in in_xml.chunks(KEYS_PER_REQUEST) {
-            self.bucket_api.delete_objects(batch, shown).await?;
+            self.delete_batch(batch, shown).await?;
         }
         for key in alone {
-            if key.split('/').any(|name| matches!(name, "." | "..")) {
+            if has_dot_name(key) {
                 let problem = format!(
                     "the key `{}` holds a control character and a `.` or `..` name: no request can name \
                      it safely; remove it with another tool",
@@ -142,12 +154,48 @@ impl S3Storage {
                 );
                 return Err(StorageError::Io { path: shown.to_owned(), source: io::Error::other(problem) });
             }
-            match self.bucket_api.send("DELETE", Some(key), "", &[], Bytes::new(), shown).await {
-                Ok(_) | Err(StorageError::NotFound(_)) => {}
-                Err(e) => return Err(e),
+            match self.raw.send("DELETE", Some(key), "", &[], Bytes::new(), shown).await {
+                Ok(_) | Err(RawError::NotFound) => {}
+                Err(e) => return Err(e.into_storage(shown)),
             }
         }
         Ok(())
+    }
+
+    /// `DeleteObjects` of `keys` (at most [`KEYS_PER_REQUEST`], each one XML can carry).
+    async fn delete_batch(&self, keys: &[&String], shown: &str) -> Result<(), StorageError> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let mut xml = String::from(r#"<Delete xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Quiet>true</Quiet>"#);
+        for key in keys {
+            xml.push_str(&format!("<Object><Key>{}</Key></Object>", xml_text(key)));
+        }
+        xml.push_str("</Delete>");
+        // S3 requires a checksum of the body (MinIO insists on Content-MD5).
+        let md5 = base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(xml.as_bytes()));
+        let headers = [("content-md5", md5), ("content-type", "application/xml".to_owned())];
+        let body = self
+            .raw
+            .send("POST", None, "delete=", &headers, Bytes::from(xml), shown)
+            .await
+            .map_err(|e| e.into_storage(shown))?;
+        let answer: DeleteAnswer = quick_xml::de::from_str(&String::from_utf8_lossy(&body)).unwrap_or_default();
+        match answer.error.into_iter().find(|e| e.code != "NoSuchKey") {
+            None => Ok(()),
+            Some(e) => {
+                let problem =
+                    format!("the bucket did not delete `{}`: {}: {}", e.key.escape_debug(), e.code, e.message);
+                let source = io::Error::other(problem);
+                Err(match e.code.as_str() {
+                    "AccessDenied" => StorageError::Denied { path: shown.to_owned(), source },
+                    "InternalError" | "SlowDown" | "ServiceUnavailable" => {
+                        StorageError::Unavailable { path: shown.to_owned(), source }
+                    }
+                    _ => StorageError::Io { path: shown.to_owned(), source },
+                })
+            }
+        }
     }
 }
 
@@ -156,11 +204,6 @@ impl S3Storage {
 /// return into a line feed).
 fn xml_can_carry(text: &str) -> bool {
     !text.chars().any(char::is_control)
-}
-
-/// Text escaped for an XML element's content.
-fn xml_text(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
 
 /// One key of a listing.
@@ -176,7 +219,17 @@ pub(super) struct Listed {
     pub(super) e_tag: Option<String>,
 }
 
-/// The pages of a listing ([`S3Storage::list_keys`]).
+/// One page of a listing ([`KeyPages::next_listing`]).
+#[derive(Debug, Default)]
+pub(super) struct Page {
+    /// The keys, in the bucket's (byte) order.
+    pub(super) keys: Vec<Listed>,
+    /// Of a listing by directory ([`S3Storage::list_directory`]): the subdirectories, each as
+    /// the text every key below it starts with (`prefix/dir/`), in byte order.
+    pub(super) dirs: Vec<String>,
+}
+
+/// The pages of a listing ([`S3Storage::list_keys`], [`S3Storage::list_directory`]).
 pub(super) struct KeyPages<'s> {
     storage: &'s S3Storage,
     prefix: String,
@@ -184,6 +237,8 @@ pub(super) struct KeyPages<'s> {
     token: Option<String>,
     done: bool,
     max_keys: usize,
+    /// `delimiter=/`: one level.
+    by_directory: bool,
     shown: &'s str,
 }
 
@@ -192,8 +247,18 @@ impl KeyPages<'_> {
     ///
     /// # Errors
     /// What the bucket answered ([`StorageError::Unavailable`] for a bucket that does not
-    /// answer, ...).
+    /// answer, [`StorageError::NoBucket`] for one that does not exist, ...).
     pub(super) async fn next_page(&mut self) -> Result<Option<Vec<Listed>>, StorageError> {
+        Ok(self.next_listing().await?.map(|page| page.keys))
+    }
+
+    /// The next page, keys and (of a listing by directory) subdirectories; `None` after the
+    /// last one. A key (or subdirectory) that is not UTF-8 once decoded is left out, with a
+    /// warning.
+    ///
+    /// # Errors
+    /// As [`KeyPages::next_page`].
+    pub(super) async fn next_listing(&mut self) -> Result<Option<Page>, StorageError> {
         if self.done {
             return Ok(None);
         }
@@ -201,6 +266,9 @@ impl KeyPages<'_> {
         let mut push = |name: &str, value: &str| {
             query.push_str(&format!("&{name}={}", utf8_percent_encode(value, QUERY_ENCODE)));
         };
+        if self.by_directory {
+            push("delimiter", "/");
+        }
         if !self.prefix.is_empty() {
             push("prefix", &self.prefix);
         }
@@ -209,8 +277,11 @@ impl KeyPages<'_> {
             (None, Some(after)) => push("start-after", after),
             (None, None) => {}
         }
-        let api = &self.storage.bucket_api;
-        let body = api.send("GET", None, &query, &[], Bytes::new(), self.shown).await?;
+        let raw = &self.storage.raw;
+        let body = raw
+            .send("GET", None, &query, &[], Bytes::new(), self.shown)
+            .await
+            .map_err(|e| e.into_storage(self.shown))?;
         let answer: ListAnswer = quick_xml::de::from_str(&String::from_utf8_lossy(&body)).map_err(|e| {
             let problem = format!("the bucket's answer to ListObjectsV2 is not one: {e}");
             StorageError::Io { path: self.shown.to_owned(), source: io::Error::other(problem) }
@@ -218,27 +289,27 @@ impl KeyPages<'_> {
         let encoded = answer.encoding_type.as_deref() == Some("url");
         let mut keys = Vec::with_capacity(answer.contents.len());
         for content in answer.contents {
-            let key = if encoded {
-                match percent_decode_str(&content.key).decode_utf8() {
-                    Ok(key) => key.into_owned(),
-                    Err(_) => {
-                        warn_skipped(&content.key, "a name that is not UTF-8");
-                        continue;
-                    }
-                }
-            } else {
-                content.key
+            let Some(key) = decoded(content.key.clone(), encoded) else {
+                warn_skipped(&content.key, "a name that is not UTF-8");
+                continue;
             };
             let modified =
                 time::OffsetDateTime::parse(&content.last_modified, &time::format_description::well_known::Rfc3339)
                     .map_or(SystemTime::UNIX_EPOCH, SystemTime::from);
             keys.push(Listed { key, size: content.size, modified, e_tag: content.e_tag });
         }
+        let mut dirs = Vec::with_capacity(answer.common_prefixes.len());
+        for common in answer.common_prefixes {
+            match decoded(common.prefix.clone(), encoded) {
+                Some(dir) => dirs.push(dir),
+                None => warn_skipped(&common.prefix, "a name that is not UTF-8"),
+            }
+        }
         match answer.next_continuation_token.filter(|token| answer.is_truncated && !token.is_empty()) {
             Some(token) => self.token = Some(token),
             None => self.done = true,
         }
-        Ok(Some(keys))
+        Ok(Some(Page { keys, dirs }))
     }
 }
 
@@ -248,6 +319,8 @@ impl KeyPages<'_> {
 struct ListAnswer {
     #[serde(default)]
     contents: Vec<ListContent>,
+    #[serde(default)]
+    common_prefixes: Vec<CommonPrefix>,
     #[serde(default)]
     is_truncated: bool,
     #[serde(default)]
@@ -265,6 +338,13 @@ struct ListContent {
     last_modified: String,
     #[serde(rename = "ETag", default)]
     e_tag: Option<String>,
+}
+
+/// One `CommonPrefixes` of a `ListBucketResult` listed with a delimiter.
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct CommonPrefix {
+    prefix: String,
 }
 
 /// `DeleteResult` of `DeleteObjects`: the keys it could not delete.
@@ -285,179 +365,6 @@ struct DeleteError {
     code: String,
     #[serde(default)]
     message: String,
-}
-
-/// An S3 error answer's `<Error><Code>...</Code><Message>...</Message></Error>`.
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "PascalCase")]
-struct ErrorAnswer {
-    #[serde(default)]
-    code: String,
-    #[serde(default)]
-    message: String,
-}
-
-/// The bucket's own requests that `object_store` cannot make for keys it cannot name
-/// (`ListObjectsV2` of any key, `DeleteObjects` and `DeleteObject` of any key): signed with
-/// `object_store`'s SigV4 signer, sent through the same bounded HTTP client (`http.rs`). A
-/// refused connection or an answer worth retrying (408, 429, 5xx) is retried a few times
-/// within the request timeout, as `object_store` retries its own.
-#[derive(Clone)]
-pub(super) struct BucketApi {
-    client: HttpClient,
-    credentials: AwsCredentialProvider,
-    /// `https://endpoint/BUCKET` (path style) or `https://BUCKET.endpoint`, as `object_store`
-    /// addresses the bucket.
-    bucket_url: String,
-    region: String,
-    /// How long failures are retried (the request timeout).
-    retry_for: Duration,
-}
-
-impl fmt::Debug for BucketApi {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("BucketApi").field("bucket_url", &self.bucket_url).finish_non_exhaustive()
-    }
-}
-
-impl BucketApi {
-    /// Requests to `bucket` through `client`, signed with `credentials` for `region`;
-    /// `endpoint` and `virtual_hosted` as given to `object_store` (its addressing rules).
-    pub(super) fn new(
-        client: HttpClient,
-        credentials: AwsCredentialProvider,
-        endpoint: Option<&str>,
-        virtual_hosted: bool,
-        bucket: &str,
-        region: &str,
-        retry_for: Duration,
-    ) -> BucketApi {
-        let bucket_url = match (endpoint, virtual_hosted) {
-            (Some(endpoint), true) => endpoint.trim_end_matches('/').to_owned(),
-            (Some(endpoint), false) => format!("{}/{bucket}", endpoint.trim_end_matches('/')),
-            (None, true) => format!("https://{bucket}.s3.{region}.amazonaws.com"),
-            (None, false) => format!("https://s3.{region}.amazonaws.com/{bucket}"),
-        };
-        BucketApi { client, credentials, bucket_url, region: region.to_owned(), retry_for }
-    }
-
-    /// `DeleteObjects` of `keys` (at most [`KEYS_PER_REQUEST`], each one XML can carry).
-    async fn delete_objects(&self, keys: &[&String], shown: &str) -> Result<(), StorageError> {
-        if keys.is_empty() {
-            return Ok(());
-        }
-        let mut xml = String::from(r#"<Delete xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Quiet>true</Quiet>"#);
-        for key in keys {
-            xml.push_str(&format!("<Object><Key>{}</Key></Object>", xml_text(key)));
-        }
-        xml.push_str("</Delete>");
-        // S3 requires a checksum of the body (MinIO insists on Content-MD5).
-        let md5 = base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(xml.as_bytes()));
-        let headers = [("content-md5", md5), ("content-type", "application/xml".to_owned())];
-        let body = self.send("POST", None, "delete=", &headers, Bytes::from(xml), shown).await?;
-        let answer: DeleteAnswer = quick_xml::de::from_str(&String::from_utf8_lossy(&body)).unwrap_or_default();
-        match answer.error.into_iter().find(|e| e.code != "NoSuchKey") {
-            None => Ok(()),
-            Some(e) => {
-                let problem =
-                    format!("the bucket did not delete `{}`: {}: {}", e.key.escape_debug(), e.code, e.message);
-                let source = io::Error::other(problem);
-                Err(match e.code.as_str() {
-                    "AccessDenied" => StorageError::Denied { path: shown.to_owned(), source },
-                    "InternalError" | "SlowDown" | "ServiceUnavailable" => {
-                        StorageError::Unavailable { path: shown.to_owned(), source }
-                    }
-                    _ => StorageError::Io { path: shown.to_owned(), source },
-                })
-            }
-        }
-    }
-
-    /// Sends `method` on `key` (a whole key's exact text; `None`: the bucket itself) with
-    /// `query` (encoded, may be empty), `headers` and `body`, signed; retried while worth it
-    /// within the request timeout. The answer's body.
-    ///
-    /// # Errors
-    /// [`StorageError::NotFound`] (404), [`StorageError::Denied`] (401, 403),
-    /// [`StorageError::Unavailable`] (no answer, 408, 429, 5xx), [`StorageError::Io`] (any
-    /// other answer), each naming `shown`.
-    pub(super) async fn send(
-        &self,
-        method: &str,
-        key: Option<&str>,
-        query: &str,
-        headers: &[(&str, String)],
-        body: Bytes,
-        shown: &str,
-    ) -> Result<Bytes, StorageError> {
-        let started = Instant::now();
-        let mut pause = Duration::from_millis(100);
-        for _ in 0..RETRIES {
-            match self.send_once(method, key, query, headers, body.clone(), shown).await {
-                Err(e) if e.is_transient() && started.elapsed() + pause < self.retry_for => {
-                    tokio::time::sleep(pause).await;
-                    pause *= 2;
-                }
-                answer => return answer,
-            }
-        }
-        self.send_once(method, key, query, headers, body, shown).await
-    }
-
-    async fn send_once(
-        &self,
-        method: &str,
-        key: Option<&str>,
-        query: &str,
-        headers: &[(&str, String)],
-        body: Bytes,
-        shown: &str,
-    ) -> Result<Bytes, StorageError> {
-        let unavailable = |source: io::Error| StorageError::Unavailable { path: shown.to_owned(), source };
-        let mut url = self.bucket_url.clone();
-        if let Some(key) = key {
-            url.push('/');
-            url.extend(utf8_percent_encode(key, KEY_ENCODE));
-        }
-        if !query.is_empty() {
-            url.push('?');
-            url.push_str(query);
-        }
-        let mut builder = http::Request::builder().method(method).uri(&url);
-        for (name, value) in headers {
-            builder = builder.header(*name, value);
-        }
-        let mut request: HttpRequest = builder
-            .body(HttpRequestBody::from(body))
-            .map_err(|e| StorageError::Io { path: shown.to_owned(), source: io::Error::other(e) })?;
-        let credential = self.credentials.get_credential().await.map_err(|e| match e {
-            e @ (object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. }) => {
-                StorageError::Denied { path: shown.to_owned(), source: io::Error::other(e) }
-            }
-            e => unavailable(io::Error::other(e)),
-        })?;
-        AwsAuthorizer::new(&credential, "s3", &self.region).authorize(&mut request, None);
-        let response = self.client.execute(request).await.map_err(|e| unavailable(io::Error::other(e)))?;
-        let status = response.status().as_u16();
-        let body = response.into_body().bytes().await.map_err(|e| unavailable(io::Error::other(e)))?;
-        if (200..300).contains(&status) {
-            return Ok(body);
-        }
-        let text = String::from_utf8_lossy(&body);
-        let error: ErrorAnswer = quick_xml::de::from_str(&text).unwrap_or_default();
-        let words = match (error.code.is_empty(), error.message.is_empty()) {
-            (true, _) => text.chars().take(300).collect::<String>(),
-            (false, true) => error.code.clone(),
-            (false, false) => format!("{}: {}", error.code, error.message),
-        };
-        let source = io::Error::other(format!("{method} {url}: the bucket answered {status}: {words}"));
-        Err(match status {
-            404 if error.code != "NoSuchBucket" => StorageError::NotFound(shown.to_owned()),
-            401 | 403 => StorageError::Denied { path: shown.to_owned(), source },
-            408 | 429 | 500..=599 => unavailable(source),
-            _ => StorageError::Io { path: shown.to_owned(), source },
-        })
-    }
 }
 
 /// Keys already warned about, and the warnings of the current minute.

@@ -37,14 +37,17 @@
 //!   character), folder markers and the server's reserved names are never listed as files,
 //!   and never fail a listing, a directory check, `/ready` or start-up; a recursive delete of
 //!   a directory removes every key below it by its exact text (`keys.rs`).
-//! - **Errors**: a bucket that does not answer is [`StorageError::Unavailable`] (503 at the
+//! - **Errors**: a bucket that does not exist (S3's `NoSuchBucket`: deleted while the server
+//!   runs) is [`StorageError::NoBucket`], whichever request found it; a bucket that does not
+//!   answer is [`StorageError::Unavailable`] (503 at the
 //!   API) within about the request timeout ([`S3Timeouts`], `http.rs`), never a hang of
 //!   minutes; a refused connection or a 5xx answer is retried a few times quickly first.
 //!
 //! The module's files follow its seams: `client.rs` (the settings and building the client),
 //! `http.rs` (the HTTP client's timeouts and TLS), `keys.rs` (listing and deleting keys by their
-//! exact text, and what each key is to the files API), `raw.rs` (signed requests `object_store`
-//! cannot make: ranged part copies, conditional completions and deletes),
+//! exact text, and what each key is to the files API), `raw.rs` (the one sender of the signed
+//! requests `object_store` cannot make, keys as their exact text: listings, deletes, ranged
+//! part copies, conditional completions and deletes, open multipart uploads),
 //! `read.rs` (opening, heads, listing, ranged reads), `write.rs` (puts, multipart uploads,
 //! server-side copies, deletes), `temp.rs` (the temporary area), `writable.rs` (a disk's
 //! rule for where files may be written: none where a directory is, none below a file),
@@ -97,16 +100,15 @@ pub const COPY_MAX_BYTES: u64 = 5 * 1024 * 1024 * 1024;
 #[derive(Clone)]
 pub struct S3Storage {
     store: Arc<dyn ObjectStore>,
-    /// The requests `object_store` cannot make (ranged part copies, conditional completes and
-    /// deletes, listing and aborting open multipart uploads).
+    /// The one sender of the requests `object_store` cannot make (`raw.rs`): listings and
+    /// deletes of keys by their exact text, ranged part copies, conditional completes and
+    /// deletes, listing and aborting open multipart uploads.
     raw: raw::Raw,
     /// The largest part of a server-side copy ([`COPY_MAX_BYTES`]; lowered in tests).
     copy_part_bytes: u64,
     /// Tests: a racing writer, run once between a precondition's check and its write.
     #[cfg(test)]
     after_check: Arc<std::sync::Mutex<Option<futures_util::future::BoxFuture<'static, ()>>>>,
-    /// Listings and deletes of keys by their exact text (`keys.rs`).
-    bucket_api: keys::BucketApi,
     prefix: String,
     url: String,
     /// Path rules: a sandbox over an empty directory that lives as long as this storage.
@@ -207,23 +209,44 @@ impl S3Storage {
     }
 }
 
-/// An `object_store` error on `path` as a storage error: missing, existing, denied (401/403),
-/// unavailable (the network, a timeout, a 5xx or 408/429 answer, a read whose object changed:
-/// worth retrying), or any other failure (a 4xx answer: not).
-fn store_error(path: &str, e: object_store::Error) -> StorageError {
-    use object_store::Error as E;
-    let path = path.to_owned();
-    match e {
-        E::NotFound { .. } => StorageError::NotFound(path),
-        E::AlreadyExists { .. } => StorageError::Exists(path),
-        e @ (E::PermissionDenied { .. } | E::Unauthenticated { .. }) => {
-            StorageError::Denied { path, source: io::Error::other(e) }
+impl S3Storage {
+    /// An `object_store` error on `path` as a storage error: missing, existing, denied
+    /// (401/403), no such bucket (an answer whose S3 error code is `NoSuchBucket`),
+    /// unavailable (the network, a timeout, a 5xx or 408/429 answer, a read whose object
+    /// changed: worth retrying), or any other failure (a 4xx answer: not). (`HEAD` answers
+    /// carry no body: a `HEAD` of a deleted bucket reads as a missing object; the listing
+    /// that follows a missing object names the bucket.)
+    fn store_error(&self, path: &str, e: object_store::Error) -> StorageError {
+        use object_store::Error as E;
+        let path = path.to_owned();
+        if no_such_bucket(&e) {
+            return StorageError::NoBucket { path, bucket: self.raw.bucket().to_owned(), source: io::Error::other(e) };
         }
-        e @ (E::Generic { .. } | E::JoinError { .. } | E::Precondition { .. }) if !client_error(&e.to_string()) => {
-            StorageError::Unavailable { path, source: io::Error::other(e) }
+        match e {
+            E::NotFound { .. } => StorageError::NotFound(path),
+            E::AlreadyExists { .. } => StorageError::Exists(path),
+            e @ (E::PermissionDenied { .. } | E::Unauthenticated { .. }) => {
+                StorageError::Denied { path, source: io::Error::other(e) }
+            }
+            e @ (E::Generic { .. } | E::JoinError { .. } | E::Precondition { .. }) if !client_error(&e.to_string()) => {
+                StorageError::Unavailable { path, source: io::Error::other(e) }
+            }
+            e => StorageError::Io { path, source: io::Error::other(e) },
         }
-        e => StorageError::Io { path, source: io::Error::other(e) },
     }
+}
+
+/// Whether an `object_store` error is the bucket's `NoSuchBucket` answer: its text, or that of
+/// an error it wraps, holds the answer's body (`<Code>NoSuchBucket</Code>`).
+fn no_such_bucket(e: &object_store::Error) -> bool {
+    let mut error: Option<&dyn std::error::Error> = Some(e);
+    while let Some(e) = error {
+        if e.to_string().contains("<Code>NoSuchBucket</Code>") {
+            return true;
+        }
+        error = e.source();
+    }
+    false
 }
 
 /// Whether an `object_store` error's text reports a 4xx answer other than 408 (timeout) and

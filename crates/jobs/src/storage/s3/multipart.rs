@@ -1,24 +1,32 @@
 //! Multipart uploads left open in the bucket
 //! ([`Storage::open_uploads`](crate::storage::Storage::open_uploads),
 //! [`Storage::abort_upload`](crate::storage::Storage::abort_upload)): `ListMultipartUploads`
-//! and `AbortMultipartUpload`, which `object_store` does not offer, as signed requests
-//! (`raw.rs`). A job stopped mid-upload, or a crash, leaves its upload open: invisible, and
-//! billed until aborted (tester finding G11).
+//! and `AbortMultipartUpload`, which `object_store` does not offer, through the signed-request
+//! sender (`raw.rs`). A job stopped mid-upload, or a crash, leaves its upload open: invisible,
+//! and billed until aborted (tester finding G11).
+//!
+//! Uploads are listed and aborted by their key's exact text, so an upload another tool left
+//! under a key that no path names (`a//b`, a control character) is aborted as any other (an
+//! `object_store` path would have named another key). One whose key has a `.` or `..` name,
+//! which no request can name safely, is left out with a warning.
 
 use std::time::SystemTime;
 
-use object_store::path::Path as Key;
-
 use super::S3Storage;
+use super::keys::warn_skipped;
+use super::raw::has_dot_name;
 use crate::storage::{OpenUpload, StorageError};
 
 impl S3Storage {
     /// [`Storage::open_uploads`](crate::storage::Storage::open_uploads): every page of
     /// `ListMultipartUploads` under the key prefix of `prefix`.
     pub(super) async fn list_open_uploads(&self, prefix: &str) -> Result<Vec<OpenUpload>, StorageError> {
-        let key_prefix = match self.prefix.is_empty() {
-            true => prefix.to_owned(),
-            false => format!("{}/{prefix}", self.prefix),
+        let key_prefix = self.key_text(prefix);
+        // `key_text` of `a` is `prefix/a`; of the root, `prefix` alone, which would match
+        // `prefix2/...` too.
+        let key_prefix = match prefix.is_empty() && !key_prefix.is_empty() {
+            true => format!("{key_prefix}/"),
+            false => key_prefix,
         };
         let mut found = Vec::new();
         let mut markers: Option<(String, String)> = None;
@@ -30,6 +38,11 @@ impl S3Storage {
                 .map_err(|e| e.into_storage(prefix))?;
             for upload in page.uploads {
                 let Some(path) = self.relative(&upload.key) else { continue };
+                if has_dot_name(&upload.key) {
+                    // No request names it safely: its upload is left to a lifecycle rule.
+                    warn_skipped(&upload.key, "a `.` or `..` name (its open multipart upload is left)");
+                    continue;
+                }
                 found.push(OpenUpload {
                     path: path.to_owned(),
                     id: upload.id,
@@ -43,9 +56,10 @@ impl S3Storage {
         }
     }
 
-    /// [`Storage::abort_upload`](crate::storage::Storage::abort_upload).
+    /// [`Storage::abort_upload`](crate::storage::Storage::abort_upload): by the key's exact
+    /// text (`upload.path` below the prefix, as listed).
     pub(super) async fn abort_open_upload(&self, upload: &OpenUpload) -> Result<(), StorageError> {
-        let key = Key::from_iter(self.key_text(&upload.path).split('/'));
+        let key = self.key_text(&upload.path);
         self.raw.abort(&key, &upload.id, &upload.path).await.map_err(|e| e.into_storage(&upload.path))
     }
 }

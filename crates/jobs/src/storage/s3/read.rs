@@ -11,8 +11,8 @@ use futures_util::TryStreamExt as _;
 use object_store::path::Path as Key;
 use object_store::{GetOptions, GetRange, ObjectMeta, ObjectStore, ObjectStoreExt as _};
 
+use super::S3Storage;
 use super::keys::{Entry, warn_skipped};
-use super::{S3Storage, store_error};
 use crate::storage::{ByteStream, FileMeta, ListPage, StorageError, StoredFile, check_prefix};
 
 impl S3Storage {
@@ -32,7 +32,7 @@ impl S3Storage {
         match self.store.head(&self.key(normal)).await {
             Ok(meta) => Ok(Some(meta)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(e) => Err(store_error(normal, e)),
+            Err(e) => Err(self.store_error(normal, e)),
         }
     }
 

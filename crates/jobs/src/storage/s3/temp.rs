@@ -10,7 +10,7 @@ use object_store::{ObjectStoreExt as _, PutPayload};
 use super::keys::warn_skipped;
 use super::read::meta_of;
 use super::write::Pending;
-use super::{NAME_MAX, S3Storage, store_error};
+use super::{NAME_MAX, S3Storage};
 use crate::storage::{ByteStream, FileMeta, StorageError, TEMP_AREA};
 
 /// Directory of the temporary area ([`TEMP_AREA`]) holding create-only uploads of many parts
@@ -53,10 +53,10 @@ impl S3Storage {
         let received = self.receive(&key, temp, body, u64::MAX).await?;
         match received.pending {
             Pending::Single(body) => {
-                self.store.put(&key, PutPayload::from(body)).await.map_err(|e| store_error(temp, e))?;
+                self.store.put(&key, PutPayload::from(body)).await.map_err(|e| self.store_error(temp, e))?;
             }
             Pending::Multipart(upload) => {
-                upload.finish().await.map_err(|e| store_error(temp, e))?;
+                upload.finish().await.map_err(|e| self.store_error(temp, e))?;
             }
         }
         Ok(received.size)

@@ -173,3 +173,118 @@ async fn a_conditional_upload_of_many_parts_never_replaces_a_file_that_appeared_
     let bucket = storage.url().trim_start_matches("s3://").split('/').next().unwrap().to_owned();
     assert_eq!(s3_harness::shared().unfinished_uploads(&bucket), Vec::<String>::new());
 }
+
+/// The bucket's name of a storage made by [`storage`].
+fn bucket_of(storage: &S3Storage) -> String {
+    storage.url().trim_start_matches("s3://").split('/').next().unwrap().to_owned()
+}
+
+/// Open multipart uploads are listed and aborted by their key's exact text (tester G11, and
+/// issue 12's duplicate sender): an upload another tool left under a key no path names
+/// (`out//big.mkv`) is aborted itself, not one of another key (an `object_store` path
+/// dropped the empty name and aborted nothing); one under a `.` or `..` name, which no
+/// request can name safely, is left out of the listing, not aborted elsewhere.
+#[tokio::test]
+async fn open_uploads_are_listed_and_aborted_by_their_exact_key() {
+    let storage = storage(super::COPY_MAX_BYTES);
+    let server = s3_harness::shared();
+    let bucket = bucket_of(&storage);
+    for key in ["media/out//big.mkv", "media/out/../odd.mkv", "media/in/a.mkv", "elsewhere/x.mkv"] {
+        server.start_upload(&bucket, key);
+    }
+    let mut listed: Vec<String> = storage.open_uploads("").await.unwrap().into_iter().map(|u| u.path).collect();
+    listed.sort();
+    assert_eq!(listed, ["in/a.mkv", "out//big.mkv"]);
+    let below: Vec<String> = storage.open_uploads("out/").await.unwrap().into_iter().map(|u| u.path).collect();
+    assert_eq!(below, ["out//big.mkv"]);
+    for upload in storage.open_uploads("").await.unwrap() {
+        storage.abort_upload(&upload).await.unwrap();
+    }
+    let mut left = server.unfinished_uploads(&bucket);
+    left.sort();
+    assert_eq!(left, ["elsewhere/x.mkv", "media/out/../odd.mkv"]);
+}
+
+/// A key with a `.` or `..` name is never sent in a URL (the HTTP client would resolve it to
+/// another key): the one sender refuses it without a request.
+#[tokio::test]
+async fn the_sender_refuses_a_key_a_url_would_resolve_to_another() {
+    let storage = storage(super::COPY_MAX_BYTES);
+    let server = s3_harness::shared();
+    let bucket = bucket_of(&storage);
+    server.put_object(&bucket, "media/b", b"another key");
+    let refused = storage.raw.send("DELETE", Some("media/a/../b"), "", &[], Bytes::new(), "a/../b").await;
+    let error = refused.unwrap_err().into_storage("a/../b");
+    assert!(error.to_string().contains("no request can name it safely"), "{error}");
+    assert_eq!(server.object(&bucket, "media/b").unwrap(), b"another key");
+}
+
+/// The publish check's answers (tester G14) keep their meaning when it lists each directory
+/// once (tester H7): of many outputs in one directory, the one the bucket holds as a
+/// directory is found whether a file (`i2.png`), a folder marker (`i1.png/`), a key no path
+/// names (`i3.png//x`) or a deeper key (`i4.png/a/b`) makes it one, and keys that sort
+/// between a name and its `/` (`i2.png.bak`, `i2.png-x`) make no directory.
+#[tokio::test]
+async fn many_outputs_in_one_directory_are_checked_by_one_listing_with_the_same_answers() {
+    let storage = storage(super::COPY_MAX_BYTES);
+    let server = s3_harness::shared();
+    let bucket = bucket_of(&storage);
+    let outputs: Vec<String> = (0..6).map(|n| format!("seq/i{n}.png")).collect();
+    for key in ["media/seq/i2.png.bak", "media/seq/i2.png-x", "media/seq/i0.png", "media/other/i2.png/x"] {
+        server.put_object(&bucket, key, b"x");
+    }
+    storage.writable_paths(&outputs, &[]).await.unwrap();
+    for (key, conflict) in [
+        ("media/seq/i2.png/inner.txt", "seq/i2.png"),
+        ("media/seq/i1.png/", "seq/i1.png"),
+        ("media/seq/i3.png//x", "seq/i3.png"),
+        ("media/seq/i4.png/a/b", "seq/i4.png"),
+        ("media/seq/i5.png/z", "seq/i5.png"),
+    ] {
+        server.put_object(&bucket, key, b"x");
+        let result = storage.writable_paths(&outputs, &[]).await;
+        assert!(matches!(&result, Err(StorageError::IsADirectory(path)) if path == conflict), "{key}: {result:?}");
+        server.delete_object(&bucket, key);
+        storage.writable_paths(&outputs, &[]).await.unwrap();
+    }
+    // Below a file, and a directory of one output, as before.
+    server.put_object(&bucket, "media/seq", b"a file");
+    let result = storage.writable_paths(&outputs, &[]).await;
+    assert!(matches!(&result, Err(StorageError::NotADirectory { parent, .. }) if parent == "seq"), "{result:?}");
+    server.put_object(&bucket, "media/one/a.mp4/x", b"x");
+    let result = storage.writable_paths(&["one/a.mp4".to_owned()], &[]).await;
+    assert!(matches!(&result, Err(StorageError::IsADirectory(path)) if path == "one/a.mp4"), "{result:?}");
+}
+
+/// A bucket deleted while the server runs (tester H8) is named as such by every kind of
+/// request, whether it went through `object_store` (a `PUT`, whose answer's body says
+/// `NoSuchBucket`; a `HEAD`, which has none, is followed by a listing) or the signed-request
+/// sender (listings, deletes, open uploads): never "no file", never a silent storage.
+#[tokio::test]
+async fn a_deleted_bucket_is_named_by_every_request() {
+    let storage = storage(super::COPY_MAX_BYTES);
+    let server = s3_harness::shared();
+    let bucket = bucket_of(&storage);
+    put(&storage, "in/a.txt", b"x").await;
+    server.delete_bucket(&bucket);
+    let no_bucket = |result: Result<(), StorageError>, what: &str| match result {
+        Err(e @ StorageError::NoBucket { .. }) => {
+            assert!(e.to_string().contains(&format!("bucket `{bucket}` does not exist")), "{what}: {e}");
+            assert!(!e.is_transient(), "{what}");
+        }
+        other => panic!("{what}: {other:?}"),
+    };
+    no_bucket(storage.check().await, "check");
+    no_bucket(storage.open("in/a.txt").await.map(drop), "open");
+    no_bucket(storage.head("in/a.txt").await.map(drop), "head");
+    no_bucket(storage.list("in/", None, 10).await.map(drop), "list");
+    no_bucket(storage.delete("in/a.txt", false).await, "delete");
+    no_bucket(storage.delete("in", true).await, "recursive delete");
+    no_bucket(storage.put_temp("t/a", body(b"x")).await.map(drop), "put_temp");
+    no_bucket(storage.open_uploads("").await.map(drop), "open uploads");
+    no_bucket(storage.writable_paths(&["o.mp4".to_owned()], &[]).await, "writable");
+    let staged = storage.put("new.txt", body(b"x"), options(false, false)).await.map(drop);
+    no_bucket(staged, "put");
+    server.create_bucket(&bucket);
+    storage.check().await.unwrap();
+}

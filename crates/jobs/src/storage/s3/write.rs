@@ -18,7 +18,7 @@ use sha2::{Digest as _, Sha256};
 
 use super::raw::{CopySource, RawError, WriteIf};
 use super::temp::{UPLOADS_TEMP, random_name};
-use super::{PART_BYTES, PARTS_IN_FLIGHT, S3Storage, store_error};
+use super::{PART_BYTES, PARTS_IN_FLIGHT, S3Storage};
 use crate::storage::{ByteStream, Preconditions, PutOptions, PutOutcome, StagedPut, StorageError};
 
 impl S3Storage {
@@ -70,7 +70,7 @@ impl S3Storage {
             return Err(StorageError::Reserved(path.to_owned()));
         }
         if !path.ends_with('/') && self.head_key(&normal).await?.is_some() {
-            return self.store.delete(&self.key(&normal)).await.map_err(|e| store_error(path, e));
+            return self.store.delete(&self.key(&normal)).await.map_err(|e| self.store_error(path, e));
         }
         if !self.has_children(&normal).await? {
             return Err(StorageError::NotFound(path.to_owned()));
@@ -122,7 +122,7 @@ impl S3Storage {
             return self.delete_objects(path, recursive).await;
         };
         let key = self.key(&normal);
-        match self.raw.delete_if_tag(&key, &tag, path).await {
+        match self.raw.delete_if_tag(key.as_ref(), &tag, path).await {
             Ok(()) => Ok(()),
             // Replaced or deleted since the check: the precondition no longer holds.
             Err(RawError::Precondition | RawError::NotFound) => Err(StorageError::PreconditionFailed {
@@ -131,7 +131,7 @@ impl S3Storage {
             }),
             Err(RawError::NotImplemented(words)) => {
                 tracing::debug!(%words, "the bucket has no conditional delete; deleting after the check");
-                self.store.delete(&key).await.map_err(|e| store_error(path, e))
+                self.store.delete(&key).await.map_err(|e| self.store_error(path, e))
             }
             Err(e) => Err(e.into_storage(path)),
         }
@@ -182,7 +182,7 @@ impl S3Storage {
                 hasher.update(&chunk);
                 match upload {
                     Some(writer) => {
-                        writer.wait_for_capacity(PARTS_IN_FLIGHT).await.map_err(|e| store_error(shown, e))?;
+                        writer.wait_for_capacity(PARTS_IN_FLIGHT).await.map_err(|e| self.store_error(shown, e))?;
                         writer.put(chunk);
                     }
                     None if first.len() + chunk.len() <= PART_BYTES => first.extend_from_slice(&chunk),
@@ -191,7 +191,7 @@ impl S3Storage {
                             .store
                             .put_multipart_opts(key, PutMultipartOptions::default())
                             .await
-                            .map_err(|e| store_error(shown, e))?;
+                            .map_err(|e| self.store_error(shown, e))?;
                         let mut writer = WriteMultipart::new_with_chunk_size(started, PART_BYTES);
                         writer.put(std::mem::take(&mut first).freeze());
                         writer.put(chunk);
@@ -201,7 +201,7 @@ impl S3Storage {
             }
             if let Some(writer) = upload.as_mut() {
                 // Every full part is on the server (or failed) before commit is offered.
-                writer.wait_for_capacity(1).await.map_err(|e| store_error(shown, e))?;
+                writer.wait_for_capacity(1).await.map_err(|e| self.store_error(shown, e))?;
             }
             Ok(())
         }
@@ -250,14 +250,14 @@ impl S3Storage {
     pub(super) async fn copy_if(&self, from: &Key, to: &Key, shown: &str, condition: &WriteIf) -> Result<(), RawError> {
         let source = match self.store.head(from).await {
             Ok(source) => source,
-            Err(e) => return Err(RawError::Storage(store_error(shown, e))),
+            Err(e) => return Err(RawError::Storage(self.store_error(shown, e))),
         };
         if *condition == WriteIf::Any && source.size <= self.copy_part_bytes {
-            return self.store.copy(from, to).await.map_err(|e| RawError::Storage(store_error(shown, e)));
+            return self.store.copy(from, to).await.map_err(|e| RawError::Storage(self.store_error(shown, e)));
         }
-        let upload = self.raw.create_upload(to, shown).await?;
+        let upload = self.raw.create_upload(to.as_ref(), shown).await?;
         let result = async {
-            let copy_source = CopySource { key: from, tag: source.e_tag.as_deref() };
+            let copy_source = CopySource { key: from.as_ref(), tag: source.e_tag.as_deref() };
             let part_bytes = self.copy_part_bytes.max(1);
             let whole = source.size <= part_bytes;
             let mut parts = Vec::new();
@@ -266,7 +266,7 @@ impl S3Storage {
                 let end = (start + part_bytes).min(source.size);
                 let range = (!whole).then_some(start..end);
                 let number = parts.len() + 1;
-                let tag = self.raw.copy_part(to, &upload, number, &copy_source, range, shown).await;
+                let tag = self.raw.copy_part(to.as_ref(), &upload, number, &copy_source, range, shown).await;
                 parts.push(tag.map_err(|e| match e {
                     // `x-amz-copy-source-if-match`: the source changed under the copy.
                     RawError::Precondition => RawError::Storage(StorageError::Unavailable {
@@ -280,17 +280,17 @@ impl S3Storage {
                     break;
                 }
             }
-            match self.raw.complete(to, &upload, &parts, condition, shown).await {
+            match self.raw.complete(to.as_ref(), &upload, &parts, condition, shown).await {
                 Err(RawError::NotImplemented(words)) if matches!(condition, WriteIf::Is(_)) => {
                     tracing::debug!(%words, "the bucket has no conditional completion; completing after the check");
-                    self.raw.complete(to, &upload, &parts, &WriteIf::Any, shown).await
+                    self.raw.complete(to.as_ref(), &upload, &parts, &WriteIf::Any, shown).await
                 }
                 other => other,
             }
         }
         .await;
         if result.is_err()
-            && let Err(e) = self.raw.abort(to, &upload, shown).await
+            && let Err(e) = self.raw.abort(to.as_ref(), &upload, shown).await
         {
             tracing::warn!(key = %to, error = ?e, "aborting a failed multipart copy failed; \
                                                    a bucket lifecycle rule removes its parts");
@@ -302,7 +302,7 @@ impl S3Storage {
     pub(super) async fn delete_key(&self, key: &Key, shown: &str) -> Result<(), StorageError> {
         match self.store.delete(key).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(e) => Err(store_error(shown, e)),
+            Err(e) => Err(self.store_error(shown, e)),
         }
     }
 }
@@ -427,12 +427,12 @@ impl StagedPut for S3Staged {
                             reason: "the file changed while the request was checked",
                         }
                     }
-                    e => store_error(&path, e),
+                    e => self.storage.store_error(&path, e),
                 })?;
             }
             Some(Pending::Multipart(upload)) => match self.temp.take() {
                 None => {
-                    upload.finish().await.map_err(|e| store_error(&path, e))?;
+                    upload.finish().await.map_err(|e| self.storage.store_error(&path, e))?;
                 }
                 Some(temp) => {
                     let temp_key = self.storage.temp_key(&temp);
@@ -447,7 +447,7 @@ impl StagedPut for S3Staged {
                     };
                     let create_only = self.create_only;
                     let published = async {
-                        upload.finish().await.map_err(|e| store_error(&path, e))?;
+                        upload.finish().await.map_err(|e| self.storage.store_error(&path, e))?;
                         self.storage.copy_if(&temp_key, &key, &path, &condition).await.map_err(|e| match e {
                             RawError::Precondition if create_only => StorageError::Exists(path.clone()),
                             e => e.into_storage(&path),
@@ -463,7 +463,7 @@ impl StagedPut for S3Staged {
             },
             None => return Err(StorageError::Io { path, source: io::Error::other("upload already committed") }),
         }
-        let meta = self.storage.store.head(&key).await.map_err(|e| store_error(&path, e))?;
+        let meta = self.storage.store.head(&key).await.map_err(|e| self.storage.store_error(&path, e))?;
         let meta = self.storage.file_meta(path, &meta);
         Ok(PutOutcome { meta, created: !existed, sha256: self.sha256.clone() })
     }
