@@ -66,6 +66,18 @@ async fn an_upload_past_the_limit_after_parts_went_up_is_aborted() {
     app.no_unfinished_uploads().await;
 }
 
+/// The files API over `config`'s bucket (`bucket`), ffmpeg checked (so `/ready` looks at
+/// the storage).
+fn ready_app(config: &S3Config, bucket: &str) -> FilesApp {
+    let storage = S3Storage::new(config).unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let runner = FfmpegRunner::new(FfmpegConfig::new("ffmpeg", data.path()));
+    let config = JobsConfig { remote_storage: Some(Arc::new(storage)), ..JobsConfig::default() };
+    let jobs = Jobs::new(Arc::new(MemoryStore::new()), Arc::new(runner), Sandbox::new(data.path()).unwrap(), config);
+    let settings = AppSettings { ffmpeg_version: Some("ffmpeg version test".to_owned()), ..AppSettings::default() };
+    FilesApp::of(AppState::with_settings(jobs, settings), data, Some(bucket.to_owned()))
+}
+
 /// A bucket that does not answer: 503 problems, quickly, for every operation.
 #[tokio::test]
 async fn an_unreachable_bucket_is_503() {
@@ -98,13 +110,7 @@ async fn a_bucket_that_stops_answering_is_503_within_the_request_timeout_and_not
     let timeouts = jobs::storage::S3Timeouts { request: std::time::Duration::from_secs(1), ..Default::default() };
     let endpoint = format!("http://{}", silent.local_addr().unwrap());
     let config = S3Config { endpoint: Some(endpoint), timeouts, ..s3_config("stopped", "") };
-    let storage = S3Storage::new(&config).unwrap();
-    let data = tempfile::tempdir().unwrap();
-    let runner = FfmpegRunner::new(FfmpegConfig::new("ffmpeg", data.path()));
-    let config = JobsConfig { remote_storage: Some(Arc::new(storage)), ..JobsConfig::default() };
-    let jobs = Jobs::new(Arc::new(MemoryStore::new()), Arc::new(runner), Sandbox::new(data.path()).unwrap(), config);
-    let settings = AppSettings { ffmpeg_version: Some("ffmpeg version test".to_owned()), ..AppSettings::default() };
-    let app = FilesApp::of(AppState::with_settings(jobs, settings), data, Some("stopped".to_owned()));
+    let app = ready_app(&config, "stopped");
     // Each request waits about 1 s (the old client: 30 s, so these three took 90 s).
     let requests = async {
         for r in [app.put("a.mp4", b"x").await, app.get("/files/a.mp4", &[]).await, app.get("/files", &[]).await] {
@@ -215,13 +221,7 @@ async fn files_calls_fail_at_once_while_the_bucket_is_known_unreachable_and_reco
     let bucket = server.bucket();
     let timeouts = jobs::storage::S3Timeouts { request: Duration::from_secs(1), ..Default::default() };
     let config = S3Config { endpoint: Some(proxy.endpoint()), timeouts, ..s3_config(&bucket, "media") };
-    let storage = S3Storage::new(&config).unwrap();
-    let data = tempfile::tempdir().unwrap();
-    let runner = FfmpegRunner::new(FfmpegConfig::new("ffmpeg", data.path()));
-    let config = JobsConfig { remote_storage: Some(Arc::new(storage)), ..JobsConfig::default() };
-    let jobs = Jobs::new(Arc::new(MemoryStore::new()), Arc::new(runner), Sandbox::new(data.path()).unwrap(), config);
-    let settings = AppSettings { ffmpeg_version: Some("ffmpeg version test".to_owned()), ..AppSettings::default() };
-    let app = FilesApp::of(AppState::with_settings(jobs, settings), data, Some(bucket.clone()));
+    let app = ready_app(&config, &bucket);
     assert_eq!(app.put("in/a.txt", b"kept").await.status, StatusCode::CREATED);
     assert_eq!(app.get("/ready", &[]).await.status, StatusCode::OK);
 
@@ -287,13 +287,7 @@ async fn a_bucket_deleted_while_the_server_runs_is_named_missing_and_recovers() 
     let server = s3_harness::shared();
     let bucket = server.bucket();
     let config = s3_config(&bucket, "media");
-    let storage = S3Storage::new(&config).unwrap();
-    let data = tempfile::tempdir().unwrap();
-    let runner = FfmpegRunner::new(FfmpegConfig::new("ffmpeg", data.path()));
-    let config = JobsConfig { remote_storage: Some(Arc::new(storage)), ..JobsConfig::default() };
-    let jobs = Jobs::new(Arc::new(MemoryStore::new()), Arc::new(runner), Sandbox::new(data.path()).unwrap(), config);
-    let settings = AppSettings { ffmpeg_version: Some("ffmpeg version test".to_owned()), ..AppSettings::default() };
-    let app = FilesApp::of(AppState::with_settings(jobs, settings), data, Some(bucket.clone()));
+    let app = ready_app(&config, &bucket);
     assert_eq!(app.put("in/a.txt", b"kept").await.status, StatusCode::CREATED);
     assert_eq!(app.get("/ready", &[]).await.status, StatusCode::OK);
 

@@ -198,6 +198,16 @@ pub(super) fn decoded(text: String, encoded: bool) -> Option<String> {
     }
 }
 
+/// What [`Raw::send`] sends, but the body (sent again on a retry).
+#[derive(Clone, Copy)]
+struct Request<'a> {
+    method: &'a str,
+    key: Option<&'a str>,
+    query: &'a str,
+    headers: &'a [(&'a str, String)],
+    shown: &'a str,
+}
+
 /// One page of `ListMultipartUploads` ([`Raw::list_uploads`]).
 pub(super) struct UploadsPage {
     /// The uploads, in key order.
@@ -285,10 +295,11 @@ impl Raw {
         body: Bytes,
         shown: &str,
     ) -> Result<Bytes, RawError> {
+        let request = Request { method, key, query, headers, shown };
         let started = Instant::now();
         let mut pause = FIRST_PAUSE;
         for _ in 0..RETRIES {
-            match self.send_once(method, key, query, headers, body.clone(), shown).await {
+            match self.send_once(&request, body.clone()).await {
                 Err(e) if e.is_transient() && started.elapsed() + pause < self.retry_for => {
                     tokio::time::sleep(pause).await;
                     pause *= 2;
@@ -296,18 +307,11 @@ impl Raw {
                 answer => return answer,
             }
         }
-        self.send_once(method, key, query, headers, body, shown).await
+        self.send_once(&request, body).await
     }
 
-    async fn send_once(
-        &self,
-        method: &str,
-        key: Option<&str>,
-        query: &str,
-        headers: &[(&str, String)],
-        body: Bytes,
-        shown: &str,
-    ) -> Result<Bytes, RawError> {
+    async fn send_once(&self, request: &Request<'_>, body: Bytes) -> Result<Bytes, RawError> {
+        let Request { method, key, query, headers, shown } = *request;
         let storage = |e: StorageError| RawError::Storage(e);
         let io = |source: io::Error| storage(StorageError::Io { path: shown.to_owned(), source });
         let unavailable = |source: io::Error| storage(StorageError::Unavailable { path: shown.to_owned(), source });
