@@ -79,7 +79,7 @@ pub enum ConcatListError {
 /// directory, read now and added to `found` as they are read (for the job's
 /// [`Footprint`](ffmpeg_core::footprint::Footprint): a caller that stops waiting keeps what
 /// was found; nothing is refused here, the run checks the lists again). As [`check`] and
-/// ffmpeg read them, on a disk (`storage` `None`) or in a bucket (`storage`): the `-f concat`
+/// ffmpeg read them, in a bucket (`storage`; on a disk: [`entries_in_place`]): the `-f concat`
 /// inputs, the inputs without a format that begin with the `ffconcat` header (ffmpeg 5.1's
 /// `concat_probe()` reads only that: a `.ffconcat` name without it is no list), and the entries
 /// of a list that are lists themselves, found the same way. At most [`MAX_LISTS`] files are
@@ -88,7 +88,7 @@ pub enum ConcatListError {
 pub async fn entries(
     sandbox: &Arc<Sandbox>,
     command: &ResolvedCommand,
-    storage: Option<&dyn Storage>,
+    storage: &dyn Storage,
     found: &mut Vec<PathBuf>,
 ) {
     let mut queue = pending_lists(command);
@@ -98,17 +98,30 @@ pub async fn entries(
             continue;
         }
         let relative = list.relative().to_string_lossy().into_owned();
-        let text = match storage {
-            Some(storage) => read_stored_list(storage, &relative, forced).await,
-            None => {
-                let path = list.as_path().to_owned();
-                blocking(move || read_list(&path, forced, &relative)).await.ok().flatten()
-            }
-        };
-        let Some(text) = text else { continue };
+        let Some(text) = read_stored_list(storage, &relative, forced).await else { continue };
         let (sandbox, list, argument) = (Arc::clone(sandbox), list.clone(), Arc::clone(&argument));
         let resolved = blocking(move || sandbox.concat_entries(&list, &text, position, &argument)).await;
         let Ok(named) = resolved else { break };
+        for entry in named {
+            found.push(entry.relative().to_owned());
+            queue.push_back(Pending { list: entry, forced: false, position, argument: Arc::from("") });
+        }
+    }
+}
+
+/// [`entries`] with the files on a disk, read on the caller's thread (blocking: the caller's
+/// trip to a blocking thread for the command's check does it too): what the concat lists
+/// among `command`'s inputs name, appended to `found`.
+pub fn entries_in_place(sandbox: &Sandbox, command: &ResolvedCommand, found: &mut Vec<PathBuf>) {
+    let mut queue = pending_lists(command);
+    let mut read: HashSet<PathBuf> = HashSet::new();
+    while let Some(Pending { list, forced, position, argument }) = queue.pop_front() {
+        if read.len() >= MAX_LISTS || !read.insert(list.as_path().to_owned()) {
+            continue;
+        }
+        let relative = list.relative().to_string_lossy().into_owned();
+        let Some(text) = read_list(list.as_path(), forced, &relative).ok().flatten() else { continue };
+        let Ok(named) = sandbox.concat_entries(&list, &text, position, &argument) else { break };
         for entry in named {
             found.push(entry.relative().to_owned());
             queue.push_back(Pending { list: entry, forced: false, position, argument: Arc::from("") });

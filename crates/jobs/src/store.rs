@@ -210,6 +210,14 @@ pub trait JobStore: Send + Sync + 'static {
         None
     }
 
+    /// Whether the store's writes take turns at one connection (SQLite's one writer), so that
+    /// two writes of a worker queue behind each other: a worker then lets the next job's claim
+    /// and run record go before the outcome of the job whose ffmpeg just ended. The default:
+    /// `false` (writes go on side by side, or cost nothing to wait for).
+    fn serializes_writes(&self) -> bool {
+        false
+    }
+
     /// For a store shared by several nodes (PostgreSQL): the signals of what the other nodes
     /// do ([`crate::cluster`]), from the moment this is called; a receiver that falls behind
     /// gets `Lagged` and must treat it as [`ClusterSignal::Resync`](crate::cluster::ClusterSignal::Resync).

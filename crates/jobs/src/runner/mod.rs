@@ -149,12 +149,17 @@ impl FfmpegConfig {
 #[derive(Debug, Clone)]
 pub struct FfmpegRunner {
     config: FfmpegConfig,
+    /// [`FfmpegConfig::binary`] as [`program_path`] found it when the runner was made: every
+    /// run starts that file (no search of `PATH` per run).
+    program: PathBuf,
 }
 
 impl FfmpegRunner {
-    /// A runner with `config`.
+    /// A runner with `config`. A bare binary name is looked up on `PATH` now, once
+    /// ([`program_path`]).
     pub fn new(config: FfmpegConfig) -> FfmpegRunner {
-        FfmpegRunner { config }
+        let program = program_path(&config.binary);
+        FfmpegRunner { config, program }
     }
 }
 
@@ -222,7 +227,8 @@ impl Runner for FfmpegRunner {
                 return failed(RunError::Scratch { source: Arc::new(e) });
             }
         };
-        let started = match process::start(&self.config, FfmpegRunner::args(spec.command), scratch.path()).await {
+        let args = FfmpegRunner::args(spec.command);
+        let started = match process::start(&self.config, &self.program, args, scratch.path()).await {
             Ok(started) => started,
             Err(e) => return failed(e),
         };

@@ -153,13 +153,19 @@ pub(super) struct Started {
     pub stderr: ChildStderr,
 }
 
-/// Starts `config.binary` with `args` in `cwd` and applies the resource limits; a process that
-/// could not be limited, or lacks a pipe, is killed and reaped.
+/// Starts `program` (`config.binary` as [`program_path`] found it) with `args` in `cwd` and
+/// applies the resource limits; a process that could not be limited, or lacks a pipe, is
+/// killed and reaped.
 ///
 /// # Errors
 /// [`RunError::Spawn`] or [`RunError::Limits`].
-pub(super) async fn start(config: &FfmpegConfig, args: Vec<String>, cwd: &Path) -> Result<Started, RunError> {
-    let mut cmd = ffmpeg_command(&config.binary);
+pub(super) async fn start(
+    config: &FfmpegConfig,
+    program: &Path,
+    args: Vec<String>,
+    cwd: &Path,
+) -> Result<Started, RunError> {
+    let mut cmd = ffmpeg_command(program);
     cmd.args(args).current_dir(cwd).envs(config.limits.environment().iter().copied());
     let mut child = match cmd.spawn() {
         Ok(c) => c,

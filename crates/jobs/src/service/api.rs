@@ -203,6 +203,17 @@ impl Jobs {
     /// # Errors
     /// As [`Jobs::check`], and [`SubmitError::Store`] when the registry cannot be read.
     pub async fn check_for(&self, command: &str, requires: &[String]) -> Result<ResolvedCommand, SubmitError> {
+        self.check_then(command, requires, |_, _| ()).await.map(|(resolved, ())| resolved)
+    }
+
+    /// [`Jobs::check_for`], then `more(sandbox, resolved)` in the same trip to a blocking
+    /// thread (one trip for everything a submission does on the file system).
+    async fn check_then<T: Send + 'static>(
+        &self,
+        command: &str,
+        requires: &[String],
+        more: impl FnOnce(&Sandbox, &ResolvedCommand) -> T + Send + 'static,
+    ) -> Result<(ResolvedCommand, T), SubmitError> {
         let sandbox = Arc::clone(&self.sandbox);
         let capabilities = match &self.directory {
             Some(directory) => directory.capabilities_for(requires).await?,
@@ -211,7 +222,12 @@ impl Jobs {
         let runner = Arc::clone(&self.runner);
         let limits = self.storage.name_limits();
         let command = command.to_owned();
-        blocking(move || check_command(&sandbox, capabilities.as_deref(), runner.as_ref(), &limits, &command)).await
+        blocking(move || {
+            let resolved = check_command(&sandbox, capabilities.as_deref(), runner.as_ref(), &limits, &command)?;
+            let more = more(&sandbox, &resolved);
+            Ok((resolved, more))
+        })
+        .await
     }
 
     /// Checks `options` ([`SubmitOptions::check`]) and `command` ([`Jobs::check_async`]: off
@@ -223,18 +239,28 @@ impl Jobs {
     /// store failed.
     pub async fn submit(&self, command: &str, mut options: SubmitOptions) -> Result<Job, SubmitError> {
         options.check()?;
-        let resolved = self.check_for(command, &options.requires).await?;
+        // What its concat lists name is read too: no upload may change it under the job. On a
+        // disk, in the check's trip to a blocking thread.
+        let in_place = self.config.remote_storage.is_none();
+        let (resolved, listed) = self
+            .check_then(command, &options.requires, move |sandbox, resolved| {
+                let mut listed = Vec::new();
+                if in_place {
+                    concat_lists::entries_in_place(sandbox, resolved, &mut listed);
+                }
+                listed
+            })
+            .await?;
         let mut footprint = Footprint::of(&resolved);
-        // What its concat lists name is read too: no upload may change it under the job. A
-        // bucket that does not answer soon holds up no submission (the run checks the lists).
-        // (Through its availability: a bucket known unreachable is not waited for.)
-        let remote = self.config.remote_storage.as_ref().map(|_| self.storage.as_ref());
-        let mut listed = Vec::new();
-        let reading = concat_lists::entries(&self.sandbox, &resolved, remote, &mut listed);
-        // Past the time, what was read so far counts.
-        let _ = tokio::time::timeout(LISTS_AT_SUBMIT, reading).await;
         footprint.add_read_files(listed);
-        if self.config.remote_storage.is_some() {
+        if !in_place {
+            // A bucket that does not answer soon holds up no submission (the run checks the
+            // lists). (Through its availability: a bucket known unreachable is not waited for.)
+            let mut listed = Vec::new();
+            let reading = concat_lists::entries(&self.sandbox, &resolved, self.storage.as_ref(), &mut listed);
+            // Past the time, what was read so far counts.
+            let _ = tokio::time::timeout(LISTS_AT_SUBMIT, reading).await;
+            footprint.add_read_files(listed);
             // A disk refuses these itself (the sandbox, or creating the directory at run).
             check_output_conflicts(self.storage.as_ref(), &resolved).await?;
         }

@@ -13,6 +13,7 @@ use ffmpeg_core::sandbox::{ResolvedCommand, Sandbox};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use super::workers::Turn;
 use super::{Jobs, METRIC_FINISHED, METRIC_RUN_SECONDS, RunningJob, SubmitError, blocking};
 use crate::concat_lists;
 use crate::encoded;
@@ -38,7 +39,7 @@ impl Jobs {
     /// removed, its outcome saved) may go on beside the next job's start, the store holding
     /// this job `running`, and so its footprint, until then. A staged run keeps its slot until
     /// it ends (its uploads follow ffmpeg).
-    pub(super) async fn run_job(&self, job: Job, abort: &CancellationToken, freed: &CancellationToken) {
+    pub(super) async fn run_job(&self, job: Job, abort: &CancellationToken, freed: &CancellationToken, mut turn: Turn) {
         let id = job.id.clone();
         let started = SystemTime::now();
         // Files in a bucket: the run works in its own stage, which is its sandbox's root.
@@ -159,6 +160,7 @@ impl Jobs {
             return self.finish(&id, Outcome::Failed { error }, "", started, abort).await;
         }
         tracing::info!(command = %job.command, "job started");
+        turn.started();
 
         // ffmpeg gets what is left of a staged run's limit.
         let run_timeout = deadline.map_or(timeout, |deadline| Some(deadline.remaining()));
@@ -211,6 +213,8 @@ impl Jobs {
             tokio::join!(run, self.save_progress(&id, tx.subscribe(), phase, &running.cancel, &run_ended), lengths);
         if stage.is_none() {
             freed.cancel();
+            // The next job's start goes first (`Turn`); this run's end goes on beside its ffmpeg.
+            turn.next_started().await;
         }
         if lease_lost.is_cancelled() {
             // Its files are left alone: the node that runs it now may be writing them.

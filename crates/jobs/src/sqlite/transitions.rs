@@ -158,6 +158,11 @@ impl SqlStore for SqliteStore {
         self.follower.as_ref().map(super::follow::Follower::subscribe)
     }
 
+    /// One writer connection: every write takes its turn.
+    fn serializes_writes(&self) -> bool {
+        true
+    }
+
     /// What the follower reads.
     fn set_watched(&self, watched: &crate::cluster::Watched) {
         if let Some(follower) = &self.follower {

@@ -284,6 +284,11 @@ pub(crate) trait SqlStore: Send + Sync + 'static {
         None
     }
 
+    /// [`JobStore::serializes_writes`]; `false` by default (a pool of connections).
+    fn serializes_writes(&self) -> bool {
+        false
+    }
+
     /// See [`SqlStore::lease_lost`].
     fn announce_progress(&self, _event: &crate::events::ProgressEvent) {}
 
@@ -463,6 +468,10 @@ impl<S: SqlStore> JobStore for S {
 
     fn cluster_signals(&self) -> Option<tokio::sync::broadcast::Receiver<crate::cluster::ClusterSignal>> {
         SqlStore::cluster_signals(self)
+    }
+
+    fn serializes_writes(&self) -> bool {
+        SqlStore::serializes_writes(self)
     }
 
     fn announce_progress(&self, event: &crate::events::ProgressEvent) {
