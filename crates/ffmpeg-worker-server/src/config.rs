@@ -43,8 +43,9 @@ pub struct ServeConfig {
     #[arg(long, env = "FFPROBE_BIN", default_value = "ffprobe")]
     pub ffprobe_bin: PathBuf,
 
-    /// Jobs run at once by this process. 0 runs none: an API-only node that queues jobs for
-    /// other nodes sharing its database.
+    /// Jobs run at once by this process (an ffmpeg that reported the end of its work and is
+    /// only exiting no longer holds its slot). 0 runs none: an API-only node that queues jobs
+    /// for other nodes sharing its database.
     #[arg(long, env = "WORKER_CONCURRENCY", default_value_t = 1, value_parser = clap::value_parser!(u16).range(0..=256))]
     pub concurrency: u16,
 

@@ -35,6 +35,8 @@ pub(super) struct Drain<'a> {
     tails: Tails,
     started: Instant,
     blocks: u32,
+    /// Fired at ffmpeg's end block ([`super::RunSpec::ended`]).
+    ended: Option<&'a tokio_util::sync::CancellationToken>,
 }
 
 /// What the pipes showed by the end of a run ([`Drain::finish`]).
@@ -77,7 +79,13 @@ impl<'a> Drain<'a> {
             tails: Tails::new(tail_cap),
             started,
             blocks: 0,
+            ended: None,
         }
+    }
+
+    /// Fired at ffmpeg's end block ([`super::RunSpec::ended`]).
+    pub(super) fn set_ended(&mut self, ended: Option<&'a tokio_util::sync::CancellationToken>) {
+        self.ended = ended;
     }
 
     /// Input durations the banner does not give, learned while the run goes on.
@@ -106,6 +114,11 @@ impl<'a> Drain<'a> {
             self.blocks = self.blocks.saturating_add(1);
             let clock = RunClock { blocks: self.blocks, elapsed: self.started.elapsed() };
             self.progress.send_replace(Some(snapshot(&update, &expected, clock)));
+            if update.state == ProgressState::End
+                && let Some(ended) = self.ended
+            {
+                ended.cancel();
+            }
             self.last_update = Some(update);
         }
     }

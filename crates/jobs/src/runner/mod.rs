@@ -58,6 +58,12 @@ pub struct RunSpec<'a> {
     /// caller learns them (possibly while the run goes on): a concat list's entries summed
     /// ([`ffmpeg_core::duration::concat`]). Used where the banner says `N/A`; `None`: none.
     pub input_lengths: Option<&'a watch::Receiver<Vec<Option<f64>>>>,
+    /// Fired when ffmpeg reports the end of its work: its last `-progress` block
+    /// (`progress=end`), which ffmpeg 5.1 writes once every output's trailer is written
+    /// (`transcode()` in `fftools/ffmpeg.c`); what is left is its clean-up and exit (a few
+    /// milliseconds, longer under load), whose status still decides the run's result. Not
+    /// fired when ffmpeg writes no end block (it was killed). `None`: nobody asks.
+    pub ended: Option<&'a CancellationToken>,
 }
 
 /// The end of a run: its result and the tail of ffmpeg's log.
@@ -235,6 +241,7 @@ impl Runner for FfmpegRunner {
         let cap = self.config.log_tail_bytes.max(1024);
         let mut drain = Drain::new(spec.command.command(), progress, cap, Instant::now());
         drain.set_input_lengths(spec.input_lengths);
+        drain.set_ended(spec.ended);
         // A timeout too far in the future to represent is no timeout.
         let deadline = spec.timeout.and_then(|t| Instant::now().checked_add(t));
         let ended = process::supervise(started, &mut drain, deadline, cancel, &self.config).await;

@@ -35,7 +35,8 @@ pub const PROGRESS_SAVE_INTERVAL: Duration = Duration::from_secs(1);
 
 impl Jobs {
     /// Runs claimed `job` to its saved outcome. `freed` fires once a run in place has no more
-    /// use for its worker's slot: its ffmpeg has ended; what is left (its files listed or
+    /// use for its worker's slot: its ffmpeg reported the end of its work
+    /// ([`RunSpec::ended`]) or exited; what is left (ffmpeg's exit, its files listed or
     /// removed, its outcome saved) may go on beside the next job's start, the store holding
     /// this job `running`, and so its footprint, until then. A staged run keeps its slot until
     /// it ends (its uploads follow ffmpeg).
@@ -178,7 +179,11 @@ impl Jobs {
         // write per `PROGRESS_SAVE_INTERVAL` (`save_progress`, beside the run, never cut short
         // in the middle of a write), then the last snapshot once the run ended.
         let run = async {
-            let spec = RunSpec { job: &id, command: &resolved, timeout: run_timeout, input_lengths: Some(&lengths_rx) };
+            // In place, the slot is free once ffmpeg reports its end (its trailers written):
+            // the next job may start while this ffmpeg exits. A staged run keeps it.
+            let ended = if stage.is_none() { Some(freed) } else { None };
+            let spec =
+                RunSpec { job: &id, command: &resolved, timeout: run_timeout, input_lengths: Some(&lengths_rx), ended };
             let run = self.runner.run(spec, &tx, &stop);
             tokio::pin!(run);
             let report = loop {

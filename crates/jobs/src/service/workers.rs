@@ -45,7 +45,7 @@ impl Jobs {
     }
 
     /// One worker: claims a job, runs it, and claims the next as soon as the run's ffmpeg has
-    /// ended. The rest of a run in place (listing or removing its files, saving its outcome)
+    /// reported the end of its work or exited. The rest of a run in place (listing or removing its files, saving its outcome)
     /// goes on beside the next claim and the next run's start ([`beside`]); at most one run is
     /// ending so at any time, and the worker waits for it before it claims again. The store
     /// holds the ending job `running` until its outcome is saved, so no job whose footprint
@@ -133,8 +133,8 @@ impl Jobs {
         tracing::debug!(worker = n, "worker stopped");
     }
 
-    /// Runs claimed `job` ([`Jobs::run_job`]); fires `freed` once its ffmpeg has ended (a run
-    /// in place) or the run has. A bug that panics while running one job must not take the
+    /// Runs claimed `job` ([`Jobs::run_job`]); fires `freed` once its ffmpeg has reported its
+    /// end or exited (a run in place) or the run has ended. A bug that panics while running one job must not take the
     /// worker (and so the whole queue) down with it: the job fails, the worker goes on.
     async fn run_claimed(&self, job: Job, abort: &CancellationToken, freed: CancellationToken, turn: Turn) {
         let span = tracing::info_span!("job", id = %job.id, attempt = job.attempts);

@@ -52,7 +52,11 @@ async fn run(
 ) -> (jobs::RunReport, Option<Progress>) {
     let (tx, rx) = watch::channel(None);
     let report = runner
-        .run(RunSpec { job: &jobs::JobId::generate(), command: cmd, timeout, input_lengths: None }, &tx, cancel)
+        .run(
+            RunSpec { job: &jobs::JobId::generate(), command: cmd, timeout, input_lengths: None, ended: None },
+            &tx,
+            cancel,
+        )
         .await;
     let last = rx.borrow().clone();
     (report, last)
@@ -188,7 +192,8 @@ async fn cancel_stops_a_run_and_reports_cancelled() {
     let cancel = CancellationToken::new();
     let (tx, mut rx) = watch::channel(None);
     let job = jobs::JobId::generate();
-    let run = runner.run(RunSpec { job: &job, command: &cmd, timeout: None, input_lengths: None }, &tx, &cancel);
+    let spec = RunSpec { job: &job, command: &cmd, timeout: None, input_lengths: None, ended: None };
+    let run = runner.run(spec, &tx, &cancel);
     tokio::pin!(run);
     // Cancel once the first progress block arrived (the process is surely running then).
     let report = loop {
@@ -198,6 +203,42 @@ async fn cancel_stops_a_run_and_reports_cancelled() {
         }
     };
     assert!(matches!(report.result, Err(RunError::Cancelled)), "{:?}", report.result);
+}
+
+#[tokio::test]
+async fn the_end_block_is_told_before_ffmpeg_exits() {
+    let s = setup();
+    // Reports its end, then stays (as ffmpeg does while it cleans up, only longer).
+    let bin = fake_ffmpeg(
+        &s.data,
+        "echo frame=1; echo progress=continue; echo frame=2; echo progress=end; exec /usr/bin/sleep 1000",
+    );
+    let runner = FfmpegRunner::new(FfmpegConfig::new(&bin, &s.data));
+    let cmd = resolved(&s.sandbox, "-i in.mp4 out.mp4");
+    let (cancel, ended) = (CancellationToken::new(), CancellationToken::new());
+    let (tx, _rx) = watch::channel(None);
+    let job = jobs::JobId::generate();
+    let spec = RunSpec { job: &job, command: &cmd, timeout: None, input_lengths: None, ended: Some(&ended) };
+    let run = runner.run(spec, &tx, &cancel);
+    tokio::pin!(run);
+    let report = tokio::select! {
+        biased;
+        report = &mut run => panic!("the run ended before its end block was told: {:?}", report.result),
+        () = ended.cancelled() => {
+            // The process still runs: the run goes on until it exits (here: is stopped).
+            cancel.cancel();
+            run.await
+        }
+    };
+    assert!(matches!(report.result, Err(RunError::Cancelled)), "{:?}", report.result);
+    // A run without an end block (killed) never tells it.
+    let bin = fake_ffmpeg(&s.data, "echo frame=1; echo progress=continue; exit 1");
+    let runner = FfmpegRunner::new(FfmpegConfig::new(&bin, &s.data));
+    let ended = CancellationToken::new();
+    let spec = RunSpec { job: &job, command: &cmd, timeout: None, input_lengths: None, ended: Some(&ended) };
+    let report = runner.run(spec, &tx, &CancellationToken::new()).await;
+    assert!(matches!(report.result, Err(RunError::Exit { .. })), "{:?}", report.result);
+    assert!(!ended.is_cancelled());
 }
 
 #[tokio::test]

@@ -168,6 +168,49 @@ async fn a_symlink_planted_after_submit_cannot_redirect_the_job() {
     assert!(f.runner.ran.lock().unwrap().is_empty(), "the runner was never called");
 }
 
+/// With one slot, the next job starts once ffmpeg reported its end (`progress=end`, its
+/// outputs' trailers written), while that ffmpeg still exits: here the first job's stand-in
+/// exits only once the second one has started, so before the change the first job waited for
+/// its time limit and failed. Through the SQLite store, whose ended run waits for the next
+/// run's record (`JobStore::serializes_writes`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_next_job_starts_once_ffmpeg_reported_its_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::write(data.join("in.mp4"), b"input").unwrap();
+    let flag = dir.path().join("second-started");
+    // Writes the output it is given, reports its end; the first waits for the second.
+    let body = format!(
+        "for a in \"$@\"; do case \"$a\" in file:*.mp4) out=\"${{a#file:}}\";; esac; done\n\
+         echo data > \"$out\"\n\
+         case \"$out\" in\n\
+         */first.mp4) echo frame=1; echo progress=end; while [ ! -e {flag} ]; do /usr/bin/sleep 0.01; done;;\n\
+         *) : > {flag}; echo frame=1; echo progress=end;;\n\
+         esac",
+        flag = flag.display()
+    );
+    let bin = crate::fixture::fake_ffmpeg(dir.path(), &body);
+    let sandbox = Sandbox::new(&data).unwrap();
+    let runner = Arc::new(jobs::FfmpegRunner::new(jobs::FfmpegConfig::new(&bin, sandbox.root())));
+    let url = format!("sqlite://{}", dir.path().join("jobs.db").display());
+    let store: Arc<dyn JobStore> = Arc::new(jobs::SqliteStore::open(&url).await.unwrap());
+    let config = JobsConfig { concurrency: 1, idle_wait: Duration::from_millis(200), ..JobsConfig::default() };
+    let jobs = Jobs::new(Arc::clone(&store), runner, sandbox, config);
+    let shutdown = Shutdown::default();
+    let _workers = jobs.spawn_workers(&shutdown);
+    let limit = SubmitOptions { timeout_seconds: Some(30), ..SubmitOptions::default() };
+    let first = jobs.submit("-i in.mp4 first.mp4", limit.clone()).await.unwrap();
+    let second = jobs.submit("-i in.mp4 second.mp4", limit).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let first = crate::fixture::finished_by(&store, &first.id, deadline).await;
+    let second = crate::fixture::finished_by(&store, &second.id, deadline).await;
+    assert_eq!(first.status, JobStatus::Completed, "{first:?}");
+    assert_eq!(second.status, JobStatus::Completed, "{second:?}");
+    assert!(second.started_at < first.completed_at, "{second:?} {first:?}");
+    shutdown.stop_claiming.cancel();
+}
+
 #[tokio::test]
 async fn refused_commands_are_never_queued() {
     let f = fixture(1, Duration::from_millis(1));
