@@ -9,9 +9,10 @@
 //!
 //! Two uses:
 //! - **Who may run together.** [`Footprint::conflicts_with`] is true when one command may write
-//!   a file the other reads or writes. It is conservative: two patterns that could name one
-//!   file overlap ([`pattern::may_overlap`]), and a directory holding a pattern (`hls/%v`) may
-//!   be any directory. A job queue runs conflicting commands one after the other.
+//!   a file the other reads or writes, or a file where the other writes a directory (`race/a`
+//!   and `race/a/x.mp4`). It is conservative: two patterns that could name one file overlap
+//!   ([`pattern::may_overlap`]), and a directory holding a pattern (`hls/%v`) may be any
+//!   directory. A job queue runs conflicting commands one after the other.
 //! - **Which files are a run's.** A file in a written directory that a write set matches could
 //!   have been written by the run. Whether it *was* depends on what existed before the run: the
 //!   caller snapshots the written directories ([`Footprint::written_dirs`]) and applies the rule
@@ -58,6 +59,10 @@
 //! // Reading what another job writes conflicts too; reading alongside does not.
 //! assert!(hls.conflicts_with(&Footprint::of(&resolve("-i logs/x.m3u8 -c copy y.mp4")?)));
 //! assert!(!hls.conflicts_with(&Footprint::of(&resolve("-i b.mp4 -c copy y.mp4")?)));
+//! // A file where the other writes a directory: one of the two must fail, so not together.
+//! let file = Footprint::of(&resolve("-i b.mp4 -f mp4 race/a")?);
+//! assert!(file.conflicts_with(&Footprint::of(&resolve("-i c.mp4 race/a/x.mp4")?)));
+//! assert!(!file.conflicts_with(&Footprint::of(&resolve("-i c.mp4 race/ab/x.mp4")?)));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
@@ -161,6 +166,32 @@ impl FileSet {
             (Names::Exact(a), Names::Exact(b)) => a == b && self.dir == other.dir,
             _ => self.dir == other.dir && pattern::may_overlap(&self.name_pattern(), &other.name_pattern()),
         }
+    }
+
+    /// Could a file of this set be a directory above a file of `other` (`a` and `a/x.mp4`,
+    /// `a` and `a/b/c.png`, `seg%d` and `seg1/x`)? A disk then refuses one of the two writes; a
+    /// bucket would keep both, a file and a "directory" of one name. Conservative like
+    /// [`FileSet::overlaps`]: `true` whenever it cannot be ruled out from the names alone.
+    pub fn may_be_above(&self, other: &FileSet) -> bool {
+        if has_pattern(&self.dir) || has_pattern(&other.dir) {
+            // Some file of `self` is `other`'s directory, or one of its ancestors.
+            let mine = self.full_pattern();
+            let theirs = path_text(&other.dir);
+            return !theirs.is_empty()
+                && (pattern::may_overlap(&mine, &theirs) || pattern::may_overlap(&format!("{mine}/%s"), &theirs));
+        }
+        let Ok(below) = other.dir.strip_prefix(&self.dir) else { return false };
+        // Each directory of `other` below ours that one of our names could be (a name never
+        // holds `/`, but a strftime pattern may expand to one: every depth is tried).
+        let parts: Vec<Cow<'_, str>> = below.iter().map(|part| part.to_string_lossy()).collect();
+        (1..=parts.len()).any(|depth| {
+            let candidate = parts[..depth].join("/");
+            match &self.names {
+                Names::Exact(name) => depth == 1 && *name == candidate,
+                Names::Pattern(p) => pattern::matches(p, &candidate),
+                Names::Tree => true,
+            }
+        })
     }
 
     /// The `NAME.tmp` set [`Footprint`] adds beside this one (a name written first and
@@ -286,10 +317,29 @@ impl Footprint {
     }
 
     /// May a command with this footprint run while one with `other` runs? `false` when either
-    /// may write a file the other reads or writes. Symmetric.
+    /// may write a file the other reads or writes, or a file where the other writes a
+    /// directory ([`FileSet::may_be_above`]: `race/a` and `race/a/x.mp4`; run together, both
+    /// would pass the storage's check before either wrote, and a bucket would keep a file and
+    /// a "directory" of one name). Symmetric.
     pub fn conflicts_with(&self, other: &Footprint) -> bool {
         let any = |a: &[FileSet], b: &[FileSet]| a.iter().any(|x| b.iter().any(|y| x.overlaps(y)));
-        any(&self.writes, &other.writes) || any(&self.writes, &other.reads) || any(&self.reads, &other.writes)
+        let above = |a: &[FileSet], b: &[FileSet]| a.iter().any(|x| b.iter().any(|y| x.may_be_above(y)));
+        any(&self.writes, &other.writes)
+            || any(&self.writes, &other.reads)
+            || any(&self.reads, &other.writes)
+            || above(&self.writes, &other.writes)
+            || above(&other.writes, &self.writes)
+    }
+
+    /// May the command write a file at a directory above `path` (relative to the data
+    /// directory), so that `path` would lie below a file, or a file below `path`, so that
+    /// `path` would be a directory? Where a file may not be put while the command is queued
+    /// or running (the files API's uploads), beside [`Footprint::touches_file`].
+    pub fn writes_above_or_below(&self, path: &Path) -> bool {
+        let Some(name) = path.file_name().map(|n| n.to_string_lossy().into_owned()) else { return false };
+        let dir = path.parent().unwrap_or(Path::new("")).to_owned();
+        let file = FileSet { dir, names: Names::Exact(name), claim: Claim::Named };
+        self.writes.iter().any(|set| set.may_be_above(&file) || file.may_be_above(set))
     }
 
     /// The strongest claim the command's writes have on `path` (relative to the data
@@ -337,18 +387,21 @@ impl Footprint {
         // the name (`-hls_flags second_level_segment_index` writes `%%04d` that way):
         // both readings are covered.
         let outputs = command.command().outputs();
-        let strftime = file.output().and_then(|index| outputs.get(index)).is_some_and(Output::strftime);
+        let output = file.output().and_then(|index| outputs.get(index));
+        let strftime = output.is_some_and(Output::strftime);
+        let literal = option_at(command, file.position()).is_some_and(|opt| takes_literally(output, opt.name()));
         for (dir, name) in names {
             if strftime && file.file_use().naming == Naming::Pattern && name.contains("%%") {
-                self.add_option_file(file.file_use(), dir.clone(), name.replace("%%", "%"));
+                self.add_option_file(file.file_use(), dir.clone(), name.replace("%%", "%"), literal);
             }
-            self.add_option_file(file.file_use(), dir, name);
+            self.add_option_file(file.file_use(), dir, name, literal);
         }
     }
 
     /// A file named in an option, `name` in `dir` (for an HLS variant stream, with `%v`
-    /// replaced), and what ffmpeg derives from it.
-    fn add_option_file(&mut self, use_: FileUse, dir: PathBuf, name: String) {
+    /// replaced), and what ffmpeg derives from it. `literal`: the muxer writes a pattern
+    /// value as that very name ([`takes_literally`]).
+    fn add_option_file(&mut self, use_: FileUse, dir: PathBuf, name: String, literal: bool) {
         let fp = self;
         match (use_.access, use_.naming) {
             (Access::ReadDirectory, _) => {
@@ -397,9 +450,13 @@ impl Footprint {
                 // A muxer may also take a pattern literally: HLS's `single_file` writes one
                 // segment file named exactly `-hls_segment_filename` (`hlsenc.c` numbers names
                 // only without it), DASH expands only `$...$` templates in `single_file_name`.
-                // The literal name is the run's if it did not exist before.
+                // When the command makes it do so, the literal name is named by the command
+                // like an output (the run's if it changed, even if it existed before: a second
+                // run rewrites it, tester finding H1); otherwise the run's only if it did not
+                // exist before.
                 if naming == Naming::Pattern && access != Access::Read && pattern::is_pattern(&name) {
-                    fp.write(dir.clone(), Names::Exact(name.clone()), Claim::Derived);
+                    let claim = if literal { Claim::Named } else { Claim::Derived };
+                    fp.write(dir.clone(), Names::Exact(name.clone()), claim);
                 }
                 let names = if naming == Naming::Exact { Names::Exact(name) } else { Names::Pattern(name) };
                 // Written by one run and read by the next (none but pass logs today).
@@ -492,6 +549,46 @@ fn muxer(output: &Output) -> Option<String> {
             _ => None,
         }
     })
+}
+
+/// Whether the muxer of `output` writes the pattern given in its option `option` as that very
+/// name, one file: `-hls_segment_filename` with `single_file` in `-hls_flags` (`hlsenc.c`
+/// numbers segment names only without it), and DASH's `single_file_name` (`dash_init()` in
+/// `dashenc.c` turns `single_file` on when it is given, and expands only `$...$` templates).
+fn takes_literally(output: Option<&Output>, option: &str) -> bool {
+    match option {
+        "single_file_name" => true,
+        "hls_segment_filename" => output
+            .and_then(|o| o.option("hls_flags"))
+            .and_then(Opt::value)
+            .is_some_and(|flags| has_flag(flags, "single_file")),
+        _ => false,
+    }
+}
+
+/// Whether `flag` is on after an `AV_OPT_TYPE_FLAGS` option whose default has it off is set to
+/// `value`, as `set_string_number()` in `libavutil/opt.c` (ffmpeg 5.1) reads it: the first
+/// name without a sign sets the value to that flag alone, `+name` adds a flag, `-name`
+/// removes one.
+fn has_flag(value: &str, flag: &str) -> bool {
+    let mut on = false;
+    let mut rest = value;
+    while !rest.is_empty() {
+        let (sign, tail) = match rest.as_bytes()[0] {
+            b'+' | b'-' => (Some(rest.as_bytes()[0]), &rest[1..]),
+            _ => (None, rest),
+        };
+        let end = tail.find(['+', '-']).unwrap_or(tail.len());
+        let name = &tail[..end];
+        match sign {
+            None => on = name == flag,
+            Some(b'+') if name == flag => on = true,
+            Some(b'-') if name == flag => on = false,
+            _ => {}
+        }
+        rest = &tail[end..];
+    }
+    on
 }
 
 /// Is `output` written by the HLS muxer (`-f hls`, or a `.m3u8` URL without `-f`)?

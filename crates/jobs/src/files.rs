@@ -3,6 +3,13 @@
 //! - A file that a queued or running job reads or writes cannot be replaced or deleted
 //!   ([`FilesError::InUse`]): a job's inputs cannot change under it, nor its outputs vanish.
 //!   The check runs before an upload starts and again right before it becomes visible.
+//! - No upload may put a file where a queued or running job may write a directory, nor below
+//!   a file such a job may write ([`Footprint::writes_above_or_below`]): the job's outputs
+//!   reach a bucket only when it ends, and a bucket would keep both (tester finding H6). As
+//!   the job's publish and the upload's commit cannot be one step, a new file is checked once
+//!   more after it became visible, against the jobs and against the storage
+//!   ([`Storage::check_writable_paths`]), and deleted again on a conflict: of an upload and a
+//!   job's publish (or two uploads) that race, the one that checks last sees the other.
 //! - An upload is at most [`Files::max_upload_bytes`] bytes (`MAX_UPLOAD_BYTES`, default
 //!   [`DEFAULT_MAX_UPLOAD_BYTES`]), independent of the JSON body limit.
 //! - A listing page holds 1 to [`MAX_PAGE_SIZE`] files, like `/jobs`.
@@ -18,6 +25,7 @@ use ffmpeg_core::sandbox::Sandbox;
 use crate::model::{InvalidRequest, JobId, JobStatus, MAX_PAGE_SIZE};
 use crate::storage::{
     ByteStream, FileMeta, ListPage, Preconditions, PutOptions, PutOutcome, Storage, StorageError, StoredFile,
+    TagCondition,
 };
 use crate::store::{JobStore, StoreError};
 
@@ -129,14 +137,35 @@ impl Files {
     /// gets the one its command has now ([`Files::derived_footprint`]); only when that cannot
     /// be known may it touch anything.
     async fn check_not_in_use(&self, paths: &[String]) -> Result<(), FilesError> {
+        self.check_jobs(paths, Footprint::touches_file).await
+    }
+
+    /// [`FilesError::InUse`] if a queued or running job may write a file above `path`, or
+    /// below it ([`Footprint::writes_above_or_below`]): an upload there would leave a file
+    /// and a directory of one name (refused by a disk, kept by a bucket).
+    async fn check_not_written_around(&self, path: &str) -> Result<(), FilesError> {
+        self.check_jobs(&[path.to_owned()], Footprint::writes_above_or_below).await
+    }
+
+    /// Where an upload may not go: [`Files::check_not_in_use`] and
+    /// [`Files::check_not_written_around`] in one reading of the jobs.
+    async fn check_upload(&self, path: &str) -> Result<(), FilesError> {
+        let blocks =
+            |footprint: &Footprint, path: &Path| footprint.touches_file(path) || footprint.writes_above_or_below(path);
+        self.check_jobs(&[path.to_owned()], blocks).await
+    }
+
+    /// [`FilesError::InUse`] for the first of `paths` that `uses` says a queued or running
+    /// job's footprint covers (a job of unknown footprint covers everything).
+    async fn check_jobs(&self, paths: &[String], uses: fn(&Footprint, &Path) -> bool) -> Result<(), FilesError> {
         for active in self.store.active_footprints().await? {
             let footprint = match active.footprint {
                 Some(footprint) => Some(footprint),
                 None => self.derived_footprint(&active.id).await,
             };
-            let used = paths.iter().find(|path| {
-                footprint.as_ref().is_none_or(|footprint| footprint.touches_file(Path::new(path.as_str())))
-            });
+            let used = paths
+                .iter()
+                .find(|path| footprint.as_ref().is_none_or(|footprint| uses(footprint, Path::new(path.as_str()))));
             if let Some(path) = used {
                 return Err(FilesError::InUse { path: path.clone(), job: active.id, status: active.status });
             }
@@ -174,10 +203,12 @@ impl Files {
     /// the old file or the new one. `create_only`: refuse to replace an existing file.
     ///
     /// # Errors
-    /// [`FilesError::InUse`] (checked before the upload and before it becomes visible),
+    /// [`FilesError::InUse`] (checked before the upload and before it becomes visible; for a
+    /// new file, a job writing above or below it also after, see the [module docs](self)),
     /// [`FilesError::Storage`] ([`StorageError::TooLarge`] over the limit,
-    /// [`StorageError::Exists`] for `create_only`, ...), [`FilesError::Store`]. Nothing is
-    /// left behind on error.
+    /// [`StorageError::Exists`] for `create_only`, [`StorageError::NotADirectory`] and
+    /// [`StorageError::IsADirectory`], ...), [`FilesError::Store`]. Nothing is left behind on
+    /// error.
     pub async fn put(&self, path: &str, body: ByteStream, create_only: bool) -> Result<StoredInfo, FilesError> {
         self.put_if(path, body, create_only, &Preconditions::default()).await
     }
@@ -196,8 +227,7 @@ impl Files {
         preconditions: &Preconditions,
     ) -> Result<StoredInfo, FilesError> {
         let normal = self.storage.check_path(path).await?;
-        let paths = [normal];
-        self.check_not_in_use(&paths).await?;
+        self.check_upload(&normal).await?;
         if !preconditions.is_empty() {
             // Early, before the body is read (412 at once); the commit checks again, as one
             // step with the write.
@@ -212,10 +242,44 @@ impl Files {
             PutOptions { create_only, max_bytes: self.max_upload_bytes, conditional: !preconditions.is_empty() };
         let staged = self.storage.put(path, body, options).await?;
         // A job may have been queued during the upload.
-        self.check_not_in_use(&paths).await?;
+        self.check_upload(&normal).await?;
         let outcome = staged.commit_if(preconditions).await?;
+        if outcome.created {
+            self.check_placed(&outcome).await?;
+        }
         let content_type = content_type(&outcome.meta.path);
         Ok(StoredInfo { outcome, content_type })
+    }
+
+    /// The check after a new file became visible (see the [module docs](self)): a job queued
+    /// since the last check that writes above or below it, or a file or directory put in the
+    /// way meanwhile (a job's publish, another upload), and the new file is deleted again (if
+    /// it is still the one stored) and the conflict returned. A file that replaced another
+    /// needs none: its path was a file all along, which every other writer's check sees.
+    async fn check_placed(&self, outcome: &PutOutcome) -> Result<(), FilesError> {
+        let path = &outcome.meta.path;
+        let conflict = match self.check_not_written_around(path).await {
+            Err(e @ FilesError::InUse { .. }) => e,
+            Err(e) => return Err(e),
+            Ok(()) => match self.storage.check_writable_paths(std::slice::from_ref(path), &[]).await {
+                Err(e @ (StorageError::IsADirectory(_) | StorageError::NotADirectory { .. })) => e.into(),
+                // Not known to conflict: the file stays (the other writer's check sees it).
+                Err(e) => {
+                    tracing::warn!(path, error = %e, "checking a new file's place after the upload failed");
+                    return Ok(());
+                }
+                Ok(()) => return Ok(()),
+            },
+        };
+        let only_ours = Preconditions {
+            if_match: Some(TagCondition::Tags(vec![outcome.meta.etag.clone()])),
+            ..Preconditions::default()
+        };
+        match self.storage.delete_if(path, false, &only_ours).await {
+            Ok(()) | Err(StorageError::NotFound(_) | StorageError::PreconditionFailed { .. }) => {}
+            Err(e) => tracing::warn!(path, error = %e, "deleting an upload that conflicts with a job failed"),
+        }
+        Err(conflict)
     }
 
     /// Opens the file at `path` for reading.

@@ -40,7 +40,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use futures_util::StreamExt as _;
 
 use crate::model::JobId;
-use crate::storage::{ByteStream, COPY_MAX_BYTES, PutOptions, StagedPut, Storage, StorageError, TEMP_AREA};
+use crate::storage::{ByteStream, COPY_MAX_BYTES, PutOptions, StagedPut, Storage, StorageError, TEMP_AREA, in_the_way};
 
 /// Directory of the temporary area that holds runs' outputs until they are published.
 pub const PUBLISH_TEMP: &str = "publish";
@@ -139,9 +139,21 @@ pub enum PublishError {
         kept: Vec<String>,
     },
     /// An output's path is a directory in the storage, or lies below a file (a disk's rule,
-    /// [`Storage::check_writable_paths`]): nothing was published.
-    #[error("{0}; in a bucket as on a disk, a file cannot be where a directory is, nor below a file")]
-    Conflict(#[source] StorageError),
+    /// [`Storage::check_writable_paths`]): nothing was published. Worded as a submission
+    /// refused for the same reason, naming `argument` once the caller knows it
+    /// ([`PublishError::naming`]).
+    #[error(
+        "{}{}; a job cannot write a file where the storage holds a directory, nor below a file",
+        argument.as_ref().map(|a| format!("{a}: ")).unwrap_or_default(),
+        in_the_way(problem)
+    )]
+    Conflict {
+        /// [`StorageError::IsADirectory`] or [`StorageError::NotADirectory`].
+        #[source]
+        problem: StorageError,
+        /// The argument that writes the output ("argument 4 `race/a/x.mp4`").
+        argument: Option<String>,
+    },
     /// The caller no longer owns the job (its lease was lost): nothing was published.
     #[error("the job was taken over by another node; nothing was published")]
     NotOurs,
@@ -156,8 +168,25 @@ impl PublishError {
     /// The storage failure, if any.
     pub fn storage_error(&self) -> Option<&StorageError> {
         match self {
-            PublishError::Upload(e) | PublishError::Conflict(e) | PublishError::Publish { source: e, .. } => Some(e),
+            PublishError::Upload(e)
+            | PublishError::Conflict { problem: e, .. }
+            | PublishError::Publish { source: e, .. } => Some(e),
             PublishError::NotOurs | PublishError::Cancelled => None,
+        }
+    }
+
+    /// This error, a [`PublishError::Conflict`] naming the argument that `argument` gives for
+    /// the output in the way (its path, relative); any other unchanged.
+    pub fn naming(self, argument: impl FnOnce(&str) -> Option<String>) -> PublishError {
+        match self {
+            PublishError::Conflict { problem, argument: None } => {
+                let named = match &problem {
+                    StorageError::IsADirectory(path) | StorageError::NotADirectory { path, .. } => argument(path),
+                    _ => None,
+                };
+                PublishError::Conflict { problem, argument: named }
+            }
+            e => e,
         }
     }
 }
@@ -244,7 +273,9 @@ pub async fn publish(
     if let Err(e) = storage.check_writable_paths(&paths, &[]).await {
         discard(storage, run).await;
         return Err(match e {
-            e @ (StorageError::IsADirectory(_) | StorageError::NotADirectory { .. }) => PublishError::Conflict(e),
+            e @ (StorageError::IsADirectory(_) | StorageError::NotADirectory { .. }) => {
+                PublishError::Conflict { problem: e, argument: None }
+            }
             e => PublishError::Upload(e),
         });
     }

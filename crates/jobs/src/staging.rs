@@ -384,7 +384,7 @@ impl Stage {
         let result = match publish::publish(storage, run, &outputs, still_ours).await {
             Ok(done) => Ok(Transfer { files: done.files, bytes: done.bytes, elapsed: Duration::ZERO }),
             Err(PublishError::Upload(e)) => Err(StagingError::Upload(e)),
-            Err(e @ PublishError::Conflict(_)) => Err(StagingError::Conflict(e)),
+            Err(e @ PublishError::Conflict { .. }) => Err(StagingError::Conflict(e)),
             Err(e) => Err(StagingError::Publish(e)),
         };
         record("upload", started, result)

@@ -83,16 +83,31 @@ fn outputs_and_muxer_names() {
         &[("hls/s_001.ts", named), ("hls/s_001.ts.tmp", derived), ("hls/s_.ts", None), ("hls/victim.mp4", None)],
     );
     // Tester H1: with `single_file` the HLS muxer writes the segment name literally, and the
-    // DASH muxer expands only `$...$` templates in `single_file_name`: the literal name is the
-    // run's when it did not exist before.
+    // DASH muxer expands only `$...$` templates in `single_file_name`: the literal name is
+    // named by the command, like an output (a second run that rewrites it lists it too).
+    for flags in ["single_file", "delete_segments+single_file", "+single_file", "single_file+temp_file"] {
+        check_claim(
+            &format!("-i a.mp4 -f hls -hls_segment_filename hls/h_%03d.ts -hls_flags {flags} hls/one.m3u8"),
+            &[("hls/h_%03d.ts", named), ("hls/h_001.ts", named), ("hls/h_%03d.txt", None)],
+        );
+    }
+    // Without `single_file` the muxer numbers the names: the literal name is only derived.
+    for flags in ["delete_segments", "single_file-single_file", "+single_file-single_file"] {
+        check_claim(
+            &format!("-i a.mp4 -f hls -hls_segment_filename hls/h_%03d.ts -hls_flags {flags} hls/one.m3u8"),
+            &[("hls/h_%03d.ts", derived), ("hls/h_001.ts", named)],
+        );
+    }
     check_claim(
-        "-i a.mp4 -f hls -hls_segment_filename hls/h_%03d.ts -hls_flags single_file hls/one.m3u8",
-        &[("hls/h_%03d.ts", derived), ("hls/h_001.ts", named), ("hls/h_%03d.txt", None)],
+        "-i a.mp4 -f hls -hls_segment_filename hls/h_%03d.ts hls/one.m3u8",
+        &[("hls/h_%03d.ts", derived), ("hls/h_001.ts", named)],
     );
     check_claim(
         "-i a.mp4 -f dash -single_file 1 -single_file_name seg%d.mp4 dash/m.mpd",
-        &[("dash/seg%d.mp4", derived), ("dash/seg1.mp4", named)],
+        &[("dash/seg%d.mp4", named), ("dash/seg1.mp4", named)],
     );
+    // `single_file_name` alone turns `single_file` on (`dash_init()`).
+    check_claim("-i a.mp4 -f dash -single_file_name seg%d.mp4 dash/m.mpd", &[("dash/seg%d.mp4", named)]);
     check_claim(
         "-i a.mp4 -f dash dash/manifest.mpd",
         &[
@@ -151,6 +166,26 @@ fn conflicts() {
         ("-i a.mp4 -vf subtitles=s.ass:fontsdir=fonts o.mp4", "-i b.mp4 fontsx.ttf", false),
         // Temporary names: `o.mp4.tmp` of one is not the other's `o.mp4`.
         ("-i a.mp4 o.mp4", "-i b.mp4 o.mp4.tmp", true),
+        // A file where the other writes a directory (tester H6): run together, both would pass
+        // the storage's check before either wrote, and a bucket would keep both.
+        ("-i a.mp4 -f mp4 race/a", "-i b.mp4 race/a/x.mp4", true),
+        ("-i a.mp4 -f mp4 race/a", "-i b.mp4 race/a/b/x.mp4", true),
+        ("-i a.mp4 -f mp4 race/a", "-i b.mp4 race/ab/x.mp4", false),
+        ("-i a.mp4 -f mp4 race/a", "-i b.mp4 race/x.mp4", false),
+        ("-i a.mp4 -f mp4 a", "-i b.mp4 -f mp4 race/a", false),
+        // ... a numbered file, a segment, a pass log, a `.tmp` twin, a variant directory.
+        ("-i a.mp4 -f image2 t%03d", "-i b.mp4 t007/x.mp4", true),
+        ("-i a.mp4 -f image2 t%03d", "-i b.mp4 tx/x.mp4", false),
+        ("-i a.mp4 -f hls h/i.m3u8", "-i b.mp4 h/i0.ts/x.mp4", true),
+        ("-i a.mp4 -f segment -segment_list l/s.m3u8 l/s%d.ts", "-i b.mp4 -f mp4 l", true),
+        ("-i a.mp4 -pass 1 -passlogfile logs/x -f null -", "-i b.mp4 logs/x-0.log/y.mp4", true),
+        ("-i a.mp4 -pass 1 -passlogfile logs/x -f null -", "-i b.mp4 -f mp4 logs", true),
+        ("-i a.mp4 o.mp4", "-i b.mp4 o.mp4.tmp/x.mp4", true),
+        ("-i a.mp4 -f hls -var_stream_map v:0 h/%v/i.m3u8", "-i b.mp4 -f mp4 h/0", true),
+        ("-i a.mp4 -f hls -var_stream_map v:0 h/%v/i.m3u8", "-i b.mp4 -f mp4 g/0", false),
+        ("-i a.mp4 -strftime 1 -f image2 s/%Y/x.jpg", "-i b.mp4 -f mp4 s/2026", true),
+        // Reading below a file another job writes: the read fails, nothing is left inconsistent.
+        ("-i race/a/x.mp4 o.mp4", "-i b.mp4 -f mp4 race/a", false),
     ];
     for (a, b, expected) in cases {
         let (fa, fb) = (footprint(&sandbox, a), footprint(&sandbox, b));
@@ -240,6 +275,55 @@ fn overlap_of_patterns() {
 fn small_pattern() -> impl Strategy<Value = String> {
     prop::collection::vec(prop::sample::select(vec!["a", "b", "1", "2", "%d", "%s", "%%", "$N$"]), 0..6)
         .prop_map(|p| p.concat())
+}
+
+#[test]
+fn files_above_or_below_what_a_command_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let sandbox = Sandbox::new(dir.path()).unwrap();
+    let out = footprint(&sandbox, "-i a.mp4 -f mp4 race/a");
+    let hls = footprint(&sandbox, "-i a.mp4 -f hls h/i.m3u8");
+    for (fp, path, expected) in [
+        (&out, "race/a/x", true),
+        (&out, "race/a/b/c", true),
+        (&out, "race", true),
+        (&out, "race/a", false),
+        (&out, "race/ab", false),
+        (&out, "race/b/x", false),
+        (&hls, "h/i3.ts/x", true),
+        (&hls, "h", true),
+        (&hls, "h/j3.ts/x", false),
+        (&hls, "g", false),
+    ] {
+        assert_eq!(fp.writes_above_or_below(Path::new(path)), expected, "{path}");
+    }
+}
+
+/// Short output paths of 1-3 components, some numbered (`%d`).
+fn small_path() -> impl Strategy<Value = String> {
+    prop::collection::vec(prop::sample::select(vec!["a", "b", "1", "a%d"]), 1..4).prop_map(|p| p.join("/"))
+}
+
+proptest! {
+    /// Two jobs one of which may write a file where the other writes a directory (tester H6)
+    /// conflict: `%d` stands for any number, so the concrete names below are some each may
+    /// write. Without patterns the rule is exact: same file, or one above the other.
+    #[test]
+    fn a_file_above_another_jobs_file_conflicts(a in small_path(), b in small_path(), n in 0u32..120) {
+        let dir = tempfile::tempdir().unwrap();
+        let sandbox = Sandbox::new(dir.path()).unwrap();
+        let (fa, fb) = (footprint(&sandbox, &format!("-i in.mp4 -f mp4 {a}")), footprint(&sandbox, &format!("-i in.mp4 -f mp4 {b}")));
+        let (ca, cb) = (a.replace("%d", &n.to_string()), b.replace("%d", &n.to_string()));
+        let above = |x: &str, y: &str| y.starts_with(&format!("{x}/"));
+        let related = ca == cb || above(&ca, &cb) || above(&cb, &ca);
+        if related {
+            prop_assert!(fa.conflicts_with(&fb), "{a} | {b}: {ca} and {cb}");
+        }
+        if !a.contains('%') && !b.contains('%') {
+            prop_assert_eq!(fa.conflicts_with(&fb), related, "{} | {}", a, b);
+        }
+        prop_assert_eq!(fa.conflicts_with(&fb), fb.conflicts_with(&fa), "symmetric");
+    }
 }
 
 proptest! {

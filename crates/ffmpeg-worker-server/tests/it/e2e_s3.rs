@@ -8,9 +8,14 @@ use crate::support::{Db, Server, Store, client, ffprobe_duration, make_clip, sub
 
 /// The binary with its files in a fresh bucket under `prefix`.
 fn s3_server(bucket: &str, prefix: &str) -> Server {
+    s3_server_with(bucket, prefix, &[])
+}
+
+/// [`s3_server`] with `extra` arguments.
+pub(crate) fn s3_server_with(bucket: &str, prefix: &str, extra: &[&str]) -> Server {
     let s3 = s3_harness::shared();
     let url = format!("s3://{bucket}/{prefix}");
-    Server::start(&[
+    let mut args = vec![
         "--storage-url",
         &url,
         "--aws-endpoint-url",
@@ -22,7 +27,9 @@ fn s3_server(bucket: &str, prefix: &str) -> Server {
         s3_harness::SECRET_ACCESS_KEY,
         "--aws-region",
         s3_harness::REGION,
-    ])
+    ];
+    args.extend_from_slice(extra);
+    Server::start(&args)
 }
 
 #[tokio::test]

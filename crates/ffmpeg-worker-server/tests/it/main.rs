@@ -20,6 +20,7 @@ mod lifecycle;
 mod media;
 mod nodes;
 mod openapi;
+mod output_places;
 mod probe;
 mod run_options;
 mod security;

@@ -13,6 +13,7 @@ use ffmpeg_core::sandbox::{ResolvedCommand, Sandbox};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use super::api::{WrittenPlaces, argument_writing, directory_output};
 use super::workers::Turn;
 use super::{Jobs, METRIC_FINISHED, METRIC_RUN_SECONDS, RunningJob, SubmitError, blocking};
 use crate::concat_lists;
@@ -23,6 +24,7 @@ use crate::output_meta;
 use crate::outputs::{self, Snapshot};
 use crate::runner::{RunError, RunSpec};
 use crate::staging::{self, Deadline, Stage, StagingError};
+use crate::storage::check_writable_in;
 use crate::store::{Outcome, RunRecord, StoreError};
 
 /// First wait before saving a job's outcome again after the store failed.
@@ -69,12 +71,21 @@ impl Jobs {
         // since submission (a planted symlink). The installed ffmpeg's names, checked at
         // submission, have not. Resolving canonicalises paths: blocking work.
         let resolve = {
-            let (sandbox, command) = (Arc::clone(&run_sandbox), job.command.clone());
+            let (sandbox, command, in_place) = (Arc::clone(&run_sandbox), job.command.clone(), stage.is_none());
             move || -> Result<(ResolvedCommand, Footprint), String> {
                 let resolved = Command::parse(&command)
                     .map_err(SubmitError::from)
-                    .and_then(|command| Ok(sandbox.resolve_command(&command)?))
-                    .map_err(|e| e.to_string())?;
+                    .and_then(|command| match sandbox.resolve_command(&command) {
+                        Ok(resolved) => Ok(resolved),
+                        // In place, an output onto a directory is the storage's conflict, as at
+                        // submit (a directory made there since).
+                        Err(e) if in_place => Err(directory_output(&sandbox, &command, e)),
+                        Err(e) => Err(e.into()),
+                    })
+                    .map_err(|e| match e {
+                        e @ SubmitError::OutputConflict { .. } => not_stored(&e),
+                        e => e.to_string(),
+                    })?;
                 let footprint = Footprint::of(&resolved);
                 Ok((resolved, footprint))
             }
@@ -134,6 +145,7 @@ impl Jobs {
             blocking(move || {
                 let (resolved, footprint) = resolve().map_err(|e| (e, Vec::new()))?;
                 concat_lists::check_in_place(&sandbox, &resolved).map_err(|e| (e.to_string(), Vec::new()))?;
+                check_places(&root, &resolved).map_err(|e| (e, Vec::new()))?;
                 prepare(&sandbox, &root, &job_id, resolved, footprint)
             })
             .await
@@ -288,6 +300,13 @@ impl Jobs {
                         )
                         .await
                 {
+                    // An output in the way is named by the argument that writes it, as at submit.
+                    let error = match error {
+                        StagingError::Conflict(e) => {
+                            StagingError::Conflict(e.naming(|path| argument_writing(&resolved, path)))
+                        }
+                        e => e,
+                    };
                     return self.staging_failed(&job, error, &log_tail, started, &running.cancel, abort).await;
                 }
                 tracing::info!(outputs = files.len(), "job completed");
@@ -484,6 +503,25 @@ fn prepare(
     // until the run ends).
     let globs = globs::expand(sandbox, &mut resolved, job, &std::env::temp_dir()).map_err(|e| failed(e.to_string()))?;
     Ok(Prepared { resolved, footprint, before, globs })
+}
+
+/// A run in place, right before its directories are made and ffmpeg starts: no file it would
+/// write may be a directory now, nor lie below a file (another job may have put one there
+/// since the submission; jobs whose outputs could be so placed never run together, so this is
+/// the later one). The message is a staged run's when its publish finds the same
+/// ([`StagingError::Conflict`]), naming the argument. Blocking.
+fn check_places(root: &Path, resolved: &ResolvedCommand) -> Result<(), String> {
+    let places = WrittenPlaces::of(resolved);
+    match check_writable_in(root, &places.files, &places.dirs) {
+        Ok(()) => Ok(()),
+        Err(problem) => Err(not_stored(&places.conflict(problem))),
+    }
+}
+
+/// A run's error for a refused place ([`SubmitError::OutputConflict`]), worded as
+/// [`StagingError::Conflict`]'s.
+fn not_stored(conflict: &SubmitError) -> String {
+    format!("the job's outputs cannot be stored; no file in the storage was changed: {conflict}")
 }
 
 /// The outputs named on the command line (relative paths) when it must not overwrite them:

@@ -19,6 +19,8 @@ mod local;
 mod names;
 mod s3;
 
+pub(crate) use local::check_writable_in;
+
 use std::fmt;
 use std::io;
 use std::ops::Range;
@@ -54,6 +56,17 @@ pub struct FileMeta {
     pub modified: SystemTime,
     /// Entity tag, quoted as HTTP sends it (`"…"`): changes whenever the content may have.
     pub etag: String,
+}
+
+/// What is in the way of a file a job would write ([`StorageError::IsADirectory`],
+/// [`StorageError::NotADirectory`]), in words: the one wording of a submission refused
+/// (`SubmitError::OutputConflict`) and of a run whose outputs cannot be stored.
+pub(crate) fn in_the_way(problem: &StorageError) -> String {
+    match problem {
+        StorageError::IsADirectory(path) => format!("`{path}` is a directory in the storage (files lie below it)"),
+        StorageError::NotADirectory { parent, .. } => format!("`{parent}` is a file in the storage, not a directory"),
+        other => other.to_string(),
+    }
 }
 
 /// How [`Storage::put`] writes.
@@ -519,8 +532,9 @@ pub trait Storage: Send + Sync + fmt::Debug + 'static {
     /// and into the directories `dirs` (normal paths; the empty path, the root, is always
     /// one): a file's path that is a directory (files lie below it), or a path below a file.
     /// A bucket has no directories to refuse this itself, so jobs and uploads apply a disk's
-    /// rule through this (tester finding G14). The default checks nothing: the data
-    /// directory's file system refuses such writes itself.
+    /// rule through this (tester finding G14). The data directory answers the same (its file
+    /// system would refuse such a write too, but only when a job runs, in words that name no
+    /// argument). The default checks nothing.
     ///
     /// # Errors
     /// [`StorageError::IsADirectory`] (a path of `files`), [`StorageError::NotADirectory`]

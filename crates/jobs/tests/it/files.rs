@@ -4,7 +4,10 @@ use std::sync::Arc;
 
 use ffmpeg_core::sandbox::Sandbox;
 use jobs::files::{Files, FilesError};
-use jobs::storage::{ByteStream, LocalStorage};
+use jobs::storage::{
+    ByteStream, FileMeta, ListPage, LocalStorage, Preconditions, PutOptions, PutOutcome, StagedPut, Storage,
+    StorageError, StoredFile,
+};
 use jobs::{JobStore, SqliteStore, SubmitOptions};
 
 fn body(text: &'static str) -> ByteStream {
@@ -79,4 +82,142 @@ async fn a_directory_a_job_will_write_into_cannot_be_deleted() {
     files.delete("other", true).await.unwrap();
     // The job's own file is protected as before; a file beside it may go.
     files.delete("chain/old.txt", false).await.unwrap();
+}
+
+fn footprint_of(sandbox: &Sandbox, command: &str) -> ffmpeg_core::footprint::Footprint {
+    let resolved = sandbox.resolve_command(&ffmpeg_core::command::Command::parse(command).unwrap()).unwrap();
+    ffmpeg_core::footprint::Footprint::of(&resolved)
+}
+
+/// An upload where a queued or running job may write a directory, or below a file it may
+/// write, is refused (tester H6: a bucket would keep the job's file and the upload's
+/// "directory" of one name); beside them it is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_above_or_below_what_a_job_writes_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let sandbox = Arc::new(Sandbox::new(dir.path()).unwrap());
+    let store: Arc<dyn JobStore> = Arc::new(jobs::MemoryStore::new());
+    let mut ids = Vec::new();
+    for command in ["-f lavfi -i sine -t 1 -f mp4 race/a", "-f lavfi -i sine -t 1 -f hls live/i.m3u8"] {
+        let options = SubmitOptions { footprint: footprint_of(&sandbox, command), ..SubmitOptions::default() };
+        ids.push(store.insert(command.to_owned(), options).await.unwrap().id);
+    }
+    let files = Files::new(Arc::new(LocalStorage::new(Arc::clone(&sandbox))), Arc::clone(&store), sandbox, 1 << 20);
+    for (path, job) in
+        [("race/a/x", &ids[0]), ("race/a/b/c.mp4", &ids[0]), ("race", &ids[0]), ("live/i7.ts/x", &ids[1])]
+    {
+        match files.put(path, body("x"), false).await {
+            Err(FilesError::InUse { path: p, job: by, .. }) => assert_eq!((p.as_str(), &by), (path, job)),
+            other => panic!("{path}: {other:?}"),
+        }
+        assert!(!dir.path().join(path).exists(), "{path}");
+    }
+    for free in ["race/ab/x", "race/b", "live/j7.ts/x", "other/race/a/x"] {
+        files.put(free, body("x"), false).await.unwrap_or_else(|e| panic!("{free}: {e}"));
+    }
+}
+
+/// A storage, and a hook run once when an upload commits (what another writer does
+/// between the upload's last check and its commit).
+#[derive(Debug)]
+pub(crate) struct HookAtCommit {
+    inner: Arc<dyn Storage>,
+    hook: std::sync::Mutex<Option<HookDebug>>,
+}
+
+impl HookAtCommit {
+    /// `inner`, running `hook` when the next upload commits, before it does.
+    pub(crate) fn new(inner: Arc<dyn Storage>, hook: Hook) -> HookAtCommit {
+        HookAtCommit { inner, hook: std::sync::Mutex::new(Some(HookDebug(hook))) }
+    }
+}
+
+pub(crate) type Hook = Box<dyn FnOnce() -> futures_util::future::BoxFuture<'static, ()> + Send>;
+
+#[derive(Debug)]
+struct Hooked {
+    inner: Box<dyn StagedPut>,
+    hook: Option<HookDebug>,
+}
+
+struct HookDebug(Hook);
+
+impl std::fmt::Debug for HookDebug {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("hook")
+    }
+}
+
+#[async_trait::async_trait]
+impl StagedPut for Hooked {
+    fn size(&self) -> u64 {
+        self.inner.size()
+    }
+    async fn commit(mut self: Box<Self>) -> Result<PutOutcome, StorageError> {
+        if let Some(HookDebug(hook)) = self.hook.take() {
+            hook().await;
+        }
+        self.inner.commit().await
+    }
+}
+
+#[async_trait::async_trait]
+impl Storage for HookAtCommit {
+    async fn check_path(&self, path: &str) -> Result<String, StorageError> {
+        self.inner.check_path(path).await
+    }
+    async fn put(&self, path: &str, body: ByteStream, options: PutOptions) -> Result<Box<dyn StagedPut>, StorageError> {
+        let inner = self.inner.put(path, body, options).await?;
+        Ok(Box::new(Hooked { inner, hook: self.hook.lock().unwrap().take() }))
+    }
+    async fn open(&self, path: &str) -> Result<Box<dyn StoredFile>, StorageError> {
+        self.inner.open(path).await
+    }
+    async fn head(&self, path: &str) -> Result<FileMeta, StorageError> {
+        self.inner.head(path).await
+    }
+    async fn list(&self, prefix: &str, after: Option<&str>, limit: usize) -> Result<ListPage, StorageError> {
+        self.inner.list(prefix, after, limit).await
+    }
+    async fn is_directory(&self, path: &str) -> Result<bool, StorageError> {
+        self.inner.is_directory(path).await
+    }
+    async fn delete(&self, path: &str, recursive: bool) -> Result<(), StorageError> {
+        self.inner.delete(path, recursive).await
+    }
+    async fn delete_if(&self, path: &str, recursive: bool, preconditions: &Preconditions) -> Result<(), StorageError> {
+        self.inner.delete_if(path, recursive, preconditions).await
+    }
+    async fn check_writable_paths(&self, files: &[String], dirs: &[String]) -> Result<(), StorageError> {
+        self.inner.check_writable_paths(files, dirs).await
+    }
+}
+
+/// A job queued after an upload's last check, before its commit, that writes a file above the
+/// upload: the upload's new file is deleted again and the upload refused (the job's output
+/// reaches a bucket only at its end, when its own check would no longer see the upload
+/// coming). An upload replacing a file needs no such check, and keeps its file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_queued_while_an_upload_commits_takes_its_place_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let sandbox = Arc::new(Sandbox::new(dir.path()).unwrap());
+    let store: Arc<dyn JobStore> = Arc::new(jobs::MemoryStore::new());
+    let command = "-f lavfi -i sine -t 1 -f mp4 race/a";
+    let options = SubmitOptions { footprint: footprint_of(&sandbox, command), ..SubmitOptions::default() };
+    let queue: Hook = {
+        let store = Arc::clone(&store);
+        Box::new(move || {
+            Box::pin(async move {
+                store.insert(command.to_owned(), options).await.unwrap();
+            })
+        })
+    };
+    let storage = Arc::new(HookAtCommit::new(Arc::new(LocalStorage::new(Arc::clone(&sandbox))), queue));
+    let files = Files::new(storage, Arc::clone(&store), sandbox, 1 << 20);
+    match files.put("race/a/x", body("new"), false).await {
+        Err(FilesError::InUse { path, .. }) => assert_eq!(path, "race/a/x"),
+        other => panic!("{other:?}"),
+    }
+    assert!(!dir.path().join("race/a/x").exists(), "the new file is gone again");
+    assert_eq!(store.active_footprints().await.unwrap().len(), 1, "the job stays queued");
 }

@@ -60,6 +60,15 @@ fn fixture_with(wrap: impl FnOnce(S3Storage) -> Arc<dyn Storage>) -> Fixture {
 
 /// A fixture whose bucket client talks to `endpoint` (a [`s3_harness::Proxy`]).
 fn fixture_at(endpoint: &str, wrap: impl FnOnce(S3Storage) -> Arc<dyn Storage>) -> Fixture {
+    fixture_full(endpoint, wrap, 1)
+}
+
+/// A fixture running `concurrency` jobs at once.
+fn fixture_concurrent(concurrency: usize) -> Fixture {
+    fixture_full(s3_harness::shared().endpoint(), |s3| Arc::new(s3), concurrency)
+}
+
+fn fixture_full(endpoint: &str, wrap: impl FnOnce(S3Storage) -> Arc<dyn Storage>, concurrency: usize) -> Fixture {
     let bucket = s3_harness::shared().bucket();
     let data = tempfile::tempdir().unwrap();
     let mut sandbox = Sandbox::new(data.path()).unwrap();
@@ -67,6 +76,7 @@ fn fixture_at(endpoint: &str, wrap: impl FnOnce(S3Storage) -> Arc<dyn Storage>) 
     let runner: Arc<dyn Runner> = Arc::new(FfmpegRunner::new(FfmpegConfig::new("ffmpeg", data.path())));
     let store: Arc<dyn JobStore> = Arc::new(MemoryStore::new());
     let config = JobsConfig {
+        concurrency,
         idle_wait: Duration::from_millis(100),
         remote_storage: Some(wrap(s3_storage_at(&bucket, endpoint))),
         ..JobsConfig::default()
@@ -1154,4 +1164,67 @@ async fn a_job_on_a_deleted_bucket_fails_naming_the_bucket() {
     }
     s3_harness::shared().create_bucket(&fx.bucket);
     fx.no_stages_left().await;
+}
+
+/// Tester H6 on a bucket: two jobs, one writing the file `race/a` and one writing
+/// `race/a/x.mp4`, both queued before either starts (the first held behind a job writing its
+/// other output, until that one is cancelled), two workers free: their footprints conflict,
+/// so they run one after the other, and the later one's publish check refuses it, naming its
+/// argument as a submission would. The bucket holds one of the two, never both.
+#[tokio::test]
+async fn jobs_writing_a_file_and_below_it_run_one_after_the_other_and_the_later_fails() {
+    let fx = fixture_concurrent(2);
+    let local = tempfile::tempdir().unwrap();
+    fx.upload(&make_clip(local.path()), "in/clip.mp4").await;
+    let blocker = fx.submit("-re -f lavfi -i testsrc=size=64x48:rate=5 -t 600 hold.mp4").await;
+    let file = fx.submit("-i in/clip.mp4 -t 1 -c copy -f mp4 race/a -c copy hold.mp4").await;
+    let below = fx.submit("-i in/clip.mp4 -t 1 -c copy race/a/x.mp4").await;
+    fx.jobs.cancel(&blocker.id).await.unwrap();
+    assert_eq!(fx.finished(&blocker.id).await.status, JobStatus::Cancelled);
+    let (file, below) = (fx.finished(&file.id).await, fx.finished(&below.id).await);
+    assert_eq!(file.status, JobStatus::Completed, "{file:?}");
+    assert_eq!((below.status, below.attempts), (JobStatus::Failed, 1), "{below:?}");
+    assert!(below.started_at >= file.completed_at, "one after the other: {file:?} {below:?}");
+    let error = below.error.unwrap();
+    assert!(
+        error.contains(
+            "argument 7 `race/a/x.mp4`: `race/a` is a file in the storage, not a directory; a job cannot write a \
+             file where the storage holds a directory, nor below a file"
+        ),
+        "{error}"
+    );
+    assert_eq!(fx.raw_keys(), ["hold.mp4", "in/clip.mp4", "race/a"]);
+    fx.no_stages_left().await;
+}
+
+/// An upload racing a job's publish on a bucket (tester H6): the job puts `race/a` in place
+/// after the upload of `race/a/x` was last checked and before it became visible. The upload
+/// checks its place again once visible, finds the file above it and deletes its own file: the
+/// bucket never keeps both.
+#[tokio::test]
+async fn an_upload_racing_a_publish_above_it_takes_its_file_back() {
+    let fx = fixture();
+    let storage = Arc::clone(fx.jobs.storage());
+    let publish: crate::files::Hook = {
+        let storage = Arc::clone(&storage);
+        Box::new(move || {
+            Box::pin(async move {
+                let body: ByteStream = Box::pin(futures_util::stream::iter([Ok(bytes::Bytes::from_static(b"job"))]));
+                let options = PutOptions { create_only: false, max_bytes: u64::MAX, conditional: false };
+                storage.put("race/a", body, options).await.unwrap().commit().await.unwrap();
+            })
+        })
+    };
+    let hooked: Arc<dyn Storage> = Arc::new(crate::files::HookAtCommit::new(storage, publish));
+    let sandbox = Arc::new(Sandbox::new(fx.data.path()).unwrap());
+    let files = jobs::files::Files::new(hooked, Arc::clone(&fx.store), sandbox, 1 << 20);
+    let body: ByteStream = Box::pin(futures_util::stream::iter([Ok(bytes::Bytes::from_static(b"upload"))]));
+    match files.put("race/a/x", body, false).await {
+        Err(jobs::files::FilesError::Storage(StorageError::NotADirectory { path, parent })) => {
+            assert_eq!((path.as_str(), parent.as_str()), ("race/a/x", "race/a"));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(fx.raw_keys(), ["race/a"]);
+    assert_eq!(fx.object("race/a"), b"job");
 }

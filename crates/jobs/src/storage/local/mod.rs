@@ -142,6 +142,51 @@ impl LocalStorage {
     }
 }
 
+/// [`Storage::check_writable_paths`] in the directory `root` (a data directory, or a run's
+/// root), blocking: the same answers a bucket gives, before anything is written (the file
+/// system would refuse such a write too, but later, and in words that name no argument). The
+/// directories above `files` and `dirs` (and `dirs` themselves) must not be files, nearest
+/// the root first; then no path of `files` may be a directory. What cannot be looked at (a
+/// directory not there yet) is no conflict.
+///
+/// # Errors
+/// [`StorageError::NotADirectory`], [`StorageError::IsADirectory`].
+pub(crate) fn check_writable_in(root: &Path, files: &[String], dirs: &[String]) -> Result<(), StorageError> {
+    let above = |path: &str| {
+        let mut rest = path.to_owned();
+        std::iter::from_fn(move || {
+            let (up, _) = rest.rsplit_once('/')?;
+            rest = up.to_owned();
+            Some(rest.clone())
+        })
+        .collect::<Vec<_>>()
+    };
+    // Each directory that must not be a file, with the first path that needs it.
+    let mut needed: std::collections::BTreeMap<String, &str> = std::collections::BTreeMap::new();
+    for file in files {
+        for dir in above(file) {
+            needed.entry(dir).or_insert(file);
+        }
+    }
+    for dir in dirs.iter().filter(|dir| !dir.is_empty()) {
+        needed.entry(dir.clone()).or_insert(dir);
+        for up in above(dir) {
+            needed.entry(up).or_insert(dir);
+        }
+    }
+    for (dir, path) in needed {
+        if fs::metadata(root.join(&dir)).is_ok_and(|meta| !meta.is_dir()) {
+            return Err(StorageError::NotADirectory { path: path.to_owned(), parent: dir });
+        }
+    }
+    for file in files {
+        if fs::metadata(root.join(file)).is_ok_and(|meta| meta.is_dir()) {
+            return Err(StorageError::IsADirectory(file.clone()));
+        }
+    }
+    Ok(())
+}
+
 fn is_symlink(path: &Path) -> bool {
     fs::symlink_metadata(path).is_ok_and(|meta| meta.file_type().is_symlink())
 }
@@ -423,6 +468,11 @@ impl Storage for LocalStorage {
         let prefix = prefix.to_owned();
         let after = after.map(str::to_owned);
         blocking(move || this.list_blocking(&prefix, after.as_deref(), limit)).await
+    }
+
+    async fn check_writable_paths(&self, files: &[String], dirs: &[String]) -> Result<(), StorageError> {
+        let (root, files, dirs) = (self.sandbox.root().to_owned(), files.to_vec(), dirs.to_vec());
+        blocking(move || check_writable_in(&root, &files, &dirs)).await
     }
 
     async fn is_directory(&self, path: &str) -> Result<bool, StorageError> {
