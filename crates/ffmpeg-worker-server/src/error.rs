@@ -247,6 +247,7 @@ fn files_parts(e: &FilesError) -> (StatusCode, &'static str, &'static str) {
             _ => (StatusCode::SERVICE_UNAVAILABLE, "/problems/storage-unavailable", "Storage unavailable"),
         },
         FilesError::InUse { .. } => (StatusCode::CONFLICT, "/problems/file-in-use", "File in use"),
+        FilesError::Raced { .. } => (StatusCode::CONFLICT, "/problems/file-conflict", "Not a file"),
         FilesError::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "/problems/invalid-request", "Invalid request"),
         FilesError::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, "/problems/store-unavailable", "Store unavailable"),
     }

@@ -8,8 +8,11 @@
 //!   reach a bucket only when it ends, and a bucket would keep both (tester finding H6). As
 //!   the job's publish and the upload's commit cannot be one step, a new file is checked once
 //!   more after it became visible, against the jobs and against the storage
-//!   ([`Storage::check_writable_paths`]), and deleted again on a conflict: of an upload and a
-//!   job's publish (or two uploads) that race, the one that checks last sees the other.
+//!   ([`Storage::check_writable_paths`]), and deleted again on a conflict
+//!   ([`FilesError::Raced`]): of an upload and a job's publish (or two uploads) that race, the
+//!   one that checks last sees the other. Two uploads through one process that could conflict
+//!   commit and re-check one after the other (a lock per first path component), so the later
+//!   one finds the earlier and exactly one is kept; through two nodes, both may lose.
 //! - An upload is at most [`Files::max_upload_bytes`] bytes (`MAX_UPLOAD_BYTES`, default
 //!   [`DEFAULT_MAX_UPLOAD_BYTES`]), independent of the JSON body limit.
 //! - A listing page holds 1 to [`MAX_PAGE_SIZE`] files, like `/jobs`.
@@ -25,7 +28,7 @@ use ffmpeg_core::sandbox::Sandbox;
 use crate::model::{InvalidRequest, JobId, JobStatus, MAX_PAGE_SIZE};
 use crate::storage::{
     ByteStream, FileMeta, ListPage, Preconditions, PutOptions, PutOutcome, Storage, StorageError, StoredFile,
-    TagCondition,
+    TagCondition, in_the_way,
 };
 use crate::store::{JobStore, StoreError};
 
@@ -47,6 +50,21 @@ pub enum FilesError {
         job: JobId,
         /// That job's status.
         status: JobStatus,
+    },
+    /// The new file was in place, but a file above it or files below it were put there
+    /// meanwhile, by another upload (through another node: one node keeps one of two) or a
+    /// job's outputs: it was deleted again. The storage holds the other now; nothing of this
+    /// upload is left.
+    #[error(
+        "`{path}` was not kept: {}, put there while this upload was stored (by another upload or a job); \
+         nothing of this upload is left; retry to get the storage's answer now",
+        in_the_way(problem)
+    )]
+    Raced {
+        /// The upload's path (normal form).
+        path: String,
+        /// [`StorageError::IsADirectory`] or [`StorageError::NotADirectory`].
+        problem: StorageError,
     },
     /// A parameter outside the service's limits (page size).
     #[error(transparent)]
@@ -98,7 +116,14 @@ pub struct Files {
     store: Arc<dyn JobStore>,
     sandbox: Arc<Sandbox>,
     max_upload_bytes: u64,
+    /// [`PLACE_STRIPES`] locks, one taken by the file's first path component: an upload's last
+    /// check, its commit and a new file's re-check are one step among this process's uploads
+    /// that could conflict (a path and one below it share their first component).
+    placing: Box<[tokio::sync::Mutex<()>]>,
 }
+
+/// Stripes of [`Files`]' placing lock.
+const PLACE_STRIPES: usize = 64;
 
 impl std::fmt::Debug for Files {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -119,7 +144,8 @@ impl Files {
         sandbox: Arc<Sandbox>,
         max_upload_bytes: u64,
     ) -> Files {
-        Files { storage, store, sandbox, max_upload_bytes }
+        let placing = (0..PLACE_STRIPES).map(|_| tokio::sync::Mutex::new(())).collect();
+        Files { storage, store, sandbox, max_upload_bytes, placing }
     }
 
     /// Largest upload accepted, in bytes.
@@ -145,6 +171,14 @@ impl Files {
     /// and a directory of one name (refused by a disk, kept by a bucket).
     async fn check_not_written_around(&self, path: &str) -> Result<(), FilesError> {
         self.check_jobs(&[path.to_owned()], Footprint::writes_above_or_below).await
+    }
+
+    /// The placing lock's stripe of `path` (normal form).
+    fn placing(&self, path: &str) -> &tokio::sync::Mutex<()> {
+        use std::hash::{Hash as _, Hasher as _};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        path.split('/').next().unwrap_or_default().hash(&mut hasher);
+        &self.placing[(hasher.finish() % PLACE_STRIPES as u64) as usize]
     }
 
     /// Where an upload may not go: [`Files::check_not_in_use`] and
@@ -207,8 +241,8 @@ impl Files {
     /// new file, a job writing above or below it also after, see the [module docs](self)),
     /// [`FilesError::Storage`] ([`StorageError::TooLarge`] over the limit,
     /// [`StorageError::Exists`] for `create_only`, [`StorageError::NotADirectory`] and
-    /// [`StorageError::IsADirectory`], ...), [`FilesError::Store`]. Nothing is left behind on
-    /// error.
+    /// [`StorageError::IsADirectory`], ...), [`FilesError::Raced`], [`FilesError::Store`].
+    /// Nothing is left behind on error.
     pub async fn put(&self, path: &str, body: ByteStream, create_only: bool) -> Result<StoredInfo, FilesError> {
         self.put_if(path, body, create_only, &Preconditions::default()).await
     }
@@ -241,20 +275,24 @@ impl Files {
         let options =
             PutOptions { create_only, max_bytes: self.max_upload_bytes, conditional: !preconditions.is_empty() };
         let staged = self.storage.put(path, body, options).await?;
+        // Of two uploads here that could conflict, the second commits once the first is in
+        // place and re-checked, and so finds it: one of the two is kept.
+        let placing = self.placing(&normal).lock().await;
         // A job may have been queued during the upload.
         self.check_upload(&normal).await?;
         let outcome = staged.commit_if(preconditions).await?;
         if outcome.created {
             self.check_placed(&outcome).await?;
         }
+        drop(placing);
         let content_type = content_type(&outcome.meta.path);
         Ok(StoredInfo { outcome, content_type })
     }
 
     /// The check after a new file became visible (see the [module docs](self)): a job queued
     /// since the last check that writes above or below it, or a file or directory put in the
-    /// way meanwhile (a job's publish, another upload), and the new file is deleted again (if
-    /// it is still the one stored) and the conflict returned. A file that replaced another
+    /// way meanwhile (a job's publish, another upload: [`FilesError::Raced`]), and the new
+    /// file is deleted again (if it is still the one stored) and the conflict returned. A file that replaced another
     /// needs none: its path was a file all along, which every other writer's check sees.
     async fn check_placed(&self, outcome: &PutOutcome) -> Result<(), FilesError> {
         let path = &outcome.meta.path;
@@ -262,7 +300,9 @@ impl Files {
             Err(e @ FilesError::InUse { .. }) => e,
             Err(e) => return Err(e),
             Ok(()) => match self.storage.check_writable_paths(std::slice::from_ref(path), &[]).await {
-                Err(e @ (StorageError::IsADirectory(_) | StorageError::NotADirectory { .. })) => e.into(),
+                Err(problem @ (StorageError::IsADirectory(_) | StorageError::NotADirectory { .. })) => {
+                    FilesError::Raced { path: path.clone(), problem }
+                }
                 // Not known to conflict: the file stays (the other writer's check sees it).
                 Err(e) => {
                     tracing::warn!(path, error = %e, "checking a new file's place after the upload failed");
