@@ -57,7 +57,7 @@
 //! assert!(hls.conflicts_with(&Footprint::of(&resolve("-i c.mp4 logs/x2.ts")?)));
 //! assert!(!hls.conflicts_with(&Footprint::of(&resolve("-i c.mp4 logs/x2.mp4")?)));
 //! // Reading what another job writes conflicts too; reading alongside does not.
-//! assert!(hls.conflicts_with(&Footprint::of(&resolve("-i logs/x.m3u8 -c copy y.mp4")?)));
+//! assert!(hls.conflicts_with(&Footprint::of(&resolve("-i logs/x0.ts -c copy y.mp4")?)));
 //! assert!(!hls.conflicts_with(&Footprint::of(&resolve("-i b.mp4 -c copy y.mp4")?)));
 //! // A file where the other writes a directory: one of the two must fail, so not together.
 //! let file = Footprint::of(&resolve("-i b.mp4 -f mp4 race/a")?);

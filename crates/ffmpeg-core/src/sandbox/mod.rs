@@ -210,6 +210,9 @@ impl Sandbox {
             {
                 inputs.push(InputSource::Glob(self.resolve_glob(input.url(), input.position())?));
             } else {
+                if input.format().is_none() {
+                    self.check_input_by_name(input.url(), input.position())?;
+                }
                 inputs.push(InputSource::File(self.resolve_input(input.url(), input.position())?));
             }
         }

@@ -123,6 +123,39 @@ impl Sandbox {
         Err(SandboxError::Forbidden { position, argument: argument.to_owned(), rule: RuleId::ForbiddenFormat, reason })
     }
 
+    /// An input without `-f` whose name says it is a playlist or manifest (`x.m3u8`, `x.m3u`:
+    /// HLS; `x.mpd`: DASH) while the policy refuses that input format: refused here, naming the
+    /// format, instead of failing at run time with ffmpeg's "Format not on whitelist" (ffmpeg
+    /// probes such a file as `hls` or `dash`, libavformat/hls.c and dashdec.c). `-f` with another
+    /// format reads the file as that format.
+    pub(super) fn check_input_by_name(&self, url: &str, position: usize) -> Result<(), SandboxError> {
+        const PLAYLIST_EXTENSIONS: &[(&str, &str, &str)] = &[
+            ("m3u8", "hls", "an HLS playlist"),
+            ("m3u", "hls", "an HLS playlist"),
+            ("mpd", "dash", "a DASH manifest"),
+        ];
+        let Some(extension) = Path::new(url).extension().and_then(|e| e.to_str()) else {
+            return Ok(());
+        };
+        let Some(&(_, name, kind)) = PLAYLIST_EXTENSIONS.iter().find(|(e, ..)| e.eq_ignore_ascii_case(extension))
+        else {
+            return Ok(());
+        };
+        match self.policy.input_format_rule(name) {
+            Some(rule) if !rule.is_allowed() => Err(SandboxError::Forbidden {
+                position,
+                argument: url.to_owned(),
+                rule: RuleId::ForbiddenFormat,
+                reason: format!(
+                    "the name says {kind}, which ffmpeg reads with the input format `{name}`, and \
+                     `{name}` is not allowed: {} (if the file is not {kind}, name its format with `-f`)",
+                    rule.reason()
+                ),
+            }),
+            _ => Ok(()),
+        }
+    }
+
     /// `-f NAME` on an output, or `-segment_format NAME`.
     fn check_output_format(&self, name: &str, position: usize, argument: &str) -> Result<(), SandboxError> {
         match self.policy.output_format_rule(name) {

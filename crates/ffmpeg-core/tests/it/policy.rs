@@ -213,6 +213,11 @@ const HOSTILE: &[(&str, &str, usize)] = &[
     ("-f HLS -i in.mp4 out.mp4", RuleId::ForbiddenFormat.as_str(), 1),
     ("-f applehttp -i in.mp4 out.mp4", RuleId::ForbiddenFormat.as_str(), 1),
     ("-f dash -i a.mpd out.mp4", RuleId::ForbiddenFormat.as_str(), 1),
+    // Tester I6: a playlist or manifest named as such, without `-f`, is refused at submit too.
+    ("-i in.m3u8 -c copy out.mp4", RuleId::ForbiddenFormat.as_str(), 2),
+    ("-i live/INDEX.M3U8 -c copy out.mp4", RuleId::ForbiddenFormat.as_str(), 2),
+    ("-i in.mp4 -i list.m3u out.mp4", RuleId::ForbiddenFormat.as_str(), 4),
+    ("-i dash/a.mpd -c copy out.mp4", RuleId::ForbiddenFormat.as_str(), 2),
     ("-f imf -i cpl.xml out.mp4", RuleId::ForbiddenFormat.as_str(), 1),
     ("-f sdp -i a.sdp out.mp4", RuleId::ForbiddenFormat.as_str(), 1),
     ("-f rtsp -i x out.mp4", RuleId::ForbiddenFormat.as_str(), 1),
@@ -371,6 +376,14 @@ fn refusal_messages() {
          further files and URLs, which it opens wherever they are: a playlist inside the data \
          directory naming `/abs/seg.ts` was read (verified, also when the file is named `x.txt` \
          and probed, hence the format whitelist)"
+    );
+    assert_eq!(
+        message("-i hls/index.m3u8 -c copy out.mp4"),
+        "argument 2 `hls/index.m3u8`: the name says an HLS playlist, which ffmpeg reads with the \
+         input format `hls`, and `hls` is not allowed: reads a playlist that names further files \
+         and URLs, which it opens wherever they are: a playlist inside the data directory naming \
+         `/abs/seg.ts` was read (verified, also when the file is named `x.txt` and probed, hence \
+         the format whitelist) (if the file is not an HLS playlist, name its format with `-f`)"
     );
     assert_eq!(
         message("-i in.mp4 -c copy in.mp4"),
@@ -580,6 +593,8 @@ fn operators_adjust_the_policy() {
     assert!(resolve(&lax, "-hwaccel_device /dev/dri/renderD128 -i in.mp4 out.mp4").is_ok());
     assert!(resolve(&lax, "-i in.mp4 -vf zmq out.mp4").is_ok());
     assert!(resolve(&lax, "-f hls -i in.m3u8 out.mp4").is_ok());
+    assert!(resolve(&lax, "-i in.m3u8 out.mp4").is_ok(), "a playlist's name is refused only while `hls` is");
+    assert!(resolve(&f.sandbox, "-f mpegts -i in.m3u8 out.mp4").is_ok(), "`-f` names what the file is");
     assert!(lax.policy().input_format_whitelist().starts_with("3dostr,"));
     assert!(lax.policy().input_format_whitelist().ends_with(",hls"));
     // tee stays refused whatever the policy says: its URL lists further URLs.

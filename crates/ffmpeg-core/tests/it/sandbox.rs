@@ -419,12 +419,13 @@ fn ffmpeg_accepts_the_resolved_arguments() {
 
     // An HLS playlist in the data directory is not demuxed at all (format whitelist), so the
     // http segment it names is never requested.
+    // Named `.txt`: a `.m3u8` name is refused before ffmpeg runs; ffmpeg probes the content.
     fs::write(
-        data.join("remote.m3u8"),
+        data.join("remote.txt"),
         "#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXTINF:1,\nhttp://127.0.0.1:9/x.ts\n#EXT-X-ENDLIST\n",
     )
     .unwrap();
-    let line = "-i remote.m3u8 -f null -";
+    let line = "-i remote.txt -f null -";
     let args = sandbox.resolve_command(&Command::parse(line).unwrap()).unwrap().to_ffmpeg_args();
     let (ok, err) = ffmpeg(data, &args);
     assert!(!ok && err.contains("Format not on whitelist"), "{err}");
