@@ -1,5 +1,5 @@
 //! `bench sse [--subscribers N=1000] [--all M=100] [--rounds R=5] [--video-seconds S=120]
-//! [--stats-period P,...=0.05,0.5] [--client-nice N=0] [--ffmpeg-nice N=0] [--server-bin PATH]`: N server-sent event subscribers on one running job plus M on
+//! [--stats-period P,...=0.05,0.5] [--client-nice N=0] [--client-idle] [--ffmpeg-nice N=0] [--server-bin PATH]`: N server-sent event subscribers on one running job plus M on
 //! `/events?progress=true`, against the same job with no subscriber, rounds interleaved, at
 //! each `-stats_period` (seconds between two progress reports: 0.5 is ffmpeg's default, what
 //! users get; 0.05 is ten times that rate, the fan-out's stress case).
@@ -22,7 +22,9 @@
 //! of the latency, the read time adds the thread's own scheduling delay; their CPU time is
 //! reported beside the server's.
 //! With `--client-nice N` that thread runs at nice N (19: it takes only CPU time that ffmpeg
-//! and the server leave, about what subscribers on other machines would cost the job).
+//! and the server leave, about what subscribers on other machines would cost the job);
+//! `--client-idle` runs it under `SCHED_IDLE`, below every nice value. Every other round runs
+//! the job with subscribers first, so that neither run always follows the other.
 //!
 //! Where the run time with subscribers goes is split three ways: the wrapper notes when it
 //! starts ffmpeg and when ffmpeg exited, so the report shows `started_at` -> ffmpeg's start
@@ -57,6 +59,9 @@ struct Options {
     client_nice: i32,
     /// The measured job's ffmpeg's nice value (`--ffmpeg-nice`; 0: as the server).
     ffmpeg_nice: i32,
+    /// Whether the subscriber thread runs under `SCHED_IDLE` (`--client-idle`): it gets a core
+    /// only when nothing else at all wants it.
+    client_idle: bool,
 }
 
 pub(super) fn main(args: &[&str]) -> Result {
@@ -75,6 +80,7 @@ pub(super) fn main(args: &[&str]) -> Result {
         server_bin: Some(a.value("--server-bin", String::new())?).filter(|path| !path.is_empty()),
         client_nice: a.value("--client-nice", 0)?,
         ffmpeg_nice: a.value("--ffmpeg-nice", 0)?,
+        client_idle: a.switch("--client-idle"),
     };
     a.finish()?;
     eprintln!("bench sse: {}\nload average (1, 5, 15 min) at the start: {}", machine(), load_average());
@@ -110,10 +116,19 @@ pub(super) fn main(args: &[&str]) -> Result {
     for round in 0..opts.rounds {
         for (period, rows) in opts.stats_periods.iter().zip(&mut rows) {
             let job = |n, subscribe| Measured { stats_period: *period, n, subscribe };
-            let quiet = run_job(&api, &server, addr, &opts, &blocks, job(n, false))
-                .map_err(|e| format!("{e}\n{}", server.log_tail()))?;
-            let busy = run_job(&api, &server, addr, &opts, &blocks, job(n + 1, true))
-                .map_err(|e| format!("{e}\n{}", server.log_tail()))?;
+            let run = |n, subscribe| {
+                run_job(&api, &server, addr, &opts, &blocks, job(n, subscribe))
+                    .map_err(|e| format!("{e}\n{}", server.log_tail()))
+            };
+            // Every other round runs the job with subscribers first: neither run always follows
+            // the other (the streams' teardown, the allocator's state, the machine's drift).
+            let (quiet, busy) = if round % 2 == 0 {
+                let quiet = run(n, false)?;
+                (quiet, run(n + 1, true)?)
+            } else {
+                let busy = run(n, true)?;
+                (run(n + 1, false)?, busy)
+            };
             n += 2;
             eprintln!(
                 "round {} (-stats_period {period}): run {:.2} s alone, {:.2} s with subscribers; final seen {}/{}; RSS {:.1} MiB before, +{:.1} MiB; arrival p50 {:.1} ms, p99 {:.1} ms; read p50 {:.1} ms, p99 {:.1} ms ({} receipts); CPU s server {:.2} -> {:.2}, ffmpeg {:.2} -> {:.2}, client {:.2}; {} blocks, {} deliveries",
@@ -179,10 +194,10 @@ struct Run {
     blocks: usize,
     /// Progress events read by all subscribers.
     deliveries: usize,
-    cpu: Cpu,
+    cpu: CpuSpent,
     /// CPU from the gate's cancel to the moment the bench saw the job final (the streams'
     /// endings and the connections' teardown not included).
-    cpu_run: Cpu,
+    cpu_run: CpuSpent,
     /// Where the run time went: from `started_at` to the wrapper starting ffmpeg (ms), ffmpeg's
     /// own run (its start to its exit, s), from its exit to `completed_at` (ms).
     start_ms: f64,
@@ -247,6 +262,16 @@ fn run_job(
         None
     };
     let tid = counters.tid.load(Ordering::SeqCst);
+    if subscribe && opts.client_idle && tid > 0 {
+        // `SCHED_IDLE` (priority 0): below every nice value.
+        let status = std::process::Command::new("chrt")
+            .args(["--idle", "-p", "0", &tid.to_string()])
+            .stdout(std::process::Stdio::null())
+            .status()?;
+        if !status.success() {
+            return Err(format!("chrt --idle of the subscriber thread {tid} failed: {status}").into());
+        }
+    }
     if subscribe && opts.client_nice != 0 && tid > 0 {
         // A thread is a task of its own for the scheduler: `renice -p TID` sets its nice value.
         let status = std::process::Command::new("renice")
@@ -257,11 +282,12 @@ fn run_job(
             return Err(format!("renice of the subscriber thread {tid} failed: {status}").into());
         }
     }
-    // The client's time is read here while it runs, and by the thread itself at its end.
+    // The client's time is read here while it runs (`None` once it ended), and by the thread
+    // itself at its end.
     let cpu = || Cpu {
         server: process_cpu_seconds(server.pid(), false),
         ffmpeg: process_cpu_seconds(server.pid(), true),
-        client: if tid > 0 { thread_cpu_seconds(tid) } else { 0.0 },
+        client: if tid > 0 { thread_cpu_seconds(tid) } else { Some(0.0) },
     };
     let cpu_before = cpu();
     api.cancel(&gate)?;
@@ -298,7 +324,10 @@ fn run_job(
         Some(client) => client.join().map_err(|_| "the subscriber thread panicked")??,
         None => (Vec::new(), 0.0),
     };
-    let cpu_after = Cpu { client: client_cpu_after, ..cpu() };
+    let cpu_after = Cpu { client: Some(client_cpu_after), ..cpu() };
+    // A client that read every stream's end before the bench saw the job final spent all its
+    // CPU of the run by its end.
+    let cpu_run = Cpu { client: cpu_run.client.or(cpu_after.client), ..cpu_run };
     let written = read_blocks(blocks);
     // From the wrapper's hand-off to the bytes reaching the subscriber's socket (the server's
     // part), and to this bench's thread reading them (its own delay added).
@@ -370,21 +399,30 @@ fn run_job(
 /// CPU seconds (user + system) spent by the server process, by ffmpeg (with its wrapper: the
 /// server's reaped children) and by the subscriber thread, from the moment the gate job is
 /// cancelled until the measured job ended (and every subscriber read its end).
+/// `client` is `None` when the subscriber thread had already ended when it was read.
 #[derive(Clone, Copy, Default)]
 struct Cpu {
     server: f64,
     ffmpeg: f64,
-    client: f64,
+    client: Option<f64>,
 }
 
 impl Cpu {
-    fn minus(self, before: Cpu) -> Cpu {
-        Cpu {
+    fn minus(self, before: Cpu) -> CpuSpent {
+        CpuSpent {
             server: self.server - before.server,
             ffmpeg: self.ffmpeg - before.ffmpeg,
-            client: self.client - before.client,
+            client: self.client.unwrap_or(0.0) - before.client.unwrap_or(0.0),
         }
     }
+}
+
+/// CPU seconds spent between two [`Cpu`] readings.
+#[derive(Clone, Copy, Default)]
+struct CpuSpent {
+    server: f64,
+    ffmpeg: f64,
+    client: f64,
 }
 
 fn wait_until(api: &Client, id: &str, status: impl Fn(&str) -> bool) -> Result {

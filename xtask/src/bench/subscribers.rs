@@ -97,7 +97,7 @@ pub(super) fn start(
         let tid = thread_id();
         counters.tid.store(tid, Ordering::SeqCst);
         let seen = run(addr, &job, &streams, &counters, deadline).map_err(|e| e.to_string())?;
-        Ok((seen, thread_cpu_seconds(tid)))
+        Ok((seen, thread_cpu_seconds(tid).unwrap_or(0.0)))
     })?;
     Ok(handle)
 }
@@ -110,9 +110,11 @@ fn thread_id() -> usize {
         .unwrap_or(0)
 }
 
-/// CPU time (user + system) of thread `tid` of this process so far, in seconds.
-pub(super) fn thread_cpu_seconds(tid: usize) -> f64 {
-    cpu_seconds(&format!("/proc/self/task/{tid}/stat"), false)
+/// CPU time (user + system) of thread `tid` of this process so far, in seconds; `None` once
+/// the thread ended (its `stat` is gone).
+pub(super) fn thread_cpu_seconds(tid: usize) -> Option<f64> {
+    let text = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).ok()?;
+    Some(stat_cpu_seconds(&text, false))
 }
 
 /// CPU time (user + system) of process `pid` so far, in seconds; with `children`, the CPU
@@ -124,7 +126,11 @@ pub(super) fn process_cpu_seconds(pid: u32, children: bool) -> f64 {
 /// Fields 14-17 of a `stat` file (utime, stime, cutime, cstime, in clock ticks of 1/100 s,
 /// Linux's `USER_HZ`), after the command name (which may hold spaces).
 fn cpu_seconds(path: &str, children: bool) -> f64 {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
+    stat_cpu_seconds(&std::fs::read_to_string(path).unwrap_or_default(), children)
+}
+
+/// [`cpu_seconds`] of a `stat` file's text.
+fn stat_cpu_seconds(text: &str, children: bool) -> f64 {
     let Some((_, rest)) = text.rsplit_once(')') else { return 0.0 };
     // `rest` starts at field 3 (state): utime is field 14, i.e. index 11 here.
     let fields: Vec<u64> = rest.split_whitespace().skip(11).take(4).map(|f| f.parse().unwrap_or(0)).collect();
@@ -419,7 +425,7 @@ mod tests {
         assert!((cpu_seconds(path, false) - 2.0).abs() < 1e-9);
         assert!((cpu_seconds(path, true) - 0.5).abs() < 1e-9);
         assert!(thread_id() > 0);
-        assert!(thread_cpu_seconds(thread_id()) >= 0.0);
+        assert!(thread_cpu_seconds(thread_id()).is_some_and(|s| s >= 0.0));
         Ok(())
     }
 
