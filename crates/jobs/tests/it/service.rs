@@ -211,6 +211,126 @@ async fn the_next_job_starts_once_ffmpeg_reported_its_end() {
     shutdown.stop_claiming.cancel();
 }
 
+/// The fake ffmpeg of the `progress=end` tests: writes the last `file:*.mp4` argument (its
+/// output), touches `FLAGS/NAME-started` (`NAME`: the output's file name without `.mp4`),
+/// reports its end, then runs `after` (what it does while it "exits").
+fn ending_ffmpeg(dir: &std::path::Path, flags: &std::path::Path, after: &str) -> std::path::PathBuf {
+    let body = format!(
+        "for a in \"$@\"; do case \"$a\" in file:*.mp4) out=\"${{a#file:}}\";; esac; done\n\
+         name=$(/usr/bin/basename \"$out\" .mp4)\n\
+         : > {flags}/$name-started\n\
+         echo data > \"$out\"\n\
+         echo frame=1; echo progress=end\n\
+         {after}",
+        flags = flags.display()
+    );
+    crate::fixture::fake_ffmpeg(dir, &body)
+}
+
+/// A service over a SQLite file running `bin` as ffmpeg with one slot, its data directory
+/// holding `in.mp4`.
+async fn one_slot_over_sqlite(
+    dir: &std::path::Path,
+    bin: &std::path::Path,
+) -> (Arc<Jobs>, Arc<dyn JobStore>, Shutdown) {
+    let data = dir.join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::write(data.join("in.mp4"), b"input").unwrap();
+    let sandbox = Sandbox::new(&data).unwrap();
+    let runner = Arc::new(jobs::FfmpegRunner::new(jobs::FfmpegConfig::new(bin, sandbox.root())));
+    let url = format!("sqlite://{}", dir.join("jobs.db").display());
+    let store: Arc<dyn JobStore> = Arc::new(jobs::SqliteStore::open(&url).await.unwrap());
+    let config = JobsConfig { concurrency: 1, idle_wait: Duration::from_millis(200), ..JobsConfig::default() };
+    let jobs = Jobs::new(Arc::clone(&store), runner, sandbox, config);
+    let shutdown = Shutdown::default();
+    (jobs, store, shutdown)
+}
+
+/// The slot is free at `progress=end`, the job's reservation is not: until its ffmpeg exited and
+/// its outputs were listed, the job stays `running`, so a job reading its output (or writing the
+/// same file) does not start, while a job that conflicts with nothing takes the slot. Here the
+/// first job's ffmpeg, after its end block, waits until a later job starts and tells which one
+/// it was: the third (independent) one must be, never the second (which reads `first.mp4`). Fails
+/// if the store let go of the first job's footprint at its end block.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_reading_an_output_waits_for_its_writer_to_exit_not_for_its_end_block() {
+    let dir = tempfile::tempdir().unwrap();
+    let flags = dir.path().join("flags");
+    std::fs::create_dir(&flags).unwrap();
+    let seen = dir.path().join("seen-while-exiting");
+    // The first one, after its end: waits (at most 20 s) for the second or third to start,
+    // then writes which had started, and exits.
+    let after = format!(
+        "case \"$name\" in first)\n\
+           i=0; while [ ! -e {flags}/second-started ] && [ ! -e {flags}/third-started ] && [ $i -lt 2000 ]; do \
+             /usr/bin/sleep 0.01; i=$((i+1)); done\n\
+           /usr/bin/ls {flags} > {seen};;\n\
+         esac",
+        flags = flags.display(),
+        seen = seen.display()
+    );
+    let bin = ending_ffmpeg(dir.path(), &flags, &after);
+    let (jobs, store, shutdown) = one_slot_over_sqlite(dir.path(), &bin).await;
+    let limit = SubmitOptions { timeout_seconds: Some(60), ..SubmitOptions::default() };
+    let first = jobs.submit("-i in.mp4 first.mp4", limit.clone()).await.unwrap();
+    let second = jobs.submit("-i first.mp4 second.mp4", limit.clone()).await.unwrap();
+    let third = jobs.submit("-i in.mp4 third.mp4", limit).await.unwrap();
+    let _workers = jobs.spawn_workers(&shutdown);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let first = crate::fixture::finished_by(&store, &first.id, deadline).await;
+    let second = crate::fixture::finished_by(&store, &second.id, deadline).await;
+    let third = crate::fixture::finished_by(&store, &third.id, deadline).await;
+    for job in [&first, &second, &third] {
+        assert_eq!(job.status, JobStatus::Completed, "{job:?}");
+    }
+    let seen = std::fs::read_to_string(&seen).unwrap();
+    assert!(!seen.contains("second-started"), "the reader of first.mp4 started while its writer was exiting: {seen}");
+    assert!(seen.contains("third-started"), "the slot was not free at the end block: {seen}");
+    assert!(second.started_at >= first.completed_at, "{second:?} {first:?}");
+    assert!(third.started_at < first.completed_at, "{third:?} {first:?}");
+    shutdown.stop_claiming.cancel();
+}
+
+/// After its end block, a run is still its job's: a time limit or a cancel that comes while
+/// ffmpeg exits still stops the process and fails (cancels) the job, whose output is removed
+/// as any failed run's is; the exit status, not the end block, decides.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_time_limit_and_cancel_still_cover_an_ffmpeg_exiting_after_its_end_block() {
+    let dir = tempfile::tempdir().unwrap();
+    let flags = dir.path().join("flags");
+    std::fs::create_dir(&flags).unwrap();
+    // Never exits by itself after its end block.
+    let bin = ending_ffmpeg(dir.path(), &flags, "echo $$ > \"$out.pid\"; exec /usr/bin/sleep 1000");
+    let (jobs, store, shutdown) = one_slot_over_sqlite(dir.path(), &bin).await;
+    let _workers = jobs.spawn_workers(&shutdown);
+    let data = jobs.sandbox().root().to_owned();
+    let timed = jobs
+        .submit("-i in.mp4 timed.mp4", SubmitOptions { timeout_seconds: Some(1), ..SubmitOptions::default() })
+        .await
+        .unwrap();
+    let cancelled = jobs.submit("-i in.mp4 cancelled.mp4", SubmitOptions::default()).await.unwrap();
+    // The second starts while the first one exits (the slot is free), and is cancelled then.
+    let pid_file = data.join("cancelled.mp4.pid");
+    crate::fixture::eventually("the second job's end block", async || pid_file.exists()).await;
+    let job = jobs.get(&cancelled.id).await.unwrap();
+    assert_eq!(job.status, JobStatus::Running, "{job:?}");
+    jobs.cancel(&cancelled.id).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let timed = crate::fixture::finished_by(&store, &timed.id, deadline).await;
+    let cancelled = crate::fixture::finished_by(&store, &cancelled.id, deadline).await;
+    assert_eq!(timed.status, JobStatus::Failed, "{timed:?}");
+    assert!(timed.error.as_deref().unwrap_or_default().contains("timed out"), "{timed:?}");
+    assert_eq!(cancelled.status, JobStatus::Cancelled, "{cancelled:?}");
+    assert!(
+        !data.join("timed.mp4").exists() && !data.join("cancelled.mp4").exists(),
+        "outputs of stopped runs are removed"
+    );
+    let pids = ["timed", "cancelled"]
+        .map(|n| std::fs::read_to_string(data.join(format!("{n}.mp4.pid"))).unwrap().trim().parse::<i32>().unwrap());
+    crate::fixture::wait_gone(pids, Duration::from_secs(10)).await;
+    shutdown.stop_claiming.cancel();
+}
+
 #[tokio::test]
 async fn refused_commands_are_never_queued() {
     let f = fixture(1, Duration::from_millis(1));

@@ -623,6 +623,66 @@ async fn a_job_cancelled_while_uploading_is_cancelled_and_replaces_nothing() {
     fx.no_stages_left().await;
 }
 
+/// Waits (with a deadline) until job `id` uploads its outputs: its ffmpeg has exited.
+async fn until_uploading(fx: &Fixture, id: &JobId) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let job = fx.store.get(id).await.unwrap().unwrap();
+        if job.progress.as_ref().and_then(|p| p.phase) == Some(Phase::Uploading) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "never uploading: {job:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// With the files in a bucket, a job's ffmpeg reporting its end (`progress=end`) frees neither
+/// its slot nor its reservation: both are held until its outputs are uploaded and published.
+/// (1) Two slots, the first job's upload held: a later job that conflicts with nothing runs to
+/// its end in the other slot (so claims passed after the first job's ffmpeg ended), while the
+/// job reading the first one's output stays queued; it starts only after the first job ended.
+/// (2) One slot: nothing else starts while a job uploads.
+#[tokio::test]
+async fn a_staged_job_holds_its_slot_and_reservation_until_its_outputs_are_uploaded() {
+    // (1) The reservation.
+    let fx = fixture_full(s3_harness::shared().endpoint(), faulty(Step::PutTemp, ".mkv", Fault::Hang, usize::MAX), 2);
+    let local = tempfile::tempdir().unwrap();
+    fx.upload(&make_clip(local.path()), "in/clip.mp4").await;
+    let first = fx.submit("-i in/clip.mp4 -c copy out/first.mkv").await;
+    until_uploading(&fx, &first.id).await;
+    let reader = fx.submit("-i out/first.mkv -c copy out/reader.mp4").await;
+    let other = fx.submit("-i in/clip.mp4 -c copy out/other.mp4").await;
+    let other = fx.finished(&other.id).await;
+    assert_eq!(other.status, JobStatus::Completed, "{other:?}");
+    let waiting = fx.store.get(&reader.id).await.unwrap().unwrap();
+    assert_eq!(waiting.status, JobStatus::Queued, "the reader started while its input was uploading: {waiting:?}");
+    fx.jobs.cancel(&first.id).await.unwrap();
+    let first = fx.finished(&first.id).await;
+    let reader = fx.finished(&reader.id).await;
+    assert_eq!(first.status, JobStatus::Cancelled, "{first:?}");
+    assert!(reader.started_at >= first.completed_at, "{reader:?} {first:?}");
+    drop(fx);
+
+    // (2) The slot: a bounded look (a slot freed at the end block would start the other job
+    // within milliseconds of its submission).
+    let fx = fixture_full(s3_harness::shared().endpoint(), faulty(Step::PutTemp, ".mkv", Fault::Hang, usize::MAX), 1);
+    fx.upload(&local.path().join("clip.mp4"), "in/clip.mp4").await;
+    let first = fx.submit("-i in/clip.mp4 -c copy out/first.mkv").await;
+    until_uploading(&fx, &first.id).await;
+    let other = fx.submit("-i in/clip.mp4 -c copy out/other.mp4").await;
+    let until = Instant::now() + Duration::from_secs(1);
+    while Instant::now() < until {
+        let job = fx.store.get(&other.id).await.unwrap().unwrap();
+        assert_eq!(job.status, JobStatus::Queued, "another job started while the only slot's job uploads: {job:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    fx.jobs.cancel(&first.id).await.unwrap();
+    let first = fx.finished(&first.id).await;
+    let other = fx.finished(&other.id).await;
+    assert_eq!(other.status, JobStatus::Completed, "{other:?}");
+    assert!(other.started_at >= first.completed_at, "{other:?} {first:?}");
+}
+
 /// The length in seconds of the media file at `path`, by ffprobe.
 fn duration_of(path: &Path) -> f64 {
     let out = std::process::Command::new("ffprobe")
