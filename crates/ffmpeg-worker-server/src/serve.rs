@@ -261,6 +261,9 @@ pub async fn run(config: ServeConfig) -> Result<(), StartError> {
             sandbox.deny(std::path::PathBuf::from(name));
         }
     }
+    // The local storage's temporary upload names, in any directory: the start-up sweep removes
+    // them, so a job's input or output must never be one (tester J2).
+    sandbox.deny_names_starting_with(jobs::storage::UPLOAD_TEMP_PREFIX);
     let remote_storage = match config.s3() {
         Ok(None) => None,
         Ok(Some(s3)) => {

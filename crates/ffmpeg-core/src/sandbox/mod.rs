@@ -91,6 +91,9 @@ pub struct Sandbox {
     root: PathBuf,
     /// Canonical absolute paths inside `root` that no job may read or write (e.g. a database file).
     denied: Vec<PathBuf>,
+    /// Name prefixes no component of a job's path may start with (e.g. a server's temporary
+    /// upload names).
+    denied_name_prefixes: Vec<String>,
     /// Which options, filters and formats commands may use.
     policy: Policy,
 }
@@ -113,7 +116,7 @@ impl Sandbox {
         if root.to_str().is_none() {
             return Err(SandboxError::RootNotUtf8 { path: given.to_path_buf() });
         }
-        Ok(Sandbox { root, denied: Vec::new(), policy: Policy::default() })
+        Ok(Sandbox { root, denied: Vec::new(), denied_name_prefixes: Vec::new(), policy: Policy::default() })
     }
 
     /// The same sandbox with `policy` instead of its current one.
@@ -147,6 +150,34 @@ impl Sandbox {
         {
             self.denied.push(path);
         }
+    }
+
+    /// Puts every name starting with `prefix` off limits, in any directory: no input or output
+    /// may resolve to a path of which a component (a directory or the file's own name) starts
+    /// with it, as written or after following symbolic links. Such a path is refused as
+    /// [`SandboxError::Denied`] (rule `reserved-path`). An empty prefix is ignored.
+    ///
+    /// For names a program beside the jobs owns in every directory, such as temporary files it
+    /// sweeps away after a crash: a job must not write one, or its output would be swept too.
+    ///
+    /// ```
+    /// use ffmpeg_core::{command::Command, sandbox::{Sandbox, SandboxError}};
+    /// # let dir = tempfile::tempdir()?;
+    /// let mut sandbox = Sandbox::new(dir.path())?;
+    /// sandbox.deny_names_starting_with(".upload-");
+    /// let command = Command::parse("-i in.mp4 out/.upload-1.mp4")?;
+    /// assert!(matches!(sandbox.resolve_command(&command), Err(SandboxError::Denied { position: 3, .. })));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn deny_names_starting_with(&mut self, prefix: &str) {
+        if !prefix.is_empty() && !self.denied_name_prefixes.iter().any(|known| known == prefix) {
+            self.denied_name_prefixes.push(prefix.to_owned());
+        }
+    }
+
+    /// The name prefixes put off limits with [`Sandbox::deny_names_starting_with`].
+    pub fn denied_name_prefixes(&self) -> &[String] {
+        &self.denied_name_prefixes
     }
 
     /// The canonical data directory.

@@ -138,6 +138,9 @@ impl Sandbox {
         if parts.is_empty() && want == Want::File {
             return Err(PathProblem::NotAFile);
         }
+        if parts.iter().any(|part| self.reserved_name(part)) {
+            return Err(PathProblem::Denied);
+        }
 
         // Walk from the root; `current` stays canonical while its components exist.
         let mut current = self.root.clone();
@@ -182,11 +185,21 @@ impl Sandbox {
             Ok(relative) => relative.to_path_buf(),
             Err(_) => return Err(PathProblem::Escapes),
         };
+        // A symbolic link may lead to a reserved name the client did not write.
+        if relative.components().any(|part| part.as_os_str().to_str().is_some_and(|name| self.reserved_name(name))) {
+            return Err(PathProblem::Denied);
+        }
         // The root and every component the client wrote are UTF-8; a symlink's target may not be.
         match (current.into_os_string().into_string(), relative.into_os_string().into_string()) {
             (Ok(absolute), Ok(relative)) => Ok(ResolvedPath { absolute, relative }),
             _ => Err(PathProblem::NotUtf8),
         }
+    }
+
+    /// Whether `name` (one path component) starts with a prefix put off limits with
+    /// [`Sandbox::deny_names_starting_with`].
+    fn reserved_name(&self, name: &str) -> bool {
+        self.denied_name_prefixes.iter().any(|prefix| name.starts_with(prefix.as_str()))
     }
 
     /// When `path` (relative to the data directory) leads through a symbolic link that points

@@ -190,6 +190,41 @@ fn denied_paths() {
 }
 
 #[test]
+fn names_starting_with_a_denied_prefix_are_reserved_in_every_directory() {
+    let mut f = fixture();
+    f.sandbox.deny_names_starting_with(".upload-");
+    f.sandbox.deny_names_starting_with(".upload-"); // twice: kept once
+    f.sandbox.deny_names_starting_with(""); // ignored
+    assert_eq!(f.sandbox.denied_name_prefixes(), [".upload-".to_owned()]);
+    fs::write(f.data.join("sub/.upload-7"), "x").unwrap();
+    symlink("sub/.upload-7", f.data.join("to_upload")).unwrap();
+    symlink("sub", f.data.join(".upload-dir")).unwrap();
+    for argument in [
+        ".upload-1.mp4",
+        "new/.upload-1.mp4",
+        "sub/.upload-7",
+        "./sub/x/../.upload-7",
+        ".upload-dir/clip.mp4",
+        "to_upload",            // a link whose target has the name
+        "sub/.upload-%03d.png", // a pattern
+    ] {
+        check(&f, argument, &format!("error: argument 7 `{argument}`: this path is reserved"));
+    }
+    for argument in ["upload-1.mp4", "sub/x.upload-1.mp4", "sub/.upload", ".uploads/a.mp4"] {
+        check(&f, argument, &format!("ok {}", argument));
+    }
+    assert_eq!(
+        show(
+            f.sandbox.root(),
+            resolve_line(&f.sandbox, "-i in.mp4 -f hls -hls_segment_filename .upload-%d.ts sub/x.m3u8")
+        ),
+        "error: argument 5 `-hls_segment_filename .upload-%d.ts`: option `-hls_segment_filename`: this path is reserved"
+    );
+    // Without the prefix denied, the same names are ordinary.
+    check(&fixture(), "new/.upload-1.mp4", "ok new/.upload-1.mp4");
+}
+
+#[test]
 fn sandbox_root_must_be_a_directory() {
     let tmp = tempfile::tempdir().unwrap();
     let file = tmp.path().join("file");

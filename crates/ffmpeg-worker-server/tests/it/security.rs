@@ -67,6 +67,10 @@ async fn hostile_commands_are_refused_before_ffmpeg_starts_and_touch_nothing_out
         "-i in.mp4 out.mp4 -i in.mp4 in.mp4".to_owned(),
         "-i pipe:0 out.mp4".to_owned(),
         "-i in.mp4 -f mp4 pipe:1".to_owned(),
+        // The temporary upload names, which the start-up sweep removes (tester J2).
+        "-i in.mp4 keep/.ffmpeg-worker-upload-x.mp4".to_owned(),
+        "-i .ffmpeg-worker-upload-y.mp4 out.mp4".to_owned(),
+        "-i in.mp4 -c copy -f segment -segment_time 1 .ffmpeg-worker-upload-dir/p%02d.mp4".to_owned(),
     ];
     let http = client();
     for command in &hostile {
