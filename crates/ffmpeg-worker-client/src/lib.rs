@@ -24,6 +24,12 @@
 //! Without the command line (no clap, no indicatif):
 //! `ffmpeg-worker-client = { git = "...", default-features = false }`.
 
+/// The workspace README's Rust example, compiled as a doctest (not run: it needs a server), so
+/// the README cannot drift from this crate's API.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct WorkspaceReadme;
+
 mod client;
 mod error;
 mod events;
