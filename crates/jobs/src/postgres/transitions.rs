@@ -16,7 +16,7 @@ use super::{PgSettings, PgStore, db};
 use crate::model::{Job, JobId, Progress, SubmitOptions};
 use crate::sqlite::rows::{self, JobRow, corrupt, json, micros_floor, now};
 use crate::sqlite::write::WriteHealth;
-use crate::store::plan::{self, ClaimSteps, ClaimView, FinishRow, Queued, SqlTx};
+use crate::store::plan::{self, ClaimSteps, ClaimView, FinishRow, NewRow, Queued, SqlTx};
 use crate::store::sql::{Access, Arg, SqlRow, SqlStore, Statements};
 use crate::store::{CancelOutcome, LostRun, Outcome, Recovery, RunRecord, StoreError, WORKER_LOST};
 use crate::webhook::{Delivery, SubscriptionSource};
@@ -118,12 +118,7 @@ impl ClaimSteps for PgClaim<'_> {
             .map_err(db)?;
         let mut view = ClaimView::default();
         for (kind, priority, seq, footprint, requires, hooked, wait) in rows {
-            let queued = Queued { priority: i64::from(priority), seq, footprint, requires, hooked, wait };
-            match kind {
-                0 => view.running.push(queued.footprint),
-                1 => view.page.push(queued),
-                _ => view.behind.push(queued),
-            }
+            view.add(i64::from(kind), Queued { priority: i64::from(priority), seq, footprint, requires, hooked, wait });
         }
         Ok(view)
     }
@@ -419,24 +414,18 @@ impl SqlStore for PgStore {
     }
 
     async fn insert(&self, command: String, options: SubmitOptions) -> Result<Job, StoreError> {
-        let metadata = json(&options.metadata)?;
-        let footprint = json(&options.footprint)?;
-        let webhooks = json(&options.webhooks)?;
-        let requires = json(&options.requires)?;
-        let options =
-            SubmitOptions { timeout_seconds: options.timeout_seconds.map(|t| t.min(i64::MAX as u64)), ..options };
-        let mut job = Job::new_queued(command, options, 0, now().0);
-        let timeout = job.timeout_seconds.map(|t| i64::try_from(t).unwrap_or(i64::MAX));
+        let row = NewRow::of(command, options)?;
+        let requires = json(&row.job.requires)?;
         let result = on_conn!(self, |conn| {
             sqlx::query_scalar::<_, i64>(INSERT)
-                .bind(job.id.as_str())
-                .bind(job.command.as_str())
-                .bind(job.priority)
-                .bind(timeout)
-                .bind(&metadata)
-                .bind(micros_floor(job.created_at))
-                .bind(&footprint)
-                .bind(&webhooks)
+                .bind(row.job.id.as_str())
+                .bind(row.job.command.as_str())
+                .bind(row.job.priority)
+                .bind(row.timeout())
+                .bind(&row.metadata)
+                .bind(micros_floor(row.job.created_at))
+                .bind(&row.footprint)
+                .bind(&row.webhooks)
                 .bind(&requires)
                 .fetch_one(&mut *conn)
                 .await
@@ -444,7 +433,7 @@ impl SqlStore for PgStore {
         })
         .await;
         self.health.record(&result);
-        job.seq = result?;
+        let job = Job { seq: result?, ..row.job };
         self.wake();
         Ok(job)
     }
@@ -602,14 +591,8 @@ impl SqlStore for PgStore {
                 async {
                     let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(db)?;
                     let mut planned = PgTx::holding(&mut tx, &self.settings, attempt);
-                    let finished = async {
-                        if let Some(progress) = &progress {
-                            // Refused (the job is no longer held): so is the outcome.
-                            plan::update_progress(&mut planned, id, progress).await?;
-                        }
-                        plan::finish(&mut planned, id, &row, completed, log).await
-                    }
-                    .await;
+                    let finished =
+                        plan::finish_with_progress(&mut planned, id, progress.as_deref(), &row, completed, log).await;
                     end(tx, finished).await
                 }
                 .await
@@ -653,9 +636,7 @@ impl SqlStore for PgStore {
     async fn requeue(&self, id: &JobId) -> Result<(), StoreError> {
         let attempt = self.held_attempt(id, "requeue").await?;
         let args = [Arg::Text(id.as_str()), Arg::Text(&self.settings.node_id), Arg::Int(attempt)];
-        if self.execute(REQUEUE, &args).await? == 0 {
-            return Err(self.refusal(id, "requeue").await);
-        }
+        self.transition(id, "requeue", REQUEUE, &args).await?;
         self.release(id);
         self.wake();
         Ok(())
@@ -672,9 +653,7 @@ impl SqlStore for PgStore {
             Arg::Text(&reason),
             Arg::Int(wait),
         ];
-        if self.execute(RETRY, &args).await? == 0 {
-            return Err(self.refusal(id, "retry").await);
-        }
+        self.transition(id, "retry", RETRY, &args).await?;
         self.release(id);
         self.wake();
         Ok(())

@@ -15,6 +15,7 @@ use super::sql::{GET, GET_MANY, INSERT_MANY};
 use super::write::WriteHealth;
 use crate::model::{Job, JobId};
 use crate::store::StoreError;
+use crate::store::plan::NewRow;
 
 /// Tasks that answer [`JobStore::get`](crate::JobStore::get) in batches, each with a reader connection.
 pub(super) const GET_TASKS: usize = 2;
@@ -35,16 +36,11 @@ pub(super) struct PendingGet {
     pub(super) reply: oneshot::Sender<Result<Option<Job>, StoreError>>,
 }
 
-/// One insert handed to the group-commit task: the job (its `seq` still 0), its metadata as
-/// JSON, and where the stored job (with its `seq`) goes.
+/// One insert handed to the group-commit task: the row (its job's `seq` still 0), and where the
+/// stored job (with its `seq`) goes.
 #[derive(Debug)]
 pub(super) struct PendingInsert {
-    pub(super) job: Job,
-    pub(super) metadata: String,
-    /// The footprint as JSON.
-    pub(super) footprint: String,
-    /// The webhook subscriptions as JSON.
-    pub(super) webhooks: String,
+    pub(super) row: NewRow,
     pub(super) reply: oneshot::Sender<Result<Job, StoreError>>,
 }
 
@@ -138,10 +134,10 @@ pub(super) async fn commit_inserts(
         match result {
             Ok(mut seqs) => {
                 for mut pending in batch.drain(..) {
-                    let reply = match seqs.remove(pending.job.id.as_str()) {
+                    let reply = match seqs.remove(pending.row.job.id.as_str()) {
                         Some(seq) => {
-                            pending.job.seq = seq;
-                            Ok(pending.job)
+                            pending.row.job.seq = seq;
+                            Ok(pending.row.job)
                         }
                         None => Err(StoreError::Database("the insert returned no row for this job".into())),
                     };
@@ -156,10 +152,10 @@ pub(super) async fn commit_inserts(
                     let result = insert_jobs(&pool, std::slice::from_ref(&pending)).await;
                     health.record(&result);
                     let _ = pending.reply.send(result.and_then(|seqs| {
-                        pending.job.seq = *seqs
-                            .get(pending.job.id.as_str())
+                        pending.row.job.seq = *seqs
+                            .get(pending.row.job.id.as_str())
                             .ok_or_else(|| StoreError::Database("the insert returned no row for this job".into()))?;
-                        Ok(pending.job)
+                        Ok(pending.row.job)
                     }));
                 }
             }
@@ -179,18 +175,17 @@ async fn insert_jobs(pool: &SqlitePool, jobs: &[PendingInsert]) -> Result<HashMa
     type Encoded<'a> = (&'a str, &'a str, i32, Option<i64>, &'a str, i64, &'a str, &'a str, &'a [String]);
     let encoded: Vec<Encoded<'_>> = jobs
         .iter()
-        .map(|PendingInsert { job, metadata, footprint, webhooks, .. }| {
-            // Beyond i64::MAX seconds means "no limit" anyway.
-            let timeout = job.timeout_seconds.map(|t| i64::try_from(t).unwrap_or(i64::MAX));
+        .map(|PendingInsert { row, .. }| {
+            let job = &row.job;
             (
                 job.id.as_str(),
                 job.command.as_str(),
                 job.priority,
-                timeout,
-                metadata.as_str(),
+                row.timeout(),
+                row.metadata.as_str(),
                 micros_floor(job.created_at),
-                footprint.as_str(),
-                webhooks.as_str(),
+                row.footprint.as_str(),
+                row.webhooks.as_str(),
                 job.requires.as_slice(),
             )
         })

@@ -16,7 +16,7 @@ use super::rows::{self, JobRow, db, encode_deliveries, json, now};
 use super::sql::*;
 use super::write::{WriteHealth, WriteTx};
 use crate::model::{Job, JobId, Progress, SubmitOptions};
-use crate::store::plan::{self, ClaimSteps, ClaimView, FinishRow, Queued, SqlTx};
+use crate::store::plan::{self, ClaimSteps, ClaimView, FinishRow, NewRow, Queued, SqlTx};
 use crate::store::sql::{Access, Arg, SqlRow, SqlStore, Statements};
 use crate::store::{CancelOutcome, Outcome, Recovery, StoreError};
 use crate::webhook::Delivery;
@@ -45,12 +45,7 @@ impl ClaimSteps for WriteTx {
         let mut view = ClaimView::default();
         for (kind, priority, seq, footprint, requires, wait) in rows {
             // The claim is one write transaction, deliveries or not.
-            let queued = Queued { seq, priority, footprint, requires, hooked: true, wait };
-            match kind {
-                0 => view.running.push(queued.footprint),
-                1 => view.page.push(queued),
-                _ => view.behind.push(queued),
-            }
+            view.add(kind, Queued { seq, priority, footprint, requires, hooked: true, wait });
         }
         Ok(view)
     }
@@ -183,15 +178,10 @@ impl SqlStore for SqliteStore {
 
     async fn insert(&self, command: String, options: SubmitOptions) -> Result<Job, StoreError> {
         let stopped = || StoreError::Database("the store's writer task has stopped".into());
-        let metadata = json(&options.metadata)?;
-        let footprint = json(&options.footprint)?;
-        let webhooks = json(&options.webhooks)?;
-        // The timeout is stored as an SQLite INTEGER (i64); the seq is assigned when stored.
-        let options =
-            SubmitOptions { timeout_seconds: options.timeout_seconds.map(|t| t.min(i64::MAX as u64)), ..options };
-        let job = Job::new_queued(command, options, 0, now().0);
+        // The seq is assigned when stored.
+        let row = NewRow::of(command, options)?;
         let (reply, stored) = oneshot::channel();
-        self.inserts.send(PendingInsert { job, metadata, footprint, webhooks, reply }).await.map_err(|_| stopped())?;
+        self.inserts.send(PendingInsert { row, reply }).await.map_err(|_| stopped())?;
         let job = stored.await.map_err(|_| stopped())??;
         self.wake();
         Ok(job)
@@ -257,14 +247,7 @@ impl SqlStore for SqliteStore {
         let (_, completed) = now();
         let result = async {
             let mut tx = WriteTx::begin(&self.writer).await?;
-            let finished = async {
-                // Refused (the job is not running): so is the outcome, which says why.
-                if let Some(progress) = &progress {
-                    plan::update_progress(&mut tx, id, progress).await?;
-                }
-                plan::finish(&mut tx, id, &row, completed, log).await
-            }
-            .await;
+            let finished = plan::finish_with_progress(&mut tx, id, progress.as_deref(), &row, completed, log).await;
             tx.end(finished).await
         }
         .await;
@@ -292,18 +275,14 @@ impl SqlStore for SqliteStore {
     }
 
     async fn requeue(&self, id: &JobId) -> Result<(), StoreError> {
-        if self.execute(REQUEUE, &[Arg::Text(id.as_str())]).await? == 0 {
-            return Err(self.refusal(id, "requeue").await);
-        }
+        self.transition(id, "requeue", REQUEUE, &[Arg::Text(id.as_str())]).await?;
         self.wake();
         Ok(())
     }
 
     async fn retry(&self, id: &JobId, reason: &str, wait: std::time::Duration) -> Result<(), StoreError> {
         let retry_at = now().1.saturating_add(i64::try_from(wait.as_micros()).unwrap_or(i64::MAX));
-        if self.execute(RETRY, &[Arg::Text(id.as_str()), Arg::Text(reason), Arg::Int(retry_at)]).await? == 0 {
-            return Err(self.refusal(id, "retry").await);
-        }
+        self.transition(id, "retry", RETRY, &[Arg::Text(id.as_str()), Arg::Text(reason), Arg::Int(retry_at)]).await?;
         self.wake();
         Ok(())
     }

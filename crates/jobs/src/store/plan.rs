@@ -18,7 +18,7 @@ use super::{
     ActiveFootprint, CancelOutcome, Due, InterruptedRun, Outcome, Recovery, RunRecord, StatusCounts, StoreError,
     footprints_conflict,
 };
-use crate::model::{Job, JobId, JobStatus};
+use crate::model::{Job, JobId, JobStatus, SubmitOptions};
 use crate::nodes::labels_cover;
 use crate::sqlite::rows::{corrupt, json, labels as labels_of, now};
 use crate::webhook::{self, Delivery, WebhookEvent};
@@ -48,6 +48,47 @@ pub(crate) struct ClaimView {
     pub running: Vec<Option<String>>,
     pub page: Vec<Queued>,
     pub behind: Vec<Queued>,
+}
+
+impl ClaimView {
+    /// Adds queued or running job `queued` to the view, as the claim-view statement of both
+    /// dialects marks it: `kind` 0 for a running job (only its footprint counts), 1 for a job
+    /// of the page, any other for one behind it.
+    pub(crate) fn add(&mut self, kind: i64, queued: Queued) {
+        match kind {
+            0 => self.running.push(queued.footprint),
+            1 => self.page.push(queued),
+            _ => self.behind.push(queued),
+        }
+    }
+}
+
+/// A job as an SQL store inserts it ([`JobStore::insert`](super::JobStore::insert)): the new
+/// queued job (its `seq` 0 until stored, created now) and its JSON columns.
+#[derive(Debug)]
+pub(crate) struct NewRow {
+    pub job: Job,
+    pub metadata: String,
+    pub footprint: String,
+    pub webhooks: String,
+}
+
+impl NewRow {
+    /// The row of a job submitted with `command` and `options`. Its timeout is capped at
+    /// `i64::MAX` seconds, the most a BIGINT holds (beyond that means "no limit" anyway).
+    pub(crate) fn of(command: String, options: SubmitOptions) -> Result<NewRow, StoreError> {
+        let metadata = json(&options.metadata)?;
+        let footprint = json(&options.footprint)?;
+        let webhooks = json(&options.webhooks)?;
+        let options =
+            SubmitOptions { timeout_seconds: options.timeout_seconds.map(|t| t.min(i64::MAX as u64)), ..options };
+        Ok(NewRow { job: Job::new_queued(command, options, 0, now().0), metadata, footprint, webhooks })
+    }
+
+    /// The timeout as stored (seconds; `None`: no limit).
+    pub(crate) fn timeout(&self) -> Option<i64> {
+        self.job.timeout_seconds.map(|t| i64::try_from(t).unwrap_or(i64::MAX))
+    }
 }
 
 /// The row values [`JobStore::finish`](super::JobStore::finish) writes for an [`Outcome`]
@@ -339,6 +380,24 @@ pub(crate) async fn finish(
     }
     write_status_outbox(tx, &job, job.completed_at.unwrap_or_else(OffsetDateTime::now_utc)).await?;
     Ok(Some(job))
+}
+
+/// [`JobStore::finish_with_progress`](super::JobStore::finish_with_progress): stores the
+/// progress (JSON, when given, with its due `job.progress` deliveries), then ends running job
+/// `id` as [`finish`] does, in the same transaction; `None` when refused.
+pub(crate) async fn finish_with_progress(
+    tx: &mut impl SqlTx,
+    id: &JobId,
+    progress: Option<&str>,
+    row: &FinishRow,
+    completed: i64,
+    log: &str,
+) -> Result<Option<Job>, StoreError> {
+    if let Some(progress) = progress {
+        // Refused (the job is not running, or not held): so is the outcome, which says why.
+        update_progress(tx, id, progress).await?;
+    }
+    finish(tx, id, row, completed, log).await
 }
 
 /// [`JobStore::cancel`](super::JobStore::cancel): cancels queued job `id` at `completed`

@@ -208,6 +208,22 @@ pub(crate) trait SqlStore: Send + Sync + 'static {
         result
     }
 
+    /// Runs conditional write `sql` with `args`, transition `action` on `id`: refused, with the
+    /// error saying why ([`SqlStore::refusal`]), when it changed no row. Its outcome feeds the
+    /// write health.
+    async fn transition(
+        &self,
+        id: &JobId,
+        action: &'static str,
+        sql: &'static str,
+        args: &[Arg<'_>],
+    ) -> Result<(), StoreError> {
+        if self.execute(sql, args).await? == 0 {
+            return Err(self.refusal(id, action).await);
+        }
+        Ok(())
+    }
+
     /// Runs `sql` with `args` to its end, on the connections `access` names; its rows. A
     /// write's outcome feeds the write health.
     async fn fetch<R: SqlRow>(
@@ -236,10 +252,7 @@ pub(crate) trait SqlStore: Send + Sync + 'static {
     async fn record_run(&self, id: &JobId, run: &RunRecord) -> Result<(), StoreError> {
         let record = json(run)?;
         let args = [Arg::Text(id.as_str()), Arg::Int(i64::from(run.attempt)), Arg::Text(&record), Arg::Node];
-        if self.execute(Self::SQL.record_run, &args).await? == 0 {
-            return Err(self.refusal(id, "record run").await);
-        }
-        Ok(())
+        self.transition(id, "record run", Self::SQL.record_run, &args).await
     }
 
     /// [`JobStore::update_progress`].
@@ -432,10 +445,7 @@ impl<S: SqlStore> JobStore for S {
     }
 
     async fn delete(&self, id: &JobId) -> Result<(), StoreError> {
-        if self.execute(S::SQL.delete, &[Arg::Text(id.as_str())]).await? == 0 {
-            return Err(self.refusal(id, "delete").await);
-        }
-        Ok(())
+        self.transition(id, "delete", S::SQL.delete, &[Arg::Text(id.as_str())]).await
     }
 
     async fn recover(&self, max_attempts: u32) -> Result<Recovery, StoreError> {
