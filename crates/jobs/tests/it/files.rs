@@ -4,11 +4,10 @@ use std::sync::Arc;
 
 use ffmpeg_core::sandbox::Sandbox;
 use jobs::files::{Files, FilesError};
-use jobs::storage::{
-    ByteStream, FileMeta, ListPage, LocalStorage, Preconditions, PutOptions, PutOutcome, StagedPut, Storage,
-    StorageError, StoredFile,
-};
+use jobs::storage::{ByteStream, LocalStorage, PutOptions, PutOutcome, StagedPut, Storage, StorageError};
 use jobs::{JobStore, SqliteStore, SubmitOptions};
+
+use crate::fixture::{Intercept, Intercepted};
 
 fn body(text: &'static str) -> ByteStream {
     Box::pin(futures_util::stream::once(async move { Ok(bytes::Bytes::from_static(text.as_bytes())) }))
@@ -117,18 +116,15 @@ async fn an_upload_above_or_below_what_a_job_writes_is_refused() {
     }
 }
 
-/// A storage, and a hook run once when an upload commits (what another writer does
-/// between the upload's last check and its commit).
+/// A hook run once when an upload commits, before it does (what another writer does between
+/// the upload's last check and its commit).
 #[derive(Debug)]
-pub(crate) struct HookAtCommit {
-    inner: Arc<dyn Storage>,
-    hook: std::sync::Mutex<Option<HookDebug>>,
-}
+pub(crate) struct HookAtCommit(std::sync::Mutex<Option<HookDebug>>);
 
 impl HookAtCommit {
     /// `inner`, running `hook` when the next upload commits, before it does.
-    pub(crate) fn new(inner: Arc<dyn Storage>, hook: Hook) -> HookAtCommit {
-        HookAtCommit { inner, hook: std::sync::Mutex::new(Some(HookDebug(hook))) }
+    pub(crate) fn wrap(inner: Arc<dyn Storage>, hook: Hook) -> Arc<dyn Storage> {
+        Intercepted::wrap(inner, HookAtCommit(std::sync::Mutex::new(Some(HookDebug(hook)))))
     }
 }
 
@@ -162,34 +158,16 @@ impl StagedPut for Hooked {
 }
 
 #[async_trait::async_trait]
-impl Storage for HookAtCommit {
-    async fn check_path(&self, path: &str) -> Result<String, StorageError> {
-        self.inner.check_path(path).await
-    }
-    async fn put(&self, path: &str, body: ByteStream, options: PutOptions) -> Result<Box<dyn StagedPut>, StorageError> {
-        let inner = self.inner.put(path, body, options).await?;
-        Ok(Box::new(Hooked { inner, hook: self.hook.lock().unwrap().take() }))
-    }
-    async fn open(&self, path: &str) -> Result<Box<dyn StoredFile>, StorageError> {
-        self.inner.open(path).await
-    }
-    async fn head(&self, path: &str) -> Result<FileMeta, StorageError> {
-        self.inner.head(path).await
-    }
-    async fn list(&self, prefix: &str, after: Option<&str>, limit: usize) -> Result<ListPage, StorageError> {
-        self.inner.list(prefix, after, limit).await
-    }
-    async fn is_directory(&self, path: &str) -> Result<bool, StorageError> {
-        self.inner.is_directory(path).await
-    }
-    async fn delete(&self, path: &str, recursive: bool) -> Result<(), StorageError> {
-        self.inner.delete(path, recursive).await
-    }
-    async fn delete_if(&self, path: &str, recursive: bool, preconditions: &Preconditions) -> Result<(), StorageError> {
-        self.inner.delete_if(path, recursive, preconditions).await
-    }
-    async fn check_writable_paths(&self, files: &[String], dirs: &[String]) -> Result<(), StorageError> {
-        self.inner.check_writable_paths(files, dirs).await
+impl Intercept for HookAtCommit {
+    async fn put(
+        &self,
+        inner: &dyn Storage,
+        path: &str,
+        body: ByteStream,
+        options: PutOptions,
+    ) -> Result<Box<dyn StagedPut>, StorageError> {
+        let inner = inner.put(path, body, options).await?;
+        Ok(Box::new(Hooked { inner, hook: self.0.lock().unwrap().take() }))
     }
 }
 
@@ -212,7 +190,7 @@ async fn a_job_queued_while_an_upload_commits_takes_its_place_back() {
             })
         })
     };
-    let storage = Arc::new(HookAtCommit::new(Arc::new(LocalStorage::new(Arc::clone(&sandbox))), queue));
+    let storage = HookAtCommit::wrap(Arc::new(LocalStorage::new(Arc::clone(&sandbox))), queue);
     let files = Files::new(storage, Arc::clone(&store), sandbox, 1 << 20);
     match files.put("race/a/x", body("new"), false).await {
         Err(FilesError::InUse { path, .. }) => assert_eq!(path, "race/a/x"),

@@ -1,7 +1,8 @@
 //! Fixtures shared by the integration tests: the stores under test with the `conformance!`
 //! macro that runs a behaviour against each of them, media made with ffmpeg's lavfi sources,
 //! commands run as jobs through the real ffmpeg, and shell scripts standing in for ffmpeg with
-//! the processes they start.
+//! the processes they start, and a storage that forwards every call but those a test changes
+//! ([`Intercepted`]).
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
@@ -9,6 +10,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ffmpeg_core::sandbox::Sandbox;
+use jobs::storage::{
+    ByteStream, FileMeta, ListPage, NameLimits, OpenUpload, Preconditions, PutOptions, StagedPut, Storage,
+    StorageError, StoredFile,
+};
 use jobs::{
     FfmpegConfig, FfmpegRunner, Job, JobStore, Jobs, JobsConfig, MemoryStore, Runner, Shutdown, SqliteStore,
     SubmitOptions,
@@ -184,4 +189,120 @@ pub(crate) async fn wait_gone(pids: impl IntoIterator<Item = i32>, within: Durat
 /// The process ids written one per line (or separated by spaces) in `text`.
 pub(crate) fn pids(text: &str) -> Vec<i32> {
     text.split_whitespace().map(|pid| pid.parse().unwrap()).collect()
+}
+
+/// The calls of a [`Storage`] a test's [`Intercepted`] storage may change: each is given the
+/// storage it wraps, and by default forwards the call to it.
+#[async_trait::async_trait]
+pub(crate) trait Intercept: std::fmt::Debug + Send + Sync + 'static {
+    /// [`Storage::put`].
+    async fn put(
+        &self,
+        inner: &dyn Storage,
+        path: &str,
+        body: ByteStream,
+        options: PutOptions,
+    ) -> Result<Box<dyn StagedPut>, StorageError> {
+        inner.put(path, body, options).await
+    }
+
+    /// [`Storage::open`].
+    async fn open(&self, inner: &dyn Storage, path: &str) -> Result<Box<dyn StoredFile>, StorageError> {
+        inner.open(path).await
+    }
+
+    /// [`Storage::put_temp`].
+    async fn put_temp(&self, inner: &dyn Storage, temp: &str, body: ByteStream) -> Result<u64, StorageError> {
+        inner.put_temp(temp, body).await
+    }
+
+    /// [`Storage::publish_temp`].
+    async fn publish_temp(
+        &self,
+        inner: &dyn Storage,
+        temp: &str,
+        path: &str,
+        create_only: bool,
+    ) -> Result<(), StorageError> {
+        inner.publish_temp(temp, path, create_only).await
+    }
+}
+
+/// A storage that forwards every call to `inner`, the calls of [`Intercept`] through
+/// `intercept` (a storage that fails, waits or runs a hook at one step).
+#[derive(Debug)]
+pub(crate) struct Intercepted<I> {
+    pub(crate) inner: Arc<dyn Storage>,
+    pub(crate) intercept: I,
+}
+
+impl<I: Intercept> Intercepted<I> {
+    /// `inner` with its calls through `intercept`, as a storage.
+    pub(crate) fn wrap(inner: Arc<dyn Storage>, intercept: I) -> Arc<dyn Storage> {
+        Arc::new(Intercepted { inner, intercept })
+    }
+}
+
+#[async_trait::async_trait]
+impl<I: Intercept> Storage for Intercepted<I> {
+    fn name_limits(&self) -> NameLimits {
+        self.inner.name_limits()
+    }
+    fn display_name(&self) -> String {
+        self.inner.display_name()
+    }
+    async fn check_path(&self, path: &str) -> Result<String, StorageError> {
+        self.inner.check_path(path).await
+    }
+    async fn put(&self, path: &str, body: ByteStream, options: PutOptions) -> Result<Box<dyn StagedPut>, StorageError> {
+        self.intercept.put(&*self.inner, path, body, options).await
+    }
+    async fn open(&self, path: &str) -> Result<Box<dyn StoredFile>, StorageError> {
+        self.intercept.open(&*self.inner, path).await
+    }
+    async fn head(&self, path: &str) -> Result<FileMeta, StorageError> {
+        self.inner.head(path).await
+    }
+    async fn list(&self, prefix: &str, after: Option<&str>, limit: usize) -> Result<ListPage, StorageError> {
+        self.inner.list(prefix, after, limit).await
+    }
+    async fn is_directory(&self, path: &str) -> Result<bool, StorageError> {
+        self.inner.is_directory(path).await
+    }
+    async fn delete(&self, path: &str, recursive: bool) -> Result<(), StorageError> {
+        self.inner.delete(path, recursive).await
+    }
+    async fn check_writable_paths(&self, files: &[String], dirs: &[String]) -> Result<(), StorageError> {
+        self.inner.check_writable_paths(files, dirs).await
+    }
+    async fn ping(&self) -> Result<(), StorageError> {
+        self.inner.ping().await
+    }
+    async fn delete_if(&self, path: &str, recursive: bool, preconditions: &Preconditions) -> Result<(), StorageError> {
+        self.inner.delete_if(path, recursive, preconditions).await
+    }
+    fn has_temp_area(&self) -> bool {
+        self.inner.has_temp_area()
+    }
+    async fn put_temp(&self, temp: &str, body: ByteStream) -> Result<u64, StorageError> {
+        self.intercept.put_temp(&*self.inner, temp, body).await
+    }
+    async fn publish_temp(&self, temp: &str, path: &str, create_only: bool) -> Result<(), StorageError> {
+        self.intercept.publish_temp(&*self.inner, temp, path, create_only).await
+    }
+    async fn copy_to_temp(&self, path: &str, temp: &str) -> Result<(), StorageError> {
+        self.inner.copy_to_temp(path, temp).await
+    }
+    async fn list_temps(&self, prefix: &str) -> Result<Vec<FileMeta>, StorageError> {
+        self.inner.list_temps(prefix).await
+    }
+    async fn delete_temp(&self, temp: &str) -> Result<(), StorageError> {
+        self.inner.delete_temp(temp).await
+    }
+    async fn open_uploads(&self, prefix: &str) -> Result<Vec<OpenUpload>, StorageError> {
+        self.inner.open_uploads(prefix).await
+    }
+    async fn abort_upload(&self, upload: &OpenUpload) -> Result<(), StorageError> {
+        self.inner.abort_upload(upload).await
+    }
 }

@@ -11,13 +11,13 @@ use async_trait::async_trait;
 use ffmpeg_core::sandbox::Sandbox;
 use jobs::events::{Event, Published};
 use jobs::model::Phase;
-use jobs::storage::{
-    ByteStream, FileMeta, ListPage, PutOptions, S3Config, S3Storage, StagedPut, Storage, StorageError, StoredFile,
-};
+use jobs::storage::{ByteStream, PutOptions, S3Config, S3Storage, StagedPut, Storage, StorageError, StoredFile};
 use jobs::store::JobStore;
 use jobs::{
     FfmpegConfig, FfmpegRunner, Job, JobId, JobStatus, Jobs, JobsConfig, MemoryStore, Runner, Shutdown, SubmitOptions,
 };
+
+use crate::fixture::{Intercept, Intercepted};
 
 const PREFIX: &str = "media";
 
@@ -310,11 +310,10 @@ enum Fault {
     Hang,
 }
 
-/// A storage over the test bucket whose `step` fails for paths ending in `suffix`, the first
+/// What makes the test bucket's storage fail at `step` for paths ending in `suffix`, the first
 /// `times` times.
 #[derive(Debug)]
 struct Faulty {
-    inner: S3Storage,
     dead: S3Storage,
     step: Step,
     suffix: &'static str,
@@ -323,7 +322,10 @@ struct Faulty {
 }
 
 fn faulty(step: Step, suffix: &'static str, fault: Fault, times: usize) -> impl FnOnce(S3Storage) -> Arc<dyn Storage> {
-    move |inner| Arc::new(Faulty { inner, dead: dead_storage(), step, suffix, fault, times: AtomicUsize::new(times) })
+    move |inner| {
+        let faulty = Faulty { dead: dead_storage(), step, suffix, fault, times: AtomicUsize::new(times) };
+        Intercepted::wrap(Arc::new(inner), faulty)
+    }
 }
 
 /// A client of a bucket at an address where nothing listens.
@@ -342,13 +344,18 @@ fn dead_storage() -> S3Storage {
 
 impl Faulty {
     /// The storage this call goes to while failures are left for `step` on `path`: the dead
-    /// one, a refusal, or no answer ever.
-    async fn target(&self, step: Step, path: &str) -> Result<&S3Storage, StorageError> {
+    /// one, a refusal, or no answer ever; else `inner`.
+    async fn target<'a>(
+        &'a self,
+        inner: &'a dyn Storage,
+        step: Step,
+        path: &str,
+    ) -> Result<&'a dyn Storage, StorageError> {
         let fails = step == self.step
             && path.ends_with(self.suffix)
             && self.times.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
         match (fails, self.fault) {
-            (false, _) => Ok(&self.inner),
+            (false, _) => Ok(inner),
             (true, Fault::Unreachable) => Ok(&self.dead),
             (true, Fault::Refused) => {
                 Err(StorageError::Io { path: path.to_owned(), source: std::io::Error::other("the bucket refused it") })
@@ -359,48 +366,21 @@ impl Faulty {
 }
 
 #[async_trait]
-impl Storage for Faulty {
-    fn display_name(&self) -> String {
-        self.inner.display_name()
+impl Intercept for Faulty {
+    async fn open(&self, inner: &dyn Storage, path: &str) -> Result<Box<dyn StoredFile>, StorageError> {
+        self.target(inner, Step::Open, path).await?.open(path).await
     }
-    async fn check_path(&self, path: &str) -> Result<String, StorageError> {
-        self.inner.check_path(path).await
+    async fn put_temp(&self, inner: &dyn Storage, temp: &str, body: ByteStream) -> Result<u64, StorageError> {
+        self.target(inner, Step::PutTemp, temp).await?.put_temp(temp, body).await
     }
-    async fn put(&self, path: &str, body: ByteStream, options: PutOptions) -> Result<Box<dyn StagedPut>, StorageError> {
-        self.inner.put(path, body, options).await
-    }
-    async fn open(&self, path: &str) -> Result<Box<dyn StoredFile>, StorageError> {
-        self.target(Step::Open, path).await?.open(path).await
-    }
-    async fn head(&self, path: &str) -> Result<FileMeta, StorageError> {
-        self.inner.head(path).await
-    }
-    async fn list(&self, prefix: &str, after: Option<&str>, limit: usize) -> Result<ListPage, StorageError> {
-        self.inner.list(prefix, after, limit).await
-    }
-    async fn is_directory(&self, path: &str) -> Result<bool, StorageError> {
-        self.inner.is_directory(path).await
-    }
-    async fn delete(&self, path: &str, recursive: bool) -> Result<(), StorageError> {
-        self.inner.delete(path, recursive).await
-    }
-    fn has_temp_area(&self) -> bool {
-        self.inner.has_temp_area()
-    }
-    async fn put_temp(&self, temp: &str, body: ByteStream) -> Result<u64, StorageError> {
-        self.target(Step::PutTemp, temp).await?.put_temp(temp, body).await
-    }
-    async fn publish_temp(&self, temp: &str, path: &str, create_only: bool) -> Result<(), StorageError> {
-        self.target(Step::Publish, path).await?.publish_temp(temp, path, create_only).await
-    }
-    async fn copy_to_temp(&self, path: &str, temp: &str) -> Result<(), StorageError> {
-        self.inner.copy_to_temp(path, temp).await
-    }
-    async fn list_temps(&self, prefix: &str) -> Result<Vec<FileMeta>, StorageError> {
-        self.inner.list_temps(prefix).await
-    }
-    async fn delete_temp(&self, temp: &str) -> Result<(), StorageError> {
-        self.inner.delete_temp(temp).await
+    async fn publish_temp(
+        &self,
+        inner: &dyn Storage,
+        temp: &str,
+        path: &str,
+        create_only: bool,
+    ) -> Result<(), StorageError> {
+        self.target(inner, Step::Publish, path).await?.publish_temp(temp, path, create_only).await
     }
 }
 
@@ -1275,7 +1255,7 @@ async fn an_upload_racing_a_publish_above_it_takes_its_file_back() {
             })
         })
     };
-    let hooked: Arc<dyn Storage> = Arc::new(crate::files::HookAtCommit::new(storage, publish));
+    let hooked = crate::files::HookAtCommit::wrap(storage, publish);
     let sandbox = Arc::new(Sandbox::new(fx.data.path()).unwrap());
     let files = jobs::files::Files::new(hooked, Arc::clone(&fx.store), sandbox, 1 << 20);
     let body: ByteStream = Box::pin(futures_util::stream::iter([Ok(bytes::Bytes::from_static(b"upload"))]));
@@ -1290,49 +1270,23 @@ async fn an_upload_racing_a_publish_above_it_takes_its_file_back() {
     assert_eq!(fx.object("race/a"), b"job");
 }
 
-/// A bucket's storage whose uploads wait for each other once their bodies are stored (both
-/// past the bucket's check of their place, neither committed).
+/// Uploads that wait for each other once their bodies are stored (both past the bucket's check
+/// of their place, neither committed).
 #[derive(Debug)]
-struct MeetAtPut {
-    inner: Arc<dyn Storage>,
-    barrier: tokio::sync::Barrier,
-}
+struct MeetAtPut(tokio::sync::Barrier);
 
 #[async_trait]
-impl Storage for MeetAtPut {
-    async fn check_path(&self, path: &str) -> Result<String, StorageError> {
-        self.inner.check_path(path).await
-    }
-    async fn put(&self, path: &str, body: ByteStream, options: PutOptions) -> Result<Box<dyn StagedPut>, StorageError> {
-        let staged = self.inner.put(path, body, options).await;
-        self.barrier.wait().await;
-        staged
-    }
-    async fn open(&self, path: &str) -> Result<Box<dyn StoredFile>, StorageError> {
-        self.inner.open(path).await
-    }
-    async fn head(&self, path: &str) -> Result<FileMeta, StorageError> {
-        self.inner.head(path).await
-    }
-    async fn list(&self, prefix: &str, after: Option<&str>, limit: usize) -> Result<ListPage, StorageError> {
-        self.inner.list(prefix, after, limit).await
-    }
-    async fn is_directory(&self, path: &str) -> Result<bool, StorageError> {
-        self.inner.is_directory(path).await
-    }
-    async fn delete(&self, path: &str, recursive: bool) -> Result<(), StorageError> {
-        self.inner.delete(path, recursive).await
-    }
-    async fn delete_if(
+impl Intercept for MeetAtPut {
+    async fn put(
         &self,
+        inner: &dyn Storage,
         path: &str,
-        recursive: bool,
-        preconditions: &jobs::storage::Preconditions,
-    ) -> Result<(), StorageError> {
-        self.inner.delete_if(path, recursive, preconditions).await
-    }
-    async fn check_writable_paths(&self, files: &[String], dirs: &[String]) -> Result<(), StorageError> {
-        self.inner.check_writable_paths(files, dirs).await
+        body: ByteStream,
+        options: PutOptions,
+    ) -> Result<Box<dyn StagedPut>, StorageError> {
+        let staged = inner.put(path, body, options).await;
+        self.0.wait().await;
+        staged
     }
 }
 
@@ -1344,8 +1298,7 @@ impl Storage for MeetAtPut {
 async fn of_two_conflicting_uploads_through_one_process_exactly_one_is_kept() {
     let fx = fixture();
     for round in 0..4 {
-        let storage: Arc<dyn Storage> =
-            Arc::new(MeetAtPut { inner: Arc::clone(fx.jobs.storage()), barrier: tokio::sync::Barrier::new(2) });
+        let storage = Intercepted::wrap(Arc::clone(fx.jobs.storage()), MeetAtPut(tokio::sync::Barrier::new(2)));
         let sandbox = Arc::new(Sandbox::new(fx.data.path()).unwrap());
         let files = jobs::files::Files::new(storage, Arc::clone(&fx.store), sandbox, 1 << 20);
         let (a, b) = (format!("pr{round}/a"), format!("pr{round}/a/x.bin"));
