@@ -379,10 +379,38 @@ impl From<QueryRejection> for ApiError {
     }
 }
 
-/// `Json` whose rejections are problem+json [`ApiError`]s.
-#[derive(Debug, FromRequest)]
-#[from_request(via(axum::Json), rejection(ApiError))]
+/// `Json` whose rejections are problem+json [`ApiError`]s, and which takes a JSON object only:
+/// serde's derived `Deserialize` of a struct also takes an array of its fields in declaration
+/// order (`["-i in.mp4 out.mp4", null, 5]`), a form no client means and the schema does not
+/// show, so a body whose first value is an array is a 422 naming what was expected.
+#[derive(Debug)]
 pub struct AppJson<T>(pub T);
+
+impl<S, T> FromRequest<S> for AppJson<T>
+where
+    S: Send + Sync,
+    T: serde::de::DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        let (parts, body) = req.into_parts();
+        let headers = parts.clone();
+        // `Bytes` applies the body limit, as `Json` does.
+        let bytes = axum::body::Bytes::from_request(axum::extract::Request::from_parts(parts, body), state)
+            .await
+            .map_err(JsonRejection::from)?;
+        if bytes.iter().find(|byte| !byte.is_ascii_whitespace()) == Some(&b'[') {
+            return Err(ApiError::InvalidRequest {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                detail: "the request body must be a JSON object (`{\"command\": ...}`), not an array".to_owned(),
+            });
+        }
+        let req = axum::extract::Request::from_parts(headers, axum::body::Body::from(bytes));
+        let axum::Json(value) = axum::Json::<T>::from_request(req, state).await?;
+        Ok(AppJson(value))
+    }
+}
 
 /// `Path` whose rejections are problem+json [`ApiError`]s (400 for a segment that is not
 /// valid percent-encoded UTF-8).

@@ -119,6 +119,9 @@ async fn submit_needs_exactly_one_of_command_and_args() {
         (json!({"args": ["-i", "a.mp4", "-c:v"]}), "/problems/invalid-command", Some(3)),
         (json!({"args": ["-i", "a\u{0}.mp4", "b.mp4"]}), "/problems/invalid-command", Some(2)),
         (json!({"args": "-i a.mp4 b.mp4"}), "/problems/invalid-request", None),
+        // serde's array form of a struct (fields by position) is not the API (tester J1).
+        (json!(["-i a.mp4 b.mp4", null, 5]), "/problems/invalid-request", None),
+        (json!([]), "/problems/invalid-request", None),
     ] {
         let r = app.call("POST", "/jobs", Some(body.clone())).await;
         assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {}", r.body);
@@ -128,6 +131,8 @@ async fn submit_needs_exactly_one_of_command_and_args() {
     }
     let r = app.call("POST", "/jobs", Some(json!({"command": "-i a.mp4 b.mp4", "args": ["x"]}))).await;
     assert!(r.body["detail"].as_str().unwrap().contains("exactly one of `command`"), "{}", r.body);
+    let r = app.call("POST", "/jobs", Some(json!(["-i a.mp4 b.mp4"]))).await;
+    assert!(r.body["detail"].as_str().unwrap().contains("must be a JSON object"), "{}", r.body);
     assert_eq!(app.call("GET", "/jobs", None).await.body, json!([]), "nothing may be queued");
 }
 
