@@ -10,7 +10,9 @@
 //!    sent as a multipart upload of its final key left uncompleted (invisible until completed,
 //!    [`StagedPut`]), which saves the bucket copying it again. Nothing visible has changed yet:
 //!    a failure here deletes the run's temporary names (and aborts the multipart uploads), and
-//!    every file in the bucket is as it was.
+//!    every file in the bucket is as it was. A failure because the storage did not answer
+//!    leaves the names for later instead of waiting for it again here: the job's next attempt
+//!    undoes them first, the temporary area's sweep removes those of runs that are over.
 //! 2. **Back up**, once every upload succeeded (and only if the caller still owns the job: a
 //!    node that lost its lease publishes nothing; and only if no output's path is a directory
 //!    in the bucket or lies below a file, a disk's rule checked again now, as the bucket may
@@ -24,7 +26,10 @@
 //!    one by one, so that a player never reads one that names a missing segment. A failure
 //!    here stops the publish and undoes it: each file an output replaced is put back from its
 //!    backup, each output that was new is deleted, the temporary names are deleted. On
-//!    success the backups are deleted.
+//!    success the backups are deleted, by name.
+//!
+//! A run that wrote nothing into the temporary area (no outputs, or none reached an upload)
+//! sends no clean-up request at all: no listing of its names, none of its multipart uploads.
 //!
 //! **A crash** (or a node that stops for good) during step 1 or 2 leaves temporary names only,
 //! which no reader sees; during step 3 some outputs in place, each whole, and the backups of
@@ -230,16 +235,18 @@ pub async fn publish(
     outputs: &[Output],
     still_ours: &(dyn Fn() -> bool + Sync),
 ) -> Result<Published, PublishError> {
+    // What the run started in the temporary area: nothing there, nothing to clean up.
+    let touched = AtomicBool::new(false);
     // 1. Upload, all or nothing; after a failure no other upload starts.
     let failed = AtomicBool::new(false);
     let results: Vec<(usize, Option<UploadResult>)> = futures_util::stream::iter(0..outputs.len())
         .map(|n| {
-            let (failed, output) = (&failed, &outputs[n]);
+            let (failed, output, touched) = (&failed, &outputs[n], &touched);
             async move {
                 if failed.load(Ordering::Relaxed) {
                     return (n, None);
                 }
-                let result = upload_one(storage, run, output).await;
+                let result = upload_one(storage, run, output, touched).await;
                 if result.is_err() {
                     failed.store(true, Ordering::Relaxed);
                 }
@@ -259,11 +266,11 @@ pub async fn publish(
         }
     }
     if let Some(e) = first_error {
-        discard(storage, run).await;
+        clean_up_failed(storage, run, &touched, &e).await;
         return Err(PublishError::Upload(e));
     }
     if !still_ours() {
-        discard(storage, run).await;
+        discard(storage, run, &touched).await;
         return Err(PublishError::NotOurs);
     }
     // A disk's rule, checked again now that the bucket may have changed since the submission
@@ -271,7 +278,7 @@ pub async fn publish(
     // directory is, none below a file. Nothing is in place yet.
     let paths: Vec<String> = outputs.iter().map(|output| output.path.clone()).collect();
     if let Err(e) = storage.check_writable_paths(&paths, &[]).await {
-        discard(storage, run).await;
+        clean_up_failed(storage, run, &touched, &e).await;
         return Err(match e {
             e @ (StorageError::IsADirectory(_) | StorageError::NotADirectory { .. }) => {
                 PublishError::Conflict { problem: e, argument: None }
@@ -283,9 +290,11 @@ pub async fn publish(
     // 2. Back up the files the outputs replace (a server-side copy each), so that a failure
     // (or a crash: see `restore_or_discard`) can put them back.
     let mut backed_up: BTreeSet<String> = BTreeSet::new();
+    let touched_by_backups = &touched;
     let heads = futures_util::stream::iter(0..outputs.len())
         .map(|n| async move {
             let output = &outputs[n];
+            touched_by_backups.store(true, Ordering::Relaxed);
             // Any size: over `COPY_MAX_BYTES` the storage copies in ranges.
             let backup = storage.copy_to_temp(&output.path, &run.backup(&output.path)).await;
             (output.path.clone(), backup)
@@ -304,7 +313,7 @@ pub async fn publish(
         }
     }
     if let Some(e) = first_error {
-        discard(storage, run).await;
+        clean_up_failed(storage, run, &touched, &e).await;
         return Err(PublishError::Upload(e));
     }
 
@@ -363,8 +372,11 @@ pub async fn publish(
         }
     }
     let Some(source) = first_error else {
-        // The backups are no longer needed.
-        discard(storage, run).await;
+        // Each output's temporary name went with its copy into place (a multipart upload
+        // was completed): the backups are all that is left, and no longer needed. Deleted by
+        // name, without listing the run's names (tester finding I2: two listings per job).
+        let backups: Vec<String> = backed_up.iter().map(|path| run.backup(path)).collect();
+        delete_temps(storage, backups).await;
         return Ok(done);
     };
     // Undo: the older files back, the new ones gone.
@@ -380,12 +392,17 @@ pub async fn publish(
             kept.push(path);
         }
     }
-    discard(storage, run).await;
+    clean_up_failed(storage, run, &touched, &source).await;
     Err(PublishError::Publish { source, kept })
 }
 
-/// Step 1 for one output.
-async fn upload_one(storage: &dyn Storage, run: &RunTemp, output: &Output) -> Result<(Uploaded, u64), StorageError> {
+/// Step 1 for one output; `touched` is set once it starts writing into the temporary area.
+async fn upload_one(
+    storage: &dyn Storage,
+    run: &RunTemp,
+    output: &Output,
+    touched: &AtomicBool,
+) -> Result<(Uploaded, u64), StorageError> {
     let io_error = |source: std::io::Error| StorageError::Io { path: output.path.clone(), source };
     let file = tokio::fs::File::open(&output.local).await.map_err(io_error)?;
     let size = file.metadata().await.map_err(io_error)?.len();
@@ -395,6 +412,7 @@ async fn upload_one(storage: &dyn Storage, run: &RunTemp, output: &Output) -> Re
         let staged = storage.put(&output.path, body, options).await?;
         return Ok((Uploaded::Staged(staged), size));
     }
+    touched.store(true, Ordering::Relaxed);
     // Errors name the output as the client does, not its temporary name.
     let sent = storage.put_temp(&run.name(&output.path), body).await.map_err(|e| named(e, &output.path))?;
     Ok((Uploaded::Temp(run.name(&output.path)), sent))
@@ -423,9 +441,30 @@ async fn put_in_place(storage: &dyn Storage, output: &Output, uploaded: Uploaded
     }
 }
 
+/// After a publish failed with `error`: [`discard`], unless the storage did not answer
+/// ([`StorageError::is_transient`]). Then the run's names are left for later, not waited for
+/// here one request timeout per listing while the worker's slot is held (tester finding I2):
+/// the next attempt of the job undoes them first (its run record says this attempt wrote
+/// there: [`crate::store::RunRecord::temp_area`]), and the temporary area's sweep
+/// ([`crate::Jobs::sweep_temp_area`]) removes those of runs that are over.
+async fn clean_up_failed(storage: &dyn Storage, run: &RunTemp, touched: &AtomicBool, error: &StorageError) {
+    if error.is_transient() && touched.load(Ordering::Relaxed) {
+        tracing::info!(
+            run = run.prefix(),
+            "the storage did not answer: the run's temporary names are left to the sweep"
+        );
+        return;
+    }
+    discard(storage, run, touched).await;
+}
+
 /// Deletes every temporary name of `run` (outputs and backups), and aborts its multipart
-/// uploads still open; one already gone is no error.
-async fn discard(storage: &dyn Storage, run: &RunTemp) {
+/// uploads still open; one already gone is no error. Nothing at all (no request) when the run
+/// wrote nothing there (`touched` unset).
+async fn discard(storage: &dyn Storage, run: &RunTemp, touched: &AtomicBool) {
+    if !touched.load(Ordering::Relaxed) {
+        return;
+    }
     abort_open_uploads(storage, &run.prefix()).await;
     let temps = match storage.list_temps(&run.prefix()).await {
         Ok(temps) => temps,
@@ -434,10 +473,16 @@ async fn discard(storage: &dyn Storage, run: &RunTemp) {
             return;
         }
     };
+    delete_temps(storage, temps.into_iter().map(|temp| temp.path).collect()).await;
+}
+
+/// Deletes the temporary names `temps`, [`COPIES_AT_ONCE`] at a time; one already gone is no
+/// error, a failure is logged (the sweep removes it).
+async fn delete_temps(storage: &dyn Storage, temps: Vec<String>) {
     let deletes = futures_util::stream::iter(temps)
         .map(|temp| async move {
-            if let Err(e) = storage.delete_temp(&temp.path).await {
-                tracing::warn!(temp = temp.path, error = %e, "deleting a temporary name failed; the sweep removes it");
+            if let Err(e) = storage.delete_temp(&temp).await {
+                tracing::warn!(temp, error = %e, "deleting a temporary name failed; the sweep removes it");
             }
         })
         .buffer_unordered(COPIES_AT_ONCE);

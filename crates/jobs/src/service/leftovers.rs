@@ -11,7 +11,7 @@ use ffmpeg_core::footprint::Footprint;
 use super::{Jobs, blocking};
 use crate::model::JobId;
 use crate::outputs;
-use crate::store::{Recovery, StoreError};
+use crate::store::{Recovery, RunRecord, StoreError};
 
 impl Jobs {
     /// At start-up, before any worker runs: removes what attempts interrupted by a crash left
@@ -27,6 +27,7 @@ impl Jobs {
         let interrupted = self.store.interrupted_runs().await?;
         if !interrupted.is_empty() {
             let ids: Vec<JobId> = interrupted.iter().map(|run| run.id.clone()).collect();
+            let runs: Vec<Option<RunRecord>> = interrupted.iter().map(|run| run.run.clone()).collect();
             let created: Vec<PathBuf> = interrupted
                 .iter()
                 .filter_map(|run| run.run.as_ref())
@@ -57,9 +58,13 @@ impl Jobs {
             created.sort_by_key(|dir| std::cmp::Reverse(dir.components().count()));
             created.dedup();
             self.remove_created_dirs(&ids, created).await;
-            // Staged runs: what a part-way publish replaced goes back, temporary names go.
-            for id in &ids {
-                self.discard_run_temps(id).await;
+            // Staged runs: what a part-way publish replaced goes back, temporary names go;
+            // only for runs whose record says they may have written there (the others would
+            // each cost a listing, one request timeout in an outage, before the node serves).
+            for (id, run) in ids.iter().zip(&runs) {
+                if self.earlier_runs_may_have_left_temps(id, run.as_ref()).await {
+                    self.discard_run_temps(id).await;
+                }
             }
         }
         let recovery = self.store.recover(max_attempts).await?;

@@ -47,6 +47,7 @@ impl Jobs {
     async fn end_lost_run(&self, lost: LostRun) {
         let LostRun { id, run, outcome } = lost;
         let created = run.snapshot.created_dirs.clone();
+        let temps = self.earlier_runs_may_have_left_temps(&id, Some(&run)).await;
         let (root, runner, job) = (self.sandbox.root().to_owned(), std::sync::Arc::clone(&self.runner), id.clone());
         blocking(move || {
             let scratch = runner.remove_leftovers(&job);
@@ -62,8 +63,11 @@ impl Jobs {
         })
         .await;
         self.remove_created_dirs(std::slice::from_ref(&id), created).await;
-        // A bucket: what a part-way publish replaced goes back, the run's temporary names go.
-        self.discard_run_temps(&id).await;
+        // A bucket: what a part-way publish replaced goes back, the run's temporary names go
+        // (if its record says it may have written there).
+        if temps {
+            self.discard_run_temps(&id).await;
+        }
         match self.store.finish(&id, outcome, "").await {
             Ok(mut job) => {
                 tracing::warn!(job = %id, status = %job.status, error = ?job.error, "ended a job whose node was lost");

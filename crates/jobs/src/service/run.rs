@@ -94,6 +94,8 @@ impl Jobs {
         let mut kept = Vec::new();
         // Staged in first when they exist, as they are in place in a data directory.
         let mut staged_back = Vec::new();
+        // An earlier attempt's names in the temporary area that could not be undone.
+        let mut left_over = false;
         let prepared = if let (Some(stage), Some(remote)) = (&stage, &self.config.remote_storage) {
             let (resolved, footprint) = match blocking(resolve).await {
                 Ok(r) => r,
@@ -101,16 +103,23 @@ impl Jobs {
             };
             kept = never_overwritten(&resolved);
             // An earlier attempt that did not end by itself may have published part of its
-            // outputs: the files they replaced go back first. A storage that does not answer
-            // ends this attempt at once (it goes back in the queue).
-            if job.attempts > 1
-                && let Err(e) = self.undo_earlier_runs(&id).await
-            {
-                if e.is_transient() {
-                    let error = StagingError::Undo(e);
-                    return self.staging_failed(&job, error, "", started, &running.cancel, abort).await;
+            // outputs: the files they replaced go back first. Only if one may have written into
+            // the temporary area (its run record says so): an attempt that failed before that
+            // (downloading) left nothing to list (tester finding I2). A storage that does not
+            // answer ends this attempt at once (it goes back in the queue).
+            if job.attempts > 1 && self.earlier_runs_may_have_left_temps(&id, None).await {
+                match self.undo_earlier_runs(&id).await {
+                    // Recorded: a later attempt need not undo them again.
+                    Ok(()) => self.record_staged_run(&id, job.attempts, false).await,
+                    Err(e) if e.is_transient() => {
+                        let error = StagingError::Undo(e);
+                        return self.staging_failed(&job, error, "", started, &running.cancel, abort).await;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "listing an earlier run's temporary names failed; the sweep removes them");
+                        left_over = true;
+                    }
                 }
-                tracing::warn!(error = %e, "listing an earlier run's temporary names failed; the sweep removes them");
             }
             let cancelled = || running.cancel.is_cancelled();
             let what = (&run_sandbox, &resolved, &footprint);
@@ -162,10 +171,19 @@ impl Jobs {
         // attempt wrote by the same rule as a failure. A staged run writes nothing in the data
         // directory (recovery removes its stage).
         let record = match &stage {
-            None => RunRecord { attempt: job.attempts, footprint: footprint.clone(), snapshot: before.clone() },
-            Some(_) => {
-                RunRecord { attempt: job.attempts, footprint: Footprint::default(), snapshot: Snapshot::default() }
-            }
+            None => RunRecord {
+                attempt: job.attempts,
+                footprint: footprint.clone(),
+                snapshot: before.clone(),
+                temp_area: false,
+            },
+            // A command that writes files uploads them through the temporary area.
+            Some(_) => RunRecord {
+                attempt: job.attempts,
+                footprint: Footprint::default(),
+                snapshot: Snapshot::default(),
+                temp_area: left_over || !footprint.writes().is_empty(),
+            },
         };
         if let Err(e) = self.store.record_run(&id, &record).await {
             tracing::error!(error = %e, "recording the run before it starts failed");

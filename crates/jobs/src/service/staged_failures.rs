@@ -6,14 +6,16 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
+use ffmpeg_core::footprint::Footprint;
 use tokio_util::sync::CancellationToken;
 
 use super::Jobs;
 use crate::model::{Job, JobId, JobStatus};
+use crate::outputs::Snapshot;
 use crate::publish::{PUBLISH_TEMP, PublishError, RunTemp, abort_open_uploads, restore_or_discard};
 use crate::staging::StagingError;
 use crate::storage::{Storage, StorageError, TEMP_AREA};
-use crate::store::Outcome;
+use crate::store::{Outcome, RunRecord};
 
 /// Counter of staged runs re-queued because the storage was unavailable (Prometheus name).
 pub const METRIC_STAGING_RETRIES: &str = "ffmpeg_worker_staging_retries_total";
@@ -102,7 +104,13 @@ impl Jobs {
         }
         if job.attempts >= max {
             tracing::warn!(error = %error, attempts = job.attempts, "staging failed; no attempt left");
-            let error = format!("{error} (attempt {} of {max}, none left)", job.attempts);
+            // Undoing an earlier attempt's leftovers is not what the job was doing: the
+            // failure that sent it back to the queue is said too (tester finding I2).
+            let before = match (&error, &job.retry_reason) {
+                (StagingError::Undo(_), Some(reason)) => format!("; before it, {reason}"),
+                _ => String::new(),
+            };
+            let error = format!("{error} (attempt {} of {max}, none left{before})", job.attempts);
             return self.finish(id, Outcome::Failed { error }, log, started, abort).await;
         }
         // Asked to stop meanwhile: a cancel ends the job, a shutdown puts it back uncounted.
@@ -128,6 +136,38 @@ impl Jobs {
                 tracing::error!(error = %e, "re-queueing the job failed; it fails instead");
                 self.finish(id, Outcome::Failed { error: reason }, log, started, abort).await;
             }
+        }
+    }
+
+    /// Whether an earlier attempt of job `id` may have left names in the storage's temporary
+    /// area that were not undone: the latest run record says so ([`RunRecord::temp_area`];
+    /// `current`, when the caller has it, else [`JobStore::previous_run`](crate::JobStore::previous_run)). No record: no
+    /// earlier attempt got past downloading its inputs, so none wrote there. A store that
+    /// cannot say counts as yes. Always `false` without a temporary area.
+    pub(super) async fn earlier_runs_may_have_left_temps(&self, id: &JobId, current: Option<&RunRecord>) -> bool {
+        if !self.config.remote_storage.as_ref().is_some_and(|s| s.has_temp_area()) {
+            return false;
+        }
+        if let Some(run) = current {
+            return run.temp_area;
+        }
+        match self.store.previous_run(id).await {
+            Ok(run) => run.is_some_and(|run| run.temp_area),
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the earlier attempt's run record failed; undoing what it may have left");
+                true
+            }
+        }
+    }
+
+    /// Records that attempt `attempt` of the staged job `id`, running, has (`temp_area`) or has
+    /// not left names in the temporary area so far ([`RunRecord::temp_area`]; a staged run
+    /// has no footprint or snapshot to record). A failure is logged: a later attempt then undoes
+    /// what the earlier record says, which may be nothing.
+    pub(super) async fn record_staged_run(&self, id: &JobId, attempt: u32, temp_area: bool) {
+        let run = RunRecord { attempt, footprint: Footprint::default(), snapshot: Snapshot::default(), temp_area };
+        if let Err(e) = self.store.record_run(id, &run).await {
+            tracing::warn!(error = %e, "recording the run's use of the temporary area failed");
         }
     }
 

@@ -78,6 +78,20 @@ pub struct RunRecord {
     pub footprint: Footprint,
     /// The covered files that existed before ffmpeg started.
     pub snapshot: Snapshot,
+    /// Files in a bucket: whether this attempt may have written into the storage's temporary
+    /// area (a staged run whose command writes files uploads them there first), or left in
+    /// place an earlier attempt's names that it could not undo. The next attempt undoes them
+    /// before it starts only then (tester finding I2: an attempt that failed while
+    /// downloading made the next one list an empty area, one request timeout each in an
+    /// outage). `false` for a run in place. A record written before this existed reads as
+    /// `true`.
+    #[serde(default = "may_have_written")]
+    pub temp_area: bool,
+}
+
+/// [`RunRecord::temp_area`] of a record that does not say.
+fn may_have_written() -> bool {
+    true
 }
 
 /// The error a job gets when the node running it was lost and it has used all its attempts.

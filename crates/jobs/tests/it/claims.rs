@@ -66,8 +66,12 @@ async fn run_records_belong_to_the_running_attempt() {
     for (name, store) in stores(&dir).await {
         let a = insert(&store, "-i in.mp4 a.mp4").await;
         let b = insert(&store, "-i in.mp4 b.mp4").await;
-        let record =
-            |attempt| RunRecord { attempt, footprint: footprint("-i in.mp4 a.mp4"), snapshot: Snapshot::default() };
+        let record = |attempt| RunRecord {
+            attempt,
+            footprint: footprint("-i in.mp4 a.mp4"),
+            snapshot: Snapshot::default(),
+            temp_area: false,
+        };
         let refused = store.record_run(&a, &record(1)).await;
         assert!(matches!(refused, Err(StoreError::Conflict { .. })), "{name}: queued: {refused:?}");
         assert_eq!(claim(&store).await, Some(a.clone()));

@@ -269,7 +269,12 @@ async fn only_the_node_holding_a_live_lease_writes_to_a_running_job() {
     let claimed = a.claim_next(&[]).await.unwrap().unwrap();
     assert_eq!(claimed.id, job.id);
     // As a worker does before ffmpeg starts.
-    let run = RunRecord { attempt: 1, footprint: Footprint::default(), snapshot: jobs::outputs::Snapshot::default() };
+    let run = RunRecord {
+        attempt: 1,
+        footprint: Footprint::default(),
+        snapshot: jobs::outputs::Snapshot::default(),
+        temp_area: false,
+    };
     a.record_run(&job.id, &run).await.unwrap();
     let progress = Progress { frame: Some(3), ..Progress::default() };
 
@@ -588,9 +593,12 @@ async fn a_dead_nodes_partial_output_is_cleared_before_the_job_runs_again() {
     assert_eq!((claimed.id.clone(), claimed.attempts), (job.id.clone(), 1));
     let fp = Footprint::of(&node_b.sandbox.resolve_command(&Command::parse(command).unwrap()).unwrap());
     std::fs::create_dir_all(root.join("out")).unwrap();
-    a.record_run(&job.id, &RunRecord { attempt: 1, footprint: fp.clone(), snapshot: Snapshot::take(root, &fp) })
-        .await
-        .unwrap();
+    a.record_run(
+        &job.id,
+        &RunRecord { attempt: 1, footprint: fp.clone(), snapshot: Snapshot::take(root, &fp), temp_area: false },
+    )
+    .await
+    .unwrap();
     let (mut orphan, dead_scratch) = orphaned_ffmpeg(&node_b, &job.id).await;
     std::fs::write(dead_scratch.join("ffmpeg2pass-0.log"), "left by the dead attempt").unwrap();
     a.close().await;
@@ -661,6 +669,7 @@ async fn lost_jobs_that_must_end_are_taken_over_to_clean_up_first() {
         attempt: 1,
         footprint: footprint(command),
         snapshot: jobs::outputs::Snapshot::default(),
+        temp_area: false,
     };
     // Jobs 0 and 1 recorded runs; job 1's cancel was asked for; job 2 recorded none.
     a.record_run(&ids[0], &record("-i in.mp4 out0.mp4")).await.unwrap();
@@ -744,7 +753,7 @@ async fn a_lost_job_that_ends_has_its_partial_outputs_removed_first() {
         assert_eq!(a.claim_next(&[]).await.unwrap().unwrap().id, job.id);
         let fp = Footprint::of(&node_b.sandbox.resolve_command(&Command::parse(command).unwrap()).unwrap());
         let snapshot = Snapshot::take(root, &fp);
-        a.record_run(&job.id, &RunRecord { attempt: 1, footprint: fp, snapshot }).await.unwrap();
+        a.record_run(&job.id, &RunRecord { attempt: 1, footprint: fp, snapshot, temp_area: false }).await.unwrap();
     }
     std::fs::write(root.join("out/b.mp4"), "partial").unwrap();
     // What a staged run (files in a bucket) of the cancelled job left on the shared disk.
@@ -903,6 +912,7 @@ async fn a_nodes_ends_and_run_records_are_written_together_and_a_refused_one_hol
         attempt: 1,
         footprint: footprint(&format!("-i in.mp4 out{i}.mp4")),
         snapshot: jobs::outputs::Snapshot::default(),
+        temp_area: false,
     };
     store.record_run(&refused, &run(3)).await.unwrap();
     store.cancel(&refused).await.unwrap();

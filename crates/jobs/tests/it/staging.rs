@@ -1096,34 +1096,150 @@ async fn a_bucket_failing_mid_staging_puts_the_job_back_in_the_queue_and_frees_t
     shutdown.stop_claiming.cancel();
 }
 
-/// H9, the next attempt: with the bucket still down, a job's second attempt goes back to the
-/// queue after its first call to the bucket (the listing of what the earlier attempt left),
-/// not after one wait for each of the three calls it used to make (about 30 s in the
-/// worker's slot with the default timeouts).
+/// H9 and tester finding I2, the next attempt: with the bucket still down, a job whose
+/// earlier attempt failed while downloading (so wrote nothing in the temporary area) starts
+/// its next attempt with its download, not with listings of an area it never used (each one
+/// a request timeout in the worker's slot); once out of attempts it fails naming the download
+/// that failed, not "undoing what an earlier attempt left". No request of either attempt
+/// named the temporary area, counted on the wire.
 #[tokio::test]
-async fn a_later_attempt_with_the_bucket_still_down_goes_back_after_its_first_call() {
+async fn a_later_attempt_after_a_failed_download_lists_nothing_and_fails_naming_the_download() {
     let proxy = s3_harness::Proxy::start(s3_harness::shared().port());
-    let (jobs, bucket, _data) = proxied_jobs(&proxy, 3, Duration::from_secs(600)).await;
+    let (jobs, bucket, _data) = proxied_jobs(&proxy, 2, Duration::from_millis(10)).await;
     let job = jobs.submit("-i in/clip.mp4 -map 0 -c copy out/h9b.mkv", SubmitOptions::default()).await.unwrap();
-    // Attempt 1 failed on the bucket: back in the queue, due now.
-    let store = jobs.store();
-    assert_eq!(store.claim_next(&[]).await.unwrap().map(|j| j.id), Some(job.id.clone()));
-    store.retry(&job.id, "the bucket did not answer", Duration::ZERO).await.unwrap();
+    let temp_area = proxy.counter(jobs::storage::TEMP_AREA);
+    let requests = proxy.counter(" HTTP/1.1\r\n");
 
     proxy.set(s3_harness::ProxyMode::Silent);
     let shutdown = Shutdown::default();
     let _workers = jobs.spawn_workers(&shutdown);
-    let waiting = back_in_the_queue(&jobs, &job.id, 2).await;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let done = loop {
+        let now = jobs.get(&job.id).await.unwrap();
+        if now.status.is_finished() {
+            break now;
+        }
+        assert!(Instant::now() < deadline, "never finished: {now:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     proxy.set(s3_harness::ProxyMode::Pass);
     shutdown.stop_claiming.cancel();
-    let reason = waiting.waiting_reason.unwrap_or_default();
+    assert_eq!((done.status, done.attempts), (JobStatus::Failed, 2), "{done:?}");
+    let error = done.error.unwrap_or_default();
     assert!(
-        reason.starts_with(&format!("the storage `s3://{bucket}/{PREFIX}` is unavailable (attempt 2 of 3 failed: "))
-            && reason.contains("undoing what an earlier attempt of the job left in the storage failed")
-            && !reason.contains("downloading"),
-        "{reason}"
+        error.starts_with("downloading the job's inputs from the storage failed")
+            && error.contains("in/clip.mp4")
+            && error.ends_with("(attempt 2 of 2, none left)")
+            && !error.contains("undoing"),
+        "{error}"
     );
-    assert_eq!(waiting.error, None);
+    // Each attempt's one call: the look-up of its input; none of the temporary area.
+    assert_eq!(temp_area.get(), 0, "requests naming the temporary area");
+    assert_eq!(requests.get(), 2, "requests: one per attempt");
+    assert!(s3_harness::shared().object(&bucket, &format!("{PREFIX}/in/clip.mp4")).is_some());
+}
+
+/// Tester finding I2: a job that reads and writes no file sends the bucket no request at all,
+/// not even at its end (every S3 job used to list its run's temporary names and its open
+/// multipart uploads: two billed requests, and two request timeouts in the worker's slot while
+/// the bucket did not answer). Run with the bucket silent: it completes on its first attempt,
+/// and the proxy saw no request.
+#[tokio::test]
+async fn a_job_with_no_files_sends_no_request_and_completes_while_the_bucket_is_down() {
+    let proxy = s3_harness::Proxy::start(s3_harness::shared().port());
+    let (jobs, _bucket, _data) = proxied_jobs(&proxy, 2, Duration::from_secs(600)).await;
+    let job = jobs.submit("-f lavfi -i testsrc=s=64x48:r=25 -t 0.2 -f null -", SubmitOptions::default()).await.unwrap();
+    let requests = proxy.counter(" HTTP/1.1\r\n");
+    proxy.set(s3_harness::ProxyMode::Silent);
+    let shutdown = Shutdown::default();
+    let _workers = jobs.spawn_workers(&shutdown);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let done = loop {
+        let now = jobs.get(&job.id).await.unwrap();
+        if now.status.is_finished() {
+            break now;
+        }
+        assert!(Instant::now() < deadline, "never finished: {now:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    proxy.set(s3_harness::ProxyMode::Pass);
+    shutdown.stop_claiming.cancel();
+    assert_eq!((done.status, done.attempts, done.error.as_deref()), (JobStatus::Completed, 1, None), "{done:?}");
+    assert_eq!(requests.get(), 0, "requests to the bucket");
+}
+
+/// Tester finding I2, an outage while a job uploads: its attempt goes back to the queue after
+/// the upload's own request failed, without listing its temporary names or its multipart
+/// uploads (two more request timeouts in the worker's slot); what it may have left is undone
+/// by its next attempt (which lists them, as its run record says the attempt wrote there),
+/// and the job completes once the bucket answers, nothing left in the temporary area.
+#[tokio::test]
+async fn an_upload_in_an_outage_frees_the_slot_without_clean_up_listings() {
+    let proxy = s3_harness::Proxy::start(s3_harness::shared().port());
+    // Long enough to see the job wait.
+    let (jobs, _bucket, _data) = proxied_jobs(&proxy, 4, Duration::from_secs(4)).await;
+    let job =
+        jobs.submit("-f lavfi -i testsrc=s=64x48:r=25 -t 0.2 out/i2.mp4", SubmitOptions::default()).await.unwrap();
+    let (listings, upload_listings) = (proxy.counter("list-type=2"), proxy.counter("&uploads="));
+    proxy.set(s3_harness::ProxyMode::Silent);
+    let shutdown = Shutdown::default();
+    let _workers = jobs.spawn_workers(&shutdown);
+    let waiting = back_in_the_queue(&jobs, &job.id, 1).await;
+    proxy.set(s3_harness::ProxyMode::Pass);
+    let reason = waiting.waiting_reason.unwrap_or_default();
+    assert!(reason.contains("uploading the job's outputs") && reason.contains("out/i2.mp4"), "{reason}");
+    assert_eq!((listings.get(), upload_listings.get()), (0, 0), "listings while the bucket was down");
+
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let done = loop {
+        let now = jobs.get(&job.id).await.unwrap();
+        if now.status.is_finished() {
+            break now;
+        }
+        assert!(Instant::now() < deadline, "never finished: {now:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    shutdown.stop_claiming.cancel();
+    assert_eq!((done.status, done.attempts, done.error.as_deref()), (JobStatus::Completed, 2, None), "{done:?}");
+    // Attempt 2 undid what attempt 1 may have left: it listed the area's open uploads.
+    assert!(upload_listings.get() >= 1, "the next attempt did not undo the earlier one");
+    assert!(jobs.storage().list_temps("").await.unwrap().is_empty());
+    assert!(jobs.storage().head("out/i2.mp4").await.is_ok());
+}
+
+/// Tester finding I2: an attempt that may have left names in the temporary area (its upload
+/// failed while the bucket did not answer) is undone by the next one first; when that fails
+/// too and no attempt is left, the job's error says what the earlier attempt failed on as
+/// well (the upload), not only the undo.
+#[tokio::test]
+async fn a_failed_undo_on_the_last_attempt_names_the_failure_before_it() {
+    let proxy = s3_harness::Proxy::start(s3_harness::shared().port());
+    let (jobs, _bucket, _data) = proxied_jobs(&proxy, 2, Duration::from_millis(10)).await;
+    let job =
+        jobs.submit("-f lavfi -i testsrc=s=64x48:r=25 -t 0.2 out/undo.mp4", SubmitOptions::default()).await.unwrap();
+    proxy.set(s3_harness::ProxyMode::Silent);
+    let shutdown = Shutdown::default();
+    let _workers = jobs.spawn_workers(&shutdown);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let done = loop {
+        let now = jobs.get(&job.id).await.unwrap();
+        if now.status.is_finished() {
+            break now;
+        }
+        assert!(Instant::now() < deadline, "never finished: {now:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    proxy.set(s3_harness::ProxyMode::Pass);
+    shutdown.stop_claiming.cancel();
+    assert_eq!((done.status, done.attempts), (JobStatus::Failed, 2), "{done:?}");
+    let error = done.error.unwrap_or_default();
+    assert!(
+        error.starts_with("undoing what an earlier attempt of the job left in the storage failed")
+            && error.contains("(attempt 2 of 2, none left; before it, the storage `s3://")
+            && error.contains("(attempt 1 of 2 failed: uploading the job's outputs")
+            && error.contains("out/undo.mp4"),
+        "{error}"
+    );
 }
 
 /// The temporary area's sweep aborts the multipart uploads left open (a crash, a stop whose

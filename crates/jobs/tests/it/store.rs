@@ -1466,6 +1466,7 @@ async fn no_lost_run_to_take_over_while_its_node_holds_it(store: &Store) {
         attempt: job.attempts,
         footprint: ffmpeg_core::footprint::Footprint::default(),
         snapshot: jobs::outputs::Snapshot::default(),
+        temp_area: false,
     };
     store.record_run(&job.id, &run).await.unwrap();
     assert!(matches!(store.cancel(&job.id).await.unwrap(), CancelOutcome::Requested(_)));
