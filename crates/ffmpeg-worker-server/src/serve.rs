@@ -27,7 +27,9 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
-    /// `STORAGE_URL` is malformed, or its bucket cannot be reached or read.
+    /// `STORAGE_URL` is malformed, or its bucket cannot be used: it does not exist, refuses the
+    /// credentials, or fails the TLS handshake (one that does not answer does not stop the
+    /// start).
     #[error("storage {url}: {problem}")]
     Storage {
         /// The configured URL.
@@ -264,13 +266,28 @@ pub async fn run(config: ServeConfig) -> Result<(), StartError> {
     // The local storage's temporary upload names, in any directory: the start-up sweep removes
     // them, so a job's input or output must never be one (tester J2).
     sandbox.deny_names_starting_with(jobs::storage::UPLOAD_TEMP_PREFIX);
+    // The bucket's check at start, when it did not answer (the node starts degraded).
+    let mut storage_down = None;
     let remote_storage = match config.s3() {
         Ok(None) => None,
         Ok(Some(s3)) => {
             let url = s3.url();
             let storage_error = |problem: String| StartError::Storage { url: url.clone(), problem };
             let storage = jobs::storage::S3Storage::new(&s3).map_err(|e| storage_error(e.problem))?;
-            storage.check().await.map_err(|e| storage_error(e.to_string()))?;
+            // A bucket that does not answer now may later (tester finding I3: a node restarted
+            // during an outage used to exit, the jobs API gone with it): the node starts,
+            // degraded, as a running node rides an outage out. What waiting cannot fix (no
+            // such bucket, credentials refused, an untrusted certificate) stops the start.
+            match storage.check().await {
+                Ok(()) => {}
+                Err(e) if e.may_pass() => {
+                    tracing::warn!(storage = %url, error = %e,
+                                   "the bucket does not answer; starting anyway: /ready answers 503 and jobs that \
+                                    need the bucket wait in the queue until it answers");
+                    storage_down = Some(e);
+                }
+                Err(e) => return Err(storage_error(e.to_string())),
+            }
             // Jobs' files are staged in the data directory; no job may name the staging area.
             sandbox.deny(sandbox.root().join(jobs::staging::STAGING_DIR));
             tracing::info!(storage = %url, "files live in the bucket; jobs' files are staged in the data directory");
@@ -375,6 +392,9 @@ pub async fn run(config: ServeConfig) -> Result<(), StartError> {
         ..JobsConfig::default()
     };
     let jobs = Jobs::new(store, Arc::new(runner), sandbox, jobs_config);
+    if let Some(e) = storage_down {
+        jobs.storage_down_at_start(e);
+    }
     // Registered first, heartbeats at once: a process started later with the same node id sees
     // this one alive and refuses to start, rather than taking its jobs for crash leftovers.
     jobs.register_node().await.map_err(|e| match e {

@@ -102,22 +102,96 @@ async fn upload_submit_run_download_on_a_bucket() {
     assert_eq!(s3_harness::shared().keys(&bucket), ["media/in/clip.mp4"]);
 }
 
+/// Tester finding I3: a node (re)started while its bucket does not answer (moto behind a
+/// proxy that holds every request, as a stopped server does) starts anyway, degraded, as a
+/// running node rides an outage out: the jobs API answers, `/ready` is 503 naming the bucket,
+/// a files call is 503 at once, and a job that needs the bucket waits `queued` with a
+/// `retry_at`; once the bucket answers, `/ready` is 200 and the job completes.
 #[tokio::test]
-async fn an_unreachable_bucket_stops_the_start_with_a_clear_reason() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+async fn a_bucket_that_does_not_answer_at_start_leaves_the_node_serving_degraded() {
+    let s3 = s3_harness::shared();
+    let bucket = s3.bucket();
+    let proxy = s3_harness::Proxy::start(s3.port());
+    proxy.set(s3_harness::ProxyMode::Silent);
+    // `localhost`: the test finds the server's address as the first `http://127.0.0.1:` it logs.
+    let endpoint = proxy.endpoint().replace("127.0.0.1", "localhost");
+    let url = format!("s3://{bucket}/media");
+    let server = Server::start(&[
+        "--storage-url",
+        &url,
+        "--aws-endpoint-url",
+        &endpoint,
+        "--aws-allow-http",
+        "--aws-access-key-id",
+        s3_harness::ACCESS_KEY_ID,
+        "--aws-secret-access-key",
+        s3_harness::SECRET_ACCESS_KEY,
+        "--aws-region",
+        s3_harness::REGION,
+        "--s3-request-timeout",
+        "1s",
+        "--s3-connect-timeout",
+        "1s",
+        "--max-attempts",
+        "5",
+    ]);
+    let client = client();
+    let r = client.get(server.url("/ready")).send().await.unwrap();
+    assert_eq!(r.status(), 503);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert!(body["detail"].as_str().unwrap_or_default().contains(&format!("does not answer: `{url}`")), "{body}");
+    let r = client.get(server.url("/files/in/a.mp4")).send().await.unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(client.get(server.url("/jobs")).send().await.unwrap().status(), 200);
+    let (status, job) = submit(&client, &server, "-f lavfi -i testsrc=s=64x48:r=25 -t 0.2 out/degraded.mp4").await;
+    assert_eq!(status, 201, "{job}");
+    let id = job["id"].as_str().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let waiting = loop {
+        let job: serde_json::Value =
+            client.get(server.url(&format!("/jobs/{id}"))).send().await.unwrap().json().await.unwrap();
+        if job["status"] == "queued" && job["attempts"].as_u64() >= Some(1) {
+            break job;
+        }
+        assert!(std::time::Instant::now() < deadline, "never back in the queue: {job}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(waiting["retry_at"].is_string() && waiting["error"].is_null(), "{waiting}");
+    assert!(waiting["waiting_reason"].as_str().unwrap_or_default().contains(&url), "{waiting}");
+
+    // The bucket answers again: the node is ready, the job runs to its end.
+    proxy.set(s3_harness::ProxyMode::Pass);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while client.get(server.url("/ready")).send().await.unwrap().status() != 200 {
+        assert!(std::time::Instant::now() < deadline, "never ready again");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let seen = wait_finished(&client, &server, id, Duration::from_secs(120)).await;
+    let done = seen.last().unwrap();
+    assert_eq!(done["status"], "completed", "{done}");
+    assert!(s3.object(&bucket, "media/out/degraded.mp4").is_some());
+}
+
+/// What waiting cannot fix still stops the start, with the reason: a bucket that does not
+/// exist, and a `STORAGE_URL` that is not an S3 one (an untrusted certificate: below).
+#[tokio::test]
+async fn a_missing_bucket_or_a_bad_storage_url_stops_the_start_with_the_reason() {
     let data = tempfile::tempdir().unwrap();
+    let s3 = s3_harness::shared();
+    let never = format!("{}-never-made", s3.bucket());
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_ffmpeg-worker"))
-        .args(["--port", "0", "--database-url", "memory:", "--storage-url", "s3://nowhere/x"])
+        .args(["--port", "0", "--database-url", "memory:", "--storage-url", &format!("s3://{never}/x")])
         .arg("--data-path")
         .arg(data.path())
-        .args(["--aws-endpoint-url", &format!("http://127.0.0.1:{port}"), "--aws-allow-http"])
-        .args(["--aws-access-key-id", "k", "--aws-secret-access-key", "s"])
+        .args(["--aws-endpoint-url", s3.endpoint(), "--aws-allow-http", "--aws-region", s3_harness::REGION])
+        .args(["--aws-access-key-id", s3_harness::ACCESS_KEY_ID])
+        .args(["--aws-secret-access-key", s3_harness::SECRET_ACCESS_KEY])
         .env("NO_COLOR", "1")
         .output()
         .unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("s3://nowhere/x"), "{stderr}");
+    assert!(stderr.contains(&format!("s3://{never}/x")) && stderr.contains("does not exist"), "{stderr}");
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_ffmpeg-worker"))
         .args(["--port", "0", "--database-url", "memory:", "--storage-url", "gs://bucket"])
         .arg("--data-path")

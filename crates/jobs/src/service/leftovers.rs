@@ -61,8 +61,16 @@ impl Jobs {
             // Staged runs: what a part-way publish replaced goes back, temporary names go;
             // only for runs whose record says they may have written there (the others would
             // each cost a listing, one request timeout in an outage, before the node serves).
+            // A storage known not to answer (the start found it so): left to the jobs' next
+            // attempts (their run records say so) and to the sweep, not waited for here.
             for (id, run) in ids.iter().zip(&runs) {
-                if self.earlier_runs_may_have_left_temps(id, run.as_ref()).await {
+                if !self.earlier_runs_may_have_left_temps(id, run.as_ref()).await {
+                    continue;
+                }
+                if self.availability.is_down() {
+                    tracing::warn!(job = %id, "the storage does not answer: what the run may have left in its \
+                                   temporary area is undone by the job's next attempt, or the sweep");
+                } else {
                     self.discard_run_temps(id).await;
                 }
             }

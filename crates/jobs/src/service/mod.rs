@@ -38,7 +38,7 @@ use crate::media::{MediaProbeConfig, MediaProber};
 use crate::model::{Job, JobId};
 use crate::nodes::{NodeDirectory, NodeSettings};
 use crate::runner::Runner;
-use crate::storage::{Availability, Guarded, LocalStorage, Storage, StorageUnavailable};
+use crate::storage::{Availability, Guarded, LocalStorage, Storage, StorageError, StorageUnavailable};
 use crate::store::JobStore;
 use crate::webhook::WebhookConfig;
 
@@ -236,6 +236,16 @@ impl Jobs {
     /// [`StorageUnavailable`].
     pub async fn storage_ready(&self) -> Result<(), StorageUnavailable> {
         self.availability.check().await
+    }
+
+    /// Records that the storage did not answer a check made before this service existed
+    /// (the server's start, tester finding I3: a node restarted during an outage serves,
+    /// degraded, instead of exiting): `/ready` and the files API say so at once, recovery
+    /// leaves the temporary area to the jobs' next attempts and the sweep ([`Jobs::recover`]),
+    /// and staged jobs go back to the queue as on a node that saw the outage begin, until a
+    /// check finds the storage answering.
+    pub fn storage_down_at_start(&self, error: StorageError) {
+        self.availability.record_down(error);
     }
 
     /// The store, for reads.

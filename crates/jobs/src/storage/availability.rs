@@ -123,23 +123,36 @@ impl Availability {
                 }
                 state.last_answer = Some(Instant::now());
             }
-            Err(error) => {
-                let now = SystemTime::now();
-                let since = state.down.as_ref().map_or(now, |down| down.outage.since);
-                if state.down.is_none() {
-                    tracing::warn!(storage = %self.name, error = %error,
-                                   "the file storage does not answer; files calls fail at once until it does");
-                }
-                let outage = Outage {
-                    storage: self.name.clone(),
-                    since,
-                    checked: now,
-                    retry_after: PROBE_INTERVAL + READY_TIMEOUT,
-                };
-                state.down = Some(Down { outage: Arc::new(outage), error: Arc::clone(error) });
-            }
+            Err(error) => self.mark_down(&mut state, Arc::clone(error)),
         }
         result
+    }
+
+    /// Records a check that found the storage not answering (`error`).
+    fn mark_down(&self, state: &mut State, error: Arc<StorageError>) {
+        let now = SystemTime::now();
+        let since = state.down.as_ref().map_or(now, |down| down.outage.since);
+        if state.down.is_none() {
+            tracing::warn!(storage = %self.name, error = %error,
+                           "the file storage does not answer; files calls fail at once until it does");
+        }
+        let outage =
+            Outage { storage: self.name.clone(), since, checked: now, retry_after: PROBE_INTERVAL + READY_TIMEOUT };
+        state.down = Some(Down { outage: Arc::new(outage), error });
+    }
+
+    /// Records that a check made elsewhere (the server's start) found the storage not
+    /// answering (`error`): until a check finds it answering, files calls fail at once and
+    /// `/ready` says so, as after a failed check of its own.
+    pub fn record_down(&self, error: StorageError) {
+        let mut state = self.state();
+        state.last_check = Some(Instant::now());
+        self.mark_down(&mut state, Arc::new(error));
+    }
+
+    /// Whether the storage is known not to answer now (its latest check failed).
+    pub fn is_down(&self) -> bool {
+        self.state().down.is_some()
     }
 
     /// Starts a check in the background unless one is under way (or, with `spaced`, one ended

@@ -362,6 +362,15 @@ impl StorageError {
     pub fn is_transient(&self) -> bool {
         matches!(self, StorageError::Unavailable { .. } | StorageError::Unreachable { .. })
     }
+
+    /// Whether waiting alone may fix this, as the server's start decides it: the storage did
+    /// not answer or failed on its side ([`StorageError::is_transient`]: no answer, a refused
+    /// connection, a 5xx answer), and not because the TLS handshake with it failed (a
+    /// certificate nothing trusted vouches for: a configuration error). `false` for a bucket
+    /// that does not exist, credentials refused, and any other refusal.
+    pub fn may_pass(&self) -> bool {
+        self.is_transient() && !s3::is_untrusted(self)
+    }
 }
 
 /// An outage of the storage as its checks saw it ([`StorageError::Unreachable`]).

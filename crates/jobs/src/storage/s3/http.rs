@@ -138,6 +138,25 @@ fn tls_failure(error: HttpError, endpoint: Option<String>) -> HttpError {
     }
 }
 
+/// Whether `error`, or one it was caused by, is a failed TLS handshake with the bucket's
+/// endpoint ([`Untrusted`]): a certificate nothing trusted vouches for, or a server that does
+/// not speak TLS. Looks inside `io::Error`s too (their `source` skips the error they wrap).
+pub(crate) fn is_untrusted(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(error);
+    while let Some(e) = next {
+        if e.is::<Untrusted>() {
+            return true;
+        }
+        if let Some(inner) = e.downcast_ref::<std::io::Error>().and_then(std::io::Error::get_ref)
+            && is_untrusted(inner)
+        {
+            return true;
+        }
+        next = e.source();
+    }
+    false
+}
+
 /// A request that the bucket did not answer in time.
 #[derive(Debug, thiserror::Error)]
 #[error("the bucket did not answer within {} s", .0.as_secs_f64())]

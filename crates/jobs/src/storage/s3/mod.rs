@@ -85,6 +85,7 @@ use crate::service::blocking;
 use crate::storage::NAME_MAX;
 
 pub use client::{S3Config, S3ConfigError};
+pub(crate) use http::is_untrusted;
 pub use http::{S3Timeouts, UPLOAD_MIN_BYTES_PER_SECOND};
 
 /// Bytes per part of a multipart upload (S3's minimum part size is 5 MiB; 10,000 parts of
