@@ -90,6 +90,9 @@ fn settings(node: &str, lease: Duration) -> PgSettings {
     PgSettings { node_id: node.to_owned(), lease, ..PgSettings::default() }
 }
 
+/// A node's service on the store at `url`, with `slots` workers running `runner`; with
+/// `registry`, in the node registry as a server's node is (a heartbeat every third of the
+/// lease, and soon after the jobs it runs change).
 async fn jobs_on(
     url: &str,
     node: &str,
@@ -97,14 +100,19 @@ async fn jobs_on(
     data: &Path,
     runner: Bench,
     slots: usize,
+    registry: Option<jobs::nodes::NodeSettings>,
 ) -> Result<Arc<Jobs>, Error> {
     let store = StoreLocation::parse(url)?.open_with(settings(node, lease)).await?;
-    let config = JobsConfig { concurrency: slots, ..JobsConfig::default() };
-    Ok(Jobs::new(store, Arc::new(runner), Sandbox::new(data)?, config))
+    let registered = registry.is_some();
+    let config = JobsConfig { concurrency: slots, node: registry, ..JobsConfig::default() };
+    let jobs = Jobs::new(store, Arc::new(runner), Sandbox::new(data)?, config);
+    if registered {
+        jobs.register_node().await?;
+    }
+    Ok(jobs)
 }
 
-/// A worker node's service, in the node registry as a server's worker node is (a heartbeat
-/// every third of the lease, and soon after the jobs it runs change).
+/// A worker node's service ([`jobs_on`]), in the node registry.
 async fn worker_on(
     url: &str,
     node: &str,
@@ -113,7 +121,6 @@ async fn worker_on(
     runner: Bench,
     slots: usize,
 ) -> Result<Arc<Jobs>, Error> {
-    let store = StoreLocation::parse(url)?.open_with(settings(node, lease)).await?;
     let registry = jobs::nodes::NodeSettings {
         registration: jobs::nodes::NodeRegistration {
             id: node.to_owned(),
@@ -130,10 +137,7 @@ async fn worker_on(
         lost_after: lease,
         retention: Duration::from_secs(3600),
     };
-    let config = JobsConfig { concurrency: slots, node: Some(registry), ..JobsConfig::default() };
-    let jobs = Jobs::new(store, Arc::new(runner), Sandbox::new(data)?, config);
-    jobs.register_node().await?;
-    Ok(jobs)
+    jobs_on(url, node, lease, data, runner, slots, Some(registry)).await
 }
 
 /// `worker URL DATA SLOTS noop|hang NODE LEASE_S`: prints `ready`, starts its workers on a
@@ -373,7 +377,7 @@ const COUNT_ROWS: &str = "CREATE UNLOGGED TABLE bench_rows (tbl TEXT PRIMARY KEY
 
 /// One capacity run: jobs per second of `processes` workers of `slots` slots on `url`.
 async fn capacity(url: &str, data: &Path, n: usize, processes: usize, slots: usize) -> Result<Run, Error> {
-    let filler = jobs_on(url, "filler", Duration::from_secs(30), data, Bench::Noop, 0).await?;
+    let filler = jobs_on(url, "filler", Duration::from_secs(30), data, Bench::Noop, 0, None).await?;
     fill(&filler, n).await?;
     let mut nodes = Vec::new();
     for p in 0..processes {
@@ -548,7 +552,7 @@ async fn main() -> Result<(), Error> {
 
     // Submit -> claim on an idle cluster of 4 worker processes.
     let url = fresh_postgres().await;
-    let submitter = jobs_on(&url, "submitter", Duration::from_secs(30), &data, Bench::Noop, 0).await?;
+    let submitter = jobs_on(&url, "submitter", Duration::from_secs(30), &data, Bench::Noop, 0, None).await?;
     let mut nodes = Vec::new();
     for p in 0..4 {
         nodes.push(Node::start(&url, &data, 1, "noop", &format!("idle-{p}"), 30)?);
@@ -588,7 +592,7 @@ async fn main() -> Result<(), Error> {
 
     // Dead-node requeue and cancel across nodes.
     let url = fresh_postgres().await;
-    let watcher = jobs_on(&url, "watcher", Duration::from_secs(lease), &data, Bench::Noop, 0).await?;
+    let watcher = jobs_on(&url, "watcher", Duration::from_secs(lease), &data, Bench::Noop, 0, None).await?;
     let mut requeues = Vec::new();
     let mut cancels = Vec::new();
     for round in 0..rounds {
@@ -639,7 +643,7 @@ async fn main() -> Result<(), Error> {
     // Database writes per running job.
     let url = fresh_postgres().await;
     let admin = sqlx::PgPool::connect(&url).await?;
-    let submitter = jobs_on(&url, "writes", Duration::from_secs(30), &data, Bench::Noop, 0).await?;
+    let submitter = jobs_on(&url, "writes", Duration::from_secs(30), &data, Bench::Noop, 0, None).await?;
     sqlx::raw_sql(COUNT_ROWS).execute(&admin).await?;
     let running = 4;
     let mut node = Node::start(&url, &data, running, "hang", "busy", 30)?;

@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use ffmpeg_core::sandbox::{OutputTarget, Sandbox};
-use jobs::events::{AllFilter, AllItem, Event, JobEvents, Resume};
+use jobs::events::{AllEvents, AllFilter, AllItem, Event, JobEvents, Resume};
 use jobs::postgres::{PgSettings, PgStore};
 use jobs::{
-    JobId, JobStatus, JobStore, Jobs, JobsConfig, Progress, RunError, RunReport, RunSpec, Runner, Shutdown,
+    Job, JobId, JobStatus, JobStore, Jobs, JobsConfig, Progress, RunError, RunReport, RunSpec, Runner, Shutdown,
     SubmitOptions,
 };
 use tokio::sync::{mpsc, watch};
@@ -83,6 +83,13 @@ struct UntilCancelled {
     stopped: mpsc::UnboundedSender<()>,
 }
 
+/// An [`UntilCancelled`] runner, with the receivers of its `started` and `stopped`.
+fn until_cancelled() -> (Arc<UntilCancelled>, mpsc::UnboundedReceiver<()>, mpsc::UnboundedReceiver<()>) {
+    let (started_tx, started) = mpsc::unbounded_channel();
+    let (stopped_tx, stopped) = mpsc::unbounded_channel();
+    (Arc::new(UntilCancelled { started: started_tx, stopped: stopped_tx }), started, stopped)
+}
+
 #[async_trait]
 impl Runner for UntilCancelled {
     async fn run(&self, _: RunSpec<'_>, _: &watch::Sender<Option<Progress>>, cancel: &CancellationToken) -> RunReport {
@@ -143,9 +150,7 @@ async fn an_idle_node_claims_what_another_node_queued_without_polling() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancel_on_one_node_stops_the_job_on_the_node_running_it() {
     let (url, dir) = (fresh_url().await, tempfile::tempdir().unwrap());
-    let (started_tx, mut started) = mpsc::unbounded_channel();
-    let (stopped_tx, mut stopped) = mpsc::unbounded_channel();
-    let runner = Arc::new(UntilCancelled { started: started_tx, stopped: stopped_tx });
+    let (runner, mut started, mut stopped) = until_cancelled();
     let api = node(&url, "api", dir.path(), 0, Arc::new(AtOnce)).await;
     let _worker = node(&url, "worker", dir.path(), 1, runner).await;
     let job = api.jobs.submit("-f lavfi -i testsrc out.mkv", SubmitOptions::default()).await.unwrap();
@@ -225,9 +230,7 @@ async fn next(events: &mut JobEvents) -> Option<Event> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_whose_listeners_were_cut_off_catch_up_from_the_store() {
     let (url, dir) = (fresh_url().await, tempfile::tempdir().unwrap());
-    let (started_tx, mut started) = mpsc::unbounded_channel();
-    let (stopped_tx, mut stopped) = mpsc::unbounded_channel();
-    let runner = Arc::new(UntilCancelled { started: started_tx, stopped: stopped_tx });
+    let (runner, mut started, mut stopped) = until_cancelled();
     let api = node(&url, "api", dir.path(), 0, Arc::new(AtOnce)).await;
     let worker = node(&url, "worker", dir.path(), 1, runner).await;
     let watcher = node(&url, "watcher", dir.path(), 0, Arc::new(AtOnce)).await;
@@ -386,6 +389,22 @@ async fn progress_is_notified_only_while_another_node_watches_the_job() {
     drop(worker);
 }
 
+/// A job submitted on node "api" (of a fresh database, `dir` its data directory), with its
+/// events stream and an all-jobs stream there, claimed by node "lost", whose store is then
+/// closed (so it never renews its lease, nor ends the job).
+async fn claimed_by_a_lost_node() -> (String, tempfile::TempDir, Node, Job, JobEvents, AllEvents) {
+    let (url, dir) = (fresh_url().await, tempfile::tempdir().unwrap());
+    let api = node(&url, "api", dir.path(), 0, Arc::new(AtOnce)).await;
+    let job = api.jobs.submit("-f lavfi -i testsrc out.mkv", SubmitOptions::default()).await.unwrap();
+    let Resume::Events(events) = api.jobs.events_of(&job.id, None).await.unwrap() else { panic!("finished") };
+    let all = api.jobs.all_events(AllFilter::default());
+    let lost = PgStore::open(&url, PgSettings { node_id: "lost".to_owned(), ..PgSettings::default() }).await.unwrap();
+    let claimed = lost.claim_next(&[]).await.unwrap().expect("the lost node claims the job");
+    assert_eq!(claimed.id, job.id);
+    lost.close().await;
+    (url, dir, api, job, events, all)
+}
+
 /// A job re-queued by the reaper (its node's lease expired) shows its `queued` status on the
 /// streams of the node that reaped it, between the lost run's `running` and whatever comes next
 /// (tester finding F10: the reaper's notification names its own node, which therefore never
@@ -393,16 +412,7 @@ async fn progress_is_notified_only_while_another_node_watches_the_job() {
 /// store is closed, so this node is the only reaper.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_node_that_reaps_a_lost_job_streams_its_requeue() {
-    let (url, dir) = (fresh_url().await, tempfile::tempdir().unwrap());
-    let api = node(&url, "api", dir.path(), 0, Arc::new(AtOnce)).await;
-    let job = api.jobs.submit("-f lavfi -i testsrc out.mkv", SubmitOptions::default()).await.unwrap();
-    let Resume::Events(mut events) = api.jobs.events_of(&job.id, None).await.unwrap() else { panic!("finished") };
-    let mut all = api.jobs.all_events(AllFilter::default());
-    let lost = PgStore::open(&url, PgSettings { node_id: "lost".to_owned(), ..PgSettings::default() }).await.unwrap();
-    let claimed = lost.claim_next(&[]).await.unwrap().expect("the lost node claims the job");
-    assert_eq!(claimed.id, job.id);
-    lost.close().await;
-    drop(lost);
+    let (url, _dir, _api, job, mut events, mut all) = claimed_by_a_lost_node().await;
     crate::postgres::expire_lease(&url, &job.id).await;
 
     let mut statuses = Vec::new();
@@ -431,15 +441,7 @@ async fn the_node_that_reaps_a_lost_job_streams_its_requeue() {
 /// so this node always reads the job after both; both notifications arrive at its commit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_node_streams_a_requeue_that_was_claimed_again_before_it_read_the_job() {
-    let (url, dir) = (fresh_url().await, tempfile::tempdir().unwrap());
-    let api = node(&url, "api", dir.path(), 0, Arc::new(AtOnce)).await;
-    let job = api.jobs.submit("-f lavfi -i testsrc out.mkv", SubmitOptions::default()).await.unwrap();
-    let Resume::Events(mut events) = api.jobs.events_of(&job.id, None).await.unwrap() else { panic!("finished") };
-    let mut all = api.jobs.all_events(AllFilter::default());
-    let lost = PgStore::open(&url, PgSettings { node_id: "lost".to_owned(), ..PgSettings::default() }).await.unwrap();
-    assert_eq!(lost.claim_next(&[]).await.unwrap().map(|j| j.id), Some(job.id.clone()));
-    lost.close().await;
-    drop(lost);
+    let (url, _dir, _api, job, mut events, mut all) = claimed_by_a_lost_node().await;
 
     // Node "other": its reaper puts the job back (as `sql::REAP` does), its worker claims it.
     let pool = sqlx::PgPool::connect(&url).await.unwrap();
