@@ -35,6 +35,7 @@ use time::OffsetDateTime;
 
 mod due;
 mod error;
+mod memo;
 mod memory;
 pub(crate) mod plan;
 pub(crate) mod sql;
@@ -42,6 +43,7 @@ mod values;
 
 pub(crate) use due::Due;
 pub use error::{BoxError, StoreError};
+pub(crate) use memo::ClaimMemo;
 pub use memory::MemoryStore;
 pub use values::{
     ActiveFootprint, CancelOutcome, InterruptedRun, ListQuery, LostRun, Outcome, Recovery, RunRecord, StatusCounts,

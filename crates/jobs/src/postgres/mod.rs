@@ -164,6 +164,8 @@ pub struct PgStore {
     /// When the soonest job a claim passed over for its `retry_at` may start (a retry on
     /// another node wakes this one's workers through [`notify`]; their claim reads the wait).
     due: crate::store::Due,
+    /// What this store's claims remember of the jobs they read (`store/memo.rs`).
+    memo: crate::store::ClaimMemo,
     /// `LISTEN/NOTIFY` with the other nodes ([`notify`]).
     cluster: Arc<notify::Cluster>,
     health: WriteHealth,
@@ -258,6 +260,7 @@ impl PgStore {
             held,
             notify,
             due: Default::default(),
+            memo: Default::default(),
             cluster,
             health,
             claims: Mutex::default(),

@@ -309,7 +309,7 @@ impl PgStore {
         let quiet_start = !self.cluster.starts_watched_elsewhere();
         let result = on_conn!(self, |conn| {
             let mut claim = PgClaim { conn: &mut conn, settings: &self.settings, quiet_start };
-            plan::claim(&mut claim, started, labels, want, &self.due).await
+            plan::claim(&mut claim, started, labels, want, &self.due, &self.memo).await
         })
         .await;
         self.health.record(&result);

@@ -101,6 +101,8 @@ pub struct SqliteStore {
     notify: Notify,
     /// When the soonest job a claim passed over for its `retry_at` may start.
     due: crate::store::Due,
+    /// What this store's claims remember of the jobs they read (`store/memo.rs`).
+    pub(crate) memo: crate::store::ClaimMemo,
     /// The database file; `None` in memory.
     path: Option<PathBuf>,
     /// The checkpoint task (files only), stopped when the store is closed or dropped.
@@ -184,6 +186,7 @@ impl SqliteStore {
             gets,
             notify: Notify::new(),
             due: Default::default(),
+            memo: Default::default(),
             path,
             checkpointer,
             health,

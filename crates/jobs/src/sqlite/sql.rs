@@ -38,10 +38,13 @@ pub(super) const LIST_STATUS: &str =
 /// `INDEXED BY`: without statistics SQLite's planner prefers `jobs_status` and sorts every
 /// queued job on each claim; the queue index reads the first ones directly (and the statement
 /// fails to prepare, rather than slowing down, should the index ever be unusable).
+/// `MATERIALIZED`: the page's last job and its highest seq are computed once; left to itself,
+/// SQLite (3.46) runs `last` as a co-routine inside the loop over the queued jobs, sorting the
+/// whole page again for each of them: a claim cost the square of the queue's length (I5).
 pub(super) const CLAIM_VIEW: &str = "WITH page AS (SELECT priority, seq, footprint, requires, retry_at FROM jobs INDEXED BY jobs_queue \
                                        WHERE status = 'queued' ORDER BY priority DESC, seq LIMIT ?1), \
-                                     last AS (SELECT priority, seq FROM page ORDER BY priority, seq DESC LIMIT 1), \
-                                     top AS (SELECT max(seq) AS seq FROM page) \
+                                     last AS MATERIALIZED (SELECT priority, seq FROM page ORDER BY priority, seq DESC LIMIT 1), \
+                                     top AS MATERIALIZED (SELECT max(seq) AS seq FROM page) \
                                      SELECT 0 AS kind, priority, seq, footprint, requires, NULL AS wait FROM jobs \
                                        WHERE status = 'running' \
                                      UNION ALL SELECT 1, priority, seq, footprint, requires, \

@@ -14,13 +14,14 @@ use async_trait::async_trait;
 use ffmpeg_core::footprint::Footprint;
 use time::OffsetDateTime;
 
+use super::memo::Memo;
 use super::{
-    ActiveFootprint, CancelOutcome, Due, InterruptedRun, Outcome, Recovery, RunRecord, StatusCounts, StoreError,
-    footprints_conflict,
+    ActiveFootprint, CancelOutcome, ClaimMemo, Due, InterruptedRun, Outcome, Recovery, RunRecord, StatusCounts,
+    StoreError, footprints_conflict,
 };
 use crate::model::{Job, JobId, JobStatus, SubmitOptions};
 use crate::nodes::labels_cover;
-use crate::sqlite::rows::{corrupt, json, labels as labels_of, now};
+use crate::sqlite::rows::{corrupt, json, now};
 use crate::webhook::{self, Delivery, WebhookEvent};
 
 /// A queued job as the claim reads it: its place in claim order, its footprint (JSON; `None`:
@@ -45,18 +46,19 @@ pub(crate) struct Queued {
 /// lower priority). With them, every job a job of the page may have to wait for is known.
 #[derive(Debug, Default)]
 pub(crate) struct ClaimView {
-    pub running: Vec<Option<String>>,
+    /// The running jobs: seq and footprint.
+    pub running: Vec<(i64, Option<String>)>,
     pub page: Vec<Queued>,
     pub behind: Vec<Queued>,
 }
 
 impl ClaimView {
     /// Adds queued or running job `queued` to the view, as the claim-view statement of both
-    /// dialects marks it: `kind` 0 for a running job (only its footprint counts), 1 for a job
+    /// dialects marks it: `kind` 0 for a running job (only its seq and footprint count), 1 for a job
     /// of the page, any other for one behind it.
     pub(crate) fn add(&mut self, kind: i64, queued: Queued) {
         match kind {
-            0 => self.running.push(queued.footprint),
+            0 => self.running.push((queued.seq, queued.footprint)),
             1 => self.page.push(queued),
             _ => self.behind.push(queued),
         }
@@ -243,53 +245,73 @@ const CLAIM_ROUNDS: usize = 8;
 /// `requires`, and its footprint conflicts with no running job's and no earlier-submitted
 /// queued job's (a job this node may not take, or that waits, still holds back the later
 /// jobs it conflicts with). Each such job conflicts with none of the others (the later of two
-/// would wait for the earlier), so any of them may start. Footprints are decoded only when
-/// compared.
-fn may_start(view: &ClaimView, labels: &[String], max: usize) -> Result<Vec<i64>, StoreError> {
+/// would wait for the earlier), so any of them may start. It stops at the `max`th such job.
+///
+/// What does not change about a job (its footprint and labels, decoded) comes from `memo`, and
+/// a job whose blocker (the running or earlier queued job that held it back at its latest
+/// check, [`ClaimMemo`](super::ClaimMemo)) still holds it back in this view is passed over
+/// without comparing it again: only new jobs, and jobs whose blocker ended, are compared
+/// with the running and earlier queued jobs (the running ones first, then the queued ones in
+/// submission order, up to the first conflict).
+/// Also returns how many jobs of the page, in claim order, it went through.
+fn may_start(
+    view: &ClaimView,
+    labels: &[String],
+    max: usize,
+    memo: &mut Memo,
+) -> Result<(Vec<i64>, usize), StoreError> {
+    for q in view.page.iter().chain(&view.behind) {
+        memo.learn(q.seq, q.footprint.as_deref(), Some(&q.requires))?;
+    }
+    for (seq, footprint) in &view.running {
+        memo.learn(*seq, footprint.as_deref(), None)?;
+    }
     let mut page: Vec<&Queued> = view.page.iter().collect();
     page.sort_by_key(|q| (std::cmp::Reverse(q.priority), q.seq));
-    // The footprints of the running and queued jobs, decoded on first use.
-    let mut running: Option<Vec<Option<Footprint>>> = None;
-    let queued: Vec<&Queued> = page.iter().copied().chain(&view.behind).collect();
-    let mut decoded: Vec<Option<Option<Footprint>>> = queued.iter().map(|_| None).collect();
+    // Every queued job of the view, in submission order: the earlier ones of a job are a prefix.
+    let mut queued: Vec<i64> = view.page.iter().chain(&view.behind).map(|q| q.seq).collect();
+    queued.sort_unstable();
+    let running: Vec<i64> = view.running.iter().map(|(seq, _)| *seq).collect();
+    let footprint = |seq: i64| memo.get(seq).and_then(|k| k.footprint.as_deref());
     let mut free = Vec::new();
-    for (i, job) in page.iter().enumerate() {
+    let mut checked: Vec<(i64, Option<i64>)> = Vec::new();
+    let mut read = 0;
+    for job in page {
         if free.len() >= max {
             break;
         }
-        if job.wait.is_some() || !labels_cover(labels, &labels_of(&job.requires, "requires")?) {
+        read += 1;
+        let Some(known) = memo.get(job.seq) else { continue };
+        if job.wait.is_some() || !labels_cover(labels, known.requires.as_deref().unwrap_or_default()) {
             continue;
         }
-        let earlier: Vec<usize> = (0..queued.len()).filter(|&k| queued[k].seq < job.seq).collect();
-        if earlier.is_empty() && view.running.is_empty() {
-            // Nothing it could wait for: no footprint to compare.
-            free.push(job.seq);
+        let holds =
+            |blocker: i64| running.contains(&blocker) || (blocker < job.seq && queued.binary_search(&blocker).is_ok());
+        if known.blocker.is_some_and(holds) {
             continue;
         }
-        for &k in earlier.iter().chain([&i]) {
-            if decoded[k].is_none() {
-                decoded[k] = Some(decode(queued[k].footprint.as_deref())?);
-            }
-        }
-        if running.is_none() {
-            running = Some(view.running.iter().map(|f| decode(f.as_deref())).collect::<Result<_, _>>()?);
-        }
-        let mine = decoded[i].as_ref().and_then(Option::as_ref);
-        let theirs = |k: usize| decoded[k].as_ref().and_then(Option::as_ref);
-        let blocked = running.iter().flatten().any(|r| footprints_conflict(mine, r.as_ref()))
-            || earlier.iter().any(|&k| footprints_conflict(mine, theirs(k)));
-        if !blocked {
+        let mine = known.footprint.as_deref();
+        let earlier = &queued[..queued.partition_point(|&seq| seq < job.seq)];
+        let blocker = running.iter().chain(earlier).copied().find(|&other| footprints_conflict(mine, footprint(other)));
+        checked.push((job.seq, blocker));
+        if blocker.is_none() {
             free.push(job.seq);
         }
     }
-    Ok(free)
+    memo.checks += checked.len() as u64;
+    for (seq, blocker) in checked {
+        memo.set_blocker(seq, blocker);
+    }
+    Ok((free, read))
 }
 
 /// [`JobStore::claim_next`](super::JobStore::claim_next) for up to `want` workers (at least
 /// one) of a node with `labels`: claims the first queued jobs in claim order that may start now
 /// on it ([`may_start`]'s rule), at `started`, with their `job.started` deliveries; in claim
 /// order, none when there is none. Each wait for a `retry_at` it read goes into `due`, so that
-/// the node's idle workers look again when the soonest one ends.
+/// the node's idle workers look again when the soonest one ends. What it learns of the jobs
+/// it reads goes into `memo`, for the next claims ([`may_start`]); it reads as many queued jobs
+/// at first as the latest claim needed.
 ///
 /// The rule is decided on one snapshot ([`ClaimSteps::view`]); claims need not run one at a
 /// time for it to hold. Of two jobs whose footprints conflict, the later-submitted one may start
@@ -300,16 +322,18 @@ fn may_start(view: &ClaimView, labels: &[String], max: usize) -> Result<Vec<i64>
 /// So the later one never runs while the earlier one is queued or running, and the earlier one
 /// never finds it running; a snapshot older than a concurrent claim only holds a job back
 /// longer, never lets one start early. The jobs that may start conflict with none of each
-/// other, so any number of them may be claimed at once.
+/// other, so any number of them may be claimed at once. (The memo changes none of this: a job
+/// it passes over has a blocker in the snapshot itself.)
 pub(crate) async fn claim<C: ClaimSteps>(
     steps: &mut C,
     started: i64,
     labels: &[String],
     want: usize,
     due: &Due,
+    memo: &ClaimMemo,
 ) -> Result<Vec<Job>, StoreError> {
     let want = want.max(1);
-    let mut limit = C::CLAIM_PAGE.max(want);
+    let mut limit = C::CLAIM_PAGE.max(want).max(memo.lock().page);
     let mut rounds = 0;
     loop {
         let view = steps.view(limit, started).await?;
@@ -317,7 +341,17 @@ pub(crate) async fn claim<C: ClaimSteps>(
             due.note(std::time::Duration::from_micros(u64::try_from(wait).unwrap_or(0)));
         }
         let everything = view.page.len() < limit;
-        let free = may_start(&view, labels, C::CLAIM_CHOICES.max(want))?;
+        let free = {
+            let mut memo = memo.lock();
+            let (free, read) = may_start(&view, labels, C::CLAIM_CHOICES.max(want), &mut memo)?;
+            if !free.is_empty() || everything {
+                // Where the next claim starts reading: as far as this one had to.
+                memo.page = read.next_multiple_of(C::CLAIM_PAGE);
+            }
+            let seqs = view.page.iter().chain(&view.behind).map(|q| q.seq).chain(view.running.iter().map(|(s, _)| *s));
+            memo.prune(everything, view.page.len() + view.behind.len() + view.running.len(), seqs);
+            free
+        };
         if free.is_empty() {
             if everything {
                 return Ok(Vec::new());
