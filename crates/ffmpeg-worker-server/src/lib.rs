@@ -266,8 +266,13 @@ pub fn app(state: AppState) -> Router {
     // Layers apply to the routes present when `layer` is called: the rate limiter wraps the API
     // and the docs (outside authentication, so a flood of bad tokens is limited too); the
     // probes, merged afterwards, are never rate-limited.
-    let documented =
-        if worker { api_router } else { api_router.merge(SwaggerUi::new("/docs").url("/openapi.json", openapi())) };
+    let documented = if worker {
+        api_router
+    } else {
+        let docs = Router::from(SwaggerUi::new("/docs").url("/openapi.json", openapi()))
+            .layer(axum::middleware::from_fn(docs_not_found));
+        api_router.merge(docs)
+    };
     let mut limited = documented.layer(auth.clone());
     if let Some(limit) = &settings.rate_limit {
         limited = (limit.apply)(limited);
@@ -293,6 +298,17 @@ pub fn app(state: AppState) -> Router {
         }))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
         .layer(CatchPanicLayer::custom(error::panicked))
+}
+
+/// Swagger UI answers a file it does not have (`GET /docs/nope`) with an empty 404: that is
+/// the problem+json 404 of an unknown path, as everywhere else.
+async fn docs_not_found(req: Request<Body>, next: Next) -> Response {
+    let path = req.uri().path().to_owned();
+    let response = next.run(req).await;
+    if response.status() == StatusCode::NOT_FOUND && !response.headers().contains_key(header::CONTENT_TYPE) {
+        return error::ApiError::UnknownRoute(path).into_response();
+    }
+    response
 }
 
 /// Answers 413 at once when a request declares (`Content-Length`) a body over `max` bytes

@@ -585,7 +585,9 @@ async fn every_error_any_route_answers_is_problem_json() {
     let spec = ffmpeg_worker_server::openapi();
     let mut templates: Vec<String> = spec.paths.paths.keys().cloned().collect();
     assert!(templates.iter().any(|t| t.contains("{id}")), "the walk covers the job routes");
-    templates.extend(["/docs", "/docs/", "/openapi.json", "/no/such", "/jobs/x/y/z"].map(str::to_owned));
+    templates.extend(
+        ["/docs", "/docs/", "/docs/no-such-file.js", "/openapi.json", "/no/such", "/jobs/x/y/z"].map(str::to_owned),
+    );
     let ids = ["job_0000000000000000", "nonexistent", "%FF", "%2e%2e", &"a".repeat(3000), "job_%00"];
     let mut uris = Vec::new();
     for t in &templates {
