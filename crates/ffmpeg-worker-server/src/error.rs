@@ -244,7 +244,13 @@ fn files_parts(e: &FilesError) -> (StatusCode, &'static str, &'static str) {
                 (StatusCode::INSUFFICIENT_STORAGE, "/problems/insufficient-storage", "Insufficient storage")
             }
             StorageError::Aborted { .. } => (StatusCode::BAD_REQUEST, "/problems/upload-aborted", "Upload aborted"),
-            _ => (StatusCode::SERVICE_UNAVAILABLE, "/problems/storage-unavailable", "Storage unavailable"),
+            StorageError::Io { .. }
+            | StorageError::Unavailable { .. }
+            | StorageError::Unreachable { .. }
+            | StorageError::NoBucket { .. }
+            | StorageError::Denied { .. } => {
+                (StatusCode::SERVICE_UNAVAILABLE, "/problems/storage-unavailable", "Storage unavailable")
+            }
         },
         FilesError::InUse { .. } => (StatusCode::CONFLICT, "/problems/file-in-use", "File in use"),
         FilesError::Raced { .. } => (StatusCode::CONFLICT, "/problems/file-conflict", "Not a file"),

@@ -212,8 +212,9 @@ pub struct ListPage {
 }
 
 /// Why a storage operation failed. Each names what was wrong; a failed put left nothing.
+/// Not `#[non_exhaustive]`: the workspace matches it (the server's problem types), and a new
+/// variant must be placed there by the compiler, not fall into a catch-all arm.
 #[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
 pub enum StorageError {
     /// The path is not acceptable: it escapes the root, is absolute, holds NUL, a name is too
     /// long, ... `rule` is a stable id (the sandbox's rule ids, or `name-too-long`).
