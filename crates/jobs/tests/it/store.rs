@@ -179,7 +179,9 @@ async fn everything(store: &Store) -> Vec<(Job, Option<String>, Option<bool>)> {
 }
 
 /// Every operation refused (wrong status or unknown job) leaves every job exactly as it was:
-/// status, times, progress, outputs, error, attempts, log and a pending cancel.
+/// status, times, progress, outputs, error, attempts, log, a pending cancel and run records
+/// (`finish`, `finish_with_progress`, `update_progress`, `requeue`, `retry`, `record_run`,
+/// `cancel`, `delete`).
 async fn refused_transition_changes_nothing(store: &Store) {
     let progress = Progress { frame: Some(7), percent: Some(10.0), ..Progress::default() };
     let completed = running(store, "completed").await;
@@ -200,6 +202,7 @@ async fn refused_transition_changes_nothing(store: &Store) {
     let Ok(CancelOutcome::Requested(_)) = store.cancel(&live.id).await else { panic!("cancel of a running job") };
     let queued = submit(store, "queued").await;
     let before = everything(store).await;
+    let runs_before = store.interrupted_runs().await.unwrap();
     let cancel_pending = before.iter().find(|(j, ..)| j.id == live.id).and_then(|(.., c)| *c);
     assert_eq!(cancel_pending, Some(true));
 
@@ -223,6 +226,24 @@ async fn refused_transition_changes_nothing(store: &Store) {
         assert!(store.update_progress(id, &Progress::default()).await.is_err(), "progress {id}");
         assert!(store.requeue(id).await.is_err(), "requeue {id}");
     }
+    for id in finished.into_iter().chain([&queued.id, &unknown]) {
+        assert!(store.retry(id, "other", Duration::ZERO).await.is_err(), "retry {id}");
+        let run = jobs::store::RunRecord {
+            attempt: 1,
+            footprint: ffmpeg_core::footprint::Footprint::default(),
+            snapshot: jobs::outputs::Snapshot::default(),
+            temp_area: false,
+        };
+        assert!(store.record_run(id, &run).await.is_err(), "record run {id}");
+    }
+    // A run record of another attempt than the running one's.
+    let other_attempt = jobs::store::RunRecord {
+        attempt: live.attempts + 1,
+        footprint: ffmpeg_core::footprint::Footprint::default(),
+        snapshot: jobs::outputs::Snapshot::default(),
+        temp_area: false,
+    };
+    assert!(store.record_run(&live.id, &other_attempt).await.is_err(), "record run of another attempt");
     for id in finished.into_iter().chain([&unknown]) {
         assert!(store.cancel(id).await.is_err(), "cancel {id}");
     }
@@ -230,6 +251,10 @@ async fn refused_transition_changes_nothing(store: &Store) {
         assert!(store.delete(id).await.is_err(), "delete {id}");
     }
     assert_eq!(everything(store).await, before);
+    assert_eq!(store.interrupted_runs().await.unwrap(), runs_before, "run records");
+    for (job, ..) in &before {
+        assert_eq!(store.previous_run(&job.id).await.unwrap(), None, "previous run of {}", job.id);
+    }
 }
 
 // ------------------------------------------------------------------------------------------
