@@ -80,6 +80,16 @@ pub fn expand(
     };
     let first = globs[0].1.relative().display().to_string();
     let scratch = ScratchDir::create(scratch_root, job).map_err(io_error(&first))?;
+    // ffmpeg gets the sequence's path as text (`file:DIR/%06d.EXT`): a directory whose path is
+    // not UTF-8 would reach it mangled.
+    if scratch.path().to_str().is_none() {
+        let message = format!(
+            "the temporary directory `{}` is not valid UTF-8, so ffmpeg cannot be given the \
+             matches' path; set TMPDIR to a UTF-8 path",
+            scratch_root.display()
+        );
+        return Err(io_error(&first)(io::Error::new(io::ErrorKind::InvalidInput, message)));
+    }
     for (index, glob) in globs {
         let pattern = glob.relative().display().to_string();
         let position = command.command().inputs()[index].position();

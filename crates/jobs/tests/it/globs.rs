@@ -84,3 +84,22 @@ async fn a_glob_match_leading_out_fails_the_job_and_none_fails_it_too() {
     assert_eq!(job.status, JobStatus::Failed, "{job:?}");
     assert_eq!(job.error.as_deref(), Some("input `seq/*.gif`: the glob pattern matches no file"));
 }
+
+/// A temporary directory whose path is not UTF-8 cannot hold a glob's sequence: ffmpeg gets
+/// that path as text. The job fails naming it, rather than ffmpeg reading a mangled path.
+#[test]
+fn a_temporary_directory_that_is_not_utf8_is_named_not_mangled() {
+    use std::os::unix::ffi::OsStrExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    make_images(&data);
+    let scratch_root = dir.path().join(std::ffi::OsStr::from_bytes(b"tmp-\xff"));
+    std::fs::create_dir(&scratch_root).unwrap();
+    let sandbox = Sandbox::new(&data).unwrap();
+    let command = Command::parse("-pattern_type glob -i 'seq/*.png' out.mkv").unwrap();
+    let mut resolved = sandbox.resolve_command(&command).unwrap();
+    let job = jobs::JobId::generate();
+    let error = jobs::globs::expand(&sandbox, &mut resolved, &job, &scratch_root).unwrap_err();
+    let text = error.to_string();
+    assert!(text.contains("not valid UTF-8") && text.contains("TMPDIR"), "{text}");
+}
