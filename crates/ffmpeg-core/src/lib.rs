@@ -2,8 +2,10 @@
 //! parser for its `-progress` output.
 //!
 //! This crate is pure: it knows nothing of jobs, HTTP, databases or async runtimes, spawns no
-//! process, and does no I/O beyond what path containment needs (canonicalising the data
-//! directory and the existing part of a path). Other Rust programs can use it alone.
+//! process, and does no I/O beyond what path containment needs (canonicalising and `stat`ing
+//! the data directory and the existing part of a path: symlinks, and whether it is a file or a
+//! directory); it never opens a file nor lists a directory. Other Rust programs can use it
+//! alone.
 //!
 //! - [`command`]: split a command line (without the word `ffmpeg`) and parse it into ffmpeg's
 //!   grammar: global options, inputs, outputs.

@@ -4,7 +4,8 @@
 //! atomic `queued -> running` transition in the store itself, so the queue and the records can
 //! never disagree (the original design kept an in-memory queue beside the store; a crash lost
 //! the queue and left jobs `queued` forever). Implementations: [`MemoryStore`] (tests, and
-//! `DATABASE_URL=memory:`) and `SqliteStore` (the durable default).
+//! `DATABASE_URL=memory:`), `SqliteStore` (the durable default) and `PgStore` (a cluster's
+//! shared store).
 //!
 //! Every transition is explicit:
 //!
@@ -17,6 +18,7 @@
 //! | [`JobStore::requeue`] | running | queued (shutdown) |
 //! | [`JobStore::retry`] | running | queued until a time (a failure that may pass) |
 //! | [`JobStore::recover`] | running | queued, or failed past the attempt limit |
+//! | PostgreSQL's reaper (a node's lease expired) | running | queued, or failed/cancelled when it must end (a worker node may first take it over: [`JobStore::claim_lost_run`]) |
 //!
 //! A transition into `running`, `completed`, `failed` or `cancelled` (and a progress update
 //! of a job that asked for `job.progress`) also writes the job's webhook deliveries
