@@ -197,6 +197,15 @@ pub struct ServeConfig {
     #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections: u32,
 
+    /// How many nice levels (0-19) below the server's own priority the threads that send
+    /// server-sent event streams (`GET /events`, `GET /jobs/{id}/events`) run: below the jobs'
+    /// ffmpeg (which keeps the server's), so that sending each progress event to many
+    /// subscribers takes CPU when the jobs leave it. 0: the streams are sent by the server's
+    /// other threads, at its own priority: the default, since lowered threads wait for a core
+    /// (the events' latency grows) while ffmpeg keeps every core busy; see docs/benchmarks.md.
+    #[arg(long, env = "STREAM_NICE", default_value_t = 0, value_parser = clap::value_parser!(i32).range(0..=19))]
+    pub stream_nice: i32,
+
     /// URL told about every job's status changes (`job.started`, `job.completed`, `job.failed`,
     /// `job.cancelled`), for jobs submitted while it is set. Trusted: not held to the address
     /// rules of jobs' own URLs. Needs WEBHOOK_SECRET (start-up stops without it).

@@ -15,6 +15,10 @@
 //!   process's open-file limit ([`raise_file_limit`]).
 //! - **accept errors** (`EMFILE`, `ENFILE`, `ENOBUFS`, ...) back off, doubling from 10 ms to
 //!   1 s, instead of spinning; errors of one aborted connection are skipped.
+//! - **stream threads** (optional, [`serve_on`] with [`StreamThreads`]): a connection whose
+//!   first request line asks for an event stream is served by threads below the server's
+//!   priority. Its first bytes are peeked for that within the header read timeout (the one timer
+//!   of this module's own); hyper's header timer starts after them.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -92,10 +96,85 @@ fn is_connection_error(e: &std::io::Error) -> bool {
     matches!(e.kind(), ConnectionAborted | ConnectionRefused | ConnectionReset | Interrupted)
 }
 
+/// Threads of their own for event-stream connections ([`serve_on`]): a runtime whose worker
+/// threads run at a lower CPU priority (a higher nice value) than the rest of the server and
+/// the ffmpeg processes it starts, so that sending one progress event to a thousand
+/// subscribers takes the cores only when the jobs leave them (on a machine with idle cores,
+/// at once). Dropping it shuts its runtime down without waiting.
+#[derive(Debug)]
+pub struct StreamThreads {
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl StreamThreads {
+    /// `threads` worker threads (at least 1), `nice` nice levels below the priority of the
+    /// thread that starts them (their nice value that much higher, at most 19).
+    ///
+    /// # Errors
+    /// The runtime's threads cannot be started.
+    pub fn start(threads: usize, nice: i32) -> std::io::Result<StreamThreads> {
+        let own = rustix::process::getpriority_process(None).unwrap_or(0);
+        let nice = (own + nice.max(0)).min(19);
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads.max(1))
+            .thread_name("streams")
+            .on_thread_start(move || {
+                // On Linux a priority is a thread's own: this lowers these threads only. A
+                // failure leaves the thread at the server's priority (nothing else changes).
+                if nice != own
+                    && let Err(e) = rustix::process::setpriority_process(None, nice)
+                {
+                    tracing::warn!(error = %e, nice, "could not lower the stream threads' priority");
+                }
+            })
+            .enable_all()
+            .build()?;
+        Ok(StreamThreads { runtime: Some(runtime) })
+    }
+
+    fn handle(&self) -> Option<&tokio::runtime::Handle> {
+        self.runtime.as_ref().map(tokio::runtime::Runtime::handle)
+    }
+}
+
+impl Drop for StreamThreads {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// Whether the first bytes of a connection are a request for an event stream (`GET /events`
+/// or `GET /jobs/{id}/events`, with or without a query).
+fn is_stream_request(head: &[u8]) -> bool {
+    let Some(rest) = head.strip_prefix(b"GET ") else { return false };
+    let end = rest.iter().position(|&b| b == b' ' || b == b'?').unwrap_or(rest.len());
+    // A target cut off by the end of what arrived so far is not known to be a stream's.
+    if end == rest.len() {
+        return false;
+    }
+    std::str::from_utf8(&rest[..end]).is_ok_and(crate::streams::is_stream_path)
+}
+
 /// Serves `router` on `listener` under `limits` until `stop` fires, then stops accepting and
 /// waits for open connections to finish their requests (callers bound that wait). Handlers see
 /// the peer address as `ConnectInfo<SocketAddr>` (the rate limiter needs it).
 pub async fn serve(listener: TcpListener, router: Router, limits: ConnectionLimits, stop: CancellationToken) {
+    serve_on(listener, router, limits, None, stop).await;
+}
+
+/// [`serve`], with the connections whose first request asks for an event stream served on
+/// `streams`' threads: the first bytes of every connection are looked at (`MSG_PEEK`, they stay
+/// for hyper to read) once they arrive, within the header read timeout (a connection that sends
+/// nothing in it is closed, as hyper would).
+pub async fn serve_on(
+    listener: TcpListener,
+    router: Router,
+    limits: ConnectionLimits,
+    streams: Option<Arc<StreamThreads>>,
+    stop: CancellationToken,
+) {
     let max = limits.max_connections.max(1);
     let open = Arc::new(Semaphore::new(max));
     let refusing = Arc::new(Semaphore::new(refusal_slots(max)));
@@ -127,7 +206,6 @@ pub async fn serve(listener: TcpListener, router: Router, limits: ConnectionLimi
             }
         };
         let _ = stream.set_nodelay(true);
-        let io = TokioIo::new(stream);
         if let Ok(permit) = Arc::clone(&open).try_acquire_owned() {
             let service = ServiceBuilder::new()
                 .layer(RequestBodyTimeoutLayer::new(limits.body_idle_timeout))
@@ -136,14 +214,45 @@ pub async fn serve(listener: TcpListener, router: Router, limits: ConnectionLimi
                     request
                 })
                 .service(router.clone());
-            let connection = graceful.watch(http.serve_connection(io, TowerToHyperService::new(service)));
-            tokio::spawn(async move {
+            let watcher = graceful.watcher();
+            let http = http.clone();
+            let serve = move |stream: tokio::net::TcpStream| async move {
+                let connection =
+                    watcher.watch(http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service)));
                 if let Err(e) = connection.await {
                     tracing::debug!(error = %e, %peer, "connection ended with an error");
                 }
                 drop(permit);
+            };
+            let Some(streams) = streams.clone() else {
+                tokio::spawn(serve(stream));
+                continue;
+            };
+            let wait = limits.header_read_timeout;
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let mut head = [0u8; 128];
+                // Nothing arrived yet when the server stops: closed, as hyper closes an idle
+                // connection (the graceful shutdown waits for this task's watcher).
+                let peeked = tokio::select! {
+                    peeked = tokio::time::timeout(wait, stream.peek(&mut head)) => peeked,
+                    () = stop.cancelled() => return,
+                };
+                let Ok(Ok(n)) = peeked else { return };
+                if !is_stream_request(&head[..n]) {
+                    return serve(stream).await;
+                }
+                let Some(handle) = streams.handle() else { return };
+                // Registered again with the stream threads' reactor; the permit goes along.
+                let Ok(stream) = stream.into_std() else { return };
+                handle.spawn(async move {
+                    if let Ok(stream) = tokio::net::TcpStream::from_std(stream) {
+                        serve(stream).await;
+                    }
+                });
             });
         } else if let Ok(permit) = Arc::clone(&refusing).try_acquire_owned() {
+            let io = TokioIo::new(stream);
             tracing::warn!(%peer, max_connections = max, "connection limit reached: answering 503");
             let service = hyper::service::service_fn(move |_request| async move {
                 Ok::<_, Infallible>(ApiError::Overloaded { max_connections: max }.into_response())
@@ -159,4 +268,93 @@ pub async fn serve(listener: TcpListener, router: Router, limits: ConnectionLimi
     }
     drop(listener);
     graceful.shutdown().await;
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // Tests: a failed unwrap is a failed test.
+mod tests {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    use super::*;
+
+    #[test]
+    fn a_stream_request_is_told_by_its_first_line() {
+        for head in [
+            &b"GET /events HTTP/1.1\r\n"[..],
+            b"GET /events?progress=true&access_token=x HTTP/1.1\r\n",
+            b"GET /jobs/0123/events HTTP/1.0\r\nHost: a\r\n\r\n",
+            b"GET /jobs/0123/events?access_token=t HTTP/1.1",
+        ] {
+            assert!(is_stream_request(head), "{}", String::from_utf8_lossy(head));
+        }
+        for head in [
+            &b"GET /jobs/0123 HTTP/1.1\r\n"[..],
+            b"GET /jobs/0123/events/x HTTP/1.1\r\n",
+            b"POST /events HTTP/1.1\r\n",
+            b"GET /eventsx HTTP/1.1\r\n",
+            b"GET /jobs HTTP/1.1\r\n",
+            // Cut off before the target ends: not known yet.
+            b"GET /even",
+            b"GET /events",
+            b"",
+            b"\x16\x03\x01\x02\x00",
+        ] {
+            assert!(!is_stream_request(head), "{}", String::from_utf8_lossy(head));
+        }
+    }
+
+    /// The nice value of the thread that answers, and its name.
+    async fn whoami() -> String {
+        let nice = rustix::process::getpriority_process(None).unwrap();
+        format!("{} {nice}", std::thread::current().name().unwrap_or("-"))
+    }
+
+    async fn get(addr: std::net::SocketAddr, path: &str) -> String {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        stream.write_all(format!("GET {path} HTTP/1.0\r\nHost: t\r\n\r\n").as_bytes()).await.unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await.unwrap();
+        answer.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned()
+    }
+
+    #[tokio::test]
+    async fn stream_requests_are_served_by_the_stream_threads_at_their_priority_and_others_are_not() {
+        let own = rustix::process::getpriority_process(None).unwrap();
+        let nice = (own + 5).min(19);
+        let streams = Arc::new(StreamThreads::start(1, 5).unwrap());
+        let router = Router::new()
+            .route("/events", axum::routing::get(whoami))
+            .route("/jobs/{id}/events", axum::routing::get(whoami))
+            .route("/jobs/{id}", axum::routing::get(whoami));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stop = CancellationToken::new();
+        let server = tokio::spawn(serve_on(listener, router, ConnectionLimits::default(), Some(streams), stop.clone()));
+        assert_eq!(get(addr, "/events?progress=true").await, format!("streams {nice}"));
+        assert_eq!(get(addr, "/jobs/a/events").await, format!("streams {nice}"));
+        let other = get(addr, "/jobs/a").await;
+        assert!(!other.starts_with("streams"), "{other}");
+        assert!(other.ends_with(&format!(" {own}")), "{other}");
+        stop.cancel();
+        server.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_connection_that_sent_nothing_does_not_hold_up_the_shutdown() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let streams = Arc::new(StreamThreads::start(1, 0).unwrap());
+        let limits = ConnectionLimits { header_read_timeout: Duration::from_secs(600), ..ConnectionLimits::default() };
+        let stop = CancellationToken::new();
+        let server = tokio::spawn(serve_on(listener, Router::new(), limits, Some(streams), stop.clone()));
+        let mut silent = tokio::net::TcpStream::connect(addr).await.unwrap();
+        // Connections are accepted in order: once a later one is answered, the silent one is
+        // waiting for its first bytes.
+        assert!(get(addr, "/nothing").await.is_empty());
+        stop.cancel();
+        let mut rest = Vec::new();
+        let closed = tokio::time::timeout(Duration::from_secs(60), silent.read_to_end(&mut rest)).await;
+        assert!(matches!(closed, Ok(Ok(0))), "the silent connection was not closed at shutdown: {closed:?}");
+        tokio::time::timeout(Duration::from_secs(60), server).await.unwrap().unwrap();
+    }
 }

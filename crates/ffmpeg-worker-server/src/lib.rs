@@ -81,6 +81,8 @@ pub struct AppState {
     pub settings: Arc<AppSettings>,
     accepting: Arc<AtomicBool>,
     streams: tokio_util::sync::CancellationToken,
+    /// The runtime the state was made on (the server's own threads), when there is one.
+    main: Option<tokio::runtime::Handle>,
 }
 
 impl AppState {
@@ -100,6 +102,21 @@ impl AppState {
             settings: Arc::new(settings),
             accepting: Arc::new(AtomicBool::new(true)),
             streams: tokio_util::sync::CancellationToken::new(),
+            main: tokio::runtime::Handle::try_current().ok(),
+        }
+    }
+
+    /// Runs `work` on the runtime this state was made on (the server's own threads, at its
+    /// priority). A stream's handler runs on the stream threads
+    /// ([`connections::StreamThreads`]); what it opens while reading the store (a pooled
+    /// connection, its socket or its thread) must not be tied to them.
+    pub(crate) async fn on_main<T: Send + 'static>(&self, work: impl Future<Output = T> + Send + 'static) -> T {
+        let Some(main) = &self.main else { return work.await };
+        match main.spawn(work).await {
+            Ok(value) => value,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            // Cancelled: the runtime is shutting down (the server stops).
+            Err(e) => panic!("the server's runtime stopped while a stream opened: {e}"),
         }
     }
 

@@ -479,7 +479,27 @@ pub async fn run(config: ServeConfig) -> Result<(), StartError> {
     let limits = config.connection_limits();
     crate::connections::raise_file_limit(limits.max_connections);
     let stop_http = tokio_util::sync::CancellationToken::new();
-    let server = tokio::spawn(crate::connections::serve(listener, app(state.clone()), limits, stop_http.clone()));
+    // Streams on threads of their own, below the jobs' priority (`STREAM_NICE`).
+    let streams = match config.stream_nice {
+        0 => None,
+        nice => {
+            let threads = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+            match crate::connections::StreamThreads::start(threads, nice) {
+                Ok(streams) => Some(Arc::new(streams)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot start the stream threads: streams are sent by the others");
+                    None
+                }
+            }
+        }
+    };
+    let server = tokio::spawn(crate::connections::serve_on(
+        listener,
+        app(state.clone()),
+        limits,
+        streams.clone(),
+        stop_http.clone(),
+    ));
 
     // Until SIGTERM/SIGINT, or until another start takes this node id over (this process was
     // cut off for a lease and its jobs were recovered there): then it stops the same way.
@@ -524,6 +544,7 @@ pub async fn run(config: ServeConfig) -> Result<(), StartError> {
         Err(_) => tracing::warn!("HTTP connections did not close in time"),
         Ok(Ok(())) => {}
     }
+    drop(streams);
     tracing::info!("stopped");
     if superseded {
         return Err(StartError::Superseded { id: node_id_of(&jobs) });

@@ -8,6 +8,7 @@
 
 use std::convert::Infallible;
 use std::io::Write as _;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -106,7 +107,8 @@ pub(crate) async fn job_events(
     // A value that is not one of our ids (another server's, garbage) is a first connection.
     let last_seen =
         headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<EventId>().ok());
-    match state.jobs.events_of(&id, last_seen).await? {
+    let jobs = Arc::clone(&state.jobs);
+    match state.on_main(async move { jobs.events_of(&id, last_seen).await }).await? {
         Resume::Finished => Ok(StatusCode::NO_CONTENT.into_response()),
         Resume::Events(events) => {
             let stream = futures_util::stream::unfold(events, |mut events| async move {

@@ -196,6 +196,28 @@ async fn the_all_jobs_stream_names_each_job_and_filters_by_status_and_progress(s
 on_each_store!(the_all_jobs_stream_names_each_job_and_filters_by_status_and_progress);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_served_by_threads_below_the_servers_priority_carry_the_whole_job_and_every_jobs_events() {
+    let server = Server::start(&["--stream-nice", "10"]);
+    let (_, all) = open(&server, "/events?progress=true", None).await;
+    let mut all = all.unwrap();
+    let followed =
+        submit_and_follow(&server, "-f lavfi -i testsrc=duration=2:size=160x120:rate=25 -stats_period 0.1 out/n.mp4")
+            .await;
+    assert_eq!(followed.statuses.last().map(String::as_str), Some("completed"), "{:?}", followed.statuses);
+    assert!(!followed.progress.is_empty(), "no progress event");
+    // The all-jobs stream, also on those threads, saw the same job end.
+    loop {
+        let event = next(&mut all).await.expect("the all-jobs stream ended");
+        if event.event == "status"
+            && data(&event)["id"] == followed.id.as_str()
+            && data(&event)["status"] == "completed"
+        {
+            break;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streams_take_the_token_as_access_token_which_is_never_logged() {
     let token = "sse-test-token-9f3a";
     let server = Server::start_logging(&["--api-token", token], "debug");
