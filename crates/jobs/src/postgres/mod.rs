@@ -30,9 +30,9 @@
 //! each other, and an insert waits at most for a read in progress on the server. The claim
 //! stamps the node id (`worker_id`) and a lease (`lease_expires_at`, by the database's clock).
 //!
-//! **Rounds.** The ends of a node's runs, and the run records written before ffmpeg starts, are
-//! sent in rounds ([`rounds`]): those that come while one round's commit waits for the disk go
-//! out together in the next, one statement (one commit) for all of them, each fenced as below.
+//! **Rounds.** The ends of a node's runs are sent in rounds ([`rounds`]): those that come while
+//! one round's commit waits for the disk go out together in the next, one statement (one
+//! commit) for all of them, each fenced as below.
 //! A commit that notifies (an end) holds PostgreSQL's notification queue lock until it is on
 //! disk, so with durable commits one end a commit would write the whole cluster's ends one
 //! `fsync` at a time.
@@ -171,9 +171,8 @@ pub struct PgStore {
     health: WriteHealth,
     /// The claim rounds of this node's workers ([`JobStore::claim_next`](crate::JobStore::claim_next)).
     claims: Mutex<Claims>,
-    /// The rounds that save the ends of this node's runs, and their run records ([`rounds`]).
+    /// The rounds that save the ends of this node's runs ([`rounds`]).
     endings: rounds::Rounds<rounds::Ending>,
-    recordings: rounds::Rounds<rounds::Recording>,
     /// Stops the background tasks when the store is dropped.
     stop: CancellationToken,
 }
@@ -265,7 +264,6 @@ impl PgStore {
             health,
             claims: Mutex::default(),
             endings: rounds::Rounds::default(),
-            recordings: rounds::Rounds::default(),
             stop,
         };
         let round = (store.settings.lease / 3).min(REAP_INTERVAL);

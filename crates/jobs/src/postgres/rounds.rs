@@ -1,7 +1,9 @@
 //! A node's writes about the runs it holds, sent in rounds: one statement, one commit, for every
-//! write of a kind that came while the previous round was under way ([`Rounds::send`]). Two
-//! kinds go this way: the ends of runs ([`Ending`]) and the run records written before ffmpeg
-//! starts ([`Recording`]).
+//! write of a kind that came while the previous round was under way ([`Rounds::send`]). The
+//! ends of runs ([`Ending`]) go this way. Run records (written before ffmpeg starts) do not:
+//! they notify nothing, so PostgreSQL already writes concurrent ones to disk together, and a
+//! record waiting for the round in flight only delayed the start of its job (one worker
+//! process did 17 % fewer jobs a second with them in rounds, see docs/benchmarks.md).
 //!
 //! **Why.** With durable commits (`synchronous_commit = on`, as a user runs PostgreSQL) every
 //! commit waits for the disk (an `fsync`, a few milliseconds on a virtual disk); a commit that
@@ -26,7 +28,7 @@ use std::sync::Mutex;
 use futures_util::future::BoxFuture;
 use tokio::sync::oneshot;
 
-use super::sql::{FINISH_BATCH, RECORD_RUNS};
+use super::sql::FINISH_BATCH;
 use super::{PgStore, db};
 use crate::model::{Job, JobId};
 use crate::sqlite::rows::JobRow;
@@ -232,49 +234,6 @@ impl Round for Ending {
             })
             .await;
             rows?.into_iter().map(Job::try_from).collect()
-        })
-    }
-}
-
-/// A run record ([`JobStore::record_run`](crate::JobStore::record_run)), written in a round
-/// ([`RECORD_RUNS`]): the job's id once written.
-#[derive(Debug)]
-pub(super) struct Recording {
-    pub id: JobId,
-    /// The attempt this node holds the job for (the fencing token), which the record is of.
-    pub attempt: i64,
-    /// The record (JSON).
-    pub run: String,
-}
-
-impl Round for Recording {
-    type Done = JobId;
-
-    fn job(&self) -> &JobId {
-        &self.id
-    }
-
-    fn done_job(done: &JobId) -> &JobId {
-        done
-    }
-
-    fn send<'a>(store: &'a PgStore, batch: &'a [&'a Self]) -> BoxFuture<'a, Result<Vec<JobId>, StoreError>> {
-        Box::pin(async move {
-            let ids: Vec<&str> = batch.iter().map(|r| r.id.as_str()).collect();
-            let attempts: Vec<i64> = batch.iter().map(|r| r.attempt).collect();
-            let runs: Vec<&str> = batch.iter().map(|r| r.run.as_str()).collect();
-            let written: Result<Vec<String>, StoreError> = super::transitions::on_conn!(store, |conn| {
-                sqlx::query_scalar(RECORD_RUNS)
-                    .bind(&ids)
-                    .bind(&attempts)
-                    .bind(&runs)
-                    .bind(&store.settings.node_id)
-                    .fetch_all(&mut *conn)
-                    .await
-                    .map_err(db)
-            })
-            .await;
-            written?.iter().map(|id| JobId::parse(id).map_err(|e| crate::sqlite::rows::corrupt("id", e))).collect()
         })
     }
 }

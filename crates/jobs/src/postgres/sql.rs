@@ -99,16 +99,6 @@ pub(super) const RECORD_RUN: &str = concat!(
     held!("$1", "$4", "$2"),
     " ON CONFLICT (job_seq) DO UPDATE SET attempt = excluded.attempt, run = excluded.run"
 );
-/// Run records of several jobs this node holds, in one statement (one commit): `$1` ids, `$2`
-/// attempts, `$3` records (JSON), element by element, `$4` node. Each is written as
-/// [`RECORD_RUN`] writes it, fenced the same way; returns the ids of the jobs whose record was
-/// written (one refused is not among them, and the others are written all the same).
-pub(super) const RECORD_RUNS: &str = "WITH batch AS (SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[]) AS b (b_id, b_attempt, b_run)), \
-     held AS (SELECT seq, id, b_attempt, b_run FROM jobs JOIN batch ON id = b_id \
-       WHERE status = 'running' AND worker_id = $4 AND attempts = b_attempt AND lease_expires_at > now()), \
-     written AS (INSERT INTO job_runs (job_seq, attempt, run) SELECT seq, b_attempt, b_run FROM held \
-       ON CONFLICT (job_seq) DO UPDATE SET attempt = excluded.attempt, run = excluded.run RETURNING job_seq) \
-     SELECT id FROM held WHERE seq IN (SELECT job_seq FROM written)";
 /// $1 node: its running jobs, with their current attempt's run record, if any.
 pub(super) const INTERRUPTED_RUNS: &str = "SELECT j.id, r.run FROM jobs j \
                                            LEFT JOIN job_runs r ON r.job_seq = j.seq AND r.attempt = j.attempts \

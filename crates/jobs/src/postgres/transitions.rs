@@ -10,7 +10,7 @@ use sqlx::Arguments as _;
 use sqlx::PgConnection;
 use sqlx::postgres::PgArguments;
 
-use super::rounds::{Ending, Recording};
+use super::rounds::Ending;
 use super::sql::*;
 use super::{PgSettings, PgStore, db};
 use crate::model::{Job, JobId, Progress, SubmitOptions};
@@ -562,14 +562,6 @@ impl SqlStore for PgStore {
 
     async fn finish(&self, id: &JobId, outcome: Outcome, log: &str) -> Result<Job, StoreError> {
         SqlStore::finish_with_progress(self, id, None, outcome, log).await
-    }
-
-    /// One write, in a round with the other run records of this node's runs
-    /// ([`super::rounds`]).
-    async fn record_run(&self, id: &JobId, run: &RunRecord) -> Result<(), StoreError> {
-        let recording = Recording { id: id.clone(), attempt: i64::from(run.attempt), run: json(run)? };
-        let result = self.recordings.send(self, recording).await;
-        self.settle(id, "record run", result).await.map(drop)
     }
 
     /// One write: without webhook subscriptions, the progress, the outcome and the log in one
