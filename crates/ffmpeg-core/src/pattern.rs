@@ -72,6 +72,15 @@ fn pieces(pattern: &str) -> Vec<Piece> {
 /// size; no backtracking), memory to `name.len()`, whatever the pattern, so a hostile pattern
 /// cannot stall a worker.
 pub fn matches(pattern: &str, name: &str) -> bool {
+    // Fast paths (a queue's claim compares many footprints): a name starts with the pattern's
+    // literal head, and a plain name matches only itself.
+    let head = literal_head(pattern);
+    if !name.as_bytes().starts_with(head) {
+        return false;
+    }
+    if head.len() == pattern.len() {
+        return pattern == name;
+    }
     let pieces = pieces(pattern);
     let n = name.as_bytes();
     // reach[j]: the pieces so far can consume exactly n[..j].
@@ -95,7 +104,15 @@ pub fn matches(pattern: &str, name: &str) -> bool {
 
 /// Whether `path` is a pattern at all (contains a `%` conversion or a `$...$` template).
 pub fn is_pattern(path: &str) -> bool {
-    pieces(path).iter().any(|p| !matches!(p, Piece::Literal(_)))
+    // Only a `%` or a `$` starts a conversion or a template.
+    literal_head(path).len() < path.len() && pieces(path).iter().any(|p| !matches!(p, Piece::Literal(_)))
+}
+
+/// The bytes of `pattern` before its first `%` or `$`: literal, so every name it matches
+/// starts with them (and so does the pattern itself, read as a name).
+fn literal_head(pattern: &str) -> &[u8] {
+    let bytes = pattern.as_bytes();
+    &bytes[..bytes.iter().position(|c| matches!(c, b'%' | b'$')).unwrap_or(bytes.len())]
 }
 
 /// One concrete name the pattern stands for: frame number 1 (padded to the pattern's width)
@@ -156,7 +173,18 @@ pub fn longest_len(pattern: &str) -> usize {
 /// assert!(!may_overlap("seg%03d.ts", "seg%03d.m4s"));
 /// ```
 pub fn may_overlap(a: &str, b: &str) -> bool {
-    a == b || matches(a, b) || matches(b, a) || intersects(&pieces(a), &pieces(b))
+    if a == b {
+        return true;
+    }
+    // Fast paths (a queue's claim compares many footprints): every name either one matches,
+    // and either one read as a name, starts with its literal head, so the two heads must agree
+    // as far as the shorter goes; two plain names overlap only when they are the same.
+    let (head_a, head_b) = (literal_head(a), literal_head(b));
+    let common = head_a.len().min(head_b.len());
+    if head_a[..common] != head_b[..common] || (head_a.len() == a.len() && head_b.len() == b.len()) {
+        return false;
+    }
+    matches(a, b) || matches(b, a) || intersects(&pieces(a), &pieces(b))
 }
 
 /// Whether some name matches both piece lists: reachability in the product of their automata.
