@@ -32,7 +32,11 @@
 //!
 //! **Rounds.** The ends of a node's runs are sent in rounds ([`rounds`]): those that come while
 //! one round's commit waits for the disk go out together in the next, one statement (one
-//! commit) for all of them, each fenced as below.
+//! commit) for all of them, each fenced as below. Ends that come while one of the node's claim
+//! rounds reads the queue ride with that claim instead: its claim statement ends them too
+//! (`sql::CLAIM_CARRYING_ENDS`), one commit for the outcomes and the next jobs. The claim was
+//! chosen from a view in which those jobs still run, so a job they held back waits for the
+//! next claim, as it would have.
 //! A commit that notifies (an end) holds PostgreSQL's notification queue lock until it is on
 //! disk, so with durable commits one end a commit would write the whole cluster's ends one
 //! `fsync` at a time.

@@ -71,19 +71,25 @@ pub(super) struct Rounds<W: Round> {
 
 struct State<W: Round> {
     serving: bool,
+    /// Carriers open for boarding ([`Rounds::board`]).
+    boarding: usize,
     waiting: VecDeque<(Box<W>, oneshot::Sender<Turn<W>>)>,
 }
 
 impl<W: Round> Default for Rounds<W> {
     fn default() -> Self {
-        Rounds { state: Mutex::new(State { serving: false, waiting: VecDeque::new() }) }
+        Rounds { state: Mutex::new(State { serving: false, boarding: 0, waiting: VecDeque::new() }) }
     }
 }
 
 impl<W: Round> std::fmt::Debug for Rounds<W> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let state = self.lock();
-        f.debug_struct("Rounds").field("serving", &state.serving).field("waiting", &state.waiting.len()).finish()
+        f.debug_struct("Rounds")
+            .field("serving", &state.serving)
+            .field("boarding", &state.boarding)
+            .field("waiting", &state.waiting.len())
+            .finish()
     }
 }
 
@@ -124,7 +130,8 @@ impl<W: Round> Rounds<W> {
             // This write leads a round now (`Ok`), or waits for its turn.
             let turn = {
                 let mut state = self.lock();
-                if state.serving {
+                // A carrier open for boarding takes it along: it waits for that too.
+                if state.serving || state.boarding > 0 {
                     let (turn, waiting) = oneshot::channel();
                     state.waiting.push_back((asking, turn));
                     Err(waiting)
@@ -176,6 +183,100 @@ impl<W: Round> Rounds<W> {
     }
 }
 
+impl<W: Round> Rounds<W> {
+    /// Opens boarding for a carrier: another statement of this node about to be sent, which
+    /// can make the writes of this kind along with its own in one statement (a claim,
+    /// [`CLAIM_CARRYING_ENDS`](super::sql::CLAIM_CARRYING_ENDS)). Until the carrier takes
+    /// them ([`Boarding::take`]) or closes ([`Boarding`] dropped), a write that finds no round
+    /// under way waits for it instead of leading a round; once it closes without them, the
+    /// first of them leads one.
+    pub(super) fn board(&self) -> Boarding<'_, W> {
+        self.lock().boarding += 1;
+        Boarding { rounds: self, open: true }
+    }
+}
+
+/// A carrier's boarding ([`Rounds::board`]); dropped, it closes.
+pub(super) struct Boarding<'a, W: Round> {
+    rounds: &'a Rounds<W>,
+    open: bool,
+}
+
+impl<W: Round> Boarding<'_, W> {
+    /// Closes boarding and takes the writes waiting (at most a round's), which the carrier
+    /// then makes and answers ([`Riders::made`]).
+    pub(super) fn take(&mut self) -> Riders<W> {
+        let rounds = self.rounds;
+        let mut state = rounds.lock();
+        let n = state.waiting.len().min(ROUND_MAX);
+        let writes = state.waiting.drain(..n).collect();
+        self.close(&mut state);
+        Riders { writes }
+    }
+
+    /// Closes boarding: when no carrier is open and no round under way any more, the first
+    /// write still waiting leads a round.
+    fn close(&mut self, state: &mut State<W>) {
+        if !std::mem::replace(&mut self.open, false) {
+            return;
+        }
+        state.boarding -= 1;
+        if state.boarding > 0 || state.serving {
+            return;
+        }
+        while let Some((write, next)) = state.waiting.pop_front() {
+            if next.send(Turn::Lead(write)).is_ok() {
+                state.serving = true;
+                return;
+            }
+        }
+    }
+}
+
+impl<W: Round> Drop for Boarding<'_, W> {
+    fn drop(&mut self) {
+        let rounds = self.rounds;
+        let mut state = rounds.lock();
+        self.close(&mut state);
+    }
+}
+
+/// The writes a carrier took along ([`Boarding::take`]). Dropped before they were answered
+/// (the carrier's statement failed, or was never sent), each tries again: it leads a round,
+/// or waits for the next.
+pub(super) struct Riders<W: Round> {
+    writes: Vec<(Box<W>, oneshot::Sender<Turn<W>>)>,
+}
+
+impl<W: Round> Riders<W> {
+    /// The writes, in the order they came.
+    pub(super) fn writes(&self) -> Vec<&W> {
+        self.writes.iter().map(|(w, _)| &**w).collect()
+    }
+
+    /// Whether the carrier took none.
+    pub(super) fn is_empty(&self) -> bool {
+        self.writes.is_empty()
+    }
+
+    /// The carrier's statement committed, returning `done` for the writes it made: each is
+    /// told what was returned for it, or that it was refused.
+    pub(super) fn made(mut self, mut done: Vec<W::Done>) {
+        for (write, turn) in self.writes.drain(..) {
+            let mine = done.iter().position(|d| W::done_job(d) == write.job()).map(|i| done.swap_remove(i));
+            let _ = turn.send(Turn::Made(mine));
+        }
+    }
+}
+
+impl<W: Round> Drop for Riders<W> {
+    fn drop(&mut self) {
+        for (write, turn) in self.writes.drain(..) {
+            let _ = turn.send(Turn::Again(write));
+        }
+    }
+}
+
 /// The end of a run, saved in a round ([`FINISH_BATCH`]): the job as it ended.
 #[derive(Debug)]
 pub(super) struct Ending {
@@ -191,6 +292,59 @@ pub(super) struct Ending {
     pub progress: Option<String>,
 }
 
+/// The values of ends as [`FINISH_BATCH`] and [`CLAIM_CARRYING_ENDS`](super::sql::CLAIM_CARRYING_ENDS)
+/// take them (`$1`-`$9`, element by element; `$10` is the node).
+pub(super) struct EndValues<'a> {
+    ids: Vec<&'a str>,
+    statuses: Vec<&'a str>,
+    completed: Vec<i64>,
+    output_files: Vec<Option<&'a str>>,
+    errors: Vec<Option<String>>,
+    attempts: Vec<i64>,
+    outputs: Vec<Option<&'a str>>,
+    logs: Vec<&'a [u8]>,
+    progress: Vec<Option<&'a str>>,
+}
+
+impl<'a> EndValues<'a> {
+    /// The values of `batch`.
+    pub(super) fn of(batch: &[&'a Ending]) -> EndValues<'a> {
+        EndValues {
+            ids: batch.iter().map(|e| e.id.as_str()).collect(),
+            statuses: batch.iter().map(|e| e.row.status.as_str()).collect(),
+            completed: batch.iter().map(|e| e.completed).collect(),
+            output_files: batch.iter().map(|e| e.row.output_files.as_deref()).collect(),
+            errors: batch
+                .iter()
+                .map(|e| e.row.error.as_deref().map(|error| super::transitions::text(error).into_owned()))
+                .collect(),
+            attempts: batch.iter().map(|e| e.attempt).collect(),
+            outputs: batch.iter().map(|e| e.row.outputs.as_deref()).collect(),
+            logs: batch.iter().map(|e| e.log.as_bytes()).collect(),
+            progress: batch.iter().map(|e| e.progress.as_deref()).collect(),
+        }
+    }
+
+    /// `query` with these values bound as `$1`-`$9`, and `node` as `$10`.
+    pub(super) fn bind<'q, R>(
+        &'q self,
+        query: sqlx::query::QueryAs<'q, sqlx::Postgres, R, sqlx::postgres::PgArguments>,
+        node: &'q str,
+    ) -> sqlx::query::QueryAs<'q, sqlx::Postgres, R, sqlx::postgres::PgArguments> {
+        query
+            .bind(&self.ids)
+            .bind(&self.statuses)
+            .bind(&self.completed)
+            .bind(&self.output_files)
+            .bind(&self.errors)
+            .bind(&self.attempts)
+            .bind(&self.outputs)
+            .bind(&self.logs)
+            .bind(&self.progress)
+            .bind(node)
+    }
+}
+
 impl Round for Ending {
     type Done = Job;
 
@@ -204,30 +358,10 @@ impl Round for Ending {
 
     fn send<'a>(store: &'a PgStore, batch: &'a [&'a Self]) -> BoxFuture<'a, Result<Vec<Job>, StoreError>> {
         Box::pin(async move {
-            let ids: Vec<&str> = batch.iter().map(|e| e.id.as_str()).collect();
-            let statuses: Vec<&str> = batch.iter().map(|e| e.row.status.as_str()).collect();
-            let completed: Vec<i64> = batch.iter().map(|e| e.completed).collect();
-            let output_files: Vec<Option<&str>> = batch.iter().map(|e| e.row.output_files.as_deref()).collect();
-            let errors: Vec<Option<String>> = batch
-                .iter()
-                .map(|e| e.row.error.as_deref().map(|error| super::transitions::text(error).into_owned()))
-                .collect();
-            let attempts: Vec<i64> = batch.iter().map(|e| e.attempt).collect();
-            let outputs: Vec<Option<&str>> = batch.iter().map(|e| e.row.outputs.as_deref()).collect();
-            let logs: Vec<&[u8]> = batch.iter().map(|e| e.log.as_bytes()).collect();
-            let progress: Vec<Option<&str>> = batch.iter().map(|e| e.progress.as_deref()).collect();
+            let values = EndValues::of(batch);
             let rows: Result<Vec<JobRow>, StoreError> = super::transitions::on_conn!(store, |conn| {
-                sqlx::query_as(FINISH_BATCH)
-                    .bind(&ids)
-                    .bind(&statuses)
-                    .bind(&completed)
-                    .bind(&output_files)
-                    .bind(&errors)
-                    .bind(&store.settings.node_id)
-                    .bind(&attempts)
-                    .bind(&outputs)
-                    .bind(&logs)
-                    .bind(&progress)
+                values
+                    .bind(sqlx::query_as(FINISH_BATCH), &store.settings.node_id)
                     .fetch_all(&mut *conn)
                     .await
                     .map_err(db)

@@ -136,34 +136,63 @@ macro_rules! finish {
 /// $1 id, $2 status, $3 completed_at, $4 output files (NULL: keep), $5 error (NULL: keep),
 /// $6 node, $7 attempt, $8 outputs (NULL: keep): the end of a run this node holds.
 pub(super) const FINISH: &str = finish!();
-/// The ends of several runs this node holds, in one statement (one commit): `$1` ids, `$2`
-/// final statuses, `$3` completion times (microseconds), `$4` output files (NULL: keep), `$5`
-/// errors (NULL: keep), `$6` node, `$7` attempts, `$8` outputs (NULL: keep), `$9` logs (BYTEA;
-/// empty: none is stored), `$10` the last progress not stored yet (NULL: keep the stored one),
-/// element by element. Each job ends as [`FINISH`] ends it (with its log), fenced the same way (this
-/// node, that attempt, an unexpired lease); a completed job's progress, the one given or the one
-/// stored, shows 100 %. Returns the jobs that ended: one refused is not among them, and the
-/// others end all the same. The batch's columns are named `b_*`, so that the job's own (in `SET`
-/// and `RETURNING`) are never ambiguous.
-pub(super) const FINISH_BATCH: &str = concat!(
-    "WITH batch AS (SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], \
-       $7::bigint[], $8::text[], $9::bytea[], $10::text[]) \
-       AS b (b_id, b_status, b_completed, b_output_files, b_error, b_attempt, b_outputs, b_log, b_progress)), \
-     finished AS (UPDATE jobs SET status = b_status, completed_at = b_completed, \
-       output_files = COALESCE(b_output_files, output_files), outputs = COALESCE(b_outputs, outputs), \
-       error = CASE WHEN b_status = 'completed' THEN NULL ELSE COALESCE(b_error, error) END, \
-       cancel_requested = FALSE, worker_id = NULL, lease_expires_at = NULL, event_seq = event_seq + 1, \
-       progress = CASE WHEN b_status = 'completed' AND COALESCE(b_progress, progress) IS NOT NULL \
-                  THEN (COALESCE(b_progress, progress)::jsonb || '{\"percent\": 100.0, \"eta_seconds\": 0.0}'::jsonb)::text \
-                  ELSE COALESCE(b_progress, progress) END \
-       FROM batch WHERE id = b_id AND status = 'running' AND worker_id = $6 AND attempts = b_attempt \
-         AND lease_expires_at > now() \
+/// The ends of several runs this node holds (common table expressions `batch`, `finished`,
+/// `logged`): `$1` ids, `$2` final statuses, `$3` completion times (microseconds), `$4` output
+/// files (NULL: keep), `$5` errors (NULL: keep), `$6` attempts, `$7` outputs (NULL: keep), `$8`
+/// logs (BYTEA; empty: none is stored), `$9` the last progress not stored yet (NULL: keep the
+/// stored one), element by element, `$10` node. Each job ends as [`FINISH`] ends it (with its
+/// log), fenced the same way (this node, that attempt, an unexpired lease); a completed job's
+/// progress, the one given or the one stored, shows 100 %. `finished` holds the jobs that
+/// ended: one refused is not among them, and the others end all the same. The batch's columns
+/// are named `b_*`, so that the job's own (in `SET` and `RETURNING`) are never ambiguous.
+macro_rules! ends {
+    () => {
+        concat!(
+            "batch AS (SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], \
+               $6::bigint[], $7::text[], $8::bytea[], $9::text[]) \
+               AS b (b_id, b_status, b_completed, b_output_files, b_error, b_attempt, b_outputs, b_log, b_progress)), \
+             finished AS (UPDATE jobs SET status = b_status, completed_at = b_completed, \
+               output_files = COALESCE(b_output_files, output_files), outputs = COALESCE(b_outputs, outputs), \
+               error = CASE WHEN b_status = 'completed' THEN NULL ELSE COALESCE(b_error, error) END, \
+               cancel_requested = FALSE, worker_id = NULL, lease_expires_at = NULL, event_seq = event_seq + 1, \
+               progress = CASE WHEN b_status = 'completed' AND COALESCE(b_progress, progress) IS NOT NULL \
+                          THEN (COALESCE(b_progress, progress)::jsonb || '{\"percent\": 100.0, \"eta_seconds\": 0.0}'::jsonb)::text \
+                          ELSE COALESCE(b_progress, progress) END \
+               FROM batch WHERE id = b_id AND status = 'running' AND worker_id = $10 AND attempts = b_attempt \
+                 AND lease_expires_at > now() \
+               RETURNING ",
+            job_columns!(),
+            ", b_log), \
+             logged AS (INSERT INTO job_logs (job_seq, log) SELECT seq, b_log FROM finished WHERE octet_length(b_log) > 0 \
+               ON CONFLICT (job_seq) DO UPDATE SET log = excluded.log)"
+        )
+    };
+}
+/// The ends of several runs this node holds, in one statement (one commit): `$1`-`$10` as in
+/// `ends!()`. Returns the jobs that ended.
+pub(super) const FINISH_BATCH: &str = concat!("WITH ", ends!(), " SELECT ", job_columns!(), " FROM finished");
+/// A claim ([`CLAIM_CHOSEN`]) that carries ends of this node's runs ([`FINISH_BATCH`]) in the
+/// same statement (one commit for both): `$1`-`$10` the ends as in `ends!()` (`$10` the node,
+/// stamped on the claimed jobs too), `$11` seqs, `$12` started_at, `$13` lease seconds, `$14`
+/// how many, `$15` `on` to leave the starts unannounced, else `off`. The claim's rows are
+/// queued jobs, the ends' running ones: no row is changed twice. The claim was chosen from a
+/// view read before the ends, in which the ending jobs still run: a job they hold back is not
+/// claimed here (the node's next claim may take it). Returns, with `ended` true, the jobs that
+/// ended, and with `ended` false the jobs claimed.
+pub(super) const CLAIM_CARRYING_ENDS: &str = concat!(
+    "WITH ",
+    ends!(),
+    ", chosen AS MATERIALIZED (SELECT seq FROM jobs WHERE seq = ANY($11) AND status = 'queued' \
+       ORDER BY priority DESC, seq LIMIT $14 FOR UPDATE SKIP LOCKED), \
+     claimed AS (UPDATE jobs SET status = 'running', started_at = $12, attempts = attempts + 1, progress = NULL, \
+       worker_id = $10, lease_expires_at = now() + make_interval(secs => $13), event_seq = event_seq + 1 \
+       WHERE seq IN (SELECT seq FROM chosen) \
+         AND (SELECT set_config('ffmpeg_worker.quiet_start', $15, true)) IS NOT NULL \
        RETURNING ",
     job_columns!(),
-    ", b_log), \
-     logged AS (INSERT INTO job_logs (job_seq, log) SELECT seq, b_log FROM finished WHERE octet_length(b_log) > 0 \
-       ON CONFLICT (job_seq) DO UPDATE SET log = excluded.log) \
-     SELECT ",
+    ") SELECT FALSE AS ended, ",
+    job_columns!(),
+    " FROM claimed UNION ALL SELECT TRUE AS ended, ",
     job_columns!(),
     " FROM finished"
 );

@@ -10,7 +10,7 @@ use sqlx::Arguments as _;
 use sqlx::PgConnection;
 use sqlx::postgres::PgArguments;
 
-use super::rounds::Ending;
+use super::rounds::{Boarding, EndValues, Ending, Riders};
 use super::sql::*;
 use super::{PgSettings, PgStore, db};
 use crate::model::{Job, JobId, Progress, SubmitOptions};
@@ -90,17 +90,20 @@ impl<'a> PgTx<'a> {
 
 /// A claim's two steps on one connection of this node: the read of the queue in one round trip
 /// and its own implicit transaction, holding the queue lock shared only while the server runs
-/// it ([`CLAIM_VIEW`]); then the claim of a chosen job: one statement, or a transaction with
-/// its webhook deliveries.
-struct PgClaim<'a> {
+/// it ([`CLAIM_VIEW`]); then the claim of a chosen job: one statement, which carries the ends
+/// of this node's runs waiting meanwhile ([`CLAIM_CARRYING_ENDS`]), or a transaction with its
+/// webhook deliveries.
+struct PgClaim<'a, 'b> {
     conn: &'a mut PgConnection,
     settings: &'a PgSettings,
     /// No other node listens for the jobs' start ([`CLAIM_CHOSEN`]).
     quiet_start: bool,
+    /// The ends of this node's runs that may ride with the claim.
+    ends: &'a mut Boarding<'b, Ending>,
 }
 
 #[async_trait]
-impl ClaimSteps for PgClaim<'_> {
+impl ClaimSteps for PgClaim<'_, '_> {
     /// Queued jobs read first while looking for one that may start: twice the most a round
     /// claims, so that rounds of other nodes taking the first ones leave choices (the read
     /// costs the server in proportion).
@@ -128,6 +131,18 @@ impl ClaimSteps for PgClaim<'_> {
     /// trip, atomic). Else one job is claimed, in one transaction with its deliveries.
     async fn claim(&mut self, seqs: &[i64], hooked: bool, want: usize, started: i64) -> Result<Vec<Job>, StoreError> {
         if !hooked {
+            let ends = self.ends.take();
+            if !ends.is_empty() {
+                match claim_carrying(&mut *self.conn, self.settings, seqs, started, want, self.quiet_start, ends).await
+                {
+                    // Not an error of the database's state: the claim alone, and the ends
+                    // again on their own (dropped: they try again).
+                    Err(StoreError::Database(e)) => {
+                        tracing::warn!(error = %e, "a claim carrying ends of runs failed; claiming alone");
+                    }
+                    claimed => return claimed,
+                }
+            }
             return claim_chosen(&mut *self.conn, self.settings, seqs, started, want, self.quiet_start).await;
         }
         let mut tx = sqlx::Connection::begin(&mut *self.conn).await.map_err(db)?;
@@ -251,6 +266,49 @@ async fn claim_chosen(
     Ok(jobs)
 }
 
+/// A job as [`CLAIM_CARRYING_ENDS`] returns it: ended (one of the ends carried) or claimed.
+#[derive(sqlx::FromRow)]
+struct CarriedRow {
+    ended: bool,
+    #[sqlx(flatten)]
+    job: JobRow,
+}
+
+/// [`claim_chosen`] in one statement with `ends`, the ends of this node's runs that waited
+/// ([`CLAIM_CARRYING_ENDS`]): the claimed jobs in claim order, once each end was told how it
+/// went. On an error the ends are dropped unanswered (they try again).
+async fn claim_carrying(
+    conn: &mut PgConnection,
+    settings: &PgSettings,
+    seqs: &[i64],
+    started: i64,
+    want: usize,
+    quiet_start: bool,
+    ends: Riders<Ending>,
+) -> Result<Vec<Job>, StoreError> {
+    let writes = ends.writes();
+    let values = EndValues::of(&writes);
+    let rows: Vec<CarriedRow> = values
+        .bind(sqlx::query_as(CLAIM_CARRYING_ENDS), &settings.node_id)
+        .bind(seqs)
+        .bind(started)
+        .bind(settings.lease.as_secs_f64())
+        .bind(i64::try_from(want).unwrap_or(i64::MAX))
+        .bind(if quiet_start { "on" } else { "off" })
+        .fetch_all(conn)
+        .await
+        .map_err(db)?;
+    drop(writes);
+    let (mut claimed, mut ended) = (Vec::new(), Vec::new());
+    for row in rows {
+        let job = Job::try_from(row.job)?;
+        if row.ended { ended.push(job) } else { claimed.push(job) }
+    }
+    ends.made(ended);
+    claimed.sort_by_key(|job| (std::cmp::Reverse(job.priority), job.seq));
+    Ok(claimed)
+}
+
 /// Most jobs one claim round claims (for as many workers of the node).
 const CLAIM_BATCH: usize = 16;
 
@@ -307,11 +365,14 @@ impl PgStore {
         let sent = std::time::Instant::now();
         let (_, started) = now();
         let quiet_start = !self.cluster.starts_watched_elsewhere();
+        // The ends of this node's runs that come while the claim is read may ride with it.
+        let mut ends = self.endings.board();
         let result = on_conn!(self, |conn| {
-            let mut claim = PgClaim { conn: &mut conn, settings: &self.settings, quiet_start };
+            let mut claim = PgClaim { conn: &mut conn, settings: &self.settings, quiet_start, ends: &mut ends };
             plan::claim(&mut claim, started, labels, want, &self.due, &self.memo).await
         })
         .await;
+        drop(ends);
         self.health.record(&result);
         let claimed = result?;
         for job in &claimed {

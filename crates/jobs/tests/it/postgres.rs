@@ -973,3 +973,81 @@ async fn a_nodes_ends_are_written_together_and_a_refused_one_holds_back_none() {
     assert_eq!(counted.iter().sum::<i64>(), 7, "{counted:?}");
     assert!(counted.len() < 7, "7 ends in {} statements: {counted:?}", counted.len());
 }
+
+/// An end of a node's run that comes while one of its claims reads the queue rides with that
+/// claim: one statement (one commit) ends it and claims the next job. Each end is still fenced
+/// as on its own: one whose lease expired is refused, changes nothing, and holds back neither
+/// the claim nor the other end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ends_that_come_while_a_claim_reads_the_queue_ride_with_it_each_still_fenced() {
+    use jobs::store::RunRecord;
+    let url = fresh_url().await;
+    // A long lease: the reaper leaves the expired job below alone for the whole test (a lost
+    // job with a cancel pending and a recorded run waits a further lease for a node to take it
+    // over).
+    // A long deadline too: the claim below waits for a lock while the test goes on.
+    let settings =
+        PgSettings { acquire_timeout: Duration::from_secs(20), ..settings("rides", Duration::from_secs(600)) };
+    let store = Arc::new(PgStore::open(&url, settings).await.unwrap());
+    let admin = sqlx::PgPool::connect(&url).await.unwrap();
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        ids.push(store.insert(format!("-i in.mp4 out{i}.mp4"), SubmitOptions::default()).await.unwrap().id);
+    }
+    let (ending, refused) =
+        (store.claim_next(&[]).await.unwrap().unwrap(), store.claim_next(&[]).await.unwrap().unwrap());
+    assert_eq!((&ending.id, &refused.id), (&ids[0], &ids[1]));
+    let run = RunRecord {
+        attempt: 1,
+        footprint: footprint("-i in.mp4 out1.mp4"),
+        snapshot: Default::default(),
+        temp_area: false,
+    };
+    store.record_run(&refused.id, &run).await.unwrap();
+    store.cancel(&refused.id).await.unwrap();
+    expire_lease(&url, &refused.id).await;
+    let before = store.get(&refused.id).await.unwrap();
+    count_rows_per_statement(&admin, "jobs", "UPDATE", "TRUE").await;
+
+    // The queue's lock held by an insert (stripe 0 of `queue_lock!()`, postgres/sql.rs): the
+    // next claim's read waits for it.
+    let mut insert = admin.begin().await.unwrap();
+    sqlx::query("SELECT pg_advisory_xact_lock(1717988720, 0)").execute(&mut *insert).await.unwrap();
+    let claim = tokio::spawn({
+        let store = Arc::clone(&store);
+        async move { store.claim_next(&[]).await }
+    });
+    eventually("the claim waits for the queue's lock", async || {
+        let waiting: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
+                .fetch_one(&admin)
+                .await
+                .unwrap();
+        waiting > 0
+    })
+    .await;
+    let end = |id: JobId, i: usize| {
+        let store = Arc::clone(&store);
+        tokio::spawn(async move {
+            let outcome = Outcome::Completed { output_files: vec![format!("out{i}.mp4")], outputs: Vec::new() };
+            store.finish(&id, outcome, "log").await
+        })
+    };
+    let ends = [end(ending.id.clone(), 0), end(refused.id.clone(), 1)];
+    // Both wait for the claim (the store's rounds say so in its debug output).
+    eventually("the ends wait for the claim", async || format!("{store:?}").contains("boarding: 1, waiting: 2")).await;
+    assert_eq!(rows_per_statement(&admin, "jobs").await, Vec::<i64>::new(), "nothing written yet");
+    insert.commit().await.unwrap();
+
+    let claimed = claim.await.unwrap().unwrap().unwrap();
+    assert_eq!(claimed.id, ids[2]);
+    let [ended, refusal] = ends;
+    let ended = ended.await.unwrap().unwrap();
+    assert_eq!((ended.status, ended.output_files.clone()), (JobStatus::Completed, vec!["out0.mp4".to_owned()]));
+    assert_eq!(store.get(&ending.id).await.unwrap(), Some(ended));
+    assert_eq!(store.log(&ending.id).await.unwrap(), Some("log".to_owned()));
+    assert_conflict(refusal.await.unwrap(), JobStatus::Running);
+    assert_eq!(store.get(&refused.id).await.unwrap(), before, "the refused end changed nothing");
+    assert_eq!(store.get(&ids[2]).await.unwrap().unwrap().status, JobStatus::Running);
+    assert_eq!(rows_per_statement(&admin, "jobs").await, vec![2], "one statement ended one job and claimed one");
+}
