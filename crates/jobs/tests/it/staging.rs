@@ -986,6 +986,31 @@ async fn a_job_stopped_mid_upload_leaves_no_multipart_upload_open() {
     fx.no_stages_left().await;
 }
 
+/// Job `id` once it is finished, polled every 20 ms; panics after two minutes.
+async fn finished(jobs: &Jobs, id: &JobId) -> Job {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let now = jobs.get(id).await.unwrap();
+        if now.status.is_finished() {
+            return now;
+        }
+        assert!(Instant::now() < deadline, "never finished: {now:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Runs `jobs`' workers with the bucket behind `proxy` silent (connections accepted, never
+/// answered) until job `id` is finished, then lets the bucket answer again and stops claiming.
+async fn finished_with_the_bucket_silent(proxy: &s3_harness::Proxy, jobs: &Arc<Jobs>, id: &JobId) -> Job {
+    proxy.set(s3_harness::ProxyMode::Silent);
+    let shutdown = Shutdown::default();
+    let _workers = jobs.spawn_workers(&shutdown);
+    let done = finished(jobs, id).await;
+    proxy.set(s3_harness::ProxyMode::Pass);
+    shutdown.stop_claiming.cancel();
+    done
+}
+
 /// A service (no workers yet) over a bucket reached through `proxy`, with short request
 /// timeouts (a held request fails in about a second, not ten), `max_attempts` and a first
 /// retry wait of `retry_delay`; `in/clip.mp4` uploaded. With its data directory (to keep).
@@ -1067,15 +1092,7 @@ async fn a_bucket_failing_mid_staging_puts_the_job_back_in_the_queue_and_frees_t
         "{reason}"
     );
 
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let done = loop {
-        let now = jobs.get(&job.id).await.unwrap();
-        if now.status.is_finished() {
-            break now;
-        }
-        assert!(Instant::now() < deadline, "never finished: {now:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let done = finished(&jobs, &job.id).await;
     assert_eq!(
         (done.status, done.error.as_deref(), done.waiting_reason.as_deref()),
         (JobStatus::Completed, None, None)
@@ -1110,20 +1127,7 @@ async fn a_later_attempt_after_a_failed_download_lists_nothing_and_fails_naming_
     let temp_area = proxy.counter(jobs::storage::TEMP_AREA);
     let requests = proxy.counter(" HTTP/1.1\r\n");
 
-    proxy.set(s3_harness::ProxyMode::Silent);
-    let shutdown = Shutdown::default();
-    let _workers = jobs.spawn_workers(&shutdown);
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let done = loop {
-        let now = jobs.get(&job.id).await.unwrap();
-        if now.status.is_finished() {
-            break now;
-        }
-        assert!(Instant::now() < deadline, "never finished: {now:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    proxy.set(s3_harness::ProxyMode::Pass);
-    shutdown.stop_claiming.cancel();
+    let done = finished_with_the_bucket_silent(&proxy, &jobs, &job.id).await;
     assert_eq!((done.status, done.attempts), (JobStatus::Failed, 2), "{done:?}");
     let error = done.error.unwrap_or_default();
     assert!(
@@ -1150,20 +1154,7 @@ async fn a_job_with_no_files_sends_no_request_and_completes_while_the_bucket_is_
     let (jobs, _bucket, _data) = proxied_jobs(&proxy, 2, Duration::from_secs(600)).await;
     let job = jobs.submit("-f lavfi -i testsrc=s=64x48:r=25 -t 0.2 -f null -", SubmitOptions::default()).await.unwrap();
     let requests = proxy.counter(" HTTP/1.1\r\n");
-    proxy.set(s3_harness::ProxyMode::Silent);
-    let shutdown = Shutdown::default();
-    let _workers = jobs.spawn_workers(&shutdown);
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let done = loop {
-        let now = jobs.get(&job.id).await.unwrap();
-        if now.status.is_finished() {
-            break now;
-        }
-        assert!(Instant::now() < deadline, "never finished: {now:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    proxy.set(s3_harness::ProxyMode::Pass);
-    shutdown.stop_claiming.cancel();
+    let done = finished_with_the_bucket_silent(&proxy, &jobs, &job.id).await;
     assert_eq!((done.status, done.attempts, done.error.as_deref()), (JobStatus::Completed, 1, None), "{done:?}");
     assert_eq!(requests.get(), 0, "requests to the bucket");
 }
@@ -1190,15 +1181,7 @@ async fn an_upload_in_an_outage_frees_the_slot_without_clean_up_listings() {
     assert!(reason.contains("uploading the job's outputs") && reason.contains("out/i2.mp4"), "{reason}");
     assert_eq!((listings.get(), upload_listings.get()), (0, 0), "listings while the bucket was down");
 
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let done = loop {
-        let now = jobs.get(&job.id).await.unwrap();
-        if now.status.is_finished() {
-            break now;
-        }
-        assert!(Instant::now() < deadline, "never finished: {now:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let done = finished(&jobs, &job.id).await;
     shutdown.stop_claiming.cancel();
     assert_eq!((done.status, done.attempts, done.error.as_deref()), (JobStatus::Completed, 2, None), "{done:?}");
     // Attempt 2 undid what attempt 1 may have left: it listed the area's open uploads.
@@ -1217,20 +1200,7 @@ async fn a_failed_undo_on_the_last_attempt_names_the_failure_before_it() {
     let (jobs, _bucket, _data) = proxied_jobs(&proxy, 2, Duration::from_millis(10)).await;
     let job =
         jobs.submit("-f lavfi -i testsrc=s=64x48:r=25 -t 0.2 out/undo.mp4", SubmitOptions::default()).await.unwrap();
-    proxy.set(s3_harness::ProxyMode::Silent);
-    let shutdown = Shutdown::default();
-    let _workers = jobs.spawn_workers(&shutdown);
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let done = loop {
-        let now = jobs.get(&job.id).await.unwrap();
-        if now.status.is_finished() {
-            break now;
-        }
-        assert!(Instant::now() < deadline, "never finished: {now:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    proxy.set(s3_harness::ProxyMode::Pass);
-    shutdown.stop_claiming.cancel();
+    let done = finished_with_the_bucket_silent(&proxy, &jobs, &job.id).await;
     assert_eq!((done.status, done.attempts), (JobStatus::Failed, 2), "{done:?}");
     let error = done.error.unwrap_or_default();
     assert!(
