@@ -131,7 +131,9 @@ impl MediaProber {
         MediaProber { config, cache: Mutex::new(Cache::default()) }
     }
 
-    /// Describes the file at `path` (relative to the data directory of `sandbox`). A repeated
+    /// Describes the file at `path` (relative to the data directory of `sandbox`), read as
+    /// ffmpeg reads an `-i` without `-f` (so a `.m3u8` or `.mpd` name is refused as a command's
+    /// input is while the policy refuses `hls` or `dash`). A repeated
     /// call for a file whose size and modification time are unchanged answers from the cache
     /// without running ffprobe.
     ///
@@ -244,6 +246,7 @@ fn stamp_of(meta: &std::fs::Metadata) -> Stamp {
 
 /// Resolves `path` like a command's input and reads its stamp. Blocking.
 fn resolve(sandbox: &Sandbox, path: &str) -> Result<(ResolvedPath, Stamp), MediaProbeError> {
+    sandbox.check_input_by_name(path, 1)?;
     let resolved = sandbox.resolve_input(path, 1)?;
     match std::fs::metadata(resolved.as_path()) {
         Ok(meta) => Ok((resolved, stamp_of(&meta))),

@@ -123,12 +123,17 @@ impl Sandbox {
         Err(SandboxError::Forbidden { position, argument: argument.to_owned(), rule: RuleId::ForbiddenFormat, reason })
     }
 
-    /// An input without `-f` whose name says it is a playlist or manifest (`x.m3u8`, `x.m3u`:
-    /// HLS; `x.mpd`: DASH) while the policy refuses that input format: refused here, naming the
-    /// format, instead of failing at run time with ffmpeg's "Format not on whitelist" (ffmpeg
-    /// probes such a file as `hls` or `dash`, libavformat/hls.c and dashdec.c). `-f` with another
-    /// format reads the file as that format.
-    pub(super) fn check_input_by_name(&self, url: &str, position: usize) -> Result<(), SandboxError> {
+    /// Checks an input opened without `-f` (a command's `-i`, or a file given to ffprobe) at
+    /// 1-based `position` by its name: a name that says playlist or manifest (`x.m3u8`, `x.m3u`:
+    /// HLS; `x.mpd`: DASH) while the policy refuses that input format is refused here, naming
+    /// the format, instead of failing at run time with ffmpeg's "Format not on whitelist" or
+    /// ffprobe's bare "Invalid argument" (both probe such a file as `hls` or `dash`,
+    /// libavformat/hls.c and dashdec.c). `-f` with another format reads the file as that format.
+    /// [`Sandbox::resolve_command`] calls it for every `-i` without `-f`.
+    ///
+    /// # Errors
+    /// [`SandboxError::Forbidden`] with [`RuleId::ForbiddenFormat`], naming the format and why.
+    pub fn check_input_by_name(&self, url: &str, position: usize) -> Result<(), SandboxError> {
         const PLAYLIST_EXTENSIONS: &[(&str, &str, &str)] = &[
             ("m3u8", "hls", "an HLS playlist"),
             ("m3u", "hls", "an HLS playlist"),

@@ -274,6 +274,25 @@ async fn probing_a_concat_list_checks_and_stages_its_entries(backend: Backend) {
     }
 }
 
+// A playlist or manifest name is refused by probe as by a job's `-i` without `-f` while the
+// policy refuses `hls`/`dash`: the rule and the reason, not ffprobe's bare "Invalid argument"
+// (tester nit, session 21). Refused before any download from a bucket.
+on_each_backend!(probing_a_playlist_name_says_which_format_the_policy_refuses);
+async fn probing_a_playlist_name_says_which_format_the_policy_refuses(backend: Backend) {
+    let app = FilesApp::new(backend);
+    let playlist = b"#EXTM3U\n#EXT-X-VERSION:3\n#EXTINF:1.0,\nseg0.ts\n#EXT-X-ENDLIST\n";
+    for (path, format) in [("ev/index.m3u8", "hls"), ("ev/list.M3U", "hls"), ("ev/manifest.mpd", "dash")] {
+        assert_eq!(app.put(path, playlist).await.status, StatusCode::CREATED);
+        let body = app
+            .get(&format!("/probe/{path}"), &[])
+            .await
+            .problem(StatusCode::UNPROCESSABLE_ENTITY, "/problems/policy-violation");
+        assert_eq!(body["rule"], "forbidden-format", "{path}: {body}");
+        let detail = body["detail"].as_str().unwrap();
+        assert!(detail.contains(&format!("`{format}` is not allowed")), "{path}: {detail}");
+    }
+}
+
 // What a queued job's concat list names is among what the job reads: it cannot be replaced
 // or deleted under it (409, as its inputs), whether the list is forced (`-f concat`) or known
 // by its `ffconcat` header, as ffmpeg's probing knows it, and so are the entries of a list

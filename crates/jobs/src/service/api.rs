@@ -110,6 +110,8 @@ impl Jobs {
     /// With the files in a bucket, ffprobe reads a copy downloaded into a private stage (the
     /// whole file: containers such as mp4 may keep their index at the end).
     pub async fn probe_media(&self, path: &str) -> Result<Arc<MediaInfo>, MediaProbeError> {
+        // Before any download: a name the policy refuses to open is refused as a job's `-i`.
+        self.sandbox.check_input_by_name(path, 1)?;
         if self.config.remote_storage.is_none() {
             check_probed_lists(&self.sandbox, path, None).await?;
             return self.media.probe(&self.sandbox, path).await;
