@@ -274,6 +274,31 @@ async fn probing_a_concat_list_checks_and_stages_its_entries(backend: Backend) {
     }
 }
 
+// A path ending in `/` names a directory: it is one only when something lies below it, on
+// both backends; a file or nothing under such a name is no file path (422), and only a real
+// directory gets the hint to delete it recursively (tester finding K4: in a bucket every such
+// path was "a directory", and the hint's recursive delete removed a file).
+on_each_backend!(a_trailing_slash_is_a_directory_only_when_files_lie_below);
+async fn a_trailing_slash_is_a_directory_only_when_files_lie_below(backend: Backend) {
+    let app = FilesApp::new(backend);
+    assert_eq!(app.put("t/keep.mp4", b"k").await.status, StatusCode::CREATED);
+    for path in ["t/keep.mp4/", "nosuch/", "t/nosuch/"] {
+        let body = app
+            .get(&format!("/files/{path}"), &[])
+            .await
+            .problem(StatusCode::UNPROCESSABLE_ENTITY, "/problems/invalid-path");
+        assert_eq!(body["rule"], "not-a-file", "{path}: {body}");
+        let head = app.send(Request::head(format!("/files/{path}")).body(Body::empty()).unwrap()).await;
+        assert_eq!(head.status, StatusCode::UNPROCESSABLE_ENTITY, "HEAD {path}");
+    }
+    for path in ["t", "t/"] {
+        let body =
+            app.get(&format!("/files/{path}"), &[]).await.problem(StatusCode::CONFLICT, "/problems/file-conflict");
+        assert!(body["detail"].as_str().unwrap().contains("recursive=true"), "{path}: {body}");
+    }
+    assert_eq!(app.stored("t/keep.mp4").unwrap(), b"k");
+}
+
 // A playlist or manifest name is refused by probe as by a job's `-i` without `-f` while the
 // policy refuses `hls`/`dash`: the rule and the reason, not ffprobe's bare "Invalid argument"
 // (tester nit, session 21). Refused before any download from a bucket.

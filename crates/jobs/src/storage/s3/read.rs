@@ -7,6 +7,7 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use ffmpeg_core::sandbox::PathProblem;
 use futures_util::TryStreamExt as _;
 use object_store::path::Path as Key;
 use object_store::{GetOptions, GetRange, ObjectMeta, ObjectStore, ObjectStoreExt as _};
@@ -39,8 +40,17 @@ impl S3Storage {
     /// [`Storage::open`](crate::storage::Storage::open).
     pub(super) async fn open_object(&self, path: &str) -> Result<Box<dyn StoredFile>, StorageError> {
         let normal = self.normal_async(path, false).await?;
-        if path.ends_with('/') || normal.is_empty() {
+        // A name ending in `/` asks for a directory: it is one only when keys lie below it;
+        // else it is no file path (a file, or nothing), as on a disk (tester finding K4: the
+        // answer said "a directory" for any path and suggested a recursive delete).
+        if normal.is_empty() {
             return Err(StorageError::IsADirectory(path.to_owned()));
+        }
+        if path.ends_with('/') {
+            return Err(match self.has_children(&normal).await? {
+                true => StorageError::IsADirectory(path.to_owned()),
+                false => crate::storage::invalid(path, &PathProblem::NotAFile),
+            });
         }
         match self.head_key(&normal).await? {
             Some(meta) => {
