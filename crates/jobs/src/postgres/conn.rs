@@ -9,6 +9,14 @@
 //!   there without that check; like the pool's own check on taking
 //!   ([`CHECK_IDLE_AFTER`](super::CHECK_IDLE_AFTER)), a spare one idle for a second or more is
 //!   pinged first, so a connection broken meanwhile (the database restarted) is replaced.
+//! - **Calls take turns, first come first served.** A call first takes a turn (a permit of a
+//!   FIFO semaphore), then a spare connection, or else one of the pool. So a call given its
+//!   connection back and asking again queues behind the calls already waiting: it cannot take
+//!   back the connection it just gave back while another call waits out `DATABASE_TIMEOUT`
+//!   in the pool's queue (a spurious 503 under load). There are fewer turns than connections
+//!   in the pool: the calls never hold every connection (the spare ones included), so the
+//!   store's background tasks (lease renewals, the reaper, notifications), which use the pool
+//!   directly, always find one within the pool's own fair queue.
 //! - **A deadline on every call.** A connection used a moment ago is not checked: if the
 //!   network to the database is cut (a partition: the connection stays open, nothing passes)
 //!   its statement would wait for as long as TCP retransmits (many minutes). Every call ends
@@ -25,27 +33,52 @@ use std::time::{Duration, Instant};
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnection, PgPool};
 use sqlx::{Connection as _, Postgres};
+use tokio::sync::{Semaphore, SemaphorePermit};
 
 use super::{CHECK_IDLE_AFTER, db};
 use crate::store::StoreError;
 
-/// The connections of one store's calls: its pool, the spare connections, and the deadline.
+/// The connections of one store's calls: its pool, the turns, the spare connections, and the
+/// deadlines.
 #[derive(Debug)]
 pub(super) struct Connections {
     pool: PgPool,
+    /// One permit per call holding a connection, given in the order asked (tokio's semaphore
+    /// is fair).
+    turns: Semaphore,
     /// Connections given back after a complete call, with when, the latest last.
     spare: Mutex<Spare>,
     /// Most spare connections kept (the others go back to the pool, which checks them).
     keep: usize,
+    /// Longest wait for a connection, the turn included (`DATABASE_TIMEOUT`).
+    wait: Duration,
     /// The deadline of a call.
     deadline: Duration,
 }
 
+/// How [`Connections`] shares a pool: how many calls may hold a connection at once (fewer than
+/// the pool's connections: the rest stays for the store's background tasks), how many spare
+/// connections it keeps, how long a call waits for a connection, and how long a call may take.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Limits {
+    pub calls: usize,
+    pub keep: usize,
+    pub wait: Duration,
+    pub deadline: Duration,
+}
+
 impl Connections {
-    /// The calls of a store on `pool`, each within `deadline`, keeping at most `keep` spare
-    /// connections (the rest of the pool stays for the store's background tasks).
-    pub(super) fn new(pool: PgPool, keep: usize, deadline: Duration) -> Connections {
-        Connections { pool, spare: Mutex::default(), keep, deadline }
+    /// The calls of a store on `pool`, within `limits`.
+    pub(super) fn new(pool: PgPool, limits: Limits) -> Connections {
+        let Limits { calls, keep, wait, deadline } = limits;
+        Connections {
+            pool,
+            turns: Semaphore::new(calls.max(1)),
+            spare: Mutex::default(),
+            keep: keep.min(calls),
+            wait,
+            deadline,
+        }
     }
 
     /// Runs `call` (which takes its connections from [`Self::get`]) within the deadline;
@@ -60,28 +93,43 @@ impl Connections {
         }
     }
 
-    /// A connection: a spare one (pinged first when it sat idle for a second or more), or one
-    /// of the pool (which waits at most `DATABASE_TIMEOUT` for one).
+    /// A connection, once it is this call's turn (calls asking earlier go first): a spare one
+    /// (pinged first when it sat idle for a second or more), or one of the pool. Waits at most
+    /// `DATABASE_TIMEOUT` in all for it.
     ///
     /// # Errors
-    /// [`StoreError::Unavailable`] when no connection could be had.
+    /// [`StoreError::Unavailable`] when no connection could be had within `DATABASE_TIMEOUT`;
+    /// [`StoreError::Database`] once the store is closed.
     pub(super) async fn get(&self) -> Result<Conn<'_>, StoreError> {
+        let until = tokio::time::Instant::now() + self.wait;
+        let turn = match tokio::time::timeout_at(until, self.turns.acquire()).await {
+            Ok(Ok(turn)) => turn,
+            Ok(Err(_)) => return Err(db(sqlx::Error::PoolClosed)),
+            Err(_) => return Err(db(sqlx::Error::PoolTimedOut)),
+        };
+        let mut turn = Some(turn);
         loop {
             let spare = self.spare().conns.pop();
             let Some((conn, since)) = spare else { break };
-            let mut conn = Conn { from: self, conn: Some(conn) };
+            let mut conn = Conn { from: self, conn: Some(conn), turn: turn.take() };
             if since.elapsed() < CHECK_IDLE_AFTER || conn.ping().await.is_ok() {
                 return Ok(conn);
             }
-            // Broken: closed when dropped; try the next one.
+            // Broken: closed when dropped; try the next one, still in turn.
+            turn = conn.turn.take();
         }
-        let conn = self.pool.acquire().await.map_err(db)?;
-        Ok(Conn { from: self, conn: Some(conn) })
+        let conn = match tokio::time::timeout_at(until, self.pool.acquire()).await {
+            Ok(conn) => conn.map_err(db)?,
+            Err(_) => return Err(db(sqlx::Error::PoolTimedOut)),
+        };
+        Ok(Conn { from: self, conn: Some(conn), turn })
     }
 
     /// Gives the spare connections back to the pool, and keeps none from now on (the store is
-    /// closing: the pool's close waits for every connection taken from it).
+    /// closing: the pool's close waits for every connection taken from it). Calls waiting for
+    /// their turn fail, as do later ones.
     pub(super) fn close(&self) {
+        self.turns.close();
         let mut spare = self.spare();
         spare.closed = true;
         let conns = std::mem::take(&mut spare.conns);
@@ -121,6 +169,8 @@ struct Spare {
 pub(super) struct Conn<'a> {
     from: &'a Connections,
     conn: Option<PoolConnection<Postgres>>,
+    /// The call's turn, given to the next call once the connection is given back (or closed).
+    turn: Option<SemaphorePermit<'a>>,
 }
 
 impl Conn<'_> {
@@ -163,5 +213,59 @@ impl Drop for Conn<'_> {
         if let Some(conn) = self.conn.as_mut() {
             conn.close_on_drop();
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::task::Poll;
+
+    use sqlx::postgres::PgPoolOptions;
+
+    use super::*;
+
+    /// A call that gives its connection back and asks again at once queues behind the call
+    /// already waiting. One connection, a caller looping on it, and a call waiting for it: the
+    /// waiting call gets its turn. (Before, the looping caller took the connection back as a
+    /// spare every time, and the waiting call ran out `DATABASE_TIMEOUT` in the pool's queue:
+    /// a spurious 503 under load.) The waits are generous: only a call never served fails it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_call_waiting_for_a_connection_gets_its_turn_from_a_caller_looping_on_it() {
+        let url = tokio::task::spawn_blocking(|| pg_harness::shared().fresh_database()).await.unwrap();
+        let wait = Duration::from_secs(20);
+        let pool = PgPoolOptions::new().max_connections(1).acquire_timeout(wait).connect(&url).await.unwrap();
+        let connections = Connections::new(pool, Limits { calls: 1, keep: 1, wait, deadline: wait * 3 });
+
+        let held = connections.get().await.unwrap();
+        let waiting = connections.get();
+        tokio::pin!(waiting);
+        let queued = std::future::poll_fn(|cx| Poll::Ready(waiting.as_mut().poll(cx).is_pending())).await;
+        assert!(queued, "the only connection is held: the second call waits");
+
+        let served = AtomicBool::new(false);
+        let looping = async {
+            let mut conn = held;
+            let mut calls = 0_u32;
+            loop {
+                let result = sqlx::query("SELECT 1").execute(&mut *conn).await.map(drop).map_err(db);
+                conn.release(&result);
+                result.unwrap();
+                calls += 1;
+                if served.load(Ordering::SeqCst) {
+                    return calls;
+                }
+                conn = connections.get().await.unwrap();
+            }
+        };
+        let waited = async {
+            let conn = waiting.await;
+            served.store(true, Ordering::SeqCst);
+            conn.map(|conn| conn.release(&Ok::<(), StoreError>(())))
+        };
+        let (calls, waited) = tokio::join!(looping, waited);
+        waited.expect("the waiting call got its turn");
+        assert!(calls <= 2, "the waiting call was served after {calls} calls of the looping one");
     }
 }

@@ -99,7 +99,9 @@ pub struct PgSettings {
     pub node_id: String,
     /// How long a claim holds unless renewed (`LEASE_SECONDS`); renewed every third of it.
     pub lease: Duration,
-    /// Connections of the store's pool.
+    /// Connections of the store's pool (at least 2), besides the one that listens for the
+    /// other nodes. The store's calls hold all but one of them at most, taking turns first
+    /// come first served; the last one stays for its background tasks (lease renewals).
     pub max_connections: u32,
     /// Starts a job may have (`MAX_ATTEMPTS`): the reaper fails a job whose node was lost
     /// with error "worker lost" once it has been started this many times.
@@ -252,10 +254,17 @@ impl PgStore {
             .await
             .map_err(err)?;
         let health = WriteHealth::default();
-        // Half the pool's connections may wait as spares between calls; the rest stays for the
-        // background tasks (renewals and the reaper, notifications, the listener).
-        let keep = usize::try_from(settings.max_connections / 2).unwrap_or(1).max(1);
-        let db = conn::Connections::new(pool.clone(), keep, settings.acquire_timeout * CALL_DEADLINE_FACTOR);
+        // Besides the listener's: the calls hold all the pool's connections but one at most,
+        // so the background tasks (renewals and the reaper, notifications) always find one;
+        // half of them may wait as spares between calls.
+        let connections = usize::try_from(settings.max_connections.max(2)).unwrap_or(2);
+        let limits = conn::Limits {
+            calls: connections - 1,
+            keep: connections / 2,
+            wait: settings.acquire_timeout,
+            deadline: settings.acquire_timeout * CALL_DEADLINE_FACTOR,
+        };
+        let db = conn::Connections::new(pool.clone(), limits);
         let store = PgStore {
             pool,
             db,
