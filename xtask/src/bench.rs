@@ -44,7 +44,7 @@ const USAGE: &str = "usage: cargo xtask bench overhead [N=40] [--clip small|tiny
                      cargo xtask bench api [--seconds S=10] [--connections C=64] [--jobs J=100000] [--no-original] [--original-worker parked|run] [--database-url URL] [--no-build]\n       \
                      cargo xtask bench store [--jobs N=20000] [--concurrency C=64] [--rounds R=5]\n       \
                      cargo xtask bench webhooks [--events N=10000] [--backoff D=1s] [--no-build]\n       \
-                     cargo xtask bench sse [--subscribers N=1000] [--all M=100] [--rounds R=5] [--video-seconds S=120] [--stats-period P,...=0.05,0.5] [--client-nice N=0] [--client-idle] [--ffmpeg-nice N=0] [--server-bin PATH] [--no-build]\n       \
+                     cargo xtask bench sse [--subscribers N=1000] [--all M=100] [--rounds R=5] [--video-seconds S=120] [--stats-period P,...=0.05,0.5] [--client-nice N=0] [--client-idle] [--client-pause-ms MS=1] [--ffmpeg-nice N=0] [--server-bin PATH] [--no-build]\n       \
                      cargo xtask bench cluster [--jobs N=3000] [--processes 1,2,4,8] [--slots S=4] [--rounds R=3] [--samples K=40] [--lease L=3] [--window W=20] [--test-settings] [--capacity-only]\n       \
                      cargo xtask bench files [--size-mib N=1024] [--rounds R=5] [--data-dir DIR] [--no-build]";
 

@@ -1,5 +1,5 @@
 //! `bench sse [--subscribers N=1000] [--all M=100] [--rounds R=5] [--video-seconds S=120]
-//! [--stats-period P,...=0.05,0.5] [--client-nice N=0] [--client-idle] [--ffmpeg-nice N=0] [--server-bin PATH]`: N server-sent event subscribers on one running job plus M on
+//! [--stats-period P,...=0.05,0.5] [--client-nice N=0] [--client-idle] [--client-pause-ms MS=1] [--ffmpeg-nice N=0] [--server-bin PATH]`: N server-sent event subscribers on one running job plus M on
 //! `/events?progress=true`, against the same job with no subscriber, rounds interleaved, at
 //! each `-stats_period` (seconds between two progress reports: 0.5 is ffmpeg's default, what
 //! users get; 0.05 is ten times that rate, the fan-out's stress case).
@@ -23,8 +23,11 @@
 //! reported beside the server's.
 //! With `--client-nice N` that thread runs at nice N (19: it takes only CPU time that ffmpeg
 //! and the server leave, about what subscribers on other machines would cost the job);
-//! `--client-idle` runs it under `SCHED_IDLE`, below every nice value. Every other round runs
-//! the job with subscribers first, so that neither run always follows the other.
+//! `--client-idle` runs it under `SCHED_IDLE`, below every nice value. After a poll that read
+//! bytes the thread pauses `--client-pause-ms` (default 1 ms) before it polls again, so that a
+//! fan-out's events are read in batches (one wake-up of the thread per pause instead of one
+//! per write); the read times include that pause, the arrival times do not. Every other round
+//! runs the job with subscribers first, so that neither run always follows the other.
 //!
 //! Where the run time with subscribers goes is split three ways: the wrapper notes when it
 //! starts ffmpeg and when ffmpeg exited, so the report shows `started_at` -> ffmpeg's start
@@ -62,6 +65,9 @@ struct Options {
     /// Whether the subscriber thread runs under `SCHED_IDLE` (`--client-idle`): it gets a core
     /// only when nothing else at all wants it.
     client_idle: bool,
+    /// The subscriber thread's pause after a poll that found bytes (`--client-pause-ms`, default
+    /// 1 ms; 0: it polls again at once), see [`subscribers::start`].
+    client_pause: Duration,
 }
 
 pub(super) fn main(args: &[&str]) -> Result {
@@ -81,6 +87,7 @@ pub(super) fn main(args: &[&str]) -> Result {
         client_nice: a.value("--client-nice", 0)?,
         ffmpeg_nice: a.value("--ffmpeg-nice", 0)?,
         client_idle: a.switch("--client-idle"),
+        client_pause: Duration::from_secs_f64(a.value("--client-pause-ms", 1.0_f64)?.max(0.0) / 1e3),
     };
     a.finish()?;
     eprintln!("bench sse: {}\nload average (1, 5, 15 min) at the start: {}", machine(), load_average());
@@ -194,6 +201,8 @@ struct Run {
     blocks: usize,
     /// Progress events read by all subscribers.
     deliveries: usize,
+    /// How many times the subscriber thread blocked over its life (connecting included).
+    client_sleeps: u64,
     cpu: CpuSpent,
     /// CPU from the gate's cancel to the moment the bench saw the job final (the streams'
     /// endings and the connections' teardown not included).
@@ -241,7 +250,14 @@ fn run_job(
             )
             .collect::<Vec<_>>();
         let total = streams.len();
-        let client = subscribers::start(addr, job.clone(), streams, Arc::clone(&counters), Duration::from_secs(1200))?;
+        let client = subscribers::start(
+            addr,
+            job.clone(),
+            streams,
+            Arc::clone(&counters),
+            Duration::from_secs(1200),
+            opts.client_pause,
+        )?;
         let start = Instant::now();
         while counters.connected.load(Ordering::SeqCst) < total {
             if counters.failed.load(Ordering::SeqCst) > 0 || client.is_finished() {
@@ -320,9 +336,12 @@ fn run_job(
             );
         }
     };
-    let (seen, client_cpu_after) = match client {
-        Some(client) => client.join().map_err(|_| "the subscriber thread panicked")??,
-        None => (Vec::new(), 0.0),
+    let (seen, client_cpu_after, client_sleeps) = match client {
+        Some(client) => {
+            let ended = client.join().map_err(|_| "the subscriber thread panicked")??;
+            (ended.seen, ended.cpu_seconds, ended.sleeps)
+        }
+        None => (Vec::new(), 0.0, 0),
     };
     let cpu_after = Cpu { client: Some(client_cpu_after), ..cpu() };
     // A client that read every stream's end before the bench saw the job final spent all its
@@ -388,6 +407,7 @@ fn run_job(
         receipts: arrived.len(),
         blocks: written.len(),
         deliveries,
+        client_sleeps,
         cpu: cpu_after.minus(cpu_before),
         cpu_run: cpu_run.minus(cpu_before),
         start_ms: (ffmpeg_start - started) * 1e3,
@@ -514,13 +534,14 @@ fn report(opts: &Options, stats_period: f64, rows: &[(Run, Run)]) -> String {
     let p99: Vec<f64> = rows.iter().map(|(_, b)| b.p99_ms).collect();
     let finals: Vec<String> = rows.iter().map(|(_, b)| format!("{}/{}", b.saw_final, b.subscribers)).collect();
     let mut out = format!(
-        "\n## bench sse: {} subscribers on one job + {} on /events?progress=true, {} rounds, {} s of video, -stats_period {}, subscriber thread at nice {}, ffmpeg at nice {}\n\nserver: {}\n{}\nload average at the end: {}\n\n",
+        "\n## bench sse: {} subscribers on one job + {} on /events?progress=true, {} rounds, {} s of video, -stats_period {}, subscriber thread at nice {} pausing {} ms after a poll that read bytes, ffmpeg at nice {}\n\nserver: {}\n{}\nload average at the end: {}\n\n",
         opts.subscribers,
         opts.all,
         rows.len(),
         opts.video_seconds,
         stats_period,
         opts.client_nice,
+        opts.client_pause.as_secs_f64() * 1e3,
         opts.ffmpeg_nice,
         opts.server_bin.as_deref().unwrap_or("release build of this tree"),
         machine(),
@@ -567,11 +588,12 @@ fn report(opts: &Options, stats_period: f64, rows: &[(Run, Run)]) -> String {
     out.push_str(&noise(&quiet, &busy));
     out.push_str(&split(rows));
     out.push_str("\nCPU time from the gate's cancel to the end of the job (and of every stream), user + system:\n\n");
-    out.push_str("| round | server alone | server with subscribers | server's extra per event delivered | ffmpeg alone | ffmpeg with subscribers | subscriber client | progress blocks | events delivered |\n|---|---|---|---|---|---|---|---|---|\n");
+    out.push_str("| round | server alone | server with subscribers | server's extra per event delivered | ffmpeg alone | ffmpeg with subscribers | subscriber client | client per event delivered | client sleeps | progress blocks | events delivered |\n|---|---|---|---|---|---|---|---|---|---|---|\n");
     let per_event = |q: &Run, b: &Run| (b.cpu.server - q.cpu.server) / b.deliveries.max(1) as f64 * 1e6;
+    let client_per_event = |b: &Run| b.cpu.client / b.deliveries.max(1) as f64 * 1e6;
     for (i, (q, b)) in rows.iter().enumerate() {
         out.push_str(&format!(
-            "| {} | {:.2} s | {:.2} s | {:.1} µs | {:.2} s | {:.2} s | {:.2} s ({:.0} % of one core) | {} | {} |\n",
+            "| {} | {:.2} s | {:.2} s | {:.1} µs | {:.2} s | {:.2} s | {:.2} s ({:.0} % of one core) | {:.1} µs | {} | {} | {} |\n",
             i + 1,
             q.cpu.server,
             b.cpu.server,
@@ -580,13 +602,26 @@ fn report(opts: &Options, stats_period: f64, rows: &[(Run, Run)]) -> String {
             b.cpu.ffmpeg,
             b.cpu.client,
             b.cpu.client / b.run_seconds * 100.0,
+            client_per_event(b),
+            b.client_sleeps,
             b.blocks,
             b.deliveries
         ));
     }
     let extra: Vec<f64> = rows.iter().map(|(q, b)| per_event(q, b)).collect();
     let client: Vec<f64> = rows.iter().map(|(_, b)| b.cpu.client).collect();
-    out.push_str(&format!("| median | | | {:.1} µs | | | {:.2} s | | |\n", median(&extra), median(&client)));
+    let client_extra: Vec<f64> = rows.iter().map(|(_, b)| client_per_event(b)).collect();
+    let sleeps: Vec<f64> = rows.iter().map(|(_, b)| b.client_sleeps as f64).collect();
+    out.push_str(&format!(
+        "| median | | | {:.1} µs | | | {:.2} s | {:.1} µs | {:.0} | | |\n\n\
+         The client's CPU per event is its whole CPU over the progress events it read (its connecting, parsing \
+         and status events included); its sleeps are the times its thread blocked over its life (connecting \
+         included), each ended by a wake-up that the server's writes (or the pause's timer) paid for.\n",
+        median(&extra),
+        median(&client),
+        median(&client_extra),
+        median(&sleeps)
+    ));
     out
 }
 

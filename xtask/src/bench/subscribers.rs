@@ -80,26 +80,51 @@ pub(super) struct Counters {
     pub(super) tid: AtomicUsize,
 }
 
-/// What the client thread returns: what each stream saw (in the order of the streams), and
-/// the thread's own CPU time at its end (seconds, [`thread_cpu_seconds`]).
-pub(super) type Outcome = std::result::Result<(Vec<Seen>, f64), String>;
+/// What the client thread returns: what each stream saw (in the order of the streams), the
+/// thread's own CPU time at its end (seconds, [`thread_cpu_seconds`]) and how many times it
+/// slept over its life ([`Ended::sleeps`]).
+pub(super) type Outcome = std::result::Result<Ended, String>;
+
+/// The client thread's end ([`Outcome`]).
+pub(super) struct Ended {
+    /// What each stream saw, in the order of the streams.
+    pub(super) seen: Vec<Seen>,
+    /// The thread's CPU time (user + system) at its end, in seconds.
+    pub(super) cpu_seconds: f64,
+    /// How many times the thread blocked over its life (its voluntary context switches: in
+    /// `epoll_wait` with nothing to read, or in a pause between polls; each ended by a
+    /// wake-up), or 0 if the kernel did not say.
+    pub(super) sleeps: u64,
+}
 
 /// Starts the client thread: opens every stream of `streams` on `addr` and reads them until
-/// each ended or `deadline` passed.
+/// each ended or `deadline` passed. With a `pause` (not zero), after a poll that found bytes to
+/// read the thread sleeps that long before it polls again, so that the events written while it
+/// sleeps are read in one go (one wake-up for many streams instead of one per write); a poll
+/// that finds nothing still waits for the next bytes as they come. Each event is then read up
+/// to `pause` later than it could be (the read times include that; the kernel's arrival times
+/// do not change).
 pub(super) fn start(
     addr: SocketAddr,
     job: String,
     streams: Vec<Stream>,
     counters: Arc<Counters>,
     deadline: Duration,
+    pause: Duration,
 ) -> Result<std::thread::JoinHandle<Outcome>> {
     let handle = std::thread::Builder::new().name("sse-subscribers".to_owned()).spawn(move || {
         let tid = thread_id();
         counters.tid.store(tid, Ordering::SeqCst);
-        let seen = run(addr, &job, &streams, &counters, deadline).map_err(|e| e.to_string())?;
-        Ok((seen, thread_cpu_seconds(tid).unwrap_or(0.0)))
+        let seen = run(addr, &job, &streams, &counters, deadline, pause).map_err(|e| e.to_string())?;
+        Ok(Ended { seen, cpu_seconds: thread_cpu_seconds(tid).unwrap_or(0.0), sleeps: own_sleeps().unwrap_or(0) })
     })?;
     Ok(handle)
+}
+
+/// The calling thread's voluntary context switches so far (`/proc/thread-self/status`).
+fn own_sleeps() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/thread-self/status").ok()?;
+    status.lines().find_map(|line| line.strip_prefix("voluntary_ctxt_switches:")).and_then(|n| n.trim().parse().ok())
 }
 
 /// This thread's kernel id, from `/proc/thread-self` (a link to `PID/task/TID`).
@@ -172,7 +197,14 @@ struct Sub {
     seen: Seen,
 }
 
-fn run(addr: SocketAddr, job: &str, streams: &[Stream], counters: &Counters, deadline: Duration) -> Result<Vec<Seen>> {
+fn run(
+    addr: SocketAddr,
+    job: &str,
+    streams: &[Stream],
+    counters: &Counters,
+    deadline: Duration,
+    pause: Duration,
+) -> Result<Vec<Seen>> {
     let mut poll = Poll::new()?;
     let mut events = Events::with_capacity(1024);
     let start = Instant::now();
@@ -246,6 +278,9 @@ fn run(addr: SocketAddr, job: &str, streams: &[Stream], counters: &Counters, dea
                     }
                 }
             }
+        }
+        if !pause.is_zero() && !events.is_empty() {
+            std::thread::sleep(pause);
         }
     }
     if !errors.is_empty() {
