@@ -13,13 +13,17 @@ fn s3_server(bucket: &str, prefix: &str) -> Server {
 
 /// [`s3_server`] with `extra` arguments.
 pub(crate) fn s3_server_with(bucket: &str, prefix: &str, extra: &[&str]) -> Server {
-    let s3 = s3_harness::shared();
+    s3_server_at(s3_harness::shared().endpoint(), bucket, prefix, extra)
+}
+
+/// [`s3_server_with`] reaching the bucket through `endpoint` (a [`s3_harness::Proxy`]'s).
+pub(crate) fn s3_server_at(endpoint: &str, bucket: &str, prefix: &str, extra: &[&str]) -> Server {
     let url = format!("s3://{bucket}/{prefix}");
     let mut args = vec![
         "--storage-url",
         &url,
         "--aws-endpoint-url",
-        s3.endpoint(),
+        endpoint,
         "--aws-allow-http",
         "--aws-access-key-id",
         s3_harness::ACCESS_KEY_ID,
@@ -116,25 +120,8 @@ async fn a_bucket_that_does_not_answer_at_start_leaves_the_node_serving_degraded
     // `localhost`: the test finds the server's address as the first `http://127.0.0.1:` it logs.
     let endpoint = proxy.endpoint().replace("127.0.0.1", "localhost");
     let url = format!("s3://{bucket}/media");
-    let server = Server::start(&[
-        "--storage-url",
-        &url,
-        "--aws-endpoint-url",
-        &endpoint,
-        "--aws-allow-http",
-        "--aws-access-key-id",
-        s3_harness::ACCESS_KEY_ID,
-        "--aws-secret-access-key",
-        s3_harness::SECRET_ACCESS_KEY,
-        "--aws-region",
-        s3_harness::REGION,
-        "--s3-request-timeout",
-        "1s",
-        "--s3-connect-timeout",
-        "1s",
-        "--max-attempts",
-        "5",
-    ]);
+    let extra = ["--s3-request-timeout", "1s", "--s3-connect-timeout", "1s", "--max-attempts", "5"];
+    let server = s3_server_at(&endpoint, &bucket, "media", &extra);
     let client = client();
     let r = client.get(server.url("/ready")).send().await.unwrap();
     assert_eq!(r.status(), 503);

@@ -580,3 +580,68 @@ async fn a_full_disk_is_507_and_keeps_the_old_file() {
     let (status, _) = send(Request::put("/files/small.mp4").body(Body::from(vec![3u8; 1000])).unwrap()).await;
     assert_eq!(status, StatusCode::CREATED);
 }
+
+on_each_backend!(commands_reading_or_writing_a_directory_get_one_answer);
+/// A command that reads a directory, or writes a file onto one (or below a file), whichever
+/// argument names it, gets one answer on both backends (in a bucket a directory is a key
+/// prefix with no object of its own): reading, the sandbox's 422 `not-a-file` naming the
+/// argument; writing, 409 `file-conflict` naming the argument (a data directory answered 422
+/// for a written option file, and a bucket took an input directory until the run).
+async fn commands_reading_or_writing_a_directory_get_one_answer(backend: Backend) {
+    let app = FilesApp::new(backend);
+    for path in ["d/a.mp4", "d/sub/b.srt", "f.mp4"] {
+        assert_eq!(app.put(path, b"x").await.status, StatusCode::CREATED);
+    }
+    const SRC: &str = "-f lavfi -i testsrc=size=64x48:rate=5 -t 1";
+    const RULE: &str = "a job cannot write a file where the storage holds a directory, nor below a file";
+    let dir = "`d` is a directory in the storage (files lie below it)";
+    let file = "`f.mp4` is a file in the storage, not a directory";
+    let cases = [
+        ("-i d -f null -".to_owned(), 2, "d", "not a file path".to_owned()),
+        ("-i d/sub -f null -".to_owned(), 2, "d/sub", "not a file path".to_owned()),
+        (format!("{SRC} -i d -map 0 out.mp4"), 8, "d", "not a file path".to_owned()),
+        (
+            format!("{SRC} -vf subtitles=d -f null -"),
+            7,
+            "-vf subtitles=d",
+            "filter `subtitles` option `filename`: not a file path".to_owned(),
+        ),
+        (format!("{SRC} -f mp4 d"), 9, "d", format!("{dir}; {RULE}")),
+        (format!("{SRC} -f segment -segment_list d s%d.ts"), 9, "-segment_list d", format!("{dir}; {RULE}")),
+        (
+            format!("{SRC} -f segment -segment_list f.mp4/l.csv s%d.ts"),
+            9,
+            "-segment_list f.mp4/l.csv",
+            format!("{file}; {RULE}"),
+        ),
+        (
+            format!("{SRC} -f hls -hls_segment_filename d o.m3u8"),
+            9,
+            "-hls_segment_filename d",
+            format!("{dir}; {RULE}"),
+        ),
+        (
+            format!("{SRC} -c:v libx264 -pass 1 -passlogfile f.mp4/p -f null -"),
+            11,
+            "-passlogfile f.mp4/p",
+            format!("{file}; {RULE}"),
+        ),
+        (format!("{SRC} -vf psnr=stats_file=d -f null -"), 7, "-vf psnr=stats_file=d", format!("{dir}; {RULE}")),
+    ];
+    for (command, position, argument, detail) in cases {
+        let r = app.submit(&command).await;
+        let body = if detail.ends_with(RULE) {
+            r.problem(StatusCode::CONFLICT, "/problems/file-conflict")
+        } else {
+            let body = r.problem(StatusCode::UNPROCESSABLE_ENTITY, "/problems/policy-violation");
+            assert_eq!(body["rule"], "not-a-file", "{command}: {body}");
+            body
+        };
+        assert_eq!(body["argument_position"], position, "{command}: {body}");
+        assert_eq!(body["argument"], argument, "{command}: {body}");
+        assert_eq!(body["detail"], format!("argument {position} `{argument}`: {detail}"), "{command}");
+    }
+    // Nothing was queued.
+    let listed = app.get("/jobs", &[]).await.json();
+    assert_eq!(listed.as_array().map(Vec::len), Some(0), "{listed}");
+}

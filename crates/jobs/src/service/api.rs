@@ -6,10 +6,10 @@ use std::sync::Arc;
 
 use ffmpeg_core::capabilities::{Capabilities, UnknownName};
 use ffmpeg_core::command::{Command, CommandError};
-use ffmpeg_core::footprint::{Footprint, Names};
-use ffmpeg_core::pattern;
+use ffmpeg_core::footprint::Footprint;
 use ffmpeg_core::sandbox::{ResolvedCommand, Sandbox, SandboxError};
 
+use super::places::{check_places_in_bucket, check_places_in_place};
 use super::{Jobs, METRIC_FINISHED, METRIC_SUBMITTED, blocking};
 use crate::concat_lists::{self, ConcatListError};
 use crate::events::{AllEvents, AllFilter, EventId, JobEvents, Resume};
@@ -18,9 +18,7 @@ use crate::media::{MediaInfo, MediaProbeError};
 use crate::model::{InvalidRequest, Job, JobId, MAX_PAGE_SIZE, SubmitOptions};
 use crate::runner::Runner;
 use crate::staging::{Stage, StagingError};
-use crate::storage::{
-    NameLimits, Storage, StorageError, WrittenNameTooLong, check_writable_in, check_written, in_the_way,
-};
+use crate::storage::{NameLimits, Storage, StorageError, WrittenNameTooLong, check_written, in_the_way};
 use crate::store::{CancelOutcome, ListQuery, StatusCounts, StoreError};
 use crate::webhook::{Delivery, WebhookConfig, WebhookError};
 
@@ -268,7 +266,7 @@ impl Jobs {
             let _ = tokio::time::timeout(LISTS_AT_SUBMIT, reading).await;
             footprint.add_read_files(listed);
             // In place, `check_command` gave the data directory's answer (the same).
-            check_output_conflicts(self.storage.as_ref(), &resolved).await?;
+            check_places_in_bucket(&self.sandbox, self.storage.as_ref(), &resolved, LISTS_AT_SUBMIT).await?;
         }
         options.footprint = footprint;
         let requested = std::mem::take(&mut options.webhooks);
@@ -420,138 +418,11 @@ async fn check_probed_lists(
     }
 }
 
-/// Where a command writes, as [`Storage::check_writable_paths`] takes it: every name the job
-/// may write ([`Footprint::written_by_argument`]: outputs, segments, playlists, sequences, pass
-/// logs), a named file whole, a numbered or templated one by its directory (its own names are
-/// checked at upload, once they exist); and the argument that writes each.
-#[derive(Debug, Default)]
-pub(crate) struct WrittenPlaces {
-    /// Files, normal paths.
-    pub(crate) files: Vec<String>,
-    /// Directories written into, normal paths.
-    pub(crate) dirs: Vec<String>,
-    /// (path of `files` or `dirs`, 1-based position of the argument, the argument).
-    by_path: Vec<(String, usize, String)>,
-}
-
-impl WrittenPlaces {
-    /// The places `resolved` writes.
-    pub(crate) fn of(resolved: &ResolvedCommand) -> WrittenPlaces {
-        let mut places = WrittenPlaces::default();
-        for written in Footprint::written_by_argument(resolved) {
-            let set = &written.set;
-            // The directory up to its first placeholder (`hls/v%v` -> `hls`).
-            let dir: Vec<String> = set
-                .dir()
-                .iter()
-                .map(|part| part.to_string_lossy().into_owned())
-                .take_while(|part| !pattern::is_pattern(part))
-                .collect();
-            let whole_dir = dir.len() == set.dir().iter().count();
-            let dir = dir.join("/");
-            let path = match set.names() {
-                Names::Exact(name) if whole_dir && dir.is_empty() => name.clone(),
-                Names::Exact(name) if whole_dir => format!("{dir}/{name}"),
-                _ if dir.is_empty() => continue,
-                _ => {
-                    places.dirs.push(dir.clone());
-                    places.by_path.push((dir, written.position, written.argument.clone()));
-                    continue;
-                }
-            };
-            places.files.push(path.clone());
-            places.by_path.push((path, written.position, written.argument.clone()));
-        }
-        places
-    }
-
-    /// Nothing to check.
-    pub(crate) fn is_empty(&self) -> bool {
-        self.files.is_empty() && self.dirs.is_empty()
-    }
-
-    /// `problem` ([`StorageError::IsADirectory`] or [`StorageError::NotADirectory`], about
-    /// one of these places) as [`SubmitError::OutputConflict`], naming the argument.
-    pub(crate) fn conflict(self, problem: StorageError) -> SubmitError {
-        let path = match &problem {
-            StorageError::IsADirectory(path) | StorageError::NotADirectory { path, .. } => path.clone(),
-            _ => String::new(),
-        };
-        let (position, argument) = self
-            .by_path
-            .into_iter()
-            .find(|(written, _, _)| *written == path)
-            .map(|(_, position, argument)| (position, argument))
-            .unwrap_or_default();
-        SubmitError::OutputConflict { position, argument, problem: Box::new(problem) }
-    }
-}
-
-/// The argument of `resolved` that makes ffmpeg write the file `path` (relative, normal form):
-/// "argument 4 `race/a/x.mp4`", for messages about a file a run wrote; `None` when no
-/// argument's names cover it.
-pub(crate) fn argument_writing(resolved: &ResolvedCommand, path: &str) -> Option<String> {
-    let path = std::path::Path::new(path);
-    let dir = path.parent().unwrap_or(std::path::Path::new(""));
-    let name = path.file_name()?.to_str()?;
-    Footprint::written_by_argument(resolved)
-        .into_iter()
-        .find(|written| written.set.matches(dir, name))
-        .map(|written| format!("argument {} `{}`", written.position, written.argument))
-}
-
-/// [`SubmitError::OutputConflict`] when a file `resolved` would write lies where `storage`
-/// holds a directory, or below a file ([`Storage::check_writable_paths`] over
-/// [`WrittenPlaces`]; a bucket would keep both). A storage that does not answer within
-/// [`LISTS_AT_SUBMIT`] holds up no submission: the upload checks again. (A data directory
-/// gives the same answer in `check_command`, on its blocking trip.)
-async fn check_output_conflicts(storage: &dyn Storage, resolved: &ResolvedCommand) -> Result<(), SubmitError> {
-    let places = WrittenPlaces::of(resolved);
-    if places.is_empty() {
-        return Ok(());
-    }
-    let checked = tokio::time::timeout(LISTS_AT_SUBMIT, storage.check_writable_paths(&places.files, &places.dirs));
-    let problem = match checked.await {
-        Ok(Err(problem @ (StorageError::IsADirectory(_) | StorageError::NotADirectory { .. }))) => problem,
-        Ok(Ok(())) => return Ok(()),
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, "checking the outputs' places in the storage failed; the upload checks again");
-            return Ok(());
-        }
-        Err(_) => {
-            tracing::warn!("the storage did not answer the outputs' check in time; the upload checks again");
-            return Ok(());
-        }
-    };
-    Err(places.conflict(problem))
-}
-
-/// `error`, the sandbox's refusal of `command`, as [`SubmitError::OutputConflict`] when it
-/// refused an output URL because the data directory holds a directory there (a bucket's
-/// answer for the same command, [`check_output_conflicts`]); as itself otherwise (an input
-/// that is a directory, the data directory itself, a FIFO, a device: 422).
-pub(crate) fn directory_output(sandbox: &Sandbox, command: &Command, error: SandboxError) -> SubmitError {
-    if let SandboxError::NotAFile { position, argument } = &error
-        && command.outputs().iter().any(|output| output.position() == *position)
-        && let Ok(dir) = sandbox.resolve_directory_path(argument)
-        && !dir.relative().as_os_str().is_empty()
-        && dir.as_path().is_dir()
-    {
-        let path = dir.relative().to_string_lossy().into_owned();
-        return SubmitError::OutputConflict {
-            position: *position,
-            argument: argument.clone(),
-            problem: Box::new(StorageError::IsADirectory(path)),
-        };
-    }
-    error.into()
-}
-
-/// [`Jobs::check`]: the policy first (a hostile command gets the policy's reason), then the
-/// installed ffmpeg's names, then what the operating system would refuse, then the names the
-/// job may write against what the storage holds (`limits`); `in_place` (the files are in the
-/// data directory the sandbox resolves in), then where its outputs go ([`WrittenPlaces`]: an
-/// output onto a directory or below a file is [`SubmitError::OutputConflict`], as on a bucket).
+/// [`Jobs::check`]: the policy first (a hostile command gets the policy's reason; `in_place`,
+/// the files in the data directory the sandbox resolves in: then where its outputs go too,
+/// [`check_places_in_place`]), then the installed ffmpeg's names, then what the operating
+/// system would refuse, then the names the job may write against what the storage holds
+/// (`limits`).
 fn check_command(
     sandbox: &Sandbox,
     capabilities: Option<&Capabilities>,
@@ -561,23 +432,15 @@ fn check_command(
     command: &str,
 ) -> Result<ResolvedCommand, SubmitError> {
     let parsed = Command::parse(command)?;
-    let resolved = match sandbox.resolve_command(&parsed) {
-        Ok(resolved) => resolved,
-        // The files are in the data directory the sandbox looked at: one there is the storage's.
-        Err(e) if in_place => return Err(directory_output(sandbox, &parsed, e)),
-        Err(e) => return Err(e.into()),
-    };
+    // In place, the data directory the sandbox looks at is the storage: where the outputs go
+    // too ([`WrittenPlaces`]: an output onto a directory or below a file is
+    // [`SubmitError::OutputConflict`], as on a bucket).
+    let resolved =
+        if in_place { check_places_in_place(sandbox, &parsed)? } else { sandbox.resolve_command(&parsed)? };
     if let Some(capabilities) = capabilities {
         capabilities.check(resolved.command())?;
     }
     runner.check_startable(&resolved)?;
     check_written(&resolved, limits)?;
-    if in_place {
-        // A bucket's answer for these (`check_output_conflicts`), from the data directory.
-        let places = WrittenPlaces::of(&resolved);
-        if let Err(problem) = check_writable_in(sandbox.root(), &places.files, &places.dirs) {
-            return Err(places.conflict(problem));
-        }
-    }
     Ok(resolved)
 }

@@ -10,7 +10,8 @@
 //! The service is split along its seams: `api.rs` (what front ends call: submit, check,
 //! list, get, cancel, ...), `workers.rs` (the worker pool), `run.rs` (one run of a job, its
 //! progress writes and its outcome), `staged.rs` (a staged run's download and upload phases),
-//! `concat.rs` (concat-list lengths for percent), `nodes.rs` (the node registry),
+//! `places.rs` (where a command reads and writes against what the storage holds: one answer
+//! on both backends), `concat.rs` (concat-list lengths for percent), `nodes.rs` (the node registry),
 //! `leftovers.rs` (what interrupted, failed or earlier runs left: recovery, created
 //! directories) and `bridge.rs` (the other nodes' signals).
 
@@ -20,6 +21,7 @@ mod concat;
 mod leftovers;
 mod lost;
 mod nodes;
+mod places;
 mod run;
 mod staged;
 mod staged_failures;

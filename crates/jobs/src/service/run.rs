@@ -13,7 +13,7 @@ use ffmpeg_core::sandbox::{ResolvedCommand, Sandbox};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::api::{WrittenPlaces, argument_writing, directory_output};
+use super::places::{WrittenPlaces, argument_writing, directory_output};
 use super::workers::Turn;
 use super::{Jobs, METRIC_FINISHED, METRIC_RUN_SECONDS, RunningJob, SubmitError, blocking};
 use crate::concat_lists;

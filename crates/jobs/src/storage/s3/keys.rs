@@ -97,9 +97,18 @@ impl S3Storage {
         if dir.is_empty() { dir } else { format!("{dir}/") }
     }
 
+    /// How errors name `path`: itself, or for the root (an empty path: a listing of every file,
+    /// of the temporary area, of every open upload) the storage's URL, `s3://bucket/prefix`, so
+    /// that no message names an empty path ("unavailable for ``").
+    pub(super) fn shown<'s>(&'s self, path: &'s str) -> &'s str {
+        if path.is_empty() { &self.url } else { path }
+    }
+
     /// Lists the keys starting with `prefix` (whole key texts), after `start_after` (a whole
-    /// key) if given, [`KEYS_PER_REQUEST`] a page; `shown` names what is listed in errors.
+    /// key) if given, [`KEYS_PER_REQUEST`] a page; `shown` names what is listed in errors
+    /// ([`S3Storage::shown`]).
     pub(super) fn list_keys<'s>(&'s self, prefix: String, start_after: Option<String>, shown: &'s str) -> KeyPages<'s> {
+        let shown = self.shown(shown);
         KeyPages {
             storage: self,
             prefix,

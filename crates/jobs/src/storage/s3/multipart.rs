@@ -33,9 +33,9 @@ impl S3Storage {
         loop {
             let page = self
                 .raw
-                .list_uploads(&key_prefix, markers.as_ref(), prefix)
+                .list_uploads(&key_prefix, markers.as_ref(), self.shown(prefix))
                 .await
-                .map_err(|e| e.into_storage(prefix))?;
+                .map_err(|e| e.into_storage(self.shown(prefix)))?;
             for upload in page.uploads {
                 let Some(path) = self.relative(&upload.key) else { continue };
                 if has_dot_name(&upload.key) {

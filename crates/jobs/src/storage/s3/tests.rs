@@ -288,3 +288,36 @@ async fn a_deleted_bucket_is_named_by_every_request() {
     server.create_bucket(&bucket);
     storage.check().await.unwrap();
 }
+
+/// A bucket that does not answer (its port refuses connections): the error of a call on the
+/// whole storage (a listing of every file, the temporary area's, every open upload's: the
+/// sweep's calls) names the storage, never an empty path ("unavailable for ``", tester).
+#[tokio::test]
+async fn errors_about_the_whole_storage_name_it_not_an_empty_path() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let config = S3Config {
+        endpoint: Some(endpoint),
+        access_key_id: Some(s3_harness::ACCESS_KEY_ID.to_owned()),
+        secret_access_key: Some(s3_harness::SECRET_ACCESS_KEY.to_owned()),
+        region: s3_harness::REGION.to_owned(),
+        allow_http: true,
+        timeouts: super::http::S3Timeouts {
+            connect: std::time::Duration::from_secs(1),
+            request: std::time::Duration::from_secs(1),
+            ..super::http::S3Timeouts::default()
+        },
+        ..S3Config::from_url("s3://down-bucket/media").unwrap()
+    };
+    let storage = S3Storage::new(&config).unwrap();
+    let named = |result: Result<(), StorageError>, what: &str| {
+        let e = result.expect_err(what);
+        assert!(e.is_transient(), "{what}: {e:?}");
+        let text = e.to_string();
+        assert!(!text.contains("``") && text.contains("`s3://down-bucket/media`"), "{what}: {text}");
+    };
+    named(storage.list_temps("").await.map(drop), "temporary area");
+    named(storage.open_uploads("").await.map(drop), "open uploads");
+    named(storage.list("", None, 10).await.map(drop), "every file");
+}
