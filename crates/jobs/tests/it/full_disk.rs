@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
-use jobs::store::CancelOutcome;
+use jobs::store::{CancelOutcome, Recovery};
 use jobs::{Job, JobId, JobStatus, JobStore, ListQuery, Outcome, Progress, SqliteStore, StoreError, SubmitOptions};
 
 use crate::tmpfs::Tmpfs;
@@ -86,6 +86,39 @@ impl Model {
         }
     }
 
+    /// A claim's job. A cancel still pending from an earlier attempt stays pending: a requeue
+    /// keeps it (every store does), and the claimed job does not show it.
+    fn claimed(&mut self, job: &Job) {
+        let pending = self.jobs.get(&job.id).is_some_and(|e| e.cancel_requested);
+        let mut expected = Expected::of(job);
+        expected.cancel_requested = pending;
+        self.jobs.insert(job.id.clone(), expected);
+    }
+
+    /// A recovery's changes: every job the model has running is in one of its lists.
+    fn recovered(&mut self, recovery: &Recovery) {
+        for id in &recovery.requeued {
+            let expected = self.jobs.get_mut(id).unwrap();
+            expected.status = JobStatus::Queued;
+            expected.progress = None;
+        }
+        for id in &recovery.failed {
+            let expected = self.jobs.get_mut(id).unwrap();
+            expected.status = JobStatus::Failed;
+            expected.error = Some("interrupted".to_owned());
+            expected.cancel_requested = false;
+        }
+        // A job whose cancel was pending ends cancelled, whatever its attempts.
+        for id in &recovery.cancelled {
+            let expected = self.jobs.get_mut(id).unwrap();
+            assert!(expected.cancel_requested, "recover cancelled {id}, whose cancel no write asked for");
+            expected.status = JobStatus::Cancelled;
+            expected.cancel_requested = false;
+        }
+        let running_now = self.in_status(JobStatus::Running);
+        assert!(running_now.is_empty(), "recover left {running_now:?} running");
+    }
+
     fn in_status(&self, status: JobStatus) -> Vec<JobId> {
         self.jobs.iter().filter(|(_, e)| e.status == status).map(|(id, _)| id.clone()).collect()
     }
@@ -107,7 +140,7 @@ async fn write_round(store: &SqliteStore, model: &mut Model, round: usize, metad
     ok.push(claimed.is_ok());
     if let Some(Some(job)) = model.answer("claim", claimed) {
         assert_eq!(model.jobs[&job.id].status, JobStatus::Queued, "claimed a job that was not queued");
-        model.jobs.insert(job.id.clone(), Expected::of(&job));
+        model.claimed(&job);
     }
     let running = model.in_status(JobStatus::Running);
     // Progress is the smallest write: a few of them take the last free pages.
@@ -169,19 +202,7 @@ async fn write_round(store: &SqliteStore, model: &mut Model, round: usize, metad
         let recovered = store.recover(3).await;
         ok.push(recovered.is_ok());
         if let Some(recovery) = model.answer("recover", recovered) {
-            for id in &recovery.requeued {
-                let expected = model.jobs.get_mut(id).unwrap();
-                expected.status = JobStatus::Queued;
-                expected.progress = None;
-            }
-            for id in &recovery.failed {
-                let expected = model.jobs.get_mut(id).unwrap();
-                expected.status = JobStatus::Failed;
-                expected.error = Some("interrupted".to_owned());
-                expected.cancel_requested = false;
-            }
-            let running_now = model.in_status(JobStatus::Running);
-            assert!(running_now.is_empty(), "recover left {running_now:?} running");
+            model.recovered(&recovery);
         }
         // Nothing finished that long ago: deletes nothing, but is a write all the same.
         let purged = store.purge_finished_before(time::OffsetDateTime::UNIX_EPOCH).await;
@@ -235,10 +256,30 @@ async fn sqlite_on_a_full_disk_loses_no_acknowledged_write() {
         let job = store.insert(format!("-i queued{n}.mp4 out.mp4"), SubmitOptions::default()).await.unwrap();
         model.jobs.insert(job.id.clone(), Expected::of(&job));
     }
-    for _ in 0..8 {
-        let job = store.claim_next(&[]).await.unwrap().unwrap();
-        model.jobs.insert(job.id.clone(), Expected::of(&job));
-    }
+    let claim = async |model: &mut Model, n: usize| {
+        for _ in 0..n {
+            let job = store.claim_next(&[]).await.unwrap().unwrap();
+            model.claimed(&job);
+        }
+    };
+    claim(&mut model, 8).await;
+    // What the full store meets when a write fails between two others (the requeue after a
+    // cancel, say), here on purpose: a cancel pending for a running job survives its requeue
+    // and its next claim, and recovery ends that job cancelled.
+    let asked = model.in_status(JobStatus::Running)[1].clone();
+    assert!(matches!(store.cancel(&asked).await.unwrap(), CancelOutcome::Requested(_)));
+    model.jobs.get_mut(&asked).unwrap().cancel_requested = true;
+    store.requeue(&asked).await.unwrap();
+    let again = store.claim_next(&[]).await.unwrap().unwrap();
+    assert_eq!(again.id, asked, "the requeued job keeps its place in the queue");
+    model.claimed(&again);
+    let progress = Progress { frame: Some(1), ..Progress::default() };
+    assert!(store.update_progress(&asked, &progress).await.unwrap(), "the cancel is still pending");
+    model.jobs.get_mut(&asked).unwrap().progress = Some(progress);
+    let recovery = store.recover(3).await.unwrap();
+    assert_eq!(recovery.cancelled, [asked]);
+    model.recovered(&recovery);
+    claim(&mut model, 8).await;
     store.check_writable().await.unwrap();
 
     // Full: the rest of the filesystem goes to a file; then writes of every size take what
