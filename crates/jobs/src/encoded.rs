@@ -26,6 +26,10 @@
 //! another output did, if its muxer still wrote a non-empty file (an `.mp4` header). ffmpeg
 //! reports packets per output only at `-loglevel verbose`.
 //!
+//! Each verdict adds that the file system has almost no space left when so (some muxers drop
+//! their write errors). An output ffmpeg says it could not finish ("Error writing trailer of
+//! ...", a full disk) fails the run in the runner already ([`crate::runner::RunError::Unfinished`]).
+//!
 //! [`nothing_encoded`] reads file metadata: it blocks; call it from `spawn_blocking`.
 
 use std::fs;
@@ -79,13 +83,16 @@ pub fn nothing_encoded(
             Some(0) => "is empty",
             Some(_) => continue,
         };
+        let directory = root.join(relative).parent().map_or_else(|| root.to_owned(), Path::to_owned);
         return Some(format!(
-            "output `{}` {problem}: ffmpeg exited normally but encoded nothing into it ({HINT})",
-            relative.display()
+            "output `{}` {problem}: ffmpeg exited normally but encoded nothing into it ({}){}",
+            relative.display(),
+            HINT,
+            low_space(&directory)
         ));
     }
     if log.contains(EMPTY_WARNING) {
-        return Some(format!("nothing was encoded: ffmpeg warned \"{EMPTY_WARNING}\" ({HINT})"));
+        return Some(format!("nothing was encoded: ffmpeg warned \"{EMPTY_WARNING}\" ({HINT}){}", low_space(root)));
     }
     // Subtitle and data streams move neither `frame` nor `out_time` (checked with ffmpeg
     // 5.1: an `.srt` to `.vtt` run ends with `out_time_us=0`), so the progress only speaks
@@ -97,10 +104,31 @@ pub fn nothing_encoded(
     {
         return Some(format!(
             "nothing was encoded: ffmpeg exited normally, but its final progress shows no frame \
-             and no output time ({HINT})"
+             and no output time ({HINT}){}",
+            low_space(root)
         ));
     }
     None
+}
+
+/// Free space under which a missing or empty output is said to be possibly for lack of space.
+const LOW_SPACE_BYTES: u64 = 1024 * 1024;
+
+/// A note for a verdict when the file system holding `directory` has less than
+/// [`LOW_SPACE_BYTES`] available to ffmpeg (`statvfs`'s `f_bavail`): some muxers drop their
+/// write errors (the `hls` muxer of ffmpeg 5.1 logs nothing when a segment or playlist write
+/// fails), so an output that is missing or empty may be one that did not fit (tester finding
+/// K6). Empty when there is space, or when it cannot be read. Blocking.
+fn low_space(directory: &Path) -> String {
+    let Ok(stat) = nix::sys::statvfs::statvfs(directory) else { return String::new() };
+    let free = stat.blocks_available().saturating_mul(stat.fragment_size());
+    if free >= LOW_SPACE_BYTES {
+        return String::new();
+    }
+    format!(
+        "; the file system holding it has only {} KiB free, so writing may have failed for lack of space",
+        free / 1024
+    )
 }
 
 /// Why a run that exited 0 counts as failed because of its final output time, or `None`:

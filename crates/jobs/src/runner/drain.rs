@@ -15,7 +15,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::args::RunLog;
-use super::error::{MemorySign, memory_sign, received_signal};
+use super::error::{MemorySign, memory_sign, received_signal, unfinished_output};
 use crate::model::Progress;
 
 /// What a run's two pipes have shown so far, and where progress snapshots go.
@@ -56,7 +56,13 @@ pub(super) struct Drained {
     pub received_signal: Option<i32>,
     /// What the lines said of memory ([`memory_sign`]), whatever the levels.
     pub memory: Option<MemorySign>,
+    /// ffmpeg's lines saying an output could not be finished ([`unfinished_output`]), in
+    /// order, whatever the levels and however long the log (at most [`MAX_UNFINISHED`]).
+    pub unfinished: Vec<String>,
 }
+
+/// Most "output could not be finished" lines kept ([`Drained::unfinished`]).
+const MAX_UNFINISHED: usize = 16;
 
 impl<'a> Drain<'a> {
     /// A drain for a run of `command` that started at `started`, keeping at most `tail_cap`
@@ -153,6 +159,7 @@ impl<'a> Drain<'a> {
             final_out_time_us: self.last_update.as_ref().and_then(|update| update.out_time_us),
             received_signal: self.tails.received_signal,
             memory: self.tails.memory,
+            unfinished: self.tails.unfinished,
         }
     }
 }
@@ -172,12 +179,22 @@ struct Tails {
     /// What the lines said of memory (one a library wrote without a level too), a thread's
     /// failure over an allocation's.
     memory: Option<MemorySign>,
+    /// The lines saying an output could not be finished, which a long log could push out of
+    /// the errors tail.
+    unfinished: Vec<String>,
 }
 
 impl Tails {
     fn new(cap: usize) -> Tails {
         let tail = || Tail { bytes: VecDeque::new(), cap };
-        Tails { log: tail(), messages: tail(), errors: tail(), received_signal: None, memory: None }
+        Tails {
+            log: tail(),
+            messages: tail(),
+            errors: tail(),
+            received_signal: None,
+            memory: None,
+            unfinished: Vec::new(),
+        }
     }
 
     /// Appends a routed stderr line to the tails that keep it.
@@ -197,6 +214,9 @@ impl Tails {
         }
         if let Some(signal) = received_signal(&line.plain) {
             self.received_signal = Some(signal);
+        }
+        if self.unfinished.len() < MAX_UNFINISHED && unfinished_output(&line.plain) {
+            self.unfinished.push(line.plain.trim().to_owned());
         }
         self.memory = self.memory.max(memory_sign(&line.plain));
     }

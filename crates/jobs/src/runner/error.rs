@@ -61,6 +61,15 @@ pub enum RunError {
         /// What got nothing, and what to check.
         message: String,
     },
+    /// ffmpeg exited 0 but said it could not finish an output: writing its trailer or closing
+    /// its file failed (a full disk: "Error writing trailer of out/a.mp4: No space left on
+    /// device"), or nothing was ever written into it. The file is
+    /// incomplete or empty, so the run failed; `message` quotes ffmpeg's lines.
+    #[error("{message}")]
+    Unfinished {
+        /// ffmpeg's lines naming each output and the reason, data-directory paths relative.
+        message: String,
+    },
     /// The run took longer than its timeout and was stopped.
     #[error("timed out after {} s", .0.as_secs())]
     TimedOut(Duration),
@@ -112,6 +121,21 @@ pub fn relative_paths(text: &str, data_dir: &Path) -> String {
 /// ended the run (`ffmpeg_cleanup()` in `fftools/ffmpeg.c`, ffmpeg 5.1).
 pub(super) fn received_signal(line: &str) -> Option<i32> {
     line.trim().strip_prefix("Exiting normally, received signal ")?.strip_suffix('.')?.parse().ok()
+}
+
+/// Whether ffmpeg's stderr `line` says an output could not be finished: ffmpeg 5.1 logs these
+/// at `error` after the last packet and still exits 0 (unless `-xerror`), leaving a truncated
+/// or empty file (`of_write_trailer()` in `fftools/ffmpeg_mux.c` and `transcode()` in
+/// `fftools/ffmpeg.c`):
+/// - "Error writing trailer of URL: REASON" (an mp4 without its `moov` index on a full disk);
+/// - "Error closing file URL: REASON" (the last buffered bytes not written);
+/// - "Nothing was written into output file N (URL), because at least one of its streams
+///   received no packets." (one output of several got nothing: no header, no file content).
+pub(super) fn unfinished_output(line: &str) -> bool {
+    let line = line.trim_start();
+    line.starts_with("Error writing trailer of ")
+        || line.starts_with("Error closing file ")
+        || line.starts_with("Nothing was written into output file ")
 }
 
 /// How an unsuccessful run ended, as [`exit_message`] needs it.
@@ -256,6 +280,26 @@ mod tests {
 
     fn facts(status: std::process::ExitStatus, messages: &str, cpu_used: Option<f64>) -> ExitFacts<'_> {
         ExitFacts { status, messages, received_signal: None, memory: memory_sign(messages), cpu_used }
+    }
+
+    #[test]
+    fn lines_saying_an_output_was_not_finished_are_told_from_others() {
+        for line in [
+            "Error writing trailer of out/o.mp4: No space left on device",
+            "Error closing file out/o.mp4: No space left on device",
+            "Nothing was written into output file 1 (out/b.mp4), because at least one of its streams received no packets.",
+            "  Error writing trailer of file:/srv/data/x.mkv: Input/output error",
+        ] {
+            assert!(unfinished_output(line), "{line}");
+        }
+        for line in [
+            "Output file is empty, nothing was encoded",
+            "Error while decoding stream #0:0: Invalid data found when processing input",
+            "av_interleaved_write_frame(): No space left on device",
+            "[mp4 @ 0x55] Starting second pass: moving the moov atom to the beginning of the file",
+        ] {
+            assert!(!unfinished_output(line), "{line}");
+        }
     }
 
     #[test]

@@ -255,6 +255,14 @@ impl Runner for FfmpegRunner {
         let result = match (ended.stop, ended.status) {
             (Some(Stop::Cancelled), _) => Err(RunError::Cancelled),
             (Some(Stop::TimedOut), _) => Err(RunError::TimedOut(spec.timeout.unwrap_or_default())),
+            (None, Ok(s)) if s.success() && !drained.unfinished.is_empty() => {
+                let lines = relative_paths(&drained.unfinished.join("\n"), &self.config.data_dir);
+                let message = format!(
+                    "ffmpeg exited normally but could not finish an output, which is incomplete: {}",
+                    lines.lines().collect::<Vec<_>>().join("; ")
+                );
+                Err(RunError::Unfinished { message })
+            }
             (None, Ok(s)) if s.success() => match crate::encoded::before_the_start(drained.final_out_time_us) {
                 Some(message) => Err(RunError::NothingEncoded { message }),
                 None => Ok(()),

@@ -8,6 +8,8 @@ use ffmpeg_core::sandbox::Sandbox;
 use jobs::JobStatus;
 
 use crate::fixture::{lavfi_clip, run_jobs};
+use crate::full_disk::fill;
+use crate::tmpfs::Tmpfs;
 
 /// `two.mp4` (2 s, 160x120 testsrc at 25 fps, H.264, with a sine AAC track) and `subs.srt`
 /// in `root`.
@@ -95,4 +97,41 @@ async fn outputs_without_video_frames_that_got_packets_complete() {
         assert_eq!(job.status, JobStatus::Completed, "{command}: {job:?}");
         assert_eq!(&job.output_files, files, "{command}");
     }
+}
+
+/// ffmpeg 5.1 exits 0 when the disk fills before it has written an output's trailer ("Error
+/// writing trailer of X: No space left on device"): an mp4 without its index. Such a run
+/// fails naming the output and the reason, and its file is removed (tester finding K6: the job
+/// was `completed`, listing the broken file). A muxer that drops its write errors (`hls`) leaves
+/// an empty playlist: the run fails as empty, and the error says the disk had no space left.
+/// On a 2 MB tmpfs (as root, as in CI), filled to 2 free pages before each job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_output_left_unfinished_on_a_full_disk_fails_its_job() {
+    let Some(fs) = Tmpfs::mount("2m", "an_output_left_unfinished_on_a_full_disk_fails_its_job") else { return };
+    let sandbox = Sandbox::new(fs.path()).unwrap();
+    let root = sandbox.root().to_owned();
+    lavfi_clip(&root.join("four.mp4"), 4);
+    std::fs::create_dir_all(root.join("out/h")).unwrap();
+    let leave_two_pages = || {
+        let filler = root.join("filler");
+        let _ = std::fs::remove_file(&filler);
+        let size = fill(&filler);
+        std::fs::OpenOptions::new().write(true).open(&filler).unwrap().set_len(size - 8192).unwrap();
+    };
+    leave_two_pages();
+    let copy = run_jobs(&root, sandbox.clone(), &["-i four.mp4 -c copy out/o.mp4"]).await.remove(0);
+    assert_eq!(copy.status, JobStatus::Failed, "{copy:?}");
+    let error = copy.error.clone().unwrap();
+    assert!(error.contains("could not finish an output"), "{error}");
+    assert!(error.contains("Error writing trailer of out/o.mp4: No space left on device"), "{error}");
+    assert!(copy.output_files.is_empty(), "{copy:?}");
+    assert!(!root.join("out/o.mp4").exists(), "the unfinished file is removed");
+
+    leave_two_pages();
+    let hls = "-i four.mp4 -c copy -f hls -hls_time 1 -hls_list_size 0 out/h/i.m3u8";
+    let hls = run_jobs(&root, sandbox, &[hls]).await.remove(0);
+    assert_eq!(hls.status, JobStatus::Failed, "{hls:?}");
+    let error = hls.error.clone().unwrap();
+    assert!(error.contains("out/h/i.m3u8` is empty"), "{error}");
+    assert!(error.contains("KiB free, so writing may have failed for lack of space"), "{error}");
 }
