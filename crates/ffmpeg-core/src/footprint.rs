@@ -107,6 +107,17 @@ pub enum Names {
     Tree,
 }
 
+/// Why two footprints conflict ([`Footprint::conflict_with`]): a file set of the other
+/// command's that this one's files could meet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Conflict<'a> {
+    /// The other command's file set.
+    pub set: &'a FileSet,
+    /// Whether the other command writes it (else it only reads it, and this one writes it).
+    pub written: bool,
+}
+
 /// Why a written file would be the run's, which decides when an existing file counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
@@ -120,6 +131,21 @@ pub enum Claim {
     /// ffmpeg derives the name (pass logs, a muxer's segments and temporary files): the file
     /// is the run's only if it did not exist before the run.
     Derived,
+}
+
+/// The set as a path relative to the data directory: `dir/name` for one name, `dir/PATTERN`
+/// for a pattern (in [`pattern`] syntax, as the command wrote it), `dir/` for every file below
+/// a directory (`./` for the data directory itself).
+impl std::fmt::Display for FileSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let dir = path_text(&self.dir);
+        let name = match &self.names {
+            Names::Exact(name) | Names::Pattern(name) => name.as_str(),
+            Names::Tree if dir.is_empty() => return f.write_str("./"),
+            Names::Tree => "",
+        };
+        if dir.is_empty() { f.write_str(name) } else { write!(f, "{dir}/{name}") }
+    }
 }
 
 impl FileSet {
@@ -322,13 +348,40 @@ impl Footprint {
     /// would pass the storage's check before either wrote, and a bucket would keep a file and
     /// a "directory" of one name). Symmetric.
     pub fn conflicts_with(&self, other: &Footprint) -> bool {
-        let any = |a: &[FileSet], b: &[FileSet]| a.iter().any(|x| b.iter().any(|y| x.overlaps(y)));
-        let above = |a: &[FileSet], b: &[FileSet]| a.iter().any(|x| b.iter().any(|y| x.may_be_above(y)));
-        any(&self.writes, &other.writes)
-            || any(&self.writes, &other.reads)
-            || any(&self.reads, &other.writes)
-            || above(&self.writes, &other.writes)
-            || above(&other.writes, &self.writes)
+        self.conflict_with(other).is_some()
+    }
+
+    /// Why [`Footprint::conflicts_with`] says `other` may not run beside this command: the
+    /// first of `other`'s file sets that one of this footprint's sets could share a file with,
+    /// or lie above or below as a directory, and whether `other` writes or only reads it.
+    /// `None` when they may run together. Checked in the order writes and writes, this
+    /// footprint's writes and `other`'s reads, its reads and `other`'s writes, then files
+    /// above directories either way.
+    ///
+    /// ```
+    /// # use ffmpeg_core::{command::Command, footprint::Footprint, sandbox::Sandbox};
+    /// # let dir = tempfile::tempdir()?;
+    /// # let sandbox = Sandbox::new(dir.path())?;
+    /// # let resolve = |line: &str| sandbox.resolve_command(&Command::parse(line).unwrap());
+    /// let writer = Footprint::of(&resolve("-i a.mp4 ord1/g.mp4")?);
+    /// let reader = Footprint::of(&resolve("-i ord1/g.mp4 -c copy ord1/g2.mp4")?);
+    /// let why = reader.conflict_with(&writer).unwrap();
+    /// assert!(why.written);
+    /// assert_eq!(why.set.to_string(), "ord1/g.mp4");
+    /// // Seen from the writer: the reader reads it.
+    /// let why = writer.conflict_with(&reader).unwrap();
+    /// assert_eq!((why.written, why.set.to_string().as_str()), (false, "ord1/g.mp4"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn conflict_with<'a>(&self, other: &'a Footprint) -> Option<Conflict<'a>> {
+        let overlap = |a: &[FileSet], b: &'a [FileSet]| b.iter().find(|y| a.iter().any(|x| x.overlaps(y)));
+        let written = |set| Conflict { set, written: true };
+        overlap(&self.writes, &other.writes)
+            .map(written)
+            .or_else(|| overlap(&self.writes, &other.reads).map(|set| Conflict { set, written: false }))
+            .or_else(|| overlap(&self.reads, &other.writes).map(written))
+            .or_else(|| other.writes.iter().find(|y| self.writes.iter().any(|x| x.may_be_above(y))).map(written))
+            .or_else(|| other.writes.iter().find(|y| self.writes.iter().any(|x| y.may_be_above(x))).map(written))
     }
 
     /// May the command write a file at a directory above `path` (relative to the data

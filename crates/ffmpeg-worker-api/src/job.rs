@@ -304,7 +304,10 @@ pub struct JobResponse {
     /// Why a queued job cannot start now: it went back in the queue after an attempt failed
     /// for a reason that may pass (e.g. ``the storage `s3://media/jobs` is unavailable
     /// (attempt 1 of 3 failed: ...); next attempt at 20:31:07Z``: see `retry_at`), or no live
-    /// node may take it (e.g. `no live node has labels [gpu]` or `no live worker node`). Null
+    /// node may take it (e.g. `no live node has labels [gpu]` or `no live worker node`), or
+    /// an earlier job whose files conflict with its own holds it back (e.g. ``waits for
+    /// job_3f9a0c1d2e4b5a69 (submitted earlier; it writes `ord1/g.mp4`)``; known once a worker
+    /// of the node answering has looked at the job), the first of these that applies. Null
     /// otherwise.
     #[serde(default)]
     #[schema(required = true, example = json!(null))]

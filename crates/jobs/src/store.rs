@@ -48,8 +48,8 @@ pub use error::{BoxError, StoreError};
 pub(crate) use memo::ClaimMemo;
 pub use memory::MemoryStore;
 pub use values::{
-    ActiveFootprint, CancelOutcome, InterruptedRun, ListQuery, LostRun, Outcome, Recovery, RunRecord, StatusCounts,
-    WORKER_LOST, footprints_conflict,
+    ActiveFootprint, CancelOutcome, HeldBack, InterruptedRun, ListQuery, LostRun, Outcome, Recovery, RunRecord,
+    StatusCounts, WORKER_LOST, footprints_conflict,
 };
 
 use crate::model::{Job, JobId, Progress, SubmitOptions};
@@ -97,6 +97,21 @@ pub trait JobStore: Send + Sync + 'static {
     /// labels, [`crate::nodes`]) is claimed. A job this node may not take still counts as an
     /// earlier job that a later conflicting one waits for.
     async fn claim_next(&self, labels: &[String]) -> Result<Option<Job>, StoreError>;
+
+    /// For each of `jobs` (as just read from this store), what holds it back when it is queued
+    /// and an earlier conflicting job does ([`HeldBack`]: the running or earlier-submitted
+    /// queued job, by the rule of [`JobStore::claim_next`], that it waits for); `None` for a job
+    /// that is not queued, that nothing holds back, or that no claim has looked at yet. One
+    /// answer per job, in order.
+    ///
+    /// Cheap: the SQL stores answer from what their claims already found (each claim's memo
+    /// keeps every queued job's blocker, `store/memo.rs`), checking only that the blocker is
+    /// still running, or still queued and submitted earlier (one read per distinct blocker);
+    /// nothing is compared and nothing is written. So a job that this process's claims have not
+    /// looked at (all its slots are busy, it runs no jobs, or it requires labels this node
+    /// lacks) has `None`. [`MemoryStore`] compares the job with the running and earlier queued
+    /// jobs on each call (its claims do as much).
+    async fn held_back(&self, jobs: &[Job]) -> Result<Vec<Option<HeldBack>>, StoreError>;
 
     /// Records, before ffmpeg starts, what attempt `run.attempt` of the running job `id` may
     /// write and which of those files existed (replacing an earlier attempt's record).

@@ -194,6 +194,32 @@ fn conflicts() {
     }
 }
 
+/// What `conflict_with` names (J3: a queued job's `waiting_reason`): the other command's file
+/// set, as a path, and whether the other command writes it; the same verdict as
+/// `conflicts_with`.
+#[test]
+fn a_conflict_names_the_other_commands_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let sandbox = Sandbox::new(dir.path()).unwrap();
+    let cases = [
+        // (this command, the other, the other's set, written by the other)
+        ("-i a.mp4 o.mp4", "-i b.mp4 o.mp4", Some(("o.mp4", true))),
+        ("-i o.mp4 p.mp4", "-i b.mp4 o.mp4", Some(("o.mp4", true))),
+        ("-i b.mp4 o.mp4", "-i o.mp4 p.mp4", Some(("o.mp4", false))),
+        ("-i a.mp4 t5.png", "-i b.mp4 t%03d.png", Some(("t%03d.png", true))),
+        ("-i a.mp4 -f mp4 race/a", "-i b.mp4 race/a/x.mp4", Some(("race/a/x.mp4", true))),
+        ("-i b.mp4 race/a/x.mp4", "-i a.mp4 -f mp4 race/a", Some(("race/a", true))),
+        ("-i b.mp4 fonts/x/f.ttf", "-i a.mp4 -vf subtitles=s.ass:fontsdir=fonts o.mp4", Some(("fonts/", false))),
+        ("-i a.mp4 o.mp4", "-i a.mp4 p.mp4", None),
+    ];
+    for (mine, theirs, expected) in cases {
+        let (a, b) = (footprint(&sandbox, mine), footprint(&sandbox, theirs));
+        let found = a.conflict_with(&b).map(|c| (c.set.to_string(), c.written));
+        assert_eq!(found, expected.map(|(set, written)| (set.to_owned(), written)), "{mine} | {theirs}");
+        assert_eq!(a.conflicts_with(&b), expected.is_some(), "{mine} | {theirs}");
+    }
+}
+
 /// HLS variant streams: `%v` names one directory (or file) per `-var_stream_map` entry, by
 /// its `name:` or index, and the master playlist lands above a `%v` directory; nothing is a
 /// literal `%v` path (issue 8 point 6).

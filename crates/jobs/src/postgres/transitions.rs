@@ -455,6 +455,10 @@ impl SqlStore for PgStore {
         &self.due
     }
 
+    fn memo(&self) -> &crate::store::ClaimMemo {
+        &self.memo
+    }
+
     async fn run(&self, sql: &'static str, args: &[Arg<'_>]) -> Result<u64, StoreError> {
         let args = self.arguments(args)?;
         on_conn!(self, |conn| {

@@ -7,22 +7,36 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use super::Jobs;
-use crate::model::{Job, JobId};
+use crate::model::{Job, JobId, JobStatus};
 use crate::nodes::{Node, NodeDirectory, NodeLife, RegisterError};
 use crate::store::StoreError;
 
 impl Jobs {
-    /// Fills in the `waiting_reason` of queued jobs: a job that waits for its `retry_at` says
-    /// why and until when ([`Job::retry_wait`]); else, from the node registry (none without
-    /// one), why no live node may take it.
+    /// Fills in the `waiting_reason` of queued jobs, the first that applies: a job that waits
+    /// for its `retry_at` says why and until when ([`Job::retry_wait`]); else, from the node
+    /// registry (none without one), why no live node may take it; else which earlier job
+    /// holds it back ([`JobStore::held_back`](crate::JobStore::held_back), as this node's
+    /// claims found it; a store that fails to answer is logged and leaves it unset).
     pub(super) async fn explain(&self, jobs: &mut [Job]) {
+        let held = if jobs.iter().any(|j| j.status == JobStatus::Queued) {
+            self.store.held_back(jobs).await.unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "reading what holds queued jobs back failed");
+                Vec::new()
+            })
+        } else {
+            Vec::new()
+        };
         if let Some(directory) = &self.directory {
             directory.explain(jobs).await;
         }
         let now = time::OffsetDateTime::now_utc();
-        for job in jobs {
+        for (i, job) in jobs.iter_mut().enumerate() {
             if let Some(wait) = job.retry_wait(now) {
                 job.waiting_reason = Some(wait);
+            } else if job.waiting_reason.is_none()
+                && let Some(Some(held)) = held.get(i)
+            {
+                job.waiting_reason = Some(held.reason());
             }
         }
     }

@@ -55,6 +55,8 @@ pub(super) const CLAIM_VIEW: &str = "WITH page AS (SELECT priority, seq, footpri
 /// Queued and running jobs in submission order, with their status and footprint (NULL: unknown).
 pub(super) const ACTIVE_FOOTPRINTS: &str =
     "SELECT id, status, footprint FROM jobs WHERE status IN ('queued', 'running') ORDER BY seq";
+/// ?1 seq: `(id, status)` of that job (what holds a queued job back, `JobStore::held_back`).
+pub(super) const JOB_AT: &str = "SELECT id, status FROM jobs WHERE seq = ?1";
 /// ?1 started_at, ?2 seq: the claim of one chosen queued job.
 pub(super) const CLAIM_SEQ: &str = concat!(
     "UPDATE jobs SET status = 'running', started_at = ?1, attempts = attempts + 1, progress = NULL, \

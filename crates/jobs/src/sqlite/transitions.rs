@@ -148,6 +148,10 @@ impl SqlStore for SqliteStore {
         &self.due
     }
 
+    fn memo(&self) -> &crate::store::ClaimMemo {
+        &self.memo
+    }
+
     /// A file's follower ([`super::follow`]): the changes of the other processes on the file.
     fn cluster_signals(&self) -> Option<tokio::sync::broadcast::Receiver<crate::cluster::ClusterSignal>> {
         self.follower.as_ref().map(super::follow::Follower::subscribe)

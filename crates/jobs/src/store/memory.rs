@@ -10,7 +10,7 @@ use time::OffsetDateTime;
 use tokio::sync::Notify;
 
 use super::{
-    ActiveFootprint, CancelOutcome, Due, InterruptedRun, JobStore, ListQuery, Outcome, Recovery, RunRecord,
+    ActiveFootprint, CancelOutcome, Due, HeldBack, InterruptedRun, JobStore, ListQuery, Outcome, Recovery, RunRecord,
     StatusCounts, StoreError, footprints_conflict,
 };
 use crate::model::{Job, JobId, JobStatus, Progress, SubmitOptions};
@@ -206,6 +206,33 @@ impl JobStore for MemoryStore {
         let job = job.clone();
         inner.write_status_outbox(&job, job.started_at.unwrap_or_else(OffsetDateTime::now_utc));
         Ok(Some(job))
+    }
+
+    async fn held_back(&self, jobs: &[Job]) -> Result<Vec<Option<HeldBack>>, StoreError> {
+        let inner = self.lock();
+        let footprint = |id: &JobId| inner.footprints.get(id).and_then(Option::as_ref);
+        let active = |status: JobStatus| {
+            inner
+                .by_seq
+                .iter()
+                .filter_map(|(seq, id)| inner.jobs.get(id).map(|j| (*seq, j)))
+                .filter(move |(_, j)| j.status == status)
+        };
+        Ok(jobs
+            .iter()
+            .map(|job| {
+                if inner.jobs.get(&job.id).is_none_or(|j| j.status != JobStatus::Queued) {
+                    return None;
+                }
+                let mine = footprint(&job.id);
+                // As a claim compares: the running jobs first, then the earlier queued ones.
+                let earlier = active(JobStatus::Queued).take_while(|(seq, _)| *seq < job.seq);
+                let (_, by) = active(JobStatus::Running)
+                    .chain(earlier)
+                    .find(|(_, other)| footprints_conflict(mine, footprint(&other.id)))?;
+                Some(HeldBack::of(by.id.clone(), by.status, mine, footprint(&by.id)))
+            })
+            .collect())
     }
 
     async fn record_run(&self, id: &JobId, run: &RunRecord) -> Result<(), StoreError> {

@@ -27,10 +27,10 @@ use time::OffsetDateTime;
 use tokio::sync::Notify;
 
 use super::{
-    ActiveFootprint, CancelOutcome, Due, InterruptedRun, JobStore, ListQuery, LostRun, Outcome, Recovery, RunRecord,
-    StatusCounts, StoreError, plan,
+    ActiveFootprint, CancelOutcome, ClaimMemo, Due, HeldBack, InterruptedRun, JobStore, ListQuery, LostRun, Outcome,
+    Recovery, RunRecord, StatusCounts, StoreError, plan,
 };
-use crate::model::{Job, JobId, Progress, SubmitOptions};
+use crate::model::{Job, JobId, JobStatus, Progress, SubmitOptions};
 use crate::nodes::{Heartbeat, Node, NodeRegistration};
 use crate::sqlite::rows::{self, DeliveryRow, JobRow, NodeRow, corrupt, json, micros, micros_ceil, now};
 use crate::sqlite::write::{Verdict, WriteHealth};
@@ -106,6 +106,8 @@ pub(crate) struct Statements {
     pub(crate) counts: &'static str,
     /// `(id, status, footprint)` of the queued and running jobs, in submission order.
     pub(crate) active_footprints: &'static str,
+    /// Seq: `(id, status)` of that job.
+    pub(crate) job_at: &'static str,
     /// Readiness: a read of nothing, `(1)`.
     pub(crate) ping: &'static str,
     /// Now (unix microseconds): the small write readiness probes with.
@@ -152,6 +154,7 @@ macro_rules! statements {
             purge_deliveries: PURGE_DELIVERIES,
             counts: COUNTS,
             active_footprints: ACTIVE_FOOTPRINTS,
+            job_at: JOB_AT,
             ping: PING,
             probe: PROBE,
             claim_deliveries: CLAIM_DELIVERIES,
@@ -191,6 +194,9 @@ pub(crate) trait SqlStore: Send + Sync + 'static {
 
     /// When the soonest job a claim passed over for its `retry_at` may start.
     fn due(&self) -> &Due;
+
+    /// What this store's claims remember of the jobs they read.
+    fn memo(&self) -> &ClaimMemo;
 
     /// Runs write `sql` with `args` to its end, on the connection that writes; how many rows
     /// it changed. Callers go through [`SqlStore::execute`].
@@ -362,6 +368,53 @@ impl<S: SqlStore> JobStore for S {
 
     async fn get(&self, id: &JobId) -> Result<Option<Job>, StoreError> {
         SqlStore::get(self, id).await
+    }
+
+    async fn held_back(&self, jobs: &[Job]) -> Result<Vec<Option<HeldBack>>, StoreError> {
+        // What the claims found, from the memo: each queued job's blocker, and what of the
+        // blocker's files it could meet (from the footprints the memo decoded).
+        let found: Vec<Option<(i64, Option<(String, bool)>)>> = {
+            let memo = self.memo().lock();
+            jobs.iter()
+                .map(|job| {
+                    let known = memo.get(job.seq).filter(|_| job.status == JobStatus::Queued)?;
+                    let blocker = known.blocker?;
+                    // A blocker the memo forgot has ended: it holds nothing back.
+                    let theirs = memo.get(blocker)?.footprint.as_deref();
+                    let file = known
+                        .footprint
+                        .as_deref()
+                        .zip(theirs)
+                        .and_then(|(mine, theirs)| mine.conflict_with(theirs))
+                        .map(|c| (c.set.to_string(), c.written));
+                    Some((blocker, file))
+                })
+                .collect()
+        };
+        // Each blocker as stored now (one read per distinct blocker): it still holds the job
+        // back while it runs, or while it is queued and was submitted earlier.
+        let mut blockers: Vec<i64> = found.iter().flatten().map(|(blocker, _)| *blocker).collect();
+        blockers.sort_unstable();
+        blockers.dedup();
+        let mut now = std::collections::HashMap::new();
+        for blocker in blockers {
+            let row: Vec<(String, String)> = self.fetch(Access::Read, S::SQL.job_at, &[Arg::Int(blocker)]).await?;
+            if let Some((id, status)) = row.into_iter().next() {
+                let status = status.parse::<JobStatus>().map_err(|e| corrupt("status", e))?;
+                now.insert(blocker, (JobId::parse(&id).map_err(|e| corrupt("id", e))?, status));
+            }
+        }
+        let answers = jobs
+            .iter()
+            .zip(found)
+            .map(|(job, found)| {
+                let (blocker, file) = found?;
+                let (by, status) = now.get(&blocker)?;
+                let holds = *status == JobStatus::Running || (*status == JobStatus::Queued && blocker < job.seq);
+                holds.then(|| HeldBack { by: by.clone(), status: *status, file })
+            })
+            .collect();
+        Ok(answers)
     }
 
     async fn list(&self, query: &ListQuery) -> Result<Vec<Job>, StoreError> {

@@ -147,3 +147,42 @@ pub struct ActiveFootprint {
 
 /// Number of jobs in each status.
 pub type StatusCounts = BTreeMap<JobStatus, u64>;
+
+/// What holds a queued job back ([`JobStore::held_back`](super::JobStore::held_back)): a
+/// running job, or an earlier-submitted queued one, whose files conflict with its own
+/// ([`footprints_conflict`]), so the job may not start before that one has ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldBack {
+    /// The job it waits for.
+    pub by: JobId,
+    /// That job's status: [`JobStatus::Running`], or [`JobStatus::Queued`] (submitted earlier).
+    pub status: JobStatus,
+    /// A file set of that job's that the waiting job's files could meet, as a path relative to
+    /// the data directory ([`FileSet`](ffmpeg_core::footprint::FileSet)'s `Display`), and
+    /// whether that job writes it (else it reads it and the waiting job writes it); `None`
+    /// when either job's footprint is unknown (a job stored before footprints existed).
+    pub file: Option<(String, bool)>,
+}
+
+impl HeldBack {
+    /// What holds `mine` back when it waits for a job with footprint `theirs`.
+    pub fn of(by: JobId, status: JobStatus, mine: Option<&Footprint>, theirs: Option<&Footprint>) -> HeldBack {
+        let file = match (mine, theirs) {
+            (Some(mine), Some(theirs)) => mine.conflict_with(theirs).map(|c| (c.set.to_string(), c.written)),
+            _ => None,
+        };
+        HeldBack { by, status, file }
+    }
+
+    /// The job's `waiting_reason`: ``waits for job_... (submitted earlier; it writes `ord1/g.mp4`)``,
+    /// ``waits for job_... (running; it reads `a.mp4`)``.
+    pub fn reason(&self) -> String {
+        let when = if self.status == JobStatus::Running { "running" } else { "submitted earlier" };
+        let what = match &self.file {
+            Some((file, true)) => format!("it writes `{file}`"),
+            Some((file, false)) => format!("it reads `{file}`, which this job writes"),
+            None => "the files of one of the two are unknown".to_owned(),
+        };
+        format!("waits for {} ({when}; {what})", self.by)
+    }
+}

@@ -73,8 +73,12 @@ struct Node1 {
 
 /// A job service that is node `me` in a registry on a fresh memory store.
 fn node(me: NodeRegistration, concurrency: usize) -> Node1 {
+    node_on(me, concurrency, Arc::new(MemoryStore::new()))
+}
+
+/// A job service that is node `me` in a registry on `store`.
+fn node_on(me: NodeRegistration, concurrency: usize, store: Arc<dyn JobStore>) -> Node1 {
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn JobStore> = Arc::new(MemoryStore::new());
     let runner = Arc::new(HeldRunner::default());
     let config = JobsConfig {
         concurrency,
@@ -140,7 +144,10 @@ async fn submit_checks_names_against_the_ffmpeg_of_the_nodes_that_could_take_the
     assert_eq!(api.store.get(&waiting.id).await.unwrap().unwrap().waiting_reason, None, "not stored");
     let page = api.jobs.list(&jobs::ListQuery { statuses: Vec::new(), after_seq: None, limit: 10 }).await.unwrap();
     let reasons: Vec<Option<&str>> = page.jobs.iter().map(|j| j.waiting_reason.as_deref()).collect();
-    assert_eq!(reasons, [None, None, Some("no live node has labels [arm, gpu]")]);
+    // The libx264 job writes `b.mp4` too: it waits for the gpu job. So does the last one, but
+    // that no live node may take it comes first.
+    let blocked = format!("waits for {} (submitted earlier; it writes `b.mp4`)", job.id);
+    assert_eq!(reasons, [None, Some(blocked.as_str()), Some("no live node has labels [arm, gpu]")]);
 
     // A draining gpu node takes no new job: the gpu job now says why it waits.
     let beat = Heartbeat { draining: true, running_jobs: Vec::new() };
@@ -190,6 +197,41 @@ async fn status_events_of_a_waiting_job_carry_its_waiting_reason() {
     let plain = api.jobs.submit("-i a.mp4 c.mp4", SubmitOptions::default()).await.unwrap();
     let published = next_status().await;
     assert_eq!((&published.id, published.waiting_reason.as_deref()), (&plain.id, None));
+}
+
+/// J3 (tester): a job held back by an earlier conflicting job says which, while this node's
+/// slot is free, on an SQLite store (from what its claims found: `JobStore::held_back`), in
+/// `get` and `list`; the earlier job, which no live node may take, says that. Once that job is
+/// cancelled, the reader runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_held_back_by_an_earlier_conflicting_one_says_which() {
+    let store: Arc<dyn JobStore> = Arc::new(jobs::SqliteStore::open_in_memory().await.unwrap());
+    let n = node_on(registration("cpu-1", NodeRole::All, Vec::new(), encoders(&[])), 1, store);
+    n.jobs.register_node().await.unwrap();
+    let shutdown = Shutdown::default();
+    let mut workers = n.jobs.spawn_workers(&shutdown);
+
+    let blocker = n.jobs.submit("-i in/a.mp4 -t 1 ord1/g.mp4", requiring(&["nolabel"])).await.unwrap();
+    let options = SubmitOptions { priority: 30, ..SubmitOptions::default() };
+    let reader = n.jobs.submit("-i ord1/g.mp4 -c copy ord1/g2.mp4", options).await.unwrap();
+    let expected = format!("waits for {} (submitted earlier; it writes `ord1/g.mp4`)", blocker.id);
+    let reason = eventually("the reader's waiting reason", async || {
+        n.jobs.get(&reader.id).await.unwrap().waiting_reason.filter(|r| r.starts_with("waits for"))
+    })
+    .await;
+    assert_eq!(reason, expected);
+    let page = n.jobs.list(&jobs::ListQuery { statuses: Vec::new(), after_seq: None, limit: 10 }).await.unwrap();
+    let reasons: Vec<Option<&str>> = page.jobs.iter().map(|j| j.waiting_reason.as_deref()).collect();
+    assert_eq!(reasons, [Some("no live node has labels [nolabel]"), Some(expected.as_str())]);
+
+    n.jobs.cancel(&blocker.id).await.unwrap();
+    eventually("the reader running", async || {
+        (n.store.get(&reader.id).await.unwrap().unwrap().status == JobStatus::Running).then_some(())
+    })
+    .await;
+    n.runner.release.cancel();
+    shutdown.stop_claiming.cancel();
+    while workers.join_next().await.is_some() {}
 }
 
 /// A node claims only the jobs its labels cover, publishes the jobs it runs with its

@@ -23,6 +23,7 @@ conformance!(
     list_pages_with_cursor,
     claim_by_priority_then_fifo,
     claim_waits_for_earlier_conflicting_jobs,
+    held_back_names_the_earlier_job_a_queued_one_waits_for,
     claim_looks_past_a_long_run_of_waiting_jobs,
     claim_on_empty_queue,
     finish_only_from_running,
@@ -458,6 +459,67 @@ async fn claim_waits_for_earlier_conflicting_jobs(store: &Store) {
     assert_eq!(claim_id(store).await, None, "the reader waits for the running pass 2");
     store.finish(&pass2, Outcome::Cancelled, "").await.unwrap();
     assert_eq!(claim_id(store).await, Some(reader));
+}
+
+/// J3: once a claim has passed over a queued job, `held_back` names the job it waits for: a
+/// running one (that writes what it reads, or reads what it writes), or an earlier queued one
+/// (here a job no node may take, so the wait is forever), with the file. Nothing for a job that
+/// is not queued, or that nothing holds back (one waiting for labels only). When the blocker
+/// ends, nothing holds the job back, before any claim looks again.
+async fn held_back_names_the_earlier_job_a_queued_one_waits_for(store: &Store) {
+    use ffmpeg_core::{command::Command, footprint::Footprint, sandbox::Sandbox};
+    use jobs::store::HeldBack;
+    let dir = TempDir::new().unwrap();
+    let sandbox = Sandbox::new(dir.path()).unwrap();
+    let submit = async |command: &str, requires: &[&str]| {
+        let footprint = Footprint::of(&sandbox.resolve_command(&Command::parse(command).unwrap()).unwrap());
+        let requires = requires.iter().map(|l| (*l).to_owned()).collect();
+        let options = SubmitOptions { footprint, requires, ..SubmitOptions::default() };
+        store.insert(command.to_owned(), options).await.unwrap().id
+    };
+    let writer = submit("-f lavfi -i testsrc -t 9 w/big.mp4", &[]).await;
+    assert_eq!(claim_id(store).await, Some(writer.clone()));
+    let reader = submit("-i src/a.mp4 k.mp4", &[]).await;
+    assert_eq!(claim_id(store).await, Some(reader.clone()));
+    let unlabelled = submit("-i in/a.mp4 -t 1 ord1/g.mp4", &["nolabel"]).await;
+    let reads_big = submit("-i w/big.mp4 -t 1 r/o.mp4", &[]).await;
+    let reads_g = submit("-i ord1/g.mp4 -c copy ord1/g2.mp4", &[]).await;
+    let writes_src = submit("-f lavfi -i testsrc -t 1 src/a.mp4", &[]).await;
+    assert_eq!(claim_id(store).await, None, "every queued job waits");
+
+    let ids = [&writer, &unlabelled, &reads_big, &reads_g, &writes_src];
+    let held = async || {
+        let mut jobs = Vec::new();
+        for id in ids {
+            jobs.push(store.get(id).await.unwrap().unwrap());
+        }
+        store.held_back(&jobs).await.unwrap()
+    };
+    let file = |name: &str, written| Some((name.to_owned(), written));
+    let expected = vec![
+        None,
+        None,
+        Some(HeldBack { by: writer.clone(), status: JobStatus::Running, file: file("w/big.mp4", true) }),
+        Some(HeldBack { by: unlabelled.clone(), status: JobStatus::Queued, file: file("ord1/g.mp4", true) }),
+        Some(HeldBack { by: reader.clone(), status: JobStatus::Running, file: file("src/a.mp4", false) }),
+    ];
+    assert_eq!(held().await, expected);
+    assert_eq!(
+        expected[3].as_ref().unwrap().reason(),
+        format!("waits for {unlabelled} (submitted earlier; it writes `ord1/g.mp4`)")
+    );
+    assert_eq!(
+        expected[4].as_ref().unwrap().reason(),
+        format!("waits for {reader} (running; it reads `src/a.mp4`, which this job writes)")
+    );
+
+    // The blockers end: nothing holds those jobs back any more, before a claim looks again.
+    store.finish(&writer, Outcome::Completed { output_files: vec![], outputs: Vec::new() }, "").await.unwrap();
+    store.cancel(&unlabelled).await.unwrap();
+    let now = held().await;
+    assert_eq!(now[2..4], [None, None]);
+    assert_eq!(now[4], expected[4]);
+    assert_eq!(claim_id(store).await, Some(reads_big));
 }
 
 /// The jobs a claim must look at are not cut off at some page of the queue: 69 jobs wait for

@@ -104,6 +104,9 @@ impl JobStore for FaultyStore {
     async fn ping(&self) -> Result<(), StoreError> {
         self.inner.ping().await
     }
+    async fn held_back(&self, jobs: &[Job]) -> Result<Vec<Option<jobs::store::HeldBack>>, StoreError> {
+        self.inner.held_back(jobs).await
+    }
     async fn claim_deliveries(
         &self,
         now: OffsetDateTime,
