@@ -107,7 +107,11 @@ impl Jobs {
     /// the storage as one set ([`crate::publish`]; `kept`: outputs that must not replace a
     /// file, `-n`), published only while this node still holds the job and before `deadline`
     /// (past it, what was done is undone: [`StagingError::TimedOut`]); then the last progress
-    /// again without a phase. `Err(error)`: see [`Jobs::staging_failed`].
+    /// again without a phase. `Err(error)`: see [`Jobs::staging_failed`]; with no upload
+    /// request sent while the storage is known not to answer and a check (unless one ran
+    /// within the last second) confirms it ([`crate::storage::Availability`]:
+    /// [`StorageError::Unreachable`](crate::storage::StorageError::Unreachable), which re-queues
+    /// the job).
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn upload_outputs(
         &self,
@@ -122,6 +126,20 @@ impl Jobs {
         cancel: &CancellationToken,
     ) -> Result<(), StagingError> {
         let id = &job.id;
+        // A storage this node knows does not answer (a check found it so: `/ready`, a files
+        // call, the start) is not waited for request by request (each a request timeout in
+        // this worker's slot): one check unless one ran within the last second (at most
+        // `READY_TIMEOUT`), and if it still does not answer the job goes back to the queue at
+        // once, as after a failed request ([`Jobs::staging_failed`]), with nothing sent.
+        if let Some(first) = files.first()
+            && self.availability.is_down()
+        {
+            let _ = self.availability.check().await;
+            if let Err(e) = self.availability.gate(&first.to_string_lossy()) {
+                tracing::warn!(error = %e, "the storage is known not to answer; the outputs are not uploaded now");
+                return Err(StagingError::Upload(e));
+            }
+        }
         let last = last.unwrap_or_default();
         self.save_phase(id, Progress { phase: Some(Phase::Uploading), ..last.clone() }, publisher).await;
         let run = RunTemp::new(id, job.attempts);

@@ -105,8 +105,10 @@ impl Availability {
         let result = match tokio::time::timeout(READY_TIMEOUT, self.storage.ping()).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(Arc::new(e)),
+            // Named by the storage's name: the check is of the whole storage (an empty path read
+            // "unavailable for ``" in the warning below, tester).
             Err(_) => Err(Arc::new(StorageError::Unavailable {
-                path: String::new(),
+                path: self.name.clone(),
                 source: io::Error::new(
                     io::ErrorKind::TimedOut,
                     format!("no answer within {} s", READY_TIMEOUT.as_secs()),

@@ -1190,6 +1190,44 @@ async fn an_upload_in_an_outage_frees_the_slot_without_clean_up_listings() {
     assert!(jobs.storage().head("out/i2.mp4").await.is_ok());
 }
 
+/// A bucket this node already knows does not answer (a check found it so) is not
+/// waited for before uploading: the job's attempt goes back to the queue at once after its
+/// ffmpeg ran, with a `retry_at` and a reason saying the storage has not answered since when,
+/// and not one request naming its output reaches the bucket (each used to wait a request
+/// timeout in the worker's slot). Once the bucket answers again, the next attempt's check
+/// sees it and the job completes.
+#[tokio::test]
+async fn a_known_outage_sends_the_job_back_before_its_upload_sends_a_request() {
+    let proxy = s3_harness::Proxy::start(s3_harness::shared().port());
+    let (jobs, _bucket, _data) = proxied_jobs(&proxy, 5, Duration::from_secs(2)).await;
+    let job =
+        jobs.submit("-f lavfi -i testsrc=s=64x48:r=25 -t 0.2 out/known.mp4", SubmitOptions::default()).await.unwrap();
+    let named = proxy.counter("known.mp4");
+    proxy.set(s3_harness::ProxyMode::Silent);
+    // The node learns of the outage: a files call gets no answer, the check it starts
+    // confirms it (what `/ready` then says).
+    assert!(jobs.storage().head("in/clip.mp4").await.is_err());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while jobs.storage_ready().await.is_ok() {
+        assert!(Instant::now() < deadline, "the outage never became known");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let shutdown = Shutdown::default();
+    let _workers = jobs.spawn_workers(&shutdown);
+    let waiting = back_in_the_queue(&jobs, &job.id, 1).await;
+    assert_eq!(named.get(), 0, "requests naming the output while the outage was known");
+    assert!(waiting.retry_at.is_some() && waiting.error.is_none(), "{waiting:?}");
+    let reason = waiting.waiting_reason.unwrap_or_default();
+    assert!(reason.contains("uploading the job's outputs") && reason.contains("has not answered since"), "{reason}");
+
+    proxy.set(s3_harness::ProxyMode::Pass);
+    let done = finished(&jobs, &job.id).await;
+    shutdown.stop_claiming.cancel();
+    assert_eq!((done.status, done.error.as_deref()), (JobStatus::Completed, None), "{done:?}");
+    assert!(done.attempts >= 2, "{done:?}");
+    assert!(jobs.storage().head("out/known.mp4").await.is_ok());
+}
+
 /// Tester finding I2: an attempt that may have left names in the temporary area (its upload
 /// failed while the bucket did not answer) is undone by the next one first; when that fails
 /// too and no attempt is left, the job's error says what the earlier attempt failed on as
