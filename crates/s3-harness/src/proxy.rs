@@ -4,7 +4,7 @@
 
 use std::io::{Read as _, Write as _};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 /// What a [`Proxy`] does with the requests it receives from now on.
@@ -20,6 +20,11 @@ pub enum ProxyMode {
     /// Every request is held for ever (connections are still accepted, as the kernel of a
     /// stopped server accepts them): a bucket that does not answer.
     Silent = 2,
+    /// The next `CompleteMultipartUpload` (a `POST` with `uploadId=`) reaches the server, but
+    /// its answer never reaches the client: the connection is closed when the answer comes (a
+    /// connection that broke after the server acted), so the client retries. Then the proxy is
+    /// back in [`ProxyMode::Pass`] by itself.
+    LoseOneCompletionAnswer = 3,
 }
 
 /// A proxy on 127.0.0.1 to the server at a port. Its threads live as long as the test process
@@ -99,8 +104,21 @@ impl Proxy {
 fn relay(mut client: TcpStream, upstream: u16, mode: &AtomicU8, counters: &Counters) {
     let Ok(mut server) = TcpStream::connect(("127.0.0.1", upstream)) else { return };
     let (Ok(mut client_back), Ok(mut server_back)) = (client.try_clone(), server.try_clone()) else { return };
+    // Set once the next answer on this connection is to be lost: the connection to the client
+    // is closed when it comes, instead of passing it on.
+    let lose = Arc::new(AtomicBool::new(false));
+    let losing = Arc::clone(&lose);
     std::thread::spawn(move || {
-        let _ = std::io::copy(&mut server_back, &mut client_back);
+        let mut buffer = vec![0u8; 64 * 1024];
+        loop {
+            let n = match server_back.read(&mut buffer) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            if losing.load(Ordering::SeqCst) || client_back.write_all(&buffer[..n]).is_err() {
+                break;
+            }
+        }
         let _ = client_back.shutdown(Shutdown::Both);
     });
     let mut buffer = vec![0u8; 64 * 1024];
@@ -134,6 +152,18 @@ fn relay(mut client: TcpStream, upstream: u16, mode: &AtomicU8, counters: &Count
             holding = match mode.load(Ordering::SeqCst) {
                 m if m == ProxyMode::Silent as u8 => true,
                 m if m == ProxyMode::HoldParts as u8 => contains(&seen, b"partNumber="),
+                m if m == ProxyMode::LoseOneCompletionAnswer as u8 => {
+                    // A request's first line (a read starts with it: the client writes each
+                    // request's head at once): `POST /bucket/key?uploadId=... HTTP/1.1`.
+                    let first_line = chunk.split(|c| *c == b'\n').next().unwrap_or_default();
+                    if first_line.starts_with(b"POST ")
+                        && contains(first_line, b"uploadId=")
+                        && mode.compare_exchange(m, ProxyMode::Pass as u8, Ordering::SeqCst, Ordering::SeqCst).is_ok()
+                    {
+                        lose.store(true, Ordering::SeqCst);
+                    }
+                    false
+                }
                 _ => false,
             };
             tail = seen[seen.len().saturating_sub(16)..].to_vec();

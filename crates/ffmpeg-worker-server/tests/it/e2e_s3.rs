@@ -189,6 +189,41 @@ async fn a_missing_bucket_or_a_bad_storage_url_stops_the_start_with_the_reason()
     assert!(String::from_utf8_lossy(&output.stderr).contains("only s3://BUCKET[/PREFIX] is supported"));
 }
 
+/// At start, an endpoint whose host name does not exist (a typo in `AWS_ENDPOINT_URL`; `.invalid`
+/// never resolves, RFC 6761) stops the start naming the host and the setting, where it used to
+/// start degraded as if the bucket were down; a port that refuses connections (a bucket's
+/// server restarting looks the same) still starts degraded, `/ready` naming the endpoint.
+#[tokio::test]
+async fn an_endpoint_host_that_does_not_exist_stops_the_start_a_refused_port_does_not() {
+    let data = tempfile::tempdir().unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_ffmpeg-worker"))
+        .args(["--port", "0", "--database-url", "memory:", "--storage-url", "s3://b/x"])
+        .arg("--data-path")
+        .arg(data.path())
+        .args(["--aws-endpoint-url", "http://no-such-host.invalid:9000", "--aws-allow-http"])
+        .args(["--aws-access-key-id", "k", "--aws-secret-access-key", "s", "--s3-request-timeout", "1s"])
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    assert!(!output.status.success(), "the start must fail");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("the bucket's endpoint host `no-such-host.invalid` does not resolve")
+            && stderr.contains("check the host name in AWS_ENDPOINT_URL"),
+        "{stderr}"
+    );
+
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let refused = format!("http://localhost:{}", closed.local_addr().unwrap().port());
+    drop(closed);
+    let extra = ["--s3-request-timeout", "1s", "--s3-connect-timeout", "1s"];
+    let server = s3_server_at(&refused, &s3_harness::shared().bucket(), "media", &extra);
+    let r = client().get(server.url("/ready")).send().await.unwrap();
+    assert_eq!(r.status(), 503);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert!(body["detail"].as_str().unwrap_or_default().contains("does not answer"), "{body}");
+}
+
 /// The binary's environment for the https test server's bucket `bucket`, as a user writes it:
 /// `AWS_ENDPOINT_URL=https://...` and, with `ca`, `AWS_CA_BUNDLE` naming a PEM file.
 fn tls_env(bucket: &str, ca: Option<&std::path::Path>) -> Vec<String> {

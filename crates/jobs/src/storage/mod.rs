@@ -366,11 +366,17 @@ impl StorageError {
 
     /// Whether waiting alone may fix this, as the server's start decides it: the storage did
     /// not answer or failed on its side ([`StorageError::is_transient`]: no answer, a refused
-    /// connection, a 5xx answer), and not because the TLS handshake with it failed (a
-    /// certificate nothing trusted vouches for: a configuration error). `false` for a bucket
-    /// that does not exist, credentials refused, and any other refusal.
+    /// connection, a resolver that did not answer, a 5xx answer), and not because of a
+    /// configuration error: the TLS handshake with it failed (a certificate nothing trusted
+    /// vouches for), or the endpoint's host name does not exist (NXDOMAIN: a name that never
+    /// resolved is a typo far more often than a host not made yet). `false` for a bucket that
+    /// does not exist, credentials refused, and any other refusal.
+    ///
+    /// A refused connection may pass: a bucket's server restarting refuses connections on its
+    /// port, and from here that cannot be told from a wrong port (the node starts degraded,
+    /// `/ready` says "connection refused" naming the endpoint).
     pub fn may_pass(&self) -> bool {
-        self.is_transient() && !s3::is_untrusted(self)
+        self.is_transient() && !s3::is_untrusted(self) && !s3::is_unknown_host(self)
     }
 }
 

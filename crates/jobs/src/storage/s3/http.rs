@@ -138,17 +138,65 @@ fn tls_failure(error: HttpError, endpoint: Option<String>) -> HttpError {
     }
 }
 
+/// A bucket endpoint's host name that the resolver says does not exist (NXDOMAIN: glibc's
+/// "Name or service not known" or "No address associated with hostname", musl's "Name does not
+/// resolve"), as opposed to a resolver that did not answer ("Temporary failure in name
+/// resolution": waiting may fix that).
+#[derive(Debug, thiserror::Error)]
+#[error("the bucket's endpoint host `{host}` does not resolve ({reason}); check the host name in AWS_ENDPOINT_URL")]
+struct UnknownHost {
+    /// The host as the URL names it.
+    host: String,
+    /// The resolver's words.
+    reason: String,
+}
+
+/// The texts getaddrinfo gives (through std's "failed to lookup address information: ...")
+/// for a name that does not exist.
+const NO_SUCH_NAME: [&str; 3] =
+    ["Name or service not known", "No address associated with hostname", "Name does not resolve"];
+
+/// `error` as [`UnknownHost`] when resolving `host` found no such name; as it was otherwise.
+fn dns_failure(error: HttpError, host: &str) -> HttpError {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&error);
+    let mut reason = None;
+    while let Some(e) = source {
+        let text = e.to_string();
+        if let Some(found) = NO_SUCH_NAME.iter().find(|words| text.contains(*words)) {
+            reason = Some((*found).to_owned());
+        }
+        source = e.source();
+    }
+    match reason {
+        Some(reason) => HttpError::new(HttpErrorKind::Connect, UnknownHost { host: host.to_owned(), reason }),
+        None => error,
+    }
+}
+
+/// Whether `error`, or one it was caused by, is [`UnknownHost`]: the endpoint's host name does
+/// not exist. The server's start stops on it (a typo never fixes itself); a running node
+/// counts it as any failure to reach the bucket (a name that resolved before may again).
+pub(crate) fn is_unknown_host(error: &(dyn std::error::Error + 'static)) -> bool {
+    caused_by::<UnknownHost>(error)
+}
+
 /// Whether `error`, or one it was caused by, is a failed TLS handshake with the bucket's
 /// endpoint ([`Untrusted`]): a certificate nothing trusted vouches for, or a server that does
 /// not speak TLS. Looks inside `io::Error`s too (their `source` skips the error they wrap).
 pub(crate) fn is_untrusted(error: &(dyn std::error::Error + 'static)) -> bool {
+    caused_by::<Untrusted>(error)
+}
+
+/// Whether `error`, or one it was caused by, is an `E`. Looks inside `io::Error`s too (their
+/// `source` skips the error they wrap).
+fn caused_by<E: std::error::Error + 'static>(error: &(dyn std::error::Error + 'static)) -> bool {
     let mut next = Some(error);
     while let Some(e) = next {
-        if e.is::<Untrusted>() {
+        if e.is::<E>() {
             return true;
         }
         if let Some(inner) = e.downcast_ref::<std::io::Error>().and_then(std::io::Error::get_ref)
-            && is_untrusted(inner)
+            && caused_by::<E>(inner)
         {
             return true;
         }
@@ -194,10 +242,11 @@ impl HttpService for Bounded {
         let uri = request.uri();
         let endpoint = (uri.scheme_str() == Some("https"))
             .then(|| format!("https://{}", uri.authority().map_or("", |a| a.as_str())));
+        let host = uri.host().unwrap_or_default().to_owned();
         let response = tokio::time::timeout(limit, self.client.call(request))
             .await
             .map_err(|_| HttpError::new(HttpErrorKind::Timeout, NoAnswer(limit)))?
-            .map_err(|e| tls_failure(e, endpoint))?;
+            .map_err(|e| dns_failure(tls_failure(e, endpoint), &host))?;
         let (parts, body) = response.into_parts();
         let body = HttpResponseBody::new(NoStall { inner: body, limit: self.timeouts.request, timer: None });
         Ok(HttpResponse::from_parts(parts, body))

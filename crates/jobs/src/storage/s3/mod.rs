@@ -85,8 +85,8 @@ use crate::service::blocking;
 use crate::storage::NAME_MAX;
 
 pub use client::{S3Config, S3ConfigError};
-pub(crate) use http::is_untrusted;
 pub use http::{S3Timeouts, UPLOAD_MIN_BYTES_PER_SECOND};
+pub(crate) use http::{is_unknown_host, is_untrusted};
 
 /// Bytes per part of a multipart upload (S3's minimum part size is 5 MiB; 10,000 parts of
 /// 8 MiB reach 78 GiB, past the 20 GiB default upload limit).

@@ -296,21 +296,32 @@ impl Raw {
         shown: &str,
     ) -> Result<Bytes, RawError> {
         let request = Request { method, key, query, headers, shown };
+        self.send_tries(&request, body).await.0.map(|(_, body)| body)
+    }
+
+    /// [`Raw::send`] of `request`: the answer's headers and body, and how many times the request
+    /// was sent (more than once: an earlier try's answer was lost or refused, and the server
+    /// may have acted on it).
+    async fn send_tries(
+        &self,
+        request: &Request<'_>,
+        body: Bytes,
+    ) -> (Result<(http::HeaderMap, Bytes), RawError>, usize) {
         let started = Instant::now();
         let mut pause = FIRST_PAUSE;
-        for _ in 0..RETRIES {
-            match self.send_once(&request, body.clone()).await {
+        for tries in 1..=RETRIES {
+            match self.send_once(request, body.clone()).await {
                 Err(e) if e.is_transient() && started.elapsed() + pause < self.retry_for => {
                     tokio::time::sleep(pause).await;
                     pause *= 2;
                 }
-                answer => return answer,
+                answer => return (answer, tries),
             }
         }
-        self.send_once(&request, body).await
+        (self.send_once(request, body).await, RETRIES + 1)
     }
 
-    async fn send_once(&self, request: &Request<'_>, body: Bytes) -> Result<Bytes, RawError> {
+    async fn send_once(&self, request: &Request<'_>, body: Bytes) -> Result<(http::HeaderMap, Bytes), RawError> {
         let Request { method, key, query, headers, shown } = *request;
         let storage = |e: StorageError| RawError::Storage(e);
         let io = |source: io::Error| storage(StorageError::Io { path: shown.to_owned(), source });
@@ -346,9 +357,10 @@ impl Raw {
         AwsAuthorizer::new(&credential, "s3", &self.region).authorize(&mut request, None);
         let response = self.client.execute(request).await.map_err(|e| unavailable(io::Error::other(e)))?;
         let status = response.status().as_u16();
-        let body = response.into_body().bytes().await.map_err(|e| unavailable(io::Error::other(e)))?;
+        let (parts, body) = response.into_parts();
+        let body = body.bytes().await.map_err(|e| unavailable(io::Error::other(e)))?;
         if (200..300).contains(&status) && !is_error_document(&body) {
-            return Ok(body);
+            return Ok((parts.headers, body));
         }
         let text = String::from_utf8_lossy(&body);
         let error: ErrorAnswer = quick_xml::de::from_str(&text).unwrap_or_default();
@@ -433,7 +445,33 @@ impl Raw {
             WriteIf::Absent => vec![("if-none-match", "*".to_owned())],
             WriteIf::Is(tag) => vec![("if-match", tag.clone())],
         };
-        self.send("POST", Some(key), &query, &headers, Bytes::from(xml), shown).await.map(drop)
+        let request = Request { method: "POST", key: Some(key), query: &query, headers: &headers, shown };
+        let (answer, tries) = self.send_tries(&request, Bytes::from(xml)).await;
+        match answer {
+            // A try whose answer was lost may have completed the upload: the next one then finds
+            // no such upload (404 `NoSuchUpload`) or, create-only, the object it made (412). The
+            // object at the key with the entity tag these parts make is that completion.
+            Err(RawError::NotFound | RawError::Precondition) if tries > 1 => match self.entity_tag(key, shown).await {
+                Ok(Some(tag)) if tag.trim_matches('"') == multipart_tag(parts).trim_matches('"') => {
+                    tracing::debug!(key, "a retried completion found the upload completed by an earlier try");
+                    Ok(())
+                }
+                _ => answer.map(drop),
+            },
+            answer => answer.map(drop),
+        }
+    }
+
+    /// The entity tag of the object at `key` (`HEAD`); `None` when there is none.
+    async fn entity_tag(&self, key: &str, shown: &str) -> Result<Option<String>, RawError> {
+        let request = Request { method: "HEAD", key: Some(key), query: "", headers: &[], shown };
+        match self.send_tries(&request, Bytes::new()).await.0 {
+            Ok((headers, _)) => {
+                Ok(headers.get(http::header::ETAG).and_then(|tag| tag.to_str().ok()).map(str::to_owned))
+            }
+            Err(RawError::NotFound) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// `AbortMultipartUpload` of `upload` at `key` (its exact text); an upload already gone is
@@ -497,6 +535,19 @@ impl Raw {
         };
         Ok(UploadsPage { uploads, next })
     }
+}
+
+/// The entity tag S3 gives an object completed from parts whose entity tags are `parts` (in
+/// order, quoted hex MD5s): the MD5 of their digests one after the other, a `-`, and how many
+/// there are (`"3858f62230ac3c915f300c664312c11f-2"`). What AWS S3 and moto compute; a server
+/// computing another tells no completion this way (a retried completion's error then stands).
+fn multipart_tag(parts: &[String]) -> String {
+    use md5::Digest as _;
+    let mut md5 = md5::Md5::new();
+    for part in parts {
+        md5.update(hex::decode(part.trim_matches('"')).unwrap_or_default());
+    }
+    format!("\"{}-{}\"", hex::encode(md5.finalize()), parts.len())
 }
 
 #[cfg(test)]

@@ -321,3 +321,43 @@ async fn errors_about_the_whole_storage_name_it_not_an_empty_path() {
     named(storage.open_uploads("").await.map(drop), "open uploads");
     named(storage.list("", None, 10).await.map(drop), "every file");
 }
+
+/// A `CompleteMultipartUpload` whose answer is lost (the bucket completed the upload; the
+/// answer never came back) is retried, and the retry finds no such upload (or, create-only,
+/// the object the first try made: 412). Either used to fail a copy that had happened: now the
+/// object at the key with the entity tag its parts make counts as the completion. Through the
+/// switchable proxy, which loses the first completion's answer; a multipart copy of two parts,
+/// create-only and not.
+#[tokio::test]
+async fn a_completion_whose_answer_was_lost_counts_as_done_when_its_object_is_there() {
+    let server = s3_harness::shared();
+    let proxy = s3_harness::Proxy::start(server.port());
+    let config = S3Config {
+        endpoint: Some(proxy.endpoint()),
+        access_key_id: Some(s3_harness::ACCESS_KEY_ID.to_owned()),
+        secret_access_key: Some(s3_harness::SECRET_ACCESS_KEY.to_owned()),
+        region: s3_harness::REGION.to_owned(),
+        allow_http: true,
+        timeouts: super::http::S3Timeouts {
+            connect: std::time::Duration::from_secs(1),
+            request: std::time::Duration::from_secs(2),
+            copy: std::time::Duration::from_secs(2),
+        },
+        ..S3Config::from_url(&format!("s3://{}/media", server.bucket())).unwrap()
+    };
+    let mut storage = S3Storage::new(&config).unwrap();
+    // Two parts (all but the last at least 5 MiB, as S3 and moto require).
+    storage.copy_part_bytes = 5 * MIB as u64;
+    let data = bytes(5 * MIB + 1000, 3);
+    put(&storage, "src.bin", &data).await;
+    let completions = proxy.counter("?uploadId=");
+    for (target, create_only) in [("new.bin", true), ("any.bin", false)] {
+        let before = completions.get();
+        proxy.set(s3_harness::ProxyMode::LoseOneCompletionAnswer);
+        let (from, to) = (storage.key("src.bin"), storage.key(target));
+        storage.copy_key(&from, &to, target, create_only).await.unwrap_or_else(|e| panic!("{target}: {e:?}"));
+        assert!(completions.get() >= before + 2, "{target}: the completion was not retried");
+        assert!(read(&storage, target).await == data, "{target}: the copy, whole");
+    }
+    assert!(server.unfinished_uploads(&bucket_of(&storage)).is_empty());
+}
