@@ -192,7 +192,7 @@ async fn a_missing_bucket_or_a_bad_storage_url_stops_the_start_with_the_reason()
 /// At start, an endpoint whose host name does not exist (a typo in `AWS_ENDPOINT_URL`; `.invalid`
 /// never resolves, RFC 6761) stops the start naming the host and the setting, where it used to
 /// start degraded as if the bucket were down; a port that refuses connections (a bucket's
-/// server restarting looks the same) still starts degraded, `/ready` naming the endpoint.
+/// server restarting looks the same) still starts degraded, `/ready` 503.
 #[tokio::test]
 async fn an_endpoint_host_that_does_not_exist_stops_the_start_a_refused_port_does_not() {
     let data = tempfile::tempdir().unwrap();

@@ -373,8 +373,8 @@ impl StorageError {
     /// does not exist, credentials refused, and any other refusal.
     ///
     /// A refused connection may pass: a bucket's server restarting refuses connections on its
-    /// port, and from here that cannot be told from a wrong port (the node starts degraded,
-    /// `/ready` says "connection refused" naming the endpoint).
+    /// port, and from here that cannot be told from a wrong port (the node starts degraded:
+    /// `/ready` answers 503, the log has the error).
     pub fn may_pass(&self) -> bool {
         self.is_transient() && !s3::is_untrusted(self) && !s3::is_unknown_host(self)
     }
