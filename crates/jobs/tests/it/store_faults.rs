@@ -294,7 +294,9 @@ async fn a_panicking_run_fails_its_job_and_the_worker_goes_on() {
     assert_eq!(bad.status, JobStatus::Failed);
     assert!(bad.error.as_deref().unwrap_or_default().contains("internal error"), "{:?}", bad.error);
     assert_eq!(f.store.get(&good.id).await.unwrap().unwrap().status, JobStatus::Completed);
-    assert_eq!(f.jobs.running_here(), 0, "the panicked run is still registered as running");
+    // The panicked run unregistered while unwinding, before its job failed; the good run
+    // unregisters just after its outcome is saved, so it may still be registered for a moment.
+    until("no run is registered as running (the panicked one included)", async || f.jobs.running_here() == 0).await;
 
     shutdown.stop_claiming.cancel();
     while workers.join_next().await.is_some() {}
