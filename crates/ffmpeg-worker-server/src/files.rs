@@ -311,6 +311,7 @@ pub(crate) struct ConditionalReadParams {
 /// Query parameters of `DELETE /files/{path}`.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct DeleteParams {
     /// Delete a directory and everything under it (default false: a directory is refused).
     recursive: Option<bool>,
@@ -319,6 +320,7 @@ pub(crate) struct DeleteParams {
 /// Query parameters of `GET /files`.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct ListFilesParams {
     /// Only files whose path starts with this text (a plain string prefix: `in/` lists the
     /// directory `in` recursively, `in/a` also matches `in/ab.mp4`). Default: every file.
@@ -523,7 +525,7 @@ async fn serve(state: &AppState, path: &str, headers: &HeaderMap, head: bool) ->
         (status = 404, description = "No such file", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "A directory without `recursive=true`, or in use by a queued or running job", body = Problem, content_type = "application/problem+json"),
         (status = 412, description = "`If-Match`, `If-None-Match` or `If-Unmodified-Since` does not hold (nothing was deleted)", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "The path is not acceptable (or is the data directory, or holds a reserved file)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The path is not acceptable (or is the data directory, or holds a reserved file), or an unknown query parameter", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn delete_file(
@@ -547,7 +549,7 @@ pub(crate) async fn delete_file(
     responses(
         (status = 200, description = "Files in path order", body = [FileEntry],
          headers(("Link" = String, description = "`<URL>; rel=\"next\"` when there is a next page"))),
-        (status = 422, description = "Invalid limit or cursor, or a prefix that is not acceptable (absolute, escaping, NUL)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid limit or cursor, a prefix that is not acceptable (absolute, escaping, NUL), or an unknown parameter name", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn list_files(

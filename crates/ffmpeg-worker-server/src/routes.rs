@@ -149,9 +149,14 @@ pub(crate) struct ListParams {
     cursor: Option<String>,
 }
 
+/// The parameter names `GET /jobs` knows.
+const LIST_PARAMS: &[&str] = &["status", "limit", "cursor"];
+
 /// Read by hand rather than derived: a derived struct refuses a repeated `status` ("duplicate
 /// field"), and repeating it is how many clients send a list. `limit` and `cursor` once each;
-/// other parameters are ignored, as a derived one would.
+/// any other name is refused (serde's "unknown field" error, naming the known ones), as the
+/// other query structs refuse it with `deny_unknown_fields`: a misspelt filter must not list
+/// every job.
 impl<'de> Deserialize<'de> for ListParams {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         use serde::de::Error as _;
@@ -165,7 +170,7 @@ impl<'de> Deserialize<'de> for ListParams {
                 }
                 "cursor" if params.cursor.is_some() => return Err(D::Error::duplicate_field("cursor")),
                 "cursor" => params.cursor = Some(value),
-                _ => {}
+                other => return Err(D::Error::unknown_field(other, LIST_PARAMS)),
             }
         }
         Ok(params)
@@ -209,7 +214,7 @@ fn parse_cursor(c: &str) -> Option<i64> {
     responses(
         (status = 200, description = "Jobs, oldest first", body = [JobResponse],
          headers(("Link" = String, description = "`<URL>; rel=\"next\"` when there is a next page"))),
-        (status = 422, description = "Invalid status, limit or cursor", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid status, limit or cursor, or an unknown parameter name", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn list_jobs(

@@ -41,10 +41,12 @@ pub fn is_stream_path(path: &str) -> bool {
             .is_some_and(|rest| rest.ends_with("/events") && !rest[..rest.len() - 7].contains('/'))
 }
 
-/// The query parameter of the stream endpoints that carries an API token.
-#[derive(Debug, IntoParams)]
+/// The query parameter of the stream endpoints that carries an API token; also the query of
+/// `GET /jobs/{id}/events`, which takes no other parameter (any other name: 422).
+#[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-#[allow(dead_code)] // Read by the authentication middleware; this type only describes it.
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // Read by the authentication middleware; deserialized only to refuse other names.
 pub(crate) struct AccessTokenParam {
     /// An API token, for clients that cannot send `Authorization: Bearer` (a browser's
     /// `EventSource`); only on the stream endpoints, and never logged. Needed only when the
@@ -96,12 +98,15 @@ pub(crate) struct StreamEvent {
         (status = 200, description = "The event stream. `event: status` (data: `JobResponse`), \
 `event: progress` (data: `ProgressEvent`), each with an `id:`", body = StreamEvent, content_type = "text/event-stream"),
         (status = 204, description = "`Last-Event-ID` names the job's final event: nothing follows"),
+        (status = 422, description = "A query parameter other than `access_token`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such job", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn job_events(
     State(state): State<AppState>,
     JobIdPath(id): JobIdPath,
+    // Only to refuse a parameter name this endpoint does not know (422).
+    AppQuery(_token): AppQuery<AccessTokenParam>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     // A value that is not one of our ids (another server's, garbage) is a first connection.
@@ -123,6 +128,7 @@ pub(crate) async fn job_events(
 /// Query parameters of `GET /events`.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct AllEventsParams {
     /// Only status events of jobs entering one of these statuses: a comma-separated list of
     /// queued, running, completed, failed, cancelled. Default: every status.
@@ -133,6 +139,11 @@ pub(crate) struct AllEventsParams {
     status: Option<String>,
     /// Whether `progress` events are sent too (default false).
     progress: Option<bool>,
+    /// Read by the authentication middleware ([`AccessTokenParam`] documents it); named here
+    /// only so that `deny_unknown_fields` lets it through.
+    #[param(ignore)]
+    #[serde(rename = "access_token")]
+    _access_token: Option<serde::de::IgnoredAny>,
 }
 
 /// Stream every job's events
@@ -153,7 +164,7 @@ pub(crate) struct AllEventsParams {
     responses(
         (status = 200, description = "The event stream. `event: status` (data: `JobResponse`), \
 `event: progress` (data: `ProgressEvent`), `event: skipped` (data: `{\"skipped\": N}`)", body = StreamEvent, content_type = "text/event-stream"),
-        (status = 422, description = "Invalid status or progress", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid status or progress, or an unknown parameter name", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn all_events(

@@ -755,3 +755,64 @@ async fn made_up_methods_and_paths_do_not_grow_the_metrics() {
     }
     assert_eq!(ours(&after), ours(&before), "3,000 made-up requests added no series");
 }
+
+/// Tester finding K5: a misspelt query parameter name (`?stauts=failed`) is a 422 problem
+/// naming it and the names the endpoint knows, on every endpoint that takes a query, rather
+/// than the unfiltered answer (every job, every file, every job's events) or a delete that
+/// ignores its options. `access_token` stays accepted on the two stream endpoints.
+#[tokio::test]
+async fn unknown_query_parameters_are_422_naming_them() {
+    let app = test_app();
+    let id = app.submit("-i in.mp4 out.mp4").await.body["id"].as_str().unwrap().to_owned();
+    std::fs::create_dir(app.data.path().join("in")).unwrap();
+    std::fs::write(app.data.path().join("in/a.mp4"), b"x").unwrap();
+    for (method, uri, unknown, known) in [
+        ("GET", "/jobs?stauts=failed".to_owned(), "stauts", "`status`, `limit`, `cursor`"),
+        ("GET", "/jobs?status=failed&metadata.asset_id=a-42".to_owned(), "metadata.asset_id", "`status`"),
+        ("GET", "/jobs?limit=2&access_token=t".to_owned(), "access_token", "`cursor`"),
+        ("GET", "/files?prefx=in/".to_owned(), "prefx", "`prefix`, `limit`, `cursor`"),
+        ("DELETE", "/files/in?recursve=true".to_owned(), "recursve", "`recursive`"),
+        ("GET", "/events?stauts=failed".to_owned(), "stauts", "`status`, `progress`"),
+        ("GET", "/events?status=failed&progres=true".to_owned(), "progres", "`progress`"),
+        ("GET", format!("/jobs/{id}/events?status=failed"), "status", "`access_token`"),
+    ] {
+        let r = app.call(method, &uri, None).await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{method} {uri}: {}", r.body);
+        assert_eq!(r.headers[header::CONTENT_TYPE], "application/problem+json", "{method} {uri}");
+        assert_eq!(r.body["type"], "/problems/invalid-request", "{method} {uri}: {}", r.body);
+        let detail = r.body["detail"].as_str().unwrap();
+        assert!(detail.contains(&format!("unknown field `{unknown}`")), "{method} {uri}: {detail}");
+        assert!(detail.contains(known), "{method} {uri}: {detail}");
+    }
+    assert!(app.data.path().join("in/a.mp4").exists(), "the refused delete removed nothing");
+
+    // The known names still work, and `access_token` passes on the stream endpoints, with and
+    // without API tokens configured (a stream answers 200 and stays open: only its status is read).
+    for app in
+        [app, app_with(ffmpeg_worker_server::AppSettings { api_tokens: vec!["t".to_owned()], ..Default::default() })]
+    {
+        let post = Request::post("/jobs")
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::AUTHORIZATION, "Bearer t")
+            .body(Body::from(json!({"command": "-i in.mp4 out2.mp4"}).to_string()))
+            .unwrap();
+        let created = raw(&app, post).await;
+        assert_eq!(created.status(), StatusCode::CREATED);
+        let job: Value = serde_json::from_slice(&created.into_body().collect().await.unwrap().to_bytes()).unwrap();
+        let id = job["id"].as_str().unwrap();
+        for uri in [
+            "/events?status=failed&progress=true&access_token=t".to_owned(),
+            "/events?access_token=t".to_owned(),
+            format!("/jobs/{id}/events?access_token=t"),
+        ] {
+            let r = raw(&app, Request::get(uri.as_str()).body(Body::empty()).unwrap()).await;
+            assert_eq!(r.status(), StatusCode::OK, "{uri}");
+        }
+    }
+    let app = test_app();
+    for uri in
+        ["/jobs?status=queued&limit=1&cursor=1", "/files?prefix=in/&limit=1", "/jobs?status=queued&status=failed"]
+    {
+        assert_eq!(app.call("GET", uri, None).await.status, StatusCode::OK, "{uri}");
+    }
+}
