@@ -3,9 +3,7 @@
 usage: i5.py BINARY MODE CHECKPOINTS  (MODE: writer | gpu | retry)
 writer: WORKER_CONCURRENCY=2, one long writer running, N jobs reading what it writes.
 gpu:    WORKER_CONCURRENCY=1 (free slot), N jobs requiring label `gpu` (no node has it).
-Prints, per checkpoint: POST /jobs median of the last 100 submits, and the server's CPU over 10 s idle.
-PostgreSQL: DB=postgres://... (an empty database) and PGDATA=the server's data directory: the idle
-CPU of the PostgreSQL server (its postmaster and every process it started) is printed beside."""
+Prints, per checkpoint: POST /jobs median of the last 100 submits, and the server's CPU over 10 s idle."""
 import json, os, socket, subprocess, sys, tempfile, time, urllib.request, statistics
 
 binary, mode = sys.argv[1], sys.argv[2]
@@ -27,21 +25,9 @@ def post(body):
     t = time.perf_counter(); out = json.loads(urllib.request.urlopen(r).read()); return time.perf_counter() - t, out
 def get(path):
     return json.loads(urllib.request.urlopen(U + path).read())
-def cpu(pid=None):
-    f = open(f"/proc/{pid or server.pid}/stat").read().rsplit(")", 1)[1].split()
+def cpu():
+    f = open(f"/proc/{server.pid}/stat").read().rsplit(")", 1)[1].split()
     return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
-def pg_cpu():
-    """CPU seconds of the PostgreSQL server at PGDATA: the postmaster and its children (live or ended)."""
-    if not os.environ.get("PGDATA"): return 0.0
-    master = int(open(os.path.join(os.environ["PGDATA"], "postmaster.pid")).readline())
-    total = 0.0
-    for p in os.listdir("/proc"):
-        if not p.isdigit(): continue
-        try: f = open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()
-        except OSError: continue
-        if int(p) == master or int(f[1]) == master:
-            total += sum(int(x) for x in f[11:15]) / os.sysconf("SC_CLK_TCK")
-    return total
 try:
     for _ in range(200):
         try: get("/health"); break
@@ -59,11 +45,10 @@ try:
             t, j = post(body); lat.append(t); n += 1
             assert j["status"] == "queued", j
         time.sleep(1)
-        c0, p0 = cpu(), pg_cpu(); time.sleep(idle_secs); c1, p1 = cpu(), pg_cpu()
+        c0 = cpu(); time.sleep(idle_secs); c1 = cpu()
         last = lat[-100:]
-        pg = f" postgres_idle_cpu_pct={(p1-p0)/idle_secs*100:.2f}" if os.environ.get("PGDATA") else ""
         print(f"{mode} queued={cp} post_median_ms={statistics.median(last)*1000:.2f} "
-              f"post_p90_ms={sorted(last)[int(len(last)*0.9)]*1000:.2f} idle_cpu_pct={(c1-c0)/idle_secs*100:.2f}{pg}", flush=True)
+              f"post_p90_ms={sorted(last)[int(len(last)*0.9)]*1000:.2f} idle_cpu_pct={(c1-c0)/idle_secs*100:.2f}", flush=True)
     if os.environ.get("HOLD"):
         print("PID", server.pid, flush=True); time.sleep(float(os.environ["HOLD"]))
 finally:

@@ -90,22 +90,6 @@ enum Payload {
     Hello { node: String },
 }
 
-/// The notifications of `jobs`' statuses by node `node`, as the notify trigger (migration 0008)
-/// writes them: what a node announces itself of the ends of its runs (migration 0014).
-pub(super) fn status_payloads(node: &str, jobs: &[crate::Job]) -> Vec<String> {
-    jobs.iter()
-        .filter_map(|job| {
-            let payload = Payload::Status {
-                node: Some(node.to_owned()),
-                job: job.id.as_str().to_owned(),
-                seq: job.event_seq,
-                status: job.status.as_str().to_owned(),
-            };
-            serde_json::to_string(&payload).ok()
-        })
-        .collect()
-}
-
 /// What a node's streams watch, as its pings say.
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Watching {
@@ -508,7 +492,11 @@ async fn send(pool: PgPool, cluster: Arc<Cluster>, stop: CancellationToken) {
         if batch.is_empty() {
             continue;
         }
-        let sent = sqlx::query(super::sql::ANNOUNCE).bind(CHANNEL).bind(&batch).execute(&pool).await;
+        let sent = sqlx::query("SELECT pg_notify($1, payload) FROM unnest($2::text[]) AS payload")
+            .bind(CHANNEL)
+            .bind(&batch)
+            .execute(&pool)
+            .await;
         if let Err(e) = sent {
             tracing::debug!(error = %e, notifications = batch.len(), "notifying the other nodes failed");
         }
