@@ -16,17 +16,28 @@ const MIB: usize = 1024 * 1024;
 /// most `copy_part_bytes`.
 fn storage(copy_part_bytes: u64) -> S3Storage {
     let server = s3_harness::shared();
-    let config = S3Config {
-        endpoint: Some(server.endpoint().to_owned()),
+    let config = test_server_config(
+        server.endpoint().to_owned(),
+        &format!("s3://{}/media", server.bucket()),
+        super::http::S3Timeouts::default(),
+    );
+    let mut storage = S3Storage::new(&config).unwrap();
+    storage.copy_part_bytes = copy_part_bytes;
+    storage
+}
+
+/// The configuration of `url` (`s3://bucket/prefix`) on the S3-compatible server at `endpoint`
+/// (plain http), with the test server's credentials and region and these `timeouts`.
+fn test_server_config(endpoint: String, url: &str, timeouts: super::http::S3Timeouts) -> S3Config {
+    S3Config {
+        endpoint: Some(endpoint),
         access_key_id: Some(s3_harness::ACCESS_KEY_ID.to_owned()),
         secret_access_key: Some(s3_harness::SECRET_ACCESS_KEY.to_owned()),
         region: s3_harness::REGION.to_owned(),
         allow_http: true,
-        ..S3Config::from_url(&format!("s3://{}/media", server.bucket())).unwrap()
-    };
-    let mut storage = S3Storage::new(&config).unwrap();
-    storage.copy_part_bytes = copy_part_bytes;
-    storage
+        timeouts,
+        ..S3Config::from_url(url).unwrap()
+    }
 }
 
 /// `size` bytes that differ from one offset to the next (a part copied out of place shows).
@@ -297,19 +308,12 @@ async fn errors_about_the_whole_storage_name_it_not_an_empty_path() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let endpoint = format!("http://{}", closed.local_addr().unwrap());
     drop(closed);
-    let config = S3Config {
-        endpoint: Some(endpoint),
-        access_key_id: Some(s3_harness::ACCESS_KEY_ID.to_owned()),
-        secret_access_key: Some(s3_harness::SECRET_ACCESS_KEY.to_owned()),
-        region: s3_harness::REGION.to_owned(),
-        allow_http: true,
-        timeouts: super::http::S3Timeouts {
-            connect: std::time::Duration::from_secs(1),
-            request: std::time::Duration::from_secs(1),
-            ..super::http::S3Timeouts::default()
-        },
-        ..S3Config::from_url("s3://down-bucket/media").unwrap()
+    let timeouts = super::http::S3Timeouts {
+        connect: std::time::Duration::from_secs(1),
+        request: std::time::Duration::from_secs(1),
+        ..super::http::S3Timeouts::default()
     };
+    let config = test_server_config(endpoint, "s3://down-bucket/media", timeouts);
     let storage = S3Storage::new(&config).unwrap();
     let named = |result: Result<(), StorageError>, what: &str| {
         let e = result.expect_err(what);
@@ -332,19 +336,12 @@ async fn errors_about_the_whole_storage_name_it_not_an_empty_path() {
 async fn a_completion_whose_answer_was_lost_counts_as_done_when_its_object_is_there() {
     let server = s3_harness::shared();
     let proxy = s3_harness::Proxy::start(server.port());
-    let config = S3Config {
-        endpoint: Some(proxy.endpoint()),
-        access_key_id: Some(s3_harness::ACCESS_KEY_ID.to_owned()),
-        secret_access_key: Some(s3_harness::SECRET_ACCESS_KEY.to_owned()),
-        region: s3_harness::REGION.to_owned(),
-        allow_http: true,
-        timeouts: super::http::S3Timeouts {
-            connect: std::time::Duration::from_secs(1),
-            request: std::time::Duration::from_secs(2),
-            copy: std::time::Duration::from_secs(2),
-        },
-        ..S3Config::from_url(&format!("s3://{}/media", server.bucket())).unwrap()
+    let timeouts = super::http::S3Timeouts {
+        connect: std::time::Duration::from_secs(1),
+        request: std::time::Duration::from_secs(2),
+        copy: std::time::Duration::from_secs(2),
     };
+    let config = test_server_config(proxy.endpoint(), &format!("s3://{}/media", server.bucket()), timeouts);
     let mut storage = S3Storage::new(&config).unwrap();
     // Two parts (all but the last at least 5 MiB, as S3 and moto require).
     storage.copy_part_bytes = 5 * MIB as u64;
