@@ -321,6 +321,11 @@ pub struct RoutedLine {
     /// message repeated N times`) the level of the line before; `None` for lines that
     /// `fprintf` wrote before any leveled line.
     pub level: Option<Level>,
+    /// Whether the line began with ffmpeg's own `[level] ` prefix: the first line of a
+    /// message `av_log` printed, not the continuation of a message with embedded newlines
+    /// (which can carry data: a filename, a metadata value `metadata=mode=print` logs), not
+    /// `Last message repeated N times`, not `fprintf` output.
+    pub prefixed: bool,
     /// Whether the client's level shows this line (`level <= client level`; lines of unknown
     /// level always show, as ffmpeg's `fprintf` output does).
     pub for_client: bool,
@@ -403,6 +408,7 @@ impl LogRouter {
             text,
             plain,
             level,
+            prefixed: parsed.level.is_some(),
             for_client: level.is_none_or(|l| l <= self.client.level),
             at_default_level: level.is_none_or(|l| l <= Level::INFO),
         })

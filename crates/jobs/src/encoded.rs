@@ -28,9 +28,12 @@
 //!
 //! Each verdict adds that the file system has almost no space left when so (some muxers drop
 //! their write errors). An output ffmpeg says it could not finish ("Error writing trailer of
-//! ...", a full disk) fails the run in the runner already ([`crate::runner::RunError::Unfinished`]).
+//! ...", a full disk) fails the run in the runner already ([`crate::runner::RunError::Unfinished`]);
+//! one that left any of its files empty on a nearly full disk, though ffmpeg said nothing, fails
+//! by [`filled_disk`].
 //!
-//! [`nothing_encoded`] reads file metadata: it blocks; call it from `spawn_blocking`.
+//! [`nothing_encoded`] and [`filled_disk`] read file metadata: they block; call them from
+//! `spawn_blocking`.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -111,6 +114,36 @@ pub fn nothing_encoded(
     None
 }
 
+/// Why a run that exited 0 counts as unfinished for lack of space, or `None`: one of the
+/// files it wrote (`written`, relative to the data directory `root`: outputs, the files of a
+/// pattern or a segmenting muxer, side files such as a segment list) is empty while the file
+/// system holding it has less than [`LOW_SPACE_BYTES`] free. Muxers that write their own
+/// files drop some write errors and ffmpeg 5.1 exits 0: on a full disk the `segment` muxer
+/// leaves an empty segment list and an empty last segment beside a truncated one, the `hls`
+/// muxer an empty playlist and logs nothing at all (tester finding L4). Blocking.
+///
+/// The text reads as a job's `error`, e.g. "the disk filled up during the run: `seg/list.m3u8`
+/// is empty and the file system holding it has only 12 KiB free; ffmpeg exited normally, but
+/// its outputs are incomplete".
+pub fn filled_disk(root: &Path, written: &[PathBuf]) -> Option<String> {
+    let empty = written.iter().find(|path| fs::metadata(root.join(path)).is_ok_and(|meta| meta.len() == 0))?;
+    let directory = root.join(empty).parent().map_or_else(|| root.to_owned(), Path::to_owned);
+    let free = free_bytes(&directory).filter(|free| *free < LOW_SPACE_BYTES)?;
+    Some(format!(
+        "the disk filled up during the run: `{}` is empty and the file system holding it has only {} KiB free; \
+         ffmpeg exited normally, but its outputs are incomplete",
+        empty.display(),
+        free / 1024
+    ))
+}
+
+/// The bytes available to ffmpeg on the file system holding `directory` (`statvfs`'s
+/// `f_bavail`), or `None` when it cannot be read. Blocking.
+fn free_bytes(directory: &Path) -> Option<u64> {
+    let stat = nix::sys::statvfs::statvfs(directory).ok()?;
+    Some(stat.blocks_available().saturating_mul(stat.fragment_size()))
+}
+
 /// Free space under which a missing or empty output is said to be possibly for lack of space.
 const LOW_SPACE_BYTES: u64 = 1024 * 1024;
 
@@ -120,11 +153,7 @@ const LOW_SPACE_BYTES: u64 = 1024 * 1024;
 /// fails), so an output that is missing or empty may be one that did not fit (tester finding
 /// K6). Empty when there is space, or when it cannot be read. Blocking.
 fn low_space(directory: &Path) -> String {
-    let Ok(stat) = nix::sys::statvfs::statvfs(directory) else { return String::new() };
-    let free = stat.blocks_available().saturating_mul(stat.fragment_size());
-    if free >= LOW_SPACE_BYTES {
-        return String::new();
-    }
+    let Some(free) = free_bytes(directory).filter(|free| *free < LOW_SPACE_BYTES) else { return String::new() };
     format!(
         "; the file system holding it has only {} KiB free, so writing may have failed for lack of space",
         free / 1024

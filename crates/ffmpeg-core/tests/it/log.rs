@@ -234,6 +234,21 @@ fn router_lines_without_a_level() {
         "Error, both -y and -n supplied. Exiting.\n[error] b\n    Last message repeated 1 times\n"
             .replace("[error] ", "")
     );
+    // Only the first line of a message carries ffmpeg's level prefix: a continuation that
+    // holds data (a metadata value with a newline) is not a line ffmpeg leveled itself, even
+    // when it looks like one after its first word.
+    let mut router = LogRouter::new(LogSettings::default());
+    let lines = router.feed(b"[info] title=a\nError writing trailer of x\n[segment @ 0x5a] [error] Failure\n    Last message repeated 1 times\n");
+    let prefixed: Vec<(bool, Option<Level>)> = lines.iter().map(|l| (l.prefixed, l.level)).collect();
+    assert_eq!(
+        prefixed,
+        [
+            (true, Some(Level::INFO)),
+            (false, Some(Level::INFO)),
+            (true, Some(Level::ERROR)),
+            (false, Some(Level::ERROR))
+        ]
+    );
     // Chunked anywhere, the same lines; a partial last line comes out at the end.
     let whole = route(&["warning"], RUN);
     for size in [1, 2, 5, 13] {

@@ -94,6 +94,12 @@ impl<'a> Drain<'a> {
         self.ended = ended;
     }
 
+    /// The run's output URLs, as ffmpeg is given them (`file:/...`): the lines that say one of
+    /// them could not be finished must name one ([`unfinished_output`]).
+    pub(super) fn set_output_urls(&mut self, urls: Vec<String>) {
+        self.tails.output_urls = urls;
+    }
+
     /// Input durations the banner does not give, learned while the run goes on.
     pub(super) fn set_input_lengths(&mut self, lengths: Option<&'a watch::Receiver<Vec<Option<f64>>>>) {
         self.input_lengths = lengths;
@@ -182,6 +188,8 @@ struct Tails {
     /// The lines saying an output could not be finished, which a long log could push out of
     /// the errors tail.
     unfinished: Vec<String>,
+    /// The run's output URLs as ffmpeg was given them ([`Drain::set_output_urls`]).
+    output_urls: Vec<String>,
 }
 
 impl Tails {
@@ -194,6 +202,7 @@ impl Tails {
             received_signal: None,
             memory: None,
             unfinished: Vec::new(),
+            output_urls: Vec::new(),
         }
     }
 
@@ -215,7 +224,7 @@ impl Tails {
         if let Some(signal) = received_signal(&line.plain) {
             self.received_signal = Some(signal);
         }
-        if self.unfinished.len() < MAX_UNFINISHED && unfinished_output(&line.plain) {
+        if self.unfinished.len() < MAX_UNFINISHED && unfinished_output(line, &self.output_urls) {
             self.unfinished.push(line.plain.trim().to_owned());
         }
         self.memory = self.memory.max(memory_sign(&line.plain));

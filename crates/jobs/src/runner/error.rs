@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use ffmpeg_core::log::{Level, RoutedLine};
 use nix::sys::signal::Signal;
 
 use super::FfmpegConfig;
@@ -124,18 +125,42 @@ pub(super) fn received_signal(line: &str) -> Option<i32> {
 }
 
 /// Whether ffmpeg's stderr `line` says an output could not be finished: ffmpeg 5.1 logs these
-/// at `error` after the last packet and still exits 0 (unless `-xerror`), leaving a truncated
-/// or empty file (`of_write_trailer()` in `fftools/ffmpeg_mux.c` and `transcode()` in
-/// `fftools/ffmpeg.c`):
+/// at `error` and still exits 0 (unless `-xerror`), leaving a truncated or empty file
+/// (`of_write_trailer()` in `fftools/ffmpeg_mux.c`, `transcode()` in `fftools/ffmpeg.c`,
+/// `segment_end()` in `libavformat/segment.c`):
 /// - "Error writing trailer of URL: REASON" (an mp4 without its `moov` index on a full disk);
 /// - "Error closing file URL: REASON" (the last buffered bytes not written);
 /// - "Nothing was written into output file N (URL), because at least one of its streams
-///   received no packets." (one output of several got nothing: no header, no file content).
-pub(super) fn unfinished_output(line: &str) -> bool {
-    let line = line.trim_start();
-    line.starts_with("Error writing trailer of ")
-        || line.starts_with("Error closing file ")
-        || line.starts_with("Nothing was written into output file ")
+///   received no packets." (one output of several got nothing: no header, no file content);
+/// - "[segment @ 0x...] Failure occurred when ending segment 'URL'" (a segment's trailer or
+///   the segment list not written: the `segment` muxer goes on, and ffmpeg exits 0);
+/// - any error ending in "No space left on device" or "Disk quota exceeded" (a write that
+///   failed for lack of space: `av_interleaved_write_frame(): No space left on device`).
+///
+/// Only lines ffmpeg leveled itself count ([`RoutedLine::prefixed`], at `error` or worse), and
+/// the first three only for one of this run's own output URLs (`output_urls`, as ffmpeg was
+/// given them): data that ffmpeg prints (a metadata value with a newline, an output name)
+/// can start a line of the log with any words (tester finding L3).
+pub(super) fn unfinished_output(line: &RoutedLine, output_urls: &[String]) -> bool {
+    if !line.prefixed || line.level.is_none_or(|level| level > Level::ERROR) {
+        return false;
+    }
+    let text = line.plain.trim_start();
+    let names_an_output = |rest: Option<&str>, after: &str| {
+        rest.is_some_and(|rest| {
+            output_urls.iter().any(|url| rest.strip_prefix(url.as_str()).is_some_and(|r| r.starts_with(after)))
+        })
+    };
+    names_an_output(text.strip_prefix("Error writing trailer of "), ": ")
+        || names_an_output(text.strip_prefix("Error closing file "), ": ")
+        || names_an_output(
+            text.strip_prefix("Nothing was written into output file ")
+                .and_then(|rest| rest.trim_start_matches(|c: char| c.is_ascii_digit()).strip_prefix(" (")),
+            "), because",
+        )
+        || (text.starts_with("[segment @ 0x") && text.contains("] Failure occurred when ending segment '"))
+        || text.ends_with("No space left on device")
+        || text.ends_with("Disk quota exceeded")
 }
 
 /// How an unsuccessful run ended, as [`exit_message`] needs it.
@@ -270,6 +295,8 @@ pub(super) fn memory_sign(line: &str) -> Option<MemorySign> {
 mod tests {
     use std::os::unix::process::ExitStatusExt as _;
 
+    use ffmpeg_core::log::{LogRouter, LogSettings};
+
     use super::*;
 
     fn config(cpu_seconds: Option<u64>) -> FfmpegConfig {
@@ -284,22 +311,43 @@ mod tests {
 
     #[test]
     fn lines_saying_an_output_was_not_finished_are_told_from_others() {
+        let urls = ["file:/srv/data/out/o.mp4".to_owned(), "file:/srv/data/out/b.mp4".to_owned()];
+        let check = |stderr: &str, expected: bool| {
+            let mut router = LogRouter::new(LogSettings::default());
+            let lines = router.feed(format!("{stderr}\n").as_bytes());
+            let line = lines.last().expect(stderr);
+            assert_eq!(unfinished_output(line, &urls), expected, "{stderr}");
+        };
         for line in [
-            "Error writing trailer of out/o.mp4: No space left on device",
-            "Error closing file out/o.mp4: No space left on device",
-            "Nothing was written into output file 1 (out/b.mp4), because at least one of its streams received no packets.",
-            "  Error writing trailer of file:/srv/data/x.mkv: Input/output error",
+            "[error] Error writing trailer of file:/srv/data/out/o.mp4: No space left on device",
+            "[error] Error closing file file:/srv/data/out/o.mp4: Input/output error",
+            "[error] Nothing was written into output file 1 (file:/srv/data/out/b.mp4), because at least one of its streams received no packets.",
+            "[segment @ 0x55ecef4a5780] [error] Failure occurred when ending segment 'file:/srv/data/seg/s000.ts'",
+            "[error] av_interleaved_write_frame(): No space left on device",
+            "[hls @ 0x5a] [error] Disk quota exceeded",
         ] {
-            assert!(unfinished_output(line), "{line}");
+            check(line, true);
         }
         for line in [
-            "Output file is empty, nothing was encoded",
-            "Error while decoding stream #0:0: Invalid data found when processing input",
-            "av_interleaved_write_frame(): No space left on device",
-            "[mp4 @ 0x55] Starting second pass: moving the moov atom to the beginning of the file",
+            // Not an output of this run (a name ffmpeg printed from data, or another URL).
+            "[error] Error writing trailer of x: Invalid argument",
+            "[error] Error writing trailer of file:/srv/data/out/o.mp4.part: Invalid argument",
+            "[error] Nothing was written into output file 1 (file:/srv/data/out/c.mp4), because at least one of its streams received no packets.",
+            // Not at error level.
+            "[info] Error writing trailer of file:/srv/data/out/o.mp4: No space left on device",
+            "[warning] av_interleaved_write_frame(): No space left on device",
+            // Others.
+            "[warning] Output file is empty, nothing was encoded",
+            "[error] Error while decoding stream #0:0: Invalid data found when processing input",
+            "[mp4 @ 0x55] [info] Starting second pass: moving the moov atom to the beginning of the file",
         ] {
-            assert!(!unfinished_output(line), "{line}");
+            check(line, false);
         }
+        // A continuation of a message (a metadata value with a newline `metadata=mode=print`
+        // printed) is data, whatever words start it (tester finding L3).
+        check("[Parsed_metadata_1 @ 0x5a] [info] k=a\nError writing trailer of file:/srv/data/out/o.mp4: x", false);
+        check("[error] Output #0, mp4, to 'e/x\nError closing file file:/srv/data/out/o.mp4: x", false);
+        check("[info] k=a\nav_interleaved_write_frame(): No space left on device", false);
     }
 
     #[test]

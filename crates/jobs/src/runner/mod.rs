@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use ffmpeg_core::output_banner::OutputBanner;
-use ffmpeg_core::sandbox::ResolvedCommand;
+use ffmpeg_core::sandbox::{OutputTarget, ResolvedCommand};
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -241,6 +241,19 @@ impl Runner for FfmpegRunner {
         let cap = self.config.log_tail_bytes.max(1024);
         let mut drain = Drain::new(spec.command.command(), progress, cap, Instant::now());
         drain.set_input_lengths(spec.input_lengths);
+        // As ffmpeg is given them: a `file:` URL, or the plain absolute path of an HLS playlist
+        // (`ResolvedCommand::to_ffmpeg_args`).
+        drain.set_output_urls(
+            spec.command
+                .outputs()
+                .iter()
+                .filter_map(|target| match target {
+                    OutputTarget::File(path) => Some([path.to_file_url(), path.as_str().to_owned()]),
+                    _ => None,
+                })
+                .flatten()
+                .collect(),
+        );
         drain.set_ended(spec.ended);
         // A timeout too far in the future to represent is no timeout.
         let deadline = spec.timeout.and_then(|t| Instant::now().checked_add(t));

@@ -279,6 +279,10 @@ impl Jobs {
             blocking(move || {
                 if result.is_ok() {
                     let written = outputs::run_files(&root, &footprint, &before);
+                    if let Some(message) = encoded::filled_disk(&root, &written) {
+                        let result = Err(RunError::Unfinished { message });
+                        return (outputs::remove_run_files(&root, &footprint, &before), Vec::new(), result);
+                    }
                     match encoded::nothing_encoded(&root, &resolved, &written, last.as_ref(), &log) {
                         None => {
                             let described = output_meta::describe(&root, &resolved, &written, &banner, last.as_ref());

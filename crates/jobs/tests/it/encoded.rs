@@ -129,9 +129,50 @@ async fn an_output_left_unfinished_on_a_full_disk_fails_its_job() {
 
     leave_two_pages();
     let hls = "-i four.mp4 -c copy -f hls -hls_time 1 -hls_list_size 0 out/h/i.m3u8";
-    let hls = run_jobs(&root, sandbox, &[hls]).await.remove(0);
+    let hls = run_jobs(&root, sandbox.clone(), &[hls]).await.remove(0);
     assert_eq!(hls.status, JobStatus::Failed, "{hls:?}");
     let error = hls.error.clone().unwrap();
-    assert!(error.contains("out/h/i.m3u8` is empty"), "{error}");
-    assert!(error.contains("KiB free, so writing may have failed for lack of space"), "{error}");
+    assert!(error.starts_with("the disk filled up during the run: `out/h/i.m3u8` is empty"), "{error}");
+    assert!(error.contains("KiB free; ffmpeg exited normally, but its outputs are incomplete"), "{error}");
+    assert!(hls.output_files.is_empty() && !root.join("out/h/i0.ts").exists(), "{hls:?}");
+
+    // The segment muxer goes on after a segment it could not end, and ffmpeg exits 0 with a
+    // truncated segment, an empty one and an empty list (tester finding L4: `completed`).
+    leave_two_pages();
+    let segment = "-i four.mp4 -c copy -f segment -segment_time 1 -segment_list out/s/list.m3u8 out/s/s%03d.ts";
+    let segment = run_jobs(&root, sandbox, &[segment]).await.remove(0);
+    assert_eq!(segment.status, JobStatus::Failed, "{segment:?}");
+    let error = segment.error.clone().unwrap();
+    assert!(error.contains("could not finish an output") || error.contains("the disk filled up"), "{error}");
+    assert!(segment.output_files.is_empty(), "{segment:?}");
+    let left: Vec<_> =
+        std::fs::read_dir(root.join("out/s")).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
+    assert!(left.is_empty(), "the run's files are removed: {left:?}");
+}
+
+/// Lines that ffmpeg prints from data (here a frame metadata value with a newline, which
+/// `metadata=mode=print` logs at `info`, its continuation line without a prefix) never fail a
+/// job, even when they read exactly like ffmpeg's own "could not finish" errors for this very
+/// output (tester finding L3: the job was failed and its complete output removed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_that_reads_like_an_unfinished_output_does_not_fail_a_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let sandbox = Sandbox::new(dir.path()).unwrap();
+    let root = sandbox.root().to_owned();
+    make_inputs(&root);
+    // ffmpeg unescapes a filter's option value twice (the graph, then the option): `\\:`.
+    let url = format!("file\\\\:{}/out/m.mp4", root.display());
+    let lines = [
+        format!("Error writing trailer of {url}\\\\: No space left on device"),
+        format!("Error closing file {url}\\\\: Input/output error"),
+        "av_interleaved_write_frame()\\\\: No space left on device".to_owned(),
+        "Error writing trailer of x".to_owned(),
+    ];
+    let filters: Vec<String> =
+        lines.iter().map(|line| format!("metadata=mode=add:key=k:value=a\n{line},metadata=mode=print")).collect();
+    let command = format!("-i two.mp4 -t 0.2 -an -vf '{}' out/m.mp4", filters.join(","));
+    let job = run_jobs(&root, sandbox, &[&command]).await.remove(0);
+    assert_eq!(job.status, JobStatus::Completed, "{command}: {job:?}");
+    assert_eq!(job.output_files, ["out/m.mp4"], "{job:?}");
+    assert!(root.join("out/m.mp4").metadata().unwrap().len() > 0);
 }
