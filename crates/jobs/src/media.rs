@@ -1,6 +1,6 @@
 //! Describing a media file of the data directory with ffprobe: [`MediaProber`] runs
 //! `ffprobe -show_format -show_streams -of json` under the rules ffmpeg runs under, reads its
-//! JSON into [`MediaInfo`], and caches the answer by (path, size, modification time).
+//! JSON into [`MediaInfo`], and caches the answer by (path, size, modification time, inode, status-change time).
 //!
 //! ffprobe is built by the same function as every ffmpeg process
 //! ([`crate::runner`]'s `ffmpeg_command`): run directly (no shell), with an empty environment
@@ -97,8 +97,19 @@ pub struct MediaProber {
     cache: Mutex<Cache>,
 }
 
-/// Cache key beside the path: the file's size and modification time.
-type Stamp = (u64, Option<SystemTime>);
+/// Cache key beside the path: the file's size and modification time, and its inode and
+/// status-change time. A file replaced by a rename (`rsync -a`, `cp -p` then `mv`) can keep
+/// the size and the modification time of the one it replaced, never its inode and `ctime`
+/// (tester finding L14: the old file's answer was given for the new one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct Stamp {
+    size: u64,
+    modified: Option<SystemTime>,
+    device: u64,
+    inode: u64,
+    /// `st_ctime` in nanoseconds since the epoch.
+    changed_ns: i128,
+}
 
 #[derive(Debug, Default)]
 struct Cache {
@@ -134,7 +145,7 @@ impl MediaProber {
     /// Describes the file at `path` (relative to the data directory of `sandbox`), read as
     /// ffmpeg reads an `-i` without `-f` (so a `.m3u8` or `.mpd` name is refused as a command's
     /// input is while the policy refuses `hls` or `dash`). A repeated
-    /// call for a file whose size and modification time are unchanged answers from the cache
+    /// call for the same file with its size and modification time unchanged answers from the cache
     /// without running ffprobe.
     ///
     /// # Errors
@@ -239,9 +250,16 @@ impl MediaProber {
     }
 }
 
-/// The size and modification time in `meta`.
+/// The [`Stamp`] of a file with metadata `meta`.
 fn stamp_of(meta: &std::fs::Metadata) -> Stamp {
-    (meta.len(), meta.modified().ok())
+    use std::os::unix::fs::MetadataExt as _;
+    Stamp {
+        size: meta.len(),
+        modified: meta.modified().ok(),
+        device: meta.dev(),
+        inode: meta.ino(),
+        changed_ns: i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec()),
+    }
 }
 
 /// Resolves `path` like a command's input and reads its stamp. Blocking.
@@ -406,13 +424,16 @@ mod tests {
                 streams: Vec::new(),
             })
         };
+        let size = |size: u64| Stamp { size, ..Stamp::default() };
         for (i, p) in ["a", "b", "c"].into_iter().enumerate() {
-            cache.put(PathBuf::from(p), (i as u64, None), info(p), 2);
+            cache.put(PathBuf::from(p), size(i as u64), info(p), 2);
         }
-        assert!(cache.get(Path::new("a"), (0, None)).is_none(), "the oldest is dropped");
-        assert!(cache.get(Path::new("c"), (2, None)).is_some());
-        assert!(cache.get(Path::new("c"), (3, None)).is_none(), "another size is another file");
-        cache.put(PathBuf::from("c"), (3, None), info("c"), 2);
+        assert!(cache.get(Path::new("a"), size(0)).is_none(), "the oldest is dropped");
+        assert!(cache.get(Path::new("c"), size(2)).is_some());
+        assert!(cache.get(Path::new("c"), size(3)).is_none(), "another size is another file");
+        let renamed = Stamp { inode: 9, ..size(2) };
+        assert!(cache.get(Path::new("c"), renamed).is_none(), "another inode is another file");
+        cache.put(PathBuf::from("c"), size(3), info("c"), 2);
         assert_eq!((cache.entries.len(), cache.order.len()), (2, 2));
     }
 }

@@ -223,6 +223,9 @@ async fn a_second_process_with_a_live_nodes_id_refuses_to_start_and_takes_nothin
     std::io::Read::read_to_string(&mut second.0.stderr.take().unwrap(), &mut stderr).unwrap();
     assert!(!exit.success(), "{stderr}");
     assert!(stderr.contains("node id `w2` is in use by another live process"), "{stderr}");
+    // Its start time in RFC 3339, as everywhere else (tester finding L15: `2026-12-01 4:10:14.7 +00:00:00`).
+    let started = stderr.split(", started ").nth(1).unwrap_or_default();
+    assert!(started.get(10..11) == Some("T") && started.contains("Z):"), "{stderr}");
     assert!(!stderr.contains("recovered jobs interrupted"), "{stderr}");
     let (_, running) = get(&client, &w2, &format!("/jobs/{id}")).await;
     assert_eq!((running["status"].as_str(), running["attempts"].as_u64()), (Some("running"), Some(1)), "{running}");

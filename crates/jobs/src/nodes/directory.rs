@@ -329,8 +329,9 @@ pub enum NodeLife {
 pub enum RegisterError {
     /// Another live process uses this node id: its heartbeat moved while this start watched.
     #[error(
-        "node id `{id}` is in use by another live process (on host {host}, started {started_at}): each process \
-         needs its own NODE_ID (leave NODE_ID unset for a generated one), or stop the other process first"
+        "node id `{id}` is in use by another live process (on host {host}, started {started}): each process \
+         needs its own NODE_ID (leave NODE_ID unset for a generated one), or stop the other process first",
+        started = rfc3339(started_at)
     )]
     InUse {
         /// The node id.
@@ -343,6 +344,12 @@ pub enum RegisterError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// `time` as RFC 3339 (`2026-12-01T04:10:14.776728Z`), as the API and the logs show times.
+fn rfc3339(time: &OffsetDateTime) -> String {
+    let utc = time.to_offset(time::UtcOffset::UTC);
+    utc.format(&time::format_description::well_known::Rfc3339).unwrap_or_else(|_| utc.to_string())
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -168,6 +168,23 @@ async fn answers_are_cached_until_the_file_changes() {
     assert_eq!(runs(bin.path()), 2);
     assert_eq!(changed.format_name, "matroska,webm");
     assert_eq!((changed.streams.len(), changed.streams[0].width), (1, Some(320)));
+
+    // Another file put in its place by a rename with the same size and modification time (as
+    // `rsync -a` does; tester finding L14): probed again, not the old answer.
+    let other = make_clip(data.path(), "b.mp4");
+    let size = std::fs::metadata(&clip).unwrap().len().max(std::fs::metadata(&other).unwrap().len());
+    let mtime = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_767_225_600);
+    for file in [&clip, &other] {
+        let handle = std::fs::OpenOptions::new().write(true).open(file).unwrap();
+        handle.set_len(size).unwrap();
+        handle.set_modified(mtime).unwrap();
+    }
+    let before = prober.probe(&sandbox, "a.mp4").await.unwrap();
+    assert_eq!(before.format_name, "matroska,webm");
+    std::fs::rename(&other, &clip).unwrap();
+    let replaced = prober.probe(&sandbox, "a.mp4").await.unwrap();
+    assert_eq!(runs(bin.path()), 4, "the renamed file is probed again");
+    assert_eq!(replaced.format_name, "mov,mp4,m4a,3gp,3g2,mj2", "{replaced:?}");
 }
 
 #[tokio::test]
