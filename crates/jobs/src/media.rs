@@ -242,12 +242,27 @@ impl MediaProber {
             return Ok(out);
         }
         let text = String::from_utf8_lossy(&err);
-        let text = text.replace(&path.to_file_url(), &path.relative().to_string_lossy());
+        let relative = path.relative().to_string_lossy();
+        if let Some(refused) = text.lines().find_map(|line| {
+            let demuxer = not_on_whitelist(line)?;
+            sandbox.refused_input_format(&relative, 1, demuxer)
+        }) {
+            return Err(MediaProbeError::Sandbox(refused));
+        }
+        let text = text.replace(&path.to_file_url(), &relative);
         let reason = text.lines().map(str::trim).rev().find(|l| !l.is_empty()).unwrap_or("").to_owned();
         let reason = reason.strip_prefix(&format!("{}: ", path.relative().display())).unwrap_or(&reason).to_owned();
         let reason = if reason.is_empty() { format!("ffprobe exited with {status}") } else { reason };
         Err(MediaProbeError::NotMedia { path: path.relative().display().to_string(), reason })
     }
+}
+
+/// The demuxer named by a "Format not on whitelist" line of ffprobe's stderr:
+/// `[hls @ 0x55d0c8a3b2c0] Format not on whitelist 'mov,mp4,...'` gives `hls`.
+fn not_on_whitelist(line: &str) -> Option<&str> {
+    let (context, message) = line.strip_prefix('[')?.split_once("] ")?;
+    let (demuxer, _address) = context.split_once(" @ 0x")?;
+    message.starts_with("Format not on whitelist").then_some(demuxer)
 }
 
 /// The [`Stamp`] of a file with metadata `meta`.

@@ -161,6 +161,30 @@ impl Sandbox {
         }
     }
 
+    /// The refusal of the input `url` at 1-based `position` that ffmpeg or ffprobe opened as
+    /// the input format `demuxer` (by the file's content or name), when the policy refuses that
+    /// format; `None` when it allows it. `demuxer` is the name in the context prefix of the
+    /// "Format not on whitelist" error libavformat logs (`[hls @ 0x...]`,
+    /// `avformat_open_input()` in `libavformat/demux.c`): one name or a comma-separated list
+    /// (`mov,mp4,m4a,3gp,3g2,mj2`). For an answer that names what was refused, where the name
+    /// check ([`Sandbox::check_input_by_name`]) could not see it: a playlist named `x.txt`, an
+    /// SDP file.
+    pub fn refused_input_format(&self, url: &str, position: usize, demuxer: &str) -> Option<SandboxError> {
+        demuxer.split(',').find_map(|name| match self.policy.input_format_rule(name) {
+            Some(rule) if !rule.is_allowed() => Some(SandboxError::Forbidden {
+                position,
+                argument: url.to_owned(),
+                rule: RuleId::ForbiddenFormat,
+                reason: format!(
+                    "ffmpeg recognised the file (by its content or its name) as the input format `{name}`, and \
+                     `{name}` is not allowed: {}",
+                    rule.reason()
+                ),
+            }),
+            _ => None,
+        })
+    }
+
     /// `-f NAME` on an output, or `-segment_format NAME`.
     fn check_output_format(&self, name: &str, position: usize, argument: &str) -> Result<(), SandboxError> {
         match self.policy.output_format_rule(name) {

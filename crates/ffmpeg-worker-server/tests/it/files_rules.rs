@@ -316,6 +316,24 @@ async fn probing_a_playlist_name_says_which_format_the_policy_refuses(backend: B
         let detail = body["detail"].as_str().unwrap();
         assert!(detail.contains(&format!("`{format}` is not allowed")), "{path}: {detail}");
     }
+    // Known by content, whatever the name (tester finding L2: ffprobe's bare "Invalid argument"):
+    // the format ffprobe recognised, from its "Format not on whitelist" line.
+    let sdp = b"v=0\no=- 0 0 IN IP4 127.0.0.1\ns=x\nc=IN IP4 127.0.0.1\nt=0 0\nm=video 5004 RTP/AVP 96\n";
+    // (hls_probe() in libavformat/hls.c wants one of its tags beside `#EXTM3U`.)
+    let media_playlist = b"#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXTINF:1,\nx.ts\n#EXT-X-ENDLIST\n";
+    for (path, content, format) in [("ev/pl.txt", &media_playlist[..], "hls"), ("ev/s.sdp", &sdp[..], "sdp")] {
+        assert_eq!(app.put(path, content).await.status, StatusCode::CREATED);
+        let body = app
+            .get(&format!("/probe/{path}"), &[])
+            .await
+            .problem(StatusCode::UNPROCESSABLE_ENTITY, "/problems/policy-violation");
+        assert_eq!(body["rule"], "forbidden-format", "{path}: {body}");
+        let detail = body["detail"].as_str().unwrap();
+        assert!(
+            detail.contains(&format!("as the input format `{format}`, and `{format}` is not allowed")),
+            "{path}: {detail}"
+        );
+    }
 }
 
 // What a queued job's concat list names is among what the job reads: it cannot be replaced
