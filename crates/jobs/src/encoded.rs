@@ -29,11 +29,10 @@
 //! Each verdict adds that the file system has almost no space left when so (some muxers drop
 //! their write errors). An output ffmpeg says it could not finish ("Error writing trailer of
 //! ...", a full disk) fails the run in the runner already ([`crate::runner::RunError::Unfinished`]);
-//! one that left any of its files empty on a nearly full disk, though ffmpeg said nothing, fails
-//! by [`filled_disk`].
+//! one whose output directories' file system was nearly full at some point of the run, though
+//! ffmpeg said nothing, fails by [`filled_disk`] (watched by [`lowest_free_space`]).
 //!
-//! [`nothing_encoded`] and [`filled_disk`] read file metadata: they block; call them from
-//! `spawn_blocking`.
+//! [`nothing_encoded`] reads file metadata: it blocks; call it from `spawn_blocking`.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -114,25 +113,62 @@ pub fn nothing_encoded(
     None
 }
 
-/// Why a run that exited 0 counts as unfinished for lack of space, or `None`: one of the
-/// files it wrote (`written`, relative to the data directory `root`: outputs, the files of a
-/// pattern or a segmenting muxer, side files such as a segment list) is empty while the file
-/// system holding it has less than [`LOW_SPACE_BYTES`] free. Muxers that write their own
-/// files drop some write errors and ffmpeg 5.1 exits 0: on a full disk the `segment` muxer
-/// leaves an empty segment list and an empty last segment beside a truncated one, the `hls`
-/// muxer an empty playlist and logs nothing at all (tester finding L4). Blocking.
+/// How often [`lowest_free_space`] looks at the free space of a run's output directories.
+const FREE_SPACE_PERIOD: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// The least free space seen on the file systems holding `dirs` (a run's output directories,
+/// absolute) from now until `until` fires, looked at every 250 ms and once more at the end:
+/// the directory and its free bytes, or `None` when none could be read. Each look runs on a
+/// blocking thread (`statvfs`).
+pub async fn lowest_free_space(
+    dirs: Vec<PathBuf>,
+    until: &tokio_util::sync::CancellationToken,
+) -> Option<(PathBuf, u64)> {
+    let dirs = std::sync::Arc::new(dirs);
+    let look = || {
+        let dirs = std::sync::Arc::clone(&dirs);
+        tokio::task::spawn_blocking(move || {
+            dirs.iter().filter_map(|dir| Some((dir.clone(), free_bytes(dir)?))).min_by_key(|(_, free)| *free)
+        })
+    };
+    let mut lowest: Option<(PathBuf, u64)> = None;
+    loop {
+        let ended = until.is_cancelled();
+        if let Ok(Some(seen)) = look().await
+            && lowest.as_ref().is_none_or(|(_, free)| seen.1 < *free)
+        {
+            lowest = Some(seen);
+        }
+        if ended {
+            return lowest;
+        }
+        tokio::select! {
+            () = until.cancelled() => {}
+            () = tokio::time::sleep(FREE_SPACE_PERIOD) => {}
+        }
+    }
+}
+
+/// Why a run that exited 0 counts as unfinished for lack of space, or `None`: while it ran,
+/// the file system holding one of its output directories had less than [`LOW_SPACE_BYTES`]
+/// free at some point (`lowest`, from [`lowest_free_space`]; `root` the data directory, to
+/// name the directory relative to it). Muxers that write their own files drop some write
+/// errors and ffmpeg 5.1 exits 0 without a word: on a full disk the `segment` muxer leaves a
+/// truncated segment, an empty one and an empty list, the `hls` muxer an empty playlist, or,
+/// with `-hls_flags delete_segments` (deleting old segments frees the room the last playlist
+/// needs), a complete-looking playlist of truncated segments (tester findings L4, L16). Such
+/// outputs cannot be told from good ones afterwards, so the run fails.
 ///
-/// The text reads as a job's `error`, e.g. "the disk filled up during the run: `seg/list.m3u8`
-/// is empty and the file system holding it has only 12 KiB free; ffmpeg exited normally, but
-/// its outputs are incomplete".
-pub fn filled_disk(root: &Path, written: &[PathBuf]) -> Option<String> {
-    let empty = written.iter().find(|path| fs::metadata(root.join(path)).is_ok_and(|meta| meta.len() == 0))?;
-    let directory = root.join(empty).parent().map_or_else(|| root.to_owned(), Path::to_owned);
-    let free = free_bytes(&directory).filter(|free| *free < LOW_SPACE_BYTES)?;
+/// The text reads as a job's `error`, e.g. "the disk filled up during the run: the file
+/// system holding `h` had only 12 KiB free; ffmpeg exited normally, but its outputs may be
+/// incomplete (free some space and submit the job again)".
+pub fn filled_disk(root: &Path, lowest: Option<&(PathBuf, u64)>) -> Option<String> {
+    let (dir, free) = lowest.filter(|(_, free)| *free < LOW_SPACE_BYTES)?;
+    let shown = dir.strip_prefix(root).ok().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     Some(format!(
-        "the disk filled up during the run: `{}` is empty and the file system holding it has only {} KiB free; \
-         ffmpeg exited normally, but its outputs are incomplete",
-        empty.display(),
+        "the disk filled up during the run: the file system holding `{}` had only {} KiB free; ffmpeg exited \
+         normally, but its outputs may be incomplete (free some space and submit the job again)",
+        shown.display(),
         free / 1024
     ))
 }

@@ -244,8 +244,15 @@ impl Jobs {
                 () = run_ended.cancelled() => {}
             }
         };
-        let (report, saved, ()) =
-            tokio::join!(run, self.save_progress(&id, tx.subscribe(), phase, &running.cancel, &run_ended), lengths);
+        // Some muxers drop their write errors on a full disk: the free space of the output
+        // directories' file systems is watched beside the run (`encoded::filled_disk`).
+        let output_dirs = footprint.written_dirs().into_iter().map(|dir| root.join(dir)).collect();
+        let (report, saved, (), lowest_free) = tokio::join!(
+            run,
+            self.save_progress(&id, tx.subscribe(), phase, &running.cancel, &run_ended),
+            lengths,
+            encoded::lowest_free_space(output_dirs, &run_ended)
+        );
         if stage.is_none() {
             freed.cancel();
             // The next job's start goes first (`Turn`); this run's end goes on beside its ffmpeg.
@@ -279,7 +286,7 @@ impl Jobs {
             blocking(move || {
                 if result.is_ok() {
                     let written = outputs::run_files(&root, &footprint, &before);
-                    if let Some(message) = encoded::filled_disk(&root, &written) {
+                    if let Some(message) = encoded::filled_disk(&root, lowest_free.as_ref()) {
                         let result = Err(RunError::Unfinished { message });
                         return (outputs::remove_run_files(&root, &footprint, &before), Vec::new(), result);
                     }

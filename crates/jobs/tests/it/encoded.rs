@@ -102,8 +102,8 @@ async fn outputs_without_video_frames_that_got_packets_complete() {
 /// ffmpeg 5.1 exits 0 when the disk fills before it has written an output's trailer ("Error
 /// writing trailer of X: No space left on device"): an mp4 without its index. Such a run
 /// fails naming the output and the reason, and its file is removed (tester finding K6: the job
-/// was `completed`, listing the broken file). A muxer that drops its write errors (`hls`) leaves
-/// an empty playlist: the run fails as empty, and the error says the disk had no space left.
+/// was `completed`, listing the broken file). Muxers that drop their write errors (`hls`,
+/// `segment`) fail the run too: the disk was seen nearly full while it ran.
 /// On a 2 MB tmpfs (as root, as in CI), filled to 2 free pages before each job.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_output_left_unfinished_on_a_full_disk_fails_its_job() {
@@ -132,9 +132,21 @@ async fn an_output_left_unfinished_on_a_full_disk_fails_its_job() {
     let hls = run_jobs(&root, sandbox.clone(), &[hls]).await.remove(0);
     assert_eq!(hls.status, JobStatus::Failed, "{hls:?}");
     let error = hls.error.clone().unwrap();
-    assert!(error.starts_with("the disk filled up during the run: `out/h/i.m3u8` is empty"), "{error}");
-    assert!(error.contains("KiB free; ffmpeg exited normally, but its outputs are incomplete"), "{error}");
+    assert!(
+        error.starts_with("the disk filled up during the run: the file system holding `out/h` had only"),
+        "{error}"
+    );
+    assert!(error.contains("KiB free; ffmpeg exited normally, but its outputs may be incomplete"), "{error}");
     assert!(hls.output_files.is_empty() && !root.join("out/h/i0.ts").exists(), "{hls:?}");
+
+    // Deleting old segments frees the room the last playlist needs: a complete-looking
+    // playlist of truncated segments, and ffmpeg says nothing (tester finding L16: completed).
+    leave_two_pages();
+    let deleting = "-i four.mp4 -c copy -f hls -hls_time 1 -hls_list_size 2 -hls_flags delete_segments out/d/p.m3u8";
+    let deleting = run_jobs(&root, sandbox.clone(), &[deleting]).await.remove(0);
+    assert_eq!(deleting.status, JobStatus::Failed, "{deleting:?}");
+    assert!(deleting.error.as_deref().unwrap().starts_with("the disk filled up during the run"), "{deleting:?}");
+    assert!(!root.join("out/d/p.m3u8").exists(), "{deleting:?}");
 
     // The segment muxer goes on after a segment it could not end, and ffmpeg exits 0 with a
     // truncated segment, an empty one and an empty list (tester finding L4: `completed`).
