@@ -16,6 +16,7 @@ use axum::response::{IntoResponse as _, Response};
 use jobs::Jobs;
 use jobs::files::Files;
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::classify::ServerErrorsFailureClass;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
@@ -308,13 +309,32 @@ pub fn app(state: AppState) -> Router {
         .with_state(state);
     router
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
-            let id = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-");
-            let uri = auth::redacted_uri(req.uri());
-            tracing::info_span!("request", method = %req.method(), uri = %uri, request_id = %id)
-        }))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|req: &Request<_>| {
+                    let id = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-");
+                    let uri = auth::redacted_uri(req.uri());
+                    tracing::info_span!("request", method = %req.method(), uri = %uri, request_id = %id)
+                })
+                .on_failure(log_failure),
+        )
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
         .layer(CatchPanicLayer::custom(error::panicked))
+}
+
+/// Logs a request that failed: a `503 Service Unavailable` at `warn` (not ready, shutting
+/// down, a store or storage outage: the service's own answers while something it depends on is
+/// away, whose cause is logged where it is found; a readiness probe every few seconds during an
+/// outage must not raise an `error` each time: tester finding L17), any other server error or
+/// a response that failed at `error`, as tower-http's default does.
+fn log_failure(class: ServerErrorsFailureClass, latency: std::time::Duration, _span: &tracing::Span) {
+    let latency_ms = latency.as_millis();
+    match class {
+        ServerErrorsFailureClass::StatusCode(StatusCode::SERVICE_UNAVAILABLE) => {
+            tracing::warn!(classification = %class, latency_ms, "response failed");
+        }
+        _ => tracing::error!(classification = %class, latency_ms, "response failed"),
+    }
 }
 
 /// Swagger UI answers a file it does not have (`GET /docs/nope`) with an empty 404: that is

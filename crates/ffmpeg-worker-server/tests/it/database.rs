@@ -49,6 +49,14 @@ async fn with_postgres_down_calls_answer_503_within_the_database_timeout_and_rec
     {
         unavailable_at_once(&client, &server, what, path).await;
     }
+    // Each of these 503s is logged at WARN, not ERROR (tester finding L17: a readiness probe
+    // during an outage raised an ERROR every few seconds).
+    let logged = server.stderr.lock().unwrap().clone();
+    let failed: Vec<&String> = logged.iter().filter(|line| line.contains("response failed")).collect();
+    assert!(
+        !failed.is_empty() && failed.iter().all(|line| line.contains("WARN") && !line.contains("ERROR")),
+        "{failed:#?}"
+    );
     let started = Instant::now();
     let response = submit("while-down").await;
     let took = started.elapsed();
