@@ -316,7 +316,9 @@ pub fn app(state: AppState) -> Router {
                     let uri = auth::redacted_uri(req.uri());
                     tracing::info_span!("request", method = %req.method(), uri = %uri, request_id = %id)
                 })
-                .on_failure(log_failure),
+                .on_failure(|class: ServerErrorsFailureClass, latency, _span: &tracing::Span| {
+                    log_failure(&class, latency);
+                }),
         )
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
         .layer(CatchPanicLayer::custom(error::panicked))
@@ -327,10 +329,10 @@ pub fn app(state: AppState) -> Router {
 /// away, whose cause is logged where it is found; a readiness probe every few seconds during an
 /// outage must not raise an `error` each time: tester finding L17), any other server error or
 /// a response that failed at `error`, as tower-http's default does.
-fn log_failure(class: ServerErrorsFailureClass, latency: std::time::Duration, _span: &tracing::Span) {
+fn log_failure(class: &ServerErrorsFailureClass, latency: std::time::Duration) {
     let latency_ms = latency.as_millis();
     match class {
-        ServerErrorsFailureClass::StatusCode(StatusCode::SERVICE_UNAVAILABLE) => {
+        &ServerErrorsFailureClass::StatusCode(StatusCode::SERVICE_UNAVAILABLE) => {
             tracing::warn!(classification = %class, latency_ms, "response failed");
         }
         _ => tracing::error!(classification = %class, latency_ms, "response failed"),
