@@ -150,8 +150,10 @@ pub async fn lowest_free_space(
 }
 
 /// Why a run that exited 0 counts as unfinished for lack of space, or `None`: while it ran,
-/// the file system holding one of its output directories had less than [`LOW_SPACE_BYTES`]
-/// free at some point (`lowest`, from [`lowest_free_space`]; `root` the data directory, to
+/// the file system holding one of its output directories had less than [`FULL_BYTES`] free
+/// at some point (a write ffmpeg buffers is 32 KiB: less than two of them is a disk that
+/// refused writes; a disk that is merely low, with room for the run's files, fails nothing:
+/// tester finding L18) (`lowest`, from [`lowest_free_space`]; `root` the data directory, to
 /// name the directory relative to it). Muxers that write their own files drop some write
 /// errors and ffmpeg 5.1 exits 0 without a word: on a full disk the `segment` muxer leaves a
 /// truncated segment, an empty one and an empty list, the `hls` muxer an empty playlist, or,
@@ -163,7 +165,7 @@ pub async fn lowest_free_space(
 /// system holding `h` had only 12 KiB free; ffmpeg exited normally, but its outputs may be
 /// incomplete (free some space and submit the job again)".
 pub fn filled_disk(root: &Path, lowest: Option<&(PathBuf, u64)>) -> Option<String> {
-    let (dir, free) = lowest.filter(|(_, free)| *free < LOW_SPACE_BYTES)?;
+    let (dir, free) = lowest.filter(|(_, free)| *free < FULL_BYTES)?;
     let shown = dir.strip_prefix(root).ok().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     Some(format!(
         "the disk filled up during the run: the file system holding `{}` had only {} KiB free; ffmpeg exited \
@@ -174,11 +176,18 @@ pub fn filled_disk(root: &Path, lowest: Option<&(PathBuf, u64)>) -> Option<Strin
 }
 
 /// The bytes available to ffmpeg on the file system holding `directory` (`statvfs`'s
-/// `f_bavail`), or `None` when it cannot be read. Blocking.
+/// `f_bavail`, or `f_bfree` when this process runs as root), or `None` when it cannot be
+/// read. Blocking.
 fn free_bytes(directory: &Path) -> Option<u64> {
     let stat = nix::sys::statvfs::statvfs(directory).ok()?;
-    Some(stat.blocks_available().saturating_mul(stat.fragment_size()))
+    // ffmpeg runs as the server's user: as root it may also fill the blocks reserved for root
+    // (`f_bfree`); any other user gets `ENOSPC` once `f_bavail` is used up.
+    let blocks = if nix::unistd::geteuid().is_root() { stat.blocks_free() } else { stat.blocks_available() };
+    Some(blocks.saturating_mul(stat.fragment_size()))
 }
+
+/// Free space under which a run's disk counts as full ([`filled_disk`]).
+const FULL_BYTES: u64 = 64 * 1024;
 
 /// Free space under which a missing or empty output is said to be possibly for lack of space.
 const LOW_SPACE_BYTES: u64 = 1024 * 1024;

@@ -139,6 +139,15 @@ async fn an_output_left_unfinished_on_a_full_disk_fails_its_job() {
     assert!(error.contains("KiB free; ffmpeg exited normally, but its outputs may be incomplete"), "{error}");
     assert!(hls.output_files.is_empty() && !root.join("out/h/i0.ts").exists(), "{hls:?}");
 
+    // A disk that is low but has room for the run's files fails nothing (tester finding L18:
+    // a 30 KB output with 464 KiB free was failed as "the disk filled up").
+    let filler = root.join("filler");
+    std::fs::remove_file(&filler).unwrap();
+    let size = fill(&filler);
+    std::fs::OpenOptions::new().write(true).open(&filler).unwrap().set_len(size - 512 * 1024).unwrap();
+    let small = run_jobs(&root, sandbox.clone(), &["-i four.mp4 -t 0.5 -c copy out/small.mp4"]).await.remove(0);
+    assert_eq!(small.status, JobStatus::Completed, "{small:?}");
+
     // Deleting old segments frees the room the last playlist needs: a complete-looking
     // playlist of truncated segments, and ffmpeg says nothing (tester finding L16: completed).
     leave_two_pages();
