@@ -37,9 +37,10 @@
 //! (`sql::CLAIM_CARRYING_ENDS`), one commit for the outcomes and the next jobs. The claim was
 //! chosen from a view in which those jobs still run, so a job they held back waits for the
 //! next claim, as it would have.
-//! A commit that notifies (an end) holds PostgreSQL's notification queue lock until it is on
-//! disk, so with durable commits one end a commit would write the whole cluster's ends one
-//! `fsync` at a time.
+//! A commit that notifies holds PostgreSQL's notification lock until it is on disk, so with
+//! durable commits the whole cluster's ends would be written one `fsync` at a time: their
+//! statements write their announcements to an outbox instead, sent by the node right after the
+//! commit, or by any node's reaper round when it did not ([`announce`], migration 0015).
 //!
 //! **Leases and fencing.** A progress write renews its job's lease in the same statement; a
 //! background task renews, in one statement per node, the leases of the other jobs this store
@@ -51,11 +52,14 @@
 //! and [`JobStore::interrupted_runs`](crate::JobStore::interrupted_runs) touch only this node's
 //! own leftovers (matched by node id).
 
+mod announce;
 mod conn;
 pub mod notify;
 mod rounds;
 mod sql;
 mod transitions;
+
+pub use announce::SWEEP_AGE;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -181,6 +185,9 @@ pub struct PgStore {
     endings: rounds::Rounds<rounds::Ending>,
     /// Stops the background tasks when the store is dropped.
     stop: CancellationToken,
+    /// Test-only faults (feature `fault-points`).
+    #[cfg(feature = "fault-points")]
+    faults: announce::Faults,
 }
 
 /// The claims of this node's workers: whether a round is under way, and the workers waiting for
@@ -278,6 +285,8 @@ impl PgStore {
             claims: Mutex::default(),
             endings: rounds::Rounds::default(),
             stop,
+            #[cfg(feature = "fault-points")]
+            faults: announce::Faults::default(),
         };
         let round = (store.settings.lease / 3).min(REAP_INTERVAL);
         tokio::spawn(watch_own_clock(store.settings.lease, round, Arc::clone(&store.held), store.stop.clone()));
@@ -453,7 +462,9 @@ const REAP_INTERVAL: Duration = Duration::from_secs(1);
 /// - every second (at most a third of the lease), reaps the expired leases of any node
 ///   ([`sql::REAP`]), waking local workers when jobs went back to the queue, and signals each
 ///   reaped job's new status to this node's service (the other nodes hear of it by
-///   notification), so that every status change reaches every node's streams.
+///   notification), so that every status change reaches every node's streams;
+/// - every round, announces the ends of runs whose node did not announce them after their
+///   commit ([`announce::sweep`]: it died or lost its connection in between).
 ///
 /// Each statement is bounded by the lease: a connection cut off without a reset (a network
 /// partition) would otherwise hold the loop for as long as TCP retransmits. Jobs whose lease
@@ -531,6 +542,14 @@ async fn maintain(
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "reaping expired leases failed; retrying"),
+        }
+        let swept = tokio::time::timeout(settings.lease, announce::sweep(&pool))
+            .await
+            .unwrap_or_else(|_| Err(StoreError::Unavailable("no answer within the lease".into())));
+        match swept {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(ends = n, "announced ends of runs that their node left unannounced"),
+            Err(e) => tracing::warn!(error = %e, "announcing the ends left unannounced failed; retrying"),
         }
     }
 }

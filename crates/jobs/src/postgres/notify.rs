@@ -492,11 +492,7 @@ async fn send(pool: PgPool, cluster: Arc<Cluster>, stop: CancellationToken) {
         if batch.is_empty() {
             continue;
         }
-        let sent = sqlx::query("SELECT pg_notify($1, payload) FROM unnest($2::text[]) AS payload")
-            .bind(CHANNEL)
-            .bind(&batch)
-            .execute(&pool)
-            .await;
+        let sent = sqlx::query(super::sql::ANNOUNCE).bind(CHANNEL).bind(&batch).execute(&pool).await;
         if let Err(e) = sent {
             tracing::debug!(error = %e, notifications = batch.len(), "notifying the other nodes failed");
         }

@@ -28,6 +28,7 @@ use std::sync::Mutex;
 use futures_util::future::BoxFuture;
 use tokio::sync::oneshot;
 
+use super::announce::{Unannounced, release_after};
 use super::sql::FINISH_BATCH;
 use super::{PgStore, db};
 use crate::model::{Job, JobId};
@@ -359,15 +360,24 @@ impl Round for Ending {
     fn send<'a>(store: &'a PgStore, batch: &'a [&'a Self]) -> BoxFuture<'a, Result<Vec<Job>, StoreError>> {
         Box::pin(async move {
             let values = EndValues::of(batch);
-            let rows: Result<Vec<JobRow>, StoreError> = super::transitions::on_conn!(store, |conn| {
-                values
-                    .bind(sqlx::query_as(FINISH_BATCH), &store.settings.node_id)
-                    .fetch_all(&mut *conn)
-                    .await
-                    .map_err(db)
-            })
-            .await;
-            rows?.into_iter().map(Job::try_from).collect()
+            let node = &store.settings.node_id;
+            store
+                .db
+                .call(async {
+                    let mut conn = store.db.get().await?;
+                    let rows: Result<Vec<JobRow>, StoreError> =
+                        values.bind(sqlx::query_as(FINISH_BATCH), node).fetch_all(&mut *conn).await.map_err(db);
+                    let ended: Result<Vec<Job>, StoreError> =
+                        rows.and_then(|rows| rows.into_iter().map(Job::try_from).collect());
+                    // Committed: the other nodes hear of the ends now (migration 0015).
+                    let told = match &ended {
+                        Ok(jobs) => store.announce_ends(&mut conn, &Unannounced::of(jobs)).await,
+                        Err(_) => Ok(()),
+                    };
+                    release_after(conn, &ended, &told);
+                    ended
+                })
+                .await
         })
     }
 }

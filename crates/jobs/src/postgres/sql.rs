@@ -61,23 +61,44 @@ pub(super) const LIST_STATUS: &str =
 /// never for the node's next round trip.
 pub(super) const CLAIM_VIEW: &str =
     "SELECT kind, priority, seq, footprint, requires, hooked, wait FROM ffmpeg_worker_claim_view($1)";
-/// $1 seqs, $2 started_at, $3 node, $4 lease seconds, $5 how many, $6 `on` to leave the starts
-/// unannounced (no other node listens for them), else `off`. The claim of the first $5 of
-/// the chosen jobs in claim order that are still queued and whose rows no other transaction
-/// holds (another claim, a cancel in progress): `SKIP LOCKED` passes those over rather than
-/// waiting. The rows are locked first (`chosen`, evaluated once), then updated. $6 is set for
-/// the statement's transaction (`ffmpeg_worker.quiet_start`, read by the notify trigger of
-/// migration 0011) before any row is updated.
-pub(super) const CLAIM_CHOSEN: &str = concat!(
-    "WITH chosen AS MATERIALIZED (SELECT seq FROM jobs WHERE seq = ANY($1) AND status = 'queued' \
-       ORDER BY priority DESC, seq LIMIT $5 FOR UPDATE SKIP LOCKED) \
-     UPDATE jobs SET status = 'running', started_at = $2, attempts = attempts + 1, progress = NULL, \
-       worker_id = $3, lease_expires_at = now() + make_interval(secs => $4), event_seq = event_seq + 1 \
-     WHERE seq IN (SELECT seq FROM chosen) \
-       AND (SELECT set_config('ffmpeg_worker.quiet_start', $6, true)) IS NOT NULL \
-     RETURNING ",
-    job_columns!()
-);
+/// The claim of [`CLAIM_CHOSEN`] and [`CLAIM_CARRYING_ENDS`], its parameters numbered from
+/// `$n`: `$n` seqs, `$n+1` started_at, `$n+2` lease seconds, `$n+3` how many, `$n+4` `on` to
+/// leave the starts unannounced (no other node listens for them), else `off`; `$node` the
+/// node. The claim of the first `$n+3` of the chosen jobs in claim order that are still queued
+/// and whose rows no other transaction holds (another claim, a cancel in progress): `SKIP
+/// LOCKED` passes those over rather than waiting. The rows are locked first (`chosen`,
+/// evaluated once), then updated (`claimed`). `$n+4` is set for the statement's transaction
+/// (`ffmpeg_worker.quiet_start`, read by the notify trigger of migration 0011) before any row
+/// is updated.
+macro_rules! claim {
+    ($seqs:literal, $started:literal, $lease:literal, $want:literal, $quiet:literal, $node:literal) => {
+        concat!(
+            "chosen AS MATERIALIZED (SELECT seq FROM jobs WHERE seq = ANY(",
+            $seqs,
+            ") AND status = 'queued' ORDER BY priority DESC, seq LIMIT ",
+            $want,
+            " FOR UPDATE SKIP LOCKED), \
+             claimed AS (UPDATE jobs SET status = 'running', started_at = ",
+            $started,
+            ", attempts = attempts + 1, progress = NULL, worker_id = ",
+            $node,
+            ", lease_expires_at = now() + make_interval(secs => ",
+            $lease,
+            "), event_seq = event_seq + 1 \
+               WHERE seq IN (SELECT seq FROM chosen) \
+                 AND (SELECT set_config('ffmpeg_worker.quiet_start', ",
+            $quiet,
+            ", true)) IS NOT NULL \
+               RETURNING ",
+            job_columns!(),
+            ")"
+        )
+    };
+}
+/// $1 seqs, $2 started_at, $3 lease seconds, $4 how many, $5 `on` to leave the starts
+/// unannounced, else `off` (as in `claim!()`), $6 node: the claimed jobs.
+pub(super) const CLAIM_CHOSEN: &str =
+    concat!("WITH ", claim!("$1", "$2", "$3", "$4", "$5", "$6"), " SELECT ", job_columns!(), " FROM claimed");
 /// The conditions under which a node may still write to a running job it claimed: it holds the
 /// job (`worker_id`), for this attempt, under a lease that has not expired by the database's clock.
 macro_rules! held {
@@ -145,6 +166,9 @@ pub(super) const FINISH: &str = finish!();
 /// progress, the one given or the one stored, shows 100 %. `finished` holds the jobs that
 /// ended: one refused is not among them, and the others end all the same. The batch's columns
 /// are named `b_*`, so that the job's own (in `SET` and `RETURNING`) are never ambiguous.
+/// The ends are not notified by the notify trigger (`ffmpeg_worker.quiet_end`, migration
+/// 0015): it writes their notifications to the outbox `announcements`, and once the statement
+/// committed the node announces them ([`ANNOUNCE_ENDS`]).
 macro_rules! ends {
     () => {
         concat!(
@@ -160,6 +184,7 @@ macro_rules! ends {
                           ELSE COALESCE(b_progress, progress) END \
                FROM batch WHERE id = b_id AND status = 'running' AND worker_id = $10 AND attempts = b_attempt \
                  AND lease_expires_at > now() \
+                 AND (SELECT set_config('ffmpeg_worker.quiet_end', 'on', true)) IS NOT NULL \
                RETURNING ",
             job_columns!(),
             ", b_log), \
@@ -173,8 +198,7 @@ macro_rules! ends {
 pub(super) const FINISH_BATCH: &str = concat!("WITH ", ends!(), " SELECT ", job_columns!(), " FROM finished");
 /// A claim ([`CLAIM_CHOSEN`]) that carries ends of this node's runs ([`FINISH_BATCH`]) in the
 /// same statement (one commit for both): `$1`-`$10` the ends as in `ends!()` (`$10` the node,
-/// stamped on the claimed jobs too), `$11` seqs, `$12` started_at, `$13` lease seconds, `$14`
-/// how many, `$15` `on` to leave the starts unannounced, else `off`. The claim's rows are
+/// stamped on the claimed jobs too), `$11`-`$15` the claim as in `claim!()`. The claim's rows are
 /// queued jobs, the ends' running ones: no row is changed twice. The claim was chosen from a
 /// view read before the ends, in which the ending jobs still run: a job they hold back is not
 /// claimed here (the node's next claim may take it). Returns, with `ended` true, the jobs that
@@ -182,20 +206,42 @@ pub(super) const FINISH_BATCH: &str = concat!("WITH ", ends!(), " SELECT ", job_
 pub(super) const CLAIM_CARRYING_ENDS: &str = concat!(
     "WITH ",
     ends!(),
-    ", chosen AS MATERIALIZED (SELECT seq FROM jobs WHERE seq = ANY($11) AND status = 'queued' \
-       ORDER BY priority DESC, seq LIMIT $14 FOR UPDATE SKIP LOCKED), \
-     claimed AS (UPDATE jobs SET status = 'running', started_at = $12, attempts = attempts + 1, progress = NULL, \
-       worker_id = $10, lease_expires_at = now() + make_interval(secs => $13), event_seq = event_seq + 1 \
-       WHERE seq IN (SELECT seq FROM chosen) \
-         AND (SELECT set_config('ffmpeg_worker.quiet_start', $15, true)) IS NOT NULL \
-       RETURNING ",
-    job_columns!(),
-    ") SELECT FALSE AS ended, ",
+    ", ",
+    claim!("$11", "$12", "$13", "$14", "$15", "$10"),
+    " SELECT FALSE AS ended, ",
     job_columns!(),
     " FROM claimed UNION ALL SELECT TRUE AS ended, ",
     job_columns!(),
     " FROM finished"
 );
+/// $1 channel, $2 notification payloads, each notified on the channel, in a transaction of
+/// their own that writes nothing to keep: it commits without waiting for the disk
+/// (`synchronous_commit` off for it alone), so it holds PostgreSQL's notification lock (see
+/// migration 0015) for a moment, not for an `fsync`. Used for what a node announces itself:
+/// its progress and pings ([`notify`](super::notify)).
+pub(super) const ANNOUNCE: &str = "SELECT pg_notify($1, payload)::text \
+                                   FROM (SELECT set_config('synchronous_commit', 'off', true)) AS quick, \
+                                     unnest($2::text[]) AS payload";
+/// $1 channel, $2 job ids, $3 their event numbers: the outbox rows of these ends (migration
+/// 0015), written by a statement of this node that committed, deleted and their payloads
+/// notified on the channel, in a transaction that commits without waiting for the disk (as
+/// [`ANNOUNCE`]): lost in a crash, the rows would be announced again by a sweep, never lost. A
+/// row another node's sweep is sending waits for it and is then gone: sent once.
+pub(super) const ANNOUNCE_ENDS: &str = "WITH gone AS (DELETE FROM announcements a \
+                                          USING unnest($2::text[], $3::bigint[]) AS e(job, seq) \
+                                          WHERE a.job = e.job AND a.seq = e.seq RETURNING a.payload) \
+                                        SELECT pg_notify($1, payload)::text \
+                                        FROM (SELECT set_config('synchronous_commit', 'off', true)) AS quick, gone";
+/// $1 channel, $2 age in seconds, $3 most rows: the outbox rows (migration 0015) older than $2
+/// by the database's clock that no other transaction holds (their node announcing them, another
+/// node's sweep: `SKIP LOCKED`), oldest first, deleted and notified as in [`ANNOUNCE_ENDS`].
+pub(super) const SWEEP_ANNOUNCEMENTS: &str = "WITH old AS (SELECT job, seq FROM announcements \
+                                                WHERE made_at < now() - make_interval(secs => $2) \
+                                                ORDER BY made_at LIMIT $3 FOR UPDATE SKIP LOCKED), \
+                                              gone AS (DELETE FROM announcements a USING old \
+                                                WHERE a.job = old.job AND a.seq = old.seq RETURNING a.payload) \
+                                              SELECT pg_notify($1, payload)::text \
+                                              FROM (SELECT set_config('synchronous_commit', 'off', true)) AS quick, gone";
 pub(super) const SET_LOG: &str =
     "INSERT INTO job_logs (job_seq, log) VALUES ($1, $2) ON CONFLICT (job_seq) DO UPDATE SET log = excluded.log";
 pub(super) const LOG: &str = "SELECT l.log FROM jobs j LEFT JOIN job_logs l ON l.job_seq = j.seq WHERE j.id = $1";

@@ -10,6 +10,7 @@ use sqlx::Arguments as _;
 use sqlx::PgConnection;
 use sqlx::postgres::PgArguments;
 
+use super::announce::{Unannounced, release_after};
 use super::rounds::{Boarding, EndValues, Ending, Riders};
 use super::sql::*;
 use super::{PgSettings, PgStore, db};
@@ -35,7 +36,6 @@ macro_rules! on_conn {
         })
     };
 }
-pub(super) use on_conn;
 
 /// Ages beyond this (ten years) count as this: PostgreSQL's intervals have bounds.
 const MAX_AGE: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
@@ -100,6 +100,9 @@ struct PgClaim<'a, 'b> {
     quiet_start: bool,
     /// The ends of this node's runs that may ride with the claim.
     ends: &'a mut Boarding<'b, Ending>,
+    /// The ends that rode with the claim, to announce once it committed
+    /// ([`PgStore::announce_ends`]).
+    ended: Unannounced,
 }
 
 #[async_trait]
@@ -131,19 +134,23 @@ impl ClaimSteps for PgClaim<'_, '_> {
     /// trip, atomic). Else one job is claimed, in one transaction with its deliveries.
     async fn claim(&mut self, seqs: &[i64], hooked: bool, want: usize, started: i64) -> Result<Vec<Job>, StoreError> {
         if !hooked {
+            let args = ClaimArgs { seqs, started, want, quiet_start: self.quiet_start, settings: self.settings };
             let ends = self.ends.take();
             if !ends.is_empty() {
-                match claim_carrying(&mut *self.conn, self.settings, seqs, started, want, self.quiet_start, ends).await
-                {
+                match claim_carrying(&mut *self.conn, &args, ends).await {
+                    Ok((claimed, ended)) => {
+                        self.ended.add(ended);
+                        return Ok(claimed);
+                    }
                     // Not an error of the database's state: the claim alone, and the ends
                     // again on their own (dropped: they try again).
                     Err(StoreError::Database(e)) => {
                         tracing::warn!(error = %e, "a claim carrying ends of runs failed; claiming alone");
                     }
-                    claimed => return claimed,
+                    Err(e) => return Err(e),
                 }
             }
-            return claim_chosen(&mut *self.conn, self.settings, seqs, started, want, self.quiet_start).await;
+            return claim_chosen(&mut *self.conn, &args).await;
         }
         let mut tx = sqlx::Connection::begin(&mut *self.conn).await.map_err(db)?;
         let mut planned = PgTx { quiet_start: self.quiet_start, ..PgTx::new(&mut tx, self.settings) };
@@ -156,7 +163,8 @@ impl ClaimSteps for PgClaim<'_, '_> {
 #[async_trait]
 impl SqlTx for PgTx<'_> {
     async fn claim_first(&mut self, seqs: &[i64], started: i64) -> Result<Option<Job>, StoreError> {
-        Ok(claim_chosen(&mut *self.conn, self.settings, seqs, started, 1, self.quiet_start).await?.into_iter().next())
+        let args = ClaimArgs { seqs, started, want: 1, quiet_start: self.quiet_start, settings: self.settings };
+        Ok(claim_chosen(&mut *self.conn, &args).await?.into_iter().next())
     }
 
     async fn set_progress(&mut self, id: &JobId, progress: &str) -> Result<Option<(bool, String)>, StoreError> {
@@ -240,30 +248,46 @@ impl SqlTx for PgTx<'_> {
     }
 }
 
-/// Claims for the node with `settings`, on `conn`, at most `want` of the queued jobs `seqs`, the
-/// first in claim order that no other transaction holds, at `started` ([`CLAIM_CHOSEN`]; their
-/// start unannounced when `quiet_start`); in claim order.
-async fn claim_chosen(
-    conn: &mut PgConnection,
-    settings: &PgSettings,
-    seqs: &[i64],
+/// What a claim statement ([`CLAIM_CHOSEN`], [`CLAIM_CARRYING_ENDS`]) binds, in the order of
+/// `claim!()` (postgres/sql.rs): at most `want` of the queued jobs `seqs` (the first in claim
+/// order that no other transaction holds), for the node with `settings` (its id is bound apart:
+/// the two statements number it differently), under its lease, at `started`; their start
+/// unannounced when `quiet_start`.
+struct ClaimArgs<'a> {
+    seqs: &'a [i64],
     started: i64,
     want: usize,
     quiet_start: bool,
-) -> Result<Vec<Job>, StoreError> {
-    let rows: Vec<JobRow> = sqlx::query_as(CLAIM_CHOSEN)
-        .bind(seqs)
-        .bind(started)
-        .bind(&settings.node_id)
-        .bind(settings.lease.as_secs_f64())
-        .bind(i64::try_from(want).unwrap_or(i64::MAX))
-        .bind(if quiet_start { "on" } else { "off" })
-        .fetch_all(conn)
-        .await
-        .map_err(db)?;
-    let mut jobs = rows::jobs(rows)?;
+    settings: &'a PgSettings,
+}
+
+impl ClaimArgs<'_> {
+    /// `query` with the claim's parameters bound next (seqs, started_at, lease, how many,
+    /// quiet start).
+    fn bind<'q, R>(
+        &'q self,
+        query: sqlx::query::QueryAs<'q, sqlx::Postgres, R, PgArguments>,
+    ) -> sqlx::query::QueryAs<'q, sqlx::Postgres, R, PgArguments> {
+        query
+            .bind(self.seqs)
+            .bind(self.started)
+            .bind(self.settings.lease.as_secs_f64())
+            .bind(i64::try_from(self.want).unwrap_or(i64::MAX))
+            .bind(if self.quiet_start { "on" } else { "off" })
+    }
+}
+
+/// `jobs` in claim order (priority first, then submission).
+fn in_claim_order(mut jobs: Vec<Job>) -> Vec<Job> {
     jobs.sort_by_key(|job| (std::cmp::Reverse(job.priority), job.seq));
-    Ok(jobs)
+    jobs
+}
+
+/// The claim `args` on `conn` ([`CLAIM_CHOSEN`]): the jobs claimed, in claim order.
+async fn claim_chosen(conn: &mut PgConnection, args: &ClaimArgs<'_>) -> Result<Vec<Job>, StoreError> {
+    let rows: Vec<JobRow> =
+        args.bind(sqlx::query_as(CLAIM_CHOSEN)).bind(&args.settings.node_id).fetch_all(conn).await.map_err(db)?;
+    Ok(in_claim_order(rows::jobs(rows)?))
 }
 
 /// A job as [`CLAIM_CARRYING_ENDS`] returns it: ended (one of the ends carried) or claimed.
@@ -276,25 +300,17 @@ struct CarriedRow {
 
 /// [`claim_chosen`] in one statement with `ends`, the ends of this node's runs that waited
 /// ([`CLAIM_CARRYING_ENDS`]): the claimed jobs in claim order, once each end was told how it
-/// went. On an error the ends are dropped unanswered (they try again).
+/// went, and the ends made, to announce. On an error the ends are dropped unanswered (they
+/// try again).
 async fn claim_carrying(
     conn: &mut PgConnection,
-    settings: &PgSettings,
-    seqs: &[i64],
-    started: i64,
-    want: usize,
-    quiet_start: bool,
+    args: &ClaimArgs<'_>,
     ends: Riders<Ending>,
-) -> Result<Vec<Job>, StoreError> {
+) -> Result<(Vec<Job>, Unannounced), StoreError> {
     let writes = ends.writes();
     let values = EndValues::of(&writes);
-    let rows: Vec<CarriedRow> = values
-        .bind(sqlx::query_as(CLAIM_CARRYING_ENDS), &settings.node_id)
-        .bind(seqs)
-        .bind(started)
-        .bind(settings.lease.as_secs_f64())
-        .bind(i64::try_from(want).unwrap_or(i64::MAX))
-        .bind(if quiet_start { "on" } else { "off" })
+    let rows: Vec<CarriedRow> = args
+        .bind(values.bind(sqlx::query_as(CLAIM_CARRYING_ENDS), &args.settings.node_id))
         .fetch_all(conn)
         .await
         .map_err(db)?;
@@ -304,9 +320,9 @@ async fn claim_carrying(
         let job = Job::try_from(row.job)?;
         if row.ended { ended.push(job) } else { claimed.push(job) }
     }
+    let told = Unannounced::of(&ended);
     ends.made(ended);
-    claimed.sort_by_key(|job| (std::cmp::Reverse(job.priority), job.seq));
-    Ok(claimed)
+    Ok((in_claim_order(claimed), told))
 }
 
 /// Most jobs one claim round claims (for as many workers of the node).
@@ -367,11 +383,24 @@ impl PgStore {
         let quiet_start = !self.cluster.starts_watched_elsewhere();
         // The ends of this node's runs that come while the claim is read may ride with it.
         let mut ends = self.endings.board();
-        let result = on_conn!(self, |conn| {
-            let mut claim = PgClaim { conn: &mut conn, settings: &self.settings, quiet_start, ends: &mut ends };
-            plan::claim(&mut claim, started, labels, want, &self.due, &self.memo).await
-        })
-        .await;
+        let result = self
+            .db
+            .call(async {
+                let mut conn = self.db.get().await?;
+                let mut claim = PgClaim {
+                    conn: &mut conn,
+                    settings: &self.settings,
+                    quiet_start,
+                    ends: &mut ends,
+                    ended: Unannounced::default(),
+                };
+                let result = plan::claim(&mut claim, started, labels, want, &self.due, &self.memo).await;
+                let ended = claim.ended;
+                let told = self.announce_ends(&mut conn, &ended).await;
+                release_after(conn, &result, &told);
+                result
+            })
+            .await;
         drop(ends);
         self.health.record(&result);
         let claimed = result?;

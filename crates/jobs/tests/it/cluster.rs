@@ -12,8 +12,8 @@ use ffmpeg_core::sandbox::{OutputTarget, Sandbox};
 use jobs::events::{AllEvents, AllFilter, AllItem, Event, JobEvents, Resume};
 use jobs::postgres::{PgSettings, PgStore};
 use jobs::{
-    Job, JobId, JobStatus, JobStore, Jobs, JobsConfig, Progress, RunError, RunReport, RunSpec, Runner, Shutdown,
-    SubmitOptions,
+    Job, JobId, JobStatus, JobStore, Jobs, JobsConfig, Outcome, Progress, RunError, RunReport, RunSpec, Runner,
+    Shutdown, SubmitOptions,
 };
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -634,4 +634,67 @@ async fn a_stream_opened_as_another_node_starts_the_job_unannounced_still_sees_i
     let seen = statuses_until_progress(&mut events).await;
     assert_eq!(seen, (vec![(1, queued, false), (2, running, true), (3, failed, true)], None));
     pool.close().await;
+}
+
+/// Tester finding K10, issue 11: a node that stops between an end's commit and its
+/// announcement (its statement wrote the announcement to the outbox, migration 0015; the
+/// store's fault point skips sending it, and the node is then closed, as one that died there)
+/// still has its end reach the other nodes' streams: the sweep of another node's reaper round
+/// announces what the outbox kept ([`jobs::postgres::SWEEP_AGE`] plus a round, about 3 s). An
+/// end announced twice (a crash that lost the sweep's delete after its notification went out,
+/// simulated by putting the row back) is harmless: the streams go by the job's event number,
+/// so the all-jobs stream shows the end once, then the next change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_end_whose_node_stopped_before_announcing_it_reaches_the_other_nodes_once() {
+    let (url, dir) = (fresh_url().await, tempfile::tempdir().unwrap());
+    let api = node(&url, "api", dir.path(), 0, Arc::new(AtOnce)).await;
+    let job = api.jobs.submit("-f lavfi -i testsrc out.mkv", SubmitOptions::default()).await.unwrap();
+    let Resume::Events(mut events) = api.jobs.events_of(&job.id, None).await.unwrap() else { panic!("finished") };
+    let mut all = api.jobs.all_events(AllFilter::default());
+    let dying = PgStore::open(&url, PgSettings { node_id: "dying".to_owned(), ..PgSettings::default() }).await.unwrap();
+    dying.stop_before_announcing_ends();
+    let claimed = dying.claim_next(&[]).await.unwrap().expect("the dying node claims the job");
+    assert_eq!(claimed.id, job.id);
+    let ended =
+        dying.finish(&job.id, Outcome::Completed { output_files: vec![], outputs: Vec::new() }, "").await.unwrap();
+    dying.close().await;
+    assert_eq!((ended.status, ended.event_seq), (JobStatus::Completed, 3));
+
+    let mut statuses = Vec::new();
+    while let Some(event) = next(&mut events).await {
+        if let Event::Status(job) = event {
+            statuses.push((job.event_seq, job.status));
+        }
+    }
+    assert_eq!(statuses, [(1, JobStatus::Queued), (2, JobStatus::Running), (3, JobStatus::Completed)]);
+    let next_on_all = async |all: &mut AllEvents| loop {
+        match tokio::time::timeout(Duration::from_secs(60), all.next()).await.expect("no event within 60 s") {
+            Some(AllItem::Event(Event::Status(job))) => return (job.id.clone(), job.event_seq, job.status),
+            Some(AllItem::Event(Event::Progress(_))) => {}
+            other => panic!("{other:?}"),
+        }
+    };
+    while next_on_all(&mut all).await != (job.id.clone(), 3, JobStatus::Completed) {}
+
+    // The end announced again: the row put back, old enough for the sweep. The job's own
+    // stream is closed (its channel gone): the all-jobs stream goes by what it last sent.
+    drop(events);
+    let admin = sqlx::PgPool::connect(&url).await.unwrap();
+    sqlx::query(
+        "INSERT INTO announcements (job, seq, payload, made_at) VALUES ($1, 3, json_build_object('k', 'status', \
+         'node', 'dying', 'job', $1::text, 'seq', 3, 'status', 'completed')::text, now() - interval '1 hour')",
+    )
+    .bind(job.id.as_str())
+    .execute(&admin)
+    .await
+    .unwrap();
+    eventually("the repeated end swept", async || {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM announcements").fetch_one(&admin).await.unwrap() == 0
+    })
+    .await;
+    // A change made on another node after it, heard in commit order: the next on the stream.
+    let other = PgStore::open(&url, PgSettings { node_id: "other".to_owned(), ..PgSettings::default() }).await.unwrap();
+    let marker = other.insert("-f lavfi -i testsrc marker.mkv".to_owned(), SubmitOptions::default()).await.unwrap();
+    assert_eq!(next_on_all(&mut all).await, (marker.id.clone(), 1, JobStatus::Queued), "the repeated end shown again");
+    other.close().await;
 }

@@ -883,6 +883,43 @@ async fn rows_per_statement(admin: &sqlx::PgPool, table: &str) -> Vec<i64> {
     sqlx::query_scalar(&format!("SELECT n FROM per_statement_{table}")).fetch_all(admin).await.unwrap()
 }
 
+/// A connection of the test listening on the cluster's channel, as a node's listener does.
+async fn listen(url: &str) -> sqlx::postgres::PgListener {
+    let mut listener = sqlx::postgres::PgListener::connect(url).await.unwrap();
+    listener.listen(jobs::postgres::notify::CHANNEL).await.unwrap();
+    listener
+}
+
+/// The status notifications `listener` hears, `(job, status, seq, node)` in the order heard,
+/// until each of `ended` was heard with a final status. A node announces its ends after their
+/// commit (migration 0015), while the notify trigger announces inside the commit: a second
+/// notification of an end, from the trigger, would come first, so it is among those returned.
+async fn statuses_until_ended(
+    listener: &mut sqlx::postgres::PgListener,
+    ended: &[&JobId],
+) -> Vec<(String, String, u64, Option<String>)> {
+    let mut heard: Vec<(String, String, u64, Option<String>)> = Vec::new();
+    let is_end = |status: &str| matches!(status, "completed" | "failed" | "cancelled");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !ended.iter().all(|id| heard.iter().any(|(job, status, ..)| job == id.as_str() && is_end(status))) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let notification = tokio::time::timeout(left, listener.recv())
+            .await
+            .unwrap_or_else(|_| panic!("ends never announced; heard {heard:?}"))
+            .unwrap();
+        let payload: serde_json::Value = serde_json::from_str(notification.payload()).unwrap();
+        if payload["k"] == "status" {
+            heard.push((
+                payload["job"].as_str().unwrap().to_owned(),
+                payload["status"].as_str().unwrap().to_owned(),
+                payload["seq"].as_u64().unwrap(),
+                payload["node"].as_str().map(str::to_owned),
+            ));
+        }
+    }
+    heard
+}
+
 /// The ends of a node's runs that come while one is being written are written together, in one
 /// statement (one commit: PostgreSQL writes commits that notify one at a time, see
 /// `postgres/rounds.rs`), each end with its last progress and log; a job in the batch whose end
@@ -955,13 +992,22 @@ async fn a_nodes_ends_are_written_together_and_a_refused_one_holds_back_none() {
             store.finish_with_progress(id, Some(&progress(i as u64)), outcome, &format!("log {i}")).await
         }
     });
+    let mut listener = listen(&url).await;
     let results = futures_util::future::join_all(ends).await;
+    let announced: Vec<&JobId> = claimed.iter().filter(|id| **id != refused).collect();
+    let heard = statuses_until_ended(&mut listener, &announced).await;
     for (i, (id, result)) in claimed.iter().zip(results).enumerate() {
         if *id == refused {
             assert_conflict(result, JobStatus::Running);
             continue;
         }
         let job = result.unwrap_or_else(|e| panic!("job {i}: {e}"));
+        let of_job: Vec<_> = heard.iter().filter(|(j, ..)| j == id.as_str()).collect();
+        assert_eq!(
+            of_job,
+            [&(id.to_string(), "completed".to_owned(), job.event_seq, Some("ends".to_owned()))],
+            "job {i}: its end announced once, by its node, with the end's event number"
+        );
         assert_eq!((job.status, job.output_files.clone()), (JobStatus::Completed, vec![format!("out{i}.mp4")]));
         let p = job.progress.clone().unwrap();
         assert_eq!((p.frame, p.percent), (Some(i as u64 * 10), Some(100.0)), "job {i}: its last progress, at 100 %");
@@ -969,6 +1015,8 @@ async fn a_nodes_ends_are_written_together_and_a_refused_one_holds_back_none() {
         assert_eq!(store.log(id).await.unwrap(), Some(format!("log {i}")));
     }
     assert_eq!(store.get(&refused).await.unwrap(), before, "the refused writes changed nothing");
+    assert!(!heard.iter().any(|(j, ..)| j == refused.as_str()), "the refused end announced nothing: {heard:?}");
+    assert_eq!(outbox(&admin).await, Vec::<(String, i64)>::new(), "the node announced the ends and took them out");
     let counted = rows_per_statement(&admin, "jobs").await;
     assert_eq!(counted.iter().sum::<i64>(), 7, "{counted:?}");
     assert!(counted.len() < 7, "7 ends in {} statements: {counted:?}", counted.len());
@@ -1037,12 +1085,20 @@ async fn ends_that_come_while_a_claim_reads_the_queue_ride_with_it_each_still_fe
     // Both wait for the claim (the store's rounds say so in its debug output).
     eventually("the ends wait for the claim", async || format!("{store:?}").contains("boarding: 1, waiting: 2")).await;
     assert_eq!(rows_per_statement(&admin, "jobs").await, Vec::<i64>::new(), "nothing written yet");
+    let mut listener = listen(&url).await;
     insert.commit().await.unwrap();
 
     let claimed = claim.await.unwrap().unwrap().unwrap();
     assert_eq!(claimed.id, ids[2]);
     let [ended, refusal] = ends;
     let ended = ended.await.unwrap().unwrap();
+    let heard = statuses_until_ended(&mut listener, &[&ending.id]).await;
+    assert_eq!(
+        heard.iter().filter(|(j, ..)| j != ids[2].as_str()).collect::<Vec<_>>(),
+        [&(ending.id.to_string(), "completed".to_owned(), ended.event_seq, Some("rides".to_owned()))],
+        "the end that rode with the claim announced once, by its node; the refused one not at all"
+    );
+    assert_eq!(outbox(&admin).await, Vec::<(String, i64)>::new(), "the node announced the end and took it out");
     assert_eq!((ended.status, ended.output_files.clone()), (JobStatus::Completed, vec!["out0.mp4".to_owned()]));
     assert_eq!(store.get(&ending.id).await.unwrap(), Some(ended));
     assert_eq!(store.log(&ending.id).await.unwrap(), Some("log".to_owned()));
@@ -1050,4 +1106,80 @@ async fn ends_that_come_while_a_claim_reads_the_queue_ride_with_it_each_still_fe
     assert_eq!(store.get(&refused.id).await.unwrap(), before, "the refused end changed nothing");
     assert_eq!(store.get(&ids[2]).await.unwrap().unwrap().status, JobStatus::Running);
     assert_eq!(rows_per_statement(&admin, "jobs").await, vec![2], "one statement ended one job and claimed one");
+}
+
+/// The announcements waiting in the outbox (migration 0015): (job, event number), in order.
+async fn outbox(admin: &sqlx::PgPool) -> Vec<(String, i64)> {
+    sqlx::query_as("SELECT job, seq FROM announcements ORDER BY job, seq").fetch_all(admin).await.unwrap()
+}
+
+/// The notify trigger (migrations 0008, 0011, 0015) announces every status change inside the
+/// transaction that makes it, except the final statuses written by a statement that set
+/// `ffmpeg_worker.quiet_end` (the statements ending a node's runs: a notifying commit holds
+/// PostgreSQL's notification lock until it is on disk, so notifying commits are written one at
+/// a time), which it writes to the outbox in the same transaction for the node to announce
+/// after the commit, and the starts of one that set `ffmpeg_worker.quiet_start`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_notify_trigger_leaves_to_the_outbox_only_the_ends_it_is_told_to() {
+    let url = fresh_url().await;
+    let store = PgStore::open(&url, settings("trigger", Duration::from_secs(30))).await.unwrap();
+    let admin = sqlx::PgPool::connect(&url).await.unwrap();
+    let mut ids = Vec::new();
+    for i in 0..4 {
+        ids.push(store.insert(format!("-i in.mp4 out{i}.mp4"), SubmitOptions::default()).await.unwrap().id);
+    }
+    // No node runs, so no sweep announces what the outbox holds.
+    store.close().await;
+    let mut listener = listen(&url).await;
+    // One transaction per change, with the settings given: (job, statement, quiet_end).
+    let change = async |id: &JobId, set: &str, quiet_end: &str| {
+        let mut tx = admin.begin().await.unwrap();
+        sqlx::query("SELECT set_config('ffmpeg_worker.quiet_end', $1, true)")
+            .bind(quiet_end)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        sqlx::query(&format!("UPDATE jobs SET {set}, event_seq = event_seq + 1 WHERE id = $1"))
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+    };
+    change(&ids[0], "status = 'running'", "on").await;
+    change(&ids[0], "status = 'failed'", "on").await;
+    change(&ids[1], "status = 'cancelled'", "on").await;
+    change(&ids[2], "status = 'completed'", "off").await;
+    // A change rolled back leaves nothing in the outbox.
+    let mut tx = admin.begin().await.unwrap();
+    sqlx::query("SELECT set_config('ffmpeg_worker.quiet_end', 'on', true)").execute(&mut *tx).await.unwrap();
+    sqlx::query("UPDATE jobs SET status = 'failed', event_seq = event_seq + 1 WHERE id = $1")
+        .bind(ids[3].as_str())
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx.rollback().await.unwrap();
+    // The last one heard: everything before it was delivered first (commit order).
+    change(&ids[3], "status = 'cancelled'", "").await;
+    let heard = statuses_until_ended(&mut listener, &[&ids[3]]).await;
+    let heard: Vec<(&str, &str)> = heard.iter().map(|(j, status, ..)| (j.as_str(), status.as_str())).collect();
+    assert_eq!(
+        heard,
+        [(ids[0].as_str(), "running"), (ids[2].as_str(), "completed"), (ids[3].as_str(), "cancelled"),],
+        "ends written with quiet_end on are left to the outbox; a start, and ends without it, are announced"
+    );
+    let mut waiting = vec![(ids[0].to_string(), 3), (ids[1].to_string(), 2)];
+    waiting.sort();
+    assert_eq!(outbox(&admin).await, waiting, "the quiet ends wait in the outbox, with their event numbers");
+    let payload: String = sqlx::query_scalar("SELECT payload FROM announcements WHERE job = $1")
+        .bind(ids[0].as_str())
+        .fetch_one(&admin)
+        .await
+        .unwrap();
+    let payload: serde_json::Value = serde_json::from_str(&payload).unwrap();
+    assert_eq!(
+        payload,
+        serde_json::json!({"k": "status", "node": null, "job": ids[0].as_str(), "seq": 3, "status": "failed"}),
+        "the payload the trigger would have notified"
+    );
 }
