@@ -115,9 +115,10 @@ pub struct LinkInTheWay {
 /// Refuses a run that would write through a symbolic link ([`LinkInTheWay`]): a directory the
 /// footprint writes in that is (or lies under) a link, or a link in such a directory whose name
 /// the footprint covers (an image sequence's `img_001.png`, an HLS segment, a DASH chunk, a
-/// pass log, a muxer's `.tmp` file). The outputs the command names are resolved by the sandbox
-/// already (a link to a file inside the data directory is replaced by its target, one leading
-/// out is refused at submission); this covers the names ffmpeg makes up itself. A directory
+/// pass log, a muxer's `.tmp` file). The outputs the command names, and the files options
+/// write under their own names, are checked by the sandbox already (a link there is refused at
+/// submission and again when the command is resolved before the run: rule `symbolic-link`, or
+/// `path-escapes` for one leading out); this covers the names ffmpeg makes up itself. A directory
 /// part holding a pattern (`hls/%v` without a known variant list) is checked up to that part.
 /// Blocking.
 ///

@@ -28,6 +28,9 @@ pub enum RuleId {
     /// A path that leads through a symlink to a name that is not valid UTF-8: ffmpeg gets
     /// paths as text, and a lossy copy would name another file.
     NonUtf8Path,
+    /// A file the job writes (an output, a `-segment_list`) that is a symbolic link inside the
+    /// data directory: ffmpeg would write the file it leads to, in the format its name says.
+    SymbolicLink,
     /// An option the policy forbids.
     ForbiddenOption,
     /// An allowed option with a value the policy forbids (`-safe 0`, `-pattern_type glob_sequence`).
@@ -57,6 +60,7 @@ impl RuleId {
         RuleId::GlobPattern,
         RuleId::ParentDirectory,
         RuleId::NonUtf8Path,
+        RuleId::SymbolicLink,
         RuleId::ForbiddenOption,
         RuleId::ForbiddenValue,
         RuleId::InvalidValue,
@@ -85,6 +89,7 @@ impl RuleId {
             RuleId::GlobPattern => "glob-pattern",
             RuleId::ParentDirectory => "parent-directory",
             RuleId::NonUtf8Path => "non-utf8-path",
+            RuleId::SymbolicLink => "symbolic-link",
             RuleId::ForbiddenOption => "forbidden-option",
             RuleId::ForbiddenValue => "forbidden-value",
             RuleId::InvalidValue => "invalid-value",

@@ -38,6 +38,10 @@ pub enum PathProblem {
     /// The path leads through a symlink to a name that is not valid UTF-8. ffmpeg gets paths
     /// as text (`file:` URLs, option values); a lossy copy would name another file.
     NotUtf8,
+    /// A file the job writes (an output, or a file an option writes under its own name) is a
+    /// symbolic link: ffmpeg would write through it, to the file it leads to, choosing the
+    /// format from that file's name.
+    WrittenLink,
 }
 
 /// Why a command or path was refused. Messages name the argument: "argument 4 `../x.mp4`: path
@@ -199,6 +203,11 @@ impl fmt::Display for PathProblem {
                 "the path leads through a symlink to a name that is not valid UTF-8, which cannot \
                  be handed to ffmpeg unchanged",
             ),
+            PathProblem::WrittenLink => f.write_str(
+                "a symbolic link where the job writes: a job never writes through a link (ffmpeg would \
+                 write the file it leads to, in the format its name says); remove the link or choose \
+                 another name",
+            ),
         }
     }
 }
@@ -215,6 +224,7 @@ impl PathProblem {
             PathProblem::Glob | PathProblem::GlobSyntax(_) => RuleId::GlobPattern,
             PathProblem::Parent => RuleId::ParentDirectory,
             PathProblem::NotUtf8 => RuleId::NonUtf8Path,
+            PathProblem::WrittenLink => RuleId::SymbolicLink,
         }
     }
 
@@ -227,9 +237,11 @@ impl PathProblem {
             PathProblem::Protocol(scheme) => SandboxError::Protocol { position, argument, scheme },
             PathProblem::NotAFile | PathProblem::NotADirectory => SandboxError::NotAFile { position, argument },
             PathProblem::Denied => SandboxError::Denied { position, argument },
-            problem @ (PathProblem::Glob | PathProblem::GlobSyntax(_) | PathProblem::Parent | PathProblem::NotUtf8) => {
-                SandboxError::Path { position, argument, context: String::new(), problem }
-            }
+            problem @ (PathProblem::Glob
+            | PathProblem::GlobSyntax(_)
+            | PathProblem::Parent
+            | PathProblem::NotUtf8
+            | PathProblem::WrittenLink) => SandboxError::Path { position, argument, context: String::new(), problem },
         }
     }
 }
@@ -255,7 +267,7 @@ impl SandboxError {
 
     /// The id of the rule the command broke; [`RuleId::as_str`] gives its stable text
     /// (`data-directory`, `absolute-path`, `path-escapes`, `protocol`, `not-a-file`,
-    /// `reserved-path`, `glob-pattern`, `parent-directory`, `non-utf8-path`,
+    /// `reserved-path`, `glob-pattern`, `parent-directory`, `non-utf8-path`, `symbolic-link`,
     /// `forbidden-option`, `forbidden-value`, `forbidden-filter`, `forbidden-format`,
     /// `filtergraph-syntax`, `output-overwrites-input`).
     pub fn rule(&self) -> RuleId {

@@ -258,7 +258,7 @@ impl Sandbox {
                     argument: url.to_owned(),
                     scheme: "tee".to_owned(),
                 }),
-                (url, _) => self.resolve(url, output.position()).map(OutputTarget::File),
+                (url, _) => self.resolve_output(url, output.position()).map(OutputTarget::File),
             };
             // Options come before their URL on the command line, so their errors come first;
             // options relative to the output's directory need the resolved URL.
@@ -314,17 +314,19 @@ impl Sandbox {
                 && matches!(file.file_use.access, Access::Write | Access::ReadWrite | Access::Append)
         });
         let paths =
-            std::iter::once((output.position(), output.url().to_owned(), String::new(), path)).chain(own.map(|file| {
-                (file.position, resolved_option_text(output, file.position), file.context.clone(), &file.path)
-            }));
-        for (position, argument, context, path) in paths {
+            std::iter::once((output.position(), output.url().to_owned(), String::new(), path, path::Want::Written))
+                .chain(own.map(|file| {
+                    let text = resolved_option_text(output, file.position);
+                    (file.position, text, file.context.clone(), &file.path, path::Want::for_use(file.file_use))
+                }));
+        for (position, argument, context, path, want) in paths {
             let relative = path.relative().to_string_lossy();
             if !pattern::has_hls_variant(&relative) {
                 continue;
             }
             for variant in &variants {
                 let expanded = pattern::expand_hls_variant(&relative, variant);
-                if let Err(problem) = self.resolve_path(&expanded, path::Want::File) {
+                if let Err(problem) = self.resolve_path(&expanded, want) {
                     let context = if context.is_empty() {
                         format!("variant stream `{expanded}`")
                     } else {

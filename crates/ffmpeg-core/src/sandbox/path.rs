@@ -7,7 +7,7 @@ use std::path::{Component, Path, PathBuf};
 
 use super::options::Side;
 use super::{PathProblem, Sandbox, SandboxError};
-use crate::policy::{Access, FileUse, PathBase};
+use crate::policy::{Access, FileUse, Naming, PathBase};
 
 /// A path inside the sandbox's data directory. Only [`Sandbox::resolve`] builds one.
 ///
@@ -50,7 +50,24 @@ impl ResolvedPath {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Want {
     File,
+    /// A file the job writes: as [`Want::File`], and its own name may not be a symbolic link
+    /// ([`PathProblem::WrittenLink`]).
+    Written,
     Directory,
+}
+
+impl Want {
+    /// What a file-valued option's value must be: a directory for [`Access::ReadDirectory`]; a
+    /// written file ([`Want::Written`]) when the job writes the file the value names itself
+    /// (not a prefix or pattern of names, whose expansions the worker checks for links right
+    /// before the run); else a file.
+    pub(super) fn for_use(file_use: FileUse) -> Want {
+        match (file_use.access, file_use.naming) {
+            (Access::ReadDirectory, _) => Want::Directory,
+            (Access::Write | Access::ReadWrite | Access::Append, Naming::Exact | Naming::Suffixed(_)) => Want::Written,
+            _ => Want::File,
+        }
+    }
 }
 
 impl Sandbox {
@@ -106,6 +123,37 @@ impl Sandbox {
         self.resolve(argument, position)
     }
 
+    /// Resolves a path ffmpeg will write as an output, found at 1-based `position`:
+    /// [`Sandbox::resolve`], and refused as [`SandboxError::Path`] ([`PathProblem::WrittenLink`],
+    /// rule `symbolic-link`) when its own name is a symbolic link leading to a place inside the
+    /// data directory (one leading out is [`SandboxError::Escapes`], as everywhere). ffmpeg
+    /// would open the link's target by its own name: the muxer is chosen from that name
+    /// (`link.mp4 -> pl.M3U8` writes an HLS playlist, and `pl0.ts` beside it), and what it
+    /// writes is not the file the client named. Symbolic links to directories on the way are
+    /// followed (the file's own name, which picks the muxer, stays as written). Every output
+    /// file of [`Sandbox::resolve_command`] goes through it, and so does every file an option
+    /// writes under its own name (`-segment_list`, whose list type is chosen from its name).
+    ///
+    /// ```
+    /// use ffmpeg_core::sandbox::Sandbox;
+    ///
+    /// # let dir = tempfile::tempdir()?;
+    /// std::fs::write(dir.path().join("pl.m3u8"), "#EXTM3U\n")?;
+    /// std::os::unix::fs::symlink("pl.m3u8", dir.path().join("link.mp4"))?;
+    /// let sandbox = Sandbox::new(dir.path())?;
+    /// let refused = sandbox.resolve_output("link.mp4", 3).unwrap_err();
+    /// assert_eq!(refused.rule().as_str(), "symbolic-link");
+    /// assert!(refused.to_string().starts_with("argument 3 `link.mp4`: a symbolic link"), "{refused}");
+    /// assert_eq!(sandbox.resolve("link.mp4", 2)?.relative(), std::path::Path::new("pl.m3u8"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Sandbox::resolve`], and [`SandboxError::Path`] for a symbolic link.
+    pub fn resolve_output(&self, argument: &str, position: usize) -> Result<ResolvedPath, SandboxError> {
+        self.resolve_path(argument, Want::Written).map_err(|problem| problem.at(position, argument))
+    }
+
     /// [`Sandbox::resolve`] without the position; for [`Want::Directory`], directories
     /// (and the data directory itself, and a trailing `/`) are what is wanted.
     pub(super) fn resolve_path(&self, argument: &str, want: Want) -> Result<ResolvedPath, PathProblem> {
@@ -118,7 +166,7 @@ impl Sandbox {
         if argument.starts_with('/') {
             return Err(PathProblem::Absolute);
         }
-        if argument.ends_with('/') && want == Want::File {
+        if argument.ends_with('/') && want != Want::Directory {
             return Err(PathProblem::NotAFile);
         }
 
@@ -135,7 +183,7 @@ impl Sandbox {
                 part => parts.push(part),
             }
         }
-        if parts.is_empty() && want == Want::File {
+        if parts.is_empty() && want != Want::Directory {
             return Err(PathProblem::NotAFile);
         }
         if parts.iter().any(|part| self.reserved_name(part)) {
@@ -145,13 +193,20 @@ impl Sandbox {
         // Walk from the root; `current` stays canonical while its components exist.
         let mut current = self.root.clone();
         let mut exists = true;
-        for part in parts {
+        let count = parts.len();
+        for (index, part) in parts.into_iter().enumerate() {
             current.push(part);
             if !exists {
                 continue;
             }
             match fs::symlink_metadata(&current) {
                 Ok(meta) if meta.file_type().is_symlink() => match fs::canonicalize(&current) {
+                    // ffmpeg would open the link by its target's name: the muxer (or a
+                    // `-segment_list` type) chosen from that name, the files it derives
+                    // (`pl0.ts`) beside the target, outside the job's footprint.
+                    Ok(target) if target.starts_with(&self.root) && want == Want::Written && index + 1 == count => {
+                        return Err(PathProblem::WrittenLink);
+                    }
                     Ok(target) if target.starts_with(&self.root) => current = target,
                     // Leads outside, or dangles (writing through it would create the target).
                     _ => return Err(PathProblem::Escapes),
@@ -164,7 +219,7 @@ impl Sandbox {
         }
 
         match want {
-            Want::File => {
+            Want::File | Want::Written => {
                 if current == self.root {
                     return Err(PathProblem::NotAFile);
                 }
@@ -264,7 +319,7 @@ impl Sandbox {
         file_use: FileUse,
         side: Side<'_>,
     ) -> Result<ResolvedPath, PathProblem> {
-        let want = if file_use.access == Access::ReadDirectory { Want::Directory } else { Want::File };
+        let want = Want::for_use(file_use);
         match file_use.base {
             PathBase::DataDirectory => self.resolve_path(value, want),
             PathBase::OutputDirectory => {

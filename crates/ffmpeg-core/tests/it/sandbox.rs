@@ -179,6 +179,63 @@ fn symlinks() {
     check(&f, "to_outside/../in.mp4", "ok in.mp4");
 }
 
+/// A file the job writes whose own name is a symbolic link inside the data directory is refused
+/// at submission, rule `symbolic-link`, naming the argument (tester finding L10: `link.mp4 ->
+/// pl.M3U8` was handed to ffmpeg as `pl.M3U8`, which wrote an HLS playlist and `pl0.ts`). The
+/// same link may be read; links to directories on the way are still followed; a link leading
+/// out stays `path-escapes`.
+#[test]
+fn a_written_file_may_not_be_a_symbolic_link() {
+    let f = fixture();
+    fs::write(f.data.join("pl.M3U8"), "#EXTM3U\n").unwrap();
+    symlink("pl.M3U8", f.data.join("link.mp4")).unwrap();
+    symlink("../pl.M3U8", f.data.join("sub/list.csv")).unwrap();
+    let resolved = |line: &str| f.sandbox.resolve_command(&Command::parse(line).unwrap());
+    let refused = |line: &str| resolved(line).unwrap_err();
+
+    for (line, position, argument) in [
+        ("-i in.mp4 -t 1 link.mp4", 5, "link.mp4"),
+        ("-i in.mp4 -t 1 to_clip", 5, "to_clip"),
+        ("-i in.mp4 sub/../abs_inside", 3, "sub/../abs_inside"),
+        ("-i in.mp4 to_sub/list.csv", 3, "to_sub/list.csv"),
+        ("-i in.mp4 -f hls -hls_time 1 to_root/link.mp4", 7, "to_root/link.mp4"),
+    ] {
+        let e = refused(line);
+        assert_eq!((e.rule(), e.argument()), (RuleId::SymbolicLink, Some((position, argument))), "{line}: {e}");
+        assert_eq!(e.rule().as_str(), "symbolic-link");
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "argument {position} `{argument}`: a symbolic link where the job writes: a job never writes \
+                 through a link (ffmpeg would write the file it leads to, in the format its name says); remove \
+                 the link or choose another name"
+            )
+        );
+        assert!(!e.to_string().contains("pl.M3U8"), "where the link leads is not shown: {e}");
+    }
+    // A file an option writes under its own name (the segment list's type comes from its name).
+    let e = refused("-i in.mp4 -f segment -segment_list sub/list.csv seg%03d.ts");
+    assert_eq!((e.rule(), e.argument()), (RuleId::SymbolicLink, Some((5, "-segment_list sub/list.csv"))), "{e}");
+    // An HLS `%v` output whose expansion for a variant is a link.
+    fs::create_dir(f.data.join("v0")).unwrap();
+    symlink("../pl.M3U8", f.data.join("v0/index.m3u8")).unwrap();
+    let e = refused("-i in.mp4 -map 0:v -f hls -var_stream_map v:0 v%v/index.m3u8");
+    assert_eq!(e.rule(), RuleId::SymbolicLink, "{e}");
+
+    // Reading through the same links is fine, and so is writing into a linked directory.
+    let ok = resolved("-i link.mp4 -i sub/list.csv -map 0 out.mp4").unwrap();
+    assert_eq!(ok.outputs().len(), 1);
+    let ok = resolved("-i in.mp4 to_sub/new.mp4").unwrap();
+    let OutputTarget::File(path) = &ok.outputs()[0] else { panic!("{ok:?}") };
+    assert_eq!(path.relative(), Path::new("sub/new.mp4"));
+    // A link leading out of the data directory, or nowhere, is refused as before.
+    assert_eq!(refused("-i in.mp4 to_secret").rule(), RuleId::PathEscapes);
+    assert_eq!(refused("-i in.mp4 dangling").rule(), RuleId::PathEscapes);
+    // `Sandbox::resolve` (no side) follows the link, as the files API and inputs need.
+    assert_eq!(f.sandbox.resolve("link.mp4", 1).unwrap().relative(), Path::new("pl.M3U8"));
+    assert!(f.sandbox.resolve_output("link.mp4", 1).is_err());
+}
+
 #[test]
 fn denied_paths() {
     let f = fixture();
