@@ -40,6 +40,46 @@ async fn no_overwrite_fails_with_ffmpegs_reason_and_keeps_the_file(store: Store)
 }
 on_each_store!(no_overwrite_fails_with_ffmpegs_reason_and_keeps_the_file);
 
+/// `-n` with an existing HLS playlist or DASH manifest: the job fails with ffmpeg's message
+/// before ffmpeg runs and the file is left alone (ffmpeg 5.1 does not check `-n` for these
+/// muxers, which open their files themselves: the playlist was replaced, tester finding L7).
+/// Without the file, the same command completes.
+async fn no_overwrite_keeps_an_existing_playlist_or_manifest(store: Store) {
+    let server = Server::start_on(store, &[]);
+    let data = server.data.path();
+    make_clip(data, "in.mp4", 1);
+    for dir in ["nn", "dd"] {
+        std::fs::create_dir(data.join(dir)).unwrap();
+    }
+    std::fs::write(data.join("nn/p.m3u8"), "#EXTM3U\n# the client's\n").unwrap();
+    std::fs::write(data.join("dd/m.mpd"), "<MPD/>").unwrap();
+    let http = client();
+    for (command, named) in [
+        ("-n -i in.mp4 -t 1 -f hls -hls_time 0.5 nn/p.m3u8", "nn/p.m3u8"),
+        ("-n -i in.mp4 -t 1 -f dash dd/m.mpd", "dd/m.mpd"),
+    ] {
+        let (status, job) = submit(&http, &server, command).await;
+        assert_eq!(status, 201, "{job}");
+        let seen = wait_finished(&http, &server, job["id"].as_str().unwrap(), Duration::from_secs(60)).await;
+        let done = seen.last().unwrap();
+        assert_eq!(done["status"], "failed", "{done}");
+        assert_eq!(done["error"], format!("File '{named}' already exists. Exiting."), "{done}");
+    }
+    assert_eq!(std::fs::read_to_string(data.join("nn/p.m3u8")).unwrap(), "#EXTM3U\n# the client's\n");
+    assert_eq!(std::fs::read_to_string(data.join("dd/m.mpd")).unwrap(), "<MPD/>");
+    let names = |dir: &str| {
+        let mut names: Vec<String> =
+            std::fs::read_dir(data.join(dir)).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        names.sort();
+        names
+    };
+    assert_eq!((names("nn"), names("dd")), (vec!["p.m3u8".to_owned()], vec!["m.mpd".to_owned()]));
+    let (_, job) = submit(&http, &server, "-n -i in.mp4 -t 1 -f hls -hls_time 0.5 nn/q.m3u8").await;
+    let seen = wait_finished(&http, &server, job["id"].as_str().unwrap(), Duration::from_secs(60)).await;
+    assert_eq!(seen.last().unwrap()["status"], "completed", "{:?}", seen.last());
+}
+on_each_store!(no_overwrite_keeps_an_existing_playlist_or_manifest);
+
 /// `-loglevel error` on a job paced in real time (`-re`): percent grows while it runs, the
 /// log keeps only errors.
 async fn a_quiet_job_still_reports_percent(store: Store) {

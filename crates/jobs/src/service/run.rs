@@ -141,8 +141,13 @@ impl Jobs {
             if job.attempts > 1 {
                 self.clear_previous_attempt(&id).await;
             }
-            let (sandbox, job_id, root) = (Arc::clone(&run_sandbox), id.clone(), root.clone());
-            blocking(move || prepare(&sandbox, &root, &job_id, resolved, footprint)).await
+            let (sandbox, job_id, root, kept) = (Arc::clone(&run_sandbox), id.clone(), root.clone(), kept.clone());
+            blocking(move || {
+                // The outputs that exist in the bucket are held in the stage (`hold_existing`).
+                refuse_existing_outputs(&root, &kept).map_err(|e| (e, Vec::new()))?;
+                prepare(&sandbox, &root, &job_id, resolved, footprint)
+            })
+            .await
         } else {
             // In place, everything before the run record is one trip to a blocking thread:
             // resolving, the concat lists (what they name is checked as the command's own
@@ -155,6 +160,7 @@ impl Jobs {
                 let (resolved, footprint) = resolve().map_err(|e| (e, Vec::new()))?;
                 concat_lists::check_in_place(&sandbox, &resolved).map_err(|e| (e.to_string(), Vec::new()))?;
                 check_places(&root, &resolved).map_err(|e| (e, Vec::new()))?;
+                refuse_existing_outputs(&root, &never_overwritten(&resolved)).map_err(|e| (e, Vec::new()))?;
                 prepare(&sandbox, &root, &job_id, resolved, footprint)
             })
             .await
@@ -569,6 +575,20 @@ fn never_overwritten(resolved: &ResolvedCommand) -> Vec<String> {
             _ => None,
         })
         .collect()
+}
+
+/// `-n`: fails the run before ffmpeg starts when one of the outputs named on the command line
+/// (`never`, relative to `root`: the data directory, or the stage, where the outputs that exist
+/// in the bucket are held) exists, with ffmpeg's own message (`File 'out/a.mp4' already
+/// exists. Exiting.`, `assert_file_overwrite()` in `fftools/ffmpeg_opt.c`). ffmpeg 5.1 checks
+/// only the outputs it opens itself: a muxer that opens its files on its own (`AVFMT_NOFILE`:
+/// `hls`, `dash`) replaced an existing playlist or manifest despite `-n` (tester finding L7),
+/// and a bucket then refused it only when the whole encode was uploaded. Blocking.
+fn refuse_existing_outputs(root: &Path, never: &[String]) -> Result<(), String> {
+    match never.iter().find(|path| std::fs::symlink_metadata(root.join(path)).is_ok()) {
+        Some(path) => Err(format!("File '{path}' already exists. Exiting.")),
+        None => Ok(()),
+    }
 }
 
 /// `files` and those of `changed` not among them: a staged run uploads its outputs and the

@@ -488,13 +488,31 @@ async fn no_overwrite_sees_outputs_that_exist_only_in_the_bucket() {
     let job = fx.submit("-n -i in/clip.mp4 -map 0 -c copy out/old.mkv").await;
     let done = fx.finished(&job.id).await;
     assert_eq!((done.status, done.attempts), (JobStatus::Failed, 1), "{done:?}");
-    let log = fx.jobs.log(&job.id).await.unwrap();
-    assert!(log.contains("File 'out/old.mkv' already exists. Exiting."), "{log}");
+    assert_eq!(done.error.as_deref(), Some("File 'out/old.mkv' already exists. Exiting."), "{done:?}");
     assert_eq!(fx.object("out/old.mkv"), b"older output");
+    // An HLS playlist and a DASH manifest (muxers that open their files themselves, which
+    // ffmpeg 5.1's `-n` does not check): the same failure before ffmpeg runs, not a refusal
+    // at publish after the whole encode (tester finding L7); no segment reaches the bucket.
+    fx.put_bytes("nn/p.m3u8", b"#EXTM3U\n").await;
+    fx.put_bytes("dd/m.mpd", b"<MPD/>").await;
+    for (command, named) in [
+        ("-n -i in/clip.mp4 -t 1 -f hls -hls_time 0.5 nn/p.m3u8", "nn/p.m3u8"),
+        ("-n -i in/clip.mp4 -t 1 -f dash dd/m.mpd", "dd/m.mpd"),
+    ] {
+        let job = fx.submit(command).await;
+        let done = fx.finished(&job.id).await;
+        assert_eq!((done.status, done.attempts), (JobStatus::Failed, 1), "{done:?}");
+        assert_eq!(done.error, Some(format!("File '{named}' already exists. Exiting.")), "{done:?}");
+        let log = fx.jobs.log(&job.id).await.unwrap();
+        assert!(!log.contains("Output #0"), "ffmpeg did not run: {log}");
+    }
+    assert_eq!(fx.object("nn/p.m3u8"), b"#EXTM3U\n");
+    assert_eq!(fx.object("dd/m.mpd"), b"<MPD/>");
+    assert_eq!(fx.raw_keys(), ["dd/m.mpd", "in/clip.mp4", "nn/p.m3u8", "out/old.mkv"]);
     let job = fx.submit("-n -i in/clip.mp4 -map 0 -c copy out/new.mkv").await;
     let done = fx.finished(&job.id).await;
     assert_eq!(done.status, JobStatus::Completed, "{done:?}");
-    assert_eq!(fx.raw_keys(), ["in/clip.mp4", "out/new.mkv", "out/old.mkv"]);
+    assert_eq!(fx.raw_keys(), ["dd/m.mpd", "in/clip.mp4", "nn/p.m3u8", "out/new.mkv", "out/old.mkv"]);
     fx.no_stages_left().await;
 }
 
