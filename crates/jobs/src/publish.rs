@@ -167,6 +167,11 @@ pub enum PublishError {
     /// are back).
     #[error("the job was cancelled while its outputs were uploaded; they were not kept")]
     Cancelled,
+    /// The node shut down (its `SHUTDOWN_GRACE` over) while the job's outputs were uploaded or
+    /// put in place: stopped and undone as [`PublishError::Cancelled`] is; the job goes back
+    /// to the queue with its attempt given back, as a job stopped while ffmpeg runs.
+    #[error("the node shut down while the job's outputs were uploaded; they were not kept")]
+    Stopped,
 }
 
 impl PublishError {
@@ -176,7 +181,7 @@ impl PublishError {
             PublishError::Upload(e)
             | PublishError::Conflict { problem: e, .. }
             | PublishError::Publish { source: e, .. } => Some(e),
-            PublishError::NotOurs | PublishError::Cancelled => None,
+            PublishError::NotOurs | PublishError::Cancelled | PublishError::Stopped => None,
         }
     }
 

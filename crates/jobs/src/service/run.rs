@@ -331,7 +331,7 @@ impl Jobs {
                             final_progress,
                             deadline,
                             &mut publisher,
-                            &running.cancel,
+                            (&running.cancel, abort),
                         )
                         .await
                 {

@@ -107,7 +107,10 @@ impl Jobs {
     /// the storage as one set ([`crate::publish`]; `kept`: outputs that must not replace a
     /// file, `-n`), published only while this node still holds the job and before `deadline`
     /// (past it, what was done is undone: [`StagingError::TimedOut`]); then the last progress
-    /// again without a phase. `Err(error)`: see [`Jobs::staging_failed`]; with no upload
+    /// again without a phase. A cancel (`cancel`) or the node's shutdown (`abort`, once its
+    /// `SHUTDOWN_GRACE` is over) stops the upload wherever it is and undoes it
+    /// ([`PublishError::Cancelled`], [`PublishError::Stopped`]: no object published, the
+    /// multipart uploads left open aborted). `Err(error)`: see [`Jobs::staging_failed`]; with no upload
     /// request sent while the storage is known not to answer and a check (unless one ran
     /// within the last second) confirms it ([`crate::storage::Availability`]:
     /// [`StorageError::Unreachable`](crate::storage::StorageError::Unreachable), which re-queues
@@ -123,7 +126,7 @@ impl Jobs {
         last: Option<Progress>,
         deadline: Option<Deadline>,
         publisher: &mut ProgressPublisher,
-        cancel: &CancellationToken,
+        (cancel, abort): (&CancellationToken, &CancellationToken),
     ) -> Result<(), StagingError> {
         let id = &job.id;
         // A storage this node knows does not answer (a check found it so: `/ready`, a files
@@ -153,6 +156,12 @@ impl Jobs {
             () = cancel.cancelled() => {
                 self.discard_run_temps(id).await;
                 Err(StagingError::Publish(PublishError::Cancelled))
+            }
+            // A draining node waits for no upload past its grace (tester finding L11).
+            () = abort.cancelled() => {
+                tracing::info!("shutting down: the upload of the job's outputs is stopped and undone");
+                self.discard_run_temps(id).await;
+                Err(StagingError::Publish(PublishError::Stopped))
             }
             // The job's time limit covers its upload too: stopped and undone the same way.
             () = Deadline::reached(deadline) => {

@@ -93,6 +93,12 @@ impl Jobs {
             tracing::info!("job cancelled while its outputs were uploaded; nothing was kept");
             return self.finish(id, Outcome::Cancelled, log, started, abort).await;
         }
+        if matches!(error, StagingError::Publish(PublishError::Stopped)) {
+            tracing::info!(
+                "shut down while the job's outputs were uploaded; nothing was kept, the job goes back to the queue"
+            );
+            return self.requeue_stopped(id).await;
+        }
         if matches!(error, StagingError::Publish(PublishError::NotOurs)) {
             tracing::warn!("lost the lease of the job while uploading its outputs; nothing was published");
             return;

@@ -69,6 +69,12 @@ fn fixture_concurrent(concurrency: usize) -> Fixture {
 }
 
 fn fixture_full(endpoint: &str, wrap: impl FnOnce(S3Storage) -> Arc<dyn Storage>, concurrency: usize) -> Fixture {
+    fixture_over(|bucket| wrap(s3_storage_at(bucket, endpoint)), concurrency)
+}
+
+/// A fixture running `concurrency` jobs at once, its storage made by `storage` for a new
+/// bucket (named).
+fn fixture_over(storage: impl FnOnce(&str) -> Arc<dyn Storage>, concurrency: usize) -> Fixture {
     let bucket = s3_harness::shared().bucket();
     let data = tempfile::tempdir().unwrap();
     let mut sandbox = Sandbox::new(data.path()).unwrap();
@@ -78,7 +84,7 @@ fn fixture_full(endpoint: &str, wrap: impl FnOnce(S3Storage) -> Arc<dyn Storage>
     let config = JobsConfig {
         concurrency,
         idle_wait: Duration::from_millis(100),
-        remote_storage: Some(wrap(s3_storage_at(&bucket, endpoint))),
+        remote_storage: Some(storage(&bucket)),
         ..JobsConfig::default()
     };
     let jobs = Jobs::new(Arc::clone(&store), runner, sandbox, config);
@@ -1001,6 +1007,46 @@ async fn a_job_stopped_mid_upload_leaves_no_multipart_upload_open() {
     assert_eq!(done.status, JobStatus::Failed, "{done:?}");
     let error = done.error.unwrap();
     assert!(error.contains(&format!("timed out after {limit} s while uploading its outputs")), "{error}");
+    fx.no_open_uploads().await;
+
+    proxy.set(s3_harness::ProxyMode::Pass);
+    assert_eq!(fx.object("big/c1.avi"), b"the user's file");
+    assert!(fx.jobs.storage().list_temps("").await.unwrap().is_empty());
+    fx.no_stages_left().await;
+}
+
+/// The node's shutdown (`abort_running`, fired when `SHUTDOWN_GRACE` is over) stops a job whose
+/// outputs are uploading: the upload is undone (no object, no multipart upload left open, the
+/// file it would have replaced untouched) and the job goes back to the queue with its attempt
+/// given back, as a job stopped while ffmpeg runs (tester finding L11: the upload was not
+/// given the shutdown's token, so a draining node waited for the whole upload). The upload's
+/// parts are held by the proxy and the bucket client waits an hour for an answer: the workers
+/// stop only if the shutdown stops the upload.
+#[tokio::test]
+async fn a_shutdown_stops_an_upload_and_puts_the_job_back() {
+    let proxy = s3_harness::Proxy::start(s3_harness::shared().port());
+    let endpoint = proxy.endpoint();
+    let mut fx = fixture_over(
+        |bucket| {
+            let timeouts = jobs::storage::S3Timeouts { request: Duration::from_secs(3600), ..Default::default() };
+            Arc::new(S3Storage::new(&S3Config { timeouts, ..s3_config_at(bucket, &endpoint) }).unwrap())
+        },
+        1,
+    );
+    fx.put_bytes("big/c1.avi", b"the user's file").await;
+    proxy.set(s3_harness::ProxyMode::HoldParts);
+    let job = fx.submit(BIG_OUTPUT).await;
+    fx.uploading(&job.id).await;
+
+    fx.shutdown.stop_claiming.cancel();
+    fx.shutdown.abort_running.cancel();
+    // A deadline for the test only (a held part would take the hour).
+    let stopped =
+        tokio::time::timeout(Duration::from_secs(60), async { while fx._workers.join_next().await.is_some() {} }).await;
+    assert!(stopped.is_ok(), "the workers did not stop while the upload was held");
+    let job = fx.store.get(&job.id).await.unwrap().unwrap();
+    assert_eq!((job.status, job.attempts), (JobStatus::Queued, 0), "{job:?}");
+    assert_eq!(job.error, None, "{job:?}");
     fx.no_open_uploads().await;
 
     proxy.set(s3_harness::ProxyMode::Pass);
