@@ -58,7 +58,8 @@ pub struct ServeConfig {
     /// Starts a job may have: a job interrupted by a crash (or by a lost worker node), or whose
     /// files could not be moved because the storage bucket was unavailable, is re-queued until
     /// it has been started this many times, then it fails ("interrupted", "worker lost", or the
-    /// storage's error).
+    /// storage's error). An attempt that met a bucket a check then found not answering (an
+    /// outage) is not counted: the job waits for the bucket.
     #[arg(long, env = "MAX_ATTEMPTS", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_attempts: u32,
 

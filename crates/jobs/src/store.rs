@@ -48,8 +48,8 @@ pub use error::{BoxError, StoreError};
 pub(crate) use memo::ClaimMemo;
 pub use memory::MemoryStore;
 pub use values::{
-    ActiveFootprint, CancelOutcome, HeldBack, InterruptedRun, ListQuery, LostRun, Outcome, Recovery, RunRecord,
-    StatusCounts, WORKER_LOST, footprints_conflict,
+    ActiveFootprint, Attempt, CancelOutcome, HeldBack, InterruptedRun, ListQuery, LostRun, Outcome, Recovery,
+    RunRecord, StatusCounts, WORKER_LOST, footprints_conflict,
 };
 
 use crate::model::{Job, JobId, Progress, SubmitOptions};
@@ -187,14 +187,20 @@ pub trait JobStore: Send + Sync + 'static {
     async fn requeue(&self, id: &JobId) -> Result<(), StoreError>;
 
     /// Puts running job `id` back in the queue after its attempt failed for a reason that may
-    /// pass (the storage was unavailable), counting the attempt (unlike
-    /// [`JobStore::requeue`]: the caller checked it had attempts left), not to be claimed
-    /// before `wait` has passed: [`Job::retry_at`] is now plus `wait` by the store's clock
-    /// (the database's for PostgreSQL), [`Job::retry_reason`] is `reason`; the job's `error`
-    /// is left as it was. Wakes waiting workers (other nodes' too), whose claims then wait for
+    /// pass (the storage was unavailable), counting the attempt or not (`attempt`; counted,
+    /// the caller checked it had attempts left; not counted, as for [`JobStore::requeue`]),
+    /// not to be claimed before `wait` has passed: [`Job::retry_at`] is now plus `wait` by the
+    /// store's clock (the database's for PostgreSQL), [`Job::retry_reason`] is `reason`; the
+    /// job's `error` is left as it was. Wakes waiting workers (other nodes' too), whose claims then wait for
     /// that time. [`StoreError::Conflict`] unless the job is running (in cluster mode: under
     /// this node's lease).
-    async fn retry(&self, id: &JobId, reason: &str, wait: std::time::Duration) -> Result<(), StoreError>;
+    async fn retry(
+        &self,
+        id: &JobId,
+        reason: &str,
+        wait: std::time::Duration,
+        attempt: Attempt,
+    ) -> Result<(), StoreError>;
 
     /// Removes a finished job's record. Queued or running: [`StoreError::Conflict`].
     async fn delete(&self, id: &JobId) -> Result<(), StoreError>;

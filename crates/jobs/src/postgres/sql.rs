@@ -263,13 +263,15 @@ pub(super) const REQUEUE: &str = concat!(
        lease_expires_at = NULL, attempts = GREATEST(attempts - 1, 0), event_seq = event_seq + 1 WHERE ",
     held!("$1", "$2", "$3")
 );
-/// $1 id, $2 node, $3 attempt, $4 reason, $5 wait (microseconds): back in the queue, the
-/// attempt counted, not to be claimed before $5 from now by the database's clock (`retry_at`,
-/// compared with the same clock by the claim's view of migration 0012).
+/// $1 id, $2 node, $3 attempt, $4 reason, $5 wait (microseconds), $6 whether the attempt
+/// counts: back in the queue, not to be claimed before $5 from now by the database's clock
+/// (`retry_at`, compared with the same clock by the claim's view of migration 0012); an
+/// attempt that does not count is taken back (as by [`REQUEUE`]).
 pub(super) const RETRY: &str = concat!(
     "UPDATE jobs SET status = 'queued', started_at = NULL, progress = NULL, worker_id = NULL, \
        lease_expires_at = NULL, retry_reason = $4, \
-       retry_at = (extract(epoch FROM clock_timestamp()) * 1000000)::bigint + $5, event_seq = event_seq + 1 WHERE ",
+       retry_at = (extract(epoch FROM clock_timestamp()) * 1000000)::bigint + $5, \
+       attempts = CASE WHEN $6 THEN attempts ELSE GREATEST(attempts - 1, 0) END, event_seq = event_seq + 1 WHERE ",
     held!("$1", "$2", "$3")
 );
 pub(super) const DELETE: &str = "DELETE FROM jobs WHERE id = $1 AND status IN ('completed', 'failed', 'cancelled')";

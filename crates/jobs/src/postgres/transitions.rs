@@ -19,7 +19,7 @@ use crate::sqlite::rows::{self, JobRow, corrupt, json, micros_floor, now};
 use crate::sqlite::write::WriteHealth;
 use crate::store::plan::{self, ClaimSteps, ClaimView, FinishRow, NewRow, Queued, SqlTx};
 use crate::store::sql::{Access, Arg, SqlRow, SqlStore, Statements};
-use crate::store::{CancelOutcome, LostRun, Outcome, Recovery, RunRecord, StoreError, WORKER_LOST};
+use crate::store::{Attempt, CancelOutcome, LostRun, Outcome, Recovery, RunRecord, StoreError, WORKER_LOST};
 use crate::webhook::{Delivery, SubscriptionSource};
 
 /// Runs `$body` (an expression using `$conn`, a [`Conn`](super::conn::Conn) of `$store`, and
@@ -728,7 +728,7 @@ impl SqlStore for PgStore {
         Ok(())
     }
 
-    async fn retry(&self, id: &JobId, reason: &str, wait: Duration) -> Result<(), StoreError> {
+    async fn retry(&self, id: &JobId, reason: &str, wait: Duration, counted: Attempt) -> Result<(), StoreError> {
         let attempt = self.held_attempt(id, "retry").await?;
         let wait = i64::try_from(wait.min(MAX_AGE).as_micros()).unwrap_or(i64::MAX);
         let reason = text(reason);
@@ -738,6 +738,7 @@ impl SqlStore for PgStore {
             Arg::Int(attempt),
             Arg::Text(&reason),
             Arg::Int(wait),
+            Arg::Bool(counted == Attempt::Counted),
         ];
         self.transition(id, "retry", RETRY, &args).await?;
         self.release(id);

@@ -94,8 +94,9 @@ pub struct JobsConfig {
     /// Attempts a job gets (its first included) when a staged run fails for a reason that may
     /// pass, the storage being unavailable
     /// ([`StagingError::is_transient`](crate::staging::StagingError::is_transient)): until then
-    /// it goes back in the queue, as the job of a lost worker does. The server passes its
-    /// `MAX_ATTEMPTS`.
+    /// it goes back in the queue, as the job of a lost worker does; an attempt that met a
+    /// storage a check then found not answering is not counted (tester finding K11).
+    /// The server passes its `MAX_ATTEMPTS`.
     pub max_attempts: u32,
     /// How long such a job waits in the queue after its first failed attempt before a worker
     /// may take it again (its `retry_at`); each later attempt waits twice as long, up to

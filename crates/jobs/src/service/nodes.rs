@@ -16,7 +16,9 @@ impl Jobs {
     /// for its `retry_at` says why and until when ([`Job::retry_wait`]); else, from the node
     /// registry (none without one), why no live node may take it; else which earlier job
     /// holds it back ([`JobStore::held_back`](crate::JobStore::held_back), as this node's
-    /// claims found it; a store that fails to answer is logged and leaves it unset).
+    /// claims found it; a store that fails to answer is logged and leaves it unset); else,
+    /// while this node knows its remote storage does not answer, that no job starts until it
+    /// does (workers claim nothing meanwhile, tester finding K11).
     pub(super) async fn explain(&self, jobs: &mut [Job]) {
         let held = if jobs.iter().any(|j| j.status == JobStatus::Queued) {
             self.store.held_back(jobs).await.unwrap_or_else(|e| {
@@ -30,6 +32,13 @@ impl Jobs {
             directory.explain(jobs).await;
         }
         let now = time::OffsetDateTime::now_utc();
+        let outage = self.config.remote_storage.as_ref().and(self.availability.outage()).map(|outage| {
+            format!(
+                "the storage `{}` has not answered since {}; jobs start once it answers",
+                outage.storage,
+                outage.since_utc()
+            )
+        });
         for (i, job) in jobs.iter_mut().enumerate() {
             if let Some(wait) = job.retry_wait(now) {
                 job.waiting_reason = Some(wait);
@@ -37,6 +46,11 @@ impl Jobs {
                 && let Some(Some(held)) = held.get(i)
             {
                 job.waiting_reason = Some(held.reason());
+            } else if job.waiting_reason.is_none()
+                && job.status == JobStatus::Queued
+                && let Some(outage) = &outage
+            {
+                job.waiting_reason = Some(outage.clone());
             }
         }
     }

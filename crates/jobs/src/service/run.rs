@@ -106,8 +106,14 @@ impl Jobs {
             // outputs: the files they replaced go back first. Only if one may have written into
             // the temporary area (its run record says so): an attempt that failed before that
             // (downloading) left nothing to list (tester finding I2). A storage that does not
-            // answer ends this attempt at once (it goes back in the queue).
-            if job.attempts > 1 && self.earlier_runs_may_have_left_temps(&id, None).await {
+            // answer ends this attempt at once (it goes back in the queue). A job sent back to
+            // the queue by `JobStore::retry` (it has a retry reason) may have had an attempt
+            // not counted (the storage was known down): this attempt has its number, so no
+            // record tells what it left, and it is undone whatever it did (two listings, once
+            // per retry, while the storage answers: workers claim nothing while it does not).
+            let retried =
+                job.retry_reason.is_some() && self.config.remote_storage.as_ref().is_some_and(|s| s.has_temp_area());
+            if retried || (job.attempts > 1 && self.earlier_runs_may_have_left_temps(&id, None).await) {
                 match self.undo_earlier_runs(&id).await {
                     // Recorded: a later attempt need not undo them again.
                     Ok(()) => self.record_staged_run(&id, job.attempts, false).await,

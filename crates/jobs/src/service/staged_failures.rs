@@ -1,5 +1,6 @@
 //! A staged run's bucket failures and leftovers: a failure that may pass (the storage
-//! unavailable) re-queues the job while it has attempts left ([`Jobs::staging_failed`]); the
+//! unavailable) re-queues the job while it has attempts left, the attempt not counted when
+//! the storage is known not to answer ([`Jobs::staging_failed`]); the
 //! temporary names of runs that ended without publishing are deleted
 //! ([`Jobs::discard_run_temps`], [`Jobs::sweep_temp_area`]).
 
@@ -15,7 +16,7 @@ use crate::outputs::Snapshot;
 use crate::publish::{PUBLISH_TEMP, PublishError, RunTemp, abort_open_uploads, restore_or_discard};
 use crate::staging::StagingError;
 use crate::storage::{Storage, StorageError, TEMP_AREA};
-use crate::store::{Outcome, RunRecord};
+use crate::store::{Attempt, Outcome, RunRecord};
 
 /// Counter of staged runs re-queued because the storage was unavailable (Prometheus name).
 pub const METRIC_STAGING_RETRIES: &str = "ffmpeg_worker_staging_retries_total";
@@ -73,12 +74,22 @@ pub struct TempSweep {
 impl Jobs {
     /// Ends a staged run of `job` that failed with `error`: nothing when the job is no longer
     /// this node's; a failure that may pass ([`StagingError::is_transient`]) puts the job back
-    /// in the queue at once while it has attempts left ([`crate::JobsConfig::max_attempts`]),
-    /// not to be claimed again before a wait that grows with each attempt
-    /// ([`staging_retry_delay`], [`JobStore::retry`](crate::JobStore::retry)): the worker's
-    /// slot is free meanwhile, and the job shows `queued` with the reason and the time of its
-    /// next attempt as its `waiting_reason` (its `error` stays empty). Otherwise the job
-    /// fails, saying how many attempts it had.
+    /// in the queue at once, the worker's slot free meanwhile, the job `queued` with the reason
+    /// and the time of its next attempt as its `waiting_reason` (its `error` stays empty):
+    /// - when a check confirms that the storage does not answer
+    ///   ([`Availability::confirm`](crate::storage::Availability::confirm), which records it
+    ///   for `/ready` and the files API), the attempt is not counted ([`Attempt::NotCounted`],
+    ///   tester finding K11: an outage longer than the attempts' waits failed jobs that never
+    ///   ran) and the job may start again after the first wait
+    ///   ([`crate::JobsConfig::retry_delay`]); the workers claim nothing until the storage
+    ///   answers again ([`Availability::answers_again`](crate::storage::Availability::answers_again)),
+    ///   so it starts once it does;
+    /// - otherwise (the storage answers: the failure was the job's own) the attempt counts,
+    ///   while the job has attempts left ([`crate::JobsConfig::max_attempts`]), with a wait
+    ///   that grows with each attempt ([`staging_retry_delay`],
+    ///   [`JobStore::retry`](crate::JobStore::retry)).
+    ///
+    /// Otherwise the job fails, saying how many attempts it had.
     pub(super) async fn staging_failed(
         &self,
         job: &Job,
@@ -108,7 +119,8 @@ impl Jobs {
             tracing::warn!(error = %error, "staging failed");
             return self.finish(id, Outcome::Failed { error: error.to_string() }, log, started, abort).await;
         }
-        if job.attempts >= max {
+        let outage = if self.availability.confirm().await { self.availability.outage() } else { None };
+        if outage.is_none() && job.attempts >= max {
             tracing::warn!(error = %error, attempts = job.attempts, "staging failed; no attempt left");
             // Undoing an earlier attempt's leftovers is not what the job was doing: the
             // failure that sent it back to the queue is said too (tester finding I2).
@@ -126,14 +138,27 @@ impl Jobs {
         if abort.is_cancelled() {
             return self.requeue_stopped(id).await;
         }
-        let delay = staging_retry_delay(self.config.retry_delay, job.attempts);
         let storage =
             self.config.remote_storage.as_ref().map_or_else(|| "the storage".to_owned(), |s| s.display_name());
-        let reason =
-            format!("the storage `{storage}` is unavailable (attempt {} of {max} failed: {error})", job.attempts);
-        tracing::warn!(error = %error, attempts = job.attempts, delay_seconds = delay.as_secs_f64(),
+        let (delay, reason, attempt) = match &outage {
+            Some(outage) => (
+                self.config.retry_delay,
+                format!(
+                    "the storage `{storage}` has not answered since {}; the job starts again once it \
+                     answers, this attempt not counted ({error})",
+                    outage.since_utc()
+                ),
+                Attempt::NotCounted,
+            ),
+            None => (
+                staging_retry_delay(self.config.retry_delay, job.attempts),
+                format!("the storage `{storage}` is unavailable (attempt {} of {max} failed: {error})", job.attempts),
+                Attempt::Counted,
+            ),
+        };
+        tracing::warn!(error = %error, attempts = job.attempts, delay_seconds = delay.as_secs_f64(), ?attempt,
                        "staging failed; the job goes back in the queue, to start again after a wait");
-        match self.store.retry(id, &reason, delay).await {
+        match self.store.retry(id, &reason, delay, attempt).await {
             Ok(()) => {
                 metrics::counter!(METRIC_STAGING_RETRIES).increment(1);
                 self.status_changed_of(id).await;

@@ -49,13 +49,25 @@ impl Jobs {
     /// goes on beside the next claim and the next run's start ([`beside`]); at most one run is
     /// ending so at any time, and the worker waits for it before it claims again. The store
     /// holds the ending job `running` until its outcome is saved, so no job whose footprint
-    /// conflicts with it starts before then.
+    /// conflicts with it starts before then. With a remote storage known not to answer
+    /// ([`crate::storage::Availability`]), the worker claims nothing until it answers again.
     async fn worker(&self, n: usize, shutdown: Shutdown) {
         tracing::debug!(worker = n, "worker started");
         let mut ending: Option<Run<'_>> = None;
         // What the latest run waits for before it saves its outcome ([`Turn`]).
         let mut next_started: Option<CancellationToken> = None;
         while !shutdown.stop_claiming.is_cancelled() {
+            // A bucket known not to answer: no job is claimed that would only wait on it (each
+            // attempt went back to the queue, tester finding K11); the worker waits until a
+            // check finds it answering, an ending run going on beside.
+            if self.config.remote_storage.is_some() && self.availability.outage().is_some() {
+                if let Some(token) = next_started.take() {
+                    token.cancel();
+                }
+                tracing::debug!(worker = n, "the storage does not answer; claiming once it does");
+                beside(&mut ending, self.availability.answers_again(&shutdown.stop_claiming)).await;
+                continue;
+            }
             let claimed = beside(&mut ending, self.store.claim_next(self.labels())).await;
             if !matches!(claimed, Ok(Some(_)))
                 && let Some(token) = next_started.take()

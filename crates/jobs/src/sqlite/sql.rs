@@ -110,10 +110,12 @@ pub(super) const CANCEL: &str = concat!(
 /// A graceful stop is not a failed attempt: the interrupted start is not counted.
 pub(super) const REQUEUE: &str = "UPDATE jobs SET status = 'queued', started_at = NULL, progress = NULL, \
                        attempts = MAX(attempts - 1, 0), event_seq = event_seq + 1 WHERE id = ?1 AND status = 'running'";
-/// ?1 id, ?2 reason, ?3 retry_at (unix microseconds): back in the queue, the attempt counted,
-/// not to be claimed before ?3.
+/// ?1 id, ?2 reason, ?3 retry_at (unix microseconds), ?4 whether the attempt counts: back in
+/// the queue, not to be claimed before ?3; an attempt that does not count is taken back (as
+/// by [`REQUEUE`]).
 pub(super) const RETRY: &str = "UPDATE jobs SET status = 'queued', started_at = NULL, progress = NULL, retry_reason = ?2, \
-                     retry_at = ?3, event_seq = event_seq + 1 WHERE id = ?1 AND status = 'running'";
+                     retry_at = ?3, attempts = CASE WHEN ?4 THEN attempts ELSE MAX(attempts - 1, 0) END, \
+                     event_seq = event_seq + 1 WHERE id = ?1 AND status = 'running'";
 pub(super) const DELETE: &str = "DELETE FROM jobs WHERE id = ?1 AND status IN ('completed', 'failed', 'cancelled')";
 /// ?1 max attempts, ?2 completed_at: the running jobs that must end: cancelled when a cancel
 /// was pending, else failed ("interrupted") past the attempt limit.

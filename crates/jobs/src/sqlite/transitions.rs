@@ -18,7 +18,7 @@ use super::write::{WriteHealth, WriteTx};
 use crate::model::{Job, JobId, Progress, SubmitOptions};
 use crate::store::plan::{self, ClaimSteps, ClaimView, FinishRow, NewRow, Queued, SqlTx};
 use crate::store::sql::{Access, Arg, SqlRow, SqlStore, Statements};
-use crate::store::{CancelOutcome, Outcome, Recovery, StoreError};
+use crate::store::{Attempt, CancelOutcome, Outcome, Recovery, StoreError};
 use crate::webhook::Delivery;
 
 /// The first row of a statement that returns jobs, decoded.
@@ -286,9 +286,17 @@ impl SqlStore for SqliteStore {
         Ok(())
     }
 
-    async fn retry(&self, id: &JobId, reason: &str, wait: std::time::Duration) -> Result<(), StoreError> {
+    async fn retry(
+        &self,
+        id: &JobId,
+        reason: &str,
+        wait: std::time::Duration,
+        attempt: Attempt,
+    ) -> Result<(), StoreError> {
         let retry_at = now().1.saturating_add(i64::try_from(wait.as_micros()).unwrap_or(i64::MAX));
-        self.transition(id, "retry", RETRY, &[Arg::Text(id.as_str()), Arg::Text(reason), Arg::Int(retry_at)]).await?;
+        let counted = Arg::Bool(attempt == Attempt::Counted);
+        let args = [Arg::Text(id.as_str()), Arg::Text(reason), Arg::Int(retry_at), counted];
+        self.transition(id, "retry", RETRY, &args).await?;
         self.wake();
         Ok(())
     }

@@ -12,11 +12,18 @@
 //! - while the storage is known unreachable, files calls fail at once
 //!   ([`StorageError::Unreachable`], naming the storage and since when) instead of each waiting
 //!   the request timeout, and a check runs in the background at most every
-//!   [`PROBE_INTERVAL`]; the first one that gets an answer (or any call that does) ends that.
+//!   [`PROBE_INTERVAL`]; the first one that gets an answer (or any call that does) ends that;
+//! - a worker's staging reports its own failures ([`Availability::confirm`]: a fresh check
+//!   after a failure that may pass), so a bucket that stops answering while only workers use it
+//!   is known down to `/ready` and the files API too; and while it is known down, workers claim
+//!   no job and wait for it to answer again ([`Availability::answers_again`]), their jobs not
+//!   charged an attempt (tester finding K11).
 
 use std::io;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
+
+use tokio::sync::Notify;
 
 use super::{Outage, Storage, StorageError};
 
@@ -61,12 +68,19 @@ pub struct Availability {
     /// How messages name the storage (`s3://bucket/prefix`).
     name: String,
     state: Mutex<State>,
+    /// Notified when a known outage ends.
+    answers: Notify,
 }
 
 impl Availability {
     /// Availability of `storage` (named `name` in messages), not checked yet.
     pub fn new(storage: Arc<dyn Storage>, name: impl Into<String>) -> Arc<Availability> {
-        Arc::new(Availability { storage, name: name.into(), state: Mutex::new(State::default()) })
+        Arc::new(Availability {
+            storage,
+            name: name.into(),
+            state: Mutex::new(State::default()),
+            answers: Notify::new(),
+        })
     }
 
     /// How messages name the storage.
@@ -119,15 +133,20 @@ impl Availability {
         state.probing = false;
         state.last_check = Some(Instant::now());
         match &result {
-            Ok(()) => {
-                if state.down.take().is_some() {
-                    tracing::info!(storage = %self.name, "the file storage answers again");
-                }
-                state.last_answer = Some(Instant::now());
-            }
+            Ok(()) => self.mark_answering(&mut state),
             Err(error) => self.mark_down(&mut state, Arc::clone(error)),
         }
         result
+    }
+
+    /// Records that a check or a call found the storage answering; the end of a known outage
+    /// wakes [`Availability::answers_again`]'s waiters.
+    fn mark_answering(&self, state: &mut State) {
+        if state.down.take().is_some() {
+            tracing::info!(storage = %self.name, "the file storage answers again");
+            self.answers.notify_waiters();
+        }
+        state.last_answer = Some(Instant::now());
     }
 
     /// Records a check that found the storage not answering (`error`).
@@ -155,6 +174,15 @@ impl Availability {
     /// Whether the storage is known not to answer now (its latest check failed).
     pub fn is_down(&self) -> bool {
         self.state().down.is_some()
+    }
+
+    /// The outage known now that waiting may end (the latest check failed with no answer or
+    /// a 5xx, [`StorageError::is_transient`]), if any; not a bucket that answered that it does
+    /// not exist ([`StorageError::NoBucket`]: jobs fail at once naming it, they do not wait).
+    pub fn outage(&self) -> Option<Arc<Outage>> {
+        let state = self.state();
+        let down = state.down.as_ref().filter(|down| down.error.is_transient())?;
+        Some(Arc::clone(&down.outage))
     }
 
     /// Starts a check in the background unless one is under way (or, with `spaced`, one ended
@@ -203,12 +231,49 @@ impl Availability {
             // No answer, or no bucket: a check confirms it (a bucket deleted is then known down,
             // and `/ready` and every call say so).
             Err(e) if e.is_transient() || matches!(e, StorageError::NoBucket { .. }) => self.probe_later(false),
-            _ => {
-                let mut state = self.state();
-                if state.down.take().is_some() {
-                    tracing::info!(storage = %self.name, "the file storage answers again");
-                }
-                state.last_answer = Some(Instant::now());
+            _ => self.mark_answering(&mut self.state()),
+        }
+    }
+
+    /// After a failure that may pass of a call made outside the files API (a worker's staging,
+    /// which does not go through [`Guarded`](super::Guarded)): whether the storage is down,
+    /// as a check finds it now (one [`Storage::ping`], at most [`READY_TIMEOUT`]; a known
+    /// outage checked within the last [`PROBE_INTERVAL`] stands, but not an answer then, which
+    /// may be older than the failure). Recorded as any check: a
+    /// bucket that stops answering while only workers use it is known down to `/ready` and
+    /// the files API too. `false`: it answers (the failure was the call's own), or it answered
+    /// that the bucket does not exist.
+    pub async fn confirm(&self) -> bool {
+        {
+            let state = self.state();
+            if let Some(down) = &state.down
+                && state.last_check.is_some_and(|at| at.elapsed() < PROBE_INTERVAL)
+            {
+                return down.error.is_transient();
+            }
+        }
+        self.probe().await.is_err_and(|e| e.is_transient())
+    }
+
+    /// Returns once the storage is not known down ([`Availability::outage`]: a bucket that does
+    /// not exist is not waited for) (at once when it is not), or when `stop`
+    /// fires. Meanwhile a check runs at most every [`PROBE_INTERVAL`] (one for all waiters).
+    /// Workers call it before each claim: while the storage is known down, no job is taken
+    /// that would only wait on it.
+    pub async fn answers_again(self: &Arc<Self>, stop: &tokio_util::sync::CancellationToken) {
+        loop {
+            let answered = self.answers.notified();
+            tokio::pin!(answered);
+            // Registered before the state is read: an end of the outage in between is seen.
+            answered.as_mut().enable();
+            if self.outage().is_none() || stop.is_cancelled() {
+                return;
+            }
+            self.probe_later(true);
+            tokio::select! {
+                () = answered => {}
+                () = tokio::time::sleep(PROBE_INTERVAL) => {}
+                () = stop.cancelled() => return,
             }
         }
     }

@@ -393,6 +393,13 @@ pub struct Outage {
     pub retry_after: std::time::Duration,
 }
 
+impl Outage {
+    /// [`Outage::since`] in UTC to the second, RFC 3339 (`2026-11-30T17:40:12Z`).
+    pub fn since_utc(&self) -> String {
+        utc_seconds(&self.since)
+    }
+}
+
 /// `time` in UTC to the second, RFC 3339 (`2026-11-30T17:40:12Z`).
 fn utc_seconds(time: &SystemTime) -> String {
     let time = time::OffsetDateTime::from(*time);

@@ -10,8 +10,8 @@ use time::OffsetDateTime;
 use tokio::sync::Notify;
 
 use super::{
-    ActiveFootprint, CancelOutcome, Due, HeldBack, InterruptedRun, JobStore, ListQuery, Outcome, Recovery, RunRecord,
-    StatusCounts, StoreError, footprints_conflict,
+    ActiveFootprint, Attempt, CancelOutcome, Due, HeldBack, InterruptedRun, JobStore, ListQuery, Outcome, Recovery,
+    RunRecord, StatusCounts, StoreError, footprints_conflict,
 };
 use crate::model::{Job, JobId, JobStatus, Progress, SubmitOptions};
 use crate::nodes::{Heartbeat, Node, NodeRegistration, NodeState, labels_cover};
@@ -359,9 +359,18 @@ impl JobStore for MemoryStore {
         self.back_to_queue(id, "requeue", |job| job.attempts = job.attempts.saturating_sub(1))
     }
 
-    async fn retry(&self, id: &JobId, reason: &str, wait: std::time::Duration) -> Result<(), StoreError> {
+    async fn retry(
+        &self,
+        id: &JobId,
+        reason: &str,
+        wait: std::time::Duration,
+        attempt: Attempt,
+    ) -> Result<(), StoreError> {
         let at = OffsetDateTime::now_utc() + wait;
         self.back_to_queue(id, "retry", |job| {
+            if attempt == Attempt::NotCounted {
+                job.attempts = job.attempts.saturating_sub(1);
+            }
             job.retry_at = Some(at);
             job.retry_reason = Some(reason.to_owned());
         })

@@ -27,8 +27,8 @@ use time::OffsetDateTime;
 use tokio::sync::Notify;
 
 use super::{
-    ActiveFootprint, CancelOutcome, ClaimMemo, Due, HeldBack, InterruptedRun, JobStore, ListQuery, LostRun, Outcome,
-    Recovery, RunRecord, StatusCounts, StoreError, plan,
+    ActiveFootprint, Attempt, CancelOutcome, ClaimMemo, Due, HeldBack, InterruptedRun, JobStore, ListQuery, LostRun,
+    Outcome, Recovery, RunRecord, StatusCounts, StoreError, plan,
 };
 use crate::model::{Job, JobId, JobStatus, Progress, SubmitOptions};
 use crate::nodes::{Heartbeat, Node, NodeRegistration};
@@ -286,7 +286,7 @@ pub(crate) trait SqlStore: Send + Sync + 'static {
     async fn requeue(&self, id: &JobId) -> Result<(), StoreError>;
 
     /// [`JobStore::retry`].
-    async fn retry(&self, id: &JobId, reason: &str, wait: Duration) -> Result<(), StoreError>;
+    async fn retry(&self, id: &JobId, reason: &str, wait: Duration, attempt: Attempt) -> Result<(), StoreError>;
 
     /// [`JobStore::recover`].
     async fn recover(&self, max_attempts: u32) -> Result<Recovery, StoreError>;
@@ -493,8 +493,8 @@ impl<S: SqlStore> JobStore for S {
         SqlStore::requeue(self, id).await
     }
 
-    async fn retry(&self, id: &JobId, reason: &str, wait: Duration) -> Result<(), StoreError> {
-        SqlStore::retry(self, id, reason, wait).await
+    async fn retry(&self, id: &JobId, reason: &str, wait: Duration, attempt: Attempt) -> Result<(), StoreError> {
+        SqlStore::retry(self, id, reason, wait, attempt).await
     }
 
     async fn delete(&self, id: &JobId) -> Result<(), StoreError> {

@@ -2,7 +2,8 @@
 //! itself: how a run ended ([`Outcome`]), what a cancel did ([`CancelOutcome`]), a page's
 //! filter ([`ListQuery`]), what recovery did ([`Recovery`]), what a run recorded before ffmpeg
 //! started ([`RunRecord`], [`InterruptedRun`]), the footprints of the active jobs
-//! ([`ActiveFootprint`], [`footprints_conflict`]) and the counts per status.
+//! ([`ActiveFootprint`], [`footprints_conflict`]), whether a retried attempt counts
+//! ([`Attempt`]) and the counts per status.
 
 use std::collections::BTreeMap;
 
@@ -29,6 +30,20 @@ pub enum Outcome {
     },
     /// Stopped because a client cancelled it.
     Cancelled,
+}
+
+/// Whether the attempt that [`JobStore::retry`](super::JobStore::retry) ends counts against
+/// the job's attempt limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attempt {
+    /// It counts: the attempt failed for a reason that may pass (a storage that answered with
+    /// an error, a failure a check of the storage did not confirm as an outage).
+    Counted,
+    /// It does not: the job waited on a storage known not to answer (tester finding K11: an
+    /// outage longer than the attempts' waits failed jobs that never ran). As for
+    /// [`JobStore::requeue`](super::JobStore::requeue), the next start gets the same attempt
+    /// number.
+    NotCounted,
 }
 
 /// Result of [`JobStore::cancel`](super::JobStore::cancel).

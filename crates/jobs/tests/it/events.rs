@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use ffmpeg_core::sandbox::Sandbox;
 use jobs::events::{AllFilter, AllItem, Event, EventBus, EventId, JobEvents, Resume};
+use jobs::store::Attempt;
 use jobs::{Job, JobStatus, JobStore, Jobs, JobsConfig, Progress, RunReport, RunSpec, Runner, Shutdown, SubmitOptions};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -227,7 +228,7 @@ async fn statuses_passed_between_two_reads_of_a_shared_sqlite_file_all_reach_the
         async move {
             let claimed = other.claim_next(&[]).await.unwrap().unwrap();
             assert_eq!(claimed.id, job.id);
-            other.retry(&job.id, "the bucket did not answer", Duration::ZERO).await.unwrap();
+            other.retry(&job.id, "the bucket did not answer", Duration::ZERO, Attempt::Counted).await.unwrap();
             assert_eq!(other.claim_next(&[]).await.unwrap().map(|j| j.id), Some(job.id.clone()));
             let done = jobs::Outcome::Completed { output_files: Vec::new(), outputs: Vec::new() };
             assert_eq!(other.finish(&job.id, done, "").await.unwrap().event_seq, 5);

@@ -226,6 +226,11 @@ pub(crate) trait Intercept: std::fmt::Debug + Send + Sync + 'static {
     ) -> Result<(), StorageError> {
         inner.publish_temp(temp, path, create_only).await
     }
+
+    /// [`Storage::ping`].
+    async fn ping(&self, inner: &dyn Storage) -> Result<(), StorageError> {
+        inner.ping().await
+    }
 }
 
 /// A storage that forwards every call to `inner`, the calls of [`Intercept`] through
@@ -276,7 +281,7 @@ impl<I: Intercept> Storage for Intercepted<I> {
         self.inner.check_writable_paths(files, dirs).await
     }
     async fn ping(&self) -> Result<(), StorageError> {
-        self.inner.ping().await
+        self.intercept.ping(&*self.inner).await
     }
     async fn delete_if(&self, path: &str, recursive: bool, preconditions: &Preconditions) -> Result<(), StorageError> {
         self.inner.delete_if(path, recursive, preconditions).await

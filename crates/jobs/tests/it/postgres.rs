@@ -11,6 +11,7 @@ use ffmpeg_core::command::Command;
 use ffmpeg_core::footprint::Footprint;
 use ffmpeg_core::sandbox::Sandbox;
 use jobs::postgres::{PgSettings, PgStore};
+use jobs::store::Attempt;
 use jobs::{JobId, JobStatus, JobStore, Outcome, Progress, StoreError, SubmitOptions};
 use proptest::prelude::*;
 use tempfile::TempDir;
@@ -315,7 +316,7 @@ async fn another_nodes_idle_worker_takes_a_retried_job_when_its_time_comes() {
     let b = node(&url, "b").await;
     let job = a.insert("x".to_owned(), SubmitOptions::default()).await.unwrap();
     assert_eq!(a.claim_next(&[]).await.unwrap().map(|j| j.id), Some(job.id.clone()));
-    assert_conflict(b.retry(&job.id, "not b's", Duration::ZERO).await, JobStatus::Running);
+    assert_conflict(b.retry(&job.id, "not b's", Duration::ZERO, Attempt::Counted).await, JobStatus::Running);
     // b's worker found nothing and waits (its insert's wake-up used up first).
     assert_eq!(b.claim_next(&[]).await.unwrap(), None);
     b.wait_for_work(Duration::ZERO).await;
@@ -335,7 +336,9 @@ async fn another_nodes_idle_worker_takes_a_retried_job_when_its_time_comes() {
             }
         })
     };
-    a.retry(&job.id, "the storage `s3://b` is unavailable", Duration::from_millis(1500)).await.unwrap();
+    a.retry(&job.id, "the storage `s3://b` is unavailable", Duration::from_millis(1500), Attempt::Counted)
+        .await
+        .unwrap();
     assert_eq!(a.claim_next(&[]).await.unwrap(), None, "not before its time, on the node that retried it either");
     let taken = worker.await.unwrap();
     assert_eq!((taken.id, taken.attempts, taken.status), (job.id.clone(), 2, JobStatus::Running));

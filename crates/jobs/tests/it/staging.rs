@@ -1088,6 +1088,16 @@ async fn proxied_jobs(
     max_attempts: u32,
     retry_delay: Duration,
 ) -> (Arc<Jobs>, String, tempfile::TempDir) {
+    proxied_jobs_with(proxy, max_attempts, retry_delay, |s3| Arc::new(s3)).await
+}
+
+/// [`proxied_jobs`], its storage `wrap`ped.
+async fn proxied_jobs_with(
+    proxy: &s3_harness::Proxy,
+    max_attempts: u32,
+    retry_delay: Duration,
+    wrap: impl FnOnce(S3Storage) -> Arc<dyn Storage>,
+) -> (Arc<Jobs>, String, tempfile::TempDir) {
     let bucket = s3_harness::shared().bucket();
     let data = tempfile::tempdir().unwrap();
     let mut sandbox = Sandbox::new(data.path()).unwrap();
@@ -1102,7 +1112,7 @@ async fn proxied_jobs(
     let s3 = S3Storage::new(&S3Config { timeouts, ..s3_config_at(&bucket, &proxy.endpoint()) }).unwrap();
     let config = JobsConfig {
         idle_wait: Duration::from_secs(3600),
-        remote_storage: Some(Arc::new(s3)),
+        remote_storage: Some(wrap(s3)),
         max_attempts,
         retry_delay,
         ..JobsConfig::default()
@@ -1116,13 +1126,15 @@ async fn proxied_jobs(
     (jobs, bucket, data)
 }
 
-/// Polls job `id` (with a deadline) until it is queued after `attempts` attempts and no job
-/// runs here (its worker's slot is free).
+/// Polls job `id` (with a deadline) until it is queued again by a retry (it has a retry
+/// reason) with `attempts` attempts counted (0: an attempt that waited on the storage is not)
+/// and no job runs here (its worker's slot is free).
 async fn back_in_the_queue(jobs: &Jobs, id: &JobId, attempts: u32) -> Job {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let now = jobs.get(id).await.unwrap();
-        if now.status == JobStatus::Queued && now.attempts == attempts && jobs.running_here() == 0 {
+        let retried = now.retry_reason.is_some();
+        if now.status == JobStatus::Queued && retried && now.attempts == attempts && jobs.running_here() == 0 {
             return now;
         }
         assert!(!now.status.is_finished(), "{now:?}");
@@ -1132,11 +1144,12 @@ async fn back_in_the_queue(jobs: &Jobs, id: &JobId, attempts: u32) -> Job {
 }
 
 /// H9: the bucket stops answering while a job stages its inputs. The job goes back to
-/// `queued` at once (its attempt counted), with no error, a `retry_at` and a `waiting_reason`
-/// naming the bucket and the time of its next attempt; the worker's slot is free meanwhile
-/// (before, the worker slept in it, the job `running` with an error). Once the bucket answers
-/// again, the job completes on a later attempt. A real moto behind a proxy that holds every
-/// request (a stopped server: connections accepted, never answered).
+/// `queued` at once, with no error, a `retry_at` and a `waiting_reason` naming the bucket and
+/// since when it has not answered; the worker's slot is free meanwhile (before, the worker
+/// slept in it, the job `running` with an error). The attempt is not counted (K11: a check
+/// confirmed the outage, which `/ready` then reports though no files call was made). Once the
+/// bucket answers again, the job completes, on its first counted attempt. A real moto behind
+/// a proxy that holds every request (a stopped server: connections accepted, never answered).
 #[tokio::test]
 async fn a_bucket_failing_mid_staging_puts_the_job_back_in_the_queue_and_frees_the_slot() {
     let proxy = s3_harness::Proxy::start(s3_harness::shared().port());
@@ -1149,24 +1162,25 @@ async fn a_bucket_failing_mid_staging_puts_the_job_back_in_the_queue_and_frees_t
     proxy.set(s3_harness::ProxyMode::Silent);
     let shutdown = Shutdown::default();
     let _workers = jobs.spawn_workers(&shutdown);
-    let waiting = back_in_the_queue(&jobs, &job.id, 1).await;
+    let waiting = back_in_the_queue(&jobs, &job.id, 0).await;
+    // The worker's failure made the outage known to `/ready` and the files API.
+    assert!(jobs.storage_ready().await.is_err(), "the outage is not known");
     proxy.set(s3_harness::ProxyMode::Pass);
     assert_eq!(waiting.error, None, "{waiting:?}");
     assert!(waiting.retry_at.is_some_and(|at| at > waiting.created_at), "{waiting:?}");
     let reason = waiting.waiting_reason.clone().unwrap_or_default();
     assert!(
-        reason.starts_with(&format!("the storage `s3://{bucket}/{PREFIX}` is unavailable (attempt 1 of 4 failed: "))
-            && reason.contains("downloading the job's inputs")
+        reason.starts_with(&format!("the storage `s3://{bucket}/{PREFIX}` has not answered since "))
+            && reason.contains("this attempt not counted (downloading the job's inputs")
             && reason.contains("; next attempt at "),
         "{reason}"
     );
 
     let done = finished(&jobs, &job.id).await;
     assert_eq!(
-        (done.status, done.error.as_deref(), done.waiting_reason.as_deref()),
-        (JobStatus::Completed, None, None)
+        (done.status, done.error.as_deref(), done.waiting_reason.as_deref(), done.attempts),
+        (JobStatus::Completed, None, None, 1)
     );
-    assert!(done.attempts >= 2, "{done:?}");
     assert!(s3_harness::shared().object(&bucket, &format!("{PREFIX}/out/h9.mkv")).is_some());
     // The stream saw it go back to `queued` (then run again), saying why.
     let mut statuses = Vec::new();
@@ -1182,34 +1196,45 @@ async fn a_bucket_failing_mid_staging_puts_the_job_back_in_the_queue_and_frees_t
     shutdown.stop_claiming.cancel();
 }
 
-/// H9 and tester finding I2, the next attempt: with the bucket still down, a job whose
-/// earlier attempt failed while downloading (so wrote nothing in the temporary area) starts
-/// its next attempt with its download, not with listings of an area it never used (each one
-/// a request timeout in the worker's slot); once out of attempts it fails naming the download
-/// that failed, not "undoing what an earlier attempt left". No request of either attempt
-/// named the temporary area, counted on the wire.
+/// Tester finding K11: an outage longer than the attempts' waits (2 attempts, 10 ms) fails no
+/// job. With the bucket silent, the job's first attempt (its download) goes back to the queue
+/// not counted, and the workers claim nothing while the outage is known: its checks go on
+/// (counted on the wire), not one more request names the input, the job stays queued, its
+/// `waiting_reason` says the storage has not answered since when. Once the bucket answers, the
+/// job completes on its first counted attempt.
 #[tokio::test]
-async fn a_later_attempt_after_a_failed_download_lists_nothing_and_fails_naming_the_download() {
+async fn an_outage_longer_than_the_attempts_waits_fails_no_job() {
     let proxy = s3_harness::Proxy::start(s3_harness::shared().port());
     let (jobs, bucket, _data) = proxied_jobs(&proxy, 2, Duration::from_millis(10)).await;
-    let job = jobs.submit("-i in/clip.mp4 -map 0 -c copy out/h9b.mkv", SubmitOptions::default()).await.unwrap();
-    let temp_area = proxy.counter(jobs::storage::TEMP_AREA);
-    let requests = proxy.counter(" HTTP/1.1\r\n");
-
-    let done = finished_with_the_bucket_silent(&proxy, &jobs, &job.id).await;
-    assert_eq!((done.status, done.attempts), (JobStatus::Failed, 2), "{done:?}");
-    let error = done.error.unwrap_or_default();
+    let job = jobs.submit("-i in/clip.mp4 -map 0 -c copy out/k11.mkv", SubmitOptions::default()).await.unwrap();
+    let (input, requests) = (proxy.counter("clip.mp4"), proxy.counter(" HTTP/1.1\r\n"));
+    proxy.set(s3_harness::ProxyMode::Silent);
+    let shutdown = Shutdown::default();
+    let _workers = jobs.spawn_workers(&shutdown);
+    back_in_the_queue(&jobs, &job.id, 0).await;
+    let input_requests = input.get();
+    assert!(input_requests >= 1, "the first attempt never asked for its input");
+    // Checks of the storage go on meanwhile (one a second at most); wait for a few of them.
+    let checks_before = requests.get() - input_requests;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while requests.get() - input.get() < checks_before + 3 {
+        assert!(Instant::now() < deadline, "the storage was not checked again");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let waiting = jobs.get(&job.id).await.unwrap();
+    assert_eq!((waiting.status, waiting.attempts, input.get()), (JobStatus::Queued, 0, input_requests), "{waiting:?}");
+    let reason = waiting.waiting_reason.unwrap_or_default();
     assert!(
-        error.starts_with("downloading the job's inputs from the storage failed")
-            && error.contains("in/clip.mp4")
-            && error.ends_with("(attempt 2 of 2, none left)")
-            && !error.contains("undoing"),
-        "{error}"
+        reason.starts_with(&format!("the storage `s3://{bucket}/{PREFIX}` has not answered since "))
+            && reason.contains("jobs start once it answers"),
+        "{reason}"
     );
-    // Each attempt's one call: the look-up of its input; none of the temporary area.
-    assert_eq!(temp_area.get(), 0, "requests naming the temporary area");
-    assert_eq!(requests.get(), 2, "requests: one per attempt");
-    assert!(s3_harness::shared().object(&bucket, &format!("{PREFIX}/in/clip.mp4")).is_some());
+
+    proxy.set(s3_harness::ProxyMode::Pass);
+    let done = finished(&jobs, &job.id).await;
+    shutdown.stop_claiming.cancel();
+    assert_eq!((done.status, done.attempts, done.error.as_deref()), (JobStatus::Completed, 1, None), "{done:?}");
+    assert!(s3_harness::shared().object(&bucket, &format!("{PREFIX}/out/k11.mkv")).is_some());
 }
 
 /// Tester finding I2: a job that reads and writes no file sends the bucket no request at all,
@@ -1240,71 +1265,94 @@ async fn an_upload_in_an_outage_frees_the_slot_without_clean_up_listings() {
     let (jobs, _bucket, _data) = proxied_jobs(&proxy, 4, Duration::from_secs(4)).await;
     let job =
         jobs.submit("-f lavfi -i testsrc=s=64x48:r=25 -t 0.2 out/i2.mp4", SubmitOptions::default()).await.unwrap();
-    let (listings, upload_listings) = (proxy.counter("list-type=2"), proxy.counter("&uploads="));
+    // Listings of keys (not the checks of the storage, which ask for one key: `max-keys=1`).
+    let (listings, upload_listings) = (proxy.counter("max-keys=1000"), proxy.counter("&uploads="));
     proxy.set(s3_harness::ProxyMode::Silent);
     let shutdown = Shutdown::default();
     let _workers = jobs.spawn_workers(&shutdown);
-    let waiting = back_in_the_queue(&jobs, &job.id, 1).await;
+    let waiting = back_in_the_queue(&jobs, &job.id, 0).await;
     proxy.set(s3_harness::ProxyMode::Pass);
     let reason = waiting.waiting_reason.unwrap_or_default();
     assert!(reason.contains("uploading the job's outputs") && reason.contains("out/i2.mp4"), "{reason}");
     assert_eq!((listings.get(), upload_listings.get()), (0, 0), "listings while the bucket was down");
 
+    // The outage's attempt was not counted (K11): the next one is the first counted.
     let done = finished(&jobs, &job.id).await;
     shutdown.stop_claiming.cancel();
-    assert_eq!((done.status, done.attempts, done.error.as_deref()), (JobStatus::Completed, 2, None), "{done:?}");
+    assert_eq!((done.status, done.attempts, done.error.as_deref()), (JobStatus::Completed, 1, None), "{done:?}");
     // Attempt 2 undid what attempt 1 may have left: it listed the area's open uploads.
     assert!(upload_listings.get() >= 1, "the next attempt did not undo the earlier one");
     assert!(jobs.storage().list_temps("").await.unwrap().is_empty());
     assert!(jobs.storage().head("out/i2.mp4").await.is_ok());
 }
 
-/// A bucket this node already knows does not answer (a check found it so) is not
-/// waited for before uploading: the job's attempt goes back to the queue at once after its
-/// ffmpeg ran, with a `retry_at` and a reason saying the storage has not answered since when,
-/// and not one request naming its output reaches the bucket (each used to wait a request
-/// timeout in the worker's slot). Once the bucket answers again, the next attempt's check
-/// sees it and the job completes.
+/// A bucket this node comes to know does not answer while a job's ffmpeg runs is not waited
+/// for before uploading: the job's attempt goes back to the queue at once after its ffmpeg
+/// ran, not counted (K11), with a `retry_at` and a reason saying the storage has not answered
+/// since when, and not one request naming its output reaches the bucket (each used to wait a
+/// request timeout in the worker's slot). Once the bucket answers again, a worker claims the
+/// job again and it completes. (`-re`: ffmpeg runs for 3 s of wall time, the outage is made
+/// known at once once the job runs.)
 #[tokio::test]
 async fn a_known_outage_sends_the_job_back_before_its_upload_sends_a_request() {
     let proxy = s3_harness::Proxy::start(s3_harness::shared().port());
     let (jobs, _bucket, _data) = proxied_jobs(&proxy, 5, Duration::from_secs(2)).await;
     let job =
-        jobs.submit("-f lavfi -i testsrc=s=64x48:r=25 -t 0.2 out/known.mp4", SubmitOptions::default()).await.unwrap();
+        jobs.submit("-re -f lavfi -i testsrc=s=64x48:r=25 -t 3 out/known.mp4", SubmitOptions::default()).await.unwrap();
     let named = proxy.counter("known.mp4");
-    proxy.set(s3_harness::ProxyMode::Silent);
-    // The node learns of the outage: a files call gets no answer, the check it starts
-    // confirms it (what `/ready` then says).
-    assert!(jobs.storage().head("in/clip.mp4").await.is_err());
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while jobs.storage_ready().await.is_ok() {
-        assert!(Instant::now() < deadline, "the outage never became known");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
     let shutdown = Shutdown::default();
     let _workers = jobs.spawn_workers(&shutdown);
-    let waiting = back_in_the_queue(&jobs, &job.id, 1).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while jobs.get(&job.id).await.unwrap().status != JobStatus::Running {
+        assert!(Instant::now() < deadline, "the job never ran");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The node learns of the outage (as a failed check of `/ready` or a files call does).
+    proxy.set(s3_harness::ProxyMode::Silent);
+    let silent = std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer");
+    jobs.storage_down_at_start(StorageError::Unavailable { path: String::new(), source: silent });
+    let waiting = back_in_the_queue(&jobs, &job.id, 0).await;
     assert_eq!(named.get(), 0, "requests naming the output while the outage was known");
     assert!(waiting.retry_at.is_some() && waiting.error.is_none(), "{waiting:?}");
     let reason = waiting.waiting_reason.unwrap_or_default();
-    assert!(reason.contains("uploading the job's outputs") && reason.contains("has not answered since"), "{reason}");
+    assert!(
+        reason.contains("uploading the job's outputs")
+            && reason.contains("has not answered since")
+            && reason.contains("this attempt not counted"),
+        "{reason}"
+    );
 
     proxy.set(s3_harness::ProxyMode::Pass);
     let done = finished(&jobs, &job.id).await;
     shutdown.stop_claiming.cancel();
-    assert_eq!((done.status, done.error.as_deref()), (JobStatus::Completed, None), "{done:?}");
-    assert!(done.attempts >= 2, "{done:?}");
+    assert_eq!((done.status, done.error.as_deref(), done.attempts), (JobStatus::Completed, None, 1), "{done:?}");
     assert!(jobs.storage().head("out/known.mp4").await.is_ok());
 }
 
+/// Its checks find the bucket answering (they go to the bucket itself, not through the
+/// proxy): a bucket that answers checks but fails requests, whose failures are counted.
+#[derive(Debug)]
+struct ChecksAnswer(S3Storage);
+
+#[async_trait]
+impl Intercept for ChecksAnswer {
+    async fn ping(&self, _inner: &dyn Storage) -> Result<(), StorageError> {
+        self.0.ping().await
+    }
+}
+
 /// Tester finding I2: an attempt that may have left names in the temporary area (its upload
-/// failed while the bucket did not answer) is undone by the next one first; when that fails
-/// too and no attempt is left, the job's error says what the earlier attempt failed on as
-/// well (the upload), not only the undo.
+/// failed while the bucket did not answer its requests) is undone by the next one first; when
+/// that fails too and no attempt is left, the job's error says what the earlier attempt failed
+/// on as well (the upload), not only the undo. The bucket's checks answer meanwhile (else
+/// attempts are not counted, K11).
 #[tokio::test]
 async fn a_failed_undo_on_the_last_attempt_names_the_failure_before_it() {
     let proxy = s3_harness::Proxy::start(s3_harness::shared().port());
-    let (jobs, _bucket, _data) = proxied_jobs(&proxy, 2, Duration::from_millis(10)).await;
+    let direct =
+        S3Storage::new(&s3_config_at(&s3_harness::shared().bucket(), s3_harness::shared().endpoint())).unwrap();
+    let answering = |s3: S3Storage| Intercepted::wrap(Arc::new(s3), ChecksAnswer(direct));
+    let (jobs, _bucket, _data) = proxied_jobs_with(&proxy, 2, Duration::from_millis(10), answering).await;
     let job =
         jobs.submit("-f lavfi -i testsrc=s=64x48:r=25 -t 0.2 out/undo.mp4", SubmitOptions::default()).await.unwrap();
     let done = finished_with_the_bucket_silent(&proxy, &jobs, &job.id).await;

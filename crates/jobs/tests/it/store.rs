@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use jobs::SubmitOptions;
 use jobs::sqlite::OpenError;
-use jobs::store::{CancelOutcome, Recovery};
+use jobs::store::{Attempt, CancelOutcome, Recovery};
 use jobs::{Job, JobId, JobStatus, JobStore, ListQuery, Outcome, Progress, SqliteStore, StoreError};
 use tempfile::TempDir;
 
@@ -35,6 +35,7 @@ conformance!(
     cancel_finished_conflicts,
     requeue_keeps_order,
     retry_counts_the_attempt_and_records_the_reason,
+    a_retry_that_waited_on_the_storage_takes_its_attempt_back,
     a_retried_job_waits_for_its_time_and_holds_back_later_conflicting_jobs,
     wait_for_work_wakes_when_a_retry_time_comes,
     delete_finished_only,
@@ -228,7 +229,7 @@ async fn refused_transition_changes_nothing(store: &Store) {
         assert!(store.requeue(id).await.is_err(), "requeue {id}");
     }
     for id in finished.into_iter().chain([&queued.id, &unknown]) {
-        assert!(store.retry(id, "other", Duration::ZERO).await.is_err(), "retry {id}");
+        assert!(store.retry(id, "other", Duration::ZERO, Attempt::Counted).await.is_err(), "retry {id}");
         let run = jobs::store::RunRecord {
             attempt: 1,
             footprint: ffmpeg_core::footprint::Footprint::default(),
@@ -744,7 +745,7 @@ async fn retry_counts_the_attempt_and_records_the_reason(store: &Store) {
     assert_eq!(store.claim_next(&[]).await.unwrap().unwrap().id, a.id);
     store.update_progress(&a.id, &Progress { frame: Some(5), ..Progress::default() }).await.unwrap();
     let before = time::OffsetDateTime::now_utc() - Duration::from_secs(60);
-    store.retry(&a.id, "the storage is unavailable", Duration::ZERO).await.unwrap();
+    store.retry(&a.id, "the storage is unavailable", Duration::ZERO, Attempt::Counted).await.unwrap();
     let back = store.get(&a.id).await.unwrap().unwrap();
     assert_eq!(
         (back.status, back.started_at, back.progress, back.seq, back.error.as_deref(), back.retry_reason.as_deref()),
@@ -761,14 +762,37 @@ async fn retry_counts_the_attempt_and_records_the_reason(store: &Store) {
     assert_eq!(store.get(&a.id).await.unwrap().unwrap().error, None);
     // Failing after a retry says the last attempt's reason.
     let c = running(store, "c").await;
-    store.retry(&c.id, "first", Duration::ZERO).await.unwrap();
+    store.retry(&c.id, "first", Duration::ZERO, Attempt::Counted).await.unwrap();
     assert_eq!(store.claim_next(&[]).await.unwrap().unwrap().id, c.id);
     let failed = store.finish(&c.id, Outcome::Failed { error: "second".to_owned() }, "").await.unwrap();
     assert_eq!(failed.error.as_deref(), Some("second"));
 
     let q = submit(store, "q").await;
-    assert_conflict(store.retry(&q.id, "x", Duration::ZERO).await, JobStatus::Queued, "retry");
-    assert_not_found(store.retry(&unknown_id(), "x", Duration::ZERO).await);
+    assert_conflict(store.retry(&q.id, "x", Duration::ZERO, Attempt::Counted).await, JobStatus::Queued, "retry");
+    assert_not_found(store.retry(&unknown_id(), "x", Duration::ZERO, Attempt::Counted).await);
+}
+
+/// A retry whose attempt does not count (the storage was known not to answer, tester finding
+/// K11) takes the attempt back, however often, and still waits for its `retry_at` with its
+/// reason; the next counted retry counts again.
+async fn a_retry_that_waited_on_the_storage_takes_its_attempt_back(store: &Store) {
+    let a = running(store, "a").await;
+    assert_eq!(a.attempts, 1);
+    for _ in 0..3 {
+        store.retry(&a.id, "the storage `s3://b` does not answer", Duration::ZERO, Attempt::NotCounted).await.unwrap();
+        let back = store.get(&a.id).await.unwrap().unwrap();
+        assert_eq!(
+            (back.status, back.attempts, back.retry_reason.as_deref()),
+            (JobStatus::Queued, 0, Some("the storage `s3://b` does not answer"))
+        );
+        let again = store.claim_next(&[]).await.unwrap().unwrap();
+        assert_eq!((again.id.clone(), again.attempts), (a.id.clone(), 1), "the same attempt again");
+    }
+    store.retry(&a.id, "the storage answered 500", Duration::ZERO, Attempt::Counted).await.unwrap();
+    assert_eq!(store.claim_next(&[]).await.unwrap().unwrap().attempts, 2, "a counted retry counts");
+    store.retry(&a.id, "waits", Duration::from_secs(3600), Attempt::NotCounted).await.unwrap();
+    assert_eq!(store.claim_next(&[]).await.unwrap(), None, "not before its time");
+    assert_eq!(store.get(&a.id).await.unwrap().unwrap().attempts, 1);
 }
 
 /// A job retried with a wait is not claimed before its `retry_at`, but still holds back a later
@@ -779,7 +803,7 @@ async fn a_retried_job_waits_for_its_time_and_holds_back_later_conflicting_jobs(
     let y = submit_with_footprint(store, "-i a.mp4 out/y.mp4", 0).await;
     assert_eq!(store.claim_next(&[]).await.unwrap().unwrap().id, y);
     let hour = Duration::from_secs(3600);
-    store.retry(&y, "the storage `s3://b` is unavailable", hour).await.unwrap();
+    store.retry(&y, "the storage `s3://b` is unavailable", hour, Attempt::Counted).await.unwrap();
     let waiting = store.get(&y).await.unwrap().unwrap();
     let now = time::OffsetDateTime::now_utc();
     assert_eq!(waiting.status, JobStatus::Queued);
@@ -804,7 +828,7 @@ async fn a_retried_job_waits_for_its_time_and_holds_back_later_conflicting_jobs(
 /// then, on its next attempt.
 async fn wait_for_work_wakes_when_a_retry_time_comes(store: &Store) {
     let job = running(store, "x").await;
-    store.retry(&job.id, "the storage is unavailable", Duration::from_millis(800)).await.unwrap();
+    store.retry(&job.id, "the storage is unavailable", Duration::from_millis(800), Attempt::Counted).await.unwrap();
     assert_eq!(store.claim_next(&[]).await.unwrap(), None, "not before its time");
     // The retry's own wake-up, used up.
     store.wait_for_work(Duration::ZERO).await;

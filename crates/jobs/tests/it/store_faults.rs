@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use ffmpeg_core::sandbox::{OutputTarget, Sandbox};
-use jobs::store::{CancelOutcome, InterruptedRun, Recovery, RunRecord, StatusCounts};
+use jobs::store::{Attempt, CancelOutcome, InterruptedRun, Recovery, RunRecord, StatusCounts};
 use jobs::{
     Job, JobId, JobStatus, JobStore, Jobs, JobsConfig, ListQuery, MemoryStore, Outcome, Progress, RunReport, RunSpec,
     Runner, Shutdown, StoreError, SubmitOptions,
@@ -83,8 +83,14 @@ impl JobStore for FaultyStore {
     async fn requeue(&self, id: &JobId) -> Result<(), StoreError> {
         self.inner.requeue(id).await
     }
-    async fn retry(&self, id: &JobId, reason: &str, wait: std::time::Duration) -> Result<(), StoreError> {
-        self.inner.retry(id, reason, wait).await
+    async fn retry(
+        &self,
+        id: &JobId,
+        reason: &str,
+        wait: std::time::Duration,
+        attempt: Attempt,
+    ) -> Result<(), StoreError> {
+        self.inner.retry(id, reason, wait, attempt).await
     }
     async fn delete(&self, id: &JobId) -> Result<(), StoreError> {
         self.inner.delete(id).await
