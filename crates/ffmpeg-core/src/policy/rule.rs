@@ -31,6 +31,9 @@ pub enum RuleId {
     /// A file the job writes (an output, a `-segment_list`) that is a symbolic link inside the
     /// data directory: ffmpeg would write the file it leads to, in the format its name says.
     SymbolicLink,
+    /// A path holding a control character (a newline, an escape): it would break a playlist
+    /// that lists it, a log line, a terminal that shows it, and a bucket key.
+    ControlCharacter,
     /// An option the policy forbids.
     ForbiddenOption,
     /// An allowed option with a value the policy forbids (`-safe 0`, `-pattern_type glob_sequence`).
@@ -61,6 +64,7 @@ impl RuleId {
         RuleId::ParentDirectory,
         RuleId::NonUtf8Path,
         RuleId::SymbolicLink,
+        RuleId::ControlCharacter,
         RuleId::ForbiddenOption,
         RuleId::ForbiddenValue,
         RuleId::InvalidValue,
@@ -90,6 +94,7 @@ impl RuleId {
             RuleId::ParentDirectory => "parent-directory",
             RuleId::NonUtf8Path => "non-utf8-path",
             RuleId::SymbolicLink => "symbolic-link",
+            RuleId::ControlCharacter => "control-character",
             RuleId::ForbiddenOption => "forbidden-option",
             RuleId::ForbiddenValue => "forbidden-value",
             RuleId::InvalidValue => "invalid-value",

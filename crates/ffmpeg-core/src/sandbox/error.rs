@@ -42,6 +42,11 @@ pub enum PathProblem {
     /// symbolic link: ffmpeg would write through it, to the file it leads to, choosing the
     /// format from that file's name.
     WrittenLink,
+    /// A control character (C0, DEL or C1: `\n`, `\r`, `\t`, `\x1b`, ...) in the path: a
+    /// newline splits an HLS playlist's or a concat list's entry, an escape sequence drives the
+    /// terminal that shows a log or a listing, and a bucket key cannot hold one (tester
+    /// finding K7). The first such character.
+    ControlCharacter(char),
 }
 
 /// Why a command or path was refused. Messages name the argument: "argument 4 `../x.mp4`: path
@@ -208,6 +213,13 @@ impl fmt::Display for PathProblem {
                  write the file it leads to, in the format its name says); remove the link or choose \
                  another name",
             ),
+            PathProblem::ControlCharacter(c) => write!(
+                f,
+                "a file name cannot hold a control character ({}, U+{:04X}): it would break playlists, \
+                 logs and bucket keys",
+                c.escape_default(),
+                u32::from(*c)
+            ),
         }
     }
 }
@@ -225,6 +237,7 @@ impl PathProblem {
             PathProblem::Parent => RuleId::ParentDirectory,
             PathProblem::NotUtf8 => RuleId::NonUtf8Path,
             PathProblem::WrittenLink => RuleId::SymbolicLink,
+            PathProblem::ControlCharacter(_) => RuleId::ControlCharacter,
         }
     }
 
@@ -241,7 +254,10 @@ impl PathProblem {
             | PathProblem::GlobSyntax(_)
             | PathProblem::Parent
             | PathProblem::NotUtf8
-            | PathProblem::WrittenLink) => SandboxError::Path { position, argument, context: String::new(), problem },
+            | PathProblem::WrittenLink
+            | PathProblem::ControlCharacter(_)) => {
+                SandboxError::Path { position, argument, context: String::new(), problem }
+            }
         }
     }
 }
@@ -267,7 +283,7 @@ impl SandboxError {
 
     /// The id of the rule the command broke; [`RuleId::as_str`] gives its stable text
     /// (`data-directory`, `absolute-path`, `path-escapes`, `protocol`, `not-a-file`,
-    /// `reserved-path`, `glob-pattern`, `parent-directory`, `non-utf8-path`, `symbolic-link`,
+    /// `reserved-path`, `glob-pattern`, `parent-directory`, `non-utf8-path`, `symbolic-link`, `control-character`,
     /// `forbidden-option`, `forbidden-value`, `forbidden-filter`, `forbidden-format`,
     /// `filtergraph-syntax`, `output-overwrites-input`).
     pub fn rule(&self) -> RuleId {

@@ -77,7 +77,8 @@ impl Sandbox {
     /// [`SandboxError::Absolute`], [`SandboxError::Escapes`], [`SandboxError::Protocol`],
     /// [`SandboxError::NotAFile`], [`SandboxError::Denied`].
     ///
-    /// In order: empty, NUL bytes -> `NotAFile`; `-` -> `Protocol`; a `:` before the first
+    /// In order: empty, NUL bytes -> `NotAFile`; a control character -> `Path`
+    /// ([`PathProblem::ControlCharacter`]); `-` -> `Protocol`; a `:` before the first
     /// `/` (`http:`, `concat:`, `pipe:`, `fd:`, `file:`, `c:`) or a `subfile,` prefix ->
     /// `Protocol` (a stricter form of ffmpeg's scheme detection; write `./a:b.mp4` for a file
     /// named `a:b.mp4`); a leading `/` -> `Absolute`; a trailing `/` -> `NotAFile`; `..` above
@@ -159,6 +160,9 @@ impl Sandbox {
     pub(super) fn resolve_path(&self, argument: &str, want: Want) -> Result<ResolvedPath, PathProblem> {
         if argument.is_empty() || argument.contains('\0') {
             return Err(PathProblem::NotAFile);
+        }
+        if let Some(c) = argument.chars().find(|c| c.is_control()) {
+            return Err(PathProblem::ControlCharacter(c));
         }
         if let Some(scheme) = protocol_prefix(argument) {
             return Err(PathProblem::Protocol(scheme.to_owned()));

@@ -158,6 +158,38 @@ fn not_files() {
     }
 }
 
+/// Tester finding K7: no path holds a control character (C0, DEL, C1), wherever it is
+/// named; the message shows the character escaped, and the rule is `control-character`.
+#[test]
+fn control_characters_are_refused_in_every_path() {
+    let f = fixture();
+    for (argument, shown) in [
+        ("out\n.mp4", "\\n, U+000A"),
+        ("sub/a\u{1b}[31m.mp4", "\\u{1b}, U+001B"),
+        ("a\rb.mp4", "\\r, U+000D"),
+        ("tab\t.mp4", "\\t, U+0009"),
+        ("del\u{7f}.mp4", "\\u{7f}, U+007F"),
+        ("csi\u{9b}.mp4", "\\u{9b}, U+009B"),
+    ] {
+        check(
+            &f,
+            argument,
+            &format!(
+                "error: argument 7 `{argument}`: a file name cannot hold a control character ({shown}): it would \
+                 break playlists, logs and bucket keys"
+            ),
+        );
+        assert_eq!(f.sandbox.resolve(argument, 7).unwrap_err().rule(), RuleId::ControlCharacter);
+        assert_eq!(f.sandbox.resolve_file_path(argument).unwrap_err().rule().as_str(), "control-character");
+    }
+    // Inside an option's value, and in a filter graph.
+    let e = f.sandbox.resolve_command(&Command::parse("-i in.mp4 -vf 'subtitles=a\nb.srt' out.mp4").unwrap());
+    let e = e.unwrap_err();
+    assert_eq!((e.rule(), e.argument().map(|(at, _)| at)), (RuleId::ControlCharacter, Some(3)), "{e}");
+    // Other characters outside ASCII are names like any.
+    check(&f, "café ☕.mp4", "ok café ☕.mp4");
+}
+
 #[test]
 fn symlinks() {
     let f = fixture();

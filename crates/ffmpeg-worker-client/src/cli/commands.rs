@@ -10,6 +10,7 @@ use ffmpeg_worker_client::{Client, ClientError, ListQuery, WaitEvent, WaitOption
 
 use crate::args::{Command, Connection, ListArgs, SubmitArgs, Submitted, upload_spec};
 use crate::progress::{Reporter, Stream};
+use crate::shown;
 use crate::table::{job_text, jobs_table, media_text};
 
 /// Exit status when an awaited job failed or was cancelled.
@@ -78,7 +79,7 @@ fn report(e: &CliError) {
         message = format!("{message}: {innermost}");
     }
     let mut stderr = io::stderr().lock();
-    let _ = writeln!(stderr, "ffmpeg-worker: {message}");
+    let _ = writeln!(stderr, "ffmpeg-worker: {}", shown::text(&message));
     if let Some(hint) = hint {
         let _ = writeln!(stderr, "  hint: {hint}");
     }
@@ -88,7 +89,10 @@ fn connect(connection: &Connection) -> Result<Client, ClientError> {
     Client::new(connection.url.as_str(), connection.token.as_deref())
 }
 
+/// Writes `text` and a line break (unless it ends with one) on stdout, control characters
+/// but line breaks and tabs escaped ([`shown::text`]; names are escaped whole by the caller).
 fn out(text: &str) -> io::Result<()> {
+    let text = shown::text(text);
     let mut stdout = io::stdout().lock();
     stdout.write_all(text.as_bytes())?;
     if !text.ends_with('\n') {
@@ -132,7 +136,11 @@ async fn execute(command: Command) -> Result<Outcome, CliError> {
         Command::Logs(args) => {
             let log = connect(&args.connection)?.log(&args.id).await?;
             if log.is_empty() {
-                let _ = writeln!(io::stderr(), "job {} has no log yet: it is kept once the job finishes", args.id);
+                let _ = writeln!(
+                    io::stderr(),
+                    "job {} has no log yet: it is kept once the job finishes",
+                    shown::name(&args.id)
+                );
             } else {
                 out(&log)?;
             }
@@ -151,7 +159,7 @@ async fn execute(command: Command) -> Result<Outcome, CliError> {
                         "{:>12}  {}  {}",
                         file.size_bytes,
                         crate::table::whole_seconds(file.modified_at),
-                        file.path
+                        shown::name(&file.path)
                     ))?;
                 }
             }
@@ -208,7 +216,7 @@ async fn put(args: crate::args::PutArgs) -> Result<Outcome, CliError> {
     if args.json {
         print_json(&stored)?;
     } else {
-        out(&format!("{} {} bytes sha256 {}", stored.path, stored.size_bytes, stored.sha256))?;
+        out(&format!("{} {} bytes sha256 {}", shown::name(&stored.path), stored.size_bytes, stored.sha256))?;
     }
     Ok(Outcome::Success)
 }
@@ -248,7 +256,12 @@ async fn download(client: &Client, remote: &str, local: &std::path::Path) -> Res
         bar.finish_and_clear();
     }
     let written = written?;
-    let _ = writeln!(io::stderr(), "{remote} -> {} ({written} bytes)", local.display());
+    let _ = writeln!(
+        io::stderr(),
+        "{} -> {} ({written} bytes)",
+        shown::name(remote),
+        shown::name(&local.display().to_string())
+    );
     Ok(())
 }
 
@@ -276,6 +289,7 @@ fn download_target(dir: &std::path::Path, remote: &str) -> Result<std::path::Pat
     let relative = std::path::Path::new(remote);
     let plain = !remote.is_empty() && relative.components().all(|c| matches!(c, Component::Normal(_)));
     if !plain {
+        let remote = shown::name(remote);
         return Err(CliError::Usage(format!("the server listed the output `{remote}`, which is not a relative path")));
     }
     Ok(dir.join(relative))
@@ -312,7 +326,9 @@ async fn submit(args: SubmitArgs) -> Result<Outcome, CliError> {
         args.uploads.iter().map(|spec| upload_spec(spec).map_err(CliError::Usage)).collect::<Result<Vec<_>, _>>()?;
     for (local, remote) in &uploads {
         let stored = upload(&client, local, remote, false).await?;
-        let _ = writeln!(io::stderr(), "{} -> {} ({} bytes)", local.display(), stored.path, stored.size_bytes);
+        let (local, remote) = (local.display().to_string(), &stored.path);
+        let _ =
+            writeln!(io::stderr(), "{} -> {} ({} bytes)", shown::name(&local), shown::name(remote), stored.size_bytes);
     }
     let (command, argv) = match args.submitted() {
         Submitted::Line(line) => (Some(line), None),
@@ -422,14 +438,14 @@ async fn follow(
         if !json {
             out(&format!("{} completed", job.id))?;
             for file in &job.output_files {
-                out(file)?;
+                out(&shown::name(file))?;
             }
         }
         return Ok((Outcome::Success, Some(job)));
     }
     let mut stderr = io::stderr().lock();
     match job.error.as_deref().map(str::trim).filter(|e| !e.is_empty()) {
-        Some(error) => writeln!(stderr, "{} {}:\n{error}", job.id, job.status)?,
+        Some(error) => writeln!(stderr, "{} {}:\n{}", job.id, job.status, shown::text(error))?,
         None => writeln!(stderr, "{} {}", job.id, job.status)?,
     }
     Ok((Outcome::JobUnsuccessful, Some(job)))

@@ -11,7 +11,8 @@
 //!
 //! Modules: `args` (clap definitions), `commands` (what each subcommand does, exit status),
 //! `progress` (live progress: a bar on a terminal, plain lines otherwise), `table` (job
-//! listings and the fields of one job as text).
+//! listings and the fields of one job as text), `shown` (control characters escaped in what
+//! the server sent).
 
 use std::process::ExitCode;
 
@@ -20,6 +21,7 @@ use clap::Parser as _;
 mod args;
 mod commands;
 mod progress;
+mod shown;
 mod table;
 
 #[tokio::main(flavor = "current_thread")]

@@ -34,6 +34,7 @@ impl Stream {
     }
 
     fn line(self, text: &str) -> io::Result<()> {
+        let text = crate::shown::text(text);
         match self {
             Stream::Stdout => writeln!(io::stdout().lock(), "{text}"),
             Stream::Stderr => writeln!(io::stderr().lock(), "{text}"),

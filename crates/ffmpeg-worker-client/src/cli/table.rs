@@ -32,7 +32,7 @@ fn progress_summary(p: &ProgressResponse) -> String {
 /// The fields `status` shows, in order; the optional ones only when set.
 fn job_fields(job: &JobResponse) -> Vec<(&'static str, String)> {
     let mut fields =
-        vec![("id", job.id.clone()), ("status", job.status.as_str().to_owned()), ("command", job.command.clone())];
+        vec![("id", job.id.clone()), ("status", job.status.as_str().to_owned()), ("command", name(&job.command))];
     if job.priority != 0 {
         fields.push(("priority", job.priority.to_string()));
     }
@@ -63,7 +63,9 @@ fn job_fields(job: &JobResponse) -> Vec<(&'static str, String)> {
         fields.push(("progress", summary));
     }
     if !job.output_files.is_empty() {
-        fields.push(("outputs", job.output_files.join("\n")));
+        // One line each, whatever a name holds.
+        let names: Vec<String> = job.output_files.iter().map(|file| name(file)).collect();
+        fields.push(("outputs", names.join("\n")));
     }
     if !job.metadata.is_empty() {
         let labels: Vec<String> = job.metadata.iter().map(|(k, v)| format!("{k}={v}")).collect();
@@ -114,7 +116,7 @@ pub(crate) fn media_text(media: &MediaInfoResponse) -> String {
         head.push(kbits(b));
     }
     head.push(format!("{} bytes", media.size_bytes));
-    let mut text = format!("{}: {}\n", media.path, head.join(", "));
+    let mut text = format!("{}: {}\n", name(&media.path), head.join(", "));
     for s in &media.streams {
         let mut parts = Vec::new();
         let codec = s.codec.clone().unwrap_or_else(|| "unknown codec".to_owned());
@@ -179,10 +181,15 @@ pub(crate) fn jobs_table(jobs: &[JobResponse]) -> String {
             job.status.as_str(),
             progress,
             whole_seconds(job.created_at),
-            job.command
+            name(&job.command)
         ));
     }
     text
+}
+
+/// `text` on one line, control characters escaped ([`crate::shown::name`]).
+fn name(text: &str) -> String {
+    crate::shown::name(text).into_owned()
 }
 
 #[cfg(test)]
@@ -309,6 +316,23 @@ mod tests {
              created   1970-01-01T00:00:00Z\n\
              requires  gpu, nvenc\n\
              waiting   no live node has labels [gpu, nvenc]\n"
+        );
+    }
+
+    #[test]
+    fn names_from_the_server_are_shown_on_one_line_with_control_characters_escaped() {
+        let mut j = job(JobStatusWire::Completed, None);
+        j.command = "-i in.mp4 'a\u{1b}]0;x\u{7}.mp4'".to_owned();
+        j.output_files = vec!["a\u{1b}]0;x\u{7}.mp4".to_owned(), "b\nstatus    failed.mp4".to_owned()];
+        let text = job_text(&j);
+        assert!(text.contains(" -i in.mp4 'a\\u{1b}]0;x\\u{7}.mp4'\n"), "{text}");
+        assert!(text.contains(" a\\u{1b}]0;x\\u{7}.mp4\n"), "{text}");
+        assert!(text.contains(" b\\nstatus    failed.mp4\n"), "{text}");
+        assert!(!text.contains('\u{1b}') && !text.contains("\nstatus    failed"), "{text}");
+        let table = jobs_table(&[j]);
+        assert!(
+            table.lines().nth(1).is_some_and(|line| line.ends_with("-i in.mp4 'a\\u{1b}]0;x\\u{7}.mp4'")),
+            "{table}"
         );
     }
 

@@ -274,10 +274,41 @@ async fn probing_a_concat_list_checks_and_stages_its_entries(backend: Backend) {
     }
 }
 
+// A name with a control character is refused at submit, on both backends, naming the
+// argument and the character (tester finding K7: a bucket took the job and failed it at
+// upload; a disk wrote the file, whose newline broke the HLS playlist naming it), whichever
+// argument names it; nothing is queued.
+on_each_backend!(control_characters_in_names_are_refused_at_submit);
+async fn control_characters_in_names_are_refused_at_submit(backend: Backend) {
+    let app = FilesApp::new(backend);
+    assert_eq!(app.put("in.mp4", b"x").await.status, StatusCode::CREATED);
+    for (command, position, argument, shown) in [
+        ("-i in.mp4 'out\n.mp4'", 3, "out\n.mp4", "\\n, U+000A"),
+        ("-i in.mp4 'a\u{1b}[31m.mp4'", 3, "a\u{1b}[31m.mp4", "\\u{1b}, U+001B"),
+        (
+            "-i in.mp4 -f hls -hls_segment_filename 's\r%d.ts' o.m3u8",
+            5,
+            "-hls_segment_filename s\r%d.ts",
+            "\\r, U+000D",
+        ),
+        ("-i 'in\t.mp4' o.mp4", 2, "in\t.mp4", "\\t, U+0009"),
+    ] {
+        let r = app.submit(command).await;
+        let body = r.problem(StatusCode::UNPROCESSABLE_ENTITY, "/problems/policy-violation");
+        assert_eq!(body["rule"], "control-character", "{command:?}: {body}");
+        assert_eq!((&body["argument_position"], &body["argument"]), (&position.into(), &argument.into()), "{body}");
+        let detail = body["detail"].as_str().unwrap();
+        assert!(detail.contains(&format!("a file name cannot hold a control character ({shown})")), "{detail}");
+    }
+    let listed = app.get("/jobs", &[]).await.json();
+    assert_eq!(listed.as_array().map(Vec::len), Some(0), "{listed}");
+}
+
 // A path ending in `/` names a directory: it is one only when something lies below it, on
 // both backends; a file or nothing under such a name is no file path (422), and only a real
 // directory gets the hint to delete it recursively (tester finding K4: in a bucket every such
-// path was "a directory", and the hint's recursive delete removed a file).
+// path was "a directory", and the hint's recursive delete removed a file; a DELETE of such a
+// path was 404 in a bucket, 422 on a disk).
 on_each_backend!(a_trailing_slash_is_a_directory_only_when_files_lie_below);
 async fn a_trailing_slash_is_a_directory_only_when_files_lie_below(backend: Backend) {
     let app = FilesApp::new(backend);
