@@ -321,6 +321,13 @@ async fn a_trailing_slash_is_a_directory_only_when_files_lie_below(backend: Back
         assert_eq!(body["rule"], "not-a-file", "{path}: {body}");
         let head = app.send(Request::head(format!("/files/{path}")).body(Body::empty()).unwrap()).await;
         assert_eq!(head.status, StatusCode::UNPROCESSABLE_ENTITY, "HEAD {path}");
+        for query in ["", "?recursive=true"] {
+            let body = app
+                .delete(&format!("/files/{path}{query}"))
+                .await
+                .problem(StatusCode::UNPROCESSABLE_ENTITY, "/problems/invalid-path");
+            assert_eq!(body["rule"], "not-a-file", "DELETE {path}{query}: {body}");
+        }
     }
     for path in ["t", "t/"] {
         let body =

@@ -8,6 +8,7 @@ use std::io;
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
+use ffmpeg_core::sandbox::PathProblem;
 use futures_util::StreamExt as _;
 use object_store::path::Path as Key;
 use object_store::{
@@ -73,7 +74,7 @@ impl S3Storage {
             return self.store.delete(&self.key(&normal)).await.map_err(|e| self.store_error(path, e));
         }
         if !self.has_children(&normal).await? {
-            return Err(StorageError::NotFound(path.to_owned()));
+            return Err(nothing_below(path));
         }
         if !recursive {
             return Err(StorageError::IsADirectory(path.to_owned()));
@@ -113,7 +114,7 @@ impl S3Storage {
         };
         // No file and no directory: 404 whatever the conditions, as for `DELETE` without them.
         if current.is_none() && !normal.is_empty() && !self.has_children(&normal).await? {
-            return Err(StorageError::NotFound(path.to_owned()));
+            return Err(nothing_below(path));
         }
         let meta = current.as_ref().map(|object| self.file_meta(normal.clone(), object));
         preconditions.check_for(path, meta.as_ref())?;
@@ -466,5 +467,16 @@ impl StagedPut for S3Staged {
         let meta = self.storage.store.head(&key).await.map_err(|e| self.storage.store_error(&path, e))?;
         let meta = self.storage.file_meta(path, &meta);
         Ok(PutOutcome { meta, created: !existed, sha256: self.sha256.clone() })
+    }
+}
+
+/// What a `DELETE` of `path` answers when no file is there and nothing lies below it: a name
+/// ending in `/` asks for a directory, and is no file path (422 `not-a-file`, as on a disk,
+/// tester finding K4: a bucket answered 404, a disk 422); any other name is not found.
+fn nothing_below(path: &str) -> StorageError {
+    if path.ends_with('/') {
+        crate::storage::invalid(path, &PathProblem::NotAFile)
+    } else {
+        StorageError::NotFound(path.to_owned())
     }
 }
