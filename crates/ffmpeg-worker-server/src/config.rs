@@ -344,7 +344,8 @@ impl ServeConfig {
             return Ok(None);
         };
         let mut s3 = jobs::storage::S3Config::from_url(url)?;
-        s3.endpoint = self.aws_endpoint_url.clone().filter(|e| !e.trim().is_empty());
+        // White space around a value (an `.env` file's `KEY= value`) is not part of it.
+        s3.endpoint = self.aws_endpoint_url.as_deref().map(str::trim).filter(|e| !e.is_empty()).map(str::to_owned);
         s3.region.clone_from(&self.aws_region);
         s3.access_key_id = self.aws_access_key_id.clone().filter(|k| !k.is_empty());
         s3.secret_access_key = self.aws_secret_access_key.clone().filter(|k| !k.is_empty());

@@ -76,22 +76,46 @@ pub struct S3ConfigError {
 }
 
 impl S3Config {
-    /// Bucket and prefix from `s3://BUCKET[/PREFIX]`, every other setting at its default
-    /// (region `us-east-1`).
+    /// Bucket and prefix from `s3://BUCKET[/PREFIX]` (the scheme in any case: `S3://` too,
+    /// RFC 3986 section 3.1), every other setting at its default (region `us-east-1`).
     ///
     /// # Errors
-    /// [`S3ConfigError`] for another scheme, no bucket, or a prefix with `.`/`..`/empty
-    /// components.
+    /// [`S3ConfigError`] naming `STORAGE_URL` and what is wrong (tester finding K3): white
+    /// space around it, `s3:` without its two slashes (`s3:/b`), another scheme, no bucket, a
+    /// bucket name with a character no bucket name has (an endpoint's `http:` put where the
+    /// bucket goes), or a prefix with `.`/`..`/empty components.
     pub fn from_url(url: &str) -> Result<S3Config, S3ConfigError> {
-        let error = |problem: &str| S3ConfigError { url: url.to_owned(), problem: problem.to_owned() };
-        let rest = url.strip_prefix("s3://").ok_or_else(|| error("only s3://BUCKET[/PREFIX] is supported"))?;
+        let error = |problem: String| S3ConfigError { url: url.to_owned(), problem };
+        if url.trim() != url {
+            return Err(error("STORAGE_URL starts or ends with white space".to_owned()));
+        }
+        let Some((scheme, rest)) = url.split_once("://") else {
+            let problem = match url.get(..3) {
+                Some(start) if start.eq_ignore_ascii_case("s3:") => {
+                    "STORAGE_URL must start with `s3://` (two slashes), then the bucket: s3://BUCKET[/PREFIX]"
+                }
+                _ => "STORAGE_URL has no scheme: only s3://BUCKET[/PREFIX] is supported",
+            };
+            return Err(error(problem.to_owned()));
+        };
+        if !scheme.eq_ignore_ascii_case("s3") {
+            return Err(error(format!("only s3://BUCKET[/PREFIX] is supported, not `{scheme}://`")));
+        }
         let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
         if bucket.is_empty() {
-            return Err(error("no bucket name"));
+            return Err(error("STORAGE_URL has no bucket name: s3://BUCKET[/PREFIX]".to_owned()));
+        }
+        // S3's rules allow lower-case letters, digits, `.` and `-` (older buckets and other
+        // servers: upper case and `_` too); anything else is not a bucket's name.
+        if let Some(c) = bucket.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))) {
+            return Err(error(format!(
+                "the bucket name `{bucket}` holds {c:?}, which no bucket name has; STORAGE_URL is \
+                 s3://BUCKET[/PREFIX], and the server's URL goes in AWS_ENDPOINT_URL"
+            )));
         }
         let prefix = prefix.trim_end_matches('/');
         if !prefix.is_empty() && prefix.split('/').any(|part| matches!(part, "" | "." | "..")) {
-            return Err(error("the prefix has an empty, `.` or `..` component"));
+            return Err(error("the prefix has an empty, `.` or `..` component".to_owned()));
         }
         Ok(S3Config {
             bucket: bucket.to_owned(),
@@ -111,6 +135,35 @@ impl S3Config {
     }
 }
 
+/// What is wrong with `endpoint` (`AWS_ENDPOINT_URL`) for `config`, named in words that say
+/// the setting (tester finding K3; `object_store` said "builder error" or sent every request
+/// to a wrong URL): white space around it, no `http://` or `https://` scheme, or, with
+/// path-style requests, a path ending in the bucket's name (the requests would go to
+/// `/BUCKET/BUCKET/KEY`). A path otherwise stays (a server behind a proxy at a sub-path).
+fn endpoint_problem(endpoint: &str, config: &S3Config) -> Result<(), String> {
+    if endpoint.trim() != endpoint {
+        return Err(format!("AWS_ENDPOINT_URL `{endpoint}` starts or ends with white space"));
+    }
+    let Some((scheme, rest)) = endpoint.split_once("://") else {
+        return Err(format!(
+            "AWS_ENDPOINT_URL `{endpoint}` has no scheme: write https://{endpoint} (or http://{endpoint} with \
+             AWS_ALLOW_HTTP=true)"
+        ));
+    };
+    if !(scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https")) {
+        return Err(format!("AWS_ENDPOINT_URL `{endpoint}`: only http:// and https:// URLs are supported"));
+    }
+    let path = rest.split_once('/').map_or("", |(_, path)| path).trim_end_matches('/');
+    if !config.virtual_hosted_style && !path.is_empty() && path.rsplit('/').next() == Some(config.bucket.as_str()) {
+        return Err(format!(
+            "AWS_ENDPOINT_URL `{endpoint}` ends with the bucket's name `{}`: give the server's URL without it \
+             (the bucket is named in STORAGE_URL only)",
+            config.bucket
+        ));
+    }
+    Ok(())
+}
+
 impl S3Storage {
     /// A client for `config`'s bucket. No request is made yet (see [`S3Storage::check`]).
     ///
@@ -120,6 +173,9 @@ impl S3Storage {
     /// path checks cannot be created.
     pub fn new(config: &S3Config) -> Result<S3Storage, S3ConfigError> {
         let error = |problem: String| S3ConfigError { url: config.url(), problem };
+        if let Some(endpoint) = &config.endpoint {
+            endpoint_problem(endpoint, config).map_err(error)?;
+        }
         if let Some(endpoint) = &config.endpoint
             && endpoint.trim_start().to_ascii_lowercase().starts_with("http://")
             && !config.allow_http
@@ -208,5 +264,67 @@ impl S3Storage {
     /// [`StorageError::Io`] with the server's reason.
     pub async fn check(&self) -> Result<(), StorageError> {
         self.any_key(self.dir_prefix(""), &self.url).await.map(drop)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// `STORAGE_URL` `url` is refused with a message holding `expected` (`Ok`: its bucket and
+    /// prefix).
+    #[track_caller]
+    fn check(url: &str, expected: Result<(&str, &str), &str>) {
+        match (S3Config::from_url(url), expected) {
+            (Ok(config), Ok((bucket, prefix))) => {
+                assert_eq!((config.bucket.as_str(), config.prefix.as_str()), (bucket, prefix));
+            }
+            (Err(e), Err(words)) => {
+                let message = e.to_string();
+                assert!(message.contains(words) && message.contains(url), "{url}: {message}");
+            }
+            (got, expected) => panic!("{url}: {got:?}, expected {expected:?}"),
+        }
+    }
+
+    #[test]
+    fn storage_url_typos_name_the_setting_and_what_is_wrong() {
+        check("s3://b", Ok(("b", "")));
+        check("s3://b/media/x/", Ok(("b", "media/x")));
+        check("S3://b/media", Ok(("b", "media")));
+        check("s3:/b", Err("STORAGE_URL must start with `s3://` (two slashes)"));
+        check("s3:b", Err("STORAGE_URL must start with `s3://` (two slashes)"));
+        check("b/media", Err("STORAGE_URL has no scheme"));
+        check("gs://b", Err("only s3://BUCKET[/PREFIX] is supported, not `gs://`"));
+        check(" s3://b", Err("STORAGE_URL starts or ends with white space"));
+        check("s3://", Err("STORAGE_URL has no bucket name"));
+        check("s3://http://127.0.0.1:9000/b", Err("the bucket name `http:` holds ':'"));
+        check("s3://b/a//c", Err("empty, `.` or `..` component"));
+    }
+
+    #[test]
+    fn endpoint_typos_name_the_setting_and_what_is_wrong() {
+        let config = S3Config::from_url("s3://media/x").unwrap();
+        let check = |endpoint: &str, expected: Option<&str>| match (endpoint_problem(endpoint, &config), expected) {
+            (Ok(()), None) => {}
+            (Err(message), Some(words)) => assert!(message.contains(words), "{endpoint}: {message}"),
+            (got, expected) => panic!("{endpoint}: {got:?}, expected {expected:?}"),
+        };
+        check("http://127.0.0.1:9000", None);
+        check("https://s3.example.com/", None);
+        check("HTTPS://s3.example.com", None);
+        check("https://proxy.example.com/s3", None);
+        check(
+            " http://127.0.0.1:9000",
+            Some("AWS_ENDPOINT_URL ` http://127.0.0.1:9000` starts or ends with white space"),
+        );
+        check("127.0.0.1:9000", Some("AWS_ENDPOINT_URL `127.0.0.1:9000` has no scheme"));
+        check("ftp://h", Some("only http:// and https://"));
+        check("http://127.0.0.1:9000/media", Some("ends with the bucket's name `media`"));
+        check("http://127.0.0.1:9000/s3/media/", Some("ends with the bucket's name `media`"));
+        // Virtual-hosted style: the bucket is the endpoint's to name.
+        let hosted = S3Config { virtual_hosted_style: true, ..config.clone() };
+        assert!(endpoint_problem("https://media.s3.example.com/media", &hosted).is_ok());
     }
 }
