@@ -41,6 +41,7 @@ pub mod exec_limits;
 pub mod files;
 pub mod globs;
 pub mod location;
+pub mod locked_dir;
 pub mod media;
 pub mod model;
 pub mod nodes;

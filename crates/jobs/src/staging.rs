@@ -21,13 +21,18 @@
 //!    upload changes nothing in the bucket; a failed publish is undone.
 //!
 //! A failed or cancelled run uploads nothing. The stage is removed when the run ends, however
-//! it ends ([`Stage`]'s `Drop`), and at start-up for runs a crash interrupted
-//! ([`remove_stages_of`]).
+//! it ends ([`Stage`]'s `Drop`). The run holds a lock on its stage while it lasts
+//! ([`crate::locked_dir`], as on its scratch directory), so a stage whose lock is free is a
+//! leftover of a process that is gone (`kill -9`, a crash): [`sweep_stages`] removes every
+//! such stage, whoever ran its job since, at start-up and periodically; recovery and the
+//! next run of a job remove its own ([`remove_stages_of`]). A stage another live process
+//! uses (nodes sharing one data directory) is never removed.
 //!
 //! Bytes and seconds of each direction go to /metrics ([`METRIC_BYTES`], [`METRIC_SECONDS`],
 //! [`METRIC_FILES`], [`METRIC_FAILURES`], labelled `direction`).
 
 use std::collections::BTreeSet;
+use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -186,13 +191,16 @@ pub struct Transfer {
     pub elapsed: Duration,
 }
 
-/// One run's scratch directory, the root of its sandbox. Removed on drop.
+/// One run's scratch directory, the root of its sandbox, locked while the stage lives
+/// ([`crate::locked_dir`]). Removed on drop, then unlocked.
 #[derive(Debug)]
 pub struct Stage {
     root: PathBuf,
     /// `root` relative to the data directory, with a trailing `/` (for messages).
     shown: String,
     sandbox: Sandbox,
+    /// The lock on `root` (taken when it was made); `None` once `Drop` took it.
+    lock: Option<File>,
 }
 
 /// The stages directory of the data directory `data_root`.
@@ -200,16 +208,43 @@ pub fn stages_root(data_root: &Path) -> PathBuf {
     data_root.join(STAGING_DIR)
 }
 
-/// Removes the stages of job `id` (any attempt) under the data directory `data_root`:
-/// what runs a crash interrupted left. Returns how many were removed. Blocking.
+/// Removes the stages of job `id` (any attempt) under the data directory `data_root` that no
+/// live run uses (their lock is free: [`crate::locked_dir::remove_if_free`]): what runs a
+/// crash interrupted left. Returns how many were removed. Blocking.
 pub fn remove_stages_of(data_root: &Path, id: &JobId) -> usize {
-    let Ok(entries) = std::fs::read_dir(stages_root(data_root)) else { return 0 };
     let prefix = format!("{id}-");
-    entries
-        .flatten()
-        .filter(|entry| entry.file_name().to_str().is_some_and(|name| name.starts_with(&prefix)))
-        .filter(|entry| std::fs::remove_dir_all(entry.path()).is_ok())
-        .count()
+    remove_free_stages(data_root, |name| name.starts_with(&prefix)).len()
+}
+
+/// Removes every stage under the data directory `data_root` that no live run of any process
+/// uses (its lock is free): what processes that are gone left (a `kill -9`, a crash), whoever
+/// ran their jobs since and whatever the store says. A stage of a live run, this process's or
+/// another's sharing the data directory, stays. Returns the names of the stages removed.
+/// Blocking; cheap (one lock attempt per stage).
+pub fn sweep_stages(data_root: &Path) -> Vec<String> {
+    remove_free_stages(data_root, |_| true)
+}
+
+/// Removes the stages under `data_root` whose name `wanted` accepts and whose lock is free;
+/// returns their names.
+fn remove_free_stages(data_root: &Path, wanted: impl Fn(&str) -> bool) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(stages_root(data_root)) else { return Vec::new() };
+    let mut removed = Vec::new();
+    for entry in entries.flatten() {
+        let Some(name) = entry.file_name().to_str().map(str::to_owned) else { continue };
+        if !wanted(&name) {
+            continue;
+        }
+        match crate::locked_dir::remove_if_free(&entry.path()) {
+            Ok(true) => removed.push(name),
+            Ok(false) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => {
+                tracing::warn!(stage = %entry.path().display(), error = %e, "removing a left staging directory failed")
+            }
+        }
+    }
+    removed
 }
 
 impl Stage {
@@ -236,15 +271,22 @@ impl Stage {
     }
 
     fn named(sandbox: &Sandbox, name: &str) -> Result<Stage, StagingError> {
-        let root = stages_root(sandbox.root()).join(name);
-        std::fs::create_dir_all(&root).map_err(StagingError::Prepare)?;
-        let stage_sandbox = Sandbox::new(&root)
-            .map_err(|e| StagingError::Prepare(io::Error::other(e.to_string())))?
-            .with_policy(sandbox.policy().clone());
+        let stages = stages_root(sandbox.root());
+        std::fs::create_dir_all(&stages).map_err(StagingError::Prepare)?;
+        let (name, lock) = claim(&stages, name).map_err(StagingError::Prepare)?;
+        let root = stages.join(&name);
+        let stage_sandbox = match Sandbox::new(&root) {
+            Ok(stage_sandbox) => stage_sandbox.with_policy(sandbox.policy().clone()),
+            Err(e) => {
+                remove_stage(&root);
+                return Err(StagingError::Prepare(io::Error::other(e.to_string())));
+            }
+        };
         Ok(Stage {
             shown: format!("{STAGING_DIR}/{name}/"),
             root: stage_sandbox.root().to_owned(),
             sandbox: stage_sandbox,
+            lock: Some(lock),
         })
     }
 
@@ -391,13 +433,48 @@ impl Stage {
     }
 }
 
+/// Makes and locks the stage directory `name` under `stages` ([`crate::locked_dir::create_locked`]);
+/// returns its name and lock. One left by a process that is gone is removed first; one a live
+/// run of another process holds (nodes sharing the data directory) is left alone, and the
+/// stage gets a name of its own, `name-RANDOM`.
+fn claim(stages: &Path, name: &str) -> io::Result<(String, File)> {
+    let mut chosen = name.to_owned();
+    // Each turn but a sweep racing this one ends it; a few are plenty.
+    for _ in 0..8 {
+        let path = stages.join(&chosen);
+        match crate::locked_dir::create_locked(&path) {
+            Ok(lock) => return Ok((chosen, lock)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                let removed = crate::locked_dir::remove_if_free(&path);
+                if !matches!(removed, Ok(true)) && !removed.is_err_and(|e| e.kind() == io::ErrorKind::NotFound) {
+                    let mut random = [0u8; 4];
+                    getrandom::fill(&mut random).map_err(|e| io::Error::other(e.to_string()))?;
+                    chosen = format!("{name}-{}", hex::encode(random));
+                }
+            }
+            // A sweep took it for a leftover before it was locked: made again.
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Err(io::Error::other(format!(
+        "`{STAGING_DIR}/{name}` was removed or taken by other processes each time it was made"
+    )))
+}
+
 impl Drop for Stage {
     fn drop(&mut self) {
         let root = self.root.clone();
+        // Unlocked once removed: a sweep never takes a stage being removed for a leftover.
+        let lock = self.lock.take();
+        let remove = move || {
+            remove_stage(&root);
+            drop(lock);
+        };
         // Off the async threads when there is a runtime; a large stage takes a while.
         match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => drop(runtime.spawn_blocking(move || remove_stage(&root))),
-            Err(_) => remove_stage(&root),
+            Ok(runtime) => drop(runtime.spawn_blocking(remove)),
+            Err(_) => remove(),
         }
     }
 }

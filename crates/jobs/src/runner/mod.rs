@@ -197,19 +197,17 @@ impl Runner for FfmpegRunner {
         let mut removed = Vec::new();
         for entry in entries.flatten() {
             let ours = entry.file_name().to_str().is_some_and(|n| n.starts_with(&prefix));
-            // `file_type` does not follow symlinks: a planted link is not a directory here.
-            if !ours || !entry.file_type().is_ok_and(|t| t.is_dir()) {
+            if !ours {
                 continue;
             }
-            // A lock someone holds is a live run (`orphans::ScratchDir`): never removed.
-            let free = std::fs::File::open(entry.path()).is_ok_and(|dir| dir.try_lock().is_ok());
-            if !free {
-                continue;
-            }
-            if let Err(e) = std::fs::remove_dir_all(entry.path()) {
-                tracing::warn!(dir = %entry.path().display(), error = %e, "removing a scratch directory failed");
-            } else {
-                removed.push(entry.path());
+            // A lock someone holds is a live run (`orphans::ScratchDir`): never removed; a
+            // planted symlink is not followed.
+            match crate::locked_dir::remove_if_free(&entry.path()) {
+                Ok(true) => removed.push(entry.path()),
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(dir = %entry.path().display(), error = %e, "removing a scratch directory failed");
+                }
             }
         }
         removed

@@ -1,12 +1,15 @@
 //! What runs leave behind, removed by the rule a failure uses ([`crate::outputs`]): the
 //! files and scratch directories of attempts a crash interrupted ([`Jobs::recover`]) or whose
 //! node died ([`Jobs::clear_previous_attempt`]), and the empty directories a failed,
-//! cancelled or interrupted run created ([`Jobs::remove_created_dirs`]).
+//! cancelled or interrupted run created ([`Jobs::remove_created_dirs`]); and the stages that
+//! no live run uses ([`Jobs::sweep_stages_every`]).
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use ffmpeg_core::footprint::Footprint;
+use tokio_util::sync::CancellationToken;
 
 use super::{Jobs, blocking};
 use crate::model::JobId;
@@ -80,6 +83,30 @@ impl Jobs {
             self.status_changed_of(id).await;
         }
         Ok(recovery)
+    }
+
+    /// With the files in a bucket: removes the stages under the data directory that no live
+    /// run of any process uses ([`crate::staging::sweep_stages`]) now, then every `every`
+    /// (`None`: only now) until `stop`. At start-up this removes what a crash of this node
+    /// left, whoever ran those jobs since (the store no longer shows them as this node's once
+    /// another node took them over); while the node runs, what other processes sharing the data
+    /// directory left when they died. Does nothing without a bucket (no stages).
+    pub async fn sweep_stages_every(&self, every: Option<Duration>, stop: CancellationToken) {
+        if self.config.remote_storage.is_none() {
+            return;
+        }
+        loop {
+            let root = self.sandbox.root().to_owned();
+            let removed = blocking(move || crate::staging::sweep_stages(&root)).await;
+            if !removed.is_empty() {
+                tracing::warn!(stages = ?removed, "removed staging directories that processes now gone left");
+            }
+            let Some(every) = every else { return };
+            tokio::select! {
+                () = tokio::time::sleep(every) => {}
+                () = stop.cancelled() => return,
+            }
+        }
     }
 
     /// Removes the directories that failed, cancelled or interrupted runs of the jobs `ids`

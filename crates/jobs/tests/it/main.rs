@@ -23,6 +23,7 @@ mod probe;
 mod runner;
 mod s3_client;
 mod service;
+mod stage_sweep;
 mod staging;
 mod store;
 mod store_faults;
