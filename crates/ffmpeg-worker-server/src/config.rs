@@ -290,7 +290,9 @@ pub struct ServeConfig {
 
     /// S3 storage: how often the bucket's temporary area is swept of what runs that are over
     /// left there (a crash, a lost node, a failed clean-up: outputs not published, backups),
-    /// besides at start-up; runs still active keep theirs. 0: at start-up only.
+    /// and `DATA_PATH/.ffmpeg-worker-staging/` of the stages no live process uses (left by a
+    /// process killed mid-job), besides at start-up; runs still active keep theirs. 0: at
+    /// start-up only.
     #[arg(long, env = "TEMP_SWEEP_INTERVAL", default_value = "1h", value_parser = humantime::parse_duration)]
     pub temp_sweep_interval: Duration,
 

@@ -430,6 +430,12 @@ pub async fn run(config: ServeConfig) -> Result<(), StartError> {
         let (jobs, every, stop) = (Arc::clone(&jobs), config.temp_sweep_interval(), stop_sweeps.clone());
         tokio::spawn(async move { jobs.sweep_temp_area_every(every, stop).await });
     }
+    // The stages no live run uses (what a crash of this node or of another sharing the data
+    // directory left): now, in the background, and as often as the temporary area.
+    {
+        let (jobs, every, stop) = (Arc::clone(&jobs), config.temp_sweep_interval(), stop_sweeps.clone());
+        tokio::spawn(async move { jobs.sweep_stages_every(every, stop).await });
+    }
     let shutdown = Shutdown::default();
     let stop_webhooks = tokio_util::sync::CancellationToken::new();
     if let Some((_, settings)) = webhooks {

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use crate::support::{Db, Server, Store, client, ffprobe_duration, make_clip, submit, wait_finished};
+use jobs::staging::STAGING_DIR;
 
 /// The binary with its files in a fresh bucket under `prefix`.
 fn s3_server(bucket: &str, prefix: &str) -> Server {
@@ -18,10 +19,17 @@ pub(crate) fn s3_server_with(bucket: &str, prefix: &str, extra: &[&str]) -> Serv
 
 /// [`s3_server_with`] reaching the bucket through `endpoint` (a [`s3_harness::Proxy`]'s).
 pub(crate) fn s3_server_at(endpoint: &str, bucket: &str, prefix: &str, extra: &[&str]) -> Server {
-    let url = format!("s3://{bucket}/{prefix}");
-    let mut args = vec![
+    let mut args = s3_args(endpoint, bucket, prefix);
+    args.extend(extra.iter().map(|a| (*a).to_owned()));
+    Server::start(&args.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+/// The arguments that put a server's files in `bucket` under `prefix`, on the S3 server at
+/// `endpoint`.
+fn s3_args(endpoint: &str, bucket: &str, prefix: &str) -> Vec<String> {
+    [
         "--storage-url",
-        &url,
+        &format!("s3://{bucket}/{prefix}"),
         "--aws-endpoint-url",
         endpoint,
         "--aws-allow-http",
@@ -31,9 +39,9 @@ pub(crate) fn s3_server_at(endpoint: &str, bucket: &str, prefix: &str, extra: &[
         s3_harness::SECRET_ACCESS_KEY,
         "--aws-region",
         s3_harness::REGION,
-    ];
-    args.extend_from_slice(extra);
-    Server::start(&args)
+    ]
+    .map(str::to_owned)
+    .to_vec()
 }
 
 #[tokio::test]
@@ -104,6 +112,61 @@ async fn upload_submit_run_download_on_a_bucket() {
     let r = client.delete(server.url("/files/out/small.mp4")).send().await.unwrap();
     assert_eq!(r.status(), 204);
     assert_eq!(s3_harness::shared().keys(&bucket), ["media/in/clip.mp4"]);
+}
+
+/// Tester finding L12: a worker killed mid-job (`kill -9`) on a cluster with the files in a
+/// bucket, each node with its own data directory, whose job another node then ran to the end,
+/// removes that run's stage (its inputs and outputs) when it starts again with its node id:
+/// the store no longer shows the job as its own, but no live process holds the stage's lock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_mid_job_removes_its_stage_at_restart_once_another_node_ran_the_job() {
+    let bucket = s3_harness::shared().bucket();
+    let mut args = s3_args(s3_harness::shared().endpoint(), &bucket, "media");
+    args.extend(["--lease-seconds", "3"].map(str::to_owned));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let db = tokio::task::block_in_place(Db::postgres);
+    let client = client();
+    let w1 = Server::start_in(tempfile::tempdir().unwrap(), db.node("w1"), &args);
+    let stages = w1.data.path().join(STAGING_DIR);
+    let (status, job) =
+        submit(&client, &w1, "-re -f lavfi -i testsrc=duration=4:size=64x48:rate=10 -c:v rawvideo -f nut out/big.nut")
+            .await;
+    assert_eq!(status, 201, "{job}");
+    let id = job["id"].as_str().unwrap().to_owned();
+    // Killed while ffmpeg writes into the stage.
+    let stage = stages.join(format!("{id}-1"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !stage.join("out/big.nut").exists() {
+        assert!(std::time::Instant::now() < deadline, "the run did not start writing into {}", stage.display());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (w1_data, _) = w1.kill();
+
+    // Another node, with its own data directory, runs the job again once w1's lease expired.
+    let w2 = Server::start_in(tempfile::tempdir().unwrap(), db.node("w2"), &args);
+    let seen = wait_finished(&client, &w2, &id, Duration::from_secs(120)).await;
+    let done = seen.last().unwrap();
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(done["attempts"], 2, "{done}");
+    assert!(stage.join("in").exists() || stage.join("out/big.nut").exists(), "w1's stage is still there");
+
+    // w1 starts again: the stage goes, though the job is w2's now.
+    let w1 = Server::start_in(w1_data, db.node("w1"), &args);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while stages.read_dir().unwrap().next().is_some() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the stage stayed: {:?}; log: {:?}",
+            stages.read_dir().unwrap().map(|e| e.unwrap().file_name()).collect::<Vec<_>>(),
+            w1.stderr.lock().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(w1.stderr.lock().unwrap().iter().any(|l| l.contains("removed staging directories")));
+    // The completed job's output is in the bucket, whole.
+    let r = client.get(w1.url(&format!("/jobs/{id}"))).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(s3_harness::shared().keys(&bucket).contains(&"media/out/big.nut".to_owned()));
 }
 
 /// Tester finding I3: a node (re)started while its bucket does not answer (moto behind a
