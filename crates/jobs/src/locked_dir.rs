@@ -69,6 +69,7 @@ fn still_at(dir: &File, path: &Path) -> bool {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -240,7 +240,7 @@ fn remove_free_stages(data_root: &Path, wanted: impl Fn(&str) -> bool) -> Vec<St
             Ok(false) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => {
-                tracing::warn!(stage = %entry.path().display(), error = %e, "removing a left staging directory failed")
+                tracing::warn!(stage = %entry.path().display(), error = %e, "removing a left staging directory failed");
             }
         }
     }
