@@ -319,6 +319,11 @@ pub struct JobResponse {
     #[serde(default, with = "time::serde::rfc3339::option")]
     #[schema(required = true, value_type = Option<String>, format = DateTime, example = json!(null))]
     pub retry_at: Option<OffsetDateTime>,
+    /// The `Idempotency-Key` the job was submitted with (kept as long as the job's record);
+    /// null when it was submitted without one.
+    #[serde(default)]
+    #[schema(required = true, example = json!(null))]
+    pub idempotency_key: Option<String>,
 }
 
 #[cfg(test)]

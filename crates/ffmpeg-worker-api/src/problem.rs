@@ -33,6 +33,11 @@ pub struct Problem {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(example = "path-escapes")]
     pub rule: Option<String>,
+    /// For `idempotency-key-reused`: the job the `Idempotency-Key` belongs to (submitted
+    /// with a different request).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(example = "job_3f9a0c1d2e4b5a69")]
+    pub job_id: Option<String>,
 }
 
 #[cfg(test)]
@@ -49,6 +54,7 @@ mod tests {
             argument_position: None,
             argument: None,
             rule: None,
+            job_id: None,
         };
         let json = serde_json::to_value(&problem).expect("json");
         assert_eq!(

@@ -277,6 +277,7 @@ fn problem_from_body(status: StatusCode, body: &str) -> Problem {
         argument_position: None,
         argument: None,
         rule: None,
+        job_id: None,
     }
 }
 

@@ -35,6 +35,7 @@ mod error;
 mod events;
 mod files;
 mod list;
+mod submit;
 mod wait;
 
 pub use client::{Client, DEFAULT_CONNECT_TIMEOUT, DEFAULT_REQUEST_TIMEOUT, parse_base_url};
@@ -43,5 +44,6 @@ pub use events::{JobEvent, JobEvents, STREAM_IDLE_TIMEOUT, STREAM_MAX_DURATION};
 pub use ffmpeg_worker_api as api;
 pub use files::{FilesPage, TRANSFER_TIMEOUT};
 pub use list::{ListQuery, NextPage, Page};
+pub use submit::{Submission, SubmitRetry, new_idempotency_key};
 pub use url::Url;
 pub use wait::{WAITING_RECHECK, WaitEvent, WaitOptions};

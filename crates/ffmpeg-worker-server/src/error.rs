@@ -64,6 +64,10 @@ pub enum ApiError {
         /// What was wrong.
         detail: String,
     },
+    /// 422 (`idempotency-key-reused`): the `Idempotency-Key` of a submission names a job
+    /// submitted with a different body; the problem names the job (`job_id`).
+    #[error(transparent)]
+    IdempotencyKeyReused(SubmitError),
     /// 404: no such endpoint.
     #[error("no such endpoint: {0}")]
     UnknownRoute(String),
@@ -152,6 +156,7 @@ impl From<SubmitError> for ApiError {
             SubmitError::Webhook(e) => ApiError::Webhook(e),
             e @ (SubmitError::ExecLimit(_) | SubmitError::NameTooLong(_)) => ApiError::Refused(e),
             e @ SubmitError::OutputConflict { .. } => ApiError::OutputConflict(e),
+            e @ SubmitError::IdempotencyKeyReused { .. } => ApiError::IdempotencyKeyReused(e),
         }
     }
 }
@@ -186,6 +191,9 @@ impl ApiError {
             }
             ApiError::UnknownName(_) => (StatusCode::UNPROCESSABLE_ENTITY, "/problems/unknown-name", "Unknown name"),
             ApiError::Webhook(_) => (StatusCode::UNPROCESSABLE_ENTITY, "/problems/invalid-webhook", "Invalid webhook"),
+            ApiError::IdempotencyKeyReused(_) => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "/problems/idempotency-key-reused", "Idempotency key reused")
+            }
             ApiError::InvalidRequest { status, .. } => (*status, "/problems/invalid-request", "Invalid request"),
             ApiError::Limits(_) | ApiError::Refused(_) | ApiError::Query(_) => {
                 (StatusCode::UNPROCESSABLE_ENTITY, "/problems/invalid-request", "Invalid request")
@@ -325,6 +333,10 @@ impl IntoResponse for ApiError {
                 ApiError::Refused(SubmitError::NameTooLong(_)) => Some("name-too-long".to_owned()),
                 _ => None,
             },
+            job_id: match &self {
+                ApiError::IdempotencyKeyReused(SubmitError::IdempotencyKeyReused { job, .. }) => Some(job.to_string()),
+                _ => None,
+            },
         };
         let mut response = (status, axum::Json(problem)).into_response();
         let headers = response.headers_mut();
@@ -428,6 +440,38 @@ pub struct AppPath<T>(pub T);
 #[derive(Debug, FromRequestParts)]
 #[from_request(via(axum::extract::Query), rejection(ApiError))]
 pub struct AppQuery<T>(pub T);
+
+/// The query of an endpoint that takes none: any parameter is refused with 422 naming it
+/// (tester finding K5: `POST /jobs?dryrun=1` queued the job, `PUT /files/x?overwrite=false`
+/// replaced the file), as the endpoints with a query refuse a name they do not know. An empty
+/// query (`?`) passes.
+#[derive(Debug)]
+pub struct NoQuery;
+
+impl<S: Send + Sync> FromRequestParts<S> for NoQuery {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let AppQuery(params) = AppQuery::<Vec<(String, String)>>::from_request_parts(parts, state).await?;
+        let Some((name, _)) = params.first() else { return Ok(NoQuery) };
+        // The route as documented (`/files/{path}`, not axum's `/files/{*path}`).
+        let path = match parts.extensions.get::<axum::extract::MatchedPath>() {
+            Some(matched) => matched.as_str().replace("{*", "{"),
+            None => parts.uri.path().to_owned(),
+        };
+        let hint = match name.as_str() {
+            "access_token" => " (`access_token` is taken by the event streams only; send `Authorization: Bearer`)",
+            _ => "",
+        };
+        Err(ApiError::InvalidRequest {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            detail: format!(
+                "unknown query parameter `{name}`: {} {path} takes no query parameters{hint}",
+                parts.method
+            ),
+        })
+    }
+}
 
 impl<T: serde::Serialize> IntoResponse for AppJson<T> {
     fn into_response(self) -> Response {

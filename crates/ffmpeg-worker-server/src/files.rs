@@ -24,7 +24,7 @@ use utoipa::{IntoParams, OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::AppState;
-use crate::error::{ApiError, AppJson, AppPath, AppQuery};
+use crate::error::{ApiError, AppJson, AppPath, AppQuery, NoQuery};
 use crate::wire::{FileEntry, FileResponse, Problem};
 
 /// The routes, and their OpenAPI description.
@@ -362,6 +362,7 @@ pub(crate) struct ListFilesParams {
 pub(crate) async fn put_file(
     State(state): State<AppState>,
     AppPath(path): AppPath<String>,
+    _: NoQuery,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -425,6 +426,7 @@ pub(crate) async fn get_file(
     State(state): State<AppState>,
     method: Method,
     AppPath(path): AppPath<String>,
+    _: NoQuery,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     serve(&state, &path, &headers, method == Method::HEAD).await
@@ -449,6 +451,7 @@ pub(crate) async fn get_file(
 pub(crate) async fn head_file(
     State(state): State<AppState>,
     AppPath(path): AppPath<String>,
+    _: NoQuery,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     serve(&state, &path, &headers, true).await

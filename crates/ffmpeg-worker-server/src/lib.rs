@@ -30,6 +30,7 @@ pub mod config;
 pub mod connections;
 pub mod error;
 mod files;
+mod idempotency;
 mod probe;
 mod routes;
 pub mod serve;
@@ -249,6 +250,27 @@ fn add_common_responses(doc: &mut utoipa::openapi::OpenApi) {
                 responses.entry("429".to_owned()).or_insert_with(|| {
                     problem("Too many requests from this address (the server has a rate limit); see Retry-After").into()
                 });
+            }
+            // Any query parameter of an endpoint that takes none is refused (`NoQuery`).
+            let takes_query = operation
+                .parameters
+                .iter()
+                .flatten()
+                .any(|p| p.parameter_in == utoipa::openapi::path::ParameterIn::Query);
+            if !takes_query {
+                const NO_QUERY: &str = "a query parameter (this endpoint takes none)";
+                match responses.entry("422".to_owned()) {
+                    std::collections::btree_map::Entry::Vacant(vacant) => {
+                        vacant.insert(problem("A query parameter (this endpoint takes none)").into());
+                    }
+                    std::collections::btree_map::Entry::Occupied(mut documented) => {
+                        if let utoipa::openapi::RefOr::T(response) = documented.get_mut()
+                            && !response.description.contains(NO_QUERY)
+                        {
+                            response.description = format!("{}, or {NO_QUERY}", response.description);
+                        }
+                    }
+                }
             }
             if path != "/health" {
                 responses.entry("503".to_owned()).or_insert_with(|| {

@@ -10,7 +10,7 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::AppState;
-use crate::error::{ApiError, AppJson, AppPath};
+use crate::error::{ApiError, AppJson, AppPath, NoQuery};
 use crate::wire::{MediaInfoResponse, Problem, media_info_response};
 
 /// The route, and its OpenAPI description.
@@ -44,6 +44,7 @@ struct ProbeApi;
 pub(crate) async fn probe_media(
     State(state): State<AppState>,
     AppPath(path): AppPath<String>,
+    _: NoQuery,
 ) -> Result<AppJson<MediaInfoResponse>, ApiError> {
     let info = state.jobs.probe_media(&path).await?;
     Ok(AppJson(media_info_response(&info)))

@@ -3,6 +3,7 @@
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::IntoResponse;
+use jobs::idempotency::{Idempotency, Submitted};
 use jobs::model::DEFAULT_PAGE_SIZE;
 use jobs::storage::StorageError;
 use jobs::webhook::WebhookSubscription;
@@ -10,18 +11,18 @@ use jobs::{CommandInput, JobStatus, ListQuery, SubmitOptions};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use crate::AppState;
-use crate::error::{ApiError, AppJson, AppQuery, JobIdPath};
+use crate::error::{ApiError, AppJson, AppQuery, JobIdPath, NoQuery};
 use crate::wire::{
     CreateJobRequest, HealthResponse, JobResponse, Problem, ReadyResponse, WebhookDeliveryResponse, delivery_response,
     job_response,
 };
+use crate::{AppState, idempotency};
 
 /// Liveness check
 ///
 /// Answers `{"status":"ok"}` while the process serves requests.
 #[utoipa::path(get, path = "/health", tag = "operations", security(()), responses((status = 200, body = HealthResponse)))]
-pub(crate) async fn health() -> AppJson<HealthResponse> {
+pub(crate) async fn health(_: NoQuery) -> AppJson<HealthResponse> {
     AppJson(HealthResponse { status: "ok".to_owned() })
 }
 
@@ -39,7 +40,7 @@ pub(crate) async fn health() -> AppJson<HealthResponse> {
         (status = 503, description = "Not ready", body = Problem, content_type = "application/problem+json"),
     )
 )]
-pub(crate) async fn ready(State(state): State<AppState>) -> Result<AppJson<ReadyResponse>, ApiError> {
+pub(crate) async fn ready(State(state): State<AppState>, _: NoQuery) -> Result<AppJson<ReadyResponse>, ApiError> {
     if !state.accepting() {
         return Err(ApiError::ShuttingDown);
     }
@@ -68,7 +69,7 @@ pub(crate) async fn ready(State(state): State<AppState>) -> Result<AppJson<Ready
     get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain; version=0.0.4"))
 )]
-pub(crate) async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+pub(crate) async fn metrics(State(state): State<AppState>, _: NoQuery) -> Result<impl IntoResponse, ApiError> {
     let counts = state.jobs.counts().await?;
     let mut body = crate::telemetry::handle().map(|h| h.render()).unwrap_or_default();
     body.push_str(&crate::telemetry::job_gauges(&counts, state.jobs.running_here()));
@@ -81,27 +82,42 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Result<impl IntoRe
 /// it against ffmpeg's grammar and the data-directory sandbox, then queues it.
 /// A command that does not parse or names a path outside the data directory is refused with
 /// 422 and never queued. Answers 201 with the job and its URL in `Location`.
+///
+/// With an `Idempotency-Key` header, a submission can be sent again safely (after a timeout or
+/// a lost connection): the first one with a key creates the job; a repeat with the same key
+/// and the same body (compared as JSON read, not as bytes) answers 200 with that job as it is
+/// now and `Idempotent-Replayed: true`, queueing nothing; the same key with another body is
+/// refused with 422 `idempotency-key-reused` naming the job (`job_id`). Two first submissions
+/// with one key at the same time make one job. A key lasts as long as its job's record.
 #[utoipa::path(
     post, path = "/jobs", tag = "jobs",
+    params(IdempotencyKeyParam),
     request_body = CreateJobRequest,
     responses(
         (status = 201, description = "Queued", body = JobResponse,
          headers(("Location" = String, description = "URL of the new job"))),
+        (status = 200, description = "A repeat: the `Idempotency-Key` names the job an earlier submission with the same body created; that job as it is now (nothing was queued)", body = JobResponse,
+         headers(("Location" = String, description = "URL of the job"),
+                 ("Idempotent-Replayed" = String, description = "`true`: the answer is the earlier submission's job"))),
         (status = 400, description = "The body is not valid JSON", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "The body is larger than the server's limit (MAX_BODY_BYTES)", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "The body is not `application/json`", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "With the files in a bucket: a file the job would write is where the bucket holds a directory, or below a file (`file-conflict`, naming the argument)", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "The command or a field is invalid (also: both or neither of `command` and `args`)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The command or a field is invalid (also: both or neither of `command` and `args`), the `Idempotency-Key` header is not a key (`invalid-request`), the key was used for a job with a different body (`idempotency-key-reused`, `job_id` names it), or a query parameter (this endpoint takes none)", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Shutting down, or the job store cannot write now", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn create_job(
     State(state): State<AppState>,
+    _: NoQuery,
+    headers: HeaderMap,
     AppJson(req): AppJson<CreateJobRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
     if !state.accepting() {
         return Err(ApiError::ShuttingDown);
     }
+    let idempotency =
+        idempotency::key(&headers)?.map(|key| Idempotency { key, fingerprint: idempotency::fingerprint(&req) });
     let command = CommandInput::from_fields(req.command, req.args)?.into_line();
     let events = req.webhook_events.map(|events| events.into_iter().map(crate::wire::event_domain).collect());
     let webhooks = WebhookSubscription::for_job(req.webhook_url, events)?;
@@ -111,15 +127,35 @@ pub(crate) async fn create_job(
         metadata: req.metadata,
         webhooks: webhooks.into_iter().collect(),
         requires: req.requires,
+        idempotency,
         ..SubmitOptions::default()
     };
-    let job = state.jobs.submit(&command, options).await?;
+    let Submitted { job, replayed } = state.jobs.submit_idempotent(&command, options).await?;
     let location = HeaderValue::try_from(format!("/jobs/{}", job.id)).ok();
     let mut headers = HeaderMap::new();
     if let Some(l) = location {
         headers.insert(header::LOCATION, l);
     }
-    Ok((StatusCode::CREATED, headers, AppJson(job_response(job))))
+    let status = if replayed {
+        headers.insert(idempotency::IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok((status, headers, AppJson(job_response(job))))
+}
+
+/// The `Idempotency-Key` request header of `POST /jobs`.
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)] // Read by `idempotency::key`; this type only describes it.
+pub(crate) struct IdempotencyKeyParam {
+    /// A key of your choosing for this submission (a random UUID, say): 1 to 255 visible
+    /// ASCII characters (the draft's quoted form `"..."` counts without its quotes). Send the
+    /// same key and body again after a timeout or a lost answer: you get the job the first
+    /// submission created, not a second one. Kept as long as the job's record.
+    #[param(rename = "Idempotency-Key", min_length = 1, max_length = 255, pattern = "^[!-~]{1,255}$")]
+    idempotency_key: Option<String>,
 }
 
 /// The `{id}` path parameter of the job routes.
@@ -269,6 +305,7 @@ pub(crate) fn next_page(next: Option<String>) -> HeaderMap {
 pub(crate) async fn get_job(
     State(state): State<AppState>,
     JobIdPath(id): JobIdPath,
+    _: NoQuery,
 ) -> Result<AppJson<JobResponse>, ApiError> {
     Ok(AppJson(job_response(state.jobs.get(&id).await?)))
 }
@@ -290,6 +327,7 @@ pub(crate) async fn get_job(
 pub(crate) async fn cancel_job(
     State(state): State<AppState>,
     JobIdPath(id): JobIdPath,
+    _: NoQuery,
 ) -> Result<AppJson<JobResponse>, ApiError> {
     Ok(AppJson(job_response(state.jobs.cancel(&id).await?)))
 }
@@ -310,6 +348,7 @@ pub(crate) async fn cancel_job(
 pub(crate) async fn delete_job(
     State(state): State<AppState>,
     JobIdPath(id): JobIdPath,
+    _: NoQuery,
 ) -> Result<StatusCode, ApiError> {
     state.jobs.delete(&id).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -329,6 +368,7 @@ pub(crate) async fn delete_job(
 pub(crate) async fn job_log(
     State(state): State<AppState>,
     JobIdPath(id): JobIdPath,
+    _: NoQuery,
 ) -> Result<impl IntoResponse, ApiError> {
     let log = state.jobs.log(&id).await?;
     Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], log))
@@ -351,6 +391,7 @@ pub(crate) async fn job_log(
 pub(crate) async fn job_webhooks(
     State(state): State<AppState>,
     JobIdPath(id): JobIdPath,
+    _: NoQuery,
 ) -> Result<AppJson<Vec<WebhookDeliveryResponse>>, ApiError> {
     let deliveries = state.jobs.webhooks(&id).await?;
     Ok(AppJson(deliveries.into_iter().map(delivery_response).collect()))

@@ -140,6 +140,7 @@ pub fn job_response(j: Job) -> JobResponse {
         requires: j.requires,
         waiting_reason: j.waiting_reason,
         retry_at,
+        idempotency_key: j.idempotency.map(|i| i.key.into()),
     }
 }
 

@@ -5,7 +5,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::AppState;
-use crate::error::{ApiError, AppJson};
+use crate::error::{ApiError, AppJson, NoQuery};
 use crate::wire::{WorkerResponse, worker_response};
 
 /// The route of this module.
@@ -23,7 +23,10 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
     get, path = "/workers", tag = "operations",
     responses((status = 200, description = "The nodes, by id", body = [WorkerResponse]))
 )]
-pub(crate) async fn list_workers(State(state): State<AppState>) -> Result<AppJson<Vec<WorkerResponse>>, ApiError> {
+pub(crate) async fn list_workers(
+    State(state): State<AppState>,
+    _: NoQuery,
+) -> Result<AppJson<Vec<WorkerResponse>>, ApiError> {
     let nodes = state.jobs.nodes().await?;
     Ok(AppJson(nodes.into_iter().map(worker_response).collect()))
 }

@@ -40,6 +40,7 @@ pub mod events;
 pub mod exec_limits;
 pub mod files;
 pub mod globs;
+pub mod idempotency;
 pub mod location;
 pub mod locked_dir;
 pub mod media;

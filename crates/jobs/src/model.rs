@@ -8,6 +8,7 @@ use ffmpeg_core::footprint::Footprint;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+use crate::idempotency::Idempotency;
 use crate::webhook::{SubscriptionSource, WebhookSubscription};
 
 /// A job identifier: `job_` followed by 16 lowercase hexadecimal digits (64 random bits).
@@ -198,6 +199,9 @@ pub struct SubmitOptions {
     /// Labels a node must have to run the job ([`crate::nodes`]); empty: any node. Checked and
     /// sorted by [`SubmitOptions::check`].
     pub requires: Vec<String>,
+    /// The client's idempotency key and the request's fingerprint
+    /// ([`crate::idempotency`]); `None`: every submission makes a new job.
+    pub idempotency: Option<Idempotency>,
 }
 
 /// Most metadata entries a job may carry.
@@ -389,6 +393,11 @@ pub struct Job {
     /// leave it `None`.
     #[serde(default)]
     pub waiting_reason: Option<String>,
+    /// The idempotency key it was submitted with, and its request's fingerprint
+    /// ([`crate::idempotency`]); `None`: submitted without one. Kept as long as the job's
+    /// record.
+    #[serde(default)]
+    pub idempotency: Option<Idempotency>,
 }
 
 impl Job {
@@ -466,6 +475,7 @@ impl Job {
             retry_at: None,
             retry_reason: None,
             waiting_reason: None,
+            idempotency: options.idempotency,
         }
     }
 }

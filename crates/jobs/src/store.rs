@@ -11,7 +11,7 @@
 //!
 //! | method | from | to |
 //! |---|---|---|
-//! | [`JobStore::insert`] | — | queued |
+//! | [`JobStore::insert`] | — | queued (nothing when its idempotency key is taken) |
 //! | [`JobStore::claim_next`] | queued | running (attempts + 1); only jobs the node's labels cover |
 //! | [`JobStore::finish`] | running | completed, failed, cancelled |
 //! | [`JobStore::cancel`] | queued | cancelled (running: cancel requested) |
@@ -52,6 +52,7 @@ pub use values::{
     RunRecord, StatusCounts, WORKER_LOST, footprints_conflict,
 };
 
+use crate::idempotency::IdempotencyKey;
 use crate::model::{Job, JobId, Progress, SubmitOptions};
 use crate::nodes::{Heartbeat, Node, NodeRegistration};
 use crate::webhook::{Delivery, DeliveryAttempt, DeliveryId, NextStep};
@@ -69,10 +70,19 @@ use crate::webhook::{Delivery, DeliveryAttempt, DeliveryId, NextStep};
 #[async_trait]
 pub trait JobStore: Send + Sync + 'static {
     /// Records a new `queued` job and wakes a waiting worker.
+    ///
+    /// With [`SubmitOptions::idempotency`], the key is stored with the job, unique across
+    /// the store: when a job already has that key (also one whose insert committed while
+    /// this one ran), nothing is inserted and the answer is
+    /// [`StoreError::IdempotencyKeyTaken`] with that job as it is now.
     async fn insert(&self, command: String, options: SubmitOptions) -> Result<Job, StoreError>;
 
     /// The job with this id, if any.
     async fn get(&self, id: &JobId) -> Result<Option<Job>, StoreError>;
+
+    /// The job submitted with idempotency key `key` ([`crate::idempotency`]), if any (a
+    /// deleted or purged job's key names none).
+    async fn get_by_idempotency_key(&self, key: &IdempotencyKey) -> Result<Option<Job>, StoreError>;
 
     /// Jobs in submission order, filtered and paged by `query`.
     async fn list(&self, query: &ListQuery) -> Result<Vec<Job>, StoreError>;

@@ -165,6 +165,7 @@ Examples:
   ffmpeg-worker submit --wait -- -i input.mp4 -c:v libvpx-vp9 -crf 32 out/clip.webm
   ffmpeg-worker submit '-i input.mp4 -vf fps=1 thumbs/t%03d.png'
   id=$(ffmpeg-worker submit --priority 5 --metadata asset=a-42 -- -i in.mov out.mp4)
+  ffmpeg-worker submit --idempotency-key render-$ASSET -- -i in.mov out.mp4   # safe to run again
   ffmpeg-worker submit --upload ~/clip.mov=in/clip.mov --wait --download ./results \\
       -- -i in/clip.mov -c:v libx264 out/clip.mp4      # ./results/out/clip.mp4")]
 pub(crate) struct SubmitArgs {
@@ -202,6 +203,20 @@ pub(crate) struct SubmitArgs {
     /// Print the job as JSON instead of text (with --wait: the finished job).
     #[arg(long)]
     pub(crate) json: bool,
+
+    /// The submission's Idempotency-Key (1 to 255 visible ASCII characters). Default: a fresh
+    /// random key. A submission whose answer was lost is sent again with the same key (see
+    /// --retries), and the server answers with the job it already queued instead of a second
+    /// one; a script that runs `submit` again after a failure can pass its own key (the same
+    /// request with the same key gives the same job).
+    #[arg(long, value_name = "KEY")]
+    pub(crate) idempotency_key: Option<String>,
+
+    /// How many times the submission is sent again, with the same Idempotency-Key, when no
+    /// answer came (connection refused or lost, timeout) or the server failed (5xx, 429),
+    /// after about 0.5 s, 1 s, 2 s, 4 s, ... (at most 10 s apart). 0: never.
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    pub(crate) retries: u32,
 
     /// Upload a local file first (repeatable): LOCAL, stored under its file name, or
     /// LOCAL=REMOTE, stored at REMOTE in the data directory (split at the first `=`, unless

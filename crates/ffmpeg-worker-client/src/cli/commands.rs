@@ -1,12 +1,13 @@
 //! What each subcommand does, and how it ends: the exit status (see the binary's docs) and
 //! the message on stderr.
 
-use std::error::Error as _;
 use std::io::{self, Write as _};
 use std::process::ExitCode;
 
 use ffmpeg_worker_client::api::{CreateJobRequest, JobResponse, JobStatusWire};
-use ffmpeg_worker_client::{Client, ClientError, ListQuery, WaitEvent, WaitOptions};
+use ffmpeg_worker_client::{
+    Client, ClientError, ListQuery, Submission, SubmitRetry, WaitEvent, WaitOptions, new_idempotency_key,
+};
 
 use crate::args::{Command, Connection, ListArgs, SubmitArgs, Submitted, upload_spec};
 use crate::progress::{Reporter, Stream};
@@ -66,22 +67,26 @@ fn report(e: &CliError) {
         }
         _ => None,
     };
-    let mut message = e.to_string();
-    // The innermost cause says what really failed ("Connection refused (os error 111)"), not
-    // reqwest's "error sending request for url (...)".
-    let mut cause = e.source();
+    let message = error_chain(e);
+    let mut stderr = io::stderr().lock();
+    let _ = writeln!(stderr, "ffmpeg-worker: {}", shown::text(&message));
+    if let Some(hint) = hint {
+        let _ = writeln!(stderr, "  hint: {hint}");
+    }
+}
+
+/// `error` and its innermost cause, which says what really failed ("Connection refused (os
+/// error 111)"), not reqwest's "error sending request for url (...)".
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut cause = error.source();
     let mut innermost = None;
     while let Some(c) = cause {
         innermost = Some(c);
         cause = c.source();
     }
-    if let Some(innermost) = innermost {
-        message = format!("{message}: {innermost}");
-    }
-    let mut stderr = io::stderr().lock();
-    let _ = writeln!(stderr, "ffmpeg-worker: {}", shown::text(&message));
-    if let Some(hint) = hint {
-        let _ = writeln!(stderr, "  hint: {hint}");
+    match innermost {
+        Some(innermost) => format!("{error}: {innermost}"),
+        None => error.to_string(),
     }
 }
 
@@ -344,7 +349,24 @@ async fn submit(args: SubmitArgs) -> Result<Outcome, CliError> {
         webhook_events: (!args.webhook_events.is_empty()).then(|| args.webhook_events.clone()),
         requires: args.requires.clone(),
     };
-    let job = client.submit(&request).await?;
+    let key = args.idempotency_key.clone().unwrap_or_else(new_idempotency_key);
+    let retry = SubmitRetry { retries: args.retries, ..SubmitRetry::default() };
+    let notice = |error: &ClientError, wait: std::time::Duration| {
+        let _ = writeln!(
+            io::stderr(),
+            "submit: {}; sending it again in {:.1} s with the same Idempotency-Key",
+            error_chain(error),
+            wait.as_secs_f64()
+        );
+    };
+    let Submission { job, replayed } = client.submit_retrying(&request, &key, &retry, notice).await?;
+    if replayed {
+        let _ = writeln!(
+            io::stderr(),
+            "submit: the server already had this submission (Idempotency-Key {key}): job {}",
+            job.id
+        );
+    }
     if args.wait {
         let id = job.id.clone();
         let (outcome, finished) = follow(&client, &id, Some(job), args.json).await?;

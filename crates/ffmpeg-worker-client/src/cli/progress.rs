@@ -311,6 +311,7 @@ pub(crate) mod tests {
             requires: Vec::new(),
             waiting_reason: None,
             retry_at: None,
+            idempotency_key: None,
         }
     }
 

@@ -14,10 +14,10 @@ use crate::support::{Options, Server};
 
 /// How a client run ended.
 #[derive(Debug)]
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
+pub(crate) struct Run {
+    pub(crate) code: i32,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
 }
 
 /// Longest any client run may take before the test fails (a real 2 s transcode takes far less).
@@ -25,7 +25,7 @@ const DEADLINE: Duration = Duration::from_secs(120);
 
 /// Runs `ffmpeg-worker-client ARGS` with `env` (and no inherited client settings), killing it at
 /// [`DEADLINE`].
-fn run_with(env: &[(&str, &str)], args: &[&str]) -> Run {
+pub(crate) fn run_with(env: &[(&str, &str)], args: &[&str]) -> Run {
     let mut command = Command::new(env!("CARGO_BIN_EXE_ffmpeg-worker-client"));
     command
         .args(args)
@@ -80,7 +80,7 @@ fn cli(server: &Server, args: &[&str]) -> Run {
     run_with(&[("FFMPEG_WORKER_URL", &server.base)], args)
 }
 
-fn is_job_id(s: &str) -> bool {
+pub(crate) fn is_job_id(s: &str) -> bool {
     s.len() == 20 && s.starts_with("job_") && s[4..].chars().all(|c| c.is_ascii_hexdigit())
 }
 
@@ -381,6 +381,11 @@ fn an_unreachable_server_exits_2_with_a_clear_message() {
         assert!(run.stderr.contains("FFMPEG_WORKER_URL"), "says how to point at the server: {run:?}");
         assert!(run.stdout.is_empty(), "{run:?}");
     }
+    // A submission is sent again (with its key) when no answer came: 4 times by default.
+    let run = run_with(&[], &["submit", "--url", &url, "--", "-i", "a.mp4", "b.mp4"]);
+    assert_eq!((run.code, run.stderr.matches("sending it again").count()), (2, 4), "{run:?}");
+    let run = run_with(&[], &["submit", "--retries", "0", "--url", &url, "--", "-i", "a.mp4", "b.mp4"]);
+    assert_eq!((run.code, run.stderr.matches("sending it again").count()), (2, 0), "{run:?}");
 }
 
 #[test]

@@ -7,4 +7,5 @@ mod client;
 /// Test media (lavfi clips, ffprobe durations): the server tests' own helpers, one definition.
 #[path = "../../../ffmpeg-worker-server/tests/it/media.rs"]
 mod media;
+mod retry;
 mod support;

@@ -11,16 +11,16 @@ use jobs::{FfmpegConfig, FfmpegRunner, Jobs, JobsConfig, MemoryStore};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-struct TestApp {
-    state: AppState,
-    data: tempfile::TempDir,
+pub(crate) struct TestApp {
+    pub(crate) state: AppState,
+    pub(crate) data: tempfile::TempDir,
 }
 
 /// Held by the tests that send made-up methods and paths: the metrics test counts the series
 /// such requests create in the process-wide recorder, so the two must not overlap.
 static MADE_UP_REQUESTS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-fn test_app() -> TestApp {
+pub(crate) fn test_app() -> TestApp {
     let data = tempfile::tempdir().unwrap();
     let sandbox = Sandbox::new(data.path()).unwrap();
     let runner = FfmpegRunner::new(FfmpegConfig::new("ffmpeg", data.path()));
@@ -28,14 +28,14 @@ fn test_app() -> TestApp {
     TestApp { state: AppState::new(jobs), data }
 }
 
-struct Reply {
-    status: StatusCode,
-    headers: axum::http::HeaderMap,
-    body: Value,
+pub(crate) struct Reply {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: axum::http::HeaderMap,
+    pub(crate) body: Value,
 }
 
 impl TestApp {
-    async fn call(&self, method: &str, uri: &str, body: Option<Value>) -> Reply {
+    pub(crate) async fn call(&self, method: &str, uri: &str, body: Option<Value>) -> Reply {
         let mut req = Request::builder().method(method).uri(uri);
         let body = match body {
             Some(v) => {
@@ -53,7 +53,7 @@ impl TestApp {
         Reply { status, headers, body }
     }
 
-    async fn submit(&self, command: &str) -> Reply {
+    pub(crate) async fn submit(&self, command: &str) -> Reply {
         self.call("POST", "/jobs", Some(json!({ "command": command }))).await
     }
 }
@@ -387,13 +387,13 @@ async fn docs_and_openapi_are_served() {
     assert!(docs.body.as_str().unwrap().contains("swagger"), "Swagger UI page");
 }
 
-fn app_with(settings: ffmpeg_worker_server::AppSettings) -> TestApp {
+pub(crate) fn app_with(settings: ffmpeg_worker_server::AppSettings) -> TestApp {
     let t = test_app();
     let state = AppState::with_settings(std::sync::Arc::clone(&t.state.jobs), settings);
     TestApp { state, data: t.data }
 }
 
-async fn raw(app: &TestApp, req: Request<Body>) -> axum::response::Response {
+pub(crate) async fn raw(app: &TestApp, req: Request<Body>) -> axum::response::Response {
     ffmpeg_worker_server::app(app.state.clone()).oneshot(req).await.unwrap()
 }
 

@@ -7,7 +7,7 @@ macro_rules! job_columns {
     () => {
         "seq, id, status, command, priority, timeout_seconds, metadata, created_at, started_at, \
          completed_at, progress, output_files, error, attempts, webhooks, event_seq, outputs, requires, retry_at, \
-         retry_reason"
+         retry_reason, idempotency_key, idempotency_fingerprint"
     };
 }
 
@@ -32,9 +32,11 @@ macro_rules! queue_stripes {
 }
 
 /// $1 id, $2 command, $3 priority, $4 timeout, $5 metadata, $6 created_at, $7 footprint,
-/// $8 webhooks, $9 requires (JSON).
+/// $8 webhooks, $9 requires (JSON), $10 idempotency key, $11 its fingerprint (NULL: none).
 /// The statement takes its stripe of `queue_lock!()` exclusively before its `seq` (the lock
-/// CTE is evaluated before the row it feeds), and holds it until it commits.
+/// CTE is evaluated before the row it feeds), and holds it until it commits. Returns the new
+/// `seq`, or no row when the idempotency key is taken: a row with the key that another
+/// transaction has inserted but not yet committed makes it wait for that transaction's end.
 pub(super) const INSERT: &str = concat!(
     "WITH queue AS (SELECT pg_advisory_xact_lock(",
     queue_lock!(),
@@ -42,11 +44,15 @@ pub(super) const INSERT: &str = concat!(
     queue_stripes!(),
     ")) \
      INSERT INTO jobs (id, status, command, priority, timeout_seconds, metadata, created_at, footprint, webhooks, \
-       requires) \
-     SELECT $1, 'queued', $2, $3, $4, $5, $6, $7, $8, $9 FROM queue \
+       requires, idempotency_key, idempotency_fingerprint) \
+     SELECT $1, 'queued', $2, $3, $4, $5, $6, $7, $8, $9, $10, $11 FROM queue \
+     ON CONFLICT (idempotency_key) DO NOTHING \
      RETURNING seq"
 );
 pub(super) const GET: &str = concat!("SELECT ", job_columns!(), " FROM jobs WHERE id = $1");
+/// $1: an idempotency key.
+pub(super) const GET_BY_IDEMPOTENCY_KEY: &str =
+    concat!("SELECT ", job_columns!(), " FROM jobs WHERE idempotency_key = $1");
 pub(super) const LIST: &str = concat!("SELECT ", job_columns!(), " FROM jobs WHERE seq > $1 ORDER BY seq LIMIT $2");
 pub(super) const LIST_STATUS: &str =
     concat!("SELECT ", job_columns!(), " FROM jobs WHERE status = $1 AND seq > $2 ORDER BY seq LIMIT $3");

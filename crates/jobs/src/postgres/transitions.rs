@@ -19,7 +19,7 @@ use crate::sqlite::rows::{self, JobRow, corrupt, json, micros_floor, now};
 use crate::sqlite::write::WriteHealth;
 use crate::store::plan::{self, ClaimSteps, ClaimView, FinishRow, NewRow, Queued, SqlTx};
 use crate::store::sql::{Access, Arg, SqlRow, SqlStore, Statements};
-use crate::store::{Attempt, CancelOutcome, LostRun, Outcome, Recovery, RunRecord, StoreError, WORKER_LOST};
+use crate::store::{Attempt, CancelOutcome, JobStore, LostRun, Outcome, Recovery, RunRecord, StoreError, WORKER_LOST};
 use crate::webhook::{Delivery, SubscriptionSource};
 
 /// Runs `$body` (an expression using `$conn`, a [`Conn`](super::conn::Conn) of `$store`, and
@@ -510,6 +510,7 @@ impl SqlStore for PgStore {
     async fn insert(&self, command: String, options: SubmitOptions) -> Result<Job, StoreError> {
         let row = NewRow::of(command, options)?;
         let requires = json(&row.job.requires)?;
+        let idempotency = row.job.idempotency.as_ref();
         let result = on_conn!(self, |conn| {
             sqlx::query_scalar::<_, i64>(INSERT)
                 .bind(row.job.id.as_str())
@@ -521,13 +522,22 @@ impl SqlStore for PgStore {
                 .bind(&row.footprint)
                 .bind(&row.webhooks)
                 .bind(&requires)
-                .fetch_one(&mut *conn)
+                .bind(idempotency.map(|i| i.key.as_str()))
+                .bind(idempotency.map(|i| i.fingerprint.as_str()))
+                .fetch_all(&mut *conn)
                 .await
                 .map_err(db)
         })
         .await;
         self.health.record(&result);
-        let job = Job { seq: result?, ..row.job };
+        let Some(seq) = result?.into_iter().next() else {
+            // No row: the key is taken, by a job committed before this statement ended.
+            let no_row = || StoreError::Database("the insert returned no row for this job".into());
+            let key = idempotency.map(|i| &i.key).ok_or_else(no_row)?;
+            let taken = JobStore::get_by_idempotency_key(self, key).await?.ok_or_else(no_row)?;
+            return Err(StoreError::IdempotencyKeyTaken(Box::new(taken)));
+        };
+        let job = Job { seq, ..row.job };
         self.wake();
         Ok(job)
     }

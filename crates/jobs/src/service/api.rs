@@ -14,6 +14,7 @@ use super::{Jobs, METRIC_FINISHED, METRIC_SUBMITTED, blocking};
 use crate::concat_lists::{self, ConcatListError};
 use crate::events::{AllEvents, AllFilter, EventId, JobEvents, Resume};
 use crate::exec_limits::ExecLimitError;
+use crate::idempotency::{Idempotency, IdempotencyKey, Submitted};
 use crate::media::{MediaInfo, MediaProbeError};
 use crate::model::{InvalidRequest, Job, JobId, MAX_PAGE_SIZE, SubmitOptions};
 use crate::runner::Runner;
@@ -70,6 +71,18 @@ pub enum SubmitError {
         argument: String,
         /// What is in the way.
         problem: Box<StorageError>,
+    },
+    /// The submission's idempotency key already belongs to job `job`, which was submitted
+    /// with a different request ([`crate::idempotency`]): nothing was queued.
+    #[error(
+        "the idempotency key `{key}` was already used for job {job} with a different request; a new submission \
+         needs a new key (the same request with this key answers that job)"
+    )]
+    IdempotencyKeyReused {
+        /// The key.
+        key: IdempotencyKey,
+        /// The job the key belongs to.
+        job: JobId,
     },
     /// The store failed.
     #[error(transparent)]
@@ -238,11 +251,33 @@ impl Jobs {
     /// the async threads), and queues it.
     /// `options.timeout_seconds` is capped by the server's limit.
     ///
+    /// With [`SubmitOptions::idempotency`], a repeat answers the job of the first submission
+    /// instead of queueing another; see [`Jobs::submit_idempotent`], which also tells which it
+    /// was.
+    ///
     /// # Errors
     /// [`SubmitError`]: the options or the command are refused (nothing is queued) or the
     /// store failed.
-    pub async fn submit(&self, command: &str, mut options: SubmitOptions) -> Result<Job, SubmitError> {
+    pub async fn submit(&self, command: &str, options: SubmitOptions) -> Result<Job, SubmitError> {
+        self.submit_idempotent(command, options).await.map(|submitted| submitted.job)
+    }
+
+    /// [`Jobs::submit`], telling a new job from a repeat ([`crate::idempotency`]): when
+    /// [`SubmitOptions::idempotency`]'s key already names a job submitted with the same
+    /// fingerprint, that job as it is now, [`Submitted::replayed`], without checking or
+    /// queueing anything (also when two submissions with one key race: the store's unique key
+    /// decides, the other gets the winner's job).
+    ///
+    /// # Errors
+    /// As [`Jobs::submit`]; [`SubmitError::IdempotencyKeyReused`] when the key names a job
+    /// submitted with another fingerprint.
+    pub async fn submit_idempotent(&self, command: &str, mut options: SubmitOptions) -> Result<Submitted, SubmitError> {
         options.check()?;
+        if let Some(idempotency) = &options.idempotency
+            && let Some(job) = self.store.get_by_idempotency_key(&idempotency.key).await?
+        {
+            return self.replay(job, idempotency).await;
+        }
         // What its concat lists name is read too: no upload may change it under the job. On a
         // disk, in the check's trip to a blocking thread.
         let in_place = self.config.remote_storage.is_none();
@@ -274,10 +309,30 @@ impl Jobs {
         if let (Some(t), Some(max)) = (options.timeout_seconds, self.config.max_timeout) {
             options.timeout_seconds = Some(t.min(max.as_secs()));
         }
-        let mut job = self.store.insert(command.to_owned(), options).await?;
+        let idempotency = options.idempotency.clone();
+        let mut job = match self.store.insert(command.to_owned(), options).await {
+            Ok(job) => job,
+            // Another submission with the key committed first.
+            Err(StoreError::IdempotencyKeyTaken(taken)) => match &idempotency {
+                Some(idempotency) => return self.replay(*taken, idempotency).await,
+                None => return Err(StoreError::IdempotencyKeyTaken(taken).into()),
+            },
+            Err(e) => return Err(e.into()),
+        };
         self.status_changed(&mut job).await;
         metrics::counter!(METRIC_SUBMITTED).increment(1);
-        Ok(job)
+        Ok(Submitted { job, replayed: false })
+    }
+
+    /// The answer to a submission with `idempotency` whose key is `job`'s: that job (as
+    /// [`Jobs::get`] shows it) for the same fingerprint, else
+    /// [`SubmitError::IdempotencyKeyReused`].
+    async fn replay(&self, mut job: Job, idempotency: &Idempotency) -> Result<Submitted, SubmitError> {
+        if job.idempotency.as_ref().is_none_or(|stored| stored.fingerprint != idempotency.fingerprint) {
+            return Err(SubmitError::IdempotencyKeyReused { key: idempotency.key.clone(), job: job.id });
+        }
+        self.explain(std::slice::from_mut(&mut job)).await;
+        Ok(Submitted { job, replayed: true })
     }
 
     /// Cancels a job. A queued job is cancelled at once. A running job's process group is

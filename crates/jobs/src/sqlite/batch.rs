@@ -11,7 +11,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::rows::{self, JobRow, db, json, micros_floor};
-use super::sql::{GET, GET_MANY, INSERT_MANY};
+use super::sql::{GET, GET_BY_IDEMPOTENCY_KEY, GET_MANY, INSERT_MANY};
 use super::write::WriteHealth;
 use crate::model::{Job, JobId};
 use crate::store::StoreError;
@@ -120,7 +120,9 @@ async fn get_jobs(pool: &SqlitePool, batch: &[PendingGet]) -> Result<Vec<Job>, S
 
 /// The group-commit task: stores every insert waiting in `rx` (up to `max_batch`) with one
 /// statement, replies with each stored job, and repeats until the store is dropped. A reply is
-/// sent only once the batch has committed; a failed batch stored nothing.
+/// sent only once the batch has committed; a failed batch stored nothing. An insert whose
+/// idempotency key is taken (by an earlier job, or an earlier insert of the same batch) stores
+/// nothing and gets [`StoreError::IdempotencyKeyTaken`].
 pub(super) async fn commit_inserts(
     pool: SqlitePool,
     mut rx: mpsc::Receiver<PendingInsert>,
@@ -132,15 +134,9 @@ pub(super) async fn commit_inserts(
         let result = insert_jobs(&pool, &batch).await;
         health.record(&result);
         match result {
-            Ok(mut seqs) => {
-                for mut pending in batch.drain(..) {
-                    let reply = match seqs.remove(pending.row.job.id.as_str()) {
-                        Some(seq) => {
-                            pending.row.job.seq = seq;
-                            Ok(pending.row.job)
-                        }
-                        None => Err(StoreError::Database("the insert returned no row for this job".into())),
-                    };
+            Ok(seqs) => {
+                for pending in batch.drain(..) {
+                    let reply = stored(&pool, pending.row, &seqs).await;
                     let _ = pending.reply.send(reply);
                 }
             }
@@ -148,15 +144,14 @@ pub(super) async fn commit_inserts(
             // when the store cannot write: each would fail the same way.)
             Err(e) if batch.len() > 1 && !e.is_transient() => {
                 tracing::debug!(error = %e, jobs = batch.len(), "a batched insert failed; inserting one by one");
-                for mut pending in batch.drain(..) {
+                for pending in batch.drain(..) {
                     let result = insert_jobs(&pool, std::slice::from_ref(&pending)).await;
                     health.record(&result);
-                    let _ = pending.reply.send(result.and_then(|seqs| {
-                        pending.row.job.seq = *seqs
-                            .get(pending.row.job.id.as_str())
-                            .ok_or_else(|| StoreError::Database("the insert returned no row for this job".into()))?;
-                        Ok(pending.row.job)
-                    }));
+                    let reply = match result {
+                        Ok(seqs) => stored(&pool, pending.row, &seqs).await,
+                        Err(e) => Err(e),
+                    };
+                    let _ = pending.reply.send(reply);
                 }
             }
             Err(e) => {
@@ -169,10 +164,39 @@ pub(super) async fn commit_inserts(
     }
 }
 
+/// What an insert of `row` answers once its statement committed (`seqs`: each stored job's
+/// `seq` by id): the job with its `seq`; or, when no row was stored for it because its
+/// idempotency key was taken, [`StoreError::IdempotencyKeyTaken`] with the job that has it.
+async fn stored(pool: &SqlitePool, row: NewRow, seqs: &HashMap<String, i64>) -> Result<Job, StoreError> {
+    if let Some(&seq) = seqs.get(row.job.id.as_str()) {
+        return Ok(Job { seq, ..row.job });
+    }
+    let no_row = || StoreError::Database("the insert returned no row for this job".into());
+    let key = row.job.idempotency.as_ref().map(|i| i.key.as_str()).ok_or_else(no_row)?;
+    let taken = sqlx::query_as::<_, JobRow>(GET_BY_IDEMPOTENCY_KEY).bind(key).fetch_optional(pool).await.map_err(db)?;
+    match taken {
+        Some(taken) => Err(StoreError::IdempotencyKeyTaken(Box::new(Job::try_from(taken)?))),
+        None => Err(no_row()),
+    }
+}
+
 /// Inserts `jobs` in one statement (so one transaction, and one round trip to SQLite's
-/// thread), run to its end so that a failed commit is its error; each job's `seq` by id.
+/// thread), run to its end so that a failed commit is its error; each stored job's `seq` by id
+/// (none for a job whose idempotency key was taken).
 async fn insert_jobs(pool: &SqlitePool, jobs: &[PendingInsert]) -> Result<HashMap<String, i64>, StoreError> {
-    type Encoded<'a> = (&'a str, &'a str, i32, Option<i64>, &'a str, i64, &'a str, &'a str, &'a [String]);
+    type Encoded<'a> = (
+        &'a str,
+        &'a str,
+        i32,
+        Option<i64>,
+        &'a str,
+        i64,
+        &'a str,
+        &'a str,
+        &'a [String],
+        Option<&'a str>,
+        Option<&'a str>,
+    );
     let encoded: Vec<Encoded<'_>> = jobs
         .iter()
         .map(|PendingInsert { row, .. }| {
@@ -187,6 +211,8 @@ async fn insert_jobs(pool: &SqlitePool, jobs: &[PendingInsert]) -> Result<HashMa
                 row.footprint.as_str(),
                 row.webhooks.as_str(),
                 job.requires.as_slice(),
+                job.idempotency.as_ref().map(|i| i.key.as_str()),
+                job.idempotency.as_ref().map(|i| i.fingerprint.as_str()),
             )
         })
         .collect();

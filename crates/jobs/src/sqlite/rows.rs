@@ -3,6 +3,7 @@
 
 use time::OffsetDateTime;
 
+use crate::idempotency::{Idempotency, IdempotencyKey};
 use crate::model::{Job, JobId, Progress};
 use crate::store::{BoxError, StoreError};
 use crate::webhook::{Delivery, DeliveryId, SubscriptionSource};
@@ -93,6 +94,8 @@ pub(crate) struct JobRow {
     requires: String,
     retry_at: Option<i64>,
     retry_reason: Option<String>,
+    idempotency_key: Option<String>,
+    idempotency_fingerprint: Option<String>,
 }
 
 impl TryFrom<JobRow> for Job {
@@ -142,6 +145,14 @@ impl TryFrom<JobRow> for Job {
             requires: labels(&row.requires, "requires")?,
             retry_at: time(row.retry_at)?,
             retry_reason: row.retry_reason,
+            idempotency: match (row.idempotency_key, row.idempotency_fingerprint) {
+                (Some(key), Some(fingerprint)) => Some(Idempotency {
+                    key: IdempotencyKey::parse(&key).map_err(|e| corrupt("idempotency_key", e))?,
+                    fingerprint,
+                }),
+                (None, None) => None,
+                _ => return Err(corrupt("idempotency_fingerprint", "an idempotency key without a fingerprint")),
+            },
             waiting_reason: None,
         })
     }

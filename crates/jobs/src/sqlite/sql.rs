@@ -9,20 +9,28 @@ macro_rules! job_columns {
     () => {
         "seq, id, status, command, priority, timeout_seconds, metadata, created_at, started_at, \
          completed_at, progress, output_files, error, attempts, webhooks, event_seq, outputs, requires, retry_at, \
-         retry_reason"
+         retry_reason, idempotency_key, idempotency_fingerprint"
     };
 }
 
 /// ?1: a JSON array of `[id, command, priority, timeout_seconds, metadata, created_at,
-/// footprint, webhooks, requires]`, one per job (`requires` a JSON array, which `->>` gives
-/// back as its JSON text). Returns `(id, seq)` for each stored job (in no promised order).
+/// footprint, webhooks, requires, idempotency_key, idempotency_fingerprint]`, one per job
+/// (`requires` a JSON array, which `->>` gives back as its JSON text; no key: nulls). Returns
+/// `(id, seq)` for each stored job (in no promised order); a job whose idempotency key is
+/// taken (by a stored job, or by an earlier job of the array) is not stored and not returned.
+/// (`WHERE true`: SQLite's rule for an upsert on `INSERT ... SELECT`, whose `ON` could
+/// otherwise read as a join's.)
 pub(super) const INSERT_MANY: &str = "INSERT INTO jobs (id, status, command, priority, timeout_seconds, metadata, created_at, \
-                                      footprint, webhooks, requires) \
+                                      footprint, webhooks, requires, idempotency_key, idempotency_fingerprint) \
      SELECT value ->> 0, 'queued', value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6, \
-            value ->> 7, value ->> 8 \
-     FROM json_each(?1) ORDER BY key \
+            value ->> 7, value ->> 8, value ->> 9, value ->> 10 \
+     FROM json_each(?1) WHERE true ORDER BY key \
+     ON CONFLICT (idempotency_key) DO NOTHING \
      RETURNING id, seq";
 pub(super) const GET: &str = concat!("SELECT ", job_columns!(), " FROM jobs WHERE id = ?1");
+/// ?1: an idempotency key.
+pub(super) const GET_BY_IDEMPOTENCY_KEY: &str =
+    concat!("SELECT ", job_columns!(), " FROM jobs WHERE idempotency_key = ?1");
 /// ?1: a JSON array of ids.
 pub(super) const GET_MANY: &str =
     concat!("SELECT ", job_columns!(), " FROM jobs WHERE id IN (SELECT value FROM json_each(?1))");

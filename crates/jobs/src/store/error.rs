@@ -1,6 +1,6 @@
 //! [`StoreError`], what every [`JobStore`](super::JobStore) method fails with.
 
-use crate::model::{JobId, JobStatus};
+use crate::model::{Job, JobId, JobStatus};
 
 /// A boxed error: the cause kept as [`StoreError`]'s source, whatever the store's backend.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -22,6 +22,11 @@ pub enum StoreError {
         /// What was attempted, e.g. "cancel".
         action: &'static str,
     },
+    /// [`JobStore::insert`](super::JobStore::insert) of a submission whose idempotency key
+    /// is already another job's: nothing was inserted; holds that job as it is now (its
+    /// [`Job::idempotency`] has the fingerprint to compare).
+    #[error("idempotency key `{}` is already job {}'s", key_of(.0), .0.id)]
+    IdempotencyKeyTaken(Box<Job>),
     /// The store cannot record changes now: its disk is full, its file is read-only, an I/O
     /// error, or another process has held the write lock past the busy timeout. Nothing was
     /// written; the same call may succeed later, with no restart (HTTP: 503 + `Retry-After`).
@@ -31,6 +36,10 @@ pub enum StoreError {
     /// decoded).
     #[error("database error: {0}")]
     Database(#[source] BoxError),
+}
+
+fn key_of(job: &Job) -> &str {
+    job.idempotency.as_ref().map_or("", |i| i.key.as_str())
 }
 
 impl StoreError {

@@ -13,6 +13,7 @@ use super::{
     ActiveFootprint, Attempt, CancelOutcome, Due, HeldBack, InterruptedRun, JobStore, ListQuery, Outcome, Recovery,
     RunRecord, StatusCounts, StoreError, footprints_conflict,
 };
+use crate::idempotency::IdempotencyKey;
 use crate::model::{Job, JobId, JobStatus, Progress, SubmitOptions};
 use crate::nodes::{Heartbeat, Node, NodeRegistration, NodeState, labels_cover};
 use crate::webhook::{self, Delivery, DeliveryAttempt, DeliveryId, DeliveryState, NextStep, WebhookEvent};
@@ -50,6 +51,8 @@ struct Inner {
     next_delivery: u64,
     /// When the latest `job.progress` delivery of a job to a URL was written.
     last_progress: HashMap<(JobId, String), OffsetDateTime>,
+    /// Idempotency key -> the job submitted with it (as long as its record lives).
+    keys: HashMap<IdempotencyKey, JobId>,
 }
 
 fn queue_key(job: &Job) -> (i64, i64) {
@@ -140,8 +143,16 @@ impl JobStore for MemoryStore {
         let footprint = Some(std::mem::take(&mut options.footprint));
         let job = {
             let mut inner = self.lock();
+            if let Some(idempotency) = &options.idempotency
+                && let Some(taken) = inner.keys.get(&idempotency.key).and_then(|id| inner.jobs.get(id))
+            {
+                return Err(StoreError::IdempotencyKeyTaken(Box::new(taken.clone())));
+            }
             inner.next_seq += 1;
             let job = Job::new_queued(command, options, inner.next_seq, OffsetDateTime::now_utc());
+            if let Some(idempotency) = &job.idempotency {
+                inner.keys.insert(idempotency.key.clone(), job.id.clone());
+            }
             inner.by_seq.insert(job.seq, job.id.clone());
             inner.queue.insert(queue_key(&job), job.id.clone());
             inner.footprints.insert(job.id.clone(), footprint);
@@ -154,6 +165,11 @@ impl JobStore for MemoryStore {
 
     async fn get(&self, id: &JobId) -> Result<Option<Job>, StoreError> {
         Ok(self.lock().jobs.get(id).cloned())
+    }
+
+    async fn get_by_idempotency_key(&self, key: &IdempotencyKey) -> Result<Option<Job>, StoreError> {
+        let inner = self.lock();
+        Ok(inner.keys.get(key).and_then(|id| inner.jobs.get(id)).cloned())
     }
 
     async fn list(&self, query: &ListQuery) -> Result<Vec<Job>, StoreError> {
@@ -383,6 +399,9 @@ impl JobStore for MemoryStore {
             return Err(conflict(job, "delete"));
         }
         let seq = job.seq;
+        if let Some(idempotency) = job.idempotency.take() {
+            inner.keys.remove(&idempotency.key);
+        }
         inner.jobs.remove(id);
         inner.by_seq.remove(&seq);
         inner.logs.remove(id);
@@ -434,6 +453,9 @@ impl JobStore for MemoryStore {
             .map(|j| (j.id.clone(), j.seq))
             .collect();
         for (id, seq) in &old {
+            if let Some(idempotency) = inner.jobs.get(id).and_then(|job| job.idempotency.clone()) {
+                inner.keys.remove(&idempotency.key);
+            }
             inner.logs.remove(id);
             inner.footprints.remove(id);
             inner.runs.remove(id);

@@ -30,6 +30,7 @@ use super::{
     ActiveFootprint, Attempt, CancelOutcome, ClaimMemo, Due, HeldBack, InterruptedRun, JobStore, ListQuery, LostRun,
     Outcome, Recovery, RunRecord, StatusCounts, StoreError, plan,
 };
+use crate::idempotency::IdempotencyKey;
 use crate::model::{Job, JobId, JobStatus, Progress, SubmitOptions};
 use crate::nodes::{Heartbeat, Node, NodeRegistration};
 use crate::sqlite::rows::{self, DeliveryRow, JobRow, NodeRow, corrupt, json, micros, micros_ceil, now};
@@ -88,6 +89,8 @@ pub(crate) struct Statements {
     pub(crate) list_status: &'static str,
     /// Id: the job's status (why a transition matched no row).
     pub(crate) status: &'static str,
+    /// Idempotency key: the job ([`JobRow`]) submitted with it.
+    pub(crate) get_by_idempotency_key: &'static str,
     /// Id, attempt, run record (JSON), [`Arg::Node`]: the run record of the job's current,
     /// running attempt (this node's, in PostgreSQL).
     pub(crate) record_run: &'static str,
@@ -146,6 +149,7 @@ macro_rules! statements {
             list: LIST,
             list_status: LIST_STATUS,
             status: STATUS,
+            get_by_idempotency_key: GET_BY_IDEMPOTENCY_KEY,
             record_run: RECORD_RUN,
             interrupted_runs: INTERRUPTED_RUNS,
             previous_run: PREVIOUS_RUN,
@@ -368,6 +372,13 @@ impl<S: SqlStore> JobStore for S {
 
     async fn get(&self, id: &JobId) -> Result<Option<Job>, StoreError> {
         SqlStore::get(self, id).await
+    }
+
+    async fn get_by_idempotency_key(&self, key: &IdempotencyKey) -> Result<Option<Job>, StoreError> {
+        // Any connection: an insert answers once committed, and readers see every commit.
+        let rows: Vec<JobRow> =
+            self.fetch(Access::Read, S::SQL.get_by_idempotency_key, &[Arg::Text(key.as_str())]).await?;
+        rows.into_iter().next().map(Job::try_from).transpose()
     }
 
     async fn held_back(&self, jobs: &[Job]) -> Result<Vec<Option<HeldBack>>, StoreError> {

@@ -12,6 +12,7 @@ mod fixture;
 mod full_disk;
 mod globs;
 mod hls_variants;
+mod idempotency;
 mod media;
 mod nodes;
 mod orphans;

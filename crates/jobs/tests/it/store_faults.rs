@@ -41,6 +41,9 @@ impl JobStore for FaultyStore {
     async fn get(&self, id: &JobId) -> Result<Option<Job>, StoreError> {
         self.inner.get(id).await
     }
+    async fn get_by_idempotency_key(&self, key: &jobs::idempotency::IdempotencyKey) -> Result<Option<Job>, StoreError> {
+        self.inner.get_by_idempotency_key(key).await
+    }
     async fn list(&self, query: &ListQuery) -> Result<Vec<Job>, StoreError> {
         self.inner.list(query).await
     }
