@@ -87,7 +87,7 @@ mod tests {
     fn read(values: &[&[u8]]) -> Result<Option<String>, String> {
         let mut headers = HeaderMap::new();
         for value in values {
-            headers.append(IDEMPOTENCY_KEY, HeaderValue::from_bytes(value).unwrap());
+            headers.append(IDEMPOTENCY_KEY, HeaderValue::from_bytes(value).expect("a header value"));
         }
         key(&headers).map(|k| k.map(String::from)).map_err(|e| e.to_string())
     }
@@ -112,13 +112,13 @@ mod tests {
             assert!(error.starts_with(expected), "{values:?}: {error}");
         }
         let long = "k".repeat(256);
-        assert!(read(&[long.as_bytes()]).unwrap_err().contains("256 bytes long"));
+        assert!(read(&[long.as_bytes()]).expect_err("too long").contains("256 bytes long"));
         assert_eq!(read(&["k".repeat(255).as_bytes()]), Ok(Some("k".repeat(255))));
     }
 
     #[test]
     fn the_fingerprint_is_of_the_request_as_read_not_of_its_spelling() {
-        let of = |body: &str| fingerprint(&serde_json::from_str::<CreateJobRequest>(body).unwrap());
+        let of = |body: &str| fingerprint(&serde_json::from_str::<CreateJobRequest>(body).expect("a request"));
         let plain = of(r#"{"command": "-i a.mp4 b.mp4"}"#);
         assert!(plain.starts_with("sha256:") && plain.len() == 7 + 64, "{plain}");
         for same in [
