@@ -130,7 +130,7 @@ fn a_submission_whose_answer_was_lost_is_sent_again_with_its_key_and_makes_one_j
     let id = run.stdout.trim();
     assert!(is_job_id(id), "{run:?}");
     assert_eq!(run.stderr.matches("sending it again in").count(), 1, "{run:?}");
-    assert!(run.stderr.contains(&format!("the server already had this submission (Idempotency-Key ")), "{run:?}");
+    assert!(run.stderr.contains("the server already had this submission (Idempotency-Key "), "{run:?}");
 
     // Two submissions reached the server, with one fresh random key.
     let posts = proxy.posts();
