@@ -244,7 +244,7 @@ fn url(path: &Path) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_on_a_full_disk_loses_no_acknowledged_write() {
-    let Some(fs) = Tmpfs::mount("2m", "sqlite_on_a_full_disk_loses_no_acknowledged_write") else { return };
+    let Some(fs) = Tmpfs::mount("4m", "sqlite_on_a_full_disk_loses_no_acknowledged_write") else { return };
     let db: PathBuf = fs.path().join("jobs.db");
     let store = SqliteStore::open(&url(&db)).await.unwrap();
     let mut model = Model::default();
