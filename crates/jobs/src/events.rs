@@ -584,30 +584,66 @@ impl JobEvents {
     /// [`JobEvents::next`] as the bus shares it with the job's other subscribers.
     pub async fn next_published(&mut self) -> Option<Published> {
         loop {
+            match self.try_next_published() {
+                TryNext::Event(event) => return Some(event),
+                TryNext::Ended => return None,
+                TryNext::Empty => {}
+            }
+            let received = match self.subscription.events.recv().await {
+                Ok(event) => Ok(event),
+                Err(broadcast::error::RecvError::Lagged(n)) => Err(broadcast::error::TryRecvError::Lagged(n)),
+                Err(broadcast::error::RecvError::Closed) => Err(broadcast::error::TryRecvError::Closed),
+            };
+            if let Some(next) = self.received(received) {
+                return next;
+            }
+        }
+    }
+
+    /// The next event if one is ready, without waiting: what [`JobEvents::next_published`]
+    /// would return at once ([`TryNext::Empty`]: it would wait). For a writer that serves many
+    /// streams from one task and learns of new events from a [`Doorbell`].
+    pub fn try_next_published(&mut self) -> TryNext<Published> {
+        loop {
             if let Some(event) = self.pending.pop_front() {
                 if let Some(event) = self.accept(event) {
-                    return Some(event);
+                    return TryNext::Event(event);
                 }
                 continue;
             }
             if self.done {
-                return None;
+                return TryNext::Ended;
             }
-            match self.subscription.events.recv().await {
-                Ok(event) => {
-                    if let Some(event) = self.accept(event) {
-                        return Some(event);
-                    }
-                }
-                Err(broadcast::error::RecvError::Lagged(_)) => {
-                    let latest = self.subscription.latest();
-                    self.pending.extend(latest.status.map(|s| Published::new(Event::Status(s))));
-                    self.pending.extend(latest.progress.map(|p| Published::new(Event::Progress(p))));
-                }
-                // The subscription keeps its channel (and so its sender) alive.
-                Err(broadcast::error::RecvError::Closed) => return None,
+            let received = self.subscription.events.try_recv();
+            if matches!(received, Err(broadcast::error::TryRecvError::Empty)) {
+                return TryNext::Empty;
+            }
+            if let Some(next) = self.received(received) {
+                return next.map_or(TryNext::Ended, TryNext::Event);
             }
         }
+    }
+
+    /// Takes what the channel gave: `Some` answer for the caller, or `None` to look again (an
+    /// event already handed out, or a lag, after which the latest state is pending).
+    fn received(&mut self, received: Result<Published, broadcast::error::TryRecvError>) -> Option<Option<Published>> {
+        match received {
+            Ok(event) => self.accept(event).map(Some),
+            Err(broadcast::error::TryRecvError::Lagged(_)) => {
+                let latest = self.subscription.latest();
+                self.pending.extend(latest.status.map(|s| Published::new(Event::Status(s))));
+                self.pending.extend(latest.progress.map(|p| Published::new(Event::Progress(p))));
+                None
+            }
+            // Empty is answered by the caller. The subscription keeps its channel (and so its
+            // sender) alive: closed does not happen while it lives.
+            Err(broadcast::error::TryRecvError::Empty | broadcast::error::TryRecvError::Closed) => Some(None),
+        }
+    }
+
+    /// A [`Doorbell`] that rings after each event published to this job's channel from now on.
+    pub fn doorbell(&self) -> Doorbell {
+        Doorbell { events: self.subscription.events.resubscribe(), gaps: None }
     }
 
     /// `event` if it is newer than what was handed out (and notes it), else `None`.
@@ -684,8 +720,10 @@ impl AllEvents {
     /// [`AllEvents::next`] as the bus shares the events with every subscriber.
     pub async fn next_published(&mut self) -> Option<AllItem<Published>> {
         loop {
-            if let Some(item) = self.pending.pop_front() {
-                return Some(item);
+            match self.try_next_published() {
+                TryNext::Event(item) => return Some(item),
+                TryNext::Ended => return None,
+                TryNext::Empty => {}
             }
             let received = tokio::select! {
                 biased;
@@ -695,23 +733,116 @@ impl AllEvents {
                 }
                 received = self.receiver.recv() => received,
             };
-            match received {
-                Ok(published) if self.passes(published.event()) => return Some(AllItem::Event(published)),
-                Ok(_) => {}
-                Err(broadcast::error::RecvError::Lagged(n)) => {
-                    self.pending.push_back(AllItem::Skipped(n));
-                    for latest in self.bus.latest_all() {
-                        let events = latest.status.map(Event::Status).into_iter();
-                        for event in events.chain(latest.progress.map(Event::Progress)) {
-                            if self.passes(&event) {
-                                self.pending.push_back(AllItem::Event(Published::new(event)));
-                            }
+            let received = match received {
+                Ok(published) => Ok(published),
+                Err(broadcast::error::RecvError::Lagged(n)) => Err(broadcast::error::TryRecvError::Lagged(n)),
+                Err(broadcast::error::RecvError::Closed) => Err(broadcast::error::TryRecvError::Closed),
+            };
+            if let Some(item) = self.received(received) {
+                return item;
+            }
+        }
+    }
+
+    /// The next item if one is ready, without waiting (as [`JobEvents::try_next_published`]).
+    pub fn try_next_published(&mut self) -> TryNext<AllItem<Published>> {
+        loop {
+            if let Some(item) = self.pending.pop_front() {
+                return TryNext::Event(item);
+            }
+            // A gap first, as `next_published` takes it first.
+            if self.gaps.has_changed().unwrap_or(false) {
+                self.gaps.borrow_and_update();
+                return TryNext::Event(AllItem::Missed);
+            }
+            let received = self.receiver.try_recv();
+            if matches!(received, Err(broadcast::error::TryRecvError::Empty)) {
+                return TryNext::Empty;
+            }
+            if let Some(item) = self.received(received) {
+                return item.map_or(TryNext::Ended, TryNext::Event);
+            }
+        }
+    }
+
+    /// Takes what the channel gave: `Some` answer for the caller, or `None` to look again (an
+    /// event the filter drops, or a lag, after which the notice and the latest state are
+    /// pending).
+    fn received(
+        &mut self,
+        received: Result<Published, broadcast::error::TryRecvError>,
+    ) -> Option<Option<AllItem<Published>>> {
+        match received {
+            Ok(published) if self.passes(published.event()) => Some(Some(AllItem::Event(published))),
+            Ok(_) => None,
+            Err(broadcast::error::TryRecvError::Lagged(n)) => {
+                self.pending.push_back(AllItem::Skipped(n));
+                for latest in self.bus.latest_all() {
+                    let events = latest.status.map(Event::Status).into_iter();
+                    for event in events.chain(latest.progress.map(Event::Progress)) {
+                        if self.passes(&event) {
+                            self.pending.push_back(AllItem::Event(Published::new(event)));
                         }
                     }
                 }
-                Err(broadcast::error::RecvError::Closed) => return None,
+                None
             }
+            Err(broadcast::error::TryRecvError::Empty | broadcast::error::TryRecvError::Closed) => Some(None),
         }
+    }
+
+    /// A [`Doorbell`] that rings after each event on the bus from now on, and after each gap
+    /// ([`EventBus::mark_gap`]).
+    pub fn doorbell(&self) -> Doorbell {
+        Doorbell { events: self.receiver.resubscribe(), gaps: Some(self.gaps.clone()) }
+    }
+}
+
+/// What a non-waiting read of a stream found ([`JobEvents::try_next_published`],
+/// [`AllEvents::try_next_published`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum TryNext<T> {
+    /// The next item.
+    Event(T),
+    /// Nothing now: the stream's [`Doorbell`] rings when something may have come.
+    Empty,
+    /// The stream ended (after a job's final status).
+    Ended,
+}
+
+/// Wakes a writer that serves many streams of the same events from one task: it rings after
+/// each event published where those streams read, so the writer waits on one doorbell
+/// instead of one wait per stream, then reads each stream with `try_next_published`. A ring
+/// comes after the event is readable by every stream.
+#[derive(Debug)]
+pub struct Doorbell {
+    events: broadcast::Receiver<Published>,
+    gaps: Option<watch::Receiver<u64>>,
+}
+
+impl Doorbell {
+    /// Waits for the next ring: `true` once events (or a gap) came since the last ring, every
+    /// one of them taken; `false` when no more can come (the channel closed).
+    pub async fn rung(&mut self) -> bool {
+        let received = match &mut self.gaps {
+            Some(gaps) => tokio::select! {
+                Ok(()) = gaps.changed() => {
+                    gaps.borrow_and_update();
+                    return true;
+                }
+                received = self.events.recv() => received,
+            },
+            None => self.events.recv().await,
+        };
+        if matches!(received, Err(broadcast::error::RecvError::Closed)) {
+            return false;
+        }
+        // One ring for every event that came meanwhile.
+        while !matches!(
+            self.events.try_recv(),
+            Err(broadcast::error::TryRecvError::Empty | broadcast::error::TryRecvError::Closed)
+        ) {}
+        true
     }
 }
 
