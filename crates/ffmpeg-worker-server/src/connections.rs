@@ -15,13 +15,17 @@
 //!   process's open-file limit ([`raise_file_limit`]).
 //! - **accept errors** (`EMFILE`, `ENFILE`, `ENOBUFS`, ...) back off, doubling from 10 ms to
 //!   1 s, instead of spinning; errors of one aborted connection are skipped.
-//! - **stream threads** (optional, [`serve_on`] with [`StreamThreads`]): a connection whose
-//!   first request line asks for an event stream is served by threads below the server's
-//!   priority. Its first bytes are peeked for that within the header read timeout (the one timer
-//!   of this module's own); hyper's header timer starts after them.
+//! - **event streams**: the first bytes of every connection are peeked (`MSG_PEEK`: they stay for
+//!   hyper) within the header read timeout (the one timer of this module's own; hyper's header
+//!   timer starts after them). A connection whose first request line asks for an event stream
+//!   is served over a socket its stream's writer can take over once the response head is sent
+//!   (`fanout`: one task writes each event to every stream of a job), and, with
+//!   [`StreamThreads`] ([`serve_on`], optional), by threads below the server's priority.
 
 use std::convert::Infallible;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
@@ -32,6 +36,7 @@ use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -39,6 +44,64 @@ use tower::ServiceBuilder;
 use tower_http::timeout::RequestBodyTimeoutLayer;
 
 use crate::error::ApiError;
+use crate::fanout::SharedSocket;
+
+/// A connection's socket as hyper reads and writes it: a stream connection's is shared with
+/// its writer ([`SharedSocket`]).
+enum Io {
+    Plain(tokio::net::TcpStream),
+    Shared(SharedSocket),
+}
+
+impl AsyncRead for Io {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Io::Plain(io) => Pin::new(io).poll_read(cx, buf),
+            Io::Shared(io) => Pin::new(io).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Io {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Io::Plain(io) => Pin::new(io).poll_write(cx, buf),
+            Io::Shared(io) => Pin::new(io).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Io::Plain(io) => Pin::new(io).poll_write_vectored(cx, bufs),
+            Io::Shared(io) => Pin::new(io).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Io::Plain(io) => io.is_write_vectored(),
+            Io::Shared(io) => io.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Io::Plain(io) => Pin::new(io).poll_flush(cx),
+            Io::Shared(io) => Pin::new(io).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Io::Plain(io) => Pin::new(io).poll_shutdown(cx),
+            Io::Shared(io) => Pin::new(io).poll_shutdown(cx),
+        }
+    }
+}
 
 /// Limits of the connection loop (see the module docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -165,9 +228,10 @@ pub async fn serve(listener: TcpListener, router: Router, limits: ConnectionLimi
 }
 
 /// [`serve`], with the connections whose first request asks for an event stream served on
-/// `streams`' threads: the first bytes of every connection are looked at (`MSG_PEEK`, they stay
-/// for hyper to read) once they arrive, within the header read timeout (a connection that sends
-/// nothing in it is closed, as hyper would).
+/// `streams`' threads. Either way the first bytes of every connection are looked at
+/// (`MSG_PEEK`, they stay for hyper to read) once they arrive, within the header read timeout
+/// (a connection that sends nothing in it is closed, as hyper would), and a stream's
+/// connection is served so that its writer can take it over (see the module docs).
 pub async fn serve_on(
     listener: TcpListener,
     router: Router,
@@ -207,29 +271,40 @@ pub async fn serve_on(
         };
         let _ = stream.set_nodelay(true);
         if let Ok(permit) = Arc::clone(&open).try_acquire_owned() {
-            let service = ServiceBuilder::new()
-                .layer(RequestBodyTimeoutLayer::new(limits.body_idle_timeout))
-                .map_request(move |mut request: Request<_>| {
-                    request.extensions_mut().insert(ConnectInfo(peer));
-                    request
-                })
-                .service(router.clone());
+            let body_idle = limits.body_idle_timeout;
+            let router = router.clone();
             let watcher = graceful.watcher();
             let http = http.clone();
-            let serve = move |stream: tokio::net::TcpStream| async move {
+            // A connection whose first request asks for a stream can be taken over by the
+            // stream's writer once the response head is sent (`fanout`).
+            let serve = move |stream: tokio::net::TcpStream, stream_request: bool| async move {
+                let (io, handoff) = if stream_request {
+                    let socket = SharedSocket::new(stream);
+                    let handoff = socket.handle();
+                    (Io::Shared(socket), Some(handoff))
+                } else {
+                    (Io::Plain(stream), None)
+                };
+                let service = ServiceBuilder::new()
+                    .layer(RequestBodyTimeoutLayer::new(body_idle))
+                    .map_request(move |mut request: Request<_>| {
+                        request.extensions_mut().insert(ConnectInfo(peer));
+                        if let Some(handoff) = &handoff {
+                            request.extensions_mut().insert(handoff.clone());
+                        }
+                        request
+                    })
+                    .service(router);
                 let connection =
-                    watcher.watch(http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service)));
+                    watcher.watch(http.serve_connection(TokioIo::new(io), TowerToHyperService::new(service)));
                 if let Err(e) = connection.await {
                     tracing::debug!(error = %e, %peer, "connection ended with an error");
                 }
                 drop(permit);
             };
-            let Some(streams) = streams.clone() else {
-                tokio::spawn(serve(stream));
-                continue;
-            };
             let wait = limits.header_read_timeout;
             let stop = stop.clone();
+            let streams = streams.clone();
             tokio::spawn(async move {
                 let mut head = [0u8; 128];
                 // Nothing arrived yet when the server stops: closed, as hyper closes an idle
@@ -240,14 +315,15 @@ pub async fn serve_on(
                 };
                 let Ok(Ok(n)) = peeked else { return };
                 if !is_stream_request(&head[..n]) {
-                    return serve(stream).await;
+                    return serve(stream, false).await;
                 }
+                let Some(streams) = streams else { return serve(stream, true).await };
                 let Some(handle) = streams.handle() else { return };
                 // Registered again with the stream threads' reactor; the permit goes along.
                 let Ok(stream) = stream.into_std() else { return };
                 handle.spawn(async move {
                     if let Ok(stream) = tokio::net::TcpStream::from_std(stream) {
-                        serve(stream).await;
+                        serve(stream, true).await;
                     }
                 });
             });

@@ -29,6 +29,7 @@ pub mod auth;
 pub mod config;
 pub mod connections;
 pub mod error;
+mod fanout;
 mod files;
 mod idempotency;
 mod probe;
@@ -83,6 +84,8 @@ pub struct AppState {
     pub settings: Arc<AppSettings>,
     accepting: Arc<AtomicBool>,
     streams: tokio_util::sync::CancellationToken,
+    /// The writers of the streams whose connections they took over ([`fanout`]).
+    writers: Arc<fanout::Groups>,
     /// The runtime the state was made on (the server's own threads), when there is one.
     main: Option<tokio::runtime::Handle>,
 }
@@ -98,12 +101,14 @@ impl AppState {
         let storage = Arc::clone(jobs.storage());
         let sandbox = Arc::new(jobs.sandbox().clone());
         let files = Arc::new(Files::new(storage, Arc::clone(jobs.store()), sandbox, settings.max_upload_bytes));
+        let streams = tokio_util::sync::CancellationToken::new();
         AppState {
             jobs,
             files,
             settings: Arc::new(settings),
             accepting: Arc::new(AtomicBool::new(true)),
-            streams: tokio_util::sync::CancellationToken::new(),
+            writers: Arc::new(fanout::Groups::new(streams.clone())),
+            streams,
             main: tokio::runtime::Handle::try_current().ok(),
         }
     }
@@ -132,6 +137,11 @@ impl AppState {
     /// Cancelled when [`AppState::close_streams`] was called.
     pub fn streams_closing(&self) -> tokio_util::sync::CancellationToken {
         self.streams.clone()
+    }
+
+    /// The writers of the streams ([`fanout`]).
+    pub(crate) fn stream_writers(&self) -> &Arc<fanout::Groups> {
+        &self.writers
     }
 
     /// Whether new jobs are accepted (false once shutdown began).

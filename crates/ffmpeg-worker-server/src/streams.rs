@@ -5,24 +5,32 @@
 //! An event goes to every stream that follows it as the same bytes: the first stream to send
 //! it encodes it ([`encode`], kept with the event by [`jobs::events::Published::encoded`]), the others
 //! reuse that buffer, so a thousand subscribers cost one JSON serialization per event.
+//!
+//! A stream served by the connection loop (`connections`) is written by its source's writer
+//! once its response head is sent ([`crate::fanout`]: one task per job writes each event to
+//! every stream of the job); one answered otherwise (the router called directly) is a body
+//! stream ([`feed`]). Both send the same bytes, with the same keep-alive comments and end.
 
 use std::convert::Infallible;
 use std::io::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::Extension;
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Version, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt as _};
-use jobs::events::{AllFilter, AllItem, Event, EventId, Resume};
+use jobs::JobId;
+use jobs::events::{AllFilter, AllItem, Event, EventId, Published, Resume};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
 use crate::error::{ApiError, AppQuery, JobIdPath};
+use crate::fanout::{HandOffBody, HandOffSocket, Source};
 use crate::routes::JobIdParam;
 use crate::wire::{Problem, job_response, progress_event};
 
@@ -108,20 +116,40 @@ pub(crate) async fn job_events(
     // Only to refuse a parameter name this endpoint does not know (422).
     AppQuery(_token): AppQuery<AccessTokenParam>,
     headers: HeaderMap,
+    version: Version,
+    socket: Option<Extension<HandOffSocket>>,
 ) -> Result<Response, ApiError> {
     // A value that is not one of our ids (another server's, garbage) is a first connection.
     let last_seen =
         headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<EventId>().ok());
     let jobs = Arc::clone(&state.jobs);
+    let key = id.clone();
     match state.on_main(async move { jobs.events_of(&id, last_seen).await }).await? {
         Resume::Finished => Ok(StatusCode::NO_CONTENT.into_response()),
-        Resume::Events(events) => {
-            let stream = futures_util::stream::unfold(events, |mut events| async move {
-                let event = events.next_published().await?;
-                Some((event.encoded(encode), events))
-            });
-            Ok(sse(&state, stream))
-        }
+        Resume::Events(events) => match socket {
+            Some(Extension(socket)) => Ok(handed_off(&state, socket, Some(key), Source::Job(events), version)),
+            None => {
+                let stream = futures_util::stream::unfold(events, |mut events| async move {
+                    let event = events.next_published().await?;
+                    Some((job_event_bytes(&event), events))
+                });
+                Ok(sse(&state, stream))
+            }
+        },
+    }
+}
+
+/// The bytes of a job's event on a stream (encoded once for every stream).
+pub(crate) fn job_event_bytes(event: &Published) -> Bytes {
+    event.encoded(encode)
+}
+
+/// The bytes of an item of the every-job stream.
+pub(crate) fn all_item_bytes(item: AllItem<Published>) -> Bytes {
+    match item {
+        AllItem::Event(event) => job_event_bytes(&event),
+        AllItem::Skipped(n) => Bytes::from(format!("event: skipped\ndata: {{\"skipped\":{n}}}\n\n")),
+        AllItem::Missed => Bytes::from_static(b"event: skipped\ndata: {\"skipped\":null}\n\n"),
     }
 }
 
@@ -170,28 +198,48 @@ pub(crate) struct AllEventsParams {
 pub(crate) async fn all_events(
     State(state): State<AppState>,
     AppQuery(params): AppQuery<AllEventsParams>,
+    version: Version,
+    socket: Option<Extension<HandOffSocket>>,
 ) -> Result<Response, ApiError> {
     let statuses = crate::routes::parse_statuses(params.status.as_deref())?;
     let events = state.jobs.all_events(AllFilter { statuses, progress: params.progress.unwrap_or(false) });
+    if let Some(Extension(socket)) = socket {
+        return Ok(handed_off(&state, socket, None, Source::All(events), version));
+    }
     let stream = futures_util::stream::unfold(events, |mut events| async move {
         let item = events.next_published().await?;
-        let bytes = match item {
-            AllItem::Event(event) => event.encoded(encode),
-            AllItem::Skipped(n) => Bytes::from(format!("event: skipped\ndata: {{\"skipped\":{n}}}\n\n")),
-            AllItem::Missed => Bytes::from_static(b"event: skipped\ndata: {\"skipped\":null}\n\n"),
-        };
-        Some((bytes, events))
+        Some((all_item_bytes(item), events))
     });
     Ok(sse(&state, stream))
 }
 
 /// The comment line an idle stream gets every [`KEEP_ALIVE`].
-const KEEP_ALIVE_COMMENT: &[u8] = b": keep-alive\n\n";
+pub(crate) const KEEP_ALIVE_COMMENT: &[u8] = b": keep-alive\n\n";
+
+/// The response of a stream whose events its writer sends ([`crate::fanout`]): `key` names
+/// the writer (the job, or `None` for every job's).
+fn handed_off(
+    state: &AppState,
+    socket: HandOffSocket,
+    key: Option<JobId>,
+    source: Source,
+    version: Version,
+) -> Response {
+    // hyper frames a body of unknown length in chunks for HTTP/1.1, and sends it until the
+    // connection closes for HTTP/1.0.
+    let chunked = version != Version::HTTP_10;
+    let body = HandOffBody::new(socket, state.stream_writers(), key, source, chunked);
+    with_stream_headers(Body::new(body).into_response())
+}
 
 /// The response: `events` (each item one whole event's bytes) as `text/event-stream`
-/// ([`feed`]); `X-Accel-Buffering: no` asks nginx-like proxies not to buffer it.
+/// ([`feed`]).
 fn sse(state: &AppState, events: impl Stream<Item = Bytes> + Send + 'static) -> Response {
-    let mut response = Body::from_stream(feed(events, state.streams_closing())).into_response();
+    with_stream_headers(Body::from_stream(feed(events, state.streams_closing())).into_response())
+}
+
+/// A stream's headers; `X-Accel-Buffering: no` asks nginx-like proxies not to buffer it.
+fn with_stream_headers(mut response: Response) -> Response {
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));

@@ -27,6 +27,7 @@ mod queries;
 mod run_options;
 mod security;
 mod slow_clients;
+mod stream_sockets;
 mod support;
 #[path = "../../../jobs/tests/it/tmpfs.rs"]
 mod tmpfs;
