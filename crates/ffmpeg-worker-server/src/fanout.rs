@@ -469,7 +469,9 @@ impl Groups {
                     None => return,
                 }
             }
-            let keep_alive = members.iter().map(|m| m.last_write).min().unwrap_or(now) + crate::streams::KEEP_ALIVE;
+            // A stream with pending bytes waits for its socket, not for a keep-alive.
+            let idle_since = members.iter().filter(|m| m.pending.is_empty()).map(|m| m.last_write).min();
+            let keep_alive = idle_since.unwrap_or(now) + crate::streams::KEEP_ALIVE;
             let joined = tokio::select! {
                 biased;
                 () = self.closing.cancelled(), if !closing => None,
