@@ -162,7 +162,15 @@ async fn a_worker_killed_mid_job_removes_its_stage_at_restart_once_another_node_
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(w1.stderr.lock().unwrap().iter().any(|l| l.contains("removed staging directories")));
+    // The line is logged once the removal is done, so it may come a moment after the stage went.
+    while !w1.stderr.lock().unwrap().iter().any(|l| l.contains("removed staging directories")) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no 'removed staging directories' line: {:?}",
+            w1.stderr.lock().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     // The completed job's output is in the bucket, whole.
     let r = client.get(w1.url(&format!("/jobs/{id}"))).send().await.unwrap();
     assert_eq!(r.status(), 200);
