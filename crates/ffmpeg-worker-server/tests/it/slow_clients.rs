@@ -1,46 +1,16 @@
 //! Slow, idle and half-open clients against real sockets: the connection loop in-process on
 //! 127.0.0.1:0 (`connections::serve`), and the real binary with a lowered open-file limit.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ffmpeg_core::sandbox::Sandbox;
-use ffmpeg_worker_server::connections::{ConnectionLimits, serve};
-use ffmpeg_worker_server::{AppState, app};
-use jobs::{FfmpegConfig, FfmpegRunner, Jobs, JobsConfig, MemoryStore};
+use ffmpeg_worker_server::connections::ConnectionLimits;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio_util::sync::CancellationToken;
 
-use crate::support::{Db, Server, Store};
+use crate::support::{ConnectionLoop, Db, Server, Store};
 
-/// The connection loop over a fresh app, on a free port; stops when dropped.
-struct Loop {
-    addr: std::net::SocketAddr,
-    stop: CancellationToken,
-    _data: tempfile::TempDir,
-}
-
-impl Drop for Loop {
-    fn drop(&mut self) {
-        self.stop.cancel();
-    }
-}
-
-async fn start(limits: ConnectionLimits) -> Loop {
-    start_with(limits, ffmpeg_worker_server::AppSettings::default()).await
-}
-
-async fn start_with(limits: ConnectionLimits, settings: ffmpeg_worker_server::AppSettings) -> Loop {
-    let data = tempfile::tempdir().unwrap();
-    let sandbox = Sandbox::new(data.path()).unwrap();
-    let runner = FfmpegRunner::new(FfmpegConfig::new("ffmpeg", data.path()));
-    let jobs = Jobs::new(Arc::new(MemoryStore::new()), Arc::new(runner), sandbox, JobsConfig::default());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let stop = CancellationToken::new();
-    tokio::spawn(serve(listener, app(AppState::with_settings(jobs, settings)), limits, stop.clone()));
-    Loop { addr, stop, _data: data }
+async fn start(limits: ConnectionLimits) -> ConnectionLoop {
+    ConnectionLoop::start(limits, ffmpeg_worker_server::AppSettings::default()).await
 }
 
 /// Reads until the server closes the connection (or `deadline` passes: a failure).
@@ -186,7 +156,7 @@ async fn probes_are_never_rate_limited() {
         rate_limit: Some(ffmpeg_worker_server::RateLimit::per_second(1).unwrap()),
         ..Default::default()
     };
-    let server = start_with(ConnectionLimits::default(), settings).await;
+    let server = ConnectionLoop::start(ConnectionLimits::default(), settings).await;
     let mut limited = 0;
     for _ in 0..20 {
         let answer = request(server.addr, HEALTH).await;

@@ -3,44 +3,17 @@
 //! (`connections::serve`), read by hand so that the framing is checked byte for byte (HTTP/1.1
 //! chunks, an HTTP/1.0 body up to the close), and a subscriber that stops reading.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use ffmpeg_core::sandbox::Sandbox;
-use ffmpeg_worker_server::connections::{ConnectionLimits, serve};
-use ffmpeg_worker_server::{AppState, app};
-use jobs::{FfmpegConfig, FfmpegRunner, Job, Jobs, JobsConfig, MemoryStore, Progress, SubmitOptions};
+use ffmpeg_worker_server::connections::ConnectionLimits;
+use jobs::{Job, Jobs, Progress, SubmitOptions};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
-use tokio_util::sync::CancellationToken;
 
-/// The connection loop over an app whose jobs never run (no workers): the test publishes
-/// their progress and ends them itself. Stops when dropped.
-struct Loop {
-    addr: std::net::SocketAddr,
-    jobs: Arc<Jobs>,
-    state: AppState,
-    stop: CancellationToken,
-    _data: tempfile::TempDir,
-}
+use crate::support::ConnectionLoop;
 
-impl Drop for Loop {
-    fn drop(&mut self) {
-        self.stop.cancel();
-    }
-}
-
-async fn start() -> Loop {
-    let data = tempfile::tempdir().unwrap();
-    let sandbox = Sandbox::new(data.path()).unwrap();
-    let runner = FfmpegRunner::new(FfmpegConfig::new("ffmpeg", data.path()));
-    let jobs = Jobs::new(Arc::new(MemoryStore::new()), Arc::new(runner), sandbox, JobsConfig::default());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let stop = CancellationToken::new();
-    let state = AppState::new(Arc::clone(&jobs));
-    tokio::spawn(serve(listener, app(state.clone()), ConnectionLimits::default(), stop.clone()));
-    Loop { addr, jobs, state, stop, _data: data }
+async fn start() -> ConnectionLoop {
+    ConnectionLoop::start(ConnectionLimits::default(), ffmpeg_worker_server::AppSettings::default()).await
 }
 
 async fn queued_job(jobs: &Jobs) -> Job {

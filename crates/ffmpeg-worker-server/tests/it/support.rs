@@ -1,6 +1,7 @@
 //! Test support: media generation with ffmpeg's lavfi sources, and the real binary on port 0
 //! on either store ([`Db`]: a SQLite file, or a fresh database on the test process's own
 //! PostgreSQL server from `pg-harness`). [`on_each_store!`] runs one test body on both.
+//! [`ConnectionLoop`]: the connection loop in-process over an app on the memory store.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -421,5 +422,44 @@ impl DbProxy {
                 changed = link.changed() => if changed.is_err() { return },
             }
         }
+    }
+}
+
+/// The connection loop (`connections::serve`) in-process on 127.0.0.1:0 over a fresh app on
+/// the memory store whose jobs never run (no workers: a test publishes their progress and ends
+/// them itself). Stops when dropped.
+pub struct ConnectionLoop {
+    pub addr: std::net::SocketAddr,
+    pub jobs: std::sync::Arc<jobs::Jobs>,
+    pub state: ffmpeg_worker_server::AppState,
+    stop: tokio_util::sync::CancellationToken,
+    _data: tempfile::TempDir,
+}
+
+impl ConnectionLoop {
+    /// Started with `limits` and `settings`.
+    pub async fn start(
+        limits: ffmpeg_worker_server::connections::ConnectionLimits,
+        settings: ffmpeg_worker_server::AppSettings,
+    ) -> ConnectionLoop {
+        use std::sync::Arc;
+        let data = tempfile::tempdir().unwrap();
+        let sandbox = ffmpeg_core::sandbox::Sandbox::new(data.path()).unwrap();
+        let runner = jobs::FfmpegRunner::new(jobs::FfmpegConfig::new("ffmpeg", data.path()));
+        let jobs =
+            jobs::Jobs::new(Arc::new(jobs::MemoryStore::new()), Arc::new(runner), sandbox, jobs::JobsConfig::default());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stop = tokio_util::sync::CancellationToken::new();
+        let state = ffmpeg_worker_server::AppState::with_settings(Arc::clone(&jobs), settings);
+        let router = ffmpeg_worker_server::app(state.clone());
+        tokio::spawn(ffmpeg_worker_server::connections::serve(listener, router, limits, stop.clone()));
+        ConnectionLoop { addr, jobs, state, stop, _data: data }
+    }
+}
+
+impl Drop for ConnectionLoop {
+    fn drop(&mut self) {
+        self.stop.cancel();
     }
 }
