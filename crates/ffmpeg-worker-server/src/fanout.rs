@@ -124,12 +124,10 @@ impl AsyncRead for SharedSocket {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         loop {
             ready!(self.0.socket.poll_read_ready(cx))?;
-            // Requests of stream connections are small: zeroing the buffer first costs little.
-            match self.0.socket.try_read(buf.initialize_unfilled()) {
-                Ok(n) => {
-                    buf.advance(n);
-                    return Poll::Ready(Ok(()));
-                }
+            // Into the buffer's unfilled part as it is: zeroing it first would touch every page of
+            // hyper's 8 KiB read buffer of every stream's connection (9 MiB of RSS for 1,100).
+            match self.0.socket.try_read_buf(buf) {
+                Ok(_) => return Poll::Ready(Ok(())),
                 Err(e) if would_block(&e) => {}
                 Err(e) => return Poll::Ready(Err(e)),
             }
