@@ -351,6 +351,8 @@ impl Files {
     }
 
     /// Deletes the file at `path`, or with `recursive` the directory and everything under it.
+    /// A name that is both (a bucket's object `x` beside keys `x/...`): the file alone, or with
+    /// `recursive` the file and everything under the directory.
     ///
     /// # Errors
     /// [`FilesError::InUse`] when a queued or running job uses the file (or, for a directory,
@@ -372,12 +374,17 @@ impl Files {
         preconditions: &Preconditions,
     ) -> Result<(), FilesError> {
         let normal = self.storage.check_path(path).await?;
-        if self.storage.is_directory(path).await? {
+        // A bucket may hold a file of a directory's name (`x` beside `x/y`): without
+        // `recursive` that file alone is deleted, as it is listed and served; with it, the
+        // file and everything below (tester finding L5).
+        let directory = self.storage.is_directory(path).await?;
+        let file_too = directory && !path.ends_with('/') && self.storage.head(path).await.is_ok();
+        if directory && (recursive || !file_too) {
             if !recursive {
                 return Err(StorageError::IsADirectory(path.to_owned()).into());
             }
             let prefix = format!("{normal}/");
-            let mut paths = Vec::new();
+            let mut paths = if file_too { vec![normal.clone()] } else { Vec::new() };
             let mut after = None;
             loop {
                 let page = self.storage.list(&prefix, after.as_deref(), MAX_PAGE_SIZE as usize).await?;

@@ -3,7 +3,8 @@
 //! folder markers (`dir/`). They are put with raw requests (`s3_harness::S3Server::put_object`),
 //! as another tool would, never through the code under test.
 
-use axum::http::StatusCode;
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
 use ffmpeg_worker_server::AppSettings;
 use jobs::storage::{S3Storage, Storage as _};
 
@@ -165,3 +166,87 @@ async fn an_empty_directory_blocks_a_file_of_its_name_until_removed(backend: Bac
     assert_eq!(app.put("emptydir", b"x").await.status, StatusCode::CREATED);
 }
 on_each_backend!(an_empty_directory_blocks_a_file_of_its_name_until_removed);
+
+/// A file and a directory of one name, which a bucket holds and a disk cannot (tester L5): an
+/// object `x` beside keys below it (`x/y`), or beside a folder marker (`m/`). The file is a
+/// file: listed, read (GET, HEAD) and deleted by its name; the directory is a directory: its
+/// marker is never listed nor served as an empty file, and no file may be written at the name
+/// nor below the file (409, as on a disk); a recursive DELETE leaves nothing at the name (it
+/// deleted the file alone, so the PUT its 409 advised it for was refused again). Never a 500.
+#[tokio::test]
+async fn a_file_and_a_directory_of_one_name_in_the_files_api() {
+    let app = FilesApp::new(S3);
+    put_foreign(&app, "x", b"file x");
+    put_foreign(&app, "x/y", b"file x/y");
+    put_foreign(&app, "m", b"file m");
+    put_foreign(&app, "m/", b"");
+
+    assert_eq!(app.get("/files", &[]).await.paths(), ["m", "x", "x/y"]);
+    assert_eq!(app.get("/files?prefix=m", &[]).await.paths(), ["m"]);
+    for (path, content) in [("x", "file x"), ("x/y", "file x/y"), ("m", "file m")] {
+        let r = app.get(&format!("/files/{path}"), &[]).await;
+        assert_eq!((r.status, r.bytes.as_slice()), (StatusCode::OK, content.as_bytes()), "GET {path}");
+        let r = app.send(Request::head(format!("/files/{path}")).body(Body::empty()).unwrap()).await;
+        assert_eq!(r.status, StatusCode::OK, "HEAD {path}");
+        assert_eq!(r.headers[header::CONTENT_LENGTH], content.len().to_string(), "HEAD {path}");
+    }
+    // The folder marker is no (empty) file.
+    app.get("/files/m/", &[]).await.problem(StatusCode::CONFLICT, "/problems/file-conflict");
+    let r = app.send(Request::head("/files/m/").body(Body::empty()).unwrap()).await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+    // No file where a directory is, nor below a file.
+    for path in ["x", "m", "x/y/z", "m/z"] {
+        app.put(path, b"new").await.problem(StatusCode::CONFLICT, "/problems/file-conflict");
+    }
+    assert_eq!(app.stored("x").unwrap(), b"file x");
+
+    // By its name, the file alone goes; the directory stays.
+    assert_eq!(app.delete("/files/x").await.status, StatusCode::NO_CONTENT);
+    assert_eq!(app.files(), ["m", "m/", "x/y"]);
+    // Recursively: the file and everything below, so that the name is free.
+    assert_eq!(app.delete("/files/m?recursive=true").await.status, StatusCode::NO_CONTENT);
+    assert_eq!(app.files(), ["x/y"]);
+    put_foreign(&app, "x", b"file x");
+    assert_eq!(app.delete("/files/x?recursive=true").await.status, StatusCode::NO_CONTENT);
+    assert!(app.files().is_empty(), "{:?}", app.files());
+    for path in ["x", "m"] {
+        assert_eq!(app.put(path, b"new").await.status, StatusCode::CREATED, "{path}");
+    }
+}
+
+/// A job and a file and a directory of one name (tester L5): a job reads the file, as the files
+/// API serves it (it was refused `not-a-file`: the bucket's directory of that name counted,
+/// its file did not), and a folder marker alone is a directory it cannot read; a job cannot
+/// write where a directory is, nor below a file (409 naming the argument), as an upload cannot.
+#[tokio::test]
+async fn a_file_and_a_directory_of_one_name_for_jobs() {
+    let app = FilesApp::new(S3);
+    put_foreign(&app, "x", b"file x");
+    put_foreign(&app, "x/y", b"file x/y");
+    put_foreign(&app, "m", b"file m");
+    put_foreign(&app, "m/", b"");
+    put_foreign(&app, "emptydir/", b"");
+    for command in ["-i x -c copy out/1.mkv", "-i x/y -c copy out/2.mkv", "-i m -c copy out/3.mkv"] {
+        let r = app.submit(command).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{command}: {}", String::from_utf8_lossy(&r.bytes));
+    }
+    let body = app.submit("-i emptydir -c copy out/4.mkv").await;
+    let body = body.problem(StatusCode::UNPROCESSABLE_ENTITY, "/problems/policy-violation");
+    assert_eq!((body["rule"].as_str(), body["argument"].as_str()), (Some("not-a-file"), Some("emptydir")), "{body}");
+    for (output, detail) in [
+        ("x", "`x` is a directory in the storage"),
+        ("m", "`m` is a directory in the storage"),
+        ("emptydir", "`emptydir` is a directory in the storage"),
+        ("x/y/z.mp4", "`x` is a file in the storage, not a directory"),
+        ("m/z.mp4", "`m` is a file in the storage, not a directory"),
+    ] {
+        let command = format!("-f lavfi -i testsrc -t 1 -f mp4 {output}");
+        let body = app.submit(&command).await.problem(StatusCode::CONFLICT, "/problems/file-conflict");
+        assert_eq!(body["argument"], output, "{command}: {body}");
+        assert!(body["detail"].as_str().unwrap().contains(detail), "{command}: {body}");
+    }
+    // A job writing into the folder marker's directory writes a file there.
+    let r = app.submit("-f lavfi -i testsrc -t 1 emptydir/out.mp4").await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", String::from_utf8_lossy(&r.bytes));
+    assert_eq!(app.get("/jobs", &[]).await.json().as_array().map(Vec::len), Some(4));
+}

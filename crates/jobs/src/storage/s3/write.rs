@@ -70,20 +70,42 @@ impl S3Storage {
         if normal.is_empty() {
             return Err(StorageError::Reserved(path.to_owned()));
         }
-        if !path.ends_with('/') && self.head_key(&normal).await?.is_some() {
-            return self.store.delete(&self.key(&normal)).await.map_err(|e| self.store_error(path, e));
+        let file = !path.ends_with('/') && self.head_key(&normal).await?.is_some();
+        // A file is deleted by its name alone, also when keys lie below it (a bucket holds
+        // both `x` and `x/y`); with `recursive` they go too, so that nothing is left at the
+        // name (tester finding L5: only the file went, and the PUT the 409 had advised the
+        // recursive DELETE for was refused again).
+        if file && !recursive {
+            return self.delete_file(&normal, path).await;
         }
         if !self.has_children(&normal).await? {
-            return Err(nothing_below(path));
+            return match file {
+                true => self.delete_file(&normal, path).await,
+                false => Err(nothing_below(path)),
+            };
         }
         if !recursive {
             return Err(StorageError::IsADirectory(path.to_owned()));
         }
-        // Every key below the directory goes, by its exact text: folder markers (`dir/`,
-        // `dir/sub/`) and keys of other tools that no path names (`dir//a`, `dir/a/../b`)
-        // too, so the directory is gone afterwards (`keys.rs`). A page is deleted before the
-        // next one is asked for: S3 lists keys after the last one it gave.
-        let mut pages = self.list_keys(self.dir_prefix(&normal), None, path);
+        self.delete_below(&normal, path).await?;
+        if file {
+            self.delete_file(&normal, path).await?;
+        }
+        Ok(())
+    }
+
+    /// Deletes the object of the file at `normal` (`path` as asked, for errors).
+    async fn delete_file(&self, normal: &str, path: &str) -> Result<(), StorageError> {
+        self.store.delete(&self.key(normal)).await.map_err(|e| self.store_error(path, e))
+    }
+
+    /// Deletes every key below the directory `normal` (`path` as asked, for errors), by its
+    /// exact text: folder markers (`dir/`, `dir/sub/`) and keys of other tools that no path
+    /// names (`dir//a`, `dir/a/../b`) too, so the directory is gone afterwards (`keys.rs`). A
+    /// page is deleted before the next one is asked for: S3 lists keys after the last one it
+    /// gave.
+    async fn delete_below(&self, normal: &str, path: &str) -> Result<(), StorageError> {
+        let mut pages = self.list_keys(self.dir_prefix(normal), None, path);
         while let Some(page) = pages.next_page().await? {
             let keys: Vec<String> = page.into_iter().map(|listed| listed.key).collect();
             self.delete_keys(&keys, path).await?;
@@ -124,18 +146,26 @@ impl S3Storage {
         };
         let key = self.key(&normal);
         match self.raw.delete_if_tag(key.as_ref(), &tag, path).await {
-            Ok(()) => Ok(()),
+            Ok(()) => {}
             // Replaced or deleted since the check: the precondition no longer holds.
-            Err(RawError::Precondition | RawError::NotFound) => Err(StorageError::PreconditionFailed {
-                path: path.to_owned(),
-                reason: "the file changed while the request was checked",
-            }),
+            Err(RawError::Precondition | RawError::NotFound) => {
+                return Err(StorageError::PreconditionFailed {
+                    path: path.to_owned(),
+                    reason: "the file changed while the request was checked",
+                });
+            }
             Err(RawError::NotImplemented(words)) => {
                 tracing::debug!(%words, "the bucket has no conditional delete; deleting after the check");
-                self.store.delete(&key).await.map_err(|e| self.store_error(path, e))
+                self.store.delete(&key).await.map_err(|e| self.store_error(path, e))?;
             }
-            Err(e) => Err(e.into_storage(path)),
+            Err(e) => return Err(e.into_storage(path)),
         }
+        // The file's name may be a directory too (keys below it): with `recursive`, as
+        // `delete_objects`, nothing is left at the name.
+        if recursive && self.has_children(&normal).await? {
+            self.delete_below(&normal, path).await?;
+        }
+        Ok(())
     }
 
     /// Refuses a put to `normal` when it names a directory or one of its parents is a file.
