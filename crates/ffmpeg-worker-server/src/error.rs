@@ -64,6 +64,11 @@ pub enum ApiError {
         /// What was wrong.
         detail: String,
     },
+    /// 503 (`storage-unavailable`, with `Retry-After`): with the files in a bucket, a
+    /// submission while the bucket is known not to answer, or does not exist (the files API's
+    /// answer then); nothing was queued.
+    #[error(transparent)]
+    StorageUnavailable(SubmitError),
     /// 422 (`idempotency-key-reused`): the `Idempotency-Key` of a submission names a job
     /// submitted with a different body; the problem names the job (`job_id`).
     #[error(transparent)]
@@ -157,6 +162,7 @@ impl From<SubmitError> for ApiError {
             e @ (SubmitError::ExecLimit(_) | SubmitError::NameTooLong(_)) => ApiError::Refused(e),
             e @ SubmitError::OutputConflict { .. } => ApiError::OutputConflict(e),
             e @ SubmitError::IdempotencyKeyReused { .. } => ApiError::IdempotencyKeyReused(e),
+            e @ SubmitError::StorageUnavailable(_) => ApiError::StorageUnavailable(e),
         }
     }
 }
@@ -169,6 +175,10 @@ impl From<jobs::media::MediaProbeError> for ApiError {
             e @ MediaProbeError::NotFound(_) => ApiError::FileNotFound(e.to_string()),
             e @ MediaProbeError::NotMedia { .. } => ApiError::NotMedia(e.to_string()),
             e @ MediaProbeError::Unavailable(_) => ApiError::ProbeUnavailable(e.to_string()),
+            // The storage's failure to give the file: the files API's answer for the same read
+            // (503 `storage-unavailable` naming the bucket, `Retry-After` from a known outage;
+            // tester finding L9: it was `probe-unavailable`, as if ffprobe had failed).
+            MediaProbeError::Storage(e) => ApiError::Files(FilesError::Storage(e)),
         }
     }
 }
@@ -222,6 +232,9 @@ impl ApiError {
                 (StatusCode::SERVICE_UNAVAILABLE, "/problems/overloaded", "Too many connections")
             }
             ApiError::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, "/problems/store-unavailable", "Store unavailable"),
+            ApiError::StorageUnavailable(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "/problems/storage-unavailable", "Storage unavailable")
+            }
             ApiError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "/problems/internal", "Internal error"),
             ApiError::Files(e) => files_parts(e),
         }
@@ -349,7 +362,10 @@ impl IntoResponse for ApiError {
                 headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"ffmpeg-worker\""));
             }
             // A storage known unreachable: when its next check will have ended.
-            ApiError::Files(FilesError::Storage(StorageError::Unreachable { outage, .. })) => {
+            ApiError::Files(FilesError::Storage(StorageError::Unreachable { outage, .. }))
+            | ApiError::StorageUnavailable(SubmitError::StorageUnavailable(StorageError::Unreachable {
+                outage, ..
+            })) => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(outage.retry_after.as_secs().max(1)));
             }
             _ if status == StatusCode::SERVICE_UNAVAILABLE => {

@@ -38,7 +38,7 @@ struct ProbeApi;
         (status = 400, description = "The path is not valid percent-encoded UTF-8", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such file", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "The path is refused by the sandbox (escapes the data directory, ...), or the file is not media ffprobe can read (the detail has its reason)", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "ffprobe could not be run or did not finish in time", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "ffprobe could not be run or did not finish in time (`probe-unavailable`), or with the files in a bucket, the bucket does not answer or does not exist (`storage-unavailable`, with `Retry-After`, as the files API answers)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn probe_media(

@@ -104,7 +104,7 @@ pub(crate) async fn metrics(State(state): State<AppState>, _: NoQuery) -> Result
         (status = 415, description = "The body is not `application/json`", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "With the files in a bucket: a file the job would write is where the bucket holds a directory, or below a file (`file-conflict`, naming the argument)", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "The command or a field is invalid (also: both or neither of `command` and `args`), the `Idempotency-Key` header is not a key (`invalid-request`), the key was used for a job with a different body (`idempotency-key-reused`, `job_id` names it), or a query parameter (this endpoint takes none)", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Shutting down, or the job store cannot write now", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Shutting down, the job store cannot write now, or (`storage-unavailable`, with `Retry-After`) with the files in a bucket, the bucket does not answer or does not exist, so the command's files cannot be checked; nothing was queued", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn create_job(

@@ -85,12 +85,17 @@ pub enum ConcatListError {
 /// of a list that are lists themselves, found the same way. At most [`MAX_LISTS`] files are
 /// looked at, lists or not (in a bucket, each costs one or two requests); stops at the first
 /// list whose entries the sandbox refuses.
+///
+/// # Errors
+/// The first failure of the storage to answer (unavailable, known unreachable: a
+/// [`StorageError::is_transient`] error; or [`StorageError::NoBucket`]); the reading stops there (what was found so far stays in
+/// `found`). Any other failure to read a file only leaves that file out.
 pub async fn entries(
     sandbox: &Arc<Sandbox>,
     command: &ResolvedCommand,
     storage: &dyn Storage,
     found: &mut Vec<PathBuf>,
-) {
+) -> Result<(), StorageError> {
     let mut queue = pending_lists(command);
     let mut read: HashSet<PathBuf> = HashSet::new();
     while let Some(Pending { list, forced, position, argument }) = queue.pop_front() {
@@ -98,7 +103,7 @@ pub async fn entries(
             continue;
         }
         let relative = list.relative().to_string_lossy().into_owned();
-        let Some(text) = read_stored_list(storage, &relative, forced).await else { continue };
+        let Some(text) = read_stored_list(storage, &relative, forced).await? else { continue };
         let (sandbox, list, argument) = (Arc::clone(sandbox), list.clone(), Arc::clone(&argument));
         let resolved = blocking(move || sandbox.concat_entries(&list, &text, position, &argument)).await;
         let Ok(named) = resolved else { break };
@@ -107,6 +112,14 @@ pub async fn entries(
             queue.push_back(Pending { list: entry, forced: false, position, argument: Arc::from("") });
         }
     }
+    Ok(())
+}
+
+/// Whether `error` says that the storage did not answer (or is known not to, or its bucket
+/// does not exist): nothing about the file itself was learnt, and waiting or a check of the
+/// storage is what tells more ([`StorageError::is_transient`], [`StorageError::NoBucket`]).
+pub(crate) fn no_answer(error: &StorageError) -> bool {
+    error.is_transient() || matches!(error, StorageError::NoBucket { .. })
 }
 
 /// [`entries`] with the files on a disk, read on the caller's thread (blocking: the caller's
@@ -132,30 +145,40 @@ pub fn entries_in_place(sandbox: &Sandbox, command: &ResolvedCommand, found: &mu
 /// The text of the list at `path` in `storage`, when it is one (`forced`, or it begins with
 /// the `ffconcat` header) of at most [`MAX_LIST_BYTES`] of UTF-8; `None` otherwise (also when
 /// it cannot be read).
-async fn read_stored_list(storage: &dyn Storage, path: &str, forced: bool) -> Option<String> {
+///
+/// # Errors
+/// The storage did not answer the file's opening ([`no_answer`]).
+async fn read_stored_list(storage: &dyn Storage, path: &str, forced: bool) -> Result<Option<String>, StorageError> {
     use futures_util::StreamExt as _;
-    let file = storage.open(path).await.ok()?;
+    let file = match storage.open(path).await {
+        Ok(file) => file,
+        Err(e) if no_answer(&e) => return Err(e),
+        Err(_) => return Ok(None),
+    };
     let size = file.meta().size;
     if size > MAX_LIST_BYTES {
-        return None;
+        return Ok(None);
     }
-    if !forced {
-        let header_len = (FFCONCAT_HEADER.len() as u64).min(size);
-        let mut header = Vec::new();
-        let mut stream = file.try_clone().ok()?.read(0..header_len);
+    let read = async {
+        if !forced {
+            let header_len = (FFCONCAT_HEADER.len() as u64).min(size);
+            let mut header = Vec::new();
+            let mut stream = file.try_clone().ok()?.read(0..header_len);
+            while let Some(chunk) = stream.next().await {
+                header.extend_from_slice(&chunk.ok()?);
+            }
+            if !is_ffconcat(&header) {
+                return None;
+            }
+        }
+        let mut bytes = Vec::new();
+        let mut stream = file.read(0..size);
         while let Some(chunk) = stream.next().await {
-            header.extend_from_slice(&chunk.ok()?);
+            bytes.extend_from_slice(&chunk.ok()?);
         }
-        if !is_ffconcat(&header) {
-            return None;
-        }
-    }
-    let mut bytes = Vec::new();
-    let mut stream = file.read(0..size);
-    while let Some(chunk) = stream.next().await {
-        bytes.extend_from_slice(&chunk.ok()?);
-    }
-    String::from_utf8(bytes).ok()
+        String::from_utf8(bytes).ok()
+    };
+    Ok(read.await)
 }
 
 /// One list to read: where it is, whether `-f concat` forced it (else only a file beginning

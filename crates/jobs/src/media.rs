@@ -21,6 +21,8 @@ use ffmpeg_core::stream::{StreamInfo, StreamKind};
 use nix::sys::signal::Signal;
 use serde::Deserialize;
 
+use crate::storage::StorageError;
+
 /// Most bytes of ffprobe's JSON read (a file with thousands of streams or huge tags is refused).
 const MAX_JSON_BYTES: usize = 4 * 1024 * 1024;
 /// Most bytes of ffprobe's stderr kept (its error message).
@@ -88,6 +90,13 @@ pub enum MediaProbeError {
     /// message says which (a server problem, not the client's).
     #[error("ffprobe failed: {0}")]
     Unavailable(String),
+    /// With the files in a bucket: the file (or a concat list's entry) could not be read from
+    /// the storage: it does not answer or is known not to ([`StorageError::Unavailable`],
+    /// [`StorageError::Unreachable`]), its bucket does not exist ([`StorageError::NoBucket`]),
+    /// it refused access, ... The files API's answer for the same read (tester finding L9:
+    /// not an ffprobe failure).
+    #[error(transparent)]
+    Storage(StorageError),
 }
 
 /// Runs ffprobe on files of the data directory and caches the answers.

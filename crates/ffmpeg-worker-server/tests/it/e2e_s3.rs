@@ -180,9 +180,10 @@ async fn a_worker_killed_mid_job_removes_its_stage_at_restart_once_another_node_
 /// Tester finding I3: a node (re)started while its bucket does not answer (moto behind a
 /// proxy that holds every request, as a stopped server does) starts anyway, degraded, as a
 /// running node rides an outage out: the jobs API answers, `/ready` is 503 naming the bucket,
-/// a files call is 503 at once, and a job waits `queued`, not started (workers claim nothing
-/// while the outage is known, K11: no attempt of it is used up) and saying why; once the
-/// bucket answers, `/ready` is 200 and the job completes, on its first attempt.
+/// a files call is 503 at once, and so is a submission (tester finding L8: it was queued
+/// after its checks' time; a job queued before an outage waits instead, K11, `staging.rs`);
+/// once the bucket answers, `/ready` is 200 and a job is queued and completes, on its first
+/// attempt.
 #[tokio::test]
 async fn a_bucket_that_does_not_answer_at_start_leaves_the_node_serving_degraded() {
     let s3 = s3_harness::shared();
@@ -202,31 +203,25 @@ async fn a_bucket_that_does_not_answer_at_start_leaves_the_node_serving_degraded
     let r = client.get(server.url("/files/in/a.mp4")).send().await.unwrap();
     assert_eq!(r.status(), 503);
     assert_eq!(client.get(server.url("/jobs")).send().await.unwrap().status(), 200);
-    let (status, job) = submit(&client, &server, "-f lavfi -i testsrc=s=64x48:r=25 -t 0.2 out/degraded.mp4").await;
-    assert_eq!(status, 201, "{job}");
-    let id = job["id"].as_str().unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    let waiting = loop {
-        let job: serde_json::Value =
-            client.get(server.url(&format!("/jobs/{id}"))).send().await.unwrap().json().await.unwrap();
-        let reason = job["waiting_reason"].as_str().unwrap_or_default();
-        if job["status"] == "queued" && reason.contains("has not answered since") {
-            break job;
-        }
-        assert!(std::time::Instant::now() < deadline, "never back in the queue: {job}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    assert!(waiting["attempts"] == 0 && waiting["error"].is_null(), "{waiting}");
-    let reason = waiting["waiting_reason"].as_str().unwrap_or_default();
-    assert!(reason.contains(&url) && reason.contains("jobs start once it answers"), "{waiting}");
+    let command = "-f lavfi -i testsrc=s=64x48:r=25 -t 0.2 out/degraded.mp4";
+    let (status, body) = submit(&client, &server, command).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["type"], "/problems/storage-unavailable", "{body}");
+    let detail = body["detail"].as_str().unwrap_or_default();
+    assert!(detail.contains("not queued") && detail.contains(&format!("`{url}` has not answered since")), "{body}");
+    let listed: serde_json::Value = client.get(server.url("/jobs")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(listed.as_array().map(Vec::len), Some(0), "{listed}");
 
-    // The bucket answers again: the node is ready, the job runs to its end.
+    // The bucket answers again: the node is ready, a job is queued and runs to its end.
     proxy.set(s3_harness::ProxyMode::Pass);
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while client.get(server.url("/ready")).send().await.unwrap().status() != 200 {
         assert!(std::time::Instant::now() < deadline, "never ready again");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let (status, job) = submit(&client, &server, command).await;
+    assert_eq!(status, 201, "{job}");
+    let id = job["id"].as_str().unwrap();
     let seen = wait_finished(&client, &server, id, Duration::from_secs(120)).await;
     let done = seen.last().unwrap();
     assert_eq!((&done["status"], &done["attempts"]), (&"completed".into(), &1.into()), "{done}");

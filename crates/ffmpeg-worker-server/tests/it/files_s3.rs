@@ -252,9 +252,15 @@ async fn files_calls_fail_at_once_while_the_bucket_is_known_unreachable_and_reco
     assert!(known(&r.problem(StatusCode::SERVICE_UNAVAILABLE, "/problems/storage-unavailable")).is_some());
     let r = app.delete("/files/in/a.txt").await;
     assert!(known(&r.problem(StatusCode::SERVICE_UNAVAILABLE, "/problems/storage-unavailable")).is_some());
+    // `/probe` reads the file as the files API does, and answers as it does (tester L9: it
+    // said `probe-unavailable`, as if ffprobe had failed).
     let r = app.get("/probe/in/a.txt", &[]).await;
-    let body = r.problem(StatusCode::SERVICE_UNAVAILABLE, "/problems/probe-unavailable");
-    assert!(body["detail"].as_str().unwrap().contains("has not answered since"), "{body}");
+    assert!(known(&r.problem(StatusCode::SERVICE_UNAVAILABLE, "/problems/storage-unavailable")).is_some());
+    assert!(r.headers.contains_key(header::RETRY_AFTER));
+    // The root's listing names the bucket, not an empty path (tester L9: "`` was not asked").
+    let r = app.get("/files", &[]).await;
+    let detail = known(&r.problem(StatusCode::SERVICE_UNAVAILABLE, "/problems/storage-unavailable")).unwrap();
+    assert!(detail.contains(&format!("`{named}` was not asked")) && !detail.contains("``"), "{detail}");
     let r = app.send(axum::http::Request::head("/files/in/a.txt").body(Body::empty()).unwrap()).await;
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(r.headers.contains_key(header::RETRY_AFTER));
@@ -316,6 +322,20 @@ async fn a_bucket_deleted_while_the_server_runs_is_named_missing_and_recovers() 
         assert!(Instant::now() < deadline, "/ready never named the bucket: {}", String::from_utf8_lossy(&r.bytes));
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // Known missing now: the root's listing names what it asked about (tester L9: "asked
+    // about ``"), `/probe` answers as the files API (it was `probe-unavailable`), and a
+    // submission is refused, nothing queued (tester L8: it was queued).
+    let r = app.get("/files", &[]).await;
+    let body = r.problem(StatusCode::SERVICE_UNAVAILABLE, "/problems/storage-unavailable");
+    let detail = body["detail"].as_str().unwrap();
+    assert!(named(&body) && detail.contains(&format!("asked about `s3://{bucket}/media`")), "{body}");
+    assert!(!detail.contains("``"), "{body}");
+    let r = app.get("/probe/in/a.txt", &[]).await;
+    assert!(named(&r.problem(StatusCode::SERVICE_UNAVAILABLE, "/problems/storage-unavailable")));
+    let r = app.submit("-i in/a.txt -c copy out/a.mkv").await;
+    let body = r.problem(StatusCode::SERVICE_UNAVAILABLE, "/problems/storage-unavailable");
+    assert!(named(&body) && body["detail"].as_str().unwrap().contains("not queued"), "{body}");
+    assert_eq!(app.get("/jobs", &[]).await.json().as_array().map(Vec::len), Some(0));
 
     // The bucket exists again (empty): the calls work again, with no one doing anything.
     server.create_bucket(&bucket);
@@ -330,4 +350,62 @@ async fn a_bucket_deleted_while_the_server_runs_is_named_missing_and_recovers() 
     }
     assert_eq!(app.put("in/b.txt", b"new").await.status, StatusCode::CREATED);
     assert_eq!(app.get("/ready", &[]).await.status, StatusCode::OK);
+}
+
+/// Submissions while the bucket does not answer (tester L8: each waited for its checks, about
+/// 10 s, then queued the job, and the outage stayed unknown to the rest of the service). A
+/// submission that finds the bucket silent is refused, 503 `storage-unavailable` naming the
+/// bucket and since when, with `Retry-After`, nothing queued; and it made the outage known as
+/// a worker would: the very next files call is refused as known down, without asking the
+/// bucket, and so is every next submission, until the bucket answers again.
+#[tokio::test]
+async fn a_submission_while_the_bucket_does_not_answer_is_503_and_makes_the_outage_known() {
+    use std::time::{Duration, Instant};
+    let server = s3_harness::shared();
+    let proxy = s3_harness::Proxy::start(server.port());
+    let bucket = server.bucket();
+    let timeouts = jobs::storage::S3Timeouts { request: Duration::from_secs(1), ..Default::default() };
+    let config = S3Config { endpoint: Some(proxy.endpoint()), timeouts, ..s3_config(&bucket, "media") };
+    let app = ready_app(&config, &bucket);
+    assert_eq!(app.put("in/a.mp4", b"x").await.status, StatusCode::CREATED);
+    // Checked and queued while the bucket answers.
+    assert_eq!(app.submit("-i in/a.mp4 -c copy out/a.mkv").await.status, StatusCode::CREATED);
+
+    proxy.set(s3_harness::ProxyMode::Silent);
+    let named = format!("the file storage `s3://{bucket}/media` has not answered since");
+    let refused = |r: &crate::files_app::Reply| {
+        let body = r.problem(StatusCode::SERVICE_UNAVAILABLE, "/problems/storage-unavailable");
+        let detail = body["detail"].as_str().unwrap().to_owned();
+        assert!(detail.contains("the job was not queued") && detail.contains(&named), "{detail}");
+        let retry_after = r.headers[header::RETRY_AFTER].to_str().unwrap().parse::<u64>().unwrap();
+        assert!((1..=10).contains(&retry_after), "{retry_after}");
+        detail
+    };
+    // The first submission finds the bucket silent itself.
+    let detail = refused(&app.submit("-i in/a.mp4 -c copy out/b.mkv").await);
+    assert!(detail.contains("`in/a.mp4` was not asked"), "{detail}");
+    // Known to the whole service now: the files API refuses at once, naming the outage.
+    let r = app.get("/files/in/a.mp4", &[]).await;
+    let body = r.problem(StatusCode::SERVICE_UNAVAILABLE, "/problems/storage-unavailable");
+    assert!(body["detail"].as_str().unwrap().contains(&named), "{body}");
+    let r = app.get("/ready", &[]).await;
+    r.problem(StatusCode::SERVICE_UNAVAILABLE, "/problems/not-ready");
+    // A submission with no bucket file to read is refused as well: its outputs go there.
+    refused(&app.submit("-f lavfi -i testsrc -t 1 out/c.mp4").await);
+    // Only the job of the live bucket was queued.
+    assert_eq!(app.get("/jobs", &[]).await.json().as_array().map(Vec::len), Some(1));
+
+    // The bucket answers again: submissions are checked and queued again, by themselves.
+    proxy.set(s3_harness::ProxyMode::Pass);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let r = app.submit("-i in/a.mp4 -c copy out/d.mkv").await;
+        if r.status == StatusCode::CREATED {
+            break;
+        }
+        refused(&r);
+        assert!(Instant::now() < deadline, "never recovered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(app.get("/jobs", &[]).await.json().as_array().map(Vec::len), Some(2));
 }

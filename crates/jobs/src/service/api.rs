@@ -9,7 +9,7 @@ use ffmpeg_core::command::{Command, CommandError};
 use ffmpeg_core::footprint::Footprint;
 use ffmpeg_core::sandbox::{ResolvedCommand, Sandbox, SandboxError};
 
-use super::places::{check_places_in_bucket, check_places_in_place};
+use super::places::{check_places_in_bucket, check_places_in_place, first_place};
 use super::{Jobs, METRIC_FINISHED, METRIC_SUBMITTED, blocking};
 use crate::concat_lists::{self, ConcatListError};
 use crate::events::{AllEvents, AllFilter, EventId, JobEvents, Resume};
@@ -19,12 +19,13 @@ use crate::media::{MediaInfo, MediaProbeError};
 use crate::model::{InvalidRequest, Job, JobId, MAX_PAGE_SIZE, SubmitOptions};
 use crate::runner::Runner;
 use crate::staging::{Stage, StagingError};
-use crate::storage::{NameLimits, Storage, StorageError, WrittenNameTooLong, check_written, in_the_way};
+use crate::storage::{NameLimits, READY_TIMEOUT, Storage, StorageError, WrittenNameTooLong, check_written, in_the_way};
 use crate::store::{CancelOutcome, ListQuery, StatusCounts, StoreError};
 use crate::webhook::{Delivery, WebhookConfig, WebhookError};
 
-/// How long a submission waits for its concat lists to be read from a bucket
-/// ([`concat_lists::entries`]) before it goes on without the entries not read by then.
+/// How long a submission waits for its checks in a bucket (its concat lists read,
+/// [`concat_lists::entries`], and its places checked) before it goes on without what was not
+/// read by then (after a check that the bucket answers at all: `Jobs::check_in_bucket`).
 const LISTS_AT_SUBMIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Why a submission was refused.
@@ -72,6 +73,13 @@ pub enum SubmitError {
         /// What is in the way.
         problem: Box<StorageError>,
     },
+    /// With the files in a bucket: the bucket is known not to answer (a check found it so,
+    /// [`StorageError::Unreachable`], naming since when) or does not exist
+    /// ([`StorageError::NoBucket`]), so where the command reads and writes could not be
+    /// checked; nothing was queued. A submission that finds the bucket silent makes that
+    /// known to the whole service first ([`Jobs::submit`]'s checks).
+    #[error("the job was not queued: its files cannot be checked in the storage: {0}")]
+    StorageUnavailable(#[source] StorageError),
     /// The submission's idempotency key already belongs to job `job`, which was submitted
     /// with a different request ([`crate::idempotency`]): nothing was queued.
     #[error(
@@ -148,6 +156,8 @@ impl Jobs {
                         .await
                         .map_err(|e| MediaProbeError::Unavailable(format!("preparing the probe failed: {e}")))?;
                 }
+                // The storage's own failure, answered as the files API answers it.
+                Err(StagingError::Download(e)) => return Err(MediaProbeError::Storage(e)),
                 Err(e) => return Err(MediaProbeError::Unavailable(e.to_string())),
             }
         }
@@ -293,15 +303,8 @@ impl Jobs {
         let mut footprint = Footprint::of(&resolved);
         footprint.add_read_files(listed);
         if !in_place {
-            // A bucket that does not answer soon holds up no submission (the run checks the
-            // lists). (Through its availability: a bucket known unreachable is not waited for.)
-            let mut listed = Vec::new();
-            let reading = concat_lists::entries(&self.sandbox, &resolved, self.storage.as_ref(), &mut listed);
-            // Past the time, what was read so far counts.
-            let _ = tokio::time::timeout(LISTS_AT_SUBMIT, reading).await;
-            footprint.add_read_files(listed);
             // In place, `check_command` gave the data directory's answer (the same).
-            check_places_in_bucket(&self.sandbox, self.storage.as_ref(), &resolved, LISTS_AT_SUBMIT).await?;
+            self.check_in_bucket(&resolved, &mut footprint).await?;
         }
         options.footprint = footprint;
         let requested = std::mem::take(&mut options.webhooks);
@@ -322,6 +325,82 @@ impl Jobs {
         self.status_changed(&mut job).await;
         metrics::counter!(METRIC_SUBMITTED).increment(1);
         Ok(Submitted { job, replayed: false })
+    }
+
+    /// With the files in a bucket, a submission's checks there: what its concat lists name
+    /// (added to `footprint`) and what lies where it reads and writes
+    /// ([`check_places_in_bucket`]), both bounded by [`LISTS_AT_SUBMIT`] (a bucket that
+    /// answers slowly holds up no submission: what was read by then counts, the run checks
+    /// again).
+    ///
+    /// A bucket that does not answer gets no job queued (tester finding L8: each submission
+    /// waited for the checks' time, then queued the job, and the outage stayed unknown):
+    /// - while it is known not to ([`Availability`](crate::storage::Availability)), the
+    ///   submission is refused at once;
+    /// - beside the checks, whether it answers at all is asked as `/ready` asks it
+    ///   ([`Availability::check`](crate::storage::Availability::check): answered from what
+    ///   the last 5 s of calls saw, else one request within
+    ///   [`READY_TIMEOUT`]), and asked again
+    ///   ([`Availability::confirm`](crate::storage::Availability::confirm)) if the checks still
+    ///   wait after [`READY_TIMEOUT`]; a failed check refuses the submission then, without
+    ///   waiting for the checks' own time;
+    /// - a check that got no answer (or ran out of time) is confirmed as a worker confirms a
+    ///   failed transfer ([`Availability::confirm`](crate::storage::Availability::confirm)):
+    ///   a bucket found not answering is then known so to the whole service (`/ready`, the
+    ///   files API, the workers, the next submissions) and the submission is refused; one
+    ///   found answering lets it through, as before.
+    ///
+    /// # Errors
+    /// [`SubmitError::StorageUnavailable`] ([`StorageError::Unreachable`] or
+    /// [`StorageError::NoBucket`]), and as [`check_places_in_bucket`].
+    async fn check_in_bucket(&self, resolved: &ResolvedCommand, footprint: &mut Footprint) -> Result<(), SubmitError> {
+        let named = first_place(resolved);
+        let refused = || self.availability.gate(&named).map_err(SubmitError::StorageUnavailable);
+        refused()?;
+        let storage = self.storage.as_ref();
+        let mut listed = Vec::new();
+        let outcome = {
+            let checks = async {
+                let lists = concat_lists::entries(&self.sandbox, resolved, storage, &mut listed);
+                let places = check_places_in_bucket(&self.sandbox, storage, resolved);
+                tokio::join!(
+                    tokio::time::timeout(LISTS_AT_SUBMIT, lists),
+                    tokio::time::timeout(LISTS_AT_SUBMIT, places)
+                )
+            };
+            // Ends only once the bucket is known down: asked as `/ready` asks, and again if the
+            // checks still wait after as long as such a check may take.
+            let watch = async {
+                if self.availability.check().await.is_ok() {
+                    tokio::time::sleep(READY_TIMEOUT).await;
+                    self.availability.confirm().await;
+                    if !self.availability.is_down() {
+                        std::future::pending::<()>().await;
+                    }
+                }
+            };
+            tokio::select! {
+                biased;
+                done = checks => Some(done),
+                () = watch => None,
+            }
+        };
+        // Past the time, what was read so far counts.
+        footprint.add_read_files(listed);
+        let Some((lists, places)) = outcome else { return refused() };
+        let no_answer = match (lists, places) {
+            (_, Ok(Err(refusal))) => return Err(refusal),
+            (Ok(Ok(())), Ok(Ok(None))) => None,
+            (Ok(Err(e)), _) | (_, Ok(Ok(Some(e)))) => Some(e.to_string()),
+            (Err(_), _) | (_, Err(_)) => Some(format!("no answer within {} s", LISTS_AT_SUBMIT.as_secs())),
+        };
+        if let Some(why) = no_answer {
+            self.availability.confirm().await;
+            refused()?;
+            tracing::warn!(error = %why, "the storage did not answer a submission's checks, yet answers its own check; \
+                           the run checks again");
+        }
+        Ok(())
     }
 
     /// The answer to a submission with `idempotency` whose key is `job`'s: that job (as
@@ -469,6 +548,7 @@ async fn check_probed_lists(
         Err(
             e @ (ConcatListError::TooLarge { .. } | ConcatListError::NotText { .. } | ConcatListError::TooMany { .. }),
         ) => Err(MediaProbeError::NotMedia { path: path.to_owned(), reason: e.to_string() }),
+        Err(ConcatListError::Staging(StagingError::Download(e))) => Err(MediaProbeError::Storage(e)),
         Err(e) => Err(MediaProbeError::Unavailable(e.to_string())),
     }
 }

@@ -13,7 +13,9 @@
 //!   sandbox's answer for that place on a disk (422 `not-a-file`, naming the argument):
 //!   [`check_places_in_bucket`] finds such places, lays them out in an empty private directory
 //!   and resolves the command there with the same rules, so the answer is the disk's by
-//!   construction.
+//!   construction; unless the bucket holds an object of that very name too (`x` beside
+//!   `x/y`, which no disk can hold): the files API lists and serves that file, and a job reads
+//!   it likewise.
 
 use std::path::Path;
 
@@ -24,6 +26,7 @@ use ffmpeg_core::policy::{Access, Naming};
 use ffmpeg_core::sandbox::{InputSource, PathProblem, ResolvedCommand, Sandbox, SandboxError};
 
 use super::SubmitError;
+use crate::concat_lists::no_answer;
 use crate::storage::{Storage, StorageError, check_writable_in};
 
 /// Where a command writes, as [`Storage::check_writable_paths`] takes it: every name the job
@@ -132,11 +135,24 @@ fn read_files(resolved: &ResolvedCommand) -> Vec<String> {
     files
 }
 
+/// The first place `resolved` reads or writes (normal path), to name in a message about the
+/// storage as a whole (a submission refused while it does not answer); empty when it names
+/// none (the storage then names itself).
+pub(super) fn first_place(resolved: &ResolvedCommand) -> String {
+    let writes = WrittenPlaces::of(resolved);
+    let mut places = read_files(resolved).into_iter().chain(writes.files).chain(writes.dirs);
+    places.next().unwrap_or_default()
+}
+
 /// With the files in a bucket, at submit: a file `resolved` reads that is a directory in the
 /// bucket (or lies below a file) gets the data directory's answer (the sandbox's 422
-/// `not-a-file`, naming the argument); a file it writes there,
-/// [`SubmitError::OutputConflict`] (as on a disk). `within` bounds each check: a storage that
-/// does not answer by then holds up no submission (the run checks again).
+/// `not-a-file`, naming the argument), unless the bucket holds a file of that very name too
+/// (a bucket keeps both `x` and `x/y`; `GET /files` serves that file, and so may a job:
+/// tester finding L5); a file it writes there, [`SubmitError::OutputConflict`] (as on a disk).
+///
+/// Returns `Some(error)` when the storage did not answer a check ([`no_answer`]; the caller
+/// bounds the whole in time): those places are not known, and the run checks again. A failure
+/// of any other kind (a refusal) is logged and left to the run too.
 ///
 /// # Errors
 /// [`SubmitError::Sandbox`] or [`SubmitError::OutputConflict`], the first in the command's
@@ -145,16 +161,20 @@ pub(super) async fn check_places_in_bucket(
     sandbox: &Sandbox,
     storage: &dyn Storage,
     resolved: &ResolvedCommand,
-    within: std::time::Duration,
-) -> Result<(), SubmitError> {
+) -> Result<Option<StorageError>, SubmitError> {
     let reads = read_files(resolved);
     let writes = WrittenPlaces::of(resolved);
     let (read, written) = tokio::join!(
-        found_in_the_way(storage, "inputs", &reads, &[], within),
-        found_in_the_way(storage, "outputs", &writes.files, &writes.dirs, within)
+        read_in_the_way(storage, &reads),
+        found_in_the_way(storage, "outputs", &writes.files, &writes.dirs)
     );
+    let (read, written) = match (read, written) {
+        (InTheWay::NoAnswer(e), InTheWay::Nothing | InTheWay::NoAnswer(_))
+        | (InTheWay::Nothing, InTheWay::NoAnswer(e)) => return Ok(Some(e)),
+        (read, written) => (read.found(), written.found()),
+    };
     if read.is_none() && written.is_none() {
-        return Ok(());
+        return Ok(None);
     }
     let layout: Vec<Place> = read.iter().chain(&written).filter_map(Place::of).collect();
     let (sandbox, command) = (sandbox.clone(), resolved.command().clone());
@@ -163,33 +183,67 @@ pub(super) async fn check_places_in_bucket(
         (Some(answer), _) => Err(answer),
         // The disk would take it (a layout that cannot be laid out): the bucket's own answer.
         (None, Some(problem)) => Err(writes.conflict(problem)),
-        (None, None) => Ok(()),
+        (None, None) => Ok(None),
+    }
+}
+
+/// What a check of places found.
+enum InTheWay {
+    /// Nothing in the way (or a failure that is not the storage's silence, logged).
+    Nothing,
+    /// [`StorageError::IsADirectory`] or [`StorageError::NotADirectory`].
+    Found(StorageError),
+    /// The storage did not answer ([`no_answer`]).
+    NoAnswer(StorageError),
+}
+
+impl InTheWay {
+    fn found(self) -> Option<StorageError> {
+        match self {
+            InTheWay::Found(problem) => Some(problem),
+            InTheWay::Nothing | InTheWay::NoAnswer(_) => None,
+        }
+    }
+}
+
+/// [`found_in_the_way`] for the files a command reads: a place in the way that holds a file of
+/// its very name too (an object at `x` beside keys `x/...`, or an object at `x/y` below a file
+/// `x`) is read as that file, as the files API reads it, and the others are checked again.
+async fn read_in_the_way(storage: &dyn Storage, reads: &[String]) -> InTheWay {
+    let mut reads = reads.to_vec();
+    loop {
+        let problem = match found_in_the_way(storage, "inputs", &reads, &[]).await {
+            InTheWay::Found(problem) => problem,
+            other => return other,
+        };
+        let path = match &problem {
+            StorageError::IsADirectory(path) | StorageError::NotADirectory { path, .. } => path.clone(),
+            _ => return InTheWay::Found(problem),
+        };
+        if !reads.contains(&path) {
+            return InTheWay::Found(problem);
+        }
+        match storage.head(&path).await {
+            Ok(_) => reads.retain(|read| *read != path),
+            Err(e) if no_answer(&e) => return InTheWay::NoAnswer(e),
+            Err(_) => return InTheWay::Found(problem),
+        }
     }
 }
 
 /// What [`Storage::check_writable_paths`] finds in the way of `files` and `dirs` (`what`, for
-/// a warning): a directory where a file is, a file where a directory is; `None` also when the
-/// storage fails or does not answer `within`.
-async fn found_in_the_way(
-    storage: &dyn Storage,
-    what: &str,
-    files: &[String],
-    dirs: &[String],
-    within: std::time::Duration,
-) -> Option<StorageError> {
+/// a warning): a directory where a file is, a file where a directory is.
+async fn found_in_the_way(storage: &dyn Storage, what: &str, files: &[String], dirs: &[String]) -> InTheWay {
     if files.is_empty() && dirs.is_empty() {
-        return None;
+        return InTheWay::Nothing;
     }
-    match tokio::time::timeout(within, storage.check_writable_paths(files, dirs)).await {
-        Ok(Err(problem @ (StorageError::IsADirectory(_) | StorageError::NotADirectory { .. }))) => Some(problem),
-        Ok(Ok(())) => None,
-        Ok(Err(e)) => {
+    match storage.check_writable_paths(files, dirs).await {
+        Ok(()) => InTheWay::Nothing,
+        Err(problem @ (StorageError::IsADirectory(_) | StorageError::NotADirectory { .. })) => InTheWay::Found(problem),
+        Err(e) if no_answer(&e) => InTheWay::NoAnswer(e),
+        Err(e) => {
             tracing::warn!(error = %e, "checking the {what}' places in the storage failed; the run checks again");
-            None
-        }
-        Err(_) => {
-            tracing::warn!("the storage did not answer the {what}' check in time; the run checks again");
-            None
+            InTheWay::Nothing
         }
     }
 }

@@ -206,7 +206,8 @@ impl Availability {
 
     /// Before a call that would send `path`'s request: [`StorageError::Unreachable`] at once
     /// while the storage is known unreachable (and a new check in the background if the last
-    /// one is at least [`PROBE_INTERVAL`] old).
+    /// one is at least [`PROBE_INTERVAL`] old). An empty `path` (the root) is named by the
+    /// storage's name ([`Availability::name`]).
     ///
     /// # Errors
     /// [`StorageError::Unreachable`].
@@ -214,6 +215,10 @@ impl Availability {
         let down = self.state().down.clone();
         let Some(down) = down else { return Ok(()) };
         self.probe_later(true);
+        // The root (a listing of every file, `GET /files`) is named by the storage's name, as
+        // the bucket's own errors name it: never an empty name (tester finding L9: "asked
+        // about ``").
+        let path = if path.is_empty() { self.name.as_str() } else { path };
         // A bucket that answered it does not exist is named as such, not as silent.
         if let StorageError::NoBucket { bucket, source, .. } = down.error.as_ref() {
             let source =

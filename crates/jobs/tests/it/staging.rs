@@ -14,7 +14,8 @@ use jobs::model::Phase;
 use jobs::storage::{ByteStream, PutOptions, S3Config, S3Storage, StagedPut, Storage, StorageError, StoredFile};
 use jobs::store::JobStore;
 use jobs::{
-    FfmpegConfig, FfmpegRunner, Job, JobId, JobStatus, Jobs, JobsConfig, MemoryStore, Runner, Shutdown, SubmitOptions,
+    FfmpegConfig, FfmpegRunner, Job, JobId, JobStatus, Jobs, JobsConfig, MemoryStore, Runner, Shutdown, SubmitError,
+    SubmitOptions,
 };
 
 use crate::fixture::{Intercept, Intercepted};
@@ -1425,26 +1426,38 @@ async fn the_publish_check_lists_each_directory_once_not_each_file() {
 }
 
 /// A bucket deleted while the server runs (tester H8: a job failed "no file `o.mp4`"): a job
-/// that stages an input, and one that only writes, both fail at once naming the bucket.
+/// queued before that stages an input, and one that only writes, both fail at once naming
+/// the bucket; a submission after it is refused naming it (tester L8: it was queued).
 #[tokio::test]
 async fn a_job_on_a_deleted_bucket_fails_naming_the_bucket() {
-    let fx = fixture();
-    fx.put_bytes("in/a.mp4", b"x").await;
-    s3_harness::shared().delete_bucket(&fx.bucket);
-    let named = format!("bucket `{}` does not exist", fx.bucket);
-    for (command, step) in [
+    let proxy = s3_harness::Proxy::start(s3_harness::shared().port());
+    let (jobs, bucket, _data) = proxied_jobs(&proxy, 2, Duration::from_millis(10)).await;
+    let commands = [
         ("-f lavfi -i testsrc=s=64x48:r=25 -t 0.2 o.mp4", "uploading the job's outputs"),
-        ("-i in/a.mp4 -c copy o2.mp4", "downloading the job's inputs"),
-    ] {
-        let job = fx.submit(command).await;
-        let done = fx.finished(&job.id).await;
+        ("-i in/clip.mp4 -c copy o2.mp4", "downloading the job's inputs"),
+    ];
+    let mut queued = Vec::new();
+    for (command, _) in commands {
+        queued.push(jobs.submit(command, SubmitOptions::default()).await.unwrap());
+    }
+    s3_harness::shared().delete_bucket(&bucket);
+    let named = format!("bucket `{bucket}` does not exist");
+    let shutdown = Shutdown::default();
+    let _workers = jobs.spawn_workers(&shutdown);
+    for (job, (command, step)) in queued.iter().zip(commands) {
+        let done = finished(&jobs, &job.id).await;
         assert_eq!((done.status, done.attempts), (JobStatus::Failed, 1), "{command}: {done:?}");
         let error = done.error.unwrap();
         assert!(error.contains(&named) && error.contains(step), "{command}: {error}");
         assert!(!error.contains("no file `"), "{command}: {error}");
     }
-    s3_harness::shared().create_bucket(&fx.bucket);
-    fx.no_stages_left().await;
+    for (command, _) in commands {
+        let refused = jobs.submit(command, SubmitOptions::default()).await.unwrap_err();
+        assert!(matches!(refused, SubmitError::StorageUnavailable(_)), "{command}: {refused:?}");
+        assert!(refused.to_string().contains(&named), "{command}: {refused}");
+    }
+    shutdown.stop_claiming.cancel();
+    s3_harness::shared().create_bucket(&bucket);
 }
 
 /// Tester H6 on a bucket: two jobs, one writing the file `race/a` and one writing
