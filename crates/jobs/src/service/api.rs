@@ -19,7 +19,9 @@ use crate::media::{MediaInfo, MediaProbeError};
 use crate::model::{InvalidRequest, Job, JobId, MAX_PAGE_SIZE, SubmitOptions};
 use crate::runner::Runner;
 use crate::staging::{Stage, StagingError};
-use crate::storage::{NameLimits, READY_TIMEOUT, Storage, StorageError, WrittenNameTooLong, check_written, in_the_way};
+use crate::storage::{
+    NameLimits, PROBE_INTERVAL, READY_TIMEOUT, Storage, StorageError, WrittenNameTooLong, check_written, in_the_way,
+};
 use crate::store::{CancelOutcome, ListQuery, StatusCounts, StoreError};
 use crate::webhook::{Delivery, WebhookConfig, WebhookError};
 
@@ -342,8 +344,9 @@ impl Jobs {
     ///   the last 5 s of calls saw, else one request within
     ///   [`READY_TIMEOUT`]), and asked again
     ///   ([`Availability::confirm`](crate::storage::Availability::confirm)) if the checks still
-    ///   wait after [`READY_TIMEOUT`]; a failed check refuses the submission then, without
-    ///   waiting for the checks' own time;
+    ///   wait [`READY_TIMEOUT`] and a second before their own time ends; a failed check refuses the
+    ///   submission then (a silent bucket costs the first submission that finds it at most
+    ///   [`LISTS_AT_SUBMIT`], the next ones nothing);
     /// - a check that got no answer (or ran out of time) is confirmed as a worker confirms a
     ///   failed transfer ([`Availability::confirm`](crate::storage::Availability::confirm)):
     ///   a bucket found not answering is then known so to the whole service (`/ready`, the
@@ -369,10 +372,12 @@ impl Jobs {
                 )
             };
             // Ends only once the bucket is known down: asked as `/ready` asks, and again if the
-            // checks still wait after as long as such a check may take.
+            // checks still wait when a check then would end a second before their time does
+            // (so that it is made by then: measured, a check started to end with their time
+            // lost the race to it, and a second check followed: 8 s in all).
             let watch = async {
                 if self.availability.check().await.is_ok() {
-                    tokio::time::sleep(READY_TIMEOUT).await;
+                    tokio::time::sleep(LISTS_AT_SUBMIT.saturating_sub(READY_TIMEOUT + PROBE_INTERVAL)).await;
                     self.availability.confirm().await;
                     if !self.availability.is_down() {
                         std::future::pending::<()>().await;
