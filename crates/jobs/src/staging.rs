@@ -372,7 +372,8 @@ impl Stage {
     /// For a command that must not overwrite its outputs (`-n`): puts an empty file in the
     /// stage at each of `paths` (relative) that exists in `storage`, so that ffmpeg finds it
     /// and refuses as it does in a data directory ("File '…' already exists. Exiting.").
-    /// Returns the paths held.
+    /// Returns the paths held. Called before anything is downloaded: a run that holds one
+    /// downloads nothing ([`crate::Jobs`] fails it before ffmpeg starts).
     ///
     /// # Errors
     /// [`StagingError::Download`] when the storage fails, [`StagingError::Write`].
@@ -389,7 +390,7 @@ impl Stage {
             if let Some(parent) = target.parent() {
                 tokio::fs::create_dir_all(parent).await.map_err(write_error)?;
             }
-            // An input of the same name was downloaded already: it is the file itself.
+            // An input of the same name, if staged already, is the file itself.
             if tokio::fs::symlink_metadata(&target).await.is_err() {
                 tokio::fs::File::create(&target).await.map_err(write_error)?;
             }

@@ -32,9 +32,10 @@ impl Jobs {
         }
     }
 
-    /// Phase `downloading` of a staged job: its inputs into `stage`, and for a command that
-    /// must not overwrite (`-n`) an empty file in place of each output `kept` that exists in
-    /// the storage (ffmpeg then refuses as it does locally), and each output of `read_back`
+    /// Phase `downloading` of a staged job: for a command that must not overwrite (`-n`), an
+    /// empty file in place of each output `kept` that exists in the storage, checked first:
+    /// when one does, nothing else is downloaded (the run then fails before ffmpeg starts, as
+    /// it does locally); else its inputs into `stage`, and each output of `read_back`
     /// that exists in the storage ([`staging::read_before_written`]; returned, to upload those
     /// the run changed). `Err(Some(error))`: staging
     /// failed ([`Jobs::staging_failed`]; [`StagingError::TimedOut`] once `deadline` passed);
@@ -56,16 +57,20 @@ impl Jobs {
         self.save_phase(id, downloading, publisher).await;
         let download = async {
             let started = std::time::Instant::now();
+            // `-n` first: an output that exists in the storage fails the run before ffmpeg
+            // starts (`refuse_existing_outputs` finds it held in the stage), so nothing is
+            // downloaded for it (tester finding L7: every input was, first).
+            let held = stage.hold_existing(remote, kept).await?;
+            if !held.is_empty() {
+                tracing::info!(outputs = ?held, "-n: outputs exist in the storage; the run fails, nothing is downloaded");
+                return Ok((Transfer::default(), Vec::new()));
+            }
             let inputs = stage.download(remote, footprint).await?;
             // Outputs ffmpeg reads before it writes them (an HLS playlist appended to).
             let (staged_back, back) = stage.download_existing(remote, read_back).await?;
             if !staged_back.is_empty() {
                 tracing::info!(files = ?staged_back.iter().map(|f| &f.path).collect::<Vec<_>>(),
                                "outputs ffmpeg reads back were staged from the storage");
-            }
-            let held = stage.hold_existing(remote, kept).await?;
-            if !held.is_empty() {
-                tracing::info!(outputs = ?held, "-n: outputs that exist in the storage are held in the stage");
             }
             let listed = concat_lists::check(sandbox, resolved, Some((stage, remote))).await;
             staging::count_download(listed.as_ref().map_err(|e| matches!(e, ConcatListError::Staging(_))));

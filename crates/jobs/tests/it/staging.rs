@@ -484,11 +484,52 @@ async fn an_unreachable_bucket_is_retried_up_to_max_attempts() {
     fx.no_stages_left().await;
 }
 
+/// Records the files read whole from a storage (what staging downloads), by path; a read of a
+/// part (a submission looking for a concat list's header) is not a download.
+#[derive(Debug, Default)]
+struct CountDownloads(Arc<std::sync::Mutex<Vec<String>>>);
+
+#[async_trait]
+impl Intercept for CountDownloads {
+    async fn open(&self, inner: &dyn Storage, path: &str) -> Result<Box<dyn StoredFile>, StorageError> {
+        let file = inner.open(path).await?;
+        Ok(Box::new(Counted { file, path: path.to_owned(), downloads: Arc::clone(&self.0) }))
+    }
+}
+
+/// A file opened through [`CountDownloads`].
+#[derive(Debug)]
+struct Counted {
+    file: Box<dyn StoredFile>,
+    path: String,
+    downloads: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl StoredFile for Counted {
+    fn meta(&self) -> &jobs::storage::FileMeta {
+        self.file.meta()
+    }
+    fn read(self: Box<Self>, range: std::ops::Range<u64>) -> ByteStream {
+        if range == (0..self.file.meta().size) {
+            self.downloads.lock().unwrap().push(self.path.clone());
+        }
+        self.file.read(range)
+    }
+    fn try_clone(&self) -> std::io::Result<Box<dyn StoredFile>> {
+        self.file.try_clone()
+    }
+}
+
 /// `-n`: an output that exists only in the bucket makes the job fail as ffmpeg does in a
-/// data directory, and is never replaced; a new output is published.
+/// data directory, and is never replaced; a new output is published. The refused jobs download
+/// nothing: the check comes before staging (tester finding L7, S3 side: every input was
+/// downloaded first).
 #[tokio::test]
 async fn no_overwrite_sees_outputs_that_exist_only_in_the_bucket() {
-    let fx = fixture();
+    let opened = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let counting = CountDownloads(Arc::clone(&opened));
+    let fx = fixture_with(move |s3| Intercepted::wrap(Arc::new(s3), counting));
+    let downloaded = || std::mem::take(&mut *opened.lock().unwrap());
     let local = tempfile::tempdir().unwrap();
     fx.upload(&make_clip(local.path()), "in/clip.mp4").await;
     fx.put_bytes("out/old.mkv", b"older output").await;
@@ -497,6 +538,7 @@ async fn no_overwrite_sees_outputs_that_exist_only_in_the_bucket() {
     assert_eq!((done.status, done.attempts), (JobStatus::Failed, 1), "{done:?}");
     assert_eq!(done.error.as_deref(), Some("File 'out/old.mkv' already exists. Exiting."), "{done:?}");
     assert_eq!(fx.object("out/old.mkv"), b"older output");
+    assert_eq!(downloaded(), Vec::<String>::new(), "a job refused by `-n` downloads nothing");
     // An HLS playlist and a DASH manifest (muxers that open their files themselves, which
     // ffmpeg 5.1's `-n` does not check): the same failure before ffmpeg runs, not a refusal
     // at publish after the whole encode (tester finding L7); no segment reaches the bucket.
@@ -512,6 +554,7 @@ async fn no_overwrite_sees_outputs_that_exist_only_in_the_bucket() {
         assert_eq!(done.error, Some(format!("File '{named}' already exists. Exiting.")), "{done:?}");
         let log = fx.jobs.log(&job.id).await.unwrap();
         assert!(!log.contains("Output #0"), "ffmpeg did not run: {log}");
+        assert_eq!(downloaded(), Vec::<String>::new(), "{command}: nothing downloaded");
     }
     assert_eq!(fx.object("nn/p.m3u8"), b"#EXTM3U\n");
     assert_eq!(fx.object("dd/m.mpd"), b"<MPD/>");
@@ -519,6 +562,7 @@ async fn no_overwrite_sees_outputs_that_exist_only_in_the_bucket() {
     let job = fx.submit("-n -i in/clip.mp4 -map 0 -c copy out/new.mkv").await;
     let done = fx.finished(&job.id).await;
     assert_eq!(done.status, JobStatus::Completed, "{done:?}");
+    assert_eq!(downloaded(), ["in/clip.mp4"], "a job that runs downloads its input");
     assert_eq!(fx.raw_keys(), ["dd/m.mpd", "in/clip.mp4", "nn/p.m3u8", "out/new.mkv", "out/old.mkv"]);
     fx.no_stages_left().await;
 }
