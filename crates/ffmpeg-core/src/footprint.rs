@@ -129,8 +129,16 @@ pub enum Claim {
     /// if it did not exist before the run or changed during it (ffmpeg overwrote it).
     Named,
     /// ffmpeg derives the name (pass logs, a muxer's segments and temporary files): the file
-    /// is the run's only if it did not exist before the run.
+    /// is the run's if it did not exist before the run or changed during it, as a named one
+    /// (a second run of an HLS command rewrites its segments under the same names, and they
+    /// are that run's as they were the first one's; tester finding L19). A derived name that
+    /// existed and that the run left alone (an older run's later segment) is not the run's.
     Derived,
+    /// A file an option appends to when it exists (x265's `csv`,
+    /// [`Access::Append`](crate::policy::Access::Append)): the run's only if it did not exist
+    /// before the run. One that existed holds more than the run wrote, so it is neither listed
+    /// nor removed even though the run changed it.
+    Appended,
 }
 
 /// The set as a path relative to the data directory: `dir/name` for one name, `dir/PATTERN`
@@ -396,7 +404,8 @@ impl Footprint {
     }
 
     /// The strongest claim the command's writes have on `path` (relative to the data
-    /// directory): [`Claim::Named`] before [`Claim::Derived`]; `None` when no write set
+    /// directory): [`Claim::Named`] before [`Claim::Derived`] before [`Claim::Appended`];
+    /// `None` when no write set
     /// covers it.
     pub fn claim_on(&self, path: &Path) -> Option<Claim> {
         let dir = path.parent().unwrap_or(Path::new(""));
@@ -498,7 +507,7 @@ impl Footprint {
                 }
             }
             // Appended to (x265's `csv`): a file that existed before is not the run's.
-            (Access::Append, _) => fp.write(dir, Names::Exact(name), Claim::Derived),
+            (Access::Append, _) => fp.write(dir, Names::Exact(name), Claim::Appended),
             (access, naming) => {
                 // A muxer may also take a pattern literally: HLS's `single_file` writes one
                 // segment file named exactly `-hls_segment_filename` (`hlsenc.c` numbers names

@@ -7,13 +7,16 @@
 //! modification and change times). After the run, a file in those directories is the run's
 //! when the footprint covers it and:
 //! - the command names it ([`Claim::Named`]: an output, `-segment_list`, an
-//!   `-hls_segment_filename` or `%03d` pattern) and it did not exist before the run or changed
-//!   during it (ffmpeg overwrote it), or
-//! - ffmpeg derives its name ([`Claim::Derived`]) and it did not exist before the run.
+//!   `-hls_segment_filename` or `%03d` pattern) or ffmpeg derives its name ([`Claim::Derived`]:
+//!   pass logs, HLS segments, DASH chunks), and it did not exist before the run or changed
+//!   during it (ffmpeg overwrote it: a second run of the same HLS command lists every segment
+//!   it rewrote, as the first run did, tester finding L19), or
+//! - the run appends to it ([`Claim::Appended`]: x265's `csv`) and it did not exist before the
+//!   run.
 //!
 //! Nothing else is ever listed or removed: a file that existed before the run and that the
-//! run did not overwrite is left alone, and so are files beside the outputs that merely share
-//! a prefix with them. Two runs whose footprints overlap never run at once (the store claims
+//! run did not overwrite is left alone (an older run's later segments that this one did not
+//! reach), and so are files beside the outputs that merely share a prefix with them. Two runs whose footprints overlap never run at once (the store claims
 //! jobs that way), so a new file matching a run's footprint is that run's.
 //!
 //! The snapshot is stored with the job's attempt before ffmpeg starts, so that recovery after
@@ -190,7 +193,7 @@ pub fn run_files(root: &Path, footprint: &Footprint, before: &Snapshot) -> Vec<P
             let path = dir.join(&name);
             let ours = match (before.stamp(dir, &name), claim) {
                 (None, _) => true,
-                (Some(stamp), Claim::Named) => *stamp != FileStamp::of(&meta),
+                (Some(stamp), Claim::Named | Claim::Derived) => *stamp != FileStamp::of(&meta),
                 (Some(_), _) => false,
             };
             if ours {

@@ -54,16 +54,25 @@ pub(super) enum Want {
     /// ([`PathProblem::WrittenLink`]).
     Written,
     Directory,
+    /// The prefix of names ffmpeg makes by appending to it (`-passlogfile PREFIX`:
+    /// `PREFIX-0.log`, [`Naming::Prefix`]). ffmpeg never opens the path itself, so whatever is
+    /// there (a directory, a link, nothing) is no matter, and its last component is kept as
+    /// written, a link there not followed: ffmpeg appends to the text, and the names it makes
+    /// are checked for links right before the run. The directories above it resolve as for
+    /// [`Want::File`]; the data directory itself, or a trailing `/`, is no prefix (ffmpeg would
+    /// append to the directory's own name, beside it).
+    Prefix,
 }
 
 impl Want {
     /// What a file-valued option's value must be: a directory for [`Access::ReadDirectory`]; a
-    /// written file ([`Want::Written`]) when the job writes the file the value names itself
-    /// (not a prefix or pattern of names, whose expansions the worker checks for links right
-    /// before the run); else a file.
+    /// prefix ([`Want::Prefix`]) for [`Naming::Prefix`]; a written file ([`Want::Written`])
+    /// when the job writes the file the value names itself (not a pattern of names, whose
+    /// expansions the worker checks for links right before the run); else a file.
     pub(super) fn for_use(file_use: FileUse) -> Want {
         match (file_use.access, file_use.naming) {
             (Access::ReadDirectory, _) => Want::Directory,
+            (_, Naming::Prefix) => Want::Prefix,
             (Access::Write | Access::ReadWrite | Access::Append, Naming::Exact | Naming::Suffixed(_)) => Want::Written,
             _ => Want::File,
         }
@@ -200,7 +209,8 @@ impl Sandbox {
         let count = parts.len();
         for (index, part) in parts.into_iter().enumerate() {
             current.push(part);
-            if !exists {
+            // A prefix's own name is text that ffmpeg appends to: nothing there is looked at.
+            if !exists || (want == Want::Prefix && index + 1 == count) {
                 continue;
             }
             match fs::symlink_metadata(&current) {
@@ -234,6 +244,11 @@ impl Sandbox {
             Want::Directory => {
                 if exists && fs::metadata(&current).is_ok_and(|meta| !meta.is_dir()) {
                     return Err(PathProblem::NotADirectory);
+                }
+            }
+            Want::Prefix => {
+                if current == self.root {
+                    return Err(PathProblem::NotAFile);
                 }
             }
         }

@@ -920,3 +920,52 @@ fn a_dangling_link_inside_the_data_directory_is_told_apart() {
         assert_eq!(s.dangling_link_inside(path), link.map(PathBuf::from), "{path}");
     }
 }
+
+/// `-passlogfile PREFIX` names no file: ffmpeg writes and reads `PREFIX-N.log` (and libx264
+/// `PREFIX-N.log.mbtree`), never `PREFIX` (`"%s-%d.log"`, `fftools/ffmpeg_mux_init.c`). So what
+/// is at `PREFIX` (a directory, a FIFO, a link, nothing) does not matter, and its name is kept
+/// as written, a link there not followed (ffmpeg appends to the text: `to_clip` gives
+/// `to_clip-0.log`, not `sub/clip.mp4-0.log`). The directories above it are resolved as for any
+/// path, and the data directory itself, a trailing `/`, `..` above the data directory or a
+/// reserved name stay refused (tester finding L13: a directory there was refused).
+#[test]
+fn a_pass_log_prefix_is_a_name_not_a_file() {
+    let f = fixture();
+    let prefix = |value: &str| {
+        let line = format!("-i in.mp4 -c:v libx264 -pass 1 -passlogfile {value} -f null -");
+        match f.sandbox.resolve_command(&Command::parse(&line).unwrap()) {
+            Ok(resolved) => {
+                let files = resolved.option_files();
+                assert_eq!(files.len(), 1, "{value}: {files:?}");
+                format!("ok {}", files[0].path().relative().display())
+            }
+            Err(e) => format!("error: {e}"),
+        }
+    };
+    for (value, expected) in [
+        // Existing directories, a FIFO, links (inside, out, dangling), nothing.
+        ("sub", "ok sub"),
+        ("thumbs", "ok thumbs"),
+        ("sub/logs", "ok sub/logs"),
+        ("fifo", "ok fifo"),
+        ("to_clip", "ok to_clip"),
+        ("to_sub", "ok to_sub"),
+        ("to_outside", "ok to_outside"),
+        ("dangling", "ok dangling"),
+        ("new/x", "ok new/x"),
+        // The directories above it resolve as always.
+        ("to_sub/x", "ok sub/x"),
+        (
+            "to_outside/x",
+            "error: argument 7 `-passlogfile to_outside/x`: option `-passlogfile`: path escapes the data directory",
+        ),
+        (".", "error: argument 7 `-passlogfile .`: option `-passlogfile`: not a file path"),
+        ("sub/", "error: argument 7 `-passlogfile sub/`: option `-passlogfile`: not a file path"),
+        ("../x", "error: argument 7 `-passlogfile ../x`: option `-passlogfile`: path escapes the data directory"),
+    ] {
+        assert_eq!(prefix(value), expected, "-passlogfile {value}");
+    }
+    // Denied names stay denied.
+    assert!(prefix("private").starts_with("error: "), "{}", prefix("private"));
+    assert!(prefix("jobs.db").starts_with("error: "), "{}", prefix("jobs.db"));
+}

@@ -629,9 +629,7 @@ async fn commands_reading_or_writing_a_directory_get_one_answer(backend: Backend
             format!("{file}; {RULE}"),
         ),
         (format!("{SRC} -vf psnr=stats_file=d -f null -"), 7, "-vf psnr=stats_file=d", format!("{dir}; {RULE}")),
-        // Not here: `-passlogfile d` onto a directory `d`. ffmpeg writes `d-0.log`, never `d`, so
-        // both backends should take it (tester finding L13); the disk refuses it today, a bucket
-        // takes it. Open.
+        // Not here: `-passlogfile d` onto a directory `d`, taken below (ffmpeg writes `d-0.log`).
     ];
     for (command, position, argument, detail) in cases {
         let r = app.submit(&command).await;
@@ -649,4 +647,16 @@ async fn commands_reading_or_writing_a_directory_get_one_answer(backend: Backend
     // Nothing was queued.
     let listed = app.get("/jobs", &[]).await.json();
     assert_eq!(listed.as_array().map(Vec::len), Some(0), "{listed}");
+    // A prefix is no file: ffmpeg writes `d-0.log` (and `d-0.log.mbtree`) beside the directory
+    // `d`, never `d` itself (`"%s-%d.log"`, `fftools/ffmpeg_mux_init.c`), for either pass; so
+    // does a prefix below the directory (tester finding L13: a data directory refused both).
+    for command in [
+        format!("{SRC} -c:v libx264 -pass 1 -passlogfile d -f null -"),
+        format!("{SRC} -c:v libx264 -pass 2 -passlogfile d -f null -"),
+        format!("{SRC} -c:v libx264 -pass 1 -passlogfile d/sub -f null -"),
+        format!("{SRC} -c:v libx264 -pass 1 -passlogfile:v d -f null -"),
+    ] {
+        let r = app.submit(&command).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{command}: {}", String::from_utf8_lossy(&r.bytes));
+    }
 }

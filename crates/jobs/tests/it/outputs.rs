@@ -25,22 +25,30 @@ fn exists(root: &Path, path: &str) -> bool {
 }
 
 #[test]
-fn a_run_owns_what_it_named_and_changed_and_the_new_files_ffmpeg_derives() {
+fn a_run_owns_what_it_named_or_ffmpeg_derives_and_it_created_or_changed() {
     let dir = tempfile::tempdir().unwrap();
     let sandbox = Sandbox::new(dir.path()).unwrap();
     let root = sandbox.root().to_owned();
     let command = "-i in.mp4 -c:v libx264 -pass 1 -passlogfile logs/x -f hls -hls_segment_filename hls/s%03d.ts \
-                   hls/top.m3u8 -map 0 out/a.mp4 -map 0 out/kept.mp4";
+                   hls/top.m3u8 -map 0 out/a.mp4 -map 0 out/kept.mp4 \
+                   -map 0 -c:v libx265 -x265-params csv=logs/old.csv out/h.mp4 \
+                   -map 0 -c:v libx265 -x265-params csv=logs/new.csv out/h2.mp4 -f hls -map 0 seg/p.m3u8";
     let resolved = sandbox.resolve_command(&Command::parse(command).unwrap()).unwrap();
     let footprint = Footprint::of(&resolved);
 
-    // Before the run: an earlier pass's log, segments of an earlier run, outputs, other files.
+    // Before the run: an earlier pass's logs, segments of an earlier run, outputs, a csv the
+    // run appends to, other files.
     for path in [
         "logs/x-0.log",
+        "logs/x-2.log",
         "logs/x-notes.txt",
+        "logs/old.csv",
         "hls/s001.ts",
         "hls/s002.ts",
         "hls/top0.ts",
+        "seg/p0.ts",
+        "seg/p1.ts",
+        "seg/p2.ts",
         "out/a.mp4",
         "out/kept.mp4",
         "out/a.mp4.bak",
@@ -53,14 +61,21 @@ fn a_run_owns_what_it_named_and_changed_and_the_new_files_ffmpeg_derives() {
     assert!(before.stamp(Path::new("logs"), "x-notes.txt").is_none());
 
     // The run, and other writers beside it.
-    write(&root, "logs/x-0.log", "rewritten by the run, but it existed: derived, not the run's");
+    write(&root, "logs/x-0.log", "rewritten by the run: derived, and changed, so the run's");
     write(&root, "logs/x-1.log", "new pass log");
     write(&root, "logs/x-1.log.mbtree.temp", "new x264 temp file");
     write(&root, "logs/x2.mp4", "another writer's file (issue 12)");
+    write(&root, "logs/old.csv", "before, and what the run appended: not the run's");
+    write(&root, "logs/new.csv", "a csv the run created");
     write(&root, "hls/s002.ts", "overwritten segment, named by the command's pattern");
     write(&root, "hls/s003.ts", "new segment");
     write(&root, "hls/top.m3u8", "new playlist");
     write(&root, "hls/notes.txt", "another writer's file");
+    // A second run of an HLS command rewrites the segments it reaches under the same names
+    // (tester finding L19: only the playlist was listed); an earlier run's later one stays.
+    write(&root, "seg/p0.ts", "rewritten segment, named by the muxer");
+    write(&root, "seg/p1.ts", "rewritten segment, named by the muxer");
+    write(&root, "seg/p.m3u8", "new playlist");
     write(&root, "out/a.mp4", "overwritten output");
     write(&root, "out/a.mp4.tmp", "new temp file");
 
@@ -68,10 +83,15 @@ fn a_run_owns_what_it_named_and_changed_and_the_new_files_ffmpeg_derives() {
         "hls/s002.ts",
         "hls/s003.ts",
         "hls/top.m3u8",
+        "logs/new.csv",
+        "logs/x-0.log",
         "logs/x-1.log",
         "logs/x-1.log.mbtree.temp",
         "out/a.mp4",
         "out/a.mp4.tmp",
+        "seg/p.m3u8",
+        "seg/p0.ts",
+        "seg/p1.ts",
     ]
     .iter()
     .map(PathBuf::from)
@@ -84,12 +104,14 @@ fn a_run_owns_what_it_named_and_changed_and_the_new_files_ffmpeg_derives() {
         assert!(!root.join(path).exists(), "{} removed", path.display());
     }
     for path in [
-        "logs/x-0.log",
+        "logs/x-2.log",
         "logs/x-notes.txt",
         "logs/x2.mp4",
+        "logs/old.csv",
         "hls/s001.ts",
         "hls/top0.ts",
         "hls/notes.txt",
+        "seg/p2.ts",
         "out/kept.mp4",
         "out/a.mp4.bak",
     ] {
@@ -254,6 +276,96 @@ async fn runs_never_write_through_a_link_out_of_the_data_directory() {
         assert_eq!(job.status, JobStatus::Completed, "{job:?}");
         assert!(job.output_files.iter().any(|f| f == listed), "{listed} in {:?}", job.output_files);
     }
+    shutdown.stop_claiming.cancel();
+}
+
+/// Real runs in a data directory: the same HLS command run again (`-y`, its outputs there)
+/// lists every file it wrote, its segments included, as the first run did, in `output_files`
+/// and in `outputs` (tester finding L19: the second run listed only its playlist). A shorter
+/// run over the same names lists only what it rewrote, not the longer run's later segments.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_run_lists_the_segments_it_rewrote_as_the_first_did() {
+    let dir = tempfile::tempdir().unwrap();
+    let sandbox = Sandbox::new(dir.path()).unwrap();
+    let root = sandbox.root().to_owned();
+    let store: Arc<dyn JobStore> = Arc::new(MemoryStore::new());
+    let runner: Arc<dyn Runner> = Arc::new(FfmpegRunner::new(FfmpegConfig::new("ffmpeg", &root)));
+    let config = JobsConfig { concurrency: 1, idle_wait: Duration::from_millis(100), ..JobsConfig::default() };
+    let jobs = Jobs::new(Arc::clone(&store), runner, sandbox, config);
+    let shutdown = Shutdown::default();
+    let _workers = jobs.spawn_workers(&shutdown);
+    let run = |seconds: u32| {
+        let (jobs, store) = (Arc::clone(&jobs), Arc::clone(&store));
+        async move {
+            let command = format!(
+                "-y -f lavfi -i testsrc=duration={seconds}:size=64x48:rate=10 -c:v libx264 -preset ultrafast -g 5 \
+                 -f hls -hls_time 0.5 -hls_list_size 0 hls/p.m3u8"
+            );
+            let id = jobs.submit(&command, SubmitOptions::default()).await.unwrap().id;
+            let job = finished_by(&store, &id, Instant::now() + Duration::from_secs(60)).await;
+            assert_eq!(job.status, JobStatus::Completed, "{job:?}");
+            let described: Vec<String> = job.outputs.iter().map(|o| o.path.clone()).collect();
+            assert_eq!(described, job.output_files, "`outputs` describes the files listed");
+            job.output_files
+        }
+    };
+    let on_disk = || {
+        let mut names: Vec<String> = std::fs::read_dir(root.join("hls"))
+            .unwrap()
+            .map(|e| format!("hls/{}", e.unwrap().file_name().to_string_lossy()))
+            .collect();
+        names.sort();
+        names
+    };
+    let first = run(2).await;
+    assert!(first.len() > 2, "a playlist and its segments: {first:?}");
+    assert_eq!(first, on_disk());
+    let second = run(2).await;
+    assert_eq!(second, first, "the second run rewrote every file the first wrote");
+    // Half as long: the segments it rewrote and its playlist; the longer runs' later segments
+    // stay on disk, not listed (a first run would not list them either).
+    let shorter = run(1).await;
+    assert!(shorter.len() > 1 && shorter.len() < first.len(), "{shorter:?} against {first:?}");
+    assert!(shorter.iter().all(|f| first.contains(f)), "{shorter:?}");
+    let playlist = std::fs::read_to_string(root.join("hls/p.m3u8")).unwrap();
+    for segment in &shorter {
+        if segment.ends_with(".ts") {
+            let name = segment.strip_prefix("hls/").unwrap();
+            assert!(playlist.contains(name), "{name} listed and in the playlist: {playlist}");
+        }
+    }
+    assert_eq!(on_disk(), first, "nothing removed");
+    shutdown.stop_claiming.cancel();
+}
+
+/// In a data directory, a pass-log prefix that names a directory (tester finding L13: refused
+/// at submit): both passes run, the logs are written beside the directory and listed, and the
+/// directory's files stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pass_logs_go_beside_a_directory_named_like_their_prefix() {
+    let dir = tempfile::tempdir().unwrap();
+    let sandbox = Sandbox::new(dir.path()).unwrap();
+    let root = sandbox.root().to_owned();
+    write(&root, "logs/two/notes.txt", "a file below the prefix");
+    let store: Arc<dyn JobStore> = Arc::new(MemoryStore::new());
+    let runner: Arc<dyn Runner> = Arc::new(FfmpegRunner::new(FfmpegConfig::new("ffmpeg", &root)));
+    let config = JobsConfig { concurrency: 1, idle_wait: Duration::from_millis(100), ..JobsConfig::default() };
+    let jobs = Jobs::new(Arc::clone(&store), runner, sandbox, config);
+    let shutdown = Shutdown::default();
+    let _workers = jobs.spawn_workers(&shutdown);
+    let source = "-f lavfi -i testsrc=duration=1:size=64x48:rate=10 -c:v libx264 -preset ultrafast -b:v 100k";
+    for (pass, output, listed) in [
+        // `-preset ultrafast` turns x264's macroblock tree off: no `.mbtree`.
+        (1, "-f null -", vec!["logs/two-0.log"]),
+        (2, "o.mp4", vec!["o.mp4"]),
+    ] {
+        let command = format!("{source} -pass {pass} -passlogfile logs/two {output}");
+        let id = jobs.submit(&command, SubmitOptions::default()).await.unwrap().id;
+        let job = finished_by(&store, &id, Instant::now() + Duration::from_secs(60)).await;
+        assert_eq!(job.status, JobStatus::Completed, "pass {pass}: {job:?}");
+        assert_eq!(job.output_files, listed, "pass {pass}");
+    }
+    assert_eq!(std::fs::read_to_string(root.join("logs/two/notes.txt")).unwrap(), "a file below the prefix");
     shutdown.stop_claiming.cancel();
 }
 

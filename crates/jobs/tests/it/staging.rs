@@ -269,6 +269,37 @@ async fn hls_segments_and_pass_logs_are_uploaded_and_staged_for_the_next_pass() 
     fx.no_stages_left().await;
 }
 
+/// A pass-log prefix that names a directory in the bucket (tester finding L13): ffmpeg writes
+/// `PREFIX-N.log` beside it, which is uploaded as such (the directory's files untouched, none
+/// staged), and read back by the second pass. Pass 1 run again rewrites its logs, staged in as
+/// its reads: they are its outputs again, uploaded and listed (they were neither, so the
+/// bucket kept the first run's logs).
+#[tokio::test]
+async fn pass_logs_beside_a_directory_of_their_prefix_are_uploaded_and_read_back() {
+    let fx = fixture();
+    let local = tempfile::tempdir().unwrap();
+    fx.upload(&make_clip(local.path()), "in/clip.mp4").await;
+    fx.put_bytes("logs/two/notes.txt", b"a file below the prefix").await;
+    let pass1 = "-i in/clip.mp4 -an -c:v libx264 -preset ultrafast -b:v 100k -pass 1 -passlogfile logs/two -f null -";
+    // `-preset ultrafast` turns x264's macroblock tree off: no `.mbtree`.
+    let logs = ["logs/two-0.log"];
+    for run in ["first", "again"] {
+        let job = fx.submit(pass1).await;
+        let done = fx.finished(&job.id).await;
+        assert_eq!(done.status, JobStatus::Completed, "{run}: {:?}", done.error);
+        assert_eq!(done.output_files, logs, "{run}");
+        assert_eq!(fx.raw_keys(), ["in/clip.mp4", "logs/two-0.log", "logs/two/notes.txt"], "{run}");
+    }
+    let pass2 = fx
+        .submit("-i in/clip.mp4 -an -c:v libx264 -preset ultrafast -b:v 100k -pass 2 -passlogfile logs/two o.mp4")
+        .await;
+    let done = fx.finished(&pass2.id).await;
+    assert_eq!(done.status, JobStatus::Completed, "{:?}", done.error);
+    assert_eq!(done.output_files, ["o.mp4"]);
+    assert_eq!(fx.object("logs/two/notes.txt"), b"a file below the prefix");
+    fx.no_stages_left().await;
+}
+
 #[tokio::test]
 async fn a_failed_job_uploads_nothing_and_names_files_as_the_client_does() {
     let fx = fixture();
