@@ -306,9 +306,9 @@ pub struct JobResponse {
     /// (attempt 1 of 3 failed: ...); next attempt at 20:31:07Z``: see `retry_at`), or no live
     /// node may take it (e.g. `no live node has labels [gpu]` or `no live worker node`), or
     /// an earlier job whose files conflict with its own holds it back (e.g. ``waits for
-    /// job_3f9a0c1d2e4b5a69 (submitted earlier; it writes `ord1/g.mp4`)``; known once a worker
-    /// of the node answering has looked at the job), the first of these that applies. Null
-    /// otherwise.
+    /// job_3f9a0c1d2e4b5a69 (submitted earlier; it writes `ord1/g.mp4`)``), or every slot of
+    /// the live nodes that may take it is busy (e.g. `the one slot of the live node that can
+    /// take it is busy`), the first of these that applies. Null otherwise.
     #[serde(default)]
     #[schema(required = true, example = json!(null))]
     pub waiting_reason: Option<String>,

@@ -47,6 +47,7 @@ pub(crate) use due::Due;
 pub use error::{BoxError, StoreError};
 pub(crate) use memo::ClaimMemo;
 pub use memory::MemoryStore;
+pub(crate) use values::blocker_of;
 pub use values::{
     ActiveFootprint, Attempt, CancelOutcome, HeldBack, InterruptedRun, ListQuery, LostRun, Outcome, Recovery,
     RunRecord, StatusCounts, WORKER_LOST, footprints_conflict,
@@ -110,17 +111,17 @@ pub trait JobStore: Send + Sync + 'static {
 
     /// For each of `jobs` (as just read from this store), what holds it back when it is queued
     /// and an earlier conflicting job does ([`HeldBack`]: the running or earlier-submitted
-    /// queued job, by the rule of [`JobStore::claim_next`], that it waits for); `None` for a job
-    /// that is not queued, that nothing holds back, or that no claim has looked at yet. One
-    /// answer per job, in order.
+    /// queued job, by the rule of [`JobStore::claim_next`], that it waits for: the first running
+    /// one in submission order whose footprint conflicts with its own, else the first such
+    /// earlier queued one); `None` for a job that is not queued or that nothing holds back. One
+    /// answer per job, in order, from one snapshot of the queued and running jobs, whatever
+    /// this process's claims have seen: every node of a cluster, whatever its role, gives the
+    /// same answer, and so does every store.
     ///
-    /// Cheap: the SQL stores answer from what their claims already found (each claim's memo
-    /// keeps every queued job's blocker, `store/memo.rs`), checking only that the blocker is
-    /// still running, or still queued and submitted earlier (one read per distinct blocker);
-    /// nothing is compared and nothing is written. So a job that this process's claims have not
-    /// looked at (all its slots are busy, it runs no jobs, or it requires labels this node
-    /// lacks) has `None`. [`MemoryStore`] compares the job with the running and earlier queued
-    /// jobs on each call (its claims do as much).
+    /// A read, never a write: the SQL stores read the `(seq, id, status)` of the queued and
+    /// running jobs, and the footprints of those their memo (`store/memo.rs`) lacks (each
+    /// decoded once); a job nothing holds back is compared with every running and earlier
+    /// queued job, one held back up to its blocker.
     async fn held_back(&self, jobs: &[Job]) -> Result<Vec<Option<HeldBack>>, StoreError>;
 
     /// Records, before ffmpeg starts, what attempt `run.attempt` of the running job `id` may

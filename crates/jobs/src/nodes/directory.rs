@@ -11,8 +11,8 @@ use time::OffsetDateTime;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use super::{Heartbeat, Node, NodeRegistration, NodeState, heartbeat_interval, waiting_reason};
-use crate::model::{Job, JobId, JobStatus};
+use super::{Heartbeat, Node, NodeRegistration, NodeState, heartbeat_interval};
+use crate::model::JobId;
 use crate::store::{JobStore, StoreError};
 
 /// How long a read of the live nodes is reused, by submit checks and waiting reasons.
@@ -104,22 +104,6 @@ impl NodeDirectory {
         let nodes = Arc::new(self.store.nodes(self.settings.lost_after).await?);
         *live = Some((Instant::now(), Arc::clone(&nodes)));
         Ok(nodes)
-    }
-
-    /// Sets `job.waiting_reason` when it is queued and no live node may take it; a registry
-    /// that cannot be read leaves it unset (logged).
-    pub async fn explain(&self, jobs: &mut [Job]) {
-        if !jobs.iter().any(|j| j.status == JobStatus::Queued) {
-            return;
-        }
-        match self.live().await {
-            Ok(nodes) => {
-                for job in jobs.iter_mut().filter(|j| j.status == JobStatus::Queued) {
-                    job.waiting_reason = waiting_reason(&job.requires, &nodes);
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "reading the node registry failed"),
-        }
     }
 
     /// What the installed ffmpeg of the nodes that could take a job requiring `requires`

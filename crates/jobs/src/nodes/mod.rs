@@ -324,6 +324,47 @@ pub fn waiting_reason(requires: &[String], nodes: &[Node]) -> Option<String> {
     })
 }
 
+/// Why a queued job that requires `requires`, which a live node may take and nothing else holds
+/// back, has not started: every slot of the nodes in `nodes` that may take it
+/// ([`Node::may_take`]) is busy, by `running` (how many jobs a node runs: its latest heartbeat,
+/// or the node's own count for itself). `None` when one of those slots is free (the job starts
+/// as soon as a worker claims it) or no node may take it ([`waiting_reason`] says so).
+///
+/// ```
+/// use jobs::nodes::busy_reason;
+/// # use jobs::nodes::{Node, NodeRole, NodeState};
+/// # let node = |id: &str, slots| Node {
+/// #     id: id.to_owned(), role: NodeRole::Worker, labels: Vec::new(), host: "h".to_owned(),
+/// #     version: "0".to_owned(), ffmpeg_version: None, slots, running_jobs: Vec::new(),
+/// #     started_at: time::OffsetDateTime::UNIX_EPOCH, process: None,
+/// #     last_heartbeat_at: time::OffsetDateTime::UNIX_EPOCH, state: NodeState::Active,
+/// # };
+/// let (one, two) = (node("a", 1), node("b", 2));
+/// let all_busy = |n: &Node| n.slots as usize;
+/// assert_eq!(busy_reason(&[], &[one.clone()], all_busy).as_deref(), Some("the one slot of the live node that can take it is busy"));
+/// assert_eq!(busy_reason(&[], &[two.clone()], all_busy).as_deref(), Some("all 2 slots of the live node that can take it are busy"));
+/// assert_eq!(busy_reason(&[], &[one.clone(), two], all_busy).as_deref(), Some("all 3 slots of the 2 live nodes that can take it are busy"));
+/// assert_eq!(busy_reason(&[], &[one], |_| 0), None);
+/// ```
+pub fn busy_reason(requires: &[String], nodes: &[Node], running: impl Fn(&Node) -> usize) -> Option<String> {
+    let takers: Vec<&Node> = nodes.iter().filter(|n| n.may_take(requires)).collect();
+    let slots: usize = takers.iter().map(|n| n.slots as usize).sum();
+    if takers.is_empty() || takers.iter().any(|n| running(n) < n.slots as usize) {
+        return None;
+    }
+    Some(slots_busy(slots, takers.len()))
+}
+
+/// The `waiting_reason` of a job waiting for one of `slots` slots of `nodes` live nodes that
+/// can take it ([`busy_reason`]).
+pub(crate) fn slots_busy(slots: usize, nodes: usize) -> String {
+    match (slots, nodes) {
+        (1, _) => "the one slot of the live node that can take it is busy".to_owned(),
+        (slots, 1) => format!("all {slots} slots of the live node that can take it are busy"),
+        (slots, nodes) => format!("all {slots} slots of the {nodes} live nodes that can take it are busy"),
+    }
+}
+
 /// How often a node sends its heartbeat: a third of the time after which it counts as lost
 /// (`lost_after`, the lease), at least once a second.
 pub fn heartbeat_interval(lost_after: Duration) -> Duration {

@@ -14,6 +14,9 @@
 //! it) is checked again, and a new job once. The memo is a cache, never state: every answer
 //! it gives is re-checked against the pass's own snapshot, so it holds across processes and
 //! nodes sharing the database just as the full check does.
+//!
+//! It also keeps the footprints [`JobStore::held_back`](super::JobStore::held_back) reads of
+//! jobs the claims have not seen (all of them on a node that runs no jobs), each decoded once.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -23,6 +26,10 @@ use ffmpeg_core::footprint::Footprint;
 use super::StoreError;
 use super::plan::decode_footprint;
 use crate::sqlite::rows::labels as labels_of;
+
+/// Most footprints kept for [`JobStore::held_back`](super::JobStore::held_back) beside the
+/// claims' own ([`Memo::keep_read`]).
+const MAX_READ: usize = 4096;
 
 /// The claims' memo of one store ([module docs](self)).
 #[derive(Debug, Default)]
@@ -52,6 +59,10 @@ pub(crate) struct Memo {
     pub(crate) page: usize,
     /// Full checks made ([`ClaimMemo::checks`]).
     pub(crate) checks: u64,
+    /// The footprints [`JobStore::held_back`](super::JobStore::held_back) read of jobs the
+    /// claims did not know (on a node that runs no jobs: every job), by seq; at most
+    /// [`MAX_READ`].
+    read: HashMap<i64, Option<Arc<Footprint>>>,
 }
 
 /// What the memo knows of one job.
@@ -92,6 +103,21 @@ impl Memo {
     /// Job `seq`, once learnt.
     pub(crate) fn get(&self, seq: i64) -> Option<&Known> {
         self.jobs.get(&seq)
+    }
+
+    /// The footprint of job `seq` (`Some(None)`: unknown, it may touch any file), if the claims
+    /// or [`JobStore::held_back`](super::JobStore::held_back) read it already.
+    pub(crate) fn footprint(&self, seq: i64) -> Option<Option<Arc<Footprint>>> {
+        self.jobs.get(&seq).map(|k| k.footprint.clone()).or_else(|| self.read.get(&seq).cloned())
+    }
+
+    /// Keeps the footprints `held_back` read (by seq) beside what it knew; past
+    /// [`MAX_READ`] of them, only these.
+    pub(crate) fn keep_read(&mut self, read: Vec<(i64, Option<Arc<Footprint>>)>) {
+        if self.read.len() + read.len() > MAX_READ {
+            self.read.clear();
+        }
+        self.read.extend(read);
     }
 
     /// Records what held job `seq` back at its check just made (`None`: nothing).

@@ -11,7 +11,7 @@ use tokio::sync::Notify;
 
 use super::{
     ActiveFootprint, Attempt, CancelOutcome, Due, HeldBack, InterruptedRun, JobStore, ListQuery, Outcome, Recovery,
-    RunRecord, StatusCounts, StoreError, footprints_conflict,
+    RunRecord, StatusCounts, StoreError, blocker_of, footprints_conflict,
 };
 use crate::idempotency::IdempotencyKey;
 use crate::model::{Job, JobId, JobStatus, Progress, SubmitOptions};
@@ -227,13 +227,13 @@ impl JobStore for MemoryStore {
     async fn held_back(&self, jobs: &[Job]) -> Result<Vec<Option<HeldBack>>, StoreError> {
         let inner = self.lock();
         let footprint = |id: &JobId| inner.footprints.get(id).and_then(Option::as_ref);
-        let active = |status: JobStatus| {
-            inner
-                .by_seq
-                .iter()
-                .filter_map(|(seq, id)| inner.jobs.get(id).map(|j| (*seq, j)))
-                .filter(move |(_, j)| j.status == status)
-        };
+        let active: Vec<&Job> = inner
+            .by_seq
+            .values()
+            .filter_map(|id| inner.jobs.get(id))
+            .filter(|j| matches!(j.status, JobStatus::Queued | JobStatus::Running))
+            .collect();
+        let statuses: Vec<(i64, JobStatus)> = active.iter().map(|j| (j.seq, j.status)).collect();
         Ok(jobs
             .iter()
             .map(|job| {
@@ -241,11 +241,7 @@ impl JobStore for MemoryStore {
                     return None;
                 }
                 let mine = footprint(&job.id);
-                // As a claim compares: the running jobs first, then the earlier queued ones.
-                let earlier = active(JobStatus::Queued).take_while(|(seq, _)| *seq < job.seq);
-                let (_, by) = active(JobStatus::Running)
-                    .chain(earlier)
-                    .find(|(_, other)| footprints_conflict(mine, footprint(&other.id)))?;
+                let by = active[blocker_of(job.seq, mine, &statuses, |i| footprint(&active[i].id))?];
                 Some(HeldBack::of(by.id.clone(), by.status, mine, footprint(&by.id)))
             })
             .collect())

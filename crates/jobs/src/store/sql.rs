@@ -16,10 +16,12 @@
 //!   progress, finish, log, cancel, requeue, recover), which run the shared
 //!   [transition plan](super::plan) where they change several rows.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use ffmpeg_core::capabilities::Capabilities;
+use ffmpeg_core::footprint::Footprint;
 use sqlx::FromRow;
 use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
@@ -28,7 +30,7 @@ use tokio::sync::Notify;
 
 use super::{
     ActiveFootprint, Attempt, CancelOutcome, ClaimMemo, Due, HeldBack, InterruptedRun, JobStore, ListQuery, LostRun,
-    Outcome, Recovery, RunRecord, StatusCounts, StoreError, plan,
+    Outcome, Recovery, RunRecord, StatusCounts, StoreError, footprints_conflict, plan,
 };
 use crate::idempotency::IdempotencyKey;
 use crate::model::{Job, JobId, JobStatus, Progress, SubmitOptions};
@@ -109,8 +111,13 @@ pub(crate) struct Statements {
     pub(crate) counts: &'static str,
     /// `(id, status, footprint)` of the queued and running jobs, in submission order.
     pub(crate) active_footprints: &'static str,
-    /// Seq: `(id, status)` of that job.
-    pub(crate) job_at: &'static str,
+    /// Ids ([`Arg::Texts`]): `(seq, id, status)` of the running jobs and of those jobs, in
+    /// submission order.
+    pub(crate) running_and: &'static str,
+    /// Seq: `(seq, id, status)` of the queued jobs submitted before it, in submission order.
+    pub(crate) queued_before: &'static str,
+    /// Ids ([`Arg::Texts`]): `(seq, footprint)` of those jobs.
+    pub(crate) footprints_of: &'static str,
     /// Readiness: a read of nothing, `(1)`.
     pub(crate) ping: &'static str,
     /// Now (unix microseconds): the small write readiness probes with.
@@ -158,7 +165,9 @@ macro_rules! statements {
             purge_deliveries: PURGE_DELIVERIES,
             counts: COUNTS,
             active_footprints: ACTIVE_FOOTPRINTS,
-            job_at: JOB_AT,
+            running_and: RUNNING_AND,
+            queued_before: QUEUED_BEFORE,
+            footprints_of: FOOTPRINTS_OF,
             ping: PING,
             probe: PROBE,
             claim_deliveries: CLAIM_DELIVERIES,
@@ -359,6 +368,60 @@ pub(crate) trait SqlStore: Send + Sync + 'static {
     }
 }
 
+/// A queued or running job as [`JobStore::held_back`] compares it: its footprint known
+/// (`None`: unknown, it may touch any file).
+struct Active {
+    seq: i64,
+    id: String,
+    status: JobStatus,
+    footprint: Option<Arc<Footprint>>,
+}
+
+impl Active {
+    /// What this job holds `me` back with.
+    fn held(&self, me: &Active) -> Option<HeldBack> {
+        let by = JobId::parse(&self.id).ok()?;
+        Some(HeldBack::of(by, self.status, me.footprint.as_deref(), self.footprint.as_deref()))
+    }
+}
+
+/// Jobs as `store` read them (`(seq, id, status)` rows, in submission order) with their
+/// footprints: from the memo, else read now (one statement for all those it lacks) and kept
+/// there. A job the second read no longer finds has ended (and was purged) meanwhile: it is
+/// left out.
+async fn with_footprints<S: SqlStore>(store: &S, rows: Vec<(i64, String, String)>) -> Result<Vec<Active>, StoreError> {
+    let (mut jobs, mut found): (Vec<Active>, Vec<bool>) = {
+        let memo = store.memo().lock();
+        let mut jobs = Vec::with_capacity(rows.len());
+        let mut found = Vec::with_capacity(rows.len());
+        for (seq, id, status) in rows {
+            let status = status.parse::<JobStatus>().map_err(|e| corrupt("status", e))?;
+            let known = memo.footprint(seq);
+            found.push(known.is_some());
+            jobs.push(Active { seq, id, status, footprint: known.flatten() });
+        }
+        (jobs, found)
+    };
+    let unknown: Vec<String> = jobs.iter().zip(&found).filter(|(_, f)| !**f).map(|(a, _)| a.id.clone()).collect();
+    if !unknown.is_empty() {
+        let rows: Vec<(i64, Option<String>)> =
+            store.fetch(Access::Read, S::SQL.footprints_of, &[Arg::Texts(&unknown)]).await?;
+        let mut read = Vec::with_capacity(rows.len());
+        for (seq, text) in rows {
+            let footprint = text.as_deref().map(plan::decode_footprint).transpose()?.map(Arc::new);
+            if let Ok(i) = jobs.binary_search_by_key(&seq, |a| a.seq) {
+                jobs[i].footprint = footprint.clone();
+                found[i] = true;
+            }
+            read.push((seq, footprint));
+        }
+        store.memo().lock().keep_read(read);
+    }
+    let mut found = found.into_iter();
+    jobs.retain(|_| found.next().unwrap_or(false));
+    Ok(jobs)
+}
+
 /// The first column of the first row, if any.
 fn first<T>(rows: Vec<(T,)>) -> Option<T> {
     rows.into_iter().next().map(|(value,)| value)
@@ -382,49 +445,35 @@ impl<S: SqlStore> JobStore for S {
     }
 
     async fn held_back(&self, jobs: &[Job]) -> Result<Vec<Option<HeldBack>>, StoreError> {
-        // What the claims found, from the memo: each queued job's blocker, and what of the
-        // blocker's files it could meet (from the footprints the memo decoded).
-        let found: Vec<Option<(i64, Option<(String, bool)>)>> = {
-            let memo = self.memo().lock();
-            jobs.iter()
-                .map(|job| {
-                    let known = memo.get(job.seq).filter(|_| job.status == JobStatus::Queued)?;
-                    let blocker = known.blocker?;
-                    // A blocker the memo forgot has ended: it holds nothing back.
-                    let theirs = memo.get(blocker)?.footprint.as_deref();
-                    let file = known
-                        .footprint
-                        .as_deref()
-                        .zip(theirs)
-                        .and_then(|(mine, theirs)| mine.conflict_with(theirs))
-                        .map(|c| (c.set.to_string(), c.written));
-                    Some((blocker, file))
-                })
-                .collect()
-        };
-        // Each blocker as stored now (one read per distinct blocker): it still holds the job
-        // back while it runs, or while it is queued and was submitted earlier.
-        let mut blockers: Vec<i64> = found.iter().flatten().map(|(blocker, _)| *blocker).collect();
-        blockers.sort_unstable();
-        blockers.dedup();
-        let mut now = std::collections::HashMap::new();
-        for blocker in blockers {
-            let row: Vec<(String, String)> = self.fetch(Access::Read, S::SQL.job_at, &[Arg::Int(blocker)]).await?;
-            if let Some((id, status)) = row.into_iter().next() {
-                let status = status.parse::<JobStatus>().map_err(|e| corrupt("status", e))?;
-                now.insert(blocker, (JobId::parse(&id).map_err(|e| corrupt("id", e))?, status));
+        let asked: Vec<String> =
+            jobs.iter().filter(|j| j.status == JobStatus::Queued).map(|j| j.id.to_string()).collect();
+        if asked.is_empty() {
+            return Ok(vec![None; jobs.len()]);
+        }
+        // The running jobs, and the jobs asked about as they are now.
+        let rows = self.fetch(Access::Read, S::SQL.running_and, &[Arg::Texts(&asked)]).await?;
+        let first = with_footprints(self, rows).await?;
+        let running: Vec<&Active> = first.iter().filter(|a| a.status == JobStatus::Running).collect();
+        let mut answers = vec![None; jobs.len()];
+        let mut pending = Vec::new();
+        for (i, job) in jobs.iter().enumerate() {
+            let Some(me) = first.iter().find(|a| a.seq == job.seq && a.status == JobStatus::Queued) else { continue };
+            match running.iter().find(|r| footprints_conflict(me.footprint.as_deref(), r.footprint.as_deref())) {
+                Some(by) => answers[i] = by.held(me),
+                None => pending.push((i, me)),
             }
         }
-        let answers = jobs
-            .iter()
-            .zip(found)
-            .map(|(job, found)| {
-                let (blocker, file) = found?;
-                let (by, status) = now.get(&blocker)?;
-                let holds = *status == JobStatus::Running || (*status == JobStatus::Queued && blocker < job.seq);
-                holds.then(|| HeldBack { by: by.clone(), status: *status, file })
-            })
-            .collect();
+        // The others may wait for an earlier queued job: those are read, up to the latest of them.
+        let Some(last) = pending.iter().map(|(_, me)| me.seq).max() else { return Ok(answers) };
+        let rows = self.fetch(Access::Read, S::SQL.queued_before, &[Arg::Int(last)]).await?;
+        let earlier = with_footprints(self, rows).await?;
+        for (i, me) in pending {
+            let by = earlier
+                .iter()
+                .take_while(|a| a.seq < me.seq)
+                .find(|a| footprints_conflict(me.footprint.as_deref(), a.footprint.as_deref()));
+            answers[i] = by.and_then(|by| by.held(me));
+        }
         Ok(answers)
     }
 

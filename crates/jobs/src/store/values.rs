@@ -148,6 +148,24 @@ pub fn footprints_conflict(a: Option<&Footprint>, b: Option<&Footprint>) -> bool
     }
 }
 
+/// Which of `active` (the queued and running jobs, `(seq, status)` in submission order) holds
+/// back queued job `seq` whose footprint is `mine`, by the rule of
+/// [`JobStore::claim_next`](super::JobStore::claim_next), as a claim compares them: the first
+/// running job, else the first earlier-submitted queued job, whose footprint (`footprint` of
+/// its index) conflicts with `mine` ([`footprints_conflict`]). Its index, `None` when nothing
+/// holds the job back. What [`JobStore::held_back`](super::JobStore::held_back) answers on
+/// every store.
+pub(crate) fn blocker_of<'f>(
+    seq: i64,
+    mine: Option<&Footprint>,
+    active: &[(i64, JobStatus)],
+    footprint: impl Fn(usize) -> Option<&'f Footprint>,
+) -> Option<usize> {
+    let running = (0..active.len()).filter(|&i| active[i].1 == JobStatus::Running);
+    let earlier = (0..active.len()).take_while(|&i| active[i].0 < seq).filter(|&i| active[i].1 == JobStatus::Queued);
+    running.chain(earlier).find(|&i| footprints_conflict(mine, footprint(i)))
+}
+
 /// A queued or running job and what it may read and write
 /// ([`JobStore::active_footprints`](super::JobStore::active_footprints)).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -200,8 +200,7 @@ async fn status_events_of_a_waiting_job_carry_its_waiting_reason() {
 }
 
 /// J3 (tester): a job held back by an earlier conflicting job says which, while this node's
-/// slot is free, on an SQLite store (from what its claims found: `JobStore::held_back`), in
-/// `get` and `list`; the earlier job, which no live node may take, says that. Once that job is
+/// slot is free, on an SQLite store (`JobStore::held_back`), in `get` and `list`; the earlier job, which no live node may take, says that. Once that job is
 /// cancelled, the reader runs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_held_back_by_an_earlier_conflicting_one_says_which() {
@@ -232,6 +231,85 @@ async fn a_job_held_back_by_an_earlier_conflicting_one_says_which() {
     n.runner.release.cancel();
     shutdown.stop_claiming.cancel();
     while workers.join_next().await.is_some() {}
+}
+
+/// K9 (tester): every node says why a queued job waits, and the same, whatever its role and
+/// whatever its own workers have looked at: an API node (which claims nothing) and the worker
+/// node, each over its own store on one database, from the answer to the submit on (`get`,
+/// `list`). A job held back by the running job whose output it reads names it; a job that only
+/// waits for a slot says that the worker's one slot is busy (from its heartbeat on the API
+/// node, from its own count on the worker); a job no live node may take says so. Once the run
+/// ends, the waiting jobs run one by one.
+async fn every_node_explains_a_waiting_job_alike(api_store: Arc<dyn JobStore>, worker_store: Arc<dyn JobStore>) {
+    let worker = node_on(registration("w-1", NodeRole::Worker, Vec::new(), encoders(&[])), 1, worker_store);
+    worker.jobs.register_node().await.unwrap();
+    let (draining, stop) = (CancellationToken::new(), CancellationToken::new());
+    let heartbeats = {
+        let (jobs, draining, stop) = (Arc::clone(&worker.jobs), draining.clone(), stop.clone());
+        tokio::spawn(async move { jobs.run_node(draining, stop).await })
+    };
+    let shutdown = Shutdown::default();
+    let mut workers = worker.jobs.spawn_workers(&shutdown);
+    let api = node_on(registration("api-1", NodeRole::Api, Vec::new(), encoders(&[])), 0, api_store);
+    api.jobs.register_node().await.unwrap();
+
+    let writer = api.jobs.submit("-i in/a.mp4 -t 1 x/a.mp4", SubmitOptions::default()).await.unwrap();
+    // (The API node's view of the registry, as its answers read it: at most a second old.)
+    eventually("the writer running, in the worker's heartbeat", async || {
+        let nodes = api.jobs.directory().unwrap().live().await.unwrap();
+        nodes.iter().any(|n| n.id == "w-1" && n.running_jobs == [writer.id.clone()]).then_some(())
+    })
+    .await;
+    let reader = api.jobs.submit("-i x/a.mp4 -c copy y/b.mp4", SubmitOptions::default()).await.unwrap();
+    let plain = api.jobs.submit("-i in/a.mp4 -t 1 z/c.mp4", SubmitOptions::default()).await.unwrap();
+    let gpu = api.jobs.submit("-i in/a.mp4 -t 1 g/d.mp4", requiring(&["gpu"])).await.unwrap();
+    let held = format!("waits for {} (running; it writes `x/a.mp4`)", writer.id);
+    let busy = "the one slot of the live node that can take it is busy";
+    let expected = [Some(held.as_str()), Some(busy), Some("no live node has labels [gpu]")];
+    let submitted = [&reader, &plain, &gpu].map(|j| j.waiting_reason.as_deref());
+    assert_eq!(submitted, expected, "the answers to the submits");
+    for (name, n) in [("api", &api), ("worker", &worker)] {
+        let mut read = Vec::new();
+        for job in [&reader, &plain, &gpu] {
+            read.push(n.jobs.get(&job.id).await.unwrap().waiting_reason);
+        }
+        assert_eq!(read.iter().map(Option::as_deref).collect::<Vec<_>>(), expected, "get on the {name} node");
+        let page = n.jobs.list(&jobs::ListQuery { statuses: Vec::new(), after_seq: None, limit: 10 }).await.unwrap();
+        let listed: Vec<Option<&str>> = page.jobs.iter().map(|j| j.waiting_reason.as_deref()).collect();
+        assert_eq!(listed, [None, expected[0], expected[1], expected[2]], "list on the {name} node");
+    }
+
+    worker.runner.release.cancel();
+    for job in [&writer, &reader, &plain] {
+        eventually("the job ended", async || {
+            worker.store.get(&job.id).await.unwrap().unwrap().status.is_finished().then_some(())
+        })
+        .await;
+    }
+    shutdown.stop_claiming.cancel();
+    while workers.join_next().await.is_some() {}
+    stop.cancel();
+    heartbeats.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_node_explains_a_waiting_job_alike_on_one_sqlite_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("jobs.db");
+    let api: Arc<dyn JobStore> = Arc::new(jobs::SqliteStore::open_path(&path).await.unwrap());
+    let worker: Arc<dyn JobStore> = Arc::new(jobs::SqliteStore::open_path(&path).await.unwrap());
+    every_node_explains_a_waiting_job_alike(api, worker).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_node_explains_a_waiting_job_alike_on_postgres() {
+    use jobs::postgres::{PgSettings, PgStore};
+    let url = tokio::task::spawn_blocking(|| pg_harness::shared().fresh_database()).await.unwrap();
+    let open = async |node: &str| {
+        let settings = PgSettings { node_id: node.to_owned(), ..PgSettings::default() };
+        Arc::new(PgStore::open(&url, settings).await.unwrap()) as Arc<dyn JobStore>
+    };
+    every_node_explains_a_waiting_job_alike(open("api-1").await, open("w-1").await).await;
 }
 
 /// A node claims only the jobs its labels cover, publishes the jobs it runs with its

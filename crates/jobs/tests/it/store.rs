@@ -462,11 +462,12 @@ async fn claim_waits_for_earlier_conflicting_jobs(store: &Store) {
     assert_eq!(claim_id(store).await, Some(reader));
 }
 
-/// J3: once a claim has passed over a queued job, `held_back` names the job it waits for: a
-/// running one (that writes what it reads, or reads what it writes), or an earlier queued one
-/// (here a job no node may take, so the wait is forever), with the file. Nothing for a job that
-/// is not queued, or that nothing holds back (one waiting for labels only). When the blocker
-/// ends, nothing holds the job back, before any claim looks again.
+/// J3: `held_back` names the job a queued one waits for: a running one (that writes what it
+/// reads, or reads what it writes), or an earlier queued one (here a job no node may take, so
+/// the wait is forever), with the file. Nothing for a job that is not queued, or that nothing
+/// holds back (one waiting for labels only). K9: the same before any claim looked at the jobs
+/// (what a node that runs no jobs, or whose slots are all busy, answers) as after. When the
+/// blocker ends, nothing holds the job back, before any claim looks again.
 async fn held_back_names_the_earlier_job_a_queued_one_waits_for(store: &Store) {
     use ffmpeg_core::{command::Command, footprint::Footprint, sandbox::Sandbox};
     use jobs::store::HeldBack;
@@ -486,7 +487,6 @@ async fn held_back_names_the_earlier_job_a_queued_one_waits_for(store: &Store) {
     let reads_big = submit("-i w/big.mp4 -t 1 r/o.mp4", &[]).await;
     let reads_g = submit("-i ord1/g.mp4 -c copy ord1/g2.mp4", &[]).await;
     let writes_src = submit("-f lavfi -i testsrc -t 1 src/a.mp4", &[]).await;
-    assert_eq!(claim_id(store).await, None, "every queued job waits");
 
     let ids = [&writer, &unlabelled, &reads_big, &reads_g, &writes_src];
     let held = async || {
@@ -504,7 +504,9 @@ async fn held_back_names_the_earlier_job_a_queued_one_waits_for(store: &Store) {
         Some(HeldBack { by: unlabelled.clone(), status: JobStatus::Queued, file: file("ord1/g.mp4", true) }),
         Some(HeldBack { by: reader.clone(), status: JobStatus::Running, file: file("src/a.mp4", false) }),
     ];
-    assert_eq!(held().await, expected);
+    assert_eq!(held().await, expected, "before a claim looked at them");
+    assert_eq!(claim_id(store).await, None, "every queued job waits");
+    assert_eq!(held().await, expected, "after");
     assert_eq!(
         expected[3].as_ref().unwrap().reason(),
         format!("waits for {unlabelled} (submitted earlier; it writes `ord1/g.mp4`)")
