@@ -13,7 +13,8 @@
 //! `places.rs` (where a command reads and writes against what the storage holds: one answer
 //! on both backends), `concat.rs` (concat-list lengths for percent), `nodes.rs` (the node registry),
 //! `leftovers.rs` (what interrupted, failed or earlier runs left: recovery, created
-//! directories) and `bridge.rs` (the other nodes' signals).
+//! directories), `bridge.rs` (the other nodes' signals) and `order.rs` (the order of a job's
+//! status events on the bus).
 
 mod api;
 mod bridge;
@@ -21,6 +22,7 @@ mod concat;
 mod leftovers;
 mod lost;
 mod nodes;
+mod order;
 mod places;
 mod run;
 mod staged;
@@ -137,6 +139,8 @@ pub struct Jobs {
     config: JobsConfig,
     running: Mutex<HashMap<JobId, RunningJob>>,
     events: EventBus,
+    /// The order of this service's status events on `events` ([`order`]).
+    order: order::StatusOrder,
     media: MediaProber,
     directory: Option<Arc<NodeDirectory>>,
     storage: Arc<dyn Storage>,
@@ -190,6 +194,7 @@ impl Jobs {
             config,
             running: Mutex::new(HashMap::new()),
             events: EventBus::new(),
+            order: order::StatusOrder::default(),
             cluster: store_is_shared,
         });
         // A store shared with other nodes: their changes reach this service too.
@@ -206,10 +211,13 @@ impl Jobs {
     /// The hook every status change goes through, right after the store committed it: `job`
     /// is the job as the transition returned it (or as read back just after). Fills in a
     /// queued job's `waiting_reason` (as [`Jobs::get`] does: every representation of the job
-    /// agrees, the stream events too), then publishes it on the [`EventBus`].
+    /// agrees, the stream events too), then publishes it on the [`EventBus`], after the
+    /// job's earlier status events that reached this hook before it ([`order`]: a worker's
+    /// `running` may be ready while the `queued` of the submit still reads the store).
     async fn status_changed(&self, job: &mut Job) {
+        let slot = self.order.reserve(&self.events, job);
         self.explain(std::slice::from_mut(job)).await;
-        self.events.publish_status(job);
+        slot.publish(job);
     }
 
     /// [`Jobs::status_changed`] for a transition that does not return the job (requeue,

@@ -17,7 +17,8 @@ use time::OffsetDateTime;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-/// A [`MemoryStore`] whose `claim_next` and `finish` fail while switched to, counting calls.
+/// A [`MemoryStore`] whose `claim_next` and `finish` fail while switched to, counting calls,
+/// and whose `held_back` answers late while switched to.
 #[derive(Default)]
 pub(crate) struct FaultyStore {
     pub(crate) inner: MemoryStore,
@@ -27,6 +28,10 @@ pub(crate) struct FaultyStore {
     finishes: AtomicUsize,
     /// `update_progress` calls, each with the time it was made.
     pub(crate) progress_writes: Mutex<Vec<(Instant, Progress)>>,
+    /// While set, `held_back` answers only once it is cleared (a slow read of the store).
+    hold_held_back: watch::Sender<bool>,
+    /// `held_back` calls made while held.
+    held: AtomicUsize,
 }
 
 fn full() -> StoreError {
@@ -114,6 +119,11 @@ impl JobStore for FaultyStore {
         self.inner.ping().await
     }
     async fn held_back(&self, jobs: &[Job]) -> Result<Vec<Option<jobs::store::HeldBack>>, StoreError> {
+        let mut hold = self.hold_held_back.subscribe();
+        if *hold.borrow_and_update() {
+            self.held.fetch_add(1, Ordering::SeqCst);
+            let _ = hold.wait_for(|held| !held).await;
+        }
         self.inner.held_back(jobs).await
     }
     async fn claim_deliveries(
@@ -369,6 +379,42 @@ async fn the_next_job_starts_while_an_ended_run_saves_its_outcome_unless_it_conf
     assert_eq!(first.status, JobStatus::Completed);
     assert!(reads.started_at.unwrap() >= first.completed_at.unwrap(), "{first:?} {reads:?}");
     assert_eq!(f.runner.ran.lock().unwrap().len(), 4, "each job ran once");
+
+    shutdown.stop_claiming.cancel();
+    while workers.join_next().await.is_some() {}
+}
+
+/// A job's status events reach the bus in the order of its transitions, however long working
+/// out the `waiting_reason` of its `queued` takes (here `held_back` answers only after the job
+/// was claimed): the submit's `queued` is not overtaken by the worker's `running` and then
+/// dropped as older (it was, with `held_back` reading the store: an all-jobs stream missed it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_waiting_reason_does_not_reorder_or_lose_status_events() {
+    let f = fixture();
+    let mut all = f.jobs.events().subscribe_all();
+    f.store.hold_held_back.send_replace(true);
+    let shutdown = Shutdown::default();
+    let mut workers = f.jobs.spawn_workers(&shutdown);
+    let submit = {
+        let jobs = Arc::clone(&f.jobs);
+        tokio::spawn(async move { jobs.submit("-f lavfi -i testsrc out.mp4", SubmitOptions::default()).await })
+    };
+    until("the submit works out its waiting reason", async || f.store.held.load(Ordering::SeqCst) >= 1).await;
+    let id = f.store.list(&ListQuery { statuses: Vec::new(), after_seq: None, limit: 1 }).await.unwrap()[0].id.clone();
+    until("the job ran", async || f.store.get(&id).await.unwrap().unwrap().status.is_finished()).await;
+    f.store.hold_held_back.send_replace(false);
+    let job = submit.await.unwrap().unwrap();
+
+    let mut statuses = Vec::new();
+    while statuses.len() < 3 {
+        let event = tokio::time::timeout(Duration::from_secs(20), all.recv()).await.expect("a status event").unwrap();
+        if let jobs::events::Event::Status(j) = event.event() {
+            assert_eq!(j.id, job.id);
+            statuses.push((j.event_seq, j.status));
+        }
+    }
+    let expected = [(1, JobStatus::Queued), (2, JobStatus::Running), (3, JobStatus::Completed)];
+    assert_eq!(statuses, expected, "every status, in order");
 
     shutdown.stop_claiming.cancel();
     while workers.join_next().await.is_some() {}
