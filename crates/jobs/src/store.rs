@@ -118,10 +118,12 @@ pub trait JobStore: Send + Sync + 'static {
     /// this process's claims have seen: every node of a cluster, whatever its role, gives the
     /// same answer, and so does every store.
     ///
-    /// A read, never a write: the SQL stores read the `(seq, id, status)` of the queued and
-    /// running jobs, and the footprints of those their memo (`store/memo.rs`) lacks (each
-    /// decoded once); a job nothing holds back is compared with every running and earlier
-    /// queued job, one held back up to its blocker.
+    /// A read, never a write: the SQL stores make one read, the `(seq, id, status)` of the
+    /// running jobs and of the queued ones up to the latest asked about, plus one of the
+    /// footprints their memo (`store/memo.rs`) lacks (each decoded once and kept: a job's
+    /// footprint is put there when it is inserted, so the answer to a submit needs none); a
+    /// job nothing holds back is compared with every running and earlier queued job, one held
+    /// back up to its blocker.
     async fn held_back(&self, jobs: &[Job]) -> Result<Vec<Option<HeldBack>>, StoreError>;
 
     /// Records, before ffmpeg starts, what attempt `run.attempt` of the running job `id` may

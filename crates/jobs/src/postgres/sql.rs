@@ -302,13 +302,10 @@ pub(super) const COUNTS: &str = "SELECT status, COUNT(*) FROM jobs GROUP BY stat
 pub(super) const STATUS: &str = "SELECT status FROM jobs WHERE id = $1";
 pub(super) const ACTIVE_FOOTPRINTS: &str =
     "SELECT id, status, footprint FROM jobs WHERE status IN ('queued', 'running') ORDER BY seq";
-/// $1 ids: `(seq, id, status)` of the running jobs and of those jobs, in submission order
-/// (what holds a queued job back, `JobStore::held_back`).
-pub(super) const RUNNING_AND: &str = "SELECT seq, id, status FROM jobs WHERE status = 'running' \
-     UNION SELECT seq, id, status FROM jobs WHERE id = ANY($1) ORDER BY seq";
-/// $1 seq: `(seq, id, status)` of the queued jobs submitted before it, in submission order.
-pub(super) const QUEUED_BEFORE: &str =
-    "SELECT seq, id, status FROM jobs WHERE status = 'queued' AND seq < $1 ORDER BY seq";
+/// $1 seq: `(seq, id, status)` of the running jobs and of the queued jobs up to that one, in
+/// submission order (what holds a queued job back, `JobStore::held_back`); two index ranges.
+pub(super) const ACTIVE_UP_TO: &str = "SELECT seq, id, status FROM jobs WHERE status = 'running' \
+     UNION ALL SELECT seq, id, status FROM jobs WHERE status = 'queued' AND seq <= $1 ORDER BY seq";
 /// $1 ids: `(seq, footprint)` of those jobs.
 pub(super) const FOOTPRINTS_OF: &str = "SELECT seq, footprint FROM jobs WHERE id = ANY($1)";
 /// $1 now (unix microseconds): the probe write of readiness.

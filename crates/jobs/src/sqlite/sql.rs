@@ -63,13 +63,10 @@ pub(super) const CLAIM_VIEW: &str = "WITH page AS (SELECT priority, seq, footpri
 /// Queued and running jobs in submission order, with their status and footprint (NULL: unknown).
 pub(super) const ACTIVE_FOOTPRINTS: &str =
     "SELECT id, status, footprint FROM jobs WHERE status IN ('queued', 'running') ORDER BY seq";
-/// ?1: a JSON array of ids: `(seq, id, status)` of the running jobs and of those jobs, in
-/// submission order (what holds a queued job back, `JobStore::held_back`).
-pub(super) const RUNNING_AND: &str = "SELECT seq, id, status FROM jobs WHERE status = 'running' \
-     UNION SELECT seq, id, status FROM jobs WHERE id IN (SELECT value FROM json_each(?1)) ORDER BY seq";
-/// ?1 seq: `(seq, id, status)` of the queued jobs submitted before it, in submission order.
-pub(super) const QUEUED_BEFORE: &str =
-    "SELECT seq, id, status FROM jobs WHERE status = 'queued' AND seq < ?1 ORDER BY seq";
+/// ?1 seq: `(seq, id, status)` of the running jobs and of the queued jobs up to that one, in
+/// submission order (what holds a queued job back, `JobStore::held_back`); two index ranges.
+pub(super) const ACTIVE_UP_TO: &str = "SELECT seq, id, status FROM jobs WHERE status = 'running' \
+     UNION ALL SELECT seq, id, status FROM jobs WHERE status = 'queued' AND seq <= ?1 ORDER BY seq";
 /// ?1: a JSON array of ids: `(seq, footprint)` of those jobs.
 pub(super) const FOOTPRINTS_OF: &str = "SELECT seq, footprint FROM jobs WHERE id IN (SELECT value FROM json_each(?1))";
 /// ?1 started_at, ?2 seq: the claim of one chosen queued job.

@@ -30,7 +30,7 @@ use tokio::sync::Notify;
 
 use super::{
     ActiveFootprint, Attempt, CancelOutcome, ClaimMemo, Due, HeldBack, InterruptedRun, JobStore, ListQuery, LostRun,
-    Outcome, Recovery, RunRecord, StatusCounts, StoreError, footprints_conflict, plan,
+    Outcome, Recovery, RunRecord, StatusCounts, StoreError, blocker_of, plan,
 };
 use crate::idempotency::IdempotencyKey;
 use crate::model::{Job, JobId, JobStatus, Progress, SubmitOptions};
@@ -111,11 +111,9 @@ pub(crate) struct Statements {
     pub(crate) counts: &'static str,
     /// `(id, status, footprint)` of the queued and running jobs, in submission order.
     pub(crate) active_footprints: &'static str,
-    /// Ids ([`Arg::Texts`]): `(seq, id, status)` of the running jobs and of those jobs, in
+    /// Seq: `(seq, id, status)` of the running jobs and of the queued jobs up to that one, in
     /// submission order.
-    pub(crate) running_and: &'static str,
-    /// Seq: `(seq, id, status)` of the queued jobs submitted before it, in submission order.
-    pub(crate) queued_before: &'static str,
+    pub(crate) active_up_to: &'static str,
     /// Ids ([`Arg::Texts`]): `(seq, footprint)` of those jobs.
     pub(crate) footprints_of: &'static str,
     /// Readiness: a read of nothing, `(1)`.
@@ -165,8 +163,7 @@ macro_rules! statements {
             purge_deliveries: PURGE_DELIVERIES,
             counts: COUNTS,
             active_footprints: ACTIVE_FOOTPRINTS,
-            running_and: RUNNING_AND,
-            queued_before: QUEUED_BEFORE,
+            active_up_to: ACTIVE_UP_TO,
             footprints_of: FOOTPRINTS_OF,
             ping: PING,
             probe: PROBE,
@@ -430,7 +427,12 @@ fn first<T>(rows: Vec<(T,)>) -> Option<T> {
 #[async_trait]
 impl<S: SqlStore> JobStore for S {
     async fn insert(&self, command: String, options: SubmitOptions) -> Result<Job, StoreError> {
-        SqlStore::insert(self, command, options).await
+        // The footprint as `held_back` would read it back: the answer to the submit needs no
+        // read of it.
+        let footprint = Arc::new(options.footprint.clone());
+        let job = SqlStore::insert(self, command, options).await?;
+        self.memo().lock().keep_read(vec![(job.seq, Some(footprint))]);
+        Ok(job)
     }
 
     async fn get(&self, id: &JobId) -> Result<Option<Job>, StoreError> {
@@ -445,36 +447,26 @@ impl<S: SqlStore> JobStore for S {
     }
 
     async fn held_back(&self, jobs: &[Job]) -> Result<Vec<Option<HeldBack>>, StoreError> {
-        let asked: Vec<String> =
-            jobs.iter().filter(|j| j.status == JobStatus::Queued).map(|j| j.id.to_string()).collect();
-        if asked.is_empty() {
-            return Ok(vec![None; jobs.len()]);
-        }
-        // The running jobs, and the jobs asked about as they are now.
-        let rows = self.fetch(Access::Read, S::SQL.running_and, &[Arg::Texts(&asked)]).await?;
-        let first = with_footprints(self, rows).await?;
-        let running: Vec<&Active> = first.iter().filter(|a| a.status == JobStatus::Running).collect();
-        let mut answers = vec![None; jobs.len()];
-        let mut pending = Vec::new();
-        for (i, job) in jobs.iter().enumerate() {
-            let Some(me) = first.iter().find(|a| a.seq == job.seq && a.status == JobStatus::Queued) else { continue };
-            match running.iter().find(|r| footprints_conflict(me.footprint.as_deref(), r.footprint.as_deref())) {
-                Some(by) => answers[i] = by.held(me),
-                None => pending.push((i, me)),
-            }
-        }
-        // The others may wait for an earlier queued job: those are read, up to the latest of them.
-        let Some(last) = pending.iter().map(|(_, me)| me.seq).max() else { return Ok(answers) };
-        let rows = self.fetch(Access::Read, S::SQL.queued_before, &[Arg::Int(last)]).await?;
-        let earlier = with_footprints(self, rows).await?;
-        for (i, me) in pending {
-            let by = earlier
-                .iter()
-                .take_while(|a| a.seq < me.seq)
-                .find(|a| footprints_conflict(me.footprint.as_deref(), a.footprint.as_deref()));
-            answers[i] = by.and_then(|by| by.held(me));
-        }
-        Ok(answers)
+        let queued = jobs.iter().filter(|j| j.status == JobStatus::Queued);
+        let Some(last) = queued.map(|j| j.seq).max() else { return Ok(vec![None; jobs.len()]) };
+        // One read: the running jobs, and the queued ones up to the latest asked about (those
+        // asked about as they are now among them); footprints from the memo, else read once.
+        let rows = self.fetch(Access::Read, S::SQL.active_up_to, &[Arg::Int(last)]).await?;
+        let active = with_footprints(self, rows).await?;
+        let statuses: Vec<(i64, JobStatus)> = active.iter().map(|a| (a.seq, a.status)).collect();
+        Ok(jobs
+            .iter()
+            .map(|job| {
+                let me = active
+                    .binary_search_by_key(&job.seq, |a| a.seq)
+                    .ok()
+                    .map(|i| &active[i])
+                    .filter(|a| job.status == JobStatus::Queued && a.status == JobStatus::Queued)?;
+                let footprint = |i: usize| active[i].footprint.as_deref();
+                let by = blocker_of(me.seq, me.footprint.as_deref(), &statuses, footprint)?;
+                active[by].held(me)
+            })
+            .collect())
     }
 
     async fn list(&self, query: &ListQuery) -> Result<Vec<Job>, StoreError> {
