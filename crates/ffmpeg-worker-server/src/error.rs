@@ -121,6 +121,11 @@ pub enum ApiError {
     /// 503: the job store failed. Details are logged, not sent.
     #[error("the job store is unavailable")]
     Store(#[source] StoreError),
+    /// 507 (`insufficient-storage`, as the files API answers an upload that does not fit): the
+    /// disk holding the job store's database is full, so the change was not recorded; reads
+    /// still answer. Details are logged, not sent.
+    #[error("{DISK_FULL}")]
+    DiskFull(#[source] StoreError),
     /// The files API refused or failed: 422 bad path, 404 no such file, 409 a directory or a
     /// file in use by a job, 412 exists (`If-None-Match: *`), 413 too large, 507 disk full,
     /// 400 upload aborted, 503 storage or store failure.
@@ -140,11 +145,16 @@ pub enum ApiError {
     Internal,
 }
 
+/// The detail of a change refused because the job store's disk is full.
+const DISK_FULL: &str =
+    "the disk is full: the job store cannot record this change, and nothing was changed; retry once space is freed";
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::NotFound(id) => ApiError::NotFound(id.to_string()),
             StoreError::Conflict { id, status, action } => ApiError::Conflict { id: id.to_string(), status, action },
+            e @ StoreError::DiskFull(_) => ApiError::DiskFull(e),
             other => ApiError::Store(other),
         }
     }
@@ -235,6 +245,9 @@ impl ApiError {
             ApiError::StorageUnavailable(_) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "/problems/storage-unavailable", "Storage unavailable")
             }
+            ApiError::DiskFull(_) => {
+                (StatusCode::INSUFFICIENT_STORAGE, "/problems/insufficient-storage", "Insufficient storage")
+            }
             ApiError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "/problems/internal", "Internal error"),
             ApiError::Files(e) => files_parts(e),
         }
@@ -276,6 +289,9 @@ fn files_parts(e: &FilesError) -> (StatusCode, &'static str, &'static str) {
         FilesError::InUse { .. } => (StatusCode::CONFLICT, "/problems/file-in-use", "File in use"),
         FilesError::Raced { .. } => (StatusCode::CONFLICT, "/problems/file-conflict", "Not a file"),
         FilesError::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "/problems/invalid-request", "Invalid request"),
+        FilesError::Store(e) if e.is_disk_full() => {
+            (StatusCode::INSUFFICIENT_STORAGE, "/problems/insufficient-storage", "Insufficient storage")
+        }
         FilesError::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, "/problems/store-unavailable", "Store unavailable"),
     }
 }
@@ -293,7 +309,9 @@ impl IntoResponse for ApiError {
         {
             tracing::error!(error = %e, "files API: storage or store failed");
         }
-        if status == StatusCode::INSUFFICIENT_STORAGE {
+        if let ApiError::DiskFull(e) = &self {
+            tracing::warn!(error = %e, "the job store's disk is full: a change was refused");
+        } else if status == StatusCode::INSUFFICIENT_STORAGE {
             tracing::warn!(error = %self, "files API: storage full");
         }
         if let ApiError::ProbeUnavailable(e) = &self {
@@ -311,6 +329,7 @@ impl IntoResponse for ApiError {
         };
         // Internal details of storage and store failures are logged, not sent.
         let detail = match &self {
+            ApiError::Files(FilesError::Store(e)) if e.is_disk_full() => DISK_FULL.to_owned(),
             ApiError::Files(FilesError::Store(_)) => "the job store is unavailable".to_owned(),
             ApiError::Files(FilesError::Storage(
                 StorageError::Io { path, .. }

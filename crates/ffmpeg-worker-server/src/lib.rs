@@ -58,6 +58,9 @@ pub struct AppSettings {
     /// What this node does: a `worker` node serves only `/health`, `/ready` and `/metrics`
     /// (everything else is 404).
     pub role: jobs::nodes::NodeRole,
+    /// The job store's database file (SQLite), whose file system `GET /ready` names when the
+    /// store's disk is full; `None`: not a file (PostgreSQL, memory).
+    pub database_file: Option<std::path::PathBuf>,
 }
 
 impl Default for AppSettings {
@@ -69,6 +72,7 @@ impl Default for AppSettings {
             max_upload_bytes: jobs::files::DEFAULT_MAX_UPLOAD_BYTES,
             rate_limit: None,
             role: jobs::nodes::NodeRole::All,
+            database_file: None,
         }
     }
 }

@@ -32,7 +32,8 @@ pub(crate) async fn health(_: NoQuery) -> AppJson<HealthResponse> {
 /// answers (a bucket: one cheap request, its result kept 5 s, no answer within 3 s counting as
 /// down), and ffmpeg was found at start-up (reporting the version start-up read; ffmpeg is not
 /// run again); 503 problem+json naming what is wrong otherwise (also while shutting down, and
-/// while the store's writes fail, e.g. on a full disk).
+/// while the store's writes fail: on a full disk, `not-ready` naming the disk and its free
+/// space, while reads are served and changes answer 507).
 #[utoipa::path(
     get, path = "/ready", tag = "operations",
     responses(
@@ -44,7 +45,23 @@ pub(crate) async fn ready(State(state): State<AppState>, _: NoQuery) -> Result<A
     if !state.accepting() {
         return Err(ApiError::ShuttingDown);
     }
-    state.jobs.ping().await?;
+    if let Err(e) = state.jobs.ping().await {
+        if !e.is_disk_full() {
+            return Err(e.into());
+        }
+        let disk = match state.settings.database_file.clone() {
+            Some(file) => {
+                tokio::task::spawn_blocking(move || jobs::disk_space::DiskSpace::of(&file)).await.ok().flatten()
+            }
+            None => None,
+        };
+        tracing::warn!(error = %e, "readiness: the job store's disk is full");
+        return Err(ApiError::NotReady(format!(
+            "the job store cannot write: the disk holding its database is full{}; jobs and files are read as \
+             usual, and changes answer 507 until space is freed",
+            disk.map(|d| format!(" ({d})")).unwrap_or_default()
+        )));
+    }
     if let Err(e) = state.jobs.storage_ready().await {
         tracing::warn!(error = %e, storage = ?state.jobs.storage(), "readiness: the file storage does not answer");
         let storage = state.jobs.storage().display_name();
@@ -105,6 +122,7 @@ pub(crate) async fn metrics(State(state): State<AppState>, _: NoQuery) -> Result
         (status = 409, description = "With the files in a bucket: a file the job would write is where the bucket holds a directory, or below a file (`file-conflict`, naming the argument)", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "The command or a field is invalid (also: both or neither of `command` and `args`), the `Idempotency-Key` header is not a key (`invalid-request`), the key was used for a job with a different body (`idempotency-key-reused`, `job_id` names it), or a query parameter (this endpoint takes none)", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Shutting down, the job store cannot write now, or (`storage-unavailable`, with `Retry-After`) with the files in a bucket, the bucket does not answer or does not exist, so the command's files cannot be checked; nothing was queued", body = Problem, content_type = "application/problem+json"),
+        (status = 507, description = "The disk holding the job store's database is full: nothing was changed; retry once space is freed (`insufficient-storage`)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn create_job(
@@ -322,6 +340,7 @@ pub(crate) async fn get_job(
         (status = 200, description = "Cancelled (or cancellation under way on another node)", body = JobResponse),
         (status = 404, description = "No such job", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The job already finished", body = Problem, content_type = "application/problem+json"),
+        (status = 507, description = "The disk holding the job store's database is full: nothing was changed; retry once space is freed (`insufficient-storage`)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn cancel_job(
@@ -343,6 +362,7 @@ pub(crate) async fn cancel_job(
         (status = 204, description = "Deleted"),
         (status = 404, description = "No such job", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The job is queued or running", body = Problem, content_type = "application/problem+json"),
+        (status = 507, description = "The disk holding the job store's database is full: nothing was changed; retry once space is freed (`insufficient-storage`)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn delete_job(

@@ -110,6 +110,9 @@ pub enum StartError {
         #[source]
         source: jobs::StoreError,
     },
+    /// The task of start-up's writes ended abnormally (it panicked).
+    #[error("start-up failed: {0}")]
+    StartTask(#[source] tokio::task::JoinError),
     /// Another live process uses this node id (`NODE_ID`).
     #[error("{0}")]
     NodeIdInUse(#[source] jobs::nodes::RegisterError),
@@ -395,34 +398,34 @@ pub async fn run(config: ServeConfig) -> Result<(), StartError> {
     if let Some(e) = storage_down {
         jobs.storage_down_at_start(e);
     }
-    // Registered first, heartbeats at once: a process started later with the same node id sees
-    // this one alive and refuses to start, rather than taking its jobs for crash leftovers.
-    jobs.register_node().await.map_err(|e| match e {
-        jobs::nodes::RegisterError::InUse { .. } => StartError::NodeIdInUse(e),
-        jobs::nodes::RegisterError::Store(source) => StartError::Register { url: config.database_url.clone(), source },
-    })?;
+    // Registered first, heartbeats at once, then recovery, then the workers. On a full disk
+    // these writes wait for space in the background while the node serves reads (tester
+    // finding K1); any other failure stops the start.
     let draining = tokio_util::sync::CancellationToken::new();
     let stop_node = tokio_util::sync::CancellationToken::new();
-    let mut node_task = {
-        let (jobs, draining, stop) = (Arc::clone(&jobs), draining.clone(), stop_node.clone());
-        tokio::spawn(async move { jobs.run_node(draining, stop).await })
-    };
-    // An API node has no leftovers; on a store without node ids (SQLite) recovering would take
-    // the jobs of a worker node sharing it.
-    if role.runs_jobs() {
-        let recovery = jobs
-            .recover(config.max_attempts)
-            .await
-            .map_err(|source| StartError::Database { url: config.database_url.clone(), source })?;
-        if !recovery.requeued.is_empty() || !recovery.failed.is_empty() || !recovery.cancelled.is_empty() {
-            tracing::warn!(
-                requeued = recovery.requeued.len(),
-                failed = recovery.failed.len(),
-                cancelled = recovery.cancelled.len(),
-                "recovered jobs interrupted by a previous run"
-            );
+    let stop_waiting = tokio_util::sync::CancellationToken::new();
+    let waiting_for_space = Arc::new(tokio::sync::Notify::new());
+    let mut start_writes = tokio::spawn(start_writes(
+        Arc::clone(&jobs),
+        StartWrites {
+            url: config.database_url.clone(),
+            recover: role.runs_jobs().then_some(config.max_attempts),
+            draining: draining.clone(),
+            stop_node: stop_node.clone(),
+            stop_waiting: stop_waiting.clone(),
+            waiting_for_space: Arc::clone(&waiting_for_space),
+        },
+    ));
+    let mut node_task = None;
+    let mut recovered = false;
+    let mut writes_pending = tokio::select! {
+        started = &mut start_writes => {
+            let started = started.map_err(StartError::StartTask)??;
+            (node_task, recovered) = (started.node_task, started.recovered);
+            false
         }
-    }
+        () = waiting_for_space.notified() => true,
+    };
     // What runs and uploads that are over (a crash, a lost node) left in the bucket's
     // temporary area: in the background (the area may be large), now and then periodically.
     let stop_sweeps = tokio_util::sync::CancellationToken::new();
@@ -460,7 +463,13 @@ pub async fn run(config: ServeConfig) -> Result<(), StartError> {
             }
         });
     }
-    let mut workers = jobs.spawn_workers(&shutdown);
+    // Workers only once interrupted jobs were recovered: a claim before it would be taken
+    // for a leftover and put back in the queue.
+    let mut workers = if recovered || (!writes_pending && !role.runs_jobs()) {
+        jobs.spawn_workers(&shutdown)
+    } else {
+        tokio::task::JoinSet::new()
+    };
     if let Some(retention) = config.retention {
         tokio::spawn(purge_old_jobs(Arc::clone(jobs.store()), retention, shutdown.stop_claiming.clone()));
     }
@@ -471,6 +480,7 @@ pub async fn run(config: ServeConfig) -> Result<(), StartError> {
         max_upload_bytes: config.max_upload_bytes,
         rate_limit,
         role,
+        database_file: sqlite_file(&config.database_url),
     };
     let state = AppState::with_settings(Arc::clone(&jobs), settings);
 
@@ -508,21 +518,52 @@ pub async fn run(config: ServeConfig) -> Result<(), StartError> {
     ));
 
     // Until SIGTERM/SIGINT, or until another start takes this node id over (this process was
-    // cut off for a lease and its jobs were recovered there): then it stops the same way.
+    // cut off for a lease and its jobs were recovered there): then it stops the same way. A
+    // start waiting for space finishes meanwhile, or finds a reason to stop.
     let mut node_ended = false;
-    let superseded = tokio::select! {
-        () = shutdown_signal() => false,
-        life = &mut node_task => {
-            node_ended = true;
-            if let Ok(jobs::nodes::NodeLife::Superseded) = life {
-                true
-            } else {
+    let mut stopped_by: Option<StartError> = None;
+    let superseded = loop {
+        let node_life = async {
+            match node_task.as_mut() {
+                Some(task) => task.await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = shutdown_signal() => break false,
+            life = node_life => {
+                node_ended = true;
+                if let Ok(jobs::nodes::NodeLife::Superseded) = life {
+                    break true;
+                }
                 tracing::error!(?life, "this node's registry task ended: the registry shows it lost");
                 shutdown_signal().await;
-                false
+                break false;
+            }
+            started = &mut start_writes, if writes_pending => {
+                writes_pending = false;
+                match started.map_err(StartError::StartTask).and_then(|s| s) {
+                    Ok(started) => {
+                        node_task = started.node_task;
+                        if started.recovered || !role.runs_jobs() {
+                            workers = jobs.spawn_workers(&shutdown);
+                        }
+                        tracing::info!("the disk has room again: this node registered and runs jobs");
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "stopping: the start that waited for space failed");
+                        stopped_by = Some(e);
+                        break false;
+                    }
+                }
             }
         }
     };
+    // A start still waiting for space gives up; what it began (the heartbeat task) ends below.
+    stop_waiting.cancel();
+    if writes_pending && let Ok(Ok(started)) = start_writes.await {
+        node_task = started.node_task;
+    }
     tracing::info!(grace = ?config.shutdown_grace, "shutting down: no new jobs; waiting for running jobs");
     state.stop_accepting();
     // The registry shows this node draining (a heartbeat goes out at once) until it stops.
@@ -537,8 +578,8 @@ pub async fn run(config: ServeConfig) -> Result<(), StartError> {
     }
     // Every job ended here or went back to the queue: this node leaves the registry.
     stop_node.cancel();
-    if !node_ended {
-        let _ = node_task.await;
+    if !node_ended && let Some(task) = node_task {
+        let _ = task.await;
     }
     state.close_streams();
     stop_http.cancel();
@@ -555,7 +596,100 @@ pub async fn run(config: ServeConfig) -> Result<(), StartError> {
     if superseded {
         return Err(StartError::Superseded { id: node_id_of(&jobs) });
     }
-    Ok(())
+    stopped_by.map_or(Ok(()), Err)
+}
+
+/// What [`start_writes`] needs besides the service.
+struct StartWrites {
+    /// `DATABASE_URL`, for errors.
+    url: String,
+    /// Recover interrupted jobs, with this attempt limit (nodes that run jobs).
+    recover: Option<u32>,
+    /// This node's registry task: draining, then stop.
+    draining: tokio_util::sync::CancellationToken,
+    stop_node: tokio_util::sync::CancellationToken,
+    /// Stop waiting for space (shutdown).
+    stop_waiting: tokio_util::sync::CancellationToken,
+    /// Notified once when a write found the disk full and the start waits for space.
+    waiting_for_space: Arc<tokio::sync::Notify>,
+}
+
+/// What [`start_writes`] did.
+struct StartedWrites {
+    /// This node's registry task (heartbeats), once registered; `None` when stopped before.
+    node_task: Option<tokio::task::JoinHandle<jobs::nodes::NodeLife>>,
+    /// Interrupted jobs were recovered (a node that runs jobs may start its workers).
+    recovered: bool,
+}
+
+/// How often a start waiting for space tries its write again.
+const SPACE_RETRY: Duration = Duration::from_secs(1);
+
+/// Start-up's writes, in order: this node's registration and its heartbeat task at once, then
+/// (nodes that run jobs) the recovery of jobs a previous process left running. A write that
+/// finds the store's disk full ([`jobs::StoreError::DiskFull`]) notifies `waiting_for_space`
+/// once (the caller then serves reads meanwhile) and is tried again every [`SPACE_RETRY`]
+/// until it succeeds or `stop_waiting` fires.
+///
+/// # Errors
+/// [`StartError::NodeIdInUse`], [`StartError::Register`], [`StartError::Database`]: any
+/// other failure.
+async fn start_writes(jobs: Arc<Jobs>, writes: StartWrites) -> Result<StartedWrites, StartError> {
+    let mut said = false;
+    let mut wait = async |e: &jobs::StoreError| {
+        if !said {
+            said = true;
+            tracing::warn!(
+                error = %e,
+                "the disk holding the job store is full: this node serves reads, answers changes with 507 and \
+                 /ready with 503, and registers, recovers interrupted jobs and starts its workers once space is freed"
+            );
+            writes.waiting_for_space.notify_one();
+        }
+        writes.stop_waiting.run_until_cancelled(tokio::time::sleep(SPACE_RETRY)).await.is_some()
+    };
+    loop {
+        match jobs.register_node().await {
+            Ok(()) => break,
+            Err(jobs::nodes::RegisterError::Store(e)) if e.is_disk_full() => {
+                if !wait(&e).await {
+                    return Ok(StartedWrites { node_task: None, recovered: false });
+                }
+            }
+            Err(e @ jobs::nodes::RegisterError::InUse { .. }) => return Err(StartError::NodeIdInUse(e)),
+            Err(jobs::nodes::RegisterError::Store(source)) => {
+                return Err(StartError::Register { url: writes.url, source });
+            }
+        }
+    }
+    let node_task = {
+        let (jobs, draining, stop) = (Arc::clone(&jobs), writes.draining.clone(), writes.stop_node.clone());
+        Some(tokio::spawn(async move { jobs.run_node(draining, stop).await }))
+    };
+    // An API node has no leftovers; on a store without node ids (SQLite) recovering would take
+    // the jobs of a worker node sharing it.
+    let Some(max_attempts) = writes.recover else { return Ok(StartedWrites { node_task, recovered: false }) };
+    loop {
+        match jobs.recover(max_attempts).await {
+            Ok(recovery) => {
+                if !recovery.requeued.is_empty() || !recovery.failed.is_empty() || !recovery.cancelled.is_empty() {
+                    tracing::warn!(
+                        requeued = recovery.requeued.len(),
+                        failed = recovery.failed.len(),
+                        cancelled = recovery.cancelled.len(),
+                        "recovered jobs interrupted by a previous run"
+                    );
+                }
+                return Ok(StartedWrites { node_task, recovered: true });
+            }
+            Err(e) if e.is_disk_full() => {
+                if !wait(&e).await {
+                    return Ok(StartedWrites { node_task, recovered: false });
+                }
+            }
+            Err(source) => return Err(StartError::Database { url: writes.url, source }),
+        }
+    }
 }
 
 /// This node's id in the registry.

@@ -175,15 +175,10 @@ pub fn filled_disk(root: &Path, lowest: Option<&(PathBuf, u64)>) -> Option<Strin
     ))
 }
 
-/// The bytes available to ffmpeg on the file system holding `directory` (`statvfs`'s
-/// `f_bavail`, or `f_bfree` when this process runs as root), or `None` when it cannot be
-/// read. Blocking.
+/// The bytes available to ffmpeg (which runs as the server's user) on the file system holding
+/// `directory`, or `None` when it cannot be read. Blocking.
 fn free_bytes(directory: &Path) -> Option<u64> {
-    let stat = nix::sys::statvfs::statvfs(directory).ok()?;
-    // ffmpeg runs as the server's user: as root it may also fill the blocks reserved for root
-    // (`f_bfree`); any other user gets `ENOSPC` once `f_bavail` is used up.
-    let blocks = if nix::unistd::geteuid().is_root() { stat.blocks_free() } else { stat.blocks_available() };
-    Some(blocks.saturating_mul(stat.fragment_size()))
+    crate::disk_space::free_bytes(directory)
 }
 
 /// Free space under which a run's disk counts as full ([`filled_disk`]).

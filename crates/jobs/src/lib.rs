@@ -14,6 +14,7 @@
 //! - [`events`]: the in-process event bus (status changes, live progress) and event ids.
 //! - [`cluster`]: the signals the nodes of a cluster send each other through a shared store.
 //! - [`concat_lists`]: concat lists' entries, checked (and staged) right before a run.
+//! - [`disk_space`]: how full the file system holding a path is, for messages about a full disk.
 //! - [`outputs`]: which files a command produced.
 //! - [`output_meta`]: what is known of each produced file (format, streams, size, duration).
 //! - [`exec_limits`]: what the operating system refuses when it starts ffmpeg.
@@ -30,11 +31,13 @@
 //! [`Jobs::check`] (canonicalises paths; [`Jobs::check_async`] and [`Jobs::submit`] run it on
 //! the blocking pool), [`Runner::check_startable`], [`orphans::find_orphans`] and
 //! [`orphans::stop_orphans`] (read `/proc`), [`orphans::ScratchDir::create`], and the
-//! file-system functions of [`outputs`] (directory scans, deletions). Everything `async` here
+//! file-system functions of [`outputs`] (directory scans, deletions) and of [`disk_space`]
+//! (`statvfs`). Everything `async` here
 //! does its blocking work off the runtime threads or through tokio's own I/O.
 
 pub mod cluster;
 pub mod concat_lists;
+pub mod disk_space;
 pub mod encoded;
 pub mod events;
 pub mod exec_limits;

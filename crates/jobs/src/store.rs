@@ -66,8 +66,9 @@ use crate::webhook::{Delivery, DeliveryAttempt, DeliveryId, NextStep};
 ///
 /// Every write either returns `Ok` once its change is durable, or returns an error and has
 /// changed nothing: an acknowledged change is never lost, a failed one never half-applied.
-/// After a transient failure ([`StoreError::Unavailable`]) the store accepts writes again
-/// as soon as the cause is gone, without being reopened.
+/// After a transient failure ([`StoreError::Unavailable`], [`StoreError::DiskFull`]) the
+/// store accepts writes again as soon as the cause is gone, without being reopened; reads
+/// answer meanwhile.
 #[async_trait]
 pub trait JobStore: Send + Sync + 'static {
     /// Records a new `queued` job and wakes a waiting worker.
@@ -346,7 +347,8 @@ pub trait JobStore: Send + Sync + 'static {
     async fn prune_nodes(&self, older_than: std::time::Duration) -> Result<u64, StoreError>;
 
     /// Checks that the store can record changes now (readiness): `Ok` while writes succeed,
-    /// [`StoreError::Unavailable`] while they cannot (disk full, read-only, I/O errors).
+    /// [`StoreError::DiskFull`] while they fail for lack of space, [`StoreError::Unavailable`]
+    /// while they cannot otherwise (read-only, I/O errors).
     /// Stores may answer from their latest writes and probe with a small write of their own
     /// when those are old or failed.
     async fn check_writable(&self) -> Result<(), StoreError>;

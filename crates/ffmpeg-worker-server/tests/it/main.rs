@@ -16,6 +16,7 @@ mod files_app;
 mod files_rules;
 mod files_s3;
 mod files_s3_keys;
+mod full_disk;
 mod idempotency;
 mod lifecycle;
 mod media;

@@ -397,15 +397,27 @@ fn is_transient_state(code: &str) -> bool {
     ["08", "53", "57", "40"].iter().any(|class| code.starts_with(class)) || code == "25006" || code == "55P03"
 }
 
-/// Sorts an sqlx error: [`StoreError::Unavailable`] when the database cannot write now
-/// (unreachable, shutting down, disk full, read-only), otherwise [`StoreError::Database`].
+/// Sorts an sqlx error: [`StoreError::DiskFull`] for SQLSTATE 53100 (`disk_full`: the
+/// database server's disk), [`StoreError::Unavailable`] when the database cannot write now
+/// otherwise (unreachable, shutting down, out of memory, read-only), otherwise
+/// [`StoreError::Database`].
 pub(crate) fn db(e: sqlx::Error) -> StoreError {
+    let code = match &e {
+        sqlx::Error::Database(d) => d.code(),
+        _ => None,
+    };
     let transient = match &e {
-        sqlx::Error::Database(d) => d.code().is_some_and(|code| is_transient_state(&code)),
+        sqlx::Error::Database(_) => code.as_deref().is_some_and(is_transient_state),
         sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Tls(_) => true,
         _ => false,
     };
-    if transient { StoreError::Unavailable(Box::new(e)) } else { StoreError::Database(Box::new(e)) }
+    if code.as_deref() == Some("53100") {
+        StoreError::DiskFull(Box::new(e))
+    } else if transient {
+        StoreError::Unavailable(Box::new(e))
+    } else {
+        StoreError::Database(Box::new(e))
+    }
 }
 
 /// A claim this store holds: the attempt (the fencing token of every write about the job),

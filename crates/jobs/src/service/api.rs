@@ -521,7 +521,8 @@ impl Jobs {
     /// Whether the store answers and can record changes now (readiness).
     ///
     /// # Errors
-    /// The store failed, or cannot write ([`StoreError::Unavailable`]: disk full, read-only).
+    /// The store failed, or cannot write ([`StoreError::DiskFull`]: its disk is full;
+    /// [`StoreError::Unavailable`]: read-only, I/O errors).
     pub async fn ping(&self) -> Result<(), StoreError> {
         self.store.ping().await?;
         self.store.check_writable().await

@@ -229,13 +229,26 @@ fn shared(e: StoreError) -> impl Fn() -> StoreError {
     #[error(transparent)]
     struct Shared(Arc<dyn std::error::Error + Send + Sync>);
 
-    let (transient, source): (bool, Arc<dyn std::error::Error + Send + Sync>) = match e {
-        StoreError::Unavailable(source) => (true, Arc::from(source)),
-        StoreError::Database(source) => (false, Arc::from(source)),
-        other => (false, Arc::new(other)),
+    /// The kind of [`StoreError`] each request gets.
+    #[derive(Clone, Copy)]
+    enum Kind {
+        Unavailable,
+        DiskFull,
+        Database,
+    }
+
+    let (kind, source): (Kind, Arc<dyn std::error::Error + Send + Sync>) = match e {
+        StoreError::Unavailable(source) => (Kind::Unavailable, Arc::from(source)),
+        StoreError::DiskFull(source) => (Kind::DiskFull, Arc::from(source)),
+        StoreError::Database(source) => (Kind::Database, Arc::from(source)),
+        other => (Kind::Database, Arc::new(other)),
     };
     move || {
         let source = Box::new(Shared(Arc::clone(&source)));
-        if transient { StoreError::Unavailable(source) } else { StoreError::Database(source) }
+        match kind {
+            Kind::Unavailable => StoreError::Unavailable(source),
+            Kind::DiskFull => StoreError::DiskFull(source),
+            Kind::Database => StoreError::Database(source),
+        }
     }
 }

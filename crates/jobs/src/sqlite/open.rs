@@ -5,11 +5,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use sqlx::ConnectOptions;
-use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteLockingMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use tokio_util::sync::CancellationToken;
 
 use super::batch::checkpoint_wal;
+use super::rows::{SQLITE_FULL, primary_code};
 use super::{Checkpointer, SqliteOptions, SqliteStore};
+use crate::disk_space::DiskSpace;
 use crate::location::StoreLocation;
 
 /// The migrations in `crates/jobs/migrations/`, embedded at build time.
@@ -23,6 +25,13 @@ const READERS: u32 = 4;
 const SQLITE_HEADER: &[u8; 16] = b"SQLite format 3\0";
 /// SQLite's primary result code `SQLITE_NOTADB`.
 const SQLITE_NOTADB: &str = "26";
+/// SQLite's primary result code `SQLITE_IOERR`: among others, the shared-memory file of a
+/// WAL database could not be created or grown (`SQLITE_IOERR_SHMSIZE`, ...).
+const SQLITE_IOERR: i64 = 10;
+/// Free space under which a first read failing with [`SQLITE_IOERR`] is taken for a disk too
+/// full for the shared-memory file (32 KiB for the first 4,096 WAL frames), and the database
+/// is opened without one ([`SqliteStore::open_path_with`]).
+const SHM_ROOM: u64 = 1024 * 1024;
 
 /// Why [`SqliteStore::open`] failed. The file is never replaced or repaired.
 #[derive(Debug, thiserror::Error)]
@@ -101,6 +110,26 @@ pub enum OpenError {
         #[source]
         source: sqlx::migrate::MigrateError,
     },
+    /// The disk holding the database is full, and opening it must write: to create it, or to
+    /// apply a migration this build has and the file does not. Nothing was changed (a new
+    /// database may be left as an empty file, which SQLite takes for an empty database).
+    #[error(
+        "cannot open {}: {step} needs room, and the disk holding it is full{}; free some space there and start again",
+        path.display(),
+        space.as_ref().map(|s| format!(" ({s})")).unwrap_or_default()
+    )]
+    DiskFull {
+        /// The database file.
+        path: PathBuf,
+        /// What needed to write: "creating the database", "applying this build's schema
+        /// migrations".
+        step: &'static str,
+        /// The file system holding the database, as it was then (`None`: unknown).
+        space: Option<DiskSpace>,
+        /// SQLite's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// SQLite could not open or configure the database.
     #[error("cannot open {}: {source}", path.display())]
     Database {
@@ -143,7 +172,15 @@ impl SqliteStore {
     /// - [`OpenError::NotADatabase`]: `path` is a directory, a file that is not SQLite, or an
     ///   SQLite database with tables but no ffmpeg-worker migration history. Never modified.
     /// - [`OpenError::UnknownMigration`]: a newer ffmpeg-worker migrated the file.
+    /// - [`OpenError::DiskFull`]: the disk holding it is full, and opening must write (a new
+    ///   database, a migration this build has and the file does not).
     /// - [`OpenError::Io`], [`OpenError::Database`], [`OpenError::Migrate`]: anything else.
+    ///
+    /// A database that needs no write opens on a full disk too: reads answer, writes fail
+    /// [`StoreError::DiskFull`](crate::StoreError::DiskFull) until space is freed. When the
+    /// disk cannot even hold SQLite's shared-memory file (under 1 MiB free, and none left by a
+    /// process that had the file open), this process opens it alone (exclusive locking mode,
+    /// one connection, checkpointing as it commits) until it restarts.
     pub async fn open_path(path: &Path) -> Result<SqliteStore, OpenError> {
         SqliteStore::open_path_with(path, SqliteOptions::default()).await
     }
@@ -165,14 +202,42 @@ impl SqliteStore {
         // No `journal_mode` option: switching to WAL writes the file, which must wait until
         // `refuse_foreign` has seen that it is ours. Checkpoints are left to a task of their
         // own, so that no insert waits for the fsync at the end of one.
-        let writer = pool_options(1)
-            .connect_with(base.clone().create_if_missing(true).pragma("wal_autocheckpoint", "0"))
-            .await
-            .map_err(sql_err)?;
-        refuse_foreign(&writer, path).await?;
+        let writer_options = base.clone().create_if_missing(true).pragma("wal_autocheckpoint", "0");
+        // The first read of a WAL database (at connect: a pragma that loads the schema) creates
+        // its shared-memory file (`-shm`), which a full disk refuses: SQLite then cannot even
+        // read (tester finding K1). Without that file (exclusive locking mode: the index lives
+        // in this process's memory) it can read, and writes again once space is freed; but only
+        // this one connection may use the file.
+        let (writer, exclusive) = match open_writer(writer_options, path).await {
+            Ok(writer) => (writer, false),
+            Err(OpenError::Database { source, .. }) if primary_code(&source) == Some(SQLITE_IOERR) => {
+                let space = disk_space(path).await;
+                if space.as_ref().is_none_or(|s| s.free_bytes >= SHM_ROOM) {
+                    return Err(OpenError::Database { path: path.to_owned(), source });
+                }
+                let alone = base.clone().locking_mode(SqliteLockingMode::Exclusive).pragma("wal_autocheckpoint", "1000");
+                let writer = open_writer(alone, path).await?;
+                tracing::warn!(
+                    database = %path.display(),
+                    disk = %space.map(|s| s.to_string()).unwrap_or_default(),
+                    error = %source,
+                    "the disk holding the database is full: SQLite cannot create its shared-memory file, so this \
+                     process opened the database alone (exclusive lock, one connection) until it restarts; other \
+                     processes cannot open it meanwhile"
+                );
+                (writer, true)
+            }
+            Err(e) => return Err(e),
+        };
         // WAL is recorded in the file: every later connection uses it.
-        sqlx::query("PRAGMA journal_mode = WAL").execute(&writer).await.map_err(sql_err)?;
+        if let Err(e) = sqlx::query("PRAGMA journal_mode = WAL").execute(&writer).await {
+            return Err(disk_full_or(path, "creating the database", e, sql_err).await);
+        }
         migrate(&writer, path).await?;
+        if exclusive {
+            // One connection reads and writes, and checkpoints as it commits.
+            return Ok(SqliteStore::start(writer.clone(), writer, Some(path.to_owned()), None, options));
+        }
         let reader = pool_options(READERS).connect_with(base.clone().read_only(true)).await.map_err(sql_err)?;
         let checkpoint_conn = base.connect().await.map_err(sql_err)?;
         let stop = CancellationToken::new();
@@ -260,6 +325,17 @@ fn classify_open_error(path: &Path, source: sqlx::Error) -> OpenError {
     }
 }
 
+/// The writer's pool (one connection) with `options`, once [`refuse_foreign`] has seen that
+/// the file is ours; closed again when it is not.
+async fn open_writer(options: SqliteConnectOptions, path: &Path) -> Result<SqlitePool, OpenError> {
+    let writer = pool_options(1).connect_with(options).await.map_err(|e| classify_open_error(path, e))?;
+    if let Err(e) = refuse_foreign(&writer, path).await {
+        writer.close().await;
+        return Err(e);
+    }
+    Ok(writer)
+}
+
 /// Refuses another program's database (before anything writes to it).
 async fn refuse_foreign(pool: &SqlitePool, path: &Path) -> Result<(), OpenError> {
     let foreign: (i64, i64) = sqlx::query_as(
@@ -280,10 +356,44 @@ async fn refuse_foreign(pool: &SqlitePool, path: &Path) -> Result<(), OpenError>
 
 /// Applies the migrations this build has; refuses a schema from a newer build.
 async fn migrate(pool: &SqlitePool, path: &Path) -> Result<(), OpenError> {
-    MIGRATOR.run(pool).await.map_err(|source| match source {
-        sqlx::migrate::MigrateError::VersionMissing(version) => {
-            OpenError::UnknownMigration { path: path.to_owned(), version }
+    let result = MIGRATOR.run(pool).await;
+    let full = match &result {
+        Err(sqlx::migrate::MigrateError::Execute(e) | sqlx::migrate::MigrateError::ExecuteMigration(e, _)) => {
+            primary_code(e) == Some(SQLITE_FULL)
         }
-        source => OpenError::Migrate { path: path.to_owned(), source },
-    })
+        _ => false,
+    };
+    match result {
+        Ok(()) => Ok(()),
+        Err(source) if full => Err(OpenError::DiskFull {
+            path: path.to_owned(),
+            step: "applying this build's schema migrations",
+            space: disk_space(path).await,
+            source: Box::new(source),
+        }),
+        Err(sqlx::migrate::MigrateError::VersionMissing(version)) => {
+            Err(OpenError::UnknownMigration { path: path.to_owned(), version })
+        }
+        Err(source) => Err(OpenError::Migrate { path: path.to_owned(), source }),
+    }
+}
+
+/// The file system holding the database at `path` ([`DiskSpace::of`], on a blocking thread).
+async fn disk_space(path: &Path) -> Option<DiskSpace> {
+    let path = path.to_owned();
+    tokio::task::spawn_blocking(move || DiskSpace::of(&path)).await.ok().flatten()
+}
+
+/// [`OpenError::DiskFull`] naming `step` when `e` is SQLite's `SQLITE_FULL`, else `other(e)`.
+async fn disk_full_or(
+    path: &Path,
+    step: &'static str,
+    e: sqlx::Error,
+    other: impl FnOnce(sqlx::Error) -> OpenError,
+) -> OpenError {
+    if primary_code(&e) == Some(SQLITE_FULL) {
+        OpenError::DiskFull { path: path.to_owned(), step, space: disk_space(path).await, source: Box::new(e) }
+    } else {
+        other(e)
+    }
 }

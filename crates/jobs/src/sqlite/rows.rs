@@ -14,20 +14,36 @@ use crate::webhook::{Delivery, DeliveryId, SubscriptionSource};
 /// (<https://www.sqlite.org/rescode.html>).
 const TRANSIENT_CODES: [i64; 8] = [5, 6, 7, 8, 10, 13, 14, 15];
 
-/// Sorts an sqlx error: [`StoreError::Unavailable`] when the database cannot write now (disk
-/// full, read-only, I/O, locked; the pool timed out or its connection thread died), otherwise
+/// SQLite's primary result code `SQLITE_FULL`: a write needed pages the disk did not have
+/// (SQLite reports `ENOSPC` on a write so).
+pub(crate) const SQLITE_FULL: i64 = 13;
+
+/// SQLite's primary result code of `e`, if SQLite answered it (sqlx gives the extended code;
+/// its low byte is the primary code).
+pub(crate) fn primary_code(e: &sqlx::Error) -> Option<i64> {
+    match e {
+        sqlx::Error::Database(d) => d.code().and_then(|code| code.parse::<i64>().ok()).map(|code| code & 0xff),
+        _ => None,
+    }
+}
+
+/// Sorts an sqlx error: [`StoreError::DiskFull`] when the disk is full (`SQLITE_FULL`),
+/// [`StoreError::Unavailable`] when the database cannot write now otherwise (read-only, I/O,
+/// locked; the pool timed out or its connection thread died), otherwise
 /// [`StoreError::Database`]. The error is kept as the source.
 pub(super) fn db(e: sqlx::Error) -> StoreError {
     let transient = match &e {
-        sqlx::Error::Database(d) => d
-            .code()
-            // sqlx gives SQLite's extended code; its low byte is the primary code.
-            .and_then(|code| code.parse::<i64>().ok())
-            .is_some_and(|code| TRANSIENT_CODES.contains(&(code & 0xff))),
+        sqlx::Error::Database(_) => primary_code(&e).is_some_and(|code| TRANSIENT_CODES.contains(&code)),
         sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::WorkerCrashed => true,
         _ => false,
     };
-    if transient { StoreError::Unavailable(Box::new(e)) } else { StoreError::Database(Box::new(e)) }
+    if primary_code(&e) == Some(SQLITE_FULL) {
+        StoreError::DiskFull(Box::new(e))
+    } else if transient {
+        StoreError::Unavailable(Box::new(e))
+    } else {
+        StoreError::Database(Box::new(e))
+    }
 }
 
 /// A stored value that does not decode: the row was not written by this store.

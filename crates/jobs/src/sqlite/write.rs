@@ -130,8 +130,19 @@ pub(crate) struct WriteHealth {
 struct Health {
     /// When a write last committed.
     last_ok: Option<Instant>,
-    /// When a write last failed with [`StoreError::Unavailable`], and why.
-    last_failure: Option<(Instant, String)>,
+    /// When a write last failed with [`StoreError::Unavailable`] or
+    /// [`StoreError::DiskFull`], and why.
+    last_failure: Option<Failure>,
+}
+
+/// A write's failure for lack of capacity, as [`WriteHealth`] keeps it.
+#[derive(Debug)]
+struct Failure {
+    at: Instant,
+    /// The error's text.
+    reason: String,
+    /// It was [`StoreError::DiskFull`].
+    disk_full: bool,
 }
 
 /// Why [`WriteHealth::verdict`] says the store cannot write.
@@ -154,13 +165,16 @@ pub(crate) enum Verdict {
 }
 
 impl WriteHealth {
-    /// Records a write's outcome. Errors other than [`StoreError::Unavailable`] say nothing
-    /// about the store's ability to write.
+    /// Records a write's outcome. Errors other than [`StoreError::Unavailable`] and
+    /// [`StoreError::DiskFull`] say nothing about the store's ability to write.
     pub(crate) fn record<T>(&self, result: &Result<T, StoreError>) {
         let mut state = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         match result {
             Ok(_) => state.last_ok = Some(Instant::now()),
-            Err(e @ StoreError::Unavailable(_)) => state.last_failure = Some((Instant::now(), e.to_string())),
+            Err(e @ (StoreError::Unavailable(source) | StoreError::DiskFull(source))) => {
+                let disk_full = e.is_disk_full();
+                state.last_failure = Some(Failure { at: Instant::now(), reason: source.to_string(), disk_full });
+            }
             Err(_) => {}
         }
     }
@@ -169,9 +183,13 @@ impl WriteHealth {
     pub(crate) fn verdict(&self) -> Verdict {
         let state = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         match (&state.last_failure, state.last_ok) {
-            (Some((at, reason)), _) if at.elapsed() < FAILURE_WINDOW => {
-                let failure = RecentFailure { ago: at.elapsed(), reason: reason.clone() };
-                Verdict::Failing(StoreError::Unavailable(Box::new(failure)))
+            (Some(failure), _) if failure.at.elapsed() < FAILURE_WINDOW => {
+                let recent = Box::new(RecentFailure { ago: failure.at.elapsed(), reason: failure.reason.clone() });
+                Verdict::Failing(if failure.disk_full {
+                    StoreError::DiskFull(recent)
+                } else {
+                    StoreError::Unavailable(recent)
+                })
             }
             (_, Some(ok)) if ok.elapsed() < TRUSTED_FOR => Verdict::Writable,
             _ => Verdict::Probe,

@@ -32,6 +32,12 @@ pub enum StoreError {
     /// written; the same call may succeed later, with no restart (HTTP: 503 + `Retry-After`).
     #[error("the job store cannot write now: {0}")]
     Unavailable(#[source] BoxError),
+    /// The store cannot record changes because the disk holding its database is full
+    /// (SQLite's `SQLITE_FULL`, PostgreSQL's SQLSTATE 53100 `disk_full`). Nothing was written;
+    /// reads still answer, and the same call succeeds once space is freed, with no restart
+    /// (HTTP: 507 `insufficient-storage`; `/ready` 503 naming the full disk).
+    #[error("the job store cannot write: the disk holding its database is full ({0})")]
+    DiskFull(#[source] BoxError),
     /// The database failed otherwise (closed, a statement failed, a stored row cannot be
     /// decoded).
     #[error("database error: {0}")]
@@ -44,8 +50,13 @@ fn key_of(job: &Job) -> &str {
 
 impl StoreError {
     /// Whether the same call may succeed later without anything else changing (the store
-    /// was [`StoreError::Unavailable`]).
+    /// was [`StoreError::Unavailable`], or its disk was full: [`StoreError::DiskFull`]).
     pub fn is_transient(&self) -> bool {
-        matches!(self, StoreError::Unavailable(_))
+        matches!(self, StoreError::Unavailable(_) | StoreError::DiskFull(_))
+    }
+
+    /// Whether the store's disk was full ([`StoreError::DiskFull`]).
+    pub fn is_disk_full(&self) -> bool {
+        matches!(self, StoreError::DiskFull(_))
     }
 }

@@ -67,11 +67,13 @@ struct Model {
     jobs: BTreeMap<JobId, Expected>,
     acknowledged: usize,
     refused: usize,
+    /// Of the refused, those answered [`StoreError::DiskFull`].
+    disk_full: usize,
 }
 
 impl Model {
     /// Records a write's answer: `Ok` updates the model; an error must be the store's
-    /// "cannot write now" (or a refusal the model also expects), and changes nothing.
+    /// "cannot write now" or "the disk is full", and changes nothing.
     fn answer<T>(&mut self, what: &str, result: Result<T, StoreError>) -> Option<T> {
         match result {
             Ok(value) => {
@@ -82,7 +84,12 @@ impl Model {
                 self.refused += 1;
                 None
             }
-            Err(other) => panic!("{what}: expected success or Unavailable, got {other:?}"),
+            Err(StoreError::DiskFull(_)) => {
+                self.refused += 1;
+                self.disk_full += 1;
+                None
+            }
+            Err(other) => panic!("{what}: expected success, Unavailable or DiskFull, got {other:?}"),
         }
     }
 
@@ -124,7 +131,8 @@ impl Model {
     }
 }
 
-/// One round of every kind of write, each answered Ok (the model follows) or Unavailable.
+/// One round of every kind of write, each answered Ok (the model follows), Unavailable or
+/// DiskFull.
 async fn write_round(store: &SqliteStore, model: &mut Model, round: usize, metadata_bytes: usize) -> Vec<bool> {
     let mut ok = Vec::new();
     let metadata = BTreeMap::from([("blob".to_owned(), "m".repeat(metadata_bytes))]);
@@ -297,20 +305,21 @@ async fn sqlite_on_a_full_disk_loses_no_acknowledged_write() {
     };
     let filler = fs.path().join("filler");
     fill(&filler);
-    let mut unavailable_seen = false;
+    let mut full_seen = false;
     let mut round = 3;
     let mut failed_writes = 0;
     while round < 200 && failed_writes < 40 {
         let answers = write_round(&store, &mut model, round, if round % 3 == 0 { 32 * 1024 } else { 256 }).await;
         failed_writes += answers.iter().filter(|ok| !**ok).count();
         if answers.iter().any(|ok| !ok) {
-            unavailable_seen |= store.check_writable().await.is_err();
+            full_seen |= store.check_writable().await.is_err_and(|e| e.is_disk_full());
         }
         round += 1;
     }
     assert!(failed_writes >= 40, "the full filesystem refused {failed_writes} writes in {round} rounds");
-    assert!(unavailable_seen, "check_writable never reported the full store");
+    assert!(full_seen, "check_writable never reported the full disk");
     assert!(model.refused >= failed_writes);
+    assert!(model.disk_full > 0, "no write was refused as DiskFull");
     assert_matches(&store, &model, "while full", false).await;
 
     // Space again: the same store writes, with no restart.
@@ -337,4 +346,85 @@ async fn sqlite_on_a_full_disk_loses_no_acknowledged_write() {
     assert_matches(&reopened, &model, "reopened", true).await;
     reopened.close().await;
     eprintln!("acknowledged {} writes, refused {}", model.acknowledged, model.refused);
+}
+
+/// Tester finding K1: a database closed cleanly (its `-wal` and `-shm` files removed) on a disk
+/// that then filled up. SQLite could not create the shared-memory file, so the store did not
+/// even open ("disk I/O error"). Now it opens, reads everything, refuses writes as
+/// [`StoreError::DiskFull`] (readiness says so too), and writes again, with no restart, once
+/// space is freed; a later open finds every acknowledged write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_opens_on_a_full_disk_and_writes_once_space_is_freed() {
+    let Some(fs) = Tmpfs::mount("2m", "sqlite_opens_on_a_full_disk_and_writes_once_space_is_freed") else { return };
+    let db = fs.path().join("jobs.db");
+    let store = SqliteStore::open(&url(&db)).await.unwrap();
+    let done = store.insert("-i a.mp4 done.mp4".to_owned(), SubmitOptions::default()).await.unwrap();
+    store.claim_next(&[]).await.unwrap().unwrap();
+    let outcome = Outcome::Completed { output_files: vec!["done.mp4".to_owned()], outputs: Vec::new() };
+    let done = store.finish(&done.id, outcome, "the log").await.unwrap();
+    store.insert("-i b.mp4 running.mp4".to_owned(), SubmitOptions::default()).await.unwrap();
+    let running = store.claim_next(&[]).await.unwrap().unwrap();
+    assert_eq!(running.status, JobStatus::Running);
+    let queued = store.insert("-i c.mp4 queued.mp4".to_owned(), SubmitOptions::default()).await.unwrap();
+    store.close().await;
+    drop(store);
+    let shm = fs.path().join("jobs.db-shm");
+    assert!(!shm.exists(), "a clean close removes the shared-memory file");
+
+    let filler = fs.path().join("filler");
+    fill(&filler);
+    let store = SqliteStore::open(&url(&db)).await.expect("the store opens on a full disk");
+    let all = store.list(&ListQuery { limit: 100, ..ListQuery::default() }).await.unwrap();
+    let ids: Vec<&JobId> = all.iter().map(|j| &j.id).collect();
+    assert_eq!(ids, [&done.id, &running.id, &queued.id], "every job reads, oldest first");
+    assert_eq!(store.get(&done.id).await.unwrap().as_ref(), Some(&done));
+    assert_eq!(store.log(&done.id).await.unwrap().as_deref(), Some("the log"));
+    let refused = store.insert("-i d.mp4 new.mp4".to_owned(), SubmitOptions::default()).await;
+    assert!(matches!(refused, Err(StoreError::DiskFull(_))), "{refused:?}");
+    let refused = store.recover(3).await;
+    assert!(matches!(refused, Err(StoreError::DiskFull(_))), "{refused:?}");
+    let writable = store.check_writable().await;
+    assert!(writable.as_ref().is_err_and(StoreError::is_disk_full), "{writable:?}");
+
+    std::fs::remove_file(&filler).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while let Err(e) = store.check_writable().await {
+        assert!(std::time::Instant::now() < deadline, "still not writable after space was freed: {e}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let recovery = store.recover(3).await.unwrap();
+    assert_eq!(recovery.requeued, [running.id.clone()]);
+    let new = store.insert("-i d.mp4 new.mp4".to_owned(), SubmitOptions::default()).await.unwrap();
+    store.close().await;
+    drop(store);
+
+    let reopened = SqliteStore::open(&url(&db)).await.unwrap();
+    let all = reopened.list(&ListQuery { limit: 100, ..ListQuery::default() }).await.unwrap();
+    let statuses: Vec<(&JobId, JobStatus)> = all.iter().map(|j| (&j.id, j.status)).collect();
+    assert_eq!(
+        statuses,
+        [
+            (&done.id, JobStatus::Completed),
+            (&running.id, JobStatus::Queued),
+            (&queued.id, JobStatus::Queued),
+            (&new.id, JobStatus::Queued)
+        ]
+    );
+    reopened.close().await;
+}
+
+/// A database that must be written to open (a new one: every migration to apply) on a full
+/// disk: the open fails with [`OpenError::DiskFull`](jobs::sqlite::OpenError::DiskFull), whose
+/// message names the file system and its free space, not SQLite's error chain.
+#[tokio::test]
+async fn sqlite_that_must_migrate_on_a_full_disk_says_so() {
+    let Some(fs) = Tmpfs::mount("1m", "sqlite_that_must_migrate_on_a_full_disk_says_so") else { return };
+    fill(&fs.path().join("filler"));
+    let db = fs.path().join("jobs.db");
+    let error = SqliteStore::open(&url(&db)).await.expect_err("no room for the schema");
+    assert!(matches!(error, jobs::sqlite::OpenError::DiskFull { .. }), "{error:?}");
+    let message = error.to_string();
+    let mount = format!("the file system mounted at `{}`", fs.path().canonicalize().unwrap().display());
+    assert!(message.contains(&mount) && message.contains(" free") && message.contains("free some space"), "{message}");
+    assert!(!message.contains("code: 13") && !message.contains('\n'), "{message}");
 }
