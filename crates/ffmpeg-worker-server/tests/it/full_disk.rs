@@ -82,7 +82,7 @@ async fn a_node_on_a_full_disk_serves_reads_refuses_changes_and_recovers_once_sp
     let (status, list) = get(&http, &server, "/jobs").await;
     assert_eq!(status, 200, "{list}");
     let listed: Vec<&str> = list.as_array().unwrap().iter().map(|j| j["id"].as_str().unwrap()).collect();
-    assert_eq!(listed, [running_id.as_str(), done_id.as_str()], "{list}");
+    assert_eq!(listed, [done_id.as_str(), running_id.as_str()], "oldest first: {list}");
     assert_eq!(get(&http, &server, &format!("/jobs/{done_id}")).await.1["status"], "completed");
     let file = http.get(server.url("/files/kept.txt")).send().await.unwrap();
     assert_eq!((file.status().as_u16(), file.text().await.unwrap()), (200, "kept".to_owned()));
