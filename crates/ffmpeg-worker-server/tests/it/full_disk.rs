@@ -141,6 +141,9 @@ fn a_node_that_must_write_its_database_to_start_on_a_full_disk_names_the_disk() 
     let last = stderr.lines().last().unwrap_or_default();
     let mount = format!("the file system mounted at `{}`", fs.path().canonicalize().unwrap().display());
     assert!(last.starts_with("ffmpeg-worker: database sqlite://"), "{stderr}");
-    assert!(last.contains("the disk holding it is full") && last.contains(&mount) && last.contains(" free)"), "{stderr}");
+    assert!(
+        last.contains("the disk holding it is full") && last.contains(&mount) && last.contains(" free)"),
+        "{stderr}"
+    );
     assert!(!stderr.contains("code: 13") && !stderr.contains("panicked"), "{stderr}");
 }

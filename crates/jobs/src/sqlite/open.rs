@@ -215,7 +215,8 @@ impl SqliteStore {
                 if space.as_ref().is_none_or(|s| s.free_bytes >= SHM_ROOM) {
                     return Err(OpenError::Database { path: path.to_owned(), source });
                 }
-                let alone = base.clone().locking_mode(SqliteLockingMode::Exclusive).pragma("wal_autocheckpoint", "1000");
+                let alone =
+                    base.clone().locking_mode(SqliteLockingMode::Exclusive).pragma("wal_autocheckpoint", "1000");
                 let writer = open_writer(alone, path).await?;
                 tracing::warn!(
                     database = %path.display(),
