@@ -64,8 +64,8 @@ pub fn human_bytes(bytes: u64) -> String {
     const GIB: u64 = 1024 * MIB;
     match bytes {
         ..KIB => format!("{bytes} bytes"),
-        ..MIB => format!("{} KiB", bytes / KIB),
-        ..GIB => format!("{}.{} MiB", bytes / MIB, bytes % MIB * 10 / MIB),
+        KIB..MIB => format!("{} KiB", bytes / KIB),
+        MIB..GIB => format!("{}.{} MiB", bytes / MIB, bytes % MIB * 10 / MIB),
         _ => format!("{}.{} GiB", bytes / GIB, bytes % GIB * 10 / GIB),
     }
 }

@@ -393,7 +393,7 @@ async fn sqlite_opens_on_a_full_disk_and_writes_once_space_is_freed() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     let recovery = store.recover(3).await.unwrap();
-    assert_eq!(recovery.requeued, [running.id.clone()]);
+    assert_eq!(recovery.requeued, std::slice::from_ref(&running.id));
     let new = store.insert("-i d.mp4 new.mp4".to_owned(), SubmitOptions::default()).await.unwrap();
     store.close().await;
     drop(store);
