@@ -335,9 +335,71 @@ struct Run {
     jobs_per_second: f64,
     /// CPU seconds during the run (from the workers' start to the last job finished).
     cpu: Cpu,
-    /// `(calls per job, mean execution µs, statement)` of PostgreSQL's statements during the
-    /// run, most called first, when `pg_stat_statements` is loaded (`PG_HARNESS_OPTIONS`).
-    statements: Option<Vec<(f64, f64, String)>>,
+    /// PostgreSQL's statements during the run, most called first, when `pg_stat_statements`
+    /// is loaded (`PG_HARNESS_OPTIONS`).
+    statements: Option<Vec<Statement>>,
+    /// PostgreSQL's commits and WAL during the run (PostgreSQL only).
+    commits: Option<Commits>,
+}
+
+/// One statement's figures from `pg_stat_statements`.
+#[derive(Debug, Clone)]
+struct Statement {
+    /// Calls per job (or per job and second).
+    calls: f64,
+    /// Mean execution time, µs.
+    mean_us: f64,
+    /// Mean planning time, µs (0 unless `pg_stat_statements.track_planning` is on).
+    plan_us: f64,
+    /// Plans per call (0 unless `pg_stat_statements.track_planning` is on): 1 when every call
+    /// was planned (custom plans), near 0 once a generic plan is reused.
+    plans: f64,
+    /// Rows returned or changed per call.
+    rows: f64,
+    /// The statement, whitespace collapsed.
+    query: String,
+}
+
+/// Commits and WAL of PostgreSQL over a run: `pg_stat_database` of the bench's database
+/// (`xact_commit`, `xact_rollback`; a backend reports them when its transaction ends, at most
+/// once a second while it stays busy, and when it disconnects: read after the workers left)
+/// and `pg_stat_wal` of the whole server (records, bytes, `XLogWrite` writes and the WAL
+/// `fsync`s, `wal_sync`: the flushes of durable commits, several commits sharing one when
+/// they come together).
+#[derive(Debug, Clone, Copy, Default)]
+struct Commits {
+    commits: i64,
+    rollbacks: i64,
+    wal_records: i64,
+    wal_bytes: f64,
+    wal_writes: i64,
+    wal_syncs: i64,
+}
+
+impl Commits {
+    async fn now(pool: &sqlx::PgPool) -> Result<Commits, Error> {
+        let (commits, rollbacks): (i64, i64) = sqlx::query_as(
+            "SELECT xact_commit, xact_rollback FROM pg_stat_database WHERE datname = current_database()",
+        )
+        .fetch_one(pool)
+        .await?;
+        let (wal_records, wal_bytes, wal_writes, wal_syncs): (i64, f64, i64, i64) =
+            sqlx::query_as("SELECT wal_records, wal_bytes::float8, wal_write, wal_sync FROM pg_stat_wal")
+                .fetch_one(pool)
+                .await?;
+        Ok(Commits { commits, rollbacks, wal_records, wal_bytes, wal_writes, wal_syncs })
+    }
+
+    fn since(self, before: Commits) -> Commits {
+        Commits {
+            commits: self.commits - before.commits,
+            rollbacks: self.rollbacks - before.rollbacks,
+            wal_records: self.wal_records - before.wal_records,
+            wal_bytes: self.wal_bytes - before.wal_bytes,
+            wal_writes: self.wal_writes - before.wal_writes,
+            wal_syncs: self.wal_syncs - before.wal_syncs,
+        }
+    }
 }
 
 /// Resets `pg_stat_statements` of the database at `url`; false when it is not loaded.
@@ -349,17 +411,30 @@ async fn reset_statements(url: &str) -> bool {
 
 /// The statements of the database at `url` since the reset, per job of `n` (the bench's own
 /// polling for the end left out).
-async fn statements(url: &str, n: usize) -> Result<Vec<(f64, f64, String)>, Error> {
+async fn statements(url: &str, n: usize) -> Result<Vec<Statement>, Error> {
     let pool = sqlx::PgPool::connect(url).await?;
-    let rows: Vec<(i64, f64, String)> = sqlx::query_as(
-        "SELECT calls, mean_exec_time * 1000, regexp_replace(query, '\\s+', ' ', 'g') FROM pg_stat_statements \
+    let rows: Vec<(i64, f64, f64, i64, i64, String)> = sqlx::query_as(
+        "SELECT calls, mean_exec_time * 1000, COALESCE(total_plan_time / NULLIF(plans, 0), 0) * 1000, plans, rows, \
+           regexp_replace(query, '\\s+', ' ', 'g') FROM pg_stat_statements \
          WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) \
            AND query NOT LIKE 'SELECT status, COUNT(*)%' AND query NOT LIKE '%pg_stat_statements%' \
+           AND query NOT LIKE 'SELECT EXISTS (SELECT 1 FROM jobs WHERE status IN%' \
+           AND query NOT LIKE '%pg_stat_database%' AND query NOT LIKE '%pg_stat_wal%' \
          ORDER BY calls DESC",
     )
     .fetch_all(&pool)
     .await?;
-    Ok(rows.into_iter().map(|(calls, mean, query)| (calls as f64 / n as f64, mean, query)).collect())
+    Ok(rows
+        .into_iter()
+        .map(|(calls, mean_us, plan_us, plans, rows, query)| Statement {
+            calls: calls as f64 / n as f64,
+            mean_us,
+            plan_us,
+            plans: plans as f64 / calls.max(1) as f64,
+            rows: rows as f64 / calls.max(1) as f64,
+            query,
+        })
+        .collect())
 }
 
 /// Counts every row inserted, updated or deleted in the bench's database from now on, per
@@ -389,13 +464,36 @@ async fn capacity(url: &str, data: &Path, n: usize, processes: usize, slots: usi
     let postgres = url.starts_with("postgres");
     let postmaster = if postgres { server().pid() } else { None };
     let counting = postgres && reset_statements(url).await;
+    // PostgreSQL: the end is polled with a statement that reads one index entry while jobs
+    // remain (the first queued or running one), not with `counts()`, whose scan of every job
+    // cost the server ~1 ms a call with 3,000 jobs, 100 calls a second: a quarter of a
+    // millisecond of the server's CPU per job at 400 jobs/s, counted as the queue's (before
+    // session 24).
+    let admin = if postgres { Some(sqlx::PgPool::connect(url).await?) } else { None };
+    let commits = match &admin {
+        Some(pool) => Some(Commits::now(pool).await?),
+        None => None,
+    };
     let cpu = Cpu::now(postmaster, &nodes);
     let started = Instant::now();
     for node in &mut nodes {
         node.go()?;
     }
     let store = filler.store();
-    while finished(store).await? < n as u64 {
+    loop {
+        let done = match &admin {
+            Some(pool) => {
+                !sqlx::query_scalar::<_, bool>(
+                    "SELECT EXISTS (SELECT 1 FROM jobs WHERE status IN ('queued', 'running'))",
+                )
+                .fetch_one(pool)
+                .await?
+            }
+            None => finished(store).await? >= n as u64,
+        };
+        if done {
+            break;
+        }
         if started.elapsed() > Duration::from_secs(600) {
             return Err("capacity run did not finish in 10 minutes".into());
         }
@@ -406,8 +504,34 @@ async fn capacity(url: &str, data: &Path, n: usize, processes: usize, slots: usi
     for node in nodes {
         node.stop();
     }
+    if postgres && finished(store).await? != n as u64 {
+        return Err("capacity run: not every job finished".into());
+    }
+    let commits = match (&admin, commits) {
+        // The workers' backends report their counts when they disconnect: wait for that.
+        (Some(pool), Some(before)) => Some(settled_commits(pool).await?.since(before)),
+        _ => None,
+    };
     let statements = if counting { Some(statements(url, n).await?) } else { None };
-    Ok(Run { jobs_per_second: n as f64 / elapsed.as_secs_f64(), cpu, statements })
+    Ok(Run { jobs_per_second: n as f64 / elapsed.as_secs_f64(), cpu, statements, commits })
+}
+
+/// [`Commits::now`] once the worker processes' backends have gone (they report their counts
+/// when they disconnect): none of their backends left (`ffmpeg-worker node-*`), or 5 s.
+async fn settled_commits(pool: &sqlx::PgPool) -> Result<Commits, Error> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let left: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+               AND application_name LIKE 'ffmpeg-worker node-%'",
+        )
+        .fetch_one(pool)
+        .await?;
+        if left == 0 || Instant::now() > deadline {
+            return Commits::now(pool).await;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// Prints one row of the capacity table: the median run by jobs/s, and every run's rate.
@@ -523,8 +647,8 @@ async fn main() -> Result<(), Error> {
         for _ in 0..rounds {
             runs.push(capacity(&fresh_postgres().await, &data, n, p, slots).await?);
         }
-        if let Some(Run { statements: Some(statements), .. }) = capacity_row("PostgreSQL", p, &mut runs, n) {
-            counted.push((p, statements));
+        if let Some(run) = capacity_row("PostgreSQL", p, &mut runs, n) {
+            counted.push((p, run));
         }
     }
     let mut runs = Vec::new();
@@ -534,16 +658,51 @@ async fn main() -> Result<(), Error> {
         runs.push(capacity(&url, &data, n, 1, slots).await?);
     }
     capacity_row("SQLite (one process)", 1, &mut runs, n);
-    for (p, statements) in counted {
-        println!("\n### PostgreSQL statements per job, {p} worker processes (pg_stat_statements, median run)\n");
-        println!("| calls per job | mean µs | statement |");
-        println!("|---|---|---|");
-        let total: f64 = statements.iter().map(|(calls, ..)| calls).sum();
-        for (calls, mean, query) in statements.iter().filter(|(calls, ..)| *calls >= 0.01) {
-            let query: String = query.chars().take(110).collect();
-            println!("| {calls:.2} | {mean:.0} | `{}` |", query.replace('|', "\\|"));
+    if !counted.is_empty() {
+        println!("\n### PostgreSQL commits and WAL per finished job (median run)\n");
+        println!("pg_stat_database of the bench's database (commits, rollbacks) and pg_stat_wal of the server (WAL");
+        println!("records, bytes, writes, and flushes to disk: `wal_sync`, what durable commits wait for).\n");
+        println!("| worker processes | commits | rollbacks | WAL records | WAL bytes | WAL writes | WAL flushes |");
+        println!("|---|---|---|---|---|---|---|");
+        for (p, run) in &counted {
+            if let Some(c) = run.commits {
+                let per = |v: f64| v / n as f64;
+                println!(
+                    "| {p} | {:.2} | {:.2} | {:.1} | {:.0} | {:.2} | {:.2} |",
+                    per(c.commits as f64),
+                    per(c.rollbacks as f64),
+                    per(c.wal_records as f64),
+                    per(c.wal_bytes),
+                    per(c.wal_writes as f64),
+                    per(c.wal_syncs as f64)
+                );
+            }
         }
-        println!("| {total:.2} | | all statements |");
+    }
+    for (p, run) in counted {
+        let Some(statements) = run.statements else { continue };
+        println!("\n### PostgreSQL statements per job, {p} worker processes (pg_stat_statements, median run)\n");
+        println!("Mean µs: execution per call; plan µs: planning per plan, and plans per call (with");
+        println!("`pg_stat_statements.track_planning=on`); ms per job: their total over the run per finished");
+        println!("job; rows: returned or changed per call.\n");
+        println!("| calls per job | mean µs | plan µs | plans per call | ms per job | rows per call | statement |");
+        println!("|---|---|---|---|---|---|---|");
+        let total: f64 = statements.iter().map(|s| s.calls).sum();
+        let time: f64 = statements.iter().map(|s| s.calls * (s.mean_us + s.plans * s.plan_us) / 1e3).sum();
+        for s in statements.iter().filter(|s| s.calls >= 0.01) {
+            let query: String = s.query.chars().take(110).collect();
+            println!(
+                "| {:.2} | {:.0} | {:.0} | {:.2} | {:.3} | {:.1} | `{}` |",
+                s.calls,
+                s.mean_us,
+                s.plan_us,
+                s.plans,
+                s.calls * (s.mean_us + s.plans * s.plan_us) / 1e3,
+                s.rows,
+                query.replace('|', "\\|")
+            );
+        }
+        println!("| {total:.2} | | | | {time:.3} | | all statements |");
     }
 
     if capacity_only {
@@ -739,11 +898,11 @@ async fn main() -> Result<(), Error> {
         println!("\nStatements meanwhile (pg_stat_statements; both nodes: the bench's and the worker's):\n");
         println!("| calls per job per second | statement |");
         println!("|---|---|");
-        for (calls, _, query) in
-            statements.iter().filter(|(_, _, q)| !q.contains("txid_current") && !q.contains("pg_stat_user_tables"))
+        for s in
+            statements.iter().filter(|s| !s.query.contains("txid_current") && !s.query.contains("pg_stat_user_tables"))
         {
-            let query: String = query.chars().take(110).collect();
-            println!("| {calls:.3} | `{}` |", query.replace('|', "\\|"));
+            let query: String = s.query.chars().take(110).collect();
+            println!("| {:.3} | `{}` |", s.calls, query.replace('|', "\\|"));
         }
     }
     Ok(())
