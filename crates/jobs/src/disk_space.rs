@@ -82,7 +82,9 @@ mod tests {
         check(1024, "1 KiB");
         check(12 * 1024 + 1023, "12 KiB");
         check(1024 * 1024, "1.0 MiB");
-        check(3 * 1024 * 1024 + 1024 * 1024 * 9 / 10, "3.9 MiB");
+        // 3.9 MiB is 4,089,446.4 bytes: one byte under it is still 3.8.
+        check(4_089_446, "3.8 MiB");
+        check(4_089_447, "3.9 MiB");
         check(5 * 1024 * 1024 * 1024, "5.0 GiB");
     }
 
