@@ -102,15 +102,32 @@ pub(crate) fn lavfi_clip(path: &Path, seconds: u32) {
     assert!(status.success(), "ffmpeg could not make {}", path.display());
 }
 
+/// Real ffmpeg jobs in the data directory `root`: `concurrency` workers (idle wait 100 ms) on
+/// a [`MemoryStore`]. They claim until `shutdown.stop_claiming` is cancelled, and stop when
+/// `workers` is dropped.
+pub(crate) struct Workers {
+    pub(crate) jobs: Arc<Jobs>,
+    pub(crate) store: Store,
+    pub(crate) shutdown: Shutdown,
+    pub(crate) workers: tokio::task::JoinSet<()>,
+}
+
+impl Workers {
+    pub(crate) fn start(root: &Path, sandbox: Sandbox, concurrency: usize) -> Workers {
+        let store: Store = Arc::new(MemoryStore::new());
+        let runner: Arc<dyn Runner> = Arc::new(FfmpegRunner::new(FfmpegConfig::new("ffmpeg", root)));
+        let config = JobsConfig { concurrency, idle_wait: Duration::from_millis(100), ..JobsConfig::default() };
+        let jobs = Jobs::new(Arc::clone(&store), runner, sandbox, config);
+        let shutdown = Shutdown::default();
+        let workers = jobs.spawn_workers(&shutdown);
+        Workers { jobs, store, shutdown, workers }
+    }
+}
+
 /// Runs each command as a job through the real ffmpeg (one worker, a [`MemoryStore`], data
 /// directory `root`), one at a time in order, and returns the finished jobs in that order.
 pub(crate) async fn run_jobs(root: &Path, sandbox: Sandbox, commands: &[&str]) -> Vec<Job> {
-    let store: Store = Arc::new(MemoryStore::new());
-    let runner: Arc<dyn Runner> = Arc::new(FfmpegRunner::new(FfmpegConfig::new("ffmpeg", root)));
-    let config = JobsConfig { concurrency: 1, idle_wait: Duration::from_millis(100), ..JobsConfig::default() };
-    let jobs = Jobs::new(Arc::clone(&store), runner, sandbox, config);
-    let shutdown = Shutdown::default();
-    let _workers = jobs.spawn_workers(&shutdown);
+    let Workers { jobs, store, shutdown, workers: _workers } = Workers::start(root, sandbox, 1);
     let mut ids = Vec::new();
     for command in commands {
         ids.push(jobs.submit(command, SubmitOptions::default()).await.unwrap().id);

@@ -10,11 +10,9 @@ use std::time::{Duration, Instant};
 use ffmpeg_core::command::Command;
 use ffmpeg_core::sandbox::Sandbox;
 use jobs::store::JobStore;
-use jobs::{
-    FfmpegConfig, FfmpegRunner, Job, JobStatus, Jobs, JobsConfig, MemoryStore, Runner, Shutdown, SubmitOptions,
-};
+use jobs::{Job, JobStatus, Jobs, Shutdown, SubmitOptions};
 
-use crate::fixture::finished_by;
+use crate::fixture::{Workers, finished_by};
 
 /// `in.mp4` in `dir`: `seconds` of 160x120 testsrc at 25 fps (keyframe every second) with a
 /// sine track.
@@ -98,12 +96,7 @@ fn service(seconds: u32) -> Service {
     let sandbox = Sandbox::new(dir.path()).unwrap();
     let root = sandbox.root().to_owned();
     make_input(&root, seconds);
-    let store: Arc<dyn JobStore> = Arc::new(MemoryStore::new());
-    let runner: Arc<dyn Runner> = Arc::new(FfmpegRunner::new(FfmpegConfig::new("ffmpeg", &root)));
-    let config = JobsConfig { concurrency: 1, idle_wait: Duration::from_millis(100), ..JobsConfig::default() };
-    let jobs = Jobs::new(Arc::clone(&store), runner, sandbox, config);
-    let shutdown = Shutdown::default();
-    let workers = jobs.spawn_workers(&shutdown);
+    let Workers { jobs, store, shutdown, workers } = Workers::start(&root, sandbox, 1);
     Service { _dir: dir, root, jobs, store, shutdown, _workers: workers }
 }
 

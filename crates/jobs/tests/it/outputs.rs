@@ -9,10 +9,9 @@ use ffmpeg_core::command::Command;
 use ffmpeg_core::footprint::Footprint;
 use ffmpeg_core::sandbox::Sandbox;
 use jobs::outputs::{self, Snapshot};
-use jobs::store::JobStore;
-use jobs::{FfmpegConfig, FfmpegRunner, JobStatus, Jobs, JobsConfig, MemoryStore, Runner, Shutdown, SubmitOptions};
+use jobs::{JobStatus, SubmitOptions};
 
-use crate::fixture::finished_by;
+use crate::fixture::{Workers, finished_by};
 
 fn write(root: &Path, path: &str, content: &str) {
     let path = root.join(path);
@@ -138,12 +137,7 @@ async fn a_failed_pass_log_job_removes_its_own_files_and_no_one_elses() {
     let root = sandbox.root().to_owned();
     write(&root, "out/a.mp4", "an older result, overwritten by the job");
     write(&root, "logs/x-notes.txt", "someone's notes");
-    let store: Arc<dyn JobStore> = Arc::new(MemoryStore::new());
-    let runner: Arc<dyn Runner> = Arc::new(FfmpegRunner::new(FfmpegConfig::new("ffmpeg", &root)));
-    let config = JobsConfig { concurrency: 1, idle_wait: Duration::from_millis(100), ..JobsConfig::default() };
-    let jobs = Jobs::new(Arc::clone(&store), runner, sandbox, config);
-    let shutdown = Shutdown::default();
-    let _workers = jobs.spawn_workers(&shutdown);
+    let Workers { jobs, store, shutdown, workers: _workers } = Workers::start(&root, sandbox, 1);
 
     let command = "-re -f lavfi -i testsrc=duration=60:size=160x120:rate=25 -c:v libx264 -preset ultrafast \
                    -pass 1 -passlogfile logs/x -f mp4 out/a.mp4";
@@ -234,12 +228,7 @@ async fn runs_never_write_through_a_link_out_of_the_data_directory() {
     let outside = tempfile::tempdir().unwrap();
     let sandbox = Sandbox::new(dir.path()).unwrap();
     let root = sandbox.root().to_owned();
-    let store: Arc<dyn JobStore> = Arc::new(MemoryStore::new());
-    let runner: Arc<dyn Runner> = Arc::new(FfmpegRunner::new(FfmpegConfig::new("ffmpeg", &root)));
-    let config = JobsConfig { concurrency: 2, idle_wait: Duration::from_millis(100), ..JobsConfig::default() };
-    let jobs = Jobs::new(Arc::clone(&store), runner, sandbox, config);
-    let shutdown = Shutdown::default();
-    let _workers = jobs.spawn_workers(&shutdown);
+    let Workers { jobs, store, shutdown, workers: _workers } = Workers::start(&root, sandbox, 2);
 
     let source = "-f lavfi -i testsrc=duration=1:size=64x48:rate=5";
     let images = format!("{source} out/img_%03d.png");
@@ -288,12 +277,7 @@ async fn a_second_run_lists_the_segments_it_rewrote_as_the_first_did() {
     let dir = tempfile::tempdir().unwrap();
     let sandbox = Sandbox::new(dir.path()).unwrap();
     let root = sandbox.root().to_owned();
-    let store: Arc<dyn JobStore> = Arc::new(MemoryStore::new());
-    let runner: Arc<dyn Runner> = Arc::new(FfmpegRunner::new(FfmpegConfig::new("ffmpeg", &root)));
-    let config = JobsConfig { concurrency: 1, idle_wait: Duration::from_millis(100), ..JobsConfig::default() };
-    let jobs = Jobs::new(Arc::clone(&store), runner, sandbox, config);
-    let shutdown = Shutdown::default();
-    let _workers = jobs.spawn_workers(&shutdown);
+    let Workers { jobs, store, shutdown, workers: _workers } = Workers::start(&root, sandbox, 1);
     let run = |seconds: u32| {
         let (jobs, store) = (Arc::clone(&jobs), Arc::clone(&store));
         async move {
@@ -347,12 +331,7 @@ async fn pass_logs_go_beside_a_directory_named_like_their_prefix() {
     let sandbox = Sandbox::new(dir.path()).unwrap();
     let root = sandbox.root().to_owned();
     write(&root, "logs/two/notes.txt", "a file below the prefix");
-    let store: Arc<dyn JobStore> = Arc::new(MemoryStore::new());
-    let runner: Arc<dyn Runner> = Arc::new(FfmpegRunner::new(FfmpegConfig::new("ffmpeg", &root)));
-    let config = JobsConfig { concurrency: 1, idle_wait: Duration::from_millis(100), ..JobsConfig::default() };
-    let jobs = Jobs::new(Arc::clone(&store), runner, sandbox, config);
-    let shutdown = Shutdown::default();
-    let _workers = jobs.spawn_workers(&shutdown);
+    let Workers { jobs, store, shutdown, workers: _workers } = Workers::start(&root, sandbox, 1);
     let source = "-f lavfi -i testsrc=duration=1:size=64x48:rate=10 -c:v libx264 -preset ultrafast -b:v 100k";
     for (pass, output, listed) in [
         // `-preset ultrafast` turns x264's macroblock tree off: no `.mbtree`.
@@ -378,12 +357,7 @@ async fn run_until_finished(
     ready: impl Fn() -> bool,
     cancel: bool,
 ) -> jobs::Job {
-    let store: Arc<dyn JobStore> = Arc::new(MemoryStore::new());
-    let runner: Arc<dyn Runner> = Arc::new(FfmpegRunner::new(FfmpegConfig::new("ffmpeg", root)));
-    let config = JobsConfig { concurrency: 1, idle_wait: Duration::from_millis(100), ..JobsConfig::default() };
-    let jobs = Jobs::new(Arc::clone(&store), runner, sandbox, config);
-    let shutdown = Shutdown::default();
-    let _workers = jobs.spawn_workers(&shutdown);
+    let Workers { jobs, store, shutdown, workers: _workers } = Workers::start(root, sandbox, 1);
     let job = jobs.submit(command, SubmitOptions::default()).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     if cancel {
