@@ -115,13 +115,6 @@ pub async fn entries(
     Ok(())
 }
 
-/// Whether `error` says that the storage did not answer (or is known not to, or its bucket
-/// does not exist): nothing about the file itself was learnt, and waiting or a check of the
-/// storage is what tells more ([`StorageError::is_transient`], [`StorageError::NoBucket`]).
-pub(crate) fn no_answer(error: &StorageError) -> bool {
-    error.is_transient() || matches!(error, StorageError::NoBucket { .. })
-}
-
 /// [`entries`] with the files on a disk, read on the caller's thread (blocking: the caller's
 /// trip to a blocking thread for the command's check does it too): what the concat lists
 /// among `command`'s inputs name, appended to `found`.
@@ -147,12 +140,12 @@ pub fn entries_in_place(sandbox: &Sandbox, command: &ResolvedCommand, found: &mu
 /// it cannot be read).
 ///
 /// # Errors
-/// The storage did not answer the file's opening ([`no_answer`]).
+/// The storage did not answer the file's opening ([`StorageError::is_no_answer`]).
 async fn read_stored_list(storage: &dyn Storage, path: &str, forced: bool) -> Result<Option<String>, StorageError> {
     use futures_util::StreamExt as _;
     let file = match storage.open(path).await {
         Ok(file) => file,
-        Err(e) if no_answer(&e) => return Err(e),
+        Err(e) if e.is_no_answer() => return Err(e),
         Err(_) => return Ok(None),
     };
     let size = file.meta().size;

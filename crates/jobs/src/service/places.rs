@@ -26,7 +26,6 @@ use ffmpeg_core::policy::{Access, Naming};
 use ffmpeg_core::sandbox::{InputSource, PathProblem, ResolvedCommand, Sandbox, SandboxError};
 
 use super::SubmitError;
-use crate::concat_lists::no_answer;
 use crate::storage::{Storage, StorageError, check_writable_in};
 
 /// Where a command writes, as [`Storage::check_writable_paths`] takes it: every name the job
@@ -150,7 +149,7 @@ pub(super) fn first_place(resolved: &ResolvedCommand) -> String {
 /// (a bucket keeps both `x` and `x/y`; `GET /files` serves that file, and so may a job:
 /// tester finding L5); a file it writes there, [`SubmitError::OutputConflict`] (as on a disk).
 ///
-/// Returns `Some(error)` when the storage did not answer a check ([`no_answer`]; the caller
+/// Returns `Some(error)` when the storage did not answer a check ([`StorageError::is_no_answer`]; the caller
 /// bounds the whole in time): those places are not known, and the run checks again. A failure
 /// of any other kind (a refusal) is logged and left to the run too.
 ///
@@ -193,7 +192,7 @@ enum InTheWay {
     Nothing,
     /// [`StorageError::IsADirectory`] or [`StorageError::NotADirectory`].
     Found(StorageError),
-    /// The storage did not answer ([`no_answer`]).
+    /// The storage did not answer ([`StorageError::is_no_answer`]).
     NoAnswer(StorageError),
 }
 
@@ -225,7 +224,7 @@ async fn read_in_the_way(storage: &dyn Storage, reads: &[String]) -> InTheWay {
         }
         match storage.head(&path).await {
             Ok(_) => reads.retain(|read| *read != path),
-            Err(e) if no_answer(&e) => return InTheWay::NoAnswer(e),
+            Err(e) if e.is_no_answer() => return InTheWay::NoAnswer(e),
             Err(_) => return InTheWay::Found(problem),
         }
     }
@@ -240,7 +239,7 @@ async fn found_in_the_way(storage: &dyn Storage, what: &str, files: &[String], d
     match storage.check_writable_paths(files, dirs).await {
         Ok(()) => InTheWay::Nothing,
         Err(problem @ (StorageError::IsADirectory(_) | StorageError::NotADirectory { .. })) => InTheWay::Found(problem),
-        Err(e) if no_answer(&e) => InTheWay::NoAnswer(e),
+        Err(e) if e.is_no_answer() => InTheWay::NoAnswer(e),
         Err(e) => {
             tracing::warn!(error = %e, "checking the {what}' places in the storage failed; the run checks again");
             InTheWay::Nothing

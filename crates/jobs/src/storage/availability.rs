@@ -235,7 +235,7 @@ impl Availability {
             Err(StorageError::Unreachable { .. }) => {}
             // No answer, or no bucket: a check confirms it (a bucket deleted is then known down,
             // and `/ready` and every call say so).
-            Err(e) if e.is_transient() || matches!(e, StorageError::NoBucket { .. }) => self.probe_later(false),
+            Err(e) if e.is_no_answer() => self.probe_later(false),
             _ => self.mark_answering(&mut self.state()),
         }
     }

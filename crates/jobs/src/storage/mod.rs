@@ -364,6 +364,14 @@ impl StorageError {
         matches!(self, StorageError::Unavailable { .. } | StorageError::Unreachable { .. })
     }
 
+    /// Whether the storage as a whole failed rather than answered about the file: it did not
+    /// answer, or is known not to ([`StorageError::is_transient`]), or its bucket does not
+    /// exist ([`StorageError::NoBucket`]). Nothing about the file itself was learnt; waiting,
+    /// or a check of the storage ([`Availability`]), tells more.
+    pub fn is_no_answer(&self) -> bool {
+        self.is_transient() || matches!(self, StorageError::NoBucket { .. })
+    }
+
     /// Whether waiting alone may fix this, as the server's start decides it: the storage did
     /// not answer or failed on its side ([`StorageError::is_transient`]: no answer, a refused
     /// connection, a resolver that did not answer, a 5xx answer), and not because of a
