@@ -41,6 +41,7 @@ use ffmpeg_core::command::Output;
 use ffmpeg_core::pattern;
 use ffmpeg_core::sandbox::{OutputTarget, ResolvedCommand};
 
+use crate::disk_space::free_bytes;
 use crate::model::Progress;
 
 /// The warning `print_final_stats()` in ffmpeg 5.1's `fftools/ffmpeg.c` logs when the
@@ -173,12 +174,6 @@ pub fn filled_disk(root: &Path, lowest: Option<&(PathBuf, u64)>) -> Option<Strin
         shown.display(),
         free / 1024
     ))
-}
-
-/// The bytes available to ffmpeg (which runs as the server's user) on the file system holding
-/// `directory`, or `None` when it cannot be read. Blocking.
-fn free_bytes(directory: &Path) -> Option<u64> {
-    crate::disk_space::free_bytes(directory)
 }
 
 /// Free space under which a run's disk counts as full ([`filled_disk`]).
