@@ -78,6 +78,17 @@ fn ready_app(config: &S3Config, bucket: &str) -> FilesApp {
     FilesApp::of(AppState::with_settings(jobs, settings), data, Some(bucket.to_owned()))
 }
 
+/// [`ready_app`] on a fresh bucket of `server` (prefix `media`), reached through a proxy that
+/// a test can make silent, with a 1 s request timeout: the proxy, the bucket and the app.
+fn proxied_app(server: &s3_harness::S3Server) -> (s3_harness::Proxy, String, FilesApp) {
+    let proxy = s3_harness::Proxy::start(server.port());
+    let bucket = server.bucket();
+    let timeouts = jobs::storage::S3Timeouts { request: std::time::Duration::from_secs(1), ..Default::default() };
+    let config = S3Config { endpoint: Some(proxy.endpoint()), timeouts, ..s3_config(&bucket, "media") };
+    let app = ready_app(&config, &bucket);
+    (proxy, bucket, app)
+}
+
 /// A bucket that does not answer: 503 problems, quickly, for every operation.
 #[tokio::test]
 async fn an_unreachable_bucket_is_503() {
@@ -217,11 +228,7 @@ async fn a_job_writing_where_the_bucket_has_a_directory_or_below_a_file_is_409()
 async fn files_calls_fail_at_once_while_the_bucket_is_known_unreachable_and_recover_by_themselves() {
     use std::time::{Duration, Instant};
     let server = s3_harness::shared();
-    let proxy = s3_harness::Proxy::start(server.port());
-    let bucket = server.bucket();
-    let timeouts = jobs::storage::S3Timeouts { request: Duration::from_secs(1), ..Default::default() };
-    let config = S3Config { endpoint: Some(proxy.endpoint()), timeouts, ..s3_config(&bucket, "media") };
-    let app = ready_app(&config, &bucket);
+    let (proxy, bucket, app) = proxied_app(server);
     assert_eq!(app.put("in/a.txt", b"kept").await.status, StatusCode::CREATED);
     assert_eq!(app.get("/ready", &[]).await.status, StatusCode::OK);
 
@@ -362,11 +369,7 @@ async fn a_bucket_deleted_while_the_server_runs_is_named_missing_and_recovers() 
 async fn a_submission_while_the_bucket_does_not_answer_is_503_and_makes_the_outage_known() {
     use std::time::{Duration, Instant};
     let server = s3_harness::shared();
-    let proxy = s3_harness::Proxy::start(server.port());
-    let bucket = server.bucket();
-    let timeouts = jobs::storage::S3Timeouts { request: Duration::from_secs(1), ..Default::default() };
-    let config = S3Config { endpoint: Some(proxy.endpoint()), timeouts, ..s3_config(&bucket, "media") };
-    let app = ready_app(&config, &bucket);
+    let (proxy, bucket, app) = proxied_app(server);
     assert_eq!(app.put("in/a.mp4", b"x").await.status, StatusCode::CREATED);
     // Checked and queued while the bucket answers.
     assert_eq!(app.submit("-i in/a.mp4 -c copy out/a.mkv").await.status, StatusCode::CREATED);
