@@ -13,10 +13,14 @@ use jobs::JobId;
 use jobs::staging::{STAGING_DIR, Stage, remove_stages_of, sweep_stages};
 
 /// Another live process holding the lock on `dir` (as a run of another node sharing the data
-/// directory does), once it holds it; in a process group of its own (`flock(1)` and the
-/// `sleep` it runs both hold the lock), which [`kill_9`] ends.
+/// directory does), once it holds it; in a process group of its own (`flock(1)` holding the
+/// lock while the `sleep` it runs lasts), which [`kill_9`] ends.
 fn held_by_another_process(dir: &Path) -> Child {
+    // `--close`: the lock is flock(1)'s own, not also its `sleep`'s (which inherits the
+    // descriptor otherwise): once `kill_9` has reaped flock(1), the lock is gone, however long
+    // the killed `sleep` takes to exit.
     let child = Command::new("flock")
+        .arg("--close")
         .arg(dir)
         .args(["sleep", "600"])
         .process_group(0)
